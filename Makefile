@@ -1,0 +1,45 @@
+# Quick start:
+#   make demo   build enarx and run the hello example in a Keep (nil backend)
+#   make test   run every test (what CI runs via .ci/run)
+
+GO        ?= go
+BIN       := bin
+WASM_ENV  := GOOS=wasip1 GOARCH=wasm
+
+.PHONY: all build examples demo test test-short lint fuzz-seeds bench deps clean
+
+all: build examples
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+examples:
+	@mkdir -p $(BIN)/examples
+	@for d in examples/*/; do \
+		n=$$(basename $$d); \
+		if [ -f $$d/main.go ]; then \
+			$(WASM_ENV) $(GO) build -o $(BIN)/examples/$$n.wasm ./$$d || exit 1; \
+		fi; \
+	done
+
+demo: build examples
+	./$(BIN)/enarx run --wasmcfgfile examples/hello/Enarx.toml $(BIN)/examples/hello.wasm
+
+deps:
+	./scripts/install-deps.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet ./...
+
+test: deps lint
+	$(GO) test -race -timeout 45m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+bench: build examples
+	./bench/run.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,101 @@
+// Package cli implements the enarx command line (cobra). It runs on the
+// untrusted host: it parses flags, picks a backend and opens what Enarx.toml
+// names; everything that must be trusted happens inside the Keep.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/enarx-go/enarx/internal/version"
+)
+
+// ExitError makes Execute exit with Code without printing anything more
+// (the message, if any, was already printed).
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// globals are the top-level flags.
+type globals struct {
+	logLevel string
+	logger   *slog.Logger
+}
+
+// NewRoot returns the enarx root command.
+func NewRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "enarx",
+		Short:         "Run WebAssembly workloads in attested Keeps",
+		Version:       version.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			l, err := newLogger(cmd.ErrOrStderr(), g.logLevel)
+			if err != nil {
+				return err
+			}
+			g.logger = l
+			slog.SetDefault(l)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("ENARX_LOG", "warn"),
+		"log level: debug, info, warn, error (env ENARX_LOG)")
+	root.AddCommand(
+		newRunCmd(g),
+		newDeployCmd(g),
+		newConfigCmd(g),
+		newPlatformCmd(g),
+		newPackageCmd(g),
+		newRepoCmd(g),
+		newUserCmd(g),
+	)
+	root.AddCommand(hiddenCommands(g)...)
+	return root
+}
+
+// Execute runs the CLI and returns the process exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := NewRoot()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "required flag") {
+		return 2
+	}
+	return 1
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
