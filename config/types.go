@@ -11,6 +11,9 @@ type Config struct {
 	Env []EnvVar
 	// Files is the fd table: Files[i] becomes WASI fd i.
 	Files []File
+	// Warnings are non-fatal findings (e.g. unknown top-level keys, which
+	// upstream silently ignores), each naming file, line and key.
+	Warnings []string
 }
 
 // EnvVar is one environment variable.
@@ -53,7 +56,9 @@ type File struct {
 	// Connect only: host name or address to connect to.
 	Host string
 
-	// TLS extensions beyond upstream (documented in the README):
+	// TLS extensions beyond upstream (documented in the README). The
+	// parser sets TLS (never nil) exactly when Prot is "tls"; on listen its
+	// ClientAuth defaults to "none".
 	TLS *TLSOptions
 }
 

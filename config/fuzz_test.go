@@ -1,0 +1,48 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParse feeds arbitrary bytes to Parse: it must never panic, and an
+// accepted config must satisfy the invariants the runtime relies on.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(Template))
+	f.Add([]byte(upstreamMixed))
+	f.Add([]byte("env = { B = \"1\", A = \"2\" }\nfiles = [ { kind = \"stdin\" } ]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("Enarx.toml", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "Enarx.toml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for i, fl := range c.Files {
+			if strings.Contains(fl.Name, ":") {
+				t.Fatalf("files[%d] name %q contains ':'", i, fl.Name)
+			}
+			switch fl.Kind {
+			case KindListen, KindConnect:
+				if (fl.Prot == ProtTLS) != (fl.TLS != nil) {
+					t.Fatalf("files[%d]: TLS options %v with prot %q", i, fl.TLS, fl.Prot)
+				}
+				if fl.Kind == KindConnect && (fl.Host == "" || fl.Port == 0) {
+					t.Fatalf("files[%d]: connect without host/port: %+v", i, fl)
+				}
+			case KindNull, KindStdin, KindStdout, KindStderr:
+				if fl.Prot != "" || fl.TLS != nil {
+					t.Fatalf("files[%d]: stdio with network fields: %+v", i, fl)
+				}
+			default:
+				t.Fatalf("files[%d]: kind %q", i, fl.Kind)
+			}
+		}
+		for _, e := range c.Env {
+			if e.Name == "" || strings.ContainsAny(e.Name, "=\x00") || strings.Contains(e.Value, "\x00") {
+				t.Fatalf("bad env %q", e)
+			}
+		}
+	})
+}

@@ -1,0 +1,563 @@
+package config
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// MaxSize is the largest Enarx.toml accepted, in bytes. Real files are a few
+// hundred bytes; inline PEM certificates make them a few kilobytes.
+const MaxSize = 1 << 20
+
+// MaxFiles is the largest number of [[files]] entries accepted.
+const MaxFiles = 1024
+
+// Error is a configuration error. It names the file, the line (0 when
+// unknown), the field path (e.g. "files[1].prot") and what is wrong.
+type Error struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads and parses the Enarx.toml at path. Errors name path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading workload config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading workload config %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates an Enarx.toml. name is used in error messages
+// (usually the file's path). A present file without [[files]] yields a
+// Config with no files (upstream behaviour); use Default for "no file".
+func Parse(name string, data []byte) (*Config, error) {
+	if len(data) > MaxSize {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("file is larger than %d bytes", MaxSize)}
+	}
+	if !utf8.Valid(data) {
+		return nil, &Error{File: name, Msg: "file is not valid UTF-8"}
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			msg := strings.TrimPrefix(de.Error(), "toml: ")
+			return nil, &Error{File: name, Line: row, Msg: fmt.Sprintf("invalid TOML (column %d): %s", col, msg)}
+		}
+		return nil, &Error{File: name, Msg: "invalid TOML: " + err.Error()}
+	}
+	pos, err := scanPositions(data)
+	if err != nil {
+		// The decoder accepted the document; the position scanner should
+		// too. Report rather than panic if they ever disagree.
+		return nil, &Error{File: name, Msg: err.Error()}
+	}
+	p := &parser{name: name, pos: pos}
+	return p.config(doc)
+}
+
+type parser struct {
+	name string
+	pos  *positions
+}
+
+func (p *parser) errf(field, format string, args ...any) error {
+	return &Error{File: p.name, Line: p.pos.line(field), Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+var topLevelKeys = []string{"steward", "args", "env", "files"}
+
+func (p *parser) config(doc map[string]any) (*Config, error) {
+	c := &Config{Files: []File{}}
+	// Upstream ignores unknown top-level keys (no deny_unknown_fields on
+	// Config); so do we, but say so: a misspelt "file" or "environment"
+	// would otherwise silently do nothing.
+	var unknown []string
+	for k := range doc {
+		if !contains(topLevelKeys, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Slice(unknown, func(i, j int) bool { return p.pos.line(quoteKey(unknown[i])) < p.pos.line(quoteKey(unknown[j])) })
+	for _, k := range unknown {
+		f := quoteKey(k)
+		c.Warnings = append(c.Warnings, (&Error{File: p.name, Line: p.pos.line(f), Field: f,
+			Msg: "unknown key ignored; known keys are steward, args, env, files"}).Error())
+	}
+
+	if v, ok := doc["steward"]; ok {
+		s, err := p.steward(v)
+		if err != nil {
+			return nil, err
+		}
+		c.Steward = s
+	}
+	if v, ok := doc["args"]; ok {
+		args, err := p.stringArray("args", v, true)
+		if err != nil {
+			return nil, err
+		}
+		c.Args = args
+	}
+	if v, ok := doc["env"]; ok {
+		env, err := p.env(v)
+		if err != nil {
+			return nil, err
+		}
+		c.Env = env
+	}
+	if v, ok := doc["files"]; ok {
+		arr, ok := v.([]any)
+		if !ok {
+			return nil, p.errf("files", "must be an array of tables ([[files]]), not %s", typeName(v))
+		}
+		if len(arr) > MaxFiles {
+			return nil, p.errf("files", "%d entries is more than the maximum of %d", len(arr), MaxFiles)
+		}
+		for i, e := range arr {
+			f, err := p.file(i, e)
+			if err != nil {
+				return nil, err
+			}
+			c.Files = append(c.Files, f)
+		}
+	}
+	return c, nil
+}
+
+func (p *parser) steward(v any) (string, error) {
+	s, ok := v.(string)
+	if !ok {
+		return "", p.errf("steward", "must be a string (an https URL), not %s", typeName(v))
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Scheme == "" {
+		return "", p.errf("steward", "%q is not an absolute URL; use e.g. \"https://steward.example.com\"", s)
+	}
+	if u.Scheme != "https" {
+		return "", p.errf("steward", "%q is not allowed: the Steward URL must use https", s)
+	}
+	if u.User != nil {
+		return "", p.errf("steward", "must not contain credentials")
+	}
+	return s, nil
+}
+
+func (p *parser) stringArray(field string, v any, allowEmptyElems bool) ([]string, error) {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, p.errf(field, "must be an array of strings, not %s", typeName(v))
+	}
+	out := make([]string, 0, len(arr))
+	for i, e := range arr {
+		f := field + indexSeg(i)
+		s, ok := e.(string)
+		if !ok {
+			return nil, p.errf(f, "must be a string, not %s", typeName(e))
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, p.errf(f, "must not contain a NUL character")
+		}
+		if !allowEmptyElems && s == "" {
+			return nil, p.errf(f, "must not be empty")
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (p *parser) env(v any) ([]EnvVar, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, p.errf("env", "must be a table of strings ([env] NAME = \"value\"), not %s", typeName(v))
+	}
+	// File order comes from the position scan; it lists exactly the keys
+	// of m (both were produced from the same document).
+	order := p.pos.envOrder
+	if len(order) != len(m) {
+		order = order[:0:0]
+		for k := range m {
+			order = append(order, k)
+		}
+		sort.Strings(order)
+	}
+	out := make([]EnvVar, 0, len(m))
+	for _, k := range order {
+		val, present := m[k]
+		f := "env." + quoteKey(k)
+		if !present {
+			return nil, p.errf(f, "internal error: key order mismatch")
+		}
+		s, ok := val.(string)
+		if !ok {
+			return nil, p.errf(f, "must be a string, not %s", typeName(val))
+		}
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, p.errf(f, "is not a valid environment variable name (it must be non-empty without '=' or NUL)")
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, p.errf(f, "must not contain a NUL character")
+		}
+		out = append(out, EnvVar{Name: k, Value: s})
+	}
+	return out, nil
+}
+
+var kinds = []string{"null", "stdin", "stdout", "stderr", "listen", "connect"}
+
+// allowedFields lists the keys each kind accepts (upstream: one serde
+// variant per kind, each with deny_unknown_fields), plus our TLS
+// extensions, which are further restricted to prot = "tls".
+var allowedFields = map[Kind][]string{
+	KindNull:    {"kind", "name"},
+	KindStdin:   {"kind", "name"},
+	KindStdout:  {"kind", "name"},
+	KindStderr:  {"kind", "name"},
+	KindListen:  {"kind", "name", "prot", "addr", "port", "client_auth", "client_ca", "alpn"},
+	KindConnect: {"kind", "name", "prot", "host", "port", "ca", "server_name", "alpn"},
+}
+
+var tlsOnlyFields = []string{"client_auth", "client_ca", "alpn", "ca", "server_name"}
+
+func (p *parser) file(i int, v any) (File, error) {
+	base := "files" + indexSeg(i)
+	m, ok := v.(map[string]any)
+	if !ok {
+		return File{}, p.errf(base, "must be a table, not %s", typeName(v))
+	}
+	field := func(k string) string { return base + "." + quoteKey(k) }
+	str := func(k string) (string, bool, error) {
+		v, ok := m[k]
+		if !ok {
+			return "", false, nil
+		}
+		s, isStr := v.(string)
+		if !isStr {
+			return "", true, p.errf(field(k), "must be a string, not %s", typeName(v))
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return "", true, p.errf(field(k), "must not contain a NUL character")
+		}
+		return s, true, nil
+	}
+
+	kindStr, ok, err := str("kind")
+	if err != nil {
+		return File{}, err
+	}
+	if !ok {
+		return File{}, p.errf(base, "missing field \"kind\"; use one of %s", quoteList(kinds))
+	}
+	if !contains(kinds, kindStr) {
+		return File{}, p.errf(field("kind"), "%q is not allowed; use one of %s", kindStr, quoteList(kinds))
+	}
+	f := File{Kind: Kind(kindStr)}
+
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return p.pos.line(field(keys[a])) < p.pos.line(field(keys[b])) })
+	for _, k := range keys {
+		if !contains(allowedFields[f.Kind], k) {
+			return File{}, p.errf(field(k), "unknown field for kind = %q; allowed fields are %s",
+				kindStr, strings.Join(allowedFields[f.Kind], ", "))
+		}
+	}
+
+	name, hasName, err := str("name")
+	if err != nil {
+		return File{}, err
+	}
+	if hasName {
+		if strings.Contains(name, ":") {
+			return File{}, p.errf(field("name"), "%q must not contain ':' (FD_NAMES is ':'-separated)", name)
+		}
+		f.Name = name
+	}
+
+	switch f.Kind {
+	case KindNull, KindStdin, KindStdout, KindStderr:
+		if !hasName {
+			f.Name = kindStr
+		}
+		return f, nil
+	}
+
+	// listen and connect
+	prot, ok, err := str("prot")
+	if err != nil {
+		return File{}, err
+	}
+	if !ok {
+		return File{}, p.errf(base, "missing field \"prot\" for kind = %q; use prot = \"tcp\" or prot = \"tls\"", kindStr)
+	}
+	switch Prot(prot) {
+	case ProtTCP:
+		f.Port = 80
+	case ProtTLS:
+		f.Port = 443
+	default:
+		return File{}, p.errf(field("prot"), "%q is not allowed; use \"tcp\" or \"tls\"", prot)
+	}
+	f.Prot = Prot(prot)
+	if pv, ok := m["port"]; ok {
+		n, isInt := pv.(int64)
+		if !isInt {
+			return File{}, p.errf(field("port"), "must be an integer, not %s", typeName(pv))
+		}
+		if n < 0 || n > 65535 || (n == 0 && f.Kind == KindConnect) {
+			lo := 0
+			if f.Kind == KindConnect {
+				lo = 1
+			}
+			return File{}, p.errf(field("port"), "%d is out of range; use %d to 65535", n, lo)
+		}
+		f.Port = uint16(n)
+	}
+	if f.Prot != ProtTLS {
+		for _, k := range keys {
+			if contains(tlsOnlyFields, k) {
+				return File{}, p.errf(field(k), "is only allowed with prot = \"tls\"")
+			}
+		}
+	}
+
+	switch f.Kind {
+	case KindListen:
+		if !hasName {
+			return File{}, p.errf(base, "missing field \"name\" (required for kind = \"listen\")")
+		}
+		f.Addr = "::"
+		if a, ok, err := str("addr"); err != nil {
+			return File{}, err
+		} else if ok {
+			if err := checkHost(a); err != nil {
+				return File{}, p.errf(field("addr"), "%q: %v", a, err)
+			}
+			f.Addr = a
+		}
+	case KindConnect:
+		h, ok, err := str("host")
+		if err != nil {
+			return File{}, err
+		}
+		if !ok {
+			return File{}, p.errf(base, "missing field \"host\" (required for kind = \"connect\")")
+		}
+		if err := checkHost(h); err != nil {
+			return File{}, p.errf(field("host"), "%q: %v", h, err)
+		}
+		f.Host = h
+		if !hasName {
+			// Upstream defaults the name to the host, which breaks
+			// FD_NAMES for IPv6 literals; require a name there instead.
+			if strings.Contains(h, ":") {
+				return File{}, p.errf(base, "missing field \"name\": the default name is the host, but %q contains ':' which FD_NAMES cannot carry", h)
+			}
+			f.Name = h
+		}
+	}
+
+	if f.Prot == ProtTLS {
+		t, err := p.tlsOptions(f.Kind, m, field, str)
+		if err != nil {
+			return File{}, err
+		}
+		f.TLS = t
+	}
+	return f, nil
+}
+
+func (p *parser) tlsOptions(kind Kind, m map[string]any, field func(string) string,
+	str func(string) (string, bool, error)) (*TLSOptions, error) {
+	t := &TLSOptions{}
+	if v, ok := m["alpn"]; ok {
+		alpn, err := p.stringArray(field("alpn"), v, false)
+		if err != nil {
+			return nil, err
+		}
+		for i, a := range alpn {
+			if len(a) > 255 {
+				return nil, p.errf(field("alpn")+indexSeg(i), "is longer than 255 bytes")
+			}
+		}
+		t.ALPN = alpn
+	}
+	if kind == KindListen {
+		t.ClientAuth = "none"
+		ca, ok, err := str("client_auth")
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			switch ca {
+			case "none", "steward", "ca":
+				t.ClientAuth = ca
+			default:
+				return nil, p.errf(field("client_auth"), "%q is not allowed; use \"none\", \"steward\" or \"ca\"", ca)
+			}
+		}
+		pemStr, hasPEM, err := str("client_ca")
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case t.ClientAuth == "ca" && !hasPEM:
+			return nil, p.errf(field("client_auth"), "\"ca\" needs client_ca = \"\"\"-----BEGIN CERTIFICATE-----…\"\"\" (inline PEM)")
+		case t.ClientAuth != "ca" && hasPEM:
+			return nil, p.errf(field("client_ca"), "is only allowed with client_auth = \"ca\"")
+		case hasPEM:
+			if err := checkPEMCerts(pemStr); err != nil {
+				return nil, p.errf(field("client_ca"), "%v", err)
+			}
+			t.ClientCA = pemStr
+		}
+		return t, nil
+	}
+	// connect
+	if pemStr, ok, err := str("ca"); err != nil {
+		return nil, err
+	} else if ok {
+		if err := checkPEMCerts(pemStr); err != nil {
+			return nil, p.errf(field("ca"), "%v", err)
+		}
+		t.CA = pemStr
+	}
+	if sn, ok, err := str("server_name"); err != nil {
+		return nil, err
+	} else if ok {
+		if err := checkHost(sn); err != nil {
+			return nil, p.errf(field("server_name"), "%q: %v", sn, err)
+		}
+		t.ServerName = sn
+	}
+	return t, nil
+}
+
+// checkHost accepts host names and IP literals; it rejects what could never
+// name a host (empty, whitespace, control characters, URL syntax).
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("must not be empty")
+	}
+	if len(h) > 253 {
+		return errors.New("is longer than 253 characters")
+	}
+	for _, r := range h {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("/?#@[]", r) {
+			return fmt.Errorf("contains %q, which is not allowed in a host name or IP address", r)
+		}
+	}
+	return nil
+}
+
+// checkPEMCerts requires s to be one or more PEM CERTIFICATE blocks, each a
+// parseable X.509 certificate, and nothing else but whitespace.
+func checkPEMCerts(s string) error {
+	rest := []byte(s)
+	n := 0
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			return fmt.Errorf("PEM block %d is %q; only CERTIFICATE blocks are allowed", n+1, b.Type)
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Errorf("PEM certificate %d does not parse: %v", n+1, err)
+		}
+		n++
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return errors.New("contains text that is not a PEM certificate")
+	}
+	if n == 0 {
+		return errors.New("contains no PEM certificate (-----BEGIN CERTIFICATE-----)")
+	}
+	return nil
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	default:
+		return "a date/time"
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func quoteList(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// FDNames returns the name of every fd in order (FD_NAMES is their
+// ':'-joined list; FD_COUNT is len).
+func (c *Config) FDNames() []string {
+	names := make([]string, len(c.Files))
+	for i, f := range c.Files {
+		names[i] = f.Name
+	}
+	return names
+}
