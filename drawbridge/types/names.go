@@ -1,0 +1,157 @@
+package types
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+// MaxNameLen bounds every single name (user, repository, tag, tree entry).
+// Names become directory or object names in the store, so they must fit the
+// usual 255-byte file name limit.
+const MaxNameLen = 255
+
+// MaxPathDepth bounds the number of components of a tree path.
+const MaxPathDepth = 64
+
+// UserName is a validated user name: [A-Za-z0-9]+.
+type UserName string
+
+// RepoName is a validated repository name: [A-Za-z0-9-]+.
+type RepoName string
+
+// TagName is a validated semantic version (SemVer 2.0, no "v" prefix) in its
+// canonical display form.
+type TagName string
+
+// TreeName is a validated tree entry name: [A-Za-z0-9._:-]+, except "." and
+// "..".
+type TreeName string
+
+// TreePath is a validated path inside a tree. The empty path is the root.
+type TreePath []TreeName
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func checkName(kind, s string, ok func(byte) bool) error {
+	if s == "" {
+		return fmt.Errorf("invalid %s name: empty", kind)
+	}
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("invalid %s name: longer than %d bytes", kind, MaxNameLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return fmt.Errorf("invalid %s name %q: character %q is not allowed", kind, s, s[i])
+		}
+	}
+	return nil
+}
+
+// ParseUserName validates a user name.
+func ParseUserName(s string) (UserName, error) {
+	if err := checkName("user", s, isAlnum); err != nil {
+		return "", err
+	}
+	return UserName(s), nil
+}
+
+// ParseRepoName validates a repository name.
+func ParseRepoName(s string) (RepoName, error) {
+	if err := checkName("repository", s, func(c byte) bool { return isAlnum(c) || c == '-' }); err != nil {
+		return "", err
+	}
+	return RepoName(s), nil
+}
+
+// ParseSemver parses a strict semantic version ("1.2.3", "1.2.3-rc.1+b5") and
+// requires it to be written in canonical form, so one version has exactly one
+// spelling (it becomes a storage key).
+func ParseSemver(s string) (*semver.Version, error) {
+	if len(s) > MaxNameLen {
+		return nil, fmt.Errorf("invalid version: longer than %d bytes", MaxNameLen)
+	}
+	v, err := semver.StrictNewVersion(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid version %q: %w", s, err)
+	}
+	if v.String() != s {
+		return nil, fmt.Errorf("invalid version %q: not in canonical form (want %q)", s, v.String())
+	}
+	return v, nil
+}
+
+// ParseTagName validates a tag name (a semantic version).
+func ParseTagName(s string) (TagName, error) {
+	if _, err := ParseSemver(s); err != nil {
+		return "", fmt.Errorf("invalid tag name: %w", err)
+	}
+	return TagName(s), nil
+}
+
+// ParseTreeName validates one tree entry name.
+func ParseTreeName(s string) (TreeName, error) {
+	if err := checkName("tree entry", s, func(c byte) bool {
+		return isAlnum(c) || c == '.' || c == '_' || c == ':' || c == '-'
+	}); err != nil {
+		return "", err
+	}
+	if s == "." || s == ".." {
+		return "", fmt.Errorf("invalid tree entry name %q: dot segments are not allowed", s)
+	}
+	return TreeName(s), nil
+}
+
+// ParseTreePath parses a "/"-separated tree path. Leading and trailing
+// slashes are ignored; "" and "/" are the root. Empty components ("a//b"),
+// "." and ".." are rejected.
+func ParseTreePath(s string) (TreePath, error) {
+	s = strings.TrimPrefix(s, "/")
+	s = strings.TrimSuffix(s, "/")
+	if s == "" {
+		return TreePath{}, nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) > MaxPathDepth {
+		return nil, fmt.Errorf("invalid tree path: deeper than %d components", MaxPathDepth)
+	}
+	p := make(TreePath, 0, len(parts))
+	for _, part := range parts {
+		n, err := ParseTreeName(part)
+		if err != nil {
+			return nil, fmt.Errorf("invalid tree path %q: %w", s, err)
+		}
+		p = append(p, n)
+	}
+	return p, nil
+}
+
+// String returns the path without leading slash; the root is "".
+func (p TreePath) String() string {
+	var b strings.Builder
+	for i, n := range p {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(string(n))
+	}
+	return b.String()
+}
+
+// IsRoot reports whether p is the root of the tree.
+func (p TreePath) IsRoot() bool { return len(p) == 0 }
+
+// Parent returns the path of p's parent directory. It must not be called on
+// the root.
+func (p TreePath) Parent() TreePath { return p[:len(p)-1] }
+
+// Child returns p extended by one name (a new slice; p is not modified).
+func (p TreePath) Child(n TreeName) TreePath {
+	c := make(TreePath, len(p)+1)
+	copy(c, p)
+	c[len(p)] = n
+	return c
+}
