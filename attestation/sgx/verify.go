@@ -1,0 +1,489 @@
+package sgx
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/google/go-tdx-guest/pcs"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/crl"
+	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/sgx/internal/memo"
+	"github.com/enarx-go/enarx/attestation/sgx/quote"
+	"github.com/enarx-go/enarx/attestation/sgx/tcbinfo"
+)
+
+// Minimum QE and PCE security versions, as upstream enforces them.
+const (
+	MinQESVN  = 7
+	MinPCESVN = 12
+)
+
+// DefaultCacheSize bounds each of the verifier's caches.
+const DefaultCacheSize = 1024
+
+// Options configure a Verifier.
+type Options struct {
+	// Policy is the [sgx] table; nil means the policy file has none, which
+	// accepts any non-debug enclave on an UpToDate platform (upstream).
+	Policy *Policy
+	// CacheSize bounds each cache (PCK chains, TCB Info, CRL results, QE
+	// reports); 0 means DefaultCacheSize.
+	CacheSize int
+}
+
+// Verifier verifies SGX evidence; it is safe for concurrent use.
+type Verifier struct {
+	policy    *compiled
+	policyErr error
+	root      *x509.Certificate
+	roots     *x509.CertPool
+
+	pckChains *memo.Cache[*pckChain]
+	tcbs      *memo.Cache[*verifiedTCB]
+	crls      *memo.Cache[*crl.Result]
+	qes       *memo.Cache[*ecdsa.PublicKey]
+}
+
+// New returns a Verifier, or an error naming the bad policy key.
+func New(opts Options) (*Verifier, error) {
+	v := newVerifier(opts)
+	if v.policyErr != nil {
+		return nil, v.policyErr
+	}
+	return v, nil
+}
+
+// NewVerifier returns the SGX attest.Verifier. An invalid policy (see
+// Policy.Validate, which callers should run first) yields a verifier that
+// rejects all evidence with code sgx.policy.invalid.
+func NewVerifier(opts Options) attest.Verifier { return newVerifier(opts) }
+
+func newVerifier(opts Options) *Verifier {
+	n := opts.CacheSize
+	if n <= 0 {
+		n = DefaultCacheSize
+	}
+	root := IntelRootCA()
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	v := &Verifier{
+		root:      root,
+		roots:     roots,
+		pckChains: memo.New[*pckChain](n),
+		tcbs:      memo.New[*verifiedTCB](n),
+		crls:      memo.New[*crl.Result](n),
+		qes:       memo.New[*ecdsa.PublicKey](n),
+	}
+	v.policy, v.policyErr = opts.Policy.compile()
+	return v
+}
+
+// OID is the SGX evidence extension OID.
+func (v *Verifier) OID() asn1.ObjectIdentifier { return attest.OIDEvidenceSGX }
+
+func reject(code, format string, args ...any) error { return attest.Reject(code, format, args...) }
+
+func rejectErr(code string, err error, format string, args ...any) error {
+	return attest.RejectErr(code, err, format, args...)
+}
+
+const timeFmt = time.RFC3339
+
+// Verify checks one SGX evidence extension and the policy.
+func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*attest.Claims, error) {
+	if v.policyErr != nil {
+		return nil, rejectErr("sgx.policy.invalid", v.policyErr, "the Steward's [sgx] policy is invalid; fix the policy file")
+	}
+	if req == nil || req.CSR == nil {
+		return nil, reject("sgx.request", "no CSR to verify")
+	}
+	if !req.Extension.Id.Equal(attest.OIDEvidenceSGX) {
+		return nil, reject("sgx.evidence.oid", "extension %v is not SGX evidence (%v)", req.Extension.Id, attest.OIDEvidenceSGX)
+	}
+	if req.Extension.Critical {
+		return nil, reject("sgx.evidence.critical", "the SGX evidence extension must not be critical")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := req.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+
+	// 1. The envelope.
+	ev, err := envelope.DecodeSgxEvidence(req.Extension.Value)
+	if err != nil {
+		if errors.Is(err, envelope.ErrTooLarge) {
+			return nil, rejectErr("sgx.evidence.size", err, "SGX evidence is too large")
+		}
+		return nil, rejectErr("sgx.evidence.malformed", err, "SGX evidence is not a DER SgxEvidence")
+	}
+
+	// 2. TCB Info: parse, signing chain, signature (cached by bytes).
+	tcb, err := v.tcbs.Get(memo.KeyOf("tcb", append([][]byte{ev.TCB.Report}, ev.TCB.Certs...)...), func() (*verifiedTCB, error) {
+		return v.verifyTCB(ev.TCB)
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// 3. The quote layout and header.
+	q, err := quote.Parse(ev.Quote)
+	if err != nil {
+		return nil, quoteRejection(err)
+	}
+	if q.Header.QEVendorID != quote.IntelQEVendorID {
+		return nil, reject("sgx.quote.header", "QE vendor ID %x is not Intel's", q.Header.QEVendorID)
+	}
+
+	// 4. TCB Info freshness.
+	info := &tcb.signed.Info
+	if now.Before(info.IssueDate) {
+		return nil, reject("sgx.tcb.future", "TCB Info is issued %s, after the verification time %s", info.IssueDate.Format(timeFmt), now.Format(timeFmt))
+	}
+	if !now.Before(info.NextUpdate) {
+		return nil, reject("sgx.tcb.expired", "TCB Info expired at %s (verification time %s); refresh it on the host (enarx platform sgx cache-tcb)", info.NextUpdate.Format(timeFmt), now.Format(timeFmt))
+	}
+	if !tcb.window.contains(now) {
+		return nil, reject("sgx.tcb.chain", "the TCB Signing chain is not valid at %s (valid %s)", now.Format(timeFmt), tcb.window)
+	}
+
+	// 5. PCK chain to the Intel root (cached by bytes), then CRLs.
+	pck, err := v.pckChains.Get(memo.KeyOf("pck", q.CertData), func() (*pckChain, error) {
+		return v.verifyPCKChain(q.CertData)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !pck.window.contains(now) {
+		return nil, reject("sgx.pck.expired", "the PCK certificate chain is not valid at %s (valid %s)", now.Format(timeFmt), pck.window)
+	}
+	entries := make([]crl.Entry, len(ev.CRLs))
+	for i, e := range ev.CRLs {
+		entries[i] = crl.Entry{URL: e.URL, DER: e.CRL}
+	}
+	if err := v.checkCRLs(pck.chain, entries, now); err != nil {
+		return nil, err
+	}
+
+	// 6. QE report by the PCK, attestation key binding, ISV signature.
+	attKey, err := v.qes.Get(memo.KeyOf("qe", pck.chain[0].Raw, q.QEReportRaw, q.QEReportSignature[:], q.AttestationKey[:], q.QEAuthData), func() (*ecdsa.PublicKey, error) {
+		return verifyQE(q, pck.key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !verifyRS(attKey, q.Signed, q.ISVSignature) {
+		return nil, reject("sgx.isv.signature", "the enclave report signature does not verify with the attestation key")
+	}
+	if q.Header.PCESVN < MinPCESVN {
+		return nil, reject("sgx.pce.svn", "PCE SVN %d is below the minimum %d; update the platform software", q.Header.PCESVN, MinPCESVN)
+	}
+	if q.Header.QESVN < MinQESVN {
+		return nil, reject("sgx.qe.svn", "QE SVN %d is below the minimum %d; update the platform software", q.Header.QESVN, MinQESVN)
+	}
+
+	// 8. TCB chain CRLs (the TCB chain itself was verified in step 2).
+	if err := v.checkCRLs(tcb.chain, entries, now); err != nil {
+		return nil, err
+	}
+
+	// 9. FMSPC and PCE ID.
+	if !bytes.Equal(pck.fmspc, info.FMSPC) {
+		return nil, reject("sgx.tcb.fmspc", "TCB Info is for FMSPC %s but the PCK certificate has %X", info.FMSPC, pck.fmspc)
+	}
+	if len(info.PCEID) > 0 && !bytes.Equal(pck.pceid, info.PCEID) {
+		return nil, reject("sgx.tcb.pceid", "TCB Info is for PCE ID %s but the PCK certificate has %X", info.PCEID, pck.pceid)
+	}
+
+	// 10. TCB level.
+	level, err := info.Match(pck.cpusvn, pck.pcesvn)
+	if err != nil {
+		return nil, rejectErr("sgx.tcb.level", err, "the platform TCB (PCK SVNs %v, PCESVN %d) is below every level in the TCB Info", pck.cpusvn, pck.pcesvn)
+	}
+
+	// 11, 12. The CSR key and its binding into the report.
+	if err := checkCSRKey(req.CSR); err != nil {
+		return nil, err
+	}
+	want := attest.ReportData(attest.KindSGX, req.CSR.RawSubjectPublicKeyInfo)
+	n := attest.ReportDataLen(attest.KindSGX)
+	if !req.Debug && !bytes.Equal(q.ISVReport.ReportData[:n], want[:n]) {
+		return nil, reject("sgx.binding", "the enclave report data is not SHA-256 of the CSR public key; the CSR key was not generated in this enclave")
+	}
+
+	// 13. Policy, then the TCB status rule.
+	r := &q.ISVReport
+	if err := v.policy.check(r); err != nil {
+		return nil, err
+	}
+	if err := v.policy.checkTCB(level); err != nil {
+		return nil, err
+	}
+
+	return &attest.Claims{
+		Kind:           attest.KindSGX,
+		HardwareBacked: true,
+		Debug:          r.Attributes&quote.AttrDebug != 0 || req.Debug,
+		Measurement:    slices.Clone(r.MRENCLAVE[:]),
+		Signer:         slices.Clone(r.MRSIGNER[:]),
+		TCBStatus:      level.TCBStatus,
+		Advisories:     slices.Clone(level.AdvisoryIDs),
+	}, nil
+}
+
+func quoteRejection(err error) error {
+	switch {
+	case errors.Is(err, quote.ErrTruncated):
+		return rejectErr("sgx.quote.truncated", err, "the SGX quote is truncated")
+	case errors.Is(err, quote.ErrTooLarge), errors.Is(err, quote.ErrTrailing):
+		return rejectErr("sgx.quote.oversized", err, "the SGX quote has bytes beyond its own length fields")
+	case errors.Is(err, quote.ErrUnsupported):
+		return rejectErr("sgx.quote.header", err, "unsupported SGX quote")
+	case errors.Is(err, quote.ErrCertData):
+		return rejectErr("sgx.quote.certdata", err, "the SGX quote does not carry a PCK certificate chain")
+	}
+	return rejectErr("sgx.quote.malformed", err, "malformed SGX quote")
+}
+
+// window is the intersection of certificate validity periods.
+type window struct{ notBefore, notAfter time.Time }
+
+func windowOf(certs ...*x509.Certificate) window {
+	w := window{notBefore: certs[0].NotBefore, notAfter: certs[0].NotAfter}
+	for _, c := range certs[1:] {
+		if c.NotBefore.After(w.notBefore) {
+			w.notBefore = c.NotBefore
+		}
+		if c.NotAfter.Before(w.notAfter) {
+			w.notAfter = c.NotAfter
+		}
+	}
+	return w
+}
+
+func (w window) empty() bool { return w.notAfter.Before(w.notBefore) }
+
+// contains uses x509's rule: NotBefore ≤ t ≤ NotAfter.
+func (w window) contains(t time.Time) bool { return !t.Before(w.notBefore) && !t.After(w.notAfter) }
+
+func (w window) String() string {
+	return w.notBefore.UTC().Format(timeFmt) + " to " + w.notAfter.UTC().Format(timeFmt)
+}
+
+// verifyChain verifies certs (leaf first, as carried in the evidence) to the
+// embedded root. The evidence must carry exactly wantLen certificates ending
+// in the Intel root itself. Validity is checked inside the window of the
+// chain, so the result does not depend on the clock (the caller checks the
+// returned window against it) and can be cached.
+func (v *Verifier) verifyChain(certs []*x509.Certificate, wantLen int) ([]*x509.Certificate, window, error) {
+	if len(certs) != wantLen {
+		return nil, window{}, fmt.Errorf("the chain has %d certificates, want %d ending in the Intel SGX Root CA", len(certs), wantLen)
+	}
+	if !certs[len(certs)-1].Equal(v.root) {
+		return nil, window{}, fmt.Errorf("the chain ends in %q, not the Intel SGX Root CA", certs[len(certs)-1].Subject)
+	}
+	chain := append(slices.Clone(certs[:len(certs)-1]), v.root)
+	w := windowOf(chain...)
+	if w.empty() {
+		return nil, window{}, errors.New("the certificates' validity periods do not overlap")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1 : len(certs)-1] {
+		inter.AddCert(c)
+	}
+	chains, err := certs[0].Verify(x509.VerifyOptions{
+		Roots:         v.roots,
+		Intermediates: inter,
+		CurrentTime:   w.notBefore,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, window{}, err
+	}
+	for _, c := range chains {
+		if len(c) == len(chain) && slices.EqualFunc(c, chain, (*x509.Certificate).Equal) {
+			if certs[0].KeyUsage != 0 && certs[0].KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+				return nil, window{}, fmt.Errorf("%q may not sign (no digitalSignature key usage)", certs[0].Subject)
+			}
+			return chain, w, nil
+		}
+	}
+	return nil, window{}, errors.New("the certificates do not form the expected chain to the Intel SGX Root CA")
+}
+
+func p256Key(c *x509.Certificate) (*ecdsa.PublicKey, bool) {
+	k, ok := c.PublicKey.(*ecdsa.PublicKey)
+	return k, ok && k.Curve == elliptic.P256()
+}
+
+// pckChain is a verified PCK chain with the PCK's SGX extension.
+type pckChain struct {
+	chain  []*x509.Certificate // PCK, intermediate CA, Intel root
+	key    *ecdsa.PublicKey
+	window window
+	fmspc  []byte
+	pceid  []byte
+	pcesvn uint16
+	cpusvn [tcbinfo.Components]byte
+}
+
+func (v *Verifier) verifyPCKChain(certData []byte) (*pckChain, error) {
+	ders, err := quote.SplitPEMChain(certData)
+	if err != nil {
+		return nil, rejectErr("sgx.pck.malformed", err, "the quote's PCK certificate chain does not decode")
+	}
+	certs := make([]*x509.Certificate, len(ders))
+	for i, d := range ders {
+		if certs[i], err = x509.ParseCertificate(d); err != nil {
+			return nil, rejectErr("sgx.pck.malformed", err, "PCK chain certificate %d does not parse", i)
+		}
+	}
+	chain, w, err := v.verifyChain(certs, 3)
+	if err != nil {
+		return nil, rejectErr("sgx.pck.chain", err, "the PCK certificate does not chain to the Intel SGX Root CA")
+	}
+	key, ok := p256Key(chain[0])
+	if !ok {
+		return nil, reject("sgx.pck.key", "the PCK key is not ECDSA P-256")
+	}
+	ext, err := pcs.PckCertificateExtensions(chain[0])
+	if err != nil {
+		return nil, rejectErr("sgx.pck.extension", err, "the PCK certificate's SGX extension (1.2.840.113741.1.13.1) does not parse")
+	}
+	p := &pckChain{chain: chain, key: key, window: w, pcesvn: ext.TCB.PCESvn}
+	if p.fmspc, err = hex.DecodeString(ext.FMSPC); err != nil || len(p.fmspc) != 6 {
+		return nil, reject("sgx.pck.extension", "the PCK FMSPC %q is not 6 bytes", ext.FMSPC)
+	}
+	if p.pceid, err = hex.DecodeString(ext.PCEID); err != nil || len(p.pceid) != 2 {
+		return nil, reject("sgx.pck.extension", "the PCK PCE ID %q is not 2 bytes", ext.PCEID)
+	}
+	if len(ext.TCB.CPUSvnComponents) != tcbinfo.Components {
+		return nil, reject("sgx.pck.extension", "the PCK has %d TCB components, want %d", len(ext.TCB.CPUSvnComponents), tcbinfo.Components)
+	}
+	copy(p.cpusvn[:], ext.TCB.CPUSvnComponents)
+	return p, nil
+}
+
+// verifiedTCB is TCB Info whose signature and signing chain verified.
+type verifiedTCB struct {
+	signed *tcbinfo.Signed
+	chain  []*x509.Certificate // TCB Signing, Intel root
+	window window
+}
+
+func (v *Verifier) verifyTCB(p envelope.TcbPackage) (*verifiedTCB, error) {
+	signed, err := tcbinfo.Parse(p.Report)
+	if err != nil {
+		return nil, rejectErr("sgx.tcb.malformed", err, "the TCB Info does not parse")
+	}
+	certs := make([]*x509.Certificate, len(p.Certs))
+	for i, d := range p.Certs {
+		if certs[i], err = x509.ParseCertificate(d); err != nil {
+			return nil, rejectErr("sgx.tcb.malformed", err, "TCB Info issuer certificate %d does not parse", i)
+		}
+	}
+	chain, w, err := v.verifyChain(certs, 2)
+	if err != nil {
+		return nil, rejectErr("sgx.tcb.chain", err, "the TCB Info signing certificate does not chain to the Intel SGX Root CA")
+	}
+	key, ok := p256Key(chain[0])
+	if !ok {
+		return nil, reject("sgx.tcb.chain", "the TCB Signing key is not ECDSA P-256")
+	}
+	if !verifyRS(key, signed.Raw, signed.Signature) {
+		return nil, reject("sgx.tcb.signature", "the TCB Info signature does not verify with the TCB Signing key")
+	}
+	return &verifiedTCB{signed: signed, chain: chain, window: w}, nil
+}
+
+func (v *Verifier) checkCRLs(chain []*x509.Certificate, entries []crl.Entry, now time.Time) error {
+	parts := make([][]byte, 0, len(chain)+2*len(entries))
+	for _, c := range chain {
+		parts = append(parts, c.Raw)
+	}
+	for _, e := range entries {
+		parts = append(parts, []byte(e.URL), e.DER)
+	}
+	res, err := v.crls.Get(memo.KeyOf("crl", parts...), func() (*crl.Result, error) {
+		res, err := crl.Check(chain, entries, crl.Options{RequireEvery: true})
+		if err != nil {
+			return nil, crlRejection(err)
+		}
+		return res, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := res.CheckTime(now); err != nil {
+		return crlRejection(err)
+	}
+	return nil
+}
+
+func crlRejection(err error) error {
+	switch {
+	case errors.Is(err, crl.ErrRevoked):
+		return rejectErr("sgx.crl.revoked", err, "a certificate in the SGX chain is revoked")
+	case errors.Is(err, crl.ErrExpired):
+		return rejectErr("sgx.crl.expired", err, "an Intel CRL in the evidence has expired; refresh CRLs on the host (enarx platform sgx cache-crl)")
+	case errors.Is(err, crl.ErrNotYetValid):
+		return rejectErr("sgx.crl.future", err, "an Intel CRL in the evidence is not yet valid")
+	case errors.Is(err, crl.ErrSignature):
+		return rejectErr("sgx.crl.signature", err, "an Intel CRL in the evidence is not signed by its issuer")
+	case errors.Is(err, crl.ErrMissing):
+		return rejectErr("sgx.crl.missing", err, "the evidence lacks an Intel CRL")
+	}
+	return rejectErr("sgx.crl.malformed", err, "an Intel CRL in the evidence does not parse")
+}
+
+// verifyQE checks the QE report signature by the PCK key and that the QE
+// report data commits to the attestation key, and returns that key.
+func verifyQE(q *quote.Quote, pckKey *ecdsa.PublicKey) (*ecdsa.PublicKey, error) {
+	if !verifyRS(pckKey, q.QEReportRaw, q.QEReportSignature) {
+		return nil, reject("sgx.qe.signature", "the Quoting Enclave report signature does not verify with the PCK key")
+	}
+	h := sha256.New()
+	h.Write(q.AttestationKey[:])
+	h.Write(q.QEAuthData)
+	var want [64]byte
+	h.Sum(want[:0])
+	if q.QEReport.ReportData != want {
+		return nil, reject("sgx.qe.reportdata", "the Quoting Enclave report does not commit to the attestation key")
+	}
+	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append([]byte{4}, q.AttestationKey[:]...))
+	if err != nil {
+		return nil, rejectErr("sgx.isv.key", err, "the attestation key is not a P-256 point")
+	}
+	return key, nil
+}
+
+// verifyRS verifies an ECDSA P-256/SHA-256 signature given as r‖s.
+func verifyRS(key *ecdsa.PublicKey, msg []byte, sig [64]byte) bool {
+	d := sha256.Sum256(msg)
+	r := new(big.Int).SetBytes(sig[:32])
+	s := new(big.Int).SetBytes(sig[32:])
+	return ecdsa.Verify(key, d[:], r, s)
+}
+
+func checkCSRKey(csr *x509.CertificateRequest) error {
+	k, ok := csr.PublicKey.(*ecdsa.PublicKey)
+	if !ok || k.Curve != elliptic.P256() {
+		return reject("sgx.csr.key", "an SGX Keep's CSR key must be ECDSA P-256 (like the PCK), got %T", csr.PublicKey)
+	}
+	return nil
+}
