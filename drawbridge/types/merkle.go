@@ -104,4 +104,3 @@ func BuildTree(fsys fs.FS, root string, mediaType func(name string) string) ([]N
 func ComparePaths(a, b TreePath) int {
 	return slices.Compare(a, b)
 }
-

@@ -57,10 +57,10 @@ func TestFooVector(t *testing.T) {
 func TestParseContentDigest(t *testing.T) {
 	sha256foo := "sha-256=:LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564=:"
 	good := map[string]int{
-		"":                                       0,
-		sha256foo:                                1,
+		"":        0,
+		sha256foo: 1,
 		strings.ToUpper(sha256foo[:7]) + sha256foo[7:]: 1,
-		fooHeader:                                4,
+		fooHeader: 4,
 	}
 	for in, n := range good {
 		d, err := ParseContentDigest(in)
@@ -74,10 +74,10 @@ func TestParseContentDigest(t *testing.T) {
 		t.Errorf("merge: %v %v", d, err)
 	}
 	bad := []string{
-		"sha-256=LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564=",    // no colons
-		"sha-1=:C+7Hteo/D9vJXQ3UfzxbwnXaijM=:",                      // unknown
-		"sha-256=:LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564:",     // unpadded
-		"sha-256=:CAj2TmDViXn8tnbJbsk4Jw3qQkRa7vzTpOb42w==:",        // wrong length
+		"sha-256=LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564=",       // no colons
+		"sha-1=:C+7Hteo/D9vJXQ3UfzxbwnXaijM=:",                       // unknown
+		"sha-256=:LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564:",      // unpadded
+		"sha-256=:CAj2TmDViXn8tnbJbsk4Jw3qQkRa7vzTpOb42w==:",         // wrong length
 		sha256foo + ", " + fooHeader[:strings.Index(fooHeader, ",")], // space after comma
 		sha256foo + ",",
 		"sha-256=:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564=:", // url alphabet
