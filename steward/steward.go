@@ -1,0 +1,338 @@
+// Package steward is the Steward: a stateless attestation CA. A Keep sends
+// a PKCS#10 certificate request carrying TEE evidence; the Steward checks
+// the request, has the evidence verified, and issues a short-lived
+// certificate for the Keep's key that records what was attested.
+//
+// It is wire-compatible with upstream Enarx Steward (see docs/steward.md)
+// and adds reasons for rejections, the workload-identity and attested-as
+// extensions, metrics and limits.
+//
+// Trust: the package trusts its Config (CA key, verifiers, SANs). It trusts
+// nothing in a request: package steward/csr parses and authenticates the
+// request, the attest.Verifiers decide about evidence, and this package
+// decides which extensions may be requested and what goes into the leaf.
+package steward
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attest/certext"
+	"github.com/enarx-go/enarx/steward/csr"
+)
+
+// Validity is the lifetime of an issued certificate (upstream: 28 days).
+const Validity = 28 * 24 * time.Hour
+
+// DefaultMaxBodyBytes is the default request body limit.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Stable rejection codes for request-level failures decided by the Steward
+// (package csr defines the csr.* codes for the request's structure and
+// signature; verifiers define theirs, e.g. kvm.*).
+const (
+	CodeContentType         = "request.content-type"   // 415
+	CodeTooLarge            = "request.too-large"      // 413
+	CodeBody                = "request.body"           // 400: the body could not be read
+	CodeMethod              = "request.method"         // 405
+	CodeNotFound            = "request.not-found"      // 404
+	CodeExtensionUnknown    = "csr.extension.unknown"  // an extension the Steward does not grant
+	CodeExtensionCritical   = "csr.extension.critical" // a critical evidence/workload extension
+	CodeExtensionSAN        = "csr.extension.san"      // names are set by the Steward (--san)
+	CodeExtensionAttested   = "csr.extension.attested-as"
+	CodeWorkload            = "csr.workload"         // malformed workload-identity extension
+	CodeEvidenceMissing     = "evidence.missing"     // 401
+	CodeEvidenceMultiple    = "evidence.multiple"    // more than one evidence extension
+	CodeEvidenceUnsupported = "evidence.unsupported" // known evidence kind, no verifier configured
+	CodeEvidenceRejected    = "evidence.rejected"    // a verifier failed without a specific code
+	CodeInternal            = "internal"             // 500
+)
+
+// Config configures a Server. CA is required; everything else has a
+// usable zero value.
+type Config struct {
+	// CA signs the issued certificates. A self-issued CA certificate puts
+	// the Steward in debug mode (upstream's rule).
+	CA *CA
+	// Verifiers check evidence; each handles one evidence OID. Without a
+	// verifier for an evidence OID, such requests are rejected with
+	// evidence.unsupported.
+	Verifiers []attest.Verifier
+	// SANs are added to every issued certificate: IP addresses as IP SANs,
+	// anything else as a DNS name.
+	SANs []string
+	// Now is the issuance clock (notBefore); nil means time.Now.
+	Now func() time.Time
+	// VerifyTime is the verification clock passed to verifiers (pinnable to
+	// replay recorded evidence); nil means Now.
+	VerifyTime func() time.Time
+	// Logger receives request logs; nil discards them.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Server issues certificates. It is an http.Handler; see ServeHTTP.
+type Server struct {
+	ca         *CA
+	debug      bool
+	verifiers  map[string]attest.Verifier
+	dnsNames   []string
+	ips        []net.IP
+	now        func() time.Time
+	verifyTime func() time.Time
+	log        *slog.Logger
+	maxBody    int64
+	chainDER   [][]byte // root first, ending with the CA certificate
+	metrics    *metrics
+}
+
+// New checks cfg and returns a Server. It logs loudly when the Steward is
+// in debug mode.
+func New(cfg Config) (*Server, error) {
+	if cfg.CA == nil {
+		return nil, errors.New("steward: a CA is required")
+	}
+	if err := cfg.CA.check(); err != nil {
+		return nil, fmt.Errorf("steward: %w", err)
+	}
+	s := &Server{
+		ca:         cfg.CA,
+		debug:      cfg.CA.Debug(),
+		verifiers:  map[string]attest.Verifier{},
+		now:        cfg.Now,
+		verifyTime: cfg.VerifyTime,
+		log:        cfg.Logger,
+		maxBody:    cfg.MaxBodyBytes,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.verifyTime == nil {
+		s.verifyTime = s.now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	for _, v := range cfg.Verifiers {
+		oid := v.OID().String()
+		if _, dup := s.verifiers[oid]; dup {
+			return nil, fmt.Errorf("steward: two verifiers for evidence OID %s", oid)
+		}
+		if !isEvidenceOID(v.OID()) {
+			return nil, fmt.Errorf("steward: verifier OID %s is not an evidence OID", oid)
+		}
+		s.verifiers[oid] = v
+	}
+	for _, san := range cfg.SANs {
+		if ip := net.ParseIP(san); ip != nil {
+			s.ips = append(s.ips, ip)
+			continue
+		}
+		if err := checkDNSName(san); err != nil {
+			return nil, fmt.Errorf("steward: SAN %q: %w", san, err)
+		}
+		s.dnsNames = append(s.dnsNames, san)
+	}
+	for i := len(cfg.CA.Chain) - 1; i >= 0; i-- {
+		s.chainDER = append(s.chainDER, cfg.CA.Chain[i].Raw)
+	}
+	s.metrics = newMetrics(s.debug)
+
+	caCert := cfg.CA.Chain[0]
+	if now := s.now(); now.Before(caCert.NotBefore) || now.After(caCert.NotAfter) {
+		s.log.Warn("steward: the CA certificate is not valid now; issued certificates will not verify",
+			"not_before", caCert.NotBefore, "not_after", caCert.NotAfter)
+	}
+	if s.debug {
+		s.log.Warn("steward: DEBUG MODE: the CA certificate is self-issued, so no-hardware (KVM) evidence is accepted; "+
+			"issued certificates record steward-debug=true. Use a CA issued by another CA in production.",
+			"ca_subject", caCert.Subject.String())
+	}
+	return s, nil
+}
+
+// Debug reports whether the Steward runs in debug mode.
+func (s *Server) Debug() bool { return s.debug }
+
+func isEvidenceOID(oid asn1.ObjectIdentifier) bool {
+	return evidenceName(oid) != ""
+}
+
+// checkDNSName accepts host names made of letters, digits and hyphens, with
+// an optional leading "*." wildcard label.
+func checkDNSName(name string) error {
+	n := strings.TrimPrefix(name, "*.")
+	if n == "" || len(name) > 253 {
+		return errors.New("not a DNS name or IP address")
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return errors.New("not a DNS name or IP address")
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return errors.New("not a DNS name or IP address")
+			}
+		}
+	}
+	return nil
+}
+
+// Issue handles one DER certificate request and returns the issued
+// certificate (DER). An error is an *attest.Rejection whose code says why;
+// StatusCode maps it to an HTTP status.
+func (s *Server) Issue(ctx context.Context, csrDER []byte) ([]byte, error) {
+	leaf, _, err := s.issue(ctx, csrDER)
+	return leaf, err
+}
+
+// issue returns the leaf and the attested TEE kind.
+func (s *Server) issue(ctx context.Context, csrDER []byte) ([]byte, attest.Kind, error) {
+	req, err := csr.Parse(csrDER)
+	if err != nil {
+		return nil, "", err
+	}
+	var evidence *pkix.Extension
+	var copied []pkix.Extension
+	for i := range req.Extensions {
+		e := &req.Extensions[i]
+		switch {
+		case e.Id.Equal(oidSubjectAltName):
+			return nil, "", attest.Reject(CodeExtensionSAN, "subject alternative names cannot be requested; the steward sets them")
+		case e.Id.Equal(attest.OIDAttestedAs):
+			return nil, "", attest.Reject(CodeExtensionAttested, "the attested-as extension (%v) is written only by the steward", attest.OIDAttestedAs)
+		case e.Id.Equal(attest.OIDWorkload):
+			if e.Critical {
+				return nil, "", attest.Reject(CodeExtensionCritical, "the workload identity extension must not be critical")
+			}
+			if _, err := certext.ParseWorkload(e.Value); err != nil {
+				return nil, "", attest.RejectErr(CodeWorkload, err, "malformed workload identity extension (%v)", err)
+			}
+			copied = append(copied, *e)
+		case isEvidenceOID(e.Id):
+			if e.Critical {
+				return nil, "", attest.Reject(CodeExtensionCritical, "the evidence extension %v must not be critical", e.Id)
+			}
+			if evidence != nil {
+				return nil, "", attest.Reject(CodeEvidenceMultiple, "more than one evidence extension (%v and %v); send one", evidence.Id, e.Id)
+			}
+			evidence = e
+		default:
+			return nil, "", attest.Reject(CodeExtensionUnknown, "extension %v cannot be requested", e.Id)
+		}
+	}
+	if evidence == nil {
+		return nil, "", attest.Reject(CodeEvidenceMissing, "the request carries no attestation evidence extension")
+	}
+	v, ok := s.verifiers[evidence.Id.String()]
+	if !ok {
+		return nil, "", attest.Reject(CodeEvidenceUnsupported, "this steward has no verifier for evidence %v (%s); configure a policy for it", evidence.Id, evidenceName(evidence.Id))
+	}
+	claims, err := v.Verify(ctx, &attest.VerifyRequest{
+		CSR:       req.CSR,
+		Extension: *evidence,
+		Now:       s.verifyTime(),
+		Debug:     s.debug,
+	})
+	if err != nil {
+		if r, ok := attest.AsRejection(err); ok && validCode(r.Code) {
+			return nil, "", r
+		}
+		return nil, "", attest.RejectErr(CodeEvidenceRejected, err, "%s evidence verification failed", evidenceName(evidence.Id))
+	}
+	if claims == nil {
+		return nil, "", attest.Reject(CodeInternal, "the %s verifier returned no claims", evidenceName(evidence.Id))
+	}
+	if evidence.Id.Equal(attest.OIDEvidenceKVM) {
+		// Upstream copies the (empty) KVM extension into the leaf.
+		copied = append([]pkix.Extension{*evidence}, copied...)
+	}
+	leaf, err := s.sign(req, claims, copied)
+	if err != nil {
+		return nil, "", attest.RejectErr(CodeInternal, err, "could not sign the certificate")
+	}
+	return leaf, claims.Kind, nil
+}
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// evidenceName names an evidence OID for messages; "" if oid is not one.
+func evidenceName(oid asn1.ObjectIdentifier) string {
+	switch {
+	case oid.Equal(attest.OIDEvidenceKVM):
+		return "no-hardware (KVM)"
+	case oid.Equal(attest.OIDEvidenceSGX):
+		return "SGX"
+	case oid.Equal(attest.OIDEvidenceSNP):
+		return "SEV-SNP"
+	case oid.Equal(attest.OIDEvidenceTDX):
+		return "TDX"
+	}
+	return ""
+}
+
+// validCode accepts the short dotted codes verifiers use, so that a code is
+// safe as a metrics label and in a one-line reply.
+func validCode(c string) bool {
+	if c == "" || len(c) > 64 {
+		return false
+	}
+	for _, r := range c {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// sign builds the leaf: upstream's profile (UUIDv4 serial, notBefore now,
+// 28-day validity capped at the CA's notAfter, subject and key from the
+// request, the configured SANs, EKU serverAuth+clientAuth) plus the key
+// usage digitalSignature, the copied extensions (KVM marker, workload
+// identity) and the attested-as extension.
+func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Extension) ([]byte, error) {
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return nil, fmt.Errorf("serial number: %w", err)
+	}
+	attested, err := (&certext.AttestedAs{Claims: *claims, StewardDebug: s.debug}).Extension()
+	if err != nil {
+		return nil, err
+	}
+	caCert := s.ca.Chain[0]
+	notBefore := s.now().UTC().Truncate(time.Second)
+	notAfter := notBefore.Add(Validity)
+	if notAfter.After(caCert.NotAfter) {
+		notAfter = caCert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:       new(big.Int).SetBytes(id[:]),
+		RawSubject:         req.CSR.RawSubject,
+		NotBefore:          notBefore,
+		NotAfter:           notAfter,
+		KeyUsage:           x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:        []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:           s.dnsNames,
+		IPAddresses:        s.ips,
+		ExtraExtensions:    append(copied, attested),
+		SignatureAlgorithm: s.ca.signatureAlgorithm(),
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, caCert, req.CSR.PublicKey, s.ca.Key)
+}
