@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -112,13 +111,13 @@ func (s *Source) Get(ctx context.Context, req Request) (*Response, error) {
 			}
 			delay *= 2
 		}
-		resp, err := report.Get(c, r)
+		resp, err := getOnce(c, r)
 		if err != nil && r.GetAuxBlob && strings.Contains(err.Error(), "auxblob") && !retryable(err) {
 			// Kernels without auxblob support (or a host that provisioned no
 			// certificates) fail the whole request; the caller gets an
 			// empty AuxBlob and falls back to its collateral cache.
 			r.GetAuxBlob = false
-			resp, err = report.Get(c, r)
+			resp, err = getOnce(c, r)
 		}
 		if err == nil {
 			got := strings.TrimSpace(resp.Provider)
@@ -127,15 +126,29 @@ func (s *Source) Get(ctx context.Context, req Request) (*Response, error) {
 			}
 			return &Response{Provider: got, OutBlob: resp.OutBlob, AuxBlob: resp.AuxBlob}, nil
 		}
+		if errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
 		if !retryable(err) {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
 			return nil, fmt.Errorf("configfs-tsm report: %w", err)
 		}
 		lastErr = err
 	}
 	return nil, fmt.Errorf("configfs-tsm report: gave up after %d attempts racing with another user of the report entry: %w", attempts, lastErr)
+}
+
+// getOnce is report.Get, except that failing to create the report entry
+// (no report subsystem) is ErrUnavailable.
+func getOnce(c configfsi.Client, req *report.Request) (*report.Response, error) {
+	r, err := report.Create(c, req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	resp, err := r.Get()
+	if derr := r.Destroy(); err == nil && derr != nil {
+		err = derr
+	}
+	return resp, err
 }
 
 // retryable reports whether err is a race on the report entry (another

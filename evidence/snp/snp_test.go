@@ -1,0 +1,253 @@
+package snp
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-configfs-tsm/configfs/configfsi"
+	"github.com/google/go-configfs-tsm/configfs/faketsm"
+	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/client"
+	labi "github.com/google/go-sev-guest/client/linuxabi"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
+
+	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/evidence/emulated"
+	"github.com/enarx-go/enarx/evidence/tsm"
+)
+
+var (
+	rootOnce sync.Once
+	root     *emulated.SNPRoot
+	rootErr  error
+)
+
+// signer is the stand-in for the AMD secure processor: the emulated root.
+func signer(t *testing.T) *emulated.SNPRoot {
+	t.Helper()
+	rootOnce.Do(func() { root, rootErr = emulated.NewSNPRoot() })
+	if rootErr != nil {
+		t.Fatal(rootErr)
+	}
+	return root
+}
+
+func certTable(t *testing.T, vcek []byte) []byte {
+	t.Helper()
+	ct := &abi.CertTable{Entries: []abi.CertTableEntry{{GUID: uuidMust(abi.VcekGUID), RawCert: vcek}}}
+	return ct.Marshal()
+}
+
+// fakeTSM is a configfs-tsm with the sev_guest provider whose "firmware" is
+// the emulated root.
+func fakeTSM(t *testing.T, provider string, aux []byte, mutate func([]byte) []byte) *tsm.Source {
+	r := signer(t)
+	sub := faketsm.ReportV7(0)
+	sub.ReadAttr = func(e *faketsm.ReportEntry, attr string) ([]byte, error) {
+		switch attr {
+		case "provider":
+			return []byte(provider + "\n"), nil
+		case "auxblob":
+			if aux == nil {
+				return nil, os.ErrNotExist
+			}
+			return aux, nil
+		case "outblob":
+			var rd [64]byte
+			copy(rd[:], e.InAttrs["inblob"].Value)
+			raw, err := r.SignReport(rd, emulated.SNPOptions{})
+			if err != nil {
+				return nil, err
+			}
+			if mutate != nil {
+				raw = mutate(raw)
+			}
+			return raw, nil
+		}
+		return nil, os.ErrNotExist
+	}
+	return &tsm.Source{Client: &faketsm.Client{Subsystems: map[string]configfsi.Client{"report": sub}}, Backoff: time.Millisecond}
+}
+
+func unavailableTSM() *tsm.Source {
+	return &tsm.Source{Client: &faketsm.Client{Subsystems: map[string]configfsi.Client{}}}
+}
+
+// fakeDevice is a /dev/sev-guest that answers extended report requests.
+type fakeDevice struct {
+	r     *emulated.SNPRoot
+	certs []byte
+}
+
+func (*fakeDevice) Open(string) error        { return nil }
+func (*fakeDevice) Close() error             { return nil }
+func (*fakeDevice) Product() *spb.SevProduct { return abi.DefaultSevProduct() }
+func (d *fakeDevice) Ioctl(cmd uintptr, arg any) (uintptr, error) {
+	req, ok := arg.(*labi.SnpUserGuestRequest)
+	if !ok || cmd != labi.IocSnpGetExtendedReport {
+		return 0, syscall.ENOTTY
+	}
+	ext := req.ReqData.(*labi.SnpExtendedReportReq)
+	if int(ext.CertsLength) < len(d.certs) {
+		req.FwErr = uint64(abi.GuestRequestInvalidLength)
+		ext.CertsLength = uint32(len(d.certs))
+		return 0, syscall.EIO
+	}
+	raw, err := d.r.SignReport(ext.Data.ReportData, emulated.SNPOptions{})
+	if err != nil {
+		return 0, err
+	}
+	rsp := req.RespData.(*labi.SnpReportRespABI)
+	copy(rsp.Data[:], raw)
+	rsp.ReportSize = uint32(len(raw))
+	copy(ext.Certs, d.certs)
+	return uintptr(labi.EsOk), nil
+}
+
+func cacheWithCRLs(t *testing.T) *Cache {
+	t.Helper()
+	c := &Cache{Dir: t.TempDir()}
+	crl, err := signer(t).CRL(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutCRLs(envelope.CrlList{{URL: "https://kdsintf.amd.com/vcek/v1/Milan/crl", CRL: crl}}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func rdata() [64]byte {
+	var b [64]byte
+	copy(b[:], "key hash")
+	return b
+}
+
+func decode(t *testing.T, der []byte) *envelope.SnpEvidence {
+	t.Helper()
+	ev, err := envelope.DecodeSnpEvidence(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestConfigfsWithAuxBlobVCEK(t *testing.T) {
+	r := signer(t)
+	p := &Provider{TSM: fakeTSM(t, tsm.ProviderSNP, certTable(t, r.VCEK.Raw), nil), Cache: cacheWithCRLs(t)}
+	der, err := p.Evidence(context.Background(), rdata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := decode(t, der)
+	if string(ev.VCEK) != string(r.VCEK.Raw) || len(ev.CRLs) != 1 {
+		t.Fatalf("evidence has wrong VCEK or CRLs")
+	}
+	rd := rdata()
+	if string(ev.Report[0x50:0x90]) != string(rd[:]) {
+		t.Fatal("report does not bind the report data")
+	}
+}
+
+func TestConfigfsMissingAuxBlobUsesVCEKCache(t *testing.T) {
+	r := signer(t)
+	c := cacheWithCRLs(t)
+	p := &Provider{TSM: fakeTSM(t, tsm.ProviderSNP, nil, nil), Cache: c}
+	if _, err := p.Evidence(context.Background(), rdata()); err == nil || !strings.Contains(err.Error(), "enarx platform snp fetch") {
+		t.Fatalf("without a cached VCEK: want a hint to fetch, got %v", err)
+	}
+	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
+	id, err := IdentifyReport(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
+		t.Fatal(err)
+	}
+	der, err := p.Evidence(context.Background(), rdata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(decode(t, der).VCEK) != string(r.VCEK.Raw) {
+		t.Fatal("VCEK not taken from the cache")
+	}
+	ents, err := c.List()
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("cache list = %+v, %v; want a CRL and a VCEK", ents, err)
+	}
+	for _, e := range ents {
+		if e.Expired || e.NextUpdate.IsZero() {
+			t.Fatalf("entry %+v should be valid with an expiry", e)
+		}
+	}
+}
+
+func TestConfigfsShortOutblob(t *testing.T) {
+	p := &Provider{TSM: fakeTSM(t, tsm.ProviderSNP, nil, func(b []byte) []byte { return b[:100] }), Cache: cacheWithCRLs(t)}
+	_, err := p.Evidence(context.Background(), rdata())
+	if err == nil || !strings.Contains(err.Error(), "short report") {
+		t.Fatalf("want short report error, got %v", err)
+	}
+}
+
+func TestConfigfsWrongReportData(t *testing.T) {
+	p := &Provider{TSM: fakeTSM(t, tsm.ProviderSNP, nil, func(b []byte) []byte { b[0x50] ^= 1; return b }), Cache: cacheWithCRLs(t)}
+	_, err := p.Evidence(context.Background(), rdata())
+	if err == nil || !strings.Contains(err.Error(), "does not carry the requested report data") {
+		t.Fatalf("want report data mismatch, got %v", err)
+	}
+}
+
+func TestConfigfsWrongProvider(t *testing.T) {
+	p := &Provider{TSM: fakeTSM(t, tsm.ProviderTDX, nil, nil), Cache: cacheWithCRLs(t)}
+	_, err := p.Evidence(context.Background(), rdata())
+	if !errors.Is(err, tsm.ErrWrongProvider) {
+		t.Fatalf("want ErrWrongProvider, got %v", err)
+	}
+}
+
+func TestDeviceFallback(t *testing.T) {
+	r := signer(t)
+	p := &Provider{
+		TSM:        unavailableTSM(),
+		OpenDevice: func() (client.Device, error) { return &fakeDevice{r: r, certs: certTable(t, r.VCEK.Raw)}, nil },
+		Cache:      cacheWithCRLs(t),
+	}
+	rep, err := p.GetReport(context.Background(), rdata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Source != "/dev/sev-guest" {
+		t.Fatalf("source = %q", rep.Source)
+	}
+	if _, err := p.Evidence(context.Background(), rdata()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNoInterfaceAtAll(t *testing.T) {
+	p := &Provider{TSM: unavailableTSM(), OpenDevice: func() (client.Device, error) { return nil, os.ErrNotExist }}
+	_, err := p.Evidence(context.Background(), rdata())
+	if err == nil || !strings.Contains(err.Error(), "no SEV-SNP guest interface") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestCorruptCacheFiles(t *testing.T) {
+	c := &Cache{Dir: t.TempDir()}
+	if err := os.WriteFile(c.Dir+"/"+CRLFile, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CRLs(); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("want corrupt error, got %v", err)
+	}
+	if err := c.PutVCEK(Identity{}, []byte("not a cert")); err == nil {
+		t.Fatal("non-certificate VCEK cached")
+	}
+}
