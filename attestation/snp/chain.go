@@ -1,0 +1,249 @@
+package snp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
+	"github.com/google/go-sev-guest/verify"
+	"github.com/google/go-sev-guest/verify/trust"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/envelope"
+)
+
+// Root is a trusted AMD key pair for one product line: the self-signed ARK
+// and the ASK it certifies, which in turn certifies VCEKs.
+type Root struct {
+	ProductLine string // "Milan", "Genoa", "Turin"
+	ARK, ASK    *x509.Certificate
+	// Emulated marks a root that is not AMD's (tests, emulators); claims
+	// verified under it are recorded as not hardware-backed.
+	Emulated bool
+}
+
+// DefaultRoots returns AMD's current ARK/ASK pairs for Milan, Genoa and Turin
+// as embedded in go-sev-guest. (Upstream Steward's Genoa ASK 0x020001 is
+// revoked and deliberately not among them.)
+func DefaultRoots() ([]Root, error) {
+	var out []Root
+	for _, pl := range []string{"Milan", "Genoa", "Turin"} {
+		r, err := trust.GetDefaultRootCerts(pl)
+		if err != nil {
+			return nil, fmt.Errorf("go-sev-guest roots for %s: %w", pl, err)
+		}
+		if r.ProductCerts == nil || r.ProductCerts.Ark == nil || r.ProductCerts.Ask == nil {
+			return nil, fmt.Errorf("go-sev-guest roots for %s are incomplete", pl)
+		}
+		out = append(out, Root{ProductLine: pl, ARK: r.ProductCerts.Ark, ASK: r.ProductCerts.Ask})
+	}
+	return out, nil
+}
+
+// chainResult is what a verified ARK→ASK→VCEK chain plus its CRL establish,
+// independent of the clock. The clock is applied per request through the
+// validity windows.
+type chainResult struct {
+	vcek *x509.Certificate
+	exts *kds.Extensions
+	root *Root
+	// certNotBefore/certNotAfter: when ARK, ASK and VCEK are all valid.
+	certNotBefore, certNotAfter time.Time
+	// crlThisUpdate/crlNextUpdate: the CRL's validity.
+	crlThisUpdate, crlNextUpdate time.Time
+}
+
+// chainKey identifies the chain inputs of an evidence: the VCEK and every
+// CRL entry (URL and bytes), length-prefixed so that no two inputs collide.
+func chainKey(e *envelope.SnpEvidence) string {
+	h := sha256.New()
+	put := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	put(e.VCEK)
+	for _, c := range e.CRLs {
+		put([]byte(c.URL))
+		put(c.CRL)
+	}
+	return string(h.Sum(nil))
+}
+
+// mapGetter serves CRLs from the evidence to go-sev-guest: the request path
+// never touches the network.
+type mapGetter map[string][]byte
+
+func (m mapGetter) Get(url string) ([]byte, error) {
+	if b, ok := m[url]; ok {
+		return b, nil
+	}
+	return nil, fmt.Errorf("offline: %s is not in the evidence", url)
+}
+
+// verifyChain establishes that the evidence's VCEK chains to one of roots and
+// that the ASK is not revoked by a CRL (from the evidence) signed by the ARK.
+// It does not look at the clock; see chainResult. It also verifies the report
+// signature, because go-sev-guest's cross-check of the chain does.
+func verifyChain(e *envelope.SnpEvidence, report *spb.Report, roots []Root) (*chainResult, error) {
+	vcek, err := x509.ParseCertificate(e.VCEK)
+	if err != nil {
+		return nil, attest.RejectErr(CodeVCEKParse, err, "the VCEK certificate in the evidence does not parse")
+	}
+	exts, err := kds.VcekCertificateExtensions(vcek)
+	if err != nil {
+		return nil, attest.RejectErr(CodeVCEKParse, err, "the VCEK certificate lacks AMD's VCEK extensions")
+	}
+	var root *Root
+	for i := range roots {
+		if bytes.Equal(vcek.RawIssuer, roots[i].ASK.RawSubject) && vcek.CheckSignatureFrom(roots[i].ASK) == nil {
+			root = &roots[i]
+			break
+		}
+	}
+	if root == nil {
+		return nil, attest.Reject(CodeVCEKChain, "the VCEK (issuer %q) is not signed by a trusted AMD ASK", vcek.Issuer.CommonName)
+	}
+	res := &chainResult{vcek: vcek, exts: exts, root: root}
+	res.certNotBefore, res.certNotAfter = latest(root.ARK.NotBefore, root.ASK.NotBefore, vcek.NotBefore),
+		earliest(root.ARK.NotAfter, root.ASK.NotAfter, vcek.NotAfter)
+	if !res.certNotBefore.Before(res.certNotAfter) {
+		return nil, attest.Reject(CodeVCEKExpired, "the ARK, ASK and VCEK are never valid at the same time")
+	}
+
+	crlDER, url, crl, err := checkRevocation(root, vcek, e.CRLs)
+	if err != nil {
+		return nil, err
+	}
+	res.crlThisUpdate, res.crlNextUpdate = crl.ThisUpdate, crl.NextUpdate
+
+	// Cross-check with go-sev-guest's verifier (KDS certificate profile,
+	// product name, x509 path, CRL, report signature), offline, at an instant
+	// at which everything is valid. A fresh AMDRootCerts keeps its CRL cache
+	// out of shared state.
+	at := latest(res.certNotBefore, res.crlThisUpdate)
+	if !at.Before(earliest(res.certNotAfter, res.crlNextUpdate)) {
+		return nil, attest.Reject(CodeCRLExpired, "the %s CRL is not valid while the VCEK chain is", root.ProductLine)
+	}
+	// The cross-check below also verifies the report signature; check it
+	// first so that a bad signature gets its own code.
+	if err := reportSignature(e.Report, vcek); err != nil {
+		return nil, err
+	}
+	getterURL := url
+	if getterURL == "" {
+		getterURL = "crl"
+	}
+	trusted := &trust.AMDRootCerts{ProductLine: root.ProductLine, ProductCerts: &trust.ProductCerts{Ark: root.ARK, Ask: root.ASK}}
+	err = verify.SnpAttestation(&spb.Attestation{Report: report, CertificateChain: &spb.CertificateChain{VcekCert: e.VCEK}},
+		&verify.Options{
+			CheckRevocations:    true,
+			DisableCertFetching: true,
+			Getter:              mapGetter{getterURL: crlDER},
+			Now:                 at,
+			TrustedRoots:        map[string][]*trust.AMDRootCerts{root.ProductLine: {trusted}},
+		})
+	if err != nil {
+		return nil, attest.RejectErr(CodeVCEKChain, err, "go-sev-guest rejects the VCEK chain")
+	}
+	return res, nil
+}
+
+// checkRevocation finds the CRL issued by root's ARK in crls, checks its
+// signature, and that neither the ASK nor the VCEK is revoked. The clock is
+// not applied here. It returns the CRL and the URL it is known by.
+func checkRevocation(root *Root, vcek *x509.Certificate, crls envelope.CrlList) ([]byte, string, *x509.RevocationList, error) {
+	// CRL: upstream matches by the ASK's CRL distribution point URL; we fall
+	// back to the CRL whose issuer is the ARK.
+	var crlDER []byte
+	var url string
+	if len(root.ASK.CRLDistributionPoints) > 0 {
+		url = root.ASK.CRLDistributionPoints[0]
+		crlDER, _ = crls.Lookup(url)
+	}
+	if crlDER == nil {
+		for _, c := range crls {
+			if l, err := x509.ParseRevocationList(c.CRL); err == nil && bytes.Equal(l.RawIssuer, root.ARK.RawSubject) {
+				crlDER = c.CRL
+				break
+			}
+		}
+	}
+	if crlDER == nil {
+		return nil, "", nil, attest.Reject(CodeCRLMissing, "the evidence carries no CRL from ARK-%s (%s)", root.ProductLine, url)
+	}
+	crl, err := x509.ParseRevocationList(crlDER)
+	if err != nil {
+		return nil, "", nil, attest.RejectErr(CodeCRLParse, err, "the %s CRL does not parse", root.ProductLine)
+	}
+	if err := crl.CheckSignatureFrom(root.ARK); err != nil {
+		return nil, "", nil, attest.RejectErr(CodeCRLSignature, err, "the %s CRL is not signed by the ARK", root.ProductLine)
+	}
+	for _, rc := range crl.RevokedCertificateEntries {
+		if rc.SerialNumber.Cmp(root.ASK.SerialNumber) == 0 {
+			return nil, "", nil, attest.Reject(CodeCRLRevoked, "the %s ASK (serial %#x) is revoked since %s", root.ProductLine, root.ASK.SerialNumber, rc.RevocationTime.UTC().Format(time.RFC3339))
+		}
+		if rc.SerialNumber.Cmp(vcek.SerialNumber) == 0 && bytes.Equal(vcek.RawIssuer, root.ASK.RawSubject) {
+			return nil, "", nil, attest.Reject(CodeCRLRevoked, "the VCEK (serial %#x) is revoked", vcek.SerialNumber)
+		}
+	}
+	if crl.NextUpdate.IsZero() {
+		return nil, "", nil, attest.Reject(CodeCRLParse, "the %s CRL has no nextUpdate", root.ProductLine)
+	}
+	return crlDER, url, crl, nil
+}
+
+// checkTime applies the clock to a verified chain.
+func (c *chainResult) checkTime(now time.Time) error {
+	if now.Before(c.certNotBefore) || now.After(c.certNotAfter) {
+		return attest.Reject(CodeVCEKExpired, "the VCEK chain is valid from %s to %s, not at %s",
+			c.certNotBefore.UTC().Format(time.RFC3339), c.certNotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if now.Before(c.crlThisUpdate) {
+		return attest.Reject(CodeCRLNotYetValid, "the %s CRL is issued at %s, after the verification time %s",
+			c.root.ProductLine, c.crlThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if !now.Before(c.crlNextUpdate) {
+		return attest.Reject(CodeCRLExpired, "the %s CRL expired at %s (verification time %s); fetch a current CRL",
+			c.root.ProductLine, c.crlNextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func latest(ts ...time.Time) time.Time {
+	out := ts[0]
+	for _, t := range ts[1:] {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
+}
+
+func earliest(ts ...time.Time) time.Time {
+	out := ts[0]
+	for _, t := range ts[1:] {
+		if t.Before(out) {
+			out = t
+		}
+	}
+	return out
+}
+
+// reportSignature checks the report's ECDSA P-384 signature with the VCEK.
+func reportSignature(raw []byte, vcek *x509.Certificate) error {
+	if a := abi.SignatureAlgo(raw); a != abi.SignEcdsaP384Sha384 {
+		return attest.Reject(CodeReportSignatureAlgo, "the report signature algorithm is %d, want 1 (ECDSA P-384 with SHA-384)", a)
+	}
+	if err := verify.SnpReportSignature(raw, vcek); err != nil {
+		return attest.RejectErr(CodeReportSignature, err, "the report signature does not verify with the VCEK")
+	}
+	return nil
+}
