@@ -16,6 +16,11 @@
 //     host did not download from (the Ice Lake Xeon PCK points at the PCS v3
 //     URL while Enarx fetches v4).
 //
+// Links are processed root first; a CRL verified for a link nearer the root
+// is reused, without a second signature check, for any link below it that
+// matches it (upstream's rule for AMD, where the VCEK has no distribution
+// point and inherits the ASK's, i.e. the ARK's CRL).
+//
 // Check does no time comparison, so its result depends only on the bytes
 // and can be cached; Result.CheckTime applies the verification clock.
 package crl
@@ -112,21 +117,35 @@ func Check(chain []*x509.Certificate, entries []Entry, opts Options) (*Result, e
 	}
 
 	res := &Result{}
-	for i := 0; i+1 < len(chain); i++ {
+	verified := make([]bool, len(lists))
+	// Root first, like upstream, so that a CRL already verified for a link
+	// nearer the root can be reused below it (AMD: the ARK's CRL, found
+	// under the ASK's distribution point, is applied to the VCEK too).
+	for i := len(chain) - 2; i >= 0; i-- {
 		subject, issuer := chain[i], chain[i+1]
 		urls := subject.CRLDistributionPoints
 		if len(urls) == 0 {
 			urls = issuer.CRLDistributionPoints
 		}
 		applied := 0
-		for _, p := range lists {
+		for n, p := range lists {
 			byURL := slices.Contains(urls, p.entry.URL)
 			byIssuer := bytes.Equal(p.list.RawIssuer, issuer.RawSubject)
 			if !byURL && !byIssuer {
 				continue
 			}
-			if err := p.list.CheckSignatureFrom(issuer); err != nil {
-				return nil, fmt.Errorf("%w: CRL from %s for %q: %v", ErrSignature, p.entry.URL, issuer.Subject, err)
+			if !verified[n] {
+				if err := p.list.CheckSignatureFrom(issuer); err != nil {
+					return nil, fmt.Errorf("%w: CRL from %s for %q: %v", ErrSignature, p.entry.URL, issuer.Subject, err)
+				}
+				verified[n] = true
+				res.add(Used{
+					URL:        p.entry.URL,
+					Issuer:     issuer.Subject.String(),
+					ThisUpdate: p.list.ThisUpdate,
+					NextUpdate: p.list.NextUpdate,
+					ByIssuer:   !byURL,
+				})
 			}
 			for _, rc := range p.list.RevokedCertificateEntries {
 				if rc.SerialNumber != nil && rc.SerialNumber.Cmp(subject.SerialNumber) == 0 {
@@ -135,13 +154,6 @@ func Check(chain []*x509.Certificate, entries []Entry, opts Options) (*Result, e
 				}
 			}
 			applied++
-			res.add(Used{
-				URL:        p.entry.URL,
-				Issuer:     issuer.Subject.String(),
-				ThisUpdate: p.list.ThisUpdate,
-				NextUpdate: p.list.NextUpdate,
-				ByIssuer:   !byURL,
-			})
 		}
 		if applied == 0 && opts.RequireEvery {
 			return nil, fmt.Errorf("%w: no CRL in the evidence is from %v or issued by %q (for %q)",

@@ -1,0 +1,182 @@
+package crl
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2023, 2, 1, 0, 0, 0, 0, time.UTC)
+
+type ca struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newCert(t *testing.T, name string, serial int64, parent *ca, isCA bool, dps []string) *ca {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             t0.Add(-time.Hour * 24 * 365),
+		NotAfter:              t0.Add(time.Hour * 24 * 365),
+		BasicConstraintsValid: true,
+		IsCA:                  isCA,
+		CRLDistributionPoints: dps,
+	}
+	if isCA {
+		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	}
+	pc, pk := tmpl, key
+	if parent != nil {
+		pc, pk = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, pc, &key.PublicKey, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ca{cert: c, key: key}
+}
+
+func (c *ca) crl(t *testing.T, this, next time.Time, revoked ...int64) []byte {
+	t.Helper()
+	var entries []x509.RevocationListEntry
+	for _, s := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: big.NewInt(s), RevocationTime: this})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: this, NextUpdate: next, RevokedCertificateEntries: entries,
+	}, c.cert, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+const (
+	rootURL  = "https://example.test/root.crl"
+	interURL = "https://example.test/v4/inter.crl"
+)
+
+// pki builds root → intermediate → leaf, with the leaf naming oldURL.
+func pki(t *testing.T, leafURL string) (root, inter, leaf *ca) {
+	root = newCert(t, "root", 1, nil, true, nil)
+	inter = newCert(t, "inter", 2, root, true, []string{rootURL})
+	leaf = newCert(t, "leaf", 3, inter, false, []string{leafURL})
+	return
+}
+
+func chainOf(cs ...*ca) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range cs {
+		out = append(out, c.cert)
+	}
+	return out
+}
+
+func TestCheck(t *testing.T) {
+	root, inter, leaf := pki(t, interURL)
+	other := newCert(t, "inter", 9, root, true, nil) // same name, other key
+	this, next := t0.Add(-time.Hour), t0.Add(time.Hour)
+	rootCRL := root.crl(t, this, next)
+	interCRL := inter.crl(t, this, next)
+	chain := chainOf(leaf, inter, root)
+	for _, c := range []struct {
+		name    string
+		entries []Entry
+		opts    Options
+		want    error
+	}{
+		{"both by url", []Entry{{rootURL, rootCRL}, {interURL, interCRL}}, Options{RequireEvery: true}, nil},
+		{"leaf crl by issuer only", []Entry{{rootURL, rootCRL}, {"https://elsewhere/x.crl", interCRL}}, Options{RequireEvery: true}, nil},
+		{"leaf revoked", []Entry{{rootURL, rootCRL}, {interURL, inter.crl(t, this, next, 7, 3)}}, Options{}, ErrRevoked},
+		{"leaf revoked, crl found by issuer", []Entry{{rootURL, rootCRL}, {"x", inter.crl(t, this, next, 3)}}, Options{}, ErrRevoked},
+		{"intermediate revoked", []Entry{{rootURL, root.crl(t, this, next, 2)}, {interURL, interCRL}}, Options{}, ErrRevoked},
+		{"crl by wrong key at url", []Entry{{rootURL, rootCRL}, {interURL, other.crl(t, this, next)}}, Options{}, ErrSignature},
+		{"leaf crl missing, upstream rule", []Entry{{rootURL, rootCRL}}, Options{}, nil},
+		{"leaf crl missing, strict", []Entry{{rootURL, rootCRL}}, Options{RequireEvery: true}, ErrMissing},
+		{"none", nil, Options{}, ErrMissing},
+		{"unrelated only", []Entry{{"https://x/y", newCert(t, "z", 5, nil, true, nil).crl(t, this, next)}}, Options{}, ErrMissing},
+		{"malformed", []Entry{{rootURL, rootCRL}, {interURL, []byte{0x30, 0}}}, Options{}, ErrMalformed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := Check(chain, c.entries, c.opts)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			if err == nil {
+				if err := res.CheckTime(t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckTime(t *testing.T) {
+	root, inter, leaf := pki(t, interURL)
+	res, err := Check(chainOf(leaf, inter, root), []Entry{
+		{rootURL, root.crl(t, t0.Add(-48*time.Hour), t0.Add(48*time.Hour))},
+		{interURL, inter.crl(t, t0.Add(-time.Hour), t0.Add(time.Hour))},
+	}, Options{RequireEvery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.NotBefore.Equal(t0.Add(-time.Hour)) || !res.NotAfter.Equal(t0.Add(time.Hour)) || len(res.Used) != 2 {
+		t.Fatalf("window %v–%v, %d used", res.NotBefore, res.NotAfter, len(res.Used))
+	}
+	for at, want := range map[time.Time]error{
+		t0:                       nil,
+		t0.Add(-time.Hour):       nil,
+		t0.Add(-2 * time.Hour):   ErrNotYetValid,
+		t0.Add(time.Hour):        ErrExpired, // nextUpdate ≤ now fails, like upstream
+		t0.Add(30 * time.Hour):   ErrExpired,
+		t0.Add(-100 * time.Hour): ErrNotYetValid,
+	} {
+		if err := res.CheckTime(at); !errors.Is(err, want) {
+			t.Errorf("%v: got %v, want %v", at, err, want)
+		}
+	}
+}
+
+// TestIssuerDistributionPoint: a subject without distribution points (AMD's
+// VCEK) is looked up under its issuer's URL.
+func TestIssuerDistributionPoint(t *testing.T) {
+	root := newCert(t, "ark", 1, nil, true, nil)
+	ask := newCert(t, "ask", 2, root, true, []string{rootURL})
+	vcek := newCert(t, "vcek", 3, ask, false, nil)
+	// The ARK's CRL is verified for the (ark, ask) link and then reused
+	// for the (ask, vcek) link, whose serial it is checked against.
+	res, err := Check(chainOf(vcek, ask, root), []Entry{{rootURL, root.crl(t, t0, t0.Add(time.Hour))}}, Options{RequireEvery: true})
+	if err != nil || len(res.Used) != 1 {
+		t.Fatalf("got %v, %v", res, err)
+	}
+	if _, err := Check(chainOf(vcek, ask, root), []Entry{{rootURL, root.crl(t, t0, t0.Add(time.Hour), 3)}}, Options{}); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("VCEK serial on the ARK's CRL: got %v", err)
+	}
+	// A CRL under that URL that no certificate above signed is refused.
+	if _, err := Check(chainOf(vcek, ask, root), []Entry{{rootURL, ask.crl(t, t0, t0.Add(time.Hour))}}, Options{}); !errors.Is(err, ErrSignature) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestShortChain(t *testing.T) {
+	root := newCert(t, "root", 1, nil, true, nil)
+	if _, err := Check(chainOf(root), nil, Options{}); !errors.Is(err, ErrMissing) {
+		t.Fatal(err)
+	}
+}
