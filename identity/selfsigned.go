@@ -16,6 +16,10 @@ const selfSignedValidity = 365 * 24 * time.Hour
 // subject = issuer = CN=localhost, a 16-byte random serial, validity
 // now..now+365 days, KeyUsage digitalSignature|keyEncipherment (critical),
 // BasicConstraints CA=false (critical), EKU serverAuth+clientAuth.
+//
+// Beyond upstream it carries a DNS SAN "localhost": modern verifiers (Go's
+// crypto/x509, rustls/webpki) ignore the Common Name, so without it a client
+// that pins this certificate could still not verify it for "localhost".
 func selfSigned(s *keySigner) (*x509.Certificate, error) {
 	serial, err := randomSerial()
 	if err != nil {
@@ -25,6 +29,7 @@ func selfSigned(s *keySigner) (*x509.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "localhost"},
+		DNSNames:              []string{"localhost"},
 		NotBefore:             now,
 		NotAfter:              now.Add(selfSignedValidity),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,

@@ -61,8 +61,8 @@ func TestSelfSigned(t *testing.T) {
 	if !crit["2.5.29.15"] || !crit["2.5.29.19"] {
 		t.Errorf("key usage and basic constraints must be critical: %v", crit)
 	}
-	if len(c.DNSNames) != 0 || len(c.IPAddresses) != 0 {
-		t.Error("self-signed certificate has SANs")
+	if len(c.DNSNames) != 1 || c.DNSNames[0] != "localhost" || len(c.IPAddresses) != 0 {
+		t.Errorf("SANs %v %v, want DNS:localhost", c.DNSNames, c.IPAddresses)
 	}
 	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P256() {
