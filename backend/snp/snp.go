@@ -1,0 +1,155 @@
+// Package snpbackend provides the "snp" backend — the Keep runs in this
+// process inside an AMD SEV-SNP confidential VM, whose memory the hardware
+// encrypts and whose launch the firmware measured — and the clearly labelled
+// "snp-emulated" backend, which produces real-format evidence signed by a
+// locally generated test root on machines without SEV-SNP.
+//
+// The confidential VM is the Keep: the host (hypervisor, cloud operator)
+// cannot read or alter its memory, but the guest kernel and everything in the
+// VM image are inside the trust boundary and covered by the launch
+// measurement. See the README ("Keeps in confidential VMs").
+//
+// This package runs on the host side of keep.Run; evidence is produced by
+// package evidence/snp inside the VM.
+package snpbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/evidence/emulated"
+	"github.com/enarx-go/enarx/evidence/snp"
+	"github.com/enarx-go/enarx/evidence/tsm"
+	"github.com/enarx-go/enarx/keep"
+)
+
+// Names of the backends.
+const (
+	Name         = "snp"
+	EmulatedName = "snp-emulated"
+)
+
+// CacheDir is the collateral cache: $ENARX_SNP_CACHE, else upstream's
+// /var/cache/amd-sev.
+func CacheDir() string {
+	if d := os.Getenv("ENARX_SNP_CACHE"); d != "" {
+		return d
+	}
+	return snp.DefaultCacheDir
+}
+
+// Backend is the real SEV-SNP guest backend.
+type Backend struct {
+	// Root is the file-system root for probes ("" = "/"); tests fake it.
+	Root string
+}
+
+// Emulated is the snp-emulated backend.
+type Emulated struct{}
+
+func init() {
+	backend.Register(Backend{})
+	backend.Register(Emulated{})
+}
+
+// Name implements backend.Backend.
+func (Backend) Name() string { return Name }
+
+// Protection implements backend.Backend.
+func (Backend) Protection() backend.Protection { return backend.ProtectionTEE }
+
+// Available implements backend.Backend: this is an SEV-SNP guest, with a
+// configfs-tsm sev_guest provider or the sev-guest device.
+func (b Backend) Available() bool {
+	if _, err := os.Stat(b.path("/dev/sev-guest")); err == nil {
+		return true
+	}
+	if _, err := os.Stat(b.path("/sys/kernel/config/tsm/report")); err != nil || b.Root != "" {
+		return false
+	}
+	p, err := (&tsm.Source{}).ProviderName()
+	return err == nil && p == tsm.ProviderSNP
+}
+
+func (b Backend) path(p string) string {
+	if b.Root == "" {
+		return p
+	}
+	return b.Root + p
+}
+
+// Configured implements backend.Backend: the AMD CRLs must be cached (the
+// VCEK normally comes with the extended report).
+func (b Backend) Configured() error {
+	c := &snp.Cache{Dir: b.path(CacheDir())}
+	l, err := c.CRLs()
+	if err != nil {
+		return err
+	}
+	if len(l) == 0 {
+		return errors.New("the AMD CRL cache is empty; run `enarx platform snp fetch`")
+	}
+	return nil
+}
+
+// Run implements backend.Backend.
+func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
+	o := l.Options
+	o.Files = l.Files
+	o.Evidence = &snp.Provider{Cache: &snp.Cache{Dir: CacheDir()}, Logger: o.Logger}
+	return keep.Run(ctx, l.Workload, o)
+}
+
+// Name implements backend.Backend.
+func (Emulated) Name() string { return EmulatedName }
+
+// Protection implements backend.Backend: below nil, so that it is never
+// chosen implicitly — it protects nothing and only exercises the path.
+func (Emulated) Protection() backend.Protection { return backend.ProtectionNone - 1 }
+
+// Available implements backend.Backend: anywhere.
+func (Emulated) Available() bool { return true }
+
+// Configured implements backend.Backend.
+func (Emulated) Configured() error {
+	_, err := emulated.DefaultDir()
+	return err
+}
+
+// Run implements backend.Backend.
+func (Emulated) Run(ctx context.Context, l *backend.Launch) (int, error) {
+	p, err := EmulatedProvider()
+	if err != nil {
+		return 1, err
+	}
+	o := l.Options
+	o.Files = l.Files
+	o.Evidence = p
+	if o.Logger != nil {
+		o.Logger.Warn("snp-emulated backend: evidence is signed by a local test root, not AMD hardware; the workload is NOT protected from this host")
+	}
+	return keep.Run(ctx, l.Workload, o)
+}
+
+// EmulatedProvider loads (or creates on first use) the emulated root and
+// returns an evidence provider whose measurement is the enarx executable's
+// digest (see emulated.Measurement).
+func EmulatedProvider() (*emulated.SNPProvider, error) {
+	dir, err := emulated.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	root, err := emulated.LoadOrCreateSNPRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snp-emulated: %w", err)
+	}
+	m, err := emulated.Measurement()
+	if err != nil {
+		return nil, fmt.Errorf("snp-emulated: %w", err)
+	}
+	return &emulated.SNPProvider{Root: root, Options: emulated.SNPOptions{Measurement: m}, Now: time.Now}, nil
+}
