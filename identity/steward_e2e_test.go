@@ -1,0 +1,154 @@
+package identity_test
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log"
+	"math/big"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attest/certext"
+	"github.com/enarx-go/enarx/attestation/kvm"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/identity"
+	"github.com/enarx-go/enarx/steward"
+)
+
+// startSteward runs the real Steward over HTTPS on 127.0.0.1.
+func startSteward(t *testing.T, ca *steward.CA, opts kvm.Options) *httptest.Server {
+	t.Helper()
+	srv, err := steward.New(steward.Config{CA: ca, Verifiers: []attest.Verifier{kvm.New(opts)}, SANs: []string{"keep.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func workload() certext.Workload {
+	w := sha256.Sum256([]byte("e2e wasm"))
+	c := sha256.Sum256([]byte("e2e toml"))
+	return certext.Workload{WasmSHA256: w[:], ConfigSHA256: c[:], Package: "sha-256=:abc=:"}
+}
+
+func TestRealStewardDebugMode(t *testing.T) {
+	ca, err := steward.GenerateCA("steward.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startSteward(t, ca, kvm.Options{})
+	w := workload()
+	id, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: w, HTTPClient: ts.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := id.Chain()
+	if len(chain) != 2 || !id.StewardCA().Equal(ca.Chain[0]) {
+		t.Fatalf("chain of %d, steward CA %v", len(chain), id.StewardCA().Subject)
+	}
+	gotW, att, err := certext.FromCertificate(chain[0])
+	if err != nil || gotW == nil || att == nil {
+		t.Fatalf("extensions: %v %v %v", gotW, att, err)
+	}
+	if !bytes.Equal(gotW.WasmSHA256, w.WasmSHA256) || gotW.Package != w.Package {
+		t.Errorf("workload %+v", gotW)
+	}
+	if att.Claims.Kind != attest.KindNone || att.Claims.HardwareBacked || !att.StewardDebug {
+		t.Errorf("attested-as %+v", att)
+	}
+
+	// The Keep serves TLS; a client trusting only the Steward CA checks the
+	// workload it talks to.
+	cfg, err := id.ServerTLS(config.File{Kind: config.KindListen, Name: "l", Prot: config.ProtTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Chain[0])
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "keep.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	peer, _, err := certext.FromCertificate(conn.ConnectionState().PeerCertificates[0])
+	if err != nil || peer == nil || !bytes.Equal(peer.ConfigSHA256, w.ConfigSHA256) {
+		t.Fatalf("peer workload %+v %v", peer, err)
+	}
+}
+
+// intermediateCA makes a Steward CA issued by a root (not debug mode).
+func intermediateCA(t *testing.T) (*steward.CA, *x509.Certificate) {
+	t.Helper()
+	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ik, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	now := time.Now()
+	rt := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Root"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	rder, err := x509.CreateCertificate(rand.Reader, rt, rt, &rk.PublicKey, rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(rder)
+	it := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Steward"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	ider, err := x509.CreateCertificate(rand.Reader, it, root, &ik.PublicKey, rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, _ := x509.ParseCertificate(ider)
+	return &steward.CA{Key: ik, Chain: []*x509.Certificate{inter, root}}, root
+}
+
+func TestRealStewardProductionMode(t *testing.T) {
+	ca, root := intermediateCA(t)
+
+	// Upstream behaviour: no-hardware evidence is refused outside debug
+	// mode, and the Keep's error quotes the Steward's reason.
+	ts := startSteward(t, ca, kvm.Options{})
+	_, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: workload(), HTTPClient: ts.Client()})
+	if err == nil || !strings.Contains(err.Error(), kvm.CodeNotAllowed) {
+		t.Fatalf("error %v, want the steward's %q reason", err, kvm.CodeNotAllowed)
+	}
+
+	// Explicitly allowed: the chain runs through the intermediate to the root.
+	ts = startSteward(t, ca, kvm.Options{AllowWithoutDebug: true})
+	id, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: workload(), HTTPClient: ts.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(id.Chain()) != 3 || !id.StewardCA().Equal(root) {
+		t.Fatalf("chain of %d", len(id.Chain()))
+	}
+	_, att, _ := certext.FromCertificate(id.Chain()[0])
+	if att == nil || att.StewardDebug {
+		t.Fatalf("attested-as %+v", att)
+	}
+}
