@@ -1,18 +1,265 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/enarx-go/enarx/drawbridge/client"
+	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/credentials"
+	"github.com/enarx-go/enarx/internal/progress"
 )
 
-// PLACEHOLDER: replaced by the owner of the `package` command.
+// defaultOIDCDomain is upstream's issuer (the hosted service is gone; pass
+// --oidc-domain or set ENARX_OIDC_DOMAIN).
+const defaultOIDCDomain = "https://auth.profian.com/"
+
+// registryFlags are the flags every Drawbridge command takes.
+type registryFlags struct {
+	caBundle   string
+	token      string
+	oidcDomain string
+	credHelper string
+}
+
+func (f *registryFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.caBundle, "ca-bundle", os.Getenv("ENARX_CA_BUNDLE"),
+		"PEM file of CA certificates trusted for the registry instead of the system roots (env ENARX_CA_BUNDLE)")
+	fs.StringVar(&f.token, "insecure-auth-token", os.Getenv("ENARX_INSECURE_AUTH_TOKEN"),
+		"use this OIDC access token instead of stored credentials (env ENARX_INSECURE_AUTH_TOKEN; visible to other local users)")
+	fs.StringVar(&f.oidcDomain, "oidc-domain", envOr("ENARX_OIDC_DOMAIN", defaultOIDCDomain),
+		"OIDC issuer URL the stored credentials belong to (env ENARX_OIDC_DOMAIN)")
+	fs.StringVar(&f.credHelper, "credential-helper", os.Getenv("ENARX_CREDENTIAL_HELPER"),
+		"program that stores credentials (`helper show|insert ID`) instead of files under the user config dir (env ENARX_CREDENTIAL_HELPER)")
+}
+
+func (f *registryFlags) readCABundle() ([]byte, error) {
+	if f.caBundle == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(f.caBundle)
+	if err != nil {
+		return nil, fmt.Errorf("reading --ca-bundle: %w", err)
+	}
+	return b, nil
+}
+
+func (f *registryFlags) store() (credentials.Store, error) {
+	if f.credHelper != "" {
+		return credentials.Helper{Program: f.credHelper}, nil
+	}
+	dir, err := credentials.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	return credentials.FileStore{Dir: dir}, nil
+}
+
+// authToken returns the token for host: the explicit one, else the stored
+// one. With required false, missing credentials mean anonymous access.
+func (f *registryFlags) authToken(ctx context.Context, host string, required bool) (string, error) {
+	if f.token != "" {
+		return f.token, nil
+	}
+	id, err := credentials.ID(f.oidcDomain, host)
+	if err != nil {
+		return "", err
+	}
+	st, err := f.store()
+	if err != nil {
+		return "", err
+	}
+	tok, err := st.Get(ctx, id)
+	if errors.Is(err, credentials.ErrNotFound) {
+		if !required {
+			return "", nil
+		}
+		return "", fmt.Errorf("not logged in to %s: run `enarx user login --store-host %s --oidc-domain %s`, or pass --insecure-auth-token: %w",
+			host, host, f.oidcDomain, err)
+	}
+	return tok, err
+}
+
+// client returns a registry client for host with progress bars on stderr
+// (when it is a terminal).
+func (f *registryFlags) client(cmd *cobra.Command, host string, tokenRequired bool) (*client.Client, error) {
+	ca, err := f.readCABundle()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := f.authToken(cmd.Context(), host, tokenRequired)
+	if err != nil {
+		return nil, err
+	}
+	stderr := cmd.ErrOrStderr()
+	return client.New(host, client.Options{
+		CABundle: ca,
+		Token:    tok,
+		Progress: func(label string, total int64) func(io.Reader) io.Reader {
+			if !progress.IsTerminal(stderr) {
+				return nil
+			}
+			bar := progress.New(stderr, label, total)
+			return func(r io.Reader) io.Reader { return &doneReader{r: bar.Reader(r), bar: bar} }
+		},
+	})
+}
+
+// doneReader finishes its progress bar at the end of the stream.
+type doneReader struct {
+	r   io.Reader
+	bar *progress.Bar
+}
+
+func (d *doneReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil {
+		d.bar.Done()
+	}
+	return n, err
+}
+
+// oidcHTTPClient trusts the system roots plus the CA bundle (the issuer is
+// usually public even when the registry is not).
+func (f *registryFlags) oidcHTTPClient() (*http.Client, error) {
+	ca, err := f.readCABundle()
+	if err != nil || ca == nil {
+		return http.DefaultClient, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, errors.New("--ca-bundle contains no PEM certificates")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
+}
+
 func newPackageCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "package",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("package: not implemented yet")
+	cmd := &cobra.Command{
+		Use:   "package",
+		Short: "Publish, inspect and fetch packages in a Drawbridge registry",
+	}
+	cmd.AddCommand(newPackagePublishCmd(), newPackageInfoCmd(), newPackageFetchCmd())
+	return cmd
+}
+
+func newPackagePublishCmd() *cobra.Command {
+	var rf registryFlags
+	cmd := &cobra.Command{
+		Use:   "publish [HOST/]USER/REPO:TAG PATH",
+		Short: "Publish a main.wasm file or a package directory as a new tag",
+		Long: `Publish PATH as the tag. PATH is either a file named main.wasm, or a directory
+containing main.wasm and optionally Enarx.toml, other files and subdirectories.
+Every node is hashed locally (bottom-up) and uploaded with its Content-Digest;
+the registry rejects anything that does not match. On success the pinned spec
+(…:TAG@sha-256:<digest>) is printed; deploy it to be sure to run exactly this.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := client.ParsePackageSpec(args[0])
+			if err != nil {
+				return err
+			}
+			tree, err := client.BuildTree(args[1])
+			if err != nil {
+				return err
+			}
+			c, err := rf.client(cmd, spec.Host, true)
+			if err != nil {
+				return err
+			}
+			if err := c.Publish(cmd.Context(), spec, tree); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), pinned(spec, tree.Root().Digest))
+			return nil
 		},
 	}
+	rf.register(cmd.Flags())
+	return cmd
+}
+
+// pinned returns spec pinned to the root's SHA-256.
+func pinned(spec client.PackageSpec, root types.Digests) string {
+	spec.Pin = nil
+	if v, ok := root[types.SHA256]; ok {
+		spec.Pin = types.Digests{types.SHA256: v}
+	}
+	return spec.String()
+}
+
+func newPackageInfoCmd() *cobra.Command {
+	var rf registryFlags
+	cmd := &cobra.Command{
+		Use:   "info [HOST/]USER/REPO:TAG[@sha-256:DIGEST]",
+		Short: "Print a package's tag entry (the digest, length and type of its root)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := client.ParsePackageSpec(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := rf.client(cmd, spec.Host, false)
+			if err != nil {
+				return err
+			}
+			tag, err := c.GetTag(cmd.Context(), spec)
+			if err != nil {
+				return err
+			}
+			var out bytes.Buffer
+			if err := json.Indent(&out, tag.Body, "", "  "); err != nil {
+				return fmt.Errorf("tag entry: %w", err)
+			}
+			out.WriteByte('\n')
+			_, err = cmd.OutOrStdout().Write(out.Bytes())
+			return err
+		},
+	}
+	rf.register(cmd.Flags())
+	return cmd
+}
+
+func newPackageFetchCmd() *cobra.Command {
+	var rf registryFlags
+	cmd := &cobra.Command{
+		Use:   "fetch [HOST/]USER/REPO:TAG[@sha-256:DIGEST] DIR",
+		Short: "Download a package into a new directory, verifying every file",
+		Long: `Download the package into DIR (which must not exist). Every node is checked
+against the entry that names it, from the tag down; DIR only appears once all
+of it verified. A single-file package is written as DIR/main.wasm.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := client.ParsePackageSpec(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := rf.client(cmd, spec.Host, false)
+			if err != nil {
+				return err
+			}
+			tag, err := c.FetchTree(cmd.Context(), spec, args[1])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), pinned(spec, tag.Entry.Digest))
+			return nil
+		},
+	}
+	rf.register(cmd.Flags())
+	return cmd
 }

@@ -1,0 +1,225 @@
+package bundle
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// Package is a verified package: what a Keep may run.
+type Package struct {
+	// Source is the spec the host says it fetched (informational only: it
+	// is not verified; Digest is what identifies the package).
+	Source string
+	// Digest identifies the package: the root node's SHA-256 as the tag
+	// entry names it, in Content-Digest form ("sha-256=:…:"); if the entry
+	// has no SHA-256, its whole digest set.
+	Digest string
+	// Root is the verified tag entry (the root node's entry).
+	Root types.Entry
+	// Wasm is main.wasm; Config is Enarx.toml, nil if the package has none.
+	Wasm   []byte
+	Config []byte
+}
+
+// Error is a verification failure; Node names the node that failed ("tag
+// entry", "/", "/main.wasm", "/Enarx.toml").
+type Error struct {
+	Source string
+	Node   string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	src := e.Source
+	if src == "" {
+		src = "package"
+	}
+	return fmt.Sprintf("verifying %s: node %s: %v", src, e.Node, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Verify decodes a bundle and verifies the whole Merkle chain from the tag
+// entry (and the pin, if the bundle carries one) down to main.wasm and
+// Enarx.toml. It returns the package only if every check passed.
+func Verify(data []byte) (*Package, error) {
+	b, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return b.Verify()
+}
+
+// Verify verifies a decoded bundle (see the package Verify).
+func (b *Bundle) Verify() (*Package, error) {
+	fail := func(node string, err error) (*Package, error) {
+		return nil, &Error{Source: b.Source, Node: node, Err: err}
+	}
+	var pin types.Digests
+	if b.Pin != "" {
+		var err error
+		if pin, err = types.ParseContentDigest(b.Pin); err != nil || len(pin) != 1 {
+			return fail("tag entry", fmt.Errorf("invalid pinned digest %q", b.Pin))
+		}
+	}
+
+	// The tag entry: trusted only through the pin (if any); otherwise its
+	// root digest is what the Keep reports.
+	tag, ok := b.record(TagPath)
+	if !ok {
+		return fail("tag entry", errors.New("missing from the bundle"))
+	}
+	switch tag.Type {
+	case types.EntryType:
+	case types.JWSType:
+		return fail("tag entry", errors.New("signed tags are not currently supported"))
+	default:
+		return fail("tag entry", fmt.Errorf("unexpected content type %q (want %s)", tag.Type, types.EntryType))
+	}
+	tagDigest, err := types.ParseContentDigest(tag.Digest)
+	if err != nil || len(tagDigest) == 0 {
+		return fail("tag entry", fmt.Errorf("invalid Content-Digest %q", tag.Digest))
+	}
+	if err := CheckBody(tag.Body, tagDigest, int64(len(tag.Body))); err != nil {
+		return fail("tag entry", err)
+	}
+	entry, err := types.ParseEntry(tag.Body)
+	if err != nil {
+		return fail("tag entry", err)
+	}
+	if err := CheckPin(pin, entry.Digest); err != nil {
+		return fail("tag entry", err)
+	}
+
+	pkg := &Package{Source: b.Source, Root: entry, Digest: PackageDigest(entry.Digest)}
+	used := map[string]bool{TagPath: true}
+	node := func(p string, want types.Meta, wantType string, limit int64) ([]byte, error) {
+		used[p] = true
+		if want.Type != wantType {
+			return nil, fmt.Errorf("entry has content type %q, want %q", want.Type, wantType)
+		}
+		if want.Length > limit {
+			return nil, fmt.Errorf("%d bytes exceeds the limit of %d bytes", want.Length, limit)
+		}
+		r, ok := b.record(p)
+		if !ok {
+			return nil, errors.New("missing from the bundle")
+		}
+		got, err := types.ParseContentDigest(r.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("invalid Content-Digest: %w", err)
+		}
+		m := types.Meta{Digest: got, Length: int64(len(r.Body)), Type: r.Type}
+		switch {
+		case m.Type != want.Type:
+			return nil, fmt.Errorf("content type %q does not match its entry (%q)", m.Type, want.Type)
+		case m.Length != want.Length:
+			return nil, fmt.Errorf("length %d does not match its entry (%d)", m.Length, want.Length)
+		case !m.Digest.Equal(want.Digest):
+			return nil, fmt.Errorf("Content-Digest %s does not match its entry (%s)", m.Digest, want.Digest)
+		}
+		if err := CheckBody(r.Body, want.Digest, want.Length); err != nil {
+			return nil, err
+		}
+		return r.Body, nil
+	}
+
+	switch entry.Type {
+	case types.WasmType: // a single-file package: the root is main.wasm
+		if pkg.Wasm, err = node(RootPath, entry.Meta, types.WasmType, MaxWasmSize); err != nil {
+			return fail("/", err)
+		}
+	case types.DirectoryType:
+		body, err := node(RootPath, entry.Meta, types.DirectoryType, MaxDirectorySize)
+		if err != nil {
+			return fail("/", err)
+		}
+		dir, err := types.ParseDirectory(body)
+		if err != nil {
+			return fail("/", err)
+		}
+		we, ok := dir[WasmName]
+		if !ok {
+			return fail("/"+WasmName, errors.New("the package has no main.wasm"))
+		}
+		if pkg.Wasm, err = node(WasmName, we.Meta, types.WasmType, MaxWasmSize); err != nil {
+			return fail("/"+WasmName, err)
+		}
+		if ce, ok := dir[ConfigName]; ok {
+			if pkg.Config, err = node(ConfigName, ce.Meta, types.TOMLType, MaxConfigSize); err != nil {
+				return fail("/"+ConfigName, err)
+			}
+		}
+	default:
+		return fail("/", fmt.Errorf("unsupported package root type %q (want %s or %s)", entry.Type, types.DirectoryType, types.WasmType))
+	}
+	for _, r := range b.Records {
+		if !used[r.Path] {
+			return fail(nodeName(r.Path), errors.New("present in the bundle but not named by the package"))
+		}
+	}
+	return pkg, nil
+}
+
+// PackageDigest is how a package is identified (in a Keep's certificate):
+// the root's SHA-256 in Content-Digest form, or the whole set if it has no
+// SHA-256.
+func PackageDigest(root types.Digests) string {
+	if v, ok := root[types.SHA256]; ok {
+		return types.Digests{types.SHA256: v}.String()
+	}
+	return root.String()
+}
+
+// CheckPin checks that the digest set d contains the pinned digest (no-op
+// for an empty pin).
+func CheckPin(pin, d types.Digests) error {
+	for a, want := range pin {
+		got, ok := d[a]
+		if !ok {
+			return fmt.Errorf("pinned digest %s:%x cannot be checked: the tag entry has no %s digest", a, want, a)
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("package digest mismatch: pinned %s:%x, but the tag entry names %s:%x", a, want, a, got)
+		}
+	}
+	return nil
+}
+
+// VerificationSet returns the subset of d a body is hashed against. One
+// strong algorithm binds the bytes (all algorithms of a set come from the
+// same source, and set equality with the parent entry is checked
+// separately), and hashing one instead of four keeps large packages at disk
+// speed. Preference: sha-256, sha-512, sha-384, sha-224.
+func VerificationSet(d types.Digests) types.Digests {
+	for _, a := range []types.Algorithm{types.SHA256, types.SHA512, types.SHA384, types.SHA224} {
+		if v, ok := d[a]; ok {
+			return types.Digests{a: v}
+		}
+	}
+	return d
+}
+
+// CheckBody checks body has length bytes and matches d (VerificationSet).
+func CheckBody(body []byte, d types.Digests, length int64) error {
+	if int64(len(body)) != length {
+		return fmt.Errorf("%w, expected: %d, got %d", types.ErrLengthMismatch, length, len(body))
+	}
+	vs := VerificationSet(d)
+	if len(vs) == 0 {
+		return errors.New("no content digest to check")
+	}
+	algs := make([]types.Algorithm, 0, 1)
+	for a := range vs {
+		algs = append(algs, a)
+	}
+	h := types.NewHasher(algs...)
+	h.Write(body)
+	if !h.Sum().Equal(vs) {
+		return types.ErrDigestMismatch
+	}
+	return nil
+}

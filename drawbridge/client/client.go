@@ -1,0 +1,465 @@
+// Package client is a typed HTTP client for the Drawbridge v0.1.0 API
+// (users, repositories, tags, trees) and the tree builder used to publish a
+// directory.
+//
+// Trust: the registry and the network are untrusted for integrity. Every
+// response body is read through a verifying reader against the response's
+// Content-Digest and Content-Length (both required) and against a size limit
+// checked before reading; a body is only returned after its digest checked.
+// Tree reads additionally compare each node's metadata with the entry its
+// parent (or the tag) names, so a fetched tree is verified from the tag down.
+// TLS server certificates are checked against the system roots or the CA
+// bundle given in Options.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/enarx-go/enarx/drawbridge/bundle"
+	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/version"
+)
+
+// APIPrefix is the path prefix of every API call.
+const APIPrefix = "api/v0.1.0"
+
+// Size limits for bodies the client reads.
+const (
+	MaxJSONSize      = 1 << 20   // user records, repo configs, tag lists, tag entries
+	MaxDirectorySize = 1_000_000 // a directory node (upstream limit)
+	MaxFileSize      = 1 << 30   // a file node fetched by `package fetch`
+	MaxErrorBodySize = 4096      // how much of an error body is shown
+)
+
+// Options configures a Client.
+type Options struct {
+	// HTTPClient, if set, is used as is (CABundle is then ignored).
+	HTTPClient *http.Client
+	// CABundle is PEM; if non-empty it replaces the system roots.
+	CABundle []byte
+	// Token is the OIDC access token sent as a bearer token ("" ⇒ anonymous).
+	Token string
+	// Progress, if set, is called for each body transferred and returns a
+	// wrapper that counts bytes (terminal progress bars), or nil for none.
+	Progress func(label string, total int64) func(io.Reader) io.Reader
+}
+
+// Client talks to one registry host.
+type Client struct {
+	host  string
+	base  url.URL
+	hc    *http.Client
+	token string
+	prog  func(string, int64) func(io.Reader) io.Reader
+}
+
+// NewHTTPClient returns an HTTP client whose TLS roots are caBundle (PEM) if
+// given, else the system roots.
+func NewHTTPClient(caBundle []byte) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.DisableCompression = true
+	if len(caBundle) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caBundle) {
+			return nil, errors.New("CA bundle contains no PEM certificates")
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return &http.Client{Transport: tr}, nil
+}
+
+// New returns a client for host ("name[:port]"), always over https.
+func New(host string, o Options) (*Client, error) {
+	if err := validateHost(host); err != nil {
+		return nil, err
+	}
+	hc := o.HTTPClient
+	if hc == nil {
+		var err error
+		if hc, err = NewHTTPClient(o.CABundle); err != nil {
+			return nil, err
+		}
+	}
+	return &Client{
+		host:  host,
+		base:  url.URL{Scheme: "https", Host: host, Path: "/" + APIPrefix},
+		hc:    hc,
+		token: o.Token,
+		prog:  o.Progress,
+	}, nil
+}
+
+// Host returns the registry host.
+func (c *Client) Host() string { return c.host }
+
+// StatusError is a non-success HTTP answer. Body is the server's message.
+type StatusError struct {
+	Method, URL string
+	Code        int
+	Body        string
+}
+
+func (e *StatusError) Error() string {
+	msg := strings.TrimSpace(e.Body)
+	if msg == "" {
+		msg = http.StatusText(e.Code)
+	}
+	return fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.Code, msg)
+}
+
+// IsStatus reports whether err is a StatusError with the given code.
+func IsStatus(err error, code int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == code
+}
+
+func (c *Client) url(segments ...string) string {
+	u := c.base
+	u.Path = u.Path + "/" + strings.Join(segments, "/")
+	return u.String()
+}
+
+func userPath(u types.UserName) []string { return []string{string(u)} }
+func repoPath(r RepoSpec) []string       { return []string{string(r.User), string(r.Repo)} }
+func tagPath(p PackageSpec) []string {
+	return []string{string(p.User), string(p.Repo), "_tag", string(p.Tag)}
+}
+func treePath(p PackageSpec, path types.TreePath) []string {
+	s := append(tagPath(p), "tree")
+	for _, n := range path {
+		s = append(s, string(n))
+	}
+	return s
+}
+
+func (c *Client) newRequest(ctx context.Context, method, u string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "enarx-go/"+version.Version)
+	// The registry never compresses; asking for identity keeps
+	// Content-Length and Content-Digest about the bytes we read.
+	req.Header.Set("Accept-Encoding", "identity")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
+	return resp, nil
+}
+
+func statusError(req *http.Request, resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBodySize))
+	return &StatusError{Method: req.Method, URL: req.URL.String(), Code: resp.StatusCode, Body: sanitize(string(b))}
+}
+
+// sanitize keeps server text printable so it cannot drive the terminal.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || r >= ' ' && r != 0x7f && !(r >= 0x80 && r < 0xa0) {
+			return r
+		}
+		return '?'
+	}, s)
+}
+
+// Response is a verified body with the metadata the server sent for it.
+type Response struct {
+	Meta types.Meta
+	Body []byte
+}
+
+// get fetches u into memory, verifying the body against its Content-Digest
+// and rejecting bodies longer than limit before reading them.
+func (c *Client) get(ctx context.Context, u, label string, limit int64) (*Response, error) {
+	var buf bytes.Buffer
+	meta, err := c.getTo(ctx, u, label, limit, func(m types.Meta) (io.Writer, error) {
+		buf.Grow(int(m.Length))
+		return &buf, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Response{Meta: meta, Body: buf.Bytes()}, nil
+}
+
+// getTo streams a verified body of u into the writer open returns (called
+// after the headers were checked). The writer's content must be treated as
+// unverified unless getTo returns nil.
+func (c *Client) getTo(ctx context.Context, u, label string, limit int64, open func(types.Meta) (io.Writer, error)) (types.Meta, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return types.Meta{}, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return types.Meta{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return types.Meta{}, statusError(req, resp)
+	}
+	meta, err := responseMeta(resp)
+	if err != nil {
+		return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
+	}
+	if meta.Length > limit {
+		return types.Meta{}, fmt.Errorf("GET %s: body of %d bytes exceeds the limit of %d bytes", u, meta.Length, limit)
+	}
+	w, err := open(meta)
+	if err != nil {
+		return types.Meta{}, err
+	}
+	vr, err := types.NewVerifyingReader(resp.Body, bundle.VerificationSet(meta.Digest), meta.Length)
+	if err != nil {
+		return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
+	}
+	var r io.Reader = vr
+	r = c.wrap(label, meta.Length, r)
+	if _, err := io.Copy(w, r); err != nil {
+		return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return meta, nil
+}
+
+// wrap adds progress reporting to r if configured.
+func (c *Client) wrap(label string, total int64, r io.Reader) io.Reader {
+	if c.prog == nil || label == "" {
+		return r
+	}
+	if f := c.prog(label, total); f != nil {
+		return f(r)
+	}
+	return r
+}
+
+// responseMeta reads Content-Digest, Content-Length and Content-Type, all of
+// which the registry must send.
+func responseMeta(resp *http.Response) (types.Meta, error) {
+	cd := resp.Header.Values("Content-Digest")
+	if len(cd) == 0 {
+		return types.Meta{}, errors.New("response has no Content-Digest header")
+	}
+	d, err := types.ParseContentDigest(cd...)
+	if err != nil {
+		return types.Meta{}, fmt.Errorf("response Content-Digest: %w", err)
+	}
+	if len(d) == 0 {
+		return types.Meta{}, errors.New("response Content-Digest names no digest")
+	}
+	cl := resp.Header.Get("Content-Length")
+	if cl == "" {
+		return types.Meta{}, errors.New("response has no Content-Length header")
+	}
+	n, err := strconv.ParseInt(cl, 10, 64)
+	if err != nil || n < 0 {
+		return types.Meta{}, fmt.Errorf("response Content-Length %q is invalid", cl)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		return types.Meta{}, errors.New("response has no Content-Type header")
+	}
+	m := types.Meta{Digest: d, Length: n, Type: ct}
+	if err := m.Validate(); err != nil {
+		return types.Meta{}, fmt.Errorf("response metadata: %w", err)
+	}
+	return m, nil
+}
+
+// put uploads body with its metadata; 201 (created) and 200 (already there)
+// are success.
+func (c *Client) put(ctx context.Context, u, label string, meta types.Meta, body io.Reader) error {
+	body = c.wrap(label, meta.Length, body)
+	req, err := c.newRequest(ctx, http.MethodPut, u, body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = meta.Length
+	if meta.Length == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", meta.Type)
+	req.Header.Set("Content-Digest", meta.Digest.String())
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return statusError(req, resp)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, MaxErrorBodySize))
+	return nil
+}
+
+func (c *Client) putJSON(ctx context.Context, u string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	sum, n := types.Compute(b)
+	return c.put(ctx, u, "", types.Meta{Digest: sum, Length: n, Type: "application/json"}, bytes.NewReader(b))
+}
+
+func (c *Client) getJSON(ctx context.Context, u string, v any) error {
+	r, err := c.get(ctx, u, "", MaxJSONSize)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("GET %s: invalid JSON body: %w", u, err)
+	}
+	return nil
+}
+
+// UserRecord is the registry's record of a user.
+type UserRecord struct {
+	Subject string `json:"subject"`
+}
+
+// RepoConfig is a repository's configuration.
+type RepoConfig struct {
+	Public bool `json:"public"`
+}
+
+// PutUser registers user with the OIDC subject of the token.
+func (c *Client) PutUser(ctx context.Context, user types.UserName, rec UserRecord) error {
+	return c.putJSON(ctx, c.url(userPath(user)...), rec)
+}
+
+// GetUser returns the user's record (only its owner may read it).
+func (c *Client) GetUser(ctx context.Context, user types.UserName) (UserRecord, error) {
+	var r UserRecord
+	err := c.getJSON(ctx, c.url(userPath(user)...), &r)
+	return r, err
+}
+
+// PutRepo creates a repository.
+func (c *Client) PutRepo(ctx context.Context, repo RepoSpec, cfg RepoConfig) error {
+	return c.putJSON(ctx, c.url(repoPath(repo)...), cfg)
+}
+
+// GetRepo returns a repository's configuration (owner only).
+func (c *Client) GetRepo(ctx context.Context, repo RepoSpec) (RepoConfig, error) {
+	var r RepoConfig
+	err := c.getJSON(ctx, c.url(repoPath(repo)...), &r)
+	return r, err
+}
+
+// Tags lists a repository's tags.
+func (c *Client) Tags(ctx context.Context, repo RepoSpec) ([]string, error) {
+	var tags []string
+	if err := c.getJSON(ctx, c.url(append(repoPath(repo), "_tag")...), &tags); err != nil {
+		return nil, err
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	return tags, nil
+}
+
+// Tag is a fetched, unsigned tag: its raw body and the root entry it names.
+type Tag struct {
+	Response
+	Entry types.Entry
+}
+
+// GetTag fetches and parses a tag entry. If the spec is pinned, the entry
+// must name the pinned root digest.
+func (c *Client) GetTag(ctx context.Context, p PackageSpec) (*Tag, error) {
+	r, err := c.get(ctx, c.url(tagPath(p)...), "", MaxJSONSize)
+	if err != nil {
+		return nil, err
+	}
+	if r.Meta.Type == types.JWSType {
+		return nil, fmt.Errorf("tag %s is signed; signed tags are not currently supported", p)
+	}
+	e, err := types.ParseEntry(r.Body)
+	if err != nil {
+		return nil, fmt.Errorf("tag %s: %w", p, err)
+	}
+	if err := CheckPin(p.Pin, e.Digest); err != nil {
+		return nil, fmt.Errorf("tag %s: %w", p, err)
+	}
+	return &Tag{Response: *r, Entry: e}, nil
+}
+
+// CheckPin checks that the digest set d contains the pinned digest (no-op
+// for an empty pin).
+func CheckPin(pin, d types.Digests) error { return bundle.CheckPin(pin, d) }
+
+// GetNode fetches the tree node at path into memory and checks that its
+// metadata equals want (the entry its parent or the tag names).
+func (c *Client) GetNode(ctx context.Context, p PackageSpec, path types.TreePath, want types.Meta, limit int64) (*Response, error) {
+	if want.Length > limit {
+		return nil, fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+path.String(), p, want.Length, limit)
+	}
+	r, err := c.get(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := MatchMeta(path, r.Meta, want); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// GetNodeTo streams the tree node at path into the writer open returns,
+// after checking its metadata equals want. w holds verified bytes only if
+// GetNodeTo returns nil.
+func (c *Client) GetNodeTo(ctx context.Context, p PackageSpec, path types.TreePath, want types.Meta, limit int64, open func() (io.Writer, error)) error {
+	if want.Length > limit {
+		return fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+path.String(), p, want.Length, limit)
+	}
+	_, err := c.getTo(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit, func(m types.Meta) (io.Writer, error) {
+		if err := MatchMeta(path, m, want); err != nil {
+			return nil, err
+		}
+		return open()
+	})
+	return err
+}
+
+// MatchMeta reports a mismatch between a node's metadata and its entry.
+func MatchMeta(path types.TreePath, got, want types.Meta) error {
+	if got.Equal(want) {
+		return nil
+	}
+	name := "/" + path.String()
+	switch {
+	case got.Type != want.Type:
+		return fmt.Errorf("node %q: content type %q does not match its entry (%q)", name, got.Type, want.Type)
+	case got.Length != want.Length:
+		return fmt.Errorf("node %q: length %d does not match its entry (%d)", name, got.Length, want.Length)
+	default:
+		return fmt.Errorf("node %q: content digest %s does not match its entry (%s)", name, got.Digest, want.Digest)
+	}
+}
+
+func nodeLabel(path types.TreePath) string {
+	if path.IsRoot() {
+		return "/"
+	}
+	return path.String()
+}

@@ -1,0 +1,195 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// MaxTreeNodes bounds the nodes of a tree the client builds or fetches.
+const MaxTreeNodes = 10000
+
+// Node is one node of a local tree prepared for publishing.
+type Node struct {
+	Path  types.TreePath
+	Entry types.Entry
+	// Body is the canonical JSON of a directory node; nil for a file.
+	Body []byte
+	// File is the local path of a file node.
+	File string
+}
+
+// Tree is a local file or directory with every node's entry computed
+// bottom-up (a directory's entry hashes the entries of its children).
+// Nodes are in upload order: the root first, parents before children,
+// siblings in byte order.
+type Tree struct {
+	Nodes []Node
+}
+
+// Root returns the root node's entry: the body of the tag.
+func (t *Tree) Root() types.Entry { return t.Nodes[0].Entry }
+
+// BuildTree prepares path for publishing. A file must be named main.wasm and
+// becomes a single-node package. A directory must contain main.wasm; it may
+// contain an Enarx.toml, other files and nested directories (unlike
+// upstream, which refuses nesting). Every name must be a valid tree name;
+// symbolic links are followed to regular files only.
+func BuildTree(path string) (*Tree, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading package: %w", err)
+	}
+	t := &Tree{}
+	if st.Mode().IsRegular() {
+		if filepath.Base(path) != "main.wasm" {
+			return nil, fmt.Errorf("invalid file name: %q (a single-file package must be named main.wasm)", filepath.Base(path))
+		}
+		e, err := hashFile(path, types.WasmType)
+		if err != nil {
+			return nil, err
+		}
+		t.Nodes = []Node{{Path: types.TreePath{}, Entry: e, File: path}}
+		return t, nil
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("invalid package %q: not a regular file or directory", path)
+	}
+	w, err := os.Stat(filepath.Join(path, "main.wasm"))
+	if err != nil || !w.Mode().IsRegular() {
+		return nil, fmt.Errorf("invalid package directory %q: it must contain a main.wasm file", path)
+	}
+	var nodes []Node
+	if _, err := buildDir(path, types.TreePath{}, &nodes); err != nil {
+		return nil, err
+	}
+	// buildDir appends children before their parent (bottom-up); upload
+	// order is the reverse walk sorted by path.
+	slices.SortFunc(nodes, func(a, b Node) int { return comparePaths(a.Path, b.Path) })
+	t.Nodes = nodes
+	return t, nil
+}
+
+func comparePaths(a, b types.TreePath) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if c := bytes.Compare([]byte(a[i]), []byte(b[i])); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}
+
+func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error) {
+	if len(at) >= types.MaxPathDepth {
+		return types.Entry{}, fmt.Errorf("package directory %q is nested deeper than %d levels", dir, types.MaxPathDepth)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return types.Entry{}, fmt.Errorf("reading package: %w", err)
+	}
+	d := types.Directory{}
+	for _, de := range des {
+		name, err := types.ParseTreeName(de.Name())
+		if err != nil {
+			return types.Entry{}, fmt.Errorf("invalid file name: %q in %s: %w", de.Name(), dir, err)
+		}
+		p := filepath.Join(dir, de.Name())
+		st, err := os.Stat(p) // follows symbolic links
+		if err != nil {
+			return types.Entry{}, fmt.Errorf("reading package: %w", err)
+		}
+		child := at.Child(name)
+		switch {
+		case st.IsDir() && de.Type()&fs.ModeSymlink != 0:
+			return types.Entry{}, fmt.Errorf("%s: symbolic links to directories are not supported", p)
+		case st.IsDir():
+			e, err := buildDir(p, child, nodes)
+			if err != nil {
+				return types.Entry{}, err
+			}
+			d[name] = e
+		case st.Mode().IsRegular():
+			e, err := hashFile(p, types.MediaTypeFor(string(name)))
+			if err != nil {
+				return types.Entry{}, err
+			}
+			*nodes = append(*nodes, Node{Path: child, Entry: e, File: p})
+			d[name] = e
+		default:
+			return types.Entry{}, fmt.Errorf("%s: only regular files and directories can be published", p)
+		}
+		if len(*nodes) >= MaxTreeNodes {
+			return types.Entry{}, fmt.Errorf("package has more than %d files and directories", MaxTreeNodes)
+		}
+	}
+	body, e, err := types.DirectoryNode(d)
+	if err != nil {
+		return types.Entry{}, fmt.Errorf("%s: %w", dir, err)
+	}
+	if e.Length > MaxDirectorySize {
+		return types.Entry{}, fmt.Errorf("%s: directory listing of %d bytes exceeds the limit of %d bytes", dir, e.Length, MaxDirectorySize)
+	}
+	*nodes = append(*nodes, Node{Path: at, Entry: e, Body: body})
+	return e, nil
+}
+
+func hashFile(path, mediaType string) (types.Entry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return types.Entry{}, fmt.Errorf("reading package: %w", err)
+	}
+	defer f.Close()
+	e, err := types.FileEntry(f, mediaType)
+	if err != nil {
+		return types.Entry{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return e, nil
+}
+
+// Publish uploads t as the tag p: the tag entry first, then every node,
+// parents before children, each with its Content-Digest. A file that changed
+// since BuildTree hashed it is rejected by the registry.
+func (c *Client) Publish(ctx context.Context, p PackageSpec, t *Tree) error {
+	if len(t.Nodes) == 0 {
+		return errors.New("publish: empty tree")
+	}
+	if err := CheckPin(p.Pin, t.Root().Digest); err != nil {
+		return fmt.Errorf("publish %s: %w", p, err)
+	}
+	body, err := t.Root().MarshalJSON()
+	if err != nil {
+		return err
+	}
+	sum, n := types.Compute(body)
+	if err := c.put(ctx, c.url(tagPath(p)...), "", types.Meta{Digest: sum, Length: n, Type: types.EntryType}, bytes.NewReader(body)); err != nil {
+		return fmt.Errorf("publishing tag %s: %w", p, err)
+	}
+	for _, nd := range t.Nodes {
+		if err := c.putNode(ctx, p, nd); err != nil {
+			return fmt.Errorf("publishing %s: node %q: %w", p, "/"+nd.Path.String(), err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) putNode(ctx context.Context, p PackageSpec, nd Node) error {
+	u := c.url(treePath(p, nd.Path)...)
+	if nd.Body != nil {
+		return c.put(ctx, u, "", nd.Entry.Meta, bytes.NewReader(nd.Body))
+	}
+	f, err := os.Open(nd.File)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	return c.put(ctx, u, nodeLabel(nd.Path), nd.Entry.Meta, r)
+}

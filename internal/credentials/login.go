@@ -1,0 +1,121 @@
+package credentials
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// DefaultScopes are the scopes the CLI asks for (upstream: full management of
+// the user's Drawbridge users, repositories and tags, plus OpenID).
+var DefaultScopes = []string{
+	"openid", "profile",
+	"manage:drawbridge_users", "manage:drawbridge_repositories", "manage:drawbridge_tags",
+}
+
+// LoginConfig configures an OAuth 2.0 device authorization grant (RFC 8628)
+// against an OIDC issuer.
+type LoginConfig struct {
+	Issuer   string   // OIDC issuer URL; discovery finds the device endpoint
+	ClientID string   // public client id registered at the issuer
+	Audience string   // "https://<store host>/", the API the token is for
+	Scopes   []string // nil ⇒ DefaultScopes
+	// HTTPClient talks to the issuer (nil ⇒ http.DefaultClient).
+	HTTPClient *http.Client
+	// Prompt tells the user where to go and which code to enter. Required.
+	Prompt func(verificationURI, userCode, verificationURIComplete string)
+}
+
+// DeviceLogin runs the device flow: discovery, device authorization, then
+// polling the token endpoint at the server's interval (backing off on
+// slow_down) until the user approves, denies, the code expires or ctx ends.
+func DeviceLogin(ctx context.Context, c LoginConfig) (*oauth2.Token, error) {
+	if c.Prompt == nil {
+		return nil, errors.New("device login: no prompt function")
+	}
+	if c.HTTPClient != nil {
+		ctx = oidc.ClientContext(ctx, c.HTTPClient)
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, c.HTTPClient)
+	}
+	p, err := oidc.NewProvider(ctx, c.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("OIDC discovery at %s: %w", c.Issuer, err)
+	}
+	ep := p.Endpoint()
+	if ep.DeviceAuthURL == "" {
+		return nil, fmt.Errorf("OIDC issuer %s does not offer the device flow (no device_authorization_endpoint)", c.Issuer)
+	}
+	scopes := c.Scopes
+	if scopes == nil {
+		scopes = DefaultScopes
+	}
+	conf := &oauth2.Config{ClientID: c.ClientID, Endpoint: ep, Scopes: scopes}
+	var opts []oauth2.AuthCodeOption
+	if c.Audience != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("audience", c.Audience))
+	}
+	da, err := conf.DeviceAuth(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("device authorization at %s: %w", ep.DeviceAuthURL, err)
+	}
+	c.Prompt(da.VerificationURI, da.UserCode, da.VerificationURIComplete)
+	tok, err := conf.DeviceAccessToken(ctx, da, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for device approval: %w", err)
+	}
+	if tok.AccessToken == "" {
+		return nil, errors.New("token endpoint returned no access token")
+	}
+	return tok, nil
+}
+
+// Subject asks the issuer's userinfo endpoint whose token this is and returns
+// the OIDC subject (what a Drawbridge user record stores).
+func Subject(ctx context.Context, issuer, accessToken string, hc *http.Client) (string, error) {
+	if hc != nil {
+		ctx = oidc.ClientContext(ctx, hc)
+	}
+	p, err := oidc.NewProvider(ctx, issuer)
+	if err != nil {
+		return "", fmt.Errorf("OIDC discovery at %s: %w", issuer, err)
+	}
+	ui, err := p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
+	if err != nil {
+		return "", fmt.Errorf("OIDC userinfo: %w", err)
+	}
+	if strings.TrimSpace(ui.Subject) == "" {
+		return "", errors.New("OIDC userinfo returned an empty subject")
+	}
+	return ui.Subject, nil
+}
+
+// SubjectFromJWT returns the unverified "sub" claim of a JWT access token.
+// It is only a fallback for issuers without a userinfo endpoint: the registry
+// verifies the token itself and rejects a user record whose subject differs.
+func SubjectFromJWT(token string) (string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", errors.New("access token is not a JWT; cannot learn the subject")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", fmt.Errorf("access token payload: %w", err)
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", fmt.Errorf("access token payload: %w", err)
+	}
+	if claims.Sub == "" {
+		return "", errors.New("access token has no subject")
+	}
+	return claims.Sub, nil
+}
