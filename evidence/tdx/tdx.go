@@ -1,0 +1,170 @@
+// Package tdx produces Intel TDX evidence inside a trust domain: a TD quote
+// (v4 or v5) whose REPORTDATA binds the Keep key (attest.ReportData: SHA-384
+// of the key's SubjectPublicKeyInfo, zero-padded), with the collateral an
+// offline verifier needs (Intel root and PCK CRLs, TDX TCB Info, TDX QE
+// Identity), in this project's TdxEvidence envelope (OID
+// 1.3.6.1.4.1.58270.1.4).
+//
+// Quote sources, in order: configfs-tsm (provider "tdx_guest"), then the
+// /dev/tdx_guest device through github.com/google/go-tdx-guest/client. The
+// collateral comes from the local cache that `enarx platform tdx fetch`
+// fills from Intel's PCS.
+//
+// Trust: the TDX module and the quoting enclave (through the kernel) sign
+// the quote; the cache is host-controlled and only transported here — the
+// Steward verifies every signature and validity window.
+package tdx
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/google/go-tdx-guest/abi"
+	"github.com/google/go-tdx-guest/client"
+	"github.com/google/go-tdx-guest/pcs"
+	pb "github.com/google/go-tdx-guest/proto/tdx"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/evidence/tsm"
+)
+
+// Provider is the TDX attest.EvidenceProvider.
+type Provider struct {
+	// TSM is the configfs-tsm source; nil uses the real kernel interface.
+	TSM *tsm.Source
+	// OpenDevice opens the tdx-guest device for the fallback path; nil uses
+	// go-tdx-guest's client.OpenDevice (/dev/tdx_guest).
+	OpenDevice func() (client.Device, error)
+	// Cache holds the collateral.
+	Cache *Cache
+	// Logger, if nil, slog.Default.
+	Logger *slog.Logger
+}
+
+var _ attest.EvidenceProvider = (*Provider)(nil)
+
+// Kind implements attest.EvidenceProvider.
+func (*Provider) Kind() attest.Kind { return attest.KindTDX }
+
+// Quote is a raw quote and where it came from.
+type Quote struct {
+	Raw    []byte
+	Source string
+}
+
+// maxQuote bounds a quote (real ones are ~5 KiB with the PCK chain).
+const maxQuote = 64 << 10
+
+// GetQuote fetches a quote binding reportData, trying configfs-tsm first.
+func (p *Provider) GetQuote(ctx context.Context, reportData [64]byte) (*Quote, error) {
+	src := p.TSM
+	if src == nil {
+		src = &tsm.Source{}
+	}
+	var q *Quote
+	resp, err := src.Get(ctx, tsm.Request{InBlob: reportData, Provider: tsm.ProviderTDX})
+	switch {
+	case err == nil:
+		q = &Quote{Raw: resp.OutBlob, Source: "configfs-tsm"}
+	case errors.Is(err, tsm.ErrUnavailable):
+		p.logger().Debug("configfs-tsm unavailable, using /dev/tdx_guest", "err", err)
+		open := p.OpenDevice
+		if open == nil {
+			open = func() (client.Device, error) { return client.OpenDevice() }
+		}
+		d, err := open()
+		if err != nil {
+			return nil, fmt.Errorf("no TDX guest interface: configfs-tsm has no tdx_guest provider and the tdx-guest device cannot be opened: %w", err)
+		}
+		raw, err := client.GetRawQuote(d, reportData)
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("TDX quote via /dev/tdx_guest: %w", err)
+		}
+		q = &Quote{Raw: raw, Source: "/dev/tdx_guest"}
+	default:
+		return nil, fmt.Errorf("TDX quote via configfs-tsm: %w", err)
+	}
+	if len(q.Raw) > maxQuote {
+		return nil, fmt.Errorf("TDX quote from %s is %d bytes, more than %d", q.Source, len(q.Raw), maxQuote)
+	}
+	parsed, err := abi.QuoteToProto(q.Raw)
+	if err != nil {
+		return nil, fmt.Errorf("TDX quote from %s does not parse (short or corrupt): %w", q.Source, err)
+	}
+	if got := ReportData(parsed); !bytes.Equal(got, reportData[:]) {
+		return nil, fmt.Errorf("TDX quote from %s does not carry the requested report data", q.Source)
+	}
+	return q, nil
+}
+
+// ReportData returns the REPORTDATA of a parsed quote (v4; nil otherwise).
+func ReportData(q any) []byte {
+	if v4, ok := q.(*pb.QuoteV4); ok {
+		return v4.GetTdQuoteBody().GetReportData()
+	}
+	return nil
+}
+
+// Evidence implements attest.EvidenceProvider: the DER TdxEvidence.
+func (p *Provider) Evidence(ctx context.Context, reportData [64]byte) ([]byte, error) {
+	q, err := p.GetQuote(ctx, reportData)
+	if err != nil {
+		return nil, err
+	}
+	if p.Cache == nil {
+		return nil, errors.New("TDX evidence needs Intel collateral: no collateral cache configured; run `enarx platform tdx fetch`")
+	}
+	col, err := p.Cache.Collateral()
+	if err != nil {
+		return nil, err
+	}
+	ev := envelope.TdxEvidence{Quote: q.Raw, CRLs: col.CRLs, TCB: col.TCB, QEIdentity: col.QEIdentity}
+	return ev.Marshal()
+}
+
+// PCKCertificate extracts the PCK leaf certificate from a raw quote
+// (certification data type 6 → type 5 PEM chain).
+func PCKCertificate(raw []byte) (*x509.Certificate, error) {
+	q, err := abi.QuoteToProto(raw)
+	if err != nil {
+		return nil, err
+	}
+	v4, ok := q.(*pb.QuoteV4)
+	if !ok {
+		return nil, fmt.Errorf("unsupported quote type %T", q)
+	}
+	chain := v4.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetPckCertificateChainData().GetPckCertChain()
+	blk, _ := pem.Decode(chain)
+	if blk == nil {
+		return nil, errors.New("quote carries no PEM PCK certificate chain")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// FMSPC returns the platform's FMSPC (hex) from the PCK certificate in a
+// quote: it selects the TCB Info to fetch.
+func FMSPC(raw []byte) (string, error) {
+	pck, err := PCKCertificate(raw)
+	if err != nil {
+		return "", err
+	}
+	ext, err := pcs.PckCertificateExtensions(pck)
+	if err != nil {
+		return "", fmt.Errorf("PCK certificate extensions: %w", err)
+	}
+	return ext.FMSPC, nil
+}
+
+func (p *Provider) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.Default()
+}
