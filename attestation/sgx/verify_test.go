@@ -82,3 +82,23 @@ func TestRealEvidence(t *testing.T) {
 		})
 	}
 }
+
+// FuzzVerify feeds arbitrary SgxEvidence values through the whole verifier
+// (seeds: the two real evidence values in testdata/fuzz/FuzzVerify). It
+// must return a Rejection, never panic, and accept nothing that does not
+// carry the i5's own (Intel-signed) quote.
+func FuzzVerify(f *testing.F) {
+	req := request(f, i5)
+	v := NewVerifier(Options{Policy: testPolicy(f)})
+	f.Fuzz(func(t *testing.T, value []byte) {
+		r := *req
+		r.Extension.Value = value
+		_, err := v.Verify(context.Background(), &r)
+		if err == nil {
+			return // only the i5's evidence (possibly re-framed) can pass
+		}
+		if _, ok := attest.AsRejection(err); !ok {
+			t.Fatalf("error is not a Rejection: %v", err)
+		}
+	})
+}
