@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+const (
+	blobContent = "content"
+	// blobMetaKey is the blob metadata key holding the object's Meta as
+	// JSON (ASCII: media types are validated printable ASCII).
+	blobMetaKey = "drawbridge-meta"
+)
+
+// Blob is a Backend on a gocloud.dev blob bucket (S3, GCS, Azure, or the
+// fileblob/memblob drivers). Each object is one blob at "<key>/content"
+// whose metadata carries its Meta, so an object and its Meta appear
+// together in one write.
+//
+// Guarantees: a blob write becomes visible only when it completes; a
+// failed or cancelled upload is aborted (the write context is cancelled
+// before Close) and leaves nothing. "Exactly one of two concurrent Creates
+// wins" relies on the driver's IfNotExist conditional write: S3
+// (If-None-Match: *; needs a store that implements conditional writes),
+// GCS (DoesNotExist precondition) and Azure (If-None-Match) enforce it
+// across processes, so several registry replicas can share one bucket.
+// memblob enforces it within one process. fileblob only checks within one
+// process (stat, then rename), so do not share a fileblob directory
+// between replicas. With a driver that ignores IfNotExist, a concurrent
+// second writer of the same key would silently replace the first.
+type Blob struct {
+	b *blob.Bucket
+}
+
+// NewBlob returns a Backend on bucket; Close closes the bucket.
+func NewBlob(bucket *blob.Bucket) *Blob { return &Blob{b: bucket} }
+
+// Close closes the bucket.
+func (s *Blob) Close() error { return s.b.Close() }
+
+// Create implements Backend.
+func (s *Blob) Create(ctx context.Context, key string, meta types.Meta, body io.Reader) error {
+	mj, _ := meta.MarshalJSON()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.b.NewWriter(wctx, key+"/"+blobContent, &blob.WriterOptions{
+		ContentType: meta.Type,
+		Metadata:    map[string]string{blobMetaKey: string(mj)},
+		IfNotExist:  true,
+	})
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		cancel() // abort: nothing becomes visible
+		w.Close()
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	if err := w.Close(); err != nil {
+		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
+			return fmt.Errorf("%s: %w", key, ErrExists)
+		}
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Blob) meta(key string, md map[string]string) (types.Meta, error) {
+	var m types.Meta
+	if err := json.Unmarshal([]byte(md[blobMetaKey]), &m); err != nil {
+		return types.Meta{}, fmt.Errorf("%s: corrupt metadata: %w", key, err)
+	}
+	return m, nil
+}
+
+func notFound(key string, err error) error {
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	return fmt.Errorf("reading %s: %w", key, err)
+}
+
+// Stat implements Backend.
+func (s *Blob) Stat(ctx context.Context, key string) (types.Meta, error) {
+	a, err := s.b.Attributes(ctx, key+"/"+blobContent)
+	if err != nil {
+		return types.Meta{}, notFound(key, err)
+	}
+	return s.meta(key, a.Metadata)
+}
+
+// Open implements Backend.
+func (s *Blob) Open(ctx context.Context, key string) (Object, error) {
+	// Attributes and the reader are two requests; objects are immutable,
+	// so they describe the same bytes.
+	m, err := s.Stat(ctx, key)
+	if err != nil {
+		return Object{}, err
+	}
+	r, err := s.b.NewReader(ctx, key+"/"+blobContent, nil)
+	if err != nil {
+		return Object{}, notFound(key, err)
+	}
+	if r.Size() != m.Length {
+		r.Close()
+		return Object{}, fmt.Errorf("%s: stored size %d does not match its meta (%d)", key, r.Size(), m.Length)
+	}
+	return Object{Meta: m, Content: r}, nil
+}
+
+// List implements Backend.
+func (s *Blob) List(ctx context.Context, prefix string) ([]string, error) {
+	it := s.b.List(&blob.ListOptions{Prefix: prefix + "/", Delimiter: "/"})
+	var out []string
+	for {
+		o, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", prefix, err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(o.Key, prefix+"/"), "/")
+		if name != "" && name != blobContent {
+			out = append(out, name)
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// The FS layout is upstream Drawbridge's (reference §4.1), so an existing
+// store can be served as-is: every object is a directory holding
+// "meta.json" (the Meta as JSON) and "content" (the bytes).
+const (
+	fsMeta    = "meta.json"
+	fsContent = "content"
+	fsStaging = ".staging"
+	fsLock    = ".lock"
+	// MaxMetaSize bounds a meta.json we read back.
+	maxMetaSize = 64 << 10
+)
+
+// FS is a Backend on a local directory.
+//
+// Guarantees: an object is written into a private staging directory
+// (.staging/<random>), its files and the directory are fsynced, and it is
+// then renamed into place; the parent directory is fsynced after the rename.
+// A reader therefore sees either no object or a complete one, also after a
+// crash or kill -9 at any point; leftovers in .staging are removed when the
+// store is opened again. rename(2) refuses to replace a non-empty directory,
+// and objects are never empty, so of two concurrent Creates of one key
+// exactly one wins. All access goes through an os.Root, so no key can reach
+// outside the store directory, even through symbolic links.
+//
+// One process at a time: OpenFS takes an exclusive flock on DIR/.lock. To
+// share storage between replicas use Blob on an object store.
+type FS struct {
+	root *os.Root
+	lock *os.File
+}
+
+// OpenFS opens (creating if needed) a store in dir, which must exist.
+func OpenFS(dir string) (*FS, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening store directory: %w", err)
+	}
+	lock, err := root.OpenFile(fsLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("opening store lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		root.Close()
+		return nil, fmt.Errorf("store %s is in use by another drawbridge process (flock %s: %w)", dir, fsLock, err)
+	}
+	s := &FS{root: root, lock: lock}
+	// Residue of interrupted uploads: nothing in staging was ever visible.
+	if err := root.RemoveAll(fsStaging); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("clearing interrupted uploads: %w", err)
+	}
+	for _, d := range []string{fsStaging, "users"} {
+		if err := root.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			s.Close()
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	return s, nil
+}
+
+// Close releases the lock.
+func (s *FS) Close() error {
+	s.lock.Close()
+	return s.root.Close()
+}
+
+func (s *FS) syncDir(name string) error {
+	d, err := s.root.Open(name)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (s *FS) writeFile(name string, body io.Reader) error {
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Create implements Backend.
+func (s *FS) Create(ctx context.Context, key string, meta types.Meta, body io.Reader) (err error) {
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	stage := path.Join(fsStaging, hex.EncodeToString(rnd[:]))
+	if err := s.root.Mkdir(stage, 0o700); err != nil {
+		return fmt.Errorf("staging upload: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			s.root.RemoveAll(stage)
+		}
+	}()
+	if err := s.writeFile(path.Join(stage, fsContent), ctxReader{ctx, body}); err != nil {
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	mj, _ := meta.MarshalJSON()
+	if err := s.writeFile(path.Join(stage, fsMeta), bytes.NewReader(mj)); err != nil {
+		return fmt.Errorf("writing %s meta: %w", key, err)
+	}
+	if err := s.syncDir(stage); err != nil {
+		return fmt.Errorf("syncing %s: %w", key, err)
+	}
+	parent := path.Dir(key)
+	if err := s.root.MkdirAll(parent, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", parent, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.root.Rename(stage, key); err != nil {
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s: %w", key, ErrExists)
+		}
+		return fmt.Errorf("publishing %s: %w", key, err)
+	}
+	if err := s.syncDir(parent); err != nil {
+		return fmt.Errorf("syncing %s: %w", parent, err)
+	}
+	return nil
+}
+
+func (s *FS) readMeta(key string) (types.Meta, error) {
+	f, err := s.root.Open(path.Join(key, fsMeta))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return types.Meta{}, fmt.Errorf("%s: %w", key, ErrNotFound)
+		}
+		return types.Meta{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMetaSize))
+	if err != nil {
+		return types.Meta{}, err
+	}
+	var m types.Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return types.Meta{}, fmt.Errorf("%s: corrupt %s: %w", key, fsMeta, err)
+	}
+	return m, nil
+}
+
+// Stat implements Backend.
+func (s *FS) Stat(ctx context.Context, key string) (types.Meta, error) {
+	return s.readMeta(key)
+}
+
+// Open implements Backend.
+func (s *FS) Open(ctx context.Context, key string) (Object, error) {
+	m, err := s.readMeta(key)
+	if err != nil {
+		return Object{}, err
+	}
+	f, err := s.root.Open(path.Join(key, fsContent))
+	if err != nil {
+		return Object{}, fmt.Errorf("opening %s: %w", key, err)
+	}
+	return Object{Meta: m, Content: f}, nil
+}
+
+// List implements Backend.
+func (s *FS) List(ctx context.Context, prefix string) ([]string, error) {
+	d, err := s.root.Open(prefix)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", prefix, err)
+	}
+	out := names[:0]
+	for _, n := range names {
+		if n != fsMeta && n != fsContent {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// ctxReader stops a copy when the context is cancelled (a client that went
+// away mid-upload).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,441 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// Size limits for bodies the registry reads into memory.
+const (
+	// MaxRecordSize bounds user records, repository configs and tags.
+	MaxRecordSize = 64 << 10
+	// MaxDirectorySize bounds a directory node's JSON.
+	MaxDirectorySize = 16 << 20
+)
+
+// verifiedMarkerType is the media type of the marker object that makes a
+// tag visible.
+const verifiedMarkerType = "application/vnd.enarx.drawbridge.verified"
+
+// Registry implements the registry's data rules on a Backend.
+type Registry struct {
+	b Backend
+}
+
+// NewRegistry returns a Registry on b.
+func NewRegistry(b Backend) *Registry { return &Registry{b: b} }
+
+// Close closes the backend.
+func (r *Registry) Close() error { return r.b.Close() }
+
+// Keys. The layout matches upstream's directory layout (reference §4.1).
+func userKey(u types.UserName) string { return "users/" + string(u) }
+func repoKey(u types.UserName, p types.RepoName) string {
+	return userKey(u) + "/repos/" + string(p)
+}
+func tagsKey(u types.UserName, p types.RepoName) string { return repoKey(u, p) + "/tags" }
+func tagKey(u types.UserName, p types.RepoName, t types.TagName) string {
+	return tagsKey(u, p) + "/" + string(t)
+}
+func verifiedKey(tag string) string { return tag + "/verified" }
+func nodeKey(tag string, p types.TreePath) string {
+	k := tag + "/tree"
+	for _, n := range p {
+		k += "/entries/" + string(n)
+	}
+	return k
+}
+
+// TagRef names a tag.
+type TagRef struct {
+	User types.UserName
+	Repo types.RepoName
+	Tag  types.TagName
+}
+
+func (t TagRef) key() string { return tagKey(t.User, t.Repo, t.Tag) }
+
+// readSmall reads a whole small object.
+func (r *Registry) readSmall(ctx context.Context, key string, limit int64) (types.Meta, []byte, error) {
+	o, err := r.b.Open(ctx, key)
+	if err != nil {
+		return types.Meta{}, nil, err
+	}
+	defer o.Content.Close()
+	if o.Meta.Length > limit {
+		return types.Meta{}, nil, fmt.Errorf("%s: %d bytes exceeds the limit of %d", key, o.Meta.Length, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(o.Content, limit+1))
+	if err != nil {
+		return types.Meta{}, nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	if int64(len(b)) != o.Meta.Length {
+		return types.Meta{}, nil, fmt.Errorf("%s: stored content is %d bytes, meta says %d", key, len(b), o.Meta.Length)
+	}
+	return o.Meta, b, nil
+}
+
+// createSmall verifies an in-memory body against meta and stores it.
+func (r *Registry) createSmall(ctx context.Context, key string, meta types.Meta, body []byte) error {
+	if int64(len(body)) != meta.Length {
+		return invalidf("Content length mismatch, expected: %d, got %d", meta.Length, len(body))
+	}
+	sum, _ := types.Compute(body)
+	for a, v := range meta.Digest {
+		if !bytes.Equal(sum[a], v) {
+			return invalidf("Content digest mismatch")
+		}
+	}
+	return r.b.Create(ctx, key, meta, bytes.NewReader(body))
+}
+
+// completeMeta fills in all digests when the uploader gave none (users and
+// repositories may omit Content-Digest), so later GETs carry a header.
+func completeMeta(meta types.Meta, body []byte) types.Meta {
+	if len(meta.Digest) == 0 {
+		meta.Digest, _ = types.Compute(body)
+	}
+	return meta
+}
+
+// CreateUser stores a user record (already validated by the caller).
+func (r *Registry) CreateUser(ctx context.Context, u types.UserName, meta types.Meta, body []byte) error {
+	return r.createSmall(ctx, userKey(u), completeMeta(meta, body), body)
+}
+
+// User returns a user record's meta and bytes.
+func (r *Registry) User(ctx context.Context, u types.UserName) (types.Meta, []byte, error) {
+	return r.readSmall(ctx, userKey(u), MaxRecordSize)
+}
+
+// CreateRepo stores a repository config (already validated by the caller).
+// The user must exist.
+func (r *Registry) CreateRepo(ctx context.Context, u types.UserName, p types.RepoName, meta types.Meta, body []byte) error {
+	if _, err := r.b.Stat(ctx, userKey(u)); err != nil {
+		return err
+	}
+	return r.createSmall(ctx, repoKey(u, p), completeMeta(meta, body), body)
+}
+
+// Repo returns a repository config's meta and bytes.
+func (r *Registry) Repo(ctx context.Context, u types.UserName, p types.RepoName) (types.Meta, []byte, error) {
+	return r.readSmall(ctx, repoKey(u, p), MaxRecordSize)
+}
+
+// Tags lists the visible (complete and verified) tags of a repository in
+// semantic version order. The repository must exist.
+func (r *Registry) Tags(ctx context.Context, u types.UserName, p types.RepoName) ([]types.TagName, error) {
+	if _, err := r.b.Stat(ctx, repoKey(u, p)); err != nil {
+		return nil, err
+	}
+	names, err := r.b.List(ctx, tagsKey(u, p))
+	if err != nil {
+		return nil, err
+	}
+	var out []types.TagName
+	for _, n := range names {
+		t, err := types.ParseTagName(n)
+		if err != nil {
+			continue // not ours
+		}
+		if _, err := r.b.Stat(ctx, verifiedKey(tagKey(u, p, t))); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue // incomplete: invisible
+			}
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b types.TagName) int {
+		va, _ := types.ParseSemver(string(a))
+		vb, _ := types.ParseSemver(string(b))
+		return va.Compare(vb)
+	})
+	return out, nil
+}
+
+// CreateTag stores a tag. meta is what the request claims (Content-Type
+// must be types.EntryType or types.JWSType, at least one digest). The
+// tag stays invisible until its tree is complete.
+//
+// If an identical tag body exists but its tree is not yet complete (an
+// interrupted publish), CreateTag returns resumed=true and no error, so
+// the publisher can upload the missing nodes. Any other existing tag gives
+// ErrExists.
+func (r *Registry) CreateTag(ctx context.Context, t TagRef, meta types.Meta, body []byte) (resumed bool, err error) {
+	if len(meta.Digest) == 0 {
+		return false, invalidf("At least one content digest value must be specified")
+	}
+	if meta.Type != types.EntryType && meta.Type != types.JWSType {
+		return false, invalidf("Invalid content type")
+	}
+	if _, err := r.b.Stat(ctx, repoKey(t.User, t.Repo)); err != nil {
+		return false, err
+	}
+	if _, err := types.ParseTag(meta.Type, body); err != nil {
+		return false, invalidf("Invalid tag: %v", err)
+	}
+	err = r.createSmall(ctx, t.key(), meta, body)
+	if !errors.Is(err, ErrExists) {
+		return false, err
+	}
+	// It exists. Resume only an identical, incomplete one.
+	if _, verr := r.b.Stat(ctx, verifiedKey(t.key())); !errors.Is(verr, ErrNotFound) {
+		return false, err
+	}
+	oldMeta, old, rerr := r.readSmall(ctx, t.key(), MaxRecordSize)
+	if rerr != nil || !bytes.Equal(old, body) || oldMeta.Type != meta.Type {
+		return false, err
+	}
+	return true, r.checkComplete(ctx, t)
+}
+
+// rootEntry reads a tag's root entry (visible or not).
+func (r *Registry) rootEntry(ctx context.Context, t TagRef) (types.Entry, error) {
+	meta, body, err := r.readSmall(ctx, t.key(), MaxRecordSize)
+	if err != nil {
+		return types.Entry{}, err
+	}
+	e, err := types.ParseTag(meta.Type, body)
+	if err != nil {
+		return types.Entry{}, fmt.Errorf("stored tag %s is corrupt: %w", t.key(), err)
+	}
+	return e, nil
+}
+
+// Visible reports whether a tag's tree is complete (ErrNotFound if not).
+func (r *Registry) visible(ctx context.Context, t TagRef) error {
+	_, err := r.b.Stat(ctx, verifiedKey(t.key()))
+	return err
+}
+
+// Tag opens a visible tag.
+func (r *Registry) Tag(ctx context.Context, t TagRef) (Object, error) {
+	if err := r.visible(ctx, t); err != nil {
+		return Object{}, err
+	}
+	return r.b.Open(ctx, t.key())
+}
+
+// StatTag returns a visible tag's meta.
+func (r *Registry) StatTag(ctx context.Context, t TagRef) (types.Meta, error) {
+	if err := r.visible(ctx, t); err != nil {
+		return types.Meta{}, err
+	}
+	return r.b.Stat(ctx, t.key())
+}
+
+// Node opens a tree node of a visible tag.
+func (r *Registry) Node(ctx context.Context, t TagRef, p types.TreePath) (Object, error) {
+	if err := r.visible(ctx, t); err != nil {
+		return Object{}, err
+	}
+	return r.b.Open(ctx, nodeKey(t.key(), p))
+}
+
+// StatNode returns a tree node's meta (tag must be visible).
+func (r *Registry) StatNode(ctx context.Context, t TagRef, p types.TreePath) (types.Meta, error) {
+	if err := r.visible(ctx, t); err != nil {
+		return types.Meta{}, err
+	}
+	return r.b.Stat(ctx, nodeKey(t.key(), p))
+}
+
+// expectedEntry returns the entry that the parent of p (or the tag, for the
+// root) gives for node p.
+func (r *Registry) expectedEntry(ctx context.Context, t TagRef, p types.TreePath) (types.Entry, error) {
+	if p.IsRoot() {
+		return r.rootEntry(ctx, t)
+	}
+	parent := p.Parent()
+	dir, err := r.directory(ctx, t, parent)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return types.Entry{}, fmt.Errorf("parent node %q: %w", "/"+parent.String(), ErrNotFound)
+		}
+		return types.Entry{}, err
+	}
+	e, ok := dir[p[len(p)-1]]
+	if !ok {
+		return types.Entry{}, invalidf("Node %q is not named by its parent directory", "/"+p.String())
+	}
+	return e, nil
+}
+
+// directory reads and parses a stored directory node.
+func (r *Registry) directory(ctx context.Context, t TagRef, p types.TreePath) (types.Directory, error) {
+	meta, body, err := r.readSmall(ctx, nodeKey(t.key(), p), MaxDirectorySize)
+	if err != nil {
+		return nil, err
+	}
+	if meta.Type != types.DirectoryType {
+		return nil, invalidf("Node %q is a file, not a directory", "/"+p.String())
+	}
+	d, err := types.ParseDirectory(body)
+	if err != nil {
+		return nil, fmt.Errorf("stored directory %q is corrupt: %w", "/"+p.String(), err)
+	}
+	return d, nil
+}
+
+// CreateNode stores tree node p of tag t. claimed is what the request's
+// headers say (Content-Type, Content-Length, Content-Digest); body is read
+// to EOF. The node must be named by its parent (the tag for the root) and
+// the request must agree with that entry: same type and length, and every
+// claimed digest equal to the entry's. The body is verified against the
+// entry's full digest set while it streams; on any mismatch nothing is
+// stored. The stored meta is the parent's entry, so GET returns exactly
+// what the parent pins.
+//
+// An existing node gives existed=true and no error (it can only hold what
+// the parent pins), so an interrupted publish can be resumed. If the node
+// completes the tree, the tag becomes visible.
+func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, claimed types.Meta, body io.Reader) (existed bool, err error) {
+	if len(claimed.Digest) == 0 {
+		return false, invalidf("At least one content digest value must be specified")
+	}
+	if _, err := r.b.Stat(ctx, t.key()); err != nil {
+		return false, err
+	}
+	want, err := r.expectedEntry(ctx, t, p)
+	if err != nil {
+		return false, err
+	}
+	if claimed.Type != want.Type {
+		return false, invalidf("Content type %q does not match the parent entry (%q)", claimed.Type, want.Type)
+	}
+	if claimed.Length != want.Length {
+		return false, invalidf("Content length mismatch, expected: %d, got %d", want.Length, claimed.Length)
+	}
+	for a, v := range claimed.Digest {
+		if w, ok := want.Digest[a]; !ok || !bytes.Equal(v, w) {
+			return false, invalidf("Content digest does not match the parent entry")
+		}
+	}
+	key := nodeKey(t.key(), p)
+	if _, err := r.b.Stat(ctx, key); err == nil {
+		return true, r.checkComplete(ctx, t)
+	}
+	vr, err := types.NewVerifyingReader(body, want.Digest, want.Length)
+	if err != nil {
+		return false, invalidf("%v", err)
+	}
+	var src io.Reader = vr
+	if want.Type == types.DirectoryType {
+		if want.Length > MaxDirectorySize {
+			return false, invalidf("Directory node larger than %d bytes", MaxDirectorySize)
+		}
+		buf, err := io.ReadAll(vr)
+		if err != nil {
+			return false, mapVerifyErr(err)
+		}
+		if _, err := types.ParseDirectory(buf); err != nil {
+			return false, invalidf("Invalid directory: %v", err)
+		}
+		src = bytes.NewReader(buf)
+	}
+	if err := r.b.Create(ctx, key, want.Meta, src); err != nil {
+		if errors.Is(err, ErrExists) {
+			return true, r.checkComplete(ctx, t)
+		}
+		return false, mapVerifyErr(err)
+	}
+	return false, r.checkComplete(ctx, t)
+}
+
+func mapVerifyErr(err error) error {
+	switch {
+	case errors.Is(err, types.ErrDigestMismatch):
+		return invalidf("Content digest mismatch")
+	case errors.Is(err, types.ErrLengthMismatch):
+		return invalidf("%v", errors.Unwrap(err))
+	}
+	return err
+}
+
+// checkComplete makes tag t visible if every node of its tree is present
+// and agrees with the entry its parent gives. It first follows the
+// last-child chain (the node a well-behaved publisher uploads last), so
+// the full walk happens about once per publish, not once per node.
+func (r *Registry) checkComplete(ctx context.Context, t TagRef) error {
+	if err := r.visible(ctx, t); err == nil {
+		return nil
+	}
+	root, err := r.rootEntry(ctx, t)
+	if err != nil {
+		return err
+	}
+	// Fast path: the last node in upload order.
+	p, e := types.TreePath{}, root
+	for {
+		m, err := r.b.Stat(ctx, nodeKey(t.key(), p))
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if !m.Equal(e.Meta) {
+			return fmt.Errorf("stored node %q does not match its parent entry", "/"+p.String())
+		}
+		if e.Type != types.DirectoryType {
+			break
+		}
+		d, err := r.directory(ctx, t, p)
+		if err != nil {
+			return err
+		}
+		names := d.Names()
+		if len(names) == 0 {
+			break
+		}
+		last := names[len(names)-1]
+		p, e = p.Child(last), d[last]
+	}
+	// Full walk.
+	complete, err := r.walk(ctx, t, types.TreePath{}, root)
+	if err != nil || !complete {
+		return err
+	}
+	err = r.b.Create(ctx, verifiedKey(t.key()), types.Meta{
+		Digest: root.Digest, Length: 0, Type: verifiedMarkerType,
+	}, bytes.NewReader(nil))
+	if errors.Is(err, ErrExists) {
+		return nil // a concurrent upload finished it
+	}
+	return err
+}
+
+func (r *Registry) walk(ctx context.Context, t TagRef, p types.TreePath, e types.Entry) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m, err := r.b.Stat(ctx, nodeKey(t.key(), p))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if !m.Equal(e.Meta) {
+		return false, fmt.Errorf("stored node %q does not match its parent entry", "/"+p.String())
+	}
+	if e.Type != types.DirectoryType {
+		return true, nil
+	}
+	d, err := r.directory(ctx, t, p)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range d.Names() {
+		ok, err := r.walk(ctx, t, p.Child(n), d[n])
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,69 @@
+// Package store keeps Drawbridge's users, repositories, tags and tree nodes.
+//
+// It has two layers. A Backend stores immutable objects (content bytes plus
+// their Meta) under slash-separated keys and guarantees that an object
+// appears atomically and at most once: Create either makes a complete,
+// verified object visible or leaves nothing behind, and of two concurrent
+// Creates of one key exactly one succeeds. There are two Backends: FS (a
+// local directory, fsync + rename, single process) and Blob (gocloud.dev
+// blob buckets such as S3, shared by several replicas).
+//
+// Registry implements the registry's rules on top of a Backend: names are
+// validated, every tree node is checked against the entry its parent (or
+// the tag) gives for it, and a tag becomes visible only once every node of
+// its tree is present and verified. Registry trusts its Backend to return
+// what it stored; it does not trust callers' bodies or headers.
+// Authorization is not done here (see drawbridge/server).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// Errors returned (wrapped) by Backends and the Registry.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+)
+
+// InvalidError reports a request whose content does not match what it
+// claims or what its parent requires. It maps to HTTP 400.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+func invalidf(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Object is an open stored object. Content must be closed.
+type Object struct {
+	Meta    types.Meta
+	Content io.ReadCloser
+}
+
+// Backend stores immutable objects. Keys are "/"-separated sequences of
+// names validated by drawbridge/types (plus the fixed words "users",
+// "repos", "tags", "tree", "entries", "verified").
+type Backend interface {
+	// Create reads body to EOF and stores it with meta under key. The
+	// object becomes visible only if body returned io.EOF (a body that
+	// fails, e.g. a types.VerifyingReader detecting a mismatch, aborts the
+	// write and leaves no trace) and only if key did not exist; otherwise
+	// it returns an error wrapping ErrExists. Meta is stored as given.
+	Create(ctx context.Context, key string, meta types.Meta, body io.Reader) error
+	// Open returns the object at key, or an error wrapping ErrNotFound.
+	Open(ctx context.Context, key string) (Object, error)
+	// Stat returns the Meta of the object at key, or ErrNotFound.
+	Stat(ctx context.Context, key string) (types.Meta, error)
+	// List returns the names directly below prefix (a key) that are
+	// themselves object keys or prefixes of object keys, in any order.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Close releases the backend.
+	Close() error
+}
