@@ -8,3 +8,4 @@ import (
 func writeFile(dir string, b []byte) error {
 	return os.WriteFile(filepath.Join(dir, SNPRootFile), b, 0o600)
 }
+
