@@ -8,4 +8,3 @@ import (
 func writeFile(dir string, b []byte) error {
 	return os.WriteFile(filepath.Join(dir, SNPRootFile), b, 0o600)
 }
-
