@@ -1,0 +1,41 @@
+package oidctest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+func TestTokensVerifyWithGoOIDC(t *testing.T) {
+	p := New(t)
+	ctx := context.Background()
+	prov, err := oidc.NewProvider(ctx, p.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := prov.Verifier(&oidc.Config{ClientID: "aud"})
+	tok := p.Token(t, Claims{Subject: "s", Audience: []string{"aud"}, Scope: AllScopes})
+	idt, err := v.Verify(ctx, tok)
+	if err != nil || idt.Subject != "s" {
+		t.Fatalf("verify: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"expired":  p.Token(t, Claims{Subject: "s", Audience: []string{"aud"}, Expiry: time.Now().Add(-time.Hour)}),
+		"audience": p.Token(t, Claims{Subject: "s", Audience: []string{"other"}}),
+		"foreign":  p.ForeignToken(t, Claims{Subject: "s", Audience: []string{"aud"}}),
+	} {
+		if _, err := v.Verify(ctx, bad); err == nil {
+			t.Errorf("%s token verified", name)
+		}
+	}
+	old := tok
+	p.Rotate(t)
+	if _, err := v.Verify(ctx, p.Token(t, Claims{Subject: "s", Audience: []string{"aud"}})); err != nil {
+		t.Fatalf("token after rotation: %v", err)
+	}
+	if _, err := v.Verify(ctx, old); err == nil {
+		t.Fatal("token of a retired key still verifies")
+	}
+}
