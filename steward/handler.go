@@ -1,6 +1,7 @@
 package steward
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,8 @@ func StatusCode(code string) int {
 		return http.StatusMethodNotAllowed
 	case CodeNotFound:
 		return http.StatusNotFound
+	case CodeBusy:
+		return http.StatusServiceUnavailable
 	case CodeInternal:
 		return http.StatusInternalServerError
 	}
@@ -128,6 +131,13 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		return
 	}
 
+	if !s.acquire(r.Context()) {
+		w.Header().Set("Retry-After", "1")
+		s.reject(w, log, attest.Reject(CodeBusy, "too many certificate requests in progress; retry shortly"))
+		return
+	}
+	defer func() { <-s.slots }()
+
 	var out []byte
 	var kinds []string
 	switch ct[0] {
@@ -174,6 +184,24 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	}
 	s.metrics.issue(kinds)
 	log.Info("issued", "certificates", len(kinds), "tee", strings.Join(kinds, ","))
+}
+
+// acquire takes a processing slot, waiting at most s.busyWait.
+func (s *Server) acquire(ctx context.Context) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.busyWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 func bundleRejection(i int, err error) error {

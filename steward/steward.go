@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"runtime"
 	"strings"
 	"time"
 
@@ -44,21 +45,22 @@ const DefaultMaxBodyBytes = 1 << 20
 // (package csr defines the csr.* codes for the request's structure and
 // signature; verifiers define theirs, e.g. kvm.*).
 const (
-	CodeContentType         = "request.content-type"   // 415
-	CodeTooLarge            = "request.too-large"      // 413
-	CodeBody                = "request.body"           // 400: the body could not be read
-	CodeMethod              = "request.method"         // 405
-	CodeNotFound            = "request.not-found"      // 404
-	CodeExtensionUnknown    = "csr.extension.unknown"  // an extension the Steward does not grant
-	CodeExtensionCritical   = "csr.extension.critical" // a critical evidence/workload extension
-	CodeExtensionSAN        = "csr.extension.san"      // names are set by the Steward (--san)
-	CodeExtensionAttested   = "csr.extension.attested-as"
-	CodeWorkload            = "csr.workload"         // malformed workload-identity extension
-	CodeEvidenceMissing     = "evidence.missing"     // 401
-	CodeEvidenceMultiple    = "evidence.multiple"    // more than one evidence extension
-	CodeEvidenceUnsupported = "evidence.unsupported" // known evidence kind, no verifier configured
-	CodeEvidenceRejected    = "evidence.rejected"    // a verifier failed without a specific code
-	CodeInternal            = "internal"             // 500
+	CodeContentType         = "request.content-type"      // 415
+	CodeTooLarge            = "request.too-large"         // 413
+	CodeBody                = "request.body"              // 400: the body could not be read
+	CodeMethod              = "request.method"            // 405
+	CodeNotFound            = "request.not-found"         // 404
+	CodeBusy                = "request.busy"              // 503: too many requests in progress
+	CodeExtensionUnknown    = "csr.extension.unknown"     // an extension the Steward does not grant
+	CodeExtensionCritical   = "csr.extension.critical"    // a critical evidence/workload extension
+	CodeExtensionSAN        = "csr.extension.san"         // names are set by the Steward (--san)
+	CodeExtensionAttested   = "csr.extension.attested-as" // only the Steward writes it
+	CodeWorkload            = "csr.workload"              // malformed workload-identity extension
+	CodeEvidenceMissing     = "evidence.missing"          // 401
+	CodeEvidenceMultiple    = "evidence.multiple"         // more than one evidence extension
+	CodeEvidenceUnsupported = "evidence.unsupported"      // known evidence kind, no verifier configured
+	CodeEvidenceRejected    = "evidence.rejected"         // a verifier failed without a specific code
+	CodeInternal            = "internal"                  // 500
 )
 
 // Config configures a Server. CA is required; everything else has a
@@ -83,7 +85,18 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxConcurrent bounds how many certificate requests are processed at
+	// once (evidence verification is CPU-bound); a request that finds no
+	// free slot within BusyWait gets 503 with Retry-After. 0 means
+	// 4×GOMAXPROCS.
+	MaxConcurrent int
+	// BusyWait is how long a certificate request waits for a processing
+	// slot; 0 means DefaultBusyWait.
+	BusyWait time.Duration
 }
+
+// DefaultBusyWait is the default Config.BusyWait.
+const DefaultBusyWait = 2 * time.Second
 
 // Server issues certificates. It is an http.Handler; see ServeHTTP.
 type Server struct {
@@ -98,6 +111,8 @@ type Server struct {
 	maxBody    int64
 	chainDER   [][]byte // root first, ending with the CA certificate
 	metrics    *metrics
+	slots      chan struct{} // processing slots, see Config.MaxConcurrent
+	busyWait   time.Duration
 }
 
 // New checks cfg and returns a Server. It logs loudly when the Steward is
@@ -129,6 +144,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
+	}
+	n := cfg.MaxConcurrent
+	if n <= 0 {
+		n = 4 * runtime.GOMAXPROCS(0)
+	}
+	s.slots = make(chan struct{}, n)
+	s.busyWait = cfg.BusyWait
+	if s.busyWait <= 0 {
+		s.busyWait = DefaultBusyWait
 	}
 	for _, v := range cfg.Verifiers {
 		oid := v.OID().String()

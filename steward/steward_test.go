@@ -535,3 +535,33 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBusy: with every processing slot taken, a request is answered 503
+// with Retry-After instead of queueing without bound.
+func TestBusy(t *testing.T) {
+	block := &blockingVerifier{entered: make(chan struct{}), release: make(chan struct{})}
+	_, hs := newServer(t, steward.Config{CA: debugCA(t), Verifiers: []attest.Verifier{block},
+		MaxConcurrent: 1, BusyWait: 50 * time.Millisecond})
+	der := goCSR(t, p256(t), &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{{Id: attest.OIDEvidenceSGX, Value: []byte{1}}}})
+	first := make(chan reply, 1)
+	go func() { first <- post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(der)) }()
+	<-block.entered
+	r := post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(der))
+	wantRejection(t, r, http.StatusServiceUnavailable, steward.CodeBusy)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After")
+	}
+	close(block.release)
+	if r := <-first; r.status != http.StatusOK {
+		t.Fatalf("first request: %d %s", r.status, r.body)
+	}
+}
+
+type blockingVerifier struct{ entered, release chan struct{} }
+
+func (v *blockingVerifier) OID() asn1.ObjectIdentifier { return attest.OIDEvidenceSGX }
+func (v *blockingVerifier) Verify(ctx context.Context, _ *attest.VerifyRequest) (*attest.Claims, error) {
+	v.entered <- struct{}{}
+	<-v.release
+	return &attest.Claims{Kind: attest.KindSGX, HardwareBacked: true}, nil
+}
