@@ -1,0 +1,15 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	// The confidential-VM backends register themselves.
+	_ "github.com/enarx-go/enarx/backend/snp"
+	_ "github.com/enarx-go/enarx/backend/tdx"
+)
+
+// addTEEPlatformCommands adds `enarx platform snp …` and `enarx platform
+// tdx …` (collateral caches, measurements for Steward policies).
+func addTEEPlatformCommands(cmd *cobra.Command, g *globals) {
+	cmd.AddCommand(newPlatformSNPCmd(g), newPlatformTDXCmd(g))
+}
