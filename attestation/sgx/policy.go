@@ -205,29 +205,31 @@ func (c *compiled) check(r *quote.ReportBody) error {
 	return nil
 }
 
-// checkTCB is upstream's TCB status rule: with a non-empty
-// allowed_advisories every advisory of the platform's level must be allowed
-// (whatever the status); otherwise the status must be UpToDate. A level
-// with status Revoked is always rejected (upstream would accept it).
-func (c *compiled) checkTCB(l *tcbinfo.Level) error {
-	if l.TCBStatus == tcbinfo.StatusRevoked {
-		return reject("sgx.tcb.status", "the platform's TCB level (%s) is Revoked", l.TCBDate.Format("2006-01-02"))
+// checkTCB is upstream's TCB status rule, applied to the platform's TCB
+// level (codes sgx.tcb.*) and, when QE Identity is present, to the Quoting
+// Enclave's level (sgx.qeid.*): with a non-empty allowed_advisories every
+// advisory of the level must be allowed, whatever the status; otherwise the
+// status must be UpToDate. A level with status Revoked is always rejected
+// (upstream would accept it with a covering allow-list).
+func (c *compiled) checkTCB(prefix, what, status string, advisories []string) error {
+	if status == tcbinfo.StatusRevoked {
+		return reject(prefix+".status", "the %s TCB level is Revoked", what)
 	}
 	if len(c.advisories) == 0 {
-		if l.TCBStatus != tcbinfo.StatusUpToDate {
-			return reject("sgx.tcb.status", "the platform's TCB status is %s, not UpToDate (advisories %v); update the platform or list the advisories in sgx.allowed_advisories",
-				l.TCBStatus, l.AdvisoryIDs)
+		if status != tcbinfo.StatusUpToDate {
+			return reject(prefix+".status", "the %s TCB status is %s, not UpToDate (advisories %v); update the platform or list the advisories in sgx.allowed_advisories",
+				what, status, advisories)
 		}
 		return nil
 	}
 	var extra []string
-	for _, a := range l.AdvisoryIDs {
+	for _, a := range advisories {
 		if !c.advisoriesSet[a] {
 			extra = append(extra, a)
 		}
 	}
 	if len(extra) > 0 {
-		return reject("sgx.tcb.advisory", "the platform's TCB level (%s) has advisories %v that sgx.allowed_advisories does not list", l.TCBStatus, extra)
+		return reject(prefix+".advisory", "the %s TCB level (%s) has advisories %v that sgx.allowed_advisories does not list", what, status, extra)
 	}
 	return nil
 }

@@ -132,7 +132,7 @@ func TestTCBRule(t *testing.T) {
 		{"revoked", some, level(tcbinfo.StatusRevoked), "sgx.tcb.status"},
 		{"revoked without list", none, level(tcbinfo.StatusRevoked), "sgx.tcb.status"},
 	} {
-		if got := code(c.p.checkTCB(c.l)); got != c.want {
+		if got := code(c.p.checkTCB("sgx.tcb", "platform", c.l.TCBStatus, c.l.AdvisoryIDs)); got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
 		}
 	}

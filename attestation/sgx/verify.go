@@ -21,6 +21,7 @@ import (
 	"github.com/enarx-go/enarx/attestation/crl"
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/sgx/internal/memo"
+	"github.com/enarx-go/enarx/attestation/sgx/qeidentity"
 	"github.com/enarx-go/enarx/attestation/sgx/quote"
 	"github.com/enarx-go/enarx/attestation/sgx/tcbinfo"
 )
@@ -55,6 +56,7 @@ type Verifier struct {
 	tcbs      *memo.Cache[*verifiedTCB]
 	crls      *memo.Cache[*crl.Result]
 	qes       *memo.Cache[*ecdsa.PublicKey]
+	qeids     *memo.Cache[*verifiedQEID]
 }
 
 // New returns a Verifier, or an error naming the bad policy key.
@@ -86,6 +88,7 @@ func newVerifier(opts Options) *Verifier {
 		tcbs:      memo.New[*verifiedTCB](n),
 		crls:      memo.New[*crl.Result](n),
 		qes:       memo.New[*ecdsa.PublicKey](n),
+		qeids:     memo.New[*verifiedQEID](n),
 	}
 	v.policy, v.policyErr = opts.Policy.compile()
 	return v
@@ -125,7 +128,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	}
 
 	// 1. The envelope.
-	ev, err := envelope.DecodeSgxEvidence(req.Extension.Value)
+	ev, qeID, err := decodeEvidence(req.Extension.Value)
 	if err != nil {
 		if errors.Is(err, envelope.ErrTooLarge) {
 			return nil, rejectErr("sgx.evidence.size", err, "SGX evidence is too large")
@@ -197,6 +200,14 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		return nil, reject("sgx.qe.svn", "QE SVN %d is below the minimum %d; update the platform software", q.Header.QESVN, MinQESVN)
 	}
 
+	// 7. QE Identity, when the evidence carries it (upstream never does).
+	var qeLevel *qeidentity.Level
+	if qeID != nil {
+		if qeLevel, err = v.checkQEIdentity(qeID, q, entries, now); err != nil {
+			return nil, err
+		}
+	}
+
 	// 8. TCB chain CRLs (the TCB chain itself was verified in step 2).
 	if err := v.checkCRLs(tcb.chain, entries, now); err != nil {
 		return nil, err
@@ -231,8 +242,19 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if err := v.policy.check(r); err != nil {
 		return nil, err
 	}
-	if err := v.policy.checkTCB(level); err != nil {
+	if err := v.policy.checkTCB("sgx.tcb", "platform", level.TCBStatus, level.AdvisoryIDs); err != nil {
 		return nil, err
+	}
+	advisories := slices.Clone(level.AdvisoryIDs)
+	if qeLevel != nil {
+		if err := v.policy.checkTCB("sgx.qeid", "Quoting Enclave", qeLevel.TCBStatus, qeLevel.AdvisoryIDs); err != nil {
+			return nil, err
+		}
+		for _, a := range qeLevel.AdvisoryIDs {
+			if !slices.Contains(advisories, a) {
+				advisories = append(advisories, a)
+			}
+		}
 	}
 
 	return &attest.Claims{
@@ -242,7 +264,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		Measurement:    slices.Clone(r.MRENCLAVE[:]),
 		Signer:         slices.Clone(r.MRSIGNER[:]),
 		TCBStatus:      level.TCBStatus,
-		Advisories:     slices.Clone(level.AdvisoryIDs),
+		Advisories:     advisories,
 	}, nil
 }
 
@@ -391,24 +413,92 @@ func (v *Verifier) verifyTCB(p envelope.TcbPackage) (*verifiedTCB, error) {
 	if err != nil {
 		return nil, rejectErr("sgx.tcb.malformed", err, "the TCB Info does not parse")
 	}
-	certs := make([]*x509.Certificate, len(p.Certs))
-	for i, d := range p.Certs {
+	chain, w, err := v.verifySignedJSON("sgx.tcb", "TCB Info", p.Certs, signed.Raw, signed.Signature)
+	if err != nil {
+		return nil, err
+	}
+	return &verifiedTCB{signed: signed, chain: chain, window: w}, nil
+}
+
+// verifySignedJSON verifies Intel collateral (TCB Info, QE Identity): its
+// issuer chain [TCB Signing, Root] to the embedded root and its signature
+// over raw. Codes are prefix + ".malformed", ".chain", ".signature".
+func (v *Verifier) verifySignedJSON(prefix, what string, ders [][]byte, raw []byte, sig [64]byte) ([]*x509.Certificate, window, error) {
+	certs := make([]*x509.Certificate, len(ders))
+	for i, d := range ders {
+		var err error
 		if certs[i], err = x509.ParseCertificate(d); err != nil {
-			return nil, rejectErr("sgx.tcb.malformed", err, "TCB Info issuer certificate %d does not parse", i)
+			return nil, window{}, rejectErr(prefix+".malformed", err, "%s issuer certificate %d does not parse", what, i)
 		}
 	}
 	chain, w, err := v.verifyChain(certs, 2)
 	if err != nil {
-		return nil, rejectErr("sgx.tcb.chain", err, "the TCB Info signing certificate does not chain to the Intel SGX Root CA")
+		return nil, window{}, rejectErr(prefix+".chain", err, "the %s signing certificate does not chain to the Intel SGX Root CA", what)
 	}
 	key, ok := p256Key(chain[0])
 	if !ok {
-		return nil, reject("sgx.tcb.chain", "the TCB Signing key is not ECDSA P-256")
+		return nil, window{}, reject(prefix+".chain", "the %s signing key is not ECDSA P-256", what)
 	}
-	if !verifyRS(key, signed.Raw, signed.Signature) {
-		return nil, reject("sgx.tcb.signature", "the TCB Info signature does not verify with the TCB Signing key")
+	if !verifyRS(key, raw, sig) {
+		return nil, window{}, reject(prefix+".signature", "the %s signature does not verify with the TCB Signing key", what)
 	}
-	return &verifiedTCB{signed: signed, chain: chain, window: w}, nil
+	return chain, w, nil
+}
+
+// verifiedQEID is QE Identity whose signature and signing chain verified.
+type verifiedQEID struct {
+	signed *qeidentity.Signed
+	chain  []*x509.Certificate
+	window window
+}
+
+// checkQEIdentity verifies QE Identity collateral and checks the quote's QE
+// report against it (like Intel's QVL): MRSIGNER, ISVPRODID, masked
+// MISCSELECT and ATTRIBUTES, and the QE's TCB level by ISVSVN.
+func (v *Verifier) checkQEIdentity(p *envelope.TcbPackage, q *quote.Quote, entries []crl.Entry, now time.Time) (*qeidentity.Level, error) {
+	id, err := v.qeids.Get(memo.KeyOf("qeid", append([][]byte{p.Report}, p.Certs...)...), func() (*verifiedQEID, error) {
+		signed, err := qeidentity.Parse(p.Report)
+		if err != nil {
+			return nil, rejectErr("sgx.qeid.malformed", err, "the QE Identity does not parse")
+		}
+		chain, w, err := v.verifySignedJSON("sgx.qeid", "QE Identity", p.Certs, signed.Raw, signed.Signature)
+		if err != nil {
+			return nil, err
+		}
+		return &verifiedQEID{signed: signed, chain: chain, window: w}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	i := &id.signed.Identity
+	if now.Before(i.IssueDate) {
+		return nil, reject("sgx.qeid.future", "QE Identity is issued %s, after the verification time %s", i.IssueDate.Format(timeFmt), now.Format(timeFmt))
+	}
+	if !now.Before(i.NextUpdate) {
+		return nil, reject("sgx.qeid.expired", "QE Identity expired at %s (verification time %s); refresh it on the host", i.NextUpdate.Format(timeFmt), now.Format(timeFmt))
+	}
+	if !id.window.contains(now) {
+		return nil, reject("sgx.qeid.chain", "the QE Identity signing chain is not valid at %s (valid %s)", now.Format(timeFmt), id.window)
+	}
+	if err := v.checkCRLs(id.chain, entries, now); err != nil {
+		return nil, err
+	}
+	r := &q.QEReport
+	switch {
+	case !bytes.Equal(r.MRSIGNER[:], i.MRSIGNER):
+		return nil, reject("sgx.qeid.mismatch", "the Quoting Enclave's MRSIGNER %x is not Intel's %s", r.MRSIGNER, i.MRSIGNER)
+	case r.ISVProdID != i.ISVProdID:
+		return nil, reject("sgx.qeid.mismatch", "the Quoting Enclave's ISVPRODID %d is not %d", r.ISVProdID, i.ISVProdID)
+	case !i.MatchesMiscSelect(q.QEReportRaw[16:20]):
+		return nil, reject("sgx.qeid.mismatch", "the Quoting Enclave's MISCSELECT does not match the QE Identity")
+	case !i.MatchesAttributes(q.QEReportRaw[48:64]):
+		return nil, reject("sgx.qeid.mismatch", "the Quoting Enclave's ATTRIBUTES do not match the QE Identity")
+	}
+	level, err := i.Match(r.ISVSVN)
+	if err != nil {
+		return nil, rejectErr("sgx.qeid.level", err, "the Quoting Enclave's ISVSVN %d is below every QE Identity level", r.ISVSVN)
+	}
+	return level, nil
 }
 
 func (v *Verifier) checkCRLs(chain []*x509.Certificate, entries []crl.Entry, now time.Time) error {
