@@ -2,6 +2,7 @@ package steward
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -139,20 +140,20 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	defer func() { <-s.slots }()
 
 	var out []byte
-	var kinds []string
+	var certs []*issued
 	switch ct[0] {
 	case ContentTypePKCS10:
-		leaf, kind, err := s.issue(r.Context(), body)
+		c, err := s.issue(r.Context(), body)
 		if err != nil {
 			s.reject(w, log, err)
 			return
 		}
-		out, err = s.marshalChain(leaf)
+		out, err = s.marshalChain(c.der)
 		if err != nil {
 			s.reject(w, log, attest.RejectErr(CodeInternal, err, "could not encode the reply"))
 			return
 		}
-		kinds = []string{string(kind)}
+		certs = []*issued{c}
 	case ContentTypeBundle:
 		reqs, err := csr.SplitBundle(body)
 		if err != nil {
@@ -161,14 +162,14 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		}
 		leaves := make([][]byte, 0, len(reqs))
 		for i, der := range reqs {
-			leaf, kind, err := s.issue(r.Context(), der)
+			c, err := s.issue(r.Context(), der)
 			if err != nil {
 				// All or nothing: the first failure fails the bundle.
 				s.reject(w, log, bundleRejection(i, err))
 				return
 			}
-			leaves = append(leaves, leaf)
-			kinds = append(kinds, string(kind))
+			leaves = append(leaves, c.der)
+			certs = append(certs, c)
 		}
 		out, err = s.marshalOutput(leaves)
 		if err != nil {
@@ -182,8 +183,19 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		log.Info("writing reply failed", "err", err)
 		return
 	}
+	kinds := make([]string, len(certs))
+	for i, c := range certs {
+		kinds[i] = string(c.claims.Kind)
+		// The audit trail: what was certified, under which serial.
+		attrs := []any{"serial", fmt.Sprintf("%x", c.serial), "tee", c.claims.Kind,
+			"hardware", c.claims.HardwareBacked, "tee_debug", c.claims.Debug, "steward_debug", s.debug,
+			"measurement", hex.EncodeToString(c.claims.Measurement), "tcb_status", c.claims.TCBStatus}
+		if c.workload != nil {
+			attrs = append(attrs, "wasm_sha256", hex.EncodeToString(c.workload.WasmSHA256), "package", c.workload.Package)
+		}
+		log.Info("issued certificate", attrs...)
+	}
 	s.metrics.issue(kinds)
-	log.Info("issued", "certificates", len(kinds), "tee", strings.Join(kinds, ","))
 }
 
 // acquire takes a processing slot, waiting at most s.busyWait.

@@ -223,51 +223,66 @@ func checkDNSName(name string) error {
 // certificate (DER). An error is an *attest.Rejection whose code says why;
 // StatusCode maps it to an HTTP status.
 func (s *Server) Issue(ctx context.Context, csrDER []byte) ([]byte, error) {
-	leaf, _, err := s.issue(ctx, csrDER)
-	return leaf, err
+	c, err := s.issue(ctx, csrDER)
+	if err != nil {
+		return nil, err
+	}
+	return c.der, nil
 }
 
-// issue returns the leaf and the attested TEE kind.
-func (s *Server) issue(ctx context.Context, csrDER []byte) ([]byte, attest.Kind, error) {
+// issued is one certificate made by issue, with what the logs and metrics
+// record about it.
+type issued struct {
+	der      []byte
+	serial   *big.Int
+	claims   *attest.Claims
+	workload *certext.Workload // the copied workload identity, if any
+}
+
+// issue checks one request and signs its certificate.
+func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 	req, err := csr.Parse(csrDER)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	var evidence *pkix.Extension
 	var copied []pkix.Extension
+	var workload *certext.Workload
 	for i := range req.Extensions {
 		e := &req.Extensions[i]
 		switch {
 		case e.Id.Equal(oidSubjectAltName):
-			return nil, "", attest.Reject(CodeExtensionSAN, "subject alternative names cannot be requested; the steward sets them")
+			return nil, attest.Reject(CodeExtensionSAN, "subject alternative names cannot be requested; the steward sets them")
 		case e.Id.Equal(attest.OIDAttestedAs):
-			return nil, "", attest.Reject(CodeExtensionAttested, "the attested-as extension (%v) is written only by the steward", attest.OIDAttestedAs)
+			return nil, attest.Reject(CodeExtensionAttested, "the attested-as extension (%v) is written only by the steward", attest.OIDAttestedAs)
 		case e.Id.Equal(attest.OIDWorkload):
 			if e.Critical {
-				return nil, "", attest.Reject(CodeExtensionCritical, "the workload identity extension must not be critical")
+				return nil, attest.Reject(CodeExtensionCritical, "the workload identity extension must not be critical")
 			}
-			if _, err := certext.ParseWorkload(e.Value); err != nil {
-				return nil, "", attest.RejectErr(CodeWorkload, err, "malformed workload identity extension (%v)", err)
+			w, err := certext.ParseWorkload(e.Value)
+			if err != nil {
+				return nil, attest.RejectErr(CodeWorkload, err, "malformed workload identity extension (%v)", err)
 			}
 			copied = append(copied, *e)
+			workload = w
 		case isEvidenceOID(e.Id):
 			if e.Critical {
-				return nil, "", attest.Reject(CodeExtensionCritical, "the evidence extension %v must not be critical", e.Id)
+				return nil, attest.Reject(CodeExtensionCritical, "the evidence extension %v must not be critical", e.Id)
 			}
 			if evidence != nil {
-				return nil, "", attest.Reject(CodeEvidenceMultiple, "more than one evidence extension (%v and %v); send one", evidence.Id, e.Id)
+				return nil, attest.Reject(CodeEvidenceMultiple, "more than one evidence extension (%v and %v); send one", evidence.Id, e.Id)
 			}
 			evidence = e
 		default:
-			return nil, "", attest.Reject(CodeExtensionUnknown, "extension %v cannot be requested", e.Id)
+			return nil, attest.Reject(CodeExtensionUnknown, "extension %v cannot be requested", e.Id)
 		}
 	}
 	if evidence == nil {
-		return nil, "", attest.Reject(CodeEvidenceMissing, "the request carries no attestation evidence extension")
+		return nil, attest.Reject(CodeEvidenceMissing, "the request carries no attestation evidence extension")
 	}
 	v, ok := s.verifiers[evidence.Id.String()]
 	if !ok {
-		return nil, "", attest.Reject(CodeEvidenceUnsupported, "this steward has no verifier for evidence %v (%s); configure a policy for it", evidence.Id, evidenceName(evidence.Id))
+		return nil, attest.Reject(CodeEvidenceUnsupported, "this steward has no verifier for evidence %v (%s); configure a policy for it", evidence.Id, evidenceName(evidence.Id))
 	}
 	claims, err := v.Verify(ctx, &attest.VerifyRequest{
 		CSR:       req.CSR,
@@ -277,22 +292,22 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) ([]byte, attest.Kind,
 	})
 	if err != nil {
 		if r, ok := attest.AsRejection(err); ok && validCode(r.Code) {
-			return nil, "", r
+			return nil, r
 		}
-		return nil, "", attest.RejectErr(CodeEvidenceRejected, err, "%s evidence verification failed", evidenceName(evidence.Id))
+		return nil, attest.RejectErr(CodeEvidenceRejected, err, "%s evidence verification failed", evidenceName(evidence.Id))
 	}
 	if claims == nil {
-		return nil, "", attest.Reject(CodeInternal, "the %s verifier returned no claims", evidenceName(evidence.Id))
+		return nil, attest.Reject(CodeInternal, "the %s verifier returned no claims", evidenceName(evidence.Id))
 	}
 	if evidence.Id.Equal(attest.OIDEvidenceKVM) {
 		// Upstream copies the (empty) KVM extension into the leaf.
 		copied = append([]pkix.Extension{*evidence}, copied...)
 	}
-	leaf, err := s.sign(req, claims, copied)
+	der, serial, err := s.sign(req, claims, copied)
 	if err != nil {
-		return nil, "", attest.RejectErr(CodeInternal, err, "could not sign the certificate")
+		return nil, attest.RejectErr(CodeInternal, err, "could not sign the certificate")
 	}
-	return leaf, claims.Kind, nil
+	return &issued{der: der, serial: serial, claims: claims, workload: workload}, nil
 }
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
@@ -331,14 +346,15 @@ func validCode(c string) bool {
 // request, the configured SANs, EKU serverAuth+clientAuth) plus the key
 // usage digitalSignature, the copied extensions (KVM marker, workload
 // identity) and the attested-as extension.
-func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Extension) ([]byte, error) {
+func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Extension) ([]byte, *big.Int, error) {
 	id, err := uuid.NewRandom()
 	if err != nil {
-		return nil, fmt.Errorf("serial number: %w", err)
+		return nil, nil, fmt.Errorf("serial number: %w", err)
 	}
+	serial := new(big.Int).SetBytes(id[:])
 	attested, err := (&certext.AttestedAs{Claims: *claims, StewardDebug: s.debug}).Extension()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	caCert := s.ca.Chain[0]
 	notBefore := s.now().UTC().Truncate(time.Second)
@@ -347,7 +363,7 @@ func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Ext
 		notAfter = caCert.NotAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:       new(big.Int).SetBytes(id[:]),
+		SerialNumber:       serial,
 		RawSubject:         req.CSR.RawSubject,
 		NotBefore:          notBefore,
 		NotAfter:           notAfter,
@@ -358,5 +374,9 @@ func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Ext
 		ExtraExtensions:    append(copied, attested),
 		SignatureAlgorithm: s.ca.signatureAlgorithm(),
 	}
-	return x509.CreateCertificate(rand.Reader, tmpl, caCert, req.CSR.PublicKey, s.ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, req.CSR.PublicKey, s.ca.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, serial, nil
 }
