@@ -296,8 +296,9 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 		}
 		return nil, attest.RejectErr(CodeEvidenceRejected, err, "%s evidence verification failed", evidenceName(evidence.Id))
 	}
-	if claims == nil {
-		return nil, attest.Reject(CodeInternal, "the %s verifier returned no claims", evidenceName(evidence.Id))
+	if claims == nil || claims.Kind != kindOf(evidence.Id) {
+		// A verifier bug; never certify claims about another TEE.
+		return nil, attest.Reject(CodeInternal, "the %s verifier returned inconsistent claims", evidenceName(evidence.Id))
 	}
 	if evidence.Id.Equal(attest.OIDEvidenceKVM) {
 		// Upstream copies the (empty) KVM extension into the leaf.
@@ -311,6 +312,16 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 }
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// kindOf is the TEE kind that evidence under oid attests.
+func kindOf(oid asn1.ObjectIdentifier) attest.Kind {
+	for _, k := range []attest.Kind{attest.KindNone, attest.KindSGX, attest.KindSNP, attest.KindTDX} {
+		if o, _ := attest.EvidenceOID(k); o.Equal(oid) {
+			return k
+		}
+	}
+	return ""
+}
 
 // evidenceName names an evidence OID for messages; "" if oid is not one.
 func evidenceName(oid asn1.ObjectIdentifier) string {

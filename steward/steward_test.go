@@ -565,3 +565,18 @@ func (v *blockingVerifier) Verify(ctx context.Context, _ *attest.VerifyRequest) 
 	<-v.release
 	return &attest.Claims{Kind: attest.KindSGX, HardwareBacked: true}, nil
 }
+
+// TestInconsistentClaims: a verifier that claims another TEE than its
+// evidence OID is a bug; the Steward refuses to certify it.
+func TestInconsistentClaims(t *testing.T) {
+	_, hs := newServer(t, steward.Config{CA: debugCA(t), Verifiers: []attest.Verifier{wrongKind{}}})
+	der := goCSR(t, p256(t), &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{{Id: attest.OIDEvidenceTDX, Value: []byte{1}}}})
+	wantRejection(t, post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(der)), http.StatusInternalServerError, steward.CodeInternal)
+}
+
+type wrongKind struct{}
+
+func (wrongKind) OID() asn1.ObjectIdentifier { return attest.OIDEvidenceTDX }
+func (wrongKind) Verify(context.Context, *attest.VerifyRequest) (*attest.Claims, error) {
+	return &attest.Claims{Kind: attest.KindSNP, HardwareBacked: true}, nil
+}
