@@ -1,0 +1,163 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/enarx-go/enarx/config"
+)
+
+// KeepArg is the hidden argument that makes the enarx binary (or a test
+// binary, via TestMain) run as a sandbox Keep process.
+const KeepArg = "__sandbox-keep"
+
+// IsKeepProcess reports whether this process was started as a Keep.
+func IsKeepProcess() bool { return len(os.Args) > 1 && os.Args[1] == KeepArg }
+
+// controlFD is the Keep end of the host's socketpair; host resources follow.
+const controlFD = 3
+
+// Job is a workload as the Keep process received it, ready to run.
+type Job struct {
+	Wasm []byte
+	// Config is the raw Enarx.toml (nil: default stdio).
+	Config     []byte
+	ConfigName string
+	Package    string
+	// Files are the host resources, index-aligned with the config's
+	// [[files]].
+	Files       []*os.File
+	Args        []string
+	MemoryLimit uint64
+	Logger      *slog.Logger
+}
+
+// RunFunc runs a Job inside the confined process; the enarx binary passes
+// an adapter to keep.Run.
+type RunFunc func(ctx context.Context, j *Job) (exitCode int, err error)
+
+// preConfinePPID is the parent pid as the Keep saw it before confinement
+// (tests only: 0 shows the Keep is in its own pid namespace).
+var preConfinePPID int
+
+// testHooks are actions a test binary can ask the confined process to
+// attempt instead of running a workload; nil outside tests.
+var testHooks map[string]func(arg string) string
+
+// KeepMain is the Keep process: it reads the launch message from fd 3,
+// checks it, confines itself, runs the workload with run and reports the
+// result back. It returns the process exit status.
+func KeepMain(run RunFunc) int {
+	// Without TZ the Go runtime would try to open /etc/localtime lazily,
+	// after confinement; the Keep logs in UTC.
+	time.Local = time.UTC
+	ctl := os.NewFile(controlFD, "control")
+	if ctl == nil {
+		fmt.Fprintln(os.Stderr, "Error: sandbox Keep: no control channel on fd 3")
+		return 1
+	}
+	l, err := decodeLaunch(ctl)
+	if err != nil {
+		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
+	}
+	files := make([]*os.File, l.NFiles)
+	for i := range files {
+		files[i] = os.NewFile(uintptr(controlFD+1+i), fmt.Sprintf("fd%d", i))
+		if files[i] == nil {
+			return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: host fd %d missing", i))
+		}
+	}
+	logger := newKeepLogger(l.LogLevel)
+
+	// Work that needs the host file system happens before confinement:
+	// the system root CAs for TLS connects without an inline ca.
+	preloadBeforeConfinement(l.config, l.HasConfig)
+
+	opts := confineOptions{cloneFlags: l.CloneFlags, nfiles: l.NFiles, memoryLimit: l.MemoryLimit}
+	if testHooks != nil {
+		opts.skip = map[string]bool{}
+		for _, s := range l.TestSkip {
+			opts.skip[s] = true
+		}
+		preConfinePPID = os.Getppid()
+	}
+	layers := confine(opts)
+	var missing []string
+	for _, ly := range layers {
+		if !ly.Enabled {
+			missing = append(missing, ly.Name+" ("+ly.Detail+")")
+		}
+	}
+	if len(missing) > 0 {
+		if l.RequireIsolation {
+			return keepFail(ctl, layers, fmt.Errorf("--require-isolation: the sandbox Keep is missing confinement layers: %s", strings.Join(missing, "; ")))
+		}
+		logger.Warn("sandbox Keep runs without some confinement layers", "missing", strings.Join(missing, "; "))
+	}
+
+	if l.Hook != "" {
+		name, arg, _ := strings.Cut(l.Hook, ":")
+		h, ok := testHooks[name]
+		if !ok {
+			return keepFail(ctl, layers, fmt.Errorf("unknown test hook %q", l.Hook))
+		}
+		return keepReply(ctl, &result{Layers: layers, Hook: h(arg)})
+	}
+
+	ctx := context.Background()
+	code, err := run(ctx, &Job{
+		Wasm: l.wasm, Config: l.config, ConfigName: l.ConfigName, Package: l.Package,
+		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, Logger: logger,
+	})
+	r := &result{ExitCode: code, Layers: layers}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return keepReply(ctl, r)
+}
+
+func keepFail(ctl io.Writer, layers []Layer, err error) int {
+	return keepReply(ctl, &result{ExitCode: 1, Error: err.Error(), Layers: layers})
+}
+
+func keepReply(ctl io.Writer, r *result) int {
+	if err := writeMsg(ctl, resultMagic, r); err != nil {
+		fmt.Fprintf(os.Stderr, "Error: sandbox Keep: reporting result: %v\n", err)
+		return 1
+	}
+	return r.ExitCode
+}
+
+func newKeepLogger(level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("keep", "sandbox")
+}
+
+// preloadBeforeConfinement loads what the runtime would otherwise read
+// from the host file system later.
+func preloadBeforeConfinement(raw []byte, has bool) {
+	if !has {
+		return
+	}
+	c, err := config.Parse("Enarx.toml", raw)
+	if err != nil {
+		return // the runtime reports it
+	}
+	for _, f := range c.Files {
+		if f.Kind == config.KindConnect && f.TLS != nil && f.TLS.CA == "" {
+			loadSystemRoots()
+			return
+		}
+	}
+}
+
+func loadSystemRoots() { _, _ = x509.SystemCertPool() }

@@ -1,0 +1,405 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestMain lets the test binary double as the Keep process: the sandbox
+// re-executes /proc/self/exe with KeepArg, as enarx does.
+func TestMain(m *testing.M) {
+	if IsKeepProcess() {
+		testHooks = containmentHooks
+		os.Exit(KeepMain(testRunner))
+	}
+	os.Exit(m.Run())
+}
+
+// testRunner stands in for the wasm runtime in the lifecycle tests: it
+// interprets Job.Args as a tiny command (the real runtime is exercised by
+// the keep adapter tests).
+func testRunner(ctx context.Context, j *Job) (int, error) {
+	if len(j.Args) == 0 {
+		return 0, nil
+	}
+	switch j.Args[0] {
+	case "exit":
+		n, _ := strconv.Atoi(j.Args[1])
+		return n, nil
+	case "fail":
+		return 1, errors.New(j.Args[1])
+	case "echo": // copy fd 0 to fd 1
+		_, err := io.Copy(j.Files[1], j.Files[0])
+		return 0, err
+	case "digest":
+		return 0, fmt.Errorf("wasm=%s config=%q", digest(j.Wasm), j.Config)
+	case "spin":
+		for {
+		}
+	case "sleep":
+		time.Sleep(time.Hour)
+	}
+	return 2, fmt.Errorf("unknown test command %q", j.Args[0])
+}
+
+func errnoString(err error) string {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return unix.ErrnoName(e)
+	}
+	if err == nil {
+		return "ALLOWED"
+	}
+	return err.Error()
+}
+
+// containmentHooks attempt, inside the confined Keep, what a compromised
+// workload would try. Each returns the errno the kernel gave.
+var containmentHooks = map[string]func(arg string) string{
+	"open-host-file": func(string) string {
+		_, err := unix.Open("/etc/passwd", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		return errnoString(err)
+	},
+	"stat-host-file": func(string) string {
+		var st unix.Stat_t
+		return errnoString(unix.Stat("/etc/passwd", &st))
+	},
+	"socket": func(string) string {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return errnoString(err)
+	},
+	"socket-unix": func(string) string {
+		_, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		return errnoString(err)
+	},
+	"execve": func(string) string {
+		return errnoString(unix.Exec("/bin/true", []string{"true"}, nil))
+	},
+	"fork": func(string) string {
+		_, _, e := unix.RawSyscall(unix.SYS_FORK, 0, 0, 0)
+		return errnoString(errnoOrNil(e))
+	},
+	"clone-process": func(string) string {
+		_, _, e := unix.RawSyscall(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0)
+		return errnoString(errnoOrNil(e))
+	},
+	"ptrace": func(string) string {
+		_, _, e := unix.RawSyscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0)
+		return errnoString(errnoOrNil(e))
+	},
+	"mount": func(string) string {
+		return errnoString(unix.Mount("x", "/", "tmpfs", 0, ""))
+	},
+	"unshare": func(string) string {
+		return errnoString(unix.Unshare(unix.CLONE_NEWUSER))
+	},
+	"ppid": func(string) string { return strconv.Itoa(preConfinePPID) },
+	"kill-host": func(arg string) string {
+		pid, _ := strconv.Atoi(arg)
+		return errnoString(unix.Kill(pid, 0))
+	},
+	"connect-host": func(arg string) string {
+		port, _ := strconv.Atoi(arg)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return "socket:" + errnoString(err)
+		}
+		defer unix.Close(fd)
+		return errnoString(unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}))
+	},
+	"write-root": func(string) string {
+		_, err := unix.Open("/x", unix.O_CREAT|unix.O_WRONLY, 0o600)
+		return errnoString(err)
+	},
+}
+
+func errnoOrNil(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func runHook(t *testing.T, hook string, skip ...string) (*Result, string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	res, err := run(context.Background(), &Request{Wasm: []byte("hook"), hook: hook, testSkip: skip, Stderr: &stderr})
+	if err != nil {
+		t.Fatalf("hook %s: %v (stderr %s)", hook, err, stderr.String())
+	}
+	return res, res.hook
+}
+
+func layerOn(res *Result, name string) bool {
+	for _, l := range res.Layers {
+		if l.Name == name {
+			return l.Enabled
+		}
+	}
+	return false
+}
+
+// TestContainment attempts, inside a confined Keep, what an escaped
+// workload would try, first with every layer and then with layers left out
+// so that each layer is shown to refuse on its own.
+func TestContainment(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	hostPID := strconv.Itoa(os.Getpid())
+
+	type check struct {
+		hook string
+		want []string // acceptable outcomes
+	}
+	variants := []struct {
+		name   string
+		skip   []string
+		needs  string // a layer that must be in force for the variant to mean anything
+		checks []check
+	}{
+		{name: "all layers", checks: []check{
+			{"open-host-file", []string{"EPERM"}},
+			{"stat-host-file", []string{"EPERM"}},
+			{"write-root", []string{"EPERM"}},
+			{"socket", []string{"EPERM"}},
+			{"socket-unix", []string{"EPERM"}},
+			{"connect-host:" + port, []string{"socket:EPERM"}},
+			{"execve", []string{"EPERM"}},
+			{"fork", []string{"EPERM"}},
+			{"clone-process", []string{"EPERM"}},
+			{"ptrace", []string{"EPERM"}},
+			{"mount", []string{"EPERM"}},
+			{"unshare", []string{"EPERM"}},
+			{"kill-host:" + hostPID, []string{"EPERM"}},
+		}},
+		{name: "seccomp alone", skip: []string{LayerMountNS, LayerLandlock}, needs: LayerSeccomp, checks: []check{
+			{"open-host-file", []string{"EPERM"}},
+			{"socket", []string{"EPERM"}},
+			{"execve", []string{"EPERM"}},
+		}},
+		{name: "namespaces without seccomp and landlock", skip: []string{LayerSeccomp, LayerLandlock}, needs: LayerMountNS, checks: []check{
+			{"open-host-file", []string{"ENOENT"}},
+			{"execve", []string{"ENOENT"}},
+			{"write-root", []string{"EROFS"}},
+			{"connect-host:" + port, []string{"ENETUNREACH", "ECONNREFUSED"}},
+			{"kill-host:" + hostPID, []string{"ESRCH"}},
+		}},
+		{name: "landlock alone", skip: []string{LayerSeccomp, LayerMountNS}, needs: LayerLandlock, checks: []check{
+			{"open-host-file", []string{"EACCES"}},
+			{"execve", []string{"EACCES"}},
+		}},
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			if v.needs != "" {
+				if res, _ := runHook(t, "ppid", v.skip...); !layerOn(res, v.needs) {
+					t.Skipf("layer %q is not available here", v.needs)
+				}
+			}
+			for _, c := range v.checks {
+				_, got := runHook(t, c.hook, v.skip...)
+				if !slices.Contains(c.want, got) {
+					t.Errorf("%s inside the Keep: got %s, want one of %v", c.hook, got, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestLayersReported(t *testing.T) {
+	res, _ := runHook(t, "ppid")
+	if len(res.Layers) == 0 {
+		t.Fatal("no layers reported")
+	}
+	for _, l := range res.Layers {
+		t.Logf("%-50s %v %s", l.Name, l.Enabled, l.Detail)
+		if (l.Name == LayerSeccomp || l.Name == LayerNNP) && !l.Enabled {
+			t.Errorf("layer %s not in force: %s", l.Name, l.Detail)
+		}
+	}
+	if p := probeNamespaces(); p == nil {
+		// The kernel grants namespaces here: the Keep must have them.
+		for _, l := range res.Layers {
+			if strings.Contains(l.Name, "namespace") && !l.Enabled {
+				t.Errorf("layer %s missing although the kernel allows it: %s", l.Name, l.Detail)
+			}
+		}
+		if _, ppid := runHook(t, "ppid"); ppid != "0" {
+			t.Errorf("Keep sees its parent as pid %s; want 0 (own pid namespace)", ppid)
+		}
+	}
+}
+
+func TestExitCodesAndErrors(t *testing.T) {
+	for _, n := range []int{0, 3, 255} {
+		code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"exit", strconv.Itoa(n)}})
+		if err != nil || code != n {
+			t.Errorf("exit %d: got %d, %v", n, code, err)
+		}
+	}
+	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"fail", "wasm trap: unreachable"}})
+	if code != 1 || err == nil || err.Error() != "wasm trap: unreachable" {
+		t.Errorf("fail: %d %v", code, err)
+	}
+}
+
+func TestModuleAndConfigArrive(t *testing.T) {
+	wasm := bytes.Repeat([]byte{0, 'a', 's', 'm'}, 1<<20) // 4 MiB: larger than a socket buffer
+	_, err := Run(context.Background(), &Request{Wasm: wasm, Config: []byte("x = 1"), Args: []string{"digest"}})
+	want := fmt.Sprintf("wasm=%s config=%q", digest(wasm), "x = 1")
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+func TestStdioThroughKeep(t *testing.T) {
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	defer outR.Close()
+	go func() {
+		inW.Write(bytes.Repeat([]byte("0123456789abcdef"), 1<<16))
+		inW.Close()
+	}()
+	got := make(chan []byte)
+	go func() { b, _ := io.ReadAll(outR); got <- b }()
+	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Files: []*os.File{inR, outW}, Args: []string{"echo"}})
+	inR.Close()
+	outW.Close()
+	if code != 0 || err != nil {
+		t.Fatalf("%d %v", code, err)
+	}
+	if b := <-got; len(b) != 16<<16 {
+		t.Fatalf("echoed %d bytes", len(b))
+	}
+}
+
+func TestTimeoutKillsRunaway(t *testing.T) {
+	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"spin"}, Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrTimeout) || code != 1 {
+		t.Fatalf("got %d %v", code, err)
+	}
+}
+
+func TestCancelStopsKeep(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	code, err := Run(ctx, &Request{Wasm: []byte("x"), Args: []string{"sleep"}})
+	if err == nil || code != 1 {
+		t.Fatalf("got %d %v", code, err)
+	}
+}
+
+// TestKillingHostKillsKeep runs a host process that starts a Keep, kills
+// the host with SIGKILL and checks that the Keep is gone too.
+func TestKillingHostKillsKeep(t *testing.T) {
+	if os.Getenv("SANDBOX_TEST_HOST") == "1" {
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHost$")
+	cmd.Env = append(os.Environ(), "SANDBOX_TEST_HOST=1")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var line [32]byte
+	n, _ := io.ReadAtLeast(out, line[:], 2)
+	fields := strings.Fields(string(line[:n]))
+	if len(fields) == 0 {
+		t.Fatalf("helper printed %q", line[:n])
+	}
+	keepPID, err := strconv.Atoi(fields[0])
+	if err != nil {
+		t.Fatalf("helper printed %q", line[:n])
+	}
+	if err := unix.Kill(keepPID, 0); err != nil {
+		t.Fatalf("Keep %d not running before the host is killed: %v", keepPID, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := unix.Kill(keepPID, 0); errors.Is(err, unix.ESRCH) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Keep %d survived its host", keepPID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHelperHost is the host process of TestKillingHostKillsKeep.
+func TestHelperHost(t *testing.T) {
+	if os.Getenv("SANDBOX_TEST_HOST") != "1" {
+		t.Skip("helper")
+	}
+	startedHook = func(pid int) { fmt.Printf("%d\n", pid); os.Stdout.Sync() }
+	Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"sleep"}})
+}
+
+func TestDecodeLaunchRejectsDigestMismatch(t *testing.T) {
+	var b bytes.Buffer
+	l := &launch{wasm: []byte("module")}
+	if err := l.encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	raw := b.Bytes()
+	raw[len(raw)-1] ^= 1 // corrupt the module in transit
+	if _, err := decodeLaunch(bytes.NewReader(raw)); err == nil || !strings.Contains(err.Error(), "module digest mismatch") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func FuzzDecodeLaunch(f *testing.F) {
+	var b bytes.Buffer
+	(&launch{wasm: []byte("\x00asm"), config: []byte("[[files]]"), HasConfig: true, Args: []string{"a"}, NFiles: 2}).encode(&b)
+	f.Add(b.Bytes())
+	f.Add([]byte("EKL1\x00\x00\x00\x02{}"))
+	f.Add([]byte("EKL1\x00\x00\x00\x10{\"wasm_len\":1e9}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, err := decodeLaunch(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if digest(l.wasm) != l.WasmSHA256 || int64(len(l.wasm)) != l.WasmLen {
+			t.Fatal("accepted a module that does not match its digest")
+		}
+	})
+}
+
+func TestRequireIsolation(t *testing.T) {
+	var stderr bytes.Buffer
+	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"exit", "0"},
+		RequireIsolation: true, testSkip: []string{LayerNNP, LayerLandlock}, Stderr: &stderr})
+	if code != 1 || err == nil || !strings.Contains(err.Error(), "--require-isolation: the sandbox Keep is missing confinement layers: landlock") {
+		t.Fatalf("got %d %v", code, err)
+	}
+	// Without --require-isolation the same Keep runs and warns.
+	stderr.Reset()
+	code, err = Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"exit", "0"},
+		testSkip: []string{LayerLandlock}, Stderr: &stderr})
+	if code != 0 || err != nil || !strings.Contains(stderr.String(), "sandbox Keep runs without some confinement layers") {
+		t.Fatalf("got %d %v, stderr %q", code, err, stderr.String())
+	}
+}

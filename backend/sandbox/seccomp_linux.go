@@ -1,0 +1,140 @@
+package sandbox
+
+import (
+	"fmt"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/sys/unix"
+)
+
+// allowedSyscall is one entry of the Keep's seccomp allow-list.
+type allowedSyscall struct {
+	name   string
+	reason string
+	// conds, if set, restrict the call's arguments; the call is allowed
+	// when any one of the condition sets matches.
+	conds []seccomp.ArgumentConditions
+}
+
+func argEq(arg uint32, v uint64) seccomp.ArgumentConditions {
+	return seccomp.ArgumentConditions{{Argument: arg, Operation: seccomp.Equal, Value: v}}
+}
+
+// allowedSyscalls is the complete list of system calls the confined Keep
+// process may make once set-up is done. Everything else — socket, connect,
+// bind, listen, open/openat, execve, fork, ptrace, mount, kill of other
+// processes, … — fails with EPERM. The list is what the Go runtime, wazero's
+// compiler and I/O on the already-open fds need, and nothing more.
+var allowedSyscalls = []allowedSyscall{
+	// I/O on the fds the host passed (stdio, sockets, the control channel).
+	{name: "read", reason: "fd_read, control channel"},
+	{name: "write", reason: "fd_write, logs, control channel"},
+	{name: "readv", reason: "fd_read with iovecs"},
+	{name: "writev", reason: "fd_write with iovecs"},
+	{name: "pread64", reason: "fd_pread on passed files"},
+	{name: "pwrite64", reason: "fd_pwrite on passed files"},
+	{name: "lseek", reason: "fd_seek/fd_tell on passed files"},
+	{name: "close", reason: "fd_close, Go runtime"},
+	{name: "fstat", reason: "fd_filestat_get, fd_fdstat_get"},
+	{name: "newfstatat", reason: "fstat of an open fd (AT_EMPTY_PATH only, no path lookup)",
+		conds: []seccomp.ArgumentConditions{{{Argument: 3, Operation: seccomp.BitsSet, Value: unix.AT_EMPTY_PATH}}}},
+	{name: "fcntl", reason: "O_NONBLOCK for fd_fdstat_set_flags; F_DUPFD_CLOEXEC in package net"},
+	{name: "dup", reason: "package net duplicates passed sockets"},
+	{name: "dup3", reason: "package net duplicates passed sockets"},
+	{name: "ioctl", reason: "TCGETS (isatty) and FIONREAD only",
+		conds: []seccomp.ArgumentConditions{argEq(1, unix.TCGETS), argEq(1, 0x541B /* FIONREAD */)}},
+	{name: "fsync", reason: "fd_sync"},
+	{name: "fdatasync", reason: "fd_datasync"},
+	// Sockets that already exist: accept on passed listeners, I/O on
+	// accepted and connected sockets. No socket(), bind(), listen() or
+	// connect().
+	{name: "accept4", reason: "sock_accept on a passed listener"},
+	{name: "accept", reason: "sock_accept on a passed listener"},
+	{name: "recvfrom", reason: "sock_recv"},
+	{name: "recvmsg", reason: "sock_recv"},
+	{name: "sendto", reason: "sock_send"},
+	{name: "sendmsg", reason: "sock_send"},
+	{name: "shutdown", reason: "sock_shutdown"},
+	{name: "getsockopt", reason: "package net checks SO_TYPE/SO_ERROR of passed sockets"},
+	{name: "setsockopt", reason: "package net sets TCP_NODELAY/keep-alive on accepted sockets"},
+	{name: "getsockname", reason: "package net reads the address of passed sockets"},
+	{name: "getpeername", reason: "package net reads the peer address of sockets"},
+	// Readiness: the Go netpoller and poll_oneoff.
+	{name: "epoll_create1", reason: "Go netpoller"},
+	{name: "epoll_ctl", reason: "Go netpoller"},
+	{name: "epoll_wait", reason: "Go netpoller"},
+	{name: "epoll_pwait", reason: "Go netpoller"},
+	{name: "epoll_pwait2", reason: "Go netpoller"},
+	{name: "eventfd2", reason: "Go netpoller wake-up"},
+	{name: "pipe2", reason: "Go netpoller wake-up on older runtimes"},
+	{name: "poll", reason: "poll_oneoff on fds"},
+	{name: "ppoll", reason: "poll_oneoff on fds"},
+	// Memory: Go heap, wazero linear memory and compiled code (PROT_EXEC).
+	{name: "mmap", reason: "Go heap, wazero memory and compiled code"},
+	{name: "munmap", reason: "Go heap, wazero"},
+	{name: "mprotect", reason: "wazero maps compiled code executable"},
+	{name: "madvise", reason: "Go heap scavenger"},
+	{name: "mremap", reason: "Go heap"},
+	// Threads, signals, time, scheduling: the Go runtime.
+	{name: "clone", reason: "new threads only (CLONE_THREAD); no new processes",
+		conds: []seccomp.ArgumentConditions{{{Argument: 0, Operation: seccomp.BitsSet, Value: unix.CLONE_THREAD}}}},
+	{name: "futex", reason: "Go runtime locks"},
+	{name: "arch_prctl", reason: "thread-local storage of new threads (ARCH_SET_FS)",
+		conds: []seccomp.ArgumentConditions{argEq(0, 0x1002)}},
+	{name: "set_robust_list", reason: "thread start-up"},
+	{name: "rt_sigaction", reason: "Go runtime signal handlers"},
+	{name: "rt_sigprocmask", reason: "Go runtime"},
+	{name: "rt_sigreturn", reason: "return from signal handlers"},
+	{name: "sigaltstack", reason: "Go runtime signal stacks"},
+	{name: "gettid", reason: "Go runtime preemption"},
+	{name: "getpid", reason: "Go runtime preemption"},
+	{name: "tgkill", reason: "Go runtime preemption signals to its own threads",
+		conds: []seccomp.ArgumentConditions{argEq(0, 1)}}, // we are pid 1 in our pid namespace; patched at install time
+	{name: "sched_yield", reason: "Go runtime, sched_yield"},
+	{name: "sched_getaffinity", reason: "Go runtime GOMAXPROCS"},
+	{name: "nanosleep", reason: "Go runtime"},
+	{name: "clock_nanosleep", reason: "Go runtime, poll_oneoff clock subscriptions"},
+	{name: "clock_gettime", reason: "clock_time_get (vDSO fallback)"},
+	{name: "clock_getres", reason: "clock_res_get"},
+	{name: "gettimeofday", reason: "vDSO fallback"},
+	{name: "getrandom", reason: "random_get, crypto/rand"},
+	{name: "restart_syscall", reason: "restart of interrupted sleeps"},
+	{name: "exit", reason: "thread exit"},
+	{name: "exit_group", reason: "process exit"},
+}
+
+// seccompPolicy builds the filter. pid is this process's pid as it sees
+// itself (1 in a new pid namespace); tgkill is limited to it so the Keep
+// can signal only its own threads.
+func seccompPolicy(pid int) seccomp.Policy {
+	var groups []seccomp.SyscallGroup
+	plain := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
+	cond := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
+	for _, s := range allowedSyscalls {
+		if s.conds == nil {
+			plain.Names = append(plain.Names, s.name)
+			continue
+		}
+		for _, c := range s.conds {
+			if s.name == "tgkill" {
+				c = argEq(0, uint64(pid))
+			}
+			cond.NamesWithCondtions = append(cond.NamesWithCondtions, seccomp.NameWithConditions{Name: s.name, Conditions: c})
+		}
+	}
+	groups = append(groups, plain, cond)
+	return seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: groups}
+}
+
+// installSeccomp loads the filter on every thread (TSYNC). It also sets
+// no_new_privs, which the kernel requires for an unprivileged filter.
+func installSeccomp() error {
+	if !seccomp.Supported() {
+		return fmt.Errorf("seccomp filters are not supported by this kernel")
+	}
+	return seccomp.LoadFilter(seccomp.Filter{
+		NoNewPrivs: true,
+		Flag:       seccomp.FilterFlagTSync,
+		Policy:     seccompPolicy(unix.Getpid()),
+	})
+}

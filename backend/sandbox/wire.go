@@ -1,0 +1,183 @@
+package sandbox
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The host and the Keep process talk over a private socketpair (fd 3 in the
+// Keep). The host sends one launch message; the Keep answers with one result
+// message. Each message is a 4-byte magic, a 4-byte big-endian header length,
+// a JSON header, then the raw payloads whose lengths the header gives. Raw
+// payloads avoid base64 for multi-megabyte modules; JSON keeps the header
+// extensible and safe to decode from a hostile peer (encoding/gob is not
+// hardened against hostile input).
+
+const (
+	launchMagic = "EKL1"
+	resultMagic = "EKR1"
+
+	maxHeader = 64 << 10
+	// MaxModuleSize bounds the module the Keep will read.
+	MaxModuleSize = 1 << 30
+	maxConfig     = 1 << 20
+)
+
+// launch is what the Keep process needs to run a workload.
+type launch struct {
+	// WasmSHA256 is the hex digest the Keep must find for the module bytes.
+	WasmSHA256   string   `json:"wasm_sha256"`
+	WasmLen      int64    `json:"wasm_len"`
+	ConfigSHA256 string   `json:"config_sha256,omitempty"`
+	ConfigLen    int64    `json:"config_len"`
+	HasConfig    bool     `json:"has_config"`
+	ConfigName   string   `json:"config_name,omitempty"`
+	Package      string   `json:"package,omitempty"`
+	Args         []string `json:"args,omitempty"`
+	// NFiles is the number of host fds passed, at fds 4, 5, ….
+	NFiles      int    `json:"nfiles"`
+	MemoryLimit uint64 `json:"memory_limit,omitempty"`
+	LogLevel    string `json:"log_level,omitempty"`
+	// RequireIsolation makes the Keep refuse to run when a layer is missing.
+	RequireIsolation bool `json:"require_isolation,omitempty"`
+	// CloneFlags are the namespaces the host created the Keep in.
+	CloneFlags uintptr `json:"clone_flags,omitempty"`
+	// Hook names a test-only action run inside the confined process
+	// instead of a workload. Only honoured by test binaries.
+	Hook string `json:"hook,omitempty"`
+
+	// TestSkip names layers to leave out, so that tests can show each
+	// layer refusing on its own. Only honoured by test binaries.
+	TestSkip []string `json:"test_skip,omitempty"`
+
+	wasm, config []byte
+}
+
+// result is the Keep's answer.
+type result struct {
+	ExitCode int    `json:"exit_code"`
+	Error    string `json:"error,omitempty"`
+	// Layers reports each confinement layer and whether it is in force.
+	Layers []Layer `json:"layers,omitempty"`
+	// Hook carries a test hook's outcome.
+	Hook string `json:"hook,omitempty"`
+}
+
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func writeMsg(w io.Writer, magic string, hdr any, payloads ...[]byte) error {
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	var pre [8]byte
+	copy(pre[:4], magic)
+	binary.BigEndian.PutUint32(pre[4:], uint32(len(h)))
+	bufs := [][]byte{pre[:], h}
+	bufs = append(bufs, payloads...)
+	for _, b := range bufs {
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readHeader(r io.Reader, magic string, hdr any) error {
+	var pre [8]byte
+	if _, err := io.ReadFull(r, pre[:]); err != nil {
+		return fmt.Errorf("reading message: %w", err)
+	}
+	if string(pre[:4]) != magic {
+		return fmt.Errorf("bad message magic %q", pre[:4])
+	}
+	n := binary.BigEndian.Uint32(pre[4:])
+	if n > maxHeader {
+		return fmt.Errorf("message header of %d bytes exceeds %d", n, maxHeader)
+	}
+	h := make([]byte, n)
+	if _, err := io.ReadFull(r, h); err != nil {
+		return fmt.Errorf("reading message header: %w", err)
+	}
+	d := json.NewDecoder(bytes.NewReader(h))
+	d.DisallowUnknownFields()
+	if err := d.Decode(hdr); err != nil {
+		return fmt.Errorf("decoding message header: %w", err)
+	}
+	if d.More() {
+		return errors.New("trailing data after message header")
+	}
+	return nil
+}
+
+func (l *launch) encode(w io.Writer) error {
+	l.WasmLen = int64(len(l.wasm))
+	l.WasmSHA256 = digest(l.wasm)
+	l.ConfigLen = int64(len(l.config))
+	if l.HasConfig {
+		l.ConfigSHA256 = digest(l.config)
+	}
+	return writeMsg(w, launchMagic, l, l.wasm, l.config)
+}
+
+// decodeLaunch reads a launch message from the (untrusted) host and checks
+// the payload digests it announced.
+func decodeLaunch(r io.Reader) (*launch, error) {
+	var l launch
+	if err := readHeader(r, launchMagic, &l); err != nil {
+		return nil, err
+	}
+	if l.WasmLen < 0 || l.WasmLen > MaxModuleSize {
+		return nil, fmt.Errorf("module size %d is outside 0..%d", l.WasmLen, MaxModuleSize)
+	}
+	if l.ConfigLen < 0 || l.ConfigLen > maxConfig || (!l.HasConfig && l.ConfigLen != 0) {
+		return nil, fmt.Errorf("config size %d is invalid", l.ConfigLen)
+	}
+	if l.NFiles < 0 || l.NFiles > 1024 {
+		return nil, fmt.Errorf("file count %d is outside 0..1024", l.NFiles)
+	}
+	var err error
+	if l.wasm, err = readN(r, l.WasmLen); err != nil {
+		return nil, fmt.Errorf("reading module: %w", err)
+	}
+	if got := digest(l.wasm); got != l.WasmSHA256 {
+		return nil, fmt.Errorf("module digest mismatch: expected sha256:%s, received sha256:%s", l.WasmSHA256, got)
+	}
+	if l.config, err = readN(r, l.ConfigLen); err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if l.HasConfig {
+		if got := digest(l.config); got != l.ConfigSHA256 {
+			return nil, fmt.Errorf("config digest mismatch: expected sha256:%s, received sha256:%s", l.ConfigSHA256, got)
+		}
+	} else {
+		l.config = nil
+	}
+	return &l, nil
+}
+
+// readN reads exactly n bytes, growing the buffer as data arrives so that a
+// lying length cannot make us allocate a gigabyte up front.
+func readN(r io.Reader, n int64) ([]byte, error) {
+	var b bytes.Buffer
+	if n < 1<<20 {
+		b.Grow(int(n))
+	}
+	got, err := io.Copy(&b, io.LimitReader(r, n))
+	if err != nil {
+		return nil, err
+	}
+	if got != n {
+		return nil, io.ErrUnexpectedEOF
+	}
+	return b.Bytes(), nil
+}
