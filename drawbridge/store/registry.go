@@ -176,6 +176,9 @@ func (r *Registry) CreateTag(ctx context.Context, t TagRef, meta types.Meta, bod
 		return false, invalidf("Invalid content type")
 	}
 	if _, err := r.b.Stat(ctx, repoKey(t.User, t.Repo)); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return false, notFoundf("Repository `%s/%s` does not exist", t.User, t.Repo)
+		}
 		return false, err
 	}
 	if _, err := types.ParseTag(meta.Type, body); err != nil {
@@ -257,7 +260,7 @@ func (r *Registry) expectedEntry(ctx context.Context, t TagRef, p types.TreePath
 	dir, err := r.directory(ctx, t, parent)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return types.Entry{}, fmt.Errorf("parent node %q: %w", "/"+parent.String(), ErrNotFound)
+			return types.Entry{}, notFoundf("Parent node %q does not exist; upload parents before children", "/"+parent.String())
 		}
 		return types.Entry{}, err
 	}
@@ -301,6 +304,9 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		return false, invalidf("At least one content digest value must be specified")
 	}
 	if _, err := r.b.Stat(ctx, t.key()); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return false, notFoundf("Tag %s does not exist; create the tag before its tree", t.Tag)
+		}
 		return false, err
 	}
 	want, err := r.expectedEntry(ctx, t, p)

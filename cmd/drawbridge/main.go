@@ -1,0 +1,61 @@
+// Command drawbridge runs the Drawbridge package registry (see
+// docs/drawbridge.md). All logic lives in drawbridge/server.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/enarx-go/enarx/drawbridge/server"
+	"github.com/enarx-go/enarx/internal/version"
+)
+
+func main() {
+	var o server.Options
+	var level string
+	cmd := &cobra.Command{
+		Use:   "drawbridge",
+		Short: "Serve the Drawbridge package registry over HTTPS",
+		Long: `Serve the Drawbridge package registry over HTTPS.
+
+Production: drawbridge --store DIR|BUCKET-URL --cert C --key K [--ca CA]
+                       --oidc-issuer URL --oidc-audience AUD [--addr HOST:PORT]
+Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
+            see DIR/dev-ca.pem and DIR/dev-token)`,
+		Version:       version.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var l slog.Level
+			if err := l.UnmarshalText([]byte(level)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return server.Run(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", "", "listen address (default "+server.DefaultAddr+", or "+server.DefaultDevAddr+" with --dev)")
+	f.StringVar(&o.Store, "store", "", "store: an existing directory, or a bucket URL (s3://bucket?region=…, file:///path)")
+	f.StringVar(&o.Cert, "cert", "", "PEM server certificate chain")
+	f.StringVar(&o.Key, "key", "", "PEM server private key (PKCS#1, PKCS#8 or SEC1)")
+	f.StringVar(&o.CA, "ca", "", "PEM CA certificates whose client certificates may read trees of any repository")
+	f.StringVar(&o.OIDCIssuer, "oidc-issuer", "", "OpenID Connect issuer URL (discovery at startup, keys refreshed as they rotate)")
+	f.StringVar(&o.OIDCAudience, "oidc-audience", "", "required token audience")
+	f.BoolVar(&o.Dev, "dev", false, "run a local development registry with its own CA and token issuer (NOT for production)")
+	f.Int64Var(&o.MaxUploadSize, "max-upload-size", server.DefaultMaxUploadSize, "largest tree node accepted, in bytes")
+	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "drawbridge:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,185 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"gocloud.dev/blob"
+	// Bucket URL schemes for --store: s3://, file://, mem://.
+	_ "gocloud.dev/blob/fileblob"
+	_ "gocloud.dev/blob/memblob"
+	_ "gocloud.dev/blob/s3blob"
+
+	"github.com/enarx-go/enarx/drawbridge/store"
+)
+
+// Options are the drawbridge command's settings.
+type Options struct {
+	Addr         string // listen address (TLS)
+	Store        string // directory, or a gocloud bucket URL (s3://…, file://…)
+	Cert, Key    string // PEM server chain and key
+	CA           string // PEM CA(s) whose client certificates may read trees
+	OIDCIssuer   string
+	OIDCAudience string
+	// Dev runs a self-contained registry for local use (see dev.go).
+	Dev           bool
+	MaxUploadSize int64
+	Logger        *slog.Logger
+	// Ready is called with the bound address once the server accepts
+	// connections (optional).
+	Ready func(net.Addr)
+}
+
+// DefaultAddr and DefaultDevAddr are the listen addresses when --addr is
+// not given.
+const (
+	DefaultAddr    = "0.0.0.0:8080"
+	DefaultDevAddr = "127.0.0.1:8443"
+)
+
+// OpenStore opens --store: a bucket URL if it contains "://", otherwise an
+// existing directory.
+func OpenStore(ctx context.Context, spec string) (*store.Registry, error) {
+	if strings.Contains(spec, "://") {
+		b, err := blob.OpenBucket(ctx, spec)
+		if err != nil {
+			return nil, fmt.Errorf("opening bucket %s: %w", spec, err)
+		}
+		return store.NewRegistry(store.NewBlob(b)), nil
+	}
+	st, err := os.Stat(spec)
+	if err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("store directory %s must exist (create it, or use --dev): %v", spec, err)
+	}
+	fs, err := store.OpenFS(spec)
+	if err != nil {
+		return nil, err
+	}
+	return store.NewRegistry(fs), nil
+}
+
+// loadCAs reads a PEM bundle of CA certificates.
+func loadCAs(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA bundle %s contains no PEM certificates", path)
+	}
+	return pool, nil
+}
+
+// Run serves until ctx is cancelled.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+		if o.Dev {
+			o.Addr = DefaultDevAddr
+		}
+	}
+	if o.Store == "" {
+		return errors.New("--store is required")
+	}
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// A client certificate is optional; if one is presented it must
+		// chain to --ca, and then it may read trees (reference §3.4).
+		ClientAuth: tls.VerifyClientCertIfGiven,
+	}
+	var (
+		reg    *store.Registry
+		tokens TokenVerifier
+		cfg    Config
+		err    error
+	)
+	if o.Dev {
+		d, err := setupDev(ctx, o, log)
+		if err != nil {
+			return fmt.Errorf("dev mode: %w", err)
+		}
+		reg, tokens = d.registry, d.verifier
+		tlsConf.Certificates = []tls.Certificate{d.cert}
+		tlsConf.ClientCAs = d.clientCAs
+		cfg.DevUser = DevUser
+	} else {
+		var missing []string
+		for flag, v := range map[string]string{"--cert": o.Cert, "--key": o.Key, "--oidc-issuer": o.OIDCIssuer, "--oidc-audience": o.OIDCAudience} {
+			if v == "" {
+				missing = append(missing, flag)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("missing required flags %s (or use --dev for a local registry)", strings.Join(missing, ", "))
+		}
+		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+		if err != nil {
+			return fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		tlsConf.Certificates = []tls.Certificate{cert}
+		if o.CA != "" {
+			if tlsConf.ClientCAs, err = loadCAs(o.CA); err != nil {
+				return err
+			}
+		} else {
+			log.Warn("no --ca given: client certificates cannot read private trees")
+			tlsConf.ClientAuth = tls.NoClientCert
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		tokens, err = NewOIDCVerifier(dctx, o.OIDCIssuer, o.OIDCAudience, nil)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if reg, err = OpenStore(ctx, o.Store); err != nil {
+			return err
+		}
+	}
+	defer reg.Close()
+	cfg.Registry, cfg.Tokens, cfg.Logger, cfg.MaxUploadSize = reg, tokens, log, o.MaxUploadSize
+	h, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "store", o.Store, "dev", o.Dev)
+	if o.Ready != nil {
+		o.Ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log.Info("shutting down")
+	return srv.Shutdown(sctx)
+}
