@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -90,8 +91,15 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: creating the control channel: %w", err)
 	}
-	hostEnd := os.NewFile(uintptr(fds[0]), "keep-control")
+	hostFile := os.NewFile(uintptr(fds[0]), "keep-control")
 	keepEnd := os.NewFile(uintptr(fds[1]), "keep-control-child")
+	c, err := net.FileConn(hostFile)
+	hostFile.Close()
+	if err != nil {
+		keepEnd.Close()
+		return nil, fmt.Errorf("sandbox: control channel: %w", err)
+	}
+	hostEnd := c.(*net.UnixConn)
 	defer hostEnd.Close()
 
 	stderr := req.Stderr
@@ -122,7 +130,7 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 	go func() {
 		err := l.encode(hostEnd)
 		if err == nil {
-			err = unix.Shutdown(int(hostEnd.Fd()), unix.SHUT_WR)
+			err = hostEnd.CloseWrite()
 		}
 		sendErr <- err
 	}()
@@ -148,7 +156,7 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 		}
 		return &Result{ExitCode: 1}, fmt.Errorf("sandbox Keep stopped: %w", context.Cause(ctx))
 	}
-	hostEnd.Close()
+	// The Keep has exited: its end is closed, so the reader finishes.
 	res, ok := <-resCh
 	if !ok {
 		if err := <-sendErr; err != nil && werr == nil {

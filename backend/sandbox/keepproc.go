@@ -102,12 +102,17 @@ func KeepMain(run RunFunc) int {
 	}
 
 	if l.Hook != "" {
-		name, arg, _ := strings.Cut(l.Hook, ":")
-		h, ok := testHooks[name]
-		if !ok {
-			return keepFail(ctl, layers, fmt.Errorf("unknown test hook %q", l.Hook))
+		// Hooks are ';'-separated "name[:arg]"; results come back the same way.
+		var out []string
+		for _, hk := range strings.Split(l.Hook, ";") {
+			name, arg, _ := strings.Cut(hk, ":")
+			h, ok := testHooks[name]
+			if !ok {
+				return keepFail(ctl, layers, fmt.Errorf("unknown test hook %q", hk))
+			}
+			out = append(out, h(arg))
 		}
-		return keepReply(ctl, &result{Layers: layers, Hook: h(arg)})
+		return keepReply(ctl, &result{Layers: layers, Hook: strings.Join(out, ";")})
 	}
 
 	ctx := context.Background()
