@@ -186,8 +186,22 @@ func TestQEIdentity(t *testing.T) {
 			}
 		})
 	}
-	if _, err := v.checkQEIdentity(pki.pkg(pki.sign(t, "enclaveIdentity", qeIdentityFor(q, nil))), q, nil, refTime); code(err) != "sgx.crl.missing" {
+	good := pki.pkg(pki.sign(t, "enclaveIdentity", qeIdentityFor(q, nil)))
+	if _, err := v.checkQEIdentity(good, q, nil, refTime); code(err) != "sgx.crl.missing" {
 		t.Fatalf("QE Identity chain without CRL: %v", err)
+	}
+	revoking, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(2),
+		ThisUpdate: refTime.Add(-time.Hour), NextUpdate: refTime.Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: pki.signing.SerialNumber, RevocationTime: refTime.Add(-time.Hour)}},
+	}, pki.root, pki.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.checkQEIdentity(good, q, []crl.Entry{{URL: testRootCRLURL, DER: revoking}}, refTime); code(err) != "sgx.crl.revoked" {
+		t.Fatalf("revoked TCB Signing certificate: %v", err)
+	}
+	if _, err := v.checkQEIdentity(good, q, crls, refTime.Add(2*time.Hour)); code(err) != "sgx.crl.expired" {
+		t.Fatalf("expired root CRL: %v", err)
 	}
 }
 
