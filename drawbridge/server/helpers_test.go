@@ -1,0 +1,264 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/oidctest"
+)
+
+const (
+	testAudience = "testserver"
+	testSubject  = "test|subject"
+)
+
+// pki is a CA with helpers to issue certificates.
+type pki struct {
+	dir  string
+	ca   *x509.Certificate
+	key  crypto.Signer
+	pool *x509.CertPool
+}
+
+func newPKI(t testing.TB) *pki {
+	t.Helper()
+	dir := t.TempDir()
+	ca, key, err := devCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &pki{dir: dir, ca: ca, key: key, pool: pool}
+}
+
+func (p *pki) serverCert(t testing.TB) tls.Certificate {
+	c, err := IssueServerCert(p.ca, p.key, []string{"localhost", "127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (p *pki) clientCert(t testing.TB) tls.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "keep"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// writePEM writes the server cert/key and CA to files (for the binary).
+func (p *pki) writeFiles(t testing.TB) (cert, key, ca string) {
+	c := p.serverCert(t)
+	cert = filepath.Join(p.dir, "server.crt")
+	key = filepath.Join(p.dir, "server.key")
+	var chain []byte
+	for _, d := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
+	}
+	os.WriteFile(cert, chain, 0o600)
+	der, _ := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey)) // SEC1
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+	return cert, key, filepath.Join(p.dir, DevCAFile)
+}
+
+func (p *pki) client(certs ...tls.Certificate) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:    &tls.Config{RootCAs: p.pool, Certificates: certs},
+		DisableCompression: true,
+		ForceAttemptHTTP2:  true,
+	}}
+}
+
+// env is a registry on 127.0.0.1 with an OIDC provider and clients.
+type env struct {
+	t      testing.TB
+	oidc   *oidctest.Provider
+	pki    *pki
+	url    string // https://127.0.0.1:PORT/api/v0.1.0
+	base   string // https://127.0.0.1:PORT
+	anon   *http.Client
+	cert   *http.Client // trusted client certificate
+	token  string       // owner token with every scope
+	reg    *store.Registry
+	srv    *httptest.Server
+	logBuf *bytes.Buffer
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	e := &env{t: t, oidc: oidctest.New(t), pki: newPKI(t), logBuf: &bytes.Buffer{}}
+	fs, err := store.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reg = store.NewRegistry(fs)
+	t.Cleanup(func() { e.reg.Close() })
+	v, err := NewOIDCVerifier(context.Background(), e.oidc.Issuer, testAudience, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Registry: e.reg, Tokens: v, Logger: slog.New(slog.NewTextHandler(syncWriter{e.logBuf}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewUnstartedServer(h)
+	e.srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{e.pki.serverCert(t)},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    e.pki.pool,
+	}
+	e.srv.StartTLS()
+	t.Cleanup(e.srv.Close)
+	e.base = e.srv.URL
+	e.url = e.srv.URL + "/api/v0.1.0"
+	e.anon = e.pki.client()
+	e.cert = e.pki.client(e.pki.clientCert(t))
+	e.token = e.mint(oidctest.Claims{Subject: testSubject, Scope: oidctest.AllScopes})
+	return e
+}
+
+// syncWriter is a buffer safe for the server's concurrent log writes.
+type syncWriter struct{ b *bytes.Buffer }
+
+var logMu = make(chan struct{}, 1)
+
+func (w syncWriter) Write(p []byte) (int, error) {
+	logMu <- struct{}{}
+	defer func() { <-logMu }()
+	return w.b.Write(p)
+}
+
+func (e *env) mint(c oidctest.Claims) string {
+	if c.Audience == nil {
+		c.Audience = []string{testAudience}
+	}
+	return e.oidc.Token(e.t, c)
+}
+
+type resp struct {
+	code int
+	h    http.Header
+	body []byte
+	te   []string
+	cl   int64
+}
+
+// req sends a request. hdr may set Content-Type / Content-Digest; a
+// Content-Length is always sent for a non-nil body.
+func (e *env) req(c *http.Client, method, path, token string, body []byte, hdr map[string]string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	r, err := http.NewRequest(method, e.url+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	res, err := c.Do(r)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{code: res.StatusCode, h: res.Header, body: b, te: res.TransferEncoding, cl: res.ContentLength}
+}
+
+func (e *env) expect(r resp, code int, what string) {
+	e.t.Helper()
+	if r.code != code {
+		e.t.Fatalf("%s: status %d, want %d (%s)", what, r.code, code, r.body)
+	}
+}
+
+// putJSON PUTs a record with a Content-Digest of all algorithms.
+func (e *env) putEntity(c *http.Client, path, token, ctype string, body []byte) resp {
+	d, _ := types.Compute(body)
+	return e.req(c, http.MethodPut, path, token, body, map[string]string{"Content-Type": ctype, "Content-Digest": d.String()})
+}
+
+func (e *env) setup(user, subject, token string, repos map[string]bool) {
+	e.t.Helper()
+	e.expect(e.putEntity(e.anon, "/"+user, token, "application/json", []byte(`{"subject":"`+subject+`"}`)), 201, "PUT user")
+	for r, public := range repos {
+		e.expect(e.putEntity(e.anon, "/"+user+"/"+r, token, "application/json", []byte(`{"public":`+strconv.FormatBool(public)+`}`)), 201, "PUT repo")
+	}
+}
+
+// testPackage is a nested tree (upstream refuses nesting; we allow it).
+func testPackage(t testing.TB, salt string) []types.Node {
+	fsys := fstest.MapFS{
+		"p/main.wasm":           {Data: []byte("\x00asm\x01\x00\x00\x00" + salt)},
+		"p/Enarx.toml":          {Data: []byte("args = [\"x\"]\n")},
+		"p/test-file.txt":       {Data: []byte("text")},
+		"p/test-dir-1/a.json":   {Data: []byte("{not json")},
+		"p/test-dir-1/sub/b.42": {Data: []byte(strings.Repeat("b", 5000))},
+		"p/empty":               {Mode: os.ModeDir},
+	}
+	nodes, err := types.BuildTree(fsys, "p", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes {
+		if nodes[i].File != "" {
+			nodes[i].Content = fsys[nodes[i].File].Data
+		}
+	}
+	return nodes
+}
+
+// publish uploads a tree like upstream's client: tag first, then nodes in
+// order.
+func (e *env) publish(c *http.Client, repoPath, tag, token string, nodes []types.Node) {
+	e.t.Helper()
+	entry, _ := nodes[0].Entry.MarshalJSON()
+	e.expect(e.putEntity(c, repoPath+"/_tag/"+tag, token, types.EntryType, entry), 201, "PUT tag")
+	for _, n := range nodes {
+		e.expect(e.putNode(c, repoPath, tag, token, n), 201, "PUT node /"+n.Path.String())
+	}
+}
+
+func (e *env) putNode(c *http.Client, repoPath, tag, token string, n types.Node) resp {
+	return e.req(c, http.MethodPut, repoPath+"/_tag/"+tag+"/tree/"+n.Path.String(), token, n.Content, map[string]string{
+		"Content-Type":   n.Entry.Type,
+		"Content-Digest": n.Entry.Digest.String(),
+	})
+}
