@@ -66,11 +66,14 @@ func (c *lru[V]) len() int {
 }
 
 // do returns the cached value for key or computes, stores and returns it.
-func (c *lru[V]) do(key string, compute func() (V, error)) (V, error) {
+// Concurrent misses with the same flight key share one computation; use a
+// flight key that covers every input compute reads (which may be more than
+// key), so that no caller gets a result computed from another's inputs.
+func (c *lru[V]) do(key, flight string, compute func() (V, error)) (V, error) {
 	if v, ok := c.get(key); ok {
 		return v, nil
 	}
-	r, err, _ := c.group.Do(key, func() (any, error) {
+	r, err, _ := c.group.Do(flight, func() (any, error) {
 		if v, ok := c.get(key); ok {
 			return v, nil
 		}

@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/asn1"
 	"encoding/hex"
@@ -134,9 +135,12 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	}
 
 	// Chain (cached by bytes) and clock.
-	// A concurrent request with the same chain may have computed it with its
-	// own report, so this report's signature is always checked here.
-	chain, err := v.chains.do(chainKey(ev), func() (*chainResult, error) { return verifyChain(ev, report, v.roots) })
+	// verifyChain also reads the report (go-sev-guest's cross-check verifies
+	// its signature), so concurrent misses share work only for identical
+	// evidence; the result is cached by the chain alone.
+	key := chainKey(ev)
+	rd := sha256.Sum256(ev.Report)
+	chain, err := v.chains.do(key, key+string(rd[:]), func() (*chainResult, error) { return verifyChain(ev, report, v.roots) })
 	if err != nil {
 		return nil, err
 	}

@@ -335,7 +335,7 @@ func TestConcurrentSameChain(t *testing.T) {
 func TestLRUBound(t *testing.T) {
 	c := newLRU[int](2)
 	for i := range 5 {
-		if _, err := c.do(string(rune('a'+i)), func() (int, error) { return i, nil }); err != nil {
+		if _, err := c.do(string(rune('a'+i)), string(rune('a'+i)), func() (int, error) { return i, nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
