@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/crl"
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/sgx/quote"
 )
@@ -346,15 +347,52 @@ func TestUnusedCRLIgnored(t *testing.T) {
 	}
 }
 
-// TestXeonCRLByIssuer: the Xeon PCK names the PCS v3 CRL URL; its platform
-// CA CRL is found by issuer, so revoking is enforced for it. Renaming the
-// URL of the i5's processor CRL keeps it matched by issuer.
+// TestXeonPCKCRLByIssuer: the Xeon PCK names the PCS v3 CRL URL, which no
+// entry has (Enarx downloads v4); its platform CA CRL is found by issuer, so
+// PCK revocation is enforced for it (upstream skips it).
+func TestXeonPCKCRLByIssuer(t *testing.T) {
+	ev := evidence(t, xeon)
+	q, err := quote.Parse(ev.Quote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVerifier(Options{})
+	pck, err := v.verifyPCKChain(q.CertData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dp := pck.chain[0].CRLDistributionPoints; len(dp) != 1 || !strings.Contains(dp[0], "/v3/") {
+		t.Fatalf("Xeon PCK distribution points %v", dp)
+	}
+	var entries []crl.Entry
+	for _, e := range ev.CRLs {
+		entries = append(entries, crl.Entry{URL: e.URL, DER: e.CRL})
+	}
+	res, err := crl.Check(pck.chain, entries, crl.Options{RequireEvery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var byIssuer int
+	for _, u := range res.Used {
+		if u.ByIssuer && strings.Contains(u.URL, "ca=platform") {
+			byIssuer++
+		}
+	}
+	if byIssuer != 1 {
+		t.Fatalf("platform CA CRL not applied by issuer: %+v", res.Used)
+	}
+}
+
+// TestCRLMatchedByIssuer: an entry under an unexpected URL still applies
+// when its issuer matches.
 func TestCRLMatchedByIssuer(t *testing.T) {
 	ev := evidence(t, i5)
 	ev.CRLs[1].URL = "https://example.invalid/elsewhere.crl"
 	if _, err := NewVerifier(Options{Policy: testPolicy(t)}).Verify(context.Background(), withEvidence(t, i5, ev)); err != nil {
 		t.Fatal(err)
 	}
+	ev.CRLs[1].CRL = flipLast(ev.CRLs[1].CRL)
+	expectCode(t, NewVerifier(Options{Policy: testPolicy(t)}), withEvidence(t, i5, ev), "sgx.crl.signature")
 }
 
 func TestDebugModeSkipsBinding(t *testing.T) {
