@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/enarx-go/enarx/drawbridge/server"
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// buildDrawbridge compiles this command once per test binary.
+func buildDrawbridge(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "drawbridge")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// start runs drawbridge with args and waits until it listens.
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatal("drawbridge exited before listening")
+		}
+		return &proc{cmd: cmd, addr: a}
+	case <-time.After(30 * time.Second):
+		t.Fatal("drawbridge did not start")
+	}
+	return nil
+}
+
+type client struct {
+	t     *testing.T
+	http  *http.Client
+	base  string
+	token string
+}
+
+func devClient(t *testing.T, dir, addr string) *client {
+	ca, err := os.ReadFile(filepath.Join(dir, server.DevCAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	tok, err := os.ReadFile(filepath.Join(dir, server.DevTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{t: t, http: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
+		base: "https://" + addr + "/api/v0.1.0", token: strings.TrimSpace(string(tok))}
+}
+
+func (c *client) put(path string, m types.Meta, body io.Reader) (int, error) {
+	req, _ := http.NewRequest("PUT", c.base+path, body)
+	req.ContentLength = m.Length
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", m.Type)
+	req.Header.Set("Content-Digest", m.Digest.String())
+	res, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+func (c *client) get(path string) (int, []byte) {
+	res, err := c.http.Get(c.base + path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// TestKillDuringUpload kills the server (SIGKILL) in the middle of a
+// large upload, restarts it on the same store, and checks the tag is
+// invisible, nothing half-written survives, and the publish can be
+// resumed to a complete, verified tag.
+func TestKillDuringUpload(t *testing.T) {
+	bin := buildDrawbridge(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	p := start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0")
+	c := devClient(t, dir, p.addr)
+
+	big := make([]byte, 24<<20)
+	rand.Read(big)
+	fsys := fstest.MapFS{"pkg/main.wasm": {Data: big}, "pkg/Enarx.toml": {Data: []byte("args = []\n")}}
+	nodes, err := types.BuildTree(fsys, "pkg", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, _ := nodes[0].Entry.MarshalJSON()
+	tagMeta := func() types.Meta {
+		d, n := types.Compute(entry)
+		return types.Meta{Digest: d, Length: n, Type: types.EntryType}
+	}()
+	const repo = "/dev/crash/_tag/1.0.0"
+	if code, err := c.put(repo, tagMeta, bytes.NewReader(entry)); err != nil || code != 201 {
+		t.Fatalf("tag: %d %v", code, err)
+	}
+	if code, err := c.put(repo+"/tree", nodes[0].Entry.Meta, bytes.NewReader(nodes[0].Content)); err != nil || code != 201 {
+		t.Fatalf("root: %d %v", code, err)
+	}
+	// Stream main.wasm slowly and kill the server half-way.
+	wasm := nodes[2]
+	if wasm.Path.String() != "main.wasm" {
+		t.Fatalf("node order: %v", wasm.Path)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.put(repo+"/tree/main.wasm", wasm.Entry.Meta, pr)
+		done <- err
+	}()
+	if _, err := pw.Write(big[:12<<20]); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Wait()
+	pw.CloseWithError(errors.New("server killed"))
+	if err := <-done; err == nil {
+		t.Fatal("upload to a killed server succeeded")
+	}
+
+	// Restart on the same store.
+	p = start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0")
+	c = devClient(t, dir, p.addr)
+	if code, body := c.get("/dev/crash/_tag"); code != 200 || string(body) != "[]" {
+		t.Fatalf("tags after crash: %d %s", code, body)
+	}
+	for _, path := range []string{repo, repo + "/tree", repo + "/tree/main.wasm"} {
+		if code, _ := c.get(path); code != 404 {
+			t.Fatalf("GET %s after crash: %d, want 404", path, code)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, ".staging")); len(ents) != 0 {
+		t.Fatalf("staging residue: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "users/dev/repos/crash/tags/1.0.0/tree/entries/main.wasm")); !os.IsNotExist(err) {
+		t.Fatalf("partial node on disk: %v", err)
+	}
+	// Resume: same tag (200), root exists (200), the rest is new (201).
+	want := map[string]int{"": 200, "Enarx.toml": 201, "main.wasm": 201}
+	if code, err := c.put(repo, tagMeta, bytes.NewReader(entry)); err != nil || code != 200 {
+		t.Fatalf("resume tag: %d %v", code, err)
+	}
+	for _, n := range nodes {
+		body := n.Content
+		if n.File != "" {
+			body = fsys[n.File].Data
+		}
+		code, err := c.put(repo+"/tree/"+n.Path.String(), n.Entry.Meta, bytes.NewReader(body))
+		if err != nil || code != want[n.Path.String()] {
+			t.Fatalf("resume %q: %d %v", n.Path, code, err)
+		}
+	}
+	if code, body := c.get("/dev/crash/_tag"); string(body) != `["1.0.0"]` {
+		t.Fatalf("tags after resume: %d %s", code, body)
+	}
+	code, body := c.get(repo + "/tree/main.wasm")
+	if code != 200 || !bytes.Equal(body, big) {
+		t.Fatalf("main.wasm after resume: %d, %d bytes", code, len(body))
+	}
+	// Different content for the now complete tag is refused.
+	if code, _ := c.put(repo, tagMeta, bytes.NewReader(entry)); code != 409 {
+		t.Fatalf("re-publish: %d", code)
+	}
+}
+
+// TestDevModeFiles checks what dev mode writes and that production mode
+// refuses to start without its flags.
+func TestDevModeFiles(t *testing.T) {
+	bin := buildDrawbridge(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	p := start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0")
+	for name, mode := range map[string]os.FileMode{server.DevTokenFile: 0o600, server.DevCAKeyFile: 0o600, server.DevIssuerKeyFile: 0o600, server.DevCAFile: 0o644} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || st.Mode().Perm() != mode {
+			t.Fatalf("%s: %v %v", name, st, err)
+		}
+	}
+	c := devClient(t, dir, p.addr)
+	if code, body := c.get("/dev"); code != 401 || !strings.Contains(string(body), "Bearer") {
+		// c.get sends no token: the user record is owner-only.
+		t.Fatalf("GET /dev anonymous: %d %s", code, body)
+	}
+	// A token from a dev registry is worthless to a production one: no
+	// OIDC issuer means no start at all.
+	out, err := exec.Command(bin, "--store", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--oidc-issuer") {
+		t.Fatalf("production without flags: %v %s", err, out)
+	}
+}
