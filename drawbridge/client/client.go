@@ -417,10 +417,10 @@ func (c *Client) GetNode(ctx context.Context, p PackageSpec, path types.TreePath
 	}
 	r, err := c.get(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node %q of %s: %w", "/"+path.String(), p, err)
 	}
-	if err := MatchMeta(path, r.Meta, want); err != nil {
-		return nil, err
+	if err := MatchMeta(r.Meta, want); err != nil {
+		return nil, fmt.Errorf("node %q of %s: %w", "/"+path.String(), p, err)
 	}
 	return r, nil
 }
@@ -433,27 +433,29 @@ func (c *Client) GetNodeTo(ctx context.Context, p PackageSpec, path types.TreePa
 		return fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+path.String(), p, want.Length, limit)
 	}
 	_, err := c.getTo(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit, func(m types.Meta) (io.Writer, error) {
-		if err := MatchMeta(path, m, want); err != nil {
+		if err := MatchMeta(m, want); err != nil {
 			return nil, err
 		}
 		return open()
 	})
-	return err
+	if err != nil {
+		return fmt.Errorf("node %q of %s: %w", "/"+path.String(), p, err)
+	}
+	return nil
 }
 
-// MatchMeta reports a mismatch between a node's metadata and its entry.
-func MatchMeta(path types.TreePath, got, want types.Meta) error {
-	if got.Equal(want) {
-		return nil
-	}
-	name := "/" + path.String()
+// MatchMeta reports a mismatch between the metadata a node was served with
+// and the entry that names it.
+func MatchMeta(got, want types.Meta) error {
 	switch {
+	case got.Equal(want):
+		return nil
 	case got.Type != want.Type:
-		return fmt.Errorf("node %q: content type %q does not match its entry (%q)", name, got.Type, want.Type)
+		return fmt.Errorf("content type %q does not match its entry (%q)", got.Type, want.Type)
 	case got.Length != want.Length:
-		return fmt.Errorf("node %q: length %d does not match its entry (%d)", name, got.Length, want.Length)
+		return fmt.Errorf("length %d does not match its entry (%d)", got.Length, want.Length)
 	default:
-		return fmt.Errorf("node %q: content digest %s does not match its entry (%s)", name, got.Digest, want.Digest)
+		return fmt.Errorf("content digest %s does not match its entry (%s)", got.Digest, want.Digest)
 	}
 }
 

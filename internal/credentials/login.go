@@ -44,9 +44,9 @@ func DeviceLogin(ctx context.Context, c LoginConfig) (*oauth2.Token, error) {
 		ctx = oidc.ClientContext(ctx, c.HTTPClient)
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, c.HTTPClient)
 	}
-	p, err := oidc.NewProvider(ctx, c.Issuer)
+	p, err := discover(ctx, c.Issuer)
 	if err != nil {
-		return nil, fmt.Errorf("OIDC discovery at %s: %w", c.Issuer, err)
+		return nil, err
 	}
 	ep := p.Endpoint()
 	if ep.DeviceAuthURL == "" {
@@ -82,9 +82,9 @@ func Subject(ctx context.Context, issuer, accessToken string, hc *http.Client) (
 	if hc != nil {
 		ctx = oidc.ClientContext(ctx, hc)
 	}
-	p, err := oidc.NewProvider(ctx, issuer)
+	p, err := discover(ctx, issuer)
 	if err != nil {
-		return "", fmt.Errorf("OIDC discovery at %s: %w", issuer, err)
+		return "", err
 	}
 	ui, err := p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
 	if err != nil {
@@ -94,6 +94,24 @@ func Subject(ctx context.Context, issuer, accessToken string, hc *http.Client) (
 		return "", errors.New("OIDC userinfo returned an empty subject")
 	}
 	return ui.Subject, nil
+}
+
+// discover runs OIDC discovery, accepting the issuer with or without a
+// trailing slash (upstream writes "https://auth.profian.com/"; providers
+// differ in which spelling their discovery document uses).
+func discover(ctx context.Context, issuer string) (*oidc.Provider, error) {
+	alt := issuer + "/"
+	if strings.HasSuffix(issuer, "/") {
+		alt = strings.TrimSuffix(issuer, "/")
+	}
+	p, err := oidc.NewProvider(ctx, issuer)
+	if err == nil {
+		return p, nil
+	}
+	if p, err2 := oidc.NewProvider(ctx, alt); err2 == nil {
+		return p, nil
+	}
+	return nil, fmt.Errorf("OIDC discovery at %s: %w", issuer, err)
 }
 
 // SubjectFromJWT returns the unverified "sub" claim of a JWT access token.
