@@ -67,7 +67,7 @@ func compare(b *testing.B, op func()) {
 //
 //	go test -run '^$' -bench Verify -benchtime 2s ./attestation/sgx
 func BenchmarkVerify(b *testing.B) {
-	for _, name := range vectors {
+	for _, name := range names {
 		b.Run(name, func(b *testing.B) {
 			v := NewVerifier(Options{Policy: testPolicy(b)})
 			req := request(b, name)
@@ -84,7 +84,7 @@ func BenchmarkVerify(b *testing.B) {
 // BenchmarkVerifyCold is the same without caches: every request pays the
 // chain, CRL, TCB Info and QE signature checks.
 func BenchmarkVerifyCold(b *testing.B) {
-	req := request(b, vectors[0])
+	req := request(b, names[0])
 	pol := testPolicy(b)
 	ctx := context.Background()
 	compare(b, func() {
@@ -98,7 +98,7 @@ func BenchmarkVerifyCold(b *testing.B) {
 // exercise the shared caches, with a cache too small to hold everything.
 func TestConcurrentVerify(t *testing.T) {
 	v := NewVerifier(Options{Policy: testPolicy(t), CacheSize: 2})
-	reqs := []*attest.VerifyRequest{request(t, vectors[0]), request(t, vectors[1])}
+	reqs := []*attest.VerifyRequest{request(t, names[0]), request(t, names[1])}
 	done := make(chan error)
 	for i := range 8 {
 		go func() {

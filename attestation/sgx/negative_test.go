@@ -331,7 +331,7 @@ func TestNegative(t *testing.T) {
 // both (OutOfDate) vectors are rejected.
 func TestNoSGXTable(t *testing.T) {
 	v := NewVerifier(Options{})
-	for _, name := range vectors {
+	for _, name := range names {
 		expectCode(t, v, request(t, name), "sgx.tcb.status")
 	}
 }

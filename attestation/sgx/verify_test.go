@@ -3,27 +3,25 @@ package sgx
 import (
 	"context"
 	"crypto/x509"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 )
 
-// refTime is when all recorded evidence in testdata is valid.
-var refTime = time.Date(2023, 2, 1, 0, 0, 0, 0, time.UTC)
+// refTime is when all recorded evidence is valid.
+var refTime = vectors.Time
 
-var vectors = []string{"icelake.signed.tcb.crl.single.i5.csr", "icelake.signed.tcb.crl.multi.xeon.csr"}
+// The recorded evidence (attestation/conformance/vectors).
+var recorded = map[string][]byte{i5: vectors.SGXi5CSR, xeon: vectors.SGXXeonCSR}
+
+var names = []string{i5, xeon}
 
 func loadCSR(t testing.TB, name string) *x509.CertificateRequest {
 	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(b)
+	csr, err := x509.ParseCertificateRequest(recorded[name])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,17 +39,13 @@ func evidenceExt(t testing.TB, csr *x509.CertificateRequest) int {
 	return -1
 }
 
-// testPolicy is the [sgx] table of upstream's testdata/steward.toml.
+// testPolicy is the [sgx] table of upstream's steward.toml.
 func testPolicy(t testing.TB) *Policy {
 	t.Helper()
-	b, err := os.ReadFile("testdata/steward.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
 		SGX *Policy `toml:"sgx"`
 	}
-	if err := toml.Unmarshal(b, &f); err != nil {
+	if err := toml.Unmarshal(vectors.StewardTOML, &f); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.SGX.Validate(); err != nil {
@@ -70,7 +64,7 @@ func TestRealEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range vectors {
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			for range 2 { // second round is served from the caches
 				c, err := v.Verify(context.Background(), request(t, name))

@@ -6,20 +6,19 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"os"
 	"slices"
 	"testing"
 
+	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 	"github.com/enarx-go/enarx/attestation/envelope"
 )
 
 func load(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(b)
+	csr, err := x509.ParseCertificateRequest(map[string][]byte{
+		"icelake.signed.tcb.crl.single.i5.csr":  vectors.SGXi5CSR,
+		"icelake.signed.tcb.crl.multi.xeon.csr": vectors.SGXXeonCSR,
+	}[name])
 	if err != nil {
 		t.Fatal(err)
 	}
