@@ -2,17 +2,175 @@ package cli
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/enarx-go/enarx/backend"
+	nilbackend "github.com/enarx-go/enarx/backend/nil"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/keep"
 )
 
-// PLACEHOLDER: replaced by the owner of the `run` command.
+type runFlags struct {
+	backend    string
+	wasmcfg    string
+	noCache    bool
+	memory     string
+	cacheDir   string
+	moduleArgs []string
+}
+
 func newRunCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "run",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("run: not implemented yet")
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] MODULE.wasm [-- ARGS...]",
+		Short: "Run a local WebAssembly module in a Keep",
+		Long: `Run a local WASI (preview1) module in a Keep.
+
+The workload's file descriptors, arguments and environment come from an
+Enarx.toml (--wasmcfgfile); without one it gets stdin, stdout and stderr as
+fds 0, 1 and 2. Arguments after "--" are appended to the config's args.
+
+Exit status: the workload's proc_exit code, 0 when its entry point returns,
+1 when the run fails (bad module or config, trap, memory limit) with the
+reason on stderr.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if len(args) == 0 || dash == 0 {
+				return errors.New("accepts a MODULE.wasm argument")
+			}
+			if dash < 0 && len(args) > 1 || dash > 1 {
+				return errors.New(`accepts one MODULE.wasm; put workload arguments after "--"`)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash > 0 {
+				f.moduleArgs = args[dash:]
+			}
+			return runModule(cmd, g, f, args[0])
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.backend, "backend", os.Getenv("ENARX_BACKEND"), "Keep backend (env ENARX_BACKEND; default: the most protective available)")
+	fl.StringVar(&f.wasmcfg, "wasmcfgfile", os.Getenv("ENARX_WASMCFGFILE"), "Enarx.toml for the workload (env ENARX_WASMCFGFILE)")
+	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the compilation cache")
+	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
+	fl.StringVar(&f.memory, "memory", "4GiB", "linear memory limit of the workload (e.g. 512MiB, 2GiB)")
+	return cmd
+}
+
+func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error {
+	ctx := cmd.Context()
+	limit, err := parseSize(f.memory)
+	if err != nil {
+		return fmt.Errorf("--memory: %w", err)
+	}
+	wasm, err := os.ReadFile(module)
+	if err != nil {
+		return fmt.Errorf("reading the module: %w", err)
+	}
+	w := keep.Workload{Wasm: wasm}
+	cfg := config.Default()
+	if f.wasmcfg != "" {
+		data, err := os.ReadFile(f.wasmcfg)
+		if err != nil {
+			return fmt.Errorf("reading the workload config: %w", err)
+		}
+		if cfg, err = config.Parse(f.wasmcfg, data); err != nil {
+			return err
+		}
+		w.Config, w.ConfigName = data, f.wasmcfg
+	}
+	b, err := pickBackend(f.backend)
+	if err != nil {
+		return err
+	}
+	g.logger.Debug("starting keep", "backend", b.Name(), "module", module)
+	files, err := hostio.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer hostio.Close(files)
+	code, err := b.Run(ctx, &backend.Launch{
+		Workload: w,
+		Config:   cfg,
+		Files:    files,
+		Options: keep.Options{
+			Args:        f.moduleArgs,
+			Logger:      g.logger,
+			CacheDir:    f.cacheDir,
+			NoCache:     f.noCache,
+			MemoryLimit: limit,
+		},
+	})
+	if err != nil {
+		if code == 0 || code == 1 {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %v\n", err)
+		return &ExitError{Code: code}
+	}
+	if code < 0 || code > 255 {
+		return fmt.Errorf("keep exited with a non-portable exit code %d", code)
+	}
+	if code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+// pickBackend follows upstream: an explicit name must exist, be available
+// and configured; otherwise the first available backend in registry order
+// (most protective first).
+func pickBackend(name string) (backend.Backend, error) {
+	if name == "" {
+		for _, b := range backend.All() {
+			if b.Available() {
+				return b, nil
+			}
+		}
+		return backend.Lookup(nilbackend.Name)
+	}
+	b, err := backend.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if !b.Available() {
+		return nil, fmt.Errorf("Keep backend %q is not available on this platform", name)
+	}
+	if err := b.Configured(); err != nil {
+		return nil, fmt.Errorf("Keep backend %q is available on this platform, but the machine is misconfigured (%v). Please check with `enarx platform info`", name, err)
+	}
+	return b, nil
+}
+
+// parseSize parses a byte count with an optional binary (KiB, MiB, GiB) or
+// decimal-looking (K, M, G: also binary, as memory sizes usually are)
+// suffix.
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	mult := uint64(1)
+	for _, u := range []struct {
+		suf string
+		m   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suf) {
+			t, mult = strings.TrimSuffix(t, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(t), 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("invalid size %q: use a positive number of bytes, optionally with KiB, MiB or GiB", s)
+	}
+	if n > (4<<30)/mult {
+		return 0, fmt.Errorf("size %q is above the wasm32 maximum of 4GiB", s)
+	}
+	return n * mult, nil
 }

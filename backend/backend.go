@@ -1,0 +1,103 @@
+// Package backend defines how the host starts a Keep: a Backend takes the
+// workload, its parsed config and the host resources opened for it (see
+// package hostio) and runs the Keep runtime (package keep) somewhere: in
+// this process (nil), in a confined child process (sandbox), or in a
+// confidential VM. The registry lists backends most protective first.
+//
+// This package runs on the untrusted host.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/keep"
+)
+
+// Launch is everything a backend hands the Keep.
+type Launch struct {
+	// Workload is the module and raw config bytes (the Keep re-parses them).
+	Workload keep.Workload
+	// Config is the host's parse of Workload.Config (config.Default() when
+	// there is none); backends use it only to know what Files holds.
+	Config *config.Config
+	// Files are the host resources from hostio.Open, index-aligned with
+	// Config.Files (nil for null). The caller closes them after Run.
+	Files []*os.File
+	// Options are passed to keep.Run (Files is overridden by Launch.Files).
+	Options keep.Options
+}
+
+// Protection orders backends: higher protects the workload more from the
+// host.
+type Protection int
+
+// Protection levels.
+const (
+	// ProtectionNone: the workload runs in the host process (nil).
+	ProtectionNone Protection = 0
+	// ProtectionSandbox: a confined process, not a TEE.
+	ProtectionSandbox Protection = 10
+	// ProtectionTEE: hardware-isolated memory with attestation.
+	ProtectionTEE Protection = 20
+)
+
+// Backend runs Keeps.
+type Backend interface {
+	// Name is the --backend / ENARX_BACKEND identifier ("nil", ...).
+	Name() string
+	// Protection is how strongly the backend isolates the workload.
+	Protection() Protection
+	// Available reports whether this machine has what the backend needs at
+	// all (hardware, kernel interfaces). It must be cheap and side-effect
+	// free.
+	Available() bool
+	// Configured returns nil when the backend is ready to use, or an error
+	// that says what is missing (shown by `enarx platform info`).
+	Configured() error
+	// Run runs the Keep to completion and returns the workload's exit
+	// status; errors follow keep.Run's convention.
+	Run(ctx context.Context, l *Launch) (int, error)
+}
+
+var (
+	mu       sync.Mutex
+	registry []Backend
+)
+
+// Register adds b to the registry. It panics on a duplicate name (a
+// programming error, at init time).
+func Register(b Backend) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, x := range registry {
+		if x.Name() == b.Name() {
+			panic("backend: duplicate registration of " + b.Name())
+		}
+	}
+	registry = append(registry, b)
+	sort.SliceStable(registry, func(i, j int) bool {
+		return registry[i].Protection() > registry[j].Protection()
+	})
+}
+
+// All returns the registered backends, most protective first.
+func All() []Backend {
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]Backend(nil), registry...)
+}
+
+// Lookup returns the backend called name.
+func Lookup(name string) (Backend, error) {
+	for _, b := range All() {
+		if b.Name() == name {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("Keep backend identifier %q is unknown", name)
+}

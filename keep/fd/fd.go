@@ -1,0 +1,234 @@
+// Package fd is the Keep's file-descriptor table: the objects behind the
+// WASI descriptors a workload sees (stdio, null, TCP/TLS listeners and
+// streams), built from the Enarx.toml [[files]] list with fd number = index.
+//
+// It runs inside the Keep. The host file descriptors it wraps come from the
+// untrusted host (see package hostio); everything read from them is treated
+// as untrusted bytes, and all blocking, non-blocking and readiness semantics
+// are implemented here, so the WASI layer above only moves bytes between the
+// guest's memory and these objects.
+package fd
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+)
+
+// Filetype is a WASI preview1 filetype.
+type Filetype uint8
+
+// WASI preview1 filetypes.
+const (
+	FiletypeUnknown         Filetype = 0
+	FiletypeBlockDevice     Filetype = 1
+	FiletypeCharacterDevice Filetype = 2
+	FiletypeDirectory       Filetype = 3
+	FiletypeRegularFile     Filetype = 4
+	FiletypeSocketDgram     Filetype = 5
+	FiletypeSocketStream    Filetype = 6
+	FiletypeSymbolicLink    Filetype = 7
+)
+
+// WASI preview1 fdflags.
+const (
+	FlagAppend   uint16 = 1 << 0
+	FlagDsync    uint16 = 1 << 1
+	FlagNonblock uint16 = 1 << 2
+	FlagRsync    uint16 = 1 << 3
+	FlagSync     uint16 = 1 << 4
+)
+
+// WASI preview1 rights (only the ones this table grants).
+const (
+	RightFdRead           uint64 = 1 << 1
+	RightFdFdstatSetFlags uint64 = 1 << 3
+	RightFdWrite          uint64 = 1 << 6
+	RightFdFilestatGet    uint64 = 1 << 21
+	RightPollFdReadwrite  uint64 = 1 << 27
+	RightSockShutdown     uint64 = 1 << 28
+	RightSockAccept       uint64 = 1 << 29
+	RightsStream                 = RightFdRead | RightFdWrite | RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite
+	RightsSocket                 = RightsStream | RightSockShutdown
+	RightsListener               = RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite | RightSockAccept
+)
+
+// ErrWouldBlock is returned by non-blocking operations that cannot make
+// progress now (WASI EAGAIN).
+var ErrWouldBlock = syscall.EAGAIN
+
+// Shutdown directions (WASI sdflags).
+const (
+	ShutRead  = 1
+	ShutWrite = 2
+)
+
+// File is any open descriptor.
+type File interface {
+	// Filetype is what fd_fdstat_get reports.
+	Filetype() Filetype
+	// Rights is the fs_rights_base fd_fdstat_get reports.
+	Rights() uint64
+	// Close releases the host resource.
+	Close() error
+}
+
+// Poller is implemented by descriptors that poll_oneoff can wait on.
+type Poller interface {
+	// PollFD reports whether the descriptor is ready for reading (write =
+	// false) or writing now. If not, hostfd >= 0 is a host descriptor whose
+	// readiness (POLLIN or POLLOUT) means the descriptor may be ready; the
+	// caller waits on it and asks again.
+	PollFD(write bool) (hostfd int, ready bool)
+}
+
+// Stream is a byte stream: stdio, null, or a connected (TCP or TLS) socket.
+// Streams are used by one goroutine at a time (the workload's).
+type Stream interface {
+	File
+	Poller
+	// Read reads up to len(p) bytes. At end of stream it returns 0, io.EOF.
+	// If nonblock is set and no data is available it returns 0,
+	// ErrWouldBlock; otherwise it waits.
+	Read(p []byte, nonblock bool) (int, error)
+	// Write writes p. A non-blocking write may be short or return
+	// ErrWouldBlock; a blocking write writes everything or fails.
+	Write(p []byte, nonblock bool) (int, error)
+}
+
+// Socket is a connected stream socket.
+type Socket interface {
+	Stream
+	// Shutdown shuts down the read and/or write side (ShutRead|ShutWrite).
+	Shutdown(how int) error
+}
+
+// Listener is a listening socket; Accept returns connected sockets.
+type Listener interface {
+	File
+	Poller
+	// Accept waits for (or, if nonblock, returns ErrWouldBlock unless
+	// there is) a connection. TLS listeners complete the handshake before
+	// returning.
+	Accept(nonblock bool) (Socket, error)
+}
+
+// Entry is one slot of the table.
+type Entry struct {
+	File  File
+	Flags uint16 // WASI fdflags (NONBLOCK, APPEND)
+}
+
+// Nonblock reports whether the guest set FDFLAGS_NONBLOCK.
+func (e *Entry) Nonblock() bool { return e.Flags&FlagNonblock != 0 }
+
+// Table maps WASI descriptor numbers to files. Its methods are safe for
+// concurrent use, although a wasip1 module has a single thread.
+type Table struct {
+	mu      sync.Mutex
+	entries []*Entry
+}
+
+// MaxFDs bounds the table so a guest accepting connections in a loop runs
+// out of descriptors (EMFILE) instead of host memory.
+const MaxFDs = 4096
+
+// NewTable returns a table whose fd i is files[i] (nil entries are closed
+// slots).
+func NewTable(files []File) *Table {
+	t := &Table{}
+	for _, f := range files {
+		if f == nil {
+			t.entries = append(t.entries, nil)
+			continue
+		}
+		t.entries = append(t.entries, &Entry{File: f})
+	}
+	return t
+}
+
+// Get returns the entry for fd, or EBADF.
+func (t *Table) Get(fd uint32) (*Entry, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if uint64(fd) >= uint64(len(t.entries)) || t.entries[fd] == nil {
+		return nil, syscall.EBADF
+	}
+	return t.entries[fd], nil
+}
+
+// Insert adds f at the lowest free descriptor number and returns it, or
+// EMFILE when the table is full.
+func (t *Table) Insert(f File, flags uint16) (uint32, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := &Entry{File: f, Flags: flags}
+	for i, x := range t.entries {
+		if x == nil {
+			t.entries[i] = e
+			return uint32(i), nil
+		}
+	}
+	if len(t.entries) >= MaxFDs {
+		return 0, syscall.EMFILE
+	}
+	t.entries = append(t.entries, e)
+	return uint32(len(t.entries) - 1), nil
+}
+
+// Close closes and removes fd.
+func (t *Table) Close(fd uint32) error {
+	t.mu.Lock()
+	if uint64(fd) >= uint64(len(t.entries)) || t.entries[fd] == nil {
+		t.mu.Unlock()
+		return syscall.EBADF
+	}
+	e := t.entries[fd]
+	t.entries[fd] = nil
+	t.mu.Unlock()
+	return e.File.Close()
+}
+
+// Renumber moves from onto to, closing whatever to held (fd_renumber).
+func (t *Table) Renumber(from, to uint32) error {
+	t.mu.Lock()
+	n := uint64(len(t.entries))
+	if uint64(from) >= n || t.entries[from] == nil || uint64(to) >= n || t.entries[to] == nil {
+		t.mu.Unlock()
+		return syscall.EBADF
+	}
+	if from == to {
+		t.mu.Unlock()
+		return nil
+	}
+	old := t.entries[to]
+	t.entries[to] = t.entries[from]
+	t.entries[from] = nil
+	t.mu.Unlock()
+	return old.File.Close()
+}
+
+// Len is one more than the highest descriptor number ever used.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.entries)
+}
+
+// CloseAll closes every descriptor; it returns the first error.
+func (t *Table) CloseAll() error {
+	t.mu.Lock()
+	entries := t.entries
+	t.entries = nil
+	t.mu.Unlock()
+	var first error
+	for _, e := range entries {
+		if e != nil {
+			if err := e.File.Close(); err != nil && first == nil && !errors.Is(err, io.EOF) {
+				first = err
+			}
+		}
+	}
+	return first
+}

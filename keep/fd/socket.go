@@ -1,0 +1,377 @@
+package fd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// HandshakeTimeout bounds a TLS handshake done inside sock_accept (or at
+// start-up for connect), so a silent peer cannot stall the workload forever.
+const HandshakeTimeout = 30 * time.Second
+
+// TCPSocket is a connected TCP stream.
+type TCPSocket struct {
+	c  *net.TCPConn
+	rc syscall.RawConn
+	fd int
+}
+
+// NewTCPSocket wraps c. The socket is registered with Go's poller; blocking
+// operations use it, non-blocking ones make exactly one system call.
+func NewTCPSocket(c *net.TCPConn) (*TCPSocket, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := rawFD(c)
+	if err != nil {
+		return nil, err
+	}
+	return &TCPSocket{c: c, rc: rc, fd: fd}, nil
+}
+
+// Filetype implements File.
+func (s *TCPSocket) Filetype() Filetype { return FiletypeSocketStream }
+
+// Rights implements File.
+func (s *TCPSocket) Rights() uint64 { return RightsSocket }
+
+// Read implements Stream.
+func (s *TCPSocket) Read(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if nonblock {
+		return rawRead(s.rc, p)
+	}
+	n, err := s.c.Read(p)
+	if n > 0 {
+		return n, nil
+	}
+	return 0, err
+}
+
+// Write implements Stream.
+func (s *TCPSocket) Write(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if nonblock {
+		var n int
+		var werr error
+		if err := s.rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Write(int(fd), p)
+			return true
+		}); err != nil {
+			return 0, err
+		}
+		if werr != nil {
+			return 0, werr
+		}
+		return n, nil
+	}
+	return s.c.Write(p)
+}
+
+// rawRead makes one read(2) on a socket registered with Go's poller.
+func rawRead(rc syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), p)
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// PollFD implements Poller.
+func (s *TCPSocket) PollFD(bool) (int, bool) { return s.fd, false }
+
+// Shutdown implements Socket.
+func (s *TCPSocket) Shutdown(how int) error { return shutdown(s.c, how) }
+
+func shutdown(c *net.TCPConn, how int) error {
+	if how&ShutRead != 0 {
+		if err := c.CloseRead(); err != nil {
+			return err
+		}
+	}
+	if how&ShutWrite != 0 {
+		if err := c.CloseWrite(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close implements File.
+func (s *TCPSocket) Close() error { return s.c.Close() }
+
+// maxRecord is the largest TLS record plaintext. TLSSocket always reads
+// whole records into its own buffer so no plaintext is ever hidden inside
+// crypto/tls where poll_oneoff could not see it.
+const maxRecord = 16384
+
+// TLSSocket is a TLS 1.3 stream over TCP. Reads can be non-blocking: the
+// TCP connection underneath returns a temporary "would block" error that
+// crypto/tls passes up without poisoning the connection. Writes always
+// complete (a partial TLS record write cannot be resumed).
+type TLSSocket struct {
+	conn    *tls.Conn
+	raw     *nbConn
+	fd      int
+	buf     []byte
+	stash   []byte
+	pending error
+}
+
+// nbConn is the TCP connection under a TLSSocket.
+type nbConn struct {
+	*net.TCPConn
+	rc       syscall.RawConn
+	nonblock bool
+}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "operation would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+func (c *nbConn) Read(p []byte) (int, error) {
+	if !c.nonblock {
+		return c.TCPConn.Read(p)
+	}
+	n, err := rawRead(c.rc, p)
+	if errors.Is(err, syscall.EAGAIN) {
+		return 0, wouldBlock{}
+	}
+	return n, err
+}
+
+// newNBConn prepares c for use under crypto/tls.
+func newNBConn(c *net.TCPConn) (*nbConn, int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, -1, err
+	}
+	fd, err := rawFD(c)
+	if err != nil {
+		return nil, -1, err
+	}
+	return &nbConn{TCPConn: c, rc: rc}, fd, nil
+}
+
+// NewTLSServer runs a server handshake on c (blocking, bounded by
+// HandshakeTimeout). TLS 1.3 is enforced whatever cfg says.
+func NewTLSServer(ctx context.Context, c *net.TCPConn, cfg *tls.Config) (*TLSSocket, error) {
+	return newTLS(ctx, c, cfg, true)
+}
+
+// NewTLSClient runs a client handshake on c.
+func NewTLSClient(ctx context.Context, c *net.TCPConn, cfg *tls.Config) (*TLSSocket, error) {
+	return newTLS(ctx, c, cfg, false)
+}
+
+func newTLS(ctx context.Context, c *net.TCPConn, cfg *tls.Config, server bool) (*TLSSocket, error) {
+	raw, fd, err := newNBConn(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	cfg = cfg.Clone()
+	cfg.MinVersion = tls.VersionTLS13
+	cfg.MaxVersion = tls.VersionTLS13
+	var conn *tls.Conn
+	if server {
+		conn = tls.Server(raw, cfg)
+	} else {
+		conn = tls.Client(raw, cfg)
+	}
+	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+	defer cancel()
+	if err := conn.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", c.RemoteAddr(), err)
+	}
+	return &TLSSocket{conn: conn, raw: raw, fd: fd, buf: make([]byte, maxRecord)}, nil
+}
+
+// ConnectionState returns the negotiated TLS parameters.
+func (s *TLSSocket) ConnectionState() tls.ConnectionState { return s.conn.ConnectionState() }
+
+// Filetype implements File.
+func (s *TLSSocket) Filetype() Filetype { return FiletypeSocketStream }
+
+// Rights implements File.
+func (s *TLSSocket) Rights() uint64 { return RightsSocket }
+
+// fill reads the next plaintext into the stash. It returns false if that
+// would block.
+func (s *TLSSocket) fill(nonblock bool) bool {
+	s.raw.nonblock = nonblock
+	n, err := s.conn.Read(s.buf)
+	s.raw.nonblock = false
+	s.stash = s.buf[:n]
+	if err != nil {
+		var wb wouldBlock
+		if errors.As(err, &wb) {
+			return n > 0
+		}
+		s.pending = err
+	}
+	return true
+}
+
+// Read implements Stream.
+func (s *TLSSocket) Read(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(s.stash) == 0 && s.pending == nil {
+		if !s.fill(nonblock) {
+			return 0, ErrWouldBlock
+		}
+	}
+	if len(s.stash) > 0 {
+		n := copy(p, s.stash)
+		s.stash = s.stash[n:]
+		return n, nil
+	}
+	return 0, s.pending
+}
+
+// Write implements Stream.
+func (s *TLSSocket) Write(p []byte, _ bool) (int, error) { return s.conn.Write(p) }
+
+// PollFD implements Poller. For reading it first decodes any complete
+// records crypto/tls already holds, so buffered data is never missed.
+func (s *TLSSocket) PollFD(write bool) (int, bool) {
+	if write {
+		return s.fd, false
+	}
+	if len(s.stash) > 0 || s.pending != nil {
+		return -1, true
+	}
+	if s.fill(true) {
+		return -1, true
+	}
+	return s.fd, false
+}
+
+// Shutdown implements Socket; shutting down writing sends close_notify.
+func (s *TLSSocket) Shutdown(how int) error {
+	if how&ShutWrite != 0 {
+		if err := s.conn.CloseWrite(); err != nil {
+			return err
+		}
+	}
+	return shutdown(s.raw.TCPConn, how)
+}
+
+// Close implements File.
+func (s *TLSSocket) Close() error { return s.conn.Close() }
+
+// TCPListener is a listening TCP socket; with a TLS config, accepted
+// connections complete a TLS 1.3 handshake before sock_accept returns.
+type TCPListener struct {
+	ctx context.Context
+	l   *net.TCPListener
+	rc  syscall.RawConn
+	fd  int
+	tls *tls.Config
+}
+
+// NewTCPListener wraps l. tlsConfig nil means plain TCP.
+func NewTCPListener(ctx context.Context, l *net.TCPListener, tlsConfig *tls.Config) (*TCPListener, error) {
+	rc, err := l.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := rawFD(l)
+	if err != nil {
+		return nil, err
+	}
+	return &TCPListener{ctx: ctx, l: l, rc: rc, fd: fd, tls: tlsConfig}, nil
+}
+
+// Filetype implements File.
+func (l *TCPListener) Filetype() Filetype { return FiletypeSocketStream }
+
+// Rights implements File.
+func (l *TCPListener) Rights() uint64 { return RightsListener }
+
+// Accept implements Listener.
+func (l *TCPListener) Accept(nonblock bool) (Socket, error) {
+	var c *net.TCPConn
+	if nonblock {
+		var nfd int
+		var aerr error
+		// The listener is in non-blocking mode (Go's poller put it there),
+		// so a direct accept4 never waits. (A listener's RawConn has no
+		// Read method.)
+		if err := l.rc.Control(func(fd uintptr) {
+			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		}); err != nil {
+			return nil, err
+		}
+		if aerr != nil {
+			return nil, aerr
+		}
+		f := os.NewFile(uintptr(nfd), "accepted")
+		nc, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := nc.(*net.TCPConn)
+		if !ok {
+			nc.Close()
+			return nil, syscall.ENOTSOCK
+		}
+		c = tc
+	} else {
+		var err error
+		if c, err = l.l.AcceptTCP(); err != nil {
+			return nil, err
+		}
+	}
+	if l.tls == nil {
+		return NewTCPSocket(c)
+	}
+	s, err := NewTLSServer(l.ctx, c, l.tls)
+	if err != nil {
+		// The peer failed the handshake; the guest sees an aborted
+		// connection, as with a TCP reset before accept.
+		return nil, syscall.ECONNABORTED
+	}
+	return s, nil
+}
+
+// PollFD implements Poller.
+func (l *TCPListener) PollFD(write bool) (int, bool) {
+	if write {
+		return -1, true
+	}
+	return l.fd, false
+}
+
+// Close implements File.
+func (l *TCPListener) Close() error { return l.l.Close() }

@@ -1,0 +1,156 @@
+package keep
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/keep/fd"
+)
+
+// tlsConfigs supplies TLS configurations for prot = "tls" entries (the Keep
+// identity implements it).
+type tlsConfigs interface {
+	ServerTLS(config.File) (*tls.Config, error)
+	ClientTLS(config.File) (*tls.Config, error)
+}
+
+// buildTable checks that each host file is the kind of object cfg says
+// (the host is untrusted: a file where a listening socket belongs is an
+// error, not a surprise later) and wraps it as fd i.
+func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tlsConfigs) (_ *fd.Table, err error) {
+	if len(files) != len(cfg.Files) {
+		return nil, fmt.Errorf("the host passed %d files for %d [[files]] entries", len(files), len(cfg.Files))
+	}
+	out := make([]fd.File, 0, len(cfg.Files))
+	defer func() {
+		if err != nil {
+			for _, f := range out {
+				f.Close()
+			}
+		}
+	}()
+	for i, f := range cfg.Files {
+		file, err := openEntry(ctx, f, files[i], id)
+		if err != nil {
+			return nil, fmt.Errorf("fd %d (%s %q): %w", i, f.Kind, f.Name, err)
+		}
+		out = append(out, file)
+	}
+	return fd.NewTable(out), nil
+}
+
+func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs) (fd.File, error) {
+	if f.Kind == config.KindNull {
+		return fd.Null{}, nil
+	}
+	if hf == nil {
+		return nil, errors.New("the host passed no file")
+	}
+	switch f.Kind {
+	case config.KindStdin, config.KindStdout, config.KindStderr:
+		if kind, err := sockKind(hf); err == nil && kind == sockListening {
+			return nil, errors.New("the host passed a listening socket where a stdio stream belongs")
+		}
+		return fd.NewStdio(hf, f.Kind != config.KindStdin)
+	case config.KindListen:
+		if kind, err := sockKind(hf); err != nil || kind != sockListening {
+			return nil, fmt.Errorf("the host passed something other than a listening TCP socket (%v)", err)
+		}
+		ln, err := net.FileListener(hf)
+		if err != nil {
+			return nil, err
+		}
+		tl, ok := ln.(*net.TCPListener)
+		if !ok {
+			ln.Close()
+			return nil, errors.New("the host passed a non-TCP listener")
+		}
+		var tc *tls.Config
+		if f.Prot == config.ProtTLS {
+			if tc, err = id.ServerTLS(f); err != nil {
+				tl.Close()
+				return nil, err
+			}
+		}
+		return fd.NewTCPListener(ctx, tl, tc)
+	case config.KindConnect:
+		if kind, err := sockKind(hf); err != nil || kind != sockConnected {
+			return nil, fmt.Errorf("the host passed something other than a connected TCP socket (%v)", err)
+		}
+		c, err := net.FileConn(hf)
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			c.Close()
+			return nil, errors.New("the host passed a non-TCP connection")
+		}
+		if f.Prot != config.ProtTLS {
+			return fd.NewTCPSocket(tc)
+		}
+		cfg, err := id.ClientTLS(f)
+		if err != nil {
+			tc.Close()
+			return nil, err
+		}
+		return fd.NewTLSClient(ctx, tc, cfg)
+	}
+	return nil, fmt.Errorf("unknown kind %q", f.Kind)
+}
+
+type sockState int
+
+const (
+	sockListening sockState = iota + 1
+	sockConnected
+)
+
+// sockKind classifies a host descriptor as a listening or connected
+// TCP (IPv4/IPv6 stream) socket.
+func sockKind(f *os.File) (sockState, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var st sockState
+	var serr error
+	err = rc.Control(func(x uintptr) {
+		s := int(x)
+		typ, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_TYPE)
+		if err != nil {
+			serr = fmt.Errorf("not a socket: %w", err)
+			return
+		}
+		dom, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if err != nil || typ != unix.SOCK_STREAM || (dom != unix.AF_INET && dom != unix.AF_INET6) {
+			serr = errors.New("not a TCP socket")
+			return
+		}
+		acc, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		if err != nil {
+			serr = err
+			return
+		}
+		if acc == 1 {
+			st = sockListening
+			return
+		}
+		if _, err := unix.Getpeername(s); err != nil {
+			serr = fmt.Errorf("socket is not connected: %w", err)
+			return
+		}
+		st = sockConnected
+	})
+	if err != nil {
+		return 0, err
+	}
+	return st, serr
+}

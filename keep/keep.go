@@ -1,0 +1,272 @@
+// Package keep is the Keep runtime: it takes a workload (wasm module and
+// Enarx.toml bytes) and the host resources the host opened for it, builds
+// the workload's fd table, establishes the Keep identity when TLS or a
+// Steward needs one, and runs the module's default function under the
+// Keep's own WASI preview1 layer on wazero.
+//
+// Everything in this package runs inside the Keep: the config bytes are
+// parsed here (the host's parse is not trusted), each host descriptor is
+// checked to be the kind the config says, and TLS is terminated here.
+package keep
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attest/certext"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/identity"
+	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/wasi"
+)
+
+// Workload is what the Keep runs.
+type Workload struct {
+	// Wasm is the module.
+	Wasm []byte
+	// Config is the raw Enarx.toml; nil means the default (stdin, stdout,
+	// stderr as fds 0, 1, 2).
+	Config []byte
+	// ConfigName names the config in error messages (default "Enarx.toml").
+	ConfigName string
+	// Package is the verified package digest for registry deployments
+	// ("" for local runs); it is recorded in the workload identity.
+	Package string
+	// Bundle is a package bundle to be unpacked and verified inside the
+	// Keep (wired by the deploy path; unused by Run itself).
+	Bundle []byte
+}
+
+// Options are the host-provided parts of a run.
+type Options struct {
+	// Files are the host resources, index-aligned with the config's
+	// [[files]] (nil for null entries); see package hostio. Run does not
+	// close them.
+	Files []*os.File
+	// Args are appended to argv after the config's args.
+	Args []string
+	// Evidence produces TEE evidence for the Keep identity; nil means none.
+	Evidence attest.EvidenceProvider
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+	// CacheDir is the compilation cache root ("" = user cache dir).
+	CacheDir string
+	// NoCache disables the compilation cache.
+	NoCache bool
+	// MemoryLimit caps the guest's linear memory in bytes (0 = 4 GiB).
+	MemoryLimit uint64
+	// Identity overrides how the Keep identity is established (tests,
+	// private Steward CAs); nil uses identity.Establish.
+	Identity func(context.Context, identity.Request) (*identity.Identity, error)
+}
+
+// ErrNoEntryPoint is returned for a module without a default function.
+var ErrNoEntryPoint = errors.New(`main.wasm exports no default function: a WASI command exports "_start" (or a function named "")`)
+
+// MemoryLimitError reports that the guest asked for more linear memory
+// than allowed.
+type MemoryLimitError struct {
+	Limit, Requested uint64
+}
+
+func (e *MemoryLimitError) Error() string {
+	return fmt.Sprintf("the workload asked for %d MiB of memory but the limit is %d MiB (raise it with --memory)",
+		e.Requested>>20, e.Limit>>20)
+}
+
+// Run runs w and returns its exit status: the proc_exit code, or 0 when the
+// default function returns. A non-nil error means the run failed (bad
+// config or module, host resources of the wrong kind, identity, a trap,
+// the memory limit); the error text says what and, for traps, carries the
+// wasm backtrace. With an error the status is 1 unless the guest chose
+// another by calling proc_exit.
+func Run(ctx context.Context, w Workload, o Options) (int, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := openBundle(&w); err != nil { // registry packages: verify before anything else
+		return 1, err
+	}
+	cfg, err := parseConfig(w)
+	if err != nil {
+		return 1, err
+	}
+	for _, warn := range cfg.Warnings {
+		log.Warn(warn)
+	}
+
+	var id tlsConfigs = noTLS{}
+	if needsIdentity(cfg) {
+		ident, err := establish(ctx, w, cfg, o, log)
+		if err != nil {
+			return 1, err
+		}
+		id = ident
+	}
+
+	table, err := buildTable(ctx, cfg, o.Files, id)
+	if err != nil {
+		return 1, fmt.Errorf("setting up the workload's files: %w", err)
+	}
+	defer table.CloseAll()
+
+	eng, err := engine.New(ctx, engine.Config{CacheDir: o.CacheDir, NoCache: o.NoCache, MemoryLimit: o.MemoryLimit})
+	if err != nil {
+		return 1, err
+	}
+	defer eng.Close(context.WithoutCancel(ctx))
+
+	sysw := &wasi.System{
+		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
+		Env:   environ(cfg),
+		Files: table,
+	}
+	if err := wasi.Instantiate(ctx, eng.Runtime, sysw); err != nil {
+		return 1, fmt.Errorf("linking WASI: %w", err)
+	}
+	compiled, err := eng.Runtime.CompileModule(ctx, w.Wasm)
+	if err != nil {
+		return 1, fmt.Errorf("compiling main.wasm: %w", err)
+	}
+	entry, err := entryPoint(compiled)
+	if err != nil {
+		return 1, err
+	}
+	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
+	mod, err := eng.Runtime.InstantiateModule(eng.Context(ctx), compiled, mc)
+	if err != nil {
+		if code, ok := exitCode(err); ok {
+			// proc_exit from a wasm start function.
+			return code, nil
+		}
+		return 1, fmt.Errorf("instantiating main.wasm: %w", err)
+	}
+	log.Debug("running workload", "entry", entry, "fds", table.Len())
+	_, err = mod.ExportedFunction(entry).Call(ctx)
+	code, exited := exitCode(err)
+	if req, breached := eng.Breach(); breached && (err != nil && !exited || code != 0) {
+		if !exited {
+			code = 1
+		}
+		return code, &MemoryLimitError{Limit: eng.Limit(), Requested: req}
+	}
+	switch {
+	case err == nil:
+		return 0, nil
+	case exited:
+		return code, nil
+	}
+	return 1, fmt.Errorf("main.wasm trapped: %w", err)
+}
+
+// exitCode extracts a proc_exit status.
+func exitCode(err error) (int, bool) {
+	var ee *sys.ExitError
+	if errors.As(err, &ee) {
+		return int(ee.ExitCode()), true
+	}
+	return 0, false
+}
+
+func parseConfig(w Workload) (*config.Config, error) {
+	if w.Config == nil {
+		return config.Default(), nil
+	}
+	name := w.ConfigName
+	if name == "" {
+		name = "Enarx.toml"
+	}
+	return config.Parse(name, w.Config)
+}
+
+// entryPoint picks the default function: an export named "" or else
+// "_start" (as wasmtime's Linker::get_default), taking no parameters.
+func entryPoint(m wazero.CompiledModule) (string, error) {
+	fns := m.ExportedFunctions()
+	for _, name := range []string{"", "_start"} {
+		if def, ok := fns[name]; ok {
+			if len(def.ParamTypes()) != 0 {
+				return "", fmt.Errorf("main.wasm: default function %q takes %d parameters; it must take none", name, len(def.ParamTypes()))
+			}
+			return name, nil
+		}
+	}
+	return "", ErrNoEntryPoint
+}
+
+// environ is FD_COUNT and FD_NAMES followed by the config's env, as
+// upstream (a user FD_COUNT is a second entry, not an override).
+func environ(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Files))
+	for i, f := range cfg.Files {
+		names[i] = f.Name
+	}
+	env := []string{
+		"FD_COUNT=" + strconv.Itoa(len(cfg.Files)),
+		"FD_NAMES=" + strings.Join(names, ":"),
+	}
+	for _, e := range cfg.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	return env
+}
+
+func needsIdentity(cfg *config.Config) bool {
+	if cfg.Steward != "" {
+		return true
+	}
+	for _, f := range cfg.Files {
+		if f.Prot == config.ProtTLS {
+			return true
+		}
+	}
+	return false
+}
+
+func establish(ctx context.Context, w Workload, cfg *config.Config, o Options, log *slog.Logger) (*identity.Identity, error) {
+	wasmSum := sha256.Sum256(w.Wasm)
+	wl := certext.Workload{WasmSHA256: wasmSum[:], Package: w.Package}
+	if w.Config != nil {
+		s := sha256.Sum256(w.Config)
+		wl.ConfigSHA256 = s[:]
+	}
+	est := o.Identity
+	if est == nil {
+		est = identity.Establish
+	}
+	id, err := est(ctx, identity.Request{
+		Evidence: o.Evidence,
+		Steward:  cfg.Steward,
+		Workload: wl,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// noTLS is used when no entry needs TLS (and so no identity exists).
+type noTLS struct{}
+
+func (noTLS) ServerTLS(f config.File) (*tls.Config, error) {
+	return nil, fmt.Errorf("%s: no keep identity for TLS", f.Name)
+}
+
+func (noTLS) ClientTLS(f config.File) (*tls.Config, error) {
+	return nil, fmt.Errorf("%s: no keep identity for TLS", f.Name)
+}

@@ -1,0 +1,221 @@
+package wasi
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/keep/fd"
+)
+
+// Subscription and event layouts (WASI preview1).
+const (
+	subSize   = 48
+	eventSize = 32
+
+	tagClock   = 0
+	tagFdRead  = 1
+	tagFdWrite = 2
+
+	subclockAbstime = 1
+	eventHangup     = 1
+)
+
+// cancelCheck bounds how long one host poll sleeps before checking whether
+// the run was cancelled (the guest is never woken spuriously by it).
+const cancelCheck = 250 * time.Millisecond
+
+type sub struct {
+	userdata uint64
+	tag      uint8
+	errno    Errno
+	deadline time.Time // clock
+	poller   fd.Poller // fd_read / fd_write
+}
+
+type pending struct {
+	sub     int
+	flags   uint16
+	errno   Errno
+	hasData bool
+}
+
+func (s *System) pollOneoff(ctx context.Context, mod api.Module, stk []uint64) Errno {
+	in, out, n, resPtr := uint32(stk[0]), uint32(stk[1]), uint32(stk[2]), uint32(stk[3])
+	if n == 0 || n > MaxSubscriptions {
+		return EINVAL
+	}
+	mem := memory(mod)
+	inB, outB, res := view(mem, in, n*subSize), view(mem, out, n*eventSize), view(mem, resPtr, 4)
+	if inB == nil || outB == nil || res == nil {
+		return EFAULT
+	}
+	// Parse everything before writing anything: in and out may overlap.
+	subs := make([]sub, n)
+	now := time.Now()
+	for i := range subs {
+		b := inB[i*subSize : (i+1)*subSize]
+		sb := &subs[i]
+		sb.userdata = le.Uint64(b)
+		sb.tag = b[8]
+		switch sb.tag {
+		case tagClock:
+			sb.deadline, sb.errno = s.deadline(now, le.Uint32(b[16:]), le.Uint64(b[24:]), le.Uint16(b[40:]))
+		case tagFdRead, tagFdWrite:
+			e, errno := s.entry(uint64(le.Uint32(b[16:])))
+			if errno != ESUCCESS {
+				sb.errno = errno
+				break
+			}
+			p, ok := e.File.(fd.Poller)
+			if !ok {
+				sb.errno = EBADF
+				break
+			}
+			sb.poller = p
+		default:
+			return EINVAL
+		}
+	}
+
+	var (
+		ready  []pending
+		pfds   []unix.PollFd
+		pindex []int
+	)
+	for {
+		ready, pfds, pindex = ready[:0], pfds[:0], pindex[:0]
+		now = time.Now()
+		var earliest time.Time
+		for i := range subs {
+			sb := &subs[i]
+			switch {
+			case sb.errno != ESUCCESS:
+				ready = append(ready, pending{sub: i, errno: sb.errno})
+			case sb.tag == tagClock:
+				if !now.Before(sb.deadline) {
+					ready = append(ready, pending{sub: i})
+				} else if earliest.IsZero() || sb.deadline.Before(earliest) {
+					earliest = sb.deadline
+				}
+			default:
+				hostfd, ok := sb.poller.PollFD(sb.tag == tagFdWrite)
+				if ok {
+					ready = append(ready, pending{sub: i, hasData: true})
+				} else if hostfd >= 0 {
+					ev := int16(unix.POLLIN)
+					if sb.tag == tagFdWrite {
+						ev = unix.POLLOUT
+					}
+					pfds = append(pfds, unix.PollFd{Fd: int32(hostfd), Events: ev})
+					pindex = append(pindex, i)
+				}
+			}
+		}
+		var wait time.Duration = -1
+		switch {
+		case len(ready) > 0:
+			wait = 0
+		case !earliest.IsZero():
+			wait = earliest.Sub(now)
+		}
+		if len(pfds) == 0 && len(ready) == 0 && earliest.IsZero() {
+			// Only subscriptions that can never fire.
+			return EINVAL
+		}
+		if len(pfds) > 0 || wait != 0 {
+			capped := wait
+			if ctx.Done() != nil && (capped < 0 || capped > cancelCheck) {
+				capped = cancelCheck
+			}
+			var ts *unix.Timespec
+			if capped >= 0 {
+				t := unix.NsecToTimespec(int64(capped))
+				ts = &t
+			}
+			if len(pfds) > 0 {
+				if _, err := unix.Ppoll(pfds, ts, nil); err != nil && err != unix.EINTR {
+					return errnoOf(err)
+				}
+			} else {
+				sleep(ctx, capped)
+			}
+			if err := ctx.Err(); err != nil {
+				// The run was cancelled: unwind the guest.
+				panic(err)
+			}
+			for j, p := range pfds {
+				if p.Revents == 0 {
+					continue
+				}
+				pe := pending{sub: pindex[j], hasData: true}
+				if p.Revents&unix.POLLHUP != 0 {
+					pe.flags = eventHangup
+				}
+				if p.Revents&unix.POLLNVAL != 0 {
+					pe.errno = EBADF
+				} else if p.Revents&unix.POLLERR != 0 && p.Revents&(unix.POLLIN|unix.POLLOUT) == 0 {
+					pe.errno = EIO
+				}
+				ready = append(ready, pe)
+			}
+			if len(ready) == 0 {
+				continue // a clock may have fired: the loop re-checks
+			}
+		}
+		for k, r := range ready {
+			b := outB[k*eventSize : (k+1)*eventSize]
+			clear(b)
+			sb := &subs[r.sub]
+			le.PutUint64(b, sb.userdata)
+			le.PutUint16(b[8:], uint16(r.errno))
+			b[10] = sb.tag
+			if sb.tag != tagClock && r.hasData && r.errno == ESUCCESS {
+				le.PutUint64(b[16:], 1)
+			}
+			le.PutUint16(b[24:], r.flags)
+		}
+		le.PutUint32(res, uint32(len(ready)))
+		return ESUCCESS
+	}
+}
+
+// deadline converts a clock subscription into a point in (monotonic) time.
+func (s *System) deadline(now time.Time, id uint32, timeout uint64, flags uint16) (time.Time, Errno) {
+	if flags&^subclockAbstime != 0 {
+		return time.Time{}, EINVAL
+	}
+	if _, errno := s.now(id); errno != ESUCCESS {
+		return time.Time{}, errno
+	}
+	t := int64(min(timeout, math.MaxInt64))
+	if flags&subclockAbstime == 0 {
+		return addSat(now, t), ESUCCESS
+	}
+	if id == clockMonotonic {
+		return addSat(s.start, t), ESUCCESS
+	}
+	// Realtime absolute: measure the distance on the wall clock now.
+	return addSat(now, t-time.Now().UnixNano()), ESUCCESS
+}
+
+// addSat adds ns to t, saturating at about 290 years.
+func addSat(t time.Time, ns int64) time.Time {
+	const far = int64(math.MaxInt64 / 2)
+	return t.Add(time.Duration(max(min(ns, far), -far)))
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

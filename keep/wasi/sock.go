@@ -1,0 +1,127 @@
+package wasi
+
+import (
+	"context"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/enarx-go/enarx/keep/fd"
+)
+
+// WASI riflags / siflags / sdflags.
+const (
+	recvPeek    = 1
+	recvWaitall = 2
+	sdRead      = 1
+	sdWrite     = 2
+)
+
+func (s *System) sockAccept(_ context.Context, mod api.Module, stk []uint64) Errno {
+	e, errno := s.entry(stk[0])
+	if errno != ESUCCESS {
+		return errno
+	}
+	flags := uint32(stk[1])
+	if flags&^uint32(fd.FlagNonblock|fd.FlagAppend) != 0 {
+		return EINVAL
+	}
+	res := view(memory(mod), uint32(stk[2]), 4)
+	if res == nil {
+		return EFAULT
+	}
+	l, ok := e.File.(fd.Listener)
+	if !ok {
+		if _, isSock := e.File.(fd.Socket); isSock {
+			return EINVAL // not listening
+		}
+		return ENOTSOCK
+	}
+	c, err := l.Accept(e.Nonblock())
+	if err != nil {
+		return errnoOf(err)
+	}
+	n, err := s.Files.Insert(c, uint16(flags))
+	if err != nil {
+		c.Close()
+		return errnoOf(err)
+	}
+	le.PutUint32(res, n)
+	return ESUCCESS
+}
+
+func (s *System) socket(n uint64) (*fd.Entry, fd.Socket, Errno) {
+	e, errno := s.entry(n)
+	if errno != ESUCCESS {
+		return nil, nil, errno
+	}
+	sk, ok := e.File.(fd.Socket)
+	if !ok {
+		if _, isL := e.File.(fd.Listener); isL {
+			return nil, nil, ENOTCONN
+		}
+		return nil, nil, ENOTSOCK
+	}
+	return e, sk, ESUCCESS
+}
+
+func (s *System) sockRecv(_ context.Context, mod api.Module, stk []uint64) Errno {
+	e, sk, errno := s.socket(stk[0])
+	if errno != ESUCCESS {
+		return errno
+	}
+	flags := uint32(stk[3])
+	if flags&^uint32(recvPeek|recvWaitall) != 0 {
+		return EINVAL
+	}
+	if flags&recvPeek != 0 {
+		return ENOTSUP
+	}
+	mem := memory(mod)
+	iovs, count := uint32(stk[1]), uint32(stk[2])
+	resLen, resFlags := view(mem, uint32(stk[4]), 4), view(mem, uint32(stk[5]), 2)
+	if resLen == nil || resFlags == nil {
+		return EFAULT
+	}
+	total, errno := iovecs(mem, iovs, count)
+	if errno != ESUCCESS {
+		return errno
+	}
+	if total > 1<<31 {
+		return EINVAL
+	}
+	// RECV_WAITALL is accepted and treated as a hint: like recv(2)
+	// interrupted early, a short read is returned and the guest retries.
+	n, errno := readv(sk, mem, iovs, count, e.Nonblock())
+	if errno != ESUCCESS {
+		return errno
+	}
+	le.PutUint32(resLen, n)
+	le.PutUint16(resFlags, 0)
+	return ESUCCESS
+}
+
+func (s *System) sockSend(_ context.Context, mod api.Module, stk []uint64) Errno {
+	e, sk, errno := s.socket(stk[0])
+	if errno != ESUCCESS {
+		return errno
+	}
+	if uint32(stk[3]) != 0 {
+		return EINVAL
+	}
+	return rw(sk, mod, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[4]), writev)
+}
+
+func (s *System) sockShutdown(_ context.Context, _ api.Module, stk []uint64) Errno {
+	_, sk, errno := s.socket(stk[0])
+	if errno != ESUCCESS {
+		return errno
+	}
+	how := uint32(stk[1])
+	if how == 0 || how&^uint32(sdRead|sdWrite) != 0 {
+		return EINVAL
+	}
+	if err := sk.Shutdown(int(how)); err != nil {
+		return errnoOf(err)
+	}
+	return ESUCCESS
+}
