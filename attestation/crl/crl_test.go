@@ -19,7 +19,7 @@ type ca struct {
 	key  *ecdsa.PrivateKey
 }
 
-func newCert(t *testing.T, name string, serial int64, parent *ca, isCA bool, dps []string) *ca {
+func newCert(t testing.TB, name string, serial int64, parent *ca, isCA bool, dps []string) *ca {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -52,7 +52,7 @@ func newCert(t *testing.T, name string, serial int64, parent *ca, isCA bool, dps
 	return &ca{cert: c, key: key}
 }
 
-func (c *ca) crl(t *testing.T, this, next time.Time, revoked ...int64) []byte {
+func (c *ca) crl(t testing.TB, this, next time.Time, revoked ...int64) []byte {
 	t.Helper()
 	var entries []x509.RevocationListEntry
 	for _, s := range revoked {
@@ -73,7 +73,7 @@ const (
 )
 
 // pki builds root → intermediate → leaf, with the leaf naming oldURL.
-func pki(t *testing.T, leafURL string) (root, inter, leaf *ca) {
+func pki(t testing.TB, leafURL string) (root, inter, leaf *ca) {
 	root = newCert(t, "root", 1, nil, true, nil)
 	inter = newCert(t, "inter", 2, root, true, []string{rootURL})
 	leaf = newCert(t, "leaf", 3, inter, false, []string{leafURL})
@@ -179,4 +179,24 @@ func TestShortChain(t *testing.T) {
 	if _, err := Check(chainOf(root), nil, Options{}); !errors.Is(err, ErrMissing) {
 		t.Fatal(err)
 	}
+}
+
+// FuzzCheck feeds arbitrary CRL bytes (and URLs) to Check against a fixed
+// chain: it must fail cleanly, and anything it accepts must have been
+// signed by the test CAs.
+func FuzzCheck(f *testing.F) {
+	root, inter, leaf := pki(f, interURL)
+	chain := chainOf(leaf, inter, root)
+	f.Add(rootURL, root.crl(f, t0, t0.Add(time.Hour)), interURL, inter.crl(f, t0, t0.Add(time.Hour), 3))
+	f.Add("x", []byte{0x30, 0x00}, "", []byte{})
+	f.Fuzz(func(t *testing.T, url1 string, crl1 []byte, url2 string, crl2 []byte) {
+		res, err := Check(chain, []Entry{{url1, crl1}, {url2, crl2}}, Options{})
+		if err != nil {
+			return
+		}
+		if len(res.Used) == 0 {
+			t.Fatal("accepted without applying a CRL")
+		}
+		_ = res.CheckTime(t0)
+	})
 }
