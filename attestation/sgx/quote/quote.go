@@ -165,7 +165,7 @@ func Parse(b []byte) (*Quote, error) {
 	if q.Header.TEEType != TEETypeSGX {
 		return nil, fmt.Errorf("%w TEE type %#x (want 0, SGX)", ErrUnsupported, q.Header.TEEType)
 	}
-	q.ISVReport = ParseReportBody(b[HeaderSize:SignedSize])
+	q.ISVReport = ParseReportBody((*[ReportBodySize]byte)(b[HeaderSize:SignedSize]))
 
 	r := reader{b: b, off: SignedSize}
 	sigLen := r.u32()
@@ -191,7 +191,7 @@ func Parse(b []byte) (*Quote, error) {
 	if s.off != len(sig) {
 		return nil, fmt.Errorf("%w: %d unknown bytes at the end of the signature data", ErrTrailing, len(sig)-s.off)
 	}
-	q.QEReport = ParseReportBody(q.QEReportRaw)
+	q.QEReport = ParseReportBody((*[ReportBodySize]byte)(q.QEReportRaw))
 	if q.CertDataType != CertDataPCKChain {
 		return nil, fmt.Errorf("%w: type %d is not a PCK certificate chain (%d); is the host's PCCS/aesmd working?", ErrCertData, q.CertDataType, CertDataPCKChain)
 	}
@@ -210,10 +210,8 @@ func parseHeader(b []byte) Header {
 	return h
 }
 
-// ParseReportBody decodes a 384-byte REPORTBODY. It panics if b is shorter;
-// callers slice exactly ReportBodySize bytes.
-func ParseReportBody(b []byte) ReportBody {
-	_ = b[ReportBodySize-1]
+// ParseReportBody decodes a 384-byte REPORTBODY.
+func ParseReportBody(b *[ReportBodySize]byte) ReportBody {
 	var r ReportBody
 	copy(r.CPUSVN[:], b[0:16])
 	r.MiscSelect = binary.LittleEndian.Uint32(b[16:])

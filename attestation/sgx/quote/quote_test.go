@@ -89,7 +89,7 @@ func TestRealQuotes(t *testing.T) {
 
 // TestReportBodyLayout pins each field's offset with a distinct byte.
 func TestReportBodyLayout(t *testing.T) {
-	b := make([]byte, ReportBodySize)
+	b := new([ReportBodySize]byte)
 	for i := range b {
 		b[i] = byte(i)
 	}
