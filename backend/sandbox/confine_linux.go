@@ -42,6 +42,9 @@ type confineOptions struct {
 	// connections).
 	nfiles      int
 	memoryLimit uint64
+	// cacheDir is the host path of the module's compilation cache
+	// directory, or "".
+	cacheDir string
 	// skip names layers to leave out (tests only).
 	skip map[string]bool
 }
@@ -59,13 +62,12 @@ const addressSpaceSlack = 2 << 30
 // reports each one. Everything before seccomp runs with the capabilities
 // the process has in its new user namespace; seccomp comes last so that the
 // set-up calls need not be allowed.
-func confine(o confineOptions) []Layer {
+func confine(o confineOptions) (layers []Layer, cacheDir string) {
 	// Per-thread state (no_new_privs, Landlock, capabilities) is set on
 	// this thread and spread to the others by AllThreadsSyscall or by
 	// seccomp's TSYNC.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var layers []Layer
 	add := func(name string, err error, detail string) {
 		if o.skip[name] {
 			err = errSkipped
@@ -89,7 +91,13 @@ func confine(o confineOptions) []Layer {
 	if o.skip[LayerMountNS] {
 		add(LayerMountNS, errSkipped, "")
 	} else if o.cloneFlags&syscall.CLONE_NEWNS != 0 {
-		add(LayerMountNS, emptyRoot(), "")
+		err := emptyRoot(o.cacheDir)
+		add(LayerMountNS, err, "")
+		if err == nil && o.cacheDir != "" {
+			// The cache is reachable only through the empty root, which
+			// shows nothing else; without it no path may be opened.
+			cacheDir = keepCacheDir
+		}
 	} else {
 		add(LayerMountNS, errors.New("no mount namespace"), "")
 	}
@@ -118,22 +126,25 @@ func confine(o confineOptions) []Layer {
 	if o.skip[LayerLandlock] {
 		add(LayerLandlock, errSkipped, "")
 	} else if nnpErr == nil {
-		add(LayerLandlock, restrictLandlock(), "")
+		add(LayerLandlock, restrictLandlock(cacheDir), "")
 	} else {
 		add(LayerLandlock, errors.New("needs no_new_privs"), "")
 	}
 	secErr := errSkipped
 	if !o.skip[LayerSeccomp] {
-		secErr = installSeccomp()
+		secErr = installSeccomp(cacheDir != "")
 	}
 	add(LayerSeccomp, secErr, fmt.Sprintf("%d system calls allowed, all others fail with EPERM", len(allowedSyscalls)))
 	add(LayerNNP, nnpErr, "")
-	return layers
+	return layers, cacheDir
 }
 
 // emptyRoot makes an empty, read-only tmpfs the root of this mount
 // namespace and detaches the host's file system from it.
-func emptyRoot() error {
+// keepCacheDir is where the module's compilation cache appears in the Keep.
+const keepCacheDir = "/cache"
+
+func emptyRoot(cacheDir string) error {
 	// Keep our mount changes from propagating back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
@@ -153,6 +164,19 @@ func emptyRoot() error {
 	}
 	if err := os.Mkdir(mnt+"/old", 0o700); err != nil {
 		return fmt.Errorf("preparing new root: %w", err)
+	}
+	if cacheDir != "" {
+		// The module's own compilation cache.
+		target := mnt + keepCacheDir
+		if err := os.Mkdir(target, 0o700); err != nil {
+			return fmt.Errorf("preparing cache mount: %w", err)
+		}
+		if err := unix.Mount(cacheDir, target, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("mounting the compilation cache: %w", err)
+		}
+		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("restricting the compilation cache mount: %w", err)
+		}
 	}
 	if err := unix.PivotRoot(mnt, mnt+"/old"); err != nil {
 		return fmt.Errorf("pivot_root: %w", err)
@@ -256,7 +280,7 @@ func setRlimits(o confineOptions) error {
 // Hand-written (three system calls) rather than go-landlock, because
 // go-landlock applies rulesets to all threads through libcap's psx package,
 // which uses cgo whenever cgo is enabled; the Keep must stay pure Go.
-func restrictLandlock() error {
+func restrictLandlock(readDir string) error {
 	abi, err := landlockABI()
 	if err != nil {
 		return fmt.Errorf("not supported by this kernel: %w", err)
@@ -284,6 +308,19 @@ func restrictLandlock() error {
 		return fmt.Errorf("landlock_create_ruleset: %w", e)
 	}
 	defer unix.Close(int(fd))
+	if readDir != "" {
+		// Read and write beneath the module's compilation cache only.
+		dfd, err := unix.Open(readDir, unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return fmt.Errorf("opening the cache for a Landlock rule: %w", err)
+		}
+		defer unix.Close(dfd)
+		// WRITE_FILE | READ_FILE | READ_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG
+		rule := landlockPathBeneath{allowedAccess: 1<<1 | 1<<2 | 1<<3 | 1<<5 | 1<<7 | 1<<8, parentFD: int32(dfd)}
+		if _, _, e := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, fd, 1 /* LANDLOCK_RULE_PATH_BENEATH */, uintptr(unsafe.Pointer(&rule)), 0, 0, 0); e != 0 {
+			return fmt.Errorf("landlock_add_rule: %w", e)
+		}
+	}
 	switch {
 	case abi >= 8: // LANDLOCK_RESTRICT_SELF_TSYNC: the kernel does every thread
 		if _, _, e := unix.RawSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, unix.LANDLOCK_RESTRICT_SELF_TSYNC, 0); e != 0 {
@@ -300,6 +337,13 @@ func restrictLandlock() error {
 		return fmt.Errorf("only file system access restricted: Landlock ABI %d has no network rules (needs 4)", abi)
 	}
 	return nil
+}
+
+// landlockPathBeneath is struct landlock_path_beneath_attr, which the
+// kernel declares packed (12 bytes).
+type landlockPathBeneath struct {
+	allowedAccess uint64
+	parentFD      int32
 }
 
 type landlockRulesetAttr struct {

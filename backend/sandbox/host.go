@@ -22,12 +22,19 @@ type Request struct {
 	Config     []byte
 	ConfigName string
 	Package    string
+	// Bundle is a package bundle the Keep unpacks and verifies itself.
+	Bundle []byte
 	// Files are the host resources opened for the config's [[files]]
-	// (hostio.Open); they are passed to the Keep process and not closed.
+	// (hostio.Open; nil for null entries); they are passed to the Keep
+	// process and not closed.
 	Files       []*os.File
 	Args        []string
 	MemoryLimit uint64
-	LogLevel    string
+	// CacheDir is the module's own compilation cache directory (see
+	// ModuleCacheDir), mounted read-write at /cache in the Keep; ""
+	// compiles without a cache.
+	CacheDir string
+	LogLevel string
 	// RequireIsolation refuses to run unless every layer is in force.
 	RequireIsolation bool
 	// Timeout, if positive, kills the Keep process after this long.
@@ -106,15 +113,25 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
-	extra := append([]*os.File{keepEnd}, req.Files...)
+	// Null entries are nil: they get no fd (the Keep learns which from
+	// the launch message), so the passed fds stay dense.
+	extra := []*os.File{keepEnd}
+	var null []int
+	for i, f := range req.Files {
+		if f == nil {
+			null = append(null, i)
+			continue
+		}
+		extra = append(extra, f)
+	}
 	exeFD := 3 + len(extra)
 	extra = append(extra, exeFile)
 
 	l := &launch{
 		HasConfig: req.Config != nil, ConfigName: req.ConfigName, Package: req.Package,
-		Args: req.Args, NFiles: len(req.Files), MemoryLimit: req.MemoryLimit,
+		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, CacheDir: req.CacheDir,
 		LogLevel: req.LogLevel, RequireIsolation: req.RequireIsolation, Hook: req.hook, TestSkip: req.testSkip,
-		wasm: req.Wasm, config: req.Config,
+		wasm: req.Wasm, config: req.Config, bundle: req.Bundle,
 	}
 
 	cmd, flags, err := startKeep(fmt.Sprintf("/proc/self/fd/%d", exeFD), extra, stderr)

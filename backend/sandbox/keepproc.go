@@ -7,8 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/config"
 )
@@ -30,12 +33,15 @@ type Job struct {
 	Config     []byte
 	ConfigName string
 	Package    string
+	Bundle     []byte
 	// Files are the host resources, index-aligned with the config's
 	// [[files]].
 	Files       []*os.File
 	Args        []string
 	MemoryLimit uint64
-	Logger      *slog.Logger
+	// CacheDir is the module's compilation cache ("" = none).
+	CacheDir string
+	Logger   *slog.Logger
 }
 
 // RunFunc runs a Job inside the confined process; the enarx binary passes
@@ -67,19 +73,26 @@ func KeepMain(run RunFunc) int {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
 	}
 	files := make([]*os.File, l.NFiles)
+	next := controlFD + 1
 	for i := range files {
-		files[i] = os.NewFile(uintptr(controlFD+1+i), fmt.Sprintf("fd%d", i))
+		if slices.Contains(l.Null, i) {
+			continue
+		}
+		files[i] = os.NewFile(uintptr(next), fmt.Sprintf("fd%d", i))
+		next++
 		if files[i] == nil {
-			return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: host fd %d missing", i))
+			return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: host fd for files[%d] missing", i))
 		}
 	}
+	// The executable's fd comes last; it was only needed to exec.
+	_ = unix.Close(next)
 	logger := newKeepLogger(l.LogLevel)
 
 	// Work that needs the host file system happens before confinement:
 	// the system root CAs for TLS connects without an inline ca.
 	preloadBeforeConfinement(l.config, l.HasConfig)
 
-	opts := confineOptions{cloneFlags: l.CloneFlags, nfiles: l.NFiles, memoryLimit: l.MemoryLimit}
+	opts := confineOptions{cloneFlags: l.CloneFlags, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, cacheDir: l.CacheDir}
 	if testHooks != nil {
 		opts.skip = map[string]bool{}
 		for _, s := range l.TestSkip {
@@ -87,7 +100,7 @@ func KeepMain(run RunFunc) int {
 		}
 		preConfinePPID = os.Getppid()
 	}
-	layers := confine(opts)
+	layers, cacheDir := confine(opts)
 	var missing []string
 	for _, ly := range layers {
 		if !ly.Enabled {
@@ -117,8 +130,8 @@ func KeepMain(run RunFunc) int {
 
 	ctx := context.Background()
 	code, err := run(ctx, &Job{
-		Wasm: l.wasm, Config: l.config, ConfigName: l.ConfigName, Package: l.Package,
-		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, Logger: logger,
+		Wasm: l.wasm, Config: l.config, ConfigName: l.ConfigName, Package: l.Package, Bundle: l.bundle,
+		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, CacheDir: cacheDir, Logger: logger,
 	})
 	r := &result{ExitCode: code, Layers: layers}
 	if err != nil {

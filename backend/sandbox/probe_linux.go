@@ -32,6 +32,9 @@ func probeClone(flags uintptr) error {
 	return err
 }
 
+// capSeccomp names the seccomp capability in Probe's report.
+const capSeccomp = "Seccomp filters"
+
 // Capability is one thing the sandbox backend needs from the kernel.
 type Capability struct {
 	Name string
@@ -52,9 +55,9 @@ func Probe() []Capability {
 		caps = append(caps, c)
 	}
 	if seccomp.Supported() {
-		add("Seccomp filters", nil, "")
+		add(capSeccomp, nil, "")
 	} else {
-		add("Seccomp filters", errors.New("not supported by the kernel (CONFIG_SECCOMP_FILTER)"), "")
+		add(capSeccomp, errors.New("not supported by the kernel (CONFIG_SECCOMP_FILTER)"), "")
 	}
 	for _, ns := range []struct {
 		name string

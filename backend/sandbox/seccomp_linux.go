@@ -103,10 +103,23 @@ var allowedSyscalls = []allowedSyscall{
 	{name: "exit_group", reason: "process exit"},
 }
 
+// cacheSyscalls are allowed in addition when the Keep has its module's
+// compilation cache. They are only added when the Keep has an empty root,
+// where the cache at /cache is the only thing a path can name, and
+// Landlock (if present) allows nothing outside it.
+var cacheSyscalls = []allowedSyscall{
+	{name: "openat", reason: "wazero reads and writes compiled code under /cache"},
+	{name: "newfstatat", reason: "wazero checks the cache directory"},
+	{name: "mkdirat", reason: "wazero creates its versioned cache subdirectory"},
+	{name: "renameat", reason: "wazero renames a written cache entry into place"},
+	{name: "renameat2", reason: "wazero renames a written cache entry into place"},
+	{name: "unlinkat", reason: "wazero removes a failed cache entry"},
+}
+
 // seccompPolicy builds the filter. pid is this process's pid as it sees
 // itself (1 in a new pid namespace); tgkill is limited to it so the Keep
 // can signal only its own threads.
-func seccompPolicy(pid int) seccomp.Policy {
+func seccompPolicy(pid int, readOnlyOpen bool) seccomp.Policy {
 	var groups []seccomp.SyscallGroup
 	plain := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
 	cond := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
@@ -122,19 +135,29 @@ func seccompPolicy(pid int) seccomp.Policy {
 			cond.NamesWithCondtions = append(cond.NamesWithCondtions, seccomp.NameWithConditions{Name: s.name, Conditions: c})
 		}
 	}
+	if readOnlyOpen {
+		for _, s := range cacheSyscalls {
+			if s.conds == nil {
+				plain.Names = append(plain.Names, s.name)
+			}
+			for _, c := range s.conds {
+				cond.NamesWithCondtions = append(cond.NamesWithCondtions, seccomp.NameWithConditions{Name: s.name, Conditions: c})
+			}
+		}
+	}
 	groups = append(groups, plain, cond)
 	return seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: groups}
 }
 
 // installSeccomp loads the filter on every thread (TSYNC). It also sets
 // no_new_privs, which the kernel requires for an unprivileged filter.
-func installSeccomp() error {
+func installSeccomp(readOnlyOpen bool) error {
 	if !seccomp.Supported() {
 		return fmt.Errorf("seccomp filters are not supported by this kernel")
 	}
 	return seccomp.LoadFilter(seccomp.Filter{
 		NoNewPrivs: true,
 		Flag:       seccomp.FilterFlagTSync,
-		Policy:     seccompPolicy(unix.Getpid()),
+		Policy:     seccompPolicy(unix.Getpid(), readOnlyOpen),
 	})
 }

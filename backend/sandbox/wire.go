@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 )
 
 // The host and the Keep process talk over a private socketpair (fd 3 in the
@@ -40,10 +42,17 @@ type launch struct {
 	ConfigName   string   `json:"config_name,omitempty"`
 	Package      string   `json:"package,omitempty"`
 	Args         []string `json:"args,omitempty"`
-	// NFiles is the number of host fds passed, at fds 4, 5, ….
-	NFiles      int    `json:"nfiles"`
-	MemoryLimit uint64 `json:"memory_limit,omitempty"`
-	LogLevel    string `json:"log_level,omitempty"`
+	// NFiles is the number of [[files]] entries. The host passes one fd
+	// per entry, at fds 4, 5, …, except for the indexes in Null.
+	NFiles       int    `json:"nfiles"`
+	Null         []int  `json:"null,omitempty"`
+	BundleLen    int64  `json:"bundle_len,omitempty"`
+	BundleSHA256 string `json:"bundle_sha256,omitempty"`
+	MemoryLimit  uint64 `json:"memory_limit,omitempty"`
+	// CacheDir is the absolute host path of the module's compilation
+	// cache directory, which the Keep mounts at /cache ("" = none).
+	CacheDir string `json:"cache_dir,omitempty"`
+	LogLevel string `json:"log_level,omitempty"`
 	// RequireIsolation makes the Keep refuse to run when a layer is missing.
 	RequireIsolation bool `json:"require_isolation,omitempty"`
 	// CloneFlags are the namespaces the host created the Keep in.
@@ -56,7 +65,7 @@ type launch struct {
 	// layer refusing on its own. Only honoured by test binaries.
 	TestSkip []string `json:"test_skip,omitempty"`
 
-	wasm, config []byte
+	wasm, config, bundle []byte
 }
 
 // result is the Keep's answer.
@@ -126,7 +135,11 @@ func (l *launch) encode(w io.Writer) error {
 	if l.HasConfig {
 		l.ConfigSHA256 = digest(l.config)
 	}
-	return writeMsg(w, launchMagic, l, l.wasm, l.config)
+	l.BundleLen = int64(len(l.bundle))
+	if l.BundleLen > 0 {
+		l.BundleSHA256 = digest(l.bundle)
+	}
+	return writeMsg(w, launchMagic, l, l.wasm, l.config, l.bundle)
 }
 
 // decodeLaunch reads a launch message from the (untrusted) host and checks
@@ -161,6 +174,27 @@ func decodeLaunch(r io.Reader) (*launch, error) {
 		}
 	} else {
 		l.config = nil
+	}
+	if l.BundleLen < 0 || l.BundleLen > MaxModuleSize {
+		return nil, fmt.Errorf("bundle size %d is outside 0..%d", l.BundleLen, MaxModuleSize)
+	}
+	if l.BundleLen > 0 {
+		if l.bundle, err = readN(r, l.BundleLen); err != nil {
+			return nil, fmt.Errorf("reading bundle: %w", err)
+		}
+		if got := digest(l.bundle); got != l.BundleSHA256 {
+			return nil, fmt.Errorf("bundle digest mismatch: expected sha256:%s, received sha256:%s", l.BundleSHA256, got)
+		}
+	}
+	if l.CacheDir != "" && (!filepath.IsAbs(l.CacheDir) || strings.ContainsRune(l.CacheDir, 0)) {
+		return nil, fmt.Errorf("cache directory %q is not an absolute path", l.CacheDir)
+	}
+	prev := -1
+	for _, n := range l.Null {
+		if n <= prev || n >= l.NFiles {
+			return nil, fmt.Errorf("null fd list %v is not increasing within 0..%d", l.Null, l.NFiles-1)
+		}
+		prev = n
 	}
 	return &l, nil
 }

@@ -1,0 +1,166 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/keep/engine"
+)
+
+// Name is the backend identifier.
+const Name = "sandbox"
+
+// Backend runs each Keep in a confined child process.
+type Backend struct{}
+
+func init() { backend.Register(Backend{}) }
+
+// Name implements backend.Backend.
+func (Backend) Name() string { return Name }
+
+// Protection implements backend.Backend.
+func (Backend) Protection() backend.Protection { return backend.ProtectionSandbox }
+
+// Available implements backend.Backend: Linux with seccomp filters, the
+// one layer the sandbox cannot do without.
+func (Backend) Available() bool {
+	if runtime.GOOS != "linux" {
+		return false
+	}
+	for _, c := range Probe() {
+		if c.Name == capSeccomp {
+			return c.OK
+		}
+	}
+	return false
+}
+
+// Configured implements backend.Backend: the enarx executable must be
+// re-executable through /proc/self/exe. Missing namespaces or Landlock do
+// not make the machine misconfigured: the Keep starts with the layers it
+// can have and says which are missing (see --require-isolation).
+func (Backend) Configured() error {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("cannot re-execute enarx through /proc/self/exe (is /proc mounted?): %w", err)
+	}
+	f.Close()
+	return nil
+}
+
+// Run implements backend.Backend.
+func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
+	if l.Options.Evidence != nil {
+		return 1, errors.New("the sandbox backend has no TEE evidence to offer")
+	}
+	p := backend.PolicyFrom(ctx)
+	cacheDir := ""
+	if !l.Options.NoCache {
+		var err error
+		if cacheDir, err = ModuleCacheDir(l.Options.CacheDir, l.Workload.Wasm); err != nil {
+			// Not fatal: the Keep compiles without a cache.
+			if l.Options.Logger != nil {
+				l.Options.Logger.Warn("sandbox: no compilation cache; the Keep compiles the module itself", "err", err)
+			}
+			cacheDir = ""
+		}
+	}
+	return Run(ctx, &Request{
+		CacheDir:         cacheDir,
+		Wasm:             l.Workload.Wasm,
+		Config:           l.Workload.Config,
+		ConfigName:       l.Workload.ConfigName,
+		Package:          l.Workload.Package,
+		Bundle:           l.Workload.Bundle,
+		Files:            l.Files,
+		Args:             l.Options.Args,
+		MemoryLimit:      l.Options.MemoryLimit,
+		LogLevel:         logLevel(ctx, l.Options.Logger),
+		RequireIsolation: p.RequireIsolation,
+		Timeout:          p.Timeout,
+	})
+}
+
+// rootSandboxCache is the sandbox cache root when enarx runs as root: the
+// Keep then runs as "nobody", which cannot search root's home directory.
+const rootSandboxCache = "/var/cache/enarx/sandbox"
+
+// ModuleCacheDir creates the compilation cache directory of one module,
+// <cache>/sandbox/<sha256 of the module>, owned by the user the Keep runs
+// as, and returns its absolute path. The Keep compiles into it and reuses
+// it on later runs. One directory per module means a Keep that escaped wasm
+// could only plant machine code for later runs of the same module, which
+// it already controls; no other workload reads it, and the host never
+// compiles the untrusted module itself.
+func ModuleCacheDir(base string, wasm []byte) (string, error) {
+	var root string
+	switch {
+	case base != "":
+		root = filepath.Join(base, "sandbox")
+	case os.Geteuid() == 0:
+		root = rootSandboxCache
+	default:
+		d, err := engine.DefaultCacheDir()
+		if err != nil {
+			return "", err
+		}
+		root = filepath.Join(d, "sandbox")
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return "", err
+	}
+	// Searchable (not listable) by the Keep user, who owns only its own
+	// module's directory.
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return "", fmt.Errorf("creating the sandbox compilation cache %s: %w", root, err)
+	}
+	dir := filepath.Join(root, digest(wasm))
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("creating the module's compilation cache %s: %w", dir, err)
+	}
+	uid, gid := keepHostID(os.Geteuid()), keepHostID(os.Getegid())
+	if uid != os.Geteuid() {
+		if err := os.Lchown(dir, uid, gid); err != nil {
+			return "", fmt.Errorf("handing the module's compilation cache to the Keep user: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+// logLevel finds the most verbose level logger accepts, so the Keep logs
+// at the same level.
+func logLevel(ctx context.Context, l *slog.Logger) string {
+	if l == nil {
+		return "error"
+	}
+	for _, lv := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if l.Enabled(ctx, lv) {
+			return lv.String()
+		}
+	}
+	return "error"
+}
+
+// RunKeep is the RunFunc the enarx binary passes to KeepMain: it runs the
+// job with the same runtime as the nil backend, with the module's own
+// compilation cache if the host provided one (see ModuleCacheDir).
+func RunKeep(ctx context.Context, j *Job) (int, error) {
+	return keep.Run(ctx, keep.Workload{
+		Wasm: j.Wasm, Config: j.Config, ConfigName: j.ConfigName, Package: j.Package, Bundle: j.Bundle,
+	}, keep.Options{
+		Files:       j.Files,
+		Args:        j.Args,
+		Logger:      j.Logger,
+		CacheDir:    j.CacheDir,
+		NoCache:     j.CacheDir == "",
+		MemoryLimit: j.MemoryLimit,
+	})
+}

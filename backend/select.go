@@ -1,0 +1,60 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Select picks the backend to run a Keep on. An explicit name (--backend or
+// ENARX_BACKEND) must exist, be available and be configured, with
+// upstream's error messages. Without a name it is the most protective
+// backend that is both available and configured; upstream checks only
+// availability, which picks a backend that then fails (e.g. SGX without its
+// caches) instead of falling through to one that works.
+func Select(name string) (Backend, error) {
+	if name != "" {
+		b, err := Lookup(name)
+		if err != nil {
+			return nil, fmt.Errorf("Keep backend identifier %q is unknown.", name)
+		}
+		if !b.Available() {
+			return nil, fmt.Errorf("Keep backend %q is not available on this platform.", name)
+		}
+		if err := b.Configured(); err != nil {
+			return nil, fmt.Errorf("Keep backend %q is available on this platform, but the machine is misconfigured (%v). Please check with `enarx platform info`.", name, err)
+		}
+		return b, nil
+	}
+	for _, b := range All() {
+		if b.Available() && b.Configured() == nil {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("no Keep backend is available and configured on this platform. Please check with `enarx platform info`.")
+}
+
+// Policy is host-side launch policy that applies to every backend that can
+// honour it; the CLI puts it in the context given to Backend.Run.
+type Policy struct {
+	// Timeout, if positive, is how long the workload may run before the
+	// host kills its Keep (backends that run the Keep in another process
+	// or VM).
+	Timeout time.Duration
+	// RequireIsolation makes a backend refuse to run a Keep that lacks
+	// any of its isolation layers instead of warning and running.
+	RequireIsolation bool
+}
+
+type policyKey struct{}
+
+// WithPolicy returns ctx carrying p.
+func WithPolicy(ctx context.Context, p Policy) context.Context {
+	return context.WithValue(ctx, policyKey{}, p)
+}
+
+// PolicyFrom returns the Policy in ctx (the zero Policy if none).
+func PolicyFrom(ctx context.Context) Policy {
+	p, _ := ctx.Value(policyKey{}).(Policy)
+	return p
+}
