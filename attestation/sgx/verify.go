@@ -105,7 +105,9 @@ func rejectErr(code string, err error, format string, args ...any) error {
 
 const timeFmt = time.RFC3339
 
-// Verify checks one SGX evidence extension and the policy.
+// Verify checks one SGX evidence extension and the policy at req.Now (the
+// wall clock if zero). Failures are *attest.Rejection values (see Codes);
+// only a cancelled ctx yields a plain error.
 func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*attest.Claims, error) {
 	if v.policyErr != nil {
 		return nil, rejectErr("sgx.policy.invalid", v.policyErr, "the Steward's [sgx] policy is invalid; fix the policy file")
