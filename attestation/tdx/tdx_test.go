@@ -1,0 +1,235 @@
+package tdx
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/go-tdx-guest/abi"
+	"github.com/google/go-tdx-guest/pcs"
+	pb "github.com/google/go-tdx-guest/proto/tdx"
+	tdxtest "github.com/google/go-tdx-guest/testing"
+	"github.com/google/go-tdx-guest/testing/testdata"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/envelope"
+)
+
+// sampleTime is when go-tdx-guest's sample collateral is valid.
+var sampleTime = time.Date(2023, 7, 1, 1, 0, 0, 0, time.UTC)
+
+const (
+	tcbURL     = "https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=50806f000000"
+	pckCRLURL  = "https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der"
+	rootCRLURL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
+)
+
+func headerChain(t testing.TB, h map[string][]string, key string) [][]byte {
+	t.Helper()
+	s, err := url.QueryUnescape(h[key][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	rest := []byte(s)
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		out = append(out, b.Bytes)
+	}
+	return out
+}
+
+// sampleEvidence wraps go-tdx-guest's real sample quote (Sapphire Rapids)
+// and its sample PCS collateral in a TdxEvidence.
+func sampleEvidence(t testing.TB) *envelope.TdxEvidence {
+	g := tdxtest.TestGetter
+	return &envelope.TdxEvidence{
+		Quote: bytes.Clone(testdata.RawQuote),
+		CRLs: envelope.CrlList{
+			{URL: rootCRLURL, CRL: bytes.Clone(testdata.RootCrlBody)},
+			{URL: pckCRLURL, CRL: bytes.Clone(testdata.PckCrlBody)},
+		},
+		TCB: envelope.TcbPackage{
+			Certs:  headerChain(t, g.Responses[tcbURL].Header, "Tcb-Info-Issuer-Chain"),
+			Report: bytes.Clone(testdata.TcbInfoBody),
+		},
+		QEIdentity: envelope.TcbPackage{
+			Certs:  headerChain(t, g.Responses[pcs.QeIdentityURL()].Header, "Sgx-Enclave-Identity-Issuer-Chain"),
+			Report: bytes.Clone(testdata.QeIdentityBody),
+		},
+	}
+}
+
+func request(t testing.TB, ev *envelope.TdxEvidence, curve elliptic.Curve) *attest.VerifyRequest {
+	t.Helper()
+	der, err := ev.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der}
+	k, err := ecdsa.GenerateKey(curve, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{ext}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sample quote's REPORTDATA binds no key of ours: only debug mode
+	// (which skips the binding, as upstream) can accept it.
+	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: sampleTime, Debug: true}
+}
+
+func hasCode(err error, code string) bool {
+	r, ok := attest.AsRejection(err)
+	return ok && r.Code == code
+}
+
+func mustNew(t testing.TB, p *Policy) *Verifier {
+	v, err := New(Options{Policy: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestSampleQuote: go-tdx-guest's real sample quote and collateral pass
+// every cryptographic check (PCK chain, CRLs, TCB Info and QE Identity
+// signatures, QE report, quote signature) and then fail TCB level matching:
+// upstream updated the sample TCB Info's SVNs past the quote's (see
+// go-tdx-guest's TestNegativeRawQuoteVerifyWithCollateral). No consistent
+// real TDX sample is public, so the accept path of the policy is tested on
+// the real, parsed quote body in TestCheckBody.
+func TestSampleQuote(t *testing.T) {
+	_, err := mustNew(t, nil).Verify(context.Background(), request(t, sampleEvidence(t), elliptic.P384()))
+	if !hasCode(err, CodeTCBStatus) {
+		t.Fatalf("got %v, want %s", err, CodeTCBStatus)
+	}
+}
+
+func sampleBody(t testing.TB) *pb.TDQuoteBody {
+	q, err := abi.QuoteToProto(testdata.RawQuote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proto.Clone(q.(*pb.QuoteV4).GetTdQuoteBody()).(*pb.TDQuoteBody)
+}
+
+func TestCheckBody(t *testing.T) {
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := func() *pb.TDQuoteBody {
+		b := sampleBody(t)
+		rd := attest.ReportData(attest.KindTDX, spki)
+		b.ReportData = rd[:]
+		return b
+	}
+	own := bound()
+	pinned := &Policy{
+		MRTD: [][]byte{own.GetMrTd()}, MRSEAM: [][]byte{own.GetMrSeam()},
+		RTMR:         [4][][]byte{{own.GetRtmrs()[0]}, {own.GetRtmrs()[1]}, {own.GetRtmrs()[2]}, {own.GetRtmrs()[3]}},
+		TDAttributes: own.GetTdAttributes(),
+	}
+	if err := mustNew(t, pinned).checkBody(bound(), spki, false); err != nil {
+		t.Fatalf("pinned policy: %v", err)
+	}
+	other := bytes.Repeat([]byte{0xab}, 48)
+	debugBody := func() *pb.TDQuoteBody { b := bound(); b.TdAttributes[0] |= 1; return b }
+	cases := []struct {
+		name   string
+		body   *pb.TDQuoteBody
+		debug  bool
+		policy *Policy
+		code   string
+	}{
+		{"binding", sampleBody(t), false, nil, CodeBinding},
+		{"debug TD", debugBody(), false, nil, CodePolicyDebug},
+		{"MRTD", bound(), false, &Policy{MRTD: [][]byte{other}}, CodePolicyMRTD},
+		{"MRSEAM", bound(), false, &Policy{MRSEAM: [][]byte{other}}, CodePolicyMRSEAM},
+		{"RTMR2", bound(), false, &Policy{RTMR: [4][][]byte{2: {other}}}, CodePolicyRTMR},
+		{"MRCONFIGID", bound(), false, &Policy{MRConfigID: [][]byte{other}}, CodePolicyMRConfigID},
+		{"MROWNER", bound(), false, &Policy{MROwner: [][]byte{other}}, CodePolicyMROwner},
+		{"TD attributes", bound(), false, &Policy{TDAttributes: []byte{0, 0, 0, 0, 0, 0, 0, 0x40}}, CodePolicyAttributes},
+	}
+	for _, c := range cases {
+		err := mustNew(t, c.policy).checkBody(c.body, spki, c.debug)
+		if !hasCode(err, c.code) {
+			t.Errorf("%s: got %v, want %s", c.name, err, c.code)
+		}
+	}
+	// Debug TDs pass in the Steward's debug mode or with allow_debug.
+	if err := mustNew(t, nil).checkBody(debugBody(), spki, true); err != nil {
+		t.Errorf("steward debug mode: %v", err)
+	}
+	if err := mustNew(t, &Policy{AllowDebug: true}).checkBody(debugBody(), spki, false); err != nil {
+		t.Errorf("allow_debug: %v", err)
+	}
+}
+
+func TestSampleQuoteRejected(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(e *envelope.TdxEvidence)
+		req    func(r *attest.VerifyRequest)
+		policy *Policy
+		curve  elliptic.Curve
+		code   string
+	}{
+		{name: "quote body byte", mutate: func(e *envelope.TdxEvidence) { e.Quote[48+200] ^= 1 }, code: CodeQuoteSignature},
+		{name: "quote signature byte", mutate: func(e *envelope.TdxEvidence) { e.Quote[636] ^= 1 }, code: CodeQuoteSignature},
+		{name: "quote version 5", mutate: func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }, code: CodeQuoteVersion},
+		{name: "truncated quote", mutate: func(e *envelope.TdxEvidence) { e.Quote = e.Quote[:600] }, code: CodeQuoteFormat},
+		{name: "TCB info byte", mutate: func(e *envelope.TdxEvidence) { e.TCB.Report[40] ^= 1 }, code: CodeTCBInfo},
+		{name: "QE identity byte", mutate: func(e *envelope.TdxEvidence) { e.QEIdentity.Report[40] ^= 1 }, code: CodeQEIdentity},
+		{name: "PCK CRL byte", mutate: func(e *envelope.TdxEvidence) { c := e.CRLs[1].CRL; c[len(c)-3] ^= 1 }, code: CodeCRLInvalid},
+		{name: "PCK CRL missing", mutate: func(e *envelope.TdxEvidence) { e.CRLs = e.CRLs[:1] }, code: CodeCRLMissing},
+		{name: "TCB chain short", mutate: func(e *envelope.TdxEvidence) { e.TCB.Certs = e.TCB.Certs[:1] }, code: CodeTCBInfo},
+		{name: "clock after collateral", req: func(r *attest.VerifyRequest) { r.Now = sampleTime.AddDate(0, 2, 0) }, code: CodeTCBInfoExpired},
+		{name: "P-256 key", curve: elliptic.P256(), code: CodeCSRKey},
+		{name: "critical", req: func(r *attest.VerifyRequest) { r.Extension.Critical = true }, code: CodeExtensionCritical},
+		{name: "truncated evidence", req: func(r *attest.VerifyRequest) { r.Extension.Value = r.Extension.Value[:100] }, code: CodeEvidenceDecode},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ev := sampleEvidence(t)
+			if c.mutate != nil {
+				c.mutate(ev)
+			}
+			curve := c.curve
+			if curve == nil {
+				curve = elliptic.P384()
+			}
+			req := request(t, ev, curve)
+			if c.req != nil {
+				c.req(req)
+			}
+			_, err := mustNew(t, c.policy).Verify(context.Background(), req)
+			if !hasCode(err, c.code) {
+				t.Fatalf("got %v, want %s", err, c.code)
+			}
+		})
+	}
+}
