@@ -29,7 +29,7 @@
 package bundle
 
 import (
-	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -74,51 +74,71 @@ type Bundle struct {
 
 // Encode writes b in the bundle format.
 func Encode(w io.Writer, b *Bundle) error {
-	var hdr cryptobyte.Builder
-	hdr.AddBytes([]byte(Magic))
-	addString16(&hdr, b.Source)
-	addString16(&hdr, b.Pin)
-	out, err := hdr.Bytes()
+	out, err := b.Marshal()
 	if err != nil {
-		return fmt.Errorf("encoding bundle: %w", err)
-	}
-	if _, err := w.Write(out); err != nil {
 		return err
 	}
-	for _, r := range b.Records {
-		var rb cryptobyte.Builder
-		addString16(&rb, r.Path)
-		addString16(&rb, r.Type)
-		addString16(&rb, r.Digest)
-		if len(r.Body) > MaxWasmSize {
-			return fmt.Errorf("encoding bundle: node %q is larger than %d bytes", r.Path, MaxWasmSize)
-		}
-		rb.AddUint32(uint32(len(r.Body)))
-		head, err := rb.Bytes()
-		if err != nil {
-			return fmt.Errorf("encoding bundle: node %q: %w", r.Path, err)
-		}
-		if _, err := w.Write(head); err != nil {
-			return err
-		}
-		if _, err := w.Write(r.Body); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = w.Write(out)
+	return err
 }
 
 // Marshal returns b encoded.
 func (b *Bundle) Marshal() ([]byte, error) {
-	var buf bytes.Buffer
-	if err := Encode(&buf, b); err != nil {
+	n := HeaderSize(b.Source, b.Pin)
+	for _, r := range b.Records {
+		n += RecordHeaderSize(r.Path, r.Type, r.Digest) + len(r.Body)
+	}
+	out, err := AppendHeader(make([]byte, 0, n), b.Source, b.Pin)
+	if err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	for _, r := range b.Records {
+		if out, err = AppendRecordHeader(out, r.Path, r.Type, r.Digest, len(r.Body)); err != nil {
+			return nil, err
+		}
+		out = append(out, r.Body...)
+	}
+	return out, nil
 }
 
-func addString16(b *cryptobyte.Builder, s string) {
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(s)) })
+// HeaderSize is the encoded size of a bundle header.
+func HeaderSize(source, pin string) int { return len(Magic) + 2 + len(source) + 2 + len(pin) }
+
+// RecordHeaderSize is the encoded size of a record header (without body).
+func RecordHeaderSize(path, typ, digest string) int {
+	return 2 + len(path) + 2 + len(typ) + 2 + len(digest) + 4
+}
+
+// AppendHeader appends the bundle header to dst. Together with
+// AppendRecordHeader it lets a producer write bodies straight into the
+// final buffer (a 100 MB module is then never copied).
+func AppendHeader(dst []byte, source, pin string) ([]byte, error) {
+	if len(source) > 0xffff || len(pin) > 0xffff {
+		return nil, errors.New("encoding bundle: source or pin too long")
+	}
+	dst = append(dst, Magic...)
+	dst = appendString16(dst, source)
+	return appendString16(dst, pin), nil
+}
+
+// AppendRecordHeader appends the header of a record whose n body bytes
+// must follow.
+func AppendRecordHeader(dst []byte, path, typ, digest string, n int) ([]byte, error) {
+	if len(path) > 0xffff || len(typ) > 0xffff || len(digest) > 0xffff {
+		return nil, fmt.Errorf("encoding bundle: node %q: header field too long", path)
+	}
+	if n < 0 || n > MaxWasmSize {
+		return nil, fmt.Errorf("encoding bundle: node %q is larger than %d bytes", path, MaxWasmSize)
+	}
+	dst = appendString16(dst, path)
+	dst = appendString16(dst, typ)
+	dst = appendString16(dst, digest)
+	return binary.BigEndian.AppendUint32(dst, uint32(n)), nil
+}
+
+func appendString16(dst []byte, s string) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
+	return append(dst, s...)
 }
 
 // MaxRecords bounds the records of a bundle (tag, root, main.wasm,

@@ -129,26 +129,30 @@ func (c *Cache) path(m types.Meta) (string, bool) {
 	return filepath.Join(c.Dir, string(types.SHA256), hex.EncodeToString(sum)), true
 }
 
-// Get returns the cached body for m, if present and intact.
-func (c *Cache) Get(m types.Meta) ([]byte, bool) {
+// readInto fills dst (len(dst) == m.Length) with the cached body for m and
+// reports whether it was present and intact.
+func (c *Cache) readInto(m types.Meta, dst []byte) bool {
 	p, ok := c.path(m)
 	if !ok {
-		return nil, false
+		return false
 	}
-	st, err := os.Stat(p)
-	if err != nil || st.Size() != m.Length {
-		return nil, false
-	}
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
-		return nil, false
+		return false
 	}
-	sum := m.Digest[types.SHA256]
-	if bundle.CheckBody(b, types.Digests{types.SHA256: sum}, m.Length) != nil {
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() != m.Length || int64(len(dst)) != m.Length {
+		return false
+	}
+	if _, err := io.ReadFull(f, dst); err != nil {
+		return false
+	}
+	if bundle.CheckBody(dst, types.Digests{types.SHA256: m.Digest[types.SHA256]}, m.Length) != nil {
 		os.Remove(p)
-		return nil, false
+		return false
 	}
-	return b, true
+	return true
 }
 
 // Put stores a verified body (best effort: errors only cost a re-download).
@@ -171,49 +175,48 @@ func (c *Cache) Put(m types.Meta, body []byte) {
 	}
 }
 
+// Fetched is a package bundle ready for a Keep.
+type Fetched struct {
+	// Bundle is the encoded bundle (the input of bundle.Verify).
+	Bundle []byte
+	// Config is the fetched Enarx.toml (a sub-slice of Bundle), nil if the
+	// package has none. The host may use it only to open host resources.
+	Config []byte
+	// Tag is the tag entry the bundle starts from.
+	Tag *Tag
+}
+
+// bundleNode is one node FetchBundle puts into the bundle.
+type bundleNode struct {
+	path  types.TreePath
+	rec   string
+	want  types.Meta
+	limit int64
+	body  []byte // set for nodes fetched before the buffer exists
+}
+
 // FetchBundle fetches the nodes a Keep needs to run package p — the tag
 // entry, the root node and, for a directory, main.wasm and Enarx.toml — and
-// returns them as a bundle for bundle.Verify. The host checks the chain too
-// (to fail early and to cache only verified bodies), but the Keep's check is
-// the one that counts. Bodies found in cache (by the digest their parent
-// names) are not downloaded again.
-func (c *Client) FetchBundle(ctx context.Context, p PackageSpec, cache *Cache) (*bundle.Bundle, error) {
+// encodes them as a bundle for bundle.Verify, downloading each body straight
+// into the final buffer. The host checks the chain too (to fail early and
+// to cache only verified bodies), but the Keep's check is the one that
+// counts. Bodies found in cache (by the SHA-256 their parent names) are not
+// downloaded again.
+func (c *Client) FetchBundle(ctx context.Context, p PackageSpec, cache *Cache) (*Fetched, error) {
 	tag, err := c.GetTag(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	b := &bundle.Bundle{Source: p.RepoSpec.String() + ":" + string(p.Tag)}
-	if len(p.Pin) > 0 {
-		b.Pin = p.Pin.String()
-	}
-	b.Records = append(b.Records, bundle.Record{Path: bundle.TagPath, Type: tag.Meta.Type, Digest: tag.Meta.Digest.String(), Body: tag.Body})
-	fetch := func(path types.TreePath, rec string, want types.Meta, limit int64) ([]byte, error) {
-		if want.Length > limit {
-			return nil, fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+path.String(), p, want.Length, limit)
-		}
-		body, ok := cache.Get(want)
-		if !ok {
-			r, err := c.GetNode(ctx, p, path, want, limit)
-			if err != nil {
-				return nil, err
-			}
-			body = r.Body
-			cache.Put(want, body)
-		}
-		b.Records = append(b.Records, bundle.Record{Path: rec, Type: want.Type, Digest: want.Digest.String(), Body: body})
-		return body, nil
-	}
+	var nodes []*bundleNode
 	switch tag.Entry.Type {
 	case types.WasmType:
-		if _, err := fetch(types.TreePath{}, bundle.RootPath, tag.Entry.Meta, bundle.MaxWasmSize); err != nil {
-			return nil, err
-		}
+		nodes = append(nodes, &bundleNode{path: types.TreePath{}, rec: bundle.RootPath, want: tag.Entry.Meta, limit: bundle.MaxWasmSize})
 	case types.DirectoryType:
-		body, err := fetch(types.TreePath{}, bundle.RootPath, tag.Entry.Meta, bundle.MaxDirectorySize)
-		if err != nil {
+		root := &bundleNode{path: types.TreePath{}, rec: bundle.RootPath, want: tag.Entry.Meta, limit: bundle.MaxDirectorySize}
+		if root.body, err = c.fetchSmall(ctx, p, root, cache); err != nil {
 			return nil, err
 		}
-		d, err := types.ParseDirectory(body)
+		d, err := types.ParseDirectory(root.body)
 		if err != nil {
 			return nil, fmt.Errorf("node \"/\" of %s: %w", p, err)
 		}
@@ -221,16 +224,88 @@ func (c *Client) FetchBundle(ctx context.Context, p PackageSpec, cache *Cache) (
 		if !ok {
 			return nil, fmt.Errorf("package %s has no main.wasm", p)
 		}
-		if _, err := fetch(types.TreePath{bundle.WasmName}, bundle.WasmName, we.Meta, bundle.MaxWasmSize); err != nil {
-			return nil, err
-		}
+		nodes = append(nodes, root, &bundleNode{path: types.TreePath{bundle.WasmName}, rec: bundle.WasmName, want: we.Meta, limit: bundle.MaxWasmSize})
 		if ce, ok := d[bundle.ConfigName]; ok {
-			if _, err := fetch(types.TreePath{bundle.ConfigName}, bundle.ConfigName, ce.Meta, bundle.MaxConfigSize); err != nil {
-				return nil, err
-			}
+			nodes = append(nodes, &bundleNode{path: types.TreePath{bundle.ConfigName}, rec: bundle.ConfigName, want: ce.Meta, limit: bundle.MaxConfigSize})
 		}
 	default:
 		return nil, fmt.Errorf("package %s: unsupported root type %q", p, tag.Entry.Type)
 	}
-	return b, nil
+
+	source := p.RepoSpec.String() + ":" + string(p.Tag)
+	pin := ""
+	if len(p.Pin) > 0 {
+		pin = p.Pin.String()
+	}
+	tagDigest := tag.Meta.Digest.String()
+	size := bundle.HeaderSize(source, pin) + bundle.RecordHeaderSize(bundle.TagPath, tag.Meta.Type, tagDigest) + len(tag.Body)
+	for _, n := range nodes {
+		if n.want.Length > n.limit {
+			return nil, fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+n.path.String(), p, n.want.Length, n.limit)
+		}
+		size += bundle.RecordHeaderSize(n.rec, n.want.Type, n.want.Digest.String()) + int(n.want.Length)
+	}
+	buf, err := bundle.AppendHeader(make([]byte, 0, size), source, pin)
+	if err != nil {
+		return nil, err
+	}
+	if buf, err = bundle.AppendRecordHeader(buf, bundle.TagPath, tag.Meta.Type, tagDigest, len(tag.Body)); err != nil {
+		return nil, err
+	}
+	buf = append(buf, tag.Body...)
+	f := &Fetched{Tag: tag}
+	for _, n := range nodes {
+		if buf, err = bundle.AppendRecordHeader(buf, n.rec, n.want.Type, n.want.Digest.String(), int(n.want.Length)); err != nil {
+			return nil, err
+		}
+		start := len(buf)
+		buf = buf[:start+int(n.want.Length)]
+		body := buf[start:]
+		switch {
+		case n.body != nil:
+			copy(body, n.body)
+		case cache.readInto(n.want, body):
+		default:
+			if err := c.GetNodeTo(ctx, p, n.path, n.want, n.limit, func() (io.Writer, error) { return &sliceWriter{b: body}, nil }); err != nil {
+				return nil, err
+			}
+			cache.Put(n.want, body)
+		}
+		if n.rec == bundle.ConfigName {
+			f.Config = body
+		}
+	}
+	f.Bundle = buf
+	return f, nil
+}
+
+// fetchSmall fetches a node into memory, from cache if possible.
+func (c *Client) fetchSmall(ctx context.Context, p PackageSpec, n *bundleNode, cache *Cache) ([]byte, error) {
+	if n.want.Length > n.limit {
+		return nil, fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+n.path.String(), p, n.want.Length, n.limit)
+	}
+	body := make([]byte, n.want.Length)
+	if cache.readInto(n.want, body) {
+		return body, nil
+	}
+	r, err := c.GetNode(ctx, p, n.path, n.want, n.limit)
+	if err != nil {
+		return nil, err
+	}
+	cache.Put(n.want, r.Body)
+	return r.Body, nil
+}
+
+// sliceWriter fills a fixed slice; writing past its end is an error.
+type sliceWriter struct {
+	b []byte
+	n int
+}
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	if len(p) > len(w.b)-w.n {
+		return 0, errors.New("body longer than announced")
+	}
+	w.n += copy(w.b[w.n:], p)
+	return len(p), nil
 }

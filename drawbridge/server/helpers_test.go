@@ -97,7 +97,7 @@ func (p *pki) client(certs ...tls.Certificate) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		TLSClientConfig:    &tls.Config{RootCAs: p.pool, Certificates: certs},
 		DisableCompression: true,
-		ForceAttemptHTTP2:  true,
+		ForceAttemptHTTP2:  os.Getenv("DRAWBRIDGE_TEST_H1") == "",
 	}}
 }
 
@@ -261,4 +261,8 @@ func (e *env) putNode(c *http.Client, repoPath, tag, token string, n types.Node)
 		"Content-Type":   n.Entry.Type,
 		"Content-Digest": n.Entry.Digest.String(),
 	})
+}
+
+func mapFS(wasm []byte) fstest.MapFS {
+	return fstest.MapFS{"p/main.wasm": {Data: wasm}}
 }

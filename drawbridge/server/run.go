@@ -33,7 +33,9 @@ type Options struct {
 	// Dev runs a self-contained registry for local use (see dev.go).
 	Dev           bool
 	MaxUploadSize int64
-	Logger        *slog.Logger
+	// VerifyAllDigests: see store.Registry.VerifyAllDigests.
+	VerifyAllDigests bool
+	Logger           *slog.Logger
 	// Ready is called with the bound address once the server accepts
 	// connections (optional).
 	Ready func(net.Addr)
@@ -150,6 +152,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	defer reg.Close()
+	reg.VerifyAllDigests = o.VerifyAllDigests
 	cfg.Registry, cfg.Tokens, cfg.Logger, cfg.MaxUploadSize = reg, tokens, log, o.MaxUploadSize
 	h, err := New(cfg)
 	if err != nil {

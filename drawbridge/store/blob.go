@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
@@ -33,22 +34,65 @@ const (
 // (If-None-Match: *; needs a store that implements conditional writes),
 // GCS (DoesNotExist precondition) and Azure (If-None-Match) enforce it
 // across processes, so several registry replicas can share one bucket.
-// memblob enforces it within one process. fileblob only checks within one
-// process (stat, then rename), so do not share a fileblob directory
-// between replicas. With a driver that ignores IfNotExist, a concurrent
-// second writer of the same key would silently replace the first.
+// memblob enforces it within one process. fileblob's check is not atomic
+// (stat, then rename, without a shared lock); Blob therefore also
+// serialises Creates of one key within its own process, which makes
+// fileblob safe for a single replica but not for several sharing a
+// directory. With a driver that ignores IfNotExist, a concurrent second
+// writer in another process would silently replace the first.
 type Blob struct {
-	b *blob.Bucket
+	b     *blob.Bucket
+	locks keyLocks
 }
 
 // NewBlob returns a Backend on bucket; Close closes the bucket.
 func NewBlob(bucket *blob.Bucket) *Blob { return &Blob{b: bucket} }
+
+// keyLocks serialises operations on equal keys within one process.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
 
 // Close closes the bucket.
 func (s *Blob) Close() error { return s.b.Close() }
 
 // Create implements Backend.
 func (s *Blob) Create(ctx context.Context, key string, meta types.Meta, body io.Reader) error {
+	defer s.locks.lock(key)()
+	if ok, err := s.b.Exists(ctx, key+"/"+blobContent); err != nil {
+		return fmt.Errorf("checking %s: %w", key, err)
+	} else if ok {
+		return fmt.Errorf("%s: %w", key, ErrExists)
+	}
 	mj, _ := meta.MarshalJSON()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()

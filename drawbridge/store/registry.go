@@ -26,10 +26,29 @@ const verifiedMarkerType = "application/vnd.enarx.drawbridge.verified"
 // Registry implements the registry's data rules on a Backend.
 type Registry struct {
 	b Backend
+	// VerifyAllDigests makes file node uploads verify every algorithm of
+	// the parent entry. By default a file node is verified against the
+	// entry's sha-256 only (all algorithms if the entry has no sha-256):
+	// SHA-256's collision resistance already binds the bytes to the Merkle
+	// tree, and hashing SHA-384 and SHA-512 as well costs several times
+	// the rest of an upload. The other values are then recorded as the
+	// publisher states them, and clients check them when they read.
+	// Directories, tags, users and repositories are always verified
+	// against every digest given.
+	VerifyAllDigests bool
 }
 
 // NewRegistry returns a Registry on b.
 func NewRegistry(b Backend) *Registry { return &Registry{b: b} }
+
+// fileDigests is the subset of want a file node upload is verified
+// against.
+func (r *Registry) fileDigests(want types.Digests) types.Digests {
+	if v, ok := want[types.SHA256]; ok && !r.VerifyAllDigests {
+		return types.Digests{types.SHA256: v}
+	}
+	return want
+}
 
 // Close closes the backend.
 func (r *Registry) Close() error { return r.b.Close() }
@@ -328,7 +347,11 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	if _, err := r.b.Stat(ctx, key); err == nil {
 		return true, r.checkComplete(ctx, t)
 	}
-	vr, err := types.NewVerifyingReader(body, want.Digest, want.Length)
+	check := want.Digest
+	if want.Type != types.DirectoryType {
+		check = r.fileDigests(want.Digest)
+	}
+	vr, err := types.NewVerifyingReader(body, check, want.Length)
 	if err != nil {
 		return false, invalidf("%v", err)
 	}

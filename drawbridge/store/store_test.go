@@ -396,3 +396,47 @@ func TestBlobAbortsFailedWrite(t *testing.T) {
 	}
 	var _ *blob.Bucket = b
 }
+
+// TestFileDigestPolicy: by default a file node is verified against
+// sha-256; VerifyAllDigests checks every algorithm of the entry.
+func TestFileDigestPolicy(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		s, err := OpenFS(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := NewRegistry(s)
+		r.VerifyAllDigests = all
+		ref := setupRepo(t, r)
+		content := []byte("payload")
+		e, _ := types.FileEntry(bytes.NewReader(content), "text/plain")
+		e.Digest[types.SHA512] = make([]byte, 64) // a false claim
+		dir := types.Directory{"f": e}
+		body, root, _ := types.DirectoryNode(dir)
+		m, b := func() (types.Meta, []byte) { j, _ := root.MarshalJSON(); return record(string(j), types.EntryType) }()
+		if _, err := r.CreateTag(ctx, ref, m, b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.CreateNode(ctx, ref, nil, root.Meta, bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.CreateNode(ctx, ref, types.TreePath{"f"}, e.Meta, bytes.NewReader(content))
+		var inv *InvalidError
+		if all && !errors.As(err, &inv) {
+			t.Fatalf("VerifyAllDigests accepted a false sha-512: %v", err)
+		}
+		if !all && err != nil {
+			t.Fatalf("default policy: %v", err)
+		}
+		// A wrong sha-256 is caught either way.
+		e2, _ := types.FileEntry(bytes.NewReader(content), "text/plain")
+		if _, err := types.NewVerifyingReader(bytes.NewReader([]byte("other!!")), r.fileDigests(e2.Digest), 7); err != nil {
+			t.Fatal(err)
+		}
+		vr, _ := types.NewVerifyingReader(bytes.NewReader([]byte("other!!")), r.fileDigests(e2.Digest), 7)
+		if _, err := io.ReadAll(vr); !errors.Is(err, types.ErrDigestMismatch) {
+			t.Fatalf("sha-256 mismatch not caught: %v", err)
+		}
+		s.Close()
+	}
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+const benchSize = 64 << 20
+
+// floorWrite is the publish floor: hash the bytes with sha256 and write
+// them durably (write + fsync) to a file on the same file system as the
+// store.
+func floorWrite(b *testing.B, dir string, data []byte) time.Duration {
+	start := time.Now()
+	f, err := os.CreateTemp(dir, "floor")
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), bytes.NewReader(data)); err != nil {
+		b.Fatal(err)
+	}
+	f.Sync()
+	f.Close()
+	h.Sum(nil)
+	return time.Since(start)
+}
+
+// floorRead is the fetch floor: read the file back and sha256 it.
+func floorRead(b *testing.B, path string) time.Duration {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.New()
+	io.Copy(h, f)
+	f.Close()
+	h.Sum(nil)
+	return time.Since(start)
+}
+
+// BenchmarkPublishFetch64MB measures, in one run, a 64 MiB tree node PUT
+// (TLS, streaming verification of all four digests against the parent
+// entry, fsync + rename) and GET (TLS; the client verifies sha-256 as it
+// reads) against the sha256 + disk floor. Reported ratios are floor time
+// / operation time: 1.0 means as fast as hashing and writing (or reading)
+// the bytes locally; the goal is ≥ 0.8.
+func BenchmarkPublishFetch64MB(b *testing.B) {
+	e := newEnv(b)
+	e.setup("alice", testSubject, e.token, map[string]bool{"pub": true})
+	data := make([]byte, benchSize)
+	rand.Read(data)
+	entry, err := types.FileEntry(bytes.NewReader(data), types.WasmType)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tagBody, _ := entry.MarshalJSON()
+	floorDir := b.TempDir()
+	var put, get, fput, fget time.Duration
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		tag := fmt.Sprintf("/alice/pub/_tag/1.0.%d", i)
+		e.expect(e.putEntity(e.anon, tag, e.token, types.EntryType, tagBody), 201, "tag")
+
+		fput += floorWrite(b, floorDir, data)
+		start := time.Now()
+		r := e.req(e.anon, "PUT", tag+"/tree", e.token, data, map[string]string{"Content-Type": entry.Type, "Content-Digest": entry.Digest.String()})
+		put += time.Since(start)
+		e.expect(r, 201, "PUT 64 MiB")
+
+		ents, _ := filepath.Glob(filepath.Join(floorDir, "floor*"))
+		fget += floorRead(b, ents[0])
+		os.Remove(ents[0])
+		start = time.Now()
+		res, err := e.anon.Get(e.url + tag + "/tree")
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := sha256.New()
+		n, _ := io.Copy(h, res.Body)
+		res.Body.Close()
+		get += time.Since(start)
+		if n != benchSize || !bytes.Equal(h.Sum(nil), entry.Digest[types.SHA256]) {
+			b.Fatal("fetched bytes differ")
+		}
+	}
+	b.StopTimer()
+	mbps := func(d time.Duration) float64 { return float64(b.N) * benchSize / d.Seconds() / 1e6 }
+	b.ReportMetric(mbps(put), "put-MB/s")
+	b.ReportMetric(mbps(fput), "floor-write-MB/s")
+	b.ReportMetric(fput.Seconds()/put.Seconds(), "put/floor")
+	b.ReportMetric(mbps(get), "get-MB/s")
+	b.ReportMetric(mbps(fget), "floor-read-MB/s")
+	b.ReportMetric(fget.Seconds()/get.Seconds(), "get/floor")
+}
+
+// BenchmarkConcurrentReaders runs 100 concurrent clients fetching a 1 MiB
+// node of a public repository, and reports the aggregate throughput and
+// its ratio to 100 sequential floor reads (sha256 of the file from disk).
+func BenchmarkConcurrentReaders(b *testing.B) {
+	e := newEnv(b)
+	e.setup("alice", testSubject, e.token, map[string]bool{"pub": true})
+	const size = 1 << 20
+	const readers = 100
+	data := make([]byte, size)
+	rand.Read(data)
+	nodes, err := types.BuildTree(mapFS(data), "p", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nodes[1].Content = data
+	e.publish(e.anon, "/alice/pub", "1.0.0", e.token, nodes)
+	path := e.url + "/alice/pub/_tag/1.0.0/tree/main.wasm"
+	floorFile := filepath.Join(b.TempDir(), "floor")
+	os.WriteFile(floorFile, data, 0o600)
+	// Each reader has its own connection pool (its own TLS session), like
+	// 100 separate Keeps.
+	clients := make([]*http.Client, readers)
+	for i := range clients {
+		clients[i] = e.pki.client()
+	}
+	var served, floor time.Duration
+	b.SetBytes(size * readers)
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		for range readers {
+			floorRead(b, floorFile)
+		}
+		floor += time.Since(start)
+		start = time.Now()
+		var wg sync.WaitGroup
+		for i := range readers {
+			wg.Go(func() {
+				res, err := clients[i].Get(path)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				h := sha256.New()
+				n, _ := io.Copy(h, res.Body)
+				res.Body.Close()
+				if n != size || res.StatusCode != 200 || !bytes.Equal(h.Sum(nil), nodes[1].Entry.Digest[types.SHA256]) {
+					b.Errorf("reader %d: status %d, %d bytes", i, res.StatusCode, n)
+				}
+			})
+		}
+		wg.Wait()
+		served += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)*size*readers/served.Seconds()/1e6, "served-MB/s")
+	b.ReportMetric(floor.Seconds()/served.Seconds(), "served/floor")
+}
