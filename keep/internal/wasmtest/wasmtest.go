@@ -1,0 +1,147 @@
+// Package wasmtest hand-assembles tiny WebAssembly modules for tests (the
+// equivalents of upstream's .wat test payloads: return_1, no_export, a
+// trap, proc_exit(n), a bare memory), so tests need no wat2wasm.
+package wasmtest
+
+// Value types and opcodes used below.
+const (
+	I32 = 0x7f
+	I64 = 0x7e
+
+	opUnreachable = 0x00
+	opCall        = 0x10
+	opI32Const    = 0x41
+	opEnd         = 0x0b
+)
+
+func uleb(v uint32) []byte {
+	var b []byte
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			b = append(b, c|0x80)
+			continue
+		}
+		return append(b, c)
+	}
+}
+
+func sleb(v int32) []byte {
+	var b []byte
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+func name(s string) []byte { return append(uleb(uint32(len(s))), s...) }
+
+func vec(items ...[]byte) []byte {
+	b := uleb(uint32(len(items)))
+	for _, it := range items {
+		b = append(b, it...)
+	}
+	return b
+}
+
+func section(id byte, content []byte) []byte {
+	return append(append([]byte{id}, uleb(uint32(len(content)))...), content...)
+}
+
+func functype(params, results []byte) []byte {
+	b := []byte{0x60}
+	b = append(b, vec(bytesOf(params)...)...)
+	return append(b, vec(bytesOf(results)...)...)
+}
+
+func bytesOf(b []byte) [][]byte {
+	out := make([][]byte, len(b))
+	for i, x := range b {
+		out[i] = []byte{x}
+	}
+	return out
+}
+
+func code(body ...byte) []byte {
+	f := append([]byte{0x00}, body...) // no locals
+	return append(uleb(uint32(len(f))), f...)
+}
+
+var header = []byte("\x00asm\x01\x00\x00\x00")
+
+func module(sections ...[]byte) []byte {
+	b := append([]byte(nil), header...)
+	for _, s := range sections {
+		b = append(b, s...)
+	}
+	return b
+}
+
+// Return1 is upstream's return_1.wat: (func (export "") (result i32) i32.const 1).
+func Return1() []byte {
+	return module(
+		section(1, vec(functype(nil, []byte{I32}))),
+		section(3, vec(uleb(0))),
+		section(7, vec(append(name(""), 0x00, 0x00))),
+		section(10, vec(code(opI32Const, 1, opEnd))),
+	)
+}
+
+// NoExport has a function but exports nothing.
+func NoExport() []byte {
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0))),
+		section(10, vec(code(opEnd))),
+	)
+}
+
+// Trap exports _start, which executes unreachable.
+func Trap() []byte {
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0))),
+		section(7, vec(append(name("_start"), 0x00, 0x00))),
+		section(10, vec(code(opUnreachable, opEnd))),
+	)
+}
+
+// ProcExit exports _start, which calls module.proc_exit(n).
+func ProcExit(module_ string, n int32) []byte {
+	body := append([]byte{opI32Const}, sleb(n)...)
+	body = append(body, opCall, 0x00, opEnd)
+	return module(
+		section(1, vec(functype([]byte{I32}, nil), functype(nil, nil))),
+		section(2, vec(append(append(name(module_), name("proc_exit")...), 0x00, 0x00))),
+		section(3, vec(uleb(1))),
+		section(7, vec(append(name("_start"), 0x00, 0x01))),
+		section(10, vec(code(body...))),
+	)
+}
+
+// Memory exports a memory of pages 64 KiB pages named "memory" and a no-op
+// _start.
+func Memory(pages uint32) []byte {
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0))),
+		section(5, vec(append([]byte{0x00}, uleb(pages)...))),
+		section(7, vec(append(name("memory"), append([]byte{0x02}, uleb(0)...)...), append(name("_start"), 0x00, 0x00))),
+		section(10, vec(code(opEnd))),
+	)
+}
+
+// StartParams exports a _start that takes an i32 (not a valid entry point).
+func StartParams() []byte {
+	return module(
+		section(1, vec(functype([]byte{I32}, nil))),
+		section(3, vec(uleb(0))),
+		section(7, vec(append(name("_start"), 0x00, 0x00))),
+		section(10, vec(code(opEnd))),
+	)
+}

@@ -1,0 +1,461 @@
+package keep_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/keep/internal/wasmtest"
+)
+
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "enarx-keep-cache-")
+	if err != nil {
+		panic(err)
+	}
+	cacheDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+func workload(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(testutil.BuildWasm(t, "testdata/"+name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type result struct {
+	code           int
+	err            error
+	stdout, stderr string
+}
+
+// run runs wasm with cfgText (empty = no config) through hostio.Open, with
+// stdio replaced by pipes; stdin gets the given bytes then EOF.
+func run(t testing.TB, wasm []byte, cfgText string, stdin []byte, args ...string) result {
+	t.Helper()
+	return runOpts(t, keep.Workload{Wasm: wasm}, cfgText, stdin, keep.Options{Args: args})
+}
+
+func runOpts(t testing.TB, w keep.Workload, cfgText string, stdin []byte, o keep.Options) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := config.Default()
+	if cfgText != "" {
+		var err error
+		if cfg, err = config.Parse("Enarx.toml", []byte(cfgText)); err != nil {
+			t.Fatal(err)
+		}
+		w.Config = []byte(cfgText)
+	}
+	files, err := hostio.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostio.Close(files)
+	inR, inW := pipe(t)
+	outR, outW := pipe(t)
+	errR, errW := pipe(t)
+	for i, f := range cfg.Files {
+		switch f.Kind {
+		case config.KindStdin:
+			files[i] = inR
+		case config.KindStdout:
+			files[i] = outW
+		case config.KindStderr:
+			files[i] = errW
+		}
+	}
+	var wg sync.WaitGroup
+	var stdout, stderr bytes.Buffer
+	wg.Add(3)
+	go func() { defer wg.Done(); inW.Write(stdin); inW.Close() }()
+	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
+	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
+	o.Files = files
+	if o.CacheDir == "" {
+		o.CacheDir = cacheDir
+	}
+	code, err := keep.Run(ctx, w, o)
+	outW.Close()
+	errW.Close()
+	inR.Close()
+	wg.Wait()
+	return result{code: code, err: err, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func pipe(t testing.TB) (*os.File, *os.File) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+func TestReturn1(t *testing.T) {
+	// Upstream return_1: the default export's result is ignored: exit 0.
+	r := run(t, wasmtest.Return1(), "", nil)
+	if r.err != nil || r.code != 0 {
+		t.Fatalf("code %d, err %v", r.code, r.err)
+	}
+}
+
+func TestNoExport(t *testing.T) {
+	r := run(t, wasmtest.NoExport(), "", nil)
+	if r.code != 1 || !errors.Is(r.err, keep.ErrNoEntryPoint) {
+		t.Fatalf("code %d, err %v; want 1, ErrNoEntryPoint", r.code, r.err)
+	}
+}
+
+func TestEntryPointWithParams(t *testing.T) {
+	r := run(t, wasmtest.StartParams(), "", nil)
+	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "must take none") {
+		t.Fatalf("code %d, err %v", r.code, r.err)
+	}
+}
+
+func TestInvalidModule(t *testing.T) {
+	r := run(t, []byte("not wasm at all"), "", nil)
+	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "compiling main.wasm") {
+		t.Fatalf("code %d, err %v", r.code, r.err)
+	}
+}
+
+func TestTrapHasBacktrace(t *testing.T) {
+	r := run(t, wasmtest.Trap(), "", nil)
+	if r.code != 1 || r.err == nil {
+		t.Fatalf("code %d, err %v", r.code, r.err)
+	}
+	msg := r.err.Error()
+	for _, want := range []string{"trapped", "unreachable", "wasm stack trace"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+}
+
+func TestProcExitCodes(t *testing.T) {
+	for _, mod := range []string{"wasi_snapshot_preview1", "wasi_unstable"} {
+		for _, n := range []int32{0, 1, 3, 42, 255} {
+			t.Run(fmt.Sprintf("%s/%d", mod, n), func(t *testing.T) {
+				r := run(t, wasmtest.ProcExit(mod, n), "", nil)
+				if r.err != nil || r.code != int(n) {
+					t.Fatalf("code %d, err %v; want %d", r.code, r.err, n)
+				}
+			})
+		}
+	}
+}
+
+func TestGoExitCodes(t *testing.T) {
+	wasm := workload(t, "exitcode")
+	for _, n := range []string{"0", "1", "7", "200"} {
+		t.Run(n, func(t *testing.T) {
+			r := run(t, wasm, "", nil, n)
+			if r.err != nil || fmt.Sprint(r.code) != n {
+				t.Fatalf("code %d, err %v; want %s", r.code, r.err, n)
+			}
+			if r.stderr != "exiting with "+n+"\n" {
+				t.Errorf("stderr %q", r.stderr)
+			}
+		})
+	}
+	// A Go panic exits with status 2 and its message on stderr.
+	r := run(t, wasm, "", nil, "panic")
+	if r.code != 2 || !strings.Contains(r.stderr, "as requested") {
+		t.Fatalf("panic: code %d err %v stderr %q", r.code, r.err, r.stderr)
+	}
+}
+
+func TestHello(t *testing.T) {
+	r := run(t, workload(t, "hello"), "", nil)
+	if r.err != nil || r.code != 0 || r.stdout != "Hello, world!\n" {
+		t.Fatalf("code %d err %v stdout %q", r.code, r.err, r.stdout)
+	}
+}
+
+func TestWasiArgsAndEnv(t *testing.T) {
+	cfg := `
+args = ["--argument1", "--argument2=foo"]
+
+[env]
+VAR1 = "var1"
+FD_COUNT = "user"
+
+[[files]]
+kind = "null"
+
+[[files]]
+kind = "stdout"
+
+[[files]]
+kind = "stderr"
+`
+	r := run(t, workload(t, "wasiargs"), cfg, nil, "cli1", "cli 2")
+	if r.err != nil || r.code != 0 {
+		t.Fatalf("code %d err %v stderr %s", r.code, r.err, r.stderr)
+	}
+	want := strings.Join([]string{
+		"arg main.wasm", "arg --argument1", "arg --argument2=foo", "arg cli1", "arg cli 2",
+		// The user's FD_COUNT is a second entry after the runtime's (see
+		// TestEnvironOrder); Go's os.Environ keeps the first of duplicates.
+		"env FD_COUNT=3", "env FD_NAMES=null:stdout:stderr", "env VAR1=var1", "",
+	}, "\n")
+	if r.stdout != want {
+		t.Fatalf("stdout:\n%s\nwant:\n%s", r.stdout, want)
+	}
+}
+
+func TestEcho2MiB(t *testing.T) {
+	in := make([]byte, 2<<20)
+	rand.Read(in)
+	r := run(t, workload(t, "echo"), "", in)
+	if r.err != nil || r.code != 0 {
+		t.Fatalf("code %d err %v stderr %s", r.code, r.err, r.stderr)
+	}
+	if r.stdout != string(in) {
+		t.Fatalf("echo returned %d bytes that differ from the %d sent", len(r.stdout), len(in))
+	}
+}
+
+func TestZeroOneOne(t *testing.T) {
+	r := run(t, workload(t, "zerooneone"), "", []byte("Hello, World! 011\n"))
+	if r.err != nil || r.code != 0 || r.stdout != "Uryyb, Jbeyq! 011\n" {
+		t.Fatalf("code %d err %v stdout %q", r.code, r.err, r.stdout)
+	}
+}
+
+func TestMemoryStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 3+ GiB of guest memory in total")
+	}
+	r := run(t, workload(t, "memstress"), "", nil)
+	if r.err != nil || r.code != 0 || r.stdout != "ok\n" {
+		t.Fatalf("code %d err %v stdout %q stderr %s", r.code, r.err, r.stdout, r.stderr)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	r := runOpts(t, keep.Workload{Wasm: workload(t, "memstress")}, "", nil,
+		keep.Options{Args: []string{"16"}, MemoryLimit: 96 << 20})
+	var mle *keep.MemoryLimitError
+	if !errors.As(r.err, &mle) {
+		t.Fatalf("code %d err %v stderr %s; want a MemoryLimitError", r.code, r.err, r.stderr)
+	}
+	if mle.Limit != 96<<20 || mle.Requested <= mle.Limit {
+		t.Fatalf("limit %d requested %d", mle.Limit, mle.Requested)
+	}
+	if r.code == 0 {
+		t.Fatal("exit code 0 after a memory limit breach")
+	}
+	if !strings.Contains(r.err.Error(), "--memory") {
+		t.Errorf("error %q does not say how to raise the limit", r.err)
+	}
+}
+
+func TestNoCache(t *testing.T) {
+	r := runOpts(t, keep.Workload{Wasm: workload(t, "hello")}, "", nil, keep.Options{NoCache: true})
+	if r.err != nil || r.stdout != "Hello, world!\n" {
+		t.Fatalf("err %v stdout %q", r.err, r.stdout)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	r := run(t, workload(t, "hello"), "", nil)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	w := keep.Workload{Wasm: wasmtest.Return1(), Config: []byte("[[files]]\nkind = \"bogus\"\n"), ConfigName: "my.toml"}
+	code, err := keep.Run(context.Background(), w, keep.Options{NoCache: true})
+	if code != 1 || err == nil || !strings.Contains(err.Error(), "my.toml") {
+		t.Fatalf("code %d err %v", code, err)
+	}
+}
+
+func TestHostFilesMustMatchConfig(t *testing.T) {
+	cfg := "[[files]]\nkind = \"stdin\"\n\n[[files]]\nname = \"in\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = 1\n"
+	w := keep.Workload{Wasm: wasmtest.Return1(), Config: []byte(cfg)}
+	// Wrong count.
+	if _, err := keep.Run(context.Background(), w, keep.Options{Files: []*os.File{os.Stdin}, NoCache: true}); err == nil {
+		t.Fatal("accepted 1 file for 2 entries")
+	}
+	// A pipe where a listening socket belongs.
+	r, wp := pipe(t)
+	_ = wp
+	_, err := keep.Run(context.Background(), w, keep.Options{Files: []*os.File{os.Stdin, r}, NoCache: true})
+	if err == nil || !strings.Contains(err.Error(), "listening TCP socket") {
+		t.Fatalf("err %v", err)
+	}
+	// A connected socket where a listening socket belongs.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cf, _ := c.(*net.TCPConn).File()
+	defer cf.Close()
+	_, err = keep.Run(context.Background(), w, keep.Options{Files: []*os.File{os.Stdin, cf}, NoCache: true})
+	if err == nil || !strings.Contains(err.Error(), "listening TCP socket") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// echoServer accepts connections on 127.0.0.1 and echoes lines.
+func echoServer(t *testing.T) net.Listener {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return l
+}
+
+func TestConnectTCP(t *testing.T) {
+	l := echoServer(t)
+	port := l.Addr().(*net.TCPAddr).Port
+	cfg := fmt.Sprintf(`
+[[files]]
+kind = "stdin"
+
+[[files]]
+kind = "stdout"
+
+[[files]]
+kind = "stderr"
+
+[[files]]
+name = "stream"
+kind = "connect"
+prot = "tcp"
+host = "localhost"
+port = %d
+`, port)
+	r := run(t, workload(t, "connect"), cfg, nil)
+	if r.err != nil || r.code != 0 || r.stdout != "connect ok\n" {
+		t.Fatalf("code %d err %v stdout %q stderr %s", r.code, r.err, r.stdout, r.stderr)
+	}
+}
+
+func TestConnectFailureNamesEndpoint(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	cfg, err := config.Parse("Enarx.toml", []byte(fmt.Sprintf("[[files]]\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n", l.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = hostio.Open(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("err %v; want it to name %s", err, addr)
+	}
+}
+
+func TestListenTCP(t *testing.T) {
+	ping, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ping.Close()
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	cfg := fmt.Sprintf(`
+[env]
+WANT_NAMES = "stdin:stdout:stderr:ingest:ping"
+
+[[files]]
+kind = "stdin"
+
+[[files]]
+kind = "stdout"
+
+[[files]]
+kind = "stderr"
+
+[[files]]
+name = "ingest"
+kind = "listen"
+prot = "tcp"
+addr = "127.0.0.1"
+port = %d
+
+[[files]]
+name = "ping"
+kind = "connect"
+prot = "tcp"
+host = "127.0.0.1"
+port = %d
+`, port, ping.Addr().(*net.TCPAddr).Port)
+	done := make(chan error, 1)
+	go func() {
+		pc, err := ping.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer pc.Close()
+		if line, err := bufio.NewReader(pc).ReadString('\n'); err != nil || line != "ready\n" {
+			done <- fmt.Errorf("ping: %q %v", line, err)
+			return
+		}
+		for i := 0; i < 3; i++ {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				done <- err
+				return
+			}
+			msg := fmt.Sprintf("connection %d\n", i)
+			c.Write([]byte(msg))
+			got, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err != nil || got != msg {
+				done <- fmt.Errorf("connection %d: got %q, %v", i, got, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	r := run(t, workload(t, "listen"), cfg, nil)
+	if r.err != nil || r.code != 0 || r.stdout != "listen ok\n" {
+		t.Fatalf("code %d err %v stdout %q stderr %s", r.code, r.err, r.stdout, r.stderr)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
