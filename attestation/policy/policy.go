@@ -1,0 +1,318 @@
+// Package policy loads the Steward's policy file (TOML) and builds the
+// evidence verifiers it describes.
+//
+// The file is compatible with upstream Steward's: its `[sgx]` and `[snp]`
+// tables load and mean the same (steward.md §8), with three deliberate
+// differences that are stricter: `policy_flags` is enforced, unknown keys are
+// errors, and SGX debug enclaves need `features = ["Debug", …]`. It adds a
+// `[tdx]` table, a `[none]` table that is the only way to accept
+// no-hardware evidence outside debug mode, SNP report-version, TCB and guest
+// SVN minimums, and a top-level `verify_time` that pins the verification
+// clock. See docs/policy.md.
+//
+// The file is trusted configuration, but it is still validated strictly:
+// every error names the offending key.
+package policy
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/Masterminds/semver/v3"
+	"github.com/google/go-sev-guest/kds"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/kvm"
+	"github.com/enarx-go/enarx/attestation/sgx"
+	"github.com/enarx-go/enarx/attestation/snp"
+	"github.com/enarx-go/enarx/attestation/tdx"
+)
+
+// Policy is a parsed and validated policy file.
+type Policy struct {
+	// SGX is the `[sgx]` table (nil when absent: any non-debug enclave on an
+	// UpToDate platform, like upstream).
+	SGX *sgx.Policy
+	// SNP is the compiled `[snp]` table (nil when absent: structural checks
+	// only, like upstream).
+	SNP *snp.Policy
+	// TDX is the compiled `[tdx]` table (nil when absent).
+	TDX *tdx.Policy
+	// AllowNoHardware is `[none] allow = true`: accept evidence from Keeps
+	// without TEE hardware even when the Steward is not in debug mode.
+	AllowNoHardware bool
+	// VerifyTime is the pinned verification clock (`verify_time`), zero if
+	// unset.
+	VerifyTime time.Time
+}
+
+// file is the TOML document.
+type file struct {
+	SGX        *sgx.Policy `toml:"sgx"`
+	SNP        *snpTable   `toml:"snp"`
+	TDX        *tdxTable   `toml:"tdx"`
+	None       *noneTable  `toml:"none"`
+	VerifyTime *time.Time  `toml:"verify_time"`
+}
+
+type snpTable struct {
+	Signer                    []string  `toml:"signer"`
+	Hash                      []string  `toml:"hash"`
+	HashBlacklist             []string  `toml:"hash_blacklist"`
+	IDKeyDigest               []string  `toml:"id_key_digest"`
+	IDKeyDigestBlacklist      []string  `toml:"id_key_digest_blacklist"`
+	ABI                       *string   `toml:"abi"`
+	PolicyFlags               *[]string `toml:"policy_flags"`
+	PlatformInfoFlags         *string   `toml:"platform_info_flags"`
+	MinReportVersion          *int64    `toml:"min_report_version"`
+	MaxReportVersion          *int64    `toml:"max_report_version"`
+	MinimumTCB                *tcbParts `toml:"minimum_tcb"`
+	MinimumGuestSVN           *int64    `toml:"minimum_guest_svn"`
+	PermitProvisionalFirmware bool      `toml:"permit_provisional_firmware"`
+}
+
+type tcbParts struct {
+	Bootloader int64 `toml:"bootloader"`
+	TEE        int64 `toml:"tee"`
+	SNP        int64 `toml:"snp"`
+	Microcode  int64 `toml:"microcode"`
+}
+
+type noneTable struct {
+	Allow bool `toml:"allow"`
+}
+
+// Load reads and validates a policy file.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	p, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Parse parses and validates a policy document. An empty document is valid
+// (upstream's default policy).
+func Parse(data []byte) (*Policy, error) {
+	var f file
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("policy: unknown key %s (known tables: sgx, snp, tdx, none; see docs/policy.md)", strings.Join(keys, ", "))
+	}
+	p := &Policy{SGX: f.SGX}
+	if f.SGX != nil {
+		if err := f.SGX.Validate(); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+	}
+	if f.SNP != nil {
+		if p.SNP, err = f.SNP.compile(); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+	}
+	if f.TDX != nil {
+		if p.TDX, err = f.TDX.compile(); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+	}
+	if f.None != nil {
+		p.AllowNoHardware = f.None.Allow
+	}
+	if f.VerifyTime != nil {
+		p.VerifyTime = f.VerifyTime.UTC()
+	}
+	return p, nil
+}
+
+// digests decodes a list of hex digests of size bytes (case-insensitive).
+func digests(key string, in []string, size int) ([][]byte, error) {
+	out := make([][]byte, 0, len(in))
+	for i, s := range in {
+		b, err := hex.DecodeString(s)
+		if err != nil || len(b) != size {
+			return nil, fmt.Errorf("%s[%d]: %q is not a %d-byte digest (%d hex digits)", key, i, s, size, 2*size)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func overlap(a, b [][]byte) []byte {
+	for _, x := range a {
+		if slices.ContainsFunc(b, func(y []byte) bool { return bytes.Equal(x, y) }) {
+			return x
+		}
+	}
+	return nil
+}
+
+// abiRequirement converts a Rust semver VersionReq (upstream's `abi`) to a
+// Masterminds constraint: a comparator without an operator means caret
+// ("1.51" is "^1.51"), comparators are separated by commas.
+func abiRequirement(s string) (*semver.Constraints, error) {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, errors.New("empty comparator")
+		}
+		if p[0] >= '0' && p[0] <= '9' {
+			p = "^" + p
+		}
+		parts[i] = p
+	}
+	return semver.NewConstraint(strings.Join(parts, ", "))
+}
+
+func inRange(key string, v *int64, lo, hi int64) error {
+	if v != nil && (*v < lo || *v > hi) {
+		return fmt.Errorf("%s: %d is outside %d–%d", key, *v, lo, hi)
+	}
+	return nil
+}
+
+func (t *snpTable) compile() (*snp.Policy, error) {
+	p := &snp.Policy{PermitProvisionalFirmware: t.PermitProvisionalFirmware}
+	var err error
+	for _, d := range []struct {
+		key string
+		in  []string
+		out *[][]byte
+	}{
+		{"snp.signer", t.Signer, &p.Signers},
+		{"snp.hash", t.Hash, &p.Measurements},
+		{"snp.hash_blacklist", t.HashBlacklist, &p.MeasurementDenylist},
+		{"snp.id_key_digest", t.IDKeyDigest, &p.IDKeyDigests},
+		{"snp.id_key_digest_blacklist", t.IDKeyDigestBlacklist, &p.IDKeyDenylist},
+	} {
+		if *d.out, err = digests(d.key, d.in, 48); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.Signers)+len(p.Measurements)+len(p.MeasurementDenylist) == 0 {
+		return nil, errors.New("snp: at least one of signer, hash or hash_blacklist must be set")
+	}
+	if d := overlap(p.Measurements, p.MeasurementDenylist); d != nil {
+		return nil, fmt.Errorf("snp.hash_blacklist: %x is also listed in snp.hash", d)
+	}
+	if d := overlap(p.IDKeyDigests, p.IDKeyDenylist); d != nil {
+		return nil, fmt.Errorf("snp.id_key_digest_blacklist: %x is also listed in snp.id_key_digest", d)
+	}
+	if t.ABI != nil {
+		if p.ABI, err = abiRequirement(*t.ABI); err != nil {
+			return nil, fmt.Errorf("snp.abi: %q is not a semver requirement such as \">=1.51\": %w", *t.ABI, err)
+		}
+	}
+	if t.PolicyFlags != nil {
+		f := &snp.Flags{}
+		for i, name := range *t.PolicyFlags {
+			switch name {
+			case "SMT":
+				f.SMT = true
+			case "Debug":
+				f.Debug = true
+			case "SingleSocket":
+				f.SingleSocket = true
+			case "Reserved": // always set; accepted for compatibility
+			default:
+				return nil, fmt.Errorf("snp.policy_flags[%d]: unknown flag %q (want SMT, Debug or SingleSocket)", i, name)
+			}
+		}
+		p.Flags = f
+	}
+	if t.PlatformInfoFlags != nil {
+		var v uint8
+		for _, name := range strings.Split(*t.PlatformInfoFlags, "|") {
+			switch strings.TrimSpace(name) {
+			case "SME": // upstream's name for PLATFORM_INFO bit 0 (SMT_EN)
+				v |= 1
+			case "TSME":
+				v |= 2
+			default:
+				return nil, fmt.Errorf("snp.platform_info_flags: unknown flag %q (want SME, TSME or \"SME | TSME\")", name)
+			}
+		}
+		p.PlatformInfo = &v
+	}
+	if err := inRange("snp.min_report_version", t.MinReportVersion, 2, 5); err != nil {
+		return nil, err
+	}
+	if err := inRange("snp.max_report_version", t.MaxReportVersion, 2, 5); err != nil {
+		return nil, err
+	}
+	if t.MinReportVersion != nil {
+		p.MinReportVersion = uint32(*t.MinReportVersion)
+	}
+	if t.MaxReportVersion != nil {
+		p.MaxReportVersion = uint32(*t.MaxReportVersion)
+	}
+	if p.MinReportVersion != 0 && p.MaxReportVersion != 0 && p.MinReportVersion > p.MaxReportVersion {
+		return nil, fmt.Errorf("snp.min_report_version: %d is above snp.max_report_version %d", p.MinReportVersion, p.MaxReportVersion)
+	}
+	if m := t.MinimumTCB; m != nil {
+		for _, c := range []struct {
+			key string
+			v   int64
+			max int64
+		}{{"bootloader", m.Bootloader, 127}, {"tee", m.TEE, 127}, {"snp", m.SNP, 127}, {"microcode", m.Microcode, 255}} {
+			if c.v < 0 || c.v > c.max {
+				return nil, fmt.Errorf("snp.minimum_tcb.%s: %d is outside 0–%d", c.key, c.v, c.max)
+			}
+		}
+		p.MinimumTCB = kds.TCBParts{BlSpl: uint8(m.Bootloader), TeeSpl: uint8(m.TEE), SnpSpl: uint8(m.SNP), UcodeSpl: uint8(m.Microcode)}
+	}
+	if err := inRange("snp.minimum_guest_svn", t.MinimumGuestSVN, 0, 1<<32-1); err != nil {
+		return nil, err
+	}
+	if t.MinimumGuestSVN != nil {
+		p.MinimumGuestSVN = uint32(*t.MinimumGuestSVN)
+	}
+	return p, nil
+}
+
+// Options configure the verifiers a Policy builds.
+type Options struct {
+	// SNPRoots replaces AMD's roots (tests and emulators only); nil means
+	// AMD's Milan, Genoa and Turin roots.
+	SNPRoots []snp.Root
+	// CacheSize bounds each verifier's caches; 0 means their defaults.
+	CacheSize int
+}
+
+// Verifiers builds one verifier per evidence kind: no-hardware (KVM),
+// SGX, SEV-SNP and TDX. A kind without a table is still verified, with
+// upstream's defaults (see Policy).
+func (p *Policy) Verifiers(opts Options) ([]attest.Verifier, error) {
+	s, err := sgx.New(sgx.Options{Policy: p.SGX, CacheSize: opts.CacheSize})
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	n, err := snp.New(snp.Options{Policy: p.SNP, Roots: opts.SNPRoots, CacheSize: opts.CacheSize})
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	vs := []attest.Verifier{kvm.New(kvm.Options{AllowWithoutDebug: p.AllowNoHardware}), s, n}
+	t, err := p.tdxVerifier(opts)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return append(vs, t), nil
+}

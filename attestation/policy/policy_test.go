@@ -1,0 +1,180 @@
+package policy
+
+import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+)
+
+func TestStewardTOML(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "steward.toml")
+	if err := os.WriteFile(path, vectors.StewardTOML, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SGX == nil || len(p.SGX.Signer) != 1 || len(p.SGX.AllowedAdvisories) != 9 || p.SGX.Features == nil {
+		t.Fatalf("sgx: %+v", p.SGX)
+	}
+	s := p.SNP
+	if s == nil || len(s.Signers) != 1 || len(s.IDKeyDigests) != 1 || len(s.Measurements) != 1 {
+		t.Fatalf("snp: %+v", s)
+	}
+	if hex.EncodeToString(s.Measurements[0])[:8] != "ff717ae7" {
+		t.Errorf("hash %x", s.Measurements[0])
+	}
+	if s.ABI == nil || !s.ABI.Check(semver.MustParse("1.51.0")) || s.ABI.Check(semver.MustParse("1.50.0")) {
+		t.Errorf("abi %v", s.ABI)
+	}
+	if s.PlatformInfo == nil || *s.PlatformInfo != 1 {
+		t.Errorf("platform_info_flags %v", s.PlatformInfo)
+	}
+	if s.Flags == nil || !s.Flags.SMT || s.Flags.Debug || s.Flags.SingleSocket {
+		t.Errorf("policy_flags %+v", s.Flags)
+	}
+	if p.AllowNoHardware || p.TDX != nil || !p.VerifyTime.IsZero() {
+		t.Errorf("defaults: %+v", p)
+	}
+	vs, err := p.Verifiers(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{attest.OIDEvidenceKVM.String(), attest.OIDEvidenceSGX.String(), attest.OIDEvidenceSNP.String(), attest.OIDEvidenceTDX.String()}
+	if len(vs) != len(want) {
+		t.Fatalf("%d verifiers", len(vs))
+	}
+	for i, v := range vs {
+		if v.OID().String() != want[i] {
+			t.Errorf("verifier %d: %v, want %s", i, v.OID(), want[i])
+		}
+	}
+}
+
+func TestEmptyAndExtras(t *testing.T) {
+	p, err := Parse(nil)
+	if err != nil || p.SGX != nil || p.SNP != nil || p.TDX != nil || p.AllowNoHardware {
+		t.Fatalf("empty: %+v %v", p, err)
+	}
+	p, err = Parse([]byte(`
+verify_time = 2023-02-01T00:00:00Z
+[none]
+allow = true
+[snp]
+hash_blacklist = ["` + strings.Repeat("ab", 48) + `"]
+abi = "1.0"
+min_report_version = 2
+max_report_version = 3
+minimum_tcb = { bootloader = 2, tee = 0, snp = 6, microcode = 93 }
+minimum_guest_svn = 1
+permit_provisional_firmware = true
+platform_info_flags = "SME | TSME"
+policy_flags = ["SMT", "SingleSocket", "Reserved"]
+[tdx]
+mrtd = ["` + strings.Repeat("01", 48) + `"]
+rtmr2 = ["` + strings.Repeat("02", 48) + `"]
+td_attributes = "0000001000000000"
+minimum_tee_tcb_svn = "` + strings.Repeat("00", 16) + `"
+minimum_qe_svn = 8
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.AllowNoHardware || !p.VerifyTime.Equal(vectors.Time) {
+		t.Errorf("none/verify_time: %+v", p)
+	}
+	s := p.SNP
+	if !s.ABI.Check(semver.MustParse("1.51.0")) || s.ABI.Check(semver.MustParse("2.0.0")) {
+		t.Errorf(`abi "1.0" must mean ^1.0`)
+	}
+	if s.MaxReportVersion != 3 || s.MinimumTCB.SnpSpl != 6 || s.MinimumTCB.UcodeSpl != 93 || s.MinimumGuestSVN != 1 || !s.PermitProvisionalFirmware {
+		t.Errorf("snp extras: %+v", s)
+	}
+	if *s.PlatformInfo != 3 || !s.Flags.SingleSocket {
+		t.Errorf("flags: %v %+v", *s.PlatformInfo, s.Flags)
+	}
+	if len(p.TDX.MRTD) != 1 || len(p.TDX.RTMR[2]) != 1 || p.TDX.MinimumQESVN != 8 || len(p.TDX.TDAttributes) != 8 {
+		t.Errorf("tdx: %+v", p.TDX)
+	}
+	if _, err := p.Verifiers(Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	d48 := `"` + strings.Repeat("ab", 48) + `"`
+	d32 := `"` + strings.Repeat("ab", 32) + `"`
+	cases := []struct{ doc, key string }{
+		{"[snp]\nhash = [" + d32 + "]", "snp.hash[0]"},
+		{"[snp]\nhash = [\"\"]", "snp.hash[0]"},
+		{"[snp]\nsigner = [\"zz\"]", "snp.signer[0]"},
+		{"[snp]\nid_key_digest = [" + d48 + "]", "snp: at least one of signer, hash or hash_blacklist"},
+		{"[snp]\nhash = [" + d48 + "]\nhash_blacklist = [" + d48 + "]", "snp.hash_blacklist"},
+		{"[snp]\nhash = [" + d48 + "]\nabi = \">>1\"", "snp.abi"},
+		{"[snp]\nhash = [" + d48 + "]\npolicy_flags = [\"MigrateMA\"]", "snp.policy_flags[0]"},
+		{"[snp]\nhash = [" + d48 + "]\nplatform_info_flags = \"ECC\"", "snp.platform_info_flags"},
+		{"[snp]\nhash = [" + d48 + "]\nmax_report_version = 6", "snp.max_report_version"},
+		{"[snp]\nhash = [" + d48 + "]\nmin_report_version = 4\nmax_report_version = 3", "snp.min_report_version"},
+		{"[snp]\nhash = [" + d48 + "]\nminimum_tcb = { snp = 200 }", "snp.minimum_tcb.snp"},
+		{"[snp]\nhash = [" + d48 + "]\nfeatures = [\"Debug\"]", "snp.features"},
+		{"[snp]\nhash = [" + d48 + "]\nabi = 1", "snp.abi"},
+		{"[sgx]\nhash = [" + d48 + "]", "sgx.hash[0]"},
+		{"[sgx]\nfeatures = [\"Debug\"]", "sgx: at least one of"},
+		{"[sgx]\nsigner = [" + d32 + "]\nabi = \"*\"", "sgx.abi"},
+		{"[tdx]\nmrtd = [" + d32 + "]", "tdx.mrtd[0]"},
+		{"[tdx]\ntd_attributes = \"01\"", "tdx.td_attributes"},
+		{"[tdx]\ntd_attributes = \"0100000000000000\"", "tdx.allow_debug"},
+		{"[tdx]\nminimum_qe_svn = 70000", "tdx.minimum_qe_svn"},
+		{"[kvm]\nallow = true", "kvm"},
+		{"[none]\nallow = \"yes\"", "none.allow"},
+		{"verify_time = \"yesterday\"", "verify_time"},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.doc))
+		if err == nil {
+			t.Errorf("%q: no error", c.doc)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%q: error %q does not name %s", c.doc, err, c.key)
+		}
+	}
+}
+
+// TestUpstreamExampleRejected: upstream's steward.toml.example has empty
+// digests and misplaced keys, so it does not load (steward.md §8).
+func TestUpstreamExampleRejected(t *testing.T) {
+	if _, err := Parse([]byte("[sgx]\nsigner = [\"\"]\nhash = [\"\"]\n[snp]\nsigner = [\"\"]\n")); err == nil {
+		t.Fatal("loaded upstream's broken example")
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "nope.toml")); err == nil {
+		t.Fatal("no error for a missing file")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(vectors.StewardTOML)
+	f.Add([]byte("[tdx]\nmrtd = []\n[none]\nallow = true\nverify_time = 2023-02-01T00:00:00Z"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if _, err := p.Verifiers(Options{}); err != nil {
+			t.Fatalf("a parsed policy must build verifiers: %v", err)
+		}
+	})
+}
+
