@@ -309,3 +309,34 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.n += copy(w.b[w.n:], p)
 	return len(p), nil
 }
+
+// ReadFrom reads straight into the slice (io.Copy uses it), saving a copy
+// through an intermediate buffer for large bodies.
+func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
+	start := w.n
+	for w.n < len(w.b) {
+		n, err := r.Read(w.b[w.n:])
+		w.n += n
+		if err == io.EOF {
+			return int64(w.n - start), nil
+		}
+		if err != nil {
+			return int64(w.n - start), err
+		}
+	}
+	// Full: the stream must end here (a verifying reader checks its
+	// digest at this EOF).
+	var one [1]byte
+	for {
+		n, err := r.Read(one[:])
+		if n > 0 {
+			return int64(w.n - start), errors.New("body longer than announced")
+		}
+		if err == io.EOF {
+			return int64(w.n - start), nil
+		}
+		if err != nil {
+			return int64(w.n - start), err
+		}
+	}
+}
