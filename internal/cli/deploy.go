@@ -1,18 +1,201 @@
 package cli
 
 import (
-	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/drawbridge/bundle"
+	"github.com/enarx-go/enarx/drawbridge/client"
+	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/keep"
 )
 
-// PLACEHOLDER: replaced by the owner of the `deploy` command.
+type deployFlags struct {
+	backend      string
+	memory       string
+	noCache      bool
+	cacheDir     string
+	packageCache string
+	noPkgCache   bool
+	registry     registryFlags
+}
+
 func newDeployCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "deploy",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("deploy: not implemented yet")
+	f := &deployFlags{}
+	cmd := &cobra.Command{
+		Use:   "deploy [flags] PACKAGE",
+		Short: "Run a package from a Drawbridge registry (or a local package) in a Keep",
+		Long: `Run a package in a Keep. PACKAGE is one of:
+
+  [HOST/]USER/REPO:TAG[@sha-256:DIGEST]   a registry package (https://HOST)
+  https://HOST/api/v0.1.0/USER/REPO/_tag/TAG[@sha-256:DIGEST]
+  file:///path/to/main.wasm               a module (no Enarx.toml)
+  file:///path/to/dir                     dir/main.wasm with dir/Enarx.toml
+
+For a registry package the host downloads the tag entry, the root directory,
+main.wasm and Enarx.toml into a bundle; the Keep verifies the whole chain
+(tag → directory → files: digests, lengths, media types, size limits, and the
+pinned digest if given) before anything runs, and records the package digest
+in its certificate. Verified downloads are cached by digest in the user cache
+directory.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return deploy(cmd, g, f, args[0])
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.backend, "backend", os.Getenv("ENARX_BACKEND"), "Keep backend (env ENARX_BACKEND; default: the most protective available)")
+	fl.StringVar(&f.memory, "memory", "4GiB", "linear memory limit of the workload (e.g. 512MiB, 2GiB)")
+	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the compilation cache")
+	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
+	fl.StringVar(&f.packageCache, "package-cache", "", "package download cache (default: user cache dir/enarx/drawbridge)")
+	fl.BoolVar(&f.noPkgCache, "no-package-cache", false, "always download the package")
+	f.registry.register(fl)
+	return cmd
+}
+
+// deploySource is what a PACKAGE argument resolved to.
+type deploySource struct {
+	workload keep.Workload
+	config   []byte // the host's copy of Enarx.toml, to open host resources
+}
+
+func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
+	ctx := cmd.Context()
+	limit, err := parseSize(f.memory)
+	if err != nil {
+		return fmt.Errorf("--memory: %w", err)
+	}
+	src, err := resolvePackage(cmd, f, arg)
+	if err != nil {
+		return err
+	}
+	cfg := config.Default()
+	if src.config != nil {
+		// The host's parse only decides which host resources to open; the
+		// Keep parses the (verified) bytes again itself.
+		if cfg, err = config.Parse(bundle.ConfigName, src.config); err != nil {
+			return err
+		}
+	}
+	b, err := pickBackend(f.backend)
+	if err != nil {
+		return err
+	}
+	g.logger.Debug("deploying", "backend", b.Name(), "package", arg)
+	files, err := hostio.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer hostio.Close(files)
+	code, err := b.Run(ctx, &backend.Launch{
+		Workload: src.workload,
+		Config:   cfg,
+		Files:    files,
+		Options: keep.Options{
+			Logger:      g.logger,
+			CacheDir:    f.cacheDir,
+			NoCache:     f.noCache,
+			MemoryLimit: limit,
+		},
+	})
+	if err != nil {
+		if code == 0 || code == 1 {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %v\n", err)
+		return &ExitError{Code: code}
+	}
+	if code < 0 || code > 255 {
+		return fmt.Errorf("keep exited with a non-portable exit code %d", code)
+	}
+	if code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+// resolvePackage turns PACKAGE into a workload: local files for file://,
+// a fetched bundle for registry packages.
+func resolvePackage(cmd *cobra.Command, f *deployFlags, arg string) (*deploySource, error) {
+	var spec client.PackageSpec
+	if scheme, _, ok := strings.Cut(arg, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "file":
+			return localPackage(arg)
+		case "https":
+			var err error
+			if spec, err = client.ParsePackageURL(arg); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("unsupported scheme: %s", scheme)
+		}
+	} else {
+		var err error
+		if spec, err = client.ParsePackageSpec(arg); err != nil {
+			return nil, err
+		}
+	}
+	c, err := f.registry.client(cmd, spec.Host, false)
+	if err != nil {
+		return nil, err
+	}
+	var cache *client.Cache
+	if !f.noPkgCache {
+		dir := f.packageCache
+		if dir == "" {
+			if dir, err = client.DefaultCacheDir(); err != nil {
+				return nil, err
+			}
+		}
+		cache = &client.Cache{Dir: dir}
+	}
+	fetched, err := c.FetchBundle(cmd.Context(), spec, cache)
+	if err != nil {
+		return nil, err
+	}
+	src := &deploySource{workload: keep.Workload{Bundle: fetched.Bundle}, config: fetched.Config}
+	return src, nil
+}
+
+// localPackage reads a file:// package: a module, or a directory with
+// main.wasm and Enarx.toml (upstream requires the config there).
+func localPackage(raw string) (*deploySource, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid package URL: %w", err)
+	}
+	if u.Host != "" && u.Host != "localhost" {
+		return nil, fmt.Errorf("invalid file URL %q: only local files are supported", raw)
+	}
+	p := filepath.FromSlash(u.Path)
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open package: %w", err)
+	}
+	if !st.IsDir() {
+		wasm, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("failed to open package: %w", err)
+		}
+		return &deploySource{workload: keep.Workload{Wasm: wasm}}, nil
+	}
+	wasm, err := os.ReadFile(filepath.Join(p, bundle.WasmName))
+	if err != nil {
+		return nil, fmt.Errorf("failed to open package main.wasm: %w", err)
+	}
+	cfgPath := filepath.Join(p, bundle.ConfigName)
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open package config: %w", err)
+	}
+	return &deploySource{workload: keep.Workload{Wasm: wasm, Config: cfg, ConfigName: cfgPath}, config: cfg}, nil
 }

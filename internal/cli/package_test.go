@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/enarx-go/enarx/drawbridge/server"
+	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/oidctest"
+)
+
+// testRegistry is the real Drawbridge server, in-process over TLS on
+// 127.0.0.1, verifying tokens from a test OIDC provider.
+type testRegistry struct {
+	host     string // 127.0.0.1:PORT
+	caFile   string // PEM of the server certificate, for --ca-bundle
+	storeDir string
+	audience string
+	idp      *oidctest.Provider
+}
+
+func startRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	idp := oidctest.New(t)
+	dir := t.TempDir()
+	fs, err := store.OpenFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := ln.Addr().String()
+	aud := "https://" + host + "/"
+	tokens, err := server.NewOIDCVerifier(context.Background(), idp.Issuer, aud, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := server.New(server.Config{
+		Registry: store.NewRegistry(fs),
+		Tokens:   tokens,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	return &testRegistry{host: host, caFile: ca, storeDir: dir, audience: aud, idp: idp}
+}
+
+func (r *testRegistry) token(t *testing.T, subject string) string {
+	return r.idp.Token(t, oidctest.Claims{Subject: subject, Audience: []string{r.audience}, Scope: oidctest.AllScopes})
+}
+
+// run executes an enarx registry command with the CA bundle (and token, if
+// not empty) and returns exit code, stdout and stderr.
+func (r *testRegistry) run(t *testing.T, token string, args ...string) (int, string, string) {
+	t.Helper()
+	full := append(args[:1:1], "--ca-bundle", r.caFile)
+	if token != "" {
+		full = append(full, "--insecure-auth-token", token)
+	}
+	full = append(full, args[1:]...)
+	return execute(t, full...)
+}
+
+// must runs a command that must succeed and returns its stdout.
+func (r *testRegistry) must(t *testing.T, token string, args ...string) string {
+	t.Helper()
+	code, out, errs := r.run(t, token, args...)
+	if code != 0 {
+		t.Fatalf("enarx %s: exit %d\n%s", strings.Join(args, " "), code, errs)
+	}
+	return out
+}
+
+// fails runs a command that must fail with stderr containing want.
+func (r *testRegistry) fails(t *testing.T, token, want string, args ...string) {
+	t.Helper()
+	code, _, errs := r.run(t, token, args...)
+	if code == 0 || !strings.Contains(errs, want) {
+		t.Fatalf("enarx %s: exit %d, stderr %q, want an error containing %q", strings.Join(args, " "), code, errs, want)
+	}
+}
+
+// TestRegistryClientFlow is upstream's client test (enarx tests/client):
+// users, repositories, publishing a file and a directory, info, errors —
+// plus nested directories, private repositories, fetch and pinning.
+func TestRegistryClientFlow(t *testing.T) {
+	isolateUserDirs(t)
+	r := startRegistry(t)
+	tok := r.token(t, "test|subject")
+	u, repo := r.host+"/testuser", r.host+"/testuser/repo"
+
+	r.fails(t, tok, "401 User `testuser` not found", "user", "info", u)
+	r.fails(t, "", "not logged in", "user", "info", u)
+	r.fails(t, "bad-token", "", "user", "register", u)
+	r.must(t, tok, "user", "register", u)
+	if out := r.must(t, tok, "user", "info", u); out != `{"subject":"test|subject"}`+"\n" {
+		t.Fatalf("user info: %q", out)
+	}
+	r.fails(t, tok, "409 Already exists", "user", "register", u)
+
+	r.fails(t, tok, "404 Repository does not exist", "repo", "info", repo)
+	r.must(t, tok, "repo", "register", repo)
+	if out := r.must(t, tok, "repo", "info", repo); out != `{"config":{"public":true},"tags":[]}`+"\n" {
+		t.Fatalf("repo info: %q", out)
+	}
+	r.fails(t, tok, "404 Repository does not exist", "package", "info", repo+":1.0.0")
+
+	// Client-side refusals.
+	dir := packageDir(t)
+	bad := filepath.Join(t.TempDir(), "bad.wasm")
+	os.WriteFile(bad, []byte("x"), 0o644)
+	r.fails(t, tok, "invalid file name", "package", "publish", repo+":0.0.1", bad)
+	badDir := t.TempDir()
+	os.WriteFile(filepath.Join(badDir, "main.wasm"), nil, 0o644)
+	os.WriteFile(filepath.Join(badDir, "no spaces"), nil, 0o644)
+	r.fails(t, tok, "invalid file name", "package", "publish", repo+":0.0.1", badDir)
+
+	// A single main.wasm, then the directory with a nested subdirectory.
+	out := r.must(t, tok, "package", "publish", repo+":1.0.0", filepath.Join(dir, "main.wasm"))
+	if !strings.HasPrefix(out, repo+":1.0.0@sha-256:") {
+		t.Fatalf("publish output %q", out)
+	}
+	if out := r.must(t, tok, "repo", "info", repo); out != `{"config":{"public":true},"tags":["1.0.0"]}`+"\n" {
+		t.Fatalf("repo info: %q", out)
+	}
+	os.MkdirAll(filepath.Join(dir, "assets", "deep"), 0o755)
+	os.WriteFile(filepath.Join(dir, "assets", "deep", "data.bin"), []byte("nested"), 0o644)
+	pinnedSpec := strings.TrimSpace(r.must(t, tok, "package", "publish", repo+":2.0.0", dir))
+	r.fails(t, tok, "409 Already exists", "package", "publish", repo+":2.0.0", dir)
+
+	// package info prints the tag entry; anonymous reads work (public).
+	info := r.must(t, "", "package", "info", repo+":2.0.0")
+	entry, err := types.ParseEntry([]byte(info))
+	if err != nil {
+		t.Fatalf("package info output %q: %v", info, err)
+	}
+	if entry.Type != types.DirectoryType || len(entry.Digest) != 4 || !strings.Contains(info, "\n  \"digest\": {") {
+		t.Fatalf("package info: %s", info)
+	}
+	r.must(t, "", "package", "info", pinnedSpec)
+	wrongPin := repo + ":2.0.0@sha-256:" + strings.Repeat("00", 32)
+	r.fails(t, "", "package digest mismatch", "package", "info", wrongPin)
+
+	// fetch reproduces the directory exactly, verified.
+	dst := filepath.Join(t.TempDir(), "out")
+	if out := r.must(t, "", "package", "fetch", repo+":2.0.0", dst); strings.TrimSpace(out) != pinnedSpec {
+		t.Fatalf("fetch printed %q, want %q", out, pinnedSpec)
+	}
+	for _, f := range []string{"main.wasm", "Enarx.toml", "assets/deep/data.bin"} {
+		a, _ := os.ReadFile(filepath.Join(dir, f))
+		b, err := os.ReadFile(filepath.Join(dst, f))
+		if err != nil || string(a) != string(b) {
+			t.Fatalf("fetched %s differs: %v", f, err)
+		}
+	}
+	r.fails(t, "", "already exists", "package", "fetch", repo+":2.0.0", dst)
+	dst2 := filepath.Join(t.TempDir(), "out")
+	r.fails(t, "", "package digest mismatch", "package", "fetch", wrongPin, dst2)
+	if _, err := os.Stat(dst2); !os.IsNotExist(err) {
+		t.Fatal("failed fetch left a directory behind")
+	}
+
+	// Private repositories: only the owner reads them.
+	priv := r.host + "/testuser/secret"
+	r.must(t, tok, "repo", "register", "--private", priv)
+	r.must(t, tok, "package", "publish", priv+":1.0.0", dir)
+	if out := r.must(t, tok, "repo", "info", priv); out != `{"config":{"public":false},"tags":["1.0.0"]}`+"\n" {
+		t.Fatalf("repo info: %q", out)
+	}
+	r.fails(t, "", "401", "package", "info", priv+":1.0.0")
+	r.fails(t, r.token(t, "someone|else"), "401", "package", "info", priv+":1.0.0")
+	r.must(t, tok, "package", "info", priv+":1.0.0")
+	r.must(t, tok, "package", "fetch", priv+":1.0.0", filepath.Join(t.TempDir(), "p"))
+}
+
+// TestLoginDeviceFlow logs in with the device flow against the test
+// provider, and later commands use the stored token.
+func TestLoginDeviceFlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the device flow polls at one-second intervals")
+	}
+	isolateUserDirs(t)
+	r := startRegistry(t)
+	df := r.idp.EnableDeviceFlow(t, oidctest.Claims{Subject: "device|user", Scope: oidctest.AllScopes})
+	code, out, errs := execute(t, "user", "login", "--oidc-domain", r.idp.Issuer, "--store-host", r.host, "--oidc-client-id", "test-cli")
+	if code != 0 {
+		t.Fatalf("login: exit %d\n%s", code, errs)
+	}
+	if out != "Credentials saved locally.\nLogin successful.\n" || !strings.Contains(errs, "WDJB-MJHT") {
+		t.Fatalf("login output %q / %q", out, errs)
+	}
+	reqs := df.Requests()
+	if len(reqs) != 1 || reqs[0].Audience != r.audience || reqs[0].ClientID != "test-cli" || !strings.Contains(reqs[0].Scope, "manage:drawbridge_tags") {
+		t.Fatalf("device requests %+v", reqs)
+	}
+	cfgDir, _ := os.UserConfigDir()
+	id := strings.TrimPrefix(r.idp.Issuer, "http://") + "-" + r.host
+	st, err := os.Stat(filepath.Join(cfgDir, "enarx", "credentials", id))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stored credentials: %v %v", st, err)
+	}
+	// The stored token is found by (issuer, host) and is accepted.
+	u := r.host + "/deviceuser"
+	t.Setenv("ENARX_OIDC_DOMAIN", r.idp.Issuer)
+	r.must(t, "", "user", "register", u)
+	if out := r.must(t, "", "user", "info", u); out != `{"subject":"device|user"}`+"\n" {
+		t.Fatalf("user info %q", out)
+	}
+}
