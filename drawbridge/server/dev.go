@@ -37,8 +37,9 @@ import (
 //	                        valid 30 days, rewritten at each start (0600)
 //	DIR/dev-issuer-key.pem  the key that signs dev tokens (0600)
 //
-// The user "dev" exists from the start, and a repository of "dev" is
-// created (public) the first time a tag is published into it.
+// The user "dev" exists from the start. When the dev token publishes a
+// tag, a missing user (owned by the dev token) and a missing repository
+// (public) are created first, so "publish" is the only step needed.
 const (
 	DevCAFile        = "dev-ca.pem"
 	DevCAKeyFile     = "dev-ca-key.pem"
@@ -240,7 +241,7 @@ func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, erro
 		"DEV MODE: NOT FOR PRODUCTION. This registry trusts its own token issuer and certificate authority.",
 		"DEV MODE: CA certificate (pass to clients as --ca-bundle): " + filepath.Join(dir, DevCAFile),
 		"DEV MODE: bearer token for user 'dev' (--insecure-auth-token): " + filepath.Join(dir, DevTokenFile),
-		"DEV MODE: publish to " + o.Addr + "/dev/<repo>:<version>; repositories of 'dev' are created public on first publish.",
+		"DEV MODE: publish with the dev token to " + o.Addr + "/<user>/<repo>:<version>; missing users and (public) repositories are created on first publish.",
 	} {
 		log.Warn(line)
 	}

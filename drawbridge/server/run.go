@@ -117,7 +117,7 @@ func Run(ctx context.Context, o Options) error {
 		reg, tokens = d.registry, d.verifier
 		tlsConf.Certificates = []tls.Certificate{d.cert}
 		tlsConf.ClientCAs = d.clientCAs
-		cfg.DevUser = DevUser
+		cfg.DevSubject = DevUser
 	} else {
 		var missing []string
 		for flag, v := range map[string]string{"--cert": o.Cert, "--key": o.Key, "--oidc-issuer": o.OIDCIssuer, "--oidc-audience": o.OIDCAudience} {

@@ -13,7 +13,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -47,9 +47,9 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxUploadSize bounds tree node uploads (0: DefaultMaxUploadSize).
 	MaxUploadSize int64
-	// DevUser, if set, is the user whose public repositories are created
-	// on first publish (dev mode only).
-	DevUser types.UserName
+	// DevSubject, if set, is the token subject for which users and public
+	// repositories are created on first publish (dev mode only).
+	DevSubject string
 }
 
 // Handler serves the API, /health and /metrics.
@@ -481,10 +481,15 @@ func sendObject(w http.ResponseWriter, r *http.Request, o store.Object) error {
 	if r.Method == http.MethodGet {
 		// Headers are out: an error now can only cut the connection, which
 		// the client detects through Content-Length and Content-Digest.
-		io.Copy(w, o.Content)
+		buf := sendBufs.Get().(*[]byte)
+		io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{o.Content}, *buf)
+		sendBufs.Put(buf)
 	}
 	return nil
 }
+
+// sendBufs are download copy buffers.
+var sendBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // getErr maps store errors on reads: a missing entity is upstream's 404.
 func getErr(r *http.Request, err error) error {
@@ -630,6 +635,9 @@ func (h *Handler) tagEntry(w http.ResponseWriter, r *http.Request, req *request)
 		}
 		return sendObject(w, r, o)
 	case http.MethodPut:
+		if err := h.devCreate(r, req); err != nil {
+			return err
+		}
 		if err := h.owner(r, req, levelWrite, ctxTags); err != nil {
 			return err
 		}
@@ -644,9 +652,6 @@ func (h *Handler) tagEntry(w http.ResponseWriter, r *http.Request, req *request)
 		if err != nil {
 			return err
 		}
-		if err := h.devRepo(ctx, req); err != nil {
-			return err
-		}
 		resumed, err := h.cfg.Registry.CreateTag(ctx, ref, m, body)
 		if err := storeErr(err); err != nil {
 			return err
@@ -657,25 +662,38 @@ func (h *Handler) tagEntry(w http.ResponseWriter, r *http.Request, req *request)
 	return errorf(http.StatusMethodNotAllowed, "Method not allowed for tag endpoint")
 }
 
-// devRepo creates a missing public repository of the dev user on first
-// publish (dev mode only).
-func (h *Handler) devRepo(ctx context.Context, req *request) error {
-	if h.cfg.DevUser == "" || req.user != h.cfg.DevUser {
+// devCreate, in dev mode, creates the user and a public repository named
+// by a tag PUT if they are missing and the token is the dev token's
+// subject, so a newcomer can publish with one command.
+func (h *Handler) devCreate(r *http.Request, req *request) error {
+	if h.cfg.DevSubject == "" {
 		return nil
+	}
+	c, err := h.token(r, req)
+	if err != nil || c.Subject != h.cfg.DevSubject {
+		return nil // the normal checks report it
+	}
+	ctx := r.Context()
+	if _, _, err := h.cfg.Registry.User(ctx, req.user); errors.Is(err, store.ErrNotFound) {
+		body, _ := json.Marshal(userRecord{Subject: c.Subject})
+		d, n := types.Compute(body)
+		err := h.cfg.Registry.CreateUser(ctx, req.user, types.Meta{Digest: d, Length: n, Type: "application/json"}, body)
+		if err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		h.log.Warn("DEV MODE: created user on first publish", "user", string(req.user))
 	}
 	if _, _, err := h.cfg.Registry.Repo(ctx, req.user, req.repo); !errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	body := []byte(`{"public":true}`)
 	d, n := types.Compute(body)
-	err := h.cfg.Registry.CreateRepo(ctx, req.user, req.repo, types.Meta{Digest: d, Length: n, Type: "application/json"}, body)
-	if err == nil {
-		h.log.Warn("DEV MODE: created public repository on first publish", "repo", string(req.user)+"/"+string(req.repo))
+	err = h.cfg.Registry.CreateRepo(ctx, req.user, req.repo, types.Meta{Digest: d, Length: n, Type: "application/json"}, body)
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return err
 	}
-	if errors.Is(err, store.ErrExists) {
-		return nil
-	}
-	return err
+	h.log.Warn("DEV MODE: created public repository on first publish", "repo", string(req.user)+"/"+string(req.repo))
+	return nil
 }
 
 func (h *Handler) tree(w http.ResponseWriter, r *http.Request, req *request) error {

@@ -439,19 +439,21 @@ func TestConcurrentPublishOverHTTP(t *testing.T) {
 	}
 }
 
-func TestDevRepoAutoCreate(t *testing.T) {
+func TestDevAutoCreate(t *testing.T) {
 	e := newEnv(t)
-	// Turn the test server into dev-like configuration for "alice".
-	e.srv.Config.Handler.(*Handler).cfg.DevUser = "alice"
-	e.setup("alice", testSubject, e.token, nil)
-	e.publish(e.anon, "/alice/fresh", "0.1.0", e.token, testPackage(t, ""))
-	r := e.req(e.anon, "GET", "/alice/fresh", e.token, nil, nil)
+	e.srv.Config.Handler.(*Handler).cfg.DevSubject = testSubject
+	// The dev token publishes into a user and repository nobody created.
+	e.publish(e.anon, "/demo/hello", "0.1.0", e.token, testPackage(t, ""))
+	r := e.req(e.anon, "GET", "/demo/hello", e.token, nil, nil)
 	var cfg map[string]bool
 	if json.Unmarshal(r.body, &cfg); !cfg["public"] {
 		t.Fatalf("auto-created repo %s", r.body)
 	}
+	e.expect(e.req(e.anon, "GET", "/demo/hello/_tag/0.1.0/tree/main.wasm", "", nil, nil), 200, "anonymous read")
+	// Other subjects get nothing created for them.
 	mallory := e.mint(oidctest.Claims{Subject: "mallory", Scope: oidctest.AllScopes})
-	e.setup("mallory", "mallory", mallory, nil)
 	entry, _ := testPackage(t, "")[0].Entry.MarshalJSON()
-	e.expect(e.putEntity(e.anon, "/mallory/fresh/_tag/0.1.0", mallory, types.EntryType, entry), 404, "no auto-create for other users")
+	e.expect(e.putEntity(e.anon, "/mallory/fresh/_tag/0.1.0", mallory, types.EntryType, entry), 401, "no auto-create for other subjects")
+	e.expect(e.putEntity(e.anon, "/demo/other/_tag/0.1.0", mallory, types.EntryType, entry), 401, "no auto-create in the dev user's name")
+	e.expect(e.putEntity(e.anon, "/x/y/_tag/0.1.0", "", types.EntryType, entry), 401, "anonymous")
 }
