@@ -1,0 +1,561 @@
+package conformance
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-sev-guest/kds"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attest/certext"
+	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/policy"
+	"github.com/enarx-go/enarx/attestation/snp"
+	"github.com/enarx-go/enarx/attestation/snp/snptest"
+	"github.com/enarx-go/enarx/steward"
+)
+
+// pki is a test root and a Steward CA certificate it issued: the Steward
+// is not self-issued, so it runs in production (non-debug) mode.
+type pki struct {
+	ca   *steward.CA
+	root *x509.Certificate
+}
+
+func newPKI(t testing.TB) *pki {
+	t.Helper()
+	now := time.Now()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Conformance Root"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Conformance Steward"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, &key.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &steward.CA{Key: key, Chain: []*x509.Certificate{cert, root}}
+	if ca.Debug() {
+		t.Fatal("the conformance CA must not put the Steward in debug mode")
+	}
+	return &pki{ca: ca, root: root}
+}
+
+// server starts a Steward on 127.0.0.1 with the policy document, the
+// verification clock at, and options for the verifiers.
+func (p *pki) server(t testing.TB, doc []byte, at time.Time, opts policy.Options) string {
+	t.Helper()
+	pol, err := policy.Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := pol.Verifiers(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := steward.New(steward.Config{CA: p.ca, Verifiers: vs, VerifyTime: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	if !strings.HasPrefix(hs.URL, "http://127.0.0.1:") {
+		t.Fatalf("server not on 127.0.0.1: %s", hs.URL)
+	}
+	return hs.URL
+}
+
+type reply struct {
+	status int
+	body   []byte
+}
+
+func post(t testing.TB, url string, csr []byte) reply {
+	t.Helper()
+	resp, err := http.Post(url, steward.ContentTypePKCS10, bytes.NewReader(csr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{resp.StatusCode, body}
+}
+
+// issued checks a 200 reply and returns the leaf after verifying it chains
+// to the test root.
+func (p *pki) issued(t testing.TB, r reply) *x509.Certificate {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var raws []asn1.RawValue
+	if rest, err := asn1.Unmarshal(r.body, &raws); err != nil || len(rest) != 0 {
+		t.Fatalf("reply is not a SEQUENCE OF Certificate: %v", err)
+	}
+	var certs []*x509.Certificate
+	for _, raw := range raws {
+		c, err := x509.ParseCertificate(raw.FullBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, c)
+	}
+	leaf := certs[len(certs)-1]
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.root)
+	for _, c := range certs[:len(certs)-1] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("issued certificate does not chain to the root: %v", err)
+	}
+	return leaf
+}
+
+func attested(t testing.TB, leaf *x509.Certificate) *certext.AttestedAs {
+	t.Helper()
+	_, a, err := certext.FromCertificate(leaf)
+	if err != nil || a == nil {
+		t.Fatalf("no attested-as extension: %v", err)
+	}
+	return a
+}
+
+// csr builds a CSR for a fresh key of curve carrying ext (upstream layout).
+func csr(t testing.TB, curve elliptic.Curve, ext pkix.Extension) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(curve, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csrWithKey(t, k, ext)
+}
+
+func csrWithKey(t testing.TB, k *ecdsa.PrivateKey, ext pkix.Extension) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{ext}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func ext(t testing.TB, csrDER []byte) pkix.Extension {
+	t.Helper()
+	_, e, err := vectors.ParseCSR(csrDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+// TestRealEvidenceIssued: the three real CSRs are certified, and each
+// certificate records what was attested.
+func TestRealEvidenceIssued(t *testing.T) {
+	p := newPKI(t)
+	url := p.server(t, vectors.StewardTOML, vectors.Time, policy.Options{})
+	cases := []struct {
+		name        string
+		csr         []byte
+		kind        attest.Kind
+		measurement string
+		signer      string
+		tcb         string
+	}{
+		{"milan", vectors.MilanCSR, attest.KindSNP,
+			"ff717ae719840c93c1fca3b7db96488454c3c21b43531488eecff51cfed3febcd91da8be87a4cbcbc52a3bae770987c3",
+			"7dc22240a8344fce6ba5f22ffbedabc52d4123ae0ba1c59796e521b953916b503f223b15c4429e7d8c5489ad71f1e193",
+			"tcb=5d06000000000002 bl=2 tee=0 snp=6 ucode=93"},
+		{"i5", vectors.SGXi5CSR, attest.KindSGX,
+			"4046ea255f0455131a024e1265ac1ebd131fdbd1240f1712a00381f6f04e8c15",
+			"7a49a07df0f8e90a6e1d9a63e3c696d9c844f0e3f8739b21daa640f99facc48a", "OutOfDate"},
+		{"xeon", vectors.SGXXeonCSR, attest.KindSGX,
+			"4046ea255f0455131a024e1265ac1ebd131fdbd1240f1712a00381f6f04e8c15",
+			"7a49a07df0f8e90a6e1d9a63e3c696d9c844f0e3f8739b21daa640f99facc48a", "OutOfDate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			leaf := p.issued(t, post(t, url, c.csr))
+			a := attested(t, leaf)
+			if a.StewardDebug {
+				t.Error("issued in debug mode")
+			}
+			cl := a.Claims
+			if cl.Kind != c.kind || !cl.HardwareBacked || cl.Debug {
+				t.Errorf("claims %+v", cl)
+			}
+			if hexOf(cl.Measurement) != c.measurement || hexOf(cl.Signer) != c.signer {
+				t.Errorf("measurement %x signer %x", cl.Measurement, cl.Signer)
+			}
+			if cl.TCBStatus != c.tcb {
+				t.Errorf("TCB status %q, want %q", cl.TCBStatus, c.tcb)
+			}
+			req, _, _ := vectors.ParseCSR(c.csr)
+			if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, req.RawSubjectPublicKeyInfo) {
+				t.Error("the certificate is not for the CSR's key")
+			}
+		})
+	}
+}
+
+// negative is one rejected request and its specific reason code.
+type negative struct {
+	name string
+	csr  func(t *testing.T) []byte
+	doc  []byte         // policy; nil means the testdata policy
+	at   time.Time      // verification clock; zero means vectors.Time
+	opts policy.Options // verifier options
+	code string
+}
+
+// mutateSNP returns the Milan evidence changed by f, in a CSR of a fresh
+// P-384 key (the original key is not available, so the binding would also
+// fail; every mutation here is caught before the binding check).
+func mutateSNP(f func(e *envelope.SnpEvidence)) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte {
+		e, err := envelope.DecodeSnpEvidence(vectors.Evidence(vectors.MilanCSR))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(e)
+		der, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csr(t, elliptic.P384(), pkix.Extension{Id: attest.OIDEvidenceSNP, Value: der})
+	}
+}
+
+func mutateSGX(f func(e *envelope.SgxEvidence)) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte {
+		e, err := envelope.DecodeSgxEvidence(vectors.Evidence(vectors.SGXi5CSR))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(e)
+		der, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csr(t, elliptic.P256(), pkix.Extension{Id: attest.OIDEvidenceSGX, Value: der})
+	}
+}
+
+func rawValue(t *testing.T, oid asn1.ObjectIdentifier, curve elliptic.Curve, v []byte) []byte {
+	return csr(t, curve, pkix.Extension{Id: oid, Value: v})
+}
+
+func same(b []byte) func(t *testing.T) []byte { return func(*testing.T) []byte { return b } }
+
+// replace returns the testdata policy with old replaced by new (must occur).
+func replace(t testing.TB, old, new string) []byte {
+	s := string(vectors.StewardTOML)
+	if !strings.Contains(s, old) {
+		t.Fatalf("policy has no %q", old)
+	}
+	return []byte(strings.Replace(s, old, new, 1))
+}
+
+func crlOf(t *testing.T, l envelope.CrlList, urlPart string) []byte {
+	for _, c := range l {
+		if strings.Contains(c.URL, urlPart) {
+			return c.CRL
+		}
+	}
+	t.Fatalf("no CRL with %q", urlPart)
+	return nil
+}
+
+// snpOnly keeps the [snp] table of the testdata policy.
+func snpOnly(t testing.TB) []byte {
+	s := string(vectors.StewardTOML)
+	return []byte(s[strings.Index(s, "[snp]"):])
+}
+
+func TestRejections(t *testing.T) {
+	p := newPKI(t)
+	other48 := strings.Repeat("ab", 48)
+	other32 := strings.Repeat("ab", 32)
+	milanExt := ext(t, vectors.MilanCSR)
+	i5Ext := ext(t, vectors.SGXi5CSR)
+	emu := newEmulatedSNP(t)
+
+	cases := []negative{
+		// SEV-SNP: one byte flipped.
+		{name: "snp report measurement byte", csr: mutateSNP(func(e *envelope.SnpEvidence) { e.Report[0x90] ^= 1 }), code: snp.CodeReportSignature},
+		{name: "snp report signature byte", csr: mutateSNP(func(e *envelope.SnpEvidence) { e.Report[0x2A0] ^= 1 }), code: snp.CodeReportSignature},
+		{name: "snp VCEK signature byte", csr: mutateSNP(func(e *envelope.SnpEvidence) { e.VCEK[len(e.VCEK)-1] ^= 1 }), code: snp.CodeVCEKChain},
+		{name: "snp Milan CRL signature byte", csr: mutateSNP(func(e *envelope.SnpEvidence) {
+			c := crlOf(t, e.CRLs, "Milan")
+			c[len(c)-1] ^= 1
+		}), code: snp.CodeCRLSignature},
+		{name: "snp Milan CRL missing", csr: mutateSNP(func(e *envelope.SnpEvidence) {
+			e.CRLs = envelope.CrlList{{URL: "https://kdsintf.amd.com/vcek/v1/Genoa/crl", CRL: crlOf(t, e.CRLs, "Genoa")}}
+		}), code: snp.CodeCRLMissing},
+		// SEV-SNP: policy.
+		{name: "snp policy other measurement", csr: same(vectors.MilanCSR), doc: replace(t, `hash = ["ff717ae7`, `hash = ["`+other48+`", "00717ae7`), code: snp.CodePolicyMeasurement},
+		{name: "snp policy measurement blacklisted", csr: same(vectors.MilanCSR), doc: replace(t, `hash = ["ff717ae7`, `hash_blacklist = ["ff717ae7`), code: snp.CodePolicyMeasurementDenied},
+		{name: "snp policy other signer", csr: same(vectors.MilanCSR), doc: replace(t, `signer = ["7dc22240`, `signer = ["`+other48+`", "00c22240`), code: snp.CodePolicySigner},
+		{name: "snp policy other id key digest", csr: same(vectors.MilanCSR), doc: replace(t, `id_key_digest = ["d71a4d1d`, `id_key_digest = ["`+other48+`", "001a4d1d`), code: snp.CodePolicyIDKey},
+		{name: "snp policy id key blacklisted", csr: same(vectors.MilanCSR), doc: replace(t, `id_key_digest = [`, `id_key_digest_blacklist = [`), code: snp.CodePolicyIDKeyDenied},
+		{name: "snp policy ABI", csr: same(vectors.MilanCSR), doc: replace(t, `abi = ">=1.51"`, `abi = ">254.0"`), code: snp.CodePolicyABI},
+		{name: "snp policy flags", csr: same(vectors.MilanCSR), doc: replace(t, `policy_flags = ["SMT"]`, `policy_flags = ["SMT", "SingleSocket"]`), code: snp.CodePolicyFlags},
+		{name: "snp policy platform info", csr: same(vectors.MilanCSR), doc: replace(t, `platform_info_flags = "SME"`, `platform_info_flags = "TSME"`), code: snp.CodePolicyPlatformInfo},
+		{name: "snp policy guest security version", csr: same(vectors.MilanCSR), doc: replace(t, `abi = `, "minimum_guest_svn = 2\nabi = "), code: snp.CodePolicyGuestSVN},
+		{name: "snp policy minimum TCB", csr: same(vectors.MilanCSR), doc: replace(t, `abi = `, "minimum_tcb = { snp = 7 }\nabi = "), code: snp.CodeTCBMinimum},
+		{name: "snp policy report version 3+", csr: same(vectors.MilanCSR), doc: replace(t, `abi = `, "min_report_version = 3\nabi = "), code: snp.CodeReportVersion},
+		// SEV-SNP: binding, clock, framing.
+		{name: "snp CSR key swapped", csr: func(t *testing.T) []byte { return csr(t, elliptic.P384(), milanExt) }, code: snp.CodeBinding},
+		{name: "snp CSR key P-256", csr: func(t *testing.T) []byte { return csr(t, elliptic.P256(), milanExt) }, code: snp.CodeCSRKey},
+		{name: "snp clock after Milan CRL expiry", csr: same(vectors.MilanCSR), at: time.Date(2023, 5, 10, 0, 0, 0, 0, time.UTC), code: snp.CodeCRLExpired},
+		{name: "snp truncated evidence", csr: func(t *testing.T) []byte {
+			return rawValue(t, attest.OIDEvidenceSNP, elliptic.P384(), milanExt.Value[:len(milanExt.Value)/2])
+		}, code: snp.CodeEvidenceDecode},
+		{name: "snp oversized evidence", csr: func(t *testing.T) []byte {
+			return rawValue(t, attest.OIDEvidenceSNP, elliptic.P384(), append(bytes.Clone(milanExt.Value), make([]byte, 64<<10)...))
+		}, code: snp.CodeEvidenceDecode},
+		{name: "snp revoked Genoa ASK path (upstream roots)", csr: same(vectors.MilanCSR), opts: policy.Options{SNPRoots: upstreamGenoaRoots(t)}, code: snp.CodeVCEKChain},
+		// SEV-SNP, emulated chain (go-sev-guest test keys, trusted explicitly).
+		{name: "snp DEBUG policy bit", csr: emu.csr(func(r []byte) { r[0x0A] |= 1 << 3 }, emu.goodCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodePolicyDebug},
+		{name: "snp revoked ASK (emulated 0x020001)", csr: emu.csr(nil, emu.revokingCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodeCRLRevoked},
+		{name: "snp REPORTED_TCB not the VCEK's", csr: emu.csr(func(r []byte) {
+			for _, off := range []int{0x38, 0x180, 0x1E0, 0x1F0} {
+				r[off+6] = 7
+			}
+		}, emu.goodCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodeTCBVCEKMismatch},
+		{name: "snp CHIP_ID not the VCEK's", csr: emu.csr(func(r []byte) { r[0x1A0] ^= 1 }, emu.goodCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodeReportChipID},
+		// SGX.
+		{name: "sgx quote MRENCLAVE byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { e.Quote[112] ^= 1 }), code: "sgx.isv.signature"},
+		{name: "sgx quote ISV signature byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { e.Quote[436] ^= 1 }), code: "sgx.isv.signature"},
+		{name: "sgx QE report signature byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { e.Quote[436+512] ^= 1 }), code: "sgx.qe.signature"},
+		{name: "sgx PCK certificate byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { flipPCK(t, e.Quote) }), code: "sgx.pck.chain"},
+		{name: "sgx TCB info byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { flipTCBInfo(t, e.TCB.Report) }), code: "sgx.tcb.signature"},
+		{name: "sgx PCK CRL signature byte", csr: mutateSGX(func(e *envelope.SgxEvidence) {
+			c := crlOf(t, e.CRLs, "ca=processor")
+			c[len(c)-1] ^= 1
+		}), code: "sgx.crl.signature"},
+		{name: "sgx policy other MRENCLAVE", csr: same(vectors.SGXi5CSR), doc: replace(t, `hash = ["4046ea25`, `hash = ["`+other32+`", "0046ea25`), code: "sgx.policy.mrenclave"},
+		{name: "sgx policy other signer", csr: same(vectors.SGXi5CSR), doc: replace(t, `signer = ["7a49a07d`, `signer = ["`+other32+`", "0049a07d`), code: "sgx.policy.mrsigner"},
+		{name: "sgx policy security version", csr: same(vectors.SGXi5CSR), doc: replace(t, `enclave_security_version = 0`, `enclave_security_version = 9999`), code: "sgx.policy.svn"},
+		{name: "sgx policy product id", csr: same(vectors.SGXi5CSR), doc: replace(t, `enclave_product_id = 0`, `enclave_product_id = 7`), code: "sgx.policy.product_id"},
+		{name: "sgx policy advisories", csr: same(vectors.SGXi5CSR), doc: replace(t, `"INTEL-SA-00289", `, ``), code: "sgx.tcb.advisory"},
+		{name: "sgx without [sgx] table (OutOfDate is not UpToDate)", csr: same(vectors.SGXi5CSR), doc: snpOnly(t), code: "sgx.tcb.status"},
+		{name: "sgx xeon without [sgx] table", csr: same(vectors.SGXXeonCSR), doc: snpOnly(t), code: "sgx.tcb.status"},
+		{name: "sgx CSR key swapped", csr: func(t *testing.T) []byte { return csr(t, elliptic.P256(), i5Ext) }, code: "sgx.binding"},
+		{name: "sgx clock after PCK CRL expiry", csr: same(vectors.SGXi5CSR), at: time.Date(2023, 2, 18, 0, 0, 0, 0, time.UTC), code: "sgx.crl.expired"},
+		{name: "sgx truncated evidence", csr: func(t *testing.T) []byte {
+			return rawValue(t, attest.OIDEvidenceSGX, elliptic.P256(), i5Ext.Value[:len(i5Ext.Value)-1])
+		}, code: "sgx.evidence.malformed"},
+		// No hardware.
+		{name: "no-hardware evidence without [none]", csr: func(t *testing.T) []byte {
+			return rawValue(t, attest.OIDEvidenceKVM, elliptic.P256(), nil)
+		}, code: "kvm.not-allowed"},
+	}
+	count := 0
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			doc := c.doc
+			if doc == nil {
+				doc = vectors.StewardTOML
+			}
+			at := c.at
+			if at.IsZero() {
+				at = vectors.Time
+			}
+			url := p.server(t, doc, at, c.opts)
+			r := post(t, url, c.csr(t))
+			if r.status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400: %s", r.status, r.body)
+			}
+			if !bytes.HasPrefix(r.body, []byte(c.code+": ")) {
+				t.Fatalf("body %q, want code %s", r.body, c.code)
+			}
+			count++
+		})
+	}
+	// The request-size limit is the Steward's, before any verifier.
+	r := post(t, p.server(t, vectors.StewardTOML, vectors.Time, policy.Options{}),
+		rawValue(t, attest.OIDEvidenceSNP, elliptic.P384(), make([]byte, 2<<20)))
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MiB evidence: %d %s", r.status, r.body)
+	}
+	if count < 30 {
+		t.Errorf("only %d negative cases ran with a specific code", count)
+	}
+}
+
+// TestNoHardwareAllowed: `[none] allow = true` accepts no-hardware
+// evidence and the certificate says it is not hardware-backed.
+func TestNoHardwareAllowed(t *testing.T) {
+	p := newPKI(t)
+	url := p.server(t, []byte("[none]\nallow = true\n"), vectors.Time, policy.Options{})
+	a := attested(t, p.issued(t, post(t, url, rawValue(t, attest.OIDEvidenceKVM, elliptic.P256(), nil))))
+	if a.Claims.Kind != attest.KindNone || a.Claims.HardwareBacked {
+		t.Fatalf("claims %+v", a.Claims)
+	}
+}
+
+// TestEmulatedSNPIssued: evidence from an explicitly trusted emulated root
+// is certified as not hardware-backed.
+func TestEmulatedSNPIssued(t *testing.T) {
+	p := newPKI(t)
+	emu := newEmulatedSNP(t)
+	url := p.server(t, snpOnly(t), vectors.Time, emu.opts())
+	a := attested(t, p.issued(t, post(t, url, emu.csr(nil, emu.goodCRL)(t))))
+	if a.Claims.Kind != attest.KindSNP || a.Claims.HardwareBacked {
+		t.Fatalf("claims %+v", a.Claims)
+	}
+}
+
+// upstreamGenoaRoots is upstream Steward's Genoa trust anchor: ARK-Genoa
+// and the ASK (serial 0x020001) that AMD has revoked.
+func upstreamGenoaRoots(t testing.TB) []snp.Root {
+	path, err := vectors.PKIPath(vectors.GenoaPKIPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []snp.Root{{ProductLine: "Genoa", ARK: path[0], ASK: path[1]}}
+}
+
+// flipPCK flips a base64 character inside the PCK certificate's PEM in the
+// quote's certification data (the first certificate's signature area).
+func flipPCK(t *testing.T, quote []byte) {
+	i := bytes.Index(quote, []byte("-----END CERTIFICATE-----"))
+	if i < 20 {
+		t.Fatal("no PEM in quote")
+	}
+	j := i - 10 // inside the last base64 line of the PCK certificate
+	if quote[j] == 'A' {
+		quote[j] = 'B'
+	} else {
+		quote[j] = 'A'
+	}
+}
+
+// flipTCBInfo changes one character of the signed tcbInfo body.
+func flipTCBInfo(t *testing.T, report []byte) {
+	i := bytes.Index(report, []byte(`"tcbEvaluationDataNumber":`))
+	if i < 0 {
+		t.Fatal("no tcbEvaluationDataNumber")
+	}
+	j := i + len(`"tcbEvaluationDataNumber":`)
+	if report[j] == '9' {
+		report[j] = '8'
+	} else {
+		report[j] = '9'
+	}
+}
+
+// emulatedSNP is SEV-SNP evidence signed by go-sev-guest's test-only keys,
+// with the ASK serial of upstream's revoked Genoa ASK (0x020001).
+type emulatedSNP struct {
+	fake                 *snptest.Fake
+	goodCRL, revokingCRL []byte
+}
+
+func newEmulatedSNP(t testing.TB) *emulatedSNP {
+	e, err := envelope.DecodeSnpEvidence(vectors.Evidence(vectors.MilanCSR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hwid [64]byte
+	copy(hwid[:], e.Report[0x1A0:0x1E0])
+	f, err := snptest.New(snptest.Config{
+		Created:   time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC),
+		TCB:       kds.TCBParts{BlSpl: 2, SnpSpl: 6, UcodeSpl: 93},
+		HWID:      hwid,
+		ASKSerial: big.NewInt(0x020001),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &emulatedSNP{fake: f}
+	now := vectors.Time
+	if m.goodCRL, err = f.CRL(now.AddDate(0, -1, 0), now.AddDate(0, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if m.revokingCRL, err = f.CRL(now.AddDate(0, -1, 0), now.AddDate(0, 1, 0), big.NewInt(0x020001)); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func (m *emulatedSNP) opts() policy.Options {
+	return policy.Options{SNPRoots: []snp.Root{m.fake.Root()}}
+}
+
+// csr re-signs the Milan report (bound to a fresh key, mutated) with the
+// emulated VCEK and wraps it in a CSR.
+func (m *emulatedSNP) csr(mutate func(r []byte), crl []byte) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte {
+		e, err := envelope.DecodeSnpEvidence(vectors.Evidence(vectors.MilanCSR))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd := attest.ReportData(attest.KindSNP, spki)
+		copy(e.Report[0x50:0x90], rd[:])
+		if mutate != nil {
+			mutate(e.Report)
+		}
+		if err := m.fake.Sign(e.Report); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := m.fake.Evidence(e.Report, envelope.CrlList{{URL: m.fake.CRLURL(), CRL: crl}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csrWithKey(t, k, snptest.Extension(ev))
+	}
+}
