@@ -26,6 +26,8 @@ import (
 	"github.com/enarx-go/enarx/attestation/policy"
 	"github.com/enarx-go/enarx/attestation/snp"
 	"github.com/enarx-go/enarx/attestation/snp/snptest"
+	"github.com/enarx-go/enarx/attestation/tdx"
+	"github.com/enarx-go/enarx/attestation/tdx/tdxtest"
 	"github.com/enarx-go/enarx/steward"
 )
 
@@ -285,6 +287,23 @@ func mutateSGX(f func(e *envelope.SgxEvidence)) func(t *testing.T) []byte {
 	}
 }
 
+func mutateTDX(f func(e *envelope.TdxEvidence)) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte {
+		e, err := tdxtest.SampleEvidence()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f != nil {
+			f(e)
+		}
+		der, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csr(t, elliptic.P384(), pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der})
+	}
+}
+
 func rawValue(t *testing.T, oid asn1.ObjectIdentifier, curve elliptic.Curve, v []byte) []byte {
 	return csr(t, curve, pkix.Extension{Id: oid, Value: v})
 }
@@ -390,6 +409,13 @@ func TestRejections(t *testing.T) {
 		{name: "sgx truncated evidence", csr: func(t *testing.T) []byte {
 			return rawValue(t, attest.OIDEvidenceSGX, elliptic.P256(), i5Ext.Value[:len(i5Ext.Value)-1])
 		}, code: "sgx.evidence.malformed"},
+		// TDX: go-tdx-guest's real sample quote and collateral (see tdxtest).
+		{name: "tdx sample quote TCB level", csr: mutateTDX(nil), at: tdxtest.Time, code: tdx.CodeTCBStatus},
+		{name: "tdx quote body byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[48+200] ^= 1 }), at: tdxtest.Time, code: tdx.CodeQuoteSignature},
+		{name: "tdx TCB info byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.TCB.Report[40] ^= 1 }), at: tdxtest.Time, code: tdx.CodeTCBInfo},
+		{name: "tdx PCK CRL byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { c := e.CRLs[1].CRL; c[len(c)-3] ^= 1 }), at: tdxtest.Time, code: tdx.CodeCRLInvalid},
+		{name: "tdx clock after collateral expiry", csr: mutateTDX(nil), at: tdxtest.Time.AddDate(0, 2, 0), code: tdx.CodeTCBInfoExpired},
+		{name: "tdx quote v5", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }), at: tdxtest.Time, code: tdx.CodeQuoteVersion},
 		// No hardware.
 		{name: "no-hardware evidence without [none]", csr: func(t *testing.T) []byte {
 			return rawValue(t, attest.OIDEvidenceKVM, elliptic.P256(), nil)

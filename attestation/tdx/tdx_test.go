@@ -8,69 +8,28 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"net/url"
 	"testing"
-	"time"
 
 	"github.com/google/go-tdx-guest/abi"
-	"github.com/google/go-tdx-guest/pcs"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
-	tdxtest "github.com/google/go-tdx-guest/testing"
 	"github.com/google/go-tdx-guest/testing/testdata"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/tdx/tdxtest"
 )
 
-// sampleTime is when go-tdx-guest's sample collateral is valid.
-var sampleTime = time.Date(2023, 7, 1, 1, 0, 0, 0, time.UTC)
+var sampleTime = tdxtest.Time
 
-const (
-	tcbURL     = "https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=50806f000000"
-	pckCRLURL  = "https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der"
-	rootCRLURL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
-)
-
-func headerChain(t testing.TB, h map[string][]string, key string) [][]byte {
+func sampleEvidence(t testing.TB) *envelope.TdxEvidence {
 	t.Helper()
-	s, err := url.QueryUnescape(h[key][0])
+	e, err := tdxtest.SampleEvidence()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
-	rest := []byte(s)
-	for {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		out = append(out, b.Bytes)
-	}
-	return out
-}
-
-// sampleEvidence wraps go-tdx-guest's real sample quote (Sapphire Rapids)
-// and its sample PCS collateral in a TdxEvidence.
-func sampleEvidence(t testing.TB) *envelope.TdxEvidence {
-	g := tdxtest.TestGetter
-	return &envelope.TdxEvidence{
-		Quote: bytes.Clone(testdata.RawQuote),
-		CRLs: envelope.CrlList{
-			{URL: rootCRLURL, CRL: bytes.Clone(testdata.RootCrlBody)},
-			{URL: pckCRLURL, CRL: bytes.Clone(testdata.PckCrlBody)},
-		},
-		TCB: envelope.TcbPackage{
-			Certs:  headerChain(t, g.Responses[tcbURL].Header, "Tcb-Info-Issuer-Chain"),
-			Report: bytes.Clone(testdata.TcbInfoBody),
-		},
-		QEIdentity: envelope.TcbPackage{
-			Certs:  headerChain(t, g.Responses[pcs.QeIdentityURL()].Header, "Sgx-Enclave-Identity-Issuer-Chain"),
-			Report: bytes.Clone(testdata.QeIdentityBody),
-		},
-	}
+	return e
 }
 
 func request(t testing.TB, ev *envelope.TdxEvidence, curve elliptic.Curve) *attest.VerifyRequest {
