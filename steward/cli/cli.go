@@ -23,6 +23,7 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/kvm"
+	"github.com/enarx-go/enarx/attestation/policy"
 	"github.com/enarx-go/enarx/steward"
 )
 
@@ -102,10 +103,10 @@ by the flags in that TOML table (name = value).`,
 	f.StringVarP(&o.addr, "addr", "a", "::", "IP address to listen on (env ROCKET_ADDRESS)")
 	f.StringVar(&o.host, "host", "", "without --key/--crt: generate an ephemeral self-signed CA with CN=<host> (debug mode) (env RENDER_EXTERNAL_HOSTNAME)")
 	f.StringSliceVar(&o.sans, "san", nil, "DNS name or IP address added to every issued certificate; repeatable or comma-separated (env STEWARD_SAN)")
-	f.StringVar(&o.config, "config", "", "policy TOML file (evidence verifiers)")
+	f.StringVar(&o.config, "config", "", "policy TOML file for the evidence verifiers (docs/policy.md); without it only no-hardware evidence, in debug mode")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (needs --tls-key)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
-	f.StringVar(&o.verifyTime, "verify-time", "", "pin the evidence verification clock to this RFC 3339 time, to replay recorded evidence (env STEWARD_VERIFY_TIME)")
+	f.StringVar(&o.verifyTime, "verify-time", "", "pin the evidence verification clock to this RFC 3339 time, to replay recorded evidence; overrides the policy's verify_time (env STEWARD_VERIFY_TIME)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (env STEWARD_LOG_LEVEL)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json (json also when RUST_LOG_JSON is set)")
 	f.Int64Var(&o.maxBody, "max-body", steward.DefaultMaxBodyBytes, "largest accepted request body in bytes")
@@ -197,11 +198,15 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	if err != nil {
 		return err
 	}
-	verifyTime, err := verificationClock(o, log)
+	pol, err := loadPolicy(o, log)
 	if err != nil {
 		return err
 	}
-	verifiers, err := buildVerifiers(o)
+	verifyTime, err := verificationClock(o, pol, log)
+	if err != nil {
+		return err
+	}
+	verifiers, err := buildVerifiers(pol)
 	if err != nil {
 		return err
 	}
@@ -273,26 +278,54 @@ func readPEMArg(flag, v string) ([]byte, error) {
 	return b, nil
 }
 
-// verificationClock returns the pinned clock of --verify-time, or nil
-// (wall clock).
-func verificationClock(o *options, log *slog.Logger) (func() time.Time, error) {
-	if o.verifyTime == "" {
+// loadPolicy loads --config; nil without it.
+func loadPolicy(o *options, log *slog.Logger) (*policy.Policy, error) {
+	if o.config == "" {
+		log.Info("no --config policy: only no-hardware (KVM) evidence is verified, and only in debug mode")
 		return nil, nil
 	}
-	t, err := time.Parse(time.RFC3339, o.verifyTime)
+	p, err := policy.Load(o.config)
 	if err != nil {
-		return nil, fmt.Errorf("--verify-time %q: want an RFC 3339 time such as 2023-02-01T00:00:00Z: %w", o.verifyTime, err)
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	if p.AllowNoHardware {
+		log.Warn("the policy accepts no-hardware evidence ([none] allow = true): certificates may be issued to Keeps without a TEE (they say hardware=false)")
+	}
+	return p, nil
+}
+
+// verificationClock returns the pinned clock of --verify-time, else of
+// the policy's verify_time, else nil (wall clock).
+func verificationClock(o *options, p *policy.Policy, log *slog.Logger) (func() time.Time, error) {
+	var t time.Time
+	switch {
+	case o.verifyTime != "":
+		var err error
+		t, err = time.Parse(time.RFC3339, o.verifyTime)
+		if err != nil {
+			return nil, fmt.Errorf("--verify-time %q: want an RFC 3339 time such as 2023-02-01T00:00:00Z: %w", o.verifyTime, err)
+		}
+	case p != nil && !p.VerifyTime.IsZero():
+		t = p.VerifyTime
+	default:
+		return nil, nil
 	}
 	log.Warn("the evidence verification clock is PINNED: certificates, CRLs and TCB info are checked at this time, not now", "verify_time", t)
 	return func() time.Time { return t }, nil
 }
 
-// buildVerifiers returns the evidence verifiers. Without a policy only the
-// no-hardware (KVM) verifier is configured, and it accepts evidence only in
-// debug mode.
-func buildVerifiers(o *options) ([]attest.Verifier, error) {
-	if o.config != "" {
-		return nil, fmt.Errorf("--config %s: policy files are not supported by this build yet", o.config)
+// buildVerifiers returns the evidence verifiers the policy describes.
+// Without a policy only the no-hardware (KVM) verifier is configured, and
+// it accepts evidence only in debug mode. (Upstream verifies SGX and SNP
+// with default checks even without a policy file; pass an empty file,
+// --config /dev/null, for that.)
+func buildVerifiers(p *policy.Policy) ([]attest.Verifier, error) {
+	if p == nil {
+		return []attest.Verifier{kvm.New(kvm.Options{})}, nil
 	}
-	return []attest.Verifier{kvm.New(kvm.Options{})}, nil
+	vs, err := p.Verifiers(policy.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	return vs, nil
 }

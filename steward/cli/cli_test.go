@@ -312,3 +312,89 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// productionCAFiles writes an intermediate CA (not self-issued) and its
+// root as PEM files and returns their names.
+func productionCAFiles(t *testing.T) (key, crt string) {
+	t.Helper()
+	dir := t.TempDir()
+	root, rootKey := newCA(t, "Root", nil, nil)
+	inter, interKey := newCA(t, "Steward", root, rootKey)
+	key, crt = filepath.Join(dir, "key.pem"), filepath.Join(dir, "crt.pem")
+	writePEM(t, key, "PRIVATE KEY", pkcs8(t, interKey))
+	writePEM(t, crt, "CERTIFICATE", inter.Raw, root.Raw)
+	return key, crt
+}
+
+// TestPolicyReplaysRecordedEvidence is the conformance path through the
+// command: a production CA, upstream's policy file and the verification
+// clock pinned to 2023-02-01 issue certificates for all three CSRs
+// captured on SGX and SEV-SNP hardware; without the pinned clock the
+// expired collateral is refused.
+func TestPolicyReplaysRecordedEvidence(t *testing.T) {
+	key, crt := productionCAFiles(t)
+	pol := filepath.Join(t.TempDir(), "steward.toml")
+	if err := os.WriteFile(pol, vectors.StewardTOML, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, _, _ := server(t, "-k", key, "-c", crt, "--config", pol, "--verify-time", "2023-02-01T00:00:00Z")
+	for name, tc := range map[string]struct {
+		csr  []byte
+		kind attest.Kind
+	}{
+		"SGX i5":    {vectors.SGXi5CSR, attest.KindSGX},
+		"SGX Xeon":  {vectors.SGXXeonCSR, attest.KindSGX},
+		"SNP Milan": {vectors.MilanCSR, attest.KindSNP},
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, body := postCSR(t, http.DefaultClient, "http://"+addr+"/", tc.csr)
+			if status != http.StatusOK {
+				t.Fatalf("status %d: %s", status, body)
+			}
+			var chain []asn1.RawValue
+			if _, err := asn1.Unmarshal(body, &chain); err != nil || len(chain) != 3 {
+				t.Fatalf("chain: %d certificates, %v", len(chain), err)
+			}
+			leaf, err := x509.ParseCertificate(chain[2].FullBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, a, err := certext.FromCertificate(leaf)
+			if err != nil || a == nil || a.Claims.Kind != tc.kind || !a.Claims.HardwareBacked || a.StewardDebug || len(a.Claims.Measurement) == 0 {
+				t.Fatalf("attested-as %+v %v", a, err)
+			}
+		})
+	}
+	addr, _, _ = server(t, "-k", key, "-c", crt, "--config", pol)
+	if status, body := postCSR(t, http.DefaultClient, "http://"+addr+"/", vectors.MilanCSR); status != http.StatusBadRequest || !strings.HasPrefix(string(body), "snp.") {
+		t.Fatalf("wall clock: %d %q, want an snp.* rejection", status, body)
+	}
+	// No-hardware evidence is refused by this production policy.
+	if status, body := postCSR(t, http.DefaultClient, "http://"+addr+"/", kvmCSR(t)); status != http.StatusBadRequest || !strings.HasPrefix(string(body), "kvm.not-allowed") {
+		t.Fatalf("KVM: %d %q", status, body)
+	}
+}
+
+// TestPolicyNoneAndVerifyTime: the policy's explicit no-hardware switch and
+// its verify_time key.
+func TestPolicyNoneAndVerifyTime(t *testing.T) {
+	key, crt := productionCAFiles(t)
+	pol := filepath.Join(t.TempDir(), "p.toml")
+	if err := os.WriteFile(pol, []byte("verify_time = 2023-02-01T00:00:00Z\n[none]\nallow = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, logs, _ := server(t, "-k", key, "-c", crt, "--config", pol)
+	if status, body := postCSR(t, http.DefaultClient, "http://"+addr+"/", kvmCSR(t)); status != http.StatusOK {
+		t.Fatalf("KVM with [none] allow: %d %s", status, body)
+	}
+	if l := logs.String(); !strings.Contains(l, "PINNED") || !strings.Contains(l, "2023-02-01") || !strings.Contains(l, "no-hardware") {
+		t.Fatalf("policy clock / no-hardware switch not logged:\n%s", l)
+	}
+	if err := os.WriteFile(pol, []byte("[snp]\nhash = [\"00\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if code := Execute(context.Background(), []string{"--addr", "127.0.0.1", "--port", "0", "-k", key, "-c", crt, "--config", pol}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "snp.hash") {
+		t.Fatalf("bad policy: exit %d, %q", code, stderr.String())
+	}
+}
