@@ -1,0 +1,119 @@
+package cli_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/enarx-go/enarx/internal/testutil"
+)
+
+var (
+	enarxOnce sync.Once
+	enarxBin  string
+	enarxErr  error
+)
+
+// enarx builds cmd/enarx once per test binary.
+func enarx(t *testing.T) string {
+	t.Helper()
+	enarxOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "enarx-cli-test-")
+		if err != nil {
+			enarxErr = err
+			return
+		}
+		enarxBin = filepath.Join(dir, "enarx")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", enarxBin, "../../cmd/enarx")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			enarxErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if enarxErr != nil {
+		t.Fatalf("building enarx: %v", enarxErr)
+	}
+	return enarxBin
+}
+
+func runEnarx(t *testing.T, env []string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(enarx(t), args...)
+	cmd.Env = append(append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir(), "ENARX_BACKEND=", "ENARX_WASMCFGFILE="), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), o.String(), e.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, o.String(), e.String()
+}
+
+func TestRunCommand(t *testing.T) {
+	wasm := testutil.BuildWasm(t, "testdata/exitargs")
+	cfg := filepath.Join(t.TempDir(), "Enarx.toml")
+	os.WriteFile(cfg, []byte("args = [\"from-config\"]\n\n[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nname = \"logs\"\nkind = \"stderr\"\n"), 0o644)
+
+	cases := []struct {
+		name       string
+		env        []string
+		args       []string
+		code       int
+		stdout     string
+		stderrPart string
+	}{
+		{"default config", nil, []string{"run", "--backend", "nil", wasm},
+			0, "args=main.wasm names=stdin:stdout:stderr stdin=\"in\"\n", ""},
+		{"cli args and exit code", nil, []string{"run", "--backend=nil", wasm, "--", "a", "-b", "7"},
+			7, "args=main.wasm,a,-b,7 names=stdin:stdout:stderr stdin=\"in\"\n", ""},
+		{"config args then cli args", nil, []string{"run", "--backend", "nil", "--wasmcfgfile", cfg, wasm, "--", "x"},
+			0, "args=main.wasm,from-config,x names=stdin:stdout:logs stdin=\"in\"\n", ""},
+		{"env vars", []string{"ENARX_BACKEND=nil", "ENARX_WASMCFGFILE=" + cfg}, []string{"run", "--no-cache", wasm, "--", "3"},
+			3, "args=main.wasm,from-config,3 names=stdin:stdout:logs stdin=\"in\"\n", ""},
+		{"unknown backend", nil, []string{"run", "--backend", "bogus", wasm},
+			1, "", `Keep backend identifier "bogus" is unknown`},
+		{"missing module", nil, []string{"run", "--backend", "nil", "/nonexistent.wasm"},
+			1, "", "reading the module"},
+		{"bad memory flag", nil, []string{"run", "--memory", "lots", wasm},
+			1, "", "--memory"},
+		{"args without dash", nil, []string{"run", wasm, "extra"},
+			2, "", `after "--"`},
+		{"bad config", nil, []string{"run", "--backend", "nil", "--wasmcfgfile", wasm, wasm},
+			1, "", wasm},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runEnarx(t, c.env, "in", c.args...)
+			if code != c.code || out != c.stdout || !strings.Contains(errOut, c.stderrPart) {
+				t.Fatalf("exit %d stdout %q stderr %q; want %d %q and stderr containing %q",
+					code, out, errOut, c.code, c.stdout, c.stderrPart)
+			}
+		})
+	}
+}
+
+func TestRunTrapAndNoExport(t *testing.T) {
+	dir := t.TempDir()
+	// unreachable in _start, and a module exporting nothing.
+	trap := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x07\x0a\x01\x06_start\x00\x00\x0a\x05\x01\x03\x00\x00\x0b")
+	noExport := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x0a\x04\x01\x02\x00\x0b")
+	os.WriteFile(filepath.Join(dir, "trap.wasm"), trap, 0o644)
+	os.WriteFile(filepath.Join(dir, "none.wasm"), noExport, 0o644)
+	code, _, errOut := runEnarx(t, nil, "", "run", "--backend", "nil", filepath.Join(dir, "trap.wasm"))
+	if code != 1 || !strings.Contains(errOut, "unreachable") || !strings.Contains(errOut, "wasm stack trace") {
+		t.Fatalf("trap: exit %d stderr %q", code, errOut)
+	}
+	code, _, errOut = runEnarx(t, nil, "", "run", "--backend", "nil", filepath.Join(dir, "none.wasm"))
+	if code != 1 || !strings.Contains(errOut, "no default function") {
+		t.Fatalf("no export: exit %d stderr %q", code, errOut)
+	}
+}
