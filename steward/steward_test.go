@@ -275,7 +275,7 @@ func TestRejections(t *testing.T) {
 		{"non-empty KVM evidence", steward.ContentTypePKCS10, goCSR(t, key, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{{Id: attest.OIDEvidenceKVM, Value: []byte{1}}}}), 400, "kvm.value"},
 		{"empty SNP evidence, no verifier", steward.ContentTypePKCS10, goCSR(t, key, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{{Id: attest.OIDEvidenceSNP, Value: []byte{}}}}), 400, "evidence.unsupported"},
 		{"two evidence extensions", steward.ContentTypePKCS10, goCSR(t, key, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{kvmExt(), {Id: attest.OIDEvidenceSGX, Value: []byte{}}}}), 400, "evidence.multiple"},
-		{"duplicate extension", steward.ContentTypePKCS10, rawCSR(t, key, 0, extensionRequest(kvmExt(), kvmExt())), 400, "csr.malformed"},
+		{"duplicate extension", steward.ContentTypePKCS10, rawCSR(t, key, 0, extensionRequest(kvmExt(), kvmExt())), 400, "csr.extension.duplicate"},
 		{"no content type", "", good, 415, "request.content-type"},
 		{"charset parameter", steward.ContentTypePKCS10 + "; charset=utf-8", good, 415, "request.content-type"},
 		{"other content type", "application/octet-stream", good, 415, "request.content-type"},

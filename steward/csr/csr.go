@@ -66,6 +66,11 @@ type Request struct {
 func Parse(der []byte) (*Request, error) {
 	c, err := x509.ParseCertificateRequest(der)
 	if err != nil {
+		// crypto/x509 refuses duplicate extensions itself; find out whether
+		// that is the problem, to give its specific code.
+		if dup := duplicateExtension(der); dup != nil {
+			return nil, dup
+		}
 		// crypto/x509's message names the structural problem and holds
 		// nothing secret, so it is part of the reason.
 		return nil, attest.Reject(CodeMalformed, "the body is not a DER PKCS#10 certificate request (%v)", err)
@@ -85,6 +90,21 @@ func Parse(der []byte) (*Request, error) {
 		return nil, err
 	}
 	return &Request{CSR: c, Extensions: exts}, nil
+}
+
+// duplicateExtension returns the CodeExtensionDuplicate rejection when der
+// is structurally a request whose only fault is a repeated extension.
+func duplicateExtension(der []byte) error {
+	in := cryptobyte.String(der)
+	var req, tbs cryptobyte.String
+	if !in.ReadASN1(&req, cbasn1.SEQUENCE) || !req.ReadASN1Element(&tbs, cbasn1.SEQUENCE) {
+		return nil
+	}
+	_, err := parseAttributes(tbs)
+	if r, ok := attest.AsRejection(err); ok && r.Code == CodeExtensionDuplicate {
+		return r
+	}
+	return nil
 }
 
 // checkAlgorithm enforces upstream Steward's accepted (key, signature)
