@@ -369,6 +369,18 @@ func TestPolicyReplaysRecordedEvidence(t *testing.T) {
 	if status, body := postCSR(t, http.DefaultClient, "http://"+addr+"/", vectors.MilanCSR); status != http.StatusBadRequest || !strings.HasPrefix(string(body), "snp.") {
 		t.Fatalf("wall clock: %d %q, want an snp.* rejection", status, body)
 	}
+	// Empty hardware evidence is refused by the verifier, with its code.
+	for prefix, oid := range map[string]asn1.ObjectIdentifier{"snp.": attest.OIDEvidenceSNP, "sgx.": attest.OIDEvidenceSGX, "tdx.": attest.OIDEvidenceTDX} {
+		k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			ExtraExtensions: []pkix.Extension{{Id: oid, Value: []byte{}}}}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status, body := postCSR(t, http.DefaultClient, "http://"+addr+"/", der); status != http.StatusBadRequest || !strings.HasPrefix(string(body), prefix) {
+			t.Fatalf("empty %s evidence: %d %q", prefix, status, body)
+		}
+	}
 	// No-hardware evidence is refused by this production policy.
 	if status, body := postCSR(t, http.DefaultClient, "http://"+addr+"/", kvmCSR(t)); status != http.StatusBadRequest || !strings.HasPrefix(string(body), "kvm.not-allowed") {
 		t.Fatalf("KVM: %d %q", status, body)
