@@ -168,16 +168,7 @@ func attested(t testing.TB, leaf *x509.Certificate) *certext.AttestedAs {
 // csr builds a CSR for a fresh key of curve carrying ext (upstream layout).
 func csr(t testing.TB, curve elliptic.Curve, ext pkix.Extension) []byte {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(curve, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return csrWithKey(t, k, ext)
-}
-
-func csrWithKey(t testing.TB, k *ecdsa.PrivateKey, ext pkix.Extension) []byte {
-	t.Helper()
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{ext}}, k)
+	_, der, _, err := vectors.NewCSR(curve, ext)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,6 +573,10 @@ func (m *emulatedSNP) csr(mutate func(r []byte), crl []byte) func(t *testing.T) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		return csrWithKey(t, k, snptest.Extension(ev))
+		der, err := vectors.CSRWithKey(k, snptest.Extension(ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
 	}
 }

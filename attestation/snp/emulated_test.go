@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"math/big"
 	"testing"
@@ -92,7 +91,7 @@ func (m *emulated) request(mutate func(r []byte), crl []byte) *attest.VerifyRequ
 		t.Fatal(err)
 	}
 	ext := snptest.Extension(ev)
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{ext}}, key)
+	der, err := vectors.CSRWithKey(key, ext)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,7 @@ package snp
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -121,15 +119,7 @@ func crlIndex(t testing.TB, e *envelope.SnpEvidence, product string) int {
 // csrWithKey builds a CSR signed by a fresh key of curve carrying ext.
 func csrWithKey(t testing.TB, curve elliptic.Curve, ext pkix.Extension) *x509.CertificateRequest {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(curve, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{ext}}, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
+	csr, _, _, err := vectors.NewCSR(curve, ext)
 	if err != nil {
 		t.Fatal(err)
 	}

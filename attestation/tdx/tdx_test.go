@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/tdx/tdxtest"
 )
@@ -39,15 +40,7 @@ func request(t testing.TB, ev *envelope.TdxEvidence, curve elliptic.Curve) *atte
 		t.Fatal(err)
 	}
 	ext := pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der}
-	k, err := ecdsa.GenerateKey(curve, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{ext}}, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, _, _, err := vectors.NewCSR(curve, ext)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,9 @@
 package vectors
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	_ "embed"
@@ -90,4 +93,28 @@ func PKIPath(der []byte) ([]*x509.Certificate, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// NewCSR returns a CSR (upstream layout: empty subject, one extension
+// request) for a fresh key on curve carrying exts, parsed and in DER, with
+// its key.
+func NewCSR(curve elliptic.Curve, exts ...pkix.Extension) (*x509.CertificateRequest, []byte, *ecdsa.PrivateKey, error) {
+	k, err := ecdsa.GenerateKey(curve, rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	der, err := CSRWithKey(k, exts...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return csr, der, k, nil
+}
+
+// CSRWithKey returns a DER CSR signed by k carrying exts.
+func CSRWithKey(k *ecdsa.PrivateKey, exts ...pkix.Extension) ([]byte, error) {
+	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: exts}, k)
 }
