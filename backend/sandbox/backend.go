@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/keep"
@@ -31,7 +32,7 @@ func (Backend) Protection() backend.Protection { return backend.ProtectionSandbo
 // Available implements backend.Backend: Linux with seccomp filters, the
 // one layer the sandbox cannot do without.
 func (Backend) Available() bool {
-	if runtime.GOOS != "linux" {
+	if runtime.GOOS != "linux" || (testing.Testing() && !servesKeeps) {
 		return false
 	}
 	for _, c := range Probe() {
@@ -40,6 +41,22 @@ func (Backend) Available() bool {
 		}
 	}
 	return false
+}
+
+// servesKeeps records that this binary runs Keeps when re-executed (see
+// ServeKeeps). The enarx binary does, through its hidden command; a test
+// binary does only if its TestMain calls ServeKeeps — otherwise the
+// re-executed "Keep" would run the tests again.
+var servesKeeps bool
+
+// ServeKeeps must be called at the start of TestMain in any test binary
+// that runs sandbox Keeps: if this process is a Keep it runs it with run
+// and exits, otherwise it marks the binary as able to serve Keeps.
+func ServeKeeps(run RunFunc) {
+	if IsKeepProcess() {
+		os.Exit(KeepMain(run))
+	}
+	servesKeeps = true
 }
 
 // Configured implements backend.Backend: the enarx executable must be
@@ -92,6 +109,25 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 // Keep then runs as "nobody", which cannot search root's home directory.
 const rootSandboxCache = "/var/cache/enarx/sandbox"
 
+// searchable reports whether every directory from / down to dir lets
+// others search it, as the Keep user ("nobody") must when enarx runs as
+// root.
+func searchable(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil && st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if p == "/" {
+			return true
+		}
+	}
+}
+
 // ModuleCacheDir creates the compilation cache directory of one module,
 // <cache>/sandbox/<sha256 of the module>, owned by the user the Keep runs
 // as, and returns its absolute path. The Keep compiles into it and reuses
@@ -102,7 +138,7 @@ const rootSandboxCache = "/var/cache/enarx/sandbox"
 func ModuleCacheDir(base string, wasm []byte) (string, error) {
 	var root string
 	switch {
-	case base != "":
+	case base != "" && (os.Geteuid() != 0 || searchable(base)):
 		root = filepath.Join(base, "sandbox")
 	case os.Geteuid() == 0:
 		root = rootSandboxCache

@@ -91,9 +91,9 @@ func confine(o confineOptions) (layers []Layer, cacheDir string) {
 	if o.skip[LayerMountNS] {
 		add(LayerMountNS, errSkipped, "")
 	} else if o.cloneFlags&syscall.CLONE_NEWNS != 0 {
-		err := emptyRoot(o.cacheDir)
+		cacheOK, err := emptyRoot(o.cacheDir)
 		add(LayerMountNS, err, "")
-		if err == nil && o.cacheDir != "" {
+		if err == nil && cacheOK {
 			// The cache is reachable only through the empty root, which
 			// shows nothing else; without it no path may be opened.
 			cacheDir = keepCacheDir
@@ -144,10 +144,10 @@ func confine(o confineOptions) (layers []Layer, cacheDir string) {
 // keepCacheDir is where the module's compilation cache appears in the Keep.
 const keepCacheDir = "/cache"
 
-func emptyRoot(cacheDir string) error {
+func emptyRoot(cacheDir string) (cacheOK bool, err error) {
 	// Keep our mount changes from propagating back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("making mounts private: %w", err)
+		return false, fmt.Errorf("making mounts private: %w", err)
 	}
 	var mnt string
 	var lastErr error
@@ -160,40 +160,40 @@ func emptyRoot(cacheDir string) error {
 		break
 	}
 	if mnt == "" {
-		return fmt.Errorf("mounting tmpfs: %w", lastErr)
+		return false, fmt.Errorf("mounting tmpfs: %w", lastErr)
 	}
 	if err := os.Mkdir(mnt+"/old", 0o700); err != nil {
-		return fmt.Errorf("preparing new root: %w", err)
+		return false, fmt.Errorf("preparing new root: %w", err)
 	}
-	if cacheDir != "" {
-		// The module's own compilation cache.
-		target := mnt + keepCacheDir
-		if err := os.Mkdir(target, 0o700); err != nil {
-			return fmt.Errorf("preparing cache mount: %w", err)
-		}
-		if err := unix.Mount(cacheDir, target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("mounting the compilation cache: %w", err)
-		}
-		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-			return fmt.Errorf("restricting the compilation cache mount: %w", err)
-		}
-	}
+	// The module's own compilation cache; without it the Keep compiles
+	// from scratch, which is slower but no less confined.
+	cacheOK = cacheDir != "" && mountCache(cacheDir, mnt+keepCacheDir) == nil
 	if err := unix.PivotRoot(mnt, mnt+"/old"); err != nil {
-		return fmt.Errorf("pivot_root: %w", err)
+		return false, fmt.Errorf("pivot_root: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("chdir /: %w", err)
+		return false, fmt.Errorf("chdir /: %w", err)
 	}
 	if err := unix.Unmount("/old", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detaching host root: %w", err)
+		return false, fmt.Errorf("detaching host root: %w", err)
 	}
 	if err := unix.Rmdir("/old"); err != nil {
-		return fmt.Errorf("removing old root: %w", err)
+		return false, fmt.Errorf("removing old root: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("making root read-only: %w", err)
+		return false, fmt.Errorf("making root read-only: %w", err)
 	}
-	return nil
+	return cacheOK, nil
+}
+
+func mountCache(src, target string) error {
+	if err := os.Mkdir(target, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 }
 
 var errSkipped = errors.New("left out by a test")

@@ -76,6 +76,11 @@ func Probe() []Capability {
 		}
 		add(ns.name, probeClone(f), "")
 	}
+	if allThreadsSupported() {
+		add("Pure-Go build", nil, "capabilities and Landlock apply to every thread")
+	} else {
+		add("Pure-Go build", errNeedsPureGo, "")
+	}
 	if v, err := landlockABI(); err != nil {
 		add("Landlock", fmt.Errorf("not available: %v", err), "")
 	} else {

@@ -22,17 +22,33 @@ import (
 // TestMain lets the test binary double as the Keep process: the sandbox
 // re-executes /proc/self/exe with KeepArg, as enarx does.
 func TestMain(m *testing.M) {
-	if IsKeepProcess() {
-		testHooks = containmentHooks
-		os.Exit(KeepMain(testRunner))
+	testHooks = containmentHooks
+	ServeKeeps(testRunner)
+	// A compilation cache the Keep user ("nobody" when tests run as root)
+	// can reach.
+	d, err := os.MkdirTemp("", "enarx-sandbox-cache-")
+	if err != nil {
+		panic(err)
 	}
-	os.Exit(m.Run())
+	os.Chmod(d, 0o711)
+	testCacheDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
 }
 
-// testRunner stands in for the wasm runtime in the lifecycle tests: it
-// interprets Job.Args as a tiny command (the real runtime is exercised by
-// the keep adapter tests).
+var testCacheDir string
+
+// fakeWasm marks a job for the fake runner.
+var fakeWasm = []byte("FAKE")
+
+// testRunner runs real modules with the real runtime (RunKeep); a "module"
+// starting with FAKE stands in for the runtime in the lifecycle tests,
+// interpreting Job.Args as a tiny command.
 func testRunner(ctx context.Context, j *Job) (int, error) {
+	if !bytes.HasPrefix(j.Wasm, fakeWasm) {
+		return RunKeep(ctx, j)
+	}
 	if len(j.Args) == 0 {
 		return 0, nil
 	}
@@ -98,6 +114,10 @@ var containmentHooks = map[string]func(arg string) string{
 	},
 	"clone-process": func(string) string {
 		_, _, e := unix.RawSyscall(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0)
+		return errnoString(errnoOrNil(e))
+	},
+	"clone3": func(string) string {
+		_, _, e := unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
 		return errnoString(errnoOrNil(e))
 	},
 	"ptrace": func(string) string {
@@ -188,6 +208,7 @@ func TestContainment(t *testing.T) {
 			{"execve", []string{"EPERM"}},
 			{"fork", []string{"EPERM"}},
 			{"clone-process", []string{"EPERM"}},
+			{"clone3", []string{"ENOSYS"}},
 			{"ptrace", []string{"EPERM"}},
 			{"mount", []string{"EPERM"}},
 			{"unshare", []string{"EPERM"}},
@@ -259,19 +280,19 @@ func TestLayersReported(t *testing.T) {
 
 func TestExitCodesAndErrors(t *testing.T) {
 	for _, n := range []int{0, 3, 255} {
-		code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"exit", strconv.Itoa(n)}})
+		code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"exit", strconv.Itoa(n)}})
 		if err != nil || code != n {
 			t.Errorf("exit %d: got %d, %v", n, code, err)
 		}
 	}
-	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"fail", "wasm trap: unreachable"}})
+	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"fail", "wasm trap: unreachable"}})
 	if code != 1 || err == nil || err.Error() != "wasm trap: unreachable" {
 		t.Errorf("fail: %d %v", code, err)
 	}
 }
 
 func TestModuleAndConfigArrive(t *testing.T) {
-	wasm := bytes.Repeat([]byte{0, 'a', 's', 'm'}, 1<<20) // 4 MiB: larger than a socket buffer
+	wasm := append([]byte("FAKE"), bytes.Repeat([]byte{0, 'a', 's', 'm'}, 1<<20)...) // 4 MiB: larger than a socket buffer
 	_, err := Run(context.Background(), &Request{Wasm: wasm, Config: []byte("x = 1"), Args: []string{"digest"}})
 	want := fmt.Sprintf("wasm=%s config=%q", digest(wasm), "x = 1")
 	if err == nil || err.Error() != want {
@@ -289,7 +310,7 @@ func TestStdioThroughKeep(t *testing.T) {
 	}()
 	got := make(chan []byte)
 	go func() { b, _ := io.ReadAll(outR); got <- b }()
-	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Files: []*os.File{inR, outW}, Args: []string{"echo"}})
+	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Files: []*os.File{inR, outW}, Args: []string{"echo"}})
 	inR.Close()
 	outW.Close()
 	if code != 0 || err != nil {
@@ -301,7 +322,7 @@ func TestStdioThroughKeep(t *testing.T) {
 }
 
 func TestTimeoutKillsRunaway(t *testing.T) {
-	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"spin"}, Timeout: 300 * time.Millisecond})
+	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"spin"}, Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, ErrTimeout) || code != 1 {
 		t.Fatalf("got %d %v", code, err)
 	}
@@ -310,7 +331,7 @@ func TestTimeoutKillsRunaway(t *testing.T) {
 func TestCancelStopsKeep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
-	code, err := Run(ctx, &Request{Wasm: []byte("x"), Args: []string{"sleep"}})
+	code, err := Run(ctx, &Request{Wasm: fakeWasm, Args: []string{"sleep"}})
 	if err == nil || code != 1 {
 		t.Fatalf("got %d %v", code, err)
 	}
@@ -361,7 +382,7 @@ func TestHelperHost(t *testing.T) {
 		t.Skip("helper")
 	}
 	startedHook = func(pid int) { fmt.Printf("%d\n", pid); os.Stdout.Sync() }
-	Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"sleep"}})
+	Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"sleep"}})
 }
 
 func TestDecodeLaunchRejectsDigestMismatch(t *testing.T) {
@@ -396,7 +417,7 @@ func FuzzDecodeLaunch(f *testing.F) {
 
 func TestRequireIsolation(t *testing.T) {
 	var stderr bytes.Buffer
-	code, err := Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"exit", "0"},
+	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"exit", "0"},
 		RequireIsolation: true, testSkip: []string{LayerNNP, LayerLandlock}, Stderr: &stderr})
 	if code != 1 || err == nil || !strings.Contains(err.Error(), "--require-isolation: the sandbox Keep is missing confinement layers:") ||
 		!strings.Contains(err.Error(), "landlock (no file system, no TCP bind/connect) (left out by a test)") {
@@ -404,7 +425,7 @@ func TestRequireIsolation(t *testing.T) {
 	}
 	// Without --require-isolation the same Keep runs and warns.
 	stderr.Reset()
-	code, err = Run(context.Background(), &Request{Wasm: []byte("x"), Args: []string{"exit", "0"},
+	code, err = Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"exit", "0"},
 		testSkip: []string{LayerLandlock}, Stderr: &stderr})
 	if code != 0 || err != nil || !strings.Contains(stderr.String(), "sandbox Keep runs without some confinement layers") {
 		t.Fatalf("got %d %v, stderr %q", code, err, stderr.String())

@@ -81,7 +81,8 @@ var allowedSyscalls = []allowedSyscall{
 	{name: "futex", reason: "Go runtime locks"},
 	{name: "arch_prctl", reason: "thread-local storage of new threads (ARCH_SET_FS)",
 		conds: []seccomp.ArgumentConditions{argEq(0, 0x1002)}},
-	{name: "set_robust_list", reason: "thread start-up"},
+	{name: "set_robust_list", reason: "thread start-up (glibc, in cgo builds)"},
+	{name: "rseq", reason: "restartable sequences of new threads (glibc, in cgo builds)"},
 	{name: "rt_sigaction", reason: "Go runtime signal handlers"},
 	{name: "rt_sigprocmask", reason: "Go runtime"},
 	{name: "rt_sigreturn", reason: "return from signal handlers"},
@@ -145,7 +146,12 @@ func seccompPolicy(pid int, readOnlyOpen bool) seccomp.Policy {
 			}
 		}
 	}
-	groups = append(groups, plain, cond)
+	groups = append(groups, plain, cond, seccomp.SyscallGroup{
+		// clone3's flags are in memory a filter cannot read: refuse it
+		// with ENOSYS, which makes glibc fall back to clone (checked above).
+		Names:  []string{"clone3"},
+		Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS),
+	})
 	return seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: groups}
 }
 

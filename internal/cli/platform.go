@@ -1,18 +1,44 @@
 package cli
 
 import (
-	"errors"
+	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/enarx-go/enarx/internal/version"
+	"github.com/enarx-go/enarx/platform"
 )
 
-// PLACEHOLDER: replaced by the owner of the `platform` command.
 func newPlatformCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "platform",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("platform: not implemented yet")
+	cmd := &cobra.Command{
+		Use:   "platform",
+		Short: "Show what this machine can do for each Keep backend",
+	}
+	var asJSON bool
+	info := &cobra.Command{
+		Use:   "info",
+		Short: "Report, per backend, what this machine has and what to fix",
+		Long: "Probe every Keep backend (sgx, sev, kvm, snp and tdx guests, sandbox, nil):\n" +
+			"devices, kernel parameters, CPUID leaves, cached collateral and kernel\n" +
+			"confinement features. ✔ marks a backend that can run Keeps here; hints after\n" +
+			"each backend's rows say what to fix. Always exits 0.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r := platform.Collect(version.Version, platform.HostEnv())
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return r.WriteJSON(out)
+			}
+			var c platform.Colors
+			if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				c = platform.TTYColors
+			}
+			return r.WriteText(out, c)
 		},
 	}
+	info.Flags().BoolVarP(&asJSON, "json", "j", false, "print the report as JSON")
+	cmd.AddCommand(info)
+	addTEEPlatformCommands(cmd, g)
+	return cmd
 }

@@ -1,0 +1,229 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enarx-go/enarx/backend"
+	nilbackend "github.com/enarx-go/enarx/backend/nil"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep"
+)
+
+type wlResult struct {
+	code           int
+	err            string
+	stdout, stderr string
+}
+
+// runOn runs wasm on backend b the way `enarx run` does: hostio opens the
+// config's files (stdio replaced by pipes), the backend runs the Keep.
+func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin []byte, args ...string) wlResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := config.Default()
+	w := keep.Workload{Wasm: wasm}
+	if cfgText != "" {
+		var err error
+		if cfg, err = config.Parse("Enarx.toml", []byte(cfgText)); err != nil {
+			t.Fatal(err)
+		}
+		w.Config = []byte(cfgText)
+	}
+	files, err := hostio.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostio.Close(files)
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	for i, f := range cfg.Files {
+		switch f.Kind {
+		case config.KindStdin:
+			files[i] = inR
+		case config.KindStdout:
+			files[i] = outW
+		case config.KindStderr:
+			files[i] = errW
+		}
+	}
+	var wg sync.WaitGroup
+	var stdout, stderr bytes.Buffer
+	wg.Add(3)
+	go func() { defer wg.Done(); inW.Write(stdin); inW.Close() }()
+	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
+	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
+	code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files,
+		Options: keep.Options{Args: args, CacheDir: testCacheDir}})
+	outW.Close()
+	errW.Close()
+	inR.Close()
+	wg.Wait()
+	outR.Close()
+	errR.Close()
+	r := wlResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	if err != nil {
+		r.err = err.Error()
+	}
+	return r
+}
+
+func build(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(testutil.BuildWasm(t, "../../keep/testdata/"+name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// trapWasm is a module whose _start executes unreachable.
+var trapWasm = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
+	0x03, 0x02, 0x01, 0x00, // func 0: type 0
+	0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // export _start
+	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // body: unreachable; end
+}
+
+// TestWorkloadsNilAndSandbox runs one table of workloads on both the nil
+// backend (in process) and the sandbox backend (confined child process)
+// and requires identical exit status, error text, stdout and stderr.
+func TestWorkloadsNilAndSandbox(t *testing.T) {
+	echoIn := make([]byte, 2<<20)
+	rand.Read(echoIn)
+	wasiCfg := "args = [\"--argument1\", \"--argument2=foo\"]\n[env]\nVAR1 = \"var1\"\n" +
+		"[[files]]\nkind = \"null\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"
+	cases := []struct {
+		name       string
+		wasm       func(t *testing.T) []byte
+		cfg        string
+		stdin      []byte
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantErr    string
+	}{
+		{name: "hello", wasm: func(t *testing.T) []byte { return build(t, "hello") }, wantStdout: "Hello, world!\n"},
+		{name: "echo 2MiB", wasm: func(t *testing.T) []byte { return build(t, "echo") }, stdin: echoIn, wantStdout: string(echoIn)},
+		{name: "zerooneone", wasm: func(t *testing.T) []byte { return build(t, "zerooneone") }, stdin: []byte("Hello, World! 011\n"), wantStdout: "Uryyb, Jbeyq! 011\n"},
+		{name: "exit 7", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"7"}, wantCode: 7},
+		{name: "exit 200", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"200"}, wantCode: 200},
+		{name: "go panic", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"panic"}, wantCode: 2},
+		{name: "wasi args and env", wasm: func(t *testing.T) []byte { return build(t, "wasiargs") }, cfg: wasiCfg, args: []string{"cli1"},
+			wantStdout: "arg main.wasm\narg --argument1\narg --argument2=foo\narg cli1\nenv FD_COUNT=3\nenv FD_NAMES=null:stdout:stderr\nenv VAR1=var1\n"},
+		{name: "trap", wasm: func(*testing.T) []byte { return trapWasm }, wantCode: 1, wantErr: "main.wasm trapped"},
+		{name: "invalid module", wasm: func(*testing.T) []byte { return []byte("not wasm at all") }, wantCode: 1, wantErr: "compiling main.wasm"},
+	}
+	sb := Backend{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			wasm := tc.wasm(t)
+			var results [2]wlResult
+			for i, b := range []backend.Backend{nilbackend.Backend{}, sb} {
+				r := runOn(t, b, wasm, tc.cfg, tc.stdin, tc.args...)
+				if r.code != tc.wantCode || r.stdout != tc.wantStdout || !strings.Contains(r.err, tc.wantErr) || (tc.wantErr == "") != (r.err == "") {
+					t.Errorf("%s: code %d err %q stdout %.80q stderr %.300q; want code %d err ~%q stdout %.80q",
+						b.Name(), r.code, r.err, r.stdout, r.stderr, tc.wantCode, tc.wantErr, tc.wantStdout)
+				}
+				results[i] = r
+			}
+			if results[0] != results[1] {
+				t.Errorf("nil and sandbox differ:\nnil     %+.300v\nsandbox %+.300v", results[0], results[1])
+			}
+		})
+	}
+}
+
+// TestSocketsNilAndSandbox runs the connect and listen workloads (fds 3/4
+// are host sockets passed into the Keep) on both backends.
+func TestSocketsNilAndSandbox(t *testing.T) {
+	for _, b := range []backend.Backend{nilbackend.Backend{}, Backend{}} {
+		t.Run(b.Name()+"/connect", func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+			cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
+				"[[files]]\nname = \"stream\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n", ln.Addr().(*net.TCPAddr).Port)
+			r := runOn(t, b, build(t, "connect"), cfg, nil)
+			if r.code != 0 || r.err != "" {
+				t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
+			}
+		})
+		t.Run(b.Name()+"/listen", func(t *testing.T) {
+			ping, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ping.Close()
+			probe, _ := net.Listen("tcp", "127.0.0.1:0")
+			port := probe.Addr().(*net.TCPAddr).Port
+			probe.Close()
+			cfg := fmt.Sprintf("[env]\nWANT_NAMES = \"stdin:stdout:stderr:ingest:ping\"\n"+
+				"[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
+				"[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = %d\n"+
+				"[[files]]\nname = \"ping\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n",
+				port, ping.Addr().(*net.TCPAddr).Port)
+			done := make(chan error, 1)
+			go func() {
+				pc, err := ping.Accept()
+				if err != nil {
+					done <- err
+					return
+				}
+				defer pc.Close()
+				if line, err := bufio.NewReader(pc).ReadString('\n'); err != nil || line != "ready\n" {
+					done <- fmt.Errorf("ping: %q %v", line, err)
+					return
+				}
+				for i := 0; i < 3; i++ {
+					c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+					if err != nil {
+						done <- err
+						return
+					}
+					msg := fmt.Sprintf("connection %d\n", i)
+					c.Write([]byte(msg))
+					got, err := bufio.NewReader(c).ReadString('\n')
+					c.Close()
+					if err != nil || got != msg {
+						done <- fmt.Errorf("connection %d: got %q, %v", i, got, err)
+						return
+					}
+				}
+				done <- nil
+			}()
+			r := runOn(t, b, build(t, "listen"), cfg, nil)
+			if r.code != 0 || r.err != "" || r.stdout != "listen ok\n" {
+				t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
