@@ -61,6 +61,11 @@ func runOpts(t testing.TB, w keep.Workload, cfgText string, stdin []byte, o keep
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	return runCtx(ctx, t, w, cfgText, stdin, o)
+}
+
+func runCtx(ctx context.Context, t testing.TB, w keep.Workload, cfgText string, stdin []byte, o keep.Options) result {
+	t.Helper()
 	cfg := config.Default()
 	if cfgText != "" {
 		var err error
