@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +17,9 @@ import (
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/keep"
 )
+
+// interruptGrace is how long an interrupted run may take to stop by itself.
+const interruptGrace = 2 * time.Second
 
 type runFlags struct {
 	backend    string
@@ -97,6 +102,16 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		return err
 	}
 	defer hostio.Close(files)
+	// The runtime cannot interrupt a workload that computes without
+	// waiting in poll_oneoff (close-on-context-done costs too much speed),
+	// so an interrupt that the Keep has not acted on within a grace period
+	// ends the process, as the default SIGINT action would.
+	stop := context.AfterFunc(ctx, func() {
+		time.Sleep(interruptGrace)
+		fmt.Fprintln(cmd.ErrOrStderr(), "Error: interrupted")
+		os.Exit(130)
+	})
+	defer stop()
 	code, err := b.Run(ctx, &backend.Launch{
 		Workload: w,
 		Config:   cfg,
