@@ -31,8 +31,9 @@ type Datum struct {
 	Data []Datum
 }
 
-// Backend is the report for one backend. It works when every Data row
-// (what the machine has) and every Config row (how it is set up) passes.
+// Backend is the report for one backend. It works when every top-level
+// Data row (what the machine has) and Config row (how it is set up)
+// passes; a parent row's Pass gives the verdict on its nested detail.
 type Backend struct {
 	Name   string
 	Data   []Datum
@@ -40,11 +41,11 @@ type Backend struct {
 }
 
 // Pass reports whether the backend can run Keeps here.
-func (b *Backend) Pass() bool { return allPass(b.Data) && allPass(b.Config) }
+func (b Backend) Pass() bool { return allPass(b.Data) && allPass(b.Config) }
 
 func allPass(ds []Datum) bool {
 	for _, d := range ds {
-		if !d.Pass || !allPass(d.Data) {
+		if !d.Pass {
 			return false
 		}
 	}
