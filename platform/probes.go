@@ -102,12 +102,11 @@ func sgxBackend(env Env) Backend {
 		"Use a Linux 5.11+ kernel with SGX enabled in the firmware to get /dev/sgx_enclave"))
 	cpu := cpuRow(env, "GenuineIntel")
 	max, _, _, _ := env.cpuid(0, 0)
-	var sgx bool
+	var sgx bool // SGX2, FLC and an EPC
 	if env.CPUID != nil && max >= 7 {
 		_, ebx, ecx, _ := env.cpuid(7, 0)
-		sgx = bit(ebx, 2)
-		support := Datum{Name: "SGX Support", Pass: sgx}
-		if sgx && max >= 0x12 {
+		support := Datum{Name: "SGX Support", Pass: bit(ebx, 2)}
+		if support.Pass && max >= 0x12 {
 			a, miscSel, _, d := env.cpuid(0x12, 0)
 			support.Data = append(support.Data,
 				Datum{Name: "Version 1", Pass: bit(a, 0)},
@@ -130,7 +129,7 @@ func sgxBackend(env Env) Backend {
 				epc += uint64(c&0xfffff000) | uint64(d&0xfffff)<<32
 			}
 			support.Data = append(support.Data, Datum{Name: "EPC Size", Pass: epc > 0, Info: fmt.Sprintf("%d bytes", epc)})
-			support.Pass = bit(a, 1) && bit(ecx, 30) && epc > 0
+			sgx = bit(a, 1) && bit(ecx, 30) && epc > 0
 		}
 		cpu.Data = append(cpu.Data, support)
 	}
