@@ -118,12 +118,17 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, oidc: oidctest.New(t), pki: newPKI(t), logBuf: &bytes.Buffer{}}
 	fs, err := store.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.reg = store.NewRegistry(fs)
+	return newEnvOn(t, fs)
+}
+
+func newEnvOn(t testing.TB, b store.Backend) *env {
+	t.Helper()
+	e := &env{t: t, oidc: oidctest.New(t), pki: newPKI(t), logBuf: &bytes.Buffer{}}
+	e.reg = store.NewRegistry(b)
 	t.Cleanup(func() { e.reg.Close() })
 	v, err := NewOIDCVerifier(context.Background(), e.oidc.Issuer, testAudience, nil)
 	if err != nil {
@@ -266,3 +271,5 @@ func (e *env) putNode(c *http.Client, repoPath, tag, token string, n types.Node)
 func mapFS(wasm []byte) fstest.MapFS {
 	return fstest.MapFS{"p/main.wasm": {Data: wasm}}
 }
+
+func newDiscardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

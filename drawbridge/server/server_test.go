@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"gocloud.dev/blob/memblob"
+
+	"github.com/enarx-go/enarx/drawbridge/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 	"github.com/enarx-go/enarx/internal/oidctest"
 )
@@ -19,7 +22,11 @@ import (
 // TestFullFlow walks upstream's end-to-end test (reference §6.2) plus
 // the response-header rules, HEAD routes and nested trees.
 func TestFullFlow(t *testing.T) {
-	e := newEnv(t)
+	t.Run("fs", func(t *testing.T) { fullFlow(t, newEnv(t)) })
+	t.Run("memblob", func(t *testing.T) { fullFlow(t, newEnvOn(t, store.NewBlob(memblob.OpenBucket(nil)))) })
+}
+
+func fullFlow(t *testing.T, e *env) {
 	// No user yet: everyone fails.
 	e.expect(e.req(e.anon, "GET", "/alice", "", nil, nil), 401, "anon GET user")
 	e.expect(e.req(e.cert, "GET", "/alice", "", nil, nil), 401, "cert GET user")
