@@ -99,9 +99,17 @@ const (
 	routeOther   = "other"
 )
 
-// statusWriter records the status and bytes written.
+// IdleTimeout is how long a request body or response may make no progress
+// before the connection is cut (a stalled client must not hold an upload
+// or a file open forever; there is no overall limit, as large packages on
+// slow links take long).
+const IdleTimeout = 2 * time.Minute
+
+// statusWriter records the status and bytes written, and extends the
+// write deadline before each write.
 type statusWriter struct {
 	http.ResponseWriter
+	rc    *http.ResponseController
 	code  int
 	bytes int64
 }
@@ -110,6 +118,7 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
 	}
+	w.rc.SetWriteDeadline(time.Now().Add(IdleTimeout))
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -117,6 +126,7 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
+	w.rc.SetWriteDeadline(time.Now().Add(IdleTimeout)) // unsupported on recorders: ignored
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
 	return n, err
@@ -141,12 +151,15 @@ type request struct {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
-	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body}}
+	sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body, rc: sw.rc}}
 	r.Body = struct {
 		io.Reader
 		io.Closer
 	}{req.bodyIn, r.Body}
+	// A deadline left by an earlier request on this connection must not
+	// cut this one's response after a long upload.
+	sw.rc.SetWriteDeadline(time.Time{})
 	h.metrics.inFlight.Add(1)
 	err := h.serve(sw, r, req)
 	h.metrics.inFlight.Add(-1)
@@ -169,6 +182,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sw.code == 0 {
 		sw.code = http.StatusOK
 	}
+	sw.rc.SetWriteDeadline(time.Now().Add(IdleTimeout)) // the final flush
 	h.metrics.observe(req.route, r.Method, sw.code, req.bodyIn.n, sw.bytes)
 	// Never log headers: Authorization carries a bearer token.
 	h.log.Info("request", "method", r.Method, "path", r.URL.EscapedPath(), "route", req.route,
@@ -176,12 +190,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"duration", time.Since(start).Round(time.Microsecond))
 }
 
+// countingReader counts request body bytes and extends the read deadline
+// before each read.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r  io.Reader
+	rc *http.ResponseController
+	n  int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	c.rc.SetReadDeadline(time.Now().Add(IdleTimeout)) // unsupported on recorders: ignored
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
