@@ -102,6 +102,7 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		LogLevel:         logLevel(ctx, l.Options.Logger),
 		RequireIsolation: p.RequireIsolation,
 		Timeout:          p.Timeout,
+		Logger:           l.Options.Logger,
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -44,6 +45,8 @@ type Request struct {
 	Stderr io.Writer
 	// Executable is the binary to re-execute; "" means this one.
 	Executable string
+	// Logger, if set, receives the Keep's resource usage at debug level.
+	Logger *slog.Logger
 
 	hook     string
 	testSkip []string
@@ -172,6 +175,12 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 			return &Result{ExitCode: 1}, ErrTimeout
 		}
 		return &Result{ExitCode: 1}, fmt.Errorf("sandbox Keep stopped: %w", context.Cause(ctx))
+	}
+	if req.Logger != nil && cmd.cmd.ProcessState != nil {
+		if ru, ok := cmd.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			req.Logger.Debug("sandbox Keep exited", "max_rss_kib", ru.Maxrss,
+				"user", cmd.cmd.ProcessState.UserTime(), "sys", cmd.cmd.ProcessState.SystemTime())
+		}
 	}
 	// The Keep has exited: its end is closed, so the reader finishes.
 	res, ok := <-resCh
