@@ -273,3 +273,7 @@ func mapFS(wasm []byte) fstest.MapFS {
 }
 
 func newDiscardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func storeRef(u, r, t string) store.TagRef {
+	return store.TagRef{User: types.UserName(u), Repo: types.RepoName(r), Tag: types.TagName(t)}
+}

@@ -47,6 +47,8 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxUploadSize bounds tree node uploads (0: DefaultMaxUploadSize).
 	MaxUploadSize int64
+	// IdleTimeout overrides DefaultIdleTimeout.
+	IdleTimeout time.Duration
 	// DevSubject, if set, is the token subject for which users and public
 	// repositories are created on first publish (dev mode only).
 	DevSubject string
@@ -66,6 +68,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = DefaultMaxUploadSize
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	l := cfg.Logger
 	if l == nil {
@@ -99,17 +104,18 @@ const (
 	routeOther   = "other"
 )
 
-// IdleTimeout is how long a request body or response may make no progress
-// before the connection is cut (a stalled client must not hold an upload
-// or a file open forever; there is no overall limit, as large packages on
-// slow links take long).
-const IdleTimeout = 2 * time.Minute
+// DefaultIdleTimeout is how long a request body or response may make no
+// progress before the connection is cut (a stalled client must not hold an
+// upload or a file open forever; there is no overall limit, as large
+// packages on slow links take long).
+const DefaultIdleTimeout = 2 * time.Minute
 
 // statusWriter records the status and bytes written, and extends the
 // write deadline before each write.
 type statusWriter struct {
 	http.ResponseWriter
 	rc    *http.ResponseController
+	idle  time.Duration
 	code  int
 	bytes int64
 }
@@ -118,7 +124,7 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
 	}
-	w.rc.SetWriteDeadline(time.Now().Add(IdleTimeout))
+	w.rc.SetWriteDeadline(time.Now().Add(w.idle))
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -126,7 +132,7 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	w.rc.SetWriteDeadline(time.Now().Add(IdleTimeout)) // unsupported on recorders: ignored
+	w.rc.SetWriteDeadline(time.Now().Add(w.idle)) // unsupported on recorders: ignored
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
 	return n, err
@@ -151,8 +157,8 @@ type request struct {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
-	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body, rc: sw.rc}}
+	sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.cfg.IdleTimeout}
+	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body, rc: sw.rc, idle: h.cfg.IdleTimeout}}
 	r.Body = struct {
 		io.Reader
 		io.Closer
@@ -182,7 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sw.code == 0 {
 		sw.code = http.StatusOK
 	}
-	sw.rc.SetWriteDeadline(time.Now().Add(IdleTimeout)) // the final flush
+	sw.rc.SetWriteDeadline(time.Now().Add(sw.idle)) // the final flush
 	h.metrics.observe(req.route, r.Method, sw.code, req.bodyIn.n, sw.bytes)
 	// Never log headers: Authorization carries a bearer token.
 	h.log.Info("request", "method", r.Method, "path", r.URL.EscapedPath(), "route", req.route,
@@ -193,13 +199,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // countingReader counts request body bytes and extends the read deadline
 // before each read.
 type countingReader struct {
-	r  io.Reader
-	rc *http.ResponseController
-	n  int64
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	n    int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	c.rc.SetReadDeadline(time.Now().Add(IdleTimeout)) // unsupported on recorders: ignored
+	c.rc.SetReadDeadline(time.Now().Add(c.idle)) // unsupported on recorders: ignored
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"net/http"
 	"strings"
 	"sync"
@@ -463,4 +465,36 @@ func TestDevAutoCreate(t *testing.T) {
 	e.expect(e.putEntity(e.anon, "/mallory/fresh/_tag/0.1.0", mallory, types.EntryType, entry), 401, "no auto-create for other subjects")
 	e.expect(e.putEntity(e.anon, "/demo/other/_tag/0.1.0", mallory, types.EntryType, entry), 401, "no auto-create in the dev user's name")
 	e.expect(e.putEntity(e.anon, "/x/y/_tag/0.1.0", "", types.EntryType, entry), 401, "anonymous")
+}
+
+// TestStalledUploadIsCut: a client that stops sending mid-body loses its
+// connection after the idle timeout, nothing is stored, and a retry works.
+func TestStalledUploadIsCut(t *testing.T) {
+	e := newEnv(t)
+	e.srv.Config.Handler.(*Handler).cfg.IdleTimeout = 300 * time.Millisecond
+	e.setup("alice", testSubject, e.token, map[string]bool{"pub": true})
+	nodes := testPackage(t, "")
+	entry, _ := nodes[0].Entry.MarshalJSON()
+	e.expect(e.putEntity(e.anon, "/alice/pub/_tag/1.0.0", e.token, types.EntryType, entry), 201, "tag")
+	e.expect(e.putNode(e.anon, "/alice/pub", "1.0.0", e.token, nodes[0]), 201, "root")
+	file := nodes[1]
+	host := strings.TrimPrefix(e.base, "https://")
+	c, err := tls.Dial("tcp", host, &tls.Config{RootCAs: e.pki.pool, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PUT /api/v0.1.0/alice/pub/_tag/1.0.0/tree/%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Digest: %s\r\nContent-Length: %d\r\n\r\n",
+		file.Path, host, e.token, file.Entry.Type, file.Entry.Digest, file.Entry.Length)
+	c.Write(file.Content[:2])
+	// Stall. The server must give up on its own (the test's own deadline
+	// only bounds a hang).
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.Copy(io.Discard, c); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the server kept a stalled upload open")
+	}
+	if _, err := e.reg.StatNode(t.Context(), storeRef("alice", "pub", "1.0.0"), file.Path); err == nil {
+		t.Fatal("stalled upload stored something")
+	}
+	e.expect(e.putNode(e.anon, "/alice/pub", "1.0.0", e.token, file), 201, "retry after stall")
 }
