@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/kds"
+	pb "github.com/google/go-tdx-guest/proto/tdx"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
@@ -333,6 +334,7 @@ func TestRejections(t *testing.T) {
 	milanExt := ext(t, vectors.MilanCSR)
 	i5Ext := ext(t, vectors.SGXi5CSR)
 	emu := newEmulatedSNP(t)
+	emuTDX := newEmulatedTDX(t)
 
 	cases := []negative{
 		// SEV-SNP: one byte flipped.
@@ -407,6 +409,11 @@ func TestRejections(t *testing.T) {
 		{name: "tdx PCK CRL byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { c := e.CRLs[1].CRL; c[len(c)-3] ^= 1 }), at: tdxtest.Time, code: tdx.CodeCRLInvalid},
 		{name: "tdx clock after collateral expiry", csr: mutateTDX(nil), at: tdxtest.Time.AddDate(0, 2, 0), code: tdx.CodeTCBInfoExpired},
 		{name: "tdx quote v5", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }), at: tdxtest.Time, code: tdx.CodeQuoteVersion},
+		// TDX, emulated Intel hierarchy (fresh keys, trusted explicitly).
+		{name: "tdx debug TD", csr: emuTDX.csr(func(b *pb.TDQuoteBody) { b.TdAttributes[0] |= 1 }, false), at: tdxtest.Time, opts: emuTDX.opts(), code: tdx.CodePolicyDebug},
+		{name: "tdx CSR key swapped", csr: emuTDX.csr(nil, true), at: tdxtest.Time, opts: emuTDX.opts(), code: tdx.CodeBinding},
+		{name: "tdx policy other MRTD", csr: emuTDX.csr(nil, false), doc: []byte("[tdx]\nmrtd = [\"" + other48 + "\"]\n"), at: tdxtest.Time, opts: emuTDX.opts(), code: tdx.CodePolicyMRTD},
+		{name: "tdx emulated root without trusting it", csr: emuTDX.csr(nil, false), at: tdxtest.Time, code: tdx.CodePCKChain},
 		// No hardware.
 		{name: "no-hardware evidence without [none]", csr: func(t *testing.T) []byte {
 			return rawValue(t, attest.OIDEvidenceKVM, elliptic.P256(), nil)
@@ -578,5 +585,68 @@ func (m *emulatedSNP) csr(mutate func(r []byte), crl []byte) func(t *testing.T) 
 			t.Fatal(err)
 		}
 		return der
+	}
+}
+
+// emulatedTDX re-signs go-tdx-guest's sample quote with a fake Intel
+// hierarchy (see tdxtest.Emulated).
+type emulatedTDX struct{ e *tdxtest.Emulated }
+
+func newEmulatedTDX(t testing.TB) *emulatedTDX {
+	e, err := tdxtest.NewEmulated(tdxtest.Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &emulatedTDX{e}
+}
+
+func (m *emulatedTDX) opts() policy.Options {
+	return policy.Options{TDXRoots: []*x509.Certificate{m.e.Root}}
+}
+
+// csr returns a CSR whose quote binds its key (or, with swap, another key).
+func (m *emulatedTDX) csr(mutate func(*pb.TDQuoteBody), swap bool) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte {
+		k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bound := &k.PublicKey
+		if swap {
+			other, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bound = &other.PublicKey
+		}
+		spki, err := x509.MarshalPKIXPublicKey(bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := m.e.Evidence(attest.ReportData(attest.KindTDX, spki), mutate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := vectors.CSRWithKey(k, pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+}
+
+// TestEmulatedTDXIssued: a TDX quote from an explicitly trusted emulated
+// Intel hierarchy is certified as not hardware-backed, with its MRTD.
+func TestEmulatedTDXIssued(t *testing.T) {
+	p := newPKI(t)
+	m := newEmulatedTDX(t)
+	url := p.server(t, nil, tdxtest.Time, m.opts())
+	a := attested(t, p.issued(t, post(t, url, m.csr(nil, false)(t))))
+	if a.Claims.Kind != attest.KindTDX || a.Claims.HardwareBacked || len(a.Claims.Measurement) != 48 || a.Claims.TCBStatus != "UpToDate" {
+		t.Fatalf("claims %+v", a.Claims)
 	}
 }

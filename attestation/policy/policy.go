@@ -16,6 +16,7 @@ package policy
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -293,6 +294,9 @@ type Options struct {
 	// SNPRoots replaces AMD's roots (tests and emulators only); nil means
 	// AMD's Milan, Genoa and Turin roots.
 	SNPRoots []snp.Root
+	// TDXRoots replaces the Intel SGX Root CA for TDX (tests and emulators
+	// only); nil means Intel's root.
+	TDXRoots []*x509.Certificate
 	// CacheSize bounds each verifier's caches; 0 means their defaults.
 	CacheSize int
 }

@@ -82,6 +82,6 @@ func (t *tdxTable) compile() (*tdx.Policy, error) {
 	return p, nil
 }
 
-func (p *Policy) tdxVerifier(Options) (attest.Verifier, error) {
-	return tdx.New(tdx.Options{Policy: p.TDX})
+func (p *Policy) tdxVerifier(opts Options) (attest.Verifier, error) {
+	return tdx.New(tdx.Options{Policy: p.TDX, Roots: opts.TDXRoots})
 }

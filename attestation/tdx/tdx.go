@@ -93,16 +93,29 @@ type Options struct {
 	// Policy is the `[tdx]` policy; nil applies only go-tdx-guest's checks,
 	// the binding and the debug refusal.
 	Policy *Policy
+	// Roots replaces the Intel SGX Root CA (tests and emulators only);
+	// claims verified under such roots are recorded as not hardware-backed.
+	Roots []*x509.Certificate
 }
 
 // Verifier verifies TDX evidence. It is safe for concurrent use.
-type Verifier struct{ policy Policy }
+type Verifier struct {
+	policy   Policy
+	roots    *x509.CertPool
+	emulated bool
+}
 
 var _ attest.Verifier = (*Verifier)(nil)
 
 // New returns a Verifier.
 func New(opts Options) (*Verifier, error) {
-	v := &Verifier{}
+	v := &Verifier{roots: intelRoots}
+	if opts.Roots != nil {
+		v.roots, v.emulated = x509.NewCertPool(), true
+		for _, r := range opts.Roots {
+			v.roots.AddCert(r)
+		}
+	}
 	if opts.Policy != nil {
 		v.policy = *opts.Policy
 	}
@@ -169,7 +182,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		GetCollateral:    true,
 		Getter:           getter,
 		Now:              req.Now,
-		TrustedRoots:     intelRoots,
+		TrustedRoots:     v.roots,
 	}); err != nil {
 		return nil, verifyRejection(err)
 	}
@@ -188,7 +201,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	debug := len(attrs) > 0 && attrs[0]&tdAttributesDebug != 0
 	return &attest.Claims{
 		Kind:           attest.KindTDX,
-		HardwareBacked: true,
+		HardwareBacked: !v.emulated,
 		Debug:          debug,
 		Measurement:    bytes.Clone(body.GetMrTd()),
 		Signer:         bytes.Clone(body.GetMrSeam()),

@@ -185,3 +185,91 @@ func TestSampleQuoteRejected(t *testing.T) {
 		})
 	}
 }
+
+// emulatedRequest builds evidence from the emulated Intel hierarchy (see
+// tdxtest.Emulated) bound to a fresh P-384 CSR key.
+func emulatedRequest(t *testing.T, e *tdxtest.Emulated, mutate func(*pb.TDQuoteBody), f func(ev *envelope.TdxEvidence)) *attest.VerifyRequest {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.Evidence(attest.ReportData(attest.KindTDX, spki), mutate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f != nil {
+		f(ev)
+	}
+	der, err := ev.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der}
+	csrDER, err := vectors.CSRWithKey(k, ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: sampleTime}
+}
+
+func TestEmulatedAccepted(t *testing.T) {
+	e, err := tdxtest.NewEmulated(sampleTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := New(Options{Roots: []*x509.Certificate{e.Root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(context.Background(), emulatedRequest(t, e, nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kind != attest.KindTDX || c.HardwareBacked || c.Debug || c.TCBStatus != "UpToDate" {
+		t.Fatalf("claims %+v", c)
+	}
+	// Intel's root does not accept the emulated hierarchy.
+	if _, err := mustNew(t, nil).Verify(context.Background(), emulatedRequest(t, e, nil, nil)); !hasCode(err, CodePCKChain) {
+		t.Fatalf("Intel root: %v", err)
+	}
+	other := bytes.Repeat([]byte{0xab}, 48)
+	cases := []struct {
+		name   string
+		mutate func(*pb.TDQuoteBody)
+		f      func(ev *envelope.TdxEvidence)
+		policy *Policy
+		code   string
+	}{
+		{name: "debug TD", mutate: func(b *pb.TDQuoteBody) { b.TdAttributes[0] |= 1 }, code: CodePolicyDebug},
+		{name: "policy MRTD", policy: &Policy{MRTD: [][]byte{other}}, code: CodePolicyMRTD},
+		{name: "policy minimum TEE TCB SVN", policy: &Policy{MinimumTEETCBSVN: bytes.Repeat([]byte{1}, 16)}, code: CodeValidate},
+		{name: "quote body after signing", f: func(ev *envelope.TdxEvidence) { ev.Quote[48+136] ^= 1 }, code: CodeQuoteSignature},
+		{name: "TCB info after signing", f: func(ev *envelope.TdxEvidence) {
+			ev.TCB.Report = bytes.Replace(ev.TCB.Report, []byte(`"UpToDate"`), []byte(`"OutOfDate"`), 1)
+		}, code: CodeTCBInfo},
+		{name: "QE identity after signing", f: func(ev *envelope.TdxEvidence) {
+			ev.QEIdentity.Report = bytes.Replace(ev.QEIdentity.Report, []byte(`"isvprodid":2`), []byte(`"isvprodid":3`), 1)
+		}, code: CodeQEIdentity},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := New(Options{Policy: c.policy, Roots: []*x509.Certificate{e.Root}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = v.Verify(context.Background(), emulatedRequest(t, e, c.mutate, c.f))
+			if !hasCode(err, c.code) {
+				t.Fatalf("got %v, want %s", err, c.code)
+			}
+		})
+	}
+}
