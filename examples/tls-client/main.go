@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 )
 
 const fd, name = 3, "backend"
@@ -22,6 +23,12 @@ func main() {
 	names := strings.Split(os.Getenv("FD_NAMES"), ":")
 	if len(names) <= fd || names[fd] != name {
 		fmt.Fprintf(os.Stderr, "tls-client: expected fd %d named %s, FD_NAMES=%q\n", fd, name, os.Getenv("FD_NAMES"))
+		os.Exit(1)
+	}
+	// Go's wasip1 runtime multiplexes goroutines over poll_oneoff only for
+	// non-blocking descriptors; os.NewFile checks the flag, so set it first.
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		fmt.Fprintln(os.Stderr, "tls-client:", err)
 		os.Exit(1)
 	}
 	c, err := net.FileConn(os.NewFile(fd, name))

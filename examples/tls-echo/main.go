@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 )
 
 const fd, name = 3, "ingest"
@@ -24,18 +25,32 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tls-echo: expected fd %d named %s, FD_NAMES=%q\n", fd, name, os.Getenv("FD_NAMES"))
 		os.Exit(1)
 	}
+	// Go's wasip1 runtime multiplexes goroutines over poll_oneoff only for
+	// non-blocking descriptors; os.NewFile checks the flag, so set it first.
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		fmt.Fprintln(os.Stderr, "tls-echo:", err)
+		os.Exit(1)
+	}
 	l, err := net.FileListener(os.NewFile(fd, name))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tls-echo:", err)
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "tls-echo: listening on fd %d\n", fd)
-	for {
+	// A client that fails the TLS handshake (for example one without an
+	// acceptable certificate under client_auth) makes that accept fail;
+	// keep serving, but give up if accept keeps failing.
+	const maxFailures = 100
+	for failures := 0; ; {
 		c, err := l.Accept()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "tls-echo: accept:", err)
-			os.Exit(1)
+			if failures++; failures == maxFailures {
+				os.Exit(1)
+			}
+			continue
 		}
+		failures = 0
 		go func() {
 			defer c.Close()
 			io.Copy(c, c)
