@@ -36,10 +36,12 @@ type Registry struct {
 	// Directories, tags, users and repositories are always verified
 	// against every digest given.
 	VerifyAllDigests bool
+
+	dirs *dirCache
 }
 
 // NewRegistry returns a Registry on b.
-func NewRegistry(b Backend) *Registry { return &Registry{b: b} }
+func NewRegistry(b Backend) *Registry { return &Registry{b: b, dirs: newDirCache(64 << 20)} }
 
 // fileDigests is the subset of want a file node upload is verified
 // against.
@@ -292,7 +294,11 @@ func (r *Registry) expectedEntry(ctx context.Context, t TagRef, p types.TreePath
 
 // directory reads and parses a stored directory node.
 func (r *Registry) directory(ctx context.Context, t TagRef, p types.TreePath) (types.Directory, error) {
-	meta, body, err := r.readSmall(ctx, nodeKey(t.key(), p), MaxDirectorySize)
+	key := nodeKey(t.key(), p)
+	if d, ok := r.dirs.get(key); ok {
+		return d, nil
+	}
+	meta, body, err := r.readSmall(ctx, key, MaxDirectorySize)
 	if err != nil {
 		return nil, err
 	}
@@ -303,6 +309,7 @@ func (r *Registry) directory(ctx context.Context, t TagRef, p types.TreePath) (t
 	if err != nil {
 		return nil, fmt.Errorf("stored directory %q is corrupt: %w", "/"+p.String(), err)
 	}
+	r.dirs.put(key, d, len(body))
 	return d, nil
 }
 

@@ -440,3 +440,52 @@ func TestFileDigestPolicy(t *testing.T) {
 		s.Close()
 	}
 }
+
+func TestDirCacheBounded(t *testing.T) {
+	c := newDirCache(100)
+	for i := range 50 {
+		c.put(fmt.Sprint(i), types.Directory{}, 10)
+	}
+	if c.size > 100 || len(c.m) != 10 {
+		t.Fatalf("size %d, %d entries", c.size, len(c.m))
+	}
+	if _, ok := c.get("49"); !ok {
+		t.Fatal("most recent entry evicted")
+	}
+	if _, ok := c.get("0"); ok {
+		t.Fatal("oldest entry kept")
+	}
+	c.put("huge", types.Directory{}, 60)
+	if _, ok := c.get("huge"); ok {
+		t.Fatal("oversized entry cached")
+	}
+}
+
+// TestWideDirectory publishes a directory with many children: each child
+// upload consults the (cached) parent.
+func TestWideDirectory(t *testing.T) {
+	s, err := OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := NewRegistry(s)
+	ref := setupRepo(t, r)
+	fsys := fstest.MapFS{}
+	for i := range 300 {
+		fsys[fmt.Sprintf("p/f%04d", i)] = &fstest.MapFile{Data: []byte(fmt.Sprint(i))}
+	}
+	nodes, err := types.BuildTree(fsys, "p", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes {
+		if nodes[i].File != "" {
+			nodes[i].Content = fsys[nodes[i].File].Data
+		}
+	}
+	publish(t, r, ref, nodes)
+	if tags, _ := r.Tags(ctx, ref.User, ref.Repo); len(tags) != 1 {
+		t.Fatalf("tags %v", tags)
+	}
+}
