@@ -169,7 +169,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.inFlight.Add(1)
 	err := h.serve(sw, r, req)
 	h.metrics.inFlight.Add(-1)
-	if err != nil {
+	if err != nil && sw.code != 0 {
+		// The status is out; all that is left is to log.
+		h.log.Warn("request failed after the response started", "method", r.Method, "route", req.route, "err", err)
+	} else if err != nil {
 		var he *httpError
 		if !errors.As(err, &he) {
 			h.log.Error("request failed", "method", r.Method, "route", req.route, "err", err)
@@ -507,8 +510,11 @@ func sendObject(w http.ResponseWriter, r *http.Request, o store.Object) error {
 		// Headers are out: an error now can only cut the connection, which
 		// the client detects through Content-Length and Content-Digest.
 		buf := sendBufs.Get().(*[]byte)
-		io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{o.Content}, *buf)
+		_, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{o.Content}, *buf)
 		sendBufs.Put(buf)
+		if err != nil {
+			return fmt.Errorf("sending %d bytes: %w", o.Meta.Length, err)
+		}
 	}
 	return nil
 }
