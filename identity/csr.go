@@ -14,8 +14,8 @@ import (
 // version 0, empty subject, the Keep's SubjectPublicKeyInfo, and one
 // extensionRequest attribute holding non-critical extensions: the evidence
 // extension (attest.EvidenceOID(kind); empty value for "none"/KVM) and,
-// beyond upstream, the workload identity (attest.OIDWorkload). No SANs:
-// a Steward rejects any other requested extension.
+// beyond upstream, the workload identity (attest.OIDWorkload) unless w is
+// nil. No SANs: a Steward rejects any other requested extension.
 //
 // crypto/x509 puts ExtraExtensions into a single extensionRequest attribute
 // and omits the critical flag when false, which is exactly upstream's
@@ -25,17 +25,15 @@ func createCSR(s *keySigner, kind attest.Kind, evidence []byte, w *certext.Workl
 	if err != nil {
 		return nil, err
 	}
-	wext, err := w.Extension()
-	if err != nil {
-		return nil, err
+	exts := []pkix.Extension{{Id: oid, Critical: false, Value: evidence}}
+	if w != nil {
+		wext, err := w.Extension()
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, wext)
 	}
-	tmpl := &x509.CertificateRequest{
-		SignatureAlgorithm: s.signatureAlgorithm(),
-		ExtraExtensions: []pkix.Extension{
-			{Id: oid, Critical: false, Value: evidence},
-			wext,
-		},
-	}
+	tmpl := &x509.CertificateRequest{SignatureAlgorithm: s.signatureAlgorithm(), ExtraExtensions: exts}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, s)
 	if err != nil {
 		return nil, fmt.Errorf("signing CSR: %w", err)

@@ -167,3 +167,15 @@ func TestNoneEvidenceMustBeEmpty(t *testing.T) {
 		t.Fatal("non-empty KVM evidence accepted")
 	}
 }
+
+func TestUpstreamExactCSR(t *testing.T) {
+	s, _ := newKeySigner(attest.KindNone)
+	der, err := createCSR(s, attest.KindNone, []byte{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, nattr, _, exts, _ := walkCSR(t, der)
+	if nattr != 1 || len(exts) != 1 || !exts[0].oid.Equal(attest.OIDEvidenceKVM) || exts[0].hasCritical || len(exts[0].value) != 0 {
+		t.Fatalf("upstream CSR: %d attributes, extensions %+v", nattr, exts)
+	}
+}

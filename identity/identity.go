@@ -116,13 +116,25 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keep identity: certificate request: %w", err)
 	}
-	id.csr = csr
 
 	c := newStewardClient(ep, req.HTTPClient, log)
 	chain, err := c.issue(ctx, csr)
+	if silentBadRequest(err) {
+		// Probably an upstream Steward, which refuses the (unknown to it)
+		// workload identity extension without saying why. Ask once more
+		// with exactly upstream's CSR; the certificate then does not name
+		// the workload, and the warning below says so.
+		log.Warn("keep identity: steward refused the request without a reason (an upstream steward?); retrying without the workload identity extension",
+			"steward", ep.display)
+		if csr, err = createCSR(signer, kind, evidence, nil); err != nil {
+			return nil, fmt.Errorf("keep identity: certificate request: %w", err)
+		}
+		chain, err = c.issue(ctx, csr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("keep identity: %w", err)
 	}
+	id.csr = csr
 	copied, err := checkIssued(chain, signer, &req.Workload)
 	if err != nil {
 		return nil, fmt.Errorf("keep identity: steward %s returned an unusable chain: %w", ep.display, err)

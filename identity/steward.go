@@ -107,6 +107,19 @@ type stewardError struct {
 	err   error
 	retry bool
 	after time.Duration // Retry-After, if the Steward sent one
+	// status and reason are the HTTP status and sanitized body of a
+	// refusal (0 and "" for transport errors).
+	status int
+	reason string
+}
+
+// silentBadRequest reports whether err is a 400 without a reason: what an
+// upstream Steward sends for any CSR it refuses, including one that carries
+// an extension it does not know (such as the workload identity). Stewards
+// of this project always give a reason.
+func silentBadRequest(err error) bool {
+	var se *stewardError
+	return errors.As(err, &se) && se.status == http.StatusBadRequest && se.reason == ""
 }
 
 func (e *stewardError) Error() string { return e.err.Error() }
@@ -192,7 +205,7 @@ func (c *stewardClient) statusError(resp *http.Response) error {
 	case resp.StatusCode == http.StatusBadRequest && reason == "":
 		msg += " (an upstream steward gives no reason; check its logs)"
 	}
-	se := &stewardError{err: errors.New(msg)}
+	se := &stewardError{err: errors.New(msg), status: resp.StatusCode, reason: reason}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		se.retry = true
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {

@@ -294,3 +294,40 @@ func TestSanitizeReason(t *testing.T) {
 		t.Errorf("long reason: %d bytes", len(long))
 	}
 }
+
+func TestUpstreamStewardFallback(t *testing.T) {
+	st, ts := startFakeSteward(t, false)
+	st.upstream = true
+	var logs bytes.Buffer
+	id, err := Establish(t.Context(), Request{Steward: ts.URL, AllowInsecureSteward: true, Workload: testWorkload(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.requests.Load(); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+	csr, err := x509.ParseCertificateRequest(id.CSR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(csr.Extensions) != 1 || !csr.Extensions[0].Id.Equal(attest.OIDEvidenceKVM) {
+		t.Fatalf("fallback CSR extensions %v, want only the KVM evidence", csr.Extensions)
+	}
+	if w, _, _ := certext.FromCertificate(id.Chain()[0]); w != nil {
+		t.Fatal("workload identity in a certificate from an upstream steward")
+	}
+	if !strings.Contains(logs.String(), "retrying without the workload identity") {
+		t.Fatalf("no warning: %s", logs.String())
+	}
+
+	// A refusal with a reason is final: no second request.
+	st2, ts2 := startFakeSteward(t, false)
+	st2.tamper = func(w http.ResponseWriter, _ *x509.CertificateRequest, _ int32) bool {
+		http.Error(w, "evidence.rejected: no", http.StatusBadRequest)
+		return true
+	}
+	if _, err := Establish(t.Context(), Request{Steward: ts2.URL, AllowInsecureSteward: true, Workload: testWorkload()}); err == nil || st2.requests.Load() != 1 {
+		t.Fatalf("err %v after %d requests", err, st2.requests.Load())
+	}
+}

@@ -99,6 +99,9 @@ type fakeSteward struct {
 	requests atomic.Int32
 	// lastCSR is the last request body.
 	lastCSR atomic.Pointer[[]byte]
+	// upstream makes refusals like upstream Steward's: 400 with no body,
+	// and the workload identity extension is unknown.
+	upstream bool
 	// tamper may replace the response: return true when it wrote one.
 	tamper func(w http.ResponseWriter, csr *x509.CertificateRequest, n int32) bool
 }
@@ -142,8 +145,11 @@ func (s *fakeSteward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			attested = true
 			copyExts = append(copyExts, e)
-		case e.Id.Equal(attest.OIDWorkload):
+		case e.Id.Equal(attest.OIDWorkload) && !s.upstream:
 			copyExts = append(copyExts, e)
+		case s.upstream:
+			w.WriteHeader(http.StatusBadRequest)
+			return
 		default:
 			http.Error(w, "csr.extension: unknown "+e.Id.String(), http.StatusBadRequest)
 			return
