@@ -447,6 +447,20 @@ func decodeStrict(m types.Meta, body []byte, v any) error {
 	return nil
 }
 
+// readRecord reads and strictly decodes a user record or repository
+// config body into v.
+func readRecord(r *http.Request, v any) (types.Meta, []byte, error) {
+	m, err := claimedMeta(r, false)
+	if err != nil {
+		return m, nil, err
+	}
+	body, err := readBody(r, m, store.MaxRecordSize)
+	if err != nil {
+		return m, nil, err
+	}
+	return m, body, decodeStrict(m, body, v)
+}
+
 // storeErr maps store errors on writes.
 func storeErr(err error) error {
 	var inv *store.InvalidError
@@ -569,16 +583,9 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request, req *request) err
 		if err := requireScope(c, levelWrite, ctxUsers); err != nil {
 			return err
 		}
-		m, err := claimedMeta(r, false)
-		if err != nil {
-			return err
-		}
-		body, err := readBody(r, m, store.MaxRecordSize)
-		if err != nil {
-			return err
-		}
 		var rec userRecord
-		if err := decodeStrict(m, body, &rec); err != nil {
+		m, body, err := readRecord(r, &rec)
+		if err != nil {
 			return err
 		}
 		if rec.Subject != c.Subject {
@@ -609,16 +616,9 @@ func (h *Handler) repository(w http.ResponseWriter, r *http.Request, req *reques
 		if err := h.owner(r, req, levelWrite, ctxRepos); err != nil {
 			return err
 		}
-		m, err := claimedMeta(r, false)
-		if err != nil {
-			return err
-		}
-		body, err := readBody(r, m, store.MaxRecordSize)
-		if err != nil {
-			return err
-		}
 		var cfg repoConfig
-		if err := decodeStrict(m, body, &cfg); err != nil {
+		m, body, err := readRecord(r, &cfg)
+		if err != nil {
 			return err
 		}
 		if cfg.Public == nil {
