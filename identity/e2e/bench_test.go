@@ -67,21 +67,7 @@ func nativeEcho(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
+	return tlsEchoServer(b, cfg)
 }
 
 // keepEcho runs examples/tls-echo in a Keep with a self-signed identity.

@@ -39,7 +39,14 @@ func startSteward(t testing.TB) *testSteward {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := steward.New(steward.Config{CA: ca, Verifiers: []attest.Verifier{kvm.New(kvm.Options{})}, SANs: []string{keepSAN}})
+	return startStewardWith(t, ca, kvm.Options{})
+}
+
+// startStewardWith runs the real Steward with the given CA and options of
+// the no-hardware verifier.
+func startStewardWith(t testing.TB, ca *steward.CA, opts kvm.Options) *testSteward {
+	t.Helper()
+	s, err := steward.New(steward.Config{CA: ca, Verifiers: []attest.Verifier{kvm.New(opts)}, SANs: []string{keepSAN}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +190,27 @@ func (r *running) stop(t testing.TB) {
 func (r *running) output() string {
 	b, _ := os.ReadFile(r.stderr.Name())
 	return string(b)
+}
+
+// tlsEchoServer serves a native Go TLS echo server on 127.0.0.1 until the
+// test ends and returns its address.
+func tlsEchoServer(t testing.TB, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // echoOnce sends msg over c and checks that it comes back.

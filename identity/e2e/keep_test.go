@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"os"
@@ -23,11 +22,6 @@ import (
 	"github.com/enarx-go/enarx/attest/certext"
 	"github.com/enarx-go/enarx/keep"
 )
-
-func testWorkload() certext.Workload {
-	w := sha256.Sum256([]byte("peer wasm"))
-	return certext.Workload{WasmSHA256: w[:]}
-}
 
 const stdioConfig = `
 [[files]]
@@ -157,24 +151,11 @@ func backendServer(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+	addr := tlsEchoServer(t, &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: k}},
 		MinVersion:   tls.VersionTLS13,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String(), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}))
+	return addr, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}))
 }
 
 func TestKeepConnectTLSWithCustomCA(t *testing.T) {

@@ -1,4 +1,4 @@
-package identity_test
+package e2e
 
 import (
 	"bytes"
@@ -10,9 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"io"
-	"log"
 	"math/big"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -25,33 +23,20 @@ import (
 	"github.com/enarx-go/enarx/steward"
 )
 
-// startSteward runs the real Steward over HTTPS on 127.0.0.1.
-func startSteward(t *testing.T, ca *steward.CA, opts kvm.Options) *httptest.Server {
-	t.Helper()
-	srv, err := steward.New(steward.Config{CA: ca, Verifiers: []attest.Verifier{kvm.New(opts)}, SANs: []string{"keep.test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(srv)
-	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	return ts
-}
-
-func workload() certext.Workload {
+// testWorkload is the identity of a workload that is not run.
+func testWorkload() certext.Workload {
 	w := sha256.Sum256([]byte("e2e wasm"))
 	c := sha256.Sum256([]byte("e2e toml"))
 	return certext.Workload{WasmSHA256: w[:], ConfigSHA256: c[:], Package: "sha-256=:abc=:"}
 }
 
-func TestRealStewardDebugMode(t *testing.T) {
+func TestIdentityFromStewardDebugMode(t *testing.T) {
 	ca, err := steward.GenerateCA("steward.test", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := startSteward(t, ca, kvm.Options{})
-	w := workload()
+	ts := startStewardWith(t, ca, kvm.Options{}).srv
+	w := testWorkload()
 	id, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: w, HTTPClient: ts.Client()})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +76,7 @@ func TestRealStewardDebugMode(t *testing.T) {
 	}()
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Chain[0])
-	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "keep.test"})
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: keepSAN})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,20 +112,20 @@ func intermediateCA(t *testing.T) (*steward.CA, *x509.Certificate) {
 	return &steward.CA{Key: ik, Chain: []*x509.Certificate{inter, root}}, root
 }
 
-func TestRealStewardProductionMode(t *testing.T) {
+func TestIdentityFromStewardProductionMode(t *testing.T) {
 	ca, root := intermediateCA(t)
 
 	// Upstream behaviour: no-hardware evidence is refused outside debug
 	// mode, and the Keep's error quotes the Steward's reason.
-	ts := startSteward(t, ca, kvm.Options{})
-	_, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: workload(), HTTPClient: ts.Client()})
+	ts := startStewardWith(t, ca, kvm.Options{}).srv
+	_, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: testWorkload(), HTTPClient: ts.Client()})
 	if err == nil || !strings.Contains(err.Error(), kvm.CodeNotAllowed) {
 		t.Fatalf("error %v, want the steward's %q reason", err, kvm.CodeNotAllowed)
 	}
 
 	// Explicitly allowed: the chain runs through the intermediate to the root.
-	ts = startSteward(t, ca, kvm.Options{AllowWithoutDebug: true})
-	id, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: workload(), HTTPClient: ts.Client()})
+	ts = startStewardWith(t, ca, kvm.Options{AllowWithoutDebug: true}).srv
+	id, err := identity.Establish(t.Context(), identity.Request{Steward: ts.URL, Workload: testWorkload(), HTTPClient: ts.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
