@@ -20,19 +20,29 @@ func main() {
 	var o server.Options
 	var level string
 	cmd := &cobra.Command{
-		Use:   "drawbridge",
+		Use:   "drawbridge [@CONFIG.toml]",
 		Short: "Serve the Drawbridge package registry over HTTPS",
 		Long: `Serve the Drawbridge package registry over HTTPS.
 
 Production: drawbridge --store DIR|BUCKET-URL --cert C --key K [--ca CA]
                        --oidc-issuer URL --oidc-audience AUD [--addr HOST:PORT]
+            drawbridge @drawbridge.toml   (keys are the long flag names)
 Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
             see DIR/dev-ca.pem and DIR/dev-token)`,
 		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:          cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conf, err := configArg(args)
+			if err != nil {
+				return err
+			}
+			if conf != "" {
+				if err := applyConfigFile(cmd.Flags(), conf); err != nil {
+					return err
+				}
+			}
 			var l slog.Level
 			if err := l.UnmarshalText([]byte(level)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)

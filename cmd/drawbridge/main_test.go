@@ -233,6 +233,18 @@ func TestDevModeFiles(t *testing.T) {
 		// c.get sends no token: the user record is owner-only.
 		t.Fatalf("GET /dev anonymous: %d %s", code, body)
 	}
+	// The same through a config file (upstream's @file form).
+	dir2 := filepath.Join(t.TempDir(), "store2")
+	conf := filepath.Join(t.TempDir(), "drawbridge.toml")
+	os.WriteFile(conf, []byte("dev = true\nstore = \""+dir2+"\"\naddr = \"127.0.0.1:0\"\nmax-upload-size = 1024\n"), 0o600)
+	start(t, bin, "@"+conf)
+	if _, err := os.Stat(filepath.Join(dir2, server.DevTokenFile)); err != nil {
+		t.Fatalf("config file not applied: %v", err)
+	}
+	os.WriteFile(conf, []byte("oidc-isuer = \"https://x\"\n"), 0o600)
+	if out, err := exec.Command(bin, "@"+conf).CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown setting") {
+		t.Fatalf("typo in config: %v %s", err, out)
+	}
 	// A token from a dev registry is worthless to a production one: no
 	// OIDC issuer means no start at all.
 	out, err := exec.Command(bin, "--store", dir).CombinedOutput()
