@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"strings"
 	"testing"
@@ -224,6 +225,18 @@ func TestStewardBadReplies(t *testing.T) {
 		}, "not for this keep's key"},
 		{"chain does not verify", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
 			return pkiPath(t, other.cert, st.ca.issue(t, csr.PublicKey, nil, nil))
+		}, "does not verify"},
+		{"root is not a CA", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "not a CA"},
+				NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+				BasicConstraintsValid: true, IsCA: false}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &otherKey.PublicKey, otherKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			notCA, _ := x509.ParseCertificate(der)
+			leaf := (&testCA{key: otherKey, cert: notCA}).issue(t, csr.PublicKey, nil, nil)
+			return pkiPath(t, notCA, leaf)
 		}, "does not verify"},
 		{"leaf first order", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
 			return pkiPath(t, st.ca.issue(t, csr.PublicKey, nil, nil), st.ca.cert)
