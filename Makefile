@@ -11,7 +11,7 @@ WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 all: build examples
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 examples:
 	@mkdir -p $(BIN)/examples
