@@ -43,10 +43,15 @@ type Request struct {
 	// module, of Enarx.toml and, for registry deployments, of the package).
 	// WasmSHA256 is required.
 	Workload certext.Workload
-	// HTTPClient talks to the Steward. Nil means a client that trusts only
-	// the embedded Mozilla roots, does not follow redirects and has
-	// timeouts. Tests and deployments with a private Steward CA pass their
-	// own.
+	// StewardCA is inline PEM trust anchors for the Steward's HTTPS
+	// certificate, used instead of the embedded Mozilla roots (for a
+	// private or local Steward). It belongs in the measured Enarx.toml, not
+	// in a host file. Mutually exclusive with HTTPClient.
+	StewardCA string
+	// HTTPClient talks to the Steward (tests pass one). Nil means a client
+	// that trusts only StewardCA, or else the embedded Mozilla roots, and
+	// ignores the host's proxy settings. Whichever client is used, each
+	// attempt is bounded by a timeout and redirects are not followed.
 	HTTPClient *http.Client
 	// Logger receives progress messages (never key material); nil discards.
 	Logger *slog.Logger
@@ -81,6 +86,9 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 		if _, err := attest.EvidenceOID(kind); err != nil {
 			return nil, fmt.Errorf("keep identity: evidence provider: %w", err)
 		}
+	}
+	if req.StewardCA != "" && req.HTTPClient != nil {
+		return nil, errors.New("keep identity: give either a steward CA or an HTTP client, not both")
 	}
 	var ep *stewardEndpoint
 	if req.Steward != "" {
@@ -117,7 +125,13 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 		return nil, fmt.Errorf("keep identity: certificate request: %w", err)
 	}
 
-	c := newStewardClient(ep, req.HTTPClient, log)
+	roots := mozillaRoots()
+	if req.StewardCA != "" {
+		if roots, err = parsePEMPool(req.StewardCA); err != nil {
+			return nil, fmt.Errorf("keep identity: steward CA: %w", err)
+		}
+	}
+	c := newStewardClient(ep, req.HTTPClient, roots, log)
 	chain, err := c.issue(ctx, csr)
 	if silentBadRequest(err) {
 		// Probably an upstream Steward, which refuses the (unknown to it)

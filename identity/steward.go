@@ -84,18 +84,18 @@ type stewardClient struct {
 	retry retryPolicy
 }
 
-// newStewardClient copies hc (or builds a default client trusting only the
-// embedded Mozilla roots) and makes it refuse redirects: a redirected POST
+// newStewardClient copies hc (or builds a default client trusting only
+// roots) and makes it refuse redirects: a redirected POST
 // would silently become a GET, and the Steward URL is part of the
 // measured Enarx.toml, so the Keep talks to exactly that URL.
-func newStewardClient(ep *stewardEndpoint, hc *http.Client, log *slog.Logger) *stewardClient {
+func newStewardClient(ep *stewardEndpoint, hc *http.Client, roots *x509.CertPool, log *slog.Logger) *stewardClient {
 	var c http.Client
 	if hc != nil {
 		c = *hc
 	} else {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.Proxy = nil // proxy settings come from the untrusted host environment
-		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: mozillaRoots()}
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 		c.Transport = tr
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

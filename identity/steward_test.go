@@ -85,7 +85,7 @@ func quickClient(t *testing.T, url string, hc *http.Client) *stewardClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newStewardClient(ep, hc, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := newStewardClient(ep, hc, mozillaRoots(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	c.retry = retryPolicy{maxAttempts: 3, attemptTimeout: 5 * time.Second, baseDelay: time.Millisecond, maxDelay: 5 * time.Millisecond}
 	return c
 }
@@ -342,5 +342,23 @@ func TestUpstreamStewardFallback(t *testing.T) {
 	}
 	if _, err := Establish(t.Context(), Request{Steward: ts2.URL, AllowInsecureSteward: true, Workload: testWorkload()}); err == nil || st2.requests.Load() != 1 {
 		t.Fatalf("err %v after %d requests", err, st2.requests.Load())
+	}
+}
+
+func TestStewardCA(t *testing.T) {
+	_, ts := startFakeSteward(t, true)
+	ca := pemOf(ts.Certificate())
+	if _, err := Establish(t.Context(), Request{Steward: ts.URL, StewardCA: ca, Workload: testWorkload()}); err != nil {
+		t.Fatalf("steward under the given CA: %v", err)
+	}
+	other := pemOf(newTestCA(t, "Other").cert)
+	if _, err := Establish(t.Context(), Request{Steward: ts.URL, StewardCA: other, Workload: testWorkload()}); err == nil {
+		t.Fatal("steward under another CA accepted")
+	}
+	if _, err := Establish(t.Context(), Request{Steward: ts.URL, StewardCA: "junk", Workload: testWorkload()}); err == nil {
+		t.Fatal("bad steward CA accepted")
+	}
+	if _, err := Establish(t.Context(), Request{Steward: ts.URL, StewardCA: ca, HTTPClient: ts.Client(), Workload: testWorkload()}); err == nil {
+		t.Fatal("steward CA and HTTP client both accepted")
 	}
 }
