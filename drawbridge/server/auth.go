@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // Claims is what the server uses from a verified access token.
@@ -50,14 +51,24 @@ var signingAlgs = []string{
 	oidc.ES256, oidc.ES384, oidc.ES512, oidc.EdDSA,
 }
 
-// OIDCVerifier verifies JWT access tokens from an OpenID Connect issuer:
-// signature against the issuer's JWKS (go-oidc's RemoteKeySet, which
-// refetches the key set when a token names a key it does not know, so key
-// rotation is picked up), issuer, audience, expiry (60 s leeway), and the
-// presence of "iat", "sub" and a space-separated "scope" string.
+// jwsAlgs is signingAlgs for go-jose.
+var jwsAlgs = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(signingAlgs))
+	for i, a := range signingAlgs {
+		out[i] = jose.SignatureAlgorithm(a)
+	}
+	return out
+}()
+
+// OIDCVerifier verifies JWT access tokens from an OpenID Connect issuer
+// with go-oidc: signature against the issuer's JWKS (see jwksKeySet: kept
+// fresh, so rotated-in keys work at once and withdrawn keys stop working
+// within minutes), issuer, audience, expiry (60 s leeway), and the presence
+// of "iat", "sub" and a space-separated "scope" string.
 type OIDCVerifier struct {
 	v      *oidc.IDTokenVerifier
 	issuer string
+	keys   *jwksKeySet // nil for static keys
 }
 
 // NewOIDCVerifier runs discovery against issuer. client is used for
@@ -77,10 +88,6 @@ func NewOIDCVerifier(ctx context.Context, issuer, audience string, client *http.
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	// The key set keeps the context it was created with for its refetches,
-	// so it must outlive this call: use a background context carrying only
-	// the client.
-	keyCtx := oidc.ClientContext(context.Background(), client)
 	var p *oidc.Provider
 	for _, iss := range issuerSpellings(issuer) {
 		discCtx := oidc.ClientContext(ctx, client)
@@ -98,14 +105,14 @@ func NewOIDCVerifier(ctx context.Context, issuer, audience string, client *http.
 	if err := p.Claims(&claims); err != nil || claims.JWKS == "" {
 		return nil, fmt.Errorf("OIDC discovery at %s: no jwks_uri", issuer)
 	}
-	keys := oidc.NewRemoteKeySet(keyCtx, claims.JWKS)
+	keys := newJWKSKeySet(claims.JWKS, client)
 	v := oidc.NewVerifier(issuer, keys, &oidc.Config{
 		ClientID:             audience,
 		SupportedSigningAlgs: signingAlgs,
 		SkipIssuerCheck:      true, // checked below, modulo a trailing slash
 		Now:                  func() time.Time { return time.Now().Add(-clockLeeway) },
 	})
-	return &OIDCVerifier{v: v, issuer: issuer}, nil
+	return &OIDCVerifier{v: v, issuer: issuer, keys: keys}, nil
 }
 
 // NewStaticVerifier verifies tokens signed by fixed keys (dev mode only).

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -144,6 +145,7 @@ func newEnvOn(t testing.TB, b store.Backend) *env {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    e.pki.pool,
 	}
+	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are expected in some tests
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL

@@ -408,15 +408,49 @@ func TestRoutesAndVersions(t *testing.T) {
 func TestJWKSRotationIsPickedUp(t *testing.T) {
 	e := newEnv(t)
 	e.setup("alice", testSubject, e.token, nil)
+	keys := e.srv.Config.Handler.(*Handler).cfg.Tokens.(*OIDCVerifier).keys
+	clock := time.Now()
+	keys.mu.Lock()
+	keys.now = func() time.Time { return clock }
+	keys.mu.Unlock()
 	old := e.token
+	e.expect(e.req(e.anon, "GET", "/alice", old, nil, nil), 200, "token before rotation")
 	before := e.oidc.JWKSFetches()
 	e.oidc.Rotate(t)
 	fresh := e.mint(oidctest.Claims{Subject: testSubject, Scope: oidctest.AllScopes})
+	// Within the rate limit an unknown kid does not trigger a fetch...
+	e.expect(e.req(e.anon, "GET", "/alice", fresh, nil, nil), 401, "new key within the refetch interval")
+	for range 20 {
+		bogus := e.oidc.ForeignToken(t, oidctest.Claims{Subject: testSubject, Audience: []string{testAudience}})
+		e.expect(e.req(e.anon, "GET", "/alice", bogus, nil, nil), 401, "bad signature")
+	}
+	if got := e.oidc.JWKSFetches() - before; got != 0 {
+		t.Fatalf("%d key set fetches within the refetch interval", got)
+	}
+	// ...after it, one does, and the new key works.
+	clock = clock.Add(defaultJWKSMinInterval)
 	e.expect(e.req(e.anon, "GET", "/alice", fresh, nil, nil), 200, "token of the new key")
-	if e.oidc.JWKSFetches() <= before {
-		t.Fatal("the key set was not refetched")
+	if got := e.oidc.JWKSFetches() - before; got != 1 {
+		t.Fatalf("%d key set fetches for one rotation", got)
 	}
 	e.expect(e.req(e.anon, "GET", "/alice", old, nil, nil), 401, "token of the retired key")
+}
+
+// TestWithdrawnKeyExpires: without any new kid in sight, a key the issuer
+// has withdrawn stops being accepted once the cached set is maxAge old.
+func TestWithdrawnKeyExpires(t *testing.T) {
+	e := newEnv(t)
+	e.setup("alice", testSubject, e.token, nil)
+	keys := e.srv.Config.Handler.(*Handler).cfg.Tokens.(*OIDCVerifier).keys
+	clock := time.Now()
+	keys.mu.Lock()
+	keys.now = func() time.Time { return clock }
+	keys.mu.Unlock()
+	e.expect(e.req(e.anon, "GET", "/alice", e.token, nil, nil), 200, "before withdrawal")
+	e.oidc.Rotate(t) // the old key leaves the JWKS
+	e.expect(e.req(e.anon, "GET", "/alice", e.token, nil, nil), 200, "cached key, within maxAge")
+	clock = clock.Add(defaultJWKSMaxAge)
+	e.expect(e.req(e.anon, "GET", "/alice", e.token, nil, nil), 401, "withdrawn key after maxAge")
 }
 
 func TestConcurrentPublishOverHTTP(t *testing.T) {

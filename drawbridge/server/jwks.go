@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// jwksKeySet is an oidc.KeySet that fetches the issuer's JWKS and keeps it
+// fresh. go-oidc's RemoteKeySet refetches only when a token fails to
+// verify, which has two problems for a server: a key the issuer has
+// withdrawn (say, after a compromise) keeps being accepted for as long as
+// the process runs, and every token with a bad signature or an unknown kid
+// costs a request to the issuer. This set instead
+//   - refetches when its copy is older than maxAge, so withdrawn keys stop
+//     working within maxAge;
+//   - refetches early when a token names a kid it does not know (key
+//     rotation), but at most once per minInterval, so garbage tokens cannot
+//     make it hammer the issuer.
+type jwksKeySet struct {
+	url         string
+	client      *http.Client
+	maxAge      time.Duration
+	minInterval time.Duration
+	now         func() time.Time
+
+	mu          sync.Mutex
+	keys        []jose.JSONWebKey
+	fetched     time.Time // when keys were fetched
+	lastAttempt time.Time // last fetch attempt, successful or not
+	fetches     int
+}
+
+const (
+	defaultJWKSMaxAge      = 10 * time.Minute
+	defaultJWKSMinInterval = 10 * time.Second
+	maxJWKSSize            = 1 << 20
+)
+
+func newJWKSKeySet(url string, client *http.Client) *jwksKeySet {
+	return &jwksKeySet{url: url, client: client, maxAge: defaultJWKSMaxAge, minInterval: defaultJWKSMinInterval, now: time.Now}
+}
+
+// VerifySignature implements oidc.KeySet. The verifier has already
+// checked the algorithm against its allow-list.
+func (k *jwksKeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	jws, err := jose.ParseSigned(raw, jwsAlgs)
+	if err != nil {
+		return nil, fmt.Errorf("malformed jwt: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("jwt must carry exactly one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	keys, err := k.current(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := verifyWith(jws, keys, kid); ok {
+		return p, nil
+	}
+	// Unknown kid: the issuer may have rotated. Ask again (rate limited).
+	if kid != "" && !hasKid(keys, kid) {
+		if keys, err = k.current(ctx, kid); err != nil {
+			return nil, err
+		}
+		if p, ok := verifyWith(jws, keys, kid); ok {
+			return p, nil
+		}
+	}
+	return nil, errors.New("token signature does not verify with the issuer's keys")
+}
+
+func hasKid(keys []jose.JSONWebKey, kid string) bool {
+	for _, key := range keys {
+		if key.KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) ([]byte, bool) {
+	for _, key := range keys {
+		if kid != "" && key.KeyID != kid {
+			continue
+		}
+		if p, err := jws.Verify(&key); err == nil {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// current returns the cached keys, refetching if they are older than
+// maxAge, or if wantKid is not among them and the last attempt is older
+// than minInterval. Fetches are serialised by the mutex.
+func (k *jwksKeySet) current(ctx context.Context, wantKid string) ([]jose.JSONWebKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := k.now()
+	stale := k.keys == nil || now.Sub(k.fetched) >= k.maxAge
+	missing := wantKid != "" && !hasKid(k.keys, wantKid)
+	if !stale && !missing {
+		return k.keys, nil
+	}
+	if !k.lastAttempt.IsZero() && now.Sub(k.lastAttempt) < k.minInterval && k.keys != nil {
+		return k.keys, nil
+	}
+	k.lastAttempt = now
+	keys, err := k.fetch(ctx)
+	if err != nil {
+		if k.keys != nil && now.Sub(k.fetched) < 2*k.maxAge {
+			return k.keys, nil // issuer briefly unreachable: keep the last good set a while
+		}
+		return nil, fmt.Errorf("fetching the issuer's keys: %w", err)
+	}
+	k.keys, k.fetched = keys, now
+	return keys, nil
+}
+
+func (k *jwksKeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+	k.fetches++
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := k.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: status %s", k.url, res.Status)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(io.LimitReader(res.Body, maxJWKSSize)).Decode(&set); err != nil {
+		return nil, fmt.Errorf("%s: %w", k.url, err)
+	}
+	var keys []jose.JSONWebKey
+	for _, key := range set.Keys {
+		if key.IsPublic() && (key.Use == "" || key.Use == "sig") {
+			keys = append(keys, key)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s: no public signing keys", k.url)
+	}
+	return keys, nil
+}
