@@ -125,6 +125,20 @@ func fullFlow(t *testing.T, e *env) {
 	if err != nil || !got.Meta.Equal(nodes[0].Entry.Meta) {
 		t.Fatalf("tag entry %s: %v", r.body, err)
 	}
+	// HEAD of users, repositories and tags: the GET headers, no body.
+	for _, p := range []string{"/alice", "/alice/pub", "/alice/pub/_tag/0.1.0", "/alice/priv/_tag/0.1.0"} {
+		g := e.req(e.anon, "GET", p, e.token, nil, nil)
+		h := e.req(e.anon, "HEAD", p, e.token, nil, nil)
+		e.expect(h, 200, "HEAD "+p)
+		d, n := types.Compute(g.body)
+		want := types.Meta{Digest: d, Length: n, Type: g.h.Get("Content-Type")}
+		checkEntityHeaders(t, "GET "+p, g, want)
+		checkEntityHeaders(t, "HEAD "+p, h, want)
+		if len(h.body) != 0 {
+			t.Fatalf("HEAD %s has a body", p)
+		}
+	}
+	e.expect(e.req(e.anon, "HEAD", "/alice/pub/_tag", "", nil, nil), 405, "HEAD tag list")
 	// Missing things.
 	r = e.req(e.anon, "GET", "/alice/pub/_tag/9.9.9", "", nil, nil)
 	e.expect(r, 404, "missing tag")
