@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/asn1"
+	"os"
 	"testing"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -177,5 +178,49 @@ func TestUpstreamExactCSR(t *testing.T) {
 	_, _, nattr, _, exts, _ := walkCSR(t, der)
 	if nattr != 1 || len(exts) != 1 || !exts[0].oid.Equal(attest.OIDEvidenceKVM) || exts[0].hasCritical || len(exts[0].value) != 0 {
 		t.Fatalf("upstream CSR: %d attributes, extensions %+v", nattr, exts)
+	}
+}
+
+// TestCSRLayoutMatchesUpstreamVectors compares the Keep's CSRs with CSRs
+// that upstream Enarx made on real hardware: the same version, subject,
+// attribute and evidence extension encoding, and signature algorithm; the
+// Keep only adds the workload identity after the evidence.
+func TestCSRLayoutMatchesUpstreamVectors(t *testing.T) {
+	for file, kind := range map[string]attest.Kind{
+		"testdata/upstream/milan.signed.crl.csr":                 attest.KindSNP,
+		"testdata/upstream/icelake.signed.tcb.crl.single.i5.csr": attest.KindSGX,
+	} {
+		up, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uv, usubj, unattr, uoid, uexts, ualg := walkCSR(t, up)
+		s, err := newKeySigner(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := testWorkload()
+		ours, err := createCSR(s, kind, uexts[0].value, &w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ov, osubj, onattr, ooid, oexts, oalg := walkCSR(t, ours)
+		if uv != ov || !bytes.Equal(usubj, osubj) || unattr != onattr || !uoid.Equal(ooid) || !ualg.Equal(oalg) {
+			t.Errorf("%s: upstream (v%d, subject %x, %d attributes, %v, %v) vs ours (v%d, %x, %d, %v, %v)",
+				file, uv, usubj, unattr, uoid, ualg, ov, osubj, onattr, ooid, oalg)
+		}
+		if len(uexts) != 1 || len(oexts) != 2 {
+			t.Fatalf("%s: %d upstream and %d own extensions", file, len(uexts), len(oexts))
+		}
+		if !uexts[0].oid.Equal(oexts[0].oid) || uexts[0].hasCritical != oexts[0].hasCritical || !bytes.Equal(uexts[0].value, oexts[0].value) {
+			t.Errorf("%s: evidence extension differs", file)
+		}
+		ucsr, err := x509.ParseCertificateRequest(up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(ucsr.RawSubjectPublicKeyInfo), len(s.spki); got != want {
+			t.Errorf("%s: SPKI %d bytes upstream, %d ours", file, got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"os"
 	"testing"
 )
 
@@ -20,6 +21,9 @@ func FuzzParseChain(f *testing.F) {
 	f.Add(pkiPath(f, ca.cert))
 	f.Add(good[:len(good)-1])
 	f.Add(append(append([]byte{}, good...), 0))
+	if amd, err := os.ReadFile("testdata/upstream/milan.pkipath"); err == nil {
+		f.Add(amd)
+	}
 	f.Add([]byte{0x30, 0x00})
 	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
 	f.Add([]byte{0x30, 0x03, 0x30, 0x01, 0x00})
