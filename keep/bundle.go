@@ -14,7 +14,7 @@ func openBundle(w *Workload) error {
 	if w.Bundle == nil {
 		return nil
 	}
-	if w.Wasm != nil || w.Config != nil || w.Package != "" {
+	if len(w.Wasm) != 0 || len(w.Config) != 0 || w.Package != "" {
 		return errors.New("workload has both a package bundle and a module, config or package digest; refusing to guess which to run")
 	}
 	pkg, err := bundle.Verify(w.Bundle)

@@ -3,8 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -166,5 +169,40 @@ func TestDeployFromRegistry(t *testing.T) {
 	t.Logf("tampered deploy: %s", stderr)
 	if code != 1 || !strings.Contains(stderr, `node "/main.wasm"`) {
 		t.Fatalf("tampered deploy: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestDeploySandboxBinary deploys a registry package with the built enarx
+// binary on the sandbox backend: the bundle crosses into a separate,
+// network-less Keep process and is verified there.
+func TestDeploySandboxBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the enarx binary")
+	}
+	// Build first: isolateUserDirs moves the Go build cache.
+	bin := filepath.Join(t.TempDir(), "enarx")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/enarx-go/enarx/cmd/enarx")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building enarx: %v\n%s", err, out)
+	}
+	isolateUserDirs(t)
+	r := startRegistry(t)
+	tok := r.token(t, "test|subject")
+	repo := r.host + "/testuser/app"
+	r.must(t, tok, "user", "register", r.host+"/testuser")
+	r.must(t, tok, "repo", "register", repo)
+	pinnedSpec := strings.TrimSpace(r.must(t, tok, "package", "publish", repo+":1.0.0", packageDir(t)))
+
+	cmd := exec.Command(bin, "deploy", "--backend", "sandbox", "--cache-dir", compileCache, "--no-package-cache", "--ca-bundle", r.caFile, pinnedSpec)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if strings.Contains(stderr.String(), "is not available") || strings.Contains(stderr.String(), "misconfigured") {
+		t.Skipf("sandbox backend unavailable here: %s", stderr.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 42 || !strings.Contains(stderr.String(), "pkgexit running with [from-config]") {
+		t.Fatalf("sandbox deploy: %v\n%s", err, stderr.String())
 	}
 }
