@@ -144,8 +144,15 @@ func (s *FS) Create(ctx context.Context, key string, meta types.Meta, body io.Re
 		return fmt.Errorf("syncing %s: %w", key, err)
 	}
 	parent := path.Dir(key)
-	if err := s.root.MkdirAll(parent, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", parent, err)
+	if _, err := s.root.Stat(parent); errors.Is(err, fs.ErrNotExist) {
+		// A new container directory ("repos", "tags", "entries"): make its
+		// own name durable too, or a crash could lose the object with it.
+		if err := s.root.MkdirAll(parent, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", parent, err)
+		}
+		if err := s.syncDir(path.Dir(parent)); err != nil {
+			return fmt.Errorf("syncing %s: %w", path.Dir(parent), err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
