@@ -90,12 +90,19 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 	if req.StewardCA != "" && req.HTTPClient != nil {
 		return nil, errors.New("keep identity: give either a steward CA or an HTTP client, not both")
 	}
+	// Check the Steward settings before doing any expensive or hardware
+	// work.
 	var ep *stewardEndpoint
+	roots := mozillaRoots()
 	if req.Steward != "" {
 		var err error
-		// Check the URL before doing any expensive or hardware work.
 		if ep, err = parseStewardURL(req.Steward, req.AllowInsecureSteward); err != nil {
 			return nil, fmt.Errorf("keep identity: %w", err)
+		}
+		if req.StewardCA != "" {
+			if roots, err = parsePEMPool(req.StewardCA); err != nil {
+				return nil, fmt.Errorf("keep identity: steward CA: %w", err)
+			}
 		}
 	}
 
@@ -125,12 +132,6 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 		return nil, fmt.Errorf("keep identity: certificate request: %w", err)
 	}
 
-	roots := mozillaRoots()
-	if req.StewardCA != "" {
-		if roots, err = parsePEMPool(req.StewardCA); err != nil {
-			return nil, fmt.Errorf("keep identity: steward CA: %w", err)
-		}
-	}
 	c := newStewardClient(ep, req.HTTPClient, roots, log)
 	chain, err := c.issue(ctx, csr)
 	if silentBadRequest(err) {
