@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
@@ -157,10 +158,8 @@ func validateHost(h string) error {
 		return fmt.Errorf("invalid host %q", h)
 	}
 	if p := u.Port(); p != "" {
-		for _, c := range p {
-			if c < '0' || c > '9' {
-				return fmt.Errorf("invalid port in host %q", h)
-			}
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 || p[0] == '0' {
+			return fmt.Errorf("invalid port in host %q", h)
 		}
 	} else if strings.HasSuffix(h, ":") {
 		return fmt.Errorf("invalid host %q: empty port", h)

@@ -57,7 +57,7 @@ func TestParsePackageSpecRejects(t *testing.T) {
 		"u.x/repo:1.0.0", "user/re_po:1.0.0", "/user/repo:1.0.0", "host/path/user/repo:1.0.0",
 		"us@er/repo:1.0.0", "user/repo:1.0.0@", "user/repo:1.0.0@sha-256:abcd", "user/repo:1.0.0@md5:" + strings.Repeat("00", 16),
 		"user/repo:1.0.0@sha-256:" + strings.Repeat("00", 32) + "@x", "localhost:8443/user/repo", "h:/u/r:1.0.0",
-		"h:x/u/r:1.0.0", "a b/u/r:1.0.0", "h%41/u/r:1.0.0", strings.Repeat("a", MaxSpecLen+1),
+		"h:x/u/r:1.0.0", "h:99999999999999999999/u/r:1.0.0", "h:0/u/r:1.0.0", "h:080/u/r:1.0.0", "a b/u/r:1.0.0", "h%41/u/r:1.0.0", strings.Repeat("a", MaxSpecLen+1),
 	} {
 		if s, err := ParsePackageSpec(in); err == nil {
 			t.Errorf("%q accepted as %+v", in, s)

@@ -25,6 +25,9 @@ import (
 // --oidc-domain or set ENARX_OIDC_DOMAIN).
 const defaultOIDCDomain = "https://auth.profian.com/"
 
+// progressMinSize is the smallest transfer that gets a progress bar.
+const progressMinSize = 1 << 20
+
 // registryFlags are the flags every Drawbridge command takes.
 type registryFlags struct {
 	caBundle   string
@@ -107,7 +110,7 @@ func (f *registryFlags) client(cmd *cobra.Command, host string, tokenRequired bo
 		CABundle: ca,
 		Token:    tok,
 		Progress: func(label string, total int64) func(io.Reader) io.Reader {
-			if !progress.IsTerminal(stderr) {
+			if total < progressMinSize || !progress.IsTerminal(stderr) {
 				return nil
 			}
 			bar := progress.New(stderr, label, total)

@@ -49,7 +49,7 @@ func newBar(w io.Writer, label string, total int64, now func() time.Time) *Bar {
 
 // Add records n more bytes transferred.
 func (b *Bar) Add(n int) {
-	if b == nil || b.w == nil {
+	if b == nil || b.w == nil || n <= 0 {
 		return
 	}
 	b.mu.Lock()
