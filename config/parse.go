@@ -101,7 +101,7 @@ func (p *parser) errf(field, format string, args ...any) error {
 	return &Error{File: p.name, Line: p.pos.line(field), Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-var topLevelKeys = []string{"steward", "args", "env", "files"}
+var topLevelKeys = []string{"steward", "steward_ca", "args", "env", "files"}
 
 func (p *parser) config(doc map[string]any) (*Config, error) {
 	c := &Config{Files: []File{}}
@@ -118,7 +118,7 @@ func (p *parser) config(doc map[string]any) (*Config, error) {
 	for _, k := range unknown {
 		f := quoteKey(k)
 		c.Warnings = append(c.Warnings, (&Error{File: p.name, Line: p.pos.line(f), Field: f,
-			Msg: "unknown key ignored; known keys are steward, args, env, files"}).Error())
+			Msg: "unknown key ignored; known keys are steward, steward_ca, args, env, files"}).Error())
 	}
 
 	if v, ok := doc["steward"]; ok {
@@ -127,6 +127,19 @@ func (p *parser) config(doc map[string]any) (*Config, error) {
 			return nil, err
 		}
 		c.Steward = s
+	}
+	if v, ok := doc["steward_ca"]; ok {
+		s, isStr := v.(string)
+		switch {
+		case !isStr:
+			return nil, p.errf("steward_ca", "must be a string of inline PEM certificates, not %s", typeName(v))
+		case c.Steward == "":
+			return nil, p.errf("steward_ca", "only makes sense with steward = \"https://…\"")
+		}
+		if err := checkPEMCerts(s); err != nil {
+			return nil, p.errf("steward_ca", "%v", err)
+		}
+		c.StewardCA = s
 	}
 	if v, ok := doc["args"]; ok {
 		args, err := p.stringArray("args", v, true)

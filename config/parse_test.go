@@ -411,3 +411,24 @@ func TestTemplate(t *testing.T) {
 		t.Fatal("template differs from upstream's CONFIG_TEMPLATE")
 	}
 }
+
+func TestStewardCA(t *testing.T) {
+	pemCert := testCertPEM(t)
+	ok := "steward = \"https://localhost:3000\"\nsteward_ca = '''\n" + pemCert + "'''\n"
+	c, err := Parse("Enarx.toml", []byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StewardCA == "" {
+		t.Fatal("steward_ca not kept")
+	}
+	for name, bad := range map[string]string{
+		"without steward": "steward_ca = '''\n" + pemCert + "'''\n",
+		"not PEM":         "steward = \"https://s\"\nsteward_ca = \"nope\"\n",
+		"not a string":    "steward = \"https://s\"\nsteward_ca = 1\n",
+	} {
+		if _, err := Parse("Enarx.toml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "steward_ca") {
+			t.Errorf("%s: want an error naming steward_ca, got %v", name, err)
+		}
+	}
+}

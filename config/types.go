@@ -4,6 +4,11 @@ package config
 type Config struct {
 	// Steward is the attestation CA URL ("" means a self-signed certificate).
 	Steward string
+	// StewardCA (extension) is inline PEM trust anchors for the Steward's
+	// HTTPS certificate, instead of the built-in Mozilla roots: how a Keep
+	// reaches a private or local Steward. It is covered by the Enarx.toml
+	// digest in the Keep's certificate.
+	StewardCA string
 	// Args are appended to argv after argv[0] = "main.wasm".
 	Args []string
 	// Env holds the workload's environment, in file order. FD_COUNT and

@@ -249,10 +249,11 @@ func establish(ctx context.Context, w Workload, cfg *config.Config, o Options, l
 		est = identity.Establish
 	}
 	id, err := est(ctx, identity.Request{
-		Evidence: o.Evidence,
-		Steward:  cfg.Steward,
-		Workload: wl,
-		Logger:   log,
+		Evidence:  o.Evidence,
+		Steward:   cfg.Steward,
+		StewardCA: cfg.StewardCA,
+		Workload:  wl,
+		Logger:    log,
 	})
 	if err != nil {
 		return nil, err
