@@ -345,7 +345,7 @@ func TestParseUnknownTopLevelKeyWarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Warnings) != 1 || c.Warnings[0] != "Enarx.toml:4: file: unknown key ignored; known keys are steward, args, env, files" {
+	if len(c.Warnings) != 1 || c.Warnings[0] != "Enarx.toml:4: file: unknown key ignored; known keys are steward, steward_ca, args, env, files" {
 		t.Fatalf("warnings %q", c.Warnings)
 	}
 }
