@@ -1,0 +1,85 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/enarx-go/enarx/drawbridge/store"
+)
+
+// Authorization: who may do what (reference §3.3).
+
+// token verifies the bearer token of r.
+func (h *Handler) token(r *http.Request, req *request) (*Claims, error) {
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return nil, errorf(http.StatusUnauthorized, "Bearer token header missing")
+	}
+	scheme, raw, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || raw == "" || strings.ContainsAny(raw, " \t") {
+		return nil, errorf(http.StatusBadRequest, "Invalid Authorization header: want `Bearer <token>`")
+	}
+	c, err := h.cfg.Tokens.Verify(r.Context(), raw)
+	if err != nil {
+		h.log.Debug("token rejected", "err", err)
+		return nil, errorf(http.StatusUnauthorized, "Invalid token provided")
+	}
+	req.subject = c.Subject
+	return c, nil
+}
+
+func requireScope(c *Claims, level, context string) error {
+	if !c.HasScope(level, context) {
+		return errorf(http.StatusUnauthorized, "Token is missing a scope for level %s, context %s", level, context)
+	}
+	return nil
+}
+
+// owner checks the token is the owner of req.user and has the scope:
+// user exists, subject matches, scope present (upstream's order).
+func (h *Handler) owner(r *http.Request, req *request, level, context string) error {
+	c, err := h.token(r, req)
+	if err != nil {
+		return err
+	}
+	_, body, err := h.cfg.Registry.User(r.Context(), req.user)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusUnauthorized, "User `%s` not found", req.user)
+	} else if err != nil {
+		return err
+	}
+	var rec userRecord
+	if err := json.Unmarshal(body, &rec); err != nil {
+		return fmt.Errorf("stored user record of %s is corrupt: %w", req.user, err)
+	}
+	if rec.Subject != c.Subject {
+		return errorf(http.StatusUnauthorized, "You are logged in as `%s`, and not authorized for user `%s`", c.Subject, req.user)
+	}
+	return requireScope(c, level, context)
+}
+
+// readable allows reads of a repository's tags (and, with a trusted
+// client certificate, trees): public repos for everyone, private ones for
+// the owner with repositories:read.
+func (h *Handler) readable(r *http.Request, req *request, certOK bool) error {
+	_, body, err := h.cfg.Registry.Repo(r.Context(), req.user, req.repo)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, "Not found")
+	} else if err != nil {
+		return err
+	}
+	var cfg repoConfig
+	if err := json.Unmarshal(body, &cfg); err != nil || cfg.Public == nil {
+		return fmt.Errorf("stored repository config of %s/%s is corrupt", req.user, req.repo)
+	}
+	if *cfg.Public {
+		return nil
+	}
+	if certOK && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return nil
+	}
+	return h.owner(r, req, levelRead, ctxRepos)
+}
