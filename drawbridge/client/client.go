@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/types"
@@ -77,7 +78,18 @@ func NewHTTPClient(caBundle []byte) (*http.Client, error) {
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
-	return &http.Client{Transport: tr}, nil
+	tr.ResponseHeaderTimeout = ResponseHeaderTimeout
+	return &http.Client{Transport: tr, CheckRedirect: noRedirects}, nil
+}
+
+// ResponseHeaderTimeout bounds the wait for a response's headers (bodies
+// may take as long as they need; cancel the context to stop them).
+const ResponseHeaderTimeout = time.Minute
+
+// noRedirects refuses redirects: the API has none, and following one could
+// send the bearer token elsewhere (or over plain http to the same host).
+func noRedirects(req *http.Request, via []*http.Request) error {
+	return fmt.Errorf("registry redirected to %s: redirects are not followed", req.URL.Redacted())
 }
 
 // New returns a client for host ("name[:port]"), always over https.
