@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 
@@ -24,7 +25,7 @@ type tlsConfigs interface {
 // buildTable checks that each host file is the kind of object cfg says
 // (the host is untrusted: a file where a listening socket belongs is an
 // error, not a surprise later) and wraps it as fd i.
-func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tlsConfigs) (_ *fd.Table, err error) {
+func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tlsConfigs, log *slog.Logger) (_ *fd.Table, err error) {
 	if len(files) != len(cfg.Files) {
 		return nil, fmt.Errorf("the host passed %d files for %d [[files]] entries", len(files), len(cfg.Files))
 	}
@@ -37,7 +38,7 @@ func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tl
 		}
 	}()
 	for i, f := range cfg.Files {
-		file, err := openEntry(ctx, f, files[i], id)
+		file, err := openEntry(ctx, f, files[i], id, log)
 		if err != nil {
 			return nil, fmt.Errorf("fd %d (%s %q): %w", i, f.Kind, f.Name, err)
 		}
@@ -46,7 +47,7 @@ func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tl
 	return fd.NewTable(out), nil
 }
 
-func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs) (fd.File, error) {
+func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs, log *slog.Logger) (fd.File, error) {
 	if f.Kind == config.KindNull {
 		return fd.Null{}, nil
 	}
@@ -79,7 +80,16 @@ func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs) (
 				return nil, err
 			}
 		}
-		return fd.NewTCPListener(ctx, tl, tc)
+		l, err := fd.NewTCPListener(ctx, tl, tc)
+		if err != nil {
+			tl.Close()
+			return nil, err
+		}
+		name := f.Name
+		l.OnHandshakeError = func(remote net.Addr, err error) {
+			log.Warn("TLS handshake failed; the workload sees ECONNABORTED", "listener", name, "peer", remote.String(), "error", err)
+		}
+		return l, nil
 	case config.KindConnect:
 		if kind, err := sockKind(hf); err != nil || kind != sockConnected {
 			return nil, fmt.Errorf("the host passed something other than a connected TCP socket (%v)", err)

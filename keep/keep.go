@@ -118,7 +118,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		id = ident
 	}
 
-	table, err := buildTable(ctx, cfg, o.Files, id)
+	table, err := buildTable(ctx, cfg, o.Files, id, log)
 	if err != nil {
 		return 1, fmt.Errorf("setting up the workload's files: %w", err)
 	}

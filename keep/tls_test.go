@@ -50,15 +50,27 @@ port = %d
 	rand.Read(payload)
 	done := make(chan error, 1)
 	go func() {
-		var c *tls.Conn
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		// First a client that does not speak TLS: the Keep drops it after
+		// the failed handshake and the guest keeps serving (Go retries
+		// accept on ECONNABORTED).
+		var raw net.Conn
 		var err error
-		for i := 0; i < 200; i++ { // the Keep starts listening before the guest runs
-			c, err = tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true})
-			if err == nil {
+		for i := 0; i < 400; i++ {
+			if raw, err = net.Dial("tcp", addr); err == nil {
 				break
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(25 * time.Millisecond)
 		}
+		if err != nil {
+			done <- err
+			return
+		}
+		raw.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		raw.SetReadDeadline(time.Now().Add(time.Minute))
+		io.ReadAll(raw)
+		raw.Close()
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			done <- err
 			return

@@ -292,6 +292,10 @@ func (s *TLSSocket) Close() error { return s.conn.Close() }
 // TCPListener is a listening TCP socket; with a TLS config, accepted
 // connections complete a TLS 1.3 handshake before sock_accept returns.
 type TCPListener struct {
+	// OnHandshakeError, if set, is told about failed TLS handshakes (the
+	// guest only sees ECONNABORTED).
+	OnHandshakeError func(remote net.Addr, err error)
+
 	ctx context.Context
 	l   *net.TCPListener
 	rc  syscall.RawConn
@@ -356,8 +360,12 @@ func (l *TCPListener) Accept(nonblock bool) (Socket, error) {
 	if l.tls == nil {
 		return NewTCPSocket(c)
 	}
+	remote := c.RemoteAddr()
 	s, err := NewTLSServer(l.ctx, c, l.tls)
 	if err != nil {
+		if l.OnHandshakeError != nil {
+			l.OnHandshakeError(remote, err)
+		}
 		// The peer failed the handshake; the guest sees an aborted
 		// connection, as with a TCP reset before accept.
 		return nil, syscall.ECONNABORTED
