@@ -175,6 +175,22 @@ func (h *Handler) devCreate(r *http.Request, req *request) error {
 	return nil
 }
 
+// wasmAlias maps tree/main.wasm to the root when a package is a single
+// wasm file: upstream enarx deploy asks for {tag}/tree/main.wasm whenever
+// the tag's type is application/wasm, but a single-file publish stores the
+// file at the root (reference §5.5). The alias only applies when there is
+// no real main.wasm node, which a file root cannot have.
+func (h *Handler) wasmAlias(r *http.Request, ref store.TagRef, p types.TreePath) types.TreePath {
+	if len(p) != 1 || p[0] != "main.wasm" {
+		return p
+	}
+	m, err := h.cfg.Registry.StatNode(r.Context(), ref, types.TreePath{})
+	if err != nil || m.Type != types.WasmType {
+		return p
+	}
+	return types.TreePath{}
+}
+
 func (h *Handler) tree(w http.ResponseWriter, r *http.Request, req *request) error {
 	ctx := r.Context()
 	ref := store.TagRef{User: req.user, Repo: req.repo, Tag: req.tag}
@@ -183,8 +199,9 @@ func (h *Handler) tree(w http.ResponseWriter, r *http.Request, req *request) err
 		if err := h.readable(r, req, true); err != nil {
 			return err
 		}
+		path := h.wasmAlias(r, ref, req.path)
 		if r.Method == http.MethodHead {
-			m, err := h.cfg.Registry.StatNode(ctx, ref, req.path)
+			m, err := h.cfg.Registry.StatNode(ctx, ref, path)
 			if err != nil {
 				return getErr(r, err)
 			}
@@ -192,7 +209,7 @@ func (h *Handler) tree(w http.ResponseWriter, r *http.Request, req *request) err
 			w.WriteHeader(http.StatusOK)
 			return nil
 		}
-		o, err := h.cfg.Registry.Node(ctx, ref, req.path)
+		o, err := h.cfg.Registry.Node(ctx, ref, path)
 		if err != nil {
 			return getErr(r, err)
 		}

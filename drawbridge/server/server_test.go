@@ -546,3 +546,25 @@ func TestStalledUploadIsCut(t *testing.T) {
 	}
 	e.expect(e.putNode(e.anon, "/alice/pub", "1.0.0", e.token, file), 201, "retry after stall")
 }
+
+// TestSingleWasmAlias: a package that is a single main.wasm is also served
+// at tree/main.wasm, where upstream's deploy looks for it.
+func TestSingleWasmAlias(t *testing.T) {
+	e := newEnv(t)
+	e.setup("alice", testSubject, e.token, map[string]bool{"pub": true})
+	nodes, err := types.BuildTree(mapFS([]byte("\x00asm\x01\x00\x00\x00")), "p/main.wasm", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[0].Content = []byte("\x00asm\x01\x00\x00\x00")
+	e.publish(e.anon, "/alice/pub", "1.0.0", e.token, nodes)
+	for _, m := range []string{"GET", "HEAD"} {
+		r := e.req(e.anon, m, "/alice/pub/_tag/1.0.0/tree/main.wasm", "", nil, nil)
+		e.expect(r, 200, m+" alias")
+		checkEntityHeaders(t, m+" alias", r, nodes[0].Entry.Meta)
+	}
+	// Directory packages have no alias: their main.wasm is a real node.
+	e.publish(e.anon, "/alice/pub", "2.0.0", e.token, testPackage(t, ""))
+	e.expect(e.req(e.anon, "GET", "/alice/pub/_tag/2.0.0/tree/main.wasm", "", nil, nil), 200, "real main.wasm")
+	e.expect(e.req(e.anon, "GET", "/alice/pub/_tag/1.0.0/tree/other.wasm", "", nil, nil), 404, "no other aliases")
+}
