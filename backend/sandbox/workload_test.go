@@ -117,21 +117,25 @@ func TestWorkloadsNilAndSandbox(t *testing.T) {
 		wantCode   int
 		wantStdout string
 		wantErr    string
+		heavy      bool // skipped under -race (another Go-built module to compile)
 	}{
 		{name: "hello", wasm: func(t *testing.T) []byte { return build(t, "hello") }, wantStdout: "Hello, world!\n"},
-		{name: "echo 2MiB", wasm: func(t *testing.T) []byte { return build(t, "echo") }, stdin: echoIn, wantStdout: string(echoIn)},
-		{name: "zerooneone", wasm: func(t *testing.T) []byte { return build(t, "zerooneone") }, stdin: []byte("Hello, World! 011\n"), wantStdout: "Uryyb, Jbeyq! 011\n"},
+		{name: "echo 2MiB", wasm: func(t *testing.T) []byte { return build(t, "echo") }, stdin: echoIn, wantStdout: string(echoIn), heavy: true},
+		{name: "zerooneone", wasm: func(t *testing.T) []byte { return build(t, "zerooneone") }, stdin: []byte("Hello, World! 011\n"), wantStdout: "Uryyb, Jbeyq! 011\n", heavy: true},
 		{name: "exit 7", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"7"}, wantCode: 7},
 		{name: "exit 200", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"200"}, wantCode: 200},
 		{name: "go panic", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"panic"}, wantCode: 2},
 		{name: "wasi args and env", wasm: func(t *testing.T) []byte { return build(t, "wasiargs") }, cfg: wasiCfg, args: []string{"cli1"},
-			wantStdout: "arg main.wasm\narg --argument1\narg --argument2=foo\narg cli1\nenv FD_COUNT=3\nenv FD_NAMES=null:stdout:stderr\nenv VAR1=var1\n"},
+			wantStdout: "arg main.wasm\narg --argument1\narg --argument2=foo\narg cli1\nenv FD_COUNT=3\nenv FD_NAMES=null:stdout:stderr\nenv VAR1=var1\n", heavy: true},
 		{name: "trap", wasm: func(*testing.T) []byte { return trapWasm }, wantCode: 1, wantErr: "main.wasm trapped"},
 		{name: "invalid module", wasm: func(*testing.T) []byte { return []byte("not wasm at all") }, wantCode: 1, wantErr: "compiling main.wasm"},
 	}
 	sb := Backend{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.heavy && (raceEnabled || testing.Short()) {
+				t.Skip("another Go-built module: run without -race/-short")
+			}
 			wasm := tc.wasm(t)
 			var results [2]wlResult
 			for i, b := range []backend.Backend{nilbackend.Backend{}, sb} {
@@ -152,7 +156,11 @@ func TestWorkloadsNilAndSandbox(t *testing.T) {
 // TestSocketsNilAndSandbox runs the connect and listen workloads (fds 3/4
 // are host sockets passed into the Keep) on both backends.
 func TestSocketsNilAndSandbox(t *testing.T) {
-	for _, b := range []backend.Backend{nilbackend.Backend{}, Backend{}} {
+	backends := []backend.Backend{nilbackend.Backend{}, Backend{}}
+	if raceEnabled || testing.Short() {
+		backends = backends[1:] // the keep package tests these on nil
+	}
+	for _, b := range backends {
 		t.Run(b.Name()+"/connect", func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
