@@ -3,11 +3,14 @@ package keep
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/identity"
 )
 
 // testBundle encodes a directory package holding wasm and config.
@@ -72,5 +75,31 @@ func TestRunRefusesTamperedBundle(t *testing.T) {
 	code, err := Run(context.Background(), Workload{Bundle: data}, Options{NoCache: true})
 	if err == nil || code != 1 || !strings.Contains(err.Error(), "node /main.wasm") {
 		t.Fatalf("code %d, err %v", code, err)
+	}
+}
+
+// TestBundlePackageReachesIdentity: for a verified bundle, the identity the
+// Keep requests (what its certificate will carry) names the package's root
+// digest and the digests of the verified wasm and config.
+func TestBundlePackageReachesIdentity(t *testing.T) {
+	wasm := []byte("\x00asm\x01\x00\x00\x00")
+	cfg := []byte("[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tls\"\nport = 10443\n")
+	data, root := testBundle(t, wasm, cfg)
+	var got identity.Request
+	stop := errors.New("stop after identity")
+	_, err := Run(context.Background(), Workload{Bundle: data}, Options{
+		NoCache: true,
+		Identity: func(_ context.Context, r identity.Request) (*identity.Identity, error) {
+			got = r
+			return nil, stop
+		},
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Run: %v", err)
+	}
+	ws, cs := sha256.Sum256(wasm), sha256.Sum256(cfg)
+	if got.Workload.Package != bundle.PackageDigest(root.Digest) ||
+		!bytes.Equal(got.Workload.WasmSHA256, ws[:]) || !bytes.Equal(got.Workload.ConfigSHA256, cs[:]) {
+		t.Fatalf("identity request workload %+v", got.Workload)
 	}
 }
