@@ -114,7 +114,7 @@ func devCA(dir string) (*x509.Certificate, crypto.Signer, error) {
 	path := filepath.Join(dir, DevCAFile)
 	if b, err := os.ReadFile(path); err == nil {
 		if blk, _ := pem.Decode(b); blk != nil {
-			if c, err := x509.ParseCertificate(blk.Bytes); err == nil && c.PublicKey.(*ecdsa.PublicKey).Equal(&key.PublicKey) && time.Now().Before(c.NotAfter.Add(-24*time.Hour)) {
+			if c, err := x509.ParseCertificate(blk.Bytes); err == nil && key.PublicKey.Equal(c.PublicKey) && time.Now().Before(c.NotAfter.Add(-24*time.Hour)) {
 				return c, key, nil
 			}
 		}
