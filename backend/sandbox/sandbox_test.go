@@ -431,3 +431,16 @@ func TestRequireIsolation(t *testing.T) {
 		t.Fatalf("got %d %v, stderr %q", code, err, stderr.String())
 	}
 }
+
+// TestDocsListEverySyscall keeps docs/sandbox.md's table complete.
+func TestDocsListEverySyscall(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/sandbox.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range append(append([]allowedSyscall(nil), allowedSyscalls...), cacheSyscalls...) {
+		if !strings.Contains(string(doc), "| `"+s.name+"` | "+s.reason+" |") {
+			t.Errorf("docs/sandbox.md does not list %s (%s)", s.name, s.reason)
+		}
+	}
+}
