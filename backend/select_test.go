@@ -1,0 +1,63 @@
+package backend_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/enarx-go/enarx/backend"
+)
+
+type fake struct {
+	name      string
+	prot      backend.Protection
+	available bool
+	conf      error
+}
+
+func (f fake) Name() string                                    { return f.name }
+func (f fake) Protection() backend.Protection                  { return f.prot }
+func (f fake) Available() bool                                 { return f.available }
+func (f fake) Configured() error                               { return f.conf }
+func (fake) Run(context.Context, *backend.Launch) (int, error) { return 0, nil }
+
+func init() {
+	backend.Register(fake{name: "t-tee-missing", prot: backend.ProtectionTEE + 2})
+	backend.Register(fake{name: "t-tee-misconfigured", prot: backend.ProtectionTEE + 1, available: true, conf: errors.New("no CRL cache")})
+	backend.Register(fake{name: "t-sandbox", prot: backend.ProtectionSandbox, available: true})
+	backend.Register(fake{name: "t-nil", prot: backend.ProtectionNone, available: true})
+}
+
+func TestSelectImplicitNeedsAvailableAndConfigured(t *testing.T) {
+	b, err := backend.Select("")
+	if err != nil || b.Name() != "t-sandbox" {
+		t.Fatalf("Select(\"\") = %v, %v; want t-sandbox (the misconfigured TEE must be skipped)", b, err)
+	}
+}
+
+func TestSelectExplicitMessages(t *testing.T) {
+	for name, want := range map[string]string{
+		"nope":                `Keep backend identifier "nope" is unknown.`,
+		"t-tee-missing":       `Keep backend "t-tee-missing" is not available on this platform.`,
+		"t-tee-misconfigured": "Keep backend \"t-tee-misconfigured\" is available on this platform, but the machine is misconfigured (no CRL cache). Please check with `enarx platform info`.",
+	} {
+		_, err := backend.Select(name)
+		if err == nil || err.Error() != want {
+			t.Errorf("Select(%q) = %v; want %q", name, err, want)
+		}
+	}
+	if b, err := backend.Select("t-nil"); err != nil || b.Name() != "t-nil" {
+		t.Errorf("Select(t-nil) = %v, %v", b, err)
+	}
+}
+
+func TestPolicyRoundTrip(t *testing.T) {
+	if p := backend.PolicyFrom(context.Background()); p != (backend.Policy{}) {
+		t.Fatalf("empty context has policy %+v", p)
+	}
+	p := backend.Policy{Timeout: time.Second, RequireIsolation: true}
+	if got := backend.PolicyFrom(backend.WithPolicy(context.Background(), p)); got != p {
+		t.Fatalf("got %+v", got)
+	}
+}
