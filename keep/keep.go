@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/tetratelabs/wazero/sys"
 
@@ -146,8 +147,13 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	for _, m := range compiled.ExportedMemories() {
+		if need := uint64(m.Min()) * 65536; need > eng.Limit() {
+			return 1, &MemoryLimitError{Limit: eng.Limit(), Requested: need}
+		}
+	}
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
-	mod, err := eng.Runtime.InstantiateModule(eng.Context(ctx), compiled, mc)
+	mod, err := instantiate(eng.Context(ctx), eng.Runtime, compiled, mc)
 	if err != nil {
 		if code, ok := exitCode(err); ok {
 			// proc_exit from a wasm start function.
@@ -171,6 +177,17 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		return code, nil
 	}
 	return 1, fmt.Errorf("main.wasm trapped: %w", err)
+}
+
+// instantiate is InstantiateModule, with a panic (e.g. an unexported memory
+// whose minimum the allocator refused) turned into an error.
+func instantiate(ctx context.Context, r wazero.Runtime, m wazero.CompiledModule, mc wazero.ModuleConfig) (mod api.Module, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	return r.InstantiateModule(ctx, m, mc)
 }
 
 // exitCode extracts a proc_exit status.

@@ -464,3 +464,11 @@ port = %d
 		t.Fatal(err)
 	}
 }
+
+func TestMemoryMinimumAboveLimit(t *testing.T) {
+	r := runOpts(t, keep.Workload{Wasm: wasmtest.Memory(100)}, "", nil, keep.Options{MemoryLimit: 64 << 16})
+	var mle *keep.MemoryLimitError
+	if r.code != 1 || !errors.As(r.err, &mle) || mle.Requested != 100<<16 {
+		t.Fatalf("code %d err %v", r.code, r.err)
+	}
+}

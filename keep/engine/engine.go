@@ -129,7 +129,9 @@ func (e *Engine) Close(ctx context.Context) error {
 
 // allocator reserves each linear memory's maximum (capped by limit) as one
 // anonymous, lazily committed mapping, so memory.grow never moves or copies
-// it and untouched pages cost nothing.
+// it and untouched pages cost nothing. (wazero's WithMemoryCapacityFromMax
+// would instead make a Go slice of the maximum size, which the Go runtime
+// zeroes in full whenever it reuses heap memory: up to 4 GiB per start.)
 type allocator struct {
 	limit   uint64
 	mu      sync.Mutex
