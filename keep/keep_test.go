@@ -472,3 +472,30 @@ func TestMemoryMinimumAboveLimit(t *testing.T) {
 		t.Fatalf("code %d err %v", r.code, r.err)
 	}
 }
+
+// TestExamples runs the examples/ workloads with their own Enarx.toml.
+func TestExamples(t *testing.T) {
+	load := func(name string) ([]byte, string) {
+		wasm, err := os.ReadFile(testutil.BuildWasm(t, "../examples/"+name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := os.ReadFile("../examples/" + name + "/Enarx.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wasm, string(cfg)
+	}
+	wasm, cfg := load("hello")
+	if r := run(t, wasm, cfg, nil); r.err != nil || r.stdout != "Hello, world!\n" {
+		t.Fatalf("hello: %v %q", r.err, r.stdout)
+	}
+	wasm, cfg = load("echo")
+	if r := run(t, wasm, cfg, []byte("echo me\n")); r.err != nil || r.stdout != "echo me\n" {
+		t.Fatalf("echo: %v %q", r.err, r.stdout)
+	}
+	wasm, cfg = load("tcp-echo")
+	if _, err := config.Parse("Enarx.toml", []byte(cfg)); err != nil || len(wasm) == 0 {
+		t.Fatalf("tcp-echo: %v", err)
+	}
+}
