@@ -227,3 +227,26 @@ func TestLoginDeviceFlow(t *testing.T) {
 		t.Fatalf("user info %q", out)
 	}
 }
+
+// TestCredentialHelper: with --credential-helper (here via the env) the
+// token comes from `helper show <oidc-host>-<store-host>`.
+func TestCredentialHelper(t *testing.T) {
+	isolateUserDirs(t)
+	r := startRegistry(t)
+	tok := r.token(t, "helper|subject")
+	dir := t.TempDir()
+	helper := filepath.Join(dir, "helper")
+	id := "auth.example.com-" + r.host
+	os.WriteFile(filepath.Join(dir, id), []byte(tok+"\n"), 0o600)
+	os.WriteFile(helper, []byte("#!/bin/sh\n[ \"$1\" = show ] || exit 2\nexec cat \""+dir+"/$2\"\n"), 0o700)
+	t.Setenv("ENARX_CREDENTIAL_HELPER", helper)
+	t.Setenv("ENARX_OIDC_DOMAIN", "https://auth.example.com/")
+	u := r.host + "/helperuser"
+	r.must(t, "", "user", "register", u)
+	if out := r.must(t, "", "user", "info", u); out != `{"subject":"helper|subject"}`+"\n" {
+		t.Fatalf("user info %q", out)
+	}
+	// Another issuer has no stored token: the helper fails and so does the command.
+	t.Setenv("ENARX_OIDC_DOMAIN", "https://other.example.com/")
+	r.fails(t, "", "credential helper", "user", "info", u)
+}
