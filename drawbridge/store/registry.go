@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
@@ -176,7 +177,10 @@ func (r *Registry) Tags(ctx context.Context, u types.UserName, p types.RepoName)
 	slices.SortFunc(out, func(a, b types.TagName) int {
 		va, _ := types.ParseSemver(string(a))
 		vb, _ := types.ParseSemver(string(b))
-		return va.Compare(vb)
+		if c := va.Compare(vb); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a), string(b)) // build metadata: no precedence
 	})
 	return out, nil
 }
