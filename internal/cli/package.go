@@ -34,6 +34,8 @@ type registryFlags struct {
 	token      string
 	oidcDomain string
 	credHelper string
+	// storedHost is set when a stored token is used (for error hints).
+	storedHost string
 }
 
 func (f *registryFlags) register(fs *pflag.FlagSet) {
@@ -84,6 +86,9 @@ func (f *registryFlags) authToken(ctx context.Context, host string, required boo
 		return "", err
 	}
 	tok, err := st.Get(ctx, id)
+	if err == nil {
+		f.storedHost = host
+	}
 	if errors.Is(err, credentials.ErrNotFound) {
 		if !required {
 			return "", nil
@@ -92,6 +97,21 @@ func (f *registryFlags) authToken(ctx context.Context, host string, required boo
 			host, host, f.oidcDomain, err)
 	}
 	return tok, err
+}
+
+// explain adds a hint to a 401 answered to a stored token, which has most
+// likely expired (tokens are not refreshed).
+func (f *registryFlags) explain(err error) error {
+	if err != nil && f.storedHost != "" && client.IsStatus(err, http.StatusUnauthorized) {
+		return fmt.Errorf("%w\n(your stored token may have expired: run `enarx user login --store-host %s --oidc-domain %s`)",
+			err, f.storedHost, f.oidcDomain)
+	}
+	return err
+}
+
+// hinted wraps a command's RunE with explain.
+func (f *registryFlags) hinted(run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error { return f.explain(run(cmd, args)) }
 }
 
 // client returns a registry client for host with progress bars on stderr
@@ -172,7 +192,7 @@ Every node is hashed locally (bottom-up) and uploaded with its Content-Digest;
 the registry rejects anything that does not match. On success the pinned spec
 (…:TAG@sha-256:<digest>) is printed; deploy it to be sure to run exactly this.`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParsePackageSpec(args[0])
 			if err != nil {
 				return err
@@ -190,7 +210,7 @@ the registry rejects anything that does not match. On success the pinned spec
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), pinned(spec, tree.Root().Digest))
 			return nil
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	return cmd
@@ -211,7 +231,7 @@ func newPackageInfoCmd() *cobra.Command {
 		Use:   "info [HOST/]USER/REPO:TAG[@sha-256:DIGEST]",
 		Short: "Print a package's tag entry (the digest, length and type of its root)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParsePackageSpec(args[0])
 			if err != nil {
 				return err
@@ -231,7 +251,7 @@ func newPackageInfoCmd() *cobra.Command {
 			out.WriteByte('\n')
 			_, err = cmd.OutOrStdout().Write(out.Bytes())
 			return err
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	return cmd
@@ -246,7 +266,7 @@ func newPackageFetchCmd() *cobra.Command {
 against the entry that names it, from the tag down; DIR only appears once all
 of it verified. A single-file package is written as DIR/main.wasm.`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParsePackageSpec(args[0])
 			if err != nil {
 				return err
@@ -261,7 +281,7 @@ of it verified. A single-file package is written as DIR/main.wasm.`,
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), pinned(spec, tag.Entry.Digest))
 			return nil
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	return cmd

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/server"
 	"github.com/enarx-go/enarx/drawbridge/store"
@@ -249,4 +250,9 @@ func TestCredentialHelper(t *testing.T) {
 	// Another issuer has no stored token: the helper fails and so does the command.
 	t.Setenv("ENARX_OIDC_DOMAIN", "https://other.example.com/")
 	r.fails(t, "", "credential helper", "user", "info", u)
+	// An expired stored token gets a hint to log in again.
+	expired := r.idp.Token(t, oidctest.Claims{Subject: "helper|subject", Audience: []string{r.audience},
+		Scope: oidctest.AllScopes, Expiry: time.Now().Add(-time.Hour), IssuedAt: time.Now().Add(-2 * time.Hour)})
+	os.WriteFile(filepath.Join(dir, "other.example.com-"+r.host), []byte(expired), 0o600)
+	r.fails(t, "", "may have expired: run `enarx user login", "user", "info", u)
 }

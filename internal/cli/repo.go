@@ -28,7 +28,7 @@ func newRepoRegisterCmd() *cobra.Command {
 repository; a private repository's packages are readable with the owner's
 token or, for tree reads, a client certificate from the registry's CA.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseRepoSpec(args[0])
 			if err != nil {
 				return err
@@ -38,7 +38,7 @@ token or, for tree reads, a client certificate from the registry's CA.`,
 				return err
 			}
 			return c.PutRepo(cmd.Context(), spec, client.RepoConfig{Public: !private})
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&private, "private", false, "make the repository private")
@@ -51,7 +51,7 @@ func newRepoInfoCmd() *cobra.Command {
 		Use:   "info [HOST/]USER/REPO",
 		Short: `Print a repository's configuration and tags ({"config":…,"tags":[…]})`,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseRepoSpec(args[0])
 			if err != nil {
 				return err
@@ -77,7 +77,7 @@ func newRepoInfoCmd() *cobra.Command {
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), string(out))
 			return nil
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	return cmd

@@ -34,7 +34,7 @@ open the printed address, enter the code, and the token is stored for
 --store-host, in a file only you can read under your config directory
 (or with --credential-helper).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			if _, err := client.ParseUserSpec(storeHost + "/x"); err != nil {
 				return fmt.Errorf("invalid --store-host %q", storeHost)
 			}
@@ -73,7 +73,7 @@ open the printed address, enter the code, and the token is stored for
 			fmt.Fprintln(cmd.OutOrStdout(), "Credentials saved locally.")
 			fmt.Fprintln(cmd.OutOrStdout(), "Login successful.")
 			return nil
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	cmd.Flags().StringVar(&clientID, "oidc-client-id", envOr("ENARX_OIDC_CLIENT_ID", defaultOIDCClientID),
@@ -88,7 +88,7 @@ func newUserRegisterCmd() *cobra.Command {
 		Use:   "register [HOST/]USER",
 		Short: "Create a user owned by your OIDC identity",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseUserSpec(args[0])
 			if err != nil {
 				return err
@@ -107,7 +107,7 @@ func newUserRegisterCmd() *cobra.Command {
 				return err
 			}
 			return c.PutUser(cmd.Context(), spec.User, client.UserRecord{Subject: sub})
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	return cmd
@@ -139,7 +139,7 @@ func newUserInfoCmd() *cobra.Command {
 		Use:   "info [HOST/]USER",
 		Short: `Print a user's record ({"subject":…}); only its owner may read it`,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseUserSpec(args[0])
 			if err != nil {
 				return err
@@ -158,7 +158,7 @@ func newUserInfoCmd() *cobra.Command {
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), string(out))
 			return nil
-		},
+		}),
 	}
 	rf.register(cmd.Flags())
 	return cmd
