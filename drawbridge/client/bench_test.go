@@ -22,10 +22,10 @@ import (
 	"github.com/enarx-go/enarx/internal/oidctest"
 )
 
-// benchRegistry starts the real registry in-process over TLS on 127.0.0.1
+// startRegistry starts the real registry in-process over TLS on 127.0.0.1
 // and returns a client with a token for user "bench" (registered, with a
 // public repository "app").
-func benchRegistry(b *testing.B) (*Client, RepoSpec) {
+func startRegistry(b testing.TB) (*Client, RepoSpec) {
 	b.Helper()
 	idp := oidctest.New(b)
 	fs, err := store.OpenFS(b.TempDir())
@@ -87,7 +87,7 @@ func floor(b *testing.B, data []byte, dir string) {
 //	go test -run '^$' -bench PublishAndFetch64MB -benchtime 3x ./drawbridge/client/
 func BenchmarkPublishAndFetch64MB(b *testing.B) {
 	const size = 64 << 20
-	c, repo := benchRegistry(b)
+	c, repo := startRegistry(b)
 	ctx := context.Background()
 	dir := b.TempDir()
 	data := make([]byte, size)

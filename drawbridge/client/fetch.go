@@ -38,9 +38,9 @@ func (c *Client) FetchTree(ctx context.Context, p PackageSpec, dst string) (*Tag
 	if err := os.Chmod(stage, 0o755); err != nil {
 		return nil, err
 	}
-	count := 0
+	budget := &fetchBudget{}
 	if tag.Entry.Type == types.DirectoryType {
-		err = c.fetchDir(ctx, p, types.TreePath{}, tag.Entry.Meta, stage, &count)
+		err = c.fetchDir(ctx, p, types.TreePath{}, tag.Entry.Meta, stage, budget)
 	} else {
 		err = c.fetchFile(ctx, p, types.TreePath{}, tag.Entry.Meta, filepath.Join(stage, bundle.WasmName))
 	}
@@ -53,9 +53,30 @@ func (c *Client) FetchTree(ctx context.Context, p PackageSpec, dst string) (*Tag
 	return tag, nil
 }
 
-func (c *Client) fetchDir(ctx context.Context, p PackageSpec, at types.TreePath, want types.Meta, dir string, count *int) error {
-	if *count++; *count > MaxTreeNodes {
+// MaxFetchSize bounds the total size of a tree FetchTree downloads.
+const MaxFetchSize = 16 << 30
+
+// fetchBudget counts what FetchTree has committed to download.
+type fetchBudget struct {
+	nodes int
+	bytes int64
+}
+
+func (b *fetchBudget) take(p PackageSpec, m types.Meta) error {
+	b.nodes++
+	b.bytes += m.Length
+	if b.nodes > MaxTreeNodes {
 		return fmt.Errorf("package %s has more than %d nodes", p, MaxTreeNodes)
+	}
+	if b.bytes > MaxFetchSize {
+		return fmt.Errorf("package %s is larger than %d bytes", p, int64(MaxFetchSize))
+	}
+	return nil
+}
+
+func (c *Client) fetchDir(ctx context.Context, p PackageSpec, at types.TreePath, want types.Meta, dir string, budget *fetchBudget) error {
+	if err := budget.take(p, want); err != nil {
+		return err
 	}
 	if len(at) > types.MaxPathDepth {
 		return fmt.Errorf("package %s is nested deeper than %d levels", p, types.MaxPathDepth)
@@ -76,13 +97,13 @@ func (c *Client) fetchDir(ctx context.Context, p PackageSpec, at types.TreePath,
 			if err := os.Mkdir(path, 0o755); err != nil {
 				return err
 			}
-			if err := c.fetchDir(ctx, p, child, e.Meta, path, count); err != nil {
+			if err := c.fetchDir(ctx, p, child, e.Meta, path, budget); err != nil {
 				return err
 			}
 			continue
 		}
-		if *count++; *count > MaxTreeNodes {
-			return fmt.Errorf("package %s has more than %d nodes", p, MaxTreeNodes)
+		if err := budget.take(p, e.Meta); err != nil {
+			return err
 		}
 		if err := c.fetchFile(ctx, p, child, e.Meta, path); err != nil {
 			return err
