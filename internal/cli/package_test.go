@@ -175,6 +175,12 @@ func TestRegistryClientFlow(t *testing.T) {
 		}
 	}
 	r.fails(t, "", "already exists", "package", "fetch", repo+":2.0.0", dst)
+	// A single-file package is fetched as DIR/main.wasm.
+	single := filepath.Join(t.TempDir(), "single")
+	r.must(t, "", "package", "fetch", repo+":1.0.0", single)
+	if a, b := readFile(t, filepath.Join(dir, "main.wasm")), readFile(t, filepath.Join(single, "main.wasm")); a != b {
+		t.Fatal("fetched single-file package differs")
+	}
 	dst2 := filepath.Join(t.TempDir(), "out")
 	r.fails(t, "", "package digest mismatch", "package", "fetch", wrongPin, dst2)
 	if _, err := os.Stat(dst2); !os.IsNotExist(err) {
@@ -255,4 +261,13 @@ func TestCredentialHelper(t *testing.T) {
 		Scope: oidctest.AllScopes, Expiry: time.Now().Add(-time.Hour), IssuedAt: time.Now().Add(-2 * time.Hour)})
 	os.WriteFile(filepath.Join(dir, "other.example.com-"+r.host), []byte(expired), 0o600)
 	r.fails(t, "", "may have expired: run `enarx user login", "user", "info", u)
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
