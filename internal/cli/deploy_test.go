@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enarx-go/enarx/drawbridge/server"
 	"github.com/enarx-go/enarx/internal/testutil"
 )
 
@@ -204,5 +208,45 @@ func TestDeploySandboxBinary(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 42 || !strings.Contains(stderr.String(), "pkgexit running with [from-config]") {
 		t.Fatalf("sandbox deploy: %v\n%s", err, stderr.String())
+	}
+}
+
+// TestNewcomerPath follows docs/packages.md: a dev-mode registry, then
+// publish and deploy with the CA certificate and token it wrote.
+func TestNewcomerPath(t *testing.T) {
+	isolateUserDirs(t)
+	storeDir := filepath.Join(t.TempDir(), "registry")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, server.Options{
+			Dev: true, Store: storeDir, Addr: "127.0.0.1:0",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:  func(a net.Addr) { ready <- a },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	var addr net.Addr
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("drawbridge --dev: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(addr.String())
+	spec := "localhost:" + port + "/dev/hello:0.1.0"
+	ca := filepath.Join(storeDir, server.DevCAFile)
+	token := readFile(t, filepath.Join(storeDir, server.DevTokenFile))
+
+	code, out, stderr := execute(t, "package", "publish", "--ca-bundle", ca, "--insecure-auth-token", strings.TrimSpace(token), spec, packageDir(t))
+	if code != 0 || !strings.HasPrefix(out, spec+"@sha-256:") {
+		t.Fatalf("publish: exit %d, %q\n%s", code, out, stderr)
+	}
+	code, _, stderr = execute(t, "deploy", "--backend", "nil", "--cache-dir", compileCache, "--ca-bundle", ca, spec)
+	if code != 42 {
+		t.Fatalf("deploy: exit %d\n%s", code, stderr)
 	}
 }
