@@ -57,6 +57,8 @@ open the printed address, enter the code, and the token is stored for
 				Audience:   "https://" + storeHost + "/",
 				HTTPClient: hc,
 				Prompt: func(uri, code, complete string) {
+					// The issuer's strings must not drive the terminal.
+					uri, code, complete = printable(uri), printable(code), printable(complete)
 					fmt.Fprintf(stderr, "To log in, open %s and enter the code: %s\n", uri, code)
 					if complete != "" {
 						fmt.Fprintf(stderr, "(or open %s)\n", complete)
@@ -162,4 +164,14 @@ func newUserInfoCmd() *cobra.Command {
 	}
 	rf.register(cmd.Flags())
 	return cmd
+}
+
+// printable replaces control characters (terminal escapes) in s.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return '?'
+		}
+		return r
+	}, s)
 }
