@@ -322,12 +322,13 @@ func (r *Registry) directory(ctx context.Context, t TagRef, p types.TreePath) (t
 // to EOF. The node must be named by its parent (the tag for the root) and
 // the request must agree with that entry: same type and length, and every
 // claimed digest equal to the entry's. The body is verified against the
-// entry's full digest set while it streams; on any mismatch nothing is
+// entry's digests (see VerifyAllDigests) while it streams; on any mismatch nothing is
 // stored. The stored meta is the parent's entry, so GET returns exactly
 // what the parent pins.
 //
-// An existing node gives existed=true and no error (it can only hold what
-// the parent pins), so an interrupted publish can be resumed. If the node
+// An existing node gives existed=true and no error once the body has been
+// read and verified (the node can only hold what the parent pins), so an
+// interrupted publish can be resumed. If the node
 // completes the tree, the tag becomes visible.
 func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, claimed types.Meta, body io.Reader) (existed bool, err error) {
 	if len(claimed.Digest) == 0 {
@@ -355,9 +356,6 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		}
 	}
 	key := nodeKey(t.key(), p)
-	if _, err := r.b.Stat(ctx, key); err == nil {
-		return true, r.checkComplete(ctx, t)
-	}
 	check := want.Digest
 	if want.Type != types.DirectoryType {
 		check = r.fileDigests(want.Digest)
@@ -365,6 +363,15 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	vr, err := types.NewVerifyingReader(body, check, want.Length)
 	if err != nil {
 		return false, invalidf("%v", err)
+	}
+	if _, err := r.b.Stat(ctx, key); err == nil {
+		// Already stored (a resumed publish). Still read and check the
+		// body: the client is owed a clean end of its request, and a wrong
+		// body is a wrong request even if the stored node is right.
+		if _, err := io.Copy(io.Discard, vr); err != nil {
+			return false, mapVerifyErr(err)
+		}
+		return true, r.checkComplete(ctx, t)
 	}
 	var src io.Reader = vr
 	if want.Type == types.DirectoryType {

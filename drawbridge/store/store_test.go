@@ -268,6 +268,13 @@ func TestResumeInterruptedPublish(t *testing.T) {
 		if _, err := r.CreateTag(ctx, ref, m2, b2); !errors.Is(err, ErrExists) {
 			t.Fatalf("different content: %v", err)
 		}
+		// An existing node with a wrong body is a wrong request.
+		bad := bytes.Clone(nodes[1].Content)
+		bad[0] ^= 1
+		var inv *InvalidError
+		if _, err := r.CreateNode(ctx, ref, nodes[1].Path, nodes[1].Entry.Meta, bytes.NewReader(bad)); !errors.As(err, &inv) {
+			t.Fatalf("existing node, wrong body: %v", err)
+		}
 		// The same content resumes.
 		resumed, err := r.CreateTag(ctx, ref, m, b)
 		if err != nil || !resumed {
