@@ -171,8 +171,9 @@ func TestKillDuringUpload(t *testing.T) {
 		t.Fatal("upload to a killed server succeeded")
 	}
 
-	// Restart on the same store.
-	p = start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0")
+	// Restart on the same store (also verifying hidden tags: this one is
+	// incomplete and must stay hidden).
+	p = start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0", "--verify-existing")
 	c = devClient(t, dir, p.addr)
 	if code, body := c.get("/dev/crash/_tag"); code != 200 || string(body) != "[]" {
 		t.Fatalf("tags after crash: %d %s", code, body)

@@ -8,8 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"maps"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
@@ -141,17 +144,60 @@ func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error)
 	return e, nil
 }
 
+// parallelHashSize is the file size from which hashFile splits the four
+// digests over two goroutines.
+const parallelHashSize = 4 << 20
+
+// hashFile computes a file's entry (all four digests, as upstream clients
+// send). Large files are read twice in parallel — SHA-224/256 on one core,
+// SHA-384/512 on another — which halves the time on two or more cores; the
+// second read comes from the page cache.
 func hashFile(path, mediaType string) (types.Entry, error) {
-	f, err := os.Open(path)
+	if err := types.ValidateMediaType(mediaType); err != nil {
+		return types.Entry{}, err
+	}
+	st, err := os.Stat(path)
 	if err != nil {
 		return types.Entry{}, fmt.Errorf("reading package: %w", err)
 	}
-	defer f.Close()
-	e, err := types.FileEntry(f, mediaType)
-	if err != nil {
-		return types.Entry{}, fmt.Errorf("%s: %w", path, err)
+	groups := [][]types.Algorithm{types.Algorithms}
+	if st.Size() >= parallelHashSize && runtime.GOMAXPROCS(0) > 1 {
+		groups = [][]types.Algorithm{{types.SHA224, types.SHA256}, {types.SHA384, types.SHA512}}
 	}
-	return e, nil
+	type result struct {
+		sum types.Digests
+		n   int64
+		err error
+	}
+	results := make([]result, len(groups))
+	var wg sync.WaitGroup
+	for i, algs := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.Open(path)
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			defer f.Close()
+			h := types.NewHasher(algs...)
+			_, err = io.Copy(h, f)
+			results[i] = result{h.Sum(), h.Len(), err}
+		}()
+	}
+	wg.Wait()
+	sum := types.Digests{}
+	for _, r := range results {
+		if r.err != nil {
+			return types.Entry{}, fmt.Errorf("reading package: %w", r.err)
+		}
+		if r.n != results[0].n {
+			return types.Entry{}, fmt.Errorf("%s changed while it was being hashed", path)
+		}
+		maps.Copy(sum, r.sum)
+	}
+	return types.Entry{Meta: types.Meta{Digest: sum, Length: results[0].n, Type: mediaType}}, nil
 }
 
 // Publish uploads t as the tag p: the tag entry first, then every node,

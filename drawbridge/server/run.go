@@ -35,7 +35,10 @@ type Options struct {
 	MaxUploadSize int64
 	// VerifyAllDigests: see store.Registry.VerifyAllDigests.
 	VerifyAllDigests bool
-	Logger           *slog.Logger
+	// VerifyExisting runs store.Registry.VerifyExisting before serving
+	// (to adopt an upstream store).
+	VerifyExisting bool
+	Logger         *slog.Logger
 	// Ready is called with the bound address once the server accepts
 	// connections (optional).
 	Ready func(net.Addr)
@@ -153,6 +156,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer reg.Close()
 	reg.VerifyAllDigests = o.VerifyAllDigests
+	if o.VerifyExisting {
+		n, err := reg.VerifyExisting(ctx, func(t store.TagRef, err error) {
+			if err != nil {
+				log.Warn("tag stays hidden: its tree does not verify", "tag", fmt.Sprintf("%s/%s:%s", t.User, t.Repo, t.Tag), "err", err)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("verifying existing tags: %w", err)
+		}
+		log.Info("verified existing tags", "made_visible", n)
+	}
 	cfg.Registry, cfg.Tokens, cfg.Logger, cfg.MaxUploadSize = reg, tokens, log, o.MaxUploadSize
 	h, err := New(cfg)
 	if err != nil {

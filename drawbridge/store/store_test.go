@@ -496,3 +496,44 @@ func TestWideDirectory(t *testing.T) {
 		t.Fatalf("tags %v", tags)
 	}
 }
+
+// TestVerifyExisting: tags stored without a verified marker (an upstream
+// store) become visible only if every byte of their tree checks out.
+func TestVerifyExisting(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := NewRegistry(s)
+	ref := setupRepo(t, r)
+	good, bad := ref, TagRef{ref.User, ref.Repo, "2.0.0"}
+	publish(t, r, good, testTree(t, "good"))
+	publish(t, r, bad, testTree(t, "bad"))
+	// Simulate an upstream store: no markers; and a poisoned node.
+	for _, tr := range []TagRef{good, bad} {
+		if err := os.RemoveAll(filepath.Join(dir, verifiedKey(tr.key()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poisoned := filepath.Join(dir, nodeKey(bad.key(), types.TreePath{"sub", "data.bin"}), fsContent)
+	b, _ := os.ReadFile(poisoned)
+	b[len(b)-1] ^= 1
+	os.WriteFile(poisoned, b, 0o600)
+	r = NewRegistry(s) // fresh directory cache
+	if tags, _ := r.Tags(ctx, ref.User, ref.Repo); len(tags) != 0 {
+		t.Fatalf("unverified tags listed: %v", tags)
+	}
+	results := map[types.TagName]error{}
+	n, err := r.VerifyExisting(ctx, func(t TagRef, err error) { results[t.Tag] = err })
+	if err != nil || n != 1 {
+		t.Fatalf("VerifyExisting = %d, %v (%v)", n, err, results)
+	}
+	if results[good.Tag] != nil || results[bad.Tag] == nil || !strings.Contains(results[bad.Tag].Error(), "sub/data.bin") {
+		t.Fatalf("results %v", results)
+	}
+	if tags, _ := r.Tags(ctx, ref.User, ref.Repo); len(tags) != 1 || tags[0] != good.Tag {
+		t.Fatalf("tags %v", tags)
+	}
+}
