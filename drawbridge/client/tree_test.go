@@ -136,3 +136,19 @@ func TestBuildTreeRejects(t *testing.T) {
 		t.Fatalf("%s", tree.Nodes[0].Body)
 	}
 }
+
+func TestHashFileParallelMatches(t *testing.T) {
+	for _, size := range []int{0, 100, parallelHashSize + 12345} {
+		data := bytes.Repeat([]byte{0x5a, 0x01, 0xff}, size/3+1)[:size]
+		p := filepath.Join(t.TempDir(), "f")
+		os.WriteFile(p, data, 0o644)
+		got, err := hashFile(p, types.WasmType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := types.FileEntry(bytes.NewReader(data), types.WasmType)
+		if !got.Meta.Equal(want.Meta) || len(got.Digest) != 4 {
+			t.Fatalf("size %d: %v != %v", size, got.Meta, want.Meta)
+		}
+	}
+}
