@@ -105,6 +105,9 @@ func NewOIDCVerifier(ctx context.Context, issuer, audience string, client *http.
 	if err := p.Claims(&claims); err != nil || claims.JWKS == "" {
 		return nil, fmt.Errorf("OIDC discovery at %s: no jwks_uri", issuer)
 	}
+	if ju, err := url.Parse(claims.JWKS); err != nil || (ju.Scheme != "https" && !isLoopback(ju.Hostname())) {
+		return nil, fmt.Errorf("OIDC discovery at %s: jwks_uri %q must be an https URL", issuer, claims.JWKS)
+	}
 	keys := newJWKSKeySet(claims.JWKS, client)
 	v := oidc.NewVerifier(issuer, keys, &oidc.Config{
 		ClientID:             audience,
