@@ -578,3 +578,23 @@ func TestSingleWasmAlias(t *testing.T) {
 	e.expect(e.req(e.anon, "GET", "/alice/pub/_tag/2.0.0/tree/main.wasm", "", nil, nil), 200, "real main.wasm")
 	e.expect(e.req(e.anon, "GET", "/alice/pub/_tag/1.0.0/tree/other.wasm", "", nil, nil), 404, "no other aliases")
 }
+
+func TestOIDCVerifierConfigErrors(t *testing.T) {
+	ctx := t.Context()
+	for name, tc := range map[string]struct{ issuer, aud string }{
+		"no audience":   {"https://auth.example/", ""},
+		"plain http":    {"http://auth.example/", "a"},
+		"not a URL":     {"::", "a"},
+		"no discovery":  {"http://127.0.0.1:1/", "a"},
+		"relative path": {"/issuer", "a"},
+	} {
+		if _, err := NewOIDCVerifier(ctx, tc.issuer, tc.aud, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A provider given without its trailing slash is found either way.
+	p := oidctest.New(t)
+	if _, err := NewOIDCVerifier(ctx, p.Issuer+"/", "a", nil); err != nil {
+		t.Fatalf("issuer with a trailing slash: %v", err)
+	}
+}
