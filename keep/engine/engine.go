@@ -167,6 +167,8 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 			m.a.mu.Unlock()
 			return nil
 		}
+		// Huge pages: far fewer page faults as the guest touches memory.
+		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 		m.buf = b
 	}
 	return m.buf[:size]
