@@ -54,3 +54,46 @@ func TestPublishResumes(t *testing.T) {
 		t.Fatalf("republish with other content: %v", err)
 	}
 }
+
+// TestFetchBundleCache: a second fetch is served from the cache; a corrupt
+// cache entry is detected, dropped and fetched again.
+func TestFetchBundleCache(t *testing.T) {
+	c, repo := startRegistry(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"main.wasm": "the module", "Enarx.toml": "args = []\n"})
+	tree, _ := BuildTree(dir)
+	spec := PackageSpec{RepoSpec: repo, Tag: "2.0.0"}
+	if err := c.Publish(ctx, spec, tree); err != nil {
+		t.Fatal(err)
+	}
+	cache := &Cache{Dir: t.TempDir()}
+	first, err := c.FetchBundle(ctx, spec, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(first.Config) != "args = []\n" {
+		t.Fatalf("config %q", first.Config)
+	}
+	var wasmEntry types.Entry
+	for _, n := range tree.Nodes {
+		if n.Path.String() == "main.wasm" {
+			wasmEntry = n.Entry
+		}
+	}
+	cached, ok := cache.path(wasmEntry.Meta)
+	if b, err := os.ReadFile(cached); !ok || err != nil || string(b) != "the module" {
+		t.Fatalf("cache entry %s: %q %v", cached, b, err)
+	}
+	os.WriteFile(cached, []byte("the mödule"[:10]), 0o600) // same length, other bytes
+	second, err := c.FetchBundle(ctx, spec, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first.Bundle, second.Bundle) {
+		t.Fatal("corrupt cache entry changed the bundle")
+	}
+	if b, _ := os.ReadFile(cached); string(b) != "the module" {
+		t.Fatalf("cache not repaired: %q", b)
+	}
+}
