@@ -499,3 +499,24 @@ func TestExamples(t *testing.T) {
 		t.Fatalf("tcp-echo: %v", err)
 	}
 }
+
+func TestConcurrentRunsShareCache(t *testing.T) {
+	wasm := workload(t, "hello")
+	dir := t.TempDir()
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			r := runOpts(t, keep.Workload{Wasm: wasm}, "", nil, keep.Options{CacheDir: dir})
+			if r.err != nil || r.stdout != "Hello, world!\n" {
+				errs <- fmt.Errorf("%v %q", r.err, r.stdout)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
