@@ -228,13 +228,9 @@ func entryPoint(m wazero.CompiledModule) (string, error) {
 // environ is FD_COUNT and FD_NAMES followed by the config's env, as
 // upstream (a user FD_COUNT is a second entry, not an override).
 func environ(cfg *config.Config) []string {
-	names := make([]string, len(cfg.Files))
-	for i, f := range cfg.Files {
-		names[i] = f.Name
-	}
 	env := []string{
 		"FD_COUNT=" + strconv.Itoa(len(cfg.Files)),
-		"FD_NAMES=" + strings.Join(names, ":"),
+		"FD_NAMES=" + strings.Join(cfg.FDNames(), ":"),
 	}
 	for _, e := range cfg.Env {
 		env = append(env, e.Name+"="+e.Value)
