@@ -271,3 +271,26 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestLoginClientCredentials: `user login --oidc-flow client` with the
+// secret in ENARX_OIDC_CLIENT_SECRET, for automation.
+func TestLoginClientCredentials(t *testing.T) {
+	isolateUserDirs(t)
+	r := startRegistry(t)
+	df := r.idp.EnableDeviceFlow(t, oidctest.Claims{Subject: "ci|robot", Scope: oidctest.AllScopes})
+	df.AllowClientCredentials("s3cret")
+	args := []string{"user", "login", "--oidc-flow", "client", "--oidc-domain", r.idp.Issuer, "--store-host", r.host, "--oidc-client-id", "ci"}
+	t.Setenv("ENARX_OIDC_CLIENT_SECRET", "wrong")
+	if code, _, _ := execute(t, args...); code == 0 {
+		t.Fatal("login with a wrong secret succeeded")
+	}
+	t.Setenv("ENARX_OIDC_CLIENT_SECRET", "s3cret")
+	if code, out, errs := execute(t, args...); code != 0 || out != "Credentials saved locally.\nLogin successful.\n" {
+		t.Fatalf("login: exit %d %q\n%s", code, out, errs)
+	}
+	t.Setenv("ENARX_OIDC_DOMAIN", r.idp.Issuer)
+	r.must(t, "", "user", "register", r.host+"/robot")
+	if out := r.must(t, "", "user", "info", r.host+"/robot"); out != `{"subject":"ci|robot"}`+"\n" {
+		t.Fatalf("user info %q", out)
+	}
+}

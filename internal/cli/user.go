@@ -3,9 +3,11 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
 
 	"github.com/enarx-go/enarx/drawbridge/client"
 	"github.com/enarx-go/enarx/internal/credentials"
@@ -25,7 +27,7 @@ func newUserCmd(g *globals) *cobra.Command {
 
 func newUserLoginCmd() *cobra.Command {
 	var rf registryFlags
-	var clientID, storeHost string
+	var clientID, storeHost, flow string
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Log in with the OIDC device flow and store the access token",
@@ -51,12 +53,18 @@ open the printed address, enter the code, and the token is stored for
 				return err
 			}
 			stderr := cmd.ErrOrStderr()
-			tok, err := credentials.DeviceLogin(cmd.Context(), credentials.LoginConfig{
+			lc := credentials.LoginConfig{
 				Issuer:     rf.oidcDomain,
 				ClientID:   clientID,
 				Audience:   "https://" + storeHost + "/",
 				HTTPClient: hc,
-				Prompt: func(uri, code, complete string) {
+			}
+			var tok *oauth2.Token
+			switch flow {
+			case "client":
+				tok, err = credentials.ClientCredentialsLogin(cmd.Context(), lc, os.Getenv("ENARX_OIDC_CLIENT_SECRET"))
+			case "device":
+				lc.Prompt = func(uri, code, complete string) {
 					// The issuer's strings must not drive the terminal.
 					uri, code, complete = printable(uri), printable(code), printable(complete)
 					fmt.Fprintf(stderr, "To log in, open %s and enter the code: %s\n", uri, code)
@@ -64,8 +72,11 @@ open the printed address, enter the code, and the token is stored for
 						fmt.Fprintf(stderr, "(or open %s)\n", complete)
 					}
 					fmt.Fprintln(stderr, "Waiting for approval…")
-				},
-			})
+				}
+				tok, err = credentials.DeviceLogin(cmd.Context(), lc)
+			default:
+				return fmt.Errorf("invalid --oidc-flow %q: use device or client", flow)
+			}
 			if err != nil {
 				return err
 			}
@@ -81,6 +92,8 @@ open the printed address, enter the code, and the token is stored for
 	cmd.Flags().StringVar(&clientID, "oidc-client-id", envOr("ENARX_OIDC_CLIENT_ID", defaultOIDCClientID),
 		"OAuth client id registered at the issuer (env ENARX_OIDC_CLIENT_ID)")
 	cmd.Flags().StringVar(&storeHost, "store-host", client.DefaultHost, "registry host the token is for (HOST[:PORT])")
+	cmd.Flags().StringVar(&flow, "oidc-flow", "device",
+		"device (interactive, RFC 8628) or client (client credentials with the secret in env ENARX_OIDC_CLIENT_SECRET)")
 	return cmd
 }
 

@@ -7,18 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
-// DefaultScopes are the scopes the CLI asks for (upstream: full management of
-// the user's Drawbridge users, repositories and tags, plus OpenID).
-var DefaultScopes = []string{
-	"openid", "profile",
-	"manage:drawbridge_users", "manage:drawbridge_repositories", "manage:drawbridge_tags",
-}
+// RegistryScopes grant full management of the user's Drawbridge users,
+// repositories and tags (what upstream's CLI asks for).
+var RegistryScopes = []string{"manage:drawbridge_users", "manage:drawbridge_repositories", "manage:drawbridge_tags"}
+
+// DefaultScopes are the scopes of an interactive login: OpenID plus
+// RegistryScopes.
+var DefaultScopes = append([]string{"openid", "profile"}, RegistryScopes...)
 
 // LoginConfig configures an OAuth 2.0 device authorization grant (RFC 8628)
 // against an OIDC issuer.
@@ -72,6 +75,39 @@ func DeviceLogin(ctx context.Context, c LoginConfig) (*oauth2.Token, error) {
 	}
 	if tok.AccessToken == "" {
 		return nil, errors.New("token endpoint returned no access token")
+	}
+	return tok, nil
+}
+
+// ClientCredentialsLogin obtains a token with the OAuth 2.0 client
+// credentials grant (for automation: upstream's `--oidc-flow client` with
+// ENARX_OIDC_CLIENT_SECRET). The token endpoint comes from discovery.
+func ClientCredentialsLogin(ctx context.Context, c LoginConfig, secret string) (*oauth2.Token, error) {
+	if secret == "" {
+		return nil, errors.New("the client credentials flow needs a client secret (ENARX_OIDC_CLIENT_SECRET)")
+	}
+	if c.HTTPClient != nil {
+		ctx = oidc.ClientContext(ctx, c.HTTPClient)
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, c.HTTPClient)
+	}
+	p, err := discover(ctx, c.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	scopes := c.Scopes
+	if scopes == nil {
+		scopes = RegistryScopes // no openid/profile: there is no user
+	}
+	cc := clientcredentials.Config{
+		ClientID: c.ClientID, ClientSecret: secret, TokenURL: p.Endpoint().TokenURL, Scopes: scopes,
+		AuthStyle: oauth2.AuthStyleInParams, // upstream sends the secret in the body
+	}
+	if c.Audience != "" {
+		cc.EndpointParams = url.Values{"audience": {c.Audience}}
+	}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client credentials token from %s: %w", cc.TokenURL, err)
 	}
 	return tok, nil
 }

@@ -25,10 +25,11 @@ type DeviceFlow struct {
 	t      testing.TB
 	claims Claims
 
-	mu       sync.Mutex
-	codes    map[string]*deviceCode
-	issued   map[string]string // access token → subject
-	requests []DeviceRequest
+	mu           sync.Mutex
+	clientSecret string
+	codes        map[string]*deviceCode
+	issued       map[string]string // access token → subject
+	requests     []DeviceRequest
 }
 
 // DeviceRequest is one recorded device authorization request.
@@ -81,8 +82,20 @@ func (d *DeviceFlow) authorize(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// AllowClientCredentials makes the token endpoint also serve the client
+// credentials grant to clients presenting secret (in the form body).
+func (d *DeviceFlow) AllowClientCredentials(secret string) {
+	d.mu.Lock()
+	d.clientSecret = secret
+	d.mu.Unlock()
+}
+
 func (d *DeviceFlow) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || r.Form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" {
+	if err := r.ParseForm(); err == nil && r.Form.Get("grant_type") == "client_credentials" {
+		d.clientCredentials(w, r)
+		return
+	}
+	if r.Form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" {
 		writeJSON(w, 400, map[string]string{"error": "unsupported_grant_type"})
 		return
 	}
@@ -110,6 +123,22 @@ func (d *DeviceFlow) token(w http.ResponseWriter, r *http.Request) {
 	d.issued[tok] = c.Subject
 	d.mu.Unlock()
 	writeJSON(w, 200, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600, "scope": c.Scope})
+}
+
+func (d *DeviceFlow) clientCredentials(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	secret := d.clientSecret
+	d.mu.Unlock()
+	if secret == "" || r.Form.Get("client_id") == "" || r.Form.Get("client_secret") != secret {
+		writeJSON(w, 401, map[string]string{"error": "invalid_client"})
+		return
+	}
+	c := d.claims
+	if len(c.Audience) == 0 && r.Form.Get("audience") != "" {
+		c.Audience = []string{r.Form.Get("audience")}
+	}
+	tok := d.p.Token(d.t, c)
+	writeJSON(w, 200, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600})
 }
 
 func (d *DeviceFlow) userinfo(w http.ResponseWriter, r *http.Request) {
