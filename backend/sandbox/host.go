@@ -143,6 +143,9 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 		return nil, err
 	}
 	l.CloneFlags = flags
+	if req.Logger != nil {
+		req.Logger.Debug("sandbox Keep started", "pid", cmd.cmd.Process.Pid, "namespaces", fmt.Sprintf("%#x", flags))
+	}
 
 	// The launch message goes out concurrently: a module larger than the
 	// socket buffer must not block us from noticing the Keep's death.

@@ -9,10 +9,17 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/backend"
 	nilbackend "github.com/enarx-go/enarx/backend/nil"
@@ -233,5 +240,82 @@ func TestSocketsNilAndSandbox(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// spinWasm is a module whose _start loops forever.
+var spinWasm = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+	0x03, 0x02, 0x01, 0x00,
+	0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00,
+	0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0 end
+}
+
+func TestPolicyTimeoutKillsRunawayWasm(t *testing.T) {
+	ctx := backend.WithPolicy(context.Background(), backend.Policy{Timeout: 500 * time.Millisecond})
+	// A config without [[files]]: the workload gets no fds.
+	code, err := Backend{}.Run(ctx, &backend.Launch{Workload: keep.Workload{Wasm: spinWasm, Config: []byte{}}, Config: &config.Config{},
+		Options: keep.Options{NoCache: true}})
+	if code != 1 || err != ErrTimeout {
+		t.Fatalf("got %d, %v; want 1, ErrTimeout", code, err)
+	}
+}
+
+// TestSIGTERMToEnarxStopsKeep runs the real enarx binary with a runaway
+// workload, sends it SIGTERM (as Ctrl-C/kill would) and checks that both
+// enarx and its Keep are gone.
+func TestSIGTERMToEnarxStopsKeep(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("builds the enarx binary")
+	}
+	dir := t.TempDir()
+	enarx := filepath.Join(dir, "enarx")
+	build := exec.Command("go", "build", "-o", enarx, "../../cmd/enarx")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building enarx: %v\n%s", err, out)
+	}
+	mod := filepath.Join(dir, "spin.wasm")
+	os.WriteFile(mod, spinWasm, 0o644)
+	cmd := exec.Command(enarx, "--log-level", "debug", "run", "--backend", "sandbox", "--no-cache", mod)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	pid := 0
+	watchdog := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	defer watchdog.Stop()
+	for sc.Scan() {
+		if m := regexp.MustCompile(`sandbox Keep started" pid=(\d+)`).FindStringSubmatch(sc.Text()); m != nil {
+			pid, _ = strconv.Atoi(m[1])
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if pid == 0 {
+		cmd.Process.Kill()
+		t.Fatal("enarx did not report the Keep's pid")
+	}
+	time.Sleep(200 * time.Millisecond) // let the workload start spinning
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("enarx did not exit on SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("enarx exited 0 after SIGTERM")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for unix.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("Keep %d still running after enarx exited", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
