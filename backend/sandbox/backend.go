@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"testing"
 
+	seccomp "github.com/elastic/go-seccomp-bpf"
+
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/keep/engine"
@@ -35,12 +37,7 @@ func (Backend) Available() bool {
 	if runtime.GOOS != "linux" || (testing.Testing() && !servesKeeps) {
 		return false
 	}
-	for _, c := range Probe() {
-		if c.Name == capSeccomp {
-			return c.OK
-		}
-	}
-	return false
+	return seccomp.Supported()
 }
 
 // servesKeeps records that this binary runs Keeps when re-executed (see
