@@ -18,7 +18,9 @@ import (
 // verify, which has two problems for a server: a key the issuer has
 // withdrawn (say, after a compromise) keeps being accepted for as long as
 // the process runs, and every token with a bad signature or an unknown kid
-// costs a request to the issuer. This set instead
+// costs a request to the issuer (also, its cache is updated only after the
+// waiting verifications have been woken, so one may briefly see the old
+// set). This set instead
 //   - refetches when its copy is older than maxAge, so withdrawn keys stop
 //     working within maxAge;
 //   - refetches early when a token names a kid it does not know (key
