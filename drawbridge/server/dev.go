@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -188,6 +189,9 @@ func MintDevToken(key *ecdsa.PrivateKey, subject string, lifetime time.Duration)
 
 func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, error) {
 	dir := o.Store
+	if strings.Contains(dir, "://") {
+		return nil, fmt.Errorf("--store must be a directory in dev mode, not %q", dir)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}

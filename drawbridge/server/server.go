@@ -30,7 +30,9 @@ import (
 // APIVersion is the upstream API level this server implements. Requests
 // for /api/vX are served if X is not newer than this, or is newer only in
 // a way semver calls compatible (same major ≥ 1; for major 0, same minor).
-var APIVersion = semver.MustParse("0.4.3")
+const APIVersion = "0.4.3"
+
+var apiVersion = semver.MustParse(APIVersion)
 
 // DefaultMaxUploadSize bounds a tree node upload unless configured.
 const DefaultMaxUploadSize = 1 << 30
@@ -241,7 +243,7 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, req *request, rest
 	if err != nil {
 		return errorf(http.StatusBadRequest, "Failed to parse SemVer version from %s", ver)
 	}
-	if v.GreaterThan(APIVersion) && (v.Major() > APIVersion.Major() || (v.Major() == 0 && v.Minor() > APIVersion.Minor())) {
+	if v.GreaterThan(apiVersion) && (v.Major() > apiVersion.Major() || (v.Major() == 0 && v.Minor() > apiVersion.Minor())) {
 		return errorf(http.StatusNotImplemented, "Unsupported API version `%s`", ver)
 	}
 	head, tail, hasTail := strings.Cut(rest, "/_")
