@@ -103,7 +103,7 @@ func (s *FS) writeFile(name string, body io.Reader) error {
 		return err
 	}
 	buf := copyBufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(struct{ io.Writer }{f}, body, *buf) // hide ReadFrom: use the big buffer
+	err = copyFull(f, body, *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		f.Close()
@@ -116,9 +116,29 @@ func (s *FS) writeFile(name string, body io.Reader) error {
 	return f.Close()
 }
 
-// copyBufs are upload copy buffers: large writes cut syscalls and let TLS
-// records be decrypted in bigger batches.
+// copyBufs are upload copy buffers.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// copyFull copies r to w in buffer-sized writes: a request body yields at
+// most one TLS record (16 KiB) per Read, and writing each one separately
+// would cost a system call per record.
+func copyFull(w io.Writer, r io.Reader, buf []byte) error {
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return nil
+		default:
+			return err
+		}
+	}
+}
 
 // Create implements Backend.
 func (s *FS) Create(ctx context.Context, key string, meta types.Meta, body io.Reader) (err error) {
