@@ -54,7 +54,13 @@ func (s *System) pollOneoff(ctx context.Context, mod api.Module, stk []uint64) E
 		return EFAULT
 	}
 	// Parse everything before writing anything: in and out may overlap.
-	subs := make([]sub, n)
+	// Scratch space is reused across calls (a wasip1 guest has one
+	// thread, and Go's scheduler polls often).
+	if cap(s.subs) < int(n) {
+		s.subs = make([]sub, n)
+	}
+	subs := s.subs[:n]
+	clear(subs)
 	now := time.Now()
 	for i := range subs {
 		b := inB[i*subSize : (i+1)*subSize]
@@ -81,11 +87,8 @@ func (s *System) pollOneoff(ctx context.Context, mod api.Module, stk []uint64) E
 		}
 	}
 
-	var (
-		ready  []pending
-		pfds   []unix.PollFd
-		pindex []int
-	)
+	ready, pfds, pindex := s.ready, s.pfds, s.pindex
+	defer func() { s.ready, s.pfds, s.pindex = ready[:0], pfds[:0], pindex[:0] }()
 	for {
 		ready, pfds, pindex = ready[:0], pfds[:0], pindex[:0]
 		now = time.Now()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/fd"
 )
@@ -54,6 +55,12 @@ type System struct {
 	start  time.Time
 	argBuf []byte
 	envBuf []byte
+
+	// poll_oneoff scratch space.
+	subs   []sub
+	ready  []pending
+	pfds   []unix.PollFd
+	pindex []int
 }
 
 // Instantiate exports the WASI functions over s into r under both module
