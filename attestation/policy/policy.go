@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -52,6 +53,51 @@ type Policy struct {
 	// VerifyTime is the pinned verification clock (`verify_time`), zero if
 	// unset.
 	VerifyTime time.Time
+	// SNPEmulatedRoots and TDXEmulatedRoots are the test roots of enarx's
+	// snp-emulated and tdx-emulated backends that the policy names
+	// (`[snp] emulated_root`, `[tdx] emulated_root`). They are trusted in
+	// addition to AMD's and Intel's roots; claims under them are recorded
+	// as not hardware-backed. Empty unless named: never the default.
+	SNPEmulatedRoots []snp.Root
+	TDXEmulatedRoots []*x509.Certificate
+}
+
+// EmulatedRoots describes the emulated roots the policy trusts (for the
+// Steward to log loudly at start); empty when none.
+func (p *Policy) EmulatedRoots() []string {
+	var out []string
+	for _, r := range p.SNPEmulatedRoots {
+		out = append(out, "snp: "+r.ARK.Subject.String())
+	}
+	for _, r := range p.TDXEmulatedRoots {
+		out = append(out, "tdx: "+r.Subject.String())
+	}
+	return out
+}
+
+// parsePEMCerts parses one or more PEM certificates.
+func parsePEMCerts(key, s string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := []byte(s)
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%s: unexpected PEM block %q, want CERTIFICATE", key, blk.Type)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		out = append(out, c)
+	}
+	if len(bytes.TrimSpace(rest)) != 0 || len(out) == 0 {
+		return nil, fmt.Errorf("%s: want PEM certificates", key)
+	}
+	return out, nil
 }
 
 // file is the TOML document.
@@ -77,6 +123,9 @@ type snpTable struct {
 	MinimumTCB                *tcbParts `toml:"minimum_tcb"`
 	MinimumGuestSVN           *int64    `toml:"minimum_guest_svn"`
 	PermitProvisionalFirmware bool      `toml:"permit_provisional_firmware"`
+	// EmulatedRoot is the PEM ARK and ASK of enarx's snp-emulated backend;
+	// see docs/confidential-vms.md. Never set it in production.
+	EmulatedRoot *string `toml:"emulated_root"`
 }
 
 type tcbParts struct {
@@ -128,10 +177,27 @@ func Parse(data []byte) (*Policy, error) {
 		if p.SNP, err = f.SNP.compile(); err != nil {
 			return nil, fmt.Errorf("policy: %w", err)
 		}
+		if f.SNP.EmulatedRoot != nil {
+			certs, err := parsePEMCerts("snp.emulated_root", *f.SNP.EmulatedRoot)
+			if err != nil {
+				return nil, fmt.Errorf("policy: %w", err)
+			}
+			if len(certs) != 2 {
+				return nil, fmt.Errorf("policy: snp.emulated_root: want the emulated ARK and ASK (2 certificates), got %d", len(certs))
+			}
+			p.SNPEmulatedRoots = []snp.Root{{ProductLine: "Milan", ARK: certs[0], ASK: certs[1], Emulated: true}}
+		}
 	}
 	if f.TDX != nil {
 		if p.TDX, err = f.TDX.compile(); err != nil {
 			return nil, fmt.Errorf("policy: %w", err)
+		}
+		if f.TDX.EmulatedRoot != nil {
+			certs, err := parsePEMCerts("tdx.emulated_root", *f.TDX.EmulatedRoot)
+			if err != nil {
+				return nil, fmt.Errorf("policy: %w", err)
+			}
+			p.TDXEmulatedRoots = certs
 		}
 	}
 	if f.None != nil {
@@ -309,7 +375,16 @@ func (p *Policy) Verifiers(opts Options) ([]attest.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	n, err := snp.New(snp.Options{Policy: p.SNP, Roots: opts.SNPRoots, CacheSize: opts.CacheSize})
+	roots := opts.SNPRoots
+	if len(p.SNPEmulatedRoots) > 0 {
+		if roots == nil {
+			if roots, err = snp.DefaultRoots(); err != nil {
+				return nil, fmt.Errorf("policy: %w", err)
+			}
+		}
+		roots = append(append([]snp.Root(nil), roots...), p.SNPEmulatedRoots...)
+	}
+	n, err := snp.New(snp.Options{Policy: p.SNP, Roots: roots, CacheSize: opts.CacheSize})
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

@@ -23,6 +23,9 @@ type tdxTable struct {
 	MinimumTEETCBSVN *string  `toml:"minimum_tee_tcb_svn"`
 	MinimumQESVN     *int64   `toml:"minimum_qe_svn"`
 	MinimumPCESVN    *int64   `toml:"minimum_pce_svn"`
+	// EmulatedRoot is the PEM root certificate of enarx's tdx-emulated
+	// backend; see docs/confidential-vms.md. Never set it in production.
+	EmulatedRoot *string `toml:"emulated_root"`
 }
 
 func fixedHex(key, s string, size int) ([]byte, error) {
@@ -83,5 +86,5 @@ func (t *tdxTable) compile() (*tdx.Policy, error) {
 }
 
 func (p *Policy) tdxVerifier(opts Options) (attest.Verifier, error) {
-	return tdx.New(tdx.Options{Policy: p.TDX, Roots: opts.TDXRoots})
+	return tdx.New(tdx.Options{Policy: p.TDX, Roots: opts.TDXRoots, EmulatedRoots: p.TDXEmulatedRoots})
 }

@@ -96,6 +96,11 @@ type Options struct {
 	// Roots replaces the Intel SGX Root CA (tests and emulators only);
 	// claims verified under such roots are recorded as not hardware-backed.
 	Roots []*x509.Certificate
+	// EmulatedRoots are trusted in addition to Intel's root, each only for
+	// quotes whose embedded PCK chain ends in exactly that certificate
+	// (enarx's tdx-emulated backend; the policy must name them). Claims
+	// verified under them are recorded as not hardware-backed.
+	EmulatedRoots []*x509.Certificate
 }
 
 // Verifier verifies TDX evidence. It is safe for concurrent use.
@@ -103,6 +108,8 @@ type Verifier struct {
 	policy   Policy
 	roots    *x509.CertPool
 	emulated bool
+	// extra are the policy-named emulated roots, by raw bytes.
+	extra map[string]*x509.CertPool
 }
 
 var _ attest.Verifier = (*Verifier)(nil)
@@ -115,6 +122,14 @@ func New(opts Options) (*Verifier, error) {
 		for _, r := range opts.Roots {
 			v.roots.AddCert(r)
 		}
+	}
+	for _, r := range opts.EmulatedRoots {
+		if v.extra == nil {
+			v.extra = map[string]*x509.CertPool{}
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(r)
+		v.extra[string(r.Raw)] = pool
 	}
 	if opts.Policy != nil {
 		v.policy = *opts.Policy
@@ -177,12 +192,13 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if err != nil {
 		return nil, err
 	}
+	roots, emulated := v.rootsFor(quote)
 	if err := verify.TdxQuote(quote, &verify.Options{
 		CheckRevocations: true,
 		GetCollateral:    true,
 		Getter:           getter,
 		Now:              req.Now,
-		TrustedRoots:     v.roots,
+		TrustedRoots:     roots,
 	}); err != nil {
 		return nil, verifyRejection(err)
 	}
@@ -201,12 +217,36 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	debug := len(attrs) > 0 && attrs[0]&tdAttributesDebug != 0
 	return &attest.Claims{
 		Kind:           attest.KindTDX,
-		HardwareBacked: !v.emulated,
+		HardwareBacked: !emulated,
 		Debug:          debug,
 		Measurement:    bytes.Clone(body.GetMrTd()),
 		Signer:         bytes.Clone(body.GetMrSeam()),
 		TCBStatus:      "UpToDate",
 	}, nil
+}
+
+// rootsFor picks the trust anchors for quote: a policy-named emulated root
+// when the quote's embedded chain ends in exactly that certificate,
+// otherwise the verifier's roots (Intel's). The embedded root is only a
+// selector; go-tdx-guest still verifies the whole chain against the pool.
+func (v *Verifier) rootsFor(quote *pb.QuoteV4) (*x509.CertPool, bool) {
+	if len(v.extra) == 0 {
+		return v.roots, v.emulated
+	}
+	rest := quote.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetPckCertificateChainData().GetPckCertChain()
+	var last []byte
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		last = blk.Bytes
+	}
+	if pool, ok := v.extra[string(last)]; ok {
+		return pool, true
+	}
+	return v.roots, v.emulated
 }
 
 // checkBody applies the key binding, the debug refusal and the policy to a

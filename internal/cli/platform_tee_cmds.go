@@ -166,7 +166,7 @@ func printSNPMeasurement(w io.Writer, raw []byte, root *emulated.SNPRoot, asJSON
 		"emulated":          root != nil,
 	}
 	if root != nil {
-		out["emulated_ark_pem"] = string(root.ARKPEM())
+		out["emulated_root_pem"] = string(root.ARKPEM()) + string(root.ASKPEM())
 	}
 	if asJSON {
 		e := json.NewEncoder(w)
@@ -187,7 +187,7 @@ func printSNPMeasurement(w io.Writer, raw []byte, root *emulated.SNPRoot, asJSON
 	}
 	fmt.Fprintf(w, "abi = \">=%s\"\n", out["abi"])
 	if root != nil {
-		fmt.Fprintf(w, "emulated_ark = '''\n%s'''\n", strings.TrimSpace(string(root.ARKPEM()))+"\n")
+		fmt.Fprintf(w, "emulated_root = '''\n%s'''\n", strings.TrimSpace(string(root.ARKPEM())+string(root.ASKPEM()))+"\n")
 	}
 	fmt.Fprintf(w, "# guest_svn = %d, debug = %v, reported TCB: bl=%d tee=%d snp=%d ucode=%d\n",
 		rep.GetGuestSvn(), pol.Debug, tcb.BlSpl, tcb.TeeSpl, tcb.SnpSpl, tcb.UcodeSpl)

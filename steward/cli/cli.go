@@ -291,6 +291,9 @@ func loadPolicy(o *options, log *slog.Logger) (*policy.Policy, error) {
 	if p.AllowNoHardware {
 		log.Warn("the policy accepts no-hardware evidence ([none] allow = true): certificates may be issued to Keeps without a TEE (they say hardware=false)")
 	}
+	if roots := p.EmulatedRoots(); len(roots) > 0 {
+		log.Warn("the policy TRUSTS EMULATED TEE ROOTS (enarx snp-emulated/tdx-emulated): evidence under them proves nothing about hardware; issued certificates say hardware=false. Never use this in production.", "roots", roots)
+	}
 	return p, nil
 }
 
