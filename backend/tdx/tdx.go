@@ -74,6 +74,9 @@ func (b Backend) Configured() error {
 func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	o := l.Options
 	o.Files = l.Files
+	// The compilation cache is machine code on a disk the hypervisor can
+	// write: inside a confidential VM the Keep compiles every run.
+	o.NoCache = true
 	o.Evidence = &tdx.Provider{Cache: &tdx.Cache{Dir: CacheDir()}, Logger: o.Logger}
 	return keep.Run(ctx, l.Workload, o)
 }
