@@ -230,6 +230,13 @@ func TestDevModeFiles(t *testing.T) {
 		}
 	}
 	c := devClient(t, dir, p.addr)
+	// HTTP/1.1 only, even to a client offering h2.
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: c.http.Transport.(*http.Transport).TLSClientConfig, ForceAttemptHTTP2: true}}
+	res, err := h2.Get("https://" + p.addr + "/health")
+	if err != nil || res.StatusCode != 200 || res.Proto != "HTTP/1.1" {
+		t.Fatalf("/health: %v %v", res, err)
+	}
+	res.Body.Close()
 	if code, body := c.get("/dev"); code != 401 || !strings.Contains(string(body), "Bearer") {
 		// c.get sends no token: the user record is owner-only.
 		t.Fatalf("GET /dev anonymous: %d %s", code, body)

@@ -130,7 +130,7 @@ func BenchmarkConcurrentReaders(b *testing.B) {
 	// 100 separate Keeps.
 	clients := make([]*http.Client, readers)
 	for i := range clients {
-		clients[i] = e.pki.client(false)
+		clients[i] = e.pki.client()
 	}
 	var served, floor time.Duration
 	b.SetBytes(size * readers)

@@ -94,20 +94,19 @@ func (p *pki) writeFiles(t testing.TB) (cert, key, ca string) {
 	return cert, key, filepath.Join(p.dir, DevCAFile)
 }
 
-// client returns an HTTP/2 client (HTTP/1.1 if h1, as upstream's Rust
-// client speaks).
-func (p *pki) client(h1 bool, certs ...tls.Certificate) *http.Client {
+// client returns a client that offers HTTP/2 (the server only speaks
+// HTTP/1.1).
+func (p *pki) client(certs ...tls.Certificate) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		TLSClientConfig:    &tls.Config{RootCAs: p.pool, Certificates: certs},
 		DisableCompression: true,
-		ForceAttemptHTTP2:  !h1,
+		ForceAttemptHTTP2:  true,
 	}}
 }
 
 // env is a registry on 127.0.0.1 with an OIDC provider and clients.
 type env struct {
 	t      testing.TB
-	h1     bool
 	oidc   *oidctest.Provider
 	pki    *pki
 	url    string // https://127.0.0.1:PORT/api/v0.1.0
@@ -126,13 +125,13 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnvOn(t, fs, false)
+	return newEnvOn(t, fs)
 }
 
-// newEnvOn serves a registry on b; its clients speak HTTP/1.1 if h1.
-func newEnvOn(t testing.TB, b store.Backend, h1 bool) *env {
+// newEnvOn serves a registry on b.
+func newEnvOn(t testing.TB, b store.Backend) *env {
 	t.Helper()
-	e := &env{t: t, h1: h1, oidc: oidctest.New(t), pki: newPKI(t), logBuf: &bytes.Buffer{}}
+	e := &env{t: t, oidc: oidctest.New(t), pki: newPKI(t), logBuf: &bytes.Buffer{}}
 	e.reg = store.NewRegistry(b)
 	t.Cleanup(func() { e.reg.Close() })
 	v, err := NewOIDCVerifier(context.Background(), e.oidc.Issuer, testAudience, nil)
@@ -150,13 +149,13 @@ func newEnvOn(t testing.TB, b store.Backend, h1 bool) *env {
 		ClientCAs:    e.pki.pool,
 	}
 	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are expected in some tests
-	e.srv.EnableHTTP2 = true                           // as the real server (ServeTLS) does
+	e.srv.TLS.NextProtos = []string{"http/1.1"}        // as Run serves: HTTP/1.1 only
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL
 	e.url = e.srv.URL + "/api/v0.1.0"
-	e.anon = e.pki.client(h1)
-	e.cert = e.pki.client(h1, e.pki.clientCert(t))
+	e.anon = e.pki.client()
+	e.cert = e.pki.client(e.pki.clientCert(t))
 	e.token = e.mint(oidctest.Claims{Subject: testSubject, Scope: oidctest.AllScopes})
 	return e
 }
