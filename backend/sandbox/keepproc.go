@@ -63,6 +63,7 @@ func KeepMain(run RunFunc) int {
 	// Without TZ the Go runtime would try to open /etc/localtime lazily,
 	// after confinement; the Keep logs in UTC.
 	time.Local = time.UTC
+	start := time.Now()
 	ctl := os.NewFile(controlFD, "control")
 	if ctl == nil {
 		fmt.Fprintln(os.Stderr, "Error: sandbox Keep: no control channel on fd 3")
@@ -87,6 +88,7 @@ func KeepMain(run RunFunc) int {
 	// The executable's fd comes last; it was only needed to exec.
 	_ = unix.Close(next)
 	logger := newKeepLogger(l.LogLevel)
+	logger.Debug("sandbox Keep received its workload", "after", time.Since(start))
 
 	// Work that needs the host file system happens before confinement:
 	// the system root CAs for TLS connects without an inline ca.
@@ -101,6 +103,7 @@ func KeepMain(run RunFunc) int {
 		preConfinePPID = os.Getppid()
 	}
 	layers, cacheDir := confine(opts)
+	logger.Debug("sandbox Keep confined", "after", time.Since(start))
 	var missing []string
 	for _, ly := range layers {
 		if !ly.Enabled {

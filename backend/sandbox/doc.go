@@ -1,0 +1,13 @@
+// Package sandbox is the "sandbox" backend: each Keep runs in a separate
+// process — the enarx binary re-executed in a hidden mode — confined by the
+// kernel (user, pid, mount, network, ipc and uts namespaces with an empty
+// root; no capabilities; rlimits; no_new_privs; Landlock; a seccomp
+// allow-list) and running the same runtime as the nil backend.
+//
+// Trust: the sandbox protects the host from the workload, not the other way
+// round. The host side (Run, Backend) trusts the host and treats the Keep
+// process as hostile: it only reads one bounded result message from it. The
+// Keep side (KeepMain) decodes its launch message defensively (bounded
+// lengths, checked digests) but relies on the host for its inputs, as the
+// nil backend does; it offers no TEE evidence.
+package sandbox
