@@ -28,6 +28,10 @@ type runFlags struct {
 	memory     string
 	cacheDir   string
 	moduleArgs []string
+	// Host-side launch policy (backend.Policy), honoured by backends that
+	// run the Keep outside this process (sandbox).
+	timeout          time.Duration
+	requireIsolation bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -67,6 +71,8 @@ reason on stderr.`,
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the compilation cache")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
 	fl.StringVar(&f.memory, "memory", "4GiB", "linear memory limit of the workload (e.g. 512MiB, 2GiB)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox backend)")
+	fl.BoolVar(&f.requireIsolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox backend)")
 	return cmd
 }
 
@@ -92,7 +98,7 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		}
 		w.Config, w.ConfigName = data, f.wasmcfg
 	}
-	b, err := pickBackend(f.backend)
+	b, err := backend.Select(f.backend)
 	if err != nil {
 		return err
 	}
@@ -112,7 +118,8 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		os.Exit(130)
 	})
 	defer stop()
-	code, err := b.Run(ctx, &backend.Launch{
+	policy := backend.Policy{Timeout: f.timeout, RequireIsolation: f.requireIsolation}
+	code, err := b.Run(backend.WithPolicy(ctx, policy), &backend.Launch{
 		Workload: w,
 		Config:   cfg,
 		Files:    files,
