@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +17,8 @@ type Layer struct {
 	Name    string `json:"name"`
 	Enabled bool   `json:"enabled"`
 	Detail  string `json:"detail,omitempty"`
+	// Micros is how long applying the layer took.
+	Micros int64 `json:"micros,omitempty"`
 }
 
 // Layer names, in the order they are applied.
@@ -68,11 +71,14 @@ func confine(o confineOptions) (layers []Layer, cacheDir string) {
 	// seccomp's TSYNC.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	last := time.Now()
 	add := func(name string, err error, detail string) {
 		if o.skip[name] {
 			err = errSkipped
 		}
-		l := Layer{Name: name, Enabled: err == nil, Detail: detail}
+		now := time.Now()
+		l := Layer{Name: name, Enabled: err == nil, Detail: detail, Micros: now.Sub(last).Microseconds()}
+		last = now
 		if err != nil {
 			l.Detail = err.Error()
 		}

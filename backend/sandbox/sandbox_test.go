@@ -260,7 +260,7 @@ func TestLayersReported(t *testing.T) {
 		t.Fatal("no layers reported")
 	}
 	for _, l := range res.Layers {
-		t.Logf("%-50s %v %s", l.Name, l.Enabled, l.Detail)
+		t.Logf("%-50s %-5v %6dµs %s", l.Name, l.Enabled, l.Micros, l.Detail)
 		if (l.Name == LayerSeccomp || l.Name == LayerNNP) && !l.Enabled {
 			t.Errorf("layer %s not in force: %s", l.Name, l.Detail)
 		}
