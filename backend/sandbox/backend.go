@@ -2,17 +2,25 @@ package sandbox
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/keep/engine"
 )
@@ -100,6 +108,7 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		RequireIsolation: p.RequireIsolation,
 		Timeout:          p.Timeout,
 		Logger:           l.Options.Logger,
+		StewardAddr:      stewardAddr(l),
 	})
 }
 
@@ -169,6 +178,56 @@ func ModuleCacheDir(base string, wasm []byte) (string, error) {
 	return dir, nil
 }
 
+// stewardAddr is where the host may connect for the Keep: the host and
+// port of Enarx.toml's steward URL (the Keep re-checks the URL itself and
+// verifies the Steward's TLS certificate).
+func stewardAddr(l *backend.Launch) string {
+	if l.Config == nil || l.Config.Steward == "" {
+		return ""
+	}
+	u, err := url.Parse(l.Config.Steward)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// stewardClient is the Keep's HTTP client for the Steward: every connection
+// comes from dial (the host's broker), TLS is verified against caPEM or,
+// without it, the Mozilla roots compiled into the binary (as the identity
+// package does), and no proxy or redirect is followed.
+func stewardClient(caPEM string, dial func(context.Context) (net.Conn, error)) (*http.Client, error) {
+	roots := x509.NewCertPool()
+	if caPEM != "" {
+		if !roots.AppendCertsFromPEM([]byte(caPEM)) {
+			return nil, errors.New("keep identity: steward_ca holds no usable PEM certificate")
+		}
+	} else {
+		for r := range bundle.Roots() {
+			c, err := x509.ParseCertificate(r.Certificate)
+			if err != nil {
+				continue
+			}
+			if r.Constraint != nil {
+				roots.AddCertWithConstraint(c, r.Constraint)
+			} else {
+				roots.AddCert(c)
+			}
+		}
+	}
+	tr := &http.Transport{
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
+		TLSHandshakeTimeout: 30 * time.Second,
+		MaxIdleConns:        1,
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, nil
+}
+
 // logLevel finds the most verbose level logger accepts, so the Keep logs
 // at the same level.
 func logLevel(ctx context.Context, l *slog.Logger) string {
@@ -187,6 +246,17 @@ func logLevel(ctx context.Context, l *slog.Logger) string {
 // job with the same runtime as the nil backend, with the module's own
 // compilation cache if the host provided one (see ModuleCacheDir).
 func RunKeep(ctx context.Context, j *Job) (int, error) {
+	var establish func(context.Context, identity.Request) (*identity.Identity, error)
+	if j.StewardDial != nil {
+		establish = func(ctx context.Context, req identity.Request) (*identity.Identity, error) {
+			hc, err := stewardClient(req.StewardCA, j.StewardDial)
+			if err != nil {
+				return nil, err
+			}
+			req.HTTPClient, req.StewardCA = hc, ""
+			return identity.Establish(ctx, req)
+		}
+	}
 	return keep.Run(ctx, keep.Workload{
 		Wasm: j.Wasm, Config: j.Config, ConfigName: j.ConfigName, Package: j.Package, Bundle: j.Bundle,
 	}, keep.Options{
@@ -195,6 +265,7 @@ func RunKeep(ctx context.Context, j *Job) (int, error) {
 		Logger:      j.Logger,
 		CacheDir:    j.CacheDir,
 		NoCache:     j.CacheDir == "",
+		Identity:    establish,
 		MemoryLimit: j.MemoryLimit,
 	})
 }

@@ -47,6 +47,9 @@ type Request struct {
 	Executable string
 	// Logger, if set, receives the Keep's resource usage at debug level.
 	Logger *slog.Logger
+	// StewardAddr ("host:port"), if set, is the only place the Keep may
+	// have the host connect to for it (see serveBroker).
+	StewardAddr string
 
 	hook     string
 	testSkip []string
@@ -127,12 +130,31 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 		}
 		extra = append(extra, f)
 	}
+	if req.StewardAddr != "" {
+		bfds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			keepEnd.Close()
+			return nil, fmt.Errorf("sandbox: creating the dial broker: %w", err)
+		}
+		hf := os.NewFile(uintptr(bfds[0]), "broker")
+		kf := os.NewFile(uintptr(bfds[1]), "broker-child")
+		defer kf.Close()
+		bc, err := net.FileConn(hf)
+		hf.Close()
+		if err != nil {
+			keepEnd.Close()
+			return nil, fmt.Errorf("sandbox: dial broker: %w", err)
+		}
+		defer bc.Close()
+		go serveBroker(ctx, bc.(*net.UnixConn), req.StewardAddr, req.Logger)
+		extra = append(extra, kf)
+	}
 	exeFD := 3 + len(extra)
 	extra = append(extra, exeFile)
 
 	l := &launch{
 		HasConfig: req.Config != nil, ConfigName: req.ConfigName, Package: req.Package,
-		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, CacheDir: req.CacheDir,
+		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, CacheDir: req.CacheDir, Broker: req.StewardAddr != "",
 		LogLevel: req.LogLevel, RequireIsolation: req.RequireIsolation, Hook: req.hook, TestSkip: req.testSkip,
 		wasm: req.Wasm, config: req.Config, bundle: req.Bundle,
 	}

@@ -2,18 +2,16 @@ package sandbox
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/enarx-go/enarx/config"
 )
 
 // KeepArg is the hidden argument that makes the enarx binary (or a test
@@ -41,7 +39,10 @@ type Job struct {
 	MemoryLimit uint64
 	// CacheDir is the module's compilation cache ("" = none).
 	CacheDir string
-	Logger   *slog.Logger
+	// StewardDial, if set, returns a connection to the configured Steward
+	// (made by the host: the Keep cannot create sockets).
+	StewardDial func(context.Context) (net.Conn, error)
+	Logger      *slog.Logger
 }
 
 // RunFunc runs a Job inside the confined process; the enarx binary passes
@@ -85,14 +86,19 @@ func KeepMain(run RunFunc) int {
 			return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: host fd for files[%d] missing", i))
 		}
 	}
+	var steward func(context.Context) (net.Conn, error)
+	if l.Broker {
+		b, err := newBrokerDialer(os.NewFile(uintptr(next), "broker"))
+		if err != nil {
+			return keepFail(ctl, nil, err)
+		}
+		steward = b.Dial
+		next++
+	}
 	// The executable's fd comes last; it was only needed to exec.
 	_ = unix.Close(next)
 	logger := newKeepLogger(l.LogLevel)
 	logger.Debug("sandbox Keep received its workload", "after", time.Since(start))
-
-	// Work that needs the host file system happens before confinement:
-	// the system root CAs for TLS connects without an inline ca.
-	preloadBeforeConfinement(l.config, l.HasConfig)
 
 	opts := confineOptions{cloneFlags: l.CloneFlags, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, cacheDir: l.CacheDir}
 	if testHooks != nil {
@@ -134,7 +140,7 @@ func KeepMain(run RunFunc) int {
 	ctx := context.Background()
 	code, err := run(ctx, &Job{
 		Wasm: l.wasm, Config: l.config, ConfigName: l.ConfigName, Package: l.Package, Bundle: l.bundle,
-		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, CacheDir: cacheDir, Logger: logger,
+		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, CacheDir: cacheDir, StewardDial: steward, Logger: logger,
 	})
 	r := &result{ExitCode: code, Layers: layers}
 	if err != nil {
@@ -162,23 +168,3 @@ func newKeepLogger(level string) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("keep", "sandbox")
 }
-
-// preloadBeforeConfinement loads what the runtime would otherwise read
-// from the host file system later.
-func preloadBeforeConfinement(raw []byte, has bool) {
-	if !has {
-		return
-	}
-	c, err := config.Parse("Enarx.toml", raw)
-	if err != nil {
-		return // the runtime reports it
-	}
-	for _, f := range c.Files {
-		if f.Kind == config.KindConnect && f.TLS != nil && f.TLS.CA == "" {
-			loadSystemRoots()
-			return
-		}
-	}
-}
-
-func loadSystemRoots() { _, _ = x509.SystemCertPool() }

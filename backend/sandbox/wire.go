@@ -55,6 +55,8 @@ type launch struct {
 	LogLevel string `json:"log_level,omitempty"`
 	// RequireIsolation makes the Keep refuse to run when a layer is missing.
 	RequireIsolation bool `json:"require_isolation,omitempty"`
+	// Broker says a dial-broker socket follows the files (see broker.go).
+	Broker bool `json:"broker,omitempty"`
 	// CloneFlags are the namespaces the host created the Keep in.
 	CloneFlags uintptr `json:"clone_flags,omitempty"`
 	// Hook names a test-only action run inside the confined process

@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -320,5 +323,43 @@ func TestSIGTERMToEnarxStopsKeep(t *testing.T) {
 			t.Fatalf("Keep %d still running after enarx exited", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStewardThroughBroker: with steward set, the confined Keep (which may
+// not create sockets) reaches the Steward through the host's dial broker,
+// and fails or succeeds exactly as on nil. The "Steward" here refuses
+// every request with 403, so both backends must report that refusal.
+func TestStewardThroughBroker(t *testing.T) {
+	var mu sync.Mutex
+	posts := 0
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		posts++
+		mu.Unlock()
+		io.Copy(io.Discard, r.Body)
+		http.Error(w, "workload not allowed by policy", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	cfg := fmt.Sprintf("steward = %q\nsteward_ca = '''\n%s'''\n[[files]]\nkind = \"stdout\"\n[[files]]\nname = \"l\"\nkind = \"listen\"\nprot = \"tls\"\naddr = \"127.0.0.1\"\nport = 0\n",
+		srv.URL, caPEM)
+	var errs []string
+	for _, b := range []backend.Backend{nilbackend.Backend{}, Backend{}} {
+		mu.Lock()
+		posts = 0
+		mu.Unlock()
+		r := runOn(t, b, trapWasm, cfg, nil)
+		mu.Lock()
+		n := posts
+		mu.Unlock()
+		if n == 0 || r.code != 1 || !strings.Contains(r.err, "403") {
+			t.Errorf("%s: %d requests reached the Steward; code %d err %q", b.Name(), n, r.code, r.err)
+		}
+		t.Logf("%s: %s", b.Name(), r.err)
+		errs = append(errs, r.err)
+	}
+	if len(errs) == 2 && errs[0] != errs[1] {
+		t.Errorf("nil and sandbox differ:\nnil     %s\nsandbox %s", errs[0], errs[1])
 	}
 }
