@@ -6,7 +6,7 @@ GO        ?= go
 BIN       := bin
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 
-.PHONY: all build examples demo test test-short lint fuzz-seeds bench deps clean
+.PHONY: all build examples demo demo-tls test test-short lint fuzz-seeds bench deps clean
 
 all: build examples
 
@@ -24,6 +24,9 @@ examples:
 
 demo: build examples
 	./$(BIN)/enarx run --wasmcfgfile examples/hello/Enarx.toml $(BIN)/examples/hello.wasm
+
+demo-tls: build examples
+	./scripts/demo-tls.sh
 
 deps:
 	./scripts/install-deps.sh
