@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every benchmark of the project and prints, for each, the ratio against
+# the baseline measured in the same run (each benchmark alternates the
+# measured path and its baseline; see the package's bench_test.go):
+#
+#   keep                plain wazero (cold/warm start, CPU), native Go copy, native Go TCP echo
+#   identity/e2e        native Go TLS echo server (16 KiB messages)
+#   steward             raw ECDSA sign+verify of this machine
+#   attestation/snp     raw ECDSA P-384 verify
+#   attestation/sgx     raw ECDSA P-256 verify
+#   drawbridge/server   sha256 + disk write/read of the same bytes
+#   drawbridge/client   sha256 + disk write/read of the same bytes
+#   backend/sandbox     the nil backend (start-up, throughput, memory per Keep)
+#
+# Usage: bench/run.sh [package-regexp]   (e.g. bench/run.sh keep)
+# Output: the full `go test -bench` lines in bench/out/<pkg>.txt and, on stdout,
+# every metric each benchmark reports (ratios such as ratio, keep/native,
+# fetch/floor, and the absolute rates behind them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+filter=${1:-.}
+out=bench/out
+mkdir -p "$out"
+
+# package | -bench regexp | -benchtime
+benches=(
+	"./keep/|.|3x"
+	"./identity/e2e/|TLSEcho|20000x"
+	"./steward/|IssuanceRatio|2000x"
+	"./attestation/snp/|SNPRatio|3x"
+	"./attestation/sgx/|Verify|2s"
+	"./drawbridge/server/|.|3x"
+	"./drawbridge/client/|PublishAndFetch64MB|5x"
+	"./backend/sandbox/|SandboxVsNil|1x"
+)
+
+for b in "${benches[@]}"; do
+	IFS='|' read -r pkg re bt <<<"$b"
+	[[ "$pkg" =~ $filter ]] || continue
+	name=${pkg#./}; name=${name%/}; name=${name//\//_}
+	echo "== $pkg (-bench '$re' -benchtime $bt)"
+	if ! CGO_ENABLED=0 go test -run '^$' -bench "$re" -benchtime "$bt" -timeout 60m "$pkg" >"$out/$name.txt" 2>&1; then
+		echo "   FAILED: see $out/$name.txt"
+		tail -5 "$out/$name.txt" | sed 's/^/   /'
+		continue
+	fi
+	# Print each benchmark line's own metrics (not ns/op, B/op, allocs/op).
+	awk '/^Benchmark/ {
+		line = "   " $1 ":"
+		shown = 0
+		for (i = 3; i < NF; i += 2) {
+			if ($(i+1) !~ /^(ns\/op|B\/op|allocs\/op)$/) { line = line " " $i " " $(i+1); shown = 1 }
+		}
+		if (shown) print line
+	}' "$out/$name.txt"
+done
