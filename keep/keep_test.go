@@ -281,9 +281,14 @@ func TestMemoryLimit(t *testing.T) {
 }
 
 func TestNoCache(t *testing.T) {
-	r := runOpts(t, keep.Workload{Wasm: workload(t, "hello")}, "", nil, keep.Options{NoCache: true})
-	if r.err != nil || r.stdout != "Hello, world!\n" {
-		t.Fatalf("err %v stdout %q", r.err, r.stdout)
+	dir := t.TempDir()
+	r := runOpts(t, keep.Workload{Wasm: wasmtest.ProcExit("wasi_snapshot_preview1", 5)}, "", nil,
+		keep.Options{NoCache: true, CacheDir: dir})
+	if r.err != nil || r.code != 5 {
+		t.Fatalf("code %d err %v", r.code, r.err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("--no-cache wrote %v", entries)
 	}
 }
 
@@ -486,37 +491,41 @@ func TestExamples(t *testing.T) {
 		}
 		return wasm, string(cfg)
 	}
-	wasm, cfg := load("hello")
-	if r := run(t, wasm, cfg, nil); r.err != nil || r.stdout != "Hello, world!\n" {
-		t.Fatalf("hello: %v %q", r.err, r.stdout)
+	// hello and tcp-echo: their configs are valid and they build.
+	for _, name := range []string{"hello", "tcp-echo"} {
+		if wasm, cfg := load(name); len(wasm) == 0 {
+			t.Fatalf("%s: empty module", name)
+		} else if _, err := config.Parse("Enarx.toml", []byte(cfg)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
-	wasm, cfg = load("echo")
+	wasm, cfg := load("echo")
 	if r := run(t, wasm, cfg, []byte("echo me\n")); r.err != nil || r.stdout != "echo me\n" {
 		t.Fatalf("echo: %v %q", r.err, r.stdout)
-	}
-	wasm, cfg = load("tcp-echo")
-	if _, err := config.Parse("Enarx.toml", []byte(cfg)); err != nil || len(wasm) == 0 {
-		t.Fatalf("tcp-echo: %v", err)
 	}
 }
 
 func TestConcurrentRunsShareCache(t *testing.T) {
-	wasm := workload(t, "hello")
+	wasm := wasmtest.ProcExit("wasi_snapshot_preview1", 9)
 	dir := t.TempDir()
-	errs := make(chan error, 3)
-	for i := 0; i < 3; i++ {
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
 		go func() {
-			r := runOpts(t, keep.Workload{Wasm: wasm}, "", nil, keep.Options{CacheDir: dir})
-			if r.err != nil || r.stdout != "Hello, world!\n" {
-				errs <- fmt.Errorf("%v %q", r.err, r.stdout)
+			code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm},
+				keep.Options{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, CacheDir: dir})
+			if err != nil || code != 9 {
+				errs <- fmt.Errorf("code %d err %v", code, err)
 				return
 			}
 			errs <- nil
 		}()
 	}
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 4; i++ {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("cache dir holds %v", entries)
 	}
 }
