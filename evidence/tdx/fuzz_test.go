@@ -1,0 +1,53 @@
+package tdx
+
+import (
+	"encoding/pem"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/google/go-tdx-guest/testing/testdata"
+)
+
+// FuzzFMSPC feeds arbitrary bytes, as a hostile or broken quoting enclave
+// would return them, to the quote → PCK certificate → FMSPC path that
+// `enarx platform tdx fetch` runs. It must return an error, never panic.
+func FuzzFMSPC(f *testing.F) {
+	f.Add(testdata.RawQuote)
+	f.Add(testdata.RawQuote[:200])
+	f.Add(testdata.RawQuote[:len(testdata.RawQuote)-1])
+	v5 := append([]byte{}, testdata.RawQuote...)
+	v5[0] = 5
+	f.Add(v5)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fmspc, err := FMSPC(raw)
+		if err == nil && len(fmspc) != 12 {
+			t.Fatalf("FMSPC %q accepted; want 12 hex digits", fmspc)
+		}
+	})
+}
+
+// FuzzIssuerChain feeds arbitrary header values, as a hostile PCS (or
+// whatever answers in its place) could send them, to the issuer-chain
+// decoder. It must return an error or only parsable certificates.
+func FuzzIssuerChain(f *testing.F) {
+	pck, err := PCKCertificate(testdata.RawQuote)
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pck.Raw})
+	f.Add(url.QueryEscape(string(p)))
+	f.Add(url.QueryEscape(string(p) + string(p)))
+	f.Add(url.QueryEscape(string(p[:len(p)/2])))
+	f.Add("%zz")
+	f.Add("-----BEGIN CERTIFICATE-----%0A-----END CERTIFICATE-----")
+	f.Fuzz(func(t *testing.T, v string) {
+		h := http.Header{}
+		h.Set(tcbChainHdr, v)
+		certs, err := issuerChain(h, tcbChainHdr)
+		if err == nil && len(certs) == 0 {
+			t.Fatal("no error and no certificate")
+		}
+	})
+}
