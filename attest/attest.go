@@ -48,7 +48,8 @@ var (
 	OIDEvidenceSGX = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 58270, 1, 2}
 	// OIDEvidenceSNP carries DER SnpEvidence (report + VCEK + CRLs).
 	OIDEvidenceSNP = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 58270, 1, 3}
-	// OIDEvidenceTDX carries DER TdxEvidence (quote v4/v5 + collateral).
+	// OIDEvidenceTDX carries DER TdxEvidence (quote v4 + collateral; v5 is
+	// refused until go-tdx-guest parses it).
 	// Not defined upstream; allocated by this project.
 	OIDEvidenceTDX = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 58270, 1, 4}
 

@@ -1,5 +1,6 @@
 // Package tdx produces Intel TDX evidence inside a trust domain: a TD quote
-// (v4 or v5) whose REPORTDATA binds the Keep key (attest.ReportData: SHA-384
+// (v4; v5 from TDX 1.5 is refused with a clear error until go-tdx-guest
+// parses it) whose REPORTDATA binds the Keep key (attest.ReportData: SHA-384
 // of the key's SubjectPublicKeyInfo, zero-padded), with the collateral an
 // offline verifier needs (Intel root and PCK CRLs, TDX TCB Info, TDX QE
 // Identity), in this project's TdxEvidence envelope (OID
@@ -19,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -94,14 +96,33 @@ func (p *Provider) GetQuote(ctx context.Context, reportData [64]byte) (*Quote, e
 	if len(q.Raw) > maxQuote {
 		return nil, fmt.Errorf("TDX quote from %s is %d bytes, more than %d", q.Source, len(q.Raw), maxQuote)
 	}
-	parsed, err := abi.QuoteToProto(q.Raw)
+	parsed, err := parseQuote(q.Raw)
 	if err != nil {
-		return nil, fmt.Errorf("TDX quote from %s does not parse (short or corrupt): %w", q.Source, err)
+		return nil, fmt.Errorf("TDX quote from %s: %w", q.Source, err)
 	}
 	if got := ReportData(parsed); !bytes.Equal(got, reportData[:]) {
 		return nil, fmt.Errorf("TDX quote from %s does not carry the requested report data", q.Source)
 	}
 	return q, nil
+}
+
+// parseQuote parses a raw quote, naming a quote version this build cannot
+// verify instead of calling it corrupt.
+func parseQuote(raw []byte) (*pb.QuoteV4, error) {
+	if len(raw) >= 2 {
+		if v := binary.LittleEndian.Uint16(raw); v != 4 {
+			return nil, fmt.Errorf("quote version %d is not supported (only v4; v5 is TDX 1.5, which needs a newer enarx)", v)
+		}
+	}
+	q, err := abi.QuoteToProto(raw)
+	if err != nil {
+		return nil, fmt.Errorf("quote does not parse (short or corrupt): %w", err)
+	}
+	v4, ok := q.(*pb.QuoteV4)
+	if !ok {
+		return nil, fmt.Errorf("unsupported quote type %T", q)
+	}
+	return v4, nil
 }
 
 // ReportData returns the REPORTDATA of a parsed quote (v4; nil otherwise).
@@ -132,13 +153,9 @@ func (p *Provider) Evidence(ctx context.Context, reportData [64]byte) ([]byte, e
 // PCKCertificate extracts the PCK leaf certificate from a raw quote
 // (certification data type 6 → type 5 PEM chain).
 func PCKCertificate(raw []byte) (*x509.Certificate, error) {
-	q, err := abi.QuoteToProto(raw)
+	v4, err := parseQuote(raw)
 	if err != nil {
 		return nil, err
-	}
-	v4, ok := q.(*pb.QuoteV4)
-	if !ok {
-		return nil, fmt.Errorf("unsupported quote type %T", q)
 	}
 	chain := v4.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetPckCertificateChainData().GetPckCertChain()
 	blk, _ := pem.Decode(chain)

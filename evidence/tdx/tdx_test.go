@@ -190,3 +190,18 @@ func TestDeviceFallback(t *testing.T) {
 		t.Fatalf("source %q, %d bytes", q.Source, len(q.Raw))
 	}
 }
+
+// A TDX 1.5 machine returns quote v5, which this build cannot parse: the
+// error must name the version rather than call the quote corrupt.
+func TestQuoteV5IsNamed(t *testing.T) {
+	v5 := append([]byte{}, testdata.RawQuote...)
+	v5[0] = 5
+	p := &Provider{TSM: fakeTSM(tsm.ProviderTDX, v5)}
+	_, err := p.GetQuote(context.Background(), realReportData(t))
+	if err == nil || !strings.Contains(err.Error(), "quote version 5 is not supported") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := FMSPC(v5); err == nil || !strings.Contains(err.Error(), "quote version 5") {
+		t.Fatalf("FMSPC: got %v", err)
+	}
+}
