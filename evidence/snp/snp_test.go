@@ -29,7 +29,7 @@ var (
 )
 
 // signer is the stand-in for the AMD secure processor: the emulated root.
-func signer(t *testing.T) *emulated.SNPRoot {
+func signer(t testing.TB) *emulated.SNPRoot {
 	t.Helper()
 	rootOnce.Do(func() { root, rootErr = emulated.NewSNPRoot() })
 	if rootErr != nil {
@@ -38,7 +38,7 @@ func signer(t *testing.T) *emulated.SNPRoot {
 	return root
 }
 
-func certTable(t *testing.T, vcek []byte) []byte {
+func certTable(t testing.TB, vcek []byte) []byte {
 	t.Helper()
 	ct := &abi.CertTable{Entries: []abi.CertTableEntry{{GUID: uuidMust(abi.VcekGUID), RawCert: vcek}}}
 	return ct.Marshal()
