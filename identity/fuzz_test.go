@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzParseChain feeds arbitrary bytes to the parser of the Steward's reply.
@@ -42,6 +44,32 @@ func FuzzParseChain(f *testing.F) {
 		// The accepted input is exactly SEQUENCE { the certificates }.
 		if !bytes.HasSuffix(b, inner) || len(b)-len(inner) > 6 || b[0] != 0x30 {
 			t.Fatalf("parsed certificates do not cover the input")
+		}
+	})
+}
+
+// FuzzSanitizeReason feeds arbitrary error bodies, as a hostile Steward (or
+// whatever answers at its URL) could send them, to the function that quotes
+// them in the Keep's error message: the result must be one line of valid,
+// printable UTF-8 of bounded length.
+func FuzzSanitizeReason(f *testing.F) {
+	f.Add([]byte("unsupported evidence"))
+	f.Add([]byte("line one\nline two\r\n\x1b[31mred\x1b[0m"))
+	f.Add([]byte("\xff\xfe invalid \xc3"))
+	f.Add(bytes.Repeat([]byte("é"), maxReasonSize))
+	f.Add([]byte("\u202eevil\u2066"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := sanitizeReason(b)
+		if !utf8.ValidString(s) {
+			t.Fatalf("invalid UTF-8: %q", s)
+		}
+		if len(s) > maxReasonSize+len("…") {
+			t.Fatalf("%d bytes, more than %d", len(s), maxReasonSize+len("…"))
+		}
+		for _, r := range s {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("unprintable %U in %q", r, s)
+			}
 		}
 	})
 }
