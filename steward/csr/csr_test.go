@@ -1,6 +1,7 @@
 package csr
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
@@ -119,7 +121,43 @@ func FuzzParse(f *testing.F) {
 		if err := r.CSR.CheckSignature(); err != nil {
 			t.Fatalf("accepted a request whose signature does not verify: %v", err)
 		}
-		_, _ = SplitBundle(b)
+	})
+}
+
+// FuzzSplitBundle: hostile bodies of bundle requests give a CodeBundle
+// rejection, never a panic; what is accepted is at most MaxBundle DER
+// elements that, re-wrapped, are exactly the input.
+func FuzzSplitBundle(f *testing.F) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	one, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	bundle := func(elems ...[]byte) []byte {
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			for _, e := range elems {
+				b.AddBytes(e)
+			}
+		})
+		return b.BytesOrPanic()
+	}
+	f.Add(bundle(one))
+	f.Add(bundle(one, one))
+	f.Add(bundle())
+	f.Add(one)
+	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		elems, err := SplitBundle(b)
+		if err != nil {
+			if rej, ok := attest.AsRejection(err); !ok || rej.Code != CodeBundle {
+				t.Fatalf("error is not a %s rejection: %v", CodeBundle, err)
+			}
+			return
+		}
+		if len(elems) == 0 || len(elems) > MaxBundle {
+			t.Fatalf("accepted %d requests", len(elems))
+		}
+		if !bytes.Equal(bundle(elems...), b) {
+			t.Fatal("the requests do not cover the body exactly")
+		}
 	})
 }
 
