@@ -135,11 +135,11 @@ func sgxBackend(env Env) Backend {
 	}
 	cpu.Pass = cpu.Pass && sgx
 	b.Data = append(b.Data, cpu,
-		fileRow(env, "Intel CRL cache file", "/var/cache/intel-sgx/crls.der", "Run `enarx platform sgx cache-crl` to generate the Intel CRL cache file"),
+		fileRow(env, "Intel CRL cache file", "/var/cache/intel-sgx/crls.der", "The Intel CRL cache is filled by upstream Enarx's `enarx platform sgx cache-crl`; this build has no SGX backend"),
 		Datum{Name: "TCB & FMSPC cache files", Pass: exists(env, "/var/cache/intel-sgx/fmspc.txt") && exists(env, "/var/cache/intel-sgx/tcb.der"),
 			Info: "/var/cache/intel-sgx/{fmspc.txt,tcb.der}"})
 	if last := &b.Data[len(b.Data)-1]; !last.Pass {
-		last.Mesg = "Run `enarx platform sgx cache-pck` and `enarx platform sgx cache-tcb` to fetch the TCB information"
+		last.Mesg = "The TCB and FMSPC caches are filled by upstream Enarx's `enarx platform sgx cache-pck` and `cache-tcb`; this build has no SGX backend"
 	}
 	b.Config = append(b.Config,
 		fileRow(env, "AESM Daemon Socket", "/var/run/aesmd/aesm.socket", "Install and start the Intel AESM service (aesmd) for SGX attestation"),
@@ -197,7 +197,7 @@ func sevBackend(env Env) Backend {
 	b.Config = append(b.Config,
 		Datum{Name: "MEMLOCK rlimit allows for", Pass: keeps > 0, Info: info, Mesg: ifFalse(keeps > 0, "Raise the MEMLOCK rlimit (ulimit -l) to at least 5 MiB per Keep")},
 		Datum{Name: "SEV-SNP VCEK key cache", Pass: globExists(env, "/var/cache/amd-sev", "vcek-"), Info: "/var/cache/amd-sev/vcek-*"},
-		fileRow(env, "AMD CRL cache file", "/var/cache/amd-sev/crls.der", "Run `enarx platform snp cache-crl` to generate the AMD CRL cache file"),
+		fileRow(env, "AMD CRL cache file", "/var/cache/amd-sev/crls.der", "Run `enarx platform snp fetch` to fill the AMD CRL cache file"),
 		notInThisBuild("This build does not launch SNP VMs from the host; run enarx inside an SNP guest and use the snp backend"))
 	return b
 }
