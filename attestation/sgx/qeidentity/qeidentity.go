@@ -8,14 +8,13 @@
 package qeidentity
 
 import (
-	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/enarx-go/enarx/attestation/sgx/internal/signedjson"
 	"github.com/enarx-go/enarx/attestation/sgx/tcbinfo"
 )
 
@@ -70,28 +69,11 @@ type Level struct {
 
 // Parse decodes {"enclaveIdentity":{…},"signature":"<128 hex>"}.
 func Parse(body []byte) (*Signed, error) {
-	if len(body) > MaxSize {
-		return nil, fmt.Errorf("qe identity: %d bytes exceeds the %d-byte limit", len(body), MaxSize)
+	raw, sig, err := signedjson.Split(body, "enclaveIdentity", MaxSize, "qe identity")
+	if err != nil {
+		return nil, err
 	}
-	var outer struct {
-		Identity  json.RawMessage `json:"enclaveIdentity"`
-		Signature *string         `json:"signature"`
-	}
-	if err := json.Unmarshal(body, &outer); err != nil {
-		return nil, fmt.Errorf("qe identity: %w", err)
-	}
-	if len(outer.Identity) == 0 || bytes.Equal(outer.Identity, []byte("null")) {
-		return nil, errors.New(`qe identity: no "enclaveIdentity" object`)
-	}
-	if outer.Signature == nil {
-		return nil, errors.New(`qe identity: no "signature"`)
-	}
-	sig, err := hex.DecodeString(*outer.Signature)
-	if err != nil || len(sig) != 64 {
-		return nil, errors.New("qe identity: signature is not 128 hex digits (ECDSA P-256 r‖s)")
-	}
-	s := &Signed{Raw: slices.Clone([]byte(outer.Identity))}
-	copy(s.Signature[:], sig)
+	s := &Signed{Raw: raw, Signature: sig}
 	if err := json.Unmarshal(s.Raw, &s.Identity); err != nil {
 		return nil, fmt.Errorf("qe identity: enclaveIdentity: %w", err)
 	}

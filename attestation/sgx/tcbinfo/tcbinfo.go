@@ -8,7 +8,6 @@
 package tcbinfo
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/enarx-go/enarx/attestation/sgx/internal/signedjson"
 )
 
 // Limits that keep a hostile document cheap to handle. Intel's current
@@ -115,28 +116,11 @@ func (h HexBytes) String() string { return strings.ToUpper(hex.EncodeToString(h)
 // would make upstream panic or silently misbehave: a level without exactly
 // 16 components, a version other than 3, an id other than "SGX".
 func Parse(body []byte) (*Signed, error) {
-	if len(body) > MaxSize {
-		return nil, fmt.Errorf("tcb info: %d bytes exceeds the %d-byte limit", len(body), MaxSize)
+	raw, sig, err := signedjson.Split(body, "tcbInfo", MaxSize, "tcb info")
+	if err != nil {
+		return nil, err
 	}
-	var outer struct {
-		TCBInfo   json.RawMessage `json:"tcbInfo"`
-		Signature *string         `json:"signature"`
-	}
-	if err := json.Unmarshal(body, &outer); err != nil {
-		return nil, fmt.Errorf("tcb info: %w", err)
-	}
-	if len(outer.TCBInfo) == 0 || bytes.Equal(outer.TCBInfo, []byte("null")) {
-		return nil, errors.New(`tcb info: no "tcbInfo" object`)
-	}
-	if outer.Signature == nil {
-		return nil, errors.New(`tcb info: no "signature"`)
-	}
-	sig, err := hex.DecodeString(*outer.Signature)
-	if err != nil || len(sig) != 64 {
-		return nil, errors.New("tcb info: signature is not 128 hex digits (ECDSA P-256 r‖s)")
-	}
-	s := &Signed{Raw: slices.Clone([]byte(outer.TCBInfo))}
-	copy(s.Signature[:], sig)
+	s := &Signed{Raw: raw, Signature: sig}
 	if err := json.Unmarshal(s.Raw, &s.Info); err != nil {
 		return nil, fmt.Errorf("tcb info: tcbInfo: %w", err)
 	}
