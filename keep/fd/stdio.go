@@ -87,7 +87,9 @@ func (s *Stdio) Read(p []byte, nonblock bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if nonblock && !pollNow(s.fd, false) {
+	// Regular files and block devices are always ready (poll says so
+	// too); skip the extra system call for them.
+	if nonblock && s.ftype != FiletypeRegularFile && s.ftype != FiletypeBlockDevice && !pollNow(s.fd, false) {
 		return 0, ErrWouldBlock
 	}
 	n, err := s.f.Read(p)
