@@ -67,6 +67,20 @@ func (f *Fetcher) url(u string) string {
 	return u
 }
 
+// reserve books the next request slot and returns how long to wait for
+// it: requests, concurrent ones included, start at least interval apart.
+func (f *Fetcher) reserve(interval time.Duration) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	next := now
+	if !f.last.IsZero() && f.last.Add(interval).After(now) {
+		next = f.last.Add(interval)
+	}
+	f.last = next
+	return next.Sub(now)
+}
+
 // get fetches one KDS URL with spacing and backoff.
 func (f *Fetcher) get(ctx context.Context, rawURL string) ([]byte, error) {
 	c := f.Client
@@ -85,18 +99,9 @@ func (f *Fetcher) get(ctx context.Context, rawURL string) ([]byte, error) {
 	backoff := interval
 	var lastErr error
 	for i := 0; i < attempts; i++ {
-		f.mu.Lock()
-		wait := time.Until(f.last.Add(interval))
-		f.mu.Unlock()
-		if f.last.IsZero() {
-			wait = 0
-		}
-		if err := f.sleep(ctx, wait); err != nil {
+		if err := f.sleep(ctx, f.reserve(interval)); err != nil {
 			return nil, err
 		}
-		f.mu.Lock()
-		f.last = time.Now()
-		f.mu.Unlock()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,5 +116,47 @@ func TestFetcherGivesUpWhenRateLimited(t *testing.T) {
 	_, _, err := f.CRL(context.Background(), "Milan")
 	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Concurrent requests through one Fetcher are spaced too: each books its
+// own slot, so no two of them are let through together.
+func TestFetcherSpacesConcurrentRequests(t *testing.T) {
+	r := signer(t)
+	crl, err := r.CRL(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&fakeKDS{crl: crl})
+	defer srv.Close()
+	const interval = time.Hour
+	var mu sync.Mutex
+	var waits []time.Duration
+	f := &Fetcher{BaseURL: srv.URL, MinInterval: interval, Sleep: func(_ context.Context, d time.Duration) error {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return nil
+	}}
+	const n = 4
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if _, _, err := f.CRL(context.Background(), "Milan"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	// The Sleep above does not sleep, so the bookings are all made "now":
+	// the i-th request waits about i intervals.
+	slices.Sort(waits)
+	if len(waits) != n-1 {
+		t.Fatalf("waits %v: want %d (the first request goes at once)", waits, n-1)
+	}
+	for i, w := range waits {
+		if want := time.Duration(i+1) * interval; w < want-time.Minute || w > want {
+			t.Fatalf("request %d waited %v, want about %v (all waits: %v)", i+1, w, want, waits)
+		}
 	}
 }
