@@ -117,3 +117,20 @@ func TestRunTrapAndNoExport(t *testing.T) {
 		t.Fatalf("no export: exit %d stderr %q", code, errOut)
 	}
 }
+
+// TestRunZeroOneOne is upstream's zerooneone and zerooneone_pkg: a ROT13
+// filter through `enarx run`, with and without --wasmcfgfile.
+func TestRunZeroOneOne(t *testing.T) {
+	wasm := testutil.BuildWasm(t, "../../keep/testdata/zerooneone")
+	cfg := filepath.Join(t.TempDir(), "Enarx.toml")
+	os.WriteFile(cfg, []byte("[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nkind = \"stderr\"\n"), 0o644)
+	for _, args := range [][]string{
+		{"run", "--backend", "nil", wasm},
+		{"run", "--backend", "nil", "--wasmcfgfile", cfg, wasm},
+	} {
+		code, out, errOut := runEnarx(t, nil, "Hello, World!\n", args...)
+		if code != 0 || out != "Uryyb, Jbeyq!\n" {
+			t.Fatalf("%v: exit %d stdout %q stderr %q", args, code, out, errOut)
+		}
+	}
+}
