@@ -16,6 +16,7 @@ import (
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 	"github.com/enarx-go/enarx/attestation/sgx"
 	"github.com/enarx-go/enarx/steward"
+	"github.com/enarx-go/enarx/steward/stewardtest"
 )
 
 // TestRecordedSGXEvidence replays real SGX evidence through a production
@@ -34,7 +35,7 @@ func TestRecordedSGXEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := productionCA(t, elliptic.P256())
+	ca, _ := stewardtest.ProductionCA(t, elliptic.P256())
 	_, pinned := newServer(t, steward.Config{CA: ca, Verifiers: []attest.Verifier{v},
 		VerifyTime: func() time.Time { return vectors.Time }})
 	_, wall := newServer(t, steward.Config{CA: ca, Verifiers: []attest.Verifier{v}})

@@ -26,6 +26,7 @@ import (
 	"github.com/enarx-go/enarx/attest/certext"
 	"github.com/enarx-go/enarx/attestation/kvm"
 	"github.com/enarx-go/enarx/steward"
+	"github.com/enarx-go/enarx/steward/stewardtest"
 )
 
 func TestHealth(t *testing.T) {
@@ -174,7 +175,7 @@ func slicesEq[T comparable](a, b []T) bool {
 // TestProductionCARefusesKVM: a CA issued by another CA is not debug mode,
 // so no-hardware evidence is refused, unless the explicit switch is on.
 func TestProductionCARefusesKVM(t *testing.T) {
-	ca, root := productionCA(t, elliptic.P384())
+	ca, root := stewardtest.ProductionCA(t, elliptic.P384())
 	s, hs := newServer(t, steward.Config{CA: ca})
 	if s.Debug() {
 		t.Fatal("intermediate CA taken for debug mode")

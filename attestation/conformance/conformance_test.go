@@ -30,6 +30,7 @@ import (
 	"github.com/enarx-go/enarx/attestation/tdx"
 	"github.com/enarx-go/enarx/attestation/tdx/tdxtest"
 	"github.com/enarx-go/enarx/steward"
+	"github.com/enarx-go/enarx/steward/stewardtest"
 )
 
 // pki is a test root and a Steward CA certificate it issued: the Steward
@@ -41,45 +42,7 @@ type pki struct {
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	now := time.Now()
-	rootKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Conformance Root"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Conformance Steward"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, &key.PublicKey, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &steward.CA{Key: key, Chain: []*x509.Certificate{cert, root}}
-	if ca.Debug() {
-		t.Fatal("the conformance CA must not put the Steward in debug mode")
-	}
+	ca, root := stewardtest.ProductionCA(t, elliptic.P256())
 	return &pki{ca: ca, root: root}
 }
 

@@ -3,18 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -33,6 +29,7 @@ import (
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/steward"
+	"github.com/enarx-go/enarx/steward/stewardtest"
 )
 
 const keepSAN = "keep.test"
@@ -56,32 +53,6 @@ func useEmulationDir(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", confDir)
 }
 
-// productionCA is a Steward CA issued by a separate root: not debug mode,
-// so no shortcut applies.
-func productionCA(t *testing.T) (*steward.CA, *x509.Certificate) {
-	t.Helper()
-	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ik, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	now := time.Now()
-	rt := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Relying Party Root"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	rder, err := x509.CreateCertificate(rand.Reader, rt, rt, &rk.PublicKey, rk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(rder)
-	it := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Steward"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	ider, err := x509.CreateCertificate(rand.Reader, it, root, &ik.PublicKey, rk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, _ := x509.ParseCertificate(ider)
-	return &steward.CA{Key: ik, Chain: []*x509.Certificate{inter, root}}, root
-}
-
 // startSteward runs the real Steward over HTTPS with the verifiers of
 // policyTOML and returns its URL, its HTTPS certificate (PEM, for the
 // Enarx.toml steward_ca) and the root relying parties trust.
@@ -95,7 +66,7 @@ func startSteward(t *testing.T, policyTOML string) (url, httpsPEM string, root *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, root := productionCA(t)
+	ca, root := stewardtest.ProductionCA(t, elliptic.P256())
 	s, err := steward.New(steward.Config{CA: ca, Verifiers: vs, SANs: []string{keepSAN}})
 	if err != nil {
 		t.Fatal(err)

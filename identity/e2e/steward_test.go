@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +17,7 @@ import (
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/steward"
+	"github.com/enarx-go/enarx/steward/stewardtest"
 )
 
 // testWorkload is the identity of a workload that is not run.
@@ -87,33 +84,8 @@ func TestIdentityFromStewardDebugMode(t *testing.T) {
 	}
 }
 
-// intermediateCA makes a Steward CA issued by a root (not debug mode).
-func intermediateCA(t *testing.T) (*steward.CA, *x509.Certificate) {
-	t.Helper()
-	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ik, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	now := time.Now()
-	rt := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Root"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	rder, err := x509.CreateCertificate(rand.Reader, rt, rt, &rk.PublicKey, rk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(rder)
-	it := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Steward"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	ider, err := x509.CreateCertificate(rand.Reader, it, root, &ik.PublicKey, rk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, _ := x509.ParseCertificate(ider)
-	return &steward.CA{Key: ik, Chain: []*x509.Certificate{inter, root}}, root
-}
-
 func TestIdentityFromStewardProductionMode(t *testing.T) {
-	ca, root := intermediateCA(t)
+	ca, root := stewardtest.ProductionCA(t, elliptic.P384())
 
 	// Upstream behaviour: no-hardware evidence is refused outside debug
 	// mode, and the Keep's error quotes the Steward's reason.
