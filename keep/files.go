@@ -25,7 +25,13 @@ type tlsConfigs interface {
 // buildTable checks that each host file is the kind of object cfg says
 // (the host is untrusted: a file where a listening socket belongs is an
 // error, not a surprise later) and wraps it as fd i.
-func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tlsConfigs, log *slog.Logger) (_ *fd.Table, err error) {
+//
+// Sockets start blocking, as upstream, except for Go guests: Go's runtime
+// only multiplexes goroutines over non-blocking descriptors (it switches
+// its own stdio to non-blocking at start-up), and a Go server written the
+// usual way, net.FileListener(os.NewFile(3, "")) with a goroutine per
+// connection, would otherwise stall in a blocking sock_accept.
+func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tlsConfigs, log *slog.Logger, goGuest bool) (_ *fd.Table, err error) {
 	if len(files) != len(cfg.Files) {
 		return nil, fmt.Errorf("the host passed %d files for %d [[files]] entries", len(files), len(cfg.Files))
 	}
@@ -44,7 +50,39 @@ func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tl
 		}
 		out = append(out, file)
 	}
-	return fd.NewTable(out), nil
+	t := fd.NewTable(out)
+	if goGuest {
+		for i, f := range cfg.Files {
+			if f.Kind == config.KindListen || f.Kind == config.KindConnect {
+				e, _ := t.Get(uint32(i))
+				e.Flags |= fd.FlagNonblock
+			}
+		}
+	}
+	return t, nil
+}
+
+// isGoModule reports whether wasm was built by the Go toolchain, which
+// puts a "go:buildid" custom section first.
+func isGoModule(wasm []byte) bool {
+	const name = "go:buildid"
+	// header (8 bytes), section id 0, LEB128 size, LEB128 name length, name
+	if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
+		return false
+	}
+	b := wasm[8:]
+	if len(b) == 0 || b[0] != 0 {
+		return false
+	}
+	b = b[1:]
+	for i := 0; i < 5 && len(b) > 0; i++ { // skip the section size
+		c := b[0]
+		b = b[1:]
+		if c < 0x80 {
+			break
+		}
+	}
+	return len(b) > len(name) && int(b[0]) == len(name) && string(b[1:1+len(name)]) == name
 }
 
 func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs, log *slog.Logger) (fd.File, error) {

@@ -119,7 +119,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		id = ident
 	}
 
-	table, err := buildTable(ctx, cfg, o.Files, id, log)
+	table, err := buildTable(ctx, cfg, o.Files, id, log, isGoModule(w.Wasm))
 	if err != nil {
 		return 1, fmt.Errorf("setting up the workload's files: %w", err)
 	}

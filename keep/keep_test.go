@@ -529,3 +529,51 @@ func TestConcurrentRunsShareCache(t *testing.T) {
 		t.Fatalf("cache dir holds %v", entries)
 	}
 }
+
+// TestGoServerWithoutSetNonblock: a Go server written the usual way serves
+// concurrent clients (sockets start non-blocking for Go guests).
+func TestGoServerWithoutSetNonblock(t *testing.T) {
+	port := freePort(t)
+	cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nkind = \"stderr\"\n\n"+
+		"[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = %d\n", port)
+	done := make(chan error, 1)
+	go func() {
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		var conns []net.Conn
+		for len(conns) < 5 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				time.Sleep(25 * time.Millisecond)
+				continue
+			}
+			defer c.Close()
+			conns = append(conns, c)
+		}
+		// All five are connected before any sends: they are served
+		// concurrently, in reverse order.
+		for i := len(conns) - 1; i >= 0; i-- {
+			msg := fmt.Sprintf("client %d\n", i)
+			conns[i].Write([]byte(msg))
+			got, err := bufio.NewReader(conns[i]).ReadString('\n')
+			if err != nil || got != msg {
+				done <- fmt.Errorf("client %d: %q %v", i, got, err)
+				return
+			}
+		}
+		q, err := net.Dial("tcp", addr)
+		if err != nil {
+			done <- err
+			return
+		}
+		q.Write([]byte("quit\n"))
+		q.Close()
+		done <- nil
+	}()
+	r := run(t, workload(t, "goserver"), cfg, nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r.err != nil || r.code != 0 || r.stdout != "served\n" {
+		t.Fatalf("code %d err %v stdout %q stderr %s", r.code, r.err, r.stdout, r.stderr)
+	}
+}
