@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 )
 
 func main() {
@@ -21,13 +20,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tcp-echo: expected fd 3 named ingest, FD_NAMES=%q\n", os.Getenv("FD_NAMES"))
 		os.Exit(1)
 	}
-	// Sockets start blocking (as upstream). Go's runtime multiplexes
-	// goroutines over poll_oneoff only for non-blocking descriptors, so
-	// switch fd 3 to non-blocking before os.NewFile looks at it.
-	if err := syscall.SetNonblock(3, true); err != nil {
-		fmt.Fprintln(os.Stderr, "tcp-echo:", err)
-		os.Exit(1)
-	}
+	// For Go workloads the Keep hands over sockets in non-blocking mode, so
+	// Go's scheduler serves every connection's goroutine over poll_oneoff.
 	l, err := net.FileListener(os.NewFile(3, "ingest"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tcp-echo:", err)
