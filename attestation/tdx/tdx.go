@@ -23,6 +23,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -177,8 +178,10 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if pub, ok := req.CSR.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
 		return nil, attest.Reject(CodeCSRKey, "the CSR key must be ECDSA P-384 for TDX")
 	}
-	if len(ev.Quote) >= 2 && ev.Quote[0] != 4 {
-		return nil, attest.Reject(CodeQuoteVersion, "quote version %d is not supported (TDX quote v4 only)", int(ev.Quote[0])|int(ev.Quote[1])<<8)
+	if len(ev.Quote) >= 2 {
+		if ver := binary.LittleEndian.Uint16(ev.Quote); ver != 4 {
+			return nil, attest.Reject(CodeQuoteVersion, "quote version %d is not supported (TDX quote v4 only)", ver)
+		}
 	}
 	parsed, err := abi.QuoteToProto(ev.Quote)
 	if err != nil {

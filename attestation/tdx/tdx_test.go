@@ -153,6 +153,8 @@ func TestSampleQuoteRejected(t *testing.T) {
 		{name: "quote body byte", mutate: func(e *envelope.TdxEvidence) { e.Quote[48+200] ^= 1 }, code: CodeQuoteSignature},
 		{name: "quote signature byte", mutate: func(e *envelope.TdxEvidence) { e.Quote[636] ^= 1 }, code: CodeQuoteSignature},
 		{name: "quote version 5", mutate: func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }, code: CodeQuoteVersion},
+		// The version is a little-endian uint16: 0x0104 is not 4.
+		{name: "quote version 260", mutate: func(e *envelope.TdxEvidence) { e.Quote[1] = 1 }, code: CodeQuoteVersion},
 		{name: "truncated quote", mutate: func(e *envelope.TdxEvidence) { e.Quote = e.Quote[:600] }, code: CodeQuoteFormat},
 		{name: "TCB info byte", mutate: func(e *envelope.TdxEvidence) { e.TCB.Report[40] ^= 1 }, code: CodeTCBInfo},
 		{name: "QE identity byte", mutate: func(e *envelope.TdxEvidence) { e.QEIdentity.Report[40] ^= 1 }, code: CodeQEIdentity},
