@@ -1,4 +1,8 @@
 // Command steward is the Enarx attestation CA. See docs/steward.md.
+//
+// It trusts its command line, environment and the files they name (CA key
+// and certificate, policy); every request is untrusted and handled by
+// package steward. The flags are parsed by steward/cli.
 package main
 
 import (

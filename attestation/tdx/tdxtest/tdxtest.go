@@ -5,7 +5,9 @@
 // The sample is internally consistent up to TCB level matching: upstream
 // raised the sample TCB Info's SVNs past the quote's, so a full verification
 // ends in tdx.tcb.status (see go-tdx-guest's
-// TestNegativeRawQuoteVerifyWithCollateral). Test helper only.
+// TestNegativeRawQuoteVerifyWithCollateral). Emulated (emulated.go) re-signs
+// it under a generated root that a verifier must be told to trust; Intel's
+// root never accepts it. Test helper only.
 package tdxtest
 
 import (

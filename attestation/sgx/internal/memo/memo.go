@@ -3,6 +3,10 @@
 // that depends only on bytes that repeat across requests from one platform:
 // PCK chain verification, CRL checks, TCB Info signatures and the QE report
 // signature. Failures are never cached.
+//
+// Trust: the key must cover every input the computation reads, and only
+// results that do not depend on the verification clock may be cached; the
+// caller applies the clock to the cached result on every request.
 package memo
 
 import (
