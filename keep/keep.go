@@ -175,6 +175,8 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		return 0, nil
 	case exited:
 		return code, nil
+	case ctx.Err() != nil:
+		return 1, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
 	}
 	return 1, fmt.Errorf("main.wasm trapped: %w", err)
 }

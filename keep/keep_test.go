@@ -577,3 +577,27 @@ func TestGoServerWithoutSetNonblock(t *testing.T) {
 		t.Fatalf("code %d err %v stdout %q stderr %s", r.code, r.err, r.stdout, r.stderr)
 	}
 }
+
+// TestCancelStopsAWaitingWorkload: a cancelled run ends while the guest
+// waits in poll_oneoff, with a plain error rather than a trap.
+func TestCancelStopsAWaitingWorkload(t *testing.T) {
+	port := freePort(t)
+	cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nkind = \"stderr\"\n\n"+
+		"[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = %d\n", port)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the guest is serving.
+		for {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				c.Close()
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		cancel()
+	}()
+	r := runCtx(ctx, t, keep.Workload{Wasm: workload(t, "goserver")}, cfg, nil, keep.Options{})
+	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "workload stopped: context canceled") {
+		t.Fatalf("code %d err %v", r.code, r.err)
+	}
+}

@@ -131,6 +131,10 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 			MemoryLimit: limit,
 		},
 	})
+	if ctx.Err() != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "Error: interrupted")
+		return &ExitError{Code: 130}
+	}
 	if err != nil {
 		if code == 0 || code == 1 {
 			return err
