@@ -2,7 +2,9 @@ package identity
 
 import (
 	"bytes"
+	"encoding/pem"
 	"os"
+	"strings"
 	"testing"
 	"unicode"
 	"unicode/utf8"
@@ -70,6 +72,42 @@ func FuzzSanitizeReason(f *testing.F) {
 			if !unicode.IsPrint(r) {
 				t.Fatalf("unprintable %U in %q", r, s)
 			}
+		}
+	})
+}
+
+// FuzzParsePEMPool feeds arbitrary text as the inline PEM trust anchors of
+// Enarx.toml (ca, client_ca, steward_ca): only text made wholly of PEM
+// CERTIFICATE blocks is accepted, and an error never echoes the text.
+func FuzzParsePEMPool(f *testing.F) {
+	ca := newTestCA(f, "Fuzz PEM CA")
+	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	f.Add(p)
+	f.Add(p + p)
+	f.Add(p + "trailing")
+	f.Add(p[:len(p)/2])
+	f.Add("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		pool, err := parsePEMPool(s)
+		if err != nil {
+			if len(s) >= 8 && strings.Contains(err.Error(), s) {
+				t.Fatalf("error %q echoes the input", err)
+			}
+			return
+		}
+		if pool == nil {
+			t.Fatal("no pool and no error")
+		}
+		rest := []byte(s)
+		for {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+		}
+		if len(bytes.TrimSpace(rest)) != 0 {
+			t.Fatal("accepted text that is not PEM")
 		}
 	})
 }
