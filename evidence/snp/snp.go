@@ -6,7 +6,7 @@
 // Report sources, in order: configfs-tsm (provider "sev_guest"), then the
 // /dev/sev-guest device through github.com/google/go-sev-guest/client. The
 // VCEK comes from the extended report's certificate table (auxblob) when the
-// host provisioned one, otherwise from the local collateral cache
+// host provisioned a parsable one, otherwise from the local collateral cache
 // (Cache.VCEK); the CRLs always come from the cache, which
 // `enarx platform snp fetch` fills.
 //
@@ -18,6 +18,7 @@ package snp
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,7 +140,13 @@ func (p *Provider) vcek(r *Report) ([]byte, error) {
 		if err := t.Unmarshal(r.CertTable); err != nil {
 			p.logger().Warn("ignoring malformed SEV-SNP certificate table", "source", r.Source, "err", err)
 		} else if v, err := t.GetByGUIDString(abi.VcekGUID); err == nil && len(v) > 0 {
-			return v, nil
+			_, err := x509.ParseCertificate(v)
+			if err == nil {
+				return v, nil
+			}
+			// The host provisions the table; a broken entry would only be
+			// refused by the Steward, so fall back to the cache.
+			p.logger().Warn("ignoring an SEV-SNP certificate table VCEK that is not a certificate", "source", r.Source, "err", err)
 		}
 	}
 	if p.Cache == nil {

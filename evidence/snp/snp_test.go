@@ -3,6 +3,7 @@ package snp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -249,5 +250,29 @@ func TestCorruptCacheFiles(t *testing.T) {
 	}
 	if err := c.PutVCEK(Identity{}, []byte("not a cert")); err == nil {
 		t.Fatal("non-certificate VCEK cached")
+	}
+}
+
+// A certificate table whose VCEK entry is not a certificate (the host
+// provisions it) does not end up in the evidence: the cached VCEK does.
+func TestConfigfsBrokenAuxBlobVCEKUsesCache(t *testing.T) {
+	r := signer(t)
+	c := cacheWithCRLs(t)
+	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
+	id, err := IdentifyReport(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
+		t.Fatal(err)
+	}
+	p := &Provider{TSM: fakeTSM(t, tsm.ProviderSNP, certTable(t, []byte("not a certificate")), nil), Cache: c,
+		Logger: slog.New(slog.DiscardHandler)}
+	der, err := p.Evidence(context.Background(), rdata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(decode(t, der).VCEK) != string(r.VCEK.Raw) {
+		t.Fatal("the broken VCEK from the certificate table was used instead of the cached one")
 	}
 }
