@@ -1,0 +1,33 @@
+package nilbackend
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/keep"
+)
+
+// procExit4 is a module whose _start calls proc_exit(4).
+const procExit4 = "\x00asm\x01\x00\x00\x00\x01\b\x02`\x01\x7f\x00`\x00\x00\x02$\x01\x16wasi_snapshot_preview1\tproc_exit\x00\x00\x03\x02\x01\x01\a\n\x01\x06_start\x00\x01\n\b\x01\x06\x00A\x04\x10\x00\v"
+
+func TestRegisteredAndRuns(t *testing.T) {
+	b, err := backend.Lookup(Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Available() || b.Configured() != nil || b.Protection() != backend.ProtectionNone {
+		t.Fatal("nil backend must always be usable and unprotected")
+	}
+	code, err := b.Run(context.Background(), &backend.Launch{
+		Workload: keep.Workload{Wasm: []byte(procExit4)},
+		Config:   config.Default(),
+		Files:    []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Options:  keep.Options{NoCache: true},
+	})
+	if err != nil || code != 4 {
+		t.Fatalf("code %d err %v", code, err)
+	}
+}
