@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -27,7 +26,6 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
-	"github.com/enarx-go/enarx/internal/atomicfile"
 )
 
 // SNPRootFile is the file (in the emulation directory) holding the emulated
@@ -156,37 +154,13 @@ func vcekExtensions(tcb kds.TCBParts, hwid []byte) []pkix.Extension {
 // LoadOrCreateSNPRoot loads the emulated hierarchy from dir, generating and
 // saving it (0600) on first use.
 func LoadOrCreateSNPRoot(dir string) (*SNPRoot, error) {
-	p := filepath.Join(dir, SNPRootFile)
-	b, err := os.ReadFile(p)
-	if err == nil {
-		r, err := parseSNPRoot(b)
+	return loadOrCreate(filepath.Join(dir, SNPRootFile), "emulated SNP root", func() ([]byte, error) {
+		r, err := NewSNPRoot()
 		if err != nil {
-			return nil, fmt.Errorf("emulated SNP root %s is corrupt (delete it to generate a new one): %w", p, err)
+			return nil, err
 		}
-		return r, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading emulated SNP root: %w", err)
-	}
-	r, err := NewSNPRoot()
-	if err != nil {
-		return nil, fmt.Errorf("generating emulated SNP root: %w", err)
-	}
-	out, err := r.marshal()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.Write(p, out, 0o600); err != nil {
-		return nil, err
-	}
-	// Another process may have won the race: use whatever is on disk now.
-	if b, err := os.ReadFile(p); err == nil {
-		return parseSNPRoot(b)
-	}
-	return r, nil
+		return r.marshal()
+	}, parseSNPRoot)
 }
 
 func (r *SNPRoot) marshal() ([]byte, error) {

@@ -14,9 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -27,7 +25,6 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
-	"github.com/enarx-go/enarx/internal/atomicfile"
 )
 
 // TDXRootFile holds the emulated Intel hierarchy as PEM blocks.
@@ -182,22 +179,16 @@ func pckSGXExtension() (pkix.Extension, error) {
 // LoadOrCreateTDXRoot loads the emulated hierarchy from dir, generating and
 // saving it (0600) on first use.
 func LoadOrCreateTDXRoot(dir string) (*TDXRoot, error) {
-	p := filepath.Join(dir, TDXRootFile)
-	b, err := os.ReadFile(p)
-	if err == nil {
-		r, err := parseTDXRoot(b)
+	return loadOrCreate(filepath.Join(dir, TDXRootFile), "emulated TDX root", func() ([]byte, error) {
+		r, err := NewTDXRoot()
 		if err != nil {
-			return nil, fmt.Errorf("emulated TDX root %s is corrupt (delete it to generate a new one): %w", p, err)
+			return nil, err
 		}
-		return r, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading emulated TDX root: %w", err)
-	}
-	r, err := NewTDXRoot()
-	if err != nil {
-		return nil, fmt.Errorf("generating emulated TDX root: %w", err)
-	}
+		return r.marshal()
+	}, parseTDXRoot)
+}
+
+func (r *TDXRoot) marshal() ([]byte, error) {
 	var out []byte
 	for _, k := range []*ecdsa.PrivateKey{r.rootKey, r.pckCAKey, r.pckKey, r.tcbKey, r.attKey} {
 		der, err := x509.MarshalPKCS8PrivateKey(k)
@@ -209,16 +200,7 @@ func LoadOrCreateTDXRoot(dir string) (*TDXRoot, error) {
 	for _, c := range []*x509.Certificate{r.Root, r.PCKCA, r.PCK, r.TCBSigning} {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.Write(p, out, 0o600); err != nil {
-		return nil, err
-	}
-	if b, err := os.ReadFile(p); err == nil {
-		return parseTDXRoot(b)
-	}
-	return r, nil
+	return out, nil
 }
 
 func parseTDXRoot(b []byte) (*TDXRoot, error) {

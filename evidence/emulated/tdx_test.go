@@ -10,6 +10,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/url"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,5 +132,37 @@ func TestEmulatedTDXDebug(t *testing.T) {
 	}
 	if q.(*pb.QuoteV4).GetTdQuoteBody().GetTdAttributes()[0]&1 != 1 {
 		t.Fatal("DEBUG attribute not set")
+	}
+}
+
+// Keeps started together on a fresh machine all end up with the root that
+// stays on disk (the one a Steward policy will name), not each with its own.
+func TestConcurrentFirstUseSharesOneRoot(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	roots := make([]*TDXRoot, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r, err := LoadOrCreateTDXRoot(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			roots[i] = r
+		})
+	}
+	wg.Wait()
+	onDisk, err := LoadOrCreateTDXRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range roots {
+		if r == nil || !bytes.Equal(r.Root.Raw, onDisk.Root.Raw) {
+			t.Fatalf("caller %d got a root that is not the one on disk", i)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("%d files left in %s, want just the root", len(ents), dir)
 	}
 }
