@@ -6,11 +6,13 @@
 package certext
 
 import (
+	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/enarx-go/enarx/attest"
 )
@@ -66,8 +68,14 @@ func ParseWorkload(der []byte) (*Workload, error) {
 		return nil, errors.New("workload identity: trailing data")
 	}
 	w := &Workload{WasmSHA256: a.Wasm, ConfigSHA256: a.Config, Package: a.Package}
-	if _, err := w.Marshal(); err != nil { // length checks
+	m, err := w.Marshal() // length checks
+	if err != nil {
 		return nil, err
+	}
+	// encoding/asn1 also accepts other string types (BMPString, …) for
+	// package; one identity must have one encoding, or parsers disagree.
+	if !bytes.Equal(m, der) {
+		return nil, errors.New("workload identity: not in canonical DER (package must be a UTF8String)")
 	}
 	return w, nil
 }
@@ -143,15 +151,23 @@ func ParseAttestedAs(der []byte) (*AttestedAs, error) {
 		if v.Class != asn1.ClassUniversal || v.Tag != asn1.TagUTF8String || v.IsCompound {
 			return nil, errors.New("attested-as: advisory is not a UTF8String")
 		}
+		if !utf8.Valid(v.Bytes) {
+			return nil, errors.New("attested-as: advisory is not valid UTF-8")
+		}
 		adv = append(adv, string(v.Bytes))
 	}
-	return &AttestedAs{
+	out := &AttestedAs{
 		Claims: attest.Claims{
 			Kind: attest.Kind(a.TEE), HardwareBacked: a.Hardware, Debug: a.Debug,
 			Measurement: a.Measurement, Signer: a.Signer, TCBStatus: a.TCBStatus, Advisories: adv,
 		},
 		StewardDebug: a.StewardDebug,
-	}, nil
+	}
+	// As for the workload identity: only the Steward's own encoding.
+	if m, err := out.Marshal(); err != nil || !bytes.Equal(m, der) {
+		return nil, errors.New("attested-as: not in canonical DER")
+	}
+	return out, nil
 }
 
 // FromCertificate returns the workload identity and attested-as claims found

@@ -3,6 +3,7 @@ package certext
 import (
 	"bytes"
 	"crypto/sha256"
+	"strings"
 	"testing"
 
 	"github.com/enarx-go/enarx/attest"
@@ -65,14 +66,46 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte{0x30, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if w, err := ParseWorkload(b); err == nil {
-			if _, err := w.Marshal(); err != nil {
+			m, err := w.Marshal()
+			if err != nil {
 				t.Fatalf("parsed workload does not re-marshal: %v", err)
+			}
+			if !bytes.Equal(m, b) {
+				t.Fatalf("workload %x re-marshals as %x: two encodings of one identity", b, m)
 			}
 		}
 		if a, err := ParseAttestedAs(b); err == nil {
-			if _, err := a.Marshal(); err != nil {
+			m, err := a.Marshal()
+			if err != nil {
 				t.Fatalf("parsed attested-as does not re-marshal: %v", err)
+			}
+			if !bytes.Equal(m, b) {
+				t.Fatalf("attested-as %x re-marshals as %x: two encodings of one record", b, m)
 			}
 		}
 	})
+}
+
+// One workload identity, one encoding: encoding/asn1 would also read the
+// package from a BMPString (or PrintableString…), which other parsers
+// decode differently.
+func TestParseWorkloadRejectsOtherStringTypes(t *testing.T) {
+	h := sha256.Sum256(nil)
+	good, err := (&Workload{WasmSHA256: h[:], Package: "ab"}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseWorkload(good); err != nil {
+		t.Fatal(err)
+	}
+	// Same length, UTF8String (0x0c) → PrintableString (0x13).
+	i := bytes.Index(good, []byte{0x0c, 0x02, 'a', 'b'})
+	if i < 0 {
+		t.Fatalf("no UTF8String package in %x", good)
+	}
+	other := bytes.Clone(good)
+	other[i] = 0x13
+	if _, err := ParseWorkload(other); err == nil || !strings.Contains(err.Error(), "canonical") {
+		t.Fatalf("PrintableString package: got %v", err)
+	}
 }
