@@ -424,3 +424,24 @@ func newCSR(t testing.TB, curve elliptic.Curve) *x509.CertificateRequest {
 	}
 	return csr
 }
+
+// The refresh hints name a command that exists: SGX Keeps are upstream
+// Enarx's, and this build has no `enarx platform sgx`.
+func TestExpiryHintsNameUpstreamCommands(t *testing.T) {
+	v := NewVerifier(Options{Policy: testPolicy(t)})
+	for _, c := range []struct {
+		vec  string
+		at   time.Time
+		hint string
+	}{
+		{i5, time.Date(2023, 2, 20, 0, 0, 0, 0, time.UTC), "upstream Enarx: `enarx platform sgx cache-crl`"},
+		{xeon, time.Date(2023, 3, 1, 0, 0, 0, 0, time.UTC), "upstream Enarx: `enarx platform sgx cache-tcb`"},
+	} {
+		r := request(t, c.vec)
+		r.Now = c.at
+		_, err := v.Verify(context.Background(), r)
+		if err == nil || !strings.Contains(err.Error(), c.hint) {
+			t.Errorf("%s at %s: got %v, want a hint %q", c.vec, c.at, err, c.hint)
+		}
+	}
+}

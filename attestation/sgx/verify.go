@@ -161,7 +161,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		return nil, reject("sgx.tcb.future", "TCB Info is issued %s, after the verification time %s", info.IssueDate.Format(timeFmt), now.Format(timeFmt))
 	}
 	if !now.Before(info.NextUpdate) {
-		return nil, reject("sgx.tcb.expired", "TCB Info expired at %s (verification time %s); refresh it on the host (enarx platform sgx cache-tcb)", info.NextUpdate.Format(timeFmt), now.Format(timeFmt))
+		return nil, reject("sgx.tcb.expired", "TCB Info expired at %s (verification time %s); refresh the Keep host's TCB cache (upstream Enarx: `enarx platform sgx cache-tcb`; this build has no SGX backend)", info.NextUpdate.Format(timeFmt), now.Format(timeFmt))
 	}
 	if !tcb.window.contains(now) {
 		return nil, reject("sgx.tcb.chain", "the TCB Signing chain is not valid at %s (valid %s)", now.Format(timeFmt), tcb.window)
@@ -532,7 +532,7 @@ func crlRejection(err error) error {
 	case errors.Is(err, crl.ErrRevoked):
 		return rejectErr("sgx.crl.revoked", err, "a certificate in the SGX chain is revoked")
 	case errors.Is(err, crl.ErrExpired):
-		return rejectErr("sgx.crl.expired", err, "an Intel CRL in the evidence has expired; refresh CRLs on the host (enarx platform sgx cache-crl)")
+		return rejectErr("sgx.crl.expired", err, "an Intel CRL in the evidence has expired; refresh the Keep host's CRL cache (upstream Enarx: `enarx platform sgx cache-crl`; this build has no SGX backend)")
 	case errors.Is(err, crl.ErrNotYetValid):
 		return rejectErr("sgx.crl.future", err, "an Intel CRL in the evidence is not yet valid")
 	case errors.Is(err, crl.ErrSignature):
