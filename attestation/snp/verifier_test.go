@@ -247,8 +247,13 @@ func TestDebugModeSkipsBinding(t *testing.T) {
 	r := *base
 	r.CSR = csrWithKey(t, elliptic.P384(), base.Extension)
 	r.Debug = true
-	if _, err := newVerifier(t, stewardPolicy(t)).Verify(context.Background(), &r); err != nil {
+	c, err := newVerifier(t, stewardPolicy(t)).Verify(context.Background(), &r)
+	if err != nil {
 		t.Fatalf("debug mode: %v", err)
+	}
+	// The key is not bound: the claims must say debug (attest.Claims).
+	if !c.Debug {
+		t.Fatalf("claims %+v: accepted in debug mode without the key binding but not marked debug", c)
 	}
 }
 

@@ -239,6 +239,12 @@ func TestEmulatedAccepted(t *testing.T) {
 	if c.Kind != attest.KindTDX || c.HardwareBacked || c.Debug || c.TCBStatus != "UpToDate" {
 		t.Fatalf("claims %+v", c)
 	}
+	// A debug-mode Steward skips the key binding: the claims say debug.
+	dreq := emulatedRequest(t, e, nil, nil)
+	dreq.Debug = true
+	if c, err := v.Verify(context.Background(), dreq); err != nil || !c.Debug {
+		t.Fatalf("debug-mode steward: %v, claims %+v; want accepted and marked debug", err, c)
+	}
 	// Intel's root does not accept the emulated hierarchy.
 	if _, err := mustNew(t, nil).Verify(context.Background(), emulatedRequest(t, e, nil, nil)); !hasCode(err, CodePCKChain) {
 		t.Fatalf("Intel root: %v", err)
