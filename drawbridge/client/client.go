@@ -241,7 +241,21 @@ func (c *Client) getTo(ctx context.Context, u, label string, limit int64, open f
 	if err != nil {
 		return types.Meta{}, err
 	}
-	vr, err := types.NewVerifyingReader(resp.Body, bundle.VerificationSet(meta.Digest), meta.Length)
+	want := bundle.VerificationSet(meta.Digest)
+	if sw, ok := w.(*sliceWriter); ok && sw.n == 0 && int64(len(sw.b)) == meta.Length {
+		// Straight into memory; the cache file (if any) is written on
+		// another core while the rest arrives.
+		var tee io.Writer
+		if sw.tee != nil {
+			tee = sw.tee
+		}
+		if err := types.ReadVerifiedTee(c.wrap(label, meta.Length, resp.Body), sw.b, want, tee); err != nil {
+			return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
+		}
+		sw.n = len(sw.b)
+		return meta, nil
+	}
+	vr, err := types.NewVerifyingReader(resp.Body, want, meta.Length)
 	if err != nil {
 		return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
 	}

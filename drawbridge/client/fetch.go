@@ -196,6 +196,65 @@ func (c *Cache) Put(m types.Meta, body []byte) {
 	}
 }
 
+// cacheWriter receives a body as it is downloaded into a temporary file in
+// the cache, and puts it in place only once the caller says it verified.
+// Best effort like Put: a failure only costs a re-download, so Write never
+// fails (the failure is remembered and the file dropped).
+type cacheWriter struct {
+	f      *os.File
+	path   string
+	n, len int64
+	failed bool
+}
+
+// create starts a cache entry for m; nil (which accepts and drops writes)
+// if there is no cache or it cannot be written.
+func (c *Cache) create(m types.Meta) *cacheWriter {
+	p, ok := c.path(m)
+	if !ok {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return nil
+	}
+	return &cacheWriter{f: f, path: p, len: m.Length}
+}
+
+func (w *cacheWriter) Write(b []byte) (int, error) {
+	if w == nil || w.failed {
+		return len(b), nil
+	}
+	n, err := w.f.Write(b)
+	w.n += int64(n)
+	if err != nil {
+		w.failed = true
+	}
+	return len(b), nil
+}
+
+// commit puts a complete, verified body in place; abort drops it.
+func (w *cacheWriter) commit() {
+	if w == nil {
+		return
+	}
+	err := w.f.Close()
+	if w.failed || err != nil || w.n != w.len || os.Rename(w.f.Name(), w.path) != nil {
+		os.Remove(w.f.Name())
+	}
+}
+
+func (w *cacheWriter) abort() {
+	if w == nil {
+		return
+	}
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
 // Fetched is a package bundle ready for a Keep.
 type Fetched struct {
 	// Bundle is the encoded bundle (the input of bundle.Verify).
@@ -287,10 +346,14 @@ func (c *Client) FetchBundle(ctx context.Context, p PackageSpec, cache *Cache) (
 			copy(body, n.body)
 		case cache.readInto(n.want, body):
 		default:
-			if err := c.GetNodeTo(ctx, p, n.path, n.want, n.limit, func() (io.Writer, error) { return &sliceWriter{b: body}, nil }); err != nil {
+			// The cache file is written while the body downloads and is
+			// put in place only after it verified.
+			cw := cache.create(n.want)
+			if err := c.GetNodeTo(ctx, p, n.path, n.want, n.limit, func() (io.Writer, error) { return &sliceWriter{b: body, tee: cw}, nil }); err != nil {
+				cw.abort()
 				return nil, err
 			}
-			cache.Put(n.want, body)
+			cw.commit()
 		}
 		if n.rec == bundle.ConfigName {
 			f.Config = body
@@ -317,10 +380,12 @@ func (c *Client) fetchSmall(ctx context.Context, p PackageSpec, n *bundleNode, c
 	return r.Body, nil
 }
 
-// sliceWriter fills a fixed slice; writing past its end is an error.
+// sliceWriter fills a fixed slice; writing past its end is an error. If
+// tee is set, everything written goes there too.
 type sliceWriter struct {
-	b []byte
-	n int
+	b   []byte
+	n   int
+	tee *cacheWriter
 }
 
 func (w *sliceWriter) Write(p []byte) (int, error) {
@@ -328,6 +393,7 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 		return 0, errors.New("body longer than announced")
 	}
 	w.n += copy(w.b[w.n:], p)
+	w.tee.Write(p)
 	return len(p), nil
 }
 
@@ -337,6 +403,7 @@ func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 	start := w.n
 	for w.n < len(w.b) {
 		n, err := r.Read(w.b[w.n:])
+		w.tee.Write(w.b[w.n : w.n+n])
 		w.n += n
 		if err == io.EOF {
 			return int64(w.n - start), nil

@@ -1,10 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/pem"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,4 +97,64 @@ func send(w http.ResponseWriter, digest string, n int, typ string, body []byte) 
 	}
 	w.WriteHeader(200)
 	w.Write(body)
+}
+
+// TestFetchBundleTamperedBody: a registry that serves other bytes than the
+// digest it announces (and the tag names) fails the fetch, and nothing of
+// those bytes is left in the cache; the honest body is cached.
+func TestFetchBundleTamperedBody(t *testing.T) {
+	good := bytes.Repeat([]byte("wasm"), 1<<19) // 2 MiB: several pipeline chunks
+	evil := bytes.Clone(good)
+	evil[len(evil)-1] ^= 1
+	sum, n := types.Compute(good)
+	entry := types.Entry{Meta: types.Meta{Digest: sum, Length: n, Type: types.WasmType}}
+	tagBody, _ := entry.MarshalJSON()
+	tagSum, _ := types.Compute(tagBody)
+	for _, c := range []struct {
+		name string
+		body []byte
+		want string
+	}{{"honest", good, ""}, {"tampered", evil, "content digest mismatch"}} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(r.URL.Path, "/tree") {
+					send(w, sum.String(), len(c.body), types.WasmType, c.body)
+					return
+				}
+				send(w, tagSum.String(), len(tagBody), types.EntryType, tagBody)
+			}))
+			defer srv.Close()
+			ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+			cl, err := New(strings.TrimPrefix(srv.URL, "https://"), Options{CABundle: ca})
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec, _ := ParsePackageSpec(cl.Host() + "/u/r:1.0.0")
+			cache := &Cache{Dir: t.TempDir()}
+			_, err = cl.FetchBundle(context.Background(), spec, cache)
+			var files []string
+			filepath.WalkDir(cache.Dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					files = append(files, p)
+				}
+				return nil
+			})
+			if c.want != "" {
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("err = %v, want %q", err, c.want)
+				}
+				if len(files) != 0 {
+					t.Fatalf("tampered body left in the cache: %v", files)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := cache.path(entry.Meta)
+			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, good) || len(files) != 1 {
+				t.Fatalf("cache: %v, %d files", err, len(files))
+			}
+		})
+	}
 }

@@ -102,10 +102,7 @@ func (s *FS) writeFile(name string, body io.Reader) error {
 	if err != nil {
 		return err
 	}
-	buf := copyBufs.Get().(*[]byte)
-	err = copyFull(f, body, *buf)
-	copyBufs.Put(buf)
-	if err != nil {
+	if err := copyPipelined(newWritebackWriter(f), body); err != nil {
 		f.Close()
 		return err
 	}
@@ -119,25 +116,77 @@ func (s *FS) writeFile(name string, body io.Reader) error {
 // copyBufs are upload copy buffers.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// copyFull copies r to w in buffer-sized writes: a request body yields at
-// most one TLS record (16 KiB) per Read, and writing each one separately
-// would cost a system call per record.
-func copyFull(w io.Writer, r io.Reader, buf []byte) error {
-	for {
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
+// pipelineBufs is how many copy buffers copyPipelined rotates.
+const pipelineBufs = 3
+
+// copyPipelined copies r to w in buffer-sized writes (a request body
+// yields at most one TLS record, 16 KiB, per Read, and writing each one
+// separately would cost a system call per record). The writes run in a
+// second goroutine while the next buffer is read, so reading (TLS
+// decryption and digest verification of an upload) and writing overlap on
+// two cores. An error from r (a digest mismatch at EOF included) is
+// returned once the writer has stopped; w may then hold a prefix of r, and
+// the caller discards it.
+func copyPipelined(w io.Writer, r io.Reader) error {
+	type chunk struct {
+		buf *[]byte
+		n   int
+	}
+	// Every buffer is always in exactly one place: free, full, or held by
+	// one goroutine; both channels can hold all of them, so sends never
+	// block.
+	free := make(chan *[]byte, pipelineBufs)
+	full := make(chan chunk, pipelineBufs)
+	for range pipelineBufs {
+		free <- copyBufs.Get().(*[]byte)
+	}
+	stop := make(chan struct{}) // closed when a write fails
+	written := make(chan error, 1)
+	go func() {
+		var err error
+		for c := range full {
+			if err == nil {
+				if _, err = w.Write((*c.buf)[:c.n]); err != nil {
+					close(stop)
+				}
 			}
+			free <- c.buf
+		}
+		written <- err
+	}()
+	var rerr error
+read:
+	for {
+		select {
+		case <-stop:
+			break read
+		default:
+		}
+		buf := <-free
+		n, err := io.ReadFull(r, *buf)
+		if n > 0 {
+			full <- chunk{buf, n}
+		} else {
+			free <- buf
 		}
 		switch err {
 		case nil:
+			continue
 		case io.EOF, io.ErrUnexpectedEOF:
-			return nil
 		default:
-			return err
+			rerr = err
 		}
+		break read
 	}
+	close(full)
+	werr := <-written
+	for range pipelineBufs {
+		copyBufs.Put(<-free)
+	}
+	if rerr != nil {
+		return rerr
+	}
+	return werr
 }
 
 // Create implements Backend.
