@@ -1,6 +1,7 @@
 package tdx
 
 import (
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,12 +15,13 @@ import (
 // DefaultCacheDir is the TDX collateral cache directory.
 const DefaultCacheDir = "/var/cache/intel-tdx"
 
-// Cache file names (DER: CrlList, TcbPackage, TcbPackage).
-const (
-	CRLFile        = "crls.der"
-	TCBFile        = "tcb.der"
-	QEIdentityFile = "qe-identity.der"
-)
+// CollateralFile is the cache file: DER
+//
+//	SEQUENCE { crls CrlList, tcb TcbPackage, qeIdentity TcbPackage }
+//
+// One file written atomically, so a reader never sees a mix of old and new
+// collateral.
+const CollateralFile = "collateral.der"
 
 // Collateral is what a TdxEvidence carries besides the quote.
 type Collateral struct {
@@ -44,30 +46,44 @@ func (c *Cache) read(name string) ([]byte, error) {
 
 // Collateral reads the cached collateral.
 func (c *Cache) Collateral() (*Collateral, error) {
-	var col Collateral
-	b, err := c.read(CRLFile)
+	p := filepath.Join(c.Dir, CollateralFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no TDX collateral at %s; run `enarx platform tdx fetch`", p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading cached TDX collateral: %w", err)
+	}
+	col, err := decodeCollateral(b)
+	if err != nil {
+		return nil, fmt.Errorf("cached TDX collateral %s is corrupt (run `enarx platform tdx fetch`): %w", p, err)
+	}
+	return col, nil
+}
+
+func decodeCollateral(b []byte) (*Collateral, error) {
+	var parts []asn1.RawValue
+	rest, err := asn1.Unmarshal(b, &parts)
 	if err != nil {
 		return nil, err
 	}
-	if col.CRLs, err = envelope.DecodeCrlList(b); err != nil {
-		return nil, fmt.Errorf("cached TDX CRLs are corrupt (run `enarx platform tdx fetch`): %w", err)
+	if len(rest) != 0 || len(parts) != 3 {
+		return nil, errors.New("want SEQUENCE { CrlList, TcbPackage, TcbPackage }")
 	}
-	if b, err = c.read(TCBFile); err != nil {
+	var col Collateral
+	if col.CRLs, err = envelope.DecodeCrlList(parts[0].FullBytes); err != nil {
 		return nil, err
 	}
-	if col.TCB, err = envelope.DecodeTcbPackage(b); err != nil {
-		return nil, fmt.Errorf("cached TDX TCB Info is corrupt (run `enarx platform tdx fetch`): %w", err)
-	}
-	if b, err = c.read(QEIdentityFile); err != nil {
+	if col.TCB, err = envelope.DecodeTcbPackage(parts[1].FullBytes); err != nil {
 		return nil, err
 	}
-	if col.QEIdentity, err = envelope.DecodeTcbPackage(b); err != nil {
-		return nil, fmt.Errorf("cached TDX QE Identity is corrupt (run `enarx platform tdx fetch`): %w", err)
+	if col.QEIdentity, err = envelope.DecodeTcbPackage(parts[2].FullBytes); err != nil {
+		return nil, err
 	}
 	return &col, nil
 }
 
-// Put stores collateral.
+// Put stores collateral (atomically, in one file).
 func (c *Cache) Put(col *Collateral) error {
 	crls, err := col.CRLs.Marshal()
 	if err != nil {
@@ -81,10 +97,9 @@ func (c *Cache) Put(col *Collateral) error {
 	if err != nil {
 		return err
 	}
-	for name, b := range map[string][]byte{CRLFile: crls, TCBFile: tcb, QEIdentityFile: qe} {
-		if err := atomicfile.Write(filepath.Join(c.Dir, name), b, 0o644); err != nil {
-			return err
-		}
+	der, err := asn1.Marshal([]asn1.RawValue{{FullBytes: crls}, {FullBytes: tcb}, {FullBytes: qe}})
+	if err != nil {
+		return err
 	}
-	return nil
+	return atomicfile.Write(filepath.Join(c.Dir, CollateralFile), der, 0o644)
 }

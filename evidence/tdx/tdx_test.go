@@ -205,3 +205,20 @@ func TestQuoteV5IsNamed(t *testing.T) {
 		t.Fatalf("FMSPC: got %v", err)
 	}
 }
+
+func TestCollateralCacheRoundTripAndCorruption(t *testing.T) {
+	c := filledCache(t)
+	col, err := c.Collateral()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(col.CRLs) != 2 || len(col.TCB.Report) == 0 || len(col.QEIdentity.Report) == 0 {
+		t.Fatalf("collateral lost in the cache: %+v", col)
+	}
+	if err := os.WriteFile(c.Dir+"/"+CollateralFile, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Collateral(); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("corrupt cache: %v", err)
+	}
+}
