@@ -83,19 +83,10 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		return 1, errors.New("the sandbox backend has no TEE evidence to offer")
 	}
 	p := backend.PolicyFrom(ctx)
-	cacheDir := ""
-	if !l.Options.NoCache {
-		var err error
-		if cacheDir, err = ModuleCacheDir(l.Options.CacheDir, l.Workload.Wasm); err != nil {
-			// Not fatal: the Keep compiles without a cache.
-			if l.Options.Logger != nil {
-				l.Options.Logger.Warn("sandbox: no compilation cache; the Keep compiles the module itself", "err", err)
-			}
-			cacheDir = ""
-		}
-	}
 	return Run(ctx, &Request{
-		CacheDir:         cacheDir,
+		// The module's cache directory is made while the Keep starts.
+		moduleCache:      !l.Options.NoCache,
+		cacheBase:        l.Options.CacheDir,
 		Wasm:             l.Workload.Wasm,
 		Config:           l.Workload.Config,
 		ConfigName:       l.Workload.ConfigName,
@@ -143,6 +134,11 @@ func searchable(dir string) bool {
 // it already controls; no other workload reads it, and the host never
 // compiles the untrusted module itself.
 func ModuleCacheDir(base string, wasm []byte) (string, error) {
+	return moduleCacheDir(base, digest(wasm))
+}
+
+// moduleCacheDir is ModuleCacheDir for a module whose hex SHA-256 is sum.
+func moduleCacheDir(base, sum string) (string, error) {
 	var root string
 	switch {
 	case base != "" && (os.Geteuid() != 0 || searchable(base)):
@@ -165,7 +161,7 @@ func ModuleCacheDir(base string, wasm []byte) (string, error) {
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return "", fmt.Errorf("creating the sandbox compilation cache %s: %w", root, err)
 	}
-	dir := filepath.Join(root, digest(wasm))
+	dir := filepath.Join(root, sum)
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("creating the module's compilation cache %s: %w", dir, err)
 	}

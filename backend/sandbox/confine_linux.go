@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -50,6 +51,8 @@ type confineOptions struct {
 	cacheDir string
 	// skip names layers to leave out (tests only).
 	skip map[string]bool
+	// boundingErr is what dropBoundingSet returned (run before confine).
+	boundingErr error
 }
 
 // fdMargin is how many fds the Keep may open beyond the ones passed in:
@@ -115,7 +118,7 @@ func confine(o confineOptions) (layers []Layer, cacheDir string) {
 		add(LayerUTSNS, errors.New("not available"), "")
 	}
 	if allThreadsSupported() {
-		add(LayerCaps, dropCapabilities(), "")
+		add(LayerCaps, dropCapabilities(o.boundingErr), "")
 	} else {
 		add(LayerCaps, errNeedsPureGo, "")
 	}
@@ -209,11 +212,12 @@ var errSkipped = errors.New("left out by a test")
 var errNeedsPureGo = errors.New("cannot be applied to every thread of a cgo binary; build enarx with CGO_ENABLED=0")
 
 // allThreadsSupported reports whether syscall.AllThreadsSyscall works
-// (it returns ENOTSUP when the binary links cgo).
-func allThreadsSupported() bool {
+// (it returns ENOTSUP when the binary links cgo). Probed once: every
+// AllThreadsSyscall stops the world and signals every thread.
+var allThreadsSupported = sync.OnceValue(func() bool {
 	_, _, e := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0)
 	return e == 0
-}
+})
 
 func prctl(option, arg uintptr) error {
 	if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, option, arg, 0); e != 0 {
@@ -231,10 +235,17 @@ func allThreadsPrctl(option, arg uintptr) error {
 	return nil
 }
 
-// dropCapabilities empties the bounding, ambient, effective, permitted and
-// inheritable sets of every thread. In a user namespace these are the
-// namespace's capabilities; without one they are the host's.
-func dropCapabilities() error {
+// dropBoundingSet empties the bounding and ambient sets of every thread.
+// It leaves the effective and permitted sets (which the empty root's
+// mounts still need), so KeepMain calls it first thing, while it waits for
+// the launch message: each of its 42 AllThreadsSyscalls stops the world
+// and signals every thread, milliseconds in all on a busy machine.
+// Threads the runtime starts later are cloned from threads that already
+// dropped them.
+func dropBoundingSet() error {
+	if !allThreadsSupported() {
+		return errNeedsPureGo
+	}
 	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
 		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); e != 0 && e != unix.EINVAL {
 			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, e)
@@ -242,6 +253,17 @@ func dropCapabilities() error {
 	}
 	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); e != 0 && e != unix.EINVAL {
 		return fmt.Errorf("clearing ambient capabilities: %w", e)
+	}
+	return nil
+}
+
+// dropCapabilities empties the effective, permitted and inheritable sets
+// of every thread; bounding is the outcome of dropBoundingSet, which must
+// have run before. In a user namespace these are the namespace's
+// capabilities; without one they are the host's.
+func dropCapabilities(bounding error) error {
+	if bounding != nil {
+		return bounding
 	}
 	capHdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	capData = [2]unix.CapUserData{}

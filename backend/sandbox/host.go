@@ -51,6 +51,17 @@ type Request struct {
 	// have the host connect to for it (see serveBroker).
 	StewardAddr string
 
+	// wasmSHA256 is the module's hex digest if the caller already has it.
+	wasmSHA256 string
+	// moduleCache asks for the module's own cache directory under
+	// cacheBase (ModuleCacheDir), made while the Keep starts; it
+	// overrides CacheDir.
+	moduleCache bool
+	cacheBase   string
+	// socketPayload sends the payloads over the control socket (tests of
+	// the fallback).
+	socketPayload bool
+
 	hook     string
 	testSkip []string
 }
@@ -149,19 +160,36 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 		go serveBroker(ctx, bc.(*net.UnixConn), req.StewardAddr, req.Logger)
 		extra = append(extra, kf)
 	}
-	exeFD := 3 + len(extra)
-	extra = append(extra, exeFile)
-
 	l := &launch{
 		HasConfig: req.Config != nil, ConfigName: req.ConfigName, Package: req.Package,
 		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, CacheDir: req.CacheDir, Broker: req.StewardAddr != "",
 		LogLevel: req.LogLevel, RequireIsolation: req.RequireIsolation, Hook: req.hook, TestSkip: req.testSkip,
-		wasm: req.Wasm, config: req.Config, bundle: req.Bundle,
+		WasmSHA256: req.wasmSHA256,
+		wasm:       req.Wasm, config: req.Config, bundle: req.Bundle,
 	}
+	// The payloads go in a sealed memfd (payload_linux.go), filled once
+	// the Keep is starting; if the host cannot make one they follow the
+	// header on the socket.
+	var payload *os.File
+	if !req.socketPayload {
+		if payload, err = newPayloadFile(); err == nil {
+			// Closed by the sending goroutine once filled, or below if
+			// the Keep does not start.
+			l.PayloadFD = true
+			extra = append(extra, payload)
+		} else if req.Logger != nil {
+			req.Logger.Debug("sandbox: sending the module over the control socket", "err", err)
+		}
+	}
+	exeFD := 3 + len(extra)
+	extra = append(extra, exeFile)
 
 	cmd, flags, err := startKeep(fmt.Sprintf("/proc/self/fd/%d", exeFD), extra, stderr)
 	keepEnd.Close()
 	if err != nil {
+		if payload != nil {
+			payload.Close()
+		}
 		return nil, err
 	}
 	l.CloneFlags = flags
@@ -169,11 +197,20 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 		req.Logger.Debug("sandbox Keep started", "pid", cmd.cmd.Process.Pid, "namespaces", fmt.Sprintf("%#x", flags))
 	}
 
-	// The launch message goes out concurrently: a module larger than the
-	// socket buffer must not block us from noticing the Keep's death.
+	// The launch message is prepared and sent while the Keep process
+	// starts (exec and Go runtime start-up take longer than hashing the
+	// module and filling the memfd), and concurrently with waiting: a
+	// module larger than the socket buffer must not block us from
+	// noticing the Keep's death.
 	sendErr := make(chan error, 1)
 	go func() {
-		err := l.encode(hostEnd)
+		err := prepareLaunch(req, l, payload)
+		if payload != nil {
+			payload.Close() // the Keep has its own descriptor
+		}
+		if err == nil {
+			err = l.encode(hostEnd)
+		}
 		if err == nil {
 			err = hostEnd.CloseWrite()
 		}
@@ -220,6 +257,32 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 		return out, errors.New(res.Error)
 	}
 	return out, nil
+}
+
+// prepareLaunch hashes the module once (for the cache directory and the
+// digest the Keep checks), creates the module's cache directory if asked
+// to, and fills and seals the payload memfd, if any.
+func prepareLaunch(req *Request, l *launch, payload *os.File) error {
+	if l.WasmSHA256 == "" {
+		l.WasmSHA256 = digest(req.Wasm)
+	}
+	if req.moduleCache {
+		dir, err := moduleCacheDir(req.cacheBase, l.WasmSHA256)
+		if err != nil {
+			// Not fatal: the Keep compiles without a cache.
+			if req.Logger != nil {
+				req.Logger.Warn("sandbox: no compilation cache; the Keep compiles the module itself", "err", err)
+			}
+			dir = ""
+		}
+		l.CacheDir = dir
+	}
+	if payload != nil {
+		if err := fillPayloadFile(payload, req.Wasm, req.Config, req.Bundle); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // keepCmd is a started Keep process. Its thread stays locked for the

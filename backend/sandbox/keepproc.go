@@ -65,12 +65,24 @@ func KeepMain(run RunFunc) int {
 	// after confinement; the Keep logs in UTC.
 	time.Local = time.UTC
 	start := time.Now()
+	// First the part of the capability drop that needs no launch
+	// message and leaves mount rights: the host is meanwhile hashing the
+	// module and filling the payload memfd.
+	boundingErr := dropBoundingSet()
+	bounded := time.Since(start)
 	ctl := os.NewFile(controlFD, "control")
 	if ctl == nil {
 		fmt.Fprintln(os.Stderr, "Error: sandbox Keep: no control channel on fd 3")
 		return 1
 	}
-	l, err := decodeLaunch(ctl)
+	l, err := decodeLaunchWith(ctl, func(l *launch, size int64) ([]byte, error) {
+		// The payload memfd follows the files' fds and the broker's.
+		fd := controlFD + 1 + l.NFiles - len(l.Null)
+		if l.Broker {
+			fd++
+		}
+		return mapPayload(fd, size)
+	})
 	if err != nil {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
 	}
@@ -95,12 +107,15 @@ func KeepMain(run RunFunc) int {
 		steward = b.Dial
 		next++
 	}
+	if l.PayloadFD {
+		next++ // mapped and closed by decodeLaunchWith
+	}
 	// The executable's fd comes last; it was only needed to exec.
 	_ = unix.Close(next)
 	logger := newKeepLogger(l.LogLevel)
-	logger.Debug("sandbox Keep received its workload", "after", time.Since(start))
+	logger.Debug("sandbox Keep received its workload", "after", time.Since(start), "bounding_set_dropped_after", bounded)
 
-	opts := confineOptions{cloneFlags: l.CloneFlags, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, cacheDir: l.CacheDir}
+	opts := confineOptions{cloneFlags: l.CloneFlags, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, cacheDir: l.CacheDir, boundingErr: boundingErr}
 	if testHooks != nil {
 		opts.skip = map[string]bool{}
 		for _, s := range l.TestSkip {
@@ -109,7 +124,13 @@ func KeepMain(run RunFunc) int {
 		preConfinePPID = os.Getppid()
 	}
 	layers, cacheDir := confine(opts)
-	logger.Debug("sandbox Keep confined", "after", time.Since(start))
+	if logger.Enabled(context.Background(), slog.LevelDebug) {
+		var took []string
+		for _, ly := range layers {
+			took = append(took, fmt.Sprintf("%s=%dµs", strings.SplitN(ly.Name, " ", 2)[0], ly.Micros))
+		}
+		logger.Debug("sandbox Keep confined", "after", time.Since(start), "layers", strings.Join(took, " "))
+	}
 	var missing []string
 	for _, ly := range layers {
 		if !ly.Enabled {

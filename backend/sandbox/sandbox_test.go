@@ -293,10 +293,16 @@ func TestExitCodesAndErrors(t *testing.T) {
 
 func TestModuleAndConfigArrive(t *testing.T) {
 	wasm := append([]byte("FAKE"), bytes.Repeat([]byte{0, 'a', 's', 'm'}, 1<<20)...) // 4 MiB: larger than a socket buffer
-	_, err := Run(context.Background(), &Request{Wasm: wasm, Config: []byte("x = 1"), Args: []string{"digest"}})
-	want := fmt.Sprintf("wasm=%s config=%q", digest(wasm), "x = 1")
-	if err == nil || err.Error() != want {
-		t.Fatalf("got %v, want %s", err, want)
+	// Through the sealed memfd and through the socket fallback; an empty
+	// Enarx.toml stays an empty config (not the default one) either way.
+	for _, socket := range []bool{false, true} {
+		for _, cfg := range []string{"x = 1", ""} {
+			_, err := Run(context.Background(), &Request{Wasm: wasm, Config: []byte(cfg), Args: []string{"digest"}, socketPayload: socket})
+			want := fmt.Sprintf("wasm=%s config=%q", digest(wasm), cfg)
+			if err == nil || err.Error() != want {
+				t.Fatalf("socket payload %v: got %v, want %s", socket, err, want)
+			}
+		}
 	}
 }
 
@@ -403,6 +409,9 @@ func FuzzDecodeLaunch(f *testing.F) {
 	(&launch{wasm: []byte("\x00asm"), config: []byte("[[files]]"), HasConfig: true, Args: []string{"a"}, NFiles: 2}).encode(&b)
 	f.Add(b.Bytes())
 	f.Add([]byte("EKL1\x00\x00\x00\x02{}"))
+	b.Reset()
+	(&launch{wasm: []byte("\x00asm"), PayloadFD: true}).encode(&b) // refused: no memfd to map
+	f.Add(b.Bytes())
 	f.Add([]byte("EKL1\x00\x00\x00\x10{\"wasm_len\":1e9}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := decodeLaunch(bytes.NewReader(data))

@@ -57,6 +57,12 @@ type launch struct {
 	RequireIsolation bool `json:"require_isolation,omitempty"`
 	// Broker says a dial-broker socket follows the files (see broker.go).
 	Broker bool `json:"broker,omitempty"`
+	// PayloadFD says the payloads (module, config, bundle, in that order)
+	// are not on the socket but in a sealed memfd passed after the files
+	// and the broker (see payload_linux.go): the Keep maps it instead of
+	// copying megabytes through the socket in socket-buffer-sized round
+	// trips. The digests are checked either way.
+	PayloadFD bool `json:"payload_fd,omitempty"`
 	// CloneFlags are the namespaces the host created the Keep in.
 	CloneFlags uintptr `json:"clone_flags,omitempty"`
 	// Hook names a test-only action run inside the confined process
@@ -130,9 +136,13 @@ func readHeader(r io.Reader, magic string, hdr any) error {
 	return nil
 }
 
-func (l *launch) encode(w io.Writer) error {
+// seal fills in the payload lengths and digests; a module digest the host
+// already computed (for its cache directory) is reused, not recomputed.
+func (l *launch) seal() {
 	l.WasmLen = int64(len(l.wasm))
-	l.WasmSHA256 = digest(l.wasm)
+	if l.WasmSHA256 == "" {
+		l.WasmSHA256 = digest(l.wasm)
+	}
 	l.ConfigLen = int64(len(l.config))
 	if l.HasConfig {
 		l.ConfigSHA256 = digest(l.config)
@@ -141,12 +151,26 @@ func (l *launch) encode(w io.Writer) error {
 	if l.BundleLen > 0 {
 		l.BundleSHA256 = digest(l.bundle)
 	}
+}
+
+// encode writes the launch message; the payloads follow the header on w
+// unless they travel in a memfd (PayloadFD).
+func (l *launch) encode(w io.Writer) error {
+	l.seal()
+	if l.PayloadFD {
+		return writeMsg(w, launchMagic, l)
+	}
 	return writeMsg(w, launchMagic, l, l.wasm, l.config, l.bundle)
 }
 
-// decodeLaunch reads a launch message from the (untrusted) host and checks
-// the payload digests it announced.
-func decodeLaunch(r io.Reader) (*launch, error) {
+// decodeLaunch reads a launch message whose payloads follow on r.
+func decodeLaunch(r io.Reader) (*launch, error) { return decodeLaunchWith(r, nil) }
+
+// decodeLaunchWith reads a launch message from the (untrusted) host and
+// checks the payload digests it announced. payloads, if set, maps the
+// payload memfd of a PayloadFD message (see mapPayload); without it such a
+// message is refused.
+func decodeLaunchWith(r io.Reader, payloads func(l *launch, size int64) ([]byte, error)) (*launch, error) {
 	var l launch
 	if err := readHeader(r, launchMagic, &l); err != nil {
 		return nil, err
@@ -157,39 +181,11 @@ func decodeLaunch(r io.Reader) (*launch, error) {
 	if l.ConfigLen < 0 || l.ConfigLen > maxConfig || (!l.HasConfig && l.ConfigLen != 0) {
 		return nil, fmt.Errorf("config size %d is invalid", l.ConfigLen)
 	}
-	if l.NFiles < 0 || l.NFiles > 1024 {
-		return nil, fmt.Errorf("file count %d is outside 0..1024", l.NFiles)
-	}
-	var err error
-	if l.wasm, err = readN(r, l.WasmLen); err != nil {
-		return nil, fmt.Errorf("reading module: %w", err)
-	}
-	if got := digest(l.wasm); got != l.WasmSHA256 {
-		return nil, fmt.Errorf("module digest mismatch: expected sha256:%s, received sha256:%s", l.WasmSHA256, got)
-	}
-	if l.config, err = readN(r, l.ConfigLen); err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	if l.HasConfig {
-		if got := digest(l.config); got != l.ConfigSHA256 {
-			return nil, fmt.Errorf("config digest mismatch: expected sha256:%s, received sha256:%s", l.ConfigSHA256, got)
-		}
-	} else {
-		l.config = nil
-	}
 	if l.BundleLen < 0 || l.BundleLen > MaxModuleSize {
 		return nil, fmt.Errorf("bundle size %d is outside 0..%d", l.BundleLen, MaxModuleSize)
 	}
-	if l.BundleLen > 0 {
-		if l.bundle, err = readN(r, l.BundleLen); err != nil {
-			return nil, fmt.Errorf("reading bundle: %w", err)
-		}
-		if got := digest(l.bundle); got != l.BundleSHA256 {
-			return nil, fmt.Errorf("bundle digest mismatch: expected sha256:%s, received sha256:%s", l.BundleSHA256, got)
-		}
-	}
-	if l.CacheDir != "" && (!filepath.IsAbs(l.CacheDir) || strings.ContainsRune(l.CacheDir, 0)) {
-		return nil, fmt.Errorf("cache directory %q is not an absolute path", l.CacheDir)
+	if l.NFiles < 0 || l.NFiles > 1024 {
+		return nil, fmt.Errorf("file count %d is outside 0..1024", l.NFiles)
 	}
 	prev := -1
 	for _, n := range l.Null {
@@ -197,6 +193,55 @@ func decodeLaunch(r io.Reader) (*launch, error) {
 			return nil, fmt.Errorf("null fd list %v is not increasing within 0..%d", l.Null, l.NFiles-1)
 		}
 		prev = n
+	}
+	if l.CacheDir != "" && (!filepath.IsAbs(l.CacheDir) || strings.ContainsRune(l.CacheDir, 0)) {
+		return nil, fmt.Errorf("cache directory %q is not an absolute path", l.CacheDir)
+	}
+	var err error
+	if l.PayloadFD {
+		if payloads == nil {
+			return nil, errors.New("payloads announced in a memfd, but none is expected")
+		}
+		data, err := payloads(&l, l.WasmLen+l.ConfigLen+l.BundleLen)
+		if err != nil {
+			return nil, fmt.Errorf("mapping the payloads: %w", err)
+		}
+		l.wasm = data[:l.WasmLen:l.WasmLen]
+		rest := data[l.WasmLen:]
+		l.config = rest[:l.ConfigLen:l.ConfigLen]
+		l.bundle = rest[l.ConfigLen:]
+	} else {
+		if l.wasm, err = readN(r, l.WasmLen); err != nil {
+			return nil, fmt.Errorf("reading module: %w", err)
+		}
+		if l.config, err = readN(r, l.ConfigLen); err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		if l.BundleLen > 0 {
+			if l.bundle, err = readN(r, l.BundleLen); err != nil {
+				return nil, fmt.Errorf("reading bundle: %w", err)
+			}
+		}
+	}
+	if got := digest(l.wasm); got != l.WasmSHA256 {
+		return nil, fmt.Errorf("module digest mismatch: expected sha256:%s, received sha256:%s", l.WasmSHA256, got)
+	}
+	if l.HasConfig {
+		if l.config == nil {
+			l.config = []byte{} // an empty Enarx.toml, not the default config
+		}
+		if got := digest(l.config); got != l.ConfigSHA256 {
+			return nil, fmt.Errorf("config digest mismatch: expected sha256:%s, received sha256:%s", l.ConfigSHA256, got)
+		}
+	} else {
+		l.config = nil
+	}
+	if l.BundleLen > 0 {
+		if got := digest(l.bundle); got != l.BundleSHA256 {
+			return nil, fmt.Errorf("bundle digest mismatch: expected sha256:%s, received sha256:%s", l.BundleSHA256, got)
+		}
+	} else {
+		l.bundle = nil
 	}
 	return &l, nil
 }

@@ -1,0 +1,105 @@
+package sandbox
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// payloadFD returns a dup of f's descriptor, which mapPayload consumes.
+func payloadFD(t *testing.T, f *os.File) int {
+	t.Helper()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func TestMapPayload(t *testing.T) {
+	data := []byte("module+config")
+	f, err := newPayloadFile()
+	if err != nil {
+		t.Skipf("no memfd: %v", err)
+	}
+	defer f.Close()
+
+	// Not yet sealed: the host could still change what the Keep checked.
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mapPayload(payloadFD(t, f), int64(len(data))); err == nil || !strings.Contains(err.Error(), "not sealed") {
+		t.Fatalf("unsealed memfd: %v", err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, payloadSeals); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mapPayload(payloadFD(t, f), int64(len(data))+1); err == nil || !strings.Contains(err.Error(), "bytes") {
+		t.Fatalf("wrong size: %v", err)
+	}
+	b, err := mapPayload(payloadFD(t, f), int64(len(data)))
+	if err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("got %q, %v", b, err)
+	}
+	// The mapping is private: a consumer writing into it changes neither
+	// the memfd nor another mapping of it.
+	b[0] = 'M'
+	again, err := mapPayload(payloadFD(t, f), int64(len(data)))
+	if err != nil || !bytes.Equal(again, data) {
+		t.Fatalf("after a private write: %q, %v", again, err)
+	}
+	unix.Munmap(b)
+	unix.Munmap(again)
+
+	// A pipe or a regular file is not a sealed memfd.
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	if _, err := mapPayload(payloadFD(t, r), 0); err == nil {
+		t.Fatal("accepted a pipe")
+	}
+}
+
+func TestDecodeLaunchChecksMemfdDigests(t *testing.T) {
+	wasm, cfg := []byte("\x00asm-module"), []byte("[[files]]")
+	for _, tamper := range []bool{false, true} {
+		l := &launch{wasm: wasm, config: cfg, HasConfig: true, PayloadFD: true}
+		var hdr bytes.Buffer
+		if err := l.encode(&hdr); err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Len() > 8+maxHeader || bytes.Contains(hdr.Bytes(), wasm) {
+			t.Fatal("payloads must not follow a payload_fd header on the socket")
+		}
+		f, err := newPayloadFile()
+		if err != nil {
+			t.Skipf("no memfd: %v", err)
+		}
+		sent := bytes.Clone(wasm)
+		if tamper {
+			sent[len(sent)-1] ^= 1
+		}
+		if err := fillPayloadFile(f, sent, cfg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeLaunchWith(&hdr, func(_ *launch, size int64) ([]byte, error) {
+			return mapPayload(payloadFD(t, f), size)
+		})
+		f.Close()
+		switch {
+		case tamper && (err == nil || !strings.Contains(err.Error(), "module digest mismatch")):
+			t.Fatalf("tampered module: %v", err)
+		case !tamper && (err != nil || !bytes.Equal(got.wasm, wasm) || !bytes.Equal(got.config, cfg)):
+			t.Fatalf("got %+v, %v", got, err)
+		}
+	}
+	// Without a memfd to map, a payload_fd message is refused.
+	var hdr bytes.Buffer
+	(&launch{wasm: wasm, PayloadFD: true}).encode(&hdr)
+	if _, err := decodeLaunch(&hdr); err == nil {
+		t.Fatal("accepted a payload_fd message with no memfd")
+	}
+}
