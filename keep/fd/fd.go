@@ -104,6 +104,12 @@ type Socket interface {
 	Shutdown(how int) error
 }
 
+// Peeker is implemented by sockets that support MSG_PEEK: Peek reads like
+// Read but leaves the data to be read again.
+type Peeker interface {
+	Peek(p []byte, nonblock bool) (int, error)
+}
+
 // Listener is a listening socket; Accept returns connected sockets.
 type Listener interface {
 	File

@@ -109,6 +109,9 @@ func TestTLSBufferedRecordsAreReady(t *testing.T) {
 	}
 	var got bytes.Buffer
 	buf := make([]byte, 2) // smaller than a record
+	if n, err := s.Peek(buf, false); n != 2 || err != nil || string(buf) != "on" {
+		t.Fatalf("peek %d %v %q", n, err, buf)
+	}
 	for got.Len() < len("one;two;three;") {
 		n, err := s.Read(buf, true)
 		if errors.Is(err, ErrWouldBlock) {

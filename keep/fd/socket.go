@@ -82,6 +82,30 @@ func (s *TCPSocket) Write(p []byte, nonblock bool) (int, error) {
 	return s.c.Write(p)
 }
 
+// Peek implements Peeker with recv(MSG_PEEK).
+func (s *TCPSocket) Peek(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var rerr error
+	// The descriptor is non-blocking (Go's poller); returning false makes
+	// RawConn.Read wait for readiness and call again.
+	if err := s.rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), p, unix.MSG_PEEK)
+		return nonblock || rerr != unix.EAGAIN
+	}); err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 // rawRead makes one read(2) on a socket registered with Go's poller.
 func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	var n int
@@ -254,6 +278,22 @@ func (s *TLSSocket) Read(p []byte, nonblock bool) (int, error) {
 		n := copy(p, s.stash)
 		s.stash = s.stash[n:]
 		return n, nil
+	}
+	return 0, s.pending
+}
+
+// Peek implements Peeker: the plaintext stays in the Keep's buffer.
+func (s *TLSSocket) Peek(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(s.stash) == 0 && s.pending == nil {
+		if !s.fill(nonblock) {
+			return 0, ErrWouldBlock
+		}
+	}
+	if len(s.stash) > 0 {
+		return copy(p, s.stash), nil
 	}
 	return 0, s.pending
 }

@@ -2,6 +2,8 @@ package wasi
 
 import (
 	"context"
+	"errors"
+	"io"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -73,7 +75,8 @@ func (s *System) sockRecv(_ context.Context, mod api.Module, stk []uint64) Errno
 	if flags&^uint32(recvPeek|recvWaitall) != 0 {
 		return EINVAL
 	}
-	if flags&recvPeek != 0 {
+	pk, canPeek := sk.(fd.Peeker)
+	if flags&recvPeek != 0 && !canPeek {
 		return ENOTSUP
 	}
 	mem := memory(mod)
@@ -91,9 +94,25 @@ func (s *System) sockRecv(_ context.Context, mod api.Module, stk []uint64) Errno
 	}
 	// RECV_WAITALL is accepted and treated as a hint: like recv(2)
 	// interrupted early, a short read is returned and the guest retries.
-	n, errno := readv(sk, mem, iovs, count, e.Nonblock())
-	if errno != ESUCCESS {
-		return errno
+	var n uint32
+	if flags&recvPeek != 0 {
+		// Peek into the first non-empty buffer only: a second peek would
+		// return the same bytes again (a short read is always allowed).
+		for i := uint32(0); i < count; i++ {
+			if b := iov(mem, iovs, i); len(b) > 0 {
+				m, err := pk.Peek(b, e.Nonblock())
+				if err != nil && !errors.Is(err, io.EOF) {
+					return errnoOf(err)
+				}
+				n = uint32(m)
+				break
+			}
+		}
+	} else {
+		n, errno = readv(sk, mem, iovs, count, e.Nonblock())
+		if errno != ESUCCESS {
+			return errno
+		}
 	}
 	le.PutUint32(resLen, n)
 	le.PutUint16(resFlags, 0)

@@ -495,7 +495,21 @@ func TestSockets(t *testing.T) {
 	// Flags and kinds.
 	e.expect(EINVAL, "sock_send", 1, 100, 1, 1, 8)
 	e.expect(EINVAL, "sock_recv", 1, 200, 1, 4, 8, 12)
-	e.expect(ENOTSUP, "sock_recv", 1, 200, 1, recvPeek, 8, 12)
+	// MSG_PEEK: the bytes stay for the next recv (blocking and not).
+	client.Write([]byte("peek"))
+	e.iov(500, 2100, 3, 2200, 10)
+	e.expect(ESUCCESS, "fd_fdstat_set_flags", 1, 0)
+	e.expect(ESUCCESS, "sock_recv", 1, 500, 2, recvPeek, 8, 12)
+	if b, _ := e.mem.Read(2100, 3); e.u32(8) != 3 || string(b) != "pee" {
+		t.Fatalf("peek %d %q", e.u32(8), b)
+	}
+	e.expect(ESUCCESS, "fd_fdstat_set_flags", 1, uint64(fd.FlagNonblock))
+	e.expect(ESUCCESS, "sock_recv", 1, 500, 2, 0, 8, 12)
+	if b, _ := e.mem.Read(2100, 3); e.u32(8) != 4 || string(b) != "pee" {
+		t.Fatalf("recv after peek %d %q", e.u32(8), b)
+	}
+	e.expect(EAGAIN, "sock_recv", 1, 500, 2, recvPeek, 8, 12)
+	e.expect(ENOTSOCK, "sock_recv", 0, 200, 1, recvPeek, 8, 12)
 	e.expect(EFAULT, "sock_recv", 1, 200, 1, 0, memSize, 12)
 	e.expect(ENOTSOCK, "sock_recv", 0, 200, 1, 0, 8, 12)
 	e.expect(ENOTCONN, "sock_recv", 2, 200, 1, 0, 8, 12)
