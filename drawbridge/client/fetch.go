@@ -201,10 +201,10 @@ func (c *Cache) Put(m types.Meta, body []byte) {
 // Best effort like Put: a failure only costs a re-download, so Write never
 // fails (the failure is remembered and the file dropped).
 type cacheWriter struct {
-	f      *os.File
-	path   string
-	n, len int64
-	failed bool
+	f       *os.File
+	path    string
+	n, size int64
+	failed  bool
 }
 
 // create starts a cache entry for m; nil (which accepts and drops writes)
@@ -221,7 +221,7 @@ func (c *Cache) create(m types.Meta) *cacheWriter {
 	if err != nil {
 		return nil
 	}
-	return &cacheWriter{f: f, path: p, len: m.Length}
+	return &cacheWriter{f: f, path: p, size: m.Length}
 }
 
 func (w *cacheWriter) Write(b []byte) (int, error) {
@@ -242,7 +242,7 @@ func (w *cacheWriter) commit() {
 		return
 	}
 	err := w.f.Close()
-	if w.failed || err != nil || w.n != w.len || os.Rename(w.f.Name(), w.path) != nil {
+	if w.failed || err != nil || w.n != w.size || os.Rename(w.f.Name(), w.path) != nil {
 		os.Remove(w.f.Name())
 	}
 }
