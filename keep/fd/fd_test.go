@@ -215,3 +215,27 @@ func poll(fds []pollFd, d time.Duration) bool {
 	n, err := unix.Ppoll(p, &ts, nil)
 	return err == nil && n > 0
 }
+
+func TestStdioRegularFile(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("file data")
+	f.Seek(0, 0)
+	defer f.Close()
+	in, err := NewStdio(f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Filetype() != FiletypeRegularFile {
+		t.Fatalf("filetype %d", in.Filetype())
+	}
+	buf := make([]byte, 64)
+	if n, err := in.Read(buf, true); err != nil || string(buf[:n]) != "file data" {
+		t.Fatalf("read %q %v", buf[:n], err)
+	}
+	if n, err := in.Read(buf, true); n != 0 || err != io.EOF {
+		t.Fatalf("at end: %d %v", n, err)
+	}
+}
