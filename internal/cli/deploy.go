@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +14,6 @@ import (
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/client"
-	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/keep"
 )
 
@@ -24,6 +24,8 @@ type deployFlags struct {
 	cacheDir     string
 	packageCache string
 	noPkgCache   bool
+	timeout      time.Duration
+	isolation    bool
 	registry     registryFlags
 }
 
@@ -57,6 +59,8 @@ directory.`,
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
 	fl.StringVar(&f.packageCache, "package-cache", "", "package download cache (default: user cache dir/enarx/drawbridge)")
 	fl.BoolVar(&f.noPkgCache, "no-package-cache", false, "always download the package")
+	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox backend)")
+	fl.BoolVar(&f.isolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox backend)")
 	f.registry.register(fl)
 	return cmd
 }
@@ -68,7 +72,6 @@ type deploySource struct {
 }
 
 func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
-	ctx := cmd.Context()
 	limit, err := parseSize(f.memory)
 	if err != nil {
 		return fmt.Errorf("--memory: %w", err)
@@ -85,41 +88,17 @@ func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
 			return err
 		}
 	}
-	b, err := pickBackend(f.backend)
+	b, err := backend.Select(f.backend)
 	if err != nil {
 		return err
 	}
 	g.logger.Debug("deploying", "backend", b.Name(), "package", arg)
-	files, err := hostio.Open(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer hostio.Close(files)
-	code, err := b.Run(ctx, &backend.Launch{
-		Workload: src.workload,
-		Config:   cfg,
-		Files:    files,
-		Options: keep.Options{
-			Logger:      g.logger,
-			CacheDir:    f.cacheDir,
-			NoCache:     f.noCache,
-			MemoryLimit: limit,
-		},
+	return launchKeep(cmd, b, cfg, backend.Policy{Timeout: f.timeout, RequireIsolation: f.isolation}, src.workload, keep.Options{
+		Logger:      g.logger,
+		CacheDir:    f.cacheDir,
+		NoCache:     f.noCache,
+		MemoryLimit: limit,
 	})
-	if err != nil {
-		if code == 0 || code == 1 {
-			return err
-		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %v\n", err)
-		return &ExitError{Code: code}
-	}
-	if code < 0 || code > 255 {
-		return fmt.Errorf("keep exited with a non-portable exit code %d", code)
-	}
-	if code != 0 {
-		return &ExitError{Code: code}
-	}
-	return nil
 }
 
 // resolvePackage turns PACKAGE into a workload: local files for file://,

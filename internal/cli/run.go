@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/enarx-go/enarx/backend"
-	nilbackend "github.com/enarx-go/enarx/backend/nil"
+	_ "github.com/enarx-go/enarx/backend/nil" // registers the nil backend
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/keep"
@@ -77,7 +77,6 @@ reason on stderr.`,
 }
 
 func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error {
-	ctx := cmd.Context()
 	limit, err := parseSize(f.memory)
 	if err != nil {
 		return fmt.Errorf("--memory: %w", err)
@@ -103,6 +102,21 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		return err
 	}
 	g.logger.Debug("starting keep", "backend", b.Name(), "module", module)
+	return launchKeep(cmd, b, cfg, backend.Policy{Timeout: f.timeout, RequireIsolation: f.requireIsolation}, w, keep.Options{
+		Args:        f.moduleArgs,
+		Logger:      g.logger,
+		CacheDir:    f.cacheDir,
+		NoCache:     f.noCache,
+		MemoryLimit: limit,
+	})
+}
+
+// launchKeep opens the host resources cfg names, runs w on backend b and
+// turns the outcome into enarx's exit status: the workload's own status,
+// 1 with the reason for a failed run, 130 on interrupt. Shared by run and
+// deploy.
+func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, policy backend.Policy, w keep.Workload, o keep.Options) error {
+	ctx := cmd.Context()
 	files, err := hostio.Open(ctx, cfg)
 	if err != nil {
 		return err
@@ -118,19 +132,7 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		os.Exit(130)
 	})
 	defer stop()
-	policy := backend.Policy{Timeout: f.timeout, RequireIsolation: f.requireIsolation}
-	code, err := b.Run(backend.WithPolicy(ctx, policy), &backend.Launch{
-		Workload: w,
-		Config:   cfg,
-		Files:    files,
-		Options: keep.Options{
-			Args:        f.moduleArgs,
-			Logger:      g.logger,
-			CacheDir:    f.cacheDir,
-			NoCache:     f.noCache,
-			MemoryLimit: limit,
-		},
-	})
+	code, err := b.Run(backend.WithPolicy(ctx, policy), &backend.Launch{Workload: w, Config: cfg, Files: files, Options: o})
 	if ctx.Err() != nil {
 		fmt.Fprintln(cmd.ErrOrStderr(), "Error: interrupted")
 		return &ExitError{Code: 130}
@@ -149,31 +151,6 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		return &ExitError{Code: code}
 	}
 	return nil
-}
-
-// pickBackend follows upstream: an explicit name must exist, be available
-// and configured; otherwise the first available backend in registry order
-// (most protective first).
-func pickBackend(name string) (backend.Backend, error) {
-	if name == "" {
-		for _, b := range backend.All() {
-			if b.Available() {
-				return b, nil
-			}
-		}
-		return backend.Lookup(nilbackend.Name)
-	}
-	b, err := backend.Lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	if !b.Available() {
-		return nil, fmt.Errorf("Keep backend %q is not available on this platform", name)
-	}
-	if err := b.Configured(); err != nil {
-		return nil, fmt.Errorf("Keep backend %q is available on this platform, but the machine is misconfigured (%v). Please check with `enarx platform info`", name, err)
-	}
-	return b, nil
 }
 
 // parseSize parses a byte count with an optional binary (KiB, MiB, GiB) or
