@@ -164,8 +164,8 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 		HasConfig: req.Config != nil, ConfigName: req.ConfigName, Package: req.Package,
 		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, CacheDir: req.CacheDir, Broker: req.StewardAddr != "",
 		LogLevel: req.LogLevel, RequireIsolation: req.RequireIsolation, Hook: req.hook, TestSkip: req.testSkip,
-		WasmSHA256: req.wasmSHA256,
-		wasm:       req.Wasm, config: req.Config, bundle: req.Bundle,
+		WasmSHA256: req.wasmSHA256, GoMaxProcs: runtime.GOMAXPROCS(0),
+		wasm: req.Wasm, config: req.Config, bundle: req.Bundle,
 	}
 	// The payloads go in a sealed memfd (payload_linux.go), filled once
 	// the Keep is starting; if the host cannot make one they follow the
@@ -240,7 +240,11 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 	}
 	if req.Logger != nil && cmd.cmd.ProcessState != nil {
 		if ru, ok := cmd.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			req.Logger.Debug("sandbox Keep exited", "max_rss_kib", ru.Maxrss,
+			// The host's own peak too: its exit status's max RSS is the
+			// larger of its own and its waited-for children's.
+			var self syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+			req.Logger.Debug("sandbox Keep exited", "max_rss_kib", ru.Maxrss, "host_max_rss_kib", self.Maxrss,
 				"user", cmd.cmd.ProcessState.UserTime(), "sys", cmd.cmd.ProcessState.SystemTime())
 		}
 	}
@@ -318,9 +322,11 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, flags uintptr
 		// Never unlocked: when this goroutine returns the thread exits,
 		// which is only after the child is gone.
 		cmd := &exec.Cmd{
-			Path:       exe,
-			Args:       []string{"enarx-keep", KeepArg},
-			Env:        []string{"TZ=UTC", "GODEBUG=updatemaxprocs=0"},
+			Path: exe,
+			Args: []string{"enarx-keep", KeepArg},
+			// GOMAXPROCS=1 until confined: fewer runtime threads for
+			// the per-thread layers to reach (see launch.GoMaxProcs).
+			Env:        []string{"TZ=UTC", "GODEBUG=updatemaxprocs=0", "GOMAXPROCS=1"},
 			Stderr:     stderr,
 			ExtraFiles: extra,
 			SysProcAttr: &syscall.SysProcAttr{

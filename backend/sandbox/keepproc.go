@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -124,6 +125,9 @@ func KeepMain(run RunFunc) int {
 		preConfinePPID = os.Getppid()
 	}
 	layers, cacheDir := confine(opts)
+	if l.GoMaxProcs > 0 {
+		runtime.GOMAXPROCS(min(l.GoMaxProcs, 1024))
+	}
 	if logger.Enabled(context.Background(), slog.LevelDebug) {
 		var took []string
 		for _, ly := range layers {

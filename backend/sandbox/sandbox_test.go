@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,8 @@ func testRunner(ctx context.Context, j *Job) (int, error) {
 	case "echo": // copy fd 0 to fd 1
 		_, err := io.Copy(j.Files[1], j.Files[0])
 		return 0, err
+	case "gomaxprocs":
+		return 0, fmt.Errorf("gomaxprocs=%d", runtime.GOMAXPROCS(0))
 	case "digest":
 		return 0, fmt.Errorf("wasm=%s config=%q", digest(j.Wasm), j.Config)
 	case "spin":
@@ -303,6 +306,15 @@ func TestModuleAndConfigArrive(t *testing.T) {
 				t.Fatalf("socket payload %v: got %v, want %s", socket, err, want)
 			}
 		}
+	}
+}
+
+// TestKeepGetsHostGOMAXPROCS: the Keep confines itself with GOMAXPROCS=1
+// and then runs the workload with the host's setting, as nil does.
+func TestKeepGetsHostGOMAXPROCS(t *testing.T) {
+	_, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"gomaxprocs"}})
+	if want := fmt.Sprintf("gomaxprocs=%d", runtime.GOMAXPROCS(0)); err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
 }
 

@@ -63,6 +63,12 @@ type launch struct {
 	// copying megabytes through the socket in socket-buffer-sized round
 	// trips. The digests are checked either way.
 	PayloadFD bool `json:"payload_fd,omitempty"`
+	// GoMaxProcs is the host's GOMAXPROCS, which the Keep takes once
+	// confined. It starts with 1, so that the Go runtime has started
+	// fewer threads for each all-threads system call of its confinement
+	// to stop and signal; threads started later are clones of confined
+	// ones.
+	GoMaxProcs int `json:"gomaxprocs,omitempty"`
 	// CloneFlags are the namespaces the host created the Keep in.
 	CloneFlags uintptr `json:"clone_flags,omitempty"`
 	// Hook names a test-only action run inside the confined process
