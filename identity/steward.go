@@ -133,6 +133,11 @@ func (c *stewardClient) issue(ctx context.Context, csr []byte) ([]*x509.Certific
 		if err == nil {
 			return leafFirst(chain), nil
 		}
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// Cancelled while the attempt was answered: report the
+			// cancellation, not only the Steward's answer.
+			return nil, fmt.Errorf("%w (gave up: %w)", err, cerr)
+		}
 		var se *stewardError
 		if !errors.As(err, &se) || !se.retry || attempt >= c.retry.maxAttempts || ctx.Err() != nil {
 			if attempt > 1 {
