@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"testing"
 	"time"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
@@ -42,17 +41,23 @@ func (Backend) Protection() backend.Protection { return backend.ProtectionSandbo
 // Available implements backend.Backend: Linux with seccomp filters, the
 // one layer the sandbox cannot do without.
 func (Backend) Available() bool {
-	if runtime.GOOS != "linux" || (testing.Testing() && !servesKeeps) {
+	if runtime.GOOS != "linux" || !servesKeeps {
 		return false
 	}
 	return seccomp.Supported()
 }
 
-// servesKeeps records that this binary runs Keeps when re-executed (see
-// ServeKeeps). The enarx binary does, through its hidden command; a test
-// binary does only if its TestMain calls ServeKeeps — otherwise the
-// re-executed "Keep" would run the tests again.
+// servesKeeps records that this binary runs Keeps when re-executed. The
+// enarx binary declares it in its main (EnableServing: its hidden command
+// runs the Keep); a test binary does only if its TestMain calls ServeKeeps
+// — otherwise the re-executed "Keep" would run the tests again. Any other
+// binary that merely links this package cannot use the sandbox backend.
 var servesKeeps bool
+
+// EnableServing declares that this binary runs a sandbox Keep when it is
+// re-executed (the enarx binary, through its hidden Keep command). Call it
+// from main, before anything selects a backend.
+func EnableServing() { servesKeeps = true }
 
 // ServeKeeps must be called at the start of TestMain in any test binary
 // that runs sandbox Keeps: if this process is a Keep it runs it with run

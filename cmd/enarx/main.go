@@ -7,10 +7,13 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/enarx-go/enarx/backend/sandbox"
 	"github.com/enarx-go/enarx/internal/cli"
 )
 
 func main() {
+	// This binary runs sandbox Keeps when re-executed (hidden command).
+	sandbox.EnableServing()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
