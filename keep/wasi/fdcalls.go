@@ -236,21 +236,23 @@ func (s *System) fdFilestatSetTimes(_ context.Context, _ api.Module, stk []uint6
 	return ENOTSUP
 }
 
-func (s *System) fdSync(_ context.Context, _ api.Module, stk []uint64) Errno {
-	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
+// fdThen returns a handler that answers EBADF when parameter arg is not an
+// open descriptor and errno otherwise: the calls this runtime does not
+// implement for any descriptor, but whose errors must still be the ones a
+// POSIX program expects for a bad fd.
+//
+// Every descriptor here is a stream: seek-like calls (fd_seek, fd_tell,
+// fd_pread, fd_pwrite, fd_advise, fd_allocate) fail with ESPIPE, as on a
+// pipe or socket, and sync calls with EINVAL. No descriptor is a directory:
+// fd_readdir and path_* fail with ENOTDIR (path_symlink's directory is its
+// third parameter).
+func (s *System) fdThen(arg int, errno Errno) func(context.Context, api.Module, []uint64) Errno {
+	return func(_ context.Context, _ api.Module, stk []uint64) Errno {
+		if _, e := s.entry(stk[arg]); e != ESUCCESS {
+			return e
+		}
 		return errno
 	}
-	return EINVAL
-}
-
-// fdSeekLike serves fd_seek, fd_tell, fd_pread, fd_pwrite, fd_advise and
-// fd_allocate: every descriptor here is a stream, so they fail with ESPIPE
-// (as on a pipe or socket).
-func (s *System) fdSeekLike(_ context.Context, _ api.Module, stk []uint64) Errno {
-	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
-		return errno
-	}
-	return ESPIPE
 }
 
 // fdPrestatGet serves fd_prestat_get and fd_prestat_dir_name: there are no
@@ -258,20 +260,4 @@ func (s *System) fdSeekLike(_ context.Context, _ api.Module, stk []uint64) Errno
 // wasi-libc's and Go's preopen scan).
 func (s *System) fdPrestatGet(context.Context, api.Module, []uint64) Errno {
 	return EBADF
-}
-
-// fdNotDir serves fd_readdir and the path_* calls whose first parameter is
-// a directory descriptor: no descriptor is a directory.
-func (s *System) fdNotDir(_ context.Context, _ api.Module, stk []uint64) Errno {
-	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
-		return errno
-	}
-	return ENOTDIR
-}
-
-func (s *System) pathSymlink(_ context.Context, _ api.Module, stk []uint64) Errno {
-	if _, errno := s.entry(stk[2]); errno != ESUCCESS {
-		return errno
-	}
-	return ENOTDIR
 }
