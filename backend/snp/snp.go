@@ -20,6 +20,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/evidence/emulated"
 	"github.com/enarx-go/enarx/evidence/snp"
@@ -48,12 +49,15 @@ type Backend struct {
 	Root string
 }
 
-// Emulated is the snp-emulated backend.
-type Emulated struct{}
+// Emulated is the snp-emulated backend (see backend.Emulated).
+var Emulated = backend.Emulated{
+	ID: EmulatedName, Hardware: "AMD SEV-SNP",
+	Provider: func() (attest.EvidenceProvider, error) { return EmulatedProvider() },
+}
 
 func init() {
 	backend.Register(Backend{})
-	backend.Register(Emulated{})
+	backend.Register(Emulated)
 }
 
 // Name implements backend.Backend.
@@ -104,37 +108,6 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	// write: inside a confidential VM the Keep compiles every run.
 	o.NoCache = true
 	o.Evidence = &snp.Provider{Cache: &snp.Cache{Dir: CacheDir()}, Logger: o.Logger}
-	return keep.Run(ctx, l.Workload, o)
-}
-
-// Name implements backend.Backend.
-func (Emulated) Name() string { return EmulatedName }
-
-// Protection implements backend.Backend: below nil, so that it is never
-// chosen implicitly — it protects nothing and only exercises the path.
-func (Emulated) Protection() backend.Protection { return backend.ProtectionNone - 1 }
-
-// Available implements backend.Backend: anywhere.
-func (Emulated) Available() bool { return true }
-
-// Configured implements backend.Backend.
-func (Emulated) Configured() error {
-	_, err := emulated.DefaultDir()
-	return err
-}
-
-// Run implements backend.Backend.
-func (Emulated) Run(ctx context.Context, l *backend.Launch) (int, error) {
-	p, err := EmulatedProvider()
-	if err != nil {
-		return 1, err
-	}
-	o := l.Options
-	o.Files = l.Files
-	o.Evidence = p
-	if o.Logger != nil {
-		o.Logger.Warn("snp-emulated backend: evidence is signed by a local test root, not AMD hardware; the workload is NOT protected from this host")
-	}
 	return keep.Run(ctx, l.Workload, o)
 }
 

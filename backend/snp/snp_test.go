@@ -16,7 +16,7 @@ func TestRegistered(t *testing.T) {
 		}
 	}
 	// The emulated backend must never win an implicit selection over nil.
-	if (Emulated{}).Protection() >= backend.ProtectionNone {
+	if Emulated.Protection() >= backend.ProtectionNone {
 		t.Fatal("snp-emulated must rank below nil")
 	}
 }

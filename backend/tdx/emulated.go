@@ -1,53 +1,24 @@
 package tdxbackend
 
 import (
-	"context"
 	"fmt"
 	"time"
 
+	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/evidence/emulated"
-	"github.com/enarx-go/enarx/keep"
 )
 
 // EmulatedName is the tdx-emulated backend's identifier.
 const EmulatedName = "tdx-emulated"
 
-// Emulated is the tdx-emulated backend: real-format quotes signed by a
-// local test root. It protects nothing; it exercises the attestation path.
-type Emulated struct{}
-
-func init() { backend.Register(Emulated{}) }
-
-// Name implements backend.Backend.
-func (Emulated) Name() string { return EmulatedName }
-
-// Protection implements backend.Backend: below nil, never chosen implicitly.
-func (Emulated) Protection() backend.Protection { return backend.ProtectionNone - 1 }
-
-// Available implements backend.Backend: anywhere.
-func (Emulated) Available() bool { return true }
-
-// Configured implements backend.Backend.
-func (Emulated) Configured() error {
-	_, err := emulated.DefaultDir()
-	return err
+// Emulated is the tdx-emulated backend (see backend.Emulated).
+var Emulated = backend.Emulated{
+	ID: EmulatedName, Hardware: "Intel TDX",
+	Provider: func() (attest.EvidenceProvider, error) { return EmulatedProvider() },
 }
 
-// Run implements backend.Backend.
-func (Emulated) Run(ctx context.Context, l *backend.Launch) (int, error) {
-	p, err := EmulatedProvider()
-	if err != nil {
-		return 1, err
-	}
-	o := l.Options
-	o.Files = l.Files
-	o.Evidence = p
-	if o.Logger != nil {
-		o.Logger.Warn("tdx-emulated backend: evidence is signed by a local test root, not Intel hardware; the workload is NOT protected from this host")
-	}
-	return keep.Run(ctx, l.Workload, o)
-}
+func init() { backend.Register(Emulated) }
 
 // EmulatedMeasurements returns what the emulated TD reports: MRTD is the
 // SHA-384 of the enarx executable (the code that runs the Keep), RTMRs are
