@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/bulkconn"
 	"github.com/enarx-go/enarx/internal/version"
 )
 
@@ -79,6 +81,9 @@ func NewHTTPClient(caBundle []byte) (*http.Client, error) {
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	tr.ResponseHeaderTimeout = ResponseHeaderTimeout
+	// Large bodies: read the socket in large chunks, not one TLS record
+	// per read(2).
+	tr.DialTLSContext = bulkconn.DialTLS(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}, &tr.TLSClientConfig)
 	return &http.Client{Transport: tr, CheckRedirect: noRedirects}, nil
 }
 
@@ -255,10 +260,11 @@ func (c *Client) getTo(ctx context.Context, u, label string, limit int64, open f
 		sw.n = len(sw.b)
 		return meta, nil
 	}
-	vr, err := types.NewVerifyingReader(resp.Body, want, meta.Length)
+	vr, err := types.NewPipelinedVerifyingReader(resp.Body, want, meta.Length)
 	if err != nil {
 		return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
 	}
+	defer vr.Close()
 	var r io.Reader = vr
 	r = c.wrap(label, meta.Length, r)
 	if _, err := io.Copy(w, r); err != nil {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/enarx-go/enarx/drawbridge/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/bulkconn"
 	"github.com/enarx-go/enarx/internal/oidctest"
 )
 
@@ -97,11 +99,13 @@ func (p *pki) writeFiles(t testing.TB) (cert, key, ca string) {
 // client returns a client that offers HTTP/2 (the server only speaks
 // HTTP/1.1).
 func (p *pki) client(certs ...tls.Certificate) *http.Client {
-	return &http.Client{Transport: &http.Transport{
+	tr := &http.Transport{
 		TLSClientConfig:    &tls.Config{RootCAs: p.pool, Certificates: certs},
 		DisableCompression: true,
-		ForceAttemptHTTP2:  true,
-	}}
+	}
+	// As the enarx client dials (drawbridge/client.NewHTTPClient).
+	tr.DialTLSContext = bulkconn.DialTLS(&net.Dialer{}, &tr.TLSClientConfig)
+	return &http.Client{Transport: tr}
 }
 
 // env is a registry on 127.0.0.1 with an OIDC provider and clients.
@@ -150,6 +154,8 @@ func newEnvOn(t testing.TB, b store.Backend) *env {
 	}
 	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are expected in some tests
 	e.srv.TLS.NextProtos = []string{"http/1.1"}        // as Run serves: HTTP/1.1 only
+	e.srv.Listener = bulkconn.Listen(e.srv.Listener)   // as Run serves
+	e.srv.Config.ConnContext = bulkconn.ConnContext
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL

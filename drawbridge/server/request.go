@@ -13,6 +13,7 @@ import (
 
 	"github.com/enarx-go/enarx/drawbridge/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/bulkconn"
 )
 
 // Request parsing and response helpers.
@@ -161,15 +162,35 @@ func sendObject(w http.ResponseWriter, r *http.Request, o store.Object) error {
 	if r.Method == http.MethodGet {
 		// Headers are out: an error now can only cut the connection, which
 		// the client detects through Content-Length and Content-Digest.
+		// A large body leaves in batches of TLS records rather than one
+		// write(2) per 16 KiB record.
+		bc := bulkconn.FromContext(r.Context())
+		if o.Meta.Length < bulkMin || r.ProtoMajor != 1 {
+			bc = nil
+		}
+		if bc != nil {
+			bc.Hold()
+		}
 		buf := sendBufs.Get().(*[]byte)
 		_, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{o.Content}, *buf)
 		sendBufs.Put(buf)
+		if bc != nil {
+			if err == nil {
+				err = http.NewResponseController(w).Flush()
+			}
+			if rerr := bc.Release(); err == nil {
+				err = rerr
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("sending %d bytes: %w", o.Meta.Length, err)
 		}
 	}
 	return nil
 }
+
+// bulkMin is the body size from which sendObject batches TLS records.
+const bulkMin = 256 << 10
 
 // sendBufs are download copy buffers.
 var sendBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}

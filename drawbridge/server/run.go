@@ -20,6 +20,7 @@ import (
 	_ "gocloud.dev/blob/s3blob"
 
 	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/internal/bulkconn"
 )
 
 // Options are the drawbridge command's settings.
@@ -187,6 +188,8 @@ func Run(ctx context.Context, o Options) error {
 		// than through HTTP/2's framing and flow control, and a registry
 		// gains little from multiplexing.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		// Large nodes leave in batches of TLS records (sendObject).
+		ConnContext: bulkconn.ConnContext,
 	}
 	tlsConf.NextProtos = []string{"http/1.1"}
 	log.Info("listening", "addr", ln.Addr().String(), "store", o.Store, "dev", o.Dev)
@@ -194,7 +197,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	go func() { errc <- srv.ServeTLS(bulkconn.Listen(ln), "", "") }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)

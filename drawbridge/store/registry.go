@@ -360,10 +360,13 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	if want.Type != types.DirectoryType {
 		check = r.fileDigests(want.Digest)
 	}
-	vr, err := types.NewVerifyingReader(body, check, want.Length)
+	// Hashing runs beside receiving (TLS) and writing: three cores' worth
+	// of work on a large upload.
+	vr, err := types.NewPipelinedVerifyingReader(body, check, want.Length)
 	if err != nil {
 		return false, invalidf("%v", err)
 	}
+	defer vr.Close()
 	if _, err := r.b.Stat(ctx, key); err == nil {
 		// Already stored (a resumed publish). Still read and check the
 		// body: the client is owed a clean end of its request, and a wrong

@@ -4,11 +4,72 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 )
 
-// teeChunk is how much ReadVerifiedTee reads before handing the bytes to
-// its tee.
-const teeChunk = 1 << 20
+// Large bodies are verified on a second core: the goroutine that receives
+// them (and, over TLS, decrypts them) hands each chunk to a hashing
+// goroutine and goes on receiving. The chunk is small enough to still be in
+// the shared cache when it is hashed.
+const (
+	// pipelineChunk is how many bytes are handed over at a time.
+	pipelineChunk = 256 << 10
+	// pipelineMin is the size from which hashing moves to its own
+	// goroutine; smaller bodies are hashed as they are read.
+	pipelineMin = 1 << 20
+	// pipelineDepth is how many chunks may wait for a stage.
+	pipelineDepth = 16
+)
+
+// stage consumes chunks in its own goroutine. Chunks must not change while
+// the stage may read them: a region of a destination slice that the reader
+// no longer writes, or a buffer that is only reused after the stage
+// returned it (done).
+type stage struct {
+	ch     chan []byte
+	fn     func([]byte) error
+	done   func([]byte) // called with each chunk once fn has used it (may be nil)
+	exited chan struct{}
+	failed chan struct{} // closed when fn first fails
+	err    error         // fn's first error; read after exited is closed
+	stop   atomic.Bool   // set when the result is no longer wanted
+}
+
+func startStage(fn func([]byte) error, done func([]byte)) *stage {
+	s := &stage{ch: make(chan []byte, pipelineDepth), fn: fn, done: done,
+		exited: make(chan struct{}), failed: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+func (s *stage) run() {
+	defer close(s.exited)
+	for c := range s.ch {
+		if s.err == nil && !s.stop.Load() {
+			if s.err = s.fn(c); s.err != nil {
+				close(s.failed)
+			}
+		}
+		if s.done != nil {
+			s.done(c)
+		}
+	}
+}
+
+// send hands c over; it blocks while pipelineDepth chunks are waiting.
+func (s *stage) send(c []byte) { s.ch <- c }
+
+// close waits for the stage to finish every chunk sent and returns its
+// error. With abandon set, chunks not yet started are skipped.
+func (s *stage) close(abandon bool) error {
+	if abandon {
+		s.stop.Store(true)
+	}
+	close(s.ch)
+	<-s.exited
+	return s.err
+}
 
 // ReadVerified fills dst from r, then checks that r ends there (exactly
 // len(dst) bytes) and that the bytes match every digest in want: what
@@ -20,15 +81,16 @@ func ReadVerified(r io.Reader, dst []byte, want Digests) error {
 }
 
 // ReadVerifiedTee is ReadVerified that also writes the bytes, in order, to
-// tee (if not nil) from a second goroutine, so that writing them (to a
-// cache file, say) overlaps receiving and hashing the rest. What tee
-// receives is unverified until ReadVerifiedTee returns nil: write it
-// somewhere private and publish it only then. An error from tee stops the
-// read and is returned.
+// tee (if not nil) from another goroutine, so that writing them (to a cache
+// file, say) overlaps receiving and hashing the rest. What tee receives is
+// unverified until ReadVerifiedTee returns nil: write it somewhere private
+// and publish it only then. An error from tee stops the read and is
+// returned.
 //
-// Bytes are hashed as soon as they are read, while they are still in the
-// CPU cache; hashing them on another core would read them from memory a
-// second time, which measured slower on a loaded machine.
+// A body of a MiB or more is hashed on another goroutine too, chunk by
+// chunk as it arrives, so that receiving (TLS decryption, the socket) and
+// hashing use two cores. Every goroutine has exited when ReadVerifiedTee
+// returns.
 func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error {
 	if len(want) == 0 {
 		return errors.New("at least one content digest value must be specified")
@@ -40,27 +102,16 @@ func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error
 		}
 	}
 	h := NewHasher(algs...)
-	var (
-		chunks    chan []byte
-		done      chan struct{}
-		teeFailed chan struct{}
-		teeErr    error
-	)
+	var stages []*stage
+	var hashStage *stage
+	if len(dst) >= pipelineMin {
+		hashStage = startStage(func(c []byte) error { h.Write(c); return nil }, nil)
+		stages = append(stages, hashStage)
+	}
+	var teeStage *stage
 	if tee != nil {
-		// Each chunk handed over is a region of dst that the reader no
-		// longer writes; the channel orders the write before the tee's
-		// read.
-		chunks, done, teeFailed = make(chan []byte, 8), make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(done)
-			for c := range chunks {
-				if teeErr == nil {
-					if _, teeErr = tee.Write(c); teeErr != nil {
-						close(teeFailed)
-					}
-				}
-			}
-		}()
+		teeStage = startStage(func(c []byte) error { _, err := tee.Write(c); return err }, nil)
+		stages = append(stages, teeStage)
 	}
 	n, mark := 0, 0
 	var err error
@@ -68,10 +119,14 @@ func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error
 	for n < len(dst) {
 		var m int
 		m, err = r.Read(dst[n:])
-		h.Write(dst[n : n+m])
+		if hashStage == nil {
+			h.Write(dst[n : n+m])
+		}
 		n += m
-		if tee != nil && n-mark >= teeChunk {
-			chunks <- dst[mark:n]
+		if len(stages) > 0 && n-mark >= pipelineChunk {
+			for _, s := range stages {
+				s.send(dst[mark:n])
+			}
 			mark = n
 		}
 		if err == io.EOF {
@@ -83,9 +138,9 @@ func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error
 		if err != nil || eof {
 			break
 		}
-		if tee != nil {
+		if teeStage != nil {
 			select {
-			case <-teeFailed:
+			case <-teeStage.failed:
 				err = errTee
 			default:
 			}
@@ -94,30 +149,37 @@ func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error
 			}
 		}
 	}
-	if tee != nil {
-		if mark < n {
-			chunks <- dst[mark:n]
-		}
-		close(chunks)
-		<-done
-		if teeErr != nil {
-			return teeErr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if !eof {
+	if err == nil && !eof {
 		// The stream must end here.
 		var one [1]byte
 		switch m, rerr := io.ReadFull(r, one[:]); {
 		case m > 0:
-			return fmt.Errorf("%w: more than the expected %d bytes", ErrLengthMismatch, len(dst))
+			err = fmt.Errorf("%w: more than the expected %d bytes", ErrLengthMismatch, len(dst))
 		case rerr != io.EOF:
-			return rerr
+			err = rerr
 		}
 	}
-	if !h.Sum().Equal(want) {
+	if err == nil && mark < n {
+		for _, s := range stages {
+			s.send(dst[mark:n])
+		}
+	}
+	failed := err != nil
+	var teeErr error
+	if hashStage != nil {
+		hashStage.close(failed)
+	}
+	if teeStage != nil {
+		teeErr = teeStage.close(failed && err != errTee)
+	}
+	switch {
+	case err == errTee:
+		return teeErr
+	case err != nil:
+		return err
+	case teeErr != nil:
+		return teeErr
+	case !h.Sum().Equal(want):
 		return ErrDigestMismatch
 	}
 	return nil
@@ -126,3 +188,157 @@ func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error
 // errTee stops ReadVerifiedTee's read loop; the tee's own error is
 // returned instead.
 var errTee = errors.New("tee failed")
+
+// PipelinedVerifyingReader is a VerifyingReader for large streams that
+// hashes on another goroutine: Read copies what it passes through into a
+// chunk (a copy costs a few percent of a hash) that a hashing goroutine
+// consumes, so that receiving and hashing use two cores. Like a
+// VerifyingReader it returns io.EOF only once the whole stream arrived and
+// matched; Close must be called when the reader is abandoned before that.
+type PipelinedVerifyingReader struct {
+	r      io.Reader
+	want   Digests
+	length int64
+	n      int64
+	h      *Hasher
+	hash   *stage
+	free   chan *[]byte
+	cur    *[]byte
+	err    error
+	closed bool
+}
+
+// chunkBufs are PipelinedVerifyingReader chunks.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, pipelineChunk); return &b }}
+
+// NewPipelinedVerifyingReader wraps r like NewVerifyingReader; bodies
+// shorter than a MiB are hashed inline.
+func NewPipelinedVerifyingReader(r io.Reader, want Digests, length int64) (*PipelinedVerifyingReader, error) {
+	v, err := NewVerifyingReader(r, want, length)
+	if err != nil {
+		return nil, err
+	}
+	p := &PipelinedVerifyingReader{r: r, want: want, length: length, h: v.h}
+	if length >= pipelineMin {
+		p.free = make(chan *[]byte, pipelineDepth+2)
+		for range pipelineDepth + 2 {
+			p.free <- chunkBufs.Get().(*[]byte)
+		}
+		p.hash = startStage(func(c []byte) error { p.h.Write(c); return nil }, func(c []byte) {
+			b := c[:0]
+			p.free <- &b
+		})
+	}
+	return p, nil
+}
+
+// Read implements io.Reader.
+func (v *PipelinedVerifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	remaining := v.length - v.n
+	if remaining == 0 {
+		var one [1]byte
+		n, err := io.ReadFull(v.r, one[:])
+		switch {
+		case n > 0:
+			v.err = fmt.Errorf("%w: more than the expected %d bytes", ErrLengthMismatch, v.length)
+		case err != io.EOF && err != io.ErrUnexpectedEOF:
+			v.err = err
+		default:
+			v.err = v.finish()
+		}
+		return 0, v.err
+	}
+	if int64(len(p)) > remaining {
+		p = p[:remaining]
+	}
+	n, err := v.r.Read(p)
+	v.n += int64(n)
+	v.consume(p[:n])
+	if err == io.EOF {
+		if v.n != v.length {
+			v.err = fmt.Errorf("%w, expected: %d, got %d", ErrLengthMismatch, v.length, v.n)
+			v.Close()
+			return n, v.err
+		}
+		v.err = v.finish()
+		return n, v.err
+	}
+	if err != nil {
+		v.err = err
+		v.Close()
+	}
+	return n, err
+}
+
+// consume hashes b, or copies it into chunks for the hashing goroutine.
+func (v *PipelinedVerifyingReader) consume(b []byte) {
+	if v.hash == nil {
+		v.h.Write(b)
+		return
+	}
+	for len(b) > 0 {
+		if v.cur == nil {
+			v.cur = <-v.free
+		}
+		c := *v.cur
+		k := copy(c[len(c):cap(c)], b)
+		c = c[:len(c)+k]
+		*v.cur = c
+		b = b[k:]
+		if len(c) == cap(c) {
+			v.hash.send(c)
+			v.cur = nil
+		}
+	}
+}
+
+// finish waits for the hash and compares it.
+func (v *PipelinedVerifyingReader) finish() error {
+	if v.hash != nil {
+		if v.cur != nil && len(*v.cur) > 0 {
+			v.hash.send(*v.cur)
+			v.cur = nil
+		}
+		v.shutdown(false)
+	}
+	if !v.h.Sum().Equal(v.want) {
+		return ErrDigestMismatch
+	}
+	return io.EOF
+}
+
+// shutdown stops the hashing goroutine and returns the chunks to the pool.
+func (v *PipelinedVerifyingReader) shutdown(abandon bool) {
+	if v.closed || v.hash == nil {
+		v.closed = true
+		return
+	}
+	v.closed = true
+	v.hash.close(abandon)
+	if v.cur != nil {
+		v.free <- v.cur
+		v.cur = nil
+	}
+	close(v.free)
+	for b := range v.free {
+		*b = (*b)[:0]
+		chunkBufs.Put(b)
+	}
+}
+
+// Close stops the hashing goroutine of a reader that was not read to its
+// end (it has already stopped if Read returned an error). It is safe to
+// call more than once, and after Read returned an error.
+func (v *PipelinedVerifyingReader) Close() error {
+	v.shutdown(true)
+	if v.err == nil {
+		v.err = errors.New("verifying reader closed")
+	}
+	return nil
+}
+
+// Len is the number of bytes read so far.
+func (v *PipelinedVerifyingReader) Len() int64 { return v.n }
