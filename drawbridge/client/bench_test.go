@@ -71,17 +71,16 @@ func startRegistry(b testing.TB) (*Client, RepoSpec) {
 }
 
 // floorWrite is the least a verifying fetch-to-disk must do: hash the
-// bytes once (SHA-256) and write them to a file (page cache, like the
-// fetch's cache write). With durable set it also fsyncs the file, the
-// least a publish must do: the registry may acknowledge an upload only
-// once it is on disk.
+// bytes once (SHA-256) and write them to a file that stays (page cache,
+// like the fetch's cache entry, which stays too). With durable set it also
+// fsyncs the file, the least a publish must do: the registry may
+// acknowledge an upload only once it is on disk.
 func floorWrite(b *testing.B, data []byte, dir string, durable bool) {
 	h := sha256.Sum256(data)
 	f, err := os.CreateTemp(dir, fmt.Sprintf("floor-%x-", h[:4]))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.Remove(f.Name())
 	defer f.Close()
 	if _, err := f.Write(data); err != nil {
 		b.Fatal(err)

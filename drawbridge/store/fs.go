@@ -276,6 +276,18 @@ func (s *FS) Open(ctx context.Context, key string) (Object, error) {
 	return Object{Meta: m, Content: f}, nil
 }
 
+// OpenContent implements ContentOpener.
+func (s *FS) OpenContent(ctx context.Context, key string) (io.ReadCloser, error) {
+	f, err := s.root.Open(path.Join(key, fsContent))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+		}
+		return nil, fmt.Errorf("opening %s: %w", key, err)
+	}
+	return f, nil
+}
+
 // List implements Backend.
 func (s *FS) List(ctx context.Context, prefix string) ([]string, error) {
 	d, err := s.root.Open(prefix)

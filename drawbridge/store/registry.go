@@ -38,11 +38,55 @@ type Registry struct {
 	// against every digest given.
 	VerifyAllDigests bool
 
-	dirs *dirCache
+	// Objects are immutable and never deleted, so what was read once is
+	// kept: directories (parsed), the Meta of objects that exist, and
+	// small records. A GET then costs one open of the content.
+	dirs    *dirCache
+	metas   *lru[types.Meta]
+	records *lru[smallRecord]
 }
 
 // NewRegistry returns a Registry on b.
-func NewRegistry(b Backend) *Registry { return &Registry{b: b, dirs: newDirCache(64 << 20)} }
+func NewRegistry(b Backend) *Registry {
+	return &Registry{b: b, dirs: newDirCache(64 << 20), metas: newLRU[types.Meta](32 << 20), records: newLRU[smallRecord](16 << 20)}
+}
+
+// ContentOpener is implemented by Backends that can open an object's
+// content without reading its Meta again (the Registry caches Metas).
+type ContentOpener interface {
+	// OpenContent opens the content of the object at key, which exists.
+	OpenContent(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// stat is Backend.Stat through the Meta cache.
+func (r *Registry) stat(ctx context.Context, key string) (types.Meta, error) {
+	if m, ok := r.metas.get(key); ok {
+		return m, nil
+	}
+	m, err := r.b.Stat(ctx, key)
+	if err == nil {
+		r.metas.put(key, m, metaCost)
+	}
+	return m, err
+}
+
+// open is Backend.Open through the Meta cache.
+func (r *Registry) open(ctx context.Context, key string) (Object, error) {
+	if co, ok := r.b.(ContentOpener); ok {
+		if m, ok := r.metas.get(key); ok {
+			c, err := co.OpenContent(ctx, key)
+			if err != nil {
+				return Object{}, err
+			}
+			return Object{Meta: m, Content: c}, nil
+		}
+	}
+	o, err := r.b.Open(ctx, key)
+	if err == nil {
+		r.metas.put(key, o.Meta, metaCost)
+	}
+	return o, err
+}
 
 // fileDigests is the subset of want a file node upload is verified
 // against.
@@ -84,8 +128,12 @@ type TagRef struct {
 func (t TagRef) key() string { return tagKey(t.User, t.Repo, t.Tag) }
 
 // readSmall reads a whole small object.
+// The caller gets its own copy of the bytes.
 func (r *Registry) readSmall(ctx context.Context, key string, limit int64) (types.Meta, []byte, error) {
-	o, err := r.b.Open(ctx, key)
+	if rec, ok := r.records.get(key); ok && int64(len(rec.body)) <= limit {
+		return rec.meta, bytes.Clone(rec.body), nil
+	}
+	o, err := r.open(ctx, key)
 	if err != nil {
 		return types.Meta{}, nil, err
 	}
@@ -99,6 +147,9 @@ func (r *Registry) readSmall(ctx context.Context, key string, limit int64) (type
 	}
 	if int64(len(b)) != o.Meta.Length {
 		return types.Meta{}, nil, fmt.Errorf("%s: stored content is %d bytes, meta says %d", key, len(b), o.Meta.Length)
+	}
+	if int64(len(b)) <= MaxRecordSize {
+		r.records.put(key, smallRecord{o.Meta, bytes.Clone(b)}, len(b)+metaCost)
 	}
 	return o.Meta, b, nil
 }
@@ -139,7 +190,7 @@ func (r *Registry) User(ctx context.Context, u types.UserName) (types.Meta, []by
 // CreateRepo stores a repository config (already validated by the caller).
 // The user must exist.
 func (r *Registry) CreateRepo(ctx context.Context, u types.UserName, p types.RepoName, meta types.Meta, body []byte) error {
-	if _, err := r.b.Stat(ctx, userKey(u)); err != nil {
+	if _, err := r.stat(ctx, userKey(u)); err != nil {
 		return err
 	}
 	return r.createSmall(ctx, repoKey(u, p), completeMeta(meta, body), body)
@@ -153,7 +204,7 @@ func (r *Registry) Repo(ctx context.Context, u types.UserName, p types.RepoName)
 // Tags lists the visible (complete and verified) tags of a repository in
 // semantic version order. The repository must exist.
 func (r *Registry) Tags(ctx context.Context, u types.UserName, p types.RepoName) ([]types.TagName, error) {
-	if _, err := r.b.Stat(ctx, repoKey(u, p)); err != nil {
+	if _, err := r.stat(ctx, repoKey(u, p)); err != nil {
 		return nil, err
 	}
 	names, err := r.b.List(ctx, tagsKey(u, p))
@@ -166,7 +217,7 @@ func (r *Registry) Tags(ctx context.Context, u types.UserName, p types.RepoName)
 		if err != nil {
 			continue // not ours
 		}
-		if _, err := r.b.Stat(ctx, verifiedKey(tagKey(u, p, t))); err != nil {
+		if _, err := r.stat(ctx, verifiedKey(tagKey(u, p, t))); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				continue // incomplete: invisible
 			}
@@ -200,7 +251,7 @@ func (r *Registry) CreateTag(ctx context.Context, t TagRef, meta types.Meta, bod
 	if meta.Type != types.EntryType && meta.Type != types.JWSType {
 		return false, invalidf("Invalid content type")
 	}
-	if _, err := r.b.Stat(ctx, repoKey(t.User, t.Repo)); err != nil {
+	if _, err := r.stat(ctx, repoKey(t.User, t.Repo)); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return false, notFoundf("Repository `%s/%s` does not exist", t.User, t.Repo)
 		}
@@ -214,7 +265,7 @@ func (r *Registry) CreateTag(ctx context.Context, t TagRef, meta types.Meta, bod
 		return false, err
 	}
 	// It exists. Resume only an identical, incomplete one.
-	if _, verr := r.b.Stat(ctx, verifiedKey(t.key())); !errors.Is(verr, ErrNotFound) {
+	if _, verr := r.stat(ctx, verifiedKey(t.key())); !errors.Is(verr, ErrNotFound) {
 		return false, err
 	}
 	oldMeta, old, rerr := r.readSmall(ctx, t.key(), MaxRecordSize)
@@ -239,7 +290,7 @@ func (r *Registry) rootEntry(ctx context.Context, t TagRef) (types.Entry, error)
 
 // Visible reports whether a tag's tree is complete (ErrNotFound if not).
 func (r *Registry) visible(ctx context.Context, t TagRef) error {
-	_, err := r.b.Stat(ctx, verifiedKey(t.key()))
+	_, err := r.stat(ctx, verifiedKey(t.key()))
 	return err
 }
 
@@ -248,7 +299,7 @@ func (r *Registry) Tag(ctx context.Context, t TagRef) (Object, error) {
 	if err := r.visible(ctx, t); err != nil {
 		return Object{}, err
 	}
-	return r.b.Open(ctx, t.key())
+	return r.open(ctx, t.key())
 }
 
 // StatTag returns a visible tag's meta.
@@ -256,7 +307,7 @@ func (r *Registry) StatTag(ctx context.Context, t TagRef) (types.Meta, error) {
 	if err := r.visible(ctx, t); err != nil {
 		return types.Meta{}, err
 	}
-	return r.b.Stat(ctx, t.key())
+	return r.stat(ctx, t.key())
 }
 
 // Node opens a tree node of a visible tag.
@@ -264,7 +315,7 @@ func (r *Registry) Node(ctx context.Context, t TagRef, p types.TreePath) (Object
 	if err := r.visible(ctx, t); err != nil {
 		return Object{}, err
 	}
-	return r.b.Open(ctx, nodeKey(t.key(), p))
+	return r.open(ctx, nodeKey(t.key(), p))
 }
 
 // StatNode returns a tree node's meta (tag must be visible).
@@ -272,7 +323,7 @@ func (r *Registry) StatNode(ctx context.Context, t TagRef, p types.TreePath) (ty
 	if err := r.visible(ctx, t); err != nil {
 		return types.Meta{}, err
 	}
-	return r.b.Stat(ctx, nodeKey(t.key(), p))
+	return r.stat(ctx, nodeKey(t.key(), p))
 }
 
 // expectedEntry returns the entry that the parent of p (or the tag, for the
@@ -334,7 +385,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	if len(claimed.Digest) == 0 {
 		return false, invalidf("At least one content digest value must be specified")
 	}
-	if _, err := r.b.Stat(ctx, t.key()); err != nil {
+	if _, err := r.stat(ctx, t.key()); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return false, notFoundf("Tag %s does not exist; create the tag before its tree", t.Tag)
 		}
@@ -367,7 +418,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		return false, invalidf("%v", err)
 	}
 	defer vr.Close()
-	if _, err := r.b.Stat(ctx, key); err == nil {
+	if _, err := r.stat(ctx, key); err == nil {
 		// Already stored (a resumed publish). Still read and check the
 		// body: the client is owed a clean end of its request, and a wrong
 		// body is a wrong request even if the stored node is right.
@@ -424,7 +475,7 @@ func (r *Registry) checkComplete(ctx context.Context, t TagRef) error {
 	// Fast path: the last node in upload order.
 	p, e := types.TreePath{}, root
 	for {
-		m, err := r.b.Stat(ctx, nodeKey(t.key(), p))
+		m, err := r.stat(ctx, nodeKey(t.key(), p))
 		if errors.Is(err, ErrNotFound) {
 			return nil
 		} else if err != nil {
@@ -465,7 +516,7 @@ func (r *Registry) walk(ctx context.Context, t TagRef, p types.TreePath, e types
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	m, err := r.b.Stat(ctx, nodeKey(t.key(), p))
+	m, err := r.stat(ctx, nodeKey(t.key(), p))
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	} else if err != nil {

@@ -165,7 +165,7 @@ func FromContext(ctx context.Context) *Conn {
 }
 
 // ReadBufferSize is the read buffer DialTLS gives its connections.
-const ReadBufferSize = 256 << 10
+const ReadBufferSize = 1 << 20
 
 // handshakeTimeout bounds DialTLS's handshake, as http.DefaultTransport's
 // TLSHandshakeTimeout does.

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// lru keeps recently used values up to a total size. Stored objects are
+// immutable and never deleted, so a value read once never goes stale; only
+// what exists is cached (an absent object may appear later).
+type lru[V any] struct {
+	mu    sync.Mutex
+	max   int // total size kept
+	size  int
+	order *list.List // of *lruEntry[V], most recent first
+	m     map[string]*list.Element
+}
+
+type lruEntry[V any] struct {
+	key  string
+	v    V
+	size int
+}
+
+func newLRU[V any](maxSize int) *lru[V] {
+	return &lru[V]{max: maxSize, order: list.New(), m: map[string]*list.Element{}}
+}
+
+func (c *lru[V]) get(key string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[key]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*lruEntry[V]).v, true
+}
+
+// put adds v, whose size is size; a value larger than a quarter of the
+// cache is not kept, so that one huge value cannot flush everything else.
+func (c *lru[V]) put(key string, v V, size int) {
+	if size > c.max/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; ok {
+		return
+	}
+	c.m[key] = c.order.PushFront(&lruEntry[V]{key: key, v: v, size: size})
+	c.size += size
+	for c.size > c.max {
+		el := c.order.Back()
+		e := el.Value.(*lruEntry[V])
+		c.order.Remove(el)
+		delete(c.m, e.key)
+		c.size -= e.size
+	}
+}
+
+// dirCache keeps recently parsed directory nodes, sized by their JSON.
+// Without it, uploading the k children of a directory would re-read and
+// re-parse that directory k times (quadratic in its size).
+type dirCache = lru[types.Directory]
+
+func newDirCache(maxBytes int) *dirCache { return newLRU[types.Directory](maxBytes) }
+
+// smallRecord is a small object held in memory: a user, a repository config or
+// a tag.
+type smallRecord struct {
+	meta types.Meta
+	body []byte
+}
+
+// metaCost is what a cached Meta is counted as (its digests, type and
+// key).
+const metaCost = 512
