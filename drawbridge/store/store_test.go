@@ -45,6 +45,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) Backend {
 			t.Cleanup(func() { s.Close() })
 			return s
 		},
+		"s3": s3Backend, // s3_test.go: s3blob against gofakes3
 	}
 }
 
