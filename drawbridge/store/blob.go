@@ -29,7 +29,11 @@ const (
 //
 // Guarantees: a blob write becomes visible only when it completes; a
 // failed or cancelled upload is aborted (the write context is cancelled
-// before Close) and leaves nothing. "Exactly one of two concurrent Creates
+// before Close) and leaves no object. On S3 an upload of 16 MiB or more is
+// a multipart upload, and the SDK's abort of a failed one uses the
+// cancelled context, so its parts stay in the bucket, invisible but
+// billed: give the bucket a lifecycle rule AbortIncompleteMultipartUpload
+// (docs/drawbridge.md). "Exactly one of two concurrent Creates
 // wins" relies on the driver's IfNotExist conditional write: S3
 // (If-None-Match: *; needs a store that implements conditional writes),
 // GCS (DoesNotExist precondition) and Azure (If-None-Match) enforce it
