@@ -23,9 +23,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
@@ -321,9 +323,21 @@ func responseMeta(resp *http.Response) (types.Meta, error) {
 // are success.
 func (c *Client) put(ctx context.Context, u, label string, meta types.Meta, body io.Reader) error {
 	body = c.wrap(label, meta.Length, body)
+	var batch *batchedBody
+	if meta.Length >= batchMin {
+		// A large body leaves in batches of TLS records rather than one
+		// write(2) per 16 KiB record: the connection is held from the
+		// moment the request has one until the body ends.
+		batch = &batchedBody{r: body}
+		body = batch
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: batch.gotConn})
+	}
 	req, err := c.newRequest(ctx, http.MethodPut, u, body)
 	if err != nil {
 		return err
+	}
+	if batch != nil {
+		defer batch.release()
 	}
 	req.ContentLength = meta.Length
 	if meta.Length == 0 {
@@ -340,6 +354,69 @@ func (c *Client) put(ctx context.Context, u, label string, meta types.Meta, body
 		return statusError(req, resp)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, MaxErrorBodySize))
+	return nil
+}
+
+// batchMin is the body size from which put batches TLS records.
+const batchMin = 256 << 10
+
+// batchedBody is a request body that holds the connection it is sent on
+// (see bulkconn) and releases it when the body ends or is closed.
+type batchedBody struct {
+	r    io.Reader
+	mu   sync.Mutex
+	conn *bulkconn.Conn
+	done bool
+}
+
+func (b *batchedBody) gotConn(info httptrace.GotConnInfo) {
+	tc, ok := info.Conn.(*tls.Conn)
+	if !ok {
+		return
+	}
+	bc, ok := tc.NetConn().(*bulkconn.Conn)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done || b.conn == bc {
+		return
+	}
+	if b.conn != nil {
+		// The transport moved the request to another connection.
+		b.conn.Release()
+	}
+	bc.Hold()
+	b.conn = bc
+}
+
+// release ends the hold (once); the transport writes what follows the
+// body straight through.
+func (b *batchedBody) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done = true
+	if b.conn != nil {
+		b.conn.Release()
+		b.conn = nil
+	}
+}
+
+func (b *batchedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.release()
+	}
+	return n, err
+}
+
+// Close is called by the transport when it is done with the body.
+func (b *batchedBody) Close() error {
+	b.release()
+	if c, ok := b.r.(io.Closer); ok {
+		return c.Close()
+	}
 	return nil
 }
 

@@ -3,9 +3,11 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
@@ -95,5 +97,64 @@ func TestFetchBundleCache(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(cached); string(b) != "the module" {
 		t.Fatalf("cache not repaired: %q", b)
+	}
+}
+
+// TestLargeBodiesBatched publishes and fetches nodes large enough for the
+// batched paths (the upload holds its connection, the server holds its
+// response, the client reads in large chunks): the bytes arrive intact,
+// and the connection goes on carrying small requests afterwards (a hold
+// that was never released would leave them unsent and hang). A failed
+// large upload releases its hold too.
+func TestLargeBodiesBatched(t *testing.T) {
+	c, repo := startRegistry(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	big := make([]byte, 3<<20+5)
+	rand.Read(big)
+	os.WriteFile(filepath.Join(dir, "main.wasm"), big, 0o644)
+	os.WriteFile(filepath.Join(dir, "Enarx.toml"), []byte("args = []\n"), 0o644)
+	tree, err := BuildTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tag := range []types.TagName{"1.0.0", "1.0.1"} {
+		spec := PackageSpec{RepoSpec: repo, Tag: tag}
+		if err := c.Publish(ctx, spec, tree); err != nil {
+			t.Fatal(err)
+		}
+		var cache *Cache
+		if i == 1 {
+			cache = &Cache{Dir: t.TempDir()}
+		}
+		f, err := c.FetchBundle(ctx, spec, cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(f.Bundle, big) {
+			t.Fatal("fetched main.wasm differs")
+		}
+		if tags, err := c.Tags(ctx, repo); err != nil || len(tags) != i+1 {
+			t.Fatalf("small request after large ones: %v %v", tags, err)
+		}
+	}
+
+	// A large body the registry refuses (it does not match its entry).
+	spec := PackageSpec{RepoSpec: repo, Tag: "1.0.2"}
+	bad := bytes.Clone(big)
+	bad[len(bad)/2] ^= 1
+	os.WriteFile(filepath.Join(dir, "main.wasm"), bad, 0o644)
+	badTree, _ := BuildTree(dir)
+	for i := range badTree.Nodes {
+		if badTree.Nodes[i].Path.String() == "main.wasm" {
+			badTree.Nodes[i].Entry = tree.Nodes[i].Entry // claims the old digests
+		}
+	}
+	if err := c.Publish(ctx, spec, badTree); err == nil {
+		t.Fatal("mismatching large body accepted")
+	}
+	if _, err := c.Tags(ctx, repo); err != nil {
+		t.Fatalf("small request after a refused large upload: %v", err)
 	}
 }

@@ -20,6 +20,10 @@ const (
 	pipelineMin = 1 << 20
 	// pipelineDepth is how many chunks may wait for a stage.
 	pipelineDepth = 16
+	// copyDepth is how many chunk copies a PipelinedVerifyingReader may
+	// have waiting (each is pipelineChunk bytes of memory per upload in
+	// flight).
+	copyDepth = 4
 )
 
 // stage consumes chunks in its own goroutine. Chunks must not change while
@@ -220,8 +224,8 @@ func NewPipelinedVerifyingReader(r io.Reader, want Digests, length int64) (*Pipe
 	}
 	p := &PipelinedVerifyingReader{r: r, want: want, length: length, h: v.h}
 	if length >= pipelineMin {
-		p.free = make(chan *[]byte, pipelineDepth+2)
-		for range pipelineDepth + 2 {
+		p.free = make(chan *[]byte, copyDepth+2)
+		for range copyDepth + 2 {
 			p.free <- chunkBufs.Get().(*[]byte)
 		}
 		p.hash = startStage(func(c []byte) error { p.h.Write(c); return nil }, func(c []byte) {
