@@ -12,7 +12,6 @@ import (
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/types"
-	"github.com/enarx-go/enarx/internal/bigbuf"
 )
 
 // FetchTree downloads the package p into the directory dst, which must not
@@ -326,7 +325,7 @@ func (c *Client) FetchBundle(ctx context.Context, p PackageSpec, cache *Cache) (
 		}
 		size += bundle.RecordHeaderSize(n.rec, n.want.Type, n.want.Digest.String()) + int(n.want.Length)
 	}
-	buf, err := bundle.AppendHeader(bigbuf.Make(size)[:0], source, pin)
+	buf, err := bundle.AppendHeader(make([]byte, 0, size), source, pin)
 	if err != nil {
 		return nil, err
 	}

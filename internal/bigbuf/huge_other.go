@@ -1,5 +1,0 @@
-//go:build !linux
-
-package bigbuf
-
-func adviseHuge([]byte) {}
