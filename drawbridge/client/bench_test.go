@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enarx-go/enarx/internal/bulkconn"
-
 	"github.com/enarx-go/enarx/drawbridge/server"
 	"github.com/enarx-go/enarx/drawbridge/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
@@ -53,9 +51,9 @@ func startRegistry(b testing.TB) (*Client, RepoSpec) {
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
-	srv.Listener = bulkconn.Listen(ln) // as drawbridge's Run serves
+	srv.Listener = server.Listener(ln) // as drawbridge's Run serves
 	if os.Getenv("NOBATCH") == "" {
-		srv.Config.ConnContext = bulkconn.ConnContext
+		srv.Config.ConnContext = server.ConnContext
 	}
 	srv.StartTLS()
 	b.Cleanup(srv.Close)

@@ -154,8 +154,8 @@ func newEnvOn(t testing.TB, b store.Backend) *env {
 	}
 	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are expected in some tests
 	e.srv.TLS.NextProtos = []string{"http/1.1"}        // as Run serves: HTTP/1.1 only
-	e.srv.Listener = bulkconn.Listen(e.srv.Listener)   // as Run serves
-	e.srv.Config.ConnContext = bulkconn.ConnContext
+	e.srv.Listener = Listener(e.srv.Listener)          // as Run serves
+	e.srv.Config.ConnContext = ConnContext
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL

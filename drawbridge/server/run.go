@@ -20,7 +20,6 @@ import (
 	_ "gocloud.dev/blob/s3blob"
 
 	"github.com/enarx-go/enarx/drawbridge/store"
-	"github.com/enarx-go/enarx/internal/bulkconn"
 )
 
 // Options are the drawbridge command's settings.
@@ -189,7 +188,7 @@ func Run(ctx context.Context, o Options) error {
 		// gains little from multiplexing.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		// Large nodes leave in batches of TLS records (sendObject).
-		ConnContext: bulkconn.ConnContext,
+		ConnContext: ConnContext,
 	}
 	tlsConf.NextProtos = []string{"http/1.1"}
 	log.Info("listening", "addr", ln.Addr().String(), "store", o.Store, "dev", o.Dev)
@@ -197,7 +196,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(bulkconn.Listen(ln), "", "") }()
+	go func() { errc <- srv.ServeTLS(Listener(ln), "", "") }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)

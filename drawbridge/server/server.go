@@ -12,14 +12,18 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/enarx-go/enarx/internal/bulkconn"
 
 	"github.com/Masterminds/semver/v3"
 
@@ -54,6 +58,11 @@ type Config struct {
 }
 
 // Handler serves the API, /health and /metrics.
+//
+// Run serves it over TLS with large nodes sent in batches of TLS records;
+// an http.Server of one's own gets the same by serving TLS on
+// Listener(ln) with ConnContext as its ConnContext (without them every
+// 16 KiB record is its own write(2), and nothing else changes).
 type Handler struct {
 	cfg     Config
 	log     *slog.Logger
@@ -300,4 +309,14 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, req *request, rest
 	req.path = tp
 	req.route = routeTree
 	return h.tree(w, r, req)
+}
+
+// Listener wraps a TCP listener so that Handler can send large nodes in
+// batches of TLS records; put TLS on top of it (http.Server.ServeTLS) and
+// set http.Server.ConnContext to ConnContext.
+func Listener(ln net.Listener) net.Listener { return bulkconn.Listen(ln) }
+
+// ConnContext is the http.Server.ConnContext that goes with Listener.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return bulkconn.ConnContext(ctx, c)
 }
