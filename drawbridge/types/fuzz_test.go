@@ -2,6 +2,7 @@ package types
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -92,4 +93,89 @@ func FuzzTag(f *testing.F) {
 			t.Fatalf("accepted invalid entry: %v", err)
 		}
 	})
+}
+
+// FuzzVerify feeds one stream (the fuzz bytes, repeated past the size from
+// which hashing moves to its own goroutine when large is set), cut into
+// reads of a fuzzed size, possibly altered (one byte flipped, bytes added
+// or removed), to the three verifiers a hostile peer can reach —
+// VerifyingReader, PipelinedVerifyingReader and ReadVerified — against the
+// digest and length of the unaltered stream. All three must accept exactly
+// the unaltered stream and pass exactly its bytes.
+func FuzzVerify(f *testing.F) {
+	f.Add([]byte("foo"), false, uint16(1), int8(0), uint32(0))
+	f.Add([]byte("foo"), true, uint16(4096), int8(0), uint32(0))
+	f.Add([]byte("wasm module"), true, uint16(0), int8(0), uint32(5))
+	f.Add([]byte{0}, true, uint16(777), int8(-1), uint32(0))
+	f.Add([]byte("x"), false, uint16(3), int8(2), uint32(0))
+	f.Fuzz(func(t *testing.T, unit []byte, large bool, readSize uint16, lenDelta int8, flip uint32) {
+		if len(unit) == 0 {
+			return
+		}
+		n := len(unit)
+		if large {
+			n = pipelineMin + len(unit) + 3
+		}
+		want := bytes.Repeat(unit, n/len(unit)+1)[:n]
+		sum, _ := Compute(want)
+		digests := Digests{SHA256: sum[SHA256]}
+		stream := bytes.Clone(want)
+		if flip != 0 {
+			stream[int(flip)%len(stream)] ^= 0x80
+		}
+		switch d := int(lenDelta % 3); {
+		case d > 0:
+			stream = append(stream, bytes.Repeat([]byte{7}, d)...)
+		case d < 0 && -d <= len(stream):
+			stream = stream[:len(stream)+d]
+		}
+		good := bytes.Equal(stream, want)
+		reads := func() io.Reader {
+			r := io.Reader(bytes.NewReader(stream))
+			if readSize > 0 {
+				r = &chunkReader{r: r, n: int(readSize)}
+			}
+			return r
+		}
+		check := func(name string, got []byte, err error) {
+			t.Helper()
+			switch {
+			case good && err != nil:
+				t.Fatalf("%s rejected the stream it was promised: %v", name, err)
+			case good && !bytes.Equal(got, want):
+				t.Fatalf("%s passed other bytes", name)
+			case !good && err == nil:
+				t.Fatalf("%s accepted an altered stream", name)
+			}
+		}
+		v, err := NewVerifyingReader(reads(), digests, int64(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(v)
+		check("VerifyingReader", got, err)
+		p, err := NewPipelinedVerifyingReader(reads(), digests, int64(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = io.ReadAll(p)
+		p.Close()
+		check("PipelinedVerifyingReader", got, err)
+		dst := make([]byte, n)
+		err = ReadVerified(reads(), dst, digests)
+		check("ReadVerified", dst, err)
+	})
+}
+
+// chunkReader returns at most n bytes per Read.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(p) > c.n {
+		p = p[:c.n]
+	}
+	return c.r.Read(p)
 }
