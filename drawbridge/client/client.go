@@ -371,7 +371,10 @@ type batchedBody struct {
 
 func (b *batchedBody) gotConn(info httptrace.GotConnInfo) {
 	tc, ok := info.Conn.(*tls.Conn)
-	if !ok {
+	if !ok || tc.ConnectionState().NegotiatedProtocol == "h2" {
+		// Only HTTP/1.x: an HTTP/2 connection carries other streams and
+		// flow control, and a held batch could keep back the bytes the
+		// peer waits for before it opens the window.
 		return
 	}
 	bc, ok := tc.NetConn().(*bulkconn.Conn)
