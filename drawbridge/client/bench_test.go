@@ -25,8 +25,9 @@ import (
 
 // startRegistry starts the real registry in-process over TLS on 127.0.0.1
 // and returns a client with a token for user "bench" (registered, with a
-// public repository "app").
-func startRegistry(b testing.TB) (*Client, RepoSpec) {
+// public repository "app"). configure, if given, adjusts the server before
+// it starts.
+func startRegistry(b testing.TB, configure ...func(*httptest.Server)) (*Client, RepoSpec) {
 	b.Helper()
 	idp := oidctest.New(b)
 	fs, err := store.OpenFS(b.TempDir())
@@ -52,8 +53,9 @@ func startRegistry(b testing.TB) (*Client, RepoSpec) {
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
 	srv.Listener = server.Listener(ln) // as drawbridge's Run serves
-	if os.Getenv("NOBATCH") == "" {
-		srv.Config.ConnContext = server.ConnContext
+	srv.Config.ConnContext = server.ConnContext
+	for _, f := range configure {
+		f(srv)
 	}
 	srv.StartTLS()
 	b.Cleanup(srv.Close)
