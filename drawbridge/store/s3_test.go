@@ -205,21 +205,7 @@ func TestS3ConditionalCreateAcrossBlobs(t *testing.T) {
 		wg.Go(func() { errs[i] = s.Create(ctx, "race", metas[i], g) })
 	}
 	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			if winner >= 0 {
-				t.Fatalf("two winners: %d and %d", winner, i)
-			}
-			winner = i
-		case !errors.Is(err, ErrExists):
-			t.Fatalf("loser %d: %v", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no winner")
-	}
+	winner := oneWinner(t, errs[:])
 	// Every Create reached the store with the condition; it refused all
 	// but one.
 	if puts, failed := f.counts(); puts != n || failed != n-1 {
@@ -313,20 +299,7 @@ func TestS3LargeObjectMultipart(t *testing.T) {
 		wg.Go(func() { errs[i] = s.Create(ctx, "big", metas[i], bytes.NewReader(bodies[i])) })
 	}
 	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil && winner < 0:
-			winner = i
-		case err == nil:
-			t.Fatal("two winners")
-		case !errors.Is(err, ErrExists):
-			t.Fatalf("loser %d: %v", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no winner")
-	}
+	winner := oneWinner(t, errs[:])
 	o, err := s.Open(ctx, "big")
 	if err != nil {
 		t.Fatal(err)

@@ -310,21 +310,7 @@ func TestConcurrentPublishOneWins(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				if winner >= 0 {
-					t.Fatalf("two winners: %d and %d", winner, i)
-				}
-				winner = i
-			case !errors.Is(err, ErrExists):
-				t.Fatalf("loser %d: %v", i, err)
-			}
-		}
-		if winner < 0 {
-			t.Fatal("no winner")
-		}
+		winner := oneWinner(t, errs)
 		// Everyone uploads their tree concurrently; only the winner's fits.
 		for i := range n {
 			wg.Go(func() {
@@ -537,4 +523,26 @@ func TestVerifyExisting(t *testing.T) {
 	if tags, _ := r.Tags(ctx, ref.User, ref.Repo); len(tags) != 1 || tags[0] != good.Tag {
 		t.Fatalf("tags %v", tags)
 	}
+}
+
+// oneWinner checks that exactly one of concurrent Creates succeeded and the
+// others failed with ErrExists, and returns the winner's index.
+func oneWinner(t *testing.T, errs []error) int {
+	t.Helper()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatalf("two winners: %d and %d", winner, i)
+			}
+			winner = i
+		case !errors.Is(err, ErrExists):
+			t.Fatalf("loser %d: %v", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no winner")
+	}
+	return winner
 }
