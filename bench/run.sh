@@ -30,8 +30,8 @@ benches=(
 	"./steward/|IssuanceRatio|2000x"
 	"./attestation/snp/|SNPRatio|3x"
 	"./attestation/sgx/|Verify|2s"
-	"./drawbridge/server/|.|3x"
-	"./drawbridge/client/|PublishAndFetch64MB|5x"
+	"./drawbridge/server/|.|10x"
+	"./drawbridge/client/|PublishAndFetch64MB|10x"
 	"./backend/sandbox/|SandboxVsNil|1x"
 )
 
