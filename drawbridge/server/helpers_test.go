@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log"
 	"log/slog"
@@ -18,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,7 +36,6 @@ const (
 
 // pki is a CA with helpers to issue certificates.
 type pki struct {
-	dir  string
 	ca   *x509.Certificate
 	key  crypto.Signer
 	pool *x509.CertPool
@@ -53,7 +50,7 @@ func newPKI(t testing.TB) *pki {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	return &pki{dir: dir, ca: ca, key: key, pool: pool}
+	return &pki{ca: ca, key: key, pool: pool}
 }
 
 func (p *pki) serverCert(t testing.TB) tls.Certificate {
@@ -79,21 +76,6 @@ func (p *pki) clientCert(t testing.TB) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// writePEM writes the server cert/key and CA to files (for the binary).
-func (p *pki) writeFiles(t testing.TB) (cert, key, ca string) {
-	c := p.serverCert(t)
-	cert = filepath.Join(p.dir, "server.crt")
-	key = filepath.Join(p.dir, "server.key")
-	var chain []byte
-	for _, d := range c.Certificate {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
-	}
-	os.WriteFile(cert, chain, 0o600)
-	der, _ := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey)) // SEC1
-	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
-	return cert, key, filepath.Join(p.dir, DevCAFile)
 }
 
 // client returns a client that offers HTTP/2 (the server only speaks

@@ -53,7 +53,8 @@ func newJWKSKeySet(url string, client *http.Client) *jwksKeySet {
 // VerifySignature implements oidc.KeySet. The verifier has already
 // checked the algorithm against its allow-list.
 func (k *jwksKeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, jwsAlgs)
+	// A JWT is always in compact serialization (RFC 7519 §7.2).
+	jws, err := jose.ParseSignedCompact(raw, jwsAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %w", err)
 	}
