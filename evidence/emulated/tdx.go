@@ -258,7 +258,10 @@ type TDXOptions struct {
 
 // SignQuote builds and signs a TDX quote v4.
 func (r *TDXRoot) SignQuote(reportData [64]byte, o TDXOptions) ([]byte, error) {
-	attPub := append(r.attKey.PublicKey.X.FillBytes(make([]byte, 32)), r.attKey.PublicKey.Y.FillBytes(make([]byte, 32))...)
+	attPub, err := rawP256(&r.attKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
 	qeAuth := make([]byte, 32)
 	for i := range qeAuth {
 		qeAuth[i] = byte(i)
@@ -457,4 +460,13 @@ func (p *TDXProvider) Evidence(_ context.Context, reportData [64]byte) ([]byte, 
 	ev := *col
 	ev.Quote = q
 	return ev.Marshal()
+}
+
+// rawP256 is a P-256 public key as the quote carries it: X ‖ Y, 64 bytes.
+func rawP256(pub *ecdsa.PublicKey) ([]byte, error) {
+	b, err := pub.Bytes() // 0x04 ‖ X ‖ Y
+	if err != nil || len(b) != 65 {
+		return nil, fmt.Errorf("attestation key: not an uncompressed P-256 point: %v", err)
+	}
+	return b[1:], nil
 }

@@ -35,15 +35,6 @@ type Cache struct {
 	Dir string
 }
 
-func (c *Cache) read(name string) ([]byte, error) {
-	p := filepath.Join(c.Dir, name)
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no TDX collateral at %s; run `enarx platform tdx fetch`", p)
-	}
-	return b, err
-}
-
 // Collateral reads the cached collateral.
 func (c *Cache) Collateral() (*Collateral, error) {
 	p := filepath.Join(c.Dir, CollateralFile)

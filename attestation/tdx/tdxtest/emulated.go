@@ -167,7 +167,11 @@ func (e *Emulated) Evidence(reportData [64]byte, mutate func(*pb.TDQuoteBody)) (
 		mutate(body)
 	}
 	sd := q.GetSignedData()
-	attest := append(e.attestKey.PublicKey.X.FillBytes(make([]byte, 32)), e.attestKey.PublicKey.Y.FillBytes(make([]byte, 32))...)
+	pub, err := e.attestKey.PublicKey.Bytes() // 0x04 ‖ X ‖ Y
+	if err != nil {
+		return nil, err
+	}
+	attest := pub[1:]
 	sd.EcdsaAttestationKey = attest
 	qe := sd.GetCertificationData().GetQeReportCertificationData()
 	h := sha256.Sum256(append(bytes.Clone(attest), qe.GetQeAuthData().GetData()...))
