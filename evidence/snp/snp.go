@@ -101,7 +101,10 @@ func (p *Provider) deviceReport(reportData [64]byte) (*Report, error) {
 		return nil, fmt.Errorf("no SEV-SNP guest interface: configfs-tsm has no sev_guest provider and the sev-guest device cannot be opened: %w", err)
 	}
 	defer d.Close()
-	raw, certs, err := client.GetRawExtendedReport(d, reportData)
+	// Deprecated in go-sev-guest in favour of QuoteProvider, which would
+	// choose configfs-tsm again; this is the explicit device fallback for
+	// kernels without it, and the device ioctl is what it needs.
+	raw, certs, err := client.GetRawExtendedReport(d, reportData) //nolint:staticcheck // see above
 	if err != nil {
 		return nil, fmt.Errorf("SEV-SNP extended report via /dev/sev-guest: %w", err)
 	}
