@@ -104,7 +104,8 @@ func (p *Provider) deviceReport(reportData [64]byte) (*Report, error) {
 	// Deprecated in go-sev-guest in favour of QuoteProvider, which would
 	// choose configfs-tsm again; this is the explicit device fallback for
 	// kernels without it, and the device ioctl is what it needs.
-	raw, certs, err := client.GetRawExtendedReport(d, reportData) //nolint:staticcheck // see above
+	//lint:ignore SA1019 the explicit /dev/sev-guest fallback (see above)
+	raw, certs, err := client.GetRawExtendedReport(d, reportData)
 	if err != nil {
 		return nil, fmt.Errorf("SEV-SNP extended report via /dev/sev-guest: %w", err)
 	}
