@@ -29,8 +29,19 @@ import (
 // BatchSize is how many bytes a held connection collects before writing.
 const BatchSize = 256 << 10
 
-// batchBufs are write batches, shared by all connections.
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, BatchSize); return &b }}
+// MaxBatches bounds the batches held at once in the process (MaxBatches ×
+// BatchSize bytes of memory, whatever the number of connections): a Hold
+// beyond it leaves that connection's writes unbatched, which is only
+// slower. Peers that request large bodies and then stop reading cannot
+// make a server hold more.
+const MaxBatches = 256
+
+var (
+	// batchBufs are write batches, shared by all connections.
+	batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, BatchSize); return &b }}
+	// batchSlots counts the batches held.
+	batchSlots = make(chan struct{}, MaxBatches)
+)
 
 // Conn is a net.Conn whose writes can be batched and whose reads can be
 // buffered. It is safe for concurrent use as a net.Conn is.
@@ -99,13 +110,20 @@ func (c *Conn) flushLocked() error {
 	return err
 }
 
-// Hold starts batching writes until the matching Release. Calls nest.
+// Hold starts batching writes until the matching Release (unless
+// MaxBatches batches are held already: then writes stay unbatched until
+// that Release). Calls nest; the outermost decides.
 func (c *Conn) Hold() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.held++
-	if c.wbuf == nil {
+	if c.held > 1 {
+		return
+	}
+	select {
+	case batchSlots <- struct{}{}:
 		c.wbuf = batchBufs.Get().(*[]byte)
+	default:
 	}
 }
 
@@ -113,17 +131,21 @@ func (c *Conn) Hold() {
 // returns to writing straight through. Whoever holds a connection must
 // release it (after flushing anything buffered above it, such as an
 // http.ResponseWriter), or the tail of what was written is never sent.
+// A Release without a Hold does nothing.
 func (c *Conn) Release() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.wbuf == nil {
+	if c.held == 0 {
 		return nil
 	}
-	err := c.flushLocked()
-	if c.held--; c.held <= 0 {
-		c.held = 0
+	var err error
+	if c.wbuf != nil {
+		err = c.flushLocked()
+	}
+	if c.held--; c.held == 0 && c.wbuf != nil {
 		batchBufs.Put(c.wbuf)
 		c.wbuf = nil
+		<-batchSlots
 	}
 	return err
 }

@@ -194,3 +194,47 @@ func TestHTTPS(t *testing.T) {
 		t.Errorf("untrusted server: %v", err)
 	}
 }
+
+// TestMaxBatches: no more than MaxBatches connections batch at once; the
+// rest write straight through, and a released slot is taken again.
+func TestMaxBatches(t *testing.T) {
+	conns := make([]*Conn, MaxBatches+1)
+	for i := range conns {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		go io.Copy(io.Discard, b)
+		conns[i] = Wrap(a)
+		conns[i].Hold()
+	}
+	batched := func(c *Conn) bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.wbuf != nil
+	}
+	for i, c := range conns[:MaxBatches] {
+		if !batched(c) {
+			t.Fatalf("connection %d not batched", i)
+		}
+	}
+	last := conns[MaxBatches]
+	if batched(last) {
+		t.Fatal("batched beyond MaxBatches")
+	}
+	if n, err := last.Write([]byte("through")); n != 7 || err != nil {
+		t.Fatalf("unbatched write: %d %v", n, err)
+	}
+	last.Release()
+	for _, c := range conns[:MaxBatches] {
+		if err := c.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(batchSlots) != 0 {
+		t.Fatalf("%d slots still taken", len(batchSlots))
+	}
+	last.Hold()
+	if !batched(last) {
+		t.Fatal("a freed slot was not taken again")
+	}
+	last.Release()
+}
