@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"gocloud.dev/blob"
 	// Bucket URL schemes for --store: s3://, file://, mem://.
@@ -55,11 +58,27 @@ const (
 // existing directory.
 func OpenStore(ctx context.Context, spec string) (*store.Registry, error) {
 	if strings.Contains(spec, "://") {
+		// gocloud's fileblob cannot make a conditional create atomic
+		// across processes, so a file:// bucket is taken by one registry
+		// at a time (an flock on its directory), like a store directory.
+		var lock *os.File
+		if u, err := url.Parse(spec); err == nil && u.Scheme == "file" {
+			if lock, err = lockDir(u.Path); err != nil {
+				return nil, err
+			}
+		}
 		b, err := blob.OpenBucket(ctx, spec)
 		if err != nil {
+			if lock != nil {
+				lock.Close()
+			}
 			return nil, fmt.Errorf("opening bucket %s: %w", spec, err)
 		}
-		return store.NewRegistry(store.NewBlob(b)), nil
+		var backend store.Backend = store.NewBlob(b)
+		if lock != nil {
+			backend = lockedBackend{backend, lock}
+		}
+		return store.NewRegistry(backend), nil
 	}
 	st, err := os.Stat(spec)
 	if err != nil || !st.IsDir() {
@@ -70,6 +89,32 @@ func OpenStore(ctx context.Context, spec string) (*store.Registry, error) {
 		return nil, err
 	}
 	return store.NewRegistry(fs), nil
+}
+
+// lockDir takes an exclusive flock on directory dir; closing the file
+// releases it.
+func lockDir(dir string) (*os.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket directory %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("bucket directory %s is in use by another drawbridge process (flock: %w); a file:// bucket serves one registry, use s3:// (or another object store) to share storage between replicas", dir, err)
+	}
+	return d, nil
+}
+
+// lockedBackend releases its directory lock when closed.
+type lockedBackend struct {
+	store.Backend
+	lock *os.File
+}
+
+func (l lockedBackend) Close() error {
+	err := l.Backend.Close()
+	l.lock.Close()
+	return err
 }
 
 // loadCAs reads a PEM bundle of CA certificates.
