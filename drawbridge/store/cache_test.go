@@ -84,6 +84,15 @@ func TestMetaCache(t *testing.T) {
 		t.Errorf("3 cached reads: %d stats, %d opens, %d content opens", cb.stats-stats, cb.opens-opens, cb.contents-contents)
 	}
 
+	// Metas: a caller changing its copy changes nothing cached.
+	m1, _ := r.StatNode(ctx, ref, types.TreePath{})
+	for a := range m1.Digest {
+		delete(m1.Digest, a)
+	}
+	if m2, _ := r.StatNode(ctx, ref, types.TreePath{}); !m2.Equal(e.Meta) {
+		t.Errorf("cached Meta changed through a caller's copy: %v", m2)
+	}
+
 	// Records: a caller changing its copy changes nothing stored.
 	_, b1, err := r.Repo(ctx, "alice", "pkg")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -58,22 +59,35 @@ type ContentOpener interface {
 	OpenContent(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
+// cachedMeta returns the cached Meta of key with a digest map of its own,
+// so that no caller can change the cache.
+func (r *Registry) cachedMeta(key string) (types.Meta, bool) {
+	m, ok := r.metas.get(key)
+	m.Digest = maps.Clone(m.Digest)
+	return m, ok
+}
+
 // stat is Backend.Stat through the Meta cache.
 func (r *Registry) stat(ctx context.Context, key string) (types.Meta, error) {
-	if m, ok := r.metas.get(key); ok {
+	if m, ok := r.cachedMeta(key); ok {
 		return m, nil
 	}
 	m, err := r.b.Stat(ctx, key)
 	if err == nil {
-		r.metas.put(key, m, metaCost)
+		r.metas.put(key, cloneMeta(m), metaCost)
 	}
 	return m, err
+}
+
+func cloneMeta(m types.Meta) types.Meta {
+	m.Digest = maps.Clone(m.Digest)
+	return m
 }
 
 // open is Backend.Open through the Meta cache.
 func (r *Registry) open(ctx context.Context, key string) (Object, error) {
 	if co, ok := r.b.(ContentOpener); ok {
-		if m, ok := r.metas.get(key); ok {
+		if m, ok := r.cachedMeta(key); ok {
 			c, err := co.OpenContent(ctx, key)
 			if err != nil {
 				return Object{}, err
@@ -83,7 +97,7 @@ func (r *Registry) open(ctx context.Context, key string) (Object, error) {
 	}
 	o, err := r.b.Open(ctx, key)
 	if err == nil {
-		r.metas.put(key, o.Meta, metaCost)
+		r.metas.put(key, cloneMeta(o.Meta), metaCost)
 	}
 	return o, err
 }
@@ -131,7 +145,7 @@ func (t TagRef) key() string { return tagKey(t.User, t.Repo, t.Tag) }
 // The caller gets its own copy of the bytes.
 func (r *Registry) readSmall(ctx context.Context, key string, limit int64) (types.Meta, []byte, error) {
 	if rec, ok := r.records.get(key); ok && int64(len(rec.body)) <= limit {
-		return rec.meta, bytes.Clone(rec.body), nil
+		return cloneMeta(rec.meta), bytes.Clone(rec.body), nil
 	}
 	o, err := r.open(ctx, key)
 	if err != nil {
@@ -149,7 +163,7 @@ func (r *Registry) readSmall(ctx context.Context, key string, limit int64) (type
 		return types.Meta{}, nil, fmt.Errorf("%s: stored content is %d bytes, meta says %d", key, len(b), o.Meta.Length)
 	}
 	if int64(len(b)) <= MaxRecordSize {
-		r.records.put(key, smallRecord{o.Meta, bytes.Clone(b)}, len(b)+metaCost)
+		r.records.put(key, smallRecord{cloneMeta(o.Meta), bytes.Clone(b)}, len(b)+metaCost)
 	}
 	return o.Meta, b, nil
 }
