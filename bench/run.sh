@@ -32,6 +32,7 @@ benches=(
 	"./attestation/sgx/|Verify|2s"
 	"./drawbridge/server/|.|10x"
 	"./drawbridge/client/|PublishAndFetch64MB|10x"
+	"./drawbridge/client/|FirstFetch64MB|10x"
 	"./backend/sandbox/|SandboxVsNil|1x"
 )
 

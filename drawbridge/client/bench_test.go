@@ -160,16 +160,20 @@ func (r *ratio) add(t0, t1, t2 stamp) {
 // operation time: 1.0 = as fast as the floor) and name/floor-best (the
 // fastest of each, least disturbed by other load), and logs them.
 func (r *ratio) report(b *testing.B, name string, size int64) {
-	mbps := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / 1e6 }
+	mbps := func(d time.Duration) float64 { return float64(size) * float64(len(r.each)) / d.Seconds() / 1e6 }
 	b.ReportMetric(mbps(r.op), name+"-MB/s")
 	b.ReportMetric(mbps(r.floor), name+"-floor-MB/s")
 	b.ReportMetric(r.floor.Seconds()/r.op.Seconds(), name+"/floor")
 	b.ReportMetric(r.bestFloor.Seconds()/r.bestOp.Seconds(), name+"/floor-best")
-	b.ReportMetric(r.floorCPU.Seconds()/r.opCPU.Seconds(), name+"/floor-cpu")
 	b.ReportMetric(r.median(), name+"/floor-median")
-	b.Logf("%-9s %5.2f× floor (%.0f MB/s vs floor %.0f MB/s; median of %d: %4.2f×; fastest: %4.2f×; CPU time: %4.2f×)",
-		name, r.floor.Seconds()/r.op.Seconds(), mbps(r.op), mbps(r.floor), b.N, r.median(),
-		r.bestFloor.Seconds()/r.bestOp.Seconds(), r.floorCPU.Seconds()/r.opCPU.Seconds())
+	cpu := "" // not measured when the operations ran in other processes
+	if r.opCPU > 0 {
+		b.ReportMetric(r.floorCPU.Seconds()/r.opCPU.Seconds(), name+"/floor-cpu")
+		cpu = fmt.Sprintf("; CPU time: %4.2f×", r.floorCPU.Seconds()/r.opCPU.Seconds())
+	}
+	b.Logf("%-9s %5.2f× floor (%.0f MB/s vs floor %.0f MB/s; median of %d: %4.2f×; fastest: %4.2f×%s)",
+		name, r.floor.Seconds()/r.op.Seconds(), mbps(r.op), mbps(r.floor), len(r.each), r.median(),
+		r.bestFloor.Seconds()/r.bestOp.Seconds(), cpu)
 }
 
 // BenchmarkPublishAndFetch64MB publishes and deploy-fetches a package with
