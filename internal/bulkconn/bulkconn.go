@@ -9,7 +9,9 @@
 //   - on request (Hold … Release), collects the records of a large body and
 //     writes them in batches of BatchSize, so the kernel sees few large
 //     writes; the Drawbridge server holds a connection while it sends a
-//     large node;
+//     large node, and the client while it uploads one (HTTP/1.x only:
+//     under HTTP/2 flow control a held batch could keep back the bytes
+//     the peer waits for);
 //   - optionally (WithReadBuffer) reads the socket in large chunks and hands
 //     crypto/tls the records from memory; the Drawbridge client does this.
 //
