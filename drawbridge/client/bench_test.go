@@ -4,11 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enarx-go/enarx/drawbridge/server"
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/drawbridgetest"
+
 	"github.com/enarx-go/enarx/drawbridge/types"
-	"github.com/enarx-go/enarx/internal/oidctest"
 )
 
 // startRegistry starts the real registry in-process over TLS on 127.0.0.1
@@ -29,39 +24,9 @@ import (
 // it starts.
 func startRegistry(b testing.TB, configure ...func(*httptest.Server)) (*Client, RepoSpec) {
 	b.Helper()
-	idp := oidctest.New(b)
-	fs, err := store.OpenFS(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { fs.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	host := ln.Addr().String()
-	aud := "https://" + host + "/"
-	tokens, err := server.NewOIDCVerifier(context.Background(), idp.Issuer, aud, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := server.New(server.Config{Registry: store.NewRegistry(fs), Tokens: tokens,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener.Close()
-	srv.Listener = server.Listener(ln) // as drawbridge's Run serves
-	srv.Config.ConnContext = server.ConnContext
-	for _, f := range configure {
-		f(srv)
-	}
-	srv.StartTLS()
-	b.Cleanup(srv.Close)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	tok := idp.Token(b, oidctest.Claims{Subject: "bench|user", Audience: []string{aud}, Scope: oidctest.AllScopes})
-	c, err := New(host, Options{CABundle: ca, Token: tok})
+	reg := drawbridgetest.Start(b, configure...)
+	host := reg.Host
+	c, err := New(host, Options{CABundle: reg.CA, Token: reg.Token(b, "bench|user")})
 	if err != nil {
 		b.Fatal(err)
 	}

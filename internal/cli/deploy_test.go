@@ -107,9 +107,9 @@ func TestDeployRejectsSchemes(t *testing.T) {
 func TestDeployFromRegistry(t *testing.T) {
 	isolateUserDirs(t)
 	r := startRegistry(t)
-	tok := r.token(t, "test|subject")
-	repo := r.host + "/testuser/app"
-	r.must(t, tok, "user", "register", r.host+"/testuser")
+	tok := r.Token(t, "test|subject")
+	repo := r.Host + "/testuser/app"
+	r.must(t, tok, "user", "register", r.Host+"/testuser")
 	r.must(t, tok, "repo", "register", repo)
 	dir := packageDir(t)
 	pinnedSpec := strings.TrimSpace(r.must(t, tok, "package", "publish", repo+":1.0.0", dir))
@@ -127,7 +127,7 @@ func TestDeployFromRegistry(t *testing.T) {
 		want int
 	}{
 		{[]string{"--package-cache", cache, repo + ":1.0.0"}, 42}, // Enarx.toml from the package
-		{[]string{"--package-cache", cache, "https://" + r.host + "/api/v0.1.0/testuser/app/_tag/1.0.0"}, 42},
+		{[]string{"--package-cache", cache, "https://" + r.Host + "/api/v0.1.0/testuser/app/_tag/1.0.0"}, 42},
 		{[]string{"--no-package-cache", pinnedSpec}, 42},
 		{[]string{"--no-package-cache", repo + ":2.0.0"}, 7}, // a single main.wasm: no config
 	} {
@@ -147,7 +147,7 @@ func TestDeployFromRegistry(t *testing.T) {
 	// Tamper with the stored main.wasm of 1.0.0 (same length, one byte).
 	wasm, _ := os.ReadFile(filepath.Join(dir, "main.wasm"))
 	tampered := 0
-	filepath.WalkDir(filepath.Join(r.storeDir), func(p string, d os.DirEntry, err error) error {
+	filepath.WalkDir(filepath.Join(r.StoreDir), func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.Contains(p, string(filepath.Separator)+"1.0.0"+string(filepath.Separator)) {
 			return err
 		}
@@ -192,9 +192,9 @@ func TestDeploySandboxBinary(t *testing.T) {
 	}
 	isolateUserDirs(t)
 	r := startRegistry(t)
-	tok := r.token(t, "test|subject")
-	repo := r.host + "/testuser/app"
-	r.must(t, tok, "user", "register", r.host+"/testuser")
+	tok := r.Token(t, "test|subject")
+	repo := r.Host + "/testuser/app"
+	r.must(t, tok, "user", "register", r.Host+"/testuser")
 	r.must(t, tok, "repo", "register", repo)
 	pinnedSpec := strings.TrimSpace(r.must(t, tok, "package", "publish", repo+":1.0.0", packageDir(t)))
 

@@ -1,73 +1,33 @@
 package cli
 
 import (
-	"context"
-	"encoding/pem"
-	"io"
-	"log/slog"
-	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/enarx-go/enarx/drawbridge/server"
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/drawbridgetest"
+
 	"github.com/enarx-go/enarx/drawbridge/types"
 	"github.com/enarx-go/enarx/internal/oidctest"
 )
 
-// testRegistry is the real Drawbridge server, in-process over TLS on
-// 127.0.0.1, verifying tokens from a test OIDC provider.
+// testRegistry is the real Drawbridge server (drawbridgetest) with its CA
+// in a file, for --ca-bundle.
 type testRegistry struct {
-	host     string // 127.0.0.1:PORT
-	caFile   string // PEM of the server certificate, for --ca-bundle
-	storeDir string
-	audience string
-	idp      *oidctest.Provider
+	*drawbridgetest.Registry
+	caFile string
 }
 
 func startRegistry(t *testing.T) *testRegistry {
 	t.Helper()
-	idp := oidctest.New(t)
-	dir := t.TempDir()
-	fs, err := store.OpenFS(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := ln.Addr().String()
-	aud := "https://" + host + "/"
-	tokens, err := server.NewOIDCVerifier(context.Background(), idp.Issuer, aud, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := server.New(server.Config{
-		Registry: store.NewRegistry(fs),
-		Tokens:   tokens,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	r := drawbridgetest.Start(t)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
-	return &testRegistry{host: host, caFile: ca, storeDir: dir, audience: aud, idp: idp}
-}
-
-func (r *testRegistry) token(t *testing.T, subject string) string {
-	return r.idp.Token(t, oidctest.Claims{Subject: subject, Audience: []string{r.audience}, Scope: oidctest.AllScopes})
+	if err := os.WriteFile(ca, r.CA, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &testRegistry{Registry: r, caFile: ca}
 }
 
 // run executes an enarx registry command with the CA bundle (and token, if
@@ -107,8 +67,8 @@ func (r *testRegistry) fails(t *testing.T, token, want string, args ...string) {
 func TestRegistryClientFlow(t *testing.T) {
 	isolateUserDirs(t)
 	r := startRegistry(t)
-	tok := r.token(t, "test|subject")
-	u, repo := r.host+"/testuser", r.host+"/testuser/repo"
+	tok := r.Token(t, "test|subject")
+	u, repo := r.Host+"/testuser", r.Host+"/testuser/repo"
 
 	r.fails(t, tok, "401 User `testuser` not found", "user", "info", u)
 	r.fails(t, "", "not logged in", "user", "info", u)
@@ -188,14 +148,14 @@ func TestRegistryClientFlow(t *testing.T) {
 	}
 
 	// Private repositories: only the owner reads them.
-	priv := r.host + "/testuser/secret"
+	priv := r.Host + "/testuser/secret"
 	r.must(t, tok, "repo", "register", "--private", priv)
 	r.must(t, tok, "package", "publish", priv+":1.0.0", dir)
 	if out := r.must(t, tok, "repo", "info", priv); out != `{"config":{"public":false},"tags":["1.0.0"]}`+"\n" {
 		t.Fatalf("repo info: %q", out)
 	}
 	r.fails(t, "", "401", "package", "info", priv+":1.0.0")
-	r.fails(t, r.token(t, "someone|else"), "401", "package", "info", priv+":1.0.0")
+	r.fails(t, r.Token(t, "someone|else"), "401", "package", "info", priv+":1.0.0")
 	r.must(t, tok, "package", "info", priv+":1.0.0")
 	r.must(t, tok, "package", "fetch", priv+":1.0.0", filepath.Join(t.TempDir(), "p"))
 }
@@ -208,8 +168,8 @@ func TestLoginDeviceFlow(t *testing.T) {
 	}
 	isolateUserDirs(t)
 	r := startRegistry(t)
-	df := r.idp.EnableDeviceFlow(t, oidctest.Claims{Subject: "device|user", Scope: oidctest.AllScopes})
-	code, out, errs := execute(t, "user", "login", "--oidc-domain", r.idp.Issuer, "--store-host", r.host, "--oidc-client-id", "test-cli")
+	df := r.IDP.EnableDeviceFlow(t, oidctest.Claims{Subject: "device|user", Scope: oidctest.AllScopes})
+	code, out, errs := execute(t, "user", "login", "--oidc-domain", r.IDP.Issuer, "--store-host", r.Host, "--oidc-client-id", "test-cli")
 	if code != 0 {
 		t.Fatalf("login: exit %d\n%s", code, errs)
 	}
@@ -217,18 +177,18 @@ func TestLoginDeviceFlow(t *testing.T) {
 		t.Fatalf("login output %q / %q", out, errs)
 	}
 	reqs := df.Requests()
-	if len(reqs) != 1 || reqs[0].Audience != r.audience || reqs[0].ClientID != "test-cli" || !strings.Contains(reqs[0].Scope, "manage:drawbridge_tags") {
+	if len(reqs) != 1 || reqs[0].Audience != r.Audience || reqs[0].ClientID != "test-cli" || !strings.Contains(reqs[0].Scope, "manage:drawbridge_tags") {
 		t.Fatalf("device requests %+v", reqs)
 	}
 	cfgDir, _ := os.UserConfigDir()
-	id := strings.TrimPrefix(r.idp.Issuer, "http://") + "-" + r.host
+	id := strings.TrimPrefix(r.IDP.Issuer, "http://") + "-" + r.Host
 	st, err := os.Stat(filepath.Join(cfgDir, "enarx", "credentials", id))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("stored credentials: %v %v", st, err)
 	}
 	// The stored token is found by (issuer, host) and is accepted.
-	u := r.host + "/deviceuser"
-	t.Setenv("ENARX_OIDC_DOMAIN", r.idp.Issuer)
+	u := r.Host + "/deviceuser"
+	t.Setenv("ENARX_OIDC_DOMAIN", r.IDP.Issuer)
 	r.must(t, "", "user", "register", u)
 	if out := r.must(t, "", "user", "info", u); out != `{"subject":"device|user"}`+"\n" {
 		t.Fatalf("user info %q", out)
@@ -240,15 +200,15 @@ func TestLoginDeviceFlow(t *testing.T) {
 func TestCredentialHelper(t *testing.T) {
 	isolateUserDirs(t)
 	r := startRegistry(t)
-	tok := r.token(t, "helper|subject")
+	tok := r.Token(t, "helper|subject")
 	dir := t.TempDir()
 	helper := filepath.Join(dir, "helper")
-	id := "auth.example.com-" + r.host
+	id := "auth.example.com-" + r.Host
 	os.WriteFile(filepath.Join(dir, id), []byte(tok+"\n"), 0o600)
 	os.WriteFile(helper, []byte("#!/bin/sh\n[ \"$1\" = show ] || exit 2\nexec cat \""+dir+"/$2\"\n"), 0o700)
 	t.Setenv("ENARX_CREDENTIAL_HELPER", helper)
 	t.Setenv("ENARX_OIDC_DOMAIN", "https://auth.example.com/")
-	u := r.host + "/helperuser"
+	u := r.Host + "/helperuser"
 	r.must(t, "", "user", "register", u)
 	if out := r.must(t, "", "user", "info", u); out != `{"subject":"helper|subject"}`+"\n" {
 		t.Fatalf("user info %q", out)
@@ -257,9 +217,9 @@ func TestCredentialHelper(t *testing.T) {
 	t.Setenv("ENARX_OIDC_DOMAIN", "https://other.example.com/")
 	r.fails(t, "", "credential helper", "user", "info", u)
 	// An expired stored token gets a hint to log in again.
-	expired := r.idp.Token(t, oidctest.Claims{Subject: "helper|subject", Audience: []string{r.audience},
+	expired := r.IDP.Token(t, oidctest.Claims{Subject: "helper|subject", Audience: []string{r.Audience},
 		Scope: oidctest.AllScopes, Expiry: time.Now().Add(-time.Hour), IssuedAt: time.Now().Add(-2 * time.Hour)})
-	os.WriteFile(filepath.Join(dir, "other.example.com-"+r.host), []byte(expired), 0o600)
+	os.WriteFile(filepath.Join(dir, "other.example.com-"+r.Host), []byte(expired), 0o600)
 	r.fails(t, "", "may have expired: run `enarx user login", "user", "info", u)
 }
 
@@ -277,9 +237,9 @@ func readFile(t *testing.T, p string) string {
 func TestLoginClientCredentials(t *testing.T) {
 	isolateUserDirs(t)
 	r := startRegistry(t)
-	df := r.idp.EnableDeviceFlow(t, oidctest.Claims{Subject: "ci|robot", Scope: oidctest.AllScopes})
+	df := r.IDP.EnableDeviceFlow(t, oidctest.Claims{Subject: "ci|robot", Scope: oidctest.AllScopes})
 	df.AllowClientCredentials("s3cret")
-	args := []string{"user", "login", "--oidc-flow", "client", "--oidc-domain", r.idp.Issuer, "--store-host", r.host, "--oidc-client-id", "ci"}
+	args := []string{"user", "login", "--oidc-flow", "client", "--oidc-domain", r.IDP.Issuer, "--store-host", r.Host, "--oidc-client-id", "ci"}
 	t.Setenv("ENARX_OIDC_CLIENT_SECRET", "wrong")
 	if code, _, _ := execute(t, args...); code == 0 {
 		t.Fatal("login with a wrong secret succeeded")
@@ -288,9 +248,9 @@ func TestLoginClientCredentials(t *testing.T) {
 	if code, out, errs := execute(t, args...); code != 0 || out != "Credentials saved locally.\nLogin successful.\n" {
 		t.Fatalf("login: exit %d %q\n%s", code, out, errs)
 	}
-	t.Setenv("ENARX_OIDC_DOMAIN", r.idp.Issuer)
-	r.must(t, "", "user", "register", r.host+"/robot")
-	if out := r.must(t, "", "user", "info", r.host+"/robot"); out != `{"subject":"ci|robot"}`+"\n" {
+	t.Setenv("ENARX_OIDC_DOMAIN", r.IDP.Issuer)
+	r.must(t, "", "user", "register", r.Host+"/robot")
+	if out := r.must(t, "", "user", "info", r.Host+"/robot"); out != `{"subject":"ci|robot"}`+"\n" {
 		t.Fatalf("user info %q", out)
 	}
 }
