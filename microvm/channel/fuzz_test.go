@@ -1,0 +1,85 @@
+package channel
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// memRW is a channel end that reads a fixed byte string and discards what
+// is written.
+type memRW struct{ r *bytes.Reader }
+
+func (m memRW) Read(p []byte) (int, error)  { return m.r.Read(p) }
+func (m memRW) Write(p []byte) (int, error) { return len(p), nil }
+func (m memRW) Close() error                { return nil }
+
+// FuzzParseHeader: a header is accepted only if it re-encodes to the same
+// bytes, its payload bound holds, and control frames (and only they) are on
+// stream 0.
+func FuzzParseHeader(f *testing.F) {
+	f.Add(frame(TypeData, 1, nil))
+	f.Add(frame(TypeHello, 0, nil))
+	f.Add([]byte{TypeWindow, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseHeader(b)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error %v does not wrap ErrProtocol", err)
+			}
+			return
+		}
+		var again [HeaderSize]byte
+		putHeader(again[:], h)
+		if !bytes.Equal(again[:], b[:HeaderSize]) {
+			t.Fatalf("accepted %x, which re-encodes as %x", b[:HeaderSize], again)
+		}
+		if h.Length > MaxPayload || (h.Type == TypeData && h.Length > MaxData) {
+			t.Fatalf("accepted a %d-byte payload for type %d", h.Length, h.Type)
+		}
+		if (h.Stream == 0) != (h.Type < TypeOpen) {
+			t.Fatalf("accepted type %d on stream %d", h.Type, h.Stream)
+		}
+	})
+}
+
+// FuzzMux feeds a byte string to the Keep's end of a channel as if the
+// host sent it. Property: the Mux never panics, ends with a clean end of
+// input or a protocol violation (nothing else), and never holds more
+// unread bytes on a stream than that stream's window.
+func FuzzMux(f *testing.F) {
+	open := func(id uint32, o Open) []byte { return frame(TypeOpen, id, Encode(o)) }
+	seed := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	f.Add(seed(frame(TypeLaunch, 0, Encode(Launch{Version: Version})), open(1, Open{Role: RoleWasm}),
+		frame(TypeData, 1, []byte("\x00asm")), frame(TypeFin, 1, nil)))
+	f.Add(seed(open(1, Open{Role: RoleFile, FD: 0}), frame(TypeData, 1, make([]byte, MaxData)),
+		frame(TypeWindow, 1, []byte{0, 0, 0, 0}), frame(TypeStop, 1, nil), frame(TypeReset, 1, []byte("x"))))
+	f.Add(seed(open(3, Open{Role: RoleFile, FD: 3, Peer: "[::1]:1"}), open(1, Open{Role: RoleCache})))
+	f.Add(seed(frame(TypeExitAck, 0, nil), frame(TypeData, 9, []byte("?"))))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var streams []*Stream
+		m := New(memRW{bytes.NewReader(in)}, Guest, Handler{
+			Control: func(uint8, []byte) error { return nil },
+			Open: func(s *Stream, o Open) error {
+				if o.Role == RoleCache {
+					return errors.New("refused")
+				}
+				streams = append(streams, s)
+				return nil
+			},
+		})
+		err := m.Run()
+		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrProtocol) {
+			t.Fatalf("the channel ended with %v", err)
+		}
+		for _, s := range streams {
+			s.mu.Lock()
+			held, allowed := s.buffered, s.recvAllow
+			s.mu.Unlock()
+			if held > Window || held+allowed > Window {
+				t.Fatalf("stream %d holds %d bytes with %d more allowed (window %d)", s.id, held, allowed, Window)
+			}
+		}
+	})
+}
