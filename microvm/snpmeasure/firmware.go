@@ -14,6 +14,10 @@ const (
 	// MaxFirmwareSize bounds the image: QEMU maps -bios images below 4 GiB
 	// and the largest OVMF builds are 4 MiB.
 	MaxFirmwareSize = 64 << 20
+	// MaxSectionMemory bounds the memory the SEV metadata sections describe
+	// (AmdSev OVMF: under 1 MiB), so that a hostile image cannot make the
+	// digest take long.
+	MaxSectionMemory = 256 << 20
 )
 
 // SectionType is the type of an SEV metadata section
@@ -107,6 +111,7 @@ func ParseFirmware(image []byte) (*Firmware, error) {
 	if uint64(n) > uint64(len(md)-sevMetadataHeader)/sevSectionSize {
 		return nil, fmt.Errorf("SEV metadata: %d sections do not fit in its %d bytes", n, len(md))
 	}
+	var total uint64
 	for i := range int(n) {
 		b := md[sevMetadataHeader+i*sevSectionSize:]
 		s := Section{
@@ -116,6 +121,9 @@ func ParseFirmware(image []byte) (*Firmware, error) {
 		}
 		if err := fw.checkSection(i, s); err != nil {
 			return nil, err
+		}
+		if total += uint64(s.Size); total > MaxSectionMemory {
+			return nil, fmt.Errorf("SEV metadata: the sections describe more than %d MiB of memory", MaxSectionMemory>>20)
 		}
 		fw.Sections = append(fw.Sections, s)
 	}

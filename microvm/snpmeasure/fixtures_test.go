@@ -2,37 +2,25 @@ package snpmeasure
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/microvm/ovmf"
 )
 
 // debianOVMFSHA256 pins testdata/OVMF.amdsev.fd.gz's content (README.md).
 const debianOVMFSHA256 = "3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f"
 
-// genBytes returns n deterministic bytes for label: SHA-256 in counter mode,
-// block i = SHA-256(label || uint64 big-endian i).
-func genBytes(label string, n int) []byte {
-	out := make([]byte, 0, n+sha256.Size)
-	var ctr [8]byte
-	for i := uint64(0); len(out) < n; i++ {
-		binary.BigEndian.PutUint64(ctr[:], i)
-		h := sha256.Sum256(append([]byte(label), ctr[:]...))
-		out = append(out, h[:]...)
-	}
-	return out[:n]
-}
+// genBytes is testutil.DeterministicBytes; vectors name its inputs "gen:LABEL".
+func genBytes(label string, n int) []byte { return testutil.DeterministicBytes(label, n) }
 
 // synthSpec describes an OVMF-shaped image: deterministic filler bytes with a
 // footer GUID table (SEV-ES reset block, SEV hash table area, SEV metadata)
@@ -115,33 +103,9 @@ func buildOVMF(s synthSpec) []byte {
 
 func syntheticOVMF() []byte { return buildOVMF(defaultSynthSpec()) }
 
-var debianOVMF = sync.OnceValues(func() ([]byte, error) {
-	f, err := os.Open("testdata/OVMF.amdsev.fd.gz")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	b, err := io.ReadAll(z)
-	if err != nil {
-		return nil, err
-	}
-	if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != debianOVMFSHA256 {
-		return nil, fmt.Errorf("testdata/OVMF.amdsev.fd.gz: SHA-256 %x, want %s", h, debianOVMFSHA256)
-	}
-	return b, nil
-})
-
 func loadDebianOVMF(t testing.TB) []byte {
 	t.Helper()
-	b, err := debianOVMF()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testutil.ReadGzipPinned(t, "testdata/OVMF.amdsev.fd.gz", debianOVMFSHA256)
 }
 
 // input is one measured input of a vector, named by where it comes from.

@@ -40,7 +40,8 @@ func padImage(data []byte) []byte {
 // FuzzParseFirmware: ParseFirmware never panics, and whatever it accepts is
 // consistent — the image starts at 4 GiB minus its size; every section has a
 // known type, is page-aligned, below the image and apart from the others;
-// the secrets/CPUID/kernel-hashes sections are one page; the AP reset
+// the secrets/CPUID/kernel-hashes sections are one page; at most
+// MaxSectionMemory in all; the AP reset
 // address is set — and can be measured: without a kernel always, with one
 // exactly when SupportsKernelHashes says so, with the same digest each time.
 func FuzzParseFirmware(f *testing.F) {
@@ -59,7 +60,11 @@ func FuzzParseFirmware(f *testing.F) {
 		if fw.GPA != fourGiB-uint64(len(img)) || fw.APResetAddr == 0 {
 			t.Fatalf("GPA %#x for %d bytes, AP reset %#x", fw.GPA, len(img), fw.APResetAddr)
 		}
+		var total uint64
 		for i, s := range fw.Sections {
+			if total += uint64(s.Size); total > MaxSectionMemory {
+				t.Fatalf("sections describe %d bytes", total)
+			}
 			switch s.Type {
 			case SectionSNPSecMemory, SectionSVSMCAA:
 			case SectionSNPSecrets, SectionCPUID, SectionKernelHashes:
