@@ -6,7 +6,7 @@ GO        ?= go
 BIN       := bin
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 
-.PHONY: all build examples demo demo-tls test test-short lint fuzz-seeds bench deps clean
+.PHONY: all build examples demo demo-tls test test-short lint fuzz-seeds bench deps clean keep-image
 
 all: build examples
 
@@ -30,6 +30,11 @@ demo-tls: build examples
 
 deps:
 	./scripts/install-deps.sh
+
+# The microVM Keep image (kernel, initrd with /init, manifest) next to bin/enarx,
+# where the kvm/sev backends look for it. docs/microvm-kernel.md
+keep-image:
+	$(GO) run ./cmd/enarx-keep-image -o $(BIN)/keep
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
