@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -75,11 +76,27 @@ func newPlatformSNPCmd(g *globals) *cobra.Command {
 		},
 	}
 	var emulatedFlag, asJSON bool
+	var off snpOfflineFlags
 	measure := &cobra.Command{
 		Use:   "measurement",
-		Short: "Print what a Steward [snp] policy should pin for this Keep",
-		Args:  cobra.NoArgs,
+		Short: "Print what a Steward [snp] policy should pin for this Keep, or compute a QEMU launch digest offline",
+		Long: `Without offline flags: reads this SEV-SNP guest's attestation report (or, with
+--emulated, the snp-emulated backend's) and prints the [snp] policy lines.
+
+With --ovmf, --vcpus, --vcpu-type and --kernel [--initrd] [--append] (or
+--no-kernel): computes offline the launch digest AMD firmware will report for a
+guest QEMU starts with that AmdSev OVMF (-bios), measured direct boot
+(sev-snp-guest kernel-hashes=on), vCPU count and type, and guest features. The
+last line printed is the 96-hex-digit digest; it equals what virtee's
+sev-snp-measure --mode snp --vmm-type QEMU prints for the same inputs.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if offline(cmd) {
+				if emulatedFlag {
+					return errors.New("--emulated cannot be combined with the offline flags (--ovmf, --kernel, --vcpus, ...)")
+				}
+				return runSNPOffline(cmd.OutOrStdout(), &off, asJSON)
+			}
 			raw, root, err := snpReport(cmd.Context(), emulatedFlag, cacheDir)
 			if err != nil {
 				return err
@@ -89,6 +106,7 @@ func newPlatformSNPCmd(g *globals) *cobra.Command {
 	}
 	measure.Flags().BoolVar(&emulatedFlag, "emulated", false, "describe the snp-emulated backend instead of this guest")
 	measure.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	off.register(measure)
 	for _, c := range []*cobra.Command{fetch, status, measure} {
 		c.Flags().StringVar(&cacheDir, "cache-dir", snpbackend.CacheDir(), "collateral cache directory (env ENARX_SNP_CACHE)")
 		cmd.AddCommand(c)
@@ -233,11 +251,28 @@ func newPlatformTDXCmd(g *globals) *cobra.Command {
 		},
 	}
 	var emulatedFlag, asJSON bool
+	var firmware, variant string
 	measure := &cobra.Command{
 		Use:   "measurement",
-		Short: "Print what a Steward [tdx] policy should pin for this Keep",
-		Args:  cobra.NoArgs,
+		Short: "Print what a Steward [tdx] policy should pin for this Keep, or compute a TDVF's MRTD offline",
+		Long: `Without --firmware: reads this TD's quote (or, with --emulated, the
+tdx-emulated backend's) and prints the [tdx] policy lines.
+
+With --firmware FILE: computes offline the MRTD of a TD that QEMU builds from
+that TDVF (OVMF with TDX) image. The last line printed is the 96-hex-digit MRTD
+of --variant; RTMR0-2 depend on QEMU's ACPI tables, the kernel and the command
+line as the guest measures them, and are not computed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("firmware") || cmd.Flags().Changed("variant") {
+				if emulatedFlag {
+					return errors.New("--emulated cannot be combined with --firmware")
+				}
+				if firmware == "" {
+					return errors.New("--firmware FILE is required to compute MRTD offline (a TDVF image, e.g. /usr/share/ovmf/OVMF.inteltdx.ms.fd)")
+				}
+				return runTDXOffline(cmd.OutOrStdout(), firmware, variant, asJSON)
+			}
 			var raw []byte
 			var root *emulated.TDXRoot
 			if emulatedFlag {
@@ -261,6 +296,8 @@ func newPlatformTDXCmd(g *globals) *cobra.Command {
 	}
 	measure.Flags().BoolVar(&emulatedFlag, "emulated", false, "describe the tdx-emulated backend instead of this guest")
 	measure.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	measure.Flags().StringVar(&firmware, "firmware", "", "offline: the TDVF image QEMU loads (-bios)")
+	measure.Flags().StringVar(&variant, "variant", "single-pass", "offline: page order of the VMM: single-pass (upstream QEMU >= 10.1, Linux >= 6.16) or two-pass (pre-upstream TDX trees)")
 	for _, c := range []*cobra.Command{fetch, status, measure} {
 		c.Flags().StringVar(&cacheDir, "cache-dir", tdxbackend.CacheDir(), "collateral cache directory (env ENARX_TDX_CACHE)")
 		cmd.AddCommand(c)

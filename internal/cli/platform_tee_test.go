@@ -2,12 +2,19 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 
 	"github.com/enarx-go/enarx/attestation/policy"
+	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/microvm/snpmeasure"
+	"github.com/enarx-go/enarx/microvm/tdxmeasure"
 )
 
 func runCmd(c *cobra.Command, args ...string) ([]byte, error) {
@@ -40,6 +47,167 @@ func TestMeasurementPrintsLoadablePolicy(t *testing.T) {
 		}
 		if len(p.EmulatedRoots()) != 1 {
 			t.Fatalf("%s: printed policy trusts %v", name, p.EmulatedRoots())
+		}
+	}
+}
+
+// gunzipFixture writes a gzipped test fixture of another package to dir.
+func gunzipFixture(t *testing.T, gz, sha, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, strings.TrimSuffix(filepath.Base(gz), ".gz"))
+	if err := os.WriteFile(p, testutil.ReadGzipPinned(t, gz, sha), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+var hex96 = regexp.MustCompile(`^[0-9a-f]{96}$`)
+
+// `platform snp measurement --ovmf … --kernel …` prints the launch digest
+// on its last line: the library's result, and sev-snp-measure's for the
+// same inputs (the vector in microvm/snpmeasure/testdata).
+func TestSNPMeasurementOffline(t *testing.T) {
+	dir := t.TempDir()
+	ovmfPath := gunzipFixture(t, "../../microvm/snpmeasure/testdata/OVMF.amdsev.fd.gz",
+		"3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f", dir)
+	kernel := testutil.DeterministicBytes("kernel-A", 1<<20)
+	initrd := testutil.DeterministicBytes("initrd-A", 2<<20+7)
+	kPath, iPath := writeFile(t, dir, "kernel", kernel), writeFile(t, dir, "initrd", initrd)
+
+	// Vector debian-kernel-initrd-append-1-Genoa of microvm/snpmeasure/testdata/vectors.json.
+	const want = "b6912ebcc26e97d6508d03c98094d1fcc3823de966cef92e8cb4febddbeab0abe8929f3910adb71e118cc454b8d8db8b"
+	out, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--kernel", kPath,
+		"--initrd", iPath, "--append", "console=ttyS0 panic=-1", "--vcpus", "1", "--vcpu-type", "EPYC-Genoa", "--guest-features", "0x1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got := lastLine(out)
+	if !hex96.MatchString(got) {
+		t.Fatalf("last line %q is not 96 hex digits:\n%s", got, out)
+	}
+	ovmfBytes, _ := os.ReadFile(ovmfPath)
+	lib, err := snpmeasure.Measure(snpmeasure.Options{OVMF: ovmfBytes, Kernel: kernel, Initrd: initrd,
+		Cmdline: "console=ttyS0 panic=-1", VCPUs: 1, VCPUType: "EPYC-Genoa", GuestFeatures: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != lib.String() || got != want {
+		t.Errorf("CLI %s, library %s, sev-snp-measure %s", got, lib, want)
+	}
+	if !strings.Contains(string(out), kPath) || !strings.Contains(string(out), "EPYC-Genoa") {
+		t.Errorf("the description does not name the inputs:\n%s", out)
+	}
+
+	// A firmware-only launch, and JSON.
+	out, err = runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--no-kernel",
+		"--vcpus", "4", "--vcpu-type", "EPYC", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var js struct {
+		Measurement string `json:"measurement"`
+	}
+	if err := json.Unmarshal(out, &js); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// Vector debian-nokernel-4-EPYC.
+	if js.Measurement != "13a6ae9fbaa31c91ade309c36bd5214729438abac318e01176e02a97b8bec11a4bce86b4d2b1fba2ec0481dd24ff525f" {
+		t.Errorf("firmware-only digest %s", js.Measurement)
+	}
+}
+
+func TestSNPMeasurementOfflineErrors(t *testing.T) {
+	dir := t.TempDir()
+	ovmfPath := gunzipFixture(t, "../../microvm/snpmeasure/testdata/OVMF.amdsev.fd.gz",
+		"3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f", dir)
+	k := writeFile(t, dir, "kernel", []byte("kernel"))
+	notOVMF := writeFile(t, dir, "plain.fd", make([]byte, 8192))
+	base := []string{"measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-v4"}
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no ovmf":        {[]string{"measurement", "--vcpus", "2", "--vcpu-type", "EPYC", "--kernel", k}, "--ovmf is required"},
+		"no vcpus":       {[]string{"measurement", "--ovmf", ovmfPath, "--vcpu-type", "EPYC", "--kernel", k}, "--vcpus and --vcpu-type are required"},
+		"bad vcpu type":  {append(base[:5:5], "--vcpu-type", "EPYC-Foo", "--kernel", k), `unknown vCPU type "EPYC-Foo": known types are EPYC,`},
+		"decimal feat":   {append(base, "--kernel", k, "--guest-features", "21"), "with a 0x prefix"},
+		"bad hex feat":   {append(base, "--kernel", k, "--guest-features", "0xzz"), "not a 64-bit hex number"},
+		"no SNPActive":   {append(base, "--kernel", k, "--guest-features", "0x20"), "SNPActive"},
+		"initrd alone":   {append(base, "--initrd", k), "need --kernel"},
+		"no kernel flag": {base, "--no-kernel"},
+		"both":           {append(base, "--no-kernel", "--kernel", k), "cannot be combined"},
+		"missing file":   {append(base, "--kernel", filepath.Join(dir, "nope")), "--kernel: open"},
+		"not AmdSev":     {[]string{"measurement", "--ovmf", notOVMF, "--vcpus", "1", "--vcpu-type", "EPYC", "--no-kernel"}, "not an AmdSev OVMF build"},
+		"with emulated":  {append(base, "--kernel", k, "--emulated"), "--emulated cannot be combined"},
+		"zero vcpus":     {[]string{"measurement", "--ovmf", ovmfPath, "--vcpus", "-1", "--vcpu-type", "EPYC", "--no-kernel"}, "vCPU count -1"},
+	} {
+		out, err := runCmd(newPlatformSNPCmd(&globals{}), c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q\n%s", name, err, c.want, out)
+		}
+	}
+}
+
+// `platform tdx measurement --firmware` prints MRTD on its last line, says
+// which RTMRs it does not compute, and agrees with microvm/tdxmeasure's
+// reference vectors.
+func TestTDXMeasurementOffline(t *testing.T) {
+	dir := t.TempDir()
+	fw := gunzipFixture(t, "../../microvm/tdxmeasure/testdata/OVMF.inteltdx.ms.fd.gz",
+		"a265075b4147a096109e501e76196df1ec8a18659c26f7401492c597ec88f312", dir)
+	for variant, want := range map[string]string{
+		"single-pass": "a7a1f751abc454f9cbab198ca8d2edb2821935df525c74182b5e776cb0929e8c59aefecce725b0d08a5e9d3d3183bd08",
+		"two-pass":    "b90b236113eb4c0d4df4ef590568c14e6028a3a31d7e8ac63dee9845df5008d3ebf82d4f5974e933798f65d7a279b9a9",
+	} {
+		out, err := runCmd(newPlatformTDXCmd(&globals{}), "measurement", "--firmware", fw, "--variant", variant)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if got := lastLine(out); got != want {
+			t.Errorf("%s: last line %q, want %s", variant, got, want)
+		}
+		for _, s := range []string{"RTMR0", "RTMR1", "RTMR2", "not computed"} {
+			if !strings.Contains(string(out), s) {
+				t.Errorf("output does not mention %q:\n%s", s, out)
+			}
+		}
+	}
+	img, _ := os.ReadFile(fw)
+	lib, err := tdxmeasure.MRTD(img, tdxmeasure.SinglePass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCmd(newPlatformTDXCmd(&globals{}), "measurement", "--firmware", fw)
+	if err != nil || lastLine(out) != lib.String() {
+		t.Errorf("default variant: %q, %v; library %s", lastLine(out), err, lib)
+	}
+	plain := writeFile(t, dir, "plain.fd", make([]byte, 8192))
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"bad variant":   {[]string{"measurement", "--firmware", fw, "--variant", "three-pass"}, "want single-pass"},
+		"no firmware":   {[]string{"measurement", "--variant", "two-pass"}, "--firmware FILE is required"},
+		"not TDVF":      {[]string{"measurement", "--firmware", plain}, "not a TDX (TDVF) firmware build"},
+		"with emulated": {[]string{"measurement", "--firmware", fw, "--emulated"}, "--emulated cannot be combined"},
+	} {
+		out, err := runCmd(newPlatformTDXCmd(&globals{}), c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q\n%s", name, err, c.want, out)
 		}
 	}
 }
