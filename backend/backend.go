@@ -10,6 +10,8 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"sort"
 	"sync"
@@ -100,4 +102,23 @@ func Lookup(name string) (Backend, error) {
 		}
 	}
 	return nil, fmt.Errorf("Keep backend identifier %q is unknown", name)
+}
+
+// StewardAddr is the host:port a host may connect to on the Keep's behalf:
+// that of Enarx.toml's steward URL ("" without one). A Keep without a
+// network of its own (sandbox, microVM) can reach only this address, and
+// re-checks the URL and verifies the Steward's certificate itself.
+func (l *Launch) StewardAddr() string {
+	if l.Config == nil || l.Config.Steward == "" {
+		return ""
+	}
+	u, err := url.Parse(l.Config.Steward)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/enarx-go/enarx/attest"
@@ -53,6 +54,12 @@ type Request struct {
 	// ignores the host's proxy settings. Whichever client is used, each
 	// attempt is bounded by a timeout and redirects are not followed.
 	HTTPClient *http.Client
+	// Dial, if set, makes every connection to the Steward, whatever its
+	// address: a Keep without a network of its own (sandbox, microVM) has
+	// its host connect for it. The host can then only relay: TLS to the
+	// Steward still ends inside the Keep. Mutually exclusive with
+	// HTTPClient.
+	Dial func(ctx context.Context) (net.Conn, error)
 	// Logger receives progress messages (never key material); nil discards.
 	Logger *slog.Logger
 }
@@ -89,6 +96,9 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 	}
 	if req.StewardCA != "" && req.HTTPClient != nil {
 		return nil, errors.New("keep identity: give either a steward CA or an HTTP client, not both")
+	}
+	if req.Dial != nil && req.HTTPClient != nil {
+		return nil, errors.New("keep identity: give either a dial function or an HTTP client, not both")
 	}
 	// Check the Steward settings before doing any expensive or hardware
 	// work.
@@ -132,7 +142,7 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 		return nil, fmt.Errorf("keep identity: certificate request: %w", err)
 	}
 
-	c := newStewardClient(ep, req.HTTPClient, roots, log)
+	c := newStewardClient(ep, req.HTTPClient, req.Dial, roots, log)
 	chain, err := c.issue(ctx, csr)
 	if silentBadRequest(err) {
 		// Probably an upstream Steward, which refuses the (unknown to it)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -88,7 +89,7 @@ type stewardClient struct {
 // roots) and makes it refuse redirects: a redirected POST
 // would silently become a GET, and the Steward URL is part of the
 // measured Enarx.toml, so the Keep talks to exactly that URL.
-func newStewardClient(ep *stewardEndpoint, hc *http.Client, roots *x509.CertPool, log *slog.Logger) *stewardClient {
+func newStewardClient(ep *stewardEndpoint, hc *http.Client, dial func(context.Context) (net.Conn, error), roots *x509.CertPool, log *slog.Logger) *stewardClient {
 	var c http.Client
 	if hc != nil {
 		c = *hc
@@ -96,6 +97,9 @@ func newStewardClient(ep *stewardEndpoint, hc *http.Client, roots *x509.CertPool
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.Proxy = nil // proxy settings come from the untrusted host environment
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+		if dial != nil {
+			tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }
+		}
 		c.Transport = tr
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

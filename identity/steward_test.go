@@ -85,7 +85,7 @@ func quickClient(t *testing.T, url string, hc *http.Client) *stewardClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newStewardClient(ep, hc, mozillaRoots(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := newStewardClient(ep, hc, nil, mozillaRoots(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	c.retry = retryPolicy{maxAttempts: 3, attemptTimeout: 5 * time.Second, baseDelay: time.Millisecond, maxDelay: 5 * time.Millisecond}
 	return c
 }

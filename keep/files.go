@@ -50,6 +50,12 @@ func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tl
 		}
 		out = append(out, file)
 	}
+	return newTable(cfg, out, goGuest), nil
+}
+
+// newTable makes the table and, for Go guests, starts sockets
+// non-blocking (see buildTable).
+func newTable(cfg *config.Config, out []fd.File, goGuest bool) *fd.Table {
 	t := fd.NewTable(out)
 	if goGuest {
 		for i, f := range cfg.Files {
@@ -59,7 +65,7 @@ func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tl
 			}
 		}
 	}
-	return t, nil
+	return t
 }
 
 // isGoModule reports whether wasm was built by the Go toolchain, which

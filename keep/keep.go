@@ -31,6 +31,7 @@ import (
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/fd"
 	"github.com/enarx-go/enarx/keep/wasi"
 )
 
@@ -57,6 +58,10 @@ type Options struct {
 	// [[files]] (nil for null entries); see package hostio. Run does not
 	// close them.
 	Files []*os.File
+	// Conns, when set, supplies the entries from a channel to the host
+	// instead of Files (microVM Keeps, whose kernel has no sockets of its
+	// own); Files must then be nil.
+	Conns Conns
 	// Args are appended to argv after the config's args.
 	Args []string
 	// Evidence produces TEE evidence for the Keep identity; nil means none.
@@ -119,7 +124,12 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		id = ident
 	}
 
-	table, err := buildTable(ctx, cfg, o.Files, id, log, isGoModule(w.Wasm))
+	var table *fd.Table
+	if o.Conns != nil {
+		table, err = buildConnTable(ctx, cfg, o.Conns, id, log, isGoModule(w.Wasm))
+	} else {
+		table, err = buildTable(ctx, cfg, o.Files, id, log, isGoModule(w.Wasm))
+	}
 	if err != nil {
 		return 1, fmt.Errorf("setting up the workload's files: %w", err)
 	}

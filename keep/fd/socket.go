@@ -131,7 +131,13 @@ func (s *TCPSocket) PollFD(bool) (int, bool) { return s.fd, false }
 // Shutdown implements Socket.
 func (s *TCPSocket) Shutdown(how int) error { return shutdown(s.c, how) }
 
-func shutdown(c *net.TCPConn, how int) error {
+func shutdown(c *net.TCPConn, how int) error { return shutdownHalves(c, how) }
+
+// shutdownHalves closes the read and/or write half of c.
+func shutdownHalves(c interface {
+	CloseRead() error
+	CloseWrite() error
+}, how int) error {
 	if how&ShutRead != 0 {
 		if err := c.CloseRead(); err != nil {
 			return err
@@ -153,23 +159,36 @@ func (s *TCPSocket) Close() error { return s.c.Close() }
 // crypto/tls where poll_oneoff could not see it.
 const maxRecord = 16384
 
-// TLSSocket is a TLS 1.3 stream over TCP. Reads can be non-blocking: the
-// TCP connection underneath returns a temporary "would block" error that
-// crypto/tls passes up without poisoning the connection. Writes always
-// complete (a partial TLS record write cannot be resumed).
+// TLSSocket is a TLS 1.3 stream over TCP or over a channel Conn. Reads can
+// be non-blocking: the connection underneath returns a temporary "would
+// block" error that crypto/tls passes up without poisoning the connection.
+// Writes always complete (a partial TLS record write cannot be resumed).
 type TLSSocket struct {
 	conn    *tls.Conn
-	raw     *nbConn
-	fd      int
+	raw     transport
 	buf     []byte
 	stash   []byte
 	pending error
 }
 
-// nbConn is the TCP connection under a TLSSocket.
+// transport is the connection under a TLSSocket: a TCP socket (nbConn) or
+// a channel stream (nbChan).
+type transport interface {
+	net.Conn
+	// setNonblock makes the next reads return wouldBlock instead of
+	// waiting.
+	setNonblock(bool)
+	CloseRead() error
+	CloseWrite() error
+	// pollFD is Poller.PollFD for the ciphertext.
+	pollFD(write bool) (int, bool)
+}
+
+// nbConn is a TCP connection under a TLSSocket.
 type nbConn struct {
 	*net.TCPConn
 	rc       syscall.RawConn
+	fd       int
 	nonblock bool
 }
 
@@ -190,36 +209,44 @@ func (c *nbConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+func (c *nbConn) setNonblock(b bool)      { c.nonblock = b }
+func (c *nbConn) pollFD(bool) (int, bool) { return c.fd, false }
+
 // newNBConn prepares c for use under crypto/tls.
-func newNBConn(c *net.TCPConn) (*nbConn, int, error) {
+func newNBConn(c *net.TCPConn) (*nbConn, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, -1, err
+		return nil, err
 	}
 	fd, err := rawFD(c)
 	if err != nil {
-		return nil, -1, err
+		return nil, err
 	}
-	return &nbConn{TCPConn: c, rc: rc}, fd, nil
+	return &nbConn{TCPConn: c, rc: rc, fd: fd}, nil
 }
 
 // NewTLSServer runs a server handshake on c (blocking, bounded by
 // HandshakeTimeout). TLS 1.3 is enforced whatever cfg says.
 func NewTLSServer(ctx context.Context, c *net.TCPConn, cfg *tls.Config) (*TLSSocket, error) {
-	return newTLS(ctx, c, cfg, true)
-}
-
-// NewTLSClient runs a client handshake on c.
-func NewTLSClient(ctx context.Context, c *net.TCPConn, cfg *tls.Config) (*TLSSocket, error) {
-	return newTLS(ctx, c, cfg, false)
-}
-
-func newTLS(ctx context.Context, c *net.TCPConn, cfg *tls.Config, server bool) (*TLSSocket, error) {
-	raw, fd, err := newNBConn(c)
+	raw, err := newNBConn(c)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
+	return newTLS(ctx, raw, cfg, true)
+}
+
+// NewTLSClient runs a client handshake on c.
+func NewTLSClient(ctx context.Context, c *net.TCPConn, cfg *tls.Config) (*TLSSocket, error) {
+	raw, err := newNBConn(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return newTLS(ctx, raw, cfg, false)
+}
+
+func newTLS(ctx context.Context, raw transport, cfg *tls.Config, server bool) (*TLSSocket, error) {
 	cfg = cfg.Clone()
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.MaxVersion = tls.VersionTLS13
@@ -232,10 +259,10 @@ func newTLS(ctx context.Context, c *net.TCPConn, cfg *tls.Config, server bool) (
 	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
 	defer cancel()
 	if err := conn.HandshakeContext(hctx); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("TLS handshake with %s: %w", c.RemoteAddr(), err)
+		raw.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", raw.RemoteAddr(), err)
 	}
-	return &TLSSocket{conn: conn, raw: raw, fd: fd, buf: make([]byte, maxRecord)}, nil
+	return &TLSSocket{conn: conn, raw: raw, buf: make([]byte, maxRecord)}, nil
 }
 
 // ConnectionState returns the negotiated TLS parameters.
@@ -250,9 +277,9 @@ func (s *TLSSocket) Rights() uint64 { return RightsSocket }
 // fill reads the next plaintext into the stash. It returns false if that
 // would block.
 func (s *TLSSocket) fill(nonblock bool) bool {
-	s.raw.nonblock = nonblock
+	s.raw.setNonblock(nonblock)
 	n, err := s.conn.Read(s.buf)
-	s.raw.nonblock = false
+	s.raw.setNonblock(false)
 	s.stash = s.buf[:n]
 	if err != nil {
 		var wb wouldBlock
@@ -305,7 +332,7 @@ func (s *TLSSocket) Write(p []byte, _ bool) (int, error) { return s.conn.Write(p
 // records crypto/tls already holds, so buffered data is never missed.
 func (s *TLSSocket) PollFD(write bool) (int, bool) {
 	if write {
-		return s.fd, false
+		return s.raw.pollFD(true)
 	}
 	if len(s.stash) > 0 || s.pending != nil {
 		return -1, true
@@ -313,7 +340,7 @@ func (s *TLSSocket) PollFD(write bool) (int, bool) {
 	if s.fill(true) {
 		return -1, true
 	}
-	return s.fd, false
+	return s.raw.pollFD(false)
 }
 
 // Shutdown implements Socket; shutting down writing sends close_notify.
@@ -323,7 +350,7 @@ func (s *TLSSocket) Shutdown(how int) error {
 			return err
 		}
 	}
-	return shutdown(s.raw.TCPConn, how)
+	return shutdownHalves(s.raw, how)
 }
 
 // Close implements File.

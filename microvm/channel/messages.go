@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Hello is the Keep's first frame: it booted and speaks this protocol.
@@ -115,4 +116,29 @@ func Decode(b []byte, v any) error {
 		return violation("trailing data after %T", v)
 	}
 	return nil
+}
+
+// ValidFileName reports whether n may name a cache or collateral file: a
+// relative slash-separated path of one or two non-empty segments, with no
+// "." or ".." segment, no backslash and no control character. Both sides
+// check it before touching their file system.
+func ValidFileName(n string) bool {
+	if n == "" || len(n) > 255 {
+		return false
+	}
+	segs := strings.Split(n, "/")
+	if len(segs) > 2 {
+		return false
+	}
+	for _, seg := range segs {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for _, r := range seg {
+			if r < 0x20 || r == 0x7f || r == '\\' {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -1,0 +1,572 @@
+package microvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/internal/atomicfile"
+	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/microvm/channel"
+)
+
+const (
+	// maxStewardDials bounds the Steward connections one Keep may ask for
+	// (the identity client retries a few times).
+	maxStewardDials    = 16
+	stewardDialTimeout = 30 * time.Second
+	// drainWait bounds how long the host waits, after the exit status,
+	// for the Keep's last output to reach the host's stdout and stderr.
+	drainWait = 10 * time.Second
+	// maxCachePut bounds one compilation cache file the Keep sends back.
+	maxCachePut   = 512 << 20
+	maxCacheFiles = 64
+)
+
+// session is the host's side of one Keep's channel: it sends the launch,
+// the workload and the streams of the Keep's files, relays connections,
+// and collects the Keep's logs and exit status. Everything the Keep sends
+// is treated as hostile (a workload that escaped wasm could control the
+// guest kernel): log text is re-logged as values, streams are bounded by
+// the protocol, and the Keep can make the host connect only to the
+// Steward its config names.
+type session struct {
+	mux *channel.Mux
+	l   *backend.Launch
+	log *slog.Logger
+
+	// stewardAddr is where RoleSteward streams go ("" refuses them).
+	stewardAddr string
+	// cacheDir is the module's compilation cache on the host ("" = none);
+	// the Keep may send files back into it.
+	cacheDir string
+	// collateral are files for the Keep's evidence (name → contents).
+	collateral map[string][]byte
+
+	hello chan channel.Hello
+	exit  chan channel.Exit
+
+	mu       sync.Mutex
+	helloed  bool
+	exited   bool
+	dials    int
+	puts     int
+	outputs  sync.WaitGroup // stdout/stderr pumps
+	others   sync.WaitGroup // every other goroutine
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+func newSession(conn io.ReadWriteCloser, l *backend.Launch, log *slog.Logger) *session {
+	s := &session{l: l, log: log, hello: make(chan channel.Hello, 1), exit: make(chan channel.Exit, 1), done: make(chan struct{})}
+	s.mux = channel.New(conn, channel.Host, channel.Handler{Control: s.control, Open: s.open})
+	return s
+}
+
+// control handles the Keep's control frames.
+func (s *session) control(typ uint8, payload []byte) error {
+	switch typ {
+	case channel.TypeHello:
+		var h channel.Hello
+		if err := channel.Decode(payload, &h); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.helloed {
+			return fmt.Errorf("%w: a second hello", channel.ErrProtocol)
+		}
+		s.helloed = true
+		s.hello <- h
+		return nil
+	case channel.TypeLog:
+		var l channel.Log
+		if err := channel.Decode(payload, &l); err != nil {
+			return err
+		}
+		args := make([]any, 0, len(l.Attrs)+2)
+		for i := 0; i+1 < len(l.Attrs); i += 2 {
+			args = append(args, slog.String(l.Attrs[i], l.Attrs[i+1]))
+		}
+		s.log.Log(context.Background(), slog.Level(l.Level), "keep: "+l.Msg, args...)
+		return nil
+	case channel.TypeExit:
+		var e channel.Exit
+		if err := channel.Decode(payload, &e); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.exited {
+			return fmt.Errorf("%w: a second exit status", channel.ErrProtocol)
+		}
+		s.exited = true
+		s.exit <- e
+		s.mux.Post(channel.TypeExitAck, nil)
+		return nil
+	}
+	return fmt.Errorf("%w: control frame type %d from the Keep", channel.ErrProtocol, typ)
+}
+
+// open handles streams the Keep opens: connections to the Steward and
+// compilation cache files.
+func (s *session) open(st *channel.Stream, o channel.Open) error {
+	switch o.Role {
+	case channel.RoleSteward:
+		s.mu.Lock()
+		s.dials++
+		n := s.dials
+		s.mu.Unlock()
+		if s.stewardAddr == "" {
+			return errors.New("this Keep has no Steward to connect to")
+		}
+		if n > maxStewardDials {
+			return fmt.Errorf("more than %d connections to the Steward", maxStewardDials)
+		}
+		s.others.Add(1)
+		go func() {
+			defer s.others.Done()
+			s.dialSteward(st)
+		}()
+		return nil
+	case channel.RoleCachePut:
+		s.mu.Lock()
+		s.puts++
+		n := s.puts
+		s.mu.Unlock()
+		if s.cacheDir == "" || n > maxCacheFiles || !channel.ValidFileName(o.Name) {
+			return errors.New("cache file refused")
+		}
+		s.others.Add(1)
+		go func() {
+			defer s.others.Done()
+			s.cachePut(st, o.Name)
+		}()
+		return nil
+	}
+	return fmt.Errorf("the host does not accept %q streams from the Keep", o.Role)
+}
+
+func (s *session) dialSteward(st *channel.Stream) {
+	ctx, cancel := context.WithTimeout(context.Background(), stewardDialTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	c, err := d.DialContext(ctx, "tcp", s.stewardAddr)
+	if err != nil {
+		s.log.Warn("microVM: connecting to the Steward for the Keep failed", "addr", s.stewardAddr, "err", err)
+		st.Reset(err.Error())
+		return
+	}
+	relay(c.(*net.TCPConn), st)
+}
+
+func (s *session) cachePut(st *channel.Stream, name string) {
+	defer st.Close()
+	b, err := io.ReadAll(io.LimitReader(st, maxCachePut+1))
+	if err != nil || len(b) > maxCachePut {
+		return
+	}
+	p := filepath.Join(s.cacheDir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return
+	}
+	if err := atomicfile.Write(p, b, 0o600); err != nil {
+		s.log.Debug("microVM: storing a compilation cache file", "err", err)
+	}
+}
+
+// run drives the session until the Keep reports its exit status, the
+// channel ends or ctx is done. booted is closed when the Keep said hello.
+func (s *session) run(ctx context.Context, booted chan<- channel.Hello) (int, error) {
+	defer s.finish()
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.mux.Run() }()
+
+	var hello channel.Hello
+	select {
+	case hello = <-s.hello:
+	case err := <-runErr:
+		return 1, fmt.Errorf("the Keep ended its channel before it started: %w", err)
+	case <-ctx.Done():
+		return 1, context.Cause(ctx)
+	}
+	if hello.Version != channel.Version {
+		return 1, fmt.Errorf("the Keep speaks channel version %d, this enarx %d: rebuild the Keep image (make keep-image)", hello.Version, channel.Version)
+	}
+	if booted != nil {
+		booted <- hello
+	}
+	if err := s.launch(); err != nil {
+		return 1, err
+	}
+	select {
+	case e := <-s.exit:
+		s.drain()
+		var err error
+		if e.Error != "" {
+			err = errors.New(e.Error)
+		}
+		return e.Code, err
+	case err := <-runErr:
+		return 1, fmt.Errorf("the Keep's channel failed: %w", err)
+	case <-ctx.Done():
+		return 1, context.Cause(ctx)
+	}
+}
+
+// finish ends the session: the channel, and with it every relay.
+func (s *session) finish() {
+	s.doneOnce.Do(func() { close(s.done) })
+	s.mux.Close()
+}
+
+// drain waits (bounded) for the Keep's output streams to reach the host.
+func (s *session) drain() {
+	done := make(chan struct{})
+	go func() { s.outputs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drainWait):
+		s.log.Warn("microVM: the Keep's output did not finish after its exit status")
+	}
+}
+
+// launch sends the launch message, then the workload and the file streams.
+func (s *session) launch() error {
+	l := s.l
+	msg := channel.Launch{
+		Version:     channel.Version,
+		HasConfig:   l.Workload.Config != nil,
+		ConfigName:  l.Workload.ConfigName,
+		HasBundle:   l.Workload.Bundle != nil,
+		Package:     l.Workload.Package,
+		Args:        l.Options.Args,
+		MemoryLimit: l.Options.MemoryLimit,
+		LogLevel:    logLevel(l.Options.Logger),
+		Steward:     s.stewardAddr != "",
+		CachePut:    s.cacheDir != "",
+	}
+	cache := cacheFiles(s.cacheDir)
+	for _, f := range cache {
+		msg.Cache = append(msg.Cache, channel.CacheFile{Name: f.name, Size: int64(len(f.data))})
+	}
+	names := make([]string, 0, len(s.collateral))
+	for n := range s.collateral {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		msg.Collateral = append(msg.Collateral, channel.CacheFile{Name: n, Size: int64(len(s.collateral[n]))})
+	}
+	if err := s.mux.Send(channel.TypeLaunch, channel.Encode(msg)); err != nil {
+		return fmt.Errorf("sending the launch to the Keep: %w", err)
+	}
+	// The blobs go in the order the Keep reads them, on their own
+	// goroutine: the Keep reads them while the file streams open.
+	var blobs []blob
+	if msg.HasConfig {
+		blobs = append(blobs, blob{channel.Open{Role: channel.RoleConfig}, l.Workload.Config})
+	}
+	if msg.HasBundle {
+		blobs = append(blobs, blob{channel.Open{Role: channel.RoleBundle}, l.Workload.Bundle})
+	} else {
+		blobs = append(blobs, blob{channel.Open{Role: channel.RoleWasm}, l.Workload.Wasm})
+	}
+	for _, f := range cache {
+		blobs = append(blobs, blob{channel.Open{Role: channel.RoleCache, Name: f.name}, f.data})
+	}
+	for _, n := range names {
+		blobs = append(blobs, blob{channel.Open{Role: channel.RoleCollateral, Name: n}, s.collateral[n]})
+	}
+	streams := make([]*channel.Stream, len(blobs))
+	for i, b := range blobs {
+		st, err := s.mux.Open(b.open)
+		if err != nil {
+			return fmt.Errorf("sending the workload to the Keep: %w", err)
+		}
+		streams[i] = st
+	}
+	s.others.Add(1)
+	go func() {
+		defer s.others.Done()
+		for i, b := range blobs {
+			streams[i].Write(b.data) // a Keep in a TEE refuses the cache: fine
+			streams[i].Close()
+		}
+	}()
+	return s.openFiles()
+}
+
+type blob struct {
+	open channel.Open
+	data []byte
+}
+
+type cacheFile struct {
+	name string
+	data []byte
+}
+
+// cacheFiles reads the module's compilation cache directory (at most one
+// directory level, as the engine writes it).
+func cacheFiles(dir string) []cacheFile {
+	if dir == "" {
+		return nil
+	}
+	var out []cacheFile
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || len(out) >= maxCacheFiles || !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || !channel.ValidFileName(filepath.ToSlash(rel)) {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) > maxCachePut {
+			return nil
+		}
+		out = append(out, cacheFile{filepath.ToSlash(rel), b})
+		return nil
+	})
+	return out
+}
+
+// openFiles opens a stream for every stdio and connect entry and starts
+// relaying the listen entries' connections.
+func (s *session) openFiles() error {
+	cfg := s.l.Config
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	if len(s.l.Files) != len(cfg.Files) {
+		return fmt.Errorf("the host opened %d files for %d [[files]] entries", len(s.l.Files), len(cfg.Files))
+	}
+	for i, f := range cfg.Files {
+		hf := s.l.Files[i]
+		if f.Kind == config.KindNull {
+			continue
+		}
+		if hf == nil {
+			return fmt.Errorf("fd %d (%s %q): the host opened nothing", i, f.Kind, f.Name)
+		}
+		switch f.Kind {
+		case config.KindStdin, config.KindStdout, config.KindStderr:
+			st, err := s.mux.Open(channel.Open{Role: channel.RoleFile, FD: i, Filetype: uint8(filetype(hf))})
+			if err != nil {
+				return err
+			}
+			if f.Kind == config.KindStdin {
+				s.others.Add(1)
+				go func() { defer s.others.Done(); s.pumpIn(hf, st) }()
+			} else {
+				s.outputs.Add(1)
+				go func() { defer s.outputs.Done(); pumpOut(st, hf) }()
+			}
+		case config.KindConnect:
+			c, err := net.FileConn(hf)
+			if err != nil {
+				return fmt.Errorf("fd %d (connect %q): %w", i, f.Name, err)
+			}
+			tc, ok := c.(*net.TCPConn)
+			if !ok {
+				c.Close()
+				return fmt.Errorf("fd %d (connect %q): not a TCP connection", i, f.Name)
+			}
+			st, err := s.mux.Open(channel.Open{Role: channel.RoleFile, FD: i, Peer: tc.RemoteAddr().String()})
+			if err != nil {
+				tc.Close()
+				return err
+			}
+			s.others.Add(1)
+			go func() { defer s.others.Done(); relay(tc, st) }()
+		case config.KindListen:
+			ln, err := net.FileListener(hf)
+			if err != nil {
+				return fmt.Errorf("fd %d (listen %q): %w", i, f.Name, err)
+			}
+			s.others.Add(1)
+			go func() { defer s.others.Done(); s.serveListener(ln, i) }()
+		}
+	}
+	return nil
+}
+
+// serveListener accepts connections for listen entry i and relays each
+// over a new stream until the session ends.
+func (s *session) serveListener(ln net.Listener, i int) {
+	go func() {
+		<-s.done
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			s.log.Warn("microVM: accepting a connection failed", "fd", i, "err", err)
+			return
+		}
+		st, err := s.mux.Open(channel.Open{Role: channel.RoleFile, FD: i, Peer: c.RemoteAddr().String()})
+		if err != nil {
+			c.Close()
+			if s.mux.Err() != nil {
+				return
+			}
+			continue
+		}
+		s.others.Add(1)
+		go func() { defer s.others.Done(); relay(c.(*net.TCPConn), st) }()
+	}
+}
+
+// pumpIn copies the host's stdin to the Keep. It waits for input with
+// poll, so that it notices the end of the session without a read that
+// might never return, and never changes the descriptor's flags (the host
+// shares its stdin with other processes).
+func (s *session) pumpIn(f *os.File, st *channel.Stream) {
+	defer st.CloseWrite()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, channel.MaxData)
+	for {
+		var ready bool
+		var perr error
+		rc.Control(func(fd uintptr) {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(pfd, 100)
+			ready, perr = n > 0, err
+		})
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		if perr != nil && perr != unix.EINTR {
+			return
+		}
+		if !ready {
+			continue
+		}
+		var n int
+		var rerr error
+		rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), buf) })
+		if n > 0 {
+			if _, err := st.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if rerr == unix.EAGAIN || rerr == unix.EINTR {
+			continue
+		}
+		if n == 0 || rerr != nil {
+			return
+		}
+	}
+}
+
+// pumpOut copies a Keep output stream to the host file.
+func pumpOut(st *channel.Stream, f *os.File) {
+	defer st.Close()
+	if _, err := io.Copy(f, st); err != nil {
+		st.CloseRead()
+	}
+}
+
+// relay copies a TCP connection and a stream both ways, with half-closes
+// passed on, until both directions have ended.
+func relay(c *net.TCPConn, st *channel.Stream) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, err := io.Copy(st, c)
+		switch {
+		case err == nil:
+			st.CloseWrite()
+		case errors.Is(err, syscall.ECONNRESET):
+			st.Reset("connection reset by peer")
+		default:
+			c.CloseRead()
+			st.CloseWrite()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		_, err := io.Copy(c, st)
+		switch {
+		case err == nil:
+			c.CloseWrite()
+		case errors.Is(err, channel.ErrReset):
+			c.SetLinger(0) // pass the abort on as a TCP reset
+			c.Close()
+		default:
+			st.CloseRead()
+			c.CloseWrite()
+		}
+	}()
+	wg.Wait()
+	c.Close()
+	st.Close()
+}
+
+// filetype is the WASI filetype of a host stdio file.
+func filetype(f *os.File) fd.Filetype {
+	st, err := f.Stat()
+	if err != nil {
+		return fd.FiletypeUnknown
+	}
+	switch m := st.Mode(); {
+	case m&os.ModeCharDevice != 0:
+		return fd.FiletypeCharacterDevice
+	case m.IsRegular():
+		return fd.FiletypeRegularFile
+	case m&os.ModeSocket != 0:
+		return fd.FiletypeSocketStream
+	case m.IsDir():
+		return fd.FiletypeDirectory
+	case m&os.ModeDevice != 0:
+		return fd.FiletypeBlockDevice
+	}
+	return fd.FiletypeUnknown
+}
+
+// logLevel finds the most verbose level logger accepts, so the Keep logs
+// at the same level.
+func logLevel(l *slog.Logger) string {
+	if l == nil {
+		return "error"
+	}
+	for _, lv := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if l.Enabled(context.Background(), lv) {
+			return lv.String()
+		}
+	}
+	return "error"
+}

@@ -1,0 +1,277 @@
+package microvm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/enarx-go/enarx/backend"
+	nilbackend "github.com/enarx-go/enarx/backend/nil"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/microvm/guest"
+)
+
+// inProcess is a backend that runs the Keep's guest side (guest.Serve) in
+// this process, connected to the host side (session) by a socketpair: the
+// whole channel protocol without a VM.
+type inProcess struct{ cacheDir string }
+
+func (inProcess) Name() string                   { return "in-process channel" }
+func (inProcess) Protection() backend.Protection { return backend.ProtectionNone }
+func (inProcess) Available() bool                { return true }
+func (inProcess) Configured() error              { return nil }
+
+func (b inProcess) Run(ctx context.Context, l *backend.Launch) (int, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 1, err
+	}
+	hostEnd, guestEnd := os.NewFile(uintptr(fds[0]), "host"), os.NewFile(uintptr(fds[1]), "guest")
+	done := make(chan int, 1)
+	go func() {
+		done <- guest.Serve(context.Background(), guestEnd, guest.Env{TEE: "none", TempDir: tempDir()})
+	}()
+	log := l.Options.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := newSession(hostEnd, l, log)
+	s.stewardAddr = l.StewardAddr()
+	s.cacheDir = b.cacheDir
+	code, err := s.run(ctx, nil)
+	<-done
+	return code, err
+}
+
+func tempDir() string {
+	d, _ := os.MkdirTemp("", "keep-guest-")
+	return d
+}
+
+type result struct {
+	code           int
+	err            string
+	stdout, stderr string
+}
+
+// runOn runs wasm on b as `enarx run` does, with stdio on pipes.
+func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin []byte, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := config.Default()
+	w := keep.Workload{Wasm: wasm}
+	if cfgText != "" {
+		var err error
+		if cfg, err = config.Parse("Enarx.toml", []byte(cfgText)); err != nil {
+			t.Fatal(err)
+		}
+		w.Config = []byte(cfgText)
+	}
+	files, err := hostio.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostio.Close(files)
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	for i, f := range cfg.Files {
+		switch f.Kind {
+		case config.KindStdin:
+			files[i] = inR
+		case config.KindStdout:
+			files[i] = outW
+		case config.KindStderr:
+			files[i] = errW
+		}
+	}
+	var wg sync.WaitGroup
+	var stdout, stderr bytes.Buffer
+	wg.Add(3)
+	go func() { defer wg.Done(); inW.Write(stdin); inW.Close() }()
+	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
+	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
+	code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files, Options: keep.Options{Args: args, NoCache: true}})
+	outW.Close()
+	errW.Close()
+	inR.Close()
+	wg.Wait()
+	outR.Close()
+	errR.Close()
+	r := result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	if err != nil {
+		r.err = err.Error()
+	}
+	return r
+}
+
+func build(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(testutil.BuildWasm(t, "../../keep/testdata/"+name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// trapWasm is a module whose _start executes unreachable.
+var trapWasm = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+	0x03, 0x02, 0x01, 0x00,
+	0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00,
+	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b,
+}
+
+type workload struct {
+	name       string
+	wasm       func(t *testing.T) []byte
+	cfg        string
+	stdin      []byte
+	args       []string
+	wantCode   int
+	wantStdout string
+	wantErr    string
+}
+
+// workloads is the runtime's workload table (as the sandbox's parity test
+// runs it), with 8 MiB through stdin and stdout.
+func workloads() []workload {
+	echoIn := make([]byte, 8<<20)
+	rand.Read(echoIn)
+	wasiCfg := "args = [\"--argument1\", \"--argument2=foo\"]\n[env]\nVAR1 = \"var1\"\n" +
+		"[[files]]\nkind = \"null\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"
+	return []workload{
+		{name: "hello", wasm: func(t *testing.T) []byte { return build(t, "hello") }, wantStdout: "Hello, world!\n"},
+		{name: "echo 8MiB", wasm: func(t *testing.T) []byte { return build(t, "echo") }, stdin: echoIn, wantStdout: string(echoIn)},
+		{name: "zerooneone", wasm: func(t *testing.T) []byte { return build(t, "zerooneone") }, stdin: []byte("Hello, World! 011\n"), wantStdout: "Uryyb, Jbeyq! 011\n"},
+		{name: "exit 7", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"7"}, wantCode: 7},
+		{name: "exit 200", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"200"}, wantCode: 200},
+		{name: "go panic", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"panic"}, wantCode: 2},
+		{name: "wasi args and env", wasm: func(t *testing.T) []byte { return build(t, "wasiargs") }, cfg: wasiCfg, args: []string{"cli1"},
+			wantStdout: "arg main.wasm\narg --argument1\narg --argument2=foo\narg cli1\nenv FD_COUNT=3\nenv FD_NAMES=null:stdout:stderr\nenv VAR1=var1\n"},
+		{name: "trap", wasm: func(*testing.T) []byte { return trapWasm }, wantCode: 1, wantErr: "main.wasm trapped"},
+		{name: "invalid module", wasm: func(*testing.T) []byte { return []byte("not wasm at all") }, wantCode: 1, wantErr: "compiling main.wasm"},
+	}
+}
+
+// TestChannelWorkloadsMatchNil runs the workload table through the whole
+// channel protocol (host session + Keep guest in this process) and on the
+// nil backend, and requires identical results.
+func TestChannelWorkloadsMatchNil(t *testing.T) {
+	for _, tc := range workloads() {
+		t.Run(tc.name, func(t *testing.T) {
+			wasm := tc.wasm(t)
+			var results [2]result
+			for i, b := range []backend.Backend{nilbackend.Backend{}, inProcess{}} {
+				r := runOn(t, b, wasm, tc.cfg, tc.stdin, tc.args...)
+				if r.code != tc.wantCode || r.stdout != tc.wantStdout || !strings.Contains(r.err, tc.wantErr) || (tc.wantErr == "") != (r.err == "") {
+					t.Errorf("%s: code %d err %q stdout %.80q stderr %.300q; want code %d err ~%q stdout %.80q",
+						b.Name(), r.code, r.err, r.stdout, r.stderr, tc.wantCode, tc.wantErr, tc.wantStdout)
+				}
+				results[i] = r
+			}
+			if results[0] != results[1] {
+				t.Errorf("nil and channel differ:\nnil     %+.300v\nchannel %+.300v", results[0], results[1])
+			}
+		})
+	}
+}
+
+// TestChannelSockets runs the connect and listen workloads: their fds 3
+// and 4 are host sockets relayed over channel streams.
+func TestChannelSockets(t *testing.T) {
+	t.Run("connect", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+		cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
+			"[[files]]\nname = \"stream\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n", ln.Addr().(*net.TCPAddr).Port)
+		r := runOn(t, inProcess{}, build(t, "connect"), cfg, nil)
+		if r.code != 0 || r.err != "" {
+			t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
+		}
+	})
+	t.Run("listen", func(t *testing.T) {
+		testListen(t, inProcess{}, build(t, "listen"))
+	})
+}
+
+// testListen runs the listen workload on b: it signals readiness over its
+// connect fd, then must echo one line on each of three connections.
+func testListen(t *testing.T, b backend.Backend, wasm []byte) {
+	ping, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ping.Close()
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	cfg := fmt.Sprintf("[env]\nWANT_NAMES = \"stdin:stdout:stderr:ingest:ping\"\n"+
+		"[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
+		"[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = %d\n"+
+		"[[files]]\nname = \"ping\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n",
+		port, ping.Addr().(*net.TCPAddr).Port)
+	done := make(chan error, 1)
+	go func() {
+		pc, err := ping.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer pc.Close()
+		if line, err := bufio.NewReader(pc).ReadString('\n'); err != nil || line != "ready\n" {
+			done <- fmt.Errorf("ping: %q %v", line, err)
+			return
+		}
+		for i := 0; i < 3; i++ {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				done <- err
+				return
+			}
+			msg := fmt.Sprintf("connection %d\n", i)
+			c.Write([]byte(msg))
+			got, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err != nil || got != msg {
+				done <- fmt.Errorf("connection %d: got %q, %v", i, got, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	r := runOn(t, b, wasm, cfg, nil)
+	if r.code != 0 || r.err != "" || r.stdout != "listen ok\n" {
+		t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

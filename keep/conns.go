@@ -1,0 +1,93 @@
+package keep
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/keep/fd"
+)
+
+// Conns supplies the Keep's side of each [[files]] entry when the host
+// reaches the Keep through a channel (a microVM Keep) instead of passing
+// descriptors. What it returns comes from the untrusted host, as host
+// descriptors do; TLS still terminates here.
+type Conns interface {
+	// Conn returns the stream of stdin, stdout, stderr or connect entry i,
+	// and, for stdio, the filetype of the host's side.
+	Conn(ctx context.Context, i int) (fd.Conn, fd.Filetype, error)
+	// Acceptor returns the connections of listen entry i.
+	Acceptor(i int) (fd.Acceptor, error)
+}
+
+// buildConnTable is buildTable for channel entries.
+func buildConnTable(ctx context.Context, cfg *config.Config, conns Conns, id tlsConfigs, log *slog.Logger, goGuest bool) (_ *fd.Table, err error) {
+	out := make([]fd.File, 0, len(cfg.Files))
+	defer func() {
+		if err != nil {
+			for _, f := range out {
+				f.Close()
+			}
+		}
+	}()
+	for i, f := range cfg.Files {
+		file, err := openConnEntry(ctx, i, f, conns, id, log)
+		if err != nil {
+			return nil, fmt.Errorf("fd %d (%s %q): %w", i, f.Kind, f.Name, err)
+		}
+		out = append(out, file)
+	}
+	return newTable(cfg, out, goGuest), nil
+}
+
+func openConnEntry(ctx context.Context, i int, f config.File, conns Conns, id tlsConfigs, log *slog.Logger) (fd.File, error) {
+	switch f.Kind {
+	case config.KindNull:
+		return fd.Null{}, nil
+	case config.KindStdin, config.KindStdout, config.KindStderr:
+		c, ft, err := conns.Conn(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		return fd.NewConnStdio(c, f.Kind != config.KindStdin, ft)
+	case config.KindListen:
+		a, err := conns.Acceptor(i)
+		if err != nil {
+			return nil, err
+		}
+		var tc *tls.Config
+		if f.Prot == config.ProtTLS {
+			if tc, err = id.ServerTLS(f); err != nil {
+				a.Close()
+				return nil, err
+			}
+		}
+		l, err := fd.NewConnListener(ctx, a, tc)
+		if err != nil {
+			return nil, err
+		}
+		name := f.Name
+		l.OnHandshakeError = func(remote net.Addr, err error) {
+			log.Warn("TLS handshake failed; the workload sees ECONNABORTED", "listener", name, "peer", remote.String(), "error", err)
+		}
+		return l, nil
+	case config.KindConnect:
+		c, _, err := conns.Conn(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		if f.Prot != config.ProtTLS {
+			return fd.NewConnSocket(c)
+		}
+		cfg, err := id.ClientTLS(f)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return fd.NewConnTLSClient(ctx, c, cfg)
+	}
+	return nil, fmt.Errorf("unknown kind %q", f.Kind)
+}

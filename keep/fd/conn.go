@@ -1,0 +1,392 @@
+package fd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn is a connected byte stream that is not a host descriptor: a stream
+// of a microVM Keep's channel to its host (package microvm/channel). Its
+// bytes come from the untrusted host like those of a host socket.
+type Conn interface {
+	net.Conn
+	// TryRead reads what is available without waiting: ErrWouldBlock if
+	// nothing is, io.EOF at the end of the stream.
+	TryRead(p []byte) (int, error)
+	// TryWrite writes what can be sent now: ErrWouldBlock if nothing.
+	TryWrite(p []byte) (int, error)
+	// Peek is TryRead without consuming.
+	Peek(p []byte) (int, error)
+	// Readable and Writable report whether a read or a write would make
+	// progress (or fail) without waiting.
+	Readable() bool
+	Writable() bool
+	CloseRead() error
+	CloseWrite() error
+	// SetNotify sets a function called after any change of readiness. It
+	// must not block.
+	SetNotify(func())
+}
+
+// Acceptor is the Keep's side of a listening entry whose connections are
+// Conns.
+type Acceptor interface {
+	// Accept waits for a connection.
+	Accept() (Conn, error)
+	// TryAccept returns a pending connection or ErrWouldBlock.
+	TryAccept() (Conn, error)
+	// Pending reports whether TryAccept would return without
+	// ErrWouldBlock.
+	Pending() bool
+	// SetNotify sets a function called after any change of Pending.
+	SetNotify(func())
+	Close() error
+}
+
+// readiness turns a Conn's readiness into two level-triggered eventfds
+// (one per direction), so poll_oneoff can wait on channel streams and host
+// descriptors in one ppoll. The notify function only ever sets them;
+// PollFD clears one before looking again at the real state, so a change
+// is never missed and a stale wakeup costs one more look.
+type readiness struct {
+	once     sync.Once
+	rfd, wfd int
+}
+
+func newReadiness() (*readiness, error) {
+	r, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	w, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(r)
+		return nil, err
+	}
+	return &readiness{rfd: r, wfd: w}, nil
+}
+
+var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
+
+// fire marks both directions as possibly ready.
+func (r *readiness) fire() {
+	unix.Write(r.rfd, one)
+	unix.Write(r.wfd, one)
+}
+
+// poll implements Poller.PollFD given the real state.
+func (r *readiness) poll(write bool, ready func() bool) (int, bool) {
+	if ready() {
+		return -1, true
+	}
+	fd := r.rfd
+	if write {
+		fd = r.wfd
+	}
+	var b [8]byte
+	unix.Read(fd, b[:]) // clear, then look again
+	if ready() {
+		return -1, true
+	}
+	return fd, false
+}
+
+func (r *readiness) close() {
+	r.once.Do(func() {
+		unix.Close(r.rfd)
+		unix.Close(r.wfd)
+	})
+}
+
+// connStream is the part of ConnStdio and ConnSocket that reads and
+// writes.
+type connStream struct {
+	c     Conn
+	ready *readiness
+}
+
+func newConnStream(c Conn) (connStream, error) {
+	r, err := newReadiness()
+	if err != nil {
+		c.Close()
+		return connStream{}, err
+	}
+	c.SetNotify(r.fire)
+	return connStream{c: c, ready: r}, nil
+}
+
+func (s connStream) read(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if nonblock {
+		return s.c.TryRead(p)
+	}
+	return s.c.Read(p)
+}
+
+func (s connStream) PollFD(write bool) (int, bool) {
+	if write {
+		return s.ready.poll(true, s.c.Writable)
+	}
+	return s.ready.poll(false, s.c.Readable)
+}
+
+func (s connStream) Close() error {
+	s.c.SetNotify(nil)
+	err := s.c.Close()
+	s.ready.close()
+	return err
+}
+
+// ConnStdio is a stdin, stdout or stderr entry carried by a Conn. As with
+// Stdio, writes always complete.
+type ConnStdio struct {
+	connStream
+	write bool
+	ftype Filetype
+}
+
+// NewConnStdio wraps c as a read-only (stdin) or write-only stream; ftype
+// is the filetype of the host's side, as fd_fdstat_get reports it.
+func NewConnStdio(c Conn, write bool, ftype Filetype) (*ConnStdio, error) {
+	cs, err := newConnStream(c)
+	if err != nil {
+		return nil, err
+	}
+	return &ConnStdio{connStream: cs, write: write, ftype: ftype}, nil
+}
+
+// Filetype implements File.
+func (s *ConnStdio) Filetype() Filetype { return s.ftype }
+
+// Rights implements File.
+func (s *ConnStdio) Rights() uint64 {
+	if s.write {
+		return RightFdWrite | RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite
+	}
+	return RightFdRead | RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite
+}
+
+// Read implements Stream.
+func (s *ConnStdio) Read(p []byte, nonblock bool) (int, error) {
+	if s.write {
+		return 0, syscall.EBADF
+	}
+	return s.read(p, nonblock)
+}
+
+// Write implements Stream.
+func (s *ConnStdio) Write(p []byte, _ bool) (int, error) {
+	if !s.write {
+		return 0, syscall.EBADF
+	}
+	return s.c.Write(p)
+}
+
+// ConnSocket is a plain TCP connection carried by a Conn.
+type ConnSocket struct{ connStream }
+
+// NewConnSocket wraps c.
+func NewConnSocket(c Conn) (*ConnSocket, error) {
+	cs, err := newConnStream(c)
+	if err != nil {
+		return nil, err
+	}
+	return &ConnSocket{cs}, nil
+}
+
+// Filetype implements File.
+func (s *ConnSocket) Filetype() Filetype { return FiletypeSocketStream }
+
+// Rights implements File.
+func (s *ConnSocket) Rights() uint64 { return RightsSocket }
+
+// Read implements Stream.
+func (s *ConnSocket) Read(p []byte, nonblock bool) (int, error) { return s.read(p, nonblock) }
+
+// Write implements Stream.
+func (s *ConnSocket) Write(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if nonblock {
+		return s.c.TryWrite(p)
+	}
+	return s.c.Write(p)
+}
+
+// Peek implements Peeker.
+func (s *ConnSocket) Peek(p []byte, nonblock bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := s.c.Peek(p)
+		if !errors.Is(err, ErrWouldBlock) || nonblock {
+			return n, err
+		}
+		if err := s.waitReadable(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// waitReadable blocks until the Conn is readable.
+func (s *ConnSocket) waitReadable() error {
+	for {
+		fd, ok := s.PollFD(false)
+		if ok {
+			return nil
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if _, err := unix.Ppoll(pfd, nil, nil); err != nil && err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// Shutdown implements Socket.
+func (s *ConnSocket) Shutdown(how int) error { return shutdownHalves(s.c, how) }
+
+// nbChan is a Conn under a TLSSocket.
+type nbChan struct {
+	Conn
+	ready    *readiness
+	nonblock bool
+}
+
+func (c *nbChan) Read(p []byte) (int, error) {
+	if !c.nonblock {
+		return c.Conn.Read(p)
+	}
+	n, err := c.Conn.TryRead(p)
+	if errors.Is(err, ErrWouldBlock) {
+		return 0, wouldBlock{}
+	}
+	return n, err
+}
+
+func (c *nbChan) setNonblock(b bool) { c.nonblock = b }
+
+func (c *nbChan) pollFD(write bool) (int, bool) {
+	if write {
+		return c.ready.poll(true, c.Conn.Writable)
+	}
+	return c.ready.poll(false, c.Conn.Readable)
+}
+
+func (c *nbChan) Close() error {
+	c.Conn.SetNotify(nil)
+	err := c.Conn.Close()
+	c.ready.close()
+	return err
+}
+
+func newNBChan(c Conn) (*nbChan, error) {
+	r, err := newReadiness()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetNotify(r.fire)
+	return &nbChan{Conn: c, ready: r}, nil
+}
+
+// NewConnTLSServer runs a TLS 1.3 server handshake over c (bounded by
+// HandshakeTimeout).
+func NewConnTLSServer(ctx context.Context, c Conn, cfg *tls.Config) (*TLSSocket, error) {
+	raw, err := newNBChan(c)
+	if err != nil {
+		return nil, err
+	}
+	return newTLS(ctx, raw, cfg, true)
+}
+
+// NewConnTLSClient runs a TLS 1.3 client handshake over c.
+func NewConnTLSClient(ctx context.Context, c Conn, cfg *tls.Config) (*TLSSocket, error) {
+	raw, err := newNBChan(c)
+	if err != nil {
+		return nil, err
+	}
+	return newTLS(ctx, raw, cfg, false)
+}
+
+// ConnListener is a listening entry whose connections arrive through an
+// Acceptor; with a TLS config, each completes a TLS 1.3 handshake before
+// sock_accept returns it.
+type ConnListener struct {
+	// OnHandshakeError, if set, is told about failed TLS handshakes (the
+	// guest only sees ECONNABORTED).
+	OnHandshakeError func(remote net.Addr, err error)
+
+	ctx   context.Context
+	a     Acceptor
+	tls   *tls.Config
+	ready *readiness
+}
+
+// NewConnListener wraps a. tlsConfig nil means plain TCP.
+func NewConnListener(ctx context.Context, a Acceptor, tlsConfig *tls.Config) (*ConnListener, error) {
+	r, err := newReadiness()
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.SetNotify(r.fire)
+	return &ConnListener{ctx: ctx, a: a, tls: tlsConfig, ready: r}, nil
+}
+
+// Filetype implements File.
+func (l *ConnListener) Filetype() Filetype { return FiletypeSocketStream }
+
+// Rights implements File.
+func (l *ConnListener) Rights() uint64 { return RightsListener }
+
+// Accept implements Listener.
+func (l *ConnListener) Accept(nonblock bool) (Socket, error) {
+	var c Conn
+	var err error
+	if nonblock {
+		c, err = l.a.TryAccept()
+	} else {
+		c, err = l.a.Accept()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if l.tls == nil {
+		return NewConnSocket(c)
+	}
+	remote := c.RemoteAddr()
+	s, err := NewConnTLSServer(l.ctx, c, l.tls)
+	if err != nil {
+		if l.OnHandshakeError != nil {
+			l.OnHandshakeError(remote, err)
+		}
+		return nil, syscall.ECONNABORTED
+	}
+	return s, nil
+}
+
+// PollFD implements Poller.
+func (l *ConnListener) PollFD(write bool) (int, bool) {
+	if write {
+		return -1, true
+	}
+	return l.ready.poll(false, l.a.Pending)
+}
+
+// Close implements File.
+func (l *ConnListener) Close() error {
+	l.a.SetNotify(nil)
+	err := l.a.Close()
+	l.ready.close()
+	return err
+}

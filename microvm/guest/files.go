@@ -1,0 +1,187 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/microvm/channel"
+)
+
+const (
+	// backlog bounds the connections the host may queue for one listen
+	// entry before the workload accepts them; further ones are reset.
+	backlog = 128
+	// fileWait bounds how long the Keep waits for the host to open the
+	// stream of a stdio or connect entry.
+	fileWait = 2 * time.Minute
+)
+
+// files holds the streams the host opened for [[files]] entries, by index,
+// until the Keep runtime takes them. It implements keep.Conns.
+type files struct {
+	mu      sync.Mutex
+	queues  map[int][]pending
+	notify  map[int]func()
+	closed  map[int]bool
+	changed chan struct{}
+	err     error // the channel ended
+}
+
+type pending struct {
+	s     *channel.Stream
+	ftype fd.Filetype
+}
+
+func newFiles() *files {
+	return &files{queues: map[int][]pending{}, notify: map[int]func(){}, closed: map[int]bool{}, changed: make(chan struct{})}
+}
+
+// add queues a stream for entry o.FD (on the reading goroutine).
+func (f *files) add(s *channel.Stream, o channel.Open) error {
+	if o.FD < 0 || o.FD >= fd.MaxFDs {
+		return fmt.Errorf("no [[files]] entry %d", o.FD)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed[o.FD] {
+		return fmt.Errorf("[[files]] entry %d is closed", o.FD)
+	}
+	if len(f.queues[o.FD]) >= backlog {
+		return fmt.Errorf("[[files]] entry %d has %d connections waiting", o.FD, backlog)
+	}
+	s.SetPeer(o.Peer)
+	f.queues[o.FD] = append(f.queues[o.FD], pending{s: s, ftype: fd.Filetype(o.Filetype)})
+	f.signal(o.FD)
+	return nil
+}
+
+// signal wakes waiters; f.mu is held.
+func (f *files) signal(i int) {
+	close(f.changed)
+	f.changed = make(chan struct{})
+	if n := f.notify[i]; n != nil {
+		n()
+	}
+}
+
+// end records that the channel ended: waiters fail.
+func (f *files) end(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		err = syscall.ECONNRESET
+	}
+	f.err = err
+	close(f.changed)
+	f.changed = make(chan struct{})
+	for _, n := range f.notify {
+		n()
+	}
+}
+
+// take pops entry i's first stream, waiting if try is false.
+func (f *files) take(ctx context.Context, i int, try bool, deadline <-chan time.Time) (pending, error) {
+	for {
+		f.mu.Lock()
+		if q := f.queues[i]; len(q) > 0 {
+			p := q[0]
+			q[0] = pending{}
+			f.queues[i] = q[1:]
+			f.mu.Unlock()
+			return p, nil
+		}
+		if f.closed[i] {
+			f.mu.Unlock()
+			return pending{}, syscall.EBADF
+		}
+		if f.err != nil {
+			f.mu.Unlock()
+			return pending{}, fmt.Errorf("the channel to the host ended: %w", f.err)
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		if try {
+			return pending{}, fd.ErrWouldBlock
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return pending{}, context.Cause(ctx)
+		case <-deadline:
+			return pending{}, fmt.Errorf("the host did not open the stream of this entry within %v", fileWait)
+		}
+	}
+}
+
+// Conn implements keep.Conns.
+func (f *files) Conn(ctx context.Context, i int) (fd.Conn, fd.Filetype, error) {
+	t := time.NewTimer(fileWait)
+	defer t.Stop()
+	p, err := f.take(ctx, i, false, t.C)
+	if err != nil {
+		return nil, 0, err
+	}
+	return p.s, p.ftype, nil
+}
+
+// Acceptor implements keep.Conns.
+func (f *files) Acceptor(i int) (fd.Acceptor, error) {
+	return &acceptor{f: f, i: i}, nil
+}
+
+// acceptor is a listen entry's queue of connections.
+type acceptor struct {
+	f *files
+	i int
+}
+
+func (a *acceptor) Accept() (fd.Conn, error) {
+	p, err := a.f.take(context.Background(), a.i, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.s, nil
+}
+
+func (a *acceptor) TryAccept() (fd.Conn, error) {
+	p, err := a.f.take(context.Background(), a.i, true, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.s, nil
+}
+
+func (a *acceptor) Pending() bool {
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	return len(a.f.queues[a.i]) > 0 || a.f.closed[a.i] || a.f.err != nil
+}
+
+func (a *acceptor) SetNotify(n func()) {
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	if n == nil {
+		delete(a.f.notify, a.i)
+		return
+	}
+	a.f.notify[a.i] = n
+	n()
+}
+
+// Close refuses further connections and resets the queued ones.
+func (a *acceptor) Close() error {
+	a.f.mu.Lock()
+	q := a.f.queues[a.i]
+	delete(a.f.queues, a.i)
+	a.f.closed[a.i] = true
+	a.f.signal(a.i)
+	a.f.mu.Unlock()
+	for _, p := range q {
+		p.s.Reset("listener closed")
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package guest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/evidence/snp"
+	"github.com/enarx-go/enarx/evidence/tdx"
+	"github.com/enarx-go/enarx/microvm/channel"
+)
+
+// PortName is the virtio-serial port of the channel to the host.
+const PortName = "enarx.ctl"
+
+// ModulesDir holds the image's kernel modules and their load order.
+const ModulesDir = "/modules"
+
+// portWait bounds the search for the channel's port.
+const portWait = 30 * time.Second
+
+// Main is PID 1 of a microVM Keep. It never returns: whatever happens it
+// ends by powering the VM off (the host then reads the exit status it was
+// sent, or, without one, reports that the Keep failed).
+func Main() {
+	defer poweroff()
+	defer func() {
+		if p := recover(); p != nil {
+			console("enarx keep: internal error: %v", p)
+		}
+	}()
+	var early earlyLog
+	if err := mountAll(); err != nil {
+		early.add(slog.LevelError, "preparing the guest", "err", err.Error())
+	}
+	loaded := loadModules(ModulesDir, &early)
+	// Everything the Keep needs is loaded: no module may be loaded from
+	// now on, whoever asks (the image measurement covers only these).
+	if err := os.WriteFile("/proc/sys/kernel/modules_disabled", []byte("1"), 0); err != nil {
+		early.add(slog.LevelWarn, "disabling module loading", "err", err.Error())
+	}
+	raiseFileLimit()
+	tee := Detect("/")
+	early.add(slog.LevelDebug, "keep guest ready", "tee", tee, "modules", strings.Join(loaded, ","))
+	port, err := openPort("/", PortName, portWait)
+	if err != nil {
+		console("enarx keep: %v", err)
+		return
+	}
+	Serve(context.Background(), port, Env{TEE: tee, Evidence: evidenceFor, TempDir: "/tmp", Early: early.records})
+}
+
+// earlyLog keeps log records until the channel exists.
+type earlyLog struct{ records []channel.Log }
+
+func (e *earlyLog) add(l slog.Level, msg string, attrs ...string) {
+	e.records = append(e.records, channel.Log{Level: int(l), Msg: msg, Attrs: attrs})
+}
+
+// console writes to the kernel console: debug output the host may read
+// (it emulates the serial port), so never anything secret.
+func console(format string, args ...any) {
+	f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, format+"\n", args...)
+	f.Close()
+}
+
+func poweroff() {
+	unix.Sync()
+	for {
+		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		time.Sleep(time.Second)
+	}
+}
+
+func mountAll() error {
+	var errs []error
+	for _, m := range []struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0700"},
+	} {
+		os.MkdirAll(m.dst, 0o755)
+		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("mounting %s: %w", m.dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadModules loads the image's modules in the order the image builder
+// computed (dependencies first). sev-guest and tdx-guest refuse to load
+// outside their TEE (ENODEV): that is expected and is how the Keep finds
+// out which TEE it is in. It returns the names of the modules loaded.
+func loadModules(dir string, early *earlyLog) []string {
+	f, err := os.Open(filepath.Join(dir, "order"))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			early.add(slog.LevelWarn, "reading the module order", "err", err.Error())
+		}
+		return nil
+	}
+	defer f.Close()
+	var loaded []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" || strings.Contains(name, "/") {
+			continue
+		}
+		err := loadModule(filepath.Join(dir, name))
+		switch {
+		case err == nil:
+			loaded = append(loaded, moduleName(name))
+			if moduleName(name) == "configfs" {
+				os.MkdirAll("/sys/kernel/config", 0o755)
+				unix.Mount("configfs", "/sys/kernel/config", "configfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+			}
+		case errors.Is(err, unix.EEXIST):
+		case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+			early.add(slog.LevelDebug, "module not for this machine", "module", name)
+		default:
+			early.add(slog.LevelWarn, "loading a kernel module", "module", name, "err", err.Error())
+		}
+	}
+	return loaded
+}
+
+func moduleName(file string) string {
+	for _, ext := range []string{".xz", ".zst", ".gz"} {
+		file = strings.TrimSuffix(file, ext)
+	}
+	return strings.TrimSuffix(file, ".ko")
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	flags := 0
+	if strings.HasSuffix(path, ".xz") || strings.HasSuffix(path, ".zst") || strings.HasSuffix(path, ".gz") {
+		flags = unix.MODULE_INIT_COMPRESSED_FILE
+	}
+	return unix.FinitModule(int(f.Fd()), "", flags)
+}
+
+// raiseFileLimit lets the workload hold as many descriptors as the WASI
+// table allows (each channel stream uses two eventfds).
+func raiseFileLimit() {
+	lim := unix.Rlimit{Cur: 65536, Max: 65536}
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+}
+
+// Detect reports the TEE the guest runs in, from the devices of the
+// attestation drivers that loaded: "snp", "tdx" or "none". root is the
+// file system root ("/" in a Keep).
+func Detect(root string) string {
+	for _, c := range []struct{ dev, tee string }{{"dev/sev-guest", "snp"}, {"dev/tdx_guest", "tdx"}} {
+		if st, err := os.Stat(filepath.Join(root, c.dev)); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return c.tee
+		}
+	}
+	return "none"
+}
+
+// openPort finds the virtio-serial port called name (its name is in
+// /sys/class/virtio-ports/vportNpM/name; devtmpfs makes /dev/vportNpM) and
+// opens it. Ports can appear shortly after init starts, so it retries
+// until timeout.
+func openPort(root, name string, timeout time.Duration) (*os.File, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		dev, err := findPort(root, name)
+		if err == nil {
+			return os.OpenFile(filepath.Join(root, "dev", dev), os.O_RDWR, 0)
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func findPort(root, name string) (string, error) {
+	dir := filepath.Join(root, "sys/class/virtio-ports")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("no virtio-serial ports (%v): is the VM started with the channel device?", err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "name"))
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return e.Name(), nil
+		}
+	}
+	return "", fmt.Errorf("no virtio-serial port named %q among %d ports", name, len(ents))
+}
+
+// evidenceFor makes the evidence provider of the Keep's TEE. Collateral
+// from the host (VCEK, CRLs, TDX collateral) is only transported: the
+// Steward verifies it.
+func evidenceFor(tee, collateralDir string) (attest.EvidenceProvider, error) {
+	switch tee {
+	case "snp":
+		return &snp.Provider{Cache: &snp.Cache{Dir: collateralDir}}, nil
+	case "tdx":
+		return &tdx.Provider{Cache: &tdx.Cache{Dir: collateralDir}}, nil
+	}
+	return nil, nil
+}
