@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/snpmeasure"
 	"github.com/enarx-go/enarx/microvm/tdxmeasure"
 )
@@ -81,11 +82,8 @@ func (f *snpOfflineFlags) options() (snpmeasure.Options, []string, error) {
 	if err != nil {
 		return o, nil, fmt.Errorf("--vcpu-type: %w", err)
 	}
-	if f.kernel == "" && !f.noKernel {
-		if f.initrd != "" || f.cmdline != "" {
-			return o, nil, errors.New("--initrd and --append need --kernel: QEMU measures them only with -kernel")
-		}
-		return o, nil, errors.New("give --kernel FILE [--initrd FILE] [--append CMDLINE] for measured direct boot, or --no-kernel for a launch without -kernel")
+	if f.kernel == "" && !f.noKernel && (f.initrd != "" || f.cmdline != "") {
+		return o, nil, errors.New("--initrd and --append need --kernel: QEMU measures them only with -kernel")
 	}
 	if f.noKernel && (f.kernel != "" || f.initrd != "" || f.cmdline != "") {
 		return o, nil, errors.New("--no-kernel cannot be combined with --kernel, --initrd or --append")
@@ -146,6 +144,53 @@ func runSNPOffline(w io.Writer, f *snpOfflineFlags, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "# pin it in a Steward policy as [snp] hash = [%q]\n", d.String())
 	fmt.Fprintln(w, d.String())
+	return nil
+}
+
+// keepImageMode reports whether the offline flags name no kernel inputs:
+// then the Keep image (microvm/image) supplies kernel, initrd and cmdline.
+func keepImageMode(c *cobra.Command) bool {
+	for _, n := range []string{"kernel", "initrd", "append", "no-kernel"} {
+		if c.Flags().Changed(n) {
+			return false
+		}
+	}
+	return true
+}
+
+// runSNPKeepImage prints the Steward [snp] lines that pin our Keep image
+// (image.Locate) launched with the given firmware and vCPU shape.
+func runSNPKeepImage(w io.Writer, f *snpOfflineFlags, asJSON bool) error {
+	if f.ovmf == "" {
+		return errors.New("--ovmf FILE is required: the AmdSev OVMF the Keep is launched with (e.g. /usr/share/ovmf/OVMF.amdsev.fd); or pass --kernel/--initrd/--append to measure other inputs")
+	}
+	img, err := image.Locate()
+	if err != nil {
+		return err
+	}
+	k := *f
+	k.kernel, k.initrd, k.cmdline = img.KernelPath, img.InitrdPath, img.Manifest.Cmdline
+	o, desc, err := k.options()
+	if err != nil {
+		return err
+	}
+	d, err := snpmeasure.Measure(o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		e := json.NewEncoder(w)
+		e.SetIndent("", "  ")
+		return e.Encode(map[string]any{"measurement": d.String(), "image": img.Dir, "inputs": desc})
+	}
+	fmt.Fprintf(w, "# Steward policy for the Keep image in %s launched by QEMU as an SEV-SNP guest\n", img.Dir)
+	fmt.Fprintln(w, "# (kernel-hashes=on), launch digest computed offline from (see docs/policy.md):")
+	for _, l := range desc {
+		fmt.Fprintf(w, "#   %s\n", l)
+	}
+	fmt.Fprintln(w, "# Each vCPU count and type measures differently: pin every shape the host may launch.")
+	fmt.Fprintln(w, "[snp]")
+	fmt.Fprintf(w, "hash = [%q]\n", d.String())
 	return nil
 }
 

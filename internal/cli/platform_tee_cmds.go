@@ -88,12 +88,19 @@ With --ovmf, --vcpus, --vcpu-type and --kernel [--initrd] [--append] (or
 guest QEMU starts with that AmdSev OVMF (-bios), measured direct boot
 (sev-snp-guest kernel-hashes=on), vCPU count and type, and guest features. The
 last line printed is the 96-hex-digit digest; it equals what virtee's
-sev-snp-measure --mode snp --vmm-type QEMU prints for the same inputs.`,
+sev-snp-measure --mode snp --vmm-type QEMU prints for the same inputs.
+
+With --ovmf, --vcpus and --vcpu-type but no --kernel, --initrd, --append or
+--no-kernel: measures this enarx's own Keep image (found as enarx run finds it,
+or named by ENARX_KEEP_IMAGE) and prints the [snp] policy lines to pin.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if offline(cmd) {
 				if emulatedFlag {
 					return errors.New("--emulated cannot be combined with the offline flags (--ovmf, --kernel, --vcpus, ...)")
+				}
+				if keepImageMode(cmd) {
+					return runSNPKeepImage(cmd.OutOrStdout(), &off, asJSON)
 				}
 				return runSNPOffline(cmd.OutOrStdout(), &off, asJSON)
 			}

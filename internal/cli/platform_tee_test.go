@@ -2,7 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/enarx-go/enarx/attestation/policy"
 	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/snpmeasure"
 	"github.com/enarx-go/enarx/microvm/tdxmeasure"
 )
@@ -141,19 +145,19 @@ func TestSNPMeasurementOfflineErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no ovmf":        {[]string{"measurement", "--vcpus", "2", "--vcpu-type", "EPYC", "--kernel", k}, "--ovmf is required"},
-		"no vcpus":       {[]string{"measurement", "--ovmf", ovmfPath, "--vcpu-type", "EPYC", "--kernel", k}, "--vcpus and --vcpu-type are required"},
-		"bad vcpu type":  {append(base[:5:5], "--vcpu-type", "EPYC-Foo", "--kernel", k), `unknown vCPU type "EPYC-Foo": known types are EPYC,`},
-		"decimal feat":   {append(base, "--kernel", k, "--guest-features", "21"), "with a 0x prefix"},
-		"bad hex feat":   {append(base, "--kernel", k, "--guest-features", "0xzz"), "not a 64-bit hex number"},
-		"no SNPActive":   {append(base, "--kernel", k, "--guest-features", "0x20"), "SNPActive"},
-		"initrd alone":   {append(base, "--initrd", k), "need --kernel"},
-		"no kernel flag": {base, "--no-kernel"},
-		"both":           {append(base, "--no-kernel", "--kernel", k), "cannot be combined"},
-		"missing file":   {append(base, "--kernel", filepath.Join(dir, "nope")), "--kernel: open"},
-		"not AmdSev":     {[]string{"measurement", "--ovmf", notOVMF, "--vcpus", "1", "--vcpu-type", "EPYC", "--no-kernel"}, "not an AmdSev OVMF build"},
-		"with emulated":  {append(base, "--kernel", k, "--emulated"), "--emulated cannot be combined"},
-		"zero vcpus":     {[]string{"measurement", "--ovmf", ovmfPath, "--vcpus", "-1", "--vcpu-type", "EPYC", "--no-kernel"}, "vCPU count -1"},
+		"no ovmf":             {[]string{"measurement", "--vcpus", "2", "--vcpu-type", "EPYC", "--kernel", k}, "--ovmf is required"},
+		"no vcpus":            {[]string{"measurement", "--ovmf", ovmfPath, "--vcpu-type", "EPYC", "--kernel", k}, "--vcpus and --vcpu-type are required"},
+		"bad vcpu type":       {append(base[:5:5], "--vcpu-type", "EPYC-Foo", "--kernel", k), `unknown vCPU type "EPYC-Foo": known types are EPYC,`},
+		"decimal feat":        {append(base, "--kernel", k, "--guest-features", "21"), "with a 0x prefix"},
+		"bad hex feat":        {append(base, "--kernel", k, "--guest-features", "0xzz"), "not a 64-bit hex number"},
+		"no SNPActive":        {append(base, "--kernel", k, "--guest-features", "0x20"), "SNPActive"},
+		"initrd alone":        {append(base, "--initrd", k), "need --kernel"},
+		"keep image, no ovmf": {[]string{"measurement", "--vcpus", "2", "--vcpu-type", "EPYC-v4"}, "--ovmf FILE is required"},
+		"both":                {append(base, "--no-kernel", "--kernel", k), "cannot be combined"},
+		"missing file":        {append(base, "--kernel", filepath.Join(dir, "nope")), "--kernel: open"},
+		"not AmdSev":          {[]string{"measurement", "--ovmf", notOVMF, "--vcpus", "1", "--vcpu-type", "EPYC", "--no-kernel"}, "not an AmdSev OVMF build"},
+		"with emulated":       {append(base, "--kernel", k, "--emulated"), "--emulated cannot be combined"},
+		"zero vcpus":          {[]string{"measurement", "--ovmf", ovmfPath, "--vcpus", "-1", "--vcpu-type", "EPYC", "--no-kernel"}, "vCPU count -1"},
 	} {
 		out, err := runCmd(newPlatformSNPCmd(&globals{}), c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -209,5 +213,54 @@ func TestTDXMeasurementOffline(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error containing %q\n%s", name, err, c.want, out)
 		}
+	}
+}
+
+// With no kernel flags, `platform snp measurement` measures the Keep image
+// that image.Locate finds and prints [snp] policy lines that load, with the
+// digest of the same inputs given explicitly.
+func TestSNPMeasurementKeepImage(t *testing.T) {
+	dir := t.TempDir()
+	ovmfPath := gunzipFixture(t, "../../microvm/snpmeasure/testdata/OVMF.amdsev.fd.gz",
+		"3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f", dir)
+	imgDir := filepath.Join(dir, "keep")
+	if err := os.Mkdir(imgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kernel, initrd := testutil.DeterministicBytes("keep-kernel", 300<<10), testutil.DeterministicBytes("keep-initrd", 200<<10)
+	kPath := writeFile(t, imgDir, image.KernelFile, kernel)
+	iPath := writeFile(t, imgDir, image.InitrdFile, initrd)
+	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+	m, err := json.Marshal(image.Manifest{Format: image.ManifestFormat, Kernel: image.KernelFile, KernelSHA256: sum(kernel),
+		Initrd: image.InitrdFile, InitrdSHA256: sum(initrd), Cmdline: image.DefaultCmdline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, imgDir, image.ManifestFile, m)
+	t.Setenv(image.EnvImage, imgDir)
+
+	out, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-Milan")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := policy.Parse(out); err != nil {
+		t.Fatalf("printed policy does not load: %v\n%s", err, out)
+	}
+	explicit, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-Milan",
+		"--kernel", kPath, "--initrd", iPath, "--append", image.DefaultCmdline)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, explicit)
+	}
+	want := lastLine(explicit)
+	if got := lastLine(out); got != fmt.Sprintf("hash = [%q]", want) {
+		t.Errorf("keep image policy line %q, explicit digest %s", got, want)
+	}
+	if !strings.Contains(string(out), "[snp]") || !strings.Contains(string(out), imgDir) {
+		t.Errorf("output lacks the [snp] table or the image directory:\n%s", out)
+	}
+
+	t.Setenv(image.EnvImage, filepath.Join(dir, "nowhere"))
+	if _, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "1", "--vcpu-type", "EPYC"); err == nil || !strings.Contains(err.Error(), image.EnvImage) {
+		t.Errorf("missing image: %v", err)
 	}
 }
