@@ -164,8 +164,10 @@ type Spec struct {
 	TDX *TDX
 	// Channels are the virtio-serial ports.
 	Channels []Channel
-	// Console receives the guest's serial console, one Write per line;
-	// nil discards it. The console is written by the guest: untrusted.
+	// Console receives the guest's serial console, one Write per line
+	// (ending in "\n"); nil discards it. Writes come from one goroutine
+	// and should not block for long: the VMM waits for them. The console
+	// is written by the guest: untrusted.
 	Console io.Writer
 }
 

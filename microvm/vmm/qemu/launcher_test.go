@@ -39,7 +39,11 @@ func TestMain(m *testing.M) {
 		helperMain()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if guestInit.path != "" {
+		os.RemoveAll(filepath.Dir(guestInit.path))
+	}
+	os.Exit(code)
 }
 
 // fakeQEMU91 is a QEMU 9.1.2 without seccomp that, when launched,
