@@ -89,10 +89,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(tmp)
 		spec.Init = filepath.Join(tmp, "init")
-		fmt.Fprintf(stdout, "building %s (%s %s)\n", image.InitPackage, strings.Join(image.InitBuildEnv, " "), strings.Join(image.InitBuildFlags, " "))
+		fmt.Fprintf(stdout, "building %s (%s)\n", image.InitPackage, strings.Join(image.InitBuildCommand(), " "))
 		if err := image.BuildInit(ctx, spec.Init); err != nil {
 			return fmt.Errorf("%w\n(run enarx-keep-image from the enarx source tree, or pass -init)", err)
 		}
+		spec.InitBuild = image.InitBuildCommand()
 	}
 
 	img, err := image.Build(*out, spec)

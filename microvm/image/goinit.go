@@ -25,6 +25,12 @@ var (
 	InitBuildFlags = []string{"-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid="}
 )
 
+// InitBuildCommand is the environment and flags BuildInit uses, as
+// recorded in the manifest (Spec.InitBuild).
+func InitBuildCommand() []string {
+	return append(append([]string(nil), InitBuildEnv...), InitBuildFlags...)
+}
+
 // BuildInit builds InitPackage into outPath with the pinned settings. It runs
 // `go build` in the current directory, which must be inside this module's
 // source tree.
@@ -108,6 +114,9 @@ type InitInfo struct {
 	SHA256 string `json:"sha256"`
 	// Size is its size in bytes.
 	Size int64 `json:"size"`
+	// BuildCommand is how the init was built, as the builder reported it
+	// (Spec.InitBuild).
+	BuildCommand []string `json:"build_command,omitempty"`
 	// GoVersion, Path and BuildSettings come from the Go build information
 	// embedded in the binary (go version -m); empty for a non-Go init.
 	GoVersion     string   `json:"go_version,omitempty"`

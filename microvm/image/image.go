@@ -51,6 +51,10 @@ type Spec struct {
 	Modules []Module
 	// Cmdline is the kernel command line; "" means DefaultCmdline.
 	Cmdline string
+	// InitBuild records how Init was built, for the manifest: for an init
+	// from BuildInit, InitBuildEnv followed by InitBuildFlags. (The binary's
+	// own build information omits -ldflags when -trimpath is set.)
+	InitBuild []string
 }
 
 // Manifest is manifest.json.
@@ -112,7 +116,7 @@ func Build(dir string, spec Spec) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading init: %w", err)
 	}
-	info := InitInfo{SHA256: sha256Hex(initBytes), Size: int64(len(initBytes))}
+	info := InitInfo{SHA256: sha256Hex(initBytes), Size: int64(len(initBytes)), BuildCommand: spec.InitBuild}
 	if err := readGoBuildInfo(spec.Init, &info); err != nil {
 		return nil, fmt.Errorf("reading init build information: %w", err)
 	}

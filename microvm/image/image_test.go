@@ -3,8 +3,10 @@ package image
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -312,8 +314,8 @@ func buildTestInit(t *testing.T, out string) string {
 	return "example.com/keepinit (cmd/enarx-keep-init does not exist yet)"
 }
 
-// TestReproduciblePipeline builds the init twice and the image twice from
-// it, with the installed Debian kernel and its modules where present: the
+// TestReproduciblePipeline builds the init twice (the second time with an
+// empty build cache) and the image twice from it, with the installed Debian kernel and its modules where present: the
 // init binaries, then the initrds, must be identical; the init must be
 // static and its manifest entry must record the pinned build settings.
 func TestReproduciblePipeline(t *testing.T) {
@@ -323,6 +325,9 @@ func TestReproduciblePipeline(t *testing.T) {
 	tmp := t.TempDir()
 	a, b := filepath.Join(tmp, "init-a"), filepath.Join(tmp, "init-b")
 	what := buildTestInit(t, a)
+	// The second build starts from an empty build cache, so it really
+	// compiles everything again instead of copying the first result.
+	t.Setenv("GOCACHE", filepath.Join(tmp, "gocache"))
 	buildTestInit(t, b)
 	t.Logf("init: %s", what)
 	ab, _ := os.ReadFile(a)
@@ -334,7 +339,7 @@ func TestReproduciblePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spec := Spec{Kernel: fixtureKernel, Init: a}
+	spec := Spec{Kernel: fixtureKernel, Init: a, InitBuild: InitBuildCommand()}
 	if k, err := DefaultKernel(); err == nil {
 		ms, err := ResolveModules(k.ModulesDir, k.Release, DefaultModules)
 		if err != nil {
@@ -366,13 +371,30 @@ func TestReproduciblePipeline(t *testing.T) {
 	if info.GoVersion != runtime.Version() {
 		t.Errorf("manifest go_version %q, the toolchain is %s", info.GoVersion, runtime.Version())
 	}
+	// What the binary says about itself: Go's build information (which
+	// leaves out -ldflags under -trimpath), no symbol table (-s) and no
+	// build ID (-buildid=).
 	settings := strings.Join(info.BuildSettings, "\n")
-	for _, s := range []string{"-trimpath=true", "-ldflags=-s -w -buildid=", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOAMD64=v1"} {
+	for _, s := range []string{"-trimpath=true", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOAMD64=v1"} {
 		if !strings.Contains(settings, s) {
 			t.Errorf("manifest build settings lack %q:\n%s", s, settings)
 		}
 	}
 	if strings.Contains(settings, "vcs.") {
 		t.Errorf("VCS information in the init:\n%s", settings)
+	}
+	if !reflect.DeepEqual(info.BuildCommand, InitBuildCommand()) {
+		t.Errorf("manifest build command %q", info.BuildCommand)
+	}
+	ef, err := elf.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	if ef.Section(".symtab") != nil || ef.Section(".debug_info") != nil {
+		t.Error("the init has a symbol table or DWARF; -ldflags=-s -w was not applied")
+	}
+	if id, err := exec.Command("go", "tool", "buildid", a).Output(); err != nil || strings.TrimSpace(string(id)) != "" {
+		t.Errorf("go tool buildid = %q, %v; want an empty build ID", id, err)
 	}
 }
