@@ -44,6 +44,9 @@ const (
 	ProtectionNone Protection = 0
 	// ProtectionSandbox: a confined process, not a TEE.
 	ProtectionSandbox Protection = 10
+	// ProtectionVM: a virtual machine of its own, not a TEE (the host can
+	// still read and change the Keep).
+	ProtectionVM Protection = 15
 	// ProtectionTEE: hardware-isolated memory with attestation.
 	ProtectionTEE Protection = 20
 )

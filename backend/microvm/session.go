@@ -115,7 +115,6 @@ func (s *session) control(typ uint8, payload []byte) error {
 		}
 		s.exited = true
 		s.exit <- e
-		s.mux.Post(channel.TypeExitAck, nil)
 		return nil
 	}
 	return fmt.Errorf("%w: control frame type %d from the Keep", channel.ErrProtocol, typ)
@@ -214,6 +213,8 @@ func (s *session) run(ctx context.Context, booted chan<- channel.Hello) (int, er
 	}
 	select {
 	case e := <-s.exit:
+		// The Keep powers off once it knows the host has its status.
+		s.mux.Send(channel.TypeExitAck, nil)
 		s.drain()
 		var err error
 		if e.Error != "" {

@@ -3,7 +3,8 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	// The confidential-VM backends register themselves.
+	// The confidential-VM and microVM backends register themselves.
+	_ "github.com/enarx-go/enarx/backend/microvm"
 	_ "github.com/enarx-go/enarx/backend/snp"
 	_ "github.com/enarx-go/enarx/backend/tdx"
 )

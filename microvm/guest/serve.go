@@ -306,7 +306,11 @@ func (s *server) receiveFiles(ctx context.Context, role string, list []channel.C
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(f.Name)), b, 0o600); err != nil {
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
 			return nil, err
 		}
 		got[f.Name] = true

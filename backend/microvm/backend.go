@@ -1,0 +1,443 @@
+package microvm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/enarx-go/enarx/backend"
+	snpbackend "github.com/enarx-go/enarx/backend/snp"
+	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
+	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/microvm/channel"
+	"github.com/enarx-go/enarx/microvm/guest"
+	"github.com/enarx-go/enarx/microvm/image"
+	"github.com/enarx-go/enarx/microvm/vmm"
+	"github.com/enarx-go/enarx/microvm/vmm/qemu"
+	"github.com/enarx-go/enarx/platform"
+)
+
+// Backend names (upstream's, plus ours for TDX).
+const (
+	NameKVM = "kvm"
+	NameSEV = "sev"
+	NameTDX = "tdx-vm"
+)
+
+// Environment variables.
+const (
+	// EnvAccel = "tcg" boots Keeps of the kvm backend under QEMU's
+	// software emulation: for tests and CI on machines without /dev/kvm.
+	// It is never chosen implicitly, and such a Keep is not isolated by
+	// hardware.
+	EnvAccel = "ENARX_VM_ACCEL"
+	// EnvVCPUs is the number of vCPUs (default 1). For sev and tdx-vm it
+	// is part of the launch measurement.
+	EnvVCPUs = "ENARX_VM_VCPUS"
+	// EnvMemory is the VM's memory in MiB (default: the workload's
+	// memory limit plus 1 GiB, at most 8 GiB; the VMM commits only what
+	// the Keep touches).
+	EnvMemory = "ENARX_VM_MEMORY"
+	// EnvBootTimeout bounds the time from starting the VM to the Keep's
+	// hello (a Go duration; default 30s with KVM, 3m under TCG).
+	EnvBootTimeout = "ENARX_VM_BOOT_TIMEOUT"
+)
+
+// SNPVCPUType is the vCPU model of sev Keeps; with the vCPU count it
+// shapes the launch measurement (see `enarx platform snp measurement`).
+const SNPVCPUType = "EPYC-v4"
+
+// ErrTimeout is returned when the Keep ran longer than the policy allows.
+var ErrTimeout = errors.New("the Keep ran longer than --timeout and was stopped")
+
+// Backend is one kind of microVM Keep.
+type Backend struct {
+	name string
+	tee  vmm.TEE
+}
+
+// The backends.
+var (
+	KVM = Backend{name: NameKVM, tee: vmm.TEENone}
+	SEV = Backend{name: NameSEV, tee: vmm.TEESNP}
+	TDX = Backend{name: NameTDX, tee: vmm.TEETDX}
+)
+
+func init() {
+	backend.Register(KVM)
+	backend.Register(SEV)
+	backend.Register(TDX)
+}
+
+// Name implements backend.Backend.
+func (b Backend) Name() string { return b.name }
+
+// Protection implements backend.Backend: a VM boundary isolates the host
+// from the workload better than a process sandbox; only a TEE also
+// protects the workload from the host.
+func (b Backend) Protection() backend.Protection {
+	if b.tee == vmm.TEENone {
+		return backend.ProtectionVM
+	}
+	return backend.ProtectionTEE
+}
+
+// tcgRequested reports whether the user asked for software emulation.
+func tcgRequested() bool { return os.Getenv(EnvAccel) == string(vmm.AccelTCG) }
+
+// Available implements backend.Backend: KVM (and the TEE's host support),
+// or for kvm, explicitly requested software emulation.
+func (b Backend) Available() bool {
+	return b.hostError() == nil
+}
+
+// hostError says what the host lacks for this backend.
+func (b Backend) hostError() error {
+	fsys := vmm.HostFS()
+	switch b.tee {
+	case vmm.TEESNP:
+		if err := vmm.KVMAvailable(fsys); err != nil {
+			return err
+		}
+		return vmm.SNPHost(fsys)
+	case vmm.TEETDX:
+		if err := vmm.KVMAvailable(fsys); err != nil {
+			return err
+		}
+		return vmm.TDXHost(fsys)
+	}
+	if tcgRequested() {
+		return nil
+	}
+	return vmm.KVMAvailable(fsys)
+}
+
+// Configured implements backend.Backend: QEMU new enough for the TEE, a
+// Keep image, and the TEE's firmware.
+func (b Backend) Configured() error {
+	_, err := b.resolve(context.Background())
+	return err
+}
+
+// setup is what a launch needs from the host.
+type setup struct {
+	qemu     *qemu.Info
+	img      *image.Image
+	firmware string
+}
+
+func (b Backend) resolve(ctx context.Context) (*setup, error) {
+	info, err := qemu.Probe(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case b.tee == vmm.TEESNP && !info.SupportsSNP():
+		return nil, fmt.Errorf("QEMU %s at %s cannot launch SEV-SNP guests: install QEMU %s or newer (or set %s)", info.Version, info.Path, qemu.MinSNP, qemu.EnvQEMU)
+	case b.tee == vmm.TEETDX && !info.SupportsTDX():
+		return nil, fmt.Errorf("QEMU %s at %s cannot launch TDX guests: install QEMU %s or newer (or set %s)", info.Version, info.Path, qemu.MinTDX, qemu.EnvQEMU)
+	}
+	img, err := image.Locate()
+	if err != nil {
+		return nil, err
+	}
+	s := &setup{qemu: info, img: img}
+	if b.tee != vmm.TEENone {
+		if s.firmware, err = vmm.FindFirmware(b.tee); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Run implements backend.Backend: it boots the Keep image, serves the
+// channel until the Keep reports its exit status, and stops the VM.
+func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
+	log := l.Options.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if l.Options.Evidence != nil {
+		return 1, fmt.Errorf("the %s backend produces its evidence inside the Keep; it takes no evidence provider", b.name)
+	}
+	accel := vmm.AccelKVM
+	if tcgRequested() {
+		if b.tee != vmm.TEENone {
+			return 1, fmt.Errorf("%s=tcg: a %s Keep needs KVM and the TEE; software emulation is for the kvm backend only", EnvAccel, b.name)
+		}
+		accel = vmm.AccelTCG
+		log.Warn("microVM Keep under software emulation (ENARX_VM_ACCEL=tcg): it is NOT isolated by hardware virtualization; use this for tests only")
+	} else if err := b.hostError(); err != nil {
+		return 1, err
+	}
+	st, err := b.resolve(ctx)
+	if err != nil {
+		return 1, err
+	}
+	spec, err := b.spec(st, accel, l.Options.MemoryLimit, log)
+	if err != nil {
+		return 1, err
+	}
+
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 1, fmt.Errorf("creating the Keep's channel: %w", err)
+	}
+	hostEnd := os.NewFile(uintptr(fds[0]), "keep-channel")
+	spec.Channels = []vmm.Channel{{Name: guest.PortName, File: os.NewFile(uintptr(fds[1]), "keep-channel-vm")}}
+
+	policy := backend.PolicyFrom(ctx)
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if policy.Timeout > 0 {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithTimeoutCause(runCtx, policy.Timeout, ErrTimeout)
+		defer stop()
+	}
+
+	started := time.Now()
+	vm, err := (qemu.Launcher{Binary: st.qemu.Path, Logger: log}).Start(runCtx, spec)
+	if err != nil {
+		hostEnd.Close()
+		return 1, err
+	}
+	defer func() {
+		vm.Kill()
+		vm.Wait()
+	}()
+	log.Debug("microVM Keep started", "backend", b.name, "pid", vm.Pid(), "accel", accel, "vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB)
+
+	s := newSession(hostEnd, l, log)
+	s.stewardAddr = l.StewardAddr()
+	if b.tee == vmm.TEENone && !l.Options.NoCache {
+		if dir, err := moduleCacheDir(l.Options.CacheDir, string(accel)+"-"+spec.CPU, l.Workload); err == nil {
+			s.cacheDir = dir
+		} else {
+			log.Warn("microVM: no compilation cache", "err", err)
+		}
+	}
+	if s.collateral, err = collateral(b.tee, log); err != nil {
+		return 1, err
+	}
+
+	vmExited := make(chan error, 1)
+	go func() {
+		err := vm.Wait()
+		vmExited <- err
+		if err == nil {
+			err = errors.New("it powered off")
+		}
+		// The channel's end tells the session; this names the cause if
+		// the Keep never said goodbye.
+		cancel(fmt.Errorf("the Keep's VM stopped before the Keep reported an exit status (%w); run with --log-level debug to see its console", err))
+	}()
+	booted := make(chan channel.Hello, 1)
+	bootTimeout := bootTimeout(accel)
+	go func() {
+		t := time.NewTimer(bootTimeout)
+		defer t.Stop()
+		select {
+		case h := <-booted:
+			log.Debug("microVM Keep booted", "after", time.Since(started).Round(time.Millisecond), "tee", h.TEE, "keep", h.Keep)
+			if b.tee == vmm.TEESNP && h.TEE != "snp" || b.tee == vmm.TEETDX && h.TEE != "tdx" {
+				log.Warn("microVM: the Keep did not find the TEE it was launched in; its Steward will refuse it", "expected", b.tee.String(), "found", h.TEE)
+			}
+		case <-t.C:
+			cancel(fmt.Errorf("the Keep did not start within %v (set %s to wait longer; run with --log-level debug to see its console)", bootTimeout, EnvBootTimeout))
+		case <-runCtx.Done():
+		}
+	}()
+
+	code, err := s.run(runCtx, booted)
+	if err != nil && errors.Is(context.Cause(runCtx), ErrTimeout) {
+		return 1, ErrTimeout
+	}
+	if s.exitReceived() {
+		// The Keep powers off after its exit status: give it a moment.
+		select {
+		case <-vmExited:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	log.Debug("microVM Keep ended", "after", time.Since(started).Round(time.Millisecond), "code", code)
+	return code, err
+}
+
+// spec is the VM for a launch.
+func (b Backend) spec(st *setup, accel vmm.Accel, memLimit uint64, log *slog.Logger) (vmm.Spec, error) {
+	vcpus, err := envInt(EnvVCPUs, 1, 1, vmm.MaxVCPUs)
+	if err != nil {
+		return vmm.Spec{}, err
+	}
+	if memLimit == 0 {
+		memLimit = engine.DefaultMemoryLimit
+	}
+	mem, err := envInt(EnvMemory, int(min(memLimit>>20+1024, 8192)), vmm.MinMemoryMiB, vmm.MaxMemoryMiB)
+	if err != nil {
+		return vmm.Spec{}, err
+	}
+	spec := vmm.Spec{
+		Kernel:    st.img.KernelPath,
+		Initrd:    st.img.InitrdPath,
+		Cmdline:   st.img.Manifest.Cmdline,
+		Firmware:  st.firmware,
+		MemoryMiB: mem,
+		VCPUs:     vcpus,
+		Accel:     accel,
+		TEE:       b.tee,
+		Console:   consoleLog(log),
+	}
+	switch b.tee {
+	case vmm.TEESNP:
+		spec.CPU = SNPVCPUType
+		snp := &vmm.SNP{KernelHashes: true}
+		if c, r, ok := vmm.SNPFromCPUID(hostCPUID); ok {
+			snp.CBitPos, snp.ReducedPhysBits = c, r
+		}
+		spec.SNP = snp
+	case vmm.TEETDX:
+		spec.TDX = &vmm.TDX{SeptVEDisable: true}
+	default:
+		if accel == vmm.AccelTCG {
+			spec.CPU = "max"
+		} else {
+			spec.CPU = "host"
+		}
+	}
+	return spec, nil
+}
+
+func envInt(name string, def, lo, hi int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s=%q: want a number from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func bootTimeout(accel vmm.Accel) time.Duration {
+	if v := os.Getenv(EnvBootTimeout); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			return d
+		}
+	}
+	if accel == vmm.AccelTCG {
+		return 3 * time.Minute
+	}
+	return 30 * time.Second
+}
+
+// consoleLog sends the guest's console to debug logs, one line each. It
+// is written by the guest: untrusted text, logged as a quoted value.
+func consoleLog(log *slog.Logger) *lineLogger {
+	return &lineLogger{log: log}
+}
+
+type lineLogger struct {
+	mu  sync.Mutex
+	log *slog.Logger
+}
+
+func (w *lineLogger) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sc := bufio.NewScanner(bytes.NewReader(p))
+	for sc.Scan() {
+		if line := bytes.TrimRight(sc.Bytes(), "\r"); len(line) > 0 {
+			w.log.Debug("keep console", "line", string(line))
+		}
+	}
+	return len(p), nil
+}
+
+// moduleCacheDir is the host directory of one module's compilation cache
+// for one VM shape: <cache>/microvm/<shape>/<sha256 of the module>. The
+// Keep fills it with the code it compiled, and gets it back on later runs
+// of the same module. Only kvm Keeps use it (their host can read and
+// change the guest anyway); a Keep in a TEE never runs code from its host.
+func moduleCacheDir(base, shape string, w keepWorkload) (string, error) {
+	if w.Wasm == nil {
+		return "", errors.New("registry bundles are verified inside the Keep; no cache key on the host")
+	}
+	if base == "" {
+		d, err := engine.DefaultCacheDir()
+		if err != nil {
+			return "", err
+		}
+		base = d
+	}
+	sum := sha256.Sum256(w.Wasm)
+	dir := filepath.Join(base, "microvm", shape, hex.EncodeToString(sum[:]))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// exitReceived reports whether the Keep sent its exit status.
+func (s *session) exitReceived() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exited
+}
+
+type keepWorkload = keep.Workload
+
+// hostCPUID is the host's CPUID (nil off x86-64).
+var hostCPUID = platform.HostCPUID
+
+// maxCollateralFiles bounds what is read from a collateral cache.
+const maxCollateralFiles = 32
+
+// collateral reads the host's collateral cache for the TEE's evidence:
+// the SEV-SNP VCEK and AMD CRLs (`enarx platform snp fetch` fills it) or
+// the TDX collateral. The host only transports it; the Steward verifies
+// it. Missing files are not an error here: the Keep's evidence provider
+// says what is missing.
+func collateral(tee vmm.TEE, log *slog.Logger) (map[string][]byte, error) {
+	var dir string
+	switch tee {
+	case vmm.TEESNP:
+		dir = snpbackend.CacheDir()
+	case vmm.TEETDX:
+		dir = tdxbackend.CacheDir()
+	default:
+		return nil, nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		log.Warn("microVM: no collateral cache for the Keep's evidence", "dir", dir, "err", err)
+		return nil, nil
+	}
+	out := map[string][]byte{}
+	for _, e := range ents {
+		if len(out) >= maxCollateralFiles {
+			break
+		}
+		if !e.Type().IsRegular() || !channel.ValidFileName(e.Name()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || len(b) > 4<<20 {
+			continue
+		}
+		out[e.Name()] = b
+	}
+	return out, nil
+}
