@@ -40,8 +40,11 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
 
+# -race forces cgo; the sandbox's tests run again in a static build, with the
+# workloads that are too slow under -race.
 test: deps lint
 	$(GO) test -race -timeout 45m ./...
+	CGO_ENABLED=0 $(GO) test -timeout 20m ./backend/sandbox/
 
 test-short:
 	$(GO) test -short ./...

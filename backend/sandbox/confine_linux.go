@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
-	"sync"
+	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -22,7 +22,9 @@ type Layer struct {
 	Micros int64 `json:"micros,omitempty"`
 }
 
-// Layer names, in the order they are applied.
+// Layer names, in the order they are applied: the first stage applies
+// everything up to Landlock to the one thread that then re-executes the
+// Keep; the second stage checks the capabilities and adds the rest.
 const (
 	LayerUserNS   = "user namespace"
 	LayerPIDNS    = "pid namespace"
@@ -30,29 +32,45 @@ const (
 	LayerNetNS    = "network namespace"
 	LayerIPCNS    = "ipc namespace"
 	LayerUTSNS    = "uts namespace"
-	LayerCaps     = "capabilities dropped"
-	LayerRlimits  = "rlimits (address space, fds, core)"
 	LayerNNP      = "no_new_privs"
 	LayerLandlock = "landlock (no file system, no TCP bind/connect)"
+	LayerCaps     = "capabilities dropped"
+	LayerRlimits  = "rlimits (address space, fds, core)"
 	LayerSeccomp  = "seccomp filter"
 )
+
+// Why two stages. Capabilities, no_new_privs and Landlock are per-thread
+// kernel state, and a Go process has several threads before main runs.
+// syscall.AllThreadsSyscall can apply a call to all of them, but the Go
+// runtime refuses it (ENOTSUP) in any binary that links cgo — which a
+// plain `go build` or `go install` does wherever a C compiler exists, and
+// `go test -race` always does. So the Keep applies those layers to one
+// locked thread only and then re-executes itself from that thread:
+// execve keeps only the calling thread, the new image starts from that
+// thread's credentials, no_new_privs and Landlock domain, and every thread
+// of the new image (Go's or glibc's) is cloned from it. Capabilities are
+// recomputed by execve from the bounding, inheritable and ambient sets,
+// which the first stage empties, so the new image starts with none.
+// Seccomp (TSYNC) and rlimits are process-wide and come after the exec.
+// The same path is taken in every build; there is no AllThreadsSyscall.
 
 // confineOptions are what the Keep process applies to itself.
 type confineOptions struct {
 	// Namespaces the host created the process in (clone flags).
 	cloneFlags uintptr
-	// maxFD is the highest fd the workload needs; RLIMIT_NOFILE allows a
-	// fixed margin above it for the Go runtime (epoll, eventfd, accepted
+	// nfiles is the number of workload fds; RLIMIT_NOFILE allows a fixed
+	// margin above it for the Go runtime (epoll, eventfd, accepted
 	// connections).
 	nfiles      int
 	memoryLimit uint64
 	// cacheDir is the host path of the module's compilation cache
 	// directory, or "".
 	cacheDir string
+	// exeFD is the Keep's own executable, opened by the host; the first
+	// stage re-executes it.
+	exeFD int
 	// skip names layers to leave out (tests only).
 	skip map[string]bool
-	// boundingErr is what dropBoundingSet returned (run before confine).
-	boundingErr error
 }
 
 // fdMargin is how many fds the Keep may open beyond the ones passed in:
@@ -64,96 +82,142 @@ const fdMargin = 1024
 // memory, which wazero reserves at its maximum.
 const addressSpaceSlack = 2 << 30
 
-// confine applies every layer it can, in order, to the calling process and
-// reports each one. Everything before seccomp runs with the capabilities
-// the process has in its new user namespace; seccomp comes last so that the
-// set-up calls need not be allowed.
-func confine(o confineOptions) (layers []Layer, cacheDir string) {
-	// Per-thread state (no_new_privs, Landlock, capabilities) is set on
-	// this thread and spread to the others by AllThreadsSyscall or by
-	// seccomp's TSYNC.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	last := time.Now()
-	add := func(name string, err error, detail string) {
-		if o.skip[name] {
-			err = errSkipped
-		}
-		now := time.Now()
-		l := Layer{Name: name, Enabled: err == nil, Detail: detail, Micros: now.Sub(last).Microseconds()}
-		last = now
-		if err != nil {
-			l.Detail = err.Error()
-		}
-		layers = append(layers, l)
+// layerLog collects layer reports with the time each took.
+type layerLog struct {
+	skip   map[string]bool
+	last   time.Time
+	layers []Layer
+}
+
+func newLayerLog(skip map[string]bool, layers []Layer) *layerLog {
+	return &layerLog{skip: skip, last: time.Now(), layers: layers}
+}
+
+func (g *layerLog) add(name string, err error, detail string) {
+	if g.skip[name] {
+		err = errSkipped
 	}
+	now := time.Now()
+	l := Layer{Name: name, Enabled: err == nil, Detail: detail, Micros: now.Sub(g.last).Microseconds()}
+	g.last = now
+	if err != nil {
+		l.Detail = err.Error()
+	}
+	g.layers = append(g.layers, l)
+}
+
+// confineBeforeExec is the first stage: run on a locked thread that will
+// call execKeep next, it applies the namespace, no_new_privs and Landlock
+// layers and empties the thread's capability sets for the exec. It
+// reports each layer and whether the module's cache is mounted at
+// keepCacheDir. It must not be called on a thread that goes on to run
+// anything but the exec: the calling thread is left without capabilities
+// and under Landlock, the others are not.
+func confineBeforeExec(o confineOptions) (layers []Layer, cacheOK bool) {
+	g := newLayerLog(o.skip, nil)
 	ns := func(flag uintptr, name string) {
 		if o.cloneFlags&flag != 0 {
-			add(name, nil, "")
+			g.add(name, nil, "")
 		} else {
-			add(name, errors.New("not available (the kernel refused to create it)"), "")
+			g.add(name, errors.New("not available (the kernel refused to create it)"), "")
 		}
 	}
 	ns(syscall.CLONE_NEWUSER, LayerUserNS)
 	ns(syscall.CLONE_NEWPID, LayerPIDNS)
 
-	if o.skip[LayerMountNS] {
-		add(LayerMountNS, errSkipped, "")
-	} else if o.cloneFlags&syscall.CLONE_NEWNS != 0 {
-		cacheOK, err := emptyRoot(o.cacheDir)
-		add(LayerMountNS, err, "")
-		if err == nil && cacheOK {
-			// The cache is reachable only through the empty root, which
-			// shows nothing else; without it no path may be opened.
-			cacheDir = keepCacheDir
+	// What the dynamic loader needs to start the second stage (nothing
+	// for a static, CGO_ENABLED=0 binary); opened before the host's file
+	// system is detached.
+	rt, rtErr := openRuntimeFiles(o.exeFD)
+	defer rt.close()
+	switch {
+	case o.skip[LayerMountNS]:
+		g.add(LayerMountNS, errSkipped, "")
+	case o.cloneFlags&syscall.CLONE_NEWNS == 0:
+		g.add(LayerMountNS, errors.New("no mount namespace"), "")
+	case rtErr != nil:
+		// Without its libraries the second stage could not start in
+		// an empty root.
+		g.add(LayerMountNS, rtErr, "")
+	default:
+		var err error
+		cacheOK, err = emptyRoot(o.cacheDir, rt)
+		detail := ""
+		if err == nil && len(rt.files) > 0 {
+			detail = fmt.Sprintf("holds only, read-only, the %d shared objects this cgo build of enarx is linked with", len(rt.files))
 		}
-	} else {
-		add(LayerMountNS, errors.New("no mount namespace"), "")
+		g.add(LayerMountNS, err, detail)
 	}
 	ns(syscall.CLONE_NEWNET, LayerNetNS)
 	ns(syscall.CLONE_NEWIPC, LayerIPCNS)
 	if o.cloneFlags&syscall.CLONE_NEWUTS != 0 {
-		add(LayerUTSNS, unix.Sethostname([]byte("keep")), "")
+		g.add(LayerUTSNS, unix.Sethostname([]byte("keep")), "")
 	} else {
-		add(LayerUTSNS, errors.New("not available"), "")
+		g.add(LayerUTSNS, errors.New("not available"), "")
 	}
-	if allThreadsSupported() {
-		add(LayerCaps, dropCapabilities(o.boundingErr), "")
-	} else {
-		add(LayerCaps, errNeedsPureGo, "")
+	nnpErr := prctl(unix.PR_SET_NO_NEW_PRIVS, 1)
+	g.add(LayerNNP, nnpErr, "")
+	switch {
+	case o.skip[LayerLandlock]:
+		g.add(LayerLandlock, errSkipped, "")
+	case nnpErr != nil:
+		g.add(LayerLandlock, errors.New("needs no_new_privs"), "")
+	case rtErr != nil:
+		g.add(LayerLandlock, rtErr, "")
+	default:
+		dir := ""
+		if cacheOK {
+			dir = keepCacheDir
+		}
+		g.add(LayerLandlock, restrictLandlock(dir, o.exeFD, rt), "")
 	}
-	add(LayerRlimits, setRlimits(o), fmt.Sprintf("RLIMIT_AS=%d RLIMIT_NOFILE=%d RLIMIT_CORE=0",
-		o.memoryLimit+addressSpaceSlack, o.nfiles+4+fdMargin))
-	// no_new_privs is set here on this thread; seccomp's TSYNC sets it on
-	// every other thread (kernel/seccomp.c: seccomp_sync_threads).
-	var nnpErr error
-	if allThreadsSupported() {
-		nnpErr = allThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1)
-	} else {
-		nnpErr = prctl(unix.PR_SET_NO_NEW_PRIVS, 1)
+	// Recorded by the second stage, which checks what execve left.
+	if err := dropCapabilitiesForExec(); err != nil {
+		g.layers = append(g.layers, Layer{Name: LayerCaps, Detail: err.Error()})
 	}
-	if o.skip[LayerLandlock] {
-		add(LayerLandlock, errSkipped, "")
-	} else if nnpErr == nil {
-		add(LayerLandlock, restrictLandlock(cacheDir), "")
-	} else {
-		add(LayerLandlock, errors.New("needs no_new_privs"), "")
-	}
-	secErr := errSkipped
-	if !o.skip[LayerSeccomp] {
-		secErr = installSeccomp(cacheDir != "")
-	}
-	add(LayerSeccomp, secErr, fmt.Sprintf("%d system calls allowed, all others fail with EPERM", len(allowedSyscalls)))
-	add(LayerNNP, nnpErr, "")
-	return layers, cacheDir
+	return g.layers, cacheOK
 }
 
-// emptyRoot makes an empty, read-only tmpfs the root of this mount
-// namespace and detaches the host's file system from it.
+// confineAfterExec is the second stage, in the re-executed Keep: it checks
+// that execve left no capability, sets the rlimits and installs seccomp on
+// every thread, and appends the three layers to those of the first stage.
+func confineAfterExec(o confineOptions, first []Layer, cacheOK bool) []Layer {
+	var capErr error
+	layers := make([]Layer, 0, len(first)+3)
+	for _, l := range first {
+		if l.Name == LayerCaps { // the first stage could not drop them
+			capErr = errors.New(l.Detail)
+			continue
+		}
+		layers = append(layers, l)
+	}
+	g := newLayerLog(o.skip, layers)
+	if capErr == nil {
+		capErr = checkNoCapabilities()
+	}
+	g.add(LayerCaps, capErr, "")
+	as := "unlimited"
+	if o.memoryLimit > 0 {
+		as = strconv.FormatUint(o.memoryLimit+addressSpaceSlack, 10)
+	}
+	g.add(LayerRlimits, setRlimits(o), fmt.Sprintf("RLIMIT_AS=%s RLIMIT_NOFILE=%d RLIMIT_CORE=0", as, o.nfiles+4+fdMargin))
+	secErr := errSkipped
+	if !o.skip[LayerSeccomp] {
+		secErr = installSeccomp(cacheOK)
+	}
+	g.add(LayerSeccomp, secErr, fmt.Sprintf("%d system calls allowed, all others fail with EPERM", len(allowedSyscalls)))
+	return g.layers
+}
+
 // keepCacheDir is where the module's compilation cache appears in the Keep.
 const keepCacheDir = "/cache"
 
-func emptyRoot(cacheDir string) (cacheOK bool, err error) {
+// emptyRoot makes an empty, read-only tmpfs the root of this mount
+// namespace and detaches the host's file system from it. In a cgo build
+// the root also holds, read-only, the dynamic loader and shared libraries
+// rt names, each at the path the loader opens it by: the second stage is
+// started in this root.
+func emptyRoot(cacheDir string, rt *runtimeFiles) (cacheOK bool, err error) {
 	// Keep our mount changes from propagating back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return false, fmt.Errorf("making mounts private: %w", err)
@@ -173,6 +237,11 @@ func emptyRoot(cacheDir string) (cacheOK bool, err error) {
 	}
 	if err := os.Mkdir(mnt+"/old", 0o700); err != nil {
 		return false, fmt.Errorf("preparing new root: %w", err)
+	}
+	for _, f := range rt.files {
+		if err := bindFile(f.fd, mnt+f.path); err != nil {
+			return false, fmt.Errorf("making %s available to the re-executed Keep: %w", f.path, err)
+		}
 	}
 	// The module's own compilation cache; without it the Keep compiles
 	// from scratch, which is slower but no less confined.
@@ -195,6 +264,22 @@ func emptyRoot(cacheDir string) (cacheOK bool, err error) {
 	return cacheOK, nil
 }
 
+// bindFile bind-mounts the open file fd read-only at target, creating
+// target and its directories. The mount allows execution: the loader maps
+// libraries executable.
+func bindFile(fd int, target string) error {
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(target, nil, 0o444); err != nil {
+		return err
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), target, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+}
+
 func mountCache(src, target string) error {
 	if err := os.Mkdir(target, 0o700); err != nil {
 		return err
@@ -207,18 +292,6 @@ func mountCache(src, target string) error {
 
 var errSkipped = errors.New("left out by a test")
 
-// errNeedsPureGo explains a layer that needs AllThreadsSyscall, which the
-// Go runtime refuses in binaries that link cgo.
-var errNeedsPureGo = errors.New("cannot be applied to every thread of a cgo binary; build enarx with CGO_ENABLED=0")
-
-// allThreadsSupported reports whether syscall.AllThreadsSyscall works
-// (it returns ENOTSUP when the binary links cgo). Probed once: every
-// AllThreadsSyscall stops the world and signals every thread.
-var allThreadsSupported = sync.OnceValue(func() bool {
-	_, _, e := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0)
-	return e == 0
-})
-
 func prctl(option, arg uintptr) error {
 	if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, option, arg, 0); e != 0 {
 		return fmt.Errorf("prctl(%d): %w", option, e)
@@ -226,59 +299,60 @@ func prctl(option, arg uintptr) error {
 	return nil
 }
 
-// allThreadsPrctl runs prctl on every thread (prctl state is per thread and
-// the Go runtime already has several).
-func allThreadsPrctl(option, arg uintptr) error {
-	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, option, arg, 0); e != 0 {
-		return fmt.Errorf("prctl(%d): %w", option, e)
-	}
-	return nil
-}
-
-// dropBoundingSet empties the bounding and ambient sets of every thread.
-// It leaves the effective and permitted sets (which the empty root's
-// mounts still need), so KeepMain calls it first thing, while it waits for
-// the launch message: each of its 42 AllThreadsSyscalls stops the world
-// and signals every thread, milliseconds in all on a busy machine.
-// Threads the runtime starts later are cloned from threads that already
-// dropped them.
-func dropBoundingSet() error {
-	if !allThreadsSupported() {
-		return errNeedsPureGo
-	}
-	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
-		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); e != 0 && e != unix.EINVAL {
+// dropCapabilitiesForExec empties the calling thread's bounding and
+// ambient sets and then its effective, permitted and inheritable sets. The
+// thread is the one that re-executes the Keep: execve computes the new
+// image's permitted set from the inheritable, bounding and ambient sets
+// alone (capabilities(7): a root process's file sets count as full), so the
+// new image starts with none, on every thread it will ever have.
+func dropCapabilitiesForExec() error {
+	for c := 0; ; c++ {
+		_, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
+		if e == unix.EINVAL { // past the kernel's last capability
+			break
+		}
+		if e != 0 {
 			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, e)
 		}
 	}
-	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); e != 0 && e != unix.EINVAL {
+	if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); e != 0 && e != unix.EINVAL {
 		return fmt.Errorf("clearing ambient capabilities: %w", e)
 	}
-	return nil
-}
-
-// dropCapabilities empties the effective, permitted and inheritable sets
-// of every thread; bounding is the outcome of dropBoundingSet, which must
-// have run before. In a user namespace these are the namespace's
-// capabilities; without one they are the host's.
-func dropCapabilities(bounding error) error {
-	if bounding != nil {
-		return bounding
-	}
-	capHdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	capData = [2]unix.CapUserData{}
-	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&capHdr)), uintptr(unsafe.Pointer(&capData[0])), 0); e != 0 {
-		return fmt.Errorf("capset: %w", e)
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
 	}
 	return nil
 }
 
-// capset's arguments live in package variables, not on a goroutine stack that
-// could move while AllThreadsSyscall runs.
-var (
-	capHdr  unix.CapUserHeader
-	capData [2]unix.CapUserData
-)
+// checkNoCapabilities verifies that this thread, from which every other
+// thread of the re-executed Keep descends, holds no capability in any set.
+func checkNoCapabilities() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	for i, d := range data {
+		if d.Effective|d.Permitted|d.Inheritable != 0 {
+			return fmt.Errorf("capabilities remain after exec (word %d: effective %#x permitted %#x inheritable %#x)", i, d.Effective, d.Permitted, d.Inheritable)
+		}
+	}
+	for c := 0; ; c++ {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+		if errors.Is(err, unix.EINVAL) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading the bounding set: %w", err)
+		}
+		if in != 0 {
+			return fmt.Errorf("capability %d remains in the bounding set", c)
+		}
+	}
+	return nil
+}
 
 func setRlimits(o confineOptions) error {
 	set := func(res int, v uint64) error {
@@ -301,14 +375,19 @@ func setRlimits(o confineOptions) error {
 	return nil
 }
 
-// restrictLandlock forbids all file system access and TCP bind/connect,
-// as far as the kernel's Landlock ABI allows. It overlaps with the empty
-// root and seccomp on purpose: it still holds if either is missing.
+// restrictLandlock forbids, for the calling thread and whatever it
+// executes, all file system access and TCP bind/connect, as far as the
+// kernel's Landlock ABI allows, except: read and write beneath cacheDir
+// (if not ""), and read and execute of the Keep's executable exeFD and the
+// loader files in rt (the exec that follows needs them). It overlaps with
+// the empty root and seccomp on purpose: it still holds if either is
+// missing.
 //
 // Hand-written (three system calls) rather than go-landlock, because
 // go-landlock applies rulesets to all threads through libcap's psx package,
-// which uses cgo whenever cgo is enabled; the Keep must stay pure Go.
-func restrictLandlock(readDir string) error {
+// which uses cgo whenever cgo is enabled; the two-stage Keep needs only the
+// calling thread restricted.
+func restrictLandlock(cacheDir string, exeFD int, rt *runtimeFiles) error {
 	abi, err := landlockABI()
 	if err != nil {
 		return fmt.Errorf("not supported by this kernel: %w", err)
@@ -317,18 +396,18 @@ func restrictLandlock(readDir string) error {
 	// any of them back. Bits per ABI from include/uapi/linux/landlock.h.
 	fsBits := uint64(1)<<13 - 1 // ABI 1: EXECUTE .. MAKE_SYM
 	if abi >= 2 {
-		fsBits |= 1 << 13 // REFER
+		fsBits |= unix.LANDLOCK_ACCESS_FS_REFER
 	}
 	if abi >= 3 {
-		fsBits |= 1 << 14 // TRUNCATE
+		fsBits |= unix.LANDLOCK_ACCESS_FS_TRUNCATE
 	}
 	if abi >= 5 {
-		fsBits |= 1 << 15 // IOCTL_DEV
+		fsBits |= unix.LANDLOCK_ACCESS_FS_IOCTL_DEV
 	}
 	attr := landlockRulesetAttr{handledAccessFS: fsBits}
 	size := unsafe.Sizeof(uint64(0)) // ABI 1-3 know only handled_access_fs
 	if abi >= 4 {
-		attr.handledAccessNet = 1<<0 | 1<<1 // BIND_TCP | CONNECT_TCP
+		attr.handledAccessNet = unix.LANDLOCK_ACCESS_NET_BIND_TCP | unix.LANDLOCK_ACCESS_NET_CONNECT_TCP
 		size = 2 * unsafe.Sizeof(uint64(0))
 	}
 	fd, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), size, 0)
@@ -336,30 +415,41 @@ func restrictLandlock(readDir string) error {
 		return fmt.Errorf("landlock_create_ruleset: %w", e)
 	}
 	defer unix.Close(int(fd))
-	if readDir != "" {
-		// Read and write beneath the module's compilation cache only.
-		dfd, err := unix.Open(readDir, unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+	allow := func(what string, parent int, access uint64) error {
+		rule := landlockPathBeneath{allowedAccess: access, parentFD: int32(parent)}
+		if _, _, e := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, fd, unix.LANDLOCK_RULE_PATH_BENEATH, uintptr(unsafe.Pointer(&rule)), 0, 0, 0); e != 0 {
+			return fmt.Errorf("landlock_add_rule for %s: %w", what, e)
+		}
+		return nil
+	}
+	if cacheDir != "" {
+		dfd, err := unix.Open(cacheDir, unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return fmt.Errorf("opening the cache for a Landlock rule: %w", err)
 		}
 		defer unix.Close(dfd)
-		// WRITE_FILE | READ_FILE | READ_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG
-		rule := landlockPathBeneath{allowedAccess: 1<<1 | 1<<2 | 1<<3 | 1<<5 | 1<<7 | 1<<8, parentFD: int32(dfd)}
-		if _, _, e := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, fd, 1 /* LANDLOCK_RULE_PATH_BENEATH */, uintptr(unsafe.Pointer(&rule)), 0, 0, 0); e != 0 {
-			return fmt.Errorf("landlock_add_rule: %w", e)
+		if err := allow("the cache", dfd, unix.LANDLOCK_ACCESS_FS_WRITE_FILE|unix.LANDLOCK_ACCESS_FS_READ_FILE|unix.LANDLOCK_ACCESS_FS_READ_DIR|
+			unix.LANDLOCK_ACCESS_FS_REMOVE_FILE|unix.LANDLOCK_ACCESS_FS_MAKE_DIR|unix.LANDLOCK_ACCESS_FS_MAKE_REG); err != nil {
+			return err
 		}
 	}
-	switch {
-	case abi >= 8: // LANDLOCK_RESTRICT_SELF_TSYNC: the kernel does every thread
-		if _, _, e := unix.RawSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, unix.LANDLOCK_RESTRICT_SELF_TSYNC, 0); e != 0 {
-			return fmt.Errorf("landlock_restrict_self: %w", e)
+	const readExec = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_EXECUTE
+	if err := allow("the Keep executable", exeFD, readExec); err != nil {
+		return err
+	}
+	for _, f := range rt.files {
+		// The interpreter is opened by execve (EXECUTE), the libraries
+		// by the loader (READ_FILE only).
+		access := uint64(unix.LANDLOCK_ACCESS_FS_READ_FILE)
+		if f.interp {
+			access = readExec
 		}
-	case allThreadsSupported():
-		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); e != 0 {
-			return fmt.Errorf("landlock_restrict_self: %w", e)
+		if err := allow(f.path, f.fd, access); err != nil {
+			return err
 		}
-	default:
-		return errNeedsPureGo
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); e != 0 {
+		return fmt.Errorf("landlock_restrict_self: %w", e)
 	}
 	if abi < 4 {
 		return fmt.Errorf("only file system access restricted: Landlock ABI %d has no network rules (needs 4)", abi)
@@ -381,7 +471,7 @@ type landlockRulesetAttr struct {
 }
 
 func landlockABI() (int, error) {
-	v, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */)
+	v, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
 	if e != 0 {
 		return 0, e
 	}

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,25 +60,79 @@ var preConfinePPID int
 // attempt instead of running a workload; nil outside tests.
 var testHooks map[string]func(arg string) string
 
-// KeepMain is the Keep process: it reads the launch message from fd 3,
-// checks it, confines itself, runs the workload with run and reports the
+// KeepMain is the Keep process. It runs in two stages, both in this
+// binary (see confine_linux.go for why): the first reads the launch
+// header from fd 3, applies the namespace, no_new_privs, Landlock and
+// capability layers to its one locked thread and re-executes the binary
+// from that thread; the second reads the workload, checks its digests,
+// adds rlimits and seccomp, runs the workload with run and reports the
 // result back. It returns the process exit status.
 func KeepMain(run RunFunc) int {
 	// Without TZ the Go runtime would try to open /etc/localtime lazily,
 	// after confinement; the Keep logs in UTC.
 	time.Local = time.UTC
+	if len(os.Args) > 2 {
+		return keepSecondStage(run, os.Args[2])
+	}
+	return keepFirstStage()
+}
+
+func keepFirstStage() int {
 	start := time.Now()
-	// First the part of the capability drop that needs no launch
-	// message and leaves mount rights: the host is meanwhile hashing the
-	// module and filling the payload memfd.
-	boundingErr := dropBoundingSet()
-	bounded := time.Since(start)
+	// Never unlocked: this thread is confined and then re-executes the
+	// Keep, or the process exits.
+	runtime.LockOSThread()
+	ctl := rawFD(controlFD)
+	l, err := readLaunchHeader(ctl)
+	if err != nil {
+		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
+	}
+	logger := newKeepLogger(l.LogLevel)
+	// The host passed fds 4.. for the files, then the broker, the
+	// payload memfd and, last, the executable.
+	exeFD := controlFD + 1 + l.NFiles - len(l.Null)
+	if l.Broker {
+		exeFD++
+	}
+	if l.PayloadFD {
+		exeFD++
+	}
+	if err := closeOnExecAbove(exeFD); err != nil {
+		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
+	}
+	layers, cacheOK := confineBeforeExec(confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, exeFD: exeFD, skip: testSkip(l)})
+	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
+		return keepFail(ctl, layers, requireIsolationError(missing))
+	}
+	h, err := json.Marshal(&handoff{Launch: l, Layers: layers, CacheOK: cacheOK, Started: start.UnixNano()})
+	if err != nil {
+		return keepFail(ctl, layers, fmt.Errorf("sandbox Keep: %w", err))
+	}
+	env := []string{"TZ=UTC", "GODEBUG=updatemaxprocs=0"}
+	if l.GoMaxProcs > 0 {
+		// The host's setting; also spares the runtime reading cgroup
+		// files it may no longer open.
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", min(l.GoMaxProcs, 1024)))
+	}
+	logger.Debug("sandbox Keep first stage confined, re-executing", "after", time.Since(start))
+	err = execKeep(exeFD, []string{"enarx-keep", KeepArg, string(h)}, env)
+	return keepFail(ctl, layers, fmt.Errorf("sandbox Keep: re-executing itself confined: %w", err))
+}
+
+func keepSecondStage(run RunFunc, arg string) int {
 	ctl := os.NewFile(controlFD, "control")
 	if ctl == nil {
 		fmt.Fprintln(os.Stderr, "Error: sandbox Keep: no control channel on fd 3")
 		return 1
 	}
-	l, err := decodeLaunchWith(ctl, func(l *launch, size int64) ([]byte, error) {
+	h, err := decodeHandoff(arg)
+	if err != nil {
+		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
+	}
+	l, start := h.Launch, time.Unix(0, h.Started)
+	logger := newKeepLogger(l.LogLevel)
+	execed := time.Since(start)
+	err = l.readPayloads(ctl, func(l *launch, size int64) ([]byte, error) {
 		// The payload memfd follows the files' fds and the broker's.
 		fd := controlFD + 1 + l.NFiles - len(l.Null)
 		if l.Broker {
@@ -85,7 +141,7 @@ func KeepMain(run RunFunc) int {
 		return mapPayload(fd, size)
 	})
 	if err != nil {
-		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
+		return keepFail(ctl, h.Layers, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
 	}
 	files := make([]*os.File, l.NFiles)
 	next := controlFD + 1
@@ -96,38 +152,23 @@ func KeepMain(run RunFunc) int {
 		files[i] = os.NewFile(uintptr(next), fmt.Sprintf("fd%d", i))
 		next++
 		if files[i] == nil {
-			return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: host fd for files[%d] missing", i))
+			return keepFail(ctl, h.Layers, fmt.Errorf("sandbox Keep: host fd for files[%d] missing", i))
 		}
 	}
 	var steward func(context.Context) (net.Conn, error)
 	if l.Broker {
 		b, err := newBrokerDialer(os.NewFile(uintptr(next), "broker"))
 		if err != nil {
-			return keepFail(ctl, nil, err)
+			return keepFail(ctl, h.Layers, err)
 		}
 		steward = b.Dial
-		next++
 	}
-	if l.PayloadFD {
-		next++ // mapped and closed by decodeLaunchWith
-	}
-	// The executable's fd comes last; it was only needed to exec.
-	_ = unix.Close(next)
-	logger := newKeepLogger(l.LogLevel)
-	logger.Debug("sandbox Keep received its workload", "after", time.Since(start), "bounding_set_dropped_after", bounded)
+	logger.Debug("sandbox Keep received its workload", "after", time.Since(start), "second_stage_after", execed)
 
-	opts := confineOptions{cloneFlags: l.CloneFlags, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, cacheDir: l.CacheDir, boundingErr: boundingErr}
 	if testHooks != nil {
-		opts.skip = map[string]bool{}
-		for _, s := range l.TestSkip {
-			opts.skip[s] = true
-		}
 		preConfinePPID = os.Getppid()
 	}
-	layers, cacheDir := confine(opts)
-	if l.GoMaxProcs > 0 {
-		runtime.GOMAXPROCS(min(l.GoMaxProcs, 1024))
-	}
+	layers := confineAfterExec(confineOptions{nfiles: l.NFiles, memoryLimit: l.MemoryLimit, skip: testSkip(l)}, h.Layers, h.CacheOK)
 	if logger.Enabled(context.Background(), slog.LevelDebug) {
 		var took []string
 		for _, ly := range layers {
@@ -135,17 +176,11 @@ func KeepMain(run RunFunc) int {
 		}
 		logger.Debug("sandbox Keep confined", "after", time.Since(start), "layers", strings.Join(took, " "))
 	}
-	var missing []string
-	for _, ly := range layers {
-		if !ly.Enabled {
-			missing = append(missing, ly.Name+" ("+ly.Detail+")")
-		}
-	}
-	if len(missing) > 0 {
+	if missing := missingLayers(layers); missing != "" {
 		if l.RequireIsolation {
-			return keepFail(ctl, layers, fmt.Errorf("--require-isolation: the sandbox Keep is missing confinement layers: %s", strings.Join(missing, "; ")))
+			return keepFail(ctl, layers, requireIsolationError(missing))
 		}
-		logger.Warn("sandbox Keep runs without some confinement layers", "missing", strings.Join(missing, "; "))
+		logger.Warn("sandbox Keep runs without some confinement layers", "missing", missing)
 	}
 
 	if l.Hook != "" {
@@ -162,8 +197,11 @@ func KeepMain(run RunFunc) int {
 		return keepReply(ctl, &result{Layers: layers, Hook: strings.Join(out, ";")})
 	}
 
-	ctx := context.Background()
-	code, err := run(ctx, &Job{
+	cacheDir := ""
+	if h.CacheOK {
+		cacheDir = keepCacheDir
+	}
+	code, err := run(context.Background(), &Job{
 		Wasm: l.wasm, Config: l.config, ConfigName: l.ConfigName, Package: l.Package, Bundle: l.bundle,
 		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, CacheDir: cacheDir, StewardDial: steward, Logger: logger,
 	})
@@ -172,6 +210,68 @@ func KeepMain(run RunFunc) int {
 		r.Error = err.Error()
 	}
 	return keepReply(ctl, r)
+}
+
+// testSkip is the set of layers a test binary asked to leave out.
+func testSkip(l *launch) map[string]bool {
+	if testHooks == nil || len(l.TestSkip) == 0 {
+		return nil
+	}
+	skip := map[string]bool{}
+	for _, s := range l.TestSkip {
+		skip[s] = true
+	}
+	return skip
+}
+
+// missingLayers lists the layers not in force, with the reason, or "".
+func missingLayers(layers []Layer) string {
+	var missing []string
+	for _, ly := range layers {
+		if !ly.Enabled {
+			missing = append(missing, ly.Name+" ("+ly.Detail+")")
+		}
+	}
+	return strings.Join(missing, "; ")
+}
+
+func requireIsolationError(missing string) error {
+	return fmt.Errorf("--require-isolation: the sandbox Keep is missing confinement layers: %s", missing)
+}
+
+// rawFD reads and writes a descriptor without an *os.File, whose
+// finalizer could close it before the first stage's exec.
+type rawFD int
+
+func (f rawFD) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(f), b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(b) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f rawFD) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Write(int(f), b[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
 }
 
 func keepFail(ctl io.Writer, layers []Layer, err error) int {

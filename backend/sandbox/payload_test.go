@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // payloadFD returns a dup of f's descriptor, which mapPayload consumes.
@@ -23,7 +25,7 @@ func TestMapPayload(t *testing.T) {
 	data := []byte("module+config")
 	f, err := newPayloadFile()
 	if err != nil {
-		t.Skipf("no memfd: %v", err)
+		testutil.NeedHost(t, "no memfd: %v", err)
 	}
 	defer f.Close()
 
@@ -76,7 +78,7 @@ func TestDecodeLaunchChecksMemfdDigests(t *testing.T) {
 		}
 		f, err := newPayloadFile()
 		if err != nil {
-			t.Skipf("no memfd: %v", err)
+			testutil.NeedHost(t, "no memfd: %v", err)
 		}
 		sent := bytes.Clone(wasm)
 		if tamper {

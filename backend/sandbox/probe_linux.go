@@ -32,8 +32,11 @@ func probeClone(flags uintptr) error {
 	return err
 }
 
-// capSeccomp names the seccomp capability in Probe's report.
-const capSeccomp = "Seccomp filters"
+// Names of capabilities in Probe's report.
+const (
+	capSeccomp  = "Seccomp filters"
+	capLandlock = "Landlock"
+)
 
 // Capability is one thing the sandbox backend needs from the kernel.
 type Capability struct {
@@ -76,15 +79,14 @@ func Probe() []Capability {
 		}
 		add(ns.name, probeClone(f), "")
 	}
-	if allThreadsSupported() {
-		add("Pure-Go build", nil, "capabilities and Landlock apply to every thread")
-	} else {
-		add("Pure-Go build", errNeedsPureGo, "")
-	}
-	if v, err := landlockABI(); err != nil {
-		add("Landlock", fmt.Errorf("not available: %v", err), "")
-	} else {
-		add("Landlock", nil, fmt.Sprintf("ABI %d", v))
+	// As the Keep's Landlock layer: in force only with network rules.
+	switch v, err := landlockABI(); {
+	case err != nil:
+		add(capLandlock, fmt.Errorf("not available: %v", err), "")
+	case v < 4:
+		add(capLandlock, fmt.Errorf("ABI %d restricts the file system only; TCP rules need ABI 4 (Linux 6.7)", v), "")
+	default:
+		add(capLandlock, nil, fmt.Sprintf("ABI %d", v))
 	}
 	return caps
 }

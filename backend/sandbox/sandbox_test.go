@@ -9,15 +9,19 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // TestMain lets the test binary double as the Keep process: the sandbox
@@ -66,6 +70,12 @@ func testRunner(ctx context.Context, j *Job) (int, error) {
 		return 0, fmt.Errorf("gomaxprocs=%d", runtime.GOMAXPROCS(0))
 	case "digest":
 		return 0, fmt.Errorf("wasm=%s config=%q", digest(j.Wasm), j.Config)
+	case "threads": // start N more threads, then wait
+		n, _ := strconv.Atoi(j.Args[1])
+		for range n {
+			go func() { runtime.LockOSThread(); select {} }()
+		}
+		time.Sleep(time.Hour)
 	case "spin":
 		for {
 		}
@@ -92,6 +102,31 @@ var containmentHooks = map[string]func(arg string) string{
 	"open-host-file": func(string) string {
 		_, err := unix.Open("/etc/passwd", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return errnoString(err)
+	},
+	// open-host-file-threads tries the open from several locked threads
+	// at once: the layers must hold on every thread, not only the one
+	// that confined the Keep. It answers the one outcome all had, or
+	// every outcome.
+	"open-host-file-threads": func(string) string {
+		const n = 8
+		out := make([]string, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range out {
+			wg.Go(func() {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				<-start
+				_, err := unix.Open("/etc/passwd", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+				out[i] = errnoString(err)
+			})
+		}
+		close(start)
+		wg.Wait()
+		if slices.Equal(slices.Compact(slices.Clone(out)), out[:1]) {
+			return out[0]
+		}
+		return strings.Join(out, ",")
 	},
 	"stat-host-file": func(string) string {
 		var st unix.Stat_t
@@ -203,6 +238,7 @@ func TestContainment(t *testing.T) {
 	}{
 		{name: "all layers", checks: []check{
 			{"open-host-file", []string{"EPERM"}},
+			{"open-host-file-threads", []string{"EPERM"}},
 			{"stat-host-file", []string{"EPERM"}},
 			{"write-root", []string{"EPERM"}},
 			{"socket", []string{"EPERM"}},
@@ -231,6 +267,7 @@ func TestContainment(t *testing.T) {
 		}},
 		{name: "landlock alone", skip: []string{LayerSeccomp, LayerMountNS}, needs: LayerLandlock, checks: []check{
 			{"open-host-file", []string{"EACCES"}},
+			{"open-host-file-threads", []string{"EACCES"}},
 			{"execve", []string{"EACCES"}},
 		}},
 	}
@@ -239,7 +276,7 @@ func TestContainment(t *testing.T) {
 			if v.needs != "" {
 				// Check first: without the layer, execve would succeed.
 				if res, _ := runHook(t, "ppid", v.skip...); !layerOn(res, v.needs) {
-					t.Skipf("layer %q is not available here", v.needs)
+					testutil.NeedHost(t, "layer %q is not available here", v.needs)
 				}
 			}
 			hooks := make([]string, len(v.checks))
@@ -257,28 +294,144 @@ func TestContainment(t *testing.T) {
 	}
 }
 
+// TestLayersReported requires every layer in the Keep that the probe
+// (the one `enarx platform info` shows) says this kernel supports, and
+// the kernel-independent ones always.
 func TestLayersReported(t *testing.T) {
-	res, _ := runHook(t, "ppid")
-	if len(res.Layers) == 0 {
-		t.Fatal("no layers reported")
+	res, ppid := runHook(t, "ppid")
+	kernel := map[string]string{ // layer → the probe row it depends on
+		LayerUserNS: "User namespaces", LayerPIDNS: "PID namespaces", LayerMountNS: "Mount namespaces",
+		LayerNetNS: "Network namespaces", LayerIPCNS: "IPC namespaces", LayerUTSNS: "UTS namespaces",
+		LayerLandlock: capLandlock, LayerSeccomp: capSeccomp,
 	}
+	probe := map[string]Capability{}
+	for _, c := range Probe() {
+		probe[c.Name] = c
+	}
+	want := []string{LayerUserNS, LayerPIDNS, LayerMountNS, LayerNetNS, LayerIPCNS, LayerUTSNS,
+		LayerNNP, LayerLandlock, LayerCaps, LayerRlimits, LayerSeccomp}
+	var got []string
+	var lacking []string
 	for _, l := range res.Layers {
 		t.Logf("%-50s %-5v %6dµs %s", l.Name, l.Enabled, l.Micros, l.Detail)
-		if (l.Name == LayerSeccomp || l.Name == LayerNNP) && !l.Enabled {
+		got = append(got, l.Name)
+		if l.Enabled {
+			continue
+		}
+		row, ok := kernel[l.Name]
+		switch {
+		case !ok:
 			t.Errorf("layer %s not in force: %s", l.Name, l.Detail)
+		case probe[row].OK:
+			t.Errorf("layer %s not in force although the probe says the kernel has %s (%s): %s", l.Name, row, probe[row].Info, l.Detail)
+		default:
+			lacking = append(lacking, fmt.Sprintf("%s (%s)", row, probe[row].Info))
 		}
 	}
-	if p := probeNamespaces(); p == nil {
-		// The kernel grants namespaces here: the Keep must have them.
-		for _, l := range res.Layers {
-			if strings.Contains(l.Name, "namespace") && !l.Enabled {
-				t.Errorf("layer %s missing although the kernel allows it: %s", l.Name, l.Detail)
+	if !slices.Equal(got, want) {
+		t.Errorf("layers reported %q, want %q", got, want)
+	}
+	if layerOn(res, LayerPIDNS) && ppid != "0" {
+		t.Errorf("Keep sees its parent as pid %s; want 0 (own pid namespace)", ppid)
+	}
+	if len(lacking) > 0 {
+		testutil.NeedHost(t, "the kernel lacks %s", strings.Join(lacking, ", "))
+	}
+}
+
+// TestKeepThreadsConfined reads, from the host, /proc/<pid>/task/*/status
+// of a confined Keep that has started more threads: every thread (this
+// test binary's build decides whether some are glibc's) must hold no
+// capability, with no_new_privs and seccomp in filter mode. Landlock has no
+// /proc field; TestContainment checks it from inside, on several threads.
+func TestKeepThreadsConfined(t *testing.T) {
+	if missing := hostLacksLayers(); missing != "" {
+		testutil.NeedHost(t, "the kernel lacks %s", missing)
+	}
+	pids := make(chan int, 1)
+	startedHook = func(pid int) { pids <- pid }
+	defer func() { startedHook = nil }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const extra = 4
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, &Request{Wasm: fakeWasm, Args: []string{"threads", strconv.Itoa(extra)}, RequireIsolation: true})
+		done <- err
+	}()
+	var pid int
+	select {
+	case pid = <-pids:
+	case err := <-done:
+		t.Fatalf("Keep ended before it started: %v", err)
+	}
+	checkKeepThreads(t, pid, extra+1, done)
+}
+
+// hostLacksLayers names the kernel features the Keep's layers need that
+// the probe finds missing, or "".
+func hostLacksLayers() string {
+	var missing []string
+	for _, c := range Probe() {
+		if !c.OK {
+			missing = append(missing, c.Name+" ("+c.Info+")")
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+// keepStatusFields are the /proc/<pid>/status fields checked on every
+// thread of a confined Keep, and their required values.
+var keepStatusFields = map[string]string{
+	"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
+	"CapBnd": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2",
+}
+
+// checkKeepThreads waits until the Keep pid has installed its seccomp
+// filter and runs at least minThreads threads (or done reports its end),
+// then checks keepStatusFields on every thread.
+func checkKeepThreads(t *testing.T, pid, minThreads int, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	var tasks []string
+	for {
+		tasks, _ = filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if len(tasks) >= minThreads && bytes.Contains(st, []byte("\nSeccomp:\t2\n")) {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Keep %d ended before it was confined with %d threads: %v", pid, minThreads, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Keep %d: %d threads and no seccomp filter after a minute:\n%s", pid, len(tasks), st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	seen := map[string]int{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			if want, ok := keepStatusFields[k]; ok {
+				seen[k]++
+				if v = strings.TrimSpace(v); v != want {
+					t.Errorf("%s: %s = %s, want %s", task, k, v, want)
+				}
 			}
 		}
-		if _, ppid := runHook(t, "ppid"); ppid != "0" {
-			t.Errorf("Keep sees its parent as pid %s; want 0 (own pid namespace)", ppid)
+	}
+	for k := range keepStatusFields {
+		if seen[k] != len(tasks) {
+			t.Errorf("%s found in %d of %d thread status files", k, seen[k], len(tasks))
 		}
 	}
+	t.Logf("Keep %d: %d threads, each with %v", pid, len(tasks), keepStatusFields)
 }
 
 func TestExitCodesAndErrors(t *testing.T) {

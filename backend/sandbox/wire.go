@@ -177,40 +177,67 @@ func decodeLaunch(r io.Reader) (*launch, error) { return decodeLaunchWith(r, nil
 // payload memfd of a PayloadFD message (see mapPayload); without it such a
 // message is refused.
 func decodeLaunchWith(r io.Reader, payloads func(l *launch, size int64) ([]byte, error)) (*launch, error) {
+	l, err := readLaunchHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.readPayloads(r, payloads); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// readLaunchHeader reads and checks a launch message's header; the
+// payloads, if they travel on the socket, follow on r (readPayloads).
+func readLaunchHeader(r io.Reader) (*launch, error) {
 	var l launch
 	if err := readHeader(r, launchMagic, &l); err != nil {
 		return nil, err
 	}
+	if err := l.check(); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// check bounds the header's sizes and counts.
+func (l *launch) check() error {
 	if l.WasmLen < 0 || l.WasmLen > MaxModuleSize {
-		return nil, fmt.Errorf("module size %d is outside 0..%d", l.WasmLen, MaxModuleSize)
+		return fmt.Errorf("module size %d is outside 0..%d", l.WasmLen, MaxModuleSize)
 	}
 	if l.ConfigLen < 0 || l.ConfigLen > maxConfig || (!l.HasConfig && l.ConfigLen != 0) {
-		return nil, fmt.Errorf("config size %d is invalid", l.ConfigLen)
+		return fmt.Errorf("config size %d is invalid", l.ConfigLen)
 	}
 	if l.BundleLen < 0 || l.BundleLen > MaxModuleSize {
-		return nil, fmt.Errorf("bundle size %d is outside 0..%d", l.BundleLen, MaxModuleSize)
+		return fmt.Errorf("bundle size %d is outside 0..%d", l.BundleLen, MaxModuleSize)
 	}
 	if l.NFiles < 0 || l.NFiles > 1024 {
-		return nil, fmt.Errorf("file count %d is outside 0..1024", l.NFiles)
+		return fmt.Errorf("file count %d is outside 0..1024", l.NFiles)
 	}
 	prev := -1
 	for _, n := range l.Null {
 		if n <= prev || n >= l.NFiles {
-			return nil, fmt.Errorf("null fd list %v is not increasing within 0..%d", l.Null, l.NFiles-1)
+			return fmt.Errorf("null fd list %v is not increasing within 0..%d", l.Null, l.NFiles-1)
 		}
 		prev = n
 	}
 	if l.CacheDir != "" && (!filepath.IsAbs(l.CacheDir) || strings.ContainsRune(l.CacheDir, 0)) {
-		return nil, fmt.Errorf("cache directory %q is not an absolute path", l.CacheDir)
+		return fmt.Errorf("cache directory %q is not an absolute path", l.CacheDir)
 	}
+	return nil
+}
+
+// readPayloads reads the payloads of a checked header, from the memfd
+// (payloads) or from r, and checks every announced digest.
+func (l *launch) readPayloads(r io.Reader, payloads func(l *launch, size int64) ([]byte, error)) error {
 	var err error
 	if l.PayloadFD {
 		if payloads == nil {
-			return nil, errors.New("payloads announced in a memfd, but none is expected")
+			return errors.New("payloads announced in a memfd, but none is expected")
 		}
-		data, err := payloads(&l, l.WasmLen+l.ConfigLen+l.BundleLen)
+		data, err := payloads(l, l.WasmLen+l.ConfigLen+l.BundleLen)
 		if err != nil {
-			return nil, fmt.Errorf("mapping the payloads: %w", err)
+			return fmt.Errorf("mapping the payloads: %w", err)
 		}
 		l.wasm = data[:l.WasmLen:l.WasmLen]
 		rest := data[l.WasmLen:]
@@ -218,38 +245,77 @@ func decodeLaunchWith(r io.Reader, payloads func(l *launch, size int64) ([]byte,
 		l.bundle = rest[l.ConfigLen:]
 	} else {
 		if l.wasm, err = readN(r, l.WasmLen); err != nil {
-			return nil, fmt.Errorf("reading module: %w", err)
+			return fmt.Errorf("reading module: %w", err)
 		}
 		if l.config, err = readN(r, l.ConfigLen); err != nil {
-			return nil, fmt.Errorf("reading config: %w", err)
+			return fmt.Errorf("reading config: %w", err)
 		}
 		if l.BundleLen > 0 {
 			if l.bundle, err = readN(r, l.BundleLen); err != nil {
-				return nil, fmt.Errorf("reading bundle: %w", err)
+				return fmt.Errorf("reading bundle: %w", err)
 			}
 		}
 	}
 	if got := digest(l.wasm); got != l.WasmSHA256 {
-		return nil, fmt.Errorf("module digest mismatch: expected sha256:%s, received sha256:%s", l.WasmSHA256, got)
+		return fmt.Errorf("module digest mismatch: expected sha256:%s, received sha256:%s", l.WasmSHA256, got)
 	}
 	if l.HasConfig {
 		if l.config == nil {
 			l.config = []byte{} // an empty Enarx.toml, not the default config
 		}
 		if got := digest(l.config); got != l.ConfigSHA256 {
-			return nil, fmt.Errorf("config digest mismatch: expected sha256:%s, received sha256:%s", l.ConfigSHA256, got)
+			return fmt.Errorf("config digest mismatch: expected sha256:%s, received sha256:%s", l.ConfigSHA256, got)
 		}
 	} else {
 		l.config = nil
 	}
 	if l.BundleLen > 0 {
 		if got := digest(l.bundle); got != l.BundleSHA256 {
-			return nil, fmt.Errorf("bundle digest mismatch: expected sha256:%s, received sha256:%s", l.BundleSHA256, got)
+			return fmt.Errorf("bundle digest mismatch: expected sha256:%s, received sha256:%s", l.BundleSHA256, got)
 		}
 	} else {
 		l.bundle = nil
 	}
-	return &l, nil
+	return nil
+}
+
+// handoff is what the Keep's first stage passes to its second across
+// execve, as the second stage's last argument: the launch header it read
+// (the payloads are still on the socket or in the memfd) and the layers it
+// applied.
+type handoff struct {
+	Launch  *launch `json:"launch"`
+	Layers  []Layer `json:"layers"`
+	CacheOK bool    `json:"cache_ok,omitempty"`
+	// Started is when the first stage's main function began (Unix
+	// nanoseconds), for the debug log's timings.
+	Started int64 `json:"started"`
+}
+
+// maxHandoff bounds the handoff argument: one launch header and the layer
+// reports (an argument may hold at most 128 KiB).
+const maxHandoff = maxHeader + 16<<10
+
+func decodeHandoff(s string) (*handoff, error) {
+	if len(s) > maxHandoff {
+		return nil, fmt.Errorf("handoff of %d bytes exceeds %d", len(s), maxHandoff)
+	}
+	var h handoff
+	d := json.NewDecoder(strings.NewReader(s))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&h); err != nil {
+		return nil, fmt.Errorf("decoding the first stage's handoff: %w", err)
+	}
+	if d.More() {
+		return nil, errors.New("trailing data after the first stage's handoff")
+	}
+	if h.Launch == nil {
+		return nil, errors.New("the first stage's handoff holds no launch header")
+	}
+	if err := h.Launch.check(); err != nil {
+		return nil, err
+	}
+	return &h, nil
 }
 
 // readN reads exactly n bytes, growing the buffer as data arrives so that a

@@ -127,14 +127,17 @@ func TestWorkloadsNilAndSandbox(t *testing.T) {
 		wantCode   int
 		wantStdout string
 		wantErr    string
-		heavy      bool // skipped under -race (another Go-built module to compile)
+		// heavy: another Go-built module to compile (exit 7's module is
+		// compiled once and cached); skipped under -race and run by the
+		// CGO_ENABLED=0 pass.
+		heavy bool
 	}{
 		{name: "hello", wasm: func(t *testing.T) []byte { return build(t, "hello") }, wantStdout: "Hello, world!\n"},
 		{name: "echo 2MiB", wasm: func(t *testing.T) []byte { return build(t, "echo") }, stdin: echoIn, wantStdout: string(echoIn), heavy: true},
 		{name: "zerooneone", wasm: func(t *testing.T) []byte { return build(t, "zerooneone") }, stdin: []byte("Hello, World! 011\n"), wantStdout: "Uryyb, Jbeyq! 011\n", heavy: true},
 		{name: "exit 7", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"7"}, wantCode: 7},
-		{name: "exit 200", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"200"}, wantCode: 200, heavy: true},
-		{name: "go panic", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"panic"}, wantCode: 2, heavy: true},
+		{name: "exit 200", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"200"}, wantCode: 200},
+		{name: "go panic", wasm: func(t *testing.T) []byte { return build(t, "exitcode") }, args: []string{"panic"}, wantCode: 2},
 		{name: "wasi args and env", wasm: func(t *testing.T) []byte { return build(t, "wasiargs") }, cfg: wasiCfg, args: []string{"cli1"},
 			wantStdout: "arg main.wasm\narg --argument1\narg --argument2=foo\narg cli1\nenv FD_COUNT=3\nenv FD_NAMES=null:stdout:stderr\nenv VAR1=var1\n", heavy: true},
 		{name: "trap", wasm: func(*testing.T) []byte { return trapWasm }, wantCode: 1, wantErr: "main.wasm trapped"},
@@ -144,7 +147,9 @@ func TestWorkloadsNilAndSandbox(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.heavy && (raceEnabled || testing.Short()) {
-				t.Skip("another Go-built module: run without -race/-short")
+				// Not a cgo matter: the Keep of a -race binary is as
+				// confined as any (TestKeepThreadsConfined).
+				t.Skip("another Go-built module to compile, tens of times slower under -race; make test runs it in its CGO_ENABLED=0 pass")
 			}
 			wasm := tc.wasm(t)
 			var results [2]wlResult
@@ -173,7 +178,7 @@ func TestSocketsNilAndSandbox(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.Name()+"/connect", func(t *testing.T) {
 			if raceEnabled {
-				t.Skip("the listen case also connects (its ping fd); one Go-built module under -race")
+				t.Skip("the listen case also connects (its ping fd), and one Go-built module is enough under -race; make test runs it in its CGO_ENABLED=0 pass")
 			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -268,46 +273,96 @@ func TestPolicyTimeoutKillsRunawayWasm(t *testing.T) {
 	}
 }
 
-// TestSIGTERMToEnarxStopsKeep runs the real enarx binary with a runaway
-// workload, sends it SIGTERM (as Ctrl-C/kill would) and checks that both
-// enarx and its Keep are gone.
-func TestSIGTERMToEnarxStopsKeep(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("builds the enarx binary")
+// TestBuiltEnarx builds enarx as users do — `go build`/`go install`
+// with cgo (the default wherever a C compiler exists) and CGO_ENABLED=0
+// (`make build`) — and runs a runaway workload with --require-isolation
+// in each. It reads every Keep thread's /proc status from the host (no
+// capability, no_new_privs, seccomp), then sends enarx SIGTERM (as
+// Ctrl-C/kill would) and checks that both enarx and its Keep are gone.
+func TestBuiltEnarx(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the enarx binary twice")
+	}
+	if missing := hostLacksLayers(); missing != "" {
+		testutil.NeedHost(t, "the kernel lacks %s", missing)
 	}
 	dir := t.TempDir()
-	enarx := filepath.Join(dir, "enarx")
-	build := exec.Command("go", "build", "-o", enarx, "../../cmd/enarx")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building enarx: %v\n%s", err, out)
-	}
 	mod := filepath.Join(dir, "spin.wasm")
 	os.WriteFile(mod, spinWasm, 0o644)
-	cmd := exec.Command(enarx, "--log-level", "debug", "run", "--backend", "sandbox", "--no-cache", mod)
+	for _, cgo := range []string{"1", "0"} {
+		t.Run("CGO_ENABLED="+cgo, func(t *testing.T) {
+			enarx := filepath.Join(dir, "enarx-cgo"+cgo)
+			build := exec.Command("go", "build", "-o", enarx, "../../cmd/enarx")
+			build.Env = append(os.Environ(), "CGO_ENABLED="+cgo)
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("building enarx: %v\n%s", err, out)
+			}
+			// Make sure the build is the kind meant: dynamically linked
+			// (cgo) or static.
+			f, err := os.Open(enarx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			interp, err := elfInterpreter(int(f.Fd()))
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (interp != "") != (cgo == "1") {
+				if cgo == "1" {
+					testutil.NeedHost(t, "CGO_ENABLED=1 built a static enarx: no C compiler?")
+				}
+				t.Fatalf("CGO_ENABLED=%s built an enarx with interpreter %q", cgo, interp)
+			}
+			runBuiltEnarx(t, enarx, mod)
+		})
+	}
+}
+
+func runBuiltEnarx(t *testing.T, enarx, mod string) {
+	cmd := exec.Command(enarx, "--log-level", "debug", "run", "--backend", "sandbox", "--require-isolation", "--no-cache", mod)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	watchdog := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer watchdog.Stop()
+	done := make(chan error, 1)
+	var log bytes.Buffer
 	sc := bufio.NewScanner(stderr)
 	pid := 0
-	watchdog := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	defer watchdog.Stop()
 	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
 		if m := regexp.MustCompile(`sandbox Keep started" pid=(\d+)`).FindStringSubmatch(sc.Text()); m != nil {
 			pid, _ = strconv.Atoi(m[1])
 			break
 		}
 	}
-	go io.Copy(io.Discard, stderr)
+	var mu sync.Mutex
+	go func() {
+		for sc.Scan() {
+			mu.Lock()
+			log.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+		}
+		done <- cmd.Wait()
+	}()
 	if pid == 0 {
 		cmd.Process.Kill()
-		t.Fatal("enarx did not report the Keep's pid")
+		<-done
+		t.Fatalf("enarx did not report the Keep's pid:\n%s", log.String())
 	}
+	defer func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("enarx's log:\n%s", log.String())
+			mu.Unlock()
+		}
+	}()
+	// The Go runtime alone starts several threads.
+	checkKeepThreads(t, pid, 3, done)
 	time.Sleep(200 * time.Millisecond) // let the workload start spinning
 	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

@@ -8,14 +8,15 @@ import (
 
 // hiddenCommands returns internal commands that are not shown in help: the
 // sandbox backend's Keep process entry point, which the backend starts by
-// re-executing this binary (it reads its instructions from fd 3, not from
-// the command line).
+// re-executing this binary (it reads its instructions from fd 3; its
+// second stage, which the first execs, also gets the first stage's
+// handoff as its one argument).
 func hiddenCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{{
 		Use:                sandbox.KeepArg,
 		Hidden:             true,
 		DisableFlagParsing: true,
-		Args:               cobra.NoArgs,
+		Args:               cobra.MaximumNArgs(1), // the second stage gets the first stage's handoff
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if code := sandbox.KeepMain(sandbox.RunKeep); code != 0 {
 				return &ExitError{Code: code}
