@@ -15,6 +15,7 @@ import (
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/snpmeasure"
 	"github.com/enarx-go/enarx/microvm/tdxmeasure"
+	"github.com/enarx-go/enarx/microvm/vmm"
 )
 
 // snpOfflineFlags are the inputs of `enarx platform snp measurement` when it
@@ -161,14 +162,17 @@ func keepImageMode(c *cobra.Command) bool {
 // runSNPKeepImage prints the Steward [snp] lines that pin our Keep image
 // (image.Locate) launched with the given firmware and vCPU shape.
 func runSNPKeepImage(w io.Writer, f *snpOfflineFlags, asJSON bool) error {
-	if f.ovmf == "" {
-		return errors.New("--ovmf FILE is required: the AmdSev OVMF the Keep is launched with (e.g. /usr/share/ovmf/OVMF.amdsev.fd); or pass --kernel/--initrd/--append to measure other inputs")
-	}
 	img, err := image.Locate()
 	if err != nil {
 		return err
 	}
 	k := *f
+	if k.ovmf == "" {
+		// The firmware the sev backend would launch the Keep with.
+		if k.ovmf, err = vmm.FindFirmware(vmm.TEESNP); err != nil {
+			return fmt.Errorf("%w (or name the AmdSev OVMF with --ovmf)", err)
+		}
+	}
 	k.kernel, k.initrd, k.cmdline = img.KernelPath, img.InitrdPath, img.Manifest.Cmdline
 	o, desc, err := k.options()
 	if err != nil {

@@ -90,9 +90,11 @@ guest QEMU starts with that AmdSev OVMF (-bios), measured direct boot
 last line printed is the 96-hex-digit digest; it equals what virtee's
 sev-snp-measure --mode snp --vmm-type QEMU prints for the same inputs.
 
-With --ovmf, --vcpus and --vcpu-type but no --kernel, --initrd, --append or
+With --vcpus and --vcpu-type but no --kernel, --initrd, --append or
 --no-kernel: measures this enarx's own Keep image (found as enarx run finds it,
-or named by ENARX_KEEP_IMAGE) and prints the [snp] policy lines to pin.`,
+or named by ENARX_KEEP_IMAGE) launched with --ovmf or, without it, the SEV
+firmware the sev backend would use (ENARX_SNP_FIRMWARE, QEMU's firmware
+descriptors, distribution paths), and prints the [snp] policy lines to pin.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if offline(cmd) {

@@ -19,6 +19,7 @@ import (
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/snpmeasure"
 	"github.com/enarx-go/enarx/microvm/tdxmeasure"
+	"github.com/enarx-go/enarx/microvm/vmm"
 )
 
 func runCmd(c *cobra.Command, args ...string) ([]byte, error) {
@@ -145,19 +146,18 @@ func TestSNPMeasurementOfflineErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no ovmf":             {[]string{"measurement", "--vcpus", "2", "--vcpu-type", "EPYC", "--kernel", k}, "--ovmf is required"},
-		"no vcpus":            {[]string{"measurement", "--ovmf", ovmfPath, "--vcpu-type", "EPYC", "--kernel", k}, "--vcpus and --vcpu-type are required"},
-		"bad vcpu type":       {append(base[:5:5], "--vcpu-type", "EPYC-Foo", "--kernel", k), `unknown vCPU type "EPYC-Foo": known types are EPYC,`},
-		"decimal feat":        {append(base, "--kernel", k, "--guest-features", "21"), "with a 0x prefix"},
-		"bad hex feat":        {append(base, "--kernel", k, "--guest-features", "0xzz"), "not a 64-bit hex number"},
-		"no SNPActive":        {append(base, "--kernel", k, "--guest-features", "0x20"), "SNPActive"},
-		"initrd alone":        {append(base, "--initrd", k), "need --kernel"},
-		"keep image, no ovmf": {[]string{"measurement", "--vcpus", "2", "--vcpu-type", "EPYC-v4"}, "--ovmf FILE is required"},
-		"both":                {append(base, "--no-kernel", "--kernel", k), "cannot be combined"},
-		"missing file":        {append(base, "--kernel", filepath.Join(dir, "nope")), "--kernel: open"},
-		"not AmdSev":          {[]string{"measurement", "--ovmf", notOVMF, "--vcpus", "1", "--vcpu-type", "EPYC", "--no-kernel"}, "not an AmdSev OVMF build"},
-		"with emulated":       {append(base, "--kernel", k, "--emulated"), "--emulated cannot be combined"},
-		"zero vcpus":          {[]string{"measurement", "--ovmf", ovmfPath, "--vcpus", "-1", "--vcpu-type", "EPYC", "--no-kernel"}, "vCPU count -1"},
+		"no ovmf":       {[]string{"measurement", "--vcpus", "2", "--vcpu-type", "EPYC", "--kernel", k}, "--ovmf is required"},
+		"no vcpus":      {[]string{"measurement", "--ovmf", ovmfPath, "--vcpu-type", "EPYC", "--kernel", k}, "--vcpus and --vcpu-type are required"},
+		"bad vcpu type": {append(base[:5:5], "--vcpu-type", "EPYC-Foo", "--kernel", k), `unknown vCPU type "EPYC-Foo": known types are EPYC,`},
+		"decimal feat":  {append(base, "--kernel", k, "--guest-features", "21"), "with a 0x prefix"},
+		"bad hex feat":  {append(base, "--kernel", k, "--guest-features", "0xzz"), "not a 64-bit hex number"},
+		"no SNPActive":  {append(base, "--kernel", k, "--guest-features", "0x20"), "SNPActive"},
+		"initrd alone":  {append(base, "--initrd", k), "need --kernel"},
+		"both":          {append(base, "--no-kernel", "--kernel", k), "cannot be combined"},
+		"missing file":  {append(base, "--kernel", filepath.Join(dir, "nope")), "--kernel: open"},
+		"not AmdSev":    {[]string{"measurement", "--ovmf", notOVMF, "--vcpus", "1", "--vcpu-type", "EPYC", "--no-kernel"}, "not an AmdSev OVMF build"},
+		"with emulated": {append(base, "--kernel", k, "--emulated"), "--emulated cannot be combined"},
+		"zero vcpus":    {[]string{"measurement", "--ovmf", ovmfPath, "--vcpus", "-1", "--vcpu-type", "EPYC", "--no-kernel"}, "vCPU count -1"},
 	} {
 		out, err := runCmd(newPlatformSNPCmd(&globals{}), c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -257,6 +257,17 @@ func TestSNPMeasurementKeepImage(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "[snp]") || !strings.Contains(string(out), imgDir) {
 		t.Errorf("output lacks the [snp] table or the image directory:\n%s", out)
+	}
+
+	// Without --ovmf: the firmware the sev backend would use.
+	t.Setenv(vmm.EnvSNPFirmware, ovmfPath)
+	out, err = runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--vcpus", "2", "--vcpu-type", "EPYC-Milan")
+	if err != nil || lastLine(out) != fmt.Sprintf("hash = [%q]", want) {
+		t.Errorf("default firmware: %v\n%s", err, out)
+	}
+	t.Setenv(vmm.EnvSNPFirmware, filepath.Join(dir, "no-such.fd"))
+	if _, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--vcpus", "2", "--vcpu-type", "EPYC-Milan"); err == nil || !strings.Contains(err.Error(), "--ovmf") {
+		t.Errorf("no firmware: %v, want an error that suggests --ovmf", err)
 	}
 
 	t.Setenv(image.EnvImage, filepath.Join(dir, "nowhere"))
