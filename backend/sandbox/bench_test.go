@@ -161,7 +161,8 @@ var keepPhases = []struct {
 	name string
 	re   *regexp.Regexp
 }{
-	{"bounding set dropped", regexp.MustCompile(`bounding_set_dropped_after=(\S+)`)},
+	{"first stage confined, re-executing", regexp.MustCompile(`first stage confined, re-executing" keep=sandbox after=(\S+)`)},
+	{"second stage started", regexp.MustCompile(`second_stage_after=(\S+)`)},
 	{"workload received and verified", regexp.MustCompile(`received its workload" keep=sandbox after=(\S+)`)},
 	{"confined", regexp.MustCompile(`Keep confined" keep=sandbox after=(\S+)`)},
 }

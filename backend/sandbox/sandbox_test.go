@@ -169,6 +169,11 @@ var containmentHooks = map[string]func(arg string) string{
 		return errnoString(unix.Unshare(unix.CLONE_NEWUSER))
 	},
 	"ppid": func(string) string { return strconv.Itoa(preConfinePPID) },
+	"fd-open": func(arg string) string {
+		fd, _ := strconv.Atoi(arg)
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		return errnoString(err)
+	},
 	"kill-host": func(arg string) string {
 		pid, _ := strconv.Atoi(arg)
 		return errnoString(unix.Kill(pid, 0))
@@ -432,6 +437,27 @@ func checkKeepThreads(t *testing.T, pid, minThreads int, done <-chan error) {
 		}
 	}
 	t.Logf("Keep %d: %d threads, each with %v", pid, len(tasks), keepStatusFields)
+}
+
+// TestInheritedFDsStayOut: a descriptor the host process inherited
+// without close-on-exec (enarx started by a careless parent) must not
+// reach the Keep; the control channel the host passed must.
+func TestInheritedFDsStayOut(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	const leaked = 100
+	if err := unix.Dup3(int(r.Fd()), leaked, 0); err != nil { // no O_CLOEXEC
+		t.Fatal(err)
+	}
+	defer unix.Close(leaked)
+	_, got := runHook(t, "fd-open:"+strconv.Itoa(leaked)+";fd-open:"+strconv.Itoa(controlFD))
+	if got != "EBADF;ALLOWED" {
+		t.Fatalf("fd %d, fd %d in the Keep: %s; want EBADF;ALLOWED", leaked, controlFD, got)
+	}
 }
 
 func TestExitCodesAndErrors(t *testing.T) {
