@@ -236,12 +236,9 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	go func() {
 		err := vm.Wait()
 		vmExited <- err
-		if err == nil {
-			err = errors.New("it powered off")
-		}
 		// The channel's end tells the session; this names the cause if
 		// the Keep never said goodbye.
-		cancel(fmt.Errorf("the Keep's VM stopped before the Keep reported an exit status (%w); run with --log-level debug to see its console", err))
+		cancel(vmStopped(err))
 	}()
 	booted := make(chan channel.Hello, 1)
 	bootTimeout := bootTimeout(accel)
@@ -261,8 +258,17 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	}()
 
 	code, err := s.run(runCtx, booted)
-	if err != nil && errors.Is(context.Cause(runCtx), ErrTimeout) {
-		return 1, ErrTimeout
+	if err != nil && !s.exitReceived() {
+		if cause := context.Cause(runCtx); cause != nil {
+			// A timeout, the boot timeout, an interrupt, or the VM's end.
+			return 1, cause
+		}
+		// The channel usually ends before the VM's exit is seen: say why.
+		select {
+		case werr := <-vmExited:
+			return 1, vmStopped(werr)
+		case <-time.After(2 * time.Second):
+		}
 	}
 	if s.exitReceived() {
 		// The Keep powers off after its exit status: give it a moment.
@@ -273,6 +279,14 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	}
 	log.Debug("microVM Keep ended", "after", time.Since(started).Round(time.Millisecond), "code", code)
 	return code, err
+}
+
+// vmStopped is the error for a VM that stopped without an exit status.
+func vmStopped(err error) error {
+	if err == nil {
+		err = errors.New("it powered off or its kernel panicked")
+	}
+	return fmt.Errorf("the Keep's VM stopped before the Keep reported an exit status (%w); run with --log-level debug to see its console", err)
 }
 
 // spec is the VM for a launch.
