@@ -19,6 +19,11 @@ func Select(name string) (Backend, error) {
 			return nil, fmt.Errorf("Keep backend identifier %q is unknown.", name)
 		}
 		if !b.Available() {
+			if r, ok := b.(Reasoner); ok {
+				if err := r.Unavailable(); err != nil {
+					return nil, fmt.Errorf("Keep backend %q is not available on this platform (%v). Please check with `enarx platform info`.", name, err)
+				}
+			}
 			return nil, fmt.Errorf("Keep backend %q is not available on this platform.", name)
 		}
 		if err := b.Configured(); err != nil {
@@ -27,11 +32,27 @@ func Select(name string) (Backend, error) {
 		return b, nil
 	}
 	for _, b := range All() {
+		if e, ok := b.(ExplicitOnly); ok && e.ExplicitOnly() {
+			continue
+		}
 		if b.Available() && b.Configured() == nil {
 			return b, nil
 		}
 	}
 	return nil, fmt.Errorf("no Keep backend is available and configured on this platform. Please check with `enarx platform info`.")
+}
+
+// Reasoner is implemented by backends that can say why they are not
+// available (what the machine lacks, and what to do).
+type Reasoner interface {
+	Unavailable() error
+}
+
+// ExplicitOnly is implemented by backends that may be used only when named
+// right now (e.g. kvm under software emulation, which isolates nothing by
+// hardware): Select never picks them by itself.
+type ExplicitOnly interface {
+	ExplicitOnly() bool
 }
 
 // Policy is host-side launch policy that applies to every backend that can

@@ -22,7 +22,19 @@ func (f fake) Available() bool                                 { return f.availa
 func (f fake) Configured() error                               { return f.conf }
 func (fake) Run(context.Context, *backend.Launch) (int, error) { return 0, nil }
 
+// explicit is available, but only when named (like kvm under TCG).
+type explicit struct{ fake }
+
+func (explicit) ExplicitOnly() bool { return true }
+
+// reasoned is unavailable and says why.
+type reasoned struct{ fake }
+
+func (reasoned) Unavailable() error { return errors.New("/dev/kvm is missing") }
+
 func init() {
+	backend.Register(explicit{fake{name: "t-explicit", prot: backend.ProtectionTEE + 3, available: true}})
+	backend.Register(reasoned{fake{name: "t-reasoned", prot: backend.ProtectionVM}})
 	backend.Register(fake{name: "t-tee-missing", prot: backend.ProtectionTEE + 2})
 	backend.Register(fake{name: "t-tee-misconfigured", prot: backend.ProtectionTEE + 1, available: true, conf: errors.New("no CRL cache")})
 	backend.Register(fake{name: "t-sandbox", prot: backend.ProtectionSandbox, available: true})
@@ -32,7 +44,10 @@ func init() {
 func TestSelectImplicitNeedsAvailableAndConfigured(t *testing.T) {
 	b, err := backend.Select("")
 	if err != nil || b.Name() != "t-sandbox" {
-		t.Fatalf("Select(\"\") = %v, %v; want t-sandbox (the misconfigured TEE must be skipped)", b, err)
+		t.Fatalf("Select(\"\") = %v, %v; want t-sandbox (the misconfigured TEE and the explicit-only backend must be skipped)", b, err)
+	}
+	if b, err := backend.Select("t-explicit"); err != nil || b.Name() != "t-explicit" {
+		t.Fatalf("Select(t-explicit) = %v, %v; an explicit-only backend must work when named", b, err)
 	}
 }
 
@@ -40,6 +55,7 @@ func TestSelectExplicitMessages(t *testing.T) {
 	for name, want := range map[string]string{
 		"nope":                `Keep backend identifier "nope" is unknown.`,
 		"t-tee-missing":       `Keep backend "t-tee-missing" is not available on this platform.`,
+		"t-reasoned":          "Keep backend \"t-reasoned\" is not available on this platform (/dev/kvm is missing). Please check with `enarx platform info`.",
 		"t-tee-misconfigured": "Keep backend \"t-tee-misconfigured\" is available on this platform, but the machine is misconfigured (no CRL cache). Please check with `enarx platform info`.",
 	} {
 		_, err := backend.Select(name)

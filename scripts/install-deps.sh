@@ -6,11 +6,15 @@ set -euo pipefail
 need_apt=()
 # python3-cryptography: an independent CSR implementation for Steward interop tests.
 if ! /usr/bin/python3 -c 'import cryptography' 2>/dev/null; then need_apt+=(python3-cryptography); fi
+# QEMU and Debian's 6.12 cloud kernel: the microVM Keep tests boot real Keeps
+# (under TCG where there is no /dev/kvm; see docs/microvm.md).
+if ! command -v qemu-system-x86_64 >/dev/null; then need_apt+=(qemu-system-x86); fi
+if ! compgen -G '/boot/vmlinuz-6.12.*-cloud-amd64' >/dev/null; then need_apt+=(linux-image-6.12-cloud-amd64); fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 	$SUDO apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
 go mod download

@@ -103,6 +103,21 @@ func (b Backend) Available() bool {
 	return b.hostError() == nil
 }
 
+// Unavailable implements backend.Reasoner.
+func (b Backend) Unavailable() error {
+	err := b.hostError()
+	if err != nil && b.tee == vmm.TEENone {
+		return fmt.Errorf("%w; for tests without KVM, %s=tcg emulates the CPU in software", err, EnvAccel)
+	}
+	return err
+}
+
+// ExplicitOnly implements backend.ExplicitOnly: a kvm Keep under software
+// emulation is never chosen implicitly.
+func (b Backend) ExplicitOnly() bool {
+	return b.tee == vmm.TEENone && vmm.KVMAvailable(vmm.HostFS()) != nil
+}
+
 // hostError says what the host lacks for this backend.
 func (b Backend) hostError() error {
 	fsys := vmm.HostFS()
