@@ -42,7 +42,9 @@ func Main() {
 	if err := mountAll(); err != nil {
 		early.add(slog.LevelError, "preparing the guest", "err", err.Error())
 	}
+	start := uptime()
 	loaded := loadModules(ModulesDir, &early)
+	modulesDone := uptime()
 	// Everything the Keep needs is loaded: no module may be loaded from
 	// now on, whoever asks (the image measurement covers only these).
 	if err := os.WriteFile("/proc/sys/kernel/modules_disabled", []byte("1"), 0); err != nil {
@@ -50,13 +52,27 @@ func Main() {
 	}
 	raiseFileLimit()
 	tee := Detect("/")
-	early.add(slog.LevelDebug, "keep guest ready", "tee", tee, "modules", strings.Join(loaded, ","))
 	port, err := openPort("/", PortName, portWait)
 	if err != nil {
 		console("enarx keep: %v", err)
 		return
 	}
+	early.add(slog.LevelDebug, "keep guest ready", "tee", tee, "modules", strings.Join(loaded, ","),
+		"init_at", start, "modules_loaded_at", modulesDone, "port_open_at", uptime())
 	Serve(context.Background(), port, Env{TEE: tee, Evidence: evidenceFor, TempDir: "/tmp", Early: early.records})
+}
+
+// uptime is the guest's /proc/uptime, for boot timings in debug logs.
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0] + "s"
 }
 
 // earlyLog keeps log records until the channel exists.

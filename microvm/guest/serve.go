@@ -235,6 +235,7 @@ func (s *server) run(ctx context.Context) (int, error) {
 			return 1, err
 		}
 	}
+	t0 := time.Now()
 	if l.HasBundle {
 		w.Bundle, err = s.blob(ctx, channel.RoleBundle, MaxModule)
 	} else {
@@ -243,6 +244,7 @@ func (s *server) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	log.Debug("workload received", "bytes", len(w.Wasm)+len(w.Bundle)+len(w.Config), "in", time.Since(t0).Round(time.Millisecond))
 	tmp := s.env.TempDir
 	if tmp == "" {
 		tmp = os.TempDir()
@@ -254,9 +256,11 @@ func (s *server) run(ctx context.Context) (int, error) {
 	var received map[string]bool
 	if trusted && (len(l.Cache) > 0 || l.CachePut) {
 		cacheDir = filepath.Join(tmp, "cache")
+		t := time.Now()
 		if received, err = s.receiveFiles(ctx, channel.RoleCache, l.Cache, cacheDir, maxCacheFile, maxCacheFiles); err != nil {
 			return 1, err
 		}
+		log.Debug("compilation cache received", "files", len(received), "in", time.Since(t).Round(time.Millisecond))
 		o.CacheDir, o.NoCache = cacheDir, false
 	} else if len(l.Cache) > 0 {
 		// In a TEE the host is not trusted with machine code.
