@@ -401,8 +401,11 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 // of the same module. Only kvm Keeps use it (their host can read and
 // change the guest anyway); a Keep in a TEE never runs code from its host.
 func moduleCacheDir(base, shape string, w keepWorkload) (string, error) {
-	if w.Wasm == nil {
-		return "", errors.New("registry bundles are verified inside the Keep; no cache key on the host")
+	key := w.Wasm
+	if key == nil {
+		// A registry bundle: the host does not look inside (the Keep
+		// verifies it); the whole bundle is the key.
+		key = w.Bundle
 	}
 	if base == "" {
 		d, err := engine.DefaultCacheDir()
@@ -411,7 +414,7 @@ func moduleCacheDir(base, shape string, w keepWorkload) (string, error) {
 		}
 		base = d
 	}
-	sum := sha256.Sum256(w.Wasm)
+	sum := sha256.Sum256(key)
 	dir := filepath.Join(base, "microvm", shape, hex.EncodeToString(sum[:]))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err

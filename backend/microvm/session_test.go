@@ -19,6 +19,8 @@ import (
 	"github.com/enarx-go/enarx/backend"
 	nilbackend "github.com/enarx-go/enarx/backend/nil"
 	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/drawbridge/bundle"
+	"github.com/enarx-go/enarx/drawbridge/types"
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
@@ -274,4 +276,55 @@ func testListen(t *testing.T, b backend.Backend, wasm []byte) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestChannelBundle: a registry bundle (as `enarx deploy` fetches it)
+// crosses the channel whole and is verified and unpacked in the Keep.
+func TestChannelBundle(t *testing.T) {
+	wasm := build(t, "hello")
+	cfg := []byte("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n")
+	rec := func(path, typ string, body []byte) bundle.Record {
+		sum, _ := types.Compute(body)
+		return bundle.Record{Path: path, Type: typ, Digest: sum.String(), Body: body}
+	}
+	we, _ := types.FileEntry(bytes.NewReader(wasm), types.WasmType)
+	ce, _ := types.FileEntry(bytes.NewReader(cfg), types.TOMLType)
+	dir, root, err := types.DirectoryNode(types.Directory{bundle.WasmName: we, bundle.ConfigName: ce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := root.MarshalJSON()
+	b := &bundle.Bundle{Source: "h/u/r:1.0.0", Records: []bundle.Record{
+		rec(bundle.TagPath, types.EntryType, tag), rec(bundle.RootPath, types.DirectoryType, dir),
+		rec(bundle.WasmName, types.WasmType, wasm), rec(bundle.ConfigName, types.TOMLType, cfg),
+	}}
+	data, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := config.Parse("Enarx.toml", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, _ := os.Pipe()
+	defer outR.Close()
+	var stdout bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&stdout, outR); close(done) }()
+	code, err := inProcess{}.Run(context.Background(), &backend.Launch{Workload: keep.Workload{Bundle: data}, Config: parsed,
+		Files: []*os.File{os.Stdin, outW, os.Stderr}, Options: keep.Options{NoCache: true}})
+	outW.Close()
+	<-done
+	if code != 0 || err != nil || stdout.String() != "Hello, world!\n" {
+		t.Fatalf("code %d err %v stdout %q", code, err, stdout.String())
+	}
+
+	// A bundle altered on the way is refused inside the Keep.
+	bad := bytes.Replace(data, []byte("Hello, world!"), []byte("Hellx, world!"), 1)
+	code, err = inProcess{}.Run(context.Background(), &backend.Launch{Workload: keep.Workload{Bundle: bad}, Config: parsed,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, Options: keep.Options{NoCache: true}})
+	if code != 1 || err == nil {
+		t.Fatalf("a tampered bundle ran: code %d err %v", code, err)
+	}
+	t.Logf("tampered bundle: %v", err)
 }

@@ -50,7 +50,7 @@ var vmSetup struct {
 
 // vmEnv builds the Keep image and the enarx binary once per test binary
 // and returns the environment for running enarx with them.
-func vmEnv(t *testing.T) []string {
+func vmEnv(t testing.TB) []string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots microVMs")
