@@ -47,7 +47,8 @@ func Main() {
 	modulesDone := uptime()
 	// Everything the Keep needs is loaded: no module may be loaded from
 	// now on, whoever asks (the image measurement covers only these).
-	if err := os.WriteFile("/proc/sys/kernel/modules_disabled", []byte("1"), 0); err != nil {
+	if err := os.WriteFile("/proc/sys/kernel/modules_disabled", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// (A kernel without module support has no such file: nothing to disable.)
 		early.add(slog.LevelWarn, "disabling module loading", "err", err.Error())
 	}
 	raiseFileLimit()
