@@ -78,7 +78,7 @@ type ManifestModule struct {
 }
 
 // Image is a built Keep image on disk whose files matched its manifest when
-// it was loaded.
+// it was loaded. Its paths are absolute.
 type Image struct {
 	Dir        string
 	Manifest   Manifest
@@ -104,6 +104,10 @@ func Build(dir string, spec Spec) (*Image, error) {
 	}
 	if spec.Kernel == "" || spec.Init == "" {
 		return nil, errors.New("keep image: a kernel and an init are required")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
 	}
 	release, err := KernelRelease(spec.Kernel)
 	if err != nil {
@@ -231,8 +235,12 @@ func writeFileAtomic(path string, data []byte) error {
 const maxManifestSize = 1 << 20
 
 // Load reads dir/manifest.json and checks the SHA-256 of the kernel and the
-// initrd it names.
+// initrd it names. The Image's paths are absolute.
 func Load(dir string) (*Image, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Open(filepath.Join(dir, ManifestFile))
 	if err != nil {
 		return nil, fmt.Errorf("keep image %s: %w", dir, err)
