@@ -188,9 +188,13 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		return 1, fmt.Errorf("the %s backend produces its evidence inside the Keep; it takes no evidence provider", b.name)
 	}
 	accel := vmm.AccelKVM
+	policy := backend.PolicyFrom(ctx)
 	if tcgRequested() {
 		if b.tee != vmm.TEENone {
 			return 1, fmt.Errorf("%s=tcg: a %s Keep needs KVM and the TEE; software emulation is for the kvm backend only", EnvAccel, b.name)
+		}
+		if policy.RequireIsolation {
+			return 1, fmt.Errorf("--require-isolation: %s=tcg runs the Keep under software emulation, which hardware virtualization does not isolate; unset it on a machine with /dev/kvm", EnvAccel)
 		}
 		accel = vmm.AccelTCG
 		log.Warn("microVM Keep under software emulation (ENARX_VM_ACCEL=tcg): it is NOT isolated by hardware virtualization; use this for tests only")
@@ -213,7 +217,6 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	hostEnd := os.NewFile(uintptr(fds[0]), "keep-channel")
 	spec.Channels = []vmm.Channel{{Name: guest.PortName, File: os.NewFile(uintptr(fds[1]), "keep-channel-vm")}}
 
-	policy := backend.PolicyFrom(ctx)
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if policy.Timeout > 0 {

@@ -52,7 +52,7 @@ func timedRun(b *testing.B, env []string, args ...string) (first, total time.Dur
 func BenchmarkVMHello(b *testing.B) {
 	env := vmEnv(b)
 	cache := b.TempDir()
-	env = append(env, "XDG_CACHE_HOME="+cache, "ENARX_VM_MEMORY=1024")
+	env = append(env, "XDG_CACHE_HOME="+cache)
 	hello := testutil.BuildWasm(b, "../../examples/hello")
 	vm := []string{"run", "--backend", "kvm", hello}
 	nilArgs := []string{"run", "--backend", "nil", hello}
@@ -83,7 +83,7 @@ func BenchmarkVMHelloCold(b *testing.B) {
 	for i := range b.N {
 		cache := filepath.Join(b.TempDir(), strings.Repeat("c", i+1))
 		os.MkdirAll(cache, 0o700)
-		_, t := timedRun(b, append(append([]string(nil), env...), "XDG_CACHE_HOME="+cache, "ENARX_VM_MEMORY=1024"), "run", "--backend", "kvm", hello)
+		_, t := timedRun(b, append(append([]string(nil), env...), "XDG_CACHE_HOME="+cache), "run", "--backend", "kvm", hello)
 		total += t
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "hello-s")

@@ -85,6 +85,9 @@ func vmEnv(t testing.TB) []string {
 	return append(os.Environ(),
 		"ENARX_KEEP_IMAGE="+vmSetup.keep,
 		EnvAccel+"=tcg",
+		// Under TCG the kernel's start-up time grows with guest RAM; the
+		// test workloads need little.
+		EnvMemory+"=1024",
 		"XDG_CACHE_HOME="+filepath.Join(os.TempDir(), "enarx-vm-test-cache"),
 	)
 }
@@ -192,7 +195,7 @@ type vmBackend struct{ Backend }
 func TestVMSockets(t *testing.T) {
 	env := vmEnv(t)
 	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && (k == "ENARX_KEEP_IMAGE" || k == EnvAccel || k == "XDG_CACHE_HOME") {
+		if k, v, ok := strings.Cut(kv, "="); ok && (k == "ENARX_KEEP_IMAGE" || k == EnvAccel || k == EnvMemory || k == "XDG_CACHE_HOME") {
 			t.Setenv(k, v)
 		}
 	}
@@ -391,5 +394,15 @@ func TestVMBootFailures(t *testing.T) {
 				t.Fatalf("code %d stderr %q; want 1 and %q", r.code, r.stderr, tc.want)
 			}
 		})
+	}
+}
+
+// TestVMRequireIsolationRefusesTCG: software emulation isolates nothing by
+// hardware, so --require-isolation refuses it before anything starts.
+func TestVMRequireIsolationRefusesTCG(t *testing.T) {
+	env := vmEnv(t)
+	r := enarxRun(t, env, nil, "run", "--backend", "kvm", "--require-isolation", writeFile(t, "trap.wasm", trapWasm))
+	if r.code != 1 || !strings.Contains(r.stderr, "--require-isolation: ENARX_VM_ACCEL=tcg") {
+		t.Fatalf("code %d stderr %q", r.code, r.stderr)
 	}
 }

@@ -59,8 +59,8 @@ directory.`,
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
 	fl.StringVar(&f.packageCache, "package-cache", "", "package download cache (default: user cache dir/enarx/drawbridge)")
 	fl.BoolVar(&f.noPkgCache, "no-package-cache", false, "always download the package")
-	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox backend)")
-	fl.BoolVar(&f.isolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox backend)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox and microVM backends)")
+	fl.BoolVar(&f.isolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox; kvm under software emulation)")
 	f.registry.register(fl)
 	return cmd
 }

@@ -71,8 +71,8 @@ reason on stderr.`,
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the compilation cache")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
 	fl.StringVar(&f.memory, "memory", "4GiB", "linear memory limit of the workload (e.g. 512MiB, 2GiB)")
-	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox backend)")
-	fl.BoolVar(&f.requireIsolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox backend)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox and microVM backends)")
+	fl.BoolVar(&f.requireIsolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox; kvm under software emulation)")
 	return cmd
 }
 
