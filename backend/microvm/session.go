@@ -34,6 +34,9 @@ const (
 	// maxCachePut bounds one compilation cache file the Keep sends back.
 	maxCachePut   = 512 << 20
 	maxCacheFiles = 64
+	// maxKeepLogs bounds the log records the host relays from one Keep
+	// (a Keep controlled by its workload could flood the host's logs).
+	maxKeepLogs = 10000
 )
 
 // session is the host's side of one Keep's channel: it sends the launch,
@@ -64,6 +67,7 @@ type session struct {
 	exited   bool
 	dials    int
 	puts     int
+	logs     int
 	outputs  sync.WaitGroup // stdout/stderr pumps
 	others   sync.WaitGroup // every other goroutine
 	done     chan struct{}
@@ -96,6 +100,16 @@ func (s *session) control(typ uint8, payload []byte) error {
 		var l channel.Log
 		if err := channel.Decode(payload, &l); err != nil {
 			return err
+		}
+		s.mu.Lock()
+		s.logs++
+		n := s.logs
+		s.mu.Unlock()
+		if n > maxKeepLogs {
+			if n == maxKeepLogs+1 {
+				s.log.Warn("microVM: the Keep sent more log records than the host keeps; the rest are dropped", "max", maxKeepLogs)
+			}
+			return nil
 		}
 		args := make([]any, 0, len(l.Attrs)+2)
 		for i := 0; i+1 < len(l.Attrs); i += 2 {
