@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -67,16 +68,31 @@ func (Backend) Name() string { return Name }
 func (Backend) Protection() backend.Protection { return backend.ProtectionTEE }
 
 // Available implements backend.Backend: this is an SEV-SNP guest, with a
-// configfs-tsm sev_guest provider or the sev-guest device.
-func (b Backend) Available() bool {
-	if _, err := os.Stat(b.path("/dev/sev-guest")); err == nil {
-		return true
+// configfs-tsm sev_guest provider or the sev-guest device (GuestCheck).
+func (b Backend) Available() bool { return b.Unavailable() == nil }
+
+// Unavailable implements backend.Reasoner: GuestCheck on this machine (on
+// Root, where configfs-tsm's provider cannot be read).
+func (b Backend) Unavailable() error {
+	if b.Root == "" {
+		return GuestCheck(os.DirFS("/"), (&tsm.Source{}).ProviderName)
 	}
-	if _, err := os.Stat(b.path("/sys/kernel/config/tsm/report")); err != nil || b.Root != "" {
-		return false
+	return GuestCheck(os.DirFS(b.Root), nil)
+}
+
+// GuestDevice is the SEV-SNP guest driver's device (Linux before 6.7).
+const GuestDevice = "/dev/sev-guest"
+
+// GuestCheck returns nil when fsys (a machine's root directory) is an
+// SEV-SNP guest the snp backend can get reports in: GuestDevice exists, or
+// configfs-tsm's report provider, as providerName reads it (normally
+// (&tsm.Source{}).ProviderName), is sev_guest. A TDX guest's configfs-tsm
+// does not count. `enarx platform info` shows this check's error.
+func GuestCheck(fsys fs.FS, providerName func() (string, error)) error {
+	if err := tsm.CheckGuest(fsys, GuestDevice, tsm.ProviderSNP, providerName); err != nil {
+		return fmt.Errorf("not an SEV-SNP guest: %w; run enarx inside an SEV-SNP confidential VM (Linux 6.7+ offers %s, older guests %s)", err, tsm.ReportDir, GuestDevice)
 	}
-	p, err := (&tsm.Source{}).ProviderName()
-	return err == nil && p == tsm.ProviderSNP
+	return nil
 }
 
 func (b Backend) path(p string) string {

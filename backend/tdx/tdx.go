@@ -13,6 +13,7 @@ package tdxbackend
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/enarx-go/enarx/backend"
@@ -50,16 +51,32 @@ func (Backend) Name() string { return Name }
 func (Backend) Protection() backend.Protection { return backend.ProtectionTEE }
 
 // Available implements backend.Backend: this is a TDX guest with a
-// configfs-tsm tdx_guest provider or the tdx-guest device.
-func (b Backend) Available() bool {
-	if _, err := os.Stat(b.path("/dev/tdx_guest")); err == nil {
-		return true
+// configfs-tsm tdx_guest provider or the tdx-guest device (GuestCheck).
+func (b Backend) Available() bool { return b.Unavailable() == nil }
+
+// Unavailable implements backend.Reasoner: GuestCheck on this machine (on
+// Root, where configfs-tsm's provider cannot be read).
+func (b Backend) Unavailable() error {
+	if b.Root == "" {
+		return GuestCheck(os.DirFS("/"), (&tsm.Source{}).ProviderName)
 	}
-	if _, err := os.Stat(b.path("/sys/kernel/config/tsm/report")); err != nil || b.Root != "" {
-		return false
+	return GuestCheck(os.DirFS(b.Root), nil)
+}
+
+// GuestDevice is the TDX guest driver's device (Linux before 6.7).
+const GuestDevice = "/dev/tdx_guest"
+
+// GuestCheck returns nil when fsys (a machine's root directory) is a TDX
+// guest the tdx backend can get quotes in: GuestDevice exists, or
+// configfs-tsm's report provider, as providerName reads it (normally
+// (&tsm.Source{}).ProviderName), is tdx_guest. An SEV-SNP guest's
+// configfs-tsm does not count. `enarx platform info` shows this check's
+// error.
+func GuestCheck(fsys fs.FS, providerName func() (string, error)) error {
+	if err := tsm.CheckGuest(fsys, GuestDevice, tsm.ProviderTDX, providerName); err != nil {
+		return fmt.Errorf("not a TDX guest: %w; run enarx inside a TDX trust domain (Linux 6.7+ offers %s, older guests %s)", err, tsm.ReportDir, GuestDevice)
 	}
-	p, err := (&tsm.Source{}).ProviderName()
-	return err == nil && p == tsm.ProviderTDX
+	return nil
 }
 
 // Configured implements backend.Backend: the collateral must be cached.

@@ -1,12 +1,16 @@
 package tdxbackend
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/evidence/tsm"
 )
 
 func TestProbesAgainstFakedRoot(t *testing.T) {
@@ -27,5 +31,23 @@ func TestProbesAgainstFakedRoot(t *testing.T) {
 	}
 	if err := b.Configured(); err == nil || !strings.Contains(err.Error(), "enarx platform tdx fetch") {
 		t.Fatalf("Configured without collateral: %v", err)
+	}
+}
+
+func TestGuestCheck(t *testing.T) {
+	tsmDir := fstest.MapFS{"sys/kernel/config/tsm/report": {Mode: fs.ModeDir | 0o755}}
+	provider := func(p string) func() (string, error) { return func() (string, error) { return p, nil } }
+	if err := GuestCheck(fstest.MapFS{"dev/tdx_guest": {Mode: fs.ModeDevice | fs.ModeCharDevice}}, nil); err != nil {
+		t.Errorf("tdx_guest device: %v", err)
+	}
+	if err := GuestCheck(tsmDir, provider(tsm.ProviderTDX)); err != nil {
+		t.Errorf("configfs-tsm with tdx_guest: %v", err)
+	}
+	err := GuestCheck(tsmDir, provider(tsm.ProviderSNP))
+	if !errors.Is(err, tsm.ErrWrongProvider) || !strings.Contains(err.Error(), `"sev_guest", not "tdx_guest"`) {
+		t.Errorf("configfs-tsm with sev_guest: %v", err)
+	}
+	if err := GuestCheck(fstest.MapFS{}, nil); err == nil || !strings.Contains(err.Error(), "/dev/tdx_guest is missing") {
+		t.Errorf("bare machine: %v", err)
 	}
 }

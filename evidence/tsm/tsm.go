@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,9 @@ const (
 	ProviderSNP = "sev_guest"
 	ProviderTDX = "tdx_guest"
 )
+
+// ReportDir is the configfs-tsm report interface (Linux 6.7+).
+const ReportDir = "/sys/kernel/config/tsm/report"
 
 // ErrUnavailable means configfs-tsm is not usable on this machine (not
 // mounted, no report subsystem, or no provider); callers fall back to the
@@ -104,10 +108,16 @@ func (s *Source) Get(ctx context.Context, req Request) (*Response, error) {
 	var lastErr error
 	for i := 0; i < attempts; i++ {
 		if i > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("configfs-tsm report: %w (last error: %v)", ctx.Err(), lastErr)
-			case <-time.After(delay):
+			// A select between a done context and an expired timer picks
+			// either: look at the context first.
+			if ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(delay):
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("configfs-tsm report: %w (last error: %v)", err, lastErr)
 			}
 			delay *= 2
 		}
@@ -180,4 +190,43 @@ func (s *Source) ProviderName() (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return strings.TrimSpace(string(p)), nil
+}
+
+// CheckProvider returns nil when fsys (a machine's root directory, paths
+// without the leading slash) has the configfs-tsm report interface and its
+// provider, as providerName reads it (normally (&Source{}).ProviderName;
+// nil means it cannot be read), is want. The error says which part is
+// missing. Backends use it for their availability and `enarx platform
+// info` shows its error, so the two agree.
+func CheckProvider(fsys fs.FS, want string, providerName func() (string, error)) error {
+	if _, err := fs.Stat(fsys, strings.TrimPrefix(ReportDir, "/")); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s is missing", ErrUnavailable, ReportDir)
+	} else if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnavailable, ReportDir, err)
+	}
+	if providerName == nil {
+		return fmt.Errorf("%w: its provider cannot be read here", ErrUnavailable)
+	}
+	got, err := providerName()
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("%w: it is %q, not %q", ErrWrongProvider, got, want)
+	}
+	return nil
+}
+
+// CheckGuest returns nil when fsys (a machine's root directory) offers the
+// reports of the TEE whose configfs-tsm provider is want: its guest
+// driver's device (the interface before configfs-tsm, e.g. /dev/sev-guest)
+// exists, or CheckProvider passes. The error names both.
+func CheckGuest(fsys fs.FS, device, want string, providerName func() (string, error)) error {
+	if _, err := fs.Stat(fsys, strings.TrimPrefix(device, "/")); err == nil {
+		return nil
+	}
+	if err := CheckProvider(fsys, want, providerName); err != nil {
+		return fmt.Errorf("%s is missing and %w", device, err)
+	}
+	return nil
 }

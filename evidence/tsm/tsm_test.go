@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"testing/fstest"
 
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 	"github.com/google/go-configfs-tsm/configfs/faketsm"
@@ -157,4 +159,48 @@ func ExampleSource_Get() {
 	resp, err := (&Source{Client: k.client()}).Get(context.Background(), Request{Provider: ProviderSNP})
 	fmt.Println(len(resp.OutBlob), err)
 	// Output: 71 <nil>
+}
+
+func TestCheckProvider(t *testing.T) {
+	withTSM := fstest.MapFS{"sys/kernel/config/tsm/report": {Mode: fs.ModeDir | 0o755}}
+	snp := (&Source{Client: (&fakeKernel{provider: ProviderSNP}).client()}).ProviderName
+	tdx := (&Source{Client: (&fakeKernel{provider: ProviderTDX}).client()}).ProviderName
+	broken := func() (string, error) { return "", fmt.Errorf("%w: mkdir: permission denied", ErrUnavailable) }
+	for _, c := range []struct {
+		name     string
+		fsys     fs.FS
+		provider func() (string, error)
+		want     error // nil, ErrUnavailable or ErrWrongProvider
+		mesg     string
+	}{
+		{"SNP", withTSM, snp, nil, ""},
+		{"NoConfigfs", fstest.MapFS{}, snp, ErrUnavailable, ReportDir + " is missing"},
+		{"OtherTEE", withTSM, tdx, ErrWrongProvider, `it is "tdx_guest", not "sev_guest"`},
+		{"Unreadable", withTSM, broken, ErrUnavailable, "permission denied"},
+		{"NoReader", withTSM, nil, ErrUnavailable, "cannot be read"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := CheckProvider(c.fsys, ProviderSNP, c.provider)
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.mesg) {
+				t.Fatalf("CheckProvider = %v, want %v with %q", err, c.want, c.mesg)
+			}
+		})
+	}
+}
+
+func TestCheckGuest(t *testing.T) {
+	dev := fstest.MapFS{"dev/sev-guest": {Mode: fs.ModeDevice | fs.ModeCharDevice}}
+	if err := CheckGuest(dev, "/dev/sev-guest", ProviderSNP, nil); err != nil {
+		t.Errorf("with the guest device: %v", err)
+	}
+	err := CheckGuest(fstest.MapFS{}, "/dev/sev-guest", ProviderSNP, nil)
+	if !errors.Is(err, ErrUnavailable) || !strings.HasPrefix(err.Error(), "/dev/sev-guest is missing and configfs-tsm") {
+		t.Errorf("with nothing: %v", err)
+	}
 }
