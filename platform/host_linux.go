@@ -14,11 +14,3 @@ func systemInfo() string {
 	f := func(b []byte) string { return strings.TrimRight(string(b), "\x00") }
 	return strings.Join([]string{f(u.Sysname[:]), f(u.Release[:]), f(u.Version[:]), f(u.Machine[:])}, " ")
 }
-
-func memlockLimit() uint64 {
-	var r unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &r); err != nil {
-		return 0
-	}
-	return r.Cur
-}

@@ -1,23 +1,36 @@
 // Package platform reports what this machine can do for each Keep backend:
 // `enarx platform info`. Each backend gets rows of probes (device files,
-// kernel parameters, CPUID leaves, cached collateral, kernel confinement
-// features) and hints that say what to fix.
+// kernel parameters, CPUID leaves, the QEMU binary, Keep image and firmware
+// of the microVM backends, cached collateral, kernel confinement features)
+// and hints that say what to fix.
 //
-// It reads the machine through an Env (a root directory, a CPUID function
-// and the backend registry), so that tests can fake every platform. It
-// trusts nothing it reads: probes only report.
+// It reads the machine through an Env (a root directory, a CPUID function,
+// the environment, the backends' own probe functions and the backend
+// registry), so that tests can fake every platform. For the backends this
+// build runs, the rows come from the same checks the backends make, so the
+// report and `enarx run` agree. It trusts nothing it reads: probes only
+// report.
 package platform
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/backend/sandbox"
+	snpbackend "github.com/enarx-go/enarx/backend/snp"
+	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
+	"github.com/enarx-go/enarx/evidence/tsm"
+	"github.com/enarx-go/enarx/microvm/image"
+	"github.com/enarx-go/enarx/microvm/vmm"
+	"github.com/enarx-go/enarx/microvm/vmm/qemu"
 )
 
 // Datum is one probe row. Data holds nested detail rows.
@@ -59,9 +72,15 @@ type Report struct {
 	Backends   []Backend
 }
 
-// Env is how probes see the machine.
+// Env is how probes see the machine. Every probe of a backend this build
+// runs goes through that backend's own check (the microVM backends'
+// microvm/vmm host checks, qemu.Probe, image.Locate and
+// vmm.FindFirmwareIn; the guest backends' GuestCheck), reached through
+// these fields, so the report and the backend cannot disagree.
 type Env struct {
-	// FS is the machine's file system root (os.DirFS("/") normally).
+	// FS is the machine's file system root (os.DirFS("/") normally). When it
+	// implements vmm.ReadWriteChecker, the /dev/kvm rows also check that
+	// /dev/kvm opens read-write, as the microVM backends do.
 	FS fs.FS
 	// CPUID executes CPUID; nil means the CPU has none (not x86).
 	CPUID func(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
@@ -71,28 +90,97 @@ type Env struct {
 	Registered []backend.Backend
 	// Sandbox probes the kernel features the sandbox backend uses.
 	Sandbox func() []sandbox.Capability
-	// MemlockLimit is RLIMIT_MEMLOCK's soft limit (SEV needs it).
-	MemlockLimit uint64
+	// Getenv reads the environment (os.Getenv); nil means nothing is set.
+	Getenv func(string) string
+	// QEMU probes the QEMU binary the microVM backends launch (qemu.Probe
+	// of the default binary); nil means there is none.
+	QEMU func() (*qemu.Info, error)
+	// KeepImage finds the Keep image the microVM backends boot
+	// (image.Locate); nil means there is none.
+	KeepImage func() (*image.Image, error)
+	// TSMProvider reads the configfs-tsm report provider
+	// ((&tsm.Source{}).ProviderName); nil means it cannot be read.
+	TSMProvider func() (string, error)
+	// SNPCacheDir and TDXCacheDir are the absolute collateral cache
+	// directories (snpbackend.CacheDir, tdxbackend.CacheDir); "" means
+	// the defaults, /var/cache/amd-sev and /var/cache/intel-tdx.
+	SNPCacheDir, TDXCacheDir string
 }
 
 // HostEnv is the Env of the running machine.
 func HostEnv() Env {
 	return Env{
-		FS:           os.DirFS("/"),
-		CPUID:        HostCPUID,
-		SystemInfo:   systemInfo(),
-		Registered:   backend.All(),
-		Sandbox:      sandbox.Probe,
-		MemlockLimit: memlockLimit(),
+		FS:          hostRoot(),
+		CPUID:       HostCPUID,
+		SystemInfo:  systemInfo(),
+		Registered:  backend.All(),
+		Sandbox:     sandbox.Probe,
+		Getenv:      os.Getenv,
+		QEMU:        func() (*qemu.Info, error) { return qemu.Probe(context.Background(), "") },
+		KeepImage:   image.Locate,
+		TSMProvider: (&tsm.Source{}).ProviderName,
+		SNPCacheDir: absDir(snpbackend.CacheDir()),
+		TDXCacheDir: absDir(tdxbackend.CacheDir()),
 	}
 }
 
-// Collect probes every backend, in upstream's order (sgx, sev, kvm) followed
-// by this implementation's backends (snp and tdx guests, sandbox, nil, and
-// any other registered backend).
+func absDir(d string) string {
+	if a, err := filepath.Abs(d); err == nil {
+		return a
+	}
+	return d
+}
+
+// hostRoot is the machine's root directory for probes: os.DirFS("/"),
+// whose Stat looks at a file without opening it (a socket cannot be
+// opened, a device should not be), plus the read-write check of
+// vmm.HostFS, so that the /dev/kvm rows are the microVM backends' own
+// check.
+func hostRoot() fs.FS {
+	root := os.DirFS("/")
+	r, ok := root.(rootFS)
+	if !ok {
+		return root
+	}
+	if rw, ok := vmm.HostFS().(vmm.ReadWriteChecker); ok {
+		return hostFS{r, rw}
+	}
+	return root
+}
+
+type rootFS interface {
+	fs.StatFS
+	fs.ReadFileFS
+	fs.ReadDirFS
+}
+
+type hostFS struct {
+	rootFS
+	vmm.ReadWriteChecker
+}
+
+// memoized returns env with each expensive probe run at most once (the
+// microVM backends share the QEMU probe and the Keep image).
+func (e Env) memoized() Env {
+	if e.QEMU != nil {
+		e.QEMU = sync.OnceValues(e.QEMU)
+	}
+	if e.KeepImage != nil {
+		e.KeepImage = sync.OnceValues(e.KeepImage)
+	}
+	if e.TSMProvider != nil {
+		e.TSMProvider = sync.OnceValues(e.TSMProvider)
+	}
+	return e
+}
+
+// Collect probes every backend, in upstream's order (sgx, sev, kvm)
+// followed by this implementation's backends (tdx-vm, the snp and tdx
+// guests, sandbox, nil, and any other registered backend).
 func Collect(version string, env Env) *Report {
+	env = env.memoized()
 	r := &Report{Version: version, SystemInfo: env.SystemInfo}
-	r.Backends = append(r.Backends, sgxBackend(env), sevBackend(env), kvmBackend(env),
+	r.Backends = append(r.Backends, sgxBackend(env), sevBackend(env), kvmBackend(env), tdxVMBackend(env),
 		snpGuestBackend(env), tdxGuestBackend(env), sandboxBackend(env), nilBackend(env))
 	seen := map[string]bool{}
 	for _, b := range r.Backends {

@@ -6,13 +6,20 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/backend/sandbox"
+	snpbackend "github.com/enarx-go/enarx/backend/snp"
+	"github.com/enarx-go/enarx/evidence/tsm"
 )
+
+// charDev is a character device (what the host checks want of /dev files).
+var charDev = &fstest.MapFile{Mode: fs.ModeDevice | fs.ModeCharDevice | 0o660}
 
 // fakeCPU is a CPUID table: leaf<<32|sub -> eax, ebx, ecx, edx.
 type fakeCPU map[uint64][4]uint32
@@ -146,52 +153,61 @@ func TestSGXMachine(t *testing.T) {
 	}
 }
 
-func TestSEVHost(t *testing.T) {
+func TestSEVHostDataRows(t *testing.T) {
 	cpu := newCPU("AuthenticAMD", "AMD EPYC 7763 64-Core Processor")
 	cpu[0x8000001f<<32] = [4]uint32{1<<0 | 1<<1 | 1<<2 | 1<<4, 5<<6 | 51, 509, 1}
 	fsys := fstest.MapFS{
-		"dev/sev": {}, "dev/kvm": {},
+		"dev/sev": charDev, "dev/kvm": charDev,
 		"sys/module/kvm_amd/parameters/sev_snp": {Data: []byte("Y\n")},
-		"var/cache/amd-sev/crls.der":            {},
-		"var/cache/amd-sev/vcek-0123-1-2-3-4":   {},
 	}
-	b := find(t, Collect("v", Env{FS: fsys, CPUID: cpu.cpuid, MemlockLimit: 64 << 20}), "sev")
+	b := find(t, Collect("v", Env{FS: fsys, CPUID: cpu.cpuid}), "sev")
 	if !allPass(b.Data) {
 		t.Errorf("SEV host data rows fail: %+v", b.Data)
 	}
 	if d := row(t, b.Data, "CPU", "Secure Memory Encryption (SME)", "C-bit location in page table entry"); d.Info != "51" {
 		t.Errorf("C-bit %+v", d)
 	}
-	if d := row(t, b.Config, "MEMLOCK rlimit allows for"); !d.Pass || d.Info != "~12 keeps" {
-		t.Errorf("memlock %+v", d)
-	}
 	fsys["sys/module/kvm_amd/parameters/sev_snp"] = &fstest.MapFile{Data: []byte("N\n")}
 	b = find(t, Collect("v", Env{FS: fsys, CPUID: cpu.cpuid}), "sev")
 	if d := row(t, b.Data, "SEV-SNP enabled in host kernel"); d.Pass || !strings.Contains(d.Mesg, "sev_snp=1") {
 		t.Errorf("sev_snp=N: %+v", d)
 	}
-	if d := row(t, b.Config, "MEMLOCK rlimit allows for"); d.Pass {
-		t.Errorf("zero memlock passes: %+v", d)
+	// A regular file where the device should be is not the device.
+	fsys["dev/sev"] = &fstest.MapFile{}
+	b = find(t, Collect("v", Env{FS: fsys, CPUID: cpu.cpuid}), "sev")
+	if d := b.Data[0]; d.Name != "Driver" || d.Info != "/dev/sev" || d.Pass || !strings.Contains(d.Mesg, "not a character device") {
+		t.Errorf("/dev/sev as a regular file: %+v", d)
 	}
 }
 
-func TestKVMHost(t *testing.T) {
+func TestKVMHostCPURows(t *testing.T) {
 	cpu := newCPU("GenuineIntel", "Intel(R) Core(TM)")
 	cpu[7<<32] = [4]uint32{0, 1, 0, 0}
 	cpu[1<<32] = [4]uint32{0, 0, 1 << 30, 0}
-	b := find(t, Collect("v", Env{FS: fstest.MapFS{"dev/kvm": {}}, CPUID: cpu.cpuid}), "kvm")
+	fsys := fstest.MapFS{"dev/kvm": charDev}
+	b := find(t, Collect("v", Env{FS: fsys, CPUID: cpu.cpuid}), "kvm")
 	if !allPass(b.Data) {
 		t.Errorf("KVM data rows fail: %+v", b.Data)
 	}
+	// The microVM backend needs no CPU feature: the rows describe what
+	// the Keep's VM gets, and a missing one is no verdict.
 	cpu[1<<32] = [4]uint32{}
-	b = find(t, Collect("v", Env{FS: fstest.MapFS{"dev/kvm": {}}, CPUID: cpu.cpuid}), "kvm")
+	b = find(t, Collect("v", Env{FS: fsys, CPUID: cpu.cpuid}), "kvm")
 	if d := row(t, b.Data, "CPU", "RDRAND instruction"); d.Pass {
 		t.Errorf("no RDRAND passes")
 	}
+	if !allPass(b.Data) {
+		t.Errorf("a missing CPU feature fails the kvm backend: %+v", b.Data)
+	}
 }
 
+// tsmProvider is configfs-tsm reporting provider p.
+func tsmProvider(p string) func() (string, error) { return func() (string, error) { return p, nil } }
+
+var withTSM = fstest.MapFS{"sys/kernel/config/tsm/report": {Mode: fs.ModeDir | 0o755}}
+
 func TestSNPGuestDevice(t *testing.T) {
-	env := Env{FS: fstest.MapFS{"dev/sev-guest": {}}, Registered: []backend.Backend{fakeBackend{name: "snp"}}}
+	env := Env{FS: fstest.MapFS{"dev/sev-guest": charDev}, Registered: []backend.Backend{fakeBackend{name: "snp"}}}
 	r := Collect("v", env)
 	if b := find(t, r, "snp"); !b.Pass() {
 		t.Errorf("SNP guest with /dev/sev-guest fails: %+v", b)
@@ -206,8 +222,39 @@ func TestSNPGuestDevice(t *testing.T) {
 	}
 }
 
+func TestSNPGuestConfigfsTSM(t *testing.T) {
+	reg := []backend.Backend{fakeBackend{name: "snp"}, fakeBackend{name: "tdx"}}
+	r := Collect("v", Env{FS: withTSM, TSMProvider: tsmProvider("sev_guest"), Registered: reg})
+	if b := find(t, r, "snp"); !b.Pass() {
+		t.Errorf("SNP guest with configfs-tsm (sev_guest) fails: %+v", b)
+	}
+	if b := find(t, r, "tdx"); b.Pass() {
+		t.Errorf("TDX passes in an SNP guest: %+v", b)
+	}
+	// configfs-tsm is in every confidential guest: the snp backend needs
+	// its sev_guest provider, and so does the row.
+	r = Collect("v", Env{FS: withTSM, TSMProvider: tsmProvider("tdx_guest"), Registered: reg})
+	b := find(t, r, "snp")
+	d := row(t, b.Data, "SEV-SNP guest attestation interface")
+	if d.Pass || b.Pass() || !strings.Contains(d.Mesg, `"tdx_guest", not "sev_guest"`) {
+		t.Errorf("SNP row in a TDX guest: %+v", d)
+	}
+	if d := row(t, b.Data, "SEV-SNP guest attestation interface", "configfs-tsm reports"); d.Pass || !strings.Contains(d.Info, "tdx_guest") {
+		t.Errorf("configfs-tsm row in a TDX guest: %+v", d)
+	}
+	// The row is the backend's own check.
+	if err := snpbackend.GuestCheck(withTSM, tsmProvider("tdx_guest")); err == nil || err.Error() != d.Mesg {
+		t.Errorf("row %q, backend check %v", d.Mesg, err)
+	}
+	// A provider that cannot be read (no privilege to create a report).
+	r = Collect("v", Env{FS: withTSM, TSMProvider: func() (string, error) { return "", fmt.Errorf("%w: permission denied", tsm.ErrUnavailable) }, Registered: reg})
+	if d := row(t, find(t, r, "snp").Data, "SEV-SNP guest attestation interface"); d.Pass || !strings.Contains(d.Mesg, "permission denied") {
+		t.Errorf("unreadable provider: %+v", d)
+	}
+}
+
 func TestTDXGuestConfigfsTSM(t *testing.T) {
-	env := Env{FS: fstest.MapFS{"sys/kernel/config/tsm/report/.keep": {}}, Registered: []backend.Backend{fakeBackend{name: "tdx"}}}
+	env := Env{FS: withTSM, TSMProvider: tsmProvider("tdx_guest"), Registered: []backend.Backend{fakeBackend{name: "tdx"}}}
 	b := find(t, Collect("v", env), "tdx")
 	if !b.Pass() {
 		t.Errorf("TDX guest with configfs-tsm fails: %+v", b)
@@ -215,10 +262,13 @@ func TestTDXGuestConfigfsTSM(t *testing.T) {
 	if d := row(t, b.Data, "TDX guest attestation interface", "Guest device"); d.Pass {
 		t.Error("device row passes without /dev/tdx_guest")
 	}
+	if d := row(t, b.Data, "TDX guest attestation interface", "configfs-tsm reports"); !d.Pass || d.Info != "/sys/kernel/config/tsm/report (provider tdx_guest)" {
+		t.Errorf("configfs-tsm row %+v", d)
+	}
 	// Not registered in this build: never passes.
-	b = find(t, Collect("v", Env{FS: env.FS}), "tdx")
-	if b.Pass() {
-		t.Error("unregistered tdx passes")
+	b = find(t, Collect("v", Env{FS: env.FS, TSMProvider: env.TSMProvider}), "tdx")
+	if b.Pass() || !strings.Contains(row(t, b.Config, "Backend in this build").Mesg, "without the tdx backend") {
+		t.Errorf("unregistered tdx: %+v", b)
 	}
 }
 
@@ -265,7 +315,7 @@ func TestJSONHasNoNullStrings(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Version != "v" || len(v.Backends) != 8 || v.Backends[0].Backend != "sgx" || v.Backends[7].Backend != "other" {
+	if v.Version != "v" || len(v.Backends) != 9 || v.Backends[0].Backend != "sgx" || v.Backends[3].Backend != "tdx-vm" || v.Backends[8].Backend != "other" {
 		t.Fatalf("backends %+v", v.Backends)
 	}
 	if d := v.Backends[0].Data[0]; d.Name != "Driver" || d.Info == nil || *d.Info != "/dev/sgx_enclave" || d.Mesg == nil {

@@ -7,6 +7,10 @@ import (
 	"strings"
 
 	"github.com/enarx-go/enarx/backend"
+	snpbackend "github.com/enarx-go/enarx/backend/snp"
+	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
+	"github.com/enarx-go/enarx/evidence/tsm"
+	"github.com/enarx-go/enarx/microvm/vmm"
 )
 
 func rel(path string) string { return strings.TrimPrefix(path, "/") }
@@ -143,7 +147,7 @@ func sgxBackend(env Env) Backend {
 	}
 	b.Config = append(b.Config,
 		fileRow(env, "AESM Daemon Socket", "/var/run/aesmd/aesm.socket", "Install and start the Intel AESM service (aesmd) for SGX attestation"),
-		notInThisBuild("This build runs Keeps in SEV-SNP or TDX confidential VMs (backends snp, tdx) or in the sandbox; it does not build SGX enclaves"))
+		notInThisBuild("This build runs Keeps in microVMs (backends kvm, sev, tdx-vm), inside SEV-SNP or TDX confidential VMs (snp, tdx) or in the sandbox; it does not build SGX enclaves"))
 	return b
 }
 
@@ -154,18 +158,16 @@ func ifFalse(ok bool, s string) string {
 	return s
 }
 
-// sevBackend is the SEV-SNP *host* (upstream's sev backend, which launches
-// SNP VMs with KVM): src/backend/sev/data.rs.
+// sevBackend is the SEV-SNP *host* (upstream's sev backend; here the
+// microVM backend that boots the Keep image as an SNP guest under QEMU):
+// upstream's rows of src/backend/sev/data.rs, made of the backend's own
+// checks, and what it needs to launch.
 func sevBackend(env Env) Backend {
 	b := Backend{Name: "sev"}
-	b.Data = append(b.Data, fileRow(env, "Driver", "/dev/sev", "Load the ccp module with SEV support to get /dev/sev"))
-	snpParam, ok := readTrim(env, "/sys/module/kvm_amd/parameters/sev_snp")
-	snpOn := ok && (snpParam == "1" || snpParam == "Y")
-	d := Datum{Name: "SEV-SNP enabled in host kernel", Pass: snpOn, Info: "/sys/module/kvm_amd/parameters/sev_snp"}
-	if !snpOn {
-		d.Mesg = "Load kvm_amd with sev_snp=1 on a kernel with SEV-SNP host support"
-	}
-	b.Data = append(b.Data, d, fileRow(env, "Driver", "/dev/kvm", "Load kvm and kvm_amd to get /dev/kvm"))
+	b.Data = append(b.Data,
+		checkRow("Driver", vmm.SEVDevicePath, vmm.SEVDevice(env.FS)),
+		checkRow("SEV-SNP enabled in host kernel", vmm.SNPParamPath, vmm.SNPEnabled(env.FS)),
+		kvmRow(env, false))
 	cpu := cpuRow(env, "AuthenticAMD")
 	brand := cpuBrand(env)
 	if env.CPUID != nil {
@@ -188,17 +190,11 @@ func sevBackend(env Env) Backend {
 			cpu.Pass = false
 		}
 	}
-	b.Data = append(b.Data, cpu)
-	keeps := env.MemlockLimit / (5 << 20)
-	info := fmt.Sprintf("~%d keeps", keeps)
-	if env.MemlockLimit == ^uint64(0) {
-		info = "unlimited keeps"
+	if !cpu.Pass {
+		cpu.Mesg = "SEV-SNP needs an AMD EPYC processor of the 7003 series (Milan) or later with SNP enabled in the firmware"
 	}
-	b.Config = append(b.Config,
-		Datum{Name: "MEMLOCK rlimit allows for", Pass: keeps > 0, Info: info, Mesg: ifFalse(keeps > 0, "Raise the MEMLOCK rlimit (ulimit -l) to at least 5 MiB per Keep")},
-		Datum{Name: "SEV-SNP VCEK key cache", Pass: globExists(env, "/var/cache/amd-sev", "vcek-"), Info: "/var/cache/amd-sev/vcek-*"},
-		fileRow(env, "AMD CRL cache file", "/var/cache/amd-sev/crls.der", "Run `enarx platform snp fetch` to fill the AMD CRL cache file"),
-		notInThisBuild("This build does not launch SNP VMs from the host; run enarx inside an SNP guest and use the snp backend"))
+	b.Data = append(b.Data, cpu)
+	b.Config = teeVMConfig(env, b.Name, vmm.TEESNP, snpCollateralRow(env))
 	return b
 }
 
@@ -218,45 +214,62 @@ func globExists(env Env, dir, prefix string) bool {
 	return false
 }
 
-// kvmBackend mirrors src/backend/kvm/data.rs.
+// kvmBackend is the microVM backend without a TEE: upstream's rows of
+// src/backend/kvm/data.rs, made of the backend's own checks, and what it
+// needs to launch. The CPU rows describe the CPU the Keep's VM gets
+// (-cpu host); the backend needs none of its features.
 func kvmBackend(env Env) Backend {
 	b := Backend{Name: "kvm"}
-	b.Data = append(b.Data, fileRow(env, "Driver", "/dev/kvm", "Load kvm and kvm_intel or kvm_amd to get /dev/kvm"))
+	b.Data = append(b.Data, kvmRow(env, true))
 	cpu := cpuRow(env, "")
+	cpu.Pass = true
 	if env.CPUID != nil {
 		_, ebx, _, _ := env.cpuid(7, 0)
 		_, _, ecx1, _ := env.cpuid(1, 0)
 		cpu.Data = append(cpu.Data, Datum{Name: "FSGSBASE instructions", Pass: bit(ebx, 0)}, Datum{Name: "RDRAND instruction", Pass: bit(ecx1, 30)})
-		cpu.Pass = cpu.Pass && bit(ebx, 0) && bit(ecx1, 30)
 	}
 	b.Data = append(b.Data, cpu)
-	b.Config = append(b.Config, notInThisBuild("This build does not run KVM Keeps; the sandbox backend isolates a Keep without virtualization"))
+	b.Config = append(b.Config,
+		qemuRow(env, vmm.TEENone),
+		keepImageRow(env),
+		registeredRow(env, "kvm"))
 	return b
 }
 
-// tsmReport is the configfs-tsm attestation report interface (Linux 6.7+).
-const tsmReport = "/sys/kernel/config/tsm/report"
-
-func guestBackend(env Env, name, device, kind string) Backend {
+// guestBackend is a backend that runs the Keep inside this machine, a
+// confidential VM: its attestation interface row is the backend's own
+// availability check.
+func guestBackend(env Env, name, kind, device, provider string, check func(fs.FS, func() (string, error)) error) Backend {
 	b := Backend{Name: name}
-	dev := exists(env, device)
-	tsm := exists(env, tsmReport)
-	iface := Datum{Name: kind + " guest attestation interface", Pass: dev || tsm, Data: []Datum{
-		{Name: "Guest device", Pass: dev, Info: device},
-		{Name: "configfs-tsm reports", Pass: tsm, Info: tsmReport},
+	tsmErr := tsm.CheckProvider(env.FS, provider, env.TSMProvider)
+	tsmRow := Datum{Name: "configfs-tsm reports", Pass: tsmErr == nil, Info: tsm.ReportDir + " (provider " + provider + ")"}
+	if tsmErr != nil {
+		tsmRow.Info = tsmErr.Error()
+	}
+	iface := Datum{Name: kind + " guest attestation interface", Data: []Datum{
+		{Name: "Guest device", Pass: exists(env, device), Info: device},
+		tsmRow,
 	}}
-	if !iface.Pass {
-		iface.Mesg = fmt.Sprintf("Run enarx inside a %s confidential VM (Linux 6.7+ offers %s; older guests %s)", kind, tsmReport, device)
+	if err := check(env.FS, env.TSMProvider); err != nil {
+		iface.Mesg = err.Error()
+	} else {
+		iface.Pass = true
 	}
 	b.Data = append(b.Data, iface)
+	b.Config = append(b.Config, registeredRow(env, name))
+	return b
+}
+
+// registeredRow is the Configured() row of the registered backend called
+// name, or a failing row when this build has no such backend.
+func registeredRow(env Env, name string) Datum {
 	for _, r := range env.Registered {
 		if r.Name() == name {
-			b.Config = append(b.Config, configuredRow(r))
-			return b
+			return configuredRow(r)
 		}
 	}
-	b.Config = append(b.Config, Datum{Name: "Backend in this build", Pass: false, Info: "not registered"})
-	return b
+	return Datum{Name: "Backend in this build", Pass: false, Info: "not registered",
+		Mesg: fmt.Sprintf("This enarx was built without the %s backend", name)}
 }
 
 func configuredRow(r backend.Backend) Datum {
@@ -268,8 +281,13 @@ func configuredRow(r backend.Backend) Datum {
 	return d
 }
 
-func snpGuestBackend(env Env) Backend { return guestBackend(env, "snp", "/dev/sev-guest", "SEV-SNP") }
-func tdxGuestBackend(env Env) Backend { return guestBackend(env, "tdx", "/dev/tdx_guest", "TDX") }
+func snpGuestBackend(env Env) Backend {
+	return guestBackend(env, snpbackend.Name, "SEV-SNP", snpbackend.GuestDevice, tsm.ProviderSNP, snpbackend.GuestCheck)
+}
+
+func tdxGuestBackend(env Env) Backend {
+	return guestBackend(env, tdxbackend.Name, "TDX", tdxbackend.GuestDevice, tsm.ProviderTDX, tdxbackend.GuestCheck)
+}
 
 // sandboxBackend reports the kernel features the sandbox backend uses.
 // Seccomp is required; every other layer is reported, and a missing one is

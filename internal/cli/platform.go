@@ -19,10 +19,14 @@ func newPlatformCmd(g *globals) *cobra.Command {
 	info := &cobra.Command{
 		Use:   "info",
 		Short: "Report, per backend, what this machine has and what to fix",
-		Long: "Probe every Keep backend (sgx, sev, kvm, snp and tdx guests, sandbox, nil):\n" +
-			"devices, kernel parameters, CPUID leaves, cached collateral and kernel\n" +
-			"confinement features. ✔ marks a backend that can run Keeps here; hints after\n" +
-			"each backend's rows say what to fix. Always exits 0.",
+		Long: "Probe every Keep backend (sgx; the microVM backends sev, kvm and tdx-vm; the snp\n" +
+			"and tdx guests; sandbox; nil): devices, kernel parameters, CPUID leaves, the QEMU\n" +
+			"release, Keep image and firmware the microVM backends launch, cached collateral\n" +
+			"and kernel confinement features. Each backend this build runs is probed through\n" +
+			"its own checks, so ✔ means `enarx run --backend NAME` accepts it here; hints\n" +
+			"after each backend's rows say what to fix. ENARX_VM_ACCEL=tcg, ENARX_QEMU,\n" +
+			"ENARX_KEEP_IMAGE, ENARX_SNP_FIRMWARE and ENARX_TDX_FIRMWARE change the rows as\n" +
+			"they change the backends. Always exits 0.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := platform.Collect(version.Version, platform.HostEnv())
