@@ -428,6 +428,11 @@ func (c *Client) putJSON(ctx context.Context, u string, v any) error {
 	if err != nil {
 		return err
 	}
+	// The registry hashes the record as serde_json writes it (upstream
+	// re-serialises; encoding/json escapes <, > and & differently).
+	if b, err = types.Canonical(b); err != nil {
+		return err
+	}
 	sum, n := types.Compute(b)
 	return c.put(ctx, u, "", types.Meta{Digest: sum, Length: n, Type: "application/json"}, bytes.NewReader(b))
 }
@@ -502,7 +507,7 @@ type Tag struct {
 func (c *Client) GetTag(ctx context.Context, p PackageSpec) (*Tag, error) {
 	r, err := c.get(ctx, c.url(tagPath(p)...), "", MaxJSONSize)
 	if err != nil {
-		return nil, err
+		return nil, explainMissing(p, err)
 	}
 	if r.Meta.Type == types.JWSType {
 		return nil, fmt.Errorf("tag %s is signed; signed tags are not currently supported", p)
@@ -515,6 +520,24 @@ func (c *Client) GetTag(ctx context.Context, p PackageSpec) (*Tag, error) {
 		return nil, fmt.Errorf("tag %s: %w", p, err)
 	}
 	return &Tag{Response: *r, Entry: e}, nil
+}
+
+// explainMissing says what a 404 on a tag means. Drawbridge (upstream
+// and ours, whose texts match upstream's) answers "Not found" when the
+// repository is missing and "Repository does not exist" when the
+// repository exists but the tag does not; the server's text is kept.
+func explainMissing(p PackageSpec, err error) error {
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		return err
+	}
+	switch strings.TrimSpace(se.Body) {
+	case "Repository does not exist":
+		return fmt.Errorf("no tag %s in repository %s (the registry's wording for a missing tag is %q): %w", p.Tag, p.RepoSpec, se.Body, err)
+	case "Not found":
+		return fmt.Errorf("no repository %s on the registry: %w", p.RepoSpec, err)
+	}
+	return err
 }
 
 // CheckPin checks that the digest set d contains the pinned digest (no-op

@@ -83,7 +83,7 @@ func (h *Handler) repository(w http.ResponseWriter, r *http.Request, req *reques
 
 func (h *Handler) tagList(w http.ResponseWriter, r *http.Request, req *request) error {
 	if r.Method != http.MethodGet {
-		return errorf(http.StatusMethodNotAllowed, "Method not allowed for tag query endpoint")
+		return errorf(http.StatusMethodNotAllowed, "Method not allowed for repository tag query endpoint")
 	}
 	if err := h.readable(r, req, false); err != nil {
 		return err
@@ -155,6 +155,7 @@ func (h *Handler) devCreate(r *http.Request, req *request) error {
 	ctx := r.Context()
 	if _, _, err := h.cfg.Registry.User(ctx, req.user); errors.Is(err, store.ErrNotFound) {
 		body, _ := json.Marshal(userRecord{Subject: c.Subject})
+		body, _ = types.Canonical(body)
 		d, n := types.Compute(body)
 		err := h.cfg.Registry.CreateUser(ctx, req.user, types.Meta{Digest: d, Length: n, Type: "application/json"}, body)
 		if err != nil && !errors.Is(err, store.ErrExists) {
@@ -232,5 +233,5 @@ func (h *Handler) tree(w http.ResponseWriter, r *http.Request, req *request) err
 		created(w, existed)
 		return nil
 	}
-	return errorf(http.StatusMethodNotAllowed, "Method not allowed for tree endpoint")
+	return errorf(http.StatusMethodNotAllowed, "Method not allowed for tag tree endpoint")
 }

@@ -97,7 +97,35 @@ func readRecord(r *http.Request, v any) (types.Meta, []byte, error) {
 	if err != nil {
 		return m, nil, err
 	}
-	return m, body, decodeStrict(m, body, v)
+	if err := decodeStrict(m, body, v); err != nil {
+		return m, nil, err
+	}
+	return canonicalRecord(m, body)
+}
+
+// canonicalRecord does what upstream does with a record: it re-serialises
+// the JSON (compact, as serde_json writes it) and checks the request's
+// Content-Digest, then its Content-Length, against those bytes, which are
+// what is stored. So a record sent with whitespace is refused with 400
+// "Content digest mismatch" (or, without a digest, "Content length
+// mismatch"), as upstream refuses it.
+func canonicalRecord(m types.Meta, body []byte) (types.Meta, []byte, error) {
+	c, err := types.Canonical(body)
+	if err != nil {
+		return m, nil, errorf(http.StatusBadRequest, "Failed to parse the request body as JSON: %v", err)
+	}
+	if len(m.Digest) > 0 {
+		sum, _ := types.Compute(c)
+		for a, v := range m.Digest {
+			if !bytes.Equal(sum[a], v) {
+				return m, nil, errorf(http.StatusBadRequest, "Content digest mismatch")
+			}
+		}
+	}
+	if int64(len(c)) != m.Length {
+		return m, nil, errorf(http.StatusBadRequest, "Content length mismatch, expected: %d, got %d", m.Length, len(c))
+	}
+	return m, c, nil
 }
 
 // storeErr maps store errors on writes.

@@ -247,7 +247,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) er
 // exactly as upstream: the path is not percent-decoded, and it is split at
 // the first "/_" into a user/repo head and a tail.
 func (h *Handler) api(w http.ResponseWriter, r *http.Request, req *request, rest string) error {
-	ver, rest, _ := strings.Cut(rest, "/")
+	ver, rest, ok := strings.Cut(rest, "/")
+	if !ok {
+		return errorf(http.StatusNotFound, "Route `%s` not found", r.URL.EscapedPath())
+	}
 	v, err := semver.StrictNewVersion(ver)
 	if err != nil {
 		return errorf(http.StatusBadRequest, "Failed to parse SemVer version from %s", ver)
@@ -255,11 +258,14 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, req *request, rest
 	if v.GreaterThan(apiVersion) && (v.Major() > apiVersion.Major() || (v.Major() == 0 && v.Minor() > apiVersion.Minor())) {
 		return errorf(http.StatusNotImplemented, "Unsupported API version `%s`", ver)
 	}
+	if rest == "" {
+		return errorf(http.StatusNotFound, "Route `/` not found")
+	}
 	head, tail, hasTail := strings.Cut(rest, "/_")
 	userPart, repoPart, hasRepo := strings.Cut(head, "/")
 	u, err := types.ParseUserName(userPart)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "Failed to parse user name: %v", err)
+		return errorf(http.StatusBadRequest, "Failed to parse user name: %s", nameReason(err))
 	}
 	req.user = u
 	if !hasRepo {
@@ -271,7 +277,7 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, req *request, rest
 	}
 	repo, err := types.ParseRepoName(repoPart)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "Failed to parse repository name: %v", err)
+		return errorf(http.StatusBadRequest, "Failed to parse repository name: %s", nameReason(err))
 	}
 	req.repo = repo
 	if !hasTail {
@@ -296,7 +302,7 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, req *request, rest
 		return h.tagEntry(w, r, req)
 	}
 	if parts[2] != "tree" {
-		return errorf(http.StatusNotFound, "Route not found on tag")
+		return errorf(http.StatusNotFound, "Route not found on repository")
 	}
 	var treePath string
 	if len(parts) == 4 {
@@ -304,11 +310,22 @@ func (h *Handler) api(w http.ResponseWriter, r *http.Request, req *request, rest
 	}
 	tp, err := types.ParseTreePath(treePath)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "Failed to parse tree path: %v", err)
+		return errorf(http.StatusBadRequest, "Failed to parse tree path: %s", nameReason(err))
 	}
 	req.path = tp
 	req.route = routeTree
 	return h.tree(w, r, req)
+}
+
+// nameReason is upstream's text for a name error ("invalid characters in
+// user name"), so 400 bodies match upstream's byte for byte; other errors
+// (our length and depth limits) are given as they are.
+func nameReason(err error) string {
+	var ne *types.NameError
+	if errors.As(err, &ne) {
+		return ne.Reason
+	}
+	return err.Error()
 }
 
 // Listener wraps a TCP listener so that Handler can send large nodes in

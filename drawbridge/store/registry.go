@@ -417,7 +417,9 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	}
 	for a, v := range claimed.Digest {
 		if w, ok := want.Digest[a]; !ok || !bytes.Equal(v, w) {
-			return false, invalidf("Content digest does not match the parent entry")
+			// Upstream's text; the node's digest disagrees with the
+			// entry its parent (or the tag) gives.
+			return false, invalidf("Content digest mismatch")
 		}
 	}
 	key := nodeKey(t.key(), p)

@@ -99,6 +99,18 @@ func appendString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
 }
 
+// Canonical re-encodes one JSON value as serde_json writes it: compact,
+// object keys in byte order, serde's string escaping, numbers as written.
+// Upstream Drawbridge stores records (users, repositories) in this form
+// and checks the request's Content-Digest and Content-Length against it.
+func Canonical(raw []byte) ([]byte, error) {
+	var b bytes.Buffer
+	if err := appendCanonical(&b, raw, 0); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 // appendCanonical re-encodes an arbitrary JSON value compactly with object
 // keys sorted byte-wise (serde_json's BTreeMap order) and serde string
 // escaping. Numbers are kept as written.

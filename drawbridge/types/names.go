@@ -36,16 +36,38 @@ func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
+// NameError reports an invalid user, repository or tree entry name.
+// Reason is upstream Drawbridge's wording ("empty user name", "invalid
+// characters in repository name", "empty entry name"), which its server
+// sends after "Failed to parse user name: " and the like; our own limits
+// (length, dot segments) have reasons of their own. Error adds the name
+// and the offending character for people.
+type NameError struct {
+	Name   string
+	Reason string
+	Detail string
+}
+
+func (e *NameError) Error() string {
+	if e.Detail == "" {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Detail
+}
+
+// checkName validates s; kind is upstream's word for it ("user",
+// "repository", "entry").
 func checkName(kind, s string, ok func(byte) bool) error {
 	if s == "" {
-		return fmt.Errorf("invalid %s name: empty", kind)
+		return &NameError{Name: s, Reason: "empty " + kind + " name"}
 	}
 	if len(s) > MaxNameLen {
-		return fmt.Errorf("invalid %s name: longer than %d bytes", kind, MaxNameLen)
+		return &NameError{Name: s, Reason: fmt.Sprintf("%s name longer than %d bytes", kind, MaxNameLen)}
 	}
 	for i := 0; i < len(s); i++ {
 		if !ok(s[i]) {
-			return fmt.Errorf("invalid %s name %q: character %q is not allowed", kind, s, s[i])
+			return &NameError{Name: s, Reason: "invalid characters in " + kind + " name",
+				Detail: fmt.Sprintf("%q has %q", s, s[i])}
 		}
 	}
 	return nil
@@ -94,13 +116,13 @@ func ParseTagName(s string) (TagName, error) {
 
 // ParseTreeName validates one tree entry name.
 func ParseTreeName(s string) (TreeName, error) {
-	if err := checkName("tree entry", s, func(c byte) bool {
+	if err := checkName("entry", s, func(c byte) bool {
 		return isAlnum(c) || c == '.' || c == '_' || c == ':' || c == '-'
 	}); err != nil {
 		return "", err
 	}
 	if s == "." || s == ".." {
-		return "", fmt.Errorf("invalid tree entry name %q: dot segments are not allowed", s)
+		return "", &NameError{Name: s, Reason: fmt.Sprintf("entry name %q is a dot segment, which is not allowed", s)}
 	}
 	return TreeName(s), nil
 }

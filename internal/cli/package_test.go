@@ -85,6 +85,9 @@ func TestRegistryClientFlow(t *testing.T) {
 		t.Fatalf("repo info: %q", out)
 	}
 	r.fails(t, tok, "404 Repository does not exist", "package", "info", repo+":1.0.0")
+	// The server keeps upstream's wording; the client says what is missing.
+	r.fails(t, tok, "no tag 1.0.0 in repository "+repo, "package", "info", repo+":1.0.0")
+	r.fails(t, tok, "no repository "+u+"/nope on the registry", "package", "info", u+"/nope:1.0.0")
 
 	// Client-side refusals.
 	dir := packageDir(t)
