@@ -34,7 +34,7 @@ const (
 	CodeVersion = "csr.version"
 	// CodeAlgorithm: the key type and signature algorithm are not one of the
 	// accepted pairs (ES256 with P-256, ES384 with P-384, RSASSA-PSS with
-	// RSA ≥ 2048 bits).
+	// RSA of 2048 to 4096 bits). Decided before the signature is checked.
 	CodeAlgorithm = "csr.algorithm"
 	// CodeSignature: the self-signature does not verify.
 	CodeSignature = "csr.signature"
@@ -49,6 +49,13 @@ const (
 
 // minRSABits is the smallest RSA modulus accepted for RSASSA-PSS requests.
 const minRSABits = 2048
+
+// MaxRSABits is the largest RSA modulus accepted (as upstream's Rust rsa
+// crate, whose RsaPublicKey refuses moduli above 4096 bits). Without it a
+// request's self-signature check costs whatever the sender chooses: one
+// RSA verification is quadratic in the modulus size, and a 2,000,000-bit
+// modulus (a 500 KB request, no real key needed) burned 70 s of CPU.
+const MaxRSABits = 4096
 
 // Request is a parsed, self-signature-checked certificate request.
 type Request struct {
@@ -108,7 +115,10 @@ func duplicateExtension(der []byte) error {
 }
 
 // checkAlgorithm enforces upstream Steward's accepted (key, signature)
-// pairs. crypto/x509 would also accept e.g. ECDSA-SHA512, Ed25519 and RSA
+// pairs and key sizes; it runs before the signature check, whose cost
+// depends on the key. (Elliptic curves other than the named P-224, P-256,
+// P-384 and P-521 never get here: crypto/x509 refuses explicit curve
+// parameters and unknown curves while parsing.) crypto/x509 would also accept e.g. ECDSA-SHA512, Ed25519 and RSA
 // PKCS#1 v1.5; upstream refuses those and so do we.
 func checkAlgorithm(c *x509.CertificateRequest) error {
 	switch k := c.PublicKey.(type) {
@@ -121,6 +131,10 @@ func checkAlgorithm(c *x509.CertificateRequest) error {
 		return attest.Reject(CodeAlgorithm, "ECDSA %s key with signature algorithm %v is not accepted; use P-256 with ECDSA-SHA256 or P-384 with ECDSA-SHA384",
 			k.Curve.Params().Name, c.SignatureAlgorithm)
 	case *rsa.PublicKey:
+		// The size first: everything after this may cost time in it.
+		if n := k.N.BitLen(); n > MaxRSABits {
+			return attest.Reject(CodeAlgorithm, "RSA key of %d bits is too large; want at most %d", n, MaxRSABits)
+		}
 		switch c.SignatureAlgorithm {
 		case x509.SHA256WithRSAPSS, x509.SHA384WithRSAPSS, x509.SHA512WithRSAPSS:
 			// crypto/x509 accepts PSS parameters only when the MGF1 hash
