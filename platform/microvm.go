@@ -18,10 +18,8 @@ import (
 // vmm.FindFirmware does on the host); the Configured row is the registered
 // backend's own verdict.
 
-// envVMAccel is backend/microvm's EnvAccel: "tcg" runs kvm Keeps under
-// QEMU's software emulation. (That package imports this one; the
-// agreement test in agree_test.go checks the two stay the same.)
-const envVMAccel = "ENARX_VM_ACCEL"
+// envVMAccel: "tcg" runs kvm Keeps under QEMU's software emulation.
+const envVMAccel = vmm.EnvAccel
 
 func (e Env) getenv(k string) string {
 	if e.Getenv == nil {

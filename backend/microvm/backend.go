@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -42,7 +43,7 @@ const (
 	// software emulation: for tests and CI on machines without /dev/kvm.
 	// It is never chosen implicitly, and such a Keep is not isolated by
 	// hardware.
-	EnvAccel = "ENARX_VM_ACCEL"
+	EnvAccel = vmm.EnvAccel
 	// EnvVCPUs is the number of vCPUs (default 1). For sev and tdx-vm it
 	// is part of the launch measurement.
 	EnvVCPUs = "ENARX_VM_VCPUS"
@@ -120,6 +121,9 @@ func (b Backend) ExplicitOnly() bool {
 
 // hostError says what the host lacks for this backend.
 func (b Backend) hostError() error {
+	if runtime.GOARCH != "amd64" {
+		return fmt.Errorf("microVM Keeps need an x86-64 host (this is %s): the Keep image and QEMU's q35 machine are x86-64", runtime.GOARCH)
+	}
 	fsys := vmm.HostFS()
 	switch b.tee {
 	case vmm.TEESNP:
@@ -432,7 +436,10 @@ func (s *session) exitReceived() bool {
 	return s.exited
 }
 
-type keepWorkload = keep.Workload
+type (
+	keepWorkload = keep.Workload
+	keepOptions  = keep.Options
+)
 
 // hostCPUID is the host's CPUID (nil off x86-64).
 var hostCPUID = platform.HostCPUID

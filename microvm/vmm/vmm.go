@@ -25,6 +25,11 @@ import (
 	"strings"
 )
 
+// EnvAccel is the environment variable that, set to "tcg", makes the kvm
+// backend emulate the CPU in software (tests and CI without /dev/kvm). It is
+// never chosen implicitly.
+const EnvAccel = "ENARX_VM_ACCEL"
+
 // Accel is the way a VMM runs guest code.
 type Accel string
 
