@@ -158,7 +158,7 @@ type setup struct {
 }
 
 func (b Backend) resolve(ctx context.Context) (*setup, error) {
-	info, err := qemu.Probe(ctx, "")
+	info, err := qemu.ProbeCached(ctx, "")
 	if err != nil {
 		return nil, err
 	}

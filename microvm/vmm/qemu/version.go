@@ -247,6 +247,19 @@ type probeKey struct {
 	mtime time.Time
 }
 
+// ProbeCached is Probe that runs each binary (by path, size and mtime)
+// once per process; binary "" finds it with LookPath.
+func ProbeCached(ctx context.Context, binary string) (*Info, error) {
+	if binary == "" {
+		p, err := LookPath(nil)
+		if err != nil {
+			return nil, err
+		}
+		binary = p
+	}
+	return cachedProbe(ctx, binary)
+}
+
 // cachedProbe is Probe with probeCache.
 func cachedProbe(ctx context.Context, binary string) (*Info, error) {
 	st, err := os.Stat(binary)
