@@ -74,7 +74,8 @@ func Parse(der []byte) (*Request, error) {
 	c, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		// crypto/x509 refuses duplicate extensions itself; find out whether
-		// that is the problem, to give its specific code.
+		// that is the problem, to give its specific code (after the same
+		// version, algorithm and signature checks as below).
 		if dup := duplicateExtension(der); dup != nil {
 			return nil, dup
 		}
@@ -100,18 +101,72 @@ func Parse(der []byte) (*Request, error) {
 }
 
 // duplicateExtension returns the CodeExtensionDuplicate rejection when der
-// is structurally a request whose only fault is a repeated extension.
+// is structurally a request whose only fault is a repeated extension, and
+// only once its self-signature is known to verify (with the checks of
+// Parse: version, algorithm, then signature), so that an unauthenticated
+// request learns nothing about its content. It returns the rejection of
+// the version, algorithm or signature when one of those fails first, and
+// nil when der has no repeated extension.
 func duplicateExtension(der []byte) error {
 	in := cryptobyte.String(der)
-	var req, tbs cryptobyte.String
-	if !in.ReadASN1(&req, cbasn1.SEQUENCE) || !req.ReadASN1Element(&tbs, cbasn1.SEQUENCE) {
+	var req, tbs, alg cryptobyte.String
+	var sig asn1.BitString
+	if !in.ReadASN1(&req, cbasn1.SEQUENCE) || !req.ReadASN1Element(&tbs, cbasn1.SEQUENCE) ||
+		!req.ReadASN1Element(&alg, cbasn1.SEQUENCE) || !req.ReadASN1BitString(&sig) || sig.BitLength%8 != 0 {
 		return nil
 	}
 	_, err := parseAttributes(tbs)
-	if r, ok := attest.AsRejection(err); ok && r.Code == CodeExtensionDuplicate {
-		return r
+	r, ok := attest.AsRejection(err)
+	if !ok || r.Code != CodeExtensionDuplicate {
+		return nil
 	}
-	return nil
+	// crypto/x509 parses the key and signature algorithm of the same
+	// request without its attributes; the signature is then checked over
+	// the original, complete request info.
+	c, err := x509.ParseCertificateRequest(withoutAttributes(tbs, alg, sig.Bytes))
+	if err != nil {
+		return nil
+	}
+	if c.Version != 0 {
+		return attest.Reject(CodeVersion, "certificate request version is %d, want 0 (v1)", c.Version)
+	}
+	if err := checkAlgorithm(c); err != nil {
+		return err
+	}
+	signer := &x509.Certificate{PublicKey: c.PublicKey, PublicKeyAlgorithm: c.PublicKeyAlgorithm}
+	if err := signer.CheckSignature(c.SignatureAlgorithm, tbs, sig.Bytes); err != nil {
+		return attest.RejectErr(CodeSignature, err, "the certificate request's self-signature does not verify")
+	}
+	return r
+}
+
+// withoutAttributes re-encodes a request with tbs's version, subject and
+// key, an empty attribute set, and alg and sig: a request crypto/x509 can
+// parse (its signature no longer matches; only the key and algorithm are
+// wanted).
+func withoutAttributes(tbs, alg cryptobyte.String, sig []byte) []byte {
+	info := tbs
+	var body, version, subject, spki cryptobyte.String
+	if !info.ReadASN1(&body, cbasn1.SEQUENCE) || !body.ReadASN1Element(&version, cbasn1.INTEGER) ||
+		!body.ReadASN1Element(&subject, cbasn1.SEQUENCE) || !body.ReadASN1Element(&spki, cbasn1.SEQUENCE) {
+		return nil
+	}
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddBytes(version)
+			b.AddBytes(subject)
+			b.AddBytes(spki)
+			b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(*cryptobyte.Builder) {})
+		})
+		b.AddBytes(alg)
+		b.AddASN1BitString(sig)
+	})
+	out, err := b.Bytes()
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 // checkAlgorithm enforces upstream Steward's accepted (key, signature)
