@@ -116,7 +116,7 @@ func HostEnv() Env {
 		Registered:  backend.All(),
 		Sandbox:     sandbox.Probe,
 		Getenv:      os.Getenv,
-		QEMU:        func() (*qemu.Info, error) { return qemu.Probe(context.Background(), "") },
+		QEMU:        func() (*qemu.Info, error) { return qemu.ProbeCached(context.Background(), "") },
 		KeepImage:   image.Locate,
 		TSMProvider: (&tsm.Source{}).ProviderName,
 		SNPCacheDir: absDir(snpbackend.CacheDir()),
