@@ -241,6 +241,22 @@ func TestDevModeFiles(t *testing.T) {
 		// c.get sends no token: the user record is owner-only.
 		t.Fatalf("GET /dev anonymous: %d %s", code, body)
 	}
+	// The token file says "listening": a start that cannot listen leaves
+	// none, and one that cannot lock the store leaves the running
+	// registry's token alone.
+	busy := filepath.Join(t.TempDir(), "busy")
+	if out, err := exec.Command(bin, "--dev", "--store", busy, "--addr", p.addr).CombinedOutput(); err == nil || !strings.Contains(string(out), "listening on") {
+		t.Fatalf("start on a busy address: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(busy, server.DevTokenFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("dev-token written although the registry never listened: %v", err)
+	}
+	if out, err := exec.Command(bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0").CombinedOutput(); err == nil {
+		t.Fatalf("second registry on one store started: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, server.DevTokenFile)); err != nil {
+		t.Fatalf("a refused second start removed the running registry's token: %v", err)
+	}
 	// The same through a config file (upstream's @file form).
 	dir2 := filepath.Join(t.TempDir(), "store2")
 	conf := filepath.Join(t.TempDir(), "drawbridge.toml")

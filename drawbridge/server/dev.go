@@ -35,7 +35,8 @@ import (
 //	                        (give it to clients: --ca-bundle DIR/dev-ca.pem)
 //	DIR/dev-ca-key.pem      its private key (0600)
 //	DIR/dev-token           a bearer token for user "dev" with every scope,
-//	                        valid 30 days, rewritten at each start (0600)
+//	                        valid 30 days, rewritten at each start once the
+//	                        server listens, so it also says "ready" (0600)
 //	DIR/dev-issuer-key.pem  the key that signs dev tokens (0600)
 //
 // The user "dev" exists from the start. When the dev token publishes a
@@ -57,10 +58,12 @@ const (
 )
 
 type devSetup struct {
-	registry  *store.Registry
-	verifier  TokenVerifier
-	cert      tls.Certificate
-	clientCAs *x509.CertPool
+	// writeToken writes DIR/dev-token; Run calls it once it listens.
+	writeToken func() error
+	registry   *store.Registry
+	verifier   TokenVerifier
+	cert       tls.Certificate
+	clientCAs  *x509.CertPool
 }
 
 // loadOrCreateKey reads a PEM PKCS#8 EC key or creates one (0600).
@@ -221,9 +224,6 @@ func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, DevTokenFile), []byte(tok+"\n"), 0o600); err != nil {
-		return nil, err
-	}
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(ca)
 	if o.CA != "" {
@@ -241,6 +241,14 @@ func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, erro
 		reg.Close()
 		return nil, fmt.Errorf("creating user %s: %w", DevUser, err)
 	}
+	// The token file is written once the server listens (writeToken), so
+	// a script can wait for it: remove the previous start's file, now
+	// that this process holds the store's lock.
+	tokenFile := filepath.Join(dir, DevTokenFile)
+	if err := os.Remove(tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		reg.Close()
+		return nil, err
+	}
 	for _, line := range []string{
 		"DEV MODE: NOT FOR PRODUCTION. This registry trusts its own token issuer and certificate authority.",
 		"DEV MODE: CA certificate (pass to clients as --ca-bundle): " + filepath.Join(dir, DevCAFile),
@@ -250,6 +258,9 @@ func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, erro
 		log.Warn(line)
 	}
 	return &devSetup{
+		writeToken: func() error {
+			return writeFileAtomic(tokenFile, []byte(tok+"\n"), 0o600)
+		},
 		registry:  reg,
 		verifier:  NewStaticVerifier(DevIssuer, DevAudience, &issKey.PublicKey),
 		cert:      cert,

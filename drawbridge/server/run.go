@@ -156,6 +156,9 @@ func Run(ctx context.Context, o Options) error {
 		tokens TokenVerifier
 		cfg    Config
 		err    error
+		// writeDevToken, in dev mode, writes the token file once the
+		// server listens.
+		writeDevToken func() error
 	)
 	if o.Dev {
 		d, err := setupDev(ctx, o, log)
@@ -166,6 +169,7 @@ func Run(ctx context.Context, o Options) error {
 		tlsConf.Certificates = []tls.Certificate{d.cert}
 		tlsConf.ClientCAs = d.clientCAs
 		cfg.DevSubject = DevUser
+		writeDevToken = d.writeToken
 	} else {
 		var missing []string
 		for flag, v := range map[string]string{"--cert": o.Cert, "--key": o.Key, "--oidc-issuer": o.OIDCIssuer, "--oidc-audience": o.OIDCAudience} {
@@ -236,6 +240,12 @@ func Run(ctx context.Context, o Options) error {
 		ConnContext: ConnContext,
 	}
 	tlsConf.NextProtos = []string{"http/1.1"}
+	if writeDevToken != nil {
+		if err := writeDevToken(); err != nil {
+			ln.Close()
+			return fmt.Errorf("dev mode: writing the token: %w", err)
+		}
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "store", o.Store, "dev", o.Dev)
 	if o.Ready != nil {
 		o.Ready(ln.Addr())
