@@ -42,8 +42,6 @@ func StatusCode(code string) int {
 		return http.StatusUnauthorized
 	case CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeContentType:
-		return http.StatusUnsupportedMediaType
 	case CodeMethod:
 		return http.StatusMethodNotAllowed
 	case CodeNotFound:

@@ -45,7 +45,7 @@ const DefaultMaxBodyBytes = 1 << 20
 // (package csr defines the csr.* codes for the request's structure and
 // signature; verifiers define theirs, e.g. kvm.*).
 const (
-	CodeContentType         = "request.content-type"      // 415
+	CodeContentType         = "request.content-type"      // 400, as upstream (not 415)
 	CodeTooLarge            = "request.too-large"         // 413
 	CodeBody                = "request.body"              // 400: the body could not be read
 	CodeMethod              = "request.method"            // 405

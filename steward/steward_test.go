@@ -277,9 +277,13 @@ func TestRejections(t *testing.T) {
 		{"empty SNP evidence, no verifier", steward.ContentTypePKCS10, goCSR(t, key, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{{Id: attest.OIDEvidenceSNP, Value: []byte{}}}}), 400, "evidence.unsupported"},
 		{"two evidence extensions", steward.ContentTypePKCS10, goCSR(t, key, &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{kvmExt(), {Id: attest.OIDEvidenceSGX, Value: []byte{}}}}), 400, "evidence.multiple"},
 		{"duplicate extension", steward.ContentTypePKCS10, rawCSR(t, key, 0, extensionRequest(kvmExt(), kvmExt())), 400, "csr.extension.duplicate"},
-		{"no content type", "", good, 415, "request.content-type"},
-		{"charset parameter", steward.ContentTypePKCS10 + "; charset=utf-8", good, 415, "request.content-type"},
-		{"other content type", "application/octet-stream", good, 415, "request.content-type"},
+		// Upstream answers 400 to a missing or unknown Content-Type
+		// (err_no_content_type, err_empty_body, err_bad_body).
+		{"no content type", "", good, 400, "request.content-type"},
+		{"no content type, empty body", "", nil, 400, "request.content-type"},
+		{"no content type, bad body", "", []byte("not a csr"), 400, "request.content-type"},
+		{"charset parameter", steward.ContentTypePKCS10 + "; charset=utf-8", good, 400, "request.content-type"},
+		{"other content type", "application/octet-stream", good, 400, "request.content-type"},
 		{"bundle: not a sequence", steward.ContentTypeBundle, []byte{4, 0}, 400, "csr.bundle"},
 		{"bundle: empty", steward.ContentTypeBundle, []byte{0x30, 0}, 400, "csr.bundle"},
 	} {
@@ -427,8 +431,7 @@ func TestMetrics(t *testing.T) {
 		`steward_certificates_issued_total{tee="none"} 1`,
 		`steward_http_requests_total{code="200"} 1`,
 		`steward_http_requests_total{code="401"} 2`,
-		`steward_http_requests_total{code="400"} 1`,
-		`steward_http_requests_total{code="415"} 1`,
+		`steward_http_requests_total{code="400"} 2`,
 		`steward_request_duration_seconds_count 5`,
 		`steward_request_duration_seconds_bucket{le="+Inf"} 5`,
 		`steward_debug_mode 1`,
