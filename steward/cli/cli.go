@@ -24,6 +24,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/kvm"
 	"github.com/enarx-go/enarx/attestation/policy"
+	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/steward"
 )
 
@@ -87,6 +88,7 @@ self-signed CA (debug mode: no-hardware evidence is accepted and every
 issued certificate says so). Arguments of the form @file.toml are replaced
 by the flags in that TOML table (name = value).`,
 		Args:          cobra.NoArgs,
+		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -25,6 +25,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/steward"
 )
 
@@ -233,6 +234,13 @@ func TestUsageErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q, want it to mention %q", code, stderr.String(), tc.want)
 			}
 		})
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	var stdout bytes.Buffer
+	if code := Execute(context.Background(), []string{"--version"}, &stdout, io.Discard); code != 0 || stdout.String() != "steward version "+version.Version+"\n" {
+		t.Fatalf("--version: exit %d, %q", code, stdout.String())
 	}
 }
 
