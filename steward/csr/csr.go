@@ -79,9 +79,7 @@ func Parse(der []byte) (*Request, error) {
 		if dup := duplicateExtension(der); dup != nil {
 			return nil, dup
 		}
-		// crypto/x509's message names the structural problem and holds
-		// nothing secret, so it is part of the reason.
-		return nil, attest.Reject(CodeMalformed, "the body is not a DER PKCS#10 certificate request (%v)", err)
+		return nil, attest.Reject(CodeMalformed, "the body is not a DER PKCS#10 certificate request: %s", malformedReason(der, err))
 	}
 	if c.Version != 0 {
 		return nil, attest.Reject(CodeVersion, "certificate request version is %d, want 0 (v1)", c.Version)
