@@ -9,6 +9,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -101,6 +102,71 @@ func ReportData(k Kind, spkiDER []byte) [64]byte {
 	return out
 }
 
+// workloadBindingDomain separates the workload binding from any other use
+// of SHA-256 over the same bytes.
+const workloadBindingDomain = "enarx workload binding v1\x00"
+
+// WorkloadBinding is what a Keep puts after the key binding in its report
+// data: SHA-256 over a domain string and the DER value of the CSR's
+// workload-identity extension (OIDWorkload), cut to the space left (16
+// bytes for SNP and TDX, 32 for SGX and none). The hardware report then
+// names the workload directly, so one launch measurement serves every
+// workload and the evidence alone says which one a Keep ran. The CSR's
+// signature by the bound key carries the same statement at full strength.
+func WorkloadBinding(workloadDER []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(workloadBindingDomain))
+	h.Write(workloadDER)
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// ReportDataWithWorkload is ReportData with the space after the key binding
+// holding WorkloadBinding(workloadDER) (as much as fits). Upstream Stewards
+// do not check that space, so they accept it unchanged.
+func ReportDataWithWorkload(k Kind, spkiDER, workloadDER []byte) [64]byte {
+	out := ReportData(k, spkiDER)
+	b := WorkloadBinding(workloadDER)
+	copy(out[ReportDataLen(k):], b[:])
+	return out
+}
+
+// ErrWorkloadBinding is returned by CheckWorkloadBinding when the report
+// data names a workload other than the CSR's.
+var ErrWorkloadBinding = errors.New("the report data names another workload than the request")
+
+// CheckWorkloadBinding looks at the report data after the key binding.
+// All zeros (upstream Keeps, older Keeps) binds nothing: bound is false.
+// WorkloadBinding of the CSR's workload extension value binds it: bound is
+// true. Anything else — including a binding when the CSR has no workload
+// extension (workloadDER nil) — is ErrWorkloadBinding.
+func CheckWorkloadBinding(k Kind, reportData, workloadDER []byte) (bound bool, err error) {
+	n := ReportDataLen(k)
+	if len(reportData) < n {
+		return false, fmt.Errorf("report data of %d bytes is shorter than its key binding", len(reportData))
+	}
+	tail := reportData[n:]
+	zero := true
+	for _, b := range tail {
+		if b != 0 {
+			zero = false
+			break
+		}
+	}
+	if zero {
+		return false, nil
+	}
+	if workloadDER == nil {
+		return false, fmt.Errorf("%w: the report binds a workload, the request names none", ErrWorkloadBinding)
+	}
+	want := WorkloadBinding(workloadDER)
+	if len(tail) > len(want) || !bytes.Equal(tail, want[:len(tail)]) {
+		return false, ErrWorkloadBinding
+	}
+	return true, nil
+}
+
 // ReportDataLen is how many leading bytes of the report data ReportData
 // fills; a verifier compares exactly these (upstream does not check the
 // zero padding, and neither must we, to stay compatible).
@@ -161,6 +227,13 @@ type Claims struct {
 	TCBStatus string
 	// Advisories are the TCB advisories the policy allowed (SGX/TDX).
 	Advisories []string
+	// ReportData is the 64 bytes of user data the hardware signed (nil
+	// for KindNone): the key binding (checked by the verifier) and the
+	// workload binding (checked by the Steward, see CheckWorkloadBinding).
+	ReportData []byte
+	// WorkloadBound is set by the Steward when the report data names the
+	// request's workload identity.
+	WorkloadBound bool
 }
 
 // Verifier checks one kind of evidence and applies policy to it.

@@ -146,25 +146,40 @@ func TestEvidenceBindsCSRKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := gatherEvidence(t.Context(), p, kind, s)
+		w := &certext.Workload{WasmSHA256: make([]byte, 32)}
+		wext, err := w.Extension()
 		if err != nil {
 			t.Fatal(err)
 		}
-		der, err := createCSR(s, kind, ev, &certext.Workload{WasmSHA256: make([]byte, 32)})
+		ev, err := gatherEvidence(t.Context(), p, kind, s, wext.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := createCSR(s, kind, ev, w)
 		if err != nil {
 			t.Fatal(err)
 		}
 		csr, _ := x509.ParseCertificateRequest(der)
-		want := attest.ReportData(kind, csr.RawSubjectPublicKeyInfo)
-		if p.got != want {
-			t.Errorf("%s: report data %x, want %x", kind, p.got, want)
+		key := attest.ReportData(kind, csr.RawSubjectPublicKeyInfo)
+		n := attest.ReportDataLen(kind)
+		if !bytes.Equal(p.got[:n], key[:n]) {
+			t.Errorf("%s: report data %x does not start with the key binding %x", kind, p.got, key[:n])
+		}
+		var csrWorkload []byte
+		for _, e := range csr.Extensions {
+			if e.Id.Equal(attest.OIDWorkload) {
+				csrWorkload = e.Value
+			}
+		}
+		if bound, err := attest.CheckWorkloadBinding(kind, p.got[:], csrWorkload); !bound || err != nil {
+			t.Errorf("%s: report data %x does not bind the CSR's workload: %v", kind, p.got, err)
 		}
 	}
 }
 
 func TestNoneEvidenceMustBeEmpty(t *testing.T) {
 	s, _ := newKeySigner(attest.KindNone)
-	if _, err := gatherEvidence(t.Context(), &fakeProvider{kind: attest.KindNone, ev: []byte{1}}, attest.KindNone, s); err == nil {
+	if _, err := gatherEvidence(t.Context(), &fakeProvider{kind: attest.KindNone, ev: []byte{1}}, attest.KindNone, s, nil); err == nil {
 		t.Fatal("non-empty KVM evidence accepted")
 	}
 }

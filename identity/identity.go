@@ -133,7 +133,11 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 		return id, nil
 	}
 
-	evidence, err := gatherEvidence(ctx, req.Evidence, kind, signer)
+	wext, err := req.Workload.Extension()
+	if err != nil {
+		return nil, fmt.Errorf("keep identity: workload identity: %w", err)
+	}
+	evidence, err := gatherEvidence(ctx, req.Evidence, kind, signer, wext.Value)
 	if err != nil {
 		return nil, fmt.Errorf("keep identity: %w", err)
 	}
@@ -177,12 +181,14 @@ func Establish(ctx context.Context, req Request) (*Identity, error) {
 	return id, nil
 }
 
-// gatherEvidence asks the provider for evidence bound to the Keep key.
-func gatherEvidence(ctx context.Context, p attest.EvidenceProvider, kind attest.Kind, s *keySigner) ([]byte, error) {
+// gatherEvidence asks the provider for evidence bound to the Keep key and
+// to the workload identity (workloadDER, the extension value the CSR
+// carries; see attest.ReportDataWithWorkload).
+func gatherEvidence(ctx context.Context, p attest.EvidenceProvider, kind attest.Kind, s *keySigner, workloadDER []byte) ([]byte, error) {
 	if p == nil {
 		return []byte{}, nil
 	}
-	rd := attest.ReportData(kind, s.spki)
+	rd := attest.ReportDataWithWorkload(kind, s.spki, workloadDER)
 	ev, err := p.Evidence(ctx, rd)
 	if err != nil {
 		return nil, fmt.Errorf("gathering %s evidence: %w", kind, err)

@@ -267,6 +267,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		Signer:         slices.Clone(r.MRSIGNER[:]),
 		TCBStatus:      level.TCBStatus,
 		Advisories:     advisories,
+		ReportData:     slices.Clone(r.ReportData[:]),
 	}, nil
 }
 

@@ -176,6 +176,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		Debug:       pol.Debug || req.Debug,
 		Measurement: bytes.Clone(report.GetMeasurement()),
 		TCBStatus:   tcbString(report.GetReportedTcb()),
+		ReportData:  bytes.Clone(report.GetReportData()),
 	}
 	if signer.AuthorKeyEn {
 		claims.Signer = bytes.Clone(report.GetAuthorKeyDigest())

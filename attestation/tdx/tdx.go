@@ -226,6 +226,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		Debug:       debug || req.Debug,
 		Measurement: bytes.Clone(body.GetMrTd()),
 		Signer:      bytes.Clone(body.GetMrSeam()),
+		ReportData:  bytes.Clone(body.GetReportData()),
 		TCBStatus:   "UpToDate",
 	}, nil
 }
