@@ -46,7 +46,7 @@ func StatusCode(code string) int {
 		return http.StatusMethodNotAllowed
 	case CodeNotFound:
 		return http.StatusNotFound
-	case CodeBusy:
+	case CodeBusy, CodeTimeout:
 		return http.StatusServiceUnavailable
 	case CodeInternal:
 		return http.StatusInternalServerError
@@ -113,20 +113,21 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		s.reject(w, log, attest.Reject(CodeTooLarge, "the body is %d bytes; the limit is %d", r.ContentLength, s.maxBody))
 		return
 	}
-	// MaxBytesReader tells the server to close the connection on overflow
-	// when it sees the server's own ResponseWriter.
-	bw := w
-	if sw, ok := w.(*statusWriter); ok {
-		bw = sw.ResponseWriter
+	// Room for the body first (cheap, and bounds the memory held by slow
+	// senders), then the body, then a processing slot.
+	reserve := r.ContentLength
+	if reserve < 0 {
+		reserve = s.maxBody
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(bw, r.Body, s.maxBody))
+	if !s.admit(r.Context(), reserve) {
+		w.Header().Set("Retry-After", "1")
+		s.reject(w, log, attest.Reject(CodeBusy, "too many certificate requests are being received; retry shortly"))
+		return
+	}
+	defer s.bodies.Release(reserve)
+	body, err := s.readBody(w, r)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			s.reject(w, log, attest.Reject(CodeTooLarge, "the body exceeds the limit of %d bytes", s.maxBody))
-			return
-		}
-		s.reject(w, log, attest.RejectErr(CodeBody, err, "could not read the request body"))
+		s.reject(w, log, err)
 		return
 	}
 
@@ -136,12 +137,14 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		return
 	}
 	defer func() { <-s.slots }()
+	ctx, cancel := s.deadline(r.Context())
+	defer cancel()
 
 	var out []byte
 	var certs []*issued
 	switch ct[0] {
 	case ContentTypePKCS10:
-		c, err := s.issue(r.Context(), body)
+		c, err := s.issue(ctx, body)
 		if err != nil {
 			s.reject(w, log, err)
 			return
@@ -160,7 +163,7 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		}
 		leaves := make([][]byte, 0, len(reqs))
 		for i, der := range reqs {
-			c, err := s.issue(r.Context(), der)
+			c, err := s.issue(ctx, der)
 			if err != nil {
 				// All or nothing: the first failure fails the bundle.
 				s.reject(w, log, bundleRejection(i, err))
@@ -194,6 +197,45 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		log.Info("issued certificate", attrs...)
 	}
 	s.metrics.issue(kinds)
+}
+
+// admit reserves n bytes of body memory (Config.MaxBodyMemory), waiting at
+// most s.busyWait.
+func (s *Server) admit(ctx context.Context, n int64) bool {
+	if s.bodies.TryAcquire(n) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.busyWait)
+	defer cancel()
+	return s.bodies.Acquire(ctx, n) == nil
+}
+
+// readBody reads the body of r, at most s.maxBody bytes, into a buffer of
+// its declared length when it declares one.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	// MaxBytesReader tells the server to close the connection on overflow
+	// when it sees the server's own ResponseWriter.
+	if sw, ok := w.(*statusWriter); ok {
+		w = sw.ResponseWriter
+	}
+	in := http.MaxBytesReader(w, r.Body, s.maxBody)
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 {
+		// net/http ends the body at its Content-Length.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(in, body)
+	} else {
+		body, err = io.ReadAll(in)
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, attest.Reject(CodeTooLarge, "the body exceeds the limit of %d bytes", s.maxBody)
+	case err != nil:
+		return nil, attest.RejectErr(CodeBody, err, "could not read the request body")
+	}
+	return body, nil
 }
 
 // acquire takes a processing slot, waiting at most s.busyWait.

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
@@ -51,6 +52,7 @@ const (
 	CodeMethod              = "request.method"            // 405
 	CodeNotFound            = "request.not-found"         // 404
 	CodeBusy                = "request.busy"              // 503: too many requests in progress
+	CodeTimeout             = "request.timeout"           // 503: the request took longer than Config.RequestTimeout
 	CodeExtensionUnknown    = "csr.extension.unknown"     // an extension the Steward does not grant
 	CodeExtensionCritical   = "csr.extension.critical"    // a critical evidence/workload extension
 	CodeExtensionSAN        = "csr.extension.san"         // names are set by the Steward (--san)
@@ -91,12 +93,32 @@ type Config struct {
 	// 4×GOMAXPROCS.
 	MaxConcurrent int
 	// BusyWait is how long a certificate request waits for a processing
-	// slot; 0 means DefaultBusyWait.
+	// slot, or for room for its body (MaxBodyMemory); 0 means
+	// DefaultBusyWait.
 	BusyWait time.Duration
+	// MaxBodyMemory bounds the request-body bytes held at once by all
+	// requests together: a request reserves its declared Content-Length
+	// (MaxBodyBytes when it declares none) before its body is read, and
+	// gets 503 request.busy when that does not fit within BusyWait. So
+	// clients that send bodies slowly hold at most this much memory. 0
+	// means DefaultMaxBodyMemory; it is raised to MaxBodyBytes if below.
+	MaxBodyMemory int64
+	// RequestTimeout bounds the work on one certificate request once its
+	// body is read (decoding, signature and evidence verification,
+	// signing): verifiers get it as their context's deadline, and a request
+	// still unfinished then is refused with 503 request.timeout. The work
+	// itself is bounded by the input limits (body size, RSA ≤ 4096 bits,
+	// 64 requests per bundle); this is the backstop. 0 means
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
 }
 
-// DefaultBusyWait is the default Config.BusyWait.
-const DefaultBusyWait = 2 * time.Second
+// Defaults of Config.
+const (
+	DefaultBusyWait       = 2 * time.Second
+	DefaultMaxBodyMemory  = 64 << 20
+	DefaultRequestTimeout = 10 * time.Second
+)
 
 // Server issues certificates. It is an http.Handler; see ServeHTTP.
 type Server struct {
@@ -113,6 +135,8 @@ type Server struct {
 	metrics    *metrics
 	slots      chan struct{} // processing slots, see Config.MaxConcurrent
 	busyWait   time.Duration
+	bodies     *semaphore.Weighted // body bytes, see Config.MaxBodyMemory
+	timeout    time.Duration       // Config.RequestTimeout
 }
 
 // New checks cfg and returns a Server. It logs loudly when the Steward is
@@ -153,6 +177,15 @@ func New(cfg Config) (*Server, error) {
 	s.busyWait = cfg.BusyWait
 	if s.busyWait <= 0 {
 		s.busyWait = DefaultBusyWait
+	}
+	mem := cfg.MaxBodyMemory
+	if mem <= 0 {
+		mem = DefaultMaxBodyMemory
+	}
+	s.bodies = semaphore.NewWeighted(max(mem, s.maxBody))
+	s.timeout = cfg.RequestTimeout
+	if s.timeout <= 0 {
+		s.timeout = DefaultRequestTimeout
 	}
 	for _, v := range cfg.Verifiers {
 		oid := v.OID().String()
@@ -221,8 +254,11 @@ func checkDNSName(name string) error {
 
 // Issue handles one DER certificate request and returns the issued
 // certificate (DER). An error is an *attest.Rejection whose code says why;
-// StatusCode maps it to an HTTP status.
+// StatusCode maps it to an HTTP status. The work is bounded by
+// Config.RequestTimeout and by ctx.
 func (s *Server) Issue(ctx context.Context, csrDER []byte) ([]byte, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	c, err := s.issue(ctx, csrDER)
 	if err != nil {
 		return nil, err
@@ -239,10 +275,38 @@ type issued struct {
 	workload *certext.Workload // the copied workload identity, if any
 }
 
-// issue checks one request and signs its certificate.
+// errDeadline is the cause of a request context that reached
+// Config.RequestTimeout.
+var errDeadline = errors.New("the request took longer than the steward allows")
+
+// deadline returns ctx bounded by Config.RequestTimeout.
+func (s *Server) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, s.timeout, errDeadline)
+}
+
+// alive returns the rejection for a request whose context is done: past
+// its deadline, or abandoned by its client.
+func (s *Server) alive(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	if errors.Is(context.Cause(ctx), errDeadline) {
+		return attest.Reject(CodeTimeout, "the request took longer than %v; retry later", s.timeout)
+	}
+	return attest.RejectErr(CodeTimeout, context.Cause(ctx), "the request was abandoned")
+}
+
+// issue checks one request and signs its certificate. It gives up, with
+// CodeTimeout, as soon as it finds ctx done between its stages.
 func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
+	if err := s.alive(ctx); err != nil {
+		return nil, err
+	}
 	req, err := csr.Parse(csrDER)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.alive(ctx); err != nil {
 		return nil, err
 	}
 	var evidence *pkix.Extension
@@ -290,6 +354,10 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 		Now:       s.verifyTime(),
 		Debug:     s.debug,
 	})
+	if aerr := s.alive(ctx); aerr != nil {
+		// Whatever the verifier decided, it decided too late.
+		return nil, aerr
+	}
 	if err != nil {
 		if r, ok := attest.AsRejection(err); ok && validCode(r.Code) {
 			return nil, r
