@@ -72,12 +72,16 @@ func Parse(name string, data []byte) (*Config, error) {
 	if !utf8.Valid(data) {
 		return nil, &Error{File: name, Msg: "file is not valid UTF-8"}
 	}
+	// A byte order mark at the start is accepted, as upstream's TOML
+	// parser accepts it (editors on Windows write one). The digest the Keep
+	// reports is still of the file's bytes, BOM included.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			msg := strings.TrimPrefix(de.Error(), "toml: ")
+			msg := fixRuneName(strings.TrimPrefix(de.Error(), "toml: "), data, row, col)
 			return nil, &Error{File: name, Line: row, Msg: fmt.Sprintf("invalid TOML (column %d): %s", col, msg)}
 		}
 		return nil, &Error{File: name, Msg: "invalid TOML: " + err.Error()}
@@ -92,9 +96,41 @@ func Parse(name string, data []byte) (*Config, error) {
 	return p.config(doc)
 }
 
+// fixRuneName corrects go-toml's name for a non-ASCII character: it names
+// the first byte ("U+00EF 'ï'" for a byte order mark, U+FEFF). row and col
+// (1-based, col in bytes) locate the character in data.
+func fixRuneName(msg string, data []byte, row, col int) string {
+	off := 0
+	for r := 1; r < row; r++ {
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			return msg
+		}
+		off += i + 1
+	}
+	off += col - 1
+	if off < 0 || off >= len(data) || data[off] < utf8.RuneSelf {
+		return msg
+	}
+	r, size := utf8.DecodeRune(data[off:])
+	if r == utf8.RuneError || size < 2 {
+		return msg
+	}
+	wrong := fmt.Sprintf("%U '%c'", rune(data[off]), rune(data[off]))
+	right := fmt.Sprintf("%U", r)
+	if unicode.IsPrint(r) {
+		right += " '" + string(r) + "'"
+	}
+	if r == '\uFEFF' {
+		right += " (a byte order mark; only one at the very start of the file is allowed)"
+	}
+	return strings.Replace(msg, wrong, right, 1)
+}
+
 type parser struct {
-	name string
-	pos  *positions
+	name     string
+	pos      *positions
+	warnings []string // from [[files]] entries, in file order
 }
 
 func (p *parser) errf(field, format string, args ...any) error {
@@ -171,6 +207,13 @@ func (p *parser) config(doc map[string]any) (*Config, error) {
 			c.Files = append(c.Files, f)
 		}
 	}
+	c.Warnings = append(c.Warnings, p.warnings...)
+	if len(c.Files) == 0 {
+		// Upstream's rule, but rarely what is meant.
+		c.Warnings = append(c.Warnings, (&Error{File: p.name, Line: p.pos.line("files"), Field: "files",
+			Msg: "no [[files]]: the workload gets no stdin, stdout or stderr (no fds at all); " +
+				"add [[files]] kind = \"stdin\" / \"stdout\" / \"stderr\" entries, or run without an Enarx.toml for those three"}).Error())
+	}
 	return c, nil
 }
 
@@ -180,11 +223,13 @@ func (p *parser) steward(v any) (string, error) {
 		return "", p.errf("steward", "must be a string (an https URL), not %s", typeName(v))
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.Scheme == "" {
+	switch {
+	case err != nil || u.Scheme == "":
 		return "", p.errf("steward", "%q is not an absolute URL; use e.g. \"https://steward.example.com\"", s)
-	}
-	if u.Scheme != "https" {
-		return "", p.errf("steward", "%q is not allowed: the Steward URL must use https", s)
+	case u.Scheme != "https":
+		return "", p.errf("steward", "%q is not allowed: the Steward URL must use https (e.g. \"https://steward.example.com\"), not %s", s, u.Scheme)
+	case u.Host == "":
+		return "", p.errf("steward", "%q has no host; use e.g. \"https://steward.example.com\"", s)
 	}
 	if u.User != nil {
 		return "", p.errf("steward", "must not contain credentials")
@@ -295,6 +340,16 @@ func (p *parser) file(i int, v any) (File, error) {
 		return File{}, err
 	}
 	if !ok {
+		var unknown []string
+		for k := range m {
+			if k != "name" {
+				unknown = append(unknown, strconv.Quote(k))
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return File{}, p.errf(base, "missing field \"kind\" (unknown field %s); use one of %s", strings.Join(unknown, ", "), quoteList(kinds))
+		}
 		return File{}, p.errf(base, "missing field \"kind\"; use one of %s", quoteList(kinds))
 	}
 	if !contains(kinds, kindStr) {
@@ -394,7 +449,13 @@ func (p *parser) file(i int, v any) (File, error) {
 		if !ok {
 			return File{}, p.errf(base, "missing field \"host\" (required for kind = \"connect\")")
 		}
-		if err := checkHost(h); err != nil {
+		// An empty host parses, as upstream (its connect then fails at
+		// start with "failed to connect to endpoint"); hostio refuses it
+		// with the same words before dialling, since Go would dial the
+		// local system for an empty host.
+		if h == "" {
+			p.warnings = append(p.warnings, p.errf(field("host"), "is empty: the connection will fail when the Keep starts").Error())
+		} else if err := checkHost(h); err != nil {
 			return File{}, p.errf(field("host"), "%q: %v", h, err)
 		}
 		f.Host = h

@@ -321,6 +321,15 @@ func TestParseErrors(t *testing.T) {
 		{"inline table position", "files = [\n  { kind = \"stdin\" },\n  { kind = \"listen\", prot = \"udp\", name = \"x\" },\n]\n",
 			`Enarx.toml:3: files[1].prot: "udp" is not allowed`},
 		{"nul in name", "[[files]]\nkind = \"null\"\nname = \"a\\u0000\"\n", `Enarx.toml:3: files[0].name: must not contain a NUL character`},
+		{"unknown key without kind", "[[files]]\nkin = \"stdin\"\n",
+			`Enarx.toml:1: files[0]: missing field "kind" (unknown field "kin"); use one of`},
+		{"file steward", "steward = \"file:///etc/steward\"\n",
+			`Enarx.toml:1: steward: "file:///etc/steward" is not allowed: the Steward URL must use https (e.g. "https://steward.example.com"), not file`},
+		{"steward without host", "steward = \"https:///x\"\n",
+			`Enarx.toml:1: steward: "https:///x" has no host`},
+		{"second BOM", "\uFEFFargs = []\n\uFEFFenv = {}\n",
+			`Enarx.toml:2: invalid TOML (column 1): invalid character at start of key: U+FEFF (a byte order mark; only one at the very start of the file is allowed)`},
+		{"non-ASCII key named by its rune", "\u00e9 = 1\n", `invalid character at start of key: U+00E9 'é'`},
 		{"host with space", "[[files]]\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"a b\"\n", `Enarx.toml:4: files[0].host: "a b": contains ' '`},
 	}
 	for _, tc := range cases {
@@ -337,6 +346,47 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error %T does not carry the file name", err)
 			}
 		})
+	}
+}
+
+// TestParseUpstreamParity: what upstream's TOML parser and Enarx.toml
+// types accept, this parser accepts too.
+func TestParseUpstreamParity(t *testing.T) {
+	plain := "args = [\"a\"]\n[[files]]\nkind = \"stdin\"\n"
+	want, err := Parse("Enarx.toml", []byte(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A UTF-8 byte order mark at the start.
+	got, err := Parse("Enarx.toml", []byte("\uFEFF"+plain))
+	if err != nil {
+		t.Fatalf("BOM refused: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("with BOM %+v, without %+v", got, want)
+	}
+	// An empty connect host parses (the connection fails at start, in
+	// hostio) and is warned about.
+	c, err := Parse("Enarx.toml", []byte("[[files]]\nkind = \"connect\"\nprot = \"tcp\"\nname = \"up\"\nhost = \"\"\n"))
+	if err != nil {
+		t.Fatalf("empty host refused: %v", err)
+	}
+	if c.Files[0].Host != "" || len(c.Warnings) != 1 || c.Warnings[0] != "Enarx.toml:5: files[0].host: is empty: the connection will fail when the Keep starts" {
+		t.Fatalf("empty host: %+v, warnings %q", c.Files[0], c.Warnings)
+	}
+}
+
+// TestParseNoFilesWarns: a file without [[files]] gives the workload no
+// fds (upstream's rule); that is rarely meant, so it is said.
+func TestParseNoFilesWarns(t *testing.T) {
+	for _, src := range []string{"args = [\"a\"]\n", "files = []\n", ""} {
+		c, err := Parse("Enarx.toml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Files) != 0 || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "no [[files]]: the workload gets no stdin, stdout or stderr") {
+			t.Fatalf("%q: files %v, warnings %q", src, c.Files, c.Warnings)
+		}
 	}
 }
 

@@ -55,6 +55,11 @@ func Open(ctx context.Context, cfg *config.Config) (files []*os.File, err error)
 			}
 		case config.KindConnect:
 			host := f.Host
+			if host == "" {
+				// Enarx.toml allows it, as upstream; Go would dial the
+				// local system for an empty host, upstream fails here.
+				return nil, fmt.Errorf("fd %d (connect %q): failed to connect to endpoint: the host is empty; set files[%d].host in Enarx.toml", i, f.Name, i)
+			}
 			if host == "localhost" {
 				// As upstream: avoid resolving localhost to ::1 first.
 				host = "127.0.0.1"

@@ -74,3 +74,33 @@ func TestOpenErrorsNameTheEndpoint(t *testing.T) {
 		t.Fatalf("connect to a closed port: %v", err)
 	}
 }
+
+// TestOpenEmptyHost: Enarx.toml allows host = "" (as upstream), but Go
+// would dial the local system for it; Open refuses before dialling. The
+// first connection the listener on that port accepts must be the test's
+// own, made after Open returned.
+func TestOpenEmptyHost(t *testing.T) {
+	l, err := net.Listen("tcp", ":0") // every local address
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := &config.Config{Files: []config.File{{Kind: config.KindConnect, Name: "up", Prot: config.ProtTCP, Port: uint16(l.Addr().(*net.TCPAddr).Port)}}}
+	_, err = Open(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "failed to connect to endpoint: the host is empty; set files[0].host in Enarx.toml") {
+		t.Fatalf("empty host: %v", err)
+	}
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.RemoteAddr().String() != c.LocalAddr().String() {
+		t.Fatalf("an empty host was dialled (first connection from %v)", a.RemoteAddr())
+	}
+}
