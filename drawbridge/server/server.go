@@ -118,27 +118,45 @@ const (
 // packages on slow links take long).
 const DefaultIdleTimeout = 2 * time.Minute
 
-// statusWriter records the status and bytes written, and extends the
-// write deadline before each write.
+// statusWriter records the status and bytes written, extends the write
+// deadline before each write, and closes the connection after a response
+// to a request whose body was not read to its end.
 type statusWriter struct {
 	http.ResponseWriter
 	rc    *http.ResponseController
 	idle  time.Duration
 	code  int
 	bytes int64
+	body  *countingReader // the request body
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
+		w.closeIfUnread()
 	}
 	w.rc.SetWriteDeadline(time.Now().Add(w.idle))
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// closeIfUnread asks net/http to close the connection after the response
+// when the request body has not been read to its end (a request refused
+// before its body is needed, or a body on a route that takes none).
+// Otherwise net/http reads up to 256 KiB of the rest before it sends the
+// response headers, to keep the connection: a client that declares a body
+// and never sends it then waits forever, and so does the server. (A client
+// that did send the body gets the response; the unread bytes go with the
+// connection.)
+func (w *statusWriter) closeIfUnread() {
+	if w.body != nil && !w.body.done() {
+		w.Header().Set("Connection", "close")
+	}
+}
+
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
+		w.closeIfUnread()
 	}
 	w.rc.SetWriteDeadline(time.Now().Add(w.idle)) // unsupported on recorders: ignored
 	n, err := w.ResponseWriter.Write(p)
@@ -166,7 +184,8 @@ type request struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.cfg.IdleTimeout}
-	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body, rc: sw.rc, idle: h.cfg.IdleTimeout}}
+	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body, rc: sw.rc, idle: h.cfg.IdleTimeout, length: r.ContentLength}}
+	sw.body = req.bodyIn
 	r.Body = struct {
 		io.Reader
 		io.Closer
@@ -198,6 +217,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if sw.code == 0 {
 		sw.code = http.StatusOK
+		sw.closeIfUnread() // net/http writes the headers after we return
+	}
+	if !req.bodyIn.done() {
+		// After the handler, net/http reads up to 256 KiB of an unread
+		// body even when it closes the connection; a client that never
+		// sends it must not hold the connection: end that read at once.
+		sw.rc.SetReadDeadline(time.Now())
 	}
 	sw.rc.SetWriteDeadline(time.Now().Add(sw.idle)) // the final flush
 	h.metrics.observe(req.route, r.Method, sw.code, req.bodyIn.n, sw.bytes)
@@ -210,17 +236,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // countingReader counts request body bytes and extends the read deadline
 // before each read.
 type countingReader struct {
-	r    io.Reader
-	rc   *http.ResponseController
-	idle time.Duration
-	n    int64
+	r      io.Reader
+	rc     *http.ResponseController
+	idle   time.Duration
+	n      int64
+	length int64 // the declared Content-Length; -1: unknown
+	eof    bool
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	c.rc.SetReadDeadline(time.Now().Add(c.idle)) // unsupported on recorders: ignored
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err == io.EOF {
+		c.eof = true
+	}
 	return n, err
+}
+
+// done reports whether the body has been read to its end.
+func (c *countingReader) done() bool {
+	return c.eof || c.length == 0 || c.length > 0 && c.n >= c.length
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, req *request) error {
