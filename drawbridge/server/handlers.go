@@ -143,25 +143,42 @@ func (h *Handler) tagEntry(w http.ResponseWriter, r *http.Request, req *request)
 
 // devCreate, in dev mode, creates the user and a public repository named
 // by a tag PUT if they are missing and the token is the dev token's
-// subject, so a newcomer can publish with one command.
+// subject, so a newcomer can publish with one command. It writes nothing
+// for a request that the normal checks then refuse: the token must have
+// the write scopes for the tag and for what is created, and an existing
+// user must be the dev subject's own.
 func (h *Handler) devCreate(r *http.Request, req *request) error {
 	if h.cfg.DevSubject == "" {
 		return nil
 	}
 	c, err := h.token(r, req)
-	if err != nil || c.Subject != h.cfg.DevSubject {
+	if err != nil || c.Subject != h.cfg.DevSubject || !c.HasScope(levelWrite, ctxTags) {
 		return nil // the normal checks report it
 	}
 	ctx := r.Context()
-	if _, _, err := h.cfg.Registry.User(ctx, req.user); errors.Is(err, store.ErrNotFound) {
+	_, rec, err := h.cfg.Registry.User(ctx, req.user)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if !c.HasScope(levelWrite, ctxUsers) || !c.HasScope(levelWrite, ctxRepos) {
+			return nil
+		}
 		body, _ := json.Marshal(userRecord{Subject: c.Subject})
-		body, _ = types.Canonical(body)
 		d, n := types.Compute(body)
 		err := h.cfg.Registry.CreateUser(ctx, req.user, types.Meta{Digest: d, Length: n, Type: "application/json"}, body)
 		if err != nil && !errors.Is(err, store.ErrExists) {
 			return err
 		}
 		h.log.Warn("DEV MODE: created user on first publish", "user", string(req.user))
+	case err != nil:
+		return err
+	default:
+		var u userRecord
+		if json.Unmarshal(rec, &u) != nil || u.Subject != c.Subject {
+			return nil // another's namespace: owner() refuses it
+		}
+	}
+	if !c.HasScope(levelWrite, ctxRepos) {
+		return nil
 	}
 	if _, _, err := h.cfg.Registry.Repo(ctx, req.user, req.repo); !errors.Is(err, store.ErrNotFound) {
 		return nil
