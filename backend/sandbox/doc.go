@@ -1,8 +1,10 @@
 // Package sandbox is the "sandbox" backend: each Keep runs in a separate
-// process — the enarx binary re-executed in a hidden mode — confined by the
-// kernel (user, pid, mount, network, ipc and uts namespaces with an empty
-// root; no capabilities; rlimits; no_new_privs; Landlock; a seccomp
-// allow-list) and running the same runtime as the nil backend.
+// process — the enarx binary re-executed in a hidden mode, which confines
+// itself and then re-executes itself once more so that every thread is
+// confined in any build (see confine_linux.go) — confined by the kernel
+// (user, pid, mount, network, ipc and uts namespaces with an empty root; no
+// capabilities; rlimits; no_new_privs; Landlock; a seccomp allow-list) and
+// running the same runtime as the nil backend.
 //
 // Trust: the sandbox protects the host from the workload, not the other way
 // round. The host side (Run, Backend) trusts the host and treats the Keep
