@@ -59,6 +59,7 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 	f.StringVar(&o.Cert, "cert", "", "PEM server certificate chain")
 	f.StringVar(&o.Key, "key", "", "PEM server private key (PKCS#1, PKCS#8 or SEC1)")
 	f.StringVar(&o.CA, "ca", "", "PEM CA certificates whose client certificates may read trees of any repository")
+	f.BoolVar(&o.RequireAttestedHardware, "ca-require-hardware", false, "client certificates read private trees only if they record hardware-backed evidence, no TEE debug mode and no Steward debug mode (attested-as extension)")
 	f.StringVar(&o.OIDCIssuer, "oidc-issuer", "", "OpenID Connect issuer URL (discovery at startup, keys refreshed as they rotate)")
 	f.StringVar(&o.OIDCAudience, "oidc-audience", "", "required token audience")
 	f.BoolVar(&o.Dev, "dev", false, "run a local development registry with its own CA and token issuer (NOT for production)")

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/enarx-go/enarx/attest/certext"
 	"github.com/enarx-go/enarx/drawbridge/store"
 )
 
@@ -79,7 +81,34 @@ func (h *Handler) readable(r *http.Request, req *request, certOK bool) error {
 		return nil
 	}
 	if certOK && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return nil
+		err := h.certAllowed(r.TLS.VerifiedChains[0][0])
+		if err == nil {
+			return nil
+		}
+		// Not for private trees under the policy; a token may still do.
+		h.log.Info("client certificate refused by the registry's policy", "subject", r.TLS.VerifiedChains[0][0].Subject.String(), "reason", err)
 	}
 	return h.owner(r, req, levelRead, ctxRepos)
+}
+
+// certAllowed applies Config.RequireAttestedHardware to a verified client
+// certificate.
+func (h *Handler) certAllowed(c *x509.Certificate) error {
+	if !h.cfg.RequireAttestedHardware {
+		return nil
+	}
+	_, a, err := certext.FromCertificate(c)
+	switch {
+	case err != nil:
+		return fmt.Errorf("malformed attestation extension: %w", err)
+	case a == nil:
+		return errors.New("no attested-as extension (not issued by a Steward for attested evidence)")
+	case !a.Claims.HardwareBacked:
+		return fmt.Errorf("the %s evidence it was issued for is not hardware-backed", a.Claims.Kind)
+	case a.Claims.Debug:
+		return fmt.Errorf("the %s TEE runs in debug mode", a.Claims.Kind)
+	case a.StewardDebug:
+		return errors.New("it was issued by a Steward in debug mode")
+	}
+	return nil
 }

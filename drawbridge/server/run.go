@@ -33,6 +33,8 @@ type Options struct {
 	CA           string // PEM CA(s) whose client certificates may read trees
 	OIDCIssuer   string
 	OIDCAudience string
+	// RequireAttestedHardware: see Config.RequireAttestedHardware.
+	RequireAttestedHardware bool
 	// Dev runs a self-contained registry for local use (see dev.go).
 	Dev           bool
 	MaxUploadSize int64
@@ -217,6 +219,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("verified existing tags", "made_visible", n)
 	}
 	cfg.Registry, cfg.Tokens, cfg.Logger, cfg.MaxUploadSize = reg, tokens, log, o.MaxUploadSize
+	cfg.RequireAttestedHardware = o.RequireAttestedHardware
 	h, err := New(cfg)
 	if err != nil {
 		return err

@@ -55,6 +55,13 @@ type Config struct {
 	// DevSubject, if set, is the token subject for which users and public
 	// repositories are created on first publish (dev mode only).
 	DevSubject string
+	// RequireAttestedHardware restricts reading private trees with a client
+	// certificate (one that chains to the trusted CAs) to certificates whose
+	// attested-as extension (attest/certext, written by the Steward) records
+	// hardware-backed evidence, a TEE not in debug mode, and a Steward not
+	// in debug mode. Without it any such certificate reads them, including
+	// one a debug-mode Steward issued for no-hardware evidence.
+	RequireAttestedHardware bool
 }
 
 // Handler serves the API, /health and /metrics.
