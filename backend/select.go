@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -16,7 +17,7 @@ func Select(name string) (Backend, error) {
 	if name != "" {
 		b, err := Lookup(name)
 		if err != nil {
-			return nil, fmt.Errorf("Keep backend identifier %q is unknown.", name)
+			return nil, unknownBackend(name)
 		}
 		if !b.Available() {
 			if r, ok := b.(Reasoner); ok {
@@ -78,4 +79,20 @@ func WithPolicy(ctx context.Context, p Policy) context.Context {
 func PolicyFrom(ctx context.Context) Policy {
 	p, _ := ctx.Value(policyKey{}).(Policy)
 	return p
+}
+
+// unknownBackend is upstream's sentence, then the names this build knows
+// and where to see which of them this machine can run.
+func unknownBackend(name string) error {
+	var names []string
+	for _, b := range All() {
+		names = append(names, b.Name())
+	}
+	msg := fmt.Sprintf("Keep backend identifier %q is unknown. This build's backends are %s (most protective first); "+
+		"`enarx platform info` shows which of them this machine can run.", name, strings.Join(names, ", "))
+	if name == "sgx" {
+		// platform info reports SGX hardware, as upstream's does.
+		msg += " It lists SGX as upstream does, but this build has no SGX Keeps."
+	}
+	return fmt.Errorf("%s", msg)
 }

@@ -53,7 +53,8 @@ func TestSelectImplicitNeedsAvailableAndConfigured(t *testing.T) {
 
 func TestSelectExplicitMessages(t *testing.T) {
 	for name, want := range map[string]string{
-		"nope":                `Keep backend identifier "nope" is unknown.`,
+		"nope":                "Keep backend identifier \"nope\" is unknown. This build's backends are t-explicit, t-tee-missing, t-tee-misconfigured, t-reasoned, t-sandbox, t-nil (most protective first); `enarx platform info` shows which of them this machine can run.",
+		"sgx":                 "Keep backend identifier \"sgx\" is unknown. This build's backends are t-explicit, t-tee-missing, t-tee-misconfigured, t-reasoned, t-sandbox, t-nil (most protective first); `enarx platform info` shows which of them this machine can run. It lists SGX as upstream does, but this build has no SGX Keeps.",
 		"t-tee-missing":       `Keep backend "t-tee-missing" is not available on this platform.`,
 		"t-reasoned":          "Keep backend \"t-reasoned\" is not available on this platform (/dev/kvm is missing). Please check with `enarx platform info`.",
 		"t-tee-misconfigured": "Keep backend \"t-tee-misconfigured\" is available on this platform, but the machine is misconfigured (no CRL cache). Please check with `enarx platform info`.",

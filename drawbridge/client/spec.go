@@ -12,26 +12,24 @@ import (
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
 
-// DefaultHost is the registry host used when a spec names none (upstream's
-// default; the hosted service is no longer run, so most users pass a host).
-const DefaultHost = "store.profian.com"
-
 // MaxSpecLen bounds a spec string.
 const MaxSpecLen = 2048
 
-// UserSpec names a user on a registry: "[host/]user".
+// UserSpec names a user on a registry: "host/user". Upstream makes the host
+// optional and defaults to its hosted registry, which no longer runs; here
+// a spec without a host is an error that says how to write one.
 type UserSpec struct {
 	Host string
 	User types.UserName
 }
 
-// RepoSpec names a repository: "[host/]user/repo".
+// RepoSpec names a repository: "host/user/repo".
 type RepoSpec struct {
 	UserSpec
 	Repo types.RepoName
 }
 
-// PackageSpec names a tagged package: "[host/]user/repo:tag", optionally
+// PackageSpec names a tagged package: "host/user/repo:tag", optionally
 // pinned to the root digest its tag entry must name: "…:tag@sha-256:<hex>"
 // (hex, or standard/URL-safe base64 with or without padding).
 type PackageSpec struct {
@@ -55,17 +53,24 @@ func (s PackageSpec) PinString() string {
 	return ""
 }
 
-// ParseUserSpec parses "[host/]user".
+// noHost is the error for a spec that names no registry host.
+func noHost(s string) error {
+	return fmt.Errorf("invalid spec %q: it names no registry host; write HOST[:PORT]/%s "+
+		"(for a local `drawbridge --dev` registry: localhost:8443/%s)", s, s, s)
+}
+
+// ParseUserSpec parses "host/user".
 func ParseUserSpec(s string) (UserSpec, error) {
 	if len(s) > MaxSpecLen {
 		return UserSpec{}, fmt.Errorf("invalid user spec: longer than %d bytes", MaxSpecLen)
 	}
-	host, user := DefaultHost, s
-	if i := strings.LastIndexByte(s, '/'); i >= 0 {
-		host, user = s[:i], s[i+1:]
-		if err := validateHost(host); err != nil {
-			return UserSpec{}, fmt.Errorf("invalid spec %q: %w", s, err)
-		}
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return UserSpec{}, noHost(s)
+	}
+	host, user := s[:i], s[i+1:]
+	if err := validateHost(host); err != nil {
+		return UserSpec{}, fmt.Errorf("invalid spec %q: %w", s, err)
 	}
 	u, err := types.ParseUserName(user)
 	if err != nil {
@@ -74,14 +79,17 @@ func ParseUserSpec(s string) (UserSpec, error) {
 	return UserSpec{Host: host, User: u}, nil
 }
 
-// ParseRepoSpec parses "[host/]user/repo".
+// ParseRepoSpec parses "host/user/repo".
 func ParseRepoSpec(s string) (RepoSpec, error) {
 	if len(s) > MaxSpecLen {
 		return RepoSpec{}, fmt.Errorf("invalid repository spec: longer than %d bytes", MaxSpecLen)
 	}
 	i := strings.LastIndexByte(s, '/')
 	if i < 0 {
-		return RepoSpec{}, fmt.Errorf("invalid repository spec %q: want [host/]user/repo", s)
+		return RepoSpec{}, fmt.Errorf("invalid repository spec %q: want host/user/repo", s)
+	}
+	if !strings.Contains(s[:i], "/") {
+		return RepoSpec{}, noHost(s)
 	}
 	us, err := ParseUserSpec(s[:i])
 	if err != nil {
@@ -94,7 +102,7 @@ func ParseRepoSpec(s string) (RepoSpec, error) {
 	return RepoSpec{UserSpec: us, Repo: r}, nil
 }
 
-// ParsePackageSpec parses "[host/]user/repo:tag[@alg:digest]".
+// ParsePackageSpec parses "host/user/repo:tag[@alg:digest]".
 func ParsePackageSpec(s string) (PackageSpec, error) {
 	if len(s) > MaxSpecLen {
 		return PackageSpec{}, fmt.Errorf("invalid package spec: longer than %d bytes", MaxSpecLen)
@@ -102,7 +110,10 @@ func ParsePackageSpec(s string) (PackageSpec, error) {
 	head, pin, pinned := strings.Cut(s, "@")
 	i := strings.LastIndexByte(head, ':')
 	if i < 0 || strings.IndexByte(head[i:], '/') >= 0 {
-		return PackageSpec{}, fmt.Errorf("invalid package spec %q: want [host/]user/repo:tag", s)
+		return PackageSpec{}, fmt.Errorf("invalid package spec %q: want host/user/repo:tag", s)
+	}
+	if strings.Count(head[:i], "/") == 1 {
+		return PackageSpec{}, noHost(s)
 	}
 	rs, err := ParseRepoSpec(head[:i])
 	if err != nil {

@@ -3,6 +3,7 @@ package client
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -20,7 +21,6 @@ func TestParsePackageSpec(t *testing.T) {
 		host, user, repo, tag string
 		pinned                bool
 	}{
-		{"user/repo:1.0.0", DefaultHost, "user", "repo", "1.0.0", false},
 		{"localhost:8443/user/repo:1.0.0", "localhost:8443", "user", "repo", "1.0.0", false},
 		{"[::1]:8443/u/r-x:1.2.3-rc.1+b5", "[::1]:8443", "u", "r-x", "1.2.3-rc.1+b5", false},
 		{"store.example.com/u/r:0.1.0@sha-256:" + hx, "store.example.com", "u", "r", "0.1.0", true},
@@ -70,9 +70,23 @@ func TestParseRepoAndUserSpec(t *testing.T) {
 	if err != nil || r.Host != "localhost:1234" || r.User != "u" || r.Repo != "r" {
 		t.Fatalf("%+v %v", r, err)
 	}
-	u, err := ParseUserSpec("u")
-	if err != nil || u.Host != DefaultHost || u.User != "u" {
+	u, err := ParseUserSpec("h/u")
+	if err != nil || u.Host != "h" || u.User != "u" {
 		t.Fatalf("%+v %v", u, err)
+	}
+	// Upstream's default host (its hosted registry) is gone: a spec
+	// without a host says how to write one.
+	for in, parse := range map[string]func(string) error{
+		"u":             func(s string) error { _, err := ParseUserSpec(s); return err },
+		"u/r":           func(s string) error { _, err := ParseRepoSpec(s); return err },
+		"u/r:1.0.0":     func(s string) error { _, err := ParsePackageSpec(s); return err },
+		"dev/hello:0.1": func(s string) error { _, err := ParsePackageSpec(s); return err },
+	} {
+		err := parse(in)
+		want := fmt.Sprintf("invalid spec %q: it names no registry host; write HOST[:PORT]/%s", in, in)
+		if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "profian") {
+			t.Errorf("%q: %v, want %q…", in, err, want)
+		}
 	}
 	for _, in := range []string{"", "u/", "h/u/", "h//u", "u-x"} {
 		if _, err := ParseUserSpec(in); err == nil {

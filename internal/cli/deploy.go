@@ -36,7 +36,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Short: "Run a package from a Drawbridge registry (or a local package) in a Keep",
 		Long: `Run a package in a Keep. PACKAGE is one of:
 
-  [HOST/]USER/REPO:TAG[@sha-256:DIGEST]   a registry package (https://HOST)
+  HOST/USER/REPO:TAG[@sha-256:DIGEST]     a registry package (https://HOST)
   https://HOST/api/v0.1.0/USER/REPO/_tag/TAG[@sha-256:DIGEST]
   file:///path/to/main.wasm               a module (no Enarx.toml)
   file:///path/to/dir                     dir/main.wasm with dir/Enarx.toml
@@ -48,9 +48,9 @@ pinned digest if given) before anything runs, and records the package digest
 in its certificate. Verified downloads are cached by digest in the user cache
 directory.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.registry.hinted(func(cmd *cobra.Command, args []string) error {
 			return deploy(cmd, g, f, args[0])
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.backend, "backend", os.Getenv("ENARX_BACKEND"), "Keep backend (env ENARX_BACKEND; default: the most protective available)")
@@ -88,11 +88,11 @@ func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
 			return err
 		}
 	}
-	b, err := backend.Select(f.backend)
+	b, err := selectBackend(g, f.backend)
 	if err != nil {
 		return err
 	}
-	g.logger.Debug("deploying", "backend", b.Name(), "package", arg)
+	g.logger.Debug("deploying", "package", arg)
 	return launchKeep(cmd, b, cfg, backend.Policy{Timeout: f.timeout, RequireIsolation: f.isolation}, src.workload, keep.Options{
 		Logger:      g.logger,
 		CacheDir:    f.cacheDir,
@@ -114,8 +114,11 @@ func resolvePackage(cmd *cobra.Command, f *deployFlags, arg string) (*deploySour
 			if spec, err = client.ParsePackageURL(arg); err != nil {
 				return nil, err
 			}
+		case "http":
+			return nil, fmt.Errorf("unsupported scheme: http (the package would travel unprotected); use https://HOST/api/v0.1.0/USER/REPO/_tag/TAG")
 		default:
-			return nil, fmt.Errorf("unsupported scheme: %s", scheme)
+			return nil, fmt.Errorf("unsupported scheme: %s; use file:///path (a module or a package directory), "+
+				"https://HOST/api/v0.1.0/USER/REPO/_tag/TAG, or HOST/USER/REPO:TAG", scheme)
 		}
 	} else {
 		var err error
@@ -165,11 +168,17 @@ func localPackage(raw string) (*deploySource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to open package: %w", err)
 		}
+		if err := checkWasm(p, wasm); err != nil {
+			return nil, err
+		}
 		return &deploySource{workload: keep.Workload{Wasm: wasm}}, nil
 	}
 	wasm, err := os.ReadFile(filepath.Join(p, bundle.WasmName))
 	if err != nil {
 		return nil, fmt.Errorf("failed to open package main.wasm: %w", err)
+	}
+	if err := checkWasm(filepath.Join(p, bundle.WasmName), wasm); err != nil {
+		return nil, err
 	}
 	cfgPath := filepath.Join(p, bundle.ConfigName)
 	cfg, err := os.ReadFile(cfgPath)

@@ -92,7 +92,7 @@ func TestDeployRejectsSchemes(t *testing.T) {
 		"ftp://host/x":                    "unsupported scheme: ftp",
 		"http://localhost/api/v0.1.0/u/r": "unsupported scheme: http",
 		"not a spec":                      "invalid",
-		"u/r:1.0.0@sha-256:zz":            "invalid digest pin",
+		"h/u/r:1.0.0@sha-256:zz":          "invalid digest pin",
 	} {
 		code, _, stderr := execute(t, "deploy", "--backend", "nil", "--cache-dir", compileCache, arg)
 		if code != 1 || !strings.Contains(stderr, want) {

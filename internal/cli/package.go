@@ -21,10 +21,6 @@ import (
 	"github.com/enarx-go/enarx/internal/progress"
 )
 
-// defaultOIDCDomain is upstream's issuer (the hosted service is gone; pass
-// --oidc-domain or set ENARX_OIDC_DOMAIN).
-const defaultOIDCDomain = "https://auth.profian.com/"
-
 // progressMinSize is the smallest transfer that gets a progress bar.
 const progressMinSize = 1 << 20
 
@@ -43,7 +39,8 @@ func (f *registryFlags) register(fs *pflag.FlagSet) {
 		"PEM file of CA certificates trusted for the registry instead of the system roots (env ENARX_CA_BUNDLE)")
 	fs.StringVar(&f.token, "insecure-auth-token", os.Getenv("ENARX_INSECURE_AUTH_TOKEN"),
 		"use this OIDC access token instead of stored credentials (env ENARX_INSECURE_AUTH_TOKEN; visible to other local users)")
-	fs.StringVar(&f.oidcDomain, "oidc-domain", envOr("ENARX_OIDC_DOMAIN", defaultOIDCDomain),
+	// No default: upstream's (its hosted issuer) no longer runs.
+	fs.StringVar(&f.oidcDomain, "oidc-domain", os.Getenv("ENARX_OIDC_DOMAIN"),
 		"OIDC issuer URL the stored credentials belong to (env ENARX_OIDC_DOMAIN)")
 	fs.StringVar(&f.credHelper, "credential-helper", os.Getenv("ENARX_CREDENTIAL_HELPER"),
 		"program that stores credentials (`helper show|insert ID`) instead of files under the user config dir (env ENARX_CREDENTIAL_HELPER)")
@@ -77,6 +74,14 @@ func (f *registryFlags) authToken(ctx context.Context, host string, required boo
 	if f.token != "" {
 		return f.token, nil
 	}
+	if f.oidcDomain == "" {
+		// Stored credentials are kept per issuer; without one there is
+		// nothing to look up.
+		if !required {
+			return "", nil
+		}
+		return "", f.notLoggedIn(host, credentials.ErrNotFound)
+	}
 	id, err := credentials.ID(f.oidcDomain, host)
 	if err != nil {
 		return "", err
@@ -93,15 +98,46 @@ func (f *registryFlags) authToken(ctx context.Context, host string, required boo
 		if !required {
 			return "", nil
 		}
-		return "", fmt.Errorf("not logged in to %s: run `enarx user login --store-host %s --oidc-domain %s`, or pass --insecure-auth-token: %w",
-			host, host, f.oidcDomain, err)
+		return "", f.notLoggedIn(host, err)
 	}
 	return tok, err
 }
 
-// explain adds a hint to a 401 answered to a stored token, which has most
-// likely expired (tokens are not refreshed).
+// notLoggedIn says how to give a token for host: the dev registry's, or a
+// login at the registry's issuer.
+func (f *registryFlags) notLoggedIn(host string, err error) error {
+	issuer := f.oidcDomain
+	if issuer == "" {
+		issuer = "ISSUER-URL"
+	}
+	return &hintError{msg: fmt.Sprintf("not logged in to %s: pass --insecure-auth-token TOKEN "+
+		"(a `drawbridge --dev` registry writes one to STORE/dev-token), or run "+
+		"`enarx user login --oidc-domain %s --store-host %s` and give the same --oidc-domain "+
+		"(or ENARX_OIDC_DOMAIN) to this command", host, issuer, host), err: err}
+}
+
+// hintError is a message that replaces its cause's text but still wraps it.
+type hintError struct {
+	msg string
+	err error
+}
+
+func (e *hintError) Error() string { return e.msg }
+func (e *hintError) Unwrap() error { return e.err }
+
+// explain adds a hint to an error a registry command ends with: which
+// flag supplies the CA of a registry whose certificate is not trusted, and
+// that a stored token answered 401 has most likely expired (tokens are not
+// refreshed).
 func (f *registryFlags) explain(err error) error {
+	var ua x509.UnknownAuthorityError
+	if err != nil && errors.As(err, &ua) {
+		if f.caBundle == "" {
+			return fmt.Errorf("%w\n(the registry's certificate is not signed by a CA this system trusts: give its CA "+
+				"with --ca-bundle FILE or ENARX_CA_BUNDLE; a `drawbridge --dev` registry's is STORE/dev-ca.pem)", err)
+		}
+		return fmt.Errorf("%w\n(the registry's certificate does not chain to a CA in --ca-bundle %s)", err, f.caBundle)
+	}
 	if err != nil && f.storedHost != "" && client.IsStatus(err, http.StatusUnauthorized) {
 		return fmt.Errorf("%w\n(your stored token may have expired: run `enarx user login --store-host %s --oidc-domain %s`)",
 			err, f.storedHost, f.oidcDomain)
@@ -184,7 +220,7 @@ func newPackageCmd(g *globals) *cobra.Command {
 func newPackagePublishCmd() *cobra.Command {
 	var rf registryFlags
 	cmd := &cobra.Command{
-		Use:   "publish [HOST/]USER/REPO:TAG PATH",
+		Use:   "publish HOST/USER/REPO:TAG PATH",
 		Short: "Publish a main.wasm file or a package directory as a new tag",
 		Long: `Publish PATH as the tag. PATH is either a file named main.wasm, or a directory
 containing main.wasm and optionally Enarx.toml, other files and subdirectories.
@@ -228,7 +264,7 @@ func pinned(spec client.PackageSpec, root types.Digests) string {
 func newPackageInfoCmd() *cobra.Command {
 	var rf registryFlags
 	cmd := &cobra.Command{
-		Use:   "info [HOST/]USER/REPO:TAG[@sha-256:DIGEST]",
+		Use:   "info HOST/USER/REPO:TAG[@sha-256:DIGEST]",
 		Short: "Print a package's tag entry (the digest, length and type of its root)",
 		Args:  cobra.ExactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
@@ -260,7 +296,7 @@ func newPackageInfoCmd() *cobra.Command {
 func newPackageFetchCmd() *cobra.Command {
 	var rf registryFlags
 	cmd := &cobra.Command{
-		Use:   "fetch [HOST/]USER/REPO:TAG[@sha-256:DIGEST] DIR",
+		Use:   "fetch HOST/USER/REPO:TAG[@sha-256:DIGEST] DIR",
 		Short: "Download a package into a new directory, verifying every file",
 		Long: `Download the package into DIR (which must not exist). Every node is checked
 against the entry that names it, from the tag down; DIR only appears once all

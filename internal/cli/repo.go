@@ -22,7 +22,7 @@ func newRepoRegisterCmd() *cobra.Command {
 	var rf registryFlags
 	var private bool
 	cmd := &cobra.Command{
-		Use:   "register [HOST/]USER/REPO",
+		Use:   "register HOST/USER/REPO",
 		Short: "Create a repository (public unless --private)",
 		Long: `Create a repository owned by USER. Anyone can read the packages of a public
 repository; a private repository's packages are readable with the owner's
@@ -48,7 +48,7 @@ token or, for tree reads, a client certificate from the registry's CA.`,
 func newRepoInfoCmd() *cobra.Command {
 	var rf registryFlags
 	cmd := &cobra.Command{
-		Use:   "info [HOST/]USER/REPO",
+		Use:   "info HOST/USER/REPO",
 		Short: `Print a repository's configuration and tags ({"config":…,"tags":[…]})`,
 		Args:  cobra.ExactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {

@@ -77,6 +77,11 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
+	if ctx.Err() != nil {
+		// Interrupted (Ctrl-C, SIGTERM): 130 and no message, whatever the
+		// command was doing; the user asked for it.
+		return 130
+	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
 		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "required flag") {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,6 +86,9 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 	if err != nil {
 		return fmt.Errorf("reading the module: %w", err)
 	}
+	if err := checkWasm(module, wasm); err != nil {
+		return err
+	}
 	w := keep.Workload{Wasm: wasm}
 	cfg := config.Default()
 	if f.wasmcfg != "" {
@@ -97,11 +101,10 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		}
 		w.Config, w.ConfigName = data, f.wasmcfg
 	}
-	b, err := backend.Select(f.backend)
+	b, err := selectBackend(g, f.backend)
 	if err != nil {
 		return err
 	}
-	g.logger.Debug("starting keep", "backend", b.Name(), "module", module)
 	return launchKeep(cmd, b, cfg, backend.Policy{Timeout: f.timeout, RequireIsolation: f.requireIsolation}, w, keep.Options{
 		Args:        f.moduleArgs,
 		Logger:      g.logger,
@@ -109,6 +112,35 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		NoCache:     f.noCache,
 		MemoryLimit: limit,
 	})
+}
+
+// checkWasm refuses a file that is not a binary WebAssembly module before
+// a Keep is started for it, naming the user's file (the Keep would only
+// say that "main.wasm" has an invalid magic number).
+func checkWasm(name string, b []byte) error {
+	if bytes.HasPrefix(b, []byte("\x00asm")) {
+		return nil
+	}
+	msg := fmt.Sprintf("%s is not a WebAssembly module: it does not start with the wasm magic bytes \\0asm", name)
+	if t := bytes.TrimSpace(b); bytes.HasPrefix(t, []byte("(module")) || bytes.HasPrefix(t, []byte(";;")) {
+		msg += " (it looks like WebAssembly text: compile it to binary first, e.g. with wat2wasm)"
+	}
+	return errors.New(msg)
+}
+
+// selectBackend picks the backend (backend.Select) and says which on
+// stderr at info level (--log-level info), with how it was chosen.
+func selectBackend(g *globals, name string) (backend.Backend, error) {
+	b, err := backend.Select(name)
+	if err != nil {
+		return nil, err
+	}
+	how := "the most protective backend available and configured here"
+	if name != "" {
+		how = "named by --backend or ENARX_BACKEND"
+	}
+	g.logger.Info("Keep backend: "+b.Name(), "chosen", how)
+	return b, nil
 }
 
 // launchKeep opens the host resources cfg names, runs w on backend b and
@@ -126,15 +158,17 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 	// waiting in poll_oneoff (close-on-context-done costs too much speed),
 	// so an interrupt that the Keep has not acted on within a grace period
 	// ends the process, as the default SIGINT action would.
+	//
+	// An interrupt (Ctrl-C, SIGTERM) ends enarx with status 130 and no
+	// message, as the shell's own handling of Ctrl-C would: the user asked
+	// for it (docs/runtime.md).
 	stop := context.AfterFunc(ctx, func() {
 		time.Sleep(interruptGrace)
-		fmt.Fprintln(cmd.ErrOrStderr(), "Error: interrupted")
 		os.Exit(130)
 	})
 	defer stop()
 	code, err := b.Run(backend.WithPolicy(ctx, policy), &backend.Launch{Workload: w, Config: cfg, Files: files, Options: o})
 	if ctx.Err() != nil {
-		fmt.Fprintln(cmd.ErrOrStderr(), "Error: interrupted")
 		return &ExitError{Code: 130}
 	}
 	if err != nil {

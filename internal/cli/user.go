@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -37,6 +38,12 @@ open the printed address, enter the code, and the token is stored for
 (or with --credential-helper).`,
 		Args: cobra.NoArgs,
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
+			if storeHost == "" {
+				return errors.New("enarx user login needs --store-host HOST[:PORT], the registry the token is for")
+			}
+			if rf.oidcDomain == "" {
+				return errors.New("enarx user login needs --oidc-domain URL (or ENARX_OIDC_DOMAIN), the OIDC issuer your registry trusts")
+			}
 			if _, err := client.ParseUserSpec(storeHost + "/x"); err != nil {
 				return fmt.Errorf("invalid --store-host %q", storeHost)
 			}
@@ -91,7 +98,7 @@ open the printed address, enter the code, and the token is stored for
 	rf.register(cmd.Flags())
 	cmd.Flags().StringVar(&clientID, "oidc-client-id", envOr("ENARX_OIDC_CLIENT_ID", defaultOIDCClientID),
 		"OAuth client id registered at the issuer (env ENARX_OIDC_CLIENT_ID)")
-	cmd.Flags().StringVar(&storeHost, "store-host", client.DefaultHost, "registry host the token is for (HOST[:PORT])")
+	cmd.Flags().StringVar(&storeHost, "store-host", "", "registry host the token is for (HOST[:PORT]; required)")
 	cmd.Flags().StringVar(&flow, "oidc-flow", "device",
 		"device (interactive, RFC 8628) or client (client credentials with the secret in env ENARX_OIDC_CLIENT_SECRET)")
 	return cmd
@@ -100,7 +107,7 @@ open the printed address, enter the code, and the token is stored for
 func newUserRegisterCmd() *cobra.Command {
 	var rf registryFlags
 	cmd := &cobra.Command{
-		Use:   "register [HOST/]USER",
+		Use:   "register HOST/USER",
 		Short: "Create a user owned by your OIDC identity",
 		Args:  cobra.ExactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
@@ -137,6 +144,9 @@ func subject(cmd *cobra.Command, rf *registryFlags, tok string) (string, error) 
 			return sub, nil
 		}
 	}
+	if rf.oidcDomain == "" {
+		return "", errors.New("the token is not a JWT, so its OIDC subject comes from the issuer's userinfo endpoint: give --oidc-domain URL (or ENARX_OIDC_DOMAIN)")
+	}
 	hc, err := rf.oidcHTTPClient()
 	if err != nil {
 		return "", err
@@ -151,7 +161,7 @@ func subject(cmd *cobra.Command, rf *registryFlags, tok string) (string, error) 
 func newUserInfoCmd() *cobra.Command {
 	var rf registryFlags
 	cmd := &cobra.Command{
-		Use:   "info [HOST/]USER",
+		Use:   "info HOST/USER",
 		Short: `Print a user's record ({"subject":…}); only its owner may read it`,
 		Args:  cobra.ExactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
