@@ -64,7 +64,7 @@ func parseStewardURL(raw string, insecure bool) (*stewardEndpoint, error) {
 	case "https":
 	case "http":
 		if !insecure {
-			return nil, fmt.Errorf("steward URL %s uses plain http: the certificate request and chain would travel unprotected; use https, or allow an insecure steward explicitly", ep.display)
+			return nil, fmt.Errorf("steward URL %s uses plain http: the certificate request and chain would travel unprotected; use https (Enarx.toml accepts no other; an embedder's test may set identity.Request.AllowInsecureSteward)", ep.display)
 		}
 	default:
 		return nil, fmt.Errorf("steward URL %q: scheme must be https", ep.display)

@@ -51,7 +51,8 @@ func TestStewardIssuesChain(t *testing.T) {
 func TestStewardPlainHTTP(t *testing.T) {
 	st, ts := startFakeSteward(t, false)
 	_, err := Establish(t.Context(), Request{Steward: ts.URL, Workload: testWorkload()})
-	if err == nil || !strings.Contains(err.Error(), "plain http") {
+	// The message names an option that exists.
+	if err == nil || !strings.Contains(err.Error(), "plain http") || !strings.Contains(err.Error(), "identity.Request.AllowInsecureSteward") {
 		t.Fatalf("plain http steward: %v", err)
 	}
 	if st.requests.Load() != 0 {
