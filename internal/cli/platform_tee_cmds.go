@@ -22,6 +22,8 @@ import (
 	"github.com/enarx-go/enarx/evidence/emulated"
 	"github.com/enarx-go/enarx/evidence/snp"
 	"github.com/enarx-go/enarx/evidence/tdx"
+	"github.com/enarx-go/enarx/microvm/sevhost"
+	"github.com/enarx-go/enarx/platform"
 )
 
 // newPlatformSNPCmd is `enarx platform snp …`: SEV-SNP guest collateral and
@@ -48,8 +50,12 @@ func newPlatformSNPCmd(g *globals) *cobra.Command {
 					return err
 				}
 				id = &i
+			} else if hid, herr := snpHostIdentity(); herr == nil {
+				// On an SEV-SNP host: the VCEK that will sign its guests'
+				// reports (the sev backend sends the cache into its Keeps).
+				id = &hid
 			} else {
-				fmt.Fprintf(cmd.ErrOrStderr(), "not in an SEV-SNP guest (%v): fetching the CRLs only\n", err)
+				fmt.Fprintf(cmd.ErrOrStderr(), "not in an SEV-SNP guest (%v) nor on an SEV-SNP host (%v): fetching the CRLs only\n", err, herr)
 			}
 			res, err := snp.Refresh(ctx, c, &snp.Fetcher{}, id, force)
 			if res != nil {
@@ -362,4 +368,14 @@ func printTDXMeasurement(w io.Writer, raw []byte, root *emulated.TDXRoot, asJSON
 	}
 	fmt.Fprintf(w, "# td_attributes = %s, xfam = %s, tee_tcb_svn = %s\n", out["td_attributes"], out["xfam"], out["tee_tcb_svn"])
 	return nil
+}
+
+// snpHostIdentity reads this SEV-SNP host's VCEK identity from /dev/sev.
+func snpHostIdentity() (snp.Identity, error) {
+	d, err := sevhost.Open()
+	if err != nil {
+		return snp.Identity{}, err
+	}
+	defer d.Close()
+	return sevhost.HostIdentity(d, platform.HostCPUID)
 }
