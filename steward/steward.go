@@ -62,6 +62,7 @@ const (
 	CodeEvidenceMultiple    = "evidence.multiple"         // more than one evidence extension
 	CodeEvidenceUnsupported = "evidence.unsupported"      // known evidence kind, no verifier configured
 	CodeEvidenceRejected    = "evidence.rejected"         // a verifier failed without a specific code
+	CodeWorkloadBinding     = "evidence.workload"         // the report data names another workload
 	CodeInternal            = "internal"                  // 500
 )
 
@@ -312,6 +313,7 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 	var evidence *pkix.Extension
 	var copied []pkix.Extension
 	var workload *certext.Workload
+	var workloadDER []byte
 	for i := range req.Extensions {
 		e := &req.Extensions[i]
 		switch {
@@ -328,7 +330,7 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 				return nil, attest.RejectErr(CodeWorkload, err, "malformed workload identity extension (%v)", err)
 			}
 			copied = append(copied, *e)
-			workload = w
+			workload, workloadDER = w, e.Value
 		case isEvidenceOID(e.Id):
 			if e.Critical {
 				return nil, attest.Reject(CodeExtensionCritical, "the evidence extension %v must not be critical", e.Id)
@@ -367,6 +369,17 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 	if claims == nil || claims.Kind != kindOf(evidence.Id) {
 		// A verifier bug; never certify claims about another TEE.
 		return nil, attest.Reject(CodeInternal, "the %s verifier returned inconsistent claims", evidenceName(evidence.Id))
+	}
+	if claims.ReportData != nil && !s.debug {
+		// After the key binding the verifier checked, the report data may
+		// name the workload (attest.ReportDataWithWorkload); upstream Keeps
+		// leave it zero. (A debug-mode Steward skips report-data checks,
+		// as upstream, so that replayed debug evidence still works.)
+		bound, err := attest.CheckWorkloadBinding(claims.Kind, claims.ReportData, workloadDER)
+		if err != nil {
+			return nil, attest.RejectErr(CodeWorkloadBinding, err, "the report data binds a workload identity other than the request's workload extension")
+		}
+		claims.WorkloadBound = bound
 	}
 	if evidence.Id.Equal(attest.OIDEvidenceKVM) {
 		// Upstream copies the (empty) KVM extension into the leaf.

@@ -90,7 +90,9 @@ func ParseWorkload(der []byte) (*Workload, error) {
 //	    signer         OCTET STRING, -- SNP author/ID key digest / SGX MRSIGNER / TDX MRSIGNERSEAM
 //	    tcbStatus      UTF8String,
 //	    advisories     SEQUENCE OF UTF8String,
-//	    stewardDebug   BOOLEAN       -- the Steward itself ran in debug mode
+//	    stewardDebug   BOOLEAN,      -- the Steward itself ran in debug mode
+//	    workloadBound  [0] EXPLICIT BOOLEAN OPTIONAL -- the hardware report data
+//	                                  names the workload identity (present only when TRUE)
 //	}
 type AttestedAs struct {
 	Claims       attest.Claims
@@ -98,14 +100,15 @@ type AttestedAs struct {
 }
 
 type attestedASN1 struct {
-	TEE          string `asn1:"utf8"`
-	Hardware     bool
-	Debug        bool
-	Measurement  []byte
-	Signer       []byte
-	TCBStatus    string `asn1:"utf8"`
-	Advisories   []asn1.RawValue
-	StewardDebug bool
+	TEE           string `asn1:"utf8"`
+	Hardware      bool
+	Debug         bool
+	Measurement   []byte
+	Signer        []byte
+	TCBStatus     string `asn1:"utf8"`
+	Advisories    []asn1.RawValue
+	StewardDebug  bool
+	WorkloadBound bool `asn1:"optional,explicit,tag:0"`
 }
 
 // Marshal returns the DER extension value.
@@ -118,7 +121,7 @@ func (a *AttestedAs) Marshal() ([]byte, error) {
 	return asn1.Marshal(attestedASN1{
 		TEE: string(c.Kind), Hardware: c.HardwareBacked, Debug: c.Debug,
 		Measurement: nonNil(c.Measurement), Signer: nonNil(c.Signer), TCBStatus: c.TCBStatus,
-		Advisories: adv, StewardDebug: a.StewardDebug,
+		Advisories: adv, StewardDebug: a.StewardDebug, WorkloadBound: c.WorkloadBound,
 	})
 }
 
@@ -160,6 +163,7 @@ func ParseAttestedAs(der []byte) (*AttestedAs, error) {
 		Claims: attest.Claims{
 			Kind: attest.Kind(a.TEE), HardwareBacked: a.Hardware, Debug: a.Debug,
 			Measurement: a.Measurement, Signer: a.Signer, TCBStatus: a.TCBStatus, Advisories: adv,
+			WorkloadBound: a.WorkloadBound,
 		},
 		StewardDebug: a.StewardDebug,
 	}

@@ -210,6 +210,16 @@ func TestSNPEmulatedEndToEnd(t *testing.T) {
 		if c.Kind != attest.KindSNP || c.HardwareBacked || c.Debug || att.StewardDebug || !bytes.Equal(c.Measurement, m) {
 			t.Fatalf("attested as %+v (steward debug %v); want snp, not hardware-backed, measurement %x", c, att.StewardDebug, m)
 		}
+		if !c.WorkloadBound {
+			t.Fatalf("the report data did not bind the workload: %+v", c)
+		}
+	})
+	t.Run("report data names another workload", func(t *testing.T) {
+		url, https, _ := startSteward(t, snpPolicy(m, prov.Root))
+		_, err := runKeep(t, otherWorkload{prov}, url, https)
+		if err == nil || !strings.Contains(err.Error(), "evidence.workload") {
+			t.Fatalf("want the Keep refused with evidence.workload, got %v", err)
+		}
 	})
 	for name, tc := range map[string]struct {
 		policy string
@@ -230,6 +240,15 @@ func TestSNPEmulatedEndToEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherWorkload binds the right key but another workload into the report
+// data (the last byte of the workload binding changed).
+type otherWorkload struct{ attest.EvidenceProvider }
+
+func (o otherWorkload) Evidence(ctx context.Context, rd [64]byte) ([]byte, error) {
+	rd[63] ^= 1
+	return o.EvidenceProvider.Evidence(ctx, rd)
 }
 
 func TestTDXEmulatedEndToEnd(t *testing.T) {
