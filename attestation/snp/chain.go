@@ -118,6 +118,9 @@ func verifyChain(e *envelope.SnpEvidence, report *spb.Report, roots []Root) (*ch
 		return nil, attest.Reject(CodeVCEKExpired, "the ARK, ASK and VCEK are never valid at the same time")
 	}
 
+	if err := authenticateCRLs(e.CRLs, roots); err != nil {
+		return nil, err
+	}
 	crlDER, url, crl, err := checkRevocation(root, vcek, e.CRLs)
 	if err != nil {
 		return nil, err
@@ -154,6 +157,32 @@ func verifyChain(e *envelope.SnpEvidence, report *spb.Report, roots []Root) (*ch
 		return nil, attest.RejectErr(CodeVCEKChain, err, "go-sev-guest rejects the VCEK chain")
 	}
 	return res, nil
+}
+
+// authenticateCRLs checks every CRL in the evidence, also those the chain
+// does not use (upstream Keeps send the CRLs of every product line): each
+// must parse and be signed by the ARK of a trusted root that it names as
+// its issuer. The unused ones do not change the decision, but nothing in
+// accepted evidence goes unauthenticated. (At most envelope.MaxCRLs, each
+// checked once per distinct evidence: the chain cache keys on them.)
+func authenticateCRLs(crls envelope.CrlList, roots []Root) error {
+	for i, c := range crls {
+		l, err := x509.ParseRevocationList(c.CRL)
+		if err != nil {
+			return attest.RejectErr(CodeCRLParse, err, "CRL %d (%q) in the evidence does not parse", i, c.URL)
+		}
+		signed := false
+		for j := range roots {
+			if bytes.Equal(l.RawIssuer, roots[j].ARK.RawSubject) && l.CheckSignatureFrom(roots[j].ARK) == nil {
+				signed = true
+				break
+			}
+		}
+		if !signed {
+			return attest.Reject(CodeCRLSignature, "CRL %d (%q) in the evidence is not signed by a trusted AMD ARK", i, c.URL)
+		}
+	}
+	return nil
 }
 
 // checkRevocation finds the CRL issued by root's ARK in crls, checks its

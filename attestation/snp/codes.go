@@ -15,8 +15,8 @@ const (
 	CodeVCEKChain               = "snp.vcek.chain"                // the VCEK does not chain to a trusted AMD ARK/ASK
 	CodeVCEKExpired             = "snp.vcek.expired"              // ARK, ASK or VCEK not valid at the verification time
 	CodeCRLMissing              = "snp.crl.missing"               // no CRL from the ARK in the evidence
-	CodeCRLParse                = "snp.crl.parse"                 // the CRL does not parse
-	CodeCRLSignature            = "snp.crl.signature"             // the CRL is not signed by the ARK
+	CodeCRLParse                = "snp.crl.parse"                 // a CRL in the evidence does not parse
+	CodeCRLSignature            = "snp.crl.signature"             // a CRL is not signed by a trusted ARK (the ARK of the chain, for the CRL it uses)
 	CodeCRLRevoked              = "snp.crl.revoked"               // the ASK or VCEK is revoked
 	CodeCRLExpired              = "snp.crl.expired"               // the CRL's nextUpdate is not after the verification time
 	CodeCRLNotYetValid          = "snp.crl.not-yet-valid"         // the CRL's thisUpdate is after the verification time
