@@ -2,7 +2,8 @@
 // Enarx.toml bytes) and the host resources the host opened for it, builds
 // the workload's fd table, establishes the Keep identity when TLS or a
 // Steward needs one, and runs the module's default function under the
-// Keep's own WASI preview1 layer on wazero.
+// Keep's own WASI preview1 layer on one of package engine's engines
+// (wazero, or wasmtime in builds with cgo and -tags wasmtime).
 //
 // Everything in this package runs inside the Keep: the config bytes are
 // parsed here (the host's parse is not trusted), each host descriptor is
@@ -20,11 +21,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-
-	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
@@ -74,6 +70,9 @@ type Options struct {
 	NoCache bool
 	// MemoryLimit caps the guest's linear memory in bytes (0 = 4 GiB).
 	MemoryLimit uint64
+	// Engine names the wasm engine ("" = engine.Default(), the fastest
+	// this binary has); see engine.Names.
+	Engine string
 	// Identity overrides how the Keep identity is established (tests,
 	// private Steward CAs); nil uses identity.Establish.
 	Identity func(context.Context, identity.Request) (*identity.Identity, error)
@@ -135,7 +134,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	}
 	defer table.CloseAll()
 
-	eng, err := engine.New(ctx, engine.Config{CacheDir: o.CacheDir, NoCache: o.NoCache, MemoryLimit: o.MemoryLimit})
+	eng, err := engine.New(ctx, engine.Config{Engine: o.Engine, CacheDir: o.CacheDir, NoCache: o.NoCache, MemoryLimit: o.MemoryLimit})
 	if err != nil {
 		return 1, err
 	}
@@ -146,10 +145,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		Env:   environ(cfg),
 		Files: table,
 	}
-	if err := wasi.Instantiate(ctx, eng.Runtime, sysw); err != nil {
-		return 1, fmt.Errorf("linking WASI: %w", err)
-	}
-	compiled, err := eng.Runtime.CompileModule(ctx, w.Wasm)
+	compiled, err := eng.Compile(ctx, w.Wasm)
 	if err != nil {
 		return 1, fmt.Errorf("compiling main.wasm: %w", err)
 	}
@@ -157,22 +153,25 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	for _, m := range compiled.ExportedMemories() {
-		if need := uint64(m.Min()) * 65536; need > eng.Limit() {
-			return 1, &MemoryLimitError{Limit: eng.Limit(), Requested: need}
-		}
+	if need := compiled.MinMemory(); need > eng.Limit() {
+		return 1, &MemoryLimitError{Limit: eng.Limit(), Requested: need}
 	}
-	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
-	mod, err := instantiate(eng.Context(ctx), eng.Runtime, compiled, mc)
+	inst, err := compiled.Instantiate(ctx, sysw.HostFuncs())
 	if err != nil {
 		if code, ok := exitCode(err); ok {
 			// proc_exit from a wasm start function.
 			return code, nil
 		}
+		if errors.Is(err, engine.ErrInterrupted) {
+			return 1, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
+		}
+		if req, breached := eng.Breach(); breached {
+			return 1, &MemoryLimitError{Limit: eng.Limit(), Requested: req}
+		}
 		return 1, fmt.Errorf("instantiating main.wasm: %w", err)
 	}
-	log.Debug("running workload", "entry", entry, "fds", table.Len())
-	_, err = mod.ExportedFunction(entry).Call(ctx)
+	log.Debug("running workload", "engine", eng.Name(), "entry", entry, "fds", table.Len())
+	err = inst.Call(ctx, entry)
 	code, exited := exitCode(err)
 	if req, breached := eng.Breach(); breached && (err != nil && !exited || code != 0) {
 		if !exited {
@@ -185,28 +184,17 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		return 0, nil
 	case exited:
 		return code, nil
-	case ctx.Err() != nil:
+	case errors.Is(err, engine.ErrInterrupted):
 		return 1, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
 	}
 	return 1, fmt.Errorf("main.wasm trapped: %w", err)
 }
 
-// instantiate is InstantiateModule, with a panic (e.g. an unexported memory
-// whose minimum the allocator refused) turned into an error.
-func instantiate(ctx context.Context, r wazero.Runtime, m wazero.CompiledModule, mc wazero.ModuleConfig) (mod api.Module, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%v", p)
-		}
-	}()
-	return r.InstantiateModule(ctx, m, mc)
-}
-
 // exitCode extracts a proc_exit status.
 func exitCode(err error) (int, bool) {
-	var ee *sys.ExitError
+	var ee *engine.ExitError
 	if errors.As(err, &ee) {
-		return int(ee.ExitCode()), true
+		return int(ee.Code), true
 	}
 	return 0, false
 }
@@ -224,12 +212,12 @@ func parseConfig(w Workload) (*config.Config, error) {
 
 // entryPoint picks the default function: an export named "" or else
 // "_start" (as wasmtime's Linker::get_default), taking no parameters.
-func entryPoint(m wazero.CompiledModule) (string, error) {
-	fns := m.ExportedFunctions()
+func entryPoint(m engine.Module) (string, error) {
+	fns := m.Functions()
 	for _, name := range []string{"", "_start"} {
-		if def, ok := fns[name]; ok {
-			if len(def.ParamTypes()) != 0 {
-				return "", fmt.Errorf("main.wasm: default function %q takes %d parameters; it must take none", name, len(def.ParamTypes()))
+		if params, ok := fns[name]; ok {
+			if params != 0 {
+				return "", fmt.Errorf("main.wasm: default function %q takes %d parameters; it must take none", name, params)
 			}
 			return name, nil
 		}

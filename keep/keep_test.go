@@ -19,6 +19,7 @@ import (
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/keep/engine"
 	"github.com/enarx-go/enarx/keep/internal/wasmtest"
 )
 
@@ -33,6 +34,25 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(d)
 	os.Exit(code)
+}
+
+// eachEngine runs test once per engine of this build, as a subtest named
+// after the engine (which engineOf reads back).
+func eachEngine(t *testing.T, test func(t *testing.T)) {
+	for _, eng := range engine.Names() {
+		t.Run(eng, test)
+	}
+}
+
+// engineOf is the engine a test runs on: the one its eachEngine subtest
+// is named after ("" = the default).
+func engineOf(t testing.TB) string {
+	for _, part := range strings.Split(t.Name(), "/") {
+		if engine.Check(part) == nil && part != "" {
+			return part
+		}
+	}
+	return ""
 }
 
 func workload(t testing.TB, name string) []byte {
@@ -99,6 +119,9 @@ func runCtx(ctx context.Context, t testing.TB, w keep.Workload, cfgText string, 
 	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
 	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
 	o.Files = files
+	if o.Engine == "" {
+		o.Engine = engineOf(t)
+	}
 	if o.CacheDir == "" {
 		o.CacheDir = cacheDir
 	}
@@ -119,7 +142,9 @@ func pipe(t testing.TB) (*os.File, *os.File) {
 	return r, w
 }
 
-func TestReturn1(t *testing.T) {
+func TestReturn1(t *testing.T) { eachEngine(t, testReturn1) }
+
+func testReturn1(t *testing.T) {
 	// Upstream return_1: the default export's result is ignored: exit 0.
 	r := run(t, wasmtest.Return1(), "", nil)
 	if r.err != nil || r.code != 0 {
@@ -127,28 +152,36 @@ func TestReturn1(t *testing.T) {
 	}
 }
 
-func TestNoExport(t *testing.T) {
+func TestNoExport(t *testing.T) { eachEngine(t, testNoExport) }
+
+func testNoExport(t *testing.T) {
 	r := run(t, wasmtest.NoExport(), "", nil)
 	if r.code != 1 || !errors.Is(r.err, keep.ErrNoEntryPoint) {
 		t.Fatalf("code %d, err %v; want 1, ErrNoEntryPoint", r.code, r.err)
 	}
 }
 
-func TestEntryPointWithParams(t *testing.T) {
+func TestEntryPointWithParams(t *testing.T) { eachEngine(t, testEntryPointWithParams) }
+
+func testEntryPointWithParams(t *testing.T) {
 	r := run(t, wasmtest.StartParams(), "", nil)
 	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "must take none") {
 		t.Fatalf("code %d, err %v", r.code, r.err)
 	}
 }
 
-func TestInvalidModule(t *testing.T) {
+func TestInvalidModule(t *testing.T) { eachEngine(t, testInvalidModule) }
+
+func testInvalidModule(t *testing.T) {
 	r := run(t, []byte("not wasm at all"), "", nil)
 	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "compiling main.wasm") {
 		t.Fatalf("code %d, err %v", r.code, r.err)
 	}
 }
 
-func TestTrapHasBacktrace(t *testing.T) {
+func TestTrapHasBacktrace(t *testing.T) { eachEngine(t, testTrapHasBacktrace) }
+
+func testTrapHasBacktrace(t *testing.T) {
 	r := run(t, wasmtest.Trap(), "", nil)
 	if r.code != 1 || r.err == nil {
 		t.Fatalf("code %d, err %v", r.code, r.err)
@@ -161,7 +194,9 @@ func TestTrapHasBacktrace(t *testing.T) {
 	}
 }
 
-func TestProcExitCodes(t *testing.T) {
+func TestProcExitCodes(t *testing.T) { eachEngine(t, testProcExitCodes) }
+
+func testProcExitCodes(t *testing.T) {
 	for _, mod := range []string{"wasi_snapshot_preview1", "wasi_unstable"} {
 		for _, n := range []int32{0, 1, 3, 42, 255} {
 			t.Run(fmt.Sprintf("%s/%d", mod, n), func(t *testing.T) {
@@ -174,7 +209,9 @@ func TestProcExitCodes(t *testing.T) {
 	}
 }
 
-func TestGoExitCodes(t *testing.T) {
+func TestGoExitCodes(t *testing.T) { eachEngine(t, testGoExitCodes) }
+
+func testGoExitCodes(t *testing.T) {
 	wasm := workload(t, "exitcode")
 	for _, n := range []string{"0", "1", "7", "200"} {
 		t.Run(n, func(t *testing.T) {
@@ -194,14 +231,18 @@ func TestGoExitCodes(t *testing.T) {
 	}
 }
 
-func TestHello(t *testing.T) {
+func TestHello(t *testing.T) { eachEngine(t, testHello) }
+
+func testHello(t *testing.T) {
 	r := run(t, workload(t, "hello"), "", nil)
 	if r.err != nil || r.code != 0 || r.stdout != "Hello, world!\n" {
 		t.Fatalf("code %d err %v stdout %q", r.code, r.err, r.stdout)
 	}
 }
 
-func TestWasiArgsAndEnv(t *testing.T) {
+func TestWasiArgsAndEnv(t *testing.T) { eachEngine(t, testWasiArgsAndEnv) }
+
+func testWasiArgsAndEnv(t *testing.T) {
 	cfg := `
 args = ["--argument1", "--argument2=foo"]
 
@@ -233,7 +274,9 @@ kind = "stderr"
 	}
 }
 
-func TestEcho2MiB(t *testing.T) {
+func TestEcho2MiB(t *testing.T) { eachEngine(t, testEcho2MiB) }
+
+func testEcho2MiB(t *testing.T) {
 	in := make([]byte, 2<<20)
 	rand.Read(in)
 	r := run(t, workload(t, "echo"), "", in)
@@ -245,14 +288,18 @@ func TestEcho2MiB(t *testing.T) {
 	}
 }
 
-func TestZeroOneOne(t *testing.T) {
+func TestZeroOneOne(t *testing.T) { eachEngine(t, testZeroOneOne) }
+
+func testZeroOneOne(t *testing.T) {
 	r := run(t, workload(t, "zerooneone"), "", []byte("Hello, World! 011\n"))
 	if r.err != nil || r.code != 0 || r.stdout != "Uryyb, Jbeyq! 011\n" {
 		t.Fatalf("code %d err %v stdout %q", r.code, r.err, r.stdout)
 	}
 }
 
-func TestMemoryStress(t *testing.T) {
+func TestMemoryStress(t *testing.T) { eachEngine(t, testMemoryStress) }
+
+func testMemoryStress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 3+ GiB of guest memory in total")
 	}
@@ -262,7 +309,9 @@ func TestMemoryStress(t *testing.T) {
 	}
 }
 
-func TestMemoryLimit(t *testing.T) {
+func TestMemoryLimit(t *testing.T) { eachEngine(t, testMemoryLimit) }
+
+func testMemoryLimit(t *testing.T) {
 	r := runOpts(t, keep.Workload{Wasm: workload(t, "memstress")}, "", nil,
 		keep.Options{Args: []string{"16"}, MemoryLimit: 96 << 20})
 	var mle *keep.MemoryLimitError
@@ -280,7 +329,9 @@ func TestMemoryLimit(t *testing.T) {
 	}
 }
 
-func TestNoCache(t *testing.T) {
+func TestNoCache(t *testing.T) { eachEngine(t, testNoCache) }
+
+func testNoCache(t *testing.T) {
 	dir := t.TempDir()
 	r := runOpts(t, keep.Workload{Wasm: wasmtest.ProcExit("wasi_snapshot_preview1", 5)}, "", nil,
 		keep.Options{NoCache: true, CacheDir: dir})
@@ -292,29 +343,33 @@ func TestNoCache(t *testing.T) {
 	}
 }
 
-func TestConfigErrors(t *testing.T) {
+func TestConfigErrors(t *testing.T) { eachEngine(t, testConfigErrors) }
+
+func testConfigErrors(t *testing.T) {
 	r := run(t, workload(t, "hello"), "", nil)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
 	w := keep.Workload{Wasm: wasmtest.Return1(), Config: []byte("[[files]]\nkind = \"bogus\"\n"), ConfigName: "my.toml"}
-	code, err := keep.Run(context.Background(), w, keep.Options{NoCache: true})
+	code, err := keep.Run(context.Background(), w, keep.Options{Engine: engineOf(t), NoCache: true})
 	if code != 1 || err == nil || !strings.Contains(err.Error(), "my.toml") {
 		t.Fatalf("code %d err %v", code, err)
 	}
 }
 
-func TestHostFilesMustMatchConfig(t *testing.T) {
+func TestHostFilesMustMatchConfig(t *testing.T) { eachEngine(t, testHostFilesMustMatchConfig) }
+
+func testHostFilesMustMatchConfig(t *testing.T) {
 	cfg := "[[files]]\nkind = \"stdin\"\n\n[[files]]\nname = \"in\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = 1\n"
 	w := keep.Workload{Wasm: wasmtest.Return1(), Config: []byte(cfg)}
 	// Wrong count.
-	if _, err := keep.Run(context.Background(), w, keep.Options{Files: []*os.File{os.Stdin}, NoCache: true}); err == nil {
+	if _, err := keep.Run(context.Background(), w, keep.Options{Engine: engineOf(t), Files: []*os.File{os.Stdin}, NoCache: true}); err == nil {
 		t.Fatal("accepted 1 file for 2 entries")
 	}
 	// A pipe where a listening socket belongs.
 	r, wp := pipe(t)
 	_ = wp
-	_, err := keep.Run(context.Background(), w, keep.Options{Files: []*os.File{os.Stdin, r}, NoCache: true})
+	_, err := keep.Run(context.Background(), w, keep.Options{Engine: engineOf(t), Files: []*os.File{os.Stdin, r}, NoCache: true})
 	if err == nil || !strings.Contains(err.Error(), "listening TCP socket") {
 		t.Fatalf("err %v", err)
 	}
@@ -331,7 +386,7 @@ func TestHostFilesMustMatchConfig(t *testing.T) {
 	defer c.Close()
 	cf, _ := c.(*net.TCPConn).File()
 	defer cf.Close()
-	_, err = keep.Run(context.Background(), w, keep.Options{Files: []*os.File{os.Stdin, cf}, NoCache: true})
+	_, err = keep.Run(context.Background(), w, keep.Options{Engine: engineOf(t), Files: []*os.File{os.Stdin, cf}, NoCache: true})
 	if err == nil || !strings.Contains(err.Error(), "listening TCP socket") {
 		t.Fatalf("err %v", err)
 	}
@@ -356,7 +411,9 @@ func echoServer(t *testing.T) net.Listener {
 	return l
 }
 
-func TestConnectTCP(t *testing.T) {
+func TestConnectTCP(t *testing.T) { eachEngine(t, testConnectTCP) }
+
+func testConnectTCP(t *testing.T) {
 	l := echoServer(t)
 	port := l.Addr().(*net.TCPAddr).Port
 	cfg := fmt.Sprintf(`
@@ -396,7 +453,9 @@ func TestConnectFailureNamesEndpoint(t *testing.T) {
 	}
 }
 
-func TestListenTCP(t *testing.T) {
+func TestListenTCP(t *testing.T) { eachEngine(t, testListenTCP) }
+
+func testListenTCP(t *testing.T) {
 	ping, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -470,7 +529,9 @@ port = %d
 	}
 }
 
-func TestMemoryMinimumAboveLimit(t *testing.T) {
+func TestMemoryMinimumAboveLimit(t *testing.T) { eachEngine(t, testMemoryMinimumAboveLimit) }
+
+func testMemoryMinimumAboveLimit(t *testing.T) {
 	r := runOpts(t, keep.Workload{Wasm: wasmtest.Memory(100)}, "", nil, keep.Options{MemoryLimit: 64 << 16})
 	var mle *keep.MemoryLimitError
 	if r.code != 1 || !errors.As(r.err, &mle) || mle.Requested != 100<<16 {
@@ -479,7 +540,9 @@ func TestMemoryMinimumAboveLimit(t *testing.T) {
 }
 
 // TestExamples runs the examples/ workloads with their own Enarx.toml.
-func TestExamples(t *testing.T) {
+func TestExamples(t *testing.T) { eachEngine(t, testExamples) }
+
+func testExamples(t *testing.T) {
 	load := func(name string) ([]byte, string) {
 		wasm, err := os.ReadFile(testutil.BuildWasm(t, "../examples/"+name))
 		if err != nil {
@@ -505,14 +568,16 @@ func TestExamples(t *testing.T) {
 	}
 }
 
-func TestConcurrentRunsShareCache(t *testing.T) {
+func TestConcurrentRunsShareCache(t *testing.T) { eachEngine(t, testConcurrentRunsShareCache) }
+
+func testConcurrentRunsShareCache(t *testing.T) {
 	wasm := wasmtest.ProcExit("wasi_snapshot_preview1", 9)
 	dir := t.TempDir()
 	errs := make(chan error, 4)
 	for i := 0; i < 4; i++ {
 		go func() {
 			code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm},
-				keep.Options{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, CacheDir: dir})
+				keep.Options{Engine: engineOf(t), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, CacheDir: dir})
 			if err != nil || code != 9 {
 				errs <- fmt.Errorf("code %d err %v", code, err)
 				return
@@ -532,7 +597,9 @@ func TestConcurrentRunsShareCache(t *testing.T) {
 
 // TestGoServerWithoutSetNonblock: a Go server written the usual way serves
 // concurrent clients (sockets start non-blocking for Go guests).
-func TestGoServerWithoutSetNonblock(t *testing.T) {
+func TestGoServerWithoutSetNonblock(t *testing.T) { eachEngine(t, testGoServerWithoutSetNonblock) }
+
+func testGoServerWithoutSetNonblock(t *testing.T) {
 	port := freePort(t)
 	cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nkind = \"stderr\"\n\n"+
 		"[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = %d\n", port)
@@ -580,7 +647,9 @@ func TestGoServerWithoutSetNonblock(t *testing.T) {
 
 // TestCancelStopsAWaitingWorkload: a cancelled run ends while the guest
 // waits in poll_oneoff, with a plain error rather than a trap.
-func TestCancelStopsAWaitingWorkload(t *testing.T) {
+func TestCancelStopsAWaitingWorkload(t *testing.T) { eachEngine(t, testCancelStopsAWaitingWorkload) }
+
+func testCancelStopsAWaitingWorkload(t *testing.T) {
 	port := freePort(t)
 	cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nkind = \"stderr\"\n\n"+
 		"[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = %d\n", port)

@@ -27,7 +27,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func TestListenTLS(t *testing.T) {
+func TestListenTLS(t *testing.T) { eachEngine(t, testListenTLS) }
+
+func testListenTLS(t *testing.T) {
 	port := freePort(t)
 	cfg := fmt.Sprintf(`
 [[files]]
@@ -126,7 +128,9 @@ func serverCert(t *testing.T) (tls.Certificate, string) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pemText
 }
 
-func TestConnectTLS(t *testing.T) {
+func TestConnectTLS(t *testing.T) { eachEngine(t, testConnectTLS) }
+
+func testConnectTLS(t *testing.T) {
 	cert, caPEM := serverCert(t)
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
@@ -169,7 +173,9 @@ ca = """
 	}
 }
 
-func TestConnectTLSUntrustedServer(t *testing.T) {
+func TestConnectTLSUntrustedServer(t *testing.T) { eachEngine(t, testConnectTLSUntrustedServer) }
+
+func testConnectTLSUntrustedServer(t *testing.T) {
 	cert, _ := serverCert(t)
 	_, otherCA := serverCert(t)
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})

@@ -2,92 +2,212 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enarx-go/enarx/keep/internal/wasmtest"
 )
 
-func TestLimits(t *testing.T) {
+// eachEngine runs test on every engine of this build.
+func eachEngine(t *testing.T, test func(t *testing.T, eng string)) {
+	for _, eng := range Names() {
+		t.Run(eng, func(t *testing.T) { test(t, eng) })
+	}
+}
+
+func instantiate(t *testing.T, e Engine, wasm []byte) Instance {
+	t.Helper()
 	ctx := context.Background()
-	if _, err := New(ctx, Config{NoCache: true, MemoryLimit: 5 << 30}); err == nil {
-		t.Fatal("accepted a limit above 4 GiB")
-	}
-	if _, err := New(ctx, Config{NoCache: true, MemoryLimit: 100}); err == nil {
-		t.Fatal("accepted a limit below one page")
-	}
-	e, err := New(ctx, Config{NoCache: true, MemoryLimit: 3*pageSize + 7})
+	m, err := e.Compile(ctx, wasm)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close(ctx)
-	if e.Limit() != 3*pageSize {
-		t.Fatalf("limit %d not rounded down to pages", e.Limit())
-	}
-	// Growing past the limit is refused and recorded.
-	mod, err := e.Runtime.Instantiate(e.Context(ctx), wasmtest.Memory(1))
+	in, err := m.Instantiate(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := mod.Memory()
-	if _, ok := mem.Grow(2); !ok {
-		t.Fatal("growth within the limit refused")
-	}
-	if _, ok := mem.Grow(1); ok {
-		t.Fatal("growth past the limit allowed")
-	}
-	if req, ok := e.Breach(); !ok || req != 4*pageSize {
-		t.Fatalf("breach %d %v", req, ok)
-	}
+	return in
+}
+
+func TestLimits(t *testing.T) {
+	eachEngine(t, func(t *testing.T, eng string) {
+		ctx := context.Background()
+		if _, err := New(ctx, Config{Engine: eng, NoCache: true, MemoryLimit: 5 << 30}); err == nil {
+			t.Fatal("accepted a limit above 4 GiB")
+		}
+		if _, err := New(ctx, Config{Engine: eng, NoCache: true, MemoryLimit: 100}); err == nil {
+			t.Fatal("accepted a limit below one page")
+		}
+		e, err := New(ctx, Config{Engine: eng, NoCache: true, MemoryLimit: 3*pageSize + 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close(ctx)
+		if e.Limit() != 3*pageSize {
+			t.Fatalf("limit %d not rounded down to pages", e.Limit())
+		}
+		// Growing to the limit works, past it is refused and recorded.
+		in := instantiate(t, e, wasmtest.Grow(2))
+		if err := in.Call(ctx, "_start"); err != nil {
+			t.Fatalf("growth within the limit refused: %v", err)
+		}
+		if _, ok := e.Breach(); ok {
+			t.Fatal("breach reported before one happened")
+		}
+		if err := in.Call(ctx, "_start"); err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("growth past the limit: %v; want the guest's trap", err)
+		}
+		if req, ok := e.Breach(); !ok || req != 5*pageSize {
+			t.Fatalf("breach %d %v; want %d", req, ok, 5*pageSize)
+		}
+		if n := len(in.Memory()); n != 3*pageSize {
+			t.Fatalf("memory is %d bytes after a refused growth", n)
+		}
+	})
 }
 
 func TestGrowthDoesNotMove(t *testing.T) {
-	ctx := context.Background()
-	e, err := New(ctx, Config{NoCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(ctx)
-	mod, err := e.Runtime.Instantiate(e.Context(ctx), wasmtest.Memory(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := mod.Memory()
-	mem.WriteByte(10, 42)
-	before, _ := mem.Read(0, 1)
-	if _, ok := mem.Grow(1000); !ok {
-		t.Fatal("grow")
-	}
-	after, _ := mem.Read(0, 1)
-	if &before[0] != &after[0] {
-		t.Fatal("memory moved on growth")
-	}
-	if b, _ := mem.ReadByte(10); b != 42 {
-		t.Fatal("contents lost")
-	}
+	eachEngine(t, func(t *testing.T, eng string) {
+		ctx := context.Background()
+		e, err := New(ctx, Config{Engine: eng, NoCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close(ctx)
+		in := instantiate(t, e, wasmtest.Grow(1000))
+		before := in.Memory()
+		before[10] = 42
+		if err := in.Call(ctx, "_start"); err != nil {
+			t.Fatal(err)
+		}
+		after := in.Memory()
+		if len(after) != 1001*pageSize {
+			t.Fatalf("memory %d bytes after growth", len(after))
+		}
+		if &before[0] != &after[0] {
+			t.Fatal("memory moved on growth")
+		}
+		if after[10] != 42 {
+			t.Fatal("contents lost")
+		}
+	})
 }
 
 func TestCacheDirectory(t *testing.T) {
+	eachEngine(t, func(t *testing.T, eng string) {
+		ctx := context.Background()
+		dir := filepath.Join(t.TempDir(), "cache")
+		for range 2 { // compile, then load from the cache
+			e, err := New(ctx, Config{Engine: eng, CacheDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := instantiate(t, e, wasmtest.Return1()).Call(ctx, ""); err != nil {
+				t.Fatal(err)
+			}
+			e.Close(ctx)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), eng+"-") {
+			t.Fatalf("cache dir has %v (%v); want one %s-<version> directory", entries, err, eng)
+		}
+		// An unusable cache directory is a clear error.
+		f := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(f, nil, 0o600)
+		if _, err := New(ctx, Config{Engine: eng, CacheDir: filepath.Join(f, "sub")}); err == nil || !strings.Contains(err.Error(), "--no-cache") {
+			t.Fatalf("err %v", err)
+		}
+	})
+}
+
+// TestInterrupt: a guest that computes forever, in a loop or by recursion
+// without loops, stops when its context ends.
+func TestInterrupt(t *testing.T) {
+	eachEngine(t, func(t *testing.T, eng string) {
+		for name, wasm := range map[string][]byte{"loop": wasmtest.Loop(), "recursion": wasmtest.Recurse(100)} {
+			t.Run(name, func(t *testing.T) {
+				ctx := context.Background()
+				e, err := New(ctx, Config{Engine: eng, NoCache: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer e.Close(ctx)
+				in := instantiate(t, e, wasm)
+				cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				defer cancel()
+				done := make(chan error, 1)
+				go func() { done <- in.Call(cctx, "_start") }()
+				select {
+				case err := <-done:
+					if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("err %v; want ErrInterrupted wrapping the deadline", err)
+					}
+				case <-time.After(time.Minute):
+					t.Fatal("the guest was not interrupted")
+				}
+			})
+		}
+	})
+}
+
+func TestExitAndHostErrors(t *testing.T) {
+	eachEngine(t, func(t *testing.T, eng string) {
+		ctx := context.Background()
+		boom := errors.New("boom")
+		var mem int
+		for _, tc := range []struct {
+			ret  error
+			want func(error) bool
+		}{
+			{&ExitError{Code: 7}, func(err error) bool {
+				var ee *ExitError
+				return errors.As(err, &ee) && ee.Code == 7
+			}},
+			{boom, func(err error) bool { return errors.Is(err, boom) }},
+		} {
+			e, err := New(ctx, Config{Engine: eng, NoCache: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close(ctx)
+			m, err := e.Compile(ctx, wasmtest.ProcExit("m", 5))
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := m.Instantiate(ctx, []HostFunc{{Module: "m", Name: "proc_exit", Params: []ValType{I32},
+				Fn: func(_ context.Context, c Caller, stack []uint64) error {
+					if uint32(stack[0]) != 5 {
+						t.Errorf("parameter %d", stack[0])
+					}
+					mem = len(c.Memory())
+					return tc.ret
+				}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Call(ctx, "_start"); !tc.want(err) {
+				t.Fatalf("host returned %v, call returned %v", tc.ret, err)
+			}
+		}
+		if mem != 0 {
+			t.Fatalf("a module without memory has %d bytes", mem)
+		}
+	})
+}
+
+func TestUnknownEngine(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "cache")
-	e, err := New(ctx, Config{CacheDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Runtime.CompileModule(ctx, wasmtest.Return1()); err != nil {
-		t.Fatal(err)
-	}
-	e.Close(ctx)
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "wazero-") {
-		t.Fatalf("cache dir has %v (%v); want one wazero-<version> directory", entries, err)
-	}
-	// An unusable cache directory is a clear error.
-	f := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(f, nil, 0o600)
-	if _, err := New(ctx, Config{CacheDir: filepath.Join(f, "sub")}); err == nil || !strings.Contains(err.Error(), "--no-cache") {
+	if _, err := New(ctx, Config{Engine: "v8", NoCache: true}); err == nil || !strings.Contains(err.Error(), "wazero") {
 		t.Fatalf("err %v", err)
+	}
+	if Check("") != nil || Check(Default()) != nil {
+		t.Fatal("the default engine is refused")
+	}
+	if Names()[0] != Default() {
+		t.Fatal("Names does not list the default first")
 	}
 }

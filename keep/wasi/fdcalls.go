@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 
-	"github.com/tetratelabs/wazero/api"
+	"github.com/enarx-go/enarx/keep/engine"
 
 	"github.com/enarx-go/enarx/keep/fd"
 )
@@ -21,7 +21,7 @@ func (s *System) entry(n uint64) (*fd.Entry, Errno) {
 
 // iovecs validates an iovec array and returns its total length. Every
 // buffer must lie inside memory: the check happens before any I/O.
-func iovecs(mem api.Memory, iovs, count uint32) (uint64, Errno) {
+func iovecs(mem []byte, iovs, count uint32) (uint64, Errno) {
 	if count > MaxIovecs {
 		return 0, EINVAL
 	}
@@ -41,14 +41,14 @@ func iovecs(mem api.Memory, iovs, count uint32) (uint64, Errno) {
 }
 
 // iov returns buffer i of a validated iovec array.
-func iov(mem api.Memory, iovs, i uint32) []byte {
+func iov(mem []byte, iovs, i uint32) []byte {
 	arr := view(mem, iovs+8*i, 8)
 	return view(mem, le.Uint32(arr), le.Uint32(arr[4:]))
 }
 
 // readv reads into a validated iovec array. Only the first read may block;
 // later ones just pick up what is already available, as readv(2) would.
-func readv(st fd.Stream, mem api.Memory, iovs, count uint32, nonblock bool) (uint32, Errno) {
+func readv(st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
 	var total uint32
 	for i := uint32(0); i < count; i++ {
 		b := iov(mem, iovs, i)
@@ -71,7 +71,7 @@ func readv(st fd.Stream, mem api.Memory, iovs, count uint32, nonblock bool) (uin
 }
 
 // writev writes a validated iovec array.
-func writev(st fd.Stream, mem api.Memory, iovs, count uint32, nonblock bool) (uint32, Errno) {
+func writev(st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
 	var total uint32
 	for i := uint32(0); i < count; i++ {
 		b := iov(mem, iovs, i)
@@ -93,7 +93,7 @@ func writev(st fd.Stream, mem api.Memory, iovs, count uint32, nonblock bool) (ui
 	return total, ESUCCESS
 }
 
-func (s *System) fdRead(_ context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) fdRead(_ context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -102,10 +102,10 @@ func (s *System) fdRead(_ context.Context, mod api.Module, stk []uint64) Errno {
 	if !ok {
 		return ENOTCONN
 	}
-	return rw(st, mod, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), readv)
+	return rw(st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), readv)
 }
 
-func (s *System) fdWrite(_ context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) fdWrite(_ context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -114,13 +114,13 @@ func (s *System) fdWrite(_ context.Context, mod api.Module, stk []uint64) Errno 
 	if !ok {
 		return ENOTCONN
 	}
-	return rw(st, mod, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), writev)
+	return rw(st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), writev)
 }
 
 // rw validates the iovecs and the result pointer, then does the I/O.
-func rw(st fd.Stream, mod api.Module, e *fd.Entry, iovs, count, result uint32,
-	op func(fd.Stream, api.Memory, uint32, uint32, bool) (uint32, Errno)) Errno {
-	mem := memory(mod)
+func rw(st fd.Stream, c engine.Caller, e *fd.Entry, iovs, count, result uint32,
+	op func(fd.Stream, []byte, uint32, uint32, bool) (uint32, Errno)) Errno {
+	mem := c.Memory()
 	res := view(mem, result, 4)
 	if res == nil {
 		return EFAULT
@@ -140,26 +140,26 @@ func rw(st fd.Stream, mod api.Module, e *fd.Entry, iovs, count, result uint32,
 	return ESUCCESS
 }
 
-func (s *System) fdClose(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) fdClose(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	if err := s.Files.Close(uint32(stk[0])); err != nil {
 		return errnoOf(err)
 	}
 	return ESUCCESS
 }
 
-func (s *System) fdRenumber(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) fdRenumber(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	if err := s.Files.Renumber(uint32(stk[0]), uint32(stk[1])); err != nil {
 		return errnoOf(err)
 	}
 	return ESUCCESS
 }
 
-func (s *System) fdFdstatGet(_ context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) fdFdstatGet(_ context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
 	}
-	b := view(memory(mod), uint32(stk[1]), 24)
+	b := view(c.Memory(), uint32(stk[1]), 24)
 	if b == nil {
 		return EFAULT
 	}
@@ -175,7 +175,7 @@ func (s *System) fdFdstatGet(_ context.Context, mod api.Module, stk []uint64) Er
 
 const allFdflags = fd.FlagAppend | fd.FlagDsync | fd.FlagNonblock | fd.FlagRsync | fd.FlagSync
 
-func (s *System) fdFdstatSetFlags(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) fdFdstatSetFlags(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -193,19 +193,19 @@ func (s *System) fdFdstatSetFlags(_ context.Context, _ api.Module, stk []uint64)
 	return ESUCCESS
 }
 
-func (s *System) fdFdstatSetRights(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) fdFdstatSetRights(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
 		return errno
 	}
 	return ENOTSUP
 }
 
-func (s *System) fdFilestatGet(_ context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) fdFilestatGet(_ context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
 	}
-	b := view(memory(mod), uint32(stk[1]), 64)
+	b := view(c.Memory(), uint32(stk[1]), 64)
 	if b == nil {
 		return EFAULT
 	}
@@ -215,7 +215,7 @@ func (s *System) fdFilestatGet(_ context.Context, mod api.Module, stk []uint64) 
 	return ESUCCESS
 }
 
-func (s *System) fdFilestatSetSize(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) fdFilestatSetSize(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
 		return errno
 	}
@@ -225,7 +225,7 @@ func (s *System) fdFilestatSetSize(_ context.Context, _ api.Module, stk []uint64
 // fstflags: ATIM, ATIM_NOW, MTIM, MTIM_NOW.
 const allFstflags = 0xf
 
-func (s *System) fdFilestatSetTimes(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) fdFilestatSetTimes(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
 		return errno
 	}
@@ -246,8 +246,8 @@ func (s *System) fdFilestatSetTimes(_ context.Context, _ api.Module, stk []uint6
 // pipe or socket, and sync calls with EINVAL. No descriptor is a directory:
 // fd_readdir and path_* fail with ENOTDIR (path_symlink's directory is its
 // third parameter).
-func (s *System) fdThen(arg int, errno Errno) func(context.Context, api.Module, []uint64) Errno {
-	return func(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) fdThen(arg int, errno Errno) func(context.Context, engine.Caller, []uint64) Errno {
+	return func(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 		if _, e := s.entry(stk[arg]); e != ESUCCESS {
 			return e
 		}
@@ -258,6 +258,6 @@ func (s *System) fdThen(arg int, errno Errno) func(context.Context, api.Module, 
 // fdPrestatGet serves fd_prestat_get and fd_prestat_dir_name: there are no
 // preopened directories, so every descriptor answers EBADF (which also ends
 // wasi-libc's and Go's preopen scan).
-func (s *System) fdPrestatGet(context.Context, api.Module, []uint64) Errno {
+func (s *System) fdPrestatGet(context.Context, engine.Caller, []uint64) Errno {
 	return EBADF
 }

@@ -7,13 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enarx-go/enarx/keep/engine"
 	"github.com/enarx-go/enarx/keep/fd"
 )
 
 // FuzzCall calls a WASI function chosen by fn with arbitrary parameters
-// against a real module memory filled from mem. Nothing may panic (other
-// than the deliberate unwinding of a cancelled poll) or write outside the
-// module's memory, and every errno must be a WASI errno.
+// against a real module memory of every engine, filled from mem. Nothing
+// may panic or write outside the module's memory, every errno must be a
+// WASI errno, and only a cancelled wait may unwind the guest (with the
+// context's error).
 func FuzzCall(f *testing.F) {
 	f.Add(uint8(0), []byte{}, []byte{})
 	f.Add(uint8(27), binary.LittleEndian.AppendUint32(nil, 1), []byte("hello"))
@@ -46,10 +48,18 @@ func FuzzCall(f *testing.F) {
 	_, out, _, outR := pipeStreams(f)
 	go io.Copy(io.Discard, outR)
 	outFile := out
+	// One instance per engine serves every input: only its memory is used.
+	type inst struct {
+		name string
+		mem  memory
+		c    engine.Caller
+	}
+	var insts []inst
+	for _, eng := range engine.Names() {
+		in := instance(f, eng, &System{Files: fd.NewTable(nil)})
+		insts = append(insts, inst{eng, in.Memory(), in})
+	}
 	f.Fuzz(func(t *testing.T, fn uint8, p []byte, mem []byte) {
-		e := newEnv(t, fd.Null{}, outFile, fd.Null{})
-		// Guard pages: the module's memory is the only thing written.
-		e.put(0, mem[:min(len(mem), memSize)])
 		name := names[int(fn)%len(names)]
 		var stack [10]uint64
 		for i := range stack {
@@ -58,16 +68,21 @@ func FuzzCall(f *testing.F) {
 				p = p[4:]
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		defer cancel()
-		defer func() {
-			if r := recover(); r != nil && r != context.DeadlineExceeded {
-				t.Fatalf("%s%v panicked: %v", name, stack, r)
+		for _, in := range insts {
+			s := &System{Args: []string{"main.wasm", "a b"}, Env: []string{"X=y"}, Files: fd.NewTable([]fd.File{fd.Null{}, outFile, fd.Null{}})}
+			s.HostFuncs()
+			// The module's memory is the only thing the call can write.
+			clear(in.mem)
+			copy(in.mem, mem)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			errno, err, _ := s.Call(ctx, in.c, name, stack[:]...)
+			cancel()
+			if errno > ENOTCAPABLE {
+				t.Fatalf("%s: %s returned errno %d", in.name, name, errno)
 			}
-		}()
-		errno, _ := e.s.Call(ctx, e.mod, name, stack[:]...)
-		if errno > ENOTCAPABLE {
-			t.Fatalf("%s returned errno %d", name, errno)
+			if err != nil && (name != "poll_oneoff" || err != context.DeadlineExceeded) {
+				t.Fatalf("%s: %s%v unwound the guest: %v", in.name, name, stack, err)
+			}
 		}
 	})
 }

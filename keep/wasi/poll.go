@@ -5,7 +5,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/tetratelabs/wazero/api"
+	"github.com/enarx-go/enarx/keep/engine"
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/fd"
@@ -43,12 +43,12 @@ type pending struct {
 	hasData bool
 }
 
-func (s *System) pollOneoff(ctx context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) pollOneoff(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	in, out, n, resPtr := uint32(stk[0]), uint32(stk[1]), uint32(stk[2]), uint32(stk[3])
 	if n == 0 || n > MaxSubscriptions {
 		return EINVAL
 	}
-	mem := memory(mod)
+	mem := c.Memory()
 	inB, outB, res := view(mem, in, n*subSize), view(mem, out, n*eventSize), view(mem, resPtr, 4)
 	if inB == nil || outB == nil || res == nil {
 		return EFAULT
@@ -148,7 +148,8 @@ func (s *System) pollOneoff(ctx context.Context, mod api.Module, stk []uint64) E
 			}
 			if err := ctx.Err(); err != nil {
 				// The run was cancelled: unwind the guest.
-				panic(err)
+				s.unwind = context.Cause(ctx)
+				return EINTR
 			}
 			for j, p := range pfds {
 				if p.Revents == 0 {

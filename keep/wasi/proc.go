@@ -7,8 +7,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/sys"
+	"github.com/enarx-go/enarx/keep/engine"
 )
 
 var le = binary.LittleEndian
@@ -16,25 +15,21 @@ var le = binary.LittleEndian
 // MaxRandom bounds one random_get call (the guest can loop for more).
 const MaxRandom = 1 << 20
 
-// memory returns the guest's memory or nil.
-func memory(mod api.Module) api.Memory { return mod.Memory() }
-
-// writable returns the n bytes at off, or nil if out of bounds.
-func view(mem api.Memory, off, n uint32) []byte {
-	if mem == nil {
+// view returns the n bytes of guest memory mem at off, or nil if they are
+// out of bounds (or the guest has no memory). A zero-length view inside
+// memory is empty but not nil.
+func view(mem []byte, off, n uint32) []byte {
+	end := uint64(off) + uint64(n) // no uint32 overflow with 4 GiB of memory
+	if mem == nil || end > uint64(len(mem)) {
 		return nil
 	}
-	b, ok := mem.Read(off, n)
-	if !ok {
-		return nil
-	}
-	return b
+	return mem[off:end:end]
 }
 
 // listGet implements args_get / environ_get: pointers into ptrs, strings
 // (NUL-terminated, concatenated in buf) into bufPtr.
-func listGet(mod api.Module, list []string, buf []byte, ptrs, bufPtr uint32) Errno {
-	mem := memory(mod)
+func listGet(c engine.Caller, list []string, buf []byte, ptrs, bufPtr uint32) Errno {
+	mem := c.Memory()
 	if uint64(len(list))*4 > 1<<32 {
 		return EFAULT
 	}
@@ -55,8 +50,8 @@ func listGet(mod api.Module, list []string, buf []byte, ptrs, bufPtr uint32) Err
 	return ESUCCESS
 }
 
-func sizesGet(mod api.Module, count, size int, countPtr, sizePtr uint32) Errno {
-	mem := memory(mod)
+func sizesGet(c engine.Caller, count, size int, countPtr, sizePtr uint32) Errno {
+	mem := c.Memory()
 	a, b := view(mem, countPtr, 4), view(mem, sizePtr, 4)
 	if a == nil || b == nil {
 		return EFAULT
@@ -66,20 +61,20 @@ func sizesGet(mod api.Module, count, size int, countPtr, sizePtr uint32) Errno {
 	return ESUCCESS
 }
 
-func (s *System) argsGet(_ context.Context, mod api.Module, st []uint64) Errno {
-	return listGet(mod, s.Args, s.argBuf, uint32(st[0]), uint32(st[1]))
+func (s *System) argsGet(_ context.Context, c engine.Caller, st []uint64) Errno {
+	return listGet(c, s.Args, s.argBuf, uint32(st[0]), uint32(st[1]))
 }
 
-func (s *System) argsSizesGet(_ context.Context, mod api.Module, st []uint64) Errno {
-	return sizesGet(mod, len(s.Args), len(s.argBuf), uint32(st[0]), uint32(st[1]))
+func (s *System) argsSizesGet(_ context.Context, c engine.Caller, st []uint64) Errno {
+	return sizesGet(c, len(s.Args), len(s.argBuf), uint32(st[0]), uint32(st[1]))
 }
 
-func (s *System) environGet(_ context.Context, mod api.Module, st []uint64) Errno {
-	return listGet(mod, s.Env, s.envBuf, uint32(st[0]), uint32(st[1]))
+func (s *System) environGet(_ context.Context, c engine.Caller, st []uint64) Errno {
+	return listGet(c, s.Env, s.envBuf, uint32(st[0]), uint32(st[1]))
 }
 
-func (s *System) environSizesGet(_ context.Context, mod api.Module, st []uint64) Errno {
-	return sizesGet(mod, len(s.Env), len(s.envBuf), uint32(st[0]), uint32(st[1]))
+func (s *System) environSizesGet(_ context.Context, c engine.Caller, st []uint64) Errno {
+	return sizesGet(c, len(s.Env), len(s.envBuf), uint32(st[0]), uint32(st[1]))
 }
 
 // WASI clock ids.
@@ -90,7 +85,7 @@ const (
 	clockThread    = 3
 )
 
-func (s *System) clockResGet(_ context.Context, mod api.Module, st []uint64) Errno {
+func (s *System) clockResGet(_ context.Context, c engine.Caller, st []uint64) Errno {
 	id := uint32(st[0])
 	switch id {
 	case clockRealtime, clockMonotonic:
@@ -99,7 +94,7 @@ func (s *System) clockResGet(_ context.Context, mod api.Module, st []uint64) Err
 	default:
 		return EINVAL
 	}
-	b := view(memory(mod), uint32(st[1]), 8)
+	b := view(c.Memory(), uint32(st[1]), 8)
 	if b == nil {
 		return EFAULT
 	}
@@ -120,12 +115,12 @@ func (s *System) now(id uint32) (uint64, Errno) {
 	return 0, EINVAL
 }
 
-func (s *System) clockTimeGet(_ context.Context, mod api.Module, st []uint64) Errno {
+func (s *System) clockTimeGet(_ context.Context, c engine.Caller, st []uint64) Errno {
 	t, e := s.now(uint32(st[0]))
 	if e != ESUCCESS {
 		return e
 	}
-	b := view(memory(mod), uint32(st[2]), 8)
+	b := view(c.Memory(), uint32(st[2]), 8)
 	if b == nil {
 		return EFAULT
 	}
@@ -133,12 +128,12 @@ func (s *System) clockTimeGet(_ context.Context, mod api.Module, st []uint64) Er
 	return ESUCCESS
 }
 
-func (s *System) randomGet(_ context.Context, mod api.Module, st []uint64) Errno {
+func (s *System) randomGet(_ context.Context, c engine.Caller, st []uint64) Errno {
 	n := uint32(st[1])
 	if n > MaxRandom {
 		return EINVAL
 	}
-	b := view(memory(mod), uint32(st[0]), n)
+	b := view(c.Memory(), uint32(st[0]), n)
 	if b == nil {
 		return EFAULT
 	}
@@ -148,20 +143,17 @@ func (s *System) randomGet(_ context.Context, mod api.Module, st []uint64) Errno
 	return ESUCCESS
 }
 
-func (s *System) schedYield(context.Context, api.Module, []uint64) Errno {
+func (s *System) schedYield(context.Context, engine.Caller, []uint64) Errno {
 	runtime.Gosched()
 	return ESUCCESS
 }
 
-func (s *System) procRaise(context.Context, api.Module, []uint64) Errno {
+func (s *System) procRaise(context.Context, engine.Caller, []uint64) Errno {
 	return ENOSYS
 }
 
-// procExit ends the guest with the given status: the module is closed with
-// that exit code and the call unwinds with a *sys.ExitError (as wazero's
-// own WASI does), so no guest code runs after it.
-func procExit(ctx context.Context, mod api.Module, st []uint64) {
-	code := uint32(st[0])
-	_ = mod.CloseWithExitCode(ctx, code)
-	panic(sys.NewExitError(code))
+// procExit ends the guest with the given status: the engine unwinds it, so
+// no guest code runs after it.
+func procExit(_ context.Context, _ engine.Caller, st []uint64) error {
+	return &engine.ExitError{Code: uint32(st[0])}
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 
-	"github.com/tetratelabs/wazero/api"
+	"github.com/enarx-go/enarx/keep/engine"
 
 	"github.com/enarx-go/enarx/keep/fd"
 )
@@ -18,7 +18,7 @@ const (
 	sdWrite     = 2
 )
 
-func (s *System) sockAccept(_ context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) sockAccept(_ context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -27,7 +27,7 @@ func (s *System) sockAccept(_ context.Context, mod api.Module, stk []uint64) Err
 	if flags&^uint32(fd.FlagNonblock|fd.FlagAppend) != 0 {
 		return EINVAL
 	}
-	res := view(memory(mod), uint32(stk[2]), 4)
+	res := view(c.Memory(), uint32(stk[2]), 4)
 	if res == nil {
 		return EFAULT
 	}
@@ -38,13 +38,13 @@ func (s *System) sockAccept(_ context.Context, mod api.Module, stk []uint64) Err
 		}
 		return ENOTSOCK
 	}
-	c, err := l.Accept(e.Nonblock())
+	conn, err := l.Accept(e.Nonblock())
 	if err != nil {
 		return errnoOf(err)
 	}
-	n, err := s.Files.Insert(c, uint16(flags))
+	n, err := s.Files.Insert(conn, uint16(flags))
 	if err != nil {
-		c.Close()
+		conn.Close()
 		return errnoOf(err)
 	}
 	le.PutUint32(res, n)
@@ -66,7 +66,7 @@ func (s *System) socket(n uint64) (*fd.Entry, fd.Socket, Errno) {
 	return e, sk, ESUCCESS
 }
 
-func (s *System) sockRecv(_ context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) sockRecv(_ context.Context, c engine.Caller, stk []uint64) Errno {
 	e, sk, errno := s.socket(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -79,7 +79,7 @@ func (s *System) sockRecv(_ context.Context, mod api.Module, stk []uint64) Errno
 	if flags&recvPeek != 0 && !canPeek {
 		return ENOTSUP
 	}
-	mem := memory(mod)
+	mem := c.Memory()
 	iovs, count := uint32(stk[1]), uint32(stk[2])
 	resLen, resFlags := view(mem, uint32(stk[4]), 4), view(mem, uint32(stk[5]), 2)
 	if resLen == nil || resFlags == nil {
@@ -119,7 +119,7 @@ func (s *System) sockRecv(_ context.Context, mod api.Module, stk []uint64) Errno
 	return ESUCCESS
 }
 
-func (s *System) sockSend(_ context.Context, mod api.Module, stk []uint64) Errno {
+func (s *System) sockSend(_ context.Context, c engine.Caller, stk []uint64) Errno {
 	e, sk, errno := s.socket(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -127,10 +127,10 @@ func (s *System) sockSend(_ context.Context, mod api.Module, stk []uint64) Errno
 	if uint32(stk[3]) != 0 {
 		return EINVAL
 	}
-	return rw(sk, mod, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[4]), writev)
+	return rw(sk, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[4]), writev)
 }
 
-func (s *System) sockShutdown(_ context.Context, _ api.Module, stk []uint64) Errno {
+func (s *System) sockShutdown(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	_, sk, errno := s.socket(stk[0])
 	if errno != ESUCCESS {
 		return errno

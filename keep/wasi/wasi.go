@@ -1,16 +1,20 @@
 // Package wasi is the Keep's WASI preview1 host module, written for the
 // Enarx fd model (fd = index of the Enarx.toml [[files]] entry; stdio, null,
-// listening and connected TCP/TLS sockets; no file system) on wazero.
+// listening and connected TCP/TLS sockets; no file system). It is written
+// once, against the engine-neutral engine.HostFunc and engine.Caller, and
+// runs unchanged on every engine of package engine.
 //
-// wazero's bundled WASI cannot express that model (connected sockets at
-// arbitrary fd numbers, TLS streams, null), hence this layer.
+// The engines' bundled WASI implementations cannot express that model
+// (connected sockets at arbitrary fd numbers, TLS streams, null), hence
+// this layer.
 //
 // Trust: the guest module is untrusted. Every pointer and length it passes is
 // bounds-checked against its linear memory (EFAULT), counts are bounded
 // (EINVAL), result pointers are checked before any I/O so a bad pointer
 // never loses data, descriptors are looked up in the fd table (EBADF) and
-// flags are validated (EINVAL). No call panics (except proc_exit, which
-// unwinds the guest by design) and none blocks unless the guest asked to.
+// flags are validated (EINVAL). No call panics and none blocks unless the
+// guest asked to; proc_exit and a cancelled wait unwind the guest by
+// returning an error to the engine.
 package wasi
 
 import (
@@ -19,8 +23,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
+	"github.com/enarx-go/enarx/keep/engine"
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/fd"
@@ -56,6 +59,10 @@ type System struct {
 	argBuf []byte
 	envBuf []byte
 
+	// unwind is set by a call that must end the guest (a cancelled
+	// poll_oneoff); the engine unwinds with it.
+	unwind error
+
 	// poll_oneoff scratch space.
 	subs   []sub
 	ready  []pending
@@ -63,23 +70,34 @@ type System struct {
 	pindex []int
 }
 
-// Instantiate exports the WASI functions over s into r under both module
-// names. The returned function releases s's resources (not the fd table).
-func Instantiate(ctx context.Context, r wazero.Runtime, s *System) error {
+// HostFuncs readies s and returns its WASI functions under both module
+// names, for any engine (see package engine).
+func (s *System) HostFuncs() []engine.HostFunc {
 	if s.Rand == nil {
 		s.Rand = rand.Reader
 	}
 	s.start = time.Now()
 	s.argBuf = nulJoin(s.Args)
 	s.envBuf = nulJoin(s.Env)
-	for _, name := range []string{ModuleName, LegacyModuleName} {
-		b := r.NewHostModuleBuilder(name)
-		s.export(b)
-		if _, err := b.Instantiate(ctx); err != nil {
-			return err
+	var out []engine.HostFunc
+	for _, mod := range []string{ModuleName, LegacyModuleName} {
+		for _, e := range s.exports() {
+			fn := e.fn
+			out = append(out, engine.HostFunc{
+				Module: mod, Name: e.name, Params: e.params, Results: errnoResult,
+				Fn: func(ctx context.Context, c engine.Caller, stack []uint64) error {
+					stack[0] = uint64(fn(ctx, c, stack))
+					if err := s.unwind; err != nil {
+						s.unwind = nil
+						return err
+					}
+					return nil
+				},
+			})
 		}
+		out = append(out, engine.HostFunc{Module: mod, Name: "proc_exit", Params: []engine.ValType{i32}, Fn: procExit})
 	}
-	return nil
+	return out
 }
 
 func nulJoin(list []string) []byte {
@@ -92,67 +110,67 @@ func nulJoin(list []string) []byte {
 }
 
 const (
-	i32 = api.ValueTypeI32
-	i64 = api.ValueTypeI64
+	i32 = engine.I32
+	i64 = engine.I64
 )
 
 // hostFunc is one WASI function: it returns the errno.
-type hostFunc func(ctx context.Context, mod api.Module, stack []uint64) Errno
+type hostFunc func(ctx context.Context, c engine.Caller, stack []uint64) Errno
 
 type export struct {
 	name   string
 	fn     hostFunc
-	params []api.ValueType
+	params []engine.ValType
 	names  []string
 }
 
 func (s *System) exports() []export {
 	return []export{
-		{"args_get", s.argsGet, []api.ValueType{i32, i32}, []string{"argv", "argv_buf"}},
-		{"args_sizes_get", s.argsSizesGet, []api.ValueType{i32, i32}, []string{"result.argc", "result.argv_len"}},
-		{"environ_get", s.environGet, []api.ValueType{i32, i32}, []string{"environ", "environ_buf"}},
-		{"environ_sizes_get", s.environSizesGet, []api.ValueType{i32, i32}, []string{"result.environc", "result.environv_len"}},
-		{"clock_res_get", s.clockResGet, []api.ValueType{i32, i32}, []string{"id", "result.resolution"}},
-		{"clock_time_get", s.clockTimeGet, []api.ValueType{i32, i64, i32}, []string{"id", "precision", "result.timestamp"}},
-		{"fd_advise", s.fdThen(0, ESPIPE), []api.ValueType{i32, i64, i64, i32}, []string{"fd", "offset", "len", "advice"}},
-		{"fd_allocate", s.fdThen(0, ESPIPE), []api.ValueType{i32, i64, i64}, []string{"fd", "offset", "len"}},
-		{"fd_close", s.fdClose, []api.ValueType{i32}, []string{"fd"}},
-		{"fd_datasync", s.fdThen(0, EINVAL), []api.ValueType{i32}, []string{"fd"}},
-		{"fd_fdstat_get", s.fdFdstatGet, []api.ValueType{i32, i32}, []string{"fd", "result.stat"}},
-		{"fd_fdstat_set_flags", s.fdFdstatSetFlags, []api.ValueType{i32, i32}, []string{"fd", "flags"}},
-		{"fd_fdstat_set_rights", s.fdFdstatSetRights, []api.ValueType{i32, i64, i64}, []string{"fd", "fs_rights_base", "fs_rights_inheriting"}},
-		{"fd_filestat_get", s.fdFilestatGet, []api.ValueType{i32, i32}, []string{"fd", "result.filestat"}},
-		{"fd_filestat_set_size", s.fdFilestatSetSize, []api.ValueType{i32, i64}, []string{"fd", "size"}},
-		{"fd_filestat_set_times", s.fdFilestatSetTimes, []api.ValueType{i32, i64, i64, i32}, []string{"fd", "atim", "mtim", "fst_flags"}},
-		{"fd_pread", s.fdThen(0, ESPIPE), []api.ValueType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nread"}},
-		{"fd_prestat_get", s.fdPrestatGet, []api.ValueType{i32, i32}, []string{"fd", "result.prestat"}},
-		{"fd_prestat_dir_name", s.fdPrestatGet, []api.ValueType{i32, i32, i32}, []string{"fd", "result.path", "result.path_len"}},
-		{"fd_pwrite", s.fdThen(0, ESPIPE), []api.ValueType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nwritten"}},
-		{"fd_read", s.fdRead, []api.ValueType{i32, i32, i32, i32}, []string{"fd", "iovs", "iovs_len", "result.nread"}},
-		{"fd_readdir", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32, i64, i32}, []string{"fd", "buf", "buf_len", "cookie", "result.bufused"}},
-		{"fd_renumber", s.fdRenumber, []api.ValueType{i32, i32}, []string{"fd", "to"}},
-		{"fd_seek", s.fdThen(0, ESPIPE), []api.ValueType{i32, i64, i32, i32}, []string{"fd", "offset", "whence", "result.newoffset"}},
-		{"fd_sync", s.fdThen(0, EINVAL), []api.ValueType{i32}, []string{"fd"}},
-		{"fd_tell", s.fdThen(0, ESPIPE), []api.ValueType{i32, i32}, []string{"fd", "result.offset"}},
-		{"fd_write", s.fdWrite, []api.ValueType{i32, i32, i32, i32}, []string{"fd", "iovs", "iovs_len", "result.nwritten"}},
-		{"path_create_directory", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
-		{"path_filestat_get", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32, i32, i32}, []string{"fd", "flags", "path", "path_len", "result.filestat"}},
-		{"path_filestat_set_times", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32, i32, i64, i64, i32}, []string{"fd", "flags", "path", "path_len", "atim", "mtim", "fst_flags"}},
-		{"path_link", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []string{"old_fd", "old_flags", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
-		{"path_open", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, []string{"fd", "dirflags", "path", "path_len", "oflags", "fs_rights_base", "fs_rights_inheriting", "fdflags", "result.opened_fd"}},
-		{"path_readlink", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32, i32, i32, i32}, []string{"fd", "path", "path_len", "buf", "buf_len", "result.bufused"}},
-		{"path_remove_directory", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
-		{"path_rename", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32, i32, i32, i32}, []string{"fd", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
-		{"path_symlink", s.fdThen(2, ENOTDIR), []api.ValueType{i32, i32, i32, i32, i32}, []string{"old_path", "old_path_len", "fd", "new_path", "new_path_len"}},
-		{"path_unlink_file", s.fdThen(0, ENOTDIR), []api.ValueType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
-		{"poll_oneoff", s.pollOneoff, []api.ValueType{i32, i32, i32, i32}, []string{"in", "out", "nsubscriptions", "result.nevents"}},
-		{"proc_raise", s.procRaise, []api.ValueType{i32}, []string{"sig"}},
+		{"args_get", s.argsGet, []engine.ValType{i32, i32}, []string{"argv", "argv_buf"}},
+		{"args_sizes_get", s.argsSizesGet, []engine.ValType{i32, i32}, []string{"result.argc", "result.argv_len"}},
+		{"environ_get", s.environGet, []engine.ValType{i32, i32}, []string{"environ", "environ_buf"}},
+		{"environ_sizes_get", s.environSizesGet, []engine.ValType{i32, i32}, []string{"result.environc", "result.environv_len"}},
+		{"clock_res_get", s.clockResGet, []engine.ValType{i32, i32}, []string{"id", "result.resolution"}},
+		{"clock_time_get", s.clockTimeGet, []engine.ValType{i32, i64, i32}, []string{"id", "precision", "result.timestamp"}},
+		{"fd_advise", s.fdThen(0, ESPIPE), []engine.ValType{i32, i64, i64, i32}, []string{"fd", "offset", "len", "advice"}},
+		{"fd_allocate", s.fdThen(0, ESPIPE), []engine.ValType{i32, i64, i64}, []string{"fd", "offset", "len"}},
+		{"fd_close", s.fdClose, []engine.ValType{i32}, []string{"fd"}},
+		{"fd_datasync", s.fdThen(0, EINVAL), []engine.ValType{i32}, []string{"fd"}},
+		{"fd_fdstat_get", s.fdFdstatGet, []engine.ValType{i32, i32}, []string{"fd", "result.stat"}},
+		{"fd_fdstat_set_flags", s.fdFdstatSetFlags, []engine.ValType{i32, i32}, []string{"fd", "flags"}},
+		{"fd_fdstat_set_rights", s.fdFdstatSetRights, []engine.ValType{i32, i64, i64}, []string{"fd", "fs_rights_base", "fs_rights_inheriting"}},
+		{"fd_filestat_get", s.fdFilestatGet, []engine.ValType{i32, i32}, []string{"fd", "result.filestat"}},
+		{"fd_filestat_set_size", s.fdFilestatSetSize, []engine.ValType{i32, i64}, []string{"fd", "size"}},
+		{"fd_filestat_set_times", s.fdFilestatSetTimes, []engine.ValType{i32, i64, i64, i32}, []string{"fd", "atim", "mtim", "fst_flags"}},
+		{"fd_pread", s.fdThen(0, ESPIPE), []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nread"}},
+		{"fd_prestat_get", s.fdPrestatGet, []engine.ValType{i32, i32}, []string{"fd", "result.prestat"}},
+		{"fd_prestat_dir_name", s.fdPrestatGet, []engine.ValType{i32, i32, i32}, []string{"fd", "result.path", "result.path_len"}},
+		{"fd_pwrite", s.fdThen(0, ESPIPE), []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nwritten"}},
+		{"fd_read", s.fdRead, []engine.ValType{i32, i32, i32, i32}, []string{"fd", "iovs", "iovs_len", "result.nread"}},
+		{"fd_readdir", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "buf", "buf_len", "cookie", "result.bufused"}},
+		{"fd_renumber", s.fdRenumber, []engine.ValType{i32, i32}, []string{"fd", "to"}},
+		{"fd_seek", s.fdThen(0, ESPIPE), []engine.ValType{i32, i64, i32, i32}, []string{"fd", "offset", "whence", "result.newoffset"}},
+		{"fd_sync", s.fdThen(0, EINVAL), []engine.ValType{i32}, []string{"fd"}},
+		{"fd_tell", s.fdThen(0, ESPIPE), []engine.ValType{i32, i32}, []string{"fd", "result.offset"}},
+		{"fd_write", s.fdWrite, []engine.ValType{i32, i32, i32, i32}, []string{"fd", "iovs", "iovs_len", "result.nwritten"}},
+		{"path_create_directory", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_filestat_get", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32}, []string{"fd", "flags", "path", "path_len", "result.filestat"}},
+		{"path_filestat_set_times", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i64, i64, i32}, []string{"fd", "flags", "path", "path_len", "atim", "mtim", "fst_flags"}},
+		{"path_link", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i32, i32}, []string{"old_fd", "old_flags", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
+		{"path_open", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, []string{"fd", "dirflags", "path", "path_len", "oflags", "fs_rights_base", "fs_rights_inheriting", "fdflags", "result.opened_fd"}},
+		{"path_readlink", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "path", "path_len", "buf", "buf_len", "result.bufused"}},
+		{"path_remove_directory", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_rename", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
+		{"path_symlink", s.fdThen(2, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32}, []string{"old_path", "old_path_len", "fd", "new_path", "new_path_len"}},
+		{"path_unlink_file", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"poll_oneoff", s.pollOneoff, []engine.ValType{i32, i32, i32, i32}, []string{"in", "out", "nsubscriptions", "result.nevents"}},
+		{"proc_raise", s.procRaise, []engine.ValType{i32}, []string{"sig"}},
 		{"sched_yield", s.schedYield, nil, nil},
-		{"random_get", s.randomGet, []api.ValueType{i32, i32}, []string{"buf", "buf_len"}},
-		{"sock_accept", s.sockAccept, []api.ValueType{i32, i32, i32}, []string{"fd", "flags", "result.fd"}},
-		{"sock_recv", s.sockRecv, []api.ValueType{i32, i32, i32, i32, i32, i32}, []string{"fd", "ri_data", "ri_data_len", "ri_flags", "result.ro_datalen", "result.ro_flags"}},
-		{"sock_send", s.sockSend, []api.ValueType{i32, i32, i32, i32, i32}, []string{"fd", "si_data", "si_data_len", "si_flags", "result.so_datalen"}},
-		{"sock_shutdown", s.sockShutdown, []api.ValueType{i32, i32}, []string{"fd", "how"}},
+		{"random_get", s.randomGet, []engine.ValType{i32, i32}, []string{"buf", "buf_len"}},
+		{"sock_accept", s.sockAccept, []engine.ValType{i32, i32, i32}, []string{"fd", "flags", "result.fd"}},
+		{"sock_recv", s.sockRecv, []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "ri_data", "ri_data_len", "ri_flags", "result.ro_datalen", "result.ro_flags"}},
+		{"sock_send", s.sockSend, []engine.ValType{i32, i32, i32, i32, i32}, []string{"fd", "si_data", "si_data_len", "si_flags", "result.so_datalen"}},
+		{"sock_shutdown", s.sockShutdown, []engine.ValType{i32, i32}, []string{"fd", "how"}},
 	}
 }
 
@@ -166,34 +184,21 @@ func FunctionNames() []string {
 	return names
 }
 
-var errnoResult = []api.ValueType{i32}
+var errnoResult = []engine.ValType{i32}
 
-func (s *System) export(b wazero.HostModuleBuilder) {
-	for _, e := range s.exports() {
-		fn := e.fn
-		b.NewFunctionBuilder().
-			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-				stack[0] = uint64(fn(ctx, mod, stack))
-			}), e.params, errnoResult).
-			WithParameterNames(e.names...).
-			WithResultNames("errno").
-			Export(e.name)
-	}
-	b.NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(procExit), []api.ValueType{i32}, nil).
-		WithParameterNames("rval").
-		Export("proc_exit")
-}
-
-// Call invokes the named function directly on mod with params, as if the
-// guest had called it (used by tests and fuzzing). It returns the errno.
-func (s *System) Call(ctx context.Context, mod api.Module, name string, params ...uint64) (Errno, bool) {
+// Call invokes the named function directly with params, as if the guest
+// c had called it (used by tests and fuzzing). It returns the errno and
+// the error with which the call would unwind the guest (nil normally).
+func (s *System) Call(ctx context.Context, c engine.Caller, name string, params ...uint64) (Errno, error, bool) {
 	for _, e := range s.exports() {
 		if e.name == name {
 			stack := make([]uint64, max(len(params), 1))
 			copy(stack, params)
-			return e.fn(ctx, mod, stack), true
+			errno := e.fn(ctx, c, stack)
+			err := s.unwind
+			s.unwind = nil
+			return errno, err, true
 		}
 	}
-	return 0, false
+	return 0, nil, false
 }

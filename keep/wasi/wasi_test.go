@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-
+	"github.com/enarx-go/enarx/keep/engine"
 	"github.com/enarx-go/enarx/keep/fd"
 	"github.com/enarx-go/enarx/keep/internal/wasmtest"
 )
@@ -30,33 +28,95 @@ var preview1 = []string{
 }
 
 type env struct {
-	t   testing.TB
-	s   *System
-	mod api.Module
-	mem api.Memory
-	r   wazero.Runtime
+	t    testing.TB
+	s    *System
+	inst engine.Instance
+	mem  memory
 }
 
-func newEnv(t testing.TB, files ...fd.File) *env {
+// instance returns an instance of a module with one page of memory on
+// engine eng, linked to s's functions.
+func instance(t testing.TB, eng string, s *System) engine.Instance {
 	ctx := context.Background()
-	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
-	t.Cleanup(func() { r.Close(ctx) })
-	s := &System{Args: []string{"main.wasm", "a b"}, Env: []string{"FD_COUNT=1", "X=y"}, Files: fd.NewTable(files)}
-	if err := Instantiate(ctx, r, s); err != nil {
-		t.Fatal(err)
-	}
-	mod, err := r.Instantiate(ctx, wasmtest.Memory(1))
+	en, err := engine.New(ctx, engine.Config{Engine: eng, NoCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, s: s, mod: mod, mem: mod.Memory(), r: r}
+	t.Cleanup(func() { en.Close(ctx) })
+	m, err := en.Compile(ctx, wasmtest.Memory(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := m.Instantiate(ctx, s.HostFuncs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+func newEnv(t testing.TB, eng string, files ...fd.File) *env {
+	s := &System{Args: []string{"main.wasm", "a b"}, Env: []string{"FD_COUNT=1", "X=y"}, Files: fd.NewTable(files)}
+	inst := instance(t, eng, s)
+	return &env{t: t, s: s, inst: inst, mem: inst.Memory()}
+}
+
+// eachEngine runs test on every engine of this build.
+func eachEngine(t *testing.T, test func(t *testing.T, eng string)) {
+	for _, eng := range engine.Names() {
+		t.Run(eng, func(t *testing.T) { test(t, eng) })
+	}
+}
+
+// memory reads and writes guest memory as the engines' own APIs would.
+type memory []byte
+
+func (m memory) Read(off, n uint32) ([]byte, bool) {
+	b := view(m, off, n)
+	return b, b != nil
+}
+
+func (m memory) Write(off uint32, b []byte) bool {
+	v := view(m, off, uint32(len(b)))
+	copy(v, b)
+	return v != nil
+}
+
+func (m memory) ReadUint16Le(off uint32) (uint16, bool) {
+	b := view(m, off, 2)
+	if b == nil {
+		return 0, false
+	}
+	return le.Uint16(b), true
+}
+
+func (m memory) ReadUint32Le(off uint32) (uint32, bool) {
+	b := view(m, off, 4)
+	if b == nil {
+		return 0, false
+	}
+	return le.Uint32(b), true
+}
+
+func (m memory) ReadUint64Le(off uint32) (uint64, bool) {
+	b := view(m, off, 8)
+	if b == nil {
+		return 0, false
+	}
+	return le.Uint64(b), true
+}
+
+func (m memory) WriteUint32Le(off, v uint32) bool {
+	return m.Write(off, le.AppendUint32(nil, v))
 }
 
 func (e *env) call(name string, params ...uint64) Errno {
 	e.t.Helper()
-	errno, ok := e.s.Call(context.Background(), e.mod, name, params...)
+	errno, err, ok := e.s.Call(context.Background(), e.inst, name, params...)
 	if !ok {
 		e.t.Fatalf("no function %s", name)
+	}
+	if err != nil {
+		e.t.Fatalf("%s%v unwound the guest: %v", name, params, err)
 	}
 	return errno
 }
@@ -100,8 +160,10 @@ const memSize = 65536
 // address space.
 var badPtrs = []uint64{memSize - 2, memSize, 0xffffffff, 0xfffffff0}
 
-func TestEveryFunctionExported(t *testing.T) {
-	e := newEnv(t)
+func TestEveryFunctionExported(t *testing.T) { eachEngine(t, testEveryFunctionExported) }
+
+func testEveryFunctionExported(t *testing.T, eng string) {
+	e := newEnv(t, eng)
 	got := FunctionNames()
 	sort.Strings(got)
 	want := append([]string(nil), preview1...)
@@ -109,22 +171,51 @@ func TestEveryFunctionExported(t *testing.T) {
 	if len(got) != len(want) {
 		t.Fatalf("exported %d functions, want %d:\n%v", len(got), len(want), got)
 	}
+	host := e.s.HostFuncs()
+	have := map[string]engine.HostFunc{}
+	for _, f := range host {
+		have[f.Module+"."+f.Name] = f
+	}
+	var imports []wasmtest.Import
 	for _, mod := range []string{ModuleName, LegacyModuleName} {
-		m := e.r.Module(mod)
-		if m == nil {
-			t.Fatalf("module %s not instantiated", mod)
-		}
-		defs := m.ExportedFunctionDefinitions()
 		for _, name := range want {
-			if defs[name] == nil {
+			f, ok := have[mod+"."+name]
+			if !ok {
 				t.Errorf("%s.%s missing", mod, name)
+				continue
 			}
+			imports = append(imports, wasmtest.Import{Module: mod, Name: name, Params: valTypes(f.Params), Results: valTypes(f.Results)})
 		}
+	}
+	// A module importing every function with its signature links on
+	// this engine.
+	ctx := context.Background()
+	en, err := engine.New(ctx, engine.Config{Engine: eng, NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer en.Close(ctx)
+	m, err := en.Compile(ctx, wasmtest.ImportAll(imports))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Instantiate(ctx, host); err != nil {
+		t.Fatalf("linking every WASI function: %v", err)
 	}
 }
 
-func TestArgsAndEnviron(t *testing.T) {
-	e := newEnv(t)
+func valTypes(ts []engine.ValType) []byte {
+	b := make([]byte, len(ts))
+	for i, t := range ts {
+		b[i] = byte(t)
+	}
+	return b
+}
+
+func TestArgsAndEnviron(t *testing.T) { eachEngine(t, testArgsAndEnviron) }
+
+func testArgsAndEnviron(t *testing.T, eng string) {
+	e := newEnv(t, eng)
 	e.expect(ESUCCESS, "args_sizes_get", 0, 4)
 	if e.u32(0) != 2 || e.u32(4) != uint32(len("main.wasm\x00a b\x00")) {
 		t.Fatalf("args sizes %d %d", e.u32(0), e.u32(4))
@@ -156,8 +247,10 @@ func TestArgsAndEnviron(t *testing.T) {
 	e.expect(ESUCCESS, "args_sizes_get", 0xdead_0000_0000|0, 0xbeef_0000_0000|4)
 }
 
-func TestClocks(t *testing.T) {
-	e := newEnv(t)
+func TestClocks(t *testing.T) { eachEngine(t, testClocks) }
+
+func testClocks(t *testing.T, eng string) {
+	e := newEnv(t, eng)
 	before := time.Now().UnixNano()
 	e.expect(ESUCCESS, "clock_time_get", clockRealtime, 1, 8)
 	if now := int64(e.u64(8)); now < before || now > time.Now().UnixNano() {
@@ -182,8 +275,10 @@ func TestClocks(t *testing.T) {
 	}
 }
 
-func TestRandomGet(t *testing.T) {
-	e := newEnv(t)
+func TestRandomGet(t *testing.T) { eachEngine(t, testRandomGet) }
+
+func testRandomGet(t *testing.T, eng string) {
+	e := newEnv(t, eng)
 	e.expect(ESUCCESS, "random_get", 1000, 64)
 	if b, _ := e.mem.Read(1000, 64); bytes.Equal(b, make([]byte, 64)) {
 		t.Fatal("random_get left zeros")
@@ -194,8 +289,10 @@ func TestRandomGet(t *testing.T) {
 	e.expect(EFAULT, "random_get", 0xffffffff, 2)
 }
 
-func TestSchedYieldProcRaise(t *testing.T) {
-	e := newEnv(t)
+func TestSchedYieldProcRaise(t *testing.T) { eachEngine(t, testSchedYieldProcRaise) }
+
+func testSchedYieldProcRaise(t *testing.T, eng string) {
+	e := newEnv(t, eng)
 	e.expect(ESUCCESS, "sched_yield")
 	e.expect(ENOSYS, "proc_raise", 9)
 }
@@ -217,9 +314,11 @@ func pipeStreams(t testing.TB) (in, out *fd.Stdio, inW, outR *os.File) {
 	return in, out, w1, r2
 }
 
-func TestFdWriteRead(t *testing.T) {
+func TestFdWriteRead(t *testing.T) { eachEngine(t, testFdWriteRead) }
+
+func testFdWriteRead(t *testing.T, eng string) {
 	in, out, inW, outR := pipeStreams(t)
-	e := newEnv(t, in, out, fd.Null{})
+	e := newEnv(t, eng, in, out, fd.Null{})
 	e.put(1000, []byte("hello, "))
 	e.put(2000, []byte("world\n"))
 	e.iov(100, 1000, 7, 3000, 0, 2000, 6)
@@ -275,9 +374,11 @@ func TestFdWriteRead(t *testing.T) {
 	}
 }
 
-func TestFdstatAndFlags(t *testing.T) {
+func TestFdstatAndFlags(t *testing.T) { eachEngine(t, testFdstatAndFlags) }
+
+func testFdstatAndFlags(t *testing.T, eng string) {
 	in, out, _, _ := pipeStreams(t)
-	e := newEnv(t, in, out, fd.Null{})
+	e := newEnv(t, eng, in, out, fd.Null{})
 	e.expect(ESUCCESS, "fd_fdstat_get", 1, 64)
 	if b, _ := e.mem.Read(64, 24); b[0] != byte(fd.FiletypeUnknown) || e.u64(72)&fd.RightFdWrite == 0 {
 		t.Fatalf("fdstat %x", b)
@@ -301,8 +402,10 @@ func TestFdstatAndFlags(t *testing.T) {
 	e.expect(ENOTSUP, "fd_fdstat_set_rights", 1, 0, 0)
 }
 
-func TestCloseAndRenumber(t *testing.T) {
-	e := newEnv(t, fd.Null{}, fd.Null{}, fd.Null{})
+func TestCloseAndRenumber(t *testing.T) { eachEngine(t, testCloseAndRenumber) }
+
+func testCloseAndRenumber(t *testing.T, eng string) {
+	e := newEnv(t, eng, fd.Null{}, fd.Null{}, fd.Null{})
 	e.expect(ESUCCESS, "fd_close", 1)
 	e.expect(EBADF, "fd_close", 1)
 	e.expect(EBADF, "fd_write", 1, 0, 0, 8)
@@ -314,8 +417,10 @@ func TestCloseAndRenumber(t *testing.T) {
 }
 
 // TestFilesystemCalls: no descriptor is a file or directory.
-func TestFilesystemCalls(t *testing.T) {
-	e := newEnv(t, fd.Null{})
+func TestFilesystemCalls(t *testing.T) { eachEngine(t, testFilesystemCalls) }
+
+func testFilesystemCalls(t *testing.T, eng string) {
+	e := newEnv(t, eng, fd.Null{})
 	cases := []struct {
 		name   string
 		valid  Errno
@@ -370,9 +475,11 @@ func (e *env) event(out uint32, i int) (userdata uint64, errno uint16, typ byte)
 	return le.Uint64(b), le.Uint16(b[8:]), b[10]
 }
 
-func TestPollOneoff(t *testing.T) {
+func TestPollOneoff(t *testing.T) { eachEngine(t, testPollOneoff) }
+
+func testPollOneoff(t *testing.T, eng string) {
 	in, out, inW, _ := pipeStreams(t)
-	e := newEnv(t, in, out)
+	e := newEnv(t, eng, in, out)
 	const subs, events, nev = 1000, 5000, 8
 	// A relative clock fires.
 	e.sub(subs, 7, tagClock, clockMonotonic, uint64(5*time.Millisecond), 0)
@@ -430,19 +537,17 @@ func TestPollOneoff(t *testing.T) {
 	}
 }
 
-func TestPollCancelled(t *testing.T) {
+func TestPollCancelled(t *testing.T) { eachEngine(t, testPollCancelled) }
+
+func testPollCancelled(t *testing.T, eng string) {
 	in, _, _, _ := pipeStreams(t)
-	e := newEnv(t, in)
+	e := newEnv(t, eng, in)
 	e.sub(1000, 1, tagFdRead, 0, 0, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	defer func() {
-		if r := recover(); r != context.DeadlineExceeded {
-			t.Fatalf("recovered %v, want the context error", r)
-		}
-	}()
-	e.s.Call(ctx, e.mod, "poll_oneoff", 1000, 5000, 1, 8)
-	t.Fatal("poll_oneoff returned on a cancelled run")
+	if _, err, _ := e.s.Call(ctx, e.inst, "poll_oneoff", 1000, 5000, 1, 8); err != context.DeadlineExceeded {
+		t.Fatalf("poll_oneoff on a cancelled run unwound with %v, want the context error", err)
+	}
 }
 
 func tcpPair(t testing.TB) (*net.TCPListener, *net.TCPConn, *net.TCPConn) {
@@ -462,7 +567,9 @@ func tcpPair(t testing.TB) (*net.TCPListener, *net.TCPConn, *net.TCPConn) {
 	return l, c, s
 }
 
-func TestSockets(t *testing.T) {
+func TestSockets(t *testing.T) { eachEngine(t, testSockets) }
+
+func testSockets(t *testing.T, eng string) {
 	l, client, server := tcpPair(t)
 	sock, err := fd.NewTCPSocket(server)
 	if err != nil {
@@ -472,7 +579,7 @@ func TestSockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, fd.Null{}, sock, lst)
+	e := newEnv(t, eng, fd.Null{}, sock, lst)
 	// sock_send / sock_recv.
 	e.put(1000, []byte("hi there"))
 	e.iov(100, 1000, 8)

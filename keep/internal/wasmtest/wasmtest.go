@@ -145,3 +145,77 @@ func StartParams() []byte {
 		section(10, vec(code(opEnd))),
 	)
 }
+
+// Import is a function import of ImportAll.
+type Import struct {
+	Module, Name    string
+	Params, Results []byte
+}
+
+// ImportAll imports every function in imports (each with its own type)
+// and exports a memory of one page and a no-op _start.
+func ImportAll(imports []Import) []byte {
+	var types, imps [][]byte
+	for i, im := range imports {
+		types = append(types, functype(im.Params, im.Results))
+		imp := append(name(im.Module), name(im.Name)...)
+		imps = append(imps, append(append(imp, 0x00), uleb(uint32(i))...))
+	}
+	types = append(types, functype(nil, nil))
+	start := uint32(len(imports))
+	return module(
+		section(1, vec(types...)),
+		section(2, vec(imps...)),
+		section(3, vec(uleb(start))),
+		section(5, vec(append([]byte{0x00}, uleb(1)...))),
+		section(7, vec(append(name("memory"), append([]byte{0x02}, uleb(0)...)...), append(append(name("_start"), 0x00), uleb(start)...))),
+		section(10, vec(code(opEnd))),
+	)
+}
+
+// Loop exports a _start that loops forever without calling anything.
+func Loop() []byte {
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0))),
+		section(7, vec(append(name("_start"), 0x00, 0x00))),
+		section(10, vec(code(0x03, 0x40, 0x0c, 0x00, 0x0b, opEnd))), // loop; br 0; end
+	)
+}
+
+// Recurse exports a _start that computes fib(n) by naive recursion: no
+// loops, 2^n calls (n = 100 does not finish).
+func Recurse(n int32) []byte {
+	start := append([]byte{opI32Const}, sleb(n)...)
+	start = append(start, opCall, 0x01, 0x1a, opEnd) // call fib; drop
+	fib := []byte{
+		0x20, 0x00, opI32Const, 0x02, 0x49, // local.get 0; i32.const 2; i32.lt_u
+		0x04, I32, // if (result i32)
+		0x20, 0x00, // local.get 0
+		0x05,                                             // else
+		0x20, 0x00, opI32Const, 0x01, 0x6b, opCall, 0x01, // fib(n-1)
+		0x20, 0x00, opI32Const, 0x02, 0x6b, opCall, 0x01, // fib(n-2)
+		0x6a, // i32.add
+		0x0b, opEnd,
+	}
+	return module(
+		section(1, vec(functype(nil, nil), functype([]byte{I32}, []byte{I32}))),
+		section(3, vec(uleb(0), uleb(1))),
+		section(7, vec(append(name("_start"), 0x00, 0x00))),
+		section(10, vec(code(start...), code(fib...))),
+	)
+}
+
+// Grow exports a memory of one page and a _start that grows it by pages
+// and traps (unreachable) if that fails.
+func Grow(pages int32) []byte {
+	body := append([]byte{opI32Const}, sleb(pages)...)
+	body = append(body, 0x40, 0x00, opI32Const, 0x7f, 0x46, 0x04, 0x40, opUnreachable, 0x0b, opEnd)
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0))),
+		section(5, vec(append([]byte{0x00}, uleb(1)...))),
+		section(7, vec(append(name("memory"), append([]byte{0x02}, uleb(0)...)...), append(name("_start"), 0x00, 0x00))),
+		section(10, vec(code(body...))),
+	)
+}

@@ -1,0 +1,487 @@
+// Package instrument rewrites the code of a wasm module for the Keep's
+// engines, adding two things neither engine offers cheaply:
+//
+//   - Interruption checks (for wazero): at every function entry and loop
+//     header, "if (global.get $stop) unreachable". The host sets the
+//     exported global $stop to stop a computing guest. A load and a
+//     branch per iteration, against the indirect call to a trampoline
+//     that wazero's WithCloseOnContextDone inserts at the same places.
+//   - Memory-growth recording (for wasmtime, whose memory limiter says
+//     nothing when it refuses): every memory.grow of memory 0 becomes a
+//     call to an added function that grows the memory and, when growth
+//     fails, stores the size the guest asked for (in pages) in the
+//     exported i64 global $requested.
+//
+// Only appended things are added (a type, a function, globals, exports),
+// so no existing index changes; function bodies keep their instructions
+// and only gain new ones. The output is still validated by the engine.
+//
+// Trust: the module is untrusted. The decoder bounds every read, never
+// allocates more than a small multiple of the input, and rejects what it
+// does not understand with an error; it does not validate the module
+// (the engine does), so a malformed body may be passed through with the
+// engine left to refuse it.
+//
+// No maintained Go library decodes wasm instruction streams for rewriting
+// (wazero's decoder is internal to wazero), hence this one.
+package instrument
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Options selects the rewrites.
+type Options struct {
+	// Interrupt inserts interruption checks.
+	Interrupt bool
+	// RecordGrow wraps memory.grow of memory 0.
+	RecordGrow bool
+}
+
+// Result is a rewritten module.
+type Result struct {
+	Wasm []byte
+	// Stop is the export name of the i32 interruption flag ("" when the
+	// module has no function to check).
+	Stop string
+	// Requested is the export name of the i64 global that holds, in
+	// pages, the memory size of the last memory.grow that failed (""
+	// when the module never grows memory 0).
+	Requested string
+}
+
+// Section ids.
+const (
+	secCustom   = 0
+	secType     = 1
+	secImport   = 2
+	secFunction = 3
+	secGlobal   = 6
+	secExport   = 7
+	secCode     = 10
+)
+
+// order is the position of each known section id in a module.
+var order = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+
+// MaxModule bounds the input (the Keep reads no larger module).
+const MaxModule = 1 << 30
+
+type section struct {
+	id      byte
+	content []byte
+}
+
+var errTruncated = errors.New("truncated")
+
+// Rewrite applies o to wasm. The input is not modified.
+func Rewrite(wasm []byte, o Options) (*Result, error) {
+	if len(wasm) > MaxModule {
+		return nil, fmt.Errorf("module of %d bytes is too large", len(wasm))
+	}
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return nil, errors.New("not a wasm module (bad magic)")
+	}
+	if string(wasm[4:8]) != "\x01\x00\x00\x00" {
+		return nil, errors.New("unsupported wasm binary version")
+	}
+	var secs []section
+	r := reader{b: wasm, p: 8}
+	for r.p < len(r.b) {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		n, err := r.u32()
+		if err != nil {
+			return nil, fmt.Errorf("section %d size: %w", id, err)
+		}
+		c, err := r.bytes(int(n))
+		if err != nil {
+			return nil, fmt.Errorf("section %d: %w", id, err)
+		}
+		secs = append(secs, section{id: id, content: c})
+	}
+	m := &module{secs: secs, wasm: wasm}
+	if err := m.scan(); err != nil {
+		return nil, err
+	}
+	if !o.Interrupt && !o.RecordGrow || m.code == nil {
+		return &Result{Wasm: wasm}, nil
+	}
+	return m.rewrite(o)
+}
+
+type module struct {
+	wasm []byte
+	secs []section
+	// Counts of the index spaces the rewrite appends to.
+	types, importedFuncs, funcs, importedGlobals, globals int
+	exportNames                                           map[string]bool
+	code                                                  []byte
+}
+
+// scan reads the counts and names the rewrite needs.
+func (m *module) scan() error {
+	m.exportNames = map[string]bool{}
+	for _, s := range m.secs {
+		r := reader{b: s.content}
+		var err error
+		switch s.id {
+		case secType:
+			m.types, err = countTypes(&r)
+		case secImport:
+			err = m.scanImports(&r)
+		case secFunction:
+			m.funcs, err = countVec(&r, func(r *reader) error { _, err := r.u32(); return err })
+		case secGlobal:
+			m.globals, err = countVec(&r, skipGlobal)
+		case secExport:
+			err = m.scanExports(&r)
+		case secCode:
+			m.code = s.content
+			r.p = len(r.b) // rewriteCode checks it
+		default:
+			r.p = len(r.b)
+		}
+		if err == nil && r.p != len(r.b) {
+			err = errors.New("bytes after the last entry")
+		}
+		if err != nil {
+			return fmt.Errorf("section %d: %w", s.id, err)
+		}
+	}
+	return nil
+}
+
+// countVec reads a vector whose entries skip reads.
+func countVec(r *reader, skip func(*reader) error) (int, error) {
+	n, err := r.u32()
+	if err != nil {
+		return 0, err
+	}
+	for i := uint32(0); i < n; i++ {
+		if err := skip(r); err != nil {
+			return 0, fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	return int(n), nil
+}
+
+// skipGlobal skips a global: type, mutability, constant expression.
+func skipGlobal(r *reader) error {
+	if err := r.valType(); err != nil {
+		return err
+	}
+	if _, err := r.byte(); err != nil {
+		return err
+	}
+	for {
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if op == 0x0b {
+			return nil
+		}
+		if err := r.immediates(op); err != nil {
+			return err
+		}
+	}
+}
+
+// countTypes counts the type section's function types. Types of the GC
+// proposal (recursion groups, subtypes), which the Keep's engines do not
+// enable, are refused: they would make entry count and index differ.
+func countTypes(r *reader) (int, error) {
+	n, err := r.u32()
+	if err != nil {
+		return 0, err
+	}
+	for i := uint32(0); i < n; i++ {
+		form, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		if form != 0x60 {
+			return 0, fmt.Errorf("type %d: unsupported type form 0x%02x", i, form)
+		}
+		for j := 0; j < 2; j++ { // params, results
+			k, err := r.u32()
+			if err != nil {
+				return 0, err
+			}
+			for ; k > 0; k-- {
+				if err := r.valType(); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return int(n), nil
+}
+
+func (m *module) scanImports(r *reader) error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		for j := 0; j < 2; j++ { // module, name
+			if _, err := r.name(); err != nil {
+				return err
+			}
+		}
+		kind, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case 0: // func: type index
+			m.importedFuncs++
+			_, err = r.u32()
+		case 1: // table: reftype, limits
+			if err = r.valType(); err == nil {
+				err = r.limits()
+			}
+		case 2: // memory: limits
+			err = r.limits()
+		case 3: // global: valtype, mutability
+			m.importedGlobals++
+			if err = r.valType(); err == nil {
+				_, err = r.byte()
+			}
+		case 4: // tag: attribute, type index
+			if _, err = r.byte(); err == nil {
+				_, err = r.u32()
+			}
+		default:
+			return fmt.Errorf("import %d: unknown kind %d", i, kind)
+		}
+		if err != nil {
+			return fmt.Errorf("import %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (m *module) scanExports(r *reader) error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		name, err := r.name()
+		if err != nil {
+			return err
+		}
+		m.exportNames[string(name)] = true
+		if _, err := r.byte(); err != nil {
+			return err
+		}
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exportName returns base, or base with underscores appended, whichever
+// the module does not already export.
+func (m *module) exportName(base string) string {
+	for m.exportNames[base] {
+		base += "_"
+	}
+	m.exportNames[base] = true
+	return base
+}
+
+func (m *module) rewrite(o Options) (*Result, error) {
+	res := &Result{}
+	stopGlobal := -1
+	if o.Interrupt {
+		stopGlobal = m.importedGlobals + m.globals
+	}
+	growFunc, reqGlobal := -1, -1
+	if o.RecordGrow {
+		growFunc = m.importedFuncs + m.funcs
+		reqGlobal = m.importedGlobals + m.globals
+		if stopGlobal >= 0 {
+			reqGlobal++
+		}
+	}
+	code, grew, err := rewriteCode(m.code, stopGlobal, growFunc)
+	if err != nil {
+		return nil, err
+	}
+	var newGlobals, newExports [][]byte
+	if stopGlobal >= 0 {
+		res.Stop = m.exportName("enarx.interrupt")
+		// (global (mut i32) (i32.const 0))
+		newGlobals = append(newGlobals, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b})
+		newExports = append(newExports, exportEntry(res.Stop, 3, stopGlobal))
+	}
+	var newType, newFunc []byte
+	if grew {
+		res.Requested = m.exportName("enarx.requested_pages")
+		// (global (mut i64) (i64.const 0))
+		newGlobals = append(newGlobals, []byte{0x7e, 0x01, 0x42, 0x00, 0x0b})
+		newExports = append(newExports, exportEntry(res.Requested, 3, reqGlobal))
+		newType = []byte{0x60, 0x01, 0x7f, 0x01, 0x7f} // (i32) -> i32
+		newFunc = uleb(nil, uint64(m.types))
+		code = appendVecItem(code, growBody(reqGlobal))
+	} else if stopGlobal < 0 {
+		return &Result{Wasm: m.wasm}, nil // nothing to add
+	}
+	// Replace or add the sections the new entries go into.
+	repl := map[byte][]byte{secCode: code}
+	var err2 error
+	add := func(id byte, items ...[]byte) {
+		if len(items) == 0 || items[0] == nil || err2 != nil {
+			return
+		}
+		old := m.content(id)
+		if old == nil {
+			old = []byte{0}
+		}
+		for _, it := range items {
+			if old, err2 = appendVecItemChecked(old, it); err2 != nil {
+				return
+			}
+		}
+		repl[id] = old
+	}
+	add(secType, newType)
+	add(secFunction, newFunc)
+	add(secGlobal, newGlobals...)
+	add(secExport, newExports...)
+	if err2 != nil {
+		return nil, err2
+	}
+	res.Wasm = m.encode(repl)
+	return res, nil
+}
+
+func (m *module) content(id byte) []byte {
+	for _, s := range m.secs {
+		if s.id == id {
+			return s.content
+		}
+	}
+	return nil
+}
+
+// encode writes the module with the sections in repl replacing (or, when
+// absent, added to) the original ones.
+func (m *module) encode(repl map[byte][]byte) []byte {
+	size := 8
+	for _, s := range m.secs {
+		size += len(s.content) + 6
+	}
+	for _, c := range repl {
+		size += len(c) + 6
+	}
+	out := make([]byte, 0, size)
+	out = append(out, "\x00asm\x01\x00\x00\x00"...)
+	put := func(id byte, c []byte) {
+		out = append(out, id)
+		out = uleb(out, uint64(len(c)))
+		out = append(out, c...)
+	}
+	done := map[byte]bool{}
+	// flush adds the replacement sections that are missing from the
+	// module and belong before a section of rank below.
+	flush := func(below int) {
+		for _, id := range []byte{1, 3, 6, 7, 10} {
+			if c, ok := repl[id]; ok && !done[id] && order[id] < below && m.content(id) == nil {
+				put(id, c)
+				done[id] = true
+			}
+		}
+	}
+	for _, s := range m.secs {
+		if s.id != secCustom {
+			flush(order[s.id])
+		}
+		if c, ok := repl[s.id]; ok && s.id != secCustom && !done[s.id] {
+			put(s.id, c)
+			done[s.id] = true
+			continue
+		}
+		put(s.id, s.content)
+	}
+	flush(1 << 30)
+	return out
+}
+
+func exportEntry(name string, kind byte, index int) []byte {
+	b := uleb(nil, uint64(len(name)))
+	b = append(b, name...)
+	b = append(b, kind)
+	return uleb(b, uint64(index))
+}
+
+// appendVecItem appends item to a vector (count, items…) already known
+// to be well formed.
+func appendVecItem(vec, item []byte) []byte {
+	out, err := appendVecItemChecked(vec, item)
+	if err != nil {
+		panic(err) // the caller built vec itself
+	}
+	return out
+}
+
+func appendVecItemChecked(vec, item []byte) ([]byte, error) {
+	r := reader{b: vec}
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	if n == 1<<32-1 {
+		return nil, errors.New("vector is full")
+	}
+	out := uleb(make([]byte, 0, len(vec)+len(item)+5), uint64(n)+1)
+	out = append(out, vec[r.p:]...)
+	return append(out, item...), nil
+}
+
+// growBody is the added function: memory.grow with its failure recorded.
+//
+//	(func (param $d i32) (result i32) (local $r i32)
+//	  (local.tee $r (memory.grow (local.get $d)))
+//	  (if (i32.eq (i32.const -1))
+//	    (then (global.set $requested
+//	      (i64.add (i64.extend_i32_u (memory.size)) (i64.extend_i32_u (local.get $d))))))
+//	  (local.get $r))
+func growBody(global int) []byte {
+	body := []byte{
+		0x01, 0x01, 0x7f, // one i32 local
+		0x20, 0x00, // local.get 0
+		0x40, 0x00, // memory.grow 0
+		0x22, 0x01, // local.tee 1
+		0x41, 0x7f, // i32.const -1
+		0x46,       // i32.eq
+		0x04, 0x40, // if
+		0x3f, 0x00, // memory.size 0
+		0xad,       // i64.extend_i32_u
+		0x20, 0x00, // local.get 0
+		0xad, // i64.extend_i32_u
+		0x7c, // i64.add
+		0x24, // global.set
+	}
+	body = uleb(body, uint64(global))
+	body = append(body, 0x0b, 0x20, 0x01, 0x0b) // end, local.get 1, end
+	return append(uleb(nil, uint64(len(body))), body...)
+}
+
+func uleb(b []byte, v uint64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}

@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/enarx-go/enarx/keep/engine/internal/instrument"
+)
+
+// wazero: the optimizing compiler, pure Go, in every build.
+
+func init() {
+	register(factory{name: "wazero", rank: 0, new: newWazero})
+}
+
+type wazeroEngine struct {
+	rt    wazero.Runtime
+	alloc *allocator
+	cache wazero.CompilationCache
+	// hosts are the host modules already instantiated in rt.
+	hosts map[string]bool
+}
+
+func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
+	rc := wazero.NewRuntimeConfigCompiler().
+		// Never enable close-on-context-done: its check at every loop
+		// header is an indirect call, which slows tight loops several
+		// times over. Interruption comes from checks inserted into the
+		// module instead (package instrument): a load and a branch.
+		WithCloseOnContextDone(false)
+	e := &wazeroEngine{alloc: &allocator{limit: limit}, hosts: map[string]bool{}}
+	if cacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("opening compilation cache %s (or use --no-cache): %w", cacheDir, err)
+		}
+		e.cache = cache
+		rc = rc.WithCompilationCache(cache)
+	}
+	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	return e, nil
+}
+
+func (e *wazeroEngine) Name() string  { return "wazero" }
+func (e *wazeroEngine) Limit() uint64 { return e.alloc.limit }
+
+func (e *wazeroEngine) Breach() (uint64, bool) {
+	e.alloc.mu.Lock()
+	defer e.alloc.mu.Unlock()
+	return e.alloc.refused, e.alloc.refused > 0
+}
+
+// Close releases the runtime (and with it all guest memory).
+func (e *wazeroEngine) Close(ctx context.Context) error {
+	err := e.rt.Close(ctx)
+	if e.cache != nil {
+		if cerr := e.cache.Close(ctx); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (_ Module, err error) {
+	defer func() {
+		// wazero's validator panics on some malformed modules (an index
+		// out of range in validateFunctionWithMaxStackValues, found by
+		// FuzzRewrite): a bad module is an error, never a crash.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("invalid module (wazero: %v)", p)
+		}
+	}()
+	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true})
+	if err != nil {
+		return nil, err
+	}
+	cm, err := e.rt.CompileModule(ctx, inst.Wasm)
+	if err != nil {
+		return nil, err
+	}
+	return &wazeroModule{e: e, cm: cm, stop: inst.Stop}, nil
+}
+
+type wazeroModule struct {
+	e  *wazeroEngine
+	cm wazero.CompiledModule
+	// stop is the name of the exported global the inserted checks read.
+	stop string
+}
+
+func (m *wazeroModule) Functions() map[string]int {
+	out := map[string]int{}
+	for name, def := range m.cm.ExportedFunctions() {
+		out[name] = len(def.ParamTypes())
+	}
+	return out
+}
+
+func (m *wazeroModule) MinMemory() uint64 {
+	var most uint64
+	for _, mem := range m.cm.ExportedMemories() {
+		most = max(most, uint64(mem.Min())*pageSize)
+	}
+	return most
+}
+
+func (m *wazeroModule) Instantiate(ctx context.Context, host []HostFunc) (_ Instance, err error) {
+	if err := m.e.linkHost(ctx, host); err != nil {
+		return nil, err
+	}
+	defer func() {
+		// A panic (e.g. an unexported memory whose minimum the allocator
+		// refused) becomes an error.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
+	mod, err := m.e.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, m.e.alloc), m.cm, mc)
+	if err != nil {
+		return nil, wazeroResult(ctx, err)
+	}
+	in := &wazeroInstance{mod: mod}
+	if m.stop != "" {
+		g, ok := mod.ExportedGlobal(m.stop).(api.MutableGlobal)
+		if !ok {
+			return nil, errors.New("BUG: the interruption flag is not an exported mutable global")
+		}
+		in.stop = g
+	}
+	return in, nil
+}
+
+// linkHost instantiates the host modules host names (once per runtime).
+func (e *wazeroEngine) linkHost(ctx context.Context, host []HostFunc) error {
+	builders := map[string]wazero.HostModuleBuilder{}
+	var order []string
+	for _, f := range host {
+		if e.hosts[f.Module] {
+			continue
+		}
+		b, ok := builders[f.Module]
+		if !ok {
+			b = e.rt.NewHostModuleBuilder(f.Module)
+			builders[f.Module] = b
+			order = append(order, f.Module)
+		}
+		fn := f.Fn
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+				if err := fn(ctx, wazeroCaller{mod}, stack); err != nil {
+					var ee *ExitError
+					if errors.As(err, &ee) {
+						// As wazero's own WASI: close the module with the
+						// status and unwind with a *sys.ExitError.
+						_ = mod.CloseWithExitCode(ctx, ee.Code)
+						panic(sys.NewExitError(ee.Code))
+					}
+					panic(err)
+				}
+			}), wazeroTypes(f.Params), wazeroTypes(f.Results)).
+			Export(f.Name)
+	}
+	for _, name := range order {
+		if _, err := builders[name].Instantiate(ctx); err != nil {
+			return fmt.Errorf("linking host module %s: %w", name, err)
+		}
+		e.hosts[name] = true
+	}
+	return nil
+}
+
+func wazeroTypes(ts []ValType) []api.ValueType {
+	out := make([]api.ValueType, len(ts))
+	for i, t := range ts {
+		out[i] = api.ValueType(t)
+	}
+	return out
+}
+
+// wazeroCaller is the Caller of a host function.
+type wazeroCaller struct{ mod api.Module }
+
+func (c wazeroCaller) Memory() []byte { return wazeroMemory(c.mod) }
+
+func wazeroMemory(mod api.Module) []byte {
+	mem := mod.ExportedMemory("memory")
+	if mem == nil {
+		return nil
+	}
+	b, _ := mem.Read(0, mem.Size())
+	return b
+}
+
+type wazeroInstance struct {
+	mod  api.Module
+	stop api.MutableGlobal
+}
+
+func (in *wazeroInstance) Memory() []byte { return wazeroMemory(in.mod) }
+
+func (in *wazeroInstance) Call(ctx context.Context, name string) error {
+	fn := in.mod.ExportedFunction(name)
+	if fn == nil {
+		return fmt.Errorf("no exported function %q", name)
+	}
+	if in.stop != nil {
+		// Set the flag the inserted checks read: the guest traps at its
+		// next loop iteration or call.
+		defer context.AfterFunc(ctx, func() { in.stop.Set(1) })()
+	}
+	_, err := fn.Call(ctx)
+	return wazeroResult(ctx, err)
+}
+
+// wazeroResult maps a wazero error to the engine-neutral ones.
+func wazeroResult(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sys.ExitError
+	if errors.As(err, &se) {
+		return &ExitError{Code: se.ExitCode()}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+	}
+	return err
+}
