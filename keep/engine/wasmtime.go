@@ -1,0 +1,376 @@
+//go:build cgo && wasmtime
+
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/enarx-go/enarx/keep/engine/internal/instrument"
+)
+
+// wasmtime: Cranelift through wasmtime-go (cgo, a static libwasmtime.a),
+// in builds made with cgo and -tags wasmtime. The default where present.
+//
+// Memory: wasmtime reserves 4 GiB plus guard pages per linear memory
+// (virtual address space, committed as touched), so growth never moves
+// or copies, and bounds checks are the guard pages' job. The store's
+// limiter enforces the memory limit; memory.grow is wrapped (package
+// instrument) so that a refused growth is reported with its size.
+// Interruption: epochs (a check of a counter at function entries and
+// loop headers); cancelling the run's context increments the epoch.
+
+func init() {
+	register(factory{name: "wasmtime", rank: 10, new: newWasmtime})
+}
+
+// WasmtimeVersion is the wasmtime-go module version this build links.
+var WasmtimeVersion = func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/bytecodealliance/wasmtime-go/v39" {
+				return d.Version
+			}
+		}
+	}
+	return "v39"
+}()
+
+// wasmtimeSettings are the engine settings compiled code depends on;
+// their digest names the cache directory (with the version), so code
+// compiled under other settings is never loaded. wasmtime itself also
+// refuses an artefact made by another version, for another CPU or with
+// other settings.
+const wasmtimeSettings = "epoch=1;features=wazero-v2;opt=speed;instrument=grow-v1"
+
+func newWasmtimeConfig() *wasmtime.Config {
+	cfg := wasmtime.NewConfig()
+	cfg.SetEpochInterruption(true)
+	// The same WebAssembly features as wazero's default (core 2.0): a
+	// module runs on both engines or on neither.
+	cfg.SetWasmThreads(false)
+	cfg.SetWasmReferenceTypes(true)
+	cfg.SetWasmSIMD(true)
+	cfg.SetWasmRelaxedSIMD(false)
+	cfg.SetWasmBulkMemory(true)
+	cfg.SetWasmMultiValue(true)
+	cfg.SetWasmMultiMemory(false)
+	cfg.SetWasmMemory64(false)
+	cfg.SetWasmTailCall(false)
+	cfg.SetWasmFunctionReferences(false)
+	cfg.SetWasmGC(false)
+	cfg.SetWasmWideArithmetic(false)
+	cfg.SetCraneliftOptLevel(wasmtime.OptLevelSpeed)
+	return cfg
+}
+
+type wasmtimeEngine struct {
+	eng      *wasmtime.Engine
+	limit    uint64
+	cacheDir string
+	// The one store of this engine (made at the first instantiation),
+	// and its instances.
+	store  *wasmtime.Store
+	insts  []*wasmtimeInstance
+	closed bool
+}
+
+func newWasmtime(_ context.Context, _ Config, limit uint64, cacheDir string) (Engine, error) {
+	e := &wasmtimeEngine{eng: wasmtime.NewEngineWithConfig(newWasmtimeConfig()), limit: limit}
+	if cacheDir != "" {
+		sum := sha256.Sum256([]byte(wasmtimeSettings))
+		e.cacheDir = cacheDir + "/wasmtime-" + WasmtimeVersion + "-" + hex.EncodeToString(sum[:4])
+	}
+	return e, nil
+}
+
+func (e *wasmtimeEngine) Name() string  { return "wasmtime" }
+func (e *wasmtimeEngine) Limit() uint64 { return e.limit }
+
+// Breach reads the instrumented modules' record of refused growth.
+func (e *wasmtimeEngine) Breach() (uint64, bool) {
+	var most uint64
+	for _, in := range e.insts {
+		most = max(most, in.requested())
+	}
+	return most, most > e.limit
+}
+
+func (e *wasmtimeEngine) Close(context.Context) error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	for _, in := range e.insts {
+		in.linker.Close()
+	}
+	if e.store != nil {
+		e.store.Close()
+	}
+	e.eng.Close()
+	return nil
+}
+
+func (e *wasmtimeEngine) Compile(_ context.Context, wasm []byte) (Module, error) {
+	key := sha256.Sum256(wasm)
+	if e.cacheDir != "" {
+		if m, err := e.load(key); err == nil {
+			return m, nil
+		}
+	}
+	res, err := instrument.Rewrite(wasm, instrument.Options{RecordGrow: true})
+	if err != nil {
+		return nil, err
+	}
+	mod, err := wasmtime.NewModule(e.eng, res.Wasm)
+	if err != nil {
+		return nil, err
+	}
+	m := newWasmtimeModule(e, mod, res.Requested)
+	if e.cacheDir != "" {
+		// A failure to write the cache only costs the next run a compile.
+		_ = e.save(key, m)
+	}
+	return m, nil
+}
+
+type wasmtimeModule struct {
+	e         *wasmtimeEngine
+	mod       *wasmtime.Module
+	requested string
+	funcs     map[string]int
+	minMemory uint64
+}
+
+func newWasmtimeModule(e *wasmtimeEngine, mod *wasmtime.Module, requested string) *wasmtimeModule {
+	m := &wasmtimeModule{e: e, mod: mod, requested: requested, funcs: map[string]int{}}
+	for _, ex := range mod.Exports() {
+		ty := ex.Type()
+		if ft := ty.FuncType(); ft != nil {
+			m.funcs[ex.Name()] = len(ft.Params())
+		} else if mt := ty.MemoryType(); mt != nil {
+			m.minMemory = max(m.minMemory, mt.Minimum()*pageSize)
+		}
+	}
+	return m
+}
+
+func (m *wasmtimeModule) Functions() map[string]int { return m.funcs }
+func (m *wasmtimeModule) MinMemory() uint64         { return m.minMemory }
+
+func (m *wasmtimeModule) Instantiate(ctx context.Context, host []HostFunc) (Instance, error) {
+	e := m.e
+	if e.store == nil {
+		e.store = wasmtime.NewStore(e.eng)
+		e.store.Limiter(int64(e.limit), -1, -1, -1, -1)
+	}
+	// A linker per instance: its host functions close over the instance.
+	in := &wasmtimeInstance{e: e, ctx: ctx, linker: wasmtime.NewLinker(e.eng)}
+	for _, f := range host {
+		if err := in.linker.FuncNew(f.Module, f.Name, funcType(f), in.trampoline(f)); err != nil {
+			in.linker.Close()
+			return nil, fmt.Errorf("linking %s.%s: %w", f.Module, f.Name, err)
+		}
+	}
+	e.insts = append(e.insts, in)
+	var inst *wasmtime.Instance
+	err := in.enter(ctx, func() (err error) {
+		inst, err = in.linker.Instantiate(e.store, m.mod)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	in.inst = inst
+	if ex := inst.GetExport(e.store, "memory"); ex != nil {
+		in.mem = ex.Memory()
+	}
+	if m.requested != "" {
+		if ex := inst.GetExport(e.store, m.requested); ex != nil {
+			in.req = ex.Global()
+		}
+	}
+	return in, nil
+}
+
+func funcType(f HostFunc) *wasmtime.FuncType {
+	conv := func(ts []ValType) []*wasmtime.ValType {
+		out := make([]*wasmtime.ValType, len(ts))
+		for i, t := range ts {
+			k := wasmtime.KindI32
+			if t == I64 {
+				k = wasmtime.KindI64
+			}
+			out[i] = wasmtime.NewValType(k)
+		}
+		return out
+	}
+	return wasmtime.NewFuncType(conv(f.Params), conv(f.Results))
+}
+
+type wasmtimeInstance struct {
+	e      *wasmtimeEngine
+	linker *wasmtime.Linker
+	inst   *wasmtime.Instance
+	mem  *wasmtime.Memory
+	req  *wasmtime.Global
+	// ctx is the context of the running call, for host functions.
+	ctx context.Context
+	// unwind is the error a host function ended the guest with.
+	unwind error
+}
+
+// trampoline adapts f to wasmtime-go's calling convention.
+func (in *wasmtimeInstance) trampoline(f HostFunc) func(*wasmtime.Caller, []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
+	// One stack per function: a guest has one thread, and a host
+	// function never calls back into it.
+	stack := make([]uint64, max(len(f.Params), len(f.Results)))
+	return func(caller *wasmtime.Caller, args []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
+		for i, a := range args {
+			if a.Kind() == wasmtime.KindI64 {
+				stack[i] = uint64(a.I64())
+			} else {
+				stack[i] = uint64(uint32(a.I32()))
+			}
+		}
+		if err := f.Fn(in.ctx, wasmtimeCaller{in, caller}, stack); err != nil {
+			in.unwind = err
+			return nil, wasmtime.NewTrap("enarx: host function " + f.Name + " ended the guest")
+		}
+		if len(f.Results) == 0 {
+			return nil, nil
+		}
+		out := make([]wasmtime.Val, len(f.Results))
+		for i, t := range f.Results {
+			if t == I64 {
+				out[i] = wasmtime.ValI64(int64(stack[i]))
+			} else {
+				out[i] = wasmtime.ValI32(int32(uint32(stack[i])))
+			}
+		}
+		return out, nil
+	}
+}
+
+type wasmtimeCaller struct {
+	in     *wasmtimeInstance
+	caller *wasmtime.Caller
+}
+
+func (c wasmtimeCaller) Memory() []byte {
+	mem := c.in.mem
+	if mem == nil {
+		// During instantiation (a start function) the instance's exports
+		// are not known yet.
+		ex := c.caller.GetExport("memory")
+		if ex == nil {
+			return nil
+		}
+		if mem = ex.Memory(); mem == nil {
+			return nil
+		}
+	}
+	return memoryBytes(mem.UnsafeData(c.caller))
+}
+
+// memoryBytes is a non-nil slice for a memory of size 0, as wazero's.
+func memoryBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (in *wasmtimeInstance) Memory() []byte {
+	if in.mem == nil {
+		return nil
+	}
+	return memoryBytes(in.mem.UnsafeData(in.e.store))
+}
+
+// requested is the memory size, in bytes, of the last refused growth.
+func (in *wasmtimeInstance) requested() uint64 {
+	if in.req == nil {
+		return 0
+	}
+	return uint64(in.req.Get(in.e.store).I64()) * pageSize
+}
+
+func (in *wasmtimeInstance) Call(ctx context.Context, name string) error {
+	fn := in.inst.GetFunc(in.e.store, name)
+	if fn == nil {
+		return fmt.Errorf("no exported function %q", name)
+	}
+	return in.enter(ctx, func() error {
+		_, err := fn.Call(in.e.store)
+		return err
+	})
+}
+
+// enter runs call (which enters the guest) interruptibly and maps its
+// error to the engine-neutral ones.
+func (in *wasmtimeInstance) enter(ctx context.Context, call func() error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+	}
+	in.ctx = ctx
+	// The guest traps at its next epoch check after the increment.
+	in.e.store.SetEpochDeadline(1)
+	stop := context.AfterFunc(ctx, in.e.eng.IncrementEpoch)
+	err := call()
+	stop()
+	if err == nil {
+		return nil
+	}
+	if u := in.unwind; u != nil {
+		in.unwind = nil
+		var ee *ExitError
+		if errors.As(u, &ee) {
+			return ee
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrInterrupted, u)
+		}
+		return u
+	}
+	var trap *wasmtime.Trap
+	if errors.As(err, &trap) {
+		if code := trap.Code(); code != nil && *code == wasmtime.Interrupt && ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+		}
+		return trapError(trap)
+	}
+	return err
+}
+
+// trapError formats a trap as wazero does: the reason, then the wasm
+// stack trace, innermost frame first.
+func trapError(t *wasmtime.Trap) error {
+	// wasmtime's message is a header, its own backtrace, then the cause:
+	// "Caused by:\n    wasm trap: <reason>".
+	full := t.Message()
+	msg := full
+	if _, cause, ok := strings.Cut(full, "Caused by:"); ok {
+		msg = cause
+	}
+	msg = strings.TrimSpace(msg)
+	msg, _, _ = strings.Cut(msg, "\n")
+	msg = strings.TrimPrefix(strings.TrimSpace(msg), "wasm trap: ")
+	var b strings.Builder
+	fmt.Fprintf(&b, "wasm error: %s\nwasm stack trace:", msg)
+	for _, f := range t.Frames() {
+		name := fmt.Sprintf("$%d", f.FuncIndex())
+		if n := f.FuncName(); n != nil {
+			name = *n
+		}
+		fmt.Fprintf(&b, "\n\t.%s(...) at module offset 0x%x", name, f.ModuleOffset())
+	}
+	return errors.New(b.String())
+}
