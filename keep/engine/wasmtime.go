@@ -219,8 +219,8 @@ type wasmtimeInstance struct {
 	e      *wasmtimeEngine
 	linker *wasmtime.Linker
 	inst   *wasmtime.Instance
-	mem  *wasmtime.Memory
-	req  *wasmtime.Global
+	mem    *wasmtime.Memory
+	req    *wasmtime.Global
 	// ctx is the context of the running call, for host functions.
 	ctx context.Context
 	// unwind is the error a host function ended the guest with.
