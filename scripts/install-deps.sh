@@ -10,6 +10,8 @@ if ! /usr/bin/python3 -c 'import cryptography' 2>/dev/null; then need_apt+=(pyth
 # (under TCG where there is no /dev/kvm; see docs/microvm.md).
 if ! command -v qemu-system-x86_64 >/dev/null; then need_apt+=(qemu-system-x86); fi
 if ! compgen -G '/boot/vmlinuz-6.12.*-cloud-amd64' >/dev/null; then need_apt+=(linux-image-6.12-cloud-amd64); fi
+# GNU cpio: an independent reader that checks the Keep image's initrd.
+if ! command -v cpio >/dev/null; then need_apt+=(cpio); fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
