@@ -28,6 +28,7 @@ import (
 	snpbackend "github.com/enarx-go/enarx/backend/snp"
 	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
 	"github.com/enarx-go/enarx/evidence/tsm"
+	"github.com/enarx-go/enarx/keep/engine"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
@@ -69,7 +70,9 @@ func allPass(ds []Datum) bool {
 type Report struct {
 	Version    string
 	SystemInfo string
-	Backends   []Backend
+	// Engines are the wasm engines this binary has, its default first.
+	Engines  []string
+	Backends []Backend
 }
 
 // Env is how probes see the machine. Every probe of a backend this build
@@ -88,6 +91,8 @@ type Env struct {
 	SystemInfo string
 	// Registered lists the backends this build can run (backend.All).
 	Registered []backend.Backend
+	// Engines lists the wasm engines this build has (engine.Names).
+	Engines []string
 	// Sandbox probes the kernel features the sandbox backend uses.
 	Sandbox func() []sandbox.Capability
 	// Getenv reads the environment (os.Getenv); nil means nothing is set.
@@ -114,6 +119,7 @@ func HostEnv() Env {
 		CPUID:       HostCPUID,
 		SystemInfo:  systemInfo(),
 		Registered:  backend.All(),
+		Engines:     engine.Names(),
 		Sandbox:     sandbox.Probe,
 		Getenv:      os.Getenv,
 		QEMU:        func() (*qemu.Info, error) { return qemu.ProbeCached(context.Background(), "") },
@@ -179,7 +185,7 @@ func (e Env) memoized() Env {
 // guests, sandbox, nil, and any other registered backend).
 func Collect(version string, env Env) *Report {
 	env = env.memoized()
-	r := &Report{Version: version, SystemInfo: env.SystemInfo}
+	r := &Report{Version: version, SystemInfo: env.SystemInfo, Engines: env.Engines}
 	r.Backends = append(r.Backends, sgxBackend(env), sevBackend(env), kvmBackend(env), tdxVMBackend(env),
 		snpGuestBackend(env), tdxGuestBackend(env), sandboxBackend(env), nilBackend(env))
 	seen := map[string]bool{}
@@ -206,6 +212,9 @@ func (r *Report) WriteText(w io.Writer, c Colors) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Enarx version %s\n", r.Version)
 	fmt.Fprintf(&b, "System Info: %s\n", r.SystemInfo)
+	if len(r.Engines) > 0 {
+		fmt.Fprintf(&b, "Engines: %s (default), in every Keep this binary runs itself (nil, sandbox)\n", strings.Join(r.Engines, ", "))
+	}
 	icon := func(pass bool) string {
 		if pass {
 			return c.Pass + "✔" + c.Reset
@@ -260,6 +269,7 @@ type jsonBackend struct {
 type jsonReport struct {
 	Version    string        `json:"version"`
 	SystemInfo string        `json:"system_info"`
+	Engines    []string      `json:"engines"`
 	Backends   []jsonBackend `json:"backends"`
 }
 
@@ -282,7 +292,7 @@ func toJSON(ds []Datum) []jsonDatum {
 // null (upstream writes the string "null"), config rows are included and
 // each backend says whether it passes.
 func (r *Report) WriteJSON(w io.Writer) error {
-	jr := jsonReport{Version: r.Version, SystemInfo: r.SystemInfo, Backends: []jsonBackend{}}
+	jr := jsonReport{Version: r.Version, SystemInfo: r.SystemInfo, Engines: append([]string{}, r.Engines...), Backends: []jsonBackend{}}
 	for _, b := range r.Backends {
 		jr.Backends = append(jr.Backends, jsonBackend{Backend: b.Name, Pass: b.Pass(), Data: toJSON(b.Data), Config: toJSON(b.Config)})
 	}

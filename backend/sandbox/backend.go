@@ -100,6 +100,7 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		Files:            l.Files,
 		Args:             l.Options.Args,
 		MemoryLimit:      l.Options.MemoryLimit,
+		Engine:           l.Options.Engine,
 		LogLevel:         logLevel(ctx, l.Options.Logger),
 		RequireIsolation: p.RequireIsolation,
 		Timeout:          p.Timeout,
@@ -268,5 +269,6 @@ func RunKeep(ctx context.Context, j *Job) (int, error) {
 		NoCache:     j.CacheDir == "",
 		Identity:    establish,
 		MemoryLimit: j.MemoryLimit,
+		Engine:      j.Engine,
 	})
 }

@@ -31,6 +31,8 @@ type Request struct {
 	Files       []*os.File
 	Args        []string
 	MemoryLimit uint64
+	// Engine names the Keep's wasm engine ("" = its default).
+	Engine string
 	// CacheDir is the module's own compilation cache directory (see
 	// ModuleCacheDir), mounted read-write at /cache in the Keep; ""
 	// compiles without a cache.
@@ -162,7 +164,7 @@ func run(ctx context.Context, req *Request) (*Result, error) {
 	}
 	l := &launch{
 		HasConfig: req.Config != nil, ConfigName: req.ConfigName, Package: req.Package,
-		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, CacheDir: req.CacheDir, Broker: req.StewardAddr != "",
+		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, Engine: req.Engine, CacheDir: req.CacheDir, Broker: req.StewardAddr != "",
 		LogLevel: req.LogLevel, RequireIsolation: req.RequireIsolation, Hook: req.hook, TestSkip: req.testSkip,
 		WasmSHA256: req.wasmSHA256, GoMaxProcs: runtime.GOMAXPROCS(0),
 		wasm: req.Wasm, config: req.Config, bundle: req.Bundle,

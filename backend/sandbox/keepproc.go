@@ -40,6 +40,8 @@ type Job struct {
 	Files       []*os.File
 	Args        []string
 	MemoryLimit uint64
+	// Engine names the wasm engine ("" = this binary's default).
+	Engine string
 	// CacheDir is the module's compilation cache ("" = none).
 	CacheDir string
 	// StewardDial, if set, returns a connection to the configured Steward
@@ -203,7 +205,7 @@ func keepSecondStage(run RunFunc, arg string) int {
 	}
 	code, err := run(context.Background(), &Job{
 		Wasm: l.wasm, Config: l.config, ConfigName: l.ConfigName, Package: l.Package, Bundle: l.bundle,
-		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, CacheDir: cacheDir, StewardDial: steward, Logger: logger,
+		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, Engine: l.Engine, CacheDir: cacheDir, StewardDial: steward, Logger: logger,
 	})
 	r := &result{ExitCode: code, Layers: layers}
 	if err != nil {

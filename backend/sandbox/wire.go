@@ -49,6 +49,8 @@ type launch struct {
 	BundleLen    int64  `json:"bundle_len,omitempty"`
 	BundleSHA256 string `json:"bundle_sha256,omitempty"`
 	MemoryLimit  uint64 `json:"memory_limit,omitempty"`
+	// Engine names the wasm engine ("" = the Keep binary's default).
+	Engine string `json:"engine,omitempty"`
 	// CacheDir is the absolute host path of the module's compilation
 	// cache directory, which the Keep mounts at /cache ("" = none).
 	CacheDir string `json:"cache_dir,omitempty"`

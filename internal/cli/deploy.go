@@ -19,6 +19,7 @@ import (
 
 type deployFlags struct {
 	backend      string
+	engine       string
 	memory       string
 	noCache      bool
 	cacheDir     string
@@ -54,12 +55,13 @@ directory.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.backend, "backend", os.Getenv("ENARX_BACKEND"), "Keep backend (env ENARX_BACKEND; default: the most protective available)")
+	engineFlag(fl, &f.engine)
 	fl.StringVar(&f.memory, "memory", "4GiB", "linear memory limit of the workload (e.g. 512MiB, 2GiB)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the compilation cache")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
 	fl.StringVar(&f.packageCache, "package-cache", "", "package download cache (default: user cache dir/enarx/drawbridge)")
 	fl.BoolVar(&f.noPkgCache, "no-package-cache", false, "always download the package")
-	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox and microVM backends)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "stop the Keep after this long, e.g. 30s")
 	fl.BoolVar(&f.isolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox; kvm under software emulation)")
 	f.registry.register(fl)
 	return cmd
@@ -75,6 +77,9 @@ func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
 	limit, err := parseSize(f.memory)
 	if err != nil {
 		return fmt.Errorf("--memory: %w", err)
+	}
+	if err := checkEngine(f.engine); err != nil {
+		return err
 	}
 	src, err := resolvePackage(cmd, f, arg)
 	if err != nil {
@@ -98,6 +103,7 @@ func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
 		CacheDir:    f.cacheDir,
 		NoCache:     f.noCache,
 		MemoryLimit: limit,
+		Engine:      f.engine,
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/enarx-go/enarx/internal/version"
+	"github.com/enarx-go/enarx/keep/engine"
 )
 
 // ExitError makes Execute exit with Code without printing anything more
@@ -35,7 +36,7 @@ func NewRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "enarx",
 		Short:         "Run WebAssembly workloads in attested Keeps",
-		Version:       version.Version,
+		Version:       version.Version + " (engines: " + strings.Join(engine.Names(), ", ") + ")",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {

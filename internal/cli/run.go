@@ -6,17 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/enarx-go/enarx/backend"
 	_ "github.com/enarx-go/enarx/backend/nil" // registers the nil backend
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/keep/engine"
 )
 
 // interruptGrace is how long an interrupted run may take to stop by itself.
@@ -24,6 +27,7 @@ const interruptGrace = 2 * time.Second
 
 type runFlags struct {
 	backend    string
+	engine     string
 	wasmcfg    string
 	noCache    bool
 	memory     string
@@ -68,11 +72,12 @@ reason on stderr.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.backend, "backend", os.Getenv("ENARX_BACKEND"), "Keep backend (env ENARX_BACKEND; default: the most protective available)")
+	engineFlag(fl, &f.engine)
 	fl.StringVar(&f.wasmcfg, "wasmcfgfile", os.Getenv("ENARX_WASMCFGFILE"), "Enarx.toml for the workload (env ENARX_WASMCFGFILE)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the compilation cache")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "compilation cache directory (default: user cache dir/enarx/wasm)")
 	fl.StringVar(&f.memory, "memory", "4GiB", "linear memory limit of the workload (e.g. 512MiB, 2GiB)")
-	fl.DurationVar(&f.timeout, "timeout", 0, "kill the Keep after this long, e.g. 30s (sandbox and microVM backends)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "stop the Keep after this long, e.g. 30s")
 	fl.BoolVar(&f.requireIsolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox; kvm under software emulation)")
 	return cmd
 }
@@ -81,6 +86,9 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 	limit, err := parseSize(f.memory)
 	if err != nil {
 		return fmt.Errorf("--memory: %w", err)
+	}
+	if err := checkEngine(f.engine); err != nil {
+		return err
 	}
 	wasm, err := os.ReadFile(module)
 	if err != nil {
@@ -111,7 +119,23 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 		CacheDir:    f.cacheDir,
 		NoCache:     f.noCache,
 		MemoryLimit: limit,
+		Engine:      f.engine,
 	})
+}
+
+// engineFlag adds --engine (default: ENARX_ENGINE).
+func engineFlag(fl *pflag.FlagSet, p *string) {
+	fl.StringVar(p, "engine", os.Getenv("ENARX_ENGINE"), "wasm engine: "+strings.Join(engine.Known, " or ")+
+		" (env ENARX_ENGINE; default: the fastest the Keep has; this binary has "+strings.Join(engine.Names(), ", ")+")")
+}
+
+// checkEngine refuses an engine name no build of enarx knows. Whether the
+// Keep has it is the Keep's to say (a microVM Keep has its own binary).
+func checkEngine(name string) error {
+	if name == "" || slices.Contains(engine.Known, name) {
+		return nil
+	}
+	return fmt.Errorf("--engine: unknown engine %q: use %s", name, strings.Join(engine.Known, " or "))
 }
 
 // checkWasm refuses a file that is not a binary WebAssembly module before
@@ -154,10 +178,10 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 		return err
 	}
 	defer hostio.Close(files)
-	// The runtime cannot interrupt a workload that computes without
-	// waiting in poll_oneoff (close-on-context-done costs too much speed),
-	// so an interrupt that the Keep has not acted on within a grace period
-	// ends the process, as the default SIGINT action would.
+	// Both engines stop a computing workload when the context ends
+	// (wasmtime's epochs, checks inserted for wazero), and a waiting one
+	// is woken; should a Keep still not have stopped within a grace
+	// period, the process ends, as the default SIGINT action would.
 	//
 	// An interrupt (Ctrl-C, SIGTERM) ends enarx with status 130 and no
 	// message, as the shell's own handling of Ctrl-C would: the user asked
