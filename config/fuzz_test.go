@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -28,8 +29,12 @@ func FuzzParse(f *testing.F) {
 				if (fl.Prot == ProtTLS) != (fl.TLS != nil) {
 					t.Fatalf("files[%d]: TLS options %v with prot %q", i, fl.TLS, fl.Prot)
 				}
-				if fl.Kind == KindConnect && (fl.Host == "" || fl.Port == 0) {
-					t.Fatalf("files[%d]: connect without host/port: %+v", i, fl)
+				if fl.Kind == KindConnect && fl.Port == 0 {
+					t.Fatalf("files[%d]: connect without a port: %+v", i, fl)
+				}
+				// An empty host parses (as upstream), but never silently.
+				if fl.Kind == KindConnect && fl.Host == "" && !warned(c, fmt.Sprintf("files[%d].host: is empty", i)) {
+					t.Fatalf("files[%d]: empty connect host without a warning: %q", i, c.Warnings)
 				}
 			case KindNull, KindStdin, KindStdout, KindStderr:
 				if fl.Prot != "" || fl.TLS != nil {
@@ -45,4 +50,14 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// warned reports whether one of c's warnings contains s.
+func warned(c *Config, s string) bool {
+	for _, w := range c.Warnings {
+		if strings.Contains(w, s) {
+			return true
+		}
+	}
+	return false
 }
