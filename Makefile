@@ -1,17 +1,29 @@
 # Quick start:
 #   make demo   build enarx and run the hello example in a Keep (nil backend)
 #   make test   run every test (what CI runs via .ci/run)
+#
+# Engines: the default build is pure Go (CGO_ENABLED=0) with the wazero
+# engine only; `make build ENGINES=wasmtime` links wasmtime too (cgo, the
+# static library shipped in the wasmtime-go module). docs/runtime.md#engines
 
 GO        ?= go
 BIN       := bin
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
+ENGINES   ?=
+ifeq ($(ENGINES),wasmtime)
+BUILD_ENV := CGO_ENABLED=1
+BUILD_TAGS := -tags wasmtime
+else
+BUILD_ENV := CGO_ENABLED=0
+BUILD_TAGS :=
+endif
 
 .PHONY: all build examples demo demo-tls test test-short lint fuzz-seeds bench deps clean keep-image
 
 all: build examples
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	$(BUILD_ENV) $(GO) build $(BUILD_TAGS) -trimpath -o $(BIN)/ ./cmd/...
 
 examples:
 	@mkdir -p $(BIN)/examples
@@ -39,12 +51,16 @@ keep-image:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags wasmtime ./...
+	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
 
-# -race forces cgo; the sandbox's tests run again in a static build, with the
-# workloads that are too slow under -race.
+# -race forces cgo, so the race pass is built with -tags wasmtime: every test
+# that runs workloads runs them on both engines (wazero and wasmtime). The
+# sandbox's and the Keep's tests run again in a static, wazero-only build
+# (the default build), the sandbox's with the workloads too slow under -race.
 test: deps lint
-	$(GO) test -race -timeout 45m ./...
-	CGO_ENABLED=0 $(GO) test -timeout 20m ./backend/sandbox/
+	$(GO) test -race -tags wasmtime -timeout 60m ./...
+	CGO_ENABLED=0 $(GO) test -timeout 20m ./backend/sandbox/ ./keep/...
 
 test-short:
 	$(GO) test -short ./...
