@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
@@ -28,6 +29,7 @@ import (
 	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/keep/engine"
 	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/limits"
 	"github.com/enarx-go/enarx/keep/wasi"
 )
 
@@ -73,6 +75,9 @@ type Options struct {
 	// Engine names the wasm engine ("" = engine.Default(), the fastest
 	// this binary has); see engine.Names.
 	Engine string
+	// CompileTimeout bounds the compilation of the module (0 =
+	// DefaultCompileTimeout for its size); see CompileTimeoutError.
+	CompileTimeout time.Duration
 	// Identity overrides how the Keep identity is established (tests,
 	// private Steward CAs); nil uses identity.Establish.
 	Identity func(context.Context, identity.Request) (*identity.Identity, error)
@@ -110,6 +115,11 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	// What the module declares, before anything costs time: a module
+	// within the limits compiles in bounded time and memory.
+	if err := limits.Check(w.Wasm, limits.Default); err != nil {
+		return 1, fmt.Errorf("main.wasm is refused before compiling: %w", err)
+	}
 	for _, warn := range cfg.Warnings {
 		log.Warn(warn)
 	}
@@ -138,15 +148,22 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	defer eng.Close(context.WithoutCancel(ctx))
+	abandoned := false // a compilation still runs: see compile
+	defer func() {
+		if !abandoned {
+			eng.Close(context.WithoutCancel(ctx))
+		}
+	}()
 
 	sysw := &wasi.System{
 		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
 		Env:   environ(cfg),
 		Files: table,
 	}
-	compiled, err := eng.Compile(ctx, w.Wasm)
+	compiled, err := compile(ctx, eng, w.Wasm, o.CompileTimeout)
 	if err != nil {
+		var te *CompileTimeoutError
+		abandoned = errors.As(err, &te) || ctx.Err() != nil
 		return 1, fmt.Errorf("compiling main.wasm: %w", err)
 	}
 	entry, err := entryPoint(compiled)
@@ -188,6 +205,57 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		return 1, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
 	}
 	return 1, fmt.Errorf("main.wasm trapped: %w", err)
+}
+
+// DefaultCompileTimeout is the compile deadline for a module of size
+// bytes: a minute plus ten seconds per MiB. Real modules compile some fifty
+// times faster (a 3 MiB Go module in 2 s on two cores); within the limits
+// of package limits, a module built to be slow to compile costs at most
+// about 50 s per MiB, so the deadline cuts it.
+func DefaultCompileTimeout(size int) time.Duration {
+	return time.Minute + time.Duration(size)*10*time.Second/(1<<20)
+}
+
+// CompileTimeoutError reports a compilation that took longer than allowed.
+type CompileTimeoutError struct {
+	Size    int
+	Timeout time.Duration
+}
+
+func (e *CompileTimeoutError) Error() string {
+	return fmt.Sprintf("the module (%d bytes) took longer than %v to compile and is refused; "+
+		"no engine can stop a compilation, so it ends with the Keep (the enarx process, or the Keep process or VM)", e.Size, e.Timeout)
+}
+
+// compile compiles wasm with eng within timeout (0: the default for its
+// size). Engines cannot cancel a compilation, so on timeout, or when ctx
+// ends first, it returns while the compilation goes on in the background;
+// the caller must not close eng then, and ends the run: every backend's
+// Keep ends with its run (the CLI exits; a sandbox Keep process or a
+// microVM ends), and the compilation with it.
+func compile(ctx context.Context, eng engine.Engine, wasm []byte, timeout time.Duration) (engine.Module, error) {
+	if timeout <= 0 {
+		timeout = DefaultCompileTimeout(len(wasm))
+	}
+	type result struct {
+		m   engine.Module
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, err := eng.Compile(context.WithoutCancel(ctx), wasm)
+		done <- result{m, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.m, r.err
+	case <-t.C:
+		return nil, &CompileTimeoutError{Size: len(wasm), Timeout: timeout}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
+	}
 }
 
 // exitCode extracts a proc_exit status.

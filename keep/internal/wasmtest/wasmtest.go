@@ -219,3 +219,40 @@ func Grow(pages int32) []byte {
 		section(10, vec(code(body...))),
 	)
 }
+
+// start is a module whose _start has body (after its local declarations).
+func start(locals []byte, body ...byte) []byte {
+	f := append(append([]byte{}, locals...), body...)
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0))),
+		section(7, vec(append(name("_start"), 0x00, 0x00))),
+		section(10, vec(append(uleb(uint32(len(f))), f...))),
+	)
+}
+
+// Locals exports a no-op _start that declares n i32 locals (a compile-time
+// bomb for large n: 41 bytes for n = 200,000,000).
+func Locals(n uint32) []byte {
+	return start(append(append([]byte{0x01}, uleb(n)...), I32), opEnd)
+}
+
+// Nested exports a _start of n nested empty blocks.
+func Nested(n int) []byte {
+	body := make([]byte, 0, 3*n+1)
+	for range n {
+		body = append(body, 0x02, 0x40)
+	}
+	for range n {
+		body = append(body, opEnd)
+	}
+	return start([]byte{0x00}, append(body, opEnd)...)
+}
+
+// BrTable exports a _start holding a br_table of n targets (all to the
+// function's own block).
+func BrTable(n uint32) []byte {
+	body := append([]byte{opI32Const, 0x00, 0x0e}, uleb(n-1)...)
+	body = append(body, make([]byte, n)...) // label 0, n times (n-1 targets and the default)
+	return start([]byte{0x00}, append(body, opEnd)...)
+}
