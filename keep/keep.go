@@ -90,11 +90,32 @@ var ErrNoEntryPoint = errors.New(`main.wasm exports no default function: a WASI 
 // than allowed.
 type MemoryLimitError struct {
 	Limit, Requested uint64
+	// Engine is set when the limit is the engine's own maximum, below what
+	// --memory allows (wazero: engine.WazeroMaxMemory).
+	Engine string
 }
 
 func (e *MemoryLimitError) Error() string {
+	if e.Engine != "" {
+		return fmt.Sprintf("the workload asked for %d bytes of memory but the %s engine gives a module at most %d pages (%d bytes; "+
+			"wazero 1.12 cannot address a memory of exactly 4 GiB); use the wasmtime engine for that",
+			e.Requested, e.Engine, e.Limit/65536, e.Limit)
+	}
 	return fmt.Sprintf("the workload asked for %d MiB of memory but the limit is %d MiB (raise it with --memory)",
 		e.Requested>>20, e.Limit>>20)
+}
+
+// memoryLimitError is the error for a request of requested bytes on eng,
+// which was configured with limit (0: the default).
+func memoryLimitError(eng engine.Engine, limit, requested uint64) *MemoryLimitError {
+	e := &MemoryLimitError{Limit: eng.Limit(), Requested: requested}
+	if limit == 0 {
+		limit = engine.DefaultMemoryLimit
+	}
+	if eng.Limit() < limit-limit%65536 {
+		e.Engine = eng.Name()
+	}
+	return e
 }
 
 // Run runs w and returns its exit status: the proc_exit code, or 0 when the
@@ -171,7 +192,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		return 1, err
 	}
 	if need := compiled.MinMemory(); need > eng.Limit() {
-		return 1, &MemoryLimitError{Limit: eng.Limit(), Requested: need}
+		return 1, memoryLimitError(eng, o.MemoryLimit, need)
 	}
 	inst, err := compiled.Instantiate(ctx, sysw.HostFuncs())
 	if err != nil {
@@ -183,7 +204,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 			return 1, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
 		}
 		if req, breached := eng.Breach(); breached {
-			return 1, &MemoryLimitError{Limit: eng.Limit(), Requested: req}
+			return 1, memoryLimitError(eng, o.MemoryLimit, req)
 		}
 		return 1, fmt.Errorf("instantiating main.wasm: %w", err)
 	}
@@ -194,7 +215,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		if !exited {
 			code = 1
 		}
-		return code, &MemoryLimitError{Limit: eng.Limit(), Requested: req}
+		return code, memoryLimitError(eng, o.MemoryLimit, req)
 	}
 	switch {
 	case err == nil:

@@ -19,6 +19,10 @@ func init() {
 	register(factory{name: "wazero", rank: 0, new: newWazero})
 }
 
+// WazeroMaxMemory is the largest linear memory the wazero engine gives a
+// module: 65,535 pages (4 GiB − 64 KiB); see newWazero.
+const WazeroMaxMemory = DefaultMemoryLimit - pageSize
+
 type wazeroEngine struct {
 	rt    wazero.Runtime
 	alloc *allocator
@@ -34,6 +38,12 @@ func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (En
 		// times over. Interruption comes from checks inserted into the
 		// module instead (package instrument): a load and a branch.
 		WithCloseOnContextDone(false)
+	// wazero 1.12's compiler reads the length of a module's own linear
+	// memory as 32 bits (frontend getMemoryLenValue: Uload32), so a memory
+	// of exactly 65,536 pages has length 0 to the compiled code and every
+	// access traps. Memories stop one page short; growth to 4 GiB fails as
+	// at any limit, and keep reports why.
+	limit = min(limit, WazeroMaxMemory)
 	e := &wazeroEngine{alloc: &allocator{limit: limit}, hosts: map[string]bool{}}
 	if cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)

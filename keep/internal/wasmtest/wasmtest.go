@@ -256,3 +256,27 @@ func BrTable(n uint32) []byte {
 	body = append(body, make([]byte, n)...) // label 0, n times (n-1 targets and the default)
 	return start([]byte{0x00}, append(body, opEnd)...)
 }
+
+// StoreAt exports a memory of pages pages and a _start that grows it by
+// grow pages (trapping with unreachable if that fails), then stores 42 at
+// addr and loads it back (trapping if it reads something else).
+func StoreAt(pages, grow, addr uint32) []byte {
+	var body []byte
+	if grow > 0 {
+		body = append(append(body, opI32Const), sleb(int32(grow))...)
+		body = append(body, 0x40, 0x00, opI32Const, 0x7f, 0x46, 0x04, 0x40, opUnreachable, opEnd) // memory.grow; i32.const -1; i32.eq; if unreachable end
+	}
+	a := sleb(int32(addr))
+	body = append(append(body, opI32Const), a...)
+	body = append(body, opI32Const, 42, 0x36, 0x02, 0x00) // i32.store
+	body = append(append(body, opI32Const), a...)
+	body = append(body, 0x28, 0x02, 0x00, opI32Const, 42, 0x47, 0x04, 0x40, opUnreachable, opEnd) // i32.load; i32.const 42; i32.ne; if unreachable end
+	f := append([]byte{0x00}, append(body, opEnd)...)
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0))),
+		section(5, vec(append([]byte{0x00}, uleb(pages)...))),
+		section(7, vec(append(name("memory"), append([]byte{0x02}, uleb(0)...)...), append(name("_start"), 0x00, 0x00))),
+		section(10, vec(append(uleb(uint32(len(f))), f...))),
+	)
+}
