@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/server"
+	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
 
@@ -274,5 +275,12 @@ func TestDevModeFiles(t *testing.T) {
 	out, err := exec.Command(bin, "--store", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--oidc-issuer") {
 		t.Fatalf("production without flags: %v %s", err, out)
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	out, err := exec.Command(buildDrawbridge(t), "--version").CombinedOutput()
+	if err != nil || string(out) != "drawbridge version "+version.Version+"\n" {
+		t.Fatalf("--version: %v %q", err, out)
 	}
 }
