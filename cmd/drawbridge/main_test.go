@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/server"
-	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/version"
 )
 
 // buildDrawbridge compiles this command once per test binary.
