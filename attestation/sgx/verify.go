@@ -322,6 +322,16 @@ func (v *Verifier) verifyChain(certs []*x509.Certificate, wantLen int) ([]*x509.
 	if !certs[len(certs)-1].Equal(v.root) {
 		return nil, window{}, fmt.Errorf("the chain ends in %q, not the Intel SGX Root CA", certs[len(certs)-1].Subject)
 	}
+	// Intel's PCK and TCB signing chains are ECDSA P-256 throughout; refuse
+	// any other key before a signature is checked. Go's chain building
+	// checks the leaf's signature with the key of the (not yet trusted)
+	// intermediate, and a verification with an RSA key costs what its
+	// sender chooses (quadratic in the modulus: minutes for a few Mbit).
+	for i, c := range certs[:len(certs)-1] {
+		if _, ok := p256Key(c); !ok {
+			return nil, window{}, fmt.Errorf("certificate %d (%q) has a %v key, not ECDSA P-256 as in Intel's chains", i, c.Subject, c.PublicKeyAlgorithm)
+		}
+	}
 	chain := append(slices.Clone(certs[:len(certs)-1]), v.root)
 	w := windowOf(chain...)
 	if w.empty() {
