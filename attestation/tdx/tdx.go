@@ -377,6 +377,12 @@ func newGetter(ev *envelope.TdxEvidence, q *pb.QuoteV4) (*getter, error) {
 	if len(ev.QEIdentity.Certs) != 2 {
 		return nil, attest.Reject(CodeQEIdentity, "the QE Identity issuer chain must be [TCB Signing, Root], got %d certificates", len(ev.QEIdentity.Certs))
 	}
+	if err := p256Only(CodeTCBInfo, "TCB Info issuer", ev.TCB.Certs...); err != nil {
+		return nil, err
+	}
+	if err := p256Only(CodeQEIdentity, "QE Identity issuer", ev.QEIdentity.Certs...); err != nil {
+		return nil, err
+	}
 	g := &getter{ev: ev, tcbChain: pemChain(ev.TCB.Certs...), qeChain: pemChain(ev.QEIdentity.Certs...)}
 	// The PCK CRL's issuer chain is the quote's [intermediate, root].
 	rest := q.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetPckCertificateChainData().GetPckCertChain()
@@ -396,9 +402,29 @@ func newGetter(ev *envelope.TdxEvidence, q *pb.QuoteV4) (*getter, error) {
 	if len(certs) != 3 {
 		return nil, attest.Reject(CodePCKChain, "the quote's PCK chain has %d certificates, want 3 (PCK, intermediate, root)", len(certs))
 	}
+	if err := p256Only(CodePCKChain, "PCK chain", certs[0].Raw, certs[1].Raw, certs[2].Raw); err != nil {
+		return nil, err
+	}
 	g.intermediate, g.root = certs[1], certs[2]
 	g.pckCRLChain = pemChain(certs[1].Raw, certs[2].Raw)
 	return g, nil
+}
+
+// p256Only refuses certificates whose key is not ECDSA P-256, as in all of
+// Intel's chains, before go-tdx-guest checks a signature with them: chain
+// building checks a certificate with its (not yet trusted) issuer's key,
+// and a verification with an RSA key costs what its sender chooses.
+func p256Only(code, what string, ders ...[]byte) error {
+	for i, d := range ders {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return attest.RejectErr(code, err, "%s certificate %d does not parse", what, i)
+		}
+		if k, ok := c.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+			return attest.Reject(code, "%s certificate %d has a %v key, not ECDSA P-256 as in Intel's chains", what, i, c.PublicKeyAlgorithm)
+		}
+	}
+	return nil
 }
 
 // crl finds a CRL by URL, else by issuer.
