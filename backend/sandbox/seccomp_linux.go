@@ -75,6 +75,10 @@ var allowedSyscalls = []allowedSyscall{
 	{name: "mprotect", reason: "wazero maps compiled code executable"},
 	{name: "madvise", reason: "Go heap scavenger"},
 	{name: "mremap", reason: "Go heap"},
+	// glibc's malloc in cgo builds (the wasmtime engine allocates through
+	// it). Refusing brk is not an option: a filter's errno is taken by
+	// glibc for the new break, and malloc then writes past the heap.
+	{name: "brk", reason: "C heap of cgo builds (glibc malloc)"},
 	// Threads, signals, time, scheduling: the Go runtime.
 	{name: "clone", reason: "new threads only (CLONE_THREAD); no new processes",
 		conds: []seccomp.ArgumentConditions{{{Argument: 0, Operation: seccomp.BitsSet, Value: unix.CLONE_THREAD}}}},

@@ -30,6 +30,7 @@ import (
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/keep/engine"
 )
 
 type wlResult struct {
@@ -78,7 +79,7 @@ func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin [
 	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
 	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
 	code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files,
-		Options: keep.Options{Args: args, CacheDir: testCacheDir}})
+		Options: keep.Options{Args: args, CacheDir: testCacheDir, Engine: engineOf(t)}})
 	outW.Close()
 	errW.Close()
 	inR.Close()
@@ -90,6 +91,25 @@ func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin [
 		r.err = err.Error()
 	}
 	return r
+}
+
+// eachEngine runs test once per engine of this build (both in the race
+// pass of make test, which builds with -tags wasmtime), as a subtest named
+// after the engine, which engineOf reads back.
+func eachEngine(t *testing.T, test func(t *testing.T)) {
+	for _, eng := range engine.Names() {
+		t.Run(eng, test)
+	}
+}
+
+// engineOf is the engine a test runs on: its eachEngine subtest's name.
+func engineOf(t testing.TB) string {
+	for _, part := range strings.Split(t.Name(), "/") {
+		if part != "" && engine.Check(part) == nil {
+			return part
+		}
+	}
+	return ""
 }
 
 func build(t *testing.T, name string) []byte {
@@ -111,9 +131,12 @@ var trapWasm = []byte{
 }
 
 // TestWorkloadsNilAndSandbox runs one table of workloads on both the nil
-// backend (in process) and the sandbox backend (confined child process)
-// and requires identical exit status, error text, stdout and stderr.
-func TestWorkloadsNilAndSandbox(t *testing.T) {
+// backend (in process) and the sandbox backend (confined child process),
+// on every engine, and requires identical exit status, error text, stdout
+// and stderr.
+func TestWorkloadsNilAndSandbox(t *testing.T) { eachEngine(t, testWorkloadsNilAndSandbox) }
+
+func testWorkloadsNilAndSandbox(t *testing.T) {
 	echoIn := make([]byte, 2<<20)
 	rand.Read(echoIn)
 	wasiCfg := "args = [\"--argument1\", \"--argument2=foo\"]\n[env]\nVAR1 = \"var1\"\n" +
@@ -169,8 +192,10 @@ func TestWorkloadsNilAndSandbox(t *testing.T) {
 }
 
 // TestSocketsNilAndSandbox runs the connect and listen workloads (fds 3/4
-// are host sockets passed into the Keep) on both backends.
-func TestSocketsNilAndSandbox(t *testing.T) {
+// are host sockets passed into the Keep) on both backends and engines.
+func TestSocketsNilAndSandbox(t *testing.T) { eachEngine(t, testSocketsNilAndSandbox) }
+
+func testSocketsNilAndSandbox(t *testing.T) {
 	backends := []backend.Backend{nilbackend.Backend{}, Backend{}}
 	if raceEnabled || testing.Short() {
 		backends = backends[1:] // the keep package tests these on nil
@@ -263,20 +288,23 @@ var spinWasm = []byte{
 	0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0 end
 }
 
-func TestPolicyTimeoutKillsRunawayWasm(t *testing.T) {
+func TestPolicyTimeoutKillsRunawayWasm(t *testing.T) { eachEngine(t, testPolicyTimeoutKillsRunawayWasm) }
+
+func testPolicyTimeoutKillsRunawayWasm(t *testing.T) {
 	ctx := backend.WithPolicy(context.Background(), backend.Policy{Timeout: 500 * time.Millisecond})
 	// A config without [[files]]: the workload gets no fds.
 	code, err := Backend{}.Run(ctx, &backend.Launch{Workload: keep.Workload{Wasm: spinWasm, Config: []byte{}}, Config: &config.Config{},
-		Options: keep.Options{NoCache: true}})
+		Options: keep.Options{NoCache: true, Engine: engineOf(t)}})
 	if code != 1 || err != ErrTimeout {
 		t.Fatalf("got %d, %v; want 1, ErrTimeout", code, err)
 	}
 }
 
 // TestBuiltEnarx builds enarx as users do — `go build`/`go install`
-// with cgo (the default wherever a C compiler exists) and CGO_ENABLED=0
-// (`make build`) — and runs a runaway workload with --require-isolation
-// in each. It reads every Keep thread's /proc status from the host (no
+// with cgo (the default wherever a C compiler exists), CGO_ENABLED=0
+// (`make build`) and with the wasmtime engine (cgo, -tags wasmtime, `make
+// build ENGINES=wasmtime`, run with --engine wasmtime) — and runs a
+// runaway workload with --require-isolation in each. It reads every Keep thread's /proc status from the host (no
 // capability, no_new_privs, seccomp), then sends enarx SIGTERM (as
 // Ctrl-C/kill would) and checks that both enarx and its Keep are gone.
 func TestBuiltEnarx(t *testing.T) {
@@ -289,10 +317,17 @@ func TestBuiltEnarx(t *testing.T) {
 	dir := t.TempDir()
 	mod := filepath.Join(dir, "spin.wasm")
 	os.WriteFile(mod, spinWasm, 0o644)
-	for _, cgo := range []string{"1", "0"} {
-		t.Run("CGO_ENABLED="+cgo, func(t *testing.T) {
-			enarx := filepath.Join(dir, "enarx-cgo"+cgo)
-			build := exec.Command("go", "build", "-o", enarx, "../../cmd/enarx")
+	for _, b := range []struct{ cgo, engine string }{{"1", ""}, {"0", ""}, {"1", "wasmtime"}} {
+		cgo := b.cgo
+		name := "CGO_ENABLED=" + cgo
+		args := []string{"build", "-o", filepath.Join(dir, "enarx-cgo"+cgo+b.engine)}
+		if b.engine != "" {
+			name += "/-tags=" + b.engine
+			args = append(args, "-tags", b.engine)
+		}
+		t.Run(name, func(t *testing.T) {
+			enarx := args[2]
+			build := exec.Command("go", append(args, "../../cmd/enarx")...)
 			build.Env = append(os.Environ(), "CGO_ENABLED="+cgo)
 			if out, err := build.CombinedOutput(); err != nil {
 				t.Fatalf("building enarx: %v\n%s", err, out)
@@ -314,13 +349,17 @@ func TestBuiltEnarx(t *testing.T) {
 				}
 				t.Fatalf("CGO_ENABLED=%s built an enarx with interpreter %q", cgo, interp)
 			}
-			runBuiltEnarx(t, enarx, mod)
+			runBuiltEnarx(t, enarx, mod, b.engine)
 		})
 	}
 }
 
-func runBuiltEnarx(t *testing.T, enarx, mod string) {
-	cmd := exec.Command(enarx, "--log-level", "debug", "run", "--backend", "sandbox", "--require-isolation", "--no-cache", mod)
+func runBuiltEnarx(t *testing.T, enarx, mod, eng string) {
+	args := []string{"--log-level", "debug", "run", "--backend", "sandbox", "--require-isolation", "--no-cache"}
+	if eng != "" {
+		args = append(args, "--engine", eng)
+	}
+	cmd := exec.Command(enarx, append(args, mod)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
