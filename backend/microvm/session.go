@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -68,7 +69,7 @@ type session struct {
 	dials    int
 	puts     int
 	logs     int
-	outputs  sync.WaitGroup // stdout/stderr pumps
+	outputs  sync.WaitGroup // stdout/stderr pumps and cache files from the Keep
 	others   sync.WaitGroup // every other goroutine
 	done     chan struct{}
 	doneOnce sync.Once
@@ -163,9 +164,9 @@ func (s *session) open(st *channel.Stream, o channel.Open) error {
 		if s.cacheDir == "" || n > maxCacheFiles || !channel.ValidFileName(o.Name) {
 			return errors.New("cache file refused")
 		}
-		s.others.Add(1)
+		s.outputs.Add(1) // the Keep sends these before its exit status: wait for them
 		go func() {
-			defer s.others.Done()
+			defer s.outputs.Done()
 			s.cachePut(st, o.Name)
 		}()
 		return nil
@@ -248,7 +249,8 @@ func (s *session) finish() {
 	s.mux.Close()
 }
 
-// drain waits (bounded) for the Keep's output streams to reach the host.
+// drain waits (bounded) for the Keep's output streams to reach the host,
+// and for the compilation cache files it sent to be stored.
 func (s *session) drain() {
 	done := make(chan struct{})
 	go func() { s.outputs.Wait(); close(done) }()
@@ -343,8 +345,8 @@ func cacheFiles(dir string) []cacheFile {
 	}
 	var out []cacheFile
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || len(out) >= maxCacheFiles || !d.Type().IsRegular() {
-			return nil
+		if err != nil || d.IsDir() || len(out) >= maxCacheFiles || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") {
+			return nil // (dot files: temporary files of an interrupted write)
 		}
 		rel, err := filepath.Rel(dir, p)
 		if err != nil || !channel.ValidFileName(filepath.ToSlash(rel)) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -327,4 +328,47 @@ func TestChannelBundle(t *testing.T) {
 		t.Fatalf("a tampered bundle ran: code %d err %v", code, err)
 	}
 	t.Logf("tampered bundle: %v", err)
+}
+
+// TestChannelCompilationCache: a kvm-style Keep sends the code it compiled
+// back to the host, which stores it (whole files only) and sends it into
+// the next Keep of the same module.
+func TestChannelCompilationCache(t *testing.T) {
+	dir := t.TempDir()
+	wasm := build(t, "hello")
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	run := func() {
+		t.Helper()
+		outR, outW, _ := os.Pipe()
+		defer outR.Close()
+		go io.Copy(io.Discard, outR)
+		code, err := inProcess{cacheDir: dir}.Run(context.Background(), &backend.Launch{Workload: keep.Workload{Wasm: wasm}, Config: config.Default(),
+			Files: []*os.File{os.Stdin, outW, os.Stderr}, Options: keep.Options{Logger: log}})
+		outW.Close()
+		if code != 0 || err != nil {
+			t.Fatalf("code %d err %v", code, err)
+		}
+	}
+	run()
+	var files []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) == 0 {
+		t.Fatal("the Keep's compiled code was not stored")
+	}
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), ".") {
+			t.Fatalf("a partial cache file was left: %s", f)
+		}
+	}
+	logs.Reset()
+	run()
+	if !strings.Contains(logs.String(), `msg="keep: compilation cache received" files=1`) {
+		t.Fatalf("the second Keep did not get the cache:\n%s", logs.String())
+	}
 }

@@ -406,3 +406,11 @@ func TestVMRequireIsolationRefusesTCG(t *testing.T) {
 		t.Fatalf("code %d stderr %q", r.code, r.stderr)
 	}
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if vmSetup.dir != "" {
+		os.RemoveAll(vmSetup.dir)
+	}
+	os.Exit(code)
+}
