@@ -136,10 +136,26 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	eng, err := engine.New(ctx, engine.Config{Engine: o.Engine, CacheDir: o.CacheDir, NoCache: o.NoCache,
+		CacheTag: limitsTag, MemoryLimit: o.MemoryLimit})
+	if err != nil {
+		return 1, err
+	}
+	abandoned := false // a compilation still runs: see compile
+	defer func() {
+		if !abandoned {
+			eng.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	// A module the engine loads from its cache passed the limits when it
+	// was compiled (the cache is tagged with them).
+	compiled, cached := eng.Cached(w.Wasm)
 	// What the module declares, before anything costs time: a module
 	// within the limits compiles in bounded time and memory.
-	if err := limits.Check(w.Wasm, limits.Default); err != nil {
-		return 1, fmt.Errorf("main.wasm is refused before compiling: %w", err)
+	if !cached {
+		if err := limits.Check(w.Wasm, limits.Default); err != nil {
+			return 1, fmt.Errorf("main.wasm is refused before compiling: %w", err)
+		}
 	}
 	for _, warn := range cfg.Warnings {
 		log.Warn(warn)
@@ -165,27 +181,18 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	}
 	defer table.CloseAll()
 
-	eng, err := engine.New(ctx, engine.Config{Engine: o.Engine, CacheDir: o.CacheDir, NoCache: o.NoCache, MemoryLimit: o.MemoryLimit})
-	if err != nil {
-		return 1, err
-	}
-	abandoned := false // a compilation still runs: see compile
-	defer func() {
-		if !abandoned {
-			eng.Close(context.WithoutCancel(ctx))
-		}
-	}()
 
 	sysw := &wasi.System{
 		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
 		Env:   environ(cfg),
 		Files: table,
 	}
-	compiled, err := compile(ctx, eng, w.Wasm, o.CompileTimeout)
-	if err != nil {
-		var te *CompileTimeoutError
-		abandoned = errors.As(err, &te) || ctx.Err() != nil
-		return 1, fmt.Errorf("compiling main.wasm: %w", err)
+	if !cached {
+		if compiled, err = compile(ctx, eng, w.Wasm, o.CompileTimeout); err != nil {
+			var te *CompileTimeoutError
+			abandoned = errors.As(err, &te) || ctx.Err() != nil
+			return 1, fmt.Errorf("compiling main.wasm: %w", err)
+		}
 	}
 	entry, err := entryPoint(compiled)
 	if err != nil {
@@ -278,6 +285,9 @@ func compile(ctx context.Context, eng engine.Engine, wasm []byte, timeout time.D
 		return nil, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
 	}
 }
+
+// limitsTag tags compilation caches with the pre-compile limits.
+var limitsTag = fmt.Sprintf("%+v", limits.Default)
 
 // exitCode extracts a proc_exit status.
 func exitCode(err error) (int, bool) {

@@ -65,6 +65,13 @@ type Engine interface {
 	// Compile validates and compiles wasm (or loads it from the
 	// compilation cache).
 	Compile(ctx context.Context, wasm []byte) (Module, error)
+	// Cached returns wasm's module from the compilation cache when the
+	// engine can load it without looking at wasm again (wasmtime: the
+	// entry is machine code made from exactly these bytes, under the same
+	// Config.CacheTag), so the caller may skip checks it made before
+	// compiling. wazero always decodes and validates the module, even on
+	// a cache hit: for it this is always (nil, false).
+	Cached(wasm []byte) (Module, bool)
 	// Limit is the linear-memory cap in bytes.
 	Limit() uint64
 	// Breach reports whether the guest asked for more memory than the
@@ -111,6 +118,10 @@ type Config struct {
 	CacheDir string
 	// NoCache disables the compilation cache.
 	NoCache bool
+	// CacheTag names the checks a module passed before it was compiled
+	// (keep's pre-compile limits): cache entries made under another tag
+	// are not used.
+	CacheTag string
 	// MemoryLimit caps linear memory in bytes (0 = DefaultMemoryLimit;
 	// rounded down to whole 64 KiB pages; at most 4 GiB).
 	MemoryLimit uint64

@@ -88,10 +88,10 @@ type wasmtimeEngine struct {
 	closed bool
 }
 
-func newWasmtime(_ context.Context, _ Config, limit uint64, cacheDir string) (Engine, error) {
+func newWasmtime(_ context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
 	e := &wasmtimeEngine{eng: wasmtime.NewEngineWithConfig(newWasmtimeConfig()), limit: limit}
 	if cacheDir != "" {
-		sum := sha256.Sum256([]byte(wasmtimeSettings))
+		sum := sha256.Sum256([]byte(wasmtimeSettings + ";tag=" + c.CacheTag))
 		e.cacheDir = cacheDir + "/wasmtime-" + WasmtimeVersion + "-" + hex.EncodeToString(sum[:4])
 	}
 	return e, nil
@@ -122,6 +122,18 @@ func (e *wasmtimeEngine) Close(context.Context) error {
 	}
 	e.eng.Close()
 	return nil
+}
+
+// Cached implements Engine.
+func (e *wasmtimeEngine) Cached(wasm []byte) (Module, bool) {
+	if e.cacheDir == "" {
+		return nil, false
+	}
+	m, err := e.load(sha256.Sum256(wasm))
+	if err != nil {
+		return nil, false
+	}
+	return m, true
 }
 
 func (e *wasmtimeEngine) Compile(_ context.Context, wasm []byte) (Module, error) {
@@ -178,8 +190,19 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, host []HostFunc) (Inst
 		e.store.Limiter(int64(e.limit), -1, -1, -1, -1)
 	}
 	// A linker per instance: its host functions close over the instance.
+	// Only what the module imports is defined (Go's hello imports 16 of
+	// the 92 WASI functions; each definition is a few cgo calls).
 	in := &wasmtimeInstance{e: e, ctx: ctx, linker: wasmtime.NewLinker(e.eng)}
+	imported := map[[2]string]bool{}
+	for _, im := range m.mod.Imports() {
+		if n := im.Name(); n != nil {
+			imported[[2]string{im.Module(), *n}] = true
+		}
+	}
 	for _, f := range host {
+		if !imported[[2]string{f.Module, f.Name}] {
+			continue
+		}
 		if err := in.linker.FuncNew(f.Module, f.Name, funcType(f), in.trampoline(f)); err != nil {
 			in.linker.Close()
 			return nil, fmt.Errorf("linking %s.%s: %w", f.Module, f.Name, err)

@@ -77,6 +77,9 @@ func (e *wazeroEngine) Close(ctx context.Context) error {
 	return err
 }
 
+// Cached implements Engine: wazero validates every module it loads.
+func (e *wazeroEngine) Cached([]byte) (Module, bool) { return nil, false }
+
 func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (_ Module, err error) {
 	defer func() {
 		// wazero's validator panics on some malformed modules (an index
