@@ -181,7 +181,6 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	}
 	defer table.CloseAll()
 
-
 	sysw := &wasi.System{
 		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
 		Env:   environ(cfg),
