@@ -157,7 +157,39 @@ type setup struct {
 	firmware string
 }
 
+// resolved remembers a successful resolve for the process: selection
+// (Configured) and Run both need it, and checking the image hashes its
+// 20-odd MB.
+var resolved struct {
+	sync.Mutex
+	m map[string]*setup
+}
+
 func (b Backend) resolve(ctx context.Context) (*setup, error) {
+	key := b.name
+	for _, e := range []string{image.EnvImage, qemu.EnvQEMU, "ENARX_SNP_FIRMWARE", "ENARX_TDX_FIRMWARE", "XDG_DATA_HOME", "PATH"} {
+		key += "\x00" + os.Getenv(e)
+	}
+	resolved.Lock()
+	st := resolved.m[key]
+	resolved.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := b.resolveNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resolved.Lock()
+	if resolved.m == nil {
+		resolved.m = map[string]*setup{}
+	}
+	resolved.m[key] = st
+	resolved.Unlock()
+	return st, nil
+}
+
+func (b Backend) resolveNow(ctx context.Context) (*setup, error) {
 	info, err := qemu.ProbeCached(ctx, "")
 	if err != nil {
 		return nil, err

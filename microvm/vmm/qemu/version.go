@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/enarx-go/enarx/internal/atomicfile"
 )
 
 // Binary is the QEMU system emulator's name.
@@ -260,7 +263,9 @@ func ProbeCached(ctx context.Context, binary string) (*Info, error) {
 	return cachedProbe(ctx, binary)
 }
 
-// cachedProbe is Probe with probeCache.
+// cachedProbe is Probe with probeCache, and with a file cache across
+// processes (each probe runs QEMU twice, ~120 ms that every `enarx run`
+// would otherwise pay).
 func cachedProbe(ctx context.Context, binary string) (*Info, error) {
 	st, err := os.Stat(binary)
 	if err != nil {
@@ -274,9 +279,11 @@ func cachedProbe(ctx context.Context, binary string) (*Info, error) {
 		c := *info
 		return &c, nil
 	}
-	info, err = Probe(ctx, binary)
-	if err != nil {
-		return nil, err
+	if info = readProbeFile(k); info == nil {
+		if info, err = Probe(ctx, binary); err != nil {
+			return nil, err
+		}
+		writeProbeFile(k, info)
 	}
 	probeCache.Lock()
 	if probeCache.m == nil {
@@ -286,4 +293,69 @@ func cachedProbe(ctx context.Context, binary string) (*Info, error) {
 	probeCache.m[k] = &c
 	probeCache.Unlock()
 	return info, nil
+}
+
+// probeFile is the cross-process probe cache: the user's cache directory,
+// one JSON record per binary (path, size and modification time must all
+// match). It holds only what QEMU printed about itself; a stale or broken
+// file is ignored and rewritten.
+func probeFile() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "enarx", "qemu-probe.json")
+}
+
+type probeRecord struct {
+	Path    string    `json:"path"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+	Info    Info      `json:"info"`
+}
+
+func readProbeFile(k probeKey) *Info {
+	p := probeFile()
+	if p == "" {
+		return nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) > 64<<10 {
+		return nil
+	}
+	var recs []probeRecord
+	if json.Unmarshal(b, &recs) != nil {
+		return nil
+	}
+	for _, r := range recs {
+		if r.Path == k.path && r.Size == k.size && r.ModTime.Equal(k.mtime) && r.Info.Path == k.path {
+			info := r.Info
+			return &info
+		}
+	}
+	return nil
+}
+
+func writeProbeFile(k probeKey, info *Info) {
+	p := probeFile()
+	if p == "" {
+		return
+	}
+	var recs []probeRecord
+	if b, err := os.ReadFile(p); err == nil && len(b) <= 64<<10 {
+		json.Unmarshal(b, &recs)
+	}
+	out := []probeRecord{{Path: k.path, Size: k.size, ModTime: k.mtime, Info: *info}}
+	for _, r := range recs {
+		if r.Path != k.path && len(out) < 16 {
+			out = append(out, r)
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return
+	}
+	if os.MkdirAll(filepath.Dir(p), 0o700) == nil {
+		atomicfile.Write(p, b, 0o600)
+	}
 }

@@ -3,7 +3,9 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -187,4 +189,49 @@ func FuzzLineWriter(f *testing.F) {
 			t.Fatalf("lines %q do not give back %q", whole, in)
 		}
 	})
+}
+
+// TestProbeFileCache: a second process (here: an emptied in-memory cache)
+// takes the probe from the file cache without running QEMU; a changed
+// binary is probed again.
+func TestProbeFileCache(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := t.TempDir()
+	count := filepath.Join(dir, "runs")
+	bin := filepath.Join(dir, "qemu-system-x86_64")
+	script := "#!/bin/sh\necho x >> " + count + "\necho 'QEMU emulator version 9.2.0'\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runs := func() int {
+		b, _ := os.ReadFile(count)
+		return strings.Count(string(b), "x")
+	}
+	forget := func() {
+		probeCache.Lock()
+		probeCache.m = nil
+		probeCache.Unlock()
+	}
+	forget()
+	info, err := ProbeCached(context.Background(), bin)
+	if err != nil || info.Version != (Version{9, 2, 0}) {
+		t.Fatalf("%+v %v", info, err)
+	}
+	first := runs()
+	if first == 0 {
+		t.Fatal("the fake QEMU never ran")
+	}
+	forget()
+	info, err = ProbeCached(context.Background(), bin)
+	if err != nil || info.Version != (Version{9, 2, 0}) || runs() != first {
+		t.Fatalf("second probe: %+v %v, QEMU ran %d times (want %d)", info, err, runs(), first)
+	}
+	// A new binary (other size and time) is probed again.
+	os.WriteFile(bin, []byte(script+"echo 'QEMU emulator version 10.1.0'\n"), 0o755)
+	os.Chtimes(bin, time.Now().Add(time.Hour), time.Now().Add(time.Hour))
+	forget()
+	if _, err := ProbeCached(context.Background(), bin); err != nil || runs() == first {
+		t.Fatalf("a changed binary was not probed again: %v, runs %d", err, runs())
+	}
+	forget()
 }
