@@ -129,6 +129,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	start := time.Now()
 	if err := openBundle(&w); err != nil { // registry packages: verify before anything else
 		return 1, err
 	}
@@ -149,7 +150,9 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	}()
 	// A module the engine loads from its cache passed the limits when it
 	// was compiled (the cache is tagged with them).
+	tEngine := time.Now()
 	compiled, cached := eng.Cached(w.Wasm)
+	tCached := time.Now()
 	// What the module declares, before anything costs time: a module
 	// within the limits compiles in bounded time and memory.
 	if !cached {
@@ -186,6 +189,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		Env:   environ(cfg),
 		Files: table,
 	}
+	tSetup := time.Now()
 	if !cached {
 		if compiled, err = compile(ctx, eng, w.Wasm, o.CompileTimeout); err != nil {
 			var te *CompileTimeoutError
@@ -200,6 +204,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if need := compiled.MinMemory(); need > eng.Limit() {
 		return 1, memoryLimitError(eng, o.MemoryLimit, need)
 	}
+	tCompiled := time.Now()
 	inst, err := compiled.Instantiate(ctx, sysw.HostFuncs())
 	if err != nil {
 		if code, ok := exitCode(err); ok {
@@ -214,7 +219,10 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		}
 		return 1, fmt.Errorf("instantiating main.wasm: %w", err)
 	}
-	log.Debug("running workload", "engine", eng.Name(), "entry", entry, "fds", table.Len())
+	tInst := time.Now()
+	log.Debug("running workload", "engine", eng.Name(), "entry", entry, "fds", table.Len(), "from_cache", cached,
+		"engine_new", tEngine.Sub(start), "cache_load", tCached.Sub(tEngine), "setup", tSetup.Sub(tCached),
+		"compile", tCompiled.Sub(tSetup), "instantiate", tInst.Sub(tCompiled))
 	err = inst.Call(ctx, entry)
 	code, exited := exitCode(err)
 	if req, breached := eng.Breach(); breached && (err != nil && !exited || code != 0) {

@@ -90,7 +90,7 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 	if err := checkEngine(f.engine); err != nil {
 		return err
 	}
-	wasm, err := os.ReadFile(module)
+	wasm, err := readModule(module)
 	if err != nil {
 		return fmt.Errorf("reading the module: %w", err)
 	}
