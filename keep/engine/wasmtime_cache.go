@@ -87,12 +87,18 @@ func (e *wasmtimeEngine) load(key [32]byte) (*wasmtimeModule, error) {
 		return nil, errors.New("cache entry fails its integrity check")
 	}
 	var mod *wasmtime.Module
-	if proc := fmt.Sprintf("/proc/self/fd/%d", f.Fd()); fileIs(proc, st) {
-		// The file just checked, not whatever the path names by now.
-		mod, err = wasmtime.NewModuleDeserializeFile(e.eng, proc)
+	if e.mapped {
+		// The file just checked, not whatever the path names by now,
+		// where /proc is mounted; else the path is reopened: only the
+		// owner of the 0700 directory, as trusted as the cache itself,
+		// could have swapped the file meanwhile.
+		path := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+		if !fileIs(path, st) {
+			path = e.cachePath(key, ".cwasm")
+		}
+		mod, err = wasmtime.NewModuleDeserializeFile(e.eng, path)
 	} else {
-		// No /proc (the sandbox's empty root): wasmtime copies the
-		// checked bytes.
+		// wasmtime copies the checked bytes into executable memory.
 		mod, err = wasmtime.NewModuleDeserialize(e.eng, b)
 	}
 	unix.Munmap(b)
