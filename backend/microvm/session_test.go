@@ -200,29 +200,35 @@ func TestChannelWorkloadsMatchNil(t *testing.T) {
 // and 4 are host sockets relayed over channel streams.
 func TestChannelSockets(t *testing.T) {
 	t.Run("connect", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-		cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
-			"[[files]]\nname = \"stream\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n", ln.Addr().(*net.TCPAddr).Port)
-		r := runOn(t, inProcess{}, build(t, "connect"), cfg, nil)
-		if r.code != 0 || r.err != "" {
-			t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
-		}
+		testConnect(t, inProcess{}, build(t, "connect"))
 	})
 	t.Run("listen", func(t *testing.T) {
 		testListen(t, inProcess{}, build(t, "listen"))
 	})
+}
+
+// testConnect runs the connect workload on b against a TCP echo server:
+// it checks FD_COUNT/FD_NAMES and echoes three lines over its fd 3.
+func testConnect(t *testing.T, b backend.Backend, wasm []byte) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
+		"[[files]]\nname = \"stream\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n", ln.Addr().(*net.TCPAddr).Port)
+	r := runOn(t, b, wasm, cfg, nil)
+	if r.code != 0 || r.err != "" {
+		t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
+	}
 }
 
 // testListen runs the listen workload on b: it signals readiness over its

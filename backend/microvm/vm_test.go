@@ -200,25 +200,7 @@ func TestVMSockets(t *testing.T) {
 		}
 	}
 	t.Run("connect", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-		cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
-			"[[files]]\nname = \"stream\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n", ln.Addr().(*net.TCPAddr).Port)
-		r := runOn(t, vmBackend{KVM}, build(t, "connect"), cfg, nil)
-		if r.code != 0 || r.err != "" {
-			t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
-		}
+		testConnect(t, vmBackend{KVM}, build(t, "connect"))
 	})
 	t.Run("listen", func(t *testing.T) {
 		testListen(t, vmBackend{KVM}, build(t, "listen"))
