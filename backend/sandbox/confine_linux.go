@@ -280,6 +280,12 @@ func bindFile(fd int, target string) error {
 	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
+// mountCache binds the module's cache directory at target. It is not
+// noexec: the wasmtime engine maps cached code straight from its file
+// (PROT_EXEC on a file mapping, which noexec refuses) rather than copying
+// it, and a noexec mount would add nothing here, since the Keep may make
+// anonymous memory executable anyway (both engines compile to it); execve
+// stays refused by seccomp.
 func mountCache(src, target string) error {
 	if err := os.Mkdir(target, 0o700); err != nil {
 		return err
@@ -287,7 +293,7 @@ func mountCache(src, target string) error {
 	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 		return err
 	}
-	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
 var errSkipped = errors.New("left out by a test")

@@ -119,6 +119,7 @@ var cacheSyscalls = []allowedSyscall{
 	{name: "renameat", reason: "wazero renames a written cache entry into place"},
 	{name: "renameat2", reason: "wazero renames a written cache entry into place"},
 	{name: "unlinkat", reason: "wazero removes a failed cache entry"},
+	{name: "fstatfs", reason: "wasmtime checks that the cache may hold executable mappings"},
 }
 
 // seccompPolicy builds the filter. pid is this process's pid as it sees

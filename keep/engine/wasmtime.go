@@ -99,10 +99,9 @@ type wasmtimeEngine struct {
 func newWasmtime(_ context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
 	// With a cache that may hold executable files, every module is
 	// instantiated from its cache file (Compile reloads what it
-	// compiled), so its code and data are mapped, not copied. The
-	// sandbox's cache is a noexec mount (and its seccomp filter refuses
-	// statfs): there modules are copied into anonymous memory, without
-	// memory images.
+	// compiled), so its code and data are mapped, not copied. From a
+	// cache on a noexec mount modules are copied into anonymous memory,
+	// without memory images.
 	mapped := cacheDir != "" && execMount(cacheDir)
 	e := &wasmtimeEngine{eng: wasmtime.NewEngineWithConfig(newWasmtimeConfig(mapped)), limit: limit, mapped: mapped}
 	if cacheDir != "" {
@@ -112,10 +111,17 @@ func newWasmtime(_ context.Context, c Config, limit uint64, cacheDir string) (En
 	return e, nil
 }
 
-// execMount reports whether files under dir may be mapped executable.
+// execMount reports whether files under dir may be mapped executable
+// (fstatfs of the open directory: the sandbox's seccomp filter allows it,
+// not statfs of a path).
 func execMount(dir string) bool {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
 	var st unix.Statfs_t
-	return unix.Statfs(dir, &st) == nil && st.Flags&unix.ST_NOEXEC == 0
+	return unix.Fstatfs(fd, &st) == nil && st.Flags&unix.ST_NOEXEC == 0
 }
 
 func (e *wasmtimeEngine) Name() string  { return "wasmtime" }
