@@ -8,6 +8,10 @@ package keep_test
 //	go test -run '^$' -bench . -benchtime 3x ./keep/
 //
 // They are skipped with -short and are not run by `go test` without -bench.
+//
+// The benchmarks in this file compare the Keep on wazero with plain wazero
+// and native Go; engines_bench_test.go compares each engine with native Go
+// and plain wasmtime-go.
 
 import (
 	"bufio"
@@ -29,13 +33,14 @@ import (
 // plainWazero runs wasm the way a minimal wazero runner would: compiler,
 // optional compilation cache, wazero's bundled WASI, stdout to out.
 func plainWazero(b *testing.B, wasm []byte, cacheDir string, out io.Writer, args ...string) {
-	plainWazeroIO(b, wasm, cacheDir, nil, out, args...)
+	plainWazeroIO(b, wasm, cacheDir, false, nil, out, args...)
 }
 
-// plainWazeroIO is plainWazero with stdin (nil: none).
-func plainWazeroIO(b *testing.B, wasm []byte, cacheDir string, in io.Reader, out io.Writer, args ...string) {
+// plainWazeroIO is plainWazero with stdin (nil: none) and, if closeOnDone,
+// wazero's own interruption (WithCloseOnContextDone).
+func plainWazeroIO(b *testing.B, wasm []byte, cacheDir string, closeOnDone bool, in io.Reader, out io.Writer, args ...string) {
 	ctx := context.Background()
-	rc := wazero.NewRuntimeConfigCompiler()
+	rc := wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(closeOnDone)
 	if cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
@@ -57,10 +62,16 @@ func plainWazeroIO(b *testing.B, wasm []byte, cacheDir string, in io.Reader, out
 	}
 }
 
-// keepRun runs wasm in the Keep with default stdio (stdout to out).
+// keepRun runs wasm in the Keep on wazero with default stdio (stdout to
+// out).
 func keepRun(b *testing.B, wasm []byte, cacheDir string, noCache bool, out *os.File, args ...string) {
+	keepRunOn(b, "wazero", wasm, cacheDir, noCache, out, args...)
+}
+
+// keepRunOn is keepRun on engine eng.
+func keepRunOn(b *testing.B, eng string, wasm []byte, cacheDir string, noCache bool, out *os.File, args ...string) {
 	code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm}, keep.Options{
-		Files: []*os.File{os.Stdin, out, os.Stderr}, Args: args, CacheDir: cacheDir, NoCache: noCache,
+		Files: []*os.File{os.Stdin, out, os.Stderr}, Args: args, CacheDir: cacheDir, NoCache: noCache, Engine: eng,
 	})
 	if err != nil || code != 0 {
 		b.Fatalf("keep: %d %v", code, err)
@@ -198,7 +209,7 @@ func BenchmarkStdio1GiB(b *testing.B) {
 		func() {
 			pipeThrough(b, size, func(in, out *os.File) {
 				code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm},
-					keep.Options{Files: []*os.File{in, out, os.Stderr}, CacheDir: kc})
+					keep.Options{Files: []*os.File{in, out, os.Stderr}, CacheDir: kc, Engine: "wazero"})
 				if err != nil || code != 0 {
 					b.Fatalf("keep: %d %v", code, err)
 				}
@@ -225,14 +236,14 @@ func BenchmarkStdio1GiBVsWazero(b *testing.B) {
 		func() {
 			pipeThrough(b, size, func(in, out *os.File) {
 				code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm},
-					keep.Options{Files: []*os.File{in, out, os.Stderr}, CacheDir: kc})
+					keep.Options{Files: []*os.File{in, out, os.Stderr}, CacheDir: kc, Engine: "wazero"})
 				if err != nil || code != 0 {
 					b.Fatalf("keep: %d %v", code, err)
 				}
 			})
 		},
 		func() {
-			pipeThrough(b, size, func(in, out *os.File) { plainWazeroIO(b, wasm, wc, in, out) })
+			pipeThrough(b, size, func(in, out *os.File) { plainWazeroIO(b, wasm, wc, false, in, out) })
 		})
 }
 
@@ -280,7 +291,7 @@ func BenchmarkTCPEcho256MiB(b *testing.B) {
 	served := make(chan result, 1)
 	go func() {
 		// The guest serves until the context is cancelled.
-		served <- runCtx(ctx, b, keep.Workload{Wasm: wasm}, cfg, nil, keep.Options{CacheDir: kc})
+		served <- runCtx(ctx, b, keep.Workload{Wasm: wasm}, cfg, nil, keep.Options{CacheDir: kc, Engine: "wazero"})
 	}()
 	defer func() {
 		cancel()
