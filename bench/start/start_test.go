@@ -1,0 +1,138 @@
+package start
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep/engine"
+)
+
+func goBin() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
+
+// build builds pkg (relative to this directory) into dir; with wasmtime
+// in this build, with -tags wasmtime too (cgo as the environment says).
+func build(b *testing.B, dir, pkg, name string, native bool) string {
+	out := filepath.Join(dir, name)
+	args := []string{"build", "-trimpath", "-o", out}
+	if engine.Check("wasmtime") == nil {
+		args = append(args, "-tags", "wasmtime")
+	}
+	cmd := exec.Command(goBin(), append(args, pkg)...)
+	if native {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
+	if o, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("building %s: %v\n%s", pkg, err, o)
+	}
+	return out
+}
+
+type variant struct {
+	name string
+	cmd  []string
+	env  []string
+	ms   []float64
+}
+
+// BenchmarkStartHello measures the process wall time of Go's 2.6 MB hello
+// (keep/testdata/hello) from fork to exit, caches warm, each variant once
+// per round, b.N rounds (use -benchtime 20x), and reports each variant's
+// median and the same-run comparisons the engine work is judged by:
+//
+//	nil-<engine>/plain-<engine>        enarx on nil against a minimal runner of that engine
+//	sandbox-<engine>-minus-nil-ms      what the sandbox adds to a start
+//
+// Variants: native (the program built for this machine), enarx --version
+// (the process floor), plain-wazero and plain-wasmtime (testdata/), and
+// enarx run on nil and sandbox with each engine.
+func BenchmarkStartHello(b *testing.B) {
+	if testing.Short() {
+		b.Skip("benchmark")
+	}
+	dir := b.TempDir()
+	wasm := testutil.BuildWasm(b, "../../keep/testdata/hello")
+	enarx := build(b, dir, "../../cmd/enarx", "enarx", false)
+	native := build(b, dir, "../../keep/testdata/hello", "hello", true)
+	cache := filepath.Join(dir, "cache")
+	vs := []*variant{
+		{name: "native", cmd: []string{native}},
+		{name: "enarx-version", cmd: []string{enarx, "--version"}},
+		{name: "plain-wazero", cmd: []string{build(b, dir, "./testdata/plainwazero", "plainwazero", false), wasm}, env: []string{"CACHE=" + filepath.Join(dir, "wz")}},
+	}
+	if engine.Check("wasmtime") == nil {
+		vs = append(vs, &variant{name: "plain-wasmtime", cmd: []string{build(b, dir, "./testdata/plainwasmtime", "plainwasmtime", false), wasm},
+			env: []string{"CACHE=" + filepath.Join(dir, "wt")}})
+	}
+	os.MkdirAll(filepath.Join(dir, "wz"), 0o700)
+	os.MkdirAll(filepath.Join(dir, "wt"), 0o700)
+	for _, be := range []string{"nil", "sandbox"} {
+		for _, eng := range engine.Names() {
+			vs = append(vs, &variant{name: be + "-" + eng,
+				cmd: []string{enarx, "run", "--backend", be, "--engine", eng, "--cache-dir", cache, wasm}})
+		}
+	}
+	try := func(v *variant) error {
+		cmd := exec.Command(v.cmd[0], v.cmd[1:]...)
+		cmd.Env = append(os.Environ(), v.env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil && v.name != "enarx-version" && !strings.Contains(string(out), "Hello, world!") {
+			err = errors.New(string(out))
+		}
+		return err
+	}
+	run := func(v *variant) time.Duration {
+		cmd := exec.Command(v.cmd[0], v.cmd[1:]...)
+		cmd.Env = append(os.Environ(), v.env...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		s := time.Now()
+		err := cmd.Run()
+		d := time.Since(s)
+		if err != nil || (v.name != "enarx-version" && !strings.Contains(out.String(), "Hello, world!")) {
+			b.Fatalf("%s: %v\n%s", v.name, err, out.String())
+		}
+		return d
+	}
+	// Warm up (fill every cache); leave out the sandbox where it cannot run.
+	vs = slices.DeleteFunc(vs, func(v *variant) bool {
+		if err := try(v); err != nil && strings.HasPrefix(v.name, "sandbox-") {
+			b.Logf("no sandbox here, left out: %v", err)
+			return true
+		}
+		return false
+	})
+	for _, v := range vs {
+		run(v)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range vs {
+			v := vs[(i+j)%len(vs)] // rotate the order between rounds
+			v.ms = append(v.ms, float64(run(v).Microseconds())/1000)
+		}
+	}
+	b.StopTimer()
+	med := map[string]float64{}
+	for _, v := range vs {
+		slices.Sort(v.ms)
+		med[v.name] = v.ms[len(v.ms)/2]
+		b.ReportMetric(med[v.name], v.name+"-ms")
+	}
+	for _, eng := range engine.Names() {
+		if p, ok := med["plain-"+eng]; ok {
+			b.ReportMetric(med["nil-"+eng]/p, "nil-"+eng+"/plain-"+eng)
+		}
+		if s, ok := med["sandbox-"+eng]; ok {
+			b.ReportMetric(s-med["nil-"+eng], "sandbox-"+eng+"-minus-nil-ms")
+		}
+	}
+}
