@@ -3,7 +3,11 @@
 # the baseline measured in the same run (each benchmark alternates the
 # measured path and its baseline; see the package's bench_test.go):
 #
-#   keep                plain wazero (cold/warm start, CPU), native Go copy, native Go TCP echo
+#   keep                plain wazero (cold/warm start, CPU), native Go copy, native Go TCP echo;
+#                       Engine*: each engine against native Go and plain wasmtime-go
+#                       (nbody, sieve, SHA-256, 1 GiB stdio, TCP echo), InterruptCost
+#   bench/start         process wall time of hello: enarx nil/sandbox × wazero/wasmtime
+#                       against plain wazero and wasmtime-go runners
 #   identity/e2e        native Go TLS echo server (16 KiB messages)
 #   steward             raw ECDSA sign+verify of this machine
 #   attestation/snp     raw ECDSA P-384 verify
@@ -13,6 +17,9 @@
 #   backend/sandbox     the nil backend (start-up, throughput, memory per Keep)
 #
 # Usage: bench/run.sh [package-regexp]   (e.g. bench/run.sh keep)
+# With a C compiler (cgo) the packages marked "wasmtime" below are built with
+# -tags wasmtime, so both engines and the plain wasmtime-go baselines run;
+# ENGINES=wazero bench/run.sh runs the pure-Go build only.
 # Output: the full `go test -bench` lines in bench/out/<pkg>.txt and, on stdout,
 # every metric each benchmark reports (ratios such as ratio, keep/native,
 # fetch/floor, and the absolute rates behind them).
@@ -23,9 +30,11 @@ filter=${1:-.}
 out=bench/out
 mkdir -p "$out"
 
-# package | -bench regexp | -benchtime
+# package | -bench regexp | -benchtime | tags
 benches=(
-	"./keep/|.|3x"
+	"./keep/|^Benchmark(Hello|SHA256|Sieve|Stdio1GiB|TCPEcho)|3x|"
+	"./keep/|^Benchmark(Engine|InterruptCost)|3x|wasmtime"
+	"./bench/start/|StartHello|20x|wasmtime"
 	"./identity/e2e/|TLSEcho|20000x"
 	"./steward/|IssuanceRatio|2000x"
 	"./attestation/snp/|SNPRatio|3x"
@@ -36,12 +45,25 @@ benches=(
 	"./backend/sandbox/|SandboxVsNil|1x"
 )
 
+cgo=0
+if [[ "${ENGINES:-}" != wazero ]] && command -v "$(go env CC)" >/dev/null 2>&1; then
+	cgo=1
+fi
 for b in "${benches[@]}"; do
-	IFS='|' read -r pkg re bt <<<"$b"
+	IFS='|' read -r pkg re bt tags <<<"$b"
 	[[ "$pkg" =~ $filter ]] || continue
 	name=${pkg#./}; name=${name%/}; name=${name//\//_}
-	echo "== $pkg (-bench '$re' -benchtime $bt)"
-	if ! CGO_ENABLED=0 go test -run '^$' -bench "$re" -benchtime "$bt" -timeout 60m "$pkg" >"$out/$name.txt" 2>&1; then
+	env=(CGO_ENABLED=0)
+	flags=()
+	if [[ "$tags" == wasmtime ]]; then
+		name=$name-engines
+		if [[ $cgo == 1 ]]; then
+			env=(CGO_ENABLED=1)
+			flags=(-tags wasmtime)
+		fi
+	fi
+	echo "== $pkg (-bench '$re' -benchtime $bt ${flags[*]})"
+	if ! env "${env[@]}" go test "${flags[@]}" -run '^$' -bench "$re" -benchtime "$bt" -timeout 60m "$pkg" >"$out/$name.txt" 2>&1; then
 		echo "   FAILED: see $out/$name.txt"
 		tail -5 "$out/$name.txt" | sed 's/^/   /'
 		continue
