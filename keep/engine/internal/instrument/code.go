@@ -5,11 +5,17 @@ import (
 	"fmt"
 )
 
+// limits are the sizes of the module's own index spaces. A body that
+// names a global or function beyond them is refused: the module is invalid
+// as it is, and after the rewrite the index would name an added global or
+// function (the guest could clear its own interruption flag).
+type limits struct{ globals, funcs uint32 }
+
 // rewriteCode rewrites the code section's bodies: the interruption check
 // at each function entry and loop header when stopGlobal >= 0, memory.grow
 // of memory 0 replaced by a call to growFunc when growFunc >= 0. It
 // reports whether any memory.grow was replaced.
-func rewriteCode(code []byte, stopGlobal, growFunc int) ([]byte, bool, error) {
+func rewriteCode(code []byte, stopGlobal, growFunc int, lim limits) ([]byte, bool, error) {
 	var check []byte
 	if stopGlobal >= 0 {
 		// global.get $stop; if; unreachable; end
@@ -38,7 +44,7 @@ func rewriteCode(code []byte, stopGlobal, growFunc int) ([]byte, bool, error) {
 			return nil, false, fmt.Errorf("function body %d: %w", i, err)
 		}
 		var g bool
-		body, g, err = rewriteBody(body[:0], b, check, call)
+		body, g, err = rewriteBody(body[:0], b, check, call, lim)
 		if err != nil {
 			return nil, false, fmt.Errorf("function body %d: %w", i, err)
 		}
@@ -53,7 +59,7 @@ func rewriteCode(code []byte, stopGlobal, growFunc int) ([]byte, bool, error) {
 }
 
 // rewriteBody appends the rewritten body b to out.
-func rewriteBody(out, b, check, call []byte) ([]byte, bool, error) {
+func rewriteBody(out, b, check, call []byte, lim limits) ([]byte, bool, error) {
 	r := reader{b: b}
 	// Locals: vec of (count, valtype).
 	n, err := r.u32()
@@ -94,6 +100,14 @@ func rewriteBody(out, b, check, call []byte) ([]byte, bool, error) {
 				out = append(out, call...)
 				last = r.p
 				grew = true
+			}
+		case op == 0x23 || op == 0x24: // global.get, global.set
+			if idx, err := r.u32(); err != nil || idx >= lim.globals {
+				return nil, false, fmt.Errorf("global index out of range at offset %d", r.p)
+			}
+		case op == 0x10 || op == 0x12 || op == 0xd2: // call, return_call, ref.func
+			if idx, err := r.u32(); err != nil || idx >= lim.funcs {
+				return nil, false, fmt.Errorf("function index out of range at offset %d", r.p)
 			}
 		default:
 			if err := r.immediates(op); err != nil {

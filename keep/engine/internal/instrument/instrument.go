@@ -136,7 +136,7 @@ func (m *module) scan() error {
 		case secFunction:
 			m.funcs, err = countVec(&r, func(r *reader) error { _, err := r.u32(); return err })
 		case secGlobal:
-			m.globals, err = countVec(&r, skipGlobal)
+			m.globals, err = countVec(&r, func(r *reader) error { return skipGlobal(r, uint32(m.importedGlobals)) })
 		case secExport:
 			err = m.scanExports(&r)
 		case secCode:
@@ -169,8 +169,10 @@ func countVec(r *reader, skip func(*reader) error) (int, error) {
 	return int(n), nil
 }
 
-// skipGlobal skips a global: type, mutability, constant expression.
-func skipGlobal(r *reader) error {
+// skipGlobal skips a global: type, mutability, constant expression, whose
+// global.get may name only imported globals (the index of an added global
+// must not become valid).
+func skipGlobal(r *reader, imported uint32) error {
 	if err := r.valType(); err != nil {
 		return err
 	}
@@ -184,6 +186,12 @@ func skipGlobal(r *reader) error {
 		}
 		if op == 0x0b {
 			return nil
+		}
+		if op == 0x23 {
+			if idx, err := r.u32(); err != nil || idx >= imported {
+				return errors.New("constant expression names a global out of range")
+			}
+			continue
 		}
 		if err := r.immediates(op); err != nil {
 			return err
@@ -311,7 +319,8 @@ func (m *module) rewrite(o Options) (*Result, error) {
 			reqGlobal++
 		}
 	}
-	code, grew, err := rewriteCode(m.code, stopGlobal, growFunc)
+	code, grew, err := rewriteCode(m.code, stopGlobal, growFunc,
+		limits{globals: uint32(m.importedGlobals + m.globals), funcs: uint32(m.importedFuncs + m.funcs)})
 	if err != nil {
 		return nil, err
 	}

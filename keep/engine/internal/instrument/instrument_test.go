@@ -133,3 +133,24 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+// TestForgedIndexes: a body naming the global or function the rewrite
+// would add (invalid as it is) is refused, so a guest cannot clear its own
+// interruption flag or forge its growth record.
+func TestForgedIndexes(t *testing.T) {
+	// (func (export "_start") i32.const 0 global.set 0): no global 0.
+	forged := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01`\x00\x00\x03\x02\x01\x00\a\n\x01\x06_start\x00\x00\n\b\x01\x06\x00A\x00$\x00\v")
+	if compiles(forged) == nil {
+		t.Fatal("the forged module is valid as it is")
+	}
+	for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}} {
+		if _, err := Rewrite(forged, o); err == nil {
+			t.Fatalf("%+v: rewrote a body that sets a global the module lacks", o)
+		}
+	}
+	// call 1 where only function 0 exists.
+	call := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01`\x00\x00\x03\x02\x01\x00\a\n\x01\x06_start\x00\x00\n\x06\x01\x04\x00\x10\x01\v")
+	if _, err := Rewrite(call, Options{Interrupt: true}); err == nil {
+		t.Fatal("rewrote a call to a function the module lacks")
+	}
+}
