@@ -96,15 +96,30 @@ func BenchmarkEngineCompute(b *testing.B) {
 					func() { runNative(b, native, nil, null, nil, nil, c.args...) })
 			})
 		}
-		b.Run(c.name+"/wasmtime-vs-plain-wasmtime", func(b *testing.B) {
-			if !havePlainWasmtime || engine.Check("wasmtime") != nil {
-				b.Skip("needs a build with cgo and -tags wasmtime")
+		for _, killed := range []bool{false, true} {
+			// killed: as in the sandbox's Keep, which its host kills to
+			// stop it, so wasmtime compiles without epoch checks.
+			name := c.name + "/wasmtime-vs-plain-wasmtime"
+			if killed {
+				name = c.name + "/wasmtime-killed-vs-plain-wasmtime"
 			}
-			kc, wc := b.TempDir(), b.TempDir()
-			compare(b,
-				func() { keepRunOn(b, "wasmtime", wasm, kc, false, null, c.args...) },
-				func() { plainWasmtime(b, wasm, wc, false, "", os.DevNull, c.args...) })
-		})
+			b.Run(name, func(b *testing.B) {
+				if !havePlainWasmtime || engine.Check("wasmtime") != nil {
+					b.Skip("needs a build with cgo and -tags wasmtime")
+				}
+				kc, wc := b.TempDir(), b.TempDir()
+				compare(b,
+					func() {
+						code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm}, keep.Options{
+							Files: []*os.File{os.Stdin, null, os.Stderr}, Args: c.args, CacheDir: kc, Engine: "wasmtime", Killed: killed,
+						})
+						if err != nil || code != 0 {
+							b.Fatalf("keep: %d %v", code, err)
+						}
+					},
+					func() { plainWasmtime(b, wasm, wc, false, "", os.DevNull, c.args...) })
+			})
+		}
 	}
 }
 

@@ -78,6 +78,12 @@ type Options struct {
 	// CompileTimeout bounds the compilation of the module (0 =
 	// DefaultCompileTimeout for its size); see CompileTimeoutError.
 	CompileTimeout time.Duration
+	// Killed says the Keep runs in a process of its own that its host
+	// kills to stop it (the sandbox): the engine may leave out what makes
+	// a computing guest stoppable from within (wasmtime's epochs cost
+	// 20–30 % in tight loops), and a cancelled ctx then stops only a
+	// waiting guest. See engine.Config.NoInterrupt.
+	Killed bool
 	// Identity overrides how the Keep identity is established (tests,
 	// private Steward CAs); nil uses identity.Establish.
 	Identity func(context.Context, identity.Request) (*identity.Identity, error)
@@ -138,7 +144,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		return 1, err
 	}
 	eng, err := engine.New(ctx, engine.Config{Engine: o.Engine, CacheDir: o.CacheDir, NoCache: o.NoCache,
-		CacheTag: limitsTag, MemoryLimit: o.MemoryLimit})
+		CacheTag: limitsTag, MemoryLimit: o.MemoryLimit, NoInterrupt: o.Killed})
 	if err != nil {
 		return 1, err
 	}

@@ -118,6 +118,13 @@ type Config struct {
 	CacheDir string
 	// NoCache disables the compilation cache.
 	NoCache bool
+	// NoInterrupt leaves out interruption where it costs speed: wasmtime
+	// then compiles without epoch checks (20–30 % slower tight loops
+	// with them), and a guest that computes without waiting cannot be
+	// stopped from within the process. For Keeps whose host stops them by
+	// killing their process. wazero keeps its inserted checks, which cost
+	// about 1 %.
+	NoInterrupt bool
 	// CacheTag names the checks a module passed before it was compiled
 	// (keep's pre-compile limits): cache entries made under another tag
 	// are not used.

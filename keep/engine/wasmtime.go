@@ -49,13 +49,13 @@ var WasmtimeVersion = func() string {
 // compiled under other settings is never loaded. wasmtime itself also
 // refuses an artefact made by another version, for another CPU or with
 // other settings.
-const wasmtimeSettings = "epoch=1;features=wazero-v2;opt=speed;unwind=0;instrument=grow-v1"
+const wasmtimeSettings = "features=wazero-v2;opt=speed;unwind=0;instrument=grow-v1"
 
 // newWasmtimeConfig is the engine configuration; cow enables
-// copy-on-write memory images (see newWasmtime).
-func newWasmtimeConfig(cow bool) *wasmtime.Config {
+// copy-on-write memory images (see newWasmtime), epoch the epoch checks.
+func newWasmtimeConfig(cow, epoch bool) *wasmtime.Config {
 	cfg := wasmtime.NewConfig()
-	cfg.SetEpochInterruption(true)
+	cfg.SetEpochInterruption(epoch)
 	// The same WebAssembly features as wazero's default (core 2.0): a
 	// module runs on both engines or on neither.
 	cfg.SetWasmThreads(false)
@@ -89,6 +89,8 @@ type wasmtimeEngine struct {
 	cacheDir string
 	// mapped: cache entries are mapped by wasmtime (see newWasmtime).
 	mapped bool
+	// epoch: the code checks epochs (Config.NoInterrupt unset).
+	epoch bool
 	// The one store of this engine (made at the first instantiation),
 	// and its instances.
 	store  *wasmtime.Store
@@ -103,9 +105,10 @@ func newWasmtime(_ context.Context, c Config, limit uint64, cacheDir string) (En
 	// cache on a noexec mount modules are copied into anonymous memory,
 	// without memory images.
 	mapped := cacheDir != "" && execMount(cacheDir)
-	e := &wasmtimeEngine{eng: wasmtime.NewEngineWithConfig(newWasmtimeConfig(mapped)), limit: limit, mapped: mapped}
+	e := &wasmtimeEngine{eng: wasmtime.NewEngineWithConfig(newWasmtimeConfig(mapped, !c.NoInterrupt)), limit: limit,
+		mapped: mapped, epoch: !c.NoInterrupt}
 	if cacheDir != "" {
-		sum := sha256.Sum256([]byte(wasmtimeSettings + ";tag=" + c.CacheTag))
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s;epoch=%v;tag=%s", wasmtimeSettings, e.epoch, c.CacheTag)))
 		e.cacheDir = cacheDir + "/wasmtime-" + WasmtimeVersion + "-" + hex.EncodeToString(sum[:4])
 	}
 	return e, nil
@@ -384,9 +387,12 @@ func (in *wasmtimeInstance) enter(ctx context.Context, call func() error) error 
 		return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
 	}
 	in.ctx = ctx
-	// The guest traps at its next epoch check after the increment.
-	in.e.store.SetEpochDeadline(1)
-	stop := context.AfterFunc(ctx, in.e.eng.IncrementEpoch)
+	stop := func() bool { return false }
+	if in.e.epoch {
+		// The guest traps at its next epoch check after the increment.
+		in.e.store.SetEpochDeadline(1)
+		stop = context.AfterFunc(ctx, in.e.eng.IncrementEpoch)
+	}
 	err := call()
 	stop()
 	if err == nil {
