@@ -288,7 +288,9 @@ var spinWasm = []byte{
 	0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0 end
 }
 
-func TestPolicyTimeoutKillsRunawayWasm(t *testing.T) { eachEngine(t, testPolicyTimeoutKillsRunawayWasm) }
+func TestPolicyTimeoutKillsRunawayWasm(t *testing.T) {
+	eachEngine(t, testPolicyTimeoutKillsRunawayWasm)
+}
 
 func testPolicyTimeoutKillsRunawayWasm(t *testing.T) {
 	ctx := backend.WithPolicy(context.Background(), backend.Policy{Timeout: 500 * time.Millisecond})
