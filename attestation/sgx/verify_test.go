@@ -1,13 +1,16 @@
 package sgx
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"reflect"
 	"testing"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 )
 
@@ -80,16 +83,34 @@ func TestRealEvidence(t *testing.T) {
 // FuzzVerify feeds arbitrary SgxEvidence values through the whole verifier
 // (seeds: the two real evidence values in testdata/fuzz/FuzzVerify). It
 // must return a Rejection, never panic, and accept nothing that does not
-// carry the i5's own (Intel-signed) quote.
+// carry the i5's own (Intel-signed) quote, nor anything that makes it claim
+// other than what the original evidence established. (The collateral
+// around the quote may differ and still be valid: other CRLs or TCB
+// bundles Intel signed.)
 func FuzzVerify(f *testing.F) {
 	req := request(f, i5)
 	v := NewVerifier(Options{Policy: testPolicy(f)})
+	orig, err := envelope.DecodeSgxEvidence(req.Extension.Value)
+	if err != nil {
+		f.Fatal(err)
+	}
+	want, err := v.Verify(context.Background(), req)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, value []byte) {
 		r := *req
 		r.Extension.Value = value
-		_, err := v.Verify(context.Background(), &r)
+		got, err := v.Verify(context.Background(), &r)
 		if err == nil {
-			return // only the i5's evidence (possibly re-framed) can pass
+			ev, derr := envelope.DecodeSgxEvidence(value)
+			if derr != nil || !bytes.Equal(ev.Quote, orig.Quote) {
+				t.Fatalf("accepted evidence that does not carry the i5's quote (%v)", derr)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("accepted evidence with other claims: %+v, want %+v", got, want)
+			}
+			return
 		}
 		if _, ok := attest.AsRejection(err); !ok {
 			t.Fatalf("error is not a Rejection: %v", err)
