@@ -12,10 +12,11 @@ import (
 )
 
 // FuzzCall calls a WASI function chosen by fn with arbitrary parameters
-// against a real module memory of every engine, filled from mem. Nothing
-// may panic or write outside the module's memory, every errno must be a
-// WASI errno, and only a cancelled wait may unwind the guest (with the
-// context's error).
+// against a real module memory of every engine, filled from mem. Property:
+// no call panics (every guest pointer and length goes through bounds
+// checks; an access outside the module's memory would be an index panic
+// in Go, which fails the target), every errno is a WASI errno, and only a
+// cancelled wait unwinds the guest (with the context's error).
 func FuzzCall(f *testing.F) {
 	f.Add(uint8(0), []byte{}, []byte{})
 	f.Add(uint8(27), binary.LittleEndian.AppendUint32(nil, 1), []byte("hello"))
