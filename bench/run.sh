@@ -38,6 +38,7 @@ benches=(
 	"./identity/e2e/|TLSEcho|20000x"
 	"./steward/|IssuanceRatio|2000x"
 	"./attestation/snp/|SNPRatio|3x"
+	"./attestation/snp/|SNPColdChain|3x"
 	"./attestation/sgx/|Verify|2s"
 	"./drawbridge/server/|.|10x"
 	"./drawbridge/client/|PublishAndFetch64MB|10x"
