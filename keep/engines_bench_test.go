@@ -69,6 +69,17 @@ func runNative(b testing.TB, bin string, stdin io.Reader, stdout io.Writer, extr
 	}
 }
 
+// keepRunKilled runs wasm on wasmtime as the sandbox's Keep does
+// (Options.Killed: no epoch checks).
+func keepRunKilled(b *testing.B, wasm []byte, cacheDir string, out *os.File, args ...string) {
+	code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm}, keep.Options{
+		Files: []*os.File{os.Stdin, out, os.Stderr}, Args: args, CacheDir: cacheDir, Engine: "wasmtime", Killed: true,
+	})
+	if err != nil || code != 0 {
+		b.Fatalf("keep: %d %v", code, err)
+	}
+}
+
 // computeCases are the CPU-bound workloads: float64 (nbody, 5M steps),
 // integers over a 50 MB array (sieve to 5·10⁷), SHA-256 of 256 MiB
 // generated in memory.
@@ -96,6 +107,15 @@ func BenchmarkEngineCompute(b *testing.B) {
 					func() { runNative(b, native, nil, null, nil, nil, c.args...) })
 			})
 		}
+		b.Run(c.name+"/wasmtime-killed-vs-native", func(b *testing.B) {
+			if engine.Check("wasmtime") != nil {
+				b.Skip("needs a build with cgo and -tags wasmtime")
+			}
+			kc := b.TempDir()
+			compare(b,
+				func() { keepRunKilled(b, wasm, kc, null, c.args...) },
+				func() { runNative(b, native, nil, null, nil, nil, c.args...) })
+		})
 		for _, killed := range []bool{false, true} {
 			// killed: as in the sandbox's Keep, which its host kills to
 			// stop it, so wasmtime compiles without epoch checks.
@@ -110,11 +130,10 @@ func BenchmarkEngineCompute(b *testing.B) {
 				kc, wc := b.TempDir(), b.TempDir()
 				compare(b,
 					func() {
-						code, err := keep.Run(context.Background(), keep.Workload{Wasm: wasm}, keep.Options{
-							Files: []*os.File{os.Stdin, null, os.Stderr}, Args: c.args, CacheDir: kc, Engine: "wasmtime", Killed: killed,
-						})
-						if err != nil || code != 0 {
-							b.Fatalf("keep: %d %v", code, err)
+						if killed {
+							keepRunKilled(b, wasm, kc, null, c.args...)
+						} else {
+							keepRunOn(b, "wasmtime", wasm, kc, false, null, c.args...)
 						}
 					},
 					func() { plainWasmtime(b, wasm, wc, false, "", os.DevNull, c.args...) })
