@@ -111,15 +111,56 @@ func TestCacheDirectory(t *testing.T) {
 			}
 			e.Close(ctx)
 		}
+		// wazero: its own directory and the instrumented modules'.
 		entries, err := os.ReadDir(dir)
-		if err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), eng+"-") {
-			t.Fatalf("cache dir has %v (%v); want one %s-<version> directory", entries, err, eng)
+		want := map[string]int{"wazero": 2, "wasmtime": 1}[eng]
+		if err != nil || len(entries) != want {
+			t.Fatalf("cache dir has %v (%v); want %d directories", entries, err, want)
+		}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), eng+"-") && !strings.HasPrefix(e.Name(), "enarx-"+eng+"-") {
+				t.Fatalf("cache dir has %s; want only %s-<version> directories", e.Name(), eng)
+			}
 		}
 		// An unusable cache directory is a clear error.
 		f := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(f, nil, 0o600)
 		if _, err := New(ctx, Config{Engine: eng, CacheDir: filepath.Join(f, "sub")}); err == nil || !strings.Contains(err.Error(), "--no-cache") {
 			t.Fatalf("err %v", err)
+		}
+	})
+}
+
+// TestCachedSkipsCompile: a module compiled with a cache is found by
+// Cached in the next engine with the same cache and tag, not with another
+// tag, and runs the same.
+func TestCachedSkipsCompile(t *testing.T) {
+	eachEngine(t, func(t *testing.T, eng string) {
+		ctx := context.Background()
+		dir := t.TempDir()
+		wasm := wasmtest.Grow(1)
+		for i, tag := range []string{"a", "a", "b"} {
+			e, err := New(ctx, Config{Engine: eng, CacheDir: dir, CacheTag: tag})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, hit := e.Cached(wasm)
+			if want := i == 1; hit != want {
+				t.Fatalf("run %d (tag %s): cached %v, want %v", i, tag, hit, want)
+			}
+			if !hit {
+				if m, err = e.Compile(ctx, wasm); err != nil {
+					t.Fatal(err)
+				}
+			}
+			in, err := m.Instantiate(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Call(ctx, "_start"); err != nil || len(in.Memory()) != 2*pageSize {
+				t.Fatalf("run %d: %v, memory %d", i, err, len(in.Memory()))
+			}
+			e.Close(ctx)
 		}
 	})
 }

@@ -39,8 +39,6 @@ import (
 
 const cacheMagic = "ENARXWT3"
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // maxCacheEntry bounds what load maps.
 const maxCacheEntry = 1 << 31
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
+	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/engine/internal/instrument"
 )
@@ -29,6 +31,10 @@ type wazeroEngine struct {
 	cache wazero.CompilationCache
 	// hosts are the host modules already instantiated in rt.
 	hosts map[string]bool
+	// instDir holds instrumented modules ("" = no cache; wazero_cache.go);
+	// mappings are the entries mapped, unmapped on Close.
+	instDir  string
+	mappings [][]byte
 }
 
 func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
@@ -46,6 +52,7 @@ func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (En
 	limit = min(limit, WazeroMaxMemory)
 	e := &wazeroEngine{alloc: &allocator{limit: limit}, hosts: map[string]bool{}}
 	if cacheDir != "" {
+		e.instDir = wazeroCacheDir(cacheDir, c.CacheTag)
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("opening compilation cache %s (or use --no-cache): %w", cacheDir, err)
@@ -74,13 +81,47 @@ func (e *wazeroEngine) Close(ctx context.Context) error {
 			err = cerr
 		}
 	}
+	for _, b := range e.mappings {
+		unix.Munmap(b)
+	}
+	e.mappings = nil
 	return err
 }
 
-// Cached implements Engine: wazero validates every module it loads.
-func (e *wazeroEngine) Cached([]byte) (Module, bool) { return nil, false }
+// Cached implements Engine: the module as instrumented earlier, from the
+// engine's cache (wazero_cache.go), compiled (or loaded from wazero's
+// cache) without the rewrite.
+func (e *wazeroEngine) Cached(wasm []byte) (Module, bool) {
+	if e.instDir == "" {
+		return nil, false
+	}
+	key := sha256.Sum256(wasm)
+	inst, stop, err := e.loadInstrumented(key)
+	if err != nil {
+		return nil, false
+	}
+	m, err := e.compile(context.Background(), inst, stop)
+	if err != nil {
+		return nil, false
+	}
+	return m, true
+}
 
-func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (_ Module, err error) {
+func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error) {
+	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true})
+	if err != nil {
+		return nil, err
+	}
+	m, err := e.compile(ctx, inst.Wasm, inst.Stop)
+	if err == nil && e.instDir != "" {
+		// A failure to write the cache only costs the next run a rewrite.
+		_ = e.saveInstrumented(sha256.Sum256(wasm), inst.Wasm, inst.Stop)
+	}
+	return m, err
+}
+
+// compile compiles an instrumented module.
+func (e *wazeroEngine) compile(ctx context.Context, wasm []byte, stop string) (_ Module, err error) {
 	defer func() {
 		// wazero's validator panics on some malformed modules (an index
 		// out of range in validateFunctionWithMaxStackValues, found by
@@ -89,15 +130,11 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (_ Module, err 
 			err = fmt.Errorf("invalid module (wazero: %v)", p)
 		}
 	}()
-	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true})
+	cm, err := e.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, err
 	}
-	cm, err := e.rt.CompileModule(ctx, inst.Wasm)
-	if err != nil {
-		return nil, err
-	}
-	return &wazeroModule{e: e, cm: cm, stop: inst.Stop}, nil
+	return &wazeroModule{e: e, cm: cm, stop: stop}, nil
 }
 
 type wazeroModule struct {
