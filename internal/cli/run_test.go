@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep/engine"
 )
 
 var (
@@ -19,7 +20,8 @@ var (
 	enarxErr  error
 )
 
-// enarx builds cmd/enarx once per test binary.
+// enarx builds cmd/enarx once per test binary, with the engines this test
+// binary has (-tags wasmtime in make test's race pass, with cgo).
 func enarx(t *testing.T) string {
 	t.Helper()
 	enarxOnce.Do(func() {
@@ -29,8 +31,13 @@ func enarx(t *testing.T) string {
 			return
 		}
 		enarxBin = filepath.Join(dir, "enarx")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", enarxBin, "../../cmd/enarx")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		args := []string{"build", "-o", enarxBin}
+		env := "CGO_ENABLED=0"
+		if engine.Check("wasmtime") == nil {
+			args, env = append(args, "-tags", "wasmtime"), "CGO_ENABLED=1"
+		}
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "../../cmd/enarx")...)
+		cmd.Env = append(os.Environ(), env)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			enarxErr = err
 			t.Logf("%s", out)
@@ -90,14 +97,41 @@ func TestRunCommand(t *testing.T) {
 		{"bad config", nil, []string{"run", "--backend", "nil", "--wasmcfgfile", wasm, wasm},
 			1, "", wasm},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			code, out, errOut := runEnarx(t, c.env, "in", c.args...)
-			if code != c.code || out != c.stdout || !strings.Contains(errOut, c.stderrPart) {
-				t.Fatalf("exit %d stdout %q stderr %q; want %d %q and stderr containing %q",
-					code, out, errOut, c.code, c.stdout, c.stderrPart)
-			}
-		})
+	for _, eng := range engine.Names() {
+		for _, c := range cases {
+			t.Run(eng+"/"+c.name, func(t *testing.T) {
+				code, out, errOut := runEnarx(t, append([]string{"ENARX_ENGINE=" + eng}, c.env...), "in", c.args...)
+				if code != c.code || out != c.stdout || !strings.Contains(errOut, c.stderrPart) {
+					t.Fatalf("exit %d stdout %q stderr %q; want %d %q and stderr containing %q",
+						code, out, errOut, c.code, c.stdout, c.stderrPart)
+				}
+			})
+		}
+	}
+}
+
+// TestEngineFlag: --engine picks the engine, an unknown one is refused
+// before a Keep starts, and --version names the binary's engines.
+func TestEngineFlag(t *testing.T) {
+	wasm := testutil.BuildWasm(t, "testdata/exitargs")
+	for _, eng := range engine.Names() {
+		code, _, errOut := runEnarx(t, nil, "", "--log-level", "debug", "run", "--backend", "nil", "--engine", eng, wasm)
+		if code != 0 || !strings.Contains(errOut, "engine="+eng) {
+			t.Errorf("--engine %s: exit %d, stderr %q", eng, code, errOut)
+		}
+	}
+	if code, _, errOut := runEnarx(t, nil, "", "run", "--engine", "v8", wasm); code != 1 || !strings.Contains(errOut, "wazero or wasmtime") {
+		t.Errorf("--engine v8: exit %d, stderr %q", code, errOut)
+	}
+	if engine.Check("wasmtime") != nil {
+		code, _, errOut := runEnarx(t, nil, "", "run", "--backend", "nil", "--engine", "wasmtime", wasm)
+		if code != 1 || !strings.Contains(errOut, "-tags wasmtime") {
+			t.Errorf("--engine wasmtime in a wazero-only build: exit %d, stderr %q", code, errOut)
+		}
+	}
+	_, out, _ := runEnarx(t, nil, "", "--version")
+	if !strings.Contains(out, "engines: "+strings.Join(engine.Names(), ", ")) {
+		t.Errorf("--version says %q", out)
 	}
 }
 
