@@ -276,7 +276,11 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	s := newSession(hostEnd, l, log)
 	s.stewardAddr = l.StewardAddr()
 	if b.tee == vmm.TEENone && !l.Options.NoCache {
-		if dir, err := moduleCacheDir(l.Options.CacheDir, string(accel)+"-"+spec.CPU, l.Workload); err == nil {
+		eng := l.Options.Engine
+		if eng == "" {
+			eng = "default"
+		}
+		if dir, err := moduleCacheDir(l.Options.CacheDir, string(accel)+"-"+spec.CPU+"-"+eng, l.Workload); err == nil {
 			s.cacheDir = dir
 		} else {
 			log.Warn("microVM: no compilation cache", "err", err)

@@ -272,6 +272,7 @@ func (s *session) launch() error {
 		Package:     l.Workload.Package,
 		Args:        l.Options.Args,
 		MemoryLimit: l.Options.MemoryLimit,
+		Engine:      l.Options.Engine,
 		LogLevel:    logLevel(l.Options.Logger),
 		Steward:     s.stewardAddr != "",
 		CachePut:    s.cacheDir != "",

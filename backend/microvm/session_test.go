@@ -378,3 +378,27 @@ func TestChannelCompilationCache(t *testing.T) {
 		t.Fatalf("the second Keep did not get the cache:\n%s", logs.String())
 	}
 }
+
+// TestChannelEngine: the engine the host asks for reaches the Keep, which
+// refuses one it does not have (a microVM Keep's init is built without cgo,
+// so it has wazero only) with a clear error.
+func TestChannelEngine(t *testing.T) {
+	r := runOnEngine(t, inProcess{}, "no-such-engine")
+	if r.code != 1 || !strings.Contains(r.err, "no-such-engine") {
+		t.Fatalf("code %d err %q", r.code, r.err)
+	}
+}
+
+func runOnEngine(t *testing.T, b backend.Backend, eng string) result {
+	outR, outW, _ := os.Pipe()
+	defer outR.Close()
+	go io.Copy(io.Discard, outR)
+	code, err := b.Run(context.Background(), &backend.Launch{Workload: keep.Workload{Wasm: trapWasm}, Config: config.Default(),
+		Files: []*os.File{os.Stdin, outW, os.Stderr}, Options: keep.Options{Engine: eng, NoCache: true}})
+	outW.Close()
+	r := result{code: code}
+	if err != nil {
+		r.err = err.Error()
+	}
+	return r
+}

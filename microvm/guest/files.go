@@ -185,3 +185,20 @@ func (a *acceptor) Close() error {
 	}
 	return nil
 }
+
+// closeAll closes the streams the Keep runtime never took (a run that
+// failed before it built its fd table), so the host sees them end, and
+// refuses any that arrive later.
+func (f *files) closeAll() {
+	f.mu.Lock()
+	var q []pending
+	for i, l := range f.queues {
+		q = append(q, l...)
+		f.closed[i] = true
+	}
+	f.queues = map[int][]pending{}
+	f.mu.Unlock()
+	for _, p := range q {
+		p.s.Close()
+	}
+}

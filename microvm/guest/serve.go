@@ -93,6 +93,9 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, env Env) int {
 		s.mux.Send(channel.TypeLog, channel.Encode(l))
 	}
 	code, err := s.run(ctx)
+	// Streams the run never took (it failed early) end now, before the
+	// exit status, so the host does not wait for them.
+	s.files.closeAll()
 	exit := channel.Exit{Code: code}
 	if err != nil {
 		exit.Error = err.Error()
@@ -249,7 +252,7 @@ func (s *server) run(ctx context.Context) (int, error) {
 	if tmp == "" {
 		tmp = os.TempDir()
 	}
-	o := keep.Options{Conns: s.files, Args: l.Args, MemoryLimit: l.MemoryLimit, Logger: log, NoCache: true}
+	o := keep.Options{Conns: s.files, Args: l.Args, MemoryLimit: l.MemoryLimit, Engine: l.Engine, Logger: log, NoCache: true}
 
 	trusted := s.env.TEE == "none" || s.env.TEE == ""
 	var cacheDir string
