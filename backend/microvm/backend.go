@@ -56,6 +56,9 @@ const (
 	EnvBootTimeout = "ENARX_VM_BOOT_TIMEOUT"
 )
 
+// KeepEngine is the one wasm engine in a Keep image.
+const KeepEngine = "wazero"
+
 // SNPVCPUType is the vCPU model of sev Keeps; with the vCPU count it
 // shapes the launch measurement (see `enarx platform snp measurement`).
 const SNPVCPUType = "EPYC-v4"
@@ -222,6 +225,9 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	}
 	if l.Options.Evidence != nil {
 		return 1, fmt.Errorf("the %s backend produces its evidence inside the Keep; it takes no evidence provider", b.name)
+	}
+	if e := l.Options.Engine; e != "" && e != KeepEngine {
+		return 1, fmt.Errorf("--engine %s: a microVM Keep runs the %s engine only (its /init is built without cgo, so the image stays pure Go and reproducible); use --engine %s or another backend", e, KeepEngine, KeepEngine)
 	}
 	accel := vmm.AccelKVM
 	policy := backend.PolicyFrom(ctx)

@@ -65,6 +65,7 @@ func FuzzHostSession(f *testing.F) {
 		}
 		s.finish()
 		s.others.Wait()
+		s.outputs.Wait() // cache files being stored
 		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return nil

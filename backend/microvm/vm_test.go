@@ -28,6 +28,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/attest/certext"
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/attestation/policy"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/microvm/image"
@@ -395,4 +398,20 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(vmSetup.dir)
 	}
 	os.Exit(code)
+}
+
+// TestVMRefusesWasmtime: the Keep image has wazero only; the host says so
+// before it starts anything.
+func TestVMRefusesWasmtime(t *testing.T) {
+	env := vmEnv(t)
+	r := enarxRun(t, env, nil, "run", "--backend", "kvm", "--engine", "wasmtime", writeFile(t, "trap.wasm", trapWasm))
+	if r.code == 0 || !strings.Contains(r.stderr, "wasmtime") {
+		t.Fatalf("code %d stderr %q", r.code, r.stderr)
+	}
+	// The backend itself, whatever engines the enarx binary has.
+	_, err := KVM.Run(context.Background(), &backend.Launch{Workload: keep.Workload{Wasm: trapWasm}, Config: config.Default(),
+		Options: keep.Options{Engine: "wasmtime"}})
+	if err == nil || !strings.Contains(err.Error(), "runs the wazero engine only") {
+		t.Fatalf("kvm backend with wasmtime: %v", err)
+	}
 }
