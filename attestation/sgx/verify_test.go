@@ -10,8 +10,8 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/enarx-go/enarx/attest"
-	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+	"github.com/enarx-go/enarx/attestation/envelope"
 )
 
 // refTime is when all recorded evidence is valid.

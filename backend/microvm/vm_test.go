@@ -28,11 +28,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/attest/certext"
+	"github.com/enarx-go/enarx/attestation/policy"
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/attestation/policy"
 	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
 	"github.com/enarx-go/enarx/steward"

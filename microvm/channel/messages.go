@@ -36,8 +36,8 @@ type Launch struct {
 	MemoryLimit uint64   `json:"memory_limit,omitempty"`
 	// Engine names the wasm engine ("" = the Keep's default); a Keep
 	// without it refuses the run.
-	Engine string `json:"engine,omitempty"`
-	LogLevel    string   `json:"log_level,omitempty"`
+	Engine   string `json:"engine,omitempty"`
+	LogLevel string `json:"log_level,omitempty"`
 	// Steward says the host will connect RoleSteward streams to the
 	// Steward named in Enarx.toml.
 	Steward bool `json:"steward,omitempty"`
