@@ -3,7 +3,6 @@ package platform
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +15,8 @@ import (
 
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/microvm/image"
-	"github.com/enarx-go/enarx/microvm/ovmf"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
+	"github.com/enarx-go/enarx/microvm/vmm/vmmtest"
 )
 
 // The microVM backends' rows, on faked machines: the file system, CPUID
@@ -79,26 +78,12 @@ func noKeepImage(t *testing.T) func() (*image.Image, error) {
 	return image.Locate
 }
 
-// firmware is an image whose OVMF footer table has the given entries.
-func firmware(guids ...ovmf.GUID) *fstest.MapFile {
-	var table []byte
-	for _, g := range guids {
-		table = append(table, 0, 0, 0, 0)
-		table = binary.LittleEndian.AppendUint16(table, 4+18)
-		table = append(table, g[:]...)
-	}
-	table = binary.LittleEndian.AppendUint16(table, uint16(len(table)+18))
-	table = append(table, ovmf.FooterGUID[:]...)
-	b := append(bytes.Repeat([]byte{0xcc}, 4096), table...)
-	return &fstest.MapFile{Data: append(b, make([]byte, ovmf.TrailerSize)...)}
-}
-
 var (
-	amdSevOVMF = firmware(ovmf.SEVESResetBlockGUID, ovmf.SEVHashTableGUID, ovmf.SEVSecretGUID, ovmf.SEVMetadataGUID)
-	tdvf       = firmware(ovmf.TDXMetadataGUID)
+	amdSevOVMF = &fstest.MapFile{Data: vmmtest.AmdSevOVMF()}
+	tdvf       = &fstest.MapFile{Data: vmmtest.TDVF()}
 	// plainOVMF is an OvmfPkg/OvmfX64 build: SEV metadata but no kernel
 	// hashes area, so it cannot measure a direct kernel boot.
-	plainOVMF = firmware(ovmf.SEVESResetBlockGUID, ovmf.SEVMetadataGUID)
+	plainOVMF = &fstest.MapFile{Data: vmmtest.PlainOVMF()}
 )
 
 func getenv(kv ...string) func(string) string {

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/microvm/channel"
 )
 
 // guestBytes is a channel end whose peer (the Keep) sends a fixed byte

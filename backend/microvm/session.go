@@ -18,10 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/internal/atomicfile"
 	"github.com/enarx-go/enarx/keep/fd"
-	"github.com/enarx-go/enarx/microvm/channel"
 )
 
 const (

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/backend/microvm/guest"
 	nilbackend "github.com/enarx-go/enarx/backend/nil"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/drawbridge/bundle"
@@ -26,7 +27,6 @@ import (
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/microvm/guest"
 )
 
 // inProcess is a backend that runs the Keep's guest side (guest.Serve) in

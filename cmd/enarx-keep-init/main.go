@@ -1,14 +1,14 @@
 // Command enarx-keep-init is /init of a microVM Keep's initramfs: PID 1 of
 // the Keep's guest. It is built static (CGO_ENABLED=0) into the Keep image
 // (see microvm/image and `make keep-image`) and is not meant to be run
-// anywhere else. See package microvm/guest.
+// anywhere else. See package backend/microvm/guest.
 package main
 
 import (
 	"fmt"
 	"os"
 
-	"github.com/enarx-go/enarx/microvm/guest"
+	"github.com/enarx-go/enarx/backend/backend/microvm/guest"
 )
 
 func main() {

@@ -12,7 +12,7 @@ import (
 )
 
 // Conn is a connected byte stream that is not a host descriptor: a stream
-// of a microVM Keep's channel to its host (package microvm/channel). Its
+// of a microVM Keep's channel to its host (package backend/microvm/internal/channel). Its
 // bytes come from the untrusted host like those of a host socket.
 type Conn interface {
 	net.Conn

@@ -37,7 +37,7 @@
 // on the vectors in testdata/; no value here was checked against an SNP
 // report from hardware.
 //
-// Parsing the firmware (ParseFirmware, on top of microvm/ovmf) is apart from
+// Parsing the firmware (ParseFirmware, on top of microvm/internal/ovmf) is apart from
 // the digest computation (Measure). Inputs are untrusted bytes: errors say
 // what is wrong, nothing panics.
 package snpmeasure

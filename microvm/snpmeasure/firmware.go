@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/enarx-go/enarx/microvm/ovmf"
+	"github.com/enarx-go/enarx/microvm/internal/ovmf"
 )
 
 const (

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/enarx-go/enarx/internal/testutil"
-	"github.com/enarx-go/enarx/microvm/ovmf"
+	"github.com/enarx-go/enarx/microvm/internal/ovmf"
 )
 
 // debianOVMFSHA256 pins testdata/OVMF.amdsev.fd.gz's content (README.md).

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/enarx-go/enarx/microvm/ovmf"
+	"github.com/enarx-go/enarx/microvm/internal/ovmf"
 )
 
 // GUIDs of QEMU's SEV hash table (target/i386/sev.c), which OVMF's

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enarx-go/enarx/microvm/ovmf"
+	"github.com/enarx-go/enarx/microvm/internal/ovmf"
 )
 
 // The launch digests must equal what virtee's sev-snp-measure printed for

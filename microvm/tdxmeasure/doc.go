@@ -53,7 +53,7 @@
 //     with a NUL) and the initrd as Linux's EFI stub measures it.
 //   - RTMR3 is not extended at boot.
 //
-// Parsing (ParseFirmware, on top of microvm/ovmf) is apart from the digest
+// Parsing (ParseFirmware, on top of microvm/internal/ovmf) is apart from the digest
 // (Firmware.MRTD). The image is untrusted: errors say what is wrong, nothing
 // panics.
 package tdxmeasure

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/enarx-go/enarx/internal/testutil"
-	"github.com/enarx-go/enarx/microvm/ovmf"
+	"github.com/enarx-go/enarx/microvm/internal/ovmf"
 )
 
 // Pinned contents of the committed firmware images (testdata/README.md).

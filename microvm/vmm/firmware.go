@@ -12,7 +12,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/enarx-go/enarx/microvm/ovmf"
+	"github.com/enarx-go/enarx/microvm/internal/ovmf"
 )
 
 // Firmware overrides: an absolute path to the firmware image.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/enarx-go/enarx/microvm/ovmf"
+	"github.com/enarx-go/enarx/microvm/internal/ovmf"
 )
 
 func descriptor(file string, device string, features ...string) *fstest.MapFile {

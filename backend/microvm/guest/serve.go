@@ -31,10 +31,10 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/microvm/channel"
 )
 
 // Limits on what the host may send.

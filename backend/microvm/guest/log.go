@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/enarx-go/enarx/microvm/channel"
+	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 )
 
 // maxLogText bounds one log message or value sent to the host.

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	"github.com/enarx-go/enarx/keep/fd"
-	"github.com/enarx-go/enarx/microvm/channel"
 )
 
 const (

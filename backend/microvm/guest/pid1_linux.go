@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	"github.com/enarx-go/enarx/evidence/snp"
 	"github.com/enarx-go/enarx/evidence/tdx"
-	"github.com/enarx-go/enarx/microvm/channel"
 )
 
 // PortName is the virtio-serial port of the channel to the host.
