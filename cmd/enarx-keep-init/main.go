@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/enarx-go/enarx/backend/backend/microvm/guest"
+	"github.com/enarx-go/enarx/backend/microvm/guest"
 )
 
 func main() {
