@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
@@ -28,7 +28,7 @@ func TestRecordedSGXEvidence(t *testing.T) {
 	var file struct {
 		SGX *sgx.Policy `toml:"sgx"`
 	}
-	if _, err := toml.Decode(string(vectors.StewardTOML), &file); err != nil {
+	if err := toml.Unmarshal(vectors.StewardTOML, &file); err != nil {
 		t.Fatal(err)
 	}
 	v, err := sgx.New(sgx.Options{Policy: file.SGX})

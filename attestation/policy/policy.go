@@ -26,9 +26,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-sev-guest/kds"
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/kvm"
@@ -156,16 +156,11 @@ func Load(path string) (*Policy, error) {
 // (upstream's default policy).
 func Parse(data []byte) (*Policy, error) {
 	var f file
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&f)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return nil, fmt.Errorf("policy: unknown key %s (known tables: sgx, snp, tdx, none; see docs/policy.md)", strings.Join(keys, ", "))
+		return nil, decodeError(err)
 	}
 	p := &Policy{SGX: f.SGX}
 	if f.SGX != nil {
@@ -207,6 +202,31 @@ func Parse(data []byte) (*Policy, error) {
 		p.VerifyTime = f.VerifyTime.UTC()
 	}
 	return p, nil
+}
+
+// decodeError names the line and key of a TOML error: a syntax error, a
+// value of the wrong type, or keys the policy does not know.
+func decodeError(err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		keys := make([]string, len(strict.Errors))
+		for i := range strict.Errors {
+			e := &strict.Errors[i]
+			row, _ := e.Position()
+			keys[i] = fmt.Sprintf("%s (line %d)", strings.Join(e.Key(), "."), row)
+		}
+		return fmt.Errorf("policy: unknown key %s (known tables: sgx, snp, tdx, none; see docs/policy.md)", strings.Join(keys, ", "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if k := de.Key(); len(k) > 0 {
+			return fmt.Errorf("policy: line %d, column %d: %s: %s", row, col, strings.Join(k, "."), msg)
+		}
+		return fmt.Errorf("policy: line %d, column %d: %s", row, col, msg)
+	}
+	return fmt.Errorf("policy: %w", err)
 }
 
 // digests decodes a list of hex digests of size bytes (case-insensitive).

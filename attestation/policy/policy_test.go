@@ -135,6 +135,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[tdx]\ntd_attributes = \"0100000000000000\"", "tdx.allow_debug"},
 		{"[tdx]\nminimum_qe_svn = 70000", "tdx.minimum_qe_svn"},
 		{"[kvm]\nallow = true", "kvm"},
+		{"[snp]\nhash = [" + d48 + "]\nbogus = 1", "snp.bogus (line 3)"},
+		{"[none]\nallow = \"yes\"", "line 2"},
 		{"[none]\nallow = \"yes\"", "none.allow"},
 		{"verify_time = \"yesterday\"", "verify_time"},
 	}

@@ -13,11 +13,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -134,7 +135,8 @@ func applyEnv(fs *pflag.FlagSet) error {
 
 // expandArgFiles replaces each "@file.toml" argument by the flags in that
 // file's top-level table, as upstream's confargs does: name = "value",
-// name = 3000, name = true, or name = ["a", "b"] for repeatable flags.
+// name = 3000, name = true, or name = ["a", "b"] for repeatable flags. The
+// flags of one file are given in the order of their names.
 func expandArgFiles(args []string) ([]string, error) {
 	var out []string
 	for _, a := range args {
@@ -142,16 +144,25 @@ func expandArgFiles(args []string) ([]string, error) {
 			out = append(out, a)
 			continue
 		}
-		var table map[string]any
-		md, err := toml.DecodeFile(a[1:], &table)
+		data, err := os.ReadFile(a[1:])
 		if err != nil {
+			return nil, fmt.Errorf("argument file: %w", err)
+		}
+		var table map[string]any
+		if err := toml.Unmarshal(data, &table); err != nil {
+			var de *toml.DecodeError
+			if errors.As(err, &de) {
+				row, col := de.Position()
+				return nil, fmt.Errorf("argument file %s: line %d, column %d: %s", a[1:], row, col, strings.TrimPrefix(de.Error(), "toml: "))
+			}
 			return nil, fmt.Errorf("argument file %s: %w", a[1:], err)
 		}
-		for _, k := range md.Keys() {
-			if len(k) != 1 {
-				continue // nested keys are reported below via their table
-			}
-			name := k[0]
+		names := make([]string, 0, len(table))
+		for name := range table {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
 			switch v := table[name].(type) {
 			case string:
 				out = append(out, "--"+name+"="+v)

@@ -253,7 +253,7 @@ func TestExpandArgFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "-a ::1 --port=8080 --host=h --san=a --san=b"
+	want := "-a ::1 --host=h --port=8080 --san=a --san=b"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("got %q, want %q", strings.Join(got, " "), want)
 	}
