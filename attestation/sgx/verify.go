@@ -20,7 +20,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/crl"
 	"github.com/enarx-go/enarx/attestation/envelope"
-	"github.com/enarx-go/enarx/attestation/sgx/internal/memo"
+	"github.com/enarx-go/enarx/attestation/internal/cache"
 	"github.com/enarx-go/enarx/attestation/sgx/qeidentity"
 	"github.com/enarx-go/enarx/attestation/sgx/quote"
 	"github.com/enarx-go/enarx/attestation/sgx/tcbinfo"
@@ -52,11 +52,11 @@ type Verifier struct {
 	root      *x509.Certificate
 	roots     *x509.CertPool
 
-	pckChains *memo.Cache[*pckChain]
-	tcbs      *memo.Cache[*verifiedTCB]
-	crls      *memo.Cache[*crl.Result]
-	qes       *memo.Cache[*ecdsa.PublicKey]
-	qeids     *memo.Cache[*verifiedQEID]
+	pckChains *cache.Cache[*pckChain]
+	tcbs      *cache.Cache[*verifiedTCB]
+	crls      *cache.Cache[*crl.Result]
+	qes       *cache.Cache[*ecdsa.PublicKey]
+	qeids     *cache.Cache[*verifiedQEID]
 }
 
 // New returns a Verifier, or an error naming the bad policy key.
@@ -84,11 +84,11 @@ func newVerifier(opts Options) *Verifier {
 	v := &Verifier{
 		root:      root,
 		roots:     roots,
-		pckChains: memo.New[*pckChain](n),
-		tcbs:      memo.New[*verifiedTCB](n),
-		crls:      memo.New[*crl.Result](n),
-		qes:       memo.New[*ecdsa.PublicKey](n),
-		qeids:     memo.New[*verifiedQEID](n),
+		pckChains: cache.New[*pckChain](n),
+		tcbs:      cache.New[*verifiedTCB](n),
+		crls:      cache.New[*crl.Result](n),
+		qes:       cache.New[*ecdsa.PublicKey](n),
+		qeids:     cache.New[*verifiedQEID](n),
 	}
 	v.policy, v.policyErr = opts.Policy.compile()
 	return v
@@ -139,7 +139,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	}
 
 	// 2. TCB Info: parse, signing chain, signature (cached by bytes).
-	tcb, err := v.tcbs.Get(memo.KeyOf("tcb", append([][]byte{ev.TCB.Report}, ev.TCB.Certs...)...), func() (*verifiedTCB, error) {
+	tcb, err := v.tcbs.Get(cache.KeyOf("tcb", append([][]byte{ev.TCB.Report}, ev.TCB.Certs...)...), func() (*verifiedTCB, error) {
 		return v.verifyTCB(ev.TCB)
 	})
 	if err != nil {
@@ -168,7 +168,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	}
 
 	// 5. PCK chain to the Intel root (cached by bytes), then CRLs.
-	pck, err := v.pckChains.Get(memo.KeyOf("pck", q.CertData), func() (*pckChain, error) {
+	pck, err := v.pckChains.Get(cache.KeyOf("pck", q.CertData), func() (*pckChain, error) {
 		return v.verifyPCKChain(q.CertData)
 	})
 	if err != nil {
@@ -186,7 +186,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	}
 
 	// 6. QE report by the PCK, attestation key binding, ISV signature.
-	attKey, err := v.qes.Get(memo.KeyOf("qe", pck.chain[0].Raw, q.QEReportRaw, q.QEReportSignature[:], q.AttestationKey[:], q.QEAuthData), func() (*ecdsa.PublicKey, error) {
+	attKey, err := v.qes.Get(cache.KeyOf("qe", pck.chain[0].Raw, q.QEReportRaw, q.QEReportSignature[:], q.AttestationKey[:], q.QEAuthData), func() (*ecdsa.PublicKey, error) {
 		return verifyQE(q, pck.key)
 	})
 	if err != nil {
@@ -469,7 +469,7 @@ type verifiedQEID struct {
 // report against it (like Intel's QVL): MRSIGNER, ISVPRODID, masked
 // MISCSELECT and ATTRIBUTES, and the QE's TCB level by ISVSVN.
 func (v *Verifier) checkQEIdentity(p *envelope.TcbPackage, q *quote.Quote, entries []crl.Entry, now time.Time) (*qeidentity.Level, error) {
-	id, err := v.qeids.Get(memo.KeyOf("qeid", append([][]byte{p.Report}, p.Certs...)...), func() (*verifiedQEID, error) {
+	id, err := v.qeids.Get(cache.KeyOf("qeid", append([][]byte{p.Report}, p.Certs...)...), func() (*verifiedQEID, error) {
 		signed, err := qeidentity.Parse(p.Report)
 		if err != nil {
 			return nil, rejectErr("sgx.qeid.malformed", err, "the QE Identity does not parse")
@@ -522,7 +522,7 @@ func (v *Verifier) checkCRLs(chain []*x509.Certificate, entries []crl.Entry, now
 	for _, e := range entries {
 		parts = append(parts, []byte(e.URL), e.DER)
 	}
-	res, err := v.crls.Get(memo.KeyOf("crl", parts...), func() (*crl.Result, error) {
+	res, err := v.crls.Get(cache.KeyOf("crl", parts...), func() (*crl.Result, error) {
 		res, err := crl.Check(chain, entries, crl.Options{RequireEvery: true})
 		if err != nil {
 			return nil, crlRejection(err)

@@ -2,9 +2,7 @@ package snp
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/internal/cache"
 )
 
 // Root is a trusted AMD key pair for one product line: the self-signed ARK
@@ -60,21 +59,13 @@ type chainResult struct {
 }
 
 // chainKey identifies the chain inputs of an evidence: the VCEK and every
-// CRL entry (URL and bytes), length-prefixed so that no two inputs collide.
-func chainKey(e *envelope.SnpEvidence) string {
-	h := sha256.New()
-	put := func(b []byte) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	put(e.VCEK)
+// CRL entry (URL and bytes).
+func chainKey(e *envelope.SnpEvidence) cache.Key {
+	parts := [][]byte{e.VCEK}
 	for _, c := range e.CRLs {
-		put([]byte(c.URL))
-		put(c.CRL)
+		parts = append(parts, []byte(c.URL), c.CRL)
 	}
-	return string(h.Sum(nil))
+	return cache.KeyOf("snp.chain", parts...)
 }
 
 // mapGetter serves CRLs from the evidence to go-sev-guest: the request path

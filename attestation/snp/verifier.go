@@ -21,7 +21,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/asn1"
 	"encoding/hex"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/internal/cache"
 )
 
 // Options configure a Verifier.
@@ -53,7 +53,7 @@ type Options struct {
 type Verifier struct {
 	policy Policy
 	roots  []Root
-	chains *lru[*chainResult]
+	chains *cache.Cache[*chainResult]
 }
 
 var _ attest.Verifier = (*Verifier)(nil)
@@ -91,7 +91,7 @@ func New(opts Options) (*Verifier, error) {
 	if size == 0 {
 		size = 1024
 	}
-	v.chains = newLRU[*chainResult](size)
+	v.chains = cache.New[*chainResult](size)
 	return v, nil
 }
 
@@ -134,13 +134,11 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		return nil, attest.Reject(CodeReportSigningKey, "the report is signed by a %v, only VCEK-signed reports are supported", signer.SigningKey)
 	}
 
-	// Chain (cached by bytes) and clock.
-	// verifyChain also reads the report (go-sev-guest's cross-check verifies
-	// its signature), so concurrent misses share work only for identical
-	// evidence; the result is cached by the chain alone.
-	key := chainKey(ev)
-	rd := sha256.Sum256(ev.Report)
-	chain, err := v.chains.do(key, key+string(rd[:]), func() (*chainResult, error) { return verifyChain(ev, report, v.roots) })
+	// Chain (cached by its bytes) and clock. verifyChain also reads the
+	// report (go-sev-guest's cross-check verifies its signature), but its
+	// success depends only on the chain; the cache hands no caller another's
+	// failure, and every caller checks its own report's signature below.
+	chain, err := v.chains.Get(chainKey(ev), func() (*chainResult, error) { return verifyChain(ev, report, v.roots) })
 	if err != nil {
 		return nil, err
 	}
