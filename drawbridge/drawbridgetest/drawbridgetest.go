@@ -13,8 +13,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/server"
-	"github.com/enarx-go/enarx/drawbridge/store"
 	"github.com/enarx-go/enarx/internal/oidctest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/enarx-go/enarx/attest/certext"
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 )
 
 // Authorization: who may do what (reference §3.3).

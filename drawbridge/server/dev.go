@@ -23,7 +23,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
 

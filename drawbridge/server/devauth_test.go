@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 	"github.com/enarx-go/enarx/internal/oidctest"
 )

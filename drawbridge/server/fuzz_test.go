@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
 

@@ -23,7 +23,7 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 	"github.com/enarx-go/enarx/internal/bulkconn"
 	"github.com/enarx-go/enarx/internal/oidctest"

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 	"github.com/enarx-go/enarx/internal/bulkconn"
 )

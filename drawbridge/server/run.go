@@ -22,7 +22,7 @@ import (
 	_ "gocloud.dev/blob/memblob"
 	_ "gocloud.dev/blob/s3blob"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 )
 
 // Options are the drawbridge command's settings.

@@ -8,7 +8,7 @@
 // checked there), the TLS stack for client-certificate verification, and
 // the store for what it returns. Everything in a request is hostile: names,
 // headers and bodies are parsed by drawbridge/types and verified by
-// drawbridge/store before anything is stored.
+// drawbridge/internal/store before anything is stored.
 package server
 
 import (
@@ -27,7 +27,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
 

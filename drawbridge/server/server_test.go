@@ -18,7 +18,7 @@ import (
 
 	"gocloud.dev/blob/memblob"
 
-	"github.com/enarx-go/enarx/drawbridge/store"
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
 	"github.com/enarx-go/enarx/internal/oidctest"
 )
