@@ -1,6 +1,7 @@
 // Package crl checks a verified certificate chain against the certificate
 // revocation lists (CRLs) that travel inside TEE evidence (Intel PCS and AMD
-// KDS CRLs). It is shared by the SGX, TDX and SEV-SNP verifiers.
+// KDS CRLs). The SGX and SEV-SNP verifiers use it; the TDX verifier leaves
+// CRLs to go-tdx-guest, which checks them itself.
 //
 // What it trusts: the chain it is given must already be verified (each
 // certificate signed by the next). It trusts no CRL: a CRL counts only if
@@ -50,17 +51,22 @@ type Entry struct {
 	DER []byte
 }
 
-// Options tune how strict Check is.
+// Options tune how strict Check is. Without any, Check only demands that
+// at least one CRL was applied somewhere on the chain (upstream's rule for
+// Intel, which lets a client drop the leaf CA's CRL).
 type Options struct {
-	// RequireEvery demands a CRL for every issuer→subject link. Without it,
-	// Check only demands that at least one CRL was applied somewhere on the
-	// chain (upstream's rule, which lets a client drop the leaf CA's CRL).
+	// RequireEvery demands a CRL for every issuer→subject link (SGX).
 	RequireEvery bool
+	// RequireRoot demands a CRL from the root for the link just below it;
+	// lower links may inherit it by URL or go without (AMD: the ARK's CRL,
+	// which revokes ASKs, is required; the VCEK inherits it).
+	RequireRoot bool
 }
 
 // Used describes one CRL that was applied.
 type Used struct {
 	URL        string
+	DER        []byte // the CRL as carried in the evidence
 	Issuer     string
 	ThisUpdate time.Time
 	NextUpdate time.Time
@@ -70,6 +76,8 @@ type Used struct {
 
 // Result is the outcome of a successful Check.
 type Result struct {
+	// Used lists the applied CRLs in the order they were first applied:
+	// those of the link below the root first.
 	Used []Used
 	// NotBefore and NotAfter bound the time in which every used CRL is
 	// current: latest thisUpdate, earliest nextUpdate.
@@ -141,6 +149,7 @@ func Check(chain []*x509.Certificate, entries []Entry, opts Options) (*Result, e
 				verified[n] = true
 				res.add(Used{
 					URL:        p.entry.URL,
+					DER:        p.entry.DER,
 					Issuer:     issuer.Subject.String(),
 					ThisUpdate: p.list.ThisUpdate,
 					NextUpdate: p.list.NextUpdate,
@@ -155,7 +164,7 @@ func Check(chain []*x509.Certificate, entries []Entry, opts Options) (*Result, e
 			}
 			applied++
 		}
-		if applied == 0 && opts.RequireEvery {
+		if applied == 0 && (opts.RequireEvery || opts.RequireRoot && i == len(chain)-2) {
 			return nil, fmt.Errorf("%w: no CRL in the evidence is from %v or issued by %q (for %q)",
 				ErrMissing, urls, issuer.Subject, subject.Subject)
 		}

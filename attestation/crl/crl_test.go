@@ -109,6 +109,9 @@ func TestCheck(t *testing.T) {
 		{"crl by wrong key at url", []Entry{{rootURL, rootCRL}, {interURL, other.crl(t, this, next)}}, Options{}, ErrSignature},
 		{"leaf crl missing, upstream rule", []Entry{{rootURL, rootCRL}}, Options{}, nil},
 		{"leaf crl missing, strict", []Entry{{rootURL, rootCRL}}, Options{RequireEvery: true}, ErrMissing},
+		{"leaf crl missing, root required", []Entry{{rootURL, rootCRL}}, Options{RequireRoot: true}, nil},
+		{"root crl missing, root required", []Entry{{interURL, interCRL}}, Options{RequireRoot: true}, ErrMissing},
+		{"root crl missing, upstream rule", []Entry{{interURL, interCRL}}, Options{}, nil},
 		{"none", nil, Options{}, ErrMissing},
 		{"unrelated only", []Entry{{"https://x/y", newCert(t, "z", 5, nil, true, nil).crl(t, this, next)}}, Options{}, ErrMissing},
 		{"malformed", []Entry{{rootURL, rootCRL}, {interURL, []byte{0x30, 0}}}, Options{}, ErrMalformed},
@@ -138,6 +141,16 @@ func TestCheckTime(t *testing.T) {
 	}
 	if !res.NotBefore.Equal(t0.Add(-time.Hour)) || !res.NotAfter.Equal(t0.Add(time.Hour)) || len(res.Used) != 2 {
 		t.Fatalf("window %v–%v, %d used", res.NotBefore, res.NotAfter, len(res.Used))
+	}
+	// Root link first, each with the bytes it was given.
+	if u := res.Used[0]; u.URL != rootURL || u.Issuer != root.cert.Subject.String() {
+		t.Fatalf("first used CRL is %s from %s, want the root's", u.URL, u.Issuer)
+	}
+	for _, u := range res.Used {
+		l, err := x509.ParseRevocationList(u.DER)
+		if err != nil || !l.ThisUpdate.Equal(u.ThisUpdate) {
+			t.Fatalf("used CRL %s: DER does not match (%v)", u.URL, err)
+		}
 	}
 	for at, want := range map[time.Time]error{
 		t0:                       nil,

@@ -3,7 +3,9 @@ package snp
 import (
 	"bytes"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
@@ -13,6 +15,7 @@ import (
 	"github.com/google/go-sev-guest/verify/trust"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/crl"
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/internal/cache"
 )
@@ -112,11 +115,11 @@ func verifyChain(e *envelope.SnpEvidence, report *spb.Report, roots []Root) (*ch
 	if err := authenticateCRLs(e.CRLs, roots); err != nil {
 		return nil, err
 	}
-	crlDER, url, crl, err := checkRevocation(root, vcek, e.CRLs)
+	revocation, err := checkRevocation(root, vcek, e.CRLs)
 	if err != nil {
 		return nil, err
 	}
-	res.crlThisUpdate, res.crlNextUpdate = crl.ThisUpdate, crl.NextUpdate
+	res.crlThisUpdate, res.crlNextUpdate = revocation.NotBefore, revocation.NotAfter
 
 	// Cross-check with go-sev-guest's verifier (KDS certificate profile,
 	// product name, x509 path, CRL, report signature), offline, at an instant
@@ -131,16 +134,18 @@ func verifyChain(e *envelope.SnpEvidence, report *spb.Report, roots []Root) (*ch
 	if err := reportSignature(e.Report, vcek); err != nil {
 		return nil, err
 	}
-	getterURL := url
-	if getterURL == "" {
-		getterURL = "crl"
+	// go-sev-guest fetches the ARK's CRL from the ASK's distribution
+	// points: serve it the one applied to the ASK (the first used).
+	getter := mapGetter{}
+	for _, u := range root.ASK.CRLDistributionPoints {
+		getter[u] = revocation.Used[0].DER
 	}
 	trusted := &trust.AMDRootCerts{ProductLine: root.ProductLine, ProductCerts: &trust.ProductCerts{Ark: root.ARK, Ask: root.ASK}}
 	err = verify.SnpAttestation(&spb.Attestation{Report: report, CertificateChain: &spb.CertificateChain{VcekCert: e.VCEK}},
 		&verify.Options{
 			CheckRevocations:    true,
 			DisableCertFetching: true,
-			Getter:              mapGetter{getterURL: crlDER},
+			Getter:              getter,
 			Now:                 at,
 			TrustedRoots:        map[string][]*trust.AMDRootCerts{root.ProductLine: {trusted}},
 		})
@@ -176,48 +181,28 @@ func authenticateCRLs(crls envelope.CrlList, roots []Root) error {
 	return nil
 }
 
-// checkRevocation finds the CRL issued by root's ARK in crls, checks its
-// signature, and that neither the ASK nor the VCEK is revoked. The clock is
-// not applied here. It returns the CRL and the URL it is known by.
-func checkRevocation(root *Root, vcek *x509.Certificate, crls envelope.CrlList) ([]byte, string, *x509.RevocationList, error) {
-	// CRL: upstream matches by the ASK's CRL distribution point URL; we fall
-	// back to the CRL whose issuer is the ARK.
-	var crlDER []byte
-	var url string
-	if len(root.ASK.CRLDistributionPoints) > 0 {
-		url = root.ASK.CRLDistributionPoints[0]
-		crlDER, _ = crls.Lookup(url)
+// checkRevocation applies the evidence's CRLs to the chain VCEK → ASK →
+// ARK with attestation/crl: the ARK's CRL (matched by the ASK's
+// distribution point, or by issuer) is required and must be signed by the
+// ARK; neither the ASK nor the VCEK may be on it. The clock is not applied
+// here.
+func checkRevocation(root *Root, vcek *x509.Certificate, crls envelope.CrlList) (*crl.Result, error) {
+	entries := make([]crl.Entry, len(crls))
+	for i, c := range crls {
+		entries[i] = crl.Entry{URL: c.URL, DER: c.CRL}
 	}
-	if crlDER == nil {
-		for _, c := range crls {
-			if l, err := x509.ParseRevocationList(c.CRL); err == nil && bytes.Equal(l.RawIssuer, root.ARK.RawSubject) {
-				crlDER = c.CRL
-				break
-			}
-		}
+	res, err := crl.Check([]*x509.Certificate{vcek, root.ASK, root.ARK}, entries, crl.Options{RequireRoot: true})
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, crl.ErrMissing):
+		return nil, attest.RejectErr(CodeCRLMissing, err, "the evidence carries no CRL from ARK-%s (%s)", root.ProductLine, strings.Join(root.ASK.CRLDistributionPoints, ", "))
+	case errors.Is(err, crl.ErrSignature):
+		return nil, attest.RejectErr(CodeCRLSignature, err, "the %s CRL is not signed by the ARK", root.ProductLine)
+	case errors.Is(err, crl.ErrRevoked):
+		return nil, attest.RejectErr(CodeCRLRevoked, err, "the %s ASK or the VCEK is revoked", root.ProductLine)
 	}
-	if crlDER == nil {
-		return nil, "", nil, attest.Reject(CodeCRLMissing, "the evidence carries no CRL from ARK-%s (%s)", root.ProductLine, url)
-	}
-	crl, err := x509.ParseRevocationList(crlDER)
-	if err != nil {
-		return nil, "", nil, attest.RejectErr(CodeCRLParse, err, "the %s CRL does not parse", root.ProductLine)
-	}
-	if err := crl.CheckSignatureFrom(root.ARK); err != nil {
-		return nil, "", nil, attest.RejectErr(CodeCRLSignature, err, "the %s CRL is not signed by the ARK", root.ProductLine)
-	}
-	for _, rc := range crl.RevokedCertificateEntries {
-		if rc.SerialNumber.Cmp(root.ASK.SerialNumber) == 0 {
-			return nil, "", nil, attest.Reject(CodeCRLRevoked, "the %s ASK (serial %#x) is revoked since %s", root.ProductLine, root.ASK.SerialNumber, rc.RevocationTime.UTC().Format(time.RFC3339))
-		}
-		if rc.SerialNumber.Cmp(vcek.SerialNumber) == 0 && bytes.Equal(vcek.RawIssuer, root.ASK.RawSubject) {
-			return nil, "", nil, attest.Reject(CodeCRLRevoked, "the VCEK (serial %#x) is revoked", vcek.SerialNumber)
-		}
-	}
-	if crl.NextUpdate.IsZero() {
-		return nil, "", nil, attest.Reject(CodeCRLParse, "the %s CRL has no nextUpdate", root.ProductLine)
-	}
-	return crlDER, url, crl, nil
+	return nil, attest.RejectErr(CodeCRLParse, err, "a CRL in the evidence is malformed")
 }
 
 // checkTime applies the clock to a verified chain.

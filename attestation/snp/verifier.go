@@ -13,7 +13,9 @@
 // chain and signature, validate checks fields; this package adds upstream
 // Steward's structural rules, the checks upstream misses (REPORTED_TCB vs
 // VCEK TCB, CHIP_ID vs hwID, minimum TCB and guest SVN, policy_flags), the
-// key binding and the policy. Verified chains are cached by their bytes.
+// key binding and the policy. Revocation is checked with attestation/crl
+// (the ARK's CRL is required), and verified chains are cached by their
+// bytes (attestation/internal/cache).
 package snp
 
 import (

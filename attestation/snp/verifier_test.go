@@ -273,7 +273,7 @@ func TestRevokedGenoaASK(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := &Root{ProductLine: "Genoa", ARK: path[0], ASK: path[1]}
-	_, _, _, err = checkRevocation(root, vcek, e.CRLs)
+	_, err = checkRevocation(root, vcek, e.CRLs)
 	if r, ok := attest.AsRejection(err); !ok || r.Code != CodeCRLRevoked {
 		t.Fatalf("got %v, want %s", err, CodeCRLRevoked)
 	}
@@ -287,7 +287,7 @@ func TestRevokedGenoaASK(t *testing.T) {
 			if bytes.Equal(r.ASK.Raw, path[1].Raw) {
 				t.Fatal("default roots contain upstream's revoked Genoa ASK")
 			}
-			if _, _, _, err := checkRevocation(&r, vcek, e.CRLs); err != nil {
+			if _, err := checkRevocation(&r, vcek, e.CRLs); err != nil {
 				t.Fatalf("current Genoa ASK: %v", err)
 			}
 		}
