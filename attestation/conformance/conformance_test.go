@@ -8,9 +8,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/kds"
-	pb "github.com/google/go-tdx-guest/proto/tdx"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
@@ -26,9 +25,8 @@ import (
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/policy"
 	"github.com/enarx-go/enarx/attestation/snp"
-	"github.com/enarx-go/enarx/attestation/snp/snptest"
 	"github.com/enarx-go/enarx/attestation/tdx"
-	"github.com/enarx-go/enarx/attestation/tdx/tdxtest"
+	"github.com/enarx-go/enarx/evidence/emulated"
 	"github.com/enarx-go/enarx/steward"
 	"github.com/enarx-go/enarx/steward/stewardtest"
 )
@@ -244,7 +242,7 @@ func mutateSGX(f func(e *envelope.SgxEvidence)) func(t *testing.T) []byte {
 
 func mutateTDX(f func(e *envelope.TdxEvidence)) func(t *testing.T) []byte {
 	return func(t *testing.T) []byte {
-		e, err := tdxtest.SampleEvidence()
+		e, err := vectors.TDXSample()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,15 +332,15 @@ func TestRejections(t *testing.T) {
 			return rawValue(t, attest.OIDEvidenceSNP, elliptic.P384(), append(bytes.Clone(milanExt.Value), make([]byte, 64<<10)...))
 		}, code: snp.CodeEvidenceDecode},
 		{name: "snp revoked Genoa ASK path (upstream roots)", csr: same(vectors.MilanCSR), opts: policy.Options{SNPRoots: upstreamGenoaRoots(t)}, code: snp.CodeVCEKChain},
-		// SEV-SNP, emulated chain (go-sev-guest test keys, trusted explicitly).
-		{name: "snp DEBUG policy bit", csr: emu.csr(func(r []byte) { r[0x0A] |= 1 << 3 }, emu.goodCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodePolicyDebug},
-		{name: "snp revoked ASK (emulated 0x020001)", csr: emu.csr(nil, emu.revokingCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodeCRLRevoked},
+		// SEV-SNP, emulated chain (evidence/emulated, trusted explicitly).
+		{name: "snp DEBUG policy bit", csr: emu.csr(func(r []byte) { r[0x0A] |= 1 << 3 }, emu.goodCRL), doc: snpOnly(t), at: emu.now, opts: emu.opts(), code: snp.CodePolicyDebug},
+		{name: "snp revoked ASK (emulated)", csr: emu.csr(nil, emu.revokingCRL), doc: snpOnly(t), at: emu.now, opts: emu.opts(), code: snp.CodeCRLRevoked},
 		{name: "snp REPORTED_TCB not the VCEK's", csr: emu.csr(func(r []byte) {
 			for _, off := range []int{0x38, 0x180, 0x1E0, 0x1F0} {
 				r[off+6] = 7
 			}
-		}, emu.goodCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodeTCBVCEKMismatch},
-		{name: "snp CHIP_ID not the VCEK's", csr: emu.csr(func(r []byte) { r[0x1A0] ^= 1 }, emu.goodCRL), doc: snpOnly(t), opts: emu.opts(), code: snp.CodeReportChipID},
+		}, emu.goodCRL), doc: snpOnly(t), at: emu.now, opts: emu.opts(), code: snp.CodeTCBVCEKMismatch},
+		{name: "snp CHIP_ID not the VCEK's", csr: emu.csr(func(r []byte) { r[0x1A0] ^= 1 }, emu.goodCRL), doc: snpOnly(t), at: emu.now, opts: emu.opts(), code: snp.CodeReportChipID},
 		// SGX.
 		{name: "sgx quote MRENCLAVE byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { e.Quote[112] ^= 1 }), code: "sgx.isv.signature"},
 		{name: "sgx quote ISV signature byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { e.Quote[436] ^= 1 }), code: "sgx.isv.signature"},
@@ -365,18 +363,18 @@ func TestRejections(t *testing.T) {
 		{name: "sgx truncated evidence", csr: func(t *testing.T) []byte {
 			return rawValue(t, attest.OIDEvidenceSGX, elliptic.P256(), i5Ext.Value[:len(i5Ext.Value)-1])
 		}, code: "sgx.evidence.malformed"},
-		// TDX: go-tdx-guest's real sample quote and collateral (see tdxtest).
-		{name: "tdx sample quote TCB level", csr: mutateTDX(nil), at: tdxtest.Time, code: tdx.CodeTCBStatus},
-		{name: "tdx quote body byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[48+200] ^= 1 }), at: tdxtest.Time, code: tdx.CodeQuoteSignature},
-		{name: "tdx TCB info byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.TCB.Report[40] ^= 1 }), at: tdxtest.Time, code: tdx.CodeTCBInfo},
-		{name: "tdx PCK CRL byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { c := e.CRLs[1].CRL; c[len(c)-3] ^= 1 }), at: tdxtest.Time, code: tdx.CodeCRLInvalid},
-		{name: "tdx clock after collateral expiry", csr: mutateTDX(nil), at: tdxtest.Time.AddDate(0, 2, 0), code: tdx.CodeTCBInfoExpired},
-		{name: "tdx quote v5", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }), at: tdxtest.Time, code: tdx.CodeQuoteVersion},
+		// TDX: go-tdx-guest's real sample quote and collateral (vectors.TDXSample).
+		{name: "tdx sample quote TCB level", csr: mutateTDX(nil), at: vectors.TDXSampleTime, code: tdx.CodeTCBStatus},
+		{name: "tdx quote body byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[48+200] ^= 1 }), at: vectors.TDXSampleTime, code: tdx.CodeQuoteSignature},
+		{name: "tdx TCB info byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.TCB.Report[40] ^= 1 }), at: vectors.TDXSampleTime, code: tdx.CodeTCBInfo},
+		{name: "tdx PCK CRL byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { c := e.CRLs[1].CRL; c[len(c)-3] ^= 1 }), at: vectors.TDXSampleTime, code: tdx.CodeCRLInvalid},
+		{name: "tdx clock after collateral expiry", csr: mutateTDX(nil), at: vectors.TDXSampleTime.AddDate(0, 2, 0), code: tdx.CodeTCBInfoExpired},
+		{name: "tdx quote v5", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }), at: vectors.TDXSampleTime, code: tdx.CodeQuoteVersion},
 		// TDX, emulated Intel hierarchy (fresh keys, trusted explicitly).
-		{name: "tdx debug TD", csr: emuTDX.csr(func(b *pb.TDQuoteBody) { b.TdAttributes[0] |= 1 }, false), at: tdxtest.Time, opts: emuTDX.opts(), code: tdx.CodePolicyDebug},
-		{name: "tdx CSR key swapped", csr: emuTDX.csr(nil, true), at: tdxtest.Time, opts: emuTDX.opts(), code: tdx.CodeBinding},
-		{name: "tdx policy other MRTD", csr: emuTDX.csr(nil, false), doc: []byte("[tdx]\nmrtd = [\"" + other48 + "\"]\n"), at: tdxtest.Time, opts: emuTDX.opts(), code: tdx.CodePolicyMRTD},
-		{name: "tdx emulated root without trusting it", csr: emuTDX.csr(nil, false), at: tdxtest.Time, code: tdx.CodePCKChain},
+		{name: "tdx debug TD", csr: emuTDX.csr(emulated.TDXOptions{Debug: true}, false), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodePolicyDebug},
+		{name: "tdx CSR key swapped", csr: emuTDX.csr(emulated.TDXOptions{}, true), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodeBinding},
+		{name: "tdx policy other MRTD", csr: emuTDX.csr(emulated.TDXOptions{}, false), doc: []byte("[tdx]\nmrtd = [\"" + other48 + "\"]\n"), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodePolicyMRTD},
+		{name: "tdx emulated root without trusting it", csr: emuTDX.csr(emulated.TDXOptions{}, false), at: emuTDX.now, code: tdx.CodePCKChain},
 		// No hardware.
 		{name: "no-hardware evidence without [none]", csr: func(t *testing.T) []byte {
 			return rawValue(t, attest.OIDEvidenceKVM, elliptic.P256(), nil)
@@ -431,7 +429,7 @@ func TestNoHardwareAllowed(t *testing.T) {
 func TestEmulatedSNPIssued(t *testing.T) {
 	p := newPKI(t)
 	emu := newEmulatedSNP(t)
-	url := p.server(t, snpOnly(t), vectors.Time, emu.opts())
+	url := p.server(t, snpOnly(t), emu.now, emu.opts())
 	a := attested(t, p.issued(t, post(t, url, emu.csr(nil, emu.goodCRL)(t))))
 	if a.Claims.Kind != attest.KindSNP || a.Claims.HardwareBacked {
 		t.Fatalf("claims %+v", a.Claims)
@@ -477,51 +475,51 @@ func flipTCBInfo(t *testing.T, report []byte) {
 	}
 }
 
-// emulatedSNP is SEV-SNP evidence signed by go-sev-guest's test-only keys,
-// with the ASK serial of upstream's revoked Genoa ASK (0x020001).
+// emulatedSNP is upstream's Milan report moved onto the chip and TCB of
+// the emulated AMD hierarchy (evidence/emulated) and signed by its VCEK,
+// so that it still matches the testdata policy's [snp] table.
 type emulatedSNP struct {
-	fake                 *snptest.Fake
+	root                 *emulated.SNPRoot
+	now                  time.Time
 	goodCRL, revokingCRL []byte
 }
 
 func newEmulatedSNP(t testing.TB) *emulatedSNP {
-	e, err := envelope.DecodeSnpEvidence(vectors.Evidence(vectors.MilanCSR))
+	root, err := emulated.NewSNPRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hwid [64]byte
-	copy(hwid[:], e.Report[0x1A0:0x1E0])
-	f, err := snptest.New(snptest.Config{
-		Created:   time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC),
-		TCB:       kds.TCBParts{BlSpl: 2, SnpSpl: 6, UcodeSpl: 93},
-		HWID:      hwid,
-		ASKSerial: big.NewInt(0x020001),
-	})
-	if err != nil {
+	m := &emulatedSNP{root: root, now: time.Now()}
+	if m.goodCRL, err = root.SignCRL(m.now.AddDate(0, -1, 0), m.now.AddDate(0, 1, 0)); err != nil {
 		t.Fatal(err)
 	}
-	m := &emulatedSNP{fake: f}
-	now := vectors.Time
-	if m.goodCRL, err = f.CRL(now.AddDate(0, -1, 0), now.AddDate(0, 1, 0)); err != nil {
-		t.Fatal(err)
-	}
-	if m.revokingCRL, err = f.CRL(now.AddDate(0, -1, 0), now.AddDate(0, 1, 0), big.NewInt(0x020001)); err != nil {
+	if m.revokingCRL, err = root.SignCRL(m.now.AddDate(0, -1, 0), m.now.AddDate(0, 1, 0), root.ASK.SerialNumber); err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
 func (m *emulatedSNP) opts() policy.Options {
-	return policy.Options{SNPRoots: []snp.Root{m.fake.Root()}}
+	return policy.Options{SNPRoots: []snp.Root{{ProductLine: emulated.ProductLine, ARK: m.root.ARK, ASK: m.root.ASK, Emulated: true}}}
 }
 
-// csr re-signs the Milan report (bound to a fresh key, mutated) with the
-// emulated VCEK and wraps it in a CSR.
+// csr moves the Milan report onto the emulated chip and TCB, binds it to a
+// fresh key, applies mutate, signs it with the emulated VCEK and wraps it
+// in a CSR.
 func (m *emulatedSNP) csr(mutate func(r []byte), crl []byte) func(t *testing.T) []byte {
 	return func(t *testing.T) []byte {
 		e, err := envelope.DecodeSnpEvidence(vectors.Evidence(vectors.MilanCSR))
 		if err != nil {
 			t.Fatal(err)
+		}
+		exts, err := kds.VcekCertificateExtensions(m.root.VCEK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := e.Report
+		copy(r[0x1A0:0x1E0], m.root.ChipID[:])
+		for _, off := range []int{0x38, 0x180, 0x1E0, 0x1F0} { // CURRENT, REPORTED, COMMITTED, LAUNCH TCB
+			binary.LittleEndian.PutUint64(r[off:], uint64(exts.TCBVersion))
 		}
 		k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 		if err != nil {
@@ -532,18 +530,18 @@ func (m *emulatedSNP) csr(mutate func(r []byte), crl []byte) func(t *testing.T) 
 			t.Fatal(err)
 		}
 		rd := attest.ReportData(attest.KindSNP, spki)
-		copy(e.Report[0x50:0x90], rd[:])
+		copy(r[0x50:0x90], rd[:])
 		if mutate != nil {
-			mutate(e.Report)
+			mutate(r)
 		}
-		if err := m.fake.Sign(e.Report); err != nil {
+		if err := m.root.Sign(r); err != nil {
 			t.Fatal(err)
 		}
-		ev, err := m.fake.Evidence(e.Report, envelope.CrlList{{URL: m.fake.CRLURL(), CRL: crl}})
+		ev, err := (&envelope.SnpEvidence{VCEK: m.root.VCEK.Raw, CRLs: envelope.CrlList{{URL: emulated.CRLURL(), CRL: crl}}, Report: r}).Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		der, err := vectors.CSRWithKey(k, snptest.Extension(ev))
+		der, err := vectors.CSRWithKey(k, pkix.Extension{Id: attest.OIDEvidenceSNP, Value: ev})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -551,24 +549,28 @@ func (m *emulatedSNP) csr(mutate func(r []byte), crl []byte) func(t *testing.T) 
 	}
 }
 
-// emulatedTDX re-signs go-tdx-guest's sample quote with a fake Intel
-// hierarchy (see tdxtest.Emulated).
-type emulatedTDX struct{ e *tdxtest.Emulated }
+// emulatedTDX is a TD quote from the emulated Intel hierarchy
+// (evidence/emulated), verified now.
+type emulatedTDX struct {
+	root *emulated.TDXRoot
+	now  time.Time
+}
 
 func newEmulatedTDX(t testing.TB) *emulatedTDX {
-	e, err := tdxtest.NewEmulated(tdxtest.Time)
+	root, err := emulated.NewTDXRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &emulatedTDX{e}
+	return &emulatedTDX{root: root, now: time.Now()}
 }
 
 func (m *emulatedTDX) opts() policy.Options {
-	return policy.Options{TDXRoots: []*x509.Certificate{m.e.Root}}
+	return policy.Options{TDXRoots: []*x509.Certificate{m.root.Root}}
 }
 
-// csr returns a CSR whose quote binds its key (or, with swap, another key).
-func (m *emulatedTDX) csr(mutate func(*pb.TDQuoteBody), swap bool) func(t *testing.T) []byte {
+// csr returns a CSR whose quote (for a TD described by td) binds its key
+// (or, with swap, another key).
+func (m *emulatedTDX) csr(td emulated.TDXOptions, swap bool) func(t *testing.T) []byte {
 	return func(t *testing.T) []byte {
 		k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 		if err != nil {
@@ -586,7 +588,7 @@ func (m *emulatedTDX) csr(mutate func(*pb.TDQuoteBody), swap bool) func(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := m.e.Evidence(attest.ReportData(attest.KindTDX, spki), mutate)
+		ev, err := m.root.Evidence(attest.ReportData(attest.KindTDX, spki), td, m.now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -607,8 +609,8 @@ func (m *emulatedTDX) csr(mutate func(*pb.TDQuoteBody), swap bool) func(t *testi
 func TestEmulatedTDXIssued(t *testing.T) {
 	p := newPKI(t)
 	m := newEmulatedTDX(t)
-	url := p.server(t, nil, tdxtest.Time, m.opts())
-	a := attested(t, p.issued(t, post(t, url, m.csr(nil, false)(t))))
+	url := p.server(t, nil, m.now, m.opts())
+	a := attested(t, p.issued(t, post(t, url, m.csr(emulated.TDXOptions{}, false)(t))))
 	if a.Claims.Kind != attest.KindTDX || a.Claims.HardwareBacked || len(a.Claims.Measurement) != 48 || a.Claims.TCBStatus != "UpToDate" {
 		t.Fatalf("claims %+v", a.Claims)
 	}

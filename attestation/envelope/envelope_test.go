@@ -1,21 +1,23 @@
-package envelope
+package envelope_test
 
 import (
 	"bytes"
 	"errors"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+	"github.com/enarx-go/enarx/attestation/envelope"
 )
 
 func TestDecodeSnpEvidenceMilan(t *testing.T) {
 	der := vectors.Evidence(vectors.MilanCSR)
-	e, err := DecodeSnpEvidence(der)
+	e, err := envelope.DecodeSnpEvidence(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(e.Report) != SNPReportSize || e.Report[0] != 2 {
+	if len(e.Report) != envelope.SNPReportSize || e.Report[0] != 2 {
 		t.Fatalf("report: len %d version %d", len(e.Report), e.Report[0])
 	}
 	if len(e.CRLs) != 2 {
@@ -40,7 +42,7 @@ func TestDecodeSgxEvidence(t *testing.T) {
 	for name, csr := range map[string][]byte{"i5": vectors.SGXi5CSR, "xeon": vectors.SGXXeonCSR} {
 		t.Run(name, func(t *testing.T) {
 			der := vectors.Evidence(csr)
-			e, err := DecodeSgxEvidence(der)
+			e, err := envelope.DecodeSgxEvidence(der)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,29 +67,29 @@ func TestDecodeSgxEvidence(t *testing.T) {
 			}
 			// The parts decode standalone too.
 			l, _ := e.CRLs.Marshal()
-			if got, err := DecodeCrlList(l); err != nil || len(got) != 3 {
-				t.Fatalf("DecodeCrlList: %v", err)
+			if got, err := envelope.DecodeCrlList(l); err != nil || len(got) != 3 {
+				t.Fatalf("envelope.DecodeCrlList: %v", err)
 			}
 			p, _ := e.TCB.Marshal()
-			if got, err := DecodeTcbPackage(p); err != nil || !bytes.Equal(got.Report, e.TCB.Report) {
-				t.Fatalf("DecodeTcbPackage: %v", err)
+			if got, err := envelope.DecodeTcbPackage(p); err != nil || !bytes.Equal(got.Report, e.TCB.Report) {
+				t.Fatalf("envelope.DecodeTcbPackage: %v", err)
 			}
 		})
 	}
 }
 
 func TestTdxEvidenceRoundTrip(t *testing.T) {
-	sgx, err := DecodeSgxEvidence(vectors.Evidence(vectors.SGXi5CSR))
+	sgx, err := envelope.DecodeSgxEvidence(vectors.Evidence(vectors.SGXi5CSR))
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &TdxEvidence{Quote: []byte{4, 0, 2, 0}, CRLs: sgx.CRLs[:2], TCB: sgx.TCB,
-		QEIdentity: TcbPackage{Certs: sgx.TCB.Certs, Report: []byte(`{"enclaveIdentity":{}}`)}}
+	in := &envelope.TdxEvidence{Quote: []byte{4, 0, 2, 0}, CRLs: sgx.CRLs[:2], TCB: sgx.TCB,
+		QEIdentity: envelope.TcbPackage{Certs: sgx.TCB.Certs, Report: []byte(`{"enclaveIdentity":{}}`)}}
 	der, err := in.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := DecodeTdxEvidence(der)
+	out, err := envelope.DecodeTdxEvidence(der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +97,12 @@ func TestTdxEvidenceRoundTrip(t *testing.T) {
 	if err != nil || !bytes.Equal(again, der) {
 		t.Fatalf("round trip: %v", err)
 	}
-	// An SgxEvidence is not a TdxEvidence (missing qeIdentity) and vice versa.
-	if _, err := DecodeTdxEvidence(vectors.Evidence(vectors.SGXi5CSR)); err == nil {
-		t.Error("SgxEvidence decoded as TdxEvidence")
+	// An envelope.SgxEvidence is not a envelope.TdxEvidence (missing qeIdentity) and vice versa.
+	if _, err := envelope.DecodeTdxEvidence(vectors.Evidence(vectors.SGXi5CSR)); err == nil {
+		t.Error("envelope.SgxEvidence decoded as envelope.TdxEvidence")
 	}
-	if _, err := DecodeSgxEvidence(der); err == nil {
-		t.Error("TdxEvidence decoded as SgxEvidence")
+	if _, err := envelope.DecodeSgxEvidence(der); err == nil {
+		t.Error("envelope.TdxEvidence decoded as envelope.SgxEvidence")
 	}
 }
 
@@ -108,11 +110,11 @@ func TestStrictness(t *testing.T) {
 	snp := vectors.Evidence(vectors.MilanCSR)
 	sgx := vectors.Evidence(vectors.SGXi5CSR)
 	decoders := map[string]func([]byte) error{
-		"snp": func(b []byte) error { _, err := DecodeSnpEvidence(b); return err },
-		"sgx": func(b []byte) error { _, err := DecodeSgxEvidence(b); return err },
-		"tdx": func(b []byte) error { _, err := DecodeTdxEvidence(b); return err },
-		"crl": func(b []byte) error { _, err := DecodeCrlList(b); return err },
-		"tcb": func(b []byte) error { _, err := DecodeTcbPackage(b); return err },
+		"snp": func(b []byte) error { _, err := envelope.DecodeSnpEvidence(b); return err },
+		"sgx": func(b []byte) error { _, err := envelope.DecodeSgxEvidence(b); return err },
+		"tdx": func(b []byte) error { _, err := envelope.DecodeTdxEvidence(b); return err },
+		"crl": func(b []byte) error { _, err := envelope.DecodeCrlList(b); return err },
+		"tcb": func(b []byte) error { _, err := envelope.DecodeTcbPackage(b); return err },
 	}
 	mutate := func(b []byte, i int, v byte) []byte {
 		c := bytes.Clone(b)
@@ -141,33 +143,33 @@ func TestStrictness(t *testing.T) {
 		"crl entry extra":      {"crl", []byte{0x30, 0x0d, 0x30, 0x0b, 0x30, 0x09, 0x0c, 0x01, 'a', 0x30, 0x02, 0x05, 0x00, 0x05, 0x00}},
 		"tcb cert not seq":     {"tcb", []byte{0x30, 0x06, 0x30, 0x02, 0x05, 0x00, 0x04, 0x00}},
 		"tcb missing report":   {"tcb", []byte{0x30, 0x02, 0x30, 0x00}},
-		"oversized":            {"sgx", make([]byte, MaxEvidenceSize+1)},
+		"oversized":            {"sgx", make([]byte, envelope.MaxEvidenceSize+1)},
 	}
 	for name, c := range cases {
 		if err := decoders[c.dec](c.in); err == nil {
 			t.Errorf("%s: decoded without error", name)
 		}
 	}
-	if err := decoders["sgx"](make([]byte, MaxEvidenceSize+1)); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("oversized: %v, want ErrTooLarge", err)
+	if err := decoders["sgx"](make([]byte, envelope.MaxEvidenceSize+1)); !errors.Is(err, envelope.ErrTooLarge) {
+		t.Errorf("oversized: %v, want envelope.ErrTooLarge", err)
 	}
 	// Too many CRLs.
-	many := make(CrlList, MaxCRLs+1)
+	many := make(envelope.CrlList, envelope.MaxCRLs+1)
 	for i := range many {
-		many[i] = CrlListEntry{URL: "u", CRL: []byte{0x30, 0}}
+		many[i] = envelope.CrlListEntry{URL: "u", CRL: []byte{0x30, 0}}
 	}
-	if _, err := many.Marshal(); !errors.Is(err, ErrTooLarge) {
+	if _, err := many.Marshal(); !errors.Is(err, envelope.ErrTooLarge) {
 		t.Errorf("Marshal of %d CRLs: %v", len(many), err)
 	}
 }
 
 // shortenSNPReport re-encodes the Milan evidence with a 1183-byte report.
 func shortenSNPReport(t *testing.T, der []byte) []byte {
-	e, err := DecodeSnpEvidence(der)
+	e, err := envelope.DecodeSnpEvidence(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Report = e.Report[:SNPReportSize-1]
+	e.Report = e.Report[:envelope.SNPReportSize-1]
 	if _, err := e.Marshal(); err == nil {
 		t.Fatal("Marshal accepted a short report")
 	}
@@ -186,7 +188,7 @@ func shortenSNPReport(t *testing.T, der []byte) []byte {
 }
 
 func TestMarshalRejectsBadElements(t *testing.T) {
-	e := &SnpEvidence{VCEK: []byte{0x04, 0x00}, Report: make([]byte, SNPReportSize)}
+	e := &envelope.SnpEvidence{VCEK: []byte{0x04, 0x00}, Report: make([]byte, envelope.SNPReportSize)}
 	if _, err := e.Marshal(); err == nil {
 		t.Error("Marshal accepted a VCEK that is not a SEQUENCE")
 	}
@@ -194,7 +196,7 @@ func TestMarshalRejectsBadElements(t *testing.T) {
 	if _, err := e.Marshal(); err == nil {
 		t.Error("Marshal accepted a VCEK with trailing bytes")
 	}
-	p := TcbPackage{Certs: [][]byte{{0x02, 0x01, 0x00}}}
+	p := envelope.TcbPackage{Certs: [][]byte{{0x02, 0x01, 0x00}}}
 	if _, err := p.Marshal(); err == nil {
 		t.Error("Marshal accepted a certificate that is not a SEQUENCE")
 	}
@@ -206,10 +208,10 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	if os.Getenv("ENVELOPE_WRITE_SEEDS") != "1" {
 		t.Skip("set ENVELOPE_WRITE_SEEDS=1 to regenerate seeds")
 	}
-	sgx, _ := DecodeSgxEvidence(vectors.Evidence(vectors.SGXi5CSR))
+	sgx, _ := envelope.DecodeSgxEvidence(vectors.Evidence(vectors.SGXi5CSR))
 	crl, _ := sgx.CRLs.Marshal()
 	tcb, _ := sgx.TCB.Marshal()
-	tdx, _ := (&TdxEvidence{Quote: []byte{4, 0}, CRLs: sgx.CRLs, TCB: sgx.TCB, QEIdentity: sgx.TCB}).Marshal()
+	tdx, _ := (&envelope.TdxEvidence{Quote: []byte{4, 0}, CRLs: sgx.CRLs, TCB: sgx.TCB, QEIdentity: sgx.TCB}).Marshal()
 	seeds := map[string][]byte{
 		"FuzzDecodeSnpEvidence": vectors.Evidence(vectors.MilanCSR),
 		"FuzzDecodeSgxEvidence": vectors.Evidence(vectors.SGXXeonCSR),
@@ -222,7 +224,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		body := "go test fuzz v1\n[]byte(" + quote(b) + ")\n"
+		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(b)) + ")\n"
 		if err := os.WriteFile(dir+"/real", []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}

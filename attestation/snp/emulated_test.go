@@ -6,64 +6,60 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
-	"math/big"
+	"sync"
 	"testing"
 	"time"
-
-	"github.com/google/go-sev-guest/kds"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/snp"
-	"github.com/enarx-go/enarx/attestation/snp/snptest"
+	"github.com/enarx-go/enarx/evidence/emulated"
 )
 
-// emulated builds evidence from the Milan report template, re-signed by an
-// emulated VCEK after mutate, for a fresh P-384 CSR key.
-type emulated struct {
+// emulatedChain builds evidence from reports of the emulated AMD hierarchy
+// (evidence/emulated), changed by mutate and re-signed, for a fresh P-384
+// CSR key, verified now.
+type emulatedChain struct {
 	t    *testing.T
-	fake *snptest.Fake
+	root *emulated.SNPRoot
 	now  time.Time
 }
 
-func newEmulated(t *testing.T, askSerial int64) *emulated {
-	e, err := envelope.DecodeSnpEvidence(vectors.Evidence(vectors.MilanCSR))
-	if err != nil {
-		t.Fatal(err)
+var (
+	snpRootOnce sync.Once
+	snpRoot     *emulated.SNPRoot
+	snpRootErr  error
+)
+
+// emulatedRoot is one emulated hierarchy per test binary (two RSA-4096
+// keys take seconds).
+func emulatedRoot(t testing.TB) *emulated.SNPRoot {
+	t.Helper()
+	snpRootOnce.Do(func() { snpRoot, snpRootErr = emulated.NewSNPRoot() })
+	if snpRootErr != nil {
+		t.Fatal(snpRootErr)
 	}
-	var hwid [64]byte
-	copy(hwid[:], e.Report[0x1A0:0x1E0])
-	cfg := snptest.Config{
-		Created: time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC),
-		TCB:     kds.TCBParts{BlSpl: 2, SnpSpl: 6, UcodeSpl: 93},
-		HWID:    hwid,
-	}
-	if askSerial != 0 {
-		cfg.ASKSerial = bigInt(askSerial)
-	}
-	f, err := snptest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &emulated{t: t, fake: f, now: vectors.Time}
+	return snpRoot
 }
 
-func (m *emulated) verifier(p *snp.Policy) *snp.Verifier {
-	v, err := snp.New(snp.Options{Policy: p, Roots: []snp.Root{m.fake.Root()}})
+func newEmulated(t *testing.T) *emulatedChain {
+	return &emulatedChain{t: t, root: emulatedRoot(t), now: time.Now()}
+}
+
+func (m *emulatedChain) verifier(p *snp.Policy) *snp.Verifier {
+	r := m.root
+	v, err := snp.New(snp.Options{Policy: p, Roots: []snp.Root{{ProductLine: emulated.ProductLine, ARK: r.ARK, ASK: r.ASK, Emulated: true}}})
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	return v
 }
 
-func (m *emulated) request(mutate func(r []byte), crl []byte) *attest.VerifyRequest {
+func (m *emulatedChain) request(mutate func(r []byte), crl []byte) *attest.VerifyRequest {
 	t := m.t
-	e, err := envelope.DecodeSnpEvidence(vectors.Evidence(vectors.MilanCSR))
-	if err != nil {
-		t.Fatal(err)
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -72,25 +68,26 @@ func (m *emulated) request(mutate func(r []byte), crl []byte) *attest.VerifyRequ
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd := attest.ReportData(attest.KindSNP, spki)
-	report := e.Report
-	copy(report[0x50:0x90], rd[:])
-	if mutate != nil {
-		mutate(report)
-	}
-	if err := m.fake.Sign(report); err != nil {
-		t.Fatal(err)
-	}
-	if crl == nil {
-		if crl, err = m.fake.CRL(m.now.Add(-24*time.Hour), m.now.Add(30*24*time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ev, err := m.fake.Evidence(report, envelope.CrlList{{URL: m.fake.CRLURL(), CRL: crl}})
+	report, err := m.root.SignReport(attest.ReportData(attest.KindSNP, spki), emulated.SNPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ext := snptest.Extension(ev)
+	if mutate != nil {
+		mutate(report)
+		if err := m.root.Sign(report); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if crl == nil {
+		if crl, err = m.root.SignCRL(m.now.Add(-24*time.Hour), m.now.Add(30*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev, err := (&envelope.SnpEvidence{VCEK: m.root.VCEK.Raw, CRLs: envelope.CrlList{{URL: emulated.CRLURL(), CRL: crl}}, Report: report}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := pkix.Extension{Id: attest.OIDEvidenceSNP, Value: ev}
 	der, err := vectors.CSRWithKey(key, ext)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +100,7 @@ func (m *emulated) request(mutate func(r []byte), crl []byte) *attest.VerifyRequ
 }
 
 func TestEmulatedAccepted(t *testing.T) {
-	m := newEmulated(t, 0)
+	m := newEmulated(t)
 	c, err := m.verifier(nil).Verify(context.Background(), m.request(nil, nil))
 	if err != nil {
 		t.Fatal(err)
@@ -135,13 +132,13 @@ func hasCode(err error, code string) bool {
 }
 
 func TestEmulatedRejections(t *testing.T) {
-	m := newEmulated(t, 0)
+	m := newEmulated(t)
 	now := m.now
-	revoking, err := m.fake.CRL(now.Add(-time.Hour), now.Add(time.Hour), m.fake.ASKSerial())
+	revoking, err := m.root.SignCRL(now.Add(-time.Hour), now.Add(time.Hour), m.root.ASK.SerialNumber)
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, err := m.fake.CRL(now.Add(-48*time.Hour), now.Add(-time.Hour))
+	expired, err := m.root.SignCRL(now.Add(-48*time.Hour), now.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +153,7 @@ func TestEmulatedRejections(t *testing.T) {
 		{"expired CRL", nil, expired, snp.CodeCRLExpired},
 		{"REPORTED_TCB not the VCEK's", func(r []byte) {
 			for _, off := range []int{0x38, 0x180, 0x1E0, 0x1F0} {
-				r[off+6] = 7 // SNP SPL 7 everywhere; the VCEK says 6
+				r[off+6] = 7 // SNP SPL 7 everywhere; the VCEK says 8
 			}
 		}, nil, snp.CodeTCBVCEKMismatch},
 		{"CHIP_ID not the VCEK's", func(r []byte) { r[0x1A0] ^= 1 }, nil, snp.CodeReportChipID},
@@ -164,7 +161,7 @@ func TestEmulatedRejections(t *testing.T) {
 		{"MIGRATE_MA", func(r []byte) { r[0x0A] |= 1 << 2 }, nil, snp.CodeReportMigrateMA},
 		{"HOST_DATA", func(r []byte) { r[0xC0] = 1 }, nil, snp.CodeReportZeroFields},
 		{"provisional firmware", func(r []byte) { r[0x38+6] = 7 }, nil, snp.CodeTCBProvisional},
-		{"guest ABI above firmware", func(r []byte) { r[0x08] = 52 }, nil, snp.CodeReportABIFirmware},
+		{"guest ABI above firmware", func(r []byte) { r[0x08] = 56 }, nil, snp.CodeReportABIFirmware}, // firmware 1.55
 		{"VLEK signer", func(r []byte) { r[0x48] = 1 | 1<<2 }, nil, snp.CodeReportSigningKey},
 	}
 	for _, c := range cases {
@@ -183,5 +180,3 @@ func TestEmulatedRejections(t *testing.T) {
 		t.Fatalf("debug mode: %v %+v", err, c)
 	}
 }
-
-func bigInt(v int64) *big.Int { return big.NewInt(v) }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"testing"
+	"time"
 
 	"github.com/google/go-tdx-guest/abi"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
@@ -19,14 +20,14 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 	"github.com/enarx-go/enarx/attestation/envelope"
-	"github.com/enarx-go/enarx/attestation/tdx/tdxtest"
+	"github.com/enarx-go/enarx/evidence/emulated"
 )
 
-var sampleTime = tdxtest.Time
+var sampleTime = vectors.TDXSampleTime
 
 func sampleEvidence(t testing.TB) *envelope.TdxEvidence {
 	t.Helper()
-	e, err := tdxtest.SampleEvidence()
+	e, err := vectors.TDXSample()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,9 +189,10 @@ func TestSampleQuoteRejected(t *testing.T) {
 	}
 }
 
-// emulatedRequest builds evidence from the emulated Intel hierarchy (see
-// tdxtest.Emulated) bound to a fresh P-384 CSR key.
-func emulatedRequest(t *testing.T, e *tdxtest.Emulated, mutate func(*pb.TDQuoteBody), f func(ev *envelope.TdxEvidence)) *attest.VerifyRequest {
+// emulatedRequest builds evidence from the emulated Intel hierarchy of
+// evidence/emulated (a TD described by o, changed by f after signing),
+// bound to a fresh P-384 CSR key, verified now.
+func emulatedRequest(t *testing.T, e *emulated.TDXRoot, o emulated.TDXOptions, f func(ev *envelope.TdxEvidence)) *attest.VerifyRequest {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
@@ -200,7 +202,8 @@ func emulatedRequest(t *testing.T, e *tdxtest.Emulated, mutate func(*pb.TDQuoteB
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := e.Evidence(attest.ReportData(attest.KindTDX, spki), mutate)
+	now := time.Now()
+	ev, err := e.Evidence(attest.ReportData(attest.KindTDX, spki), o, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,11 +223,11 @@ func emulatedRequest(t *testing.T, e *tdxtest.Emulated, mutate func(*pb.TDQuoteB
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: sampleTime}
+	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: now}
 }
 
 func TestEmulatedAccepted(t *testing.T) {
-	e, err := tdxtest.NewEmulated(sampleTime)
+	e, err := emulated.NewTDXRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +235,7 @@ func TestEmulatedAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := v.Verify(context.Background(), emulatedRequest(t, e, nil, nil))
+	c, err := v.Verify(context.Background(), emulatedRequest(t, e, emulated.TDXOptions{}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,24 +243,24 @@ func TestEmulatedAccepted(t *testing.T) {
 		t.Fatalf("claims %+v", c)
 	}
 	// A debug-mode Steward skips the key binding: the claims say debug.
-	dreq := emulatedRequest(t, e, nil, nil)
+	dreq := emulatedRequest(t, e, emulated.TDXOptions{}, nil)
 	dreq.Debug = true
 	if c, err := v.Verify(context.Background(), dreq); err != nil || !c.Debug {
 		t.Fatalf("debug-mode steward: %v, claims %+v; want accepted and marked debug", err, c)
 	}
 	// Intel's root does not accept the emulated hierarchy.
-	if _, err := mustNew(t, nil).Verify(context.Background(), emulatedRequest(t, e, nil, nil)); !hasCode(err, CodePCKChain) {
+	if _, err := mustNew(t, nil).Verify(context.Background(), emulatedRequest(t, e, emulated.TDXOptions{}, nil)); !hasCode(err, CodePCKChain) {
 		t.Fatalf("Intel root: %v", err)
 	}
 	other := bytes.Repeat([]byte{0xab}, 48)
 	cases := []struct {
 		name   string
-		mutate func(*pb.TDQuoteBody)
+		td     emulated.TDXOptions
 		f      func(ev *envelope.TdxEvidence)
 		policy *Policy
 		code   string
 	}{
-		{name: "debug TD", mutate: func(b *pb.TDQuoteBody) { b.TdAttributes[0] |= 1 }, code: CodePolicyDebug},
+		{name: "debug TD", td: emulated.TDXOptions{Debug: true}, code: CodePolicyDebug},
 		{name: "policy MRTD", policy: &Policy{MRTD: [][]byte{other}}, code: CodePolicyMRTD},
 		{name: "policy minimum TEE TCB SVN", policy: &Policy{MinimumTEETCBSVN: bytes.Repeat([]byte{1}, 16)}, code: CodeValidate},
 		{name: "quote body after signing", f: func(ev *envelope.TdxEvidence) { ev.Quote[48+136] ^= 1 }, code: CodeQuoteSignature},
@@ -274,7 +277,7 @@ func TestEmulatedAccepted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = v.Verify(context.Background(), emulatedRequest(t, e, c.mutate, c.f))
+			_, err = v.Verify(context.Background(), emulatedRequest(t, e, c.td, c.f))
 			if !hasCode(err, c.code) {
 				t.Fatalf("got %v, want %s", err, c.code)
 			}

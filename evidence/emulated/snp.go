@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -90,7 +91,7 @@ func NewSNPRoot() (*SNPRoot, error) {
 		return nil, err
 	}
 	now := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
-	crlURL := kds.CrlLinkByKey(ProductLine, abi.VcekReportSigner)
+	crlURL := CRLURL()
 	serial := big.NewInt(0xe0de1a7e)
 	arkTmpl := &x509.Certificate{
 		Version: 3, SerialNumber: serial, SignatureAlgorithm: x509.SHA384WithRSAPSS,
@@ -234,8 +235,12 @@ func (r *SNPRoot) ASKPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.ASK.Raw})
 }
 
-// CRL returns an empty CRL signed by the emulated ARK, at the KDS URL, valid
-// for a week; regenerated when it gets old.
+// CRLURL is where the emulated ASK says its CRL is: AMD's KDS URL for the
+// product line, under which evidence carries the emulated ARK's CRL.
+func CRLURL() string { return kds.CrlLinkByKey(ProductLine, abi.VcekReportSigner) }
+
+// CRL returns an empty CRL signed by the emulated ARK, valid for a week;
+// regenerated when it gets old.
 func (r *SNPRoot) CRL(now time.Time) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -243,16 +248,31 @@ func (r *SNPRoot) CRL(now time.Time) ([]byte, error) {
 		return r.crlDER, nil
 	}
 	next := now.Add(7 * 24 * time.Hour)
+	der, err := r.SignCRL(now.Add(-time.Hour), next)
+	if err != nil {
+		return nil, err
+	}
+	r.crlDER, r.crlNext = der, next
+	return der, nil
+}
+
+// SignCRL returns a CRL signed by the emulated ARK for thisUpdate to
+// nextUpdate, revoking the given serial numbers (tests revoke r.ASK's).
+func (r *SNPRoot) SignCRL(thisUpdate, nextUpdate time.Time, revoked ...*big.Int) ([]byte, error) {
+	var entries []x509.RevocationListEntry
+	for _, s := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: thisUpdate})
+	}
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		SignatureAlgorithm: x509.SHA384WithRSAPSS,
-		Number:             big.NewInt(now.Unix()),
-		ThisUpdate:         now.Add(-time.Hour),
-		NextUpdate:         next,
+		SignatureAlgorithm:        x509.SHA384WithRSAPSS,
+		Number:                    big.NewInt(thisUpdate.Unix()),
+		ThisUpdate:                thisUpdate,
+		NextUpdate:                nextUpdate,
+		RevokedCertificateEntries: entries,
 	}, r.ARK, r.arkKey)
 	if err != nil {
 		return nil, fmt.Errorf("emulated AMD CRL: %w", err)
 	}
-	r.crlDER, r.crlNext = der, next
 	return der, nil
 }
 
@@ -299,15 +319,26 @@ func (r *SNPRoot) SignReport(reportData [64]byte, o SNPOptions) ([]byte, error) 
 	if err != nil {
 		return nil, fmt.Errorf("encoding emulated SNP report: %w", err)
 	}
-	h := sha512.Sum384(abi.SignedComponent(raw))
-	R, S, err := ecdsa.Sign(rand.Reader, r.vcekKey, h[:])
-	if err != nil {
-		return nil, err
-	}
-	if err := abi.SetSignature(R, S, raw); err != nil {
+	if err := r.Sign(raw); err != nil {
 		return nil, err
 	}
 	return raw, nil
+}
+
+// Sign signs a raw ATTESTATION_REPORT in place with the emulated VCEK:
+// SIGNATURE_ALGO becomes ECDSA P-384 with SHA-384 and the signature is
+// replaced. Tests use it to sign reports they changed.
+func (r *SNPRoot) Sign(report []byte) error {
+	if len(report) != abi.ReportSize {
+		return fmt.Errorf("emulated SNP signature: the report is %d bytes, want %d", len(report), abi.ReportSize)
+	}
+	binary.LittleEndian.PutUint32(report[0x34:], abi.SignEcdsaP384Sha384)
+	h := sha512.Sum384(abi.SignedComponent(report))
+	R, S, err := ecdsa.Sign(rand.Reader, r.vcekKey, h[:])
+	if err != nil {
+		return err
+	}
+	return abi.SetSignature(R, S, report)
 }
 
 // SNPProvider is the emulated SNP attest.EvidenceProvider: upstream's
@@ -340,7 +371,7 @@ func (p *SNPProvider) Evidence(_ context.Context, reportData [64]byte) ([]byte, 
 	}
 	ev := envelope.SnpEvidence{
 		VCEK:   p.Root.VCEK.Raw,
-		CRLs:   envelope.CrlList{{URL: kds.CrlLinkByKey(ProductLine, abi.VcekReportSigner), CRL: crl}},
+		CRLs:   envelope.CrlList{{URL: CRLURL(), CRL: crl}},
 		Report: raw,
 	}
 	return ev.Marshal()

@@ -1,6 +1,7 @@
 package emulated
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -449,17 +450,38 @@ func (p *TDXProvider) Evidence(_ context.Context, reportData [64]byte) ([]byte, 
 	if p.Now != nil {
 		now = p.Now()
 	}
-	q, err := p.Root.SignQuote(reportData, p.Options)
+	ev, err := p.Root.Evidence(reportData, p.Options, now)
 	if err != nil {
 		return nil, err
 	}
-	col, err := p.Root.Collateral(now)
-	if err != nil {
-		return nil, err
-	}
-	ev := *col
-	ev.Quote = q
 	return ev.Marshal()
+}
+
+// Evidence returns a quote for reportData and o with the collateral current
+// at now: the TdxEvidence a Keep of the emulated backend sends. The result
+// is the caller's to change (tests do, after signing).
+func (r *TDXRoot) Evidence(reportData [64]byte, o TDXOptions, now time.Time) (*envelope.TdxEvidence, error) {
+	q, err := r.SignQuote(reportData, o)
+	if err != nil {
+		return nil, err
+	}
+	col, err := r.Collateral(now)
+	if err != nil {
+		return nil, err
+	}
+	ev := &envelope.TdxEvidence{Quote: q, TCB: clonePackage(col.TCB), QEIdentity: clonePackage(col.QEIdentity)}
+	for _, c := range col.CRLs {
+		ev.CRLs = append(ev.CRLs, envelope.CrlListEntry{URL: c.URL, CRL: bytes.Clone(c.CRL)})
+	}
+	return ev, nil
+}
+
+func clonePackage(p envelope.TcbPackage) envelope.TcbPackage {
+	out := envelope.TcbPackage{Report: bytes.Clone(p.Report)}
+	for _, c := range p.Certs {
+		out.Certs = append(out.Certs, bytes.Clone(c))
+	}
+	return out
 }
 
 // rawP256 is a P-256 public key as the quote carries it: X ‖ Y, 64 bytes.

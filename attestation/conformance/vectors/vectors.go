@@ -1,7 +1,8 @@
 // Package vectors embeds the real attestation evidence captured on hardware by
 // upstream Enarx (enarx/steward commit bb0ea54f9ba6, Apache-2.0; see
-// testdata/README.md) so that tests in several packages can share it, plus a
-// helper to pull the evidence extension out of a CSR.
+// testdata/README.md) and go-tdx-guest's real sample TDX quote (TDXSample)
+// so that tests in several packages can share them, plus helpers to pull
+// the evidence extension out of a CSR and to make CSRs.
 //
 // It is test data: nothing here is trusted, and production code must not
 // import it.
