@@ -12,7 +12,7 @@
 #   steward             raw ECDSA sign+verify of this machine
 #   attestation/snp     raw ECDSA P-384 verify
 #   attestation/sgx     raw ECDSA P-256 verify
-#   drawbridge/server   sha256 + disk write/read of the same bytes
+#   drawbridge/internal/httpapi   sha256 + disk write/read of the same bytes
 #   drawbridge/client   sha256 + disk write/read of the same bytes
 #   backend/sandbox     the nil backend (start-up, throughput, memory per Keep)
 #
@@ -40,7 +40,7 @@ benches=(
 	"./attestation/snp/|SNPRatio|3x"
 	"./attestation/snp/|SNPColdChain|3x"
 	"./attestation/sgx/|Verify|2s"
-	"./drawbridge/server/|.|10x"
+	"./drawbridge/internal/httpapi/|.|10x"
 	"./drawbridge/client/|PublishAndFetch64MB|10x"
 	"./drawbridge/client/|FirstFetch64MB|10x"
 	"./backend/sandbox/|SandboxVsNil|1x"

@@ -1,7 +1,8 @@
 // Package drawbridgetest runs the real Drawbridge registry in-process for
-// tests of its clients: the server package's Handler on a directory store,
-// over TLS on 127.0.0.1, served as drawbridge's Run serves it, verifying
-// tokens from a test OIDC provider. It is for tests only.
+// tests of its clients: the HTTP API's Handler (drawbridge/internal/httpapi)
+// on a directory store, over TLS on 127.0.0.1, served as drawbridge/server's
+// Run serves it, verifying tokens from a test OIDC provider. It is for tests
+// only.
 package drawbridgetest
 
 import (
@@ -13,8 +14,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/enarx-go/enarx/drawbridge/internal/httpapi"
 	"github.com/enarx-go/enarx/drawbridge/internal/store"
-	"github.com/enarx-go/enarx/drawbridge/server"
 	"github.com/enarx-go/enarx/internal/oidctest"
 )
 
@@ -45,19 +46,19 @@ func Start(t testing.TB, configure ...func(*httptest.Server)) *Registry {
 	}
 	host := ln.Addr().String()
 	aud := "https://" + host + "/"
-	tokens, err := server.NewOIDCVerifier(context.Background(), idp.Issuer, aud, nil)
+	tokens, err := httpapi.NewOIDCVerifier(context.Background(), idp.Issuer, aud, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := server.New(server.Config{Registry: store.NewRegistry(fs), Tokens: tokens,
+	h, err := httpapi.New(httpapi.Config{Registry: store.NewRegistry(fs), Tokens: tokens,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
-	srv.Listener = server.Listener(ln) // as drawbridge's Run serves
-	srv.Config.ConnContext = server.ConnContext
+	srv.Listener = httpapi.Listener(ln) // as drawbridge's Run serves
+	srv.Config.ConnContext = httpapi.ConnContext
 	for _, f := range configure {
 		f(srv)
 	}

@@ -23,8 +23,10 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/enarx-go/enarx/drawbridge/internal/httpapi"
 	"github.com/enarx-go/enarx/drawbridge/internal/store"
 	"github.com/enarx-go/enarx/drawbridge/types"
+	"github.com/enarx-go/enarx/internal/atomicfile"
 )
 
 // Dev mode: a registry a newcomer can use without an identity provider or
@@ -47,24 +49,17 @@ const (
 	DevCAKeyFile     = "dev-ca-key.pem"
 	DevTokenFile     = "dev-token"
 	DevIssuerKeyFile = "dev-issuer-key.pem"
+)
 
-	// DevUser is the user name and token subject of dev mode.
-	DevUser = "dev"
-	// DevIssuer and DevAudience are the dev token's iss and aud.
-	DevIssuer   = "https://drawbridge-dev.invalid/"
-	DevAudience = "drawbridge-dev"
+const (
+	// devUser is the user name and token subject of dev mode.
+	devUser = "dev"
+	// devIssuer and devAudience are the dev token's iss and aud.
+	devIssuer   = "https://drawbridge-dev.invalid/"
+	devAudience = "drawbridge-dev"
 
 	devTokenLifetime = 30 * 24 * time.Hour
 )
-
-type devSetup struct {
-	// writeToken writes DIR/dev-token; Run calls it once it listens.
-	writeToken func() error
-	registry   *store.Registry
-	verifier   TokenVerifier
-	cert       tls.Certificate
-	clientCAs  *x509.CertPool
-}
 
 // loadOrCreateKey reads a PEM PKCS#8 EC key or creates one (0600).
 func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
@@ -90,18 +85,10 @@ func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
 		return nil, err
 	}
 	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	if err := writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, err
 	}
 	return k, nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func serial() *big.Int {
@@ -136,16 +123,16 @@ func devCA(dir string) (*x509.Certificate, crypto.Signer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return nil, nil, err
 	}
 	c, _ := x509.ParseCertificate(der)
 	return c, key, nil
 }
 
-// IssueServerCert signs a TLS server certificate for hosts (DNS names or
+// issueServerCert signs a TLS server certificate for hosts (DNS names or
 // IP addresses) with a CA, valid for validity.
-func IssueServerCert(ca *x509.Certificate, caKey crypto.Signer, hosts []string, validity time.Duration) (tls.Certificate, error) {
+func issueServerCert(ca *x509.Certificate, caKey crypto.Signer, hosts []string, validity time.Duration) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -172,8 +159,8 @@ func IssueServerCert(ca *x509.Certificate, caKey crypto.Signer, hosts []string, 
 	return tls.Certificate{Certificate: [][]byte{der, ca.Raw}, PrivateKey: key}, nil
 }
 
-// MintDevToken signs a dev-mode token.
-func MintDevToken(key *ecdsa.PrivateKey, subject string, lifetime time.Duration) (string, error) {
+// mintDevToken signs a dev-mode token.
+func mintDevToken(key *ecdsa.PrivateKey, subject string, lifetime time.Duration) (string, error) {
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "dev"))
 	if err != nil {
@@ -181,16 +168,19 @@ func MintDevToken(key *ecdsa.PrivateKey, subject string, lifetime time.Duration)
 	}
 	now := time.Now()
 	return jwt.Signed(s).Claims(map[string]any{
-		"iss":   DevIssuer,
+		"iss":   devIssuer,
 		"sub":   subject,
-		"aud":   []string{DevAudience},
+		"aud":   []string{devAudience},
 		"scope": "openid manage:drawbridge_users manage:drawbridge_repositories manage:drawbridge_tags",
 		"iat":   now.Unix(),
 		"exp":   now.Add(lifetime).Unix(),
 	}).Serialize()
 }
 
-func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, error) {
+// setupDev makes (or reloads) dev mode's CA, server certificate and token
+// issuer in the store directory, and opens the store with the dev user in
+// it.
+func setupDev(ctx context.Context, o Options, log *slog.Logger) (*setup, error) {
 	dir := o.Store
 	if strings.Contains(dir, "://") {
 		return nil, fmt.Errorf("--store must be a directory in dev mode, not %q", dir)
@@ -198,9 +188,51 @@ func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
+	s := &setup{tls: newTLSConfig(), devSubject: devUser}
+	if err := devTLS(s.tls, dir, o); err != nil {
+		return nil, err
+	}
+	issKey, err := loadOrCreateKey(filepath.Join(dir, DevIssuerKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("dev token key: %w", err)
+	}
+	tok, err := mintDevToken(issKey, devUser, devTokenLifetime)
+	if err != nil {
+		return nil, err
+	}
+	s.tokens = httpapi.NewStaticVerifier(devIssuer, devAudience, &issKey.PublicKey)
+	if s.registry, err = openDevStore(ctx, dir); err != nil {
+		return nil, err
+	}
+	// The token file is written once the server listens, so a script can
+	// wait for it: remove the previous start's file, now that this process
+	// holds the store's lock.
+	tokenFile := filepath.Join(dir, DevTokenFile)
+	if err := os.Remove(tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.registry.Close()
+		return nil, err
+	}
+	s.writeDevToken = func() error {
+		return atomicfile.Write(tokenFile, []byte(tok+"\n"), 0o600)
+	}
+	for _, line := range []string{
+		"DEV MODE: NOT FOR PRODUCTION. This registry trusts its own token issuer and certificate authority.",
+		"DEV MODE: CA certificate (pass to clients as --ca-bundle): " + filepath.Join(dir, DevCAFile),
+		"DEV MODE: bearer token for user 'dev' (--insecure-auth-token): " + tokenFile,
+		"DEV MODE: publish with the dev token to " + o.Addr + "/<user>/<repo>:<version>; missing users and (public) repositories are created on first publish.",
+	} {
+		log.Warn(line)
+	}
+	return s, nil
+}
+
+// devTLS gives conf a server certificate from the dev CA for the local
+// names and the listen address, and trusts client certificates from the
+// dev CA (or from --ca, if given).
+func devTLS(conf *tls.Config, dir string, o Options) error {
 	ca, caKey, err := devCA(dir)
 	if err != nil {
-		return nil, fmt.Errorf("dev CA: %w", err)
+		return fmt.Errorf("dev CA: %w", err)
 	}
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
 	if h, _, err := net.SplitHostPort(o.Addr); err == nil && h != "" && h != "localhost" && h != "127.0.0.1" && h != "::1" {
@@ -212,58 +244,32 @@ func setupDev(ctx context.Context, o Options, log *slog.Logger) (*devSetup, erro
 			hosts = append(hosts, h)
 		}
 	}
-	cert, err := IssueServerCert(ca, caKey, hosts, 30*24*time.Hour)
+	cert, err := issueServerCert(ca, caKey, hosts, 30*24*time.Hour)
 	if err != nil {
-		return nil, fmt.Errorf("server certificate: %w", err)
+		return fmt.Errorf("server certificate: %w", err)
 	}
-	issKey, err := loadOrCreateKey(filepath.Join(dir, DevIssuerKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("dev token key: %w", err)
-	}
-	tok, err := MintDevToken(issKey, DevUser, devTokenLifetime)
-	if err != nil {
-		return nil, err
-	}
-	clientCAs := x509.NewCertPool()
-	clientCAs.AddCert(ca)
+	conf.Certificates = []tls.Certificate{cert}
+	conf.ClientCAs = x509.NewCertPool()
+	conf.ClientCAs.AddCert(ca)
 	if o.CA != "" {
-		if clientCAs, err = loadCAs(o.CA); err != nil {
-			return nil, err
+		if conf.ClientCAs, err = loadCAs(o.CA); err != nil {
+			return err
 		}
 	}
-	reg, err := OpenStore(ctx, dir)
+	return nil
+}
+
+// openDevStore opens the store directory with the dev user in it.
+func openDevStore(ctx context.Context, dir string) (*store.Registry, error) {
+	reg, err := openStore(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	body := []byte(`{"subject":"` + DevUser + `"}`)
+	body := []byte(`{"subject":"` + devUser + `"}`)
 	d, n := types.Compute(body)
-	if err := reg.CreateUser(ctx, DevUser, types.Meta{Digest: d, Length: n, Type: "application/json"}, body); err != nil && !errors.Is(err, store.ErrExists) {
+	if err := reg.CreateUser(ctx, devUser, types.Meta{Digest: d, Length: n, Type: "application/json"}, body); err != nil && !errors.Is(err, store.ErrExists) {
 		reg.Close()
-		return nil, fmt.Errorf("creating user %s: %w", DevUser, err)
+		return nil, fmt.Errorf("creating user %s: %w", devUser, err)
 	}
-	// The token file is written once the server listens (writeToken), so
-	// a script can wait for it: remove the previous start's file, now
-	// that this process holds the store's lock.
-	tokenFile := filepath.Join(dir, DevTokenFile)
-	if err := os.Remove(tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		reg.Close()
-		return nil, err
-	}
-	for _, line := range []string{
-		"DEV MODE: NOT FOR PRODUCTION. This registry trusts its own token issuer and certificate authority.",
-		"DEV MODE: CA certificate (pass to clients as --ca-bundle): " + filepath.Join(dir, DevCAFile),
-		"DEV MODE: bearer token for user 'dev' (--insecure-auth-token): " + filepath.Join(dir, DevTokenFile),
-		"DEV MODE: publish with the dev token to " + o.Addr + "/<user>/<repo>:<version>; missing users and (public) repositories are created on first publish.",
-	} {
-		log.Warn(line)
-	}
-	return &devSetup{
-		writeToken: func() error {
-			return writeFileAtomic(tokenFile, []byte(tok+"\n"), 0o600)
-		},
-		registry:  reg,
-		verifier:  NewStaticVerifier(DevIssuer, DevAudience, &issKey.PublicKey),
-		cert:      cert,
-		clientCAs: clientCAs,
-	}, nil
+	return reg, nil
 }

@@ -1,3 +1,10 @@
+// Package server runs the Drawbridge package registry for cmd/drawbridge:
+// Run opens the store, sets up TLS and token verification (or, in dev
+// mode, a self-contained CA and token issuer), and serves the HTTP API of
+// drawbridge/internal/httpapi until its context ends.
+//
+// It trusts its Options (the operator's flags) and the files they name;
+// everything a request carries is checked by httpapi and the store.
 package server
 
 import (
@@ -22,6 +29,7 @@ import (
 	_ "gocloud.dev/blob/memblob"
 	_ "gocloud.dev/blob/s3blob"
 
+	"github.com/enarx-go/enarx/drawbridge/internal/httpapi"
 	"github.com/enarx-go/enarx/drawbridge/internal/store"
 )
 
@@ -33,15 +41,20 @@ type Options struct {
 	CA           string // PEM CA(s) whose client certificates may read trees
 	OIDCIssuer   string
 	OIDCAudience string
-	// RequireAttestedHardware: see Config.RequireAttestedHardware.
+	// RequireAttestedHardware lets a client certificate read private trees
+	// only if its attested-as extension records hardware-backed evidence, a
+	// TEE not in debug mode and a Steward not in debug mode.
 	RequireAttestedHardware bool
 	// Dev runs a self-contained registry for local use (see dev.go).
-	Dev           bool
+	Dev bool
+	// MaxUploadSize bounds a tree node upload (0: DefaultMaxUploadSize).
 	MaxUploadSize int64
-	// VerifyAllDigests: see store.Registry.VerifyAllDigests.
+	// VerifyAllDigests verifies uploaded files against every digest of
+	// their entry, not only SHA-256.
 	VerifyAllDigests bool
-	// VerifyExisting runs store.Registry.VerifyExisting before serving
-	// (to adopt an upstream store).
+	// VerifyExisting hashes the trees of stored tags that are not yet
+	// visible before serving, and makes those that verify visible (to adopt
+	// an upstream store).
 	VerifyExisting bool
 	Logger         *slog.Logger
 	// Ready is called with the bound address once the server accepts
@@ -56,31 +69,184 @@ const (
 	DefaultDevAddr = "127.0.0.1:8443"
 )
 
-// OpenStore opens --store: a bucket URL if it contains "://", otherwise an
-// existing directory.
-func OpenStore(ctx context.Context, spec string) (*store.Registry, error) {
-	if strings.Contains(spec, "://") {
-		// gocloud's fileblob cannot make a conditional create atomic
-		// across processes, so a file:// bucket is taken by one registry
-		// at a time (an flock on its directory), like a store directory.
-		var lock *os.File
-		if u, err := url.Parse(spec); err == nil && u.Scheme == "file" {
-			if lock, err = lockDir(u.Path); err != nil {
-				return nil, err
-			}
+// DefaultMaxUploadSize bounds a tree node upload unless configured.
+const DefaultMaxUploadSize = httpapi.DefaultMaxUploadSize
+
+// Run serves until ctx is cancelled.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+		if o.Dev {
+			o.Addr = DefaultDevAddr
 		}
-		b, err := blob.OpenBucket(ctx, spec)
+	}
+	if o.Store == "" {
+		return errors.New("--store is required")
+	}
+	var (
+		s   *setup
+		err error
+	)
+	if o.Dev {
+		if s, err = setupDev(ctx, o, log); err != nil {
+			return fmt.Errorf("dev mode: %w", err)
+		}
+	} else if s, err = setupProduction(ctx, o, log); err != nil {
+		return err
+	}
+	defer s.registry.Close()
+	if err := prepareRegistry(ctx, s.registry, o, log); err != nil {
+		return err
+	}
+	h, err := httpapi.New(httpapi.Config{
+		Registry:                s.registry,
+		Tokens:                  s.tokens,
+		Logger:                  log,
+		MaxUploadSize:           o.MaxUploadSize,
+		DevSubject:              s.devSubject,
+		RequireAttestedHardware: o.RequireAttestedHardware,
+	})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, o, log, h, s)
+}
+
+// setup is what Run serves with: production and dev mode make it
+// differently.
+type setup struct {
+	registry *store.Registry
+	tokens   httpapi.TokenVerifier
+	tls      *tls.Config
+	// devSubject is the dev token's subject (dev mode only).
+	devSubject string
+	// writeDevToken, in dev mode, writes the token file once the server
+	// listens.
+	writeDevToken func() error
+}
+
+// newTLSConfig is the TLS configuration both modes start from.
+func newTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// A client certificate is optional; if one is presented it must
+		// chain to --ca, and then it may read trees (reference §3.4).
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		// HTTP/1.1 only, as upstream: large bodies stream markedly faster
+		// than through HTTP/2's framing and flow control, and a registry
+		// gains little from multiplexing.
+		NextProtos: []string{"http/1.1"},
+	}
+}
+
+// setupProduction loads the server certificate and client CAs, runs OIDC
+// discovery and opens the store.
+func setupProduction(ctx context.Context, o Options, log *slog.Logger) (*setup, error) {
+	var missing []string
+	for _, f := range []struct{ flag, v string }{{"--cert", o.Cert}, {"--key", o.Key}, {"--oidc-issuer", o.OIDCIssuer}, {"--oidc-audience", o.OIDCAudience}} {
+		if f.v == "" {
+			missing = append(missing, f.flag)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing required flags %s (or use --dev for a local registry)", strings.Join(missing, ", "))
+	}
+	s := &setup{tls: newTLSConfig()}
+	cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS certificate: %w", err)
+	}
+	s.tls.Certificates = []tls.Certificate{cert}
+	if o.CA != "" {
+		if s.tls.ClientCAs, err = loadCAs(o.CA); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("no --ca given: client certificates cannot read private trees")
+		s.tls.ClientAuth = tls.NoClientCert
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	s.tokens, err = httpapi.NewOIDCVerifier(dctx, o.OIDCIssuer, o.OIDCAudience, nil)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if s.registry, err = openStore(ctx, o.Store); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepareRegistry applies the store options, and adopts existing tags if
+// asked to.
+func prepareRegistry(ctx context.Context, reg *store.Registry, o Options, log *slog.Logger) error {
+	reg.VerifyAllDigests = o.VerifyAllDigests
+	if !o.VerifyExisting {
+		return nil
+	}
+	n, err := reg.VerifyExisting(ctx, func(t store.TagRef, err error) {
 		if err != nil {
-			if lock != nil {
-				lock.Close()
-			}
-			return nil, fmt.Errorf("opening bucket %s: %w", spec, err)
+			log.Warn("tag stays hidden: its tree does not verify", "tag", fmt.Sprintf("%s/%s:%s", t.User, t.Repo, t.Tag), "err", err)
 		}
-		var backend store.Backend = store.NewBlob(b)
-		if lock != nil {
-			backend = lockedBackend{backend, lock}
+	})
+	if err != nil {
+		return fmt.Errorf("verifying existing tags: %w", err)
+	}
+	log.Info("verified existing tags", "made_visible", n)
+	return nil
+}
+
+// serve listens on o.Addr and serves h over TLS until ctx ends, then shuts
+// down gracefully (10 s at most).
+func serve(ctx context.Context, o Options, log *slog.Logger, h http.Handler, s *setup) error {
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         s.tls,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// No HTTP/2 (see newTLSConfig).
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		// Large nodes leave in batches of TLS records.
+		ConnContext: httpapi.ConnContext,
+	}
+	if s.writeDevToken != nil {
+		if err := s.writeDevToken(); err != nil {
+			ln.Close()
+			return fmt.Errorf("dev mode: writing the token: %w", err)
 		}
-		return store.NewRegistry(backend), nil
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "store", o.Store, "dev", o.Dev)
+	if o.Ready != nil {
+		o.Ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(httpapi.Listener(ln), "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log.Info("shutting down")
+	return srv.Shutdown(sctx)
+}
+
+// openStore opens --store: a bucket URL if it contains "://", otherwise an
+// existing directory.
+func openStore(ctx context.Context, spec string) (*store.Registry, error) {
+	if strings.Contains(spec, "://") {
+		return openBucket(ctx, spec)
 	}
 	st, err := os.Stat(spec)
 	if err != nil || !st.IsDir() {
@@ -91,6 +257,31 @@ func OpenStore(ctx context.Context, spec string) (*store.Registry, error) {
 		return nil, err
 	}
 	return store.NewRegistry(fs), nil
+}
+
+// openBucket opens a gocloud bucket URL as the store.
+func openBucket(ctx context.Context, spec string) (*store.Registry, error) {
+	// gocloud's fileblob cannot make a conditional create atomic across
+	// processes, so a file:// bucket is taken by one registry at a time (an
+	// flock on its directory), like a store directory.
+	var lock *os.File
+	if u, err := url.Parse(spec); err == nil && u.Scheme == "file" {
+		if lock, err = lockDir(u.Path); err != nil {
+			return nil, err
+		}
+	}
+	b, err := blob.OpenBucket(ctx, spec)
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, fmt.Errorf("opening bucket %s: %w", spec, err)
+	}
+	var backend store.Backend = store.NewBlob(b)
+	if lock != nil {
+		backend = lockedBackend{backend, lock}
+	}
+	return store.NewRegistry(backend), nil
 }
 
 // lockDir takes an exclusive flock on directory dir; closing the file
@@ -130,138 +321,4 @@ func loadCAs(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("CA bundle %s contains no PEM certificates", path)
 	}
 	return pool, nil
-}
-
-// Run serves until ctx is cancelled.
-func Run(ctx context.Context, o Options) error {
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	if o.Addr == "" {
-		o.Addr = DefaultAddr
-		if o.Dev {
-			o.Addr = DefaultDevAddr
-		}
-	}
-	if o.Store == "" {
-		return errors.New("--store is required")
-	}
-	tlsConf := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// A client certificate is optional; if one is presented it must
-		// chain to --ca, and then it may read trees (reference §3.4).
-		ClientAuth: tls.VerifyClientCertIfGiven,
-	}
-	var (
-		reg    *store.Registry
-		tokens TokenVerifier
-		cfg    Config
-		err    error
-		// writeDevToken, in dev mode, writes the token file once the
-		// server listens.
-		writeDevToken func() error
-	)
-	if o.Dev {
-		d, err := setupDev(ctx, o, log)
-		if err != nil {
-			return fmt.Errorf("dev mode: %w", err)
-		}
-		reg, tokens = d.registry, d.verifier
-		tlsConf.Certificates = []tls.Certificate{d.cert}
-		tlsConf.ClientCAs = d.clientCAs
-		cfg.DevSubject = DevUser
-		writeDevToken = d.writeToken
-	} else {
-		var missing []string
-		for flag, v := range map[string]string{"--cert": o.Cert, "--key": o.Key, "--oidc-issuer": o.OIDCIssuer, "--oidc-audience": o.OIDCAudience} {
-			if v == "" {
-				missing = append(missing, flag)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("missing required flags %s (or use --dev for a local registry)", strings.Join(missing, ", "))
-		}
-		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
-		if err != nil {
-			return fmt.Errorf("loading TLS certificate: %w", err)
-		}
-		tlsConf.Certificates = []tls.Certificate{cert}
-		if o.CA != "" {
-			if tlsConf.ClientCAs, err = loadCAs(o.CA); err != nil {
-				return err
-			}
-		} else {
-			log.Warn("no --ca given: client certificates cannot read private trees")
-			tlsConf.ClientAuth = tls.NoClientCert
-		}
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		tokens, err = NewOIDCVerifier(dctx, o.OIDCIssuer, o.OIDCAudience, nil)
-		cancel()
-		if err != nil {
-			return err
-		}
-		if reg, err = OpenStore(ctx, o.Store); err != nil {
-			return err
-		}
-	}
-	defer reg.Close()
-	reg.VerifyAllDigests = o.VerifyAllDigests
-	if o.VerifyExisting {
-		n, err := reg.VerifyExisting(ctx, func(t store.TagRef, err error) {
-			if err != nil {
-				log.Warn("tag stays hidden: its tree does not verify", "tag", fmt.Sprintf("%s/%s:%s", t.User, t.Repo, t.Tag), "err", err)
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("verifying existing tags: %w", err)
-		}
-		log.Info("verified existing tags", "made_visible", n)
-	}
-	cfg.Registry, cfg.Tokens, cfg.Logger, cfg.MaxUploadSize = reg, tokens, log, o.MaxUploadSize
-	cfg.RequireAttestedHardware = o.RequireAttestedHardware
-	h, err := New(cfg)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", o.Addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", o.Addr, err)
-	}
-	srv := &http.Server{
-		Handler:           h,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		// HTTP/1.1 only, as upstream: large bodies stream markedly faster
-		// than through HTTP/2's framing and flow control, and a registry
-		// gains little from multiplexing.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		// Large nodes leave in batches of TLS records (sendObject).
-		ConnContext: ConnContext,
-	}
-	tlsConf.NextProtos = []string{"http/1.1"}
-	if writeDevToken != nil {
-		if err := writeDevToken(); err != nil {
-			ln.Close()
-			return fmt.Errorf("dev mode: writing the token: %w", err)
-		}
-	}
-	log.Info("listening", "addr", ln.Addr().String(), "store", o.Store, "dev", o.Dev)
-	if o.Ready != nil {
-		o.Ready(ln.Addr())
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(Listener(ln), "", "") }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	log.Info("shutting down")
-	return srv.Shutdown(sctx)
 }

@@ -6,7 +6,7 @@
 // Everything here is pure parsing, formatting and hashing. It trusts nothing:
 // every Parse function takes hostile input and returns an error rather than
 // panicking. What a digest or a name is allowed to mean (authorization,
-// storage) is decided by the callers (drawbridge/server, drawbridge/client).
+// storage) is decided by the callers (drawbridge/internal/httpapi, drawbridge/client).
 //
 // The formats follow upstream Drawbridge 0.4.x byte for byte (see
 // docs/drawbridge.md and the golden tests), with two deliberate tightenings:

@@ -13,7 +13,7 @@
 // the tag) gives for it, and a tag becomes visible only once every node of
 // its tree is present and verified. Registry trusts its Backend to return
 // what it stored; it does not trust callers' bodies or headers.
-// Authorization is not done here (see drawbridge/server).
+// Authorization is not done here (see drawbridge/internal/httpapi).
 package store
 
 import (

@@ -1,4 +1,4 @@
-package server
+package httpapi
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -43,8 +44,24 @@ type pki struct {
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	dir := t.TempDir()
-	ca, key, err := devCA(dir)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          testSerial(),
+		Subject:               pkix.Name{CommonName: "drawbridge test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,29 +70,44 @@ func newPKI(t testing.TB) *pki {
 	return &pki{ca: ca, key: key, pool: pool}
 }
 
-func (p *pki) serverCert(t testing.TB) tls.Certificate {
-	c, err := IssueServerCert(p.ca, p.key, []string{"localhost", "127.0.0.1"}, time.Hour)
+func testSerial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
+
+// issue signs a leaf certificate from tmpl (serial, validity and key
+// filled in) with the CA.
+func (p *pki) issue(t testing.TB, tmpl *x509.Certificate) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
-}
-
-func (p *pki) clientCert(t testing.TB) tls.Certificate {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "keep"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.SerialNumber = testSerial()
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func (p *pki) serverCert(t testing.TB) tls.Certificate {
+	return p.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "localhost"},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+}
+
+func (p *pki) clientCert(t testing.TB) tls.Certificate {
+	return p.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "keep"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
 }
 
 // client returns a client that offers HTTP/2 (the server only speaks
@@ -135,8 +167,8 @@ func newEnvOn(t testing.TB, b store.Backend) *env {
 		ClientCAs:    e.pki.pool,
 	}
 	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are expected in some tests
-	e.srv.TLS.NextProtos = []string{"http/1.1"}        // as Run serves: HTTP/1.1 only
-	e.srv.Listener = Listener(e.srv.Listener)          // as Run serves
+	e.srv.TLS.NextProtos = []string{"http/1.1"}        // as server.Run serves: HTTP/1.1 only
+	e.srv.Listener = Listener(e.srv.Listener)          // as server.Run serves
 	e.srv.Config.ConnContext = ConnContext
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)

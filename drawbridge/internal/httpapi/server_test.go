@@ -1,8 +1,7 @@
-package server
+package httpapi
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -592,37 +590,4 @@ func TestOIDCVerifierConfigErrors(t *testing.T) {
 	if _, err := NewOIDCVerifier(ctx, p.Issuer+"/", "a", nil); err != nil {
 		t.Fatalf("issuer with a trailing slash: %v", err)
 	}
-}
-
-// TestFileBucketOneProcess: a file:// bucket, whose conditional creates are
-// not atomic across processes, is taken by one registry at a time, like a
-// store directory; closing the registry frees it.
-func TestFileBucketOneProcess(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	first, err := OpenStore(ctx, "file://"+dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if second, err := OpenStore(ctx, "file://"+dir); err == nil {
-		second.Close()
-		t.Fatal("a second registry opened the same file:// bucket")
-	} else if !strings.Contains(err.Error(), "in use by another drawbridge process") {
-		t.Fatalf("second open: %v", err)
-	}
-	first.Close()
-	third, err := OpenStore(ctx, "file://"+dir)
-	if err != nil {
-		t.Fatalf("after the first closed: %v", err)
-	}
-	third.Close()
-	if _, err := OpenStore(ctx, "file://"+filepath.Join(dir, "missing")); err == nil {
-		t.Fatal("a missing bucket directory opened")
-	}
-	// Other schemes are not locked.
-	m1, err := OpenStore(ctx, "mem://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m1.Close()
 }

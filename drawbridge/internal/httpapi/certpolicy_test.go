@@ -1,16 +1,11 @@
-package server
+package httpapi
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
@@ -20,14 +15,9 @@ import (
 // carries a (nil: no) attested-as extension, as a Steward writes it.
 func (e *env) attestedClient(a *certext.AttestedAs) *http.Client {
 	e.t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "keep"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		Subject:     pkix.Name{CommonName: "keep"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	if a != nil {
 		ext, err := a.Extension()
@@ -36,11 +26,7 @@ func (e *env) attestedClient(a *certext.AttestedAs) *http.Client {
 		}
 		tmpl.ExtraExtensions = []pkix.Extension{ext}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, e.pki.ca, &key.PublicKey, e.pki.key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return e.pki.client(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
+	return e.pki.client(e.pki.issue(e.t, tmpl))
 }
 
 // TestCertPolicyRequiresHardware: with RequireAttestedHardware, only a

@@ -1,4 +1,4 @@
-// Package server is the Drawbridge registry's HTTP API (reference
+// Package httpapi is the Drawbridge registry's HTTP API (reference
 // docs/drawbridge.md and /api/v0.1.0/… of upstream Drawbridge 0.4.x): route
 // dispatch, authentication (OIDC bearer tokens, trusted client
 // certificates), the authorization matrix, and the mapping of store results
@@ -9,7 +9,7 @@
 // the store for what it returns. Everything in a request is hostile: names,
 // headers and bodies are parsed by drawbridge/types and verified by
 // drawbridge/internal/store before anything is stored.
-package server
+package httpapi
 
 import (
 	"context"
@@ -66,9 +66,9 @@ type Config struct {
 
 // Handler serves the API, /health and /metrics.
 //
-// Run serves it over TLS with large nodes sent in batches of TLS records;
-// an http.Server of one's own gets the same by serving TLS on
-// Listener(ln) with ConnContext as its ConnContext (without them every
+// drawbridge/server.Run serves it over TLS with large nodes sent in batches
+// of TLS records; an http.Server of one's own gets the same by serving TLS
+// on Listener(ln) with ConnContext as its ConnContext (without them every
 // 16 KiB record is its own write(2), and nothing else changes).
 type Handler struct {
 	cfg     Config
@@ -79,7 +79,7 @@ type Handler struct {
 // New returns a Handler.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Registry == nil || cfg.Tokens == nil {
-		return nil, errors.New("server: a registry and a token verifier are required")
+		return nil, errors.New("httpapi: a registry and a token verifier are required")
 	}
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = DefaultMaxUploadSize
