@@ -313,88 +313,154 @@ var allowedFields = map[Kind][]string{
 
 var tlsOnlyFields = []string{"client_auth", "client_ca", "alpn", "ca", "server_name"}
 
+// entry is one [[files]] table being parsed.
+type entry struct {
+	p    *parser
+	base string // "files[i]"
+	m    map[string]any
+	// keys are m's keys in file order.
+	keys []string
+}
+
+// field is the path of key k of the entry ("files[1].prot").
+func (e *entry) field(k string) string { return e.base + "." + quoteKey(k) }
+
+// str returns the string at key k, whether it is present, and an error if
+// it is present but not a string without NUL.
+func (e *entry) str(k string) (string, bool, error) {
+	v, ok := e.m[k]
+	if !ok {
+		return "", false, nil
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		return "", true, e.p.errf(e.field(k), "must be a string, not %s", typeName(v))
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", true, e.p.errf(e.field(k), "must not contain a NUL character")
+	}
+	return s, true, nil
+}
+
 func (p *parser) file(i int, v any) (File, error) {
 	base := "files" + indexSeg(i)
 	m, ok := v.(map[string]any)
 	if !ok {
 		return File{}, p.errf(base, "must be a table, not %s", typeName(v))
 	}
-	field := func(k string) string { return base + "." + quoteKey(k) }
-	str := func(k string) (string, bool, error) {
-		v, ok := m[k]
-		if !ok {
-			return "", false, nil
-		}
-		s, isStr := v.(string)
-		if !isStr {
-			return "", true, p.errf(field(k), "must be a string, not %s", typeName(v))
-		}
-		if strings.IndexByte(s, 0) >= 0 {
-			return "", true, p.errf(field(k), "must not contain a NUL character")
-		}
-		return s, true, nil
-	}
-
-	kindStr, ok, err := str("kind")
+	e := &entry{p: p, base: base, m: m}
+	kind, err := e.kind()
 	if err != nil {
 		return File{}, err
 	}
+	f := File{Kind: kind}
+	if err := e.checkFields(kind); err != nil {
+		return File{}, err
+	}
+	name, hasName, err := e.str("name")
+	if err != nil {
+		return File{}, err
+	}
+	if hasName {
+		if strings.Contains(name, ":") {
+			return File{}, p.errf(e.field("name"), "%q must not contain ':' (FD_NAMES is ':'-separated)", name)
+		}
+		f.Name = name
+	}
+	switch kind {
+	case KindNull, KindStdin, KindStdout, KindStderr:
+		if !hasName {
+			f.Name = string(kind)
+		}
+		return f, nil
+	}
+	if err := e.socket(&f, hasName); err != nil {
+		return File{}, err
+	}
+	return f, nil
+}
+
+// kind reads the entry's required kind.
+func (e *entry) kind() (Kind, error) {
+	kindStr, ok, err := e.str("kind")
+	if err != nil {
+		return "", err
+	}
 	if !ok {
 		var unknown []string
-		for k := range m {
+		for k := range e.m {
 			if k != "name" {
 				unknown = append(unknown, strconv.Quote(k))
 			}
 		}
 		if len(unknown) > 0 {
 			sort.Strings(unknown)
-			return File{}, p.errf(base, "missing field \"kind\" (unknown field %s); use one of %s", strings.Join(unknown, ", "), quoteList(kinds))
+			return "", e.p.errf(e.base, "missing field \"kind\" (unknown field %s); use one of %s", strings.Join(unknown, ", "), quoteList(kinds))
 		}
-		return File{}, p.errf(base, "missing field \"kind\"; use one of %s", quoteList(kinds))
+		return "", e.p.errf(e.base, "missing field \"kind\"; use one of %s", quoteList(kinds))
 	}
 	if !contains(kinds, kindStr) {
-		return File{}, p.errf(field("kind"), "%q is not allowed; use one of %s", kindStr, quoteList(kinds))
+		return "", e.p.errf(e.field("kind"), "%q is not allowed; use one of %s", kindStr, quoteList(kinds))
 	}
-	f := File{Kind: Kind(kindStr)}
+	return Kind(kindStr), nil
+}
 
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// checkFields puts the entry's keys in file order and refuses the first
+// that kind does not accept.
+func (e *entry) checkFields(kind Kind) error {
+	e.keys = make([]string, 0, len(e.m))
+	for k := range e.m {
+		e.keys = append(e.keys, k)
 	}
-	sort.Slice(keys, func(a, b int) bool { return p.pos.line(field(keys[a])) < p.pos.line(field(keys[b])) })
-	for _, k := range keys {
-		if !contains(allowedFields[f.Kind], k) {
-			return File{}, p.errf(field(k), "unknown field for kind = %q; allowed fields are %s",
-				kindStr, strings.Join(allowedFields[f.Kind], ", "))
+	sort.Slice(e.keys, func(a, b int) bool { return e.p.pos.line(e.field(e.keys[a])) < e.p.pos.line(e.field(e.keys[b])) })
+	for _, k := range e.keys {
+		if !contains(allowedFields[kind], k) {
+			return e.p.errf(e.field(k), "unknown field for kind = %q; allowed fields are %s",
+				string(kind), strings.Join(allowedFields[kind], ", "))
 		}
 	}
+	return nil
+}
 
-	name, hasName, err := str("name")
-	if err != nil {
-		return File{}, err
+// socket reads the fields of a listen or connect entry into f.
+func (e *entry) socket(f *File, hasName bool) error {
+	if err := e.protPort(f); err != nil {
+		return err
 	}
-	if hasName {
-		if strings.Contains(name, ":") {
-			return File{}, p.errf(field("name"), "%q must not contain ':' (FD_NAMES is ':'-separated)", name)
+	if f.Prot != ProtTLS {
+		for _, k := range e.keys {
+			if contains(tlsOnlyFields, k) {
+				return e.p.errf(e.field(k), "is only allowed with prot = \"tls\"")
+			}
 		}
-		f.Name = name
 	}
-
+	var err error
 	switch f.Kind {
-	case KindNull, KindStdin, KindStdout, KindStderr:
-		if !hasName {
-			f.Name = kindStr
-		}
-		return f, nil
+	case KindListen:
+		err = e.listen(f, hasName)
+	case KindConnect:
+		err = e.connect(f, hasName)
 	}
-
-	// listen and connect
-	prot, ok, err := str("prot")
 	if err != nil {
-		return File{}, err
+		return err
+	}
+	if f.Prot == ProtTLS {
+		if f.TLS, err = e.tlsOptions(f.Kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// protPort reads the required prot and the port (by default the
+// protocol's).
+func (e *entry) protPort(f *File) error {
+	prot, ok, err := e.str("prot")
+	if err != nil {
+		return err
 	}
 	if !ok {
-		return File{}, p.errf(base, "missing field \"prot\" for kind = %q; use prot = \"tcp\" or prot = \"tls\"", kindStr)
+		return e.p.errf(e.base, "missing field \"prot\" for kind = %q; use prot = \"tcp\" or prot = \"tls\"", string(f.Kind))
 	}
 	switch Prot(prot) {
 	case ProtTCP:
@@ -402,147 +468,149 @@ func (p *parser) file(i int, v any) (File, error) {
 	case ProtTLS:
 		f.Port = 443
 	default:
-		return File{}, p.errf(field("prot"), "%q is not allowed; use \"tcp\" or \"tls\"", prot)
+		return e.p.errf(e.field("prot"), "%q is not allowed; use \"tcp\" or \"tls\"", prot)
 	}
 	f.Prot = Prot(prot)
-	if pv, ok := m["port"]; ok {
-		n, isInt := pv.(int64)
-		if !isInt {
-			return File{}, p.errf(field("port"), "must be an integer, not %s", typeName(pv))
-		}
-		if n < 0 || n > 65535 || (n == 0 && f.Kind == KindConnect) {
-			lo := 0
-			if f.Kind == KindConnect {
-				lo = 1
-			}
-			return File{}, p.errf(field("port"), "%d is out of range; use %d to 65535", n, lo)
-		}
-		f.Port = uint16(n)
+	pv, ok := e.m["port"]
+	if !ok {
+		return nil
 	}
-	if f.Prot != ProtTLS {
-		for _, k := range keys {
-			if contains(tlsOnlyFields, k) {
-				return File{}, p.errf(field(k), "is only allowed with prot = \"tls\"")
-			}
-		}
+	n, isInt := pv.(int64)
+	if !isInt {
+		return e.p.errf(e.field("port"), "must be an integer, not %s", typeName(pv))
 	}
-
-	switch f.Kind {
-	case KindListen:
-		if !hasName {
-			return File{}, p.errf(base, "missing field \"name\" (required for kind = \"listen\")")
+	if n < 0 || n > 65535 || (n == 0 && f.Kind == KindConnect) {
+		lo := 0
+		if f.Kind == KindConnect {
+			lo = 1
 		}
-		f.Addr = "::"
-		if a, ok, err := str("addr"); err != nil {
-			return File{}, err
-		} else if ok {
-			if err := checkHost(a); err != nil {
-				return File{}, p.errf(field("addr"), "%q: %v", a, err)
-			}
-			f.Addr = a
-		}
-	case KindConnect:
-		h, ok, err := str("host")
-		if err != nil {
-			return File{}, err
-		}
-		if !ok {
-			return File{}, p.errf(base, "missing field \"host\" (required for kind = \"connect\")")
-		}
-		// An empty host parses, as upstream (its connect then fails at
-		// start with "failed to connect to endpoint"); hostio refuses it
-		// with the same words before dialling, since Go would dial the
-		// local system for an empty host.
-		if h == "" {
-			p.warnings = append(p.warnings, p.errf(field("host"), "is empty: the connection will fail when the Keep starts").Error())
-		} else if err := checkHost(h); err != nil {
-			return File{}, p.errf(field("host"), "%q: %v", h, err)
-		}
-		f.Host = h
-		if !hasName {
-			// Upstream defaults the name to the host, which breaks
-			// FD_NAMES for IPv6 literals; require a name there instead.
-			if strings.Contains(h, ":") {
-				return File{}, p.errf(base, "missing field \"name\": the default name is the host, but %q contains ':' which FD_NAMES cannot carry", h)
-			}
-			f.Name = h
-		}
+		return e.p.errf(e.field("port"), "%d is out of range; use %d to 65535", n, lo)
 	}
-
-	if f.Prot == ProtTLS {
-		t, err := p.tlsOptions(f.Kind, m, field, str)
-		if err != nil {
-			return File{}, err
-		}
-		f.TLS = t
-	}
-	return f, nil
+	f.Port = uint16(n)
+	return nil
 }
 
-func (p *parser) tlsOptions(kind Kind, m map[string]any, field func(string) string,
-	str func(string) (string, bool, error)) (*TLSOptions, error) {
+// listen reads a listen entry's address; its name is required.
+func (e *entry) listen(f *File, hasName bool) error {
+	if !hasName {
+		return e.p.errf(e.base, "missing field \"name\" (required for kind = \"listen\")")
+	}
+	f.Addr = "::"
+	a, ok, err := e.str("addr")
+	if err != nil || !ok {
+		return err
+	}
+	if err := checkHost(a); err != nil {
+		return e.p.errf(e.field("addr"), "%q: %v", a, err)
+	}
+	f.Addr = a
+	return nil
+}
+
+// connect reads a connect entry's required host, which is also its
+// default name.
+func (e *entry) connect(f *File, hasName bool) error {
+	h, ok, err := e.str("host")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return e.p.errf(e.base, "missing field \"host\" (required for kind = \"connect\")")
+	}
+	// An empty host parses, as upstream (its connect then fails at start
+	// with "failed to connect to endpoint"); hostio refuses it with the
+	// same words before dialling, since Go would dial the local system for
+	// an empty host.
+	if h == "" {
+		e.p.warnings = append(e.p.warnings, e.p.errf(e.field("host"), "is empty: the connection will fail when the Keep starts").Error())
+	} else if err := checkHost(h); err != nil {
+		return e.p.errf(e.field("host"), "%q: %v", h, err)
+	}
+	f.Host = h
+	if !hasName {
+		// Upstream defaults the name to the host, which breaks FD_NAMES
+		// for IPv6 literals; require a name there instead.
+		if strings.Contains(h, ":") {
+			return e.p.errf(e.base, "missing field \"name\": the default name is the host, but %q contains ':' which FD_NAMES cannot carry", h)
+		}
+		f.Name = h
+	}
+	return nil
+}
+
+// tlsOptions reads the TLS fields of a listen or connect entry.
+func (e *entry) tlsOptions(kind Kind) (*TLSOptions, error) {
 	t := &TLSOptions{}
-	if v, ok := m["alpn"]; ok {
-		alpn, err := p.stringArray(field("alpn"), v, false)
+	if v, ok := e.m["alpn"]; ok {
+		alpn, err := e.p.stringArray(e.field("alpn"), v, false)
 		if err != nil {
 			return nil, err
 		}
 		for i, a := range alpn {
 			if len(a) > 255 {
-				return nil, p.errf(field("alpn")+indexSeg(i), "is longer than 255 bytes")
+				return nil, e.p.errf(e.field("alpn")+indexSeg(i), "is longer than 255 bytes")
 			}
 		}
 		t.ALPN = alpn
 	}
 	if kind == KindListen {
-		t.ClientAuth = "none"
-		ca, ok, err := str("client_auth")
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			switch ca {
-			case "none", "steward", "ca":
-				t.ClientAuth = ca
-			default:
-				return nil, p.errf(field("client_auth"), "%q is not allowed; use \"none\", \"steward\" or \"ca\"", ca)
-			}
-		}
-		pemStr, hasPEM, err := str("client_ca")
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case t.ClientAuth == "ca" && !hasPEM:
-			return nil, p.errf(field("client_auth"), "\"ca\" needs client_ca = \"\"\"-----BEGIN CERTIFICATE-----…\"\"\" (inline PEM)")
-		case t.ClientAuth != "ca" && hasPEM:
-			return nil, p.errf(field("client_ca"), "is only allowed with client_auth = \"ca\"")
-		case hasPEM:
-			if err := checkPEMCerts(pemStr); err != nil {
-				return nil, p.errf(field("client_ca"), "%v", err)
-			}
-			t.ClientCA = pemStr
-		}
-		return t, nil
+		return t, e.listenTLS(t)
 	}
-	// connect
-	if pemStr, ok, err := str("ca"); err != nil {
-		return nil, err
+	return t, e.connectTLS(t)
+}
+
+// listenTLS reads client_auth and client_ca.
+func (e *entry) listenTLS(t *TLSOptions) error {
+	t.ClientAuth = "none"
+	ca, ok, err := e.str("client_auth")
+	if err != nil {
+		return err
+	}
+	if ok {
+		switch ca {
+		case "none", "steward", "ca":
+			t.ClientAuth = ca
+		default:
+			return e.p.errf(e.field("client_auth"), "%q is not allowed; use \"none\", \"steward\" or \"ca\"", ca)
+		}
+	}
+	pemStr, hasPEM, err := e.str("client_ca")
+	if err != nil {
+		return err
+	}
+	switch {
+	case t.ClientAuth == "ca" && !hasPEM:
+		return e.p.errf(e.field("client_auth"), "\"ca\" needs client_ca = \"\"\"-----BEGIN CERTIFICATE-----…\"\"\" (inline PEM)")
+	case t.ClientAuth != "ca" && hasPEM:
+		return e.p.errf(e.field("client_ca"), "is only allowed with client_auth = \"ca\"")
+	case hasPEM:
+		if err := checkPEMCerts(pemStr); err != nil {
+			return e.p.errf(e.field("client_ca"), "%v", err)
+		}
+		t.ClientCA = pemStr
+	}
+	return nil
+}
+
+// connectTLS reads ca and server_name.
+func (e *entry) connectTLS(t *TLSOptions) error {
+	if pemStr, ok, err := e.str("ca"); err != nil {
+		return err
 	} else if ok {
 		if err := checkPEMCerts(pemStr); err != nil {
-			return nil, p.errf(field("ca"), "%v", err)
+			return e.p.errf(e.field("ca"), "%v", err)
 		}
 		t.CA = pemStr
 	}
-	if sn, ok, err := str("server_name"); err != nil {
-		return nil, err
+	if sn, ok, err := e.str("server_name"); err != nil {
+		return err
 	} else if ok {
 		if err := checkHost(sn); err != nil {
-			return nil, p.errf(field("server_name"), "%q: %v", sn, err)
+			return e.p.errf(e.field("server_name"), "%q: %v", sn, err)
 		}
 		t.ServerName = sn
 	}
-	return t, nil
+	return nil
 }
 
 // checkHost accepts host names and IP literals; it rejects what could never

@@ -57,129 +57,139 @@ func indexSeg(i int) string { return "[" + strconv.Itoa(i) + "]" }
 
 // scanPositions walks data (which must already be valid TOML).
 func scanPositions(data []byte) (*positions, error) {
-	pos := &positions{lines: map[string]int{}}
-	// arrIdx holds the current element index of each array of tables,
-	// keyed by the rendered path of the array.
-	arrIdx := map[string]int{}
-	envSeen := map[string]bool{}
-
-	var p unstable.Parser
-	p.Reset(data)
-	line := func(r unstable.Range) int { return p.Shape(r).Start.Line }
-
-	record := func(segs []string, l int) {
-		k := pathString(segs)
-		if _, ok := pos.lines[k]; !ok {
-			pos.lines[k] = l
-		}
-		if len(segs) == 2 && segs[0] == "env" && !envSeen[segs[1]] {
-			envSeen[segs[1]] = true
-			pos.envOrder = append(pos.envOrder, segs[1])
-		}
+	sc := &scanner{
+		pos:     &positions{lines: map[string]int{}},
+		arrIdx:  map[string]int{},
+		envSeen: map[string]bool{},
 	}
-
-	// resolve turns header/key parts into a path, inserting the current
-	// element index after every array of tables along the way.
-	resolve := func(base []string, keys []string, lastIsNewArrayElem bool) []string {
-		segs := append([]string(nil), base...)
-		for i, k := range keys {
-			segs = append(segs, k)
-			ps := pathString(segs)
-			if i == len(keys)-1 && lastIsNewArrayElem {
-				n, ok := arrIdx[ps]
-				if ok {
-					n++
-				}
-				arrIdx[ps] = n
-				segs = append(segs, indexSeg(n))
-				// A new element starts fresh nested arrays.
-				for k := range arrIdx {
-					if strings.HasPrefix(k, ps+"[") {
-						delete(arrIdx, k)
-					}
-				}
-				continue
-			}
-			if n, ok := arrIdx[ps]; ok {
-				segs = append(segs, indexSeg(n))
-			}
-		}
-		return segs
-	}
-
-	var walkValue func(segs []string, v *unstable.Node)
-	walkKeyValue := func(base []string, kv *unstable.Node) {
-		var keys []string
-		l := 0
-		it := kv.Key()
-		for it.Next() {
-			n := it.Node()
-			if l == 0 {
-				l = line(n.Raw)
-			}
-			keys = append(keys, string(n.Data))
-		}
-		segs := append(append([]string(nil), base...), keys...)
-		for i := len(base) + 1; i <= len(segs); i++ {
-			record(segs[:i], l)
-		}
-		walkValue(segs, kv.Value())
-	}
-	walkValue = func(segs []string, v *unstable.Node) {
-		switch v.Kind {
-		case unstable.Array:
-			it := v.Children()
-			i := 0
-			for it.Next() {
-				c := it.Node()
-				if c.Kind == unstable.Comment {
-					continue
-				}
-				es := append(append([]string(nil), segs...), indexSeg(i))
-				if c.Raw.Length > 0 {
-					record(es, line(c.Raw))
-				}
-				walkValue(es, c)
-				i++
-			}
-		case unstable.InlineTable:
-			it := v.Children()
-			for it.Next() {
-				c := it.Node()
-				if c.Kind == unstable.KeyValue {
-					walkKeyValue(segs, c)
-				}
-			}
-		}
-	}
-
+	sc.p.Reset(data)
 	var table []string
-	for p.NextExpression() {
-		e := p.Expression()
+	for sc.p.NextExpression() {
+		e := sc.p.Expression()
 		switch e.Kind {
 		case unstable.KeyValue:
-			walkKeyValue(table, e)
+			sc.keyValue(table, e)
 		case unstable.Table, unstable.ArrayTable:
-			var keys []string
-			l := 0
-			it := e.Key()
-			for it.Next() {
-				n := it.Node()
-				if l == 0 {
-					l = line(n.Raw)
-				}
-				keys = append(keys, string(n.Data))
-			}
-			table = resolve(nil, keys, e.Kind == unstable.ArrayTable)
+			keys, l := sc.keyParts(e)
+			table = sc.resolve(keys, e.Kind == unstable.ArrayTable)
 			for i := 1; i <= len(table); i++ {
-				record(table[:i], l)
+				sc.record(table[:i], l)
 			}
 		}
 	}
-	if err := p.Error(); err != nil {
+	if err := sc.p.Error(); err != nil {
 		return nil, fmt.Errorf("scanning positions: %w", err)
 	}
-	return pos, nil
+	return sc.pos, nil
+}
+
+// scanner is the state of one scanPositions walk.
+type scanner struct {
+	p   unstable.Parser
+	pos *positions
+	// arrIdx holds the current element index of each array of tables,
+	// keyed by the rendered path of the array.
+	arrIdx  map[string]int
+	envSeen map[string]bool
+}
+
+func (sc *scanner) line(r unstable.Range) int { return sc.p.Shape(r).Start.Line }
+
+// record notes that the path segs is first written at line l (unless it
+// was already), and the order of [env]'s keys.
+func (sc *scanner) record(segs []string, l int) {
+	k := pathString(segs)
+	if _, ok := sc.pos.lines[k]; !ok {
+		sc.pos.lines[k] = l
+	}
+	if len(segs) == 2 && segs[0] == "env" && !sc.envSeen[segs[1]] {
+		sc.envSeen[segs[1]] = true
+		sc.pos.envOrder = append(sc.pos.envOrder, segs[1])
+	}
+}
+
+// keyParts returns the parts of n's key and the line of its first part.
+func (sc *scanner) keyParts(n *unstable.Node) ([]string, int) {
+	var keys []string
+	l := 0
+	it := n.Key()
+	for it.Next() {
+		k := it.Node()
+		if l == 0 {
+			l = sc.line(k.Raw)
+		}
+		keys = append(keys, string(k.Data))
+	}
+	return keys, l
+}
+
+// resolve turns a table header's key parts into a path, inserting the
+// current element index after every array of tables along the way; a
+// new element of an array of tables (newArrayElem) gets the next index.
+func (sc *scanner) resolve(keys []string, newArrayElem bool) []string {
+	var segs []string
+	for i, k := range keys {
+		segs = append(segs, k)
+		ps := pathString(segs)
+		if i == len(keys)-1 && newArrayElem {
+			n, ok := sc.arrIdx[ps]
+			if ok {
+				n++
+			}
+			sc.arrIdx[ps] = n
+			segs = append(segs, indexSeg(n))
+			// A new element starts fresh nested arrays.
+			for k := range sc.arrIdx {
+				if strings.HasPrefix(k, ps+"[") {
+					delete(sc.arrIdx, k)
+				}
+			}
+			continue
+		}
+		if n, ok := sc.arrIdx[ps]; ok {
+			segs = append(segs, indexSeg(n))
+		}
+	}
+	return segs
+}
+
+// keyValue records a key = value under base, and what its value holds.
+func (sc *scanner) keyValue(base []string, kv *unstable.Node) {
+	keys, l := sc.keyParts(kv)
+	segs := append(append([]string(nil), base...), keys...)
+	for i := len(base) + 1; i <= len(segs); i++ {
+		sc.record(segs[:i], l)
+	}
+	sc.value(segs, kv.Value())
+}
+
+// value records the elements of an array and the keys of an inline table
+// at path segs.
+func (sc *scanner) value(segs []string, v *unstable.Node) {
+	switch v.Kind {
+	case unstable.Array:
+		it := v.Children()
+		i := 0
+		for it.Next() {
+			c := it.Node()
+			if c.Kind == unstable.Comment {
+				continue
+			}
+			es := append(append([]string(nil), segs...), indexSeg(i))
+			if c.Raw.Length > 0 {
+				sc.record(es, sc.line(c.Raw))
+			}
+			sc.value(es, c)
+			i++
+		}
+	case unstable.InlineTable:
+		it := v.Children()
+		for it.Next() {
+			if c := it.Node(); c.Kind == unstable.KeyValue {
+				sc.keyValue(segs, c)
+			}
+		}
+	}
 }
 
 // line returns the line of path, or of its nearest recorded ancestor, or 0.
