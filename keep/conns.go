@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 )
 
 // Conns supplies the Keep's side of each [[files]] entry when the host
@@ -22,6 +23,33 @@ type Conns interface {
 	// Acceptor returns the connections of listen entry i.
 	Acceptor(i int) (fd.Acceptor, error)
 }
+
+// What an implementation of Conns hands the Keep (the microVM Keep's guest
+// side implements Conns over its channel to the host).
+type (
+	// Conn is the stream of a [[files]] entry: a net.Conn that can also
+	// read and write without waiting and say when it could.
+	Conn = fd.Conn
+	// Acceptor is the Keep's side of a listen entry whose connections
+	// are Conns.
+	Acceptor = fd.Acceptor
+	// Filetype is a WASI filetype: what the workload's fd_fdstat_get
+	// reports for a stdio entry.
+	Filetype = fd.Filetype
+)
+
+// MaxFDs bounds the workload's descriptor table, and so the index of any
+// entry a Conns is asked for.
+const MaxFDs = fd.MaxFDs
+
+// ErrWouldBlock is what the non-blocking operations of a Conn or an
+// Acceptor return when they cannot make progress now.
+var ErrWouldBlock = fd.ErrWouldBlock
+
+// FiletypeOf is the WASI filetype of host file f, as the workload sees a
+// stdio entry that reaches the Keep as a descriptor; a host that carries
+// stdio as streams sends it along for Conns.Conn to return.
+func FiletypeOf(f *os.File) Filetype { return fd.FiletypeOf(f) }
 
 // buildConnTable is buildTable for channel entries.
 func buildConnTable(ctx context.Context, cfg *config.Config, conns Conns, id tlsConfigs, log *slog.Logger, goGuest bool) (_ *fd.Table, err error) {

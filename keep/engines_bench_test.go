@@ -26,7 +26,7 @@ import (
 
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/internal/engine"
 )
 
 var (

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 )
 
 // tlsConfigs supplies TLS configurations for prot = "tls" entries (the Keep

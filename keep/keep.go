@@ -2,8 +2,9 @@
 // Enarx.toml bytes) and the host resources the host opened for it, builds
 // the workload's fd table, establishes the Keep identity when TLS or a
 // Steward needs one, and runs the module's default function under the
-// Keep's own WASI preview1 layer on one of package engine's engines
-// (wazero, or wasmtime in builds with cgo and -tags wasmtime).
+// Keep's own WASI preview1 layer (keep/internal/wasi) on one of two
+// engines (keep/internal/engine: wazero, or wasmtime in builds with cgo
+// and -tags wasmtime).
 //
 // Everything in this package runs inside the Keep: the config bytes are
 // parsed here (the host's parse is not trusted), each host descriptor is
@@ -27,10 +28,10 @@ import (
 	"github.com/enarx-go/enarx/attest/certext"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/identity"
-	"github.com/enarx-go/enarx/keep/engine"
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/engine"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 	"github.com/enarx-go/enarx/keep/internal/limits"
-	"github.com/enarx-go/enarx/keep/wasi"
+	"github.com/enarx-go/enarx/keep/internal/wasi"
 )
 
 // Workload is what the Keep runs.
@@ -72,8 +73,8 @@ type Options struct {
 	NoCache bool
 	// MemoryLimit caps the guest's linear memory in bytes (0 = 4 GiB).
 	MemoryLimit uint64
-	// Engine names the wasm engine ("" = engine.Default(), the fastest
-	// this binary has); see engine.Names.
+	// Engine names the wasm engine ("" = the first of Engines, the
+	// fastest this binary has).
 	Engine string
 	// CompileTimeout bounds the compilation of the module (0 =
 	// DefaultCompileTimeout for its size); see CompileTimeoutError.
@@ -82,7 +83,7 @@ type Options struct {
 	// kills to stop it (the sandbox): the engine may leave out what makes
 	// a computing guest stoppable from within (wasmtime's epochs cost
 	// 20–30 % in tight loops), and a cancelled ctx then stops only a
-	// waiting guest. See engine.Config.NoInterrupt.
+	// waiting guest.
 	Killed bool
 	// Identity overrides how the Keep identity is established (tests,
 	// private Steward CAs); nil uses identity.Establish.
@@ -97,7 +98,7 @@ var ErrNoEntryPoint = errors.New(`main.wasm exports no default function: a WASI 
 type MemoryLimitError struct {
 	Limit, Requested uint64
 	// Engine is set when the limit is the engine's own maximum, below what
-	// --memory allows (wazero: engine.WazeroMaxMemory).
+	// --memory allows (wazero cannot give a module exactly 4 GiB).
 	Engine string
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/internal/engine"
 	"github.com/enarx-go/enarx/keep/internal/wasmtest"
 )
 

@@ -28,7 +28,7 @@ import (
 	snpbackend "github.com/enarx-go/enarx/backend/snp"
 	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
 	"github.com/enarx-go/enarx/evidence/tsm"
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
@@ -91,7 +91,7 @@ type Env struct {
 	SystemInfo string
 	// Registered lists the backends this build can run (backend.All).
 	Registered []backend.Backend
-	// Engines lists the wasm engines this build has (engine.Names).
+	// Engines lists the wasm engines this build has (keep.Engines).
 	Engines []string
 	// Sandbox probes the kernel features the sandbox backend uses.
 	Sandbox func() []sandbox.Capability
@@ -119,7 +119,7 @@ func HostEnv() Env {
 		CPUID:       HostCPUID,
 		SystemInfo:  systemInfo(),
 		Registered:  backend.All(),
-		Engines:     engine.Names(),
+		Engines:     keep.Engines(),
 		Sandbox:     sandbox.Probe,
 		Getenv:      os.Getenv,
 		QEMU:        func() (*qemu.Info, error) { return qemu.ProbeCached(context.Background(), "") },

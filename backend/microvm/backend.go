@@ -23,7 +23,6 @@ import (
 	snpbackend "github.com/enarx-go/enarx/backend/snp"
 	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/keep/engine"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
@@ -360,7 +359,7 @@ func (b Backend) spec(st *setup, accel vmm.Accel, memLimit uint64, log *slog.Log
 		return vmm.Spec{}, err
 	}
 	if memLimit == 0 {
-		memLimit = engine.DefaultMemoryLimit
+		memLimit = keep.DefaultMemoryLimit
 	}
 	mem, err := envInt(EnvMemory, int(min(memLimit>>20+1024, 8192)), vmm.MinMemoryMiB, vmm.MaxMemoryMiB)
 	if err != nil {
@@ -457,7 +456,7 @@ func moduleCacheDir(base, shape string, w keepWorkload) (string, error) {
 		key = w.Bundle
 	}
 	if base == "" {
-		d, err := engine.DefaultCacheDir()
+		d, err := keep.DefaultCacheDir()
 		if err != nil {
 			return "", err
 		}

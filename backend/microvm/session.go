@@ -21,7 +21,7 @@ import (
 	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/internal/atomicfile"
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep"
 )
 
 const (
@@ -383,7 +383,7 @@ func (s *session) openFiles() error {
 		}
 		switch f.Kind {
 		case config.KindStdin, config.KindStdout, config.KindStderr:
-			st, err := s.mux.Open(channel.Open{Role: channel.RoleFile, FD: i, Filetype: uint8(filetype(hf))})
+			st, err := s.mux.Open(channel.Open{Role: channel.RoleFile, FD: i, Filetype: uint8(keep.FiletypeOf(hf))})
 			if err != nil {
 				return err
 			}
@@ -552,27 +552,6 @@ func relay(c *net.TCPConn, st *channel.Stream) {
 	wg.Wait()
 	c.Close()
 	st.Close()
-}
-
-// filetype is the WASI filetype of a host stdio file.
-func filetype(f *os.File) fd.Filetype {
-	st, err := f.Stat()
-	if err != nil {
-		return fd.FiletypeUnknown
-	}
-	switch m := st.Mode(); {
-	case m&os.ModeCharDevice != 0:
-		return fd.FiletypeCharacterDevice
-	case m.IsRegular():
-		return fd.FiletypeRegularFile
-	case m&os.ModeSocket != 0:
-		return fd.FiletypeSocketStream
-	case m.IsDir():
-		return fd.FiletypeDirectory
-	case m&os.ModeDevice != 0:
-		return fd.FiletypeBlockDevice
-	}
-	return fd.FiletypeUnknown
 }
 
 // logLevel finds the most verbose level logger accepts, so the Keep logs

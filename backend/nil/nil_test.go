@@ -11,7 +11,6 @@ import (
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/keep/engine"
 )
 
 // procExit4 is a module whose _start calls proc_exit(4).
@@ -42,7 +41,7 @@ func TestRegisteredAndRuns(t *testing.T) {
 // TestTimeoutStopsComputingWorkload: --timeout stops a guest that computes
 // forever without a system call, on every engine.
 func TestTimeoutStopsComputingWorkload(t *testing.T) {
-	for _, eng := range engine.Names() {
+	for _, eng := range keep.Engines() {
 		t.Run(eng, func(t *testing.T) {
 			ctx := backend.WithPolicy(context.Background(), backend.Policy{Timeout: 300 * time.Millisecond})
 			done := make(chan error, 1)

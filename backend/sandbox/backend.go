@@ -21,7 +21,6 @@ import (
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/keep/engine"
 )
 
 // Name is the backend identifier.
@@ -152,7 +151,7 @@ func moduleCacheDir(base, sum string) (string, error) {
 	case os.Geteuid() == 0:
 		root = rootSandboxCache
 	default:
-		d, err := engine.DefaultCacheDir()
+		d, err := keep.DefaultCacheDir()
 		if err != nil {
 			return "", err
 		}

@@ -30,7 +30,6 @@ import (
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/keep/engine"
 )
 
 type wlResult struct {
@@ -97,7 +96,7 @@ func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin [
 // pass of make test, which builds with -tags wasmtime), as a subtest named
 // after the engine, which engineOf reads back.
 func eachEngine(t *testing.T, test func(t *testing.T)) {
-	for _, eng := range engine.Names() {
+	for _, eng := range keep.Engines() {
 		t.Run(eng, test)
 	}
 }
@@ -105,7 +104,7 @@ func eachEngine(t *testing.T, test func(t *testing.T)) {
 // engineOf is the engine a test runs on: its eachEngine subtest's name.
 func engineOf(t testing.TB) string {
 	for _, part := range strings.Split(t.Name(), "/") {
-		if part != "" && engine.Check(part) == nil {
+		if part != "" && keep.CheckEngine(part) == nil {
 			return part
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/internal/testutil"
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep"
 )
 
 func goBin() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
@@ -23,7 +23,7 @@ func goBin() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
 func build(b *testing.B, dir, pkg, name string, native bool) string {
 	out := filepath.Join(dir, name)
 	args := []string{"build", "-trimpath", "-o", out}
-	if engine.Check("wasmtime") == nil {
+	if keep.CheckEngine("wasmtime") == nil {
 		args = append(args, "-tags", "wasmtime")
 	}
 	cmd := exec.Command(goBin(), append(args, pkg)...)
@@ -68,14 +68,14 @@ func BenchmarkStartHello(b *testing.B) {
 		{name: "enarx-version", cmd: []string{enarx, "--version"}},
 		{name: "plain-wazero", cmd: []string{build(b, dir, "./testdata/plainwazero", "plainwazero", false), wasm}, env: []string{"CACHE=" + filepath.Join(dir, "wz")}},
 	}
-	if engine.Check("wasmtime") == nil {
+	if keep.CheckEngine("wasmtime") == nil {
 		vs = append(vs, &variant{name: "plain-wasmtime", cmd: []string{build(b, dir, "./testdata/plainwasmtime", "plainwasmtime", false), wasm},
 			env: []string{"CACHE=" + filepath.Join(dir, "wt")}})
 	}
 	os.MkdirAll(filepath.Join(dir, "wz"), 0o700)
 	os.MkdirAll(filepath.Join(dir, "wt"), 0o700)
 	for _, be := range []string{"nil", "sandbox"} {
-		for _, eng := range engine.Names() {
+		for _, eng := range keep.Engines() {
 			vs = append(vs, &variant{name: be + "-" + eng,
 				cmd: []string{enarx, "run", "--backend", be, "--engine", eng, "--cache-dir", cache, wasm}})
 		}
@@ -127,7 +127,7 @@ func BenchmarkStartHello(b *testing.B) {
 		med[v.name] = v.ms[len(v.ms)/2]
 		b.ReportMetric(med[v.name], v.name+"-ms")
 	}
-	for _, eng := range engine.Names() {
+	for _, eng := range keep.Engines() {
 		if p, ok := med["plain-"+eng]; ok {
 			b.ReportMetric(med["nil-"+eng]/p, "nil-"+eng+"/plain-"+eng)
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/enarx-go/enarx/internal/version"
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep"
 )
 
 // ExitError makes Execute exit with Code without printing anything more
@@ -36,7 +36,7 @@ func NewRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "enarx",
 		Short:         "Run WebAssembly workloads in attested Keeps",
-		Version:       version.Version + " (engines: " + strings.Join(engine.Names(), ", ") + ")",
+		Version:       version.Version + " (engines: " + strings.Join(keep.Engines(), ", ") + ")",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {

@@ -19,7 +19,6 @@ import (
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/hostio"
 	"github.com/enarx-go/enarx/keep"
-	"github.com/enarx-go/enarx/keep/engine"
 )
 
 // interruptGrace is how long an interrupted run may take to stop by itself.
@@ -125,17 +124,17 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 
 // engineFlag adds --engine (default: ENARX_ENGINE).
 func engineFlag(fl *pflag.FlagSet, p *string) {
-	fl.StringVar(p, "engine", os.Getenv("ENARX_ENGINE"), "wasm engine: "+strings.Join(engine.Known, " or ")+
-		" (env ENARX_ENGINE; default: the fastest the Keep has; this binary has "+strings.Join(engine.Names(), ", ")+")")
+	fl.StringVar(p, "engine", os.Getenv("ENARX_ENGINE"), "wasm engine: "+strings.Join(keep.KnownEngines(), " or ")+
+		" (env ENARX_ENGINE; default: the fastest the Keep has; this binary has "+strings.Join(keep.Engines(), ", ")+")")
 }
 
 // checkEngine refuses an engine name no build of enarx knows. Whether the
 // Keep has it is the Keep's to say (a microVM Keep has its own binary).
 func checkEngine(name string) error {
-	if name == "" || slices.Contains(engine.Known, name) {
+	if name == "" || slices.Contains(keep.KnownEngines(), name) {
 		return nil
 	}
-	return fmt.Errorf("--engine: unknown engine %q: use %s", name, strings.Join(engine.Known, " or "))
+	return fmt.Errorf("--engine: unknown engine %q: use %s", name, strings.Join(keep.KnownEngines(), " or "))
 }
 
 // checkWasm refuses a file that is not a binary WebAssembly module before

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/enarx-go/enarx/internal/testutil"
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep"
 )
 
 var (
@@ -33,7 +33,7 @@ func enarx(t *testing.T) string {
 		enarxBin = filepath.Join(dir, "enarx")
 		args := []string{"build", "-o", enarxBin}
 		env := "CGO_ENABLED=0"
-		if engine.Check("wasmtime") == nil {
+		if keep.CheckEngine("wasmtime") == nil {
 			args, env = append(args, "-tags", "wasmtime"), "CGO_ENABLED=1"
 		}
 		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "../../cmd/enarx")...)
@@ -97,7 +97,7 @@ func TestRunCommand(t *testing.T) {
 		{"bad config", nil, []string{"run", "--backend", "nil", "--wasmcfgfile", wasm, wasm},
 			1, "", wasm},
 	}
-	for _, eng := range engine.Names() {
+	for _, eng := range keep.Engines() {
 		for _, c := range cases {
 			t.Run(eng+"/"+c.name, func(t *testing.T) {
 				code, out, errOut := runEnarx(t, append([]string{"ENARX_ENGINE=" + eng}, c.env...), "in", c.args...)
@@ -114,7 +114,7 @@ func TestRunCommand(t *testing.T) {
 // before a Keep starts, and --version names the binary's engines.
 func TestEngineFlag(t *testing.T) {
 	wasm := testutil.BuildWasm(t, "testdata/exitargs")
-	for _, eng := range engine.Names() {
+	for _, eng := range keep.Engines() {
 		code, _, errOut := runEnarx(t, nil, "", "--log-level", "debug", "run", "--backend", "nil", "--engine", eng, wasm)
 		if code != 0 || !strings.Contains(errOut, "engine="+eng) {
 			t.Errorf("--engine %s: exit %d, stderr %q", eng, code, errOut)
@@ -123,14 +123,14 @@ func TestEngineFlag(t *testing.T) {
 	if code, _, errOut := runEnarx(t, nil, "", "run", "--engine", "v8", wasm); code != 1 || !strings.Contains(errOut, "wazero or wasmtime") {
 		t.Errorf("--engine v8: exit %d, stderr %q", code, errOut)
 	}
-	if engine.Check("wasmtime") != nil {
+	if keep.CheckEngine("wasmtime") != nil {
 		code, _, errOut := runEnarx(t, nil, "", "run", "--backend", "nil", "--engine", "wasmtime", wasm)
 		if code != 1 || !strings.Contains(errOut, "-tags wasmtime") {
 			t.Errorf("--engine wasmtime in a wazero-only build: exit %d, stderr %q", code, errOut)
 		}
 	}
 	_, out, _ := runEnarx(t, nil, "", "--version")
-	if !strings.Contains(out, "engines: "+strings.Join(engine.Names(), ", ")) {
+	if !strings.Contains(out, "engines: "+strings.Join(keep.Engines(), ", ")) {
 		t.Errorf("--version says %q", out)
 	}
 }

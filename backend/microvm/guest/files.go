@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep"
 )
 
 const (
@@ -33,7 +33,7 @@ type files struct {
 
 type pending struct {
 	s     *channel.Stream
-	ftype fd.Filetype
+	ftype keep.Filetype
 }
 
 func newFiles() *files {
@@ -42,7 +42,7 @@ func newFiles() *files {
 
 // add queues a stream for entry o.FD (on the reading goroutine).
 func (f *files) add(s *channel.Stream, o channel.Open) error {
-	if o.FD < 0 || o.FD >= fd.MaxFDs {
+	if o.FD < 0 || o.FD >= keep.MaxFDs {
 		return fmt.Errorf("no [[files]] entry %d", o.FD)
 	}
 	f.mu.Lock()
@@ -54,7 +54,7 @@ func (f *files) add(s *channel.Stream, o channel.Open) error {
 		return fmt.Errorf("[[files]] entry %d has %d connections waiting", o.FD, backlog)
 	}
 	s.SetPeer(o.Peer)
-	f.queues[o.FD] = append(f.queues[o.FD], pending{s: s, ftype: fd.Filetype(o.Filetype)})
+	f.queues[o.FD] = append(f.queues[o.FD], pending{s: s, ftype: keep.Filetype(o.Filetype)})
 	f.signal(o.FD)
 	return nil
 }
@@ -105,7 +105,7 @@ func (f *files) take(ctx context.Context, i int, try bool, deadline <-chan time.
 		ch := f.changed
 		f.mu.Unlock()
 		if try {
-			return pending{}, fd.ErrWouldBlock
+			return pending{}, keep.ErrWouldBlock
 		}
 		select {
 		case <-ch:
@@ -118,7 +118,7 @@ func (f *files) take(ctx context.Context, i int, try bool, deadline <-chan time.
 }
 
 // Conn implements keep.Conns.
-func (f *files) Conn(ctx context.Context, i int) (fd.Conn, fd.Filetype, error) {
+func (f *files) Conn(ctx context.Context, i int) (keep.Conn, keep.Filetype, error) {
 	t := time.NewTimer(fileWait)
 	defer t.Stop()
 	p, err := f.take(ctx, i, false, t.C)
@@ -129,7 +129,7 @@ func (f *files) Conn(ctx context.Context, i int) (fd.Conn, fd.Filetype, error) {
 }
 
 // Acceptor implements keep.Conns.
-func (f *files) Acceptor(i int) (fd.Acceptor, error) {
+func (f *files) Acceptor(i int) (keep.Acceptor, error) {
 	return &acceptor{f: f, i: i}, nil
 }
 
@@ -139,7 +139,7 @@ type acceptor struct {
 	i int
 }
 
-func (a *acceptor) Accept() (fd.Conn, error) {
+func (a *acceptor) Accept() (keep.Conn, error) {
 	p, err := a.f.take(context.Background(), a.i, false, nil)
 	if err != nil {
 		return nil, err
@@ -147,7 +147,7 @@ func (a *acceptor) Accept() (fd.Conn, error) {
 	return p.s, nil
 }
 
-func (a *acceptor) TryAccept() (fd.Conn, error) {
+func (a *acceptor) TryAccept() (keep.Conn, error) {
 	p, err := a.f.take(context.Background(), a.i, true, nil)
 	if err != nil {
 		return nil, err

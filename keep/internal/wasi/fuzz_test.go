@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enarx-go/enarx/keep/engine"
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/engine"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 )
 
 // FuzzCall calls a WASI function chosen by fn with arbitrary parameters

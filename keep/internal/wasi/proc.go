@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/internal/engine"
 )
 
 var le = binary.LittleEndian

@@ -23,10 +23,10 @@ import (
 	"io"
 	"time"
 
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/internal/engine"
 	"golang.org/x/sys/unix"
 
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 )
 
 // Module names under which the functions are exported: preview1 and the

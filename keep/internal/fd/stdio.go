@@ -36,6 +36,20 @@ func NewStdio(f *os.File, write bool) (*Stdio, error) {
 	return &Stdio{f: f, fd: raw, write: write, ftype: filetypeOf(st.Mode)}, nil
 }
 
+// FiletypeOf is the WASI filetype of host file f (FiletypeUnknown if it
+// cannot be examined).
+func FiletypeOf(f *os.File) Filetype {
+	st, err := f.Stat()
+	if err != nil {
+		return FiletypeUnknown
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return FiletypeUnknown
+	}
+	return filetypeOf(sys.Mode)
+}
+
 func filetypeOf(mode uint32) Filetype {
 	switch mode & unix.S_IFMT {
 	case unix.S_IFCHR:

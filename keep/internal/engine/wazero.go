@@ -12,7 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 	"golang.org/x/sys/unix"
 
-	"github.com/enarx-go/enarx/keep/engine/internal/instrument"
+	"github.com/enarx-go/enarx/keep/internal/engine/internal/instrument"
 )
 
 // wazero: the optimizing compiler, pure Go, in every build.

@@ -5,10 +5,10 @@ import (
 	"math"
 	"time"
 
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/internal/engine"
 	"golang.org/x/sys/unix"
 
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 )
 
 // Subscription and event layouts (WASI preview1).

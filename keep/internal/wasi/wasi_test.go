@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enarx-go/enarx/keep/engine"
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/engine"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 	"github.com/enarx-go/enarx/keep/internal/wasmtest"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"golang.org/x/sys/unix"
 
-	"github.com/enarx-go/enarx/keep/engine/internal/instrument"
+	"github.com/enarx-go/enarx/keep/internal/engine/internal/instrument"
 )
 
 // wasmtime: Cranelift through wasmtime-go (cgo, a static libwasmtime.a),

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// The engine-neutral interface. The Keep's WASI layer (package keep/wasi)
+// The engine-neutral interface. The Keep's WASI layer (package keep/internal/wasi)
 // is written once against HostFunc and Caller, and every engine runs it:
 // an engine only moves parameters and results between its own calling
 // convention and a []uint64 stack, and hands the host function the

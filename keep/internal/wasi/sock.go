@@ -5,9 +5,9 @@ import (
 	"errors"
 	"io"
 
-	"github.com/enarx-go/enarx/keep/engine"
+	"github.com/enarx-go/enarx/keep/internal/engine"
 
-	"github.com/enarx-go/enarx/keep/fd"
+	"github.com/enarx-go/enarx/keep/internal/fd"
 )
 
 // WASI riflags / siflags / sdflags.

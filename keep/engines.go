@@ -1,0 +1,28 @@
+package keep
+
+import (
+	"slices"
+
+	"github.com/enarx-go/enarx/keep/internal/engine"
+)
+
+// Engines lists the wasm engines this binary has, its default (the
+// fastest) first: wazero in every build, wasmtime too in builds made with
+// cgo and -tags wasmtime.
+func Engines() []string { return engine.Names() }
+
+// KnownEngines lists every engine a build of enarx may have; see
+// Options.Engine.
+func KnownEngines() []string { return slices.Clone(engine.Known) }
+
+// CheckEngine reports whether this binary has the engine called name
+// ("" = its default) and, if not, says how to build one that has.
+func CheckEngine(name string) error { return engine.Check(name) }
+
+// DefaultMemoryLimit is the guest's linear-memory limit when
+// Options.MemoryLimit is 0: 4 GiB, all that wasm32 addresses.
+const DefaultMemoryLimit = engine.DefaultMemoryLimit
+
+// DefaultCacheDir is the compilation cache root when Options.CacheDir is
+// "" (the user's cache directory, then enarx/wasm).
+func DefaultCacheDir() (string, error) { return engine.DefaultCacheDir() }
