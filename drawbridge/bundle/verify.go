@@ -58,110 +58,135 @@ func (b *Bundle) Verify() (*Package, error) {
 	fail := func(node string, err error) (*Package, error) {
 		return nil, &Error{Source: b.Source, Node: node, Err: err}
 	}
-	var pin types.Digests
-	if b.Pin != "" {
-		var err error
-		if pin, err = types.ParseContentDigest(b.Pin); err != nil || len(pin) != 1 {
-			return fail("tag entry", fmt.Errorf("invalid pinned digest %q", b.Pin))
-		}
-	}
-
-	// The tag entry: trusted only through the pin (if any); otherwise its
-	// root digest is what the Keep reports.
-	tag, ok := b.record(TagPath)
-	if !ok {
-		return fail("tag entry", errors.New("missing from the bundle"))
-	}
-	switch tag.Type {
-	case types.EntryType:
-	case types.JWSType:
-		return fail("tag entry", errors.New("signed tags are not currently supported"))
-	default:
-		return fail("tag entry", fmt.Errorf("unexpected content type %q (want %s)", tag.Type, types.EntryType))
-	}
-	tagDigest, err := types.ParseContentDigest(tag.Digest)
-	if err != nil || len(tagDigest) == 0 {
-		return fail("tag entry", fmt.Errorf("invalid Content-Digest %q", tag.Digest))
-	}
-	if err := CheckBody(tag.Body, tagDigest, int64(len(tag.Body))); err != nil {
-		return fail("tag entry", err)
-	}
-	entry, err := types.ParseEntry(tag.Body)
+	entry, err := b.tagEntry()
 	if err != nil {
 		return fail("tag entry", err)
 	}
-	if err := CheckPin(pin, entry.Digest); err != nil {
-		return fail("tag entry", err)
-	}
-
 	pkg := &Package{Source: b.Source, Root: entry, Digest: PackageDigest(entry.Digest)}
-	used := map[string]bool{TagPath: true}
-	node := func(p string, want types.Meta, wantType string, limit int64) ([]byte, error) {
-		used[p] = true
-		if want.Type != wantType {
-			return nil, fmt.Errorf("entry has content type %q, want %q", want.Type, wantType)
-		}
-		if want.Length > limit {
-			return nil, fmt.Errorf("%d bytes exceeds the limit of %d bytes", want.Length, limit)
-		}
-		r, ok := b.record(p)
-		if !ok {
-			return nil, errors.New("missing from the bundle")
-		}
-		got, err := types.ParseContentDigest(r.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("invalid Content-Digest: %w", err)
-		}
-		m := types.Meta{Digest: got, Length: int64(len(r.Body)), Type: r.Type}
-		switch {
-		case m.Type != want.Type:
-			return nil, fmt.Errorf("content type %q does not match its entry (%q)", m.Type, want.Type)
-		case m.Length != want.Length:
-			return nil, fmt.Errorf("length %d does not match its entry (%d)", m.Length, want.Length)
-		case !m.Digest.Equal(want.Digest):
-			return nil, fmt.Errorf("Content-Digest %s does not match its entry (%s)", m.Digest, want.Digest)
-		}
-		if err := CheckBody(r.Body, want.Digest, want.Length); err != nil {
-			return nil, err
-		}
-		return r.Body, nil
-	}
-
-	switch entry.Type {
-	case types.WasmType: // a single-file package: the root is main.wasm
-		if pkg.Wasm, err = node(RootPath, entry.Meta, types.WasmType, MaxWasmSize); err != nil {
-			return fail("/", err)
-		}
-	case types.DirectoryType:
-		body, err := node(RootPath, entry.Meta, types.DirectoryType, MaxDirectorySize)
-		if err != nil {
-			return fail("/", err)
-		}
-		dir, err := types.ParseDirectory(body)
-		if err != nil {
-			return fail("/", err)
-		}
-		we, ok := dir[WasmName]
-		if !ok {
-			return fail("/"+WasmName, errors.New("the package has no main.wasm"))
-		}
-		if pkg.Wasm, err = node(WasmName, we.Meta, types.WasmType, MaxWasmSize); err != nil {
-			return fail("/"+WasmName, err)
-		}
-		if ce, ok := dir[ConfigName]; ok {
-			if pkg.Config, err = node(ConfigName, ce.Meta, types.TOMLType, MaxConfigSize); err != nil {
-				return fail("/"+ConfigName, err)
-			}
-		}
-	default:
-		return fail("/", fmt.Errorf("unsupported package root type %q (want %s or %s)", entry.Type, types.DirectoryType, types.WasmType))
+	v := &verifier{b: b, used: map[string]bool{TagPath: true}}
+	if node, err := v.tree(entry, pkg); err != nil {
+		return fail(node, err)
 	}
 	for _, r := range b.Records {
-		if !used[r.Path] {
+		if !v.used[r.Path] {
 			return fail(nodeName(r.Path), errors.New("present in the bundle but not named by the package"))
 		}
 	}
 	return pkg, nil
+}
+
+// tagEntry checks the tag entry against its record's digest and the pin,
+// if the bundle carries one. The entry is trusted only through the pin;
+// without one its root digest is what the Keep reports.
+func (b *Bundle) tagEntry() (types.Entry, error) {
+	var pin types.Digests
+	if b.Pin != "" {
+		var err error
+		if pin, err = types.ParseContentDigest(b.Pin); err != nil || len(pin) != 1 {
+			return types.Entry{}, fmt.Errorf("invalid pinned digest %q", b.Pin)
+		}
+	}
+	tag, ok := b.record(TagPath)
+	if !ok {
+		return types.Entry{}, errors.New("missing from the bundle")
+	}
+	switch tag.Type {
+	case types.EntryType:
+	case types.JWSType:
+		return types.Entry{}, errors.New("signed tags are not currently supported")
+	default:
+		return types.Entry{}, fmt.Errorf("unexpected content type %q (want %s)", tag.Type, types.EntryType)
+	}
+	tagDigest, err := types.ParseContentDigest(tag.Digest)
+	if err != nil || len(tagDigest) == 0 {
+		return types.Entry{}, fmt.Errorf("invalid Content-Digest %q", tag.Digest)
+	}
+	if err := CheckBody(tag.Body, tagDigest, int64(len(tag.Body))); err != nil {
+		return types.Entry{}, err
+	}
+	entry, err := types.ParseEntry(tag.Body)
+	if err != nil {
+		return types.Entry{}, err
+	}
+	if err := CheckPin(pin, entry.Digest); err != nil {
+		return types.Entry{}, err
+	}
+	return entry, nil
+}
+
+// verifier checks a bundle's nodes and notes the records it used.
+type verifier struct {
+	b    *Bundle
+	used map[string]bool
+}
+
+// tree verifies the nodes below the tag entry into pkg: the root, and for
+// a directory main.wasm and Enarx.toml. On failure it names the node.
+func (v *verifier) tree(entry types.Entry, pkg *Package) (node string, err error) {
+	switch entry.Type {
+	case types.WasmType: // a single-file package: the root is main.wasm
+		if pkg.Wasm, err = v.node(RootPath, entry.Meta, types.WasmType, MaxWasmSize); err != nil {
+			return "/", err
+		}
+	case types.DirectoryType:
+		body, err := v.node(RootPath, entry.Meta, types.DirectoryType, MaxDirectorySize)
+		if err != nil {
+			return "/", err
+		}
+		dir, err := types.ParseDirectory(body)
+		if err != nil {
+			return "/", err
+		}
+		we, ok := dir[WasmName]
+		if !ok {
+			return "/" + WasmName, errors.New("the package has no main.wasm")
+		}
+		if pkg.Wasm, err = v.node(WasmName, we.Meta, types.WasmType, MaxWasmSize); err != nil {
+			return "/" + WasmName, err
+		}
+		if ce, ok := dir[ConfigName]; ok {
+			if pkg.Config, err = v.node(ConfigName, ce.Meta, types.TOMLType, MaxConfigSize); err != nil {
+				return "/" + ConfigName, err
+			}
+		}
+	default:
+		return "/", fmt.Errorf("unsupported package root type %q (want %s or %s)", entry.Type, types.DirectoryType, types.WasmType)
+	}
+	return "", nil
+}
+
+// node returns the body of the record at path p after checking that its
+// entry (want) has the expected type and fits limit, and that the record
+// matches the entry and its body the digest.
+func (v *verifier) node(p string, want types.Meta, wantType string, limit int64) ([]byte, error) {
+	v.used[p] = true
+	if want.Type != wantType {
+		return nil, fmt.Errorf("entry has content type %q, want %q", want.Type, wantType)
+	}
+	if want.Length > limit {
+		return nil, fmt.Errorf("%d bytes exceeds the limit of %d bytes", want.Length, limit)
+	}
+	r, ok := v.b.record(p)
+	if !ok {
+		return nil, errors.New("missing from the bundle")
+	}
+	got, err := types.ParseContentDigest(r.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("invalid Content-Digest: %w", err)
+	}
+	m := types.Meta{Digest: got, Length: int64(len(r.Body)), Type: r.Type}
+	switch {
+	case m.Type != want.Type:
+		return nil, fmt.Errorf("content type %q does not match its entry (%q)", m.Type, want.Type)
+	case m.Length != want.Length:
+		return nil, fmt.Errorf("length %d does not match its entry (%d)", m.Length, want.Length)
+	case !m.Digest.Equal(want.Digest):
+		return nil, fmt.Errorf("Content-Digest %s does not match its entry (%s)", m.Digest, want.Digest)
+	}
+	if err := CheckBody(r.Body, want.Digest, want.Length); err != nil {
+		return nil, err
+	}
+	return r.Body, nil
 }
 
 // PackageDigest is how a package is identified (in a Keep's certificate):

@@ -105,76 +105,101 @@ func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error
 			return fmt.Errorf("unknown digest algorithm %q", a)
 		}
 	}
-	h := NewHasher(algs...)
-	var stages []*stage
-	var hashStage *stage
+	v := &verifiedRead{dst: dst, h: NewHasher(algs...)}
 	if len(dst) >= pipelineMin {
-		hashStage = startStage(func(c []byte) error { h.Write(c); return nil }, nil)
-		stages = append(stages, hashStage)
+		v.hashStage = startStage(func(c []byte) error { v.h.Write(c); return nil }, nil)
+		v.stages = append(v.stages, v.hashStage)
 	}
-	var teeStage *stage
 	if tee != nil {
-		teeStage = startStage(func(c []byte) error { _, err := tee.Write(c); return err }, nil)
-		stages = append(stages, teeStage)
+		v.teeStage = startStage(func(c []byte) error { _, err := tee.Write(c); return err }, nil)
+		v.stages = append(v.stages, v.teeStage)
 	}
-	n, mark := 0, 0
-	var err error
-	eof := false
-	for n < len(dst) {
-		var m int
-		m, err = r.Read(dst[n:])
-		if hashStage == nil {
-			h.Write(dst[n : n+m])
+	err := v.fill(r)
+	if err == nil && !v.eof {
+		err = checkEnd(r, len(dst))
+	}
+	return v.finish(err, want)
+}
+
+// verifiedRead is the state of one ReadVerifiedTee.
+type verifiedRead struct {
+	dst []byte
+	h   *Hasher
+	// hashStage hashes (nil: the reading goroutine hashes); teeStage
+	// writes to the tee (nil: no tee). stages is both, those present.
+	hashStage, teeStage *stage
+	stages              []*stage
+	n                   int  // bytes read into dst
+	mark                int  // bytes handed to the stages
+	eof                 bool // the reader said io.EOF
+}
+
+// fill reads r into dst until dst is full, r ends, or the tee fails
+// (errTee), handing each pipelineChunk to the stages as it arrives.
+func (v *verifiedRead) fill(r io.Reader) error {
+	for v.n < len(v.dst) {
+		m, err := r.Read(v.dst[v.n:])
+		if v.hashStage == nil {
+			v.h.Write(v.dst[v.n : v.n+m])
 		}
-		n += m
-		if len(stages) > 0 && n-mark >= pipelineChunk {
-			for _, s := range stages {
-				s.send(dst[mark:n])
-			}
-			mark = n
+		v.n += m
+		if len(v.stages) > 0 && v.n-v.mark >= pipelineChunk {
+			v.flush()
 		}
 		if err == io.EOF {
-			eof, err = true, nil
-			if n < len(dst) {
-				err = fmt.Errorf("%w, expected: %d, got %d", ErrLengthMismatch, len(dst), n)
+			v.eof = true
+			if v.n < len(v.dst) {
+				return fmt.Errorf("%w, expected: %d, got %d", ErrLengthMismatch, len(v.dst), v.n)
 			}
+			return nil
 		}
-		if err != nil || eof {
-			break
+		if err != nil {
+			return err
 		}
-		if teeStage != nil {
+		if v.teeStage != nil {
 			select {
-			case <-teeStage.failed:
-				err = errTee
+			case <-v.teeStage.failed:
+				return errTee
 			default:
 			}
-			if err != nil {
-				break
-			}
 		}
 	}
-	if err == nil && !eof {
-		// The stream must end here.
-		var one [1]byte
-		switch m, rerr := io.ReadFull(r, one[:]); {
-		case m > 0:
-			err = fmt.Errorf("%w: more than the expected %d bytes", ErrLengthMismatch, len(dst))
-		case rerr != io.EOF:
-			err = rerr
-		}
+	return nil
+}
+
+// flush hands the bytes read since the last flush to the stages.
+func (v *verifiedRead) flush() {
+	for _, s := range v.stages {
+		s.send(v.dst[v.mark:v.n])
 	}
-	if err == nil && mark < n {
-		for _, s := range stages {
-			s.send(dst[mark:n])
-		}
+	v.mark = v.n
+}
+
+// checkEnd requires r to end now, after the expected length bytes.
+func checkEnd(r io.Reader, length int) error {
+	var one [1]byte
+	switch m, err := io.ReadFull(r, one[:]); {
+	case m > 0:
+		return fmt.Errorf("%w: more than the expected %d bytes", ErrLengthMismatch, length)
+	case err != io.EOF:
+		return err
+	}
+	return nil
+}
+
+// finish flushes the rest (if the read succeeded), waits for the stages
+// and decides: the read's error, else the tee's, else the digest check.
+func (v *verifiedRead) finish(err error, want Digests) error {
+	if err == nil && v.mark < v.n {
+		v.flush()
 	}
 	failed := err != nil
 	var teeErr error
-	if hashStage != nil {
-		hashStage.close(failed)
+	if v.hashStage != nil {
+		v.hashStage.close(failed)
 	}
-	if teeStage != nil {
-		teeErr = teeStage.close(failed && err != errTee)
+	if v.teeStage != nil {
+		teeErr = v.teeStage.close(failed && err != errTee)
 	}
 	switch {
 	case err == errTee:
@@ -183,7 +208,7 @@ func ReadVerifiedTee(r io.Reader, dst []byte, want Digests, tee io.Writer) error
 		return err
 	case teeErr != nil:
 		return teeErr
-	case !h.Sum().Equal(want):
+	case !v.h.Sum().Equal(want):
 		return ErrDigestMismatch
 	}
 	return nil
