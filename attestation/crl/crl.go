@@ -17,10 +17,13 @@
 //     host did not download from (the Ice Lake Xeon PCK points at the PCS v3
 //     URL while Enarx fetches v4).
 //
-// Links are processed root first; a CRL verified for a link nearer the root
-// is reused, without a second signature check, for any link below it that
-// matches it (upstream's rule for AMD, where the VCEK has no distribution
-// point and inherits the ASK's, i.e. the ARK's CRL).
+// Links are processed root first. A CRL must verify with the key of the
+// issuer of every link it is applied to, with one exception: a subject
+// without distribution points inherits, by URL, the CRL its issuer was
+// checked against (upstream's rule for AMD, where the VCEK has no
+// distribution point and inherits the ASK's, i.e. the ARK's CRL). So a
+// root's CRL served under a PCK's own CRL URL is refused, not taken for
+// the PCK CA's.
 //
 // Check does no time comparison, so its result depends only on the bytes
 // and can be cached; Result.CheckTime applies the verification clock.
@@ -125,14 +128,16 @@ func Check(chain []*x509.Certificate, entries []Entry, opts Options) (*Result, e
 	}
 
 	res := &Result{}
-	verified := make([]bool, len(lists))
+	// verifiedBy[n] is the issuer whose key verified lists[n], if any.
+	verifiedBy := make([]*x509.Certificate, len(lists))
 	// Root first, like upstream, so that a CRL already verified for a link
-	// nearer the root can be reused below it (AMD: the ARK's CRL, found
+	// nearer the root can be inherited below it (AMD: the ARK's CRL, found
 	// under the ASK's distribution point, is applied to the VCEK too).
 	for i := len(chain) - 2; i >= 0; i-- {
 		subject, issuer := chain[i], chain[i+1]
 		urls := subject.CRLDistributionPoints
-		if len(urls) == 0 {
+		inherits := len(urls) == 0
+		if inherits {
 			urls = issuer.CRLDistributionPoints
 		}
 		applied := 0
@@ -142,19 +147,28 @@ func Check(chain []*x509.Certificate, entries []Entry, opts Options) (*Result, e
 			if !byURL && !byIssuer {
 				continue
 			}
-			if !verified[n] {
+			switch {
+			case verifiedBy[n] == issuer:
+			case verifiedBy[n] != nil && inherits && byURL:
+				// The subject names no CRL of its own and inherits the one
+				// its issuer was checked against. Only then may a CRL from
+				// another issuer stand for this link: where the subject
+				// names its own, a CRL found there must be its issuer's.
+			default:
 				if err := p.list.CheckSignatureFrom(issuer); err != nil {
 					return nil, fmt.Errorf("%w: CRL from %s for %q: %v", ErrSignature, p.entry.URL, issuer.Subject, err)
 				}
-				verified[n] = true
-				res.add(Used{
-					URL:        p.entry.URL,
-					DER:        p.entry.DER,
-					Issuer:     issuer.Subject.String(),
-					ThisUpdate: p.list.ThisUpdate,
-					NextUpdate: p.list.NextUpdate,
-					ByIssuer:   !byURL,
-				})
+				if verifiedBy[n] == nil {
+					res.add(Used{
+						URL:        p.entry.URL,
+						DER:        p.entry.DER,
+						Issuer:     issuer.Subject.String(),
+						ThisUpdate: p.list.ThisUpdate,
+						NextUpdate: p.list.NextUpdate,
+						ByIssuer:   !byURL,
+					})
+				}
+				verifiedBy[n] = issuer
 			}
 			for _, rc := range p.list.RevokedCertificateEntries {
 				if rc.SerialNumber != nil && rc.SerialNumber.Cmp(subject.SerialNumber) == 0 {

@@ -107,6 +107,9 @@ func TestCheck(t *testing.T) {
 		{"leaf revoked, crl found by issuer", []Entry{{rootURL, rootCRL}, {"x", inter.crl(t, this, next, 3)}}, Options{}, ErrRevoked},
 		{"intermediate revoked", []Entry{{rootURL, root.crl(t, this, next, 2)}, {interURL, interCRL}}, Options{}, ErrRevoked},
 		{"crl by wrong key at url", []Entry{{rootURL, rootCRL}, {interURL, other.crl(t, this, next)}}, Options{}, ErrSignature},
+		// The leaf names its own CRL URL: the root's CRL served there does
+		// not cover it (else a revoked leaf would pass against the root's list).
+		{"root crl served as the leaf's", []Entry{{rootURL, rootCRL}, {interURL, rootCRL}}, Options{RequireEvery: true}, ErrSignature},
 		{"leaf crl missing, upstream rule", []Entry{{rootURL, rootCRL}}, Options{}, nil},
 		{"leaf crl missing, strict", []Entry{{rootURL, rootCRL}}, Options{RequireEvery: true}, ErrMissing},
 		{"leaf crl missing, root required", []Entry{{rootURL, rootCRL}}, Options{RequireRoot: true}, nil},

@@ -3,10 +3,13 @@
 // collateral an offline verifier needs, see attestation/envelope) and
 // applies the `[tdx]` policy.
 //
-// It trusts only the Intel SGX Root CA (as embedded by attestation/sgx) and the verification clock in the request.
-// go-tdx-guest's verify checks the PCK chain, the CRLs, the TCB Info and QE
-// Identity signatures and expiry, the QE report, the quote signature and the
-// TCB status (UpToDate); its validate checks minimum SVNs. The collateral
+// It trusts only the Intel SGX Root CA (as embedded by attestation/sgx) and
+// the verification clock in the request. go-tdx-guest's verify checks the
+// PCK chain, the CRLs, the TCB Info and QE Identity signatures and expiry,
+// the QE report, the quote signature and the TCB status (UpToDate); its
+// validate checks minimum SVNs. Because it reports most failures as text,
+// the same checks run first in typed stages (stages.go; CRLs through
+// attestation/crl) that give each failure its stable code. The collateral
 // comes from the evidence through an offline getter: no network on the
 // request path. This package adds the key binding, debug refusal and the
 // measurement allow-lists.
@@ -28,14 +31,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
+	"time"
 
 	"github.com/google/go-tdx-guest/abi"
-	"github.com/google/go-tdx-guest/pcs"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/google/go-tdx-guest/validate"
-	"github.com/google/go-tdx-guest/verify"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
@@ -62,8 +62,7 @@ const (
 	CodeTCBInfoExpired    = "tdx.tcbinfo.expired"    // TCB Info expired at the verification time
 	CodeQEIdentity        = "tdx.qeidentity.invalid" // QE Identity missing, malformed or badly signed
 	CodeQEIdentityExpired = "tdx.qeidentity.expired" // QE Identity expired at the verification time
-	CodeTCBStatus         = "tdx.tcb.status"         // the platform/module/QE TCB status is not UpToDate
-	CodeVerify            = "tdx.quote.verify"       // any other go-tdx-guest verification failure
+	CodeTCBStatus         = "tdx.tcb.status"         // the platform, TDX module or QE matches no UpToDate level of the collateral
 	CodeValidate          = "tdx.quote.validate"     // go-tdx-guest validate rejects the quote (SVN minimums, fixed bits)
 	CodeBinding           = "tdx.binding"            // REPORTDATA does not bind the CSR key
 	CodePolicyDebug       = "tdx.policy.debug"       // the TD is debuggable (TDATTRIBUTES.DEBUG)
@@ -157,7 +156,8 @@ var intelRoots = func() *x509.CertPool {
 // tdAttributesDebug is TDATTRIBUTES bit 0 (TUD.DEBUG).
 const tdAttributesDebug = 1
 
-// Verify implements attest.Verifier. Errors are *attest.Rejection.
+// Verify implements attest.Verifier. Errors are *attest.Rejection. The
+// stages of the quote's verification are described in stages.go.
 func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*attest.Claims, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -165,45 +165,13 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if req == nil || req.CSR == nil {
 		return nil, errors.New("tdx: no request")
 	}
-	if req.Extension.Critical {
-		return nil, attest.Reject(CodeExtensionCritical, "the TDX evidence extension must not be critical")
-	}
-	ev, err := envelope.DecodeTdxEvidence(req.Extension.Value)
-	if err != nil {
-		if errors.Is(err, envelope.ErrTooLarge) {
-			return nil, attest.RejectErr(CodeEvidenceTooLarge, err, "the TDX evidence is too large")
-		}
-		return nil, attest.RejectErr(CodeEvidenceDecode, err, "the TDX evidence is malformed")
-	}
-	if pub, ok := req.CSR.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
-		return nil, attest.Reject(CodeCSRKey, "the CSR key must be ECDSA P-384 for TDX")
-	}
-	if len(ev.Quote) >= 2 {
-		if ver := binary.LittleEndian.Uint16(ev.Quote); ver != 4 {
-			return nil, attest.Reject(CodeQuoteVersion, "quote version %d is not supported (TDX quote v4 only)", ver)
-		}
-	}
-	parsed, err := abi.QuoteToProto(ev.Quote)
-	if err != nil {
-		return nil, attest.RejectErr(CodeQuoteFormat, err, "the TDX quote is malformed")
-	}
-	quote, ok := parsed.(*pb.QuoteV4)
-	if !ok {
-		return nil, attest.Reject(CodeQuoteVersion, "only TDX quote v4 is supported")
-	}
-	getter, err := newGetter(ev, quote)
+	ev, quote, err := decode(req)
 	if err != nil {
 		return nil, err
 	}
 	roots, emulated := v.rootsFor(quote)
-	if err := verify.TdxQuote(quote, &verify.Options{
-		CheckRevocations: true,
-		GetCollateral:    true,
-		Getter:           getter,
-		Now:              req.Now,
-		TrustedRoots:     roots,
-	}); err != nil {
-		return nil, verifyRejection(err)
+	if err := verifyQuote(ev, quote, roots, req.Now); err != nil {
+		return nil, err
 	}
 	p := &v.policy
 	if err := validate.TdxQuote(quote, &validate.Options{
@@ -229,6 +197,62 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		ReportData:  bytes.Clone(body.GetReportData()),
 		TCBStatus:   "UpToDate",
 	}, nil
+}
+
+// decode checks the request's framing and key type and parses the
+// evidence and its quote (v4 only).
+func decode(req *attest.VerifyRequest) (*envelope.TdxEvidence, *pb.QuoteV4, error) {
+	if req.Extension.Critical {
+		return nil, nil, attest.Reject(CodeExtensionCritical, "the TDX evidence extension must not be critical")
+	}
+	ev, err := envelope.DecodeTdxEvidence(req.Extension.Value)
+	if err != nil {
+		if errors.Is(err, envelope.ErrTooLarge) {
+			return nil, nil, attest.RejectErr(CodeEvidenceTooLarge, err, "the TDX evidence is too large")
+		}
+		return nil, nil, attest.RejectErr(CodeEvidenceDecode, err, "the TDX evidence is malformed")
+	}
+	if pub, ok := req.CSR.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		return nil, nil, attest.Reject(CodeCSRKey, "the CSR key must be ECDSA P-384 for TDX")
+	}
+	if len(ev.Quote) >= 2 {
+		if ver := binary.LittleEndian.Uint16(ev.Quote); ver != 4 {
+			return nil, nil, attest.Reject(CodeQuoteVersion, "quote version %d is not supported (TDX quote v4 only)", ver)
+		}
+	}
+	parsed, err := abi.QuoteToProto(ev.Quote)
+	if err != nil {
+		return nil, nil, attest.RejectErr(CodeQuoteFormat, err, "the TDX quote is malformed")
+	}
+	quote, ok := parsed.(*pb.QuoteV4)
+	if !ok {
+		return nil, nil, attest.Reject(CodeQuoteVersion, "only TDX quote v4 is supported")
+	}
+	if err := abi.CheckQuoteV4(quote); err != nil {
+		return nil, nil, attest.RejectErr(CodeQuoteFormat, err, "the TDX quote is malformed")
+	}
+	return ev, quote, nil
+}
+
+// verifyQuote runs the stages of stages.go in order.
+func verifyQuote(ev *envelope.TdxEvidence, quote *pb.QuoteV4, roots *x509.CertPool, now time.Time) error {
+	c, err := parseCollateral(ev, quote)
+	if err != nil {
+		return err
+	}
+	if err := c.checkChains(roots, now); err != nil {
+		return err
+	}
+	if err := c.checkSigned(now); err != nil {
+		return err
+	}
+	if err := c.checkCRLs(ev.CRLs, now); err != nil {
+		return err
+	}
+	if err := checkQuoteSignatures(quote, c.pck[0]); err != nil {
+		return err
+	}
+	return c.matchCollateral(ev, quote, roots, now)
 }
 
 // rootsFor picks the trust anchors for quote: a policy-named emulated root
@@ -302,156 +326,4 @@ func contains(list [][]byte, v []byte) bool {
 		}
 	}
 	return false
-}
-
-// verifyRejection maps go-tdx-guest's verification errors to codes. Most of
-// its errors are formatted with %v, so sentinel matching is complemented by
-// message matching; anything unrecognised gets CodeVerify.
-func verifyRejection(err error) error {
-	sentinels := []struct {
-		target error
-		code   string
-	}{
-		{verify.ErrHashVerificationFail, CodeQuoteSignature},
-		{verify.ErrSHA56VerificationFail, CodeQEReport},
-		{verify.ErrTcbInfoExpired, CodeTCBInfoExpired},
-		{verify.ErrQeIdentityExpired, CodeQEIdentityExpired},
-		{verify.ErrRootCaCrlExpired, CodeCRLExpired},
-		{verify.ErrPCKCrlExpired, CodeCRLExpired},
-		{verify.ErrRootCaCertExpired, CodePCKExpired},
-		{verify.ErrIntermediateCaCertExpired, CodePCKExpired},
-		{verify.ErrPckLeafCertExpired, CodePCKExpired},
-		{verify.ErrTcbStatus, CodeTCBStatus},
-	}
-	for _, s := range sentinels {
-		if errors.Is(err, s.target) {
-			return attest.RejectErr(s.code, err, "TDX verification failed")
-		}
-	}
-	msg := err.Error()
-	for _, m := range []struct{ substr, code string }{
-		{verify.ErrTcbInfoExpired.Error(), CodeTCBInfoExpired},
-		{verify.ErrQeIdentityExpired.Error(), CodeQEIdentityExpired},
-		{verify.ErrRootCaCrlExpired.Error(), CodeCRLExpired},
-		{verify.ErrPCKCrlExpired.Error(), CodeCRLExpired},
-		{"no matching TCB level", CodeTCBStatus},
-		{"offline:", CodeCRLMissing},
-		{"was revoked", CodeCRLRevoked},
-		{"TCB Status is not", CodeTCBStatus},
-		{"CRL", CodeCRLInvalid},
-		{"tcbInfo", CodeTCBInfo},
-		{"QeIdentity", CodeQEIdentity},
-		{"QE report", CodeQEReport},
-		{"QE Report", CodeQEReport},
-		{"PCK", CodePCKChain},
-		{"certificate", CodePCKChain},
-	} {
-		if strings.Contains(msg, m.substr) {
-			return attest.RejectErr(m.code, err, "TDX verification failed")
-		}
-	}
-	return attest.RejectErr(CodeVerify, err, "TDX verification failed")
-}
-
-// getter serves the evidence's collateral to go-tdx-guest as if it were
-// Intel PCS, offline. It implements go-tdx-guest's trust.HTTPSGetter.
-type getter struct {
-	ev                 *envelope.TdxEvidence
-	tcbChain, qeChain  string // URL-escaped PEM issuer chains, as PCS sends them
-	pckCRLChain        string
-	intermediate, root *x509.Certificate
-}
-
-func pemChain(ders ...[]byte) string {
-	var b strings.Builder
-	for _, d := range ders {
-		b.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d}))
-	}
-	return url.QueryEscape(b.String())
-}
-
-func newGetter(ev *envelope.TdxEvidence, q *pb.QuoteV4) (*getter, error) {
-	if len(ev.TCB.Certs) != 2 {
-		return nil, attest.Reject(CodeTCBInfo, "the TCB Info issuer chain must be [TCB Signing, Root], got %d certificates", len(ev.TCB.Certs))
-	}
-	if len(ev.QEIdentity.Certs) != 2 {
-		return nil, attest.Reject(CodeQEIdentity, "the QE Identity issuer chain must be [TCB Signing, Root], got %d certificates", len(ev.QEIdentity.Certs))
-	}
-	if err := p256Only(CodeTCBInfo, "TCB Info issuer", ev.TCB.Certs...); err != nil {
-		return nil, err
-	}
-	if err := p256Only(CodeQEIdentity, "QE Identity issuer", ev.QEIdentity.Certs...); err != nil {
-		return nil, err
-	}
-	g := &getter{ev: ev, tcbChain: pemChain(ev.TCB.Certs...), qeChain: pemChain(ev.QEIdentity.Certs...)}
-	// The PCK CRL's issuer chain is the quote's [intermediate, root].
-	rest := q.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetPckCertificateChainData().GetPckCertChain()
-	var certs []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, attest.RejectErr(CodePCKChain, err, "a PCK chain certificate in the quote does not parse")
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) != 3 {
-		return nil, attest.Reject(CodePCKChain, "the quote's PCK chain has %d certificates, want 3 (PCK, intermediate, root)", len(certs))
-	}
-	if err := p256Only(CodePCKChain, "PCK chain", certs[0].Raw, certs[1].Raw, certs[2].Raw); err != nil {
-		return nil, err
-	}
-	g.intermediate, g.root = certs[1], certs[2]
-	g.pckCRLChain = pemChain(certs[1].Raw, certs[2].Raw)
-	return g, nil
-}
-
-// p256Only refuses certificates whose key is not ECDSA P-256, as in all of
-// Intel's chains, before go-tdx-guest checks a signature with them: chain
-// building checks a certificate with its (not yet trusted) issuer's key,
-// and a verification with an RSA key costs what its sender chooses.
-func p256Only(code, what string, ders ...[]byte) error {
-	for i, d := range ders {
-		c, err := x509.ParseCertificate(d)
-		if err != nil {
-			return attest.RejectErr(code, err, "%s certificate %d does not parse", what, i)
-		}
-		if k, ok := c.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
-			return attest.Reject(code, "%s certificate %d has a %v key, not ECDSA P-256 as in Intel's chains", what, i, c.PublicKeyAlgorithm)
-		}
-	}
-	return nil
-}
-
-// crl finds a CRL by URL, else by issuer.
-func (g *getter) crl(u string, issuer *x509.Certificate) ([]byte, error) {
-	if b, ok := g.ev.CRLs.Lookup(u); ok {
-		return b, nil
-	}
-	for _, c := range g.ev.CRLs {
-		if l, err := x509.ParseRevocationList(c.CRL); err == nil && bytes.Equal(l.RawIssuer, issuer.RawSubject) {
-			return c.CRL, nil
-		}
-	}
-	return nil, fmt.Errorf("offline: no CRL for %s in the evidence", u)
-}
-
-// Get implements go-tdx-guest's trust.HTTPSGetter.
-func (g *getter) Get(u string) (map[string][]string, []byte, error) {
-	switch {
-	case strings.HasPrefix(u, pcs.TcbInfoURL("")):
-		return map[string][]string{"Tcb-Info-Issuer-Chain": {g.tcbChain}}, g.ev.TCB.Report, nil
-	case u == pcs.QeIdentityURL():
-		return map[string][]string{"Sgx-Enclave-Identity-Issuer-Chain": {g.qeChain}}, g.ev.QEIdentity.Report, nil
-	case strings.Contains(u, "/pckcrl?"):
-		b, err := g.crl(u, g.intermediate)
-		return map[string][]string{"Sgx-Pck-Crl-Issuer-Chain": {g.pckCRLChain}}, b, err
-	default: // the root CA CRL, named by the collateral root's CRL DP
-		b, err := g.crl(u, g.root)
-		return nil, b, err
-	}
 }

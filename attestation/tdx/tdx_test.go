@@ -257,10 +257,22 @@ func TestEmulatedAccepted(t *testing.T) {
 		name   string
 		td     emulated.TDXOptions
 		f      func(ev *envelope.TdxEvidence)
+		later  time.Duration // verify this long after the evidence was made
 		policy *Policy
 		code   string
 	}{
 		{name: "debug TD", td: emulated.TDXOptions{Debug: true}, code: CodePolicyDebug},
+		// Each stage's code, found by the stage and not by error text.
+		{name: "PCK chain expired", later: 8 * 365 * 24 * time.Hour, code: CodePCKExpired},
+		{name: "collateral expired", later: 8 * 24 * time.Hour, code: CodeTCBInfoExpired},
+		{name: "root CRL missing", f: func(ev *envelope.TdxEvidence) { ev.CRLs = ev.CRLs[1:] }, code: CodeCRLMissing},
+		{name: "PCK CRL from another key", f: func(ev *envelope.TdxEvidence) { ev.CRLs[1].CRL = ev.CRLs[0].CRL }, code: CodeCRLInvalid},
+		{name: "QE report signature", f: func(ev *envelope.TdxEvidence) {
+			ev.Quote[48+584+4+64+64+2+4+100] ^= 1 // inside the QE report
+		}, code: CodeQEReport},
+		// A TDX module older than the TCB Info's only level: found by
+		// go-tdx-guest's matching, the last stage.
+		{name: "TDX module below every TCB level", td: emulated.TDXOptions{TEETCBSVN: [16]byte{1}}, code: CodeTCBStatus},
 		{name: "policy MRTD", policy: &Policy{MRTD: [][]byte{other}}, code: CodePolicyMRTD},
 		{name: "policy minimum TEE TCB SVN", policy: &Policy{MinimumTEETCBSVN: bytes.Repeat([]byte{1}, 16)}, code: CodeValidate},
 		{name: "quote body after signing", f: func(ev *envelope.TdxEvidence) { ev.Quote[48+136] ^= 1 }, code: CodeQuoteSignature},
@@ -277,7 +289,9 @@ func TestEmulatedAccepted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = v.Verify(context.Background(), emulatedRequest(t, e, c.td, c.f))
+			req := emulatedRequest(t, e, c.td, c.f)
+			req.Now = req.Now.Add(c.later)
+			_, err = v.Verify(context.Background(), req)
 			if !hasCode(err, c.code) {
 				t.Fatalf("got %v, want %s", err, c.code)
 			}

@@ -255,6 +255,10 @@ type TDXOptions struct {
 	RTMRs [4][48]byte
 	// Debug sets TDATTRIBUTES.DEBUG (for negative tests).
 	Debug bool
+	// TEETCBSVN is the TDX module's TEE_TCB_SVN; zero means the emulated
+	// module's, the one level the emulated TCB Info lists as UpToDate (a
+	// lower one matches no level: for negative tests).
+	TEETCBSVN [16]byte
 }
 
 // SignQuote builds and signs a TDX quote v4.
@@ -290,6 +294,10 @@ func (r *TDXRoot) SignQuote(reportData [64]byte, o TDXOptions) ([]byte, error) {
 	if o.Debug {
 		tdAttr[0] = 1
 	}
+	teeTCBSVN := emulatedTeeTCBSVN
+	if o.TEETCBSVN != ([16]byte{}) {
+		teeTCBSVN = o.TEETCBSVN
+	}
 	rtmrs := make([][]byte, 4)
 	for i := range rtmrs {
 		rtmrs[i] = append([]byte{}, o.RTMRs[i][:]...)
@@ -300,7 +308,7 @@ func (r *TDXRoot) SignQuote(reportData [64]byte, o TDXOptions) ([]byte, error) {
 			QeVendorId: emulatedQEVendor[:], UserData: make([]byte, 20),
 		},
 		TdQuoteBody: &pb.TDQuoteBody{
-			TeeTcbSvn: emulatedTeeTCBSVN[:], MrSeam: make([]byte, 48), MrSignerSeam: make([]byte, 48),
+			TeeTcbSvn: teeTCBSVN[:], MrSeam: make([]byte, 48), MrSignerSeam: make([]byte, 48),
 			SeamAttributes: make([]byte, 8), TdAttributes: tdAttr, Xfam: []byte{0xe7, 0x18, 0x06, 0, 0, 0, 0, 0},
 			MrTd: o.MRTD[:], MrConfigId: make([]byte, 48), MrOwner: make([]byte, 48), MrOwnerConfig: make([]byte, 48),
 			Rtmrs: rtmrs, ReportData: reportData[:],
