@@ -128,39 +128,62 @@ func TestKillDuringUpload(t *testing.T) {
 	bin := buildDrawbridge(t)
 	dir := filepath.Join(t.TempDir(), "store")
 	p := start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0")
+	pkg := newCrashPackage(t)
+	killMidUpload(t, p, devClient(t, dir, p.addr), pkg)
+	// Restart on the same store (also verifying hidden tags: this one is
+	// incomplete and must stay hidden).
+	p = start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0", "--verify-existing")
 	c := devClient(t, dir, p.addr)
+	checkCrashLeftNothing(t, c, dir)
+	resumeUpload(t, c, pkg)
+}
 
-	big := make([]byte, 24<<20)
-	rand.Read(big)
-	fsys := fstest.MapFS{"pkg/main.wasm": {Data: big}, "pkg/Enarx.toml": {Data: []byte("args = []\n")}}
-	nodes, err := types.BuildTree(fsys, "pkg", nil)
-	if err != nil {
+// crashTag is where TestKillDuringUpload publishes.
+const crashTag = "/dev/crash/_tag/1.0.0"
+
+// crashPackage is a package with a 24 MiB main.wasm.
+type crashPackage struct {
+	fsys    fstest.MapFS
+	nodes   []types.Node
+	entry   []byte // the tag entry
+	tagMeta types.Meta
+	big     []byte // main.wasm
+}
+
+func newCrashPackage(t *testing.T) *crashPackage {
+	pkg := &crashPackage{big: make([]byte, 24<<20)}
+	rand.Read(pkg.big)
+	pkg.fsys = fstest.MapFS{"pkg/main.wasm": {Data: pkg.big}, "pkg/Enarx.toml": {Data: []byte("args = []\n")}}
+	var err error
+	if pkg.nodes, err = types.BuildTree(pkg.fsys, "pkg", nil); err != nil {
 		t.Fatal(err)
 	}
-	entry, _ := nodes[0].Entry.MarshalJSON()
-	tagMeta := func() types.Meta {
-		d, n := types.Compute(entry)
-		return types.Meta{Digest: d, Length: n, Type: types.EntryType}
-	}()
-	const repo = "/dev/crash/_tag/1.0.0"
-	if code, err := c.put(repo, tagMeta, bytes.NewReader(entry)); err != nil || code != 201 {
+	pkg.entry, _ = pkg.nodes[0].Entry.MarshalJSON()
+	d, n := types.Compute(pkg.entry)
+	pkg.tagMeta = types.Meta{Digest: d, Length: n, Type: types.EntryType}
+	return pkg
+}
+
+// killMidUpload publishes the tag and the root, then streams main.wasm
+// slowly and kills the server half-way.
+func killMidUpload(t *testing.T, p *proc, c *client, pkg *crashPackage) {
+	if code, err := c.put(crashTag, pkg.tagMeta, bytes.NewReader(pkg.entry)); err != nil || code != 201 {
 		t.Fatalf("tag: %d %v", code, err)
 	}
-	if code, err := c.put(repo+"/tree", nodes[0].Entry.Meta, bytes.NewReader(nodes[0].Content)); err != nil || code != 201 {
+	if code, err := c.put(crashTag+"/tree", pkg.nodes[0].Entry.Meta, bytes.NewReader(pkg.nodes[0].Content)); err != nil || code != 201 {
 		t.Fatalf("root: %d %v", code, err)
 	}
-	// Stream main.wasm slowly and kill the server half-way.
-	wasm := nodes[2]
+	wasm := pkg.nodes[2]
 	if wasm.Path.String() != "main.wasm" {
 		t.Fatalf("node order: %v", wasm.Path)
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.put(repo+"/tree/main.wasm", wasm.Entry.Meta, pr)
+		_, err := c.put(crashTag+"/tree/main.wasm", wasm.Entry.Meta, pr)
 		done <- err
 	}()
-	if _, err := pw.Write(big[:12<<20]); err != nil {
+	if _, err := pw.Write(pkg.big[:12<<20]); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -171,15 +194,15 @@ func TestKillDuringUpload(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("upload to a killed server succeeded")
 	}
+}
 
-	// Restart on the same store (also verifying hidden tags: this one is
-	// incomplete and must stay hidden).
-	p = start(t, bin, "--dev", "--store", dir, "--addr", "127.0.0.1:0", "--verify-existing")
-	c = devClient(t, dir, p.addr)
+// checkCrashLeftNothing: after the restart the tag is hidden, and nothing
+// of the interrupted upload is on disk.
+func checkCrashLeftNothing(t *testing.T, c *client, dir string) {
 	if code, body := c.get("/dev/crash/_tag"); code != 200 || string(body) != "[]" {
 		t.Fatalf("tags after crash: %d %s", code, body)
 	}
-	for _, path := range []string{repo, repo + "/tree", repo + "/tree/main.wasm"} {
+	for _, path := range []string{crashTag, crashTag + "/tree", crashTag + "/tree/main.wasm"} {
 		if code, _ := c.get(path); code != 404 {
 			t.Fatalf("GET %s after crash: %d, want 404", path, code)
 		}
@@ -190,17 +213,21 @@ func TestKillDuringUpload(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "users/dev/repos/crash/tags/1.0.0/tree/entries/main.wasm")); !os.IsNotExist(err) {
 		t.Fatalf("partial node on disk: %v", err)
 	}
-	// Resume: same tag (200), root exists (200), the rest is new (201).
+}
+
+// resumeUpload publishes the package again: same tag (200), root exists
+// (200), the rest is new (201); the tag is then complete and immutable.
+func resumeUpload(t *testing.T, c *client, pkg *crashPackage) {
 	want := map[string]int{"": 200, "Enarx.toml": 201, "main.wasm": 201}
-	if code, err := c.put(repo, tagMeta, bytes.NewReader(entry)); err != nil || code != 200 {
+	if code, err := c.put(crashTag, pkg.tagMeta, bytes.NewReader(pkg.entry)); err != nil || code != 200 {
 		t.Fatalf("resume tag: %d %v", code, err)
 	}
-	for _, n := range nodes {
+	for _, n := range pkg.nodes {
 		body := n.Content
 		if n.File != "" {
-			body = fsys[n.File].Data
+			body = pkg.fsys[n.File].Data
 		}
-		code, err := c.put(repo+"/tree/"+n.Path.String(), n.Entry.Meta, bytes.NewReader(body))
+		code, err := c.put(crashTag+"/tree/"+n.Path.String(), n.Entry.Meta, bytes.NewReader(body))
 		if err != nil || code != want[n.Path.String()] {
 			t.Fatalf("resume %q: %d %v", n.Path, code, err)
 		}
@@ -208,12 +235,12 @@ func TestKillDuringUpload(t *testing.T) {
 	if code, body := c.get("/dev/crash/_tag"); string(body) != `["1.0.0"]` {
 		t.Fatalf("tags after resume: %d %s", code, body)
 	}
-	code, body := c.get(repo + "/tree/main.wasm")
-	if code != 200 || !bytes.Equal(body, big) {
+	code, body := c.get(crashTag + "/tree/main.wasm")
+	if code != 200 || !bytes.Equal(body, pkg.big) {
 		t.Fatalf("main.wasm after resume: %d, %d bytes", code, len(body))
 	}
 	// Different content for the now complete tag is refused.
-	if code, _ := c.put(repo, tagMeta, bytes.NewReader(entry)); code != 409 {
+	if code, _ := c.put(crashTag, pkg.tagMeta, bytes.NewReader(pkg.entry)); code != 409 {
 		t.Fatalf("re-publish: %d", code)
 	}
 }

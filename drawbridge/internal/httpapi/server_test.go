@@ -29,6 +29,27 @@ func TestFullFlow(t *testing.T) {
 }
 
 func fullFlow(t *testing.T, e *env) {
+	flowUsersAndRepos(t, e)
+	nodes := testPackage(t, "")
+	flowPublish(t, e, nodes)
+	flowReadNodes(t, e, nodes)
+	flowTagsAndHEAD(t, e, nodes)
+	// Metrics saw it all.
+	mr, _ := e.anon.Get(e.base + "/metrics")
+	mb, _ := io.ReadAll(mr.Body)
+	mr.Body.Close()
+	if !strings.Contains(string(mb), `drawbridge_requests_total{route="tree",method="GET",code="200"}`) {
+		t.Fatalf("metrics:\n%s", mb)
+	}
+	// Tokens never reach the log.
+	if strings.Contains(e.logBuf.String(), e.token) || strings.Contains(e.logBuf.String(), "Bearer") {
+		t.Fatal("the log contains a bearer token")
+	}
+}
+
+// flowUsersAndRepos: users and repositories, who may read their records,
+// and empty tag lists.
+func flowUsersAndRepos(t *testing.T, e *env) {
 	// No user yet: everyone fails.
 	e.expect(e.req(e.anon, "GET", "/alice", "", nil, nil), 401, "anon GET user")
 	e.expect(e.req(e.cert, "GET", "/alice", "", nil, nil), 401, "cert GET user")
@@ -70,21 +91,26 @@ func fullFlow(t *testing.T, e *env) {
 		e.expect(e.req(c, "GET", "/alice/priv/_tag", "", nil, nil), 401, "private tag list")
 	}
 	e.expect(e.req(e.anon, "GET", "/alice/priv/_tag", e.token, nil, nil), 200, "owner private tag list")
+}
 
-	nodes := testPackage(t, "")
+// flowPublish: only the owner's token publishes; the tag is then listed.
+func flowPublish(t *testing.T, e *env, nodes []types.Node) {
 	for _, repo := range []string{"/alice/priv", "/alice/pub"} {
 		// Anonymous and certificate clients cannot publish.
 		entry, _ := nodes[0].Entry.MarshalJSON()
 		e.expect(e.putEntity(e.anon, repo+"/_tag/0.1.0", "", types.EntryType, entry), 401, "anon PUT tag")
 		e.expect(e.putEntity(e.cert, repo+"/_tag/0.1.0", "", types.EntryType, entry), 401, "cert PUT tag")
 		e.publish(e.anon, repo, "0.1.0", e.token, nodes)
-		r = e.req(e.anon, "GET", repo+"/_tag", e.token, nil, nil)
+		r := e.req(e.anon, "GET", repo+"/_tag", e.token, nil, nil)
 		if string(r.body) != `["0.1.0"]` {
 			t.Fatalf("%s tags %s", repo, r.body)
 		}
 	}
+}
 
-	// Reads of every node: public for all; private for owner and cert.
+// flowReadNodes: reads of every node are public for all; private for
+// owner and a trusted certificate. GET and HEAD send the stored metadata.
+func flowReadNodes(t *testing.T, e *env, nodes []types.Node) {
 	for _, tc := range []struct {
 		repo   string
 		client *http.Client
@@ -120,9 +146,14 @@ func fullFlow(t *testing.T, e *env) {
 			}
 		}
 	}
+}
+
+// flowTagsAndHEAD: tag entries, HEAD of users, repositories and tags, what
+// is missing, and re-publishing.
+func flowTagsAndHEAD(t *testing.T, e *env, nodes []types.Node) {
 	// The tag itself: private needs the owner even with a certificate.
 	e.expect(e.req(e.cert, "GET", "/alice/priv/_tag/0.1.0", "", nil, nil), 401, "cert GET private tag")
-	r = e.req(e.anon, "GET", "/alice/pub/_tag/0.1.0", "", nil, nil)
+	r := e.req(e.anon, "GET", "/alice/pub/_tag/0.1.0", "", nil, nil)
 	e.expect(r, 200, "GET tag")
 	got, err := types.ParseTag(r.h.Get("Content-Type"), r.body)
 	if err != nil || !got.Meta.Equal(nodes[0].Entry.Meta) {
@@ -153,17 +184,6 @@ func fullFlow(t *testing.T, e *env) {
 	// Re-publishing is refused.
 	entry, _ := nodes[0].Entry.MarshalJSON()
 	e.expect(e.putEntity(e.anon, "/alice/pub/_tag/0.1.0", e.token, types.EntryType, entry), 409, "re-publish")
-	// Metrics saw it all.
-	mr, _ := e.anon.Get(e.base + "/metrics")
-	mb, _ := io.ReadAll(mr.Body)
-	mr.Body.Close()
-	if !strings.Contains(string(mb), `drawbridge_requests_total{route="tree",method="GET",code="200"}`) {
-		t.Fatalf("metrics:\n%s", mb)
-	}
-	// Tokens never reach the log.
-	if strings.Contains(e.logBuf.String(), e.token) || strings.Contains(e.logBuf.String(), "Bearer") {
-		t.Fatal("the log contains a bearer token")
-	}
 }
 
 // checkEntityHeaders asserts GET/HEAD send exactly the stored meta, with
@@ -185,6 +205,8 @@ func checkEntityHeaders(t *testing.T, what string, r resp, want types.Meta) {
 	}
 }
 
+// TestAuthNegatives: bad tokens, missing or malformed Authorization
+// headers and bad user records are refused.
 func TestAuthNegatives(t *testing.T) {
 	e := newEnv(t)
 	o := e.oidc
@@ -232,12 +254,18 @@ func TestAuthNegatives(t *testing.T) {
 	e.expect(e.putEntity(e.anon, "/alice", e.token, "text/plain", user), 415, "non-JSON type")
 	e.expect(e.putEntity(e.anon, "/alice", e.token, "application/json", []byte(`{"subject":`)), 400, "syntax")
 	e.expect(e.putEntity(e.anon, "/alice", e.token, "application/json", []byte(`{"subject":"`+testSubject+`","admin":true}`)), 422, "unknown field")
+}
 
+// TestAuthzNegatives: valid tokens of other users, or without the scope
+// an operation needs, and anonymous clients are refused; so is a client
+// certificate from another CA.
+func TestAuthzNegatives(t *testing.T) {
+	e := newEnv(t)
 	e.setup("alice", testSubject, e.token, map[string]bool{"priv": false, "pub": true})
 	// Another user's resources.
 	mallory := e.mint(oidctest.Claims{Subject: "mallory", Scope: oidctest.AllScopes})
 	e.setup("mallory", "mallory", mallory, nil)
-	r = e.req(e.anon, "GET", "/alice", mallory, nil, nil)
+	r := e.req(e.anon, "GET", "/alice", mallory, nil, nil)
 	e.expect(r, 401, "other user's record")
 	if string(r.body) != "You are logged in as `mallory`, and not authorized for user `alice`" {
 		t.Fatalf("body %q", r.body)
