@@ -54,8 +54,10 @@ type Workload struct {
 // Options are the host-provided parts of a run.
 type Options struct {
 	// Files are the host resources, index-aligned with the config's
-	// [[files]] (nil for null entries); see package hostio. Run does not
-	// close them.
+	// [[files]] (nil for null entries): the process's stdio, a listening
+	// TCP socket for listen, a connected one for connect (enarx opens
+	// them with its internal/hostio). Run checks each is of that kind and
+	// does not close them.
 	Files []*os.File
 	// Conns, when set, supplies the entries from a channel to the host
 	// instead of Files (microVM Keeps, whose kernel has no sockets of its

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/keep/internal/engine"

@@ -26,7 +26,7 @@ import (
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
-	"github.com/enarx-go/enarx/platform"
+	"github.com/enarx-go/enarx/internal/platform"
 )
 
 // Backend names (upstream's, plus ours for TDX).

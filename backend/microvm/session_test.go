@@ -24,7 +24,7 @@ import (
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/types"
-	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 )

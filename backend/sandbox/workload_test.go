@@ -27,7 +27,7 @@ import (
 	"github.com/enarx-go/enarx/backend"
 	nilbackend "github.com/enarx-go/enarx/backend/nil"
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 )

@@ -7,7 +7,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/enarx-go/enarx/internal/version"
-	"github.com/enarx-go/enarx/platform"
+	"github.com/enarx-go/enarx/internal/platform"
 )
 
 func newPlatformCmd(g *globals) *cobra.Command {

@@ -23,7 +23,7 @@ import (
 	"github.com/enarx-go/enarx/evidence/snp"
 	"github.com/enarx-go/enarx/evidence/tdx"
 	"github.com/enarx-go/enarx/microvm/sevhost"
-	"github.com/enarx-go/enarx/platform"
+	"github.com/enarx-go/enarx/internal/platform"
 )
 
 // newPlatformSNPCmd is `enarx platform snp …`: SEV-SNP guest collateral and

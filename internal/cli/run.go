@@ -17,7 +17,7 @@ import (
 	"github.com/enarx-go/enarx/backend"
 	_ "github.com/enarx-go/enarx/backend/nil" // registers the nil backend
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/hostio"
+	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/keep"
 )
 

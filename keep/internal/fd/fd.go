@@ -3,7 +3,7 @@
 // streams), built from the Enarx.toml [[files]] list with fd number = index.
 //
 // It runs inside the Keep. The host file descriptors it wraps come from the
-// untrusted host (see package hostio); everything read from them is treated
+// untrusted host (see internal/hostio); everything read from them is treated
 // as untrusted bytes, and all blocking, non-blocking and readiness semantics
 // are implemented here, so the WASI layer above only moves bytes between the
 // guest's memory and these objects.

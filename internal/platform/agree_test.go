@@ -11,7 +11,7 @@ import (
 	_ "github.com/enarx-go/enarx/backend/tdx"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
-	"github.com/enarx-go/enarx/platform"
+	"github.com/enarx-go/enarx/internal/platform"
 )
 
 // On this machine, whatever it has: `enarx platform info` passes a backend
