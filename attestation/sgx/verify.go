@@ -107,28 +107,16 @@ const timeFmt = time.RFC3339
 
 // Verify checks one SGX evidence extension and the policy at req.Now (the
 // wall clock if zero). Failures are *attest.Rejection values (see Codes);
-// only a cancelled ctx yields a plain error.
+// only a cancelled ctx yields a plain error. The steps are numbered as in
+// upstream Steward's order (steward.md §4.2).
 func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*attest.Claims, error) {
-	if v.policyErr != nil {
-		return nil, rejectErr("sgx.policy.invalid", v.policyErr, "the Steward's [sgx] policy is invalid; fix the policy file")
-	}
-	if req == nil || req.CSR == nil {
-		return nil, reject("sgx.request", "no CSR to verify")
-	}
-	if !req.Extension.Id.Equal(attest.OIDEvidenceSGX) {
-		return nil, reject("sgx.evidence.oid", "extension %v is not SGX evidence (%v)", req.Extension.Id, attest.OIDEvidenceSGX)
-	}
-	if req.Extension.Critical {
-		return nil, reject("sgx.evidence.critical", "the SGX evidence extension must not be critical")
-	}
-	if err := ctx.Err(); err != nil {
+	if err := v.checkRequest(ctx, req); err != nil {
 		return nil, err
 	}
 	now := req.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-
 	// 1. The envelope.
 	ev, qeID, err := decodeEvidence(req.Extension.Value)
 	if err != nil {
@@ -137,37 +125,86 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 		}
 		return nil, rejectErr("sgx.evidence.malformed", err, "SGX evidence is not a DER SgxEvidence")
 	}
+	tcb, q, err := v.tcbAndQuote(ev, now) // 2–4
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]crl.Entry, len(ev.CRLs))
+	for i, e := range ev.CRLs {
+		entries[i] = crl.Entry{URL: e.URL, DER: e.CRL}
+	}
+	pck, err := v.checkPCK(q, entries, now) // 5
+	if err != nil {
+		return nil, err
+	}
+	qeLevel, err := v.checkQE(q, pck, qeID, entries, now) // 6, 7
+	if err != nil {
+		return nil, err
+	}
+	// 8. TCB chain CRLs (the TCB chain itself was verified in step 2).
+	if err := v.checkCRLs(tcb.chain, entries, now); err != nil {
+		return nil, err
+	}
+	level, err := matchTCB(&tcb.signed.Info, pck) // 9, 10
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBinding(req, q); err != nil { // 11, 12
+		return nil, err
+	}
+	return v.decide(req, q, level, qeLevel) // 13
+}
 
-	// 2. TCB Info: parse, signing chain, signature (cached by bytes).
+// checkRequest checks what Verify gets before the evidence is decoded.
+func (v *Verifier) checkRequest(ctx context.Context, req *attest.VerifyRequest) error {
+	if v.policyErr != nil {
+		return rejectErr("sgx.policy.invalid", v.policyErr, "the Steward's [sgx] policy is invalid; fix the policy file")
+	}
+	if req == nil || req.CSR == nil {
+		return reject("sgx.request", "no CSR to verify")
+	}
+	if !req.Extension.Id.Equal(attest.OIDEvidenceSGX) {
+		return reject("sgx.evidence.oid", "extension %v is not SGX evidence (%v)", req.Extension.Id, attest.OIDEvidenceSGX)
+	}
+	if req.Extension.Critical {
+		return reject("sgx.evidence.critical", "the SGX evidence extension must not be critical")
+	}
+	return ctx.Err()
+}
+
+// tcbAndQuote verifies the TCB Info (2: parse, signing chain, signature,
+// cached by bytes), parses the quote (3) and checks the TCB Info's
+// freshness (4).
+func (v *Verifier) tcbAndQuote(ev *envelope.SgxEvidence, now time.Time) (*verifiedTCB, *quote.Quote, error) {
 	tcb, err := v.tcbs.Get(cache.KeyOf("tcb", append([][]byte{ev.TCB.Report}, ev.TCB.Certs...)...), func() (*verifiedTCB, error) {
 		return v.verifyTCB(ev.TCB)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-
-	// 3. The quote layout and header.
 	q, err := quote.Parse(ev.Quote)
 	if err != nil {
-		return nil, quoteRejection(err)
+		return nil, nil, quoteRejection(err)
 	}
 	if q.Header.QEVendorID != quote.IntelQEVendorID {
-		return nil, reject("sgx.quote.header", "QE vendor ID %x is not Intel's", q.Header.QEVendorID)
+		return nil, nil, reject("sgx.quote.header", "QE vendor ID %x is not Intel's", q.Header.QEVendorID)
 	}
-
-	// 4. TCB Info freshness.
 	info := &tcb.signed.Info
 	if now.Before(info.IssueDate) {
-		return nil, reject("sgx.tcb.future", "TCB Info is issued %s, after the verification time %s", info.IssueDate.Format(timeFmt), now.Format(timeFmt))
+		return nil, nil, reject("sgx.tcb.future", "TCB Info is issued %s, after the verification time %s", info.IssueDate.Format(timeFmt), now.Format(timeFmt))
 	}
 	if !now.Before(info.NextUpdate) {
-		return nil, reject("sgx.tcb.expired", "TCB Info expired at %s (verification time %s); refresh the Keep host's TCB cache (upstream Enarx: `enarx platform sgx cache-tcb`; this build has no SGX backend)", info.NextUpdate.Format(timeFmt), now.Format(timeFmt))
+		return nil, nil, reject("sgx.tcb.expired", "TCB Info expired at %s (verification time %s); refresh the Keep host's TCB cache (upstream Enarx: `enarx platform sgx cache-tcb`; this build has no SGX backend)", info.NextUpdate.Format(timeFmt), now.Format(timeFmt))
 	}
 	if !tcb.window.contains(now) {
-		return nil, reject("sgx.tcb.chain", "the TCB Signing chain is not valid at %s (valid %s)", now.Format(timeFmt), tcb.window)
+		return nil, nil, reject("sgx.tcb.chain", "the TCB Signing chain is not valid at %s (valid %s)", now.Format(timeFmt), tcb.window)
 	}
+	return tcb, q, nil
+}
 
-	// 5. PCK chain to the Intel root (cached by bytes), then CRLs.
+// checkPCK verifies the PCK chain to the Intel root (cached by bytes), its
+// validity at now and its CRLs (5).
+func (v *Verifier) checkPCK(q *quote.Quote, entries []crl.Entry, now time.Time) (*pckChain, error) {
 	pck, err := v.pckChains.Get(cache.KeyOf("pck", q.CertData), func() (*pckChain, error) {
 		return v.verifyPCKChain(q.CertData)
 	})
@@ -177,15 +214,16 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if !pck.window.contains(now) {
 		return nil, reject("sgx.pck.expired", "the PCK certificate chain is not valid at %s (valid %s)", now.Format(timeFmt), pck.window)
 	}
-	entries := make([]crl.Entry, len(ev.CRLs))
-	for i, e := range ev.CRLs {
-		entries[i] = crl.Entry{URL: e.URL, DER: e.CRL}
-	}
 	if err := v.checkCRLs(pck.chain, entries, now); err != nil {
 		return nil, err
 	}
+	return pck, nil
+}
 
-	// 6. QE report by the PCK, attestation key binding, ISV signature.
+// checkQE verifies the QE report by the PCK, the attestation key binding
+// and the ISV signature, the QE and PCE SVN minimums (6), and the QE
+// Identity when the evidence carries it (7; upstream never does).
+func (v *Verifier) checkQE(q *quote.Quote, pck *pckChain, qeID *envelope.TcbPackage, entries []crl.Entry, now time.Time) (*qeidentity.Level, error) {
 	attKey, err := v.qes.Get(cache.KeyOf("qe", pck.chain[0].Raw, q.QEReportRaw, q.QEReportSignature[:], q.AttestationKey[:], q.QEAuthData), func() (*ecdsa.PublicKey, error) {
 		return verifyQE(q, pck.key)
 	})
@@ -201,45 +239,45 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if q.Header.QESVN < MinQESVN {
 		return nil, reject("sgx.qe.svn", "QE SVN %d is below the minimum %d; update the platform software", q.Header.QESVN, MinQESVN)
 	}
-
-	// 7. QE Identity, when the evidence carries it (upstream never does).
-	var qeLevel *qeidentity.Level
-	if qeID != nil {
-		if qeLevel, err = v.checkQEIdentity(qeID, q, entries, now); err != nil {
-			return nil, err
-		}
+	if qeID == nil {
+		return nil, nil
 	}
+	return v.checkQEIdentity(qeID, q, entries, now)
+}
 
-	// 8. TCB chain CRLs (the TCB chain itself was verified in step 2).
-	if err := v.checkCRLs(tcb.chain, entries, now); err != nil {
-		return nil, err
-	}
-
-	// 9. FMSPC and PCE ID.
+// matchTCB checks that the TCB Info is for the PCK's platform (9: FMSPC and
+// PCE ID) and finds the platform's TCB level (10).
+func matchTCB(info *tcbinfo.Info, pck *pckChain) (*tcbinfo.Level, error) {
 	if !bytes.Equal(pck.fmspc, info.FMSPC) {
 		return nil, reject("sgx.tcb.fmspc", "TCB Info is for FMSPC %s but the PCK certificate has %X", info.FMSPC, pck.fmspc)
 	}
 	if len(info.PCEID) > 0 && !bytes.Equal(pck.pceid, info.PCEID) {
 		return nil, reject("sgx.tcb.pceid", "TCB Info is for PCE ID %s but the PCK certificate has %X", info.PCEID, pck.pceid)
 	}
-
-	// 10. TCB level.
 	level, err := info.Match(pck.cpusvn, pck.pcesvn)
 	if err != nil {
 		return nil, rejectErr("sgx.tcb.level", err, "the platform TCB (PCK SVNs %v, PCESVN %d) is below every level in the TCB Info", pck.cpusvn, pck.pcesvn)
 	}
+	return level, nil
+}
 
-	// 11, 12. The CSR key and its binding into the report.
+// checkBinding checks the CSR key (11) and its binding into the enclave's
+// report data (12; skipped by a debug-mode Steward, as upstream).
+func checkBinding(req *attest.VerifyRequest, q *quote.Quote) error {
 	if err := checkCSRKey(req.CSR); err != nil {
-		return nil, err
+		return err
 	}
 	want := attest.ReportData(attest.KindSGX, req.CSR.RawSubjectPublicKeyInfo)
 	n := attest.ReportDataLen(attest.KindSGX)
 	if !req.Debug && !bytes.Equal(q.ISVReport.ReportData[:n], want[:n]) {
-		return nil, reject("sgx.binding", "the enclave report data is not SHA-256 of the CSR public key; the CSR key was not generated in this enclave")
+		return reject("sgx.binding", "the enclave report data is not SHA-256 of the CSR public key; the CSR key was not generated in this enclave")
 	}
+	return nil
+}
 
-	// 13. Policy, then the TCB status rule.
+// decide applies the policy and then the TCB status rule (13) and returns
+// the claims.
+func (v *Verifier) decide(req *attest.VerifyRequest, q *quote.Quote, level *tcbinfo.Level, qeLevel *qeidentity.Level) (*attest.Claims, error) {
 	r := &q.ISVReport
 	if err := v.policy.check(r); err != nil {
 		return nil, err
@@ -258,7 +296,6 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 			}
 		}
 	}
-
 	return &attest.Claims{
 		Kind:           attest.KindSGX,
 		HardwareBacked: true,

@@ -108,34 +108,10 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if req == nil || req.CSR == nil {
 		return nil, errors.New("snp: no request")
 	}
-	if req.Extension.Critical {
-		return nil, attest.Reject(CodeExtensionCritical, "the SEV-SNP evidence extension must not be critical")
-	}
-	ev, err := envelope.DecodeSnpEvidence(req.Extension.Value)
+	ev, report, signer, err := v.decode(req)
 	if err != nil {
-		if errors.Is(err, envelope.ErrTooLarge) {
-			return nil, attest.RejectErr(CodeEvidenceTooLarge, err, "the SEV-SNP evidence is too large")
-		}
-		return nil, attest.RejectErr(CodeEvidenceDecode, err, "the SEV-SNP evidence is malformed")
+		return nil, err
 	}
-	if pub, ok := req.CSR.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
-		return nil, attest.Reject(CodeCSRKey, "the CSR key must be ECDSA P-384 for SEV-SNP (like the VCEK)")
-	}
-	report, err := abi.ReportToProto(ev.Report)
-	if err != nil {
-		return nil, attest.RejectErr(CodeReportFormat, err, "the SEV-SNP report is malformed")
-	}
-	if ver := report.GetVersion(); ver < v.policy.MinReportVersion || ver > v.policy.MaxReportVersion {
-		return nil, attest.Reject(CodeReportVersion, "report version %d is not accepted (policy: %d–%d)", ver, v.policy.MinReportVersion, v.policy.MaxReportVersion)
-	}
-	signer, err := abi.ParseSignerInfo(report.GetSignerInfo())
-	if err != nil {
-		return nil, attest.RejectErr(CodeReportFormat, err, "the report's signer info is malformed")
-	}
-	if signer.SigningKey != abi.VcekReportSigner {
-		return nil, attest.Reject(CodeReportSigningKey, "the report is signed by a %v, only VCEK-signed reports are supported", signer.SigningKey)
-	}
-
 	// Chain (cached by its bytes) and clock. verifyChain also reads the
 	// report (go-sev-guest's cross-check verifies its signature), but its
 	// success depends only on the chain; the cache hands no caller another's
@@ -150,7 +126,6 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if err := reportSignature(ev.Report, chain.vcek); err != nil {
 		return nil, err
 	}
-
 	if err := v.checkReport(report, chain); err != nil {
 		return nil, err
 	}
@@ -167,13 +142,51 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	if err := v.checkPolicy(report, pol, signer); err != nil {
 		return nil, err
 	}
+	return claimsOf(report, pol, signer, chain, req.Debug), nil
+}
 
+// decode checks the request's framing and key type, decodes the evidence
+// and its report, and checks the report's version and signer.
+func (v *Verifier) decode(req *attest.VerifyRequest) (*envelope.SnpEvidence, *spb.Report, abi.SignerInfo, error) {
+	var none abi.SignerInfo
+	if req.Extension.Critical {
+		return nil, nil, none, attest.Reject(CodeExtensionCritical, "the SEV-SNP evidence extension must not be critical")
+	}
+	ev, err := envelope.DecodeSnpEvidence(req.Extension.Value)
+	if err != nil {
+		if errors.Is(err, envelope.ErrTooLarge) {
+			return nil, nil, none, attest.RejectErr(CodeEvidenceTooLarge, err, "the SEV-SNP evidence is too large")
+		}
+		return nil, nil, none, attest.RejectErr(CodeEvidenceDecode, err, "the SEV-SNP evidence is malformed")
+	}
+	if pub, ok := req.CSR.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		return nil, nil, none, attest.Reject(CodeCSRKey, "the CSR key must be ECDSA P-384 for SEV-SNP (like the VCEK)")
+	}
+	report, err := abi.ReportToProto(ev.Report)
+	if err != nil {
+		return nil, nil, none, attest.RejectErr(CodeReportFormat, err, "the SEV-SNP report is malformed")
+	}
+	if ver := report.GetVersion(); ver < v.policy.MinReportVersion || ver > v.policy.MaxReportVersion {
+		return nil, nil, none, attest.Reject(CodeReportVersion, "report version %d is not accepted (policy: %d–%d)", ver, v.policy.MinReportVersion, v.policy.MaxReportVersion)
+	}
+	signer, err := abi.ParseSignerInfo(report.GetSignerInfo())
+	if err != nil {
+		return nil, nil, none, attest.RejectErr(CodeReportFormat, err, "the report's signer info is malformed")
+	}
+	if signer.SigningKey != abi.VcekReportSigner {
+		return nil, nil, none, attest.Reject(CodeReportSigningKey, "the report is signed by a %v, only VCEK-signed reports are supported", signer.SigningKey)
+	}
+	return ev, report, signer, nil
+}
+
+// claimsOf records what a verified report attests.
+func claimsOf(report *spb.Report, pol abi.SnpPolicy, signer abi.SignerInfo, chain *chainResult, stewardDebug bool) *attest.Claims {
 	claims := &attest.Claims{
 		Kind:           attest.KindSNP,
 		HardwareBacked: !chain.root.Emulated,
 		// As attest.Claims says: a debug-mode Steward skipped the key
-		// binding above, so the record must not read as production.
-		Debug:       pol.Debug || req.Debug,
+		// binding, so the record must not read as production.
+		Debug:       pol.Debug || stewardDebug,
 		Measurement: bytes.Clone(report.GetMeasurement()),
 		TCBStatus:   tcbString(report.GetReportedTcb()),
 		ReportData:  bytes.Clone(report.GetReportData()),
@@ -183,7 +196,7 @@ func (v *Verifier) Verify(ctx context.Context, req *attest.VerifyRequest) (*atte
 	} else {
 		claims.Signer = bytes.Clone(report.GetIdKeyDigest())
 	}
-	return claims, nil
+	return claims
 }
 
 // tcbString renders a TCB_VERSION for the attested-as record.
