@@ -278,6 +278,20 @@ func inRange(key string, v *int64, lo, hi int64) error {
 
 func (t *snpTable) compile() (*snp.Policy, error) {
 	p := &snp.Policy{PermitProvisionalFirmware: t.PermitProvisionalFirmware}
+	if err := t.compileLists(p); err != nil {
+		return nil, err
+	}
+	if err := t.compileFlags(p); err != nil {
+		return nil, err
+	}
+	if err := t.compileVersions(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// compileLists decodes the digest allow- and deny-lists.
+func (t *snpTable) compileLists(p *snp.Policy) error {
 	var err error
 	for _, d := range []struct {
 		key string
@@ -291,21 +305,27 @@ func (t *snpTable) compile() (*snp.Policy, error) {
 		{"snp.id_key_digest_blacklist", t.IDKeyDigestBlacklist, &p.IDKeyDenylist},
 	} {
 		if *d.out, err = digests(d.key, d.in, 48); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if len(p.Signers)+len(p.Measurements)+len(p.MeasurementDenylist) == 0 {
-		return nil, errors.New("snp: at least one of signer, hash or hash_blacklist must be set")
+		return errors.New("snp: at least one of signer, hash or hash_blacklist must be set")
 	}
 	if d := overlap(p.Measurements, p.MeasurementDenylist); d != nil {
-		return nil, fmt.Errorf("snp.hash_blacklist: %x is also listed in snp.hash", d)
+		return fmt.Errorf("snp.hash_blacklist: %x is also listed in snp.hash", d)
 	}
 	if d := overlap(p.IDKeyDigests, p.IDKeyDenylist); d != nil {
-		return nil, fmt.Errorf("snp.id_key_digest_blacklist: %x is also listed in snp.id_key_digest", d)
+		return fmt.Errorf("snp.id_key_digest_blacklist: %x is also listed in snp.id_key_digest", d)
 	}
+	return nil
+}
+
+// compileFlags decodes abi, policy_flags and platform_info_flags.
+func (t *snpTable) compileFlags(p *snp.Policy) error {
+	var err error
 	if t.ABI != nil {
 		if p.ABI, err = abiRequirement(*t.ABI); err != nil {
-			return nil, fmt.Errorf("snp.abi: %q is not a semver requirement such as \">=1.51\": %w", *t.ABI, err)
+			return fmt.Errorf("snp.abi: %q is not a semver requirement such as \">=1.51\": %w", *t.ABI, err)
 		}
 	}
 	if t.PolicyFlags != nil {
@@ -320,7 +340,7 @@ func (t *snpTable) compile() (*snp.Policy, error) {
 				f.SingleSocket = true
 			case "Reserved": // always set; accepted for compatibility
 			default:
-				return nil, fmt.Errorf("snp.policy_flags[%d]: unknown flag %q (want SMT, Debug or SingleSocket)", i, name)
+				return fmt.Errorf("snp.policy_flags[%d]: unknown flag %q (want SMT, Debug or SingleSocket)", i, name)
 			}
 		}
 		p.Flags = f
@@ -334,16 +354,22 @@ func (t *snpTable) compile() (*snp.Policy, error) {
 			case "TSME":
 				v |= 2
 			default:
-				return nil, fmt.Errorf("snp.platform_info_flags: unknown flag %q (want SME, TSME or \"SME | TSME\")", name)
+				return fmt.Errorf("snp.platform_info_flags: unknown flag %q (want SME, TSME or \"SME | TSME\")", name)
 			}
 		}
 		p.PlatformInfo = &v
 	}
+	return nil
+}
+
+// compileVersions checks the report versions, the minimum TCB and the
+// minimum guest SVN against their ranges.
+func (t *snpTable) compileVersions(p *snp.Policy) error {
 	if err := inRange("snp.min_report_version", t.MinReportVersion, 2, 5); err != nil {
-		return nil, err
+		return err
 	}
 	if err := inRange("snp.max_report_version", t.MaxReportVersion, 2, 5); err != nil {
-		return nil, err
+		return err
 	}
 	if t.MinReportVersion != nil {
 		p.MinReportVersion = uint32(*t.MinReportVersion)
@@ -352,7 +378,7 @@ func (t *snpTable) compile() (*snp.Policy, error) {
 		p.MaxReportVersion = uint32(*t.MaxReportVersion)
 	}
 	if p.MinReportVersion != 0 && p.MaxReportVersion != 0 && p.MinReportVersion > p.MaxReportVersion {
-		return nil, fmt.Errorf("snp.min_report_version: %d is above snp.max_report_version %d", p.MinReportVersion, p.MaxReportVersion)
+		return fmt.Errorf("snp.min_report_version: %d is above snp.max_report_version %d", p.MinReportVersion, p.MaxReportVersion)
 	}
 	if m := t.MinimumTCB; m != nil {
 		for _, c := range []struct {
@@ -361,18 +387,18 @@ func (t *snpTable) compile() (*snp.Policy, error) {
 			max int64
 		}{{"bootloader", m.Bootloader, 127}, {"tee", m.TEE, 127}, {"snp", m.SNP, 127}, {"microcode", m.Microcode, 255}} {
 			if c.v < 0 || c.v > c.max {
-				return nil, fmt.Errorf("snp.minimum_tcb.%s: %d is outside 0–%d", c.key, c.v, c.max)
+				return fmt.Errorf("snp.minimum_tcb.%s: %d is outside 0–%d", c.key, c.v, c.max)
 			}
 		}
 		p.MinimumTCB = kds.TCBParts{BlSpl: uint8(m.Bootloader), TeeSpl: uint8(m.TEE), SnpSpl: uint8(m.SNP), UcodeSpl: uint8(m.Microcode)}
 	}
 	if err := inRange("snp.minimum_guest_svn", t.MinimumGuestSVN, 0, 1<<32-1); err != nil {
-		return nil, err
+		return err
 	}
 	if t.MinimumGuestSVN != nil {
 		p.MinimumGuestSVN = uint32(*t.MinimumGuestSVN)
 	}
-	return p, nil
+	return nil
 }
 
 // Options configure the verifiers a Policy builds.
