@@ -271,61 +271,23 @@ func (r *TDXRoot) SignQuote(reportData [64]byte, o TDXOptions) ([]byte, error) {
 	for i := range qeAuth {
 		qeAuth[i] = byte(i)
 	}
-	h := sha256.Sum256(append(append([]byte{}, attPub...), qeAuth...))
-	qeReportData := append(h[:], make([]byte, 32)...)
-	qeReport := &pb.EnclaveReport{
-		CpuSvn: emulatedCPUSVN[:], MiscSelect: 0, Reserved1: make([]byte, 28), Attributes: qeAttributes,
-		MrEnclave: make([]byte, 32), Reserved2: make([]byte, 32), MrSigner: emulatedQEMRSigner, Reserved3: make([]byte, 96),
-		IsvProdId: qeISVProdID, IsvSvn: qeISVSVN, Reserved4: make([]byte, 60), ReportData: qeReportData,
-	}
-	rawQE, err := abi.EnclaveReportToAbiBytes(qeReport)
-	if err != nil {
-		return nil, fmt.Errorf("emulated QE report: %w", err)
-	}
-	qeSig, err := rawSign(r.pckKey, rawQE)
+	qe, err := r.qeCertification(attPub, qeAuth)
 	if err != nil {
 		return nil, err
-	}
-	var chain []byte
-	for _, c := range []*x509.Certificate{r.PCK, r.PCKCA, r.Root} {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	tdAttr := make([]byte, 8)
-	if o.Debug {
-		tdAttr[0] = 1
-	}
-	teeTCBSVN := emulatedTeeTCBSVN
-	if o.TEETCBSVN != ([16]byte{}) {
-		teeTCBSVN = o.TEETCBSVN
-	}
-	rtmrs := make([][]byte, 4)
-	for i := range rtmrs {
-		rtmrs[i] = append([]byte{}, o.RTMRs[i][:]...)
 	}
 	q := &pb.QuoteV4{
 		Header: &pb.Header{
 			Version: 4, AttestationKeyType: 2, TeeType: abi.TeeTDX, QeSvn: []byte{qeISVSVN, 0}, PceSvn: []byte{byte(emulatedPCESVN), 0},
 			QeVendorId: emulatedQEVendor[:], UserData: make([]byte, 20),
 		},
-		TdQuoteBody: &pb.TDQuoteBody{
-			TeeTcbSvn: teeTCBSVN[:], MrSeam: make([]byte, 48), MrSignerSeam: make([]byte, 48),
-			SeamAttributes: make([]byte, 8), TdAttributes: tdAttr, Xfam: []byte{0xe7, 0x18, 0x06, 0, 0, 0, 0, 0},
-			MrTd: o.MRTD[:], MrConfigId: make([]byte, 48), MrOwner: make([]byte, 48), MrOwnerConfig: make([]byte, 48),
-			Rtmrs: rtmrs, ReportData: reportData[:],
-		},
+		TdQuoteBody: tdBody(reportData, o),
 		SignedData: &pb.Ecdsa256BitQuoteV4AuthData{
 			Signature:           make([]byte, 64),
 			EcdsaAttestationKey: attPub,
 			CertificationData: &pb.CertificationData{
-				CertificateDataType: 6,
-				Size:                uint32(384 + 64 + 2 + len(qeAuth) + 2 + 4 + len(chain)),
-				QeReportCertificationData: &pb.QEReportCertificationData{
-					QeReport: qeReport, QeReportSignature: qeSig,
-					QeAuthData: &pb.QeAuthData{ParsedDataSize: uint32(len(qeAuth)), Data: qeAuth},
-					PckCertificateChainData: &pb.PCKCertificateChainData{
-						CertificateDataType: 5, Size: uint32(len(chain)), PckCertChain: chain,
-					},
-				},
+				CertificateDataType:       6,
+				Size:                      uint32(384 + 64 + 2 + len(qeAuth) + 2 + 4 + len(qe.GetPckCertificateChainData().GetPckCertChain())),
+				QeReportCertificationData: qe,
 			},
 		},
 	}
@@ -346,6 +308,59 @@ func (r *TDXRoot) SignQuote(reportData [64]byte, o TDXOptions) ([]byte, error) {
 		return nil, fmt.Errorf("encoding the emulated TDX quote: %w", err)
 	}
 	return raw, nil
+}
+
+// tdBody is the TD quote body of the emulated trust domain o.
+func tdBody(reportData [64]byte, o TDXOptions) *pb.TDQuoteBody {
+	tdAttr := make([]byte, 8)
+	if o.Debug {
+		tdAttr[0] = 1
+	}
+	teeTCBSVN := emulatedTeeTCBSVN
+	if o.TEETCBSVN != ([16]byte{}) {
+		teeTCBSVN = o.TEETCBSVN
+	}
+	rtmrs := make([][]byte, 4)
+	for i := range rtmrs {
+		rtmrs[i] = append([]byte{}, o.RTMRs[i][:]...)
+	}
+	return &pb.TDQuoteBody{
+		TeeTcbSvn: teeTCBSVN[:], MrSeam: make([]byte, 48), MrSignerSeam: make([]byte, 48),
+		SeamAttributes: make([]byte, 8), TdAttributes: tdAttr, Xfam: []byte{0xe7, 0x18, 0x06, 0, 0, 0, 0, 0},
+		MrTd: o.MRTD[:], MrConfigId: make([]byte, 48), MrOwner: make([]byte, 48), MrOwnerConfig: make([]byte, 48),
+		Rtmrs: rtmrs, ReportData: reportData[:],
+	}
+}
+
+// qeCertification is the quoting enclave's part of the quote: its report
+// committing to the attestation key (signed by the PCK key), its auth
+// data and the PCK chain.
+func (r *TDXRoot) qeCertification(attPub, qeAuth []byte) (*pb.QEReportCertificationData, error) {
+	h := sha256.Sum256(append(append([]byte{}, attPub...), qeAuth...))
+	qeReport := &pb.EnclaveReport{
+		CpuSvn: emulatedCPUSVN[:], MiscSelect: 0, Reserved1: make([]byte, 28), Attributes: qeAttributes,
+		MrEnclave: make([]byte, 32), Reserved2: make([]byte, 32), MrSigner: emulatedQEMRSigner, Reserved3: make([]byte, 96),
+		IsvProdId: qeISVProdID, IsvSvn: qeISVSVN, Reserved4: make([]byte, 60), ReportData: append(h[:], make([]byte, 32)...),
+	}
+	rawQE, err := abi.EnclaveReportToAbiBytes(qeReport)
+	if err != nil {
+		return nil, fmt.Errorf("emulated QE report: %w", err)
+	}
+	qeSig, err := rawSign(r.pckKey, rawQE)
+	if err != nil {
+		return nil, err
+	}
+	var chain []byte
+	for _, c := range []*x509.Certificate{r.PCK, r.PCKCA, r.Root} {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return &pb.QEReportCertificationData{
+		QeReport: qeReport, QeReportSignature: qeSig,
+		QeAuthData: &pb.QeAuthData{ParsedDataSize: uint32(len(qeAuth)), Data: qeAuth},
+		PckCertificateChainData: &pb.PCKCertificateChainData{
+			CertificateDataType: 5, Size: uint32(len(chain)), PckCertChain: chain,
+		},
+	}, nil
 }
 
 // rawSign signs SHA-256(msg) and returns r||s (32 bytes each), Intel's form.
