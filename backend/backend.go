@@ -1,8 +1,10 @@
 // Package backend defines how the host starts a Keep: a Backend takes the
 // workload, its parsed config and the host resources opened for it (see
-// package hostio) and runs the Keep runtime (package keep) somewhere: in
-// this process (nil), in a confined child process (sandbox), or in a
-// confidential VM. The registry lists backends most protective first.
+// internal/hostio) and runs the Keep runtime (package keep) somewhere: in
+// this process (Nil, and the labelled test backends of type Emulated, both
+// here), in a confined child process (backend/sandbox), in a microVM
+// (backend/microvm), or in a confidential VM (backend/snp, backend/tdx).
+// The registry lists backends most protective first.
 //
 // This package runs on the untrusted host.
 package backend

@@ -38,7 +38,6 @@ func init() {
 	backend.Register(fake{name: "t-tee-missing", prot: backend.ProtectionTEE + 2})
 	backend.Register(fake{name: "t-tee-misconfigured", prot: backend.ProtectionTEE + 1, available: true, conf: errors.New("no CRL cache")})
 	backend.Register(fake{name: "t-sandbox", prot: backend.ProtectionSandbox, available: true})
-	backend.Register(fake{name: "t-nil", prot: backend.ProtectionNone, available: true})
 }
 
 func TestSelectImplicitNeedsAvailableAndConfigured(t *testing.T) {
@@ -53,8 +52,8 @@ func TestSelectImplicitNeedsAvailableAndConfigured(t *testing.T) {
 
 func TestSelectExplicitMessages(t *testing.T) {
 	for name, want := range map[string]string{
-		"nope":                "Keep backend identifier \"nope\" is unknown. This build's backends are t-explicit, t-tee-missing, t-tee-misconfigured, t-reasoned, t-sandbox, t-nil (most protective first); `enarx platform info` shows which of them this machine can run.",
-		"sgx":                 "Keep backend identifier \"sgx\" is unknown. This build's backends are t-explicit, t-tee-missing, t-tee-misconfigured, t-reasoned, t-sandbox, t-nil (most protective first); `enarx platform info` shows which of them this machine can run. It lists SGX as upstream does, but this build has no SGX Keeps.",
+		"nope":                "Keep backend identifier \"nope\" is unknown. This build's backends are t-explicit, t-tee-missing, t-tee-misconfigured, t-reasoned, t-sandbox, nil (most protective first); `enarx platform info` shows which of them this machine can run.",
+		"sgx":                 "Keep backend identifier \"sgx\" is unknown. This build's backends are t-explicit, t-tee-missing, t-tee-misconfigured, t-reasoned, t-sandbox, nil (most protective first); `enarx platform info` shows which of them this machine can run. It lists SGX as upstream does, but this build has no SGX Keeps.",
 		"t-tee-missing":       `Keep backend "t-tee-missing" is not available on this platform.`,
 		"t-reasoned":          "Keep backend \"t-reasoned\" is not available on this platform (/dev/kvm is missing). Please check with `enarx platform info`.",
 		"t-tee-misconfigured": "Keep backend \"t-tee-misconfigured\" is available on this platform, but the machine is misconfigured (no CRL cache). Please check with `enarx platform info`.",
@@ -64,8 +63,8 @@ func TestSelectExplicitMessages(t *testing.T) {
 			t.Errorf("Select(%q) = %v; want %q", name, err, want)
 		}
 	}
-	if b, err := backend.Select("t-nil"); err != nil || b.Name() != "t-nil" {
-		t.Errorf("Select(t-nil) = %v, %v", b, err)
+	if b, err := backend.Select("nil"); err != nil || b.Name() != "nil" {
+		t.Errorf("Select(nil) = %v, %v", b, err)
 	}
 }
 

@@ -20,7 +20,6 @@ import (
 
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/backend/microvm/guest"
-	nilbackend "github.com/enarx-go/enarx/backend/nil"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/types"
@@ -182,7 +181,7 @@ func TestChannelWorkloadsMatchNil(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wasm := tc.wasm(t)
 			var results [2]result
-			for i, b := range []backend.Backend{nilbackend.Backend{}, inProcess{}} {
+			for i, b := range []backend.Backend{backend.Nil{}, inProcess{}} {
 				r := runOn(t, b, wasm, tc.cfg, tc.stdin, tc.args...)
 				if r.code != tc.wantCode || r.stdout != tc.wantStdout || !strings.Contains(r.err, tc.wantErr) || (tc.wantErr == "") != (r.err == "") {
 					t.Errorf("%s: code %d err %q stdout %.80q stderr %.300q; want code %d err ~%q stdout %.80q",

@@ -25,7 +25,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/backend"
-	nilbackend "github.com/enarx-go/enarx/backend/nil"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
@@ -175,7 +174,7 @@ func testWorkloadsNilAndSandbox(t *testing.T) {
 			}
 			wasm := tc.wasm(t)
 			var results [2]wlResult
-			for i, b := range []backend.Backend{nilbackend.Backend{}, sb} {
+			for i, b := range []backend.Backend{backend.Nil{}, sb} {
 				r := runOn(t, b, wasm, tc.cfg, tc.stdin, tc.args...)
 				if r.code != tc.wantCode || r.stdout != tc.wantStdout || !strings.Contains(r.err, tc.wantErr) || (tc.wantErr == "") != (r.err == "") {
 					t.Errorf("%s: code %d err %q stdout %.80q stderr %.300q; want code %d err ~%q stdout %.80q",
@@ -195,7 +194,7 @@ func testWorkloadsNilAndSandbox(t *testing.T) {
 func TestSocketsNilAndSandbox(t *testing.T) { eachEngine(t, testSocketsNilAndSandbox) }
 
 func testSocketsNilAndSandbox(t *testing.T) {
-	backends := []backend.Backend{nilbackend.Backend{}, Backend{}}
+	backends := []backend.Backend{backend.Nil{}, Backend{}}
 	if raceEnabled || testing.Short() {
 		backends = backends[1:] // the keep package tests these on nil
 	}
@@ -440,7 +439,7 @@ func TestStewardThroughBroker(t *testing.T) {
 	cfg := fmt.Sprintf("steward = %q\nsteward_ca = '''\n%s'''\n[[files]]\nkind = \"stdout\"\n[[files]]\nname = \"l\"\nkind = \"listen\"\nprot = \"tls\"\naddr = \"127.0.0.1\"\nport = 0\n",
 		srv.URL, caPEM)
 	var errs []string
-	for _, b := range []backend.Backend{nilbackend.Backend{}, Backend{}} {
+	for _, b := range []backend.Backend{backend.Nil{}, Backend{}} {
 		mu.Lock()
 		posts = 0
 		mu.Unlock()

@@ -1,4 +1,4 @@
-// Package snpbackend provides the "snp" backend — the Keep runs in this
+// Package snp provides the "snp" backend — the Keep runs in this
 // process inside an AMD SEV-SNP confidential VM, whose memory the hardware
 // encrypts and whose launch the firmware measured — and the clearly labelled
 // "snp-emulated" backend, which produces real-format evidence signed by a
@@ -11,7 +11,7 @@
 //
 // This package runs on the host side of keep.Run; evidence is produced by
 // package evidence/snp inside the VM.
-package snpbackend
+package snp
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package snpbackend
+package snp
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-// Package tdxbackend provides the "tdx" backend — the Keep runs in this
+// Package tdx provides the "tdx" backend — the Keep runs in this
 // process inside an Intel TDX trust domain, whose memory the CPU encrypts and
 // whose launch the TDX module measured (MRTD, RTMRs) — and the clearly
 // labelled "tdx-emulated" backend, which produces real-format TDX quotes
@@ -8,7 +8,7 @@
 // but the guest kernel and everything in the TD image are inside the trust
 // boundary and covered by MRTD/RTMRs. See the README ("Keeps in
 // confidential VMs").
-package tdxbackend
+package tdx
 
 import (
 	"context"

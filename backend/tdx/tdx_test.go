@@ -1,4 +1,4 @@
-package tdxbackend
+package tdx
 
 import (
 	"errors"

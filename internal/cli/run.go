@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/enarx-go/enarx/backend"
-	_ "github.com/enarx-go/enarx/backend/nil" // registers the nil backend
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/keep"

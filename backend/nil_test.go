@@ -1,4 +1,4 @@
-package nilbackend
+package backend_test
 
 import (
 	"context"
@@ -20,7 +20,7 @@ const procExit4 = "\x00asm\x01\x00\x00\x00\x01\b\x02`\x01\x7f\x00`\x00\x00\x02$\
 const loop = "\x00asm\x01\x00\x00\x00\x01\x04\x01`\x00\x00\x03\x02\x01\x00\a\n\x01\x06_start\x00\x00\n\t\x01\a\x00\x03@\f\x00\v\v"
 
 func TestRegisteredAndRuns(t *testing.T) {
-	b, err := backend.Lookup(Name)
+	b, err := backend.Lookup(backend.NilName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestTimeoutStopsComputingWorkload(t *testing.T) {
 			ctx := backend.WithPolicy(context.Background(), backend.Policy{Timeout: 300 * time.Millisecond})
 			done := make(chan error, 1)
 			go func() {
-				code, err := Backend{}.Run(ctx, &backend.Launch{
+				code, err := backend.Nil{}.Run(ctx, &backend.Launch{
 					Workload: keep.Workload{Wasm: []byte(loop)},
 					Config:   config.Default(),
 					Files:    []*os.File{os.Stdin, os.Stdout, os.Stderr},
@@ -59,7 +59,7 @@ func TestTimeoutStopsComputingWorkload(t *testing.T) {
 			}()
 			select {
 			case err := <-done:
-				if !errors.Is(err, ErrTimeout) {
+				if !errors.Is(err, backend.ErrTimeout) {
 					t.Fatalf("err %v; want ErrTimeout", err)
 				}
 			case <-time.After(2 * time.Minute):
