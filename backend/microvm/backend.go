@@ -22,11 +22,11 @@ import (
 	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	snpbackend "github.com/enarx-go/enarx/backend/snp"
 	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
+	"github.com/enarx-go/enarx/internal/platform"
 	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
-	"github.com/enarx-go/enarx/internal/platform"
 )
 
 // Backend names (upstream's, plus ours for TDX).

@@ -6,8 +6,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/internal/platform"
+	"github.com/enarx-go/enarx/internal/version"
 )
 
 func newPlatformCmd(g *globals) *cobra.Command {

@@ -22,8 +22,8 @@ import (
 	"github.com/enarx-go/enarx/evidence/emulated"
 	"github.com/enarx-go/enarx/evidence/snp"
 	"github.com/enarx-go/enarx/evidence/tdx"
-	"github.com/enarx-go/enarx/microvm/sevhost"
 	"github.com/enarx-go/enarx/internal/platform"
+	"github.com/enarx-go/enarx/microvm/sevhost"
 )
 
 // newPlatformSNPCmd is `enarx platform snp …`: SEV-SNP guest collateral and

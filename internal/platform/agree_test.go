@@ -9,9 +9,9 @@ import (
 	"github.com/enarx-go/enarx/backend/microvm"
 	_ "github.com/enarx-go/enarx/backend/snp"
 	_ "github.com/enarx-go/enarx/backend/tdx"
+	"github.com/enarx-go/enarx/internal/platform"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
-	"github.com/enarx-go/enarx/internal/platform"
 )
 
 // On this machine, whatever it has: `enarx platform info` passes a backend
