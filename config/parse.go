@@ -18,12 +18,12 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// MaxSize is the largest Enarx.toml accepted, in bytes. Real files are a few
+// maxSize is the largest Enarx.toml accepted, in bytes. Real files are a few
 // hundred bytes; inline PEM certificates make them a few kilobytes.
-const MaxSize = 1 << 20
+const maxSize = 1 << 20
 
-// MaxFiles is the largest number of [[files]] entries accepted.
-const MaxFiles = 1024
+// maxFiles is the largest number of [[files]] entries accepted.
+const maxFiles = 1024
 
 // Error is a configuration error. It names the file, the line (0 when
 // unknown), the field path (e.g. "files[1].prot") and what is wrong.
@@ -55,7 +55,7 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("reading workload config: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading workload config %s: %w", path, err)
 	}
@@ -66,8 +66,8 @@ func Load(path string) (*Config, error) {
 // (usually the file's path). A present file without [[files]] yields a
 // Config with no files (upstream behaviour); use Default for "no file".
 func Parse(name string, data []byte) (*Config, error) {
-	if len(data) > MaxSize {
-		return nil, &Error{File: name, Msg: fmt.Sprintf("file is larger than %d bytes", MaxSize)}
+	if len(data) > maxSize {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("file is larger than %d bytes", maxSize)}
 	}
 	if !utf8.Valid(data) {
 		return nil, &Error{File: name, Msg: "file is not valid UTF-8"}
@@ -196,8 +196,8 @@ func (p *parser) config(doc map[string]any) (*Config, error) {
 		if !ok {
 			return nil, p.errf("files", "must be an array of tables ([[files]]), not %s", typeName(v))
 		}
-		if len(arr) > MaxFiles {
-			return nil, p.errf("files", "%d entries is more than the maximum of %d", len(arr), MaxFiles)
+		if len(arr) > maxFiles {
+			return nil, p.errf("files", "%d entries is more than the maximum of %d", len(arr), maxFiles)
 		}
 		for i, e := range arr {
 			f, err := p.file(i, e)

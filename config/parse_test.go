@@ -401,14 +401,14 @@ func TestParseUnknownTopLevelKeyWarns(t *testing.T) {
 }
 
 func TestParseSizeLimit(t *testing.T) {
-	big := make([]byte, MaxSize+1)
+	big := make([]byte, maxSize+1)
 	for i := range big {
 		big[i] = '\n'
 	}
 	if _, err := Parse("big", big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("err = %v", err)
 	}
-	src := strings.Repeat("[[files]]\nkind = \"null\"\n", MaxFiles+1)
+	src := strings.Repeat("[[files]]\nkind = \"null\"\n", maxFiles+1)
 	if _, err := Parse("many", []byte(src)); err == nil || !strings.Contains(err.Error(), "maximum of 1024") {
 		t.Fatalf("err = %v", err)
 	}

@@ -58,7 +58,7 @@ func StatusCode(code string) int {
 //
 //	GET, HEAD /         health: 200, empty body
 //	POST /              certificate requests (see ContentTypePKCS10, ContentTypeBundle)
-//	GET, HEAD /metrics  Prometheus text format
+//	GET, HEAD /metrics  Prometheus exposition (text format unless the client asks for another)
 //
 // Every response carries an X-Request-Id; every rejection has a text/plain
 // body "code: message".
@@ -84,13 +84,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/metrics":
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			rw.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			rw.WriteHeader(http.StatusOK)
-			if r.Method == http.MethodGet {
-				if err := s.metrics.writeTo(rw); err != nil {
-					log.Debug("writing metrics", "err", err)
-				}
-			}
+			s.metrics.handler.ServeHTTP(rw, r)
 		default:
 			rw.Header().Set("Allow", "GET, HEAD")
 			s.reject(rw, log, attest.Reject(CodeMethod, "method %s is not allowed on /metrics", r.Method))

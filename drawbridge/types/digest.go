@@ -113,8 +113,8 @@ func (d Digests) String() string {
 	return b.String()
 }
 
-// MaxDigestHeaderLen bounds a Content-Digest header value we parse.
-const MaxDigestHeaderLen = 4096
+// maxDigestHeaderLen bounds a Content-Digest header value we parse.
+const maxDigestHeaderLen = 4096
 
 // ParseContentDigest parses one or more Content-Digest header values (several
 // header lines are merged). Items are separated by "," with no surrounding
@@ -125,8 +125,8 @@ func ParseContentDigest(values ...string) (Digests, error) {
 	total := 0
 	for _, v := range values {
 		total += len(v)
-		if total > MaxDigestHeaderLen {
-			return nil, fmt.Errorf("content digest header longer than %d bytes", MaxDigestHeaderLen)
+		if total > maxDigestHeaderLen {
+			return nil, fmt.Errorf("content digest header longer than %d bytes", maxDigestHeaderLen)
 		}
 		if v == "" {
 			continue

@@ -11,8 +11,8 @@ import (
 	"unicode/utf8"
 )
 
-// MaxJSONDepth bounds nesting in extra entry fields.
-const MaxJSONDepth = 32
+// maxJSONDepth bounds nesting in extra entry fields.
+const maxJSONDepth = 32
 
 type keyValue struct {
 	key   string
@@ -115,8 +115,8 @@ func Canonical(raw []byte) ([]byte, error) {
 // keys sorted byte-wise (serde_json's BTreeMap order) and serde string
 // escaping. Numbers are kept as written.
 func appendCanonical(b *bytes.Buffer, raw json.RawMessage, depth int) error {
-	if depth > MaxJSONDepth {
-		return fmt.Errorf("JSON nested deeper than %d levels", MaxJSONDepth)
+	if depth > maxJSONDepth {
+		return fmt.Errorf("JSON nested deeper than %d levels", maxJSONDepth)
 	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {

@@ -18,11 +18,11 @@ type Node struct {
 	File    string // fs path of a file node; "" for a directory node
 }
 
-// IsDir reports whether n is a directory node.
-func (n Node) IsDir() bool { return n.Entry.Type == DirectoryType }
+// isDir reports whether n is a directory node.
+func (n Node) isDir() bool { return n.Entry.Type == DirectoryType }
 
-// MaxTreeNodes bounds the nodes BuildTree accepts.
-const MaxTreeNodes = 100000
+// maxTreeNodes bounds the nodes BuildTree accepts.
+const maxTreeNodes = 100000
 
 // BuildTree walks root inside fsys and computes the Merkle tree bottom-up:
 // each file is hashed, each directory's canonical JSON is built from its
@@ -42,8 +42,8 @@ func BuildTree(fsys fs.FS, root string, mediaType func(name string) string) ([]N
 	var nodes []Node
 	var walk func(p TreePath, name string) (Entry, error)
 	walk = func(p TreePath, name string) (Entry, error) {
-		if len(nodes) >= MaxTreeNodes {
-			return Entry{}, fmt.Errorf("tree has more than %d nodes", MaxTreeNodes)
+		if len(nodes) >= maxTreeNodes {
+			return Entry{}, fmt.Errorf("tree has more than %d nodes", maxTreeNodes)
 		}
 		if len(p) > MaxPathDepth {
 			return Entry{}, fmt.Errorf("%s: nested deeper than %d levels", name, MaxPathDepth)
@@ -95,12 +95,12 @@ func BuildTree(fsys fs.FS, root string, mediaType func(name string) string) ([]N
 	if _, err := walk(TreePath{}, root); err != nil {
 		return nil, fmt.Errorf("building tree: %w", err)
 	}
-	slices.SortFunc(nodes, func(a, b Node) int { return ComparePaths(a.Path, b.Path) })
+	slices.SortFunc(nodes, func(a, b Node) int { return comparePaths(a.Path, b.Path) })
 	return nodes, nil
 }
 
-// ComparePaths orders paths component-wise (byte-wise per name), so a
+// comparePaths orders paths component-wise (byte-wise per name), so a
 // parent sorts before its children.
-func ComparePaths(a, b TreePath) int {
+func comparePaths(a, b TreePath) int {
 	return slices.Compare(a, b)
 }

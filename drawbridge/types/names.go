@@ -7,10 +7,10 @@ import (
 	"github.com/Masterminds/semver/v3"
 )
 
-// MaxNameLen bounds every single name (user, repository, tag, tree entry).
+// maxNameLen bounds every single name (user, repository, tag, tree entry).
 // Names become directory or object names in the store, so they must fit the
 // usual 255-byte file name limit.
-const MaxNameLen = 255
+const maxNameLen = 255
 
 // MaxPathDepth bounds the number of components of a tree path.
 const MaxPathDepth = 64
@@ -61,8 +61,8 @@ func checkName(kind, s string, ok func(byte) bool) error {
 	if s == "" {
 		return &NameError{Name: s, Reason: "empty " + kind + " name"}
 	}
-	if len(s) > MaxNameLen {
-		return &NameError{Name: s, Reason: fmt.Sprintf("%s name longer than %d bytes", kind, MaxNameLen)}
+	if len(s) > maxNameLen {
+		return &NameError{Name: s, Reason: fmt.Sprintf("%s name longer than %d bytes", kind, maxNameLen)}
 	}
 	for i := 0; i < len(s); i++ {
 		if !ok(s[i]) {
@@ -93,8 +93,8 @@ func ParseRepoName(s string) (RepoName, error) {
 // requires it to be written in canonical form, so one version has exactly one
 // spelling (it becomes a storage key).
 func ParseSemver(s string) (*semver.Version, error) {
-	if len(s) > MaxNameLen {
-		return nil, fmt.Errorf("invalid version: longer than %d bytes", MaxNameLen)
+	if len(s) > maxNameLen {
+		return nil, fmt.Errorf("invalid version: longer than %d bytes", maxNameLen)
 	}
 	v, err := semver.StrictNewVersion(s)
 	if err != nil {

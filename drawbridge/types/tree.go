@@ -28,8 +28,8 @@ const (
 	OctetStreamType = "application/octet-stream"
 )
 
-// MaxTypeLen bounds a media type string.
-const MaxTypeLen = 255
+// maxTypeLen bounds a media type string.
+const maxTypeLen = 255
 
 // Meta describes one stored byte string: its digests, length and media type.
 // It is what GET/HEAD send as Content-Digest, Content-Length and
@@ -68,8 +68,8 @@ func ValidateMediaType(t string) error {
 	if t == "" {
 		return errors.New("media type is empty")
 	}
-	if len(t) > MaxTypeLen {
-		return fmt.Errorf("media type longer than %d bytes", MaxTypeLen)
+	if len(t) > maxTypeLen {
+		return fmt.Errorf("media type longer than %d bytes", maxTypeLen)
 	}
 	for i := 0; i < len(t); i++ {
 		if t[i] < 0x20 || t[i] > 0x7e {
@@ -204,8 +204,8 @@ func (e Entry) appendJSON(b *bytes.Buffer) error {
 // Directory is the content of a directory node: entry name → entry.
 type Directory map[TreeName]Entry
 
-// MaxDirectoryEntries bounds the entries of one directory node.
-const MaxDirectoryEntries = 100000
+// maxDirectoryEntries bounds the entries of one directory node.
+const maxDirectoryEntries = 100000
 
 // ParseDirectory parses directory node content. Names must be valid tree
 // names and unique.
@@ -214,8 +214,8 @@ func ParseDirectory(data []byte) (Directory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
 	}
-	if len(kvs) > MaxDirectoryEntries {
-		return nil, fmt.Errorf("directory: more than %d entries", MaxDirectoryEntries)
+	if len(kvs) > maxDirectoryEntries {
+		return nil, fmt.Errorf("directory: more than %d entries", maxDirectoryEntries)
 	}
 	d := make(Directory, len(kvs))
 	for _, kv := range kvs {

@@ -165,7 +165,7 @@ func TestNames(t *testing.T) {
 			t.Errorf("tree name %q: %v", s, err)
 		}
 	}
-	if _, err := ParseUserName(strings.Repeat("a", MaxNameLen+1)); err == nil {
+	if _, err := ParseUserName(strings.Repeat("a", maxNameLen+1)); err == nil {
 		t.Error("over-long name accepted")
 	}
 }
@@ -188,7 +188,7 @@ func TestTreePath(t *testing.T) {
 	}
 }
 
-func (p TreePath) Equal(o TreePath) bool { return ComparePaths(p, o) == 0 }
+func (p TreePath) Equal(o TreePath) bool { return comparePaths(p, o) == 0 }
 
 func TestGoldenDirectory(t *testing.T) {
 	dir := Directory{
@@ -335,7 +335,7 @@ func TestBuildTree(t *testing.T) {
 		byPath[n.Path.String()] = n
 	}
 	for _, n := range nodes {
-		if !n.IsDir() {
+		if !n.isDir() {
 			continue
 		}
 		d, _ := ParseDirectory(n.Content)

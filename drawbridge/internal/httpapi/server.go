@@ -200,9 +200,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A deadline left by an earlier request on this connection must not
 	// cut this one's response after a long upload.
 	sw.rc.SetWriteDeadline(time.Time{})
-	h.metrics.inFlight.Add(1)
+	h.metrics.inFlight.Inc()
 	err := h.serve(sw, r, req)
-	h.metrics.inFlight.Add(-1)
+	h.metrics.inFlight.Dec()
 	if err != nil && sw.code != 0 {
 		// The status is out; all that is left is to log.
 		h.log.Warn("request failed after the response started", "method", r.Method, "route", req.route, "err", err)

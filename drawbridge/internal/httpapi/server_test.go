@@ -38,7 +38,7 @@ func fullFlow(t *testing.T, e *env) {
 	mr, _ := e.anon.Get(e.base + "/metrics")
 	mb, _ := io.ReadAll(mr.Body)
 	mr.Body.Close()
-	if !strings.Contains(string(mb), `drawbridge_requests_total{route="tree",method="GET",code="200"}`) {
+	if !strings.Contains(string(mb), `drawbridge_requests_total{code="200",method="GET",route="tree"}`) {
 		t.Fatalf("metrics:\n%s", mb)
 	}
 	// Tokens never reach the log.
