@@ -43,6 +43,9 @@ type pending struct {
 	hasData bool
 }
 
+// pollOneoff is poll_oneoff: parse the subscriptions, then until one is
+// ready sort them (scan) and wait for the host fds and the earliest clock
+// (block), then write the events.
 func (s *System) pollOneoff(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	in, out, n, resPtr := uint32(stk[0]), uint32(stk[1]), uint32(stk[2]), uint32(stk[3])
 	if n == 0 || n > MaxSubscriptions {
@@ -54,9 +57,38 @@ func (s *System) pollOneoff(ctx context.Context, c engine.Caller, stk []uint64) 
 		return EFAULT
 	}
 	// Parse everything before writing anything: in and out may overlap.
+	subs, errno := s.parseSubs(inB, int(n))
+	if errno != ESUCCESS {
+		return errno
+	}
 	// Scratch space is reused across calls (a wasip1 guest has one
 	// thread, and Go's scheduler polls often).
-	if cap(s.subs) < int(n) {
+	defer func() { s.ready, s.pfds, s.pindex = s.ready[:0], s.pfds[:0], s.pindex[:0] }()
+	for {
+		wait, ok := s.scan(subs)
+		if !ok {
+			// Only subscriptions that can never fire.
+			return EINVAL
+		}
+		if len(s.pfds) > 0 || wait != 0 {
+			if errno := s.block(ctx, wait); errno != ESUCCESS {
+				return errno
+			}
+			if len(s.ready) == 0 {
+				continue // a clock may have fired: the loop re-checks
+			}
+		}
+		s.writeEvents(subs, outB)
+		le.PutUint32(res, uint32(len(s.ready)))
+		return ESUCCESS
+	}
+}
+
+// parseSubs decodes the n subscriptions in inB into s.subs. A
+// subscription that cannot be polled (bad clock, bad fd) carries its errno
+// and is reported as an event; an unknown tag fails the whole call.
+func (s *System) parseSubs(inB []byte, n int) ([]sub, Errno) {
+	if cap(s.subs) < n {
 		s.subs = make([]sub, n)
 	}
 	subs := s.subs[:n]
@@ -83,107 +115,112 @@ func (s *System) pollOneoff(ctx context.Context, c engine.Caller, stk []uint64) 
 			}
 			sb.poller = p
 		default:
-			return EINVAL
+			return nil, EINVAL
 		}
 	}
+	return subs, ESUCCESS
+}
 
-	ready, pfds, pindex := s.ready, s.pfds, s.pindex
-	defer func() { s.ready, s.pfds, s.pindex = ready[:0], pfds[:0], pindex[:0] }()
-	for {
-		ready, pfds, pindex = ready[:0], pfds[:0], pindex[:0]
-		now = time.Now()
-		var earliest time.Time
-		for i := range subs {
-			sb := &subs[i]
-			switch {
-			case sb.errno != ESUCCESS:
-				ready = append(ready, pending{sub: i, errno: sb.errno})
-			case sb.tag == tagClock:
-				if !now.Before(sb.deadline) {
-					ready = append(ready, pending{sub: i})
-				} else if earliest.IsZero() || sb.deadline.Before(earliest) {
-					earliest = sb.deadline
-				}
-			default:
-				hostfd, ok := sb.poller.PollFD(sb.tag == tagFdWrite)
-				if ok {
-					ready = append(ready, pending{sub: i, hasData: true})
-				} else if hostfd >= 0 {
-					ev := int16(unix.POLLIN)
-					if sb.tag == tagFdWrite {
-						ev = unix.POLLOUT
-					}
-					pfds = append(pfds, unix.PollFd{Fd: int32(hostfd), Events: ev})
-					pindex = append(pindex, i)
-				}
-			}
-		}
-		var wait time.Duration = -1
+// scan sorts the subscriptions as they stand now: those ready (or failed)
+// into s.ready, the host fds to wait for into s.pfds (their subscriptions
+// in s.pindex). wait is how long to wait: 0 with something ready, until
+// the earliest clock, or -1 (no clock: for the fds alone). ok is false
+// when no subscription can ever fire.
+func (s *System) scan(subs []sub) (wait time.Duration, ok bool) {
+	s.ready, s.pfds, s.pindex = s.ready[:0], s.pfds[:0], s.pindex[:0]
+	now := time.Now()
+	var earliest time.Time
+	for i := range subs {
+		sb := &subs[i]
 		switch {
-		case len(ready) > 0:
-			wait = 0
-		case !earliest.IsZero():
-			wait = earliest.Sub(now)
-		}
-		if len(pfds) == 0 && len(ready) == 0 && earliest.IsZero() {
-			// Only subscriptions that can never fire.
-			return EINVAL
-		}
-		if len(pfds) > 0 || wait != 0 {
-			capped := wait
-			if ctx.Done() != nil && (capped < 0 || capped > cancelCheck) {
-				capped = cancelCheck
+		case sb.errno != ESUCCESS:
+			s.ready = append(s.ready, pending{sub: i, errno: sb.errno})
+		case sb.tag == tagClock:
+			if !now.Before(sb.deadline) {
+				s.ready = append(s.ready, pending{sub: i})
+			} else if earliest.IsZero() || sb.deadline.Before(earliest) {
+				earliest = sb.deadline
 			}
-			var ts *unix.Timespec
-			if capped >= 0 {
-				t := unix.NsecToTimespec(int64(capped))
-				ts = &t
-			}
-			if len(pfds) > 0 {
-				if _, err := unix.Ppoll(pfds, ts, nil); err != nil && err != unix.EINTR {
-					return errnoOf(err)
+		default:
+			hostfd, ok := sb.poller.PollFD(sb.tag == tagFdWrite)
+			if ok {
+				s.ready = append(s.ready, pending{sub: i, hasData: true})
+			} else if hostfd >= 0 {
+				ev := int16(unix.POLLIN)
+				if sb.tag == tagFdWrite {
+					ev = unix.POLLOUT
 				}
-			} else {
-				sleep(ctx, capped)
-			}
-			if err := ctx.Err(); err != nil {
-				// The run was cancelled: unwind the guest.
-				s.unwind = context.Cause(ctx)
-				return EINTR
-			}
-			for j, p := range pfds {
-				if p.Revents == 0 {
-					continue
-				}
-				pe := pending{sub: pindex[j], hasData: true}
-				if p.Revents&unix.POLLHUP != 0 {
-					pe.flags = eventHangup
-				}
-				if p.Revents&unix.POLLNVAL != 0 {
-					pe.errno = EBADF
-				} else if p.Revents&unix.POLLERR != 0 && p.Revents&(unix.POLLIN|unix.POLLOUT) == 0 {
-					pe.errno = EIO
-				}
-				ready = append(ready, pe)
-			}
-			if len(ready) == 0 {
-				continue // a clock may have fired: the loop re-checks
+				s.pfds = append(s.pfds, unix.PollFd{Fd: int32(hostfd), Events: ev})
+				s.pindex = append(s.pindex, i)
 			}
 		}
-		for k, r := range ready {
-			b := outB[k*eventSize : (k+1)*eventSize]
-			clear(b)
-			sb := &subs[r.sub]
-			le.PutUint64(b, sb.userdata)
-			le.PutUint16(b[8:], uint16(r.errno))
-			b[10] = sb.tag
-			if sb.tag != tagClock && r.hasData && r.errno == ESUCCESS {
-				le.PutUint64(b[16:], 1)
-			}
-			le.PutUint16(b[24:], r.flags)
+	}
+	switch {
+	case len(s.ready) > 0:
+		return 0, true
+	case !earliest.IsZero():
+		return earliest.Sub(now), true
+	default:
+		return -1, len(s.pfds) > 0
+	}
+}
+
+// block waits up to wait (without limit if negative) for the fds in
+// s.pfds, waking every cancelCheck to see whether the run was cancelled,
+// and adds the fds that became ready to s.ready.
+func (s *System) block(ctx context.Context, wait time.Duration) Errno {
+	capped := wait
+	if ctx.Done() != nil && (capped < 0 || capped > cancelCheck) {
+		capped = cancelCheck
+	}
+	var ts *unix.Timespec
+	if capped >= 0 {
+		t := unix.NsecToTimespec(int64(capped))
+		ts = &t
+	}
+	if len(s.pfds) > 0 {
+		if _, err := unix.Ppoll(s.pfds, ts, nil); err != nil && err != unix.EINTR {
+			return errnoOf(err)
 		}
-		le.PutUint32(res, uint32(len(ready)))
-		return ESUCCESS
+	} else {
+		sleep(ctx, capped)
+	}
+	if err := ctx.Err(); err != nil {
+		// The run was cancelled: unwind the guest.
+		s.unwind = context.Cause(ctx)
+		return EINTR
+	}
+	for j, p := range s.pfds {
+		if p.Revents == 0 {
+			continue
+		}
+		pe := pending{sub: s.pindex[j], hasData: true}
+		if p.Revents&unix.POLLHUP != 0 {
+			pe.flags = eventHangup
+		}
+		if p.Revents&unix.POLLNVAL != 0 {
+			pe.errno = EBADF
+		} else if p.Revents&unix.POLLERR != 0 && p.Revents&(unix.POLLIN|unix.POLLOUT) == 0 {
+			pe.errno = EIO
+		}
+		s.ready = append(s.ready, pe)
+	}
+	return ESUCCESS
+}
+
+// writeEvents writes one event per entry of s.ready into outB.
+func (s *System) writeEvents(subs []sub, outB []byte) {
+	for k, r := range s.ready {
+		b := outB[k*eventSize : (k+1)*eventSize]
+		clear(b)
+		sb := &subs[r.sub]
+		le.PutUint64(b, sb.userdata)
+		le.PutUint16(b[8:], uint16(r.errno))
+		b[10] = sb.tag
+		if sb.tag != tagClock && r.hasData && r.errno == ESUCCESS {
+			le.PutUint64(b[16:], 1)
+		}
+		le.PutUint16(b[24:], r.flags)
 	}
 }
 
