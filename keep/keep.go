@@ -157,47 +157,20 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 			eng.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	// A module the engine loads from its cache passed the limits when it
-	// was compiled (the cache is tagged with them).
 	tEngine := time.Now()
-	compiled, cached := eng.Cached(w.Wasm)
-	tCached := time.Now()
-	// What the module declares, before anything costs time: a module
-	// within the limits compiles in bounded time and memory.
-	if !cached {
-		if err := limits.Check(w.Wasm, limits.Default); err != nil {
-			return 1, fmt.Errorf("main.wasm is refused before compiling: %w", err)
-		}
+	compiled, cached, err := cachedOrChecked(eng, w.Wasm)
+	if err != nil {
+		return 1, err
 	}
+	tCached := time.Now()
 	for _, warn := range cfg.Warnings {
 		log.Warn(warn)
 	}
-
-	var id tlsConfigs = noTLS{}
-	if needsIdentity(cfg) {
-		ident, err := establish(ctx, w, cfg, o, log)
-		if err != nil {
-			return 1, err
-		}
-		id = ident
-	}
-
-	var table *fd.Table
-	if o.Conns != nil {
-		table, err = buildConnTable(ctx, cfg, o.Conns, id, log, isGoModule(w.Wasm))
-	} else {
-		table, err = buildTable(ctx, cfg, o.Files, id, log, isGoModule(w.Wasm))
-	}
+	sysw, err := setup(ctx, w, cfg, o, log)
 	if err != nil {
-		return 1, fmt.Errorf("setting up the workload's files: %w", err)
+		return 1, err
 	}
-	defer table.CloseAll()
-
-	sysw := &wasi.System{
-		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
-		Env:   environ(cfg),
-		Files: table,
-	}
+	defer sysw.Files.CloseAll()
 	tSetup := time.Now()
 	if !cached {
 		if compiled, err = compile(ctx, eng, w.Wasm, o.CompileTimeout); err != nil {
@@ -216,29 +189,84 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	tCompiled := time.Now()
 	inst, err := compiled.Instantiate(ctx, sysw.HostFuncs())
 	if err != nil {
-		if code, ok := exitCode(err); ok {
-			// proc_exit from a wasm start function.
-			return code, nil
-		}
-		if errors.Is(err, engine.ErrInterrupted) {
-			return 1, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
-		}
-		if req, breached := eng.Breach(); breached {
-			return 1, memoryLimitError(eng, o.MemoryLimit, req)
-		}
-		return 1, fmt.Errorf("instantiating main.wasm: %w", err)
+		return instantiateFailed(ctx, eng, o.MemoryLimit, err)
 	}
 	tInst := time.Now()
-	log.Debug("running workload", "engine", eng.Name(), "entry", entry, "fds", table.Len(), "from_cache", cached,
+	log.Debug("running workload", "engine", eng.Name(), "entry", entry, "fds", sysw.Files.Len(), "from_cache", cached,
 		"engine_new", tEngine.Sub(start), "cache_load", tCached.Sub(tEngine), "setup", tSetup.Sub(tCached),
 		"compile", tCompiled.Sub(tSetup), "instantiate", tInst.Sub(tCompiled))
-	err = inst.Call(ctx, entry)
+	return outcome(ctx, eng, o.MemoryLimit, inst.Call(ctx, entry))
+}
+
+// cachedOrChecked returns the module from the engine's cache, or checks
+// what an uncached one declares against the limits before anything costs
+// time: a module within them compiles in bounded time and memory. A
+// module the engine loads from its cache passed the limits when it was
+// compiled (the cache is tagged with them).
+func cachedOrChecked(eng engine.Engine, wasm []byte) (engine.Module, bool, error) {
+	compiled, cached := eng.Cached(wasm)
+	if !cached {
+		if err := limits.Check(wasm, limits.Default); err != nil {
+			return nil, false, fmt.Errorf("main.wasm is refused before compiling: %w", err)
+		}
+	}
+	return compiled, cached, nil
+}
+
+// setup establishes the Keep identity if the config needs one and builds
+// the workload's fd table and WASI layer. The caller closes the table
+// (System.Files).
+func setup(ctx context.Context, w Workload, cfg *config.Config, o Options, log *slog.Logger) (*wasi.System, error) {
+	var id tlsConfigs = noTLS{}
+	if needsIdentity(cfg) {
+		ident, err := establish(ctx, w, cfg, o, log)
+		if err != nil {
+			return nil, err
+		}
+		id = ident
+	}
+	var table *fd.Table
+	var err error
+	if o.Conns != nil {
+		table, err = buildConnTable(ctx, cfg, o.Conns, id, log, isGoModule(w.Wasm))
+	} else {
+		table, err = buildTable(ctx, cfg, o.Files, id, log, isGoModule(w.Wasm))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("setting up the workload's files: %w", err)
+	}
+	return &wasi.System{
+		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
+		Env:   environ(cfg),
+		Files: table,
+	}, nil
+}
+
+// instantiateFailed is Run's outcome when instantiation failed: proc_exit
+// from a wasm start function, a stop, the memory limit or a bad module.
+func instantiateFailed(ctx context.Context, eng engine.Engine, limit uint64, err error) (int, error) {
+	if code, ok := exitCode(err); ok {
+		// proc_exit from a wasm start function.
+		return code, nil
+	}
+	if errors.Is(err, engine.ErrInterrupted) {
+		return 1, fmt.Errorf("workload stopped: %w", context.Cause(ctx))
+	}
+	if req, breached := eng.Breach(); breached {
+		return 1, memoryLimitError(eng, limit, req)
+	}
+	return 1, fmt.Errorf("instantiating main.wasm: %w", err)
+}
+
+// outcome turns what the default function's call returned into Run's
+// status and error.
+func outcome(ctx context.Context, eng engine.Engine, limit uint64, err error) (int, error) {
 	code, exited := exitCode(err)
 	if req, breached := eng.Breach(); breached && (err != nil && !exited || code != 0) {
 		if !exited {
 			code = 1
 		}
-		return code, memoryLimitError(eng, o.MemoryLimit, req)
+		return code, memoryLimitError(eng, limit, req)
 	}
 	switch {
 	case err == nil:
