@@ -14,6 +14,9 @@ import (
 func main() {
 	// This binary runs sandbox Keeps when re-executed (hidden command).
 	sandbox.EnableServing()
+	// The process ends when Execute returns: a Keep of the nil backend,
+	// which runs in it, is stopped by that end (cli.EndsProcess).
+	cli.EndsProcess()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

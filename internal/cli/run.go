@@ -165,31 +165,79 @@ func selectBackend(g *globals, name string) (backend.Backend, error) {
 	return b, nil
 }
 
+// processEnds is set by EndsProcess.
+var processEnds bool
+
+// EndsProcess tells the CLI that its caller ends the process as soon as
+// Execute returns (cmd/enarx calls it first thing). A Keep that runs
+// inside this process (the nil backend) is then stopped on --timeout or
+// interrupt by that end, as the sandbox's host stops its Keep by killing
+// the Keep's process: launchKeep returns the exit status without waiting
+// for the Keep, and the Keep runs without the engine's own interruption
+// (keep.Options.Killed: wasmtime's epoch checks cost 20–30 % in tight
+// loops). Without it (embedders, in-process tests) the Keep is
+// interrupted from within and launchKeep waits for it.
+func EndsProcess() { processEnds = true }
+
 // launchKeep opens the host resources cfg names, runs w on backend b and
 // turns the outcome into enarx's exit status: the workload's own status,
 // 1 with the reason for a failed run, 130 on interrupt. Shared by run and
 // deploy.
+//
+// An interrupt (Ctrl-C, SIGTERM) ends enarx with status 130 and no
+// message, as the shell's own handling of Ctrl-C would: the user asked for
+// it (docs/runtime.md). A Keep in this process that has not stopped by
+// then is ended with the process (see EndsProcess): at once when the
+// process ends with Execute and the nil backend runs without in-process
+// interruption, else after interruptGrace (both engines stop a computing
+// guest when the run's context ends, and wake a waiting one).
 func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, policy backend.Policy, w keep.Workload, o keep.Options) error {
 	ctx := cmd.Context()
 	files, err := hostio.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer hostio.Close(files)
-	// Both engines stop a computing workload when the context ends
-	// (wasmtime's epochs, checks inserted for wazero), and a waiting one
-	// is woken; should a Keep still not have stopped within a grace
-	// period, the process ends, as the default SIGINT action would.
-	//
-	// An interrupt (Ctrl-C, SIGTERM) ends enarx with status 130 and no
-	// message, as the shell's own handling of Ctrl-C would: the user asked
-	// for it (docs/runtime.md).
-	stop := context.AfterFunc(ctx, func() {
-		time.Sleep(interruptGrace)
-		os.Exit(130)
-	})
-	defer stop()
-	code, err := b.Run(backend.WithPolicy(ctx, policy), &backend.Launch{Workload: w, Config: cfg, Files: files, Options: o})
+	killed := processEnds && b.Name() == backend.NilName
+	o.Killed = o.Killed || killed
+	// stop is when enarx stops waiting for the Keep: on interrupt, and,
+	// when the Keep ends with this process, on --timeout (the backend
+	// applies --timeout itself otherwise).
+	stop := ctx
+	if killed && policy.Timeout > 0 {
+		var cancel context.CancelFunc
+		stop, cancel = context.WithTimeoutCause(ctx, policy.Timeout, backend.ErrTimeout)
+		defer cancel()
+	}
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, err := b.Run(backend.WithPolicy(ctx, policy), &backend.Launch{Workload: w, Config: cfg, Files: files, Options: o})
+		done <- result{code, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-stop.Done():
+		grace := interruptGrace
+		if killed {
+			grace = 0
+		}
+		var ok bool
+		if r, ok = receive(done, grace); !ok {
+			// The Keep still runs (in this process, or a backend's Keep
+			// process that has not been stopped yet): it ends with this
+			// process, which closes its files.
+			if ctx.Err() != nil {
+				return &ExitError{Code: 130}
+			}
+			return backend.ErrTimeout
+		}
+	}
+	hostio.Close(files)
+	code, err := r.code, r.err
 	if ctx.Err() != nil {
 		return &ExitError{Code: 130}
 	}
@@ -207,6 +255,25 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// receive waits up to d for a value from c; a value already there is
+// taken even when d is 0.
+func receive[T any](c <-chan T, d time.Duration) (T, bool) {
+	select {
+	case v := <-c:
+		return v, true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case v := <-c:
+		return v, true
+	case <-t.C:
+		var zero T
+		return zero, false
+	}
 }
 
 // parseSize parses a byte count with an optional binary (KiB, MiB, GiB) or
