@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -187,6 +188,24 @@ var containmentHooks = map[string]func(arg string) string{
 		defer unix.Close(fd)
 		return errnoString(unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}))
 	},
+	// The seccomp argument filters: fcntl only by allowed command, sendto
+	// only without a destination, no sendmsg. fd 3 is the control socket.
+	"fcntl-getfl": func(string) string {
+		_, err := unix.FcntlInt(0, unix.F_GETFL, 0)
+		return errnoString(err)
+	},
+	"fcntl-setown": func(string) string {
+		_, err := unix.FcntlInt(3, unix.F_SETOWN, 1)
+		return errnoString(err)
+	},
+	"sendto-addr": func(string) string {
+		return errnoString(unix.Sendto(3, nil, 0, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{127, 0, 0, 1}}))
+	},
+	"sendmsg": func(string) string {
+		var msg unix.Msghdr
+		_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, 3, uintptr(unsafe.Pointer(&msg)), 0)
+		return errnoString(errnoOrNil(e))
+	},
 	"write-root": func(string) string {
 		_, err := unix.Open("/x", unix.O_CREAT|unix.O_WRONLY, 0o600)
 		return errnoString(err)
@@ -257,6 +276,10 @@ func TestContainment(t *testing.T) {
 			{"mount", []string{"EPERM"}},
 			{"unshare", []string{"EPERM"}},
 			{"kill-host:" + hostPID, []string{"EPERM"}},
+			{"fcntl-getfl", []string{"ALLOWED"}},
+			{"fcntl-setown", []string{"EPERM"}},
+			{"sendto-addr", []string{"EPERM"}},
+			{"sendmsg", []string{"EPERM"}},
 		}},
 		{name: "seccomp alone", skip: []string{LayerMountNS, LayerLandlock}, needs: LayerSeccomp, checks: []check{
 			{"open-host-file", []string{"EPERM"}},

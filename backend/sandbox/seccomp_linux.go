@@ -36,9 +36,20 @@ var allowedSyscalls = []allowedSyscall{
 	{name: "lseek", reason: "fd_seek/fd_tell on passed files"},
 	{name: "close", reason: "fd_close, Go runtime"},
 	{name: "fstat", reason: "fd_filestat_get, fd_fdstat_get"},
-	{name: "newfstatat", reason: "fstat of an open fd (AT_EMPTY_PATH only, no path lookup)",
+	// glibc (cgo builds) implements fstat as newfstatat(fd, "", buf,
+	// AT_EMPTY_PATH). A filter cannot read the path argument, so this does
+	// not stop a lookup of a non-empty path relative to fd: what stops it
+	// is that the Keep's root is an empty directory (no mount to look
+	// into) and Landlock, where present, allows no file access at all.
+	{name: "newfstatat", reason: "glibc's fstat (AT_EMPTY_PATH); path lookups find only the empty root",
 		conds: []seccomp.ArgumentConditions{{{Argument: 3, Operation: seccomp.BitsSet, Value: unix.AT_EMPTY_PATH}}}},
-	{name: "fcntl", reason: "O_NONBLOCK for fd_fdstat_set_flags; F_DUPFD_CLOEXEC in package net"},
+	// fcntl by command: no F_SETOWN/F_SETSIG (signals to other
+	// processes), F_SETLEASE, F_NOTIFY, locks or pipe sizes.
+	{name: "fcntl", reason: "F_GETFD/F_SETFD, F_GETFL/F_SETFL (O_NONBLOCK), F_DUPFD_CLOEXEC (package net), F_GET_SEALS (payload check)",
+		conds: []seccomp.ArgumentConditions{
+			argEq(1, unix.F_GETFD), argEq(1, unix.F_SETFD), argEq(1, unix.F_GETFL), argEq(1, unix.F_SETFL),
+			argEq(1, unix.F_DUPFD_CLOEXEC), argEq(1, unix.F_GET_SEALS),
+		}},
 	{name: "dup", reason: "package net duplicates passed sockets"},
 	{name: "dup3", reason: "package net duplicates passed sockets"},
 	{name: "ioctl", reason: "TCGETS (isatty) and FIONREAD only",
@@ -52,8 +63,13 @@ var allowedSyscalls = []allowedSyscall{
 	{name: "accept", reason: "sock_accept on a passed listener"},
 	{name: "recvfrom", reason: "sock_recv"},
 	{name: "recvmsg", reason: "sock_recv"},
-	{name: "sendto", reason: "sock_send"},
-	{name: "sendmsg", reason: "sock_send"},
+	// sendto only without a destination (dest_addr == NULL): a Keep
+	// sends on connected sockets, never datagrams to an address of its
+	// choosing. sendmsg is not allowed: its destination is in memory a
+	// filter cannot read, and nothing in the Keep needs it (writes to
+	// sockets are write(2); the dial broker's reply is received, not sent).
+	{name: "sendto", reason: "sock_send on connected sockets (no destination address)",
+		conds: []seccomp.ArgumentConditions{argEq(4, 0)}},
 	{name: "shutdown", reason: "sock_shutdown"},
 	{name: "getsockopt", reason: "package net checks SO_TYPE/SO_ERROR of passed sockets"},
 	{name: "setsockopt", reason: "package net sets TCP_NODELAY/keep-alive on accepted sockets"},
