@@ -22,7 +22,10 @@ import (
 	"github.com/enarx-go/enarx/keep"
 )
 
-// Launch is everything a backend hands the Keep.
+// Launch is the one description of a Keep launch: every backend receives
+// it whole, and a backend whose Keep runs elsewhere derives its own
+// message to the Keep from it in one place (backend/sandbox's wire header,
+// backend/microvm's channel messages).
 type Launch struct {
 	// Workload is the module and raw config bytes (the Keep re-parses them).
 	Workload keep.Workload
@@ -34,6 +37,9 @@ type Launch struct {
 	Files []*os.File
 	// Options are passed to keep.Run (Files is overridden by Launch.Files).
 	Options keep.Options
+	// Policy is the host-side launch policy (--timeout,
+	// --require-isolation); see LaunchPolicy.
+	Policy Policy
 }
 
 // Protection orders backends: higher protects the workload more from the

@@ -43,10 +43,10 @@ func TestRegisteredAndRuns(t *testing.T) {
 func TestTimeoutStopsComputingWorkload(t *testing.T) {
 	for _, eng := range keep.Engines() {
 		t.Run(eng, func(t *testing.T) {
-			ctx := backend.WithPolicy(context.Background(), backend.Policy{Timeout: 300 * time.Millisecond})
 			done := make(chan error, 1)
 			go func() {
-				code, err := backend.Nil{}.Run(ctx, &backend.Launch{
+				code, err := backend.Nil{}.Run(context.Background(), &backend.Launch{
+					Policy:   backend.Policy{Timeout: 300 * time.Millisecond},
 					Workload: keep.Workload{Wasm: []byte(loop)},
 					Config:   config.Default(),
 					Files:    []*os.File{os.Stdin, os.Stdout, os.Stderr},

@@ -57,7 +57,7 @@ type ExplicitOnly interface {
 }
 
 // Policy is host-side launch policy that applies to every backend that can
-// honour it; the CLI puts it in the context given to Backend.Run.
+// honour it; it travels in Launch.Policy.
 type Policy struct {
 	// Timeout, if positive, is how long the workload may run before the
 	// host kills its Keep (backends that run the Keep in another process
@@ -71,12 +71,20 @@ type Policy struct {
 type policyKey struct{}
 
 // WithPolicy returns ctx carrying p.
+//
+// Deprecated: set Launch.Policy. WithPolicy remains only while a caller
+// (internal/cli's launchKeep) still passes the policy in the context;
+// LaunchPolicy reads it from there when Launch.Policy is unset.
 func WithPolicy(ctx context.Context, p Policy) context.Context {
 	return context.WithValue(ctx, policyKey{}, p)
 }
 
-// PolicyFrom returns the Policy in ctx (the zero Policy if none).
-func PolicyFrom(ctx context.Context) Policy {
+// LaunchPolicy is the policy a backend applies to l: l.Policy, or, when
+// that is unset, what a caller of the deprecated WithPolicy put in ctx.
+func LaunchPolicy(ctx context.Context, l *Launch) Policy {
+	if l.Policy != (Policy{}) {
+		return l.Policy
+	}
 	p, _ := ctx.Value(policyKey{}).(Policy)
 	return p
 }

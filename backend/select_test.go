@@ -68,12 +68,22 @@ func TestSelectExplicitMessages(t *testing.T) {
 	}
 }
 
-func TestPolicyRoundTrip(t *testing.T) {
-	if p := backend.PolicyFrom(context.Background()); p != (backend.Policy{}) {
-		t.Fatalf("empty context has policy %+v", p)
+func TestLaunchPolicy(t *testing.T) {
+	if p := backend.LaunchPolicy(context.Background(), &backend.Launch{}); p != (backend.Policy{}) {
+		t.Fatalf("empty launch has policy %+v", p)
 	}
 	p := backend.Policy{Timeout: time.Second, RequireIsolation: true}
-	if got := backend.PolicyFrom(backend.WithPolicy(context.Background(), p)); got != p {
-		t.Fatalf("got %+v", got)
+	if got := backend.LaunchPolicy(context.Background(), &backend.Launch{Policy: p}); got != p {
+		t.Fatalf("Launch.Policy: got %+v", got)
+	}
+	// The deprecated context route, until every caller sets Launch.Policy;
+	// a policy in the Launch wins.
+	ctx := backend.WithPolicy(context.Background(), p)
+	if got := backend.LaunchPolicy(ctx, &backend.Launch{}); got != p {
+		t.Fatalf("WithPolicy: got %+v", got)
+	}
+	q := backend.Policy{Timeout: time.Minute}
+	if got := backend.LaunchPolicy(ctx, &backend.Launch{Policy: q}); got != q {
+		t.Fatalf("Launch.Policy beside WithPolicy: got %+v, want %+v", got, q)
 	}
 }

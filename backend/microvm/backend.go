@@ -229,7 +229,7 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		return 1, fmt.Errorf("--engine %s: a microVM Keep runs the %s engine only (its /init is built without cgo, so the image stays pure Go and reproducible); use --engine %s or another backend", e, KeepEngine, KeepEngine)
 	}
 	accel := vmm.AccelKVM
-	policy := backend.PolicyFrom(ctx)
+	policy := backend.LaunchPolicy(ctx, l)
 	if tcgRequested() {
 		if b.tee != vmm.TEENone {
 			return 1, fmt.Errorf("%s=tcg: a %s Keep needs KVM and the TEE; software emulation is for the kvm backend only", EnvAccel, b.name)

@@ -86,7 +86,7 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	if l.Options.Evidence != nil {
 		return 1, errors.New("the sandbox backend has no TEE evidence to offer")
 	}
-	p := backend.PolicyFrom(ctx)
+	p := backend.LaunchPolicy(ctx, l)
 	return Run(ctx, &Request{
 		// The module's cache directory is made while the Keep starts.
 		moduleCache:      !l.Options.NoCache,

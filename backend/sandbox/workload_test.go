@@ -291,10 +291,9 @@ func TestPolicyTimeoutKillsRunawayWasm(t *testing.T) {
 }
 
 func testPolicyTimeoutKillsRunawayWasm(t *testing.T) {
-	ctx := backend.WithPolicy(context.Background(), backend.Policy{Timeout: 500 * time.Millisecond})
 	// A config without [[files]]: the workload gets no fds.
-	code, err := Backend{}.Run(ctx, &backend.Launch{Workload: keep.Workload{Wasm: spinWasm, Config: []byte{}}, Config: &config.Config{},
-		Options: keep.Options{NoCache: true, Engine: engineOf(t)}})
+	code, err := Backend{}.Run(context.Background(), &backend.Launch{Workload: keep.Workload{Wasm: spinWasm, Config: []byte{}}, Config: &config.Config{},
+		Options: keep.Options{NoCache: true, Engine: engineOf(t)}, Policy: backend.Policy{Timeout: 500 * time.Millisecond}})
 	if code != 1 || err != ErrTimeout {
 		t.Fatalf("got %d, %v; want 1, ErrTimeout", code, err)
 	}
