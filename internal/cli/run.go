@@ -214,7 +214,7 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, err := b.Run(backend.WithPolicy(ctx, policy), &backend.Launch{Workload: w, Config: cfg, Files: files, Options: o})
+		code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files, Options: o, Policy: policy})
 		done <- result{code, err}
 	}()
 	var r result
