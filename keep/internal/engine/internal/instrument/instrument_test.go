@@ -29,7 +29,7 @@ func compiles(wasm []byte) (err error) {
 }
 
 func goModule(t testing.TB) []byte {
-	b, err := os.ReadFile(testutil.BuildWasm(t, "../../../testdata/sha"))
+	b, err := os.ReadFile(testutil.BuildWasm(t, "../../../../testdata/sha"))
 	if err != nil {
 		t.Fatal(err)
 	}
