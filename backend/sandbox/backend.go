@@ -2,24 +2,15 @@ package sandbox
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"time"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
-	"golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/enarx-go/enarx/backend"
-	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/keep"
 )
 
@@ -81,31 +72,14 @@ func (Backend) Configured() error {
 	return nil
 }
 
-// Run implements backend.Backend.
+// Run implements backend.Backend: the Keep runs in a confined child
+// process (host.go), which receives l as its launch message (launch.go).
 func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	if l.Options.Evidence != nil {
 		return 1, errors.New("the sandbox backend has no TEE evidence to offer")
 	}
-	p := backend.LaunchPolicy(ctx, l)
-	return Run(ctx, &Request{
-		// The module's cache directory is made while the Keep starts.
-		moduleCache:      !l.Options.NoCache,
-		cacheBase:        l.Options.CacheDir,
-		Wasm:             l.Workload.Wasm,
-		Config:           l.Workload.Config,
-		ConfigName:       l.Workload.ConfigName,
-		Package:          l.Workload.Package,
-		Bundle:           l.Workload.Bundle,
-		Files:            l.Files,
-		Args:             l.Options.Args,
-		MemoryLimit:      l.Options.MemoryLimit,
-		Engine:           l.Options.Engine,
-		LogLevel:         logLevel(ctx, l.Options.Logger),
-		RequireIsolation: p.RequireIsolation,
-		Timeout:          p.Timeout,
-		Logger:           l.Options.Logger,
-		StewardAddr:      stewardAddr(l),
-	})
+	code, _, err := run(ctx, l, hostOptions{})
+	return code, err
 }
 
 // rootSandboxCache is the sandbox cache root when enarx runs as root: the
@@ -131,18 +105,13 @@ func searchable(dir string) bool {
 	}
 }
 
-// ModuleCacheDir creates the compilation cache directory of one module,
-// <cache>/sandbox/<sha256 of the module>, owned by the user the Keep runs
-// as, and returns its absolute path. The Keep compiles into it and reuses
-// it on later runs. One directory per module means a Keep that escaped wasm
-// could only plant machine code for later runs of the same module, which
-// it already controls; no other workload reads it, and the host never
-// compiles the untrusted module itself.
-func ModuleCacheDir(base string, wasm []byte) (string, error) {
-	return moduleCacheDir(base, digest(wasm))
-}
-
-// moduleCacheDir is ModuleCacheDir for a module whose hex SHA-256 is sum.
+// moduleCacheDir creates the compilation cache directory of one module,
+// <base>/sandbox/<sum> (sum: the module's hex SHA-256), owned by the user
+// the Keep runs as, and returns its absolute path. The Keep compiles into
+// it and reuses it on later runs. One directory per module means a Keep
+// that escaped wasm could only plant machine code for later runs of the
+// same module, which it already controls; no other workload reads it, and
+// the host never compiles the untrusted module itself.
 func moduleCacheDir(base, sum string) (string, error) {
 	var root string
 	switch {
@@ -177,100 +146,4 @@ func moduleCacheDir(base, sum string) (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// stewardAddr is where the host may connect for the Keep: the host and
-// port of Enarx.toml's steward URL (the Keep re-checks the URL itself and
-// verifies the Steward's TLS certificate).
-func stewardAddr(l *backend.Launch) string {
-	if l.Config == nil || l.Config.Steward == "" {
-		return ""
-	}
-	u, err := url.Parse(l.Config.Steward)
-	if err != nil || u.Hostname() == "" {
-		return ""
-	}
-	port := u.Port()
-	if port == "" {
-		port = "443"
-	}
-	return net.JoinHostPort(u.Hostname(), port)
-}
-
-// stewardClient is the Keep's HTTP client for the Steward: every connection
-// comes from dial (the host's broker), TLS is verified against caPEM or,
-// without it, the Mozilla roots compiled into the binary (as the identity
-// package does), and no proxy or redirect is followed.
-func stewardClient(caPEM string, dial func(context.Context) (net.Conn, error)) (*http.Client, error) {
-	roots := x509.NewCertPool()
-	if caPEM != "" {
-		if !roots.AppendCertsFromPEM([]byte(caPEM)) {
-			return nil, errors.New("keep identity: steward_ca holds no usable PEM certificate")
-		}
-	} else {
-		for r := range bundle.Roots() {
-			c, err := x509.ParseCertificate(r.Certificate)
-			if err != nil {
-				continue
-			}
-			if r.Constraint != nil {
-				roots.AddCertWithConstraint(c, r.Constraint)
-			} else {
-				roots.AddCert(c)
-			}
-		}
-	}
-	tr := &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
-		TLSHandshakeTimeout: 30 * time.Second,
-		MaxIdleConns:        1,
-	}
-	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, nil
-}
-
-// logLevel finds the most verbose level logger accepts, so the Keep logs
-// at the same level.
-func logLevel(ctx context.Context, l *slog.Logger) string {
-	if l == nil {
-		return "error"
-	}
-	for _, lv := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
-		if l.Enabled(ctx, lv) {
-			return lv.String()
-		}
-	}
-	return "error"
-}
-
-// RunKeep is the RunFunc the enarx binary passes to KeepMain: it runs the
-// job with the same runtime as the nil backend, with the module's own
-// compilation cache if the host provided one (see ModuleCacheDir).
-func RunKeep(ctx context.Context, j *Job) (int, error) {
-	var establish func(context.Context, identity.Request) (*identity.Identity, error)
-	if j.StewardDial != nil {
-		establish = func(ctx context.Context, req identity.Request) (*identity.Identity, error) {
-			hc, err := stewardClient(req.StewardCA, j.StewardDial)
-			if err != nil {
-				return nil, err
-			}
-			req.HTTPClient, req.StewardCA = hc, ""
-			return identity.Establish(ctx, req)
-		}
-	}
-	return keep.Run(ctx, keep.Workload{
-		Wasm: j.Wasm, Config: j.Config, ConfigName: j.ConfigName, Package: j.Package, Bundle: j.Bundle,
-	}, keep.Options{
-		Files:       j.Files,
-		Args:        j.Args,
-		Logger:      j.Logger,
-		CacheDir:    j.CacheDir,
-		NoCache:     j.CacheDir == "",
-		Identity:    establish,
-		MemoryLimit: j.MemoryLimit,
-		Engine:      j.Engine,
-		// The host kills this process on --timeout and interrupt: the
-		// engine needs no epoch checks in the guest's loops.
-		Killed: true,
-	})
 }

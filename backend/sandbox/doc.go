@@ -6,8 +6,13 @@
 // capabilities; rlimits; no_new_privs; Landlock; a seccomp allow-list) and
 // running the same runtime as the nil backend.
 //
+// The Keep receives the backend.Launch as one launch message (wire.go):
+// newLaunch derives it on the host and keepArgs turns it back into
+// keep.Run's arguments in the Keep (launch.go); nothing else reshapes it.
+// Test-only requests never travel in it (testseam.go).
+//
 // Trust: the sandbox protects the host from the workload, not the other way
-// round. The host side (Run, Backend) trusts the host and treats the Keep
+// round. The host side (Backend.Run) trusts the host and treats the Keep
 // process as hostile: it only reads one bounded result message from it. The
 // Keep side (KeepMain) decodes its launch message defensively (bounded
 // lengths, checked digests) but relies on the host for its inputs, as the

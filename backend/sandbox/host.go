@@ -11,284 +11,286 @@ import (
 	"os/exec"
 	"runtime"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/backend"
 )
 
-// Request is a workload to run in a sandbox Keep, as the host has it.
-type Request struct {
-	Wasm []byte
-	// Config is the raw Enarx.toml; nil means the default stdio config.
-	Config     []byte
-	ConfigName string
-	Package    string
-	// Bundle is a package bundle the Keep unpacks and verifies itself.
-	Bundle []byte
-	// Files are the host resources opened for the config's [[files]]
-	// (hostio.Open; nil for null entries); they are passed to the Keep
-	// process and not closed.
-	Files       []*os.File
-	Args        []string
-	MemoryLimit uint64
-	// Engine names the Keep's wasm engine ("" = its default).
-	Engine string
-	// CacheDir is the module's own compilation cache directory (see
-	// ModuleCacheDir), mounted read-write at /cache in the Keep; ""
-	// compiles without a cache.
-	CacheDir string
-	LogLevel string
-	// RequireIsolation refuses to run unless every layer is in force.
-	RequireIsolation bool
-	// Timeout, if positive, kills the Keep process after this long.
-	Timeout time.Duration
-	// Stderr receives the Keep process's own diagnostics (logs); nil
+// hostOptions are the host's own settings for one Keep process, beside
+// the launch description. Production runs (Backend.Run) use the zero
+// value; tests set them.
+type hostOptions struct {
+	// stderr receives the Keep process's own diagnostics (its logs); nil
 	// means os.Stderr.
-	Stderr io.Writer
-	// Executable is the binary to re-execute; "" means this one.
-	Executable string
-	// Logger, if set, receives the Keep's resource usage at debug level.
-	Logger *slog.Logger
-	// StewardAddr ("host:port"), if set, is the only place the Keep may
-	// have the host connect to for it (see serveBroker).
-	StewardAddr string
-
-	// wasmSHA256 is the module's hex digest if the caller already has it.
-	wasmSHA256 string
-	// moduleCache asks for the module's own cache directory under
-	// cacheBase (ModuleCacheDir), made while the Keep starts; it
-	// overrides CacheDir.
-	moduleCache bool
-	cacheBase   string
-	// socketPayload sends the payloads over the control socket (tests of
-	// the fallback).
+	stderr io.Writer
+	// socketPayload sends the payloads over the control socket instead of
+	// a memfd (tests of the fallback).
 	socketPayload bool
-
-	hook     string
-	testSkip []string
+	// env is added to the Keep process's environment (tests: see
+	// testseam.go).
+	env []string
 }
 
-// Result is what came back from the Keep.
-type Result struct {
-	ExitCode int
-	// Layers are the confinement layers the Keep reported.
-	Layers []Layer
-	hook   string
-}
-
-// ErrTimeout is returned when Request.Timeout expired and the Keep was
-// killed.
+// ErrTimeout is returned when the launch policy's Timeout expired and the
+// Keep was killed.
 var ErrTimeout = errors.New("the workload exceeded its --timeout and the Keep was killed")
 
 // nsFlags are the namespaces a Keep gets when the kernel allows them.
 const nsFlags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS |
 	syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 
-// Run starts a Keep process for req, waits for it and returns the
-// workload's exit code. A non-nil error with code 1 is how the workload
-// failed (trap, bad module, …) exactly as the in-process runtime reports it.
-func Run(ctx context.Context, req *Request) (int, error) {
-	r, err := run(ctx, req)
-	if r == nil {
-		return 1, err
-	}
-	return r.ExitCode, err
-}
-
-func run(ctx context.Context, req *Request) (*Result, error) {
-	if req.Timeout > 0 {
+// run starts a Keep process for l, waits for it and returns the workload's
+// exit code and the confinement layers the Keep reported. A non-nil error
+// with code 1 is how the workload failed (trap, bad module, …) exactly as
+// the in-process runtime reports it.
+func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, error) {
+	p := backend.LaunchPolicy(ctx, l)
+	if p.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, req.Timeout, ErrTimeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, p.Timeout, ErrTimeout)
 		defer cancel()
 	}
-	exe := req.Executable
-	if exe == "" {
-		exe = "/proc/self/exe"
+	hdr := newLaunch(ctx, l, p)
+	k, err := openKeepFDs(ctx, l, hdr, h.socketPayload)
+	if err != nil {
+		return 1, nil, err
 	}
+	defer k.close()
+	cmd, err := k.start(hdr, h)
+	if err != nil {
+		return 1, nil, err
+	}
+	log := l.Options.Logger
+	if log != nil {
+		log.Debug("sandbox Keep started", "pid", cmd.cmd.Process.Pid, "namespaces", fmt.Sprintf("%#x", hdr.CloneFlags))
+	}
+	sent, reply := k.send(l, hdr), k.receive()
+	werr, err := waitKeep(ctx, cmd)
+	if err != nil {
+		return 1, nil, err
+	}
+	logUsage(log, cmd)
+	return outcome(reply, sent, werr)
+}
+
+// keepFDs are the host's ends of a Keep process's channels and the
+// descriptors the Keep gets, in the order it expects them (see
+// launch.exeFD): the control socket, the [[files]], the dial broker, the
+// payload memfd and the executable.
+type keepFDs struct {
+	host    *net.UnixConn // the control socket's host end
+	keepEnd *os.File      // its Keep end, closed once the Keep started
+	extra   []*os.File    // the Keep's descriptors from fd 3 on
+	// payload is the payload memfd (nil: the payloads follow the header
+	// on the socket). send closes it once filled, start if the Keep does
+	// not start.
+	payload *os.File
+	closers []io.Closer
+}
+
+// openKeepFDs opens what the Keep process gets besides its launch message
+// and sets hdr.PayloadFD if the payloads travel in a memfd.
+func openKeepFDs(ctx context.Context, l *backend.Launch, hdr *launch, socketPayload bool) (_ *keepFDs, err error) {
+	k := &keepFDs{}
+	defer func() {
+		if err != nil {
+			k.close()
+		}
+	}()
 	// Open the binary now, so the Keep's exec does not depend on the
 	// (possibly unprivileged) Keep user being able to traverse its path.
-	exeFile, err := os.Open(exe)
+	exe, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: opening the enarx executable: %w", err)
 	}
-	defer exeFile.Close()
-
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
+	k.closers = append(k.closers, exe)
+	if k.host, k.keepEnd, err = socketPair("keep-control"); err != nil {
 		return nil, fmt.Errorf("sandbox: creating the control channel: %w", err)
 	}
-	hostFile := os.NewFile(uintptr(fds[0]), "keep-control")
-	keepEnd := os.NewFile(uintptr(fds[1]), "keep-control-child")
-	c, err := net.FileConn(hostFile)
-	hostFile.Close()
-	if err != nil {
-		keepEnd.Close()
-		return nil, fmt.Errorf("sandbox: control channel: %w", err)
-	}
-	hostEnd := c.(*net.UnixConn)
-	defer hostEnd.Close()
-
-	stderr := req.Stderr
-	if stderr == nil {
-		stderr = os.Stderr
-	}
-	// Null entries are nil: they get no fd (the Keep learns which from
-	// the launch message), so the passed fds stay dense.
-	extra := []*os.File{keepEnd}
-	var null []int
-	for i, f := range req.Files {
-		if f == nil {
-			null = append(null, i)
-			continue
+	k.closers = append(k.closers, k.host, k.keepEnd)
+	k.extra = append(k.extra, k.keepEnd)
+	for _, f := range l.Files {
+		if f != nil { // null entries get no fd (newLaunch)
+			k.extra = append(k.extra, f)
 		}
-		extra = append(extra, f)
 	}
-	if req.StewardAddr != "" {
-		bfds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if addr := l.StewardAddr(); addr != "" {
+		hostEnd, keepEnd, err := socketPair("broker")
 		if err != nil {
-			keepEnd.Close()
 			return nil, fmt.Errorf("sandbox: creating the dial broker: %w", err)
 		}
-		hf := os.NewFile(uintptr(bfds[0]), "broker")
-		kf := os.NewFile(uintptr(bfds[1]), "broker-child")
-		defer kf.Close()
-		bc, err := net.FileConn(hf)
-		hf.Close()
-		if err != nil {
-			keepEnd.Close()
-			return nil, fmt.Errorf("sandbox: dial broker: %w", err)
-		}
-		defer bc.Close()
-		go serveBroker(ctx, bc.(*net.UnixConn), req.StewardAddr, req.Logger)
-		extra = append(extra, kf)
-	}
-	l := &launch{
-		HasConfig: req.Config != nil, ConfigName: req.ConfigName, Package: req.Package,
-		Args: req.Args, NFiles: len(req.Files), Null: null, MemoryLimit: req.MemoryLimit, Engine: req.Engine, CacheDir: req.CacheDir, Broker: req.StewardAddr != "",
-		LogLevel: req.LogLevel, RequireIsolation: req.RequireIsolation, Hook: req.hook, TestSkip: req.testSkip,
-		WasmSHA256: req.wasmSHA256, GoMaxProcs: runtime.GOMAXPROCS(0),
-		wasm: req.Wasm, config: req.Config, bundle: req.Bundle,
+		k.closers = append(k.closers, hostEnd, keepEnd)
+		go serveBroker(ctx, hostEnd, addr, l.Options.Logger)
+		k.extra = append(k.extra, keepEnd)
 	}
 	// The payloads go in a sealed memfd (payload_linux.go), filled once
 	// the Keep is starting; if the host cannot make one they follow the
 	// header on the socket.
-	var payload *os.File
-	if !req.socketPayload {
-		if payload, err = newPayloadFile(); err == nil {
-			// Closed by the sending goroutine once filled, or below if
-			// the Keep does not start.
-			l.PayloadFD = true
-			extra = append(extra, payload)
-		} else if req.Logger != nil {
-			req.Logger.Debug("sandbox: sending the module over the control socket", "err", err)
+	if !socketPayload {
+		if f, perr := newPayloadFile(); perr == nil {
+			k.payload, hdr.PayloadFD = f, true
+			k.extra = append(k.extra, f)
+		} else if l.Options.Logger != nil {
+			l.Options.Logger.Debug("sandbox: sending the module over the control socket", "err", perr)
 		}
 	}
-	exeFD := 3 + len(extra)
-	extra = append(extra, exeFile)
+	k.extra = append(k.extra, exe)
+	return k, nil
+}
 
-	cmd, flags, err := startKeep(fmt.Sprintf("/proc/self/fd/%d", exeFD), extra, stderr)
-	keepEnd.Close()
+// socketPair is a connected pair of unix stream sockets: the host's end
+// as a connection, the Keep's as a file to pass.
+func socketPair(name string) (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		if payload != nil {
-			payload.Close()
+		return nil, nil, err
+	}
+	hostFile := os.NewFile(uintptr(fds[0]), name)
+	keepEnd := os.NewFile(uintptr(fds[1]), name+"-child")
+	c, err := net.FileConn(hostFile)
+	hostFile.Close()
+	if err != nil {
+		keepEnd.Close()
+		return nil, nil, err
+	}
+	return c.(*net.UnixConn), keepEnd, nil
+}
+
+func (k *keepFDs) close() {
+	for _, c := range k.closers {
+		c.Close()
+	}
+}
+
+// start starts the Keep process and records in hdr the namespaces it got.
+func (k *keepFDs) start(hdr *launch, h hostOptions) (*keepCmd, error) {
+	stderr := h.stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	exe := fmt.Sprintf("/proc/self/fd/%d", controlFD+len(k.extra)-1) // the last one
+	cmd, flags, err := startKeep(exe, k.extra, stderr, h.env)
+	// Without our copy of its end, the control socket ends when the Keep
+	// does.
+	k.keepEnd.Close()
+	if err != nil {
+		if k.payload != nil {
+			k.payload.Close()
 		}
 		return nil, err
 	}
-	l.CloneFlags = flags
-	if req.Logger != nil {
-		req.Logger.Debug("sandbox Keep started", "pid", cmd.cmd.Process.Pid, "namespaces", fmt.Sprintf("%#x", flags))
-	}
+	hdr.CloneFlags = flags
+	return cmd, nil
+}
 
-	// The launch message is prepared and sent while the Keep process
-	// starts (exec and Go runtime start-up take longer than hashing the
-	// module and filling the memfd), and concurrently with waiting: a
-	// module larger than the socket buffer must not block us from
-	// noticing the Keep's death.
-	sendErr := make(chan error, 1)
+// send prepares and sends the launch message while the Keep process
+// starts (exec and Go runtime start-up take longer than hashing the module
+// and filling the memfd), and concurrently with waiting: a module larger
+// than the socket buffer must not block us from noticing the Keep's death.
+func (k *keepFDs) send(l *backend.Launch, hdr *launch) <-chan error {
+	sent := make(chan error, 1)
 	go func() {
-		err := prepareLaunch(req, l, payload)
-		if payload != nil {
-			payload.Close() // the Keep has its own descriptor
+		err := prepareLaunch(l, hdr, k.payload)
+		if k.payload != nil {
+			k.payload.Close() // the Keep has its own descriptor
 		}
 		if err == nil {
-			err = l.encode(hostEnd)
+			err = hdr.encode(k.host)
 		}
 		if err == nil {
-			err = hostEnd.CloseWrite()
+			err = k.host.CloseWrite()
 		}
-		sendErr <- err
+		sent <- err
 	}()
-	resCh := make(chan *result, 1)
+	return sent
+}
+
+// receive reads the Keep's result message; the channel closes without
+// one if the Keep ends without answering.
+func (k *keepFDs) receive() <-chan *result {
+	reply := make(chan *result, 1)
 	go func() {
 		var res result
-		if readHeader(hostEnd, resultMagic, &res) == nil {
-			resCh <- &res
+		if readHeader(k.host, resultMagic, &res) == nil {
+			reply <- &res
 		}
-		close(resCh)
+		close(reply)
 	}()
-
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.wait() }()
-	var werr error
-	select {
-	case werr = <-waitErr:
-	case <-ctx.Done():
-		cmd.kill()
-		<-waitErr
-		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return &Result{ExitCode: 1}, ErrTimeout
-		}
-		return &Result{ExitCode: 1}, fmt.Errorf("sandbox Keep stopped: %w", context.Cause(ctx))
-	}
-	if req.Logger != nil && cmd.cmd.ProcessState != nil {
-		if ru, ok := cmd.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			// The host's own peak too: its exit status's max RSS is the
-			// larger of its own and its waited-for children's.
-			var self syscall.Rusage
-			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-			req.Logger.Debug("sandbox Keep exited", "max_rss_kib", ru.Maxrss, "host_max_rss_kib", self.Maxrss,
-				"user", cmd.cmd.ProcessState.UserTime(), "sys", cmd.cmd.ProcessState.SystemTime())
-		}
-	}
-	// The Keep has exited: its end is closed, so the reader finishes.
-	res, ok := <-resCh
-	if !ok {
-		if err := <-sendErr; err != nil && werr == nil {
-			return &Result{ExitCode: 1}, fmt.Errorf("sandbox: sending the workload to the Keep: %w", err)
-		}
-		return &Result{ExitCode: 1}, fmt.Errorf("sandbox Keep process died without reporting a result: %v", werr)
-	}
-	out := &Result{ExitCode: res.ExitCode, Layers: res.Layers, hook: res.Hook}
-	if res.Error != "" {
-		return out, errors.New(res.Error)
-	}
-	return out, nil
+	return reply
 }
 
 // prepareLaunch hashes the module once (for the cache directory and the
-// digest the Keep checks), creates the module's cache directory if asked
-// to, and fills and seals the payload memfd, if any.
-func prepareLaunch(req *Request, l *launch, payload *os.File) error {
-	if l.WasmSHA256 == "" {
-		l.WasmSHA256 = digest(req.Wasm)
-	}
-	if req.moduleCache {
-		dir, err := moduleCacheDir(req.cacheBase, l.WasmSHA256)
+// digest the Keep checks), creates the module's cache directory unless the
+// launch asks for none, and fills and seals the payload memfd, if any.
+func prepareLaunch(l *backend.Launch, hdr *launch, payload *os.File) error {
+	w := l.Workload
+	hdr.WasmSHA256 = digest(w.Wasm)
+	if !l.Options.NoCache {
+		dir, err := moduleCacheDir(l.Options.CacheDir, hdr.WasmSHA256)
 		if err != nil {
 			// Not fatal: the Keep compiles without a cache.
-			if req.Logger != nil {
-				req.Logger.Warn("sandbox: no compilation cache; the Keep compiles the module itself", "err", err)
+			if l.Options.Logger != nil {
+				l.Options.Logger.Warn("sandbox: no compilation cache; the Keep compiles the module itself", "err", err)
 			}
 			dir = ""
 		}
-		l.CacheDir = dir
+		hdr.CacheDir = dir
 	}
 	if payload != nil {
-		if err := fillPayloadFile(payload, req.Wasm, req.Config, req.Bundle); err != nil {
+		if err := fillPayloadFile(payload, w.Wasm, w.Config, w.Bundle); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// waitKeep waits for the Keep process to exit and returns how it did, or
+// kills it when ctx ends (--timeout, interrupt).
+func waitKeep(ctx context.Context, cmd *keepCmd) (exit error, err error) {
+	select {
+	case exit = <-cmd.done:
+		return exit, nil
+	case <-ctx.Done():
+		cmd.kill()
+		<-cmd.done
+		if errors.Is(context.Cause(ctx), ErrTimeout) {
+			return nil, ErrTimeout
+		}
+		return nil, fmt.Errorf("sandbox Keep stopped: %w", context.Cause(ctx))
+	}
+}
+
+// logUsage logs the exited Keep's resource usage at debug level.
+func logUsage(log *slog.Logger, cmd *keepCmd) {
+	if log == nil || cmd.cmd.ProcessState == nil {
+		return
+	}
+	if ru, ok := cmd.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		// The host's own peak too: its exit status's max RSS is the
+		// larger of its own and its waited-for children's.
+		var self syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+		log.Debug("sandbox Keep exited", "max_rss_kib", ru.Maxrss, "host_max_rss_kib", self.Maxrss,
+			"user", cmd.cmd.ProcessState.UserTime(), "sys", cmd.cmd.ProcessState.SystemTime())
+	}
+}
+
+// outcome is the run's result once the Keep process has exited (exit is
+// how): its result message, or why there is none.
+func outcome(reply <-chan *result, sent <-chan error, exit error) (int, []Layer, error) {
+	// The Keep has exited: its end is closed, so the reader finishes.
+	res, ok := <-reply
+	if !ok {
+		if err := <-sent; err != nil && exit == nil {
+			return 1, nil, fmt.Errorf("sandbox: sending the workload to the Keep: %w", err)
+		}
+		return 1, nil, fmt.Errorf("sandbox Keep process died without reporting a result: %v", exit)
+	}
+	if res.Error != "" {
+		return res.ExitCode, res.Layers, errors.New(res.Error)
+	}
+	return res.ExitCode, res.Layers, nil
 }
 
 // keepCmd is a started Keep process. Its thread stays locked for the
@@ -300,14 +302,12 @@ type keepCmd struct {
 	kill func()
 }
 
-func (k *keepCmd) wait() error { return <-k.done }
-
 // startKeep starts the Keep process in as many namespaces as the kernel
 // grants, falling back step by step.
-func startKeep(exe string, extra []*os.File, stderr io.Writer) (*keepCmd, uintptr, error) {
+func startKeep(exe string, extra []*os.File, stderr io.Writer, env []string) (*keepCmd, uintptr, error) {
 	var lastErr error
 	for _, flags := range []uintptr{nsFlags, nsFlags &^ syscall.CLONE_NEWUSER, 0} {
-		k, err := startKeepWith(exe, extra, stderr, flags)
+		k, err := startKeepWith(exe, extra, stderr, env, flags)
 		if err == nil {
 			return k, flags, nil
 		}
@@ -316,7 +316,7 @@ func startKeep(exe string, extra []*os.File, stderr io.Writer) (*keepCmd, uintpt
 	return nil, 0, fmt.Errorf("sandbox: starting the Keep process: %w", lastErr)
 }
 
-func startKeepWith(exe string, extra []*os.File, stderr io.Writer, flags uintptr) (*keepCmd, error) {
+func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string, flags uintptr) (*keepCmd, error) {
 	started := make(chan error, 1)
 	k := &keepCmd{done: make(chan error, 1)}
 	go func() {
@@ -328,7 +328,7 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, flags uintptr
 			Args: []string{"enarx-keep", KeepArg},
 			// GOMAXPROCS=1 until confined: fewer runtime threads for
 			// the per-thread layers to reach (see launch.GoMaxProcs).
-			Env:        []string{"TZ=UTC", "GODEBUG=updatemaxprocs=0", "GOMAXPROCS=1"},
+			Env:        append([]string{"TZ=UTC", "GODEBUG=updatemaxprocs=0", "GOMAXPROCS=1"}, env...),
 			Stderr:     stderr,
 			ExtraFiles: extra,
 			SysProcAttr: &syscall.SysProcAttr{

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/keep"
 )
 
 // KeepArg is the hidden argument that makes the enarx binary (or a test
@@ -27,48 +29,18 @@ func IsKeepProcess() bool { return len(os.Args) > 1 && os.Args[1] == KeepArg }
 // controlFD is the Keep end of the host's socketpair; host resources follow.
 const controlFD = 3
 
-// Job is a workload as the Keep process received it, ready to run.
-type Job struct {
-	Wasm []byte
-	// Config is the raw Enarx.toml (nil: default stdio).
-	Config     []byte
-	ConfigName string
-	Package    string
-	Bundle     []byte
-	// Files are the host resources, index-aligned with the config's
-	// [[files]].
-	Files       []*os.File
-	Args        []string
-	MemoryLimit uint64
-	// Engine names the wasm engine ("" = this binary's default).
-	Engine string
-	// CacheDir is the module's compilation cache ("" = none).
-	CacheDir string
-	// StewardDial, if set, returns a connection to the configured Steward
-	// (made by the host: the Keep cannot create sockets).
-	StewardDial func(context.Context) (net.Conn, error)
-	Logger      *slog.Logger
-}
-
-// RunFunc runs a Job inside the confined process; the enarx binary passes
-// an adapter to keep.Run.
-type RunFunc func(ctx context.Context, j *Job) (exitCode int, err error)
-
-// preConfinePPID is the parent pid as the Keep saw it before confinement
-// (tests only: 0 shows the Keep is in its own pid namespace).
-var preConfinePPID int
-
-// testHooks are actions a test binary can ask the confined process to
-// attempt instead of running a workload; nil outside tests.
-var testHooks map[string]func(arg string) string
+// RunFunc runs a workload inside the confined Keep process: keep.Run in
+// enarx, a stand-in for it in tests.
+type RunFunc func(ctx context.Context, w keep.Workload, o keep.Options) (exitCode int, err error)
 
 // KeepMain is the Keep process. It runs in two stages, both in this
 // binary (see confine_linux.go for why): the first reads the launch
 // header from fd 3, applies the namespace, no_new_privs, Landlock and
 // capability layers to its one locked thread and re-executes the binary
 // from that thread; the second reads the workload, checks its digests,
-// adds rlimits and seccomp, runs the workload with run and reports the
-// result back. It returns the process exit status.
+// adds rlimits and seccomp, runs the workload with run (with the arguments
+// the launch message describes: launch.keepArgs) and reports the result
+// back. It returns the process exit status.
 func KeepMain(run RunFunc) int {
 	// Without TZ the Go runtime would try to open /etc/localtime lazily,
 	// after confinement; the Keep logs in UTC.
@@ -90,19 +62,11 @@ func keepFirstStage() int {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
 	}
 	logger := newKeepLogger(l.LogLevel)
-	// The host passed fds 4.. for the files, then the broker, the
-	// payload memfd and, last, the executable.
-	exeFD := controlFD + 1 + l.NFiles - len(l.Null)
-	if l.Broker {
-		exeFD++
-	}
-	if l.PayloadFD {
-		exeFD++
-	}
+	exeFD := l.exeFD()
 	if err := closeOnExecAbove(exeFD); err != nil {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
 	}
-	layers, cacheOK := confineBeforeExec(confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, exeFD: exeFD, skip: testSkip(l)})
+	layers, cacheOK := confineBeforeExec(confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, exeFD: exeFD, skip: testSkip()})
 	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
 		return keepFail(ctl, layers, requireIsolationError(missing))
 	}
@@ -116,6 +80,7 @@ func keepFirstStage() int {
 		// files it may no longer open.
 		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", min(l.GoMaxProcs, 1024)))
 	}
+	env = append(env, testEnv()...)
 	logger.Debug("sandbox Keep first stage confined, re-executing", "after", time.Since(start))
 	err = execKeep(exeFD, []string{"enarx-keep", KeepArg, string(h)}, env)
 	return keepFail(ctl, layers, fmt.Errorf("sandbox Keep: re-executing itself confined: %w", err))
@@ -134,17 +99,38 @@ func keepSecondStage(run RunFunc, arg string) int {
 	l, start := h.Launch, time.Unix(0, h.Started)
 	logger := newKeepLogger(l.LogLevel)
 	execed := time.Since(start)
-	err = l.readPayloads(ctl, func(l *launch, size int64) ([]byte, error) {
-		// The payload memfd follows the files' fds and the broker's.
-		fd := controlFD + 1 + l.NFiles - len(l.Null)
-		if l.Broker {
-			fd++
-		}
-		return mapPayload(fd, size)
-	})
+	err = l.readPayloads(ctl, func(l *launch, size int64) ([]byte, error) { return mapPayload(l.payloadFD(), size) })
 	if err != nil {
 		return keepFail(ctl, h.Layers, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
 	}
+	files, dial, err := l.hostFiles()
+	if err != nil {
+		return keepFail(ctl, h.Layers, err)
+	}
+	logger.Debug("sandbox Keep received its workload", "after", time.Since(start), "second_stage_after", execed)
+	if testBinary {
+		preConfinePPID = os.Getppid()
+	}
+	layers, err := l.confineSecondStage(h, logger, start)
+	if err != nil {
+		return keepFail(ctl, layers, err)
+	}
+	cacheDir := ""
+	if h.CacheOK {
+		cacheDir = keepCacheDir
+	}
+	w, o := l.keepArgs(files, dial, cacheDir, logger)
+	code, err := run(context.Background(), w, o)
+	r := &result{ExitCode: code, Layers: layers}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return keepReply(ctl, r)
+}
+
+// hostFiles wraps the descriptors the host passed for the [[files]]
+// entries (nil for null ones) and, if any, the dial broker.
+func (l *launch) hostFiles() ([]*os.File, func(context.Context) (net.Conn, error), error) {
 	files := make([]*os.File, l.NFiles)
 	next := controlFD + 1
 	for i := range files {
@@ -154,23 +140,24 @@ func keepSecondStage(run RunFunc, arg string) int {
 		files[i] = os.NewFile(uintptr(next), fmt.Sprintf("fd%d", i))
 		next++
 		if files[i] == nil {
-			return keepFail(ctl, h.Layers, fmt.Errorf("sandbox Keep: host fd for files[%d] missing", i))
+			return nil, nil, fmt.Errorf("sandbox Keep: host fd for files[%d] missing", i)
 		}
 	}
-	var steward func(context.Context) (net.Conn, error)
-	if l.Broker {
-		b, err := newBrokerDialer(os.NewFile(uintptr(next), "broker"))
-		if err != nil {
-			return keepFail(ctl, h.Layers, err)
-		}
-		steward = b.Dial
+	if !l.Broker {
+		return files, nil, nil
 	}
-	logger.Debug("sandbox Keep received its workload", "after", time.Since(start), "second_stage_after", execed)
+	b, err := newBrokerDialer(os.NewFile(uintptr(l.brokerFD()), "broker"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return files, b.Dial, nil
+}
 
-	if testHooks != nil {
-		preConfinePPID = os.Getppid()
-	}
-	layers := confineAfterExec(confineOptions{nfiles: l.NFiles, memoryLimit: l.MemoryLimit, skip: testSkip(l)}, h.Layers, h.CacheOK)
+// confineSecondStage adds the second stage's layers to those of the first
+// (h), logs what each took, and refuses when a layer is missing and the
+// launch requires them all.
+func (l *launch) confineSecondStage(h *handoff, logger *slog.Logger, start time.Time) ([]Layer, error) {
+	layers := confineAfterExec(confineOptions{nfiles: l.NFiles, memoryLimit: l.MemoryLimit, skip: testSkip()}, h.Layers, h.CacheOK)
 	if logger.Enabled(context.Background(), slog.LevelDebug) {
 		var took []string
 		for _, ly := range layers {
@@ -180,50 +167,11 @@ func keepSecondStage(run RunFunc, arg string) int {
 	}
 	if missing := missingLayers(layers); missing != "" {
 		if l.RequireIsolation {
-			return keepFail(ctl, layers, requireIsolationError(missing))
+			return layers, requireIsolationError(missing)
 		}
 		logger.Warn("sandbox Keep runs without some confinement layers", "missing", missing)
 	}
-
-	if l.Hook != "" {
-		// Hooks are ';'-separated "name[:arg]"; results come back the same way.
-		var out []string
-		for _, hk := range strings.Split(l.Hook, ";") {
-			name, arg, _ := strings.Cut(hk, ":")
-			h, ok := testHooks[name]
-			if !ok {
-				return keepFail(ctl, layers, fmt.Errorf("unknown test hook %q", hk))
-			}
-			out = append(out, h(arg))
-		}
-		return keepReply(ctl, &result{Layers: layers, Hook: strings.Join(out, ";")})
-	}
-
-	cacheDir := ""
-	if h.CacheOK {
-		cacheDir = keepCacheDir
-	}
-	code, err := run(context.Background(), &Job{
-		Wasm: l.wasm, Config: l.config, ConfigName: l.ConfigName, Package: l.Package, Bundle: l.bundle,
-		Files: files, Args: l.Args, MemoryLimit: l.MemoryLimit, Engine: l.Engine, CacheDir: cacheDir, StewardDial: steward, Logger: logger,
-	})
-	r := &result{ExitCode: code, Layers: layers}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	return keepReply(ctl, r)
-}
-
-// testSkip is the set of layers a test binary asked to leave out.
-func testSkip(l *launch) map[string]bool {
-	if testHooks == nil || len(l.TestSkip) == 0 {
-		return nil
-	}
-	skip := map[string]bool{}
-	for _, s := range l.TestSkip {
-		skip[s] = true
-	}
-	return skip
+	return layers, nil
 }
 
 // missingLayers lists the layers not in force, with the reason, or "".

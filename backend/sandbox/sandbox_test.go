@@ -3,9 +3,11 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,13 +24,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep"
 )
 
 // TestMain lets the test binary double as the Keep process: the sandbox
 // re-executes /proc/self/exe with KeepArg, as enarx does.
 func TestMain(m *testing.M) {
-	testHooks = containmentHooks
+	testBinary = true
 	ServeKeeps(testRunner)
 	// A compilation cache the Keep user ("nobody" when tests run as root)
 	// can reach.
@@ -48,31 +52,34 @@ var testCacheDir string
 // fakeWasm marks a job for the fake runner.
 var fakeWasm = []byte("FAKE")
 
-// testRunner runs real modules with the real runtime (RunKeep); a "module"
-// starting with FAKE stands in for the runtime in the lifecycle tests,
-// interpreting Job.Args as a tiny command.
-func testRunner(ctx context.Context, j *Job) (int, error) {
-	if !bytes.HasPrefix(j.Wasm, fakeWasm) {
-		return RunKeep(ctx, j)
+// testRunner runs real modules with the real runtime (keep.Run); a
+// "module" starting with FAKE stands in for the runtime in the lifecycle
+// tests, interpreting its arguments as a tiny command and reporting what
+// it observed as its error.
+func testRunner(ctx context.Context, w keep.Workload, o keep.Options) (int, error) {
+	if !bytes.HasPrefix(w.Wasm, fakeWasm) {
+		return keep.Run(ctx, w, o)
 	}
-	if len(j.Args) == 0 {
+	if len(o.Args) == 0 {
 		return 0, nil
 	}
-	switch j.Args[0] {
+	switch o.Args[0] {
 	case "exit":
-		n, _ := strconv.Atoi(j.Args[1])
+		n, _ := strconv.Atoi(o.Args[1])
 		return n, nil
 	case "fail":
-		return 1, errors.New(j.Args[1])
+		return 1, errors.New(o.Args[1])
 	case "echo": // copy fd 0 to fd 1
-		_, err := io.Copy(j.Files[1], j.Files[0])
+		_, err := io.Copy(o.Files[1], o.Files[0])
 		return 0, err
 	case "gomaxprocs":
 		return 0, fmt.Errorf("gomaxprocs=%d", runtime.GOMAXPROCS(0))
 	case "digest":
-		return 0, fmt.Errorf("wasm=%s config=%q", digest(j.Wasm), j.Config)
+		return 0, fmt.Errorf("wasm=%s config=%q", digest(w.Wasm), w.Config)
+	case "probe": // containment probes, ';'-separated "name[:arg]"
+		return 0, probe(o.Args[1])
 	case "threads": // start N more threads, then wait
-		n, _ := strconv.Atoi(j.Args[1])
+		n, _ := strconv.Atoi(o.Args[1])
 		for range n {
 			go func() { runtime.LockOSThread(); select {} }()
 		}
@@ -83,7 +90,45 @@ func testRunner(ctx context.Context, j *Job) (int, error) {
 	case "sleep":
 		time.Sleep(time.Hour)
 	}
-	return 2, fmt.Errorf("unknown test command %q", j.Args[0])
+	return 2, fmt.Errorf("unknown test command %q", o.Args[0])
+}
+
+// fake is a launch of the fake runner's command args, without a
+// compilation cache.
+func fake(args ...string) *backend.Launch {
+	return &backend.Launch{Workload: keep.Workload{Wasm: fakeWasm}, Options: keep.Options{Args: args, NoCache: true}}
+}
+
+// skipLayers is the test seam's request (testseam.go) to leave the named
+// layers out.
+func skipLayers(names ...string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(names)
+	if err != nil {
+		panic(err)
+	}
+	return []string{testSkipEnv + "=" + string(b)}
+}
+
+// probesPrefix starts the error that carries the probes' outcomes.
+const probesPrefix = "probes: "
+
+// probe runs the containment probes named in list (';'-separated
+// "name[:arg]") inside the confined Keep and returns their outcomes, in
+// the same form, as an error.
+func probe(list string) error {
+	var out []string
+	for _, p := range strings.Split(list, ";") {
+		name, arg, _ := strings.Cut(p, ":")
+		h, ok := containmentHooks[name]
+		if !ok {
+			return fmt.Errorf("unknown probe %q", p)
+		}
+		out = append(out, h(arg))
+	}
+	return errors.New(probesPrefix + strings.Join(out, ";"))
 }
 
 func errnoString(err error) string {
@@ -219,18 +264,22 @@ func errnoOrNil(e syscall.Errno) error {
 	return e
 }
 
-func runHook(t *testing.T, hook string, skip ...string) (*Result, string) {
+// runHook runs the containment probes hook in a Keep without the layers
+// in skip; it returns the layers the Keep reported and the probes'
+// outcomes.
+func runHook(t *testing.T, hook string, skip ...string) ([]Layer, string) {
 	t.Helper()
 	var stderr bytes.Buffer
-	res, err := run(context.Background(), &Request{Wasm: []byte("hook"), hook: hook, testSkip: skip, Stderr: &stderr})
-	if err != nil {
-		t.Fatalf("hook %s: %v (stderr %s)", hook, err, stderr.String())
+	code, layers, err := run(context.Background(), fake("probe", hook), hostOptions{stderr: &stderr, env: skipLayers(skip...)})
+	out, ok := strings.CutPrefix(fmt.Sprint(err), probesPrefix)
+	if code != 0 || !ok {
+		t.Fatalf("probes %s: %d, %v (stderr %s)", hook, code, err, stderr.String())
 	}
-	return res, res.hook
+	return layers, out
 }
 
-func layerOn(res *Result, name string) bool {
-	for _, l := range res.Layers {
+func layerOn(layers []Layer, name string) bool {
+	for _, l := range layers {
 		if l.Name == name {
 			return l.Enabled
 		}
@@ -303,7 +352,7 @@ func TestContainment(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			if v.needs != "" {
 				// Check first: without the layer, execve would succeed.
-				if res, _ := runHook(t, "ppid", v.skip...); !layerOn(res, v.needs) {
+				if layers, _ := runHook(t, "ppid", v.skip...); !layerOn(layers, v.needs) {
 					testutil.NeedHost(t, "layer %q is not available here", v.needs)
 				}
 			}
@@ -326,7 +375,7 @@ func TestContainment(t *testing.T) {
 // (the one `enarx platform info` shows) says this kernel supports, and
 // the kernel-independent ones always.
 func TestLayersReported(t *testing.T) {
-	res, ppid := runHook(t, "ppid")
+	layers, ppid := runHook(t, "ppid")
 	kernel := map[string]string{ // layer → the probe row it depends on
 		LayerUserNS: "User namespaces", LayerPIDNS: "PID namespaces", LayerMountNS: "Mount namespaces",
 		LayerNetNS: "Network namespaces", LayerIPCNS: "IPC namespaces", LayerUTSNS: "UTS namespaces",
@@ -340,7 +389,7 @@ func TestLayersReported(t *testing.T) {
 		LayerNNP, LayerLandlock, LayerCaps, LayerRlimits, LayerSeccomp}
 	var got []string
 	var lacking []string
-	for _, l := range res.Layers {
+	for _, l := range layers {
 		t.Logf("%-50s %-5v %6dµs %s", l.Name, l.Enabled, l.Micros, l.Detail)
 		got = append(got, l.Name)
 		if l.Enabled {
@@ -359,7 +408,7 @@ func TestLayersReported(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("layers reported %q, want %q", got, want)
 	}
-	if layerOn(res, LayerPIDNS) && ppid != "0" {
+	if layerOn(layers, LayerPIDNS) && ppid != "0" {
 		t.Errorf("Keep sees its parent as pid %s; want 0 (own pid namespace)", ppid)
 	}
 	if len(lacking) > 0 {
@@ -384,7 +433,9 @@ func TestKeepThreadsConfined(t *testing.T) {
 	const extra = 4
 	done := make(chan error, 1)
 	go func() {
-		_, err := Run(ctx, &Request{Wasm: fakeWasm, Args: []string{"threads", strconv.Itoa(extra)}, RequireIsolation: true})
+		l := fake("threads", strconv.Itoa(extra))
+		l.Policy.RequireIsolation = true
+		_, err := Backend{}.Run(ctx, l)
 		done <- err
 	}()
 	var pid int
@@ -491,12 +542,12 @@ func TestInheritedFDsStayOut(t *testing.T) {
 
 func TestExitCodesAndErrors(t *testing.T) {
 	for _, n := range []int{0, 3, 255} {
-		code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"exit", strconv.Itoa(n)}})
+		code, err := Backend{}.Run(context.Background(), fake("exit", strconv.Itoa(n)))
 		if err != nil || code != n {
 			t.Errorf("exit %d: got %d, %v", n, code, err)
 		}
 	}
-	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"fail", "wasm trap: unreachable"}})
+	code, err := Backend{}.Run(context.Background(), fake("fail", "wasm trap: unreachable"))
 	if code != 1 || err == nil || err.Error() != "wasm trap: unreachable" {
 		t.Errorf("fail: %d %v", code, err)
 	}
@@ -508,7 +559,9 @@ func TestModuleAndConfigArrive(t *testing.T) {
 	// Enarx.toml stays an empty config (not the default one) either way.
 	for _, socket := range []bool{false, true} {
 		for _, cfg := range []string{"x = 1", ""} {
-			_, err := Run(context.Background(), &Request{Wasm: wasm, Config: []byte(cfg), Args: []string{"digest"}, socketPayload: socket})
+			l := fake("digest")
+			l.Workload = keep.Workload{Wasm: wasm, Config: []byte(cfg)}
+			_, _, err := run(context.Background(), l, hostOptions{socketPayload: socket})
 			want := fmt.Sprintf("wasm=%s config=%q", digest(wasm), cfg)
 			if err == nil || err.Error() != want {
 				t.Fatalf("socket payload %v: got %v, want %s", socket, err, want)
@@ -520,7 +573,7 @@ func TestModuleAndConfigArrive(t *testing.T) {
 // TestKeepGetsHostGOMAXPROCS: the Keep confines itself with GOMAXPROCS=1
 // and then runs the workload with the host's setting, as nil does.
 func TestKeepGetsHostGOMAXPROCS(t *testing.T) {
-	_, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"gomaxprocs"}})
+	_, err := Backend{}.Run(context.Background(), fake("gomaxprocs"))
 	if want := fmt.Sprintf("gomaxprocs=%d", runtime.GOMAXPROCS(0)); err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}
@@ -536,7 +589,9 @@ func TestStdioThroughKeep(t *testing.T) {
 	}()
 	got := make(chan []byte)
 	go func() { b, _ := io.ReadAll(outR); got <- b }()
-	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Files: []*os.File{inR, outW}, Args: []string{"echo"}})
+	l := fake("echo")
+	l.Files = []*os.File{inR, outW}
+	code, err := Backend{}.Run(context.Background(), l)
 	inR.Close()
 	outW.Close()
 	if code != 0 || err != nil {
@@ -548,7 +603,9 @@ func TestStdioThroughKeep(t *testing.T) {
 }
 
 func TestTimeoutKillsRunaway(t *testing.T) {
-	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"spin"}, Timeout: 300 * time.Millisecond})
+	l := fake("spin")
+	l.Policy.Timeout = 300 * time.Millisecond
+	code, err := Backend{}.Run(context.Background(), l)
 	if !errors.Is(err, ErrTimeout) || code != 1 {
 		t.Fatalf("got %d %v", code, err)
 	}
@@ -557,7 +614,7 @@ func TestTimeoutKillsRunaway(t *testing.T) {
 func TestCancelStopsKeep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
-	code, err := Run(ctx, &Request{Wasm: fakeWasm, Args: []string{"sleep"}})
+	code, err := Backend{}.Run(ctx, fake("sleep"))
 	if err == nil || code != 1 {
 		t.Fatalf("got %d %v", code, err)
 	}
@@ -608,7 +665,7 @@ func TestHelperHost(t *testing.T) {
 		t.Skip("helper")
 	}
 	startedHook = func(pid int) { fmt.Printf("%d\n", pid); os.Stdout.Sync() }
-	Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"sleep"}})
+	Backend{}.Run(context.Background(), fake("sleep"))
 }
 
 func TestDecodeLaunchRejectsDigestMismatch(t *testing.T) {
@@ -646,16 +703,19 @@ func FuzzDecodeLaunch(f *testing.F) {
 
 func TestRequireIsolation(t *testing.T) {
 	var stderr bytes.Buffer
-	code, err := Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"exit", "0"},
-		RequireIsolation: true, testSkip: []string{LayerNNP, LayerLandlock}, Stderr: &stderr})
+	l := fake("exit", "0")
+	l.Policy.RequireIsolation = true
+	code, _, err := run(context.Background(), l, hostOptions{stderr: &stderr, env: skipLayers(LayerNNP, LayerLandlock)})
 	if code != 1 || err == nil || !strings.Contains(err.Error(), "--require-isolation: the sandbox Keep is missing confinement layers:") ||
 		!strings.Contains(err.Error(), "landlock (no file system, no TCP bind/connect) (left out by a test)") {
 		t.Fatalf("got %d %v", code, err)
 	}
-	// Without --require-isolation the same Keep runs and warns.
+	// Without --require-isolation the same Keep runs and warns (it logs
+	// at the level the host's logger has).
 	stderr.Reset()
-	code, err = Run(context.Background(), &Request{Wasm: fakeWasm, Args: []string{"exit", "0"},
-		testSkip: []string{LayerLandlock}, Stderr: &stderr})
+	l = fake("exit", "0")
+	l.Options.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	code, _, err = run(context.Background(), l, hostOptions{stderr: &stderr, env: skipLayers(LayerLandlock)})
 	if code != 0 || err != nil || !strings.Contains(stderr.String(), "sandbox Keep runs without some confinement layers") {
 		t.Fatalf("got %d %v, stderr %q", code, err, stderr.String())
 	}
@@ -671,5 +731,27 @@ func TestDocsListEverySyscall(t *testing.T) {
 		if !strings.Contains(string(doc), "| `"+s.name+"` | "+s.reason+" |") {
 			t.Errorf("docs/sandbox.md does not list %s (%s)", s.name, s.reason)
 		}
+	}
+}
+
+// TestSkipSeamOnlyInTestBinaries: a Keep leaves layers out only in a test
+// binary of this package; enarx's Keep (testBinary unset) ignores the
+// request, and the launch message has no field for it.
+func TestSkipSeamOnlyInTestBinaries(t *testing.T) {
+	t.Setenv(testSkipEnv, `["`+LayerSeccomp+`"]`)
+	if !testSkip()[LayerSeccomp] || len(testEnv()) != 1 {
+		t.Fatalf("test binary: skip %v, env %q", testSkip(), testEnv())
+	}
+	testBinary = false
+	defer func() { testBinary = true }()
+	if testSkip() != nil || testEnv() != nil {
+		t.Fatalf("outside tests: skip %v, env %q", testSkip(), testEnv())
+	}
+	var b bytes.Buffer
+	if err := (&launch{wasm: []byte("module")}).encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b.Bytes(), []byte("skip")) || bytes.Contains(b.Bytes(), []byte("hook")) {
+		t.Fatalf("launch message carries a test field: %q", b.Bytes())
 	}
 }

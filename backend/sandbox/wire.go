@@ -31,7 +31,9 @@ const (
 	maxConfig     = 1 << 20
 )
 
-// launch is what the Keep process needs to run a workload.
+// launch is what the Keep process needs to run a workload: the wire form
+// of a backend.Launch, built by newLaunch and read back by keepArgs
+// (launch.go).
 type launch struct {
 	// WasmSHA256 is the hex digest the Keep must find for the module bytes.
 	WasmSHA256   string   `json:"wasm_sha256"`
@@ -73,13 +75,6 @@ type launch struct {
 	GoMaxProcs int `json:"gomaxprocs,omitempty"`
 	// CloneFlags are the namespaces the host created the Keep in.
 	CloneFlags uintptr `json:"clone_flags,omitempty"`
-	// Hook names a test-only action run inside the confined process
-	// instead of a workload. Only honoured by test binaries.
-	Hook string `json:"hook,omitempty"`
-
-	// TestSkip names layers to leave out, so that tests can show each
-	// layer refusing on its own. Only honoured by test binaries.
-	TestSkip []string `json:"test_skip,omitempty"`
 
 	wasm, config, bundle []byte
 }
@@ -90,8 +85,6 @@ type result struct {
 	Error    string `json:"error,omitempty"`
 	// Layers reports each confinement layer and whether it is in force.
 	Layers []Layer `json:"layers,omitempty"`
-	// Hook carries a test hook's outcome.
-	Hook string `json:"hook,omitempty"`
 }
 
 func digest(b []byte) string {

@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/enarx-go/enarx/backend/sandbox"
+	"github.com/enarx-go/enarx/keep"
 )
 
 // hiddenCommands returns internal commands that are not shown in help: the
@@ -18,7 +19,7 @@ func hiddenCommands(g *globals) []*cobra.Command {
 		DisableFlagParsing: true,
 		Args:               cobra.MaximumNArgs(1), // the second stage gets the first stage's handoff
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if code := sandbox.KeepMain(sandbox.RunKeep); code != 0 {
+			if code := sandbox.KeepMain(keep.Run); code != 0 {
 				return &ExitError{Code: code}
 			}
 			return nil
