@@ -12,6 +12,8 @@ if ! command -v qemu-system-x86_64 >/dev/null; then need_apt+=(qemu-system-x86);
 if ! compgen -G '/boot/vmlinuz-6.12.*-cloud-amd64' >/dev/null; then need_apt+=(linux-image-6.12-cloud-amd64); fi
 # GNU cpio: an independent reader that checks the Keep image's initrd.
 if ! command -v cpio >/dev/null; then need_apt+=(cpio); fi
+# containerd (1.6 on Debian 12): the shim's tests run Keeps under a real daemon.
+if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then need_apt+=(containerd); fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

@@ -1,0 +1,531 @@
+package shim_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/shim"
+)
+
+// These tests run the shim under a real containerd (Debian's package,
+// installed by scripts/install-deps.sh): each test starts a daemon of its
+// own (private root, state directory, socket and config, no CRI), imports
+// an OCI image built here with `ctr image import` and runs it with
+// `ctr run --runtime io.containerd.enarx.v1`, the shim binary built from
+// this repository found on PATH, as containerd looks for it.
+
+const (
+	ns       = "enarx-test"
+	platform = "wasi/wasm"
+	// port is where the Enarx.toml image's workload listens, inside its
+	// task's network namespace (every task has its own, so two can).
+	port = 18080
+)
+
+// configImage is the Enarx.toml of the image that has one.
+var configImage = fmt.Sprintf(`args = ["--from-config"]
+
+[env]
+FROM_CONFIG = "yes"
+GREETING = "from Enarx.toml"
+
+[[files]]
+kind = "stdin"
+
+[[files]]
+kind = "stdout"
+
+[[files]]
+kind = "stderr"
+
+[[files]]
+name = "ingest"
+kind = "listen"
+prot = "tcp"
+addr = "127.0.0.1"
+port = %d
+`, port)
+
+var (
+	shimOnce sync.Once
+	shimDir  string
+	shimErr  error
+)
+
+// shimOnPath builds cmd/containerd-shim-enarx-v1 once per test binary
+// (the default build: pure Go, wazero) into a directory and returns it.
+func shimOnPath(t *testing.T) string {
+	t.Helper()
+	shimOnce.Do(func() {
+		shimDir, shimErr = os.MkdirTemp("", "enarx-shim-bin-")
+		if shimErr != nil {
+			return
+		}
+		cmd := exec.Command(goBin(), "build", "-o", shimDir, "../cmd/containerd-shim-enarx-v1")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			shimErr = fmt.Errorf("building the shim: %v\n%s", err, out)
+		}
+	})
+	if shimErr != nil {
+		t.Fatal(shimErr)
+	}
+	return shimDir
+}
+
+func goBin() string {
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "go"
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shimDir != "" {
+		os.RemoveAll(shimDir)
+	}
+	os.Exit(code)
+}
+
+// daemon is a private containerd.
+type daemon struct {
+	t       *testing.T
+	dir     string
+	sock    string
+	path    string // PATH with the shim first
+	cmd     *exec.Cmd
+	shimBin string
+}
+
+// startContainerd starts a containerd of the test's own and stops it (and
+// checks that nothing of the shim's is left) at the end of the test.
+func startContainerd(t *testing.T) *daemon {
+	t.Helper()
+	for _, bin := range []string{"containerd", "ctr"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			testutil.NeedHost(t, "%s is not installed (Debian's containerd package; scripts/install-deps.sh installs it)", bin)
+		}
+	}
+	if os.Geteuid() != 0 {
+		testutil.NeedHost(t, "containerd runs as root here; the tests are not root")
+	}
+	bin := shimOnPath(t)
+	dir, err := os.MkdirTemp("", "ctd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), shimBin: filepath.Join(bin, "containerd-shim-enarx-v1"),
+		path: bin + string(os.PathListSeparator) + os.Getenv("PATH")}
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = %q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, filepath.Join(dir, "opt"))
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"), "--log-level", "debug")
+	d.cmd.Env = append(os.Environ(), "PATH="+d.path)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.stop(); logf.Close() })
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("unix", d.sock); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd did not listen on %s within 20 s; log:\n%s", d.sock, d.log())
+		}
+	}
+	return d
+}
+
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "containerd.log"))
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// stop checks that no shim or keep host process and no mount under the
+// daemon's directories is left, then stops containerd and removes its
+// directories.
+func (d *daemon) stop() {
+	t := d.t
+	if !t.Failed() {
+		// Containerd asks a shim to shut down once its task is deleted;
+		// give the last one a moment to exit.
+		var left []string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if left = d.processes(); len(left) == 0 {
+				break
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("shim processes left behind: %v", left)
+		}
+		if m := mountsUnder(d.dir); len(m) > 0 {
+			t.Errorf("mounts left behind: %v", m)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+	// Whatever a failed test left: kill it, unmount, remove.
+	for _, p := range d.pids() {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	for _, m := range mountsUnder(d.dir) {
+		unix.Unmount(m, unix.MNT_DETACH)
+	}
+	os.RemoveAll(d.dir)
+}
+
+// pids are the processes running the test's shim binary (shims and keep
+// hosts; a sandbox Keep re-executes it too).
+func (d *daemon) pids() []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && exe == d.shimBin {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func (d *daemon) processes() []string {
+	var out []string
+	for _, p := range d.pids() {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		out = append(out, fmt.Sprintf("%d: %s", p, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+	}
+	return out
+}
+
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// ctr runs ctr against the daemon and returns its combined output and
+// exit status (-1 if it could not run).
+func (d *daemon) ctr(ctx context.Context, args ...string) (string, int) {
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", d.sock, "--namespace", ns}, args...)...)
+	cmd.Env = append(os.Environ(), "PATH="+d.path)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	}
+	return string(out) + err.Error(), -1
+}
+
+// mustCtr runs ctr and fails the test unless it exits 0.
+func (d *daemon) mustCtr(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, code := d.ctr(ctx, args...)
+	if code != 0 {
+		t.Fatalf("ctr %s: status %d\n%s\ncontainerd log:\n%s", strings.Join(args, " "), code, out, d.log())
+	}
+	return out
+}
+
+// importImage builds an image with the test workload (and Enarx.toml, if
+// not empty) and imports it; it returns the image name.
+func (d *daemon) importImage(wasm []byte, enarxToml string) string {
+	files := map[string][]byte{"main.wasm": wasm}
+	if enarxToml != "" {
+		files["Enarx.toml"] = []byte(enarxToml)
+	}
+	name := "docker.io/enarx/shim-test:" + sum(append(append([]byte(nil), wasm...), enarxToml...))
+	tarPath := filepath.Join(d.dir, "image.tar")
+	writeImage(d.t, tarPath, name, files)
+	d.mustCtr(d.t, "image", "import", "--platform", platform, tarPath)
+	return name
+}
+
+// runtimeConfig writes the shim's runtime options for backend and returns
+// the file's path. The compilation cache is shared by the test binary's
+// daemons (each module compiles once).
+func (d *daemon) runtimeConfig(backend string) string {
+	p := filepath.Join(d.dir, "shim-"+backend+".toml")
+	cache := filepath.Join(os.TempDir(), "enarx-shim-test-cache")
+	os.MkdirAll(cache, 0o755)
+	body := fmt.Sprintf("backend = %q\ncache_dir = %q\n", backend, cache)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+	return p
+}
+
+// runArgs are ctr run's arguments for a container of image on backend.
+func (d *daemon) runArgs(backend, image, id string, extra ...string) []string {
+	args := []string{"run", "--rm", "--runtime", shim.RuntimeName, "--runtime-config-path", d.runtimeConfig(backend), "--platform", platform}
+	args = append(args, extra...)
+	return append(args, image, id)
+}
+
+// backends are the backends the tests run Keeps on: in the keep host
+// (nil) and in a confined process of its own (sandbox).
+var backends = []string{"nil", "sandbox"}
+
+func workloadWasm(t *testing.T) []byte {
+	b, err := os.ReadFile(testutil.BuildWasm(t, "testdata/workload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// background is a ctr run in progress.
+type background struct {
+	done chan struct{}
+	mu   sync.Mutex
+	out  bytes.Buffer
+	code int
+}
+
+func (b *background) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.Write(p)
+}
+
+func (b *background) output() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.String()
+}
+
+func (d *daemon) start(args ...string) *background {
+	b := &background{done: make(chan struct{})}
+	cmd := exec.Command("ctr", append([]string{"--address", d.sock, "--namespace", ns}, args...)...)
+	cmd.Env = append(os.Environ(), "PATH="+d.path)
+	cmd.Stdout, cmd.Stderr = b, b
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	go func() {
+		defer close(b.done)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			b.code = ee.ExitCode()
+		} else if err != nil {
+			b.code = -1
+		}
+	}()
+	return b
+}
+
+// waitOutput waits until the run's output holds s.
+func (b *background) waitOutput(t *testing.T, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(b.output(), s) {
+			return
+		}
+		select {
+		case <-b.done:
+			t.Fatalf("ctr run ended (status %d) without printing %q: %q", b.code, s, b.output())
+		default:
+		}
+	}
+	t.Fatalf("ctr run did not print %q within a minute: %q", s, b.output())
+}
+
+func (b *background) wait(t *testing.T) (string, int) {
+	t.Helper()
+	select {
+	case <-b.done:
+		return b.output(), b.code
+	case <-time.After(time.Minute):
+		t.Fatal("ctr run did not return within a minute")
+	}
+	return "", 0
+}
+
+// waitRunning waits until task id is RUNNING and returns its pid.
+func (d *daemon) waitRunning(t *testing.T, id string) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		out, _ := d.ctr(context.Background(), "task", "ls")
+		for _, l := range strings.Split(out, "\n") {
+			f := strings.Fields(l)
+			if len(f) == 3 && f[0] == id && f[2] == "RUNNING" {
+				var pid int
+				fmt.Sscanf(f[1], "%d", &pid)
+				return pid
+			}
+		}
+	}
+	t.Fatalf("task %s is not running after 30 s; containerd log:\n%s", id, d.log())
+	return 0
+}
+
+// dialIn connects to 127.0.0.1:port in the network namespace at nsPath,
+// sends a line and returns what comes back.
+func dialIn(nsPath string, port int) (string, error) {
+	type result struct {
+		s   string
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves the test's namespace
+		fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		// A raw socket: Go's net package may dial from another thread.
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer unix.Close(s)
+		tv := unix.Timeval{Sec: 5}
+		unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		if err := unix.Connect(s, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		msg := []byte("ping through the Keep\n")
+		if _, err := unix.Write(s, msg); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		buf := make([]byte, 64)
+		got := 0
+		for got < len(msg) {
+			n, err := unix.Read(s, buf[got:])
+			if err != nil || n == 0 {
+				ch <- result{string(buf[:got]), fmt.Errorf("read: %v (n=%d)", err, n)}
+				return
+			}
+			got += n
+		}
+		ch <- result{s: string(buf[:got])}
+	}()
+	r := <-ch
+	return r.s, r.err
+}
+
+// dialUntil retries dialIn until the Keep listens (it binds when it starts).
+func dialUntil(t *testing.T, nsPath string) string {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var s string
+		if s, err = dialIn(nsPath, port); err == nil {
+			return s
+		}
+	}
+	t.Fatalf("no echo from 127.0.0.1:%d in %s: %v", port, nsPath, err)
+	return ""
+}
+
+// TestContainerd is the workload table without an Enarx.toml in the image:
+// hello (args and env from the OCI spec), exit status, a kill, and two
+// Keeps at once, on each backend.
+func TestContainerd(t *testing.T) {
+	d := startContainerd(t)
+	img := d.importImage(workloadWasm(t), "")
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			want := `Hello from a Keep: args=["main.wasm" "hello" "a b"] GREETING="hi" FROM_CONFIG="" FD_NAMES="stdin:stdout:stderr"`
+			// ctr run's arguments after the id replace the process's
+			// whole argv (entrypoint included, unlike Kubernetes' args),
+			// so they name the module first.
+			out := d.mustCtr(t, append(d.runArgs(b, img, "hello-"+b, "--env", "GREETING=hi"), "/main.wasm", "hello", "a b")...)
+			if !strings.Contains(out, want) {
+				t.Errorf("hello: got %q, want %q", out, want)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, code := d.ctr(ctx, append(d.runArgs(b, img, "exit-"+b), "/main.wasm", "exit", "3")...)
+			if code != 3 || !strings.Contains(out, "exiting with 3") {
+				t.Errorf("exit 3: status %d, output %q", code, out)
+			}
+
+			// Two Keeps at once; SIGTERM (ctr task kill's default)
+			// stops each, and the status says so.
+			var runs []*background
+			for i := range 2 {
+				id := fmt.Sprintf("sleep%d-%s", i, b)
+				runs = append(runs, d.start(append(d.runArgs(b, img, id), "/main.wasm", "sleep")...))
+			}
+			for _, r := range runs {
+				r.waitOutput(t, "sleeping")
+			}
+			for i := range 2 {
+				d.mustCtr(t, "task", "kill", fmt.Sprintf("sleep%d-%s", i, b))
+			}
+			for _, r := range runs {
+				if out, code := r.wait(t); code != 128+int(syscall.SIGTERM) {
+					t.Errorf("killed Keep: status %d (want %d), output %q", code, 128+int(syscall.SIGTERM), out)
+				}
+			}
+		})
+	}
+}

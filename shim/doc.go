@@ -1,0 +1,33 @@
+// Package shim is containerd-shim-enarx-v1: a containerd runtime v2 shim
+// (runtime type io.containerd.enarx.v1) that runs an OCI image's wasm
+// module in a Keep, so that containerd, and Kubernetes through a
+// RuntimeClass, schedule Keeps as containers.
+//
+// It is built on containerd's own shim library (runtime/v2/shim of the
+// containerd 1.7 module, whose bootstrap protocol and task v2 ttrpc API are
+// those the containerd 1.6 and 1.7 daemons speak; containerd 2.x daemons
+// speak it too). An image is the shape `docker buildx build --platform
+// wasi/wasm` produces: its entrypoint (the OCI spec's args[0]) names the
+// module in the image root, and an optional /Enarx.toml is the workload's
+// config. The spec's remaining args and its env reach the workload.
+//
+// Processes: containerd runs the shim binary with "start", which starts
+// the long-lived shim (Manager.Start) that serves the task API (service).
+// Each task's Keep is launched by a process of its own, the keep host: the
+// shim binary re-executed with a hidden argument (IsKeepHost, KeepHostMain),
+// started inside the network namespace the OCI spec names, so that the
+// Keep's listen sockets bind there. It reads its launch message from fd 3,
+// then selects the backend, opens the host resources Enarx.toml names and
+// runs the Keep exactly as `enarx run` does (backend, internal/hostio). Its
+// stdio are pipes the shim copies from and to containerd's FIFOs, its exit
+// status is the container's, and a signal sent to the task kills it (a wasm
+// workload cannot catch signals), which ends the Keep with it: a Keep in the
+// keep host (nil backend) dies with the process, a sandbox Keep by its
+// parent-death signal.
+//
+// Trust: the shim runs on the untrusted host, as enarx run does. It treats
+// the image as untrusted input: the module and Enarx.toml are opened inside
+// the image's root with openat2(RESOLVE_IN_ROOT), size-limited, and checked
+// (wasm magic, config.Parse) before any Keep starts; the Keep re-checks
+// everything it is given.
+package shim

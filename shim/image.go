@@ -1,0 +1,176 @@
+package shim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/mount"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/config"
+)
+
+const (
+	// maxModule bounds the module read from an image.
+	maxModule = 512 << 20
+	// maxConfig bounds Enarx.toml, as package config does.
+	maxConfig = 1 << 20
+	// maxSpec bounds the bundle's config.json.
+	maxSpec = 16 << 20
+	// configPath is where an image keeps its optional Enarx.toml.
+	configPath = "/Enarx.toml"
+)
+
+// workload is what a task runs: read from the image, checked, and ready to
+// be sent to a keep host.
+type workload struct {
+	wasm   []byte
+	config []byte // effective Enarx.toml, nil for the default
+	args   []string
+	net    netSetup
+}
+
+// netSetup is the network namespace the keep host starts in, from the OCI
+// spec's namespaces: a path to join (a Kubernetes pod's), a new namespace
+// (a "network" entry without a path, as ctr run makes), or the shim's own
+// (no "network" entry: host networking).
+type netSetup struct {
+	path  string
+	newNS bool
+}
+
+// readSpec reads the OCI runtime spec of a bundle.
+func readSpec(bundle string) (*specs.Spec, error) {
+	f, err := os.Open(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the OCI spec: %w", err)
+	}
+	defer f.Close()
+	var s specs.Spec
+	if err := json.NewDecoder(io.LimitReader(f, maxSpec)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("decoding the OCI spec %s: %w", f.Name(), err)
+	}
+	return &s, nil
+}
+
+// loadWorkload reads the module and Enarx.toml of a task from its image:
+// the rootfs mounts containerd passes (mounted at <bundle>/rootfs for the
+// time of reading only), or the spec's root directory when there are none.
+func loadWorkload(bundle string, spec *specs.Spec, rootfs []*types.Mount) (_ *workload, err error) {
+	if spec.Process == nil || len(spec.Process.Args) == 0 || spec.Process.Args[0] == "" {
+		return nil, errors.New("the container has no entrypoint: the image's ENTRYPOINT (or the command) must name its wasm module, e.g. ENTRYPOINT [\"/main.wasm\"]")
+	}
+	if spec.Process.Terminal {
+		return nil, errors.New("a Keep has no terminal: run the container without a TTY (no -t / tty: true)")
+	}
+	root := filepath.Join(bundle, "rootfs")
+	if spec.Root != nil && spec.Root.Path != "" {
+		root = spec.Root.Path
+		if !filepath.IsAbs(root) {
+			root = filepath.Join(bundle, root)
+		}
+	}
+	if len(rootfs) > 0 {
+		root = filepath.Join(bundle, "rootfs")
+		if err := os.MkdirAll(root, 0o711); err != nil {
+			return nil, fmt.Errorf("making the rootfs mount point: %w", err)
+		}
+		mounts := make([]mount.Mount, len(rootfs))
+		for i, m := range rootfs {
+			mounts[i] = mount.Mount{Type: m.Type, Source: m.Source, Options: m.Options}
+		}
+		if err := mount.All(mounts, root); err != nil {
+			return nil, fmt.Errorf("mounting the image's root: %w", err)
+		}
+		defer func() {
+			if uerr := mount.UnmountAll(root, unix.MNT_DETACH); uerr != nil && err == nil {
+				err = fmt.Errorf("unmounting the image's root: %w", uerr)
+			}
+		}()
+	}
+	w := &workload{args: spec.Process.Args[1:], net: netOf(spec)}
+	entry := spec.Process.Args[0]
+	if !path.IsAbs(entry) {
+		entry = path.Join("/", spec.Process.Cwd, entry)
+	}
+	if w.wasm, err = readInRoot(root, entry, maxModule); err != nil {
+		return nil, fmt.Errorf("reading the module %s named by the entrypoint: %w", entry, err)
+	}
+	if !bytes.HasPrefix(w.wasm, []byte("\x00asm")) {
+		return nil, fmt.Errorf("%s, the image's entrypoint, is not a WebAssembly module (it does not start with \\0asm): the entrypoint must name the .wasm module", entry)
+	}
+	raw, err := readInRoot(root, configPath, maxConfig)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		raw = nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the image's %s: %w", configPath, err)
+	}
+	var cfg *config.Config
+	if raw != nil {
+		if cfg, err = config.Parse("Enarx.toml", raw); err != nil {
+			return nil, fmt.Errorf("the image's Enarx.toml: %w", err)
+		}
+	}
+	if w.config, err = mergeEnv(raw, cfg, spec.Process.Env); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// netOf is the network namespace the spec asks for.
+func netOf(spec *specs.Spec) netSetup {
+	if spec.Linux == nil {
+		return netSetup{}
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return netSetup{path: ns.Path, newNS: ns.Path == ""}
+		}
+	}
+	return netSetup{}
+}
+
+// readInRoot reads the regular file name, resolved inside root as if root
+// were "/" (symlinks and ".." cannot leave it: openat2 RESOLVE_IN_ROOT),
+// refusing files above max bytes. The image is untrusted: a link to a
+// host file must not be followed out of it.
+func readInRoot(root, name string, max int64) ([]byte, error) {
+	dir, err := os.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	fd, err := unix.Openat2(int(dir.Fd()), name, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", name, st.Size(), max)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is more than the %d bytes allowed", name, max)
+	}
+	return b, err
+}

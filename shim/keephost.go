@@ -1,0 +1,155 @@
+package shim
+
+import (
+	"context"
+	"encoding/gob"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/internal/hostio"
+	"github.com/enarx-go/enarx/keep"
+)
+
+// KeepHostArg is the hidden argument that makes the shim binary a keep
+// host: the per-task process that launches one Keep.
+const KeepHostArg = "__enarx-keep-host"
+
+// IsKeepHost reports whether this process was started as a keep host.
+func IsKeepHost() bool { return len(os.Args) > 1 && os.Args[1] == KeepHostArg }
+
+// launchFD is the keep host's descriptor of its launch message.
+const launchFD = 3
+
+// maxLaunch bounds the launch message the keep host decodes: the module
+// (maxModule), Enarx.toml and a little more.
+const maxLaunch = maxModule + maxConfig + 1<<20
+
+// launchMsg is what the shim tells a keep host: everything it needs to run
+// the Keep as `enarx run` would. The shim has read and checked the image;
+// the keep host parses the config again only to know what to open.
+type launchMsg struct {
+	Wasm []byte
+	// Config is the effective Enarx.toml (the image's, with the OCI env
+	// merged in; see mergeEnv); nil is the default fd table.
+	Config     []byte
+	ConfigName string
+	// Args follow main.wasm and the config's args (the OCI args after the
+	// entrypoint).
+	Args []string
+	// Backend names the Keep backend; "" is the most protective available
+	// and configured (backend.Select).
+	Backend     string
+	Engine      string
+	MemoryLimit uint64
+	CacheDir    string
+	NoCache     bool
+	// LoopbackUp asks the keep host to bring up the loopback interface of
+	// the new network namespace it was started in (as runc does for a
+	// container whose spec asks for a new one).
+	LoopbackUp bool
+	// LogLevel is the level of the keep host's diagnostics on the task's
+	// stderr.
+	LogLevel slog.Level
+}
+
+// KeepHostMain runs the keep host and returns its exit status: the
+// workload's, or 1 with the reason on stderr (the task's stderr) when the
+// launch fails, as `enarx run` does. The cmd/containerd-shim-enarx-v1 main
+// calls it when IsKeepHost.
+func KeepHostMain() int {
+	f := os.NewFile(launchFD, "launch")
+	if f == nil {
+		fmt.Fprintln(os.Stderr, "Error: the keep host was started without its launch message (fd 3); it is started by containerd-shim-enarx-v1 only")
+		return 1
+	}
+	var m launchMsg
+	err := gob.NewDecoder(io.LimitReader(f, maxLaunch)).Decode(&m)
+	f.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "Error: reading the launch message from the shim: %v\n", err)
+		return 1
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: m.LogLevel}))
+	code, err := m.run(context.Background(), logger)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+	}
+	return code
+}
+
+// run launches the Keep and returns the exit status, as internal/cli's
+// launchKeep does for enarx run: the workload's status, or 1 (or the
+// workload's own non-zero status) with an error.
+func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
+	if m.LoopbackUp {
+		if err := loopbackUp(); err != nil {
+			return 1, fmt.Errorf("bringing up the loopback interface of the task's new network namespace: %w", err)
+		}
+	}
+	cfg := config.Default()
+	if m.Config != nil {
+		var err error
+		if cfg, err = config.Parse(m.ConfigName, m.Config); err != nil {
+			return 1, err
+		}
+	}
+	b, err := backend.Select(m.Backend)
+	if err != nil {
+		return 1, err
+	}
+	logger.Info("Keep backend: " + b.Name())
+	files, err := hostio.Open(ctx, cfg)
+	if err != nil {
+		return 1, err
+	}
+	defer hostio.Close(files)
+	code, err := b.Run(ctx, &backend.Launch{
+		Workload: keep.Workload{Wasm: m.Wasm, Config: m.Config, ConfigName: m.ConfigName},
+		Config:   cfg,
+		Files:    files,
+		Options: keep.Options{
+			Args:        m.Args,
+			Logger:      logger,
+			CacheDir:    m.CacheDir,
+			NoCache:     m.NoCache,
+			MemoryLimit: m.MemoryLimit,
+			Engine:      m.Engine,
+			// A nil Keep runs in this process, which a signal to the task
+			// kills: the engine need not stop a computing guest itself.
+			Killed: b.Name() == backend.NilName,
+		},
+	})
+	switch {
+	case err != nil && code == 0:
+		return 1, err
+	case err != nil:
+		return code, err
+	case code < 0 || code > 255:
+		return 1, fmt.Errorf("the Keep exited with a non-portable exit code %d", code)
+	}
+	return code, nil
+}
+
+// loopbackUp sets IFF_UP on "lo" in this process's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}

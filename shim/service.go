@@ -1,0 +1,491 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/pkg/shutdown"
+	"github.com/containerd/containerd/protobuf"
+	"github.com/containerd/containerd/runtime"
+	cshim "github.com/containerd/containerd/runtime/v2/shim"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/enarx-go/enarx/backend"
+)
+
+// status is a task's lifecycle state.
+type status int
+
+const (
+	created status = iota
+	running
+	stopped
+)
+
+// ioWait bounds how long an exited task's output may take to drain: only
+// a process that inherited the keep host's stdout and outlived it could
+// hold it open longer (none does: a sandbox Keep dies with its host).
+const ioWait = 5 * time.Second
+
+// ktask is the one task a shim serves (one shim per container).
+type ktask struct {
+	id, bundle            string
+	stdin, stdout, stderr string
+	launch                *launchMsg
+	net                   netSetup
+	io                    *taskIO
+
+	// Guarded by service.mu.
+	status     status
+	pid        int
+	exitStatus int
+	exitedAt   time.Time
+	// done is closed when the task has stopped.
+	done chan struct{}
+}
+
+// service is the containerd task API (task v2 over ttrpc) for Keeps.
+type service struct {
+	// ctx lives as long as the shim (not a request's): the FIFOs and
+	// event forwarding use it.
+	ctx    context.Context
+	events chan any
+	sd     shutdown.Service
+
+	mu   sync.Mutex
+	task *ktask
+	// closed is set when events is closed (shim shutdown).
+	closed bool
+}
+
+func newService(ctx context.Context, pub cshim.Publisher, sd shutdown.Service) *service {
+	s := &service{ctx: ctx, events: make(chan any, 128), sd: sd}
+	go s.forward(ctx, pub)
+	sd.RegisterCallback(func(context.Context) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closed {
+			s.closed = true
+			close(s.events)
+		}
+		return nil
+	})
+	return s
+}
+
+// RegisterTTRPC implements the shim library's ttrpc service hook.
+func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
+	taskAPI.RegisterTaskService(server, s)
+	return nil
+}
+
+var empty = &emptypb.Empty{}
+
+func (s *service) get(id string) (*ktask, error) {
+	if s.task == nil || s.task.id != id {
+		return nil, errdefs.ToGRPCf(errdefs.ErrNotFound, "task %s is not served by this shim", id)
+	}
+	return s.task, nil
+}
+
+func notImplemented(what string) error {
+	return errdefs.ToGRPCf(errdefs.ErrNotImplemented, "%s: a Keep does not support it", what)
+}
+
+// Create reads and checks the task's image and prepares its stdio; the Keep
+// starts with Start.
+func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.task != nil {
+		return nil, errdefs.ToGRPCf(errdefs.ErrAlreadyExists, "this shim already serves task %s; it serves one task", s.task.id)
+	}
+	if r.Terminal {
+		return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "a Keep has no terminal: run the container without a TTY (no -t / tty: true)")
+	}
+	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
+		return nil, notImplemented("restoring a checkpoint")
+	}
+	opts, err := parseOptions(r.Options)
+	if err != nil {
+		return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
+	}
+	// Fail here, with the reason, rather than in the keep host.
+	if _, err := backend.Select(opts.Backend); err != nil {
+		return nil, errdefs.ToGRPCf(errdefs.ErrFailedPrecondition, "%v", err)
+	}
+	spec, err := readSpec(r.Bundle)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	w, err := loadWorkload(r.Bundle, spec, r.Rootfs)
+	if err != nil {
+		return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
+	}
+	level, _ := opts.logLevel()
+	m := &launchMsg{
+		Wasm: w.wasm, Config: w.config, ConfigName: "Enarx.toml", Args: w.args,
+		Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
+		CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
+	}
+	tio, err := openIO(s.ctx, r.Stdin, r.Stdout, r.Stderr)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	s.task = &ktask{
+		id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
+		launch: m, net: w.net, io: tio, done: make(chan struct{}),
+	}
+	s.send(&eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr},
+	})
+	return &taskAPI.CreateTaskResponse{}, nil
+}
+
+// Start starts the task's keep host.
+func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	if r.ExecID != "" {
+		return nil, notImplemented("exec")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if t.status != created {
+		return nil, errdefs.ToGRPCf(errdefs.ErrFailedPrecondition, "task %s was already started", t.id)
+	}
+	kh, err := startKeepHost(t.launch, t.net, t.io.child)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	t.io.closeChild()
+	t.launch = nil // the keep host has it; free the module
+	t.status, t.pid = running, kh.pid
+	if err := writePidFile(t.bundle, kh.pid); err != nil {
+		log.G(ctx).WithError(err).Warn("recording the keep host's pid for cleanup after a shim crash")
+	}
+	s.send(&eventstypes.TaskStart{ContainerID: t.id, Pid: uint32(kh.pid)})
+	go s.waitExit(t, kh)
+	return &taskAPI.StartResponse{Pid: uint32(kh.pid)}, nil
+}
+
+// waitExit records the keep host's exit once its output has drained, and
+// publishes it.
+func (s *service) waitExit(t *ktask, kh *keepHost) {
+	code := <-kh.done
+	drained := make(chan struct{})
+	go func() { t.io.wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(ioWait):
+	}
+	s.mu.Lock()
+	s.setExited(t, code)
+	s.mu.Unlock()
+}
+
+// setExited marks t stopped with code and publishes TaskExit (s.mu held).
+func (s *service) setExited(t *ktask, code int) {
+	if t.status == stopped {
+		return
+	}
+	t.status, t.exitStatus, t.exitedAt = stopped, code, time.Now()
+	close(t.done)
+	s.send(&eventstypes.TaskExit{
+		ContainerID: t.id,
+		ID:          t.id,
+		Pid:         uint32(t.pid),
+		ExitStatus:  uint32(code),
+		ExitedAt:    protobuf.ToTimestamp(t.exitedAt),
+	})
+}
+
+// Delete removes a stopped (or never started) task.
+func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	if r.ExecID != "" {
+		return nil, notImplemented("exec")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if t.status == running {
+		return nil, errdefs.ToGRPCf(errdefs.ErrFailedPrecondition, "task %s is running: kill it first", t.id)
+	}
+	if t.status == created {
+		// Never started: nothing ran, the container is just removed.
+		t.status, t.exitedAt = stopped, time.Now()
+		close(t.done)
+	}
+	t.io.close()
+	cleanupBundle(t.bundle)
+	s.task = nil
+	s.send(&eventstypes.TaskDelete{
+		ContainerID: t.id,
+		ID:          t.id,
+		Pid:         uint32(t.pid),
+		ExitStatus:  uint32(t.exitStatus),
+		ExitedAt:    protobuf.ToTimestamp(t.exitedAt),
+	})
+	return &taskAPI.DeleteResponse{
+		Pid:        uint32(t.pid),
+		ExitStatus: uint32(t.exitStatus),
+		ExitedAt:   protobuf.ToTimestamp(t.exitedAt),
+	}, nil
+}
+
+// Kill signals the keep host; its default action ends it and the Keep with
+// it (the workload cannot catch signals). A task that was never started
+// stops at once with status 128+signal.
+func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
+	if r.ExecID != "" {
+		return nil, notImplemented("exec")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	switch t.status {
+	case created:
+		s.setExited(t, 128+int(r.Signal))
+		return empty, nil
+	case stopped:
+		return nil, errdefs.ToGRPCf(errdefs.ErrNotFound, "task %s: process already finished", t.id)
+	}
+	pid := t.pid
+	if r.All {
+		pid = -pid // the keep host's process group
+	}
+	if err := syscall.Kill(pid, syscall.Signal(r.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return nil, errdefs.ToGRPCf(errdefs.ErrUnknown, "signalling the keep host: %v", err)
+	}
+	return empty, nil
+}
+
+// Wait blocks until the task has stopped.
+func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	if r.ExecID != "" {
+		return nil, notImplemented("exec")
+	}
+	s.mu.Lock()
+	t, err := s.get(r.ID)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &taskAPI.WaitResponse{ExitStatus: uint32(t.exitStatus), ExitedAt: protobuf.ToTimestamp(t.exitedAt)}, nil
+}
+
+// State reports the task's state.
+func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
+	if r.ExecID != "" {
+		return nil, notImplemented("exec")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	st := map[status]task.Status{created: task.Status_CREATED, running: task.Status_RUNNING, stopped: task.Status_STOPPED}[t.status]
+	resp := &taskAPI.StateResponse{
+		ID: t.id, Bundle: t.bundle, Pid: uint32(t.pid), Status: st,
+		Stdin: t.stdin, Stdout: t.stdout, Stderr: t.stderr,
+		ExitStatus: uint32(t.exitStatus),
+	}
+	if t.status == stopped {
+		resp.ExitedAt = protobuf.ToTimestamp(t.exitedAt)
+	}
+	return resp, nil
+}
+
+// Pids lists the keep host and its descendants (a sandbox Keep's
+// processes).
+func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	s.mu.Lock()
+	t, err := s.get(r.ID)
+	var pid int
+	if err == nil && t.status == running {
+		pid = t.pid
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	var out []*task.ProcessInfo
+	if pid != 0 {
+		for _, p := range descendants(pid) {
+			out = append(out, &task.ProcessInfo{Pid: uint32(p)})
+		}
+	}
+	return &taskAPI.PidsResponse{Processes: out}, nil
+}
+
+// descendants returns pid and every process below it, from /proc.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp, ok := parentOf(p); ok {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// parentOf reads the parent pid from /proc/<pid>/stat (the field after the
+// parenthesised command name, which may itself hold spaces or ')').
+func parentOf(pid int) (int, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pp, err := strconv.Atoi(f[1])
+	return pp, err == nil
+}
+
+// CloseIO ends the workload's stdin.
+func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	t, err := s.get(r.ID)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if r.Stdin {
+		t.io.CloseStdin()
+	}
+	return empty, nil
+}
+
+// Connect reports the shim's and the task's pids.
+func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pid int
+	if t, err := s.get(r.ID); err == nil {
+		pid = t.pid
+	}
+	return &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), TaskPid: uint32(pid)}, nil
+}
+
+// Shutdown ends the shim once its task is deleted.
+func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.task != nil {
+		return empty, nil
+	}
+	s.sd.Shutdown()
+	return empty, nil
+}
+
+func (s *service) Pause(context.Context, *taskAPI.PauseRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("pause")
+}
+
+func (s *service) Resume(context.Context, *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("resume")
+}
+
+func (s *service) Checkpoint(context.Context, *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("checkpoint")
+}
+
+func (s *service) Exec(context.Context, *taskAPI.ExecProcessRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("exec (a Keep runs one workload)")
+}
+
+func (s *service) ResizePty(context.Context, *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("a terminal")
+}
+
+func (s *service) Update(context.Context, *taskAPI.UpdateTaskRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("updating resources")
+}
+
+func (s *service) Stats(context.Context, *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	return nil, notImplemented("cgroup statistics")
+}
+
+// forward publishes the task's events to containerd, in order.
+func (s *service) forward(ctx context.Context, pub cshim.Publisher) {
+	ns, _ := namespaces.Namespace(ctx)
+	ctx = namespaces.WithNamespace(context.Background(), ns)
+	for e := range s.events {
+		if err := pub.Publish(ctx, topic(e), e); err != nil {
+			log.G(ctx).WithError(err).Error("publishing a task event to containerd")
+		}
+	}
+	pub.Close()
+}
+
+func topic(e any) string {
+	switch e.(type) {
+	case *eventstypes.TaskCreate:
+		return runtime.TaskCreateEventTopic
+	case *eventstypes.TaskStart:
+		return runtime.TaskStartEventTopic
+	case *eventstypes.TaskExit:
+		return runtime.TaskExitEventTopic
+	case *eventstypes.TaskDelete:
+		return runtime.TaskDeleteEventTopic
+	}
+	return runtime.TaskUnknownTopic
+}
+
+// send queues an event for containerd (s.mu held): none once the shim is
+// shutting down.
+func (s *service) send(e any) {
+	if !s.closed {
+		s.events <- e
+	}
+}
+
+var _ taskAPI.TaskService = (*service)(nil)
