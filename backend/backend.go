@@ -38,7 +38,7 @@ type Launch struct {
 	// Options are passed to keep.Run (Files is overridden by Launch.Files).
 	Options keep.Options
 	// Policy is the host-side launch policy (--timeout,
-	// --require-isolation); see LaunchPolicy.
+	// --require-isolation).
 	Policy Policy
 }
 

@@ -40,7 +40,7 @@ func (Nil) Configured() error { return nil }
 func (Nil) Run(ctx context.Context, l *Launch) (int, error) {
 	o := l.Options
 	o.Files = l.Files
-	if t := LaunchPolicy(ctx, l).Timeout; t > 0 {
+	if t := l.Policy.Timeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, t, ErrTimeout)
 		defer cancel()

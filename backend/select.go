@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -66,27 +65,6 @@ type Policy struct {
 	// RequireIsolation makes a backend refuse to run a Keep that lacks
 	// any of its isolation layers instead of warning and running.
 	RequireIsolation bool
-}
-
-type policyKey struct{}
-
-// WithPolicy returns ctx carrying p.
-//
-// Deprecated: set Launch.Policy. WithPolicy remains only while a caller
-// (internal/cli's launchKeep) still passes the policy in the context;
-// LaunchPolicy reads it from there when Launch.Policy is unset.
-func WithPolicy(ctx context.Context, p Policy) context.Context {
-	return context.WithValue(ctx, policyKey{}, p)
-}
-
-// LaunchPolicy is the policy a backend applies to l: l.Policy, or, when
-// that is unset, what a caller of the deprecated WithPolicy put in ctx.
-func LaunchPolicy(ctx context.Context, l *Launch) Policy {
-	if l.Policy != (Policy{}) {
-		return l.Policy
-	}
-	p, _ := ctx.Value(policyKey{}).(Policy)
-	return p
 }
 
 // unknownBackend is upstream's sentence, then the names this build knows

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/enarx-go/enarx/backend"
 )
@@ -65,25 +64,5 @@ func TestSelectExplicitMessages(t *testing.T) {
 	}
 	if b, err := backend.Select("nil"); err != nil || b.Name() != "nil" {
 		t.Errorf("Select(nil) = %v, %v", b, err)
-	}
-}
-
-func TestLaunchPolicy(t *testing.T) {
-	if p := backend.LaunchPolicy(context.Background(), &backend.Launch{}); p != (backend.Policy{}) {
-		t.Fatalf("empty launch has policy %+v", p)
-	}
-	p := backend.Policy{Timeout: time.Second, RequireIsolation: true}
-	if got := backend.LaunchPolicy(context.Background(), &backend.Launch{Policy: p}); got != p {
-		t.Fatalf("Launch.Policy: got %+v", got)
-	}
-	// The deprecated context route, until every caller sets Launch.Policy;
-	// a policy in the Launch wins.
-	ctx := backend.WithPolicy(context.Background(), p)
-	if got := backend.LaunchPolicy(ctx, &backend.Launch{}); got != p {
-		t.Fatalf("WithPolicy: got %+v", got)
-	}
-	q := backend.Policy{Timeout: time.Minute}
-	if got := backend.LaunchPolicy(ctx, &backend.Launch{Policy: q}); got != q {
-		t.Fatalf("Launch.Policy beside WithPolicy: got %+v, want %+v", got, q)
 	}
 }

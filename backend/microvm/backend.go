@@ -222,24 +222,8 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if l.Options.Evidence != nil {
-		return 1, fmt.Errorf("the %s backend produces its evidence inside the Keep; it takes no evidence provider", b.name)
-	}
-	if e := l.Options.Engine; e != "" && e != KeepEngine {
-		return 1, fmt.Errorf("--engine %s: a microVM Keep runs the %s engine only (its /init is built without cgo, so the image stays pure Go and reproducible); use --engine %s or another backend", e, KeepEngine, KeepEngine)
-	}
-	accel := vmm.AccelKVM
-	policy := backend.LaunchPolicy(ctx, l)
-	if tcgRequested() {
-		if b.tee != vmm.TEENone {
-			return 1, fmt.Errorf("%s=tcg: a %s Keep needs KVM and the TEE; software emulation is for the kvm backend only", EnvAccel, b.name)
-		}
-		if policy.RequireIsolation {
-			return 1, fmt.Errorf("--require-isolation: %s=tcg runs the Keep under software emulation, which hardware virtualization does not isolate; unset it on a machine with /dev/kvm", EnvAccel)
-		}
-		accel = vmm.AccelTCG
-		log.Warn("microVM Keep under software emulation (ENARX_VM_ACCEL=tcg): it is NOT isolated by hardware virtualization; use this for tests only")
-	} else if err := b.hostError(); err != nil {
+	accel, err := b.accel(ctx, l, log)
+	if err != nil {
 		return 1, err
 	}
 	st, err := b.resolve(ctx)
@@ -250,7 +234,6 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 1, fmt.Errorf("creating the Keep's channel: %w", err)
@@ -260,12 +243,11 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if policy.Timeout > 0 {
+	if t := l.Policy.Timeout; t > 0 {
 		var stop context.CancelFunc
-		runCtx, stop = context.WithTimeoutCause(runCtx, policy.Timeout, ErrTimeout)
+		runCtx, stop = context.WithTimeoutCause(runCtx, t, ErrTimeout)
 		defer stop()
 	}
-
 	started := time.Now()
 	vm, err := (qemu.Launcher{Binary: st.qemu.Path, Logger: log}).Start(runCtx, spec)
 	if err != nil {
@@ -277,7 +259,51 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		vm.Wait()
 	}()
 	log.Debug("microVM Keep started", "backend", b.name, "pid", vm.Pid(), "accel", accel, "vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB)
+	s, err := b.newSession(hostEnd, l, accel, spec, log)
+	if err != nil {
+		return 1, err
+	}
+	vmExited := make(chan error, 1)
+	go func() {
+		err := vm.Wait()
+		vmExited <- err
+		// The channel's end tells the session; this names the cause if
+		// the Keep never said goodbye.
+		cancel(vmStopped(err))
+	}()
+	code, err := s.run(runCtx, b.watchBoot(runCtx, cancel, accel, started, log))
+	code, err = ending(runCtx, s, vmExited, code, err)
+	log.Debug("microVM Keep ended", "after", time.Since(started).Round(time.Millisecond), "code", code)
+	return code, err
+}
 
+// accel checks that l can run on this backend here and returns how the
+// VM is accelerated: KVM, or software emulation when asked for (kvm
+// only, and never under --require-isolation).
+func (b Backend) accel(ctx context.Context, l *backend.Launch, log *slog.Logger) (vmm.Accel, error) {
+	if l.Options.Evidence != nil {
+		return "", fmt.Errorf("the %s backend produces its evidence inside the Keep; it takes no evidence provider", b.name)
+	}
+	if e := l.Options.Engine; e != "" && e != KeepEngine {
+		return "", fmt.Errorf("--engine %s: a microVM Keep runs the %s engine only (its /init is built without cgo, so the image stays pure Go and reproducible); use --engine %s or another backend", e, KeepEngine, KeepEngine)
+	}
+	if !tcgRequested() {
+		return vmm.AccelKVM, b.hostError()
+	}
+	if b.tee != vmm.TEENone {
+		return "", fmt.Errorf("%s=tcg: a %s Keep needs KVM and the TEE; software emulation is for the kvm backend only", EnvAccel, b.name)
+	}
+	if l.Policy.RequireIsolation {
+		return "", fmt.Errorf("--require-isolation: %s=tcg runs the Keep under software emulation, which hardware virtualization does not isolate; unset it on a machine with /dev/kvm", EnvAccel)
+	}
+	log.Warn("microVM Keep under software emulation (ENARX_VM_ACCEL=tcg): it is NOT isolated by hardware virtualization; use this for tests only")
+	return vmm.AccelTCG, nil
+}
+
+// newSession is the host's side of the Keep's channel for l: with the
+// Steward it may reach, the module's compilation cache (kvm Keeps only)
+// and the TEE's collateral.
+func (b Backend) newSession(hostEnd *os.File, l *backend.Launch, accel vmm.Accel, spec vmm.Spec, log *slog.Logger) (*session, error) {
 	s := newSession(hostEnd, l, log)
 	s.stewardAddr = l.StewardAddr()
 	if b.tee == vmm.TEENone && !l.Options.NoCache {
@@ -291,18 +317,16 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 			log.Warn("microVM: no compilation cache", "err", err)
 		}
 	}
+	var err error
 	if s.collateral, err = collateral(b.tee, log); err != nil {
-		return 1, err
+		return nil, err
 	}
+	return s, nil
+}
 
-	vmExited := make(chan error, 1)
-	go func() {
-		err := vm.Wait()
-		vmExited <- err
-		// The channel's end tells the session; this names the cause if
-		// the Keep never said goodbye.
-		cancel(vmStopped(err))
-	}()
+// watchBoot returns the channel on which the session reports the Keep's
+// hello; without one within the boot timeout it cancels the run.
+func (b Backend) watchBoot(runCtx context.Context, cancel context.CancelCauseFunc, accel vmm.Accel, started time.Time, log *slog.Logger) chan<- channel.Hello {
 	booted := make(chan channel.Hello, 1)
 	bootTimeout := bootTimeout(accel)
 	go func() {
@@ -319,11 +343,16 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		case <-runCtx.Done():
 		}
 	}()
+	return booted
+}
 
-	code, err := s.run(runCtx, booted)
+// ending is the run's outcome once the session is over: the Keep's exit
+// status, or why it sent none (a timeout, the boot timeout, an interrupt,
+// the VM's end). A Keep that sent its status is given a moment to power
+// off.
+func ending(runCtx context.Context, s *session, vmExited <-chan error, code int, err error) (int, error) {
 	if err != nil && !s.exitReceived() {
 		if cause := context.Cause(runCtx); cause != nil {
-			// A timeout, the boot timeout, an interrupt, or the VM's end.
 			return 1, cause
 		}
 		// The channel usually ends before the VM's exit is seen: say why.
@@ -334,13 +363,11 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		}
 	}
 	if s.exitReceived() {
-		// The Keep powers off after its exit status: give it a moment.
 		select {
 		case <-vmExited:
 		case <-time.After(5 * time.Second):
 		}
 	}
-	log.Debug("microVM Keep ended", "after", time.Since(started).Round(time.Millisecond), "code", code)
 	return code, err
 }
 

@@ -45,13 +45,12 @@ const nsFlags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEW
 // with code 1 is how the workload failed (trap, bad module, …) exactly as
 // the in-process runtime reports it.
 func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, error) {
-	p := backend.LaunchPolicy(ctx, l)
-	if p.Timeout > 0 {
+	if t := l.Policy.Timeout; t > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, p.Timeout, ErrTimeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, t, ErrTimeout)
 		defer cancel()
 	}
-	hdr := newLaunch(ctx, l, p)
+	hdr := newLaunch(ctx, l)
 	k, err := openKeepFDs(ctx, l, hdr, h.socketPayload)
 	if err != nil {
 		return 1, nil, err

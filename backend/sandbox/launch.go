@@ -24,10 +24,10 @@ import (
 // host, keepArgs turns it back into keep.Run's arguments in the Keep.
 // Nothing else reshapes a launch on the way.
 
-// newLaunch is the launch message for l under policy p. The host adds
+// newLaunch is the launch message for l. The host adds
 // what it learns while the Keep starts (CacheDir, PayloadFD, CloneFlags);
 // seal fills in the payload lengths and digests.
-func newLaunch(ctx context.Context, l *backend.Launch, p backend.Policy) *launch {
+func newLaunch(ctx context.Context, l *backend.Launch) *launch {
 	// Null entries get no fd (the Keep learns which from Null), so the
 	// passed fds stay dense.
 	var null []int
@@ -46,7 +46,7 @@ func newLaunch(ctx context.Context, l *backend.Launch, p backend.Policy) *launch
 		MemoryLimit:      l.Options.MemoryLimit,
 		Engine:           l.Options.Engine,
 		LogLevel:         logLevel(ctx, l.Options.Logger),
-		RequireIsolation: p.RequireIsolation,
+		RequireIsolation: l.Policy.RequireIsolation,
 		Broker:           l.StewardAddr() != "",
 		GoMaxProcs:       runtime.GOMAXPROCS(0),
 		wasm:             l.Workload.Wasm,
