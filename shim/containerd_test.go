@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,7 +97,16 @@ func goBin() string {
 	return "go"
 }
 
+// hostNetNS names the test process's network namespace as it was at the
+// start: a thread that netnsFile moved may have been the main thread, which
+// Go wedges instead of ending, and /proc/self/ns/net follows that thread.
+var hostNetNS string
+
 func TestMain(m *testing.M) {
+	if f, err := os.Open("/proc/thread-self/ns/net"); err == nil {
+		hostNetNS = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+		defer f.Close()
+	}
 	code := m.Run()
 	if shimDir != "" {
 		os.RemoveAll(shimDir)
@@ -112,6 +122,18 @@ type daemon struct {
 	path    string // PATH with the shim first
 	cmd     *exec.Cmd
 	shimBin string
+	// sockets are the shim sockets that existed before the daemon.
+	sockets map[string]bool
+}
+
+// shimSockets lists the shim library's socket directory.
+func shimSockets() map[string]bool {
+	m := map[string]bool{}
+	ents, _ := os.ReadDir("/run/containerd/s")
+	for _, e := range ents {
+		m[e.Name()] = true
+	}
+	return m
 }
 
 // startContainerd starts a containerd of the test's own and stops it (and
@@ -132,7 +154,7 @@ func startContainerd(t *testing.T) *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), shimBin: filepath.Join(bin, "containerd-shim-enarx-v1"),
-		path: bin + string(os.PathListSeparator) + os.Getenv("PATH")}
+		path: bin + string(os.PathListSeparator) + os.Getenv("PATH"), sockets: shimSockets()}
 	cfg := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -195,6 +217,11 @@ func (d *daemon) stop() {
 		}
 		if m := mountsUnder(d.dir); len(m) > 0 {
 			t.Errorf("mounts left behind: %v", m)
+		}
+		for s := range shimSockets() {
+			if !d.sockets[s] {
+				t.Errorf("shim socket left behind: /run/containerd/s/%s", s)
+			}
 		}
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
@@ -528,4 +555,207 @@ func TestContainerd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestContainerdEnarxToml is the workload table with an Enarx.toml in the
+// image: its args and env come first (its env wins over the container's),
+// its fd table applies, and its listen socket is bound in the task's
+// network namespace: a new one (ctr run's default; two Keeps listen on the
+// same port at once) or one the spec names (a Kubernetes pod's), never the
+// host's.
+func TestContainerdEnarxToml(t *testing.T) {
+	d := startContainerd(t)
+	img := d.importImage(workloadWasm(t), configImage)
+	podNS := netnsFile(t)
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			want := `Hello from a Keep: args=["main.wasm" "--from-config" "hello" "a b"] GREETING="from Enarx.toml" FROM_CONFIG="yes" FD_NAMES="stdin:stdout:stderr:ingest"`
+			out := d.mustCtr(t, append(d.runArgs(b, img, "hello-"+b, "--env", "GREETING=hi"), "/main.wasm", "hello", "a b")...)
+			if !strings.Contains(out, want) {
+				t.Errorf("hello: got %q, want %q", out, want)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if out, code := d.ctr(ctx, append(d.runArgs(b, img, "exit-"+b), "/main.wasm", "exit", "3")...); code != 3 {
+				t.Errorf("exit 3: status %d, output %q", code, out)
+			}
+
+			// Two serving Keeps at once, each in a new network namespace,
+			// and one in the pod's.
+			ids := []string{"serve0-" + b, "serve1-" + b, "pod-" + b}
+			var runs []*background
+			for i, id := range ids {
+				var extra []string
+				if i == 2 {
+					extra = []string{"--with-ns", "network:" + podNS}
+				}
+				runs = append(runs, d.start(append(d.runArgs(b, img, id, extra...), "/main.wasm", "serve")...))
+			}
+			for i, r := range runs {
+				r.waitOutput(t, "serving")
+				nsPath := fmt.Sprintf("/proc/%d/ns/net", d.waitRunning(t, ids[i]))
+				if i == 2 {
+					nsPath = podNS
+				}
+				if got := dialUntil(t, nsPath); got != "ping through the Keep\n" {
+					t.Errorf("%s: echo %q", ids[i], got)
+				}
+			}
+			if _, err := dialIn(hostNetNS, port); !errors.Is(err, unix.ECONNREFUSED) {
+				t.Errorf("dialling 127.0.0.1:%d in the host's network namespace: %v, want connection refused (the Keeps listen in their own)", port, err)
+			}
+			// SIGKILL the first, SIGTERM the others.
+			d.mustCtr(t, "task", "kill", "--signal", "SIGKILL", ids[0])
+			for _, id := range ids[1:] {
+				d.mustCtr(t, "task", "kill", id)
+			}
+			for i, r := range runs {
+				want := 128 + int(syscall.SIGTERM)
+				if i == 0 {
+					want = 128 + int(syscall.SIGKILL)
+				}
+				if out, code := r.wait(t); code != want {
+					t.Errorf("%s killed: status %d, want %d; output %q", ids[i], code, want, out)
+				}
+			}
+		})
+	}
+}
+
+// netnsFile makes a network namespace with loopback up, as a pod's
+// sandbox has, bind-mounted on a file (as CNI's netns files are), and
+// removes it at the end of the test.
+func netnsFile(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "netns")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves the test's namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(self, p, "", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("bind-mounting the netns: %w", err)
+			return
+		}
+		errc <- upLoopback()
+	}()
+	if err := <-errc; err != nil {
+		testutil.NeedHost(t, "making a network namespace: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(p, unix.MNT_DETACH) })
+	return p
+}
+
+func upLoopback() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// TestShimCrash kills the shim of a serving Keep: its keep host dies with
+// it (parent-death signal), and the Keep with the keep host; containerd
+// notices the shim's end, runs the shim's cleanup (delete) and reports the
+// task stopped; the container can be removed and nothing of the shim's is
+// left (the daemon's cleanup checks processes and mounts).
+func TestShimCrash(t *testing.T) {
+	d := startContainerd(t)
+	img := d.importImage(workloadWasm(t), configImage)
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			id := "crash-" + b
+			args := d.runArgs(b, img, id)
+			args = slices.DeleteFunc(args, func(s string) bool { return s == "--rm" })
+			r := d.start(append(args, "/main.wasm", "serve")...)
+			r.waitOutput(t, "serving")
+			pid := d.waitRunning(t, id)
+			keep := descendantsOf(pid)
+			shimPid := d.shimOf(t, id)
+			if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			out, code := r.wait(t)
+			t.Logf("ctr run after the shim's crash: status %d, %q", code, out)
+			for _, p := range append(keep, pid) {
+				waitGone(t, p)
+			}
+			ls := d.mustCtr(t, "task", "ls")
+			if strings.Contains(ls, "RUNNING") {
+				t.Errorf("a task still runs after its shim's crash:\n%s", ls)
+			}
+			d.ctr(context.Background(), "task", "rm", id)
+			d.mustCtr(t, "container", "rm", id)
+		})
+	}
+}
+
+// shimOf is the pid of the shim serving task id.
+func (d *daemon) shimOf(t *testing.T, id string) int {
+	t.Helper()
+	for _, p := range d.pids() {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		args := strings.Split(string(cmdline), "\x00")
+		if slices.Contains(args, "-id") && slices.Contains(args, id) && !slices.Contains(args, shim.KeepHostArg) {
+			return p
+		}
+	}
+	t.Fatalf("no shim process for task %s among %v", id, d.processes())
+	return 0
+}
+
+// descendantsOf lists the processes below pid.
+func descendantsOf(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		var state string
+		var ppid, p int
+		if i < 0 || func() bool { _, err := fmt.Sscanf(s[i+2:], "%s %d", &state, &ppid); return err != nil }() {
+			continue
+		}
+		if ppid == pid {
+			fmt.Sscanf(e.Name(), "%d", &p)
+			out = append(out, p)
+			out = append(out, descendantsOf(p)...)
+		}
+	}
+	return out
+}
+
+// waitGone waits until pid has exited (gone or a zombie).
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && (b[i+2] == 'Z' || b[i+2] == 'X') {
+			return
+		}
+	}
+	t.Errorf("process %d still runs 10 s after its shim's crash", pid)
 }
