@@ -15,7 +15,7 @@ func newPlatformCmd(g *globals) *cobra.Command {
 		Use:   "platform",
 		Short: "Show what this machine can do for each Keep backend",
 	}
-	var asJSON bool
+	var asJSON, labels bool
 	info := &cobra.Command{
 		Use:   "info",
 		Short: "Report, per backend, what this machine has and what to fix",
@@ -26,11 +26,17 @@ func newPlatformCmd(g *globals) *cobra.Command {
 			"its own checks, so ✔ means `enarx run --backend NAME` accepts it here; hints\n" +
 			"after each backend's rows say what to fix. ENARX_VM_ACCEL=tcg, ENARX_QEMU,\n" +
 			"ENARX_KEEP_IMAGE, ENARX_SNP_FIRMWARE and ENARX_TDX_FIRMWARE change the rows as\n" +
-			"they change the backends. Always exits 0.",
+			"they change the backends. Always exits 0.\n\n" +
+			"--labels prints Kubernetes node labels instead, enarx.dev/backend.NAME=true or\n" +
+			"=false per backend from the same checks, one per line: a node-feature-discovery\n" +
+			"local feature file, or arguments to `kubectl label node` (docs/kubernetes.md).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := platform.Collect(version.Version, platform.HostEnv())
 			out := cmd.OutOrStdout()
+			if labels {
+				return r.WriteLabels(out)
+			}
 			if asJSON {
 				return r.WriteJSON(out)
 			}
@@ -42,6 +48,8 @@ func newPlatformCmd(g *globals) *cobra.Command {
 		},
 	}
 	info.Flags().BoolVarP(&asJSON, "json", "j", false, "print the report as JSON")
+	info.Flags().BoolVar(&labels, "labels", false, "print Kubernetes node labels (enarx.dev/backend.NAME=true|false)")
+	info.MarkFlagsMutuallyExclusive("json", "labels")
 	cmd.AddCommand(info)
 	addTEEPlatformCommands(cmd, g)
 	return cmd
