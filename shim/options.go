@@ -47,7 +47,6 @@ const maxOptions = 64 << 10
 // parseOptions decodes the runtime options containerd passes to Create
 // (nil: none) and fills in the defaults.
 func parseOptions(a *anypb.Any) (*Options, error) {
-	o := &Options{}
 	var body []byte
 	if a != nil && len(a.GetValue()) > 0 {
 		var ro runtimeoptions.Options
@@ -63,6 +62,23 @@ func parseOptions(a *anypb.Any) (*Options, error) {
 			body = f
 		}
 	}
+	o, err := DecodeOptions(body)
+	if err != nil {
+		return nil, err
+	}
+	if o.Backend == "" {
+		o.Backend = os.Getenv("ENARX_BACKEND")
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir
+	}
+	return o, nil
+}
+
+// DecodeOptions decodes and checks a runtime options file: unknown keys,
+// unknown engines and impossible values are errors. Empty is all defaults.
+func DecodeOptions(body []byte) (*Options, error) {
+	o := &Options{}
 	if len(body) > maxOptions {
 		return nil, fmt.Errorf("the runtime options are %d bytes, more than %d", len(body), maxOptions)
 	}
@@ -72,12 +88,6 @@ func parseOptions(a *anypb.Any) (*Options, error) {
 		if err := d.Decode(o); err != nil {
 			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level)", err)
 		}
-	}
-	if o.Backend == "" {
-		o.Backend = os.Getenv("ENARX_BACKEND")
-	}
-	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir
 	}
 	if o.Engine != "" && !slices.Contains(keep.KnownEngines(), o.Engine) {
 		return nil, fmt.Errorf("runtime options: engine: unknown engine %q: use %s", o.Engine, strings.Join(keep.KnownEngines(), " or "))
