@@ -24,6 +24,32 @@ type ExitError struct{ Code int }
 
 func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
+// usageError is a command line enarx does not accept — a flag the command
+// does not have or a flag value that does not parse, arguments it does not
+// take, an unknown command — as opposed to a run that failed. Execute
+// exits with status 2 for it, as upstream's argument parser does.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// markUsageErrors makes the flag parsing and argument checks of cmd and
+// its subcommands report usageErrors.
+func markUsageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return &usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, c := range cmd.Commands() {
+		markUsageErrors(c)
+	}
+}
+
 // globals are the top-level flags.
 type globals struct {
 	logLevel string
@@ -61,6 +87,7 @@ func NewRoot() *cobra.Command {
 		newUserCmd(g),
 	)
 	root.AddCommand(hiddenCommands(g)...)
+	markUsageErrors(root)
 	return root
 }
 
@@ -70,7 +97,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
@@ -84,8 +111,11 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 130
 	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
-		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "required flag") {
+	var ue *usageError
+	// The root runs nothing itself (it is not runnable): an error that
+	// ends there, past its typed flag errors, is cobra's unknown command,
+	// found before any command runs.
+	if errors.As(err, &ue) || cmd == root {
 		return 2
 	}
 	return 1
