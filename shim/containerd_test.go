@@ -759,3 +759,46 @@ func waitGone(t *testing.T, pid int) {
 	}
 	t.Errorf("process %d still runs 10 s after its shim's crash", pid)
 }
+
+// TestContainerdPod runs what containerd's CRI asks of a runtime for a
+// Kubernetes pod, by hand with ctr: the pod's sandbox container (CRI's
+// annotation; the pause image is no wasm, so the shim runs its own pause)
+// in the pod's network namespace, then a Keep that joins the namespace
+// through the sandbox's pid, as CRI names it, and serves there.
+func TestContainerdPod(t *testing.T) {
+	d := startContainerd(t)
+	img := d.importImage(workloadWasm(t), configImage)
+	podNS := netnsFile(t)
+	sb := d.start(d.runArgs("sandbox", img, "pod-sandbox",
+		"--annotation", "io.kubernetes.cri.container-type=sandbox", "--with-ns", "network:"+podNS)...)
+	sbPid := d.waitRunning(t, "pod-sandbox")
+	if ino(t, fmt.Sprintf("/proc/%d/ns/net", sbPid)) != ino(t, podNS) {
+		t.Fatalf("the pod sandbox's process %d is not in the pod's network namespace", sbPid)
+	}
+	app := d.start(append(d.runArgs("sandbox", img, "pod-app",
+		"--annotation", "io.kubernetes.cri.container-type=container",
+		"--annotation", "io.kubernetes.cri.sandbox-id=pod-sandbox",
+		"--with-ns", fmt.Sprintf("network:/proc/%d/ns/net", sbPid)), "/main.wasm", "serve")...)
+	app.waitOutput(t, "serving")
+	if got := dialUntil(t, podNS); got != "ping through the Keep\n" {
+		t.Errorf("echo in the pod's namespace: %q", got)
+	}
+	d.mustCtr(t, "task", "kill", "pod-app")
+	if out, code := app.wait(t); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("app: status %d, output %q", code, out)
+	}
+	d.mustCtr(t, "task", "kill", "pod-sandbox")
+	if out, code := sb.wait(t); code != 0 {
+		t.Errorf("pod sandbox (pause) stopped by SIGTERM: status %d, want 0; output %q", code, out)
+	}
+}
+
+// ino is the inode of a namespace file: equal inodes, same namespace.
+func ino(t *testing.T, p string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}

@@ -126,6 +126,19 @@ func loadWorkload(bundle string, spec *specs.Spec, rootfs []*types.Mount) (_ *wo
 	return w, nil
 }
 
+// podSandbox reports whether the spec is a Kubernetes pod's sandbox
+// container (CRI's annotation): its image is the pause image, a Linux
+// program, not a wasm module. The shim runs its own pause instead (a keep
+// host with launchMsg.Pause), in the pod's network namespace, so that the
+// pod's Keeps can join it (CRI gives them /proc/<sandbox pid>/ns/net).
+func podSandbox(spec *specs.Spec) bool {
+	return spec.Annotations[criContainerType] == "sandbox"
+}
+
+// criContainerType is the annotation containerd's CRI sets on every
+// container it creates: "sandbox" or "container".
+const criContainerType = "io.kubernetes.cri.container-type"
+
 // netOf is the network namespace the spec asks for.
 func netOf(spec *specs.Spec) netSetup {
 	if spec.Linux == nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 
 	"golang.org/x/sys/unix"
 
@@ -56,6 +57,10 @@ type launchMsg struct {
 	// LogLevel is the level of the keep host's diagnostics on the task's
 	// stderr.
 	LogLevel slog.Level
+	// Pause makes the keep host a Kubernetes pod sandbox's process instead
+	// of a Keep's (see podSandbox): it holds the pod's network namespace
+	// until it is signalled.
+	Pause bool
 }
 
 // KeepHostMain runs the keep host and returns its exit status: the
@@ -91,6 +96,14 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		if err := loopbackUp(); err != nil {
 			return 1, fmt.Errorf("bringing up the loopback interface of the task's new network namespace: %w", err)
 		}
+	}
+	if m.Pause {
+		// What the pause container's /pause does: wait for SIGTERM or
+		// SIGINT and exit 0.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, unix.SIGTERM, unix.SIGINT)
+		<-sig
+		return 0, nil
 	}
 	cfg := config.Default()
 	if m.Config != nil {

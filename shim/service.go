@@ -132,15 +132,20 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	w, err := loadWorkload(r.Bundle, spec, r.Rootfs)
-	if err != nil {
-		return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
-	}
 	level, _ := opts.logLevel()
-	m := &launchMsg{
-		Wasm: w.wasm, Config: w.config, ConfigName: "Enarx.toml", Args: w.args,
-		Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
-		CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
+	var m *launchMsg
+	w := &workload{net: netOf(spec)}
+	if podSandbox(spec) {
+		m = &launchMsg{Pause: true, LoopbackUp: w.net.newNS, LogLevel: level}
+	} else {
+		if w, err = loadWorkload(r.Bundle, spec, r.Rootfs); err != nil {
+			return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
+		}
+		m = &launchMsg{
+			Wasm: w.wasm, Config: w.config, ConfigName: "Enarx.toml", Args: w.args,
+			Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
+			CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
+		}
 	}
 	tio, err := openIO(s.ctx, r.Stdin, r.Stdout, r.Stderr)
 	if err != nil {
