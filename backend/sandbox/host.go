@@ -65,12 +65,21 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 		log.Debug("sandbox Keep started", "pid", cmd.cmd.Process.Pid, "namespaces", fmt.Sprintf("%#x", hdr.CloneFlags))
 	}
 	sent, reply := k.send(l, hdr), k.receive()
-	werr, err := waitKeep(ctx, cmd)
+	// The Keep's result message is its last act; waiting for its process
+	// to exit after it adds the kernel's tear-down of the process (its
+	// address space, its pid and network namespaces) to every run. Unless
+	// debug logging wants the exited process's usage, the host returns on
+	// the result and kills the Keep, so that none outlives its run; the
+	// goroutine that started it reaps it (startKeepWith).
+	early := log == nil || !log.Enabled(ctx, slog.LevelDebug)
+	res, werr, exited, err := awaitKeep(ctx, cmd, reply, early)
 	if err != nil {
 		return 1, nil, err
 	}
-	logUsage(log, cmd)
-	return outcome(reply, sent, werr)
+	if exited {
+		logUsage(log, cmd)
+	}
+	return outcome(res, sent, werr)
 }
 
 // keepFDs are the host's ends of a Keep process's channels and the
@@ -244,20 +253,44 @@ func prepareLaunch(l *backend.Launch, hdr *launch, payload *os.File) error {
 	return nil
 }
 
-// waitKeep waits for the Keep process to exit and returns how it did, or
-// kills it when ctx ends (--timeout, interrupt).
-func waitKeep(ctx context.Context, cmd *keepCmd) (exit error, err error) {
+// awaitKeep waits for the Keep's result message (nil if it ended without
+// one) and, unless early, for its process to exit (exited then reports
+// true, exit how it exited); it kills the Keep when ctx ends (--timeout,
+// interrupt). With early it returns as soon as the result is in, and kills
+// the Keep, which has nothing left to do but exit.
+func awaitKeep(ctx context.Context, cmd *keepCmd, reply <-chan *result, early bool) (res *result, exit error, exited bool, err error) {
+	if early {
+		select {
+		case r, ok := <-reply:
+			if ok {
+				cmd.kill()
+				return r, nil, false, nil
+			}
+			// No result: the Keep is ending; how is its exit's to say.
+		case exit = <-cmd.done:
+			// Its end of the socket is closed: the reader finishes.
+			return <-reply, exit, true, nil
+		case <-ctx.Done():
+			return nil, nil, false, stopKeep(ctx, cmd)
+		}
+	}
 	select {
 	case exit = <-cmd.done:
-		return exit, nil
+		return <-reply, exit, true, nil
 	case <-ctx.Done():
-		cmd.kill()
-		<-cmd.done
-		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return nil, ErrTimeout
-		}
-		return nil, fmt.Errorf("sandbox Keep stopped: %w", context.Cause(ctx))
+		return nil, nil, false, stopKeep(ctx, cmd)
 	}
+}
+
+// stopKeep kills the Keep when ctx ended (--timeout, interrupt), waits
+// for its exit and says why it was stopped.
+func stopKeep(ctx context.Context, cmd *keepCmd) error {
+	cmd.kill()
+	<-cmd.done
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		return ErrTimeout
+	}
+	return fmt.Errorf("sandbox Keep stopped: %w", context.Cause(ctx))
 }
 
 // logUsage logs the exited Keep's resource usage at debug level.
@@ -275,12 +308,10 @@ func logUsage(log *slog.Logger, cmd *keepCmd) {
 	}
 }
 
-// outcome is the run's result once the Keep process has exited (exit is
-// how): its result message, or why there is none.
-func outcome(reply <-chan *result, sent <-chan error, exit error) (int, []Layer, error) {
-	// The Keep has exited: its end is closed, so the reader finishes.
-	res, ok := <-reply
-	if !ok {
+// outcome is the run's result: the Keep's result message res, or, when
+// there is none, why (exit is how its process exited).
+func outcome(res *result, sent <-chan error, exit error) (int, []Layer, error) {
+	if res == nil {
 		if err := <-sent; err != nil && exit == nil {
 			return 1, nil, fmt.Errorf("sandbox: sending the workload to the Keep: %w", err)
 		}
