@@ -222,6 +222,16 @@ func emptyRoot(cacheDir string, rt *runtimeFiles) (cacheOK bool, err error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return false, fmt.Errorf("making mounts private: %w", err)
 	}
+	// The module's cache is opened before the tmpfs below is mounted: it
+	// may lie beneath the tmpfs's mount point (a cache under /tmp), which
+	// would hide it.
+	cacheFD := -1 // none: the Keep compiles without a cache
+	if cacheDir != "" {
+		if fd, err := unix.Open(cacheDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			cacheFD = fd
+			defer unix.Close(fd)
+		}
+	}
 	var mnt string
 	var lastErr error
 	for _, d := range []string{"/tmp", "/mnt", "/proc", "/dev"} {
@@ -245,7 +255,7 @@ func emptyRoot(cacheDir string, rt *runtimeFiles) (cacheOK bool, err error) {
 	}
 	// The module's own compilation cache; without it the Keep compiles
 	// from scratch, which is slower but no less confined.
-	cacheOK = cacheDir != "" && mountCache(cacheDir, mnt+keepCacheDir) == nil
+	cacheOK = cacheFD >= 0 && mountCache(fmt.Sprintf("/proc/self/fd/%d", cacheFD), mnt+keepCacheDir) == nil
 	if err := unix.PivotRoot(mnt, mnt+"/old"); err != nil {
 		return false, fmt.Errorf("pivot_root: %w", err)
 	}

@@ -76,6 +76,8 @@ func testRunner(ctx context.Context, w keep.Workload, o keep.Options) (int, erro
 		return 0, fmt.Errorf("gomaxprocs=%d", runtime.GOMAXPROCS(0))
 	case "digest":
 		return 0, fmt.Errorf("wasm=%s config=%q", digest(w.Wasm), w.Config)
+	case "cachedir": // the compilation cache the Keep was given
+		return 0, fmt.Errorf("cachedir=%q", o.CacheDir)
 	case "probe": // containment probes, ';'-separated "name[:arg]"
 		return 0, probe(o.Args[1])
 	case "threads": // start N more threads, then wait
