@@ -70,7 +70,7 @@ var (
 
 // shimOnPath builds cmd/containerd-shim-enarx-v1 once per test binary
 // (the default build: pure Go, wazero) into a directory and returns it.
-func shimOnPath(t *testing.T) string {
+func shimOnPath(t testing.TB) string {
 	t.Helper()
 	shimOnce.Do(func() {
 		shimDir, shimErr = os.MkdirTemp("", "enarx-shim-bin-")
@@ -116,7 +116,7 @@ func TestMain(m *testing.M) {
 
 // daemon is a private containerd.
 type daemon struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	sock    string
 	path    string // PATH with the shim first
@@ -138,7 +138,7 @@ func shimSockets() map[string]bool {
 
 // startContainerd starts a containerd of the test's own and stops it (and
 // checks that nothing of the shim's is left) at the end of the test.
-func startContainerd(t *testing.T) *daemon {
+func startContainerd(t testing.TB) *daemon {
 	t.Helper()
 	for _, bin := range []string{"containerd", "ctr"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -298,7 +298,7 @@ func (d *daemon) ctr(ctx context.Context, args ...string) (string, int) {
 }
 
 // mustCtr runs ctr and fails the test unless it exits 0.
-func (d *daemon) mustCtr(t *testing.T, args ...string) string {
+func (d *daemon) mustCtr(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -348,7 +348,7 @@ func (d *daemon) runArgs(backend, image, id string, extra ...string) []string {
 // (nil) and in a confined process of its own (sandbox).
 var backends = []string{"nil", "sandbox"}
 
-func workloadWasm(t *testing.T) []byte {
+func workloadWasm(t testing.TB) []byte {
 	b, err := os.ReadFile(testutil.BuildWasm(t, "testdata/workload"))
 	if err != nil {
 		t.Fatal(err)
@@ -398,7 +398,7 @@ func (d *daemon) start(args ...string) *background {
 }
 
 // waitOutput waits until the run's output holds s.
-func (b *background) waitOutput(t *testing.T, s string) {
+func (b *background) waitOutput(t testing.TB, s string) {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if strings.Contains(b.output(), s) {
@@ -413,7 +413,7 @@ func (b *background) waitOutput(t *testing.T, s string) {
 	t.Fatalf("ctr run did not print %q within a minute: %q", s, b.output())
 }
 
-func (b *background) wait(t *testing.T) (string, int) {
+func (b *background) wait(t testing.TB) (string, int) {
 	t.Helper()
 	select {
 	case <-b.done:
@@ -425,7 +425,7 @@ func (b *background) wait(t *testing.T) (string, int) {
 }
 
 // waitRunning waits until task id is RUNNING and returns its pid.
-func (d *daemon) waitRunning(t *testing.T, id string) int {
+func (d *daemon) waitRunning(t testing.TB, id string) int {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		out, _ := d.ctr(context.Background(), "task", "ls")
@@ -498,7 +498,7 @@ func dialIn(nsPath string, port int) (string, error) {
 }
 
 // dialUntil retries dialIn until the Keep listens (it binds when it starts).
-func dialUntil(t *testing.T, nsPath string) string {
+func dialUntil(t testing.TB, nsPath string) string {
 	t.Helper()
 	var err error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -625,7 +625,7 @@ func TestContainerdEnarxToml(t *testing.T) {
 // netnsFile makes a network namespace with loopback up, as a pod's
 // sandbox has, bind-mounted on a file (as CNI's netns files are), and
 // removes it at the end of the test.
-func netnsFile(t *testing.T) string {
+func netnsFile(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "netns")
@@ -707,7 +707,7 @@ func TestShimCrash(t *testing.T) {
 }
 
 // shimOf is the pid of the shim serving task id.
-func (d *daemon) shimOf(t *testing.T, id string) int {
+func (d *daemon) shimOf(t testing.TB, id string) int {
 	t.Helper()
 	for _, p := range d.pids() {
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
@@ -746,7 +746,7 @@ func descendantsOf(pid int) []int {
 }
 
 // waitGone waits until pid has exited (gone or a zombie).
-func waitGone(t *testing.T, pid int) {
+func waitGone(t testing.TB, pid int) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -794,7 +794,7 @@ func TestContainerdPod(t *testing.T) {
 }
 
 // ino is the inode of a namespace file: equal inodes, same namespace.
-func ino(t *testing.T, p string) uint64 {
+func ino(t testing.TB, p string) uint64 {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat(p, &st); err != nil {

@@ -22,7 +22,7 @@ import (
 // takes) holding one image named name for platform wasi/wasm: one layer
 // with files at its root, and ENTRYPOINT ["/main.wasm"] — the shape
 // `docker buildx build --platform wasi/wasm` gives a FROM scratch image.
-func writeImage(t *testing.T, path, name string, files map[string][]byte) {
+func writeImage(t testing.TB, path, name string, files map[string][]byte) {
 	t.Helper()
 	blobs := map[digest.Digest][]byte{}
 	add := func(b []byte) digest.Digest {
@@ -108,7 +108,7 @@ func writeImage(t *testing.T, path, name string, files map[string][]byte) {
 	}
 }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
