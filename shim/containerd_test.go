@@ -167,17 +167,25 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	t.Cleanup(d.stop)
+	d.launch()
+	return d
+}
+
+// launch starts containerd and waits until it listens.
+func (d *daemon) launch() {
+	t := d.t
+	logf, err := os.OpenFile(filepath.Join(d.dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"), "--log-level", "debug")
+	defer logf.Close() // containerd has its own copy
+	d.cmd = exec.Command("containerd", "--config", filepath.Join(d.dir, "config.toml"), "--log-level", "debug")
 	d.cmd.Env = append(os.Environ(), "PATH="+d.path)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.stop(); logf.Close() })
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("unix", d.sock); err == nil {
 			c.Close()
@@ -187,7 +195,24 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 			t.Fatalf("containerd did not listen on %s within 20 s; log:\n%s", d.sock, d.log())
 		}
 	}
-	return d
+}
+
+// terminate stops containerd (SIGTERM, SIGKILL after 10 s); its shims and
+// their tasks live on.
+func (d *daemon) terminate() {
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+	d.cmd = nil
 }
 
 func (d *daemon) log() string {
@@ -224,15 +249,7 @@ func (d *daemon) stop() {
 			}
 		}
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-done
-	}
+	d.terminate()
 	// Whatever a failed test left: kill it, unmount, remove.
 	for _, p := range d.pids() {
 		syscall.Kill(p, syscall.SIGKILL)
@@ -801,4 +818,37 @@ func ino(t testing.TB, p string) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
+}
+
+// TestContainerdRestart restarts containerd under a serving Keep: the
+// shim and its Keep live on, the new daemon reconnects to the shim (the
+// task is RUNNING with the same pid and still serves), and the task can
+// then be killed and removed as usual.
+func TestContainerdRestart(t *testing.T) {
+	d := startContainerd(t)
+	img := d.importImage(workloadWasm(t), configImage)
+	args := slices.DeleteFunc(d.runArgs("sandbox", img, "restart"), func(s string) bool { return s == "--rm" })
+	r := d.start(append(args, "/main.wasm", "serve")...)
+	r.waitOutput(t, "serving")
+	pid := d.waitRunning(t, "restart")
+	d.terminate()
+	r.wait(t) // ctr loses its daemon
+	d.launch()
+	if again := d.waitRunning(t, "restart"); again != pid {
+		t.Errorf("after the restart the task's pid is %d, was %d", again, pid)
+	}
+	if got := dialUntil(t, fmt.Sprintf("/proc/%d/ns/net", pid)); got != "ping through the Keep\n" {
+		t.Errorf("echo after the restart: %q", got)
+	}
+	d.mustCtr(t, "task", "kill", "restart")
+	waitGone(t, pid)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, code := d.ctr(context.Background(), "task", "rm", "restart"); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed task could not be removed:\n%s", d.mustCtr(t, "task", "ls"))
+		}
+	}
+	d.mustCtr(t, "container", "rm", "restart")
 }
