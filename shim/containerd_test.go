@@ -248,6 +248,9 @@ func (d *daemon) stop() {
 				t.Errorf("shim socket left behind: /run/containerd/s/%s", s)
 			}
 		}
+		if cg := taskCgroups(); len(cg) > 0 {
+			t.Errorf("task cgroups left behind: %v", cg)
+		}
 	}
 	d.terminate()
 	// Whatever a failed test left: kill it, unmount, remove.
@@ -258,6 +261,29 @@ func (d *daemon) stop() {
 		unix.Unmount(m, unix.MNT_DETACH)
 	}
 	os.RemoveAll(d.dir)
+	// ctr's specs put tasks in /<namespace>/<id>; the namespace's own
+	// cgroup is left by design (as runc leaves it), and removed here.
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns)
+	if d, err := os.Stat("/sys/fs/cgroup/" + ns); err == nil && d.IsDir() {
+		dirs = append(dirs, "/sys/fs/cgroup/"+ns)
+	}
+	for _, dir := range dirs {
+		os.Remove(dir)
+	}
+}
+
+// taskCgroups lists the task cgroups ctr's specs name (/<namespace>/<id>)
+// that exist, in any hierarchy.
+func taskCgroups() []string {
+	v1, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns + "/*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/" + ns + "/*")
+	var out []string
+	for _, p := range append(v1, v2...) {
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // pids are the processes running the test's shim binary (shims and keep
@@ -851,4 +877,48 @@ func TestContainerdRestart(t *testing.T) {
 		}
 	}
 	d.mustCtr(t, "container", "rm", "restart")
+}
+
+// TestContainerdCgroup: the task's keep host and its Keep run in the
+// cgroup the spec names, with the spec's limits (ctr run --memory-limit),
+// ctr task metrics reads it through the shim's Stats, and it is removed
+// with the task.
+func TestContainerdCgroup(t *testing.T) {
+	d := startContainerd(t)
+	img := d.importImage(workloadWasm(t), "")
+	const limit = 256 << 20
+	r := d.start(append(d.runArgs("sandbox", img, "cg", "--memory-limit", fmt.Sprint(limit)), "/main.wasm", "sleep")...)
+	r.waitOutput(t, "sleeping")
+	pid := d.waitRunning(t, "cg")
+	procs := append([]int{pid}, descendantsOf(pid)...)
+	if len(procs) < 2 {
+		t.Errorf("the sandbox Keep is not below the keep host: %v", procs)
+	}
+	want := "/" + ns + "/cg"
+	for _, p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), ":memory:"+want+"\n") && !strings.Contains(string(b), "0::"+want+"\n") {
+			t.Errorf("process %d is not in the task's memory cgroup %s:\n%s", p, want, b)
+		}
+	}
+	lim, err := os.ReadFile("/sys/fs/cgroup/memory" + want + "/memory.limit_in_bytes")
+	if err != nil {
+		lim, err = os.ReadFile("/sys/fs/cgroup" + want + "/memory.max")
+	}
+	if err != nil || strings.TrimSpace(string(lim)) != fmt.Sprint(limit) {
+		t.Errorf("memory limit %q (%v), want %d", lim, err, limit)
+	}
+	if out := d.mustCtr(t, "task", "metrics", "cg"); !strings.Contains(out, "memory") {
+		t.Errorf("ctr task metrics: %q", out)
+	}
+	d.mustCtr(t, "task", "kill", "cg")
+	if _, code := r.wait(t); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("status %d", code)
+	}
+	if cg := taskCgroups(); len(cg) > 0 {
+		t.Errorf("cgroups left after the task's removal: %v", cg)
+	}
 }

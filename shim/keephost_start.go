@@ -21,7 +21,9 @@ type keepHost struct {
 }
 
 // startKeepHost starts the keep host of one task with stdio as its fds 0,
-// 1 and 2, and sends it m on fd 3.
+// 1 and 2, calls join with its pid (the task's cgroup) before it has its
+// launch message, so before it starts anything else, and sends it m on
+// fd 3.
 //
 // It starts from a goroutine locked to its thread: the thread enters the
 // network namespace ns names first (setns is per thread, and a new process
@@ -33,7 +35,7 @@ type keepHost struct {
 //
 // The shim library reaps every child on SIGCHLD (the shim is a
 // subreaper), so the exit status comes from its reaper, not os/exec.
-func startKeepHost(m *launchMsg, ns netSetup, stdio [3]*os.File) (*keepHost, error) {
+func startKeepHost(m *launchMsg, ns netSetup, stdio [3]*os.File, join func(pid int) error) (*keepHost, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding the shim executable to start the keep host: %w", err)
@@ -84,6 +86,14 @@ func startKeepHost(m *launchMsg, ns netSetup, stdio [3]*os.File) (*keepHost, err
 	if err := <-started; err != nil {
 		w.Close()
 		return nil, err
+	}
+	if join != nil {
+		if err := join(kh.pid); err != nil {
+			w.Close()
+			_ = unix.Kill(kh.pid, unix.SIGKILL)
+			<-kh.done
+			return nil, err
+		}
 	}
 	go func() {
 		// The keep host reads the whole message before anything else; if

@@ -129,6 +129,11 @@ func (manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error) {
 		return cshim.StopStatus{}, err
 	}
 	pid := killRecorded(ctx, bundle)
+	if spec, err := readSpec(bundle); err == nil {
+		if err := loadCgroup(spec).delete(); err != nil {
+			log.G(ctx).WithError(err).Warn("removing the task's cgroup")
+		}
+	}
 	if addr, err := cshim.ReadAddress(filepath.Join(bundle, "address")); err == nil {
 		_ = cshim.RemoveSocket(addr)
 	}

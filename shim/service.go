@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,6 +49,7 @@ type ktask struct {
 	launch                *launchMsg
 	net                   netSetup
 	io                    *taskIO
+	cg                    *taskCgroup // nil when the spec names no cgroup
 
 	// Guarded by service.mu.
 	status     status
@@ -147,13 +149,18 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 			CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
 		}
 	}
+	cg, err := newCgroup(spec)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	tio, err := openIO(s.ctx, r.Stdin, r.Stdout, r.Stderr)
 	if err != nil {
+		_ = cg.delete()
 		return nil, errdefs.ToGRPC(err)
 	}
 	s.task = &ktask{
 		id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
-		launch: m, net: w.net, io: tio, done: make(chan struct{}),
+		launch: m, net: w.net, io: tio, cg: cg, done: make(chan struct{}),
 	}
 	s.send(&eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -178,7 +185,16 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if t.status != created {
 		return nil, errdefs.ToGRPCf(errdefs.ErrFailedPrecondition, "task %s was already started", t.id)
 	}
-	kh, err := startKeepHost(t.launch, t.net, t.io.child)
+	var join func(int) error
+	if t.cg != nil {
+		join = func(pid int) error {
+			if err := t.cg.add(pid); err != nil {
+				return fmt.Errorf("moving the keep host into the task's cgroup: %w", err)
+			}
+			return nil
+		}
+	}
+	kh, err := startKeepHost(t.launch, t.net, t.io.child, join)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -244,6 +260,9 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		close(t.done)
 	}
 	t.io.close()
+	if err := t.cg.delete(); err != nil {
+		log.G(ctx).WithError(err).Warn("removing the task's cgroup")
+	}
 	cleanupBundle(t.bundle)
 	s.task = nil
 	s.send(&eventstypes.TaskDelete{
@@ -455,8 +474,22 @@ func (s *service) Update(context.Context, *taskAPI.UpdateTaskRequest) (*emptypb.
 	return nil, notImplemented("updating resources")
 }
 
-func (s *service) Stats(context.Context, *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	return nil, notImplemented("cgroup statistics")
+// Stats reports the task's cgroup metrics.
+func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	s.mu.Lock()
+	t, err := s.get(r.ID)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if t.cg == nil {
+		return nil, errdefs.ToGRPCf(errdefs.ErrNotFound, "task %s has no cgroup (its OCI spec names none)", t.id)
+	}
+	a, err := t.cg.stats()
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &taskAPI.StatsResponse{Stats: a}, nil
 }
 
 // forward publishes the task's events to containerd, in order.

@@ -1,0 +1,165 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/containerd/containerd/protobuf"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// taskCgroup is the cgroup a task's keep host (and so its Keep) runs in,
+// made as runc makes a container's from the OCI spec: Linux.CgroupsPath
+// with Linux.Resources, so that the pod's limits (memory, CPU, pids, I/O)
+// bound the Keep and containerd's and the kubelet's statistics see it.
+//
+// The spec's device rules are not applied: they are a Linux container's
+// (deny all but a few nodes), while a Keep's backend needs its devices
+// (/dev/kvm, /dev/sev, the guest attestation devices), and the workload
+// never sees a device node.
+type taskCgroup struct {
+	v1 cgroup1.Cgroup
+	v2 *cgroup2.Manager
+}
+
+// cgroupOf is the cgroup path the spec names ("" for none), with a systemd
+// driver's "slice:prefix:name" expanded to its place in the hierarchy
+// (the shim creates the directory itself; no systemd unit manages it).
+func cgroupOf(spec *specs.Spec) (string, error) {
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return "", nil
+	}
+	p := spec.Linux.CgroupsPath
+	if strings.HasPrefix(p, "/") {
+		return filepath.Clean(p), nil
+	}
+	parts := strings.Split(p, ":")
+	if len(parts) != 3 || !strings.HasSuffix(parts[0], ".slice") || parts[2] == "" || strings.Contains(p, "/") {
+		return "", fmt.Errorf("cgroup path %q is neither absolute nor systemd's slice:prefix:name", p)
+	}
+	slice, err := expandSlice(parts[0])
+	if err != nil {
+		return "", err
+	}
+	scope := parts[2] + ".scope"
+	if parts[1] != "" {
+		scope = parts[1] + "-" + scope
+	}
+	return filepath.Join(slice, scope), nil
+}
+
+// expandSlice turns a systemd slice name into its cgroup path: each
+// dash-separated prefix is a parent slice ("a-b.slice" is
+// /a.slice/a-b.slice), as systemd and runc's systemd driver lay them out.
+func expandSlice(slice string) (string, error) {
+	if slice == "-.slice" {
+		return "/", nil // the root slice
+	}
+	name := strings.TrimSuffix(slice, ".slice")
+	if name == "" || strings.HasPrefix(name, "-") || strings.HasSuffix(name, "-") || strings.Contains(name, "--") {
+		return "", fmt.Errorf("invalid systemd slice %q", slice)
+	}
+	path, prefix := "/", ""
+	for _, comp := range strings.Split(name, "-") {
+		prefix += comp
+		path = filepath.Join(path, prefix+".slice")
+		prefix += "-"
+	}
+	return path, nil
+}
+
+// newCgroup creates the task's cgroup (nil when the spec names none).
+func newCgroup(spec *specs.Spec) (*taskCgroup, error) {
+	path, err := cgroupOf(spec)
+	if err != nil || path == "" {
+		return nil, err
+	}
+	res := &specs.LinuxResources{}
+	if spec.Linux.Resources != nil {
+		r := *spec.Linux.Resources
+		res = &r
+	}
+	res.Devices = nil // see taskCgroup
+	if cgroups.Mode() == cgroups.Unified {
+		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(res))
+		if err != nil {
+			return nil, fmt.Errorf("creating the task's cgroup %s: %w", path, err)
+		}
+		return &taskCgroup{v2: m}, nil
+	}
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), res)
+	if err != nil {
+		return nil, fmt.Errorf("creating the task's cgroup %s: %w", path, err)
+	}
+	return &taskCgroup{v1: cg}, nil
+}
+
+// loadCgroup opens the cgroup the spec names, for cleanup after a shim
+// crash (nil when there is none).
+func loadCgroup(spec *specs.Spec) *taskCgroup {
+	path, err := cgroupOf(spec)
+	if err != nil || path == "" {
+		return nil
+	}
+	if cgroups.Mode() == cgroups.Unified {
+		if m, err := cgroup2.Load(path); err == nil {
+			return &taskCgroup{v2: m}
+		}
+		return nil
+	}
+	if cg, err := cgroup1.Load(cgroup1.StaticPath(path)); err == nil {
+		return &taskCgroup{v1: cg}
+	}
+	return nil
+}
+
+func (c *taskCgroup) add(pid int) error {
+	if c.v2 != nil {
+		return c.v2.AddProc(uint64(pid))
+	}
+	return c.v1.AddProc(uint64(pid))
+}
+
+// stats are the cgroup's metrics in containerd's types (those the runc
+// shim reports, which ctr and the kubelet decode).
+func (c *taskCgroup) stats() (*anypb.Any, error) {
+	var m any
+	var err error
+	if c.v2 != nil {
+		m, err = c.v2.Stat()
+	} else {
+		m, err = c.v1.Stat(cgroup1.IgnoreNotExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a, err := typeurl.MarshalAny(m)
+	if err != nil {
+		return nil, err
+	}
+	return protobuf.FromAny(a), nil
+}
+
+// delete removes the cgroup; its processes must have exited.
+func (c *taskCgroup) delete() error {
+	if c == nil {
+		return nil
+	}
+	var err error
+	if c.v2 != nil {
+		err = c.v2.Delete()
+	} else {
+		err = c.v1.Delete()
+	}
+	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		return nil
+	}
+	return err
+}
