@@ -70,8 +70,13 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 	// address space, its pid and network namespaces) to every run. Unless
 	// debug logging wants the exited process's usage, the host returns on
 	// the result and kills the Keep, so that none outlives its run; the
-	// goroutine that started it reaps it (startKeepWith).
-	early := log == nil || !log.Enabled(ctx, slog.LevelDebug)
+	// goroutine that started it reaps it (startKeepWith). A Keep whose
+	// diagnostics go to a writer that is not a file is waited for: the
+	// exec package copies them through a pipe until the process is gone,
+	// and the caller's writer must have them all, and be left alone, once
+	// run returns.
+	_, direct := h.stderr.(*os.File)
+	early := (h.stderr == nil || direct) && (log == nil || !log.Enabled(ctx, slog.LevelDebug))
 	res, werr, exited, err := awaitKeep(ctx, cmd, reply, early)
 	if err != nil {
 		return 1, nil, err
