@@ -3,10 +3,13 @@
 // module in a Keep, so that containerd, and Kubernetes through a
 // RuntimeClass, schedule Keeps as containers.
 //
-// It is built on containerd's own shim library (runtime/v2/shim of the
-// containerd 1.7 module, whose bootstrap protocol and task v2 ttrpc API are
-// those the containerd 1.6 and 1.7 daemons speak; containerd 2.x daemons
-// speak it too). An image is the shape `docker buildx build --platform
+// It is built on containerd's own shim library, runtime/v2/shim of the
+// containerd 1.7 module: its start-up answer (the socket address) and task
+// v2 ttrpc API are what containerd 1.6 (Debian 12's) and 1.7 daemons speak,
+// and 2.x daemons still accept. The 2.x library does not work with 1.6:
+// tried against containerd 1.6.20 with a probe shim, 2.2's answers start
+// with a JSON bootstrap record, which 1.6 dials as an address, and 2.4's
+// refuses to start without the bootstrap input containerd 2.3 introduced. An image is the shape `docker buildx build --platform
 // wasi/wasm` produces: its entrypoint (the OCI spec's args[0]) names the
 // module in the image root, and an optional /Enarx.toml is the workload's
 // config. The spec's remaining args and its env reach the workload.
