@@ -35,6 +35,9 @@ type wazeroEngine struct {
 	// mappings are the entries mapped, unmapped on Close.
 	instDir  string
 	mappings [][]byte
+	// interrupt: modules get the inserted interruption checks
+	// (Config.NoInterrupt unset).
+	interrupt bool
 }
 
 func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
@@ -50,9 +53,9 @@ func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (En
 	// access traps. Memories stop one page short; growth to 4 GiB fails as
 	// at any limit, and keep reports why.
 	limit = min(limit, WazeroMaxMemory)
-	e := &wazeroEngine{alloc: &allocator{limit: limit}, hosts: map[string]bool{}}
+	e := &wazeroEngine{alloc: &allocator{limit: limit}, hosts: map[string]bool{}, interrupt: !c.NoInterrupt}
 	if cacheDir != "" {
-		e.instDir = wazeroCacheDir(cacheDir, c.CacheTag)
+		e.instDir = wazeroCacheDir(cacheDir, c.CacheTag, e.interrupt)
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("opening compilation cache %s (or use --no-cache): %w", cacheDir, err)
@@ -108,7 +111,9 @@ func (e *wazeroEngine) Cached(wasm []byte) (Module, bool) {
 }
 
 func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error) {
-	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true})
+	// Without interruption the module stays as it is (Rewrite only reads
+	// its sections then).
+	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: e.interrupt})
 	if err != nil {
 		return nil, err
 	}

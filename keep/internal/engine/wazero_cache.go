@@ -33,10 +33,16 @@ const wazeroCacheMagic = "ENARXWZ1"
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // wazeroSettings names the rewrite; a new one gets a new directory.
+// Without interruption (Config.NoInterrupt) the entry is the module as
+// given, which passed the checks of CacheTag.
 const wazeroSettings = "instrument=interrupt-v1"
 
-func wazeroCacheDir(root, tag string) string {
-	sum := sha256.Sum256([]byte(wazeroSettings + ";tag=" + tag))
+func wazeroCacheDir(root, tag string, interrupt bool) string {
+	settings := wazeroSettings
+	if !interrupt {
+		settings = "instrument=none-v1"
+	}
+	sum := sha256.Sum256([]byte(settings + ";tag=" + tag))
 	return filepath.Join(root, "enarx-wazero-"+hex.EncodeToString(sum[:4]))
 }
 
