@@ -3,8 +3,10 @@ package shim
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -12,6 +14,7 @@ import (
 	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -147,19 +150,52 @@ func (c *taskCgroup) stats() (*anypb.Any, error) {
 	return protobuf.FromAny(a), nil
 }
 
-// delete removes the cgroup; its processes must have exited.
-func (c *taskCgroup) delete() error {
+// delete removes the cgroup. A task's processes are gone or going when it
+// is called, but a dying one (a sandbox Keep ended by its parent-death
+// signal, a zombie not yet reaped) still counts: whatever remains is
+// killed, and the removal retried for up to wait.
+func (c *taskCgroup) delete(wait time.Duration) error {
 	if c == nil {
 		return nil
 	}
-	var err error
-	if c.v2 != nil {
-		err = c.v2.Delete()
-	} else {
-		err = c.v1.Delete()
+	deadline := time.Now().Add(wait)
+	for {
+		var err error
+		if c.v2 != nil {
+			err = c.v2.Delete()
+		} else {
+			err = c.v1.Delete()
+		}
+		if err == nil || errors.Is(err, cgroup1.ErrCgroupDeleted) || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		for _, pid := range c.procs() {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
+}
+
+// procs lists the processes in the cgroup and below.
+func (c *taskCgroup) procs() []int {
+	var out []int
+	if c.v2 != nil {
+		ps, _ := c.v2.Procs(true)
+		for _, p := range ps {
+			out = append(out, int(p))
+		}
+		return out
+	}
+	subs := c.v1.Subsystems()
+	if len(subs) == 0 {
 		return nil
 	}
-	return err
+	ps, _ := c.v1.Processes(subs[0].Name(), true)
+	for _, p := range ps {
+		out = append(out, p.Pid)
+	}
+	return out
 }

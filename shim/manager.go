@@ -130,7 +130,7 @@ func (manager) Stop(ctx context.Context, id string) (cshim.StopStatus, error) {
 	}
 	pid := killRecorded(ctx, bundle)
 	if spec, err := readSpec(bundle); err == nil {
-		if err := loadCgroup(spec).delete(); err != nil {
+		if err := loadCgroup(spec).delete(cgroupWait); err != nil {
 			log.G(ctx).WithError(err).Warn("removing the task's cgroup")
 		}
 	}

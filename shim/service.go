@@ -42,6 +42,10 @@ const (
 // hold it open longer (none does: a sandbox Keep dies with its host).
 const ioWait = 5 * time.Second
 
+// cgroupWait bounds how long removing a task's cgroup waits for its last
+// processes to be gone.
+const cgroupWait = 5 * time.Second
+
 // ktask is the one task a shim serves (one shim per container).
 type ktask struct {
 	id, bundle            string
@@ -155,7 +159,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	tio, err := openIO(s.ctx, r.Stdin, r.Stdout, r.Stderr)
 	if err != nil {
-		_ = cg.delete()
+		_ = cg.delete(0)
 		return nil, errdefs.ToGRPC(err)
 	}
 	s.task = &ktask{
@@ -260,7 +264,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		close(t.done)
 	}
 	t.io.close()
-	if err := t.cg.delete(); err != nil {
+	if err := t.cg.delete(cgroupWait); err != nil {
 		log.G(ctx).WithError(err).Warn("removing the task's cgroup")
 	}
 	cleanupBundle(t.bundle)
