@@ -578,6 +578,12 @@ func TestContainerd(t *testing.T) {
 				t.Errorf("exit 3: status %d, output %q", code, out)
 			}
 
+			// Refusals say what is wrong, and leave nothing behind.
+			out, code = d.ctr(ctx, append(d.runArgs(b, img, "noentry-"+b), "hello")...)
+			if code == 0 || !strings.Contains(out, "reading the module /hello named by the entrypoint: no such file or directory") {
+				t.Errorf("argv without the module: status %d, output %q", code, out)
+			}
+
 			// Two Keeps at once; SIGTERM (ctr task kill's default)
 			// stops each, and the status says so.
 			var runs []*background
@@ -598,6 +604,18 @@ func TestContainerd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestContainerdRefusals: a runtime options file naming a backend this
+// build lacks is refused at create, with the backends it has.
+func TestContainerdRefusals(t *testing.T) {
+	d := startContainerd(t)
+	img := d.importImage(workloadWasm(t), "")
+	out, code := d.ctr(context.Background(), d.runArgs("tpm", img, "nobackend")...)
+	if code == 0 || !strings.Contains(out, `Keep backend identifier "tpm" is unknown`) {
+		t.Errorf("unknown backend: status %d, output %q", code, out)
+	}
+	d.ctr(context.Background(), "container", "rm", "nobackend")
 }
 
 // TestContainerdEnarxToml is the workload table with an Enarx.toml in the
