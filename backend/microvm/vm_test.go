@@ -225,7 +225,13 @@ func TestVMTLSWithSteward(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca, root := stewardtest.ProductionCA(t, elliptic.P256())
-	st, err := steward.New(steward.Config{CA: ca, Verifiers: vs, SANs: []string{"keep.test"}})
+	// Under TCG the guest has no kvmclock: its kernel takes the wall
+	// clock from the emulated RTC, whose resolution is a second, so the
+	// Keep's clock may run up to a second behind the host's and refuse a
+	// certificate issued "now" as not yet valid. The test's Steward
+	// issues as of two seconds ago.
+	issued := func() time.Time { return time.Now().Add(-2 * time.Second) }
+	st, err := steward.New(steward.Config{CA: ca, Verifiers: vs, SANs: []string{"keep.test"}, Now: issued})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +273,7 @@ func TestVMTLSWithSteward(t *testing.T) {
 	for {
 		select {
 		case err := <-exited:
+			exited <- err // for the deferred stop
 			t.Fatalf("the Keep ended: %v\n%s", err, stderr.String())
 		default:
 		}
