@@ -53,7 +53,7 @@ func EnableServing() { servesKeeps = true }
 // that runs sandbox Keeps: if this process is a Keep it runs it with run
 // and exits, otherwise it marks the binary as able to serve Keeps.
 func ServeKeeps(run RunFunc) {
-	if IsKeepProcess() {
+	if isKeepProcess() {
 		os.Exit(KeepMain(run))
 	}
 	servesKeeps = true

@@ -23,8 +23,8 @@ import (
 // binary, via TestMain) run as a sandbox Keep process.
 const KeepArg = "__sandbox-keep"
 
-// IsKeepProcess reports whether this process was started as a Keep.
-func IsKeepProcess() bool { return len(os.Args) > 1 && os.Args[1] == KeepArg }
+// isKeepProcess reports whether this process was started as a Keep.
+func isKeepProcess() bool { return len(os.Args) > 1 && os.Args[1] == KeepArg }
 
 // controlFD is the Keep end of the host's socketpair; host resources follow.
 const controlFD = 3

@@ -26,8 +26,8 @@ const (
 	resultMagic = "EKR1"
 
 	maxHeader = 64 << 10
-	// MaxModuleSize bounds the module the Keep will read.
-	MaxModuleSize = 1 << 30
+	// maxModuleSize bounds the module (and bundle) the Keep will read.
+	maxModuleSize = 1 << 30
 	maxConfig     = 1 << 20
 )
 
@@ -197,14 +197,14 @@ func readLaunchHeader(r io.Reader) (*launch, error) {
 
 // check bounds the header's sizes and counts.
 func (l *launch) check() error {
-	if l.WasmLen < 0 || l.WasmLen > MaxModuleSize {
-		return fmt.Errorf("module size %d is outside 0..%d", l.WasmLen, MaxModuleSize)
+	if l.WasmLen < 0 || l.WasmLen > maxModuleSize {
+		return fmt.Errorf("module size %d is outside 0..%d", l.WasmLen, maxModuleSize)
 	}
 	if l.ConfigLen < 0 || l.ConfigLen > maxConfig || (!l.HasConfig && l.ConfigLen != 0) {
 		return fmt.Errorf("config size %d is invalid", l.ConfigLen)
 	}
-	if l.BundleLen < 0 || l.BundleLen > MaxModuleSize {
-		return fmt.Errorf("bundle size %d is outside 0..%d", l.BundleLen, MaxModuleSize)
+	if l.BundleLen < 0 || l.BundleLen > maxModuleSize {
+		return fmt.Errorf("bundle size %d is outside 0..%d", l.BundleLen, maxModuleSize)
 	}
 	if l.NFiles < 0 || l.NFiles > 1024 {
 		return fmt.Errorf("file count %d is outside 0..1024", l.NFiles)
