@@ -57,7 +57,8 @@ type containerdConfig struct {
 	Plugins struct {
 		CRI struct {
 			Containerd struct {
-				Runtimes map[string]struct {
+				DefaultRuntimeName string `toml:"default_runtime_name"`
+				Runtimes           map[string]struct {
 					RuntimeType string `toml:"runtime_type"`
 					Options     struct {
 						ConfigPath string `toml:"ConfigPath"`
@@ -136,6 +137,12 @@ func TestRuntimeClasses(t *testing.T) {
 		}
 		delete(runtimes, rc.Handler)
 	}
+	// containerd replaces its default runtimes with the config's: the
+	// default one, runc, must be there.
+	if runtimes["runc"].RuntimeType != "io.containerd.runc.v2" {
+		t.Errorf("containerd/enarx.toml does not declare runc (io.containerd.runc.v2), containerd's default runtime: %+v", runtimes["runc"])
+	}
+	delete(runtimes, "runc")
 	for name := range runtimes {
 		t.Errorf("containerd runtime %s has no RuntimeClass", name)
 	}
@@ -165,6 +172,9 @@ func TestContainerdReadsRuntimes(t *testing.T) {
 	var dumped containerdConfig
 	if err := toml.Unmarshal(out, &dumped); err != nil {
 		t.Fatalf("decoding containerd's dump: %v\n%s", err, out)
+	}
+	if r := dumped.Plugins.CRI.Containerd.Runtimes[dumped.Plugins.CRI.Containerd.DefaultRuntimeName]; r.RuntimeType == "" {
+		t.Errorf("containerd's default runtime %q is not configured: CRI would not load", dumped.Plugins.CRI.Containerd.DefaultRuntimeName)
 	}
 	for _, b := range []string{"sandbox", "kvm", "sev", "tdx-vm", "snp", "tdx"} {
 		r, ok := dumped.Plugins.CRI.Containerd.Runtimes["enarx-"+b]

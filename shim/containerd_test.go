@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/internal/testutil"
@@ -124,6 +125,8 @@ type daemon struct {
 	shimBin string
 	// sockets are the shim sockets that existed before the daemon.
 	sockets map[string]bool
+	// namespace is ctr's containerd namespace (ns; CRI's is k8s.io).
+	namespace string
 }
 
 // shimSockets lists the shim library's socket directory.
@@ -140,6 +143,13 @@ func shimSockets() map[string]bool {
 // checks that nothing of the shim's is left) at the end of the test.
 func startContainerd(t testing.TB) *daemon {
 	t.Helper()
+	return startContainerdWith(t, "")
+}
+
+// startContainerdWith starts a containerd whose config has extra appended;
+// with extra, containerd's CRI plugin is enabled (it configures it).
+func startContainerdWith(t testing.TB, extra string) *daemon {
+	t.Helper()
 	for _, bin := range []string{"containerd", "ctr"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			testutil.NeedHost(t, "%s is not installed (Debian's containerd package; scripts/install-deps.sh installs it)", bin)
@@ -154,16 +164,20 @@ func startContainerd(t testing.TB) *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), shimBin: filepath.Join(bin, "containerd-shim-enarx-v1"),
-		path: bin + string(os.PathListSeparator) + os.Getenv("PATH"), sockets: shimSockets()}
+		path: bin + string(os.PathListSeparator) + os.Getenv("PATH"), sockets: shimSockets(), namespace: ns}
+	disabled := `"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"`
+	if extra == "" {
+		disabled = `"io.containerd.grpc.v1.cri", ` + disabled
+	}
 	cfg := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+disabled_plugins = [%s]
 [grpc]
   address = %q
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, filepath.Join(dir, "opt"))
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, d.sock, filepath.Join(dir, "opt")) + extra
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +341,7 @@ func mountsUnder(dir string) []string {
 // ctr runs ctr against the daemon and returns its combined output and
 // exit status (-1 if it could not run).
 func (d *daemon) ctr(ctx context.Context, args ...string) (string, int) {
-	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", d.sock, "--namespace", ns}, args...)...)
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", d.sock, "--namespace", d.namespace}, args...)...)
 	cmd.Env = append(os.Environ(), "PATH="+d.path)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -361,7 +375,7 @@ func (d *daemon) importImage(wasm []byte, enarxToml string) string {
 	}
 	name := "docker.io/enarx/shim-test:" + sum(append(append([]byte(nil), wasm...), enarxToml...))
 	tarPath := filepath.Join(d.dir, "image.tar")
-	writeImage(d.t, tarPath, name, files)
+	writeImage(d.t, tarPath, name, ocispec.Platform{OS: "wasi", Architecture: "wasm"}, files)
 	d.mustCtr(d.t, "image", "import", "--platform", platform, tarPath)
 	return name
 }
@@ -421,7 +435,7 @@ func (b *background) output() string {
 
 func (d *daemon) start(args ...string) *background {
 	b := &background{done: make(chan struct{})}
-	cmd := exec.Command("ctr", append([]string{"--address", d.sock, "--namespace", ns}, args...)...)
+	cmd := exec.Command("ctr", append([]string{"--address", d.sock, "--namespace", d.namespace}, args...)...)
 	cmd.Env = append(os.Environ(), "PATH="+d.path)
 	cmd.Stdout, cmd.Stderr = b, b
 	if err := cmd.Start(); err != nil {

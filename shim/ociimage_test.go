@@ -19,10 +19,11 @@ import (
 )
 
 // writeImage writes an OCI image layout archive (what `ctr image import`
-// takes) holding one image named name for platform wasi/wasm: one layer
-// with files at its root, and ENTRYPOINT ["/main.wasm"] — the shape
+// takes) holding one image named name for platform (wasi/wasm, or the
+// node's for containerd 1.6's CRI, which pulls and unpacks only that): one
+// layer with files at its root, and ENTRYPOINT ["/main.wasm"] — the shape
 // `docker buildx build --platform wasi/wasm` gives a FROM scratch image.
-func writeImage(t testing.TB, path, name string, files map[string][]byte) {
+func writeImage(t testing.TB, path, name string, platform ocispec.Platform, files map[string][]byte) {
 	t.Helper()
 	blobs := map[digest.Digest][]byte{}
 	add := func(b []byte) digest.Digest {
@@ -56,7 +57,6 @@ func writeImage(t testing.TB, path, name string, files map[string][]byte) {
 	zw.Close()
 	layerDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: add(gz.Bytes()), Size: int64(gz.Len())}
 
-	platform := ocispec.Platform{OS: "wasi", Architecture: "wasm"}
 	cfg := mustJSON(t, ocispec.Image{
 		Platform: platform,
 		Config:   ocispec.ImageConfig{Entrypoint: []string{"/main.wasm"}},
