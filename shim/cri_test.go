@@ -21,7 +21,8 @@ import (
 // network: no CNI here), its sandbox (the image CRI is configured to use
 // as the pause image is the wasm one, which the shim does not run), and
 // Keeps whose output lands in the container's CRI log file (what kubectl
-// logs reads) and whose exit codes are the containers'.
+// logs reads) and whose exit codes are the containers', statistics, and
+// the kubelet's stop.
 func TestCRI(t *testing.T) {
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
 		t.Skip("the CRI image is labelled for the node's platform; linux/amd64 and arm64 only")
@@ -130,6 +131,44 @@ func TestCRI(t *testing.T) {
 			t.Errorf("RemoveContainer %s: %v", tc.name, err)
 		}
 	}
+	// A Keep that runs until stopped: statistics from its cgroup, no exec,
+	// and the kubelet's stop (SIGTERM) ends it.
+	c, err := rs.CreateContainer(ctx, &cri.CreateContainerRequest{
+		PodSandboxId:  pod.PodSandboxId,
+		Config:        &cri.ContainerConfig{Metadata: &cri.ContainerMetadata{Name: "sleep"}, Image: &cri.ImageSpec{Image: image}, Args: []string{"sleep"}, LogPath: "sleep.log"},
+		SandboxConfig: podCfg,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer sleep: %v", err)
+	}
+	if _, err := rs.StartContainer(ctx, &cri.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatalf("StartContainer sleep: %v", err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(logs, "sleep.log")); strings.Contains(string(b), "sleeping") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sleeping Keep did not start within a minute")
+		}
+	}
+	stats, err := rs.ContainerStats(ctx, &cri.ContainerStatsRequest{ContainerId: c.ContainerId})
+	if err != nil || stats.Stats.GetMemory().GetWorkingSetBytes().GetValue() == 0 {
+		t.Errorf("ContainerStats: %v, %v", stats, err)
+	}
+	if _, err := rs.ExecSync(ctx, &cri.ExecSyncRequest{ContainerId: c.ContainerId, Cmd: []string{"/bin/sh"}, Timeout: 5}); err == nil || !strings.Contains(err.Error(), "exec") {
+		t.Errorf("ExecSync: %v, want an error saying a Keep has no exec", err)
+	}
+	if _, err := rs.StopContainer(ctx, &cri.StopContainerRequest{ContainerId: c.ContainerId, Timeout: 10}); err != nil {
+		t.Errorf("StopContainer: %v", err)
+	}
+	if r, err := rs.ContainerStatus(ctx, &cri.ContainerStatusRequest{ContainerId: c.ContainerId}); err != nil || r.Status.State != cri.ContainerState_CONTAINER_EXITED || r.Status.ExitCode != 143 {
+		t.Errorf("after StopContainer: %v, %v; want exited with 143", r.GetStatus(), err)
+	}
+	if _, err := rs.RemoveContainer(ctx, &cri.RemoveContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Errorf("RemoveContainer sleep: %v", err)
+	}
+
 	if _, err := rs.StopPodSandbox(ctx, &cri.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
 		t.Errorf("StopPodSandbox: %v", err)
 	}
