@@ -108,8 +108,8 @@ func TestNetOf(t *testing.T) {
 }
 
 func TestDecodeOptions(t *testing.T) {
-	o, err := DecodeOptions([]byte("backend = \"sandbox\"\nengine = \"wazero\"\nmemory_mib = 512\nlog_level = \"info\"\n"))
-	if err != nil || o.Backend != "sandbox" || o.Engine != "wazero" || o.MemoryMiB != 512 {
+	o, err := DecodeOptions([]byte("backend = \"sandbox\"\nengine = \"wazero\"\nmemory_mib = 512\nlog_level = \"info\"\nrequire_isolation = true\n"))
+	if err != nil || o.Backend != "sandbox" || o.Engine != "wazero" || o.MemoryMiB != 512 || !o.RequireIsolation {
 		t.Fatalf("%+v, %v", o, err)
 	}
 	if o, err := DecodeOptions(nil); err != nil || *o != (Options{}) {

@@ -57,6 +57,8 @@ type launchMsg struct {
 	// LogLevel is the level of the keep host's diagnostics on the task's
 	// stderr.
 	LogLevel slog.Level
+	// RequireIsolation is the launch policy's (backend.Policy).
+	RequireIsolation bool
 	// Pause makes the keep host a Kubernetes pod sandbox's process instead
 	// of a Keep's (see podSandbox): it holds the pod's network namespace
 	// until it is signalled.
@@ -126,6 +128,7 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		Workload: keep.Workload{Wasm: m.Wasm, Config: m.Config, ConfigName: m.ConfigName},
 		Config:   cfg,
 		Files:    files,
+		Policy:   backend.Policy{RequireIsolation: m.RequireIsolation},
 		Options: keep.Options{
 			Args:        m.Args,
 			Logger:      logger,

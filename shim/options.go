@@ -32,6 +32,8 @@ const DefaultCacheDir = "/var/cache/enarx"
 //	cache_dir = "/var/cache/enarx"
 //	no_cache = false
 //	log_level = "warn"         # the keep host's diagnostics on the task's stderr
+//	require_isolation = true   # refuse a Keep that lacks any of its backend's
+//	                           # isolation layers (enarx run --require-isolation)
 type Options struct {
 	Backend   string `toml:"backend"`
 	Engine    string `toml:"engine"`
@@ -39,6 +41,8 @@ type Options struct {
 	CacheDir  string `toml:"cache_dir"`
 	NoCache   bool   `toml:"no_cache"`
 	LogLevel  string `toml:"log_level"`
+	// RequireIsolation is backend.Policy.RequireIsolation.
+	RequireIsolation bool `toml:"require_isolation"`
 }
 
 // maxOptions bounds the runtime options file.
@@ -86,7 +90,7 @@ func DecodeOptions(body []byte) (*Options, error) {
 		d := toml.NewDecoder(bytes.NewReader(body))
 		d.DisallowUnknownFields()
 		if err := d.Decode(o); err != nil {
-			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level)", err)
+			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level, require_isolation)", err)
 		}
 	}
 	if o.Engine != "" && !slices.Contains(keep.KnownEngines(), o.Engine) {

@@ -151,6 +151,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 			Wasm: w.wasm, Config: w.config, ConfigName: "Enarx.toml", Args: w.args,
 			Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
 			CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
+			RequireIsolation: opts.RequireIsolation,
 		}
 	}
 	cg, err := newCgroup(spec)
