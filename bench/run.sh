@@ -6,7 +6,8 @@
 #   keep                plain wazero (cold/warm start, CPU), native Go copy, native Go TCP echo;
 #                       Engine*: each engine against native Go and plain wasmtime-go
 #                       (nbody, sieve, SHA-256, 1 GiB stdio, TCP echo), InterruptCost
-#   bench/start         process wall time of hello: enarx nil/sandbox × wazero/wasmtime
+#   bench/start         process wall time: hello (StartHello) on enarx nil/sandbox × wazero/wasmtime,
+#                       nbody and sieve (ComputeCLI) on enarx nil × wazero/wasmtime,
 #                       against plain wazero and wasmtime-go runners
 #   identity/e2e        native Go TLS echo server (16 KiB messages)
 #   steward             raw ECDSA sign+verify of this machine
@@ -34,7 +35,7 @@ mkdir -p "$out"
 benches=(
 	"./keep/|^Benchmark(Hello|SHA256|Sieve|Stdio1GiB|TCPEcho)|3x|"
 	"./keep/|^Benchmark(Engine|InterruptCost)|3x|wasmtime"
-	"./bench/start/|StartHello|20x|wasmtime"
+	"./bench/start/|^Benchmark[SC]|15x|wasmtime"
 	"./identity/e2e/|TLSEcho|20000x"
 	"./steward/|IssuanceRatio|2000x"
 	"./attestation/snp/|SNPRatio|3x"

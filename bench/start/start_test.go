@@ -41,6 +41,8 @@ type variant struct {
 	cmd  []string
 	env  []string
 	ms   []float64
+	// cpu is user+system time of the process and its children.
+	cpu []float64
 }
 
 // BenchmarkStartHello measures the process wall time of Go's 2.6 MB hello
@@ -93,8 +95,9 @@ func BenchmarkStartHello(b *testing.B) {
 
 // measure runs every variant once to warm caches (leaving out the
 // sandbox where it cannot run), then b.N rounds of each variant once in
-// a rotating order, reports each variant's median wall time in ms and
-// returns the medians. Every run's output must contain want (but
+// a rotating order, reports each variant's median wall time and median
+// CPU time (user+system) in ms and returns the medians (CPU time under
+// "<name>-cpu"). Every run's output must contain want (but
 // enarx-version's).
 func measure(b *testing.B, vs []*variant, want string) map[string]float64 {
 	try := func(v *variant) error {
@@ -106,7 +109,7 @@ func measure(b *testing.B, vs []*variant, want string) map[string]float64 {
 		}
 		return err
 	}
-	run := func(v *variant) time.Duration {
+	run := func(v *variant) (wall, cpu time.Duration) {
 		cmd := exec.Command(v.cmd[0], v.cmd[1:]...)
 		cmd.Env = append(os.Environ(), v.env...)
 		var out bytes.Buffer
@@ -117,7 +120,7 @@ func measure(b *testing.B, vs []*variant, want string) map[string]float64 {
 		if err != nil || (v.name != "enarx-version" && !strings.Contains(out.String(), want)) {
 			b.Fatalf("%s: %v\n%s", v.name, err, out.String())
 		}
-		return d
+		return d, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
 	// Warm up (fill every cache); leave out the sandbox where it cannot run.
 	vs = slices.DeleteFunc(vs, func(v *variant) bool {
@@ -134,15 +137,20 @@ func measure(b *testing.B, vs []*variant, want string) map[string]float64 {
 	for i := 0; i < b.N; i++ {
 		for j := range vs {
 			v := vs[(i+j)%len(vs)] // rotate the order between rounds
-			v.ms = append(v.ms, float64(run(v).Microseconds())/1000)
+			wall, cpu := run(v)
+			v.ms = append(v.ms, float64(wall.Microseconds())/1000)
+			v.cpu = append(v.cpu, float64(cpu.Microseconds())/1000)
 		}
 	}
 	b.StopTimer()
 	med := map[string]float64{}
 	for _, v := range vs {
 		slices.Sort(v.ms)
+		slices.Sort(v.cpu)
 		med[v.name] = v.ms[len(v.ms)/2]
+		med[v.name+"-cpu"] = v.cpu[len(v.cpu)/2]
 		b.ReportMetric(med[v.name], v.name+"-ms")
+		b.ReportMetric(med[v.name+"-cpu"], v.name+"-cpu-ms")
 	}
 	return med
 }
@@ -153,7 +161,9 @@ func measure(b *testing.B, vs []*variant, want string) map[string]float64 {
 // against the same program natively and under the minimal wasmtime-go
 // runner (testdata/plainwasmtime: wasmtime's defaults, no epochs), caches
 // warm, each variant once per round, b.N rounds (use -benchtime 5x), and
-// reports medians and, per workload:
+// reports medians and, per workload, for wall time and (-cpu) for the user
+// and system CPU time of the process (steadier than wall time on a shared
+// machine):
 //
 //	nil-<engine>/plain-wasmtime   the goal: wasmtime engine ≤ 1.1× plain wasmtime
 //	nil-<engine>/native           a Keep within 1.5× of native
@@ -186,10 +196,12 @@ func BenchmarkComputeCLI(b *testing.B) {
 			}
 			med := measure(b, vs, w.want)
 			for _, eng := range keep.Engines() {
-				k := med["nil-"+eng]
-				b.ReportMetric(k/med["native"], "nil-"+eng+"/native")
-				if p, ok := med["plain-wasmtime"]; ok {
-					b.ReportMetric(k/p, "nil-"+eng+"/plain-wasmtime")
+				for _, m := range []string{"", "-cpu"} {
+					k := med["nil-"+eng+m]
+					b.ReportMetric(k/med["native"+m], "nil-"+eng+m+"/native")
+					if p, ok := med["plain-wasmtime"+m]; ok {
+						b.ReportMetric(k/p, "nil-"+eng+m+"/plain-wasmtime")
+					}
 				}
 			}
 		})
