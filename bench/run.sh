@@ -6,6 +6,7 @@
 #   keep                plain wazero (cold/warm start, CPU), native Go copy, native Go TCP echo;
 #                       Engine*: each engine against native Go and plain wasmtime-go
 #                       (nbody, sieve, SHA-256, 1 GiB stdio, TCP echo), InterruptCost
+#   keep/internal/engine  WazeroChecks: the module without the inserted interruption checks
 #   bench/start         process wall time: hello (StartHello) on enarx nil/sandbox × wazero/wasmtime,
 #                       nbody and sieve (ComputeCLI) on enarx nil × wazero/wasmtime,
 #                       against plain wazero and wasmtime-go runners
@@ -35,6 +36,7 @@ mkdir -p "$out"
 benches=(
 	"./keep/|^Benchmark(Hello|SHA256|Sieve|Stdio1GiB|TCPEcho)|3x|"
 	"./keep/|^Benchmark(Engine|InterruptCost)|3x|wasmtime"
+	"./keep/internal/engine/|WazeroChecks|15x|"
 	"./bench/start/|^Benchmark[SC]|15x|wasmtime"
 	"./identity/e2e/|TLSEcho|20000x"
 	"./steward/|IssuanceRatio|2000x"

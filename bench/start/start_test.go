@@ -97,7 +97,9 @@ func BenchmarkStartHello(b *testing.B) {
 // sandbox where it cannot run), then b.N rounds of each variant once in
 // a rotating order, reports each variant's median wall time and median
 // CPU time (user+system) in ms and returns the medians (CPU time under
-// "<name>-cpu"). Every run's output must contain want (but
+// "<name>-cpu"). The CPU time is the process's and its waited-for
+// children's: a sandbox host does not wait for its Keep process once the
+// Keep has answered, so a sandbox variant's is the host's alone. Every run's output must contain want (but
 // enarx-version's).
 func measure(b *testing.B, vs []*variant, want string) map[string]float64 {
 	try := func(v *variant) error {
