@@ -127,6 +127,8 @@ type daemon struct {
 	sockets map[string]bool
 	// namespace is ctr's containerd namespace (ns; CRI's is k8s.io).
 	namespace string
+	// env is added to containerd's environment, which its shims inherit.
+	env []string
 }
 
 // shimSockets lists the shim library's socket directory.
@@ -148,7 +150,7 @@ func startContainerd(t testing.TB) *daemon {
 
 // startContainerdWith starts a containerd whose config has extra appended;
 // with extra, containerd's CRI plugin is enabled (it configures it).
-func startContainerdWith(t testing.TB, extra string) *daemon {
+func startContainerdWith(t testing.TB, extra string, env ...string) *daemon {
 	t.Helper()
 	for _, bin := range []string{"containerd", "ctr"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -164,7 +166,7 @@ func startContainerdWith(t testing.TB, extra string) *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), shimBin: filepath.Join(bin, "containerd-shim-enarx-v1"),
-		path: bin + string(os.PathListSeparator) + os.Getenv("PATH"), sockets: shimSockets(), namespace: ns}
+		path: bin + string(os.PathListSeparator) + os.Getenv("PATH"), sockets: shimSockets(), namespace: ns, env: env}
 	disabled := `"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"`
 	if extra == "" {
 		disabled = `"io.containerd.grpc.v1.cri", ` + disabled
@@ -195,7 +197,7 @@ func (d *daemon) launch() {
 	}
 	defer logf.Close() // containerd has its own copy
 	d.cmd = exec.Command("containerd", "--config", filepath.Join(d.dir, "config.toml"), "--log-level", "debug")
-	d.cmd.Env = append(os.Environ(), "PATH="+d.path)
+	d.cmd.Env = append(append(os.Environ(), "PATH="+d.path), d.env...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
