@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,8 +29,9 @@ import (
 // (/dev/kvm, /dev/sev, the guest attestation devices), and the workload
 // never sees a device node.
 type taskCgroup struct {
-	v1 cgroup1.Cgroup
-	v2 *cgroup2.Manager
+	v1   cgroup1.Cgroup
+	v2   *cgroup2.Manager
+	path string
 }
 
 // cgroupOf is the cgroup path the spec names ("" for none), with a systemd
@@ -95,13 +97,13 @@ func newCgroup(spec *specs.Spec) (*taskCgroup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("creating the task's cgroup %s: %w", path, err)
 		}
-		return &taskCgroup{v2: m}, nil
+		return &taskCgroup{v2: m, path: path}, nil
 	}
 	cg, err := cgroup1.New(cgroup1.StaticPath(path), res)
 	if err != nil {
 		return nil, fmt.Errorf("creating the task's cgroup %s: %w", path, err)
 	}
-	return &taskCgroup{v1: cg}, nil
+	return &taskCgroup{v1: cg, path: path}, nil
 }
 
 // loadCgroup opens the cgroup the spec names, for cleanup after a shim
@@ -128,6 +130,63 @@ func (c *taskCgroup) add(pid int) error {
 		return c.v2.AddProc(uint64(pid))
 	}
 	return c.v1.AddProc(uint64(pid))
+}
+
+// watchOOM calls oom each time the kernel's OOM killer acts in the
+// cgroup, until stop is closed, as containerd's runc shim reports it
+// (TaskOOM, which the kubelet shows as the reason OOMKilled): on cgroup v2
+// from memory.events' oom_kill count, on v1 from the memory controller's
+// OOM eventfd (which also fires when the cgroup is removed: an event for a
+// cgroup that is gone is none).
+func (c *taskCgroup) watchOOM(stop <-chan struct{}, oom func()) error {
+	if c.v2 != nil {
+		ec, errc := c.v2.EventChan()
+		go func() {
+			var kills uint64
+			for {
+				select {
+				case e := <-ec:
+					if e.OOMKill > kills {
+						kills = e.OOMKill
+						oom()
+					}
+				case <-errc:
+					return
+				case <-stop:
+					return
+				}
+			}
+		}()
+		return nil
+	}
+	fd, err := c.v1.OOMEventFD()
+	if err != nil {
+		return err
+	}
+	// Non-blocking, so that the runtime's poller serves the reads and
+	// Close ends a pending one.
+	if err := unix.SetNonblock(int(fd), true); err != nil {
+		unix.Close(int(fd))
+		return err
+	}
+	f := os.NewFile(fd, "oom-eventfd")
+	go func() {
+		<-stop
+		f.Close()
+	}()
+	go func() {
+		var b [8]byte
+		for {
+			if _, err := f.Read(b[:]); err != nil {
+				return
+			}
+			if c.v1.State() == cgroup1.Deleted {
+				return
+			}
+			oom()
+		}
+	}()
+	return nil
 }
 
 // stats are the cgroup's metrics in containerd's types (those the runc

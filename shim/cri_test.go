@@ -131,6 +131,41 @@ func TestCRI(t *testing.T) {
 			t.Errorf("RemoveContainer %s: %v", tc.name, err)
 		}
 	}
+	// A Keep above the container's memory limit is killed by the kernel,
+	// and the kubelet learns why (OOMKilled).
+	oom, err := rs.CreateContainer(ctx, &cri.CreateContainerRequest{
+		PodSandboxId: pod.PodSandboxId,
+		Config: &cri.ContainerConfig{
+			Metadata: &cri.ContainerMetadata{Name: "oom"}, Image: &cri.ImageSpec{Image: image},
+			Args: []string{"alloc", "1024"}, LogPath: "oom.log",
+			Linux: &cri.LinuxContainerConfig{Resources: &cri.LinuxContainerResources{MemoryLimitInBytes: 128 << 20}},
+		},
+		SandboxConfig: podCfg,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer oom: %v", err)
+	}
+	if _, err := rs.StartContainer(ctx, &cri.StartContainerRequest{ContainerId: oom.ContainerId}); err != nil {
+		t.Fatalf("StartContainer oom: %v", err)
+	}
+	for {
+		r, err := rs.ContainerStatus(ctx, &cri.ContainerStatusRequest{ContainerId: oom.ContainerId})
+		if err != nil {
+			t.Fatalf("ContainerStatus oom: %v", err)
+		}
+		if st := r.Status; st.State == cri.ContainerState_CONTAINER_EXITED {
+			if st.Reason != "OOMKilled" {
+				b, _ := os.ReadFile(filepath.Join(logs, "oom.log"))
+				t.Errorf("a Keep over its memory limit: exit code %d, reason %q, want OOMKilled; log:\n%s", st.ExitCode, st.Reason, b)
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := rs.RemoveContainer(ctx, &cri.RemoveContainerRequest{ContainerId: oom.ContainerId}); err != nil {
+		t.Errorf("RemoveContainer oom: %v", err)
+	}
+
 	// A Keep that runs until stopped: statistics from its cgroup, no exec,
 	// and the kubelet's stop (SIGTERM) ends it.
 	c, err := rs.CreateContainer(ctx, &cri.CreateContainerRequest{

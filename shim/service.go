@@ -210,6 +210,16 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		log.G(ctx).WithError(err).Warn("recording the keep host's pid for cleanup after a shim crash")
 	}
 	s.send(&eventstypes.TaskStart{ContainerID: t.id, Pid: uint32(kh.pid)})
+	if t.cg != nil {
+		err := t.cg.watchOOM(t.done, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.send(&eventstypes.TaskOOM{ContainerID: t.id})
+		})
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("watching the task's cgroup for OOM kills")
+		}
+	}
 	go s.waitExit(t, kh)
 	return &taskAPI.StartResponse{Pid: uint32(kh.pid)}, nil
 }
@@ -517,6 +527,8 @@ func topic(e any) string {
 		return runtime.TaskStartEventTopic
 	case *eventstypes.TaskExit:
 		return runtime.TaskExitEventTopic
+	case *eventstypes.TaskOOM:
+		return runtime.TaskOOMEventTopic
 	case *eventstypes.TaskDelete:
 		return runtime.TaskDeleteEventTopic
 	}

@@ -5,6 +5,7 @@
 //	exit N  exit with status N
 //	sleep   sleep for an hour (until killed)
 //	serve   echo lines on the listener at fd 3 until killed
+//	alloc N allocate and touch N MiB, then exit 0
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 func main() {
 	mode, at := "hello", 0
 	for i, a := range os.Args[1:] {
-		if a == "hello" || a == "exit" || a == "sleep" || a == "serve" {
+		if a == "hello" || a == "exit" || a == "sleep" || a == "serve" || a == "alloc" {
 			mode, at = a, i+1
 			break
 		}
@@ -35,6 +36,21 @@ func main() {
 		}
 		fmt.Println("exiting with", n)
 		os.Exit(n)
+	case "alloc":
+		n := 0
+		if at+1 < len(os.Args) {
+			n, _ = strconv.Atoi(os.Args[at+1])
+		}
+		var keep [][]byte
+		for i := 0; i < n; i += 16 {
+			b := make([]byte, 16<<20)
+			for j := range b {
+				b[j] = 1
+			}
+			keep = append(keep, b)
+			fmt.Println("allocated", i+16, "MiB")
+		}
+		fmt.Println("allocated all", len(keep)*16, "MiB")
 	case "sleep":
 		fmt.Println("sleeping")
 		time.Sleep(time.Hour)
