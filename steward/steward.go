@@ -36,8 +36,18 @@ import (
 	"github.com/enarx-go/enarx/steward/csr"
 )
 
-// Validity is the lifetime of an issued certificate (upstream: 28 days).
+// Validity is the lifetime of an issued certificate (upstream: 28 days),
+// counted from the time of issuance.
 const Validity = 28 * 24 * time.Hour
+
+// Backdate is how far before the time of issuance an issued certificate's
+// notBefore lies (never before the CA's own). Upstream starts validity at
+// the second of issuance, so a Keep whose clock lags the Steward's by a
+// second (a VM whose clock comes from an emulated RTC of one-second
+// resolution, a guest not yet synchronised) refuses its own fresh
+// certificate as not yet valid. A minute covers such lags and gives a
+// relying party nothing: the certificate is no more valid than when issued.
+const Backdate = time.Minute
 
 // DefaultMaxBodyBytes is the default request body limit.
 const DefaultMaxBodyBytes = 1 << 20
@@ -449,8 +459,12 @@ func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Ext
 		return nil, nil, err
 	}
 	caCert := s.ca.Chain[0]
-	notBefore := s.now().UTC().Truncate(time.Second)
-	notAfter := notBefore.Add(Validity)
+	issued := s.now().UTC().Truncate(time.Second)
+	notBefore := issued.Add(-Backdate)
+	if notBefore.Before(caCert.NotBefore) {
+		notBefore = caCert.NotBefore
+	}
+	notAfter := issued.Add(Validity)
 	if notAfter.After(caCert.NotAfter) {
 		notAfter = caCert.NotAfter
 	}

@@ -133,8 +133,12 @@ func checkProfile(t *testing.T, leaf *x509.Certificate, ca *steward.CA, key *ecd
 	if err != nil || id.Version() != 4 || id.Variant() != uuid.RFC4122 {
 		t.Fatalf("serial %x is not a UUIDv4 (%v)", b, err)
 	}
-	if !leaf.NotBefore.Equal(now) || !leaf.NotAfter.Equal(now.Add(28*24*time.Hour)) {
-		t.Fatalf("validity %v – %v, want %v + 28 days", leaf.NotBefore, leaf.NotAfter, now)
+	wantBefore := now.Add(-time.Minute)
+	if wantBefore.Before(ca.Chain[0].NotBefore) {
+		wantBefore = ca.Chain[0].NotBefore
+	}
+	if !leaf.NotBefore.Equal(wantBefore) || !leaf.NotAfter.Equal(now.Add(28*24*time.Hour)) {
+		t.Fatalf("validity %v – %v, want %v (a minute early, not before the CA) – %v + 28 days", leaf.NotBefore, leaf.NotAfter, wantBefore, now)
 	}
 	if !slicesEq(leaf.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}) {
 		t.Fatalf("EKU %v", leaf.ExtKeyUsage)
@@ -460,7 +464,7 @@ func TestVerificationClock(t *testing.T) {
 		t.Fatalf("verifier saw %+v", rec.got)
 	}
 	leaf := parseChain(t, r.body)[1]
-	if leaf.NotBefore.Before(before) {
+	if leaf.NotBefore.Before(before.Add(-steward.Backdate)) {
 		t.Fatalf("notBefore %v follows the verification clock, not the wall clock", leaf.NotBefore)
 	}
 	_, a, err := certext.FromCertificate(leaf)
