@@ -5,7 +5,6 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/evidence/emulated"
-	"github.com/enarx-go/enarx/keep"
 )
 
 // Emulated is a labelled test backend (snp-emulated, tdx-emulated): the
@@ -51,5 +50,5 @@ func (e Emulated) Run(ctx context.Context, l *Launch) (int, error) {
 		o.Logger.Warn(e.ID + " backend: evidence is signed by a local test root, not " + e.Hardware +
 			" hardware; the workload is NOT protected from this host")
 	}
-	return keep.Run(ctx, l.Workload, o)
+	return RunInProcess(ctx, l, o)
 }

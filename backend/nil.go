@@ -34,12 +34,21 @@ func (Nil) Available() bool { return true }
 // Configured implements Backend: nothing to configure.
 func (Nil) Configured() error { return nil }
 
-// Run implements Backend. A policy Timeout stops the workload when it
-// expires, whether it computes or waits (both engines interrupt a
-// computing guest when the run's context ends).
+// Run implements Backend.
 func (Nil) Run(ctx context.Context, l *Launch) (int, error) {
 	o := l.Options
 	o.Files = l.Files
+	return RunInProcess(ctx, l, o)
+}
+
+// RunInProcess runs l's workload with keep.Run in this process, with the
+// options o (l.Options completed by the backend: files, evidence, cache),
+// and applies the launch policy's Timeout: it stops the workload when it
+// expires, whether it computes or waits (both engines interrupt a
+// computing guest when the run's context ends, unless o.Killed says the
+// process's end stops it). The in-process backends (nil, snp, tdx and the
+// emulated ones) run through it.
+func RunInProcess(ctx context.Context, l *Launch, o keep.Options) (int, error) {
 	if t := l.Policy.Timeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, t, ErrTimeout)

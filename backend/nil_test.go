@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/keep"
@@ -39,32 +40,40 @@ func TestRegisteredAndRuns(t *testing.T) {
 }
 
 // TestTimeoutStopsComputingWorkload: --timeout stops a guest that computes
-// forever without a system call, on every engine.
+// forever without a system call, on every engine and every in-process
+// backend (they share backend.RunInProcess; an emulated one stands for
+// snp and tdx, which need a TEE guest to run).
 func TestTimeoutStopsComputingWorkload(t *testing.T) {
-	for _, eng := range keep.Engines() {
-		t.Run(eng, func(t *testing.T) {
-			done := make(chan error, 1)
-			go func() {
-				code, err := backend.Nil{}.Run(context.Background(), &backend.Launch{
-					Policy:   backend.Policy{Timeout: 300 * time.Millisecond},
-					Workload: keep.Workload{Wasm: []byte(loop)},
-					Config:   config.Default(),
-					Files:    []*os.File{os.Stdin, os.Stdout, os.Stderr},
-					Options:  keep.Options{NoCache: true, Engine: eng},
-				})
-				if code != 1 {
-					err = fmt.Errorf("code %d, err %v", code, err)
-				}
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				if !errors.Is(err, backend.ErrTimeout) {
-					t.Fatalf("err %v; want ErrTimeout", err)
-				}
-			case <-time.After(2 * time.Minute):
-				t.Fatal("the workload was not stopped")
-			}
+	emu := backend.Emulated{ID: "test-emulated", Hardware: "nothing",
+		Provider: func() (attest.EvidenceProvider, error) { return nil, nil }}
+	for _, b := range []backend.Backend{backend.Nil{}, emu} {
+		for _, eng := range keep.Engines() {
+			t.Run(b.Name()+"/"+eng, func(t *testing.T) { timeoutStops(t, b, eng) })
+		}
+	}
+}
+
+func timeoutStops(t *testing.T, b backend.Backend, eng string) {
+	done := make(chan error, 1)
+	go func() {
+		code, err := b.Run(context.Background(), &backend.Launch{
+			Policy:   backend.Policy{Timeout: 300 * time.Millisecond},
+			Workload: keep.Workload{Wasm: []byte(loop)},
+			Config:   config.Default(),
+			Files:    []*os.File{os.Stdin, os.Stdout, os.Stderr},
+			Options:  keep.Options{NoCache: true, Engine: eng},
 		})
+		if code != 1 {
+			err = fmt.Errorf("code %d, err %v", code, err)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, backend.ErrTimeout) {
+			t.Fatalf("err %v; want ErrTimeout", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the workload was not stopped")
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"github.com/enarx-go/enarx/evidence/emulated"
 	"github.com/enarx-go/enarx/evidence/snp"
 	"github.com/enarx-go/enarx/evidence/tsm"
-	"github.com/enarx-go/enarx/keep"
 )
 
 // Names of the backends.
@@ -124,7 +123,7 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	// write: inside a confidential VM the Keep compiles every run.
 	o.NoCache = true
 	o.Evidence = &snp.Provider{Cache: &snp.Cache{Dir: CacheDir()}, Logger: o.Logger}
-	return keep.Run(ctx, l.Workload, o)
+	return backend.RunInProcess(ctx, l, o)
 }
 
 // EmulatedProvider loads (or creates on first use) the emulated root and

@@ -19,7 +19,6 @@ import (
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/evidence/tdx"
 	"github.com/enarx-go/enarx/evidence/tsm"
-	"github.com/enarx-go/enarx/keep"
 )
 
 // Name of the backend.
@@ -95,5 +94,5 @@ func (Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	// write: inside a confidential VM the Keep compiles every run.
 	o.NoCache = true
 	o.Evidence = &tdx.Provider{Cache: &tdx.Cache{Dir: CacheDir()}, Logger: o.Logger}
-	return keep.Run(ctx, l.Workload, o)
+	return backend.RunInProcess(ctx, l, o)
 }
