@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/backend/snp"
+	"github.com/enarx-go/enarx/backend/tdx"
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/keep"
@@ -170,7 +172,7 @@ var processEnds bool
 
 // EndsProcess tells the CLI that its caller ends the process as soon as
 // Execute returns (cmd/enarx calls it first thing). A Keep that runs
-// inside this process (the nil backend) is then stopped on --timeout or
+// inside this process (see inProcess) is then stopped on --timeout or
 // interrupt by that end, as the sandbox's host stops its Keep by killing
 // the Keep's process: launchKeep returns the exit status without waiting
 // for the Keep, and the Keep runs without the engine's own interruption
@@ -188,7 +190,7 @@ func EndsProcess() { processEnds = true }
 // message, as the shell's own handling of Ctrl-C would: the user asked for
 // it (docs/runtime.md). A Keep in this process that has not stopped by
 // then is ended with the process (see EndsProcess): at once when the
-// process ends with Execute and the nil backend runs without in-process
+// process ends with Execute and the Keep runs in it without in-process
 // interruption, else after interruptGrace (both engines stop a computing
 // guest when the run's context ends, and wake a waiting one).
 func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, policy backend.Policy, w keep.Workload, o keep.Options) error {
@@ -197,7 +199,7 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 	if err != nil {
 		return err
 	}
-	killed := processEnds && b.Name() == backend.NilName
+	killed := processEnds && inProcess(b)
 	o.Killed = o.Killed || killed
 	// stop is when enarx stops waiting for the Keep: on interrupt, and,
 	// when the Keep ends with this process, on --timeout (the backend
@@ -255,6 +257,17 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// inProcess reports whether b runs the Keep inside this process
+// (backend.RunInProcess): nil, snp and tdx (whose Keep is the enarx
+// process in the confidential VM) and the emulated backends.
+func inProcess(b backend.Backend) bool {
+	switch b.(type) {
+	case backend.Nil, backend.Emulated, snp.Backend, tdx.Backend:
+		return true
+	}
+	return false
 }
 
 // receive waits up to d for a value from c; a value already there is
