@@ -81,11 +81,13 @@ type Options struct {
 	// CompileTimeout bounds the compilation of the module (0 =
 	// DefaultCompileTimeout for its size); see CompileTimeoutError.
 	CompileTimeout time.Duration
-	// Killed says the Keep runs in a process of its own that its host
-	// kills to stop it (the sandbox): the engine may leave out what makes
-	// a computing guest stoppable from within (wasmtime's epochs cost
-	// 20–30 % in tight loops), and a cancelled ctx then stops only a
-	// waiting guest.
+	// Killed says the Keep is stopped by the end of the process it runs
+	// in (the sandbox's Keep process, which its host kills; the enarx
+	// command's own process for the in-process backends): the engine
+	// leaves out what makes a computing guest stoppable from within
+	// (wasmtime's epochs, wazero's inserted checks: 0–30 % in tight
+	// loops), and a cancelled ctx then stops only a waiting guest.
+	// Embedders that stop a Keep through ctx leave it false.
 	Killed bool
 	// Identity overrides how the Keep identity is established (tests,
 	// private Steward CAs); nil uses identity.Establish.
