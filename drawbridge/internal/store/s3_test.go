@@ -19,13 +19,14 @@ package store
 //     ignored. uploader.CompleteMultipartUpload stores with nil conditions,
 //     so a second complete silently replaces the first.
 //
-// Not verified here, therefore: (1) that two replicas (separate processes
-// or Blob values) racing to Create one key of 16 MiB or more see exactly
-// one winner; within one process Blob's key lock plus its Exists check
-// serialise such Creates (TestS3LargeObjectMultipart), across Blobs the
-// fake lets both complete. (2) Any real store's conditional writes, for
-// objects of any size: what passes here is gofakes3's reading of the
-// protocol. AWS S3 documents If-None-Match: * on PutObject and on
+// Not verified against gofakes3, therefore: (1) that two replicas
+// (separate processes or Blob values) racing to Create one key of 16 MiB
+// or more see exactly one winner; within one process Blob's key lock plus
+// its Exists check serialise such Creates (TestS3LargeObjectMultipart),
+// across Blobs the fake lets both complete. versitygw_test.go verifies it
+// against a real S3 server (the Versity S3 Gateway). (2) Real stores'
+// conditional writes other than versitygw's: what passes here is
+// gofakes3's reading of the protocol. AWS S3 documents If-None-Match: * on PutObject and on
 // CompleteMultipartUpload; MinIO and other S3-compatible stores have to be
 // checked individually, and a store that ignores the header makes a
 // concurrent second writer silently replace the first. (3) Real S3 limits
