@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/fifo"
 )
@@ -23,6 +24,9 @@ type taskIO struct {
 	stdin *os.File
 	// stdinFIFO is containerd's stdin FIFO (nil without one).
 	stdinFIFO io.Closer
+	// stdinDone is closed when the copy from the stdin FIFO has ended
+	// (nil without one).
+	stdinDone chan struct{}
 	copies    sync.WaitGroup
 	closeMu   sync.Mutex
 }
@@ -61,11 +65,12 @@ func openIO(ctx context.Context, stdin, stdout, stderr string) (_ *taskIO, err e
 		if err != nil {
 			return nil, err
 		}
-		t.child[0], t.stdin, t.stdinFIFO = r, w, in
+		t.child[0], t.stdin, t.stdinFIFO, t.stdinDone = r, w, in, make(chan struct{})
 		go func() {
+			defer close(t.stdinDone)
 			_, _ = io.Copy(w, in)
 			in.Close()
-			t.CloseStdin()
+			t.closeStdinPipe()
 		}()
 	}
 	for i, p := range []string{stdout, stderr} {
@@ -112,8 +117,41 @@ func (t *taskIO) closeChild() {
 	}
 }
 
-// CloseStdin ends the workload's stdin (CloseIO, or the FIFO's end).
+// stdinDrain is how long CloseIO lets the stdin FIFO drain before it
+// ends the workload's stdin anyway (a client that keeps its end open).
+const stdinDrain = 2 * time.Second
+
+// CloseStdin ends the workload's stdin (CloseIO) once what the client
+// wrote before is through. A client sends CloseIO when its input ends,
+// with up to a pipe's worth still in the FIFO: closing the keep host's
+// pipe then would cut the input short (8 MiB through ctr run lost the
+// last 64–96 KiB). So the pipe is closed when the copy from the FIFO ends
+// (the client closes its end after CloseIO, as ctr does), or after
+// stdinDrain for a client that keeps it open.
+//
+// The shim holds no write end of the FIFO of its own (containerd's runc
+// shim does, and closes it on CloseIO): ctr run sends CloseIO only if its
+// input ends after the task was created, so with a short input it never
+// comes, and a held write end would keep the workload's stdin open
+// forever.
 func (t *taskIO) CloseStdin() {
+	if t.stdinDone == nil {
+		t.closeStdinPipe()
+		return
+	}
+	go func() {
+		timer := time.NewTimer(stdinDrain)
+		defer timer.Stop()
+		select {
+		case <-t.stdinDone:
+		case <-timer.C:
+		}
+		t.closeStdinPipe()
+	}()
+}
+
+// closeStdinPipe ends the keep host's stdin pipe.
+func (t *taskIO) closeStdinPipe() {
 	t.closeMu.Lock()
 	defer t.closeMu.Unlock()
 	if t.stdin != nil {
@@ -124,7 +162,7 @@ func (t *taskIO) CloseStdin() {
 
 // close ends stdin and the keep host's ends, when the task is deleted.
 func (t *taskIO) close() {
-	t.CloseStdin()
+	t.closeStdinPipe()
 	if t.stdinFIFO != nil {
 		t.stdinFIFO.Close()
 	}
