@@ -563,15 +563,21 @@ func TestStewardRunsWithRenderedArgs(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cancel()
-		<-exited
-	}()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			cancel()
+			<-exited
+			stopped = true
+		}
+	}
+	defer stop()
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	waitServing(t, http.DefaultClient, base+c.ReadinessProbe.HTTPGet.Path, exited, &stderr)
 	for _, p := range []string{c.LivenessProbe.HTTPGet.Path, d.Spec.Template.Annotations["prometheus.io/path"]} {
 		get200(t, http.DefaultClient, base+p)
 	}
+	stop() // stderr is complete (and no longer written) once Wait returned
 	if strings.Contains(stderr.String(), "DEBUG MODE") {
 		t.Errorf("steward with the base's args runs in debug mode:\n%s", stderr.String())
 	}
@@ -579,11 +585,12 @@ func TestStewardRunsWithRenderedArgs(t *testing.T) {
 
 // waitServing polls url until it answers 200, failing if the process
 // exits first.
-func waitServing(t *testing.T, client *http.Client, url string, exited <-chan error, stderr *bytes.Buffer) {
+func waitServing(t *testing.T, client *http.Client, url string, exited chan error, stderr *bytes.Buffer) {
 	t.Helper()
 	for {
 		select {
 		case err := <-exited:
+			exited <- err // for the caller's cleanup
 			t.Fatalf("exited before serving: %v\n%s", err, stderr.String())
 		default:
 		}
