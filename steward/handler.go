@@ -56,7 +56,8 @@ func StatusCode(code string) int {
 
 // ServeHTTP routes:
 //
-//	GET, HEAD /         health: 200, empty body
+//	GET, HEAD /         health: 200, empty body (upstream's)
+//	GET, HEAD /health   the same, under the name probes and Drawbridge use (ours)
 //	POST /              certificate requests (see ContentTypePKCS10, ContentTypeBundle)
 //	GET, HEAD /metrics  Prometheus exposition (text format unless the client asks for another)
 //
@@ -80,6 +81,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			rw.Header().Set("Allow", "GET, HEAD, POST")
 			s.reject(rw, log, attest.Reject(CodeMethod, "method %s is not allowed on /", r.Method))
+		}
+	case "/health":
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			rw.WriteHeader(http.StatusOK)
+		default:
+			rw.Header().Set("Allow", "GET, HEAD")
+			s.reject(rw, log, attest.Reject(CodeMethod, "method %s is not allowed on /health", r.Method))
 		}
 	case "/metrics":
 		switch r.Method {

@@ -31,21 +31,31 @@ import (
 
 func TestHealth(t *testing.T) {
 	_, hs := newServer(t, steward.Config{CA: debugCA(t)})
-	for _, m := range []string{http.MethodGet, http.MethodHead} {
-		req, _ := http.NewRequest(m, hs.URL+"/", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || len(b) != 0 {
-			t.Fatalf("%s /: %d %q", m, resp.StatusCode, b)
-		}
-		if _, err := uuid.Parse(resp.Header.Get(steward.RequestIDHeader)); err != nil {
-			t.Fatalf("request id: %v", err)
+	for _, path := range []string{"/", "/health"} {
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			req, _ := http.NewRequest(m, hs.URL+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || len(b) != 0 {
+				t.Fatalf("%s %s: %d %q", m, path, resp.StatusCode, b)
+			}
+			if _, err := uuid.Parse(resp.Header.Get(steward.RequestIDHeader)); err != nil {
+				t.Fatalf("request id: %v", err)
+			}
 		}
 	}
+	// /health takes no certificate requests.
+	resp, err := http.Post(hs.URL+"/health", steward.ContentTypePKCS10, strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantRejection(t, reply{resp.StatusCode, b, resp.Header}, http.StatusMethodNotAllowed, steward.CodeMethod)
 }
 
 func TestRouting(t *testing.T) {
