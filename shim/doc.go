@@ -14,6 +14,13 @@
 // module in the image root, and an optional /Enarx.toml is the workload's
 // config. The spec's remaining args and its env reach the workload.
 //
+// A container may instead name a Drawbridge package in its env
+// (ENARX_PACKAGE=HOST/USER/REPO:TAG[@sha-256:DIGEST], see PackageEnv): the
+// image's root is then not read; the shim fetches the package's bundle at
+// create, as `enarx deploy` does, with the CA bundle and token file of its
+// runtime options (PackageOptions), and the Keep verifies the bundle before
+// it runs (loadPackage).
+//
 // Processes: containerd runs the shim binary with "start", which starts
 // the long-lived shim (Manager.Start) that serves the task API (service).
 // Each task's Keep is launched by a process of its own, the keep host: the

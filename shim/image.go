@@ -32,7 +32,10 @@ const (
 // workload is what a task runs: read from the image, checked, and ready to
 // be sent to a keep host.
 type workload struct {
-	wasm   []byte
+	wasm []byte
+	// bundle is a Drawbridge package's bundle (loadPackage), which the Keep
+	// verifies; wasm is then nil and config the host's unverified copy.
+	bundle []byte
 	config []byte // effective Enarx.toml, nil for the default
 	args   []string
 	net    netSetup

@@ -36,6 +36,10 @@ const maxLaunch = maxModule + maxConfig + 1<<20
 // the keep host parses the config again only to know what to open.
 type launchMsg struct {
 	Wasm []byte
+	// Bundle is a Drawbridge package's bundle (PackageEnv), verified by
+	// the Keep; Wasm is then nil and Config the host's unverified copy of
+	// the package's Enarx.toml, used only to open host resources.
+	Bundle []byte
 	// Config is the effective Enarx.toml (the image's, with the OCI env
 	// merged in; see mergeEnv); nil is the default fd table.
 	Config     []byte
@@ -124,8 +128,12 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		return 1, err
 	}
 	defer hostio.Close(files)
+	wl := keep.Workload{Wasm: m.Wasm, Config: m.Config, ConfigName: m.ConfigName}
+	if m.Bundle != nil {
+		wl = keep.Workload{Bundle: m.Bundle}
+	}
 	code, err := b.Run(ctx, &backend.Launch{
-		Workload: keep.Workload{Wasm: m.Wasm, Config: m.Config, ConfigName: m.ConfigName},
+		Workload: wl,
 		Config:   cfg,
 		Files:    files,
 		Policy:   backend.Policy{RequireIsolation: m.RequireIsolation},

@@ -34,6 +34,8 @@ const DefaultCacheDir = "/var/cache/enarx"
 //	log_level = "warn"         # the keep host's diagnostics on the task's stderr
 //	require_isolation = true   # refuse a Keep that lacks any of its backend's
 //	                           # isolation layers (enarx run --require-isolation)
+//
+// and the Drawbridge settings of PackageOptions.
 type Options struct {
 	Backend   string `toml:"backend"`
 	Engine    string `toml:"engine"`
@@ -43,6 +45,9 @@ type Options struct {
 	LogLevel  string `toml:"log_level"`
 	// RequireIsolation is backend.Policy.RequireIsolation.
 	RequireIsolation bool `toml:"require_isolation"`
+	// PackageOptions are for tasks that run a Drawbridge package
+	// (PackageEnv).
+	PackageOptions
 }
 
 // maxOptions bounds the runtime options file.
@@ -90,7 +95,7 @@ func DecodeOptions(body []byte) (*Options, error) {
 		d := toml.NewDecoder(bytes.NewReader(body))
 		d.DisallowUnknownFields()
 		if err := d.Decode(o); err != nil {
-			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level, require_isolation)", err)
+			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level, require_isolation, drawbridge_ca_bundle, drawbridge_token_file, package_cache_dir, no_package_cache)", err)
 		}
 	}
 	if o.Engine != "" && !slices.Contains(keep.KnownEngines(), o.Engine) {

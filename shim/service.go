@@ -144,11 +144,16 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	if podSandbox(spec) {
 		m = &launchMsg{Pause: true, LoopbackUp: w.net.newNS, LogLevel: level}
 	} else {
-		if w, err = loadWorkload(r.Bundle, spec, r.Rootfs); err != nil {
+		if pkg, ok := packageOf(spec); ok {
+			w, err = loadPackage(ctx, pkg, spec, opts)
+		} else {
+			w, err = loadWorkload(r.Bundle, spec, r.Rootfs)
+		}
+		if err != nil {
 			return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
 		}
 		m = &launchMsg{
-			Wasm: w.wasm, Config: w.config, ConfigName: "Enarx.toml", Args: w.args,
+			Wasm: w.wasm, Bundle: w.bundle, Config: w.config, ConfigName: "Enarx.toml", Args: w.args,
 			Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
 			CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
 			RequireIsolation: opts.RequireIsolation,
