@@ -25,6 +25,12 @@ import (
 // `docker buildx build --platform wasi/wasm` gives a FROM scratch image.
 func writeImage(t testing.TB, path, name string, platform ocispec.Platform, files map[string][]byte) {
 	t.Helper()
+	writeImageConfig(t, path, name, platform, files, ocispec.ImageConfig{Entrypoint: []string{"/main.wasm"}})
+}
+
+// writeImageConfig is writeImage with the image config given.
+func writeImageConfig(t testing.TB, path, name string, platform ocispec.Platform, files map[string][]byte, config ocispec.ImageConfig) {
+	t.Helper()
 	blobs := map[digest.Digest][]byte{}
 	add := func(b []byte) digest.Digest {
 		d := digest.FromBytes(b)
@@ -59,7 +65,7 @@ func writeImage(t testing.TB, path, name string, platform ocispec.Platform, file
 
 	cfg := mustJSON(t, ocispec.Image{
 		Platform: platform,
-		Config:   ocispec.ImageConfig{Entrypoint: []string{"/main.wasm"}},
+		Config:   config,
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
 	})
 	manifest := mustJSON(t, ocispec.Manifest{

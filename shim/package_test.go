@@ -121,18 +121,24 @@ func (r *devRegistry) publish(t *testing.T, repo, tag string, public bool, files
 }
 
 // packageImage imports an image that carries no module: a placeholder
-// file only (its root is not read for a package task).
-func (d *daemon) packageImage() string {
-	name := "docker.io/enarx/shim-test-package:1"
+// file only (its root is not read for a package task), the entrypoint
+// "enarx-package" and, if pkg is not empty, ENV ENARX_PACKAGE=pkg.
+func (d *daemon) packageImage(pkg string) string {
+	cfg := ocispec.ImageConfig{Entrypoint: []string{"enarx-package"}}
+	if pkg != "" {
+		cfg.Env = []string{shim.PackageEnv + "=" + pkg}
+	}
+	name := "docker.io/enarx/shim-test-package:" + sum([]byte(pkg))
 	tarPath := filepath.Join(d.dir, "package-image.tar")
-	writeImage(d.t, tarPath, name, ocispec.Platform{OS: "wasi", Architecture: "wasm"},
-		map[string][]byte{"README": []byte("runs the Drawbridge package ENARX_PACKAGE names\n")})
+	writeImageConfig(d.t, tarPath, name, ocispec.Platform{OS: "wasi", Architecture: "wasm"},
+		map[string][]byte{"README": []byte("runs the Drawbridge package ENARX_PACKAGE names\n")}, cfg)
 	d.mustCtr(d.t, "image", "import", "--platform", platform, tarPath)
 	return name
 }
 
 // packageRun is ctr run's arguments for a container of image that runs
-// pkg on backend, with extra runtime options.
+// pkg (none: the image's ENV names it) on backend, with extra runtime
+// options.
 func (d *daemon) packageRun(backend, image, id, pkg, options string, args ...string) []string {
 	p := d.runtimeConfig(backend)
 	body, err := os.ReadFile(p)
@@ -143,8 +149,11 @@ func (d *daemon) packageRun(backend, image, id, pkg, options string, args ...str
 	if err := os.WriteFile(p, append(body, options...), 0o644); err != nil {
 		d.t.Fatal(err)
 	}
-	a := []string{"run", "--rm", "--runtime", shim.RuntimeName, "--runtime-config-path", p, "--platform", platform,
-		"--env", shim.PackageEnv + "=" + pkg, image, id}
+	a := []string{"run", "--rm", "--runtime", shim.RuntimeName, "--runtime-config-path", p, "--platform", platform}
+	if pkg != "" {
+		a = append(a, "--env", shim.PackageEnv+"="+pkg)
+	}
+	a = append(a, image, id)
 	return append(a, args...)
 }
 
@@ -162,7 +171,7 @@ func TestContainerdPackage(t *testing.T) {
 	wasm := workloadWasm(t)
 	pinned := r.publish(t, "hello", "1.0.0", true, map[string][]byte{"main.wasm": wasm, "Enarx.toml": []byte(packageConfig)})
 	private := r.publish(t, "private", "1.0.0", false, map[string][]byte{"main.wasm": wasm})
-	img := d.packageImage()
+	img := d.packageImage("")
 	ca := "drawbridge_ca_bundle = \"" + r.ca + "\"\nno_package_cache = true\n"
 	withToken := ca + "drawbridge_token_file = \"" + r.tokenFile + "\"\n"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -210,6 +219,19 @@ func TestContainerdPackage(t *testing.T) {
 		})
 	}
 
+	// An image that pins its package in its ENV runs it with no env from
+	// the container; the container's env overrides it (ctr's, as a pod's).
+	pinnedImg := d.packageImage(pinned)
+	out := d.mustCtr(t, d.packageRun("nil", pinnedImg, "pinned-image", "", ca, "enarx-package", "from image")...)
+	if want := `args=["main.wasm" "hello" "from image"]`; !strings.Contains(out, want) {
+		t.Errorf("image ENV: got %q, want %q", out, want)
+	}
+	out, code := d.ctr(ctx, d.packageRun("nil", pinnedImg, "pinned-image-override", r.host+"/dev/hello:9.9.9", ca, "enarx-package")...)
+	if code == 0 || !strings.Contains(out, "hello:9.9.9") {
+		t.Errorf("container env over image ENV: status %d, output %q", code, out)
+	}
+	d.ctr(ctx, "container", "rm", "pinned-image-override")
+
 	// Tamper with the stored main.wasm (one byte, same length): the fetch
 	// is refused naming the node.
 	tampered := 0
@@ -229,7 +251,7 @@ func TestContainerdPackage(t *testing.T) {
 	if tampered == 0 {
 		t.Fatal("found no stored copy of main.wasm to tamper with")
 	}
-	out, code := d.ctr(ctx, d.packageRun("nil", img, "tampered", pinned, ca, "app")...)
+	out, code = d.ctr(ctx, d.packageRun("nil", img, "tampered", pinned, ca, "app")...)
 	t.Logf("tampered: %s", out)
 	if code == 0 || !strings.Contains(out, `node "/main.wasm"`) {
 		t.Errorf("tampered package: status %d, output %q", code, out)
