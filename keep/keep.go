@@ -15,13 +15,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/enarx-go/enarx/attest"
@@ -65,6 +64,16 @@ type Options struct {
 	Conns Conns
 	// Args are appended to argv after the config's args.
 	Args []string
+	// Env is added to the workload's environment after the config's
+	// [env], as "NAME=value" entries (the name ends at the first '='): a
+	// container's env, which a host passes here rather than rewriting
+	// Enarx.toml, so that the config digest in the Keep's certificate is
+	// that of the workload owner's file. A name [env] sets keeps
+	// Enarx.toml's value; of a name Env repeats, the last entry counts.
+	// It is host input: Run refuses entries without '=', with an empty
+	// name or a NUL, and more than MaxEnvEntries or MaxEnvBytes
+	// (ValidateEnv).
+	Env []string
 	// Evidence produces TEE evidence for the Keep identity; nil means none.
 	Evidence attest.EvidenceProvider
 	// Logger receives diagnostics; nil discards them.
@@ -141,12 +150,20 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	start := time.Now()
+	if err := ValidateEnv(o.Env); err != nil {
+		return 1, err
+	}
 	if err := openBundle(&w); err != nil { // registry packages: verify before anything else
 		return 1, err
 	}
 	cfg, err := parseConfig(w)
 	if err != nil {
 		return 1, err
+	}
+	if sum := configSHA256(w); sum != nil {
+		// The digest the Keep's certificate binds (establish), for hosts
+		// that check they passed the workload owner's file unchanged.
+		log.Debug("workload config", "name", w.ConfigName, "sha256", hex.EncodeToString(sum))
 	}
 	eng, err := engine.New(ctx, engine.Config{Engine: o.Engine, CacheDir: o.CacheDir, NoCache: o.NoCache,
 		CacheTag: limitsTag, MemoryLimit: o.MemoryLimit, NoInterrupt: o.Killed})
@@ -239,7 +256,7 @@ func setup(ctx context.Context, w Workload, cfg *config.Config, o Options, log *
 	}
 	return &wasi.System{
 		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
-		Env:   environ(cfg),
+		Env:   environ(cfg, o.Env),
 		Files: table,
 	}, nil
 }
@@ -370,17 +387,14 @@ func entryPoint(m engine.Module) (string, error) {
 	return "", ErrNoEntryPoint
 }
 
-// environ is FD_COUNT and FD_NAMES followed by the config's env, as
-// upstream (a user FD_COUNT is a second entry, not an override).
-func environ(cfg *config.Config) []string {
-	env := []string{
-		"FD_COUNT=" + strconv.Itoa(len(cfg.Files)),
-		"FD_NAMES=" + strings.Join(cfg.FDNames(), ":"),
+// configSHA256 is the SHA-256 of the workload's Enarx.toml bytes, nil
+// without one: what the Keep's certificate binds as its config digest.
+func configSHA256(w Workload) []byte {
+	if w.Config == nil {
+		return nil
 	}
-	for _, e := range cfg.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	return env
+	s := sha256.Sum256(w.Config)
+	return s[:]
 }
 
 func needsIdentity(cfg *config.Config) bool {
@@ -397,11 +411,7 @@ func needsIdentity(cfg *config.Config) bool {
 
 func establish(ctx context.Context, w Workload, cfg *config.Config, o Options, log *slog.Logger) (*identity.Identity, error) {
 	wasmSum := sha256.Sum256(w.Wasm)
-	wl := certext.Workload{WasmSHA256: wasmSum[:], Package: w.Package}
-	if w.Config != nil {
-		s := sha256.Sum256(w.Config)
-		wl.ConfigSHA256 = s[:]
-	}
+	wl := certext.Workload{WasmSHA256: wasmSum[:], Package: w.Package, ConfigSHA256: configSHA256(w)}
 	est := o.Identity
 	if est == nil {
 		est = identity.Establish

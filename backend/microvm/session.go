@@ -271,6 +271,7 @@ func (s *session) launch() error {
 		HasBundle:   l.Workload.Bundle != nil,
 		Package:     l.Workload.Package,
 		Args:        l.Options.Args,
+		Env:         l.Options.Env,
 		MemoryLimit: l.Options.MemoryLimit,
 		Engine:      l.Options.Engine,
 		LogLevel:    logLevel(l.Options.Logger),

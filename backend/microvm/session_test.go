@@ -74,6 +74,12 @@ type result struct {
 // runOn runs wasm on b as `enarx run` does, with stdio on pipes.
 func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin []byte, args ...string) result {
 	t.Helper()
+	return runWithEnv(t, b, wasm, cfgText, stdin, nil, args...)
+}
+
+// runWithEnv is runOn with keep.Options.Env.
+func runWithEnv(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin []byte, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cfg := config.Default()
@@ -109,7 +115,7 @@ func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin [
 	go func() { defer wg.Done(); inW.Write(stdin); inW.Close() }()
 	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
 	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
-	code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files, Options: keep.Options{Args: args, NoCache: true}})
+	code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files, Options: keep.Options{Args: args, Env: env, NoCache: true}})
 	outW.Close()
 	errW.Close()
 	inR.Close()
@@ -401,4 +407,23 @@ func runOnEngine(t *testing.T, b backend.Backend, eng string) result {
 		r.err = err.Error()
 	}
 	return r
+}
+
+// TestChannelOptionsEnv: keep.Options.Env crosses the channel in the launch
+// message and reaches the workload after Enarx.toml's [env] (whose value
+// wins a clash), as on the nil backend; a bad entry is refused with the
+// same error.
+func TestChannelOptionsEnv(t *testing.T) {
+	wasm := build(t, "wasiargs")
+	cfg := "[[files]]\nkind = \"null\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[env]\nVAR1 = \"var1\"\n"
+	env := []string{"HOST1=a", "VAR1=from the host", "HOST1=b", "EMPTY="}
+	want := "arg main.wasm\nenv FD_COUNT=3\nenv FD_NAMES=null:stdout:stderr\nenv VAR1=var1\nenv HOST1=b\nenv EMPTY=\n"
+	for _, b := range []backend.Backend{backend.Nil{}, inProcess{}} {
+		if r := runWithEnv(t, b, wasm, cfg, nil, env); r.code != 0 || r.err != "" || r.stdout != want {
+			t.Errorf("%s: code %d err %q stdout %q stderr %.300q; want stdout %q", b.Name(), r.code, r.err, r.stdout, r.stderr, want)
+		}
+		if r := runWithEnv(t, b, wasm, cfg, nil, []string{"A=b\x00c"}); r.code != 1 || !strings.Contains(r.err, "contains a NUL character") {
+			t.Errorf("%s, env with a NUL: code %d err %q", b.Name(), r.code, r.err)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/keep"
 )
 
 // hostOptions are the host's own settings for one Keep process, beside
@@ -49,6 +50,11 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, t, ErrTimeout)
 		defer cancel()
+	}
+	// The Keep checks the env again; refusing it here says what is wrong
+	// before a Keep starts (an oversized one would not fit the header).
+	if err := keep.ValidateEnv(l.Options.Env); err != nil {
+		return 1, nil, err
 	}
 	hdr := newLaunch(ctx, l)
 	k, err := openKeepFDs(ctx, l, hdr, h.socketPayload)

@@ -41,6 +41,7 @@ func newLaunch(ctx context.Context, l *backend.Launch) *launch {
 		ConfigName:       l.Workload.ConfigName,
 		Package:          l.Workload.Package,
 		Args:             l.Options.Args,
+		Env:              l.Options.Env,
 		NFiles:           len(l.Files),
 		Null:             null,
 		MemoryLimit:      l.Options.MemoryLimit,
@@ -76,6 +77,7 @@ func (l *launch) keepArgs(files []*os.File, dial func(context.Context) (net.Conn
 		}, keep.Options{
 			Files:       files,
 			Args:        l.Args,
+			Env:         l.Env,
 			Logger:      logger,
 			CacheDir:    cacheDir,
 			NoCache:     cacheDir == "",

@@ -44,6 +44,9 @@ type launch struct {
 	ConfigName   string   `json:"config_name,omitempty"`
 	Package      string   `json:"package,omitempty"`
 	Args         []string `json:"args,omitempty"`
+	// Env is keep.Options.Env ("NAME=value" entries; the Keep checks
+	// them with keep.ValidateEnv).
+	Env []string `json:"env,omitempty"`
 	// NFiles is the number of [[files]] entries. The host passes one fd
 	// per entry, at fds 4, 5, …, except for the indexes in Null.
 	NFiles       int    `json:"nfiles"`

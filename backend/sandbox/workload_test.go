@@ -41,6 +41,12 @@ type wlResult struct {
 // config's files (stdio replaced by pipes), the backend runs the Keep.
 func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin []byte, args ...string) wlResult {
 	t.Helper()
+	return runWithEnv(t, b, wasm, cfgText, stdin, nil, args...)
+}
+
+// runWithEnv is runOn with keep.Options.Env.
+func runWithEnv(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin []byte, env []string, args ...string) wlResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cfg := config.Default()
@@ -77,7 +83,7 @@ func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin [
 	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
 	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
 	code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files,
-		Options: keep.Options{Args: args, CacheDir: testCacheDir, Engine: engineOf(t)}})
+		Options: keep.Options{Args: args, Env: env, CacheDir: testCacheDir, Engine: engineOf(t)}})
 	outW.Close()
 	errW.Close()
 	inR.Close()

@@ -32,7 +32,10 @@ type Launch struct {
 	HasBundle bool   `json:"has_bundle,omitempty"`
 	Package   string `json:"package,omitempty"`
 	// Args are appended to the config's args.
-	Args        []string `json:"args,omitempty"`
+	Args []string `json:"args,omitempty"`
+	// Env is keep.Options.Env: "NAME=value" entries added after the
+	// config's [env] (the Keep checks them, keep.ValidateEnv).
+	Env         []string `json:"env,omitempty"`
 	MemoryLimit uint64   `json:"memory_limit,omitempty"`
 	// Engine names the wasm engine ("" = the Keep's default); a Keep
 	// without it refuses the run.
