@@ -36,9 +36,13 @@ type workload struct {
 	// bundle is a Drawbridge package's bundle (loadPackage), which the Keep
 	// verifies; wasm is then nil and config the host's unverified copy.
 	bundle []byte
-	config []byte // effective Enarx.toml, nil for the default
+	config []byte // the image's Enarx.toml as it is, nil for the default
 	args   []string
-	net    netSetup
+	// env is the OCI spec's env ("NAME=value": the image's ENV, then the
+	// pod's or ctr's), which the Keep adds after Enarx.toml's [env]
+	// (keep.Options.Env).
+	env []string
+	net netSetup
 }
 
 // netSetup is the network namespace the keep host starts in, from the OCI
@@ -117,13 +121,13 @@ func loadWorkload(bundle string, spec *specs.Spec, rootfs []*types.Mount) (_ *wo
 	case err != nil:
 		return nil, fmt.Errorf("reading the image's %s: %w", configPath, err)
 	}
-	var cfg *config.Config
 	if raw != nil {
-		if cfg, err = config.Parse("Enarx.toml", raw); err != nil {
+		if _, err = config.Parse("Enarx.toml", raw); err != nil {
 			return nil, fmt.Errorf("the image's Enarx.toml: %w", err)
 		}
 	}
-	if w.config, err = mergeEnv(raw, cfg, spec.Process.Env); err != nil {
+	w.config = raw
+	if w.env, err = containerEnv(spec); err != nil {
 		return nil, err
 	}
 	return w, nil

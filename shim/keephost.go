@@ -40,13 +40,16 @@ type launchMsg struct {
 	// the Keep; Wasm is then nil and Config the host's unverified copy of
 	// the package's Enarx.toml, used only to open host resources.
 	Bundle []byte
-	// Config is the effective Enarx.toml (the image's, with the OCI env
-	// merged in; see mergeEnv); nil is the default fd table.
+	// Config is the image's Enarx.toml, unchanged (its digest is the one
+	// the Keep's certificate binds); nil is the default fd table.
 	Config     []byte
 	ConfigName string
 	// Args follow main.wasm and the config's args (the OCI args after the
 	// entrypoint).
 	Args []string
+	// Env is the OCI spec's env, added after Enarx.toml's [env]
+	// (keep.Options.Env; Enarx.toml's value wins a clash).
+	Env []string
 	// Backend names the Keep backend; "" is the most protective available
 	// and configured (backend.Select).
 	Backend     string
@@ -139,6 +142,7 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		Policy:   backend.Policy{RequireIsolation: m.RequireIsolation},
 		Options: keep.Options{
 			Args:        m.Args,
+			Env:         m.Env,
 			Logger:      logger,
 			CacheDir:    m.CacheDir,
 			NoCache:     m.NoCache,

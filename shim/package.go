@@ -147,6 +147,9 @@ func loadPackage(ctx context.Context, pkg string, spec *specs.Spec, o *Options) 
 		return nil, fmt.Errorf("fetching the Drawbridge package %s (%s): %w", p, PackageEnv, err)
 	}
 	w := &workload{bundle: f.Bundle, config: f.Config, net: netOf(spec)}
+	if w.env, err = containerEnv(spec); err != nil {
+		return nil, err
+	}
 	if len(spec.Process.Args) > 1 {
 		w.args = spec.Process.Args[1:]
 	}

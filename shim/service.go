@@ -153,7 +153,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 			return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
 		}
 		m = &launchMsg{
-			Wasm: w.wasm, Bundle: w.bundle, Config: w.config, ConfigName: "Enarx.toml", Args: w.args,
+			Wasm: w.wasm, Bundle: w.bundle, Config: w.config, ConfigName: "Enarx.toml", Args: w.args, Env: w.env,
 			Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
 			CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
 			RequireIsolation: opts.RequireIsolation,

@@ -3,6 +3,8 @@ package shim_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/shim"
 )
 
 // ctrDefaultEnv is the environment ctr run gives a container of an image
@@ -69,9 +72,8 @@ func keepWasm(name string) func(t *testing.T) []byte {
 
 func workloadTable() []tableCase {
 	echoIn := testutil.DeterministicBytes("shim echo", 8<<20)
-	// [env] last: the reference (runNil) appends the container's env to it.
-	wasiCfg := "args = [\"--argument1\", \"--argument2=foo\"]\n" +
-		"[[files]]\nkind = \"null\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[env]\nVAR1 = \"var1\"\n"
+	wasiCfg := "args = [\"--argument1\", \"--argument2=foo\"]\n[env]\nVAR1 = \"var1\"\n" +
+		"[[files]]\nkind = \"null\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"
 	return []tableCase{
 		{name: "hello", wasm: keepWasm("hello"), wantStdout: "Hello, world!\n"},
 		{name: "echo 8MiB", wasm: keepWasm("echo"), stdin: echoIn, wantStdout: string(echoIn)},
@@ -97,23 +99,20 @@ type tableResult struct {
 }
 
 // runNil runs tc on backend.Nil in this process, as `enarx run` does, with
-// stdio on pipes and the container's env added: the reference the
-// containers must match.
+// stdio on pipes and the container's env as keep.Options.Env, as the shim
+// passes it: the reference the containers must match.
 func runNil(t *testing.T, tc tableCase, wasm []byte, cacheDir string) tableResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	// The shim adds the container's env to Enarx.toml's [env] (after the
-	// file's own, which win); the reference gets the same.
-	cfgText := tc.cfg
-	if cfgText == "" {
-		cfgText = "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[env]\n"
-	}
-	name, value, _ := strings.Cut(ctrDefaultEnv, "=")
-	cfgText += name + " = \"" + value + "\"\n"
-	cfg, err := config.Parse("Enarx.toml", []byte(cfgText))
-	if err != nil {
-		t.Fatal(err)
+	cfg := config.Default()
+	var raw []byte
+	if tc.cfg != "" {
+		raw = []byte(tc.cfg)
+		var err error
+		if cfg, err = config.Parse("Enarx.toml", raw); err != nil {
+			t.Fatal(err)
+		}
 	}
 	files, err := hostio.Open(ctx, cfg)
 	if err != nil {
@@ -139,8 +138,8 @@ func runNil(t *testing.T, tc tableCase, wasm []byte, cacheDir string) tableResul
 	go func() { defer wg.Done(); inW.Write(tc.stdin); inW.Close() }()
 	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
 	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
-	code, err := backend.Nil{}.Run(ctx, &backend.Launch{Workload: keep.Workload{Wasm: wasm, Config: []byte(cfgText), ConfigName: "Enarx.toml"},
-		Config: cfg, Files: files, Options: keep.Options{Args: tc.args, CacheDir: cacheDir}})
+	code, err := backend.Nil{}.Run(ctx, &backend.Launch{Workload: keep.Workload{Wasm: wasm, Config: raw, ConfigName: "Enarx.toml"},
+		Config: cfg, Files: files, Options: keep.Options{Args: tc.args, Env: []string{ctrDefaultEnv}, CacheDir: cacheDir}})
 	outW.Close()
 	errW.Close()
 	inR.Close()
@@ -228,6 +227,38 @@ func TestContainerdWorkloadTable(t *testing.T) {
 						t.Errorf("stderr %.500q, want %q in it (backend.Nil's: %.300q)", r.stderr, wantErr, ref.stderr)
 					}
 				})
+			}
+		})
+	}
+}
+
+// TestContainerdConfigDigest: the Keep gets the image's Enarx.toml as the
+// image has it, so the config digest its certificate binds (which it logs
+// at debug level) is the SHA-256 of the image's file, with the container's
+// env beside it: after the file's [env], whose value wins a clash.
+func TestContainerdConfigDigest(t *testing.T) {
+	d := startContainerd(t)
+	cfg := "args = [\"--from-config\"]\n[env]\nVAR1 = \"from Enarx.toml\"\n" +
+		"[[files]]\nkind = \"null\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"
+	img := d.importImage(keepWasm("wasiargs")(t), cfg)
+	sum := sha256.Sum256([]byte(cfg))
+	wantLog := "sha256=" + hex.EncodeToString(sum[:])
+	wantOut := "arg main.wasm\narg --from-config\narg cli\nenv FD_COUNT=3\nenv FD_NAMES=null:stdout:stderr\nenv VAR1=from Enarx.toml\nenv " +
+		ctrDefaultEnv + "\nenv HOSTVAR=from ctr\n"
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			opts := filepath.Join(d.dir, "digest-"+b+".toml")
+			body := fmt.Sprintf("backend = %q\nlog_level = \"debug\"\ncache_dir = %q\n", b, filepath.Join(os.TempDir(), "enarx-shim-test-cache"))
+			if err := os.WriteFile(opts, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := d.ctrRun(t, nil, "run", "--rm", "--runtime", shim.RuntimeName, "--runtime-config-path", opts, "--platform", platform,
+				"--env", "VAR1=from ctr", "--env", "HOSTVAR=from ctr", img, "digest-"+b, "/main.wasm", "cli")
+			if r.code != 0 || r.stdout != wantOut {
+				t.Errorf("status %d stdout %q, want %q; stderr %.1000q", r.code, r.stdout, wantOut, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "workload config") || !strings.Contains(r.stderr, wantLog) {
+				t.Errorf("the Keep's log does not give the image's Enarx.toml digest (%s):\n%s", wantLog, r.stderr)
 			}
 		})
 	}
