@@ -456,75 +456,12 @@ func TestConnectFailureNamesEndpoint(t *testing.T) {
 func TestListenTCP(t *testing.T) { eachEngine(t, testListenTCP) }
 
 func testListenTCP(t *testing.T) {
-	ping, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ping.Close()
-	probe, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
-	cfg := fmt.Sprintf(`
-[env]
-WANT_NAMES = "stdin:stdout:stderr:ingest:ping"
-
-[[files]]
-kind = "stdin"
-
-[[files]]
-kind = "stdout"
-
-[[files]]
-kind = "stderr"
-
-[[files]]
-name = "ingest"
-kind = "listen"
-prot = "tcp"
-addr = "127.0.0.1"
-port = %d
-
-[[files]]
-name = "ping"
-kind = "connect"
-prot = "tcp"
-host = "127.0.0.1"
-port = %d
-`, port, ping.Addr().(*net.TCPAddr).Port)
-	done := make(chan error, 1)
-	go func() {
-		pc, err := ping.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer pc.Close()
-		if line, err := bufio.NewReader(pc).ReadString('\n'); err != nil || line != "ready\n" {
-			done <- fmt.Errorf("ping: %q %v", line, err)
-			return
-		}
-		for i := 0; i < 3; i++ {
-			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-			if err != nil {
-				done <- err
-				return
-			}
-			msg := fmt.Sprintf("connection %d\n", i)
-			c.Write([]byte(msg))
-			got, err := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if err != nil || got != msg {
-				done <- fmt.Errorf("connection %d: got %q, %v", i, got, err)
-				return
-			}
-		}
-		done <- nil
-	}()
-	r := run(t, workload(t, "listen"), cfg, nil)
+	peer := testutil.NewListenPeer(t)
+	r := run(t, workload(t, "listen"), peer.Config, nil)
 	if r.err != nil || r.code != 0 || r.stdout != "listen ok\n" {
 		t.Fatalf("code %d err %v stdout %q stderr %s", r.code, r.err, r.stdout, r.stderr)
 	}
-	if err := <-done; err != nil {
+	if err := peer.Wait(); err != nil {
 		t.Fatal(err)
 	}
 }

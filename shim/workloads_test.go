@@ -7,18 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/enarx-go/enarx/backend"
-	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/internal/hostio"
+	"github.com/enarx-go/enarx/backend/backendtest"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/shim"
@@ -103,54 +100,16 @@ type tableResult struct {
 // passes it: the reference the containers must match.
 func runNil(t *testing.T, tc tableCase, wasm []byte, cacheDir string) tableResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cfg := config.Default()
-	var raw []byte
+	w := keep.Workload{Wasm: wasm, ConfigName: "Enarx.toml"}
 	if tc.cfg != "" {
-		raw = []byte(tc.cfg)
-		var err error
-		if cfg, err = config.Parse("Enarx.toml", raw); err != nil {
-			t.Fatal(err)
-		}
+		w.Config = []byte(tc.cfg)
 	}
-	files, err := hostio.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
+	r := backendtest.Run(t, backend.Nil{}, w, tc.stdin, keep.Options{Args: tc.args, Env: []string{ctrDefaultEnv}, CacheDir: cacheDir})
+	res := tableResult{code: r.Code, stdout: r.Stdout, stderr: r.Stderr}
+	if r.Err != "" {
+		res.stderr += "Error: " + r.Err + "\n"
 	}
-	defer hostio.Close(files)
-	inR, inW, _ := os.Pipe()
-	outR, outW, _ := os.Pipe()
-	errR, errW, _ := os.Pipe()
-	for i, f := range cfg.Files {
-		switch f.Kind {
-		case config.KindStdin:
-			files[i] = inR
-		case config.KindStdout:
-			files[i] = outW
-		case config.KindStderr:
-			files[i] = errW
-		}
-	}
-	var wg sync.WaitGroup
-	var stdout, stderr bytes.Buffer
-	wg.Add(3)
-	go func() { defer wg.Done(); inW.Write(tc.stdin); inW.Close() }()
-	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
-	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
-	code, err := backend.Nil{}.Run(ctx, &backend.Launch{Workload: keep.Workload{Wasm: wasm, Config: raw, ConfigName: "Enarx.toml"},
-		Config: cfg, Files: files, Options: keep.Options{Args: tc.args, Env: []string{ctrDefaultEnv}, CacheDir: cacheDir}})
-	outW.Close()
-	errW.Close()
-	inR.Close()
-	wg.Wait()
-	outR.Close()
-	errR.Close()
-	r := tableResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
-	if err != nil {
-		r.stderr += "Error: " + err.Error() + "\n"
-	}
-	return r
+	return res
 }
 
 // ctrRun runs ctr with stdin (nil: none) and returns its stdout, stderr and

@@ -25,8 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/backend/backendtest"
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 )
@@ -47,54 +47,12 @@ func runOn(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin [
 // runWithEnv is runOn with keep.Options.Env.
 func runWithEnv(t *testing.T, b backend.Backend, wasm []byte, cfgText string, stdin []byte, env []string, args ...string) wlResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cfg := config.Default()
 	w := keep.Workload{Wasm: wasm}
 	if cfgText != "" {
-		var err error
-		if cfg, err = config.Parse("Enarx.toml", []byte(cfgText)); err != nil {
-			t.Fatal(err)
-		}
 		w.Config = []byte(cfgText)
 	}
-	files, err := hostio.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostio.Close(files)
-	inR, inW, _ := os.Pipe()
-	outR, outW, _ := os.Pipe()
-	errR, errW, _ := os.Pipe()
-	for i, f := range cfg.Files {
-		switch f.Kind {
-		case config.KindStdin:
-			files[i] = inR
-		case config.KindStdout:
-			files[i] = outW
-		case config.KindStderr:
-			files[i] = errW
-		}
-	}
-	var wg sync.WaitGroup
-	var stdout, stderr bytes.Buffer
-	wg.Add(3)
-	go func() { defer wg.Done(); inW.Write(stdin); inW.Close() }()
-	go func() { defer wg.Done(); io.Copy(&stdout, outR) }()
-	go func() { defer wg.Done(); io.Copy(&stderr, errR) }()
-	code, err := b.Run(ctx, &backend.Launch{Workload: w, Config: cfg, Files: files,
-		Options: keep.Options{Args: args, Env: env, CacheDir: testCacheDir, Engine: engineOf(t)}})
-	outW.Close()
-	errW.Close()
-	inR.Close()
-	wg.Wait()
-	outR.Close()
-	errR.Close()
-	r := wlResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
-	if err != nil {
-		r.err = err.Error()
-	}
-	return r
+	r := backendtest.Run(t, b, w, stdin, keep.Options{Args: args, Env: env, CacheDir: testCacheDir, Engine: engineOf(t)})
+	return wlResult{code: r.Code, err: r.Err, stdout: r.Stdout, stderr: r.Stderr}
 }
 
 // eachEngine runs test once per engine of this build (both in the race
@@ -230,53 +188,12 @@ func testSocketsNilAndSandbox(t *testing.T) {
 			}
 		})
 		t.Run(b.Name()+"/listen", func(t *testing.T) {
-			ping, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ping.Close()
-			probe, _ := net.Listen("tcp", "127.0.0.1:0")
-			port := probe.Addr().(*net.TCPAddr).Port
-			probe.Close()
-			cfg := fmt.Sprintf("[env]\nWANT_NAMES = \"stdin:stdout:stderr:ingest:ping\"\n"+
-				"[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
-				"[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = %d\n"+
-				"[[files]]\nname = \"ping\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n",
-				port, ping.Addr().(*net.TCPAddr).Port)
-			done := make(chan error, 1)
-			go func() {
-				pc, err := ping.Accept()
-				if err != nil {
-					done <- err
-					return
-				}
-				defer pc.Close()
-				if line, err := bufio.NewReader(pc).ReadString('\n'); err != nil || line != "ready\n" {
-					done <- fmt.Errorf("ping: %q %v", line, err)
-					return
-				}
-				for i := 0; i < 3; i++ {
-					c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-					if err != nil {
-						done <- err
-						return
-					}
-					msg := fmt.Sprintf("connection %d\n", i)
-					c.Write([]byte(msg))
-					got, err := bufio.NewReader(c).ReadString('\n')
-					c.Close()
-					if err != nil || got != msg {
-						done <- fmt.Errorf("connection %d: got %q, %v", i, got, err)
-						return
-					}
-				}
-				done <- nil
-			}()
-			r := runOn(t, b, build(t, "listen"), cfg, nil)
+			peer := testutil.NewListenPeer(t)
+			r := runOn(t, b, build(t, "listen"), peer.Config, nil)
 			if r.code != 0 || r.err != "" || r.stdout != "listen ok\n" {
 				t.Fatalf("code %d err %q stdout %q stderr %q", r.code, r.err, r.stdout, r.stderr)
 			}
-			if err := <-done; err != nil {
+			if err := peer.Wait(); err != nil {
 				t.Fatal(err)
 			}
 		})
