@@ -26,6 +26,8 @@ package limits
 import (
 	"errors"
 	"fmt"
+
+	"github.com/enarx-go/enarx/keep/internal/wasmbin"
 )
 
 // Limits bounds what a module may declare. A zero field is no limit.
@@ -197,28 +199,28 @@ func (s *scanner) module(wasm []byte) error {
 	if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
 		return nil // not a wasm 1.0 binary: the engine says so
 	}
-	r := reader{b: wasm[8:]}
-	for !r.empty() {
-		id, err := r.byte()
+	r := wasmbin.Reader{B: wasm[8:]}
+	for !r.Empty() {
+		id, err := r.Byte()
 		if err != nil {
 			return nil
 		}
-		n, err := r.u32()
+		n, err := r.U32()
 		if err != nil {
 			return nil
 		}
-		content, err := r.bytes(uint64(n))
+		content, err := r.Bytes(uint64(n))
 		if err != nil {
 			return nil // truncated: what follows is not a section
 		}
-		if err := s.section(id, &reader{b: content}); err != nil && err != errStop {
+		if err := s.section(id, &wasmbin.Reader{B: content}); err != nil && err != errStop {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *scanner) section(id byte, r *reader) error {
+func (s *scanner) section(id byte, r *wasmbin.Reader) error {
 	switch id {
 	case secType:
 		return s.types(r)
@@ -231,7 +233,7 @@ func (s *scanner) section(id byte, r *reader) error {
 	case secGlobal:
 		return s.globalSection(r)
 	case secExport:
-		n, err := r.u32()
+		n, err := r.U32()
 		if err != nil {
 			return errStop
 		}
@@ -241,7 +243,7 @@ func (s *scanner) section(id byte, r *reader) error {
 	case secCode:
 		return s.code(r)
 	case secData:
-		n, err := r.u32()
+		n, err := r.U32()
 		if err != nil {
 			return errStop
 		}
@@ -250,8 +252,8 @@ func (s *scanner) section(id byte, r *reader) error {
 	return nil // custom, memory, start, data count, tag: nothing to bound
 }
 
-func (s *scanner) types(r *reader) error {
-	n, err := r.u32()
+func (s *scanner) types(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return errStop
 	}
@@ -259,29 +261,29 @@ func (s *scanner) types(r *reader) error {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
-		form, err := r.byte()
+		form, err := r.Byte()
 		if err != nil || form != 0x60 {
 			return errStop // not a function type (GC proposal): the engine decides
 		}
 		where := fmt.Sprintf("function type %d", i)
-		params, err := r.u32()
+		params, err := r.U32()
 		if err != nil {
 			return errStop
 		}
 		if err := s.check(&s.stats.TypeArity, uint64(params), s.l.TypeArity, LimitTypeArity, where, false); err != nil {
 			return err
 		}
-		if err := r.valTypes(params); err != nil {
+		if err := r.ValTypes(params); err != nil {
 			return errStop
 		}
-		results, err := r.u32()
+		results, err := r.U32()
 		if err != nil {
 			return errStop
 		}
 		if err := s.check(&s.stats.TypeArity, uint64(results), s.l.TypeArity, LimitTypeArity, where, false); err != nil {
 			return err
 		}
-		if err := r.valTypes(results); err != nil {
+		if err := r.ValTypes(results); err != nil {
 			return errStop
 		}
 		s.params = append(s.params, params)
@@ -289,8 +291,8 @@ func (s *scanner) types(r *reader) error {
 	return nil
 }
 
-func (s *scanner) imports(r *reader) error {
-	n, err := r.u32()
+func (s *scanner) imports(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return errStop
 	}
@@ -298,19 +300,19 @@ func (s *scanner) imports(r *reader) error {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
-		if _, err := r.name(); err != nil {
+		if _, err := r.Name(); err != nil {
 			return errStop
 		}
-		if _, err := r.name(); err != nil {
+		if _, err := r.Name(); err != nil {
 			return errStop
 		}
-		kind, err := r.byte()
+		kind, err := r.Byte()
 		if err != nil {
 			return errStop
 		}
 		switch kind {
 		case 0x00: // function
-			if _, err := r.u32(); err != nil {
+			if _, err := r.U32(); err != nil {
 				return errStop
 			}
 			s.importedFuncs++
@@ -322,14 +324,14 @@ func (s *scanner) imports(r *reader) error {
 				return err
 			}
 		case 0x02: // memory
-			if _, _, err := r.limits(); err != nil {
+			if _, _, err := r.Limits(); err != nil {
 				return errStop
 			}
 		case 0x03: // global
-			if err := r.valType(); err != nil {
+			if err := r.ValType(); err != nil {
 				return errStop
 			}
-			if _, err := r.byte(); err != nil {
+			if _, err := r.Byte(); err != nil {
 				return errStop
 			}
 			s.globals++
@@ -337,10 +339,10 @@ func (s *scanner) imports(r *reader) error {
 				return err
 			}
 		case 0x04: // tag
-			if _, err := r.byte(); err != nil {
+			if _, err := r.Byte(); err != nil {
 				return errStop
 			}
-			if _, err := r.u32(); err != nil {
+			if _, err := r.U32(); err != nil {
 				return errStop
 			}
 		default:
@@ -350,8 +352,8 @@ func (s *scanner) imports(r *reader) error {
 	return nil
 }
 
-func (s *scanner) functions(r *reader) error {
-	n, err := r.u32()
+func (s *scanner) functions(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return errStop
 	}
@@ -359,7 +361,7 @@ func (s *scanner) functions(r *reader) error {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
-		t, err := r.u32()
+		t, err := r.U32()
 		if err != nil {
 			return errStop
 		}
@@ -370,23 +372,23 @@ func (s *scanner) functions(r *reader) error {
 
 // table reads a table type (reference type and limits) and checks its
 // sizes and the number of tables.
-func (s *scanner) table(r *reader, where string) error {
+func (s *scanner) table(r *wasmbin.Reader, where string) error {
 	s.tables++
 	if err := s.check(&s.stats.Tables, s.tables, s.l.Tables, LimitTables, "the module", false); err != nil {
 		return err
 	}
-	if err := r.valType(); err != nil {
+	if err := r.ValType(); err != nil {
 		return errStop
 	}
-	min, max, err := r.limits()
+	min, max, err := r.Limits()
 	if err != nil {
 		return errStop
 	}
 	return s.check(&s.stats.TableSize, maxu(min, max), s.l.TableSize, LimitTableSize, where, false)
 }
 
-func (s *scanner) tableSection(r *reader) error {
-	n, err := r.u32()
+func (s *scanner) tableSection(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return errStop
 	}
@@ -394,7 +396,7 @@ func (s *scanner) tableSection(r *reader) error {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
-		if b, ok := r.peek(); ok && b == 0x40 {
+		if b, ok := r.Peek(); ok && b == 0x40 {
 			return errStop // a table with an initializer (function references): the engine decides
 		}
 		if err := s.table(r, fmt.Sprintf("table %d", s.tables)); err != nil {
@@ -404,8 +406,8 @@ func (s *scanner) tableSection(r *reader) error {
 	return nil
 }
 
-func (s *scanner) globalSection(r *reader) error {
-	n, err := r.u32()
+func (s *scanner) globalSection(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return errStop
 	}
@@ -413,8 +415,8 @@ func (s *scanner) globalSection(r *reader) error {
 	return s.check(&s.stats.Globals, s.globals, s.l.Globals, LimitGlobals, "the module", false)
 }
 
-func (s *scanner) elements(r *reader) error {
-	n, err := r.u32()
+func (s *scanner) elements(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return errStop
 	}
@@ -422,30 +424,30 @@ func (s *scanner) elements(r *reader) error {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
-		flags, err := r.u32()
+		flags, err := r.U32()
 		if err != nil || flags > 7 {
 			return errStop
 		}
 		if flags&2 != 0 && flags&1 == 0 { // explicit table index
-			if _, err := r.u32(); err != nil {
+			if _, err := r.U32(); err != nil {
 				return errStop
 			}
 		}
 		if flags&1 == 0 { // active: offset expression
-			if err := r.constExpr(); err != nil {
+			if err := r.ConstExpr(); err != nil {
 				return errStop
 			}
 		}
 		if flags&3 != 0 { // element kind or reference type
 			if flags&4 == 0 {
-				if _, err := r.byte(); err != nil {
+				if _, err := r.Byte(); err != nil {
 					return errStop
 				}
-			} else if err := r.valType(); err != nil {
+			} else if err := r.ValType(); err != nil {
 				return errStop
 			}
 		}
-		items, err := r.u32()
+		items, err := r.U32()
 		if err != nil {
 			return errStop
 		}
@@ -455,9 +457,9 @@ func (s *scanner) elements(r *reader) error {
 		}
 		for j := uint32(0); j < items; j++ {
 			if flags&4 == 0 {
-				_, err = r.u32()
+				_, err = r.U32()
 			} else {
-				err = r.constExpr()
+				err = r.ConstExpr()
 			}
 			if err != nil {
 				return errStop
@@ -467,13 +469,13 @@ func (s *scanner) elements(r *reader) error {
 	return nil
 }
 
-func (s *scanner) code(r *reader) error {
-	n, err := r.u32()
+func (s *scanner) code(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return errStop
 	}
 	for i := uint32(0); i < n; i++ {
-		size, err := r.u32()
+		size, err := r.U32()
 		if err != nil {
 			return errStop
 		}
@@ -482,11 +484,11 @@ func (s *scanner) code(r *reader) error {
 		if err := s.check(&s.stats.FunctionBytes, uint64(size), s.l.FunctionBytes, LimitFunctionBytes, where, false); err != nil {
 			return err
 		}
-		body, err := r.bytes(uint64(size))
+		body, err := r.Bytes(uint64(size))
 		if err != nil {
 			return errStop
 		}
-		if err := s.body(&reader{b: body}, i, where); err != nil && err != errStop {
+		if err := s.body(&wasmbin.Reader{B: body}, i, where); err != nil && err != errStop {
 			return err
 		}
 	}
@@ -494,22 +496,22 @@ func (s *scanner) code(r *reader) error {
 }
 
 // body checks one function body: its locals, then its instructions.
-func (s *scanner) body(r *reader, i uint32, where string) error {
+func (s *scanner) body(r *wasmbin.Reader, i uint32, where string) error {
 	var locals uint64
 	if int(i) < len(s.funcTypes) && int(s.funcTypes[i]) < len(s.params) {
 		locals = uint64(s.params[s.funcTypes[i]])
 	}
-	decls, err := r.u32()
+	decls, err := r.U32()
 	if err != nil {
 		return errStop
 	}
 	for j := uint32(0); j < decls; j++ {
-		n, err := r.u32()
+		n, err := r.U32()
 		if err != nil {
 			break
 		}
 		locals += uint64(n)
-		if err := r.valType(); err != nil {
+		if err := r.ValType(); err != nil {
 			break
 		}
 	}
@@ -523,16 +525,25 @@ func (s *scanner) body(r *reader, i uint32, where string) error {
 
 // instructions walks a function's instructions, tracking the nesting of
 // blocks and the size of br_tables.
-func (s *scanner) instructions(r *reader, where string) error {
+func (s *scanner) instructions(r *wasmbin.Reader, where string) error {
 	var depth uint64
-	for !r.empty() {
-		op, err := r.byte()
+	for !r.Empty() {
+		op, err := r.Byte()
 		if err != nil {
 			return errStop
 		}
 		switch op {
 		case 0x02, 0x03, 0x04, 0x06: // block, loop, if, try
-			if err := r.blockType(); err != nil {
+			if err := r.BlockType(); err != nil {
+				return errStop
+			}
+			depth++
+			if err := s.check(&s.stats.Nesting, depth, s.l.Nesting, LimitNesting, where, true); err != nil {
+				return err
+			}
+			continue
+		case 0x1f: // try_table opens a block too
+			if err := r.Immediates(op); err != nil {
 				return errStop
 			}
 			depth++
@@ -547,7 +558,7 @@ func (s *scanner) instructions(r *reader, where string) error {
 			depth--
 			continue
 		case 0x18: // delegate ends a try
-			if _, err := r.u32(); err != nil {
+			if _, err := r.U32(); err != nil {
 				return errStop
 			}
 			if depth > 0 {
@@ -555,7 +566,7 @@ func (s *scanner) instructions(r *reader, where string) error {
 			}
 			continue
 		case 0x0e: // br_table
-			n, err := r.u32()
+			n, err := r.U32()
 			if err != nil {
 				return errStop
 			}
@@ -563,13 +574,13 @@ func (s *scanner) instructions(r *reader, where string) error {
 				return err
 			}
 			for j := uint64(0); j <= uint64(n); j++ {
-				if _, err := r.u32(); err != nil {
+				if _, err := r.U32(); err != nil {
 					return errStop
 				}
 			}
 			continue
 		}
-		if err := r.immediates(op); err != nil {
+		if err := r.Immediates(op); err != nil {
 			return errStop
 		}
 	}

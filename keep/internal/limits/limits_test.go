@@ -145,35 +145,3 @@ func TestRealModules(t *testing.T) {
 	t.Logf("%d modules; largest: nesting %d, br_table %d, locals %d, function body %d bytes, functions %d, data segments %d",
 		len(files), most.Nesting, most.BrTableTargets, most.Locals, most.FunctionBytes, most.Functions, most.DataSegments)
 }
-
-// TestReferenceOpcodes pins the immediates of the reference instructions
-// (Wasm 3.0 opcodes): ref.null a heap type, ref.func a function index,
-// br_on_null and br_on_non_null a label, ref.is_null, ref.eq and
-// ref.as_non_null none. The instrumenting rewriter reads the same table; a
-// reader that disagreed on one opcode would misread every instruction
-// after it.
-func TestReferenceOpcodes(t *testing.T) {
-	for _, tc := range []struct {
-		op   byte
-		imm  []byte
-		name string
-	}{
-		{0xd0, []byte{0x70}, "ref.null func"},
-		{0xd1, nil, "ref.is_null"},
-		{0xd2, []byte{0x05}, "ref.func 5"},
-		{0xd3, nil, "ref.eq"},
-		{0xd4, nil, "ref.as_non_null"},
-		{0xd5, []byte{0x01}, "br_on_null 1"},
-		{0xd6, []byte{0x02}, "br_on_non_null 2"},
-	} {
-		// The immediates, then a marker the reader must not have consumed.
-		r := &reader{b: append(append([]byte(nil), tc.imm...), 0x0b)}
-		if err := r.immediates(tc.op); err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-			continue
-		}
-		if r.p != len(tc.imm) {
-			t.Errorf("%s: read %d bytes of immediates, want %d", tc.name, r.p, len(tc.imm))
-		}
-	}
-}

@@ -29,6 +29,8 @@ package instrument
 import (
 	"errors"
 	"fmt"
+
+	"github.com/enarx-go/enarx/keep/internal/wasmbin"
 )
 
 // Options selects the rewrites.
@@ -73,8 +75,6 @@ type section struct {
 	content []byte
 }
 
-var errTruncated = errors.New("truncated")
-
 // Rewrite applies o to wasm. The input is not modified.
 func Rewrite(wasm []byte, o Options) (*Result, error) {
 	if len(wasm) > MaxModule {
@@ -87,17 +87,17 @@ func Rewrite(wasm []byte, o Options) (*Result, error) {
 		return nil, errors.New("unsupported wasm binary version")
 	}
 	var secs []section
-	r := reader{b: wasm, p: 8}
-	for r.p < len(r.b) {
-		id, err := r.byte()
+	r := wasmbin.Reader{B: wasm, P: 8}
+	for r.P < len(r.B) {
+		id, err := r.Byte()
 		if err != nil {
 			return nil, err
 		}
-		n, err := r.u32()
+		n, err := r.U32()
 		if err != nil {
 			return nil, fmt.Errorf("section %d size: %w", id, err)
 		}
-		c, err := r.bytes(int(n))
+		c, err := r.Bytes(uint64(n))
 		if err != nil {
 			return nil, fmt.Errorf("section %d: %w", id, err)
 		}
@@ -126,7 +126,7 @@ type module struct {
 func (m *module) scan() error {
 	m.exportNames = map[string]bool{}
 	for _, s := range m.secs {
-		r := reader{b: s.content}
+		r := wasmbin.Reader{B: s.content}
 		var err error
 		switch s.id {
 		case secType:
@@ -134,18 +134,18 @@ func (m *module) scan() error {
 		case secImport:
 			err = m.scanImports(&r)
 		case secFunction:
-			m.funcs, err = countVec(&r, func(r *reader) error { _, err := r.u32(); return err })
+			m.funcs, err = countVec(&r, func(r *wasmbin.Reader) error { _, err := r.U32(); return err })
 		case secGlobal:
-			m.globals, err = countVec(&r, func(r *reader) error { return skipGlobal(r, uint32(m.importedGlobals)) })
+			m.globals, err = countVec(&r, func(r *wasmbin.Reader) error { return skipGlobal(r, uint32(m.importedGlobals)) })
 		case secExport:
 			err = m.scanExports(&r)
 		case secCode:
 			m.code = s.content
-			r.p = len(r.b) // rewriteCode checks it
+			r.P = len(r.B) // rewriteCode checks it
 		default:
-			r.p = len(r.b)
+			r.P = len(r.B)
 		}
-		if err == nil && r.p != len(r.b) {
+		if err == nil && r.P != len(r.B) {
 			err = errors.New("bytes after the last entry")
 		}
 		if err != nil {
@@ -156,8 +156,8 @@ func (m *module) scan() error {
 }
 
 // countVec reads a vector whose entries skip reads.
-func countVec(r *reader, skip func(*reader) error) (int, error) {
-	n, err := r.u32()
+func countVec(r *wasmbin.Reader, skip func(*wasmbin.Reader) error) (int, error) {
+	n, err := r.U32()
 	if err != nil {
 		return 0, err
 	}
@@ -172,15 +172,15 @@ func countVec(r *reader, skip func(*reader) error) (int, error) {
 // skipGlobal skips a global: type, mutability, constant expression, whose
 // global.get may name only imported globals (the index of an added global
 // must not become valid).
-func skipGlobal(r *reader, imported uint32) error {
-	if err := r.valType(); err != nil {
+func skipGlobal(r *wasmbin.Reader, imported uint32) error {
+	if err := r.ValType(); err != nil {
 		return err
 	}
-	if _, err := r.byte(); err != nil {
+	if _, err := r.Byte(); err != nil {
 		return err
 	}
 	for {
-		op, err := r.byte()
+		op, err := r.Byte()
 		if err != nil {
 			return err
 		}
@@ -188,12 +188,12 @@ func skipGlobal(r *reader, imported uint32) error {
 			return nil
 		}
 		if op == 0x23 {
-			if idx, err := r.u32(); err != nil || idx >= imported {
+			if idx, err := r.U32(); err != nil || idx >= imported {
 				return errors.New("constant expression names a global out of range")
 			}
 			continue
 		}
-		if err := r.immediates(op); err != nil {
+		if err := r.Immediates(op); err != nil {
 			return err
 		}
 	}
@@ -202,13 +202,13 @@ func skipGlobal(r *reader, imported uint32) error {
 // countTypes counts the type section's function types. Types of the GC
 // proposal (recursion groups, subtypes), which the Keep's engines do not
 // enable, are refused: they would make entry count and index differ.
-func countTypes(r *reader) (int, error) {
-	n, err := r.u32()
+func countTypes(r *wasmbin.Reader) (int, error) {
+	n, err := r.U32()
 	if err != nil {
 		return 0, err
 	}
 	for i := uint32(0); i < n; i++ {
-		form, err := r.byte()
+		form, err := r.Byte()
 		if err != nil {
 			return 0, err
 		}
@@ -216,12 +216,12 @@ func countTypes(r *reader) (int, error) {
 			return 0, fmt.Errorf("type %d: unsupported type form 0x%02x", i, form)
 		}
 		for j := 0; j < 2; j++ { // params, results
-			k, err := r.u32()
+			k, err := r.U32()
 			if err != nil {
 				return 0, err
 			}
 			for ; k > 0; k-- {
-				if err := r.valType(); err != nil {
+				if err := r.ValType(); err != nil {
 					return 0, err
 				}
 			}
@@ -230,39 +230,39 @@ func countTypes(r *reader) (int, error) {
 	return int(n), nil
 }
 
-func (m *module) scanImports(r *reader) error {
-	n, err := r.u32()
+func (m *module) scanImports(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
 		for j := 0; j < 2; j++ { // module, name
-			if _, err := r.name(); err != nil {
+			if _, err := r.Name(); err != nil {
 				return err
 			}
 		}
-		kind, err := r.byte()
+		kind, err := r.Byte()
 		if err != nil {
 			return err
 		}
 		switch kind {
 		case 0: // func: type index
 			m.importedFuncs++
-			_, err = r.u32()
+			_, err = r.U32()
 		case 1: // table: reftype, limits
-			if err = r.valType(); err == nil {
-				err = r.limits()
+			if err = r.ValType(); err == nil {
+				_, _, err = r.Limits()
 			}
 		case 2: // memory: limits
-			err = r.limits()
+			_, _, err = r.Limits()
 		case 3: // global: valtype, mutability
 			m.importedGlobals++
-			if err = r.valType(); err == nil {
-				_, err = r.byte()
+			if err = r.ValType(); err == nil {
+				_, err = r.Byte()
 			}
 		case 4: // tag: attribute, type index
-			if _, err = r.byte(); err == nil {
-				_, err = r.u32()
+			if _, err = r.Byte(); err == nil {
+				_, err = r.U32()
 			}
 		default:
 			return fmt.Errorf("import %d: unknown kind %d", i, kind)
@@ -274,21 +274,21 @@ func (m *module) scanImports(r *reader) error {
 	return nil
 }
 
-func (m *module) scanExports(r *reader) error {
-	n, err := r.u32()
+func (m *module) scanExports(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
-		name, err := r.name()
+		name, err := r.Name()
 		if err != nil {
 			return err
 		}
 		m.exportNames[string(name)] = true
-		if _, err := r.byte(); err != nil {
+		if _, err := r.Byte(); err != nil {
 			return err
 		}
-		if _, err := r.u32(); err != nil {
+		if _, err := r.U32(); err != nil {
 			return err
 		}
 	}
@@ -442,8 +442,8 @@ func appendVecItem(vec, item []byte) []byte {
 }
 
 func appendVecItemChecked(vec, item []byte) ([]byte, error) {
-	r := reader{b: vec}
-	n, err := r.u32()
+	r := wasmbin.Reader{B: vec}
+	n, err := r.U32()
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +451,7 @@ func appendVecItemChecked(vec, item []byte) ([]byte, error) {
 		return nil, errors.New("vector is full")
 	}
 	out := uleb(make([]byte, 0, len(vec)+len(item)+5), uint64(n)+1)
-	out = append(out, vec[r.p:]...)
+	out = append(out, vec[r.P:]...)
 	return append(out, item...), nil
 }
 

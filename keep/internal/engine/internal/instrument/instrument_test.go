@@ -154,32 +154,3 @@ func TestForgedIndexes(t *testing.T) {
 		t.Fatal("rewrote a call to a function the module lacks")
 	}
 }
-
-// TestReferenceOpcodes pins the immediates of the reference instructions
-// (Wasm 3.0 opcodes), as keep/internal/limits' test of its own reader
-// does: the two readers must agree, or the limits check and the rewrite
-// would read different instructions from the same bytes.
-func TestReferenceOpcodes(t *testing.T) {
-	for _, tc := range []struct {
-		op   byte
-		imm  []byte
-		name string
-	}{
-		{0xd0, []byte{0x70}, "ref.null func"},
-		{0xd1, nil, "ref.is_null"},
-		{0xd2, []byte{0x05}, "ref.func 5"},
-		{0xd3, nil, "ref.eq"},
-		{0xd4, nil, "ref.as_non_null"},
-		{0xd5, []byte{0x01}, "br_on_null 1"},
-		{0xd6, []byte{0x02}, "br_on_non_null 2"},
-	} {
-		r := &reader{b: append(append([]byte(nil), tc.imm...), 0x0b)}
-		if err := r.immediates(tc.op); err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-			continue
-		}
-		if r.p != len(tc.imm) {
-			t.Errorf("%s: read %d bytes of immediates, want %d", tc.name, r.p, len(tc.imm))
-		}
-	}
-}
