@@ -74,6 +74,13 @@ type Options struct {
 	// name or a NUL, and more than MaxEnvEntries or MaxEnvBytes
 	// (ValidateEnv).
 	Env []string
+	// VolumeKeys are the volume keys of sealed kind = "dir" entries that
+	// the host supplies, by the entry's key spec ("file:/path": the
+	// 32-byte key read from that host file by internal/hostio). A key the
+	// host holds gives no protection from the host: it is for development
+	// and tests only, and logged as such. Keys derived inside the Keep
+	// (key = "snp") never appear here.
+	VolumeKeys map[string][]byte
 	// Evidence produces TEE evidence for the Keep identity; nil means none.
 	Evidence attest.EvidenceProvider
 	// Logger receives diagnostics; nil discards them.
