@@ -206,6 +206,9 @@ func (p *parser) config(doc map[string]any) (*Config, error) {
 			}
 			c.Files = append(c.Files, f)
 		}
+		if err := p.checkDirs(c.Files); err != nil {
+			return nil, err
+		}
 	}
 	c.Warnings = append(c.Warnings, p.warnings...)
 	if len(c.Files) == 0 {
@@ -297,7 +300,7 @@ func (p *parser) env(v any) ([]EnvVar, error) {
 	return out, nil
 }
 
-var kinds = []string{"null", "stdin", "stdout", "stderr", "listen", "connect"}
+var kinds = []string{"null", "stdin", "stdout", "stderr", "listen", "connect", "dir"}
 
 // allowedFields lists the keys each kind accepts (upstream: one serde
 // variant per kind, each with deny_unknown_fields), plus our TLS
@@ -309,6 +312,7 @@ var allowedFields = map[Kind][]string{
 	KindStderr:  {"kind", "name"},
 	KindListen:  {"kind", "name", "prot", "addr", "port", "client_auth", "client_ca", "alpn"},
 	KindConnect: {"kind", "name", "prot", "host", "port", "ca", "server_name", "alpn"},
+	KindDir:     {"kind", "name", "guest_path", "source", "host_path", "readonly", "size", "key", "min_version"},
 }
 
 var tlsOnlyFields = []string{"client_auth", "client_ca", "alpn", "ca", "server_name"}
@@ -371,6 +375,11 @@ func (p *parser) file(i int, v any) (File, error) {
 	case KindNull, KindStdin, KindStdout, KindStderr:
 		if !hasName {
 			f.Name = string(kind)
+		}
+		return f, nil
+	case KindDir:
+		if err := e.dir(&f, hasName); err != nil {
+			return File{}, err
 		}
 		return f, nil
 	}

@@ -36,7 +36,33 @@ const (
 	KindStderr  Kind = "stderr"
 	KindListen  Kind = "listen"
 	KindConnect Kind = "connect"
+	// KindDir (extension) is a preopened directory: a WASI preopen whose
+	// fd is the entry's index, like every other entry's (see DirOptions).
+	KindDir Kind = "dir"
 )
+
+// Source is where the files of a kind = "dir" entry live.
+type Source string
+
+const (
+	// SourceMemory is a Keep-private tree in Keep memory, capped at
+	// DirOptions.Size and gone when the Keep ends; it never touches the
+	// host.
+	SourceMemory Source = "memory"
+	// SourceHost is a host directory, in plaintext: the host sees and may
+	// change everything in it. Untrusted.
+	SourceHost Source = "host"
+	// SourceSealed is a host directory that holds only ciphertext,
+	// encrypted and authenticated inside the Keep with a volume key from
+	// DirOptions.Key.
+	SourceSealed Source = "sealed"
+)
+
+// DefaultDirSize is the size cap of a memory directory without size.
+const DefaultDirSize = 64 << 20
+
+// MaxDirSize is the largest size a memory directory may be given.
+const MaxDirSize = 1 << 40
 
 // Prot is the protocol of a listen or connect entry.
 type Prot string
@@ -65,7 +91,43 @@ type File struct {
 	// parser sets TLS (never nil) exactly when Prot is "tls"; on listen its
 	// ClientAuth defaults to "none".
 	TLS *TLSOptions
+
+	// Dir holds a kind = "dir" entry's fields (extension); the parser sets
+	// it (never nil) exactly when Kind is KindDir.
+	Dir *DirOptions
 }
+
+// DirOptions are the fields of a kind = "dir" entry, with defaults
+// applied.
+type DirOptions struct {
+	// GuestPath is the preopen's name as the workload sees it
+	// (fd_prestat_dir_name), e.g. "/" or "/data".
+	GuestPath string
+	// Source says where the files live.
+	Source Source
+	// HostPath (host, sealed) is the absolute path of the host directory.
+	HostPath string
+	// ReadOnly refuses every change through the preopen (default false).
+	ReadOnly bool
+	// Size (memory) caps the bytes the tree holds (default
+	// DefaultDirSize).
+	Size uint64
+	// Key (sealed) names the volume key's source: "file:/abs/path" (a
+	// 32-byte key file the host reads and passes: development only) or
+	// "snp" (a key derived by the SEV-SNP firmware, bound to the Keep's
+	// measurement).
+	Key string
+	// MinVersion (sealed) is the lowest volume version the Keep accepts:
+	// the trusted pin against a host rolling the whole volume back (0:
+	// none).
+	MinVersion uint64
+}
+
+// KeyFilePrefix starts a Key naming a key file on the host.
+const KeyFilePrefix = "file:"
+
+// KeySNP is the Key of a volume key derived by the SEV-SNP firmware.
+const KeySNP = "snp"
 
 // TLSOptions are this project's Enarx.toml extensions for prot = "tls".
 // Certificates are given inline as PEM so that they are covered by the

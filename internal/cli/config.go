@@ -84,6 +84,8 @@ func printFDTable(w io.Writer, c *config.Config) error {
 			endpoint = "listen " + hostPort(f.Addr, f.Port)
 		case config.KindConnect:
 			endpoint = "connect " + hostPort(f.Host, f.Port)
+		case config.KindDir:
+			endpoint = dirSummary(f.Dir)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i, f.Kind, strconv.Quote(f.Name), dash(string(f.Prot)), dash(endpoint), dash(tlsSummary(f)))
 	}
@@ -107,6 +109,27 @@ func printFDTable(w io.Writer, c *config.Config) error {
 		fmt.Fprintf(w, "env: %s\n", strconv.Quote(e.Name+"="+e.Value))
 	}
 	return nil
+}
+
+// dirSummary describes a kind = "dir" entry: guest path, source, where
+// its files are, read-only.
+func dirSummary(d *config.DirOptions) string {
+	s := strconv.Quote(d.GuestPath) + " " + string(d.Source)
+	switch d.Source {
+	case config.SourceMemory:
+		s += fmt.Sprintf(" size=%d", d.Size)
+	case config.SourceHost:
+		s += " " + strconv.Quote(d.HostPath) + " (plaintext, untrusted)"
+	case config.SourceSealed:
+		s += " " + strconv.Quote(d.HostPath) + " key=" + strconv.Quote(d.Key)
+		if d.MinVersion > 0 {
+			s += fmt.Sprintf(" min_version=%d", d.MinVersion)
+		}
+	}
+	if d.ReadOnly {
+		s += " readonly"
+	}
+	return s
 }
 
 func hostPort(h string, p uint16) string {
