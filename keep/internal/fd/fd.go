@@ -40,18 +40,57 @@ const (
 	FlagSync     uint16 = 1 << 4
 )
 
-// WASI preview1 rights (only the ones this table grants).
+// WASI preview1 rights.
 const (
-	RightFdRead           uint64 = 1 << 1
-	RightFdFdstatSetFlags uint64 = 1 << 3
-	RightFdWrite          uint64 = 1 << 6
-	RightFdFilestatGet    uint64 = 1 << 21
-	RightPollFdReadwrite  uint64 = 1 << 27
-	RightSockShutdown     uint64 = 1 << 28
-	RightSockAccept       uint64 = 1 << 29
-	RightsStream                 = RightFdRead | RightFdWrite | RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite
-	RightsSocket                 = RightsStream | RightSockShutdown
-	RightsListener               = RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite | RightSockAccept
+	RightFdDatasync           uint64 = 1 << 0
+	RightFdRead               uint64 = 1 << 1
+	RightFdSeek               uint64 = 1 << 2
+	RightFdFdstatSetFlags     uint64 = 1 << 3
+	RightFdSync               uint64 = 1 << 4
+	RightFdTell               uint64 = 1 << 5
+	RightFdWrite              uint64 = 1 << 6
+	RightFdAdvise             uint64 = 1 << 7
+	RightFdAllocate           uint64 = 1 << 8
+	RightPathCreateDirectory  uint64 = 1 << 9
+	RightPathCreateFile       uint64 = 1 << 10
+	RightPathLinkSource       uint64 = 1 << 11
+	RightPathLinkTarget       uint64 = 1 << 12
+	RightPathOpen             uint64 = 1 << 13
+	RightFdReaddir            uint64 = 1 << 14
+	RightPathReadlink         uint64 = 1 << 15
+	RightPathRenameSource     uint64 = 1 << 16
+	RightPathRenameTarget     uint64 = 1 << 17
+	RightPathFilestatGet      uint64 = 1 << 18
+	RightPathFilestatSetSize  uint64 = 1 << 19
+	RightPathFilestatSetTimes uint64 = 1 << 20
+	RightFdFilestatGet        uint64 = 1 << 21
+	RightFdFilestatSetSize    uint64 = 1 << 22
+	RightFdFilestatSetTimes   uint64 = 1 << 23
+	RightPathSymlink          uint64 = 1 << 24
+	RightPathRemoveDirectory  uint64 = 1 << 25
+	RightPathUnlinkFile       uint64 = 1 << 26
+	RightPollFdReadwrite      uint64 = 1 << 27
+	RightSockShutdown         uint64 = 1 << 28
+	RightSockAccept           uint64 = 1 << 29
+
+	// RightsAll is every right preview1 defines.
+	RightsAll = 1<<30 - 1
+
+	RightsStream   = RightFdRead | RightFdWrite | RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite
+	RightsSocket   = RightsStream | RightSockShutdown
+	RightsListener = RightFdFdstatSetFlags | RightFdFilestatGet | RightPollFdReadwrite | RightSockAccept
+
+	// RightsDir is what a directory can do (a preopen's base rights):
+	// the path calls, listing, its own filestat and times, sync.
+	RightsDir = RightPathCreateDirectory | RightPathCreateFile | RightPathLinkSource | RightPathLinkTarget |
+		RightPathOpen | RightFdReaddir | RightPathReadlink | RightPathRenameSource | RightPathRenameTarget |
+		RightPathFilestatGet | RightPathFilestatSetSize | RightPathFilestatSetTimes | RightFdFilestatGet |
+		RightFdFilestatSetTimes | RightPathSymlink | RightPathRemoveDirectory | RightPathUnlinkFile |
+		RightFdFdstatSetFlags | RightFdSync | RightFdDatasync
+	// RightsFile is what a regular file can do.
+	RightsFile = RightFdDatasync | RightFdRead | RightFdSeek | RightFdFdstatSetFlags | RightFdSync |
+		RightFdTell | RightFdWrite | RightFdAdvise | RightFdAllocate | RightFdFilestatGet |
+		RightFdFilestatSetSize | RightFdFilestatSetTimes | RightPollFdReadwrite
 )
 
 // ErrWouldBlock is returned by non-blocking operations that cannot make
@@ -124,6 +163,12 @@ type Listener interface {
 type Entry struct {
 	File  File
 	Flags uint16 // WASI fdflags (NONBLOCK, APPEND)
+	// Base and Inheriting are the descriptor's WASI rights when Limited
+	// is set (a file or directory opened by path_open, or rights dropped
+	// with fd_fdstat_set_rights); otherwise the WASI layer uses the
+	// defaults for the kind of file (File.Rights for streams).
+	Base, Inheriting uint64
+	Limited          bool
 }
 
 // Nonblock reports whether the guest set FDFLAGS_NONBLOCK.
@@ -181,6 +226,20 @@ func (t *Table) Insert(f File, flags uint16) (uint32, error) {
 	}
 	t.entries = append(t.entries, e)
 	return uint32(len(t.entries) - 1), nil
+}
+
+// InsertLimited is Insert for a descriptor with the given rights (see
+// Entry.Limited).
+func (t *Table) InsertLimited(f File, flags uint16, base, inheriting uint64) (uint32, error) {
+	n, err := t.Insert(f, flags)
+	if err != nil {
+		return 0, err
+	}
+	t.mu.Lock()
+	e := t.entries[n]
+	e.Base, e.Inheriting, e.Limited = base, inheriting, true
+	t.mu.Unlock()
+	return n, nil
 }
 
 // Close closes and removes fd.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 
 	"github.com/enarx-go/enarx/keep/internal/engine"
 
 	"github.com/enarx-go/enarx/keep/internal/fd"
+	"github.com/enarx-go/enarx/keep/internal/vfs"
 )
 
 // entry looks up a descriptor.
@@ -98,9 +100,9 @@ func (s *System) fdRead(_ context.Context, c engine.Caller, stk []uint64) Errno 
 	if errno != ESUCCESS {
 		return errno
 	}
-	st, ok := e.File.(fd.Stream)
-	if !ok {
-		return ENOTCONN
+	st, errno := streamOf(e, fd.RightFdRead)
+	if errno != ESUCCESS {
+		return errno
 	}
 	return rw(st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), readv)
 }
@@ -110,11 +112,29 @@ func (s *System) fdWrite(_ context.Context, c engine.Caller, stk []uint64) Errno
 	if errno != ESUCCESS {
 		return errno
 	}
-	st, ok := e.File.(fd.Stream)
-	if !ok {
-		return ENOTCONN
+	st, errno := streamOf(e, fd.RightFdWrite)
+	if errno != ESUCCESS {
+		return errno
 	}
 	return rw(st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), writev)
+}
+
+// streamOf returns the stream behind e for fd_read / fd_write: a file
+// needs the right r (ENOTCAPABLE), a directory is EBADF (as wasmtime), a
+// listener ENOTCONN.
+func streamOf(e *fd.Entry, r uint64) (fd.Stream, Errno) {
+	switch f := e.File.(type) {
+	case vfs.Dir:
+		return nil, EBADF
+	case vfs.File:
+		if errno := need(e, r); errno != ESUCCESS {
+			return nil, errno
+		}
+		return f, ESUCCESS
+	case fd.Stream:
+		return f, ESUCCESS
+	}
+	return nil, ENOTCONN
 }
 
 // rw validates the iovecs and the result pointer, then does the I/O.
@@ -166,15 +186,17 @@ func (s *System) fdFdstatGet(_ context.Context, c engine.Caller, stk []uint64) E
 	clear(b)
 	b[0] = byte(e.File.Filetype())
 	le.PutUint16(b[2:], e.Flags)
-	le.PutUint64(b[8:], e.File.Rights())
-	if _, ok := e.File.(fd.Listener); ok {
-		le.PutUint64(b[16:], fd.RightsSocket)
-	}
+	base, inh := rightsOf(e)
+	le.PutUint64(b[8:], base)
+	le.PutUint64(b[16:], inh)
 	return ESUCCESS
 }
 
 const allFdflags = fd.FlagAppend | fd.FlagDsync | fd.FlagNonblock | fd.FlagRsync | fd.FlagSync
 
+// fdFdstatSetFlags is fd_fdstat_set_flags: APPEND and NONBLOCK can be
+// changed (on a file APPEND switches the file's mode; on streams it is
+// only recorded); the sync flags are fixed at path_open (ENOTSUP).
 func (s *System) fdFdstatSetFlags(_ context.Context, _ engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
@@ -185,19 +207,45 @@ func (s *System) fdFdstatSetFlags(_ context.Context, _ engine.Caller, stk []uint
 		return EINVAL
 	}
 	flags := uint16(raw)
-	if flags&(fd.FlagDsync|fd.FlagRsync|fd.FlagSync) != 0 {
+	if flags&syncFlags != 0 {
 		return ENOTSUP
 	}
-	// APPEND is recorded (and reported back) but meaningless on streams.
-	e.Flags = flags
+	switch f := e.File.(type) {
+	case vfs.Dir:
+		if flags&fd.FlagAppend != 0 {
+			return EISDIR
+		}
+	case vfs.File:
+		if on := flags&fd.FlagAppend != 0; on != (e.Flags&fd.FlagAppend != 0) {
+			if err := f.SetAppend(on); err != nil {
+				return errnoOf(err)
+			}
+		}
+	}
+	e.Flags = flags | e.Flags&syncFlags
 	return ESUCCESS
 }
 
+// fdFdstatSetRights is fd_fdstat_set_rights: rights can only be dropped
+// (ENOTCAPABLE for more). Files and directories only: streams and sockets
+// keep their fixed rights (ENOTSUP, as wasmtime answers for everything).
 func (s *System) fdFdstatSetRights(_ context.Context, _ engine.Caller, stk []uint64) Errno {
-	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
+	e, errno := s.entry(stk[0])
+	if errno != ESUCCESS {
 		return errno
 	}
-	return ENOTSUP
+	switch e.File.(type) {
+	case vfs.Dir, vfs.File:
+	default:
+		return ENOTSUP
+	}
+	base, inh := rightsOf(e)
+	newBase, newInh := stk[1], stk[2]
+	if newBase&^base != 0 || newInh&^inh != 0 {
+		return ENOTCAPABLE
+	}
+	e.Base, e.Inheriting, e.Limited = newBase, newInh, true
+	return ESUCCESS
 }
 
 func (s *System) fdFilestatGet(_ context.Context, c engine.Caller, stk []uint64) Errno {
@@ -205,9 +253,12 @@ func (s *System) fdFilestatGet(_ context.Context, c engine.Caller, stk []uint64)
 	if errno != ESUCCESS {
 		return errno
 	}
-	b := view(c.Memory(), uint32(stk[1]), 64)
+	b := view(c.Memory(), uint32(stk[1]), filestatSize)
 	if b == nil {
 		return EFAULT
+	}
+	if ok, errno := fdFilestatGetVFS(e, b); ok {
+		return errno
 	}
 	clear(b)
 	b[16] = byte(e.File.Filetype())
@@ -216,48 +267,40 @@ func (s *System) fdFilestatGet(_ context.Context, c engine.Caller, stk []uint64)
 }
 
 func (s *System) fdFilestatSetSize(_ context.Context, _ engine.Caller, stk []uint64) Errno {
-	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
+	e, errno := s.entry(stk[0])
+	if errno != ESUCCESS {
 		return errno
 	}
-	return EINVAL
+	f, ok := e.File.(vfs.File)
+	if !ok {
+		if _, isDir := e.File.(vfs.Dir); isDir {
+			return EISDIR
+		}
+		return EINVAL // ftruncate(2) on a pipe or socket
+	}
+	if errno := need(e, fd.RightFdFilestatSetSize); errno != ESUCCESS {
+		return errno
+	}
+	if stk[1] > math.MaxInt64 {
+		return EFBIG
+	}
+	return errnoOf(f.Truncate(int64(stk[1])))
 }
-
-// fstflags: ATIM, ATIM_NOW, MTIM, MTIM_NOW.
-const allFstflags = 0xf
 
 func (s *System) fdFilestatSetTimes(_ context.Context, _ engine.Caller, stk []uint64) Errno {
-	if _, errno := s.entry(stk[0]); errno != ESUCCESS {
+	e, errno := s.entry(stk[0])
+	if errno != ESUCCESS {
 		return errno
 	}
-	fl := uint32(stk[3])
-	if fl&^allFstflags != 0 || fl&3 == 3 || fl&0xc == 0xc {
-		return EINVAL
+	t, errno := timesArg(stk[1], stk[2], uint32(stk[3]))
+	if errno != ESUCCESS {
+		return errno
+	}
+	switch f := e.File.(type) {
+	case vfs.Dir:
+		return errnoOf(f.SetTimes(t))
+	case vfs.File:
+		return errnoOf(f.SetTimes(t))
 	}
 	return ENOTSUP
-}
-
-// fdThen returns a handler that answers EBADF when parameter arg is not an
-// open descriptor and errno otherwise: the calls this runtime does not
-// implement for any descriptor, but whose errors must still be the ones a
-// POSIX program expects for a bad fd.
-//
-// Every descriptor here is a stream: seek-like calls (fd_seek, fd_tell,
-// fd_pread, fd_pwrite, fd_advise, fd_allocate) fail with ESPIPE, as on a
-// pipe or socket, and sync calls with EINVAL. No descriptor is a directory:
-// fd_readdir and path_* fail with ENOTDIR (path_symlink's directory is its
-// third parameter).
-func (s *System) fdThen(arg int, errno Errno) func(context.Context, engine.Caller, []uint64) Errno {
-	return func(_ context.Context, _ engine.Caller, stk []uint64) Errno {
-		if _, e := s.entry(stk[arg]); e != ESUCCESS {
-			return e
-		}
-		return errno
-	}
-}
-
-// fdPrestatGet serves fd_prestat_get and fd_prestat_dir_name: there are no
-// preopened directories, so every descriptor answers EBADF (which also ends
-// wasi-libc's and Go's preopen scan).
-func (s *System) fdPrestatGet(context.Context, engine.Caller, []uint64) Errno {
-	return EBADF
 }

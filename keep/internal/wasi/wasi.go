@@ -1,20 +1,24 @@
 // Package wasi is the Keep's WASI preview1 host module, written for the
 // Enarx fd model (fd = index of the Enarx.toml [[files]] entry; stdio, null,
-// listening and connected TCP/TLS sockets; no file system). It is written
-// once, against the engine-neutral engine.HostFunc and engine.Caller, and
-// runs unchanged on every engine of package engine.
+// listening and connected TCP/TLS sockets, and preopened directories whose
+// files and subdirectories come from package vfs). It is written once,
+// against the engine-neutral engine.HostFunc and engine.Caller, and runs
+// unchanged on every engine of package engine.
 //
 // The engines' bundled WASI implementations cannot express that model
-// (connected sockets at arbitrary fd numbers, TLS streams, null), hence
-// this layer.
+// (connected sockets at arbitrary fd numbers, TLS streams, null, file
+// systems held in Keep memory or sealed inside the Keep), hence this layer.
 //
 // Trust: the guest module is untrusted. Every pointer and length it passes is
 // bounds-checked against its linear memory (EFAULT), counts are bounded
-// (EINVAL), result pointers are checked before any I/O so a bad pointer
-// never loses data, descriptors are looked up in the fd table (EBADF) and
-// flags are validated (EINVAL). No call panics and none blocks unless the
-// guest asked to; proc_exit and a cancelled wait unwind the guest by
-// returning an error to the engine.
+// (EINVAL), result pointers are checked before any I/O or change to a file
+// system so a bad pointer never loses data, descriptors are looked up in the
+// fd table (EBADF), flags are validated (EINVAL), and rights are checked
+// where a descriptor's rights were limited (ENOTCAPABLE). Paths are checked
+// here (no NUL, valid UTF-8, at most vfs.MaxPath bytes) and resolved beneath
+// their directory by the vfs source, which is trusted to keep them there.
+// No call panics and none blocks unless the guest asked to; proc_exit and a
+// cancelled wait unwind the guest by returning an error to the engine.
 package wasi
 
 import (
@@ -132,37 +136,37 @@ func (s *System) exports() []export {
 		{"environ_sizes_get", s.environSizesGet, []engine.ValType{i32, i32}, []string{"result.environc", "result.environv_len"}},
 		{"clock_res_get", s.clockResGet, []engine.ValType{i32, i32}, []string{"id", "result.resolution"}},
 		{"clock_time_get", s.clockTimeGet, []engine.ValType{i32, i64, i32}, []string{"id", "precision", "result.timestamp"}},
-		{"fd_advise", s.fdThen(0, ESPIPE), []engine.ValType{i32, i64, i64, i32}, []string{"fd", "offset", "len", "advice"}},
-		{"fd_allocate", s.fdThen(0, ESPIPE), []engine.ValType{i32, i64, i64}, []string{"fd", "offset", "len"}},
+		{"fd_advise", s.fdAdvise, []engine.ValType{i32, i64, i64, i32}, []string{"fd", "offset", "len", "advice"}},
+		{"fd_allocate", s.fdAllocate, []engine.ValType{i32, i64, i64}, []string{"fd", "offset", "len"}},
 		{"fd_close", s.fdClose, []engine.ValType{i32}, []string{"fd"}},
-		{"fd_datasync", s.fdThen(0, EINVAL), []engine.ValType{i32}, []string{"fd"}},
+		{"fd_datasync", s.fdDatasync, []engine.ValType{i32}, []string{"fd"}},
 		{"fd_fdstat_get", s.fdFdstatGet, []engine.ValType{i32, i32}, []string{"fd", "result.stat"}},
 		{"fd_fdstat_set_flags", s.fdFdstatSetFlags, []engine.ValType{i32, i32}, []string{"fd", "flags"}},
 		{"fd_fdstat_set_rights", s.fdFdstatSetRights, []engine.ValType{i32, i64, i64}, []string{"fd", "fs_rights_base", "fs_rights_inheriting"}},
 		{"fd_filestat_get", s.fdFilestatGet, []engine.ValType{i32, i32}, []string{"fd", "result.filestat"}},
 		{"fd_filestat_set_size", s.fdFilestatSetSize, []engine.ValType{i32, i64}, []string{"fd", "size"}},
 		{"fd_filestat_set_times", s.fdFilestatSetTimes, []engine.ValType{i32, i64, i64, i32}, []string{"fd", "atim", "mtim", "fst_flags"}},
-		{"fd_pread", s.fdThen(0, ESPIPE), []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nread"}},
+		{"fd_pread", s.fdPread, []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nread"}},
 		{"fd_prestat_get", s.fdPrestatGet, []engine.ValType{i32, i32}, []string{"fd", "result.prestat"}},
-		{"fd_prestat_dir_name", s.fdPrestatGet, []engine.ValType{i32, i32, i32}, []string{"fd", "result.path", "result.path_len"}},
-		{"fd_pwrite", s.fdThen(0, ESPIPE), []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nwritten"}},
+		{"fd_prestat_dir_name", s.fdPrestatDirName, []engine.ValType{i32, i32, i32}, []string{"fd", "result.path", "result.path_len"}},
+		{"fd_pwrite", s.fdPwrite, []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "iovs", "iovs_len", "offset", "result.nwritten"}},
 		{"fd_read", s.fdRead, []engine.ValType{i32, i32, i32, i32}, []string{"fd", "iovs", "iovs_len", "result.nread"}},
-		{"fd_readdir", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "buf", "buf_len", "cookie", "result.bufused"}},
+		{"fd_readdir", s.fdReaddir, []engine.ValType{i32, i32, i32, i64, i32}, []string{"fd", "buf", "buf_len", "cookie", "result.bufused"}},
 		{"fd_renumber", s.fdRenumber, []engine.ValType{i32, i32}, []string{"fd", "to"}},
-		{"fd_seek", s.fdThen(0, ESPIPE), []engine.ValType{i32, i64, i32, i32}, []string{"fd", "offset", "whence", "result.newoffset"}},
-		{"fd_sync", s.fdThen(0, EINVAL), []engine.ValType{i32}, []string{"fd"}},
-		{"fd_tell", s.fdThen(0, ESPIPE), []engine.ValType{i32, i32}, []string{"fd", "result.offset"}},
+		{"fd_seek", s.fdSeek, []engine.ValType{i32, i64, i32, i32}, []string{"fd", "offset", "whence", "result.newoffset"}},
+		{"fd_sync", s.fdSync, []engine.ValType{i32}, []string{"fd"}},
+		{"fd_tell", s.fdTell, []engine.ValType{i32, i32}, []string{"fd", "result.offset"}},
 		{"fd_write", s.fdWrite, []engine.ValType{i32, i32, i32, i32}, []string{"fd", "iovs", "iovs_len", "result.nwritten"}},
-		{"path_create_directory", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
-		{"path_filestat_get", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32}, []string{"fd", "flags", "path", "path_len", "result.filestat"}},
-		{"path_filestat_set_times", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i64, i64, i32}, []string{"fd", "flags", "path", "path_len", "atim", "mtim", "fst_flags"}},
-		{"path_link", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i32, i32}, []string{"old_fd", "old_flags", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
-		{"path_open", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, []string{"fd", "dirflags", "path", "path_len", "oflags", "fs_rights_base", "fs_rights_inheriting", "fdflags", "result.opened_fd"}},
-		{"path_readlink", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "path", "path_len", "buf", "buf_len", "result.bufused"}},
-		{"path_remove_directory", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
-		{"path_rename", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
-		{"path_symlink", s.fdThen(2, ENOTDIR), []engine.ValType{i32, i32, i32, i32, i32}, []string{"old_path", "old_path_len", "fd", "new_path", "new_path_len"}},
-		{"path_unlink_file", s.fdThen(0, ENOTDIR), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_create_directory", s.pathCreateDirectory, []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_filestat_get", s.pathFilestatGet, []engine.ValType{i32, i32, i32, i32, i32}, []string{"fd", "flags", "path", "path_len", "result.filestat"}},
+		{"path_filestat_set_times", s.pathFilestatSetTimes, []engine.ValType{i32, i32, i32, i32, i64, i64, i32}, []string{"fd", "flags", "path", "path_len", "atim", "mtim", "fst_flags"}},
+		{"path_link", s.pathLink, []engine.ValType{i32, i32, i32, i32, i32, i32, i32}, []string{"old_fd", "old_flags", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
+		{"path_open", s.pathOpen, []engine.ValType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, []string{"fd", "dirflags", "path", "path_len", "oflags", "fs_rights_base", "fs_rights_inheriting", "fdflags", "result.opened_fd"}},
+		{"path_readlink", s.pathReadlink, []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "path", "path_len", "buf", "buf_len", "result.bufused"}},
+		{"path_remove_directory", s.pathRemoveDirectory, []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_rename", s.pathRename, []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
+		{"path_symlink", s.pathSymlink, []engine.ValType{i32, i32, i32, i32, i32}, []string{"old_path", "old_path_len", "fd", "new_path", "new_path_len"}},
+		{"path_unlink_file", s.pathUnlinkFile, []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
 		{"poll_oneoff", s.pollOneoff, []engine.ValType{i32, i32, i32, i32}, []string{"in", "out", "nsubscriptions", "result.nevents"}},
 		{"proc_raise", s.procRaise, []engine.ValType{i32}, []string{"sig"}},
 		{"sched_yield", s.schedYield, nil, nil},
