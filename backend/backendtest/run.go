@@ -29,7 +29,8 @@ type Result struct {
 }
 
 // Run runs w on b with stdin written to the workload's stdin and o as the
-// Keep's options (o.Files is what hostio opened, stdio on pipes). w.Config
+// Keep's options (o.Files is what hostio opened, stdio on pipes; a nil
+// o.VolumeKeys is what hostio.VolumeKeys read). w.Config
 // is parsed as the Enarx.toml ("" for none: the default stdio files).
 // The run is cancelled after three minutes.
 func Run(t testing.TB, b backend.Backend, w keep.Workload, stdin []byte, o keep.Options) Result {
@@ -37,9 +38,14 @@ func Run(t testing.TB, b backend.Backend, w keep.Workload, stdin []byte, o keep.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cfg := config.Default()
+	var err error
 	if w.Config != nil {
-		var err error
 		if cfg, err = config.Parse("Enarx.toml", w.Config); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.VolumeKeys == nil {
+		if o.VolumeKeys, err = hostio.VolumeKeys(cfg, o.Logger); err != nil {
 			t.Fatal(err)
 		}
 	}
