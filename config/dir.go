@@ -183,13 +183,23 @@ func dirSize(v any) (uint64, error) {
 	return n, nil
 }
 
-// checkDirs refuses two dir entries with one guest path: the workload
-// could not tell which it opens.
+// checkDirs refuses two dir entries with one guest path (the workload
+// could not tell which it opens), and warns of a dir entry that the usual
+// preopen scans miss: wasi-libc's, Rust's and Go's start at fd 3 and stop
+// at the first fd that is not a preopened directory.
 func (p *parser) checkDirs(files []File) error {
 	seen := map[string]int{}
+	scanned := true // fds 3..i-1 are all dirs
 	for i, f := range files {
 		if f.Dir == nil {
+			if i >= 3 {
+				scanned = false
+			}
 			continue
+		}
+		if i < 3 || !scanned {
+			p.warnings = append(p.warnings, p.errf("files"+indexSeg(i), "the dir entry is fd %d, where wasi-libc, Rust and Go do not look for "+
+				"preopened directories (they scan from fd 3 up to the first fd that is not one); put dir entries right after stdin, stdout and stderr", i).Error())
 		}
 		gp := f.Dir.GuestPath
 		if j, dup := seen[gp]; dup {

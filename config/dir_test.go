@@ -158,6 +158,29 @@ func TestParseDirErrors(t *testing.T) {
 	}
 }
 
+// TestParseDirScanWarning: a dir entry the preopen scans of wasi-libc,
+// Rust and Go would miss is accepted with a warning naming its line.
+func TestParseDirScanWarning(t *testing.T) {
+	dir := "[[files]]\nkind = \"dir\"\nguest_path = \"/d\"\nsource = \"memory\"\n"
+	for _, c := range []struct {
+		name, in string
+		warn     string
+	}{
+		{"after stdio", dirStdio + dir, ""},
+		{"two after stdio", dirStdio + dir + strings.Replace(dir, "/d", "/e", 1), ""},
+		{"as fd 0", dir, "Enarx.toml:1: files[0]: the dir entry is fd 0, where wasi-libc, Rust and Go do not look"},
+		{"after a socket", dirStdio + "[[files]]\nkind = \"null\"\n" + dir, "Enarx.toml:9: files[4]: the dir entry is fd 4"},
+	} {
+		cfg, err := Parse("Enarx.toml", []byte(c.in))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if c.warn == "" && len(cfg.Warnings) != 0 || c.warn != "" && (len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0], c.warn)) {
+			t.Errorf("%s: warnings %q, want %q", c.name, cfg.Warnings, c.warn)
+		}
+	}
+}
+
 // TestParseDirUpstreamKind: kind = "dir" is ours; the error for an unknown
 // kind lists it with upstream's.
 func TestParseDirKindListed(t *testing.T) {
