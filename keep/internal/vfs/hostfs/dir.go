@@ -281,7 +281,11 @@ func (d *dir) Open(path string, o vfs.OpenOptions) (fd.File, error) {
 	if !o.Follow {
 		flags |= unix.O_NOFOLLOW
 	}
-	nfd, err := openat2(dfd, path, flags, 0o666)
+	var mode uint64
+	if flags&unix.O_CREAT != 0 {
+		mode = 0o666 // openat2 refuses a mode without O_CREAT (EINVAL)
+	}
+	nfd, err := openat2(dfd, path, flags, mode)
 	if err != nil {
 		if ro && o.Create && err == syscall.ENOENT {
 			return nil, syscall.EROFS
