@@ -52,7 +52,7 @@ var ErrWouldBlock = fd.ErrWouldBlock
 func FiletypeOf(f *os.File) Filetype { return fd.FiletypeOf(f) }
 
 // buildConnTable is buildTable for channel entries.
-func buildConnTable(ctx context.Context, cfg *config.Config, conns Conns, id tlsConfigs, log *slog.Logger, goGuest bool) (_ *fd.Table, err error) {
+func buildConnTable(ctx context.Context, cfg *config.Config, conns Conns, id tlsConfigs, ds *dirs, log *slog.Logger, goGuest bool) (_ *fd.Table, err error) {
 	out := make([]fd.File, 0, len(cfg.Files))
 	defer func() {
 		if err != nil {
@@ -62,7 +62,7 @@ func buildConnTable(ctx context.Context, cfg *config.Config, conns Conns, id tls
 		}
 	}()
 	for i, f := range cfg.Files {
-		file, err := openConnEntry(ctx, i, f, conns, id, log)
+		file, err := openConnEntry(ctx, i, f, conns, id, ds, log)
 		if err != nil {
 			return nil, fmt.Errorf("fd %d (%s %q): %w", i, f.Kind, f.Name, err)
 		}
@@ -71,10 +71,16 @@ func buildConnTable(ctx context.Context, cfg *config.Config, conns Conns, id tls
 	return newTable(cfg, out, goGuest), nil
 }
 
-func openConnEntry(ctx context.Context, i int, f config.File, conns Conns, id tlsConfigs, log *slog.Logger) (fd.File, error) {
+func openConnEntry(ctx context.Context, i int, f config.File, conns Conns, id tlsConfigs, ds *dirs, log *slog.Logger) (fd.File, error) {
 	switch f.Kind {
 	case config.KindNull:
 		return fd.Null{}, nil
+	case config.KindDir:
+		if f.Dir != nil && f.Dir.Source != config.SourceMemory {
+			// The channel carries streams, not directories.
+			return nil, fmt.Errorf("source = %q directories are not available in a Keep reached through a channel (microVM Keeps) yet; use source = \"memory\"", f.Dir.Source)
+		}
+		return openDir(ctx, f, nil, ds)
 	case config.KindStdin, config.KindStdout, config.KindStderr:
 		c, ft, err := conns.Conn(ctx, i)
 		if err != nil {

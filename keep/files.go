@@ -31,7 +31,7 @@ type tlsConfigs interface {
 // its own stdio to non-blocking at start-up), and a Go server written the
 // usual way, net.FileListener(os.NewFile(3, "")) with a goroutine per
 // connection, would otherwise stall in a blocking sock_accept.
-func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tlsConfigs, log *slog.Logger, goGuest bool) (_ *fd.Table, err error) {
+func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tlsConfigs, ds *dirs, log *slog.Logger, goGuest bool) (_ *fd.Table, err error) {
 	if len(files) != len(cfg.Files) {
 		return nil, fmt.Errorf("the host passed %d files for %d [[files]] entries", len(files), len(cfg.Files))
 	}
@@ -44,7 +44,7 @@ func buildTable(ctx context.Context, cfg *config.Config, files []*os.File, id tl
 		}
 	}()
 	for i, f := range cfg.Files {
-		file, err := openEntry(ctx, f, files[i], id, log)
+		file, err := openEntry(ctx, f, files[i], id, ds, log)
 		if err != nil {
 			return nil, fmt.Errorf("fd %d (%s %q): %w", i, f.Kind, f.Name, err)
 		}
@@ -91,9 +91,12 @@ func isGoModule(wasm []byte) bool {
 	return len(b) > len(name) && int(b[0]) == len(name) && string(b[1:1+len(name)]) == name
 }
 
-func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs, log *slog.Logger) (fd.File, error) {
-	if f.Kind == config.KindNull {
+func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs, ds *dirs, log *slog.Logger) (fd.File, error) {
+	switch f.Kind {
+	case config.KindNull:
 		return fd.Null{}, nil
+	case config.KindDir:
+		return openDir(ctx, f, hf, ds)
 	}
 	if hf == nil {
 		return nil, errors.New("the host passed no file")

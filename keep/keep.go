@@ -251,12 +251,13 @@ func setup(ctx context.Context, w Workload, cfg *config.Config, o Options, log *
 		}
 		id = ident
 	}
+	ds := &dirs{keys: o.VolumeKeys, wasm: w.Wasm, log: log}
 	var table *fd.Table
 	var err error
 	if o.Conns != nil {
-		table, err = buildConnTable(ctx, cfg, o.Conns, id, log, isGoModule(w.Wasm))
+		table, err = buildConnTable(ctx, cfg, o.Conns, id, ds, log, isGoModule(w.Wasm))
 	} else {
-		table, err = buildTable(ctx, cfg, o.Files, id, log, isGoModule(w.Wasm))
+		table, err = buildTable(ctx, cfg, o.Files, id, ds, log, isGoModule(w.Wasm))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setting up the workload's files: %w", err)
