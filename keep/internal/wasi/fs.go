@@ -449,6 +449,11 @@ func (s *System) pathSymlink(_ context.Context, c engine.Caller, stk []uint64) E
 	if errno != ESUCCESS {
 		return errno
 	}
+	if target[0] == '/' {
+		// It could never resolve beneath the preopen: refused when made,
+		// as wasmtime (cap-std) does.
+		return EPERM
+	}
 	return errnoOf(dir.Symlink(target, path))
 }
 
