@@ -1,7 +1,7 @@
 // Package format is the byte layout of a sealed volume's manifest: the
 // plaintext header that names the volume and its version, and the body
-// (sealed by package seal) that holds the serialized directory tree and
-// every file's chunk table. It only encodes and decodes: it knows no keys
+// (sealed by package seal) that holds the directory tree with every
+// file's chunk table. It only encodes and decodes: it knows no keys
 // and checks nothing but shape. Package seal authenticates the bytes;
 // package sealed decides what to accept (the volume policy).
 //
@@ -23,13 +23,20 @@
 // Body:
 //
 //	chunk size u32  a power of two in [MinChunkSize, MaxChunkSize]
-//	tree len   u64, tree bytes (the namespace, serialized by package tree)
-//	file count u32, then per file:
-//	  file id    [16] random, fixed at creation; also names its object
-//	  size       u64  the plaintext size
-//	  chunks     u32, then per present chunk (index increasing; a chunk
-//	                  not listed is a hole and reads as zeros):
-//	    index u32, slot u32, nonce [12], tag [16]
+//	root       u64  the root directory's inode number
+//	next ino   u64  the next inode number to assign
+//	node count u32, then per node (the namespace, package tree's Snapshot):
+//	  ino u64, type u8 (3 directory, 4 regular file, 7 symlink),
+//	  atim, mtim, ctim i64 (ns since the Unix epoch), then by type:
+//	  directory: entry count u32, per entry: name length u16, name, ino u64
+//	  symlink:   target length u16, target
+//	  file:      file id [16] (random, fixed at creation; names its object),
+//	             size u64 (plaintext), chunk count u32, then per present
+//	             chunk, index increasing (a chunk not listed is a hole and
+//	             reads as zeros):
+//	               index u32, slot u32, length u32 (plaintext bytes sealed,
+//	               1 to chunk size; the rest of the chunk reads as zeros),
+//	               nonce [12], tag [16]
 //
 // A content object (named ObjectName(file id)) holds slot s at byte
 // offset s × chunk size: the AES-GCM ciphertext of one chunk without its
@@ -57,8 +64,8 @@ const (
 	NonceSize  = 12
 	TagSize    = 16
 	HeaderSize = len(Magic) + 4 + IDSize + 8 + NonceSize
-	chunkSize  = 4 + 4 + NonceSize + TagSize // one chunk entry
-	fileFixed  = IDSize + 8 + 4
+	chunkSize  = 4 + 4 + 4 + NonceSize + TagSize // one chunk entry
+	fileFixed  = IDSize + 8 + 4                  // a file node's payload before its chunks
 )
 
 // Chunk size bounds.
@@ -155,12 +162,34 @@ func ParseHeader(b []byte) (Header, []byte, error) {
 type Chunk struct {
 	Index uint32
 	Slot  uint32
+	Len   uint32
 	Nonce [NonceSize]byte
 	Tag   [TagSize]byte
 }
 
-// File is one file's content record.
-type File struct {
+// Node types (WASI filetypes).
+const (
+	TypeDirectory = 3
+	TypeFile      = 4
+	TypeSymlink   = 7
+)
+
+// Entry is a directory entry.
+type Entry struct {
+	Name string
+	Ino  uint64
+}
+
+// Node is one inode of the namespace.
+type Node struct {
+	Ino              uint64
+	Type             uint8
+	Atim, Mtim, Ctim int64
+	// Entries: a directory's entries.
+	Entries []Entry
+	// Target: a symlink's target.
+	Target string
+	// ID, Size and Chunks: a regular file's content.
 	ID     ID
 	Size   uint64
 	Chunks []Chunk
@@ -169,43 +198,87 @@ type File struct {
 // Body is a manifest's plaintext body.
 type Body struct {
 	ChunkSize uint32
-	Tree      []byte
-	Files     []File
+	Root      uint64
+	NextIno   uint64
+	Nodes     []Node
 }
+
+// Limits of names and targets (those of package vfs).
+const (
+	MaxName   = 255
+	MaxTarget = 4096
+)
+
+const (
+	nodeFixed  = 8 + 1 + 3*8
+	entryFixed = 2 + 8
+)
 
 // Size is the length of the body's encoding.
 func (m *Body) Size() int {
-	n := 4 + 8 + len(m.Tree) + 4
-	for i := range m.Files {
-		n += fileFixed + chunkSize*len(m.Files[i].Chunks)
+	n := 4 + 8 + 8 + 4
+	for i := range m.Nodes {
+		x := &m.Nodes[i]
+		n += nodeFixed
+		switch x.Type {
+		case TypeDirectory:
+			n += 4
+			for _, e := range x.Entries {
+				n += entryFixed + len(e.Name)
+			}
+		case TypeSymlink:
+			n += 2 + len(x.Target)
+		case TypeFile:
+			n += fileFixed + chunkSize*len(x.Chunks)
+		}
 	}
 	return n
 }
 
-// Append appends the body's encoding to b.
+// Append appends the body's encoding to b. Nodes of another type are
+// written without a payload (and refused by ParseBody).
 func (m *Body) Append(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, m.ChunkSize)
-	b = binary.BigEndian.AppendUint64(b, uint64(len(m.Tree)))
-	b = append(b, m.Tree...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Files)))
-	for i := range m.Files {
-		f := &m.Files[i]
-		b = append(b, f.ID[:]...)
-		b = binary.BigEndian.AppendUint64(b, f.Size)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(f.Chunks)))
-		for _, c := range f.Chunks {
-			b = binary.BigEndian.AppendUint32(b, c.Index)
-			b = binary.BigEndian.AppendUint32(b, c.Slot)
-			b = append(b, c.Nonce[:]...)
-			b = append(b, c.Tag[:]...)
+	b = binary.BigEndian.AppendUint64(b, m.Root)
+	b = binary.BigEndian.AppendUint64(b, m.NextIno)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Nodes)))
+	for i := range m.Nodes {
+		x := &m.Nodes[i]
+		b = binary.BigEndian.AppendUint64(b, x.Ino)
+		b = append(b, x.Type)
+		b = binary.BigEndian.AppendUint64(b, uint64(x.Atim))
+		b = binary.BigEndian.AppendUint64(b, uint64(x.Mtim))
+		b = binary.BigEndian.AppendUint64(b, uint64(x.Ctim))
+		switch x.Type {
+		case TypeDirectory:
+			b = binary.BigEndian.AppendUint32(b, uint32(len(x.Entries)))
+			for _, e := range x.Entries {
+				b = binary.BigEndian.AppendUint16(b, uint16(len(e.Name)))
+				b = append(b, e.Name...)
+				b = binary.BigEndian.AppendUint64(b, e.Ino)
+			}
+		case TypeSymlink:
+			b = binary.BigEndian.AppendUint16(b, uint16(len(x.Target)))
+			b = append(b, x.Target...)
+		case TypeFile:
+			b = append(b, x.ID[:]...)
+			b = binary.BigEndian.AppendUint64(b, x.Size)
+			b = binary.BigEndian.AppendUint32(b, uint32(len(x.Chunks)))
+			for _, c := range x.Chunks {
+				b = binary.BigEndian.AppendUint32(b, c.Index)
+				b = binary.BigEndian.AppendUint32(b, c.Slot)
+				b = binary.BigEndian.AppendUint32(b, c.Len)
+				b = append(b, c.Nonce[:]...)
+				b = append(b, c.Tag[:]...)
+			}
 		}
 	}
 	return b
 }
 
-// MaxFileSize bounds a file's size so that every chunk index fits a u32
-// at the smallest chunk size.
-const MaxFileSize = uint64(MinChunkSize) << 32
+// MaxFileSize bounds a file's size (8 TiB) so that every chunk index is
+// below 2^31 at the smallest chunk size.
+const MaxFileSize = uint64(MinChunkSize) << 31
 
 // ValidChunkSize reports whether n can be a volume's chunk size.
 func ValidChunkSize(n uint32) bool {
@@ -244,71 +317,145 @@ func (r *reader) u64(what string) uint64 {
 	return 0
 }
 
-// ParseBody decodes a body and checks its shape: a valid chunk size,
-// distinct file ids, sizes at most MaxFileSize, chunk indexes increasing
-// and inside the file's size, distinct slots within a file, no trailing
-// bytes. The returned body's Tree aliases b.
+// ParseBody decodes a body and checks its shape: a valid chunk size;
+// known node types; names of 1 to MaxName bytes and symlink targets of 1
+// to MaxTarget bytes; distinct file ids; file sizes at most MaxFileSize;
+// chunk indexes increasing, chunks inside their file's size, slots
+// distinct within a file; no trailing bytes. The namespace's structure
+// (inode numbers, links) is package tree's to check when it loads it.
 func ParseBody(b []byte) (*Body, error) {
 	r := &reader{b: b}
 	m := &Body{ChunkSize: r.u32("chunk size")}
 	if r.err == nil && !ValidChunkSize(m.ChunkSize) {
 		return nil, formatErr("chunk size %d", m.ChunkSize)
 	}
-	m.Tree = r.take(r.u64("tree length"), "tree")
-	n := r.u32("file count")
+	m.Root = r.u64("root")
+	m.NextIno = r.u64("next ino")
+	n := r.u32("node count")
 	if r.err != nil {
 		return nil, r.err
 	}
-	if uint64(n) > uint64(len(r.b))/fileFixed {
-		return nil, formatErr("%d files in %d bytes", n, len(r.b))
+	if uint64(n) > uint64(len(r.b))/nodeFixed {
+		return nil, formatErr("%d nodes in %d bytes", n, len(r.b))
 	}
-	m.Files = make([]File, n)
-	seen := make(map[ID]bool, n)
-	for i := range m.Files {
-		f := &m.Files[i]
-		copy(f.ID[:], r.take(IDSize, "file id"))
-		f.Size = r.u64("file size")
-		nc := r.u32("chunk count")
+	m.Nodes = make([]Node, n)
+	ids := make(map[ID]bool)
+	for i := range m.Nodes {
+		x := &m.Nodes[i]
+		x.Ino = r.u64("ino")
+		if p := r.take(1, "type"); p != nil {
+			x.Type = p[0]
+		}
+		x.Atim = int64(r.u64("atim"))
+		x.Mtim = int64(r.u64("mtim"))
+		x.Ctim = int64(r.u64("ctim"))
 		if r.err != nil {
 			return nil, r.err
 		}
-		if seen[f.ID] {
-			return nil, formatErr("file %s listed twice", f.ID)
-		}
-		seen[f.ID] = true
-		if f.Size > MaxFileSize {
-			return nil, formatErr("file %s: size %d over %d", f.ID, f.Size, MaxFileSize)
-		}
-		if uint64(nc) > uint64(len(r.b))/chunkSize {
-			return nil, formatErr("file %s: %d chunks in %d bytes", f.ID, nc, len(r.b))
-		}
-		nchunks := (f.Size + uint64(m.ChunkSize) - 1) / uint64(m.ChunkSize)
-		f.Chunks = make([]Chunk, nc)
-		slots := make(map[uint32]bool, nc)
-		for j := range f.Chunks {
-			c := &f.Chunks[j]
-			c.Index = r.u32("chunk index")
-			c.Slot = r.u32("chunk slot")
-			copy(c.Nonce[:], r.take(NonceSize, "chunk nonce"))
-			copy(c.Tag[:], r.take(TagSize, "chunk tag"))
-			if r.err != nil {
-				return nil, r.err
+		var err error
+		switch x.Type {
+		case TypeDirectory:
+			err = parseDir(r, x)
+		case TypeSymlink:
+			tl := uint64(r.u16("target length"))
+			x.Target = string(r.take(tl, "target"))
+			if r.err == nil && (tl == 0 || tl > MaxTarget) {
+				err = formatErr("symlink %d: target of %d bytes", x.Ino, tl)
 			}
-			switch {
-			case uint64(c.Index) >= nchunks:
-				return nil, formatErr("file %s: chunk %d beyond its size %d", f.ID, c.Index, f.Size)
-			case j > 0 && c.Index <= f.Chunks[j-1].Index:
-				return nil, formatErr("file %s: chunk %d out of order", f.ID, c.Index)
-			case c.Slot == NoSlot:
-				return nil, formatErr("file %s: chunk %d has no slot", f.ID, c.Index)
-			case slots[c.Slot]:
-				return nil, formatErr("file %s: slot %d used twice", f.ID, c.Slot)
+		case TypeFile:
+			err = parseFile(r, x, m.ChunkSize)
+			if err == nil && r.err == nil {
+				if ids[x.ID] {
+					err = formatErr("file %s listed twice", x.ID)
+				}
+				ids[x.ID] = true
 			}
-			slots[c.Slot] = true
+		default:
+			err = formatErr("node %d has type %d", x.Ino, x.Type)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if r.err != nil {
+			return nil, r.err
 		}
 	}
 	if len(r.b) != 0 {
 		return nil, formatErr("%d trailing bytes", len(r.b))
 	}
 	return m, nil
+}
+
+func (r *reader) u16(what string) uint16 {
+	if p := r.take(2, what); p != nil {
+		return binary.BigEndian.Uint16(p)
+	}
+	return 0
+}
+
+func parseDir(r *reader, x *Node) error {
+	ne := r.u32("entry count")
+	if r.err != nil {
+		return r.err
+	}
+	if uint64(ne) > uint64(len(r.b))/(entryFixed+1) {
+		return formatErr("directory %d: %d entries in %d bytes", x.Ino, ne, len(r.b))
+	}
+	x.Entries = make([]Entry, ne)
+	for j := range x.Entries {
+		nl := uint64(r.u16("name length"))
+		name := r.take(nl, "name")
+		ino := r.u64("entry ino")
+		if r.err != nil {
+			return r.err
+		}
+		if nl == 0 || nl > MaxName {
+			return formatErr("directory %d: a name of %d bytes", x.Ino, nl)
+		}
+		x.Entries[j] = Entry{Name: string(name), Ino: ino}
+	}
+	return nil
+}
+
+func parseFile(r *reader, x *Node, cs uint32) error {
+	copy(x.ID[:], r.take(IDSize, "file id"))
+	x.Size = r.u64("file size")
+	nc := r.u32("chunk count")
+	if r.err != nil {
+		return r.err
+	}
+	if x.Size > MaxFileSize {
+		return formatErr("file %s: size %d over %d", x.ID, x.Size, MaxFileSize)
+	}
+	if uint64(nc) > uint64(len(r.b))/chunkSize {
+		return formatErr("file %s: %d chunks in %d bytes", x.ID, nc, len(r.b))
+	}
+	nchunks := (x.Size + uint64(cs) - 1) / uint64(cs)
+	x.Chunks = make([]Chunk, nc)
+	slots := make(map[uint32]bool, nc)
+	for j := range x.Chunks {
+		c := &x.Chunks[j]
+		c.Index = r.u32("chunk index")
+		c.Slot = r.u32("chunk slot")
+		c.Len = r.u32("chunk length")
+		copy(c.Nonce[:], r.take(NonceSize, "chunk nonce"))
+		copy(c.Tag[:], r.take(TagSize, "chunk tag"))
+		if r.err != nil {
+			return r.err
+		}
+		switch {
+		case uint64(c.Index) >= nchunks:
+			return formatErr("file %s: chunk %d beyond its size %d", x.ID, c.Index, x.Size)
+		case c.Len == 0 || c.Len > cs || uint64(c.Index)*uint64(cs)+uint64(c.Len) > x.Size:
+			return formatErr("file %s: chunk %d length %d", x.ID, c.Index, c.Len)
+		case j > 0 && c.Index <= x.Chunks[j-1].Index:
+			return formatErr("file %s: chunk %d out of order", x.ID, c.Index)
+		case c.Slot == NoSlot:
+			return formatErr("file %s: chunk %d has no slot", x.ID, c.Index)
+		case slots[c.Slot]:
+			return formatErr("file %s: slot %d used twice", x.ID, c.Slot)
+		}
+		slots[c.Slot] = true
+	}
+	return nil
 }

@@ -1,0 +1,572 @@
+package sealed
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/enarx-go/enarx/keep/internal/vfs"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/format"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/seal"
+)
+
+// chunkRef is where a chunk's ciphertext is and what authenticates it.
+type chunkRef struct {
+	slot  uint32 // format.NoSlot: a hole (zeros)
+	n     uint32 // plaintext bytes sealed
+	nonce [format.NonceSize]byte
+	tag   [format.TagSize]byte
+	// committed: the last durable manifest references this slot, so it
+	// must not be overwritten until a newer manifest is durable.
+	committed bool
+}
+
+// noChunk marks a cache entry that holds no chunk (chunk indexes are
+// below 2^31, see format.MaxFileSize).
+const noChunk = ^uint32(0)
+
+// cbuf is a cached plaintext chunk.
+type cbuf struct {
+	idx   uint32
+	data  []byte // chunk size; zeros past n
+	n     int    // plaintext bytes of the chunk that are data
+	dirty bool
+	used  uint64
+}
+
+// cacheChunks bounds the plaintext chunks cached per file (512 KiB at
+// the default chunk size): enough that small sequential reads and writes
+// decrypt and seal each chunk once.
+const cacheChunks = 8
+
+// content is a regular file's bytes: chunks sealed into the file's
+// backing object at copy-on-write slots.
+type content struct {
+	v    *Volume
+	id   format.ID
+	aead *seal.File
+	size atomic.Int64
+
+	mu          sync.Mutex
+	chunks      []chunkRef
+	nextSlot    uint32
+	free        []uint32 // slots no manifest references
+	retired     []uint32 // slots the durable manifest references but the file no longer uses
+	uncommitted []uint32 // chunk indexes whose ref is not committed
+	cache       []*cbuf
+	tick        uint64
+	scratch     []byte // chunk size + tag
+	obj         vfs.File
+	objDirty    bool // written since its last Sync
+	freed       bool
+}
+
+func (v *Volume) newContent(id format.ID) (*content, error) {
+	a, err := v.keys.File(v.id, id)
+	if err != nil {
+		return nil, err
+	}
+	c := &content{v: v, id: id, aead: a, scratch: make([]byte, v.chunk+format.TagSize)}
+	return c, nil
+}
+
+// load sets the content of a file listed in the manifest.
+func (c *content) load(n *format.Node) {
+	c.size.Store(int64(n.Size))
+	if len(n.Chunks) == 0 {
+		return
+	}
+	last := n.Chunks[len(n.Chunks)-1].Index
+	c.chunks = make([]chunkRef, last+1)
+	for i := range c.chunks {
+		c.chunks[i].slot = format.NoSlot
+	}
+	used := make([]uint32, 0, len(n.Chunks))
+	for _, x := range n.Chunks {
+		c.chunks[x.Index] = chunkRef{slot: x.Slot, n: x.Len, nonce: x.Nonce, tag: x.Tag, committed: true}
+		used = append(used, x.Slot)
+	}
+	sort.Slice(used, func(i, j int) bool { return used[i] < used[j] })
+	c.nextSlot = used[len(used)-1] + 1
+	// The gaps are free; a manifest this Keep wrote has few (at most the
+	// slots freed since the last commit). Bound the list anyway: a slot
+	// left out is only space not reused.
+	next := uint32(0)
+	for _, s := range used {
+		for ; next < s && len(c.free) < 1<<16; next++ {
+			c.free = append(c.free, next)
+		}
+		next = s + 1
+	}
+}
+
+func (c *content) chunkSize() int { return c.v.chunk }
+
+// Size implements tree.Content.
+func (c *content) Size() int64 { return c.size.Load() }
+
+func (c *content) integrity(idx uint32, reason string) error {
+	err := fmt.Errorf("sealed volume %q: object %s chunk %d: %s: %w", c.v.name, format.ObjectName(c.id), idx, reason, vfs.ErrIntegrity)
+	c.v.log.Error("sealed volume integrity failure: refusing the data", "volume", c.v.name, "object", format.ObjectName(c.id), "chunk", idx, "reason", reason)
+	return err
+}
+
+// object opens the backing object (creating it when create).
+func (c *content) object(create bool) (vfs.File, error) {
+	if c.obj != nil {
+		return c.obj, nil
+	}
+	o := vfs.OpenOptions{Read: true, Write: !c.v.readonly, Create: create && !c.v.readonly}
+	f, err := c.v.backing.Open(format.ObjectName(c.id), o)
+	if err != nil {
+		return nil, err
+	}
+	vf, ok := f.(vfs.File)
+	if !ok {
+		f.Close()
+		return nil, fmt.Errorf("sealed volume %q: object %s is not a regular file", c.v.name, format.ObjectName(c.id))
+	}
+	c.obj = vf
+	return vf, nil
+}
+
+// readChunk authenticates and decrypts chunk idx (present) into dst,
+// which has room for the chunk.
+func (c *content) readChunk(dst []byte, idx uint32) error {
+	r := c.chunks[idx]
+	obj, err := c.object(false)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return c.integrity(idx, "the object is missing")
+		}
+		return fmt.Errorf("sealed volume %q: opening object %s: %w", c.v.name, format.ObjectName(c.id), err)
+	}
+	ct := c.scratch[:r.n]
+	got, err := readFull(obj, ct, int64(r.slot)*int64(c.chunkSize()))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("sealed volume %q: reading object %s: %w", c.v.name, format.ObjectName(c.id), err)
+	}
+	if got < len(ct) {
+		return c.integrity(idx, "the object is truncated")
+	}
+	if _, err := c.aead.OpenChunk(dst[:0], ct, idx, r.nonce, r.tag); err != nil {
+		return c.integrity(idx, "the chunk fails authentication (tampered, swapped or older)")
+	}
+	return nil
+}
+
+func readFull(f vfs.File, p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := f.ReadAt(p[n:], off+int64(n))
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+	}
+	return n, nil
+}
+
+// cached returns chunk idx's cache entry, loading it (and evicting the
+// least recently used one) if needed.
+func (c *content) cached(idx uint32, load bool) (*cbuf, error) {
+	c.tick++
+	for _, b := range c.cache {
+		if b.idx == idx {
+			b.used = c.tick
+			return b, nil
+		}
+	}
+	var b *cbuf
+	if len(c.cache) < cacheChunks {
+		b = &cbuf{data: make([]byte, c.chunkSize())}
+		c.cache = append(c.cache, b)
+	} else {
+		b = c.cache[0]
+		for _, x := range c.cache[1:] {
+			if x.used < b.used {
+				b = x
+			}
+		}
+		if b.dirty {
+			if err := c.flush(b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	b.idx, b.used, b.dirty, b.n = idx, c.tick, false, 0
+	clear(b.data)
+	if load && int(idx) < len(c.chunks) && c.chunks[idx].slot != format.NoSlot {
+		if err := c.readChunk(b.data, idx); err != nil {
+			b.idx = noChunk
+			b.used = 0
+			return nil, err
+		}
+		b.n = int(c.chunks[idx].n)
+	}
+	return b, nil
+}
+
+// drop forgets cache entries for chunks idx and above.
+func (c *content) dropCache(from uint32) {
+	for _, b := range c.cache {
+		if b.idx >= from && b.idx != noChunk {
+			b.idx, b.dirty, b.used = noChunk, false, 0
+		}
+	}
+}
+
+// alloc returns a slot for a new version of chunk idx.
+func (c *content) alloc(idx uint32) (uint32, error) {
+	if int(idx) < len(c.chunks) {
+		if r := c.chunks[idx]; r.slot != format.NoSlot && !r.committed {
+			return r.slot, nil // not durable yet: overwrite in place
+		}
+	}
+	if n := len(c.free); n > 0 {
+		s := c.free[n-1]
+		c.free = c.free[:n-1]
+		return s, nil
+	}
+	if c.nextSlot == format.NoSlot {
+		return 0, syscall.EFBIG
+	}
+	c.nextSlot++
+	return c.nextSlot - 1, nil
+}
+
+// setRef records chunk idx's new ref (after its ciphertext is written).
+func (c *content) setRef(idx uint32, r chunkRef) {
+	for int(idx) >= len(c.chunks) {
+		c.chunks = append(c.chunks, chunkRef{slot: format.NoSlot})
+	}
+	old := c.chunks[idx]
+	if old.slot != format.NoSlot && old.slot != r.slot {
+		c.release(old)
+	}
+	c.chunks[idx] = r
+	if !old.committed && old.slot != format.NoSlot {
+		return // already listed
+	}
+	c.uncommitted = append(c.uncommitted, idx)
+}
+
+// release gives back the slot of a ref no longer used.
+func (c *content) release(r chunkRef) {
+	if r.committed {
+		c.retired = append(c.retired, r.slot)
+	} else {
+		c.free = append(c.free, r.slot)
+	}
+}
+
+// seal writes plaintext p as chunk idx.
+func (c *content) seal(idx uint32, p []byte) error {
+	if len(p) == 0 {
+		c.punch(idx)
+		return nil
+	}
+	slot, err := c.alloc(idx)
+	if err != nil {
+		return err
+	}
+	obj, err := c.object(true)
+	if err != nil {
+		c.unalloc(idx, slot)
+		return fmt.Errorf("sealed volume %q: creating object %s: %w", c.v.name, format.ObjectName(c.id), err)
+	}
+	ct, nonce, tag := c.aead.SealChunk(c.scratch, p, idx)
+	if _, err := obj.WriteAt(ct, int64(slot)*int64(c.chunkSize())); err != nil {
+		c.unalloc(idx, slot)
+		return fmt.Errorf("sealed volume %q: writing object %s: %w", c.v.name, format.ObjectName(c.id), err)
+	}
+	c.objDirty = true
+	c.setRef(idx, chunkRef{slot: slot, n: uint32(len(p)), nonce: nonce, tag: tag})
+	return nil
+}
+
+// unalloc returns a slot alloc gave for idx whose write failed (an
+// in-place slot stays the chunk's: its ref is unchanged, and what is in
+// the slot now fails its tag until the chunk is written again — but the
+// chunk stays dirty in the cache, so it will be).
+func (c *content) unalloc(idx uint32, slot uint32) {
+	if int(idx) < len(c.chunks) && c.chunks[idx].slot == slot {
+		return
+	}
+	c.free = append(c.free, slot)
+}
+
+// punch makes chunk idx a hole.
+func (c *content) punch(idx uint32) {
+	if int(idx) >= len(c.chunks) || c.chunks[idx].slot == format.NoSlot {
+		return
+	}
+	c.release(c.chunks[idx])
+	c.chunks[idx] = chunkRef{slot: format.NoSlot}
+}
+
+func (c *content) flush(b *cbuf) error {
+	if err := c.seal(b.idx, b.data[:b.n]); err != nil {
+		return err
+	}
+	b.dirty = false
+	return nil
+}
+
+// ReadAt implements tree.Content.
+func (c *content) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	c.v.commitMu.RLock()
+	defer c.v.commitMu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size := c.size.Load()
+	if off >= size {
+		return 0, io.EOF
+	}
+	want := len(p)
+	if int64(want) > size-off {
+		p = p[:size-off]
+	}
+	cs := int64(c.chunkSize())
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		idx := uint32(pos / cs)
+		o := int(pos % cs)
+		m := min(len(p)-n, int(cs)-o)
+		dst := p[n : n+m]
+		if b := c.lookup(idx); b != nil {
+			copy(dst, b.data[o:])
+		} else if int(idx) >= len(c.chunks) || c.chunks[idx].slot == format.NoSlot {
+			clear(dst)
+		} else if r := c.chunks[idx]; o == 0 && m >= int(r.n) {
+			// The whole chunk's data: decrypt straight into p.
+			if err := c.readChunk(dst, idx); err != nil {
+				return n, err
+			}
+			clear(dst[r.n:])
+		} else {
+			b, err := c.cached(idx, true)
+			if err != nil {
+				return n, err
+			}
+			copy(dst, b.data[o:])
+		}
+		n += m
+	}
+	if n < want {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (c *content) lookup(idx uint32) *cbuf {
+	for _, b := range c.cache {
+		if b.idx == idx {
+			c.tick++
+			b.used = c.tick
+			return b
+		}
+	}
+	return nil
+}
+
+// WriteAt implements tree.Content.
+func (c *content) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	if c.v.readonly {
+		return 0, syscall.EROFS
+	}
+	if uint64(off)+uint64(len(p)) > format.MaxFileSize {
+		return 0, syscall.EFBIG
+	}
+	c.v.commitMu.RLock()
+	defer c.v.commitMu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs := int64(c.chunkSize())
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		idx := uint32(pos / cs)
+		o := int(pos % cs)
+		m := min(len(p)-n, int(cs)-o)
+		src := p[n : n+m]
+		if m == int(cs) && c.lookup(idx) == nil {
+			// A whole chunk: seal straight from p.
+			if err := c.seal(idx, src); err != nil {
+				return c.wrote(off, n), err
+			}
+		} else {
+			b, err := c.cached(idx, true)
+			if err != nil {
+				return c.wrote(off, n), err
+			}
+			copy(b.data[o:], src)
+			b.n = max(b.n, o+m)
+			b.dirty = true
+		}
+		n += m
+	}
+	c.v.markDirty()
+	return c.wrote(off, n), nil
+}
+
+// wrote grows the size after n bytes were written at off.
+func (c *content) wrote(off int64, n int) int {
+	if end := off + int64(n); n > 0 && end > c.size.Load() {
+		c.size.Store(end)
+	}
+	return n
+}
+
+// Truncate implements tree.Content.
+func (c *content) Truncate(size int64) error {
+	if size < 0 || uint64(size) > format.MaxFileSize {
+		return syscall.EINVAL
+	}
+	if c.v.readonly {
+		return syscall.EROFS
+	}
+	c.v.commitMu.RLock()
+	defer c.v.commitMu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.v.markDirty()
+	if size >= c.size.Load() {
+		c.size.Store(size) // the new bytes are holes
+		return nil
+	}
+	cs := int64(c.chunkSize())
+	keep := uint32((size + cs - 1) / cs) // chunks [0, keep) stay
+	if tail := int(size % cs); tail != 0 {
+		// The chunk holding the new end keeps only its first tail bytes.
+		idx := keep - 1
+		b := c.lookup(idx)
+		if b == nil && int(idx) < len(c.chunks) && c.chunks[idx].slot != format.NoSlot && int(c.chunks[idx].n) > tail {
+			var err error
+			if b, err = c.cached(idx, true); err != nil {
+				return err
+			}
+		}
+		if b != nil && b.n > tail {
+			clear(b.data[tail:])
+			b.n = tail
+			b.dirty = true
+		}
+	}
+	c.dropCache(keep)
+	for i := int(keep); i < len(c.chunks); i++ {
+		c.punch(uint32(i))
+	}
+	if int(keep) < len(c.chunks) {
+		c.chunks = c.chunks[:keep]
+	}
+	c.size.Store(size)
+	return nil
+}
+
+// Allocate implements tree.Allocator: the size grows to off+n; the host
+// object is not preallocated (its free space is the host's to give).
+func (c *content) Allocate(off, n int64) error {
+	if off < 0 || n <= 0 {
+		return syscall.EINVAL
+	}
+	if end := off + n; end > c.size.Load() {
+		return c.Truncate(end)
+	}
+	return nil
+}
+
+// Sync implements tree.Content: the chunks are written and the object
+// synced; the tree then calls Store.Commit, which makes them part of the
+// volume.
+func (c *content) Sync() error {
+	if c.v.readonly {
+		return nil
+	}
+	c.v.commitMu.RLock()
+	defer c.v.commitMu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.freed {
+		return nil
+	}
+	return c.syncLocked()
+}
+
+// syncLocked flushes dirty chunks and syncs the object (c.mu held).
+func (c *content) syncLocked() error {
+	if c.freed {
+		// Gone from the namespace (its cache dropped); a manifest whose
+		// snapshot was taken just before may still list what it wrote.
+		if c.objDirty && c.obj != nil {
+			c.obj.Sync()
+			c.objDirty = false
+		}
+		return nil
+	}
+	for _, b := range c.cache {
+		if b.dirty {
+			if err := c.flush(b); err != nil {
+				return err
+			}
+		}
+	}
+	if c.objDirty {
+		if err := c.obj.Sync(); err != nil {
+			return fmt.Errorf("sealed volume %q: syncing object %s: %w", c.v.name, format.ObjectName(c.id), err)
+		}
+		c.objDirty = false
+	}
+	return nil
+}
+
+// record returns the manifest's view of the content (c.mu held, after
+// syncLocked).
+func (c *content) record(n *format.Node) {
+	n.ID = c.id
+	n.Size = uint64(c.size.Load())
+	n.Chunks = n.Chunks[:0]
+	for i, r := range c.chunks {
+		if r.slot != format.NoSlot {
+			n.Chunks = append(n.Chunks, format.Chunk{Index: uint32(i), Slot: r.slot, Len: r.n, Nonce: r.nonce, Tag: r.tag})
+		}
+	}
+}
+
+// committed is called once a manifest listing c as recorded is durable
+// (c.mu held): its slots become the ones to preserve, and the ones the
+// previous manifest used and c no longer does are free.
+func (c *content) committed() {
+	for _, i := range c.uncommitted {
+		if int(i) < len(c.chunks) && c.chunks[i].slot != format.NoSlot {
+			c.chunks[i].committed = true
+		}
+	}
+	c.uncommitted = c.uncommitted[:0]
+	c.free = append(c.free, c.retired...)
+	c.retired = c.retired[:0]
+}
+
+// close releases the object.
+func (c *content) close() error {
+	if c.obj == nil {
+		return nil
+	}
+	err := c.obj.Close()
+	c.obj = nil
+	return err
+}

@@ -1,0 +1,83 @@
+// Package sealed is the "sealed" source of the Keep's preopened
+// directories (Enarx.toml [[files]] kind = "dir", source = "sealed"): a
+// directory tree kept in Keep memory (package tree: the one namespace and
+// path resolver, shared with the memory source) whose file contents and
+// metadata are stored encrypted and authenticated in a host directory.
+//
+// # Layout
+//
+// The host directory (reached only through a vfs.Dir, the hostfs source
+// in a Keep) holds:
+//
+//   - "manifest": the namespace (names, directories, symlinks, hard links,
+//     times) and every file's size and chunk table, AES-256-GCM-sealed
+//     with the manifest key; its plaintext header (volume id, version) is
+//     the additional data. See package format for the bytes.
+//   - one object per regular file, named "c-" + a random 128-bit file id:
+//     the file's 64 KiB chunks, each AES-256-GCM-sealed with the file's key
+//     and additional data (volume id, file id, chunk index), at
+//     copy-on-write slots. The manifest records each chunk's slot, length,
+//     nonce and tag.
+//
+// Keys (package seal) derive by HKDF-SHA256 from the 32 bytes of a key
+// source (package keys: a development key file, the SEV-SNP derived key;
+// a remote key-release service can be added behind the same interface)
+// and the volume's configured name.
+//
+// # Commits
+//
+// File.Sync, File.Datasync and Dir.Sync on any file or directory of the
+// volume, and closing the volume (Keep exit), commit: every file's
+// pending chunks are sealed, written and synced; then the manifest is
+// written to "manifest.new", synced, renamed over "manifest" and the
+// directory synced. A slot the durable manifest references is never
+// written before a newer manifest is durable, so a crash (kill -9, power
+// loss) or a full disk (ENOSPC, returned to the guest) at any point
+// leaves the last committed state whole; what was written after it is
+// lost, as after a crash of any file system whose data was not synced.
+// Objects no manifest lists (a crash's leftovers, files deleted since)
+// are removed at open. Only one Keep may use a volume at a time.
+//
+// # Threat model
+//
+// Trusted: the Keep (this code, its memory) and the key source. Untrusted:
+// the host, which controls the directory's bytes, names and their timing.
+//
+// Protected:
+//   - confidentiality of file contents, file and directory names, the
+//     tree's shape, link counts, times and exact file sizes;
+//   - integrity of every byte read: a flipped, truncated, swapped
+//     (between files, chunks or slots), renamed, deleted or older chunk or
+//     object, and any change of the manifest, fail authentication. The
+//     guest sees EIO (errors wrap vfs.ErrIntegrity) and the Keep logs an
+//     error naming the object and the reason; unauthenticated bytes are
+//     never returned. A directory with objects but no valid manifest is
+//     refused, never silently re-created;
+//   - binding: a volume opens only under its name and key; another
+//     volume's manifest or objects fail authentication.
+//
+// Not protected:
+//   - rollback of the whole volume to an older complete state (an older
+//     manifest with the objects it references): each copy is authentic.
+//     The manifest carries a version, +1 per commit, logged at open and
+//     close; Options.MinVersion (Enarx.toml min_version) refuses anything
+//     older, so an operator who pins the last version the Keep reported
+//     (or a trusted counter service feeding it) detects the rollback.
+//     Without the pin it is not detected. Deleting everything is the
+//     extreme case: an empty directory makes a new volume (version 1),
+//     refused when min_version is above 1;
+//   - availability: the host can delete or corrupt the directory (the
+//     Keep then reports errors, never wrong data), or fill its disk;
+//   - what the host observes: the number of files, each file's object
+//     size (its chunks, in 64 KiB steps, plus slots awaiting reuse),
+//     which objects are written and read and when, and commit times;
+//   - a development key file (key = "file:...") is known to the host:
+//     such a volume protects against nothing the host does and is
+//     labelled so in the log.
+//
+// Symlinks and hard links are supported (they live in the manifest); a
+// sealed volume has no size cap beyond its host directory's free space.
+// The manifest is rewritten whole at every commit, about 40 bytes per 64
+// KiB chunk of data plus the namespace, so a commit of a large volume
+// costs a proportional write.
+package sealed

@@ -1,0 +1,539 @@
+package sealed
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"syscall"
+
+	"github.com/enarx-go/enarx/keep/internal/fd"
+	"github.com/enarx-go/enarx/keep/internal/vfs"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/format"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/keys"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/seal"
+	"github.com/enarx-go/enarx/keep/internal/vfs/tree"
+)
+
+// Options configure a volume.
+type Options struct {
+	// Name is the volume's name (the Enarx.toml entry's name): it is
+	// mixed into the volume key, so a volume opens only under its name.
+	Name string
+	// MinVersion refuses a manifest older than this version (Enarx.toml
+	// min_version): the only defence against the host restoring an older
+	// complete copy of the volume. 0 or 1 accept any version; a new
+	// volume (an empty backing directory) starts at version 1, so with
+	// MinVersion above 1 an empty directory is refused too.
+	MinVersion uint64
+	// ReadOnly opens the volume without ever writing to the backing
+	// directory; changes fail with EROFS.
+	ReadOnly bool
+	// ChunkSize is a new volume's chunk size (0: 64 KiB); an existing
+	// volume keeps its own.
+	ChunkSize int
+	// Dev is the device number Stat reports.
+	Dev uint64
+	// Logger, if nil, slog.Default.
+	Logger *slog.Logger
+}
+
+// ErrRollback is wrapped (with vfs.ErrIntegrity) when the manifest is
+// older than Options.MinVersion.
+var ErrRollback = errors.New("sealed volume is older than its configured min_version (rolled back)")
+
+// Volume is an open sealed volume.
+type Volume struct {
+	name     string
+	backing  vfs.Dir
+	keys     *seal.Volume
+	mkey     *seal.Manifest
+	id       format.ID
+	chunk    int
+	readonly bool
+	log      *slog.Logger
+
+	// commitMu: content changes hold it shared, a commit exclusively, so
+	// no slot a manifest being written references is overwritten.
+	commitMu sync.RWMutex
+
+	mu        sync.Mutex
+	version   uint64 // the newest version that may be on disk
+	durable   uint64 // the newest version known durable
+	files     map[format.ID]*content
+	loading   map[uint64]*format.Node // ino → manifest node, during Load
+	orphans   []*content              // freed files: delete their objects after the next commit
+	dirty     bool                    // changed since the last commit
+	tree      *tree.Tree
+	closed    bool
+	committed uint64 // tree generation of the last commit
+}
+
+// Open opens the sealed volume held in backing (creating a new one in an
+// empty directory) with the key src gives for o.Name, and returns it; its
+// Root is the preopen's directory.
+func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Volume, error) {
+	if src == nil {
+		return nil, errors.New("sealed volume: no key source")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	sk, err := src.Key(ctx, o.Name)
+	if err != nil {
+		return nil, fmt.Errorf("sealed volume %q: getting its key from %s: %w", o.Name, src, err)
+	}
+	vk, err := seal.NewVolume(sk, o.Name)
+	clear(sk)
+	if err != nil {
+		return nil, fmt.Errorf("sealed volume %q: %w", o.Name, err)
+	}
+	v := &Volume{name: o.Name, backing: backing, keys: vk, readonly: o.ReadOnly, log: log, files: make(map[format.ID]*content)}
+	names, err := listBacking(backing)
+	if err != nil {
+		return nil, fmt.Errorf("sealed volume %q: listing its host directory: %w", o.Name, err)
+	}
+	topts := tree.Options{Store: v, ReadOnly: o.ReadOnly, Dev: o.Dev}
+	if !names[format.ManifestName] {
+		if err := v.create(names, o); err != nil {
+			return nil, err
+		}
+		t, err := tree.New(topts)
+		if err != nil {
+			return nil, fmt.Errorf("sealed volume %q: %w", o.Name, err)
+		}
+		v.tree = t
+		// Version 1 is the empty tree: commit it so that the volume's id
+		// and chunk size are fixed from now on.
+		v.dirty = true
+		if err := v.Commit(t); err != nil {
+			return nil, fmt.Errorf("sealed volume %q: writing its first manifest: %w", o.Name, err)
+		}
+		log.Info("sealed volume created", "volume", o.Name, "id", v.id, "version", v.durable, "key", src.String())
+		return v, nil
+	}
+	body, err := v.readManifest(o)
+	if err != nil {
+		return nil, err
+	}
+	snap := &tree.Snapshot{Root: body.Root, NextIno: body.NextIno, Nodes: make([]tree.Record, len(body.Nodes))}
+	v.loading = make(map[uint64]*format.Node)
+	for i := range body.Nodes {
+		x := &body.Nodes[i]
+		r := &snap.Nodes[i]
+		*r = tree.Record{Ino: x.Ino, Type: fd.Filetype(x.Type), Atim: x.Atim, Mtim: x.Mtim, Ctim: x.Ctim, Target: x.Target, Size: int64(x.Size)}
+		for _, e := range x.Entries {
+			r.Entries = append(r.Entries, tree.Entry{Name: e.Name, Ino: e.Ino})
+		}
+		if x.Type == format.TypeFile {
+			v.loading[x.Ino] = x
+		}
+	}
+	t, err := tree.Load(snap, topts)
+	v.loading = nil
+	if err != nil {
+		return nil, v.integrity(fmt.Sprintf("its manifest's namespace is inconsistent: %v", err))
+	}
+	v.tree = t
+	v.committed = t.Gen()
+	if !v.readonly {
+		v.collect(names)
+	}
+	log.Info("sealed volume opened", "volume", o.Name, "id", v.id, "version", v.durable, "files", len(v.files), "key", src.String())
+	return v, nil
+}
+
+// Root returns an open handle on the volume's root directory. Closing it
+// commits the volume (see Close).
+func (v *Volume) Root() vfs.Dir { return &root{Dir: v.tree.Root(), v: v} }
+
+// Version returns the volume's version: that of the last manifest known
+// durable (the value to pin as min_version).
+func (v *Volume) Version() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.durable
+}
+
+// ID returns the volume's id.
+func (v *Volume) ID() format.ID { return v.id }
+
+func (v *Volume) integrity(reason string) error {
+	v.log.Error("sealed volume integrity failure", "volume", v.name, "reason", reason)
+	return fmt.Errorf("sealed volume %q: %s: %w", v.name, reason, vfs.ErrIntegrity)
+}
+
+// listBacking returns the names in the backing directory.
+func listBacking(d vfs.Dir) (map[string]bool, error) {
+	names := make(map[string]bool)
+	var cookie uint64
+	for {
+		ents, err := d.ReadDir(cookie, 256)
+		if err != nil {
+			return nil, err
+		}
+		if len(ents) == 0 {
+			return names, nil
+		}
+		for _, e := range ents {
+			if e.Name != "." && e.Name != ".." {
+				names[e.Name] = true
+			}
+			cookie = e.Next
+		}
+	}
+}
+
+// create sets up a new volume in an empty backing directory.
+func (v *Volume) create(names map[string]bool, o Options) error {
+	delete(names, format.ManifestTemp) // a first commit cut short
+	switch {
+	case len(names) != 0:
+		return v.integrity(fmt.Sprintf("its host directory holds %d entries but no manifest (deleted?); refusing to create a new volume over them", len(names)))
+	case o.ReadOnly:
+		return fmt.Errorf("sealed volume %q: its host directory is empty and the volume is read-only: nothing to open", o.Name)
+	case o.MinVersion > 1:
+		return v.integrity(fmt.Sprintf("its host directory is empty, but min_version is %d: the volume was deleted or replaced", o.MinVersion))
+	}
+	v.chunk = o.ChunkSize
+	if v.chunk == 0 {
+		v.chunk = format.DefaultChunkSize
+	}
+	if v.chunk < 0 || !format.ValidChunkSize(uint32(v.chunk)) {
+		return fmt.Errorf("sealed volume %q: chunk size %d is not a power of two in [%d, %d]", o.Name, v.chunk, format.MinChunkSize, format.MaxChunkSize)
+	}
+	rand.Read(v.id[:])
+	m, err := v.keys.Manifest(v.id)
+	if err != nil {
+		return err
+	}
+	v.mkey = m
+	return nil
+}
+
+// maxManifest bounds the manifest object read into memory.
+const maxManifest = 1 << 30
+
+// readManifest reads, authenticates and checks the manifest.
+func (v *Volume) readManifest(o Options) (*format.Body, error) {
+	obj, err := readObject(v.backing, format.ManifestName, maxManifest)
+	if err != nil {
+		return nil, fmt.Errorf("sealed volume %q: reading its manifest: %w", v.name, err)
+	}
+	h, _, err := format.ParseHeader(obj)
+	if err != nil {
+		return nil, v.integrity(fmt.Sprintf("manifest: %v", err))
+	}
+	m, err := v.keys.Manifest(h.VolumeID)
+	if err != nil {
+		return nil, err
+	}
+	_, body, err := m.Open(obj)
+	if err != nil {
+		return nil, v.integrity(fmt.Sprintf("manifest (volume id %s, version %d): %v: tampered, or sealed with another key or for another volume name", h.VolumeID, h.Version, err))
+	}
+	if h.Version < o.MinVersion {
+		v.log.Error("sealed volume rolled back", "volume", v.name, "version", h.Version, "min_version", o.MinVersion)
+		return nil, fmt.Errorf("sealed volume %q: version %d, min_version %d: %w (%w)", v.name, h.Version, o.MinVersion, ErrRollback, vfs.ErrIntegrity)
+	}
+	v.id, v.mkey, v.chunk = h.VolumeID, m, int(body.ChunkSize)
+	v.version, v.durable = h.Version, h.Version
+	return body, nil
+}
+
+// readObject reads a whole backing object of at most max bytes.
+func readObject(d vfs.Dir, name string, max int64) ([]byte, error) {
+	f, err := d.Open(name, vfs.OpenOptions{Read: true})
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	vf, ok := f.(vfs.File)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	st, err := vf.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Type != fd.FiletypeRegularFile || st.Size > uint64(max) {
+		return nil, fmt.Errorf("%s: type %d, %d bytes (at most %d)", name, st.Type, st.Size, max)
+	}
+	buf := make([]byte, st.Size)
+	n, err := readFull(vf, buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// collect deletes what a crash left behind: objects no manifest lists
+// and a half-written manifest.
+func (v *Volume) collect(names map[string]bool) {
+	for name := range names {
+		id, ok := format.ParseObjectName(name)
+		if name != format.ManifestTemp && (!ok || v.files[id] != nil) {
+			continue
+		}
+		if err := v.backing.Unlink(name); err != nil {
+			v.log.Warn("sealed volume: could not remove an unused object", "volume", v.name, "object", name, "err", err)
+		}
+	}
+}
+
+// New implements tree.Store.
+func (v *Volume) New(uint64) (tree.Content, error) {
+	if v.readonly {
+		return nil, syscall.EROFS
+	}
+	var id format.ID
+	rand.Read(id[:])
+	c, err := v.newContent(id)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.files[id] = c
+	v.dirty = true
+	v.mu.Unlock()
+	return c, nil
+}
+
+// Open implements tree.Store (during Load).
+func (v *Volume) Open(ino uint64, size int64) (tree.Content, error) {
+	x := v.loading[ino]
+	if x == nil || int64(x.Size) != size {
+		return nil, fmt.Errorf("file %d has no content record", ino)
+	}
+	c, err := v.newContent(x.ID)
+	if err != nil {
+		return nil, err
+	}
+	c.load(x)
+	v.mu.Lock()
+	v.files[x.ID] = c
+	v.mu.Unlock()
+	return c, nil
+}
+
+// Free implements tree.Store: the file's object is deleted after the
+// next commit (a durable manifest may list it until then).
+func (v *Volume) Free(_ uint64, tc tree.Content) {
+	c, ok := tc.(*content)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	c.freed = true
+	c.cache = nil // its unwritten data is garbage now
+	c.mu.Unlock()
+	v.mu.Lock()
+	delete(v.files, c.id)
+	v.orphans = append(v.orphans, c)
+	v.dirty = true
+	v.mu.Unlock()
+}
+
+// Charge implements tree.Store: a sealed volume is bounded by its host
+// directory's free space, not by a cap.
+func (v *Volume) Charge(int64) error { return nil }
+
+func (v *Volume) markDirty() {
+	v.mu.Lock()
+	v.dirty = true
+	v.mu.Unlock()
+}
+
+// Commit implements tree.Store: it makes the volume's current state
+// durable as the next version. Every file's chunks are written and
+// synced, then the manifest is written to a new object, synced, renamed
+// over the old one and the directory synced. Until the rename, the
+// previous manifest and every slot it references are untouched, so a
+// crash or a full disk leaves the last committed state readable.
+func (v *Volume) Commit(t *tree.Tree) error {
+	if v.readonly {
+		return nil
+	}
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return syscall.EBADF
+	}
+	gen := t.Gen()
+	if !v.dirty && gen == v.committed && v.durable == v.version {
+		v.mu.Unlock()
+		return nil
+	}
+	// Files freed before the snapshot are in no manifest from now on.
+	orphans := len(v.orphans)
+	v.mu.Unlock()
+	// The namespace first, without commitMu: the tree takes its file
+	// locks for it, and a writer holding one may be waiting for
+	// commitMu. Sizes and chunk tables are read below, under commitMu,
+	// from the contents themselves.
+	snap := t.Snapshot()
+
+	v.commitMu.Lock()
+	defer v.commitMu.Unlock()
+	v.mu.Lock()
+	all := make(map[*content]bool, len(v.files))
+	for _, c := range v.files {
+		all[c] = true
+	}
+	v.mu.Unlock()
+	for i := range snap.Nodes {
+		if c, ok := snap.Nodes[i].Content.(*content); ok {
+			all[c] = true
+		}
+	}
+	for c := range all {
+		c.mu.Lock()
+		err := c.syncLocked()
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	body := &format.Body{ChunkSize: uint32(v.chunk), Root: snap.Root, NextIno: snap.NextIno, Nodes: make([]format.Node, len(snap.Nodes))}
+	listed := make([]*content, 0, len(all))
+	for i := range snap.Nodes {
+		r := &snap.Nodes[i]
+		x := &body.Nodes[i]
+		*x = format.Node{Ino: r.Ino, Type: uint8(r.Type), Atim: r.Atim, Mtim: r.Mtim, Ctim: r.Ctim, Target: r.Target}
+		for _, e := range r.Entries {
+			x.Entries = append(x.Entries, format.Entry{Name: e.Name, Ino: e.Ino})
+		}
+		if r.Type == fd.FiletypeRegularFile {
+			c, ok := r.Content.(*content)
+			if !ok {
+				return fmt.Errorf("sealed volume %q: file %d has foreign content", v.name, r.Ino)
+			}
+			c.mu.Lock()
+			c.record(x)
+			c.mu.Unlock()
+			listed = append(listed, c)
+		}
+	}
+
+	v.mu.Lock()
+	v.version++
+	version := v.version
+	v.mu.Unlock()
+	obj := v.mkey.Seal(format.Header{VolumeID: v.id, Version: version}, body)
+	if err := v.writeManifest(obj); err != nil {
+		return err
+	}
+
+	// Durable: the slots the previous manifest alone used are free now,
+	// and the objects of files freed before the snapshot can go.
+	for _, c := range listed {
+		c.mu.Lock()
+		c.committed()
+		c.mu.Unlock()
+	}
+	v.mu.Lock()
+	v.durable = version
+	v.committed = gen
+	v.dirty = false
+	gone := v.orphans[:orphans:orphans]
+	v.orphans = append([]*content(nil), v.orphans[orphans:]...)
+	v.mu.Unlock()
+	for _, c := range gone {
+		c.mu.Lock()
+		c.close()
+		c.mu.Unlock()
+		if err := v.backing.Unlink(format.ObjectName(c.id)); err != nil && !errors.Is(err, syscall.ENOENT) {
+			v.log.Warn("sealed volume: could not remove a deleted file's object", "volume", v.name, "object", format.ObjectName(c.id), "err", err)
+		}
+	}
+	v.log.Debug("sealed volume committed", "volume", v.name, "version", version, "files", len(listed), "manifest_bytes", len(obj))
+	return nil
+}
+
+// writeManifest writes obj as ManifestTemp, syncs it, renames it over
+// ManifestName and syncs the directory.
+func (v *Volume) writeManifest(obj []byte) error {
+	f, err := v.backing.Open(format.ManifestTemp, vfs.OpenOptions{Create: true, Trunc: true, Write: true, Read: true})
+	if err != nil {
+		return fmt.Errorf("sealed volume %q: creating its new manifest: %w", v.name, err)
+	}
+	vf, ok := f.(vfs.File)
+	if !ok {
+		f.Close()
+		return fmt.Errorf("sealed volume %q: %s is not a regular file", v.name, format.ManifestTemp)
+	}
+	_, err = vf.WriteAt(obj, 0)
+	if err == nil {
+		err = vf.Sync()
+	}
+	if cerr := vf.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = v.backing.Rename(format.ManifestTemp, v.backing, format.ManifestName)
+	}
+	if err != nil {
+		v.backing.Unlink(format.ManifestTemp)
+		return fmt.Errorf("sealed volume %q: writing its manifest (the previous version stays): %w", v.name, err)
+	}
+	if err := v.backing.Sync(); err != nil {
+		// The rename may or may not be durable: both manifests are whole
+		// and their slots intact, and the next commit uses a newer
+		// version whichever survives.
+		return fmt.Errorf("sealed volume %q: syncing its host directory after a commit: %w", v.name, err)
+	}
+	return nil
+}
+
+// Close commits the volume and releases its objects. The tree's handles
+// must not be used afterwards.
+func (v *Volume) Close() error {
+	err := v.Commit(v.tree)
+	v.commitMu.Lock()
+	defer v.commitMu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return nil
+	}
+	v.closed = true
+	for _, c := range append(v.orphans, slices.Collect(maps.Values(v.files))...) {
+		c.mu.Lock()
+		if cerr := c.close(); err == nil {
+			err = cerr
+		}
+		c.mu.Unlock()
+	}
+	if cerr := v.backing.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// root is the volume's root directory handle: closing it closes the
+// volume (the Keep closes its preopens at exit).
+type root struct {
+	*tree.Dir
+	v    *Volume
+	once sync.Once
+}
+
+// TreeDir lets the tree recognise the root as its own in Rename and Link.
+func (r *root) TreeDir() *tree.Dir { return r.Dir }
+
+// Close implements fd.File: it commits and closes the volume.
+func (r *root) Close() error {
+	err := r.Dir.Close()
+	r.once.Do(func() {
+		if cerr := r.v.Close(); cerr != nil {
+			err = cerr
+		}
+	})
+	return err
+}
