@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -69,8 +70,21 @@ type confineOptions struct {
 	// exeFD is the Keep's own executable, opened by the host; the first
 	// stage re-executes it.
 	exeFD int
+	// dirs are the host directories passed for [[files]] entries of kind
+	// "dir" (sources host and sealed): the only file system, besides the
+	// cache, the Keep may reach.
+	dirs []passedDir
 	// skip names layers to leave out (tests only).
 	skip map[string]bool
+}
+
+// passedDir is a directory descriptor the host passed.
+type passedDir struct {
+	// index is the [[files]] entry's index, fd its descriptor in the Keep.
+	index, fd int
+	readOnly  bool
+	// path is its host path (see launchDir.Path).
+	path string
 }
 
 // fdMargin is how many fds the Keep may open beyond the ones passed in:
@@ -141,11 +155,12 @@ func confineBeforeExec(o confineOptions) (layers []Layer, cacheOK bool) {
 		g.add(LayerMountNS, rtErr, "")
 	default:
 		var err error
-		cacheOK, err = emptyRoot(o.cacheDir, rt)
-		detail := ""
+		var notes []string
+		cacheOK, notes, err = emptyRoot(o.cacheDir, rt, o.dirs)
 		if err == nil && len(rt.files) > 0 {
-			detail = fmt.Sprintf("holds only, read-only, the %d shared objects this cgo build of enarx is linked with", len(rt.files))
+			notes = append([]string{fmt.Sprintf("holds only, read-only, the %d shared objects this cgo build of enarx is linked with", len(rt.files))}, notes...)
 		}
+		detail := strings.Join(notes, "; ")
 		g.add(LayerMountNS, err, detail)
 	}
 	ns(syscall.CLONE_NEWNET, LayerNetNS)
@@ -169,7 +184,11 @@ func confineBeforeExec(o confineOptions) (layers []Layer, cacheOK bool) {
 		if cacheOK {
 			dir = keepCacheDir
 		}
-		g.add(LayerLandlock, restrictLandlock(dir, o.exeFD, rt), "")
+		detail := ""
+		if len(o.dirs) > 0 {
+			detail = fmt.Sprintf("file system access only beneath the %d passed directories", len(o.dirs))
+		}
+		g.add(LayerLandlock, restrictLandlock(dir, o.exeFD, rt, o.dirs), detail)
 	}
 	// Recorded by the second stage, which checks what execve left.
 	if err := dropCapabilitiesForExec(); err != nil {
@@ -203,24 +222,30 @@ func confineAfterExec(o confineOptions, first []Layer, cacheOK bool) []Layer {
 	g.add(LayerRlimits, setRlimits(o), fmt.Sprintf("RLIMIT_AS=%s RLIMIT_NOFILE=%d RLIMIT_CORE=0", as, o.nfiles+4+fdMargin))
 	secErr := errSkipped
 	if !o.skip[LayerSeccomp] {
-		secErr = installSeccomp(cacheOK)
+		secErr = installSeccomp(cacheOK, len(o.dirs) > 0)
 	}
-	g.add(LayerSeccomp, secErr, fmt.Sprintf("%d system calls allowed, all others fail with EPERM", len(allowedSyscalls)))
+	g.add(LayerSeccomp, secErr, fmt.Sprintf("%d system calls allowed, all others fail with EPERM", len(seccompNames(cacheOK, len(o.dirs) > 0))))
 	return g.layers
 }
 
 // keepCacheDir is where the module's compilation cache appears in the Keep.
 const keepCacheDir = "/cache"
 
+// keepDirsDir is where the passed directories are mounted in the Keep's
+// root, each at its [[files]] index.
+const keepDirsDir = "/files"
+
 // emptyRoot makes an empty, read-only tmpfs the root of this mount
 // namespace and detaches the host's file system from it. In a cgo build
 // the root also holds, read-only, the dynamic loader and shared libraries
 // rt names, each at the path the loader opens it by: the second stage is
-// started in this root.
-func emptyRoot(cacheDir string, rt *runtimeFiles) (cacheOK bool, err error) {
+// started in this root. Each passed directory is bind-mounted at
+// keepDirsDir/<index> (read-only if it is) and its descriptor replaced by
+// one opened through that mount (see remountDirs).
+func emptyRoot(cacheDir string, rt *runtimeFiles, dirs []passedDir) (cacheOK bool, notes []string, err error) {
 	// Keep our mount changes from propagating back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return false, fmt.Errorf("making mounts private: %w", err)
+		return false, nil, fmt.Errorf("making mounts private: %w", err)
 	}
 	// The module's cache is opened before the tmpfs below is mounted: it
 	// may lie beneath the tmpfs's mount point (a cache under /tmp), which
@@ -231,6 +256,19 @@ func emptyRoot(cacheDir string, rt *runtimeFiles) (cacheOK bool, err error) {
 			cacheFD = fd
 			defer unix.Close(fd)
 		}
+	}
+	// A directory the Keep user cannot find by its path keeps the host's
+	// mount (Landlock still confines it; see mountDir for what it does
+	// not), and the layer's detail says so.
+	dirFDs := make([]int, len(dirs))
+	for i, d := range dirs {
+		pfd, err := openDirPath(d)
+		dirFDs[i] = pfd
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("files[%d] not mounted in it, so stat and readlink beyond it reach the host's file system (%v)", d.index, err))
+			continue
+		}
+		defer unix.Close(pfd)
 	}
 	var mnt string
 	var lastErr error
@@ -243,35 +281,137 @@ func emptyRoot(cacheDir string, rt *runtimeFiles) (cacheOK bool, err error) {
 		break
 	}
 	if mnt == "" {
-		return false, fmt.Errorf("mounting tmpfs: %w", lastErr)
+		return false, nil, fmt.Errorf("mounting tmpfs: %w", lastErr)
 	}
 	if err := os.Mkdir(mnt+"/old", 0o700); err != nil {
-		return false, fmt.Errorf("preparing new root: %w", err)
+		return false, nil, fmt.Errorf("preparing new root: %w", err)
 	}
 	for _, f := range rt.files {
 		if err := bindFile(f.fd, mnt+f.path); err != nil {
-			return false, fmt.Errorf("making %s available to the re-executed Keep: %w", f.path, err)
+			return false, nil, fmt.Errorf("making %s available to the re-executed Keep: %w", f.path, err)
 		}
 	}
 	// The module's own compilation cache; without it the Keep compiles
 	// from scratch, which is slower but no less confined.
 	cacheOK = cacheFD >= 0 && mountCache(fmt.Sprintf("/proc/self/fd/%d", cacheFD), mnt+keepCacheDir) == nil
+	for i, d := range dirs {
+		if dirFDs[i] < 0 {
+			continue
+		}
+		if err := mountDir(d, dirFDs[i], fmt.Sprintf("%s%s/%d", mnt, keepDirsDir, d.index)); err != nil {
+			return false, nil, fmt.Errorf("mounting the directory of files[%d]: %w", d.index, err)
+		}
+	}
 	if err := unix.PivotRoot(mnt, mnt+"/old"); err != nil {
-		return false, fmt.Errorf("pivot_root: %w", err)
+		return false, nil, fmt.Errorf("pivot_root: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
-		return false, fmt.Errorf("chdir /: %w", err)
+		return false, nil, fmt.Errorf("chdir /: %w", err)
 	}
 	if err := unix.Unmount("/old", unix.MNT_DETACH); err != nil {
-		return false, fmt.Errorf("detaching host root: %w", err)
+		return false, nil, fmt.Errorf("detaching host root: %w", err)
 	}
 	if err := unix.Rmdir("/old"); err != nil {
-		return false, fmt.Errorf("removing old root: %w", err)
+		return false, nil, fmt.Errorf("removing old root: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return false, fmt.Errorf("making root read-only: %w", err)
+		return false, nil, fmt.Errorf("making root read-only: %w", err)
 	}
-	return cacheOK, nil
+	for i, d := range dirs {
+		if dirFDs[i] >= 0 {
+			if err := reopenDir(d); err != nil {
+				return false, nil, err
+			}
+		}
+	}
+	return cacheOK, notes, nil
+}
+
+// Why the passed directories are mounted. The host opened each in its own
+// file system, and a descriptor keeps its mount: without this, ".." from
+// the directory (or a symlink the host swaps in) would lead a lookup into
+// the host's detached root. Landlock refuses every open there, but it does
+// not govern stat, readlink or O_PATH opens, so a Keep that escaped the
+// wasm runtime could still learn which host files exist, their sizes and
+// times. Re-opened through a bind mount whose root is the directory
+// itself, ".." at the directory stops in the Keep's empty root. A
+// read-only entry's mount is read-only: a write fails with EROFS even
+// where Landlock is missing.
+
+// openDirPath finds the passed directory d by its path in this mount
+// namespace: the descriptor's mount belongs to the host's mount namespace,
+// and the kernel binds only from this one's (EINVAL otherwise). It returns
+// an O_PATH descriptor of the same directory (device and inode checked).
+// Called before anything is mounted over the path (the tmpfs of the new
+// root may hide it).
+func openDirPath(d passedDir) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return -1, errors.New("the host passed something that is not a directory")
+	}
+	pfd, err := unix.Open(d.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("the Keep user cannot reach %s by its path (its parent directories must be searchable by the Keep's host uid): %w", d.path, err)
+	}
+	var pst unix.Stat_t
+	if err := unix.Fstat(pfd, &pst); err != nil || pst.Dev != st.Dev || pst.Ino != st.Ino {
+		unix.Close(pfd)
+		return -1, fmt.Errorf("%s is no longer the directory the host opened", d.path)
+	}
+	return pfd, nil
+}
+
+// mountDir bind-mounts the passed directory d (pfd: see openDirPath) at
+// target, read-only if d is, never with setuid, devices or execution. The remount keeps the
+// mount flags the host's mount has (in a user namespace the kernel locks
+// them; changing one is EPERM).
+func mountDir(d passedDir, pfd int, target string) error {
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", pfd), target, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(pfd, &fs); err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if d.readOnly || fs.Flags&unix.ST_RDONLY != 0 {
+		flags |= unix.MS_RDONLY
+	}
+	switch {
+	case fs.Flags&unix.ST_NOATIME != 0:
+		flags |= unix.MS_NOATIME
+	case fs.Flags&unix.ST_RELATIME != 0:
+		flags |= unix.MS_RELATIME
+	default:
+		flags |= unix.MS_STRICTATIME
+	}
+	if fs.Flags&unix.ST_NODIRATIME != 0 {
+		flags |= unix.MS_NODIRATIME
+	}
+	return unix.Mount("", target, "", flags, "")
+}
+
+// reopenDir replaces the passed directory's descriptor with one opened
+// through its mount in the new root (mountDir), at the same number and
+// without close-on-exec: the second stage finds it where the launch
+// header says.
+func reopenDir(d passedDir) error {
+	fd, err := unix.Open(fmt.Sprintf("%s/%d", keepDirsDir, d.index), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the mounted directory of files[%d]: %w", d.index, err)
+	}
+	err = unix.Dup3(fd, d.fd, 0)
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("replacing the descriptor of files[%d]: %w", d.index, err)
+	}
+	return nil
 }
 
 // bindFile bind-mounts the open file fd read-only at target, creating
@@ -403,7 +543,12 @@ func setRlimits(o confineOptions) error {
 // go-landlock applies rulesets to all threads through libcap's psx package,
 // which uses cgo whenever cgo is enabled; the two-stage Keep needs only the
 // calling thread restricted.
-func restrictLandlock(cacheDir string, exeFD int, rt *runtimeFiles) error {
+//
+// Each passed directory gets a rule beneath it (dirRights): read files and
+// list directories, and for a read-write one create, remove, rename and
+// truncate beneath it too. Nothing else is granted: no execution, no
+// devices, sockets or FIFOs.
+func restrictLandlock(cacheDir string, exeFD int, rt *runtimeFiles, dirs []passedDir) error {
 	abi, err := landlockABI()
 	if err != nil {
 		return fmt.Errorf("not supported by this kernel: %w", err)
@@ -449,6 +594,11 @@ func restrictLandlock(cacheDir string, exeFD int, rt *runtimeFiles) error {
 			return err
 		}
 	}
+	for _, d := range dirs {
+		if err := allow(fmt.Sprintf("the directory of files[%d]", d.index), d.fd, dirRights(abi, d.readOnly)); err != nil {
+			return err
+		}
+	}
 	const readExec = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_EXECUTE
 	if err := allow("the Keep executable", exeFD, readExec); err != nil {
 		return err
@@ -471,6 +621,33 @@ func restrictLandlock(cacheDir string, exeFD int, rt *runtimeFiles) error {
 		return fmt.Errorf("only file system access restricted: Landlock ABI %d has no network rules (needs 4)", abi)
 	}
 	return nil
+}
+
+// dirRights are the Landlock rights beneath a passed directory for
+// Landlock ABI abi: what the WASI path and fd calls over the directory
+// need (keep/internal/vfs/hostfs), read-only or read-write.
+//
+// ABI 1 knows no REFER: it refuses every rename or link into another
+// directory (EXDEV), even beneath one rule; rename within one directory
+// works. ABI 2 adds REFER, granted here beneath the rule, so renames and
+// links between the directory's subdirectories work. ABI 3 adds TRUNCATE
+// (open with O_TRUNC, ftruncate): granted for read-write only; ABI 1 and
+// 2 cannot refuse truncation to a file opened for writing, which a
+// read-only directory's read-only mount still refuses.
+func dirRights(abi int, readOnly bool) uint64 {
+	r := uint64(unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_READ_DIR)
+	if readOnly {
+		return r
+	}
+	r |= unix.LANDLOCK_ACCESS_FS_WRITE_FILE | unix.LANDLOCK_ACCESS_FS_REMOVE_DIR | unix.LANDLOCK_ACCESS_FS_REMOVE_FILE |
+		unix.LANDLOCK_ACCESS_FS_MAKE_DIR | unix.LANDLOCK_ACCESS_FS_MAKE_REG | unix.LANDLOCK_ACCESS_FS_MAKE_SYM
+	if abi >= 2 {
+		r |= unix.LANDLOCK_ACCESS_FS_REFER
+	}
+	if abi >= 3 {
+		r |= unix.LANDLOCK_ACCESS_FS_TRUNCATE
+	}
+	return r
 }
 
 // landlockPathBeneath is struct landlock_path_beneath_attr, which the

@@ -66,7 +66,7 @@ func keepFirstStage() int {
 	if err := closeOnExecAbove(exeFD); err != nil {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
 	}
-	layers, cacheOK := confineBeforeExec(confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, exeFD: exeFD, skip: testSkip()})
+	layers, cacheOK := confineBeforeExec(confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, exeFD: exeFD, dirs: l.passedDirs(), skip: testSkip()})
 	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
 		return keepFail(ctl, layers, requireIsolationError(missing))
 	}
@@ -153,11 +153,20 @@ func (l *launch) hostFiles() ([]*os.File, func(context.Context) (net.Conn, error
 	return files, b.Dial, nil
 }
 
+// passedDirs are the directories the host passed, at their descriptors.
+func (l *launch) passedDirs() []passedDir {
+	var dirs []passedDir
+	for _, d := range l.Dirs {
+		dirs = append(dirs, passedDir{index: d.Index, fd: l.fileFD(d.Index), readOnly: d.ReadOnly, path: d.Path})
+	}
+	return dirs
+}
+
 // confineSecondStage adds the second stage's layers to those of the first
 // (h), logs what each took, and refuses when a layer is missing and the
 // launch requires them all.
 func (l *launch) confineSecondStage(h *handoff, logger *slog.Logger, start time.Time) ([]Layer, error) {
-	layers := confineAfterExec(confineOptions{nfiles: l.NFiles, memoryLimit: l.MemoryLimit, skip: testSkip()}, h.Layers, h.CacheOK)
+	layers := confineAfterExec(confineOptions{nfiles: l.NFiles, memoryLimit: l.MemoryLimit, dirs: l.passedDirs(), skip: testSkip()}, h.Layers, h.CacheOK)
 	if logger.Enabled(context.Background(), slog.LevelDebug) {
 		var took []string
 		for _, ly := range layers {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/identity"
 	"github.com/enarx-go/enarx/keep"
 )
@@ -31,9 +32,16 @@ func newLaunch(ctx context.Context, l *backend.Launch) *launch {
 	// Null entries get no fd (the Keep learns which from Null), so the
 	// passed fds stay dense.
 	var null []int
+	var dirs []launchDir
 	for i, f := range l.Files {
 		if f == nil {
 			null = append(null, i)
+			continue
+		}
+		if l.Config != nil && i < len(l.Config.Files) && l.Config.Files[i].Kind == config.KindDir {
+			if o := l.Config.Files[i].Dir; o != nil {
+				dirs = append(dirs, launchDir{Index: i, ReadOnly: o.ReadOnly, Path: o.HostPath})
+			}
 		}
 	}
 	return &launch{
@@ -44,6 +52,7 @@ func newLaunch(ctx context.Context, l *backend.Launch) *launch {
 		Env:              l.Options.Env,
 		NFiles:           len(l.Files),
 		Null:             null,
+		Dirs:             dirs,
 		MemoryLimit:      l.Options.MemoryLimit,
 		Engine:           l.Options.Engine,
 		LogLevel:         logLevel(ctx, l.Options.Logger),
@@ -53,6 +62,7 @@ func newLaunch(ctx context.Context, l *backend.Launch) *launch {
 		wasm:             l.Workload.Wasm,
 		config:           l.Workload.Config,
 		bundle:           l.Workload.Bundle,
+		volumeKeys:       l.Options.VolumeKeys,
 	}
 }
 
@@ -78,6 +88,7 @@ func (l *launch) keepArgs(files []*os.File, dial func(context.Context) (net.Conn
 			Files:       files,
 			Args:        l.Args,
 			Env:         l.Env,
+			VolumeKeys:  l.volumeKeys,
 			Logger:      logger,
 			CacheDir:    cacheDir,
 			NoCache:     cacheDir == "",
@@ -93,6 +104,17 @@ func (l *launch) keepArgs(files []*os.File, dial func(context.Context) (net.Conn
 // The descriptors the host passes the Keep, from controlFD on: the control
 // socket, one per non-null [[files]] entry, the dial broker (Broker), the
 // payload memfd (PayloadFD) and, last, the executable.
+
+// fileFD is the descriptor of [[files]] entry i, which must not be null.
+func (l *launch) fileFD(i int) int {
+	fd := controlFD + 1 + i
+	for _, n := range l.Null {
+		if n < i {
+			fd--
+		}
+	}
+	return fd
+}
 
 // brokerFD is the dial broker's descriptor, if Broker.
 func (l *launch) brokerFD() int { return controlFD + 1 + l.NFiles - len(l.Null) }

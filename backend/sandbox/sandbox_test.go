@@ -76,6 +76,8 @@ func testRunner(ctx context.Context, w keep.Workload, o keep.Options) (int, erro
 		return 0, fmt.Errorf("gomaxprocs=%d", runtime.GOMAXPROCS(0))
 	case "digest":
 		return 0, fmt.Errorf("wasm=%s config=%q", digest(w.Wasm), w.Config)
+	case "volumekeys": // what keep.Options.VolumeKeys holds (dirs_test.go)
+		return 0, volumeKeysReport(o)
 	case "cachedir": // the compilation cache the Keep was given
 		return 0, fmt.Errorf("cachedir=%q", o.CacheDir)
 	case "probe": // containment probes, ';'-separated "name[:arg]"
@@ -692,6 +694,12 @@ func FuzzDecodeLaunch(f *testing.F) {
 	(&launch{wasm: []byte("\x00asm"), PayloadFD: true}).encode(&b) // refused: no memfd to map
 	f.Add(b.Bytes())
 	f.Add([]byte("EKL1\x00\x00\x00\x10{\"wasm_len\":1e9}"))
+	b.Reset()
+	(&launch{wasm: []byte("\x00asm"), NFiles: 2, Null: []int{0}, Dirs: []launchDir{{Index: 1, ReadOnly: true, Path: "/srv/data"}},
+		volumeKeys: map[string][]byte{"file:/k": bytes.Repeat([]byte{7}, volumeKeySize)}}).encode(&b)
+	f.Add(b.Bytes())
+	// Property: an accepted launch has the module its digest names, every
+	// volume key is exactly 32 bytes, and every directory is a passed file.
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := decodeLaunch(bytes.NewReader(data))
 		if err != nil {
@@ -699,6 +707,16 @@ func FuzzDecodeLaunch(f *testing.F) {
 		}
 		if digest(l.wasm) != l.WasmSHA256 || int64(len(l.wasm)) != l.WasmLen {
 			t.Fatal("accepted a module that does not match its digest")
+		}
+		for spec, k := range l.volumeKeys {
+			if len(k) != volumeKeySize || spec == "" {
+				t.Fatalf("accepted a volume key of %d bytes for %q", len(k), spec)
+			}
+		}
+		for _, d := range l.Dirs {
+			if d.Index < 0 || d.Index >= l.NFiles || slices.Contains(l.Null, d.Index) {
+				t.Fatalf("accepted directory %d of %d files (null %v)", d.Index, l.NFiles, l.Null)
+			}
 		}
 	})
 }
@@ -729,7 +747,7 @@ func TestDocsListEverySyscall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range append(append([]allowedSyscall(nil), allowedSyscalls...), cacheSyscalls...) {
+	for _, s := range slices.Concat(allowedSyscalls, cacheSyscalls, dirSyscalls) {
 		if !strings.Contains(string(doc), "| `"+s.name+"` | "+s.reason+" |") {
 			t.Errorf("docs/sandbox.md does not list %s (%s)", s.name, s.reason)
 		}

@@ -138,14 +138,86 @@ var cacheSyscalls = []allowedSyscall{
 	{name: "fstatfs", reason: "wasmtime checks that the cache may hold executable mappings"},
 }
 
+// dirSyscalls are allowed in addition when the host passed directories
+// ([[files]] entries of kind "dir" with source host or sealed): the calls
+// keep/internal/vfs/hostfs makes on them for the WASI path and fd calls.
+// Paths are in memory a filter cannot read, so none of these is confined
+// by seccomp: what keeps them beneath the passed directories is Landlock
+// (every open, create, remove and rename outside them fails with EACCES)
+// and the empty root (the directories are mounted there on their own, so
+// that ".." at one ends in the empty root; see mountDir). hostfs itself
+// resolves every path with openat2 RESOLVE_BENEATH, which is the Keep's
+// own rule; Landlock is the one that holds when the Keep's code does not.
+var dirSyscalls = []allowedSyscall{
+	{name: "openat2", reason: "path_open beneath a passed directory (RESOLVE_BENEATH); its flags are in memory: Landlock and the empty root confine it"},
+	{name: "newfstatat", reason: "path_filestat_get beneath a passed directory (stat is not governed by Landlock: the empty root bounds it)"},
+	{name: "mkdirat", reason: "path_create_directory"},
+	{name: "unlinkat", reason: "path_unlink_file, path_remove_directory"},
+	{name: "renameat", reason: "path_rename"},
+	// hostfs resolves a followed symlink itself and links with flags 0.
+	// AT_EMPTY_PATH would give a name in a passed directory to any
+	// descriptor the Keep holds.
+	{name: "linkat", reason: "path_link (flags 0 only)", conds: []seccomp.ArgumentConditions{argEq(4, 0)}},
+	{name: "symlinkat", reason: "path_symlink"},
+	{name: "readlinkat", reason: "path_readlink"},
+	{name: "utimensat", reason: "path_filestat_set_times, fd_filestat_set_times"},
+	{name: "ftruncate", reason: "fd_filestat_set_size, fd_allocate where the file system has no fallocate"},
+	// Mode 0 only: allocate, growing the size (no hole punching or range
+	// collapsing, which WASI does not have).
+	{name: "fallocate", reason: "fd_allocate (mode 0 only)", conds: []seccomp.ArgumentConditions{argEq(1, 0)}},
+	{name: "getdents64", reason: "fd_readdir"},
+}
+
+// policyEntries are the allowed calls for a Keep with or without its
+// compilation cache and passed directories, one entry per name: a call
+// that one list allows unconditionally is allowed unconditionally;
+// otherwise any of its lists' conditions allows it.
+func policyEntries(cache, dirs bool) []allowedSyscall {
+	lists := [][]allowedSyscall{allowedSyscalls}
+	if cache {
+		lists = append(lists, cacheSyscalls)
+	}
+	if dirs {
+		lists = append(lists, dirSyscalls)
+	}
+	var out []allowedSyscall
+	at := map[string]int{}
+	for _, list := range lists {
+		for _, s := range list {
+			i, seen := at[s.name]
+			switch {
+			case !seen:
+				at[s.name] = len(out)
+				out = append(out, s)
+			case out[i].conds == nil:
+			case s.conds == nil:
+				out[i].conds = nil
+			default:
+				out[i].conds = append(append([]seccomp.ArgumentConditions(nil), out[i].conds...), s.conds...)
+			}
+		}
+	}
+	return out
+}
+
+// seccompNames are the names policyEntries allows.
+func seccompNames(cache, dirs bool) []string {
+	var names []string
+	for _, s := range policyEntries(cache, dirs) {
+		names = append(names, s.name)
+	}
+	return names
+}
+
 // seccompPolicy builds the filter. pid is this process's pid as it sees
 // itself (1 in a new pid namespace); tgkill is limited to it so the Keep
-// can signal only its own threads.
-func seccompPolicy(pid int, readOnlyOpen bool) seccomp.Policy {
+// can signal only its own threads. cache adds cacheSyscalls, dirs
+// dirSyscalls.
+func seccompPolicy(pid int, cache, dirs bool) seccomp.Policy {
 	var groups []seccomp.SyscallGroup
 	plain := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
 	cond := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
-	for _, s := range allowedSyscalls {
+	for _, s := range policyEntries(cache, dirs) {
 		if s.conds == nil {
 			plain.Names = append(plain.Names, s.name)
 			continue
@@ -155,16 +227,6 @@ func seccompPolicy(pid int, readOnlyOpen bool) seccomp.Policy {
 				c = argEq(0, uint64(pid))
 			}
 			cond.NamesWithCondtions = append(cond.NamesWithCondtions, seccomp.NameWithConditions{Name: s.name, Conditions: c})
-		}
-	}
-	if readOnlyOpen {
-		for _, s := range cacheSyscalls {
-			if s.conds == nil {
-				plain.Names = append(plain.Names, s.name)
-			}
-			for _, c := range s.conds {
-				cond.NamesWithCondtions = append(cond.NamesWithCondtions, seccomp.NameWithConditions{Name: s.name, Conditions: c})
-			}
 		}
 	}
 	groups = append(groups, plain, cond, seccomp.SyscallGroup{
@@ -178,13 +240,13 @@ func seccompPolicy(pid int, readOnlyOpen bool) seccomp.Policy {
 
 // installSeccomp loads the filter on every thread (TSYNC). It also sets
 // no_new_privs, which the kernel requires for an unprivileged filter.
-func installSeccomp(readOnlyOpen bool) error {
+func installSeccomp(cache, dirs bool) error {
 	if !seccomp.Supported() {
 		return fmt.Errorf("seccomp filters are not supported by this kernel")
 	}
 	return seccomp.LoadFilter(seccomp.Filter{
 		NoNewPrivs: true,
 		Flag:       seccomp.FilterFlagTSync,
-		Policy:     seccompPolicy(unix.Getpid(), readOnlyOpen),
+		Policy:     seccompPolicy(unix.Getpid(), cache, dirs),
 	})
 }

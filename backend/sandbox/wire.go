@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -78,9 +79,45 @@ type launch struct {
 	GoMaxProcs int `json:"gomaxprocs,omitempty"`
 	// CloneFlags are the namespaces the host created the Keep in.
 	CloneFlags uintptr `json:"clone_flags,omitempty"`
+	// Dirs are the [[files]] entries of kind "dir" whose host directory
+	// the host passed as a descriptor (sources "host" and "sealed"; a
+	// "memory" entry gets none and is in Null), in increasing index order.
+	// The Keep's first stage confines its file system access to them
+	// (confine_linux.go), read-only where ReadOnly says so.
+	Dirs []launchDir `json:"dirs,omitempty"`
+	// VolumeKeysLen is the length of the volume-key message that follows
+	// the payloads on the control socket (0: none). The keys never travel
+	// in the header: the first stage passes the header to the second as a
+	// command-line argument, which /proc shows to other processes.
+	VolumeKeysLen int `json:"volume_keys_len,omitempty"`
 
 	wasm, config, bundle []byte
+	// volumeKeys is keep.Options.VolumeKeys (key spec → 32-byte key).
+	volumeKeys map[string][]byte
+	// volumeKeysMsg is its encoding, which seal makes.
+	volumeKeysMsg []byte
 }
+
+// launchDir is one passed directory.
+type launchDir struct {
+	// Index is the [[files]] entry's index.
+	Index    int  `json:"index"`
+	ReadOnly bool `json:"readonly,omitempty"`
+	// Path is the directory's absolute host path (host_path), by which
+	// the first stage finds it again in its own mount namespace to mount
+	// it in the empty root (the descriptor's mount is the host's, which a
+	// namespace cannot bind from); it must be the passed directory.
+	Path string `json:"path"`
+}
+
+// Bounds of the volume-key message: a key is exactly volumeKeySize bytes
+// (AES-256), a key spec at most maxKeySpec bytes.
+const (
+	volumeKeySize   = 32
+	maxKeySpec      = 4096
+	maxVolumeKeys   = 1024
+	maxVolumeKeyMsg = 1 << 20
+)
 
 // result is the Keep's answer.
 type result struct {
@@ -155,6 +192,12 @@ func (l *launch) seal() {
 	if l.BundleLen > 0 {
 		l.BundleSHA256 = digest(l.bundle)
 	}
+	l.volumeKeysMsg, l.VolumeKeysLen = nil, 0
+	if len(l.volumeKeys) > 0 {
+		// A map of []byte: JSON gives each key as base64.
+		l.volumeKeysMsg, _ = json.Marshal(l.volumeKeys)
+		l.VolumeKeysLen = len(l.volumeKeysMsg)
+	}
 }
 
 // encode writes the launch message; the payloads follow the header on w
@@ -162,9 +205,9 @@ func (l *launch) seal() {
 func (l *launch) encode(w io.Writer) error {
 	l.seal()
 	if l.PayloadFD {
-		return writeMsg(w, launchMagic, l)
+		return writeMsg(w, launchMagic, l, l.volumeKeysMsg)
 	}
-	return writeMsg(w, launchMagic, l, l.wasm, l.config, l.bundle)
+	return writeMsg(w, launchMagic, l, l.wasm, l.config, l.bundle, l.volumeKeysMsg)
 }
 
 // decodeLaunch reads a launch message whose payloads follow on r.
@@ -218,6 +261,19 @@ func (l *launch) check() error {
 			return fmt.Errorf("null fd list %v is not increasing within 0..%d", l.Null, l.NFiles-1)
 		}
 		prev = n
+	}
+	prev = -1
+	for _, d := range l.Dirs {
+		if d.Index <= prev || d.Index >= l.NFiles || slices.Contains(l.Null, d.Index) {
+			return fmt.Errorf("directory list %v is not increasing within the passed files", l.Dirs)
+		}
+		if !filepath.IsAbs(d.Path) || strings.ContainsRune(d.Path, 0) {
+			return fmt.Errorf("directory of files[%d]: %q is not an absolute path", d.Index, d.Path)
+		}
+		prev = d.Index
+	}
+	if l.VolumeKeysLen < 0 || l.VolumeKeysLen > maxVolumeKeyMsg {
+		return fmt.Errorf("volume-key message of %d bytes is outside 0..%d", l.VolumeKeysLen, maxVolumeKeyMsg)
 	}
 	if l.CacheDir != "" && (!filepath.IsAbs(l.CacheDir) || strings.ContainsRune(l.CacheDir, 0)) {
 		return fmt.Errorf("cache directory %q is not an absolute path", l.CacheDir)
@@ -274,7 +330,44 @@ func (l *launch) readPayloads(r io.Reader, payloads func(l *launch, size int64) 
 	} else {
 		l.bundle = nil
 	}
+	if l.VolumeKeysLen > 0 {
+		// Always on the socket, after the payloads (if they are there).
+		msg, err := readN(r, int64(l.VolumeKeysLen))
+		if err != nil {
+			return fmt.Errorf("reading the volume keys: %w", err)
+		}
+		l.volumeKeys, err = decodeVolumeKeys(msg)
+		clear(msg)
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// decodeVolumeKeys reads the volume-key message: a JSON object from key
+// spec to base64 key. Every key must be exactly volumeKeySize bytes.
+func decodeVolumeKeys(msg []byte) (map[string][]byte, error) {
+	var keys map[string][]byte
+	d := json.NewDecoder(bytes.NewReader(msg))
+	if err := d.Decode(&keys); err != nil {
+		return nil, errors.New("decoding the volume keys: malformed message") // never echo key bytes
+	}
+	if d.More() {
+		return nil, errors.New("trailing data after the volume keys")
+	}
+	if len(keys) == 0 || len(keys) > maxVolumeKeys {
+		return nil, fmt.Errorf("%d volume keys; want 1..%d", len(keys), maxVolumeKeys)
+	}
+	for spec, k := range keys {
+		if spec == "" || len(spec) > maxKeySpec || strings.ContainsRune(spec, 0) {
+			return nil, fmt.Errorf("volume key spec of %d bytes is empty, too long or holds a NUL", len(spec))
+		}
+		if len(k) != volumeKeySize {
+			return nil, fmt.Errorf("volume key for %q is %d bytes; want %d", spec, len(k), volumeKeySize)
+		}
+	}
+	return keys, nil
 }
 
 // handoff is what the Keep's first stage passes to its second across
