@@ -1,6 +1,7 @@
 package wasi
 
 import (
+	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -22,6 +23,31 @@ type fakeFS struct {
 	clock int64
 	// fail, when set, is returned by every call that reaches the fs.
 	fail error
+}
+
+// snapshot describes the whole tree (names, types, contents, targets,
+// times), to compare before and after a call.
+func (fs *fakeFS) snapshot() string {
+	var b strings.Builder
+	seen := map[*fnode]bool{}
+	var walk func(n *fnode, path string)
+	walk = func(n *fnode, path string) {
+		fmt.Fprintf(&b, "%s %d %d %q %q %d %d\n", path, n.typ, n.ino, n.data, n.target, n.atim, n.mtim)
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		names := make([]string, 0, len(n.kids))
+		for name := range n.kids {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			walk(n.kids[name], path+"/"+name)
+		}
+	}
+	walk(fs.root, "")
+	return b.String()
 }
 
 type fnode struct {
@@ -420,6 +446,9 @@ func (d *fakeDir) ReadDir(cookie uint64, max int) ([]vfs.Dirent, error) {
 
 func (d *fakeDir) Sync() error { return d.fs.fail }
 
+// fakeMaxSize caps a file, as a memory source's size cap would.
+const fakeMaxSize = 1 << 20
+
 type fakeFile struct {
 	fs                  *fakeFS
 	n                   *fnode
@@ -474,7 +503,9 @@ func (f *fakeFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.fs.fail != nil {
 		return 0, f.fs.fail
 	}
-	if end := off + int64(len(p)); end > int64(len(f.n.data)) {
+	if end := off + int64(len(p)); end > fakeMaxSize {
+		return 0, syscall.ENOSPC
+	} else if end > int64(len(f.n.data)) {
 		f.n.data = append(f.n.data, make([]byte, end-int64(len(f.n.data)))...)
 	}
 	return copy(f.n.data[off:], p), nil
@@ -499,6 +530,9 @@ func (f *fakeFile) Stat() (vfs.Stat, error) { return f.n.stat(), f.fs.fail }
 func (f *fakeFile) Truncate(size int64) error {
 	if !f.write {
 		return syscall.EINVAL
+	}
+	if size > fakeMaxSize {
+		return syscall.ENOSPC
 	}
 	if size <= int64(len(f.n.data)) {
 		f.n.data = f.n.data[:size]
