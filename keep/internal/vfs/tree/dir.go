@@ -126,8 +126,9 @@ func (d *Dir) Open(path string, o vfs.OpenOptions) (fd.File, error) {
 	}
 	defer d.unlock()
 	t := d.t
-	trailing := strings.HasSuffix(path, "/")
-	f, err := t.resolve(d.n, path, o.Follow || trailing)
+	// O_CREAT|O_EXCL never follows a final symlink, dangling or not.
+	follow := (o.Follow && !(o.Create && o.Excl)) || strings.HasSuffix(path, "/")
+	f, err := t.resolve(d.n, path, follow)
 	if err != nil {
 		return nil, err
 	}
