@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -519,4 +520,79 @@ func TestRollback(t *testing.T) {
 	if !errors.Is(err, vfs.ErrIntegrity) || !errors.Is(err, ErrRollback) {
 		t.Fatalf("open with min_version %d: %v, want a rollback error", current, err)
 	}
+}
+
+// TestConcurrent: writers of several files and commits from other
+// handles run at once (the commit takes the namespace before it stops
+// writers, so none of them deadlocks), and the result is whole.
+func TestConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	v, root := mustOpen(t, dir, Options{})
+	want := make([][]byte, 4)
+	done := make(chan error, len(want)+1)
+	stop := make(chan struct{})
+	for w := range want {
+		want[w] = pattern(uint64(100+w), 700_000)
+		go func() {
+			f, err := root.Open(fmt.Sprintf("f%d", w), vfs.OpenOptions{Create: true, Write: true, Read: true})
+			if err != nil {
+				done <- err
+				return
+			}
+			vf := f.(vfs.File)
+			for off := 0; off < len(want[w]); off += 50_000 {
+				if _, err := vf.WriteAt(want[w][off:min(off+50_000, len(want[w]))], int64(off)); err != nil {
+					done <- err
+					return
+				}
+				if off%200_000 == 0 {
+					if err := vf.Sync(); err != nil {
+						done <- err
+						return
+					}
+				}
+			}
+			done <- vf.Close()
+		}()
+	}
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+				if err := root.Sync(); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+	}()
+	for range want {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, root = mustOpen(t, dir, Options{})
+	defer v.Close()
+	for w := range want {
+		checkFile(t, root, fmt.Sprintf("f%d", w), want[w])
+	}
+	// The root handle closed, the volume still serves other handles.
+	sub := openFile(t, root, "f0", vfs.OpenOptions{Read: true})
+	if err := root.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.ReadAt(make([]byte, 10), 0); err != nil {
+		t.Fatalf("read after the root was closed: %v", err)
+	}
+	sub.Close()
 }

@@ -150,7 +150,7 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 }
 
 // Root returns an open handle on the volume's root directory. Closing it
-// commits the volume (see Close).
+// commits the volume; Close releases it.
 func (v *Volume) Root() vfs.Dir { return &root{Dir: v.tree.Root(), v: v} }
 
 // Version returns the volume's version: that of the last manifest known
@@ -392,13 +392,8 @@ func (v *Volume) Commit(t *tree.Tree) error {
 			all[c] = true
 		}
 	}
-	for c := range all {
-		c.mu.Lock()
-		err := c.syncLocked()
-		c.mu.Unlock()
-		if err != nil {
-			return err
-		}
+	if err := syncAll(all); err != nil {
+		return err
 	}
 	body := &format.Body{ChunkSize: uint32(v.chunk), Root: snap.Root, NextIno: snap.NextIno, Nodes: make([]format.Node, len(snap.Nodes))}
 	listed := make([]*content, 0, len(all))
@@ -491,8 +486,9 @@ func (v *Volume) writeManifest(obj []byte) error {
 	return nil
 }
 
-// Close commits the volume and releases its objects. The tree's handles
-// must not be used afterwards.
+// Close commits the volume and releases its host descriptors (the
+// objects and the backing directory). Call it once the Keep is done with
+// the volume (at exit); handles still open fail afterwards.
 func (v *Volume) Close() error {
 	err := v.Commit(v.tree)
 	v.commitMu.Lock()
@@ -516,24 +512,61 @@ func (v *Volume) Close() error {
 	return err
 }
 
-// root is the volume's root directory handle: closing it closes the
-// volume (the Keep closes its preopens at exit).
+// root is the volume's root directory handle (the preopen): closing it
+// commits the volume, which stays open for the workload's other handles
+// until Volume.Close.
 type root struct {
 	*tree.Dir
-	v    *Volume
-	once sync.Once
+	v *Volume
 }
 
 // TreeDir lets the tree recognise the root as its own in Rename and Link.
 func (r *root) TreeDir() *tree.Dir { return r.Dir }
 
-// Close implements fd.File: it commits and closes the volume.
+// Close implements fd.File: it closes the handle and commits the volume.
 func (r *root) Close() error {
-	err := r.Dir.Close()
-	r.once.Do(func() {
-		if cerr := r.v.Close(); cerr != nil {
-			err = cerr
+	if err := r.Dir.Close(); err != nil {
+		return err
+	}
+	return r.v.Commit(r.v.tree)
+}
+
+// syncWorkers bounds the files written and synced at once by a commit:
+// concurrent fsyncs of many small objects share the host file system's
+// journal commits.
+const syncWorkers = 8
+
+// syncAll writes and syncs the contents, several at a time.
+func syncAll(all map[*content]bool) error {
+	work := make(chan *content)
+	errs := make(chan error, syncWorkers)
+	var wg sync.WaitGroup
+	for range min(syncWorkers, len(all)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var first error
+			for c := range work {
+				if first != nil {
+					continue
+				}
+				c.mu.Lock()
+				first = c.syncLocked()
+				c.mu.Unlock()
+			}
+			errs <- first
+		}()
+	}
+	for c := range all {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
 		}
-	})
-	return err
+	}
+	return nil
 }
