@@ -15,6 +15,7 @@ import (
 	"github.com/enarx-go/enarx/keep/internal/vfs"
 	"github.com/enarx-go/enarx/keep/internal/vfs/hostfs"
 	"github.com/enarx-go/enarx/keep/internal/vfs/memfs"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed"
 )
 
 // dirs is what opening the config's kind = "dir" entries needs beyond
@@ -27,23 +28,12 @@ type dirs struct {
 	// does not derive the same volume key.
 	wasm []byte
 	log  *slog.Logger
-	// logged says which kinds of warning were logged already (once each).
-	mu     sync.Mutex
-	logged map[string]bool
-}
 
-// once logs msg at warning level the first time key is seen.
-func (d *dirs) once(key, msg string, args ...any) {
-	d.mu.Lock()
-	first := !d.logged[key]
-	if d.logged == nil {
-		d.logged = map[string]bool{}
-	}
-	d.logged[key] = true
-	d.mu.Unlock()
-	if first {
-		d.log.Warn(msg, args...)
-	}
+	mu sync.Mutex
+	// volumes are the sealed volumes opened, closed by close.
+	volumes []*sealed.Volume
+	// ilog is integrityLog's logger.
+	ilog *slog.Logger
 }
 
 // openDir opens dir entry f as a preopen: a memory tree in the Keep, or

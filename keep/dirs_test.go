@@ -3,6 +3,7 @@ package keep_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,4 +112,93 @@ func TestDirHostPassesWrongThing(t *testing.T) {
 	if _, err := dirf.Stat(); err != nil {
 		t.Fatalf("the host's directory was closed: %v", err)
 	}
+}
+
+// TestDirSealed runs the workload on a sealed directory keyed by a host
+// key file: a second Keep reads it back, the host directory holds no
+// plaintext, a flipped byte is an I/O error to the workload (logged once
+// per kind, never returned as data), and a wrong key or a pinned
+// min_version above the volume's refuses the volume.
+func TestDirSealed(t *testing.T) { eachEngine(t, testDirSealed) }
+
+func testDirSealed(t *testing.T) {
+	wasm := fsWorkload(t)
+	host := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "volume.key")
+	key := bytes.Repeat([]byte{7}, 32)
+	os.WriteFile(keyFile, key, 0o600)
+	spec := "file:" + keyFile
+	cfg := func(extra string) string {
+		return dirConfig("source = \"sealed\"\nhost_path = \"" + host + "\"\nkey = \"" + spec + "\"\n" + extra)
+	}
+	opts := func(logs *bytes.Buffer, k []byte) keep.Options {
+		return keep.Options{Args: []string{"/data"}, VolumeKeys: map[string][]byte{spec: k}, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	}
+	var logs bytes.Buffer
+	r := runOpts(t, keep.Workload{Wasm: wasm}, cfg(""), nil, withArgs(opts(&logs, key), "write"))
+	if r.err != nil || r.code != 0 || r.stdout != "ok\n" {
+		t.Fatalf("write: code %d err %v stdout %q logs %s", r.code, r.err, r.stdout, logs.String())
+	}
+	if !strings.Contains(logs.String(), "development only") {
+		t.Errorf("a file key is not labelled development only in the log:\n%s", logs.String())
+	}
+	// The host sees ciphertext only: no name, no page.
+	var objects []string
+	filepath.WalkDir(host, func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		objects = append(objects, p)
+		b, _ := os.ReadFile(p)
+		for _, s := range []string{"page 0 gen", "app.db", "blob-0", "version = 2", "settings"} {
+			if bytes.Contains(b, []byte(s)) || strings.Contains(p, s) {
+				t.Errorf("the host directory shows %q in %s", s, p)
+			}
+		}
+		return nil
+	})
+	logs.Reset()
+	if r := runOpts(t, keep.Workload{Wasm: wasm}, cfg("readonly = true\nmin_version = 2\n"), nil, withArgs(opts(&logs, key), "verify")); r.err != nil || r.code != 0 || r.stdout != "ok\n" {
+		t.Fatalf("verify in a second Keep: code %d err %v stdout %q logs %s", r.code, r.err, r.stdout, logs.String())
+	}
+	logs.Reset()
+	if r := runOpts(t, keep.Workload{Wasm: wasm}, cfg(""), nil, withArgs(opts(&logs, bytes.Repeat([]byte{8}, 32)), "verify")); r.code != 1 || r.err == nil ||
+		!strings.Contains(r.err.Error(), "sealed volume integrity check failed") {
+		t.Fatalf("another key: code %d err %v stdout %q", r.code, r.err, r.stdout)
+	}
+	if r := runOpts(t, keep.Workload{Wasm: wasm}, cfg("min_version = 1000\n"), nil, withArgs(opts(&logs, key), "verify")); r.code != 1 || r.err == nil ||
+		!strings.Contains(r.err.Error(), "min_version") {
+		t.Fatalf("min_version above the volume's: code %d err %v stdout %q", r.code, r.err, r.stdout)
+	}
+	// Flip a byte in the middle of every file object (not the manifest):
+	// the database's pages fail authentication.
+	flipped := 0
+	for _, p := range objects {
+		if filepath.Base(p) == "manifest" {
+			continue
+		}
+		b, _ := os.ReadFile(p)
+		if len(b) > 100 {
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o600)
+			flipped++
+		}
+	}
+	if flipped == 0 {
+		t.Fatalf("no object to tamper with among %q", objects)
+	}
+	logs.Reset()
+	r = runOpts(t, keep.Workload{Wasm: wasm}, cfg(""), nil, withArgs(opts(&logs, key), "verify"))
+	if r.code != 1 || !strings.Contains(strings.ToLower(r.stdout), "i/o error") {
+		t.Fatalf("tampered volume: code %d err %v stdout %q", r.code, r.err, r.stdout)
+	}
+	if n := strings.Count(logs.String(), "integrity failure"); n < 1 || n > flipped {
+		t.Errorf("%d integrity failures logged for %d tampered objects (want each kind once):\n%s", n, flipped, logs.String())
+	}
+}
+
+// withArgs returns o with args appended.
+func withArgs(o keep.Options, args ...string) keep.Options {
+	o.Args = append(append([]string(nil), o.Args...), args...)
+	return o
 }

@@ -192,10 +192,11 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	for _, warn := range cfg.Warnings {
 		log.Warn(warn)
 	}
-	sysw, err := setup(ctx, w, cfg, o, log)
+	sysw, ds, err := setup(ctx, w, cfg, o, log)
 	if err != nil {
 		return 1, err
 	}
+	defer ds.close() // after the table: sealed volumes commit last
 	defer sysw.Files.CloseAll()
 	tSetup := time.Now()
 	if !cached {
@@ -241,13 +242,13 @@ func cachedOrChecked(eng engine.Engine, wasm []byte) (engine.Module, bool, error
 
 // setup establishes the Keep identity if the config needs one and builds
 // the workload's fd table and WASI layer. The caller closes the table
-// (System.Files).
-func setup(ctx context.Context, w Workload, cfg *config.Config, o Options, log *slog.Logger) (*wasi.System, error) {
+// (System.Files), then the dirs (sealed volumes).
+func setup(ctx context.Context, w Workload, cfg *config.Config, o Options, log *slog.Logger) (*wasi.System, *dirs, error) {
 	var id tlsConfigs = noTLS{}
 	if needsIdentity(cfg) {
 		ident, err := establish(ctx, w, cfg, o, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		id = ident
 	}
@@ -260,13 +261,14 @@ func setup(ctx context.Context, w Workload, cfg *config.Config, o Options, log *
 		table, err = buildTable(ctx, cfg, o.Files, id, ds, log, isGoModule(w.Wasm))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("setting up the workload's files: %w", err)
+		ds.close()
+		return nil, nil, fmt.Errorf("setting up the workload's files: %w", err)
 	}
 	return &wasi.System{
 		Args:  append(append([]string{"main.wasm"}, cfg.Args...), o.Args...),
 		Env:   environ(cfg, o.Env),
 		Files: table,
-	}, nil
+	}, ds, nil
 }
 
 // instantiateFailed is Run's outcome when instantiation failed: proc_exit

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -216,9 +217,15 @@ func verify(dir string) error {
 	for {
 		n, err := f.Read(buf)
 		got = append(got, buf[:n]...)
-		if err != nil {
+		if err == io.EOF {
 			break
 		}
+		if err != nil {
+			return fmt.Errorf("reading app.db at %d: %w", len(got), err)
+		}
+	}
+	if len(got) != pages*pageSize {
+		return fmt.Errorf("read %d bytes of app.db, want %d", len(got), pages*pageSize)
 	}
 	for n := 0; n < pages; n++ {
 		if want := page(n, gen(n)); !bytes.Equal(got[n*pageSize:(n+1)*pageSize], want) {
