@@ -300,6 +300,10 @@ func (d *dir) Open(path string, o vfs.OpenOptions) (fd.File, error) {
 		// O_CREAT|O_EXCL succeeded: a new regular file, no need to look.
 		return newFile(nfd, d.root, o.Read, o.Write), nil
 	}
+	if o.Directory && !(ro && (o.Write || o.Trunc)) {
+		// O_DIRECTORY succeeded: a directory.
+		return newDir(nfd, d.root), nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(nfd, &st); err != nil {
 		unix.Close(nfd)
@@ -307,13 +311,10 @@ func (d *dir) Open(path string, o vfs.OpenOptions) (fd.File, error) {
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		if ro && o.Write {
+		if ro && (o.Write || o.Trunc) {
+			// As the kernel answers on a writable one.
 			unix.Close(nfd)
 			return nil, syscall.EISDIR
-		}
-		if ro && o.Trunc {
-			unix.Close(nfd)
-			return nil, syscall.EROFS
 		}
 		return newDir(nfd, d.root), nil
 	case unix.S_IFREG:

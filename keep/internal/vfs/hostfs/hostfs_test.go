@@ -330,6 +330,8 @@ func TestReadonly(t *testing.T) {
 		{"new", create, syscall.EROFS},
 		{"f", excl, syscall.EEXIST},
 		{"d", vfs.OpenOptions{Write: true}, syscall.EISDIR},
+		{"d", vfs.OpenOptions{Read: true, Trunc: true}, syscall.EISDIR},
+		{"d", vfs.OpenOptions{Write: true, Directory: true}, syscall.EISDIR},
 		{"f", vfs.OpenOptions{Read: true, Create: true}, nil}, // exists: nothing to create
 		{"l", rd, nil},
 		{"d", dirO, nil},

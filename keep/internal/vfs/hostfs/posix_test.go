@@ -128,6 +128,8 @@ func TestOpenPOSIX(t *testing.T) {
 		{"d", wr, syscall.EISDIR, 0},
 		{"d", vfs.OpenOptions{Write: true}, syscall.EISDIR, 0},
 		{"d", create, syscall.EISDIR, 0},
+		{"d", vfs.OpenOptions{Read: true, Trunc: true}, syscall.EISDIR, 0},
+		{"d", vfs.OpenOptions{Read: true, Write: true, Directory: true}, syscall.EISDIR, 0},
 		{"f", excl, syscall.EEXIST, 0},
 		{"dangling", excl, syscall.EEXIST, 0},
 		{"lf", vfs.OpenOptions{Read: true}, syscall.ELOOP, 0},
