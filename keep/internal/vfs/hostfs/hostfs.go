@@ -31,7 +31,9 @@
 //     (create, remove, rename, link, symlink, set times, open for writing
 //     or truncation, and writes, truncation and allocation through files)
 //     fails with EROFS, after the path is resolved (so a missing parent is
-//     still ENOENT, an escape ErrNotCapable);
+//     still ENOENT, an escape ErrNotCapable, an existing name given to
+//     Mkdir or an exclusive create EEXIST, a directory opened for writing
+//     EISDIR, as on a read-only mount);
 //   - a FIFO, socket or device found in the host directory is never
 //     returned as a File (a FIFO could block the Keep forever, a device is
 //     the host's): Open opens with O_NONBLOCK|O_NOCTTY, checks the type and

@@ -534,3 +534,43 @@ func itoa(i int) string {
 		}
 	}
 }
+
+// TestCloseWhileInUse: closing a Dir or File while other goroutines use
+// it is safe (no descriptor number is used after it is released: run
+// under -race) and later calls fail with EBADF.
+func TestCloseWhileInUse(t *testing.T) {
+	e := newEnv(t, false, func(root, _ string) {
+		must(t, os.WriteFile(filepath.Join(root, "f"), []byte("data"), 0o644))
+	})
+	sub := open(t, e.d, ".", dirO).(vfs.Dir)
+	f := open(t, e.d, "f", rd).(vfs.File)
+	done := make(chan struct{})
+	for i := 0; i < 4; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			buf := make([]byte, 4)
+			for j := 0; j < 2000; j++ {
+				_, errS := sub.StatAt("f", true)
+				_, errR := sub.ReadDir(0, 4)
+				_, errF := f.ReadAt(buf, 0)
+				if errors.Is(errS, syscall.EBADF) && errors.Is(errR, syscall.EBADF) && errors.Is(errF, syscall.EBADF) {
+					return
+				}
+			}
+		}()
+	}
+	must(t, sub.Close())
+	must(t, f.Close())
+	for i := 0; i < 4; i++ {
+		<-done
+	}
+	if _, err := sub.StatAt("f", true); !isErr(err, syscall.EBADF) {
+		t.Errorf("StatAt after Close = %v", err)
+	}
+	if _, err := sub.ReadDir(0, 4); !isErr(err, syscall.EBADF) {
+		t.Errorf("ReadDir after Close = %v", err)
+	}
+	if _, err := f.ReadAt(make([]byte, 1), 0); !isErr(err, syscall.EBADF) {
+		t.Errorf("ReadAt after Close = %v", err)
+	}
+}
