@@ -296,7 +296,7 @@ func (c *content) Truncate(size int64) error {
 			}
 			c.pages = c.pages[:keep]
 		}
-		if keep > 0 {
+		if keep > 0 && keep <= len(c.pages) {
 			o := int(size - int64(keep-1)*PageSize)
 			if pg := c.pages[keep-1]; o < len(pg) {
 				clear(pg[o:])
