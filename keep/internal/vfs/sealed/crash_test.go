@@ -63,6 +63,12 @@ func TestCrash(t *testing.T) {
 		}
 		time.Sleep(delay)
 		cmd.Process.Kill()
+		// What the child reported before it died is still in the pipe.
+		for sc.Scan() {
+			if n, ok := strings.CutPrefix(sc.Text(), "committed "); ok {
+				committed, _ = strconv.ParseUint(n, 10, 64)
+			}
+		}
 		cmd.Wait()
 
 		v, root := mustOpen(t, dir, Options{})

@@ -327,7 +327,7 @@ func TestRefuse(t *testing.T) {
 	writeFile(t, root, "f", []byte("data"), true)
 	root.Close()
 	t.Run("wrong key", func(t *testing.T) {
-		_, err := Open(context.Background(), backing(t, dir, false), keySource(t, bytes.Repeat([]byte{1}, 32)), Options{Name: "data"})
+		_, err := Open(context.Background(), backing(t, dir, false), keySource(t, bytes.Repeat([]byte{1}, 32)), Options{Name: "data", Logger: testLogger(t)})
 		if !errors.Is(err, vfs.ErrIntegrity) {
 			t.Fatalf("open: %v, want an integrity error", err)
 		}

@@ -499,6 +499,9 @@ func (v *Volume) Close() error {
 		return nil
 	}
 	v.closed = true
+	if !v.readonly {
+		v.log.Info("sealed volume closed", "volume", v.name, "id", v.id, "version", v.durable, "committed", err == nil)
+	}
 	for _, c := range append(v.orphans, slices.Collect(maps.Values(v.files))...) {
 		c.mu.Lock()
 		if cerr := c.close(); err == nil {

@@ -150,6 +150,25 @@ const (
 	SpecSNP  = "snp"
 )
 
+// FromSpec returns the source an Enarx.toml key spec names: for
+// "file:PATH", the bytes the host read from PATH, passed to the Keep in
+// hostKeys[spec] (keep.Options.VolumeKeys); for "snp", the SEV-SNP
+// derived key mixed with binding (the workload's identity, see SNP).
+func FromSpec(spec string, hostKeys map[string][]byte, binding []byte, logger *slog.Logger) (Source, error) {
+	_, snp, err := ParseSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if snp {
+		return &SNP{Binding: binding}, nil
+	}
+	k, ok := hostKeys[spec]
+	if !ok {
+		return nil, fmt.Errorf("sealed volume key %q: the host passed no key for it", spec)
+	}
+	return NewStatic(k, spec, logger)
+}
+
 // ParseSpec checks an Enarx.toml key spec and says whether it names a
 // host file (the path) or the SNP source.
 func ParseSpec(spec string) (file string, snp bool, err error) {

@@ -105,3 +105,23 @@ func TestParseSpec(t *testing.T) {
 		}
 	}
 }
+
+func TestFromSpec(t *testing.T) {
+	k := bytes.Repeat([]byte{3}, Size)
+	s, err := FromSpec("file:/k", map[string][]byte{"file:/k": k}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Key(context.Background(), "v"); !bytes.Equal(got, k) {
+		t.Fatal("file: source gives another key")
+	}
+	if _, err := FromSpec("file:/other", map[string][]byte{"file:/k": k}, nil, nil); err == nil {
+		t.Fatal("a key the host did not pass was accepted")
+	}
+	if s, err := FromSpec("snp", nil, []byte("w"), nil); err != nil || string(s.(*SNP).Binding) != "w" {
+		t.Fatalf("snp: %v, %v", s, err)
+	}
+	if _, err := FromSpec("tpm", nil, nil, nil); err == nil {
+		t.Fatal("an unknown source was accepted")
+	}
+}
