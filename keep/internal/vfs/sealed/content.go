@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -59,7 +60,8 @@ type content struct {
 	uncommitted []uint32 // chunk indexes whose ref is not committed
 	cache       []*cbuf
 	tick        uint64
-	scratch     []byte // chunk size + tag
+	scratch     []byte   // chunk size + tag
+	scratches   [][]byte // the other workers' (see parallel)
 	obj         vfs.File
 	objDirty    bool // written since its last Sync
 	freed       bool
@@ -137,15 +139,30 @@ func (c *content) object(create bool) (vfs.File, error) {
 // readChunk authenticates and decrypts chunk idx (present) into dst,
 // which has room for the chunk.
 func (c *content) readChunk(dst []byte, idx uint32) error {
-	r := c.chunks[idx]
+	obj, err := c.readObject(idx)
+	if err != nil {
+		return err
+	}
+	return c.openChunk(obj, c.scratch, dst, idx, c.chunks[idx])
+}
+
+// readObject opens the object for reading chunk idx.
+func (c *content) readObject(idx uint32) (vfs.File, error) {
 	obj, err := c.object(false)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) {
-			return c.integrity(idx, "the object is missing")
+			return nil, c.integrity(idx, "the object is missing")
 		}
-		return fmt.Errorf("sealed volume %q: opening object %s: %w", c.v.name, format.ObjectName(c.id), err)
+		return nil, fmt.Errorf("sealed volume %q: opening object %s: %w", c.v.name, format.ObjectName(c.id), err)
 	}
-	ct := c.scratch[:r.n]
+	return obj, nil
+}
+
+// openChunk reads chunk idx (ref r) into scratch and authenticates and
+// decrypts it into dst. It touches nothing shared but obj (pread), so
+// runs of chunks are opened in parallel.
+func (c *content) openChunk(obj vfs.File, scratch, dst []byte, idx uint32, r chunkRef) error {
+	ct := scratch[:r.n]
 	got, err := readFull(obj, ct, int64(r.slot)*int64(c.chunkSize()))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("sealed volume %q: reading object %s: %w", c.v.name, format.ObjectName(c.id), err)
@@ -223,13 +240,11 @@ func (c *content) dropCache(from uint32) {
 	}
 }
 
-// alloc returns a slot for a new version of chunk idx.
-func (c *content) alloc(idx uint32) (uint32, error) {
-	if int(idx) < len(c.chunks) {
-		if r := c.chunks[idx]; r.slot != format.NoSlot && !r.committed {
-			return r.slot, nil // not durable yet: overwrite in place
-		}
-	}
+// alloc returns a free slot for a new version of a chunk. A chunk is
+// never rewritten in place: until the new version is written whole, the
+// old one (committed or not) stays readable, so a failed write (ENOSPC)
+// leaves the file as it was.
+func (c *content) alloc() (uint32, error) {
 	if n := len(c.free); n > 0 {
 		s := c.free[n-1]
 		c.free = c.free[:n-1]
@@ -248,7 +263,7 @@ func (c *content) setRef(idx uint32, r chunkRef) {
 		c.chunks = append(c.chunks, chunkRef{slot: format.NoSlot})
 	}
 	old := c.chunks[idx]
-	if old.slot != format.NoSlot && old.slot != r.slot {
+	if old.slot != format.NoSlot {
 		c.release(old)
 	}
 	c.chunks[idx] = r
@@ -273,18 +288,18 @@ func (c *content) seal(idx uint32, p []byte) error {
 		c.punch(idx)
 		return nil
 	}
-	slot, err := c.alloc(idx)
+	slot, err := c.alloc()
 	if err != nil {
 		return err
 	}
 	obj, err := c.object(true)
 	if err != nil {
-		c.unalloc(idx, slot)
+		c.unalloc(slot)
 		return fmt.Errorf("sealed volume %q: creating object %s: %w", c.v.name, format.ObjectName(c.id), err)
 	}
 	ct, nonce, tag := c.aead.SealChunk(c.scratch, p, idx)
 	if _, err := obj.WriteAt(ct, int64(slot)*int64(c.chunkSize())); err != nil {
-		c.unalloc(idx, slot)
+		c.unalloc(slot)
 		return fmt.Errorf("sealed volume %q: writing object %s: %w", c.v.name, format.ObjectName(c.id), err)
 	}
 	c.objDirty = true
@@ -292,16 +307,8 @@ func (c *content) seal(idx uint32, p []byte) error {
 	return nil
 }
 
-// unalloc returns a slot alloc gave for idx whose write failed (an
-// in-place slot stays the chunk's: its ref is unchanged, and what is in
-// the slot now fails its tag until the chunk is written again — but the
-// chunk stays dirty in the cache, so it will be).
-func (c *content) unalloc(idx uint32, slot uint32) {
-	if int(idx) < len(c.chunks) && c.chunks[idx].slot == slot {
-		return
-	}
-	c.free = append(c.free, slot)
-}
+// unalloc returns a slot alloc gave whose write failed.
+func (c *content) unalloc(slot uint32) { c.free = append(c.free, slot) }
 
 // punch makes chunk idx a hole.
 func (c *content) punch(idx uint32) {
@@ -345,6 +352,15 @@ func (c *content) ReadAt(p []byte, off int64) (int, error) {
 		o := int(pos % cs)
 		m := min(len(p)-n, int(cs)-o)
 		dst := p[n : n+m]
+		if k := c.run(idx, o, len(p)-n); k > 1 {
+			// Whole chunks: opened in parallel straight into p.
+			done, err := c.openRun(idx, p[n:n+k*int(cs)])
+			n += done * int(cs)
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
 		if b := c.lookup(idx); b != nil {
 			copy(dst, b.data[o:])
 		} else if int(idx) >= len(c.chunks) || c.chunks[idx].slot == format.NoSlot {
@@ -368,6 +384,165 @@ func (c *content) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// maxRun bounds the chunks sealed or opened by one parallel run.
+const maxRun = 64
+
+// run returns how many whole chunks from idx (at offset o in it) the
+// remaining rest bytes of a request cover, none of them cached: the
+// run sealRun and openRun can do without the cache.
+func (c *content) run(idx uint32, o, rest int) int {
+	if o != 0 || runtime.GOMAXPROCS(0) < 2 {
+		return 0
+	}
+	k := min(rest/c.chunkSize(), maxRun)
+	for j := range k {
+		if c.lookup0(idx+uint32(j)) != nil {
+			return j
+		}
+	}
+	return k
+}
+
+// lookup0 is lookup without touching the LRU order.
+func (c *content) lookup0(idx uint32) *cbuf {
+	for _, b := range c.cache {
+		if b.idx == idx {
+			return b
+		}
+	}
+	return nil
+}
+
+// parallel runs fn(w, j) for j in [0, k) on up to GOMAXPROCS workers
+// (w is the worker's number, below maxWorkers).
+func parallel(k int, fn func(w, j int)) {
+	nw := min(k, runtime.GOMAXPROCS(0), maxWorkers)
+	if nw <= 1 {
+		for j := range k {
+			fn(0, j)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range nw {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(next.Add(1) - 1)
+				if j >= k {
+					return
+				}
+				fn(w, j)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// maxWorkers bounds the goroutines of one parallel run.
+const maxWorkers = 8
+
+// scratchFor returns worker w's ciphertext buffer.
+func (c *content) scratchFor(w int) []byte {
+	if w == 0 {
+		return c.scratch
+	}
+	if c.scratches == nil {
+		c.scratches = make([][]byte, maxWorkers)
+	}
+	if c.scratches[w] == nil {
+		c.scratches[w] = make([]byte, c.chunkSize()+format.TagSize)
+	}
+	return c.scratches[w]
+}
+
+// sealRun writes whole chunks idx, idx+1, ... from p (a multiple of the
+// chunk size), sealing and writing them in parallel, and returns how
+// many were written (a prefix of the run) before an error.
+func (c *content) sealRun(idx uint32, p []byte) (int, error) {
+	cs := c.chunkSize()
+	k := len(p) / cs
+	obj, err := c.object(true)
+	if err != nil {
+		return 0, fmt.Errorf("sealed volume %q: creating object %s: %w", c.v.name, format.ObjectName(c.id), err)
+	}
+	slots := make([]uint32, k)
+	for j := range k {
+		if slots[j], err = c.alloc(); err != nil {
+			for _, s := range slots[:j] {
+				c.unalloc(s)
+			}
+			return 0, err
+		}
+	}
+	for w := 1; w < min(k, maxWorkers); w++ {
+		c.scratchFor(w) // allocated here, not by the workers
+	}
+	refs := make([]chunkRef, k)
+	errs := make([]error, k)
+	parallel(k, func(w, j int) {
+		ct, nonce, tag := c.aead.SealChunk(c.scratchFor(w), p[j*cs:(j+1)*cs], idx+uint32(j))
+		_, errs[j] = obj.WriteAt(ct, int64(slots[j])*int64(cs))
+		refs[j] = chunkRef{slot: slots[j], n: uint32(cs), nonce: nonce, tag: tag}
+	})
+	done := 0
+	for ; done < k && errs[done] == nil; done++ {
+		c.setRef(idx+uint32(done), refs[done])
+	}
+	for _, s := range slots[done:] {
+		c.unalloc(s)
+	}
+	if done > 0 {
+		c.objDirty = true
+	}
+	if done < k {
+		return done, fmt.Errorf("sealed volume %q: writing object %s: %w", c.v.name, format.ObjectName(c.id), errs[done])
+	}
+	return k, nil
+}
+
+// openRun reads whole chunks idx, idx+1, ... into p (a multiple of the
+// chunk size, inside the file), opening them in parallel, and returns
+// how many were read (a prefix of the run) before an error.
+func (c *content) openRun(idx uint32, p []byte) (int, error) {
+	cs := c.chunkSize()
+	k := len(p) / cs
+	var obj vfs.File
+	for j := range k {
+		if i := int(idx) + j; i < len(c.chunks) && c.chunks[i].slot != format.NoSlot {
+			var err error
+			if obj, err = c.readObject(uint32(i)); err != nil {
+				return 0, err
+			}
+			break
+		}
+	}
+	for w := 1; w < min(k, maxWorkers); w++ {
+		c.scratchFor(w)
+	}
+	errs := make([]error, k)
+	parallel(k, func(w, j int) {
+		i := int(idx) + j
+		dst := p[j*cs : (j+1)*cs]
+		if i >= len(c.chunks) || c.chunks[i].slot == format.NoSlot {
+			clear(dst)
+			return
+		}
+		r := c.chunks[i]
+		if errs[j] = c.openChunk(obj, c.scratchFor(w), dst, uint32(i), r); errs[j] == nil {
+			clear(dst[r.n:])
+		}
+	})
+	for j, err := range errs {
+		if err != nil {
+			return j, err
+		}
+	}
+	return k, nil
 }
 
 func (c *content) lookup(idx uint32) *cbuf {
@@ -404,6 +579,15 @@ func (c *content) WriteAt(p []byte, off int64) (int, error) {
 		o := int(pos % cs)
 		m := min(len(p)-n, int(cs)-o)
 		src := p[n : n+m]
+		if k := c.run(idx, o, len(p)-n); k > 1 {
+			// Whole chunks: sealed in parallel straight from p.
+			done, err := c.sealRun(idx, p[n:n+k*int(cs)])
+			n += done * int(cs)
+			if err != nil {
+				return c.wrote(off, n), err
+			}
+			continue
+		}
 		if m == int(cs) && c.lookup(idx) == nil {
 			// A whole chunk: seal straight from p.
 			if err := c.seal(idx, src); err != nil {
