@@ -571,6 +571,7 @@ func (c *content) WriteAt(p []byte, off int64) (int, error) {
 	defer c.v.commitMu.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.v.markDirty()
 	cs := int64(c.chunkSize())
 	n := 0
 	for n < len(p) {
@@ -604,7 +605,6 @@ func (c *content) WriteAt(p []byte, off int64) (int, error) {
 		}
 		n += m
 	}
-	c.v.markDirty()
 	return c.wrote(off, n), nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/enarx-go/enarx/keep/internal/fd"
@@ -62,15 +63,17 @@ type Volume struct {
 	// no slot a manifest being written references is overwritten.
 	commitMu sync.RWMutex
 
-	mu        sync.Mutex
-	version   uint64 // the newest version that may be on disk
-	durable   uint64 // the newest version known durable
-	files     map[format.ID]*content
-	loading   map[uint64]*format.Node // ino → manifest node, during Load
-	orphans   []*content              // freed files: delete their objects after the next commit
-	dirty     bool                    // changed since the last commit
-	tree      *tree.Tree
-	closed    bool
+	mu      sync.Mutex
+	version uint64 // the newest version that may be on disk
+	durable uint64 // the newest version known durable
+	files   map[format.ID]*content
+	loading map[uint64]*format.Node // ino → manifest node, during Load
+	orphans []*content              // freed files: delete their objects after the next commit
+	tree    *tree.Tree
+	closed  bool
+	// dirty: changed since the last commit (set under a content's lock,
+	// so not guarded by mu).
+	dirty     atomic.Bool
 	committed uint64 // tree generation of the last commit
 }
 
@@ -111,7 +114,7 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 		v.tree = t
 		// Version 1 is the empty tree: commit it so that the volume's id
 		// and chunk size are fixed from now on.
-		v.dirty = true
+		v.dirty.Store(true)
 		if err := v.Commit(t); err != nil {
 			return nil, fmt.Errorf("sealed volume %q: writing its first manifest: %w", o.Name, err)
 		}
@@ -300,7 +303,7 @@ func (v *Volume) New(uint64) (tree.Content, error) {
 	}
 	v.mu.Lock()
 	v.files[id] = c
-	v.dirty = true
+	v.dirty.Store(true)
 	v.mu.Unlock()
 	return c, nil
 }
@@ -336,7 +339,7 @@ func (v *Volume) Free(_ uint64, tc tree.Content) {
 	v.mu.Lock()
 	delete(v.files, c.id)
 	v.orphans = append(v.orphans, c)
-	v.dirty = true
+	v.dirty.Store(true)
 	v.mu.Unlock()
 }
 
@@ -344,11 +347,7 @@ func (v *Volume) Free(_ uint64, tc tree.Content) {
 // directory's free space, not by a cap.
 func (v *Volume) Charge(int64) error { return nil }
 
-func (v *Volume) markDirty() {
-	v.mu.Lock()
-	v.dirty = true
-	v.mu.Unlock()
-}
+func (v *Volume) markDirty() { v.dirty.Store(true) }
 
 // Commit implements tree.Store: it makes the volume's current state
 // durable as the next version. Every file's chunks are written and
@@ -366,7 +365,7 @@ func (v *Volume) Commit(t *tree.Tree) error {
 		return syscall.EBADF
 	}
 	gen := t.Gen()
-	if !v.dirty && gen == v.committed && v.durable == v.version {
+	if !v.dirty.Load() && gen == v.committed && v.durable == v.version {
 		v.mu.Unlock()
 		return nil
 	}
@@ -435,7 +434,7 @@ func (v *Volume) Commit(t *tree.Tree) error {
 	v.mu.Lock()
 	v.durable = version
 	v.committed = gen
-	v.dirty = false
+	v.dirty.Store(false)
 	gone := v.orphans[:orphans:orphans]
 	v.orphans = append([]*content(nil), v.orphans[orphans:]...)
 	v.mu.Unlock()
