@@ -343,29 +343,46 @@ func (d *dir) Stat() (vfs.Stat, error) {
 	return toStat(&st), nil
 }
 
-// StatAt implements vfs.Dir.
+// StatAt implements vfs.Dir. A single component is statted in d (one
+// fstatat); anything longer, or a symlink to follow, is opened by the
+// kernel beneath d with O_PATH (which opens nothing for reading, and with
+// O_NOFOLLOW opens a final symlink itself) and statted through that.
 func (d *dir) StatAt(path string, follow bool) (vfs.Stat, error) {
+	if err := checkPath(path); err != nil {
+		return vfs.Stat{}, err
+	}
 	dfd, err := d.h.get()
 	if err != nil {
 		return vfs.Stat{}, err
 	}
 	defer d.h.put()
-	t, err := lookup(dfd, path, follow, unix.O_PATH)
+	var st unix.Stat_t
+	parent, name, slash := splitPath(path)
+	if parent == "" && !slash && !isDot(name) {
+		if err := vfs.ValidName(name); err != nil {
+			return vfs.Stat{}, err
+		}
+		if err := fstatat(dfd, name, &st); err != nil {
+			return vfs.Stat{}, err
+		}
+		if !follow || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return toStat(&st), nil
+		}
+	}
+	flags := uint64(unix.O_PATH)
+	if !follow && !slash {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := openat2(dfd, path, flags, 0)
 	if err != nil {
 		return vfs.Stat{}, err
 	}
-	defer t.release()
-	switch {
-	case t.statted:
-	case t.name == "":
-		err = unix.Fstat(t.pfd, &t.st)
-	default:
-		err = fstatat(t.pfd, t.name, &t.st)
-	}
+	err = unix.Fstat(fd, &st)
+	unix.Close(fd)
 	if err != nil {
 		return vfs.Stat{}, err
 	}
-	return toStat(&t.st), nil
+	return toStat(&st), nil
 }
 
 // SetTimes implements vfs.Dir.
