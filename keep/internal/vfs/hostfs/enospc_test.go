@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -41,12 +42,25 @@ func TestENOSPC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
+	if strings.Contains(string(out), noTmpfs) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("child:\n%s", out)
+		}
+		t.Skipf("child:\n%s", out)
+	}
 	t.Logf("child:\n%s", out)
 }
 
+// noTmpfs marks a child that could not mount its tmpfs.
+const noTmpfs = "no tmpfs in the user namespace"
+
 func enospcChild(t *testing.T, dir string) {
-	must(t, unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""))
-	must(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"))
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Skipf("%s: make / private: %v", noTmpfs, err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
+		t.Skipf("%s: mount: %v", noTmpfs, err)
+	}
 	defer unix.Unmount(dir, unix.MNT_DETACH)
 	root := filepath.Join(dir, "root")
 	must(t, os.Mkdir(root, 0o755))

@@ -20,9 +20,10 @@
 // (mkdirat, unlinkat, renameat2, linkat, symlinkat, readlinkat, utimensat,
 // fstatat) get a parent directory opened that way and act on a single
 // final component that the kernel does not follow. A symlink in the final
-// component that must be followed outside openat2 (StatAt, SetTimesAt and
-// Link with follow) is read and resolved again from the directory, beneath
-// it, at most vfs.MaxSymlinks times (ELOOP). Without openat2 (Linux older
+// component that must be followed outside openat2 (SetTimesAt and Link
+// with follow) is read and resolved again from the directory, beneath it,
+// at most vfs.MaxSymlinks times (ELOOP); StatAt stats what openat2 opened
+// with O_PATH. Without openat2 (Linux older
 // than 5.6, or a seccomp filter refusing it) New fails: there is no safe
 // fallback walk.
 //
