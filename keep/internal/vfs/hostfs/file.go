@@ -91,8 +91,12 @@ func (f *file) Write(p []byte, _ bool) (int, error) {
 			return total, err
 		}
 		total += n
-		if total >= len(p) || n == 0 {
+		switch {
+		case total >= len(p):
 			return total, nil
+		case n == 0:
+			// No progress and no error: not what a file does.
+			return total, syscall.EIO
 		}
 	}
 }
@@ -141,8 +145,12 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 			return total, err
 		}
 		total += n
-		if total >= len(p) || n == 0 {
+		switch {
+		case total >= len(p):
 			return total, nil
+		case n == 0:
+			// No progress and no error: not what a file does.
+			return total, syscall.EIO
 		}
 	}
 }
