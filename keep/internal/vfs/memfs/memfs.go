@@ -4,7 +4,8 @@
 // vfs/tree; this package is its content store and its size cap.
 //
 // The cap counts the memory file data holds (allocated pages, so a hole
-// costs nothing and a page partly written counts whole) plus a fixed
+// costs only its page-table slots and a page partly written counts whole)
+// plus a fixed
 // charge per inode and per directory entry (tree.InodeCost, tree.EntryCost
 // plus the name's length, a symlink's target), so that a million empty
 // files exhaust it as surely as one large file: past it, a change fails
@@ -130,7 +131,9 @@ func (s *store) Commit(*tree.Tree) error { return nil }
 // content is a file's data: pages[i] holds bytes [i*PageSize,
 // i*PageSize+len(pages[i])); a nil page, and whatever lies past a page's
 // length, reads as zero. Invariant: pages[i][len:cap] is zero, so a page
-// grows by reslicing. charged is the sum of the pages' capacities.
+// grows by reslicing. charged is the sum of the pages' capacities and of
+// the page table's (slotSize per slot: a sparse file's table costs memory
+// too, so a write far out is charged for it).
 // The tree serializes writers and keeps readers from running with them.
 type content struct {
 	s       *store
@@ -207,6 +210,11 @@ func (c *content) prepare(off, n int64) error {
 		return syscall.EFBIG
 	}
 	var need int64
+	tableCap := cap(c.pages)
+	if int(last) >= tableCap {
+		tableCap = max(int(last)+1, 2*cap(c.pages))
+		need += int64(tableCap-cap(c.pages)) * slotSize
+	}
 	for i := first; i <= last; i++ {
 		end := PageSize
 		if i == last {
@@ -224,8 +232,13 @@ func (c *content) prepare(off, n int64) error {
 		}
 		c.charged += need
 	}
+	if tableCap > cap(c.pages) {
+		t := make([][]byte, len(c.pages), tableCap)
+		copy(t, c.pages)
+		c.pages = t
+	}
 	if int(last) >= len(c.pages) {
-		c.pages = append(c.pages, make([][]byte, int(last)+1-len(c.pages))...)
+		c.pages = c.pages[:last+1]
 	}
 	for i := first; i <= last; i++ {
 		end := PageSize
@@ -245,6 +258,9 @@ func (c *content) prepare(off, n int64) error {
 	}
 	return nil
 }
+
+// slotSize is what one page-table slot (a slice header) is charged.
+const slotSize = 24
 
 // maxPages bounds a file (1 TiB at 64 KiB pages), far beyond any cap, so
 // that an offset near MaxInt64 cannot size the page table.
@@ -303,8 +319,17 @@ func (c *content) Truncate(size int64) error {
 				c.pages[keep-1] = pg[:o]
 			}
 		}
-		if len(c.pages) == 0 {
-			c.pages = nil
+		if len(c.pages) == 0 || len(c.pages) < cap(c.pages)/4 {
+			// Give back most of a page table that shrank.
+			var t [][]byte
+			if len(c.pages) > 0 {
+				t = make([][]byte, len(c.pages))
+				copy(t, c.pages)
+			}
+			freed := int64(cap(c.pages)-cap(t)) * slotSize
+			c.pages = t
+			c.charged -= freed
+			c.s.release(freed)
 		}
 	}
 	c.size = size
