@@ -53,8 +53,9 @@ type Workload struct {
 // Options are the host-provided parts of a run.
 type Options struct {
 	// Files are the host resources, index-aligned with the config's
-	// [[files]] (nil for null entries): the process's stdio, a listening
-	// TCP socket for listen, a connected one for connect (enarx opens
+	// [[files]] (nil for null entries and memory dir entries): the
+	// process's stdio, a listening TCP socket for listen, a connected one
+	// for connect, a directory for a host or sealed dir entry (enarx opens
 	// them with its internal/hostio). Run checks each is of that kind and
 	// does not close them.
 	Files []*os.File
