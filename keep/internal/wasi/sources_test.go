@@ -1,7 +1,10 @@
 package wasi
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +15,8 @@ import (
 	"github.com/enarx-go/enarx/keep/internal/vfs"
 	"github.com/enarx-go/enarx/keep/internal/vfs/hostfs"
 	"github.com/enarx-go/enarx/keep/internal/vfs/memfs"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/keys"
 )
 
 // sources returns the root directory of each real source (and the in-test
@@ -26,18 +31,33 @@ func sources(t *testing.T) map[string]func(t *testing.T) vfs.Dir {
 			}
 			return d
 		},
-		"host": func(t *testing.T) vfs.Dir {
-			f, err := os.Open(t.TempDir())
+		"host": hostDir,
+		"sealed": func(t *testing.T) vfs.Dir {
+			key, err := keys.NewStatic(bytes.Repeat([]byte{7}, 32), "test", slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := hostfs.New(f, false)
+			v, err := sealed.Open(context.Background(), hostDir(t), key, sealed.Options{Name: "data", Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return d
+			t.Cleanup(func() { v.Close() })
+			return v.Root()
 		},
 	}
+}
+
+// hostDir returns a new empty host directory.
+func hostDir(t *testing.T) vfs.Dir {
+	f, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := hostfs.New(f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // TestSources runs one guest's worth of file-system calls, through the
