@@ -37,6 +37,14 @@
 //     tree's changes, so a store can skip a commit that changes nothing.
 //   - A content type may also implement Allocator (fd_allocate that
 //     reserves space).
+//   - Rename and Link accept as the new directory any vfs.Dir that
+//     implements TreeDir (a *Dir, or a source's wrapper of one) of the
+//     same tree; anything else is EXDEV. Dir.Tree, File.Ino and
+//     File.Content give a source its own objects back.
+//   - Errors are syscall.Errno values (EROFS for any change to a
+//     read-only tree) and vfs.ErrNotCapable; a Store's errors pass
+//     through unchanged. ReadAt returns io.EOF with a short count at the
+//     end of a file, Read 0 and io.EOF.
 //
 // Times: creation sets all three; writes and truncation set mtim and ctim;
 // entry changes set the directory's mtim and ctim; link-count changes and
