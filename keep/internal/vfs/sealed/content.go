@@ -741,8 +741,42 @@ func (c *content) committed() {
 		}
 	}
 	c.uncommitted = c.uncommitted[:0]
+	if len(c.retired) == 0 {
+		return
+	}
 	c.free = append(c.free, c.retired...)
 	c.retired = c.retired[:0]
+	// Highest first: alloc pops the lowest, so the live slots gather at
+	// the start and shrink can cut the end.
+	sort.Slice(c.free, func(i, j int) bool { return c.free[i] > c.free[j] })
+	c.shrink()
+}
+
+// shrink cuts free slots off the end of the object, so that it does not
+// keep the size of the file's largest past version (c.mu held, right
+// after a commit: no manifest references a free slot).
+func (c *content) shrink() {
+	end := uint32(0)
+	for _, r := range c.chunks {
+		if r.slot != format.NoSlot && r.slot >= end {
+			end = r.slot + 1
+		}
+	}
+	if end >= c.nextSlot || c.obj == nil {
+		return
+	}
+	if err := c.obj.Truncate(int64(end) * int64(c.chunkSize())); err != nil {
+		c.v.log.Debug("sealed volume: could not shrink an object", "volume", c.v.name, "object", format.ObjectName(c.id), "err", err)
+		return
+	}
+	c.nextSlot = end
+	free := c.free[:0]
+	for _, s := range c.free {
+		if s < end {
+			free = append(free, s)
+		}
+	}
+	c.free = free
 }
 
 // close releases the object.

@@ -596,3 +596,35 @@ func TestConcurrent(t *testing.T) {
 	}
 	sub.Close()
 }
+
+// TestObjectShrinks: an object does not keep the size of its file's
+// largest past version once the slots beyond the live ones are free.
+func TestObjectShrinks(t *testing.T) {
+	dir := t.TempDir()
+	v, root := mustOpen(t, dir, Options{})
+	defer v.Close()
+	data := pattern(30, 1<<20)
+	writeFile(t, root, "f", data, true)
+	obj := filepath.Join(dir, objectOf(t, root, "f"))
+	f := openFile(t, root, "f", vfs.OpenOptions{Write: true})
+	if err := f.Truncate(100_000); err != nil {
+		t.Fatal(err)
+	}
+	f.Sync()
+	f.WriteAt([]byte("x"), 99_999) // chunk 1 again, now to a low slot
+	f.Sync()
+	f.Close()
+	st, err := os.Stat(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 2<<16 {
+		t.Fatalf("object of a 100,000-byte file is %d bytes", st.Size())
+	}
+	data = data[:100_000]
+	data[99_999] = 'x'
+	checkFile(t, root, "f", data)
+	v.Close()
+	_, root = mustOpen(t, dir, Options{})
+	checkFile(t, root, "f", data)
+}
