@@ -1,13 +1,16 @@
 package tree_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/enarx-go/enarx/keep/internal/fd"
 	"github.com/enarx-go/enarx/keep/internal/vfs"
+	"github.com/enarx-go/enarx/keep/internal/vfs/tree"
 )
 
 // TestReadDirCookies lists a directory a few entries at a time while
@@ -199,5 +202,52 @@ func TestConcurrent(t *testing.T) {
 	n, err := f.ReadAt(make([]byte, 8192), 0)
 	if n != 6*512 || err != io.EOF {
 		t.Fatalf("read %d %v", n, err)
+	}
+}
+
+// TestCloseWhileInUse closes an unlinked file while other goroutines read,
+// write, truncate and stat it (run with -race): every call succeeds or
+// fails with EBADF, and the content is freed once.
+func TestCloseWhileInUse(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		s := newByteStore()
+		root := newTestTree(t, tree.Options{Store: s}).Root()
+		f := openFile(t, root, "f", create)
+		f.Write(make([]byte, 1000), false)
+		must(t, "unlink", root.Unlink("f"))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				<-start
+				buf := make([]byte, 100)
+				for i := 0; i < 50; i++ {
+					var err error
+					switch (w + i) % 5 {
+					case 0:
+						_, err = f.ReadAt(buf, 10)
+					case 1:
+						_, err = f.WriteAt(buf, 20)
+					case 2:
+						err = f.Truncate(500)
+					case 3:
+						_, err = f.Seek(0, io.SeekEnd)
+					case 4:
+						err = f.Sync()
+					}
+					if err != nil && !errors.Is(err, syscall.EBADF) {
+						t.Errorf("call %d: %v", (w+i)%5, err)
+					}
+				}
+			}(w)
+		}
+		close(start)
+		f.Close()
+		wg.Wait()
+		if len(s.freed) != 1 || len(s.files) != 0 {
+			t.Fatalf("freed %v, left %d", s.freed, len(s.files))
+		}
 	}
 }
