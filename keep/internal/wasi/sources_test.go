@@ -191,6 +191,13 @@ func scenario(t *testing.T, e *env) {
 	}
 	p, n = e.str(pathOff, "../..")
 	e.expect(ENOTCAPABLE, "path_open", d, 1, p, n, 0, fd.RightFdRead, 0, 0, resOff) // above the preopen
+	// Names: one component longer than 255 bytes, a whole path longer
+	// than 4096; a name of 255 bytes is fine.
+	call(ENAMETOOLONG, "path_create_directory", strings.Repeat("n", vfs.MaxName+1))
+	call(ENAMETOOLONG, "path_filestat_get", "data/"+strings.Repeat("n", vfs.MaxName+1))
+	call(ENAMETOOLONG, "path_create_directory", strings.Repeat("d/", vfs.MaxPath/2)+"x")
+	call(ESUCCESS, "path_create_directory", strings.Repeat("n", vfs.MaxName))
+	call(ESUCCESS, "path_remove_directory", strings.Repeat("n", vfs.MaxName))
 	call(ENOTEMPTY, "path_remove_directory", "data")
 	call(ENOTDIR, "path_remove_directory", "link")
 	// Clean up everything through the WASI calls.
