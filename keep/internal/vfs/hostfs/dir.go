@@ -10,48 +10,19 @@ import (
 	"github.com/enarx-go/enarx/keep/internal/vfs"
 )
 
-// WASI preview 1 rights (the fd package names only those of streams; the
-// values and the read/write split are those of vfs/tree, so a guest sees
-// the same rights whatever the source).
+// The rights a directory and a file report, split as vfs/tree splits
+// them (a read-only source has no write rights), so that a guest sees the
+// same rights whatever the source.
 const (
-	rightFdDatasync           uint64 = 1 << 0
-	rightFdRead               uint64 = 1 << 1
-	rightFdSeek               uint64 = 1 << 2
-	rightFdFdstatSetFlags     uint64 = 1 << 3
-	rightFdSync               uint64 = 1 << 4
-	rightFdTell               uint64 = 1 << 5
-	rightFdWrite              uint64 = 1 << 6
-	rightFdAdvise             uint64 = 1 << 7
-	rightFdAllocate           uint64 = 1 << 8
-	rightPathCreateDirectory  uint64 = 1 << 9
-	rightPathCreateFile       uint64 = 1 << 10
-	rightPathLinkSource       uint64 = 1 << 11
-	rightPathLinkTarget       uint64 = 1 << 12
-	rightPathOpen             uint64 = 1 << 13
-	rightFdReaddir            uint64 = 1 << 14
-	rightPathReadlink         uint64 = 1 << 15
-	rightPathRenameSource     uint64 = 1 << 16
-	rightPathRenameTarget     uint64 = 1 << 17
-	rightPathFilestatGet      uint64 = 1 << 18
-	rightPathFilestatSetSize  uint64 = 1 << 19
-	rightPathFilestatSetTimes uint64 = 1 << 20
-	rightFdFilestatGet        uint64 = 1 << 21
-	rightFdFilestatSetSize    uint64 = 1 << 22
-	rightFdFilestatSetTimes   uint64 = 1 << 23
-	rightPathSymlink          uint64 = 1 << 24
-	rightPathRemoveDirectory  uint64 = 1 << 25
-	rightPathUnlinkFile       uint64 = 1 << 26
-	rightPollFdReadwrite      uint64 = 1 << 27
-
-	dirRightsRead = rightFdFdstatSetFlags | rightPathOpen | rightFdReaddir | rightPathReadlink |
-		rightPathFilestatGet | rightFdFilestatGet
-	dirRightsWrite = rightFdDatasync | rightFdSync | rightPathCreateDirectory | rightPathCreateFile |
-		rightPathLinkSource | rightPathLinkTarget | rightPathRenameSource | rightPathRenameTarget |
-		rightPathFilestatSetSize | rightPathFilestatSetTimes | rightFdFilestatSetTimes |
-		rightPathSymlink | rightPathRemoveDirectory | rightPathUnlinkFile
-	fileRightsRead = rightFdRead | rightFdSeek | rightFdFdstatSetFlags | rightFdTell | rightFdAdvise |
-		rightFdFilestatGet | rightPollFdReadwrite | rightFdSync | rightFdDatasync
-	fileRightsWrite = rightFdWrite | rightFdAllocate | rightFdFilestatSetSize | rightFdFilestatSetTimes
+	dirRightsRead = fd.RightFdFdstatSetFlags | fd.RightPathOpen | fd.RightFdReaddir | fd.RightPathReadlink |
+		fd.RightPathFilestatGet | fd.RightFdFilestatGet
+	dirRightsWrite = fd.RightFdDatasync | fd.RightFdSync | fd.RightPathCreateDirectory | fd.RightPathCreateFile |
+		fd.RightPathLinkSource | fd.RightPathLinkTarget | fd.RightPathRenameSource | fd.RightPathRenameTarget |
+		fd.RightPathFilestatSetSize | fd.RightPathFilestatSetTimes | fd.RightFdFilestatSetTimes |
+		fd.RightPathSymlink | fd.RightPathRemoveDirectory | fd.RightPathUnlinkFile
+	fileRightsRead = fd.RightFdRead | fd.RightFdSeek | fd.RightFdFdstatSetFlags | fd.RightFdTell | fd.RightFdAdvise |
+		fd.RightFdFilestatGet | fd.RightPollFdReadwrite | fd.RightFdSync | fd.RightFdDatasync
+	fileRightsWrite = fd.RightFdWrite | fd.RightFdAllocate | fd.RightFdFilestatSetSize | fd.RightFdFilestatSetTimes
 )
 
 // dir is an open host directory; it implements vfs.Dir.

@@ -36,7 +36,7 @@ func (f *file) Rights() uint64 {
 		r |= fileRightsWrite
 	}
 	if !f.read {
-		r &^= rightFdRead
+		r &^= fd.RightFdRead
 	}
 	return r
 }

@@ -128,7 +128,7 @@ func TestNew(t *testing.T) {
 	must(t, err)
 	d, err := New(f, false)
 	must(t, err)
-	if d.Filetype() != fd.FiletypeDirectory || d.Rights()&rightPathCreateFile == 0 || d.Rights()&rightFdReaddir == 0 {
+	if d.Filetype() != fd.FiletypeDirectory || d.Rights()&fd.RightPathCreateFile == 0 || d.Rights()&fd.RightFdReaddir == 0 {
 		t.Errorf("Filetype %v Rights %#x", d.Filetype(), d.Rights())
 	}
 	must(t, d.Close())
@@ -144,7 +144,7 @@ func TestFileIO(t *testing.T) {
 	e := newEnv(t, false, nil)
 	f := open(t, e.d, "f", excl).(vfs.File)
 	defer f.Close()
-	if f.Filetype() != fd.FiletypeRegularFile || f.Rights()&rightFdWrite == 0 {
+	if f.Filetype() != fd.FiletypeRegularFile || f.Rights()&fd.RightFdWrite == 0 {
 		t.Errorf("Filetype %v Rights %#x", f.Filetype(), f.Rights())
 	}
 	if h, ready := f.PollFD(false); h != -1 || !ready {
@@ -252,7 +252,7 @@ func TestFileIO(t *testing.T) {
 	// A file opened read-only has no write rights and cannot be written.
 	r := open(t, e.d, "f", rd).(vfs.File)
 	defer r.Close()
-	if r.Rights()&rightFdWrite != 0 || r.Rights()&rightFdRead == 0 {
+	if r.Rights()&fd.RightFdWrite != 0 || r.Rights()&fd.RightFdRead == 0 {
 		t.Errorf("read-only file rights %#x", r.Rights())
 	}
 	if _, err := r.Write([]byte("x"), false); !isErr(err, syscall.EBADF) {
@@ -264,7 +264,7 @@ func TestFileIO(t *testing.T) {
 	if st, _ := e.d.StatAt("f", false); st.Size != 0 {
 		t.Errorf("size after O_TRUNC = %d", st.Size)
 	}
-	if tf.Rights()&rightFdRead != 0 {
+	if tf.Rights()&fd.RightFdRead != 0 {
 		t.Errorf("write-only file has the read right: %#x", tf.Rights())
 	}
 }
@@ -293,7 +293,7 @@ func TestReadonly(t *testing.T) {
 		must(t, os.Symlink("f", filepath.Join(root, "l")))
 	})
 	d := e.d
-	if d.Rights()&(rightPathCreateFile|rightPathUnlinkFile|rightPathCreateDirectory) != 0 {
+	if d.Rights()&(fd.RightPathCreateFile|fd.RightPathUnlinkFile|fd.RightPathCreateDirectory) != 0 {
 		t.Errorf("read-only dir rights %#x", d.Rights())
 	}
 	before := e.snapshot(t)
@@ -347,7 +347,7 @@ func TestReadonly(t *testing.T) {
 	}
 	f := open(t, d, "f", rd).(vfs.File)
 	defer f.Close()
-	if f.Rights()&(rightFdWrite|rightFdFilestatSetSize) != 0 {
+	if f.Rights()&(fd.RightFdWrite|fd.RightFdFilestatSetSize) != 0 {
 		t.Errorf("read-only file rights %#x", f.Rights())
 	}
 	for name, err := range map[string]error{
