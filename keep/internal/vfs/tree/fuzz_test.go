@@ -124,6 +124,40 @@ func (m *model) walk(floor int, cur []string, path string, follow bool, links *i
 	return nil, false, false, vfs.ErrNotCapable
 }
 
+// mkdir is the reference for Mkdir: the path resolved without following
+// its final component must not exist; it returns where the directory goes.
+func (m *model) mkdir(base []string, path string) ([]string, error) {
+	switch {
+	case path == "":
+		return nil, syscall.ENOENT
+	case len(path) > vfs.MaxPath:
+		return nil, syscall.ENAMETOOLONG
+	case strings.ContainsRune(path, 0):
+		return nil, syscall.EINVAL
+	}
+	links := 0
+	res, exists, _, err := m.walk(len(base), base, path, false, &links)
+	if err != nil {
+		return nil, err
+	}
+	if exists {
+		return nil, syscall.EEXIST
+	}
+	return res, nil
+}
+
+func sameErr(got, want error) bool {
+	if got == nil || want == nil {
+		return got == want
+	}
+	return errors.Is(got, want) || errors.Is(want, got)
+}
+
+// beneath reports whether root-relative path p is base or beneath it.
+func beneath(p string, base []string) bool {
+	return len(base) == 0 || strings.HasPrefix(p+"/", join(base)+"/")
+}
+
 var (
 	fuzzNames   = []string{"a", "b", "c", "d"}
 	fuzzTargets = []string{
@@ -199,18 +233,34 @@ func FuzzResolve(f *testing.F) {
 		}
 		want, wantErr := m.resolve(base, path, follow)
 		st, err := d.StatAt(path, follow)
-		if (err == nil) != (wantErr == nil) || (err != nil && !errors.Is(err, wantErr) && !errors.Is(wantErr, err)) {
+		if !sameErr(err, wantErr) {
 			t.Fatalf("base %q path %q follow %v: tree %v (%v), reference %q (%v)", join(base), path, follow, pathOf[st.Ino], err, join(want), wantErr)
 		}
-		if err != nil {
-			return
+		if err == nil {
+			got, ok := pathOf[st.Ino]
+			if !ok || got != join(want) {
+				t.Fatalf("base %q path %q follow %v: tree %q, reference %q", join(base), path, follow, got, join(want))
+			}
+			if !beneath(got, base) {
+				t.Fatalf("base %q path %q resolved above its directory to %q", join(base), path, got)
+			}
 		}
-		got, ok := pathOf[st.Ino]
-		if !ok || got != join(want) {
-			t.Fatalf("base %q path %q follow %v: tree %q, reference %q", join(base), path, follow, got, join(want))
+
+		// Mkdir resolves the same way without following the final
+		// component, and creates where the reference says.
+		want, wantErr = m.mkdir(base, path)
+		err = d.Mkdir(path)
+		if !sameErr(err, wantErr) {
+			t.Fatalf("base %q mkdir %q: tree %v, reference %q (%v)", join(base), path, err, join(want), wantErr)
 		}
-		if !strings.HasPrefix(got+"/", join(base)+"/") && len(base) > 0 {
-			t.Fatalf("base %q path %q resolved above its directory to %q", join(base), path, got)
+		if err == nil {
+			if !beneath(join(want), base) {
+				t.Fatalf("base %q mkdir %q created above its directory at %q", join(base), path, join(want))
+			}
+			st, err := root.StatAt(join(want), false)
+			if _, old := pathOf[st.Ino]; err != nil || st.Type != fd.FiletypeDirectory || old {
+				t.Fatalf("base %q mkdir %q: nothing new at %q (%v)", join(base), path, join(want), err)
+			}
 		}
 	})
 }
