@@ -6,7 +6,8 @@
 // enarx binary on each backend that can run here (nil, sandbox) with each
 // engine of the build, and compares the exit status and stdout with the
 // test's spec. Tests whose root holds no fixture files also run on a
-// memory directory.
+// memory directory, and on a new sealed volume (development key file; on
+// nil only, its code being the same on every backend).
 //
 // The suite is not in this repository: it is looked for at
 // ../shared/testdata/wasi-testsuite next to the module root (or where
