@@ -158,8 +158,8 @@ func (c *content) readObject(idx uint32) (vfs.File, error) {
 	return obj, nil
 }
 
-// openChunk reads chunk idx (ref r) into scratch and authenticates and
-// decrypts it into dst. It touches nothing shared but obj (pread), so
+// openChunk reads chunk idx (ref r) into scratch, authenticates and
+// decrypts it there and copies the plaintext to dst. It touches nothing shared but obj (pread), so
 // runs of chunks are opened in parallel.
 func (c *content) openChunk(obj vfs.File, scratch, dst []byte, idx uint32, r chunkRef) error {
 	ct := scratch[:r.n]
@@ -170,9 +170,15 @@ func (c *content) openChunk(obj vfs.File, scratch, dst []byte, idx uint32, r chu
 	if got < len(ct) {
 		return c.integrity(idx, "the object is truncated")
 	}
-	if _, err := c.aead.OpenChunk(dst[:0], ct, idx, r.nonce, r.tag); err != nil {
+	// Decrypted in place in the Keep's own buffer and copied out only once
+	// authenticated: dst may be the guest's memory, where another thread
+	// of the workload must never see unauthenticated plaintext (AES-GCM
+	// decrypts before it has compared the tag).
+	plain, err := c.aead.OpenChunk(ct[:0], ct, idx, r.nonce, r.tag)
+	if err != nil {
 		return c.integrity(idx, "the chunk fails authentication (tampered, swapped or older)")
 	}
+	copy(dst, plain)
 	return nil
 }
 

@@ -628,3 +628,36 @@ func TestObjectShrinks(t *testing.T) {
 	_, root = mustOpen(t, dir, Options{})
 	checkFile(t, root, "f", data)
 }
+
+// TestNoUnauthenticatedPlaintext: a chunk that fails authentication
+// never reaches the caller's buffer, not even for a moment before the
+// tag is compared (the buffer may be the guest's memory): whole-chunk,
+// parallel-run and cached reads leave the failing chunk's bytes as they
+// were.
+func TestNoUnauthenticatedPlaintext(t *testing.T) {
+	dir := t.TempDir()
+	v, root := mustOpen(t, dir, Options{})
+	writeFile(t, root, "f", pattern(40, 4<<16), true)
+	obj := filepath.Join(dir, objectOf(t, root, "f"))
+	h, _ := root.Open("f", vfs.OpenOptions{Read: true})
+	slot := h.(interface{ Content() tree.Content }).Content().(*content).chunks[1].slot
+	h.Close()
+	v.Close()
+	b, _ := os.ReadFile(obj)
+	b[int(slot)<<16+100] ^= 1 // in chunk 1
+	os.WriteFile(obj, b, 0o600)
+	_, root = mustOpen(t, dir, Options{})
+	defer root.Close()
+	f := openFile(t, root, "f", vfs.OpenOptions{Read: true})
+	defer f.Close()
+	for _, r := range []struct{ off, n int }{{1 << 16, 1 << 16}, {0, 4 << 16}, {1<<16 + 10, 100}} {
+		buf := bytes.Repeat([]byte{0xee}, r.n)
+		if _, err := f.ReadAt(buf, int64(r.off)); !errors.Is(err, vfs.ErrIntegrity) {
+			t.Fatalf("read [%d, +%d): %v, want an integrity error", r.off, r.n, err)
+		}
+		lo, hi := max(1<<16, r.off)-r.off, min(2<<16, r.off+r.n)-r.off
+		if !bytes.Equal(buf[lo:hi], bytes.Repeat([]byte{0xee}, hi-lo)) {
+			t.Fatalf("read [%d, +%d): the failing chunk's bytes reached the buffer", r.off, r.n)
+		}
+	}
+}

@@ -162,7 +162,9 @@ func (f *File) SealChunk(dst, plain []byte, index uint32) (ct []byte, nonce [for
 // OpenChunk authenticates and decrypts ct (the slot's ciphertext, tag
 // excluded) of chunk index with the recorded nonce and tag into
 // dst[:len(ct)]. ct needs TagSize bytes of capacity past its length
-// (the tag is placed there); dst may be ct.
+// (the tag is placed there); dst may be ct[:0]. On failure dst may have
+// held unauthenticated plaintext (then cleared): decrypt into memory
+// only this Keep reads.
 func (f *File) OpenChunk(dst, ct []byte, index uint32, nonce [format.NonceSize]byte, tag [format.TagSize]byte) ([]byte, error) {
 	aad := f.aad
 	binary.BigEndian.PutUint32(aad[2*format.IDSize:], index)
