@@ -56,6 +56,7 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 	if err := keep.ValidateEnv(l.Options.Env); err != nil {
 		return 1, nil, err
 	}
+	warnUnwritableDirs(l, l.Options.Logger)
 	hdr := newLaunch(ctx, l)
 	k, err := openKeepFDs(ctx, l, hdr, h.socketPayload)
 	if err != nil {
