@@ -189,7 +189,8 @@ func dirSize(v any) (uint64, error) {
 // at the first fd that is not a preopened directory.
 func (p *parser) checkDirs(files []File) error {
 	seen := map[string]int{}
-	scanned := true // fds 3..i-1 are all dirs
+	hostPaths := map[string]int{} // cleaned host_path → entry
+	scanned := true               // fds 3..i-1 are all dirs
 	for i, f := range files {
 		if f.Dir == nil {
 			if i >= 3 {
@@ -206,6 +207,14 @@ func (p *parser) checkDirs(files []File) error {
 			return p.errf("files"+indexSeg(i)+".guest_path", "%q is already the guest_path of files[%d]; each dir entry needs its own", gp, j)
 		}
 		seen[gp] = i
+		if f.Dir.HostPath == "" {
+			continue
+		}
+		hp := path.Clean(f.Dir.HostPath)
+		if j, dup := hostPaths[hp]; dup && (f.Dir.Source == SourceSealed || files[j].Dir.Source == SourceSealed) {
+			return p.errf("files"+indexSeg(i)+".host_path", "%q is also the host_path of files[%d]; a sealed volume needs a host directory of its own", f.Dir.HostPath, j)
+		}
+		hostPaths[hp] = i
 	}
 	return nil
 }

@@ -147,6 +147,9 @@ func TestParseDirErrors(t *testing.T) {
 		{"duplicate guest_path", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/d\"\nsource = \"memory\"\n" +
 			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/d\"\nsource = \"memory\"\n",
 			`Enarx.toml:15: files[4].guest_path: "/d" is already the guest_path of files[3]`},
+		{"sealed host_path shared", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/a\"\nsource = \"host\"\nhost_path = \"/v/\"\n" +
+			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/b\"\nsource = \"sealed\"\nhost_path = \"/v\"\nkey = \"snp\"\n",
+			`Enarx.toml:18: files[4].host_path: "/v" is also the host_path of files[3]; a sealed volume needs a host directory of its own`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
