@@ -16,8 +16,15 @@
 //   - one object per regular file, named "c-" + a random 128-bit file id:
 //     the file's 64 KiB chunks, each AES-256-GCM-sealed with the file's key
 //     and additional data (volume id, file id, chunk index), at
-//     copy-on-write slots. The manifest records each chunk's slot, length,
-//     nonce and tag.
+//     copy-on-write slots (a chunk is never rewritten in place; freed
+//     slots are reused, lowest first, and cut off the object's end after
+//     a commit). The manifest records each chunk's slot, length, nonce
+//     and tag.
+//
+// Reads and writes go through a write-back cache of 8 plaintext chunks
+// per file; runs of whole chunks bypass it and are sealed or opened in
+// parallel. A chunk is decrypted in the Keep's own memory and copied to
+// the caller (possibly guest memory) only once authenticated.
 //
 // Keys (package seal) derive by HKDF-SHA256 from the 32 bytes of a key
 // source (package keys: a development key file, the SEV-SNP derived key;
@@ -45,7 +52,7 @@
 //
 // Protected:
 //   - confidentiality of file contents, file and directory names, the
-//     tree's shape, link counts, times and exact file sizes;
+//     tree's shape, symlink targets, link counts and times;
 //   - integrity of every byte read: a flipped, truncated, swapped
 //     (between files, chunks or slots), renamed, deleted or older chunk or
 //     object, and any change of the manifest, fail authentication. The
@@ -68,9 +75,11 @@
 //     refused when min_version is above 1;
 //   - availability: the host can delete or corrupt the directory (the
 //     Keep then reports errors, never wrong data), or fill its disk;
-//   - what the host observes: the number of files, each file's object
-//     size (its chunks, in 64 KiB steps, plus slots awaiting reuse),
-//     which objects are written and read and when, and commit times;
+//   - what the host observes: the number of files, each file's size
+//     (its object's length gives it to the byte when the last chunk is
+//     in the last slot, as with fscrypt or gocryptfs), the manifest's
+//     length (about the number of nodes, names' lengths and chunks),
+//     which chunks are written and read and when, and commit times;
 //   - a development key file (key = "file:...") is known to the host:
 //     such a volume protects against nothing the host does and is
 //     labelled so in the log.
