@@ -504,15 +504,21 @@ func (d *Dir) Rename(oldPath string, newDir vfs.Dir, newPath string) error {
 	if src == t.root {
 		return syscall.EBUSY
 	}
-	if err := t.store.Charge(entryCost(nf.name)); err != nil {
-		return err
+	// Only a longer name costs more (a full file system can still rename).
+	delta := entryCost(nf.name) - entryCost(of.name)
+	if delta > 0 {
+		if err := t.store.Charge(delta); err != nil {
+			return err
+		}
 	}
 	if dst != nil {
 		t.remove(nf.dir, nf.name)
 	}
 	now := t.now()
 	of.dir.unlink(of.name)
-	t.store.Charge(-entryCost(of.name))
+	if delta < 0 {
+		t.store.Charge(delta)
+	}
 	nf.dir.link(nf.name, src)
 	src.ctim = now
 	t.touch(of.dir, now)
