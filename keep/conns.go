@@ -77,8 +77,8 @@ func openConnEntry(ctx context.Context, i int, f config.File, conns Conns, id tl
 		return fd.Null{}, nil
 	case config.KindDir:
 		if f.Dir != nil && f.Dir.Source != config.SourceMemory {
-			// The channel carries streams, not directories.
-			return nil, fmt.Errorf("source = %q directories are not available in a Keep reached through a channel (microVM Keeps) yet; use source = \"memory\"", f.Dir.Source)
+			// The host serves the directory over a stream (remotedir.go).
+			return openRemoteDir(ctx, i, f, conns, ds)
 		}
 		return openDir(ctx, f, nil, ds)
 	case config.KindStdin, config.KindStdout, config.KindStderr:

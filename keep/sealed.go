@@ -20,13 +20,24 @@ import (
 // own (taken over: hostfs keeps every path beneath it), and keeps it to
 // be closed, which commits it, when the Keep ends.
 func openSealed(ctx context.Context, f config.File, own *os.File, d *dirs) (vfs.Dir, error) {
-	src, err := d.keySource(f.Dir.Key)
-	if err != nil {
+	if _, err := d.keySource(f.Dir.Key); err != nil {
 		own.Close()
 		return nil, err
 	}
 	backing, err := hostfs.New(own, f.Dir.ReadOnly)
 	if err != nil {
+		return nil, err
+	}
+	return openSealedOn(ctx, f, backing, d)
+}
+
+// openSealedOn is openSealed over the ciphertext store backing (taken
+// over): a host directory through hostfs, or one the host serves over a
+// stream to a channel Keep (keep/internal/vfs/remote).
+func openSealedOn(ctx context.Context, f config.File, backing vfs.Dir, d *dirs) (vfs.Dir, error) {
+	src, err := d.keySource(f.Dir.Key)
+	if err != nil {
+		backing.Close()
 		return nil, err
 	}
 	vol, err := sealed.Open(ctx, backing, src, sealed.Options{
