@@ -277,6 +277,7 @@ func (s *session) launch() error {
 		LogLevel:    logLevel(l.Options.Logger),
 		Steward:     s.stewardAddr != "",
 		CachePut:    s.cacheDir != "",
+		VolumeKeys:  l.Options.VolumeKeys,
 	}
 	cache := cacheFiles(s.cacheDir)
 	for _, f := range cache {
@@ -376,7 +377,7 @@ func (s *session) openFiles() error {
 	}
 	for i, f := range cfg.Files {
 		hf := s.l.Files[i]
-		if f.Kind == config.KindNull {
+		if f.Kind == config.KindNull || f.Kind == config.KindDir && hf == nil { // a memory dir lives in the Keep
 			continue
 		}
 		if hf == nil {
@@ -412,6 +413,16 @@ func (s *session) openFiles() error {
 			}
 			s.others.Add(1)
 			go func() { defer s.others.Done(); relay(tc, st) }()
+		case config.KindDir:
+			// The guest has no host file system: the host serves the
+			// directory on a stream, beneath it whatever the Keep asks.
+			st, err := s.mux.Open(channel.Open{Role: channel.RoleFile, FD: i})
+			if err != nil {
+				return err
+			}
+			ro := f.Dir != nil && f.Dir.ReadOnly
+			s.others.Add(1)
+			go func() { defer s.others.Done(); s.serveDir(i, hf, ro, st) }()
 		case config.KindListen:
 			ln, err := net.FileListener(hf)
 			if err != nil {
@@ -422,6 +433,21 @@ func (s *session) openFiles() error {
 		}
 	}
 	return nil
+}
+
+// serveDir serves the host directory of dir entry i on st until the Keep
+// closes it or the session ends.
+func (s *session) serveDir(i int, dir *os.File, readOnly bool, st *channel.Stream) {
+	go func() {
+		<-s.done
+		st.Close()
+	}()
+	if err := keep.ServeDir(dir, readOnly, st); err != nil {
+		s.log.Warn("microVM: serving a directory to the Keep failed", "fd", i, "err", err)
+		st.Reset(err.Error())
+		return
+	}
+	st.Close()
 }
 
 // serveListener accepts connections for listen entry i and relays each

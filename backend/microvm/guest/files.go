@@ -3,6 +3,7 @@ package guest
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"syscall"
 	"time"
@@ -126,6 +127,18 @@ func (f *files) Conn(ctx context.Context, i int) (keep.Conn, keep.Filetype, erro
 		return nil, 0, err
 	}
 	return p.s, p.ftype, nil
+}
+
+// DirStream implements keep.DirStreams: the stream on which the host
+// serves dir entry i's host directory.
+func (f *files) DirStream(ctx context.Context, i int) (io.ReadWriteCloser, error) {
+	t := time.NewTimer(fileWait)
+	defer t.Stop()
+	p, err := f.take(ctx, i, false, t.C)
+	if err != nil {
+		return nil, err
+	}
+	return p.s, nil
 }
 
 // Acceptor implements keep.Conns.

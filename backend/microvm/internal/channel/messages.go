@@ -53,6 +53,10 @@ type Launch struct {
 	// follow as RoleCollateral streams for the Keep's evidence; the
 	// Steward verifies them, so they need no trust in the host.
 	Collateral []CacheFile `json:"collateral,omitempty"`
+	// VolumeKeys is keep.Options.VolumeKeys: the volume keys of sealed
+	// dir entries whose key the host holds (key = "file:…", development
+	// only), by key spec. The Keep's sealed source checks each.
+	VolumeKeys map[string][]byte `json:"volume_keys,omitempty"`
 }
 
 // CacheFile names one file of the compilation cache or of the collateral.
