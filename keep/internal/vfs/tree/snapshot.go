@@ -93,8 +93,8 @@ func (t *Tree) Snapshot() *Snapshot {
 // regular file's content. It checks s: inode numbers unique and below
 // NextIno, the root a directory, every entry a valid name naming a node
 // of s, every directory linked once (the root never) and reachable from
-// the root, no node unreachable, symlink targets non-empty and at most
-// vfs.MaxPath bytes. Link counts are recomputed. Load charges the
+// the root, no node unreachable, symlink targets non-empty, without NUL
+// and at most vfs.MaxPath bytes. Link counts are recomputed. Load charges the
 // metadata to the store.
 func Load(s *Snapshot, o Options) (*Tree, error) {
 	t, err := newTree(o)
@@ -126,8 +126,8 @@ func Load(s *Snapshot, o Options) (*Tree, error) {
 				return nil, fmt.Errorf("tree: load: file %d has size %d", r.Ino, r.Size)
 			}
 		case fd.FiletypeSymbolicLink:
-			if r.Target == "" || len(r.Target) > vfs.MaxPath {
-				return nil, fmt.Errorf("tree: load: symlink %d has a target of %d bytes", r.Ino, len(r.Target))
+			if err := checkPath(r.Target); err != nil {
+				return nil, fmt.Errorf("tree: load: symlink %d has a target of %d bytes: %w", r.Ino, len(r.Target), err)
 			}
 			n.target = r.Target
 		default:

@@ -219,6 +219,7 @@ func TestLoadRejects(t *testing.T) {
 		"ino too big":     func(s *tree.Snapshot) { s.NextIno = 4 },
 		"ino twice":       func(s *tree.Snapshot) { s.Nodes[3].Ino = 3 },
 		"empty target":    func(s *tree.Snapshot) { s.Nodes[3].Target = "" },
+		"NUL in target":   func(s *tree.Snapshot) { s.Nodes[3].Target = "d\x00f" },
 		"file entries":    func(s *tree.Snapshot) { s.Nodes[2].Entries = []tree.Entry{{Name: "x", Ino: 4}} },
 		"unknown type":    func(s *tree.Snapshot) { s.Nodes[2].Type = fd.FiletypeSocketStream },
 		"negative size":   func(s *tree.Snapshot) { s.Nodes[2].Size = -1 },
