@@ -17,7 +17,7 @@
 // ".." above the starting directory and symlinks leading out (EXDEV, which
 // becomes vfs.ErrNotCapable) and is immune to concurrent renames (the
 // kernel retries or fails with EAGAIN). Calls that have no RESOLVE flags
-// (mkdirat, unlinkat, renameat2, linkat, symlinkat, readlinkat, utimensat,
+// (mkdirat, unlinkat, renameat, linkat, symlinkat, readlinkat, utimensat,
 // fstatat) get a parent directory opened that way and act on a single
 // final component that the kernel does not follow. A symlink in the final
 // component that must be followed outside openat2 (SetTimesAt and Link
@@ -32,9 +32,9 @@
 //     (create, remove, rename, link, symlink, set times, open for writing
 //     or truncation, and writes, truncation and allocation through files)
 //     fails with EROFS, after the path is resolved (so a missing parent is
-//     still ENOENT, an escape ErrNotCapable, an existing name given to
-//     Mkdir or an exclusive create EEXIST, a directory opened for writing
-//     EISDIR, as on a read-only mount);
+//     still ENOENT, an escape ErrNotCapable; an exclusive create of an
+//     existing file EEXIST and a directory opened for writing EISDIR, as
+//     on a read-only mount; but Mkdir of an existing name is EROFS);
 //   - a FIFO, socket or device found in the host directory is never
 //     returned as a File (a FIFO could block the Keep forever, a device is
 //     the host's): Open opens with O_NONBLOCK|O_NOCTTY, checks the type and
