@@ -186,3 +186,54 @@ func BenchmarkSmallFiles(b *testing.B) {
 	b.ReportMetric(float64(nativeC)/float64(sealedC), "commit-x-native")
 	b.ReportMetric(float64(sealedC.Milliseconds())/float64(b.N), "commit-ms")
 }
+
+// BenchmarkSyncedWrites is the SQLite pattern: 4 KiB writes at scattered
+// offsets of a 4 MiB file, each followed by fsync, through a sealed
+// volume (each fsync a commit: the object synced, a new manifest written,
+// synced and renamed, the directory synced) and natively (pwrite, fsync).
+func BenchmarkSyncedWrites(b *testing.B) {
+	const writes = 100
+	dir := b.TempDir()
+	v, root := mustOpen(b, dir, Options{})
+	defer v.Close()
+	page := pattern(9, 4096)
+	writeFile(b, root, "db", pattern(10, 4<<20), true)
+	nf, err := os.OpenFile(filepath.Join(dir, "native"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nf.Close()
+	nf.Write(pattern(10, 4<<20))
+	nf.Sync()
+	sf := openFile(b, root, "db", vfs.OpenOptions{Write: true, Read: true})
+	defer sf.Close()
+	var nativeT, sealedT time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		for j := range writes {
+			off := int64((i*writes+j)*7919%1024) * 4096
+			if _, err := nf.WriteAt(page, off); err != nil {
+				b.Fatal(err)
+			}
+			if err := nf.Sync(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mid := time.Now()
+		for j := range writes {
+			off := int64((i*writes+j)*7919%1024) * 4096
+			if _, err := sf.WriteAt(page, off); err != nil {
+				b.Fatal(err)
+			}
+			if err := sf.Sync(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		nativeT += mid.Sub(start)
+		sealedT += time.Since(mid)
+	}
+	b.ReportMetric(float64(nativeT)/float64(sealedT), "x-native")
+	b.ReportMetric(float64(sealedT.Microseconds())/float64(b.N*writes), "sealed-µs/fsync")
+	b.ReportMetric(float64(nativeT.Microseconds())/float64(b.N*writes), "native-µs/fsync")
+}

@@ -703,7 +703,7 @@ func (c *content) syncLocked() error {
 		// Gone from the namespace (its cache dropped); a manifest whose
 		// snapshot was taken just before may still list what it wrote.
 		if c.objDirty && c.obj != nil {
-			c.obj.Sync()
+			c.obj.Datasync()
 			c.objDirty = false
 		}
 		return nil
@@ -716,7 +716,7 @@ func (c *content) syncLocked() error {
 		}
 	}
 	if c.objDirty {
-		if err := c.obj.Sync(); err != nil {
+		if err := c.obj.Datasync(); err != nil {
 			return fmt.Errorf("sealed volume %q: syncing object %s: %w", c.v.name, format.ObjectName(c.id), err)
 		}
 		c.objDirty = false

@@ -464,7 +464,7 @@ func (v *Volume) writeManifest(obj []byte) error {
 	}
 	_, err = vf.WriteAt(obj, 0)
 	if err == nil {
-		err = vf.Sync()
+		err = vf.Datasync()
 	}
 	if cerr := vf.Close(); err == nil {
 		err = cerr
