@@ -58,7 +58,8 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 var ErrInterrupted = errors.New("interrupted")
 
 // Engine compiles and runs modules. One Engine runs one Keep's workload;
-// it is not safe for concurrent use.
+// it is not safe for concurrent use, except that Close may be called
+// while a call runs.
 type Engine interface {
 	// Name is the engine's name ("wazero", "wasmtime").
 	Name() string
@@ -77,7 +78,14 @@ type Engine interface {
 	// Breach reports whether the guest asked for more memory than the
 	// limit, and how much it asked for in total.
 	Breach() (requested uint64, breached bool)
-	// Close releases the engine and everything it made.
+	// Close releases the engine and everything it made. A running
+	// Instantiate or Call is interrupted (its error wraps ErrInterrupted
+	// and ErrClosed), and it or a running Compile is waited for until
+	// ctx ends (10 s if ctx has no deadline); if it still runs then (a
+	// guest run with Config.NoInterrupt, a host function that does not
+	// return, a long compilation), Close frees nothing and returns an
+	// error, and may be called again. Calls after Close fail with
+	// ErrClosed.
 	Close(ctx context.Context) error
 }
 

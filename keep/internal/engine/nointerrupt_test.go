@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 )
 
 // cancelThenCount imports env.cancel and exports a _start that calls it,
@@ -19,6 +18,7 @@ const cancelThenCount = "\x00\x61\x73\x6d\x01\x00\x00\x00\x01\x04\x01\x60\x00\x0
 // gets cache entries of its own.
 func TestNoInterrupt(t *testing.T) {
 	eachEngine(t, func(t *testing.T, eng string) {
+		wd := watchdog(t)
 		cache := t.TempDir()
 		for _, noInterrupt := range []bool{false, true, false, true} {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -30,19 +30,21 @@ func TestNoInterrupt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// With interruption the guest stops when the host function
+			// returns into the ended run, without waiting for the
+			// interruption, which acts from a goroutine of its own.
 			in, err := m.Instantiate(ctx, []HostFunc{{Module: "env", Name: "cancel",
 				Fn: func(context.Context, Caller, []uint64) error {
 					cancel()
-					// Leave the interruption, which runs in a goroutine of
-					// its own, time to act before the guest computes.
-					time.Sleep(50 * time.Millisecond)
 					return nil
 				}}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = in.Call(ctx, "_start")
-			e.Close(context.Background())
+			err = within(t, wd, "Call", func() error { return in.Call(ctx, "_start") })
+			if cerr := e.Close(context.Background()); cerr != nil {
+				t.Fatal(cerr)
+			}
 			cancel()
 			if noInterrupt && err != nil {
 				t.Fatalf("NoInterrupt: %v; want the computation to run to its end", err)

@@ -93,9 +93,12 @@ type wasmtimeEngine struct {
 	epoch bool
 	// The one store of this engine (made at the first instantiation),
 	// and its instances.
-	store  *wasmtime.Store
-	insts  []*wasmtimeInstance
-	closed bool
+	store *wasmtime.Store
+	insts []*wasmtimeInstance
+	// calls: Close never frees the store under a running call; freed:
+	// Close has freed everything.
+	calls calls
+	freed bool
 }
 
 func newWasmtime(_ context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
@@ -139,11 +142,17 @@ func (e *wasmtimeEngine) Breach() (uint64, bool) {
 	return most, most > e.limit
 }
 
-func (e *wasmtimeEngine) Close(context.Context) error {
-	if e.closed {
+// Close interrupts a running call and waits for it (see calls.close)
+// before it frees the store: freeing it under the call would be undefined
+// behaviour.
+func (e *wasmtimeEngine) Close(ctx context.Context) error {
+	if err := e.calls.close(ctx); err != nil {
+		return err
+	}
+	if e.freed {
 		return nil
 	}
-	e.closed = true
+	e.freed = true
 	for _, in := range e.insts {
 		in.linker.Close()
 	}
@@ -159,6 +168,11 @@ func (e *wasmtimeEngine) Cached(wasm []byte) (Module, bool) {
 	if e.cacheDir == "" {
 		return nil, false
 	}
+	_, end, err := e.calls.begin(context.Background())
+	if err != nil {
+		return nil, false
+	}
+	defer end()
 	m, err := e.load(sha256.Sum256(wasm))
 	if err != nil {
 		return nil, false
@@ -166,7 +180,14 @@ func (e *wasmtimeEngine) Cached(wasm []byte) (Module, bool) {
 	return m, true
 }
 
-func (e *wasmtimeEngine) Compile(_ context.Context, wasm []byte) (Module, error) {
+func (e *wasmtimeEngine) Compile(ctx context.Context, wasm []byte) (Module, error) {
+	// Close waits for a compilation as for a call (it cannot interrupt
+	// one), and frees nothing under it.
+	_, end, err := e.calls.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	key := sha256.Sum256(wasm)
 	if e.cacheDir != "" {
 		if m, err := e.load(key); err == nil {
@@ -222,6 +243,11 @@ func (m *wasmtimeModule) MinMemory() uint64         { return m.minMemory }
 
 func (m *wasmtimeModule) Instantiate(ctx context.Context, host []HostFunc) (Instance, error) {
 	e := m.e
+	ctx, end, err := e.calls.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	if e.store == nil {
 		e.store = wasmtime.NewStore(e.eng)
 		e.store.Limiter(int64(e.limit), -1, -1, -1, -1)
@@ -247,7 +273,7 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, host []HostFunc) (Inst
 	}
 	e.insts = append(e.insts, in)
 	var inst *wasmtime.Instance
-	err := in.enter(ctx, func() (err error) {
+	err = in.enter(ctx, func() (err error) {
 		inst, err = in.linker.Instantiate(e.store, m.mod)
 		return err
 	})
@@ -310,6 +336,13 @@ func (in *wasmtimeInstance) trampoline(f HostFunc) func(*wasmtime.Caller, []wasm
 			in.unwind = err
 			return nil, wasmtime.NewTrap("enarx: host function " + f.Name + " ended the guest")
 		}
+		if in.e.epoch && in.ctx.Err() != nil {
+			// The run ended while the host function ran: stop here rather
+			// than at the guest's next epoch check, which the increment
+			// (made on another goroutine) may not have reached yet.
+			in.unwind = interrupted(in.ctx)
+			return nil, wasmtime.NewTrap("enarx: interrupted in host function " + f.Name)
+		}
 		if len(f.Results) == 0 {
 			return nil, nil
 		}
@@ -370,6 +403,11 @@ func (in *wasmtimeInstance) requested() uint64 {
 }
 
 func (in *wasmtimeInstance) Call(ctx context.Context, name string) error {
+	ctx, end, err := in.e.calls.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
 	fn := in.inst.GetFunc(in.e.store, name)
 	if fn == nil {
 		return fmt.Errorf("no exported function %q", name)
@@ -381,20 +419,24 @@ func (in *wasmtimeInstance) Call(ctx context.Context, name string) error {
 }
 
 // enter runs call (which enters the guest) interruptibly and maps its
-// error to the engine-neutral ones.
+// error to the engine-neutral ones. ctx is the context calls.begin made.
 func (in *wasmtimeInstance) enter(ctx context.Context, call func() error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+		return interrupted(ctx)
 	}
 	in.ctx = ctx
-	stop := func() bool { return false }
 	if in.e.epoch {
-		// The guest traps at its next epoch check after the increment.
-		in.e.store.SetEpochDeadline(1)
-		stop = context.AfterFunc(ctx, in.e.eng.IncrementEpoch)
+		disarm := in.e.armEpoch(ctx)
+		// Cancelled between the check above and the arming: the increment
+		// armEpoch's AfterFunc makes would interrupt the guest at its
+		// first check; not entering it at all is quicker.
+		if ctx.Err() != nil {
+			disarm()
+			return interrupted(ctx)
+		}
+		defer disarm()
 	}
 	err := call()
-	stop()
 	if err == nil {
 		return nil
 	}
@@ -404,7 +446,7 @@ func (in *wasmtimeInstance) enter(ctx context.Context, call func() error) error 
 		if errors.As(u, &ee) {
 			return ee
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !errors.Is(u, ErrInterrupted) {
 			return fmt.Errorf("%w: %w", ErrInterrupted, u)
 		}
 		return u
@@ -412,11 +454,40 @@ func (in *wasmtimeInstance) enter(ctx context.Context, call func() error) error 
 	var trap *wasmtime.Trap
 	if errors.As(err, &trap) {
 		if code := trap.Code(); code != nil && *code == wasmtime.Interrupt && ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+			return interrupted(ctx)
 		}
 		return trapError(trap)
 	}
 	return err
+}
+
+// armEpoch makes the end of ctx interrupt the running call, and returns
+// the function that undoes that when the call has returned.
+//
+// The order matters. The store's deadline is relative to the engine's
+// epoch when it is set (wasmtime: deadline = epoch + 1), so an increment
+// made before SetEpochDeadline would be absorbed by it; the increment is
+// registered only after the deadline is set, so every cancellation from
+// then on passes it, and the epoch never goes back: the guest traps at
+// its next check (function entry, loop header). Nothing resets the
+// deadline during the call (calls.begin refuses a nested call).
+//
+// The undo waits for an increment already started: otherwise one from a
+// context that ended just as its call returned (AfterFunc's stop then
+// returns false) could land in the next call, which would trap on an
+// interruption nobody asked for, or after Close, on a freed engine.
+func (e *wasmtimeEngine) armEpoch(ctx context.Context) (disarm func()) {
+	e.store.SetEpochDeadline(1)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		e.eng.IncrementEpoch()
+	})
+	return func() {
+		if !stop() {
+			<-fired
+		}
+	}
 }
 
 // trapError formats a trap as wazero does: the reason, then the wasm

@@ -38,6 +38,10 @@ type wazeroEngine struct {
 	// interrupt: modules get the inserted interruption checks
 	// (Config.NoInterrupt unset).
 	interrupt bool
+	// calls: Close never frees memory under a running call; freed: Close
+	// has freed everything.
+	calls calls
+	freed bool
 }
 
 func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
@@ -76,8 +80,17 @@ func (e *wazeroEngine) Breach() (uint64, bool) {
 	return e.alloc.refused, e.alloc.refused > 0
 }
 
-// Close releases the runtime (and with it all guest memory).
+// Close releases the runtime (and with it all guest memory), after it
+// has interrupted a running call and waited for it (see calls.close):
+// unmapping the memory under the call would crash the process.
 func (e *wazeroEngine) Close(ctx context.Context) error {
+	if err := e.calls.close(ctx); err != nil {
+		return err
+	}
+	if e.freed {
+		return nil
+	}
+	e.freed = true
 	err := e.rt.Close(ctx)
 	if e.cache != nil {
 		if cerr := e.cache.Close(ctx); err == nil {
@@ -98,6 +111,11 @@ func (e *wazeroEngine) Cached(wasm []byte) (Module, bool) {
 	if e.instDir == "" {
 		return nil, false
 	}
+	_, end, err := e.calls.begin(context.Background())
+	if err != nil {
+		return nil, false
+	}
+	defer end()
 	key := sha256.Sum256(wasm)
 	inst, stop, err := e.loadInstrumented(key)
 	if err != nil {
@@ -111,6 +129,11 @@ func (e *wazeroEngine) Cached(wasm []byte) (Module, bool) {
 }
 
 func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error) {
+	ctx, end, err := e.calls.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	// Without interruption the module stays as it is (Rewrite only reads
 	// its sections then).
 	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: e.interrupt})
@@ -166,6 +189,11 @@ func (m *wazeroModule) MinMemory() uint64 {
 }
 
 func (m *wazeroModule) Instantiate(ctx context.Context, host []HostFunc) (_ Instance, err error) {
+	ctx, end, err := m.e.calls.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	if err := m.e.linkHost(ctx, host); err != nil {
 		return nil, err
 	}
@@ -181,7 +209,7 @@ func (m *wazeroModule) Instantiate(ctx context.Context, host []HostFunc) (_ Inst
 	if err != nil {
 		return nil, wazeroResult(ctx, err)
 	}
-	in := &wazeroInstance{mod: mod}
+	in := &wazeroInstance{e: m.e, mod: mod}
 	if m.stop != "" {
 		g, ok := mod.ExportedGlobal(m.stop).(api.MutableGlobal)
 		if !ok {
@@ -219,6 +247,13 @@ func (e *wazeroEngine) linkHost(ctx context.Context, host []HostFunc) error {
 					}
 					panic(err)
 				}
+				if e.interrupt && ctx.Err() != nil {
+					// The run ended while the host function ran: stop
+					// here rather than at the guest's next check, which
+					// the flag (set on another goroutine) may not have
+					// reached yet.
+					panic(interrupted(ctx))
+				}
 			}), wazeroTypes(f.Params), wazeroTypes(f.Results)).
 			Export(f.Name)
 	}
@@ -254,6 +289,7 @@ func wazeroMemory(mod api.Module) []byte {
 }
 
 type wazeroInstance struct {
+	e    *wazeroEngine
 	mod  api.Module
 	stop api.MutableGlobal
 }
@@ -261,16 +297,37 @@ type wazeroInstance struct {
 func (in *wazeroInstance) Memory() []byte { return wazeroMemory(in.mod) }
 
 func (in *wazeroInstance) Call(ctx context.Context, name string) error {
+	ctx, end, err := in.e.calls.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
 	fn := in.mod.ExportedFunction(name)
 	if fn == nil {
 		return fmt.Errorf("no exported function %q", name)
 	}
-	if in.stop != nil {
-		// Set the flag the inserted checks read: the guest traps at its
-		// next loop iteration or call.
-		defer context.AfterFunc(ctx, func() { in.stop.Set(1) })()
+	if ctx.Err() != nil {
+		return interrupted(ctx)
 	}
-	_, err := fn.Call(ctx)
+	if in.stop != nil {
+		// The flag the inserted checks read: set, the guest traps at its
+		// next loop iteration or call. A flag an earlier call's
+		// interruption set is cleared first; disarm waits for a setting
+		// already under way, so none lands in a later call (which would
+		// stop at once for nothing).
+		in.stop.Set(0)
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			defer close(fired)
+			in.stop.Set(1)
+		})
+		defer func() {
+			if !stop() {
+				<-fired
+			}
+		}()
+	}
+	_, err = fn.Call(ctx)
 	return wazeroResult(ctx, err)
 }
 
