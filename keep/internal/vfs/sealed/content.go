@@ -680,9 +680,9 @@ func (c *content) Allocate(off, n int64) error {
 	return nil
 }
 
-// Sync implements tree.Content: the chunks are written and the object
-// synced; the tree then calls Store.Commit, which makes them part of the
-// volume.
+// Sync implements tree.Content: the dirty chunks are sealed and written;
+// the tree then calls Store.Commit, which syncs them together with the
+// new manifest and makes them part of the volume.
 func (c *content) Sync() error {
 	if c.v.readonly {
 		return nil
@@ -691,22 +691,13 @@ func (c *content) Sync() error {
 	defer c.v.commitMu.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.freed {
-		return nil
-	}
-	return c.syncLocked()
+	return c.flushLocked()
 }
 
-// syncLocked flushes dirty chunks and syncs the object (c.mu held).
-func (c *content) syncLocked() error {
+// flushLocked seals and writes the dirty cached chunks (c.mu held).
+func (c *content) flushLocked() error {
 	if c.freed {
-		// Gone from the namespace (its cache dropped); a manifest whose
-		// snapshot was taken just before may still list what it wrote.
-		if c.objDirty && c.obj != nil {
-			c.obj.Datasync()
-			c.objDirty = false
-		}
-		return nil
+		return nil // its cache is dropped
 	}
 	for _, b := range c.cache {
 		if b.dirty {
@@ -715,17 +706,25 @@ func (c *content) syncLocked() error {
 			}
 		}
 	}
-	if c.objDirty {
-		if err := c.obj.Datasync(); err != nil {
-			return fmt.Errorf("sealed volume %q: syncing object %s: %w", c.v.name, format.ObjectName(c.id), err)
-		}
-		c.objDirty = false
+	return nil
+}
+
+// datasyncLocked makes what was written to the object durable (c.mu
+// held). A freed file is synced too: a manifest whose snapshot was taken
+// just before it was freed may still list it.
+func (c *content) datasyncLocked() error {
+	if !c.objDirty || c.obj == nil {
+		return nil
 	}
+	if err := c.obj.Datasync(); err != nil {
+		return fmt.Errorf("sealed volume %q: syncing object %s: %w", c.v.name, format.ObjectName(c.id), err)
+	}
+	c.objDirty = false
 	return nil
 }
 
 // record returns the manifest's view of the content (c.mu held, after
-// syncLocked).
+// flushLocked).
 func (c *content) record(n *format.Node) {
 	n.ID = c.id
 	n.Size = uint64(c.size.Load())

@@ -350,9 +350,10 @@ func (v *Volume) Charge(int64) error { return nil }
 func (v *Volume) markDirty() { v.dirty.Store(true) }
 
 // Commit implements tree.Store: it makes the volume's current state
-// durable as the next version. Every file's chunks are written and
-// synced, then the manifest is written to a new object, synced, renamed
-// over the old one and the directory synced. Until the rename, the
+// durable as the next version. Every file's pending chunks are sealed
+// and written and the manifest is written to a new object; then the
+// objects and the new manifest are synced, the manifest renamed over the
+// old one and the directory synced. Until the rename, the
 // previous manifest and every slot it references are untouched, so a
 // crash or a full disk leaves the last committed state readable.
 func (v *Volume) Commit(t *tree.Tree) error {
@@ -391,7 +392,7 @@ func (v *Volume) Commit(t *tree.Tree) error {
 			all[c] = true
 		}
 	}
-	if err := syncAll(all); err != nil {
+	if err := forAll(all, (*content).flushLocked); err != nil {
 		return err
 	}
 	body := &format.Body{ChunkSize: uint32(v.chunk), Root: snap.Root, NextIno: snap.NextIno, Nodes: make([]format.Node, len(snap.Nodes))}
@@ -420,7 +421,7 @@ func (v *Volume) Commit(t *tree.Tree) error {
 	version := v.version
 	v.mu.Unlock()
 	obj := v.mkey.Seal(format.Header{VolumeID: v.id, Version: version}, body)
-	if err := v.writeManifest(obj); err != nil {
+	if err := v.writeManifest(obj, all); err != nil {
 		return err
 	}
 
@@ -450,9 +451,11 @@ func (v *Volume) Commit(t *tree.Tree) error {
 	return nil
 }
 
-// writeManifest writes obj as ManifestTemp, syncs it, renames it over
+// writeManifest writes obj as ManifestTemp; syncs it and the objects of
+// the files in all at once (the objects must be durable before the
+// rename, not before the manifest is written); renames it over
 // ManifestName and syncs the directory.
-func (v *Volume) writeManifest(obj []byte) error {
+func (v *Volume) writeManifest(obj []byte, all map[*content]bool) error {
 	f, err := v.backing.Open(format.ManifestTemp, vfs.OpenOptions{Create: true, Trunc: true, Write: true, Read: true})
 	if err != nil {
 		return fmt.Errorf("sealed volume %q: creating its new manifest: %w", v.name, err)
@@ -464,7 +467,12 @@ func (v *Volume) writeManifest(obj []byte) error {
 	}
 	_, err = vf.WriteAt(obj, 0)
 	if err == nil {
-		err = vf.Datasync()
+		done := make(chan error, 1)
+		go func() { done <- vf.Datasync() }()
+		err = forAll(all, (*content).datasyncLocked)
+		if merr := <-done; err == nil {
+			err = merr
+		}
 	}
 	if cerr := vf.Close(); err == nil {
 		err = cerr
@@ -533,13 +541,14 @@ func (r *root) Close() error {
 	return r.v.Commit(r.v.tree)
 }
 
-// syncWorkers bounds the files written and synced at once by a commit:
+// syncWorkers bounds the files written or synced at once by a commit:
 // concurrent fsyncs of many small objects share the host file system's
 // journal commits.
 const syncWorkers = 8
 
-// syncAll writes and syncs the contents, several at a time.
-func syncAll(all map[*content]bool) error {
+// forAll runs fn on each content under its lock, several at a time, and
+// returns the first error.
+func forAll(all map[*content]bool, fn func(*content) error) error {
 	work := make(chan *content)
 	errs := make(chan error, syncWorkers)
 	var wg sync.WaitGroup
@@ -553,7 +562,7 @@ func syncAll(all map[*content]bool) error {
 					continue
 				}
 				c.mu.Lock()
-				first = c.syncLocked()
+				first = fn(c)
 				c.mu.Unlock()
 			}
 			errs <- first
