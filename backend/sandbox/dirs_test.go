@@ -499,6 +499,25 @@ func TestDirWorkload(t *testing.T) {
 			if r.code != 1 || !strings.Contains(r.stderr, "open /data/big: Read-only file system") {
 				t.Errorf("read-only: %d %q, stderr %q", r.code, r.err, r.stderr)
 			}
+			// A sealed volume keeps its ciphertext through hostfs in the
+			// same directory: the same system calls, nothing more.
+			sealedDir := filepath.Join(hostDir(t), "sealed")
+			if err := os.Mkdir(sealedDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(sealedDir, keepHostID(os.Geteuid()), keepHostID(os.Getegid()))
+			key := filepath.Join(t.TempDir(), "key")
+			if err := os.WriteFile(key, bytes.Repeat([]byte{0x42}, 32), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sealedCfg := strings.Replace(cfg(sealedDir, false), `source = "host"`, `source = "sealed"`+"\nkey = \"file:"+key+"\"", 1)
+			r = runOn(t, b, wasm, sealedCfg, nil, "/data", "write:2", "read", "small:20")
+			if r.code != 0 || r.err != "" {
+				t.Fatalf("sealed: %d %q, stderr %s", r.code, r.err, r.stderr)
+			}
+			if _, err := os.Stat(filepath.Join(sealedDir, "big")); err == nil {
+				t.Errorf("the sealed directory holds the plaintext name big")
+			}
 		})
 	}
 }
