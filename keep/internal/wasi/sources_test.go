@@ -271,3 +271,56 @@ func testHostSourceEscapes(t *testing.T, eng string) {
 		t.Fatalf("outside the preopen: %s", strings.Join(names, " "))
 	}
 }
+
+// TestReadOnlySources: a read-only preopen (Enarx.toml readonly = true)
+// reads but refuses every change with EROFS, through the WASI calls.
+func TestReadOnlySources(t *testing.T) {
+	mk := map[string]func(t *testing.T) vfs.Dir{
+		"memory": func(t *testing.T) vfs.Dir {
+			d, err := memfs.New(1<<20, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		},
+		"host": func(t *testing.T) vfs.Dir {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "f"), []byte("ro"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := hostfs.New(f, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		},
+	}
+	for name, mk := range mk {
+		t.Run(name, func(t *testing.T) {
+			eachEngine(t, func(t *testing.T, eng string) {
+				e := newEnv(t, eng, fd.Null{}, fd.Null{}, fd.Null{}, &vfs.Preopen{Dir: mk(t), Name: "/"})
+				t.Cleanup(func() { e.s.Files.CloseAll() })
+				p, n := e.str(pathOff, "g")
+				e.expect(EROFS, "path_create_directory", preFD, p, n)
+				e.expect(EROFS, "path_open", preFD, 0, p, n, oflagCreat, fd.RightFdWrite, 0, 0, resOff)
+				t1, tn := e.str(path2, "f")
+				e.expect(EROFS, "path_symlink", t1, tn, preFD, p, n)
+				if name == "host" {
+					e.expect(EROFS, "path_open", preFD, 0, t1, tn, 0, fd.RightFdWrite, 0, 0, resOff)
+					e.expect(EROFS, "path_open", preFD, 0, t1, tn, oflagTrunc, fd.RightFdRead, 0, 0, resOff)
+					e.expect(EROFS, "path_unlink_file", preFD, t1, tn)
+					f := e.open(preFD, "f", 0, fd.RightFdRead, 0)
+					e.iov(iovOff, bufOff, 10)
+					e.expect(ESUCCESS, "fd_read", f, iovOff, 1, resOff)
+					if b, _ := e.mem.Read(bufOff, e.u32(resOff)); string(b) != "ro" {
+						t.Fatalf("read %q", b)
+					}
+				}
+			})
+		})
+	}
+}
