@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // dirCfg is an Enarx.toml with stdio and one dir entry at /data.
@@ -78,4 +79,33 @@ func TestDirsOverChannel(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// TestVMDirs: a real microVM Keep (TCG) works in a host directory and in
+// a sealed one through `enarx run --backend kvm`: the guest has no host
+// file system, so every call crosses the channel. Two boots: the
+// workload's write and read back (all) on each source.
+func TestVMDirs(t *testing.T) {
+	env := vmEnv(t)
+	module := testutil.BuildWasm(t, "../../keep/testdata/fsworkload")
+	hostDir, sealedDir := t.TempDir(), t.TempDir()
+	key := writeFile(t, "key", bytes.Repeat([]byte{0xa5}, 32))
+	for _, tc := range []struct{ name, fields string }{
+		{"host", "source = \"host\"\nhost_path = \"" + hostDir + "\"\n"},
+		{"sealed", "source = \"sealed\"\nhost_path = \"" + sealedDir + "\"\nkey = \"file:" + key + "\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeFile(t, "Enarx.toml", []byte(dirCfg(tc.fields)))
+			r := enarxRun(t, env, nil, "run", "--backend", "kvm", "--wasmcfgfile", cfg, module, "--", "/data", "all")
+			if r.code != 0 || r.stdout != "ok\n" {
+				t.Fatalf("code %d stdout %q stderr %.2000q", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+	if db, err := os.ReadFile(filepath.Join(hostDir, "app.db")); err != nil || !bytes.HasPrefix(db, []byte("page 0 gen 1\n")) {
+		t.Errorf("host directory: %d bytes of app.db (%v)", len(db), err)
+	}
+	if ents, _ := os.ReadDir(sealedDir); len(ents) == 0 {
+		t.Errorf("the sealed directory is empty")
+	}
 }

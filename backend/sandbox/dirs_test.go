@@ -152,6 +152,25 @@ func init() {
 			slices.Sort(names)
 			return errors.New("names=" + strings.Join(names, ","))
 		},
+		// open p[0] p[1] times with openat2 and no resolve restriction
+		// while the host swaps a directory on its path for a symlink out
+		// (TestDirSymlinkSwap), and answer how many opens succeeded
+		"dir-open-many": func(fd int, p []string) error {
+			n, _ := strconv.Atoi(p[1])
+			opened, leaked := 0, 0
+			for range n {
+				if f, err := open(fd, p[0], unix.O_RDONLY, 0); err == nil {
+					opened++
+					// The directory's own copy is empty.
+					var st unix.Stat_t
+					if unix.Fstat(f, &st) != nil || st.Size != 0 {
+						leaked++
+					}
+					unix.Close(f)
+				}
+			}
+			return fmt.Errorf("opened=%d leaked=%d", opened, leaked)
+		},
 		// forms hostfs never uses, refused by the seccomp argument filters
 		"dir-link-empty-path": func(fd int, p []string) error {
 			return unix.Linkat(controlFD, "", fd, p[0], unix.AT_EMPTY_PATH)
@@ -540,5 +559,58 @@ func TestDirUnreachablePath(t *testing.T) {
 		if ly.Name == LayerMountNS && (!ly.Enabled || !strings.Contains(ly.Detail, "files[0] not mounted in it")) {
 			t.Errorf("empty root layer: %+v", ly)
 		}
+	}
+}
+
+// TestDirSymlinkSwap: while the Keep opens sub/etc/passwd beneath its
+// directory over and over (openat2 without RESOLVE_BENEATH, as a Keep that
+// escaped its runtime could), the host swaps sub between a directory
+// holding etc/passwd and a symlink to "/". The Keep may open the file in
+// its own directory, never the host's /etc/passwd: with every layer, "/"
+// is the Keep's empty root; with Landlock alone, the host's root, where
+// Landlock refuses. The directory's own copy is told apart by its size.
+func TestDirSymlinkSwap(t *testing.T) {
+	for _, v := range []struct {
+		name string
+		skip []string
+	}{{"all layers", nil}, {"landlock alone", []string{LayerMountNS, LayerSeccomp}}} {
+		t.Run(v.name, func(t *testing.T) {
+			d := hostDir(t)
+			sub := filepath.Join(d, "sub")
+			if err := os.RemoveAll(sub); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			swapped := make(chan int)
+			go func() {
+				n := 0
+				defer func() { swapped <- n }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					os.RemoveAll(sub)
+					os.Symlink("/", sub)
+					os.Remove(sub)
+					os.MkdirAll(filepath.Join(sub, "etc"), 0o755)
+					os.WriteFile(filepath.Join(sub, "etc", "passwd"), nil, 0o644)
+					n++
+				}
+			}()
+			l := dirLaunch(t, []string{d}, []bool{false})
+			_, got := runDirProbes(t, l, []string{"dir-open-many:4|sub/etc/passwd|20000"}, v.skip...)
+			close(stop)
+			n := <-swapped
+			t.Logf("host swapped %d times; Keep: %v", n, got)
+			var opened, leaked int
+			if _, err := fmt.Sscanf(got[0], "opened=%d leaked=%d", &opened, &leaked); err != nil || n == 0 {
+				t.Fatalf("no race: %d swaps, %v", n, got)
+			}
+			if leaked != 0 {
+				t.Errorf("%d of %d opens reached a file other than the directory's own", leaked, opened)
+			}
+		})
 	}
 }
