@@ -326,7 +326,13 @@ func (c *content) punch(idx uint32) {
 }
 
 func (c *content) flush(b *cbuf) error {
-	if err := c.seal(b.idx, b.data[:b.n]); err != nil {
+	// Sealed zero-padded to a multiple of format.PadSize (the cache keeps
+	// the bytes past b.n zero): the host does not learn exact sizes.
+	n := b.n
+	if n > 0 {
+		n = min((n+format.PadSize-1)/format.PadSize*format.PadSize, len(b.data))
+	}
+	if err := c.seal(b.idx, b.data[:n]); err != nil {
 		return err
 	}
 	b.dirty = false

@@ -76,10 +76,11 @@
 //   - availability: the host can delete or corrupt the directory (the
 //     Keep then reports errors, never wrong data), or fill its disk;
 //   - what the host observes: the number of files, each file's size
-//     (its object's length gives it to the byte when the last chunk is
-//     in the last slot, as with fscrypt or gocryptfs), the manifest's
-//     length (about the number of nodes, names' lengths and chunks),
-//     which chunks are written and read and when, and commit times;
+//     rounded up to 4 KiB (a partial chunk is sealed zero-padded to a
+//     multiple of 4 KiB, so an object's length gives no more), the
+//     manifest's length (about the number of nodes, names' lengths and
+//     chunks), which chunks are written and read and when, and commit
+//     times;
 //   - a development key file (key = "file:...") is known to the host:
 //     such a volume protects against nothing the host does and is
 //     labelled so in the log.

@@ -219,8 +219,12 @@ func TestRoundTrip(t *testing.T) {
 	// and no names.
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if _, ok := format.ParseObjectName(e.Name()); !ok && e.Name() != format.ManifestName {
+		_, ok := format.ParseObjectName(e.Name())
+		if !ok && e.Name() != format.ManifestName {
 			t.Errorf("host directory holds %q", e.Name())
+		}
+		if info, _ := e.Info(); ok && info.Size()%format.PadSize != 0 {
+			t.Errorf("object %s is %d bytes, not a multiple of %d: it shows an exact size", e.Name(), info.Size(), format.PadSize)
 		}
 		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
 		for _, s := range []string{"top secret", "small3", "sub/big"} {

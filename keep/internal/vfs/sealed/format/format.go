@@ -34,9 +34,11 @@
 //	             size u64 (plaintext), chunk count u32, then per present
 //	             chunk, index increasing (a chunk not listed is a hole and
 //	             reads as zeros):
-//	               index u32, slot u32, length u32 (plaintext bytes sealed,
-//	               1 to chunk size; the rest of the chunk reads as zeros),
-//	               nonce [12], tag [16]
+//	               index u32, slot u32, length u32 (bytes sealed, 1 to
+//	               chunk size: the chunk's data zero-padded to a multiple
+//	               of PadSize, so that objects show sizes only to PadSize;
+//	               the rest of the chunk, and whatever lies past the
+//	               file's size, reads as zeros), nonce [12], tag [16]
 //
 // A content object (named ObjectName(file id)) holds slot s at byte
 // offset s × chunk size: the AES-GCM ciphertext of one chunk without its
@@ -74,6 +76,9 @@ const (
 	MaxChunkSize     = 1 << 20
 	DefaultChunkSize = 64 << 10
 )
+
+// PadSize is the granularity a partial chunk is padded to when sealed.
+const PadSize = 4096
 
 // NoSlot is never a valid slot.
 const NoSlot = math.MaxUint32
@@ -446,7 +451,7 @@ func parseFile(r *reader, x *Node, cs uint32) error {
 		switch {
 		case uint64(c.Index) >= nchunks:
 			return formatErr("file %s: chunk %d beyond its size %d", x.ID, c.Index, x.Size)
-		case c.Len == 0 || c.Len > cs || uint64(c.Index)*uint64(cs)+uint64(c.Len) > x.Size:
+		case c.Len == 0 || c.Len > cs:
 			return formatErr("file %s: chunk %d length %d", x.ID, c.Index, c.Len)
 		case j > 0 && c.Index <= x.Chunks[j-1].Index:
 			return formatErr("file %s: chunk %d out of order", x.ID, c.Index)

@@ -17,7 +17,7 @@ func sampleBody() *Body {
 			{Ino: 1, Type: TypeDirectory, Atim: 1, Mtim: 2, Ctim: -3, Entries: []Entry{{"a", 2}, {"l", 3}, {"d", 4}}},
 			{Ino: 2, Type: TypeFile, ID: ID{1, 2, 3}, Size: 3*DefaultChunkSize + 5, Chunks: []Chunk{
 				{Index: 0, Slot: 4, Len: DefaultChunkSize, Nonce: [12]byte{1}, Tag: [16]byte{2}},
-				{Index: 3, Slot: 0, Len: 5, Nonce: [12]byte{3}, Tag: [16]byte{4}},
+				{Index: 3, Slot: 0, Len: PadSize, Nonce: [12]byte{3}, Tag: [16]byte{4}},
 			}},
 			{Ino: 3, Type: TypeSymlink, Target: "a"},
 			{Ino: 4, Type: TypeDirectory},
@@ -54,7 +54,7 @@ func TestBodyRefused(t *testing.T) {
 		"long name":       func(m *Body) { m.Nodes[0].Entries[0].Name = string(make([]byte, 256)) },
 		"empty target":    func(m *Body) { m.Nodes[2].Target = "" },
 		"chunk past size": func(m *Body) { m.Nodes[1].Size = 3 * DefaultChunkSize },
-		"chunk length":    func(m *Body) { m.Nodes[1].Chunks[1].Len = 6 },
+		"chunk length":    func(m *Body) { m.Nodes[1].Chunks[1].Len = DefaultChunkSize + 1 },
 		"zero length":     func(m *Body) { m.Nodes[1].Chunks[0].Len = 0 },
 		"order":           func(m *Body) { m.Nodes[1].Chunks[1].Index = 0 },
 		"no slot":         func(m *Body) { m.Nodes[1].Chunks[0].Slot = NoSlot },
