@@ -239,3 +239,38 @@ func TestStdioRegularFile(t *testing.T) {
 		t.Fatalf("at end: %d %v", n, err)
 	}
 }
+
+// TestInsertLimited: a descriptor's rights travel with its entry, through
+// fd_renumber too; Insert leaves them to the WASI layer's defaults.
+func TestInsertLimited(t *testing.T) {
+	tb := NewTable([]File{Null{}, Null{}})
+	n, err := tb.InsertLimited(Null{}, FlagAppend, RightFdRead, RightFdWrite)
+	if err != nil || n != 2 {
+		t.Fatal(n, err)
+	}
+	e, _ := tb.Get(n)
+	if !e.Limited || e.Base != RightFdRead || e.Inheriting != RightFdWrite || e.Flags != FlagAppend {
+		t.Fatalf("entry %+v", e)
+	}
+	if err := tb.Renumber(2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := tb.Get(0); !e.Limited || e.Base != RightFdRead {
+		t.Fatalf("renumbered entry %+v", e)
+	}
+	m, _ := tb.Insert(Null{}, 0)
+	if e, _ := tb.Get(m); e.Limited {
+		t.Fatal("Insert made a limited entry")
+	}
+	for i := 3; i < MaxFDs; i++ {
+		if _, err := tb.Insert(Null{}, 0); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	if _, err := tb.InsertLimited(Null{}, 0, 0, 0); err != syscall.EMFILE {
+		t.Fatalf("a full table: %v", err)
+	}
+	if RightsAll != 1<<30-1 || RightsDir&(RightFdRead|RightFdWrite|RightFdSeek|RightFdFilestatSetSize) != 0 {
+		t.Fatal("rights constants")
+	}
+}
