@@ -1,6 +1,9 @@
 // Package fd is the Keep's file-descriptor table: the objects behind the
 // WASI descriptors a workload sees (stdio, null, TCP/TLS listeners and
-// streams), built from the Enarx.toml [[files]] list with fd number = index.
+// streams, and the preopened directories and the files and directories
+// opened beneath them, whose objects package vfs defines), built from the
+// Enarx.toml [[files]] list with fd number = index. Each entry carries its
+// fdflags and, once limited, its WASI rights.
 //
 // It runs inside the Keep. The host file descriptors it wraps come from the
 // untrusted host (see internal/hostio); everything read from them is treated
