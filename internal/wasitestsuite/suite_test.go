@@ -510,10 +510,22 @@ func TestWASITestsuite(t *testing.T) {
 	}
 	t.Logf("WASI test suite through enarx run (%s):\n%s", dir, sum.String())
 	// A line may name what this build or host lacks (an engine, the
-	// sandbox): only a run of the whole matrix can call it stale.
+	// sandbox): only a run of the whole matrix can call it stale. A line
+	// naming a test this copy of the suite does not have is not judged.
 	if !t.Failed() && all && len(keep.Engines()) == 2 && len(bks) == 2 {
 		for _, e := range exps {
-			if !e.matched {
+			if e.matched {
+				continue
+			}
+			present := false
+			for _, st := range tests {
+				if ok, _ := path.Match(e.patterns[0], st.suite+"/"+st.name); ok {
+					present = true
+				}
+			}
+			if !present {
+				t.Logf("expectations.txt:%d names no test of this copy of the suite", e.line)
+			} else {
 				t.Errorf("expectations.txt:%d matches no run: remove it (%s)", e.line, e.reason)
 			}
 		}
