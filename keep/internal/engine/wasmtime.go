@@ -478,6 +478,11 @@ func (in *wasmtimeInstance) enter(ctx context.Context, call func() error) error 
 // interruption nobody asked for, or after Close, on a freed engine.
 func (e *wasmtimeEngine) armEpoch(ctx context.Context) (disarm func()) {
 	e.store.SetEpochDeadline(1)
+	if ctx.Err() != nil {
+		// Ended already: pass the deadline now, not later from the
+		// AfterFunc's goroutine (a short call would finish first).
+		e.eng.IncrementEpoch()
+	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(fired)
