@@ -126,6 +126,10 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		return 1, err
 	}
 	logger.Info("Keep backend: " + b.Name())
+	keys, err := hostio.VolumeKeys(cfg, logger)
+	if err != nil {
+		return 1, err
+	}
 	files, err := hostio.Open(ctx, cfg)
 	if err != nil {
 		return 1, err
@@ -143,6 +147,7 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		Options: keep.Options{
 			Args:        m.Args,
 			Env:         m.Env,
+			VolumeKeys:  keys,
 			Logger:      logger,
 			CacheDir:    m.CacheDir,
 			NoCache:     m.NoCache,
