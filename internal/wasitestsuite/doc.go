@@ -9,11 +9,10 @@
 // memory directory, and on a new sealed volume (development key file; on
 // nil only, its code being the same on every backend).
 //
-// The suite is not in this repository: it is looked for at
-// ../shared/testdata/wasi-testsuite next to the module root (or where
-// ENARX_WASI_TESTSUITE says), laid out as LANG/wasm32-wasip1/NAME.wasm
-// with NAME.json specs. Without it the test skips, and fails under
-// CI=true.
+// The suite is third_party/wasi-testsuite (or where ENARX_WASI_TESTSUITE
+// says; without the vendored copy, ../shared/testdata/wasi-testsuite next
+// to the module root), laid out as LANG/wasm32-wasip1/NAME.wasm with
+// NAME.json specs. Without it the test skips, and fails under CI=true.
 //
 // expectations.txt lists every run that cannot pass, each with its
 // reason. The test fails on a run that fails without being listed (a

@@ -82,20 +82,30 @@ func moduleRoot(t *testing.T) string {
 	}
 }
 
-// suiteDir finds the suite: ENARX_WASI_TESTSUITE, else
-// ../shared/testdata/wasi-testsuite next to the module root.
+// suiteDir finds the suite: ENARX_WASI_TESTSUITE, else the copy in
+// third_party/wasi-testsuite, else ../shared/testdata/wasi-testsuite next
+// to the module root.
 func suiteDir(t *testing.T) string {
 	if d := os.Getenv("ENARX_WASI_TESTSUITE"); d != "" {
 		return d
 	}
-	return filepath.Join(moduleRoot(t), "..", "shared", "testdata", "wasi-testsuite")
+	root := moduleRoot(t)
+	if d := filepath.Join(root, "third_party", "wasi-testsuite"); dirExists(d) {
+		return d
+	}
+	return filepath.Join(root, "..", "shared", "testdata", "wasi-testsuite")
+}
+
+func dirExists(d string) bool {
+	st, err := os.Stat(d)
+	return err == nil && st.IsDir()
 }
 
 // missing gives up on a suite that is not here: skip, or fail under CI.
 func missing(t *testing.T, format string, args ...any) {
 	t.Helper()
-	testutil.NeedHost(t, "the WASI test suite: "+format+"; get the prebuilt suite (WebAssembly/wasi-testsuite branch prod/testsuite-base) "+
-		"laid out as LANG/wasm32-wasip1/ there, or set ENARX_WASI_TESTSUITE to such a copy", args...)
+	testutil.NeedHost(t, "the WASI test suite: "+format+"; scripts/vendor-wasi-testsuite re-creates third_party/wasi-testsuite, "+
+		"or set ENARX_WASI_TESTSUITE to a copy laid out as LANG/wasm32-wasip1/", args...)
 }
 
 // loadSuite reads every test of every suite under dir.
