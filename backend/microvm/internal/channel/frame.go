@@ -32,8 +32,12 @@ import (
 	"io"
 )
 
-// Version is the protocol version both sides announce.
-const Version = 1
+// Version is the protocol version both sides announce. 2: the host
+// serves host and sealed dir entries on RoleFile streams
+// (keep/internal/vfs/remote) and Launch carries VolumeKeys; a Keep image
+// of version 1 would refuse both in the middle of a run, so the host
+// refuses it at hello with a message that says to rebuild the image.
+const Version = 2
 
 // Frame types. Control frames travel on stream 0; stream frames on a
 // stream opened with Open.
