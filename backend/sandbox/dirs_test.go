@@ -537,6 +537,13 @@ func TestDirWorkload(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(sealedDir, "big")); err == nil {
 				t.Errorf("the sealed directory holds the plaintext name big")
 			}
+			// A memory directory needs nothing from the host (no fd, no
+			// Landlock rule, no system call beyond the base list).
+			memCfg := strings.Replace(cfg("", false), "source = \"host\"\nhost_path = \"\"", "source = \"memory\"\nsize = \"8MiB\"", 1)
+			r = runOn(t, b, wasm, memCfg, nil, "/data", "write:2", "read", "small:20")
+			if r.code != 0 || r.err != "" {
+				t.Fatalf("memory: %d %q, stderr %s", r.code, r.err, r.stderr)
+			}
 		})
 	}
 }
