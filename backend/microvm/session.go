@@ -443,9 +443,13 @@ func (s *session) serveDir(i int, dir *os.File, readOnly bool, st *channel.Strea
 		st.Close()
 	}()
 	if err := keep.ServeDir(dir, readOnly, st); err != nil {
-		s.log.Warn("microVM: serving a directory to the Keep failed", "fd", i, "err", err)
-		st.Reset(err.Error())
-		return
+		select {
+		case <-s.done: // the session's end closed the stream
+		default:
+			s.log.Warn("microVM: serving a directory to the Keep failed", "fd", i, "err", err)
+			st.Reset(err.Error())
+			return
+		}
 	}
 	st.Close()
 }
