@@ -621,3 +621,35 @@ func TestDirSymlinkSwap(t *testing.T) {
 		})
 	}
 }
+
+// TestDirRights pins the Landlock rights beneath a passed directory for
+// each ABI (only this kernel's is exercised by the other tests): never
+// execute, devices, sockets or FIFOs; REFER from ABI 2, TRUNCATE from ABI
+// 3, and neither for a read-only directory.
+func TestDirRights(t *testing.T) {
+	const (
+		ro     = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_READ_DIR
+		rwABI1 = ro | unix.LANDLOCK_ACCESS_FS_WRITE_FILE | unix.LANDLOCK_ACCESS_FS_REMOVE_DIR | unix.LANDLOCK_ACCESS_FS_REMOVE_FILE |
+			unix.LANDLOCK_ACCESS_FS_MAKE_DIR | unix.LANDLOCK_ACCESS_FS_MAKE_REG | unix.LANDLOCK_ACCESS_FS_MAKE_SYM
+		never = unix.LANDLOCK_ACCESS_FS_EXECUTE | unix.LANDLOCK_ACCESS_FS_MAKE_CHAR | unix.LANDLOCK_ACCESS_FS_MAKE_BLOCK |
+			unix.LANDLOCK_ACCESS_FS_MAKE_FIFO | unix.LANDLOCK_ACCESS_FS_MAKE_SOCK | unix.LANDLOCK_ACCESS_FS_IOCTL_DEV
+	)
+	for abi := 1; abi <= 7; abi++ {
+		want := uint64(rwABI1)
+		if abi >= 2 {
+			want |= unix.LANDLOCK_ACCESS_FS_REFER
+		}
+		if abi >= 3 {
+			want |= unix.LANDLOCK_ACCESS_FS_TRUNCATE
+		}
+		if got := dirRights(abi, false); got != want || got&never != 0 {
+			t.Errorf("ABI %d read-write: %#x, want %#x", abi, got, want)
+		}
+		if got := dirRights(abi, true); got != ro {
+			t.Errorf("ABI %d read-only: %#x, want %#x", abi, got, ro)
+		}
+	}
+	if abi, err := landlockABI(); err == nil {
+		t.Logf("this kernel's Landlock ABI: %d", abi)
+	}
+}
