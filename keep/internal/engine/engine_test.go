@@ -174,7 +174,6 @@ func TestInterrupt(t *testing.T) {
 		for name, wasm := range map[string][]byte{"loop": wasmtest.Loop(), "recursion": wasmtest.Recurse(100)} {
 			t.Run(name, func(t *testing.T) {
 				wd := watchdog(t)
-				holdGC(t, eng)
 				in := instantiate(t, newTestEngine(t, Config{Engine: eng}), wasm)
 				cctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 				defer cancel()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -63,22 +62,6 @@ func within(t *testing.T, wd context.Context, what string, f func() error) error
 	}
 }
 
-// holdGC turns the garbage collector off for the rest of the test when
-// eng is wazero. A wazero guest that computes without calling the host
-// cannot be preempted, so a collection's stop-the-world waits for it; if
-// the goroutine that would interrupt it (a timer, a cancel, Close) is
-// stopped by that same stop-the-world, nothing ever ends the computation
-// and the whole process hangs (reproduced by TestInterruptRace: every
-// run). Tests whose guest never ends by itself hold the collector off
-// until the inserted checks also let the Go scheduler in.
-func holdGC(t *testing.T, eng string) {
-	if eng != "wazero" {
-		return
-	}
-	old := debug.SetGCPercent(-1)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
-}
-
 // newTestEngine makes an engine that the test's cleanup closes, within a
 // bound: a Close that must refuse (a call still runs) is reported, not
 // waited for.
@@ -115,13 +98,19 @@ func hookInstance(t *testing.T, e Engine, hook func(context.Context) error) Inst
 	return in
 }
 
+// sink keeps TestInterruptRace's spinning from being optimised away.
+var sink atomic.Int64
+
 // TestInterruptRace: a context cancelled at any moment around the start
 // of a call (before it, while the call arms its interruption, in the host
-// function, once the guest computes) stops the call, every time.
+// function, once the guest computes) stops the call, every time, with
+// garbage collections running meanwhile. (Before the wazero checks let
+// the Go scheduler in, a collection's stop-the-world waited for the
+// computing guest while the goroutine that would interrupt it was
+// stopped: this test hung the process every run.)
 func TestInterruptRace(t *testing.T) {
 	eachEngine(t, func(t *testing.T, eng string) {
 		wd := watchdog(t)
-		holdGC(t, eng)
 		e := newTestEngine(t, Config{Engine: eng})
 		in := hookInstance(t, e, func(context.Context) error { return nil })
 		for i := range 300 {
@@ -129,9 +118,7 @@ func TestInterruptRace(t *testing.T) {
 			spin := rand.IntN(20000) // a few tens of microseconds at most
 			go func() {
 				for j := 0; j < spin; j++ {
-					if j%1000 == 0 {
-						runtime.Gosched()
-					}
+					sink.Add(1)
 				}
 				cancel()
 			}()
@@ -207,7 +194,6 @@ func TestInterruptStale(t *testing.T) {
 func TestInterruptClose(t *testing.T) {
 	eachEngine(t, func(t *testing.T, eng string) {
 		wd := watchdog(t)
-		holdGC(t, eng)
 		for _, blocking := range []bool{false, true} {
 			e, err := New(context.Background(), Config{Engine: eng, NoCache: true})
 			if err != nil {

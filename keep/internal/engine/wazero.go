@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -140,16 +141,22 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error)
 	if err != nil {
 		return nil, err
 	}
-	m, err := e.compile(ctx, inst.Wasm, inst.Stop)
+	globals := ""
+	if inst.Stop != "" {
+		globals = inst.Stop + "\n" + inst.Fuel
+	}
+	m, err := e.compile(ctx, inst.Wasm, globals)
 	if err == nil && e.instDir != "" {
 		// A failure to write the cache only costs the next run a rewrite.
-		_ = e.saveInstrumented(sha256.Sum256(wasm), inst.Wasm, inst.Stop)
+		_ = e.saveInstrumented(sha256.Sum256(wasm), inst.Wasm, globals)
 	}
 	return m, err
 }
 
 // compile compiles an instrumented module.
-func (e *wazeroEngine) compile(ctx context.Context, wasm []byte, stop string) (_ Module, err error) {
+// globals names the exported globals of the inserted checks,
+// "stop\nfuel" ("" without them).
+func (e *wazeroEngine) compile(ctx context.Context, wasm []byte, globals string) (_ Module, err error) {
 	defer func() {
 		// wazero's validator panics on some malformed modules (an index
 		// out of range in validateFunctionWithMaxStackValues, found by
@@ -162,14 +169,16 @@ func (e *wazeroEngine) compile(ctx context.Context, wasm []byte, stop string) (_
 	if err != nil {
 		return nil, err
 	}
-	return &wazeroModule{e: e, cm: cm, stop: stop}, nil
+	stop, fuel, _ := strings.Cut(globals, "\n")
+	return &wazeroModule{e: e, cm: cm, stop: stop, fuel: fuel}, nil
 }
 
 type wazeroModule struct {
 	e  *wazeroEngine
 	cm wazero.CompiledModule
-	// stop is the name of the exported global the inserted checks read.
-	stop string
+	// stop and fuel name the exported globals the inserted checks read
+	// (package instrument).
+	stop, fuel string
 }
 
 func (m *wazeroModule) Functions() map[string]int {
@@ -211,11 +220,12 @@ func (m *wazeroModule) Instantiate(ctx context.Context, host []HostFunc) (_ Inst
 	}
 	in := &wazeroInstance{e: m.e, mod: mod}
 	if m.stop != "" {
-		g, ok := mod.ExportedGlobal(m.stop).(api.MutableGlobal)
-		if !ok {
-			return nil, errors.New("BUG: the interruption flag is not an exported mutable global")
+		stop, ok1 := mod.ExportedGlobal(m.stop).(api.MutableGlobal)
+		fuel, ok2 := mod.ExportedGlobal(m.fuel).(api.MutableGlobal)
+		if !ok1 || !ok2 {
+			return nil, errors.New("BUG: the interruption flag or fuel is not an exported mutable global")
 		}
-		in.stop = g
+		in.stop, in.fuel = stop, fuel
 	}
 	return in, nil
 }
@@ -289,9 +299,9 @@ func wazeroMemory(mod api.Module) []byte {
 }
 
 type wazeroInstance struct {
-	e    *wazeroEngine
-	mod  api.Module
-	stop api.MutableGlobal
+	e          *wazeroEngine
+	mod        api.Module
+	stop, fuel api.MutableGlobal
 }
 
 func (in *wazeroInstance) Memory() []byte { return wazeroMemory(in.mod) }
@@ -310,16 +320,19 @@ func (in *wazeroInstance) Call(ctx context.Context, name string) error {
 		return interrupted(ctx)
 	}
 	if in.stop != nil {
-		// The flag the inserted checks read: set, the guest traps at its
-		// next loop iteration or call. A flag an earlier call's
-		// interruption set is cleared first; disarm waits for a setting
-		// already under way, so none lands in a later call (which would
-		// stop at once for nothing).
+		// The flag the inserted checks read: set, with the fuel emptied,
+		// the guest traps at its next loop iteration or call (or, if its
+		// own count down overwrote the emptied fuel, within
+		// instrument.Fuel checks). A flag an earlier call's interruption
+		// set is cleared first; the deferred function waits for a
+		// setting already under way, so none lands in a later call
+		// (which would stop at once for nothing).
 		in.stop.Set(0)
 		fired := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			defer close(fired)
 			in.stop.Set(1)
+			in.fuel.Set(0)
 		})
 		defer func() {
 			if !stop() {

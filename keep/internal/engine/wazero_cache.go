@@ -17,7 +17,9 @@ import (
 // as package instrument rewrote it, one file per module in
 // <cache>/enarx-wazero-<settings>/<hex SHA-256 of the module>:
 //
-//	"ENARXWZ1" | u64 size of the rest | CRC-32C of the rest | u32 n | stop (n bytes) | module
+//	"ENARXWZ1" | u64 size of the rest | CRC-32C of the rest | u32 n | globals (n bytes) | module
+//
+// where globals names the exported globals of the inserted checks, "stop\nfuel".
 //
 // A hit spares the rewrite (about 16 ms for Go's 2.6 MB hello, 30–45 ms in
 // a fresh process) and, because the directory is named after
@@ -35,7 +37,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // wazeroSettings names the rewrite; a new one gets a new directory.
 // Without interruption (Config.NoInterrupt) the entry is the module as
 // given, which passed the checks of CacheTag.
-const wazeroSettings = "instrument=interrupt-v1"
+const wazeroSettings = "instrument=interrupt-v2-fuel"
 
 func wazeroCacheDir(root, tag string, interrupt bool) string {
 	settings := wazeroSettings

@@ -14,15 +14,21 @@ import (
 type limits struct{ globals, funcs uint32 }
 
 // rewriteCode rewrites the code section's bodies: the interruption check
-// at each function entry and loop header when stopGlobal >= 0, memory.grow
-// of memory 0 replaced by a call to growFunc when growFunc >= 0. It
-// reports whether any memory.grow was replaced.
-func rewriteCode(code []byte, stopGlobal, growFunc int, lim limits) ([]byte, bool, error) {
+// at each function entry and loop header when fuelGlobal >= 0 (see
+// tickBody), memory.grow of memory 0 replaced by a call to growFunc when
+// growFunc >= 0. It reports whether any memory.grow was replaced.
+func rewriteCode(code []byte, fuelGlobal, tickFunc, growFunc int, lim limits) ([]byte, bool, error) {
 	var check []byte
-	if stopGlobal >= 0 {
-		// global.get $stop; if; unreachable; end
-		check = uleb([]byte{0x23}, uint64(stopGlobal))
-		check = append(check, 0x04, 0x40, 0x00, 0x0b)
+	if fuelGlobal >= 0 {
+		// global.get $fuel; i32.const 1; i32.sub; global.set $fuel;
+		// global.get $fuel; i32.const 0; i32.le_s; if; call $tick; end
+		check = uleb([]byte{0x23}, uint64(fuelGlobal))
+		check = append(check, 0x41, 0x01, 0x6b, 0x24)
+		check = uleb(check, uint64(fuelGlobal))
+		check = uleb(append(check, 0x23), uint64(fuelGlobal))
+		check = append(check, 0x41, 0x00, 0x4c, 0x04, 0x40, 0x10)
+		check = uleb(check, uint64(tickFunc))
+		check = append(check, 0x0b)
 	}
 	var call []byte
 	if growFunc >= 0 {

@@ -2,10 +2,17 @@
 // engines, adding two things neither engine offers cheaply:
 //
 //   - Interruption checks (for wazero): at every function entry and loop
-//     header, "if (global.get $stop) unreachable". The host sets the
-//     exported global $stop to stop a computing guest. A load and a
-//     branch per iteration, against the indirect call to a trampoline
-//     that wazero's WithCloseOnContextDone inserts at the same places.
+//     header, a count down of the global $fuel; when it runs out, an
+//     added function $tick traps if the global $stop is set, and calls
+//     memory.grow 0, which wazero runs in Go: the Go scheduler's chance
+//     to preempt the goroutine. Without it a guest that computes without
+//     calling the host could not be preempted, so a garbage collection's
+//     stop-the-world would wait for it while the goroutine that would
+//     interrupt it is itself stopped: the whole process would hang. The
+//     host stops a computing guest by setting $stop and emptying $fuel
+//     (both exported). A load, a store and a branch per iteration,
+//     against the indirect call to a trampoline that wazero's
+//     WithCloseOnContextDone inserts at the same places.
 //   - Memory-growth recording (for wasmtime, whose memory limiter says
 //     nothing when it refuses): every memory.grow of memory 0 becomes a
 //     call to an added function that grows the memory and, when growth
@@ -44,9 +51,10 @@ type Options struct {
 // Result is a rewritten module.
 type Result struct {
 	Wasm []byte
-	// Stop is the export name of the i32 interruption flag ("" when the
-	// module has no function to check).
-	Stop string
+	// Stop is the export name of the i32 interruption flag, and Fuel of
+	// the i32 count down of checks until the next look at it ("" when the
+	// module has no function to check). Set Stop to 1, then Fuel to 0.
+	Stop, Fuel string
 	// Requested is the export name of the i64 global that holds, in
 	// pages, the memory size of the last memory.grow that failed (""
 	// when the module never grows memory 0).
@@ -59,6 +67,7 @@ const (
 	secType     = 1
 	secImport   = 2
 	secFunction = 3
+	secMemory   = 5
 	secGlobal   = 6
 	secExport   = 7
 	secCode     = 10
@@ -118,8 +127,10 @@ type module struct {
 	secs []section
 	// Counts of the index spaces the rewrite appends to.
 	types, importedFuncs, funcs, importedGlobals, globals int
-	exportNames                                           map[string]bool
-	code                                                  []byte
+	// memories: imported and defined.
+	memories    int
+	exportNames map[string]bool
+	code        []byte
 }
 
 // scan reads the counts and names the rewrite needs.
@@ -135,6 +146,10 @@ func (m *module) scan() error {
 			err = m.scanImports(&r)
 		case secFunction:
 			m.funcs, err = countVec(&r, func(r *wasmbin.Reader) error { _, err := r.U32(); return err })
+		case secMemory:
+			var n int
+			n, err = countVec(&r, func(r *wasmbin.Reader) error { _, _, err := r.Limits(); return err })
+			m.memories += n
 		case secGlobal:
 			m.globals, err = countVec(&r, func(r *wasmbin.Reader) error { return skipGlobal(r, uint32(m.importedGlobals)) })
 		case secExport:
@@ -254,6 +269,7 @@ func (m *module) scanImports(r *wasmbin.Reader) error {
 				_, _, err = r.Limits()
 			}
 		case 2: // memory: limits
+			m.memories++
 			_, _, err = r.Limits()
 		case 3: // global: valtype, mutability
 			m.importedGlobals++
@@ -307,44 +323,54 @@ func (m *module) exportName(base string) string {
 
 func (m *module) rewrite(o Options) (*Result, error) {
 	res := &Result{}
-	stopGlobal := -1
+	// Added globals, functions and types go after the module's own, in
+	// this order: $stop, $fuel, $requested; $tick, the growth wrapper.
+	nextGlobal, nextFunc, nextType := m.importedGlobals+m.globals, m.importedFuncs+m.funcs, m.types
+	stopGlobal, fuelGlobal, tickFunc := -1, -1, -1
 	if o.Interrupt {
-		stopGlobal = m.importedGlobals + m.globals
+		stopGlobal, fuelGlobal, tickFunc = nextGlobal, nextGlobal+1, nextFunc
+		nextGlobal, nextFunc = nextGlobal+2, nextFunc+1
 	}
 	growFunc, reqGlobal := -1, -1
 	if o.RecordGrow {
-		growFunc = m.importedFuncs + m.funcs
-		reqGlobal = m.importedGlobals + m.globals
-		if stopGlobal >= 0 {
-			reqGlobal++
-		}
+		growFunc, reqGlobal = nextFunc, nextGlobal
 	}
-	code, grew, err := rewriteCode(m.code, stopGlobal, growFunc,
+	code, grew, err := rewriteCode(m.code, fuelGlobal, tickFunc, growFunc,
 		limits{globals: uint32(m.importedGlobals + m.globals), funcs: uint32(m.importedFuncs + m.funcs)})
 	if err != nil {
 		return nil, err
 	}
-	var newGlobals, newExports [][]byte
-	if stopGlobal >= 0 {
+	var newGlobals, newExports, newTypes, newFuncs [][]byte
+	repl := map[byte][]byte{secCode: code}
+	if o.Interrupt {
 		res.Stop = m.exportName("enarx.interrupt")
-		// (global (mut i32) (i32.const 0))
-		newGlobals = append(newGlobals, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b})
-		newExports = append(newExports, exportEntry(res.Stop, 3, stopGlobal))
+		res.Fuel = m.exportName("enarx.fuel")
+		// (global (mut i32) (i32.const 0)), (global (mut i32) (i32.const Fuel))
+		newGlobals = append(newGlobals, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b},
+			append(sleb([]byte{0x7f, 0x01, 0x41}, Fuel), 0x0b))
+		newExports = append(newExports, exportEntry(res.Stop, 3, stopGlobal), exportEntry(res.Fuel, 3, fuelGlobal))
+		newTypes = append(newTypes, []byte{0x60, 0x00, 0x00}) // () -> ()
+		newFuncs = append(newFuncs, uleb(nil, uint64(nextType)))
+		nextType++
+		code = appendVecItem(code, tickBody(stopGlobal, fuelGlobal))
+		if m.memories == 0 {
+			// $tick's memory.grow needs a memory: (memory 0 0).
+			repl[secMemory] = []byte{0x01, 0x01, 0x00, 0x00}
+		}
 	}
-	var newType, newFunc []byte
 	if grew {
 		res.Requested = m.exportName("enarx.requested_pages")
 		// (global (mut i64) (i64.const 0))
 		newGlobals = append(newGlobals, []byte{0x7e, 0x01, 0x42, 0x00, 0x0b})
 		newExports = append(newExports, exportEntry(res.Requested, 3, reqGlobal))
-		newType = []byte{0x60, 0x01, 0x7f, 0x01, 0x7f} // (i32) -> i32
-		newFunc = uleb(nil, uint64(m.types))
+		newTypes = append(newTypes, []byte{0x60, 0x01, 0x7f, 0x01, 0x7f}) // (i32) -> i32
+		newFuncs = append(newFuncs, uleb(nil, uint64(nextType)))
 		code = appendVecItem(code, growBody(reqGlobal))
-	} else if stopGlobal < 0 {
+	} else if !o.Interrupt {
 		return &Result{Wasm: m.wasm}, nil // nothing to add
 	}
+	repl[secCode] = code
 	// Replace or add the sections the new entries go into.
-	repl := map[byte][]byte{secCode: code}
 	var err2 error
 	add := func(id byte, items ...[]byte) {
 		if len(items) == 0 || items[0] == nil || err2 != nil {
@@ -361,8 +387,8 @@ func (m *module) rewrite(o Options) (*Result, error) {
 		}
 		repl[id] = old
 	}
-	add(secType, newType)
-	add(secFunction, newFunc)
+	add(secType, newTypes...)
+	add(secFunction, newFuncs...)
 	add(secGlobal, newGlobals...)
 	add(secExport, newExports...)
 	if err2 != nil {
@@ -402,7 +428,7 @@ func (m *module) encode(repl map[byte][]byte) []byte {
 	// flush adds the replacement sections that are missing from the
 	// module and belong before a section of rank below.
 	flush := func(below int) {
-		for _, id := range []byte{1, 3, 6, 7, 10} {
+		for _, id := range []byte{1, 3, 5, 6, 7, 10} {
 			if c, ok := repl[id]; ok && !done[id] && order[id] < below && m.content(id) == nil {
 				put(id, c)
 				done[id] = true
@@ -455,6 +481,29 @@ func appendVecItemChecked(vec, item []byte) ([]byte, error) {
 	return append(out, item...), nil
 }
 
+// Fuel is how many checks run between two looks at the interruption
+// flag, and so between two chances for the Go scheduler to preempt a
+// computing guest: 65,536 iterations of a tight loop are tens of
+// microseconds, and the look (an exit from wazero's code to Go and back)
+// costs about as much as a few hundred iterations.
+const Fuel = 1 << 16
+
+// tickBody is the added function $tick, called when $fuel runs out.
+//
+//	(func
+//	  (if (global.get $stop) (then unreachable))
+//	  (drop (memory.grow (i32.const 0)))  ;; wazero runs memory.grow in Go
+//	  (global.set $fuel (i32.const Fuel)))
+func tickBody(stop, fuel int) []byte {
+	body := uleb([]byte{0x00, 0x23}, uint64(stop))    // no locals; global.get $stop
+	body = append(body, 0x04, 0x40, 0x00, 0x0b)       // if; unreachable; end
+	body = append(body, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0; memory.grow 0; drop
+	body = sleb(append(body, 0x41), Fuel)             // i32.const Fuel
+	body = uleb(append(body, 0x24), uint64(fuel))     // global.set $fuel
+	body = append(body, 0x0b)
+	return append(uleb(nil, uint64(len(body))), body...)
+}
+
 // growBody is the added function: memory.grow with its failure recorded.
 //
 //	(func (param $d i32) (result i32) (local $r i32)
@@ -482,6 +531,17 @@ func growBody(global int) []byte {
 	body = uleb(body, uint64(global))
 	body = append(body, 0x0b, 0x20, 0x01, 0x0b) // end, local.get 1, end
 	return append(uleb(nil, uint64(len(body))), body...)
+}
+
+func sleb(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
 }
 
 func uleb(b []byte, v uint64) []byte {

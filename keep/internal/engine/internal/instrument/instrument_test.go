@@ -60,8 +60,8 @@ func TestRewrite(t *testing.T) {
 			if err := compiles(res.Wasm); err != nil {
 				t.Fatalf("module %d %+v: the rewritten module does not compile: %v", i, o, err)
 			}
-			if o.Interrupt != (res.Stop != "") {
-				t.Errorf("module %d %+v: stop global %q", i, o, res.Stop)
+			if o.Interrupt != (res.Stop != "") || o.Interrupt != (res.Fuel != "") {
+				t.Errorf("module %d %+v: stop global %q, fuel %q", i, o, res.Stop, res.Fuel)
 			}
 		}
 	}
