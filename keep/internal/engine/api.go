@@ -128,16 +128,17 @@ type Config struct {
 	NoCache bool
 	// NoInterrupt leaves out what makes a computing guest stoppable from
 	// within the process: wasmtime then compiles without epoch checks
-	// (20–30 % slower tight loops with them), wazero runs the module
-	// without the inserted checks (up to 30 % on tight loops: the
-	// sieve), and a guest that computes without waiting stops only with
-	// its process. A waiting guest is still woken when the run's context
-	// ends. For Keeps stopped by the end of their process: the sandbox's,
-	// which its host kills, and the nil backend's under the enarx command,
-	// which exits. Beware, on wazero: without the checks a computing
-	// guest cannot be preempted, so a garbage collection that starts
-	// meanwhile stops every other goroutine of the process (signal
-	// handling, timers included) until the guest calls the host or ends.
+	// (20–30 % slower tight loops with them), and a guest that computes
+	// without waiting stops only with its process. A waiting guest is
+	// still woken when the run's context ends. For Keeps stopped by the
+	// end of their process: the sandbox's, which its host kills, and the
+	// nil backend's under the enarx command, which exits. wazero keeps
+	// its inserted checks (a count down at loop headers and function
+	// entries) either way, and only stops looking at the flag: without
+	// them a computing guest could not be preempted, so a garbage
+	// collection starting meanwhile would stop every other goroutine of
+	// the process (signal handling and timers included: Ctrl-C and
+	// --timeout) until the guest called the host or ended.
 	NoInterrupt bool
 	// CacheTag names the checks a module passed before it was compiled
 	// (keep's pre-compile limits): cache entries made under another tag

@@ -36,8 +36,12 @@ type wazeroEngine struct {
 	// mappings are the entries mapped, unmapped on Close.
 	instDir  string
 	mappings [][]byte
-	// interrupt: modules get the inserted interruption checks
-	// (Config.NoInterrupt unset).
+	// interrupt: a call's end of context stops a computing guest
+	// (Config.NoInterrupt unset). The inserted checks are in every module
+	// either way: they are also the guest's preemption points (package
+	// instrument), without which a garbage collection would stop every
+	// other goroutine of the process, signal handling and timers
+	// included, until the guest calls the host.
 	interrupt bool
 	// calls: Close never frees memory under a running call; freed: Close
 	// has freed everything.
@@ -60,7 +64,7 @@ func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (En
 	limit = min(limit, WazeroMaxMemory)
 	e := &wazeroEngine{alloc: &allocator{limit: limit}, hosts: map[string]bool{}, interrupt: !c.NoInterrupt}
 	if cacheDir != "" {
-		e.instDir = wazeroCacheDir(cacheDir, c.CacheTag, e.interrupt)
+		e.instDir = wazeroCacheDir(cacheDir, c.CacheTag)
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("opening compilation cache %s (or use --no-cache): %w", cacheDir, err)
@@ -135,9 +139,9 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error)
 		return nil, err
 	}
 	defer end()
-	// Without interruption the module stays as it is (Rewrite only reads
-	// its sections then).
-	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: e.interrupt})
+	// The checks go in with or without interruption: they keep the
+	// process preemptible (see wazeroEngine.interrupt).
+	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true})
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +323,7 @@ func (in *wazeroInstance) Call(ctx context.Context, name string) error {
 	if ctx.Err() != nil {
 		return interrupted(ctx)
 	}
-	if in.stop != nil {
+	if in.stop != nil && in.e.interrupt {
 		// The flag the inserted checks read: set, with the fuel emptied,
 		// the guest traps at its next loop iteration or call (or, if its
 		// own count down overwrote the emptied fuel, within

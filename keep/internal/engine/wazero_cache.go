@@ -35,16 +35,12 @@ const wazeroCacheMagic = "ENARXWZ1"
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // wazeroSettings names the rewrite; a new one gets a new directory.
-// Without interruption (Config.NoInterrupt) the entry is the module as
-// given, which passed the checks of CacheTag.
+// Every module gets the checks (with Config.NoInterrupt too: they are the
+// guest's preemption points), so one directory serves both settings.
 const wazeroSettings = "instrument=interrupt-v2-fuel"
 
-func wazeroCacheDir(root, tag string, interrupt bool) string {
-	settings := wazeroSettings
-	if !interrupt {
-		settings = "instrument=none-v1"
-	}
-	sum := sha256.Sum256([]byte(settings + ";tag=" + tag))
+func wazeroCacheDir(root, tag string) string {
+	sum := sha256.Sum256([]byte(wazeroSettings + ";tag=" + tag))
 	return filepath.Join(root, "enarx-wazero-"+hex.EncodeToString(sum[:4]))
 }
 
