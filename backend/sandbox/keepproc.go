@@ -26,6 +26,10 @@ const KeepArg = "__sandbox-keep"
 // isKeepProcess reports whether this process was started as a Keep.
 func isKeepProcess() bool { return len(os.Args) > 1 && os.Args[1] == KeepArg }
 
+// IsKeepProcess reports whether this process was started as a sandbox
+// Keep (either stage): ServeKeeps will run it and exit.
+func IsKeepProcess() bool { return isKeepProcess() }
+
 // controlFD is the Keep end of the host's socketpair; host resources follow.
 const controlFD = 3
 
