@@ -71,10 +71,19 @@ func mapPayload(fd int, size int64) ([]byte, error) {
 		return []byte{}, nil
 	}
 	// MAP_POPULATE: the digest check reads every page next; one fault-in
-	// pass is cheaper than a fault per page.
-	b, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_POPULATE)
+	// pass is cheaper than a fault per page. Populated read-only, the
+	// mapping shares the memfd's pages; a writable private mapping would
+	// be populated with write faults, i.e. a copy of every page, which
+	// nothing needs (2.6 MB: 1 ms, and the digest pass over fresh copies
+	// takes 2–3 ms longer than over the shared pages). Writable after
+	// that, a write still gets its private copy of the page.
+	b, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	if err := unix.Mprotect(b, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		unix.Munmap(b)
+		return nil, fmt.Errorf("mprotect: %w", err)
 	}
 	return b, nil
 }
