@@ -11,7 +11,10 @@ import (
 // sandbox backend's Keep process entry point, which the backend starts by
 // re-executing this binary (it reads its instructions from fd 3; its
 // second stage, which the first execs, also gets the first stage's
-// handoff as its one argument).
+// handoff as its one argument). cmd/enarx starts a Keep before the command
+// line is parsed (sandbox.ServeKeeps: each stage would otherwise build
+// this whole command tree first); the command remains for any other
+// binary built on Execute.
 func hiddenCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{{
 		Use:                sandbox.KeepArg,
