@@ -307,40 +307,21 @@ func (s *System) pathOpen(_ context.Context, c engine.Caller, stk []uint64) Errn
 	return ESUCCESS
 }
 
-func (s *System) pathCreateDirectory(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, dir, errno := s.dirArg(stk[0])
-	if errno != ESUCCESS {
-		return errno
+// pathOp is a call whose arguments are a directory fd and a path and
+// whose work is op on them: path_create_directory (vfs.Dir.Mkdir),
+// path_remove_directory (Rmdir) and path_unlink_file (Unlink).
+func (s *System) pathOp(op func(vfs.Dir, string) error) hostFunc {
+	return func(_ context.Context, c engine.Caller, stk []uint64) Errno {
+		_, dir, errno := s.dirArg(stk[0])
+		if errno != ESUCCESS {
+			return errno
+		}
+		path, errno := pathArg(c.Memory(), uint32(stk[1]), uint32(stk[2]))
+		if errno != ESUCCESS {
+			return errno
+		}
+		return errnoOf(op(dir, path))
 	}
-	path, errno := pathArg(c.Memory(), uint32(stk[1]), uint32(stk[2]))
-	if errno != ESUCCESS {
-		return errno
-	}
-	return errnoOf(dir.Mkdir(path))
-}
-
-func (s *System) pathRemoveDirectory(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, dir, errno := s.dirArg(stk[0])
-	if errno != ESUCCESS {
-		return errno
-	}
-	path, errno := pathArg(c.Memory(), uint32(stk[1]), uint32(stk[2]))
-	if errno != ESUCCESS {
-		return errno
-	}
-	return errnoOf(dir.Rmdir(path))
-}
-
-func (s *System) pathUnlinkFile(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, dir, errno := s.dirArg(stk[0])
-	if errno != ESUCCESS {
-		return errno
-	}
-	path, errno := pathArg(c.Memory(), uint32(stk[1]), uint32(stk[2]))
-	if errno != ESUCCESS {
-		return errno
-	}
-	return errnoOf(dir.Unlink(path))
 }
 
 func (s *System) pathFilestatGet(_ context.Context, c engine.Caller, stk []uint64) Errno {

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/internal/fd"
+	"github.com/enarx-go/enarx/keep/internal/vfs"
 )
 
 // Module names under which the functions are exported: preview1 and the
@@ -157,16 +158,16 @@ func (s *System) exports() []export {
 		{"fd_sync", s.fdSync, []engine.ValType{i32}, []string{"fd"}},
 		{"fd_tell", s.fdTell, []engine.ValType{i32, i32}, []string{"fd", "result.offset"}},
 		{"fd_write", s.fdWrite, []engine.ValType{i32, i32, i32, i32}, []string{"fd", "iovs", "iovs_len", "result.nwritten"}},
-		{"path_create_directory", s.pathCreateDirectory, []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_create_directory", s.pathOp(vfs.Dir.Mkdir), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
 		{"path_filestat_get", s.pathFilestatGet, []engine.ValType{i32, i32, i32, i32, i32}, []string{"fd", "flags", "path", "path_len", "result.filestat"}},
 		{"path_filestat_set_times", s.pathFilestatSetTimes, []engine.ValType{i32, i32, i32, i32, i64, i64, i32}, []string{"fd", "flags", "path", "path_len", "atim", "mtim", "fst_flags"}},
 		{"path_link", s.pathLink, []engine.ValType{i32, i32, i32, i32, i32, i32, i32}, []string{"old_fd", "old_flags", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
 		{"path_open", s.pathOpen, []engine.ValType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, []string{"fd", "dirflags", "path", "path_len", "oflags", "fs_rights_base", "fs_rights_inheriting", "fdflags", "result.opened_fd"}},
 		{"path_readlink", s.pathReadlink, []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "path", "path_len", "buf", "buf_len", "result.bufused"}},
-		{"path_remove_directory", s.pathRemoveDirectory, []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_remove_directory", s.pathOp(vfs.Dir.Rmdir), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
 		{"path_rename", s.pathRename, []engine.ValType{i32, i32, i32, i32, i32, i32}, []string{"fd", "old_path", "old_path_len", "new_fd", "new_path", "new_path_len"}},
 		{"path_symlink", s.pathSymlink, []engine.ValType{i32, i32, i32, i32, i32}, []string{"old_path", "old_path_len", "fd", "new_path", "new_path_len"}},
-		{"path_unlink_file", s.pathUnlinkFile, []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
+		{"path_unlink_file", s.pathOp(vfs.Dir.Unlink), []engine.ValType{i32, i32, i32}, []string{"fd", "path", "path_len"}},
 		{"poll_oneoff", s.pollOneoff, []engine.ValType{i32, i32, i32, i32}, []string{"in", "out", "nsubscriptions", "result.nevents"}},
 		{"proc_raise", s.procRaise, []engine.ValType{i32}, []string{"sig"}},
 		{"sched_yield", s.schedYield, nil, nil},
