@@ -393,29 +393,12 @@ func (d *dir) SetTimesAt(path string, follow bool, tm vfs.Times) error {
 	return unix.UtimesNanoAt(t.pfd, t.name, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// Mkdir implements vfs.Dir.
-func (d *dir) Mkdir(path string) error {
-	dfd, err := d.h.get()
-	if err != nil {
-		return err
-	}
-	defer d.h.put()
-	pfd, owned, name, slash, err := split(dfd, path)
-	if err != nil {
-		return err
-	}
-	if isDot(name) {
-		return dotErr(dfd, path, syscall.EEXIST)
-	}
-	defer closeIf(pfd, owned)
-	if d.root.readonly {
-		return syscall.EROFS
-	}
-	return unix.Mkdirat(pfd, withSlash(name, slash), 0o777)
-}
-
-// Rmdir implements vfs.Dir.
-func (d *dir) Rmdir(path string) error {
+// change acts on the final component of path, a single name in its parent
+// opened beneath d: op gets the parent and the name (with its trailing
+// slash, for the kernel's rules). A final "." or ".." is answered with
+// onDot or onDotDot once path is known to resolve beneath d; a read-only
+// directory refuses with EROFS after the path resolved.
+func (d *dir) change(path string, onDot, onDotDot error, op func(pfd int, name string) error) error {
 	dfd, err := d.h.get()
 	if err != nil {
 		return err
@@ -427,36 +410,36 @@ func (d *dir) Rmdir(path string) error {
 	}
 	switch name {
 	case ".":
-		return dotErr(dfd, path, syscall.EINVAL)
+		return dotErr(dfd, path, onDot)
 	case "..":
-		return dotErr(dfd, path, syscall.ENOTEMPTY)
+		return dotErr(dfd, path, onDotDot)
 	}
 	defer closeIf(pfd, owned)
 	if d.root.readonly {
 		return syscall.EROFS
 	}
-	return unix.Unlinkat(pfd, withSlash(name, slash), unix.AT_REMOVEDIR)
+	return op(pfd, withSlash(name, slash))
+}
+
+// Mkdir implements vfs.Dir.
+func (d *dir) Mkdir(path string) error {
+	return d.change(path, syscall.EEXIST, syscall.EEXIST, func(pfd int, name string) error {
+		return unix.Mkdirat(pfd, name, 0o777)
+	})
+}
+
+// Rmdir implements vfs.Dir.
+func (d *dir) Rmdir(path string) error {
+	return d.change(path, syscall.EINVAL, syscall.ENOTEMPTY, func(pfd int, name string) error {
+		return unix.Unlinkat(pfd, name, unix.AT_REMOVEDIR)
+	})
 }
 
 // Unlink implements vfs.Dir.
 func (d *dir) Unlink(path string) error {
-	dfd, err := d.h.get()
-	if err != nil {
-		return err
-	}
-	defer d.h.put()
-	pfd, owned, name, slash, err := split(dfd, path)
-	if err != nil {
-		return err
-	}
-	if isDot(name) {
-		return dotErr(dfd, path, syscall.EISDIR)
-	}
-	defer closeIf(pfd, owned)
-	if d.root.readonly {
-		return syscall.EROFS
-	}
-	return unix.Unlinkat(pfd, withSlash(name, slash), 0)
+	return d.change(path, syscall.EISDIR, syscall.EISDIR, func(pfd int, name string) error {
+		return unix.Unlinkat(pfd, name, 0)
+	})
 }
 
 // other returns newDir as a host directory and its descriptor (dfd when
@@ -550,23 +533,9 @@ func (d *dir) Link(oldPath string, follow bool, newDir vfs.Dir, newPath string) 
 
 // Symlink implements vfs.Dir. target is stored as given.
 func (d *dir) Symlink(target, path string) error {
-	dfd, err := d.h.get()
-	if err != nil {
-		return err
-	}
-	defer d.h.put()
-	pfd, owned, name, slash, err := split(dfd, path)
-	if err != nil {
-		return err
-	}
-	if isDot(name) {
-		return dotErr(dfd, path, syscall.EEXIST)
-	}
-	defer closeIf(pfd, owned)
-	if d.root.readonly {
-		return syscall.EROFS
-	}
-	return unix.Symlinkat(target, pfd, withSlash(name, slash))
+	return d.change(path, syscall.EEXIST, syscall.EEXIST, func(pfd int, name string) error {
+		return unix.Symlinkat(target, pfd, name)
+	})
 }
 
 // Readlink implements vfs.Dir.
