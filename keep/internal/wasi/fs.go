@@ -607,41 +607,25 @@ func positioned(mem []byte, iovs, count uint32, off uint64, result uint32) ([]by
 // fdPread reads at an offset straight into the guest's buffers (one
 // ReadAt per iovec, no copy in between).
 func (s *System) fdPread(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, f, errno := s.fileArg(stk[0], fd.RightFdRead)
-	if errno != ESUCCESS {
-		return errno
-	}
-	mem := c.Memory()
-	iovs, count, off := uint32(stk[1]), uint32(stk[2]), stk[3]
-	res, errno := positioned(mem, iovs, count, off, uint32(stk[4]))
-	if errno != ESUCCESS {
-		return errno
-	}
-	var total uint32
-	for i := uint32(0); i < count; i++ {
-		b := iov(mem, iovs, i)
-		if len(b) == 0 {
-			continue
-		}
-		n, err := f.ReadAt(b, int64(off)+int64(total))
-		total += uint32(n)
-		if err != nil && !errors.Is(err, io.EOF) {
-			if total == 0 {
-				return errnoOf(err)
-			}
-			break
-		}
-		if n < len(b) {
-			break
-		}
-	}
-	le.PutUint32(res, total)
-	return ESUCCESS
+	return s.positionedIO(c, stk, false)
 }
 
 // fdPwrite writes at an offset straight from the guest's buffers.
 func (s *System) fdPwrite(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, f, errno := s.fileArg(stk[0], fd.RightFdWrite)
+	return s.positionedIO(c, stk, true)
+}
+
+// positionedIO is fd_pread (write false) and fd_pwrite: one ReadAt or
+// WriteAt per iovec at the offset plus what was moved so far, stopping at
+// the first short transfer; an error after some bytes moved ends the
+// call with their count, as preadv/pwritev do. End of file is not an
+// error for a read.
+func (s *System) positionedIO(c engine.Caller, stk []uint64, write bool) Errno {
+	right := fd.RightFdRead
+	if write {
+		right = fd.RightFdWrite
+	}
+	_, f, errno := s.fileArg(stk[0], right)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -657,9 +641,15 @@ func (s *System) fdPwrite(_ context.Context, c engine.Caller, stk []uint64) Errn
 		if len(b) == 0 {
 			continue
 		}
-		n, err := f.WriteAt(b, int64(off)+int64(total))
+		var n int
+		var err error
+		if write {
+			n, err = f.WriteAt(b, int64(off)+int64(total))
+		} else {
+			n, err = f.ReadAt(b, int64(off)+int64(total))
+		}
 		total += uint32(n)
-		if err != nil {
+		if err != nil && (write || !errors.Is(err, io.EOF)) {
 			if total == 0 {
 				return errnoOf(err)
 			}
