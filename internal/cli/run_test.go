@@ -5,48 +5,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 )
 
-var (
-	enarxOnce sync.Once
-	enarxBin  string
-	enarxErr  error
-)
-
-// enarx builds cmd/enarx once per test binary, with the engines this test
-// binary has (-tags wasmtime in make test's race pass, with cgo).
+// enarx is cmd/enarx built once per test binary, with the engines this
+// test binary has (-tags wasmtime in make test's race pass, with cgo).
 func enarx(t *testing.T) string {
-	t.Helper()
-	enarxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "enarx-cli-test-")
-		if err != nil {
-			enarxErr = err
-			return
-		}
-		enarxBin = filepath.Join(dir, "enarx")
-		args := []string{"build", "-o", enarxBin}
-		env := "CGO_ENABLED=0"
-		if keep.CheckEngine("wasmtime") == nil {
-			args, env = append(args, "-tags", "wasmtime"), "CGO_ENABLED=1"
-		}
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "../../cmd/enarx")...)
-		cmd.Env = append(os.Environ(), env)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			enarxErr = err
-			t.Logf("%s", out)
-		}
-	})
-	if enarxErr != nil {
-		t.Fatalf("building enarx: %v", enarxErr)
-	}
-	return enarxBin
+	return testutil.BuildEnarx(t, keep.CheckEngine("wasmtime") == nil)
 }
 
 func runEnarx(t *testing.T, env []string, stdin string, args ...string) (code int, stdout, stderr string) {

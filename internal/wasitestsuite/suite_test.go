@@ -11,10 +11,8 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,20 +64,11 @@ func (r run) key() string {
 
 // moduleRoot is the directory holding go.mod, above the test's directory.
 func moduleRoot(t *testing.T) string {
-	dir, err := os.Getwd()
+	root, err := testutil.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = up
-	}
+	return root
 }
 
 // suiteDir finds the suite: ENARX_WASI_TESTSUITE, else the copy in
@@ -233,41 +222,6 @@ func (e *expectation) match(r run) bool {
 	return true
 }
 
-var (
-	enarxOnce sync.Once
-	enarxBin  string
-	enarxErr  error
-)
-
-// enarx builds cmd/enarx once, with the engines this test binary has
-// (-tags wasmtime in make test's race pass), as internal/cli's tests do.
-func enarx(t *testing.T, root string) string {
-	t.Helper()
-	enarxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "enarx-wasi-testsuite-")
-		if err != nil {
-			enarxErr = err
-			return
-		}
-		enarxBin = filepath.Join(dir, "enarx")
-		args := []string{"build", "-o", enarxBin}
-		env := "CGO_ENABLED=0"
-		if keep.CheckEngine("wasmtime") == nil {
-			args, env = append(args, "-tags", "wasmtime"), "CGO_ENABLED=1"
-		}
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "./cmd/enarx")...)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), env)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			enarxErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if enarxErr != nil {
-		t.Fatalf("building enarx: %v", enarxErr)
-	}
-	return enarxBin
-}
-
 // backends are those of nil and sandbox that `enarx platform info` says
 // run here. The sandbox needs host features (seccomp, namespaces): without
 // them it is left out, and the test fails under CI.
@@ -419,11 +373,10 @@ func TestWASITestsuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the WASI test suite through the enarx binary")
 	}
-	root := moduleRoot(t)
 	dir := suiteDir(t)
 	tests := loadSuite(t, dir)
 	exps := loadExpectations(t)
-	bin := enarx(t, root)
+	bin := testutil.BuildEnarx(t, keep.CheckEngine("wasmtime") == nil)
 	bks := backends(t, bin)
 	cache := t.TempDir()
 
