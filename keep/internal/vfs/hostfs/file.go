@@ -49,84 +49,61 @@ func (f *file) PollFD(bool) (int, bool) { return -1, true }
 
 // Read implements fd.Stream: read(2) at the file offset; 0, io.EOF at the
 // end. A regular file never blocks for long, so nonblock changes nothing.
-func (f *file) Read(p []byte, _ bool) (int, error) {
-	hfd, err := f.h.get()
-	if err != nil {
-		return 0, err
-	}
-	defer f.h.put()
-	for {
-		n, err := unix.Read(hfd, p)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, err
-		case n == 0 && len(p) > 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-}
+func (f *file) Read(p []byte, _ bool) (int, error) { return f.readOrPread(p, -1) }
 
 // Write implements fd.Stream: write(2) at the file offset (the end with
 // O_APPEND) until all of p is written or an error (ENOSPC, EFBIG, ...)
 // stops it; n counts what was written.
-func (f *file) Write(p []byte, _ bool) (int, error) {
-	hfd, err := f.h.get()
-	if err != nil {
-		return 0, err
-	}
-	defer f.h.put()
-	if f.root.readonly {
-		return 0, syscall.EROFS
-	}
-	total := 0
-	for {
-		n, err := unix.Write(hfd, p[total:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return total, err
-		}
-		total += n
-		switch {
-		case total >= len(p):
-			return total, nil
-		case n == 0:
-			// No progress and no error: not what a file does.
-			return total, syscall.EIO
-		}
-	}
-}
+func (f *file) Write(p []byte, _ bool) (int, error) { return f.writeOrPwrite(p, -1) }
 
 // ReadAt is pread(2): it may return fewer bytes than asked; 0, io.EOF at
 // or past the end.
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
-	hfd, err := f.h.get()
-	if err != nil {
-		return 0, err
+	if off < 0 {
+		return 0, syscall.EINVAL
 	}
-	defer f.h.put()
-	for {
-		n, err := unix.Pread(hfd, p, off)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, err
-		case n == 0 && len(p) > 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
+	return f.readOrPread(p, off)
 }
 
 // WriteAt is pwrite(2) until all of p is written or an error stops it.
 // The file offset does not move. (Linux appends pwrite data to a file
 // opened with O_APPEND, whatever off says.)
 func (f *file) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	return f.writeOrPwrite(p, off)
+}
+
+// readOrPread is one read(2) (off < 0) or pread(2) at off, retried on EINTR.
+func (f *file) readOrPread(p []byte, off int64) (int, error) {
+	hfd, err := f.h.get()
+	if err != nil {
+		return 0, err
+	}
+	defer f.h.put()
+	for {
+		var n int
+		if off < 0 {
+			n, err = unix.Read(hfd, p)
+		} else {
+			n, err = unix.Pread(hfd, p, off)
+		}
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// writeOrPwrite is write(2) (off < 0) or pwrite(2) at off, repeated until all of
+// p is written or an error stops it.
+func (f *file) writeOrPwrite(p []byte, off int64) (int, error) {
 	hfd, err := f.h.get()
 	if err != nil {
 		return 0, err
@@ -137,7 +114,12 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	}
 	total := 0
 	for {
-		n, err := unix.Pwrite(hfd, p[total:], off+int64(total))
+		var n int
+		if off < 0 {
+			n, err = unix.Write(hfd, p[total:])
+		} else {
+			n, err = unix.Pwrite(hfd, p[total:], off+int64(total))
+		}
 		if err == unix.EINTR {
 			continue
 		}
