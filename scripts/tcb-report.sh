@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # tcb-report.sh: what code runs inside a Keep (docs/runtime.md#engines).
 #
-# Lists the Go packages linked into the Keep runtime (package keep and
-# everything it imports), grouped by where they come from — this project,
-# each engine, the Go standard library and runtime, other modules — with
-# their lines of Go (non-test files, blank lines included), and the machine
-# code each engine adds to a binary. Run it from the repository root:
+# Lists the Go packages linked into the Keep runtime (package keep, the
+# sandbox Keep's confinement in backend/sandbox, and everything they
+# import), grouped by where they come from — this project, each engine, the
+# Go standard library and runtime, other modules — with their lines of Go
+# and C (non-test files, blank lines included; C only in a cgo build: the
+# psx package's thread broadcast), and the machine code each engine adds to
+# a binary. Run it from the repository root:
 #
 #   scripts/tcb-report.sh            # the pure-Go build (wazero) and, with cgo, -tags wasmtime
 #
@@ -16,14 +18,14 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 
 module=$(go list -m)
-report() { # $1: build flags (may be empty), $2: label
-	local flags=$1 label=$2
+report() { # $1: build flags (may be empty), $2: label, $3: CGO_ENABLED
+	local flags=$1 label=$2 cgo_enabled=$3
 	echo "### Keep runtime, $label"
 	echo
-	echo "| origin | packages | lines of Go |"
+	echo "| origin | packages | lines of Go (and C) |"
 	echo "|---|---:|---:|"
 	# ImportPath, module path ("" for std), dir, files.
-	go list $flags -deps -f '{{.ImportPath}}|{{with .Module}}{{.Path}}{{end}}|{{.Dir}}|{{join .GoFiles " "}} {{join .CgoFiles " "}}' ./keep |
+	CGO_ENABLED=$cgo_enabled go list $flags -deps -f '{{.ImportPath}}|{{with .Module}}{{.Path}}{{end}}|{{.Dir}}|{{join .GoFiles " "}} {{join .CgoFiles " "}} {{join .CFiles " "}}' ./keep ./backend/sandbox |
 		while IFS='|' read -r pkg mod dir files; do
 			case "$mod" in
 			"") if [[ $pkg == runtime || $pkg == runtime/* || $pkg == internal/runtime/* ]]; then origin="Go runtime"; else origin="Go standard library"; fi ;;
@@ -42,14 +44,14 @@ report() { # $1: build flags (may be empty), $2: label
 	echo
 }
 
-report "" "pure-Go build (CGO_ENABLED=0: wazero only)"
+report "" "pure-Go build (CGO_ENABLED=0: wazero only)" 0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 CGO_ENABLED=0 go build -trimpath -o "$tmp/enarx-purego" ./cmd/enarx
 cgo=0
 if CGO_ENABLED=1 go build -trimpath -tags wasmtime -o "$tmp/enarx-wasmtime" ./cmd/enarx 2>/dev/null; then
 	cgo=1
-	report "-tags wasmtime" "build with -tags wasmtime (wazero and wasmtime)"
+	report "-tags wasmtime" "build with -tags wasmtime (wazero and wasmtime)" 1
 fi
 
 echo "### Machine code"

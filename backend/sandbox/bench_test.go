@@ -161,8 +161,7 @@ var keepPhases = []struct {
 	name string
 	re   *regexp.Regexp
 }{
-	{"first stage confined, re-executing", regexp.MustCompile(`first stage confined, re-executing" keep=sandbox after=(\S+)`)},
-	{"second stage started", regexp.MustCompile(`second_stage_after=(\S+)`)},
+	{"process confined (namespaces, empty root, no_new_privs, capabilities, Landlock)", regexp.MustCompile(`process_confined_after=(\S+)`)},
 	{"workload received and verified", regexp.MustCompile(`received its workload" keep=sandbox after=(\S+)`)},
 	{"confined", regexp.MustCompile(`Keep confined" keep=sandbox after=(\S+)`)},
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,9 +22,8 @@ type Layer struct {
 	Micros int64 `json:"micros,omitempty"`
 }
 
-// Layer names, in the order they are applied: the first stage applies
-// everything up to Landlock to the one thread that then re-executes the
-// Keep; the second stage checks the capabilities and adds the rest.
+// Layer names, in the order the Keep applies them (confineProcess, then,
+// after reading its payloads, confineLimits).
 const (
 	LayerUserNS   = "user namespace"
 	LayerPIDNS    = "pid namespace"
@@ -40,21 +38,6 @@ const (
 	LayerSeccomp  = "seccomp filter"
 )
 
-// Why two stages. Capabilities, no_new_privs and Landlock are per-thread
-// kernel state, and a Go process has several threads before main runs.
-// syscall.AllThreadsSyscall can apply a call to all of them, but the Go
-// runtime refuses it (ENOTSUP) in any binary that links cgo — which a
-// plain `go build` or `go install` does wherever a C compiler exists, and
-// `go test -race` always does. So the Keep applies those layers to one
-// locked thread only and then re-executes itself from that thread:
-// execve keeps only the calling thread, the new image starts from that
-// thread's credentials, no_new_privs and Landlock domain, and every thread
-// of the new image (Go's or glibc's) is cloned from it. Capabilities are
-// recomputed by execve from the bounding, inheritable and ambient sets,
-// which the first stage empties, so the new image starts with none.
-// Seccomp (TSYNC) and rlimits are process-wide and come after the exec.
-// The same path is taken in every build; there is no AllThreadsSyscall.
-
 // confineOptions are what the Keep process applies to itself.
 type confineOptions struct {
 	// Namespaces the host created the process in (clone flags).
@@ -67,9 +50,6 @@ type confineOptions struct {
 	// cacheDir is the host path of the module's compilation cache
 	// directory, or "".
 	cacheDir string
-	// exeFD is the Keep's own executable, opened by the host; the first
-	// stage re-executes it.
-	exeFD int
 	// dirs are the host directories passed for [[files]] entries of kind
 	// "dir" (sources host and sealed): the only file system, besides the
 	// cache, the Keep may reach.
@@ -120,14 +100,11 @@ func (g *layerLog) add(name string, err error, detail string) {
 	g.layers = append(g.layers, l)
 }
 
-// confineBeforeExec is the first stage: run on a locked thread that will
-// call execKeep next, it applies the namespace, no_new_privs and Landlock
-// layers and empties the thread's capability sets for the exec. It
-// reports each layer and whether the module's cache is mounted at
-// keepCacheDir. It must not be called on a thread that goes on to run
-// anything but the exec: the calling thread is left without capabilities
-// and under Landlock, the others are not.
-func confineBeforeExec(o confineOptions) (layers []Layer, cacheOK bool) {
+// confineProcess applies the namespace, empty root, no_new_privs,
+// capability and Landlock layers, the last three to every thread
+// (allThreads), and checks that no capability is left. It reports each layer and whether the
+// module's cache is mounted at keepCacheDir.
+func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 	g := newLayerLog(o.skip, nil)
 	ns := func(flag uintptr, name string) {
 		if o.cloneFlags&flag != 0 {
@@ -138,30 +115,29 @@ func confineBeforeExec(o confineOptions) (layers []Layer, cacheOK bool) {
 	}
 	ns(syscall.CLONE_NEWUSER, LayerUserNS)
 	ns(syscall.CLONE_NEWPID, LayerPIDNS)
-
-	// What the dynamic loader needs to start the second stage (nothing
-	// for a static, CGO_ENABLED=0 binary); opened before the host's file
-	// system is detached.
-	rt, rtErr := openRuntimeFiles(o.exeFD)
-	defer rt.close()
+	// A cgo build reaches every thread through a /proc of the Keep's
+	// own pid namespace (threads_linux.go): the empty root holds one.
+	ownProc := ownProcNeeded && o.cloneFlags&syscall.CLONE_NEWPID != 0
 	switch {
 	case o.skip[LayerMountNS]:
 		g.add(LayerMountNS, errSkipped, "")
 	case o.cloneFlags&syscall.CLONE_NEWNS == 0:
 		g.add(LayerMountNS, errors.New("no mount namespace"), "")
-	case rtErr != nil:
-		// Without its libraries the second stage could not start in
-		// an empty root.
-		g.add(LayerMountNS, rtErr, "")
 	default:
 		var err error
 		var notes []string
-		cacheOK, notes, err = emptyRoot(o.cacheDir, rt, o.dirs)
-		if err == nil && len(rt.files) > 0 {
-			notes = append([]string{fmt.Sprintf("holds only, read-only, the %d shared objects this cgo build of enarx is linked with", len(rt.files))}, notes...)
+		cacheOK, notes, err = emptyRoot(o.cacheDir, o.dirs, ownProc)
+		if err == nil && ownProc {
+			notes = append([]string{"holds only a read-only /proc of the Keep's own pid namespace (subset=pid), which this cgo build needs to reach every thread and Landlock closes"}, notes...)
 		}
-		detail := strings.Join(notes, "; ")
-		g.add(LayerMountNS, err, detail)
+		g.add(LayerMountNS, err, strings.Join(notes, "; "))
+	}
+	if ownProc && ownProcReady() != nil && o.cloneFlags&syscall.CLONE_NEWNS != 0 {
+		// No empty root (left out by a test, or it failed): the
+		// per-thread layers still need this pid namespace's /proc.
+		if unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") == nil {
+			_ = mountOwnProc("/proc")
+		}
 	}
 	ns(syscall.CLONE_NEWNET, LayerNetNS)
 	ns(syscall.CLONE_NEWIPC, LayerIPCNS)
@@ -170,15 +146,26 @@ func confineBeforeExec(o confineOptions) (layers []Layer, cacheOK bool) {
 	} else {
 		g.add(LayerUTSNS, errors.New("not available"), "")
 	}
-	nnpErr := prctl(unix.PR_SET_NO_NEW_PRIVS, 1)
+	nnpErr := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0)
+	if nnpErr != nil {
+		nnpErr = fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", nnpErr)
+	}
 	g.add(LayerNNP, nnpErr, "")
+	// Capabilities before Landlock: in a cgo build allThreads lists the
+	// threads in /proc, which Landlock then closes.
+	capErr := dropCapabilities()
+	if capErr == nil {
+		capErr = checkNoCapabilities()
+	}
+	if capErr == nil && nnpErr == nil && ownProcNeeded {
+		capErr = checkAllThreads()
+	}
+	g.add(LayerCaps, capErr, "")
 	switch {
 	case o.skip[LayerLandlock]:
 		g.add(LayerLandlock, errSkipped, "")
 	case nnpErr != nil:
 		g.add(LayerLandlock, errors.New("needs no_new_privs"), "")
-	case rtErr != nil:
-		g.add(LayerLandlock, rtErr, "")
 	default:
 		dir := ""
 		if cacheOK {
@@ -188,33 +175,15 @@ func confineBeforeExec(o confineOptions) (layers []Layer, cacheOK bool) {
 		if len(o.dirs) > 0 {
 			detail = fmt.Sprintf("file system access only beneath the %d passed directories", len(o.dirs))
 		}
-		g.add(LayerLandlock, restrictLandlock(dir, o.exeFD, rt, o.dirs), detail)
-	}
-	// Recorded by the second stage, which checks what execve left.
-	if err := dropCapabilitiesForExec(); err != nil {
-		g.layers = append(g.layers, Layer{Name: LayerCaps, Detail: err.Error()})
+		g.add(LayerLandlock, restrictLandlock(dir, o.dirs), detail)
 	}
 	return g.layers, cacheOK
 }
 
-// confineAfterExec is the second stage, in the re-executed Keep: it checks
-// that execve left no capability, sets the rlimits and installs seccomp on
-// every thread, and appends the three layers to those of the first stage.
-func confineAfterExec(o confineOptions, first []Layer, cacheOK bool) []Layer {
-	var capErr error
-	layers := make([]Layer, 0, len(first)+3)
-	for _, l := range first {
-		if l.Name == LayerCaps { // the first stage could not drop them
-			capErr = errors.New(l.Detail)
-			continue
-		}
-		layers = append(layers, l)
-	}
+// confineLimits sets the rlimits and installs seccomp on every thread, and
+// appends the two layers to those confineProcess applied.
+func confineLimits(o confineOptions, layers []Layer, cacheOK bool) []Layer {
 	g := newLayerLog(o.skip, layers)
-	if capErr == nil {
-		capErr = checkNoCapabilities()
-	}
-	g.add(LayerCaps, capErr, "")
 	as := "unlimited"
 	if o.memoryLimit > 0 {
 		as = strconv.FormatUint(o.memoryLimit+addressSpaceSlack, 10)
@@ -236,13 +205,13 @@ const keepCacheDir = "/cache"
 const keepDirsDir = "/files"
 
 // emptyRoot makes an empty, read-only tmpfs the root of this mount
-// namespace and detaches the host's file system from it. In a cgo build
-// the root also holds, read-only, the dynamic loader and shared libraries
-// rt names, each at the path the loader opens it by: the second stage is
-// started in this root. Each passed directory is bind-mounted at
-// keepDirsDir/<index> (read-only if it is) and its descriptor replaced by
-// one opened through that mount (see remountDirs).
-func emptyRoot(cacheDir string, rt *runtimeFiles, dirs []passedDir) (cacheOK bool, notes []string, err error) {
+// namespace and detaches the host's file system from it. With ownProc
+// (a cgo build in its own pid namespace) the root also holds /proc, a
+// procfs of the Keep's pid namespace (mountOwnProc). Each passed
+// directory is bind-mounted at keepDirsDir/<index> (read-only if it is)
+// and its descriptor replaced by one opened through that mount (see
+// reopenDir).
+func emptyRoot(cacheDir string, dirs []passedDir, ownProc bool) (cacheOK bool, notes []string, err error) {
 	// Keep our mount changes from propagating back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return false, nil, fmt.Errorf("making mounts private: %w", err)
@@ -286,9 +255,12 @@ func emptyRoot(cacheDir string, rt *runtimeFiles, dirs []passedDir) (cacheOK boo
 	if err := os.Mkdir(mnt+"/old", 0o700); err != nil {
 		return false, nil, fmt.Errorf("preparing new root: %w", err)
 	}
-	for _, f := range rt.files {
-		if err := bindFile(f.fd, mnt+f.path); err != nil {
-			return false, nil, fmt.Errorf("making %s available to the re-executed Keep: %w", f.path, err)
+	if ownProc {
+		if err := os.Mkdir(mnt+"/proc", 0o555); err != nil {
+			return false, nil, fmt.Errorf("preparing new root: %w", err)
+		}
+		if err := mountOwnProc(mnt + "/proc"); err != nil {
+			return false, nil, err
 		}
 	}
 	// The module's own compilation cache; without it the Keep compiles
@@ -398,36 +370,19 @@ func mountDir(d passedDir, pfd int, target string) error {
 }
 
 // reopenDir replaces the passed directory's descriptor with one opened
-// through its mount in the new root (mountDir), at the same number and
-// without close-on-exec: the second stage finds it where the launch
-// header says.
+// through its mount in the new root (mountDir), at the same number: the
+// Keep finds it where the launch header says.
 func reopenDir(d passedDir) error {
 	fd, err := unix.Open(fmt.Sprintf("%s/%d", keepDirsDir, d.index), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("opening the mounted directory of files[%d]: %w", d.index, err)
 	}
-	err = unix.Dup3(fd, d.fd, 0)
+	err = unix.Dup3(fd, d.fd, unix.O_CLOEXEC)
 	unix.Close(fd)
 	if err != nil {
 		return fmt.Errorf("replacing the descriptor of files[%d]: %w", d.index, err)
 	}
 	return nil
-}
-
-// bindFile bind-mounts the open file fd read-only at target, creating
-// target and its directories. The mount allows execution: the loader maps
-// libraries executable.
-func bindFile(fd int, target string) error {
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(target, nil, 0o444); err != nil {
-		return err
-	}
-	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), target, "", unix.MS_BIND, ""); err != nil {
-		return err
-	}
-	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
 // mountCache binds the module's cache directory at target. It is not
@@ -448,42 +403,32 @@ func mountCache(src, target string) error {
 
 var errSkipped = errors.New("left out by a test")
 
-func prctl(option, arg uintptr) error {
-	if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, option, arg, 0); e != 0 {
-		return fmt.Errorf("prctl(%d): %w", option, e)
-	}
-	return nil
-}
-
-// dropCapabilitiesForExec empties the calling thread's bounding and
-// ambient sets and then its effective, permitted and inheritable sets. The
-// thread is the one that re-executes the Keep: execve computes the new
-// image's permitted set from the inheritable, bounding and ambient sets
-// alone (capabilities(7): a root process's file sets count as full), so the
-// new image starts with none, on every thread it will ever have.
-func dropCapabilitiesForExec() error {
+// dropCapabilities empties the bounding and ambient sets and then the
+// effective, permitted and inheritable sets of every thread.
+func dropCapabilities() error {
 	for c := 0; ; c++ {
-		_, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
-		if e == unix.EINVAL { // past the kernel's last capability
+		err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
+		if errors.Is(err, unix.EINVAL) { // past the kernel's last capability
 			break
 		}
-		if e != 0 {
-			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, e)
+		if err != nil {
+			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
 		}
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); e != 0 && e != unix.EINVAL {
-		return fmt.Errorf("clearing ambient capabilities: %w", e)
+	if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
+	if err := allThreads(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
 		return fmt.Errorf("capset: %w", err)
 	}
 	return nil
 }
 
-// checkNoCapabilities verifies that this thread, from which every other
-// thread of the re-executed Keep descends, holds no capability in any set.
+// checkNoCapabilities verifies that this thread holds no capability in any
+// set (allThreads made the same calls, with the same results, on every
+// other thread).
 func checkNoCapabilities() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -492,7 +437,7 @@ func checkNoCapabilities() error {
 	}
 	for i, d := range data {
 		if d.Effective|d.Permitted|d.Inheritable != 0 {
-			return fmt.Errorf("capabilities remain after exec (word %d: effective %#x permitted %#x inheritable %#x)", i, d.Effective, d.Permitted, d.Inheritable)
+			return fmt.Errorf("capabilities remain (word %d: effective %#x permitted %#x inheritable %#x)", i, d.Effective, d.Permitted, d.Inheritable)
 		}
 	}
 	for c := 0; ; c++ {
@@ -531,24 +476,22 @@ func setRlimits(o confineOptions) error {
 	return nil
 }
 
-// restrictLandlock forbids, for the calling thread and whatever it
-// executes, all file system access and TCP bind/connect, as far as the
-// kernel's Landlock ABI allows, except: read and write beneath cacheDir
-// (if not ""), and read and execute of the Keep's executable exeFD and the
-// loader files in rt (the exec that follows needs them). It overlaps with
-// the empty root and seccomp on purpose: it still holds if either is
-// missing.
+// restrictLandlock forbids, for every thread, all file system access and
+// TCP bind/connect, as far as the kernel's Landlock ABI allows, except
+// read and write beneath cacheDir (if not ""). It overlaps with the empty
+// root and seccomp on purpose: it still holds if either is missing.
+// Nothing anywhere may be executed.
 //
-// Hand-written (three system calls) rather than go-landlock, because
-// go-landlock applies rulesets to all threads through libcap's psx package,
-// which uses cgo whenever cgo is enabled; the two-stage Keep needs only the
-// calling thread restricted.
+// Hand-written (three system calls) rather than go-landlock: its rules
+// name paths, and these are descriptors the host passed (a path could be
+// swapped between the check and the rule); it restricts every thread
+// through the same psx package (allThreads).
 //
 // Each passed directory gets a rule beneath it (dirRights): read files and
 // list directories, and for a read-write one create, remove, rename and
 // truncate beneath it too. Nothing else is granted: no execution, no
 // devices, sockets or FIFOs.
-func restrictLandlock(cacheDir string, exeFD int, rt *runtimeFiles, dirs []passedDir) error {
+func restrictLandlock(cacheDir string, dirs []passedDir) error {
 	abi, err := landlockABI()
 	if err != nil {
 		return fmt.Errorf("not supported by this kernel: %w", err)
@@ -599,23 +542,21 @@ func restrictLandlock(cacheDir string, exeFD int, rt *runtimeFiles, dirs []passe
 			return err
 		}
 	}
-	const readExec = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_EXECUTE
-	if err := allow("the Keep executable", exeFD, readExec); err != nil {
-		return err
-	}
-	for _, f := range rt.files {
-		// The interpreter is opened by execve (EXECUTE), the libraries
-		// by the loader (READ_FILE only).
-		access := uint64(unix.LANDLOCK_ACCESS_FS_READ_FILE)
-		if f.interp {
-			access = readExec
+	if ownProcNeeded {
+		// psx lists the threads again after the calling thread is
+		// restricted (threads_linux.go): it may list the thread ids, and
+		// nothing beneath them but more directory entries.
+		tfd, err := unix.Open(fmt.Sprintf("/proc/%d/task", os.Getpid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening the thread list for a Landlock rule: %w", err)
 		}
-		if err := allow(f.path, f.fd, access); err != nil {
+		defer unix.Close(tfd)
+		if err := allow("the thread list", tfd, unix.LANDLOCK_ACCESS_FS_READ_DIR); err != nil {
 			return err
 		}
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); e != 0 {
-		return fmt.Errorf("landlock_restrict_self: %w", e)
+	if err := allThreads(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); err != nil {
+		return fmt.Errorf("landlock_restrict_self: %w", err)
 	}
 	if abi < 4 {
 		return fmt.Errorf("only file system access restricted: Landlock ABI %d has no network rules (needs 4)", abi)

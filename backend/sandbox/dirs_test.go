@@ -433,8 +433,8 @@ func TestDirsRequireIsolation(t *testing.T) {
 }
 
 // TestVolumeKeysReachKeep: keep.Options.VolumeKeys arrive in the Keep
-// whole, and never in the second stage's command line (the first stage
-// passes the launch header there, and /proc shows it to other processes).
+// whole, and never on the Keep's command line (which /proc shows to other
+// processes).
 func TestVolumeKeysReachKeep(t *testing.T) {
 	keys := map[string][]byte{"file:/k1": bytes.Repeat([]byte{1}, 32), "file:/k2": bytes.Repeat([]byte{0xfe}, 32)}
 	for _, socket := range []bool{false, true} {

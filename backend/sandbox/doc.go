@@ -1,7 +1,7 @@
 // Package sandbox is the "sandbox" backend: each Keep runs in a separate
 // process — the enarx binary re-executed in a hidden mode, which confines
-// itself and then re-executes itself once more so that every thread is
-// confined in any build (see confine_linux.go) — confined by the kernel
+// every one of its threads in any build (see threads_linux.go) — confined
+// by the kernel
 // (user, pid, mount, network, ipc and uts namespaces with an empty root; no
 // capabilities; rlimits; no_new_privs; Landlock; a seccomp allow-list) and
 // running the same runtime as the nil backend.

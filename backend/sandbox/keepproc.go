@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep"
 )
@@ -27,7 +23,7 @@ const KeepArg = "__sandbox-keep"
 func isKeepProcess() bool { return len(os.Args) > 1 && os.Args[1] == KeepArg }
 
 // IsKeepProcess reports whether this process was started as a sandbox
-// Keep (either stage): ServeKeeps will run it and exit.
+// Keep: ServeKeeps will run it and exit.
 func IsKeepProcess() bool { return isKeepProcess() }
 
 // controlFD is the Keep end of the host's socketpair; host resources follow.
@@ -37,94 +33,64 @@ const controlFD = 3
 // enarx, a stand-in for it in tests.
 type RunFunc func(ctx context.Context, w keep.Workload, o keep.Options) (exitCode int, err error)
 
-// KeepMain is the Keep process. It runs in two stages, both in this
-// binary (see confine_linux.go for why): the first reads the launch
-// header from fd 3, applies the namespace, no_new_privs, Landlock and
-// capability layers to its one locked thread and re-executes the binary
-// from that thread; the second reads the workload, checks its digests,
-// adds rlimits and seccomp, runs the workload with run (with the arguments
-// the launch message describes: launch.keepArgs) and reports the result
-// back. It returns the process exit status.
+// KeepMain is the Keep process: it reads the launch header from fd 3,
+// confines itself (the namespace, empty root, no_new_privs, Landlock and
+// capability layers, the last three on every thread; see
+// threads_linux.go), reads the workload and checks its digests, adds
+// rlimits and seccomp, runs the workload with run (with the arguments the
+// launch message describes: launch.keepArgs) and reports the result back.
+// It returns the process exit status.
 func KeepMain(run RunFunc) int {
+	start := time.Now()
 	// Without TZ the Go runtime would try to open /etc/localtime lazily,
 	// after confinement; the Keep logs in UTC.
 	time.Local = time.UTC
-	if len(os.Args) > 2 {
-		return keepSecondStage(run, os.Args[2])
-	}
-	return keepFirstStage()
-}
-
-func keepFirstStage() int {
-	start := time.Now()
-	// Never unlocked: this thread is confined and then re-executes the
-	// Keep, or the process exits.
-	runtime.LockOSThread()
-	ctl := rawFD(controlFD)
-	l, err := readLaunchHeader(ctl)
-	if err != nil {
-		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
-	}
-	logger := newKeepLogger(l.LogLevel)
-	exeFD := l.exeFD()
-	if err := closeOnExecAbove(exeFD); err != nil {
-		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
-	}
-	layers, cacheOK := confineBeforeExec(confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, exeFD: exeFD, dirs: l.passedDirs(), skip: testSkip()})
-	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
-		return keepFail(ctl, layers, requireIsolationError(missing))
-	}
-	h, err := json.Marshal(&handoff{Launch: l, Layers: layers, CacheOK: cacheOK, Started: start.UnixNano()})
-	if err != nil {
-		return keepFail(ctl, layers, fmt.Errorf("sandbox Keep: %w", err))
-	}
-	env := []string{"TZ=UTC", "GODEBUG=updatemaxprocs=0"}
-	if l.GoMaxProcs > 0 {
-		// The host's setting; also spares the runtime reading cgroup
-		// files it may no longer open.
-		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", min(l.GoMaxProcs, 1024)))
-	}
-	env = append(env, testEnv()...)
-	logger.Debug("sandbox Keep first stage confined, re-executing", "after", time.Since(start))
-	err = execKeep(exeFD, []string{"enarx-keep", KeepArg, string(h)}, env)
-	return keepFail(ctl, layers, fmt.Errorf("sandbox Keep: re-executing itself confined: %w", err))
-}
-
-func keepSecondStage(run RunFunc, arg string) int {
 	ctl := os.NewFile(controlFD, "control")
 	if ctl == nil {
 		fmt.Fprintln(os.Stderr, "Error: sandbox Keep: no control channel on fd 3")
 		return 1
 	}
-	h, err := decodeHandoff(arg)
+	l, err := readLaunchHeader(ctl)
 	if err != nil {
+		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
+	}
+	logger := newKeepLogger(l.LogLevel)
+	if err := closeInherited(l.exeFD()); err != nil {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
 	}
-	l, start := h.Launch, time.Unix(0, h.Started)
-	logger := newKeepLogger(l.LogLevel)
-	execed := time.Since(start)
+	o := confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, dirs: l.passedDirs(), skip: testSkip()}
+	layers, cacheOK := confineProcess(o)
+	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
+		return keepFail(ctl, layers, requireIsolationError(missing))
+	}
+	confined := time.Since(start)
 	err = l.readPayloads(ctl, func(l *launch, size int64) ([]byte, error) { return mapPayload(l.payloadFD(), size) })
 	if err != nil {
-		return keepFail(ctl, h.Layers, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
+		return keepFail(ctl, layers, fmt.Errorf("sandbox Keep: bad launch message: %w", err))
 	}
 	files, dial, err := l.hostFiles()
 	if err != nil {
-		return keepFail(ctl, h.Layers, err)
+		return keepFail(ctl, layers, err)
 	}
-	logger.Debug("sandbox Keep received its workload", "after", time.Since(start), "second_stage_after", execed)
+	logger.Debug("sandbox Keep received its workload", "after", time.Since(start), "process_confined_after", confined)
 	if testBinary {
 		preConfinePPID = os.Getppid()
 	}
-	layers, err := l.confineSecondStage(h, logger, start)
+	layers, err = l.confineLimits(o, layers, cacheOK, logger, start)
 	if err != nil {
 		return keepFail(ctl, layers, err)
 	}
+	if l.GoMaxProcs > 0 {
+		// Confined with GOMAXPROCS=1 (fewer threads for allThreads to
+		// reach); the workload runs with the host's setting.
+		runtime.GOMAXPROCS(min(l.GoMaxProcs, 1024))
+	}
 	cacheDir := ""
-	if h.CacheOK {
+	if cacheOK {
 		cacheDir = keepCacheDir
 	}
-	w, o := l.keepArgs(files, dial, cacheDir, logger)
-	code, err := run(context.Background(), w, o)
+	w, opts := l.keepArgs(files, dial, cacheDir, logger)
+	code, err := run(context.Background(), w, opts)
 	r := &result{ExitCode: code, Layers: layers}
 	if err != nil {
 		r.Error = err.Error()
@@ -166,11 +132,11 @@ func (l *launch) passedDirs() []passedDir {
 	return dirs
 }
 
-// confineSecondStage adds the second stage's layers to those of the first
-// (h), logs what each took, and refuses when a layer is missing and the
-// launch requires them all.
-func (l *launch) confineSecondStage(h *handoff, logger *slog.Logger, start time.Time) ([]Layer, error) {
-	layers := confineAfterExec(confineOptions{nfiles: l.NFiles, memoryLimit: l.MemoryLimit, dirs: l.passedDirs(), skip: testSkip()}, h.Layers, h.CacheOK)
+// confineLimits adds the rlimits and seccomp layers to layers, logs what
+// each layer took, and refuses when a layer is missing and the launch
+// requires them all.
+func (l *launch) confineLimits(o confineOptions, layers []Layer, cacheOK bool, logger *slog.Logger, start time.Time) ([]Layer, error) {
+	layers = confineLimits(o, layers, cacheOK)
 	if logger.Enabled(context.Background(), slog.LevelDebug) {
 		var took []string
 		for _, ly := range layers {
@@ -200,41 +166,6 @@ func missingLayers(layers []Layer) string {
 
 func requireIsolationError(missing string) error {
 	return fmt.Errorf("--require-isolation: the sandbox Keep is missing confinement layers: %s", missing)
-}
-
-// rawFD reads and writes a descriptor without an *os.File, whose
-// finalizer could close it before the first stage's exec.
-type rawFD int
-
-func (f rawFD) Read(b []byte) (int, error) {
-	for {
-		n, err := unix.Read(int(f), b)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		if n == 0 && len(b) > 0 {
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-}
-
-func (f rawFD) Write(b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := unix.Write(int(f), b[n:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		n += m
-	}
-	return n, nil
 }
 
 func keepFail(ctl io.Writer, layers []Layer, err error) int {

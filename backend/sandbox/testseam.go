@@ -40,12 +40,3 @@ func testSkip() map[string]bool {
 	}
 	return skip
 }
-
-// testEnv is the test seam's environment, which the Keep's first stage
-// passes on to its second; nil outside test binaries.
-func testEnv() []string {
-	if v, ok := os.LookupEnv(testSkipEnv); ok && testBinary {
-		return []string{testSkipEnv + "=" + v}
-	}
-	return nil
-}

@@ -82,13 +82,13 @@ type launch struct {
 	// Dirs are the [[files]] entries of kind "dir" whose host directory
 	// the host passed as a descriptor (sources "host" and "sealed"; a
 	// "memory" entry gets none and is in Null), in increasing index order.
-	// The Keep's first stage confines its file system access to them
+	// The Keep confines its file system access to them
 	// (confine_linux.go), read-only where ReadOnly says so.
 	Dirs []launchDir `json:"dirs,omitempty"`
 	// VolumeKeysLen is the length of the volume-key message that follows
-	// the payloads on the control socket (0: none). The keys never travel
-	// in the header: the first stage passes the header to the second as a
-	// command-line argument, which /proc shows to other processes.
+	// the payloads on the control socket (0: none). The keys travel in a
+	// message of their own, read only once the Keep is confined, and never
+	// in the header, which holds what the Keep needs to confine itself.
 	VolumeKeysLen int `json:"volume_keys_len,omitempty"`
 
 	wasm, config, bundle []byte
@@ -104,7 +104,7 @@ type launchDir struct {
 	Index    int  `json:"index"`
 	ReadOnly bool `json:"readonly,omitempty"`
 	// Path is the directory's absolute host path (host_path), by which
-	// the first stage finds it again in its own mount namespace to mount
+	// the Keep finds it again in its own mount namespace to mount
 	// it in the empty root (the descriptor's mount is the host's, which a
 	// namespace cannot bind from); it must be the passed directory.
 	Path string `json:"path"`
@@ -368,45 +368,6 @@ func decodeVolumeKeys(msg []byte) (map[string][]byte, error) {
 		}
 	}
 	return keys, nil
-}
-
-// handoff is what the Keep's first stage passes to its second across
-// execve, as the second stage's last argument: the launch header it read
-// (the payloads are still on the socket or in the memfd) and the layers it
-// applied.
-type handoff struct {
-	Launch  *launch `json:"launch"`
-	Layers  []Layer `json:"layers"`
-	CacheOK bool    `json:"cache_ok,omitempty"`
-	// Started is when the first stage's main function began (Unix
-	// nanoseconds), for the debug log's timings.
-	Started int64 `json:"started"`
-}
-
-// maxHandoff bounds the handoff argument: one launch header and the layer
-// reports (an argument may hold at most 128 KiB).
-const maxHandoff = maxHeader + 16<<10
-
-func decodeHandoff(s string) (*handoff, error) {
-	if len(s) > maxHandoff {
-		return nil, fmt.Errorf("handoff of %d bytes exceeds %d", len(s), maxHandoff)
-	}
-	var h handoff
-	d := json.NewDecoder(strings.NewReader(s))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&h); err != nil {
-		return nil, fmt.Errorf("decoding the first stage's handoff: %w", err)
-	}
-	if d.More() {
-		return nil, errors.New("trailing data after the first stage's handoff")
-	}
-	if h.Launch == nil {
-		return nil, errors.New("the first stage's handoff holds no launch header")
-	}
-	if err := h.Launch.check(); err != nil {
-		return nil, err
-	}
-	return &h, nil
 }
 
 // readN reads exactly n bytes, growing the buffer as data arrives so that a

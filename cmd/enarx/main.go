@@ -15,8 +15,7 @@ import (
 
 func main() {
 	// This binary runs sandbox Keeps when re-executed. A Keep starts here,
-	// before the command tree and the signal handling it does not use:
-	// each of its two stages pays this binary's start-up again
+	// before the command tree and the signal handling it does not use
 	// (docs/sandbox.md). Its default logger is the one the hidden command
 	// would have set up (warn, to stderr; a Keep's environment has no
 	// ENARX_LOG); the Keep logs through its own, at the host's level.

@@ -9,18 +9,16 @@ import (
 
 // hiddenCommands returns internal commands that are not shown in help: the
 // sandbox backend's Keep process entry point, which the backend starts by
-// re-executing this binary (it reads its instructions from fd 3; its
-// second stage, which the first execs, also gets the first stage's
-// handoff as its one argument). cmd/enarx starts a Keep before the command
-// line is parsed (sandbox.ServeKeeps: each stage would otherwise build
-// this whole command tree first); the command remains for any other
-// binary built on Execute.
+// re-executing this binary (it reads its instructions from fd 3).
+// cmd/enarx starts a Keep before the command line is parsed
+// (sandbox.ServeKeeps: the Keep would otherwise build this whole command
+// tree first); the command remains for any other binary built on Execute.
 func hiddenCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{{
 		Use:                sandbox.KeepArg,
 		Hidden:             true,
 		DisableFlagParsing: true,
-		Args:               cobra.MaximumNArgs(1), // the second stage gets the first stage's handoff
+		Args:               cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if code := sandbox.KeepMain(keep.Run); code != 0 {
 				return &ExitError{Code: code}
