@@ -117,7 +117,7 @@ func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 	ns(syscall.CLONE_NEWPID, LayerPIDNS)
 	// A cgo build reaches every thread through a /proc of the Keep's
 	// own pid namespace (threads_linux.go): the empty root holds one.
-	ownProc := ownProcNeeded && o.cloneFlags&syscall.CLONE_NEWPID != 0
+	ownProc := ownProcNeeded && o.cloneFlags&syscall.CLONE_NEWPID != 0 && !o.skip[testSkipOwnProc]
 	switch {
 	case o.skip[LayerMountNS]:
 		g.add(LayerMountNS, errSkipped, "")
@@ -127,14 +127,14 @@ func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 		var err error
 		var notes []string
 		cacheOK, notes, err = emptyRoot(o.cacheDir, o.dirs, ownProc)
-		if err == nil && ownProc {
+		if err == nil && ownProc && ownProcReady() == nil {
 			notes = append([]string{"holds only a read-only /proc of the Keep's own pid namespace (subset=pid), which this cgo build needs to reach every thread and Landlock closes"}, notes...)
 		}
 		g.add(LayerMountNS, err, strings.Join(notes, "; "))
 	}
-	if ownProc && ownProcReady() != nil && o.cloneFlags&syscall.CLONE_NEWNS != 0 {
-		// No empty root (left out by a test, or it failed): the
-		// per-thread layers still need this pid namespace's /proc.
+	if ownProc && o.skip[LayerMountNS] && ownProcReady() != nil && o.cloneFlags&syscall.CLONE_NEWNS != 0 {
+		// No empty root (left out by a test): the per-thread layers
+		// still need this pid namespace's /proc.
 		if unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") == nil {
 			_ = mountOwnProc("/proc")
 		}
@@ -256,11 +256,16 @@ func emptyRoot(cacheDir string, dirs []passedDir, ownProc bool) (cacheOK bool, n
 		return false, nil, fmt.Errorf("preparing new root: %w", err)
 	}
 	if ownProc {
+		// Without it the root is still empty, and the per-thread layers
+		// say why they are missing (allThreads: errNoOwnProc).
 		if err := os.Mkdir(mnt+"/proc", 0o555); err != nil {
 			return false, nil, fmt.Errorf("preparing new root: %w", err)
 		}
 		if err := mountOwnProc(mnt + "/proc"); err != nil {
-			return false, nil, err
+			notes = append(notes, err.Error())
+			if err := unix.Rmdir(mnt + "/proc"); err != nil {
+				return false, nil, fmt.Errorf("preparing new root: %w", err)
+			}
 		}
 	}
 	// The module's own compilation cache; without it the Keep compiles

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -738,6 +739,49 @@ func TestRequireIsolation(t *testing.T) {
 	code, _, err = run(context.Background(), l, hostOptions{stderr: &stderr, env: skipLayers(LayerLandlock)})
 	if code != 0 || err != nil || !strings.Contains(stderr.String(), "sandbox Keep runs without some confinement layers") {
 		t.Fatalf("got %d %v, stderr %q", code, err, stderr.String())
+	}
+}
+
+// TestWithoutOwnProc: a cgo build whose kernel refuses the Keep its own
+// /proc cannot reach every thread. It must say so — no_new_privs, the
+// capabilities and Landlock reported missing, --require-isolation
+// refusing — rather than confine one thread, or hang (psx, unable to list
+// the threads, would spin forever in a pid namespace's init). A
+// CGO_ENABLED=0 build needs no /proc and has every layer.
+func TestWithoutOwnProc(t *testing.T) {
+	if missing := hostLacksLayers(); missing != "" {
+		testutil.NeedHost(t, "the kernel lacks %s", missing)
+	}
+	l := fake("exit", "0")
+	code, layers, err := run(context.Background(), l, hostOptions{env: skipLayers(testSkipOwnProc)})
+	if code != 0 || err != nil {
+		t.Fatalf("got %d %v", code, err)
+	}
+	missing := map[string]string{}
+	for _, ly := range layers {
+		if !ly.Enabled {
+			missing[ly.Name] = ly.Detail
+		}
+	}
+	if !ownProcNeeded {
+		if len(missing) != 0 {
+			t.Fatalf("CGO_ENABLED=0 build: missing %v", missing)
+		}
+		return
+	}
+	want := map[string]string{
+		LayerNNP:      "prctl(PR_SET_NO_NEW_PRIVS): " + errNoOwnProc.Error(),
+		LayerCaps:     "dropping capability 0 from the bounding set: " + errNoOwnProc.Error(),
+		LayerLandlock: "needs no_new_privs",
+	}
+	if !maps.Equal(missing, want) {
+		t.Fatalf("cgo build: missing %v, want %v", missing, want)
+	}
+	l = fake("exit", "0")
+	l.Policy.RequireIsolation = true
+	code, _, err = run(context.Background(), l, hostOptions{env: skipLayers(testSkipOwnProc)})
+	if code != 1 || err == nil || !strings.Contains(err.Error(), "--require-isolation") {
+		t.Fatalf("with --require-isolation: %d %v", code, err)
 	}
 }
 

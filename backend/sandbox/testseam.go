@@ -17,6 +17,10 @@ import (
 // testSkipEnv holds the JSON list of the layer names to leave out.
 const testSkipEnv = "ENARX_SANDBOX_TEST_SKIP"
 
+// testSkipOwnProc, in that list, leaves out a cgo build's /proc of the
+// Keep's pid namespace (as a kernel that refuses the mount would).
+const testSkipOwnProc = "own /proc"
+
 // testBinary is set by this package's TestMain only.
 var testBinary bool
 
