@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/enarx-go/enarx/keep/internal/wasmtest"
 )
 
 // hookModule imports env.hook and exports:
@@ -236,6 +238,49 @@ func TestInterruptClose(t *testing.T) {
 			if err := e.Close(context.Background()); err != nil {
 				t.Fatalf("a second Close: %v", err)
 			}
+		}
+	})
+}
+
+// TestStartFunctionInterruptible: a module whose start function (start
+// section) computes forever is interrupted while it is instantiated, on
+// every engine (wazero runs the start function as a call of its own after
+// instantiation: package instrument exports it instead), and a start
+// function still runs before anything else and fails the instantiation
+// when it traps.
+func TestStartFunctionInterruptible(t *testing.T) {
+	eachEngine(t, func(t *testing.T, eng string) {
+		e := newTestEngine(t, Config{Engine: eng})
+		wd := watchdog(t)
+		loop := wasmtest.StartSection(0x03, 0x40, 0x0c, 0x00, 0x0b) // (loop br 0)
+		m, err := e.Compile(wd, loop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.Functions()["enarx.start"]; ok {
+			t.Fatal("the exported start function is listed among the module's functions")
+		}
+		ctx, cancel := context.WithCancelCause(wd)
+		time.AfterFunc(50*time.Millisecond, func() { cancel(errors.New("test cancels")) })
+		err = within(t, wd, "Instantiate", func() error {
+			_, err := m.Instantiate(ctx, nil)
+			return err
+		})
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("instantiating a module whose start function loops: %v, want ErrInterrupted", err)
+		}
+
+		// i32.const 0 i32.const 42 i32.store: memory[0] = 42.
+		in := instantiate(t, e, wasmtest.StartSection(0x41, 0x00, 0x41, 0x2a, 0x36, 0x02, 0x00))
+		if mem := in.Memory(); len(mem) == 0 || mem[0] != 42 {
+			t.Fatalf("the start function did not run before Instantiate returned")
+		}
+		m, err = e.Compile(wd, wasmtest.StartSection(0x00)) // unreachable
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Instantiate(wd, nil); err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("a trapping start function: %v", err)
 		}
 	})
 }

@@ -147,7 +147,7 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error)
 	}
 	globals := ""
 	if inst.Stop != "" {
-		globals = inst.Stop + "\n" + inst.Fuel
+		globals = inst.Stop + "\n" + inst.Fuel + "\n" + inst.Start
 	}
 	m, err := e.compile(ctx, inst.Wasm, globals)
 	if err == nil && e.instDir != "" {
@@ -158,8 +158,9 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error)
 }
 
 // compile compiles an instrumented module.
-// globals names the exported globals of the inserted checks,
-// "stop\nfuel" ("" without them).
+// globals names the exported globals of the inserted checks and the
+// exported start function, "stop\nfuel\nstart" ("" without checks; start
+// "" without a start function).
 func (e *wazeroEngine) compile(ctx context.Context, wasm []byte, globals string) (_ Module, err error) {
 	defer func() {
 		// wazero's validator panics on some malformed modules (an index
@@ -173,22 +174,26 @@ func (e *wazeroEngine) compile(ctx context.Context, wasm []byte, globals string)
 	if err != nil {
 		return nil, err
 	}
-	stop, fuel, _ := strings.Cut(globals, "\n")
-	return &wazeroModule{e: e, cm: cm, stop: stop, fuel: fuel}, nil
+	var names [3]string
+	copy(names[:], strings.SplitN(globals, "\n", 3))
+	return &wazeroModule{e: e, cm: cm, stop: names[0], fuel: names[1], start: names[2]}, nil
 }
 
 type wazeroModule struct {
 	e  *wazeroEngine
 	cm wazero.CompiledModule
 	// stop and fuel name the exported globals the inserted checks read
-	// (package instrument).
-	stop, fuel string
+	// (package instrument); start the module's start function, which
+	// Instantiate calls ("": none).
+	stop, fuel, start string
 }
 
 func (m *wazeroModule) Functions() map[string]int {
 	out := map[string]int{}
 	for name, def := range m.cm.ExportedFunctions() {
-		out[name] = len(def.ParamTypes())
+		if m.start == "" || name != m.start {
+			out[name] = len(def.ParamTypes())
+		}
 	}
 	return out
 }
@@ -231,7 +236,27 @@ func (m *wazeroModule) Instantiate(ctx context.Context, host []HostFunc) (_ Inst
 		}
 		in.stop, in.fuel = stop, fuel
 	}
+	if m.start != "" {
+		// The start function, which the rewrite took out of the
+		// instantiation so that it can be interrupted like any call.
+		if err := in.runStart(ctx, m.start); err != nil {
+			_ = mod.Close(ctx)
+			return nil, err
+		}
+	}
 	return in, nil
+}
+
+// runStart calls the module's start function, exported as name.
+func (in *wazeroInstance) runStart(ctx context.Context, name string) error {
+	fn := in.mod.ExportedFunction(name)
+	if fn == nil {
+		return errors.New("BUG: the start function is not exported")
+	}
+	if d := fn.Definition(); len(d.ParamTypes()) != 0 || len(d.ResultTypes()) != 0 {
+		return errors.New("invalid module: its start function takes or returns values")
+	}
+	return in.call(ctx, fn)
 }
 
 // linkHost instantiates the host modules host names (once per runtime).
@@ -320,6 +345,12 @@ func (in *wazeroInstance) Call(ctx context.Context, name string) error {
 	if fn == nil {
 		return fmt.Errorf("no exported function %q", name)
 	}
+	return in.call(ctx, fn)
+}
+
+// call calls fn, interruptible when the engine interrupts (ctx is the
+// call's, from calls.begin).
+func (in *wazeroInstance) call(ctx context.Context, fn api.Function) error {
 	if ctx.Err() != nil {
 		return interrupted(ctx)
 	}
@@ -344,7 +375,7 @@ func (in *wazeroInstance) Call(ctx context.Context, name string) error {
 			}
 		}()
 	}
-	_, err = fn.Call(ctx)
+	_, err := fn.Call(ctx)
 	return wazeroResult(ctx, err)
 }
 

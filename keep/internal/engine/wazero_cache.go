@@ -19,7 +19,8 @@ import (
 //
 //	"ENARXWZ1" | u64 size of the rest | CRC-32C of the rest | u32 n | globals (n bytes) | module
 //
-// where globals names the exported globals of the inserted checks, "stop\nfuel".
+// where globals names the exported globals of the inserted checks and the
+// exported start function, "stop\nfuel\nstart" (wazeroModule).
 //
 // A hit spares the rewrite (about 16 ms for Go's 2.6 MB hello, 30–45 ms in
 // a fresh process) and, because the directory is named after
@@ -37,7 +38,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // wazeroSettings names the rewrite; a new one gets a new directory.
 // Every module gets the checks (with Config.NoInterrupt too: they are the
 // guest's preemption points), so one directory serves both settings.
-const wazeroSettings = "instrument=interrupt-v2-fuel"
+const wazeroSettings = "instrument=interrupt-v3-fuel-start"
 
 func wazeroCacheDir(root, tag string) string {
 	sum := sha256.Sum256([]byte(wazeroSettings + ";tag=" + tag))

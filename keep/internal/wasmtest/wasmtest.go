@@ -136,6 +136,21 @@ func Memory(pages uint32) []byte {
 	)
 }
 
+// StartSection has a start section naming a function whose body is body
+// (the instructions, without the final end), a memory of one page
+// exported as "memory", and a no-op _start. The engine runs the start
+// function while it instantiates the module.
+func StartSection(body ...byte) []byte {
+	return module(
+		section(1, vec(functype(nil, nil))),
+		section(3, vec(uleb(0), uleb(0))),
+		section(5, vec([]byte{0x00, 0x01})),
+		section(7, vec(append(name("memory"), 0x02, 0x00), append(name("_start"), 0x00, 0x01))),
+		section(8, uleb(0)),
+		section(10, vec(code(append(body, opEnd)...), code(opEnd))),
+	)
+}
+
 // StartParams exports a _start that takes an i32 (not a valid entry point).
 func StartParams() []byte {
 	return module(

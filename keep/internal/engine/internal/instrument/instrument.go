@@ -12,7 +12,11 @@
 //     host stops a computing guest by setting $stop and emptying $fuel
 //     (both exported). A load, a store and a branch per iteration,
 //     against the indirect call to a trampoline that wazero's
-//     WithCloseOnContextDone inserts at the same places.
+//     WithCloseOnContextDone inserts at the same places. The module's
+//     start function (start section) is exported instead of started:
+//     an engine runs a start function inside instantiation, before the
+//     host can reach $stop, so the caller runs it after instantiation,
+//     as an interruptible call (Result.Start).
 //   - Memory-growth recording (for wasmtime, whose memory limiter says
 //     nothing when it refuses): every memory.grow of memory 0 becomes a
 //     call to an added function that grows the memory and, when growth
@@ -59,6 +63,12 @@ type Result struct {
 	// pages, the memory size of the last memory.grow that failed (""
 	// when the module never grows memory 0).
 	Requested string
+	// Start is the export name of the module's start function, whose
+	// start section the interruption checks remove ("" when the module
+	// has none): the caller must call it, once, right after
+	// instantiation, and treat its failure as the instantiation's. It
+	// is the engine's to check that it takes and returns nothing.
+	Start string
 }
 
 // Section ids.
@@ -70,6 +80,7 @@ const (
 	secMemory   = 5
 	secGlobal   = 6
 	secExport   = 7
+	secStart    = 8
 	secCode     = 10
 )
 
@@ -131,11 +142,14 @@ type module struct {
 	memories    int
 	exportNames map[string]bool
 	code        []byte
+	// start is the start section's function index (-1: none).
+	start int64
 }
 
 // scan reads the counts and names the rewrite needs.
 func (m *module) scan() error {
 	m.exportNames = map[string]bool{}
+	m.start = -1
 	for _, s := range m.secs {
 		r := wasmbin.Reader{B: s.content}
 		var err error
@@ -154,6 +168,10 @@ func (m *module) scan() error {
 			m.globals, err = countVec(&r, func(r *wasmbin.Reader) error { return skipGlobal(r, uint32(m.importedGlobals)) })
 		case secExport:
 			err = m.scanExports(&r)
+		case secStart:
+			var idx uint32
+			idx, err = r.U32()
+			m.start = int64(idx)
 		case secCode:
 			m.code = s.content
 			r.P = len(r.B) // rewriteCode checks it
@@ -342,6 +360,17 @@ func (m *module) rewrite(o Options) (*Result, error) {
 	}
 	var newGlobals, newExports, newTypes, newFuncs [][]byte
 	repl := map[byte][]byte{secCode: code}
+	drop := map[byte]bool{}
+	if o.Interrupt && m.start >= 0 {
+		// The start index must name one of the module's own functions:
+		// beyond them it would name $tick or the growth wrapper.
+		if m.start >= int64(m.importedFuncs+m.funcs) {
+			return nil, fmt.Errorf("start function %d is out of range (%d functions)", m.start, m.importedFuncs+m.funcs)
+		}
+		res.Start = m.exportName("enarx.start")
+		newExports = append(newExports, exportEntry(res.Start, 0, int(m.start)))
+		drop[secStart] = true
+	}
 	if o.Interrupt {
 		res.Stop = m.exportName("enarx.interrupt")
 		res.Fuel = m.exportName("enarx.fuel")
@@ -394,7 +423,7 @@ func (m *module) rewrite(o Options) (*Result, error) {
 	if err2 != nil {
 		return nil, err2
 	}
-	res.Wasm = m.encode(repl)
+	res.Wasm = m.encode(repl, drop)
 	return res, nil
 }
 
@@ -408,8 +437,8 @@ func (m *module) content(id byte) []byte {
 }
 
 // encode writes the module with the sections in repl replacing (or, when
-// absent, added to) the original ones.
-func (m *module) encode(repl map[byte][]byte) []byte {
+// absent, added to) the original ones, and without those in drop.
+func (m *module) encode(repl map[byte][]byte, drop map[byte]bool) []byte {
 	size := 8
 	for _, s := range m.secs {
 		size += len(s.content) + 6
@@ -438,6 +467,9 @@ func (m *module) encode(repl map[byte][]byte) []byte {
 	for _, s := range m.secs {
 		if s.id != secCustom {
 			flush(order[s.id])
+		}
+		if drop[s.id] && s.id != secCustom {
+			continue
 		}
 		if c, ok := repl[s.id]; ok && s.id != secCustom && !done[s.id] {
 			put(s.id, c)

@@ -40,6 +40,7 @@ func seeds() [][]byte {
 	return [][]byte{
 		wasmtest.Loop(), wasmtest.Recurse(3), wasmtest.Grow(2), wasmtest.Memory(1),
 		wasmtest.ProcExit("wasi_snapshot_preview1", 3), wasmtest.Return1(), wasmtest.NoExport(),
+		wasmtest.StartSection(0x03, 0x40, 0x0c, 0x00, 0x0b), // (start) (loop br 0)
 	}
 }
 
@@ -73,6 +74,48 @@ func TestRewrite(t *testing.T) {
 	// A module that never grows memory gets no wrapper.
 	if res, _ := Rewrite(wasmtest.Loop(), Options{RecordGrow: true}); res.Requested != "" {
 		t.Fatal("wrapper added to a module without memory.grow")
+	}
+}
+
+// TestStartExported: with interruption checks, a start section becomes an
+// export of the same function (which the engine calls after
+// instantiation, interruptibly); without them it stays. A start index
+// beyond the module's own functions (invalid as it is, and after the
+// rewrite it would name $tick) is refused.
+func TestStartExported(t *testing.T) {
+	wasm := wasmtest.StartSection(0x03, 0x40, 0x0c, 0x00, 0x0b)
+	res, err := Rewrite(wasm, Options{Interrupt: true})
+	if err != nil || res.Start == "" {
+		t.Fatalf("start %q, %v", res.Start, err)
+	}
+	if err := compiles(res.Wasm); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	cm, err := r.CompileModule(ctx, res.Wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Instantiating runs no start function (it would loop forever).
+	mod, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithStartFunctions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mod.ExportedFunction(res.Start) == nil {
+		t.Fatalf("%q is not an exported function", res.Start)
+	}
+	if res, err := Rewrite(wasm, Options{RecordGrow: true}); err != nil || res.Start != "" {
+		t.Fatalf("without interruption checks: start %q, %v", res.Start, err)
+	}
+	// (start 2) in a module of two functions.
+	bad := bytes.Replace(wasm, []byte{0x08, 0x01, 0x00}, []byte{0x08, 0x01, 0x02}, 1)
+	if bytes.Equal(bad, wasm) || compiles(bad) == nil {
+		t.Fatal("the forged start index is not in place or the module is valid")
+	}
+	if _, err := Rewrite(bad, Options{Interrupt: true}); err == nil {
+		t.Fatal("rewrote a start section naming a function the module lacks")
 	}
 }
 
