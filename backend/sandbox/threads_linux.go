@@ -33,9 +33,10 @@ import (
 // within, so psx only reports the difference on stderr and the Keep checks
 // the outcome itself: after no_new_privs and the capabilities,
 // checkAllThreads reads every thread's status in /proc. Landlock comes
-// last (it closes /proc); its result is compared by psx only. psx also
-// "aborts" the same way when it cannot list the threads, which would spin
-// forever: allThreads checks that it can first (ownProcReady).
+// last (it leaves psx the thread list, and closes the status files); its
+// result is compared by psx only. psx also "aborts" the same way when it
+// cannot list the threads, and would then spin forever: allThreads checks
+// that it can first (ownProcReady).
 //
 // Threads started later are cloned from a confined thread and inherit
 // its state. The Keep therefore confines itself in one process, without
@@ -49,7 +50,7 @@ import (
 func allThreads(trap, a1, a2, a3 uintptr) error {
 	if ownProcNeeded {
 		if err := ownProcReady(); err != nil {
-			// psx would kill the process without a word.
+			// psx would spin forever (see above).
 			return err
 		}
 	}
