@@ -108,10 +108,24 @@ func Rewrite(wasm []byte, o Options) (*Result, error) {
 	}
 	var secs []section
 	r := wasmbin.Reader{B: wasm, P: 8}
+	last := 0 // the rank (order) of the last non-custom section
 	for r.P < len(r.B) {
 		id, err := r.Byte()
 		if err != nil {
 			return nil, err
+		}
+		if id != secCustom {
+			// Each known section at most once, in order: the rewrite
+			// counts and extends the one of each kind (a second function
+			// section would hide the functions it adds).
+			rank, ok := order[id]
+			if !ok {
+				return nil, fmt.Errorf("unknown section id %d", id)
+			}
+			if rank <= last {
+				return nil, fmt.Errorf("section %d repeated or out of order", id)
+			}
+			last = rank
 		}
 		n, err := r.U32()
 		if err != nil {
