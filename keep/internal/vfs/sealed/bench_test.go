@@ -30,23 +30,8 @@ func benchSequential(b *testing.B, size int, write bool) {
 	defer root.Close()
 	buf := pattern(7, 1<<20)
 	native := filepath.Join(dir, "native")
-	writeNative := func() {
-		f, err := os.OpenFile(native, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for off := 0; off < size; off += len(buf) {
-			if _, err := f.WriteAt(buf, int64(off)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-		f.Close()
-	}
-	writeSealed := func() {
-		f := openFile(b, root, "sealed", vfs.OpenOptions{Create: true, Trunc: true, Write: true, Read: true})
+	// The same passes over a native file and a sealed one.
+	fill := func(f benchFile) {
 		for off := 0; off < size; off += len(buf) {
 			if _, err := f.WriteAt(buf, int64(off)); err != nil {
 				b.Fatal(err)
@@ -58,27 +43,32 @@ func benchSequential(b *testing.B, size int, write bool) {
 		f.Close()
 	}
 	rbuf := make([]byte, 1<<20)
+	drain := func(f benchFile) {
+		for off := 0; off < size; off += len(rbuf) {
+			if _, err := f.ReadAt(rbuf, int64(off)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		f.Close()
+	}
+	writeNative := func() {
+		f, err := os.OpenFile(native, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fill(f)
+	}
+	writeSealed := func() {
+		fill(openFile(b, root, "sealed", vfs.OpenOptions{Create: true, Trunc: true, Write: true, Read: true}))
+	}
 	readNative := func() {
 		f, err := os.Open(native)
 		if err != nil {
 			b.Fatal(err)
 		}
-		for off := 0; off < size; off += len(rbuf) {
-			if _, err := f.ReadAt(rbuf, int64(off)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		f.Close()
+		drain(f)
 	}
-	readSealed := func() {
-		f := openFile(b, root, "sealed", vfs.OpenOptions{Read: true})
-		for off := 0; off < size; off += len(rbuf) {
-			if _, err := f.ReadAt(rbuf, int64(off)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		f.Close()
-	}
+	readSealed := func() { drain(openFile(b, root, "sealed", vfs.OpenOptions{Read: true})) }
 	if !write {
 		writeNative()
 		writeSealed()
@@ -236,4 +226,13 @@ func BenchmarkSyncedWrites(b *testing.B) {
 	b.ReportMetric(float64(nativeT)/float64(sealedT), "x-native")
 	b.ReportMetric(float64(sealedT.Microseconds())/float64(b.N*writes), "sealed-µs/fsync")
 	b.ReportMetric(float64(nativeT.Microseconds())/float64(b.N*writes), "native-µs/fsync")
+}
+
+// benchFile is what the benchmark's passes need of an *os.File and a
+// vfs.File alike.
+type benchFile interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	Sync() error
+	Close() error
 }
