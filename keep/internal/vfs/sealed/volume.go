@@ -360,12 +360,15 @@ func (v *Volume) Commit(t *tree.Tree) error {
 	if v.readonly {
 		return nil
 	}
+	// The tree's generation before v.mu: the tree calls into the
+	// volume (New, Free) with its own lock held, so taking the tree's
+	// lock under v.mu would deadlock against it (TestConcurrent did).
+	gen := t.Gen()
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
 		return syscall.EBADF
 	}
-	gen := t.Gen()
 	if !v.dirty.Load() && gen == v.committed && v.durable == v.version {
 		v.mu.Unlock()
 		return nil
