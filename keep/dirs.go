@@ -23,11 +23,11 @@ import (
 type dirs struct {
 	// keys are Options.VolumeKeys: host-supplied volume keys by key spec.
 	keys map[string][]byte
-	// wasm is the module: its SHA-256 names the workload in keys derived
-	// inside the Keep, so that another workload in the same Keep version
-	// does not derive the same volume key.
-	wasm []byte
-	log  *slog.Logger
+	// wasmSum is the module's SHA-256, which names the workload in keys
+	// derived inside the Keep, so that another workload in the same Keep
+	// version does not derive the same volume key.
+	wasmSum [32]byte
+	log     *slog.Logger
 
 	mu sync.Mutex
 	// volumes are the sealed volumes opened, closed by close.

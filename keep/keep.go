@@ -109,6 +109,13 @@ type Options struct {
 	// Identity overrides how the Keep identity is established (tests,
 	// private Steward CAs); nil uses identity.Establish.
 	Identity func(context.Context, identity.Request) (*identity.Identity, error)
+	// WasmSHA256, if set, is the hex SHA-256 that Workload.Wasm must
+	// have: Run refuses any other module before it looks at it. A Keep
+	// sets it to check the module its host passed against the digest the
+	// host announced (the sandbox backend's Keep process): the one pass
+	// over the module that names it in the compilation cache and in the
+	// Keep's identity is then also the check.
+	WasmSHA256 string
 }
 
 // ErrNoEntryPoint is returned for a module without a default function.
@@ -161,8 +168,17 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	if err := ValidateEnv(o.Env); err != nil {
 		return 1, err
 	}
-	if err := openBundle(&w); err != nil { // registry packages: verify before anything else
-		return 1, err
+	wasmSum := sha256.Sum256(w.Wasm)
+	if got := hex.EncodeToString(wasmSum[:]); o.WasmSHA256 != "" && got != o.WasmSHA256 {
+		return 1, fmt.Errorf("module digest mismatch: expected sha256:%s, received sha256:%s", o.WasmSHA256, got)
+	}
+	if w.Bundle != nil {
+		// Registry packages: verify before anything else. The bundle
+		// holds the module.
+		if err := openBundle(&w); err != nil {
+			return 1, err
+		}
+		wasmSum = sha256.Sum256(w.Wasm)
 	}
 	cfg, err := parseConfig(w)
 	if err != nil {
@@ -185,7 +201,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 		}
 	}()
 	tEngine := time.Now()
-	compiled, cached, err := cachedOrChecked(eng, w.Wasm)
+	compiled, cached, err := cachedOrChecked(eng, w.Wasm, wasmSum)
 	if err != nil {
 		return 1, err
 	}
@@ -193,7 +209,7 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	for _, warn := range cfg.Warnings {
 		log.Warn(warn)
 	}
-	sysw, ds, err := setup(ctx, w, cfg, o, log)
+	sysw, ds, err := setup(ctx, w, wasmSum, cfg, o, log)
 	if err != nil {
 		return 1, err
 	}
@@ -231,8 +247,8 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 // time: a module within them compiles in bounded time and memory. A
 // module the engine loads from its cache passed the limits when it was
 // compiled (the cache is tagged with them).
-func cachedOrChecked(eng engine.Engine, wasm []byte) (engine.Module, bool, error) {
-	compiled, cached := eng.Cached(wasm)
+func cachedOrChecked(eng engine.Engine, wasm []byte, sum [32]byte) (engine.Module, bool, error) {
+	compiled, cached := eng.Cached(wasm, sum)
 	if !cached {
 		if err := limits.Check(wasm, limits.Default); err != nil {
 			return nil, false, fmt.Errorf("main.wasm is refused before compiling: %w", err)
@@ -244,16 +260,16 @@ func cachedOrChecked(eng engine.Engine, wasm []byte) (engine.Module, bool, error
 // setup establishes the Keep identity if the config needs one and builds
 // the workload's fd table and WASI layer. The caller closes the table
 // (System.Files), then the dirs (sealed volumes).
-func setup(ctx context.Context, w Workload, cfg *config.Config, o Options, log *slog.Logger) (*wasi.System, *dirs, error) {
+func setup(ctx context.Context, w Workload, wasmSum [32]byte, cfg *config.Config, o Options, log *slog.Logger) (*wasi.System, *dirs, error) {
 	var id tlsConfigs = noTLS{}
 	if needsIdentity(cfg) {
-		ident, err := establish(ctx, w, cfg, o, log)
+		ident, err := establish(ctx, w, wasmSum, cfg, o, log)
 		if err != nil {
 			return nil, nil, err
 		}
 		id = ident
 	}
-	ds := &dirs{keys: o.VolumeKeys, wasm: w.Wasm, log: log}
+	ds := &dirs{keys: o.VolumeKeys, wasmSum: wasmSum, log: log}
 	var table *fd.Table
 	var err error
 	if o.Conns != nil {
@@ -420,8 +436,7 @@ func needsIdentity(cfg *config.Config) bool {
 	return false
 }
 
-func establish(ctx context.Context, w Workload, cfg *config.Config, o Options, log *slog.Logger) (*identity.Identity, error) {
-	wasmSum := sha256.Sum256(w.Wasm)
+func establish(ctx context.Context, w Workload, wasmSum [32]byte, cfg *config.Config, o Options, log *slog.Logger) (*identity.Identity, error) {
 	wl := certext.Workload{WasmSHA256: wasmSum[:], Package: w.Package, ConfigSHA256: configSHA256(w)}
 	est := o.Identity
 	if est == nil {

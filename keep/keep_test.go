@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -326,6 +328,33 @@ func testMemoryLimit(t *testing.T) {
 	}
 	if !strings.Contains(r.err.Error(), "--memory") {
 		t.Errorf("error %q does not say how to raise the limit", r.err)
+	}
+}
+
+func TestWasmSHA256(t *testing.T) { eachEngine(t, testWasmSHA256) }
+
+// testWasmSHA256: with Options.WasmSHA256 set, Run runs the module only if
+// it has that digest — also when the compilation cache has the module the
+// digest names.
+func testWasmSHA256(t *testing.T) {
+	dir := t.TempDir()
+	good, other := wasmtest.ProcExit("wasi_snapshot_preview1", 5), wasmtest.ProcExit("wasi_snapshot_preview1", 6)
+	sum := sha256.Sum256(good)
+	want := hex.EncodeToString(sum[:])
+	for _, c := range []struct {
+		wasm []byte
+		code int
+		err  string
+	}{
+		{good, 5, ""}, // compiles, fills the cache
+		{good, 5, ""}, // from the cache
+		{other, 1, "module digest mismatch: expected sha256:" + want},
+		{good[:len(good)-1], 1, "module digest mismatch"},
+	} {
+		r := runOpts(t, keep.Workload{Wasm: c.wasm}, "", nil, keep.Options{CacheDir: dir, WasmSHA256: want})
+		if r.code != c.code || (c.err == "") != (r.err == nil) || r.err != nil && !strings.Contains(r.err.Error(), c.err) {
+			t.Fatalf("code %d err %v; want %d, %q", r.code, r.err, c.code, c.err)
+		}
 	}
 }
 

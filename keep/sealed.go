@@ -2,7 +2,6 @@ package keep
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -65,8 +64,7 @@ func (d *dirs) keySource(spec string) (keys.Source, error) {
 		return nil, err
 	}
 	if snp {
-		sum := sha256.Sum256(d.wasm)
-		return &keys.SNP{Binding: sum[:]}, nil
+		return &keys.SNP{Binding: d.wasmSum[:]}, nil
 	}
 	k, ok := d.keys[spec]
 	if !ok {

@@ -95,6 +95,8 @@ func (l *launch) keepArgs(files []*os.File, dial func(context.Context) (net.Conn
 			Identity:    establish,
 			MemoryLimit: l.MemoryLimit,
 			Engine:      l.Engine,
+			// keep.Run checks the module against the host's digest.
+			WasmSHA256: l.WasmSHA256,
 			// The host kills this process on --timeout and interrupt:
 			// the engine needs no epoch checks in the guest's loops.
 			Killed: true,

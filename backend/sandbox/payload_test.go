@@ -65,9 +65,12 @@ func TestMapPayload(t *testing.T) {
 	}
 }
 
+// TestDecodeLaunchChecksMemfdDigests: a payload that differs from the
+// digest the header announced is refused — the config by decoding, the
+// module by keep.Run, before it looks at it.
 func TestDecodeLaunchChecksMemfdDigests(t *testing.T) {
 	wasm, cfg := []byte("\x00asm-module"), []byte("[[files]]")
-	for _, tamper := range []bool{false, true} {
+	for _, tamper := range []string{"", "module", "config"} {
 		l := &launch{wasm: wasm, config: cfg, HasConfig: true, PayloadFD: true}
 		var hdr bytes.Buffer
 		if err := l.encode(&hdr); err != nil {
@@ -80,22 +83,36 @@ func TestDecodeLaunchChecksMemfdDigests(t *testing.T) {
 		if err != nil {
 			testutil.NeedHost(t, "no memfd: %v", err)
 		}
-		sent := bytes.Clone(wasm)
-		if tamper {
+		sent, sentCfg := bytes.Clone(wasm), bytes.Clone(cfg)
+		switch tamper {
+		case "module":
 			sent[len(sent)-1] ^= 1
+		case "config":
+			sentCfg[0] ^= 1
 		}
-		if err := fillPayloadFile(f, sent, cfg); err != nil {
+		if err := fillPayloadFile(f, sent, sentCfg); err != nil {
 			t.Fatal(err)
 		}
 		got, err := decodeLaunchWith(&hdr, func(_ *launch, size int64) ([]byte, error) {
 			return mapPayload(payloadFD(t, f), size)
 		})
 		f.Close()
-		switch {
-		case tamper && (err == nil || !strings.Contains(err.Error(), "module digest mismatch")):
-			t.Fatalf("tampered module: %v", err)
-		case !tamper && (err != nil || !bytes.Equal(got.wasm, wasm) || !bytes.Equal(got.config, cfg)):
-			t.Fatalf("got %+v, %v", got, err)
+		switch tamper {
+		case "config":
+			if err == nil || !strings.Contains(err.Error(), "config digest mismatch") {
+				t.Fatalf("tampered config: %v", err)
+			}
+		case "module":
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := runDecoded(got); err == nil || !strings.Contains(err.Error(), "module digest mismatch") {
+				t.Fatalf("tampered module: %v", err)
+			}
+		default:
+			if err != nil || !bytes.Equal(got.wasm, wasm) || !bytes.Equal(got.config, cfg) {
+				t.Fatalf("got %+v, %v", got, err)
+			}
 		}
 	}
 	// Without a memfd to map, a payload_fd message is refused.

@@ -673,7 +673,9 @@ func TestHelperHost(t *testing.T) {
 	Backend{}.Run(context.Background(), fake("sleep"))
 }
 
-func TestDecodeLaunchRejectsDigestMismatch(t *testing.T) {
+// TestKeepRejectsDigestMismatch: a module corrupted in transit is
+// refused by keep.Run, to which the Keep passes the host's digest.
+func TestKeepRejectsDigestMismatch(t *testing.T) {
 	var b bytes.Buffer
 	l := &launch{wasm: []byte("module")}
 	if err := l.encode(&b); err != nil {
@@ -681,9 +683,29 @@ func TestDecodeLaunchRejectsDigestMismatch(t *testing.T) {
 	}
 	raw := b.Bytes()
 	raw[len(raw)-1] ^= 1 // corrupt the module in transit
-	if _, err := decodeLaunch(bytes.NewReader(raw)); err == nil || !strings.Contains(err.Error(), "module digest mismatch") {
+	got, err := decodeLaunch(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runDecoded(got); err == nil || !strings.Contains(err.Error(), "module digest mismatch") {
 		t.Fatalf("err = %v", err)
 	}
+	// A header without a well-formed digest is refused as it is read.
+	for _, d := range []string{"", "ab", strings.Repeat("A", 64), strings.Repeat("0", 63) + "g"} {
+		b.Reset()
+		writeMsg(&b, launchMagic, &launch{WasmSHA256: d})
+		if _, err := decodeLaunch(&b); err == nil || !strings.Contains(err.Error(), "is not a hex SHA-256") {
+			t.Errorf("digest %q: %v", d, err)
+		}
+	}
+}
+
+// runDecoded runs a decoded launch's workload with keep.Run, as the Keep
+// process does (no files, no cache).
+func runDecoded(l *launch) error {
+	w, o := l.keepArgs(nil, nil, "", nil)
+	_, err := keep.Run(context.Background(), w, o)
+	return err
 }
 
 func FuzzDecodeLaunch(f *testing.F) {
@@ -699,15 +721,21 @@ func FuzzDecodeLaunch(f *testing.F) {
 	(&launch{wasm: []byte("\x00asm"), NFiles: 2, Null: []int{0}, Dirs: []launchDir{{Index: 1, ReadOnly: true, Path: "/srv/data"}},
 		volumeKeys: map[string][]byte{"file:/k": bytes.Repeat([]byte{7}, volumeKeySize)}}).encode(&b)
 	f.Add(b.Bytes())
-	// Property: an accepted launch has the module its digest names, every
-	// volume key is exactly 32 bytes, and every directory is a passed file.
+	// Property: an accepted launch has exactly the module bytes its header
+	// announces and a well-formed digest for keep.Run to check them
+	// against (TestKeepRejectsDigestMismatch), the config its digest
+	// names, every volume key is exactly 32 bytes, and every directory is
+	// a passed file.
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := decodeLaunch(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
-		if digest(l.wasm) != l.WasmSHA256 || int64(len(l.wasm)) != l.WasmLen {
-			t.Fatal("accepted a module that does not match its digest")
+		if !isSHA256Hex(l.WasmSHA256) || int64(len(l.wasm)) != l.WasmLen {
+			t.Fatal("accepted a module without its digest or of another length")
+		}
+		if l.config != nil && digest(l.config) != l.ConfigSHA256 {
+			t.Fatal("accepted a config that does not match its digest")
 		}
 		for spec, k := range l.volumeKeys {
 			if len(k) != volumeKeySize || spec == "" {

@@ -36,7 +36,8 @@ const (
 // of a backend.Launch, built by newLaunch and read back by keepArgs
 // (launch.go).
 type launch struct {
-	// WasmSHA256 is the hex digest the Keep must find for the module bytes.
+	// WasmSHA256 is the hex digest the Keep must find for the module
+	// bytes: keep.Run refuses the module otherwise (keepArgs).
 	WasmSHA256   string   `json:"wasm_sha256"`
 	WasmLen      int64    `json:"wasm_len"`
 	ConfigSHA256 string   `json:"config_sha256,omitempty"`
@@ -125,6 +126,19 @@ type result struct {
 	Error    string `json:"error,omitempty"`
 	// Layers reports each confinement layer and whether it is in force.
 	Layers []Layer `json:"layers,omitempty"`
+}
+
+// isSHA256Hex reports whether s is a SHA-256 digest as digest writes it.
+func isSHA256Hex(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func digest(b []byte) string {
@@ -246,6 +260,9 @@ func (l *launch) check() error {
 	if l.WasmLen < 0 || l.WasmLen > maxModuleSize {
 		return fmt.Errorf("module size %d is outside 0..%d", l.WasmLen, maxModuleSize)
 	}
+	if !isSHA256Hex(l.WasmSHA256) {
+		return fmt.Errorf("module digest %q is not a hex SHA-256", l.WasmSHA256)
+	}
 	if l.ConfigLen < 0 || l.ConfigLen > maxConfig || (!l.HasConfig && l.ConfigLen != 0) {
 		return fmt.Errorf("config size %d is invalid", l.ConfigLen)
 	}
@@ -310,9 +327,8 @@ func (l *launch) readPayloads(r io.Reader, payloads func(l *launch, size int64) 
 			}
 		}
 	}
-	if got := digest(l.wasm); got != l.WasmSHA256 {
-		return fmt.Errorf("module digest mismatch: expected sha256:%s, received sha256:%s", l.WasmSHA256, got)
-	}
+	// The module's digest is checked by keep.Run (keep.Options.WasmSHA256),
+	// in the same pass that names the module in the compilation cache.
 	if l.HasConfig {
 		if l.config == nil {
 			l.config = []byte{} // an empty Enarx.toml, not the default config

@@ -70,9 +70,10 @@ type Engine interface {
 	// engine can load it without looking at wasm again (wasmtime: the
 	// entry is machine code made from exactly these bytes, under the same
 	// Config.CacheTag), so the caller may skip checks it made before
-	// compiling. wazero always decodes and validates the module, even on
-	// a cache hit: for it this is always (nil, false).
-	Cached(wasm []byte) (Module, bool)
+	// compiling. sum is wasm's SHA-256, which the caller computed (once
+	// per run: it also names the workload in the Keep's identity) and
+	// which keys the cache.
+	Cached(wasm []byte, sum [32]byte) (Module, bool)
 	// Limit is the linear-memory cap in bytes.
 	Limit() uint64
 	// Breach reports whether the guest asked for more memory than the

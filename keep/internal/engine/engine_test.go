@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -144,7 +145,7 @@ func TestCachedSkipsCompile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, hit := e.Cached(wasm)
+			m, hit := e.Cached(wasm, sha256.Sum256(wasm))
 			if want := i == 1; hit != want {
 				t.Fatalf("run %d (tag %s): cached %v, want %v", i, tag, hit, want)
 			}

@@ -164,7 +164,7 @@ func (e *wasmtimeEngine) Close(ctx context.Context) error {
 }
 
 // Cached implements Engine.
-func (e *wasmtimeEngine) Cached(wasm []byte) (Module, bool) {
+func (e *wasmtimeEngine) Cached(wasm []byte, sum [32]byte) (Module, bool) {
 	if e.cacheDir == "" {
 		return nil, false
 	}
@@ -173,7 +173,7 @@ func (e *wasmtimeEngine) Cached(wasm []byte) (Module, bool) {
 		return nil, false
 	}
 	defer end()
-	m, err := e.load(sha256.Sum256(wasm))
+	m, err := e.load(sum)
 	if err != nil {
 		return nil, false
 	}

@@ -112,7 +112,7 @@ func (e *wazeroEngine) Close(ctx context.Context) error {
 // Cached implements Engine: the module as instrumented earlier, from the
 // engine's cache (wazero_cache.go), compiled (or loaded from wazero's
 // cache) without the rewrite.
-func (e *wazeroEngine) Cached(wasm []byte) (Module, bool) {
+func (e *wazeroEngine) Cached(wasm []byte, sum [32]byte) (Module, bool) {
 	if e.instDir == "" {
 		return nil, false
 	}
@@ -121,8 +121,7 @@ func (e *wazeroEngine) Cached(wasm []byte) (Module, bool) {
 		return nil, false
 	}
 	defer end()
-	key := sha256.Sum256(wasm)
-	inst, stop, err := e.loadInstrumented(key)
+	inst, stop, err := e.loadInstrumented(sum)
 	if err != nil {
 		return nil, false
 	}
