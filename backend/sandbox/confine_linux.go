@@ -146,14 +146,21 @@ func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 	} else {
 		g.add(LayerUTSNS, errors.New("not available"), "")
 	}
-	nnpErr := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0)
-	if nnpErr != nil {
+	// A cgo build's Keep set no_new_privs and emptied its bounding set
+	// before the Go runtime started a thread (earlySteps); checkAllThreads
+	// reads both back from every thread.
+	earlyNNP, earlyBounding := earlySteps()
+	var nnpErr error
+	nnpDetail := ""
+	if earlyNNP {
+		nnpDetail = "set before the Go runtime started its threads"
+	} else if nnpErr = allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); nnpErr != nil {
 		nnpErr = fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", nnpErr)
 	}
-	g.add(LayerNNP, nnpErr, "")
+	g.add(LayerNNP, nnpErr, nnpDetail)
 	// Capabilities before Landlock: in a cgo build allThreads lists the
 	// threads in /proc, which Landlock then closes.
-	capErr := dropCapabilities()
+	capErr := dropCapabilities(!earlyBounding)
 	if capErr == nil {
 		capErr = checkNoCapabilities()
 	}
@@ -408,10 +415,11 @@ func mountCache(src, target string) error {
 
 var errSkipped = errors.New("left out by a test")
 
-// dropCapabilities empties the bounding and ambient sets and then the
-// effective, permitted and inheritable sets of every thread.
-func dropCapabilities() error {
-	for c := 0; ; c++ {
+// dropCapabilities empties the bounding set (unless bounding is false: it
+// is empty already) and the ambient set, and then the effective,
+// permitted and inheritable sets of every thread.
+func dropCapabilities(bounding bool) error {
+	for c := 0; bounding; c++ {
 		err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
 		if errors.Is(err, unix.EINVAL) { // past the kernel's last capability
 			break
@@ -551,6 +559,9 @@ func restrictLandlock(cacheDir string, dirs []passedDir) error {
 		// psx lists the threads again after the calling thread is
 		// restricted (threads_linux.go): it may list the thread ids, and
 		// nothing beneath them but more directory entries.
+		if err := ownProcReady(); err != nil {
+			return err
+		}
 		tfd, err := unix.Open(fmt.Sprintf("/proc/%d/task", os.Getpid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("opening the thread list for a Landlock rule: %w", err)

@@ -5,3 +5,11 @@ package sandbox
 // ownProcNeeded: psx is the Go runtime's AllThreadsSyscall in a
 // CGO_ENABLED=0 build, which needs no /proc (see threads_linux.go).
 const ownProcNeeded = false
+
+// earlySteps: a CGO_ENABLED=0 build has no code that runs before the Go
+// runtime starts its threads; no_new_privs and the bounding set are set
+// on every thread with AllThreadsSyscall.
+func earlySteps() (nnp, bounding bool) { return false, false }
+
+// earlyArg: no constructor to recognise a Keep.
+func earlyArg() string { return KeepArg }

@@ -421,6 +421,37 @@ func TestLayersReported(t *testing.T) {
 	}
 }
 
+// TestEarlySteps: a cgo build's Keep sets no_new_privs and empties its
+// bounding set before the Go runtime starts (cgo_linux.go's constructor,
+// which must recognise the Keep by KeepArg), and every other process of
+// the binary — this test's host — is left alone.
+func TestEarlySteps(t *testing.T) {
+	if earlyArg() != KeepArg {
+		t.Fatalf("the constructor recognises a Keep by %q, the host starts it with %q", earlyArg(), KeepArg)
+	}
+	if nnp, bounding := earlySteps(); nnp || bounding {
+		t.Fatalf("the host took the Keep's first steps: no_new_privs %v, bounding set %v", nnp, bounding)
+	}
+	if v, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); err != nil || v != 0 {
+		t.Fatalf("the host has no_new_privs: %d %v", v, err)
+	}
+	if missing := hostLacksLayers(); missing != "" {
+		testutil.NeedHost(t, "the kernel lacks %s", missing)
+	}
+	_, layers, err := run(context.Background(), fake("exit", "0"), hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		if l.Name == LayerNNP {
+			early := l.Detail == "set before the Go runtime started its threads"
+			if !l.Enabled || early != ownProcNeeded {
+				t.Fatalf("no_new_privs: %+v; want it set early in (only) a cgo build (cgo: %v)", l, ownProcNeeded)
+			}
+		}
+	}
+}
+
 // TestKeepThreadsConfined reads, from the host, /proc/<pid>/task/*/status
 // of a confined Keep that has started more threads: every thread (this
 // test binary's build decides whether some are glibc's) must hold no
@@ -771,10 +802,11 @@ func TestRequireIsolation(t *testing.T) {
 }
 
 // TestWithoutOwnProc: a cgo build whose kernel refuses the Keep its own
-// /proc cannot reach every thread. It must say so — no_new_privs, the
-// capabilities and Landlock reported missing, --require-isolation
-// refusing — rather than confine one thread, or hang (psx, unable to list
-// the threads, would spin forever in a pid namespace's init). A
+// /proc cannot reach every thread. It must say so — the capabilities and
+// Landlock reported missing, --require-isolation refusing — rather than
+// confine one thread, or hang (psx, unable to list the threads, would spin
+// forever in a pid namespace's init). Its no_new_privs is in force: it was
+// set before the Go runtime started a thread (earlySteps). A
 // CGO_ENABLED=0 build needs no /proc and has every layer.
 func TestWithoutOwnProc(t *testing.T) {
 	if missing := hostLacksLayers(); missing != "" {
@@ -798,9 +830,8 @@ func TestWithoutOwnProc(t *testing.T) {
 		return
 	}
 	want := map[string]string{
-		LayerNNP:      "prctl(PR_SET_NO_NEW_PRIVS): " + errNoOwnProc.Error(),
-		LayerCaps:     "dropping capability 0 from the bounding set: " + errNoOwnProc.Error(),
-		LayerLandlock: "needs no_new_privs",
+		LayerCaps:     "clearing ambient capabilities: " + errNoOwnProc.Error(),
+		LayerLandlock: errNoOwnProc.Error(),
 	}
 	if !maps.Equal(missing, want) {
 		t.Fatalf("cgo build: missing %v, want %v", missing, want)
