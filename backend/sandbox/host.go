@@ -69,7 +69,7 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 	}
 	log := l.Options.Logger
 	if log != nil {
-		log.Debug("sandbox Keep started", "pid", cmd.cmd.Process.Pid, "namespaces", fmt.Sprintf("%#x", hdr.CloneFlags))
+		log.Debug("sandbox Keep started", "pid", cmd.proc.Pid, "namespaces", fmt.Sprintf("%#x", hdr.CloneFlags))
 	}
 	sent, reply := k.send(l, hdr), k.receive()
 	// The Keep's result message is its last act; waiting for its process
@@ -307,16 +307,16 @@ func stopKeep(ctx context.Context, cmd *keepCmd) error {
 
 // logUsage logs the exited Keep's resource usage at debug level.
 func logUsage(log *slog.Logger, cmd *keepCmd) {
-	if log == nil || cmd.cmd.ProcessState == nil {
+	if log == nil || cmd.state == nil {
 		return
 	}
-	if ru, ok := cmd.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if ru, ok := cmd.state.SysUsage().(*syscall.Rusage); ok {
 		// The host's own peak too: its exit status's max RSS is the
 		// larger of its own and its waited-for children's.
 		var self syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
 		log.Debug("sandbox Keep exited", "max_rss_kib", ru.Maxrss, "host_max_rss_kib", self.Maxrss,
-			"user", cmd.cmd.ProcessState.UserTime(), "sys", cmd.cmd.ProcessState.SystemTime())
+			"user", cmd.state.UserTime(), "sys", cmd.state.SystemTime())
 	}
 }
 
@@ -339,10 +339,13 @@ func outcome(res *result, sent <-chan error, exit error) (int, []Layer, error) {
 // child's lifetime: Pdeathsig fires when the *thread* that forked the child
 // exits, not the process.
 type keepCmd struct {
-	cmd  *exec.Cmd
-	done chan error
-	kill func()
+	proc *os.Process
+	// state is the ended process's, once done has reported.
+	state *os.ProcessState
+	done  chan error
 }
+
+func (k *keepCmd) kill() { _ = k.proc.Kill() }
 
 // startKeep starts the Keep process in as many namespaces as the kernel
 // grants, falling back step by step.
@@ -365,12 +368,32 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string,
 		runtime.LockOSThread()
 		// Never unlocked: when this goroutine returns the thread exits,
 		// which is only after the child is gone.
+		args := []string{"enarx-keep", KeepArg}
+		// GOMAXPROCS=1 until confined: fewer runtime threads for the
+		// per-thread layers to reach (see launch.GoMaxProcs).
+		env := append([]string{"TZ=UTC", "GODEBUG=updatemaxprocs=0", "GOMAXPROCS=1"}, env...)
+		if f, ok := stderr.(*os.File); ok && sharedSpawn {
+			// The same process, started without copying the host
+			// (spawn_cgo_linux.go).
+			proc, err := spawnShared(exe, args, env, f, extra, flags)
+			if err != nil {
+				started <- err
+				return
+			}
+			k.started(proc)
+			started <- nil
+			st, err := proc.Wait()
+			if err == nil && !st.Success() {
+				err = &exec.ExitError{ProcessState: st}
+			}
+			k.state = st
+			k.done <- err
+			return
+		}
 		cmd := &exec.Cmd{
-			Path: exe,
-			Args: []string{"enarx-keep", KeepArg},
-			// GOMAXPROCS=1 until confined: fewer runtime threads for
-			// the per-thread layers to reach (see launch.GoMaxProcs).
-			Env:        append([]string{"TZ=UTC", "GODEBUG=updatemaxprocs=0", "GOMAXPROCS=1"}, env...),
+			Path:       exe,
+			Args:       args,
+			Env:        env,
 			Stderr:     stderr,
 			ExtraFiles: extra,
 			SysProcAttr: &syscall.SysProcAttr{
@@ -391,18 +414,23 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string,
 			started <- err
 			return
 		}
-		k.cmd = cmd
-		k.kill = func() { _ = cmd.Process.Kill() }
-		if startedHook != nil {
-			startedHook(cmd.Process.Pid)
-		}
+		k.started(cmd.Process)
 		started <- nil
-		k.done <- cmd.Wait()
+		err := cmd.Wait()
+		k.state = cmd.ProcessState
+		k.done <- err
 	}()
 	if err := <-started; err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+func (k *keepCmd) started(p *os.Process) {
+	k.proc = p
+	if startedHook != nil {
+		startedHook(p.Pid)
+	}
 }
 
 // startedHook, if set (tests), is called with the Keep's host pid.
