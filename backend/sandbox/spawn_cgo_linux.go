@@ -33,8 +33,9 @@ package sandbox
 // must not run the host's signal handlers (it blocks every signal, sets
 // each handler to the default, and unblocks them again only right before
 // execve, as Go's child does), and libc's per-thread state is the calling
-// thread's (only errno is written, on error paths: a host thread's error
-// code could be wrong if both fail at once; nothing takes a lock).
+// thread's (nothing takes a lock, and errno is written only on the child's
+// error paths, after which it exits: the host thread's error code could
+// be wrong only if both fail at once).
 
 struct enarx_spawn {
 	const char *path;
@@ -58,19 +59,44 @@ static void enarx_spawn_fail(struct enarx_spawn *s, int err) {
 	_exit(127);
 }
 
-static int enarx_spawn_child(void *arg) {
-	struct enarx_spawn *s = arg;
-	// Default handlers before anything can unblock a signal: the host's
-	// are Go's, which must not run here. (This process has its own copy
-	// of the handler table: no CLONE_SIGHAND.)
+#if defined(__x86_64__) || defined(__aarch64__)
+// The kernel's struct sigaction on these architectures: libc's sigaction
+// refuses its own reserved signals, and would set errno doing so.
+struct enarx_ksigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	unsigned long mask;
+};
+
+static void enarx_default_handlers(void) {
+	struct enarx_ksigaction dfl;
+	memset(&dfl, 0, sizeof dfl); // SIG_DFL, no flags
+	for (int sig = 1; sig <= 64; sig++) {
+		if (sig != SIGKILL && sig != SIGSTOP) {
+			syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
+		}
+	}
+}
+#else
+static void enarx_default_handlers(void) {
 	struct sigaction dfl;
 	memset(&dfl, 0, sizeof dfl);
 	dfl.sa_handler = SIG_DFL;
 	for (int sig = 1; sig < _NSIG; sig++) {
 		if (sig != SIGKILL && sig != SIGSTOP) {
-			sigaction(sig, &dfl, NULL); // EINVAL for libc's own: fine
+			sigaction(sig, &dfl, NULL);
 		}
 	}
+}
+#endif
+
+static int enarx_spawn_child(void *arg) {
+	struct enarx_spawn *s = arg;
+	// Default handlers before anything can unblock a signal: the host's
+	// are Go's, which must not run here. (This process has its own copy
+	// of the handler table: no CLONE_SIGHAND.)
+	enarx_default_handlers();
 	char c;
 	ssize_t n;
 	do {

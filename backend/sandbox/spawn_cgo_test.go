@@ -17,8 +17,9 @@ import (
 // TestSpawnShared starts a shell with spawnShared, as the Keep is started,
 // and has it report what it got: /dev/null as stdin and stdout, the given
 // stderr and extra descriptors in order, the environment, its own session,
-// root of a user namespace mapped to the Keep's host id, and a new pid
-// namespace; a program that cannot be started is an error.
+// root of a user namespace mapped to the Keep's host id, a new pid
+// namespace and no blocked signal; a program that cannot be started is an
+// error.
 func TestSpawnShared(t *testing.T) {
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		testutil.NeedHost(t, "no /bin/sh: %v", err)
@@ -59,7 +60,8 @@ echo "env=$FOO"
 echo "pid=$$"
 echo "uid=$(id -u) gid=$(id -g)"
 echo "uid_map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')"
-awk '{print "sid=" $6}' /proc/self/stat`
+awk '{print "sid=" $6}' /proc/self/stat
+grep SigBlk /proc/self/status | tr -d ' \t'`
 			p, err := spawnShared("/bin/sh", []string{"sh", "-c", script}, []string{"FOO=bar", "PATH=/usr/bin:/bin"}, stderr, []*os.File{w, marker}, c.flags)
 			w.Close()
 			if err != nil {
@@ -82,11 +84,12 @@ awk '{print "sid=" $6}' /proc/self/stat`
 				want = append(want, fmt.Sprintf("pid=%d", p.Pid))
 			}
 			want = append(want, "uid=0 gid=0", fmt.Sprintf("uid_map=0 %d 1", keepHostID(os.Geteuid())))
-			if c.flags&syscall.CLONE_NEWPID == 0 {
-				// /proc is the host's: the session id is in its pid
-				// namespace, the one p.Pid is.
-				want = append(want, fmt.Sprintf("sid=%d", p.Pid))
-			}
+			// /proc is the host's: the session id is in its pid
+			// namespace, the one p.Pid is.
+			want = append(want, fmt.Sprintf("sid=%d", p.Pid))
+			// The host thread's signal mask (Go's: nothing blocked),
+			// not the all-blocked one the child had until execve.
+			want = append(want, "SigBlk:0000000000000000")
 			if len(lines) < len(want) || strings.Join(lines[:len(want)], "\n") != strings.Join(want, "\n") {
 				t.Fatalf("the child reported\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 			}
