@@ -372,52 +372,18 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string,
 		// GOMAXPROCS=1 until confined: fewer runtime threads for the
 		// per-thread layers to reach (see launch.GoMaxProcs).
 		env := append([]string{"TZ=UTC", "GODEBUG=updatemaxprocs=0", "GOMAXPROCS=1"}, env...)
-		if f, ok := stderr.(*os.File); ok && sharedSpawn {
-			// The same process, started without copying the host
-			// (spawn_cgo_linux.go).
-			proc, err := spawnShared(exe, args, env, f, extra, flags)
-			if err != nil {
-				started <- err
-				return
-			}
-			k.started(proc)
-			started <- nil
-			st, err := proc.Wait()
-			if err == nil && !st.Success() {
-				err = &exec.ExitError{ProcessState: st}
-			}
-			k.state = st
-			k.done <- err
-			return
-		}
-		cmd := &exec.Cmd{
-			Path:       exe,
-			Args:       args,
-			Env:        env,
-			Stderr:     stderr,
-			ExtraFiles: extra,
-			SysProcAttr: &syscall.SysProcAttr{
-				Setsid:     true,
-				Pdeathsig:  syscall.SIGKILL,
-				Cloneflags: flags,
-			},
-		}
-		if flags&syscall.CLONE_NEWUSER != 0 {
-			cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: keepHostID(os.Geteuid()), Size: 1}}
-			cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: keepHostID(os.Getegid()), Size: 1}}
-			cmd.SysProcAttr.GidMappingsEnableSetgroups = false
-			// Become the namespace's root, i.e. the mapped host id:
-			// the mapping alone leaves the child's host uid as it was.
-			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
-		}
-		if err := cmd.Start(); err != nil {
+		proc, wait, err := startProcess(exe, args, env, stderr, extra, flags)
+		if err != nil {
 			started <- err
 			return
 		}
-		k.started(cmd.Process)
+		k.proc = proc
+		if startedHook != nil {
+			startedHook(proc.Pid)
+		}
 		started <- nil
-		err := cmd.Wait()
-		k.state = cmd.ProcessState
+		st, err := wait()
+		k.state = st
 		k.done <- err
 	}()
 	if err := <-started; err != nil {
@@ -426,11 +392,51 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string,
 	return k, nil
 }
 
-func (k *keepCmd) started(p *os.Process) {
-	k.proc = p
-	if startedHook != nil {
-		startedHook(p.Pid)
+// startProcess starts the Keep process: in a cgo build without copying
+// the host (spawn_cgo_linux.go) when its stderr is a file, otherwise with
+// os/exec. wait waits for its end; a status other than 0 is an
+// *exec.ExitError.
+func startProcess(exe string, args, env []string, stderr io.Writer, extra []*os.File, flags uintptr) (_ *os.Process, wait func() (*os.ProcessState, error), _ error) {
+	if f, ok := stderr.(*os.File); ok && sharedSpawn {
+		p, err := spawnShared(exe, args, env, f, extra, flags)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, func() (*os.ProcessState, error) {
+			st, err := p.Wait()
+			if err == nil && !st.Success() {
+				err = &exec.ExitError{ProcessState: st}
+			}
+			return st, err
+		}, nil
 	}
+	cmd := &exec.Cmd{
+		Path:       exe,
+		Args:       args,
+		Env:        env,
+		Stderr:     stderr,
+		ExtraFiles: extra,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setsid:     true,
+			Pdeathsig:  syscall.SIGKILL,
+			Cloneflags: flags,
+		},
+	}
+	if flags&syscall.CLONE_NEWUSER != 0 {
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: keepHostID(os.Geteuid()), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: keepHostID(os.Getegid()), Size: 1}}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
+		// Become the namespace's root, i.e. the mapped host id: the
+		// mapping alone leaves the child's host uid as it was.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	return cmd.Process, func() (*os.ProcessState, error) {
+		err := cmd.Wait()
+		return cmd.ProcessState, err
+	}, nil
 }
 
 // startedHook, if set (tests), is called with the Keep's host pid.
