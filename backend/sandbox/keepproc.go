@@ -36,9 +36,11 @@ type RunFunc func(ctx context.Context, w keep.Workload, o keep.Options) (exitCod
 // KeepMain is the Keep process: it reads the launch header from fd 3,
 // confines itself (the namespace, empty root, no_new_privs, Landlock and
 // capability layers, the last three on every thread; see
-// threads_linux.go), reads the workload and checks its digests, adds
-// rlimits and seccomp, runs the workload with run (with the arguments the
-// launch message describes: launch.keepArgs) and reports the result back.
+// threads_linux.go), reads the workload and checks the config's and the
+// bundle's digests, adds rlimits and seccomp, runs the workload with run
+// (with the arguments the launch message describes: launch.keepArgs, which
+// hands keep.Run the module's digest to check) and reports the result
+// back.
 // It returns the process exit status.
 func KeepMain(run RunFunc) int {
 	start := time.Now()

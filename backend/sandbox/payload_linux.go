@@ -70,7 +70,7 @@ func mapPayload(fd int, size int64) ([]byte, error) {
 	if size == 0 {
 		return []byte{}, nil
 	}
-	// MAP_POPULATE: the digest check reads every page next; one fault-in
+	// MAP_POPULATE: keep.Run's digest pass reads every page; one fault-in
 	// pass is cheaper than a fault per page. Populated read-only, the
 	// mapping shares the memfd's pages; a writable private mapping would
 	// be populated with write faults, i.e. a copy of every page, which

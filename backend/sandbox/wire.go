@@ -228,7 +228,9 @@ func (l *launch) encode(w io.Writer) error {
 func decodeLaunch(r io.Reader) (*launch, error) { return decodeLaunchWith(r, nil) }
 
 // decodeLaunchWith reads a launch message from the (untrusted) host and
-// checks the payload digests it announced. payloads, if set, maps the
+// checks the lengths and the config and bundle digests it announced (the
+// module's digest is keep.Run's to check: keepArgs). payloads, if set,
+// maps the
 // payload memfd of a PayloadFD message (see mapPayload); without it such a
 // message is refused.
 func decodeLaunchWith(r io.Reader, payloads func(l *launch, size int64) ([]byte, error)) (*launch, error) {
@@ -299,7 +301,8 @@ func (l *launch) check() error {
 }
 
 // readPayloads reads the payloads of a checked header, from the memfd
-// (payloads) or from r, and checks every announced digest.
+// (payloads) or from r, and checks the config's and the bundle's
+// announced digests.
 func (l *launch) readPayloads(r io.Reader, payloads func(l *launch, size int64) ([]byte, error)) error {
 	var err error
 	if l.PayloadFD {
