@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 
-	seccomp "github.com/elastic/go-seccomp-bpf"
-
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/keep"
 )
@@ -34,7 +32,7 @@ func (Backend) Available() bool {
 	if runtime.GOOS != "linux" || !servesKeeps {
 		return false
 	}
-	return seccomp.Supported()
+	return seccompSupported()
 }
 
 // servesKeeps records that this binary runs Keeps when re-executed. The

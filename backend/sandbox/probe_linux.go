@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"syscall"
-
-	seccomp "github.com/elastic/go-seccomp-bpf"
 )
 
 // probeNamespaces checks that the kernel lets this process create a child
@@ -57,7 +55,7 @@ func Probe() []Capability {
 		}
 		caps = append(caps, c)
 	}
-	if seccomp.Supported() {
+	if seccompSupported() {
 		add(capSeccomp, nil, "")
 	} else {
 		add(capSeccomp, errors.New("not supported by the kernel (CONFIG_SECCOMP_FILTER)"), "")

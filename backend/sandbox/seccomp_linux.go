@@ -1,11 +1,15 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
+	"unsafe"
 
-	seccomp "github.com/elastic/go-seccomp-bpf"
 	"golang.org/x/sys/unix"
 )
+
+//go:generate go test -run ^TestSeccompPrograms$ -update-seccomp .
 
 // allowedSyscall is one entry of the Keep's seccomp allow-list.
 type allowedSyscall struct {
@@ -13,12 +17,23 @@ type allowedSyscall struct {
 	reason string
 	// conds, if set, restrict the call's arguments; the call is allowed
 	// when any one of the condition sets matches.
-	conds []seccomp.ArgumentConditions
+	conds []argConds
 }
 
-func argEq(arg uint32, v uint64) seccomp.ArgumentConditions {
-	return seccomp.ArgumentConditions{{Argument: arg, Operation: seccomp.Equal, Value: v}}
+// argCond is one test of a system call argument: equal to value, or (with
+// bitsSet) having every bit of value set.
+type argCond struct {
+	arg     uint32
+	bitsSet bool
+	value   uint64
 }
+
+// argConds hold together.
+type argConds []argCond
+
+func argEq(arg uint32, v uint64) argConds { return argConds{{arg: arg, value: v}} }
+
+func argBits(arg uint32, v uint64) argConds { return argConds{{arg: arg, bitsSet: true, value: v}} }
 
 // allowedSyscalls is the complete list of system calls the confined Keep
 // process may make once set-up is done. Everything else — socket, connect,
@@ -42,18 +57,18 @@ var allowedSyscalls = []allowedSyscall{
 	// is that the Keep's root is an empty directory (no mount to look
 	// into) and Landlock, where present, allows no file access at all.
 	{name: "newfstatat", reason: "glibc's fstat (AT_EMPTY_PATH); path lookups find only the empty root",
-		conds: []seccomp.ArgumentConditions{{{Argument: 3, Operation: seccomp.BitsSet, Value: unix.AT_EMPTY_PATH}}}},
+		conds: []argConds{argBits(3, unix.AT_EMPTY_PATH)}},
 	// fcntl by command: no F_SETOWN/F_SETSIG (signals to other
 	// processes), F_SETLEASE, F_NOTIFY, locks or pipe sizes.
 	{name: "fcntl", reason: "F_GETFD/F_SETFD, F_GETFL/F_SETFL (O_NONBLOCK), F_DUPFD_CLOEXEC (package net), F_GET_SEALS (payload check)",
-		conds: []seccomp.ArgumentConditions{
+		conds: []argConds{
 			argEq(1, unix.F_GETFD), argEq(1, unix.F_SETFD), argEq(1, unix.F_GETFL), argEq(1, unix.F_SETFL),
 			argEq(1, unix.F_DUPFD_CLOEXEC), argEq(1, unix.F_GET_SEALS),
 		}},
 	{name: "dup", reason: "package net duplicates passed sockets"},
 	{name: "dup3", reason: "package net duplicates passed sockets"},
 	{name: "ioctl", reason: "TCGETS (isatty) and FIONREAD only",
-		conds: []seccomp.ArgumentConditions{argEq(1, unix.TCGETS), argEq(1, 0x541B /* FIONREAD */)}},
+		conds: []argConds{argEq(1, unix.TCGETS), argEq(1, 0x541B /* FIONREAD */)}},
 	{name: "fsync", reason: "fd_sync"},
 	{name: "fdatasync", reason: "fd_datasync"},
 	// Sockets that already exist: accept on passed listeners, I/O on
@@ -69,7 +84,7 @@ var allowedSyscalls = []allowedSyscall{
 	// filter cannot read, and nothing in the Keep needs it (writes to
 	// sockets are write(2); the dial broker's reply is received, not sent).
 	{name: "sendto", reason: "sock_send on connected sockets (no destination address)",
-		conds: []seccomp.ArgumentConditions{argEq(4, 0)}},
+		conds: []argConds{argEq(4, 0)}},
 	{name: "shutdown", reason: "sock_shutdown"},
 	{name: "getsockopt", reason: "package net checks SO_TYPE/SO_ERROR of passed sockets"},
 	{name: "setsockopt", reason: "package net sets TCP_NODELAY/keep-alive on accepted sockets"},
@@ -97,10 +112,10 @@ var allowedSyscalls = []allowedSyscall{
 	{name: "brk", reason: "C heap of cgo builds (glibc malloc)"},
 	// Threads, signals, time, scheduling: the Go runtime.
 	{name: "clone", reason: "new threads only (CLONE_THREAD); no new processes",
-		conds: []seccomp.ArgumentConditions{{{Argument: 0, Operation: seccomp.BitsSet, Value: unix.CLONE_THREAD}}}},
+		conds: []argConds{argBits(0, unix.CLONE_THREAD)}},
 	{name: "futex", reason: "Go runtime locks"},
 	{name: "arch_prctl", reason: "thread-local storage of new threads (ARCH_SET_FS)",
-		conds: []seccomp.ArgumentConditions{argEq(0, 0x1002)}},
+		conds: []argConds{argEq(0, 0x1002)}},
 	{name: "set_robust_list", reason: "thread start-up (glibc, in cgo builds)"},
 	{name: "rseq", reason: "restartable sequences of new threads (glibc, in cgo builds)"},
 	{name: "rt_sigaction", reason: "Go runtime signal handlers"},
@@ -110,7 +125,7 @@ var allowedSyscalls = []allowedSyscall{
 	{name: "gettid", reason: "Go runtime preemption"},
 	{name: "getpid", reason: "Go runtime preemption"},
 	{name: "tgkill", reason: "Go runtime preemption signals to its own threads",
-		conds: []seccomp.ArgumentConditions{argEq(0, 1)}}, // we are pid 1 in our pid namespace; patched at install time
+		conds: []argConds{argEq(0, pidPlaceholder)}}, // the Keep's own pid, put in at install time (seccompProgram)
 	{name: "sched_yield", reason: "Go runtime, sched_yield"},
 	{name: "sched_getaffinity", reason: "Go runtime GOMAXPROCS"},
 	{name: "nanosleep", reason: "Go runtime"},
@@ -157,16 +172,21 @@ var dirSyscalls = []allowedSyscall{
 	// hostfs resolves a followed symlink itself and links with flags 0.
 	// AT_EMPTY_PATH would give a name in a passed directory to any
 	// descriptor the Keep holds.
-	{name: "linkat", reason: "path_link (flags 0 only)", conds: []seccomp.ArgumentConditions{argEq(4, 0)}},
+	{name: "linkat", reason: "path_link (flags 0 only)", conds: []argConds{argEq(4, 0)}},
 	{name: "symlinkat", reason: "path_symlink"},
 	{name: "readlinkat", reason: "path_readlink"},
 	{name: "utimensat", reason: "path_filestat_set_times, fd_filestat_set_times"},
 	{name: "ftruncate", reason: "fd_filestat_set_size, fd_allocate where the file system has no fallocate"},
 	// Mode 0 only: allocate, growing the size (no hole punching or range
 	// collapsing, which WASI does not have).
-	{name: "fallocate", reason: "fd_allocate (mode 0 only)", conds: []seccomp.ArgumentConditions{argEq(1, 0)}},
+	{name: "fallocate", reason: "fd_allocate (mode 0 only)", conds: []argConds{argEq(1, 0)}},
 	{name: "getdents64", reason: "fd_readdir"},
 }
+
+// enosysSyscalls fail with ENOSYS instead of EPERM: clone3's flags are
+// in memory a filter cannot read, and ENOSYS makes glibc fall back to
+// clone, whose flags the filter checks (CLONE_THREAD above).
+var enosysSyscalls = []string{"clone3"}
 
 // policyEntries are the allowed calls for a Keep with or without its
 // compilation cache and passed directories, one entry per name: a call
@@ -193,7 +213,7 @@ func policyEntries(cache, dirs bool) []allowedSyscall {
 			case s.conds == nil:
 				out[i].conds = nil
 			default:
-				out[i].conds = append(append([]seccomp.ArgumentConditions(nil), out[i].conds...), s.conds...)
+				out[i].conds = append(append([]argConds(nil), out[i].conds...), s.conds...)
 			}
 		}
 	}
@@ -209,44 +229,84 @@ func seccompNames(cache, dirs bool) []string {
 	return names
 }
 
-// seccompPolicy builds the filter. pid is this process's pid as it sees
-// itself (1 in a new pid namespace); tgkill is limited to it so the Keep
-// can signal only its own threads. cache adds cacheSyscalls, dirs
-// dirSyscalls.
-func seccompPolicy(pid int, cache, dirs bool) seccomp.Policy {
-	var groups []seccomp.SyscallGroup
-	plain := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
-	cond := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
-	for _, s := range policyEntries(cache, dirs) {
-		if s.conds == nil {
-			plain.Names = append(plain.Names, s.name)
-			continue
-		}
-		for _, c := range s.conds {
-			if s.name == "tgkill" {
-				c = argEq(0, uint64(pid))
-			}
-			cond.NamesWithCondtions = append(cond.NamesWithCondtions, seccomp.NameWithConditions{Name: s.name, Conditions: c})
-		}
+// pidPlaceholder is the pid the prebuilt filters were assembled with for
+// tgkill's first argument; installSeccomp puts the Keep's own pid in the
+// instructions that compare with it (prebuiltFilter.pidSlots). The Keep
+// is pid 1 in its pid namespace, so usually nothing changes.
+const pidPlaceholder = 1
+
+// prebuiltFilter is one variant of the Keep's filter, assembled when the
+// policy changes (go generate; TestSeccompPrograms fails when a program
+// differs from what go-seccomp-bpf makes of the lists above today).
+// Prebuilt, because assembling at start is what every Keep would repeat:
+// go-seccomp-bpf's syscall tables alone cost each process that imports it
+// about a millisecond of initialisation (docs/sandbox.md, "Performance").
+type prebuiltFilter struct {
+	insns []unix.SockFilter
+	// pidSlots are the instructions whose K is pidPlaceholder: the low
+	// word of tgkill's first argument.
+	pidSlots []int
+}
+
+// seccompVariant indexes seccompPrograms.
+func seccompVariant(cache, dirs bool) int {
+	v := 0
+	if cache {
+		v |= 1
 	}
-	groups = append(groups, plain, cond, seccomp.SyscallGroup{
-		// clone3's flags are in memory a filter cannot read: refuse it
-		// with ENOSYS, which makes glibc fall back to clone (checked above).
-		Names:  []string{"clone3"},
-		Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS),
-	})
-	return seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: groups}
+	if dirs {
+		v |= 2
+	}
+	return v
+}
+
+// seccompProgram is the filter for a Keep with pid (as it sees itself) and
+// with or without its compilation cache and passed directories.
+func seccompProgram(pid int, cache, dirs bool) ([]unix.SockFilter, error) {
+	f := seccompPrograms[seccompVariant(cache, dirs)]
+	if len(f.insns) == 0 {
+		return nil, fmt.Errorf("no seccomp filter for %s/%s: the Keep's allow-list names amd64 system calls", runtime.GOOS, runtime.GOARCH)
+	}
+	if pid <= 0 || uint64(pid) > 1<<32-1 {
+		return nil, fmt.Errorf("pid %d out of range", pid)
+	}
+	insns := append([]unix.SockFilter(nil), f.insns...)
+	for _, i := range f.pidSlots {
+		insns[i].K = uint32(pid)
+	}
+	return insns, nil
+}
+
+// seccompSupported reports whether the kernel has seccomp filters: strict
+// mode takes no flags, so a kernel with seccomp refuses flag 1 with EINVAL.
+func seccompSupported() bool {
+	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_STRICT, 1, 0)
+	return e == unix.EINVAL
 }
 
 // installSeccomp loads the filter on every thread (TSYNC). It also sets
 // no_new_privs, which the kernel requires for an unprivileged filter.
 func installSeccomp(cache, dirs bool) error {
-	if !seccomp.Supported() {
-		return fmt.Errorf("seccomp filters are not supported by this kernel")
+	if !seccompSupported() {
+		return errors.New("seccomp filters are not supported by this kernel")
 	}
-	return seccomp.LoadFilter(seccomp.Filter{
-		NoNewPrivs: true,
-		Flag:       seccomp.FilterFlagTSync,
-		Policy:     seccompPolicy(unix.Getpid(), cache, dirs),
-	})
+	insns, err := seccompProgram(unix.Getpid(), cache, dirs)
+	if err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("setting no_new_privs: %w", err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(insns)), Filter: &insns[0]}
+	r, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(insns)
+	switch {
+	case e != 0:
+		return fmt.Errorf("loading the seccomp filter: %w", e)
+	case r != 0:
+		// TSYNC's other failure: the id of a thread that could not take
+		// the filter (it has one that is not an ancestor of ours).
+		return fmt.Errorf("loading the seccomp filter: thread %d could not take it", r)
+	}
+	return nil
 }

@@ -5,13 +5,24 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	mmsemver "github.com/Masterminds/semver/v3"
 )
 
 func FuzzNames(f *testing.F) {
-	for _, s := range []string{"n4M3", "-n4M3", "1.2.3-test", "a/../b", "..", "/a/b/", "x:y.z", "1.0.0+build"} {
+	for _, s := range []string{"n4M3", "-n4M3", "1.2.3-test", "a/../b", "..", "/a/b/", "x:y.z", "1.0.0+build",
+		"1.0.0-rc.1+build.05", "1.0.0-01", "1.0.0-0a", "01.2.3", "1.2", "v1.2.3", "1.2.3-", "1.2.3+", "1.2.3-a..b", "1.2.3-ß"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		// Tag names are what they were when Masterminds/semver checked
+		// them (strict parse, canonical display form): a stored tag stays
+		// valid and nothing new becomes one.
+		mv, merr := mmsemver.StrictNewVersion(s)
+		was := merr == nil && mv.String() == s && len(s) <= maxNameLen
+		if _, err := ParseSemver(s); (err == nil) != was {
+			t.Fatalf("version %q: accepted %v, Masterminds/semver strict and canonical %v", s, err == nil, was)
+		}
 		if u, err := ParseUserName(s); err == nil && string(u) != s {
 			t.Fatal("user name altered")
 		}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/Masterminds/semver/v3"
+	"golang.org/x/mod/semver"
 )
 
 // maxNameLen bounds every single name (user, repository, tag, tree entry).
@@ -89,21 +89,38 @@ func ParseRepoName(s string) (RepoName, error) {
 	return RepoName(s), nil
 }
 
+// Semver is a validated semantic version (SemVer 2.0, no "v" prefix) in
+// canonical form.
+type Semver string
+
+// Compare orders v and w by SemVer precedence (-1, 0 or +1); versions that
+// differ only in build metadata are equal.
+func (v Semver) Compare(w Semver) int { return semver.Compare("v"+string(v), "v"+string(w)) }
+
 // ParseSemver parses a strict semantic version ("1.2.3", "1.2.3-rc.1+b5") and
 // requires it to be written in canonical form, so one version has exactly one
-// spelling (it becomes a storage key).
-func ParseSemver(s string) (*semver.Version, error) {
+// spelling (it becomes a storage key): three numbers without leading zeros,
+// no "v" prefix.
+//
+// It uses golang.org/x/mod/semver, which parses without regular
+// expressions: a package this one's users all import (enarx among them)
+// should not compile any at every process start (docs/sandbox.md,
+// "Performance").
+func ParseSemver(s string) (Semver, error) {
 	if len(s) > maxNameLen {
-		return nil, fmt.Errorf("invalid version: longer than %d bytes", maxNameLen)
+		return "", fmt.Errorf("invalid version: longer than %d bytes", maxNameLen)
 	}
-	v, err := semver.StrictNewVersion(s)
-	if err != nil {
-		return nil, fmt.Errorf("invalid version %q: %w", s, err)
+	if strings.HasPrefix(s, "v") {
+		return "", fmt.Errorf("invalid version %q: no \"v\" prefix in a semantic version", s)
 	}
-	if v.String() != s {
-		return nil, fmt.Errorf("invalid version %q: not in canonical form (want %q)", s, v.String())
+	v := "v" + s
+	if !semver.IsValid(v) {
+		return "", fmt.Errorf("invalid version %q: not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD])", s)
 	}
-	return v, nil
+	if c := semver.Canonical(v) + semver.Build(v); c != v {
+		return "", fmt.Errorf("invalid version %q: not in canonical form (want %q)", s, c[1:])
+	}
+	return Semver(s), nil
 }
 
 // ParseTagName validates a tag name (a semantic version).
