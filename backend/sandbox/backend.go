@@ -27,12 +27,13 @@ func (Backend) Name() string { return Name }
 func (Backend) Protection() backend.Protection { return backend.ProtectionSandbox }
 
 // Available implements backend.Backend: Linux with seccomp filters, the
-// one layer the sandbox cannot do without.
+// one layer the sandbox cannot do without, on an architecture it has a
+// filter for (amd64).
 func (Backend) Available() bool {
 	if runtime.GOOS != "linux" || !servesKeeps {
 		return false
 	}
-	return seccompSupported()
+	return seccompSupported() && haveSeccompProgram()
 }
 
 // servesKeeps records that this binary runs Keeps when re-executed. The

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 )
 
@@ -55,10 +56,13 @@ func Probe() []Capability {
 		}
 		caps = append(caps, c)
 	}
-	if seccompSupported() {
-		add(capSeccomp, nil, "")
-	} else {
+	switch {
+	case !seccompSupported():
 		add(capSeccomp, errors.New("not supported by the kernel (CONFIG_SECCOMP_FILTER)"), "")
+	case !haveSeccompProgram():
+		add(capSeccomp, fmt.Errorf("no filter for %s: the allow-list names amd64 system calls", runtime.GOARCH), "")
+	default:
+		add(capSeccomp, nil, "")
 	}
 	for _, ns := range []struct {
 		name string
