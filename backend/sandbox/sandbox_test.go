@@ -251,6 +251,23 @@ var containmentHooks = map[string]func(arg string) string{
 	"sendto-addr": func(string) string {
 		return errnoString(unix.Sendto(3, nil, 0, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{127, 0, 0, 1}}))
 	},
+	// Calls that fail their own argument test and look like another
+	// call's to a filter that compares their arguments with system call
+	// numbers (go-seccomp-bpf's assembly did; see assembleSeccomp):
+	// newfstatat's flags 44 are sendto's number, sendto's destination
+	// address 234 tgkill's, and fd 1 passes tgkill's pid test. Refused,
+	// they fail with EPERM; let through, with EINVAL and ENOTSOCK.
+	"stat-flags-as-sendto": func(string) string {
+		var st unix.Stat_t
+		root := []byte("/\x00")
+		cwd := unix.AT_FDCWD
+		_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(cwd), uintptr(unsafe.Pointer(&root[0])), uintptr(unsafe.Pointer(&st)), 44, 0, 0)
+		return errnoString(errnoOrNil(e))
+	},
+	"sendto-addr-as-tgkill": func(string) string {
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, 1, 0, 0, 0, 234, 16)
+		return errnoString(errnoOrNil(e))
+	},
 	"sendmsg": func(string) string {
 		var msg unix.Msghdr
 		_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, 3, uintptr(unsafe.Pointer(&msg)), 0)
@@ -334,6 +351,8 @@ func TestContainment(t *testing.T) {
 			{"fcntl-setown", []string{"EPERM"}},
 			{"sendto-addr", []string{"EPERM"}},
 			{"sendmsg", []string{"EPERM"}},
+			{"stat-flags-as-sendto", []string{"EPERM"}},
+			{"sendto-addr-as-tgkill", []string{"EPERM"}},
 		}},
 		{name: "seccomp alone", skip: []string{LayerMountNS, LayerLandlock}, needs: LayerSeccomp, checks: []check{
 			{"open-host-file", []string{"EPERM"}},

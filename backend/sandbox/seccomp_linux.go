@@ -236,11 +236,13 @@ func seccompNames(cache, dirs bool) []string {
 const pidPlaceholder = 1
 
 // prebuiltFilter is one variant of the Keep's filter, assembled when the
-// policy changes (go generate; TestSeccompPrograms fails when a program
-// differs from what go-seccomp-bpf makes of the lists above today).
-// Prebuilt, because assembling at start is what every Keep would repeat:
-// go-seccomp-bpf's syscall tables alone cost each process that imports it
-// about a millisecond of initialisation (docs/sandbox.md, "Performance").
+// policy changes (go generate; the assembler is assembleSeccomp in
+// seccomp_prog_test.go, TestSeccompPrograms fails when a program differs
+// from what it makes of the lists above today, TestSeccompProgramsDecide
+// runs the programs against the lists). Prebuilt, because assembling at
+// start is what every Keep would repeat, and the syscall-name tables an
+// assembler needs cost each process that links them about a millisecond
+// of initialisation (docs/sandbox.md, "Performance").
 type prebuiltFilter struct {
 	insns []unix.SockFilter
 	// pidSlots are the instructions whose K is pidPlaceholder: the low

@@ -7,567 +7,648 @@ package sandbox
 import "golang.org/x/sys/unix"
 
 // seccompPrograms are the Keep's filters for linux/amd64, indexed by
-// seccompVariant: go-seccomp-bpf's assembly of allowedSyscalls,
+// seccompVariant: the assembly (seccomp_prog_test.go) of allowedSyscalls,
 // cacheSyscalls, dirSyscalls and enosysSyscalls (seccomp_linux.go), each
 // instruction with its disassembly.
 var seccompPrograms = [4]prebuiltFilter{
-	0: { // cache false, dirs false: 126 instructions
-		pidSlots: []int{121},
+	0: { // cache false, dirs false: 145 instructions
+		pidSlots: []int{139},
 		insns: []unix.SockFilter{
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},          // 0: ld [4]
-			{Code: 0x0015, Jt: 0, Jf: 123, K: 0xc000003e}, // 1: jneq #3221225534,123
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},          // 2: ld [0]
-			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000},   // 3: jlt #1073741824,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 4: ret #327718
-			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x0},         // 5: jeq #0,56
-			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x1},         // 6: jeq #1,55
-			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x13},        // 7: jeq #19,54
-			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x14},        // 8: jeq #20,53
-			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x11},        // 9: jeq #17,52
-			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x12},        // 10: jeq #18,51
-			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x8},         // 11: jeq #8,50
-			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x3},         // 12: jeq #3,49
-			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x5},         // 13: jeq #5,48
-			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x20},        // 14: jeq #32,47
-			{Code: 0x0015, Jt: 46, Jf: 0, K: 0x124},       // 15: jeq #292,46
-			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x4a},        // 16: jeq #74,45
-			{Code: 0x0015, Jt: 44, Jf: 0, K: 0x4b},        // 17: jeq #75,44
-			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x120},       // 18: jeq #288,43
-			{Code: 0x0015, Jt: 42, Jf: 0, K: 0x2b},        // 19: jeq #43,42
-			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x2d},        // 20: jeq #45,41
-			{Code: 0x0015, Jt: 40, Jf: 0, K: 0x2f},        // 21: jeq #47,40
-			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x30},        // 22: jeq #48,39
-			{Code: 0x0015, Jt: 38, Jf: 0, K: 0x37},        // 23: jeq #55,38
-			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x36},        // 24: jeq #54,37
-			{Code: 0x0015, Jt: 36, Jf: 0, K: 0x33},        // 25: jeq #51,36
-			{Code: 0x0015, Jt: 35, Jf: 0, K: 0x34},        // 26: jeq #52,35
-			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x123},       // 27: jeq #291,34
-			{Code: 0x0015, Jt: 33, Jf: 0, K: 0xe9},        // 28: jeq #233,33
-			{Code: 0x0015, Jt: 32, Jf: 0, K: 0xe8},        // 29: jeq #232,32
-			{Code: 0x0015, Jt: 31, Jf: 0, K: 0x119},       // 30: jeq #281,31
-			{Code: 0x0015, Jt: 30, Jf: 0, K: 0x1b9},       // 31: jeq #441,30
-			{Code: 0x0015, Jt: 29, Jf: 0, K: 0x122},       // 32: jeq #290,29
-			{Code: 0x0015, Jt: 28, Jf: 0, K: 0x125},       // 33: jeq #293,28
-			{Code: 0x0015, Jt: 27, Jf: 0, K: 0x7},         // 34: jeq #7,27
-			{Code: 0x0015, Jt: 26, Jf: 0, K: 0x10f},       // 35: jeq #271,26
-			{Code: 0x0015, Jt: 25, Jf: 0, K: 0x9},         // 36: jeq #9,25
-			{Code: 0x0015, Jt: 24, Jf: 0, K: 0xb},         // 37: jeq #11,24
-			{Code: 0x0015, Jt: 23, Jf: 0, K: 0xa},         // 38: jeq #10,23
-			{Code: 0x0015, Jt: 22, Jf: 0, K: 0x1c},        // 39: jeq #28,22
-			{Code: 0x0015, Jt: 21, Jf: 0, K: 0x19},        // 40: jeq #25,21
-			{Code: 0x0015, Jt: 20, Jf: 0, K: 0xc},         // 41: jeq #12,20
-			{Code: 0x0015, Jt: 19, Jf: 0, K: 0xca},        // 42: jeq #202,19
-			{Code: 0x0015, Jt: 18, Jf: 0, K: 0x111},       // 43: jeq #273,18
-			{Code: 0x0015, Jt: 17, Jf: 0, K: 0x14e},       // 44: jeq #334,17
-			{Code: 0x0015, Jt: 16, Jf: 0, K: 0xd},         // 45: jeq #13,16
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0xe},         // 46: jeq #14,15
-			{Code: 0x0015, Jt: 14, Jf: 0, K: 0xf},         // 47: jeq #15,14
-			{Code: 0x0015, Jt: 13, Jf: 0, K: 0x83},        // 48: jeq #131,13
-			{Code: 0x0015, Jt: 12, Jf: 0, K: 0xba},        // 49: jeq #186,12
-			{Code: 0x0015, Jt: 11, Jf: 0, K: 0x27},        // 50: jeq #39,11
-			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x18},        // 51: jeq #24,10
-			{Code: 0x0015, Jt: 9, Jf: 0, K: 0xcc},         // 52: jeq #204,9
-			{Code: 0x0015, Jt: 8, Jf: 0, K: 0x23},         // 53: jeq #35,8
-			{Code: 0x0015, Jt: 7, Jf: 0, K: 0xe6},         // 54: jeq #230,7
-			{Code: 0x0015, Jt: 6, Jf: 0, K: 0xe4},         // 55: jeq #228,6
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0xe5},         // 56: jeq #229,5
-			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x60},         // 57: jeq #96,4
-			{Code: 0x0015, Jt: 3, Jf: 0, K: 0x13e},        // 58: jeq #318,3
-			{Code: 0x0015, Jt: 2, Jf: 0, K: 0xdb},         // 59: jeq #219,2
-			{Code: 0x0015, Jt: 1, Jf: 0, K: 0x3c},         // 60: jeq #60,1
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0xe7},         // 61: jneq #231,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 62: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x106},        // 63: jneq #262,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x2c},         // 64: ld [44]
-			{Code: 0x0045, Jt: 56, Jf: 0, K: 0x0},         // 65: jset #0,56
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x28},         // 66: ld [40]
-			{Code: 0x0045, Jt: 54, Jf: 0, K: 0x1000},      // 67: jset #4096,54
-			{Code: 0x0015, Jt: 0, Jf: 24, K: 0x48},        // 68: jneq #72,24
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 69: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 70: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 71: ld [24]
-			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x1},         // 72: jeq #1,49
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 73: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 74: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 75: ld [24]
-			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x2},         // 76: jeq #2,45
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 77: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 78: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 79: ld [24]
-			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x3},         // 80: jeq #3,41
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 81: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 82: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 83: ld [24]
-			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x4},         // 84: jeq #4,37
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 85: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 86: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 87: ld [24]
-			{Code: 0x0015, Jt: 33, Jf: 0, K: 0x406},       // 88: jeq #1030,33
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 89: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 90: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 91: ld [24]
-			{Code: 0x0015, Jt: 29, Jf: 0, K: 0x40a},       // 92: jeq #1034,29
-			{Code: 0x0015, Jt: 0, Jf: 8, K: 0x10},         // 93: jneq #16,8
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 94: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 95: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 96: ld [24]
-			{Code: 0x0015, Jt: 24, Jf: 0, K: 0x5401},      // 97: jeq #21505,24
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 98: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 99: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 100: ld [24]
-			{Code: 0x0015, Jt: 20, Jf: 0, K: 0x541b},      // 101: jeq #21531,20
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x2c},         // 102: jneq #44,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},         // 103: ld [52]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 104: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},         // 105: ld [48]
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0x0},         // 106: jeq #0,15
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x38},         // 107: jneq #56,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 108: ld [20]
-			{Code: 0x0045, Jt: 12, Jf: 0, K: 0x0},         // 109: jset #0,12
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 110: ld [16]
-			{Code: 0x0045, Jt: 10, Jf: 0, K: 0x10000},     // 111: jset #65536,10
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x9e},         // 112: jneq #158,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 113: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 114: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 115: ld [16]
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x1002},       // 116: jeq #4098,5
-			{Code: 0x0015, Jt: 0, Jf: 5, K: 0xea},         // 117: jneq #234,5
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 118: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},          // 119: jneq #0,3
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 120: ld [16]
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},          // 121: jneq #1,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 122: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},        // 123: jneq #435,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 124: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},      // 125: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0xc000003e}, // 1: jeq #3221225534,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 2: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},        // 3: ld [0]
+			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000}, // 4: jlt #1073741824,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 5: ret #327718
+			{Code: 0x0015, Jt: 57, Jf: 0, K: 0x0},       // 6: jeq #0,57 (read)
+			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x1},       // 7: jeq #1,56 (write)
+			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x13},      // 8: jeq #19,55 (readv)
+			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x14},      // 9: jeq #20,54 (writev)
+			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x11},      // 10: jeq #17,53 (pread64)
+			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x12},      // 11: jeq #18,52 (pwrite64)
+			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x8},       // 12: jeq #8,51 (lseek)
+			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x3},       // 13: jeq #3,50 (close)
+			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x5},       // 14: jeq #5,49 (fstat)
+			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x20},      // 15: jeq #32,48 (dup)
+			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x124},     // 16: jeq #292,47 (dup3)
+			{Code: 0x0015, Jt: 46, Jf: 0, K: 0x4a},      // 17: jeq #74,46 (fsync)
+			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x4b},      // 18: jeq #75,45 (fdatasync)
+			{Code: 0x0015, Jt: 44, Jf: 0, K: 0x120},     // 19: jeq #288,44 (accept4)
+			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x2b},      // 20: jeq #43,43 (accept)
+			{Code: 0x0015, Jt: 42, Jf: 0, K: 0x2d},      // 21: jeq #45,42 (recvfrom)
+			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x2f},      // 22: jeq #47,41 (recvmsg)
+			{Code: 0x0015, Jt: 40, Jf: 0, K: 0x30},      // 23: jeq #48,40 (shutdown)
+			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x37},      // 24: jeq #55,39 (getsockopt)
+			{Code: 0x0015, Jt: 38, Jf: 0, K: 0x36},      // 25: jeq #54,38 (setsockopt)
+			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x33},      // 26: jeq #51,37 (getsockname)
+			{Code: 0x0015, Jt: 36, Jf: 0, K: 0x34},      // 27: jeq #52,36 (getpeername)
+			{Code: 0x0015, Jt: 35, Jf: 0, K: 0x123},     // 28: jeq #291,35 (epoll_create1)
+			{Code: 0x0015, Jt: 34, Jf: 0, K: 0xe9},      // 29: jeq #233,34 (epoll_ctl)
+			{Code: 0x0015, Jt: 33, Jf: 0, K: 0xe8},      // 30: jeq #232,33 (epoll_wait)
+			{Code: 0x0015, Jt: 32, Jf: 0, K: 0x119},     // 31: jeq #281,32 (epoll_pwait)
+			{Code: 0x0015, Jt: 31, Jf: 0, K: 0x1b9},     // 32: jeq #441,31 (epoll_pwait2)
+			{Code: 0x0015, Jt: 30, Jf: 0, K: 0x122},     // 33: jeq #290,30 (eventfd2)
+			{Code: 0x0015, Jt: 29, Jf: 0, K: 0x125},     // 34: jeq #293,29 (pipe2)
+			{Code: 0x0015, Jt: 28, Jf: 0, K: 0x7},       // 35: jeq #7,28 (poll)
+			{Code: 0x0015, Jt: 27, Jf: 0, K: 0x10f},     // 36: jeq #271,27 (ppoll)
+			{Code: 0x0015, Jt: 26, Jf: 0, K: 0x9},       // 37: jeq #9,26 (mmap)
+			{Code: 0x0015, Jt: 25, Jf: 0, K: 0xb},       // 38: jeq #11,25 (munmap)
+			{Code: 0x0015, Jt: 24, Jf: 0, K: 0xa},       // 39: jeq #10,24 (mprotect)
+			{Code: 0x0015, Jt: 23, Jf: 0, K: 0x1c},      // 40: jeq #28,23 (madvise)
+			{Code: 0x0015, Jt: 22, Jf: 0, K: 0x19},      // 41: jeq #25,22 (mremap)
+			{Code: 0x0015, Jt: 21, Jf: 0, K: 0xc},       // 42: jeq #12,21 (brk)
+			{Code: 0x0015, Jt: 20, Jf: 0, K: 0xca},      // 43: jeq #202,20 (futex)
+			{Code: 0x0015, Jt: 19, Jf: 0, K: 0x111},     // 44: jeq #273,19 (set_robust_list)
+			{Code: 0x0015, Jt: 18, Jf: 0, K: 0x14e},     // 45: jeq #334,18 (rseq)
+			{Code: 0x0015, Jt: 17, Jf: 0, K: 0xd},       // 46: jeq #13,17 (rt_sigaction)
+			{Code: 0x0015, Jt: 16, Jf: 0, K: 0xe},       // 47: jeq #14,16 (rt_sigprocmask)
+			{Code: 0x0015, Jt: 15, Jf: 0, K: 0xf},       // 48: jeq #15,15 (rt_sigreturn)
+			{Code: 0x0015, Jt: 14, Jf: 0, K: 0x83},      // 49: jeq #131,14 (sigaltstack)
+			{Code: 0x0015, Jt: 13, Jf: 0, K: 0xba},      // 50: jeq #186,13 (gettid)
+			{Code: 0x0015, Jt: 12, Jf: 0, K: 0x27},      // 51: jeq #39,12 (getpid)
+			{Code: 0x0015, Jt: 11, Jf: 0, K: 0x18},      // 52: jeq #24,11 (sched_yield)
+			{Code: 0x0015, Jt: 10, Jf: 0, K: 0xcc},      // 53: jeq #204,10 (sched_getaffinity)
+			{Code: 0x0015, Jt: 9, Jf: 0, K: 0x23},       // 54: jeq #35,9 (nanosleep)
+			{Code: 0x0015, Jt: 8, Jf: 0, K: 0xe6},       // 55: jeq #230,8 (clock_nanosleep)
+			{Code: 0x0015, Jt: 7, Jf: 0, K: 0xe4},       // 56: jeq #228,7 (clock_gettime)
+			{Code: 0x0015, Jt: 6, Jf: 0, K: 0xe5},       // 57: jeq #229,6 (clock_getres)
+			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x60},       // 58: jeq #96,5 (gettimeofday)
+			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x13e},      // 59: jeq #318,4 (getrandom)
+			{Code: 0x0015, Jt: 3, Jf: 0, K: 0xdb},       // 60: jeq #219,3 (restart_syscall)
+			{Code: 0x0015, Jt: 2, Jf: 0, K: 0x3c},       // 61: jeq #60,2 (exit)
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0xe7},       // 62: jeq #231,1 (exit_group)
+			{Code: 0x0005, Jt: 0, Jf: 0, K: 0x1},        // 63: ja 1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 64: ret #2147418112
+			{Code: 0x0015, Jt: 0, Jf: 5, K: 0x106},      // 65: jneq #262,5 (newfstatat)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x28},       // 66: ld [40]
+			{Code: 0x0054, Jt: 0, Jf: 0, K: 0x1000},     // 67: and #4096
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1000},     // 68: jneq #4096,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 69: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 70: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 31, K: 0x48},      // 71: jneq #72,31 (fcntl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 72: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 73: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 74: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 75: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 76: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 77: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 78: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 79: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x2},        // 80: jneq #2,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 81: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 82: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 83: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 84: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x3},        // 85: jneq #3,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 86: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 87: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 88: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 89: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x4},        // 90: jneq #4,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 91: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 92: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 93: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 94: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x406},      // 95: jneq #1030,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 96: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 97: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 98: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 99: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x40a},      // 100: jneq #1034,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 101: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 102: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 11, K: 0x10},      // 103: jneq #16,11 (ioctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 104: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 105: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 106: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x5401},     // 107: jneq #21505,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 108: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 109: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 110: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 111: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x541b},     // 112: jneq #21531,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 113: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 114: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x2c},       // 115: jneq #44,6 (sendto)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},       // 116: ld [52]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 117: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},       // 118: ld [48]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 119: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 120: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 121: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 5, K: 0x38},       // 122: jneq #56,5 (clone)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 123: ld [16]
+			{Code: 0x0054, Jt: 0, Jf: 0, K: 0x10000},    // 124: and #65536
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x10000},    // 125: jneq #65536,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 126: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 127: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x9e},       // 128: jneq #158,6 (arch_prctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 129: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 130: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 131: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1002},     // 132: jneq #4098,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 133: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 134: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0xea},       // 135: jneq #234,6 (tgkill)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 136: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 137: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 138: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 139: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 140: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 141: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 142: jneq #435,1 (clone3)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 143: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 144: ret #327681
 		},
 	},
-	1: { // cache true, dirs false: 128 instructions
-		pidSlots: []int{123},
+	1: { // cache true, dirs false: 146 instructions
+		pidSlots: []int{140},
 		insns: []unix.SockFilter{
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},          // 0: ld [4]
-			{Code: 0x0015, Jt: 0, Jf: 125, K: 0xc000003e}, // 1: jneq #3221225534,125
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},          // 2: ld [0]
-			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000},   // 3: jlt #1073741824,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 4: ret #327718
-			{Code: 0x0015, Jt: 63, Jf: 0, K: 0x0},         // 5: jeq #0,63
-			{Code: 0x0015, Jt: 62, Jf: 0, K: 0x1},         // 6: jeq #1,62
-			{Code: 0x0015, Jt: 61, Jf: 0, K: 0x13},        // 7: jeq #19,61
-			{Code: 0x0015, Jt: 60, Jf: 0, K: 0x14},        // 8: jeq #20,60
-			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x11},        // 9: jeq #17,59
-			{Code: 0x0015, Jt: 58, Jf: 0, K: 0x12},        // 10: jeq #18,58
-			{Code: 0x0015, Jt: 57, Jf: 0, K: 0x8},         // 11: jeq #8,57
-			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x3},         // 12: jeq #3,56
-			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x5},         // 13: jeq #5,55
-			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x106},       // 14: jeq #262,54
-			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x20},        // 15: jeq #32,53
-			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x124},       // 16: jeq #292,52
-			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x4a},        // 17: jeq #74,51
-			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x4b},        // 18: jeq #75,50
-			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x120},       // 19: jeq #288,49
-			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x2b},        // 20: jeq #43,48
-			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x2d},        // 21: jeq #45,47
-			{Code: 0x0015, Jt: 46, Jf: 0, K: 0x2f},        // 22: jeq #47,46
-			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x30},        // 23: jeq #48,45
-			{Code: 0x0015, Jt: 44, Jf: 0, K: 0x37},        // 24: jeq #55,44
-			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x36},        // 25: jeq #54,43
-			{Code: 0x0015, Jt: 42, Jf: 0, K: 0x33},        // 26: jeq #51,42
-			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x34},        // 27: jeq #52,41
-			{Code: 0x0015, Jt: 40, Jf: 0, K: 0x123},       // 28: jeq #291,40
-			{Code: 0x0015, Jt: 39, Jf: 0, K: 0xe9},        // 29: jeq #233,39
-			{Code: 0x0015, Jt: 38, Jf: 0, K: 0xe8},        // 30: jeq #232,38
-			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x119},       // 31: jeq #281,37
-			{Code: 0x0015, Jt: 36, Jf: 0, K: 0x1b9},       // 32: jeq #441,36
-			{Code: 0x0015, Jt: 35, Jf: 0, K: 0x122},       // 33: jeq #290,35
-			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x125},       // 34: jeq #293,34
-			{Code: 0x0015, Jt: 33, Jf: 0, K: 0x7},         // 35: jeq #7,33
-			{Code: 0x0015, Jt: 32, Jf: 0, K: 0x10f},       // 36: jeq #271,32
-			{Code: 0x0015, Jt: 31, Jf: 0, K: 0x9},         // 37: jeq #9,31
-			{Code: 0x0015, Jt: 30, Jf: 0, K: 0xb},         // 38: jeq #11,30
-			{Code: 0x0015, Jt: 29, Jf: 0, K: 0xa},         // 39: jeq #10,29
-			{Code: 0x0015, Jt: 28, Jf: 0, K: 0x1c},        // 40: jeq #28,28
-			{Code: 0x0015, Jt: 27, Jf: 0, K: 0x19},        // 41: jeq #25,27
-			{Code: 0x0015, Jt: 26, Jf: 0, K: 0xc},         // 42: jeq #12,26
-			{Code: 0x0015, Jt: 25, Jf: 0, K: 0xca},        // 43: jeq #202,25
-			{Code: 0x0015, Jt: 24, Jf: 0, K: 0x111},       // 44: jeq #273,24
-			{Code: 0x0015, Jt: 23, Jf: 0, K: 0x14e},       // 45: jeq #334,23
-			{Code: 0x0015, Jt: 22, Jf: 0, K: 0xd},         // 46: jeq #13,22
-			{Code: 0x0015, Jt: 21, Jf: 0, K: 0xe},         // 47: jeq #14,21
-			{Code: 0x0015, Jt: 20, Jf: 0, K: 0xf},         // 48: jeq #15,20
-			{Code: 0x0015, Jt: 19, Jf: 0, K: 0x83},        // 49: jeq #131,19
-			{Code: 0x0015, Jt: 18, Jf: 0, K: 0xba},        // 50: jeq #186,18
-			{Code: 0x0015, Jt: 17, Jf: 0, K: 0x27},        // 51: jeq #39,17
-			{Code: 0x0015, Jt: 16, Jf: 0, K: 0x18},        // 52: jeq #24,16
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0xcc},        // 53: jeq #204,15
-			{Code: 0x0015, Jt: 14, Jf: 0, K: 0x23},        // 54: jeq #35,14
-			{Code: 0x0015, Jt: 13, Jf: 0, K: 0xe6},        // 55: jeq #230,13
-			{Code: 0x0015, Jt: 12, Jf: 0, K: 0xe4},        // 56: jeq #228,12
-			{Code: 0x0015, Jt: 11, Jf: 0, K: 0xe5},        // 57: jeq #229,11
-			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x60},        // 58: jeq #96,10
-			{Code: 0x0015, Jt: 9, Jf: 0, K: 0x13e},        // 59: jeq #318,9
-			{Code: 0x0015, Jt: 8, Jf: 0, K: 0xdb},         // 60: jeq #219,8
-			{Code: 0x0015, Jt: 7, Jf: 0, K: 0x3c},         // 61: jeq #60,7
-			{Code: 0x0015, Jt: 6, Jf: 0, K: 0xe7},         // 62: jeq #231,6
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x101},        // 63: jeq #257,5
-			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x102},        // 64: jeq #258,4
-			{Code: 0x0015, Jt: 3, Jf: 0, K: 0x108},        // 65: jeq #264,3
-			{Code: 0x0015, Jt: 2, Jf: 0, K: 0x13c},        // 66: jeq #316,2
-			{Code: 0x0015, Jt: 1, Jf: 0, K: 0x107},        // 67: jeq #263,1
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x8a},         // 68: jneq #138,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 69: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 24, K: 0x48},        // 70: jneq #72,24
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 71: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 72: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 73: ld [24]
-			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x1},         // 74: jeq #1,49
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 75: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 76: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 77: ld [24]
-			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x2},         // 78: jeq #2,45
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 79: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 80: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 81: ld [24]
-			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x3},         // 82: jeq #3,41
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 83: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 84: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 85: ld [24]
-			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x4},         // 86: jeq #4,37
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 87: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 88: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 89: ld [24]
-			{Code: 0x0015, Jt: 33, Jf: 0, K: 0x406},       // 90: jeq #1030,33
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 91: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 92: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 93: ld [24]
-			{Code: 0x0015, Jt: 29, Jf: 0, K: 0x40a},       // 94: jeq #1034,29
-			{Code: 0x0015, Jt: 0, Jf: 8, K: 0x10},         // 95: jneq #16,8
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 96: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 97: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 98: ld [24]
-			{Code: 0x0015, Jt: 24, Jf: 0, K: 0x5401},      // 99: jeq #21505,24
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 100: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 101: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 102: ld [24]
-			{Code: 0x0015, Jt: 20, Jf: 0, K: 0x541b},      // 103: jeq #21531,20
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x2c},         // 104: jneq #44,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},         // 105: ld [52]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 106: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},         // 107: ld [48]
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0x0},         // 108: jeq #0,15
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x38},         // 109: jneq #56,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 110: ld [20]
-			{Code: 0x0045, Jt: 12, Jf: 0, K: 0x0},         // 111: jset #0,12
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 112: ld [16]
-			{Code: 0x0045, Jt: 10, Jf: 0, K: 0x10000},     // 113: jset #65536,10
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x9e},         // 114: jneq #158,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 115: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 116: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 117: ld [16]
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x1002},       // 118: jeq #4098,5
-			{Code: 0x0015, Jt: 0, Jf: 5, K: 0xea},         // 119: jneq #234,5
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 120: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},          // 121: jneq #0,3
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 122: ld [16]
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},          // 123: jneq #1,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 124: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},        // 125: jneq #435,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 126: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},      // 127: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0xc000003e}, // 1: jeq #3221225534,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 2: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},        // 3: ld [0]
+			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000}, // 4: jlt #1073741824,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 5: ret #327718
+			{Code: 0x0015, Jt: 64, Jf: 0, K: 0x0},       // 6: jeq #0,64 (read)
+			{Code: 0x0015, Jt: 63, Jf: 0, K: 0x1},       // 7: jeq #1,63 (write)
+			{Code: 0x0015, Jt: 62, Jf: 0, K: 0x13},      // 8: jeq #19,62 (readv)
+			{Code: 0x0015, Jt: 61, Jf: 0, K: 0x14},      // 9: jeq #20,61 (writev)
+			{Code: 0x0015, Jt: 60, Jf: 0, K: 0x11},      // 10: jeq #17,60 (pread64)
+			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x12},      // 11: jeq #18,59 (pwrite64)
+			{Code: 0x0015, Jt: 58, Jf: 0, K: 0x8},       // 12: jeq #8,58 (lseek)
+			{Code: 0x0015, Jt: 57, Jf: 0, K: 0x3},       // 13: jeq #3,57 (close)
+			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x5},       // 14: jeq #5,56 (fstat)
+			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x106},     // 15: jeq #262,55 (newfstatat)
+			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x20},      // 16: jeq #32,54 (dup)
+			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x124},     // 17: jeq #292,53 (dup3)
+			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x4a},      // 18: jeq #74,52 (fsync)
+			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x4b},      // 19: jeq #75,51 (fdatasync)
+			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x120},     // 20: jeq #288,50 (accept4)
+			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x2b},      // 21: jeq #43,49 (accept)
+			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x2d},      // 22: jeq #45,48 (recvfrom)
+			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x2f},      // 23: jeq #47,47 (recvmsg)
+			{Code: 0x0015, Jt: 46, Jf: 0, K: 0x30},      // 24: jeq #48,46 (shutdown)
+			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x37},      // 25: jeq #55,45 (getsockopt)
+			{Code: 0x0015, Jt: 44, Jf: 0, K: 0x36},      // 26: jeq #54,44 (setsockopt)
+			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x33},      // 27: jeq #51,43 (getsockname)
+			{Code: 0x0015, Jt: 42, Jf: 0, K: 0x34},      // 28: jeq #52,42 (getpeername)
+			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x123},     // 29: jeq #291,41 (epoll_create1)
+			{Code: 0x0015, Jt: 40, Jf: 0, K: 0xe9},      // 30: jeq #233,40 (epoll_ctl)
+			{Code: 0x0015, Jt: 39, Jf: 0, K: 0xe8},      // 31: jeq #232,39 (epoll_wait)
+			{Code: 0x0015, Jt: 38, Jf: 0, K: 0x119},     // 32: jeq #281,38 (epoll_pwait)
+			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x1b9},     // 33: jeq #441,37 (epoll_pwait2)
+			{Code: 0x0015, Jt: 36, Jf: 0, K: 0x122},     // 34: jeq #290,36 (eventfd2)
+			{Code: 0x0015, Jt: 35, Jf: 0, K: 0x125},     // 35: jeq #293,35 (pipe2)
+			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x7},       // 36: jeq #7,34 (poll)
+			{Code: 0x0015, Jt: 33, Jf: 0, K: 0x10f},     // 37: jeq #271,33 (ppoll)
+			{Code: 0x0015, Jt: 32, Jf: 0, K: 0x9},       // 38: jeq #9,32 (mmap)
+			{Code: 0x0015, Jt: 31, Jf: 0, K: 0xb},       // 39: jeq #11,31 (munmap)
+			{Code: 0x0015, Jt: 30, Jf: 0, K: 0xa},       // 40: jeq #10,30 (mprotect)
+			{Code: 0x0015, Jt: 29, Jf: 0, K: 0x1c},      // 41: jeq #28,29 (madvise)
+			{Code: 0x0015, Jt: 28, Jf: 0, K: 0x19},      // 42: jeq #25,28 (mremap)
+			{Code: 0x0015, Jt: 27, Jf: 0, K: 0xc},       // 43: jeq #12,27 (brk)
+			{Code: 0x0015, Jt: 26, Jf: 0, K: 0xca},      // 44: jeq #202,26 (futex)
+			{Code: 0x0015, Jt: 25, Jf: 0, K: 0x111},     // 45: jeq #273,25 (set_robust_list)
+			{Code: 0x0015, Jt: 24, Jf: 0, K: 0x14e},     // 46: jeq #334,24 (rseq)
+			{Code: 0x0015, Jt: 23, Jf: 0, K: 0xd},       // 47: jeq #13,23 (rt_sigaction)
+			{Code: 0x0015, Jt: 22, Jf: 0, K: 0xe},       // 48: jeq #14,22 (rt_sigprocmask)
+			{Code: 0x0015, Jt: 21, Jf: 0, K: 0xf},       // 49: jeq #15,21 (rt_sigreturn)
+			{Code: 0x0015, Jt: 20, Jf: 0, K: 0x83},      // 50: jeq #131,20 (sigaltstack)
+			{Code: 0x0015, Jt: 19, Jf: 0, K: 0xba},      // 51: jeq #186,19 (gettid)
+			{Code: 0x0015, Jt: 18, Jf: 0, K: 0x27},      // 52: jeq #39,18 (getpid)
+			{Code: 0x0015, Jt: 17, Jf: 0, K: 0x18},      // 53: jeq #24,17 (sched_yield)
+			{Code: 0x0015, Jt: 16, Jf: 0, K: 0xcc},      // 54: jeq #204,16 (sched_getaffinity)
+			{Code: 0x0015, Jt: 15, Jf: 0, K: 0x23},      // 55: jeq #35,15 (nanosleep)
+			{Code: 0x0015, Jt: 14, Jf: 0, K: 0xe6},      // 56: jeq #230,14 (clock_nanosleep)
+			{Code: 0x0015, Jt: 13, Jf: 0, K: 0xe4},      // 57: jeq #228,13 (clock_gettime)
+			{Code: 0x0015, Jt: 12, Jf: 0, K: 0xe5},      // 58: jeq #229,12 (clock_getres)
+			{Code: 0x0015, Jt: 11, Jf: 0, K: 0x60},      // 59: jeq #96,11 (gettimeofday)
+			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x13e},     // 60: jeq #318,10 (getrandom)
+			{Code: 0x0015, Jt: 9, Jf: 0, K: 0xdb},       // 61: jeq #219,9 (restart_syscall)
+			{Code: 0x0015, Jt: 8, Jf: 0, K: 0x3c},       // 62: jeq #60,8 (exit)
+			{Code: 0x0015, Jt: 7, Jf: 0, K: 0xe7},       // 63: jeq #231,7 (exit_group)
+			{Code: 0x0015, Jt: 6, Jf: 0, K: 0x101},      // 64: jeq #257,6 (openat)
+			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x102},      // 65: jeq #258,5 (mkdirat)
+			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x108},      // 66: jeq #264,4 (renameat)
+			{Code: 0x0015, Jt: 3, Jf: 0, K: 0x13c},      // 67: jeq #316,3 (renameat2)
+			{Code: 0x0015, Jt: 2, Jf: 0, K: 0x107},      // 68: jeq #263,2 (unlinkat)
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0x8a},       // 69: jeq #138,1 (fstatfs)
+			{Code: 0x0005, Jt: 0, Jf: 0, K: 0x1},        // 70: ja 1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 71: ret #2147418112
+			{Code: 0x0015, Jt: 0, Jf: 31, K: 0x48},      // 72: jneq #72,31 (fcntl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 73: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 74: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 75: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 76: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 77: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 78: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 79: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 80: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x2},        // 81: jneq #2,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 82: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 83: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 84: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 85: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x3},        // 86: jneq #3,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 87: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 88: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 89: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 90: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x4},        // 91: jneq #4,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 92: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 93: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 94: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 95: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x406},      // 96: jneq #1030,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 97: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 98: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 99: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 100: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x40a},      // 101: jneq #1034,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 102: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 103: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 11, K: 0x10},      // 104: jneq #16,11 (ioctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 105: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 106: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 107: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x5401},     // 108: jneq #21505,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 109: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 110: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 111: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 112: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x541b},     // 113: jneq #21531,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 114: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 115: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x2c},       // 116: jneq #44,6 (sendto)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},       // 117: ld [52]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 118: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},       // 119: ld [48]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 120: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 121: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 122: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 5, K: 0x38},       // 123: jneq #56,5 (clone)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 124: ld [16]
+			{Code: 0x0054, Jt: 0, Jf: 0, K: 0x10000},    // 125: and #65536
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x10000},    // 126: jneq #65536,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 127: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 128: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x9e},       // 129: jneq #158,6 (arch_prctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 130: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 131: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 132: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1002},     // 133: jneq #4098,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 134: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 135: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0xea},       // 136: jneq #234,6 (tgkill)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 137: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 138: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 139: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 140: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 141: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 142: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 143: jneq #435,1 (clone3)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 144: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 145: ret #327681
 		},
 	},
-	2: { // cache false, dirs true: 141 instructions
-		pidSlots: []int{126},
+	2: { // cache false, dirs true: 163 instructions
+		pidSlots: []int{143},
 		insns: []unix.SockFilter{
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},          // 0: ld [4]
-			{Code: 0x0015, Jt: 0, Jf: 138, K: 0xc000003e}, // 1: jneq #3221225534,138
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},          // 2: ld [0]
-			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000},   // 3: jlt #1073741824,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 4: ret #327718
-			{Code: 0x0015, Jt: 66, Jf: 0, K: 0x0},         // 5: jeq #0,66
-			{Code: 0x0015, Jt: 65, Jf: 0, K: 0x1},         // 6: jeq #1,65
-			{Code: 0x0015, Jt: 64, Jf: 0, K: 0x13},        // 7: jeq #19,64
-			{Code: 0x0015, Jt: 63, Jf: 0, K: 0x14},        // 8: jeq #20,63
-			{Code: 0x0015, Jt: 62, Jf: 0, K: 0x11},        // 9: jeq #17,62
-			{Code: 0x0015, Jt: 61, Jf: 0, K: 0x12},        // 10: jeq #18,61
-			{Code: 0x0015, Jt: 60, Jf: 0, K: 0x8},         // 11: jeq #8,60
-			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x3},         // 12: jeq #3,59
-			{Code: 0x0015, Jt: 58, Jf: 0, K: 0x5},         // 13: jeq #5,58
-			{Code: 0x0015, Jt: 57, Jf: 0, K: 0x106},       // 14: jeq #262,57
-			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x20},        // 15: jeq #32,56
-			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x124},       // 16: jeq #292,55
-			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x4a},        // 17: jeq #74,54
-			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x4b},        // 18: jeq #75,53
-			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x120},       // 19: jeq #288,52
-			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x2b},        // 20: jeq #43,51
-			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x2d},        // 21: jeq #45,50
-			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x2f},        // 22: jeq #47,49
-			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x30},        // 23: jeq #48,48
-			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x37},        // 24: jeq #55,47
-			{Code: 0x0015, Jt: 46, Jf: 0, K: 0x36},        // 25: jeq #54,46
-			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x33},        // 26: jeq #51,45
-			{Code: 0x0015, Jt: 44, Jf: 0, K: 0x34},        // 27: jeq #52,44
-			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x123},       // 28: jeq #291,43
-			{Code: 0x0015, Jt: 42, Jf: 0, K: 0xe9},        // 29: jeq #233,42
-			{Code: 0x0015, Jt: 41, Jf: 0, K: 0xe8},        // 30: jeq #232,41
-			{Code: 0x0015, Jt: 40, Jf: 0, K: 0x119},       // 31: jeq #281,40
-			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x1b9},       // 32: jeq #441,39
-			{Code: 0x0015, Jt: 38, Jf: 0, K: 0x122},       // 33: jeq #290,38
-			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x125},       // 34: jeq #293,37
-			{Code: 0x0015, Jt: 36, Jf: 0, K: 0x7},         // 35: jeq #7,36
-			{Code: 0x0015, Jt: 35, Jf: 0, K: 0x10f},       // 36: jeq #271,35
-			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x9},         // 37: jeq #9,34
-			{Code: 0x0015, Jt: 33, Jf: 0, K: 0xb},         // 38: jeq #11,33
-			{Code: 0x0015, Jt: 32, Jf: 0, K: 0xa},         // 39: jeq #10,32
-			{Code: 0x0015, Jt: 31, Jf: 0, K: 0x1c},        // 40: jeq #28,31
-			{Code: 0x0015, Jt: 30, Jf: 0, K: 0x19},        // 41: jeq #25,30
-			{Code: 0x0015, Jt: 29, Jf: 0, K: 0xc},         // 42: jeq #12,29
-			{Code: 0x0015, Jt: 28, Jf: 0, K: 0xca},        // 43: jeq #202,28
-			{Code: 0x0015, Jt: 27, Jf: 0, K: 0x111},       // 44: jeq #273,27
-			{Code: 0x0015, Jt: 26, Jf: 0, K: 0x14e},       // 45: jeq #334,26
-			{Code: 0x0015, Jt: 25, Jf: 0, K: 0xd},         // 46: jeq #13,25
-			{Code: 0x0015, Jt: 24, Jf: 0, K: 0xe},         // 47: jeq #14,24
-			{Code: 0x0015, Jt: 23, Jf: 0, K: 0xf},         // 48: jeq #15,23
-			{Code: 0x0015, Jt: 22, Jf: 0, K: 0x83},        // 49: jeq #131,22
-			{Code: 0x0015, Jt: 21, Jf: 0, K: 0xba},        // 50: jeq #186,21
-			{Code: 0x0015, Jt: 20, Jf: 0, K: 0x27},        // 51: jeq #39,20
-			{Code: 0x0015, Jt: 19, Jf: 0, K: 0x18},        // 52: jeq #24,19
-			{Code: 0x0015, Jt: 18, Jf: 0, K: 0xcc},        // 53: jeq #204,18
-			{Code: 0x0015, Jt: 17, Jf: 0, K: 0x23},        // 54: jeq #35,17
-			{Code: 0x0015, Jt: 16, Jf: 0, K: 0xe6},        // 55: jeq #230,16
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0xe4},        // 56: jeq #228,15
-			{Code: 0x0015, Jt: 14, Jf: 0, K: 0xe5},        // 57: jeq #229,14
-			{Code: 0x0015, Jt: 13, Jf: 0, K: 0x60},        // 58: jeq #96,13
-			{Code: 0x0015, Jt: 12, Jf: 0, K: 0x13e},       // 59: jeq #318,12
-			{Code: 0x0015, Jt: 11, Jf: 0, K: 0xdb},        // 60: jeq #219,11
-			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x3c},        // 61: jeq #60,10
-			{Code: 0x0015, Jt: 9, Jf: 0, K: 0xe7},         // 62: jeq #231,9
-			{Code: 0x0015, Jt: 8, Jf: 0, K: 0x1b5},        // 63: jeq #437,8
-			{Code: 0x0015, Jt: 7, Jf: 0, K: 0x102},        // 64: jeq #258,7
-			{Code: 0x0015, Jt: 6, Jf: 0, K: 0x107},        // 65: jeq #263,6
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x108},        // 66: jeq #264,5
-			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x10a},        // 67: jeq #266,4
-			{Code: 0x0015, Jt: 3, Jf: 0, K: 0x10b},        // 68: jeq #267,3
-			{Code: 0x0015, Jt: 2, Jf: 0, K: 0x118},        // 69: jeq #280,2
-			{Code: 0x0015, Jt: 1, Jf: 0, K: 0x4d},         // 70: jeq #77,1
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0xd9},         // 71: jneq #217,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 72: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 24, K: 0x48},        // 73: jneq #72,24
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 74: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 75: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 76: ld [24]
-			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x1},         // 77: jeq #1,59
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 78: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 79: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 80: ld [24]
-			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x2},         // 81: jeq #2,55
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 82: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 83: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 84: ld [24]
-			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x3},         // 85: jeq #3,51
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 86: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 87: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 88: ld [24]
-			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x4},         // 89: jeq #4,47
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 90: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 91: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 92: ld [24]
-			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x406},       // 93: jeq #1030,43
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 94: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 95: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 96: ld [24]
-			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x40a},       // 97: jeq #1034,39
-			{Code: 0x0015, Jt: 0, Jf: 8, K: 0x10},         // 98: jneq #16,8
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 99: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 100: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 101: ld [24]
-			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x5401},      // 102: jeq #21505,34
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 103: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 104: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 105: ld [24]
-			{Code: 0x0015, Jt: 30, Jf: 0, K: 0x541b},      // 106: jeq #21531,30
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x2c},         // 107: jneq #44,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},         // 108: ld [52]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 109: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},         // 110: ld [48]
-			{Code: 0x0015, Jt: 25, Jf: 0, K: 0x0},         // 111: jeq #0,25
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x38},         // 112: jneq #56,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 113: ld [20]
-			{Code: 0x0045, Jt: 22, Jf: 0, K: 0x0},         // 114: jset #0,22
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 115: ld [16]
-			{Code: 0x0045, Jt: 20, Jf: 0, K: 0x10000},     // 116: jset #65536,20
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x9e},         // 117: jneq #158,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 118: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 119: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 120: ld [16]
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0x1002},      // 121: jeq #4098,15
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0xea},         // 122: jneq #234,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 123: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 124: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 125: ld [16]
-			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x1},         // 126: jeq #1,10
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x109},        // 127: jneq #265,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},         // 128: ld [52]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 129: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},         // 130: ld [48]
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x0},          // 131: jeq #0,5
-			{Code: 0x0015, Jt: 0, Jf: 5, K: 0x11d},        // 132: jneq #285,5
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 133: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},          // 134: jneq #0,3
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 135: ld [24]
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},          // 136: jneq #0,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 137: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},        // 138: jneq #435,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 139: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},      // 140: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0xc000003e}, // 1: jeq #3221225534,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 2: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},        // 3: ld [0]
+			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000}, // 4: jlt #1073741824,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 5: ret #327718
+			{Code: 0x0015, Jt: 67, Jf: 0, K: 0x0},       // 6: jeq #0,67 (read)
+			{Code: 0x0015, Jt: 66, Jf: 0, K: 0x1},       // 7: jeq #1,66 (write)
+			{Code: 0x0015, Jt: 65, Jf: 0, K: 0x13},      // 8: jeq #19,65 (readv)
+			{Code: 0x0015, Jt: 64, Jf: 0, K: 0x14},      // 9: jeq #20,64 (writev)
+			{Code: 0x0015, Jt: 63, Jf: 0, K: 0x11},      // 10: jeq #17,63 (pread64)
+			{Code: 0x0015, Jt: 62, Jf: 0, K: 0x12},      // 11: jeq #18,62 (pwrite64)
+			{Code: 0x0015, Jt: 61, Jf: 0, K: 0x8},       // 12: jeq #8,61 (lseek)
+			{Code: 0x0015, Jt: 60, Jf: 0, K: 0x3},       // 13: jeq #3,60 (close)
+			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x5},       // 14: jeq #5,59 (fstat)
+			{Code: 0x0015, Jt: 58, Jf: 0, K: 0x106},     // 15: jeq #262,58 (newfstatat)
+			{Code: 0x0015, Jt: 57, Jf: 0, K: 0x20},      // 16: jeq #32,57 (dup)
+			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x124},     // 17: jeq #292,56 (dup3)
+			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x4a},      // 18: jeq #74,55 (fsync)
+			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x4b},      // 19: jeq #75,54 (fdatasync)
+			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x120},     // 20: jeq #288,53 (accept4)
+			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x2b},      // 21: jeq #43,52 (accept)
+			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x2d},      // 22: jeq #45,51 (recvfrom)
+			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x2f},      // 23: jeq #47,50 (recvmsg)
+			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x30},      // 24: jeq #48,49 (shutdown)
+			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x37},      // 25: jeq #55,48 (getsockopt)
+			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x36},      // 26: jeq #54,47 (setsockopt)
+			{Code: 0x0015, Jt: 46, Jf: 0, K: 0x33},      // 27: jeq #51,46 (getsockname)
+			{Code: 0x0015, Jt: 45, Jf: 0, K: 0x34},      // 28: jeq #52,45 (getpeername)
+			{Code: 0x0015, Jt: 44, Jf: 0, K: 0x123},     // 29: jeq #291,44 (epoll_create1)
+			{Code: 0x0015, Jt: 43, Jf: 0, K: 0xe9},      // 30: jeq #233,43 (epoll_ctl)
+			{Code: 0x0015, Jt: 42, Jf: 0, K: 0xe8},      // 31: jeq #232,42 (epoll_wait)
+			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x119},     // 32: jeq #281,41 (epoll_pwait)
+			{Code: 0x0015, Jt: 40, Jf: 0, K: 0x1b9},     // 33: jeq #441,40 (epoll_pwait2)
+			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x122},     // 34: jeq #290,39 (eventfd2)
+			{Code: 0x0015, Jt: 38, Jf: 0, K: 0x125},     // 35: jeq #293,38 (pipe2)
+			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x7},       // 36: jeq #7,37 (poll)
+			{Code: 0x0015, Jt: 36, Jf: 0, K: 0x10f},     // 37: jeq #271,36 (ppoll)
+			{Code: 0x0015, Jt: 35, Jf: 0, K: 0x9},       // 38: jeq #9,35 (mmap)
+			{Code: 0x0015, Jt: 34, Jf: 0, K: 0xb},       // 39: jeq #11,34 (munmap)
+			{Code: 0x0015, Jt: 33, Jf: 0, K: 0xa},       // 40: jeq #10,33 (mprotect)
+			{Code: 0x0015, Jt: 32, Jf: 0, K: 0x1c},      // 41: jeq #28,32 (madvise)
+			{Code: 0x0015, Jt: 31, Jf: 0, K: 0x19},      // 42: jeq #25,31 (mremap)
+			{Code: 0x0015, Jt: 30, Jf: 0, K: 0xc},       // 43: jeq #12,30 (brk)
+			{Code: 0x0015, Jt: 29, Jf: 0, K: 0xca},      // 44: jeq #202,29 (futex)
+			{Code: 0x0015, Jt: 28, Jf: 0, K: 0x111},     // 45: jeq #273,28 (set_robust_list)
+			{Code: 0x0015, Jt: 27, Jf: 0, K: 0x14e},     // 46: jeq #334,27 (rseq)
+			{Code: 0x0015, Jt: 26, Jf: 0, K: 0xd},       // 47: jeq #13,26 (rt_sigaction)
+			{Code: 0x0015, Jt: 25, Jf: 0, K: 0xe},       // 48: jeq #14,25 (rt_sigprocmask)
+			{Code: 0x0015, Jt: 24, Jf: 0, K: 0xf},       // 49: jeq #15,24 (rt_sigreturn)
+			{Code: 0x0015, Jt: 23, Jf: 0, K: 0x83},      // 50: jeq #131,23 (sigaltstack)
+			{Code: 0x0015, Jt: 22, Jf: 0, K: 0xba},      // 51: jeq #186,22 (gettid)
+			{Code: 0x0015, Jt: 21, Jf: 0, K: 0x27},      // 52: jeq #39,21 (getpid)
+			{Code: 0x0015, Jt: 20, Jf: 0, K: 0x18},      // 53: jeq #24,20 (sched_yield)
+			{Code: 0x0015, Jt: 19, Jf: 0, K: 0xcc},      // 54: jeq #204,19 (sched_getaffinity)
+			{Code: 0x0015, Jt: 18, Jf: 0, K: 0x23},      // 55: jeq #35,18 (nanosleep)
+			{Code: 0x0015, Jt: 17, Jf: 0, K: 0xe6},      // 56: jeq #230,17 (clock_nanosleep)
+			{Code: 0x0015, Jt: 16, Jf: 0, K: 0xe4},      // 57: jeq #228,16 (clock_gettime)
+			{Code: 0x0015, Jt: 15, Jf: 0, K: 0xe5},      // 58: jeq #229,15 (clock_getres)
+			{Code: 0x0015, Jt: 14, Jf: 0, K: 0x60},      // 59: jeq #96,14 (gettimeofday)
+			{Code: 0x0015, Jt: 13, Jf: 0, K: 0x13e},     // 60: jeq #318,13 (getrandom)
+			{Code: 0x0015, Jt: 12, Jf: 0, K: 0xdb},      // 61: jeq #219,12 (restart_syscall)
+			{Code: 0x0015, Jt: 11, Jf: 0, K: 0x3c},      // 62: jeq #60,11 (exit)
+			{Code: 0x0015, Jt: 10, Jf: 0, K: 0xe7},      // 63: jeq #231,10 (exit_group)
+			{Code: 0x0015, Jt: 9, Jf: 0, K: 0x1b5},      // 64: jeq #437,9 (openat2)
+			{Code: 0x0015, Jt: 8, Jf: 0, K: 0x102},      // 65: jeq #258,8 (mkdirat)
+			{Code: 0x0015, Jt: 7, Jf: 0, K: 0x107},      // 66: jeq #263,7 (unlinkat)
+			{Code: 0x0015, Jt: 6, Jf: 0, K: 0x108},      // 67: jeq #264,6 (renameat)
+			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x10a},      // 68: jeq #266,5 (symlinkat)
+			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x10b},      // 69: jeq #267,4 (readlinkat)
+			{Code: 0x0015, Jt: 3, Jf: 0, K: 0x118},      // 70: jeq #280,3 (utimensat)
+			{Code: 0x0015, Jt: 2, Jf: 0, K: 0x4d},       // 71: jeq #77,2 (ftruncate)
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0xd9},       // 72: jeq #217,1 (getdents64)
+			{Code: 0x0005, Jt: 0, Jf: 0, K: 0x1},        // 73: ja 1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 74: ret #2147418112
+			{Code: 0x0015, Jt: 0, Jf: 31, K: 0x48},      // 75: jneq #72,31 (fcntl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 76: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 77: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 78: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 79: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 80: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 81: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 82: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 83: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x2},        // 84: jneq #2,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 85: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 86: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 87: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 88: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x3},        // 89: jneq #3,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 90: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 91: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 92: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 93: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x4},        // 94: jneq #4,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 95: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 96: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 97: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 98: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x406},      // 99: jneq #1030,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 100: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 101: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 102: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 103: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x40a},      // 104: jneq #1034,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 105: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 106: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 11, K: 0x10},      // 107: jneq #16,11 (ioctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 108: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 109: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 110: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x5401},     // 111: jneq #21505,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 112: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 113: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 114: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 115: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x541b},     // 116: jneq #21531,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 117: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 118: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x2c},       // 119: jneq #44,6 (sendto)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},       // 120: ld [52]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 121: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},       // 122: ld [48]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 123: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 124: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 125: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 5, K: 0x38},       // 126: jneq #56,5 (clone)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 127: ld [16]
+			{Code: 0x0054, Jt: 0, Jf: 0, K: 0x10000},    // 128: and #65536
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x10000},    // 129: jneq #65536,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 130: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 131: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x9e},       // 132: jneq #158,6 (arch_prctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 133: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 134: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 135: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1002},     // 136: jneq #4098,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 137: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 138: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0xea},       // 139: jneq #234,6 (tgkill)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 140: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 141: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 142: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 143: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 144: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 145: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x109},      // 146: jneq #265,6 (linkat)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},       // 147: ld [52]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 148: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},       // 149: ld [48]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 150: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 151: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 152: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x11d},      // 153: jneq #285,6 (fallocate)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 154: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 155: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 156: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 157: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 158: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 159: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 160: jneq #435,1 (clone3)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 161: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 162: ret #327681
 		},
 	},
-	3: { // cache true, dirs true: 144 instructions
-		pidSlots: []int{129},
+	3: { // cache true, dirs true: 166 instructions
+		pidSlots: []int{146},
 		insns: []unix.SockFilter{
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},          // 0: ld [4]
-			{Code: 0x0015, Jt: 0, Jf: 141, K: 0xc000003e}, // 1: jneq #3221225534,141
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},          // 2: ld [0]
-			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000},   // 3: jlt #1073741824,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 4: ret #327718
-			{Code: 0x0015, Jt: 69, Jf: 0, K: 0x0},         // 5: jeq #0,69
-			{Code: 0x0015, Jt: 68, Jf: 0, K: 0x1},         // 6: jeq #1,68
-			{Code: 0x0015, Jt: 67, Jf: 0, K: 0x13},        // 7: jeq #19,67
-			{Code: 0x0015, Jt: 66, Jf: 0, K: 0x14},        // 8: jeq #20,66
-			{Code: 0x0015, Jt: 65, Jf: 0, K: 0x11},        // 9: jeq #17,65
-			{Code: 0x0015, Jt: 64, Jf: 0, K: 0x12},        // 10: jeq #18,64
-			{Code: 0x0015, Jt: 63, Jf: 0, K: 0x8},         // 11: jeq #8,63
-			{Code: 0x0015, Jt: 62, Jf: 0, K: 0x3},         // 12: jeq #3,62
-			{Code: 0x0015, Jt: 61, Jf: 0, K: 0x5},         // 13: jeq #5,61
-			{Code: 0x0015, Jt: 60, Jf: 0, K: 0x106},       // 14: jeq #262,60
-			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x20},        // 15: jeq #32,59
-			{Code: 0x0015, Jt: 58, Jf: 0, K: 0x124},       // 16: jeq #292,58
-			{Code: 0x0015, Jt: 57, Jf: 0, K: 0x4a},        // 17: jeq #74,57
-			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x4b},        // 18: jeq #75,56
-			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x120},       // 19: jeq #288,55
-			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x2b},        // 20: jeq #43,54
-			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x2d},        // 21: jeq #45,53
-			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x2f},        // 22: jeq #47,52
-			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x30},        // 23: jeq #48,51
-			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x37},        // 24: jeq #55,50
-			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x36},        // 25: jeq #54,49
-			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x33},        // 26: jeq #51,48
-			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x34},        // 27: jeq #52,47
-			{Code: 0x0015, Jt: 46, Jf: 0, K: 0x123},       // 28: jeq #291,46
-			{Code: 0x0015, Jt: 45, Jf: 0, K: 0xe9},        // 29: jeq #233,45
-			{Code: 0x0015, Jt: 44, Jf: 0, K: 0xe8},        // 30: jeq #232,44
-			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x119},       // 31: jeq #281,43
-			{Code: 0x0015, Jt: 42, Jf: 0, K: 0x1b9},       // 32: jeq #441,42
-			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x122},       // 33: jeq #290,41
-			{Code: 0x0015, Jt: 40, Jf: 0, K: 0x125},       // 34: jeq #293,40
-			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x7},         // 35: jeq #7,39
-			{Code: 0x0015, Jt: 38, Jf: 0, K: 0x10f},       // 36: jeq #271,38
-			{Code: 0x0015, Jt: 37, Jf: 0, K: 0x9},         // 37: jeq #9,37
-			{Code: 0x0015, Jt: 36, Jf: 0, K: 0xb},         // 38: jeq #11,36
-			{Code: 0x0015, Jt: 35, Jf: 0, K: 0xa},         // 39: jeq #10,35
-			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x1c},        // 40: jeq #28,34
-			{Code: 0x0015, Jt: 33, Jf: 0, K: 0x19},        // 41: jeq #25,33
-			{Code: 0x0015, Jt: 32, Jf: 0, K: 0xc},         // 42: jeq #12,32
-			{Code: 0x0015, Jt: 31, Jf: 0, K: 0xca},        // 43: jeq #202,31
-			{Code: 0x0015, Jt: 30, Jf: 0, K: 0x111},       // 44: jeq #273,30
-			{Code: 0x0015, Jt: 29, Jf: 0, K: 0x14e},       // 45: jeq #334,29
-			{Code: 0x0015, Jt: 28, Jf: 0, K: 0xd},         // 46: jeq #13,28
-			{Code: 0x0015, Jt: 27, Jf: 0, K: 0xe},         // 47: jeq #14,27
-			{Code: 0x0015, Jt: 26, Jf: 0, K: 0xf},         // 48: jeq #15,26
-			{Code: 0x0015, Jt: 25, Jf: 0, K: 0x83},        // 49: jeq #131,25
-			{Code: 0x0015, Jt: 24, Jf: 0, K: 0xba},        // 50: jeq #186,24
-			{Code: 0x0015, Jt: 23, Jf: 0, K: 0x27},        // 51: jeq #39,23
-			{Code: 0x0015, Jt: 22, Jf: 0, K: 0x18},        // 52: jeq #24,22
-			{Code: 0x0015, Jt: 21, Jf: 0, K: 0xcc},        // 53: jeq #204,21
-			{Code: 0x0015, Jt: 20, Jf: 0, K: 0x23},        // 54: jeq #35,20
-			{Code: 0x0015, Jt: 19, Jf: 0, K: 0xe6},        // 55: jeq #230,19
-			{Code: 0x0015, Jt: 18, Jf: 0, K: 0xe4},        // 56: jeq #228,18
-			{Code: 0x0015, Jt: 17, Jf: 0, K: 0xe5},        // 57: jeq #229,17
-			{Code: 0x0015, Jt: 16, Jf: 0, K: 0x60},        // 58: jeq #96,16
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0x13e},       // 59: jeq #318,15
-			{Code: 0x0015, Jt: 14, Jf: 0, K: 0xdb},        // 60: jeq #219,14
-			{Code: 0x0015, Jt: 13, Jf: 0, K: 0x3c},        // 61: jeq #60,13
-			{Code: 0x0015, Jt: 12, Jf: 0, K: 0xe7},        // 62: jeq #231,12
-			{Code: 0x0015, Jt: 11, Jf: 0, K: 0x101},       // 63: jeq #257,11
-			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x102},       // 64: jeq #258,10
-			{Code: 0x0015, Jt: 9, Jf: 0, K: 0x108},        // 65: jeq #264,9
-			{Code: 0x0015, Jt: 8, Jf: 0, K: 0x13c},        // 66: jeq #316,8
-			{Code: 0x0015, Jt: 7, Jf: 0, K: 0x107},        // 67: jeq #263,7
-			{Code: 0x0015, Jt: 6, Jf: 0, K: 0x8a},         // 68: jeq #138,6
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x1b5},        // 69: jeq #437,5
-			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x10a},        // 70: jeq #266,4
-			{Code: 0x0015, Jt: 3, Jf: 0, K: 0x10b},        // 71: jeq #267,3
-			{Code: 0x0015, Jt: 2, Jf: 0, K: 0x118},        // 72: jeq #280,2
-			{Code: 0x0015, Jt: 1, Jf: 0, K: 0x4d},         // 73: jeq #77,1
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0xd9},         // 74: jneq #217,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 75: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 24, K: 0x48},        // 76: jneq #72,24
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 77: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 78: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 79: ld [24]
-			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x1},         // 80: jeq #1,59
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 81: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 82: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 83: ld [24]
-			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x2},         // 84: jeq #2,55
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 85: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 86: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 87: ld [24]
-			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x3},         // 88: jeq #3,51
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 89: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 90: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 91: ld [24]
-			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x4},         // 92: jeq #4,47
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 93: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 94: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 95: ld [24]
-			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x406},       // 96: jeq #1030,43
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 97: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 98: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 99: ld [24]
-			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x40a},       // 100: jeq #1034,39
-			{Code: 0x0015, Jt: 0, Jf: 8, K: 0x10},         // 101: jneq #16,8
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 102: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 103: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 104: ld [24]
-			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x5401},      // 105: jeq #21505,34
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 106: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 107: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 108: ld [24]
-			{Code: 0x0015, Jt: 30, Jf: 0, K: 0x541b},      // 109: jeq #21531,30
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x2c},         // 110: jneq #44,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},         // 111: ld [52]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 112: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},         // 113: ld [48]
-			{Code: 0x0015, Jt: 25, Jf: 0, K: 0x0},         // 114: jeq #0,25
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x38},         // 115: jneq #56,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 116: ld [20]
-			{Code: 0x0045, Jt: 22, Jf: 0, K: 0x0},         // 117: jset #0,22
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 118: ld [16]
-			{Code: 0x0045, Jt: 20, Jf: 0, K: 0x10000},     // 119: jset #65536,20
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x9e},         // 120: jneq #158,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 121: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 122: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 123: ld [16]
-			{Code: 0x0015, Jt: 15, Jf: 0, K: 0x1002},      // 124: jeq #4098,15
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0xea},         // 125: jneq #234,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},         // 126: ld [20]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 127: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},         // 128: ld [16]
-			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x1},         // 129: jeq #1,10
-			{Code: 0x0015, Jt: 0, Jf: 4, K: 0x109},        // 130: jneq #265,4
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},         // 131: ld [52]
-			{Code: 0x0015, Jt: 0, Jf: 2, K: 0x0},          // 132: jneq #0,2
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},         // 133: ld [48]
-			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x0},          // 134: jeq #0,5
-			{Code: 0x0015, Jt: 0, Jf: 5, K: 0x11d},        // 135: jneq #285,5
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},         // 136: ld [28]
-			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},          // 137: jneq #0,3
-			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},         // 138: ld [24]
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},          // 139: jneq #0,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000},   // 140: ret #2147418112
-			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},        // 141: jneq #435,1
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},      // 142: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},      // 143: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0xc000003e}, // 1: jeq #3221225534,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 2: ret #327681
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x0},        // 3: ld [0]
+			{Code: 0x0035, Jt: 0, Jf: 1, K: 0x40000000}, // 4: jlt #1073741824,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 5: ret #327718
+			{Code: 0x0015, Jt: 70, Jf: 0, K: 0x0},       // 6: jeq #0,70 (read)
+			{Code: 0x0015, Jt: 69, Jf: 0, K: 0x1},       // 7: jeq #1,69 (write)
+			{Code: 0x0015, Jt: 68, Jf: 0, K: 0x13},      // 8: jeq #19,68 (readv)
+			{Code: 0x0015, Jt: 67, Jf: 0, K: 0x14},      // 9: jeq #20,67 (writev)
+			{Code: 0x0015, Jt: 66, Jf: 0, K: 0x11},      // 10: jeq #17,66 (pread64)
+			{Code: 0x0015, Jt: 65, Jf: 0, K: 0x12},      // 11: jeq #18,65 (pwrite64)
+			{Code: 0x0015, Jt: 64, Jf: 0, K: 0x8},       // 12: jeq #8,64 (lseek)
+			{Code: 0x0015, Jt: 63, Jf: 0, K: 0x3},       // 13: jeq #3,63 (close)
+			{Code: 0x0015, Jt: 62, Jf: 0, K: 0x5},       // 14: jeq #5,62 (fstat)
+			{Code: 0x0015, Jt: 61, Jf: 0, K: 0x106},     // 15: jeq #262,61 (newfstatat)
+			{Code: 0x0015, Jt: 60, Jf: 0, K: 0x20},      // 16: jeq #32,60 (dup)
+			{Code: 0x0015, Jt: 59, Jf: 0, K: 0x124},     // 17: jeq #292,59 (dup3)
+			{Code: 0x0015, Jt: 58, Jf: 0, K: 0x4a},      // 18: jeq #74,58 (fsync)
+			{Code: 0x0015, Jt: 57, Jf: 0, K: 0x4b},      // 19: jeq #75,57 (fdatasync)
+			{Code: 0x0015, Jt: 56, Jf: 0, K: 0x120},     // 20: jeq #288,56 (accept4)
+			{Code: 0x0015, Jt: 55, Jf: 0, K: 0x2b},      // 21: jeq #43,55 (accept)
+			{Code: 0x0015, Jt: 54, Jf: 0, K: 0x2d},      // 22: jeq #45,54 (recvfrom)
+			{Code: 0x0015, Jt: 53, Jf: 0, K: 0x2f},      // 23: jeq #47,53 (recvmsg)
+			{Code: 0x0015, Jt: 52, Jf: 0, K: 0x30},      // 24: jeq #48,52 (shutdown)
+			{Code: 0x0015, Jt: 51, Jf: 0, K: 0x37},      // 25: jeq #55,51 (getsockopt)
+			{Code: 0x0015, Jt: 50, Jf: 0, K: 0x36},      // 26: jeq #54,50 (setsockopt)
+			{Code: 0x0015, Jt: 49, Jf: 0, K: 0x33},      // 27: jeq #51,49 (getsockname)
+			{Code: 0x0015, Jt: 48, Jf: 0, K: 0x34},      // 28: jeq #52,48 (getpeername)
+			{Code: 0x0015, Jt: 47, Jf: 0, K: 0x123},     // 29: jeq #291,47 (epoll_create1)
+			{Code: 0x0015, Jt: 46, Jf: 0, K: 0xe9},      // 30: jeq #233,46 (epoll_ctl)
+			{Code: 0x0015, Jt: 45, Jf: 0, K: 0xe8},      // 31: jeq #232,45 (epoll_wait)
+			{Code: 0x0015, Jt: 44, Jf: 0, K: 0x119},     // 32: jeq #281,44 (epoll_pwait)
+			{Code: 0x0015, Jt: 43, Jf: 0, K: 0x1b9},     // 33: jeq #441,43 (epoll_pwait2)
+			{Code: 0x0015, Jt: 42, Jf: 0, K: 0x122},     // 34: jeq #290,42 (eventfd2)
+			{Code: 0x0015, Jt: 41, Jf: 0, K: 0x125},     // 35: jeq #293,41 (pipe2)
+			{Code: 0x0015, Jt: 40, Jf: 0, K: 0x7},       // 36: jeq #7,40 (poll)
+			{Code: 0x0015, Jt: 39, Jf: 0, K: 0x10f},     // 37: jeq #271,39 (ppoll)
+			{Code: 0x0015, Jt: 38, Jf: 0, K: 0x9},       // 38: jeq #9,38 (mmap)
+			{Code: 0x0015, Jt: 37, Jf: 0, K: 0xb},       // 39: jeq #11,37 (munmap)
+			{Code: 0x0015, Jt: 36, Jf: 0, K: 0xa},       // 40: jeq #10,36 (mprotect)
+			{Code: 0x0015, Jt: 35, Jf: 0, K: 0x1c},      // 41: jeq #28,35 (madvise)
+			{Code: 0x0015, Jt: 34, Jf: 0, K: 0x19},      // 42: jeq #25,34 (mremap)
+			{Code: 0x0015, Jt: 33, Jf: 0, K: 0xc},       // 43: jeq #12,33 (brk)
+			{Code: 0x0015, Jt: 32, Jf: 0, K: 0xca},      // 44: jeq #202,32 (futex)
+			{Code: 0x0015, Jt: 31, Jf: 0, K: 0x111},     // 45: jeq #273,31 (set_robust_list)
+			{Code: 0x0015, Jt: 30, Jf: 0, K: 0x14e},     // 46: jeq #334,30 (rseq)
+			{Code: 0x0015, Jt: 29, Jf: 0, K: 0xd},       // 47: jeq #13,29 (rt_sigaction)
+			{Code: 0x0015, Jt: 28, Jf: 0, K: 0xe},       // 48: jeq #14,28 (rt_sigprocmask)
+			{Code: 0x0015, Jt: 27, Jf: 0, K: 0xf},       // 49: jeq #15,27 (rt_sigreturn)
+			{Code: 0x0015, Jt: 26, Jf: 0, K: 0x83},      // 50: jeq #131,26 (sigaltstack)
+			{Code: 0x0015, Jt: 25, Jf: 0, K: 0xba},      // 51: jeq #186,25 (gettid)
+			{Code: 0x0015, Jt: 24, Jf: 0, K: 0x27},      // 52: jeq #39,24 (getpid)
+			{Code: 0x0015, Jt: 23, Jf: 0, K: 0x18},      // 53: jeq #24,23 (sched_yield)
+			{Code: 0x0015, Jt: 22, Jf: 0, K: 0xcc},      // 54: jeq #204,22 (sched_getaffinity)
+			{Code: 0x0015, Jt: 21, Jf: 0, K: 0x23},      // 55: jeq #35,21 (nanosleep)
+			{Code: 0x0015, Jt: 20, Jf: 0, K: 0xe6},      // 56: jeq #230,20 (clock_nanosleep)
+			{Code: 0x0015, Jt: 19, Jf: 0, K: 0xe4},      // 57: jeq #228,19 (clock_gettime)
+			{Code: 0x0015, Jt: 18, Jf: 0, K: 0xe5},      // 58: jeq #229,18 (clock_getres)
+			{Code: 0x0015, Jt: 17, Jf: 0, K: 0x60},      // 59: jeq #96,17 (gettimeofday)
+			{Code: 0x0015, Jt: 16, Jf: 0, K: 0x13e},     // 60: jeq #318,16 (getrandom)
+			{Code: 0x0015, Jt: 15, Jf: 0, K: 0xdb},      // 61: jeq #219,15 (restart_syscall)
+			{Code: 0x0015, Jt: 14, Jf: 0, K: 0x3c},      // 62: jeq #60,14 (exit)
+			{Code: 0x0015, Jt: 13, Jf: 0, K: 0xe7},      // 63: jeq #231,13 (exit_group)
+			{Code: 0x0015, Jt: 12, Jf: 0, K: 0x101},     // 64: jeq #257,12 (openat)
+			{Code: 0x0015, Jt: 11, Jf: 0, K: 0x102},     // 65: jeq #258,11 (mkdirat)
+			{Code: 0x0015, Jt: 10, Jf: 0, K: 0x108},     // 66: jeq #264,10 (renameat)
+			{Code: 0x0015, Jt: 9, Jf: 0, K: 0x13c},      // 67: jeq #316,9 (renameat2)
+			{Code: 0x0015, Jt: 8, Jf: 0, K: 0x107},      // 68: jeq #263,8 (unlinkat)
+			{Code: 0x0015, Jt: 7, Jf: 0, K: 0x8a},       // 69: jeq #138,7 (fstatfs)
+			{Code: 0x0015, Jt: 6, Jf: 0, K: 0x1b5},      // 70: jeq #437,6 (openat2)
+			{Code: 0x0015, Jt: 5, Jf: 0, K: 0x10a},      // 71: jeq #266,5 (symlinkat)
+			{Code: 0x0015, Jt: 4, Jf: 0, K: 0x10b},      // 72: jeq #267,4 (readlinkat)
+			{Code: 0x0015, Jt: 3, Jf: 0, K: 0x118},      // 73: jeq #280,3 (utimensat)
+			{Code: 0x0015, Jt: 2, Jf: 0, K: 0x4d},       // 74: jeq #77,2 (ftruncate)
+			{Code: 0x0015, Jt: 1, Jf: 0, K: 0xd9},       // 75: jeq #217,1 (getdents64)
+			{Code: 0x0005, Jt: 0, Jf: 0, K: 0x1},        // 76: ja 1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 77: ret #2147418112
+			{Code: 0x0015, Jt: 0, Jf: 31, K: 0x48},      // 78: jneq #72,31 (fcntl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 79: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 80: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 81: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 82: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 83: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 84: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 85: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 86: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x2},        // 87: jneq #2,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 88: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 89: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 90: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 91: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x3},        // 92: jneq #3,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 93: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 94: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 95: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 96: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x4},        // 97: jneq #4,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 98: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 99: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 100: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 101: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x406},      // 102: jneq #1030,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 103: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 104: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 105: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 106: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x40a},      // 107: jneq #1034,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 108: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 109: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 11, K: 0x10},      // 110: jneq #16,11 (ioctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 111: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 112: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 113: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x5401},     // 114: jneq #21505,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 115: ret #2147418112
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 116: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 117: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 118: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x541b},     // 119: jneq #21531,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 120: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 121: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x2c},       // 122: jneq #44,6 (sendto)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},       // 123: ld [52]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 124: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},       // 125: ld [48]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 126: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 127: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 128: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 5, K: 0x38},       // 129: jneq #56,5 (clone)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 130: ld [16]
+			{Code: 0x0054, Jt: 0, Jf: 0, K: 0x10000},    // 131: and #65536
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x10000},    // 132: jneq #65536,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 133: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 134: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x9e},       // 135: jneq #158,6 (arch_prctl)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 136: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 137: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 138: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1002},     // 139: jneq #4098,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 140: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 141: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0xea},       // 142: jneq #234,6 (tgkill)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x14},       // 143: ld [20]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 144: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x10},       // 145: ld [16]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1},        // 146: jneq #1,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 147: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 148: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x109},      // 149: jneq #265,6 (linkat)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x34},       // 150: ld [52]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 151: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x30},       // 152: ld [48]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 153: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 154: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 155: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 6, K: 0x11d},      // 156: jneq #285,6 (fallocate)
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x1c},       // 157: ld [28]
+			{Code: 0x0015, Jt: 0, Jf: 3, K: 0x0},        // 158: jneq #0,3
+			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x18},       // 159: ld [24]
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x0},        // 160: jneq #0,1
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x7fff0000}, // 161: ret #2147418112
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 162: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 163: jneq #435,1 (clone3)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 164: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 165: ret #327681
 		},
 	},
 }
