@@ -282,6 +282,78 @@ func policyDecision(entries map[uint32]allowedSyscall, enosys map[uint32]bool, p
 	return seccompEPERM
 }
 
+// storedFilter is a stored program in x/net/bpf's VM, with what the
+// allow-lists say of each call.
+type storedFilter struct {
+	cache, dirs bool
+	pid         int
+	vm          *bpf.VM
+	entries     map[uint32]allowedSyscall
+	enosys      map[uint32]bool
+	nrs         []uint32 // every call the lists name
+	values      []uint64 // condition values, their near misses, call numbers
+}
+
+func loadStoredFilter(t testing.TB, pid int, cache, dirs bool) *storedFilter {
+	t.Helper()
+	prog, err := seccompProgram(pid, cache, dirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]bpf.RawInstruction, len(prog))
+	for i, in := range prog {
+		raw[i] = bpf.RawInstruction{Op: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	insns, ok := bpf.Disassemble(raw)
+	if !ok {
+		t.Fatal("the program has instructions x/net/bpf does not know")
+	}
+	vm, err := bpf.NewVM(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &storedFilter{cache: cache, dirs: dirs, pid: pid, vm: vm, entries: map[uint32]allowedSyscall{}, enosys: map[uint32]bool{}}
+	for _, s := range policyEntries(cache, dirs) {
+		nr, err := syscallNr(s.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.entries[nr] = s
+		f.nrs = append(f.nrs, nr)
+		for _, set := range s.conds {
+			for _, c := range set {
+				f.values = append(f.values, c.value, c.value^1, c.value|1<<32, c.value&^(c.value&-c.value))
+			}
+		}
+	}
+	for _, name := range enosysSyscalls {
+		nr, err := syscallNr(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.enosys[nr] = true
+		f.nrs = append(f.nrs, nr)
+	}
+	for _, nr := range f.nrs {
+		f.values = append(f.values, uint64(nr), uint64(nr)|1<<32)
+	}
+	f.values = append(f.values, 0, uint64(pid), uint64(pid)|1<<32, 0x109, 0x11d, 44, ^uint64(0))
+	return f
+}
+
+// check fails t when the program's decision on the call is not the
+// allow-lists' (policyDecision).
+func (f *storedFilter) check(t testing.TB, archID, nr uint32, args [6]uint64) {
+	t.Helper()
+	got, err := f.vm.Run(seccompData(archID, nr, args))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := policyDecision(f.entries, f.enosys, f.pid, archID, nr, args); uint32(got) != want {
+		t.Fatalf("cache %v dirs %v pid %d: call %d%v: program %#x, allow-lists %#x", f.cache, f.dirs, f.pid, nr, args, uint32(got), want)
+	}
+}
+
 // TestSeccompProgramsDecide runs every prebuilt program (in x/net/bpf's
 // VM) on calls made to confuse it and checks each decision against the
 // allow-lists: argument values that are other calls' numbers, condition
@@ -291,73 +363,21 @@ func policyDecision(entries map[uint32]allowedSyscall, enosys map[uint32]bool, p
 func TestSeccompProgramsDecide(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for v := range 4 {
-		cache, dirs := v&1 != 0, v&2 != 0
 		for _, pid := range []int{pidPlaceholder, 23456} {
-			prog, err := seccompProgram(pid, cache, dirs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw := make([]bpf.RawInstruction, len(prog))
-			for i, in := range prog {
-				raw[i] = bpf.RawInstruction{Op: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
-			}
-			insns, ok := bpf.Disassemble(raw)
-			if !ok {
-				t.Fatal("the program has instructions x/net/bpf does not know")
-			}
-			vm, err := bpf.NewVM(insns)
-			if err != nil {
-				t.Fatal(err)
-			}
-			entries := map[uint32]allowedSyscall{}
-			var nrs []uint32
-			var values []uint64 // condition values and their near misses
-			for _, s := range policyEntries(cache, dirs) {
-				nr, err := syscallNr(s.name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				entries[nr] = s
-				nrs = append(nrs, nr)
-				for _, set := range s.conds {
-					for _, c := range set {
-						values = append(values, c.value, c.value^1, c.value|1<<32, c.value&^(c.value&-c.value))
-					}
-				}
-			}
-			enosys := map[uint32]bool{}
-			for _, name := range enosysSyscalls {
-				nr, _ := syscallNr(name)
-				enosys[nr] = true
-				nrs = append(nrs, nr)
-			}
-			for _, nr := range nrs {
-				values = append(values, uint64(nr), uint64(nr)|1<<32)
-			}
-			values = append(values, 0, uint64(pid), uint64(pid)|1<<32, 0x109, 0x11d, 44, ^uint64(0))
+			f := loadStoredFilter(t, pid, v&1 != 0, v&2 != 0)
+			x86 := uint32(unix.AUDIT_ARCH_X86_64)
+			f.check(t, x86, unix.SYS_CLONE, [6]uint64{0x109})
+			f.check(t, x86, unix.SYS_CLONE, [6]uint64{0x11d})
+			f.check(t, x86, unix.SYS_NEWFSTATAT, [6]uint64{3, 0x1000, 0x2000, 44})
+			f.check(t, x86, unix.SYS_SENDTO, [6]uint64{1, 0x1000, 10, 0, 234, 16})
 			pick := func() uint64 {
 				if rng.IntN(4) == 0 {
 					return rng.Uint64() >> rng.IntN(64)
 				}
-				return values[rng.IntN(len(values))]
+				return f.values[rng.IntN(len(f.values))]
 			}
-			check := func(archID, nr uint32, args [6]uint64) {
-				t.Helper()
-				got, err := vm.Run(seccompData(archID, nr, args))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if want := policyDecision(entries, enosys, pid, archID, nr, args); uint32(got) != want {
-					t.Fatalf("cache %v dirs %v pid %d: call %d%v: program %#x, allow-lists %#x", cache, dirs, pid, nr, args, uint32(got), want)
-				}
-			}
-			// The calls go-seccomp-bpf's assembly let through.
-			check(unix.AUDIT_ARCH_X86_64, unix.SYS_CLONE, [6]uint64{0x109})
-			check(unix.AUDIT_ARCH_X86_64, unix.SYS_CLONE, [6]uint64{0x11d})
-			check(unix.AUDIT_ARCH_X86_64, unix.SYS_NEWFSTATAT, [6]uint64{3, 0x1000, 0x2000, 44})
-			check(unix.AUDIT_ARCH_X86_64, unix.SYS_SENDTO, [6]uint64{1, 0x1000, 10, 0, 234, 16})
 			for range 20000 {
-				nr := nrs[rng.IntN(len(nrs))]
+				nr := f.nrs[rng.IntN(len(f.nrs))]
 				switch rng.IntN(10) {
 				case 0:
 					nr = rng.Uint32N(512)
@@ -368,14 +388,43 @@ func TestSeccompProgramsDecide(t *testing.T) {
 				for i := range args {
 					args[i] = pick()
 				}
-				archID := uint32(unix.AUDIT_ARCH_X86_64)
+				archID := x86
 				if rng.IntN(50) == 0 {
 					archID = unix.AUDIT_ARCH_I386
 				}
-				check(archID, nr, args)
+				f.check(t, archID, nr, args)
 			}
 		}
 	}
+}
+
+// FuzzSeccompDecide: for any call — system call number, six arguments,
+// architecture, the Keep's pid — every stored filter decides as the
+// allow-lists say (never allows what they refuse, never refuses what
+// they allow). The seeds in testdata/fuzz/FuzzSeccompDecide are the calls
+// go-seccomp-bpf's assembly let through.
+func FuzzSeccompDecide(f *testing.F) {
+	x86 := uint32(unix.AUDIT_ARCH_X86_64)
+	f.Add(x86, uint32(unix.SYS_TGKILL), uint64(77), uint64(77), uint64(23), uint64(0), uint64(0), uint64(0), uint8(0), uint32(77))
+	f.Add(x86, uint32(unix.SYS_FCNTL), uint64(3), uint64(unix.F_SETOWN), uint64(1), uint64(0), uint64(0), uint64(0), uint8(0), uint32(1))
+	f.Add(uint32(unix.AUDIT_ARCH_I386), uint32(unix.SYS_READ), uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), uint8(0), uint32(1))
+	f.Add(x86, uint32(x32Bit|unix.SYS_READ), uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), uint8(0), uint32(1))
+	filters := map[[2]int]*storedFilter{}
+	f.Fuzz(func(t *testing.T, archID, nr uint32, a0, a1, a2, a3, a4, a5 uint64, variant uint8, pid uint32) {
+		if pid == 0 || pid > 1<<22 { // the kernel's pid_max limit
+			pid = 1
+		}
+		v := int(variant % 4)
+		k := [2]int{v, int(pid)}
+		sf := filters[k]
+		if sf == nil {
+			sf = loadStoredFilter(t, int(pid), v&1 != 0, v&2 != 0)
+			if len(filters) < 64 {
+				filters[k] = sf
+			}
+		}
+		sf.check(t, archID, nr, [6]uint64{a0, a1, a2, a3, a4, a5})
+	})
 }
 
 // pidSlots are the instructions that differ between the programs for two
