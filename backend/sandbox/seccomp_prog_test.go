@@ -11,9 +11,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/enarx-go/enarx/internal/testutil"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -425,6 +428,121 @@ func FuzzSeccompDecide(f *testing.F) {
 		}
 		sf.check(t, archID, nr, [6]uint64{a0, a1, a2, a3, a4, a5})
 	})
+}
+
+// kernelArgCases are calls whose argument tests the filter decides and
+// that harm nothing when allowed (a bad descriptor, a zero-length send, a
+// signal to no thread): argument values are condition values, their near
+// misses and system call numbers, so that a program confusing them would
+// show it; first the calls go-seccomp-bpf's program let through. Deterministic: the probe in the Keep and the test that checks
+// its outcomes make the same list.
+func kernelArgCases() [][7]uint64 {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var values []uint64
+	for _, s := range policyEntries(false, false) {
+		nr, _ := syscallNr(s.name)
+		values = append(values, uint64(nr), uint64(nr)|1<<32)
+		for _, set := range s.conds {
+			for _, c := range set {
+				values = append(values, c.value, c.value^1, c.value|1<<32)
+			}
+		}
+	}
+	values = append(values, 0, 1, 44, 234, 0x109)
+	pick := func() uint64 { return values[rng.IntN(len(values))] }
+	// own picks the call's own condition values for its argument half of
+	// the time, so that both sides of every test are reached.
+	own := func(name string, arg uint32) uint64 {
+		var mine []uint64
+		for _, s := range policyEntries(false, false) {
+			for _, set := range s.conds {
+				for _, c := range set {
+					if s.name == name && c.arg == arg {
+						mine = append(mine, c.value)
+					}
+				}
+			}
+		}
+		if len(mine) == 0 || rng.IntN(2) == 0 {
+			return pick()
+		}
+		return mine[rng.IntN(len(mine))]
+	}
+	const badFD = 999 // below RLIMIT_NOFILE, never open in the Keep
+	// First the calls go-seccomp-bpf's program let through (see
+	// assembleSeccomp) that are harmless to make.
+	cases := [][7]uint64{
+		{unix.SYS_NEWFSTATAT, badFD, 0, 0, 44, 0},
+		{unix.SYS_SENDTO, 1, 0, 0, 0, 234, 16},
+	}
+	for range 2000 {
+		var c [7]uint64
+		switch rng.IntN(5) {
+		case 0:
+			c = [7]uint64{unix.SYS_FCNTL, badFD, own("fcntl", 1), pick()}
+		case 1:
+			c = [7]uint64{unix.SYS_IOCTL, badFD, own("ioctl", 1), 0}
+		case 2: // fd 1 too: it passes tgkill's pid test
+			c = [7]uint64{unix.SYS_SENDTO, []uint64{badFD, 1}[rng.IntN(2)], 0, 0, pick(), own("sendto", 4), pick()}
+		case 3: // the path argument is filled in by the probe
+			c = [7]uint64{unix.SYS_NEWFSTATAT, badFD, 0, 0, own("newfstatat", 3), pick()}
+		case 4: // tid -1: EINVAL whenever allowed
+			c = [7]uint64{unix.SYS_TGKILL, own("tgkill", 0), ^uint64(0), 0, pick()}
+		}
+		cases = append(cases, c)
+	}
+	return cases
+}
+
+func init() {
+	containmentHooks["seccomp-arg-cases"] = func(string) string {
+		var st unix.Stat_t
+		path := []byte("x\x00")
+		var out []string
+		for _, c := range kernelArgCases() {
+			if c[0] == unix.SYS_NEWFSTATAT {
+				c[2] = uint64(uintptr(unsafe.Pointer(&path[0])))
+				c[3] = uint64(uintptr(unsafe.Pointer(&st)))
+			}
+			_, _, e := unix.RawSyscall6(uintptr(c[0]), uintptr(c[1]), uintptr(c[2]), uintptr(c[3]), uintptr(c[4]), uintptr(c[5]), uintptr(c[6]))
+			out = append(out, errnoString(errnoOrNil(e)))
+		}
+		return strings.Join(out, ",")
+	}
+}
+
+// TestSeccompArgsOnKernel: in a Keep with every layer, the kernel running
+// the installed filter decides each of kernelArgCases as the allow-lists
+// do (refused: EPERM; allowed: the call's own error), which also checks
+// that the interpreter TestSeccompProgramsDecide uses reads the programs
+// as the kernel does.
+func TestSeccompArgsOnKernel(t *testing.T) {
+	layers, out := runHook(t, "seccomp-arg-cases")
+	if !layerOn(layers, LayerSeccomp) || !layerOn(layers, LayerPIDNS) {
+		testutil.NeedHost(t, "the Keep has no seccomp filter or no pid namespace of its own (layers %v)", layers)
+	}
+	f := loadStoredFilter(t, 1, false, false)
+	got := strings.Split(out, ",")
+	cases := kernelArgCases()
+	if len(got) != len(cases) {
+		t.Fatalf("%d outcomes for %d calls: %q", len(got), len(cases), out)
+	}
+	allowed := 0
+	for i, c := range cases {
+		var args [6]uint64
+		copy(args[:], c[1:])
+		want := policyDecision(f.entries, f.enosys, 1, unix.AUDIT_ARCH_X86_64, uint32(c[0]), args)
+		if (got[i] != "EPERM") != (want == seccompAllow) {
+			t.Errorf("call %d%v: the kernel says %s, the allow-lists %#x", c[0], args, got[i], want)
+		}
+		if got[i] != "EPERM" {
+			allowed++
+		}
+	}
+	if allowed == 0 || allowed == len(cases) {
+		t.Fatalf("%d of %d calls allowed: the cases do not test both sides", allowed, len(cases))
+	}
+	t.Logf("%d of %d calls allowed, as the allow-lists say", allowed, len(cases))
 }
 
 // pidSlots are the instructions that differ between the programs for two
