@@ -65,7 +65,7 @@ func syscallNr(name string) (uint32, error) {
 	return uint32(nr), nil
 }
 
-// condSet appends the instructions that test one condition set: each
+// condSet is the instructions that test one condition set: each
 // failing comparison jumps to the end of the set (skipping its ret allow).
 func condSet(set argConds, pid int, tgkill bool) ([]bpf.Instruction, error) {
 	type step struct {
