@@ -60,7 +60,7 @@ func Probe() []Capability {
 	case !seccompSupported():
 		add(capSeccomp, errors.New("not supported by the kernel (CONFIG_SECCOMP_FILTER)"), "")
 	case !haveSeccompProgram():
-		add(capSeccomp, fmt.Errorf("no filter for %s: the allow-list names amd64 system calls", runtime.GOARCH), "")
+		add(capSeccomp, fmt.Errorf("no filter for %s (the allow-list names amd64 system calls): run Keeps with another backend here", runtime.GOARCH), "")
 	default:
 		add(capSeccomp, nil, "")
 	}

@@ -267,7 +267,7 @@ func seccompVariant(cache, dirs bool) int {
 func seccompProgram(pid int, cache, dirs bool) ([]unix.SockFilter, error) {
 	f := seccompPrograms[seccompVariant(cache, dirs)]
 	if !haveSeccompProgram() {
-		return nil, fmt.Errorf("no seccomp filter for %s/%s: the Keep's allow-list names amd64 system calls", runtime.GOOS, runtime.GOARCH)
+		return nil, fmt.Errorf("no seccomp filter for %s/%s (the Keep's allow-list names amd64 system calls): run Keeps with another backend here", runtime.GOOS, runtime.GOARCH)
 	}
 	if pid <= 0 || uint64(pid) > 1<<32-1 {
 		return nil, fmt.Errorf("pid %d out of range", pid)
