@@ -22,12 +22,15 @@ import (
 //	<hex SHA-256 of the module>.sum    "ENARXWT3" | u64 size | CRC-32C of the .cwasm | u32 n | name (n bytes)
 //
 // where name is the export holding the refused-growth record. The .cwasm
-// is mapped and checked against the .sum before wasmtime sees it; wasmtime
-// then maps the same open file itself (through /proc/self/fd when /proc
-// is mounted), so loading copies nothing: the code pages come straight
-// from the page cache. A truncated, corrupted or mismatched entry is
-// recompiled, never loaded (wasmtime trusts a serialized module as machine
-// code).
+// is checked against the .sum before wasmtime sees it; wasmtime then maps
+// the same open file itself (through /proc/self/fd when /proc is mounted),
+// so loading copies nothing: the code pages come straight from the page
+// cache. The check reads the file through one small buffer (crcFile)
+// rather than a mapping of it: a mapping costs a page fault per few pages
+// touched, which on the VM we measure on made checking Go's hello (8 MB)
+// take 6.5 ms, against 2 ms read. A truncated, corrupted or mismatched
+// entry is recompiled, never loaded (wasmtime trusts a serialized module
+// as machine code).
 //
 // The check is against corruption (a partial write, a bad disk, an entry
 // of another module), not against tampering: whoever can rewrite a .cwasm
@@ -75,17 +78,11 @@ func (e *wasmtimeEngine) load(key [32]byte) (*wasmtimeModule, error) {
 	if st.Size() <= 0 || st.Size() > maxCacheEntry || uint64(st.Size()) != size {
 		return nil, errors.New("cache entry of a bad size")
 	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, err
-	}
-	_ = unix.Madvise(b, unix.MADV_WILLNEED)
-	if crc32.Checksum(b, castagnoli) != crc {
-		unix.Munmap(b)
-		return nil, errors.New("cache entry fails its integrity check")
-	}
 	var mod *wasmtime.Module
 	if e.mapped {
+		if err := crcFile(f, st.Size(), crc); err != nil {
+			return nil, err
+		}
 		// The file just checked, not whatever the path names by now,
 		// where /proc is mounted; else the path is reopened: only the
 		// owner of the 0700 directory, as trusted as the cache itself,
@@ -97,13 +94,42 @@ func (e *wasmtimeEngine) load(key [32]byte) (*wasmtimeModule, error) {
 		mod, err = wasmtime.NewModuleDeserializeFile(e.eng, path)
 	} else {
 		// wasmtime copies the checked bytes into executable memory.
+		b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return nil, err
+		}
+		if crc32.Checksum(b, castagnoli) != crc {
+			unix.Munmap(b)
+			return nil, errCorruptEntry
+		}
 		mod, err = wasmtime.NewModuleDeserialize(e.eng, b)
+		unix.Munmap(b)
 	}
-	unix.Munmap(b)
 	if err != nil {
 		return nil, err
 	}
 	return newWasmtimeModule(e, mod, name), nil
+}
+
+var errCorruptEntry = errors.New("cache entry fails its integrity check")
+
+// crcFile checks that the size bytes of f have the CRC-32C want, reading
+// them through one 64 KiB buffer (see above: faster here than a mapping).
+func crcFile(f *os.File, size int64, want uint32) error {
+	buf := make([]byte, 64<<10)
+	var crc uint32
+	for off := int64(0); off < size; {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		crc = crc32.Update(crc, castagnoli, buf[:n])
+		off += int64(n)
+		if err != nil && off < size {
+			return fmt.Errorf("reading the cache entry: %w", err)
+		}
+	}
+	if crc != want {
+		return errCorruptEntry
+	}
+	return nil
 }
 
 // fileIs reports whether path names the file st describes.
