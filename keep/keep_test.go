@@ -372,6 +372,41 @@ func testNoCache(t *testing.T) {
 	}
 }
 
+// TestAnnouncedDigest: with a digest announced (Options.WasmSHA256, as
+// the sandbox's Keep process sets it), a module that does not have it is
+// refused, also when the announced digest names a module in the
+// compilation cache, whose entry Run loads while it hashes the module it
+// was given: the cached module must not run in its place.
+func TestAnnouncedDigest(t *testing.T) { eachEngine(t, testAnnouncedDigest) }
+
+func testAnnouncedDigest(t *testing.T) {
+	dir := t.TempDir()
+	a, b := wasmtest.ProcExit("wasi_snapshot_preview1", 5), wasmtest.ProcExit("wasi_snapshot_preview1", 7)
+	sumA, sumB := sha256.Sum256(a), sha256.Sum256(b)
+	for _, c := range []struct {
+		name      string
+		wasm      []byte
+		announced string
+		noCache   bool
+		code      int
+		err       string
+	}{
+		{"a compiles into the cache", a, hex.EncodeToString(sumA[:]), false, 5, ""},
+		{"a from the cache", a, hex.EncodeToString(sumA[:]), false, 5, ""},
+		{"b announced as a", b, hex.EncodeToString(sumA[:]), false, 1, "module digest mismatch"},
+		{"b announced as a, no cache", b, hex.EncodeToString(sumA[:]), true, 1, "module digest mismatch"},
+		{"b announced as itself", b, hex.EncodeToString(sumB[:]), false, 7, ""},
+		{"b announced as a again", b, hex.EncodeToString(sumA[:]), false, 1, "module digest mismatch"},
+		{"not a digest", b, "sha256:" + hex.EncodeToString(sumB[:]), false, 1, "module digest mismatch"},
+		{"uppercase", a, strings.ToUpper(hex.EncodeToString(sumA[:])), false, 1, "module digest mismatch"},
+	} {
+		r := runOpts(t, keep.Workload{Wasm: c.wasm}, "", nil, keep.Options{CacheDir: dir, NoCache: c.noCache, WasmSHA256: c.announced})
+		if r.code != c.code || (c.err == "") != (r.err == nil) || r.err != nil && !strings.Contains(r.err.Error(), c.err) {
+			t.Fatalf("%s: code %d err %v; want %d, %q", c.name, r.code, r.err, c.code, c.err)
+		}
+	}
+}
+
 func TestConfigErrors(t *testing.T) { eachEngine(t, testConfigErrors) }
 
 func testConfigErrors(t *testing.T) {

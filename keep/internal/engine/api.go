@@ -72,7 +72,10 @@ type Engine interface {
 	// Config.CacheTag), so the caller may skip checks it made before
 	// compiling. sum is wasm's SHA-256, which the caller computed (once
 	// per run: it also names the workload in the Keep's identity) and
-	// which keys the cache.
+	// which keys the cache, or the digest a Keep's host announced for
+	// wasm, which the caller is still checking meanwhile: Cached reads
+	// only the cache, never wasm, and the caller discards what it
+	// returned if the check fails (keep.Run).
 	Cached(wasm []byte, sum [32]byte) (Module, bool)
 	// Limit is the linear-memory cap in bytes.
 	Limit() uint64
