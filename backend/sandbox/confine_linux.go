@@ -146,10 +146,11 @@ func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 	} else {
 		g.add(LayerUTSNS, errors.New("not available"), "")
 	}
-	// A cgo build's Keep set no_new_privs and emptied its bounding set
-	// before the Go runtime started a thread (earlySteps); checkAllThreads
-	// reads both back from every thread.
-	earlyNNP, earlyBounding := earlySteps()
+	// A cgo build's Keep set no_new_privs, emptied its bounding set and
+	// cleared its ambient capabilities before the Go runtime started a
+	// thread (earlySteps); checkAllThreads reads them back from every
+	// thread.
+	earlyNNP, earlyBounding, earlyAmbient := earlySteps()
 	var nnpErr error
 	nnpDetail := ""
 	if earlyNNP {
@@ -160,7 +161,7 @@ func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 	g.add(LayerNNP, nnpErr, nnpDetail)
 	// Capabilities before Landlock: in a cgo build allThreads lists the
 	// threads in /proc, which Landlock then closes.
-	capErr := dropCapabilities(!earlyBounding)
+	capErr := dropCapabilities(!earlyBounding, !earlyAmbient)
 	if capErr == nil {
 		capErr = checkNoCapabilities()
 	}
@@ -415,10 +416,10 @@ func mountCache(src, target string) error {
 
 var errSkipped = errors.New("left out by a test")
 
-// dropCapabilities empties the bounding set (unless bounding is false: it
-// is empty already) and the ambient set, and then the effective,
+// dropCapabilities empties the bounding set and the ambient set (each
+// unless its flag is false: it is empty already) and then the effective,
 // permitted and inheritable sets of every thread.
-func dropCapabilities(bounding bool) error {
+func dropCapabilities(bounding, ambient bool) error {
 	for c := 0; bounding; c++ {
 		err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
 		if errors.Is(err, unix.EINVAL) { // past the kernel's last capability
@@ -428,8 +429,11 @@ func dropCapabilities(bounding bool) error {
 			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
 		}
 	}
-	if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("clearing ambient capabilities: %w", err)
+	if ambient {
+		err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0)
+		if err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("clearing ambient capabilities: %w", err)
+		}
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData

@@ -9,7 +9,7 @@ const ownProcNeeded = false
 // earlySteps: a CGO_ENABLED=0 build has no code that runs before the Go
 // runtime starts its threads; no_new_privs and the bounding set are set
 // on every thread with AllThreadsSyscall.
-func earlySteps() (nnp, bounding bool) { return false, false }
+func earlySteps() (nnp, bounding, ambient bool) { return false, false, false }
 
 // earlyArg: no constructor to recognise a Keep.
 func earlyArg() string { return KeepArg }

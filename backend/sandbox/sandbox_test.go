@@ -441,15 +441,15 @@ func TestLayersReported(t *testing.T) {
 }
 
 // TestEarlySteps: a cgo build's Keep sets no_new_privs and empties its
-// bounding set before the Go runtime starts (cgo_linux.go's constructor,
-// which must recognise the Keep by KeepArg), and every other process of
-// the binary — this test's host — is left alone.
+// bounding and ambient sets before the Go runtime starts (cgo_linux.go's
+// constructor, which must recognise the Keep by KeepArg), and every other
+// process of the binary — this test's host — is left alone.
 func TestEarlySteps(t *testing.T) {
 	if earlyArg() != KeepArg {
 		t.Fatalf("the constructor recognises a Keep by %q, the host starts it with %q", earlyArg(), KeepArg)
 	}
-	if nnp, bounding := earlySteps(); nnp || bounding {
-		t.Fatalf("the host took the Keep's first steps: no_new_privs %v, bounding set %v", nnp, bounding)
+	if nnp, bounding, ambient := earlySteps(); nnp || bounding || ambient {
+		t.Fatalf("the host took the Keep's first steps: no_new_privs %v, bounding set %v, ambient set %v", nnp, bounding, ambient)
 	}
 	if v, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); err != nil || v != 0 {
 		t.Fatalf("the host has no_new_privs: %d %v", v, err)
@@ -849,7 +849,7 @@ func TestWithoutOwnProc(t *testing.T) {
 		return
 	}
 	want := map[string]string{
-		LayerCaps:     "clearing ambient capabilities: " + errNoOwnProc.Error(),
+		LayerCaps:     "capset: " + errNoOwnProc.Error(),
 		LayerLandlock: errNoOwnProc.Error(),
 	}
 	if !maps.Equal(missing, want) {
