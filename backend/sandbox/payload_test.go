@@ -8,7 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/internal/testutil"
+	"github.com/enarx-go/enarx/keep"
 )
 
 // payloadFD returns a dup of f's descriptor, which mapPayload consumes.
@@ -65,11 +67,45 @@ func TestMapPayload(t *testing.T) {
 	}
 }
 
+// TestPrepareLaunchDigestsTheMemfd: with a payload memfd, the digest the
+// host announces is that of the module bytes in the sealed memfd, which
+// are the module's.
+func TestPrepareLaunchDigestsTheMemfd(t *testing.T) {
+	wasm := bytes.Repeat([]byte("\x00asm-module-"), 20000) // several buffers
+	for _, withMemfd := range []bool{true, false} {
+		var f *os.File
+		if withMemfd {
+			var err error
+			if f, err = newPayloadFile(); err != nil {
+				testutil.NeedHost(t, "no memfd: %v", err)
+			}
+			defer f.Close()
+		}
+		l := &backend.Launch{Workload: keep.Workload{Wasm: wasm, Config: []byte("[[files]]")}, Options: keep.Options{NoCache: true}}
+		var hdr launch
+		if err := prepareLaunch(l, &hdr, f); err != nil {
+			t.Fatal(err)
+		}
+		if want := digest(wasm); hdr.WasmSHA256 != want {
+			t.Fatalf("memfd %v: announced %s, want %s", withMemfd, hdr.WasmSHA256, want)
+		}
+		if withMemfd {
+			seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+			if err != nil || seals&payloadSeals != payloadSeals {
+				t.Fatalf("memfd not sealed: %#x %v", seals, err)
+			}
+			if _, err := fileDigest(f, int64(len(wasm))+100); err == nil {
+				t.Fatal("fileDigest hashed past the end of the file")
+			}
+		}
+	}
+}
+
 // TestDecodeLaunchChecksMemfdDigests: a payload that differs from the
 // digest the header announced is refused — the config by decoding, the
-// module by keep.Run, before it looks at it.
+// module by keep.Run, before it compiles it.
 func TestDecodeLaunchChecksMemfdDigests(t *testing.T) {
-	wasm, cfg := []byte("\x00asm-module"), []byte("[[files]]")
+	wasm, cfg := []byte("\x00asm-module"), []byte("[[files]]\nkind = \"null\"\n")
 	for _, tamper := range []string{"", "module", "config"} {
 		l := &launch{wasm: wasm, config: cfg, HasConfig: true, PayloadFD: true}
 		var hdr bytes.Buffer

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -144,6 +145,20 @@ func isSHA256Hex(s string) bool {
 func digest(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// fileDigest is the hex SHA-256 of the first n bytes of f, read through a
+// 64 KiB buffer.
+func fileDigest(f *os.File, n int64) (string, error) {
+	h := sha256.New()
+	got, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, n), make([]byte, 64<<10))
+	if err != nil {
+		return "", err
+	}
+	if got != n {
+		return "", fmt.Errorf("read %d of %d bytes", got, n)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func writeMsg(w io.Writer, magic string, hdr any, payloads ...[]byte) error {
