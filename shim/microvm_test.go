@@ -9,6 +9,7 @@ import (
 	"github.com/enarx-go/enarx/backend/microvm"
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/microvm/image"
+	"github.com/enarx-go/enarx/microvm/image/kmodcomp"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
 )
 
@@ -38,6 +39,7 @@ func TestContainerdMicroVM(t *testing.T) {
 	if err := image.BuildStatic(context.Background(), abs, ".", init); err != nil {
 		t.Fatal(err)
 	}
+	kmodcomp.Register(image.RegisterDecompressor) // the kernel's modules are compressed
 	mods, err := image.ResolveModules(k.ModulesDir, k.Release, image.DefaultModules)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,7 @@ import (
 	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/keep"
 	"github.com/enarx-go/enarx/microvm/image"
+	"github.com/enarx-go/enarx/microvm/image/kmodcomp"
 	"github.com/enarx-go/enarx/microvm/vmm/qemu"
 	"github.com/enarx-go/enarx/steward"
 	"github.com/enarx-go/enarx/steward/stewardtest"
@@ -108,6 +109,7 @@ func buildImage(k *image.Kernel, dir, pkg string) error {
 	if err := image.BuildStatic(context.Background(), abs, ".", init); err != nil {
 		return err
 	}
+	kmodcomp.Register(image.RegisterDecompressor) // the kernel's modules are compressed
 	mods, err := image.ResolveModules(k.ModulesDir, k.Release, image.DefaultModules)
 	if err != nil {
 		return err

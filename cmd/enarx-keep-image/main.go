@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/enarx-go/enarx/microvm/image"
+	"github.com/enarx-go/enarx/microvm/image/kmodcomp"
 )
 
 func main() {
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				list = append(list, n)
 			}
 		}
+		// Debian's modules are xz-compressed, others' zstd.
+		kmodcomp.Register(image.RegisterDecompressor)
 		if spec.Modules, err = image.ResolveModules(modDir, release, list); err != nil {
 			return err
 		}
