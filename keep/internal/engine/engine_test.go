@@ -218,6 +218,27 @@ func TestCorruptCacheEntry(t *testing.T) {
 	})
 }
 
+// TestWarm: Warm, for each engine, the default and an unknown name, may
+// run alongside the first engine's creation and use, and leaves engines
+// working (under -race: no unsynchronised first-use state).
+func TestWarm(t *testing.T) {
+	eachEngine(t, func(t *testing.T, eng string) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Warm(eng)
+			Warm("")
+			Warm("no-such-engine")
+		}()
+		in := instantiate(t, newTestEngine(t, Config{Engine: eng}), wasmtest.Grow(1))
+		if err := in.Call(context.Background(), "_start"); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		Warm(eng) // again: nothing left to do
+	})
+}
+
 // TestInterrupt: a guest that computes forever, in a loop or by recursion
 // without loops, stops when its context ends. A guest that does not stop
 // fails the test at its deadline (watchdog) with every goroutine's stack,

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ import (
 // loop headers); cancelling the run's context increments the epoch.
 
 func init() {
-	register(factory{name: "wasmtime", rank: 10, new: newWasmtime})
+	register(factory{name: "wasmtime", rank: 10, new: newWasmtime, warm: warmWasmtime})
 }
 
 // WasmtimeVersion is the wasmtime-go module version this build links.
@@ -100,6 +101,12 @@ type wasmtimeEngine struct {
 	calls calls
 	freed bool
 }
+
+// warmWasmtime makes and frees one engine of the usual configuration,
+// once (Warm).
+var warmWasmtime = sync.OnceFunc(func() {
+	wasmtime.NewEngineWithConfig(newWasmtimeConfig(true, true)).Close()
+})
 
 func newWasmtime(_ context.Context, c Config, limit uint64, cacheDir string) (Engine, error) {
 	// With a cache that may hold executable files, every module is
