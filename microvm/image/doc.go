@@ -17,6 +17,11 @@
 // against mistakes, not against the host, which the Keep never trusts: the
 // attestation measurement is what binds the image.
 //
+// Kernel modules compressed with gzip are read with the standard library;
+// xz and zstd ones only once the program registers the decompressors of
+// package microvm/image/kmodcomp (enarx-keep-image does). enarx itself only
+// finds and loads images, and links neither.
+//
 // Layout of an image directory:
 //
 //	vmlinuz        the kernel (a copy of the bzImage it was built with)

@@ -7,9 +7,10 @@
 //
 // Trust: the guest module is untrusted; both engines validate it. The
 // compilation cache directory holds machine code that the host can modify:
-// entries are integrity-checked (wasmtime: SHA-256 of the whole entry,
-// wazero: its own checksum of the code), which guards against corruption
-// but not against a host that rewrites both. Backends whose host is not
+// entries are integrity-checked (wasmtime: CRC-32C of the whole entry,
+// wazero: its own checksum of the code, enarx's rewritten module: CRC-32C),
+// which guards against corruption but not against a host that rewrites
+// both. Backends whose host is not
 // trusted (TEEs, the microVM Keep in a TEE) must run with the cache
 // disabled; the nil and sandbox backends share the host's trust.
 package engine
