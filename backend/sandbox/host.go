@@ -249,8 +249,8 @@ func (k *keepFDs) receive() <-chan *result {
 // are then exactly those the Keep gets, and hashing them costs no page
 // faults. Hashing w.Wasm instead, a fresh mapping of the module file in
 // enarx run, faults its pages in while the Keep process starts on the
-// other CPU, which slowed that start by about a millisecond on the VM we
-// measure on.
+// other CPU, and on the VM we measure on the host's work during that start
+// slows it (bench/RESULTS.md, "Warm starts faster everywhere").
 func prepareLaunch(l *backend.Launch, hdr *launch, payload *os.File) error {
 	w := l.Workload
 	if payload != nil {

@@ -10,9 +10,9 @@
 // entries are integrity-checked (wasmtime: CRC-32C of the whole entry,
 // wazero: its own checksum of the code, enarx's rewritten module: CRC-32C),
 // which guards against corruption but not against a host that rewrites
-// both. Backends whose host is not
-// trusted (TEEs, the microVM Keep in a TEE) must run with the cache
-// disabled; the nil and sandbox backends share the host's trust.
+// both. Backends whose host is not trusted (TEEs, the microVM Keep in a
+// TEE) must run with the cache disabled; the nil and sandbox backends
+// share the host's trust.
 package engine
 
 import (
