@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"syscall"
 )
 
@@ -60,7 +59,7 @@ func Probe() []Capability {
 	case !seccompSupported():
 		add(capSeccomp, errors.New("not supported by the kernel (CONFIG_SECCOMP_FILTER)"), "")
 	case !haveSeccompProgram():
-		add(capSeccomp, fmt.Errorf("no filter for %s (the allow-list names amd64 system calls): run Keeps with another backend here", runtime.GOARCH), "")
+		add(capSeccomp, errNoSeccompProgram(), "")
 	default:
 		add(capSeccomp, nil, "")
 	}

@@ -267,7 +267,7 @@ func seccompVariant(cache, dirs bool) int {
 func seccompProgram(pid int, cache, dirs bool) ([]unix.SockFilter, error) {
 	f := seccompPrograms[seccompVariant(cache, dirs)]
 	if !haveSeccompProgram() {
-		return nil, fmt.Errorf("no seccomp filter for %s/%s (the Keep's allow-list names amd64 system calls): run Keeps with another backend here", runtime.GOOS, runtime.GOARCH)
+		return nil, errNoSeccompProgram()
 	}
 	if pid <= 0 || uint64(pid) > 1<<32-1 {
 		return nil, fmt.Errorf("pid %d out of range", pid)
@@ -281,6 +281,11 @@ func seccompProgram(pid int, cache, dirs bool) ([]unix.SockFilter, error) {
 
 // haveSeccompProgram reports whether this architecture has the filters.
 func haveSeccompProgram() bool { return len(seccompPrograms[0].insns) > 0 }
+
+// errNoSeccompProgram says why a Keep cannot be confined here, and what to do.
+func errNoSeccompProgram() error {
+	return fmt.Errorf("no seccomp filter for %s/%s (the Keep's allow-list names amd64 system calls): run Keeps with another backend here", runtime.GOOS, runtime.GOARCH)
+}
 
 // seccompSupported reports whether the kernel has seccomp filters: strict
 // mode takes no flags, so a kernel with seccomp refuses flag 1 with EINVAL.
