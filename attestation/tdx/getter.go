@@ -20,6 +20,9 @@ type getter struct {
 	tcbChain, qeChain  string // URL-escaped PEM issuer chains, as PCS sends them
 	pckCRLChain        string
 	intermediate, root *x509.Certificate
+	// The TCB Info and QE Identity documents as stage 1 checked them:
+	// the signed body and signature only (signedDoc).
+	tcbInfo, qeIdentity []byte
 }
 
 func pemChain(certs ...*x509.Certificate) string {
@@ -40,6 +43,8 @@ func newGetter(ev *envelope.TdxEvidence, c *collateral) *getter {
 		pckCRLChain:  pemChain(c.pck[1], c.pck[2]),
 		intermediate: c.pck[1],
 		root:         c.pck[2],
+		tcbInfo:      signedDoc("tcbInfo", c.tcbInfoRaw, c.tcbSignature),
+		qeIdentity:   signedDoc("enclaveIdentity", c.qeIdentRaw, c.qeSignature),
 	}
 }
 
@@ -60,9 +65,9 @@ func (g *getter) crl(u string, issuer *x509.Certificate) ([]byte, error) {
 func (g *getter) Get(u string) (map[string][]string, []byte, error) {
 	switch {
 	case strings.HasPrefix(u, pcs.TcbInfoURL("")):
-		return map[string][]string{"Tcb-Info-Issuer-Chain": {g.tcbChain}}, g.ev.TCB.Report, nil
+		return map[string][]string{"Tcb-Info-Issuer-Chain": {g.tcbChain}}, g.tcbInfo, nil
 	case u == pcs.QeIdentityURL():
-		return map[string][]string{"Sgx-Enclave-Identity-Issuer-Chain": {g.qeChain}}, g.ev.QEIdentity.Report, nil
+		return map[string][]string{"Sgx-Enclave-Identity-Issuer-Chain": {g.qeChain}}, g.qeIdentity, nil
 	case strings.Contains(u, "/pckcrl?"):
 		b, err := g.crl(u, g.intermediate)
 		return map[string][]string{"Sgx-Pck-Crl-Issuer-Chain": {g.pckCRLChain}}, b, err

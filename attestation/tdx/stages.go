@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/crl"
 	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/internal/signedjson"
 )
 
 // The verification runs in stages, each with its own rejection codes, so
@@ -91,10 +93,10 @@ func parseCollateral(ev *envelope.TdxEvidence, q *pb.QuoteV4) (*collateral, erro
 	if c.qeChain, err = issuerChain(CodeQEIdentity, "QE Identity issuer", ev.QEIdentity.Certs); err != nil {
 		return nil, err
 	}
-	if c.tcbInfoRaw, c.tcbSignature, err = signedJSON(ev.TCB.Report, "tcbInfo", &c.tcbInfo); err != nil {
+	if c.tcbInfoRaw, c.tcbSignature, err = signedJSON(ev.TCB.Report, "tcbInfo", &c.tcbInfo.TcbInfo); err != nil {
 		return nil, attest.RejectErr(CodeTCBInfo, err, "the TCB Info is malformed")
 	}
-	if c.qeIdentRaw, c.qeSignature, err = signedJSON(ev.QEIdentity.Report, "enclaveIdentity", &c.qeIdentity); err != nil {
+	if c.qeIdentRaw, c.qeSignature, err = signedJSON(ev.QEIdentity.Report, "enclaveIdentity", &c.qeIdentity.EnclaveIdentity); err != nil {
 		return nil, attest.RejectErr(CodeQEIdentity, err, "the QE Identity is malformed")
 	}
 	return c, nil
@@ -147,28 +149,37 @@ func intelProfile(code, what string, certs ...*x509.Certificate) error {
 	return nil
 }
 
-// signedJSON decodes a PCS document {"<field>": {...}, "signature": hex}
-// into v and returns the exact signed bytes and the signature.
+// signedJSON splits a PCS document {"<field>": {...}, "signature": hex}
+// (attestation/internal/signedjson, which refuses any other member) and
+// decodes the signed body, and only it, into v: what the checks below read
+// is exactly what Intel signed.
 func signedJSON(doc []byte, field string, v any) (raw, sig []byte, err error) {
-	var parts map[string]json.RawMessage
-	if err := json.Unmarshal(doc, &parts); err != nil {
+	body, rs, err := signedjson.Split(doc, field, maxCollateralJSON, field)
+	if err != nil {
 		return nil, nil, err
 	}
-	raw, ok := parts[field]
-	if !ok {
-		return nil, nil, errors.New("no " + field + " field")
+	if err := json.Unmarshal(body, v); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", field, err)
 	}
-	var hexSig string
-	if err := json.Unmarshal(parts["signature"], &hexSig); err != nil {
-		return nil, nil, errors.New("no signature field")
-	}
-	if sig, err = hex.DecodeString(hexSig); err != nil || len(sig) != 64 {
-		return nil, nil, errors.New("the signature is not 64 hex-encoded bytes")
-	}
-	if err := json.Unmarshal(doc, v); err != nil {
-		return nil, nil, err
-	}
-	return raw, sig, nil
+	return body, rs[:], nil
+}
+
+// maxCollateralJSON bounds a TCB Info or QE Identity document (Intel's are
+// a few KiB; the evidence envelope's own limits are larger).
+const maxCollateralJSON = 256 << 10
+
+// signedDoc is the PCS document go-tdx-guest reads (through getter) for
+// the collateral c holds: the signed body and its signature and nothing
+// else, whatever else the evidence carried around them.
+func signedDoc(field string, raw, sig []byte) []byte {
+	doc := make([]byte, 0, len(raw)+len(field)+150)
+	doc = append(doc, `{"`...)
+	doc = append(doc, field...)
+	doc = append(doc, `":`...)
+	doc = append(doc, raw...)
+	doc = append(doc, `,"signature":"`...)
+	doc = hex.AppendEncode(doc, sig)
+	return append(doc, `"}`...)
 }
 
 // checkChains is stage 2.

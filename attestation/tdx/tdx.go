@@ -220,7 +220,7 @@ func decode(req *attest.VerifyRequest) (*envelope.TdxEvidence, *pb.QuoteV4, erro
 			return nil, nil, attest.Reject(CodeQuoteVersion, "quote version %d is not supported (TDX quote v4 only)", ver)
 		}
 	}
-	parsed, err := abi.QuoteToProto(ev.Quote)
+	parsed, err := parseQuote(ev.Quote)
 	if err != nil {
 		return nil, nil, attest.RejectErr(CodeQuoteFormat, err, "the TDX quote is malformed")
 	}

@@ -8,6 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,6 +286,29 @@ func TestEmulatedAccepted(t *testing.T) {
 		{name: "QE identity after signing", f: func(ev *envelope.TdxEvidence) {
 			ev.QEIdentity.Report = bytes.Replace(ev.QEIdentity.Report, []byte(`"isvprodid":2`), []byte(`"isvprodid":3`), 1)
 		}, code: CodeQEIdentity},
+		// A forged body beside the signed one, under a name that
+		// encoding/json (ours and go-tdx-guest's) matches to the same
+		// field: every TCB level lowered to SVN 0, so the module below
+		// every genuine level would match. Accepted before the envelope
+		// was checked strictly.
+		{name: "forged TCB info beside the signed one", td: emulated.TDXOptions{TEETCBSVN: [16]byte{1}}, f: func(ev *envelope.TdxEvidence) {
+			ev.TCB.Report = forgeBeside(t, ev.TCB.Report, "tcbInfo", "TCBINFO", func(body map[string]any) {
+				zeroSVNs(body["tcbLevels"])
+			})
+		}, code: CodeTCBInfo},
+		{name: "forged QE identity beside the signed one", f: func(ev *envelope.TdxEvidence) {
+			ev.QEIdentity.Report = forgeBeside(t, ev.QEIdentity.Report, "enclaveIdentity", "EnclaveIdentity", func(body map[string]any) {
+				body["mrsigner"] = strings.Repeat("AB", 32)
+			})
+		}, code: CodeQEIdentity},
+		// Length fields go-tdx-guest v0.3.1 slices by without a check
+		// (checkQuoteLayout): a panic in its parser before.
+		{name: "signed data size 0", f: func(ev *envelope.TdxEvidence) {
+			binary.LittleEndian.PutUint32(ev.Quote[v4SignedSizeAt:], 0)
+		}, code: CodeQuoteFormat},
+		{name: "QE authentication data past the end", f: func(ev *envelope.TdxEvidence) {
+			binary.LittleEndian.PutUint16(ev.Quote[v4SignedAt+v4CertDataAt+v4QEAuthAt:], 0xffff)
+		}, code: CodeQuoteFormat},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -296,5 +323,44 @@ func TestEmulatedAccepted(t *testing.T) {
 				t.Fatalf("got %v, want %s", err, c.code)
 			}
 		})
+	}
+}
+
+// forgeBeside adds to the PCS document doc a copy of its signed body
+// (member field) under the name forged, changed by change.
+func forgeBeside(t *testing.T, doc []byte, field, forged string, change func(map[string]any)) []byte {
+	t.Helper()
+	var outer map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &outer); err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(outer[field], &body); err != nil {
+		t.Fatal(err)
+	}
+	change(body)
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := bytes.LastIndexByte(doc, '}')
+	return slices.Concat(doc[:end], []byte(`,"`+forged+`":`), b, doc[end:])
+}
+
+// zeroSVNs sets every "svn" and "pcesvn" beneath v to 0.
+func zeroSVNs(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if k == "svn" || k == "pcesvn" {
+				v[k] = 0
+			} else {
+				zeroSVNs(x)
+			}
+		}
+	case []any:
+		for _, x := range v {
+			zeroSVNs(x)
+		}
 	}
 }

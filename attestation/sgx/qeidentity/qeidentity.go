@@ -14,7 +14,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/enarx-go/enarx/attestation/sgx/internal/signedjson"
+	"github.com/enarx-go/enarx/attestation/internal/signedjson"
 	"github.com/enarx-go/enarx/attestation/sgx/tcbinfo"
 )
 

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/enarx-go/enarx/attestation/sgx/internal/signedjson"
+	"github.com/enarx-go/enarx/attestation/internal/signedjson"
 )
 
 // Limits that keep a hostile document cheap to handle. Intel's current
