@@ -11,7 +11,7 @@ var Codes = []string{
 	"sgx.tcb.fmspc", "sgx.tcb.pceid", "sgx.tcb.level", "sgx.tcb.status", "sgx.tcb.advisory",
 	"sgx.pck.malformed", "sgx.pck.chain", "sgx.pck.expired", "sgx.pck.key", "sgx.pck.extension",
 	"sgx.crl.signature", "sgx.crl.expired", "sgx.crl.future", "sgx.crl.revoked", "sgx.crl.missing", "sgx.crl.malformed",
-	"sgx.qe.signature", "sgx.qe.reportdata", "sgx.qe.svn", "sgx.pce.svn", "sgx.isv.key", "sgx.isv.signature",
+	"sgx.qe.signature", "sgx.qe.reportdata", "sgx.qe.svn", "sgx.qe.identity", "sgx.pce.svn", "sgx.isv.key", "sgx.isv.signature",
 	"sgx.qeid.malformed", "sgx.qeid.chain", "sgx.qeid.signature", "sgx.qeid.future", "sgx.qeid.expired",
 	"sgx.qeid.mismatch", "sgx.qeid.level", "sgx.qeid.status", "sgx.qeid.advisory",
 	"sgx.csr.key", "sgx.binding",

@@ -49,6 +49,11 @@ type knobs struct {
 	revokePCK     bool
 	revokeCA      bool
 	tcbPCEID      string
+	// The QE report: Intel's QE unless changed (checkIntelQE).
+	qeMRSIGNER   [32]byte
+	qeProdID     uint16
+	qeAttributes uint64
+	qeISVSVN     uint16
 }
 
 func defaultKnobs() knobs {
@@ -60,6 +65,9 @@ func defaultKnobs() knobs {
 		levelStatus: "UpToDate",
 		levelSVN:    5,
 		tcbPCEID:    "0000",
+		qeMRSIGNER:  intelQEMRSIGNER, qeProdID: intelQEProdID,
+		qeAttributes: quote.AttrInit | quote.AttrMode64Bit | quote.AttrProvisionKey,
+		qeISVSVN:     8,
 	}
 	for i := range k.pckSVNs {
 		k.pckSVNs[i] = 5
@@ -164,6 +172,10 @@ func (p *synthPlatform) quote(t testing.TB, k knobs, reportData [64]byte) []byte
 	attPub := pub[1:] // X‖Y without the 0x04 prefix
 	auth := []byte(strings.Repeat("a", 32))
 	qe := make([]byte, quote.ReportBodySize)
+	binary.LittleEndian.PutUint64(qe[48:], k.qeAttributes)
+	copy(qe[128:160], k.qeMRSIGNER[:])
+	binary.LittleEndian.PutUint16(qe[256:], k.qeProdID)
+	binary.LittleEndian.PutUint16(qe[258:], k.qeISVSVN)
 	h := sha256.New()
 	h.Write(attPub)
 	h.Write(auth)
@@ -265,6 +277,13 @@ func TestSyntheticPlatform(t *testing.T) {
 		{"platform ca revoked", nil, func(k *knobs) { k.revokeCA = true }, "sgx.crl.revoked"},
 		{"pck expired", nil, func(k *knobs) { k.pckNotAfter = refTime.Add(-time.Hour) }, "sgx.pck.expired"},
 		{"qe svn 6", nil, func(k *knobs) { k.qeSVN = 6 }, "sgx.qe.svn"},
+		// Without a QE Identity in the evidence, the QE is pinned to
+		// Intel's: a host's own provisioning enclave posing as the QE
+		// (its report is PCK-signed all the same) is refused.
+		{"qe not Intel's", nil, func(k *knobs) { k.qeMRSIGNER[0] ^= 1 }, "sgx.qe.identity"},
+		{"qe product 2", nil, func(k *knobs) { k.qeProdID = 2 }, "sgx.qe.identity"},
+		{"debug qe", nil, func(k *knobs) { k.qeAttributes |= quote.AttrDebug }, "sgx.qe.identity"},
+		{"qe report svn 6 under a header of 8", nil, func(k *knobs) { k.qeISVSVN = 6 }, "sgx.qe.svn"},
 		{"pce svn 11", nil, func(k *knobs) { k.pceSVN = 11 }, "sgx.pce.svn"},
 		{"debug enclave, no table", nil, func(k *knobs) { k.attributes |= quote.AttrDebug }, "sgx.policy.debug"},
 		{"debug enclave allowed", debugOK, func(k *knobs) { k.attributes |= quote.AttrDebug }, ""},

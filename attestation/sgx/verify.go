@@ -222,7 +222,8 @@ func (v *Verifier) checkPCK(q *quote.Quote, entries []crl.Entry, now time.Time) 
 
 // checkQE verifies the QE report by the PCK, the attestation key binding
 // and the ISV signature, the QE and PCE SVN minimums (6), and the QE
-// Identity when the evidence carries it (7; upstream never does).
+// Identity when the evidence carries it (7; upstream never does), else
+// that the QE is Intel's (checkIntelQE).
 func (v *Verifier) checkQE(q *quote.Quote, pck *pckChain, qeID *envelope.TcbPackage, entries []crl.Entry, now time.Time) (*qeidentity.Level, error) {
 	attKey, err := v.qes.Get(cache.KeyOf("qe", pck.chain[0].Raw, q.QEReportRaw, q.QEReportSignature[:], q.AttestationKey[:], q.QEAuthData), func() (*ecdsa.PublicKey, error) {
 		return verifyQE(q, pck.key)
@@ -240,9 +241,41 @@ func (v *Verifier) checkQE(q *quote.Quote, pck *pckChain, qeID *envelope.TcbPack
 		return nil, reject("sgx.qe.svn", "QE SVN %d is below the minimum %d; update the platform software", q.Header.QESVN, MinQESVN)
 	}
 	if qeID == nil {
-		return nil, nil
+		return nil, checkIntelQE(&q.QEReport)
 	}
 	return v.checkQEIdentity(qeID, q, entries, now)
+}
+
+// intelQEMRSIGNER is the MRSIGNER of Intel's DCAP Quoting Enclave (QE3),
+// as Intel's QE Identity lists it, and intelQEProdID its ISVPRODID.
+var intelQEMRSIGNER = [32]byte{
+	0x8c, 0x4f, 0x57, 0x75, 0xd7, 0x96, 0x50, 0x3e, 0x96, 0x13, 0x7f, 0x77, 0xc6, 0x8a, 0x82, 0x9a,
+	0x00, 0x56, 0xac, 0x8d, 0xed, 0x70, 0x14, 0x0b, 0x08, 0x1b, 0x09, 0x44, 0x90, 0xc5, 0x7b, 0xff,
+}
+
+const intelQEProdID = 1
+
+// checkIntelQE pins the Quoting Enclave when the evidence carries no QE
+// Identity (upstream's never does). The PCK signature on the QE report
+// proves only that some enclave with the provisioning-key attribute on
+// this platform made it: a host that may open /dev/sgx_provision can run
+// an enclave of its own as the "QE" and have it sign quotes for any
+// enclave measurement and report data. So the report must be Intel's QE:
+// its MRSIGNER and ISVPRODID, not in debug mode, and its ISVSVN (signed
+// by the PCK, unlike the quote header's QE SVN, which the QE writes
+// itself) at least MinQESVN.
+func checkIntelQE(r *quote.ReportBody) error {
+	switch {
+	case r.MRSIGNER != intelQEMRSIGNER:
+		return reject("sgx.qe.identity", "the Quoting Enclave's MRSIGNER %x is not Intel's %x", r.MRSIGNER, intelQEMRSIGNER)
+	case r.ISVProdID != intelQEProdID:
+		return reject("sgx.qe.identity", "the Quoting Enclave's ISVPRODID is %d, not %d", r.ISVProdID, intelQEProdID)
+	case r.Attributes&quote.AttrDebug != 0:
+		return reject("sgx.qe.identity", "the Quoting Enclave runs in debug mode")
+	case r.ISVSVN < MinQESVN:
+		return reject("sgx.qe.svn", "the Quoting Enclave's ISVSVN %d is below the minimum %d; update the platform software", r.ISVSVN, MinQESVN)
+	}
+	return nil
 }
 
 // matchTCB checks that the TCB Info is for the PCK's platform (9: FMSPC and
