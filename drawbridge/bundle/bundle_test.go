@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,6 +120,75 @@ func TestVerifyPin(t *testing.T) {
 	b.Pin = types.Digests{types.SHA256: other[:]}.String()
 	_, err := Verify(mustMarshal(t, b))
 	assertNode(t, err, "tag entry", "package digest mismatch")
+}
+
+// forgePinned returns the bundle a hostile registry can serve for good
+// pinned to good's alg digest: evil's nodes under a tag entry that names,
+// beside evil's true digests, good's alg value. The entry names the pin and
+// every record matches its entry; only hashing evil's root with alg shows
+// it is not the pinned content.
+func forgePinned(t testing.TB, good, evil *Bundle, alg types.Algorithm) *Bundle {
+	t.Helper()
+	goodRoot, err := types.ParseEntry(good.Records[0].Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := types.ParseEntry(evil.Records[0].Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.Digest = maps.Clone(forged.Digest)
+	forged.Digest[alg] = goodRoot.Digest[alg]
+	tag, err := forged.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Bundle{Source: evil.Source, Pin: types.Digests{alg: goodRoot.Digest[alg]}.String(),
+		Records: slices.Clone(evil.Records)}
+	b.Records[0] = rec(TagPath, types.EntryType, tag)
+	b.Records[1].Digest = forged.Digest.String()
+	return b
+}
+
+// singleFile returns the bundle of a single-file package.
+func singleFile(wasm []byte) *Bundle {
+	e, _ := types.FileEntry(bytes.NewReader(wasm), types.WasmType)
+	tag, _ := e.MarshalJSON()
+	return &Bundle{Records: []Record{rec(TagPath, types.EntryType, tag), rec(RootPath, types.WasmType, wasm)}}
+}
+
+// TestVerifyPinOtherAlgorithms: a pin of any algorithm is a digest of the
+// root's bytes, not only a value the tag entry names.
+func TestVerifyPinOtherAlgorithms(t *testing.T) {
+	kinds := []struct {
+		name       string
+		good, evil *Bundle
+	}{
+		{"directory", newPkg(t, []byte("the real wasm"), []byte("x = 1\n")).bundle(), newPkg(t, []byte("evil wasm"), []byte("x = 2\n")).bundle()},
+		{"single file", singleFile([]byte("the real wasm")), singleFile([]byte("evil wasm"))},
+	}
+	for _, k := range kinds {
+		for _, alg := range []types.Algorithm{types.SHA224, types.SHA384, types.SHA512} {
+			t.Run(k.name+"/"+string(alg), func(t *testing.T) {
+				root, _ := types.ParseEntry(k.good.Records[0].Body)
+				good := *k.good
+				good.Pin = types.Digests{alg: root.Digest[alg]}.String()
+				got, err := Verify(mustMarshal(t, &good))
+				if err != nil {
+					t.Fatalf("correct %s pin rejected: %v", alg, err)
+				}
+				if got.Digest != PackageDigest(root.Digest) {
+					t.Fatalf("digest %q, want %q", got.Digest, PackageDigest(root.Digest))
+				}
+
+				_, err = Verify(mustMarshal(t, forgePinned(t, k.good, k.evil, alg)))
+				assertNode(t, err, "/", "does not hash to the pinned "+string(alg)+" digest")
+				if !errors.Is(err, types.ErrDigestMismatch) {
+					t.Fatalf("err = %v, want a content digest mismatch", err)
+				}
+			})
+		}
+	}
 }
 
 func assertNode(t *testing.T, err error, node, text string) {
@@ -254,6 +325,11 @@ func FuzzVerify(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte(Magic))
+	// A sha-512 pin, honest and forged (see TestVerifyPinOtherAlgorithms).
+	pinned := p.bundle()
+	pinned.Pin = types.Digests{types.SHA512: p.root.Digest[types.SHA512]}.String()
+	f.Add(mustMarshal(f, pinned))
+	f.Add(mustMarshal(f, forgePinned(f, p.bundle(), newPkg(f, []byte("evil"), nil).bundle(), types.SHA512)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pkg, err := Verify(data)
 		if err != nil {
@@ -263,8 +339,24 @@ func FuzzVerify(f *testing.F) {
 		if pkg.Wasm == nil || pkg.Digest == "" {
 			t.Fatal("accepted without wasm or digest")
 		}
-		if _, err := Decode(data); err != nil {
+		b, err := Decode(data)
+		if err != nil {
 			t.Fatal("verified but does not decode")
+		}
+		// A pin is a digest of the root's bytes, whatever its algorithm.
+		if b.Pin != "" {
+			pin, err := types.ParseContentDigest(b.Pin)
+			if err != nil {
+				t.Fatalf("verified with an invalid pin %q", b.Pin)
+			}
+			root, _ := b.record(RootPath)
+			for a, want := range pin {
+				h := types.NewHasher(a)
+				h.Write(root.Body)
+				if !bytes.Equal(h.Sum()[a], want) {
+					t.Fatalf("verified, but the root does not hash to the pinned %s digest", a)
+				}
+			}
 		}
 	})
 }

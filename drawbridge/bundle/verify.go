@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
@@ -58,12 +59,16 @@ func (b *Bundle) Verify() (*Package, error) {
 	fail := func(node string, err error) (*Package, error) {
 		return nil, &Error{Source: b.Source, Node: node, Err: err}
 	}
-	entry, err := b.tagEntry()
+	pin, err := b.pin()
+	if err != nil {
+		return fail("tag entry", err)
+	}
+	entry, err := b.tagEntry(pin)
 	if err != nil {
 		return fail("tag entry", err)
 	}
 	pkg := &Package{Source: b.Source, Root: entry, Digest: PackageDigest(entry.Digest)}
-	v := &verifier{b: b, used: map[string]bool{TagPath: true}}
+	v := &verifier{b: b, pin: pin, used: map[string]bool{TagPath: true}}
 	if node, err := v.tree(entry, pkg); err != nil {
 		return fail(node, err)
 	}
@@ -75,17 +80,25 @@ func (b *Bundle) Verify() (*Package, error) {
 	return pkg, nil
 }
 
+// pin parses the bundle's pin: nil if it carries none, else exactly one
+// digest.
+func (b *Bundle) pin() (types.Digests, error) {
+	if b.Pin == "" {
+		return nil, nil
+	}
+	pin, err := types.ParseContentDigest(b.Pin)
+	if err != nil || len(pin) != 1 {
+		return nil, fmt.Errorf("invalid pinned digest %q", b.Pin)
+	}
+	return pin, nil
+}
+
 // tagEntry checks the tag entry against its record's digest and the pin,
 // if the bundle carries one. The entry is trusted only through the pin;
-// without one its root digest is what the Keep reports.
-func (b *Bundle) tagEntry() (types.Entry, error) {
-	var pin types.Digests
-	if b.Pin != "" {
-		var err error
-		if pin, err = types.ParseContentDigest(b.Pin); err != nil || len(pin) != 1 {
-			return types.Entry{}, fmt.Errorf("invalid pinned digest %q", b.Pin)
-		}
-	}
+// without one its root digest is what the Keep reports. That the entry
+// names the pin is not enough: the root's body is checked against the pin
+// too (verifier.node).
+func (b *Bundle) tagEntry(pin types.Digests) (types.Entry, error) {
 	tag, ok := b.record(TagPath)
 	if !ok {
 		return types.Entry{}, errors.New("missing from the bundle")
@@ -116,7 +129,9 @@ func (b *Bundle) tagEntry() (types.Entry, error) {
 
 // verifier checks a bundle's nodes and notes the records it used.
 type verifier struct {
-	b    *Bundle
+	b *Bundle
+	// pin is the bundle's pin (nil if none); it applies to the root node.
+	pin  types.Digests
 	used map[string]bool
 }
 
@@ -157,7 +172,7 @@ func (v *verifier) tree(entry types.Entry, pkg *Package) (node string, err error
 
 // node returns the body of the record at path p after checking that its
 // entry (want) has the expected type and fits limit, and that the record
-// matches the entry and its body the digest.
+// matches the entry and its body the digest (and, for the root, the pin).
 func (v *verifier) node(p string, want types.Meta, wantType string, limit int64) ([]byte, error) {
 	v.used[p] = true
 	if want.Type != wantType {
@@ -183,7 +198,11 @@ func (v *verifier) node(p string, want types.Meta, wantType string, limit int64)
 	case !m.Digest.Equal(want.Digest):
 		return nil, fmt.Errorf("Content-Digest %s does not match its entry (%s)", m.Digest, want.Digest)
 	}
-	if err := CheckBody(r.Body, want.Digest, want.Length); err != nil {
+	var pin types.Digests
+	if p == RootPath {
+		pin = v.pin
+	}
+	if err := CheckPinnedBody(r.Body, want.Digest, pin, want.Length); err != nil {
 		return nil, err
 	}
 	return r.Body, nil
@@ -218,7 +237,8 @@ func CheckPin(pin, d types.Digests) error {
 // strong algorithm binds the bytes (all algorithms of a set come from the
 // same source, and set equality with the parent entry is checked
 // separately), and hashing one instead of four keeps large packages at disk
-// speed. Preference: sha-256, sha-512, sha-384, sha-224.
+// speed. Preference: sha-256, sha-512, sha-384, sha-224. A pin does not come
+// from that source: where one applies, use PinnedVerificationSet.
 func VerificationSet(d types.Digests) types.Digests {
 	for _, a := range []types.Algorithm{types.SHA256, types.SHA512, types.SHA384, types.SHA224} {
 		if v, ok := d[a]; ok {
@@ -228,23 +248,56 @@ func VerificationSet(d types.Digests) types.Digests {
 	return d
 }
 
+// PinnedVerificationSet returns the digests the body of a node named by d
+// is hashed against when pin applies to it (the root node of a pinned
+// package): VerificationSet(d) and the pin. The registry chooses what a tag
+// entry names, so an entry may name the pinned value beside a SHA-256 of
+// other bytes and still pass CheckPin; only hashing the body with the pin's
+// algorithm too makes the pin a digest of the bytes. d must contain the
+// pin. Without a pin it is VerificationSet(d).
+func PinnedVerificationSet(d, pin types.Digests) (types.Digests, error) {
+	vs := maps.Clone(VerificationSet(d))
+	for a, want := range pin {
+		if got, ok := d[a]; !ok || !bytes.Equal(got, want) {
+			return nil, fmt.Errorf("content digest %s does not contain the pinned digest %s:%x", d, a, want)
+		}
+		vs[a] = want
+	}
+	return vs, nil
+}
+
 // CheckBody checks body has length bytes and matches d (VerificationSet).
 func CheckBody(body []byte, d types.Digests, length int64) error {
+	return CheckPinnedBody(body, d, nil, length)
+}
+
+// CheckPinnedBody is CheckBody for a body that pin (nil: none) applies to:
+// it checks body against PinnedVerificationSet(d, pin), in one pass.
+func CheckPinnedBody(body []byte, d, pin types.Digests, length int64) error {
 	if int64(len(body)) != length {
 		return fmt.Errorf("%w, expected: %d, got %d", types.ErrLengthMismatch, length, len(body))
 	}
-	vs := VerificationSet(d)
+	vs, err := PinnedVerificationSet(d, pin)
+	if err != nil {
+		return err
+	}
 	if len(vs) == 0 {
 		return errors.New("no content digest to check")
 	}
-	algs := make([]types.Algorithm, 0, 1)
+	algs := make([]types.Algorithm, 0, len(vs))
 	for a := range vs {
 		algs = append(algs, a)
 	}
 	h := types.NewHasher(algs...)
 	h.Write(body)
-	if !h.Sum().Equal(vs) {
-		return types.ErrDigestMismatch
+	sum := h.Sum()
+	if sum.Equal(vs) {
+		return nil
 	}
-	return nil
+	for a, want := range pin {
+		if !bytes.Equal(sum[a], want) {
+			return fmt.Errorf("%w: the content does not hash to the pinned %s digest", types.ErrDigestMismatch, a)
+		}
+	}
+	return types.ErrDigestMismatch
 }

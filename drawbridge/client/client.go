@@ -208,10 +208,11 @@ type Response struct {
 }
 
 // get fetches u into memory, verifying the body against its Content-Digest
-// and rejecting bodies longer than limit before reading them.
-func (c *Client) get(ctx context.Context, u, label string, limit int64) (*Response, error) {
+// (and pin, see getTo) and rejecting bodies longer than limit before
+// reading them.
+func (c *Client) get(ctx context.Context, u, label string, limit int64, pin types.Digests) (*Response, error) {
 	var buf bytes.Buffer
-	meta, err := c.getTo(ctx, u, label, limit, func(m types.Meta) (io.Writer, error) {
+	meta, err := c.getTo(ctx, u, label, limit, pin, func(m types.Meta) (io.Writer, error) {
 		buf.Grow(int(m.Length))
 		return &buf, nil
 	})
@@ -223,8 +224,10 @@ func (c *Client) get(ctx context.Context, u, label string, limit int64) (*Respon
 
 // getTo streams a verified body of u into the writer open returns (called
 // after the headers were checked). The writer's content must be treated as
-// unverified unless getTo returns nil.
-func (c *Client) getTo(ctx context.Context, u, label string, limit int64, open func(types.Meta) (io.Writer, error)) (types.Meta, error) {
+// unverified unless getTo returns nil. pin, if set, is a pin that applies to
+// the body (nodePin): the body is hashed with its algorithm too, and the
+// Content-Digest must contain it.
+func (c *Client) getTo(ctx context.Context, u, label string, limit int64, pin types.Digests, open func(types.Meta) (io.Writer, error)) (types.Meta, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return types.Meta{}, err
@@ -248,7 +251,10 @@ func (c *Client) getTo(ctx context.Context, u, label string, limit int64, open f
 	if err != nil {
 		return types.Meta{}, err
 	}
-	want := bundle.VerificationSet(meta.Digest)
+	want, err := bundle.PinnedVerificationSet(meta.Digest, pin)
+	if err != nil {
+		return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
+	}
 	if sw, ok := w.(*sliceWriter); ok && sw.n == 0 && int64(len(sw.b)) == meta.Length {
 		// Straight into memory; the cache file (if any) is written on
 		// another core while the rest arrives.
@@ -257,7 +263,7 @@ func (c *Client) getTo(ctx context.Context, u, label string, limit int64, open f
 			tee = sw.tee
 		}
 		if err := types.ReadVerifiedTee(c.wrap(label, meta.Length, resp.Body), sw.b, want, tee); err != nil {
-			return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
+			return types.Meta{}, fmt.Errorf("GET %s: %w", u, pinnedMismatch(err, pin))
 		}
 		sw.n = len(sw.b)
 		return meta, nil
@@ -270,9 +276,19 @@ func (c *Client) getTo(ctx context.Context, u, label string, limit int64, open f
 	var r io.Reader = vr
 	r = c.wrap(label, meta.Length, r)
 	if _, err := io.Copy(w, r); err != nil {
-		return types.Meta{}, fmt.Errorf("GET %s: %w", u, err)
+		return types.Meta{}, fmt.Errorf("GET %s: %w", u, pinnedMismatch(err, pin))
 	}
 	return meta, nil
+}
+
+// pinnedMismatch adds to a digest mismatch of a body a pin applies to that
+// the pin was checked too: the verifying readers check the whole set at
+// once and cannot say which digest failed.
+func pinnedMismatch(err error, pin types.Digests) error {
+	if len(pin) == 0 || !errors.Is(err, types.ErrDigestMismatch) {
+		return err
+	}
+	return fmt.Errorf("%w: the body does not match both its Content-Digest and the pinned %s", err, pin)
 }
 
 // wrap adds progress reporting to r if configured.
@@ -438,7 +454,7 @@ func (c *Client) putJSON(ctx context.Context, u string, v any) error {
 }
 
 func (c *Client) getJSON(ctx context.Context, u string, v any) error {
-	r, err := c.get(ctx, u, "", MaxJSONSize)
+	r, err := c.get(ctx, u, "", MaxJSONSize, nil)
 	if err != nil {
 		return err
 	}
@@ -503,9 +519,10 @@ type Tag struct {
 }
 
 // GetTag fetches and parses a tag entry. If the spec is pinned, the entry
-// must name the pinned root digest.
+// must name the pinned root digest (the root node's body is checked against
+// the pin when it is fetched: GetNode, GetNodeTo).
 func (c *Client) GetTag(ctx context.Context, p PackageSpec) (*Tag, error) {
-	r, err := c.get(ctx, c.url(tagPath(p)...), "", MaxJSONSize)
+	r, err := c.get(ctx, c.url(tagPath(p)...), "", MaxJSONSize, nil)
 	if err != nil {
 		return nil, explainMissing(p, err)
 	}
@@ -544,13 +561,25 @@ func explainMissing(p PackageSpec, err error) error {
 // for an empty pin).
 func CheckPin(pin, d types.Digests) error { return bundle.CheckPin(pin, d) }
 
+// nodePin returns the pin that applies to the node at path of p: the spec's
+// pin for the root (the node the tag entry names), nil below it. The tag
+// entry naming the pinned value proves nothing about the bytes; a pinned
+// root is hashed with the pin's algorithm as well as VerificationSet's.
+func nodePin(p PackageSpec, path types.TreePath) types.Digests {
+	if path.IsRoot() {
+		return p.Pin
+	}
+	return nil
+}
+
 // GetNode fetches the tree node at path into memory and checks that its
-// metadata equals want (the entry its parent or the tag names).
+// metadata equals want (the entry its parent or the tag names) and, for the
+// root of a pinned spec, that its body matches the pin.
 func (c *Client) GetNode(ctx context.Context, p PackageSpec, path types.TreePath, want types.Meta, limit int64) (*Response, error) {
 	if want.Length > limit {
 		return nil, fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+path.String(), p, want.Length, limit)
 	}
-	r, err := c.get(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit)
+	r, err := c.get(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit, nodePin(p, path))
 	if err != nil {
 		return nil, fmt.Errorf("node %q of %s: %w", "/"+path.String(), p, err)
 	}
@@ -561,13 +590,13 @@ func (c *Client) GetNode(ctx context.Context, p PackageSpec, path types.TreePath
 }
 
 // GetNodeTo streams the tree node at path into the writer open returns,
-// after checking its metadata equals want. w holds verified bytes only if
-// GetNodeTo returns nil.
+// after checking its metadata equals want. w holds verified bytes (matching
+// the pin too, for the root of a pinned spec) only if GetNodeTo returns nil.
 func (c *Client) GetNodeTo(ctx context.Context, p PackageSpec, path types.TreePath, want types.Meta, limit int64, open func() (io.Writer, error)) error {
 	if want.Length > limit {
 		return fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+path.String(), p, want.Length, limit)
 	}
-	_, err := c.getTo(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit, func(m types.Meta) (io.Writer, error) {
+	_, err := c.getTo(ctx, c.url(treePath(p, path)...), nodeLabel(path), limit, nodePin(p, path), func(m types.Meta) (io.Writer, error) {
 		if err := MatchMeta(m, want); err != nil {
 			return nil, err
 		}

@@ -151,8 +151,12 @@ func (c *Cache) path(m types.Meta) (string, bool) {
 }
 
 // readInto fills dst (len(dst) == m.Length) with the cached body for m and
-// reports whether it was present and intact.
-func (c *Cache) readInto(m types.Meta, dst []byte) bool {
+// reports whether it was present and intact. pin (nodePin) applies to the
+// body too: the cache is keyed by the SHA-256 the entry names, which for a
+// pinned root comes from the same registry as the entry, so a cached body
+// is used as that root only if it also matches the pin. A body that does
+// not is dropped like a corrupt one (the fetch that follows fails).
+func (c *Cache) readInto(m types.Meta, pin types.Digests, dst []byte) bool {
 	p, ok := c.path(m)
 	if !ok {
 		return false
@@ -169,7 +173,9 @@ func (c *Cache) readInto(m types.Meta, dst []byte) bool {
 	if _, err := io.ReadFull(f, dst); err != nil {
 		return false
 	}
-	if bundle.CheckBody(dst, types.Digests{types.SHA256: m.Digest[types.SHA256]}, m.Length) != nil {
+	// VerificationSet(m.Digest) is the SHA-256 the path names (path has
+	// checked it is there), plus the pin.
+	if bundle.CheckPinnedBody(dst, m.Digest, pin, m.Length) != nil {
 		os.Remove(p)
 		return false
 	}
@@ -344,7 +350,7 @@ func (c *Client) FetchBundle(ctx context.Context, p PackageSpec, cache *Cache) (
 		switch {
 		case n.body != nil:
 			copy(body, n.body)
-		case cache.readInto(n.want, body):
+		case cache.readInto(n.want, nodePin(p, n.path), body):
 		default:
 			// The cache file is written while the body downloads and is
 			// put in place only after it verified.
@@ -369,7 +375,7 @@ func (c *Client) fetchSmall(ctx context.Context, p PackageSpec, n *bundleNode, c
 		return nil, fmt.Errorf("node %q of %s: %d bytes exceeds the limit of %d bytes", "/"+n.path.String(), p, n.want.Length, n.limit)
 	}
 	body := make([]byte, n.want.Length)
-	if cache.readInto(n.want, body) {
+	if cache.readInto(n.want, nodePin(p, n.path), body) {
 		return body, nil
 	}
 	r, err := c.GetNode(ctx, p, n.path, n.want, n.limit)
