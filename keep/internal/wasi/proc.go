@@ -12,7 +12,11 @@ import (
 
 var le = binary.LittleEndian
 
-// MaxRandom bounds one random_get call (the guest can loop for more).
+// MaxRandom bounds one read from the random_get source: a longer
+// random_get is filled in pieces of at most this size. WASI preview1 sets
+// no limit on the buffer, and guests (Go's crypto/rand on wasip1, Rust's
+// getrandom) pass their whole buffer in one call and treat any error as
+// fatal.
 const MaxRandom = 1 << 20
 
 // view returns the n bytes of guest memory mem at off, or nil if they are
@@ -129,16 +133,16 @@ func (s *System) clockTimeGet(_ context.Context, c engine.Caller, st []uint64) E
 }
 
 func (s *System) randomGet(_ context.Context, c engine.Caller, st []uint64) Errno {
-	n := uint32(st[1])
-	if n > MaxRandom {
-		return EINVAL
-	}
-	b := view(c.Memory(), uint32(st[0]), n)
+	b := view(c.Memory(), uint32(st[0]), uint32(st[1]))
 	if b == nil {
 		return EFAULT
 	}
-	if _, err := io.ReadFull(s.Rand, b); err != nil {
-		return EIO
+	for len(b) > 0 {
+		p := b[:min(len(b), MaxRandom)]
+		if _, err := io.ReadFull(s.Rand, p); err != nil {
+			return EIO
+		}
+		b = b[len(p):]
 	}
 	return ESUCCESS
 }

@@ -284,9 +284,75 @@ func testRandomGet(t *testing.T, eng string) {
 		t.Fatal("random_get left zeros")
 	}
 	e.expect(ESUCCESS, "random_get", 0, 0)
-	e.expect(EINVAL, "random_get", 0, MaxRandom+1)
+	e.expect(EFAULT, "random_get", 0, MaxRandom+1) // beyond the one page
 	e.expect(EFAULT, "random_get", memSize-10, 11)
 	e.expect(EFAULT, "random_get", 0xffffffff, 2)
+}
+
+// countingRand fills every buffer with 0xa5 and records the longest read.
+type countingRand struct{ reads, longest int }
+
+func (r *countingRand) Read(b []byte) (int, error) {
+	r.reads++
+	r.longest = max(r.longest, len(b))
+	for i := range b {
+		b[i] = 0xa5
+	}
+	return len(b), nil
+}
+
+func TestRandomGetLarge(t *testing.T) { eachEngine(t, testRandomGetLarge) }
+
+// testRandomGetLarge: WASI sets no limit on random_get, and Go's wasip1
+// crypto/rand passes its whole buffer and dies on any error, so a buffer
+// longer than MaxRandom is filled whole, from reads of at most MaxRandom.
+func testRandomGetLarge(t *testing.T, eng string) {
+	const pages = 48 // 3 MiB
+	ctx := context.Background()
+	en, err := engine.New(ctx, engine.Config{Engine: eng, NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { en.Close(ctx) })
+	m, err := en.Compile(ctx, wasmtest.Memory(pages))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &countingRand{}
+	s := &System{Rand: r, Files: fd.NewTable(nil)}
+	inst, err := m.Instantiate(ctx, s.HostFuncs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, s: s, inst: inst, mem: inst.Memory()}
+	const off, n = 100, 2*MaxRandom + 12345
+	e.expect(ESUCCESS, "random_get", off, n)
+	b, _ := e.mem.Read(off, n)
+	if len(b) != n {
+		t.Fatalf("read %d bytes of guest memory, want %d", len(b), n)
+	}
+	for i, c := range b {
+		if c != 0xa5 {
+			t.Fatalf("random_get of %d bytes left byte %d unfilled", n, i)
+		}
+	}
+	if b, _ := e.mem.Read(off-1, 1); b[0] != 0 {
+		t.Fatal("random_get wrote before its buffer")
+	}
+	if b, _ := e.mem.Read(off+n, 1); b[0] != 0 {
+		t.Fatal("random_get wrote past its buffer")
+	}
+	if r.longest > MaxRandom || r.reads < 3 {
+		t.Fatalf("source read %d times, longest %d; want pieces of at most %d", r.reads, r.longest, MaxRandom)
+	}
+	// The whole range must still lie inside memory: nothing is written
+	// when it does not.
+	r.reads = 0
+	e.expect(EFAULT, "random_get", pages*memSize-MaxRandom, MaxRandom+1)
+	e.expect(EFAULT, "random_get", 0, pages*memSize+1)
+	if r.reads != 0 {
+		t.Fatal("random_get read the source for an out-of-bounds buffer")
+	}
 }
 
 func TestSchedYieldProcRaise(t *testing.T) { eachEngine(t, testSchedYieldProcRaise) }

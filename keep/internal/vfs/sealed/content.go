@@ -1,10 +1,12 @@
 package sealed
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,7 +19,7 @@ import (
 
 // chunkRef is where a chunk's ciphertext is and what authenticates it.
 type chunkRef struct {
-	slot  uint32 // format.NoSlot: a hole (zeros)
+	slot  uint32
 	n     uint32 // plaintext bytes sealed
 	nonce [format.NonceSize]byte
 	tag   [format.TagSize]byte
@@ -52,19 +54,29 @@ type content struct {
 	aead *seal.File
 	size atomic.Int64
 
-	mu          sync.Mutex
-	chunks      []chunkRef
+	mu sync.Mutex
+	// chunks holds the refs of the chunks present, by index; a chunk not
+	// in it is a hole (zeros). Sparse, so that the memory and the commit
+	// time of a file are those of the chunks written, not of its size (one
+	// byte written 8 TiB in is one entry).
+	chunks      map[uint32]chunkRef
 	nextSlot    uint32
 	free        []uint32 // slots no manifest references
 	retired     []uint32 // slots the durable manifest references but the file no longer uses
 	uncommitted []uint32 // chunk indexes whose ref is not committed
-	cache       []*cbuf
-	tick        uint64
-	scratch     []byte   // chunk size + tag
-	scratches   [][]byte // the other workers' (see parallel)
-	obj         vfs.File
-	objDirty    bool // written since its last Sync
-	freed       bool
+	// cache, scratch, scratches and obj are taken when first needed and
+	// given back (see Volume.evict) when the volume holds them for more
+	// than maxHeld files: a file not in use costs neither memory nor a
+	// host handle.
+	cache     []*cbuf
+	tick      uint64
+	scratch   []byte   // chunk size + tag
+	scratches [][]byte // the other workers' (see parallel)
+	obj       vfs.File
+	objDirty  bool // written since its last Sync
+	freed     bool
+	held      bool          // in v.held: holds some of cache, scratch and obj
+	used      atomic.Uint64 // v.clock at its last use
 }
 
 func (v *Volume) newContent(id format.ID) (*content, error) {
@@ -72,8 +84,43 @@ func (v *Volume) newContent(id format.ID) (*content, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &content{v: v, id: id, aead: a, scratch: make([]byte, v.chunk+format.TagSize)}
-	return c, nil
+	return &content{v: v, id: id, aead: a}, nil
+}
+
+// touch marks c as just used, for the choice of the files to evict.
+func (c *content) touch() { c.used.Store(c.v.clock.Add(1)) }
+
+// hold is called (c.mu held) when c takes a cache buffer, a scratch
+// buffer or its object: past maxHeld such files, the volume gives back
+// those of the least recently used others.
+func (c *content) hold() {
+	if c.held {
+		return
+	}
+	c.held = true
+	c.touch()
+	if c.v.addHeld(c) > maxHeld {
+		c.v.evict(c)
+	}
+}
+
+// releaseLocked writes c's dirty chunks, makes its object durable and
+// gives back its cache, scratch buffers and object (c.mu held), so that
+// nothing of c is lost by the release. On an error c keeps them all.
+func (c *content) releaseLocked() error {
+	if err := c.flushLocked(); err != nil {
+		return err
+	}
+	if err := c.datasyncLocked(); err != nil {
+		return err
+	}
+	if err := c.close(); err != nil {
+		// Durable already: only the handle is in question.
+		c.v.log.Debug("sealed volume: closing an object", "volume", c.v.name, "object", format.ObjectName(c.id), "err", err)
+	}
+	c.cache, c.scratch, c.scratches = nil, nil, nil
+	c.held = false
+	return nil
 }
 
 // load sets the content of a file listed in the manifest.
@@ -82,11 +129,7 @@ func (c *content) load(n *format.Node) {
 	if len(n.Chunks) == 0 {
 		return
 	}
-	last := n.Chunks[len(n.Chunks)-1].Index
-	c.chunks = make([]chunkRef, last+1)
-	for i := range c.chunks {
-		c.chunks[i].slot = format.NoSlot
-	}
+	c.chunks = make(map[uint32]chunkRef, len(n.Chunks))
 	used := make([]uint32, 0, len(n.Chunks))
 	for _, x := range n.Chunks {
 		c.chunks[x.Index] = chunkRef{slot: x.Slot, n: x.Len, nonce: x.Nonce, tag: x.Tag, committed: true}
@@ -133,6 +176,7 @@ func (c *content) object(create bool) (vfs.File, error) {
 		return nil, fmt.Errorf("sealed volume %q: object %s is not a regular file", c.v.name, format.ObjectName(c.id))
 	}
 	c.obj = vf
+	c.hold()
 	return vf, nil
 }
 
@@ -143,7 +187,7 @@ func (c *content) readChunk(dst []byte, idx uint32) error {
 	if err != nil {
 		return err
 	}
-	return c.openChunk(obj, c.scratch, dst, idx, c.chunks[idx])
+	return c.openChunk(obj, c.scratchFor(0), dst, idx, c.chunks[idx])
 }
 
 // readObject opens the object for reading chunk idx.
@@ -211,6 +255,7 @@ func (c *content) cached(idx uint32, load bool) (*cbuf, error) {
 	if len(c.cache) < cacheChunks {
 		b = &cbuf{data: make([]byte, c.chunkSize())}
 		c.cache = append(c.cache, b)
+		c.hold()
 	} else {
 		b = c.cache[0]
 		for _, x := range c.cache[1:] {
@@ -226,13 +271,13 @@ func (c *content) cached(idx uint32, load bool) (*cbuf, error) {
 	}
 	b.idx, b.used, b.dirty, b.n = idx, c.tick, false, 0
 	clear(b.data)
-	if load && int(idx) < len(c.chunks) && c.chunks[idx].slot != format.NoSlot {
+	if r, ok := c.chunks[idx]; load && ok {
 		if err := c.readChunk(b.data, idx); err != nil {
 			b.idx = noChunk
 			b.used = 0
 			return nil, err
 		}
-		b.n = int(c.chunks[idx].n)
+		b.n = int(r.n)
 	}
 	return b, nil
 }
@@ -265,15 +310,15 @@ func (c *content) alloc() (uint32, error) {
 
 // setRef records chunk idx's new ref (after its ciphertext is written).
 func (c *content) setRef(idx uint32, r chunkRef) {
-	for int(idx) >= len(c.chunks) {
-		c.chunks = append(c.chunks, chunkRef{slot: format.NoSlot})
+	if c.chunks == nil {
+		c.chunks = make(map[uint32]chunkRef)
 	}
-	old := c.chunks[idx]
-	if old.slot != format.NoSlot {
+	old, had := c.chunks[idx]
+	if had {
 		c.release(old)
 	}
 	c.chunks[idx] = r
-	if !old.committed && old.slot != format.NoSlot {
+	if had && !old.committed {
 		return // already listed
 	}
 	c.uncommitted = append(c.uncommitted, idx)
@@ -303,7 +348,7 @@ func (c *content) seal(idx uint32, p []byte) error {
 		c.unalloc(slot)
 		return fmt.Errorf("sealed volume %q: creating object %s: %w", c.v.name, format.ObjectName(c.id), err)
 	}
-	ct, nonce, tag := c.aead.SealChunk(c.scratch, p, idx)
+	ct, nonce, tag := c.aead.SealChunk(c.scratchFor(0), p, idx)
 	if _, err := obj.WriteAt(ct, int64(slot)*int64(c.chunkSize())); err != nil {
 		c.unalloc(slot)
 		return fmt.Errorf("sealed volume %q: writing object %s: %w", c.v.name, format.ObjectName(c.id), err)
@@ -318,11 +363,12 @@ func (c *content) unalloc(slot uint32) { c.free = append(c.free, slot) }
 
 // punch makes chunk idx a hole.
 func (c *content) punch(idx uint32) {
-	if int(idx) >= len(c.chunks) || c.chunks[idx].slot == format.NoSlot {
+	r, ok := c.chunks[idx]
+	if !ok {
 		return
 	}
-	c.release(c.chunks[idx])
-	c.chunks[idx] = chunkRef{slot: format.NoSlot}
+	c.release(r)
+	delete(c.chunks, idx)
 }
 
 func (c *content) flush(b *cbuf) error {
@@ -348,6 +394,7 @@ func (c *content) ReadAt(p []byte, off int64) (int, error) {
 	defer c.v.commitMu.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.touch()
 	size := c.size.Load()
 	if off >= size {
 		return 0, io.EOF
@@ -373,11 +420,12 @@ func (c *content) ReadAt(p []byte, off int64) (int, error) {
 			}
 			continue
 		}
+		r, present := c.chunks[idx]
 		if b := c.lookup(idx); b != nil {
 			copy(dst, b.data[o:])
-		} else if int(idx) >= len(c.chunks) || c.chunks[idx].slot == format.NoSlot {
+		} else if !present {
 			clear(dst)
-		} else if r := c.chunks[idx]; o == 0 && m >= int(r.n) {
+		} else if o == 0 && m >= int(r.n) {
 			// The whole chunk's data: decrypt straight into p.
 			if err := c.readChunk(dst, idx); err != nil {
 				return n, err
@@ -458,9 +506,14 @@ func parallel(k int, fn func(w, j int)) {
 // maxWorkers bounds the goroutines of one parallel run.
 const maxWorkers = 8
 
-// scratchFor returns worker w's ciphertext buffer.
+// scratchFor returns worker w's ciphertext buffer (c.mu held; the
+// parallel workers' are allocated before they start, see scratches).
 func (c *content) scratchFor(w int) []byte {
 	if w == 0 {
+		if c.scratch == nil {
+			c.scratch = make([]byte, c.chunkSize()+format.TagSize)
+			c.hold()
+		}
 		return c.scratch
 	}
 	if c.scratches == nil {
@@ -470,6 +523,14 @@ func (c *content) scratchFor(w int) []byte {
 		c.scratches[w] = make([]byte, c.chunkSize()+format.TagSize)
 	}
 	return c.scratches[w]
+}
+
+// allocScratches allocates the buffers of the workers of a parallel run
+// of k chunks (c.mu held).
+func (c *content) allocScratches(k int) {
+	for w := range min(k, maxWorkers) {
+		c.scratchFor(w)
+	}
 }
 
 // sealRun writes whole chunks idx, idx+1, ... from p (a multiple of the
@@ -491,9 +552,7 @@ func (c *content) sealRun(idx uint32, p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	for w := 1; w < min(k, maxWorkers); w++ {
-		c.scratchFor(w) // allocated here, not by the workers
-	}
+	c.allocScratches(k) // here, not by the workers
 	refs := make([]chunkRef, k)
 	errs := make([]error, k)
 	parallel(k, func(w, j int) {
@@ -524,28 +583,27 @@ func (c *content) openRun(idx uint32, p []byte) (int, error) {
 	cs := c.chunkSize()
 	k := len(p) / cs
 	var obj vfs.File
+	refs := make([]chunkRef, k)
+	present := make([]bool, k)
 	for j := range k {
-		if i := int(idx) + j; i < len(c.chunks) && c.chunks[i].slot != format.NoSlot {
+		refs[j], present[j] = c.chunks[idx+uint32(j)]
+		if present[j] && obj == nil {
 			var err error
-			if obj, err = c.readObject(uint32(i)); err != nil {
+			if obj, err = c.readObject(idx + uint32(j)); err != nil {
 				return 0, err
 			}
-			break
 		}
 	}
-	for w := 1; w < min(k, maxWorkers); w++ {
-		c.scratchFor(w)
-	}
+	c.allocScratches(k)
 	errs := make([]error, k)
 	parallel(k, func(w, j int) {
-		i := int(idx) + j
 		dst := p[j*cs : (j+1)*cs]
-		if i >= len(c.chunks) || c.chunks[i].slot == format.NoSlot {
+		if !present[j] {
 			clear(dst)
 			return
 		}
-		r := c.chunks[i]
-		if errs[j] = c.openChunk(obj, c.scratchFor(w), dst, uint32(i), r); errs[j] == nil {
+		r := refs[j]
+		if errs[j] = c.openChunk(obj, c.scratchFor(w), dst, idx+uint32(j), r); errs[j] == nil {
 			clear(dst[r.n:])
 		}
 	})
@@ -583,6 +641,7 @@ func (c *content) WriteAt(p []byte, off int64) (int, error) {
 	defer c.v.commitMu.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.touch()
 	c.v.markDirty()
 	cs := int64(c.chunkSize())
 	n := 0
@@ -630,8 +689,11 @@ func (c *content) wrote(off int64, n int) int {
 
 // Truncate implements tree.Content.
 func (c *content) Truncate(size int64) error {
-	if size < 0 || uint64(size) > format.MaxFileSize {
+	if size < 0 {
 		return syscall.EINVAL
+	}
+	if uint64(size) > format.MaxFileSize {
+		return syscall.EFBIG
 	}
 	if c.v.readonly {
 		return syscall.EROFS
@@ -640,6 +702,7 @@ func (c *content) Truncate(size int64) error {
 	defer c.v.commitMu.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.touch()
 	c.v.markDirty()
 	if size >= c.size.Load() {
 		c.size.Store(size) // the new bytes are holes
@@ -651,7 +714,7 @@ func (c *content) Truncate(size int64) error {
 		// The chunk holding the new end keeps only its first tail bytes.
 		idx := keep - 1
 		b := c.lookup(idx)
-		if b == nil && int(idx) < len(c.chunks) && c.chunks[idx].slot != format.NoSlot && int(c.chunks[idx].n) > tail {
+		if r, ok := c.chunks[idx]; b == nil && ok && int(r.n) > tail {
 			var err error
 			if b, err = c.cached(idx, true); err != nil {
 				return err
@@ -664,11 +727,17 @@ func (c *content) Truncate(size int64) error {
 		}
 	}
 	c.dropCache(keep)
-	for i := int(keep); i < len(c.chunks); i++ {
-		c.punch(uint32(i))
+	// In index order: the free list's order decides which slots are
+	// reused, and stays what it was with a dense table.
+	var cut []uint32
+	for i := range c.chunks {
+		if i >= keep {
+			cut = append(cut, i)
+		}
 	}
-	if int(keep) < len(c.chunks) {
-		c.chunks = c.chunks[:keep]
+	slices.Sort(cut)
+	for _, i := range cut {
+		c.punch(i)
 	}
 	c.size.Store(size)
 	return nil
@@ -679,6 +748,9 @@ func (c *content) Truncate(size int64) error {
 func (c *content) Allocate(off, n int64) error {
 	if off < 0 || n <= 0 {
 		return syscall.EINVAL
+	}
+	if uint64(off)+uint64(n) > format.MaxFileSize { // no overflow: both below 2^63
+		return syscall.EFBIG
 	}
 	if end := off + n; end > c.size.Load() {
 		return c.Truncate(end)
@@ -736,10 +808,10 @@ func (c *content) record(n *format.Node) {
 	n.Size = uint64(c.size.Load())
 	n.Chunks = n.Chunks[:0]
 	for i, r := range c.chunks {
-		if r.slot != format.NoSlot {
-			n.Chunks = append(n.Chunks, format.Chunk{Index: uint32(i), Slot: r.slot, Len: r.n, Nonce: r.nonce, Tag: r.tag})
-		}
+		n.Chunks = append(n.Chunks, format.Chunk{Index: i, Slot: r.slot, Len: r.n, Nonce: r.nonce, Tag: r.tag})
 	}
+	// By increasing index, as the format requires.
+	slices.SortFunc(n.Chunks, func(a, b format.Chunk) int { return cmp.Compare(a.Index, b.Index) })
 }
 
 // committed is called once a manifest listing c as recorded is durable
@@ -747,8 +819,9 @@ func (c *content) record(n *format.Node) {
 // previous manifest used and c no longer does are free.
 func (c *content) committed() {
 	for _, i := range c.uncommitted {
-		if int(i) < len(c.chunks) && c.chunks[i].slot != format.NoSlot {
-			c.chunks[i].committed = true
+		if r, ok := c.chunks[i]; ok && !r.committed {
+			r.committed = true
+			c.chunks[i] = r
 		}
 	}
 	c.uncommitted = c.uncommitted[:0]
@@ -769,14 +842,19 @@ func (c *content) committed() {
 func (c *content) shrink() {
 	end := uint32(0)
 	for _, r := range c.chunks {
-		if r.slot != format.NoSlot && r.slot >= end {
+		if r.slot >= end {
 			end = r.slot + 1
 		}
 	}
-	if end >= c.nextSlot || c.obj == nil {
+	if end >= c.nextSlot {
 		return
 	}
-	if err := c.obj.Truncate(int64(end) * int64(c.chunkSize())); err != nil {
+	obj, err := c.object(false) // released (see Volume.evict): reopened
+	if err != nil {
+		c.v.log.Debug("sealed volume: could not open an object to shrink it", "volume", c.v.name, "object", format.ObjectName(c.id), "err", err)
+		return
+	}
+	if err := obj.Truncate(int64(end) * int64(c.chunkSize())); err != nil {
 		c.v.log.Debug("sealed volume: could not shrink an object", "volume", c.v.name, "object", format.ObjectName(c.id), "err", err)
 		return
 	}

@@ -24,7 +24,12 @@
 // Reads and writes go through a write-back cache of 8 plaintext chunks
 // per file; runs of whole chunks bypass it and are sealed or opened in
 // parallel. A chunk is decrypted in the Keep's own memory and copied to
-// the caller (possibly guest memory) only once authenticated.
+// the caller (possibly guest memory) only once authenticated. The cache,
+// the scratch buffers and the open host object of a file are taken on
+// its first read or write; past 128 files holding them, those of the
+// least recently used are given back (their dirty chunks sealed, written
+// and synced first), so that touching thousands of files costs neither
+// memory nor host handles (a remote backing allows a few thousand).
 //
 // Keys (package seal) derive by HKDF-SHA256 from the 32 bytes of a key
 // source (package keys: a development key file, the SEV-SNP derived key;

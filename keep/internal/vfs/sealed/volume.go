@@ -1,6 +1,7 @@
 package sealed
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -75,6 +76,84 @@ type Volume struct {
 	// so not guarded by mu).
 	dirty     atomic.Bool
 	committed uint64 // tree generation of the last commit
+
+	// The files holding a cache, a scratch buffer or an open object (see
+	// content.hold), at most about maxHeld. heldMu is taken under a
+	// content's lock, and under it contents' locks only with TryLock.
+	heldMu sync.Mutex
+	held   map[*content]struct{}
+	clock  atomic.Uint64 // for content.used
+}
+
+// maxHeld bounds the files of a volume that hold their object open and
+// their buffers (see content.hold): a workload touching thousands of
+// files must not keep a host handle (a remote backing allows a few
+// thousand) and 64 KiB or more of memory for each. A variable for the
+// tests.
+var maxHeld = 128
+
+// addHeld records that c holds resources and returns how many files do.
+func (v *Volume) addHeld(c *content) int {
+	v.heldMu.Lock()
+	defer v.heldMu.Unlock()
+	if v.held == nil {
+		v.held = make(map[*content]struct{})
+	}
+	v.held[c] = struct{}{}
+	return len(v.held)
+}
+
+// removeHeld records that c gave back its resources.
+func (v *Volume) removeHeld(c *content) {
+	v.heldMu.Lock()
+	delete(v.held, c)
+	v.heldMu.Unlock()
+}
+
+// evict gives back the resources of the least recently used files
+// other than self (whose lock the caller holds), down to 3/4 of maxHeld:
+// each one's dirty chunks are written and its object synced and closed
+// first (see content.releaseLocked). Files whose lock is taken are
+// skipped, so no lock order between files is needed.
+func (v *Volume) evict(self *content) {
+	v.heldMu.Lock()
+	n := len(v.held)
+	cands := make([]*content, 0, n)
+	for c := range v.held {
+		if c != self {
+			cands = append(cands, c)
+		}
+	}
+	v.heldMu.Unlock()
+	want := n - maxHeld*3/4
+	if n <= maxHeld || want <= 0 {
+		return
+	}
+	slices.SortFunc(cands, func(a, b *content) int { return cmp.Compare(a.used.Load(), b.used.Load()) })
+	var got []*content
+	for _, c := range cands {
+		if len(got) == want {
+			break
+		}
+		if !c.mu.TryLock() {
+			continue
+		}
+		if !c.held {
+			c.mu.Unlock()
+			continue
+		}
+		got = append(got, c)
+	}
+	// Several at a time: releasing may write and sync.
+	parallel(len(got), func(_, j int) {
+		c := got[j]
+		if err := c.releaseLocked(); err != nil {
+			v.log.Debug("sealed volume: could not release an idle file's object", "volume", v.name, "object", format.ObjectName(c.id), "err", err)
+		} else {
+			v.removeHeld(c)
+		}
+		c.mu.Unlock()
+	})
 }
 
 // Open opens the sealed volume held in backing (creating a new one in an
@@ -335,6 +414,7 @@ func (v *Volume) Free(_ uint64, tc tree.Content) {
 	c.mu.Lock()
 	c.freed = true
 	c.cache = nil // its unwritten data is garbage now
+	c.scratch, c.scratches = nil, nil
 	c.mu.Unlock()
 	v.mu.Lock()
 	delete(v.files, c.id)
@@ -445,7 +525,9 @@ func (v *Volume) Commit(t *tree.Tree) error {
 	for _, c := range gone {
 		c.mu.Lock()
 		c.close()
+		c.held = false
 		c.mu.Unlock()
+		v.removeHeld(c)
 		if err := v.backing.Unlink(format.ObjectName(c.id)); err != nil && !errors.Is(err, syscall.ENOENT) {
 			v.log.Warn("sealed volume: could not remove a deleted file's object", "volume", v.name, "object", format.ObjectName(c.id), "err", err)
 		}
@@ -517,8 +599,12 @@ func (v *Volume) Close() error {
 		if cerr := c.close(); err == nil {
 			err = cerr
 		}
+		c.held = false
 		c.mu.Unlock()
 	}
+	v.heldMu.Lock()
+	v.held = nil
+	v.heldMu.Unlock()
 	if cerr := v.backing.Close(); err == nil {
 		err = cerr
 	}
