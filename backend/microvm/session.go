@@ -20,7 +20,6 @@ import (
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 	"github.com/enarx-go/enarx/config"
-	"github.com/enarx-go/enarx/internal/atomicfile"
 	"github.com/enarx-go/enarx/keep"
 )
 
@@ -32,9 +31,27 @@ const (
 	// drainWait bounds how long the host waits, after the exit status,
 	// for the Keep's last output to reach the host's stdout and stderr.
 	drainWait = 10 * time.Second
-	// maxCachePut bounds one compilation cache file the Keep sends back.
+	// maxCachePut bounds one compilation cache file the Keep sends back
+	// (the Keep's own bound, guest.maxCacheFile); maxCacheFiles bounds the
+	// files it may send back, and the files the host sends it at launch.
 	maxCachePut   = 512 << 20
 	maxCacheFiles = 64
+	// maxCacheBytes bounds everything one Keep writes into the module's
+	// cache directory (all its cache-put streams together, every byte
+	// received counted, stored or not), and what the host streams from
+	// the directory into the next Keep (launch prunes the directory to
+	// it, so the directory holds at most this plus one Keep's puts). A
+	// microVM Keep runs wazero, which stores two entries per module: its
+	// compiled code (wazero-<version>-<arch>-<os>/<key>, about 2.5 times
+	// the module) and enarx's instrumented module
+	// (enarx-wazero-<tag>/<sha256>, about the module's size); Go's 2.6 MB
+	// hello takes 9 MB for both. Each entry is bounded by maxCachePut, so
+	// two entries at that bound: 1 GiB, which any legitimate Keep fits.
+	maxCacheBytes = 2 * maxCachePut
+	// staleCacheTemp is the age after which launch removes a temporary
+	// (dot) file of the cache directory: a host that died mid-write left
+	// it (a younger one may belong to a Keep still sending).
+	staleCacheTemp = time.Hour
 	// maxKeepLogs bounds the log records the host relays from one Keep
 	// (a Keep controlled by its workload could flood the host's logs).
 	maxKeepLogs = 10000
@@ -73,10 +90,18 @@ type session struct {
 	others   sync.WaitGroup // every other goroutine
 	done     chan struct{}
 	doneOnce sync.Once
+
+	// cacheBudget bounds the bytes of cache files the host sends the
+	// Keep at launch, and those the Keep may send back on cache-put
+	// streams (maxCacheBytes; tests lower it). putBytes counts the latter
+	// (under mu); putOver records that the Keep exceeded the budget.
+	cacheBudget int64
+	putBytes    int64
+	putOver     bool
 }
 
 func newSession(conn io.ReadWriteCloser, l *backend.Launch, log *slog.Logger) *session {
-	s := &session{l: l, log: log, hello: make(chan channel.Hello, 1), exit: make(chan channel.Exit, 1), done: make(chan struct{})}
+	s := &session{l: l, log: log, hello: make(chan channel.Hello, 1), exit: make(chan channel.Exit, 1), done: make(chan struct{}), cacheBudget: maxCacheBytes}
 	s.mux = channel.New(conn, channel.Host, channel.Handler{Control: s.control, Open: s.open})
 	return s
 }
@@ -160,8 +185,9 @@ func (s *session) open(st *channel.Stream, o channel.Open) error {
 		s.mu.Lock()
 		s.puts++
 		n := s.puts
+		over := s.putOver
 		s.mu.Unlock()
-		if s.cacheDir == "" || n > maxCacheFiles || !channel.ValidFileName(o.Name) {
+		if s.cacheDir == "" || n > maxCacheFiles || over || !cacheName(o.Name) {
 			return errors.New("cache file refused")
 		}
 		s.outputs.Add(1) // the Keep sends these before its exit status: wait for them
@@ -187,19 +213,99 @@ func (s *session) dialSteward(st *channel.Stream) {
 	relay(c.(*net.TCPConn), st)
 }
 
+// cacheName reports whether the Keep may name a cache file n: a valid
+// file name (channel.ValidFileName) none of whose segments starts with a
+// dot (the host's temporary files do, and cacheFiles skips them).
+func cacheName(n string) bool {
+	if !channel.ValidFileName(n) {
+		return false
+	}
+	for _, seg := range strings.Split(n, "/") {
+		if strings.HasPrefix(seg, ".") {
+			return false
+		}
+	}
+	return true
+}
+
+// errCacheBudget: the Keep sent more than cacheBudget on cache-put streams.
+var errCacheBudget = errors.New("the Keep sent more compilation cache than the host keeps")
+
 func (s *session) cachePut(st *channel.Stream, name string) {
-	defer st.Close()
-	b, err := io.ReadAll(io.LimitReader(st, maxCachePut+1))
-	if err != nil || len(b) > maxCachePut {
-		return
+	defer st.Close() // after an error: the Keep's further writes fail
+	if err := s.storeCacheFile(st, name); err != nil {
+		s.log.Debug("microVM: storing a compilation cache file", "name", name, "err", err)
 	}
+}
+
+// storeCacheFile streams r into the cache file name: into a temporary
+// file beside it, renamed into place once r ended within maxCachePut and
+// the session's budget; nothing is left on any error.
+func (s *session) storeCacheFile(r io.Reader, name string) (err error) {
 	p := filepath.Join(s.cacheDir, filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
-	if err := atomicfile.Write(p, b, 0o600); err != nil {
-		s.log.Debug("microVM: storing a compilation cache file", "err", err)
+	f, err := os.CreateTemp(dir, ".put-*") // mode 0600
+	if err != nil {
+		return err
 	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	n, err := io.Copy(putWriter{s, f}, io.LimitReader(r, maxCachePut+1))
+	if err != nil {
+		return err
+	}
+	if n > maxCachePut {
+		return fmt.Errorf("a cache file of more than %d bytes", maxCachePut)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	err, f = f.Close(), nil
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// putWriter writes a cache-put stream to its temporary file, charging
+// every byte to the session's budget first.
+type putWriter struct {
+	s *session
+	f *os.File
+}
+
+func (w putWriter) Write(p []byte) (int, error) {
+	s := w.s
+	s.mu.Lock()
+	if s.putOver || s.putBytes+int64(len(p)) > s.cacheBudget {
+		warn := !s.putOver
+		s.putOver = true
+		s.mu.Unlock()
+		if warn {
+			s.log.Warn("microVM: the Keep sent more compilation cache than the host keeps; the rest is refused", "max", s.cacheBudget)
+		}
+		return 0, errCacheBudget
+	}
+	s.putBytes += int64(len(p))
+	s.mu.Unlock()
+	return w.f.Write(p)
 }
 
 // run drives the session until the Keep reports its exit status, the
@@ -279,9 +385,17 @@ func (s *session) launch() error {
 		CachePut:    s.cacheDir != "",
 		VolumeKeys:  l.Options.VolumeKeys,
 	}
-	cache := cacheFiles(s.cacheDir)
+	cache := cacheFiles(s.cacheDir, s.cacheBudget)
+	sending := false // the blob goroutine closes the files
+	defer func() {
+		if !sending {
+			for _, f := range cache {
+				f.f.Close()
+			}
+		}
+	}()
 	for _, f := range cache {
-		msg.Cache = append(msg.Cache, channel.CacheFile{Name: f.name, Size: int64(len(f.data))})
+		msg.Cache = append(msg.Cache, channel.CacheFile{Name: f.name, Size: f.size})
 	}
 	names := make([]string, 0, len(s.collateral))
 	for n := range s.collateral {
@@ -298,18 +412,18 @@ func (s *session) launch() error {
 	// goroutine: the Keep reads them while the file streams open.
 	var blobs []blob
 	if msg.HasConfig {
-		blobs = append(blobs, blob{channel.Open{Role: channel.RoleConfig}, l.Workload.Config})
+		blobs = append(blobs, blob{open: channel.Open{Role: channel.RoleConfig}, data: l.Workload.Config})
 	}
 	if msg.HasBundle {
-		blobs = append(blobs, blob{channel.Open{Role: channel.RoleBundle}, l.Workload.Bundle})
+		blobs = append(blobs, blob{open: channel.Open{Role: channel.RoleBundle}, data: l.Workload.Bundle})
 	} else {
-		blobs = append(blobs, blob{channel.Open{Role: channel.RoleWasm}, l.Workload.Wasm})
+		blobs = append(blobs, blob{open: channel.Open{Role: channel.RoleWasm}, data: l.Workload.Wasm})
 	}
 	for _, f := range cache {
-		blobs = append(blobs, blob{channel.Open{Role: channel.RoleCache, Name: f.name}, f.data})
+		blobs = append(blobs, blob{open: channel.Open{Role: channel.RoleCache, Name: f.name}, file: f.f, size: f.size})
 	}
 	for _, n := range names {
-		blobs = append(blobs, blob{channel.Open{Role: channel.RoleCollateral, Name: n}, s.collateral[n]})
+		blobs = append(blobs, blob{open: channel.Open{Role: channel.RoleCollateral, Name: n}, data: s.collateral[n]})
 	}
 	streams := make([]*channel.Stream, len(blobs))
 	for i, b := range blobs {
@@ -317,51 +431,123 @@ func (s *session) launch() error {
 		if err != nil {
 			return fmt.Errorf("sending the workload to the Keep: %w", err)
 		}
+		// The Keep only reads these: what it might send is dropped.
+		st.CloseRead()
 		streams[i] = st
 	}
+	sending = true
 	s.others.Add(1)
 	go func() {
 		defer s.others.Done()
 		for i, b := range blobs {
-			streams[i].Write(b.data) // a Keep in a TEE refuses the cache: fine
+			// A Keep in a TEE refuses the cache: fine.
+			if b.file != nil {
+				io.Copy(streams[i], io.LimitReader(b.file, b.size))
+				b.file.Close()
+			} else {
+				streams[i].Write(b.data)
+			}
 			streams[i].Close()
 		}
 	}()
 	return s.openFiles()
 }
 
+// blob is a stream the host sends at launch: data, or size bytes of file.
 type blob struct {
 	open channel.Open
 	data []byte
+	file *os.File
+	size int64
 }
 
+// cacheFile is an open file of the compilation cache, to send in size bytes.
 type cacheFile struct {
 	name string
-	data []byte
+	size int64
+	f    *os.File
 }
 
-// cacheFiles reads the module's compilation cache directory (at most one
-// directory level, as the engine writes it).
-func cacheFiles(dir string) []cacheFile {
+// cacheFiles opens the files of the module's compilation cache directory
+// (names as cacheName allows: at most one directory level, as the engine
+// writes it) that the host sends into the Keep: the newest first, at most
+// maxCacheFiles of them and budget bytes together. It removes the files
+// it does not send (too large, past the bounds, or stale temporary files)
+// so that what Keeps sent back cannot pile up. Nothing is read here: the
+// files are streamed from disk.
+func cacheFiles(dir string, budget int64) []cacheFile {
 	if dir == "" {
 		return nil
 	}
-	var out []cacheFile
+	type entry struct {
+		path, name string
+		mod        time.Time
+	}
+	var found []entry
+	now := time.Now()
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || len(out) >= maxCacheFiles || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") {
-			return nil // (dot files: temporary files of an interrupted write)
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil || !channel.ValidFileName(filepath.ToSlash(rel)) {
+		if err != nil || p == dir {
 			return nil
 		}
-		b, err := os.ReadFile(p)
-		if err != nil || len(b) > maxCachePut {
+		rel, rerr := filepath.Rel(dir, p)
+		if rerr != nil {
 			return nil
 		}
-		out = append(out, cacheFile{filepath.ToSlash(rel), b})
+		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(d.Name(), ".") {
+			// Temporary files of a write (an interrupted one once
+			// stale), or what a Keep named so before the host refused
+			// such names.
+			if info, err := d.Info(); err == nil && now.Sub(info.ModTime()) > staleCacheTemp {
+				os.RemoveAll(p)
+			}
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if strings.Contains(rel, "/") {
+				return filepath.SkipDir // deeper than any name the Keep may use
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !cacheName(rel) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		found = append(found, entry{p, rel, info.ModTime()})
 		return nil
 	})
+	sort.Slice(found, func(i, j int) bool {
+		if !found[i].mod.Equal(found[j].mod) {
+			return found[i].mod.After(found[j].mod)
+		}
+		return found[i].name < found[j].name
+	})
+	var out []cacheFile
+	var total int64
+	for _, e := range found {
+		f, err := os.OpenFile(e.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		info, err := f.Stat()
+		if err != nil || !info.Mode().IsRegular() {
+			f.Close()
+			continue
+		}
+		if len(out) >= maxCacheFiles || info.Size() > maxCachePut || total+info.Size() > budget {
+			f.Close()
+			os.Remove(e.path)
+			continue
+		}
+		total += info.Size()
+		out = append(out, cacheFile{e.name, info.Size(), f})
+	}
 	return out
 }
 
@@ -390,6 +576,9 @@ func (s *session) openFiles() error {
 				return err
 			}
 			if f.Kind == config.KindStdin {
+				// The Keep only reads its stdin: what it might send
+				// is dropped.
+				st.CloseRead()
 				s.others.Add(1)
 				go func() { defer s.others.Done(); s.pumpIn(hf, st) }()
 			} else {

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // socketpair returns the two ends of a unix stream socketpair, as the host
@@ -420,5 +422,134 @@ func TestTooManyStreams(t *testing.T) {
 	defer mu.Unlock()
 	if len(streams) != MaxStreams {
 		t.Fatalf("%d streams accepted; want %d", len(streams), MaxStreams)
+	}
+}
+
+// footprint is the memory a stream's unread data holds: its chunks and
+// the array of their slice headers.
+func (s *Stream) footprint() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := cap(s.chunks) * int(unsafe.Sizeof([]byte(nil)))
+	for _, c := range s.chunks {
+		n += cap(c)
+	}
+	return n
+}
+
+// TestTinyFramesBounded: a peer that fills a stream's window with tiny
+// data frames, on a stream the receiver does not read, makes it hold at
+// most a small multiple of the window (not a chunk and its overhead per
+// frame: 1-byte frames cost 26 times the window), and what it sent is
+// read back intact.
+func TestTinyFramesBounded(t *testing.T) {
+	patterns := map[string][]int{
+		"1 byte":         {1},
+		"7 bytes":        {7},
+		"half a chunk+1": {smallData/2 + 1},
+		"chunk-1":        {smallData - 1},
+		"1 and a chunk":  {1, smallData},
+		"1 and 32 KiB":   {1, MaxData},
+	}
+	for name, sizes := range patterns {
+		t.Run(name, func(t *testing.T) {
+			opened := make(chan *Stream, 1)
+			_, raw, done := rawGuest(t, Handler{Open: func(s *Stream, _ Open) error { opened <- s; return nil }})
+			want := make([]byte, 0, Window)
+			var b bytes.Buffer
+			b.Write(frame(TypeOpen, 1, Encode(Open{Role: RoleFile})))
+			for i := 0; len(want) < Window; i++ {
+				n := min(sizes[i%len(sizes)], Window-len(want))
+				p := make([]byte, n)
+				for j := range p {
+					p[j] = byte(i + j)
+				}
+				want = append(want, p...)
+				b.Write(frame(TypeData, 1, p))
+			}
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			payload := b.Bytes()
+			go raw.Write(payload)
+			s := <-opened
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				s.mu.Lock()
+				held := s.buffered
+				s.mu.Unlock()
+				if held == Window {
+					break
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("channel ended: %v", err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d bytes arrived of %d", held, Window)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			fp := s.footprint()
+			runtime.GC()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			runtime.KeepAlive(payload) // in both measures
+			heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			t.Logf("a full window of %v-byte frames holds %d bytes (%.2f windows); heap grew by %d", sizes, fp, float64(fp)/Window, heap)
+			if fp > 2*Window+2*smallData+8<<10 {
+				t.Errorf("the stream holds %d bytes for a %d-byte window", fp, Window)
+			}
+			if heap > 4*Window {
+				t.Errorf("the heap grew by %d bytes for a %d-byte window", heap, Window)
+			}
+			got := make([]byte, Window)
+			if _, err := io.ReadFull(s, got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("the stream's bytes differ from what was sent")
+			}
+		})
+	}
+}
+
+// TestCloseReadDropsData: a stream whose reading side is closed holds
+// nothing the peer sends within its window.
+func TestCloseReadDropsData(t *testing.T) {
+	opened := make(chan *Stream, 1)
+	_, raw, done := rawGuest(t, Handler{Open: func(s *Stream, _ Open) error { opened <- s; return nil }})
+	raw.Write(frame(TypeOpen, 1, Encode(Open{Role: RoleFile})))
+	s := <-opened
+	s.CloseRead()
+	var b bytes.Buffer
+	for range Window {
+		b.Write(frame(TypeData, 1, []byte{'x'}))
+	}
+	raw.Write(b.Bytes())
+	if err := s.m.Send(TypeLog, Encode(Log{Msg: "sync"})); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.mu.Lock()
+		allow := s.recvAllow
+		s.mu.Unlock()
+		if allow == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes of the window left", allow)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if fp := s.footprint(); fp != 0 {
+		t.Fatalf("a stream closed for reading holds %d bytes", fp)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("channel ended: %v", err)
+	default:
 	}
 }

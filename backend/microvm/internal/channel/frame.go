@@ -11,8 +11,10 @@
 //
 // Trust: each side treats the other as hostile. Every frame is bounds
 // checked before anything is allocated for it; a stream's buffered bytes
-// never exceed the window its reader granted, so a peer cannot make the
-// other side buffer without limit; stream identifiers are allocated
+// never exceed the window its reader granted, and small data frames are
+// copied together (smallData), so a peer cannot make the other side buffer
+// without limit nor more than about twice the window per stream, however
+// it frames its bytes; stream identifiers are allocated
 // monotonically per side and never reused. A violation of the protocol
 // ends the whole channel (the Keep then stops), because a peer that breaks
 // the protocol cannot be relied on for anything that follows. Availability
@@ -72,6 +74,12 @@ const (
 	Window = 256 << 10
 	// maxOpenMeta bounds an Open frame's metadata.
 	maxOpenMeta = 4 << 10
+	// smallData: a receiver copies data frames shorter than this into
+	// shared chunks of this size instead of keeping each frame, so that a
+	// peer that fills a window with tiny frames costs at most about twice
+	// the window in memory, not a chunk (and its allocation overhead) per
+	// byte.
+	smallData = 4 << 10
 )
 
 // Header is a decoded frame header.
@@ -137,8 +145,10 @@ func putHeader(b []byte, h Header) {
 }
 
 // readFrame reads one whole frame from r. The payload is freshly
-// allocated (stream data is kept by the receiver).
-func readFrame(r io.Reader, hdr []byte) (Header, []byte, error) {
+// allocated (stream data is kept by the receiver), except that of a data
+// frame shorter than smallData, which is read into scratch (at least
+// smallData bytes, or nil): the receiver copies it (Stream.onData).
+func readFrame(r io.Reader, hdr, scratch []byte) (Header, []byte, error) {
 	if _, err := io.ReadFull(r, hdr[:HeaderSize]); err != nil {
 		return Header{}, nil, err
 	}
@@ -149,7 +159,12 @@ func readFrame(r io.Reader, hdr []byte) (Header, []byte, error) {
 	if h.Length == 0 {
 		return h, nil, nil
 	}
-	p := make([]byte, h.Length)
+	var p []byte
+	if h.Type == TypeData && h.Length < smallData && len(scratch) >= smallData {
+		p = scratch[:h.Length]
+	} else {
+		p = make([]byte, h.Length)
+	}
 	if _, err := io.ReadFull(r, p); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

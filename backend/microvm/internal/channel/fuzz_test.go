@@ -47,7 +47,8 @@ func FuzzParseHeader(f *testing.F) {
 // FuzzMux feeds a byte string to the Keep's end of a channel as if the
 // host sent it. Property: the Mux never panics, ends with a clean end of
 // input or a protocol violation (nothing else), and never holds more
-// unread bytes on a stream than that stream's window.
+// unread bytes on a stream than that stream's window, nor more than about
+// twice the window in memory, however the bytes were framed.
 func FuzzMux(f *testing.F) {
 	open := func(id uint32, o Open) []byte { return frame(TypeOpen, id, Encode(o)) }
 	seed := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -79,6 +80,9 @@ func FuzzMux(f *testing.F) {
 			s.mu.Unlock()
 			if held > Window || held+allowed > Window {
 				t.Fatalf("stream %d holds %d bytes with %d more allowed (window %d)", s.id, held, allowed, Window)
+			}
+			if fp := s.footprint(); fp > 2*Window+2*smallData+8<<10 {
+				t.Fatalf("stream %d holds %d bytes of memory for %d bytes (window %d)", s.id, fp, held, Window)
 			}
 		}
 	})

@@ -91,8 +91,9 @@ func New(rw io.ReadWriteCloser, side Side, h Handler) *Mux {
 func (m *Mux) Run() error {
 	r := bufio.NewReaderSize(m.rw, 2*(HeaderSize+MaxData))
 	hdr := make([]byte, HeaderSize)
+	scratch := make([]byte, smallData)
 	for {
-		h, p, err := readFrame(r, hdr)
+		h, p, err := readFrame(r, hdr, scratch)
 		if err == nil {
 			err = m.dispatch(h, p)
 		}

@@ -441,7 +441,20 @@ func (s *Stream) onData(p []byte) error {
 	if s.stopSent || s.closed || len(p) == 0 {
 		return nil
 	}
-	s.chunks = append(s.chunks, p)
+	if len(p) < smallData {
+		// p is the reader's scratch buffer: copy it, into the last
+		// chunk if it has room, else into a new chunk of smallData
+		// bytes. Of two chunks in a row at least smallData bytes are
+		// used, so tiny frames cost at most about twice their bytes.
+		n := len(s.chunks)
+		if n > 0 && cap(s.chunks[n-1])-len(s.chunks[n-1]) >= len(p) {
+			s.chunks[n-1] = append(s.chunks[n-1], p...)
+		} else {
+			s.chunks = append(s.chunks, append(make([]byte, 0, smallData), p...))
+		}
+	} else {
+		s.chunks = append(s.chunks, p) // freshly allocated by readFrame
+	}
 	s.buffered += len(p)
 	s.signal()
 	return nil
