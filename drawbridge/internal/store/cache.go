@@ -65,9 +65,17 @@ func (c *lru[V]) put(key string, v V, size int) {
 // dirCache keeps recently parsed directory nodes, sized by their JSON.
 // Without it, uploading the k children of a directory would re-read and
 // re-parse that directory k times (quadratic in its size).
-type dirCache = lru[types.Directory]
+// Its sorted entry names are kept too: a directory of k entries would
+// otherwise be sorted again at each of the completeness checks that stop
+// in it.
+type dirCache = lru[cachedDir]
 
-func newDirCache(maxBytes int) *dirCache { return newLRU[types.Directory](maxBytes) }
+type cachedDir struct {
+	d     types.Directory
+	names []types.TreeName
+}
+
+func newDirCache(maxBytes int) *dirCache { return newLRU[cachedDir](maxBytes) }
 
 // smallRecord is a small object held in memory: a user, a repository config or
 // a tag.

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
@@ -38,6 +39,13 @@ type Registry struct {
 	// Directories, tags, users and repositories are always verified
 	// against every digest given.
 	VerifyAllDigests bool
+	// MaxTreeNodes bounds the nodes of one tag's tree: the root plus
+	// every entry of every directory. A tree PUT or tag resume that
+	// reveals a tree naming more is refused (InvalidError), as are
+	// further nodes of that tag, and the tag never becomes visible.
+	// NewRegistry sets DefaultMaxTreeNodes; zero or less also means that.
+	// Set it before use.
+	MaxTreeNodes int
 
 	// Objects are immutable and never deleted, so what was read once is
 	// kept: directories (parsed), the Meta of objects that exist, and
@@ -45,11 +53,21 @@ type Registry struct {
 	dirs    *dirCache
 	metas   *lru[types.Meta]
 	records *lru[smallRecord]
+
+	// progress holds the completeness cursors of tags being published
+	// (progress.go).
+	progress *progressTable
+	// nodeChecks counts the node lookups made by completeness checks.
+	nodeChecks atomic.Int64
 }
 
 // NewRegistry returns a Registry on b.
 func NewRegistry(b Backend) *Registry {
-	return &Registry{b: b, dirs: newDirCache(64 << 20), metas: newLRU[types.Meta](32 << 20), records: newLRU[smallRecord](16 << 20)}
+	return &Registry{
+		b: b, MaxTreeNodes: DefaultMaxTreeNodes,
+		dirs: newDirCache(64 << 20), metas: newLRU[types.Meta](32 << 20), records: newLRU[smallRecord](16 << 20),
+		progress: newProgressTable(progressBudget),
+	}
 }
 
 // ContentOpener is implemented by Backends that can open an object's
@@ -363,23 +381,33 @@ func (r *Registry) expectedEntry(ctx context.Context, t TagRef, p types.TreePath
 
 // directory reads and parses a stored directory node.
 func (r *Registry) directory(ctx context.Context, t TagRef, p types.TreePath) (types.Directory, error) {
+	d, _, err := r.sortedDirectory(ctx, t, p)
+	return d, err
+}
+
+// sortedDirectory is directory, with the entry names in canonical order.
+// Callers must not change either.
+func (r *Registry) sortedDirectory(ctx context.Context, t TagRef, p types.TreePath) (types.Directory, []types.TreeName, error) {
 	key := nodeKey(t.key(), p)
 	if d, ok := r.dirs.get(key); ok {
-		return d, nil
+		return d.d, d.names, nil
 	}
 	meta, body, err := r.readSmall(ctx, key, MaxDirectorySize)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if meta.Type != types.DirectoryType {
-		return nil, invalidf("Node %q is a file, not a directory", "/"+p.String())
+		return nil, nil, invalidf("Node %q is a file, not a directory", "/"+p.String())
 	}
 	d, err := types.ParseDirectory(body)
 	if err != nil {
-		return nil, fmt.Errorf("stored directory %q is corrupt: %w", "/"+p.String(), err)
+		return nil, nil, fmt.Errorf("stored directory %q is corrupt: %w", "/"+p.String(), err)
 	}
-	r.dirs.put(key, d, len(body))
-	return d, nil
+	names := d.Names()
+	// Counted as its JSON, as before: the names share their bytes with
+	// the map, and their headers are small beside an entry's JSON.
+	r.dirs.put(key, cachedDir{d, names}, len(body))
+	return d, names, nil
 }
 
 // CreateNode stores tree node p of tag t. claimed is what the request's
@@ -403,6 +431,9 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		if errors.Is(err, ErrNotFound) {
 			return false, notFoundf("Tag %s does not exist; create the tag before its tree", t.Tag)
 		}
+		return false, err
+	}
+	if err := r.tooBig(t); err != nil {
 		return false, err
 	}
 	want, err := r.expectedEntry(ctx, t, p)
@@ -474,85 +505,4 @@ func mapVerifyErr(err error) error {
 		return invalidf("%v", errors.Unwrap(err))
 	}
 	return err
-}
-
-// checkComplete makes tag t visible if every node of its tree is present
-// and agrees with the entry its parent gives. It first follows the
-// last-child chain (the node a well-behaved publisher uploads last), so
-// the full walk happens about once per publish, not once per node.
-func (r *Registry) checkComplete(ctx context.Context, t TagRef) error {
-	if err := r.visible(ctx, t); err == nil {
-		return nil
-	}
-	root, err := r.rootEntry(ctx, t)
-	if err != nil {
-		return err
-	}
-	// Fast path: the last node in upload order.
-	p, e := types.TreePath{}, root
-	for {
-		m, err := r.stat(ctx, nodeKey(t.key(), p))
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if !m.Equal(e.Meta) {
-			return fmt.Errorf("stored node %q does not match its parent entry", "/"+p.String())
-		}
-		if e.Type != types.DirectoryType {
-			break
-		}
-		d, err := r.directory(ctx, t, p)
-		if err != nil {
-			return err
-		}
-		names := d.Names()
-		if len(names) == 0 {
-			break
-		}
-		last := names[len(names)-1]
-		p, e = p.Child(last), d[last]
-	}
-	// Full walk.
-	complete, err := r.walk(ctx, t, types.TreePath{}, root)
-	if err != nil || !complete {
-		return err
-	}
-	err = r.b.Create(ctx, verifiedKey(t.key()), types.Meta{
-		Digest: root.Digest, Length: 0, Type: verifiedMarkerType,
-	}, bytes.NewReader(nil))
-	if errors.Is(err, ErrExists) {
-		return nil // a concurrent upload finished it
-	}
-	return err
-}
-
-func (r *Registry) walk(ctx context.Context, t TagRef, p types.TreePath, e types.Entry) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	m, err := r.stat(ctx, nodeKey(t.key(), p))
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	} else if err != nil {
-		return false, err
-	}
-	if !m.Equal(e.Meta) {
-		return false, fmt.Errorf("stored node %q does not match its parent entry", "/"+p.String())
-	}
-	if e.Type != types.DirectoryType {
-		return true, nil
-	}
-	d, err := r.directory(ctx, t, p)
-	if err != nil {
-		return false, err
-	}
-	for _, n := range d.Names() {
-		ok, err := r.walk(ctx, t, p.Child(n), d[n])
-		if err != nil || !ok {
-			return false, err
-		}
-	}
-	return true, nil
 }

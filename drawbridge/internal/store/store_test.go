@@ -438,7 +438,7 @@ func TestFileDigestPolicy(t *testing.T) {
 func TestDirCacheBounded(t *testing.T) {
 	c := newDirCache(100)
 	for i := range 50 {
-		c.put(fmt.Sprint(i), types.Directory{}, 10)
+		c.put(fmt.Sprint(i), cachedDir{}, 10)
 	}
 	if c.size > 100 || len(c.m) != 10 {
 		t.Fatalf("size %d, %d entries", c.size, len(c.m))
@@ -449,7 +449,7 @@ func TestDirCacheBounded(t *testing.T) {
 	if _, ok := c.get("0"); ok {
 		t.Fatal("oldest entry kept")
 	}
-	c.put("huge", types.Directory{}, 60)
+	c.put("huge", cachedDir{}, 60)
 	if _, ok := c.get("huge"); ok {
 		t.Fatal("oversized entry cached")
 	}

@@ -1,0 +1,357 @@
+package store
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/enarx-go/enarx/drawbridge/types"
+)
+
+// DefaultMaxTreeNodes is the default bound on the nodes of one tag's tree
+// (the root plus every entry of every directory); see
+// Registry.MaxTreeNodes.
+const DefaultMaxTreeNodes = 1_000_000
+
+// progressBudget bounds the memory of the completeness cursors kept for
+// tags being published.
+const progressBudget = 4 << 20
+
+// Completeness tracking.
+//
+// A tag becomes visible once every node of its tree is stored and agrees
+// with the entry its parent gives. The check is a depth-first walk of the
+// tree in canonical (sorted) order that stops at the first node not yet
+// stored. Nodes are immutable and never deleted, so what such a walk has
+// confirmed stays true: the walk is resumable. A tagProgress is the walk's
+// cursor: the path of directories it is inside, and for each the index of
+// the first child whose subtree is not yet known to be complete. Everything
+// before the cursor (in walk order) is complete; nothing after it has been
+// looked at. After each tree PUT the walk resumes at the cursor, so it
+// checks every node once per publish, whatever the upload order: O(N) node
+// checks in all, and O(1) for a PUT that does not move the cursor.
+// Checks of one tag hold its cursor in turn (concurrent PUTs of one tag
+// are consistent); a PUT that finds that a check began after its node was
+// stored, and succeeded, while it waited, returns without one of its own.
+//
+// The cursor is a cache of facts read from the Backend, which stays the
+// only truth: it lives in memory, is bounded (least recently used cursors
+// are dropped), and a tag without one (after a restart, on another replica
+// sharing the bucket, after eviction) starts a new walk from the root,
+// which catches up with what is stored in one pass. Only the verified
+// marker, written when the walk finishes, is persistent and shared.
+// MaxTreeNodes bounds every walk, a catch-up included: the walk counts the
+// entries of each directory it enters and refuses the tree beyond it.
+
+// tagProgress is the completeness cursor of one tag.
+type tagProgress struct {
+	key string
+	mu  chan struct{} // held (one token) while the fields below are used
+	// begun numbers the checks of this cursor as they begin; it is
+	// written with mu held and read without.
+	begun atomic.Uint64
+
+	// covered is the number of the latest check that ended without error:
+	// a PUT whose node was stored before that check began needs no check
+	// of its own (checks of one tag do not queue up behind each other).
+	covered uint64
+
+	loaded  bool        // root is set
+	root    types.Entry // the tag's root entry
+	started bool        // the root node is stored and agrees with root
+	done    bool        // the tag is visible
+	// The walk's position: idx[k] is the number of leading children (in
+	// canonical order) of the directory at path[:k] whose subtrees are
+	// complete; path is the innermost directory entered. Empty idx after
+	// started: the whole tree is complete.
+	idx  []int
+	path types.TreePath
+	// nodes counts the nodes the walk knows the tree has: the root and
+	// every entry of every directory entered.
+	nodes   int
+	tooBig  error // sticky: the tree names more than MaxTreeNodes nodes
+	element *list.Element
+	cost    int // guarded by progressTable.mu
+}
+
+func (s *tagProgress) lock(ctx context.Context) error {
+	select {
+	case s.mu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *tagProgress) unlock() { <-s.mu }
+
+// size is what s is counted as against progressBudget.
+func (s *tagProgress) size() int {
+	n := 256 + len(s.key) + 8*cap(s.idx) + 16*cap(s.path)
+	for _, name := range s.path {
+		n += len(name)
+	}
+	return n
+}
+
+// progressTable holds the cursors of tags being published, least recently
+// used dropped first beyond its budget.
+type progressTable struct {
+	mu    sync.Mutex
+	max   int
+	size  int
+	order *list.List // of *tagProgress, most recent first
+	m     map[string]*tagProgress
+}
+
+func newProgressTable(maxSize int) *progressTable {
+	return &progressTable{max: maxSize, order: list.New(), m: map[string]*tagProgress{}}
+}
+
+// get returns the cursor of key, making an empty one if there is none.
+func (pt *progressTable) get(key string) *tagProgress {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	if s, ok := pt.m[key]; ok {
+		pt.order.MoveToFront(s.element)
+		return s
+	}
+	s := &tagProgress{key: key, mu: make(chan struct{}, 1)}
+	s.cost = s.size()
+	s.element = pt.order.PushFront(s)
+	pt.m[key] = s
+	pt.size += s.cost
+	pt.evict()
+	return s
+}
+
+// peek returns the cursor of key, if there is one.
+func (pt *progressTable) peek(key string) *tagProgress {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	return pt.m[key]
+}
+
+// resize records s's new size (the caller holds s) and drops cursors
+// beyond the budget.
+func (pt *progressTable) resize(s *tagProgress) {
+	n := s.size()
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	if pt.m[s.key] != s {
+		return // dropped meanwhile
+	}
+	pt.size += n - s.cost
+	s.cost = n
+	pt.evict()
+}
+
+// remove drops s (the caller holds s).
+func (pt *progressTable) remove(s *tagProgress) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	if pt.m[s.key] != s {
+		return
+	}
+	pt.drop(s)
+}
+
+func (pt *progressTable) drop(s *tagProgress) {
+	pt.order.Remove(s.element)
+	delete(pt.m, s.key)
+	pt.size -= s.cost
+}
+
+// evict drops the least recently used cursors beyond the budget, but never
+// the most recent one. A dropped cursor still in use stays correct (it is
+// only a cache); the next check of its tag starts a new one.
+func (pt *progressTable) evict() {
+	for pt.size > pt.max && pt.order.Len() > 1 {
+		pt.drop(pt.order.Back().Value.(*tagProgress))
+	}
+}
+
+// maxTreeNodes is the effective bound on a tree's nodes.
+func (r *Registry) maxTreeNodes() int {
+	if r.MaxTreeNodes <= 0 {
+		return DefaultMaxTreeNodes
+	}
+	return r.MaxTreeNodes
+}
+
+// tooBig returns the error of a tag whose tree is known to exceed
+// MaxTreeNodes, so that no more of its nodes are stored.
+func (r *Registry) tooBig(t TagRef) error {
+	s := r.progress.peek(t.key())
+	if s == nil {
+		return nil
+	}
+	select {
+	case s.mu <- struct{}{}:
+		defer s.unlock()
+		return s.tooBig
+	default:
+		return nil // busy; checkComplete will tell
+	}
+}
+
+// checkComplete makes tag t visible if every node of its tree is present
+// and agrees with the entry its parent gives, resuming the tag's walk
+// where the last check stopped. Callers have stored their node (if any)
+// before calling.
+func (r *Registry) checkComplete(ctx context.Context, t TagRef) error {
+	s := r.progress.get(t.key())
+	seen := s.begun.Load()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	if s.done {
+		return nil
+	}
+	if s.tooBig != nil {
+		return s.tooBig
+	}
+	if s.covered > seen {
+		// A check that began after the caller's node was stored has
+		// ended without error: it saw that node.
+		return nil
+	}
+	check := s.begun.Add(1)
+	err := r.runCheck(ctx, t, s)
+	if err == nil {
+		s.covered = check
+	}
+	return err
+}
+
+// runCheck is checkComplete's work; the caller holds s.
+func (r *Registry) runCheck(ctx context.Context, t TagRef, s *tagProgress) error {
+	if !s.loaded {
+		// A new cursor: the tag may have been completed by another
+		// replica, or before a restart.
+		if err := r.visible(ctx, t); err == nil {
+			s.done = true
+			r.progress.remove(s)
+			return nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		root, err := r.rootEntry(ctx, t)
+		if err != nil {
+			return err
+		}
+		s.root, s.loaded = root, true
+	}
+	complete, err := r.advance(ctx, t, s)
+	r.progress.resize(s)
+	if err != nil || !complete {
+		return err
+	}
+	err = r.b.Create(ctx, verifiedKey(t.key()), types.Meta{
+		Digest: s.root.Digest, Length: 0, Type: verifiedMarkerType,
+	}, bytes.NewReader(nil))
+	if errors.Is(err, ErrExists) {
+		err = nil // a concurrent upload (maybe on another replica) finished it
+	}
+	if err == nil {
+		s.done = true
+		r.progress.remove(s)
+	}
+	return err
+}
+
+// advance moves s's walk forward as far as the stored nodes allow and
+// reports whether the whole tree is complete. The caller holds s. s only
+// changes after what it records has been read, so an error or a cancelled
+// context leaves a cursor that is still right.
+func (r *Registry) advance(ctx context.Context, t TagRef, s *tagProgress) (bool, error) {
+	if !s.started {
+		ok, err := r.nodeStored(ctx, t, types.TreePath{}, s.root)
+		if err != nil || !ok {
+			return false, err
+		}
+		if s.root.Type == types.DirectoryType {
+			if err := r.enter(ctx, t, s, types.TreePath{}, 1); err != nil {
+				return false, err
+			}
+		} else {
+			s.nodes = 1
+		}
+		s.started = true
+	}
+	for len(s.idx) > 0 {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		top := len(s.idx) - 1
+		d, names, err := r.sortedDirectory(ctx, t, s.path)
+		if err != nil {
+			return false, err
+		}
+		i := s.idx[top]
+		if i == len(names) {
+			// This directory's subtree is complete.
+			s.idx = s.idx[:top]
+			if top > 0 {
+				s.path = s.path[:top-1]
+				s.idx[top-1]++
+			}
+			continue
+		}
+		p := s.path.Child(names[i])
+		e := d[names[i]]
+		ok, err := r.nodeStored(ctx, t, p, e)
+		if err != nil || !ok {
+			return false, err
+		}
+		if e.Type == types.DirectoryType {
+			if err := r.enter(ctx, t, s, p, s.nodes); err != nil {
+				return false, err
+			}
+		} else {
+			s.idx[top]++
+		}
+	}
+	return true, nil
+}
+
+// enter pushes the stored directory at p onto s's walk; nodes is the count
+// of nodes known before it (its own entry included).
+func (r *Registry) enter(ctx context.Context, t TagRef, s *tagProgress, p types.TreePath, nodes int) error {
+	d, _, err := r.sortedDirectory(ctx, t, p)
+	if err != nil {
+		return err
+	}
+	nodes += len(d)
+	if limit := r.maxTreeNodes(); nodes > limit {
+		s.tooBig = invalidf("The tree of tag %s has more than %d nodes", t.Tag, limit)
+		return s.tooBig
+	}
+	s.nodes = nodes
+	s.idx = append(s.idx, 0)
+	if len(p) > 0 {
+		s.path = append(s.path, p[len(p)-1])
+	}
+	return nil
+}
+
+// nodeStored reports whether node p is stored, and checks that it agrees
+// with e, the entry its parent gives.
+func (r *Registry) nodeStored(ctx context.Context, t TagRef, p types.TreePath, e types.Entry) (bool, error) {
+	r.nodeChecks.Add(1)
+	m, err := r.stat(ctx, nodeKey(t.key(), p))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if !m.Equal(e.Meta) {
+		return false, fmt.Errorf("stored node %q does not match its parent entry", "/"+p.String())
+	}
+	return true, nil
+}
