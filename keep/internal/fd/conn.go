@@ -74,7 +74,9 @@ func newReadiness() (*readiness, error) {
 
 var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
 
-// fire marks both directions as possibly ready.
+// fire marks both directions as possibly ready: a Conn's notify does not
+// say which changed, so a wakeup of either eventfd is only a hint (see
+// HintPoller).
 func (r *readiness) fire() {
 	unix.Write(r.rfd, one)
 	unix.Write(r.wfd, one)
@@ -137,6 +139,9 @@ func (s connStream) PollFD(write bool) (int, bool) {
 	}
 	return s.ready.poll(false, s.c.Readable)
 }
+
+// PollHint implements HintPoller: the eventfds are hints.
+func (s connStream) PollHint(bool) bool { return true }
 
 func (s connStream) Close() error {
 	s.c.SetNotify(nil)
@@ -274,6 +279,7 @@ func (c *nbChan) Read(p []byte) (int, error) {
 }
 
 func (c *nbChan) setNonblock(b bool) { c.nonblock = b }
+func (c *nbChan) pollHint() bool     { return true }
 
 func (c *nbChan) pollFD(write bool) (int, bool) {
 	if write {
@@ -382,6 +388,9 @@ func (l *ConnListener) PollFD(write bool) (int, bool) {
 	}
 	return l.ready.poll(false, l.a.Pending)
 }
+
+// PollHint implements HintPoller: the eventfd is a hint.
+func (l *ConnListener) PollHint(bool) bool { return true }
 
 // Close implements File.
 func (l *ConnListener) Close() error {

@@ -119,10 +119,28 @@ type File interface {
 // Poller is implemented by descriptors that poll_oneoff can wait on.
 type Poller interface {
 	// PollFD reports whether the descriptor is ready for reading (write =
-	// false) or writing now. If not, hostfd >= 0 is a host descriptor whose
-	// readiness (POLLIN or POLLOUT) means the descriptor may be ready; the
-	// caller waits on it and asks again.
+	// false) or writing now. If not, hostfd >= 0 is a host descriptor to
+	// wait on for POLLIN (or POLLOUT if write). Unless the Poller is a
+	// HintPoller that says otherwise, hostfd is the descriptor itself (a
+	// TCP socket, stdio): its readiness is the descriptor's, and PollFD
+	// never reports ready. For a HintPoller, it is only a hint.
 	PollFD(write bool) (hostfd int, ready bool)
+}
+
+// HintPoller is a Poller whose host descriptor, in one direction or both,
+// is only a hint: it becomes ready when the descriptor may have become
+// ready (an eventfd set on any change of a channel stream, the TCP socket
+// under a TLS stream, which may hold part of a record). The caller waits
+// on it, then asks PollFD again, and reports the descriptor only if PollFD
+// now says ready; otherwise it waits on the hostfd PollFD returned.
+//
+// PollFD must consume whatever made the hint ready (clear the eventfd,
+// read the ciphertext) before it answers not ready, so that the hint
+// becomes ready again only after a later change: a caller never spins.
+type HintPoller interface {
+	Poller
+	// PollHint reports whether PollFD(write)'s host descriptor is a hint.
+	PollHint(write bool) bool
 }
 
 // Stream is a byte stream: stdio, null, or a connected (TCP or TLS) socket.

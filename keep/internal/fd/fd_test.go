@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -272,5 +273,215 @@ func TestInsertLimited(t *testing.T) {
 	}
 	if RightsAll != 1<<30-1 || RightsDir&(RightFdRead|RightFdWrite|RightFdSeek|RightFdFilestatSetSize) != 0 {
 		t.Fatal("rights constants")
+	}
+}
+
+// memConn is one end of an in-memory Conn pair (a channel stream).
+// Writes go to the peer, or into held while hold is set; onWouldBlock,
+// if set, runs once when TryRead next finds nothing (as if data arrived
+// just then).
+type memConn struct {
+	mu           sync.Mutex
+	cond         *sync.Cond
+	in           []byte
+	closed       bool
+	notify       func()
+	peer         *memConn
+	hold         bool
+	held         []byte
+	onWouldBlock func()
+}
+
+func memPipe() (*memConn, *memConn) {
+	a, b := &memConn{}, &memConn{}
+	a.cond, b.cond = sync.NewCond(&a.mu), sync.NewCond(&b.mu)
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+func (c *memConn) deliver(p []byte) {
+	c.mu.Lock()
+	c.in = append(c.in, p...)
+	n := c.notify
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	if n != nil {
+		n()
+	}
+}
+
+func (c *memConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.in) == 0 && !c.closed {
+		c.cond.Wait()
+	}
+	if len(c.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.in)
+	c.in = c.in[n:]
+	return n, nil
+}
+
+func (c *memConn) TryRead(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.in) == 0 {
+		f := c.onWouldBlock
+		c.onWouldBlock = nil
+		closed := c.closed
+		c.mu.Unlock()
+		if f != nil {
+			f()
+		}
+		if closed {
+			return 0, io.EOF
+		}
+		return 0, ErrWouldBlock
+	}
+	defer c.mu.Unlock()
+	n := copy(p, c.in)
+	c.in = c.in[n:]
+	return n, nil
+}
+
+func (c *memConn) Peek(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.in) == 0 {
+		return 0, ErrWouldBlock
+	}
+	return copy(p, c.in), nil
+}
+
+func (c *memConn) Readable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.in) > 0 || c.closed
+}
+
+func (c *memConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.hold {
+		c.held = append(c.held, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	c.mu.Unlock()
+	c.peer.deliver(p)
+	return len(p), nil
+}
+
+func (c *memConn) TryWrite(p []byte) (int, error) { return c.Write(p) }
+func (c *memConn) Writable() bool                 { return true }
+func (c *memConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	return nil
+}
+func (c *memConn) CloseRead() error                 { return nil }
+func (c *memConn) CloseWrite() error                { return nil }
+func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *memConn) SetNotify(f func()) {
+	c.mu.Lock()
+	c.notify = f
+	c.mu.Unlock()
+}
+
+// TestTLSOverChannelPartialRecord: ciphertext that arrives while PollFD
+// looks (after crypto/tls found too little, before the channel's
+// readiness is checked) is still part of a record, not plaintext: PollFD
+// reads it and says not ready, with the eventfd cleared so a waiter does
+// not wake in vain; the rest of the record makes it ready.
+func TestTLSOverChannelPartialRecord(t *testing.T) {
+	a, b := memPipe()
+	cc := tls.Client(b, &tls.Config{InsecureSkipVerify: true})
+	handshake := make(chan error, 1)
+	go func() { handshake <- cc.Handshake() }()
+	s, err := NewConnTLSServer(context.Background(), a, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := <-handshake; err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.hold = true
+	b.mu.Unlock()
+	if _, err := cc.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	rec := b.held
+	if len(rec) < 20 {
+		t.Fatalf("record of %d bytes", len(rec))
+	}
+	a.deliver(rec[:5])
+	a.mu.Lock()
+	a.onWouldBlock = func() { a.deliver(rec[5:12]) }
+	a.mu.Unlock()
+	hostfd, ready := s.PollFD(false)
+	if ready || hostfd < 0 {
+		t.Fatalf("PollFD with %d of %d bytes of a record = %d, %v; want not ready", 12, len(rec), hostfd, ready)
+	}
+	if a.Readable() {
+		t.Fatal("PollFD left ciphertext unread")
+	}
+	if pollWait(hostfd, 0) {
+		t.Fatal("the eventfd is still set: a waiter would wake for nothing")
+	}
+	a.deliver(rec[12:])
+	if !pollWait(hostfd, 0) {
+		t.Fatal("the rest of the record did not set the eventfd")
+	}
+	if _, ready := s.PollFD(false); !ready {
+		t.Fatal("a whole record is not ready")
+	}
+	buf := make([]byte, 16)
+	if n, err := s.Read(buf, true); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read %q %v", buf[:n], err)
+	}
+}
+
+// TestPollHints: which host descriptors are only hints.
+func TestPollHints(t *testing.T) {
+	_, client, server := tcpPair(t)
+	tcp, err := NewTCPSocket(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := any(tcp).(HintPoller); ok {
+		t.Error("a TCP socket's descriptor is a hint")
+	}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	in, _ := NewStdio(r, false)
+	if _, ok := any(in).(HintPoller); ok {
+		t.Error("stdio's descriptor is a hint")
+	}
+	cc := tls.Client(client, &tls.Config{InsecureSkipVerify: true})
+	go cc.Handshake()
+	ts, err := NewTLSServer(context.Background(), server, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ts.PollHint(false) || ts.PollHint(true) {
+		t.Errorf("TLS over TCP: hints %v (read) %v (write), want true false", ts.PollHint(false), ts.PollHint(true))
+	}
+	a, _ := memPipe()
+	cs, err := NewConnSocket(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if !cs.PollHint(false) || !cs.PollHint(true) {
+		t.Error("a channel stream's eventfds are not hints")
 	}
 }

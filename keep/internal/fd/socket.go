@@ -182,6 +182,9 @@ type transport interface {
 	CloseWrite() error
 	// pollFD is Poller.PollFD for the ciphertext.
 	pollFD(write bool) (int, bool)
+	// pollHint is HintPoller.PollHint for the ciphertext (the same in
+	// both directions).
+	pollHint() bool
 }
 
 // nbConn is a TCP connection under a TLSSocket.
@@ -211,6 +214,7 @@ func (c *nbConn) Read(p []byte) (int, error) {
 
 func (c *nbConn) setNonblock(b bool)      { c.nonblock = b }
 func (c *nbConn) pollFD(bool) (int, bool) { return c.fd, false }
+func (c *nbConn) pollHint() bool          { return false }
 
 // newNBConn prepares c for use under crypto/tls.
 func newNBConn(c *net.TCPConn) (*nbConn, error) {
@@ -329,19 +333,41 @@ func (s *TLSSocket) Peek(p []byte, nonblock bool) (int, error) {
 func (s *TLSSocket) Write(p []byte, _ bool) (int, error) { return s.conn.Write(p) }
 
 // PollFD implements Poller. For reading it first decodes any complete
-// records crypto/tls already holds, so buffered data is never missed.
+// records crypto/tls already holds, so buffered data is never missed, and
+// reads all the ciphertext there is (fill reads until the transport would
+// block), so the transport's descriptor becomes readable again only when
+// more arrives: a partial record leaves nothing behind to wake a poller
+// in vain.
 func (s *TLSSocket) PollFD(write bool) (int, bool) {
 	if write {
 		return s.raw.pollFD(true)
 	}
-	if len(s.stash) > 0 || s.pending != nil {
-		return -1, true
+	for range maxPollTurns {
+		if len(s.stash) > 0 || s.pending != nil {
+			return -1, true
+		}
+		if s.fill(true) {
+			return -1, true
+		}
+		fd, ok := s.raw.pollFD(false)
+		if !ok {
+			return fd, false
+		}
+		// Ciphertext arrived since fill looked (a channel stream says
+		// so): that is not plaintext yet, so read it too.
 	}
-	if s.fill(true) {
-		return -1, true
-	}
-	return s.raw.pollFD(false)
+	// Ciphertext kept arriving in the instant between two reads (or the
+	// transport says readable but has nothing): let the caller try.
+	return -1, true
 }
+
+// maxPollTurns bounds TLSSocket.PollFD's reads: each turn reads all the
+// ciphertext there is, so a second one is already rare.
+const maxPollTurns = 16
+
+// PollHint implements HintPoller: for reading, the transport's readiness
+// may be part of a record; for writing, it is the transport's own.
+func (s *TLSSocket) PollHint(write bool) bool { return !write || s.raw.pollHint() }
 
 // Shutdown implements Socket; shutting down writing sends close_notify.
 func (s *TLSSocket) Shutdown(how int) error {

@@ -296,11 +296,17 @@ func (s *System) fdFilestatSetTimes(_ context.Context, _ engine.Caller, stk []ui
 	if errno != ESUCCESS {
 		return errno
 	}
-	switch f := e.File.(type) {
+	var f interface{ SetTimes(vfs.Times) error }
+	switch x := e.File.(type) {
 	case vfs.Dir:
-		return errnoOf(f.SetTimes(t))
+		f = x
 	case vfs.File:
-		return errnoOf(f.SetTimes(t))
+		f = x
+	default:
+		return ENOTSUP
 	}
-	return ENOTSUP
+	if errno := need(e, fd.RightFdFilestatSetTimes); errno != ESUCCESS {
+		return errno
+	}
+	return errnoOf(f.SetTimes(t))
 }

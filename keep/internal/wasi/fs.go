@@ -83,14 +83,21 @@ func dirOf(e *fd.Entry) (vfs.Dir, Errno) {
 	return nil, ENOTDIR
 }
 
-// dirArg looks up descriptor n as a directory.
-func (s *System) dirArg(n uint64) (*fd.Entry, vfs.Dir, Errno) {
+// dirArg looks up descriptor n as a directory that holds the rights r
+// (EBADF, ENOTDIR, ENOTCAPABLE, in that order).
+func (s *System) dirArg(n uint64, r uint64) (*fd.Entry, vfs.Dir, Errno) {
 	e, errno := s.entry(n)
 	if errno != ESUCCESS {
 		return nil, nil, errno
 	}
 	d, errno := dirOf(e)
-	return e, d, errno
+	if errno != ESUCCESS {
+		return nil, nil, errno
+	}
+	if errno := need(e, r); errno != ESUCCESS {
+		return nil, nil, errno
+	}
+	return e, d, ESUCCESS
 }
 
 // fileArg looks up descriptor n as a regular file for a positioned call:
@@ -234,7 +241,8 @@ func openOptions(lookup, oflags uint32, fdflags uint16, base uint64) vfs.OpenOpt
 }
 
 func (s *System) pathOpen(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	e, dir, errno := s.dirArg(stk[0])
+	// The rights path_open needs depend on its flags: checked below.
+	e, dir, errno := s.dirArg(stk[0], 0)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -307,12 +315,14 @@ func (s *System) pathOpen(_ context.Context, c engine.Caller, stk []uint64) Errn
 	return ESUCCESS
 }
 
-// pathOp is a call whose arguments are a directory fd and a path and
-// whose work is op on them: path_create_directory (vfs.Dir.Mkdir),
-// path_remove_directory (Rmdir) and path_unlink_file (Unlink).
-func (s *System) pathOp(op func(vfs.Dir, string) error) hostFunc {
+// pathOp is a call whose arguments are a directory fd, which must hold
+// the right r, and a path and whose work is op on them:
+// path_create_directory (vfs.Dir.Mkdir, PATH_CREATE_DIRECTORY),
+// path_remove_directory (Rmdir, PATH_REMOVE_DIRECTORY) and
+// path_unlink_file (Unlink, PATH_UNLINK_FILE).
+func (s *System) pathOp(r uint64, op func(vfs.Dir, string) error) hostFunc {
 	return func(_ context.Context, c engine.Caller, stk []uint64) Errno {
-		_, dir, errno := s.dirArg(stk[0])
+		_, dir, errno := s.dirArg(stk[0], r)
 		if errno != ESUCCESS {
 			return errno
 		}
@@ -325,7 +335,7 @@ func (s *System) pathOp(op func(vfs.Dir, string) error) hostFunc {
 }
 
 func (s *System) pathFilestatGet(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, dir, errno := s.dirArg(stk[0])
+	_, dir, errno := s.dirArg(stk[0], fd.RightPathFilestatGet)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -351,7 +361,7 @@ func (s *System) pathFilestatGet(_ context.Context, c engine.Caller, stk []uint6
 }
 
 func (s *System) pathFilestatSetTimes(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, dir, errno := s.dirArg(stk[0])
+	_, dir, errno := s.dirArg(stk[0], fd.RightPathFilestatSetTimes)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -371,11 +381,11 @@ func (s *System) pathFilestatSetTimes(_ context.Context, c engine.Caller, stk []
 }
 
 func (s *System) pathRename(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, oldDir, errno := s.dirArg(stk[0])
+	_, oldDir, errno := s.dirArg(stk[0], fd.RightPathRenameSource)
 	if errno != ESUCCESS {
 		return errno
 	}
-	_, newDir, errno := s.dirArg(stk[3])
+	_, newDir, errno := s.dirArg(stk[3], fd.RightPathRenameTarget)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -392,11 +402,11 @@ func (s *System) pathRename(_ context.Context, c engine.Caller, stk []uint64) Er
 }
 
 func (s *System) pathLink(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, oldDir, errno := s.dirArg(stk[0])
+	_, oldDir, errno := s.dirArg(stk[0], fd.RightPathLinkSource)
 	if errno != ESUCCESS {
 		return errno
 	}
-	_, newDir, errno := s.dirArg(stk[4])
+	_, newDir, errno := s.dirArg(stk[4], fd.RightPathLinkTarget)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -417,7 +427,7 @@ func (s *System) pathLink(_ context.Context, c engine.Caller, stk []uint64) Errn
 }
 
 func (s *System) pathSymlink(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, dir, errno := s.dirArg(stk[2])
+	_, dir, errno := s.dirArg(stk[2], fd.RightPathSymlink)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -441,7 +451,7 @@ func (s *System) pathSymlink(_ context.Context, c engine.Caller, stk []uint64) E
 // pathReadlink is path_readlink: the target, truncated to buf_len (as
 // wasmtime and readlink(2)); bufused is what was written.
 func (s *System) pathReadlink(_ context.Context, c engine.Caller, stk []uint64) Errno {
-	_, dir, errno := s.dirArg(stk[0])
+	_, dir, errno := s.dirArg(stk[0], fd.RightPathReadlink)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -668,13 +678,19 @@ func (s *System) fdSync(_ context.Context, _ engine.Caller, stk []uint64) Errno 
 	if errno != ESUCCESS {
 		return errno
 	}
-	switch f := e.File.(type) {
+	var f interface{ Sync() error }
+	switch x := e.File.(type) {
 	case vfs.Dir:
-		return errnoOf(f.Sync())
+		f = x
 	case vfs.File:
-		return errnoOf(f.Sync())
+		f = x
+	default:
+		return EINVAL // fsync(2) on a pipe or socket
 	}
-	return EINVAL // fsync(2) on a pipe or socket
+	if errno := need(e, fd.RightFdSync); errno != ESUCCESS {
+		return errno
+	}
+	return errnoOf(f.Sync())
 }
 
 func (s *System) fdDatasync(_ context.Context, _ engine.Caller, stk []uint64) Errno {

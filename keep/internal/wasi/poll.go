@@ -24,6 +24,9 @@ const (
 	eventHangup     = 1
 )
 
+// ppoll is unix.Ppoll (tests count the waits through it).
+var ppoll = unix.Ppoll
+
 // cancelCheck bounds how long one host poll sleeps before checking whether
 // the run was cancelled (the guest is never woken spuriously by it).
 const cancelCheck = 250 * time.Millisecond
@@ -34,6 +37,9 @@ type sub struct {
 	errno    Errno
 	deadline time.Time // clock
 	poller   fd.Poller // fd_read / fd_write
+	// hint: the poller's host fd is only a hint (fd.HintPoller), so
+	// PollFD is asked again when it wakes.
+	hint bool
 }
 
 type pending struct {
@@ -45,7 +51,10 @@ type pending struct {
 
 // pollOneoff is poll_oneoff: parse the subscriptions, then until one is
 // ready sort them (scan) and wait for the host fds and the earliest clock
-// (block), then write the events.
+// (block), then write the events. A host fd that is only a hint of its
+// descriptor's readiness (fd.HintPoller) makes an event only if the
+// descriptor is ready when asked again; otherwise the wait goes on, to the
+// same deadlines.
 func (s *System) pollOneoff(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	in, out, n, resPtr := uint32(stk[0]), uint32(stk[1]), uint32(stk[2]), uint32(stk[3])
 	if n == 0 || n > MaxSubscriptions {
@@ -71,11 +80,13 @@ func (s *System) pollOneoff(ctx context.Context, c engine.Caller, stk []uint64) 
 			return EINVAL
 		}
 		if len(s.pfds) > 0 || wait != 0 {
-			if errno := s.block(ctx, wait); errno != ESUCCESS {
+			if errno := s.block(ctx, subs, wait); errno != ESUCCESS {
 				return errno
 			}
 			if len(s.ready) == 0 {
-				continue // a clock may have fired: the loop re-checks
+				// A clock may have fired, or a hint woke us for nothing:
+				// the loop looks again.
+				continue
 			}
 		}
 		s.writeEvents(subs, outB)
@@ -114,6 +125,9 @@ func (s *System) parseSubs(inB []byte, n int) ([]sub, Errno) {
 				break
 			}
 			sb.poller = p
+			if h, ok := p.(fd.HintPoller); ok {
+				sb.hint = h.PollHint(sb.tag == tagFdWrite)
+			}
 		default:
 			return nil, EINVAL
 		}
@@ -167,8 +181,11 @@ func (s *System) scan(subs []sub) (wait time.Duration, ok bool) {
 
 // block waits up to wait (without limit if negative) for the fds in
 // s.pfds, waking every cancelCheck to see whether the run was cancelled,
-// and adds the fds that became ready to s.ready.
-func (s *System) block(ctx context.Context, wait time.Duration) Errno {
+// and adds the subscriptions whose fds became ready to s.ready: at once
+// for a direct host fd, after asking the poller again for a hint. A hint
+// that woke for nothing was consumed by that PollFD (see fd.HintPoller),
+// so the next wait does not return at once for it.
+func (s *System) block(ctx context.Context, subs []sub, wait time.Duration) Errno {
 	capped := wait
 	if ctx.Done() != nil && (capped < 0 || capped > cancelCheck) {
 		capped = cancelCheck
@@ -179,7 +196,7 @@ func (s *System) block(ctx context.Context, wait time.Duration) Errno {
 		ts = &t
 	}
 	if len(s.pfds) > 0 {
-		if _, err := unix.Ppoll(s.pfds, ts, nil); err != nil && err != unix.EINTR {
+		if _, err := ppoll(s.pfds, ts, nil); err != nil && err != unix.EINTR {
 			return errnoOf(err)
 		}
 	} else {
@@ -194,13 +211,22 @@ func (s *System) block(ctx context.Context, wait time.Duration) Errno {
 		if p.Revents == 0 {
 			continue
 		}
+		sb := &subs[s.pindex[j]]
 		pe := pending{sub: s.pindex[j], hasData: true}
 		if p.Revents&unix.POLLHUP != 0 {
 			pe.flags = eventHangup
 		}
-		if p.Revents&unix.POLLNVAL != 0 {
+		switch {
+		case p.Revents&unix.POLLNVAL != 0:
 			pe.errno = EBADF
-		} else if p.Revents&unix.POLLERR != 0 && p.Revents&(unix.POLLIN|unix.POLLOUT) == 0 {
+		case sb.hint:
+			// The descriptor may be ready: it is if PollFD says so (an
+			// error or end of stream counts, for the next call to
+			// report).
+			if _, ready := sb.poller.PollFD(sb.tag == tagFdWrite); !ready {
+				continue
+			}
+		case p.Revents&unix.POLLERR != 0 && p.Revents&(unix.POLLIN|unix.POLLOUT) == 0:
 			pe.errno = EIO
 		}
 		s.ready = append(s.ready, pe)
