@@ -212,10 +212,16 @@ func (s *System) fdFdstatSetFlags(_ context.Context, _ engine.Caller, stk []uint
 	}
 	switch f := e.File.(type) {
 	case vfs.Dir:
+		if errno := need(e, fd.RightFdFdstatSetFlags); errno != ESUCCESS {
+			return errno
+		}
 		if flags&fd.FlagAppend != 0 {
 			return EISDIR
 		}
 	case vfs.File:
+		if errno := need(e, fd.RightFdFdstatSetFlags); errno != ESUCCESS {
+			return errno
+		}
 		if on := flags&fd.FlagAppend != 0; on != (e.Flags&fd.FlagAppend != 0) {
 			if err := f.SetAppend(on); err != nil {
 				return errnoOf(err)
@@ -252,6 +258,12 @@ func (s *System) fdFilestatGet(_ context.Context, c engine.Caller, stk []uint64)
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
+	}
+	switch e.File.(type) {
+	case vfs.Dir, vfs.File: // streams and sockets have fixed rights
+		if errno := need(e, fd.RightFdFilestatGet); errno != ESUCCESS {
+			return errno
+		}
 	}
 	b := view(c.Memory(), uint32(stk[1]), filestatSize)
 	if b == nil {

@@ -700,8 +700,14 @@ func (s *System) fdDatasync(_ context.Context, _ engine.Caller, stk []uint64) Er
 	}
 	switch f := e.File.(type) {
 	case vfs.Dir:
+		if errno := need(e, fd.RightFdDatasync); errno != ESUCCESS {
+			return errno
+		}
 		return errnoOf(f.Sync())
 	case vfs.File:
+		if errno := need(e, fd.RightFdDatasync); errno != ESUCCESS {
+			return errno
+		}
 		return errnoOf(f.Datasync())
 	}
 	return EINVAL
@@ -710,7 +716,7 @@ func (s *System) fdDatasync(_ context.Context, _ engine.Caller, stk []uint64) Er
 // fdAdvise is fd_advise: advice is checked (0..5) and otherwise only a
 // hint, which the sources do not need.
 func (s *System) fdAdvise(_ context.Context, _ engine.Caller, stk []uint64) Errno {
-	if _, _, errno := s.fileArg(stk[0], 0); errno != ESUCCESS {
+	if _, _, errno := s.fileArg(stk[0], fd.RightFdAdvise); errno != ESUCCESS {
 		return errno
 	}
 	if uint32(stk[3]) > 5 || stk[1] > math.MaxInt64 || stk[2] > math.MaxInt64 {

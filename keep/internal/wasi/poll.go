@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/internal/fd"
+	"github.com/enarx-go/enarx/keep/internal/vfs"
 )
 
 // Subscription and event layouts (WASI preview1).
@@ -123,6 +124,13 @@ func (s *System) parseSubs(inB []byte, n int) ([]sub, Errno) {
 			if !ok {
 				sb.errno = EBADF
 				break
+			}
+			if _, file := e.File.(vfs.File); file {
+				// Streams and sockets have fixed rights.
+				if errno := need(e, fd.RightPollFdReadwrite); errno != ESUCCESS {
+					sb.errno = errno
+					break
+				}
 			}
 			sb.poller = p
 			if h, ok := p.(fd.HintPoller); ok {

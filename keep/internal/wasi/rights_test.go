@@ -61,6 +61,20 @@ func testRightsEnforced(t *testing.T, eng string) {
 			func(d fds) []uint64 { return []uint64{d.file} }},
 		{"fd_sync", fd.RightFdSync, dirA,
 			func(d fds) []uint64 { return []uint64{d.a} }},
+		{"fd_datasync", fd.RightFdDatasync, file,
+			func(d fds) []uint64 { return []uint64{d.file} }},
+		{"fd_datasync", fd.RightFdDatasync, dirA,
+			func(d fds) []uint64 { return []uint64{d.a} }},
+		{"fd_advise", fd.RightFdAdvise, file,
+			func(d fds) []uint64 { return []uint64{d.file, 0, 10, 0} }},
+		{"fd_filestat_get", fd.RightFdFilestatGet, file,
+			func(d fds) []uint64 { return []uint64{d.file, resOff} }},
+		{"fd_filestat_get", fd.RightFdFilestatGet, dirA,
+			func(d fds) []uint64 { return []uint64{d.a, resOff} }},
+		{"fd_fdstat_set_flags", fd.RightFdFdstatSetFlags, file,
+			func(d fds) []uint64 { return []uint64{d.file, uint64(fd.FlagAppend)} }},
+		{"fd_fdstat_set_flags", fd.RightFdFdstatSetFlags, dirA,
+			func(d fds) []uint64 { return []uint64{d.a, 0} }},
 	}
 	// setup makes a fresh file system with d/f, d/sub and d/l -> f, and
 	// opens d twice (asking for every directory right) and d/f (every
@@ -109,6 +123,20 @@ func testRightsEnforced(t *testing.T, eng string) {
 		}
 		if fsys.snapshot() != before {
 			t.Errorf("%s without right %#x changed the file system", c.name, c.right)
+		}
+	}
+	// poll_oneoff on a file without POLL_FD_READWRITE: the subscription's
+	// event carries ENOTCAPABLE (the call itself succeeds).
+	{
+		e, _, d := setup()
+		e.expect(ESUCCESS, "fd_fdstat_get", d.file, resOff)
+		base, inh := e.u64(resOff+8), e.u64(resOff+16)
+		e.expect(ESUCCESS, "fd_fdstat_set_rights", d.file, base&^fd.RightPollFdReadwrite, inh)
+		const subs, events = bufOff, bufOff + 512
+		e.sub(subs, 7, tagFdRead, uint32(d.file), 0, 0)
+		e.expect(ESUCCESS, "poll_oneoff", subs, events, 1, resOff)
+		if ud, errno, _ := e.event(events, 0); ud != 7 || Errno(errno) != ENOTCAPABLE {
+			t.Errorf("poll_oneoff on a file without POLL_FD_READWRITE: event %d errno %d, want 7 and ENOTCAPABLE", ud, errno)
 		}
 	}
 	// A preopen starts with every right a directory call needs, and

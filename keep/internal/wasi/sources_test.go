@@ -104,7 +104,7 @@ func scenario(t *testing.T, e *env) {
 		}
 		e.expect(want, name, params...)
 	}
-	rw := fd.RightFdRead | fd.RightFdWrite | fd.RightFdSeek | fd.RightFdTell | fd.RightFdFilestatGet | fd.RightFdFilestatSetSize | fd.RightFdSync
+	rw := fd.RightFdRead | fd.RightFdWrite | fd.RightFdSeek | fd.RightFdTell | fd.RightFdFilestatGet | fd.RightFdFilestatSetSize | fd.RightFdSync | fd.RightFdDatasync
 	call(ESUCCESS, "path_create_directory", "data")
 	f := e.open(preFD, "data/db", oflagCreat|oflagExcl, rw, 0)
 	// Many small writes, each followed by fd_sync (a database's journal).
