@@ -13,7 +13,11 @@
 //
 // Trust: the sandbox protects the host from the workload, not the other way
 // round. The host side (Backend.Run) trusts the host and treats the Keep
-// process as hostile: it only reads one bounded result message from it. The
+// process as hostile: it only reads one bounded result message from it,
+// gives it its own open file descriptions of the host's ttys and pipes and
+// puts back the flags of those it shares (stdio_linux.go), and, once the
+// Keep can no longer run, checks what it left in its module's compilation
+// cache (keepend_linux.go, cachecheck_linux.go). The
 // Keep side (KeepMain) decodes its launch message defensively (bounded
 // lengths, checked digests) but relies on the host for its inputs, as the
 // nil backend does; it offers no TEE evidence.

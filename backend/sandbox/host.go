@@ -67,24 +67,29 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 	if err != nil {
 		return 1, nil, err
 	}
+	defer cmd.release()
 	log := l.Options.Logger
 	if log != nil {
 		log.Debug("sandbox Keep started", "pid", cmd.proc.Pid, "namespaces", fmt.Sprintf("%#x", hdr.CloneFlags))
 	}
 	sent, reply := k.send(l, hdr), k.receive()
-	// The Keep's result message is its last act; waiting for its process
-	// to exit after it adds the kernel's tear-down of the process (its
-	// address space, its pid and network namespaces) to every run. Unless
-	// debug logging wants the exited process's usage, the host returns on
-	// the result and kills the Keep, so that none outlives its run; the
-	// goroutine that started it reaps it (startKeepWith). A Keep whose
-	// diagnostics go to a writer that is not a file is waited for: the
-	// exec package copies them through a pipe until the process is gone,
-	// and the caller's writer must have them all, and be left alone, once
-	// run returns.
+	// The Keep's result message is its last act (it then waits to be
+	// ended: keepReply); waiting for its process to exit after it adds
+	// the kernel's tear-down of the process (its address space, its pid,
+	// mount and network namespaces: 4 ms for a Keep that ran nothing, on
+	// the VM we measure on) to every run. Unless debug logging wants the
+	// exited process's usage, the host returns on the result and ends the
+	// Keep (endKeep), so that none outlives its run; the goroutine that
+	// started it reaps it (startKeepWith). A Keep whose diagnostics go to
+	// a writer that is not a file is waited for: the exec package copies
+	// them through a pipe until the process is gone, and the caller's
+	// writer must have them all, and be left alone, once run returns.
 	_, direct := h.stderr.(*os.File)
 	early := (h.stderr == nil || direct) && (log == nil || !log.Enabled(ctx, slog.LevelDebug))
 	res, werr, exited, err := awaitKeep(ctx, cmd, reply, early)
+	// On every path: what the Keep may have changed on the host is put
+	// back or checked once none of its threads can run (endKeep).
+	k.endKeep(cmd, len(l.Workload.Wasm), log)
 	if err != nil {
 		return 1, nil, err
 	}
@@ -107,12 +112,19 @@ type keepFDs struct {
 	// not start.
 	payload *os.File
 	closers []io.Closer
+	// shared are the host's open file descriptions the Keep shares
+	// (stdio_linux.go): their status flags are put back once it has
+	// ended.
+	shared []sharedFlags
+	// cacheDir delivers the module's compilation cache directory the
+	// launch names ("" for none) once send has prepared the launch.
+	cacheDir chan string
 }
 
 // openKeepFDs opens what the Keep process gets besides its launch message
 // and sets hdr.PayloadFD if the payloads travel in a memfd.
 func openKeepFDs(ctx context.Context, l *backend.Launch, hdr *launch, socketPayload bool) (_ *keepFDs, err error) {
-	k := &keepFDs{}
+	k := &keepFDs{cacheDir: make(chan string, 1)}
 	defer func() {
 		if err != nil {
 			k.close()
@@ -132,7 +144,7 @@ func openKeepFDs(ctx context.Context, l *backend.Launch, hdr *launch, socketPayl
 	k.extra = append(k.extra, k.keepEnd)
 	for _, f := range l.Files {
 		if f != nil { // null entries get no fd (newLaunch)
-			k.extra = append(k.extra, f)
+			k.extra = append(k.extra, k.keepFile(f))
 		}
 	}
 	if addr := l.StewardAddr(); addr != "" {
@@ -189,6 +201,9 @@ func (k *keepFDs) start(hdr *launch, h hostOptions) (*keepCmd, error) {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
+	if f, ok := stderr.(*os.File); ok {
+		stderr = k.keepFile(f)
+	}
 	exe := fmt.Sprintf("/proc/self/fd/%d", controlFD+len(k.extra)-1) // the last one
 	cmd, flags, err := startKeep(exe, k.extra, stderr, h.env)
 	// Without our copy of its end, the control socket ends when the Keep
@@ -212,6 +227,7 @@ func (k *keepFDs) send(l *backend.Launch, hdr *launch) <-chan error {
 	sent := make(chan error, 1)
 	go func() {
 		err := prepareLaunch(l, hdr, k.payload)
+		k.cacheDir <- hdr.CacheDir
 		if k.payload != nil {
 			k.payload.Close() // the Keep has its own descriptor
 		}
@@ -281,30 +297,30 @@ func prepareLaunch(l *backend.Launch, hdr *launch, payload *os.File) error {
 
 // awaitKeep waits for the Keep's result message (nil if it ended without
 // one) and, unless early, for its process to exit (exited then reports
-// true, exit how it exited); it kills the Keep when ctx ends (--timeout,
-// interrupt). With early it returns as soon as the result is in, and kills
-// the Keep, which has nothing left to do but exit.
+// true, exit how it exited; a Keep that answered waits to be ended, and is
+// killed); it kills the Keep when ctx ends (--timeout, interrupt). With
+// early it returns as soon as the result is in, and leaves the Keep, which
+// has nothing left to do, to endKeep.
 func awaitKeep(ctx context.Context, cmd *keepCmd, reply <-chan *result, early bool) (res *result, exit error, exited bool, err error) {
-	if early {
+	for {
 		select {
 		case r, ok := <-reply:
-			if ok {
-				cmd.kill()
+			if !ok {
+				// No result: the Keep is ending; how is its exit's to say.
+				reply = nil
+				continue
+			}
+			if early {
 				return r, nil, false, nil
 			}
-			// No result: the Keep is ending; how is its exit's to say.
+			cmd.kill()
+			return r, <-cmd.done, true, nil
 		case exit = <-cmd.done:
 			// Its end of the socket is closed: the reader finishes.
 			return <-reply, exit, true, nil
 		case <-ctx.Done():
 			return nil, nil, false, stopKeep(ctx, cmd)
 		}
-	}
-	select {
-	case exit = <-cmd.done:
-		return <-reply, exit, true, nil
-	case <-ctx.Done():
-		return nil, nil, false, stopKeep(ctx, cmd)
 	}
 }
 
@@ -357,6 +373,21 @@ type keepCmd struct {
 	// state is the ended process's, once done has reported.
 	state *os.ProcessState
 	done  chan error
+	// exited is closed once the process has been reaped: nothing of it
+	// runs any more, not even a system call it was in when killed.
+	exited chan struct{}
+	// pidfd refers to the process, or is -1 where the kernel has no
+	// pidfd_open (endKeep then waits for exited). It stays open until
+	// run returns (release).
+	pidfd int
+}
+
+// release closes the pidfd once nothing waits on it any more.
+func (k *keepCmd) release() {
+	if k.pidfd >= 0 {
+		unix.Close(k.pidfd)
+		k.pidfd = -1
+	}
 }
 
 func (k *keepCmd) kill() { _ = k.proc.Kill() }
@@ -377,7 +408,7 @@ func startKeep(exe string, extra []*os.File, stderr io.Writer, env []string) (*k
 
 func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string, flags uintptr) (*keepCmd, error) {
 	started := make(chan error, 1)
-	k := &keepCmd{done: make(chan error, 1)}
+	k := &keepCmd{done: make(chan error, 1), exited: make(chan struct{}), pidfd: -1}
 	go func() {
 		runtime.LockOSThread()
 		// Never unlocked: when this goroutine returns the thread exits,
@@ -392,12 +423,17 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string,
 			return
 		}
 		k.proc = proc
+		// Before wait: the process cannot have been reaped yet.
+		if fd, err := unix.PidfdOpen(proc.Pid, 0); err == nil { // close-on-exec
+			k.pidfd = fd
+		}
 		if startedHook != nil {
 			startedHook(proc.Pid)
 		}
 		started <- nil
 		st, err := wait()
 		k.state = st
+		close(k.exited)
 		k.done <- err
 	}()
 	if err := <-started; err != nil {

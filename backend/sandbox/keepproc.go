@@ -174,11 +174,16 @@ func keepFail(ctl io.Writer, layers []Layer, err error) int {
 	return keepReply(ctl, &result{ExitCode: 1, Error: err.Error(), Layers: layers})
 }
 
+// keepReply sends the result message and then waits for the host to end
+// the Keep (keepLinger): a Keep that exited by itself would make its host
+// wait for the kernel's tear-down of the process before it could check
+// what the Keep left (keepend_linux.go).
 func keepReply(ctl io.Writer, r *result) int {
 	if err := writeMsg(ctl, resultMagic, r); err != nil {
 		fmt.Fprintf(os.Stderr, "Error: sandbox Keep: reporting result: %v\n", err)
 		return 1
 	}
+	time.Sleep(keepLinger)
 	return r.ExitCode
 }
 
