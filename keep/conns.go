@@ -105,7 +105,7 @@ func openConnEntry(ctx context.Context, i int, f config.File, conns Conns, id tl
 		}
 		name := f.Name
 		l.OnHandshakeError = func(remote net.Addr, err error) {
-			log.Warn("TLS handshake failed; the workload sees ECONNABORTED", "listener", name, "peer", remote.String(), "error", err)
+			log.Debug("TLS handshake failed; the connection is dropped, the workload never sees it", "listener", name, "peer", remote.String(), "error", err)
 		}
 		return l, nil
 	case config.KindConnect:

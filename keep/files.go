@@ -134,7 +134,7 @@ func openEntry(ctx context.Context, f config.File, hf *os.File, id tlsConfigs, d
 		}
 		name := f.Name
 		l.OnHandshakeError = func(remote net.Addr, err error) {
-			log.Warn("TLS handshake failed; the workload sees ECONNABORTED", "listener", name, "peer", remote.String(), "error", err)
+			log.Debug("TLS handshake failed; the connection is dropped, the workload never sees it", "listener", name, "peer", remote.String(), "error", err)
 		}
 		return l, nil
 	case config.KindConnect:

@@ -54,8 +54,8 @@ port = %d
 	go func() {
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		// First a client that does not speak TLS: the Keep drops it after
-		// the failed handshake and the guest keeps serving (Go retries
-		// accept on ECONNABORTED).
+		// the failed handshake, in the background, and the guest, which
+		// never sees it, keeps serving.
 		var raw net.Conn
 		var err error
 		for i := 0; i < 400; i++ {

@@ -325,28 +325,50 @@ func NewConnTLSClient(ctx context.Context, c Conn, cfg *tls.Config) (*TLSSocket,
 }
 
 // ConnListener is a listening entry whose connections arrive through an
-// Acceptor; with a TLS config, each completes a TLS 1.3 handshake before
-// sock_accept returns it.
+// Acceptor. With a TLS config, each completes a TLS 1.3 handshake in the
+// background (see handshaker) before sock_accept returns it, as with a
+// TCPListener.
 type ConnListener struct {
-	// OnHandshakeError, if set, is told about failed TLS handshakes (the
-	// guest only sees ECONNABORTED).
+	// OnHandshakeError is TCPListener.OnHandshakeError.
 	OnHandshakeError func(remote net.Addr, err error)
 
 	ctx   context.Context
 	a     Acceptor
 	tls   *tls.Config
-	ready *readiness
+	ready *readiness // without tls
+	hs    *handshaker
+	// kick is signalled by the Acceptor's notify (with tls): the accept
+	// loop waits on it for a connection.
+	kick chan struct{}
 }
 
 // NewConnListener wraps a. tlsConfig nil means plain TCP.
 func NewConnListener(ctx context.Context, a Acceptor, tlsConfig *tls.Config) (*ConnListener, error) {
+	l := &ConnListener{ctx: ctx, a: a, tls: tlsConfig}
+	if tlsConfig != nil {
+		hs, err := newHandshaker(ctx)
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		l.hs, l.kick = hs, make(chan struct{}, 1)
+		hs.loop = l.acceptLoop
+		a.SetNotify(func() {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+		})
+		return l, nil
+	}
 	r, err := newReadiness()
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
 	a.SetNotify(r.fire)
-	return &ConnListener{ctx: ctx, a: a, tls: tlsConfig, ready: r}, nil
+	l.ready = r
+	return l, nil
 }
 
 // Filetype implements File.
@@ -356,7 +378,11 @@ func (l *ConnListener) Filetype() Filetype { return FiletypeSocketStream }
 func (l *ConnListener) Rights() uint64 { return RightsListener }
 
 // Accept implements Listener.
-func (l *ConnListener) Accept(nonblock bool) (Socket, error) {
+func (l *ConnListener) Accept(ctx context.Context, nonblock bool) (Socket, error) {
+	if l.hs != nil {
+		l.hs.start(l.OnHandshakeError)
+		return l.hs.accept(ctx, nonblock)
+	}
 	var c Conn
 	var err error
 	if nonblock {
@@ -367,18 +393,34 @@ func (l *ConnListener) Accept(nonblock bool) (Socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.tls == nil {
-		return NewConnSocket(c)
-	}
-	remote := c.RemoteAddr()
-	s, err := NewConnTLSServer(l.ctx, c, l.tls)
-	if err != nil {
-		if l.OnHandshakeError != nil {
-			l.OnHandshakeError(remote, err)
+	return NewConnSocket(c)
+}
+
+// acceptLoop is a TLS listener's accept loop (see handshaker).
+func (l *ConnListener) acceptLoop() {
+	h := l.hs
+	for h.slot() {
+		c, err := l.a.TryAccept()
+		for errors.Is(err, ErrWouldBlock) {
+			select {
+			case <-l.kick:
+			case <-h.ctx.Done():
+				h.release()
+				return
+			}
+			c, err = l.a.TryAccept()
 		}
-		return nil, syscall.ECONNABORTED
+		if err != nil {
+			h.release()
+			if h.ctx.Err() == nil {
+				h.fail(err)
+			}
+			return
+		}
+		h.handshake(c.RemoteAddr(), func(ctx context.Context) (*TLSSocket, error) {
+			return NewConnTLSServer(ctx, c, l.tls)
+		})
 	}
-	return s, nil
 }
 
 // PollFD implements Poller.
@@ -386,15 +428,27 @@ func (l *ConnListener) PollFD(write bool) (int, bool) {
 	if write {
 		return -1, true
 	}
+	if l.hs != nil {
+		l.hs.start(l.OnHandshakeError)
+		return l.hs.pollFD()
+	}
 	return l.ready.poll(false, l.a.Pending)
 }
 
 // PollHint implements HintPoller: the eventfd is a hint.
 func (l *ConnListener) PollHint(bool) bool { return true }
 
-// Close implements File.
+// Close implements File: with tls, it also stops the handshakes under way
+// and closes the connections taken from the Acceptor but not by the
+// guest.
 func (l *ConnListener) Close() error {
 	l.a.SetNotify(nil)
+	if l.hs != nil {
+		l.hs.stop()
+		err := l.a.Close()
+		l.hs.wait()
+		return err
+	}
 	err := l.a.Close()
 	l.ready.close()
 	return err

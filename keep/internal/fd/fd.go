@@ -13,6 +13,7 @@
 package fd
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -175,9 +176,10 @@ type Listener interface {
 	File
 	Poller
 	// Accept waits for (or, if nonblock, returns ErrWouldBlock unless
-	// there is) a connection. TLS listeners complete the handshake before
-	// returning.
-	Accept(nonblock bool) (Socket, error)
+	// there is) a connection. TLS listeners return only connections whose
+	// handshake completed (in the background: never in Accept), and a
+	// blocking Accept of one returns context.Cause(ctx) when ctx ends.
+	Accept(ctx context.Context, nonblock bool) (Socket, error)
 }
 
 // Entry is one slot of the table.

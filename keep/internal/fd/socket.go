@@ -14,8 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// HandshakeTimeout bounds a TLS handshake done inside sock_accept (or at
-// start-up for connect), so a silent peer cannot stall the workload forever.
+// HandshakeTimeout bounds a TLS handshake: one a TLS listener runs in the
+// background for an accepted connection (a silent peer holds one of its
+// MaxPendingHandshakes slots no longer), or one at start-up for connect.
 const HandshakeTimeout = 30 * time.Second
 
 // TCPSocket is a connected TCP stream.
@@ -382,11 +383,16 @@ func (s *TLSSocket) Shutdown(how int) error {
 // Close implements File.
 func (s *TLSSocket) Close() error { return s.conn.Close() }
 
-// TCPListener is a listening TCP socket; with a TLS config, accepted
-// connections complete a TLS 1.3 handshake before sock_accept returns.
+// TCPListener is a listening TCP socket. With a TLS config, accepted
+// connections complete a TLS 1.3 handshake in the background (see
+// handshaker) before sock_accept returns them; sock_accept never waits
+// for a peer unless it is blocking.
 type TCPListener struct {
-	// OnHandshakeError, if set, is told about failed TLS handshakes (the
-	// guest only sees ECONNABORTED).
+	// OnHandshakeError, if set, is told about failed or timed-out TLS
+	// handshakes: the connection is dropped, the guest never sees it.
+	// Any peer can cause one, so it should log at debug level. It is
+	// read when the listener is first accepted from or polled, and
+	// called from a background goroutine.
 	OnHandshakeError func(remote net.Addr, err error)
 
 	ctx context.Context
@@ -394,6 +400,7 @@ type TCPListener struct {
 	rc  syscall.RawConn
 	fd  int
 	tls *tls.Config
+	hs  *handshaker // with tls
 }
 
 // NewTCPListener wraps l. tlsConfig nil means plain TCP.
@@ -406,7 +413,14 @@ func NewTCPListener(ctx context.Context, l *net.TCPListener, tlsConfig *tls.Conf
 	if err != nil {
 		return nil, err
 	}
-	return &TCPListener{ctx: ctx, l: l, rc: rc, fd: fd, tls: tlsConfig}, nil
+	tl := &TCPListener{ctx: ctx, l: l, rc: rc, fd: fd, tls: tlsConfig}
+	if tlsConfig != nil {
+		if tl.hs, err = newHandshaker(ctx); err != nil {
+			return nil, err
+		}
+		tl.hs.loop = tl.acceptLoop
+	}
+	return tl, nil
 }
 
 // Filetype implements File.
@@ -415,8 +429,14 @@ func (l *TCPListener) Filetype() Filetype { return FiletypeSocketStream }
 // Rights implements File.
 func (l *TCPListener) Rights() uint64 { return RightsListener }
 
-// Accept implements Listener.
-func (l *TCPListener) Accept(nonblock bool) (Socket, error) {
+// Accept implements Listener. A TLS listener returns a connection whose
+// handshake completed, or (if nonblock) ErrWouldBlock when there is none;
+// a blocking one waits for one until ctx ends.
+func (l *TCPListener) Accept(ctx context.Context, nonblock bool) (Socket, error) {
+	if l.hs != nil {
+		l.hs.start(l.OnHandshakeError)
+		return l.hs.accept(ctx, nonblock)
+	}
 	var c *net.TCPConn
 	if nonblock {
 		var nfd int
@@ -450,29 +470,68 @@ func (l *TCPListener) Accept(nonblock bool) (Socket, error) {
 			return nil, err
 		}
 	}
-	if l.tls == nil {
-		return NewTCPSocket(c)
-	}
-	remote := c.RemoteAddr()
-	s, err := NewTLSServer(l.ctx, c, l.tls)
-	if err != nil {
-		if l.OnHandshakeError != nil {
-			l.OnHandshakeError(remote, err)
-		}
-		// The peer failed the handshake; the guest sees an aborted
-		// connection, as with a TCP reset before accept.
-		return nil, syscall.ECONNABORTED
-	}
-	return s, nil
+	return NewTCPSocket(c)
 }
 
-// PollFD implements Poller.
+// acceptLoop is a TLS listener's accept loop (see handshaker): it accepts
+// a connection whenever a slot is free, and starts its handshake.
+func (l *TCPListener) acceptLoop() {
+	h := l.hs
+	// AcceptTCP does not watch the context: a deadline in the past stops
+	// it when the run ends (Close stops it by closing the listener).
+	stop := context.AfterFunc(h.ctx, func() { l.l.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var delay time.Duration
+	for h.slot() {
+		c, err := l.l.AcceptTCP()
+		if err != nil {
+			h.release()
+			switch {
+			case h.ctx.Err() != nil, errors.Is(err, net.ErrClosed):
+				return
+			case transientAcceptError(err):
+				if !h.backoff(&delay) {
+					return
+				}
+				continue
+			}
+			h.fail(err)
+			return
+		}
+		delay = 0
+		h.handshake(c.RemoteAddr(), func(ctx context.Context) (*TLSSocket, error) {
+			return NewTLSServer(ctx, c, l.tls)
+		})
+	}
+}
+
+// PollFD implements Poller. A TLS listener is readable when a completed
+// handshake is queued; its host descriptor is an eventfd set when one
+// completes.
 func (l *TCPListener) PollFD(write bool) (int, bool) {
 	if write {
 		return -1, true
 	}
+	if l.hs != nil {
+		l.hs.start(l.OnHandshakeError)
+		return l.hs.pollFD()
+	}
 	return l.fd, false
 }
 
-// Close implements File.
-func (l *TCPListener) Close() error { return l.l.Close() }
+// PollHint implements HintPoller: a TLS listener's eventfd is a hint (the
+// guest may have accepted the connection since it was set); a plain
+// listener's descriptor is the listening socket itself.
+func (l *TCPListener) PollHint(write bool) bool { return !write && l.hs != nil }
+
+// Close implements File: it stops the handshakes under way and closes the
+// connections accepted from the socket but not by the guest.
+func (l *TCPListener) Close() error {
+	if l.hs == nil {
+		return l.l.Close()
+	}
+	l.hs.stop()
+	err := l.l.Close()
+	l.hs.wait()
+	return err
+}

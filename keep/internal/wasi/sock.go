@@ -18,7 +18,10 @@ const (
 	sdWrite     = 2
 )
 
-func (s *System) sockAccept(_ context.Context, c engine.Caller, stk []uint64) Errno {
+// sockAccept is sock_accept. A blocking accept of a TLS listener waits
+// for a completed handshake; if the run is cancelled meanwhile, it unwinds
+// the guest as a cancelled poll_oneoff does.
+func (s *System) sockAccept(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -38,8 +41,12 @@ func (s *System) sockAccept(_ context.Context, c engine.Caller, stk []uint64) Er
 		}
 		return ENOTSOCK
 	}
-	conn, err := l.Accept(e.Nonblock())
+	conn, err := l.Accept(ctx, e.Nonblock())
 	if err != nil {
+		if ctx.Err() != nil {
+			s.unwind = context.Cause(ctx)
+			return EINTR
+		}
 		return errnoOf(err)
 	}
 	n, err := s.Files.Insert(conn, uint16(flags))
