@@ -56,7 +56,7 @@ func checkModuleCache(dir string, moduleSize, pid int, log *slog.Logger) {
 	if problem == "" {
 		return
 	}
-	rmErr := os.RemoveAll(dir)
+	rmErr := removeCacheDir(dir)
 	args := []any{"keep_pid", pid, "module_sha256", filepath.Base(dir), "dir", dir, "found", problem}
 	if rmErr != nil {
 		log.Warn("sandbox: the Keep's compilation cache holds what the engines do not write, and removing it failed", append(args, "err", rmErr)...)
@@ -91,6 +91,9 @@ func cacheProblem(dir string, budget int64) (string, error) {
 		return "", err
 	}
 	add(&st)
+	if p := dirMode(".", &st); p != "" {
+		return p, nil
+	}
 	names, err := top.Readdirnames(cacheMaxEntries + 1)
 	if err != nil && len(names) == 0 && !isEOF(err) {
 		return "", err
@@ -107,6 +110,9 @@ func cacheProblem(dir string, budget int64) (string, error) {
 			return fmt.Sprintf("%q, which no engine writes", n), nil
 		}
 		if p := add(&st); p != "" {
+			return p, nil
+		}
+		if p := dirMode(n, &st); p != "" {
 			return p, nil
 		}
 		sub, err := openDirNoFollow(int(top.Fd()), n)
@@ -139,6 +145,62 @@ func cacheProblem(dir string, budget int64) (string, error) {
 		sub.Close()
 	}
 	return "", nil
+}
+
+// dirMode reports a directory its owner may not list, enter and change
+// (the engines make theirs 0700, as the host makes the module's): one the
+// Keep made 0300, say, it could fill while the host could neither read
+// nor remove it.
+func dirMode(name string, st *unix.Stat_t) string {
+	if st.Mode&0o700 != 0o700 {
+		return fmt.Sprintf("directory %q with mode %#o", name, st.Mode&0o7777)
+	}
+	return ""
+}
+
+// removeCacheDir removes dir and everything beneath it. A directory the
+// Keep made without read, search or write permission for its owner (the
+// Keep runs as the host's user unless enarx runs as root) would stop
+// os.RemoveAll; then every directory beneath dir is given mode 0700 first,
+// nothing followed, and the removal tried again.
+func removeCacheDir(dir string) error {
+	err := os.RemoveAll(dir)
+	if err == nil {
+		return nil
+	}
+	fd, oerr := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if oerr != nil {
+		return err
+	}
+	ownDirs(fd)
+	unix.Close(fd)
+	return os.RemoveAll(dir)
+}
+
+// ownDirs gives the directory fd (an O_PATH descriptor, so opened whatever
+// its mode) and every directory beneath it mode 0700, following no
+// symbolic link. Errors are left to the removal that follows.
+func ownDirs(fd int) {
+	// Through the descriptor's /proc link: fchmod refuses an O_PATH
+	// descriptor, and the link names exactly the directory it opened.
+	if unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), 0o700) != nil {
+		return
+	}
+	d, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(d), "")
+	names, _ := f.Readdirnames(-1)
+	for _, n := range names {
+		sub, err := unix.Openat(d, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // not a directory, or gone
+		}
+		ownDirs(sub)
+		unix.Close(sub)
+	}
+	f.Close()
 }
 
 func openDirNoFollow(at int, name string) (*os.File, error) {

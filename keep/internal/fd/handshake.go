@@ -165,6 +165,10 @@ func (h *handshaker) accept(ctx context.Context, nonblock bool) (Socket, error) 
 		h.release()
 		return s, nil
 	case <-h.fails:
+		// A connection that completed meanwhile comes first.
+		if s := h.take(); s != nil {
+			return s, nil
+		}
 		return nil, h.failed()
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)

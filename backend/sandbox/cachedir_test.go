@@ -1,0 +1,87 @@
+package sandbox
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestCacheDirWithoutRead: a Keep (running as the host's user) that makes
+// a cache directory it may write and enter but not list (0300) and fills
+// it: the check reports the directory, and the host removes it all the
+// same. Root ignores modes, so the removal runs as nobody when the test
+// runs as root (the check itself does not depend on who runs it).
+func TestCacheDirWithoutRead(t *testing.T) {
+	if dir := os.Getenv("ENARX_TEST_REMOVE_CACHE_DIR"); dir != "" {
+		if err := removeCacheDir(dir); err != nil {
+			t.Fatalf("removeCacheDir as uid %d: %v", os.Getuid(), err)
+		}
+		return
+	}
+	base := t.TempDir()
+	dir := filepath.Join(base, "module")
+	entry := filepath.Join(dir, "enarx-wazero-0123abcd")
+	if err := os.MkdirAll(entry, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(entry, strings.Repeat("a", 64)), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hidden := filepath.Join(dir, "wasmtime-v1.0.0-0123abcd")
+	if err := os.Mkdir(hidden, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hidden, strings.Repeat("b", 64)+".cwasm"), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(hidden, 0o300); err != nil {
+		t.Fatal(err)
+	}
+	p, err := cacheProblem(dir, 1<<20)
+	if err != nil || !strings.Contains(p, "mode 0300") {
+		t.Fatalf("cacheProblem = %q, %v; want the directory with mode 0300", p, err)
+	}
+	if os.Getuid() != 0 {
+		if err := removeCacheDir(dir); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		// As nobody, who owns it all (as the Keep's user owns what it
+		// makes when enarx does not run as root).
+		for _, p := range []string{base, dir, entry, hidden} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []string{filepath.Join(entry, strings.Repeat("a", 64)), filepath.Join(hidden, strings.Repeat("b", 64)+".cwasm")} {
+			if err := unix.Fchownat(unix.AT_FDCWD, f, 65534, 65534, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(filepath.Dir(base), 0o711); err != nil {
+			t.Fatal(err)
+		}
+		// The test binary's directory is root's: nobody runs it through
+		// a descriptor, as a Keep is started.
+		exe, err := os.Open("/proc/self/exe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer exe.Close()
+		cmd := exec.Command("/proc/self/fd/3", "-test.run=^TestCacheDirWithoutRead$", "-test.count=1")
+		cmd.ExtraFiles = []*os.File{exe}
+		cmd.Env = append(os.Environ(), "ENARX_TEST_REMOVE_CACHE_DIR="+dir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("the removal as nobody: %v\n%s", err, out)
+		}
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the cache directory is still there: %v", err)
+	}
+}
