@@ -44,8 +44,28 @@ const progressBudget = 4 << 20
 // sharing the bucket, after eviction) starts a new walk from the root,
 // which catches up with what is stored in one pass. Only the verified
 // marker, written when the walk finishes, is persistent and shared.
-// MaxTreeNodes bounds every walk, a catch-up included: the walk counts the
-// entries of each directory it enters and refuses the tree beyond it.
+//
+// MaxTreeNodes bounds what is stored of a tag's tree, not only what the
+// walk has reached (the walk stops at the first missing node, while a
+// client may go on storing nodes beneath other stored directories). A
+// treeCount beside the cursor holds two counts of the nodes the tree is
+// known to have, each the root plus the entries of a set of distinct
+// stored directories: accepted counts the directories whose PUT stored
+// them (their entries are known from the body), walked those the walk has
+// entered. Either is at most the tree's true size, so their maximum is
+// too. A directory PUT reserves its entries before its node is stored and
+// is refused (InvalidError, before storing) if that would take the count
+// past MaxTreeNodes; the refusal is sticky, like one by the walk. Every
+// stored node is named by a stored directory (or is the root), so in one
+// process the nodes stored of a tag stay within the bound.
+// The count is kept with the cursor, so it is only as good as the cursor:
+// after a restart, on another replica, or once the cursor is evicted, it
+// starts again from the root, and directories stored before are counted
+// only when the catch-up walk enters them. A tag can thus get past the
+// bound by what it stored beyond its walk in earlier cursor lifetimes:
+// the bound is exact per process and cursor lifetime, approximate across
+// them. The walk itself also enforces it, a catch-up included: it counts
+// the entries of each directory it enters and refuses the tree beyond it.
 
 // tagProgress is the completeness cursor of one tag.
 type tagProgress struct {
@@ -71,11 +91,67 @@ type tagProgress struct {
 	idx  []int
 	path types.TreePath
 	// nodes counts the nodes the walk knows the tree has: the root and
-	// every entry of every directory entered.
-	nodes   int
-	tooBig  error // sticky: the tree names more than MaxTreeNodes nodes
+	// every entry of every directory entered (count.walked follows it).
+	nodes int
+
+	// count bounds the stored tree; it has a lock of its own, so that
+	// PUTs do not wait for a check.
+	count   treeCount
 	element *list.Element
 	cost    int // guarded by progressTable.mu
+}
+
+// treeCount is what a tag is known to store, against MaxTreeNodes (see
+// the comment at the top).
+type treeCount struct {
+	mu sync.Mutex
+	// accepted is 1 (the root) plus the entries of every directory whose
+	// node a PUT stored while this cursor existed.
+	accepted int
+	// walked is the walk's count of nodes (tagProgress.nodes).
+	walked int
+	// pending is the entries of directories being stored (reserved, not
+	// yet stored or released).
+	pending int
+	// settled, if not nil, is closed when pending next decreases.
+	settled chan struct{}
+	tooBig  error // sticky: the tree names more than MaxTreeNodes nodes
+}
+
+// known is the number of nodes the tree is known to have. c.mu is held.
+func (c *treeCount) known() int { return max(c.accepted, c.walked) }
+
+// err returns the sticky error, if any.
+func (c *treeCount) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tooBig
+}
+
+// refuse makes err sticky (unless there is already an error) and returns
+// the sticky error.
+func (c *treeCount) refuse(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tooBig == nil {
+		c.tooBig = err
+	}
+	return c.tooBig
+}
+
+// settle ends a reservation of k entries: stored says whether this PUT
+// stored the directory (else another did, or it failed).
+func (c *treeCount) settle(k int, stored bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending -= k
+	if stored {
+		c.accepted += k
+	}
+	if c.settled != nil {
+		close(c.settled)
+		c.settled = nil
+	}
 }
 
 func (s *tagProgress) lock(ctx context.Context) error {
@@ -121,6 +197,7 @@ func (pt *progressTable) get(key string) *tagProgress {
 		return s
 	}
 	s := &tagProgress{key: key, mu: make(chan struct{}, 1)}
+	s.count.accepted = 1
 	s.cost = s.size()
 	s.element = pt.order.PushFront(s)
 	pt.m[key] = s
@@ -190,12 +267,59 @@ func (r *Registry) tooBig(t TagRef) error {
 	if s == nil {
 		return nil
 	}
-	select {
-	case s.mu <- struct{}{}:
-		defer s.unlock()
-		return s.tooBig
-	default:
-		return nil // busy; checkComplete will tell
+	return s.count.err()
+}
+
+// errNodeStored is reserve's answer when the directory to be stored turns
+// out to be stored already.
+var errNodeStored = errors.New("node stored meanwhile")
+
+// reserve counts the k entries of directory node p of tag t, about to be
+// stored (the caller found it not stored), against MaxTreeNodes. If they
+// fit, they are pending in s until s.count.settle. If not, the tree is too
+// big: the error is an InvalidError, and sticky. It is errNodeStored if p
+// was stored meanwhile (by a concurrent PUT, whose count may already
+// include its entries).
+func (r *Registry) reserve(ctx context.Context, t TagRef, s *tagProgress, p types.TreePath, k int) error {
+	limit := r.maxTreeNodes()
+	c := &s.count
+	for {
+		c.mu.Lock()
+		if c.tooBig != nil {
+			c.mu.Unlock()
+			return c.tooBig
+		}
+		known := c.known()
+		if known+c.pending+k <= limit {
+			c.pending += k
+			c.mu.Unlock()
+			return nil
+		}
+		if known+k <= limit {
+			// Only reservations in flight are in the way; they may
+			// fail, or be of this same node: wait for them.
+			if c.settled == nil {
+				c.settled = make(chan struct{})
+			}
+			ch := c.settled
+			c.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		c.mu.Unlock()
+		// known counts distinct stored directories; if p is still not
+		// stored now, it was not among them when known was read, and
+		// the tree has more than known+k > limit nodes.
+		if _, err := r.stat(ctx, nodeKey(t.key(), p)); err == nil {
+			return errNodeStored
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return c.refuse(invalidf("The tree of tag %s has more than %d nodes", t.Tag, limit))
 	}
 }
 
@@ -213,8 +337,8 @@ func (r *Registry) checkComplete(ctx context.Context, t TagRef) error {
 	if s.done {
 		return nil
 	}
-	if s.tooBig != nil {
-		return s.tooBig
+	if err := s.count.err(); err != nil {
+		return err
 	}
 	if s.covered > seen {
 		// A check that began after the caller's node was stored has
@@ -280,7 +404,7 @@ func (r *Registry) advance(ctx context.Context, t TagRef, s *tagProgress) (bool,
 				return false, err
 			}
 		} else {
-			s.nodes = 1
+			s.nodes = 1 // count.walked: accepted is at least 1
 		}
 		s.started = true
 	}
@@ -329,10 +453,12 @@ func (r *Registry) enter(ctx context.Context, t TagRef, s *tagProgress, p types.
 	}
 	nodes += len(d)
 	if limit := r.maxTreeNodes(); nodes > limit {
-		s.tooBig = invalidf("The tree of tag %s has more than %d nodes", t.Tag, limit)
-		return s.tooBig
+		return s.count.refuse(invalidf("The tree of tag %s has more than %d nodes", t.Tag, limit))
 	}
 	s.nodes = nodes
+	s.count.mu.Lock()
+	s.count.walked = nodes
+	s.count.mu.Unlock()
 	s.idx = append(s.idx, 0)
 	if len(p) > 0 {
 		s.path = append(s.path, p[len(p)-1])

@@ -351,3 +351,109 @@ func TestMaxTreeNodes(t *testing.T) {
 		t.Fatalf("resume: %v", err)
 	}
 }
+
+// TestMaxTreeNodesBeyondWalk: the bound applies to what is stored, not to
+// what the completeness walk has reached. The root names a and b; a is
+// never uploaded, so the walk never gets past it, while b and the
+// directories below it are. Once they would take the tree past
+// MaxTreeNodes they are refused (400) before being stored, and so are
+// later nodes of the tag: what is stored stays within the bound.
+func TestMaxTreeNodesBeyondWalk(t *testing.T) {
+	r := memRegistry(t)
+	const limit = 20
+	r.MaxTreeNodes = limit
+	ref := setupRepo(t, r)
+	fsys := fstest.MapFS{"p/a/x": {Data: []byte("x")}}
+	for d := range 10 {
+		for f := range 5 {
+			fsys[fmt.Sprintf("p/b/c%02d/f%d", d, f)] = &fstest.MapFile{Data: []byte(fmt.Sprint(d, f))}
+		}
+	}
+	nodes := sortedOrder(buildTree(t, fsys)) // 1 + 2 + 1 + 10 + 50 nodes
+	m, b := tagBody(t, nodes)
+	if _, err := r.CreateTag(ctx, ref, m, b); err != nil {
+		t.Fatal(err)
+	}
+	var inv *InvalidError
+	refused := 0
+	for _, n := range nodes {
+		if !n.Path.IsRoot() && n.Path[0] == "a" {
+			continue // never uploaded: the walk stays at /a
+		}
+		_, err := r.CreateNode(ctx, ref, n.Path, n.Entry.Meta, bytes.NewReader(n.Content))
+		if err == nil {
+			if refused > 0 {
+				t.Fatalf("%s accepted after the tree was refused", n.Path)
+			}
+			continue
+		}
+		if !errors.As(err, &inv) || !strings.Contains(err.Error(), "The tree of tag 1.0.0 has more than 20 nodes") {
+			t.Fatalf("%s: %v", n.Path, err)
+		}
+		refused++
+	}
+	stored := 0
+	for _, n := range nodes {
+		if _, err := r.b.Stat(ctx, nodeKey(ref.key(), n.Path)); err == nil {
+			stored++
+		} else if !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	if refused == 0 || stored > limit || r.visible(ctx, ref) == nil {
+		t.Fatalf("%d PUTs refused, %d of %d nodes stored (bound %d), visible = %v",
+			refused, stored, len(nodes), limit, r.visible(ctx, ref) == nil)
+	}
+	t.Logf("%d PUTs refused, %d of %d nodes stored", refused, stored, len(nodes))
+}
+
+// TestMaxTreeNodesConcurrentDuplicates: a tree of exactly MaxTreeNodes
+// nodes whose directories are each PUT several times at once (run with
+// -race) is accepted: a PUT that loses the race to store a directory does
+// not count its entries twice.
+func TestMaxTreeNodesConcurrentDuplicates(t *testing.T) {
+	for seed := range uint64(5) {
+		r := memRegistry(t)
+		ref := setupRepo(t, r)
+		nodes := nestedTree(t, 4, 3)
+		r.MaxTreeNodes = len(nodes)
+		m, b := tagBody(t, nodes)
+		if _, err := r.CreateTag(ctx, ref, m, b); err != nil {
+			t.Fatal(err)
+		}
+		// Directories level by level, each PUT by three goroutines; then
+		// the files, one goroutine each.
+		levels := map[int][]types.Node{}
+		var files []types.Node
+		depth := 0
+		for _, n := range randomOrder(nodes, seed) {
+			if n.Entry.Type == types.DirectoryType {
+				levels[len(n.Path)] = append(levels[len(n.Path)], n, n, n)
+				depth = max(depth, len(n.Path))
+			} else {
+				files = append(files, n)
+			}
+		}
+		put := func(batch []types.Node) {
+			var wg sync.WaitGroup
+			for _, n := range batch {
+				wg.Go(func() {
+					if _, err := r.CreateNode(ctx, ref, n.Path, n.Entry.Meta, bytes.NewReader(n.Content)); err != nil {
+						t.Errorf("%s: %v", n.Path, err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		for d := range depth + 1 {
+			put(levels[d])
+		}
+		put(files)
+		if t.Failed() {
+			t.FailNow()
+		}
+		if err := r.visible(ctx, ref); err != nil {
+			t.Fatalf("tree of %d nodes (the bound) not visible: %v", len(nodes), err)
+		}
+	}
+}

@@ -40,9 +40,14 @@ type Registry struct {
 	// against every digest given.
 	VerifyAllDigests bool
 	// MaxTreeNodes bounds the nodes of one tag's tree: the root plus
-	// every entry of every directory. A tree PUT or tag resume that
-	// reveals a tree naming more is refused (InvalidError), as are
-	// further nodes of that tag, and the tag never becomes visible.
+	// every entry of every directory. A directory PUT whose entries would
+	// take the tag's stored tree past it is refused before it is stored
+	// (InvalidError), as is a tree PUT or tag resume whose completeness
+	// walk finds a tree naming more; so are further nodes of that tag,
+	// and the tag never becomes visible. The count of what is stored is
+	// exact within one process while the tag's cursor lives (see
+	// progress.go for how it is approximate across restarts, replicas
+	// and evictions).
 	// NewRegistry sets DefaultMaxTreeNodes; zero or less also means that.
 	// Set it before use.
 	MaxTreeNodes int
@@ -475,6 +480,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		return true, r.checkComplete(ctx, t)
 	}
 	var src io.Reader = vr
+	settle := func(bool) {}
 	if want.Type == types.DirectoryType {
 		if want.Length > MaxDirectorySize {
 			return false, invalidf("Directory node larger than %d bytes", MaxDirectorySize)
@@ -483,12 +489,24 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		if err != nil {
 			return false, mapVerifyErr(err)
 		}
-		if _, err := types.ParseDirectory(buf); err != nil {
+		d, err := types.ParseDirectory(buf)
+		if err != nil {
 			return false, invalidf("Invalid directory: %v", err)
 		}
+		// Its entries count against MaxTreeNodes before it is stored
+		// (progress.go).
+		s := r.progress.get(t.key())
+		if err := r.reserve(ctx, t, s, p, len(d)); errors.Is(err, errNodeStored) {
+			return true, r.checkComplete(ctx, t)
+		} else if err != nil {
+			return false, err
+		}
+		settle = func(stored bool) { s.count.settle(len(d), stored) }
 		src = bytes.NewReader(buf)
 	}
-	if err := r.b.Create(ctx, key, want.Meta, src); err != nil {
+	err = r.b.Create(ctx, key, want.Meta, src)
+	settle(err == nil)
+	if err != nil {
 		if errors.Is(err, ErrExists) {
 			return true, r.checkComplete(ctx, t)
 		}
