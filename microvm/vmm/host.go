@@ -42,11 +42,20 @@ const (
 	SEVDevicePath = "/dev/sev"
 	SNPParamPath  = "/sys/module/kvm_amd/parameters/sev_snp"
 	TDXParamPath  = "/sys/module/kvm_intel/parameters/tdx"
+	// ModulesPath lists the kernel's modules, loaded and built in (those
+	// with parameters, which KVM's vendor modules have).
+	ModulesPath = "/sys/module"
 )
+
+// KVMVendorModules are the KVM modules that run guests on the CPU's
+// hardware virtualization (VT-x, AMD-V): a Keep image's kernel is an
+// ordinary x86-64 kernel and boots only under one of them.
+var KVMVendorModules = []string{"kvm_intel", "kvm_amd"}
 
 // What to do when a check fails.
 const (
 	kvmModuleHint = "load the kvm module and kvm_intel or kvm_amd, and enable virtualization (VT-x/AMD-V) in the firmware; inside a VM, the hypervisor must offer nested virtualization"
+	kvmVendorHint = "the Keep image's kernel needs hardware virtualization (VT-x/AMD-V); inside a VM, the hypervisor must offer it nested"
 	kvmAccessHint = "add the user to the group that owns /dev/kvm (usually kvm) and log in again"
 	sevModuleHint = "load the ccp module on a host with SEV enabled in the firmware"
 	snpParamHint  = "use a host kernel with SEV-SNP host support (Linux 6.11 or newer) and load kvm_amd with sev_snp=1; the firmware must enable SNP and SEV-ES ASIDs"
@@ -69,11 +78,19 @@ func checkCharDev(fsys fs.FS, path, hint string) error {
 	return nil
 }
 
-// KVMAvailable returns nil when /dev/kvm exists and opens read-write (the
-// latter only when fsys is a ReadWriteChecker), else an error that says
-// what to do.
+// KVMAvailable returns nil when /dev/kvm exists, is served by one of
+// KVMVendorModules and opens read-write (the latter only when fsys is a
+// ReadWriteChecker), else an error that says what to do.
+//
+// The module check matters inside VMs: a paravirtual KVM such as kvm_pvm
+// (Pagetable-based VMs) provides /dev/kvm without VT-x/AMD-V and runs only
+// guest kernels built for it; QEMU then aborts on the first MSR it sets.
+// Where the module list cannot be read (no sysfs), the device decides.
 func KVMAvailable(fsys fs.FS) error {
 	if err := checkCharDev(fsys, KVMDevice, kvmModuleHint); err != nil {
+		return err
+	}
+	if err := kvmVendor(fsys); err != nil {
 		return err
 	}
 	if rw, ok := fsys.(ReadWriteChecker); ok {
@@ -85,6 +102,35 @@ func KVMAvailable(fsys fs.FS) error {
 		}
 	}
 	return nil
+}
+
+// kvmVendor returns nil when one of KVMVendorModules is loaded or built in,
+// or when the module list is not there to tell.
+func kvmVendor(fsys fs.FS) error {
+	ents, err := fs.ReadDir(fsys, rel(ModulesPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", ModulesPath, err)
+	}
+	var others []string
+	for _, e := range ents {
+		name := e.Name()
+		for _, v := range KVMVendorModules {
+			if name == v {
+				return nil
+			}
+		}
+		if strings.HasPrefix(name, "kvm_") {
+			others = append(others, name)
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("%s is served by %s, not by %s: it does not run ordinary x86-64 guests; %s",
+			KVMDevice, strings.Join(others, ", "), strings.Join(KVMVendorModules, " or "), kvmVendorHint)
+	}
+	return fmt.Errorf("%s exists but neither %s is loaded: %s", KVMDevice, strings.Join(KVMVendorModules, " nor "), kvmModuleHint)
 }
 
 // SEVDevice returns nil when /dev/sev (the AMD secure processor) exists.

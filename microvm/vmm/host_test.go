@@ -36,6 +36,13 @@ func TestKVMAvailable(t *testing.T) {
 		{"Missing", fakeRoot{MapFS: fstest.MapFS{}}, "/dev/kvm is missing: load the kvm module"},
 		{"NotCharDev", fakeRoot{MapFS: fstest.MapFS{"dev/kvm": {Data: []byte("x")}}}, "/dev/kvm is not a character device"},
 		{"Permission", fakeRoot{MapFS: kvm, denied: map[string]error{"dev/kvm": fs.ErrPermission}}, "cannot open /dev/kvm read-write: open /dev/kvm: permission denied; add the user to the group"},
+		{"Vendor", fakeRoot{MapFS: fstest.MapFS{"dev/kvm": {Mode: charDev}, "sys/module/kvm_amd/parameters/nested": {Data: []byte("1\n")}}}, ""},
+		{"VendorBuiltIn", fakeRoot{MapFS: fstest.MapFS{"dev/kvm": {Mode: charDev}, "sys/module/kvm_intel": {Mode: fs.ModeDir | 0o755}, "sys/module/kvm": {Mode: fs.ModeDir | 0o755}}}, ""},
+		// kvm_pvm (Pagetable-based VMs) serves /dev/kvm in VMs without
+		// nested virtualization; QEMU aborted on an ordinary kernel.
+		{"Paravirtual", fakeRoot{MapFS: fstest.MapFS{"dev/kvm": {Mode: charDev}, "sys/module/kvm/parameters/x": {}, "sys/module/kvm_pvm/parameters/y": {}}},
+			"/dev/kvm is served by kvm_pvm, not by kvm_intel or kvm_amd: it does not run ordinary x86-64 guests; the Keep image's kernel needs hardware virtualization"},
+		{"NoVendor", fakeRoot{MapFS: fstest.MapFS{"dev/kvm": {Mode: charDev}, "sys/module/kvm/parameters/x": {}}}, "/dev/kvm exists but neither kvm_intel nor kvm_amd is loaded: load the kvm module"},
 		{"OtherError", fakeRoot{MapFS: kvm, denied: map[string]error{"dev/kvm": errors.New("device busy")}}, "cannot open /dev/kvm read-write: open /dev/kvm: device busy"},
 	}
 	for _, c := range cases {
@@ -99,6 +106,17 @@ func TestHostFS(t *testing.T) {
 	err := KVMAvailable(root)
 	if _, statErr := fs.Stat(root, "dev/kvm"); statErr != nil && (err == nil || !strings.Contains(err.Error(), "missing")) {
 		t.Errorf("no /dev/kvm here, yet KVMAvailable = %v", err)
+	}
+	vendor := false
+	for _, m := range KVMVendorModules {
+		if _, statErr := fs.Stat(root, "sys/module/"+m); statErr == nil {
+			vendor = true
+		}
+	}
+	if !vendor && err == nil {
+		if _, statErr := fs.Stat(root, "sys/module"); statErr == nil {
+			t.Errorf("neither of %v is loaded here, yet KVMAvailable = nil", KVMVendorModules)
+		}
 	}
 	t.Logf("KVM: %v; SNP host: %v; TDX host: %v", err, SNPHost(root), TDXHost(root))
 }

@@ -207,9 +207,14 @@ func TestBootTCG(t *testing.T) {
 		t.Errorf("the guest end is still open in enarx after Start (write: %v)", werr)
 	}
 
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		t.Fatal(err)
+	// Start returns once the exec has closed the status pipe, which is
+	// before the kernel has set up the new image's environment: until then
+	// /proc/PID/environ reads empty.
+	var env []byte
+	for deadline := time.Now().Add(10 * time.Second); len(env) == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if env, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := strings.Split(strings.TrimRight(string(env), "\x00"), "\x00"); !slices.Equal(got, minimalEnv()) {
 		t.Errorf("QEMU's environment = %q, want %q", got, minimalEnv())
