@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 )
@@ -105,8 +106,12 @@ func KVMAvailable(fsys fs.FS) error {
 }
 
 // kvmVendor returns nil when one of KVMVendorModules is loaded or built in,
-// or when the module list is not there to tell.
+// or when the module list is not there to tell. Other architectures have
+// no vendor module (the microVM backends refuse them anyway).
 func kvmVendor(fsys fs.FS) error {
+	if runtime.GOARCH != "amd64" {
+		return nil
+	}
 	ents, err := fs.ReadDir(fsys, rel(ModulesPath))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
