@@ -48,10 +48,10 @@ const (
 	ModulesPath = "/sys/module"
 )
 
-// KVMVendorModules are the KVM modules that run guests on the CPU's
+// kvmVendorModules are the KVM modules that run guests on the CPU's
 // hardware virtualization (VT-x, AMD-V): a Keep image's kernel is an
 // ordinary x86-64 kernel and boots only under one of them.
-var KVMVendorModules = []string{"kvm_intel", "kvm_amd"}
+var kvmVendorModules = []string{"kvm_intel", "kvm_amd"}
 
 // What to do when a check fails.
 const (
@@ -80,7 +80,7 @@ func checkCharDev(fsys fs.FS, path, hint string) error {
 }
 
 // KVMAvailable returns nil when /dev/kvm exists, is served by one of
-// KVMVendorModules and opens read-write (the latter only when fsys is a
+// kvmVendorModules and opens read-write (the latter only when fsys is a
 // ReadWriteChecker), else an error that says what to do.
 //
 // The module check matters inside VMs: a paravirtual KVM such as kvm_pvm
@@ -105,7 +105,7 @@ func KVMAvailable(fsys fs.FS) error {
 	return nil
 }
 
-// kvmVendor returns nil when one of KVMVendorModules is loaded or built in,
+// kvmVendor returns nil when one of kvmVendorModules is loaded or built in,
 // or when the module list is not there to tell. Other architectures have
 // no vendor module (the microVM backends refuse them anyway).
 func kvmVendor(fsys fs.FS) error {
@@ -122,7 +122,7 @@ func kvmVendor(fsys fs.FS) error {
 	var others []string
 	for _, e := range ents {
 		name := e.Name()
-		for _, v := range KVMVendorModules {
+		for _, v := range kvmVendorModules {
 			if name == v {
 				return nil
 			}
@@ -133,9 +133,9 @@ func kvmVendor(fsys fs.FS) error {
 	}
 	if len(others) > 0 {
 		return fmt.Errorf("%s is served by %s, not by %s: it does not run ordinary x86-64 guests; %s",
-			KVMDevice, strings.Join(others, ", "), strings.Join(KVMVendorModules, " or "), kvmVendorHint)
+			KVMDevice, strings.Join(others, ", "), strings.Join(kvmVendorModules, " or "), kvmVendorHint)
 	}
-	return fmt.Errorf("%s exists but neither %s is loaded: %s", KVMDevice, strings.Join(KVMVendorModules, " nor "), kvmModuleHint)
+	return fmt.Errorf("%s exists but neither %s is loaded: %s", KVMDevice, strings.Join(kvmVendorModules, " nor "), kvmModuleHint)
 }
 
 // SEVDevice returns nil when /dev/sev (the AMD secure processor) exists.

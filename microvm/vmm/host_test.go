@@ -112,14 +112,14 @@ func TestHostFS(t *testing.T) {
 		t.Errorf("no /dev/kvm here, yet KVMAvailable = %v", err)
 	}
 	vendor := false
-	for _, m := range KVMVendorModules {
+	for _, m := range kvmVendorModules {
 		if _, statErr := fs.Stat(root, "sys/module/"+m); statErr == nil {
 			vendor = true
 		}
 	}
 	if !vendor && err == nil && runtime.GOARCH == "amd64" {
 		if _, statErr := fs.Stat(root, "sys/module"); statErr == nil {
-			t.Errorf("neither of %v is loaded here, yet KVMAvailable = nil", KVMVendorModules)
+			t.Errorf("neither of %v is loaded here, yet KVMAvailable = nil", kvmVendorModules)
 		}
 	}
 	t.Logf("KVM: %v; SNP host: %v; TDX host: %v", err, SNPHost(root), TDXHost(root))
