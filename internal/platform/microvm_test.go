@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -250,6 +251,24 @@ func TestMicroVMKVMNotReadWrite(t *testing.T) {
 	b = find(t, Collect("v", Env{FS: rwFS{fsys.MapFS, nil}}), "kvm")
 	if d := b.Data[0]; !d.Pass {
 		t.Errorf("/dev/kvm with access: %+v", d)
+	}
+}
+
+// TestMicroVMParavirtualKVM: a /dev/kvm served by kvm_pvm (a VM without
+// nested virtualization) fails the kvm backend's driver row with the
+// reason; with kvm_amd loaded it passes.
+func TestMicroVMParavirtualKVM(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("KVM's vendor modules are x86-64's")
+	}
+	fsys := rwFS{fstest.MapFS{"dev/kvm": charDev, "sys/module/kvm/parameters/halt_poll_ns": {}, "sys/module/kvm_pvm/parameters/nx_huge_pages": {}}, nil}
+	b := find(t, Collect("v", Env{FS: fsys}), "kvm")
+	if d := b.Data[0]; d.Pass || !strings.Contains(d.Mesg, "/dev/kvm is served by kvm_pvm, not by kvm_intel or kvm_amd") {
+		t.Errorf("/dev/kvm of kvm_pvm: %+v", d)
+	}
+	fsys.MapFS["sys/module/kvm_amd/parameters/nested"] = &fstest.MapFile{}
+	if d := find(t, Collect("v", Env{FS: fsys}), "kvm").Data[0]; !d.Pass {
+		t.Errorf("/dev/kvm with kvm_amd loaded: %+v", d)
 	}
 }
 
