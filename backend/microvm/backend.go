@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -264,15 +265,16 @@ func (b Backend) Run(ctx context.Context, l *backend.Launch) (int, error) {
 		return 1, err
 	}
 	vmExited := make(chan error, 1)
+	console, _ := spec.Console.(*lineLogger)
 	go func() {
 		err := vm.Wait()
 		vmExited <- err
 		// The channel's end tells the session; this names the cause if
 		// the Keep never said goodbye.
-		cancel(vmStopped(err))
+		cancel(vmStopped(err, console))
 	}()
 	code, err := s.run(runCtx, b.watchBoot(runCtx, cancel, accel, started, log))
-	code, err = ending(runCtx, s, vmExited, code, err)
+	code, err = ending(runCtx, s, vmExited, console, code, err)
 	log.Debug("microVM Keep ended", "after", time.Since(started).Round(time.Millisecond), "code", code)
 	return code, err
 }
@@ -350,7 +352,7 @@ func (b Backend) watchBoot(runCtx context.Context, cancel context.CancelCauseFun
 // status, or why it sent none (a timeout, the boot timeout, an interrupt,
 // the VM's end). A Keep that sent its status is given a moment to power
 // off.
-func ending(runCtx context.Context, s *session, vmExited <-chan error, code int, err error) (int, error) {
+func ending(runCtx context.Context, s *session, vmExited <-chan error, console *lineLogger, code int, err error) (int, error) {
 	if err != nil && !s.exitReceived() {
 		if cause := context.Cause(runCtx); cause != nil {
 			return 1, cause
@@ -358,7 +360,7 @@ func ending(runCtx context.Context, s *session, vmExited <-chan error, code int,
 		// The channel usually ends before the VM's exit is seen: say why.
 		select {
 		case werr := <-vmExited:
-			return 1, vmStopped(werr)
+			return 1, vmStopped(werr, console)
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -371,10 +373,18 @@ func ending(runCtx context.Context, s *session, vmExited <-chan error, code int,
 	return code, err
 }
 
-// vmStopped is the error for a VM that stopped without an exit status.
-func vmStopped(err error) error {
+// vmStopped is the error for a VM that stopped without an exit status,
+// with the last lines of its console (the kernel's panic, or what the
+// Keep's init printed as it died) when there are any.
+func vmStopped(err error, console *lineLogger) error {
 	if err == nil {
 		err = errors.New("it powered off or its kernel panicked")
+	}
+	if notable, last := console.lines(); len(last) > 0 {
+		if len(notable) > 0 {
+			return fmt.Errorf("the Keep's VM stopped before the Keep reported an exit status (%w); its console said %q and ended with %q (--log-level debug shows all of it)", err, notable, last)
+		}
+		return fmt.Errorf("the Keep's VM stopped before the Keep reported an exit status (%w); its console ended with %q (--log-level debug shows all of it)", err, last)
 	}
 	return fmt.Errorf("the Keep's VM stopped before the Keep reported an exit status (%w); run with --log-level debug to see its console", err)
 }
@@ -447,15 +457,31 @@ func bootTimeout(accel vmm.Accel) time.Duration {
 	return 30 * time.Second
 }
 
-// consoleLog sends the guest's console to debug logs, one line each. It
-// is written by the guest: untrusted text, logged as a quoted value.
+// consoleLog sends the guest's console to debug logs, one line each, and
+// keeps for the error of a VM that stops without an exit status its last
+// lines and the first few that say why a Keep dies (a kernel panic, the
+// OOM killer, a Go runtime panic or fatal error of the Keep's init), which
+// a panic's register dump or a goroutine trace pushes out of the tail. It
+// is written by the guest: untrusted text, logged as a quoted value and
+// quoted in errors, and bounded (consoleTailLines and consoleNotable lines
+// of at most consoleLineBytes bytes).
 func consoleLog(log *slog.Logger) *lineLogger {
 	return &lineLogger{log: log}
 }
 
+const (
+	consoleTailLines = 4
+	consoleNotable   = 3
+	consoleLineBytes = 200
+)
+
+// consoleNotableMarks mark the console lines that say why a Keep died.
+var consoleNotableMarks = []string{"Kernel panic - not syncing", "Out of memory", "panic: ", "fatal error: "}
+
 type lineLogger struct {
-	mu  sync.Mutex
-	log *slog.Logger
+	mu            sync.Mutex
+	log           *slog.Logger
+	tail, notable []string
 }
 
 func (w *lineLogger) Write(p []byte) (int, error) {
@@ -465,9 +491,28 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 	for sc.Scan() {
 		if line := bytes.TrimRight(sc.Bytes(), "\r"); len(line) > 0 {
 			w.log.Debug("keep console", "line", string(line))
+			kept := string(line[:min(len(line), consoleLineBytes)])
+			if len(w.tail) == consoleTailLines {
+				w.tail = append(w.tail[:0], w.tail[1:]...)
+			}
+			w.tail = append(w.tail, kept)
+			if len(w.notable) < consoleNotable && slices.ContainsFunc(consoleNotableMarks, func(m string) bool { return bytes.Contains(line, []byte(m)) }) {
+				w.notable = append(w.notable, kept)
+			}
 		}
 	}
 	return len(p), nil
+}
+
+// lines is the console's notable lines and its last ones, each oldest
+// first (none for a nil w).
+func (w *lineLogger) lines() (notable, last []string) {
+	if w == nil {
+		return nil, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.notable), slices.Clone(w.tail)
 }
 
 // moduleCacheDir is the host directory of one module's compilation cache
