@@ -59,11 +59,14 @@ lint:
 
 # -race forces cgo, so the race pass is built with -tags wasmtime: every test
 # that runs workloads runs them on both engines (wazero and wasmtime). The
-# sandbox's and the Keep's tests run again in a static, wazero-only build
-# (the default build), the sandbox's with the workloads too slow under -race.
+# sandbox's, the microVM backend's and the Keep's tests run again in a
+# static, wazero-only build (the default build), which also runs what they
+# skip under -race (testutil.SkipUnderRace): Go-built modules on wazero,
+# whose compiler the race detector slows ten times or more, and the
+# microVM boots, whose enarx binary is built without -race anyway.
 test: deps lint
 	$(GO) test -race -tags wasmtime -timeout 60m ./...
-	CGO_ENABLED=0 $(GO) test -timeout 20m ./backend/sandbox/ ./keep/...
+	CGO_ENABLED=0 $(GO) test -timeout 30m ./backend/sandbox/ ./backend/microvm/ ./keep/...
 
 test-short:
 	$(GO) test -short ./...

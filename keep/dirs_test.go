@@ -22,6 +22,7 @@ func dirConfig(fields string) string {
 
 func fsWorkload(t *testing.T) []byte {
 	t.Helper()
+	testutil.SkipWazeroUnderRace(t, onWazero(t))
 	b, err := os.ReadFile(testutil.BuildWasm(t, "testdata/fsworkload"))
 	if err != nil {
 		t.Fatal(err)

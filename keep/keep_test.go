@@ -57,8 +57,21 @@ func engineOf(t testing.TB) string {
 	return ""
 }
 
+// onWazero reports whether t runs on wazero (engineOf; "" is the
+// build's default engine).
+func onWazero(t testing.TB) bool {
+	e := engineOf(t)
+	if e == "" {
+		e = keep.Engines()[0]
+	}
+	return e == "wazero"
+}
+
+// workload is the Go-built module testdata/name (see
+// testutil.SkipWazeroUnderRace).
 func workload(t testing.TB, name string) []byte {
 	t.Helper()
+	testutil.SkipWazeroUnderRace(t, onWazero(t))
 	b, err := os.ReadFile(testutil.BuildWasm(t, "testdata/"+name))
 	if err != nil {
 		t.Fatal(err)
@@ -544,6 +557,7 @@ func testMemoryMinimumAboveLimit(t *testing.T) {
 func TestExamples(t *testing.T) { eachEngine(t, testExamples) }
 
 func testExamples(t *testing.T) {
+	testutil.SkipWazeroUnderRace(t, onWazero(t))
 	load := func(name string) ([]byte, string) {
 		wasm, err := os.ReadFile(testutil.BuildWasm(t, "../examples/"+name))
 		if err != nil {

@@ -59,6 +59,9 @@ func vmEnv(t testing.TB) []string {
 	if testing.Short() {
 		t.Skip("boots microVMs")
 	}
+	// The VMs run the enarx binary and the Keep's init, both built here
+	// without -race: under it only the test's own code would be watched.
+	testutil.SkipUnderRace(t, "boots microVMs through an enarx binary built without -race")
 	if _, err := qemu.LookPath(nil); err != nil {
 		testutil.NeedHost(t, "no QEMU: %v", err)
 	}

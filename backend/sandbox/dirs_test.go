@@ -485,11 +485,10 @@ func volumeKeysReport(o keep.Options) error {
 // stat'ed and read) in a host directory through keep.Run's WASI layer and
 // hostfs, on nil and in the sandbox, each on a fresh directory: both must
 // succeed and leave the same files. A read-only directory refuses the
-// write on both alike. Go-built: skipped under -race (see the workload
-// table); make test runs it in its CGO_ENABLED=0 pass.
+// write on both alike, on the build's default engine.
 func TestDirWorkload(t *testing.T) {
-	if raceEnabled || testing.Short() {
-		t.Skip("a Go-built module to compile, tens of times slower under -race; make test runs it in its CGO_ENABLED=0 pass")
+	if testing.Short() {
+		t.Skip("a Go-built module to compile")
 	}
 	wasm := build(t, "fsbench")
 	cfg := func(dir string, ro bool) string {

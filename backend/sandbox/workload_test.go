@@ -75,8 +75,21 @@ func engineOf(t testing.TB) string {
 	return ""
 }
 
+// onWazero reports whether t runs on wazero (engineOf; "" is the
+// build's default engine).
+func onWazero(t testing.TB) bool {
+	e := engineOf(t)
+	if e == "" {
+		e = keep.Engines()[0]
+	}
+	return e == "wazero"
+}
+
+// build is the Go-built module keep/testdata/name (see
+// testutil.SkipWazeroUnderRace).
 func build(t *testing.T, name string) []byte {
 	t.Helper()
+	testutil.SkipWazeroUnderRace(t, onWazero(t))
 	b, err := os.ReadFile(testutil.BuildWasm(t, "../../keep/testdata/"+name))
 	if err != nil {
 		t.Fatal(err)
@@ -114,8 +127,7 @@ func testWorkloadsNilAndSandbox(t *testing.T) {
 		wantStdout string
 		wantErr    string
 		// heavy: another Go-built module to compile (exit 7's module is
-		// compiled once and cached); skipped under -race and run by the
-		// CGO_ENABLED=0 pass.
+		// compiled once and cached); skipped by -short.
 		heavy bool
 	}{
 		{name: "hello", wasm: func(t *testing.T) []byte { return build(t, "hello") }, wantStdout: "Hello, world!\n"},
@@ -132,10 +144,8 @@ func testWorkloadsNilAndSandbox(t *testing.T) {
 	sb := Backend{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.heavy && (raceEnabled || testing.Short()) {
-				// Not a cgo matter: the Keep of a -race binary is as
-				// confined as any (TestKeepThreadsConfined).
-				t.Skip("another Go-built module to compile, tens of times slower under -race; make test runs it in its CGO_ENABLED=0 pass")
+			if tc.heavy && testing.Short() {
+				t.Skip("another Go-built module to compile")
 			}
 			wasm := tc.wasm(t)
 			var results [2]wlResult
@@ -160,14 +170,11 @@ func TestSocketsNilAndSandbox(t *testing.T) { eachEngine(t, testSocketsNilAndSan
 
 func testSocketsNilAndSandbox(t *testing.T) {
 	backends := []backend.Backend{backend.Nil{}, Backend{}}
-	if raceEnabled || testing.Short() {
+	if testutil.Race || testing.Short() {
 		backends = backends[1:] // the keep package tests these on nil
 	}
 	for _, b := range backends {
 		t.Run(b.Name()+"/connect", func(t *testing.T) {
-			if raceEnabled {
-				t.Skip("the listen case also connects (its ping fd), and one Go-built module is enough under -race; make test runs it in its CGO_ENABLED=0 pass")
-			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
