@@ -36,7 +36,8 @@ func BuildWasm(t testing.TB, dir string) string {
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
-	tmp, err := os.CreateTemp(cacheDir, "build-*.wasm")
+	// Not *.wasm until renamed: readers glob the directory for modules.
+	tmp, err := os.CreateTemp(cacheDir, "build-*.tmp")
 	if err != nil {
 		t.Fatalf("BuildWasm: %v", err)
 	}
