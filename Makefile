@@ -18,7 +18,7 @@ BUILD_ENV := CGO_ENABLED=0
 BUILD_TAGS :=
 endif
 
-.PHONY: all build examples demo demo-tls test test-short lint fuzz-seeds bench deps clean keep-image
+.PHONY: all build examples demo demo-tls test test-race test-static test-short lint fuzz-seeds bench deps clean keep-image
 
 all: build examples
 
@@ -64,8 +64,16 @@ lint:
 # skip under -race (testutil.SkipUnderRace): Go-built modules on wazero,
 # whose compiler the race detector slows ten times or more, and the
 # microVM boots, whose enarx binary is built without -race anyway.
+# The two passes run side by side (the microVM boots use one core, the race
+# pass rarely both): each prints its results when it ends.
 test: deps lint
+	@echo "make test: the race pass (test-race) and the static pass (test-static) run side by side; each prints its results when it ends"
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-race test-static
+
+test-race:
 	$(GO) test -race -tags wasmtime -timeout 60m ./...
+
+test-static:
 	CGO_ENABLED=0 $(GO) test -timeout 30m ./backend/sandbox/ ./backend/microvm/ ./keep/...
 
 test-short:
