@@ -99,6 +99,11 @@ type Options struct {
 	// CompileTimeout bounds the compilation of the module (0 =
 	// DefaultCompileTimeout for its size); see CompileTimeoutError.
 	CompileTimeout time.Duration
+	// CompileSlowdown multiplies the default compile deadline (0 or 1:
+	// as is) for a Keep whose CPU is emulated, where a compilation takes
+	// ten to twenty times as long (a microVM Keep under TCG); at most
+	// MaxCompileSlowdown. Ignored when CompileTimeout is set.
+	CompileSlowdown int
 	// Killed says the Keep is stopped by the end of the process it runs
 	// in (the sandbox's Keep process, which its host kills; the enarx
 	// command's own process for the in-process backends): the engine
@@ -229,7 +234,11 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	defer sysw.Files.CloseAll()
 	tSetup := time.Now()
 	if !cached {
-		if compiled, err = compile(ctx, eng, w.Wasm, o.CompileTimeout); err != nil {
+		timeout := o.CompileTimeout
+		if timeout <= 0 && o.CompileSlowdown > 1 {
+			timeout = DefaultCompileTimeout(len(w.Wasm)) * time.Duration(min(o.CompileSlowdown, MaxCompileSlowdown))
+		}
+		if compiled, err = compile(ctx, eng, w.Wasm, timeout); err != nil {
 			var te *CompileTimeoutError
 			abandoned = errors.As(err, &te) || ctx.Err() != nil
 			return 1, fmt.Errorf("compiling main.wasm: %w", err)
@@ -393,6 +402,9 @@ func outcome(ctx context.Context, eng engine.Engine, limit uint64, err error) (i
 func DefaultCompileTimeout(size int) time.Duration {
 	return raceSlowdown * (time.Minute + time.Duration(size)*10*time.Second/(1<<20))
 }
+
+// MaxCompileSlowdown bounds Options.CompileSlowdown.
+const MaxCompileSlowdown = 50
 
 // CompileTimeoutError reports a compilation that took longer than allowed.
 type CompileTimeoutError struct {

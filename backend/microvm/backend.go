@@ -308,6 +308,11 @@ func (b Backend) accel(ctx context.Context, l *backend.Launch, log *slog.Logger)
 func (b Backend) newSession(hostEnd *os.File, l *backend.Launch, accel vmm.Accel, spec vmm.Spec, log *slog.Logger) (*session, error) {
 	s := newSession(hostEnd, l, log)
 	s.stewardAddr = l.StewardAddr()
+	if accel == vmm.AccelTCG {
+		// Emulated, the Keep compiles 10–20 times slower (a 3 MB Go
+		// module: 2–4 s natively, 40–90 s under TCG on two busy cores).
+		s.compileSlowdown = tcgCompileSlowdown
+	}
 	if b.tee == vmm.TEENone && !l.Options.NoCache {
 		eng := l.Options.Engine
 		if eng == "" {
@@ -372,6 +377,10 @@ func ending(runCtx context.Context, s *session, vmExited <-chan error, console *
 	}
 	return code, err
 }
+
+// tcgCompileSlowdown is the compile deadline's multiplier for a Keep under
+// TCG (keep.Options.CompileSlowdown).
+const tcgCompileSlowdown = 20
 
 // vmStopped is the error for a VM that stopped without an exit status,
 // with the last lines of its console (the kernel's panic, or what the

@@ -3,8 +3,13 @@ package microvm
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/keep"
+	"github.com/enarx-go/enarx/microvm/vmm"
 )
 
 // TestConsoleLinesBounded: the guest writes the console, so what the host
@@ -38,5 +43,30 @@ func TestConsoleLinesBounded(t *testing.T) {
 	var nilw *lineLogger
 	if n, l := nilw.lines(); n != nil || l != nil {
 		t.Errorf("a nil console has lines")
+	}
+}
+
+// TestCompileSlowdownUnderTCG: a Keep under software emulation compiles
+// ten to twenty times slower, so the host lengthens its compile deadline
+// (a 3 MB module was refused at 88 s in CI); under KVM it stays as is.
+func TestCompileSlowdownUnderTCG(t *testing.T) {
+	for _, tc := range []struct {
+		accel vmm.Accel
+		want  int
+	}{{vmm.AccelTCG, tcgCompileSlowdown}, {vmm.AccelKVM, 0}} {
+		a, b, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		defer b.Close()
+		l := &backend.Launch{Workload: keep.Workload{Wasm: trapWasm}, Options: keep.Options{NoCache: true}}
+		s, err := KVM.newSession(a, l, tc.accel, vmm.Spec{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.compileSlowdown != tc.want {
+			t.Errorf("%s: compile slowdown %d; want %d", tc.accel, s.compileSlowdown, tc.want)
+		}
 	}
 }

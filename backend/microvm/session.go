@@ -76,6 +76,8 @@ type session struct {
 	cacheDir string
 	// collateral are files for the Keep's evidence (name → contents).
 	collateral map[string][]byte
+	// compileSlowdown is the Keep's channel.Launch.CompileSlowdown.
+	compileSlowdown int
 
 	hello chan channel.Hello
 	exit  chan channel.Exit
@@ -384,6 +386,8 @@ func (s *session) launch() error {
 		Steward:     s.stewardAddr != "",
 		CachePut:    s.cacheDir != "",
 		VolumeKeys:  l.Options.VolumeKeys,
+
+		CompileSlowdown: s.compileSlowdown,
 	}
 	cache := cacheFiles(s.cacheDir, s.cacheBudget)
 	sending := false // the blob goroutine closes the files

@@ -252,7 +252,8 @@ func (s *server) run(ctx context.Context) (int, error) {
 	if tmp == "" {
 		tmp = os.TempDir()
 	}
-	o := keep.Options{Conns: s.files, Args: l.Args, Env: l.Env, VolumeKeys: l.VolumeKeys, MemoryLimit: l.MemoryLimit, Engine: l.Engine, Logger: log, NoCache: true}
+	o := keep.Options{Conns: s.files, Args: l.Args, Env: l.Env, VolumeKeys: l.VolumeKeys, MemoryLimit: l.MemoryLimit, Engine: l.Engine, Logger: log, NoCache: true,
+		CompileSlowdown: l.CompileSlowdown}
 
 	trusted := s.env.TEE == "none" || s.env.TEE == ""
 	var cacheDir string

@@ -57,6 +57,11 @@ type Launch struct {
 	// dir entries whose key the host holds (key = "file:…", development
 	// only), by key spec. The Keep's sealed source checks each.
 	VolumeKeys map[string][]byte `json:"volume_keys,omitempty"`
+	// CompileSlowdown is keep.Options.CompileSlowdown: the host runs the
+	// Keep under software emulation (TCG), where compiling takes ten to
+	// twenty times as long. Only a deadline's length: a host can slow a
+	// Keep down anyway.
+	CompileSlowdown int `json:"compile_slowdown,omitempty"`
 }
 
 // CacheFile names one file of the compilation cache or of the collateral.
