@@ -504,9 +504,9 @@ func (s *System) fdReaddir(_ context.Context, c engine.Caller, stk []uint64) Err
 		want := min((len(buf)-used)/(direntSize+1)+1, 1024)
 		ents, err := d.ReadDir(cookie, want)
 		if err != nil {
-			if used > 0 {
-				break // what fitted so far; the error comes back next call
-			}
+			// Even after some entries: a buffer returned short would tell
+			// the caller the directory ended there. It can list again from
+			// its last cookie.
 			return errnoOf(err)
 		}
 		if len(ents) == 0 {

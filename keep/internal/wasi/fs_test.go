@@ -637,3 +637,56 @@ func TestErrnoOf(t *testing.T) {
 		t.Fatal("errno numbering")
 	}
 }
+
+// failingListing is a directory whose listing fails once it has returned
+// its first entries (a host directory whose getdents fails part-way, a
+// remote directory whose host broke the protocol).
+type failingListing struct {
+	vfs.Dir
+	after uint64
+}
+
+func (d failingListing) ReadDir(cookie uint64, max int) ([]vfs.Dirent, error) {
+	if cookie >= d.after {
+		return nil, syscall.EIO
+	}
+	ents, err := d.Dir.ReadDir(cookie, max)
+	for i := range ents {
+		if ents[i].Next > d.after {
+			ents = ents[:i]
+			break
+		}
+	}
+	return ents, err
+}
+
+// TestReaddirErrorNotEnd: a listing that fails after some entries were
+// read is an error, never a short buffer, which the caller takes for the
+// end of the directory (a silently truncated listing).
+func TestReaddirErrorNotEnd(t *testing.T) { eachEngine(t, testReaddirErrorNotEnd) }
+
+func testReaddirErrorNotEnd(t *testing.T, eng string) {
+	fs := newFakeFS()
+	root := fs.preopen("/")
+	for i := range 10 {
+		f, err := root.Open(fmt.Sprintf("file-%d", i), vfs.OpenOptions{Create: true, Write: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	root.Dir = failingListing{Dir: root.Dir, after: 4}
+	e := newEnv(t, eng, fd.Null{}, fd.Null{}, fd.Null{}, root)
+	got := e.call("fd_readdir", preFD, bufOff, 4096, 0, resOff)
+	if got == ESUCCESS {
+		ents, _ := parseDirents(e.readdir(preFD, 0, 4096))
+		t.Fatalf("fd_readdir succeeded with %d of 12 entries in a 4096-byte buffer: the caller sees the end of the directory", len(ents))
+	}
+	if got != EIO {
+		t.Fatalf("fd_readdir = errno %d, want EIO", got)
+	}
+	// What lies before the failure is still listed to a buffer it fills.
+	if b := e.readdir(preFD, 0, 2*direntSize+3); len(b) != 2*direntSize+3 {
+		t.Fatalf("a small buffer holds %d bytes", len(b))
+	}
+}

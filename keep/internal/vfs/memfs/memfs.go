@@ -299,7 +299,9 @@ func (c *content) Truncate(size int64) error {
 	if size < 0 {
 		return syscall.EINVAL
 	}
-	if (size+PageSize-1)/PageSize > maxPages {
+	if size > maxPages*PageSize {
+		// Compared as a size: rounding size up to whole pages would
+		// overflow near math.MaxInt64 and let any such size through.
 		return syscall.EFBIG
 	}
 	if size < c.size {

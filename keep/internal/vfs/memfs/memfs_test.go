@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand"
 	"sync"
 	"syscall"
@@ -386,5 +387,25 @@ func TestSequentialLarge(t *testing.T) {
 				t.Fatalf("byte %d of chunk %d", j, i)
 			}
 		}
+	}
+}
+
+// TestTruncateHuge: a size whose page count overflows int64 arithmetic
+// (near math.MaxInt64) is refused like any size beyond the 1 TiB bound,
+// never accepted as a file of 8 EiB.
+func TestTruncateHuge(t *testing.T) {
+	fs := newFS(t, 1<<20)
+	f := open(t, fs.Root(), "f")
+	defer f.Close()
+	for _, size := range []int64{1 << 62, math.MaxInt64 - memfs.PageSize + 2, math.MaxInt64} {
+		if err := f.Truncate(size); !errors.Is(err, syscall.EFBIG) {
+			t.Errorf("truncate to %d: %v, want EFBIG", size, err)
+		}
+	}
+	if st, err := f.Stat(); err != nil || st.Size != 0 {
+		t.Fatalf("size after refused truncations: %d, %v", st.Size, err)
+	}
+	if err := f.Truncate(1 << 40); err != nil {
+		t.Fatalf("truncate to the 1 TiB bound: %v", err)
 	}
 }
