@@ -326,3 +326,113 @@ func TestCacheLaunchBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestCachePutAfterExitRefused: a Keep sends its compilation cache before
+// its exit status. Once the host has the status it waits (drain) for the
+// cache files opened before it; one opened after it is refused, so that a
+// hostile Keep cannot add to what the host waits for while it waits (a
+// sync.WaitGroup Add concurrent with its Wait, which can panic the host).
+func TestCachePutAfterExitRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, k := hostileKeep(t, dir, maxCacheBytes, channel.Handler{})
+	code := make(chan int, 1)
+	go func() {
+		c, _ := s.run(context.Background(), nil)
+		code <- c
+	}()
+	if err := k.Send(channel.TypeHello, channel.Encode(channel.Hello{Version: channel.Version, TEE: "none"})); err != nil {
+		t.Fatal(err)
+	}
+	put := func(name string) (*channel.Stream, error) {
+		st, err := k.Open(channel.Open{Role: channel.RoleCachePut, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.Write([]byte("compiled " + name))
+		return st, err
+	}
+	before, err := put("wazero-v1/before") // still open when the status is sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(cacheContents(t, dir)) == 0 { // the host's temporary file
+		if time.Now().After(deadline) {
+			t.Fatal("the host did not start storing the cache file")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := k.Send(channel.TypeExit, channel.Encode(channel.Exit{Code: 3})); err != nil {
+		t.Fatal(err)
+	}
+	after, err := put("wazero-v1/after") // fails if the host's refusal came first
+	if err == nil {
+		after.CloseWrite()
+		// The host's answer to the late stream comes before the end
+		// of the one it waits for.
+		after.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = after.Read(make([]byte, 1))
+	}
+	before.Close()
+	select {
+	case c := <-code:
+		if c != 3 {
+			t.Errorf("exit code %d; want 3", c)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the session did not end")
+	}
+	waitOutputs(t, s)
+	got := cacheContents(t, dir)
+	if _, ok := got["wazero-v1/before"]; !ok {
+		t.Errorf("the cache file sent before the exit status was not stored: %v", got)
+	}
+	if _, ok := got["wazero-v1/after"]; ok || !errors.Is(err, channel.ErrReset) {
+		t.Errorf("a cache file opened after the exit status was accepted (stored %v; the Keep's read: %v)", got, err)
+	}
+}
+
+// TestCachePutAfterExitDoesNotPanicHost: a hostile Keep that keeps
+// opening cache-put streams while the host waits for the ones it opened
+// before its exit status must not make the host's wait panic ("WaitGroup
+// is reused before previous Wait has returned").
+func TestCachePutAfterExitDoesNotPanicHost(t *testing.T) {
+	for range 30 {
+		dir := t.TempDir()
+		s, k := hostileKeep(t, dir, maxCacheBytes, channel.Handler{})
+		code := make(chan int, 1)
+		go func() {
+			c, _ := s.run(context.Background(), nil)
+			code <- c
+		}()
+		k.Send(channel.TypeHello, channel.Encode(channel.Hello{Version: channel.Version, TEE: "none"}))
+		a, err := k.Open(channel.Open{Role: channel.RoleCachePut, Name: "w/a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Write([]byte("x"))
+		deadline := time.Now().Add(10 * time.Second)
+		for len(cacheContents(t, dir)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the host did not start storing the cache file")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		k.Send(channel.TypeExit, channel.Encode(channel.Exit{}))
+		time.Sleep(2 * time.Millisecond) // the host waits for a
+		a.Close()
+		for j := range maxCacheFiles - 1 {
+			b, err := k.Open(channel.Open{Role: channel.RoleCachePut, Name: fmt.Sprintf("w/b%d", j)})
+			if err != nil {
+				break // the session ended
+			}
+			b.Close()
+			time.Sleep(time.Duration(j%7) * 100 * time.Microsecond)
+		}
+		select {
+		case <-code:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the session did not end")
+		}
+	}
+}

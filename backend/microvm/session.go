@@ -188,11 +188,20 @@ func (s *session) open(st *channel.Stream, o channel.Open) error {
 		s.puts++
 		n := s.puts
 		over := s.putOver
+		exited := s.exited
 		s.mu.Unlock()
+		// The Keep sends these before its exit status, and drain waits
+		// for them once the host has it. This runs on the channel's
+		// reading goroutine, as control does for the exit status: after
+		// it, no stream may join what drain waits for (an Add concurrent
+		// with outputs.Wait panics the host).
+		if exited {
+			return errors.New("cache file refused: the Keep already sent its exit status")
+		}
 		if s.cacheDir == "" || n > maxCacheFiles || over || !cacheName(o.Name) {
 			return errors.New("cache file refused")
 		}
-		s.outputs.Add(1) // the Keep sends these before its exit status: wait for them
+		s.outputs.Add(1)
 		go func() {
 			defer s.outputs.Done()
 			s.cachePut(st, o.Name)

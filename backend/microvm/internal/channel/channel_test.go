@@ -348,6 +348,7 @@ func TestViolationsEndTheChannel(t *testing.T) {
 		"data after fin":  append(append(open(1), frame(TypeFin, 1, nil)...), frame(TypeData, 1, []byte("x"))...),
 		"two fins":        append(append(open(1), frame(TypeFin, 1, nil)...), frame(TypeFin, 1, nil)...),
 		"bad open meta":   frame(TypeOpen, 1, []byte(`{"role":"file","evil":1}`)),
+		"trailing meta":   frame(TypeOpen, 1, []byte(`{"role":"file"}}`)),
 		"short window":    frame(TypeWindow, 1, []byte{1}),
 	}
 	for name, b := range cases {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -127,7 +128,8 @@ func Decode(b []byte, v any) error {
 	if err := d.Decode(v); err != nil {
 		return violation("malformed %T: %v", v, err)
 	}
-	if d.More() {
+	// Not d.More, which reports no more input before a '}' or ']'.
+	if _, err := d.Token(); err != io.EOF {
 		return violation("trailing data after %T", v)
 	}
 	return nil
