@@ -40,6 +40,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/attestation/sgx"
+	"github.com/enarx-go/enarx/attestation/tdx/tdxquote"
 )
 
 // Rejection codes (stable).
@@ -220,7 +221,7 @@ func decode(req *attest.VerifyRequest) (*envelope.TdxEvidence, *pb.QuoteV4, erro
 			return nil, nil, attest.Reject(CodeQuoteVersion, "quote version %d is not supported (TDX quote v4 only)", ver)
 		}
 	}
-	parsed, err := parseQuote(ev.Quote)
+	parsed, err := tdxquote.Parse(ev.Quote)
 	if err != nil {
 		return nil, nil, attest.RejectErr(CodeQuoteFormat, err, "the TDX quote is malformed")
 	}

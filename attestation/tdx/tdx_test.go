@@ -24,6 +24,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
 	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/tdx/tdxquote"
 	"github.com/enarx-go/enarx/evidence/emulated"
 )
 
@@ -302,12 +303,12 @@ func TestEmulatedAccepted(t *testing.T) {
 			})
 		}, code: CodeQEIdentity},
 		// Length fields go-tdx-guest v0.3.1 slices by without a check
-		// (checkQuoteLayout): a panic in its parser before.
+		// (tdxquote.CheckLayout): a panic in its parser before.
 		{name: "signed data size 0", f: func(ev *envelope.TdxEvidence) {
-			binary.LittleEndian.PutUint32(ev.Quote[v4SignedSizeAt:], 0)
+			binary.LittleEndian.PutUint32(ev.Quote[tdxquote.SignedSizeAt:], 0)
 		}, code: CodeQuoteFormat},
 		{name: "QE authentication data past the end", f: func(ev *envelope.TdxEvidence) {
-			binary.LittleEndian.PutUint16(ev.Quote[v4SignedAt+v4CertDataAt+v4QEAuthAt:], 0xffff)
+			binary.LittleEndian.PutUint16(ev.Quote[tdxquote.SignedAt+tdxquote.CertDataAt+tdxquote.QEAuthAt:], 0xffff)
 		}, code: CodeQuoteFormat},
 	}
 	for _, c := range cases {

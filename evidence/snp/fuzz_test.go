@@ -1,6 +1,7 @@
 package snp
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"testing"
 
@@ -43,6 +44,11 @@ func FuzzCertTable(f *testing.F) {
 	f.Add(good[:len(good)/2])
 	f.Add(make([]byte, 24))
 	f.Add([]byte{})
+	wrap := make([]byte, 2*abi.CertTableEntrySize) // offset+length wraps in 32 bits
+	copy(wrap, good[:16])
+	binary.LittleEndian.PutUint32(wrap[16:], 0xffff_fff0)
+	binary.LittleEndian.PutUint32(wrap[20:], 0x20)
+	f.Add(wrap)
 	p := &Provider{Logger: slog.New(slog.DiscardHandler)}
 	f.Fuzz(func(t *testing.T, table []byte) {
 		v, err := p.vcek(&Report{Raw: raw, CertTable: table, Source: "fuzz"})

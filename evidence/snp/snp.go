@@ -140,8 +140,7 @@ func (p *Provider) Evidence(ctx context.Context, reportData [64]byte) ([]byte, e
 // vcek returns the VCEK DER from the certificate table, else from the cache.
 func (p *Provider) vcek(r *Report) ([]byte, error) {
 	if len(r.CertTable) > 0 {
-		var t abi.CertTable
-		if err := t.Unmarshal(r.CertTable); err != nil {
+		if t, err := parseCertTable(r.CertTable); err != nil {
 			p.logger().Warn("ignoring malformed SEV-SNP certificate table", "source", r.Source, "err", err)
 		} else if v, err := t.GetByGUIDString(abi.VcekGUID); err == nil && len(v) > 0 {
 			_, err := x509.ParseCertificate(v)
@@ -161,6 +160,27 @@ func (p *Provider) vcek(r *Report) ([]byte, error) {
 		return nil, err
 	}
 	return p.Cache.VCEK(id)
+}
+
+// parseCertTable decodes the host-provided certificate table. It checks
+// every entry's byte range in 64 bits before go-sev-guest's
+// CertTable.Unmarshal, which adds offset and length as uint32: an entry
+// whose sum wraps around passes its check and then panics its slice.
+func parseCertTable(b []byte) (*abi.CertTable, error) {
+	entries, err := abi.ParseSnpCertTableHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range entries {
+		if uint64(e.Offset)+uint64(e.Length) > uint64(len(b)) {
+			return nil, fmt.Errorf("certificate table entry %d (offset %d, length %d) lies outside the %d-byte table", i, e.Offset, e.Length, len(b))
+		}
+	}
+	var t abi.CertTable
+	if err := t.Unmarshal(b); err != nil {
+		return nil, err
+	}
+	return &t, nil
 }
 
 func (p *Provider) logger() *slog.Logger {

@@ -2,6 +2,7 @@ package snp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"os"
@@ -274,5 +275,35 @@ func TestConfigfsBrokenAuxBlobVCEKUsesCache(t *testing.T) {
 	}
 	if string(decode(t, der).VCEK) != string(r.VCEK.Raw) {
 		t.Fatal("the broken VCEK from the certificate table was used instead of the cached one")
+	}
+}
+
+// A certificate table entry whose offset and length wrap around in 32 bits
+// passed go-sev-guest's range check (which adds them as uint32) and
+// panicked the Keep when it sliced the table. The host provisions the
+// table, so it is refused like any malformed one: the cached VCEK is used.
+func TestConfigfsWrappingCertTableEntryUsesCache(t *testing.T) {
+	r := signer(t)
+	c := cacheWithCRLs(t)
+	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
+	id, err := IdentifyReport(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
+		t.Fatal(err)
+	}
+	table := make([]byte, 2*abi.CertTableEntrySize) // one entry and the zero terminator
+	g := uuidMust(abi.VcekGUID)
+	copy(table, g[:])
+	binary.LittleEndian.PutUint32(table[16:], 0xffff_fff0) // offset
+	binary.LittleEndian.PutUint32(table[20:], 0x20)        // length: offset+length wraps to 0x10
+	p := &Provider{TSM: fakeTSM(t, tsm.ProviderSNP, table, nil), Cache: c, Logger: slog.New(slog.DiscardHandler)}
+	der, err := p.Evidence(context.Background(), rdata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(decode(t, der).VCEK) != string(r.VCEK.Raw) {
+		t.Fatal("the cached VCEK was not used")
 	}
 }

@@ -1,12 +1,16 @@
 package tdx
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/pem"
 	"net/http"
 	"net/url"
 	"testing"
 
 	"github.com/google/go-tdx-guest/testing/testdata"
+
+	"github.com/enarx-go/enarx/attestation/tdx/tdxquote"
 )
 
 // FuzzFMSPC feeds arbitrary bytes, as a hostile or broken quoting enclave
@@ -20,6 +24,9 @@ func FuzzFMSPC(f *testing.F) {
 	v5[0] = 5
 	f.Add(v5)
 	f.Add([]byte{})
+	short := bytes.Clone(testdata.RawQuote) // a length field go-tdx-guest slices by unchecked
+	binary.LittleEndian.PutUint32(short[tdxquote.SignedSizeAt:], 0)
+	f.Add(short)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		fmspc, err := FMSPC(raw)
 		if err == nil && len(fmspc) != 12 {

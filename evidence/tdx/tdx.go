@@ -26,13 +26,13 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/google/go-tdx-guest/abi"
 	"github.com/google/go-tdx-guest/client"
 	"github.com/google/go-tdx-guest/pcs"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/tdx/tdxquote"
 	"github.com/enarx-go/enarx/evidence/tsm"
 )
 
@@ -107,22 +107,20 @@ func (p *Provider) GetQuote(ctx context.Context, reportData [64]byte) (*Quote, e
 }
 
 // parseQuote parses a raw quote, naming a quote version this build cannot
-// verify instead of calling it corrupt.
+// verify instead of calling it corrupt. The quote comes from the host's
+// quoting service, so it goes through tdxquote, which checks the length
+// fields go-tdx-guest slices by unchecked (a bad one panicked here).
 func parseQuote(raw []byte) (*pb.QuoteV4, error) {
 	if len(raw) >= 2 {
 		if v := binary.LittleEndian.Uint16(raw); v != 4 {
 			return nil, fmt.Errorf("quote version %d is not supported (only v4; v5 is TDX 1.5, which needs a newer enarx)", v)
 		}
 	}
-	q, err := abi.QuoteToProto(raw)
+	q, err := tdxquote.ParseV4(raw)
 	if err != nil {
 		return nil, fmt.Errorf("quote does not parse (short or corrupt): %w", err)
 	}
-	v4, ok := q.(*pb.QuoteV4)
-	if !ok {
-		return nil, fmt.Errorf("unsupported quote type %T", q)
-	}
-	return v4, nil
+	return q, nil
 }
 
 // ReportData returns the REPORTDATA of a parsed quote (v4; nil otherwise).

@@ -3,6 +3,7 @@ package tdx
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-tdx-guest/testing/testdata"
 
 	"github.com/enarx-go/enarx/attestation/envelope"
+	"github.com/enarx-go/enarx/attestation/tdx/tdxquote"
 	"github.com/enarx-go/enarx/evidence/tsm"
 )
 
@@ -188,6 +190,34 @@ func TestDeviceFallback(t *testing.T) {
 	}
 	if q.Source != "/dev/tdx_guest" || !bytes.Equal(q.Raw, testdata.RawQuote) {
 		t.Fatalf("source %q, %d bytes", q.Source, len(q.Raw))
+	}
+}
+
+// TestMalformedQuoteLengths: the host's quoting service chooses the
+// quote's bytes. Length fields that go-tdx-guest slices by without a check
+// panicked the Keep (GetQuote) and `enarx platform tdx fetch` (FMSPC);
+// they must be errors.
+func TestMalformedQuoteLengths(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		f    func(q []byte)
+	}{
+		{"signed data size 0", func(q []byte) { binary.LittleEndian.PutUint32(q[tdxquote.SignedSizeAt:], 0) }},
+		{"QE authentication data past the end", func(q []byte) {
+			binary.LittleEndian.PutUint16(q[tdxquote.SignedAt+tdxquote.CertDataAt+tdxquote.QEAuthAt:], 0xffff)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := bytes.Clone(testdata.RawQuote)
+			c.f(q)
+			if _, err := FMSPC(q); err == nil || !strings.Contains(err.Error(), "does not parse") {
+				t.Fatalf("FMSPC: got %v", err)
+			}
+			p := &Provider{TSM: fakeTSM(tsm.ProviderTDX, q)}
+			if _, err := p.GetQuote(context.Background(), realReportData(t)); err == nil || !strings.Contains(err.Error(), "does not parse") {
+				t.Fatalf("GetQuote: got %v", err)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,29 @@
+package tdxquote
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/google/go-tdx-guest/abi"
+	"github.com/google/go-tdx-guest/testing/testdata"
+)
+
+// FuzzQuoteLayout: a quote whose length fields CheckLayout accepts
+// never panics go-tdx-guest's parser, which slices by those fields
+// unchecked.
+func FuzzQuoteLayout(f *testing.F) {
+	f.Add(bytes.Clone(testdata.RawQuote))
+	short := bytes.Clone(testdata.RawQuote)
+	binary.LittleEndian.PutUint32(short[SignedSizeAt:], 0)
+	f.Add(short)
+	f.Add(testdata.RawQuote[:abi.QuoteMinSize])
+	f.Fuzz(func(t *testing.T, q []byte) {
+		if CheckLayout(q) != nil {
+			return
+		}
+		// A panic here fails the target; an error is the library's own
+		// refusal.
+		_, _ = abi.QuoteToProto(q)
+	})
+}
