@@ -13,10 +13,9 @@ import (
 
 	sevabi "github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
-	tdxabi "github.com/google/go-tdx-guest/abi"
-	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/spf13/cobra"
 
+	"github.com/enarx-go/enarx/attestation/tdx/tdxquote"
 	snpbackend "github.com/enarx-go/enarx/backend/snp"
 	tdxbackend "github.com/enarx-go/enarx/backend/tdx"
 	"github.com/enarx-go/enarx/evidence/emulated"
@@ -321,13 +320,9 @@ line as the guest measures them, and are not computed.`,
 }
 
 func printTDXMeasurement(w io.Writer, raw []byte, root *emulated.TDXRoot, asJSON bool) error {
-	q, err := tdxabi.QuoteToProto(raw)
+	v4, err := tdxquote.ParseV4(raw)
 	if err != nil {
-		return err
-	}
-	v4, ok := q.(*tdxpb.QuoteV4)
-	if !ok {
-		return fmt.Errorf("unsupported quote type %T", q)
+		return fmt.Errorf("the TD quote does not parse: %w", err)
 	}
 	b := v4.GetTdQuoteBody()
 	var rtmrs []string
