@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,16 @@ type userRecord struct {
 type repoConfig struct {
 	Public *bool `json:"public"`
 }
+
+// record is a JSON document a client PUTs: a user record or a repository
+// config.
+type record interface {
+	// fieldNames are its JSON field names, which must match exactly.
+	fieldNames() []string
+}
+
+func (*userRecord) fieldNames() []string { return []string{"subject"} }
+func (*repoConfig) fieldNames() []string { return []string{"public"} }
 
 // claimedMeta reads Content-Length, Content-Type and Content-Digest.
 func claimedMeta(r *http.Request, requireDigest bool) (types.Meta, error) {
@@ -65,8 +76,12 @@ func readBody(r *http.Request, m types.Meta, limit int64) ([]byte, error) {
 
 // decodeStrict decodes a JSON record with upstream's rules: 415 for a
 // non-JSON type, 400 for a syntax error, 422 for a data error (unknown
-// fields, wrong types).
-func decodeStrict(m types.Meta, body []byte, v any) error {
+// fields, wrong types). Field names must match exactly, as serde's do:
+// encoding/json would also take "SUBJECT" for "subject", the last of two
+// spellings winning, while the record is stored with its keys sorted (see
+// canonicalRecord), so the record checked here and the one read back from
+// the store would differ.
+func decodeStrict(m types.Meta, body []byte, v record) error {
 	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(m.Type, ";", 2)[0]))
 	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 		return errorf(http.StatusUnsupportedMediaType, "Expected request with `Content-Type: application/json`")
@@ -80,15 +95,25 @@ func decodeStrict(m types.Meta, body []byte, v any) error {
 		}
 		return errorf(http.StatusUnprocessableEntity, "Failed to deserialize the JSON body: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF { // not dec.More: false before a stray '}' or ']'
 		return errorf(http.StatusBadRequest, "Failed to parse the request body as JSON: trailing data")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return errorf(http.StatusUnprocessableEntity, "Failed to deserialize the JSON body: %v", err)
+	}
+	for k := range fields {
+		if !slices.Contains(v.fieldNames(), k) {
+			return errorf(http.StatusUnprocessableEntity, "Failed to deserialize the JSON body: unknown field %q (field names are case-sensitive; allowed: %s)",
+				k, strings.Join(v.fieldNames(), ", "))
+		}
 	}
 	return nil
 }
 
 // readRecord reads and strictly decodes a user record or repository
 // config body into v.
-func readRecord(r *http.Request, v any) (types.Meta, []byte, error) {
+func readRecord(r *http.Request, v record) (types.Meta, []byte, error) {
 	m, err := claimedMeta(r, false)
 	if err != nil {
 		return m, nil, err

@@ -113,6 +113,49 @@ func TestRecordsAreReserialised(t *testing.T) {
 	e.expect(e.putEntity(e.anon, "/bob", html, "application/json", []byte(`{"subject":"a<b>&c"}`)), 201, "serde record")
 }
 
+// TestRecordFieldNamesAreExact: upstream's records are serde structs with
+// deny_unknown_fields, whose field names match exactly, so "SUBJECT" or
+// "Public" is an unknown field (422). encoding/json would take them for
+// "subject" and "public", the last spelling winning; the record is stored
+// with its keys sorted, so what was checked and what is read back later
+// differ: a token could create a user whose stored owner is another
+// subject, and an owner asking for a private repository could get a public
+// one.
+func TestRecordFieldNamesAreExact(t *testing.T) {
+	e := newEnv(t)
+	victim := e.mint(oidctest.Claims{Subject: "victim", Scope: oidctest.AllScopes})
+	// Checked as {"subject": testSubject} (the last key), stored as
+	// {"SUBJECT":testSubject,"subject":"victim"}, read back as "victim".
+	body := []byte(`{"subject":"victim","SUBJECT":"` + testSubject + `"}`)
+	r := e.req(e.anon, "PUT", "/mallory", e.token, body, map[string]string{"Content-Type": "application/json"})
+	if r.code != 422 {
+		t.Errorf("user record with a case-variant key: %d %q, want 422", r.code, r.body)
+	}
+	if r := e.req(e.anon, "GET", "/mallory", victim, nil, nil); r.code == 200 {
+		t.Errorf("a user created with another's token is owned by %q: %s", "victim", r.body)
+	}
+
+	e.setup("alice", testSubject, e.token, nil)
+	// Checked as private (the last key), stored and read back as public.
+	body = []byte(`{"public":true,"PUBLIC":false}`)
+	r = e.req(e.anon, "PUT", "/alice/secret", e.token, body, map[string]string{"Content-Type": "application/json"})
+	if r.code != 422 {
+		t.Errorf("repository config with a case-variant key: %d %q, want 422", r.code, r.body)
+	}
+	if r := e.req(e.anon, "GET", "/alice/secret/_tag", "", nil, nil); r.code == 200 {
+		t.Errorf("a repository configured private is readable anonymously")
+	}
+	for _, body := range []string{`{"Subject":"` + testSubject + `"}`} {
+		e.expect(e.req(e.anon, "PUT", "/bob", e.token, []byte(body), map[string]string{"Content-Type": "application/json"}), 422, body)
+	}
+	e.expect(e.req(e.anon, "PUT", "/alice/pub", e.token, []byte(`{"Public":true}`), map[string]string{"Content-Type": "application/json"}), 422, "Public")
+	// A stray closing delimiter after the record is trailing data (400), as
+	// any other is.
+	for _, body := range []string{`{"subject":"` + testSubject + `"}}`, `{"subject":"` + testSubject + `"}]`} {
+		e.expect(e.req(e.anon, "PUT", "/carol", e.token, []byte(body), map[string]string{"Content-Type": "application/json"}), 400, body)
+	}
+}
+
 // TestDocumentedTextDifferences pins the answers docs/drawbridge.md lists
 // as differing from upstream, so the list stays true.
 func TestDocumentedTextDifferences(t *testing.T) {
