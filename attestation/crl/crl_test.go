@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,13 +11,15 @@ import (
 	"math/big"
 	"testing"
 	"time"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 var t0 = time.Date(2023, 2, 1, 0, 0, 0, 0, time.UTC)
 
 type ca struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 }
 
 func newCert(t testing.TB, name string, serial int64, parent *ca, isCA bool, dps []string) *ca {
@@ -25,6 +28,11 @@ func newCert(t testing.TB, name string, serial int64, parent *ca, isCA bool, dps
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newCertKey(t, name, serial, parent, isCA, dps, key)
+}
+
+func newCertKey(t testing.TB, name string, serial int64, parent *ca, isCA bool, dps []string, key crypto.Signer) *ca {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(serial),
 		Subject:               pkix.Name{CommonName: name},
@@ -41,7 +49,7 @@ func newCert(t testing.TB, name string, serial int64, parent *ca, isCA bool, dps
 	if parent != nil {
 		pc, pk = parent.cert, parent.key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, pc, &key.PublicKey, pk)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, pc, key.Public(), pk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,14 +205,41 @@ func TestShortChain(t *testing.T) {
 	}
 }
 
+// checkSeed is one input of FuzzCheck.
+type checkSeed struct {
+	url1 string
+	crl1 []byte
+	url2 string
+	crl2 []byte
+}
+
+// checkSeeds returns FuzzCheck's chain and seeds. The PKI is pki's with
+// fixed keys, which sign deterministically: the CRLs are the same bytes
+// every run, so the committed corpus verifies against the chain.
+func checkSeeds(t testing.TB) ([]*x509.Certificate, []checkSeed) {
+	key := func(name string) crypto.Signer {
+		return testutil.FixedECDSAKey(t, elliptic.P256(), "crl.FuzzCheck "+name)
+	}
+	root := newCertKey(t, "root", 1, nil, true, nil, key("root"))
+	inter := newCertKey(t, "inter", 2, root, true, []string{rootURL}, key("inter"))
+	leaf := newCertKey(t, "leaf", 3, inter, false, []string{interURL}, key("leaf"))
+	return chainOf(leaf, inter, root), []checkSeed{
+		{rootURL, root.crl(t, t0, t0.Add(time.Hour)), interURL, inter.crl(t, t0, t0.Add(time.Hour), 3)},
+		{"x", []byte{0x30, 0x00}, "", []byte{}},
+	}
+}
+
 // FuzzCheck feeds arbitrary CRL bytes (and URLs) to Check against a fixed
 // chain: it must fail cleanly, and anything it accepts must have been
 // signed by the test CAs.
 func FuzzCheck(f *testing.F) {
-	root, inter, leaf := pki(f, interURL)
-	chain := chainOf(leaf, inter, root)
-	f.Add(rootURL, root.crl(f, t0, t0.Add(time.Hour)), interURL, inter.crl(f, t0, t0.Add(time.Hour), 3))
-	f.Add("x", []byte{0x30, 0x00}, "", []byte{})
+	chain, seeds := checkSeeds(f)
+	corpus := make([][]any, len(seeds))
+	for i, s := range seeds {
+		f.Add(s.url1, s.crl1, s.url2, s.crl2)
+		corpus[i] = []any{s.url1, s.crl1, s.url2, s.crl2}
+	}
+	testutil.CheckSeedCorpusArgs(f, "FuzzCheck", corpus)
 	f.Fuzz(func(t *testing.T, url1 string, crl1 []byte, url2 string, crl2 []byte) {
 		res, err := Check(chain, []Entry{{url1, crl1}, {url2, crl2}}, Options{})
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 func TestStewardTOML(t *testing.T) {
@@ -166,9 +167,19 @@ func TestLoadMissing(t *testing.T) {
 	}
 }
 
+func parseSeeds() [][]byte {
+	return [][]byte{
+		vectors.StewardTOML,
+		[]byte("[tdx]\nmrtd = []\n[none]\nallow = true\nverify_time = 2023-02-01T00:00:00Z"),
+	}
+}
+
 func FuzzParse(f *testing.F) {
-	f.Add(vectors.StewardTOML)
-	f.Add([]byte("[tdx]\nmrtd = []\n[none]\nallow = true\nverify_time = 2023-02-01T00:00:00Z"))
+	seeds := parseSeeds()
+	testutil.CheckSeedCorpus(f, "FuzzParse", seeds)
+	for _, s := range seeds {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Parse(b)
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 var sig128 = strings.Repeat("ab", 64)
@@ -51,15 +53,25 @@ func TestSplit(t *testing.T) {
 	}
 }
 
+func splitSeeds() [][]byte {
+	return [][]byte{
+		[]byte(`{"tcbInfo":{"id":"SGX"},"signature":"` + sig128 + `"}`),
+		[]byte(`{"tcbInfo":{},"tcbInfo":[],"signature":"` + sig128 + `"}`),
+		[]byte(`{"tcbInfo":"\u0000","signature":""}`),
+		[]byte(`{"tcbInfo":{},"TCBINFO":{"a":1},"signature":"` + sig128 + `"}`),
+	}
+}
+
 // FuzzSplit: hostile collateral gives an error, never a panic; an accepted
 // body is valid JSON that appears verbatim in the input, and what any
 // decoder of the whole document reads as the body (encoding/json matches
 // member names case-insensitively, the last one winning) is that body.
 func FuzzSplit(f *testing.F) {
-	f.Add([]byte(`{"tcbInfo":{"id":"SGX"},"signature":"` + sig128 + `"}`))
-	f.Add([]byte(`{"tcbInfo":{},"tcbInfo":[],"signature":"` + sig128 + `"}`))
-	f.Add([]byte(`{"tcbInfo":"\u0000","signature":""}`))
-	f.Add([]byte(`{"tcbInfo":{},"TCBINFO":{"a":1},"signature":"` + sig128 + `"}`))
+	seeds := splitSeeds()
+	testutil.CheckSeedCorpus(f, "FuzzSplit", seeds)
+	for _, s := range seeds {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		raw, _, err := Split(b, "tcbInfo", 4096, "tcb info")
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // sample follows Intel PCS v4's /sgx/certification/v4/qe/identity layout.
@@ -63,8 +65,14 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
+func parseSeeds() [][]byte { return [][]byte{[]byte(sample)} }
+
 func FuzzParse(f *testing.F) {
-	f.Add([]byte(sample))
+	seeds := parseSeeds()
+	testutil.CheckSeedCorpus(f, "FuzzParse", seeds)
+	for _, s := range seeds {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := Parse(b)
 		if err != nil {
