@@ -15,6 +15,7 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // TestUpstreamVectors: the CSRs captured on SGX and SNP hardware (made by
@@ -124,26 +125,40 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// bundleOf wraps DER elements into a bundle request's SEQUENCE.
+func bundleOf(elems ...[]byte) []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		for _, e := range elems {
+			b.AddBytes(e)
+		}
+	})
+	return b.BytesOrPanic()
+}
+
+// splitBundleSeeds are FuzzSplitBundle's seeds (committed in
+// testdata/fuzz/FuzzSplitBundle): one request, two, none, a request
+// without its bundle, an indefinite length. The request is signed with a
+// fixed key (RFC 6979), so the seeds are the same every run.
+func splitBundleSeeds(t testing.TB) [][]byte {
+	k := testutil.FixedECDSAKey(t, elliptic.P256(), "steward/csr FuzzSplitBundle")
+	one, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [][]byte{bundleOf(one), bundleOf(one, one), bundleOf(), one, {0x30, 0x80, 0x00, 0x00}}
+}
+
 // FuzzSplitBundle: hostile bodies of bundle requests give a CodeBundle
 // rejection, never a panic; what is accepted is at most MaxBundle DER
 // elements that, re-wrapped, are exactly the input.
 func FuzzSplitBundle(f *testing.F) {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	one, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
-	bundle := func(elems ...[]byte) []byte {
-		var b cryptobyte.Builder
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			for _, e := range elems {
-				b.AddBytes(e)
-			}
-		})
-		return b.BytesOrPanic()
+	seeds := splitBundleSeeds(f)
+	testutil.CheckSeedCorpus(f, "FuzzSplitBundle", seeds)
+	for _, s := range seeds {
+		f.Add(s)
 	}
-	f.Add(bundle(one))
-	f.Add(bundle(one, one))
-	f.Add(bundle())
-	f.Add(one)
-	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
+	bundle := bundleOf
 	f.Fuzz(func(t *testing.T, b []byte) {
 		elems, err := SplitBundle(b)
 		if err != nil {
