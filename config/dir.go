@@ -184,13 +184,17 @@ func dirSize(v any) (uint64, error) {
 }
 
 // checkDirs refuses two dir entries with one guest path (the workload
-// could not tell which it opens), and warns of a dir entry that the usual
+// could not tell which it opens) and two sealed volumes with one name
+// (the name is mixed into a volume's keys: under one key source, two
+// volumes of one name would each open the other's directory, so the host
+// could swap them unnoticed), and warns of a dir entry that the usual
 // preopen scans miss: wasi-libc's, Rust's and Go's start at fd 3 and stop
 // at the first fd that is not a preopened directory.
 func (p *parser) checkDirs(files []File) error {
 	seen := map[string]int{}
-	hostPaths := map[string]int{} // cleaned host_path → entry
-	scanned := true               // fds 3..i-1 are all dirs
+	sealedNames := map[string]int{} // name → sealed entry
+	hostPaths := map[string]int{}   // cleaned host_path → entry
+	scanned := true                 // fds 3..i-1 are all dirs
 	for i, f := range files {
 		if f.Dir == nil {
 			if i >= 3 {
@@ -207,6 +211,12 @@ func (p *parser) checkDirs(files []File) error {
 			return p.errf("files"+indexSeg(i)+".guest_path", "%q is already the guest_path of files[%d]; each dir entry needs its own", gp, j)
 		}
 		seen[gp] = i
+		if f.Dir.Source == SourceSealed {
+			if j, dup := sealedNames[f.Name]; dup {
+				return p.errf("files"+indexSeg(i)+".name", "%q is also the name of the sealed volume files[%d]; the name is mixed into a volume's keys, so each sealed volume needs its own", f.Name, j)
+			}
+			sealedNames[f.Name] = i
+		}
 		if f.Dir.HostPath == "" {
 			continue
 		}

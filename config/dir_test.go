@@ -150,6 +150,15 @@ func TestParseDirErrors(t *testing.T) {
 		{"sealed host_path shared", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/a\"\nsource = \"host\"\nhost_path = \"/v/\"\n" +
 			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/b\"\nsource = \"sealed\"\nhost_path = \"/v\"\nkey = \"snp\"\n",
 			`Enarx.toml:18: files[4].host_path: "/v" is also the host_path of files[3]; a sealed volume needs a host directory of its own`},
+		// The name is mixed into a sealed volume's keys: two volumes of
+		// one name (and key) would open each other's directory, so the
+		// host could swap them unnoticed.
+		{"sealed name shared", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"db\"\nguest_path = \"/a\"\nsource = \"sealed\"\nhost_path = \"/v\"\nkey = \"snp\"\n" +
+			"[[files]]\nkind = \"dir\"\nname = \"db\"\nguest_path = \"/b\"\nsource = \"sealed\"\nhost_path = \"/w\"\nkey = \"snp\"\n",
+			`Enarx.toml:16: files[4].name: "db" is also the name of the sealed volume files[3]`},
+		{"sealed name is another's default", dirStdio + "[[files]]\nkind = \"dir\"\nguest_path = \"/a\"\nsource = \"sealed\"\nhost_path = \"/v\"\nkey = \"file:/k\"\n" +
+			"[[files]]\nkind = \"dir\"\nname = \"/a\"\nguest_path = \"/b\"\nsource = \"sealed\"\nhost_path = \"/w\"\nkey = \"file:/k\"\n",
+			`Enarx.toml:15: files[4].name: "/a" is also the name of the sealed volume files[3]`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

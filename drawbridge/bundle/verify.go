@@ -16,7 +16,8 @@ type Package struct {
 	Source string
 	// Digest identifies the package: the root node's SHA-256 as the tag
 	// entry names it, in Content-Digest form ("sha-256=:…:"); if the entry
-	// has no SHA-256, its whole digest set.
+	// has no SHA-256, the digest the root's body was verified with
+	// (VerificationSet), never a value nothing checked.
 	Digest string
 	// Root is the verified tag entry (the root node's entry).
 	Root types.Entry
@@ -209,13 +210,13 @@ func (v *verifier) node(p string, want types.Meta, wantType string, limit int64)
 }
 
 // PackageDigest is how a package is identified (in a Keep's certificate):
-// the root's SHA-256 in Content-Digest form, or the whole set if it has no
-// SHA-256.
+// the root's SHA-256 in Content-Digest form or, if it has none, the one
+// digest of VerificationSet. Only that digest is checked against the
+// root's bytes: the other values a set names are the registry's word (a
+// set may name another package's SHA-224 beside this one's SHA-512), so
+// they are not part of the identity.
 func PackageDigest(root types.Digests) string {
-	if v, ok := root[types.SHA256]; ok {
-		return types.Digests{types.SHA256: v}.String()
-	}
-	return root.String()
+	return VerificationSet(root).String()
 }
 
 // CheckPin checks that the digest set d contains the pinned digest (no-op

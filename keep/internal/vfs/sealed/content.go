@@ -818,13 +818,7 @@ func (c *content) record(n *format.Node) {
 // (c.mu held): its slots become the ones to preserve, and the ones the
 // previous manifest used and c no longer does are free.
 func (c *content) committed() {
-	for _, i := range c.uncommitted {
-		if r, ok := c.chunks[i]; ok && !r.committed {
-			r.committed = true
-			c.chunks[i] = r
-		}
-	}
-	c.uncommitted = c.uncommitted[:0]
+	c.maybeCommitted()
 	if len(c.retired) == 0 {
 		return
 	}
@@ -834,6 +828,21 @@ func (c *content) committed() {
 	// the start and shrink can cut the end.
 	sort.Slice(c.free, func(i, j int) bool { return c.free[i] > c.free[j] })
 	c.shrink()
+}
+
+// maybeCommitted is called when a manifest listing c as recorded may or
+// may not have become durable (its commit failed after the rename; c.mu
+// held): its slots are preserved like committed ones, and the slots the
+// previous manifest used stay retired, since that manifest may be the
+// durable one still. The next commit that succeeds frees both.
+func (c *content) maybeCommitted() {
+	for _, i := range c.uncommitted {
+		if r, ok := c.chunks[i]; ok && !r.committed {
+			r.committed = true
+			c.chunks[i] = r
+		}
+	}
+	c.uncommitted = c.uncommitted[:0]
 }
 
 // shrink cuts free slots off the end of the object, so that it does not

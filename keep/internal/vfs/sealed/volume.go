@@ -504,7 +504,17 @@ func (v *Volume) Commit(t *tree.Tree) error {
 	version := v.version
 	v.mu.Unlock()
 	obj := v.mkey.Seal(format.Header{VolumeID: v.id, Version: version}, body)
-	if err := v.writeManifest(obj, all); err != nil {
+	if maybeRenamed, err := v.writeManifest(obj, all); err != nil {
+		if maybeRenamed {
+			// The new manifest may be the one on disk now, or the
+			// previous one still: keep the slots of both until a
+			// later commit is durable.
+			for _, c := range listed {
+				c.mu.Lock()
+				c.maybeCommitted()
+				c.mu.Unlock()
+			}
+		}
 		return err
 	}
 
@@ -539,16 +549,18 @@ func (v *Volume) Commit(t *tree.Tree) error {
 // writeManifest writes obj as ManifestTemp; syncs it and the objects of
 // the files in all at once (the objects must be durable before the
 // rename, not before the manifest is written); renames it over
-// ManifestName and syncs the directory.
-func (v *Volume) writeManifest(obj []byte, all map[*content]bool) error {
+// ManifestName and syncs the directory. On an error, maybeRenamed reports
+// whether the rename was attempted: obj may then be the manifest on disk
+// (a failed directory sync, or a rename that failed in its reply).
+func (v *Volume) writeManifest(obj []byte, all map[*content]bool) (maybeRenamed bool, err error) {
 	f, err := v.backing.Open(format.ManifestTemp, vfs.OpenOptions{Create: true, Trunc: true, Write: true, Read: true})
 	if err != nil {
-		return fmt.Errorf("sealed volume %q: creating its new manifest: %w", v.name, err)
+		return false, fmt.Errorf("sealed volume %q: creating its new manifest: %w", v.name, err)
 	}
 	vf, ok := f.(vfs.File)
 	if !ok {
 		f.Close()
-		return fmt.Errorf("sealed volume %q: %s is not a regular file", v.name, format.ManifestTemp)
+		return false, fmt.Errorf("sealed volume %q: %s is not a regular file", v.name, format.ManifestTemp)
 	}
 	_, err = vf.WriteAt(obj, 0)
 	if err == nil {
@@ -562,20 +574,21 @@ func (v *Volume) writeManifest(obj []byte, all map[*content]bool) error {
 	if cerr := vf.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = v.backing.Rename(format.ManifestTemp, v.backing, format.ManifestName)
-	}
 	if err != nil {
 		v.backing.Unlink(format.ManifestTemp)
-		return fmt.Errorf("sealed volume %q: writing its manifest (the previous version stays): %w", v.name, err)
+		return false, fmt.Errorf("sealed volume %q: writing its manifest (the previous version stays): %w", v.name, err)
+	}
+	if err := v.backing.Rename(format.ManifestTemp, v.backing, format.ManifestName); err != nil {
+		v.backing.Unlink(format.ManifestTemp)
+		return true, fmt.Errorf("sealed volume %q: renaming its new manifest into place: %w", v.name, err)
 	}
 	if err := v.backing.Sync(); err != nil {
-		// The rename may or may not be durable: both manifests are whole
-		// and their slots intact, and the next commit uses a newer
-		// version whichever survives.
-		return fmt.Errorf("sealed volume %q: syncing its host directory after a commit: %w", v.name, err)
+		// The rename may or may not be durable: both manifests are whole,
+		// the caller keeps the slots of both (content.maybeCommitted),
+		// and the next commit uses a newer version whichever survives.
+		return true, fmt.Errorf("sealed volume %q: syncing its host directory after a commit: %w", v.name, err)
 	}
-	return nil
+	return false, nil
 }
 
 // Close commits the volume and releases its host descriptors (the
