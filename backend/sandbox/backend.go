@@ -105,7 +105,8 @@ func searchable(dir string) bool {
 }
 
 // moduleCacheDir creates the compilation cache directory of one module,
-// <base>/sandbox/<sum> (sum: the module's hex SHA-256), owned by the user
+// <base>/sandbox/<sum> (sum: the module's hex SHA-256, or for a package
+// bundle, which holds its module, the bundle's), owned by the user
 // the Keep runs as, and returns its absolute path. The Keep compiles into
 // it and reuses it on later runs. One directory per module means a Keep
 // that escaped wasm could only plant machine code for later runs of the

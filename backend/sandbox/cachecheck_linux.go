@@ -158,49 +158,145 @@ func dirMode(name string, st *unix.Stat_t) string {
 	return ""
 }
 
-// removeCacheDir removes dir and everything beneath it. A directory the
-// Keep made without read, search or write permission for its owner (the
-// Keep runs as the host's user unless enarx runs as root) would stop
-// os.RemoveAll; then every directory beneath dir is given mode 0700 first,
-// nothing followed, and the removal tried again.
+// removeCacheDir removes dir and everything beneath it, following no
+// symbolic link, with a bounded number of descriptors however deep the
+// Keep nested its directories (as deep as the file system lets it: each
+// mkdirat and openat relative to the last). os.RemoveAll holds one
+// descriptor per level: a chain deeper than the host's RLIMIT_NOFILE made
+// it fail, leaving the directory for every later run, and took the host's
+// descriptors meanwhile. Here every directory beneath dir is moved up into
+// dir before it is emptied, so the walk never holds more than three
+// descriptors. A directory the Keep made without read, search or write
+// permission for its owner (the Keep runs as the host's user unless enarx
+// runs as root) is given mode 0700 before it is listed or moved.
 func removeCacheDir(dir string) error {
-	err := os.RemoveAll(dir)
-	if err == nil {
+	top, err := openOwnDir(unix.AT_FDCWD, dir)
+	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	fd, oerr := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if oerr != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
 	}
-	ownDirs(fd)
-	unix.Close(fd)
-	return os.RemoveAll(dir)
+	moved := 0
+	err = emptyDir(top, top, &moved)
+	unix.Close(top)
+	if err != nil {
+		return fmt.Errorf("emptying %s: %w", dir, err)
+	}
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s: %w", dir, err)
+	}
+	return nil
 }
 
-// ownDirs gives the directory fd (an O_PATH descriptor, so opened whatever
-// its mode) and every directory beneath it mode 0700, following no
-// symbolic link. Errors are left to the removal that follows.
-func ownDirs(fd int) {
-	// Through the descriptor's /proc link: fchmod refuses an O_PATH
-	// descriptor, and the link names exactly the directory it opened.
-	if unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), 0o700) != nil {
-		return
-	}
-	d, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	f := os.NewFile(uintptr(d), "")
-	names, _ := f.Readdirnames(-1)
-	for _, n := range names {
-		sub, err := unix.Openat(d, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue // not a directory, or gone
+// emptyDir removes the files in the directory d and moves its directories
+// up into top (d itself, or the directory being removed), under new names
+// (moved counts the names taken, over the whole removal), to be emptied
+// and removed in turn. With d == top it goes on until top is empty. It
+// fails on the first entry it can neither remove nor move, rather than
+// read the same entries again.
+func emptyDir(top, d int, moved *int) error {
+	for {
+		// Read afresh after every batch: removing entries while reading
+		// may make a directory stream skip some.
+		names, err := readNames(d, 1024)
+		if err != nil || len(names) == 0 {
+			return err
 		}
-		ownDirs(sub)
-		unix.Close(sub)
+		for _, n := range names {
+			err := unix.Unlinkat(d, n, 0)
+			switch {
+			case err == nil, errors.Is(err, unix.ENOENT):
+				continue
+			case !errors.Is(err, unix.EISDIR):
+				return fmt.Errorf("removing %q: %w", n, err)
+			}
+			if d != top {
+				if err := moveUp(top, d, n, moved); err != nil {
+					return err
+				}
+				continue
+			}
+			sub, err := openOwnDir(d, n)
+			if err != nil {
+				return fmt.Errorf("opening %q: %w", n, err)
+			}
+			err = emptyDir(top, sub, moved)
+			unix.Close(sub)
+			if err != nil {
+				return fmt.Errorf("emptying %q: %w", n, err)
+			}
+			if err := unix.Unlinkat(d, n, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("removing %q: %w", n, err)
+			}
+		}
 	}
-	f.Close()
+}
+
+// moveUp moves the directory name in d into top, under the next name
+// ("removed-<moved>") that holds nothing there yet but, at most, an empty
+// directory, which goes as everything in top does (moving a directory to
+// another parent needs write permission on it: it gets mode 0700 first).
+// Not renameat2's RENAME_NOREPLACE, which some file systems (NFS) refuse.
+// A name taken (by an entry of top's, or by d itself, which the kernel
+// refuses as ENOTEMPTY) is skipped: the names only grow, so each is tried
+// once over the whole removal.
+func moveUp(top, d int, name string, moved *int) error {
+	fd, err := openOwnDir(d, name)
+	if err != nil {
+		return fmt.Errorf("opening %q: %w", name, err)
+	}
+	unix.Close(fd)
+	for {
+		*moved++
+		err := unix.Renameat(d, name, top, fmt.Sprintf("removed-%d", *moved))
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.ENOTDIR):
+			return fmt.Errorf("moving %q up: %w", name, err)
+		}
+	}
+}
+
+// openOwnDir opens the directory name beneath at (AT_FDCWD: a path) for
+// listing, following no symbolic link, after giving it mode 0700 if its
+// owner may not list, enter and change it.
+func openOwnDir(at int, name string) (int, error) {
+	p, err := unix.Openat(at, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(p)
+	var st unix.Stat_t
+	if err := unix.Fstat(p, &st); err != nil {
+		return -1, err
+	}
+	if st.Mode&0o700 != 0o700 {
+		// Through the descriptor's /proc link: fchmod refuses an
+		// O_PATH descriptor, and the link names exactly the directory
+		// it opened.
+		if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", p), 0o700); err != nil {
+			return -1, fmt.Errorf("giving it mode 0700: %w", err)
+		}
+	}
+	return unix.Openat(p, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
+// readNames reads up to n names from the start of the directory d, "."
+// and ".." left out, through a descriptor of its own.
+func readNames(d, n int) ([]string, error) {
+	fd, err := unix.Openat(d, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), ".")
+	defer f.Close()
+	names, err := f.Readdirnames(n)
+	if isEOF(err) {
+		err = nil
+	}
+	return names, err
 }
 
 func openDirNoFollow(at int, name string) (*os.File, error) {

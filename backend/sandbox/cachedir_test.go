@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,23 @@ func TestCacheDirWithoutRead(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(hidden, strings.Repeat("b", 64)+".cwasm"), []byte("junk"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Deeper, directories whose owner may not change (0500: it cannot
+	// move them either) or even list them (0000).
+	deep := filepath.Join(hidden, "deep")
+	deeper := filepath.Join(deep, "deeper")
+	if err := os.MkdirAll(deeper, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	deepFile := filepath.Join(deeper, "junk")
+	if err := os.WriteFile(deepFile, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(deeper, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(deep, 0o500); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(hidden, 0o300); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +71,7 @@ func TestCacheDirWithoutRead(t *testing.T) {
 	} else {
 		// As nobody, who owns it all (as the Keep's user owns what it
 		// makes when enarx does not run as root).
-		for _, p := range []string{base, dir, entry, hidden} {
+		for _, p := range []string{base, dir, entry, hidden, deep, deeper, deepFile} {
 			if err := os.Chown(p, 65534, 65534); err != nil {
 				t.Fatal(err)
 			}
@@ -80,6 +98,73 @@ func TestCacheDirWithoutRead(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("the removal as nobody: %v\n%s", err, out)
 		}
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the cache directory is still there: %v", err)
+	}
+}
+
+// TestRemoveDeepCacheDir: a Keep may nest directories in its cache as
+// deep as the file system lets it (each mkdirat and openat relative to the
+// last, closing it). The check refuses anything below the engines'
+// directories, and the removal must then succeed with a bounded number of
+// descriptors: os.RemoveAll holds one per level, so a chain deeper than
+// the host's RLIMIT_NOFILE made it fail (EMFILE), leaving the directory for
+// every later run, and took the host's descriptors meanwhile. The test
+// lowers its own limit below the chain's depth.
+func TestRemoveDeepCacheDir(t *testing.T) {
+	const depth = 600
+	dir := filepath.Join(t.TempDir(), "module")
+	entry := filepath.Join(dir, "enarx-wazero-0123abcd")
+	if err := os.MkdirAll(entry, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(entry, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range depth {
+		if err := unix.Mkdirat(fd, "d", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			if err := unix.Mknodat(fd, "f", unix.S_IFREG|0o600, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	// And wide: more directories, each with its own, than one batch of
+	// names (all of them moved up into the module's directory).
+	for i := range 1500 {
+		if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("wasmtime-v1.0.0-%08x", i), "sub", "subsub"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := cacheProblem(dir, 1<<30); err != nil || p == "" {
+		t.Fatalf("cacheProblem = %q, %v; want the directories below the engines'", p, err)
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = depth / 2
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	err = removeCacheDir(dir)
+	if serr := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); serr != nil {
+		t.Fatal(serr)
+	}
+	if err != nil {
+		t.Fatalf("removeCacheDir of a chain of %d directories with RLIMIT_NOFILE %d: %v", depth, low.Cur, err)
 	}
 	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the cache directory is still there: %v", err)

@@ -89,7 +89,9 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 	res, werr, exited, err := awaitKeep(ctx, cmd, reply, early)
 	// On every path: what the Keep may have changed on the host is put
 	// back or checked once none of its threads can run (endKeep).
-	k.endKeep(cmd, len(l.Workload.Wasm), log)
+	// A package bundle holds its module (and the launch has none of its
+	// own): its cache's budget is the bundle's size.
+	k.endKeep(cmd, len(l.Workload.Wasm)+len(l.Workload.Bundle), log)
 	if err != nil {
 		return 1, nil, err
 	}
@@ -258,7 +260,8 @@ func (k *keepFDs) receive() <-chan *result {
 
 // prepareLaunch fills and seals the payload memfd, if any, hashes the
 // module once (for the cache directory and the digest the Keep checks) and
-// creates the module's cache directory unless the launch asks for none.
+// creates the module's cache directory unless the launch asks for none
+// (named after the package bundle for a bundle's launch).
 //
 // With a memfd the digest is of the sealed copy the Keep will map, read
 // back through a small buffer (fileDigest): the bytes the host announces
@@ -282,7 +285,20 @@ func prepareLaunch(l *backend.Launch, hdr *launch, payload *os.File) error {
 		hdr.WasmSHA256 = digest(w.Wasm)
 	}
 	if !l.Options.NoCache {
-		dir, err := moduleCacheDir(l.Options.CacheDir, hdr.WasmSHA256)
+		name := hdr.WasmSHA256
+		if len(w.Bundle) > 0 {
+			// A package bundle: the Keep takes the module out of it
+			// (keep.Run refuses a module beside a bundle, so the
+			// launch's own is empty), and the bundle names the cache.
+			// Named after the empty module, every package would share
+			// one directory, in which a Keep whose workload escaped wasm
+			// could plant machine code for another package's module. A
+			// bundle starts with its own magic, not a module's, so its
+			// digest names no module's directory.
+			hdr.BundleSHA256 = digest(w.Bundle)
+			name = hdr.BundleSHA256
+		}
+		dir, err := moduleCacheDir(l.Options.CacheDir, name)
 		if err != nil {
 			// Not fatal: the Keep compiles without a cache.
 			if l.Options.Logger != nil {

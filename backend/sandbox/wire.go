@@ -200,14 +200,22 @@ func readHeader(r io.Reader, magic string, hdr any) error {
 	if err := d.Decode(hdr); err != nil {
 		return fmt.Errorf("decoding message header: %w", err)
 	}
-	if d.More() {
+	if !atEOF(d) {
 		return errors.New("trailing data after message header")
 	}
 	return nil
 }
 
-// seal fills in the payload lengths and digests; a module digest the host
-// already computed (for its cache directory) is reused, not recomputed.
+// atEOF reports whether d holds nothing but white space after the value
+// it decoded. Not d.More, which reports no more input before a '}' or ']'.
+func atEOF(d *json.Decoder) bool {
+	_, err := d.Token()
+	return err == io.EOF
+}
+
+// seal fills in the payload lengths and digests; a module or bundle digest
+// the host already computed (for its cache directory) is reused, not
+// recomputed.
 func (l *launch) seal() {
 	l.WasmLen = int64(len(l.wasm))
 	if l.WasmSHA256 == "" {
@@ -218,7 +226,7 @@ func (l *launch) seal() {
 		l.ConfigSHA256 = digest(l.config)
 	}
 	l.BundleLen = int64(len(l.bundle))
-	if l.BundleLen > 0 {
+	if l.BundleLen > 0 && l.BundleSHA256 == "" {
 		l.BundleSHA256 = digest(l.bundle)
 	}
 	l.volumeKeysMsg, l.VolumeKeysLen = nil, 0
@@ -387,7 +395,7 @@ func decodeVolumeKeys(msg []byte) (map[string][]byte, error) {
 	if err := d.Decode(&keys); err != nil {
 		return nil, errors.New("decoding the volume keys: malformed message") // never echo key bytes
 	}
-	if d.More() {
+	if !atEOF(d) {
 		return nil, errors.New("trailing data after the volume keys")
 	}
 	if len(keys) == 0 || len(keys) > maxVolumeKeys {
