@@ -67,8 +67,9 @@ func leafFirst(rootFirst []*x509.Certificate) []*x509.Certificate {
 
 // checkIssued checks a leaf-first chain from a Steward: it holds the issued
 // certificate and the Steward CA, the leaf certifies this Keep's key and is
-// not a CA, the chain verifies up to its last certificate, and a workload
-// identity extension in the leaf, when the Steward copied one, is ours.
+// not a CA, the last certificate (the root) is a CA, the chain verifies up
+// to it, and a workload identity extension in the leaf, when the Steward
+// copied one, is ours.
 // It reports whether the leaf carries the workload identity.
 func checkIssued(chain []*x509.Certificate, s *keySigner, w *certext.Workload) (workloadCopied bool, err error) {
 	if len(chain) < 2 {
@@ -81,8 +82,16 @@ func checkIssued(chain []*x509.Certificate, s *keySigner, w *certext.Workload) (
 	if leaf.BasicConstraintsValid && leaf.IsCA {
 		return false, errors.New("the issued certificate is a CA certificate")
 	}
+	root := chain[len(chain)-1]
+	// crypto/x509 trusts a certificate found in Roots as it is, without
+	// checking its signature or that it may sign: a reply that repeats the
+	// leaf as its root would "verify" without anyone vouching for it, and
+	// make the leaf this Keep's Steward CA.
+	if !root.BasicConstraintsValid || !root.IsCA {
+		return false, fmt.Errorf("the chain's root %q is not a CA certificate", root.Subject)
+	}
 	roots := x509.NewCertPool()
-	roots.AddCert(chain[len(chain)-1])
+	roots.AddCert(root)
 	inter := x509.NewCertPool()
 	for _, c := range chain[1 : len(chain)-1] {
 		inter.AddCert(c)

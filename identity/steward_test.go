@@ -238,7 +238,19 @@ func TestStewardBadReplies(t *testing.T) {
 			notCA, _ := x509.ParseCertificate(der)
 			leaf := (&testCA{key: otherKey, cert: notCA}).issue(t, csr.PublicKey, nil, nil)
 			return pkiPath(t, notCA, leaf)
-		}, "does not verify"},
+		}, "is not a CA"},
+		// The leaf sent as its own root: x509 trusts a leaf that is in the
+		// root pool without checking any signature, so nothing vouches
+		// for it, and the "Steward CA" would be the Keep's own leaf.
+		{"leaf is its own root", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			leaf := st.ca.issue(t, csr.PublicKey, nil, nil)
+			return pkiPath(t, leaf, leaf)
+		}, "is not a CA"},
+		// Not issued by the Steward CA in the reply at all.
+		{"another CA's leaf is its own root", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			leaf := other.issue(t, csr.PublicKey, nil, nil)
+			return pkiPath(t, leaf, st.ca.cert, leaf)
+		}, "is not a CA"},
 		{"leaf first order", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
 			return pkiPath(t, st.ca.issue(t, csr.PublicKey, nil, nil), st.ca.cert)
 		}, "not for this keep's key"},

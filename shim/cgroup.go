@@ -43,7 +43,13 @@ func cgroupOf(spec *specs.Spec) (string, error) {
 	}
 	p := spec.Linux.CgroupsPath
 	if strings.HasPrefix(p, "/") {
-		return filepath.Clean(p), nil
+		c := filepath.Clean(p)
+		if c == "/" {
+			// The hierarchy's root holds every process on the node, and
+			// delete kills what is left in the task's cgroup.
+			return "", fmt.Errorf("cgroup path %q is the root cgroup; a task needs a cgroup of its own", p)
+		}
+		return c, nil
 	}
 	parts := strings.Split(p, ":")
 	if len(parts) != 3 || !strings.HasSuffix(parts[0], ".slice") || parts[2] == "" || strings.Contains(p, "/") {

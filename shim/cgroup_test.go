@@ -21,7 +21,9 @@ func TestCgroupOf(t *testing.T) {
 			t.Errorf("cgroupOf(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"relative/path", "a.slice:b", "nope:p:n", "a--b.slice:p:n", "-a.slice:p:n", "a.slice:p:", "a.slice:p:../x"} {
+	for _, bad := range []string{"relative/path", "a.slice:b", "nope:p:n", "a--b.slice:p:n", "-a.slice:p:n", "a.slice:p:", "a.slice:p:../x",
+		// The root cgroup (every process on the node, which delete would kill).
+		"/", "//", "/..", "/a/../..", "/./"} {
 		if got, err := cgroupOf(&specs.Spec{Linux: &specs.Linux{CgroupsPath: bad}}); err == nil {
 			t.Errorf("cgroupOf(%q) = %q, accepted", bad, got)
 		}

@@ -42,7 +42,11 @@ type launchMsg struct {
 	Bundle []byte
 	// Config is the image's Enarx.toml, unchanged (its digest is the one
 	// the Keep's certificate binds); nil is the default fd table.
-	Config     []byte
+	Config []byte
+	// HasConfig says Config is present, empty or not: gob sends an empty
+	// slice as nothing, and an empty Enarx.toml (no fds at all) is not
+	// the default one. writeLaunch sets it.
+	HasConfig  bool
 	ConfigName string
 	// Args follow main.wasm and the config's args (the OCI args after the
 	// entrypoint).
@@ -82,8 +86,7 @@ func KeepHostMain() int {
 		fmt.Fprintln(os.Stderr, "Error: the keep host was started without its launch message (fd 3); it is started by containerd-shim-enarx-v1 only")
 		return 1
 	}
-	var m launchMsg
-	err := gob.NewDecoder(io.LimitReader(f, maxLaunch)).Decode(&m)
+	m, err := readLaunch(f)
 	f.Close()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: reading the launch message from the shim: %v\n", err)
@@ -95,6 +98,29 @@ func KeepHostMain() int {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 	}
 	return code
+}
+
+// writeLaunch sends m to a keep host (startKeepHost).
+func writeLaunch(w io.Writer, m *launchMsg) error {
+	msg := *m
+	msg.HasConfig = m.Config != nil
+	if err := gob.NewEncoder(w).Encode(&msg); err != nil {
+		return fmt.Errorf("encoding the launch message: %w", err)
+	}
+	return nil
+}
+
+// readLaunch decodes what writeLaunch sent (KeepHostMain), at most
+// maxLaunch bytes.
+func readLaunch(r io.Reader) (*launchMsg, error) {
+	var m launchMsg
+	if err := gob.NewDecoder(io.LimitReader(r, maxLaunch)).Decode(&m); err != nil {
+		return nil, err
+	}
+	if m.HasConfig && m.Config == nil {
+		m.Config = []byte{}
+	}
+	return &m, nil
 }
 
 // run launches the Keep and returns the exit status, as internal/cli's

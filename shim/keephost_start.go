@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"encoding/gob"
 	"fmt"
 	"os"
 	"os/exec"
@@ -98,7 +97,7 @@ func startKeepHost(m *launchMsg, ns netSetup, stdio [3]*os.File, join func(pid i
 	go func() {
 		// The keep host reads the whole message before anything else; if
 		// it dies first the write fails and there is nothing to do.
-		_ = gob.NewEncoder(w).Encode(m)
+		_ = writeLaunch(w, m)
 		w.Close()
 	}()
 	return kh, nil

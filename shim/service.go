@@ -56,8 +56,12 @@ type ktask struct {
 	cg                    *taskCgroup // nil when the spec names no cgroup
 
 	// Guarded by service.mu.
-	status     status
-	pid        int
+	status status
+	pid    int
+	// reaped is set once the keep host has been reaped, while its output
+	// may still drain (status is still running then): its pid may belong
+	// to another process, which must not be signalled.
+	reaped     bool
 	exitStatus int
 	exitedAt   time.Time
 	// done is closed when the task has stopped.
@@ -233,6 +237,9 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 // publishes it.
 func (s *service) waitExit(t *ktask, kh *keepHost) {
 	code := <-kh.done
+	s.mu.Lock()
+	t.reaped = true
+	s.mu.Unlock()
 	drained := make(chan struct{})
 	go func() { t.io.wait(); close(drained) }()
 	select {
@@ -319,6 +326,12 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Em
 	case stopped:
 		return nil, errdefs.ToGRPCf(errdefs.ErrNotFound, "task %s: process already finished", t.id)
 	}
+	if t.reaped {
+		// Gone (what it started dies with it: parent-death signals),
+		// its pid free for another process; its exit is reported once
+		// its output has drained. As for ESRCH below: nothing to do.
+		return empty, nil
+	}
 	pid := t.pid
 	if r.All {
 		pid = -pid // the keep host's process group
@@ -379,7 +392,7 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 	s.mu.Lock()
 	t, err := s.get(r.ID)
 	var pid int
-	if err == nil && t.status == running {
+	if err == nil && t.status == running && !t.reaped {
 		pid = t.pid
 	}
 	s.mu.Unlock()
