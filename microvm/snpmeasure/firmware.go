@@ -18,6 +18,10 @@ const (
 	// (AmdSev OVMF: under 1 MiB), so that a hostile image cannot make the
 	// digest take long.
 	MaxSectionMemory = 256 << 20
+	// MaxSections bounds the number of SEV metadata sections (AmdSev OVMF:
+	// seven). Each section is checked against the earlier ones, so an
+	// unbounded count would let a hostile image make parsing take hours.
+	MaxSections = 256
 )
 
 // SectionType is the type of an SEV metadata section
@@ -83,7 +87,7 @@ var ErrNotAmdSev = errors.New("not an AmdSev OVMF build")
 // checks that the metadata is consistent: every section is page-aligned, lies
 // below 4 GiB, outside the firmware image and apart from the other sections;
 // the secrets, CPUID and kernel-hashes sections are one page; the SEV-ES
-// reset address is set.
+// reset address is set; there are at most MaxSections sections.
 func ParseFirmware(image []byte) (*Firmware, error) {
 	if len(image) == 0 || len(image)%pageSize != 0 || len(image) > MaxFirmwareSize {
 		return nil, fmt.Errorf("firmware image is %d bytes: want a non-zero multiple of %d up to %d", len(image), pageSize, MaxFirmwareSize)
@@ -110,6 +114,9 @@ func ParseFirmware(image []byte) (*Firmware, error) {
 	n := binary.LittleEndian.Uint32(md[12:])
 	if uint64(n) > uint64(len(md)-sevMetadataHeader)/sevSectionSize {
 		return nil, fmt.Errorf("SEV metadata: %d sections do not fit in its %d bytes", n, len(md))
+	}
+	if n > MaxSections {
+		return nil, fmt.Errorf("SEV metadata: %d sections, at most %d are accepted", n, MaxSections)
 	}
 	var total uint64
 	for i := range int(n) {

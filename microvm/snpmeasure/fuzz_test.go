@@ -19,12 +19,19 @@ func fuzzSeeds() [][]byte {
 	highGPA.sections = []Section{{0xfffff000, 0x1000, SectionSNPSecrets}}
 	zeroSize := small
 	zeroSize.sections = []Section{{0, 0, SectionSVSMCAA}, {0x1000, 0x1000, SectionCPUID}}
+	// One section more than MaxSections, each of them valid.
+	many := small
+	many.metaOff = 0x1000
+	many.sections = make([]Section, MaxSections+1)
+	for i := range many.sections {
+		many.sections[i].Type = SectionSNPSecMemory
+	}
 	var out [][]byte
 	for _, s := range []synthSpec{small, noHashes, badOverlap, highGPA, zeroSize} {
 		// The leading zeros are left to padImage: short seeds, same images.
 		out = append(out, bytes.TrimLeft(buildOVMF(s), "\x00"))
 	}
-	return append(out, []byte{}, make([]byte, 64))
+	return append(out, []byte{}, make([]byte, 64), bytes.TrimLeft(buildOVMF(many), "\x00"))
 }
 
 // padImage places data at the end of a zeroed image whose size is the next
@@ -41,7 +48,7 @@ func padImage(data []byte) []byte {
 // consistent — the image starts at 4 GiB minus its size; every section has a
 // known type, is page-aligned, below the image and apart from the others;
 // the secrets/CPUID/kernel-hashes sections are one page; at most
-// MaxSectionMemory in all; the AP reset
+// MaxSections sections and MaxSectionMemory in all; the AP reset
 // address is set — and can be measured: without a kernel always, with one
 // exactly when SupportsKernelHashes says so, with the same digest each time.
 func FuzzParseFirmware(f *testing.F) {
@@ -59,6 +66,9 @@ func FuzzParseFirmware(f *testing.F) {
 		}
 		if fw.GPA != fourGiB-uint64(len(img)) || fw.APResetAddr == 0 {
 			t.Fatalf("GPA %#x for %d bytes, AP reset %#x", fw.GPA, len(img), fw.APResetAddr)
+		}
+		if len(fw.Sections) > MaxSections {
+			t.Fatalf("%d sections accepted", len(fw.Sections))
 		}
 		var total uint64
 		for i, s := range fw.Sections {

@@ -292,3 +292,41 @@ func BenchmarkMeasureDebianOVMF(b *testing.B) {
 		}
 	}
 }
+
+// manySectionsOVMF is an image whose SEV metadata lists n1 zero-size
+// sections (they describe no memory) followed by n2 one-page sections.
+func manySectionsOVMF(size, n1, n2 int) []byte {
+	s := defaultSynthSpec()
+	s.zeroFill = true
+	s.size = size
+	s.metaOff = size - 64<<10
+	s.sections = make([]Section, 0, n1+n2)
+	for range n1 {
+		s.sections = append(s.sections, Section{0, 0, SectionSNPSecMemory})
+	}
+	for i := range n2 {
+		s.sections = append(s.sections, Section{uint32(0x10000000 + i*pageSize), pageSize, SectionSNPSecMemory})
+	}
+	return buildOVMF(s)
+}
+
+// TestManySections: a hostile image with a huge section count is refused at
+// once. Each section was checked against every earlier one, so a 16 MiB
+// image listing a million empty sections and 64Ki one-page ones (256 MiB,
+// within MaxSectionMemory) kept ParseFirmware busy for minutes.
+func TestManySections(t *testing.T) {
+	img := manySectionsOVMF(16<<20, 1<<20, 1<<16)
+	// Refused before any section is compared with another (the check took
+	// minutes here; go test's own timeout catches a regression).
+	_, err := ParseFirmware(img)
+	if err == nil || !strings.Contains(err.Error(), "sections") {
+		t.Fatalf("ParseFirmware: %v, want an error about the section count", err)
+	}
+	// The bound itself: MaxSections sections are accepted, one more is not.
+	if _, err := ParseFirmware(manySectionsOVMF(256<<10, MaxSections-1, 1)); err != nil {
+		t.Errorf("%d sections: %v", MaxSections, err)
+	}
+	if _, err := ParseFirmware(manySectionsOVMF(256<<10, MaxSections, 1)); err == nil {
+		t.Errorf("%d sections accepted", MaxSections+1)
+	}
+}

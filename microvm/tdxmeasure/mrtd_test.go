@@ -203,11 +203,18 @@ func fuzzSeeds() [][]byte {
 	bad := small
 	bad.sections = append([]Section(nil), small.sections...)
 	bad.sections[0].RawDataSize = 0x1000
+	// One section more than MaxSections, each of them valid.
+	many := small
+	many.metaOff = 0x2400
+	many.sections = append([]Section(nil), small.sections...)
+	for i := len(many.sections); i <= MaxSections; i++ {
+		many.sections = append(many.sections, Section{0, 0, 1<<32 + uint64(i)*pageSize, pageSize, SectionPermMem, AttrPageAug})
+	}
 	var out [][]byte
 	for _, s := range []synthSpec{small, bad} {
 		out = append(out, bytes.TrimLeft(buildTDVF(s), "\x00"))
 	}
-	return append(out, []byte{})
+	return append(out, []byte{}, bytes.TrimLeft(buildTDVF(many), "\x00"))
 }
 
 // padImage puts data at the end of a zeroed image of at least 16 KiB, so
@@ -222,7 +229,7 @@ func padImage(data []byte) []byte {
 // FuzzParseFirmware: ParseFirmware never panics, and what it accepts is
 // consistent — page-aligned, non-overlapping sections of known types, image
 // data inside the image, MR_EXTEND sections fully backed by data, one TD_HOB,
-// at most MaxInitialMemory added —
+// at most MaxSections sections and MaxInitialMemory added —
 // and MRTD can be computed for both variants, deterministically.
 func FuzzParseFirmware(f *testing.F) {
 	for _, s := range fuzzSeeds() {
@@ -236,6 +243,9 @@ func FuzzParseFirmware(f *testing.F) {
 		fw, err := ParseFirmware(img)
 		if err != nil {
 			return
+		}
+		if len(fw.Sections) > MaxSections {
+			t.Fatalf("%d sections accepted", len(fw.Sections))
 		}
 		hobs, added := 0, uint64(0)
 		for i, s := range fw.Sections {
@@ -290,5 +300,40 @@ func BenchmarkMRTDDebian(b *testing.B) {
 		if _, err := MRTD(img, SinglePass); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// manySectionsTDVF is the default synthetic image with n PermMem sections
+// added (PermMem memory is added after build time: no bound applies to it).
+func manySectionsTDVF(size, n int) []byte {
+	s := defaultSynthSpec()
+	s.zeroFill = true
+	s.size = size
+	s.metaOff = size - 64<<10
+	for i := range n {
+		s.sections = append(s.sections, Section{0, 0, 1<<32 + uint64(i)*pageSize, pageSize, SectionPermMem, AttrPageAug})
+	}
+	return buildTDVF(s)
+}
+
+// TestManySections: a hostile image with a huge section count is refused at
+// once. Each section was checked against every earlier one, so a 20 MiB
+// image listing half a million PermMem sections kept ParseFirmware busy for
+// minutes.
+func TestManySections(t *testing.T) {
+	img := manySectionsTDVF(20<<20, 1<<19)
+	// Refused before any section is compared with another (the check took
+	// minutes here; go test's own timeout catches a regression).
+	_, err := ParseFirmware(img)
+	if err == nil || !strings.Contains(err.Error(), "sections") {
+		t.Fatalf("ParseFirmware: %v, want an error about the section count", err)
+	}
+	// The bound itself: MaxSections sections are accepted, one more is not
+	// (the default image has five).
+	if _, err := ParseFirmware(manySectionsTDVF(256<<10, MaxSections-5)); err != nil {
+		t.Errorf("%d sections: %v", MaxSections, err)
+	}
+	if _, err := ParseFirmware(manySectionsTDVF(256<<10, MaxSections-4)); err == nil {
+		t.Errorf("%d sections accepted", MaxSections+1)
 	}
 }

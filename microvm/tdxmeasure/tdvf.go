@@ -18,6 +18,12 @@ const (
 	// make MRTD hash for hours.
 	MaxInitialMemory = 256 << 20
 
+	// MaxSections bounds the number of TDVF metadata sections (TDVF builds
+	// have about six). Each section is checked against the earlier ones,
+	// and PermMem sections count against no memory bound, so an unbounded
+	// count would let a hostile image make parsing take hours.
+	MaxSections = 256
+
 	tdvfSignature = "TDVF"
 	tdvfHeader    = 16 // signature, length, version, section count
 	tdvfSection   = 32
@@ -82,7 +88,7 @@ var ErrNotTDVF = errors.New("not a TDX (TDVF) firmware build")
 // BFV/CFV with data, TD_HOB/TempMem/PermMem without; MR_EXTEND only on
 // sections whose memory is all image data; PAGE_AUG exactly on PermMem
 // sections (QEMU skips PermMem by type, other tools by attribute); exactly
-// one TD_HOB.
+// one TD_HOB; at most MaxSections sections.
 func ParseFirmware(image []byte) (*Firmware, error) {
 	if len(image) == 0 || len(image) > MaxFirmwareSize {
 		return nil, fmt.Errorf("firmware image is %d bytes: want 1 to %d", len(image), MaxFirmwareSize)
@@ -107,6 +113,9 @@ func ParseFirmware(image []byte) (*Firmware, error) {
 	n := binary.LittleEndian.Uint32(md[12:])
 	if uint64(n) > uint64(len(md)-tdvfHeader)/tdvfSection {
 		return nil, fmt.Errorf("TDVF metadata: %d sections do not fit in its %d bytes", n, len(md))
+	}
+	if n > MaxSections {
+		return nil, fmt.Errorf("TDVF metadata: %d sections, at most %d are accepted", n, MaxSections)
 	}
 	fw := &Firmware{Image: image}
 	hobs := 0
