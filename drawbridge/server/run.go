@@ -87,6 +87,11 @@ func Run(ctx context.Context, o Options) error {
 	if o.Store == "" {
 		return errors.New("--store is required")
 	}
+	if o.Dev {
+		if err := checkDevFlags(o); err != nil {
+			return err
+		}
+	}
 	var (
 		s   *setup
 		err error
@@ -114,6 +119,25 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	return serve(ctx, o, log, h, s)
+}
+
+// checkDevFlags refuses dev mode together with production's certificate
+// and token settings, which dev mode would ignore: it makes its own server
+// certificate and trusts only its own token issuer. A production command
+// line or config file that also says dev must not start a dev registry.
+func checkDevFlags(o Options) error {
+	var given []string
+	for _, f := range []struct{ flag, v string }{{"--cert", o.Cert}, {"--key", o.Key}, {"--oidc-issuer", o.OIDCIssuer}, {"--oidc-audience", o.OIDCAudience}} {
+		if f.v != "" {
+			given = append(given, f.flag)
+		}
+	}
+	if len(given) == 0 {
+		return nil
+	}
+	return fmt.Errorf("--dev cannot be combined with %s: dev mode makes its own certificate and trusts only its own tokens; "+
+		"drop --dev (or dev = true in the config file) for a production registry, or those settings for a local one",
+		strings.Join(given, ", "))
 }
 
 // setup is what Run serves with: production and dev mode make it

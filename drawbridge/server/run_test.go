@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,4 +41,35 @@ func TestFileBucketOneProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m1.Close()
+}
+
+// TestDevRefusesProductionFlags: --dev ignores a server certificate and an
+// OIDC issuer (it makes its own and trusts only its own tokens), so a
+// production command line or config file that also says dev is refused
+// rather than served as a dev registry.
+func TestDevRefusesProductionFlags(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		set  func(*Options)
+	}{
+		{"--cert", func(o *Options) { o.Cert = "server.pem" }},
+		{"--key", func(o *Options) { o.Key = "server-key.pem" }},
+		{"--oidc-issuer", func(o *Options) { o.OIDCIssuer = "https://auth.example.com/" }},
+		{"--oidc-audience", func(o *Options) { o.OIDCAudience = "https://store.example.com/" }},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			o := Options{Dev: true, Store: dir, Addr: "127.0.0.1:0", Ready: func(net.Addr) { cancel() }}
+			tc.set(&o)
+			err := Run(ctx, o)
+			if err == nil || !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), "--dev") {
+				t.Fatalf("Run with --dev and %s: %v", tc.flag, err)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the refused start created the store: %v", err)
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -286,9 +287,26 @@ func readPEMArg(flag, v string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(v)
 	if err != nil {
+		if !likeFileName(v) {
+			// Most likely the PEM itself, mangled on its way into the
+			// environment (quoted, \n-escaped, base64-encoded): for --key
+			// that is the CA's private key, which must not reach the log.
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("%s: the value (%d bytes, not shown) is neither PEM text starting with its -----BEGIN line "+
+				"nor the name of a readable file: %w; give the PEM as is, or a file name", flag, len(v), err)
+		}
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return b, nil
+}
+
+// likeFileName reports whether v can be shown as the file name it was
+// taken for: one short line that holds no PEM armour.
+func likeFileName(v string) bool {
+	return len(v) <= 128 && !strings.ContainsAny(v, "\r\n") && !strings.Contains(v, "-----")
 }
 
 // loadPolicy loads --config; nil without it.

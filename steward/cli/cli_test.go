@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -416,5 +417,47 @@ func TestPolicyNoneAndVerifyTime(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := Execute(context.Background(), []string{"--addr", "127.0.0.1", "--port", "0", "-k", key, "-c", crt, "--config", pol}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "snp.hash") {
 		t.Fatalf("bad policy: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestKeyNeverInErrors: a --key (STEWARD_KEY) value that is neither PEM
+// text starting with its -----BEGIN line nor a readable file is often the
+// key itself, mangled on its way into the environment (quoted by an env
+// file, base64-encoded by a secret store). The error must not print it.
+func TestKeyNeverInErrors(t *testing.T) {
+	dir := t.TempDir()
+	key, crt := filepath.Join(dir, "ca.key"), filepath.Join(dir, "ca.crt")
+	writeUpstreamCA(t, key, crt)
+	pemKey, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(pemKey)
+	for name, v := range map[string]string{
+		"quoted PEM":     `"` + string(pemKey) + `"`,
+		"escaped PEM":    `'` + strings.ReplaceAll(string(pemKey), "\n", `\n`) + `'`,
+		"base64 of PEM":  base64.StdEncoding.EncodeToString(pemKey),
+		"base64 DER key": base64.StdEncoding.EncodeToString(block.Bytes),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("STEWARD_KEY", v)
+			var stderr bytes.Buffer
+			code := Execute(context.Background(), []string{"--crt", crt, "--addr", "127.0.0.1", "--port", "0"}, io.Discard, &stderr)
+			if code == 0 {
+				t.Fatal("steward started with a mangled key")
+			}
+			if mid := v[len(v)/2 : len(v)/2+16]; strings.Contains(stderr.String(), mid) {
+				t.Fatalf("the error shows the key (%q): %q", mid, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "--key") {
+				t.Fatalf("the error does not name --key: %q", stderr.String())
+			}
+		})
+	}
+	// A file name that does not exist is still named.
+	var stderr bytes.Buffer
+	missing := filepath.Join(dir, "missing.key")
+	if code := Execute(context.Background(), []string{"--key", missing, "--crt", crt, "--addr", "127.0.0.1", "--port", "0"}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), missing) {
+		t.Fatalf("missing key file: exit %d, %q", code, stderr.String())
 	}
 }

@@ -42,6 +42,15 @@ func TestCopyPipelined(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("reader error: got %v", err)
 	}
+	// A body cut short (net/http: io.ErrUnexpectedEOF) is an error, not
+	// the end of the content, whether it ends mid-buffer or on a boundary.
+	for _, size := range []int{3, 1 << 20} {
+		out.Reset()
+		err = copyPipelined(&out, io.MultiReader(bytes.NewReader(data[:size]), iotest.ErrReader(io.ErrUnexpectedEOF)))
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("truncated body after %d bytes: got %v", size, err)
+		}
+	}
 	w := &failAfter{n: 2 << 20}
 	if err := copyPipelined(w, bytes.NewReader(data)); !errors.Is(err, errDisk) {
 		t.Fatalf("write error: got %v", err)

@@ -124,8 +124,9 @@ const pipelineBufs = 3
 // separately would cost a system call per record). The writes run in a
 // second goroutine while the next buffer is read, so reading (TLS
 // decryption and digest verification of an upload) and writing overlap on
-// two cores. An error from r (a digest mismatch at EOF included) is
-// returned once the writer has stopped; w may then hold a prefix of r, and
+// two cores. Only io.EOF from r ends the copy; any other error from r (a
+// digest mismatch at EOF and io.ErrUnexpectedEOF included) is returned
+// once the writer has stopped; w may then hold a prefix of r, and
 // the caller discards it.
 func copyPipelined(w io.Writer, r io.Reader) error {
 	type chunk struct {
@@ -163,7 +164,7 @@ read:
 		default:
 		}
 		buf := <-free
-		n, err := io.ReadFull(r, *buf)
+		n, err := fill(r, *buf)
 		if n > 0 {
 			full <- chunk{buf, n}
 		} else {
@@ -172,7 +173,7 @@ read:
 		switch err {
 		case nil:
 			continue
-		case io.EOF, io.ErrUnexpectedEOF:
+		case io.EOF:
 		default:
 			rerr = err
 		}
@@ -187,6 +188,23 @@ read:
 		return rerr
 	}
 	return werr
+}
+
+// fill reads into buf until it is full or r returns an error, which it
+// passes on as is. Unlike io.ReadFull it keeps io.EOF for a short last
+// read, so io.ErrUnexpectedEOF can only be r's own (net/http's request body
+// says so when the client closes the connection before its Content-Length):
+// a failure, not the end of the content.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // Create implements Backend.

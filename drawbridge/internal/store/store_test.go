@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"testing/iotest"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/fileblob"
@@ -545,4 +546,44 @@ func oneWinner(t *testing.T, errs []error) int {
 		t.Fatal("no winner")
 	}
 	return winner
+}
+
+// TestTruncatedBodyLeavesNothing: a body that ends with io.ErrUnexpectedEOF
+// (what net/http's request body returns when the client closes the
+// connection before its Content-Length) is a failed upload, not the end of
+// the content: nothing may be stored, and certainly not the unverified
+// prefix.
+func TestTruncatedBodyLeavesNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, r *Registry) {
+		ref := setupRepo(t, r)
+		nodes := testTree(t, "")
+		m, b := tagBody(t, nodes)
+		if _, err := r.CreateTag(ctx, ref, m, b); err != nil {
+			t.Fatal(err)
+		}
+		root := nodes[0]
+		if _, err := r.CreateNode(ctx, ref, root.Path, root.Entry.Meta, bytes.NewReader(root.Content)); err != nil {
+			t.Fatal(err)
+		}
+		file := nodes[2] // main.wasm
+		if file.Path.String() != "main.wasm" {
+			t.Fatalf("node order: %v", file.Path)
+		}
+		cut := io.MultiReader(bytes.NewReader(file.Content[:4]), iotest.ErrReader(io.ErrUnexpectedEOF))
+		if _, err := r.CreateNode(ctx, ref, file.Path, file.Entry.Meta, cut); err == nil {
+			t.Fatal("a truncated body was accepted")
+		}
+		if _, err := r.b.Stat(ctx, nodeKey(ref.key(), file.Path)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a truncated body left a node: %v", err)
+		}
+		// The Backend alone keeps nothing either.
+		key := "users/alice/repos/pkg/tags/9.9.9"
+		cut = io.MultiReader(strings.NewReader("half"), iotest.ErrReader(io.ErrUnexpectedEOF))
+		if err := r.b.Create(ctx, key, types.Meta{Digest: m.Digest, Length: 8, Type: types.EntryType}, cut); err == nil {
+			t.Fatal("Backend.Create accepted a truncated body")
+		}
+		if _, err := r.b.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Backend.Create of a truncated body left an object: %v", err)
+		}
+	})
 }
