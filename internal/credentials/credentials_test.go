@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -228,5 +229,69 @@ func TestSubjectFromJWT(t *testing.T) {
 		if _, err := SubjectFromJWT(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestFileStoreExistingDir: a credentials directory that already exists
+// with a wider mode is restricted to 0700 when a token is stored, and a
+// token file that is not the user's own (planted, or a symbolic link to
+// one) is refused.
+func TestFileStoreExistingDir(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "credentials")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	s := FileStore{Dir: dir}
+	if err := s.Put(ctx, "a-b", "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Fatalf("existing dir left at mode %o", st.Mode().Perm())
+	}
+	if os.Geteuid() != 0 {
+		return // chown needs root
+	}
+	planted := filepath.Join(t.TempDir(), "planted")
+	os.WriteFile(planted, []byte("someone-elses-token\n"), 0o600)
+	if err := os.Chown(planted, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "a-b"))
+	if err := os.Symlink(planted, filepath.Join(dir, "a-b")); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := s.Get(ctx, "a-b"); err == nil {
+		t.Fatalf("another user's token file was used through a symbolic link: %q", tok)
+	}
+	os.Remove(filepath.Join(dir, "a-b"))
+	if err := os.Link(planted, filepath.Join(dir, "a-b")); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := s.Get(ctx, "a-b"); err == nil {
+		t.Fatalf("another user's token file was used: %q", tok)
+	}
+}
+
+// TestFileStoreNotRegular: a FIFO or a symbolic link where a token should
+// be is refused at once (reading a FIFO would wait for a writer).
+func TestFileStoreNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	s := FileStore{Dir: dir}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(context.Background(), "fifo"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("Get of a FIFO: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "real"), []byte("tok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(context.Background(), "link"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("Get through a symbolic link: %v", err)
 	}
 }

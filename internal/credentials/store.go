@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrNotFound means no token is stored under the id.
@@ -87,7 +88,12 @@ func (s FileStore) Get(_ context.Context, id string) (string, error) {
 		return "", err
 	}
 	p := filepath.Join(s.Dir, id)
-	f, err := os.Open(p)
+	// Not through a symbolic link, and without waiting for a writer if
+	// the name is a FIFO: only a regular file of this user's is a token.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return "", fmt.Errorf("credentials file %s is a symbolic link: remove it and log in again", p)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%w for %s (run `enarx user login`)", ErrNotFound, id)
 	}
@@ -98,6 +104,12 @@ func (s FileStore) Get(_ context.Context, id string) (string, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return "", fmt.Errorf("reading credentials: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("credentials file %s is not a regular file: remove it and log in again", p)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return "", fmt.Errorf("credentials file %s belongs to user id %d, not to you: remove it and log in again", p, sys.Uid)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return "", fmt.Errorf("credentials file %s is accessible by other users (mode %04o): run `chmod 600 %s` or log in again",
@@ -122,6 +134,11 @@ func (s FileStore) Put(_ context.Context, id, secret string) error {
 	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating credentials directory: %w", err)
+	}
+	// MkdirAll leaves an existing directory as it is; one that others may
+	// enter or write lets them list, replace or plant tokens.
+	if err := os.Chmod(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("restricting credentials directory %s to mode 0700: %w", s.Dir, err)
 	}
 	tmp, err := os.CreateTemp(s.Dir, "."+id+".tmp-*")
 	if err != nil {
