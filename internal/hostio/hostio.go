@@ -35,12 +35,14 @@ const DialTimeout = 30 * time.Second
 // directory itself for writing). On error
 // everything opened so far is closed and the error names the entry and
 // endpoint.
-func Open(ctx context.Context, cfg *config.Config) (files []*os.File, err error) {
-	files = make([]*os.File, len(cfg.Files))
+func Open(ctx context.Context, cfg *config.Config) ([]*os.File, error) {
+	files := make([]*os.File, len(cfg.Files))
+	opened := false
 	defer func() {
-		if err != nil {
+		// The error returns below return nil, not files: close files
+		// itself.
+		if !opened {
 			Close(files)
-			files = nil
 		}
 	}()
 	for i, f := range cfg.Files {
@@ -100,6 +102,7 @@ func Open(ctx context.Context, cfg *config.Config) (files []*os.File, err error)
 			return nil, fmt.Errorf("fd %d: unknown kind %q", i, f.Kind)
 		}
 	}
+	opened = true
 	return files, nil
 }
 

@@ -2,10 +2,13 @@ package hostio
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -102,5 +105,49 @@ func TestOpenEmptyHost(t *testing.T) {
 	defer a.Close()
 	if a.RemoteAddr().String() != c.LocalAddr().String() {
 		t.Fatalf("an empty host was dialled (first connection from %v)", a.RemoteAddr())
+	}
+}
+
+// TestOpenErrorClosesWhatItOpened: when an entry fails, the listeners and
+// connections Open made for the entries before it are closed, so the port
+// is free again and the peer sees the connection end.
+func TestOpenErrorClosesWhatItOpened(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(free.Addr().(*net.TCPAddr).Port)
+	free.Close()
+	peer, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	cfg := &config.Config{Files: []config.File{
+		{Kind: config.KindListen, Name: "in", Prot: config.ProtTCP, Addr: "127.0.0.1", Port: port},
+		{Kind: config.KindConnect, Name: "out", Prot: config.ProtTCP, Host: "127.0.0.1", Port: uint16(peer.Addr().(*net.TCPAddr).Port)},
+		{Kind: config.KindConnect, Name: "bad", Prot: config.ProtTCP, Port: 1}, // empty host: fails
+	}}
+	files, err := Open(context.Background(), cfg)
+	if err == nil {
+		Close(files)
+		t.Fatal("Open succeeded with an empty host")
+	}
+	if files != nil {
+		t.Fatalf("Open returned files with an error: %v", files)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatalf("the listener of entry 0 is still open after Open failed: %v", err)
+	}
+	l.Close()
+	c, err := peer.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("the connection of entry 1 is still open after Open failed: %d %v", n, err)
 	}
 }

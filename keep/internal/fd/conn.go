@@ -3,6 +3,7 @@ package fd
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"net"
 	"sync"
@@ -51,7 +52,8 @@ type Acceptor interface {
 
 // readiness turns a Conn's readiness into two level-triggered eventfds
 // (one per direction), so poll_oneoff can wait on channel streams and host
-// descriptors in one ppoll. The notify function only ever sets them;
+// descriptors in one ppoll: rfd for POLLIN, wfd for POLLOUT (a write
+// hint, see clearWriteHint). The notify function only ever sets them;
 // PollFD clears one before looking again at the real state, so a change
 // is never missed and a stale wakeup costs one more look.
 type readiness struct {
@@ -64,12 +66,45 @@ func newReadiness() (*readiness, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	w, err := newWriteHint()
 	if err != nil {
 		unix.Close(r)
 		return nil, err
 	}
 	return &readiness{rfd: r, wfd: w}, nil
+}
+
+// eventfdMax is the largest value an eventfd's counter holds: the
+// eventfd is ready for POLLOUT unless its counter is there.
+const eventfdMax = 1<<64 - 2
+
+// newWriteHint returns an eventfd for poll_oneoff to wait on for POLLOUT,
+// clear (see clearWriteHint).
+func newWriteHint() (int, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, err
+	}
+	clearWriteHint(fd)
+	return fd, nil
+}
+
+// clearWriteHint makes a write hint not ready for POLLOUT: its counter
+// goes to the maximum (an eventfd set as a read hint is always ready for
+// POLLOUT, so poll_oneoff would never sleep on it).
+func clearWriteHint(fd int) {
+	var b [8]byte
+	unix.Read(fd, b[:])
+	binary.NativeEndian.PutUint64(b[:], eventfdMax)
+	unix.Write(fd, b[:])
+}
+
+// fireWriteHint makes a write hint ready for POLLOUT (its counter drops to
+// 0). A fire while clearWriteHint runs may be lost; the caller of clear
+// looks at the real state after it.
+func fireWriteHint(fd int) {
+	var b [8]byte
+	unix.Read(fd, b[:])
 }
 
 var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
@@ -79,7 +114,7 @@ var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
 // HintPoller).
 func (r *readiness) fire() {
 	unix.Write(r.rfd, one)
-	unix.Write(r.wfd, one)
+	fireWriteHint(r.wfd)
 }
 
 // poll implements Poller.PollFD given the real state.
@@ -87,12 +122,15 @@ func (r *readiness) poll(write bool, ready func() bool) (int, bool) {
 	if ready() {
 		return -1, true
 	}
+	// Clear, then look again.
 	fd := r.rfd
 	if write {
 		fd = r.wfd
+		clearWriteHint(fd)
+	} else {
+		var b [8]byte
+		unix.Read(fd, b[:])
 	}
-	var b [8]byte
-	unix.Read(fd, b[:]) // clear, then look again
 	if ready() {
 		return -1, true
 	}
@@ -278,8 +316,9 @@ func (c *nbChan) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *nbChan) setNonblock(b bool) { c.nonblock = b }
-func (c *nbChan) pollHint() bool     { return true }
+func (c *nbChan) setNonblock(b bool)             { c.nonblock = b }
+func (c *nbChan) tryWrite(p []byte) (int, error) { return c.Conn.TryWrite(p) }
+func (c *nbChan) pollHint() bool                 { return true }
 
 func (c *nbChan) pollFD(write bool) (int, bool) {
 	if write {

@@ -67,18 +67,7 @@ func (s *TCPSocket) Write(p []byte, nonblock bool) (int, error) {
 		return 0, nil
 	}
 	if nonblock {
-		var n int
-		var werr error
-		if err := s.rc.Write(func(fd uintptr) bool {
-			n, werr = unix.Write(int(fd), p)
-			return true
-		}); err != nil {
-			return 0, err
-		}
-		if werr != nil {
-			return 0, werr
-		}
-		return n, nil
+		return rawWrite(s.rc, p)
 	}
 	return s.c.Write(p)
 }
@@ -103,6 +92,23 @@ func (s *TCPSocket) Peek(p []byte, nonblock bool) (int, error) {
 	}
 	if n == 0 {
 		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// rawWrite makes one write(2) on a socket registered with Go's poller:
+// ErrWouldBlock if it takes nothing.
+func rawWrite(rc syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		n, werr = unix.Write(int(fd), p)
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	if werr != nil {
+		return 0, werr
 	}
 	return n, nil
 }
@@ -163,10 +169,13 @@ const maxRecord = 16384
 // TLSSocket is a TLS 1.3 stream over TCP or over a channel Conn. Reads can
 // be non-blocking: the connection underneath returns a temporary "would
 // block" error that crypto/tls passes up without poisoning the connection.
-// Writes always complete (a partial TLS record write cannot be resumed).
+// Writes can be non-blocking too: the ciphertext of records the transport
+// did not take whole is sent in the background (see sendQueue), and
+// further non-blocking writes return EAGAIN until it is.
 type TLSSocket struct {
 	conn    *tls.Conn
 	raw     transport
+	w       *sendQueue // raw as crypto/tls sees it
 	buf     []byte
 	stash   []byte
 	pending error
@@ -179,6 +188,8 @@ type transport interface {
 	// setNonblock makes the next reads return wouldBlock instead of
 	// waiting.
 	setNonblock(bool)
+	// tryWrite writes what can be sent now: ErrWouldBlock if nothing.
+	tryWrite(p []byte) (int, error)
 	CloseRead() error
 	CloseWrite() error
 	// pollFD is Poller.PollFD for the ciphertext.
@@ -213,9 +224,10 @@ func (c *nbConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *nbConn) setNonblock(b bool)      { c.nonblock = b }
-func (c *nbConn) pollFD(bool) (int, bool) { return c.fd, false }
-func (c *nbConn) pollHint() bool          { return false }
+func (c *nbConn) tryWrite(p []byte) (int, error) { return rawWrite(c.rc, p) }
+func (c *nbConn) setNonblock(b bool)             { c.nonblock = b }
+func (c *nbConn) pollFD(bool) (int, bool)        { return c.fd, false }
+func (c *nbConn) pollHint() bool                 { return false }
 
 // newNBConn prepares c for use under crypto/tls.
 func newNBConn(c *net.TCPConn) (*nbConn, error) {
@@ -255,11 +267,12 @@ func newTLS(ctx context.Context, raw transport, cfg *tls.Config, server bool) (*
 	cfg = cfg.Clone()
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.MaxVersion = tls.VersionTLS13
+	w := newSendQueue(raw)
 	var conn *tls.Conn
 	if server {
-		conn = tls.Server(raw, cfg)
+		conn = tls.Server(w, cfg)
 	} else {
-		conn = tls.Client(raw, cfg)
+		conn = tls.Client(w, cfg)
 	}
 	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
 	defer cancel()
@@ -267,7 +280,7 @@ func newTLS(ctx context.Context, raw transport, cfg *tls.Config, server bool) (*
 		raw.Close()
 		return nil, fmt.Errorf("TLS handshake with %s: %w", raw.RemoteAddr(), err)
 	}
-	return &TLSSocket{conn: conn, raw: raw, buf: make([]byte, maxRecord)}, nil
+	return &TLSSocket{conn: conn, raw: raw, w: w, buf: make([]byte, maxRecord)}, nil
 }
 
 // ConnectionState returns the negotiated TLS parameters.
@@ -282,9 +295,9 @@ func (s *TLSSocket) Rights() uint64 { return RightsSocket }
 // fill reads the next plaintext into the stash. It returns false if that
 // would block.
 func (s *TLSSocket) fill(nonblock bool) bool {
-	s.raw.setNonblock(nonblock)
+	s.w.setNonblock(nonblock)
 	n, err := s.conn.Read(s.buf)
-	s.raw.setNonblock(false)
+	s.w.setNonblock(false)
 	s.stash = s.buf[:n]
 	if err != nil {
 		var wb wouldBlock
@@ -330,8 +343,31 @@ func (s *TLSSocket) Peek(p []byte, nonblock bool) (int, error) {
 	return 0, s.pending
 }
 
-// Write implements Stream.
-func (s *TLSSocket) Write(p []byte, _ bool) (int, error) { return s.conn.Write(p) }
+// Write implements Stream. A non-blocking write returns EAGAIN while
+// ciphertext is queued, and otherwise writes until the transport stops
+// taking records whole (what it did not take is queued).
+func (s *TLSSocket) Write(p []byte, nonblock bool) (int, error) {
+	if !nonblock {
+		return s.conn.Write(p)
+	}
+	total := 0
+	for total < len(p) {
+		if s.w.flushing() {
+			if total == 0 {
+				return 0, ErrWouldBlock
+			}
+			break
+		}
+		s.w.nonblock = true
+		n, err := s.conn.Write(p[total:min(len(p), total+maxNonblockWrite)])
+		s.w.nonblock = false
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
 
 // PollFD implements Poller. For reading it first decodes any complete
 // records crypto/tls already holds, so buffered data is never missed, and
@@ -341,7 +377,16 @@ func (s *TLSSocket) Write(p []byte, _ bool) (int, error) { return s.conn.Write(p
 // in vain.
 func (s *TLSSocket) PollFD(write bool) (int, bool) {
 	if write {
-		return s.raw.pollFD(true)
+		// Writable once the queue is sent and the transport can take
+		// more.
+		if fd, ok := s.w.pollQueue(); !ok {
+			return fd, false
+		}
+		fd, ok := s.raw.pollFD(true)
+		if !ok && !s.raw.pollHint() && pollNow(fd, true) {
+			return -1, true
+		}
+		return fd, ok
 	}
 	for range maxPollTurns {
 		if len(s.stash) > 0 || s.pending != nil {
@@ -367,10 +412,13 @@ func (s *TLSSocket) PollFD(write bool) (int, bool) {
 const maxPollTurns = 16
 
 // PollHint implements HintPoller: for reading, the transport's readiness
-// may be part of a record; for writing, it is the transport's own.
-func (s *TLSSocket) PollHint(write bool) bool { return !write || s.raw.pollHint() }
+// may be part of a record; for writing, the descriptor is the send
+// queue's write hint while ciphertext is queued, and the transport's
+// readiness says nothing of the queue.
+func (s *TLSSocket) PollHint(bool) bool { return true }
 
-// Shutdown implements Socket; shutting down writing sends close_notify.
+// Shutdown implements Socket; shutting down writing sends close_notify,
+// after the queued ciphertext (crypto/tls gives both 5 s).
 func (s *TLSSocket) Shutdown(how int) error {
 	if how&ShutWrite != 0 {
 		if err := s.conn.CloseWrite(); err != nil {
@@ -380,7 +428,8 @@ func (s *TLSSocket) Shutdown(how int) error {
 	return shutdownHalves(s.raw, how)
 }
 
-// Close implements File.
+// Close implements File. It sends close_notify after the queued
+// ciphertext, as Shutdown does, then closes the transport.
 func (s *TLSSocket) Close() error { return s.conn.Close() }
 
 // TCPListener is a listening TCP socket. With a TLS config, accepted

@@ -1,0 +1,174 @@
+package fd
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxNonblockWrite is how much plaintext a non-blocking TLS write hands
+// crypto/tls at a time: it stops once the transport stops taking the
+// records whole, so the ciphertext it leaves queued is at most this much
+// (and the records' overhead).
+const maxNonblockWrite = 4 * maxRecord
+
+// maxQueued bounds the ciphertext queued behind a flusher: a non-blocking
+// write's and, beyond it, what crypto/tls answers while the guest reads
+// (KeyUpdate replies, alerts) from a peer that does not read.
+const maxQueued = maxNonblockWrite + maxRecord
+
+// errQueueFull fails a write crypto/tls makes while the peer does not
+// read what it was sent (a flood of KeyUpdate requests).
+var errQueueFull = fmt.Errorf("TLS peer does not read what the Keep sends: %w", syscall.ENOBUFS)
+
+// sendQueue is a TLSSocket's transport as crypto/tls sees it. Writes made
+// during a non-blocking call (a non-blocking write's records, what
+// crypto/tls answers during a non-blocking read) never wait for the peer:
+// what the transport does not take at once is queued and sent by a
+// flusher goroutine, before anything written later; other writes wait for
+// the flusher, then write. A TLS record cannot be taken back once
+// crypto/tls made it, so this is what lets a non-blocking write return
+// EAGAIN instead of waiting (with the whole guest) for a peer that may
+// never read; the queue is the stream's send buffer beyond the socket's.
+type sendQueue struct {
+	transport
+	// nonblock is set around the guest's non-blocking calls (by the
+	// guest's goroutine, the only one that reads and writes).
+	nonblock bool
+
+	mu   sync.Mutex
+	idle sync.Cond // signalled when busy ends
+	busy bool      // a flusher runs
+	out  []byte    // queued behind what the flusher writes
+	err  error     // a queued write failed: every later write fails
+	// evfd is a write hint (see clearWriteHint) fired when busy ends;
+	// made with the first flusher, -1 before.
+	evfd      int
+	flushers  sync.WaitGroup
+	closeOnce sync.Once
+}
+
+func newSendQueue(raw transport) *sendQueue {
+	q := &sendQueue{transport: raw, evfd: -1}
+	q.idle.L = &q.mu
+	return q
+}
+
+// setNonblock makes reads and writes of the transport not wait.
+func (q *sendQueue) setNonblock(b bool) {
+	q.nonblock = b
+	q.transport.setNonblock(b)
+}
+
+// Write implements net.Conn for crypto/tls.
+func (q *sendQueue) Write(p []byte) (int, error) {
+	q.mu.Lock()
+	for q.busy && !q.nonblock {
+		q.idle.Wait()
+	}
+	if err := q.err; err != nil {
+		q.mu.Unlock()
+		return 0, err
+	}
+	if q.busy {
+		defer q.mu.Unlock()
+		if len(q.out)+len(p) > maxQueued {
+			return 0, errQueueFull
+		}
+		q.out = append(q.out, p...)
+		return len(p), nil
+	}
+	q.mu.Unlock()
+	if !q.nonblock {
+		return q.transport.Write(p)
+	}
+	n, err := q.tryWrite(p)
+	switch {
+	case errors.Is(err, ErrWouldBlock):
+		n = 0
+	case err != nil, n == len(p):
+		return n, err
+	}
+	if err := q.queue(p[n:]); err != nil {
+		return n, err
+	}
+	return len(p), nil
+}
+
+// queue starts a flusher for p (q not busy).
+func (q *sendQueue) queue(p []byte) error {
+	if q.evfd < 0 {
+		evfd, err := newWriteHint()
+		if err != nil {
+			// Nothing to tell a poller when the queue is sent: wait.
+			_, err := q.transport.Write(p)
+			return err
+		}
+		q.evfd = evfd
+	}
+	q.mu.Lock()
+	q.busy = true
+	q.out = append(q.out[:0], p...)
+	q.mu.Unlock()
+	q.flushers.Add(1)
+	go q.flush()
+	return nil
+}
+
+// flush writes the queue until it is empty or a write fails.
+func (q *sendQueue) flush() {
+	defer q.flushers.Done()
+	q.mu.Lock()
+	for len(q.out) > 0 && q.err == nil {
+		b := q.out
+		q.out = nil
+		q.mu.Unlock()
+		_, err := q.transport.Write(b)
+		q.mu.Lock()
+		if err != nil {
+			q.err = err
+		}
+	}
+	q.out = nil
+	q.busy = false
+	q.idle.Broadcast()
+	q.mu.Unlock()
+	fireWriteHint(q.evfd)
+}
+
+// flushing reports whether a flusher runs.
+func (q *sendQueue) flushing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.busy
+}
+
+// pollQueue reports whether the queue is empty; if not, its host
+// descriptor is the write hint the flusher fires when it is, cleared
+// first.
+func (q *sendQueue) pollQueue() (int, bool) {
+	if !q.flushing() {
+		return -1, true
+	}
+	clearWriteHint(q.evfd)
+	if !q.flushing() {
+		return -1, true
+	}
+	return q.evfd, false
+}
+
+// Close implements net.Conn: closing the transport ends a flusher's
+// write.
+func (q *sendQueue) Close() error {
+	err := q.transport.Close()
+	q.flushers.Wait()
+	q.closeOnce.Do(func() {
+		if q.evfd >= 0 {
+			unix.Close(q.evfd)
+		}
+	})
+	return err
+}
