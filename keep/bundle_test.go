@@ -103,3 +103,29 @@ func TestBundlePackageReachesIdentity(t *testing.T) {
 		t.Fatalf("identity request workload %+v", got.Workload)
 	}
 }
+
+// TestRunRefusesPackageWithoutBundle: a package digest is named in the
+// Keep's identity (and bound into its hardware report data) only when the
+// Keep verified the package itself (Workload.Bundle). A host that passes
+// a module with a package digest of its choosing (the sandbox's and the
+// microVM's launch messages carry Workload.Package) must not get a Keep
+// whose certificate says it runs that package.
+func TestRunRefusesPackageWithoutBundle(t *testing.T) {
+	wasm := []byte("\x00asm\x01\x00\x00\x00")
+	cfg := []byte("[[files]]\nname = \"ingest\"\nkind = \"listen\"\nprot = \"tls\"\nport = 10443\n")
+	var asked *identity.Request
+	stop := errors.New("stop after identity")
+	code, err := Run(context.Background(), Workload{Wasm: wasm, Config: cfg, Package: "sha-256=:forged:"}, Options{
+		NoCache: true,
+		Identity: func(_ context.Context, r identity.Request) (*identity.Identity, error) {
+			asked = &r
+			return nil, stop
+		},
+	})
+	if asked != nil {
+		t.Fatalf("identity requested for an unverified package: %+v", asked.Workload)
+	}
+	if err == nil || errors.Is(err, stop) || code != 1 || !strings.Contains(err.Error(), "package digest") {
+		t.Fatalf("code %d, err %v", code, err)
+	}
+}

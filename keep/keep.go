@@ -43,11 +43,15 @@ type Workload struct {
 	Config []byte
 	// ConfigName names the config in error messages (default "Enarx.toml").
 	ConfigName string
-	// Package is the verified package digest for registry deployments
-	// ("" for local runs); it is recorded in the workload identity.
+	// Package is the package digest that the workload identity records:
+	// Run sets it from the Bundle it verified. A caller leaves it empty
+	// ("" for local runs): Run refuses a package digest without a Bundle,
+	// since only a package the Keep verified itself may be named in its
+	// identity (a host could otherwise claim any package for any module).
 	Package string
-	// Bundle is a package bundle to be unpacked and verified inside the
-	// Keep (wired by the deploy path; unused by Run itself).
+	// Bundle is a package bundle (registry deployments) that Run unpacks
+	// and verifies before anything else; Wasm, Config and Package then
+	// come from it alone.
 	Bundle []byte
 }
 
@@ -177,6 +181,9 @@ func Run(ctx context.Context, w Workload, o Options) (int, error) {
 	start := time.Now()
 	if err := ValidateEnv(o.Env); err != nil {
 		return 1, err
+	}
+	if w.Bundle == nil && w.Package != "" {
+		return 1, fmt.Errorf("workload names package digest %.80q without its package bundle: the Keep names only a package it verified itself", w.Package)
 	}
 	wasmSum, checked := digestModule(w.Wasm, o.WasmSHA256, w.Bundle == nil)
 	// The check may still read w.Wasm: Run returns after it (the
