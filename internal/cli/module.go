@@ -11,12 +11,20 @@ import (
 // maxModule bounds the module enarx run reads (the Keep reads no larger).
 const maxModule = 1 << 30
 
-// readModule returns the module at path. A regular file is mapped, not
-// read: its pages come from the page cache, so a warm start does not copy
-// megabytes into freshly faulted heap memory (os.ReadFile of Go's 2.6 MB
-// hello costs 8–9 ms on the development VM, the mapping 0.1–0.4 ms). The
-// mapping is private and read-only and lives as long as the process.
-func readModule(path string) ([]byte, error) {
+// readModule returns the module at path. Unless private is set, a regular
+// file is mapped, not read: its pages come from the page cache, so a warm
+// start does not copy megabytes into freshly faulted heap memory
+// (os.ReadFile of Go's 2.6 MB hello costs 8–9 ms on the development VM,
+// the mapping 0.1–0.4 ms). The mapping is private and read-only and lives
+// as long as the process.
+//
+// A private mapping still shows later changes of the file's pages that
+// were not written through it (a writer of the file, or, inside a
+// confidential VM, a page read again from a disk the hypervisor can
+// write): the bytes keep.Run hashes for the Keep's evidence could then
+// differ from those it compiles. So a Keep whose evidence names the module
+// (private: a TEE backend) gets a copy, read once.
+func readModule(path string, private bool) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -26,7 +34,7 @@ func readModule(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() || st.Size() == 0 {
+	if !st.Mode().IsRegular() || st.Size() == 0 || private {
 		return readAll(f)
 	}
 	if st.Size() > maxModule {

@@ -90,7 +90,11 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 	if err := checkEngine(f.engine); err != nil {
 		return err
 	}
-	wasm, err := readModule(module)
+	b, err := selectBackend(g, f.backend)
+	if err != nil {
+		return err
+	}
+	wasm, err := readModule(module, b.Protection() >= backend.ProtectionTEE)
 	if err != nil {
 		return fmt.Errorf("reading the module: %w", err)
 	}
@@ -108,10 +112,6 @@ func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error
 			return err
 		}
 		w.Config, w.ConfigName = data, f.wasmcfg
-	}
-	b, err := selectBackend(g, f.backend)
-	if err != nil {
-		return err
 	}
 	return launchKeep(cmd, b, cfg, backend.Policy{Timeout: f.timeout, RequireIsolation: f.requireIsolation}, w, keep.Options{
 		Args:        f.moduleArgs,
