@@ -397,6 +397,9 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 	}
 	der, serial, err := s.sign(req, claims, copied)
 	if err != nil {
+		if r, ok := attest.AsRejection(err); ok {
+			return nil, r
+		}
 		return nil, attest.RejectErr(CodeInternal, err, "could not sign the certificate")
 	}
 	return &issued{der: der, serial: serial, claims: claims, workload: workload}, nil
@@ -447,7 +450,8 @@ func validCode(c string) bool {
 // 28-day validity capped at the CA's notAfter, subject and key from the
 // request, the configured SANs, EKU serverAuth+clientAuth) plus the key
 // usage digitalSignature, the copied extensions (KVM marker, workload
-// identity) and the attested-as extension.
+// identity) and the attested-as extension. When the cap leaves no
+// validity (the CA expired) it returns a CodeInternal rejection.
 func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Extension) ([]byte, *big.Int, error) {
 	id, err := uuid.NewRandom()
 	if err != nil {
@@ -467,6 +471,17 @@ func (s *Server) sign(req *csr.Request, claims *attest.Claims, copied []pkix.Ext
 	notAfter := issued.Add(Validity)
 	if notAfter.After(caCert.NotAfter) {
 		notAfter = caCert.NotAfter
+	}
+	// Capped at the CA's notAfter, the certificate would end before it is
+	// issued (or start after it ends): refuse rather than hand out a
+	// certificate that no relying party accepts.
+	switch {
+	case !notAfter.After(issued):
+		return nil, nil, attest.Reject(CodeInternal, "the steward's CA certificate expired at %s; the steward's operator must renew it (--crt)",
+			caCert.NotAfter.UTC().Format(time.RFC3339))
+	case !notAfter.After(notBefore):
+		return nil, nil, attest.Reject(CodeInternal, "the steward's CA certificate is not valid before %s; check the steward's clock or its CA certificate (--crt)",
+			caCert.NotBefore.UTC().Format(time.RFC3339))
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:       serial,

@@ -598,3 +598,59 @@ func (wrongKind) OID() asn1.ObjectIdentifier { return attest.OIDEvidenceTDX }
 func (wrongKind) Verify(context.Context, *attest.VerifyRequest) (*attest.Claims, error) {
 	return &attest.Claims{Kind: attest.KindSNP, HardwareBacked: true}, nil
 }
+
+// TestExpiredCARefuses: once the Steward's CA certificate has expired, a
+// certificate capped at the CA's notAfter would end before it starts.
+// The Steward must refuse (500, saying the CA expired) instead of
+// answering 200 with a certificate that no relying party accepts, and
+// must keep issuing normally while the CA is valid, up to its last second.
+func TestExpiredCARefuses(t *testing.T) {
+	ca := debugCA(t) // valid from an hour ago for 365 days
+	notAfter := ca.Chain[0].NotAfter
+	der := goCSR(t, p256(t), &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{kvmExt()}})
+
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		ok   bool
+	}{
+		{"valid", notAfter.Add(-steward.Validity), true},
+		{"last second", notAfter.Add(-time.Second), true},
+		{"at notAfter", notAfter, false},
+		{"expired", notAfter.Add(24 * time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := tc.now
+			s, hs := newServer(t, steward.Config{CA: ca, Now: func() time.Time { return now }})
+			leafDER, err := s.Issue(context.Background(), der)
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				leaf, err := x509.ParseCertificate(leafDER)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !leaf.NotAfter.After(leaf.NotBefore) || leaf.NotAfter.After(notAfter) {
+					t.Fatalf("validity %v – %v (CA until %v)", leaf.NotBefore, leaf.NotAfter, notAfter)
+				}
+				return
+			}
+			r, ok := attest.AsRejection(err)
+			if !ok || r.Code != steward.CodeInternal || !strings.Contains(r.Msg, "expired") {
+				t.Fatalf("Issue with an expired CA: %v (certificate of %d bytes)", err, len(leafDER))
+			}
+			wantRejection(t, post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(der)), http.StatusInternalServerError, steward.CodeInternal)
+		})
+	}
+
+	// A CA valid only from beyond the 28 days: the same, the other way round.
+	future, err := steward.GenerateCA("steward.test", time.Now().Add(2*steward.Validity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newServer(t, steward.Config{CA: future})
+	if leafDER, err := s.Issue(context.Background(), der); err == nil || !strings.Contains(err.Error(), "not valid before") {
+		t.Fatalf("Issue with a CA not yet valid: %v (certificate of %d bytes)", err, len(leafDER))
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -162,6 +163,9 @@ func Parse(data []byte) (*Policy, error) {
 	if err != nil {
 		return nil, decodeError(err)
 	}
+	if err := checkKeyCase(data); err != nil {
+		return nil, err
+	}
 	p := &Policy{SGX: f.SGX}
 	if f.SGX != nil {
 		if err := f.SGX.Validate(); err != nil {
@@ -227,6 +231,55 @@ func decodeError(err error) error {
 		return fmt.Errorf("policy: line %d, column %d: %s", row, col, msg)
 	}
 	return fmt.Errorf("policy: %w", err)
+}
+
+// checkKeyCase refuses keys that name a policy key only when case is
+// ignored. TOML keys are case-sensitive (`Allow` is not `allow`), but the
+// decoder matches struct fields case-insensitively: it would apply such an
+// unknown key, and even let it override the correctly spelled one. data has
+// already been decoded strictly, so it is valid TOML and every key matches
+// a field but for case.
+func checkKeyCase(data []byte) error {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return decodeError(err)
+	}
+	return checkTableKeys(doc, reflect.TypeFor[file](), "")
+}
+
+func checkTableKeys(table map[string]any, t reflect.Type, prefix string) error {
+	keys := make([]string, 0, len(table))
+	for k := range table {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		f, ok := fieldByKey(t, k)
+		if !ok {
+			return fmt.Errorf("policy: unknown key %s%s (keys are case-sensitive; known tables: sgx, snp, tdx, none; see docs/policy.md)", prefix, k)
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if sub, ok := table[k].(map[string]any); ok && ft.Kind() == reflect.Struct {
+			if err := checkTableKeys(sub, ft, prefix+k+"."); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fieldByKey returns the field of struct type t whose toml tag is exactly key.
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("toml"), ","); name == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // digests decodes a list of hex digests of size bytes (case-insensitive).

@@ -190,3 +190,61 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestKeysAreCaseSensitive: TOML keys are case-sensitive, so `Allow` is
+// not `allow` but an unknown key, and unknown keys are errors. (The TOML
+// decoder matches struct fields case-insensitively: without this check a
+// mis-cased key was applied, and even overrode the correctly spelled one,
+// e.g. `allow = false` then `Allow = true` accepted no-hardware evidence.)
+func TestKeysAreCaseSensitive(t *testing.T) {
+	d48 := `"` + strings.Repeat("ab", 48) + `"`
+	d32 := `"` + strings.Repeat("ab", 32) + `"`
+	cases := []struct{ doc, key string }{
+		{"[none]\nallow = false\nAllow = true", "none.Allow"},
+		{"[None]\nallow = true", "None"},
+		{"[sgx]\nsigner = [" + d32 + "]\nfeatures = []\nFEATURES = [\"Debug\"]", "sgx.FEATURES"},
+		{"[SNP]\nhash = [" + d48 + "]", "SNP"},
+		{"[snp]\nHash = [" + d48 + "]", "snp.Hash"},
+		{"[snp]\nhash = [" + d48 + "]\nminimum_tcb = { Bootloader = 2 }", "snp.minimum_tcb.Bootloader"},
+		{"[tdx]\nmrtd = [" + d48 + "]\nAllow_Debug = true", "tdx.Allow_Debug"},
+		{"Verify_Time = 2023-02-01T00:00:00Z", "Verify_Time"},
+	}
+	for _, c := range cases {
+		p, err := Parse([]byte(c.doc))
+		if err == nil {
+			t.Errorf("%q: accepted (allow no-hardware %v, sgx %+v)", c.doc, p.AllowNoHardware, p.SGX)
+			continue
+		}
+		if !strings.Contains(err.Error(), "unknown key "+c.key) {
+			t.Errorf("%q: error %q does not name the unknown key %s", c.doc, err, c.key)
+		}
+	}
+}
+
+// TestTDXTableNeedsMRTD: like [snp] and [sgx] (which need signer, hash or
+// hash_blacklist), a present [tdx] table must restrict which TDs pass. Only
+// MRTD does: RTMRs are extended by the TD's own (possibly hostile)
+// firmware, MRSEAM is Intel's TDX module, and MRCONFIGID/MROWNER are chosen
+// by the host. An empty table accepted every TD on genuine hardware.
+func TestTDXTableNeedsMRTD(t *testing.T) {
+	d48 := `"` + strings.Repeat("ab", 48) + `"`
+	for _, doc := range []string{
+		"[tdx]",
+		"[tdx]\nallow_debug = false",
+		"[tdx]\nminimum_qe_svn = 8",
+		"[tdx]\nmrtd = []",
+		"[tdx]\nmrseam = [" + d48 + "]\nrtmr0 = [" + d48 + "]\nmrconfigid = [" + d48 + "]\nmrowner = [" + d48 + "]",
+	} {
+		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), "tdx.mrtd") {
+			t.Errorf("%q: error %v, want one naming tdx.mrtd", doc, err)
+		}
+	}
+	p, err := Parse([]byte("[tdx]\nmrtd = [" + d48 + "]"))
+	if err != nil || p.TDX == nil || len(p.TDX.MRTD) != 1 {
+		t.Fatalf("mrtd only: %+v, %v", p, err)
+	}
+	// Without a table, TDX keeps its documented defaults (as SGX and SNP).
+	if p, err := Parse(nil); err != nil || p.TDX != nil {
+		t.Fatalf("empty document: %+v, %v", p, err)
+	}
+}

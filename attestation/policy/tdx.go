@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/enarx-go/enarx/attest"
@@ -81,6 +82,14 @@ func (t *tdxTable) compile() (*tdx.Policy, error) {
 		if c.in != nil {
 			*c.out = uint16(*c.in)
 		}
+	}
+	// As [snp] and [sgx] need signer, hash or hash_blacklist: a [tdx] table
+	// must say which TDs pass, and only MRTD does. RTMRs are extended by
+	// the TD's own firmware, MRSEAM is Intel's TDX module, MRCONFIGID and
+	// MROWNER are chosen by the host; none of them alone pins the TD.
+	if len(p.MRTD) == 0 {
+		return nil, errors.New("tdx.mrtd: a [tdx] table must list the MRTDs of the TDs it accepts (`enarx platform tdx measurement` prints a Keep's); " +
+			"rtmr0–3, mrseam, mrconfigid and mrowner alone do not pin the TD")
 	}
 	return p, nil
 }

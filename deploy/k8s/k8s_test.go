@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
@@ -717,4 +718,70 @@ func TestDrawbridgeProbes(t *testing.T) {
 		t.Errorf("drawbridge scrape annotations %v", ann)
 	}
 	get200(t, client, "https://"+addr.String()+ann["prometheus.io/path"])
+}
+
+// TestStewardPolicyAdmitsNoKeep: the base's policy is a placeholder that a
+// production-mode Steward (the base's CA is not self-issued) applies as
+// it is until the operator edits it. So it must admit no Keep: every TEE
+// the Steward verifies has a table whose allow-list holds only all-zero
+// placeholders, and no-hardware evidence is not allowed. (A missing table
+// means the TEE's defaults: any genuine enclave, VM or TD, whatever it
+// runs, and it may then claim any workload identity.)
+func TestStewardPolicyAdmitsNoKeep(t *testing.T) {
+	o := render(t, "base")
+	cm, ok := o.configMaps["steward-policy"]
+	if !ok {
+		t.Fatal("no ConfigMap steward-policy")
+	}
+	p, err := policy.Parse([]byte(cm.Data["policy.toml"]))
+	if err != nil {
+		t.Fatalf("steward-policy: %v", err)
+	}
+	// placeholders checks the allow-lists (hex) of one table.
+	placeholders := func(tee string, present bool, lists ...[]string) {
+		t.Helper()
+		if !present {
+			t.Errorf("no [%s] table: the sample admits any %s Keep on genuine hardware", tee, tee)
+			return
+		}
+		n := 0
+		for _, l := range lists {
+			for _, h := range l {
+				n++
+				if strings.Trim(h, "0") != "" {
+					t.Errorf("[%s]: %s is not an all-zero placeholder", tee, h)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("[%s]: no allow-list: the sample admits any %s Keep on genuine hardware", tee, tee)
+		}
+	}
+	hexes := func(ds ...[][]byte) []string {
+		var out []string
+		for _, l := range ds {
+			for _, d := range l {
+				out = append(out, hex.EncodeToString(d))
+			}
+		}
+		return out
+	}
+	if p.SGX != nil {
+		placeholders("sgx", true, p.SGX.Signer, p.SGX.Hash)
+	} else {
+		placeholders("sgx", false)
+	}
+	if p.SNP != nil {
+		placeholders("snp", true, hexes(p.SNP.Signers, p.SNP.Measurements))
+	} else {
+		placeholders("snp", false)
+	}
+	if p.TDX != nil {
+		placeholders("tdx", true, hexes(p.TDX.MRTD))
+	} else {
+		placeholders("tdx", false)
+	}
+	if p.AllowNoHardware || len(p.EmulatedRoots()) != 0 || !p.VerifyTime.IsZero() {
+		t.Errorf("the sample allows no-hardware evidence, emulated roots or a pinned clock: %+v", p)
+	}
 }
