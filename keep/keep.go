@@ -402,8 +402,10 @@ func outcome(ctx context.Context, eng engine.Engine, limit uint64, err error) (i
 // DefaultCompileTimeout is the compile deadline for a module of size
 // bytes: a minute plus ten seconds per MiB. Real modules compile some
 // twenty to fifty times faster (a 2.6 MB Go module in 2–4 s on two cores);
-// within the limits of package limits, a module built to be slow to
-// compile costs at most about 50 s per MiB, so the deadline cuts it. In a
+// a module built to be slow to compile within the limits of package limits
+// can cost far more (wazero's compile time grows with the square of a
+// function's blocks: 20 000 loops in one function, 60 KB, take 96 s once
+// instrumented), and the deadline is what cuts it. In a
 // race-detector build (tests), which compiles ten times slower or more,
 // the deadline is twenty times as long.
 func DefaultCompileTimeout(size int) time.Duration {
@@ -455,8 +457,9 @@ func compile(ctx context.Context, eng engine.Engine, wasm []byte, timeout time.D
 	}
 }
 
-// limitsTag tags compilation caches with the pre-compile limits.
-var limitsTag = fmt.Sprintf("%+v", limits.Default)
+// limitsTag tags compilation caches with the pre-compile checks: their
+// version and limits (a module found in a cache is not checked again).
+var limitsTag = fmt.Sprintf("check-v%d %+v", limits.CheckVersion, limits.Default)
 
 // exitCode extracts a proc_exit status.
 func exitCode(err error) (int, bool) {

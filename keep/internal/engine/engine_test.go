@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enarx-go/enarx/keep/internal/limits"
 	"github.com/enarx-go/enarx/keep/internal/wasmtest"
 )
 
@@ -315,5 +317,93 @@ func TestUnknownEngine(t *testing.T) {
 	}
 	if Names()[0] != Default() {
 		t.Fatal("Names does not list the default first")
+	}
+}
+
+// TestTableGrowthBounded: table.grow cannot grow a table that declares no
+// maximum (as Go's linker emits it) past the pre-compile limit on table
+// elements: each element is host memory, outside the linear-memory limit
+// (wazero grew such a table to 2^32-2 elements, 32 GiB).
+func TestTableGrowthBounded(t *testing.T) {
+	// (table 1 funcref)
+	// (func (export "_start")
+	//   (if (i32.ne (table.grow (ref.null func) (i32.const TableSize)) (i32.const -1)) (then unreachable)))
+	body := []byte{0x00, 0xd0, 0x70, 0x41}
+	body = append(body, sleb(nil, int64(limits.Default.TableSize))...)
+	body = append(body, 0xfc, 0x0f, 0x00, 0x41, 0x7f, 0x47, 0x04, 0x40, 0x00, 0x0b, 0x0b)
+	sec := func(id byte, c ...byte) []byte { return append([]byte{id, byte(len(c))}, c...) }
+	wasm := []byte("\x00asm\x01\x00\x00\x00")
+	for _, s := range [][]byte{
+		sec(1, 0x01, 0x60, 0x00, 0x00),
+		sec(3, 0x01, 0x00),
+		sec(4, 0x01, 0x70, 0x00, 0x01),
+		sec(7, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00),
+		sec(10, append([]byte{0x01, byte(len(body))}, body...)...),
+	} {
+		wasm = append(wasm, s...)
+	}
+	eachEngine(t, func(t *testing.T, eng string) {
+		e := newTestEngine(t, Config{Engine: eng})
+		if err := instantiate(t, e, wasm).Call(context.Background(), "_start"); err != nil {
+			t.Fatalf("the table grew to %d elements past its limit of %d: %v", limits.Default.TableSize+1, limits.Default.TableSize, err)
+		}
+	})
+}
+
+func sleb(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+// TestWazeroIgnoresDWARF: wazero reads no DWARF custom sections. Go's
+// debug/dwarf, which wazero calls as it decodes a module, parses a unit's
+// abbreviation table from its offset to the table's end for each offset
+// anew, so 20,000 units naming 20,000 offsets of one table (a 320 KB
+// module) took 10 s to decode (quadratic: a few MB take hours), before
+// any limit or deadline: also on a compilation-cache hit, which decodes
+// the module again without the Keep's compile deadline. The Keep's
+// backtraces name functions (name section), not source lines.
+func TestWazeroIgnoresDWARF(t *testing.T) {
+	custom := func(name string, data []byte) []byte {
+		c := append(uleb(nil, uint64(len(name))), name...)
+		c = append(c, data...)
+		return append(append([]byte{0x00}, uleb(nil, uint64(len(c)))...), c...)
+	}
+	const n = 20_000
+	var abbrev, info []byte
+	for i := range n {
+		abbrev = append(abbrev, 0x01, 0x11, 0x00, 0x00, 0x00) // code 1, DW_TAG_compile_unit, no children, no attributes
+		// A DWARF 4 unit header: length, version, abbreviation offset, address size.
+		info = binary.LittleEndian.AppendUint32(info, 7)
+		info = binary.LittleEndian.AppendUint16(info, 4)
+		info = binary.LittleEndian.AppendUint32(info, uint32(5*i))
+		info = append(info, 4)
+	}
+	wasm := append([]byte("\x00asm\x01\x00\x00\x00"), custom(".debug_abbrev", append(abbrev, 0))...)
+	wasm = append(wasm, custom(".debug_info", info)...)
+	e := newTestEngine(t, Config{Engine: "wazero"})
+	start := time.Now()
+	if _, err := e.Compile(context.Background(), wasm); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("compiling a %d-byte module without code took %v", len(wasm), d)
+	}
+}
+
+func uleb(b []byte, v uint64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/internal/engine/internal/instrument"
+	"github.com/enarx-go/enarx/keep/internal/limits"
 )
 
 // wasmtime: Cranelift through wasmtime-go (cgo, a static libwasmtime.a),
@@ -257,7 +259,14 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, host []HostFunc) (Inst
 	defer end()
 	if e.store == nil {
 		e.store = wasmtime.NewStore(e.eng)
-		e.store.Limiter(int64(e.limit), -1, -1, -1, -1)
+		// Table elements are host memory too: table.grow stops at the
+		// pre-compile limit on a table's elements (by default wasmtime
+		// grows a table that declares no maximum without bound).
+		tableElements := int64(-1) // no limit
+		if n := limits.Default.TableSize; n != 0 {
+			tableElements = int64(min(n, math.MaxInt64))
+		}
+		e.store.Limiter(int64(e.limit), tableElements, -1, -1, -1)
 	}
 	// A linker per instance: its host functions close over the instance.
 	// Only what the module imports is defined (Go's hello imports 16 of

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/internal/engine/internal/instrument"
+	"github.com/enarx-go/enarx/keep/internal/limits"
 )
 
 // wazero: the optimizing compiler, pure Go, in every build.
@@ -21,6 +23,11 @@ import (
 func init() {
 	register(factory{name: "wazero", rank: 0, new: newWazero})
 }
+
+// wazeroTableMax is the maximum the rewrite gives a table that declares
+// none (package instrument): the pre-compile limit on a table's elements,
+// which bounds those it declares.
+var wazeroTableMax = uint32(min(limits.Default.TableSize, math.MaxUint32))
 
 // WazeroMaxMemory is the largest linear memory the wazero engine gives a
 // module: 65,535 pages (4 GiB − 64 KiB); see newWazero.
@@ -55,7 +62,14 @@ func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (En
 		// header is an indirect call, which slows tight loops several
 		// times over. Interruption comes from checks inserted into the
 		// module instead (package instrument): a load and a branch.
-		WithCloseOnContextDone(false)
+		WithCloseOnContextDone(false).
+		// No DWARF: wazero parses a module's DWARF sections as it decodes
+		// the module (also on a cache hit, which has no compile deadline),
+		// and Go's debug/dwarf parses an abbreviation table once per
+		// offset a unit names, each to the table's end: quadratic, 10 s
+		// for a 320 KB module (TestWazeroIgnoresDWARF). Backtraces name
+		// functions (the name section), as wasmtime's do by default.
+		WithDebugInfoEnabled(false)
 	// wazero 1.12's compiler reads the length of a module's own linear
 	// memory as 32 bits (frontend getMemoryLenValue: Uload32), so a memory
 	// of exactly 65,536 pages has length 0 to the compiled code and every
@@ -139,8 +153,10 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error)
 	}
 	defer end()
 	// The checks go in with or without interruption: they keep the
-	// process preemptible (see wazeroEngine.interrupt).
-	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true})
+	// process preemptible (see wazeroEngine.interrupt). wazero has no
+	// table limiter: a table that declares no maximum gets the
+	// pre-compile limit on table elements as its own.
+	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true, TableMax: wazeroTableMax})
 	if err != nil {
 		return nil, err
 	}

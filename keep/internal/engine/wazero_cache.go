@@ -38,7 +38,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // wazeroSettings names the rewrite; a new one gets a new directory.
 // Every module gets the checks (with Config.NoInterrupt too: they are the
 // guest's preemption points), so one directory serves both settings.
-const wazeroSettings = "instrument=interrupt-v3-fuel-start"
+const wazeroSettings = "instrument=interrupt-v4-fuel-start-tablemax"
 
 func wazeroCacheDir(root, tag string) string {
 	sum := sha256.Sum256([]byte(wazeroSettings + ";tag=" + tag))

@@ -50,6 +50,13 @@ type Limits struct {
 	BrTableTargets  uint64 // labels of one br_table, its default included
 }
 
+// CheckVersion names what Check checks beyond the Limits values. Raise it
+// whenever a check is added or made stricter: compilation caches are
+// tagged with it (keep's limitsTag), and a module taken from a cache is
+// not checked again, so entries made under an older Check must not be
+// found.
+const CheckVersion = 2
+
 // Default are the limits of the Keep. Those the WebAssembly JavaScript API
 // specification names (its "implementation-defined limits", which every
 // browser engine applies) are taken from it; nesting depth and br_table
@@ -181,6 +188,7 @@ func maxu(a, b uint64) uint64 {
 
 // Section ids.
 const (
+	secCustom   = 0
 	secType     = 1
 	secImport   = 2
 	secFunction = 3
@@ -222,6 +230,11 @@ func (s *scanner) module(wasm []byte) error {
 
 func (s *scanner) section(id byte, r *wasmbin.Reader) error {
 	switch id {
+	case secCustom:
+		if name, err := r.Name(); err == nil && string(name) == "name" {
+			return s.names(r)
+		}
+		return nil
 	case secType:
 		return s.types(r)
 	case secImport:
@@ -249,7 +262,82 @@ func (s *scanner) section(id byte, r *wasmbin.Reader) error {
 		}
 		return s.check(&s.stats.DataSegments, uint64(n), s.l.DataSegments, LimitDataSegments, "the data section", false)
 	}
-	return nil // custom, memory, start, data count, tag: nothing to bound
+	return nil // other custom sections, memory, start, data count, tag: nothing to bound
+}
+
+// nameSection is where the name section's counts are reported.
+const nameSection = "the name section"
+
+// names checks the counts of the name section (after its name), read as
+// wazero reads it: it allocates each name map at its declared count before
+// it reads an entry (a local-names map of 2^32-1 entries in a 24-byte
+// module is 96 GiB), so the counts are limited as what they name are. (It
+// reads the subsections it knows to their last entry and the others by
+// their size; the engine's rewrite refuses a name section that wazero
+// would read past its end, so what is read here is what wazero reads.)
+func (s *scanner) names(r *wasmbin.Reader) error {
+	for !r.Empty() {
+		id, err := r.Byte()
+		if err != nil {
+			return errStop
+		}
+		size, err := r.U32()
+		if err != nil {
+			return errStop
+		}
+		switch id {
+		case 0: // module name
+			if _, err := r.Name(); err != nil {
+				return errStop
+			}
+		case 1: // function names: a name map
+			if err := s.nameMap(r, &s.stats.Functions, s.l.Functions, LimitFunctions); err != nil {
+				return err
+			}
+		case 2: // local names: a map of functions to name maps
+			n, err := r.U32()
+			if err != nil {
+				return errStop
+			}
+			if err := s.check(&s.stats.Functions, uint64(n), s.l.Functions, LimitFunctions, nameSection, false); err != nil {
+				return err
+			}
+			for ; n > 0; n-- {
+				if _, err := r.U32(); err != nil {
+					return errStop
+				}
+				if err := s.nameMap(r, &s.stats.Locals, s.l.Locals, LimitLocals); err != nil {
+					return err
+				}
+			}
+		default:
+			if _, err := r.Bytes(uint64(size)); err != nil {
+				return errStop
+			}
+		}
+	}
+	return nil
+}
+
+// nameMap reads a name map of the name section (index, name pairs), whose
+// count is checked against max.
+func (s *scanner) nameMap(r *wasmbin.Reader, stat *uint64, max uint64, limit string) error {
+	n, err := r.U32()
+	if err != nil {
+		return errStop
+	}
+	if err := s.check(stat, uint64(n), max, limit, nameSection, false); err != nil {
+		return err
+	}
+	for ; n > 0; n-- {
+		if _, err := r.U32(); err != nil {
+			return errStop
+		}
+		if _, err := r.Name(); err != nil {
+			return errStop
+		}
+	}
+	return nil
 }
 
 func (s *scanner) types(r *wasmbin.Reader) error {
@@ -396,11 +484,23 @@ func (s *scanner) tableSection(r *wasmbin.Reader) error {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
+		// A table with an initializer (function references), which
+		// wazero accepts: 0x40 0x00, the table type, a constant
+		// expression.
+		init := false
 		if b, ok := r.Peek(); ok && b == 0x40 {
-			return errStop // a table with an initializer (function references): the engine decides
+			if b, err := r.Bytes(2); err != nil || b[1] != 0x00 {
+				return errStop
+			}
+			init = true
 		}
 		if err := s.table(r, fmt.Sprintf("table %d", s.tables)); err != nil {
 			return err
+		}
+		if init {
+			if err := r.ConstExpr(); err != nil {
+				return errStop
+			}
 		}
 	}
 	return nil

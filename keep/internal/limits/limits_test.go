@@ -1,11 +1,14 @@
 package limits
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tetratelabs/wazero"
 )
 
 // small are limits small enough to reach with small modules.
@@ -144,4 +147,99 @@ func TestRealModules(t *testing.T) {
 	}
 	t.Logf("%d modules; largest: nesting %d, br_table %d, locals %d, function body %d bytes, functions %d, data segments %d",
 		len(files), most.Nesting, most.BrTableTargets, most.Locals, most.FunctionBytes, most.Functions, most.DataSegments)
+}
+
+// nameSec is a custom section "name" holding subsections.
+func nameSec(subsections ...[]byte) []byte {
+	c := append(uleb(4), "name"...)
+	for _, s := range subsections {
+		c = append(c, s...)
+	}
+	return section(0, c)
+}
+
+// TestNameSection: the counts of the name section are limited as those
+// they name are. wazero allocates a name map at its declared count before
+// it reads the first entry: a local-names map of 2^32-1 entries in a
+// 24-byte module was a 96 GiB allocation, which the Go runtime cannot
+// survive (fatal error: out of memory, not a panic).
+func TestNameSection(t *testing.T) {
+	header := []byte("\x00asm\x01\x00\x00\x00")
+	for _, tc := range []struct {
+		name  string
+		sub   []byte
+		limit string
+		value uint64
+	}{
+		// Subsection 1, function names: a name map of 2^32-1 entries.
+		{"function names", section(1, uleb(1<<32-1)), LimitFunctions, 1<<32 - 1},
+		// Subsection 2, local names: 2^32-1 functions.
+		{"local names, functions", section(2, uleb(1<<32-1)), LimitFunctions, 1<<32 - 1},
+		// Subsection 2: function 0 with 2^32-1 local names.
+		{"local names, locals", section(2, append([]byte{0x01, 0x00}, uleb(1<<32-1)...)), LimitLocals, 1<<32 - 1},
+		// The second function's local names, after a first one within the limits.
+		{"local names, second function", section(2, append([]byte{0x02, 0x00, 0x01, 0x00, 0x01, 'a', 0x01}, uleb(small.Locals+1)...)), LimitLocals, small.Locals + 1},
+	} {
+		wasm := append(append([]byte(nil), header...), nameSec(append([]byte{0x00, 0x02, 0x01, 'm'}, tc.sub...))...)
+		var le *Error
+		if err := Check(wasm, small); !errors.As(err, &le) || le.Limit != tc.limit || le.Value != tc.value || le.Where != "the name section" {
+			t.Errorf("%s: %v, want the %q limit at %d", tc.name, err, tc.limit, tc.value)
+		}
+	}
+	// Within the limits, and a name section of a real size.
+	ok := append(append([]byte(nil), header...), nameSec(
+		section(1, []byte{0x02, 0x00, 0x01, 'f', 0x01, 0x01, 'g'}),
+		section(2, []byte{0x01, 0x00, 0x02, 0x00, 0x01, 'a', 0x01, 0x01, 'b'}),
+		section(7, []byte{0xff, 0xff, 0xff, 0xff, 0x0f}), // a subsection wazero skips
+	)...)
+	if err := Check(ok, small); err != nil {
+		t.Fatal(err)
+	}
+	if m := Measure(ok); m.Functions != 2 || m.Locals != 2 {
+		t.Fatalf("measured %+v", m)
+	}
+	// Another custom section is not read.
+	other := append(append([]byte(nil), header...), section(0, append(append(uleb(5), "names"...), section(1, uleb(1<<32-1))...))...)
+	if err := Check(other, small); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTableInitializer: a table with an initializer (0x40 0x00 prefix),
+// which wazero accepts with its default features, is limited as any
+// table, and so are the tables after it (the check skipped both: a table
+// of 2^27 elements, 1 GiB of host memory, passed the 10,000,000 limit).
+func TestTableInitializer(t *testing.T) {
+	header := []byte("\x00asm\x01\x00\x00\x00")
+	init := func(min uint64) []byte { // (table min funcref (ref.null func))
+		return append(append([]byte{0x40, 0x00, 0x70, 0x00}, uleb(min)...), 0xd0, 0x70, 0x0b)
+	}
+	for _, tc := range []struct {
+		name   string
+		tables []byte
+		value  uint64
+		where  string
+	}{
+		{"initializer", vec(1, init(small.TableSize+1)), small.TableSize + 1, "table 0"},
+		{"after an initializer", vec(2, init(1), append([]byte{0x70, 0x00}, uleb(small.TableSize+1)...)), small.TableSize + 1, "table 1"},
+	} {
+		l := small
+		l.Tables = 2
+		wasm := append(append([]byte(nil), header...), section(4, tc.tables)...)
+		var le *Error
+		if err := Check(wasm, l); !errors.As(err, &le) || le.Limit != LimitTableSize || le.Value != tc.value || le.Where != tc.where {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	// wazero takes such a table (so the limit is what stands in its way).
+	wasm := append(append([]byte(nil), header...), section(4, vec(1, init(small.TableSize)))...)
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	if _, err := rt.CompileModule(ctx, wasm); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(wasm, small); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -26,18 +26,26 @@
 // Only appended things are added (a type, a function, globals, exports),
 // so no existing index changes; function bodies keep their instructions
 // and only gain new ones. The output is still validated by the engine.
+// With Options.TableMax, tables that declare no maximum also get one.
 //
 // Trust: the module is untrusted. The decoder bounds every read, never
 // allocates more than a small multiple of the input, and rejects what it
 // does not understand with an error; it does not validate the module
 // (the engine does), so a malformed body may be passed through with the
-// engine left to refuse it.
+// engine left to refuse it. But every section must decode to exactly its
+// declared end: wazero decodes a module with one reader over all of it
+// and compares a section's length with what it read only after decoding
+// the section, so the entries it would read past the end of a short
+// section come from the sections that follow, and it allocates what they
+// declare (counts that the pre-compile limits, which read each section
+// on its own, never saw) before it refuses the module.
 //
 // No maintained Go library decodes wasm instruction streams for rewriting
 // (wazero's decoder is internal to wazero), hence this one.
 package instrument
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -50,6 +58,14 @@ type Options struct {
 	Interrupt bool
 	// RecordGrow wraps memory.grow of memory 0.
 	RecordGrow bool
+	// TableMax, if not 0, is the maximum given to each of the module's
+	// own tables that declares none (its minimum, if that is larger), so
+	// that table.grow fails past it: wazero, which has no table limiter,
+	// grows such a table to 2^32-2 elements of host memory, outside the
+	// linear-memory limit. A declared maximum is kept (the pre-compile
+	// limits bound it). A module without code cannot grow its tables and
+	// is returned as it is.
+	TableMax uint32
 }
 
 // Result is a rewritten module.
@@ -73,15 +89,20 @@ type Result struct {
 
 // Section ids.
 const (
-	secCustom   = 0
-	secType     = 1
-	secImport   = 2
-	secFunction = 3
-	secMemory   = 5
-	secGlobal   = 6
-	secExport   = 7
-	secStart    = 8
-	secCode     = 10
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+	secTag       = 13
 )
 
 // order is the position of each known section id in a module.
@@ -141,7 +162,7 @@ func Rewrite(wasm []byte, o Options) (*Result, error) {
 	if err := m.scan(); err != nil {
 		return nil, err
 	}
-	if !o.Interrupt && !o.RecordGrow || m.code == nil {
+	if !o.Interrupt && !o.RecordGrow && o.TableMax == 0 || m.code == nil {
 		return &Result{Wasm: wasm}, nil
 	}
 	return m.rewrite(o)
@@ -168,27 +189,49 @@ func (m *module) scan() error {
 		r := wasmbin.Reader{B: s.content}
 		var err error
 		switch s.id {
+		case secCustom:
+			var name []byte
+			if name, err = r.Name(); err == nil && string(name) == "name" {
+				err = names(&r)
+			}
+			r.P = len(r.B)
 		case secType:
 			m.types, err = countTypes(&r)
 		case secImport:
 			err = m.scanImports(&r)
 		case secFunction:
 			m.funcs, err = countVec(&r, func(r *wasmbin.Reader) error { _, err := r.U32(); return err })
+		case secTable:
+			_, err = countVec(&r, func(r *wasmbin.Reader) error { _, err := m.table(r, nil, 0); return err })
 		case secMemory:
 			var n int
 			n, err = countVec(&r, func(r *wasmbin.Reader) error { _, _, err := r.Limits(); return err })
 			m.memories += n
 		case secGlobal:
-			m.globals, err = countVec(&r, func(r *wasmbin.Reader) error { return skipGlobal(r, uint32(m.importedGlobals)) })
+			m.globals, err = countVec(&r, func(r *wasmbin.Reader) error { return m.skipGlobal(r) })
 		case secExport:
 			err = m.scanExports(&r)
 		case secStart:
 			var idx uint32
 			idx, err = r.U32()
 			m.start = int64(idx)
+		case secElement:
+			_, err = countVec(&r, m.skipElement)
+		case secDataCount:
+			_, err = r.U32()
 		case secCode:
 			m.code = s.content
 			r.P = len(r.B) // rewriteCode checks it
+		case secData:
+			_, err = countVec(&r, m.skipData)
+		case secTag:
+			_, err = countVec(&r, func(r *wasmbin.Reader) error {
+				if _, err := r.Byte(); err != nil { // attribute
+					return err
+				}
+				_, err := r.U32() // type index
+				return err
+			})
 		default:
 			r.P = len(r.B)
 		}
@@ -200,6 +243,60 @@ func (m *module) scan() error {
 		}
 	}
 	return nil
+}
+
+// names reads the name section after its name as wazero does (which
+// reads each subsection it knows to the end of its entries, and takes the
+// declared sizes only to count down what is left of the section), and
+// refuses one that wazero would read past its end: wazero's reader would
+// go on into the sections that follow.
+func names(r *wasmbin.Reader) error {
+	left := uint64(len(r.B) - r.P)
+	for left > 0 {
+		id, err := r.Byte()
+		if err != nil {
+			return errors.New("name section: read past its end")
+		}
+		p := r.P
+		size, err := r.U32()
+		if err != nil {
+			return fmt.Errorf("name section: %w", err)
+		}
+		left -= 1 + uint64(r.P-p) // wraps, as wazero's, when the sizes lie
+		switch id {
+		case 0: // module name
+			_, err = r.Name()
+		case 1: // function names: a name map
+			err = nameMap(r)
+		case 2: // local names: an indirect name map
+			var n uint32
+			if n, err = r.U32(); err == nil {
+				for ; n > 0 && err == nil; n-- {
+					if _, err = r.U32(); err == nil {
+						err = nameMap(r)
+					}
+				}
+			}
+		default:
+			_, err = r.Bytes(uint64(size))
+		}
+		if err != nil {
+			return fmt.Errorf("name section, subsection %d: %w", id, err)
+		}
+		left -= uint64(size)
+	}
+	return nil
+}
+
+// nameMap skips a name map: a vector of (index, name).
+func nameMap(r *wasmbin.Reader) error {
+	n, err := r.U32()
+	for ; n > 0 && err == nil; n-- {
+		if _, err = r.U32(); err == nil {
+			_, err = r.Name()
+		}
+	}
+	return err
 }
 
 // countVec reads a vector whose entries skip reads.
@@ -219,31 +316,166 @@ func countVec(r *wasmbin.Reader, skip func(*wasmbin.Reader) error) (int, error) 
 // skipGlobal skips a global: type, mutability, constant expression, whose
 // global.get may name only imported globals (the index of an added global
 // must not become valid).
-func skipGlobal(r *wasmbin.Reader, imported uint32) error {
+func (m *module) skipGlobal(r *wasmbin.Reader) error {
 	if err := r.ValType(); err != nil {
 		return err
 	}
 	if _, err := r.Byte(); err != nil {
 		return err
 	}
+	return m.constExpr(r, uint32(m.importedGlobals))
+}
+
+// constExpr skips a constant expression up to and including its end. Its
+// global.get may name only the first globals globals, its ref.func only
+// the module's own functions: the index of an added global or function
+// must not become valid.
+func (m *module) constExpr(r *wasmbin.Reader, globals uint32) error {
 	for {
 		op, err := r.Byte()
 		if err != nil {
 			return err
 		}
-		if op == 0x0b {
+		switch op {
+		case 0x0b:
 			return nil
-		}
-		if op == 0x23 {
-			if idx, err := r.U32(); err != nil || idx >= imported {
+		case 0x23: // global.get
+			if idx, err := r.U32(); err != nil || idx >= globals {
 				return errors.New("constant expression names a global out of range")
 			}
-			continue
+		case 0xd2: // ref.func
+			if err := m.funcIndex(r); err != nil {
+				return err
+			}
+		default:
+			if err := r.Immediates(op); err != nil {
+				return err
+			}
 		}
-		if err := r.Immediates(op); err != nil {
+	}
+}
+
+// funcIndex reads a function index, which must name one of the module's
+// own functions.
+func (m *module) funcIndex(r *wasmbin.Reader) error {
+	if idx, err := r.U32(); err != nil || uint64(idx) >= uint64(m.importedFuncs+m.funcs) {
+		return errors.New("function index out of range")
+	}
+	return nil
+}
+
+// table reads a table type, (0x40 0x00)? reftype limits expr? (the prefix
+// and expression: a table with an initializer), and returns out with the
+// table appended, given max as its maximum (or its minimum, if larger)
+// when it declares none and max is not 0.
+func (m *module) table(r *wasmbin.Reader, out []byte, max uint32) ([]byte, error) {
+	start := r.P
+	init := false
+	if c, ok := r.Peek(); ok && c == 0x40 {
+		if b, err := r.Bytes(2); err != nil || b[1] != 0x00 {
+			return nil, errors.New("malformed table with an initializer")
+		}
+		init = true
+	}
+	if err := r.ValType(); err != nil {
+		return nil, err
+	}
+	limits := r.P
+	min, _, err := r.Limits()
+	if err != nil {
+		return nil, err
+	}
+	if flags := r.B[limits]; max != 0 && flags&0x01 == 0 {
+		out = append(out, r.B[start:limits]...)
+		out = append(out, flags|0x01)
+		out = append(out, r.B[limits+1:r.P]...) // the minimum
+		out = uleb(out, maxu(min, uint64(max)))
+		start = r.P
+	}
+	if init { // only imported globals precede the table section
+		if err := m.constExpr(r, uint32(m.importedGlobals)); err != nil {
+			return nil, err
+		}
+	}
+	return append(out, r.B[start:r.P]...), nil
+}
+
+func maxu(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// skipElement skips an element segment.
+func (m *module) skipElement(r *wasmbin.Reader) error {
+	flags, err := r.U32()
+	if err != nil {
+		return err
+	}
+	if flags > 7 {
+		return fmt.Errorf("unknown element segment flags %d", flags)
+	}
+	globals := uint32(m.importedGlobals + m.globals)
+	if flags&3 == 2 { // active, with a table index
+		if _, err := r.U32(); err != nil {
 			return err
 		}
 	}
+	if flags&1 == 0 { // active: the offset
+		if err := m.constExpr(r, globals); err != nil {
+			return err
+		}
+	}
+	if flags&3 != 0 { // element kind (vector of indexes) or reference type
+		if flags&4 == 0 {
+			_, err = r.Byte()
+		} else {
+			err = r.ValType()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	n, err := r.U32()
+	if err != nil {
+		return err
+	}
+	for ; n > 0; n-- {
+		if flags&4 == 0 {
+			err = m.funcIndex(r)
+		} else {
+			err = m.constExpr(r, globals)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// skipData skips a data segment.
+func (m *module) skipData(r *wasmbin.Reader) error {
+	flags, err := r.U32()
+	if err != nil {
+		return err
+	}
+	switch flags {
+	case 0: // active, memory 0
+		err = m.constExpr(r, uint32(m.importedGlobals+m.globals))
+	case 1: // passive
+	case 2: // active, with a memory index
+		if _, err = r.U32(); err == nil {
+			err = m.constExpr(r, uint32(m.importedGlobals+m.globals))
+		}
+	default:
+		return fmt.Errorf("unknown data segment flags %d", flags)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = r.Name() // the bytes
+	return err
 }
 
 // countTypes counts the type section's function types. Types of the GC
@@ -333,11 +565,28 @@ func (m *module) scanExports(r *wasmbin.Reader) error {
 			return err
 		}
 		m.exportNames[string(name)] = true
-		if _, err := r.Byte(); err != nil {
+		kind, err := r.Byte()
+		if err != nil {
 			return err
 		}
-		if _, err := r.U32(); err != nil {
+		idx, err := r.U32()
+		if err != nil {
 			return err
+		}
+		// An export must name the module's own function, memory or global:
+		// beyond them it would name an added one ($tick, the growth
+		// wrapper, the flag, the memory added for $tick).
+		own := -1
+		switch kind {
+		case 0:
+			own = m.importedFuncs + m.funcs
+		case 2:
+			own = m.memories
+		case 3:
+			own = m.importedGlobals + m.globals
+		}
+		if own >= 0 && uint64(idx) >= uint64(own) {
+			return fmt.Errorf("export %d names index %d of kind %d, out of range", i, idx, kind)
 		}
 	}
 	return nil
@@ -375,6 +624,22 @@ func (m *module) rewrite(o Options) (*Result, error) {
 	var newGlobals, newExports, newTypes, newFuncs [][]byte
 	repl := map[byte][]byte{secCode: code}
 	drop := map[byte]bool{}
+	if t := m.content(secTable); o.TableMax != 0 && t != nil {
+		r := wasmbin.Reader{B: t}
+		n, err := r.U32()
+		if err != nil {
+			return nil, err
+		}
+		capped := append([]byte(nil), t[:r.P]...)
+		for ; n > 0; n-- {
+			if capped, err = m.table(&r, capped, o.TableMax); err != nil {
+				return nil, err
+			}
+		}
+		if !bytes.Equal(capped, t) {
+			repl[secTable] = capped
+		}
+	}
 	if o.Interrupt && m.start >= 0 {
 		// The start index must name one of the module's own functions:
 		// beyond them it would name $tick or the growth wrapper.
@@ -409,7 +674,7 @@ func (m *module) rewrite(o Options) (*Result, error) {
 		newTypes = append(newTypes, []byte{0x60, 0x01, 0x7f, 0x01, 0x7f}) // (i32) -> i32
 		newFuncs = append(newFuncs, uleb(nil, uint64(nextType)))
 		code = appendVecItem(code, growBody(reqGlobal))
-	} else if !o.Interrupt {
+	} else if !o.Interrupt && repl[secTable] == nil {
 		return &Result{Wasm: m.wasm}, nil // nothing to add
 	}
 	repl[secCode] = code

@@ -49,7 +49,7 @@ func TestSeedCorpus(t *testing.T) { testutil.CheckSeedCorpus(t, "FuzzRewrite", s
 func TestRewrite(t *testing.T) {
 	mods := append(seeds(), goModule(t))
 	for i, wasm := range mods {
-		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}} {
+		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}, {Interrupt: true, TableMax: 1000}} {
 			orig := bytes.Clone(wasm)
 			res, err := Rewrite(wasm, o)
 			if err != nil {
@@ -158,7 +158,7 @@ func FuzzRewrite(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}} {
+		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}, {Interrupt: true, TableMax: 100}} {
 			res, err := Rewrite(wasm, o)
 			if err != nil {
 				continue
@@ -195,5 +195,177 @@ func TestForgedIndexes(t *testing.T) {
 	call := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01`\x00\x00\x03\x02\x01\x00\a\n\x01\x06_start\x00\x00\n\x06\x01\x04\x00\x10\x01\v")
 	if _, err := Rewrite(call, Options{Interrupt: true}); err == nil {
 		t.Fatal("rewrote a call to a function the module lacks")
+	}
+}
+
+// Hand-assembly helpers for the tests below.
+func tsec(id byte, content ...byte) []byte {
+	return append(append([]byte{id}, uleb(nil, uint64(len(content)))...), content...)
+}
+
+func tmod(sections ...[]byte) []byte {
+	m := []byte("\x00asm\x01\x00\x00\x00")
+	for _, s := range sections {
+		m = append(m, s...)
+	}
+	return m
+}
+
+// TestSectionsFramed: a section whose entries run past its end, or stop
+// short of it, is refused. wazero decodes a module with one reader for
+// all of it and compares a section's length only once it has decoded the
+// section, so the entries it reads beyond the end come from the sections
+// that follow, which the pre-compile limits never read as such: an
+// element section declaring two segments, the second of which is read
+// from a custom section, declares 2^32-1 items there, which wazero
+// allocates (96 GiB: the process dies) before it sees the section was
+// too short.
+func TestSectionsFramed(t *testing.T) {
+	typ := tsec(1, 0x01, 0x60, 0x00, 0x00)
+	fn := tsec(3, 0x01, 0x00)
+	code := tsec(10, 0x01, 0x02, 0x00, 0x0b)
+	tab := tsec(4, 0x01, 0x70, 0x00, 0x01)
+	// A custom section whose bytes, read as an element or data segment,
+	// are i32.const 1, end, and the vector length 2^32-1.
+	bomb := tsec(0, append([]byte{0x01, 0x0b, 0xff, 0xff, 0xff, 0xff, 0x0f}, make([]byte, 58)...)...)
+	if bomb[1] != 0x41 {
+		t.Fatal("the custom section's size is not i32.const")
+	}
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+	}{
+		// (elem (i32.const 0)) and a second segment beyond the section.
+		{"element", tmod(typ, fn, tab, tsec(9, 0x02, 0x00, 0x41, 0x00, 0x0b, 0x00), bomb, code)},
+		{"data", tmod(typ, fn, tsec(5, 0x01, 0x00, 0x01), code, tsec(11, 0x01), bomb)},
+		{"table", tmod(typ, fn, tsec(4, 0x02, 0x70, 0x00, 0x01), bomb, code)},
+		{"data count", tmod(typ, fn, tsec(12), code)},
+		{"element, a byte too many", tmod(typ, fn, tab, tsec(9, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x00, 0x00), code)},
+		// A custom section whose name runs past its end (wazero
+		// allocates the name's declared length first).
+		{"custom name", tmod(typ, fn, tsec(0, 0xff, 0xff, 0xff, 0xff, 0x0f), code)},
+		// A name section whose function names (subsection 1) declare two
+		// names and hold one: wazero reads the second from what follows.
+		{"name", tmod(typ, fn, code, tsec(0, 0x04, 'n', 'a', 'm', 'e', 0x01, 0x04, 0x02, 0x00, 0x01, 'f'), bomb)},
+		// Subsection sizes that add up to more than the section.
+		{"name sizes", tmod(typ, fn, code, tsec(0, 0x04, 'n', 'a', 'm', 'e', 0x00, 0x05, 0x01, 'm'), bomb)},
+	} {
+		for _, o := range []Options{{}, {Interrupt: true}, {RecordGrow: true}} {
+			if _, err := Rewrite(tc.wasm, o); err == nil {
+				t.Errorf("%s %+v: rewrote a module with a section that is not framed", tc.name, o)
+			}
+		}
+	}
+	// Well-framed sections of every kind the rewrite passes through.
+	ok := tmod(typ, fn, tab, tsec(5, 0x01, 0x00, 0x01),
+		tsec(9, 0x02, 0x00, 0x41, 0x00, 0x0b, 0x01, 0x00, 0x05, 0x70, 0x01, 0xd2, 0x00, 0x0b),
+		tsec(12, 0x01), code, tsec(11, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x02, 'h', 'i'), tsec(0, 0x01, 'x', 0xff),
+		tsec(0, 0x04, 'n', 'a', 'm', 'e', 0x00, 0x02, 0x01, 'm', 0x01, 0x04, 0x01, 0x00, 0x01, 'f',
+			0x02, 0x06, 0x01, 0x00, 0x01, 0x00, 0x01, 'l', 0x07, 0x01, 0x00))
+	if err := compiles(ok); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{}, {Interrupt: true}, {RecordGrow: true}} {
+		res, err := Rewrite(ok, o)
+		if err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		if err := compiles(res.Wasm); err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+	}
+}
+
+// TestForgedIndexesOutsideCode: an export, element segment or constant
+// expression naming a function or global beyond the module's own (invalid
+// as it is) is refused: after the rewrite it would name $tick, the growth
+// wrapper or an added global, and the module would run (an export
+// "_start" naming $tick) where the original is refused.
+func TestForgedIndexesOutsideCode(t *testing.T) {
+	typ := tsec(1, 0x01, 0x60, 0x00, 0x00)
+	fn := tsec(3, 0x01, 0x00)
+	code := tsec(10, 0x01, 0x02, 0x00, 0x0b)
+	tab := tsec(4, 0x01, 0x70, 0x00, 0x01)
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+	}{
+		{"export of function 1", tmod(typ, fn, tsec(7, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x01), code)},
+		{"export of global 0", tmod(typ, fn, tsec(7, 0x01, 0x01, 'g', 0x03, 0x00), code)},
+		// The rewrite adds a memory to a module without one ($tick grows it).
+		{"export of memory 0", tmod(typ, fn, tsec(7, 0x01, 0x01, 'm', 0x02, 0x00), code)},
+		{"element function 1", tmod(typ, fn, tab, tsec(9, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x01, 0x01), code)},
+		{"element ref.func 1", tmod(typ, fn, tab, tsec(9, 0x01, 0x04, 0x41, 0x00, 0x0b, 0x01, 0xd2, 0x01, 0x0b), code)},
+		{"global ref.func 1", tmod(typ, fn, tsec(6, 0x01, 0x70, 0x00, 0xd2, 0x01, 0x0b), code)},
+	} {
+		if err := compiles(tc.wasm); err == nil {
+			t.Fatalf("%s: the module is valid as it is", tc.name)
+		}
+		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}} {
+			if _, err := Rewrite(tc.wasm, o); err == nil {
+				t.Errorf("%s %+v: rewritten", tc.name, o)
+			}
+		}
+	}
+	// The same, naming function 0 and no global, is valid and rewritten.
+	valid := tmod(typ, fn, tab, tsec(6, 0x01, 0x70, 0x00, 0xd2, 0x00, 0x0b),
+		tsec(7, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00),
+		tsec(9, 0x02, 0x00, 0x41, 0x00, 0x0b, 0x01, 0x00, 0x04, 0x41, 0x00, 0x0b, 0x01, 0xd2, 0x00, 0x0b), code)
+	if err := compiles(valid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rewrite(valid, Options{Interrupt: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTableMax: with TableMax, a table of the module's own that declares
+// no maximum gets TableMax (or its minimum, if larger) as its maximum, so
+// that table.grow cannot grow it without bound (wazero grows a table up
+// to 2^32-2 elements of 8 bytes, all of them host memory outside the
+// linear-memory limit); a declared maximum is kept.
+func TestTableMax(t *testing.T) {
+	typ := tsec(1, 0x02, 0x60, 0x00, 0x00, 0x60, 0x01, 0x7f, 0x01, 0x7f)
+	fn := tsec(3, 0x01, 0x01)
+	exp := tsec(7, 0x01, 0x04, 'g', 'r', 'o', 'w', 0x00, 0x00)
+	// (func (param $n i32) (result i32) (table.grow 0 (ref.null func) (local.get $n)))
+	code := tsec(10, 0x01, 0x09, 0x00, 0xd0, 0x70, 0x20, 0x00, 0xfc, 0x0f, 0x00, 0x0b)
+	for _, tc := range []struct {
+		name  string
+		table []byte
+		max   uint64 // the largest size table.grow reaches
+	}{
+		{"no maximum", []byte{0x01, 0x70, 0x00, 0x01}, 100},
+		{"no maximum, initializer", []byte{0x01, 0x40, 0x00, 0x70, 0x00, 0x01, 0xd0, 0x70, 0x0b}, 100},
+		{"minimum above TableMax", []byte{0x01, 0x70, 0x00, 0xc8, 0x01}, 200},
+		{"declared maximum", []byte{0x01, 0x70, 0x01, 0x01, 0x96, 0x01}, 150},
+		{"two tables", []byte{0x02, 0x70, 0x00, 0x01, 0x6f, 0x00, 0x00}, 100},
+	} {
+		wasm := tmod(typ, fn, tsec(4, tc.table...), exp, code)
+		if err := compiles(wasm); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		res, err := Rewrite(wasm, Options{Interrupt: true, TableMax: 100})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		ctx := context.Background()
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+		mod, err := r.Instantiate(ctx, res.Wasm)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		grow := mod.ExportedFunction("grow")
+		size, err := grow.Call(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := grow.Call(ctx, tc.max-size[0]+1); err != nil || int32(out[0]) != -1 {
+			t.Errorf("%s: grown past %d elements (%v, %v)", tc.name, tc.max, out, err)
+		}
+		if out, err := grow.Call(ctx, tc.max-size[0]); err != nil || out[0] != size[0] {
+			t.Errorf("%s: not grown to %d elements (%v, %v)", tc.name, tc.max, out, err)
+		}
+		r.Close(ctx)
 	}
 }
