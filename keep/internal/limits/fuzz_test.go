@@ -106,7 +106,7 @@ func FuzzCheck(f *testing.F) {
 		}
 		exceeds := m.ModuleBytes > small.ModuleBytes || m.Types > small.Types || m.TypeArity > small.TypeArity ||
 			m.Imports > small.Imports || m.Functions > small.Functions || m.Tables > small.Tables ||
-			m.TableSize > small.TableSize || m.Globals > small.Globals || m.Exports > small.Exports ||
+			m.TableSize > small.TableSize || m.TableElements > small.TableElements || m.Globals > small.Globals || m.Exports > small.Exports ||
 			m.ElementSegments > small.ElementSegments || m.ElementItems > small.ElementItems ||
 			m.DataSegments > small.DataSegments || m.FunctionBytes > small.FunctionBytes || m.Locals > small.Locals ||
 			m.Nesting > small.Nesting || m.BrTableTargets > small.BrTableTargets

@@ -39,6 +39,7 @@ type Limits struct {
 	Functions       uint64 // functions, imported and defined
 	Tables          uint64 // tables, imported and defined
 	TableSize       uint64 // initial, and declared maximum, elements of one table
+	TableElements   uint64 // initial elements of all tables together (allocated at instantiation)
 	Globals         uint64 // globals, imported and defined
 	Exports         uint64 // entries of the export section
 	ElementSegments uint64 // entries of the element section
@@ -55,7 +56,7 @@ type Limits struct {
 // tagged with it (keep's limitsTag), and a module taken from a cache is
 // not checked again, so entries made under an older Check must not be
 // found.
-const CheckVersion = 2
+const CheckVersion = 3
 
 // Default are the limits of the Keep. Those the WebAssembly JavaScript API
 // specification names (its "implementation-defined limits", which every
@@ -72,6 +73,7 @@ var Default = Limits{
 	Functions:       1_000_000,
 	Tables:          100_000,
 	TableSize:       10_000_000,
+	TableElements:   10_000_000,
 	Globals:         1_000_000,
 	Exports:         100_000,
 	ElementSegments: 10_000_000,
@@ -116,6 +118,7 @@ const (
 	LimitFunctions       = "functions"
 	LimitTables          = "tables"
 	LimitTableSize       = "table elements"
+	LimitTableElements   = "initial table elements in all tables together"
 	LimitGlobals         = "globals"
 	LimitExports         = "exports"
 	LimitElementSegments = "element segments"
@@ -162,6 +165,7 @@ type scanner struct {
 	funcTypes     []uint32
 	importedFuncs uint64
 	tables        uint64
+	tableElems    uint64 // initial elements of the tables so far
 	globals       uint64
 	elemItems     uint64
 }
@@ -472,7 +476,14 @@ func (s *scanner) table(r *wasmbin.Reader, where string) error {
 	if err != nil {
 		return errStop
 	}
-	return s.check(&s.stats.TableSize, maxu(min, max), s.l.TableSize, LimitTableSize, where, false)
+	if err := s.check(&s.stats.TableSize, maxu(min, max), s.l.TableSize, LimitTableSize, where, false); err != nil {
+		return err
+	}
+	// An engine allocates every table's initial elements when it
+	// instantiates the module: 100 000 tables of 10 000 000 each are
+	// 8 TB.
+	s.tableElems += min
+	return s.check(&s.stats.TableElements, s.tableElems, s.l.TableElements, LimitTableElements, "the module", false)
 }
 
 func (s *scanner) tableSection(r *wasmbin.Reader) error {

@@ -13,7 +13,7 @@ import (
 
 // small are limits small enough to reach with small modules.
 var small = Limits{
-	ModuleBytes: 1 << 20, Types: 4, TypeArity: 8, Imports: 8, Functions: 8, Tables: 1, TableSize: 100,
+	ModuleBytes: 1 << 20, Types: 4, TypeArity: 8, Imports: 8, Functions: 8, Tables: 1, TableSize: 100, TableElements: 150,
 	Globals: 8, Exports: 8, ElementSegments: 4, ElementItems: 50, DataSegments: 8, FunctionBytes: 4096,
 	Locals: 1000, Nesting: 50, BrTableTargets: 100,
 }
@@ -202,6 +202,25 @@ func TestNameSection(t *testing.T) {
 	other := append(append([]byte(nil), header...), section(0, append(append(uleb(5), "names"...), section(1, uleb(1<<32-1))...))...)
 	if err := Check(other, small); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTableElementsTogether: the initial elements of all tables together
+// are limited (an engine allocates them at instantiation: 100 000 tables
+// of 10 000 000 elements each, within the other limits, are 8 TB).
+func TestTableElementsTogether(t *testing.T) {
+	header := []byte("\x00asm\x01\x00\x00\x00")
+	table := func(min uint64) []byte { return append([]byte{0x70, 0x00}, uleb(min)...) }
+	l := small
+	l.Tables = 3
+	at := append(append([]byte(nil), header...), section(4, vec(3, table(50), table(50), table(50)))...)
+	if err := Check(at, l); err != nil {
+		t.Fatalf("tables of %d elements together: %v", l.TableElements, err)
+	}
+	over := append(append([]byte(nil), header...), section(4, vec(3, table(50), table(50), table(51)))...)
+	var le *Error
+	if err := Check(over, l); !errors.As(err, &le) || le.Limit != LimitTableElements || le.Value != 151 || le.Where != "the module" {
+		t.Fatalf("tables of 151 elements together: %v", err)
 	}
 }
 
