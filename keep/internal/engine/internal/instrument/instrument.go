@@ -185,14 +185,14 @@ type module struct {
 func (m *module) scan() error {
 	m.exportNames = map[string]bool{}
 	m.start = -1
-	for _, s := range m.secs {
+	for i, s := range m.secs {
 		r := wasmbin.Reader{B: s.content}
 		var err error
 		switch s.id {
 		case secCustom:
 			var name []byte
 			if name, err = r.Name(); err == nil && string(name) == "name" {
-				err = names(&r)
+				err = names(&r, i == len(m.secs)-1)
 			}
 			r.P = len(r.B)
 		case secType:
@@ -249,12 +249,17 @@ func (m *module) scan() error {
 // reads each subsection it knows to the end of its entries, and takes the
 // declared sizes only to count down what is left of the section), and
 // refuses one that wazero would read past its end: wazero's reader would
-// go on into the sections that follow.
-func names(r *wasmbin.Reader) error {
+// go on into the sections that follow. When the section is the module's
+// last (last), there are none: wazero stops where a subsection id would
+// start at the module's end, and accepts the module.
+func names(r *wasmbin.Reader, last bool) error {
 	left := uint64(len(r.B) - r.P)
 	for left > 0 {
 		id, err := r.Byte()
 		if err != nil {
+			if last {
+				return nil
+			}
 			return errors.New("name section: read past its end")
 		}
 		p := r.P

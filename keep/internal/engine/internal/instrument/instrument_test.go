@@ -369,3 +369,38 @@ func TestTableMax(t *testing.T) {
 		r.Close(ctx)
 	}
 }
+
+// TestNameSectionLast: a name section whose subsection sizes leave wazero
+// expecting more, when it is the module's last section, ends at the
+// module's end: wazero's reader stops there (it takes the end of the
+// module for the end of the name section) and accepts the module, as
+// wasmtime (which ignores a malformed name section) does, so the rewrite
+// must not refuse it. The same section followed by another is refused
+// (TestSectionsFramed): wazero would read on into that one.
+func TestNameSectionLast(t *testing.T) {
+	typ := tsec(1, 0x01, 0x60, 0x00, 0x00)
+	fn := tsec(3, 0x01, 0x00)
+	code := tsec(10, 0x01, 0x02, 0x00, 0x0b)
+	// Function names (subsection 1) declared 0 bytes long, holding 4.
+	name := tsec(0, 0x04, 'n', 'a', 'm', 'e', 0x01, 0x00, 0x01, 0x00, 0x01, 'f')
+	last := tmod(typ, fn, code, name)
+	if err := compiles(last); err != nil {
+		t.Fatalf("wazero refuses the module: %v", err)
+	}
+	for _, o := range []Options{{}, {Interrupt: true}, {RecordGrow: true}, {Interrupt: true, TableMax: 100}} {
+		res, err := Rewrite(last, o)
+		if err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		if err := compiles(res.Wasm); err != nil {
+			t.Fatalf("%+v: the rewritten module does not compile: %v", o, err)
+		}
+	}
+	notLast := tmod(typ, fn, code, name, tsec(0, 0x01, 'x'))
+	if err := compiles(notLast); err == nil {
+		t.Fatal("wazero accepts the name section followed by another")
+	}
+	if _, err := Rewrite(notLast, Options{Interrupt: true}); err == nil {
+		t.Fatal("rewrote a name section that wazero reads past")
+	}
+}
