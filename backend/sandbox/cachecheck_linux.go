@@ -165,7 +165,7 @@ func dirMode(name string, st *unix.Stat_t) string {
 // descriptor per level: a chain deeper than the host's RLIMIT_NOFILE made
 // it fail, leaving the directory for every later run, and took the host's
 // descriptors meanwhile. Here every directory beneath dir is moved up into
-// dir before it is emptied, so the walk never holds more than three
+// dir before it is emptied, so the walk never holds more than four
 // descriptors. A directory the Keep made without read, search or write
 // permission for its owner (the Keep runs as the host's user unless enarx
 // runs as root) is given mode 0700 before it is listed or moved.
@@ -177,8 +177,7 @@ func removeCacheDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", dir, err)
 	}
-	moved := 0
-	err = emptyDir(top, top, &moved)
+	err = emptyDir(top, top, &removal{left: removeBudget})
 	unix.Close(top)
 	if err != nil {
 		return fmt.Errorf("emptying %s: %w", dir, err)
@@ -189,19 +188,44 @@ func removeCacheDir(dir string) error {
 	return nil
 }
 
+// removal is the state of one removeCacheDir.
+type removal struct {
+	moved int // names "removed-<n>" taken (moveUp)
+	left  int // names it may still read or find taken (removeBudget)
+}
+
+// removeBudget bounds the names one removal reads or, moving a directory
+// up, finds taken. Two Keeps of one module share its directory, and one
+// still running could otherwise keep the removal after the other going
+// for as long as it writes to the directory (new entries to read, or the
+// names moveUp tries next). Undisturbed, a removal reads each entry at
+// most twice (in its directory and, moved up, in the top one) and finds
+// a name taken only by an entry there: a larger tree than the budget
+// allows is removed in part, and the next check goes on.
+var removeBudget = 1 << 20
+
+// errRemoveBudget: see removeBudget.
+var errRemoveBudget = errors.New("more entries than one removal reads (another Keep of the module still writing to it?); the next check goes on")
+
 // emptyDir removes the files in the directory d and moves its directories
 // up into top (d itself, or the directory being removed), under new names
-// (moved counts the names taken, over the whole removal), to be emptied
+// (r.moved counts the names taken, over the whole removal), to be emptied
 // and removed in turn. With d == top it goes on until top is empty. It
 // fails on the first entry it can neither remove nor move, rather than
-// read the same entries again.
-func emptyDir(top, d int, moved *int) error {
+// read the same entries again, and once it has read r.left names.
+func emptyDir(top, d int, r *removal) error {
 	for {
+		if removeHook != nil {
+			removeHook(d)
+		}
 		// Read afresh after every batch: removing entries while reading
 		// may make a directory stream skip some.
 		names, err := readNames(d, 1024)
 		if err != nil || len(names) == 0 {
 			return err
+		}
+		if r.left -= len(names); r.left < 0 {
+			return errRemoveBudget
 		}
 		for _, n := range names {
 			err := unix.Unlinkat(d, n, 0)
@@ -212,7 +236,7 @@ func emptyDir(top, d int, moved *int) error {
 				return fmt.Errorf("removing %q: %w", n, err)
 			}
 			if d != top {
-				if err := moveUp(top, d, n, moved); err != nil {
+				if err := moveUp(top, d, n, r); err != nil {
 					return err
 				}
 				continue
@@ -221,7 +245,7 @@ func emptyDir(top, d int, moved *int) error {
 			if err != nil {
 				return fmt.Errorf("opening %q: %w", n, err)
 			}
-			err = emptyDir(top, sub, moved)
+			err = emptyDir(top, sub, r)
 			unix.Close(sub)
 			if err != nil {
 				return fmt.Errorf("emptying %q: %w", n, err)
@@ -233,28 +257,39 @@ func emptyDir(top, d int, moved *int) error {
 	}
 }
 
+// removeHook, if set (tests), is called with the directory emptyDir is
+// about to read, or top before moveUp tries a name, as another Keep of
+// the module could write to it then.
+var removeHook func(d int)
+
 // moveUp moves the directory name in d into top, under the next name
-// ("removed-<moved>") that holds nothing there yet but, at most, an empty
+// ("removed-<r.moved>") that holds nothing there yet but, at most, an empty
 // directory, which goes as everything in top does (moving a directory to
 // another parent needs write permission on it: it gets mode 0700 first).
 // Not renameat2's RENAME_NOREPLACE, which some file systems (NFS) refuse.
 // A name taken (by an entry of top's, or by d itself, which the kernel
 // refuses as ENOTEMPTY) is skipped: the names only grow, so each is tried
-// once over the whole removal.
-func moveUp(top, d int, name string, moved *int) error {
+// once over the whole removal (and counts against its budget).
+func moveUp(top, d int, name string, r *removal) error {
 	fd, err := openOwnDir(d, name)
 	if err != nil {
 		return fmt.Errorf("opening %q: %w", name, err)
 	}
 	unix.Close(fd)
 	for {
-		*moved++
-		err := unix.Renameat(d, name, top, fmt.Sprintf("removed-%d", *moved))
+		if removeHook != nil {
+			removeHook(top)
+		}
+		r.moved++
+		err := unix.Renameat(d, name, top, fmt.Sprintf("removed-%d", r.moved))
 		switch {
 		case err == nil:
 			return nil
 		case !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.ENOTDIR):
 			return fmt.Errorf("moving %q up: %w", name, err)
+		}
+		if r.left--; r.left < 0 {
+			return errRemoveBudget
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -165,6 +166,112 @@ func TestRemoveDeepCacheDir(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("removeCacheDir of a chain of %d directories with RLIMIT_NOFILE %d: %v", depth, low.Cur, err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the cache directory is still there: %v", err)
+	}
+}
+
+// TestRemoveCacheDirWhileWritten: two Keeps of one module share its
+// directory, so another Keep may go on writing to it while the host
+// removes it after the first one ended. However long it does, the
+// removal must end (failing is fine: the next check tries again), not
+// keep reading what the other Keep keeps writing.
+func TestRemoveCacheDirWhileWritten(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "module")
+	if err := os.MkdirAll(filepath.Join(dir, "junk", "deeper"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var writing atomic.Bool
+	writing.Store(true)
+	budget := removeBudget
+	defer func() { removeHook, removeBudget = nil, budget }()
+	removeBudget = 2000 // to keep the test short
+	// The other Keep adds an entry to each directory before every read.
+	// It stops after far more reads than the budget allows, so that
+	// a removal without a bound ends too, and the test fails.
+	calls := 0
+	removeHook = func(d int) {
+		if calls++; calls > 100*removeBudget {
+			writing.Store(false)
+		}
+		if writing.Load() {
+			unix.Mknodat(d, "again", unix.S_IFREG|0o600, 0)
+		}
+	}
+	err := removeCacheDir(dir)
+	if !writing.Load() {
+		t.Fatalf("removeCacheDir went on for as long as another Keep wrote to the directory (%d reads)", calls)
+	}
+	if err == nil {
+		t.Fatal("removeCacheDir succeeded although the directory was written all along")
+	}
+	t.Logf("removeCacheDir, while written: %v", err)
+	// Once nothing writes to it any more, the next removal succeeds.
+	writing.Store(false)
+	removeBudget = budget
+	if err := removeCacheDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the cache directory is still there: %v", err)
+	}
+}
+
+// TestRemoveCacheDirNamesTaken: another Keep still running can also take
+// the names a directory is moved up under, just before the removal tries
+// each (they are "removed-1", "removed-2", ...): that too must not keep
+// it going.
+func TestRemoveCacheDirNamesTaken(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "module")
+	if err := os.MkdirAll(filepath.Join(dir, "junk", "deeper"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	var writing atomic.Bool
+	writing.Store(true)
+	budget := removeBudget
+	defer func() { removeHook, removeBudget = nil, budget }()
+	removeBudget = 1000
+	started, next := false, 1
+	calls := 0
+	removeHook = func(d int) {
+		if calls++; calls > 100*removeBudget {
+			writing.Store(false) // a removal without a bound ends too
+		}
+		var dst unix.Stat_t
+		if unix.Fstat(d, &dst) != nil || !writing.Load() {
+			return
+		}
+		if dst.Ino != st.Ino {
+			// Emptying "junk": "deeper" is moved up next.
+			started = true
+			return
+		}
+		if started {
+			// Two names ahead of the next one tried.
+			for range 2 {
+				unix.Mknodat(d, fmt.Sprintf("removed-%d", next), unix.S_IFREG|0o600, 0)
+				next++
+			}
+		}
+	}
+	err := removeCacheDir(dir)
+	if !writing.Load() {
+		t.Fatalf("removeCacheDir tried names for as long as another Keep took them (%d tries)", calls)
+	}
+	if err == nil {
+		t.Fatal("removeCacheDir succeeded although every name it tried was taken")
+	}
+	t.Logf("removeCacheDir, with the names taken: %v", err)
+	// Once nothing takes them any more, the next removal succeeds.
+	writing.Store(false)
+	removeBudget = budget
+	if err := removeCacheDir(dir); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the cache directory is still there: %v", err)
