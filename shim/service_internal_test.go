@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"errors"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -50,12 +51,17 @@ func TestKillAfterReapSignalsNoOne(t *testing.T) {
 		if _, err := s.Kill(t.Context(), &taskAPI.KillRequest{ID: "t", Signal: uint32(syscall.SIGKILL), All: all}); err != nil {
 			t.Fatalf("Kill (all: %v): %v", all, err)
 		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("Kill (all: %v) of a reaped keep host killed the process that has its pid: %v", all, err)
-		case <-time.After(200 * time.Millisecond):
-		}
+	}
+	// Which signal ends the process tells whether Kill sent one: a
+	// SIGKILL sent before takes precedence over this SIGTERM.
+	if err := other.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("the process that has the keep host's pid is gone: %v", err)
+	}
+	err := <-exited
+	exited <- err
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Fatalf("Kill of a reaped keep host signalled the process that has its pid: it ended with %v", err)
 	}
 	if r, err := s.Pids(t.Context(), &taskAPI.PidsRequest{ID: "t"}); err != nil || len(r.Processes) != 0 {
 		t.Errorf("Pids of a reaped keep host: %v, %v", r, err)
