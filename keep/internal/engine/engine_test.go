@@ -323,31 +323,54 @@ func TestUnknownEngine(t *testing.T) {
 // TestTableGrowthBounded: table.grow cannot grow a table that declares no
 // maximum (as Go's linker emits it) past the pre-compile limit on table
 // elements: each element is host memory, outside the linear-memory limit
-// (wazero grew such a table to 2^32-2 elements, 32 GiB).
+// (wazero grew such a table to 2^32-2 elements, 32 GiB). The limit bounds
+// a module's tables together, grown as well as initial (a limit per table
+// let a module of N tables grow to N times it): of two tables that
+// declare no maximum, neither grows to half the limit, which they share,
+// and the other grows to what is left.
 func TestTableGrowthBounded(t *testing.T) {
-	// (table 1 funcref)
-	// (func (export "_start")
-	//   (if (i32.ne (table.grow (ref.null func) (i32.const TableSize)) (i32.const -1)) (then unreachable)))
-	body := []byte{0x00, 0xd0, 0x70, 0x41}
-	body = append(body, sleb(nil, int64(limits.Default.TableSize))...)
-	body = append(body, 0xfc, 0x0f, 0x00, 0x41, 0x7f, 0x47, 0x04, 0x40, 0x00, 0x0b, 0x0b)
-	sec := func(id byte, c ...byte) []byte { return append([]byte{id, byte(len(c))}, c...) }
-	wasm := []byte("\x00asm\x01\x00\x00\x00")
-	for _, s := range [][]byte{
-		sec(1, 0x01, 0x60, 0x00, 0x00),
-		sec(3, 0x01, 0x00),
-		sec(4, 0x01, 0x70, 0x00, 0x01),
-		sec(7, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00),
-		sec(10, append([]byte{0x01, byte(len(body))}, body...)...),
-	} {
-		wasm = append(wasm, s...)
-	}
-	eachEngine(t, func(t *testing.T, eng string) {
-		e := newTestEngine(t, Config{Engine: eng})
-		if err := instantiate(t, e, wasm).Call(context.Background(), "_start"); err != nil {
-			t.Fatalf("the table grew to %d elements past its limit of %d: %v", limits.Default.TableSize+1, limits.Default.TableSize, err)
+	// (if (i32.ne|eq (table.grow $table (ref.null func) (i32.const $n)) (i32.const -1)) (then unreachable))
+	grow := func(body []byte, table byte, n int64, fails bool) []byte {
+		cmp := byte(0x46) // i32.eq: unreachable when refused
+		if fails {
+			cmp = 0x47 // i32.ne: unreachable when grown
 		}
-	})
+		body = sleb(append(body, 0xd0, 0x70, 0x41), n)
+		return append(body, 0xfc, 0x0f, table, 0x41, 0x7f, cmp, 0x04, 0x40, 0x00, 0x0b)
+	}
+	half := int64(limits.Default.TableElements / 2)
+	for _, tc := range []struct {
+		name   string
+		tables []byte // the table section's vector
+		body   []byte // _start's instructions
+	}{
+		// (table 1 funcref); table.grow by TableSize fails.
+		{"one table", []byte{0x01, 0x70, 0x00, 0x01}, grow(nil, 0, int64(limits.Default.TableSize), true)},
+		// (table 1 funcref) (table 1 funcref): growing the first by half
+		// the limit fails, the second by what is left does not.
+		{"two tables", []byte{0x02, 0x70, 0x00, 0x01, 0x70, 0x00, 0x01}, grow(grow(nil, 0, half, true), 1, half-1, false)},
+	} {
+		body := append([]byte{0x00}, append(tc.body, 0x0b)...)
+		sec := func(id byte, c ...byte) []byte { return append([]byte{id, byte(len(c))}, c...) }
+		wasm := []byte("\x00asm\x01\x00\x00\x00")
+		for _, s := range [][]byte{
+			sec(1, 0x01, 0x60, 0x00, 0x00),
+			sec(3, 0x01, 0x00),
+			sec(4, tc.tables...),
+			sec(7, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00),
+			sec(10, append([]byte{0x01, byte(len(body))}, body...)...),
+		} {
+			wasm = append(wasm, s...)
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			eachEngine(t, func(t *testing.T, eng string) {
+				e := newTestEngine(t, Config{Engine: eng})
+				if err := instantiate(t, e, wasm).Call(context.Background(), "_start"); err != nil {
+					t.Fatalf("tables grew past the limit of %d elements together, or not to it: %v", limits.Default.TableElements, err)
+				}
+			})
+		})
+	}
 }
 
 func sleb(b []byte, v int64) []byte {

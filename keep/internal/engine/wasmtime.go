@@ -120,7 +120,9 @@ func newWasmtime(_ context.Context, c Config, limit uint64, cacheDir string) (En
 	e := &wasmtimeEngine{eng: wasmtime.NewEngineWithConfig(newWasmtimeConfig(mapped, !c.NoInterrupt)), limit: limit,
 		mapped: mapped, epoch: !c.NoInterrupt}
 	if cacheDir != "" {
-		sum := sha256.Sum256([]byte(fmt.Sprintf("%s;epoch=%v;tag=%s", wasmtimeSettings, e.epoch, c.CacheTag)))
+		// Entries are found by the module's digest: the rewrite's version
+		// is part of the directory's name.
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s;epoch=%v;tag=%s;rewrite=%d", wasmtimeSettings, e.epoch, c.CacheTag, instrument.Version)))
 		e.cacheDir = cacheDir + "/wasmtime-" + WasmtimeVersion + "-" + hex.EncodeToString(sum[:4])
 	}
 	return e, nil
@@ -203,7 +205,7 @@ func (e *wasmtimeEngine) Compile(ctx context.Context, wasm []byte) (Module, erro
 			return m, nil
 		}
 	}
-	res, err := instrument.Rewrite(wasm, instrument.Options{RecordGrow: true})
+	res, err := instrument.Rewrite(wasm, instrument.Options{RecordGrow: true, TableElements: tableElements})
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +263,8 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, host []HostFunc) (Inst
 		e.store = wasmtime.NewStore(e.eng)
 		// Table elements are host memory too: table.grow stops at the
 		// pre-compile limit on a table's elements (by default wasmtime
-		// grows a table that declares no maximum without bound).
+		// grows a table that declares no maximum without bound); the
+		// rewrite's maximums bound the tables together (tableElements).
 		tableElements := int64(-1) // no limit
 		if n := limits.Default.TableSize; n != 0 {
 			tableElements = int64(min(n, math.MaxInt64))

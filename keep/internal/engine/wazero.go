@@ -24,10 +24,13 @@ func init() {
 	register(factory{name: "wazero", rank: 0, new: newWazero})
 }
 
-// wazeroTableMax is the maximum the rewrite gives a table that declares
-// none (package instrument): the pre-compile limit on a table's elements,
-// which bounds those it declares.
-var wazeroTableMax = uint32(min(limits.Default.TableSize, math.MaxUint32))
+// tableElements bounds the elements of a module's tables together, grown as
+// well as initial, on every engine (package instrument gives the tables
+// maximums that add up to it): the pre-compile limit on their initial
+// elements. Table elements are host memory outside the linear-memory
+// limit (8 bytes each on wazero; a limit per table let a module of many
+// tables grow each one to it).
+var tableElements = uint32(min(limits.Default.TableElements, math.MaxUint32))
 
 // WazeroMaxMemory is the largest linear memory the wazero engine gives a
 // module: 65,535 pages (4 GiB − 64 KiB); see newWazero.
@@ -154,9 +157,9 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error)
 	defer end()
 	// The checks go in with or without interruption: they keep the
 	// process preemptible (see wazeroEngine.interrupt). wazero has no
-	// table limiter: a table that declares no maximum gets the
-	// pre-compile limit on table elements as its own.
-	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true, TableMax: wazeroTableMax})
+	// table limiter: the tables' maximums bound their growth (see
+	// tableElements).
+	inst, err := instrument.Rewrite(wasm, instrument.Options{Interrupt: true, TableElements: tableElements})
 	if err != nil {
 		return nil, err
 	}

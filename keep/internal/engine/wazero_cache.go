@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx-go/enarx/keep/internal/engine/internal/instrument"
 )
 
 // The wazero engine's own cache, beside wazero's compiled code: the module
@@ -35,10 +37,11 @@ const wazeroCacheMagic = "ENARXWZ1"
 // castagnoli is the CRC-32C table of the cache checksums.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// wazeroSettings names the rewrite; a new one gets a new directory.
-// Every module gets the checks (with Config.NoInterrupt too: they are the
+// wazeroSettings names the rewrite, whose output the cache holds under the
+// digest of the module before it; a new one gets a new directory. Every
+// module gets the checks (with Config.NoInterrupt too: they are the
 // guest's preemption points), so one directory serves both settings.
-const wazeroSettings = "instrument=interrupt-v4-fuel-start-tablemax"
+var wazeroSettings = fmt.Sprintf("instrument-v%d;interrupt;tables", instrument.Version)
 
 func wazeroCacheDir(root, tag string) string {
 	sum := sha256.Sum256([]byte(wazeroSettings + ";tag=" + tag))

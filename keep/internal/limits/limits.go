@@ -39,7 +39,7 @@ type Limits struct {
 	Functions       uint64 // functions, imported and defined
 	Tables          uint64 // tables, imported and defined
 	TableSize       uint64 // initial, and declared maximum, elements of one table
-	TableElements   uint64 // initial elements of all tables together (allocated at instantiation)
+	TableElements   uint64 // initial elements of all tables together (allocated at instantiation); the engines bound growth by it too
 	Globals         uint64 // globals, imported and defined
 	Exports         uint64 // entries of the export section
 	ElementSegments uint64 // entries of the element section

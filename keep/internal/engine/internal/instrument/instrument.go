@@ -26,7 +26,8 @@
 // Only appended things are added (a type, a function, globals, exports),
 // so no existing index changes; function bodies keep their instructions
 // and only gain new ones. The output is still validated by the engine.
-// With Options.TableMax, tables that declare no maximum also get one.
+// With Options.TableElements, tables get maximums that bound their
+// elements together.
 //
 // Trust: the module is untrusted. The decoder bounds every read, never
 // allocates more than a small multiple of the input, and rejects what it
@@ -46,11 +47,19 @@ package instrument
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/enarx-go/enarx/keep/internal/wasmbin"
 )
+
+// Version names what Rewrite does. Raise it whenever a rewrite changes:
+// a cache that finds compiled modules by the digest of the module before
+// the rewrite must not find those rewritten by an older one.
+const Version = 2
 
 // Options selects the rewrites.
 type Options struct {
@@ -58,14 +67,26 @@ type Options struct {
 	Interrupt bool
 	// RecordGrow wraps memory.grow of memory 0.
 	RecordGrow bool
-	// TableMax, if not 0, is the maximum given to each of the module's
-	// own tables that declares none (its minimum, if that is larger), so
-	// that table.grow fails past it: wazero, which has no table limiter,
-	// grows such a table to 2^32-2 elements of host memory, outside the
-	// linear-memory limit. A declared maximum is kept (the pre-compile
-	// limits bound it). A module without code cannot grow its tables and
+	// TableElements, if not 0, bounds the elements the module's own
+	// tables may hold together, grown as well as initial: each table gets
+	// a maximum, and the maxima add up to at most TableElements, so that
+	// table.grow fails past them. wazero, which has no table limiter,
+	// grows a table that declares no maximum to 2^32-2 elements of host
+	// memory (outside the linear-memory limit), and an engine's limit
+	// per table still lets a module of many tables grow each one to it.
+	// What is left after the tables' minimums is shared by water-filling:
+	// tables are taken by how much they could grow (their declared
+	// maximum, or none, less their minimum), fewest first, and each gets
+	// what it could use or an equal share of what is left, whichever is
+	// less. A module of one table thus keeps its declared maximum up to
+	// TableElements; declared maximums are lowered only where they add up
+	// to more (the WebAssembly specification lets table.grow fail below
+	// the maximum, and a Keep links no table from outside the module).
+	// Imported tables are not counted (a Keep provides none). A module
+	// whose minimums add up to more is refused (the pre-compile limits
+	// refuse it first). A module without code cannot grow its tables and
 	// is returned as it is.
-	TableMax uint32
+	TableElements uint32
 }
 
 // Result is a rewritten module.
@@ -118,6 +139,18 @@ type section struct {
 
 // Rewrite applies o to wasm. The input is not modified.
 func Rewrite(wasm []byte, o Options) (*Result, error) {
+	m, err := decode(wasm)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Interrupt && !o.RecordGrow && o.TableElements == 0 || m.code == nil {
+		return &Result{Wasm: wasm}, nil
+	}
+	return m.rewrite(o)
+}
+
+// decode reads the module's sections and what the rewrite needs of them.
+func decode(wasm []byte) (*module, error) {
 	if len(wasm) > MaxModule {
 		return nil, fmt.Errorf("module of %d bytes is too large", len(wasm))
 	}
@@ -162,10 +195,7 @@ func Rewrite(wasm []byte, o Options) (*Result, error) {
 	if err := m.scan(); err != nil {
 		return nil, err
 	}
-	if !o.Interrupt && !o.RecordGrow && o.TableMax == 0 || m.code == nil {
-		return &Result{Wasm: wasm}, nil
-	}
-	return m.rewrite(o)
+	return m, nil
 }
 
 type module struct {
@@ -179,6 +209,14 @@ type module struct {
 	code        []byte
 	// start is the start section's function index (-1: none).
 	start int64
+	// tables are the limits of the module's own tables.
+	tables []tableLimits
+}
+
+// tableLimits are a table's declared limits.
+type tableLimits struct {
+	min, max uint64
+	hasMax   bool
 }
 
 // scan reads the counts and names the rewrite needs.
@@ -202,7 +240,11 @@ func (m *module) scan() error {
 		case secFunction:
 			m.funcs, err = countVec(&r, func(r *wasmbin.Reader) error { _, err := r.U32(); return err })
 		case secTable:
-			_, err = countVec(&r, func(r *wasmbin.Reader) error { _, err := m.table(r, nil, 0); return err })
+			_, err = countVec(&r, func(r *wasmbin.Reader) error {
+				_, l, err := m.table(r, nil, -1)
+				m.tables = append(m.tables, l)
+				return err
+			})
 		case secMemory:
 			var n int
 			n, err = countVec(&r, func(r *wasmbin.Reader) error { _, _, err := r.Limits(); return err })
@@ -371,45 +413,88 @@ func (m *module) funcIndex(r *wasmbin.Reader) error {
 
 // table reads a table type, (0x40 0x00)? reftype limits expr? (the prefix
 // and expression: a table with an initializer), and returns out with the
-// table appended, given max as its maximum (or its minimum, if larger)
-// when it declares none and max is not 0.
-func (m *module) table(r *wasmbin.Reader, out []byte, max uint32) ([]byte, error) {
+// table appended, given max as its maximum when max is not negative, and
+// the limits it declares.
+func (m *module) table(r *wasmbin.Reader, out []byte, max int64) ([]byte, tableLimits, error) {
+	var l tableLimits
 	start := r.P
 	init := false
 	if c, ok := r.Peek(); ok && c == 0x40 {
 		if b, err := r.Bytes(2); err != nil || b[1] != 0x00 {
-			return nil, errors.New("malformed table with an initializer")
+			return nil, l, errors.New("malformed table with an initializer")
 		}
 		init = true
 	}
 	if err := r.ValType(); err != nil {
-		return nil, err
+		return nil, l, err
 	}
-	limits := r.P
-	min, _, err := r.Limits()
-	if err != nil {
-		return nil, err
+	at := r.P
+	var err error
+	if l.min, l.max, err = r.Limits(); err != nil {
+		return nil, l, err
 	}
-	if flags := r.B[limits]; max != 0 && flags&0x01 == 0 {
-		out = append(out, r.B[start:limits]...)
+	flags := r.B[at]
+	l.hasMax = flags&0x01 != 0
+	if max >= 0 && !(l.hasMax && l.max == uint64(max)) {
+		// The minimum, as it was encoded, follows the flags.
+		bits := uint(32)
+		if flags&0x04 != 0 {
+			bits = 64
+		}
+		lr := wasmbin.Reader{B: r.B[:r.P], P: at + 1}
+		if _, err := lr.ULEB(bits); err != nil {
+			return nil, l, err
+		}
+		out = append(out, r.B[start:at]...)
 		out = append(out, flags|0x01)
-		out = append(out, r.B[limits+1:r.P]...) // the minimum
-		out = uleb(out, maxu(min, uint64(max)))
+		out = append(out, r.B[at+1:lr.P]...)
+		out = uleb(out, uint64(max))
 		start = r.P
 	}
 	if init { // only imported globals precede the table section
 		if err := m.constExpr(r, uint32(m.importedGlobals)); err != nil {
-			return nil, err
+			return nil, l, err
 		}
 	}
-	return append(out, r.B[start:r.P]...), nil
+	return append(out, r.B[start:r.P]...), l, nil
 }
 
-func maxu(a, b uint64) uint64 {
-	if a > b {
-		return a
+// tableMaxima returns the maximum each table gets so that together they
+// hold at most budget elements, shared as Options.TableElements says;
+// -1 keeps a table as it is (one whose declared maximum is below its
+// minimum, which the engine refuses).
+func tableMaxima(tables []tableLimits, budget uint64) ([]int64, error) {
+	var sum uint64
+	for _, t := range tables {
+		sum += t.min // at most 2^32 tables of 2^64: checked below
+		if sum < t.min || sum > budget {
+			return nil, fmt.Errorf("the tables' minimums add up to more than %d elements", budget)
+		}
 	}
-	return b
+	want := make([]uint64, len(tables))
+	order := make([]int, len(tables))
+	for i, t := range tables {
+		order[i] = i
+		want[i] = math.MaxUint64
+		if t.hasMax {
+			want[i] = t.max - t.min
+			if t.max < t.min {
+				want[i] = 0
+			}
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(want[a], want[b]) })
+	maxima := make([]int64, len(tables))
+	rest := budget - sum
+	for k, i := range order {
+		give := min(want[i], rest/uint64(len(order)-k))
+		rest -= give
+		maxima[i] = int64(tables[i].min + give)
+		if t := tables[i]; t.hasMax && t.max < t.min {
+			maxima[i] = -1
+		}
+	}
+	return maxima, nil
 }
 
 // skipElement skips an element segment.
@@ -629,15 +714,18 @@ func (m *module) rewrite(o Options) (*Result, error) {
 	var newGlobals, newExports, newTypes, newFuncs [][]byte
 	repl := map[byte][]byte{secCode: code}
 	drop := map[byte]bool{}
-	if t := m.content(secTable); o.TableMax != 0 && t != nil {
-		r := wasmbin.Reader{B: t}
-		n, err := r.U32()
+	if t := m.content(secTable); o.TableElements != 0 && t != nil {
+		maxima, err := tableMaxima(m.tables, uint64(o.TableElements))
 		if err != nil {
 			return nil, err
 		}
+		r := wasmbin.Reader{B: t}
+		if _, err := r.U32(); err != nil {
+			return nil, err
+		}
 		capped := append([]byte(nil), t[:r.P]...)
-		for ; n > 0; n-- {
-			if capped, err = m.table(&r, capped, o.TableMax); err != nil {
+		for _, max := range maxima {
+			if capped, _, err = m.table(&r, capped, max); err != nil {
 				return nil, err
 			}
 		}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -49,7 +51,7 @@ func TestSeedCorpus(t *testing.T) { testutil.CheckSeedCorpus(t, "FuzzRewrite", s
 func TestRewrite(t *testing.T) {
 	mods := append(seeds(), goModule(t))
 	for i, wasm := range mods {
-		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}, {Interrupt: true, TableMax: 1000}} {
+		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}, {Interrupt: true, TableElements: 10_000_000}} {
 			orig := bytes.Clone(wasm)
 			res, err := Rewrite(wasm, o)
 			if err != nil {
@@ -149,7 +151,9 @@ func TestMalformed(t *testing.T) {
 
 // FuzzRewrite: Rewrite never panics; what it produces it can decode again
 // (every section, body and instruction it wrote is well formed) and
-// rewrite again; with nothing to do it returns its input. (Whether an engine accepts the result
+// rewrite again; with nothing to do it returns its input; with
+// TableElements, the tables of a module with code have maximums that add
+// up to at most it. (Whether an engine accepts the result
 // is TestRewrite's job, on real modules: wazero's decoder itself runs out
 // of memory or time on some fuzzed inputs, which the Keep's pre-compile
 // validator refuses before any engine sees them.)
@@ -158,7 +162,7 @@ func FuzzRewrite(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}, {Interrupt: true, TableMax: 100}} {
+		for _, o := range []Options{{Interrupt: true}, {RecordGrow: true}, {Interrupt: true, RecordGrow: true}, {Interrupt: true, TableElements: 100}} {
 			res, err := Rewrite(wasm, o)
 			if err != nil {
 				continue
@@ -173,8 +177,37 @@ func FuzzRewrite(f *testing.F) {
 			if _, err := Rewrite(res.Wasm, o); err != nil {
 				t.Fatalf("%+v: the output cannot be rewritten again: %v", o, err)
 			}
+			if o.TableElements != 0 {
+				tablesWithin(t, res.Wasm, uint64(o.TableElements))
+			}
 		}
 	})
+}
+
+// tablesWithin fails t unless every table of wasm's own that a module
+// with code could grow declares a maximum, and those maximums add up to
+// at most budget.
+func tablesWithin(t *testing.T, wasm []byte, budget uint64) {
+	t.Helper()
+	m, err := decode(wasm)
+	if err != nil {
+		t.Fatalf("the output does not decode: %v", err)
+	}
+	if m.code == nil {
+		return
+	}
+	var sum uint64
+	for i, tl := range m.tables {
+		if !tl.hasMax {
+			t.Fatalf("table %d has no maximum", i)
+		}
+		if tl.max < tl.min { // the engine refuses it
+			continue
+		}
+		if sum += tl.max; sum > budget {
+			t.Fatalf("the tables' maximums add up to more than %d: %+v", budget, m.tables)
+		}
+	}
 }
 
 // TestForgedIndexes: a body naming the global or function the rewrite
@@ -319,54 +352,114 @@ func TestForgedIndexesOutsideCode(t *testing.T) {
 	}
 }
 
-// TestTableMax: with TableMax, a table of the module's own that declares
-// no maximum gets TableMax (or its minimum, if larger) as its maximum, so
-// that table.grow cannot grow it without bound (wazero grows a table up
-// to 2^32-2 elements of 8 bytes, all of them host memory outside the
-// linear-memory limit); a declared maximum is kept.
-func TestTableMax(t *testing.T) {
-	typ := tsec(1, 0x02, 0x60, 0x00, 0x00, 0x60, 0x01, 0x7f, 0x01, 0x7f)
-	fn := tsec(3, 0x01, 0x01)
-	exp := tsec(7, 0x01, 0x04, 'g', 'r', 'o', 'w', 0x00, 0x00)
-	// (func (param $n i32) (result i32) (table.grow 0 (ref.null func) (local.get $n)))
-	code := tsec(10, 0x01, 0x09, 0x00, 0xd0, 0x70, 0x20, 0x00, 0xfc, 0x0f, 0x00, 0x0b)
+// TestTableElements: with TableElements, the module's own tables get
+// maximums that add up to at most TableElements, so that table.grow
+// cannot grow them past it together (wazero grows a table that declares
+// no maximum to 2^32-2 elements of 8 bytes, all of them host memory
+// outside the linear-memory limit, and a limit per table let a module of
+// many tables grow each one to it). A declared maximum is kept unless the
+// maximums add up to more; minimums that add up to more are refused.
+func TestTableElements(t *testing.T) {
+	const budget = 100
 	for _, tc := range []struct {
-		name  string
-		table []byte
-		max   uint64 // the largest size table.grow reaches
+		name   string
+		tables [][]byte // table types, funcref
+		max    []uint64 // the largest size table.grow reaches, per table
 	}{
-		{"no maximum", []byte{0x01, 0x70, 0x00, 0x01}, 100},
-		{"no maximum, initializer", []byte{0x01, 0x40, 0x00, 0x70, 0x00, 0x01, 0xd0, 0x70, 0x0b}, 100},
-		{"minimum above TableMax", []byte{0x01, 0x70, 0x00, 0xc8, 0x01}, 200},
-		{"declared maximum", []byte{0x01, 0x70, 0x01, 0x01, 0x96, 0x01}, 150},
-		{"two tables", []byte{0x02, 0x70, 0x00, 0x01, 0x6f, 0x00, 0x00}, 100},
+		{"no maximum", [][]byte{{0x70, 0x00, 0x01}}, []uint64{100}},
+		{"no maximum, initializer", [][]byte{{0x40, 0x00, 0x70, 0x00, 0x01, 0xd0, 0x70, 0x0b}}, []uint64{100}},
+		{"declared maximum above", [][]byte{{0x70, 0x01, 0x01, 0x96, 0x01}}, []uint64{100}},
+		{"declared maximum below", [][]byte{{0x70, 0x01, 0x01, 0x32}}, []uint64{50}},
+		{"two tables", [][]byte{{0x70, 0x00, 0x01}, {0x70, 0x00, 0x00}}, []uint64{50, 50}},
+		// 95 left after the minimums: 10 for the first, which may grow by
+		// no more, then 85 / 2 and the other 43.
+		{"three tables", [][]byte{{0x70, 0x01, 0x00, 0x0a}, {0x70, 0x00, 0x05}, {0x70, 0x00, 0x00}}, []uint64{10, 47, 43}},
+		{"minimums above", [][]byte{{0x70, 0x00, 0x3c}, {0x70, 0x00, 0x32}}, nil},
 	} {
-		wasm := tmod(typ, fn, tsec(4, tc.table...), exp, code)
+		wasm := tableModule(tc.tables)
 		if err := compiles(wasm); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		res, err := Rewrite(wasm, Options{Interrupt: true, TableMax: 100})
+		res, err := Rewrite(wasm, Options{Interrupt: true, TableElements: budget})
+		if tc.max == nil {
+			if err == nil {
+				t.Errorf("%s: rewrote tables whose minimums add up to more than %d elements", tc.name, budget)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
+		tablesWithin(t, res.Wasm, budget)
 		ctx := context.Background()
 		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 		mod, err := r.Instantiate(ctx, res.Wasm)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		grow := mod.ExportedFunction("grow")
-		size, err := grow.Call(ctx, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out, err := grow.Call(ctx, tc.max-size[0]+1); err != nil || int32(out[0]) != -1 {
-			t.Errorf("%s: grown past %d elements (%v, %v)", tc.name, tc.max, out, err)
-		}
-		if out, err := grow.Call(ctx, tc.max-size[0]); err != nil || out[0] != size[0] {
-			t.Errorf("%s: not grown to %d elements (%v, %v)", tc.name, tc.max, out, err)
+		for i, max := range tc.max {
+			grow := mod.ExportedFunction(fmt.Sprintf("grow%d", i))
+			size, err := grow.Call(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := grow.Call(ctx, max-size[0]+1); err != nil || int32(out[0]) != -1 {
+				t.Errorf("%s: table %d grown past %d elements (%v, %v)", tc.name, i, max, out, err)
+			}
+			if out, err := grow.Call(ctx, max-size[0]); err != nil || out[0] != size[0] {
+				t.Errorf("%s: table %d not grown to %d elements (%v, %v)", tc.name, i, max, out, err)
+			}
 		}
 		r.Close(ctx)
+	}
+}
+
+// tableModule assembles a module of the given funcref tables, with a
+// function "growN" per table N: (param $n i32) (result i32), table.grow N
+// (ref.null func) $n.
+func tableModule(tables [][]byte) []byte {
+	n := byte(len(tables))
+	fn, exp, code, tab := []byte{n}, []byte{n}, []byte{n}, []byte{n}
+	for i := byte(0); i < n; i++ {
+		fn = append(fn, 0x00)
+		exp = append(exp, 0x05, 'g', 'r', 'o', 'w', '0'+i, 0x00, i)
+		code = append(code, 0x09, 0x00, 0xd0, 0x70, 0x20, 0x00, 0xfc, 0x0f, i, 0x0b)
+		tab = append(tab, tables[i]...)
+	}
+	return tmod(tsec(1, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f), tsec(3, fn...), tsec(4, tab...), tsec(7, exp...), tsec(10, code...))
+}
+
+// TestTableMaxima: the water-filling of TableElements, on its own. The
+// maximums never add up to more than the budget, no table's is below its
+// minimum or above a declared maximum, and what the budget allows is
+// given out.
+func TestTableMaxima(t *testing.T) {
+	un := func(min uint64) tableLimits { return tableLimits{min: min} }
+	decl := func(min, max uint64) tableLimits { return tableLimits{min: min, max: max, hasMax: true} }
+	for _, tc := range []struct {
+		tables []tableLimits
+		budget uint64
+		want   []int64
+	}{
+		{nil, 10, []int64{}},
+		{[]tableLimits{un(0)}, 10, []int64{10}},
+		{[]tableLimits{decl(2, 4)}, 10, []int64{4}},
+		{[]tableLimits{decl(2, 4), un(0), un(1)}, 10, []int64{4, 2, 4}},
+		{[]tableLimits{un(0), un(0), un(0)}, 10, []int64{3, 3, 4}},
+		{[]tableLimits{decl(5, 5), decl(5, 9)}, 10, []int64{5, 5}},
+		{[]tableLimits{decl(5, 2), un(0)}, 10, []int64{-1, 5}}, // invalid: kept for the engine to refuse
+		{[]tableLimits{un(math.MaxUint64), un(1)}, math.MaxUint32, nil},
+	} {
+		got, err := tableMaxima(tc.tables, tc.budget)
+		if tc.want == nil {
+			if err == nil {
+				t.Errorf("%+v: maxima %v for minimums above %d", tc.tables, got, tc.budget)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%+v, budget %d: %v, %v; want %v", tc.tables, tc.budget, got, err, tc.want)
+		}
 	}
 }
 
@@ -387,7 +480,7 @@ func TestNameSectionLast(t *testing.T) {
 	if err := compiles(last); err != nil {
 		t.Fatalf("wazero refuses the module: %v", err)
 	}
-	for _, o := range []Options{{}, {Interrupt: true}, {RecordGrow: true}, {Interrupt: true, TableMax: 100}} {
+	for _, o := range []Options{{}, {Interrupt: true}, {RecordGrow: true}, {Interrupt: true, TableElements: 100}} {
 		res, err := Rewrite(last, o)
 		if err != nil {
 			t.Fatalf("%+v: %v", o, err)
