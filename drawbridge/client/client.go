@@ -9,7 +9,9 @@
 // Tree reads additionally compare each node's metadata with the entry its
 // parent (or the tag) names, so a fetched tree is verified from the tag down.
 // TLS server certificates are checked against the system roots or the CA
-// bundle given in Options.
+// bundle given in Options. A request that makes no progress for
+// StallTimeout (a registry that stops sending or reading a body) fails with
+// ErrStalled.
 package client
 
 import (
@@ -90,8 +92,81 @@ func NewHTTPClient(caBundle []byte) (*http.Client, error) {
 }
 
 // ResponseHeaderTimeout bounds the wait for a response's headers (bodies
-// may take as long as they need; cancel the context to stop them).
+// may take as long as they need while they make progress: see
+// StallTimeout; cancel the context to stop them).
 const ResponseHeaderTimeout = time.Minute
+
+// StallTimeout bounds how long a request may make no progress: a request
+// body the registry stops reading, a response body it stops sending (or
+// trickles nothing of). Each byte moved restarts it. It is longer than
+// ResponseHeaderTimeout plus the dial and TLS handshake timeouts, which
+// bound the wait before a response starts. A variable for tests.
+var StallTimeout = 2 * time.Minute
+
+// ErrStalled is returned (wrapped) when a transfer made no progress for
+// StallTimeout.
+var ErrStalled = errors.New("the registry stopped sending or receiving data")
+
+// watch cancels a request's context when its transfer has made no progress
+// for StallTimeout (a registry that sends headers and then nothing would
+// otherwise hold the command forever). kick records progress; stop ends
+// the watch.
+type watch struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+}
+
+func startWatch(ctx context.Context) (context.Context, *watch) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	w := &watch{ctx: ctx, cancel: cancel}
+	w.timer = time.AfterFunc(StallTimeout, func() { cancel(ErrStalled) })
+	return ctx, w
+}
+
+func (w *watch) kick() { w.timer.Reset(StallTimeout) }
+
+func (w *watch) stop() {
+	w.timer.Stop()
+	w.cancel(nil)
+}
+
+// explain replaces the transport's "context canceled" by what happened.
+func (w *watch) explain(err error) error {
+	if err != nil && err != io.EOF && context.Cause(w.ctx) == ErrStalled {
+		return fmt.Errorf("%w for %v (%v); check the registry and the network, then try again", ErrStalled, StallTimeout, err)
+	}
+	return err
+}
+
+// reader returns r, kicking the watch whenever bytes are read from it.
+func (w *watch) reader(r io.Reader) io.Reader { return &watchedReader{r: r, w: w} }
+
+type watchedReader struct {
+	r io.Reader
+	w *watch
+}
+
+func (r *watchedReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.w.kick()
+	}
+	return n, r.w.explain(err)
+}
+
+// watchedBody is a response body read under a watch, which ends when the
+// body is closed.
+type watchedBody struct {
+	watchedReader
+	c io.Closer
+}
+
+func (b *watchedBody) Close() error {
+	err := b.c.Close()
+	b.w.stop()
+	return err
+}
 
 // noRedirects refuses redirects: the API has none, and following one could
 // send the bearer token elsewhere (or over plain http to the same host).
@@ -178,11 +253,15 @@ func (c *Client) newRequest(ctx context.Context, method, u string, body io.Reade
 	return req, nil
 }
 
-func (c *Client) do(req *http.Request) (*http.Response, error) {
+// do sends req, whose context w watches (startWatch): the response body
+// is read under the watch, and closing it ends the watch.
+func (c *Client) do(req *http.Request, w *watch) (*http.Response, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+		w.stop()
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, w.explain(err))
 	}
+	resp.Body = &watchedBody{watchedReader{r: resp.Body, w: w}, resp.Body}
 	return resp, nil
 }
 
@@ -228,11 +307,13 @@ func (c *Client) get(ctx context.Context, u, label string, limit int64, pin type
 // the body (nodePin): the body is hashed with its algorithm too, and the
 // Content-Digest must contain it.
 func (c *Client) getTo(ctx context.Context, u, label string, limit int64, pin types.Digests, open func(types.Meta) (io.Writer, error)) (types.Meta, error) {
+	ctx, wd := startWatch(ctx)
 	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
 	if err != nil {
+		wd.stop()
 		return types.Meta{}, err
 	}
-	resp, err := c.do(req)
+	resp, err := c.do(req, wd)
 	if err != nil {
 		return types.Meta{}, err
 	}
@@ -338,7 +419,17 @@ func responseMeta(resp *http.Response) (types.Meta, error) {
 // put uploads body with its metadata; 201 (created) and 200 (already there)
 // are success.
 func (c *Client) put(ctx context.Context, u, label string, meta types.Meta, body io.Reader) error {
+	ctx, w := startWatch(ctx)
 	body = c.wrap(label, meta.Length, body)
+	var getBody func() (io.ReadCloser, error)
+	if br, ok := body.(*bytes.Reader); ok && meta.Length < batchMin {
+		// What NewRequest does for a *bytes.Reader, through the watch:
+		// the transport may then resend the body on a kept-alive
+		// connection the registry closed before it was written.
+		snap := *br
+		getBody = func() (io.ReadCloser, error) { r := snap; return io.NopCloser(w.reader(&r)), nil }
+	}
+	body = w.reader(body)
 	var batch *batchedBody
 	if meta.Length >= batchMin {
 		// A large body leaves in batches of TLS records rather than one
@@ -350,18 +441,20 @@ func (c *Client) put(ctx context.Context, u, label string, meta types.Meta, body
 	}
 	req, err := c.newRequest(ctx, http.MethodPut, u, body)
 	if err != nil {
+		w.stop()
 		return err
 	}
 	if batch != nil {
 		defer batch.release()
 	}
 	req.ContentLength = meta.Length
+	req.GetBody = getBody
 	if meta.Length == 0 {
-		req.Body = http.NoBody
+		req.Body, req.GetBody = http.NoBody, nil
 	}
 	req.Header.Set("Content-Type", meta.Type)
 	req.Header.Set("Content-Digest", meta.Digest.String())
-	resp, err := c.do(req)
+	resp, err := c.do(req, w)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ type deployFlags struct {
 	noPkgCache   bool
 	timeout      time.Duration
 	isolation    bool
+	allowHost    []string
 	registry     registryFlags
 }
 
@@ -47,7 +48,11 @@ main.wasm and Enarx.toml into a bundle; the Keep verifies the whole chain
 (tag → directory → files: digests, lengths, media types, size limits, and the
 pinned digest if given) before anything runs, and records the package digest
 in its certificate. Verified downloads are cached by digest in the user cache
-directory.`,
+directory.
+
+A registry package's Enarx.toml may name host directories (dir entries with
+source = "host" or "sealed") and volume key files for enarx to open and hand
+to the workload; enarx opens each only if you name it with --allow-host-path.`,
 		Args: cobra.ExactArgs(1),
 		RunE: f.registry.hinted(func(cmd *cobra.Command, args []string) error {
 			return deploy(cmd, g, f, args[0])
@@ -63,6 +68,7 @@ directory.`,
 	fl.BoolVar(&f.noPkgCache, "no-package-cache", false, "always download the package")
 	fl.DurationVar(&f.timeout, "timeout", 0, "stop the Keep after this long, e.g. 30s")
 	fl.BoolVar(&f.isolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox; kvm under software emulation)")
+	fl.StringArrayVar(&f.allowHost, "allow-host-path", nil, "let a registry package's Enarx.toml open this host directory or volume key file (repeatable; exact path)")
 	f.registry.register(fl)
 	return cmd
 }
@@ -71,6 +77,10 @@ directory.`,
 type deploySource struct {
 	workload keep.Workload
 	config   []byte // the host's copy of Enarx.toml, to open host resources
+	// registry names the registry package (empty for file:// packages):
+	// its Enarx.toml is not the user's and opens host paths only with
+	// their consent (checkHostPaths).
+	registry string
 }
 
 func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
@@ -90,6 +100,11 @@ func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
 		// The host's parse only decides which host resources to open; the
 		// Keep parses the (verified) bytes again itself.
 		if cfg, err = config.Parse(bundle.ConfigName, src.config); err != nil {
+			return err
+		}
+	}
+	if src.registry != "" {
+		if err := checkHostPaths(cfg, src.registry, f.allowHost); err != nil {
 			return err
 		}
 	}
@@ -150,8 +165,41 @@ func resolvePackage(cmd *cobra.Command, f *deployFlags, arg string) (*deploySour
 	if err != nil {
 		return nil, err
 	}
-	src := &deploySource{workload: keep.Workload{Bundle: fetched.Bundle}, config: fetched.Config}
+	src := &deploySource{workload: keep.Workload{Bundle: fetched.Bundle}, config: fetched.Config, registry: spec.String()}
 	return src, nil
+}
+
+// checkHostPaths refuses a registry package whose Enarx.toml names a host
+// path the user did not allow (--allow-host-path): the directory of a
+// host or sealed dir entry, or a sealed entry's key file. The package
+// chooses them (and, without a pin, the registry chooses the package),
+// and enarx would open them with the user's rights and hand them to the
+// workload: a host directory read-write by default.
+func checkHostPaths(cfg *config.Config, pkg string, allowed []string) error {
+	ok := make(map[string]bool, len(allowed))
+	for _, p := range allowed {
+		ok[filepath.Clean(p)] = true
+	}
+	for i, f := range cfg.Files {
+		if f.Kind != config.KindDir || f.Dir.Source == config.SourceMemory {
+			continue
+		}
+		what, paths := "directory", []string{f.Dir.HostPath}
+		if k, isFile := strings.CutPrefix(f.Dir.Key, config.KeyFilePrefix); isFile {
+			paths = append(paths, k)
+		}
+		for j, p := range paths {
+			if j == 1 {
+				what = "volume key file"
+			}
+			if !ok[filepath.Clean(p)] {
+				return fmt.Errorf("the Enarx.toml of %s gives its workload the host %s %q (files[%d], dir %q, source = %q); "+
+					"a registry package opens host paths only with your consent: if you trust the package with it, add --allow-host-path %s",
+					pkg, what, p, i, f.Name, f.Dir.Source, filepath.Clean(p))
+			}
+		}
+	}
+	return nil
 }
 
 // localPackage reads a file:// package: a module, or a directory with

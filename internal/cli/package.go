@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -285,12 +286,36 @@ func newPackageInfoCmd() *cobra.Command {
 				return fmt.Errorf("tag entry: %w", err)
 			}
 			out.WriteByte('\n')
-			_, err = cmd.OutOrStdout().Write(out.Bytes())
+			_, err = cmd.OutOrStdout().Write(jsonTerminalSafe(out.Bytes()))
 			return err
 		}),
 	}
 	rf.register(cmd.Flags())
 	return cmd
+}
+
+// jsonTerminalSafe escapes, in JSON from a registry that is printed, the
+// characters a terminal may obey that JSON leaves as they are: DEL and the
+// C1 controls (U+0080–U+009F; ESC and the other C0 controls cannot appear
+// unescaped in JSON) become \u escapes, and invalid UTF-8 (a lone 0x9b is
+// CSI to an 8-bit terminal) becomes \ufffd, as a JSON decoder reads it.
+// Outside strings JSON is ASCII, so every such character is inside a string
+// and the result means the same.
+func jsonTerminalSafe(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			out = append(out, `\ufffd`...)
+		case r == 0x7f || r >= 0x80 && r < 0xa0:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		default:
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	return out
 }
 
 func newPackageFetchCmd() *cobra.Command {

@@ -75,7 +75,7 @@ func newRepoInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			fmt.Fprintln(cmd.OutOrStdout(), string(jsonTerminalSafe(out)))
 			return nil
 		}),
 	}

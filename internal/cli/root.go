@@ -110,7 +110,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// command was doing; the user asked for it.
 		return 130
 	}
-	fmt.Fprintf(stderr, "Error: %v\n", err)
+	fmt.Fprintf(stderr, "Error: %s\n", terminalSafe(err.Error()))
 	var ue *usageError
 	// The root runs nothing itself (it is not runnable): an error that
 	// ends there, past its typed flag errors, is cobra's unknown command,
@@ -134,4 +134,20 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// terminalSafe replaces the control characters of an error message, except
+// newline and tab, so that the text it carries from elsewhere (a registry's
+// redirect target, the names in a TLS certificate a network attacker
+// presents, a workload's trap message) cannot drive the terminal: C0
+// controls (ESC), DEL, C1 controls (U+0080–U+009F, which some terminals obey
+// as escapes) and invalid UTF-8 (a lone 0x9b is CSI to an 8-bit terminal)
+// become '?' or U+FFFD.
+func terminalSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || r >= ' ' && r != 0x7f && !(r >= 0x80 && r < 0xa0) {
+			return r
+		}
+		return '?'
+	}, s)
 }

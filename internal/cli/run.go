@@ -257,7 +257,7 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 		if code == 0 || code == 1 {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %v\n", err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", terminalSafe(err.Error()))
 		return &ExitError{Code: code}
 	}
 	if code < 0 || code > 255 {

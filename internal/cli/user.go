@@ -181,7 +181,7 @@ func newUserInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			fmt.Fprintln(cmd.OutOrStdout(), string(jsonTerminalSafe(out)))
 			return nil
 		}),
 	}
