@@ -623,7 +623,8 @@ func TestContainerd(t *testing.T) {
 }
 
 // TestContainerdRefusals: a runtime options file naming a backend this
-// build lacks is refused at create, with the backends it has.
+// build lacks is refused at create, with the backends it has, and so is an
+// Enarx.toml naming a host directory the runtime options do not allow.
 func TestContainerdRefusals(t *testing.T) {
 	d := startContainerd(t)
 	img := d.importImage(workloadWasm(t), "")
@@ -632,6 +633,29 @@ func TestContainerdRefusals(t *testing.T) {
 		t.Errorf("unknown backend: status %d, output %q", code, out)
 	}
 	d.ctr(context.Background(), "container", "rm", "nobackend")
+
+	// An Enarx.toml (the image's, chosen by whoever may create a pod)
+	// names a host directory: the keep host, root in the node's mount
+	// namespace, would open it for the workload. Refused at create unless
+	// the runtime options allow it; allowed, the Keep runs.
+	host := t.TempDir()
+	toml := "[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nkind = \"stderr\"\n\n" +
+		"[[files]]\nname = \"node\"\nkind = \"dir\"\nguest_path = \"/node\"\nsource = \"host\"\nhost_path = \"" + host + "\"\n"
+	img = d.importImage(workloadWasm(t), toml)
+	args := append(d.runArgs("nil", img, "hostpath"), "/main.wasm", "hello")
+	out, code = d.ctr(context.Background(), args...)
+	if code == 0 || !strings.Contains(out, "names the host directory") || !strings.Contains(out, "allow_host_paths") {
+		t.Errorf("a host directory no runtime option allows: status %d, output %q", code, out)
+	}
+	d.ctr(context.Background(), "container", "rm", "hostpath")
+	opts := filepath.Join(t.TempDir(), "allow.toml")
+	if err := os.WriteFile(opts, []byte(fmt.Sprintf("backend = \"nil\"\nallow_host_paths = [%q]\n", host)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args[slices.Index(args, "--runtime-config-path")+1] = opts
+	if out := d.mustCtr(t, args...); !strings.Contains(out, "Hello from a Keep") {
+		t.Errorf("an allowed host directory: output %q", out)
+	}
 }
 
 // TestContainerdEnarxToml is the workload table with an Enarx.toml in the

@@ -45,5 +45,8 @@
 // the image as untrusted input: the module and Enarx.toml are opened inside
 // the image's root with openat2(RESOLVE_IN_ROOT), size-limited, and checked
 // (wasm magic, config.Parse) before any Keep starts; the Keep re-checks
-// everything it is given.
+// everything it is given. The host paths an Enarx.toml names (host and
+// sealed directories, volume key files) are the node operator's to grant:
+// the keep host opens only those the runtime options' allow_host_paths
+// name (Options.AllowHostPaths).
 package shim

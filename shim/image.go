@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/internal/hostio"
 )
 
 const (
@@ -193,4 +194,24 @@ func readInRoot(root, name string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is more than the %d bytes allowed", name, max)
 	}
 	return b, err
+}
+
+// checkHostPaths refuses a workload whose Enarx.toml (the image's or the
+// package's) names a host directory or volume key file that the runtime
+// options' allow_host_paths do not: whoever may create a pod chooses the
+// Enarx.toml, and the keep host opens what it names as root in the node's
+// mount namespace.
+func checkHostPaths(w *workload, o *Options) error {
+	if w.config == nil {
+		return nil
+	}
+	cfg, err := config.Parse("Enarx.toml", w.config)
+	if err != nil {
+		return fmt.Errorf("the workload's Enarx.toml: %w", err)
+	}
+	if p := hostio.NotAllowed(cfg, o.AllowHostPaths); p != nil {
+		return fmt.Errorf("the workload's Enarx.toml names the host %s %q (files[%d], dir %q, source = %q), which this node does not allow: "+
+			"the node's operator allows a host path by naming it in allow_host_paths of the RuntimeClass's runtime options", p.What, p.Path, p.Index, p.Name, p.Source)
+	}
+	return nil
 }

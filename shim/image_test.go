@@ -3,6 +3,7 @@ package shim
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -113,11 +114,11 @@ func TestNetOf(t *testing.T) {
 }
 
 func TestDecodeOptions(t *testing.T) {
-	o, err := DecodeOptions([]byte("backend = \"sandbox\"\nengine = \"wazero\"\nmemory_mib = 512\nlog_level = \"info\"\nrequire_isolation = true\n"))
-	if err != nil || o.Backend != "sandbox" || o.Engine != "wazero" || o.MemoryMiB != 512 || !o.RequireIsolation {
+	o, err := DecodeOptions([]byte("backend = \"sandbox\"\nengine = \"wazero\"\nmemory_mib = 512\nlog_level = \"info\"\nrequire_isolation = true\nallow_host_paths = [\"/a\", \"/b\"]\n"))
+	if err != nil || o.Backend != "sandbox" || o.Engine != "wazero" || o.MemoryMiB != 512 || !o.RequireIsolation || !slices.Equal(o.AllowHostPaths, []string{"/a", "/b"}) {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	if o, err := DecodeOptions(nil); err != nil || *o != (Options{}) {
+	if o, err := DecodeOptions(nil); err != nil || !reflect.DeepEqual(*o, Options{}) {
 		t.Fatalf("empty: %+v, %v", o, err)
 	}
 	for _, bad := range []string{"backnd = \"x\"", "engine = \"v8\"", "memory_mib = 5000", "log_level = \"loud\"", "backend = 1", strings.Repeat("#", maxOptions+1)} {

@@ -34,6 +34,9 @@ const DefaultCacheDir = "/var/cache/enarx"
 //	log_level = "warn"         # the keep host's diagnostics on the task's stderr
 //	require_isolation = true   # refuse a Keep that lacks any of its backend's
 //	                           # isolation layers (enarx run --require-isolation)
+//	allow_host_paths = ["/var/lib/enarx/volumes/db"]
+//	                           # host directories and volume key files an
+//	                           # Enarx.toml may open (default: none)
 //
 // and the Drawbridge settings of PackageOptions.
 type Options struct {
@@ -45,6 +48,14 @@ type Options struct {
 	LogLevel  string `toml:"log_level"`
 	// RequireIsolation is backend.Policy.RequireIsolation.
 	RequireIsolation bool `toml:"require_isolation"`
+	// AllowHostPaths are the host directories (of host and sealed dir
+	// entries) and volume key files (of "file:" keys) an Enarx.toml may
+	// name, each exactly (hostio.NotAllowed). The Enarx.toml is the
+	// image's or the package's, chosen by whoever may create a pod, and
+	// the keep host, which opens them, runs as the shim does (root, in
+	// the node's mount namespace): a host directory of "/" would give a
+	// workload the node. Default: none.
+	AllowHostPaths []string `toml:"allow_host_paths"`
 	// PackageOptions are for tasks that run a Drawbridge package
 	// (PackageEnv).
 	PackageOptions
@@ -95,7 +106,7 @@ func DecodeOptions(body []byte) (*Options, error) {
 		d := toml.NewDecoder(bytes.NewReader(body))
 		d.DisallowUnknownFields()
 		if err := d.Decode(o); err != nil {
-			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level, require_isolation, drawbridge_ca_bundle, drawbridge_token_file, package_cache_dir, no_package_cache)", err)
+			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level, require_isolation, allow_host_paths, drawbridge_ca_bundle, drawbridge_token_file, package_cache_dir, no_package_cache)", err)
 		}
 	}
 	if o.Engine != "" && !slices.Contains(keep.KnownEngines(), o.Engine) {

@@ -153,6 +153,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		} else {
 			w, err = loadWorkload(r.Bundle, spec, r.Rootfs)
 		}
+		if err == nil {
+			err = checkHostPaths(w, opts)
+		}
 		if err != nil {
 			return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
 		}

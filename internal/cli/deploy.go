@@ -14,6 +14,7 @@ import (
 	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/client"
+	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/keep"
 )
 
@@ -176,28 +177,10 @@ func resolvePackage(cmd *cobra.Command, f *deployFlags, arg string) (*deploySour
 // and enarx would open them with the user's rights and hand them to the
 // workload: a host directory read-write by default.
 func checkHostPaths(cfg *config.Config, pkg string, allowed []string) error {
-	ok := make(map[string]bool, len(allowed))
-	for _, p := range allowed {
-		ok[filepath.Clean(p)] = true
-	}
-	for i, f := range cfg.Files {
-		if f.Kind != config.KindDir || f.Dir.Source == config.SourceMemory {
-			continue
-		}
-		what, paths := "directory", []string{f.Dir.HostPath}
-		if k, isFile := strings.CutPrefix(f.Dir.Key, config.KeyFilePrefix); isFile {
-			paths = append(paths, k)
-		}
-		for j, p := range paths {
-			if j == 1 {
-				what = "volume key file"
-			}
-			if !ok[filepath.Clean(p)] {
-				return fmt.Errorf("the Enarx.toml of %s gives its workload the host %s %q (files[%d], dir %q, source = %q); "+
-					"a registry package opens host paths only with your consent: if you trust the package with it, add --allow-host-path %s",
-					pkg, what, p, i, f.Name, f.Dir.Source, filepath.Clean(p))
-			}
-		}
+	if p := hostio.NotAllowed(cfg, allowed); p != nil {
+		return fmt.Errorf("the Enarx.toml of %s gives its workload the host %s %q (files[%d], dir %q, source = %q); "+
+			"a registry package opens host paths only with your consent: if you trust the package with it, add --allow-host-path %s",
+			pkg, p.What, p.Path, p.Index, p.Name, p.Source, filepath.Clean(p.Path))
 	}
 	return nil
 }
