@@ -65,7 +65,7 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 	f.BoolVar(&o.Dev, "dev", false, "run a local development registry with its own CA and token issuer (NOT for production)")
 	f.Int64Var(&o.MaxUploadSize, "max-upload-size", server.DefaultMaxUploadSize, "largest tree node accepted, in bytes")
 	f.BoolVar(&o.VerifyAllDigests, "verify-all-digests", false, "verify uploaded files against every digest of their entry, not only sha-256 (slower)")
-	f.BoolVar(&o.VerifyExisting, "verify-existing", false, "before serving, hash the trees of stored tags that are not yet visible (e.g. an upstream store) and make those that verify visible")
+	f.BoolVar(&o.VerifyExisting, "verify-existing", false, "before serving, verify the trees of stored tags that are not yet visible (e.g. an upstream store), hashing every node this server has not verified, and make those that verify visible")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "drawbridge:", err)

@@ -50,8 +50,10 @@ func Start(t testing.TB, configure ...func(*httptest.Server)) *Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := httpapi.New(httpapi.Config{Registry: store.NewRegistry(fs), Tokens: tokens,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := store.NewRegistry(fs)
+	reg.Logger = logger
+	h, err := httpapi.New(httpapi.Config{Registry: reg, Tokens: tokens, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,9 +52,10 @@ type Options struct {
 	// VerifyAllDigests verifies uploaded files against every digest of
 	// their entry, not only SHA-256.
 	VerifyAllDigests bool
-	// VerifyExisting hashes the trees of stored tags that are not yet
-	// visible before serving, and makes those that verify visible (to adopt
-	// an upstream store).
+	// VerifyExisting verifies the trees of stored tags that are not yet
+	// visible before serving (hashing every node the registry has not
+	// verified, and recording the nodes that match), and makes those that
+	// verify visible (to adopt an upstream store).
 	VerifyExisting bool
 	Logger         *slog.Logger
 	// Ready is called with the bound address once the server accepts
@@ -209,6 +210,7 @@ func setupProduction(ctx context.Context, o Options, log *slog.Logger) (*setup, 
 // asked to.
 func prepareRegistry(ctx context.Context, reg *store.Registry, o Options, log *slog.Logger) error {
 	reg.VerifyAllDigests = o.VerifyAllDigests
+	reg.Logger = log
 	if !o.VerifyExisting {
 		return nil
 	}

@@ -156,7 +156,9 @@ func newEnvOn(t testing.TB, b store.Backend) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Registry: e.reg, Tokens: v, Logger: slog.New(slog.NewTextHandler(syncWriter{e.logBuf}, nil))})
+	logger := slog.New(slog.NewTextHandler(syncWriter{e.logBuf}, nil))
+	e.reg.Logger = logger
+	h, err := New(Config{Registry: e.reg, Tokens: v, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

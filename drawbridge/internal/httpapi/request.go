@@ -156,11 +156,16 @@ func canonicalRecord(m types.Meta, body []byte) (types.Meta, []byte, error) {
 // storeErr maps store errors on writes.
 func storeErr(err error) error {
 	var inv *store.InvalidError
+	var rej *store.RejectedError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &inv):
 		return errorf(http.StatusBadRequest, "%s", inv.Msg)
+	case errors.As(err, &rej):
+		// A stored node (or tag) that this registry did not write fails
+		// its hash; the message says which and what to do.
+		return errorf(http.StatusConflict, "%s", rej.Error())
 	case errors.Is(err, store.ErrExists):
 		return errorf(http.StatusConflict, "Already exists")
 	case errors.Is(err, store.ErrNotFound):

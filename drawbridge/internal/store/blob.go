@@ -122,10 +122,44 @@ func (s *Blob) Create(ctx context.Context, key string, meta types.Meta, body io.
 	return nil
 }
 
+// Replace implements Backend: an unconditional write of the object's blob,
+// which becomes visible only when it completes (content and meta together);
+// a failed body aborts it and the old blob stays. Replaces of one key are
+// serialised within the process; across replicas the last complete write
+// wins (the Registry only ever replaces a node with content verified against
+// the same entry, so racing replacements write the same bytes).
+func (s *Blob) Replace(ctx context.Context, key string, meta types.Meta, body io.Reader) error {
+	defer s.locks.lock(key)()
+	if ok, err := s.b.Exists(ctx, key+"/"+blobContent); err != nil {
+		return fmt.Errorf("checking %s: %w", key, err)
+	} else if !ok {
+		return fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	mj, _ := meta.MarshalJSON()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.b.NewWriter(wctx, key+"/"+blobContent, &blob.WriterOptions{
+		ContentType: meta.Type,
+		Metadata:    map[string]string{blobMetaKey: string(mj)},
+	})
+	if err != nil {
+		return fmt.Errorf("replacing %s: %w", key, err)
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		cancel() // abort: the old object stays
+		w.Close()
+		return fmt.Errorf("replacing %s: %w", key, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("replacing %s: %w", key, err)
+	}
+	return nil
+}
+
 func (s *Blob) meta(key string, md map[string]string) (types.Meta, error) {
 	var m types.Meta
 	if err := json.Unmarshal([]byte(md[blobMetaKey]), &m); err != nil {
-		return types.Meta{}, fmt.Errorf("%s: corrupt metadata: %w", key, err)
+		return types.Meta{}, fmt.Errorf("%s: %w: metadata: %w", key, ErrCorrupt, err)
 	}
 	return m, nil
 }
@@ -148,8 +182,10 @@ func (s *Blob) Stat(ctx context.Context, key string) (types.Meta, error) {
 
 // Open implements Backend.
 func (s *Blob) Open(ctx context.Context, key string) (Object, error) {
-	// Attributes and the reader are two requests; objects are immutable,
-	// so they describe the same bytes.
+	// Attributes and the reader are two requests; objects are immutable
+	// (Replace only rewrites an unverified node, which the Registry does
+	// not read meanwhile, and its readers check what they read), so they
+	// describe the same bytes.
 	m, err := s.Stat(ctx, key)
 	if err != nil {
 		return Object{}, err
@@ -160,7 +196,7 @@ func (s *Blob) Open(ctx context.Context, key string) (Object, error) {
 	}
 	if r.Size() != m.Length {
 		r.Close()
-		return Object{}, fmt.Errorf("%s: stored size %d does not match its meta (%d)", key, r.Size(), m.Length)
+		return Object{}, fmt.Errorf("%s: %w: stored size %d does not match its meta (%d)", key, ErrCorrupt, r.Size(), m.Length)
 	}
 	return Object{Meta: m, Content: r}, nil
 }

@@ -8,8 +8,10 @@ import (
 )
 
 // lru keeps recently used values up to a total size. Stored objects are
-// immutable and never deleted, so a value read once never goes stale; only
-// what exists is cached (an absent object may appear later).
+// never deleted, and the only ones that change (Backend.Replace) are tree
+// nodes this registry has not verified, which are not cached (see
+// verify.go), so a value read once never goes stale; only what exists is
+// cached (an absent object may appear later).
 type lru[V any] struct {
 	mu    sync.Mutex
 	max   int // total size kept
@@ -40,15 +42,39 @@ func (c *lru[V]) get(key string) (V, bool) {
 	return el.Value.(*lruEntry[V]).v, true
 }
 
-// put adds v, whose size is size; a value larger than a quarter of the
-// cache is not kept, so that one huge value cannot flush everything else.
-func (c *lru[V]) put(key string, v V, size int) {
-	if size > c.max/4 {
-		return
+// put adds v, whose size is size, unless key is cached; a value larger
+// than a quarter of the cache is not kept, so that one huge value cannot
+// flush everything else.
+func (c *lru[V]) put(key string, v V, size int) { c.store(key, v, size, false) }
+
+// set is put, replacing what is cached for key.
+func (c *lru[V]) set(key string, v V, size int) { c.store(key, v, size, true) }
+
+// remove forgets key.
+func (c *lru[V]) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removeLocked(key)
+}
+
+func (c *lru[V]) removeLocked(key string) {
+	if el, ok := c.m[key]; ok {
+		c.order.Remove(el)
+		delete(c.m, key)
+		c.size -= el.Value.(*lruEntry[V]).size
 	}
+}
+
+func (c *lru[V]) store(key string, v V, size int, replace bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[key]; ok {
+		if !replace {
+			return
+		}
+		c.removeLocked(key)
+	}
+	if size > c.max/4 {
 		return
 	}
 	c.m[key] = c.order.PushFront(&lruEntry[V]{key: key, v: v, size: size})

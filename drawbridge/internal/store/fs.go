@@ -256,6 +256,49 @@ func (s *FS) Create(ctx context.Context, key string, meta types.Meta, body io.Re
 	return nil
 }
 
+// Replace implements Backend. The new content and meta are written to a
+// staging directory and fsynced as Create writes them; then each file is
+// renamed over its old version (atomic per file: content first, then
+// meta.json) and the object's directory is fsynced. A crash in between
+// leaves new content with the old meta, which the Registry treats like any
+// unverified node (it re-hashes it against the entry, and rejects it).
+// Subdirectories of the object (entries/, verified/) are untouched.
+func (s *FS) Replace(ctx context.Context, key string, meta types.Meta, body io.Reader) error {
+	if st, err := s.root.Stat(key); err != nil || !st.IsDir() {
+		if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("%s: %w", key, ErrNotFound)
+		}
+		return fmt.Errorf("replacing %s: %w", key, err)
+	}
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	stage := path.Join(fsStaging, hex.EncodeToString(rnd[:]))
+	if err := s.root.Mkdir(stage, 0o700); err != nil {
+		return fmt.Errorf("staging upload: %w", err)
+	}
+	// Once renamed, the files are gone from stage; what is left is removed.
+	defer s.root.RemoveAll(stage)
+	if err := s.writeFile(path.Join(stage, fsContent), ctxReader{ctx, body}); err != nil {
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	mj, _ := meta.MarshalJSON()
+	if err := s.writeFile(path.Join(stage, fsMeta), bytes.NewReader(mj)); err != nil {
+		return fmt.Errorf("writing %s meta: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, f := range []string{fsContent, fsMeta} {
+		if err := s.root.Rename(path.Join(stage, f), path.Join(key, f)); err != nil {
+			return fmt.Errorf("replacing %s/%s: %w", key, f, err)
+		}
+	}
+	if err := s.syncDir(key); err != nil {
+		return fmt.Errorf("syncing %s: %w", key, err)
+	}
+	return nil
+}
+
 func (s *FS) readMeta(key string) (types.Meta, error) {
 	f, err := s.root.Open(path.Join(key, fsMeta))
 	if err != nil {
@@ -271,7 +314,7 @@ func (s *FS) readMeta(key string) (types.Meta, error) {
 	}
 	var m types.Meta
 	if err := json.Unmarshal(b, &m); err != nil {
-		return types.Meta{}, fmt.Errorf("%s: corrupt %s: %w", key, fsMeta, err)
+		return types.Meta{}, fmt.Errorf("%s: %w: %s: %w", key, ErrCorrupt, fsMeta, err)
 	}
 	return m, nil
 }

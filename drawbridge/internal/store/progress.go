@@ -5,7 +5,6 @@ import (
 	"container/list"
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -23,11 +22,16 @@ const progressBudget = 4 << 20
 
 // Completeness tracking.
 //
-// A tag becomes visible once every node of its tree is stored and agrees
-// with the entry its parent gives. The check is a depth-first walk of the
-// tree in canonical (sorted) order that stops at the first node not yet
-// stored. Nodes are immutable and never deleted, so what such a walk has
-// confirmed stays true: the walk is resumable. A tagProgress is the walk's
+// A tag becomes visible once every node of its tree is stored, agrees
+// with the entry its parent gives, and is verified: its content was hashed
+// by this registry against that entry (a marker records it; a stored node
+// without one, written by upstream Drawbridge or before a crash, is hashed
+// when the walk reaches it, see verify.go). The check is a depth-first walk
+// of the tree in canonical (sorted) order that stops at the first node not
+// yet stored, or that fails its hash (rejected: only a new upload of it,
+// which replaces it, lets the walk go on). Verified nodes are never
+// changed or deleted, so what such a walk has confirmed stays true: the
+// walk is resumable. A tagProgress is the walk's
 // cursor: the path of directories it is inside, and for each the index of
 // the first child whose subtree is not yet known to be complete. Everything
 // before the cursor (in walk order) is complete; nothing after it has been
@@ -93,6 +97,13 @@ type tagProgress struct {
 	// nodes counts the nodes the walk knows the tree has: the root and
 	// every entry of every directory entered (count.walked follows it).
 	nodes int
+	// stop is the node the walk stopped at, not stored, when the last
+	// check ended incomplete without error.
+	stop types.TreePath
+	// rejected, if not nil, says that the node at the walk's position is
+	// stored but failed its hash: later checks do not hash the same bytes
+	// again, they only look for a marker (written when it is replaced).
+	rejected *RejectedError
 
 	// count bounds the stored tree; it has a lock of its own, so that
 	// PUTs do not wait for a check.
@@ -275,12 +286,13 @@ func (r *Registry) tooBig(t TagRef) error {
 var errNodeStored = errors.New("node stored meanwhile")
 
 // reserve counts the k entries of directory node p of tag t, about to be
-// stored (the caller found it not stored), against MaxTreeNodes. If they
-// fit, they are pending in s until s.count.settle. If not, the tree is too
-// big: the error is an InvalidError, and sticky. It is errNodeStored if p
-// was stored meanwhile (by a concurrent PUT, whose count may already
-// include its entries).
-func (r *Registry) reserve(ctx context.Context, t TagRef, s *tagProgress, p types.TreePath, k int) error {
+// stored (the caller found it not stored, or replacing: stored but
+// unverified, so its entries are not counted), against MaxTreeNodes. If
+// they fit, they are pending in s until s.count.settle. If not, the tree is
+// too big: the error is an InvalidError, and sticky. Unless replacing, it
+// is errNodeStored if p was stored meanwhile (by a concurrent PUT, whose
+// count may already include its entries).
+func (r *Registry) reserve(ctx context.Context, t TagRef, s *tagProgress, p types.TreePath, k int, replacing bool) error {
 	limit := r.maxTreeNodes()
 	c := &s.count
 	for {
@@ -314,7 +326,9 @@ func (r *Registry) reserve(ctx context.Context, t TagRef, s *tagProgress, p type
 		// known counts distinct stored directories; if p is still not
 		// stored now, it was not among them when known was read, and
 		// the tree has more than known+k > limit nodes.
-		if _, err := r.stat(ctx, nodeKey(t.key(), p)); err == nil {
+		if replacing {
+			// Unverified, so never counted.
+		} else if _, err := r.nodeMeta(ctx, nodeKey(t.key(), p)); err == nil {
 			return errNodeStored
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
@@ -323,10 +337,11 @@ func (r *Registry) reserve(ctx context.Context, t TagRef, s *tagProgress, p type
 	}
 }
 
-// checkComplete makes tag t visible if every node of its tree is present
-// and agrees with the entry its parent gives, resuming the tag's walk
-// where the last check stopped. Callers have stored their node (if any)
-// before calling.
+// checkComplete makes tag t visible if every node of its tree is present,
+// agrees with the entry its parent gives and is verified, resuming the
+// tag's walk where the last check stopped. Callers have stored their node
+// (if any) before calling. A stored node that fails its hash stops the
+// walk with a *RejectedError naming it.
 func (r *Registry) checkComplete(ctx context.Context, t TagRef) error {
 	s := r.progress.get(t.key())
 	seen := s.begun.Load()
@@ -371,6 +386,7 @@ func (r *Registry) runCheck(ctx context.Context, t TagRef, s *tagProgress) error
 		}
 		s.root, s.loaded = root, true
 	}
+	s.stop = nil
 	complete, err := r.advance(ctx, t, s)
 	r.progress.resize(s)
 	if err != nil || !complete {
@@ -395,7 +411,7 @@ func (r *Registry) runCheck(ctx context.Context, t TagRef, s *tagProgress) error
 // context leaves a cursor that is still right.
 func (r *Registry) advance(ctx context.Context, t TagRef, s *tagProgress) (bool, error) {
 	if !s.started {
-		ok, err := r.nodeStored(ctx, t, types.TreePath{}, s.root)
+		ok, err := r.walkNode(ctx, t, s, types.TreePath{}, s.root)
 		if err != nil || !ok {
 			return false, err
 		}
@@ -429,7 +445,7 @@ func (r *Registry) advance(ctx context.Context, t TagRef, s *tagProgress) (bool,
 		}
 		p := s.path.Child(names[i])
 		e := d[names[i]]
-		ok, err := r.nodeStored(ctx, t, p, e)
+		ok, err := r.walkNode(ctx, t, s, p, e)
 		if err != nil || !ok {
 			return false, err
 		}
@@ -466,18 +482,34 @@ func (r *Registry) enter(ctx context.Context, t TagRef, s *tagProgress, p types.
 	return nil
 }
 
-// nodeStored reports whether node p is stored, and checks that it agrees
-// with e, the entry its parent gives.
-func (r *Registry) nodeStored(ctx context.Context, t TagRef, p types.TreePath, e types.Entry) (bool, error) {
+// walkNode reports whether node p, at the walk's position, is stored and
+// verified against e, the entry its parent gives; if it is stored but fails
+// its hash, the error is a *RejectedError (remembered in s, so that the
+// bytes are not hashed again at every check). The caller holds s.
+func (r *Registry) walkNode(ctx context.Context, t TagRef, s *tagProgress, p types.TreePath, e types.Entry) (bool, error) {
 	r.nodeChecks.Add(1)
-	m, err := r.stat(ctx, nodeKey(t.key(), p))
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	} else if err != nil {
+	mode := checkHash
+	if s.rejected != nil {
+		mode = checkNoHash
+	}
+	state, err := r.checkNode(ctx, t, p, e, mode)
+	if err != nil {
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			s.rejected = rej
+			r.log().Warn("stored node fails verification; its tag stays hidden until the node is uploaded again",
+				"tag", t.String(), "node", "/"+p.String(), "reason", rej.Reason)
+		}
 		return false, err
 	}
-	if !m.Equal(e.Meta) {
-		return false, fmt.Errorf("stored node %q does not match its parent entry", "/"+p.String())
+	switch state {
+	case nodeVerified:
+		s.rejected = nil
+		return true, nil
+	case nodeUnverified: // checkNoHash: still the rejected bytes
+		return false, s.rejected
 	}
-	return true, nil
+	s.rejected = nil
+	s.stop = p
+	return false, nil
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
@@ -51,10 +53,15 @@ type Registry struct {
 	// NewRegistry sets DefaultMaxTreeNodes; zero or less also means that.
 	// Set it before use.
 	MaxTreeNodes int
+	// Logger receives warnings about stored nodes that fail verification
+	// (nil: slog.Default()). Set it before use.
+	Logger *slog.Logger
 
-	// Objects are immutable and never deleted, so what was read once is
-	// kept: directories (parsed), the Meta of objects that exist, and
-	// small records. A GET then costs one open of the content.
+	// Objects are never deleted, and only unverified tree nodes are ever
+	// replaced (verify.go), so what was read once is kept: directories
+	// (parsed, verified ones only), the Meta of objects that exist (of tree
+	// nodes: verified ones only), and small records. A GET then costs one
+	// open of the content.
 	dirs    *dirCache
 	metas   *lru[types.Meta]
 	records *lru[smallRecord]
@@ -62,6 +69,14 @@ type Registry struct {
 	// progress holds the completeness cursors of tags being published
 	// (progress.go).
 	progress *progressTable
+	// nodeLocks serialises, per node, a PUT's look at what is stored with
+	// its storing (or replacing) the node and writing its marker, and the
+	// hashing of a stored node: so that a concurrent PUT of the same node
+	// never takes one just stored, and not yet marked, for a node this
+	// registry did not verify, and no hash reads a node being replaced.
+	// A holder waits for no other lock of the Registry's while it holds
+	// one (a check, holding its tag's cursor, may wait for a node's).
+	nodeLocks ctxLocks
 	// nodeChecks counts the node lookups made by completeness checks.
 	nodeChecks atomic.Int64
 }
@@ -137,6 +152,77 @@ func (r *Registry) fileDigests(want types.Digests) types.Digests {
 // Close closes the backend.
 func (r *Registry) Close() error { return r.b.Close() }
 
+// ctxLocks are per-key locks whose waits end with their context.
+type ctxLocks struct {
+	mu sync.Mutex
+	m  map[string]*ctxLock
+}
+
+type ctxLock struct {
+	ch   chan struct{} // holds one token while locked
+	refs int
+}
+
+// lock locks key; the returned function unlocks it (once).
+func (k *ctxLocks) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*ctxLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &ctxLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-l.ch
+			release()
+		})
+	}, nil
+}
+
+func (r *Registry) log() *slog.Logger {
+	if r.Logger == nil {
+		return slog.Default()
+	}
+	return r.Logger
+}
+
+// nodeMeta is the Meta of tree node key: from the cache, which holds only
+// verified nodes, or else from the Backend without caching it (an
+// unverified node may be replaced).
+func (r *Registry) nodeMeta(ctx context.Context, key string) (types.Meta, error) {
+	if m, ok := r.cachedMeta(key); ok {
+		return m, nil
+	}
+	return r.b.Stat(ctx, key)
+}
+
+// forget drops what is cached about tree node key, which is being replaced.
+func (r *Registry) forget(key string) {
+	r.metas.remove(key)
+	r.metas.remove(nodeMarkerKey(key))
+	r.records.remove(key)
+	r.dirs.remove(key)
+}
+
 // Keys. The layout matches upstream's directory layout (reference §4.1).
 func userKey(u types.UserName) string { return "users/" + string(u) }
 func repoKey(u types.UserName, p types.RepoName) string {
@@ -163,6 +249,9 @@ type TagRef struct {
 }
 
 func (t TagRef) key() string { return tagKey(t.User, t.Repo, t.Tag) }
+
+// String is user/repo:tag.
+func (t TagRef) String() string { return fmt.Sprintf("%s/%s:%s", t.User, t.Repo, t.Tag) }
 
 // readSmall reads a whole small object.
 // The caller gets its own copy of the bytes.
@@ -306,17 +395,40 @@ func (r *Registry) CreateTag(ctx context.Context, t TagRef, meta types.Meta, bod
 		return false, err
 	}
 	oldMeta, old, rerr := r.readSmall(ctx, t.key(), MaxRecordSize)
-	if rerr != nil || !bytes.Equal(old, body) || oldMeta.Type != meta.Type {
+	if rerr != nil {
 		return false, err
 	}
-	return true, r.checkComplete(ctx, t)
+	// A stored tag that does not match its own digests (upstream keeps the
+	// body of a failed upload) would be served as it is: refuse it.
+	if sum, _ := types.Compute(old); !digestsMatch(oldMeta.Digest, sum) {
+		return false, &RejectedError{Tag: t.Tag, Reason: "its body does not match its stored digests"}
+	}
+	if !bytes.Equal(old, body) || oldMeta.Type != meta.Type {
+		return false, err
+	}
+	err = r.checkComplete(ctx, t)
+	var rej *RejectedError
+	if errors.As(err, &rej) && rej.Node {
+		// A stored node this registry did not write fails its hash; the
+		// publisher is about to upload every node, and its upload of that
+		// one replaces it. The tag stays hidden until then.
+		r.log().Info("resumed publish of a tag with a rejected node", "tag", t.String(), "err", err)
+		err = nil
+	}
+	return true, err
 }
 
-// rootEntry reads a tag's root entry (visible or not).
+// rootEntry reads a tag's root entry (visible or not). The tag's body is
+// checked against its stored digests (cheap: at most MaxRecordSize bytes,
+// usually a few hundred), so that no tree is verified against a tag that
+// upstream stored from a failed upload.
 func (r *Registry) rootEntry(ctx context.Context, t TagRef) (types.Entry, error) {
 	meta, body, err := r.readSmall(ctx, t.key(), MaxRecordSize)
 	if err != nil {
 		return types.Entry{}, err
+	}
+	if sum, _ := types.Compute(body); !digestsMatch(meta.Digest, sum) {
+		return types.Entry{}, &RejectedError{Tag: t.Tag, Reason: "its body does not match its stored digests"}
 	}
 	e, err := types.ParseTag(meta.Type, body)
 	if err != nil {
@@ -364,13 +476,15 @@ func (r *Registry) StatNode(ctx context.Context, t TagRef, p types.TreePath) (ty
 }
 
 // expectedEntry returns the entry that the parent of p (or the tag, for the
-// root) gives for node p.
+// root) gives for node p. The parent must be stored and verified (see
+// verifiedDirectory): a parent this registry has not verified is hashed
+// first, and a *RejectedError if it fails.
 func (r *Registry) expectedEntry(ctx context.Context, t TagRef, p types.TreePath) (types.Entry, error) {
 	if p.IsRoot() {
 		return r.rootEntry(ctx, t)
 	}
 	parent := p.Parent()
-	dir, err := r.directory(ctx, t, parent)
+	dir, _, err := r.verifiedDirectory(ctx, t, parent)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return types.Entry{}, notFoundf("Parent node %q does not exist; upload parents before children", "/"+parent.String())
@@ -384,14 +498,9 @@ func (r *Registry) expectedEntry(ctx context.Context, t TagRef, p types.TreePath
 	return e, nil
 }
 
-// directory reads and parses a stored directory node.
-func (r *Registry) directory(ctx context.Context, t TagRef, p types.TreePath) (types.Directory, error) {
-	d, _, err := r.sortedDirectory(ctx, t, p)
-	return d, err
-}
-
-// sortedDirectory is directory, with the entry names in canonical order.
-// Callers must not change either.
+// sortedDirectory reads and parses directory node p, with its entry names
+// in canonical order. The caller has verified p (checkNode): its content is
+// trusted as stored, and cached. Callers must not change either result.
 func (r *Registry) sortedDirectory(ctx context.Context, t TagRef, p types.TreePath) (types.Directory, []types.TreeName, error) {
 	key := nodeKey(t.key(), p)
 	if d, ok := r.dirs.get(key); ok {
@@ -417,17 +526,24 @@ func (r *Registry) sortedDirectory(ctx context.Context, t TagRef, p types.TreePa
 
 // CreateNode stores tree node p of tag t. claimed is what the request's
 // headers say (Content-Type, Content-Length, Content-Digest); body is read
-// to EOF. The node must be named by its parent (the tag for the root) and
-// the request must agree with that entry: same type and length, and every
-// claimed digest equal to the entry's. The body is verified against the
-// entry's digests (see VerifyAllDigests) while it streams; on any mismatch nothing is
-// stored. The stored meta is the parent's entry, so GET returns exactly
-// what the parent pins.
+// to EOF. The node must be named by its parent (the tag for the root), which
+// must be verified, and the request must agree with that entry: same type
+// and length, and every claimed digest equal to the entry's. The body is
+// verified against the entry's digests (see VerifyAllDigests) while it
+// streams; on any mismatch nothing is stored. The stored meta is the
+// parent's entry, so GET returns exactly what the parent pins. Once the node
+// is stored, its marker records which digests its content was verified
+// against (verify.go).
 //
-// An existing node gives existed=true and no error once the body has been
-// read and verified (the node can only hold what the parent pins), so an
-// interrupted publish can be resumed. If the node
-// completes the tree, the tag becomes visible.
+// An existing node that this registry has verified gives existed=true and
+// no error once the body has been read and verified (the node can only
+// hold what the parent pins), so an interrupted publish can be resumed. An
+// existing node of a hidden tag that it has not verified (stored by
+// upstream Drawbridge, or before a crash that came before its marker) is
+// replaced by the verified body (existed=false). If the node completes the
+// tree, the tag becomes visible. If the tree holds a stored node that fails
+// its hash and comes after p in canonical order (the order publishers
+// upload in), the error is a *RejectedError naming it.
 func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, claimed types.Meta, body io.Reader) (existed bool, err error) {
 	if len(claimed.Digest) == 0 {
 		return false, invalidf("At least one content digest value must be specified")
@@ -470,17 +586,39 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		return false, invalidf("%v", err)
 	}
 	defer vr.Close()
-	if _, err := r.stat(ctx, key); err == nil {
+	unlock, err := r.nodeLocks.lock(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	state, err := r.checkNode(ctx, t, p, want, checkLocked)
+	if err != nil {
+		return false, err
+	}
+	replace := false
+	switch state {
+	case nodeVerified:
 		// Already stored (a resumed publish). Still read and check the
 		// body: the client is owed a clean end of its request, and a wrong
 		// body is a wrong request even if the stored node is right.
-		if _, err := io.Copy(io.Discard, vr); err != nil {
-			return false, mapVerifyErr(err)
+		unlock()
+		return true, r.discardAndFinish(ctx, t, p, vr)
+	case nodeUnverified:
+		// Stored, but not verified by this registry. A visible tag is
+		// never changed (it was made visible by an earlier version, which
+		// hashed every upload); in a hidden one the verified body
+		// replaces what is stored.
+		if err := r.visible(ctx, t); err == nil {
+			unlock()
+			return true, r.discardAndFinish(ctx, t, p, vr)
+		} else if !errors.Is(err, ErrNotFound) {
+			return false, err
 		}
-		return true, r.checkComplete(ctx, t)
+		replace = true
 	}
 	var src io.Reader = vr
 	settle := func(bool) {}
+	cacheDir := func() {}
 	if want.Type == types.DirectoryType {
 		if want.Length > MaxDirectorySize {
 			return false, invalidf("Directory node larger than %d bytes", MaxDirectorySize)
@@ -496,23 +634,67 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		// Its entries count against MaxTreeNodes before it is stored
 		// (progress.go).
 		s := r.progress.get(t.key())
-		if err := r.reserve(ctx, t, s, p, len(d)); errors.Is(err, errNodeStored) {
-			return true, r.checkComplete(ctx, t)
+		if err := r.reserve(ctx, t, s, p, len(d), replace); errors.Is(err, errNodeStored) {
+			unlock()
+			return true, r.finishNode(ctx, t, p)
 		} else if err != nil {
 			return false, err
 		}
 		settle = func(stored bool) { s.count.settle(len(d), stored) }
 		src = bytes.NewReader(buf)
+		cacheDir = func() { r.dirs.set(key, cachedDir{d, d.Names()}, len(buf)) }
 	}
-	err = r.b.Create(ctx, key, want.Meta, src)
-	settle(err == nil)
-	if err != nil {
-		if errors.Is(err, ErrExists) {
-			return true, r.checkComplete(ctx, t)
+	if replace {
+		r.forget(key)
+		err = r.b.Replace(ctx, key, want.Meta, src)
+		r.forget(key) // a concurrent reader may have cached the old one
+		settle(err == nil)
+		if err != nil {
+			return false, mapVerifyErr(err)
 		}
-		return false, mapVerifyErr(err)
+		r.log().Warn("replaced a stored node this registry had not verified", "tag", t.String(), "node", "/"+p.String())
+	} else {
+		err = r.b.Create(ctx, key, want.Meta, src)
+		settle(err == nil)
+		if err != nil {
+			if errors.Is(err, ErrExists) {
+				// Another replica stored it; it writes the marker.
+				unlock()
+				return true, r.finishNode(ctx, t, p)
+			}
+			return false, mapVerifyErr(err)
+		}
 	}
-	return false, r.checkComplete(ctx, t)
+	if err := r.writeMarker(ctx, key, check, want); err != nil {
+		return false, err
+	}
+	cacheDir()
+	unlock()
+	return false, r.finishNode(ctx, t, p)
+}
+
+// discardAndFinish reads and verifies the body of a PUT whose node is
+// already stored, then runs the completeness check.
+func (r *Registry) discardAndFinish(ctx context.Context, t TagRef, p types.TreePath, vr io.Reader) error {
+	if _, err := io.Copy(io.Discard, vr); err != nil {
+		return mapVerifyErr(err)
+	}
+	return r.finishNode(ctx, t, p)
+}
+
+// finishNode runs the completeness check after a PUT of node p. A stored
+// node that fails its hash and comes before p in canonical order is the
+// publisher's to replace and it has not: that is an error. One that comes
+// after p is not yet (publishers upload in canonical order, and the upload
+// replaces it), so the PUT succeeds and the tag stays hidden.
+func (r *Registry) finishNode(ctx context.Context, t TagRef, p types.TreePath) error {
+	err := r.checkComplete(ctx, t)
+	var rej *RejectedError
+	if errors.As(err, &rej) && rej.Node && slices.Compare(p, rej.Path) < 0 {
+		r.log().Debug("node stored; the tag waits for a rejected node to be uploaded again", "tag", t.String(), "node", "/"+p.String(), "rejected", "/"+rej.Path.String())
+		return nil
+	}
+	return err
 }
 
 func mapVerifyErr(err error) error {

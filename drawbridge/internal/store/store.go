@@ -29,6 +29,11 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
+	// ErrCorrupt is returned (wrapped) by a Backend for an object whose
+	// stored meta cannot be read back (e.g. a meta.json left half-written by
+	// upstream Drawbridge, which writes it in place) or disagrees with the
+	// size of its content.
+	ErrCorrupt = errors.New("corrupt object")
 )
 
 // InvalidError reports a request whose content does not match what it
@@ -53,15 +58,39 @@ func notFoundf(format string, args ...any) error {
 	return &NotFoundError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// RejectedError reports a stored object that does not match what its tree
+// pins and that this registry has not verified: it was written by another
+// server (upstream Drawbridge, which keeps failed uploads), or damaged. For a
+// tree node (Node set), the stored meta or content differs from the entry
+// its parent directory (or, for the root, the tag) gives; the publisher can
+// replace it by uploading the node's correct content again. For a tag, the
+// stored body does not match its own stored digests; tags cannot be
+// replaced. Either way the tag stays hidden. It maps to HTTP 409.
+type RejectedError struct {
+	Tag    types.TagName
+	Node   bool
+	Path   types.TreePath // the node (Node set)
+	Reason string
+}
+
+func (e *RejectedError) Error() string {
+	if !e.Node {
+		return fmt.Sprintf("Stored tag %s does not match its digests (%s): it was not written by this registry, or is damaged, and a tag cannot be replaced; publish another version", e.Tag, e.Reason)
+	}
+	return fmt.Sprintf("Stored node %q of tag %s does not match its entry (%s): it was not written by this registry, or is damaged; upload it again to replace it", "/"+e.Path.String(), e.Tag, e.Reason)
+}
+
 // Object is an open stored object. Content must be closed.
 type Object struct {
 	Meta    types.Meta
 	Content io.ReadCloser
 }
 
-// Backend stores immutable objects. Keys are "/"-separated sequences of
-// names validated by drawbridge/types (plus the fixed words "users",
-// "repos", "tags", "tree", "entries", "verified").
+// Backend stores objects. Keys are "/"-separated sequences of names
+// validated by drawbridge/types (plus the fixed words "users", "repos",
+// "tags", "tree", "entries", "verified"). Objects are immutable except
+// through Replace, which the Registry uses only for tree nodes of hidden
+// tags that it has not verified (and their markers).
 type Backend interface {
 	// Create reads body to EOF and stores it with meta under key. The
 	// object becomes visible only if body returned io.EOF (a body that
@@ -69,9 +98,18 @@ type Backend interface {
 	// write and leaves no trace) and only if key did not exist; otherwise
 	// it returns an error wrapping ErrExists. Meta is stored as given.
 	Create(ctx context.Context, key string, meta types.Meta, body io.Reader) error
+	// Replace reads body to EOF and stores it with meta as the object at
+	// key, which exists (else an error wrapping ErrNotFound), in place of
+	// what it holds. As with Create, nothing changes unless body returned
+	// io.EOF, and the new content is durable when Replace returns. A
+	// reader sees the old or the new content, and the old or the new meta
+	// (FS swaps the two files one after the other). Objects below key (a
+	// node's children and marker) are kept.
+	Replace(ctx context.Context, key string, meta types.Meta, body io.Reader) error
 	// Open returns the object at key, or an error wrapping ErrNotFound.
 	Open(ctx context.Context, key string) (Object, error)
-	// Stat returns the Meta of the object at key, or ErrNotFound.
+	// Stat returns the Meta of the object at key, or ErrNotFound (or
+	// ErrCorrupt if its meta cannot be read back).
 	Stat(ctx context.Context, key string) (types.Meta, error)
 	// List returns the names directly below prefix (a key) that are
 	// themselves object keys or prefixes of object keys, in any order.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -499,12 +500,9 @@ func TestVerifyExisting(t *testing.T) {
 	good, bad := ref, TagRef{ref.User, ref.Repo, "2.0.0"}
 	publish(t, r, good, testTree(t, "good"))
 	publish(t, r, bad, testTree(t, "bad"))
-	// Simulate an upstream store: no markers; and a poisoned node.
-	for _, tr := range []TagRef{good, bad} {
-		if err := os.RemoveAll(filepath.Join(dir, verifiedKey(tr.key()))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Simulate an upstream store: no markers (of tags or nodes); and a
+	// poisoned node.
+	removeMarkers(t, filepath.Join(dir, "users"))
 	poisoned := filepath.Join(dir, nodeKey(bad.key(), types.TreePath{"sub", "data.bin"}), fsContent)
 	b, _ := os.ReadFile(poisoned)
 	b[len(b)-1] ^= 1
@@ -523,6 +521,41 @@ func TestVerifyExisting(t *testing.T) {
 	}
 	if tags, _ := r.Tags(ctx, ref.User, ref.Repo); len(tags) != 1 || tags[0] != good.Tag {
 		t.Fatalf("tags %v", tags)
+	}
+	// The nodes it hashed have markers, also those of the tag that stays
+	// hidden (up to its poisoned node); the poisoned node has none.
+	for _, n := range testTree(t, "good") {
+		if mk, err := r.b.Stat(ctx, nodeMarkerKey(nodeKey(good.key(), n.Path))); err != nil || !markerCovers(mk, n.Entry) {
+			t.Fatalf("good /%s: marker %v %v", n.Path, mk, err)
+		}
+	}
+	for _, n := range testTree(t, "bad") {
+		_, err := r.b.Stat(ctx, nodeMarkerKey(nodeKey(bad.key(), n.Path)))
+		if before := slices.Compare(n.Path, types.TreePath{"sub", "data.bin"}) < 0; before != (err == nil) {
+			t.Fatalf("bad /%s: marker: %v", n.Path, err)
+		}
+	}
+}
+
+// removeMarkers deletes every verification marker (of tags and nodes)
+// below dir, an FS store's directory.
+func removeMarkers(t *testing.T, dir string) {
+	t.Helper()
+	var markers []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "verified" && filepath.Base(filepath.Dir(p)) != "entries" {
+			markers = append(markers, p)
+			return filepath.SkipDir
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range markers {
+		if err := os.RemoveAll(m); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
