@@ -436,3 +436,60 @@ func TestCachePutAfterExitDoesNotPanicHost(t *testing.T) {
 		}
 	}
 }
+
+// emptyDirs lists the directories beneath dir that hold nothing.
+func emptyDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || p == dir {
+			return nil
+		}
+		if ents, err := os.ReadDir(p); err == nil && len(ents) == 0 {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	return out
+}
+
+// TestCacheDirsDoNotPileUp: each cache-put stream makes the host create
+// the directory its name has, before a byte arrives. A hostile Keep that
+// names a new directory for each of its files and then aborts them (or
+// whose files launch later prunes) leaves those directories behind; the
+// next launch must remove the empty ones, or every run adds more that
+// nothing ever removes.
+func TestCacheDirsDoNotPileUp(t *testing.T) {
+	dir := t.TempDir()
+	s, k := hostileKeep(t, dir, maxCacheBytes, channel.Handler{})
+	go s.mux.Run()
+	for i := range maxCacheFiles {
+		st, err := k.Open(channel.Open{Role: channel.RoleCachePut, Name: fmt.Sprintf("d%03d/x", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			st.Reset("aborted") // a file that never arrives
+			continue
+		}
+		st.Write([]byte("x")) // a file that the next launch prunes
+		st.Close()
+	}
+	// Once the host has read it all and ended every put, the next launch.
+	k.Close()
+	<-s.mux.Done()
+	waitOutputs(t, s)
+	if len(emptyDirs(t, dir)) == 0 {
+		t.Fatal("the host made no directory for the aborted files") // the test's premise
+	}
+	for _, f := range cacheFiles(dir, 0) { // a budget nothing fits: every file is pruned
+		f.f.Close()
+	}
+	if c := cacheContents(t, dir); len(c) != 0 {
+		t.Fatalf("launch left files past the budget: %v", c)
+	}
+	if e := emptyDirs(t, dir); len(e) != 0 {
+		t.Fatalf("launch left %d empty directories a Keep made: %v…", len(e), e[:min(len(e), 3)])
+	}
+}

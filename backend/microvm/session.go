@@ -255,10 +255,18 @@ func (s *session) cachePut(st *channel.Stream, name string) {
 func (s *session) storeCacheFile(r io.Reader, name string) (err error) {
 	p := filepath.Join(s.cacheDir, filepath.FromSlash(name))
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+	var f *os.File
+	for try := 0; ; try++ {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		f, err = os.CreateTemp(dir, ".put-*") // mode 0600
+		// A launch removes empty directories (cacheFiles): again if it
+		// took this one between the two calls.
+		if err == nil || !errors.Is(err, os.ErrNotExist) || try == 2 {
+			break
+		}
 	}
-	f, err := os.CreateTemp(dir, ".put-*") // mode 0600
 	if err != nil {
 		return err
 	}
@@ -486,8 +494,9 @@ type cacheFile struct {
 // writes it) that the host sends into the Keep: the newest first, at most
 // maxCacheFiles of them and budget bytes together. It removes the files
 // it does not send (too large, past the bounds, or stale temporary files)
-// so that what Keeps sent back cannot pile up. Nothing is read here: the
-// files are streamed from disk.
+// and the directories left empty (a Keep's cache-put makes the directory
+// its name has before a byte arrives), so that what Keeps sent back
+// cannot pile up. Nothing is read here: the files are streamed from disk.
 func cacheFiles(dir string, budget int64) []cacheFile {
 	if dir == "" {
 		return nil
@@ -497,6 +506,7 @@ func cacheFiles(dir string, budget int64) []cacheFile {
 		mod        time.Time
 	}
 	var found []entry
+	var dirs []string
 	now := time.Now()
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || p == dir {
@@ -523,6 +533,7 @@ func cacheFiles(dir string, budget int64) []cacheFile {
 			if strings.Contains(rel, "/") {
 				return filepath.SkipDir // deeper than any name the Keep may use
 			}
+			dirs = append(dirs, p)
 			return nil
 		}
 		if !d.Type().IsRegular() || !cacheName(rel) {
@@ -560,6 +571,11 @@ func cacheFiles(dir string, budget int64) []cacheFile {
 		}
 		total += info.Size()
 		out = append(out, cacheFile{e.name, info.Size(), f})
+	}
+	for _, d := range dirs {
+		// Only an empty directory goes (a put that made it just now
+		// makes it again, storeCacheFile).
+		os.Remove(d)
 	}
 	return out
 }
@@ -751,8 +767,16 @@ func pumpOut(st *channel.Stream, f *os.File) {
 }
 
 // relay copies a TCP connection and a stream both ways, with half-closes
-// passed on, until both directions have ended.
+// passed on, until both directions have ended. Once the Keep can read
+// nothing more (it stopped reading, closed or reset the stream, or the
+// channel ended) the host stops reading c: otherwise a remote end that
+// neither sends nor closes would keep the connection, the stream and
+// these goroutines, beyond the session's end.
 func relay(c *net.TCPConn, st *channel.Stream) {
+	go func() {
+		<-st.WriteClosed() // at the latest when st.Close below runs
+		c.CloseRead()
+	}()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

@@ -554,3 +554,72 @@ func TestCloseReadDropsData(t *testing.T) {
 	default:
 	}
 }
+
+// TestWriteClosed: WriteClosed is closed when the peer stops reading,
+// resets the stream or the channel ends, or we end our direction; not
+// when the peer ends its own direction.
+func TestWriteClosed(t *testing.T) {
+	closed := func(s *Stream) bool {
+		select {
+		case <-s.WriteClosed():
+			return true
+		default:
+			return false
+		}
+	}
+	wait := func(t *testing.T, s *Stream) {
+		t.Helper()
+		select {
+		case <-s.WriteClosed():
+		case <-time.After(10 * time.Second): // a safety net
+			t.Fatal("WriteClosed was not closed")
+		}
+	}
+	p := newPair(t)
+	for name, end := range map[string]func(g, h *Stream){
+		"peer CloseRead": func(g, _ *Stream) { g.CloseRead() },
+		"peer Close":     func(g, _ *Stream) { g.Close() },
+		"peer Reset":     func(g, _ *Stream) { g.Reset("x") },
+		"our CloseWrite": func(_, h *Stream) { h.CloseWrite() },
+		"our Close":      func(_, h *Stream) { h.Close() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			hs, _ := p.host.Open(Open{Role: RoleFile})
+			gs, _ := p.accept(t)
+			ch := hs.WriteClosed()
+			end(gs, hs)
+			wait(t, hs)
+			if hs.WriteClosed() != ch {
+				t.Error("WriteClosed returned another channel")
+			}
+		})
+	}
+	t.Run("peer CloseWrite", func(t *testing.T) {
+		hs, _ := p.host.Open(Open{Role: RoleFile})
+		gs, _ := p.accept(t)
+		hs.WriteClosed()
+		gs.CloseWrite()
+		if _, err := hs.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("read %v", err)
+		}
+		if closed(hs) {
+			t.Fatal("WriteClosed closed by the peer's end of its direction")
+		}
+		if _, err := hs.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("channel end", func(t *testing.T) {
+		hs, _ := p.host.Open(Open{Role: RoleFile})
+		p.accept(t)
+		if closed(hs) {
+			t.Fatal("WriteClosed closed on an open stream")
+		}
+		p.host.Close()
+		wait(t, hs)
+		// A stream whose channel has ended already.
+		if !closed(&Stream{m: p.host}) {
+			t.Fatal("WriteClosed not closed after the channel's end")
+		}
+	})
+}

@@ -45,23 +45,58 @@ func FuzzParseHeader(f *testing.F) {
 }
 
 // FuzzMux feeds a byte string to the Keep's end of a channel as if the
-// host sent it. Property: the Mux never panics, ends with a clean end of
-// input or a protocol violation (nothing else), and never holds more
-// unread bytes on a stream than that stream's window, nor more than about
-// twice the window in memory, however the bytes were framed.
+// host sent it. The Keep's side acts too, deterministically on the
+// reading goroutine: each Log frame's payload drives one operation on an
+// accepted stream (TryRead, TryWrite, CloseRead, CloseWrite, Close,
+// Reset), so window grants, the peer's credit and frames for streams in
+// every state are exercised. Property: the Mux never panics, ends with a
+// clean end of input or a protocol violation (nothing else), never holds
+// more unread bytes on a stream than that stream's window (counting what
+// it read but has not granted back yet), nor more than about twice the
+// window in memory, however the bytes were framed; its credit stays
+// within the window, and it never tracks more than MaxStreams streams nor
+// one it closed.
 func FuzzMux(f *testing.F) {
 	open := func(id uint32, o Open) []byte { return frame(TypeOpen, id, Encode(o)) }
 	seed := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	op := func(o, i byte, n uint16) []byte { return frame(TypeLog, 0, []byte{o, i, byte(n >> 8), byte(n)}) }
 	f.Add(seed(frame(TypeLaunch, 0, Encode(Launch{Version: Version})), open(1, Open{Role: RoleWasm}),
 		frame(TypeData, 1, []byte("\x00asm")), frame(TypeFin, 1, nil)))
 	f.Add(seed(open(1, Open{Role: RoleFile, FD: 0}), frame(TypeData, 1, make([]byte, MaxData)),
 		frame(TypeWindow, 1, []byte{0, 0, 0, 0}), frame(TypeStop, 1, nil), frame(TypeReset, 1, []byte("x"))))
 	f.Add(seed(open(3, Open{Role: RoleFile, FD: 3, Peer: "[::1]:1"}), open(1, Open{Role: RoleCache})))
 	f.Add(seed(frame(TypeExitAck, 0, nil), frame(TypeData, 9, []byte("?"))))
+	f.Add(seed(open(1, Open{Role: RoleFile}), frame(TypeData, 1, make([]byte, MaxData)), frame(TypeData, 1, make([]byte, MaxData)),
+		frame(TypeData, 1, make([]byte, MaxData)), op(0, 0, 65535), op(1, 0, 65535), frame(TypeWindow, 1, []byte{0, 1, 0, 0}),
+		frame(TypeData, 1, make([]byte, MaxData)), op(4, 0, 0), frame(TypeData, 1, []byte("late")), frame(TypeWindow, 1, []byte{0, 0, 0, 1})))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var streams []*Stream
+		buf := make([]byte, 1<<16)
 		m := New(memRW{bytes.NewReader(in)}, Guest, Handler{
-			Control: func(uint8, []byte) error { return nil },
+			Control: func(typ uint8, p []byte) error {
+				if typ != TypeLog || len(p) < 4 || len(streams) == 0 {
+					return nil
+				}
+				s := streams[int(p[1])%len(streams)]
+				n := int(p[2])<<8 | int(p[3])
+				switch p[0] % 7 {
+				case 0:
+					s.TryRead(buf[:n])
+				case 1:
+					s.TryWrite(buf[:n])
+				case 2:
+					s.CloseRead()
+				case 3:
+					s.CloseWrite()
+				case 4:
+					s.Close()
+				case 5:
+					s.Reset("fuzz")
+				case 6:
+					s.Peek(buf[:n])
+				}
+				return nil
+			},
 			Open: func(s *Stream, o Open) error {
 				if o.Role == RoleCache {
 					return errors.New("refused")
@@ -74,15 +109,30 @@ func FuzzMux(f *testing.F) {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrProtocol) {
 			t.Fatalf("the channel ended with %v", err)
 		}
+		m.mu.Lock()
+		tracked := len(m.streams)
+		m.mu.Unlock()
+		if tracked > MaxStreams {
+			t.Fatalf("%d streams tracked (at most %d)", tracked, MaxStreams)
+		}
 		for _, s := range streams {
 			s.mu.Lock()
-			held, allowed := s.buffered, s.recvAllow
+			held, allowed, consumed, credit, closed := s.buffered, s.recvAllow, s.consumed, s.credit, s.closed
 			s.mu.Unlock()
-			if held > Window || held+allowed > Window {
-				t.Fatalf("stream %d holds %d bytes with %d more allowed (window %d)", s.id, held, allowed, Window)
+			if held < 0 || allowed < 0 || held+allowed+consumed > Window {
+				t.Fatalf("stream %d holds %d bytes, has read %d not granted back, with %d more allowed (window %d)", s.id, held, consumed, allowed, Window)
+			}
+			if credit < 0 || credit > Window {
+				t.Fatalf("stream %d has a credit of %d (window %d)", s.id, credit, Window)
 			}
 			if fp := s.footprint(); fp > 2*Window+2*smallData+8<<10 {
 				t.Fatalf("stream %d holds %d bytes of memory for %d bytes (window %d)", s.id, fp, held, Window)
+			}
+			m.mu.Lock()
+			_, in := m.streams[s.id]
+			m.mu.Unlock()
+			if closed && in {
+				t.Fatalf("stream %d is closed but still tracked", s.id)
 			}
 		}
 	})

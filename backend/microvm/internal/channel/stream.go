@@ -43,6 +43,9 @@ type Stream struct {
 	rDeadline time.Time
 	wDeadline time.Time
 	peer      string
+	// writeEnd, once WriteClosed made it, is closed when nothing more
+	// can be written (writeErr is not nil).
+	writeEnd chan struct{}
 }
 
 func newStream(m *Mux, id uint32) *Stream {
@@ -79,6 +82,36 @@ func (s *Stream) signal() {
 	if s.notify != nil {
 		s.notify()
 	}
+	s.checkWriteEnd()
+}
+
+// checkWriteEnd closes writeEnd if it exists and nothing more can be
+// written; s.mu is held.
+func (s *Stream) checkWriteEnd() {
+	if s.writeEnd == nil {
+		return
+	}
+	select {
+	case <-s.writeEnd:
+	default:
+		if s.writeErr() != nil {
+			close(s.writeEnd)
+		}
+	}
+}
+
+// WriteClosed returns a channel that is closed once nothing more can be
+// written to the stream: the peer stopped reading or reset it, we ended
+// our direction or closed the stream, or the channel ended. A relay uses
+// it to stop reading a source whose bytes can no longer go anywhere.
+func (s *Stream) WriteClosed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeEnd == nil {
+		s.writeEnd = make(chan struct{})
+		s.checkWriteEnd()
+	}
+	return s.writeEnd
 }
 
 // wait releases s.mu until the state changes or the deadline passes, and
