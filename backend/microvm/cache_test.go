@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,20 +24,7 @@ import (
 // a Keep end driven by the test, and returns both.
 func hostileKeep(t *testing.T, cacheDir string, budget int64, h channel.Handler) (*session, *channel.Mux) {
 	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) net.Conn {
-		f := os.NewFile(uintptr(fd), "channel")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	hostEnd, keepEnd := conn(fds[0]), conn(fds[1])
+	hostEnd, keepEnd := socketPair(t)
 	if h.Control == nil {
 		h.Control = func(uint8, []byte) error { return nil }
 	}
