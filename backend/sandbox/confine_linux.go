@@ -71,6 +71,18 @@ type passedDir struct {
 // accepted connections and the Go runtime's netpoller.
 const fdMargin = 1024
 
+// maxKeepTasks is the Keep's RLIMIT_NPROC when it has its own user
+// namespace, where the kernel (5.14 and later) counts the limit per user
+// namespace and user: the Keep's own threads, not every process of its
+// host uid. Seccomp lets a Keep start threads only, but as many as it
+// likes, each a task, and a pid, of the host: without a bound, one whose
+// workload escaped the wasm runtime could clone threads until the host's
+// pid_max or threads-max, and nothing on the host could fork. The Go
+// runtime itself refuses more than 10 000 threads (runtime/debug's
+// SetMaxThreads default), so no Keep the Go code runs comes near; the
+// margin is for threads of C code (wasmtime's compilation pool).
+const maxKeepTasks = 10_000 + 1024
+
 // addressSpaceSlack is added to the memory limit for RLIMIT_AS: the Go
 // runtime, wazero's compiled code and stacks live outside the guest's linear
 // memory, which wazero reserves at its maximum.
@@ -196,7 +208,11 @@ func confineLimits(o confineOptions, layers []Layer, cacheOK bool) []Layer {
 	if o.memoryLimit > 0 {
 		as = strconv.FormatUint(o.memoryLimit+addressSpaceSlack, 10)
 	}
-	g.add(LayerRlimits, setRlimits(o), fmt.Sprintf("RLIMIT_AS=%s RLIMIT_NOFILE=%d RLIMIT_CORE=0", as, o.nfiles+4+fdMargin))
+	nproc := ""
+	if o.cloneFlags&syscall.CLONE_NEWUSER != 0 {
+		nproc = fmt.Sprintf(" RLIMIT_NPROC=%d", maxKeepTasks)
+	}
+	g.add(LayerRlimits, setRlimits(o), fmt.Sprintf("RLIMIT_AS=%s RLIMIT_NOFILE=%d%s RLIMIT_CORE=0, not dumpable", as, o.nfiles+4+fdMargin, nproc))
 	secErr := errSkipped
 	if !o.skip[LayerSeccomp] {
 		secErr = installSeccomp(cacheOK, len(o.dirs) > 0)
@@ -482,8 +498,23 @@ func setRlimits(o confineOptions) error {
 	if err := set(unix.RLIMIT_CORE, 0); err != nil {
 		return err
 	}
+	// No core at all: RLIMIT_CORE does not stop a core_pattern that
+	// pipes the core to a helper (systemd-coredump, apport), which the
+	// kernel runs as root in the host's namespaces to read the crashed
+	// process — one whose workload escaped wasm could crash at will.
+	// Nothing dumps a process that is not dumpable.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
+	}
 	if err := set(unix.RLIMIT_NOFILE, uint64(o.nfiles+4+fdMargin)); err != nil {
 		return err
+	}
+	// Without its own user namespace the Keep's tasks would be counted
+	// with every process of its host uid (maxKeepTasks).
+	if o.cloneFlags&syscall.CLONE_NEWUSER != 0 {
+		if err := set(unix.RLIMIT_NPROC, maxKeepTasks); err != nil {
+			return err
+		}
 	}
 	if o.memoryLimit > 0 {
 		if err := set(unix.RLIMIT_AS, o.memoryLimit+addressSpaceSlack); err != nil {

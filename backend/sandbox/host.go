@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/backend"
+	"github.com/enarx-go/enarx/config"
 	"github.com/enarx-go/enarx/keep"
 )
 
@@ -144,9 +145,9 @@ func openKeepFDs(ctx context.Context, l *backend.Launch, hdr *launch, socketPayl
 	}
 	k.closers = append(k.closers, k.host, k.keepEnd)
 	k.extra = append(k.extra, k.keepEnd)
-	for _, f := range l.Files {
+	for i, f := range l.Files {
 		if f != nil { // null entries get no fd (newLaunch)
-			k.extra = append(k.extra, k.keepFile(f))
+			k.extra = append(k.extra, k.keepFile(f, stdioAccess(l, i)))
 		}
 	}
 	if addr := l.StewardAddr(); addr != "" {
@@ -171,6 +172,23 @@ func openKeepFDs(ctx context.Context, l *backend.Launch, hdr *launch, socketPayl
 	}
 	k.extra = append(k.extra, exe)
 	return k, nil
+}
+
+// stdioAccess is the access mode the Keep uses [[files]] entry i with: a
+// stdin entry it only reads, stdout and stderr it only writes (the WASI
+// layer's fd.NewStdio uses them one way), anything else as the host
+// opened it.
+func stdioAccess(l *backend.Launch, i int) int {
+	if l.Config == nil || i >= len(l.Config.Files) {
+		return asHost
+	}
+	switch l.Config.Files[i].Kind {
+	case config.KindStdin:
+		return unix.O_RDONLY
+	case config.KindStdout, config.KindStderr:
+		return unix.O_WRONLY
+	}
+	return asHost
 }
 
 // socketPair is a connected pair of unix stream sockets: the host's end
@@ -204,7 +222,8 @@ func (k *keepFDs) start(hdr *launch, h hostOptions) (*keepCmd, error) {
 		stderr = os.Stderr
 	}
 	if f, ok := stderr.(*os.File); ok {
-		stderr = k.keepFile(f)
+		// The Keep only writes its diagnostics there.
+		stderr = k.keepFile(f, unix.O_WRONLY)
 	}
 	exe := fmt.Sprintf("/proc/self/fd/%d", controlFD+len(k.extra)-1) // the last one
 	cmd, flags, err := startKeep(exe, k.extra, stderr, h.env)
@@ -332,6 +351,12 @@ func awaitKeep(ctx context.Context, cmd *keepCmd, reply <-chan *result, early bo
 			cmd.kill()
 			return r, <-cmd.done, true, nil
 		case exit = <-cmd.done:
+			if reply == nil {
+				// The socket ended without a result, as it does
+				// when the Keep closes it or dies: a receive on
+				// the nil channel would wait for ever.
+				return nil, exit, true, nil
+			}
 			// Its end of the socket is closed: the reader finishes.
 			return <-reply, exit, true, nil
 		case <-ctx.Done():
@@ -432,7 +457,11 @@ func startKeepWith(exe string, extra []*os.File, stderr io.Writer, env []string,
 		args := []string{"enarx-keep", KeepArg}
 		// GOMAXPROCS=1 until confined: fewer runtime threads for the
 		// per-thread layers to reach (see launch.GoMaxProcs).
-		env := append([]string{"TZ=UTC", "GODEBUG=updatemaxprocs=0", "GOMAXPROCS=1"}, env...)
+		// containermaxprocs=0: the Go runtime would otherwise open its
+		// cgroup's CPU limit files at start and keep them open for good,
+		// descriptors of the host's cgroup file system in the confined
+		// Keep; it takes the host's (cgroup-aware) GOMAXPROCS instead.
+		env := append([]string{"TZ=UTC", "GODEBUG=updatemaxprocs=0,containermaxprocs=0", "GOMAXPROCS=1"}, env...)
 		proc, wait, err := startProcess(exe, args, env, stderr, extra, flags)
 		if err != nil {
 			started <- err
@@ -491,10 +520,13 @@ func startProcess(exe string, args, env []string, stderr io.Writer, extra []*os.
 	if flags&syscall.CLONE_NEWUSER != 0 {
 		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: keepHostID(os.Geteuid()), Size: 1}}
 		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: keepHostID(os.Getegid()), Size: 1}}
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
 		// Become the namespace's root, i.e. the mapped host id: the
-		// mapping alone leaves the child's host uid as it was.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		// mapping alone leaves the child's host uid as it was. With
+		// keepDropsGroups, also without the host's supplementary groups
+		// (setgroups(0), which needs setgroups allowed in the namespace).
+		drop := keepDropsGroups()
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = drop
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !drop}
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
@@ -507,6 +539,17 @@ func startProcess(exe string, args, env []string, stderr io.Writer, extra []*os.
 
 // startedHook, if set (tests), is called with the Keep's host pid.
 var startedHook func(pid int)
+
+// keepDropsGroups reports whether the Keep sheds the host's supplementary
+// groups as it starts: when enarx runs as root, whose Keep is the host's
+// nobody (keepHostID), and must not keep root's groups (0 at least, in a
+// login shell or under sudo), which a user namespace would leave it: they
+// would open to it every host file, in a passed directory say, that its
+// group may read or change. Root may allow setgroups in the namespace (the
+// child calls setgroups(0) there); an unprivileged host may write a gid
+// map only with setgroups denied, and its Keep is the caller anyway,
+// groups and all.
+func keepDropsGroups() bool { return os.Geteuid() == 0 }
 
 // keepHostID is the host uid/gid the Keep's root maps to: an unprivileged
 // one ("nobody") when enarx runs as root, so that even a Keep that escaped

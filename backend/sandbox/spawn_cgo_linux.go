@@ -44,6 +44,7 @@ struct enarx_spawn {
 	int *tmp;         // nfds ints for the child's copies of them
 	int nfds;
 	int cred;         // become root of the new user namespace
+	int dropgroups;   // and drop the host's supplementary groups (setgroups allowed)
 	int newpid;       // in a new pid namespace (getppid is 0 there)
 	pid_t parent;
 	int sync_fd;      // read: the maps are written
@@ -108,6 +109,14 @@ static int enarx_spawn_child(void *arg) {
 	// Raw system calls: libc's setresuid would signal every thread of
 	// the host, whose memory this process shares.
 	if (syscall(SYS_setsid) < 0) {
+		enarx_spawn_fail(s, errno);
+	}
+	// The host's supplementary groups would stay the Keep's (a user
+	// namespace maps its ids, not its groups): root's, 0 at least, for a
+	// Keep that is otherwise the host's nobody. Only a host that may
+	// allow setgroups in the namespace can drop them (as Go's child does:
+	// setgroups, then the ids).
+	if (s->cred && s->dropgroups && syscall(SYS_setgroups, 0, NULL) < 0) {
 		enarx_spawn_fail(s, errno);
 	}
 	if (s->cred && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)) {
@@ -202,7 +211,12 @@ static pid_t enarx_spawn(struct enarx_spawn *s, int flags, const char *uidmap, c
 	}
 	int err = 0;
 	if (uidmap != NULL) {
-		err = enarx_write_map(pid, "setgroups", "deny");
+		// setgroups stays allowed only for a child that drops its groups
+		// with it (a host with CAP_SETGID: root); without that privilege
+		// the kernel takes a gid map only with setgroups denied.
+		if (!s->dropgroups) {
+			err = enarx_write_map(pid, "setgroups", "deny");
+		}
 		if (err == 0) {
 			err = enarx_write_map(pid, "gid_map", gidmap);
 		}
@@ -304,6 +318,9 @@ func spawnShared(path string, argv, env []string, stderr *os.File, extra []*os.F
 	var uidmap, gidmap *C.char
 	if flags&syscall.CLONE_NEWUSER != 0 {
 		s.cred = 1
+		if keepDropsGroups() {
+			s.dropgroups = 1
+		}
 		uidmap = cstr(fmt.Sprintf("0 %d 1", keepHostID(os.Geteuid())))
 		gidmap = cstr(fmt.Sprintf("0 %d 1", keepHostID(os.Getegid())))
 	}

@@ -29,9 +29,11 @@ import (
 
 // keepFile is the file the Keep gets for the host's f: a new open file
 // description (ownDescription), which k closes, or f itself, whose flags
-// k puts back after the run.
-func (k *keepFDs) keepFile(f *os.File) *os.File {
-	if nf, err := ownDescription(f); err == nil && nf != nil {
+// k puts back after the run. access is the access mode the Keep uses f
+// with (O_RDONLY, O_WRONLY, or asHost): a description of its own gets no
+// more, where the host's is open for both (see ownDescriptionAs).
+func (k *keepFDs) keepFile(f *os.File, access int) *os.File {
+	if nf, err := ownDescriptionAs(f, access); err == nil && nf != nil {
 		k.closers = append(k.closers, nf)
 		return nf
 	}
@@ -41,23 +43,37 @@ func (k *keepFDs) keepFile(f *os.File) *os.File {
 	return f
 }
 
-// ownDescription opens f's file again, for a tty, pipe or FIFO; it returns
-// nil for any other file.
-func ownDescription(f *os.File) (*os.File, error) {
+// asHost: reopen with the host description's access mode.
+const asHost = -1
+
+// ownDescription opens f's file again, for a tty, pipe or FIFO, with the
+// same access mode; it returns nil for any other file.
+func ownDescription(f *os.File) (*os.File, error) { return ownDescriptionAs(f, asHost) }
+
+// ownDescriptionAs is ownDescription, but with access (O_RDONLY or
+// O_WRONLY) where the host's description is open for reading and writing:
+// a terminal's usually is (a shell opens it O_RDWR and hands the one
+// description to stdin, stdout and stderr), and a Keep that got the
+// user's terminal to write its output to could otherwise read from it
+// too — the keystrokes the user types to the shell, with enarx in the
+// background, where job control does not stop the Keep (it is in a
+// session of its own: the terminal is not its controlling one) as it
+// stops a process of the shell's session that reads it (SIGTTIN).
+func ownDescriptionAs(f *os.File, access int) (*os.File, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
 	var nf *os.File
-	if cerr := rc.Control(func(fd uintptr) { nf, err = reopenFD(int(fd), f.Name()) }); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { nf, err = reopenFD(int(fd), f.Name(), access) }); cerr != nil {
 		return nil, cerr
 	}
 	return nf, err
 }
 
-// reopenFD opens the file of descriptor fd again (see ownDescription),
+// reopenFD opens the file of descriptor fd again (see ownDescriptionAs),
 // blocking and close-on-exec.
-func reopenFD(fd int, name string) (*os.File, error) {
+func reopenFD(fd int, name string, access int) (*os.File, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, err
@@ -77,6 +93,9 @@ func reopenFD(fd int, name string) (*os.File, error) {
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
 		return nil, err
+	}
+	if access != asHost && fl&unix.O_ACCMODE == unix.O_RDWR {
+		fl = fl&^unix.O_ACCMODE | access
 	}
 	// O_NONBLOCK for the open only: a FIFO's would wait for its other
 	// end (a write-only one without a reader fails with ENXIO instead:
