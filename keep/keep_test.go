@@ -688,3 +688,56 @@ func testCancelStopsAWaitingWorkload(t *testing.T) {
 		t.Fatalf("code %d err %v", r.code, r.err)
 	}
 }
+
+// TestCancelStopsABlockedWorkload: a cancelled run ends while the guest
+// waits in a blocking fd_read of a socket whose peer sends nothing (a
+// workload that is not Go's gets its sockets blocking, as upstream), as
+// it does while the guest waits in poll_oneoff. Before, the Keep waited
+// in the host for the peer, and keep.Run did not return: an embedder
+// (the containerd shim, the microVM Keep's /init) could not stop it.
+func TestCancelStopsABlockedWorkload(t *testing.T) { eachEngine(t, testCancelStopsABlockedWorkload) }
+
+func testCancelStopsABlockedWorkload(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"stdout\"\n\n[[files]]\nkind = \"stderr\"\n\n"+
+		"[[files]]\nname = \"peer\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = %d\n",
+		l.Addr().(*net.TCPAddr).Port)
+	// fd_write(3, "ready"), then fd_read(3): iovecs at 0 and 16, the
+	// text at 8, the results at 100.
+	data := []byte{8, 0, 0, 0, 5, 0, 0, 0, 'r', 'e', 'a', 'd', 'y', 0, 0, 0, 200, 0, 0, 0, 100, 0, 0, 0}
+	wasm := wasmtest.Program("wasi_snapshot_preview1", data, 104,
+		wasmtest.Call{Name: "fd_write", Args: []int32{3, 0, 1, 100}},
+		wasmtest.Call{Name: "fd_read", Args: []int32{3, 16, 1, 100}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Cancel once the guest has written, and gone on to wait in
+		// fd_read (cancelled sooner, the run is stopped as the host
+		// call returns, which is not what this test is about; either way
+		// it must end).
+		defer cancel()
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.ReadFull(c, make([]byte, 5))
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		<-t.Context().Done()
+	}()
+	done := make(chan result, 1)
+	go func() { done <- runCtx(ctx, t, keep.Workload{Wasm: wasm}, cfg, nil, keep.Options{}) }()
+	select {
+	case r := <-done:
+		if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "workload stopped: context canceled") {
+			t.Fatalf("code %d err %v", r.code, r.err)
+		}
+	case <-time.After(60 * time.Second): // a safety net, not a verdict on time
+		t.Fatal("the run did not end when it was cancelled while the guest waited in fd_read")
+	}
+}

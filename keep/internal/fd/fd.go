@@ -144,6 +144,17 @@ type HintPoller interface {
 	PollHint(write bool) bool
 }
 
+// Flusher is implemented by streams whose non-blocking writes may leave
+// what they took in the Keep, to be sent in the background (a TLS
+// socket's send queue). A blocking write made of non-blocking ones
+// (the WASI layer's, which a cancelled run can interrupt) waits until
+// FlushFD says flushed, so that it returns, as a blocking write does,
+// once the transport has taken everything. Unless flushed, hostfd is a
+// hint to wait on for POLLOUT, consumed as a HintPoller's is.
+type Flusher interface {
+	FlushFD() (hostfd int, flushed bool)
+}
+
 // Stream is a byte stream: stdio, null, or a connected (TCP or TLS) socket.
 // Streams are used by one goroutine at a time (the workload's).
 type Stream interface {
@@ -251,6 +262,24 @@ func (t *Table) Insert(f File, flags uint16) (uint32, error) {
 	return uint32(len(t.entries) - 1), nil
 }
 
+// Full reports whether Insert would fail with EMFILE (no closed slot, and
+// MaxFDs descriptors). A call that makes a descriptor asks first, so
+// that it fails before it has an effect (creating or truncating a file,
+// taking a connection off a listener), as open(2) and accept(2) do.
+func (t *Table) Full() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.entries) < MaxFDs {
+		return false
+	}
+	for _, x := range t.entries {
+		if x == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // InsertLimited is Insert for a descriptor with the given rights (see
 // Entry.Limited).
 func (t *Table) InsertLimited(f File, flags uint16, base, inheriting uint64) (uint32, error) {
@@ -279,6 +308,8 @@ func (t *Table) Close(fd uint32) error {
 }
 
 // Renumber moves from onto to, closing whatever to held (fd_renumber).
+// As with dup2(2), an error closing it is lost: the move happened, and
+// the caller must not be told otherwise.
 func (t *Table) Renumber(from, to uint32) error {
 	t.mu.Lock()
 	n := uint64(len(t.entries))
@@ -294,7 +325,8 @@ func (t *Table) Renumber(from, to uint32) error {
 	t.entries[to] = t.entries[from]
 	t.entries[from] = nil
 	t.mu.Unlock()
-	return old.File.Close()
+	_ = old.File.Close()
+	return nil
 }
 
 // Len is one more than the highest descriptor number ever used.

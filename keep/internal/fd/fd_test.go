@@ -192,12 +192,19 @@ func TestTable(t *testing.T) {
 		t.Fatalf("insert got fd %d %v, want the lowest free (1)", n, err)
 	}
 	for i := tb.Len(); i < MaxFDs; i++ {
+		if tb.Full() {
+			t.Fatalf("Full with %d descriptors", i)
+		}
 		if _, err := tb.Insert(Null{}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tb.Insert(Null{}, 0); !errors.Is(err, syscall.EMFILE) {
-		t.Fatalf("full table: %v", err)
+	if _, err := tb.Insert(Null{}, 0); !errors.Is(err, syscall.EMFILE) || !tb.Full() {
+		t.Fatalf("full table: %v, Full %v", err, tb.Full())
+	}
+	tb.Close(2)
+	if tb.Full() {
+		t.Fatal("Full with a closed slot")
 	}
 	if err := tb.Close(^uint32(0)); !errors.Is(err, syscall.EBADF) {
 		t.Fatal(err)

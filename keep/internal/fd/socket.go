@@ -407,6 +407,9 @@ func (s *TLSSocket) PollFD(write bool) (int, bool) {
 	return -1, true
 }
 
+// FlushFD implements Flusher: flushed once the send queue is empty.
+func (s *TLSSocket) FlushFD() (int, bool) { return s.w.pollQueue() }
+
 // maxPollTurns bounds TLSSocket.PollFD's reads: each turn reads all the
 // ciphertext there is, so a second one is already rare.
 const maxPollTurns = 16

@@ -48,16 +48,24 @@ func iov(mem []byte, iovs, i uint32) []byte {
 	return view(mem, le.Uint32(arr), le.Uint32(arr[4:]))
 }
 
-// readv reads into a validated iovec array. Only the first read may block;
-// later ones just pick up what is already available, as readv(2) would.
-func readv(st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
+// readv reads into a validated iovec array. Only the first read may wait
+// (unless nonblock); later ones just pick up what is already available,
+// as readv(2) would. Every read is a non-blocking one: a blocking call
+// waits for the stream in await, which a cancelled run ends.
+func (s *System) readv(ctx context.Context, st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
 	var total uint32
 	for i := uint32(0); i < count; i++ {
 		b := iov(mem, iovs, i)
 		if len(b) == 0 {
 			continue
 		}
-		n, err := st.Read(b, nonblock || total > 0)
+		n, err := st.Read(b, true)
+		for total == 0 && !nonblock && errors.Is(err, fd.ErrWouldBlock) {
+			if errno := s.await(ctx, st, false); errno != ESUCCESS {
+				return 0, errno
+			}
+			n, err = st.Read(b, true)
+		}
 		total += uint32(n)
 		if err != nil {
 			if total > 0 || errors.Is(err, io.EOF) {
@@ -72,30 +80,61 @@ func readv(st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32,
 	return total, ESUCCESS
 }
 
-// writev writes a validated iovec array.
-func writev(st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
+// writev writes a validated iovec array: unless nonblock, all of it (or
+// until an error), waiting for the stream in await, which a cancelled run
+// ends, and returning once the stream has handed it on (fd.Flusher); with
+// nonblock, until the stream takes less than it was given.
+func (s *System) writev(ctx context.Context, st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
 	var total uint32
 	for i := uint32(0); i < count; i++ {
 		b := iov(mem, iovs, i)
-		if len(b) == 0 {
-			continue
-		}
-		n, err := st.Write(b, nonblock)
-		total += uint32(n)
-		if err != nil {
-			if total > 0 {
+		for len(b) > 0 {
+			n, err := st.Write(b, true)
+			if n == 0 && err == nil {
+				// Nothing taken, and no EAGAIN to wait on: a short
+				// write, or the stream's own wait.
+				if nonblock {
+					return total, ESUCCESS
+				}
+				if n, err = st.Write(b, false); n == 0 && err == nil {
+					return total, ESUCCESS
+				}
+			}
+			total += uint32(n)
+			b = b[n:]
+			if !nonblock && errors.Is(err, fd.ErrWouldBlock) {
+				if errno := s.await(ctx, st, true); errno != ESUCCESS {
+					return 0, errno
+				}
+				continue
+			}
+			if err != nil {
+				if total > 0 {
+					return total, ESUCCESS
+				}
+				return 0, errnoOf(err)
+			}
+			if nonblock && len(b) > 0 {
 				return total, ESUCCESS
 			}
-			return 0, errnoOf(err)
 		}
-		if n < len(b) {
-			break
+	}
+	if fl, ok := st.(fd.Flusher); ok && !nonblock {
+		// Returned once everything is on its way, as a blocking write.
+		if errno := s.await(ctx, flushPoller{fl}, true); errno != ESUCCESS {
+			return 0, errno
 		}
 	}
 	return total, ESUCCESS
 }
 
-func (s *System) fdRead(_ context.Context, c engine.Caller, stk []uint64) Errno {
+// flushPoller is a Flusher's FlushFD as a HintPoller, for await.
+type flushPoller struct{ f fd.Flusher }
+
+func (p flushPoller) PollFD(bool) (int, bool) { return p.f.FlushFD() }
+func (p flushPoller) PollHint(bool) bool      { return true }
+
+func (s *System) fdRead(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -104,10 +143,10 @@ func (s *System) fdRead(_ context.Context, c engine.Caller, stk []uint64) Errno 
 	if errno != ESUCCESS {
 		return errno
 	}
-	return rw(st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), readv)
+	return rw(ctx, st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), s.readv)
 }
 
-func (s *System) fdWrite(_ context.Context, c engine.Caller, stk []uint64) Errno {
+func (s *System) fdWrite(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -116,7 +155,7 @@ func (s *System) fdWrite(_ context.Context, c engine.Caller, stk []uint64) Errno
 	if errno != ESUCCESS {
 		return errno
 	}
-	return rw(st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), writev)
+	return rw(ctx, st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), s.writev)
 }
 
 // streamOf returns the stream behind e for fd_read / fd_write: a file
@@ -138,8 +177,8 @@ func streamOf(e *fd.Entry, r uint64) (fd.Stream, Errno) {
 }
 
 // rw validates the iovecs and the result pointer, then does the I/O.
-func rw(st fd.Stream, c engine.Caller, e *fd.Entry, iovs, count, result uint32,
-	op func(fd.Stream, []byte, uint32, uint32, bool) (uint32, Errno)) Errno {
+func rw(ctx context.Context, st fd.Stream, c engine.Caller, e *fd.Entry, iovs, count, result uint32,
+	op func(context.Context, fd.Stream, []byte, uint32, uint32, bool) (uint32, Errno)) Errno {
 	mem := c.Memory()
 	res := view(mem, result, 4)
 	if res == nil {
@@ -152,7 +191,7 @@ func rw(st fd.Stream, c engine.Caller, e *fd.Entry, iovs, count, result uint32,
 	if total > 1<<31 {
 		return EINVAL
 	}
-	n, errno := op(st, mem, iovs, count, e.Nonblock())
+	n, errno := op(ctx, st, mem, iovs, count, e.Nonblock())
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -255,6 +294,12 @@ func (s *System) fdFdstatSetRights(_ context.Context, _ engine.Caller, stk []uin
 }
 
 func (s *System) fdFilestatGet(_ context.Context, c engine.Caller, stk []uint64) Errno {
+	return s.fdFilestat(c, stk, filestatSize, putFilestat)
+}
+
+// fdFilestat is fd_filestat_get with the filestat layout of size bytes
+// that put writes (preview 1's, or wasi_unstable's: legacy.go).
+func (s *System) fdFilestat(c engine.Caller, stk []uint64, size uint32, put func([]byte, vfs.Stat)) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -265,16 +310,15 @@ func (s *System) fdFilestatGet(_ context.Context, c engine.Caller, stk []uint64)
 			return errno
 		}
 	}
-	b := view(c.Memory(), uint32(stk[1]), filestatSize)
+	b := view(c.Memory(), uint32(stk[1]), size)
 	if b == nil {
 		return EFAULT
 	}
-	if ok, errno := fdFilestatGetVFS(e, b); ok {
+	st, errno := fdStat(e)
+	if errno != ESUCCESS {
 		return errno
 	}
-	clear(b)
-	b[16] = byte(e.File.Filetype())
-	le.PutUint64(b[24:], 1) // nlink
+	put(b, st)
 	return ESUCCESS
 }
 

@@ -284,6 +284,10 @@ func (s *System) pathOpen(_ context.Context, c engine.Caller, stk []uint64) Errn
 		// A directory is never open for writing (open(2) says EISDIR).
 		return EISDIR
 	}
+	if s.Files.Full() {
+		// Before the open, which may create or truncate the file.
+		return EMFILE
+	}
 	f, err := dir.Open(path, o)
 	if err != nil {
 		return errnoOf(err)
@@ -335,6 +339,12 @@ func (s *System) pathOp(r uint64, op func(vfs.Dir, string) error) hostFunc {
 }
 
 func (s *System) pathFilestatGet(_ context.Context, c engine.Caller, stk []uint64) Errno {
+	return s.pathFilestat(c, stk, filestatSize, putFilestat)
+}
+
+// pathFilestat is path_filestat_get with the filestat layout of size
+// bytes that put writes (preview 1's, or wasi_unstable's: legacy.go).
+func (s *System) pathFilestat(c engine.Caller, stk []uint64, size uint32, put func([]byte, vfs.Stat)) Errno {
 	_, dir, errno := s.dirArg(stk[0], fd.RightPathFilestatGet)
 	if errno != ESUCCESS {
 		return errno
@@ -344,7 +354,7 @@ func (s *System) pathFilestatGet(_ context.Context, c engine.Caller, stk []uint6
 		return EINVAL
 	}
 	mem := c.Memory()
-	res := view(mem, uint32(stk[4]), filestatSize)
+	res := view(mem, uint32(stk[4]), size)
 	if res == nil {
 		return EFAULT
 	}
@@ -356,7 +366,7 @@ func (s *System) pathFilestatGet(_ context.Context, c engine.Caller, stk []uint6
 	if err != nil {
 		return errnoOf(err)
 	}
-	putFilestat(res, st)
+	put(res, st)
 	return ESUCCESS
 }
 
@@ -530,8 +540,9 @@ func (s *System) fdReaddir(_ context.Context, c engine.Caller, stk []uint64) Err
 	return ESUCCESS
 }
 
-// fdFilestatGetVFS serves fd_filestat_get for files and directories.
-func fdFilestatGetVFS(e *fd.Entry, b []byte) (bool, Errno) {
+// fdStat is the filestat of descriptor e: a file's or directory's own;
+// a stream or socket has only its type and one link.
+func fdStat(e *fd.Entry) (vfs.Stat, Errno) {
 	var st vfs.Stat
 	var err error
 	switch f := e.File.(type) {
@@ -540,13 +551,12 @@ func fdFilestatGetVFS(e *fd.Entry, b []byte) (bool, Errno) {
 	case vfs.File:
 		st, err = f.Stat()
 	default:
-		return false, ESUCCESS
+		return vfs.Stat{Type: e.File.Filetype(), Nlink: 1}, ESUCCESS
 	}
 	if err != nil {
-		return true, errnoOf(err)
+		return vfs.Stat{}, errnoOf(err)
 	}
-	putFilestat(b, st)
-	return true, ESUCCESS
+	return st, ESUCCESS
 }
 
 func (s *System) fdSeek(_ context.Context, c engine.Caller, stk []uint64) Errno {

@@ -33,6 +33,11 @@ func FuzzCall(f *testing.F) {
 		return b
 	}
 	names := FunctionNames()[1:] // not proc_exit
+	// wasi_unstable's functions with layouts of their own (legacy.go).
+	var legacy System
+	for _, e := range legacy.legacyExports() {
+		names = append(names, LegacyModuleName+"."+e.name)
+	}
 	idx := func(name string) uint8 {
 		for i, n := range names {
 			if n == name {
@@ -72,6 +77,9 @@ func FuzzCall(f *testing.F) {
 	f.Add(idx("fd_seek"), params(4, 0xffffffff, 0xffffffff, 2, 8), []byte{})
 	f.Add(idx("fd_prestat_dir_name"), params(3, 0xffff, 1), []byte{})
 	f.Add(idx("fd_fdstat_set_rights"), params(5, 0xffffffff, 0, 0, 0), []byte{})
+	f.Add(idx(LegacyModuleName+".fd_seek"), params(4, 3, 0, 0, 8), []byte{})
+	f.Add(idx(LegacyModuleName+".fd_filestat_get"), params(4, 65500), []byte{})
+	f.Add(idx(LegacyModuleName+".poll_oneoff"), params(0, 1000, 2, 8), make([]byte, 112))
 
 	_, out, _, outR := pipeStreams(f)
 	go io.Copy(io.Discard, outR)

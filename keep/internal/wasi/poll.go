@@ -66,8 +66,14 @@ func (s *System) pollOneoff(ctx context.Context, c engine.Caller, stk []uint64) 
 	if inB == nil || outB == nil || res == nil {
 		return EFAULT
 	}
+	return s.poll(ctx, inB, outB, res, int(n))
+}
+
+// poll is poll_oneoff on n subscriptions in inB, checked, writing the
+// events into outB and their count into res.
+func (s *System) poll(ctx context.Context, inB, outB, res []byte, n int) Errno {
 	// Parse everything before writing anything: in and out may overlap.
-	subs, errno := s.parseSubs(inB, int(n))
+	subs, errno := s.parseSubs(inB, n)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -292,5 +298,47 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-t.C:
 	case <-ctx.Done():
+	}
+}
+
+// await waits until p is ready for reading (write false) or writing, for
+// the calls the guest made blocking (fd_read, fd_write, sock_recv,
+// sock_send, sock_accept): they try the stream without waiting, and wait
+// here when it would block, so that a cancelled run unwinds the guest as
+// from poll_oneoff (EINTR) instead of leaving it waiting in the host for
+// a peer. A host fd that is only a hint (fd.HintPoller) counts when the
+// poller, asked again, says ready.
+func (s *System) await(ctx context.Context, p fd.Poller, write bool) Errno {
+	hint := false
+	if h, ok := p.(fd.HintPoller); ok {
+		hint = h.PollHint(write)
+	}
+	ev := int16(unix.POLLIN)
+	if write {
+		ev = unix.POLLOUT
+	}
+	var ts *unix.Timespec
+	if ctx.Done() != nil {
+		t := unix.NsecToTimespec(int64(cancelCheck))
+		ts = &t
+	}
+	pfd := make([]unix.PollFd, 1)
+	for {
+		if err := ctx.Err(); err != nil {
+			s.unwind = context.Cause(ctx)
+			return EINTR
+		}
+		hostfd, ready := p.PollFD(write)
+		if ready || hostfd < 0 {
+			return ESUCCESS
+		}
+		pfd[0] = unix.PollFd{Fd: int32(hostfd), Events: ev}
+		n, err := ppoll(pfd, ts, nil)
+		if err != nil && err != unix.EINTR {
+			return errnoOf(err)
+		}
+		if n > 0 && !hint {
+			return ESUCCESS
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"syscall"
 
 	"github.com/enarx-go/enarx/keep/internal/engine"
 
@@ -18,9 +19,9 @@ const (
 	sdWrite     = 2
 )
 
-// sockAccept is sock_accept. A blocking accept of a TLS listener waits
-// for a completed handshake; if the run is cancelled meanwhile, it unwinds
-// the guest as a cancelled poll_oneoff does.
+// sockAccept is sock_accept. A blocking accept waits for a connection (of
+// a TLS listener: a completed handshake); if the run is cancelled
+// meanwhile, it unwinds the guest as a cancelled poll_oneoff does.
 func (s *System) sockAccept(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	e, errno := s.entry(stk[0])
 	if errno != ESUCCESS {
@@ -41,7 +42,20 @@ func (s *System) sockAccept(ctx context.Context, c engine.Caller, stk []uint64) 
 		}
 		return ENOTSOCK
 	}
-	conn, err := l.Accept(ctx, e.Nonblock())
+	if s.Files.Full() {
+		// The connection stays queued for when a descriptor is free.
+		return EMFILE
+	}
+	// A blocking accept waits in await, which a cancelled run ends (as
+	// Go's accept, it goes on waiting after a connection aborted before
+	// it was accepted).
+	conn, err := l.Accept(ctx, true)
+	for !e.Nonblock() && (errors.Is(err, fd.ErrWouldBlock) || errors.Is(err, syscall.ECONNABORTED)) {
+		if errno := s.await(ctx, l, false); errno != ESUCCESS {
+			return errno
+		}
+		conn, err = l.Accept(ctx, true)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			s.unwind = context.Cause(ctx)
@@ -73,7 +87,7 @@ func (s *System) socket(n uint64) (*fd.Entry, fd.Socket, Errno) {
 	return e, sk, ESUCCESS
 }
 
-func (s *System) sockRecv(_ context.Context, c engine.Caller, stk []uint64) Errno {
+func (s *System) sockRecv(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	e, sk, errno := s.socket(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -107,7 +121,13 @@ func (s *System) sockRecv(_ context.Context, c engine.Caller, stk []uint64) Errn
 		// return the same bytes again (a short read is always allowed).
 		for i := uint32(0); i < count; i++ {
 			if b := iov(mem, iovs, i); len(b) > 0 {
-				m, err := pk.Peek(b, e.Nonblock())
+				m, err := pk.Peek(b, true)
+				for !e.Nonblock() && errors.Is(err, fd.ErrWouldBlock) {
+					if errno := s.await(ctx, sk, false); errno != ESUCCESS {
+						return errno
+					}
+					m, err = pk.Peek(b, true)
+				}
 				if err != nil && !errors.Is(err, io.EOF) {
 					return errnoOf(err)
 				}
@@ -116,7 +136,7 @@ func (s *System) sockRecv(_ context.Context, c engine.Caller, stk []uint64) Errn
 			}
 		}
 	} else {
-		n, errno = readv(sk, mem, iovs, count, e.Nonblock())
+		n, errno = s.readv(ctx, sk, mem, iovs, count, e.Nonblock())
 		if errno != ESUCCESS {
 			return errno
 		}
@@ -126,7 +146,7 @@ func (s *System) sockRecv(_ context.Context, c engine.Caller, stk []uint64) Errn
 	return ESUCCESS
 }
 
-func (s *System) sockSend(_ context.Context, c engine.Caller, stk []uint64) Errno {
+func (s *System) sockSend(ctx context.Context, c engine.Caller, stk []uint64) Errno {
 	e, sk, errno := s.socket(stk[0])
 	if errno != ESUCCESS {
 		return errno
@@ -134,7 +154,7 @@ func (s *System) sockSend(_ context.Context, c engine.Caller, stk []uint64) Errn
 	if uint32(stk[3]) != 0 {
 		return EINVAL
 	}
-	return rw(sk, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[4]), writev)
+	return rw(ctx, sk, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[4]), s.writev)
 }
 
 func (s *System) sockShutdown(_ context.Context, _ engine.Caller, stk []uint64) Errno {

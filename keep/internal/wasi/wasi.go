@@ -25,6 +25,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/enarx-go/enarx/keep/internal/engine"
@@ -35,7 +36,8 @@ import (
 )
 
 // Module names under which the functions are exported: preview1 and the
-// legacy name upstream also links.
+// legacy name upstream also links, preview 0, whose few differing layouts
+// are adapted (legacy.go).
 const (
 	ModuleName       = "wasi_snapshot_preview1"
 	LegacyModuleName = "wasi_unstable"
@@ -68,8 +70,10 @@ type System struct {
 	// poll_oneoff); the engine unwinds with it.
 	unwind error
 
-	// poll_oneoff scratch space.
+	// poll_oneoff scratch space (subs0: wasi_unstable's subscriptions,
+	// converted).
 	subs   []sub
+	subs0  []byte
 	ready  []pending
 	pfds   []unix.PollFd
 	pindex []int
@@ -86,7 +90,11 @@ func (s *System) HostFuncs() []engine.HostFunc {
 	s.envBuf = nulJoin(s.Env)
 	var out []engine.HostFunc
 	for _, mod := range []string{ModuleName, LegacyModuleName} {
-		for _, e := range s.exports() {
+		exports := s.exports()
+		if mod == LegacyModuleName {
+			exports = s.legacyExports()
+		}
+		for _, e := range exports {
 			fn := e.fn
 			out = append(out, engine.HostFunc{
 				Module: mod, Name: e.name, Params: e.params, Results: errnoResult,
@@ -192,10 +200,16 @@ func FunctionNames() []string {
 var errnoResult = []engine.ValType{i32}
 
 // Call invokes the named function directly with params, as if the guest
-// c had called it (used by tests and fuzzing). It returns the errno and
-// the error with which the call would unwind the guest (nil normally).
+// c had called it (used by tests and fuzzing); a name prefixed with
+// LegacyModuleName and a dot is that module's function. It returns the
+// errno and the error with which the call would unwind the guest (nil
+// normally).
 func (s *System) Call(ctx context.Context, c engine.Caller, name string, params ...uint64) (Errno, error, bool) {
-	for _, e := range s.exports() {
+	exports := s.exports()
+	if fn, ok := strings.CutPrefix(name, LegacyModuleName+"."); ok {
+		exports, name = s.legacyExports(), fn
+	}
+	for _, e := range exports {
 		if e.name == name {
 			stack := make([]uint64, max(len(params), 1))
 			copy(stack, params)

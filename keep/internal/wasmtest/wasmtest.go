@@ -11,6 +11,8 @@ const (
 	opUnreachable = 0x00
 	opCall        = 0x10
 	opI32Const    = 0x41
+	opI64Const    = 0x42
+	opI32Store    = 0x36
 	opEnd         = 0x0b
 )
 
@@ -293,5 +295,59 @@ func StoreAt(pages, grow, addr uint32) []byte {
 		section(5, vec(append([]byte{0x00}, uleb(pages)...))),
 		section(7, vec(append(name("memory"), append([]byte{0x02}, uleb(0)...)...), append(name("_start"), 0x00, 0x00))),
 		section(10, vec(append(uleb(uint32(len(f))), f...))),
+	)
+}
+
+// Call is one call of Program: an imported function returning an i32 (a
+// WASI function) and its arguments, i32s unless Types says otherwise
+// (I32 or I64 for each argument).
+type Call struct {
+	Name  string
+	Args  []int32
+	Types []byte
+}
+
+// Program exports a memory of one page, which holds data at address 0,
+// and a _start that makes calls in turn, each to module's function of
+// that name, and stores what call i returns (an i32) at results+4*i.
+func Program(module_ string, data []byte, results int32, calls ...Call) []byte {
+	var types, imps [][]byte
+	index := map[string]uint32{}
+	var body []byte
+	for i, c := range calls {
+		params := make([]byte, len(c.Args))
+		for j := range params {
+			params[j] = I32
+			if j < len(c.Types) {
+				params[j] = c.Types[j]
+			}
+		}
+		f, ok := index[c.Name]
+		if !ok {
+			f = uint32(len(imps))
+			index[c.Name] = f
+			types = append(types, functype(params, []byte{I32}))
+			imps = append(imps, append(append(append(name(module_), name(c.Name)...), 0x00), uleb(f)...))
+		}
+		body = append(append(body, opI32Const), sleb(results+4*int32(i))...)
+		for j, a := range c.Args {
+			op := byte(opI32Const)
+			if params[j] == I64 {
+				op = opI64Const
+			}
+			body = append(append(body, op), sleb(a)...) // an i64's LEB128 is an i32's for the same value
+		}
+		body = append(append(append(body, opCall), uleb(f)...), opI32Store, 0x02, 0x00)
+	}
+	start := uint32(len(imps))
+	types = append(types, functype(nil, nil))
+	return module(
+		section(1, vec(types...)),
+		section(2, vec(imps...)),
+		section(3, vec(uleb(start))),
+		section(5, vec(append([]byte{0x00}, uleb(1)...))),
+		section(7, vec(append(name("memory"), 0x02, 0x00), append(append(name("_start"), 0x00), uleb(start)...))),
+		section(10, vec(code(append(body, opEnd)...))),
+		section(11, vec(append([]byte{0x00, opI32Const, 0x00, opEnd}, append(uleb(uint32(len(data))), data...)...))),
 	)
 }
