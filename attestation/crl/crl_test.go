@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"slices"
 	"testing"
 	"time"
 
@@ -223,15 +224,49 @@ func checkSeeds(t testing.TB) ([]*x509.Certificate, []checkSeed) {
 	root := newCertKey(t, "root", 1, nil, true, nil, key("root"))
 	inter := newCertKey(t, "inter", 2, root, true, []string{rootURL}, key("inter"))
 	leaf := newCertKey(t, "leaf", 3, inter, false, []string{interURL}, key("leaf"))
+	// A CA with the intermediate's name and another key: its CRLs name
+	// the intermediate as their issuer but are not signed by it.
+	forger := newCertKey(t, "inter", 9, root, true, nil, key("forger"))
 	return chainOf(leaf, inter, root), []checkSeed{
 		{rootURL, root.crl(t, t0, t0.Add(time.Hour)), interURL, inter.crl(t, t0, t0.Add(time.Hour), 3)},
 		{"x", []byte{0x30, 0x00}, "", []byte{}},
+		{rootURL, root.crl(t, t0, t0.Add(time.Hour)), interURL, inter.crl(t, t0, t0.Add(time.Hour))},
+		{rootURL, root.crl(t, t0, t0.Add(time.Hour)), interURL, forger.crl(t, t0, t0.Add(time.Hour))},
+	}
+}
+
+// checkAccepted fails t unless every CRL res applied verifies with the key
+// of the chain certificate it names as its issuer, and none of them lists
+// the certificate that issuer certifies in chain (leaf first).
+func checkAccepted(t *testing.T, chain []*x509.Certificate, res *Result) {
+	t.Helper()
+	if len(res.Used) == 0 {
+		t.Fatal("accepted without applying a CRL")
+	}
+	for _, u := range res.Used {
+		l, err := x509.ParseRevocationList(u.DER)
+		if err != nil {
+			t.Fatalf("applied CRL from %s does not parse: %v", u.URL, err)
+		}
+		i := slices.IndexFunc(chain[1:], func(c *x509.Certificate) bool { return c.Subject.String() == u.Issuer })
+		if i < 0 {
+			t.Fatalf("applied CRL from %s names issuer %q, which is not in the chain", u.URL, u.Issuer)
+		}
+		issuer, subject := chain[i+1], chain[i]
+		if err := l.CheckSignatureFrom(issuer); err != nil {
+			t.Fatalf("accepted a CRL from %s that %q did not sign: %v", u.URL, u.Issuer, err)
+		}
+		for _, rc := range l.RevokedCertificateEntries {
+			if rc.SerialNumber.Cmp(subject.SerialNumber) == 0 {
+				t.Fatalf("accepted although the CRL from %s revokes %q", u.URL, subject.Subject)
+			}
+		}
 	}
 }
 
 // FuzzCheck feeds arbitrary CRL bytes (and URLs) to Check against a fixed
 // chain: it must fail cleanly, and anything it accepts must have been
-// signed by the test CAs.
+// signed by the test CAs and revoke nothing on the chain (checkAccepted).
 func FuzzCheck(f *testing.F) {
 	chain, seeds := checkSeeds(f)
 	corpus := make([][]any, len(seeds))
@@ -245,9 +280,7 @@ func FuzzCheck(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(res.Used) == 0 {
-			t.Fatal("accepted without applying a CRL")
-		}
+		checkAccepted(t, chain, res)
 		_ = res.CheckTime(t0)
 	})
 }

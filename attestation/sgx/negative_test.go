@@ -209,6 +209,16 @@ func TestNegative(t *testing.T) {
 		{name: "pck chain garbage", vector: i5, req: mutQuote(i5, func(q []byte) []byte {
 			return setCertData(t, q, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
 		}), code: "sgx.pck.malformed"},
+		// The certification data is signed by nobody: text around the
+		// certificates is the host's, and the PCK chain is only what
+		// decodes as certificates. A block encoding/pem cannot decode is
+		// not skipped.
+		{name: "pck chain after a broken PEM block", vector: i5, req: mutQuote(i5, func(q []byte) []byte {
+			return setCertData(t, q, append([]byte("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"), encodePEM(pemChain(t, q))...))
+		}), code: "sgx.pck.malformed"},
+		{name: "pck chain after a stray BEGIN line", vector: xeon, req: mutQuote(xeon, func(q []byte) []byte {
+			return setCertData(t, q, append([]byte("-----BEGIN CERTIFICATE-----\n"), encodePEM(pemChain(t, q))...))
+		}), code: "sgx.pck.malformed"},
 		{name: "pck chain from other platform", vector: i5, req: mutQuote(i5, func(q []byte) []byte {
 			return setCertData(t, q, encodePEM(pemChain(t, evidence(t, xeon).Quote)))
 		}), code: "sgx.qe.signature"},

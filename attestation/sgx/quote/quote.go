@@ -241,7 +241,10 @@ func (q *Quote) PCKChain() ([][]byte, error) {
 	return SplitPEMChain(q.CertData)
 }
 
-var pemEnd = []byte("-----END CERTIFICATE-----")
+var (
+	pemEnd   = []byte("-----END CERTIFICATE-----")
+	pemBegin = []byte("-----BEGIN ")
+)
 
 // SplitPEMChain is PCKChain on raw certification data.
 func SplitPEMChain(data []byte) ([][]byte, error) {
@@ -257,9 +260,14 @@ func SplitPEMChain(data []byte) ([][]byte, error) {
 		if block == nil {
 			return nil, errors.New("sgx quote: certification data holds text that is not a PEM block")
 		}
-		// pem.Decode skips leading junk before "-----BEGIN"; refuse it.
-		if !bytes.HasPrefix(trimmed, []byte("-----BEGIN ")) {
-			return nil, errors.New("sgx quote: certification data holds text before a PEM block")
+		// pem.Decode skips whatever precedes the block it returns: leading
+		// junk, and also a block it cannot decode (a broken one, or a stray
+		// BEGIN line), after which it returns the next block. Refuse both:
+		// the block returned must be the first one, so what it consumed
+		// holds exactly one BEGIN line.
+		consumed := trimmed[:len(trimmed)-len(r)]
+		if !bytes.HasPrefix(trimmed, pemBegin) || bytes.Count(consumed, pemBegin) != 1 {
+			return nil, errors.New("sgx quote: certification data holds text before a PEM block, or a PEM block that does not decode")
 		}
 		if block.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("sgx quote: certification data holds a %q PEM block, want CERTIFICATE", block.Type)

@@ -139,11 +139,29 @@ func TestSplitPEMChainRejects(t *testing.T) {
 		"private key":    []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
 		"unterminated":   q.CertData[:len(q.CertData)-10],
 		"bad base64 pem": []byte("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"),
+		// encoding/pem skips a block it cannot decode and returns the next
+		// one: the skipped text must not pass as part of the chain.
+		"bad block before the chain":   append([]byte("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"), q.CertData...),
+		"stray BEGIN before the chain": append([]byte("-----BEGIN CERTIFICATE-----\n"), q.CertData...),
+		"broken key block first":       append([]byte("-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n"), q.CertData...),
+		"bad block inside the chain":   pemWithBlockAfterFirst(t, q.CertData, "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"),
 	} {
 		if _, err := SplitPEMChain(data); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// pemWithBlockAfterFirst inserts text after the first PEM block of data.
+func pemWithBlockAfterFirst(t *testing.T, data []byte, text string) []byte {
+	t.Helper()
+	end := []byte("-----END CERTIFICATE-----\n")
+	i := bytes.Index(data, end)
+	if i < 0 {
+		t.Fatal("no PEM block end in the test data")
+	}
+	i += len(end)
+	return slices.Concat(data[:i], []byte(text), data[i:])
 }
 
 func TestParseRejects(t *testing.T) {
