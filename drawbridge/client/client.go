@@ -117,10 +117,18 @@ type watch struct {
 	timer  *time.Timer
 }
 
-func startWatch(ctx context.Context) (context.Context, *watch) {
+// startWatch watches a request made under the returned context. A watch
+// of a request without a body (armed false) starts when the
+// response's headers arrive (do): until then the dial, TLS handshake and
+// response header timeouts bound the wait. One with a body starts at
+// once, since a registry that reads none of it sends no response.
+func startWatch(ctx context.Context, armed bool) (context.Context, *watch) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	w := &watch{ctx: ctx, cancel: cancel}
 	w.timer = time.AfterFunc(StallTimeout, func() { cancel(ErrStalled) })
+	if !armed {
+		w.timer.Stop()
+	}
 	return ctx, w
 }
 
@@ -261,6 +269,7 @@ func (c *Client) do(req *http.Request, w *watch) (*http.Response, error) {
 		w.stop()
 		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, w.explain(err))
 	}
+	w.kick() // the response started: its body is watched from here
 	resp.Body = &watchedBody{watchedReader{r: resp.Body, w: w}, resp.Body}
 	return resp, nil
 }
@@ -307,7 +316,7 @@ func (c *Client) get(ctx context.Context, u, label string, limit int64, pin type
 // the body (nodePin): the body is hashed with its algorithm too, and the
 // Content-Digest must contain it.
 func (c *Client) getTo(ctx context.Context, u, label string, limit int64, pin types.Digests, open func(types.Meta) (io.Writer, error)) (types.Meta, error) {
-	ctx, wd := startWatch(ctx)
+	ctx, wd := startWatch(ctx, false)
 	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		wd.stop()
@@ -419,7 +428,7 @@ func responseMeta(resp *http.Response) (types.Meta, error) {
 // put uploads body with its metadata; 201 (created) and 200 (already there)
 // are success.
 func (c *Client) put(ctx context.Context, u, label string, meta types.Meta, body io.Reader) error {
-	ctx, w := startWatch(ctx)
+	ctx, w := startWatch(ctx, true)
 	body = c.wrap(label, meta.Length, body)
 	var getBody func() (io.ReadCloser, error)
 	if br, ok := body.(*bytes.Reader); ok && meta.Length < batchMin {

@@ -37,9 +37,12 @@ func stallingRegistry(t *testing.T, handle func(w http.ResponseWriter, r *http.R
 // depend on it: a stalled registry never moves again, and the context
 // each test runs under is only a safety net against the hang the watch
 // prevents.
-func shortStall(t *testing.T) context.Context {
+func shortStall(t *testing.T) context.Context { return stallAfter(t, 50*time.Millisecond) }
+
+// stallAfter sets StallTimeout to d for one test.
+func stallAfter(t *testing.T, d time.Duration) context.Context {
 	old := StallTimeout
-	StallTimeout = 50 * time.Millisecond
+	StallTimeout = d
 	t.Cleanup(func() { StallTimeout = old })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -89,6 +92,26 @@ func TestStalledResponseBody(t *testing.T) {
 			}
 			wantStalled(t, err)
 		})
+	}
+}
+
+// TestStallWatchStartsWithResponse: a request without a body is watched
+// from its response's headers on (the dial, TLS handshake and header
+// timeouts bound what comes before): with a watch of a nanosecond, a
+// registry's 404 still arrives, its body then cut. Before, the watch ran
+// from the start, and a short one (or a loaded machine) ended the
+// request before any answer.
+func TestStallWatchStartsWithResponse(t *testing.T) {
+	ctx := stallAfter(t, time.Nanosecond)
+	cl := stallingRegistry(t, func(w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusNotFound)
+		w.(http.Flusher).Flush()
+		<-release
+	})
+	spec, _ := ParsePackageSpec(cl.Host() + "/u/r:1.0.0")
+	if _, err := cl.GetTag(ctx, spec); ctx.Err() != nil || !IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("err = %v, want the registry's 404", err)
 	}
 }
 
