@@ -65,8 +65,8 @@
 //     error naming the object and the reason; unauthenticated bytes are
 //     never returned. A directory with objects but no valid manifest is
 //     refused, never silently re-created;
-//   - binding: a volume opens only under its name and key; another
-//     volume's manifest or objects fail authentication.
+//   - binding: a volume opens only under its name and key; the manifest
+//     or objects of a volume of another name or key fail authentication.
 //
 // Not protected:
 //   - rollback of the whole volume to an older complete state (an older
@@ -77,7 +77,12 @@
 //     (or a trusted counter service feeding it) detects the rollback.
 //     Without the pin it is not detected. Deleting everything is the
 //     extreme case: an empty directory makes a new volume (version 1),
-//     refused when min_version is above 1;
+//     refused when min_version is above 1. The pin is a number only: it
+//     passes another volume of the same name and key (volume ids are not
+//     pinned; with the SNP key every Keep of the workload on the chip has
+//     that key) and another state of the same version (after a crash the
+//     next commit reuses the number of one the crashed run may have
+//     written);
 //   - availability: the host can delete or corrupt the directory (the
 //     Keep then reports errors, never wrong data), or fill its disk;
 //   - what the host observes: the number of files, each file's size
@@ -90,9 +95,11 @@
 //     such a volume protects against nothing the host does and is
 //     labelled so in the log.
 //
-// Symlinks and hard links are supported (they live in the manifest); a
-// sealed volume has no size cap beyond its host directory's free space.
-// The manifest is rewritten whole at every commit, about 40 bytes per 64
-// KiB chunk of data plus the namespace, so a commit of a large volume
-// costs a proportional write.
+// Symlinks and hard links are supported (they live in the manifest). The
+// manifest is rewritten whole at every commit, about 40 bytes per 64 KiB
+// chunk of data plus the namespace, so a commit of a large volume costs a
+// proportional write. An open reads a manifest of at most 1 GiB (the
+// bound of what the host can make it allocate), so a commit that would
+// write a larger one fails with ENOSPC: a volume holds at most about 1.6
+// TiB of data, or some millions of files.
 package sealed

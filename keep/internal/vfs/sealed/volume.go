@@ -299,8 +299,9 @@ func (v *Volume) create(names map[string]bool, o Options) error {
 	return nil
 }
 
-// maxManifest bounds the manifest object read into memory.
-const maxManifest = 1 << 30
+// maxManifest bounds the manifest object read into memory. A variable
+// for the tests.
+var maxManifest int64 = 1 << 30
 
 // readManifest reads, authenticates and checks the manifest.
 func (v *Volume) readManifest(o Options) (*format.Body, error) {
@@ -497,6 +498,12 @@ func (v *Volume) Commit(t *tree.Tree) error {
 			c.mu.Unlock()
 			listed = append(listed, c)
 		}
+	}
+	// An open refuses a manifest over maxManifest: writing one would
+	// make the whole volume unopenable. Refused like a full disk; the
+	// last committed state stays.
+	if n := int64(format.HeaderSize + body.Size() + format.TagSize); n > maxManifest {
+		return fmt.Errorf("sealed volume %q: its manifest would be %d bytes, over the %d an open reads (too many files, names or chunks; the previous version stays): %w", v.name, n, maxManifest, syscall.ENOSPC)
 	}
 
 	v.mu.Lock()

@@ -17,9 +17,15 @@
 //
 // Nonces are 96 random bits per sealing (crypto/rand), never a counter: a
 // counter restored from the last commit after a crash would repeat nonces
-// the host has already seen with other plaintexts. Per-file keys keep the
-// number of sealings under one key far below the 2^32 bound of random
-// GCM nonces.
+// the host has already seen with other plaintexts. Per-file keys spread
+// the chunks over many keys, but a key seals again at every commit that
+// changes what it covers: the manifest key once per commit, for the
+// volume's whole life; a file key once per rewrite of one of its chunks.
+// Past 2^32 sealings under one key (1,000 commits a second for 50 days)
+// the chance of a repeated nonce exceeds the 2^-32 of NIST SP 800-38D; a
+// repeat gives away that key's GHASH key (forgeries) and the XOR of two
+// plaintexts. A key per manifest version (and per sealing epoch of a
+// file's chunks) would lift the bound; that is a format change.
 //
 // Trust: key material is never logged or put in errors. Open never
 // returns plaintext whose tag did not verify.
