@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	kernel := fs.String("kernel", "", "guest kernel bzImage (default: the newest /boot/vmlinuz-6.12.*-cloud-amd64)")
 	modules := fs.String("modules", "", "kernel modules directory, /lib/modules/<release> (default: the default kernel's; none with -kernel)")
 	names := fs.String("module-names", strings.Join(image.DefaultModules, ","), "modules to load, comma-separated; their dependencies are added")
-	cmdline := fs.String("cmdline", image.DefaultCmdline, "kernel command line (measured on SEV-SNP)")
+	cmdline := fs.String("cmdline", image.DefaultCmdline, "kernel command line (measured with the kernel and initrd on sev and tdx-vm; kvm Keeps have no measurement: their host can change anything)")
 	initPath := fs.String("init", "", "use this static init binary instead of building "+image.InitPackage)
 	out := fs.String("o", "bin/keep", "output directory")
 	if err := fs.Parse(args); err != nil {

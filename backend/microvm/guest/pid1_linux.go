@@ -45,14 +45,12 @@ func Main() {
 	start := uptime()
 	loaded := loadModules(ModulesDir, &early)
 	modulesDone := uptime()
-	// Everything the Keep needs is loaded: no module may be loaded from
-	// now on, whoever asks (the image measurement covers only these).
-	if err := os.WriteFile("/proc/sys/kernel/modules_disabled", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		// (A kernel without module support has no such file: nothing to disable.)
-		early.add(slog.LevelWarn, "disabling module loading", "err", err.Error())
-	}
+	lockKernel("/", &early)
 	raiseFileLimit()
 	tee := Detect("/")
+	if tee != "none" && !attestationDevice("/", tee) {
+		early.add(slog.LevelWarn, "this Keep runs in a TEE whose attestation driver did not start: it will produce no evidence", "tee", tee)
+	}
 	port, err := openPort("/", PortName, portWait)
 	if err != nil {
 		console("enarx keep: %v", err)
@@ -187,16 +185,91 @@ func raiseFileLimit() {
 	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 }
 
-// Detect reports the TEE the guest runs in, from the devices of the
-// attestation drivers that loaded: "snp", "tdx" or "none". root is the
-// file system root ("/" in a Keep).
-func Detect(root string) string {
-	for _, c := range []struct{ dev, tee string }{{"dev/sev-guest", "snp"}, {"dev/tdx_guest", "tdx"}} {
-		if st, err := os.Stat(filepath.Join(root, c.dev)); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			return c.tee
+// lockedSysctls are one-way switches set once the image's modules are
+// loaded: from then on nothing in the guest, whoever asks, can load kernel
+// code the launch measurement does not cover. modules_disabled stops module
+// loading; kexec_load_disabled stops kexec_load and kexec_file_load, with
+// which root in the guest could replace the measured kernel by any other
+// while the TEE's measurement (SNP MEASUREMENT, TDX MRTD and RTMRs) still
+// names the booted image, and then ask the hardware for reports with
+// report data of its choice.
+var lockedSysctls = []struct{ file, what string }{
+	{"proc/sys/kernel/modules_disabled", "disabling module loading"},
+	{"proc/sys/kernel/kexec_load_disabled", "disabling kexec"},
+}
+
+// lockKernel sets lockedSysctls under root ("/" in a Keep). A kernel built
+// without modules or kexec has no such file: nothing to disable there.
+func lockKernel(root string, early *earlyLog) {
+	for _, s := range lockedSysctls {
+		if err := os.WriteFile(filepath.Join(root, s.file), []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+			early.add(slog.LevelWarn, s.what, "err", err.Error())
 		}
 	}
+}
+
+// Detect reports the TEE the guest runs in: "snp", "tdx" or "none". root is
+// the file system root ("/" in a Keep).
+//
+// The attestation drivers' devices (/dev/sev-guest, /dev/tdx_guest) are not
+// enough: their drivers set up shared memory with the host when they start,
+// and a host that refuses (a TDX host can fail the MapGPA call for
+// tdx-guest's quote buffer) leaves a Keep that does run in a TEE without
+// the device. Taken for "none", that Keep would trust its host (it would
+// run the host's compilation cache, machine code, inside the TEE). So the
+// kernel's own finding counts too, which the host cannot take back: the
+// sev-guest platform device the x86 SEV code registers in every SNP guest
+// (/sys/devices/platform/sev-guest, whether or not its driver binds), and
+// the tdx_guest CPU flag that the TDX module's CPUID leaf sets in every TD.
+func Detect(root string) string {
+	for _, tee := range []string{"snp", "tdx"} {
+		if attestationDevice(root, tee) {
+			return tee
+		}
+	}
+	if st, err := os.Stat(filepath.Join(root, "sys/devices/platform/sev-guest")); err == nil && st.IsDir() {
+		return "snp"
+	}
+	if cpuFlag(filepath.Join(root, "proc/cpuinfo"), "tdx_guest") {
+		return "tdx"
+	}
 	return "none"
+}
+
+// attestationDevice reports whether the attestation driver of tee made its
+// character device under root.
+func attestationDevice(root, tee string) bool {
+	dev := map[string]string{"snp": "dev/sev-guest", "tdx": "dev/tdx_guest"}[tee]
+	if dev == "" {
+		return false
+	}
+	st, err := os.Stat(filepath.Join(root, dev))
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// cpuFlag reports whether the first "flags" line of a /proc/cpuinfo lists
+// flag.
+func cpuFlag(cpuinfo, flag string) bool {
+	f, err := os.Open(cpuinfo)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || strings.TrimSpace(name) != "flags" {
+			continue
+		}
+		for _, fl := range strings.Fields(value) {
+			if fl == flag {
+				return true
+			}
+		}
+		return false
+	}
+	return false
 }
 
 // openPort finds the virtio-serial port called name (its name is in
