@@ -52,7 +52,7 @@ func readKconfig(t *testing.T, path string) map[string]string {
 
 // TestKeepKernelConfig checks the tailored kernel's fragment: no module
 // support at all (everything the Keep needs is built in, so nothing can be
-// loaded into a running Keep), the channel's virtio transports and console,
+// loaded into a running Keep) and no kexec, the channel's virtio transports and console,
 // both TEE guest drivers with configfs-tsm, what the Go runtime needs, and
 // no networking (the Keep's only link to the host is virtio-serial).
 func TestKeepKernelConfig(t *testing.T) {
@@ -70,7 +70,9 @@ func TestKeepKernelConfig(t *testing.T) {
 			t.Errorf("CONFIG_%s = %q, want y", opt, v)
 		}
 	}
-	for _, opt := range []string{"MODULES", "NET", "VSOCKETS", "LOCALVERSION_AUTO"} {
+	// No kexec either: root in the guest could boot another kernel under
+	// the measured image's measurement.
+	for _, opt := range []string{"MODULES", "KEXEC", "KEXEC_FILE", "NET", "VSOCKETS", "LOCALVERSION_AUTO"} {
 		if v := cfg["CONFIG_"+opt]; v != "n" {
 			t.Errorf("CONFIG_%s = %q, want it stated as not set", opt, v)
 		}
