@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/enarx-go/enarx/backend/microvm"
 	"github.com/enarx-go/enarx/microvm/image"
 	"github.com/enarx-go/enarx/microvm/snpmeasure"
 	"github.com/enarx-go/enarx/microvm/tdxmeasure"
@@ -143,6 +144,10 @@ func runSNPOffline(w io.Writer, f *snpOfflineFlags, asJSON bool) error {
 	for _, l := range desc {
 		fmt.Fprintf(w, "#   %s\n", l)
 	}
+	if f.noKernel {
+		fmt.Fprintln(w, "# WARNING: without -kernel the digest covers the firmware only: whatever the firmware then boots")
+		fmt.Fprintln(w, "# (chosen by the host) runs under it. Pin it only for a firmware that boots nothing but itself.")
+	}
 	fmt.Fprintf(w, "# pin it in a Steward policy as [snp] hash = [%q]\n", d.String())
 	fmt.Fprintln(w, d.String())
 	return nil
@@ -174,6 +179,16 @@ func runSNPKeepImage(w io.Writer, f *snpOfflineFlags, asJSON bool) error {
 		}
 	}
 	k.kernel, k.initrd, k.cmdline = img.KernelPath, img.InitrdPath, img.Manifest.Cmdline
+	// The sev backend launches every Keep with one vCPU model: a digest
+	// for another would never match a Keep's report.
+	switch k.vcpuType {
+	case "":
+		k.vcpuType = microvm.SNPVCPUType
+	case microvm.SNPVCPUType:
+	default:
+		return fmt.Errorf("--vcpu-type %s: the sev backend launches Keeps with -cpu %s, so a digest for %s would match none; leave --vcpu-type out or name %s",
+			k.vcpuType, microvm.SNPVCPUType, k.vcpuType, microvm.SNPVCPUType)
+	}
 	o, desc, err := k.options()
 	if err != nil {
 		return err

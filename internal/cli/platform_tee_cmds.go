@@ -95,8 +95,9 @@ guest QEMU starts with that AmdSev OVMF (-bios), measured direct boot
 last line printed is the 96-hex-digit digest; it equals what virtee's
 sev-snp-measure --mode snp --vmm-type QEMU prints for the same inputs.
 
-With --vcpus and --vcpu-type but no --kernel, --initrd, --append or
---no-kernel: measures this enarx's own Keep image (found as enarx run finds it,
+With --vcpus but no --kernel, --initrd, --append or --no-kernel: measures
+this enarx's own Keep image with the vCPU model the sev backend launches
+(EPYC-v4; --vcpu-type may only name it) (found as enarx run finds it,
 or named by ENARX_KEEP_IMAGE) launched with --ovmf or, without it, the SEV
 firmware the sev backend would use (ENARX_SNP_FIRMWARE, QEMU's firmware
 descriptors, distribution paths), and prints the [snp] policy lines to pin.`,

@@ -133,6 +133,11 @@ func TestSNPMeasurementOffline(t *testing.T) {
 	if js.Measurement != "13a6ae9fbaa31c91ade309c36bd5214729438abac318e01176e02a97b8bec11a4bce86b4d2b1fba2ec0481dd24ff525f" {
 		t.Errorf("firmware-only digest %s", js.Measurement)
 	}
+	// The digest covers the firmware only, and the output says so.
+	out, err = runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--no-kernel", "--vcpus", "4", "--vcpu-type", "EPYC")
+	if err != nil || !strings.Contains(string(out), "WARNING: without -kernel the digest covers the firmware only") || lastLine(out) != js.Measurement {
+		t.Errorf("firmware-only launch: %v\n%s", err, out)
+	}
 }
 
 func TestSNPMeasurementOfflineErrors(t *testing.T) {
@@ -239,14 +244,14 @@ func TestSNPMeasurementKeepImage(t *testing.T) {
 	writeFile(t, imgDir, image.ManifestFile, m)
 	t.Setenv(image.EnvImage, imgDir)
 
-	out, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-Milan")
+	out, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-v4")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if _, err := policy.Parse(out); err != nil {
 		t.Fatalf("printed policy does not load: %v\n%s", err, out)
 	}
-	explicit, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-Milan",
+	explicit, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-v4",
 		"--kernel", kPath, "--initrd", iPath, "--append", image.DefaultCmdline)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, explicit)
@@ -259,14 +264,23 @@ func TestSNPMeasurementKeepImage(t *testing.T) {
 		t.Errorf("output lacks the [snp] table or the image directory:\n%s", out)
 	}
 
+	// Without --vcpu-type: the sev backend's model. Another model would
+	// measure a launch the sev backend never makes: refused.
+	if out, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2"); err != nil || lastLine(out) != fmt.Sprintf("hash = [%q]", want) {
+		t.Errorf("default vCPU type: %v\n%s", err, out)
+	}
+	if _, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--ovmf", ovmfPath, "--vcpus", "2", "--vcpu-type", "EPYC-Milan"); err == nil || !strings.Contains(err.Error(), "-cpu EPYC-v4") {
+		t.Errorf("a vCPU type the sev backend never launches: %v", err)
+	}
+
 	// Without --ovmf: the firmware the sev backend would use.
 	t.Setenv(vmm.EnvSNPFirmware, ovmfPath)
-	out, err = runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--vcpus", "2", "--vcpu-type", "EPYC-Milan")
+	out, err = runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--vcpus", "2", "--vcpu-type", "EPYC-v4")
 	if err != nil || lastLine(out) != fmt.Sprintf("hash = [%q]", want) {
 		t.Errorf("default firmware: %v\n%s", err, out)
 	}
 	t.Setenv(vmm.EnvSNPFirmware, filepath.Join(dir, "no-such.fd"))
-	if _, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--vcpus", "2", "--vcpu-type", "EPYC-Milan"); err == nil || !strings.Contains(err.Error(), "--ovmf") {
+	if _, err := runCmd(newPlatformSNPCmd(&globals{}), "measurement", "--vcpus", "2", "--vcpu-type", "EPYC-v4"); err == nil || !strings.Contains(err.Error(), "--ovmf") {
 		t.Errorf("no firmware: %v, want an error that suggests --ovmf", err)
 	}
 
