@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -125,10 +126,13 @@ type watch struct {
 func startWatch(ctx context.Context, armed bool) (context.Context, *watch) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	w := &watch{ctx: ctx, cancel: cancel}
-	w.timer = time.AfterFunc(StallTimeout, func() { cancel(ErrStalled) })
+	d := StallTimeout
 	if !armed {
-		w.timer.Stop()
+		// Never, until kick: a timer made running and then stopped could
+		// already have fired.
+		d = math.MaxInt64
 	}
+	w.timer = time.AfterFunc(d, func() { cancel(ErrStalled) })
 	return ctx, w
 }
 
