@@ -91,35 +91,7 @@ func (s *Blob) Close() error { return s.b.Close() }
 
 // Create implements Backend.
 func (s *Blob) Create(ctx context.Context, key string, meta types.Meta, body io.Reader) error {
-	defer s.locks.lock(key)()
-	if ok, err := s.b.Exists(ctx, key+"/"+blobContent); err != nil {
-		return fmt.Errorf("checking %s: %w", key, err)
-	} else if ok {
-		return fmt.Errorf("%s: %w", key, ErrExists)
-	}
-	mj, _ := meta.MarshalJSON()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := s.b.NewWriter(wctx, key+"/"+blobContent, &blob.WriterOptions{
-		ContentType: meta.Type,
-		Metadata:    map[string]string{blobMetaKey: string(mj)},
-		IfNotExist:  true,
-	})
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", key, err)
-	}
-	if _, err := io.Copy(w, body); err != nil {
-		cancel() // abort: nothing becomes visible
-		w.Close()
-		return fmt.Errorf("writing %s: %w", key, err)
-	}
-	if err := w.Close(); err != nil {
-		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
-			return fmt.Errorf("%s: %w", key, ErrExists)
-		}
-		return fmt.Errorf("writing %s: %w", key, err)
-	}
-	return nil
+	return s.write(ctx, key, meta, body, false)
 }
 
 // Replace implements Backend: an unconditional write of the object's blob,
@@ -129,10 +101,23 @@ func (s *Blob) Create(ctx context.Context, key string, meta types.Meta, body io.
 // wins (the Registry only ever replaces a node with content verified against
 // the same entry, so racing replacements write the same bytes).
 func (s *Blob) Replace(ctx context.Context, key string, meta types.Meta, body io.Reader) error {
+	return s.write(ctx, key, meta, body, true)
+}
+
+// write stores body with meta as the blob of key: a new one (Create), or in
+// place of the one there (replace). Nothing changes unless body is read to
+// its end and the write completes.
+func (s *Blob) write(ctx context.Context, key string, meta types.Meta, body io.Reader, replace bool) error {
 	defer s.locks.lock(key)()
+	verb := "writing"
+	if replace {
+		verb = "replacing"
+	}
 	if ok, err := s.b.Exists(ctx, key+"/"+blobContent); err != nil {
 		return fmt.Errorf("checking %s: %w", key, err)
-	} else if !ok {
+	} else if ok && !replace {
+		return fmt.Errorf("%s: %w", key, ErrExists)
+	} else if !ok && replace {
 		return fmt.Errorf("%s: %w", key, ErrNotFound)
 	}
 	mj, _ := meta.MarshalJSON()
@@ -141,17 +126,21 @@ func (s *Blob) Replace(ctx context.Context, key string, meta types.Meta, body io
 	w, err := s.b.NewWriter(wctx, key+"/"+blobContent, &blob.WriterOptions{
 		ContentType: meta.Type,
 		Metadata:    map[string]string{blobMetaKey: string(mj)},
+		IfNotExist:  !replace,
 	})
 	if err != nil {
-		return fmt.Errorf("replacing %s: %w", key, err)
+		return fmt.Errorf("%s %s: %w", verb, key, err)
 	}
 	if _, err := io.Copy(w, body); err != nil {
-		cancel() // abort: the old object stays
+		cancel() // abort: nothing becomes visible, the old object stays
 		w.Close()
-		return fmt.Errorf("replacing %s: %w", key, err)
+		return fmt.Errorf("%s %s: %w", verb, key, err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("replacing %s: %w", key, err)
+		if !replace && gcerrors.Code(err) == gcerrors.FailedPrecondition {
+			return fmt.Errorf("%s: %w", key, ErrExists)
+		}
+		return fmt.Errorf("%s %s: %w", verb, key, err)
 	}
 	return nil
 }
