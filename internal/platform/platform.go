@@ -52,6 +52,50 @@ type Backend struct {
 	Name   string
 	Data   []Datum
 	Config []Datum
+	// Protection says what the backend's Keeps are protected from; not a
+	// probe row (it does not change Pass).
+	Protection Protection
+}
+
+// Protection is what a backend's Keeps are protected from: whether the
+// workload is protected from this host (its OS, hypervisor, operator and
+// the enarx process), and in which words.
+type Protection struct {
+	// Level is "tee", "vm", "sandbox", "none" or "emulated".
+	Level string
+	// FromHost is true only for hardware TEEs.
+	FromHost bool
+	// Info is the sentence shown to the user.
+	Info string
+}
+
+// protectionOf describes level l (backend.Backend.Protection).
+func protectionOf(l backend.Protection) Protection {
+	switch {
+	case l >= backend.ProtectionTEE:
+		return Protection{Level: "tee", FromHost: true,
+			Info: "hardware (a TEE: memory the host can neither read nor change, proven by attestation)"}
+	case l >= backend.ProtectionVM:
+		return Protection{Level: "vm",
+			Info: "none (a VM of its own protects the host from the workload; the host can read and change the Keep)"}
+	case l >= backend.ProtectionSandbox:
+		return Protection{Level: "sandbox",
+			Info: "none (a confined process protects the host from the workload; the host can read and change the Keep)"}
+	case l >= backend.ProtectionNone:
+		return Protection{Level: "none",
+			Info: "none (the workload runs inside the enarx process: for development)"}
+	default:
+		return Protection{Level: "emulated",
+			Info: "none (emulated TEE evidence signed by a test key: for development)"}
+	}
+}
+
+// knownProtection is the protection of the backends the report probes
+// itself, whether or not this build registers them.
+var knownProtection = map[string]backend.Protection{
+	"sgx": backend.ProtectionTEE, "sev": backend.ProtectionTEE, "tdx-vm": backend.ProtectionTEE,
+	"snp": backend.ProtectionTEE, "tdx": backend.ProtectionTEE,
+	"kvm": backend.ProtectionVM, "sandbox": backend.ProtectionSandbox, "nil": backend.ProtectionNone,
 }
 
 // Pass reports whether the backend can run Keeps here.
@@ -189,8 +233,9 @@ func Collect(version string, env Env) *Report {
 	r.Backends = append(r.Backends, sgxBackend(env), sevBackend(env), kvmBackend(env), tdxVMBackend(env),
 		snpGuestBackend(env), tdxGuestBackend(env), sandboxBackend(env), nilBackend(env))
 	seen := map[string]bool{}
-	for _, b := range r.Backends {
+	for i, b := range r.Backends {
 		seen[b.Name] = true
+		r.Backends[i].Protection = protectionOf(knownProtection[b.Name])
 	}
 	for _, b := range env.Registered {
 		if !seen[b.Name()] {
@@ -237,6 +282,9 @@ func (r *Report) WriteText(w io.Writer, c Colors) error {
 	}
 	for _, be := range r.Backends {
 		fmt.Fprintf(&b, "%s Backend: %s\n", icon(be.Pass()), be.Name)
+		if be.Protection.Info != "" {
+			fmt.Fprintf(&b, "  Protection from this host: %s\n", be.Protection.Info)
+		}
 		var hints []string
 		rows(be.Data, 0, &hints)
 		rows(be.Config, 0, &hints)
@@ -260,10 +308,17 @@ type jsonDatum struct {
 }
 
 type jsonBackend struct {
-	Backend string      `json:"backend"`
-	Pass    bool        `json:"pass"`
-	Data    []jsonDatum `json:"data"`
-	Config  []jsonDatum `json:"config"`
+	Backend    string          `json:"backend"`
+	Pass       bool            `json:"pass"`
+	Protection *jsonProtection `json:"protection"`
+	Data       []jsonDatum     `json:"data"`
+	Config     []jsonDatum     `json:"config"`
+}
+
+type jsonProtection struct {
+	Level    string `json:"level"`
+	FromHost bool   `json:"from_host"`
+	Info     string `json:"info"`
 }
 
 type jsonReport struct {
@@ -294,7 +349,11 @@ func toJSON(ds []Datum) []jsonDatum {
 func (r *Report) WriteJSON(w io.Writer) error {
 	jr := jsonReport{Version: r.Version, SystemInfo: r.SystemInfo, Engines: append([]string{}, r.Engines...), Backends: []jsonBackend{}}
 	for _, b := range r.Backends {
-		jr.Backends = append(jr.Backends, jsonBackend{Backend: b.Name, Pass: b.Pass(), Data: toJSON(b.Data), Config: toJSON(b.Config)})
+		jb := jsonBackend{Backend: b.Name, Pass: b.Pass(), Data: toJSON(b.Data), Config: toJSON(b.Config)}
+		if p := b.Protection; p.Info != "" {
+			jb.Protection = &jsonProtection{Level: p.Level, FromHost: p.FromHost, Info: p.Info}
+		}
+		jr.Backends = append(jr.Backends, jb)
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -96,7 +96,7 @@ func TestBareMachine(t *testing.T) {
 	var out bytes.Buffer
 	r.WriteText(&out, Colors{})
 	s := out.String()
-	for _, w := range []string{"Enarx version 1.2.3\nSystem Info: Test 1.0\n", "✗ Backend: sgx\n  ✗ Driver: /dev/sgx_enclave\n",
+	for _, w := range []string{"Enarx version 1.2.3\nSystem Info: Test 1.0\n", "✗ Backend: sgx\n  Protection from this host: hardware (a TEE: memory the host can neither read nor change, proven by attestation)\n  ✗ Driver: /dev/sgx_enclave\n",
 		"  The Intel CRL cache is filled by upstream Enarx's `enarx platform sgx cache-crl`; this build has no SGX backend\n", "✔ Backend: nil\n", "✗ CPU: no CPUID"} {
 		if !strings.Contains(s, w) {
 			t.Errorf("text lacks %q:\n%s", w, s)
@@ -109,6 +109,59 @@ func TestBareMachine(t *testing.T) {
 	r.WriteText(&out, TTYColors)
 	if !strings.Contains(out.String(), "\x1b[32m✔\x1b[0m Backend: nil") {
 		t.Errorf("no colour on a TTY:\n%s", out.String())
+	}
+}
+
+// TestProtectionRows: every backend says whether it protects the workload
+// from the host, and only the TEEs say yes.
+func TestProtectionRows(t *testing.T) {
+	r := Collect("v", Env{FS: fstest.MapFS{}, Sandbox: allSandbox, Registered: []backend.Backend{fakeBackend{name: "other"}, backend.Emulated{ID: "x-emulated"}}})
+	want := map[string]bool{"sgx": true, "sev": true, "tdx-vm": true, "snp": true, "tdx": true, "other": true,
+		"kvm": false, "sandbox": false, "nil": false}
+	for name, fromHost := range want {
+		p := find(t, r, name).Protection
+		if p.FromHost != fromHost || p.Info == "" || strings.HasPrefix(p.Info, "none") == fromHost {
+			t.Errorf("%s: protection %+v, want from host %v", name, p, fromHost)
+		}
+	}
+	for _, b := range r.Backends {
+		if b.Protection.Info == "" {
+			t.Errorf("%s has no protection row", b.Name)
+		}
+	}
+	var out bytes.Buffer
+	r.WriteText(&out, Colors{})
+	for _, w := range []string{"✔ Backend: nil\n  Protection from this host: none (the workload runs inside the enarx process",
+		"Backend: kvm\n  Protection from this host: none (a VM of its own", "Backend: sev\n  Protection from this host: hardware"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("text lacks %q:\n%s", w, out.String())
+		}
+	}
+	out.Reset()
+	if err := r.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Backends []struct {
+			Backend    string `json:"backend"`
+			Protection struct {
+				Level    string `json:"level"`
+				FromHost bool   `json:"from_host"`
+			} `json:"protection"`
+		} `json:"backends"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		t.Fatal(err)
+	}
+	levels := map[string]string{}
+	for _, b := range v.Backends {
+		levels[b.Backend] = b.Protection.Level
+		if b.Protection.FromHost != want[b.Backend] {
+			t.Errorf("JSON %s from_host = %v", b.Backend, b.Protection.FromHost)
+		}
+	}
+	if levels["sev"] != "tee" || levels["kvm"] != "vm" || levels["sandbox"] != "sandbox" || levels["nil"] != "none" || levels["x-emulated"] != "emulated" {
+		t.Errorf("JSON levels %v", levels)
 	}
 }
 

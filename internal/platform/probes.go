@@ -332,7 +332,8 @@ func nilBackend(Env) Backend { return Backend{Name: "nil"} }
 // has no probes for (e.g. the emulated TEE backends).
 func registeredBackend(r backend.Backend) Backend {
 	return Backend{Name: r.Name(),
-		Data:   []Datum{{Name: "Available", Pass: r.Available()}},
-		Config: []Datum{configuredRow(r)},
+		Data:       []Datum{{Name: "Available", Pass: r.Available()}},
+		Config:     []Datum{configuredRow(r)},
+		Protection: protectionOf(r.Protection()),
 	}
 }
