@@ -9,9 +9,9 @@
 // Tree reads additionally compare each node's metadata with the entry its
 // parent (or the tag) names, so a fetched tree is verified from the tag down.
 // TLS server certificates are checked against the system roots or the CA
-// bundle given in Options. A request that makes no progress for
-// StallTimeout (a registry that stops sending or reading a body) fails with
-// ErrStalled.
+// bundle given in Options. A request that moves fewer than StallMinBytes in
+// StallTimeout (a registry that stops, or trickles, sending or reading a
+// body) fails with ErrStalled.
 package client
 
 import (
@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
@@ -97,72 +98,125 @@ func NewHTTPClient(caBundle []byte) (*http.Client, error) {
 // StallTimeout; cancel the context to stop them).
 const ResponseHeaderTimeout = time.Minute
 
-// StallTimeout bounds how long a request may make no progress: a request
-// body the registry stops reading, a response body it stops sending (or
-// trickles nothing of). Each byte moved restarts it. It is longer than
-// ResponseHeaderTimeout plus the dial and TLS handshake timeouts, which
-// bound the wait before a response starts. A variable for tests.
-var StallTimeout = 2 * time.Minute
+// StallTimeout and StallMinBytes bound how slowly a request may move: a
+// request body the registry stops reading, a response body it stops
+// sending, or trickles (a byte now and then would otherwise hold the
+// command forever), fails once fewer than StallMinBytes moved in a window
+// of StallTimeout. Any working network moves far more (16 KiB in 2 min is
+// 137 bytes/s). StallTimeout is longer than ResponseHeaderTimeout plus the
+// dial and TLS handshake timeouts, which bound the wait before a response
+// starts. Variables for tests.
+var (
+	StallTimeout  = 2 * time.Minute
+	StallMinBytes = int64(16 << 10)
+)
 
-// ErrStalled is returned (wrapped) when a transfer made no progress for
-// StallTimeout.
-var ErrStalled = errors.New("the registry stopped sending or receiving data")
+// ErrStalled is returned (wrapped) when a transfer moved fewer than
+// StallMinBytes in StallTimeout.
+var ErrStalled = errors.New("the registry stopped (or all but stopped) sending or receiving data")
 
-// watch cancels a request's context when its transfer has made no progress
-// for StallTimeout (a registry that sends headers and then nothing would
-// otherwise hold the command forever). kick records progress; stop ends
-// the watch.
+// watch cancels a request's context when its transfer moved fewer than
+// StallMinBytes in a window of StallTimeout (a registry that sends headers
+// and then nothing, or a byte a minute, would otherwise hold the command
+// forever). A watch runs only while the registry owes bytes: from the
+// start of a request body (or from the response headers of a request
+// without one) to the body's end, and again from the response headers to
+// the response body's close.
 type watch struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	timer  *time.Timer
+	moved  atomic.Int64 // bytes moved in this window
+
+	mu    sync.Mutex
+	timer *time.Timer
+	armed bool // a window is running
 }
 
 // startWatch watches a request made under the returned context. A watch
-// of a request without a body (armed false) starts when the
-// response's headers arrive (do): until then the dial, TLS handshake and
-// response header timeouts bound the wait. One with a body starts at
-// once, since a registry that reads none of it sends no response.
+// of a request without a body (armed false) starts when the response's
+// headers arrive (do): until then the dial, TLS handshake and response
+// header timeouts bound the wait. One with a body starts at once, since a
+// registry that reads none of it sends no response; it pauses when the
+// body has been sent (the response header timeout bounds the wait for the
+// answer) and starts again with the response.
 func startWatch(ctx context.Context, armed bool) (context.Context, *watch) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	w := &watch{ctx: ctx, cancel: cancel}
+	w := &watch{ctx: ctx, cancel: cancel, armed: armed}
 	d := StallTimeout
 	if !armed {
-		// Never, until kick: a timer made running and then stopped could
+		// Never, until arm: a timer made running and then stopped could
 		// already have fired.
 		d = math.MaxInt64
 	}
-	w.timer = time.AfterFunc(d, func() { cancel(ErrStalled) })
+	w.mu.Lock()
+	w.timer = time.AfterFunc(d, w.check)
+	w.mu.Unlock()
 	return ctx, w
 }
 
-func (w *watch) kick() { w.timer.Reset(StallTimeout) }
+// check ends a window: too few bytes cancel the request, enough start the
+// next window.
+func (w *watch) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.armed || w.ctx.Err() != nil {
+		return
+	}
+	if w.moved.Swap(0) < StallMinBytes {
+		w.cancel(ErrStalled)
+		return
+	}
+	w.timer.Reset(StallTimeout)
+}
+
+// arm starts a fresh window (the response's headers arrived).
+func (w *watch) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.moved.Store(0)
+	w.armed = true
+	w.timer.Reset(StallTimeout)
+}
+
+// pause stops the windows until arm (the request body was sent).
+func (w *watch) pause() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.armed = false
+	w.timer.Stop()
+}
 
 func (w *watch) stop() {
-	w.timer.Stop()
+	w.pause()
 	w.cancel(nil)
 }
 
 // explain replaces the transport's "context canceled" by what happened.
 func (w *watch) explain(err error) error {
 	if err != nil && err != io.EOF && context.Cause(w.ctx) == ErrStalled {
-		return fmt.Errorf("%w for %v (%v); check the registry and the network, then try again", ErrStalled, StallTimeout, err)
+		return fmt.Errorf("%w (less than %d KiB in %v: %v); check the registry and the network, then try again",
+			ErrStalled, StallMinBytes>>10, StallTimeout, err)
 	}
 	return err
 }
 
-// reader returns r, kicking the watch whenever bytes are read from it.
-func (w *watch) reader(r io.Reader) io.Reader { return &watchedReader{r: r, w: w} }
+// reader returns request body r, counting the bytes read from it and
+// pausing the watch at its end.
+func (w *watch) reader(r io.Reader) io.Reader { return &watchedReader{r: r, w: w, request: true} }
 
 type watchedReader struct {
-	r io.Reader
-	w *watch
+	r       io.Reader
+	w       *watch
+	request bool // a request body: its end pauses the watch
 }
 
 func (r *watchedReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if n > 0 {
-		r.w.kick()
+		r.w.moved.Add(int64(n))
+	}
+	if err == io.EOF && r.request {
+		r.w.pause()
 	}
 	return n, r.w.explain(err)
 }
@@ -273,7 +327,7 @@ func (c *Client) do(req *http.Request, w *watch) (*http.Response, error) {
 		w.stop()
 		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, w.explain(err))
 	}
-	w.kick() // the response started: its body is watched from here
+	w.arm() // the response started: its body is watched from here
 	resp.Body = &watchedBody{watchedReader{r: resp.Body, w: w}, resp.Body}
 	return resp, nil
 }

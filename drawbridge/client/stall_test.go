@@ -95,6 +95,59 @@ func TestStalledResponseBody(t *testing.T) {
 	}
 }
 
+// TestTrickledResponseBody: a registry that sends a byte now and then
+// (each of which restarted the watch before) fails the request once a
+// window of StallTimeout moved fewer than StallMinBytes. The trickle
+// never reaches StallMinBytes, whatever the scheduling.
+func TestTrickledResponseBody(t *testing.T) {
+	// Bytes come 100 times per window: the old watch, restarted by each,
+	// never fired.
+	ctx := stallAfter(t, 2*time.Second)
+	cl := stallingRegistry(t, func(w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+		w.Header().Set("Content-Digest", "sha-256=:"+strings.Repeat("A", 43)+"=:")
+		w.Header().Set("Content-Type", types.EntryType)
+		w.Header().Set("Content-Length", "100000")
+		w.WriteHeader(http.StatusOK)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			w.Write([]byte{' '})
+			w.(http.Flusher).Flush()
+			select {
+			case <-tick.C:
+			case <-release:
+				return
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	spec, _ := ParsePackageSpec(cl.Host() + "/u/r:1.0.0")
+	_, err := cl.GetTag(ctx, spec)
+	wantStalled(t, err)
+}
+
+// TestStallWatchPausesAfterUpload: once a request body has been sent, the
+// watch waits for the response (bounded by the response header timeout)
+// instead of counting the registry's thinking time as a stall; it starts
+// again with the response.
+func TestStallWatchPausesAfterUpload(t *testing.T) {
+	// The window leaves the client ample time to read the empty response
+	// body once the headers arrive; the answer comes after more than one.
+	ctx := stallAfter(t, time.Second)
+	cl := stallingRegistry(t, func(w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(1500 * time.Millisecond) // a window and a half without a byte
+		w.WriteHeader(http.StatusCreated)
+	})
+	body := []byte(`{"public":true}`)
+	sum, n := types.Compute(body)
+	meta := types.Meta{Digest: sum, Length: n, Type: "application/json"}
+	if err := cl.put(ctx, cl.url("u", "r"), "", meta, bytes.NewReader(body)); err != nil {
+		t.Fatalf("a registry that answers after its header timeout's share: %v", err)
+	}
+}
+
 // TestStallWatchStartsWithResponse: a request without a body is watched
 // from its response's headers on (the dial, TLS handshake and header
 // timeouts bound what comes before): with a watch of a nanosecond, a
