@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -27,10 +28,20 @@ const progressMinSize = 1 << 20
 
 // registryFlags are the flags every Drawbridge command takes.
 type registryFlags struct {
-	caBundle   string
-	token      string
-	oidcDomain string
-	credHelper string
+	caBundle string
+	// token is --insecure-auth-token: sent to the registry this command
+	// names, whichever it is (the user typed both).
+	token string
+	// envToken is ENARX_INSECURE_AUTH_TOKEN: an ambient credential, sent
+	// only to the registries envTokenHosts (ENARX_INSECURE_AUTH_TOKEN_HOST)
+	// names, never to whatever host a package spec names.
+	envToken      string
+	envTokenHosts []string
+	// withheldHost is set when the environment's token was not sent to it
+	// (for error hints).
+	withheldHost string
+	oidcDomain   string
+	credHelper   string
 	// storedHost is set when a stored token is used (for error hints).
 	storedHost string
 }
@@ -38,8 +49,17 @@ type registryFlags struct {
 func (f *registryFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.caBundle, "ca-bundle", os.Getenv("ENARX_CA_BUNDLE"),
 		"PEM file of CA certificates trusted for the registry instead of the system roots (env ENARX_CA_BUNDLE)")
-	fs.StringVar(&f.token, "insecure-auth-token", os.Getenv("ENARX_INSECURE_AUTH_TOKEN"),
-		"use this OIDC access token instead of stored credentials (env ENARX_INSECURE_AUTH_TOKEN; visible to other local users)")
+	// The environment's token is not the flag's default: help text would
+	// print it.
+	fs.StringVar(&f.token, "insecure-auth-token", "",
+		"use this OIDC access token instead of stored credentials (visible to other local users; env ENARX_INSECURE_AUTH_TOKEN, "+
+			"which is sent only to the registries named in ENARX_INSECURE_AUTH_TOKEN_HOST)")
+	f.envToken = os.Getenv(envTokenVar)
+	for _, h := range strings.Split(os.Getenv(envTokenHostVar), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			f.envTokenHosts = append(f.envTokenHosts, h)
+		}
+	}
 	// No default: upstream's (its hosted issuer) no longer runs.
 	fs.StringVar(&f.oidcDomain, "oidc-domain", os.Getenv("ENARX_OIDC_DOMAIN"),
 		"OIDC issuer URL the stored credentials belong to (env ENARX_OIDC_DOMAIN)")
@@ -69,11 +89,41 @@ func (f *registryFlags) store() (credentials.Store, error) {
 	return credentials.FileStore{Dir: dir}, nil
 }
 
-// authToken returns the token for host: the explicit one, else the stored
-// one. With required false, missing credentials mean anonymous access.
+// The environment's token and the registries it is for.
+const (
+	envTokenVar     = "ENARX_INSECURE_AUTH_TOKEN"
+	envTokenHostVar = "ENARX_INSECURE_AUTH_TOKEN_HOST"
+)
+
+// envTokenFor reports whether the environment's token may be sent to host
+// (HOST[:PORT] as the command names it; host names compare without case).
+func (f *registryFlags) envTokenFor(host string) bool {
+	for _, h := range f.envTokenHosts {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// authToken returns the token for host: the flag's, else the
+// environment's when it is for host, else the stored one. With required
+// false, missing credentials mean anonymous access.
 func (f *registryFlags) authToken(ctx context.Context, host string, required bool) (string, error) {
 	if f.token != "" {
 		return f.token, nil
+	}
+	if f.envToken != "" {
+		if f.envTokenFor(host) {
+			return f.envToken, nil
+		}
+		if required && f.oidcDomain == "" {
+			return "", fmt.Errorf("%s is set but not sent to %s: %s does not name it (it names %q). "+
+				"If the token is for %s, add it: export %s=%s; or pass --insecure-auth-token",
+				envTokenVar, host, envTokenHostVar, strings.Join(f.envTokenHosts, ","), host, envTokenHostVar, host)
+		}
+		// Another registry's token: anonymous, or a stored token.
+		f.withheldHost = host
 	}
 	if f.oidcDomain == "" {
 		// Stored credentials are kept per issuer; without one there is
@@ -138,6 +188,11 @@ func (f *registryFlags) explain(err error) error {
 				"with --ca-bundle FILE or ENARX_CA_BUNDLE; a `drawbridge --dev` registry's is STORE/dev-ca.pem)", err)
 		}
 		return fmt.Errorf("%w\n(the registry's certificate does not chain to a CA in --ca-bundle %s)", err, f.caBundle)
+	}
+	if err != nil && f.withheldHost != "" && f.storedHost == "" &&
+		(client.IsStatus(err, http.StatusUnauthorized) || client.IsStatus(err, http.StatusForbidden) || client.IsStatus(err, http.StatusNotFound)) {
+		return fmt.Errorf("%w\n(%s was not sent to %s, which %s does not name: if the token is for that registry, "+
+			"export %s=%s)", err, envTokenVar, f.withheldHost, envTokenHostVar, envTokenHostVar, f.withheldHost)
 	}
 	if err != nil && f.storedHost != "" && client.IsStatus(err, http.StatusUnauthorized) {
 		return fmt.Errorf("%w\n(your stored token may have expired: run `enarx user login --store-host %s --oidc-domain %s`)",
