@@ -13,10 +13,12 @@ import (
 // Dial returns the directory served (Serve) at the other end of rw, in
 // the Keep. A read-only directory refuses every change itself, before
 // asking the host (the host's word on what it allows is not needed). The
-// directory owns rw: closing it (the root) closes rw, after which every
-// object opened from it fails with EBADF.
+// directory and every object opened from it share rw, which is closed
+// when the last of them is: as with a host directory, closing the
+// directory (a workload closing its preopen) leaves the files and
+// directories opened beneath it working.
 func Dial(rw io.ReadWriteCloser, readOnly bool) (vfs.Dir, error) {
-	c := &conn{rw: rw, readOnly: readOnly}
+	c := &conn{rw: rw, readOnly: readOnly, refs: 1}
 	var rights uint64
 	err := c.withReply(opRoot, 0, nil, func(d *dec) error {
 		t := d.filetype()
@@ -45,6 +47,27 @@ type conn struct {
 	// connection; every call after it fails with EIO.
 	broken error
 	buf    []byte
+	// refs counts the open objects (the served directory included); the
+	// last one's close closes the stream.
+	refs int
+}
+
+// hold counts a newly opened object.
+func (c *conn) hold() {
+	c.mu.Lock()
+	c.refs++
+	c.mu.Unlock()
+}
+
+// release drops a closed object's count, closing the stream after the last.
+func (c *conn) release() {
+	c.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	c.mu.Unlock()
+	if last {
+		c.close()
+	}
 }
 
 func (c *conn) fail(err error) {
@@ -149,7 +172,10 @@ func (o *obj) sync() error { return o.c.simple(opSync, o.h, nil) }
 
 func (o *obj) closeObj() error {
 	var err error = syscall.EBADF
-	o.once.Do(func() { err = o.c.simple(opClose, o.h, nil) })
+	o.once.Do(func() {
+		err = o.c.simple(opClose, o.h, nil)
+		o.c.release()
+	})
 	return err
 }
 
@@ -165,8 +191,14 @@ func (d *dir) Filetype() fd.Filetype { return fd.FiletypeDirectory }
 
 func (d *dir) Close() error {
 	if d.root {
-		d.c.close()
-		return nil
+		// Handle 0 stays open on the host while objects beneath it are:
+		// the host closes it when the stream ends.
+		err := error(syscall.EBADF)
+		d.once.Do(func() {
+			err = nil
+			d.c.release()
+		})
+		return err
 	}
 	return d.closeObj()
 }
@@ -201,9 +233,10 @@ func (d *dir) Open(path string, o vfs.OpenOptions) (fd.File, error) {
 	}
 	if d.c.readOnly && change {
 		// The host opened for a change what is read-only (see ro).
-		(&obj{c: d.c, h: h}).closeObj()
+		d.c.simple(opClose, h, nil)
 		return nil, syscall.EROFS
 	}
+	d.c.hold()
 	if t == fd.FiletypeDirectory {
 		return &dir{obj: obj{c: d.c, h: h, rights: rights}}, nil
 	}

@@ -527,3 +527,62 @@ func TestServerRefusesMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseRootKeepsObjectsBeneath: a workload that closes its preopen
+// keeps using the files and directories it opened beneath it, as on a
+// host directory (before, closing the served directory closed the stream
+// and every such object failed with EBADF); the stream ends with the last
+// object's close.
+func TestCloseRootKeepsObjectsBeneath(t *testing.T) {
+	dir, _ := testTree(t)
+	host, keep := socketPair(t)
+	root := hostRoot(t, dir, false)
+	t.Cleanup(func() { root.Close() })
+	done := make(chan error, 1)
+	go func() { done <- Serve(host, root); host.Close() }()
+	d, err := Dial(keep, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := d.Open("a.txt", vfs.OpenOptions{Read: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := d.Open("sub", vfs.OpenOptions{Directory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("second close of the directory: %v, want EBADF", err)
+	}
+	b := make([]byte, 5)
+	if n, err := f.(vfs.File).ReadAt(b, 0); err != nil || string(b[:n]) != "hello" {
+		t.Fatalf("read after the directory's close: %q, %v", b[:n], err)
+	}
+	g, err := sub.(vfs.Dir).Open("new.txt", vfs.OpenOptions{Write: true, Create: true})
+	if err != nil {
+		t.Fatalf("open beneath a subdirectory after the directory's close: %v", err)
+	}
+	for _, c := range []interface{ Close() error }{f, sub} {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the stream ended with an object still open (Serve: %v)", err)
+	default:
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil { // hangs if the last close keeps the stream
+		t.Errorf("Serve: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub", "new.txt")); err != nil {
+		t.Error(err)
+	}
+}
