@@ -320,6 +320,7 @@ func TestRejections(t *testing.T) {
 		{name: "snp policy platform info", csr: same(vectors.MilanCSR), doc: replace(t, `platform_info_flags = "SME"`, `platform_info_flags = "TSME"`), code: snp.CodePolicyPlatformInfo},
 		{name: "snp policy guest security version", csr: same(vectors.MilanCSR), doc: replace(t, `abi = `, "minimum_guest_svn = 2\nabi = "), code: snp.CodePolicyGuestSVN},
 		{name: "snp policy minimum TCB", csr: same(vectors.MilanCSR), doc: replace(t, `abi = `, "minimum_tcb = { snp = 7 }\nabi = "), code: snp.CodeTCBMinimum},
+		{name: "snp policy minimum launch TCB", csr: same(vectors.MilanCSR), doc: replace(t, `abi = `, "minimum_launch_tcb = { snp = 7 }\nabi = "), code: snp.CodeTCBLaunchMinimum},
 		{name: "snp policy report version 3+", csr: same(vectors.MilanCSR), doc: replace(t, `abi = `, "min_report_version = 3\nabi = "), code: snp.CodeReportVersion},
 		// SEV-SNP: binding, clock, framing.
 		{name: "snp CSR key swapped", csr: func(t *testing.T) []byte { return csr(t, elliptic.P384(), milanExt) }, code: snp.CodeBinding},
@@ -341,6 +342,11 @@ func TestRejections(t *testing.T) {
 			}
 		}, emu.goodCRL), doc: snpOnly(t), at: emu.now, opts: emu.opts(), code: snp.CodeTCBVCEKMismatch},
 		{name: "snp CHIP_ID not the VCEK's", csr: emu.csr(func(r []byte) { r[0x1A0] ^= 1 }, emu.goodCRL), doc: snpOnly(t), at: emu.now, opts: emu.opts(), code: snp.CodeReportChipID},
+		// A guest launched before a firmware update: LAUNCH_TCB SNP SPL 7
+		// under REPORTED_TCB 8. minimum_tcb alone covers LAUNCH_TCB too.
+		{name: "snp LAUNCH_TCB below minimum_tcb", csr: emu.csr(func(r []byte) { r[0x1F0+6] = 7 }, emu.goodCRL),
+			doc: []byte(strings.Replace(string(snpOnly(t)), "abi = ", "minimum_tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }\nabi = ", 1)),
+			at:  emu.now, opts: emu.opts(), code: snp.CodeTCBLaunchMinimum},
 		// SGX.
 		{name: "sgx quote MRENCLAVE byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { e.Quote[112] ^= 1 }), code: "sgx.isv.signature"},
 		{name: "sgx quote ISV signature byte", csr: mutateSGX(func(e *envelope.SgxEvidence) { e.Quote[436] ^= 1 }), code: "sgx.isv.signature"},
@@ -355,6 +361,7 @@ func TestRejections(t *testing.T) {
 		{name: "sgx policy other signer", csr: same(vectors.SGXi5CSR), doc: replace(t, `signer = ["7a49a07d`, `signer = ["`+other32+`", "0049a07d`), code: "sgx.policy.mrsigner"},
 		{name: "sgx policy security version", csr: same(vectors.SGXi5CSR), doc: replace(t, `enclave_security_version = 0`, `enclave_security_version = 9999`), code: "sgx.policy.svn"},
 		{name: "sgx policy product id", csr: same(vectors.SGXi5CSR), doc: replace(t, `enclave_product_id = 0`, `enclave_product_id = 7`), code: "sgx.policy.product_id"},
+		{name: "sgx policy tcbEvaluationDataNumber", csr: same(vectors.SGXi5CSR), doc: replace(t, `enclave_product_id = 0`, "enclave_product_id = 0\nmin_tcb_evaluation_data_number = 15"), code: "sgx.tcb.eval_data_number"},
 		{name: "sgx policy advisories", csr: same(vectors.SGXi5CSR), doc: replace(t, `"INTEL-SA-00289", `, ``), code: "sgx.tcb.advisory"},
 		{name: "sgx without [sgx] table (OutOfDate is not UpToDate)", csr: same(vectors.SGXi5CSR), doc: snpOnly(t), code: "sgx.tcb.status"},
 		{name: "sgx xeon without [sgx] table", csr: same(vectors.SGXXeonCSR), doc: snpOnly(t), code: "sgx.tcb.status"},

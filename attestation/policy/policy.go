@@ -7,8 +7,10 @@
 // errors, and SGX debug enclaves need `features = ["Debug", …]`. It adds a
 // `[tdx]` table, a `[none]` table that is the only way to accept
 // no-hardware evidence outside debug mode, SNP report-version, TCB and guest
-// SVN minimums, and a top-level `verify_time` that pins the verification
-// clock. See docs/policy.md.
+// SVN minimums (`minimum_tcb` covers LAUNCH_TCB as well as REPORTED_TCB
+// unless `minimum_launch_tcb` says otherwise), an SGX minimum
+// tcbEvaluationDataNumber for TCB Info and QE Identity, and a top-level
+// `verify_time` that pins the verification clock. See docs/policy.md.
 //
 // The file is trusted configuration, but it is still validated strictly:
 // every error names the offending key.
@@ -122,6 +124,7 @@ type snpTable struct {
 	MinReportVersion          *int64    `toml:"min_report_version"`
 	MaxReportVersion          *int64    `toml:"max_report_version"`
 	MinimumTCB                *tcbParts `toml:"minimum_tcb"`
+	MinimumLaunchTCB          *tcbParts `toml:"minimum_launch_tcb"`
 	MinimumGuestSVN           *int64    `toml:"minimum_guest_svn"`
 	PermitProvisionalFirmware bool      `toml:"permit_provisional_firmware"`
 	// EmulatedRoot is the PEM ARK and ASK of enarx's snp-emulated backend;
@@ -134,6 +137,20 @@ type tcbParts struct {
 	TEE        int64 `toml:"tee"`
 	SNP        int64 `toml:"snp"`
 	Microcode  int64 `toml:"microcode"`
+}
+
+// compile checks the SPLs against their ranges (key names the table).
+func (m *tcbParts) compile(key string) (kds.TCBParts, error) {
+	for _, c := range []struct {
+		key string
+		v   int64
+		max int64
+	}{{"bootloader", m.Bootloader, 127}, {"tee", m.TEE, 127}, {"snp", m.SNP, 127}, {"microcode", m.Microcode, 255}} {
+		if c.v < 0 || c.v > c.max {
+			return kds.TCBParts{}, fmt.Errorf("%s.%s: %d is outside 0–%d", key, c.key, c.v, c.max)
+		}
+	}
+	return kds.TCBParts{BlSpl: uint8(m.Bootloader), TeeSpl: uint8(m.TEE), SnpSpl: uint8(m.SNP), UcodeSpl: uint8(m.Microcode)}, nil
 }
 
 type noneTable struct {
@@ -415,8 +432,8 @@ func (t *snpTable) compileFlags(p *snp.Policy) error {
 	return nil
 }
 
-// compileVersions checks the report versions, the minimum TCB and the
-// minimum guest SVN against their ranges.
+// compileVersions checks the report versions, the minimum reported and
+// launch TCBs and the minimum guest SVN against their ranges.
 func (t *snpTable) compileVersions(p *snp.Policy) error {
 	if err := inRange("snp.min_report_version", t.MinReportVersion, 2, 5); err != nil {
 		return err
@@ -433,17 +450,22 @@ func (t *snpTable) compileVersions(p *snp.Policy) error {
 	if p.MinReportVersion != 0 && p.MaxReportVersion != 0 && p.MinReportVersion > p.MaxReportVersion {
 		return fmt.Errorf("snp.min_report_version: %d is above snp.max_report_version %d", p.MinReportVersion, p.MaxReportVersion)
 	}
-	if m := t.MinimumTCB; m != nil {
-		for _, c := range []struct {
-			key string
-			v   int64
-			max int64
-		}{{"bootloader", m.Bootloader, 127}, {"tee", m.TEE, 127}, {"snp", m.SNP, 127}, {"microcode", m.Microcode, 255}} {
-			if c.v < 0 || c.v > c.max {
-				return fmt.Errorf("snp.minimum_tcb.%s: %d is outside 0–%d", c.key, c.v, c.max)
-			}
+	var err error
+	if t.MinimumTCB != nil {
+		if p.MinimumTCB, err = t.MinimumTCB.compile("snp.minimum_tcb"); err != nil {
+			return err
 		}
-		p.MinimumTCB = kds.TCBParts{BlSpl: uint8(m.Bootloader), TeeSpl: uint8(m.TEE), SnpSpl: uint8(m.SNP), UcodeSpl: uint8(m.Microcode)}
+	}
+	// LAUNCH_TCB defaults to minimum_tcb: a guest launched under older
+	// firmware keeps that LAUNCH_TCB after the host raises REPORTED_TCB, and
+	// "minimum TCB" should cover what the guest ran under. Stricter than
+	// upstream, which checks neither; `minimum_launch_tcb = {}` opts out.
+	if t.MinimumLaunchTCB != nil {
+		if p.MinimumLaunchTCB, err = t.MinimumLaunchTCB.compile("snp.minimum_launch_tcb"); err != nil {
+			return err
+		}
+	} else {
+		p.MinimumLaunchTCB = p.MinimumTCB
 	}
 	if err := inRange("snp.minimum_guest_svn", t.MinimumGuestSVN, 0, 1<<32-1); err != nil {
 		return err

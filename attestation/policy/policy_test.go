@@ -171,6 +171,8 @@ func parseSeeds() [][]byte {
 	return [][]byte{
 		vectors.StewardTOML,
 		[]byte("[tdx]\nmrtd = []\n[none]\nallow = true\nverify_time = 2023-02-01T00:00:00Z"),
+		[]byte("[sgx]\nsigner = [\"" + strings.Repeat("ab", 32) + "\"]\nmin_tcb_evaluation_data_number = 14\n" +
+			"[snp]\nhash = [\"" + strings.Repeat("ab", 48) + "\"]\nminimum_tcb = { bootloader = 2, snp = 6, microcode = 93 }\nminimum_launch_tcb = { snp = 5 }\n"),
 	}
 }
 

@@ -20,7 +20,9 @@
 // required for every link of the PCK and TCB chains (matched by URL or by
 // issuer name), nextUpdate is enforced for CRLs and TCB Info, malformed TCB
 // levels are rejected instead of crashing, a TCB level with status Revoked
-// is never accepted, and debug enclaves need an explicit "Debug" feature.
+// is never accepted, debug enclaves need an explicit "Debug" feature, and
+// the policy can require a minimum tcbEvaluationDataNumber of the TCB Info
+// and QE Identity (min_tcb_evaluation_data_number).
 //
 // Every failure is an *attest.Rejection whose Code starts with "sgx.".
 package sgx

@@ -22,10 +22,12 @@ import (
 //	enclave_security_version = 0           # minimum ISVSVN
 //	enclave_product_id = 0                 # exact ISVPRODID
 //	allowed_advisories = ["INTEL-SA-00615"]
+//	min_tcb_evaluation_data_number = 17    # ours: TCB Info and QE Identity
 //
-// The one deliberate difference: when features is absent upstream checks no
+// The deliberate differences: when features is absent upstream checks no
 // attributes at all, so debug enclaves pass; here a debug enclave passes
-// only if features lists "Debug".
+// only if features lists "Debug". And min_tcb_evaluation_data_number is
+// ours (upstream has no such minimum).
 type Policy struct {
 	// Signer lists accepted MRSIGNER values (hex); empty means any.
 	Signer []string `toml:"signer" json:"signer,omitempty"`
@@ -48,6 +50,13 @@ type Policy struct {
 	// level is in this list (upstream's rule). If empty, the TCB status must
 	// be UpToDate.
 	AllowedAdvisories []string `toml:"allowed_advisories" json:"allowed_advisories,omitempty"`
+	// MinTCBEvaluationDataNumber, when set, is the lowest
+	// tcbEvaluationDataNumber accepted in the TCB Info and in the QE
+	// Identity (0–4294967295). Intel raises the number with each TCB
+	// Recovery; without a minimum, a host can send older collateral that
+	// has not expired yet and still rates its platform by the levels from
+	// before the recovery. Absent: any number (upstream).
+	MinTCBEvaluationDataNumber *int64 `toml:"min_tcb_evaluation_data_number" json:"min_tcb_evaluation_data_number,omitempty"`
 }
 
 var featureBits = map[string]uint64{
@@ -80,6 +89,8 @@ type compiled struct {
 	productID     *uint16
 	advisories    []string
 	advisoriesSet map[string]bool
+	// minEvalNumber is the minimum tcbEvaluationDataNumber (0: any).
+	minEvalNumber int64
 }
 
 func digests(key string, in []string) ([][32]byte, error) {
@@ -162,7 +173,23 @@ func (p *Policy) compile() (*compiled, error) {
 		c.advisoriesSet[a] = true
 	}
 	c.advisories = slices.Clone(p.AllowedAdvisories)
+	if n := p.MinTCBEvaluationDataNumber; n != nil {
+		if *n < 0 || *n > 1<<32-1 {
+			return nil, fmt.Errorf("sgx.min_tcb_evaluation_data_number: %d is outside 0–4294967295", *n)
+		}
+		c.minEvalNumber = *n
+	}
 	return c, nil
+}
+
+// checkEvalNumber rejects collateral (TCB Info or QE Identity, by code
+// prefix) issued before the policy's minimum tcbEvaluationDataNumber.
+func (c *compiled) checkEvalNumber(prefix, what string, n int) error {
+	if int64(n) < c.minEvalNumber {
+		return reject(prefix+".eval_data_number", "the %s has tcbEvaluationDataNumber %d, below sgx.min_tcb_evaluation_data_number %d: "+
+			"it predates a TCB Recovery the policy requires; refresh the %s on the Keep host from Intel PCS", what, n, c.minEvalNumber, what)
+	}
+	return nil
 }
 
 // knownAttributes are the ATTRIBUTES bits upstream's Features type knows;

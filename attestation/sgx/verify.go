@@ -174,7 +174,7 @@ func (v *Verifier) checkRequest(ctx context.Context, req *attest.VerifyRequest) 
 
 // tcbAndQuote verifies the TCB Info (2: parse, signing chain, signature,
 // cached by bytes), parses the quote (3) and checks the TCB Info's
-// freshness (4).
+// freshness and the policy's minimum tcbEvaluationDataNumber (4).
 func (v *Verifier) tcbAndQuote(ev *envelope.SgxEvidence, now time.Time) (*verifiedTCB, *quote.Quote, error) {
 	tcb, err := v.tcbs.Get(cache.KeyOf("tcb", append([][]byte{ev.TCB.Report}, ev.TCB.Certs...)...), func() (*verifiedTCB, error) {
 		return v.verifyTCB(ev.TCB)
@@ -198,6 +198,9 @@ func (v *Verifier) tcbAndQuote(ev *envelope.SgxEvidence, now time.Time) (*verifi
 	}
 	if !tcb.window.contains(now) {
 		return nil, nil, reject("sgx.tcb.chain", "the TCB Signing chain is not valid at %s (valid %s)", now.Format(timeFmt), tcb.window)
+	}
+	if err := v.policy.checkEvalNumber("sgx.tcb", "TCB Info", info.TCBEvaluationDataNumber); err != nil {
+		return nil, nil, err
 	}
 	return tcb, q, nil
 }
@@ -562,6 +565,9 @@ func (v *Verifier) checkQEIdentity(p *envelope.TcbPackage, q *quote.Quote, entri
 	}
 	if !id.window.contains(now) {
 		return nil, reject("sgx.qeid.chain", "the QE Identity signing chain is not valid at %s (valid %s)", now.Format(timeFmt), id.window)
+	}
+	if err := v.policy.checkEvalNumber("sgx.qeid", "QE Identity", i.TCBEvaluationDataNumber); err != nil {
+		return nil, err
 	}
 	if err := v.checkCRLs(id.chain, entries, now); err != nil {
 		return nil, err

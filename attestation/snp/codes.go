@@ -28,6 +28,7 @@ const (
 	CodeTCBVCEKMismatch         = "snp.tcb.vcek-mismatch"         // REPORTED_TCB differs from the VCEK's TCB
 	CodeTCBProvisional          = "snp.tcb.provisional"           // committed TCB/firmware differs from current
 	CodeTCBMinimum              = "snp.tcb.minimum"               // REPORTED_TCB below the policy minimum
+	CodeTCBLaunchMinimum        = "snp.tcb.launch-minimum"        // LAUNCH_TCB below the policy minimum (minimum_launch_tcb, by default minimum_tcb)
 	CodeReportValidate          = "snp.report.validate"           // go-sev-guest validate rejects the report
 	CodeBinding                 = "snp.binding"                   // REPORT_DATA does not bind the CSR key
 	CodePolicyDebug             = "snp.policy.debug"              // the guest policy allows debugging

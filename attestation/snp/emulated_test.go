@@ -8,9 +8,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-sev-guest/kds"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
@@ -178,5 +181,29 @@ func TestEmulatedRejections(t *testing.T) {
 	c, err := m.verifier(nil).Verify(context.Background(), req)
 	if err != nil || !c.Debug {
 		t.Fatalf("debug mode: %v %+v", err, c)
+	}
+}
+
+// TestEmulatedLaunchTCBBelowReported: a guest launched under older firmware
+// keeps its LAUNCH_TCB (here SNP SPL 7) after the host raised the platform
+// to REPORTED_TCB SNP SPL 8 (a firmware hot update); the report is
+// otherwise consistent. A minimum on REPORTED_TCB alone passes it, a
+// minimum on LAUNCH_TCB refuses it naming the component, and a launch
+// minimum the guest meets passes.
+func TestEmulatedLaunchTCBBelowReported(t *testing.T) {
+	m := newEmulated(t)
+	oldLaunch := func(r []byte) { r[0x1F0+6] = 7 } // LAUNCH_TCB SNP SPL
+	reported := kds.TCBParts{BlSpl: 3, TeeSpl: 0, SnpSpl: 8, UcodeSpl: 115}
+	if _, err := m.verifier(&snp.Policy{MinimumTCB: reported}).Verify(context.Background(), m.request(oldLaunch, nil)); err != nil {
+		t.Fatalf("REPORTED_TCB minimum only: %v", err)
+	}
+	_, err := m.verifier(&snp.Policy{MinimumTCB: reported, MinimumLaunchTCB: reported}).Verify(context.Background(), m.request(oldLaunch, nil))
+	if !hasCode(err, snp.CodeTCBLaunchMinimum) || !strings.Contains(err.Error(), "snp SPL 7 is below 8") {
+		t.Fatalf("launch minimum 8: got %v, want %s naming the snp component", err, snp.CodeTCBLaunchMinimum)
+	}
+	met := reported
+	met.SnpSpl = 7
+	if _, err := m.verifier(&snp.Policy{MinimumTCB: reported, MinimumLaunchTCB: met}).Verify(context.Background(), m.request(oldLaunch, nil)); err != nil {
+		t.Fatalf("launch minimum 7: %v", err)
 	}
 }

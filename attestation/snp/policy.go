@@ -31,6 +31,14 @@ type Policy struct {
 	MinReportVersion, MaxReportVersion uint32
 	// MinimumTCB is compared component-wise with REPORTED_TCB.
 	MinimumTCB kds.TCBParts
+	// MinimumLaunchTCB is compared component-wise with LAUNCH_TCB, the TCB
+	// the platform ran when the guest was launched. It stays at that level
+	// when the host later raises REPORTED_TCB (a firmware hot update or
+	// SNP_SET_CONFIG), so a guest launched under vulnerable firmware, and
+	// the secrets it derived then, still show here. Zero checks nothing;
+	// attestation/policy sets it to MinimumTCB when the file has no
+	// `minimum_launch_tcb` (stricter than upstream, which checks neither).
+	MinimumLaunchTCB kds.TCBParts
 	// MinimumGuestSVN is compared with GUEST_SVN.
 	MinimumGuestSVN uint32
 	// PermitProvisionalFirmware accepts a committed TCB/firmware lower than

@@ -12,10 +12,10 @@
 // The split follows go-sev-guest: abi decodes the report, verify checks the
 // chain and signature, validate checks fields; this package adds upstream
 // Steward's structural rules, the checks upstream misses (REPORTED_TCB vs
-// VCEK TCB, CHIP_ID vs hwID, minimum TCB and guest SVN, policy_flags), the
-// key binding and the policy. Revocation is checked with attestation/crl
-// (the ARK's CRL is required), and verified chains are cached by their
-// bytes (attestation/internal/cache).
+// VCEK TCB, CHIP_ID vs hwID, minimum REPORTED_TCB, LAUNCH_TCB and guest
+// SVN, policy_flags), the key binding and the policy. Revocation is checked
+// with attestation/crl (the ARK's CRL is required), and verified chains are
+// cached by their bytes (attestation/internal/cache).
 package snp
 
 import (
@@ -205,6 +205,36 @@ func tcbString(tcb uint64) string {
 	return fmt.Sprintf("tcb=%016x bl=%d tee=%d snp=%d ucode=%d", tcb, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl)
 }
 
+// partsString renders a policy minimum in tcbString's terms.
+func partsString(p kds.TCBParts) string {
+	return fmt.Sprintf("bl=%d tee=%d snp=%d ucode=%d", p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl)
+}
+
+// tcbShortfall compares the TCB_VERSION tcb component-wise with want, like
+// go-sev-guest's validate (kds.TCBPartsLE), and when tcb is lower names the
+// first component that is too low, with the policy table's key.
+func tcbShortfall(want kds.TCBParts, tcb uint64) (string, bool) {
+	got := kds.DecomposeTCBVersion(kds.TCBVersion(tcb))
+	if kds.TCBPartsLE(want, got) {
+		return "", false
+	}
+	for _, c := range []struct {
+		name      string
+		want, got uint8
+	}{
+		{"bootloader", want.BlSpl, got.BlSpl},
+		{"tee", want.TeeSpl, got.TeeSpl},
+		{"snp", want.SnpSpl, got.SnpSpl},
+		{"microcode", want.UcodeSpl, got.UcodeSpl},
+	} {
+		if c.got < c.want {
+			return fmt.Sprintf("%s SPL %d is below %d", c.name, c.got, c.want), true
+		}
+	}
+	// Only the Go API can set the reserved SPL bytes (Spl4–Spl7).
+	return "a reserved SPL byte is below the minimum", true
+}
+
 var (
 	zero16 = make([]byte, 16)
 	zero32 = make([]byte, 32)
@@ -246,9 +276,14 @@ func (v *Verifier) checkReport(r *spb.Report, chain *chainResult) error {
 			return attest.Reject(CodeTCBProvisional, "the committed firmware/TCB differs from the current one (provisional firmware is not permitted)")
 		}
 	}
-	if reported := kds.DecomposeTCBVersion(kds.TCBVersion(r.GetReportedTcb())); !kds.TCBPartsLE(p.MinimumTCB, reported) {
-		return attest.Reject(CodeTCBMinimum, "REPORTED_TCB %s is below the policy minimum bl=%d tee=%d snp=%d ucode=%d",
-			tcbString(r.GetReportedTcb()), p.MinimumTCB.BlSpl, p.MinimumTCB.TeeSpl, p.MinimumTCB.SnpSpl, p.MinimumTCB.UcodeSpl)
+	if c, low := tcbShortfall(p.MinimumTCB, r.GetReportedTcb()); low {
+		return attest.Reject(CodeTCBMinimum, "REPORTED_TCB %s is below the policy minimum %s: %s; update the platform firmware",
+			tcbString(r.GetReportedTcb()), partsString(p.MinimumTCB), c)
+	}
+	if c, low := tcbShortfall(p.MinimumLaunchTCB, r.GetLaunchTcb()); low {
+		return attest.Reject(CodeTCBLaunchMinimum, "LAUNCH_TCB %s is below the policy minimum launch TCB %s: %s; "+
+			"the guest was launched while the platform ran older firmware (a later update raises REPORTED_TCB only), relaunch it",
+			tcbString(r.GetLaunchTcb()), partsString(p.MinimumLaunchTCB), c)
 	}
 	if r.GetGuestSvn() < p.MinimumGuestSVN {
 		return attest.Reject(CodePolicyGuestSVN, "GUEST_SVN %d is below the policy minimum %d", r.GetGuestSvn(), p.MinimumGuestSVN)
@@ -260,6 +295,7 @@ func (v *Verifier) checkReport(r *spb.Report, chain *chainResult) error {
 			GuestPolicy:               abi.SnpPolicy{SMT: true, Debug: true, SingleSocket: false},
 			MinimumGuestSvn:           p.MinimumGuestSVN,
 			MinimumTCB:                p.MinimumTCB,
+			MinimumLaunchTCB:          p.MinimumLaunchTCB,
 			PermitProvisionalFirmware: p.PermitProvisionalFirmware,
 			VMPL:                      &vmpl,
 			FamilyID:                  zero16,
