@@ -14,7 +14,12 @@ var sourceFields = map[string][]Source{
 	"size":        {SourceMemory},
 	"key":         {SourceSealed},
 	"min_version": {SourceSealed},
+	"volume_id":   {SourceSealed},
 }
+
+// VolumeIDLen is the length of a volume_id: the hexadecimal digits of a
+// sealed volume's 16-byte id, lowercase, as the Keep logs it.
+const VolumeIDLen = 32
 
 // maxGuestPath bounds guest_path (WASI's path limit in the Keep).
 const maxGuestPath = 4096
@@ -106,7 +111,7 @@ func (e *entry) dir(f *File, hasName bool) error {
 	return nil
 }
 
-// sealed reads a sealed entry's key and min_version.
+// sealed reads a sealed entry's key, min_version and volume_id.
 func (e *entry) sealed(d *DirOptions) error {
 	key, ok, err := e.str("key")
 	if err != nil {
@@ -132,6 +137,30 @@ func (e *entry) sealed(d *DirOptions) error {
 			return e.p.errf(e.field("min_version"), "must be a non-negative integer (the lowest volume version accepted), not %s", describe(v))
 		}
 		d.MinVersion = uint64(n)
+	}
+	if v, ok := e.m["volume_id"]; ok {
+		id, isStr := v.(string)
+		if !isStr {
+			return e.p.errf(e.field("volume_id"), "must be a string of %d lowercase hexadecimal digits (the volume id the Keep logs as volume_id), not %s", VolumeIDLen, typeName(v))
+		}
+		if err := checkVolumeID(id); err != nil {
+			return e.p.errf(e.field("volume_id"), "%v; copy the volume_id the Keep logs at open (\"sealed volume opened\")", err)
+		}
+		d.VolumeID = id
+	}
+	return nil
+}
+
+// checkVolumeID checks that id is VolumeIDLen lowercase hexadecimal
+// digits.
+func checkVolumeID(id string) error {
+	if len(id) != VolumeIDLen {
+		return fmt.Errorf("is %d characters long, not %d hexadecimal digits (a 16-byte volume id)", len(id), VolumeIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("%q has %q at position %d: only lowercase hexadecimal digits (0-9, a-f) are allowed", id, rune(c), i+1)
+		}
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ source = "sealed"
 host_path = "/var/lib/app"
 key = "file:/etc/enarx/volume.key"
 min_version = 7
+volume_id = "0123456789abcdef00112233445566ff"
 
 [[files]]
 kind = "dir"
@@ -53,7 +54,7 @@ key = "snp"
 	want := []*DirOptions{
 		{GuestPath: "/tmp", Source: SourceMemory, Size: 16 << 20},
 		{GuestPath: "/", Source: SourceHost, HostPath: "/srv/app", ReadOnly: true},
-		{GuestPath: "/data", Source: SourceSealed, HostPath: "/var/lib/app", Key: "file:/etc/enarx/volume.key", MinVersion: 7},
+		{GuestPath: "/data", Source: SourceSealed, HostPath: "/var/lib/app", Key: "file:/etc/enarx/volume.key", MinVersion: 7, VolumeID: "0123456789abcdef00112233445566ff"},
 		{GuestPath: "mem", Source: SourceMemory, Size: 4096},
 		{GuestPath: "/snp", Source: SourceSealed, HostPath: "/v", Key: KeySNP},
 	}
@@ -113,7 +114,7 @@ func TestParseDirErrors(t *testing.T) {
 		{"source not a string", entry(`guest_path = "/"`, `source = 1`),
 			`Enarx.toml:11: files[3].source: must be a string, not an integer`},
 		{"unknown field", entry(`guest_path = "/"`, `source = "memory"`, `path = "/x"`),
-			`Enarx.toml:12: files[3].path: unknown field for kind = "dir"; allowed fields are kind, name, guest_path, source, host_path, readonly, size, key, min_version`},
+			`Enarx.toml:12: files[3].path: unknown field for kind = "dir"; allowed fields are kind, name, guest_path, source, host_path, readonly, size, key, min_version, volume_id`},
 		{"host_path on memory", entry(`guest_path = "/"`, `source = "memory"`, `host_path = "/x"`),
 			`Enarx.toml:12: files[3].host_path: is not allowed with source = "memory" (only with source = "host" or "sealed")`},
 		{"size on host", entry(`guest_path = "/"`, `source = "host"`, `host_path = "/x"`, `size = 10`),
@@ -144,6 +145,22 @@ func TestParseDirErrors(t *testing.T) {
 			`Enarx.toml:13: files[3].key: "file:volume.key": the key file must be an absolute path`},
 		{"negative min_version", entry(`guest_path = "/"`, `source = "sealed"`, `host_path = "/v"`, `key = "snp"`, `min_version = -1`),
 			`Enarx.toml:14: files[3].min_version: must be a non-negative integer (the lowest volume version accepted), not -1`},
+		{"volume_id on host", entry(`guest_path = "/"`, `source = "host"`, `host_path = "/x"`, `volume_id = "0123456789abcdef0123456789abcdef"`),
+			`Enarx.toml:13: files[3].volume_id: is not allowed with source = "host" (only with source = "sealed")`},
+		{"volume_id on memory", entry(`guest_path = "/"`, `source = "memory"`, `volume_id = "0123456789abcdef0123456789abcdef"`),
+			`Enarx.toml:12: files[3].volume_id: is not allowed with source = "memory" (only with source = "sealed")`},
+		{"volume_id bad hex", entry(`guest_path = "/"`, `source = "sealed"`, `host_path = "/v"`, `key = "snp"`, `volume_id = "0123456789abcdef0123456789abcdeg"`),
+			`Enarx.toml:14: files[3].volume_id: "0123456789abcdef0123456789abcdeg" has 'g' at position 32: only lowercase hexadecimal digits (0-9, a-f) are allowed; copy the volume_id the Keep logs at open`},
+		{"volume_id uppercase", entry(`guest_path = "/"`, `source = "sealed"`, `host_path = "/v"`, `key = "snp"`, `volume_id = "0123456789ABCDEF0123456789abcdef"`),
+			`Enarx.toml:14: files[3].volume_id: "0123456789ABCDEF0123456789abcdef" has 'A' at position 11: only lowercase hexadecimal digits`},
+		{"volume_id short", entry(`guest_path = "/"`, `source = "sealed"`, `host_path = "/v"`, `key = "snp"`, `volume_id = "0123456789abcdef"`),
+			`Enarx.toml:14: files[3].volume_id: is 16 characters long, not 32 hexadecimal digits (a 16-byte volume id)`},
+		{"volume_id long", entry(`guest_path = "/"`, `source = "sealed"`, `host_path = "/v"`, `key = "snp"`, `volume_id = "0123456789abcdef0123456789abcdef00"`),
+			`Enarx.toml:14: files[3].volume_id: is 34 characters long, not 32 hexadecimal digits`},
+		{"volume_id empty", entry(`guest_path = "/"`, `source = "sealed"`, `host_path = "/v"`, `key = "snp"`, `volume_id = ""`),
+			`Enarx.toml:14: files[3].volume_id: is 0 characters long`},
+		{"volume_id not a string", entry(`guest_path = "/"`, `source = "sealed"`, `host_path = "/v"`, `key = "snp"`, `volume_id = 12`),
+			`Enarx.toml:14: files[3].volume_id: must be a string of 32 lowercase hexadecimal digits (the volume id the Keep logs as volume_id), not an integer`},
 		{"duplicate guest_path", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/d\"\nsource = \"memory\"\n" +
 			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/d\"\nsource = \"memory\"\n",
 			`Enarx.toml:15: files[4].guest_path: "/d" is already the guest_path of files[3]`},

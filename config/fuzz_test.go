@@ -74,18 +74,21 @@ func checkDirInvariants(fl File) error {
 	}
 	switch d.Source {
 	case SourceMemory:
-		if d.HostPath != "" || d.Key != "" || d.MinVersion != 0 || d.Size == 0 || d.Size > MaxDirSize {
+		if d.HostPath != "" || d.Key != "" || d.MinVersion != 0 || d.VolumeID != "" || d.Size == 0 || d.Size > MaxDirSize {
 			return fmt.Errorf("memory dir with host fields or a bad size")
 		}
 	case SourceHost, SourceSealed:
 		if !strings.HasPrefix(d.HostPath, "/") || d.Size != 0 {
 			return fmt.Errorf("host path %q, size %d", d.HostPath, d.Size)
 		}
-		if d.Source == SourceHost && (d.Key != "" || d.MinVersion != 0) {
+		if d.Source == SourceHost && (d.Key != "" || d.MinVersion != 0 || d.VolumeID != "") {
 			return fmt.Errorf("host dir with sealed fields")
 		}
 		if d.Source == SourceSealed && d.Key != KeySNP && !strings.HasPrefix(d.Key, KeyFilePrefix+"/") {
 			return fmt.Errorf("sealed key %q", d.Key)
+		}
+		if d.VolumeID != "" && checkVolumeID(d.VolumeID) != nil {
+			return fmt.Errorf("sealed volume_id %q", d.VolumeID)
 		}
 	default:
 		return fmt.Errorf("source %q", d.Source)

@@ -312,7 +312,7 @@ var allowedFields = map[Kind][]string{
 	KindStderr:  {"kind", "name"},
 	KindListen:  {"kind", "name", "prot", "addr", "port", "client_auth", "client_ca", "alpn"},
 	KindConnect: {"kind", "name", "prot", "host", "port", "ca", "server_name", "alpn"},
-	KindDir:     {"kind", "name", "guest_path", "source", "host_path", "readonly", "size", "key", "min_version"},
+	KindDir:     {"kind", "name", "guest_path", "source", "host_path", "readonly", "size", "key", "min_version", "volume_id"},
 }
 
 var tlsOnlyFields = []string{"client_auth", "client_ca", "alpn", "ca", "server_name"}

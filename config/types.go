@@ -121,6 +121,11 @@ type DirOptions struct {
 	// the trusted pin against a host rolling the whole volume back (0:
 	// none).
 	MinVersion uint64
+	// VolumeID (sealed) pins the volume's id: VolumeIDLen lowercase
+	// hexadecimal digits, as the Keep logs it ("": none). The Keep
+	// refuses a volume of another id, and refuses to create a new volume
+	// in an empty directory.
+	VolumeID string
 }
 
 // KeyFilePrefix starts a Key naming a key file on the host.

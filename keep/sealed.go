@@ -12,6 +12,7 @@ import (
 	"github.com/enarx-go/enarx/keep/internal/vfs"
 	"github.com/enarx-go/enarx/keep/internal/vfs/hostfs"
 	"github.com/enarx-go/enarx/keep/internal/vfs/sealed"
+	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/format"
 	"github.com/enarx-go/enarx/keep/internal/vfs/sealed/keys"
 )
 
@@ -39,9 +40,19 @@ func openSealedOn(ctx context.Context, f config.File, backing vfs.Dir, d *dirs) 
 		backing.Close()
 		return nil, err
 	}
+	var pin *format.ID
+	if f.Dir.VolumeID != "" {
+		id, err := format.ParseID(f.Dir.VolumeID)
+		if err != nil {
+			backing.Close()
+			return nil, fmt.Errorf("sealed volume %q: volume_id %q: %w", f.Name, f.Dir.VolumeID, err)
+		}
+		pin = &id
+	}
 	vol, err := sealed.Open(ctx, backing, src, sealed.Options{
 		Name:       f.Name,
 		MinVersion: f.Dir.MinVersion,
+		VolumeID:   pin,
 		ReadOnly:   f.Dir.ReadOnly,
 		Logger:     d.integrityLog(),
 	})

@@ -125,6 +125,9 @@ func dirSummary(d *config.DirOptions) string {
 		if d.MinVersion > 0 {
 			s += fmt.Sprintf(" min_version=%d", d.MinVersion)
 		}
+		if d.VolumeID != "" {
+			s += " volume_id=" + d.VolumeID
+		}
 	}
 	if d.ReadOnly {
 		s += " readonly"

@@ -86,10 +86,10 @@ func TestRunDirs(t *testing.T) {
 func TestConfigCheckDir(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "Enarx.toml")
 	os.WriteFile(cfg, []byte("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
-		"[[files]]\nname = \"db\"\nkind = \"dir\"\nguest_path = \"/data\"\nsource = \"sealed\"\nhost_path = \"/var/lib/app\"\nkey = \"snp\"\nmin_version = 12\n"+
+		"[[files]]\nname = \"db\"\nkind = \"dir\"\nguest_path = \"/data\"\nsource = \"sealed\"\nhost_path = \"/var/lib/app\"\nkey = \"snp\"\nmin_version = 12\nvolume_id = \"00112233445566778899aabbccddeeff\"\n"+
 		"[[files]]\nkind = \"dir\"\nguest_path = \"/tmp\"\nsource = \"memory\"\nreadonly = true\n"), 0o644)
 	code, out, errOut := runEnarx(t, nil, "", "config", "check", cfg)
-	if code != 0 || !strings.Contains(out, `"/data" sealed "/var/lib/app" key="snp" min_version=12`) ||
+	if code != 0 || !strings.Contains(out, `"/data" sealed "/var/lib/app" key="snp" min_version=12 volume_id=00112233445566778899aabbccddeeff`) ||
 		!strings.Contains(out, `"/tmp" memory size=67108864 readonly`) || !strings.Contains(out, "FD_NAMES=stdin:stdout:stderr:db:/tmp") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -32,7 +32,13 @@ const DialTimeout = 30 * time.Second
 // entries of source "memory" (their tree lives in the Keep); host and
 // sealed dir entries get their host_path opened as a directory
 // (O_RDONLY|O_DIRECTORY|O_CLOEXEC: the Keep opens beneath it, never the
-// directory itself for writing). On error
+// directory itself for writing). A sealed entry's directory is locked
+// (flock(2), non-blocking) so that no second Keep uses the volume at the
+// same time (two would each remove the other's new objects and overwrite
+// its manifest): exclusively when read-write, shared when read-only; the
+// lock lasts until the returned file and every copy of it passed to the
+// Keep are closed (Close, at the Keep's end). The lock guards an honest
+// host against mistakes, nothing more: the host is not trusted. On error
 // everything opened so far is closed and the error names the entry and
 // endpoint.
 func Open(ctx context.Context, cfg *config.Config) ([]*os.File, error) {
@@ -98,12 +104,41 @@ func Open(ctx context.Context, cfg *config.Config) ([]*os.File, error) {
 					i, f.Name, f.Dir.HostPath, err, i)
 			}
 			files[i] = os.NewFile(uintptr(fd), f.Dir.HostPath)
+			if f.Dir.Source == config.SourceSealed {
+				if err := lockVolume(fd, f.Dir.ReadOnly); err != nil {
+					if errors.Is(err, unix.EWOULDBLOCK) {
+						return nil, fmt.Errorf("fd %d (dir %q): sealed volume %q at %s is in use by another Keep (lock held); stop it or use another directory",
+							i, f.Name, f.Name, f.Dir.HostPath)
+					}
+					return nil, fmt.Errorf("fd %d (dir %q): locking sealed volume %q at %s: %w; put the volume on a file system that supports flock(2)",
+						i, f.Name, f.Name, f.Dir.HostPath, err)
+				}
+			}
 		default:
 			return nil, fmt.Errorf("fd %d: unknown kind %q", i, f.Kind)
 		}
 	}
 	opened = true
 	return files, nil
+}
+
+// lockVolume locks a sealed entry's host directory fd against other
+// Keeps: exclusively for a read-write volume, shared for a read-only one
+// (readers may run together, never beside a writer). The flock(2) lock
+// belongs to the open file description, so it is held until every
+// descriptor of it is closed: the one Open returns, and the copies the
+// backend passes to the Keep.
+func lockVolume(fd int, readOnly bool) error {
+	how := unix.LOCK_EX
+	if readOnly {
+		how = unix.LOCK_SH
+	}
+	for {
+		err := unix.Flock(fd, how|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // Close closes the files Open returned, except the process's own stdio.

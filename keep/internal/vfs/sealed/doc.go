@@ -48,7 +48,14 @@
 // leaves the last committed state whole; what was written after it is
 // lost, as after a crash of any file system whose data was not synced.
 // Objects no manifest lists (a crash's leftovers, files deleted since)
-// are removed at open. Only one Keep may use a volume at a time.
+// are removed at open. Only one Keep may use a volume at a time: two
+// would each remove the other's new objects and overwrite its manifest.
+// The host enforces it where it opens the directory for the Keep
+// (internal/hostio: a non-blocking flock(2) on the directory, exclusive
+// for a read-write volume, shared for a read-only one, held until the
+// Keep ends; a second Keep fails to start). The lock is the host's: it
+// guards an honest host against mistakes, not against a hostile host,
+// which can ignore it or copy the directory.
 //
 // # Threat model
 //
@@ -70,19 +77,26 @@
 //
 // Not protected:
 //   - rollback of the whole volume to an older complete state (an older
-//     manifest with the objects it references): each copy is authentic.
-//     The manifest carries a version, +1 per commit, logged at open and
-//     close; Options.MinVersion (Enarx.toml min_version) refuses anything
-//     older, so an operator who pins the last version the Keep reported
-//     (or a trusted counter service feeding it) detects the rollback.
-//     Without the pin it is not detected. Deleting everything is the
-//     extreme case: an empty directory makes a new volume (version 1),
-//     refused when min_version is above 1. The pin is a number only: it
-//     passes another volume of the same name and key (volume ids are not
-//     pinned; with the SNP key every Keep of the workload on the chip has
-//     that key) and another state of the same version (after a crash the
-//     next commit reuses the number of one the crashed run may have
-//     written);
+//     manifest with the objects it references), or its replacement by
+//     another volume of the same name and key (with the SNP key every
+//     Keep of the workload on the chip has that key): each copy is
+//     authentic. The manifest carries the volume's random id, fixed at
+//     creation, and a version, +1 per commit, both logged at open and
+//     close (volume_id, version). Options.MinVersion (Enarx.toml
+//     min_version) refuses an older version and Options.VolumeID
+//     (Enarx.toml volume_id) any other volume (ErrVolumeID), so an
+//     operator who pins what the Keep reported (or a trusted counter
+//     service feeding it) detects both. Without the pins neither is
+//     detected. Deleting everything is the extreme case: an empty
+//     directory makes a new volume (a new id, version 1), refused when
+//     volume_id is set or min_version is above 1. What the pins still
+//     pass: a state of the pinned volume at or above min_version but
+//     older than the last one (the pin lags the volume), and two states
+//     with the same version: after a crash the next commit reuses the
+//     number of one the crashed run may have written, and a host that
+//     copies the directory and runs a Keep on each copy gets two states
+//     of one id that each advance (forks); only a trusted monotonic
+//     counter would tell them apart;
 //   - availability: the host can delete or corrupt the directory (the
 //     Keep then reports errors, never wrong data), or fill its disk;
 //   - what the host observes: the number of files, each file's size

@@ -665,3 +665,90 @@ func TestNoUnauthenticatedPlaintext(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeIDPin: Options.VolumeID (Enarx.toml volume_id) refuses
+// another volume of the same name and key, which min_version alone
+// passes when its version is high enough, and an empty directory (the
+// host deleted the volume); the pinned volume opens.
+func TestVolumeIDPin(t *testing.T) {
+	dir := t.TempDir()
+	v, root := mustOpen(t, dir, Options{})
+	writeFile(t, root, "f", []byte("mine"), true)
+	root.Close()
+	id, version := v.ID(), v.Version()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another volume of the same name and key, committed more often.
+	other := t.TempDir()
+	ov, oroot := mustOpen(t, other, Options{})
+	for i := range 3 {
+		writeFile(t, oroot, "f", []byte(fmt.Sprintf("theirs %d", i)), true)
+	}
+	oroot.Close()
+	if ov.ID() == id || ov.Version() < version {
+		t.Fatalf("other volume: id %s version %d, mine %s version %d", ov.ID(), ov.Version(), id, version)
+	}
+	ov.Close()
+
+	t.Run("right id", func(t *testing.T) {
+		v, root := mustOpen(t, dir, Options{VolumeID: &id, MinVersion: version})
+		defer v.Close()
+		defer root.Close()
+		checkFile(t, root, "f", []byte("mine"))
+	})
+	t.Run("wrong id", func(t *testing.T) {
+		// min_version alone passes the other volume: the gap the pin closes.
+		w, err := openVolume(t, other, Options{MinVersion: version, ReadOnly: true})
+		if err != nil {
+			t.Fatalf("open the other volume with min_version only: %v", err)
+		}
+		w.Close()
+		_, err = openVolume(t, other, Options{VolumeID: &id, MinVersion: version})
+		if !errors.Is(err, vfs.ErrIntegrity) || !errors.Is(err, ErrVolumeID) ||
+			!strings.Contains(err.Error(), id.String()) || !strings.Contains(err.Error(), ov.ID().String()) {
+			t.Fatalf("open another volume with volume_id %s: %v, want a volume id error naming both ids", id, err)
+		}
+	})
+	t.Run("empty dir", func(t *testing.T) {
+		empty := t.TempDir()
+		_, err := openVolume(t, empty, Options{VolumeID: &id})
+		if !errors.Is(err, vfs.ErrIntegrity) || !strings.Contains(err.Error(), "volume_id") {
+			t.Fatalf("open an empty directory with volume_id: %v, want an integrity error", err)
+		}
+		if n, _ := os.ReadDir(empty); len(n) != 0 {
+			t.Fatalf("created %d entries in the empty directory", len(n))
+		}
+	})
+}
+
+// TestVolumeIDLogged: the id to pin is logged at open and close, as the
+// volume_id attribute, in the hexadecimal form volume_id takes.
+func TestVolumeIDLogged(t *testing.T) {
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	v, root := mustOpen(t, dir, Options{Logger: log})
+	writeFile(t, root, "f", []byte("x"), true)
+	root.Close()
+	v.Close()
+	v, root = mustOpen(t, dir, Options{Logger: log})
+	root.Close()
+	v.Close()
+	want := `"volume_id":"` + v.ID().String() + `"`
+	for _, msg := range []string{"sealed volume created", "sealed volume opened", "sealed volume closed"} {
+		found := false
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, `"msg":"`+msg+`"`) && strings.Contains(line, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %q line with %s in:\n%s", msg, want, logs.String())
+		}
+	}
+	if _, err := format.ParseID(v.ID().String()); err != nil {
+		t.Fatalf("the logged id does not parse back: %v", err)
+	}
+}

@@ -33,6 +33,12 @@ type Options struct {
 	// volume (an empty backing directory) starts at version 1, so with
 	// MinVersion above 1 an empty directory is refused too.
 	MinVersion uint64
+	// VolumeID, if not nil, refuses a volume of any other id (Enarx.toml
+	// volume_id): MinVersion pins a number only, which another volume of
+	// the same name and key (with the SNP key, any Keep of the workload
+	// on the chip has it) can also show. With it an empty backing
+	// directory is refused too: a new volume would get a new id.
+	VolumeID *format.ID
 	// ReadOnly opens the volume without ever writing to the backing
 	// directory; changes fail with EROFS.
 	ReadOnly bool
@@ -48,6 +54,10 @@ type Options struct {
 // ErrRollback is wrapped (with vfs.ErrIntegrity) when the manifest is
 // older than Options.MinVersion.
 var ErrRollback = errors.New("sealed volume is older than its configured min_version (rolled back)")
+
+// ErrVolumeID is wrapped (with vfs.ErrIntegrity) when the volume's id is
+// not Options.VolumeID.
+var ErrVolumeID = errors.New("sealed volume is not the one its configured volume_id names (replaced)")
 
 // Volume is an open sealed volume.
 type Volume struct {
@@ -157,8 +167,9 @@ func (v *Volume) evict(self *content) {
 }
 
 // Open opens the sealed volume held in backing (creating a new one in an
-// empty directory) with the key src gives for o.Name, and returns it; its
-// Root is the preopen's directory.
+// empty directory, unless o pins a min_version above 1 or a volume id)
+// with the key src gives for o.Name, and returns it; its Root is the
+// preopen's directory.
 func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Volume, error) {
 	if src == nil {
 		return nil, errors.New("sealed volume: no key source")
@@ -197,7 +208,7 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 		if err := v.Commit(t); err != nil {
 			return nil, fmt.Errorf("sealed volume %q: writing its first manifest: %w", o.Name, err)
 		}
-		log.Info("sealed volume created", "volume", o.Name, "id", v.id, "version", v.durable, "key", src.String())
+		log.Info("sealed volume created", "volume", o.Name, "volume_id", v.id.String(), "version", v.durable, "key", src.String())
 		return v, nil
 	}
 	body, err := v.readManifest(o)
@@ -227,7 +238,7 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 	if !v.readonly {
 		v.collect(names)
 	}
-	log.Info("sealed volume opened", "volume", o.Name, "id", v.id, "version", v.durable, "files", len(v.files), "key", src.String())
+	log.Info("sealed volume opened", "volume", o.Name, "volume_id", v.id.String(), "version", v.durable, "files", len(v.files), "key", src.String())
 	return v, nil
 }
 
@@ -282,6 +293,8 @@ func (v *Volume) create(names map[string]bool, o Options) error {
 		return fmt.Errorf("sealed volume %q: its host directory is empty and the volume is read-only: nothing to open", o.Name)
 	case o.MinVersion > 1:
 		return v.integrity(fmt.Sprintf("its host directory is empty, but min_version is %d: the volume was deleted or replaced", o.MinVersion))
+	case o.VolumeID != nil:
+		return v.integrity(fmt.Sprintf("its host directory is empty, but volume_id is %s: the volume was deleted or replaced (a new one would get another id)", o.VolumeID))
 	}
 	v.chunk = o.ChunkSize
 	if v.chunk == 0 {
@@ -320,6 +333,10 @@ func (v *Volume) readManifest(o Options) (*format.Body, error) {
 	_, body, err := m.Open(obj)
 	if err != nil {
 		return nil, v.integrity(fmt.Sprintf("manifest (volume id %s, version %d): %v: tampered, or sealed with another key or for another volume name", h.VolumeID, h.Version, err))
+	}
+	if o.VolumeID != nil && h.VolumeID != *o.VolumeID {
+		v.log.Error("sealed volume replaced", "volume", v.name, "volume_id", h.VolumeID.String(), "expected_volume_id", o.VolumeID.String(), "version", h.Version)
+		return nil, fmt.Errorf("sealed volume %q: found volume id %s, expected %s (volume_id): %w (%w)", v.name, h.VolumeID, o.VolumeID, ErrVolumeID, vfs.ErrIntegrity)
 	}
 	if h.Version < o.MinVersion {
 		v.log.Error("sealed volume rolled back", "volume", v.name, "version", h.Version, "min_version", o.MinVersion)
@@ -612,7 +629,7 @@ func (v *Volume) Close() error {
 	}
 	v.closed = true
 	if !v.readonly {
-		v.log.Info("sealed volume closed", "volume", v.name, "id", v.id, "version", v.durable, "committed", err == nil)
+		v.log.Info("sealed volume closed", "volume", v.name, "volume_id", v.id.String(), "version", v.durable, "committed", err == nil)
 	}
 	for _, c := range append(v.orphans, slices.Collect(maps.Values(v.files))...) {
 		c.mu.Lock()

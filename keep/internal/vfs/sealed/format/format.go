@@ -98,6 +98,22 @@ type ID [IDSize]byte
 
 func (id ID) String() string { return hex.EncodeToString(id[:]) }
 
+// ParseID reads an id as String writes it: exactly 2*IDSize lowercase
+// hexadecimal digits.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*IDSize {
+		return id, fmt.Errorf("%d characters, want %d hexadecimal digits", len(s), 2*IDSize)
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return id, fmt.Errorf("%q is not a lowercase hexadecimal digit", c)
+		}
+	}
+	hex.Decode(id[:], []byte(s))
+	return id, nil
+}
+
 // ObjectName is the backing object that holds file id's chunks.
 func ObjectName(id ID) string { return objectPrefix + id.String() }
 

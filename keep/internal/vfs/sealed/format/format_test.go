@@ -3,6 +3,7 @@ package format
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/enarx-go/enarx/internal/testutil"
@@ -106,6 +107,21 @@ func TestObjectName(t *testing.T) {
 	for _, s := range []string{"manifest", "c-", "c-ABCD" + ObjectName(id)[6:], ObjectName(id) + "0", "x" + ObjectName(id)[1:]} {
 		if _, ok := ParseObjectName(s); ok {
 			t.Errorf("%q parsed as an object name", s)
+		}
+	}
+}
+
+// TestParseID: an id reads back from its String form, and only from it
+// (Enarx.toml volume_id).
+func TestParseID(t *testing.T) {
+	id := ID{0xab, 0xcd, 15: 0x01}
+	got, err := ParseID(id.String())
+	if err != nil || got != id {
+		t.Fatalf("ParseID(%s) = %s, %v", id, got, err)
+	}
+	for _, s := range []string{"", id.String()[2:], id.String() + "00", strings.ToUpper(id.String()), "g" + id.String()[1:], " " + id.String()[1:]} {
+		if _, err := ParseID(s); err == nil {
+			t.Errorf("%q parsed as an id", s)
 		}
 	}
 }
