@@ -122,6 +122,9 @@ type keepFDs struct {
 	// cacheDir delivers the module's compilation cache directory the
 	// launch names ("" for none) once send has prepared the launch.
 	cacheDir chan string
+	// relays relay a terminal stdin to the Keep (ttyrelay_linux.go):
+	// started once the Keep has started, stopped by close.
+	relays []*ttyRelay
 }
 
 // openKeepFDs opens what the Keep process gets besides its launch message
@@ -146,9 +149,23 @@ func openKeepFDs(ctx context.Context, l *backend.Launch, hdr *launch, socketPayl
 	k.closers = append(k.closers, k.host, k.keepEnd)
 	k.extra = append(k.extra, k.keepEnd)
 	for i, f := range l.Files {
-		if f != nil { // null entries get no fd (newLaunch)
-			k.extra = append(k.extra, k.keepFile(f, stdioAccess(l, i)))
+		if f == nil { // null entries get no fd (newLaunch)
+			continue
 		}
+		access := stdioAccess(l, i)
+		if access == unix.O_RDONLY && isTerminal(f) {
+			// A terminal stdin: through a pipe the host relays it to
+			// (ttyrelay_linux.go).
+			r, keepEnd, err := newTTYRelay(f, l.Options.Logger)
+			if err != nil {
+				return nil, fmt.Errorf("sandbox: relaying the terminal to the Keep's stdin (are file descriptors exhausted?): %w", err)
+			}
+			k.relays = append(k.relays, r)
+			k.closers = append(k.closers, keepEnd)
+			k.extra = append(k.extra, keepEnd)
+			continue
+		}
+		k.extra = append(k.extra, k.keepFile(f, access))
 	}
 	if addr := l.StewardAddr(); addr != "" {
 		hostEnd, keepEnd, err := socketPair("broker")
@@ -210,6 +227,9 @@ func socketPair(name string) (*net.UnixConn, *os.File, error) {
 }
 
 func (k *keepFDs) close() {
+	for _, r := range k.relays {
+		r.stop()
+	}
 	for _, c := range k.closers {
 		c.Close()
 	}
@@ -237,6 +257,12 @@ func (k *keepFDs) start(hdr *launch, h hostOptions) (*keepCmd, error) {
 		return nil, err
 	}
 	hdr.CloneFlags = flags
+	for _, r := range k.relays {
+		r.start()
+		if relayHook != nil {
+			relayHook(r)
+		}
+	}
 	return cmd, nil
 }
 

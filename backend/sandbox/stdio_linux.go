@@ -19,7 +19,8 @@ import (
 //   - a tty, pipe or FIFO (no file offset to share) reaches the Keep as a
 //     new open file description of the same file, opened by the host
 //     through /proc/self/fd with the same access mode (and O_APPEND): the
-//     Keep's flag changes stay its own;
+//     Keep's flag changes stay its own (a terminal as the stdin entry
+//     reaches it as a pipe the host relays it into: ttyrelay_linux.go);
 //   - everything else is shared as before: a regular file must share its
 //     offset (`enarx run > out.txt` appends to what the shell wrote), a
 //     socket cannot be opened again (ENXIO), a directory the Keep opens
@@ -74,25 +75,39 @@ func ownDescriptionAs(f *os.File, access int) (*os.File, error) {
 // reopenFD opens the file of descriptor fd again (see ownDescriptionAs),
 // blocking and close-on-exec.
 func reopenFD(fd int, name string, access int) (*os.File, error) {
+	nfd, err := reopenRaw(fd, access)
+	if err != nil || nfd < 0 {
+		return nil, err
+	}
+	if err := unix.SetNonblock(nfd, false); err != nil {
+		unix.Close(nfd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}
+
+// reopenRaw is reopenFD's open: the new descriptor, non-blocking, or -1
+// for a file that is not opened again.
+func reopenRaw(fd int, access int) (int, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, err
+		return -1, err
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFIFO:
 	case unix.S_IFCHR:
 		if !reopenableTTY(st.Rdev) {
-			return nil, nil
+			return -1, nil
 		}
 		if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
-			return nil, nil // not a tty
+			return -1, nil // not a tty
 		}
 	default:
-		return nil, nil
+		return -1, nil
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	if access != asHost && fl&unix.O_ACCMODE == unix.O_RDWR {
 		fl = fl&^unix.O_ACCMODE | access
@@ -104,18 +119,14 @@ func reopenFD(fd int, name string, access int) (*os.File, error) {
 	nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd),
 		fl&(unix.O_ACCMODE|unix.O_APPEND)|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	var nst unix.Stat_t
 	if err := unix.Fstat(nfd, &nst); err != nil || nst.Dev != st.Dev || nst.Ino != st.Ino || nst.Rdev != st.Rdev {
 		unix.Close(nfd)
-		return nil, errors.New("reopened another file")
+		return -1, errors.New("reopened another file")
 	}
-	if err := unix.SetNonblock(nfd, false); err != nil {
-		unix.Close(nfd)
-		return nil, err
-	}
-	return os.NewFile(uintptr(nfd), name), nil
+	return nfd, nil
 }
 
 // reopenableTTY reports whether a character device may be opened again as
