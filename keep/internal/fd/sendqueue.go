@@ -3,7 +3,9 @@ package fd
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +51,10 @@ type sendQueue struct {
 	evfd      int
 	flushers  sync.WaitGroup
 	closeOnce sync.Once
+	// eof is set once a read of the transport found its end (see
+	// TLSSocket.fill: crypto/tls reports an end without close_notify
+	// as io.EOF too).
+	eof atomic.Bool
 }
 
 func newSendQueue(raw transport) *sendQueue {
@@ -61,6 +67,15 @@ func newSendQueue(raw transport) *sendQueue {
 func (q *sendQueue) setNonblock(b bool) {
 	q.nonblock = b
 	q.transport.setNonblock(b)
+}
+
+// Read implements net.Conn for crypto/tls, noting the transport's end.
+func (q *sendQueue) Read(p []byte) (int, error) {
+	n, err := q.transport.Read(p)
+	if n == 0 && errors.Is(err, io.EOF) {
+		q.eof.Store(true)
+	}
+	return n, err
 }
 
 // Write implements net.Conn for crypto/tls.

@@ -179,7 +179,18 @@ type TLSSocket struct {
 	buf     []byte
 	stash   []byte
 	pending error
+	// readShut is set once the guest shut reading: the transport's end
+	// is then its own doing, not a cut.
+	readShut bool
 }
+
+// errTruncated ends a TLS stream whose transport ended without the
+// peer's close_notify. crypto/tls reports that as io.EOF when it falls
+// between records ("popular web sites" close so), but the host carries
+// the ciphertext and sees where records end: it could cut an upload or
+// a reply short and the guest would take it for the whole. Upstream's
+// rustls reports it as an error too (UnexpectedEof).
+var errTruncated = fmt.Errorf("the TLS peer's stream ended without close_notify (it may have been cut short): %w", syscall.ECONNRESET)
 
 // transport is the connection under a TLSSocket: a TCP socket (nbConn) or
 // a channel stream (nbChan).
@@ -304,6 +315,12 @@ func (s *TLSSocket) fill(nonblock bool) bool {
 		if errors.As(err, &wb) {
 			return n > 0
 		}
+		if err == io.EOF && s.w.eof.Load() && !s.readShut {
+			// The transport ended, not the peer's TLS stream: a
+			// close_notify ends crypto/tls's reading before the
+			// transport's end is read.
+			err = errTruncated
+		}
 		s.pending = err
 	}
 	return true
@@ -423,6 +440,9 @@ func (s *TLSSocket) PollHint(bool) bool { return true }
 // Shutdown implements Socket; shutting down writing sends close_notify,
 // after the queued ciphertext (crypto/tls gives both 5 s).
 func (s *TLSSocket) Shutdown(how int) error {
+	if how&ShutRead != 0 {
+		s.readShut = true
+	}
 	if how&ShutWrite != 0 {
 		if err := s.conn.CloseWrite(); err != nil {
 			return err
