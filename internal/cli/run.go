@@ -195,6 +195,12 @@ func EndsProcess() { processEnds = true }
 // guest when the run's context ends, and wake a waiting one).
 func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, policy backend.Policy, w keep.Workload, o keep.Options) error {
 	ctx := cmd.Context()
+	if b.Protection() < backend.ProtectionTEE {
+		// (TEE backends run without the cache.)
+		if err := checkCacheRoot(o); err != nil {
+			return err
+		}
+	}
 	if inProcess(b) {
 		// The engine's first-use work overlaps opening the host
 		// resources and hashing the module (keep.WarmEngine).

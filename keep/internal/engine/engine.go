@@ -7,8 +7,11 @@
 //
 // Trust: the guest module is untrusted; both engines validate it. The
 // compilation cache directory holds machine code that the host can modify:
-// entries are integrity-checked (wasmtime: CRC-32C of the whole entry,
-// wazero: its own checksum of the code, enarx's rewritten module: CRC-32C),
+// entries are integrity-checked (wasmtime: CRC-32C of the whole entry;
+// wazero: enarx's rewritten module by a CRC-32C, and wazero's entry of the
+// compiled code by the size and CRC-32C of the whole file that the
+// rewritten module's entry records: wazero's own check covers only the
+// machine code, not the offsets into it),
 // which guards against corruption but not against a host that rewrites
 // both. Backends whose host is not trusted (TEEs, the microVM Keep in a
 // TEE) must run with the cache disabled; the nil and sandbox backends

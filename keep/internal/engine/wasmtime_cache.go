@@ -111,27 +111,6 @@ func (e *wasmtimeEngine) load(key [32]byte) (*wasmtimeModule, error) {
 	return newWasmtimeModule(e, mod, name), nil
 }
 
-var errCorruptEntry = errors.New("cache entry fails its integrity check")
-
-// crcFile checks that the size bytes of f have the CRC-32C want, reading
-// them through one 64 KiB buffer (see above: faster here than a mapping).
-func crcFile(f *os.File, size int64, want uint32) error {
-	buf := make([]byte, 64<<10)
-	var crc uint32
-	for off := int64(0); off < size; {
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		crc = crc32.Update(crc, castagnoli, buf[:n])
-		off += int64(n)
-		if err != nil && off < size {
-			return fmt.Errorf("reading the cache entry: %w", err)
-		}
-	}
-	if crc != want {
-		return errCorruptEntry
-	}
-	return nil
-}
-
 // fileIs reports whether path names the file st describes.
 func fileIs(path string, st os.FileInfo) bool {
 	ps, err := os.Stat(path)

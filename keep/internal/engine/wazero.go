@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
@@ -42,9 +43,11 @@ type wazeroEngine struct {
 	cache wazero.CompilationCache
 	// hosts are the host modules already instantiated in rt.
 	hosts map[string]bool
-	// instDir holds instrumented modules ("" = no cache; wazero_cache.go);
+	// instDir holds instrumented modules ("" = no cache; wazero_cache.go),
+	// root is the cache root, where wazero keeps the compiled code;
 	// mappings are the entries mapped, unmapped on Close.
 	instDir  string
+	root     string
 	mappings [][]byte
 	// interrupt: a call's end of context stops a computing guest
 	// (Config.NoInterrupt unset). The inserted checks are in every module
@@ -81,7 +84,7 @@ func newWazero(ctx context.Context, c Config, limit uint64, cacheDir string) (En
 	limit = min(limit, WazeroMaxMemory)
 	e := &wazeroEngine{alloc: &allocator{limit: limit}, hosts: map[string]bool{}, interrupt: !c.NoInterrupt}
 	if cacheDir != "" {
-		e.instDir = wazeroCacheDir(cacheDir, c.CacheTag)
+		e.instDir, e.root = wazeroCacheDir(cacheDir, c.CacheTag), cacheDir
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("opening compilation cache %s (or use --no-cache): %w", cacheDir, err)
@@ -166,6 +169,12 @@ func (e *wazeroEngine) Compile(ctx context.Context, wasm []byte) (Module, error)
 	globals := ""
 	if inst.Stop != "" {
 		globals = inst.Stop + "\n" + inst.Fuel + "\n" + inst.Start
+	}
+	if e.instDir != "" {
+		// wazero would load a code entry of its own that no entry of
+		// ours vouches for (a damaged one, say), unchecked: it compiles
+		// the module again instead (wazero_cache.go).
+		_ = os.Remove(wazeroCodeFile(e.root, inst.Wasm))
 	}
 	m, err := e.compile(ctx, inst.Wasm, globals)
 	if err == nil && e.instDir != "" {
