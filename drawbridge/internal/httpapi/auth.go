@@ -63,8 +63,8 @@ var jwsAlgs = func() []jose.SignatureAlgorithm {
 // OIDCVerifier verifies JWT access tokens from an OpenID Connect issuer
 // with go-oidc: signature against the issuer's JWKS (see jwksKeySet: kept
 // fresh, so rotated-in keys work at once and withdrawn keys stop working
-// within minutes), issuer, audience, expiry (60 s leeway), and the presence
-// of "iat", "sub" and a space-separated "scope" string.
+// within minutes), issuer, audience, expiry and "nbf" (60 s leeway), and
+// the presence of "iat", "sub" and a space-separated "scope" string.
 type OIDCVerifier struct {
 	v      *oidc.IDTokenVerifier
 	issuer string
@@ -153,15 +153,21 @@ func (o *OIDCVerifier) Verify(ctx context.Context, raw string) (*Claims, error) 
 		return nil, fmt.Errorf("token issued by %q, not %q", tok.Issuer, o.issuer)
 	}
 	var c struct {
-		Scope *string `json:"scope"`
-		IAT   *int64  `json:"iat"`
-		Sub   *string `json:"sub"`
+		Scope *string  `json:"scope"`
+		IAT   *int64   `json:"iat"`
+		Sub   *string  `json:"sub"`
+		NBF   *float64 `json:"nbf"`
 	}
 	if err := tok.Claims(&c); err != nil {
 		return nil, fmt.Errorf("token claims: %w", err)
 	}
 	if c.IAT == nil {
 		return nil, errors.New(`token has no "iat" claim`)
+	}
+	// go-oidc accepts a token up to 5 minutes before its "nbf" (4 with
+	// the shifted clock above); allow the same 60 s of skew as for "exp".
+	if c.NBF != nil && time.Unix(int64(*c.NBF), 0).After(time.Now().Add(clockLeeway)) {
+		return nil, fmt.Errorf("token not valid before %s", time.Unix(int64(*c.NBF), 0).UTC().Format(time.RFC3339))
 	}
 	if c.Sub == nil || *c.Sub == "" {
 		return nil, errors.New(`token has no "sub" claim`)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,8 +36,10 @@ type jwksKeySet struct {
 
 	mu          sync.Mutex
 	keys        []jose.JSONWebKey
-	fetched     time.Time // when keys were fetched
-	lastAttempt time.Time // last fetch attempt, successful or not
+	fetched     time.Time     // when keys were fetched
+	lastAttempt time.Time     // last fetch attempt, successful or not
+	lastErr     error         // of the last fetch
+	fetching    chan struct{} // closed when the running fetch ends; nil if none
 	fetches     int
 }
 
@@ -104,33 +107,80 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) 
 
 // current returns the cached keys, refetching if they are older than
 // maxAge, or if wantKid is not among them and the last attempt is older
-// than minInterval. Fetches are serialised by the mutex.
+// than minInterval. One fetch runs at a time, outside the lock: a caller
+// whose keys are current never waits for it (a slow or hanging issuer,
+// or a stream of tokens naming unknown keys, must not hold up tokens of
+// known keys); a caller that needs the fetch (its kid is unknown, or the
+// set is older than maxAge) waits for it, or for its own context, except
+// that while the issuer is failing a stale set younger than 2×maxAge is
+// used without waiting.
 func (k *jwksKeySet) current(ctx context.Context, wantKid string) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := k.now()
-	stale := k.keys == nil || now.Sub(k.fetched) >= k.maxAge
-	missing := wantKid != "" && !hasKid(k.keys, wantKid)
-	if !stale && !missing {
-		return k.keys, nil
-	}
-	if !k.lastAttempt.IsZero() && now.Sub(k.lastAttempt) < k.minInterval && k.keys != nil {
-		return k.keys, nil
-	}
-	k.lastAttempt = now
-	keys, err := k.fetch(ctx)
-	if err != nil {
-		if k.keys != nil && now.Sub(k.fetched) < 2*k.maxAge {
-			return k.keys, nil // issuer briefly unreachable: keep the last good set a while
+	for {
+		now := k.now()
+		stale := k.keys == nil || now.Sub(k.fetched) >= k.maxAge
+		missing := wantKid != "" && !hasKid(k.keys, wantKid)
+		usable := k.keys != nil && now.Sub(k.fetched) < 2*k.maxAge
+		if !stale && !missing {
+			keys := k.keys
+			k.mu.Unlock()
+			return keys, nil
 		}
-		return nil, fmt.Errorf("fetching the issuer's keys: %w", err)
+		if wait := k.fetching; wait != nil {
+			if stale && k.lastErr != nil && usable {
+				keys := k.keys // the issuer is failing: keep the last good set a while
+				k.mu.Unlock()
+				return keys, nil
+			}
+			k.mu.Unlock()
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("waiting for the issuer's keys: %w", ctx.Err())
+			}
+			k.mu.Lock()
+			if !stale {
+				// Its kid was looked for: the fetch just made decides.
+				keys := k.keys
+				k.mu.Unlock()
+				return keys, nil
+			}
+			continue
+		}
+		if !k.lastAttempt.IsZero() && now.Sub(k.lastAttempt) < k.minInterval && k.keys != nil {
+			keys, lastErr := k.keys, k.lastErr
+			k.mu.Unlock()
+			if stale && !usable {
+				return nil, fmt.Errorf("fetching the issuer's keys: %w", cmp.Or(lastErr, errors.New("the cached key set is too old")))
+			}
+			return keys, nil
+		}
+		k.lastAttempt = now
+		k.fetches++
+		done := make(chan struct{})
+		k.fetching = done
+		k.mu.Unlock()
+		keys, err := k.fetch(ctx)
+		k.mu.Lock()
+		k.fetching = nil
+		close(done)
+		k.lastErr = err
+		if err == nil {
+			k.keys, k.fetched = keys, now
+		}
+		cur, fetched := k.keys, k.fetched
+		k.mu.Unlock()
+		if err != nil {
+			if cur != nil && now.Sub(fetched) < 2*k.maxAge {
+				return cur, nil // issuer briefly unreachable: keep the last good set a while
+			}
+			return nil, fmt.Errorf("fetching the issuer's keys: %w", err)
+		}
+		return keys, nil
 	}
-	k.keys, k.fetched = keys, now
-	return keys, nil
 }
 
 func (k *jwksKeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
-	k.fetches++
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
