@@ -5,11 +5,13 @@
 //
 // QEMU is run without a shell, with a minimal environment, no monitor, no
 // display, no default devices, no user config and no reboot, under its
-// seccomp sandbox when the binary has one, in its own process group, and
-// with SIGKILL as its parent-death signal. Plain VMs, SEV-SNP (QEMU >= 9.1)
-// and TDX (QEMU >= 10.1) all use the q35 machine (the microvm machine
-// hangs under TCG without tsc_early_khz, and SNP and TDX need q35). The
-// guest's serial console is QEMU's stdout; each virtio-serial channel is a
+// seccomp sandbox when the binary has one (a probe that gets no answer is
+// an error, never "no sandbox"), in its own process group, and with SIGKILL
+// as its parent-death signal, forked from a locked OS thread that is kept
+// until QEMU is reaped (the signal follows the forking thread). Plain VMs,
+// SEV-SNP (QEMU >= 9.1) and TDX (QEMU >= 10.1) all use the q35 machine
+// (the microvm machine hangs under TCG without tsc_early_khz, and SNP and
+// TDX need q35). The guest's serial console is QEMU's stdout; each virtio-serial channel is a
 // socket the host passes in as an inherited descriptor
 // (-chardev socket,fd=N).
 //

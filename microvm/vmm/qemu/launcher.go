@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,19 +154,29 @@ func (l Launcher) Start(ctx context.Context, s vmm.Spec) (vmm.VM, error) {
 		WaitDelay: 5 * time.Second,
 	}
 	log.Debug("qemu: starting", "version", info.Version.String(), "sandbox", info.Sandbox, "argv", cmd.Args)
-	// Pdeathsig fires when the *thread* that forked QEMU exits. Go ends a
-	// thread only when a goroutine locked to it (LockOSThread) returns, so
-	// fork from a fresh goroutine, which is never locked, whatever the
-	// caller's goroutine is.
+	// Pdeathsig fires when the *thread* that forked QEMU exits, and Go
+	// ends a thread whenever a goroutine that locked it (LockOSThread)
+	// returns locked, which any goroutine of the process may do on any
+	// thread the scheduler gives it. So fork from a goroutine that locks
+	// its thread and keeps it until QEMU is reaped: no other goroutine
+	// runs there meanwhile, and the thread outlives QEMU.
+	v.cmd = cmd
 	started := make(chan error, 1)
-	go func() { started <- cmd.Start() }()
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		v.pid = cmd.Process.Pid
+		started <- nil
+		v.wait()
+	}()
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	v.cmd = cmd
-	v.pid = cmd.Process.Pid
 	log.Debug("qemu: started", "pid", v.pid)
-	go v.wait()
 	go func() {
 		select {
 		case <-ctx.Done():

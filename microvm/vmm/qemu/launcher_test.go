@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	case "fake-qemu-9.1":
 		fakeQEMU91()
+	case "fake-qemu-sleep":
+		fakeQEMUSleep()
 	}
 	if os.Getenv("VMMTEST_HELPER") == "1" {
 		helperMain()
@@ -72,6 +74,20 @@ func fakeQEMU91() {
 	fmt.Fprintln(os.Stderr, "fake-qemu-9.1: first message")
 	fmt.Fprintln(os.Stderr, "fake-qemu-9.1: giving up")
 	os.Exit(3)
+}
+
+// fakeQEMUSleep is a QEMU 9.1.2 without seccomp whose VM runs until it is
+// killed.
+func fakeQEMUSleep() {
+	switch args := os.Args[1:]; {
+	case slices.Equal(args, []string{"--version"}):
+		fmt.Println("QEMU emulator version 9.1.2 (fake)")
+		os.Exit(0)
+	case len(args) > 0 && args[0] == "-sandbox":
+		os.Exit(1)
+	}
+	time.Sleep(time.Hour)
+	os.Exit(0)
 }
 
 // helperMain launches a VM whose guest waits for a reply that never
@@ -379,6 +395,47 @@ func TestParentDeathKillsQEMU(t *testing.T) {
 	}
 	cmd.Wait()
 	waitGone(t, pid)
+}
+
+// TestThreadExitKeepsQEMU: QEMU's parent-death signal follows the thread
+// that forked it, and Go ends a thread whenever a goroutine that locked it
+// (runtime.LockOSThread: the sandbox backend, the shim, any library)
+// returns locked. Such goroutines, on whatever threads the scheduler gives
+// them, must not kill a running VM.
+func TestThreadExitKeepsQEMU(t *testing.T) {
+	kernel, initrd, _ := testFiles(t)
+	host, guest := socketPair()
+	defer host.Close()
+	v, err := Launcher{Binary: fakeQEMU(t, "fake-qemu-sleep")}.Start(context.Background(), vmm.Spec{
+		Kernel: kernel, Initrd: initrd, Accel: vmm.AccelTCG,
+		Channels: []vmm.Channel{{Name: "enarx.ctl", File: guest}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		v.Kill()
+		v.Wait()
+	}()
+	exited := make(chan struct{})
+	go func() { v.Wait(); close(exited) }()
+	for i := 0; i < 100; i++ {
+		locked := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(locked)
+			// Returns locked: Go ends this thread.
+		}()
+		<-locked
+		runtime.Gosched()
+	}
+	// The signal is sent as the threads exit; give the fake QEMU time to
+	// die of it (it would within milliseconds).
+	select {
+	case <-exited:
+		t.Fatalf("QEMU ended when threads of the launching process exited: %v", v.Wait())
+	case <-time.After(2 * time.Second):
+	}
 }
 
 // kvmRoot is a fake host root whose /dev/kvm opens read-write.

@@ -187,11 +187,19 @@ func Probe(ctx context.Context, binary string) (*Info, error) {
 	info := &Info{Path: binary, Version: v, Banner: strings.TrimSpace(banner)}
 	// -version exits while the options are parsed; a QEMU without
 	// libseccomp rejects -sandbox before it gets there, and one with
-	// libseccomp checks the option names.
-	if _, err := runBounded(ctx, binary, "-sandbox", sandboxOpts, "-version"); err == nil {
+	// libseccomp checks the option names. Only that refusal (an exit
+	// status) means no sandbox: a run that timed out or never started
+	// says nothing, and the answer is cached for as long as the binary
+	// stays the same.
+	_, err = runBounded(ctx, binary, "-sandbox", sandboxOpts, "-version")
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
 		info.Sandbox = true
-	} else if ctx.Err() != nil {
+	case ctx.Err() != nil:
 		return nil, ctx.Err()
+	case !errors.As(err, &ee) || !ee.Exited():
+		return nil, fmt.Errorf("%s -sandbox (checking for QEMU's seccomp sandbox): %w; try again", binary, err)
 	}
 	return info, nil
 }

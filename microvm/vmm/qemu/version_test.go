@@ -235,3 +235,42 @@ func TestProbeFileCache(t *testing.T) {
 	}
 	forget()
 }
+
+// TestProbeSandboxUnanswered: a -sandbox probe that gets no answer (a
+// loaded machine, a failed fork) says nothing about seccomp support. It
+// must not become "no sandbox", which the probe cache would keep for as
+// long as the binary stays the same, running every later VM without
+// QEMU's seccomp filter.
+func TestProbeSandboxUnanswered(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	defer func(d time.Duration) { probeTimeout = d }(probeTimeout)
+	probeTimeout = 300 * time.Millisecond
+	dir := t.TempDir()
+	slow := filepath.Join(dir, "slow")
+	bin := filepath.Join(dir, "qemu-system-x86_64")
+	script := "#!/bin/sh\nif [ \"$1\" = -sandbox ] && [ -e " + slow + " ]; then exec sleep 60; fi\necho 'QEMU emulator version 9.2.0'\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(slow, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	forget := func() {
+		probeCache.Lock()
+		probeCache.m = nil
+		probeCache.Unlock()
+	}
+	forget()
+	defer forget()
+	info, err := ProbeCached(context.Background(), bin)
+	if err == nil || !strings.Contains(err.Error(), "-sandbox") {
+		t.Errorf("probe with an unanswered -sandbox run = %+v, %v; want an error", info, err)
+	}
+	// Once the binary answers, it is found to have the sandbox.
+	os.Remove(slow)
+	forget()
+	info, err = ProbeCached(context.Background(), bin)
+	if err != nil || !info.Sandbox {
+		t.Errorf("probe after the machine recovered = %+v, %v; want Sandbox", info, err)
+	}
+}
