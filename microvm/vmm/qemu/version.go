@@ -306,13 +306,15 @@ func cachedProbe(ctx context.Context, binary string) (*Info, error) {
 // probeFile is the cross-process probe cache: the user's cache directory,
 // one JSON record per binary (path, size and modification time must all
 // match). It holds only what QEMU printed about itself; a stale or broken
-// file is ignored and rewritten.
+// file is ignored and rewritten. The name carries a format version:
+// v1's records could say "no seccomp sandbox" because a check timed out,
+// so they are not read.
 func probeFile() string {
 	d, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(d, "enarx", "qemu-probe.json")
+	return filepath.Join(d, "enarx", "qemu-probe-v2.json")
 }
 
 type probeRecord struct {
