@@ -43,10 +43,14 @@
 //
 // Trust: the shim runs on the untrusted host, as enarx run does. It treats
 // the image as untrusted input: the module and Enarx.toml are opened inside
-// the image's root with openat2(RESOLVE_IN_ROOT), size-limited, and checked
+// the image's root with openat2(RESOLVE_IN_ROOT), as regular files only (a
+// device node an image layer carries is never opened), size-limited, and checked
 // (wasm magic, config.Parse) before any Keep starts; the Keep re-checks
 // everything it is given. The host paths an Enarx.toml names (host and
 // sealed directories, volume key files) are the node operator's to grant:
 // the keep host opens only those the runtime options' allow_host_paths
-// name (Options.AllowHostPaths).
+// name (Options.AllowHostPaths). Likewise the registry a package names is
+// the pod's choice: the shim fetches only from the runtime options'
+// drawbridge_hosts when they are set, and sends the node's Drawbridge token
+// only to them (PackageOptions.DrawbridgeHosts).
 package shim

@@ -163,32 +163,43 @@ func netOf(spec *specs.Spec) netSetup {
 // readInRoot reads the regular file name, resolved inside root as if root
 // were "/" (symlinks and ".." cannot leave it: openat2 RESOLVE_IN_ROOT),
 // refusing files above max bytes. The image is untrusted: a link to a
-// host file must not be followed out of it.
+// host file must not be followed out of it, and nothing but a regular
+// file is opened for reading: an image layer may carry device nodes, and
+// opening one (as root, outside any device cgroup) can act on the node (a
+// watchdog starts on open). So the file is resolved with O_PATH, checked,
+// and only then reopened, through its descriptor, for reading.
 func readInRoot(root, name string, max int64) ([]byte, error) {
 	dir, err := os.Open(root)
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
-	fd, err := unix.Openat2(int(dir.Fd()), name, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
+	pfd, err := unix.Openat2(int(dir.Fd()), name, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
-	if st.Size() > max {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", name, st.Size(), max)
+	if st.Size > max {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", name, st.Size, max)
 	}
+	// The O_PATH descriptor pins the checked inode: reopening it cannot
+	// reach another file.
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopening %s for reading: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err == nil && int64(len(b)) > max {
 		return nil, fmt.Errorf("%s is more than the %d bytes allowed", name, max)

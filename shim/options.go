@@ -106,11 +106,14 @@ func DecodeOptions(body []byte) (*Options, error) {
 		d := toml.NewDecoder(bytes.NewReader(body))
 		d.DisallowUnknownFields()
 		if err := d.Decode(o); err != nil {
-			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level, require_isolation, allow_host_paths, drawbridge_ca_bundle, drawbridge_token_file, package_cache_dir, no_package_cache)", err)
+			return nil, fmt.Errorf("runtime options: %w (known keys: backend, engine, memory_mib, cache_dir, no_cache, log_level, require_isolation, allow_host_paths, drawbridge_hosts, drawbridge_ca_bundle, drawbridge_token_file, package_cache_dir, no_package_cache)", err)
 		}
 	}
 	if o.Engine != "" && !slices.Contains(keep.KnownEngines(), o.Engine) {
 		return nil, fmt.Errorf("runtime options: engine: unknown engine %q: use %s", o.Engine, strings.Join(keep.KnownEngines(), " or "))
+	}
+	if err := o.PackageOptions.check(); err != nil {
+		return nil, err
 	}
 	if o.MemoryMiB > 4096 {
 		return nil, fmt.Errorf("runtime options: memory_mib: %d is above the wasm32 maximum of 4096", o.MemoryMiB)

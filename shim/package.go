@@ -40,16 +40,65 @@ const maxTokenFile = 64 << 10
 // PackageOptions are the runtime options for tasks that run a Drawbridge
 // package (PackageEnv); they are part of Options' TOML.
 //
+//	drawbridge_hosts = ["drawbridge.example.com"]         # the registries a pod may name;
+//	                                                       # default: any (anonymous only)
 //	drawbridge_ca_bundle = "/etc/enarx/drawbridge-ca.pem"  # PEM; default: the system roots
 //	drawbridge_token_file = "/etc/enarx/drawbridge-token"  # bearer token for private
-//	                                                       # repositories; default: anonymous
+//	                                                       # repositories of drawbridge_hosts
+//	                                                       # (required with it); default: anonymous
 //	package_cache_dir = "/var/cache/enarx/drawbridge"
 //	no_package_cache = false
 type PackageOptions struct {
-	DrawbridgeCABundle  string `toml:"drawbridge_ca_bundle"`
-	DrawbridgeTokenFile string `toml:"drawbridge_token_file"`
-	PackageCacheDir     string `toml:"package_cache_dir"`
-	NoPackageCache      bool   `toml:"no_package_cache"`
+	// DrawbridgeHosts are the registries ("name" or "name:port", as in
+	// PackageEnv; ":443" is the default port) a pod's PackageEnv may name.
+	// The pod chooses the host, and the shim fetches from it on the
+	// node's network with the node's token: with a token file, the hosts
+	// it is for must be named, or the token would go to whichever
+	// registry a pod names. Empty (allowed only without a token): any.
+	DrawbridgeHosts     []string `toml:"drawbridge_hosts"`
+	DrawbridgeCABundle  string   `toml:"drawbridge_ca_bundle"`
+	DrawbridgeTokenFile string   `toml:"drawbridge_token_file"`
+	PackageCacheDir     string   `toml:"package_cache_dir"`
+	NoPackageCache      bool     `toml:"no_package_cache"`
+}
+
+// check refuses a token file without the registries it is for.
+func (o *PackageOptions) check() error {
+	if o.DrawbridgeTokenFile != "" && len(o.DrawbridgeHosts) == 0 {
+		return errors.New("runtime options: drawbridge_token_file needs drawbridge_hosts, the registries the token is for: " +
+			"a pod names the registry in " + PackageEnv + ", and the shim would send the node's token to any registry a pod names")
+	}
+	for _, h := range o.DrawbridgeHosts {
+		if h == "" || strings.ContainsAny(h, "/@ ") {
+			return fmt.Errorf("runtime options: drawbridge_hosts: %q is not a registry host; use \"name\" or \"name:port\"", h)
+		}
+	}
+	return nil
+}
+
+// allowHost refuses a package host that the runtime options'
+// drawbridge_hosts do not name (any host when it is empty and there is no
+// token).
+func (o *PackageOptions) allowHost(host string) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if len(o.DrawbridgeHosts) == 0 {
+		return nil
+	}
+	for _, h := range o.DrawbridgeHosts {
+		if registryKey(h) == registryKey(host) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s names the registry %s, which this node does not allow: the node's operator allows a registry by naming it in drawbridge_hosts of the RuntimeClass's runtime options (allowed: %s)",
+		PackageEnv, host, strings.Join(o.DrawbridgeHosts, ", "))
+}
+
+// registryKey is a registry host as compared: lower case, without the
+// default port.
+func registryKey(h string) string {
+	return strings.TrimSuffix(strings.ToLower(h), ":443")
 }
 
 // packageOf returns the package the spec's env names (the last
@@ -100,15 +149,18 @@ func parsePackage(s string) (client.PackageSpec, error) {
 // which verifies the whole chain from the tag down (and the pin, if any)
 // before anything runs (keep.Workload.Bundle); the host's checks only fail
 // early. The fetched Enarx.toml serves the keep host only to open the host
-// resources it names; the container's env does not reach a package's
-// workload (the package's Enarx.toml, which the Keep verifies, is its
-// environment).
+// resources it names. The container's env reaches the workload after the
+// [env] of the package's Enarx.toml (which the Keep verifies, and whose
+// values win a clash), as for an image's module.
 func loadPackage(ctx context.Context, pkg string, spec *specs.Spec, o *Options) (*workload, error) {
 	if spec.Process.Terminal {
 		return nil, errors.New("a Keep has no terminal: run the container without a TTY (no -t / tty: true)")
 	}
 	p, err := parsePackage(pkg)
 	if err != nil {
+		return nil, err
+	}
+	if err := o.allowHost(p.Host); err != nil {
 		return nil, err
 	}
 	var ca []byte

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -173,7 +174,7 @@ func TestContainerdPackage(t *testing.T) {
 	private := r.publish(t, "private", "1.0.0", false, map[string][]byte{"main.wasm": wasm})
 	img := d.packageImage("")
 	ca := "drawbridge_ca_bundle = \"" + r.ca + "\"\nno_package_cache = true\n"
-	withToken := ca + "drawbridge_token_file = \"" + r.tokenFile + "\"\n"
+	withToken := ca + "drawbridge_token_file = \"" + r.tokenFile + "\"\ndrawbridge_hosts = [\"" + r.host + "\"]\n"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for _, b := range backends {
@@ -207,6 +208,7 @@ func TestContainerdPackage(t *testing.T) {
 				{r.host + "/dev/hello:1.0.0@sha-256:" + strings.Repeat("ab", 32), ca, "package digest mismatch"},
 				{private, ca, "fetching the Drawbridge package " + private},
 				{r.host + "/dev/hello:1.0.0", "", "fetching the Drawbridge package"}, // the dev CA is not trusted
+				{r.host + "/dev/hello:1.0.0", ca + "drawbridge_hosts = [\"drawbridge.example.com\"]\n", "which this node does not allow"},
 				{"file:///main.wasm", ca, "unsupported scheme file"},
 				{"dev/hello:1.0.0", ca, shim.PackageEnv},
 			} {
@@ -261,13 +263,21 @@ func TestContainerdPackage(t *testing.T) {
 // TestPackageOptions: the Drawbridge keys are runtime options like the
 // others; unknown keys are still refused.
 func TestPackageOptions(t *testing.T) {
-	o, err := shim.DecodeOptions([]byte("backend = \"nil\"\ndrawbridge_ca_bundle = \"/ca.pem\"\ndrawbridge_token_file = \"/tok\"\npackage_cache_dir = \"/c\"\nno_package_cache = true\n"))
+	o, err := shim.DecodeOptions([]byte("backend = \"nil\"\ndrawbridge_hosts = [\"db.example.com\"]\ndrawbridge_ca_bundle = \"/ca.pem\"\ndrawbridge_token_file = \"/tok\"\npackage_cache_dir = \"/c\"\nno_package_cache = true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := shim.PackageOptions{DrawbridgeCABundle: "/ca.pem", DrawbridgeTokenFile: "/tok", PackageCacheDir: "/c", NoPackageCache: true}
-	if o.PackageOptions != want || o.Backend != "nil" {
+	want := shim.PackageOptions{DrawbridgeHosts: []string{"db.example.com"}, DrawbridgeCABundle: "/ca.pem", DrawbridgeTokenFile: "/tok", PackageCacheDir: "/c", NoPackageCache: true}
+	if !reflect.DeepEqual(o.PackageOptions, want) || o.Backend != "nil" {
 		t.Fatalf("decoded %+v", o)
+	}
+	// A token is for the registries named: without them, any registry a
+	// pod names would get it.
+	if _, err := shim.DecodeOptions([]byte("drawbridge_token_file = \"/tok\"\n")); err == nil || !strings.Contains(err.Error(), "drawbridge_hosts") {
+		t.Fatalf("token without drawbridge_hosts: %v", err)
+	}
+	if _, err := shim.DecodeOptions([]byte("drawbridge_hosts = [\"https://db.example.com/\"]\n")); err == nil {
+		t.Fatal("a URL in drawbridge_hosts was accepted")
 	}
 	if _, err := shim.DecodeOptions([]byte("drawbridge_token = \"secret\"\n")); err == nil || !strings.Contains(err.Error(), "drawbridge_token_file") {
 		t.Fatalf("unknown key: %v", err)
