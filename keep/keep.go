@@ -95,6 +95,17 @@ type Options struct {
 	CacheDir string
 	// NoCache disables the compilation cache.
 	NoCache bool
+	// CacheScope separates the compiled code of Keeps that must not trust
+	// each other: Keeps of different scopes never share compiled code a
+	// Keep wrote, since the sandbox's and the microVM's per-module cache
+	// directories (beneath CacheDir), which a Keep whose workload escaped
+	// wasm could fill with machine code, are per scope. Empty: one scope
+	// (enarx run: one user's Keeps); the containerd shim sets the pod's
+	// Kubernetes namespace. Run itself ignores it: the cache it keeps in
+	// CacheDir when the Keep runs in the host's process (the nil backend)
+	// is written only by enarx's own engine, never by a workload, and
+	// needs no scope.
+	CacheScope string
 	// MemoryLimit caps the guest's linear memory in bytes (0 = 4 GiB).
 	MemoryLimit uint64
 	// Engine names the wasm engine ("" = the first of Engines, the

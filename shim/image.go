@@ -147,6 +147,49 @@ func podSandbox(spec *specs.Spec) bool {
 // container it creates: "sandbox" or "container".
 const criContainerType = "io.kubernetes.cri.container-type"
 
+// criSandboxNamespace is the annotation containerd's CRI sets on every
+// container of a pod: the pod's Kubernetes namespace.
+const criSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+
+// noNamespaceScope is the cache scope of the containers that have no
+// Kubernetes namespace (ctr run, nerdctl: started by whoever may use
+// containerd's socket, root). A namespace's name is a DNS label, which has
+// no space or parenthesis: no pod's Keep shares its cache.
+const noNamespaceScope = "(no Kubernetes namespace)"
+
+// cacheScope is the keep.Options.CacheScope of the spec's Keep: its pod's
+// Kubernetes namespace, so that the Keeps of one namespace share their
+// compiled code and those of different namespaces (tenants) never do; for
+// a container without one, noNamespaceScope. A namespace annotation that
+// is not a DNS label (not CRI's) gets a scope of its own, which no
+// namespace or noNamespaceScope has.
+func cacheScope(spec *specs.Spec) string {
+	ns, ok := spec.Annotations[criSandboxNamespace]
+	switch {
+	case !ok:
+		return noNamespaceScope
+	case dnsLabel(ns):
+		return ns
+	default:
+		return "(annotation) " + ns
+	}
+}
+
+// dnsLabel reports whether s is an RFC 1123 label, as Kubernetes names
+// its namespaces: 1 to 63 lower-case letters, digits and '-', starting
+// and ending with a letter or digit.
+func dnsLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
 // netOf is the network namespace the spec asks for.
 func netOf(spec *specs.Spec) netSetup {
 	if spec.Linux == nil {

@@ -61,6 +61,9 @@ type launchMsg struct {
 	MemoryLimit uint64
 	CacheDir    string
 	NoCache     bool
+	// CacheScope is keep.Options.CacheScope: the pod's Kubernetes
+	// namespace (cacheScope).
+	CacheScope string
 	// LoopbackUp asks the keep host to bring up the loopback interface of
 	// the new network namespace it was started in (as runc does for a
 	// container whose spec asks for a new one).
@@ -170,19 +173,9 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		Config:   cfg,
 		Files:    files,
 		Policy:   backend.Policy{RequireIsolation: m.RequireIsolation},
-		Options: keep.Options{
-			Args:        m.Args,
-			Env:         m.Env,
-			VolumeKeys:  keys,
-			Logger:      logger,
-			CacheDir:    m.CacheDir,
-			NoCache:     m.NoCache,
-			MemoryLimit: m.MemoryLimit,
-			Engine:      m.Engine,
-			// A nil Keep runs in this process, which a signal to the task
-			// kills: the engine need not stop a computing guest itself.
-			Killed: b.Name() == backend.NilName,
-		},
+		// A nil Keep runs in this process, which a signal to the task
+		// kills: the engine need not stop a computing guest itself.
+		Options: m.options(keys, logger, b.Name() == backend.NilName),
 	})
 	switch {
 	case err != nil && code == 0:
@@ -193,6 +186,23 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 		return 1, fmt.Errorf("the Keep exited with a non-portable exit code %d", code)
 	}
 	return code, nil
+}
+
+// options are the keep.Options of the Keep m launches, with the volume
+// keys and logger of the keep host.
+func (m *launchMsg) options(keys map[string][]byte, logger *slog.Logger, killed bool) keep.Options {
+	return keep.Options{
+		Args:        m.Args,
+		Env:         m.Env,
+		VolumeKeys:  keys,
+		Logger:      logger,
+		CacheDir:    m.CacheDir,
+		NoCache:     m.NoCache,
+		CacheScope:  m.CacheScope,
+		MemoryLimit: m.MemoryLimit,
+		Engine:      m.Engine,
+		Killed:      killed,
+	}
 }
 
 // loopbackUp sets IFF_UP on "lo" in this process's network namespace.

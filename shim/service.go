@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	cshim "github.com/containerd/containerd/runtime/v2/shim"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/enarx-go/enarx/backend"
@@ -159,12 +161,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		if err != nil {
 			return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
 		}
-		m = &launchMsg{
-			Wasm: w.wasm, Bundle: w.bundle, Config: w.config, ConfigName: "Enarx.toml", Args: w.args, Env: w.env,
-			Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
-			CacheDir: opts.CacheDir, NoCache: opts.NoCache, LoopbackUp: w.net.newNS, LogLevel: level,
-			RequireIsolation: opts.RequireIsolation,
-		}
+		m = keepLaunch(w, spec, opts, level)
 	}
 	cg, err := newCgroup(spec)
 	if err != nil {
@@ -186,6 +183,18 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr},
 	})
 	return &taskAPI.CreateTaskResponse{}, nil
+}
+
+// keepLaunch is the launch message of the Keep of workload w, which the
+// shim loaded for spec: the Keeps of different Kubernetes namespaces get
+// different cache scopes (cacheScope).
+func keepLaunch(w *workload, spec *specs.Spec, opts *Options, level slog.Level) *launchMsg {
+	return &launchMsg{
+		Wasm: w.wasm, Bundle: w.bundle, Config: w.config, ConfigName: "Enarx.toml", Args: w.args, Env: w.env,
+		Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
+		CacheDir: opts.CacheDir, NoCache: opts.NoCache, CacheScope: cacheScope(spec),
+		LoopbackUp: w.net.newNS, LogLevel: level, RequireIsolation: opts.RequireIsolation,
+	}
 }
 
 // Start starts the task's keep host.

@@ -318,7 +318,7 @@ func (b Backend) newSession(hostEnd *os.File, l *backend.Launch, accel vmm.Accel
 		if eng == "" {
 			eng = "default"
 		}
-		if dir, err := moduleCacheDir(l.Options.CacheDir, string(accel)+"-"+spec.CPU+"-"+eng, l.Workload); err == nil {
+		if dir, err := moduleCacheDir(l.Options.CacheDir, string(accel)+"-"+spec.CPU+"-"+eng, l.Options.CacheScope, l.Workload); err == nil {
 			s.cacheDir = dir
 		} else {
 			log.Warn("microVM: no compilation cache", "err", err)
@@ -525,11 +525,16 @@ func (w *lineLogger) lines() (notable, last []string) {
 }
 
 // moduleCacheDir is the host directory of one module's compilation cache
-// for one VM shape: <cache>/microvm/<shape>/<sha256 of the module>. The
-// Keep fills it with the code it compiled, and gets it back on later runs
-// of the same module. Only kvm Keeps use it (their host can read and
-// change the guest anyway); a Keep in a TEE never runs code from its host.
-func moduleCacheDir(base, shape string, w keepWorkload) (string, error) {
+// for one VM shape and cache scope (keep.Options.CacheScope):
+// <cache>/microvm/<shape>/<sha256 of the module>, and for a non-empty
+// scope <sha256 of the module>-<scopeTag(scope)>. The Keep fills it with
+// the code it compiled, and gets it back on later runs of the same module
+// in the same scope: a guest whose workload escaped wasm can send back
+// machine code for those runs only, never for another scope's (another
+// Kubernetes namespace's under the containerd shim). Only kvm Keeps use
+// it (their host can read and change the guest anyway); a Keep in a TEE
+// never runs code from its host.
+func moduleCacheDir(base, shape, scope string, w keepWorkload) (string, error) {
 	key := w.Wasm
 	if key == nil {
 		// A registry bundle: the host does not look inside (the Keep
@@ -544,11 +549,23 @@ func moduleCacheDir(base, shape string, w keepWorkload) (string, error) {
 		base = d
 	}
 	sum := sha256.Sum256(key)
-	dir := filepath.Join(base, "microvm", shape, hex.EncodeToString(sum[:]))
+	name := hex.EncodeToString(sum[:])
+	if scope != "" {
+		name += "-" + scopeTag(scope)
+	}
+	dir := filepath.Join(base, "microvm", shape, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	return dir, nil
+}
+
+// scopeTag names a cache scope in a directory name: the first 16 hex
+// digits of its SHA-256 (the scope, a Kubernetes namespace, is host
+// input; hashed, it is a fixed-length name of safe characters).
+func scopeTag(scope string) string {
+	sum := sha256.Sum256([]byte(scope))
+	return hex.EncodeToString(sum[:8])
 }
 
 // exitReceived reports whether the Keep sent its exit status.

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -106,13 +108,18 @@ func searchable(dir string) bool {
 
 // moduleCacheDir creates the compilation cache directory of one module,
 // <base>/sandbox/<sum> (sum: the module's hex SHA-256, or for a package
-// bundle, which holds its module, the bundle's), owned by the user
-// the Keep runs as, and returns its absolute path. The Keep compiles into
-// it and reuses it on later runs. One directory per module means a Keep
-// that escaped wasm could only plant machine code for later runs of the
-// same module, which it already controls; no other workload reads it, and
-// the host never compiles the untrusted module itself.
-func moduleCacheDir(base, sum string) (string, error) {
+// bundle, which holds its module, the bundle's), or for a non-empty
+// scope (keep.Options.CacheScope) <base>/sandbox/<sum>-<scopeTag(scope)>,
+// owned by the user the Keep runs as, and returns its absolute path. The
+// Keep compiles into it and reuses it on later runs. A Keep that escaped
+// wasm could plant machine code there for the later runs of the same
+// module in the same scope: one user's, which it already controls, when
+// enarx runs Keeps for one user (scope ""); the Keeps of the same
+// Kubernetes namespace under the containerd shim, which runs every
+// tenant's Keeps as one user with one cache root. No Keep of another
+// module or scope reads it, and the host never compiles the untrusted
+// module itself.
+func moduleCacheDir(base, sum, scope string) (string, error) {
 	var root string
 	switch {
 	case base != "" && (os.Geteuid() != 0 || searchable(base)):
@@ -135,7 +142,11 @@ func moduleCacheDir(base, sum string) (string, error) {
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return "", fmt.Errorf("creating the sandbox compilation cache %s: %w", root, err)
 	}
-	dir := filepath.Join(root, sum)
+	name := sum
+	if scope != "" {
+		name += "-" + scopeTag(scope)
+	}
+	dir := filepath.Join(root, name)
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("creating the module's compilation cache %s: %w", dir, err)
 	}
@@ -146,4 +157,12 @@ func moduleCacheDir(base, sum string) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// scopeTag names a cache scope in a directory name: the first 16 hex
+// digits of its SHA-256 (the scope, a Kubernetes namespace, is host
+// input; hashed, it is a fixed-length name of safe characters).
+func scopeTag(scope string) string {
+	sum := sha256.Sum256([]byte(scope))
+	return hex.EncodeToString(sum[:8])
 }

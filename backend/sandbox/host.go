@@ -343,7 +343,7 @@ func prepareLaunch(l *backend.Launch, hdr *launch, payload *os.File) error {
 			hdr.BundleSHA256 = digest(w.Bundle)
 			name = hdr.BundleSHA256
 		}
-		dir, err := moduleCacheDir(l.Options.CacheDir, name)
+		dir, err := moduleCacheDir(l.Options.CacheDir, name, l.Options.CacheScope)
 		if err != nil {
 			// Not fatal: the Keep compiles without a cache.
 			if l.Options.Logger != nil {
