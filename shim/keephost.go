@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -150,7 +151,7 @@ func (m *launchMsg) run(ctx context.Context, logger *slog.Logger) (int, error) {
 			return 1, err
 		}
 	}
-	b, err := backend.Select(m.Backend)
+	b, err := selectBackend(m.Backend)
 	if err != nil {
 		return 1, err
 	}
@@ -221,4 +222,30 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// selectBackend is backend.Select, except that nil is never chosen for
+// the node by itself (refuseImplicitNil).
+func selectBackend(name string) (backend.Backend, error) {
+	b, err := backend.Select(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseImplicitNil(name, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// refuseImplicitNil refuses b when it is nil and was not named: nil runs
+// the pod's workload inside this keep host, as root in the node's
+// namespaces, which only a node whose operator named it (runtime options
+// backend = "nil", or the shim's ENARX_BACKEND) may do.
+func refuseImplicitNil(name string, b backend.Backend) error {
+	if name == "" && b.Name() == backend.NilName {
+		return errors.New("no Keep backend but nil is available and configured on this node, and nil (the workload in " +
+			"the keep host itself, as root) is used only when named: set backend in the RuntimeClass's runtime options " +
+			"(e.g. \"sandbox\"; check `enarx platform info` on the node), or backend = \"nil\" to accept it")
+	}
+	return nil
 }

@@ -27,6 +27,7 @@ const DefaultCacheDir = "/var/cache/enarx"
 //
 //	backend = "sandbox"        # default: ENARX_BACKEND of the shim, else the
 //	                           # most protective available and configured
+//	                           # (never nil unless named)
 //	engine = "wazero"          # default: the fastest the Keep has
 //	memory_mib = 512           # linear memory limit (default 4096)
 //	cache_dir = "/var/cache/enarx"
