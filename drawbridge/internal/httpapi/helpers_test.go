@@ -170,7 +170,10 @@ func newEnvOn(t testing.TB, b store.Backend) *env {
 	}
 	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are expected in some tests
 	e.srv.TLS.NextProtos = []string{"http/1.1"}        // as server.Run serves: HTTP/1.1 only
-	e.srv.Listener = Listener(e.srv.Listener)          // as server.Run serves
+	if envListener != nil {
+		e.srv.Listener = envListener(e.srv.Listener)
+	}
+	e.srv.Listener = Listener(e.srv.Listener) // as server.Run serves
 	e.srv.Config.ConnContext = ConnContext
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
@@ -181,6 +184,9 @@ func newEnvOn(t testing.TB, b store.Backend) *env {
 	e.token = e.mint(oidctest.Claims{Subject: testSubject, Scope: oidctest.AllScopes})
 	return e
 }
+
+// envListener, if set, wraps the TCP listener of the envs made next.
+var envListener func(net.Listener) net.Listener
 
 // syncWriter is a buffer safe for the server's concurrent log writes.
 type syncWriter struct{ b *bytes.Buffer }

@@ -233,11 +233,25 @@ func sendObject(w http.ResponseWriter, r *http.Request, o store.Object) error {
 		_, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{o.Content}, *buf)
 		sendBufs.Put(buf)
 		if bc != nil {
-			if err == nil {
-				err = http.NewResponseController(w).Flush()
+			// The rest of the batch leaves under the write window.
+			finish := func() error {
+				var ferr error
+				if err == nil {
+					ferr = http.NewResponseController(w).Flush()
+				}
+				if rerr := bc.Release(); ferr == nil {
+					ferr = rerr
+				}
+				return ferr
 			}
-			if rerr := bc.Release(); err == nil {
-				err = rerr
+			var ferr error
+			if sw, ok := w.(*statusWriter); ok {
+				ferr = sw.paced(finish)
+			} else {
+				ferr = finish()
+			}
+			if err == nil {
+				err = ferr
 			}
 		}
 		if err != nil {

@@ -50,8 +50,6 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxUploadSize bounds tree node uploads (0: DefaultMaxUploadSize).
 	MaxUploadSize int64
-	// IdleTimeout overrides DefaultIdleTimeout.
-	IdleTimeout time.Duration
 	// DevSubject, if set, is the token subject for which users and public
 	// repositories are created on first publish (dev mode only).
 	DevSubject string
@@ -74,6 +72,9 @@ type Handler struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	// StallTimeout and StallMinBytes as they were at New.
+	stallTimeout  time.Duration
+	stallMinBytes int64
 }
 
 // New returns a Handler.
@@ -84,14 +85,11 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = DefaultMaxUploadSize
 	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
 	l := cfg.Logger
 	if l == nil {
 		l = slog.Default()
 	}
-	return &Handler{cfg: cfg, log: l, metrics: newMetrics()}, nil
+	return &Handler{cfg: cfg, log: l, metrics: newMetrics(), stallTimeout: StallTimeout, stallMinBytes: max(1, StallMinBytes)}, nil
 }
 
 // httpError is an HTTP status with a plain-text body (upstream's texts,
@@ -119,19 +117,63 @@ const (
 	routeOther   = "other"
 )
 
-// DefaultIdleTimeout is how long a request body or response may make no
-// progress before the connection is cut (a stalled client must not hold an
-// upload or a file open forever; there is no overall limit, as large
-// packages on slow links take long).
-const DefaultIdleTimeout = 2 * time.Minute
+// StallTimeout and StallMinBytes bound how slowly a client may send a
+// request body or read a response: the connection is cut once fewer than
+// StallMinBytes moved in a window of StallTimeout (a client that stops, or
+// trickles a byte now and then, would otherwise hold a goroutine, buffers,
+// an open file and the connection for as long as it likes). There is no
+// overall limit: large packages on slow links take long, and any working
+// network moves far more (16 KiB in 2 min is 137 bytes/s). Only the time
+// spent waiting for the client counts: not the handler's own work
+// (authorization, hashing, storage) before, between or after reads and
+// writes. A body smaller than StallMinBytes must move within one window.
+// A response is paced by the handler's writes, which take up to 256 KiB at
+// once (sendObject's copy buffer; batches, see Listener): each must leave
+// within one window. The drawbridge client applies the same rule to the
+// registry. Variables for tests: New reads them.
+var (
+	StallTimeout  = 2 * time.Minute
+	StallMinBytes = int64(16 << 10)
+)
 
-// statusWriter records the status and bytes written, extends the write
-// deadline before each write, and closes the connection after a response
-// to a request whose body was not read to its end.
+// pace applies StallTimeout and StallMinBytes to one direction of one
+// request: before each read (or write) it sets the connection's deadline
+// to what is left of the window, and after it counts the bytes moved and
+// the time the call took; StallMinBytes moved start a new window. A call
+// still blocked when the window runs out fails with a timeout, which
+// breaks the connection. Used by one goroutine at a time.
+type pace struct {
+	setDeadline func(time.Time) error
+	window      time.Duration
+	min         int64
+	left        time.Duration // of the window, counted inside calls only
+	moved       int64         // in this window
+}
+
+func newPace(set func(time.Time) error, window time.Duration, min int64) *pace {
+	return &pace{setDeadline: set, window: window, min: min, left: window}
+}
+
+// call runs f, an I/O call on the connection, under the window, and
+// returns what f returns.
+func (p *pace) call(f func() (int, error)) (int, error) {
+	start := time.Now()
+	p.setDeadline(start.Add(p.left)) // unsupported on recorders: ignored
+	n, err := f()
+	p.left -= time.Since(start)
+	if p.moved += int64(n); p.moved >= p.min {
+		p.moved, p.left = 0, p.window
+	}
+	return n, err
+}
+
+// statusWriter records the status and bytes written, paces writes, and
+// closes the connection after a response to a request whose body was not
+// read to its end.
 type statusWriter struct {
 	http.ResponseWriter
 	rc    *http.ResponseController
-	idle  time.Duration
+	pace  *pace
 	code  int
 	bytes int64
 	body  *countingReader // the request body
@@ -142,8 +184,7 @@ func (w *statusWriter) WriteHeader(code int) {
 		w.code = code
 		w.closeIfUnread()
 	}
-	w.rc.SetWriteDeadline(time.Now().Add(w.idle))
-	w.ResponseWriter.WriteHeader(code)
+	w.pace.call(func() (int, error) { w.ResponseWriter.WriteHeader(code); return 0, nil })
 }
 
 // closeIfUnread asks net/http to close the connection after the response
@@ -165,10 +206,16 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 		w.code = http.StatusOK
 		w.closeIfUnread()
 	}
-	w.rc.SetWriteDeadline(time.Now().Add(w.idle)) // unsupported on recorders: ignored
-	n, err := w.ResponseWriter.Write(p)
+	n, err := w.pace.call(func() (int, error) { return w.ResponseWriter.Write(p) })
 	w.bytes += int64(n)
 	return n, err
+}
+
+// paced runs f, which writes to the connection what earlier writes left
+// buffered (a flush), under the write window.
+func (w *statusWriter) paced(f func() error) error {
+	_, err := w.pace.call(func() (int, error) { return 0, f() })
+	return err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
@@ -190,8 +237,9 @@ type request struct {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.cfg.IdleTimeout}
-	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body, rc: sw.rc, idle: h.cfg.IdleTimeout, length: r.ContentLength}}
+	rc := http.NewResponseController(w)
+	sw := &statusWriter{ResponseWriter: w, rc: rc, pace: newPace(rc.SetWriteDeadline, h.stallTimeout, h.stallMinBytes)}
+	req := &request{route: routeOther, bodyIn: &countingReader{r: r.Body, rc: rc, pace: newPace(rc.SetReadDeadline, h.stallTimeout, h.stallMinBytes), length: r.ContentLength}}
 	sw.body = req.bodyIn
 	r.Body = struct {
 		io.Reader
@@ -232,7 +280,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// sends it must not hold the connection: end that read at once.
 		sw.rc.SetReadDeadline(time.Now())
 	}
-	sw.rc.SetWriteDeadline(time.Now().Add(sw.idle)) // the final flush
+	// The final flush, after we return, gets what is left of the window.
+	sw.rc.SetWriteDeadline(time.Now().Add(max(sw.pace.left, 0)))
 	h.metrics.observe(req.route, r.Method, sw.code, req.bodyIn.n, sw.bytes)
 	// Never log headers: Authorization carries a bearer token.
 	h.log.Info("request", "method", r.Method, "path", r.URL.EscapedPath(), "route", req.route,
@@ -240,20 +289,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"duration", time.Since(start).Round(time.Microsecond))
 }
 
-// countingReader counts request body bytes and extends the read deadline
-// before each read.
+// countingReader counts request body bytes and paces reads.
 type countingReader struct {
 	r      io.Reader
 	rc     *http.ResponseController
-	idle   time.Duration
+	pace   *pace
 	n      int64
 	length int64 // the declared Content-Length; -1: unknown
 	eof    bool
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	c.rc.SetReadDeadline(time.Now().Add(c.idle)) // unsupported on recorders: ignored
-	n, err := c.r.Read(p)
+	if c.done() {
+		// Nothing more from the client. Once the body is read, net/http
+		// clears the read deadline and reads the connection in the
+		// background (to notice a client that goes away): a deadline set
+		// now would cancel the request while the handler works.
+		return c.r.Read(p)
+	}
+	n, err := c.pace.call(func() (int, error) { return c.r.Read(p) })
 	c.n += int64(n)
 	if err == io.EOF {
 		c.eof = true

@@ -564,10 +564,10 @@ func TestDevAutoCreate(t *testing.T) {
 }
 
 // TestStalledUploadIsCut: a client that stops sending mid-body loses its
-// connection after the idle timeout, nothing is stored, and a retry works.
+// connection after the stall window, nothing is stored, and a retry works.
 func TestStalledUploadIsCut(t *testing.T) {
+	shortStall(t, 300*time.Millisecond)
 	e := newEnv(t)
-	e.srv.Config.Handler.(*Handler).cfg.IdleTimeout = 300 * time.Millisecond
 	e.setup("alice", testSubject, e.token, map[string]bool{"pub": true})
 	nodes := testPackage(t, "")
 	entry, _ := nodes[0].Entry.MarshalJSON()

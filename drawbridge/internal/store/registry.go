@@ -513,7 +513,12 @@ func (r *Registry) sortedDirectory(ctx context.Context, t TagRef, p types.TreePa
 	if meta.Type != types.DirectoryType {
 		return nil, nil, invalidf("Node %q is a file, not a directory", "/"+p.String())
 	}
+	release, err := parseSlot(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	d, err := types.ParseDirectory(body)
+	release()
 	if err != nil {
 		return nil, nil, fmt.Errorf("stored directory %q is corrupt: %w", "/"+p.String(), err)
 	}
@@ -627,7 +632,15 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		if err != nil {
 			return false, mapVerifyErr(err)
 		}
+		// Parsing costs far more than the body's size (see parseSlots):
+		// a bounded number of parses run at once, the others wait here,
+		// holding their body only.
+		release, err := parseSlot(ctx)
+		if err != nil {
+			return false, err
+		}
 		d, err := types.ParseDirectory(buf)
+		release()
 		if err != nil {
 			return false, invalidf("Invalid directory: %v", err)
 		}

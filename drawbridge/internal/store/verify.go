@@ -213,7 +213,13 @@ func (r *Registry) rehash(ctx context.Context, t TagRef, p types.TreePath, e typ
 	}
 	var d types.Directory
 	if dir {
-		if d, err = types.ParseDirectory(body); err != nil {
+		release, err := parseSlot(ctx)
+		if err != nil {
+			return 0, err
+		}
+		d, err = types.ParseDirectory(body)
+		release()
+		if err != nil {
 			return reject(fmt.Sprintf("not a valid directory: %v", err))
 		}
 	}
