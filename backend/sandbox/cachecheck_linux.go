@@ -57,7 +57,9 @@ func checkModuleCache(dir string, moduleSize, pid int, log *slog.Logger) {
 		return
 	}
 	rmErr := removeCacheDir(dir)
-	args := []any{"keep_pid", pid, "module_sha256", filepath.Base(dir), "dir", dir, "found", problem}
+	// The directory is <sha256> or, with a cache scope, <sha256>-<scope tag>.
+	sum, _, _ := strings.Cut(filepath.Base(dir), "-")
+	args := []any{"keep_pid", pid, "module_sha256", sum, "dir", dir, "found", problem}
 	if rmErr != nil {
 		log.Warn("sandbox: the Keep's compilation cache holds what the engines do not write, and removing it failed", append(args, "err", rmErr)...)
 		return
