@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/cryptobyte"
@@ -116,70 +117,20 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		s.reject(w, log, attest.Reject(CodeTooLarge, "the body is %d bytes; the limit is %d", r.ContentLength, s.maxBody))
 		return
 	}
-	// Room for the body first (cheap, and bounds the memory held by slow
-	// senders), then the body, then a processing slot.
-	reserve := r.ContentLength
-	if reserve < 0 {
-		reserve = s.maxBody
-	}
-	if !s.admit(r.Context(), reserve) {
-		w.Header().Set("Retry-After", "1")
-		s.reject(w, log, attest.Reject(CodeBusy, "too many certificate requests are being received; retry shortly"))
-		return
-	}
-	defer s.bodies.Release(reserve)
-	body, err := s.readBody(w, r)
+	// The body, with room for it reserved as it arrives (this bounds the
+	// memory held by slow senders to what they sent), then a processing
+	// slot.
+	body, reserved, err := s.readBody(w, r)
+	defer s.bodies.Release(reserved)
 	if err != nil {
 		s.reject(w, log, err)
 		return
 	}
 
-	if !s.acquire(r.Context()) {
-		w.Header().Set("Retry-After", "1")
-		s.reject(w, log, attest.Reject(CodeBusy, "too many certificate requests in progress; retry shortly"))
+	out, certs, err := s.process(r.Context(), ct[0], body)
+	if err != nil {
+		s.reject(w, log, err)
 		return
-	}
-	defer func() { <-s.slots }()
-	ctx, cancel := s.deadline(r.Context())
-	defer cancel()
-
-	var out []byte
-	var certs []*issued
-	switch ct[0] {
-	case ContentTypePKCS10:
-		c, err := s.issue(ctx, body)
-		if err != nil {
-			s.reject(w, log, err)
-			return
-		}
-		out, err = s.marshalChain(c.der)
-		if err != nil {
-			s.reject(w, log, attest.RejectErr(CodeInternal, err, "could not encode the reply"))
-			return
-		}
-		certs = []*issued{c}
-	case ContentTypeBundle:
-		reqs, err := csr.SplitBundle(body)
-		if err != nil {
-			s.reject(w, log, err)
-			return
-		}
-		leaves := make([][]byte, 0, len(reqs))
-		for i, der := range reqs {
-			c, err := s.issue(ctx, der)
-			if err != nil {
-				// All or nothing: the first failure fails the bundle.
-				s.reject(w, log, bundleRejection(i, err))
-				return
-			}
-			leaves = append(leaves, c.der)
-			certs = append(certs, c)
-		}
-		out, err = s.marshalOutput(leaves)
-		if err != nil {
-			s.reject(w, log, attest.RejectErr(CodeInternal, err, "could not encode the reply"))
-			return
-		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
@@ -202,8 +153,54 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	s.metrics.issue(kinds)
 }
 
-// admit reserves n bytes of body memory (Config.MaxBodyMemory), waiting at
-// most s.busyWait.
+// process answers a certificate request body of media type ct: the DER
+// reply and the certificates in it. It holds a processing slot
+// (Config.MaxConcurrent) while it works, and only then: the reply is
+// written after the slot is released, so a client that does not read it
+// holds no slot (only its connection, until WriteTimeout).
+func (s *Server) process(ctx context.Context, ct string, body []byte) ([]byte, []*issued, error) {
+	if !s.acquire(ctx) {
+		return nil, nil, attest.Reject(CodeBusy, "too many certificate requests in progress; retry shortly")
+	}
+	defer func() { <-s.slots }()
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+
+	if ct == ContentTypePKCS10 {
+		c, err := s.issue(ctx, body)
+		if err != nil {
+			return nil, nil, err
+		}
+		out, err := s.marshalChain(c.der)
+		if err != nil {
+			return nil, nil, attest.RejectErr(CodeInternal, err, "could not encode the reply")
+		}
+		return out, []*issued{c}, nil
+	}
+	reqs, err := csr.SplitBundle(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaves := make([][]byte, 0, len(reqs))
+	certs := make([]*issued, 0, len(reqs))
+	for i, der := range reqs {
+		c, err := s.issue(ctx, der)
+		if err != nil {
+			// All or nothing: the first failure fails the bundle.
+			return nil, nil, bundleRejection(i, err)
+		}
+		leaves = append(leaves, c.der)
+		certs = append(certs, c)
+	}
+	out, err := s.marshalOutput(leaves)
+	if err != nil {
+		return nil, nil, attest.RejectErr(CodeInternal, err, "could not encode the reply")
+	}
+	return out, certs, nil
+}
+
+// admit reserves n more bytes of body memory (Config.MaxBodyMemory),
+// waiting at most s.busyWait.
 func (s *Server) admit(ctx context.Context, n int64) bool {
 	if s.bodies.TryAcquire(n) {
 		return true
@@ -213,32 +210,54 @@ func (s *Server) admit(ctx context.Context, n int64) bool {
 	return s.bodies.Acquire(ctx, n) == nil
 }
 
-// readBody reads the body of r, at most s.maxBody bytes, into a buffer of
-// its declared length when it declares one.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// bodyChunk is the body memory (Config.MaxBodyMemory) a request reserves
+// before its first byte arrives. The rest is reserved as the body arrives,
+// doubling the buffer each time, so a request holds at most about twice
+// what its client has sent, whatever length it declares.
+const bodyChunk = 4 << 10
+
+// readBody reads the body of r, at most s.maxBody bytes, reserving its
+// buffer against Config.MaxBodyMemory as it grows. It returns the bytes
+// reserved, which the caller releases, also when it returns an error
+// (CodeBusy when no room is freed within s.busyWait).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, reserved int64, err error) {
 	// MaxBytesReader tells the server to close the connection on overflow
 	// when it sees the server's own ResponseWriter.
 	if sw, ok := w.(*statusWriter); ok {
 		w = sw.ResponseWriter
 	}
 	in := http.MaxBytesReader(w, r.Body, s.maxBody)
-	var body []byte
-	var err error
+	limit := s.maxBody
 	if r.ContentLength >= 0 {
-		// net/http ends the body at its Content-Length.
-		body = make([]byte, r.ContentLength)
-		_, err = io.ReadFull(in, body)
-	} else {
-		body, err = io.ReadAll(in)
+		limit = r.ContentLength // net/http ends the body there; attest checked it against s.maxBody
 	}
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, attest.Reject(CodeTooLarge, "the body exceeds the limit of %d bytes", s.maxBody)
-	case err != nil:
-		return nil, attest.RejectErr(CodeBody, err, "could not read the request body")
+	limit++ // room for the read that finds the end, or the excess over s.maxBody
+	for {
+		if len(body) == cap(body) {
+			grow := min(max(int64(cap(body)), bodyChunk), limit-int64(cap(body)))
+			if grow <= 0 {
+				return nil, reserved, attest.Reject(CodeTooLarge, "the body exceeds the limit of %d bytes", s.maxBody)
+			}
+			if !s.admit(r.Context(), grow) {
+				return nil, reserved, attest.Reject(CodeBusy, "too many certificate requests are being received; retry shortly")
+			}
+			reserved += grow
+			next := make([]byte, len(body), int64(cap(body))+grow)
+			copy(next, body)
+			body = next
+		}
+		n, rerr := in.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		var tooLarge *http.MaxBytesError
+		switch {
+		case rerr == io.EOF:
+			return body, reserved, nil
+		case errors.As(rerr, &tooLarge):
+			return nil, reserved, attest.Reject(CodeTooLarge, "the body exceeds the limit of %d bytes", s.maxBody)
+		case rerr != nil:
+			return nil, reserved, attest.RejectErr(CodeBody, rerr, "could not read the request body")
+		}
 	}
-	return body, nil
 }
 
 // acquire takes a processing slot, waiting at most s.busyWait.
@@ -299,8 +318,9 @@ func (s *Server) marshalOutput(leaves [][]byte) ([]byte, error) {
 	return b.Bytes()
 }
 
-// reject answers with the rejection's status and a one-line text/plain
-// "code: message" body, counts it and logs it with its cause.
+// reject answers with the rejection's status (and Retry-After for
+// CodeBusy) and a one-line text/plain "code: message" body, counts it and
+// logs it with its cause.
 func (s *Server) reject(w http.ResponseWriter, log *slog.Logger, err error) {
 	r, ok := attest.AsRejection(err)
 	if !ok {
@@ -308,9 +328,10 @@ func (s *Server) reject(w http.ResponseWriter, log *slog.Logger, err error) {
 	}
 	status := StatusCode(r.Code)
 	s.metrics.reject(r.Code)
-	attrs := []any{"status", status, "code", r.Code, "reason", r.Msg}
+	reason := clip(r.Msg)
+	attrs := []any{"status", status, "code", r.Code, "reason", reason}
 	if r.Err != nil {
-		attrs = append(attrs, "err", r.Err)
+		attrs = append(attrs, "err", clip(r.Err.Error()))
 	}
 	if status >= 500 {
 		log.Error("request failed", attrs...)
@@ -320,8 +341,29 @@ func (s *Server) reject(w http.ResponseWriter, log *slog.Logger, err error) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if r.Code == CodeBusy {
+		h.Set("Retry-After", "1")
+	}
 	w.WriteHeader(status)
-	_, _ = io.WriteString(w, r.Code+": "+oneLine(r.Msg)+"\n")
+	_, _ = io.WriteString(w, r.Code+": "+oneLine(reason)+"\n")
+}
+
+// maxReason bounds a rejection's reason, and its cause, in the reply and
+// the log. Reasons may quote the request: an extension OID of a million
+// arcs, in a 1 MB request, made a 4 MB reply and log line.
+const maxReason = 1024
+
+// clip cuts s to maxReason bytes, at a character boundary, and says how
+// much it cut.
+func clip(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d more bytes)", s[:cut], len(s)-cut)
 }
 
 // oneLine keeps a message printable and on one line.

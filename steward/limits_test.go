@@ -7,9 +7,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/enarx-go/enarx/attest"
+	"github.com/enarx-go/enarx/attestation/kvm"
 	"github.com/enarx-go/enarx/steward"
 	"github.com/enarx-go/enarx/steward/csr"
 	"github.com/enarx-go/enarx/steward/stewardtest"
@@ -43,8 +46,8 @@ func TestOversizedRSAKey(t *testing.T) {
 }
 
 // stalledPost opens a connection to addr and sends the headers of a POST
-// declaring a body of n bytes, and 100 of them: a client that stalls.
-func stalledPost(t *testing.T, addr string, n int) net.Conn {
+// declaring a body of n bytes, and sent of them: a client that stalls.
+func stalledPost(t *testing.T, addr string, n, sent int) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -52,7 +55,7 @@ func stalledPost(t *testing.T, addr string, n int) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: steward\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s",
-		steward.ContentTypePKCS10, n, strings.Repeat("x", 100))
+		steward.ContentTypePKCS10, n, strings.Repeat("x", sent))
 	return c
 }
 
@@ -72,16 +75,17 @@ func untilStatus(t *testing.T, url string, der []byte, status int) reply {
 	return r
 }
 
-// TestBodyMemoryBounded: bodies are admitted against MaxBodyMemory before
-// they are read. Two clients that declare 64 KiB bodies and stall hold
-// the whole 128 KiB, so a third request is answered 503 request.busy
-// (before, every stalled body was buffered: 300 stalled 1 MiB bodies held
-// 660 MiB); once they leave, requests are served again.
+// TestBodyMemoryBounded: bodies are admitted against MaxBodyMemory as
+// they are read. Two clients that send all but the last byte of 64 KiB
+// bodies and stall hold the whole 128 KiB, so a third request is answered
+// 503 request.busy (before any bound, every stalled body was buffered: 300
+// stalled 1 MiB bodies held 660 MiB); once they leave, requests are served
+// again.
 func TestBodyMemoryBounded(t *testing.T) {
 	_, hs := newServer(t, steward.Config{CA: debugCA(t), MaxBodyBytes: 64 << 10, MaxBodyMemory: 128 << 10, BusyWait: 20 * time.Millisecond})
 	der := goCSR(t, p256(t), &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{kvmExt()}})
 	addr := strings.TrimPrefix(hs.URL, "http://")
-	a, b := stalledPost(t, addr, 64<<10), stalledPost(t, addr, 64<<10)
+	a, b := stalledPost(t, addr, 64<<10, 64<<10-1), stalledPost(t, addr, 64<<10, 64<<10-1)
 	r := untilStatus(t, hs.URL, der, http.StatusServiceUnavailable)
 	wantRejection(t, r, http.StatusServiceUnavailable, steward.CodeBusy)
 	if r.header.Get("Retry-After") == "" {
@@ -112,5 +116,157 @@ func TestRequestTimeout(t *testing.T) {
 	_, err := s.Issue(context.Background(), der)
 	if r, ok := attest.AsRejection(err); !ok || r.Code != steward.CodeTimeout {
 		t.Fatalf("Issue: %v", err)
+	}
+}
+
+// stalledChunkedPost is stalledPost with a chunked body: no declared
+// length, one 100-byte chunk, then nothing.
+func stalledChunkedPost(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: steward\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n%s\r\n",
+		steward.ContentTypePKCS10, strings.Repeat("x", 100))
+	return c
+}
+
+// TestStalledBodiesHoldLittle: a client that declares a large body (or
+// sends a chunked one) and then stalls holds memory only for what it sent.
+// Before, each reserved --max-body (1 MiB) of MaxBodyMemory (64 MiB) up
+// front, so 64 idle connections, a few hundred bytes each, got every
+// other certificate request 503 request.busy for as long as the server's
+// read timeout (30 s) let them stall.
+func TestStalledBodiesHoldLittle(t *testing.T) {
+	s, err := steward.New(steward.Config{CA: debugCA(t), BusyWait: 50 * time.Millisecond,
+		Verifiers: []attest.Verifier{kvm.New(kvm.Options{})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, nil) }()
+	t.Cleanup(func() { cancel(); <-done }) // after the stalled clients close (cleanups run last first)
+	addr := ln.Addr().String()
+	for i := range steward.DefaultMaxBodyMemory / steward.DefaultMaxBodyBytes {
+		if i%2 == 0 {
+			stalledPost(t, addr, steward.DefaultMaxBodyBytes, 100)
+		} else {
+			stalledChunkedPost(t, addr)
+		}
+	}
+	der := goCSR(t, p256(t), &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{kvmExt()}})
+	// The stalled requests reach the Steward in their own time; a client
+	// cannot observe when, so ask repeatedly: every answer must be 200.
+	for range 40 {
+		r := post(t, "http://"+addr+"/", steward.ContentTypePKCS10, bytes.NewReader(der))
+		if r.status != http.StatusOK {
+			t.Fatalf("with stalled clients: %d %s", r.status, r.body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// hugeOIDRequest is a request signed with a fresh key, within the default
+// body limit, that asks for an extension whose OID has a million arcs
+// (one DER byte each, "127." when printed), then for KVM evidence.
+func hugeOIDRequest(t *testing.T) []byte {
+	t.Helper()
+	oid := make(asn1.ObjectIdentifier, 1_000_000)
+	oid[0], oid[1] = 1, 2
+	for i := 2; i < len(oid); i++ {
+		oid[i] = 127
+	}
+	der := goCSR(t, p256(t), &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{{Id: oid, Value: []byte{}}, kvmExt()}})
+	if len(der) > steward.DefaultMaxBodyBytes {
+		t.Fatalf("request of %d bytes is over the body limit", len(der))
+	}
+	return der
+}
+
+// TestRejectionReasonBounded: a reason that quotes the request is cut, in
+// the reply and in the log. Before, the OID of hugeOIDRequest (a 1 MB
+// request) came back as a 4 MB reply and was logged as a 4 MB line.
+func TestRejectionReasonBounded(t *testing.T) {
+	var logs bytes.Buffer
+	_, hs := newServer(t, steward.Config{CA: debugCA(t), Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	r := post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(hugeOIDRequest(t)))
+	wantRejection(t, r, http.StatusBadRequest, steward.CodeExtensionUnknown)
+	if len(r.body) > 2048 || !strings.Contains(string(r.body), "more bytes)") {
+		t.Fatalf("reply of %d bytes: %.200q…", len(r.body), r.body)
+	}
+	hs.Close() // the handler has logged
+	for line := range strings.Lines(logs.String()) {
+		if len(line) > 4096 {
+			t.Fatalf("log line of %d bytes: %.200q…", len(line), line)
+		}
+	}
+}
+
+// TestUnreadReplyHoldsNoSlot: a client that does not read its reply holds
+// no processing slot. Its request (in debug mode, where KVM evidence is
+// enough) has an 8 MB subject, which the leaf copies; with the client's
+// receive buffer small, writing the reply blocks until the client reads
+// or WriteTimeout (60 s) passes. Before, the slot was released only after
+// the reply was written, so a few such clients (4×GOMAXPROCS) got every
+// other certificate request 503 request.busy for a minute. (A rejection
+// could do the same while its reason was not cut: see
+// TestRejectionReasonBounded.)
+func TestUnreadReplyHoldsNoSlot(t *testing.T) {
+	// A request waits up to BusyWait for the slot: long enough for the
+	// work on the large request (a hang guard), short against the 60 s
+	// that its unread reply held the slot.
+	s, err := steward.New(steward.Config{CA: debugCA(t), MaxConcurrent: 1, BusyWait: 10 * time.Second,
+		MaxBodyBytes: 16 << 20, Verifiers: []attest.Verifier{kvm.New(kvm.Options{})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, nil) }()
+	t.Cleanup(func() { cancel(); <-done }) // after the client below closes
+	addr := ln.Addr().String()
+
+	big := goCSR(t, p256(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: strings.Repeat("a", 8<<20)},
+		ExtraExtensions: []pkix.Extension{kvmExt()}})
+	// A small receive buffer, never read from.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: steward\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", steward.ContentTypePKCS10, len(big))
+	if _, err := c.Write(big); err != nil {
+		t.Fatal(err)
+	}
+
+	der := goCSR(t, p256(t), &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{kvmExt()}})
+	// When the Steward gets to the first request is not observable; ask
+	// repeatedly: every answer must be 200.
+	for range 50 {
+		r := post(t, "http://"+addr+"/", steward.ContentTypePKCS10, bytes.NewReader(der))
+		if r.status != http.StatusOK {
+			t.Fatalf("with a client not reading its reply: %d %s", r.status, r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -100,19 +100,22 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxConcurrent bounds how many certificate requests are processed at
 	// once (evidence verification is CPU-bound); a request that finds no
-	// free slot within BusyWait gets 503 with Retry-After. 0 means
-	// 4×GOMAXPROCS.
+	// free slot within BusyWait gets 503 with Retry-After. The slot is
+	// taken after the body is read and given back before the reply is
+	// written, so slow clients hold none. 0 means 4×GOMAXPROCS.
 	MaxConcurrent int
 	// BusyWait is how long a certificate request waits for a processing
 	// slot, or for room for its body (MaxBodyMemory); 0 means
 	// DefaultBusyWait.
 	BusyWait time.Duration
 	// MaxBodyMemory bounds the request-body bytes held at once by all
-	// requests together: a request reserves its declared Content-Length
-	// (MaxBodyBytes when it declares none) before its body is read, and
-	// gets 503 request.busy when that does not fit within BusyWait. So
-	// clients that send bodies slowly hold at most this much memory. 0
-	// means DefaultMaxBodyMemory; it is raised to MaxBodyBytes if below.
+	// requests together: a request reserves its buffer as its body
+	// arrives (4 KiB first, then doubling, never beyond its declared
+	// Content-Length or MaxBodyBytes), and gets 503 request.busy when more
+	// does not fit within BusyWait. So clients that send bodies slowly hold
+	// at most this much memory together, and one that declares a large
+	// body and stalls holds about what it sent. 0 means
+	// DefaultMaxBodyMemory; it is raised to MaxBodyBytes if below.
 	MaxBodyMemory int64
 	// RequestTimeout bounds the work on one certificate request once its
 	// body is read (decoding, signature and evidence verification,
