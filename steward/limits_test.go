@@ -270,3 +270,19 @@ func TestUnreadReplyHoldsNoSlot(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSubjectBounded: the subject, which the steward copies into the
+// certificate unchecked (as upstream), is bounded; before, a CSR's subject
+// of any size came back signed. A subject of ordinary size still does.
+func TestSubjectBounded(t *testing.T) {
+	_, hs := newServer(t, steward.Config{CA: debugCA(t)})
+	csrWith := func(cn string) []byte {
+		return goCSR(t, p256(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn, Organization: []string{strings.Repeat("o", 900)}},
+			ExtraExtensions: []pkix.Extension{kvmExt()}})
+	}
+	if r := post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(csrWith("keep.example"))); r.status != http.StatusOK {
+		t.Fatalf("a subject of %d bytes: status %d: %s", 900, r.status, r.body)
+	}
+	big := csrWith(strings.Repeat("x", 200))
+	wantRejection(t, post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(big)), http.StatusBadRequest, steward.CodeSubject)
+}

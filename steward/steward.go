@@ -66,6 +66,7 @@ const (
 	CodeExtensionUnknown    = "csr.extension.unknown"     // an extension the Steward does not grant
 	CodeExtensionCritical   = "csr.extension.critical"    // a critical evidence/workload extension
 	CodeExtensionSAN        = "csr.extension.san"         // names are set by the Steward (--san)
+	CodeSubject             = "csr.subject"               // a subject larger than MaxSubject
 	CodeExtensionAttested   = "csr.extension.attested-as" // only the Steward writes it
 	CodeWorkload            = "csr.workload"              // malformed workload-identity extension
 	CodeEvidenceMissing     = "evidence.missing"          // 401
@@ -312,6 +313,12 @@ func (s *Server) alive(ctx context.Context) error {
 
 // issue checks one request and signs its certificate. It gives up, with
 // CodeTimeout, as soon as it finds ctx done between its stages.
+// MaxSubject bounds the DER subject a CSR may carry: the steward copies
+// it into the certificate unchecked, as upstream does, and would otherwise
+// sign certificates of any size (a bundle of requests with 1 MiB subjects
+// each). Keeps send an empty subject; real names are far smaller.
+const MaxSubject = 1024
+
 func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 	if err := s.alive(ctx); err != nil {
 		return nil, err
@@ -322,6 +329,9 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 	}
 	if err := s.alive(ctx); err != nil {
 		return nil, err
+	}
+	if n := len(req.CSR.RawSubject); n > MaxSubject {
+		return nil, attest.Reject(CodeSubject, "the subject is %d bytes; the limit is %d (the steward copies it into the certificate; Keeps send an empty one)", n, MaxSubject)
 	}
 	var evidence *pkix.Extension
 	var copied []pkix.Extension
