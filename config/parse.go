@@ -76,6 +76,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	// parser accepts it (editors on Windows write one). The digest the Keep
 	// reports is still of the file's bytes, BOM included.
 	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
+	if err := checkShape(name, data); err != nil {
+		return nil, err
+	}
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
