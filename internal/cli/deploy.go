@@ -2,9 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,8 @@ type deployFlags struct {
 	timeout      time.Duration
 	isolation    bool
 	allowHost    []string
+	allowListen  []string
+	allowConnect []string
 	registry     registryFlags
 }
 
@@ -53,7 +57,10 @@ directory.
 
 A registry package's Enarx.toml may name host directories (dir entries with
 source = "host" or "sealed") and volume key files for enarx to open and hand
-to the workload; enarx opens each only if you name it with --allow-host-path.`,
+to the workload; enarx opens each only if you name it with --allow-host-path.
+Likewise its network entries: a listen entry binds a port of your machine only
+with --allow-listen PORT, and a connect entry dials from your machine only with
+--allow-connect HOST:PORT (as the Enarx.toml writes them).`,
 		Args: cobra.ExactArgs(1),
 		RunE: f.registry.hinted(func(cmd *cobra.Command, args []string) error {
 			return deploy(cmd, g, f, args[0])
@@ -70,6 +77,8 @@ to the workload; enarx opens each only if you name it with --allow-host-path.`,
 	fl.DurationVar(&f.timeout, "timeout", 0, "stop the Keep after this long, e.g. 30s")
 	fl.BoolVar(&f.isolation, "require-isolation", false, "refuse to start a Keep that lacks any of its backend's isolation layers (sandbox; kvm under software emulation)")
 	fl.StringArrayVar(&f.allowHost, "allow-host-path", nil, "let a registry package's Enarx.toml open this host directory or volume key file (repeatable; exact path)")
+	fl.StringArrayVar(&f.allowListen, "allow-listen", nil, "let a registry package's Enarx.toml listen on this port of your machine (repeatable)")
+	fl.StringArrayVar(&f.allowConnect, "allow-connect", nil, "let a registry package's Enarx.toml connect from your machine to HOST:PORT (repeatable; as the Enarx.toml writes the host)")
 	f.registry.register(fl)
 	return cmd
 }
@@ -106,6 +115,9 @@ func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
 	}
 	if src.registry != "" {
 		if err := checkHostPaths(cfg, src.registry, f.allowHost); err != nil {
+			return err
+		}
+		if err := checkNetwork(cfg, src.registry, f.allowListen, f.allowConnect); err != nil {
 			return err
 		}
 	}
@@ -181,6 +193,49 @@ func checkHostPaths(cfg *config.Config, pkg string, allowed []string) error {
 		return fmt.Errorf("the Enarx.toml of %s gives its workload the host %s %q (files[%d], dir %q, source = %q); "+
 			"a registry package opens host paths only with your consent: if you trust the package with it, add --allow-host-path %s",
 			pkg, p.What, p.Path, p.Index, p.Name, p.Source, filepath.Clean(p.Path))
+	}
+	return nil
+}
+
+// checkNetwork refuses a registry package whose Enarx.toml listens on a
+// port or connects to an endpoint the user did not allow (--allow-listen
+// PORT, --allow-connect HOST:PORT): the host binds and dials them with the
+// user's rights, so a package could otherwise serve on every interface of
+// the user's machine, or reach what it reaches (services on 127.0.0.1,
+// the local network).
+func checkNetwork(cfg *config.Config, pkg string, listen, connect []string) error {
+	if cfg == nil {
+		return nil
+	}
+	okListen := make(map[string]bool, len(listen))
+	for _, p := range listen {
+		okListen[strings.TrimSpace(p)] = true
+	}
+	okConnect := make(map[string]bool, len(connect))
+	for _, e := range connect {
+		okConnect[strings.ToLower(strings.TrimSpace(e))] = true
+	}
+	for i, f := range cfg.Files {
+		switch f.Kind {
+		case config.KindListen:
+			port := strconv.Itoa(int(f.Port))
+			if !okListen[port] {
+				addr := f.Addr
+				if addr == "" {
+					addr = "::"
+				}
+				return fmt.Errorf("the Enarx.toml of %s listens on port %s of your machine (files[%d] %q, address %s); "+
+					"a registry package listens only with your consent: if you trust the package with it, add --allow-listen %s",
+					pkg, port, i, f.Name, addr, port)
+			}
+		case config.KindConnect:
+			ep := net.JoinHostPort(f.Host, strconv.Itoa(int(f.Port)))
+			if !okConnect[strings.ToLower(ep)] {
+				return fmt.Errorf("the Enarx.toml of %s connects from your machine to %s (files[%d] %q); "+
+					"a registry package connects only with your consent: if you trust the package with it, add --allow-connect %s",
+					pkg, ep, i, f.Name, ep)
+			}
+		}
 	}
 	return nil
 }

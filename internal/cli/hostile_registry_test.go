@@ -232,3 +232,85 @@ func TestDeployHostPathsNeedConsent(t *testing.T) {
 		t.Fatalf("notes.txt = %q", got)
 	}
 }
+
+// TestDeployNetworkNeedsConsent: a registry package's listen and connect
+// entries are opened only with --allow-listen PORT / --allow-connect
+// HOST:PORT. Before, enarx deploy bound any port the package named on
+// every interface of the user's machine and dialled any endpoint from it
+// (services on 127.0.0.1 included).
+func TestDeployNetworkNeedsConsent(t *testing.T) {
+	isolateUserDirs(t)
+	r := startRegistry(t)
+	tok := r.Token(t, "test|subject")
+	repo := r.Host + "/testuser/net"
+	r.must(t, tok, "user", "register", r.Host+"/testuser")
+	r.must(t, tok, "repo", "register", repo)
+
+	// A local service the package must not reach without consent.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialled := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dialled <- struct{}{}
+			c.Close()
+		}
+	}()
+	_, svcPort, _ := net.SplitHostPort(ln.Addr().String())
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, listenPort, _ := net.SplitHostPort(free.Addr().String())
+	free.Close()
+
+	wasm, err := os.ReadFile(testutil.BuildWasm(t, "testdata/pkgexit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(tag, entry string) {
+		t.Helper()
+		pkg := filepath.Join(t.TempDir(), "pkg")
+		os.Mkdir(pkg, 0o755)
+		os.WriteFile(filepath.Join(pkg, "main.wasm"), wasm, 0o644)
+		os.WriteFile(filepath.Join(pkg, "Enarx.toml"), []byte(pkgConfig+"\n[[files]]\n"+entry), 0o644)
+		r.must(t, tok, "package", "publish", repo+":"+tag, pkg)
+	}
+	publish("1.0.0", "name = \"svc\"\nkind = \"connect\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = "+svcPort+"\n")
+	publish("2.0.0", "name = \"srv\"\nkind = \"listen\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = "+listenPort+"\n")
+	deploy := func(args ...string) (int, string) {
+		t.Helper()
+		code, _, stderr := execute(t, append([]string{"deploy", "--backend", "nil", "--cache-dir", compileCache, "--no-package-cache", "--ca-bundle", r.caFile}, args...)...)
+		return code, stderr
+	}
+	svc := "127.0.0.1:" + svcPort
+	if code, stderr := deploy(repo + ":1.0.0"); code != 1 || !strings.Contains(stderr, "--allow-connect "+svc) {
+		t.Fatalf("connect without consent: exit %d\n%s", code, stderr)
+	}
+	if code, stderr := deploy("--allow-connect", "127.0.0.1:1", repo+":1.0.0"); code != 1 || !strings.Contains(stderr, "--allow-connect "+svc) {
+		t.Fatalf("connect with another endpoint's consent: exit %d\n%s", code, stderr)
+	}
+	select {
+	case <-dialled:
+		t.Fatal("the package's connect entry was dialled without consent")
+	default:
+	}
+	if code, stderr := deploy("--allow-connect", svc, repo+":1.0.0"); code != 42 {
+		t.Fatalf("connect with consent: exit %d\n%s", code, stderr)
+	}
+	<-dialled // dialled by the host with consent (hangs if not)
+
+	if code, stderr := deploy(repo + ":2.0.0"); code != 1 || !strings.Contains(stderr, "--allow-listen "+listenPort) {
+		t.Fatalf("listen without consent: exit %d\n%s", code, stderr)
+	}
+	if code, stderr := deploy("--allow-listen", listenPort, repo+":2.0.0"); code != 42 {
+		t.Fatalf("listen with consent: exit %d\n%s", code, stderr)
+	}
+}
