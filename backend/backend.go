@@ -11,6 +11,8 @@ package backend
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -132,4 +134,18 @@ func (l *Launch) StewardAddr() string {
 		port = "443"
 	}
 	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// CacheDirName is the name of one module's directory in a compilation
+// cache that Keeps write (the sandbox's, the kvm microVM's): sum (the
+// module's hex SHA-256) for the empty cache scope, else sum, "-" and the
+// first 16 hex digits of the scope's SHA-256 (keep.Options.CacheScope: a
+// Kubernetes namespace, host input; hashed, a fixed-length name of safe
+// characters). Keeps of different scopes never share such a directory.
+func CacheDirName(sum, scope string) string {
+	if scope == "" {
+		return sum
+	}
+	h := sha256.Sum256([]byte(scope))
+	return sum + "-" + hex.EncodeToString(h[:8])
 }

@@ -527,7 +527,7 @@ func (w *lineLogger) lines() (notable, last []string) {
 // moduleCacheDir is the host directory of one module's compilation cache
 // for one VM shape and cache scope (keep.Options.CacheScope):
 // <cache>/microvm/<shape>/<sha256 of the module>, and for a non-empty
-// scope <sha256 of the module>-<scopeTag(scope)>. The Keep fills it with
+// scope <sha256 of the module>-<scope tag> (backend.CacheDirName). The Keep fills it with
 // the code it compiled, and gets it back on later runs of the same module
 // in the same scope: a guest whose workload escaped wasm can send back
 // machine code for those runs only, never for another scope's (another
@@ -549,23 +549,11 @@ func moduleCacheDir(base, shape, scope string, w keepWorkload) (string, error) {
 		base = d
 	}
 	sum := sha256.Sum256(key)
-	name := hex.EncodeToString(sum[:])
-	if scope != "" {
-		name += "-" + scopeTag(scope)
-	}
-	dir := filepath.Join(base, "microvm", shape, name)
+	dir := filepath.Join(base, "microvm", shape, backend.CacheDirName(hex.EncodeToString(sum[:]), scope))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	return dir, nil
-}
-
-// scopeTag names a cache scope in a directory name: the first 16 hex
-// digits of its SHA-256 (the scope, a Kubernetes namespace, is host
-// input; hashed, it is a fixed-length name of safe characters).
-func scopeTag(scope string) string {
-	sum := sha256.Sum256([]byte(scope))
-	return hex.EncodeToString(sum[:8])
 }
 
 // exitReceived reports whether the Keep sent its exit status.

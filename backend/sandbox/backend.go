@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -109,7 +107,7 @@ func searchable(dir string) bool {
 // moduleCacheDir creates the compilation cache directory of one module,
 // <base>/sandbox/<sum> (sum: the module's hex SHA-256, or for a package
 // bundle, which holds its module, the bundle's), or for a non-empty
-// scope (keep.Options.CacheScope) <base>/sandbox/<sum>-<scopeTag(scope)>,
+// scope (keep.Options.CacheScope) <base>/sandbox/<sum>-<scope tag> (backend.CacheDirName),
 // owned by the user the Keep runs as, and returns its absolute path. The
 // Keep compiles into it and reuses it on later runs. A Keep that escaped
 // wasm could plant machine code there for the later runs of the same
@@ -142,11 +140,7 @@ func moduleCacheDir(base, sum, scope string) (string, error) {
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return "", fmt.Errorf("creating the sandbox compilation cache %s: %w", root, err)
 	}
-	name := sum
-	if scope != "" {
-		name += "-" + scopeTag(scope)
-	}
-	dir := filepath.Join(root, name)
+	dir := filepath.Join(root, backend.CacheDirName(sum, scope))
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("creating the module's compilation cache %s: %w", dir, err)
 	}
@@ -157,12 +151,4 @@ func moduleCacheDir(base, sum, scope string) (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// scopeTag names a cache scope in a directory name: the first 16 hex
-// digits of its SHA-256 (the scope, a Kubernetes namespace, is host
-// input; hashed, it is a fixed-length name of safe characters).
-func scopeTag(scope string) string {
-	sum := sha256.Sum256([]byte(scope))
-	return hex.EncodeToString(sum[:8])
 }
