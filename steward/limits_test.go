@@ -145,15 +145,7 @@ func TestStalledBodiesHoldLittle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, nil) }()
-	t.Cleanup(func() { cancel(); <-done }) // after the stalled clients close (cleanups run last first)
-	addr := ln.Addr().String()
+	addr := serveLoopback(t, s) // stopped after the stalled clients close (cleanups run last first)
 	for i := range steward.DefaultMaxBodyMemory / steward.DefaultMaxBodyBytes {
 		if i%2 == 0 {
 			stalledPost(t, addr, steward.DefaultMaxBodyBytes, 100)
@@ -227,15 +219,7 @@ func TestUnreadReplyHoldsNoSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, nil) }()
-	t.Cleanup(func() { cancel(); <-done }) // after the client below closes
-	addr := ln.Addr().String()
+	addr := serveLoopback(t, s) // stopped after the client below closes
 
 	big := goCSR(t, p256(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: strings.Repeat("a", 8<<20)},
 		ExtraExtensions: []pkix.Extension{kvmExt()}})
@@ -285,4 +269,20 @@ func TestSubjectBounded(t *testing.T) {
 	}
 	big := csrWith(strings.Repeat("x", 200))
 	wantRejection(t, post(t, hs.URL, steward.ContentTypePKCS10, bytes.NewReader(big)), http.StatusBadRequest, steward.CodeSubject)
+}
+
+// serveLoopback runs s.Serve on a listener on 127.0.0.1 and returns its
+// address; a cleanup stops it and waits for Serve (cleanups run last
+// first, so after those the test registers later).
+func serveLoopback(t *testing.T, s *steward.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ln.Addr().String()
 }

@@ -105,12 +105,7 @@ func TestDeployRejectsSchemes(t *testing.T) {
 // spec, by URL, single-file, pinned; then tampers with the stored
 // main.wasm and checks deploy fails naming the node.
 func TestDeployFromRegistry(t *testing.T) {
-	isolateUserDirs(t)
-	r := startRegistry(t)
-	tok := r.Token(t, "test|subject")
-	repo := r.Host + "/testuser/app"
-	r.must(t, tok, "user", "register", r.Host+"/testuser")
-	r.must(t, tok, "repo", "register", repo)
+	r, tok, repo := registryRepo(t, "app")
 	dir := packageDir(t)
 	pinnedSpec := strings.TrimSpace(r.must(t, tok, "package", "publish", repo+":1.0.0", dir))
 	r.must(t, tok, "package", "publish", repo+":2.0.0", filepath.Join(dir, "main.wasm"))
@@ -190,12 +185,7 @@ func TestDeploySandboxBinary(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building enarx: %v\n%s", err, out)
 	}
-	isolateUserDirs(t)
-	r := startRegistry(t)
-	tok := r.Token(t, "test|subject")
-	repo := r.Host + "/testuser/app"
-	r.must(t, tok, "user", "register", r.Host+"/testuser")
-	r.must(t, tok, "repo", "register", repo)
+	r, tok, repo := registryRepo(t, "app")
 	pinnedSpec := strings.TrimSpace(r.must(t, tok, "package", "publish", repo+":1.0.0", packageDir(t)))
 
 	cmd := exec.Command(bin, "deploy", "--backend", "sandbox", "--cache-dir", compileCache, "--no-package-cache", "--ca-bundle", r.caFile, pinnedSpec)

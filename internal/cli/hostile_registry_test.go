@@ -167,12 +167,7 @@ func TestInfoOutputTerminalSafe(t *testing.T) {
 // the user allowed with --allow-host-path; memory directories need
 // nothing, and file:// packages (the user's own files) are unchanged.
 func TestDeployHostPathsNeedConsent(t *testing.T) {
-	isolateUserDirs(t)
-	r := startRegistry(t)
-	tok := r.Token(t, "test|subject")
-	repo := r.Host + "/testuser/app"
-	r.must(t, tok, "user", "register", r.Host+"/testuser")
-	r.must(t, tok, "repo", "register", repo)
+	r, tok, repo := registryRepo(t, "app")
 
 	victim := t.TempDir() // a directory of the deploying user's
 	keyFile := filepath.Join(t.TempDir(), "volume.key")
@@ -239,12 +234,7 @@ func TestDeployHostPathsNeedConsent(t *testing.T) {
 // every interface of the user's machine and dialled any endpoint from it
 // (services on 127.0.0.1 included).
 func TestDeployNetworkNeedsConsent(t *testing.T) {
-	isolateUserDirs(t)
-	r := startRegistry(t)
-	tok := r.Token(t, "test|subject")
-	repo := r.Host + "/testuser/net"
-	r.must(t, tok, "user", "register", r.Host+"/testuser")
-	r.must(t, tok, "repo", "register", repo)
+	r, tok, repo := registryRepo(t, "net")
 
 	// A local service the package must not reach without consent.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -20,6 +20,20 @@ type testRegistry struct {
 	caFile string
 }
 
+// registryRepo isolates the user's directories, starts a registry and
+// registers the user testuser and its repository name there, returning
+// the registry, testuser's token and the repository (HOST/testuser/name).
+func registryRepo(t *testing.T, name string) (*testRegistry, string, string) {
+	t.Helper()
+	isolateUserDirs(t)
+	r := startRegistry(t)
+	tok := r.Token(t, "test|subject")
+	repo := r.Host + "/testuser/" + name
+	r.must(t, tok, "user", "register", r.Host+"/testuser")
+	r.must(t, tok, "repo", "register", repo)
+	return r, tok, repo
+}
+
 func startRegistry(t *testing.T) *testRegistry {
 	t.Helper()
 	r := drawbridgetest.Start(t)
