@@ -6,7 +6,8 @@
 // QEMU is run without a shell, with a minimal environment, no monitor, no
 // display, no default devices, no user config and no reboot, under its
 // seccomp sandbox when the binary has one (a probe that gets no answer is
-// an error, never "no sandbox"), in its own process group, and with SIGKILL
+// an error, never "no sandbox"; a binary without one is warned about at
+// every launch), in its own process group, and with SIGKILL
 // as its parent-death signal, forked from a locked OS thread that is kept
 // until QEMU is reaped (the signal follows the forking thread). Plain VMs,
 // SEV-SNP (QEMU >= 9.1) and TDX (QEMU >= 10.1) all use the q35 machine

@@ -117,6 +117,14 @@ func (l Launcher) Start(ctx context.Context, s vmm.Spec) (vmm.VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !info.Sandbox {
+		// QEMU parses the guest's device I/O: a guest that takes it over
+		// gets every privilege QEMU has. That is a host-side risk the
+		// operator must know of, so it is said at every launch.
+		log.Warn("qemu: this QEMU has no seccomp sandbox (it refuses -sandbox: built without libseccomp), "+
+			"so a guest that took QEMU over would act with all of QEMU's privileges; "+
+			"use a QEMU built with libseccomp (Debian's qemu-system-x86 is)", "qemu", bin)
+	}
 
 	name := filepath.Base(bin)
 	v := &vm{name: name, done: make(chan struct{})}

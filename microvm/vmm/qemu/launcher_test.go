@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -475,7 +476,8 @@ func testFiles(t *testing.T) (kernel, initrd, firmware string) {
 // a fake QEMU 9.1 without seccomp: the argv is ArgsWith's without
 // -sandbox, the environment is minimal, QEMU has its own process group,
 // the channel is descriptor 3, stdout is the console line by line, and
-// the exit status comes with the last stderr lines.
+// the exit status comes with the last stderr lines, and the missing
+// sandbox is logged as a warning.
 func TestStartWithFakeQEMU(t *testing.T) {
 	kernel, initrd, fw := testFiles(t)
 	host, guest := socketPair()
@@ -490,9 +492,16 @@ func TestStartWithFakeQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := Launcher{Binary: fakeQEMU(t, "fake-qemu-9.1"), Root: newKVMRoot()}.Start(context.Background(), spec)
+	var logged lines
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	v, err := Launcher{Binary: fakeQEMU(t, "fake-qemu-9.1"), Root: newKVMRoot(), Logger: log}.Start(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A QEMU without seccomp is said at warning level, not only in the
+	// debug log's argv.
+	if got := logged.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "no seccomp sandbox") {
+		t.Errorf("warnings logged = %q, want one about the missing seccomp sandbox", got)
 	}
 	conn.SetDeadline(time.Now().Add(time.Minute))
 	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "from the VMM\n" {
