@@ -31,6 +31,7 @@ import (
 
 	"github.com/enarx-go/enarx/drawbridge/internal/httpapi"
 	"github.com/enarx-go/enarx/drawbridge/internal/store"
+	"github.com/enarx-go/enarx/internal/keyfile"
 )
 
 // Options are the drawbridge command's settings.
@@ -181,6 +182,7 @@ func setupProduction(ctx context.Context, o Options, log *slog.Logger) (*setup, 
 		return nil, fmt.Errorf("missing required flags %s (or use --dev for a local registry)", strings.Join(missing, ", "))
 	}
 	s := &setup{tls: newTLSConfig()}
+	keyfile.WarnIfExposed(log, "--key", o.Key)
 	cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
 	if err != nil {
 		return nil, fmt.Errorf("loading TLS certificate: %w", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/kvm"
 	"github.com/enarx-go/enarx/attestation/policy"
+	"github.com/enarx-go/enarx/internal/keyfile"
 	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/steward"
 )
@@ -234,6 +235,7 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	var tlsConfig *tls.Config
 	switch {
 	case o.tlsCert != "" && o.tlsKey != "":
+		warnExposedKey(log, "--tls-key", o.tlsKey)
 		pair, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
 		if err != nil {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
@@ -265,6 +267,7 @@ func loadCA(o *options, log *slog.Logger) (*steward.CA, error) {
 		if err != nil {
 			return nil, err
 		}
+		warnExposedKey(log, "--key", o.key)
 		crtPEM, err := readPEMArg("--crt", o.crt)
 		if err != nil {
 			return nil, err
@@ -301,6 +304,15 @@ func readPEMArg(flag, v string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return b, nil
+}
+
+// warnExposedKey warns when the key file named by v, a flag's value that
+// may be the PEM itself, is exposed to other users: the CA key signs every
+// Keep certificate.
+func warnExposedKey(log *slog.Logger, flag, v string) {
+	if !strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN ") {
+		keyfile.WarnIfExposed(log, flag, v)
+	}
 }
 
 // likeFileName reports whether v can be shown as the file name it was

@@ -193,12 +193,71 @@ san = ["keep.test"]
 	if strings.Contains(logs.String(), "DEBUG MODE") {
 		t.Fatal("production CA logged debug mode")
 	}
+	if strings.Contains(logs.String(), "open to other users") {
+		t.Errorf("key files of mode 0600 warned about:\n%s", logs)
+	}
 	// Plain HTTP to the TLS port fails.
 	if resp, err := http.Get("http://" + addr + "/"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
 			t.Fatal("plain HTTP served on the TLS port")
 		}
+	}
+}
+
+// TestExposedKeyWarned: a CA key or TLS key file that others may read, or
+// its group write, is warned about, naming the flag and the mode (and never
+// the key); group read (deploy/k8s's 0440) is not.
+func TestExposedKeyWarned(t *testing.T) {
+	dir := t.TempDir()
+	root, rootKey := newCA(t, "Root", nil, nil)
+	inter, interKey := newCA(t, "Steward", root, rootKey)
+	keyFile, crtFile := filepath.Join(dir, "key.pem"), filepath.Join(dir, "crt.pem")
+	writePEM(t, keyFile, "PRIVATE KEY", pkcs8(t, interKey))
+	writePEM(t, crtFile, "CERTIFICATE", inter.Raw, root.Raw)
+	tlsKey := filepath.Join(dir, "tls.key")
+	writePEM(t, tlsKey, "PRIVATE KEY", pkcs8(t, rootKey))
+	tlsDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(9),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}, root, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, "tls.crt"), "CERTIFICATE", tlsDER)
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tlsKey, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	_, logs, stop := server(t, "--key", keyFile, "--crt", crtFile, "--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", tlsKey)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, want := range []string{"flag=--key path=" + keyFile + " mode=-rw-r--r--", "flag=--tls-key path=" + tlsKey + " mode=-rw-rw----"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "open to other users") != 2 {
+		t.Errorf("want two warnings:\n%s", out)
+	}
+	if strings.Contains(out, "PRIVATE KEY") {
+		t.Errorf("log shows key material:\n%s", out)
+	}
+
+	// Shared with the group for reading only: quiet.
+	for _, f := range []string{keyFile, tlsKey} {
+		if err := os.Chmod(f, 0o440); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, logs, stop = server(t, "--key", keyFile, "--crt", crtFile, "--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", tlsKey)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "open to other users") {
+		t.Errorf("mode 0440 warned about:\n%s", logs)
 	}
 }
 
