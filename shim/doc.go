@@ -26,7 +26,9 @@
 // Each task's Keep is launched by a process of its own, the keep host: the
 // shim binary re-executed with a hidden argument (IsKeepHost, KeepHostMain),
 // started inside the network namespace the OCI spec names, so that the
-// Keep's listen sockets bind there. It reads its launch message from fd 3,
+// Keep's listen sockets bind there. It reads its launch message from fd 3
+// and the image's module from fd 4 (opened and checked by the shim, read
+// here, in the task's cgroup, so that it counts against the pod's limit),
 // then selects the backend, opens the host resources Enarx.toml names and
 // runs the Keep exactly as `enarx run` does (backend, internal/hostio). Its
 // stdio are pipes the shim copies from and to containerd's FIFOs, its exit

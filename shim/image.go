@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +32,12 @@ const (
 // workload is what a task runs: read from the image, checked, and ready to
 // be sent to a keep host.
 type workload struct {
-	wasm []byte
+	// module is the image's module, opened read-only and checked (a
+	// regular file of at most maxModule bytes that starts with \0asm).
+	// The shim never reads it whole: the keep host does, in the task's
+	// cgroup (launchMsg.module), so a large module counts against the
+	// pod's memory limit and not the shim's, which has none.
+	module *os.File
 	// bundle is a Drawbridge package's bundle (loadPackage), which the Keep
 	// verifies; wasm is then nil and config the host's unverified copy.
 	bundle []byte
@@ -44,6 +48,13 @@ type workload struct {
 	// (keep.Options.Env).
 	env []string
 	net netSetup
+}
+
+// close closes the module, if the workload has one.
+func (w *workload) close() {
+	if w.module != nil {
+		w.module.Close()
+	}
 }
 
 // netSetup is the network namespace the keep host starts in, from the OCI
@@ -109,10 +120,16 @@ func loadWorkload(bundle string, spec *specs.Spec, rootfs []*types.Mount) (_ *wo
 	if !path.IsAbs(entry) {
 		entry = path.Join("/", spec.Process.Cwd, entry)
 	}
-	if w.wasm, err = readInRoot(root, entry, maxModule); err != nil {
+	if w.module, err = openInRoot(root, entry, maxModule); err != nil {
 		return nil, fmt.Errorf("reading the module %s named by the entrypoint: %w", entry, err)
 	}
-	if !bytes.HasPrefix(w.wasm, []byte("\x00asm")) {
+	defer func() {
+		if err != nil {
+			w.module.Close()
+		}
+	}()
+	magic := make([]byte, 4)
+	if _, err := w.module.ReadAt(magic, 0); (err != nil && err != io.EOF) || string(magic) != "\x00asm" {
 		return nil, fmt.Errorf("%s, the image's entrypoint, is not a WebAssembly module (it does not start with \\0asm): the entrypoint must name the .wasm module", entry)
 	}
 	raw, err := readInRoot(root, configPath, maxConfig)
@@ -212,6 +229,21 @@ func netOf(spec *specs.Spec) netSetup {
 // watchdog starts on open). So the file is resolved with O_PATH, checked,
 // and only then reopened, through its descriptor, for reading.
 func readInRoot(root, name string, max int64) ([]byte, error) {
+	f, err := openInRoot(root, name, max)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is more than the %d bytes allowed", name, max)
+	}
+	return b, err
+}
+
+// openInRoot opens the regular file name beneath root read-only, as the
+// image's root resolves it, once it is known to be at most max bytes.
+func openInRoot(root, name string, max int64) (*os.File, error) {
 	dir, err := os.Open(root)
 	if err != nil {
 		return nil, err
@@ -241,13 +273,7 @@ func readInRoot(root, name string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reopening %s for reading: %w", name, err)
 	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is more than the %d bytes allowed", name, max)
-	}
-	return b, err
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // checkHostPaths refuses a workload whose Enarx.toml (the image's or the

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // bundleWith makes a root directory with files (a value starting with
@@ -37,6 +39,62 @@ func bundleWith(t *testing.T, files map[string]string, args ...string) (string, 
 
 const wasmMagic = "\x00asm\x01\x00\x00\x00"
 
+// moduleOf reads the module the shim opened for w.
+func moduleOf(t *testing.T, w *workload) []byte {
+	t.Helper()
+	st, err := w.module.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, st.Size())
+	if _, err := w.module.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestLaunchModuleByDescriptor: the shim hands the image's module to the
+// keep host as a descriptor, which the keep host reads (in the task's
+// cgroup); the launch message the shim encodes holds none of its bytes.
+// The shim read the whole module and encoded it into the message: two
+// copies of up to 512 MiB in the shim, which no pod memory limit covers.
+func TestLaunchModuleByDescriptor(t *testing.T) {
+	module := append([]byte(wasmMagic), bytes.Repeat([]byte{0x5a}, 8<<20)...)
+	bundle, spec := bundleWith(t, map[string]string{"main.wasm": string(module)}, "/main.wasm")
+	w, err := loadWorkload(bundle, spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := keepLaunch(w, spec, &Options{}, 0)
+	defer m.close()
+	var msg bytes.Buffer
+	if err := writeLaunch(&msg, m); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Len() > 64<<10 || bytes.Contains(msg.Bytes(), module[:64]) {
+		t.Fatalf("the launch message is %d bytes and carries the module", msg.Len())
+	}
+	got, err := readLaunch(&msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.HasModule || got.Wasm != nil {
+		t.Fatalf("HasModule %v, Wasm %d bytes: want the module on its descriptor only", got.HasModule, len(got.Wasm))
+	}
+	// What the keep host gets as moduleFD: another descriptor of the file.
+	fd, err := unix.Dup(int(m.module.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := readModule(os.NewFile(uintptr(fd), "module"))
+	if err != nil || !bytes.Equal(wasm, module) {
+		t.Fatalf("keep host read %d bytes, %v; want the %d-byte module", len(wasm), err, len(module))
+	}
+	if _, err := readModule(nil); err == nil {
+		t.Error("a keep host without the module's descriptor went on")
+	}
+}
+
 func TestLoadWorkload(t *testing.T) {
 	// A host file the image must not reach through links.
 	secret := filepath.Join(t.TempDir(), "secret")
@@ -48,9 +106,10 @@ func TestLoadWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Enarx.toml goes to the Keep as the image has it; the env beside it.
-	if string(w.wasm) != wasmMagic || !slices.Equal(w.args, []string{"one", "two"}) || string(w.config) != "args = [\"x\"]\n" || !slices.Equal(w.env, []string{"A=b"}) {
-		t.Errorf("workload %q %q %q %q", w.wasm, w.args, w.config, w.env)
+	if got := moduleOf(t, w); string(got) != wasmMagic || !slices.Equal(w.args, []string{"one", "two"}) || string(w.config) != "args = [\"x\"]\n" || !slices.Equal(w.env, []string{"A=b"}) {
+		t.Errorf("workload %q %q %q %q", got, w.args, w.config, w.env)
 	}
+	w.close()
 	spec.Process.Env = []string{"A=b", "=nameless"}
 	if _, err := loadWorkload(bundle, spec, nil); err == nil || !strings.Contains(err.Error(), "the container's environment: the host's environment entry 1") {
 		t.Errorf("a nameless env entry: %v", err)
@@ -82,7 +141,7 @@ func TestLoadWorkload(t *testing.T) {
 				return
 			}
 			if err == nil {
-				t.Fatalf("accepted: %q", w.wasm)
+				t.Fatalf("accepted: %q", moduleOf(t, w))
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not say %q", err, tc.want)

@@ -28,14 +28,26 @@ func IsKeepHost() bool { return len(os.Args) > 1 && os.Args[1] == KeepHostArg }
 // launchFD is the keep host's descriptor of its launch message.
 const launchFD = 3
 
-// maxLaunch bounds the launch message the keep host decodes: the module
-// (maxModule), Enarx.toml and a little more.
+// moduleFD is the keep host's descriptor of the image's module, when the
+// launch message says it has one (launchMsg.HasModule).
+const moduleFD = 4
+
+// maxLaunch bounds the launch message the keep host decodes: a package's
+// bundle (maxModule; the image's module comes on moduleFD), Enarx.toml
+// and a little more.
 const maxLaunch = maxModule + maxConfig + 1<<20
 
 // launchMsg is what the shim tells a keep host: everything it needs to run
 // the Keep as `enarx run` would. The shim has read and checked the image;
 // the keep host parses the config again only to know what to open.
 type launchMsg struct {
+	// module is the image's module (workload.module), which the keep host
+	// gets as moduleFD and reads itself; not encoded (an unexported
+	// field). HasModule says it was sent.
+	module    *os.File
+	HasModule bool
+	// Wasm is the module once the keep host has read it (the shim sends
+	// none).
 	Wasm []byte
 	// Bundle is a Drawbridge package's bundle (PackageEnv), verified by
 	// the Keep; Wasm is then nil and Config the host's unverified copy of
@@ -96,6 +108,12 @@ func KeepHostMain() int {
 		fmt.Fprintf(os.Stderr, "Error: reading the launch message from the shim: %v\n", err)
 		return 1
 	}
+	if m.HasModule {
+		if m.Wasm, err = readModule(os.NewFile(moduleFD, "module")); err != nil {
+			fmt.Fprintf(os.Stderr, "Error: reading the module the shim opened: %v\n", err)
+			return 1
+		}
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: m.LogLevel}))
 	code, err := m.run(context.Background(), logger)
 	if err != nil {
@@ -104,10 +122,37 @@ func KeepHostMain() int {
 	return code
 }
 
-// writeLaunch sends m to a keep host (startKeepHost).
+// close closes the module the shim opened for the keep host (nil-safe).
+func (m *launchMsg) close() {
+	if m != nil && m.module != nil {
+		m.module.Close()
+	}
+}
+
+// readModule reads the image's module from f (moduleFD), in the keep
+// host, so in the task's cgroup: at most maxModule bytes, as the shim
+// checked.
+func readModule(f *os.File) ([]byte, error) {
+	if f == nil {
+		return nil, errors.New("the keep host was started without the module's descriptor")
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxModule+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxModule {
+		return nil, fmt.Errorf("the module grew past the %d bytes allowed since the shim checked it", maxModule)
+	}
+	return b, nil
+}
+
+// writeLaunch sends m to a keep host (startKeepHost); m.module goes
+// separately, as the keep host's moduleFD.
 func writeLaunch(w io.Writer, m *launchMsg) error {
 	msg := *m
 	msg.HasConfig = m.Config != nil
+	msg.HasModule = m.module != nil
 	if err := gob.NewEncoder(w).Encode(&msg); err != nil {
 		return fmt.Errorf("encoding the launch message: %w", err)
 	}

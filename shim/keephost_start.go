@@ -22,7 +22,7 @@ type keepHost struct {
 // startKeepHost starts the keep host of one task with stdio as its fds 0,
 // 1 and 2, calls join with its pid (the task's cgroup) before it has its
 // launch message, so before it starts anything else, and sends it m on
-// fd 3.
+// fd 3 (and m's module as fd 4, which it reads itself: in the cgroup).
 //
 // It starts from a goroutine locked to its thread: the thread enters the
 // network namespace ns names first (setns is per thread, and a new process
@@ -44,6 +44,11 @@ func startKeepHost(m *launchMsg, ns netSetup, stdio [3]*os.File, join func(pid i
 		return nil, err
 	}
 	defer r.Close()
+	// fd 3 (launchFD) is the message, fd 4 (moduleFD) the module.
+	extra := []*os.File{r}
+	if m.module != nil {
+		extra = append(extra, m.module)
+	}
 	kh := &keepHost{done: make(chan int, 1)}
 	started := make(chan error, 1)
 	go func() {
@@ -66,7 +71,7 @@ func startKeepHost(m *launchMsg, ns netSetup, stdio [3]*os.File, join func(pid i
 			Stdin:       stdio[0],
 			Stdout:      stdio[1],
 			Stderr:      stdio[2],
-			ExtraFiles:  []*os.File{r},
+			ExtraFiles:  extra,
 			SysProcAttr: attr,
 		}
 		ec, err := reaper.Default.Start(cmd)

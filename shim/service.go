@@ -156,7 +156,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 			w, err = loadWorkload(r.Bundle, spec, r.Rootfs)
 		}
 		if err == nil {
-			err = checkHostPaths(w, opts)
+			if err = checkHostPaths(w, opts); err != nil {
+				w.close()
+			}
 		}
 		if err != nil {
 			return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
@@ -165,10 +167,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	cg, err := newCgroup(spec)
 	if err != nil {
+		m.close()
 		return nil, errdefs.ToGRPC(err)
 	}
 	tio, err := openIO(s.ctx, r.Stdin, r.Stdout, r.Stderr)
 	if err != nil {
+		m.close()
 		_ = cg.delete(0)
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -190,7 +194,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 // different cache scopes (cacheScope).
 func keepLaunch(w *workload, spec *specs.Spec, opts *Options, level slog.Level) *launchMsg {
 	return &launchMsg{
-		Wasm: w.wasm, Bundle: w.bundle, Config: w.config, ConfigName: "Enarx.toml", Args: w.args, Env: w.env,
+		module: w.module, Bundle: w.bundle, Config: w.config, ConfigName: "Enarx.toml", Args: w.args, Env: w.env,
 		Backend: opts.Backend, Engine: opts.Engine, MemoryLimit: opts.MemoryMiB << 20,
 		CacheDir: opts.CacheDir, NoCache: opts.NoCache, CacheScope: cacheScope(spec),
 		LoopbackUp: w.net.newNS, LogLevel: level, RequireIsolation: opts.RequireIsolation,
@@ -225,7 +229,8 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, errdefs.ToGRPC(err)
 	}
 	t.io.closeChild()
-	t.launch = nil // the keep host has it; free the module
+	t.launch.close()
+	t.launch = nil // the keep host has it; free the bundle
 	t.status, t.pid = running, kh.pid
 	if err := writePidFile(t.bundle, kh.pid); err != nil {
 		log.G(ctx).WithError(err).Warn("recording the keep host's pid for cleanup after a shim crash")
@@ -297,6 +302,8 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		// Never started: nothing ran, the container is just removed.
 		t.status, t.exitedAt = stopped, time.Now()
 		close(t.done)
+		t.launch.close()
+		t.launch = nil
 	}
 	t.io.close()
 	if err := t.cg.delete(cgroupWait); err != nil {
