@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/enarx-go/enarx/internal/connlimit"
 )
 
 // Timeouts and limits of the HTTP server that Serve runs.
@@ -26,9 +28,14 @@ const (
 // Serve serves s on ln until ctx is cancelled, then shuts down gracefully:
 // it stops accepting, lets in-flight requests finish (up to
 // ShutdownTimeout) and returns nil. With tlsConfig non-nil it serves HTTPS
-// (TLS 1.2 at least). It closes ln.
+// (TLS 1.2 at least). It holds at most Config.MaxConns connections open,
+// Config.MaxConnsPerIP from one address.
+// It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
+	limited := connlimit.New(ln, s.conns, s.log)
+	ln = limited
 	hs := &http.Server{
+		ConnState:         limited.ConnState,
 		Handler:           s,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,

@@ -33,6 +33,7 @@ import (
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
+	"github.com/enarx-go/enarx/internal/connlimit"
 	"github.com/enarx-go/enarx/steward/csr"
 )
 
@@ -126,6 +127,13 @@ type Config struct {
 	// 64 requests per bundle); this is the backstop. 0 means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// MaxConns bounds the connections Serve holds open, MaxConnsPerIP
+	// those from one address (package internal/connlimit: at a bound an
+	// idle connection is closed for a new one; with none idle a new one
+	// over MaxConnsPerIP is closed, one over MaxConns waits). 0 means
+	// DefaultMaxConns and DefaultMaxConnsPerIP; MaxConnsPerIP below 0 is
+	// no per-address bound (behind a proxy that hides client addresses).
+	MaxConns, MaxConnsPerIP int
 }
 
 // Defaults of Config.
@@ -133,6 +141,10 @@ const (
 	DefaultBusyWait       = 2 * time.Second
 	DefaultMaxBodyMemory  = 64 << 20
 	DefaultRequestTimeout = 10 * time.Second
+	// DefaultMaxConns keeps the memory of open connections (tens of KiB
+	// each with TLS) well inside deploy/k8s's 256 MiB.
+	DefaultMaxConns      = 1024
+	DefaultMaxConnsPerIP = 128
 )
 
 // Server issues certificates. It is an http.Handler; see ServeHTTP.
@@ -152,6 +164,7 @@ type Server struct {
 	busyWait   time.Duration
 	bodies     *semaphore.Weighted // body bytes, see Config.MaxBodyMemory
 	timeout    time.Duration       // Config.RequestTimeout
+	conns      connlimit.Limits    // Config.MaxConns, MaxConnsPerIP
 }
 
 // New checks cfg and returns a Server. It logs loudly when the Steward is
@@ -171,6 +184,16 @@ func New(cfg Config) (*Server, error) {
 		verifyTime: cfg.VerifyTime,
 		log:        cfg.Logger,
 		maxBody:    cfg.MaxBodyBytes,
+		conns:      connlimit.Limits{Max: cfg.MaxConns, PerIP: cfg.MaxConnsPerIP},
+	}
+	if s.conns.Max <= 0 {
+		s.conns.Max = DefaultMaxConns
+	}
+	switch {
+	case s.conns.PerIP == 0:
+		s.conns.PerIP = DefaultMaxConnsPerIP
+	case s.conns.PerIP < 0:
+		s.conns.PerIP = 0
 	}
 	if s.now == nil {
 		s.now = time.Now

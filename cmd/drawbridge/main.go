@@ -19,6 +19,7 @@ import (
 func main() {
 	var o server.Options
 	var level string
+	var perIP int
 	cmd := &cobra.Command{
 		Use:   "drawbridge [@CONFIG.toml]",
 		Short: "Serve the Drawbridge package registry over HTTPS",
@@ -48,6 +49,17 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+			if o.MaxConns < 1 {
+				return fmt.Errorf("--max-connections %d: want at least 1", o.MaxConns)
+			}
+			switch {
+			case perIP < 0:
+				return fmt.Errorf("--max-connections-per-ip %d: want 0 (no bound) or more", perIP)
+			case perIP == 0:
+				o.MaxConnsPerIP = -1 // none
+			default:
+				o.MaxConnsPerIP = perIP
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, o)
@@ -64,6 +76,8 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 	f.StringVar(&o.OIDCAudience, "oidc-audience", "", "required token audience")
 	f.BoolVar(&o.Dev, "dev", false, "run a local development registry with its own CA and token issuer (NOT for production)")
 	f.Int64Var(&o.MaxUploadSize, "max-upload-size", server.DefaultMaxUploadSize, "largest tree node accepted, in bytes")
+	f.IntVar(&o.MaxConns, "max-connections", server.DefaultMaxConns, "most connections held open; at the bound an idle one is closed for a new one, else the new one waits")
+	f.IntVar(&perIP, "max-connections-per-ip", server.DefaultMaxConnsPerIP, "most connections held open from one IPv4 address or IPv6 /64 (an idle one is closed for a new one, else the new one); 0: no such bound (behind a proxy that hides client addresses)")
 	f.BoolVar(&o.VerifyAllDigests, "verify-all-digests", false, "verify uploaded files against every digest of their entry, not only sha-256 (slower)")
 	f.BoolVar(&o.VerifyExisting, "verify-existing", false, "before serving, verify the trees of stored tags that are not yet visible (e.g. an upstream store), hashing every node this server has not verified, and make those that verify visible")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")

@@ -31,6 +31,7 @@ import (
 
 	"github.com/enarx-go/enarx/drawbridge/internal/httpapi"
 	"github.com/enarx-go/enarx/drawbridge/internal/store"
+	"github.com/enarx-go/enarx/internal/connlimit"
 	"github.com/enarx-go/enarx/internal/keyfile"
 )
 
@@ -58,7 +59,14 @@ type Options struct {
 	// verified, and recording the nodes that match), and makes those that
 	// verify visible (to adopt an upstream store).
 	VerifyExisting bool
-	Logger         *slog.Logger
+	// MaxConns bounds the connections held open, MaxConnsPerIP those from
+	// one address (package internal/connlimit: at a bound an idle
+	// connection is closed for a new one; with none idle a new one over
+	// MaxConnsPerIP is closed, one over MaxConns waits). 0 means
+	// DefaultMaxConns and DefaultMaxConnsPerIP; MaxConnsPerIP below 0 is
+	// no per-address bound (behind a proxy that hides client addresses).
+	MaxConns, MaxConnsPerIP int
+	Logger                  *slog.Logger
 	// Ready is called with the bound address once the server accepts
 	// connections (optional).
 	Ready func(net.Addr)
@@ -70,6 +78,28 @@ const (
 	DefaultAddr    = "0.0.0.0:8080"
 	DefaultDevAddr = "127.0.0.1:8443"
 )
+
+// Defaults of Options.MaxConns and MaxConnsPerIP: the memory of open
+// connections (about 30 KiB each idle with TLS, more while a large node is
+// batched) stays well inside deploy/k8s's 1 GiB.
+const (
+	DefaultMaxConns      = 2048
+	DefaultMaxConnsPerIP = 128
+)
+
+func (o Options) connLimits() connlimit.Limits {
+	l := connlimit.Limits{Max: o.MaxConns, PerIP: o.MaxConnsPerIP}
+	if l.Max <= 0 {
+		l.Max = DefaultMaxConns
+	}
+	switch {
+	case l.PerIP == 0:
+		l.PerIP = DefaultMaxConnsPerIP
+	case l.PerIP < 0:
+		l.PerIP = 0
+	}
+	return l
+}
 
 // DefaultMaxUploadSize bounds a tree node upload unless configured.
 const DefaultMaxUploadSize = httpapi.DefaultMaxUploadSize
@@ -235,9 +265,11 @@ func serve(ctx context.Context, o Options, log *slog.Logger, h http.Handler, s *
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.Addr, err)
 	}
+	limited := connlimit.New(ln, o.connLimits(), log)
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         s.tls,
+		ConnState:         limited.ConnState,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -258,7 +290,7 @@ func serve(ctx context.Context, o Options, log *slog.Logger, h http.Handler, s *
 		o.Ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(httpapi.Listener(ln), "", "") }()
+	go func() { errc <- srv.ServeTLS(httpapi.Listener(limited), "", "") }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)

@@ -1,13 +1,19 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFileBucketOneProcess: a file:// bucket, whose conditional creates are
@@ -71,5 +77,61 @@ func TestDevRefusesProductionFlags(t *testing.T) {
 				t.Fatalf("the refused start created the store: %v", err)
 			}
 		})
+	}
+}
+
+// TestMaxConnections: Options.MaxConns bounds the connections the registry
+// holds; at the bound an idle keep-alive connection is closed for a new
+// one (through TLS and the bulk connection beneath it).
+func TestMaxConnections(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Dev: true, Store: t.TempDir(), Addr: "127.0.0.1:0", MaxConns: 1,
+			Logger: slog.New(slog.DiscardHandler), Ready: func(a net.Addr) { ready <- a }})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var addr string
+	select {
+	case a := <-ready:
+		addr = a.String()
+	case err := <-done:
+		t.Fatalf("drawbridge exited: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("drawbridge did not start")
+	}
+	dial := func() (*tls.Conn, *bufio.Reader) {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(time.Minute)) // hang guard
+		return c, bufio.NewReader(c)
+	}
+	get := func(c *tls.Conn, r *bufio.Reader) error {
+		if _, err := io.WriteString(c, "GET /_version HTTP/1.1\r\nHost: drawbridge.test\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return err
+	}
+	a, ar := dial()
+	if err := get(a, ar); err != nil {
+		t.Fatal(err)
+	}
+	b, br := dial()
+	if err := get(b, br); err != nil {
+		t.Fatalf("a second client while the first idles: %v", err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second)) // hang guard: the close comes at once
+	if _, err := ar.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the idle connection was kept past MaxConns 1 (read: %v)", err)
 	}
 }

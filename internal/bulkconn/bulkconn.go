@@ -163,6 +163,9 @@ func (l listener) Accept() (net.Conn, error) {
 	return Wrap(c), nil
 }
 
+// NetConn returns the connection c wraps.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Listen returns ln with every accepted connection wrapped as a Conn. Put
 // TLS on top of it (http.Server.ServeTLS, tls.NewListener) and set
 // http.Server.ConnContext to ConnContext so handlers can find the Conn.

@@ -45,6 +45,8 @@ type options struct {
 	logLevel    string
 	logFormat   string
 	maxBody     int64
+	maxConns    int
+	maxConnsIP  int
 	onListening func(net.Addr) // tests: learns the bound address
 }
 
@@ -115,6 +117,8 @@ by the flags in that TOML table (name = value).`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (env STEWARD_LOG_LEVEL)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json (json also when RUST_LOG_JSON is set)")
 	f.Int64Var(&o.maxBody, "max-body", steward.DefaultMaxBodyBytes, "largest accepted request body in bytes")
+	f.IntVar(&o.maxConns, "max-connections", steward.DefaultMaxConns, "most connections held open; at the bound an idle one is closed for a new one, else the new one waits")
+	f.IntVar(&o.maxConnsIP, "max-connections-per-ip", steward.DefaultMaxConnsPerIP, "most connections held open from one IPv4 address or IPv6 /64 (an idle one is closed for a new one, else the new one); 0: no such bound (behind a proxy that hides client addresses)")
 	return cmd
 }
 
@@ -227,7 +231,7 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	}
 	srv, err := steward.New(steward.Config{
 		CA: ca, Verifiers: verifiers, SANs: o.sans, VerifyTime: verifyTime,
-		Logger: log, MaxBodyBytes: o.maxBody,
+		Logger: log, MaxBodyBytes: o.maxBody, MaxConns: o.maxConns, MaxConnsPerIP: perIP(o.maxConnsIP),
 	})
 	if err != nil {
 		return err
@@ -244,6 +248,12 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	case o.tlsCert != "" || o.tlsKey != "":
 		return errors.New("--tls-cert and --tls-key must be given together")
 	}
+	if o.maxConns < 1 {
+		return fmt.Errorf("--max-connections %d: want at least 1", o.maxConns)
+	}
+	if o.maxConnsIP < 0 {
+		return fmt.Errorf("--max-connections-per-ip %d: want 0 (no bound) or more", o.maxConnsIP)
+	}
 	if o.port < 0 || o.port > 65535 {
 		return fmt.Errorf("--port %d is not a TCP port", o.port)
 	}
@@ -256,6 +266,15 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 		o.onListening(ln.Addr())
 	}
 	return srv.Serve(ctx, ln, tlsConfig)
+}
+
+// perIP maps --max-connections-per-ip (0: none) to
+// steward.Config.MaxConnsPerIP (0: the default, below 0: none).
+func perIP(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // loadCA follows upstream's mode selection: --key and --crt load a CA;

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -12,6 +13,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -286,6 +288,7 @@ func TestUsageErrors(t *testing.T) {
 		{"key is a certificate", []string{"--key", crt, "--crt", crt}, "PRIVATE KEY"},
 		{"bad log level", []string{"--host", "h", "--log-level", "loud"}, "--log-level"},
 		{"positional argument", []string{"--host", "h", "extra"}, "unknown command"},
+		{"no connections", []string{"--host", "h", "--max-connections", "0"}, "--max-connections 0: want at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -518,5 +521,45 @@ func TestKeyNeverInErrors(t *testing.T) {
 	missing := filepath.Join(dir, "missing.key")
 	if code := Execute(context.Background(), []string{"--key", missing, "--crt", crt, "--addr", "127.0.0.1", "--port", "0"}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), missing) {
 		t.Fatalf("missing key file: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestMaxConnections: --max-connections bounds the connections the Steward
+// holds; at the bound an idle keep-alive connection is closed for a new
+// one (a client could otherwise hold thousands, each costing memory).
+func TestMaxConnections(t *testing.T) {
+	addr, _, _ := server(t, "--host", "steward.test", "--max-connections", "1")
+	get := func(c net.Conn, r *bufio.Reader) error {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: steward.test\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return err
+	}
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(time.Minute)) // hang guard
+		return c, bufio.NewReader(c)
+	}
+	a, ar := dial()
+	if err := get(a, ar); err != nil {
+		t.Fatal(err)
+	}
+	b, br := dial()
+	if err := get(b, br); err != nil {
+		t.Fatalf("a second client while the first idles: %v", err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second)) // hang guard: the close comes at once
+	if _, err := ar.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the idle connection was kept past --max-connections 1 (read: %v)", err)
 	}
 }
