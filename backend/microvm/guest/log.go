@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/enarx-go/enarx/backend/microvm/internal/channel"
 )
@@ -33,7 +34,7 @@ func newLogHandler(m *channel.Mux, level string) *logHandler {
 func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
 
 func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := channel.Log{Level: int(r.Level), Msg: clip(r.Message), Attrs: append([]string(nil), h.attrs...)}
+	rec := channel.Log{Level: int(r.Level), Msg: clip(r.Message, maxLogText), Attrs: append([]string(nil), h.attrs...)}
 	r.Attrs(func(a slog.Attr) bool {
 		rec.Attrs = appendAttr(rec.Attrs, h.group, a)
 		return len(rec.Attrs) < 64
@@ -58,7 +59,7 @@ func appendAttr(out []string, group string, a slog.Attr) []string {
 		}
 		return out
 	}
-	return append(out, clip(key), clip(a.Value.String()))
+	return append(out, clip(key, maxLogText), clip(a.Value.String(), maxLogText))
 }
 
 func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
@@ -79,9 +80,15 @@ func (h *logHandler) WithGroup(name string) slog.Handler {
 	return &n
 }
 
-func clip(s string) string {
-	if len(s) > maxLogText {
-		return s[:maxLogText] + fmt.Sprintf("… (%d bytes)", len(s))
+// clip bounds s to max bytes, cut at a character and followed by its
+// whole length, as valid UTF-8.
+func clip(s string, max int) string {
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + fmt.Sprintf("… (%d bytes)", len(s))
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
 }

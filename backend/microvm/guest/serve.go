@@ -44,6 +44,10 @@ const (
 	maxCacheFile  = 512 << 20
 	maxCacheFiles = 64
 	maxCollateral = 4 << 20
+	// maxExitText bounds the error text of the exit status: escaped as
+	// JSON (at worst six bytes a byte) it must fit in one control frame
+	// (channel.MaxPayload), or the host never gets the status.
+	maxExitText = 8 << 10
 	// ackWait bounds how long the Keep waits for the host to confirm the
 	// exit status before it powers off anyway.
 	ackWait = 10 * time.Second
@@ -98,7 +102,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, env Env) int {
 	s.files.closeAll()
 	exit := channel.Exit{Code: code}
 	if err != nil {
-		exit.Error = err.Error()
+		exit.Error = clip(err.Error(), maxExitText)
 	}
 	if s.mux.Send(channel.TypeExit, channel.Encode(exit)) == nil {
 		select {

@@ -80,7 +80,10 @@ type Log struct {
 
 // Exit is the Keep's outcome, as keep.Run returned it.
 type Exit struct {
-	Code  int    `json:"code"`
+	Code int `json:"code"`
+	// Error is the run's error text, clipped by the Keep so that the
+	// frame fits MaxPayload (an error can be longer: a trap's backtrace
+	// names functions as the module's name section does).
 	Error string `json:"error,omitempty"`
 }
 
