@@ -54,6 +54,9 @@ type confineOptions struct {
 	// "dir" (sources host and sealed): the only file system, besides the
 	// cache, the Keep may reach.
 	dirs []passedDir
+	// fileFDs are the descriptors of the other passed [[files]] entries
+	// (stdio, sockets): none of them may be a directory (anchorFreeFiles).
+	fileFDs []int
 	// skip names layers to leave out (tests only).
 	skip map[string]bool
 }
@@ -139,6 +142,11 @@ func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 		var err error
 		var notes []string
 		cacheOK, notes, err = emptyRoot(o.cacheDir, o.dirs, ownProc)
+		if err == nil {
+			var replaced []string
+			replaced, err = anchorFreeFiles(o.fileFDs)
+			notes = append(notes, replaced...)
+		}
 		if err == nil && ownProc && ownProcReady() == nil {
 			notes = append([]string{"holds only a read-only /proc of the Keep's own pid namespace (subset=pid), which this cgo build needs to reach every thread and Landlock closes"}, notes...)
 		}
@@ -326,6 +334,36 @@ func emptyRoot(cacheDir string, dirs []passedDir, ownProc bool) (cacheOK bool, n
 		}
 	}
 	return cacheOK, notes, nil
+}
+
+// anchorFreeFiles replaces each of fds (passed [[files]] entries other
+// than kind "dir") that is a directory — a directory given as enarx's stdin
+// (`enarx run app.wasm < dir`) — with a descriptor of the empty root, just
+// made. The host's descriptor is in the host's mount, and a path relative
+// to it (newfstatat, which the Keep may always make; readlinkat and
+// utimensat with directories) reaches the host's whole file system, which
+// Landlock does not govern for these calls; the empty root's is a
+// directory too (a read still fails with EISDIR, as in the nil backend)
+// with nothing of the host's beyond it. It notes each one it replaced.
+func anchorFreeFiles(fds []int) ([]string, error) {
+	var notes []string
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		root, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("opening the empty root for descriptor %d, a directory: %w", fd, err)
+		}
+		err = unix.Dup3(root, fd, unix.O_CLOEXEC)
+		unix.Close(root)
+		if err != nil {
+			return nil, fmt.Errorf("replacing descriptor %d, a directory: %w", fd, err)
+		}
+		notes = append(notes, fmt.Sprintf("descriptor %d, a host directory outside a kind = \"dir\" entry, replaced by the empty root", fd))
+	}
+	return notes, nil
 }
 
 // Why the passed directories are mounted. The host opened each in its own

@@ -60,7 +60,7 @@ func KeepMain(run RunFunc) int {
 	if err := closeInherited(l.exeFD()); err != nil {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
 	}
-	o := confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, dirs: l.passedDirs(), skip: testSkip()}
+	o := confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, nfiles: l.NFiles, memoryLimit: l.MemoryLimit, dirs: l.passedDirs(), fileFDs: l.passedFileFDs(), skip: testSkip()}
 	layers, cacheOK := confineProcess(o)
 	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
 		return keepFail(ctl, layers, requireIsolationError(missing))
@@ -132,6 +132,19 @@ func (l *launch) passedDirs() []passedDir {
 		dirs = append(dirs, passedDir{index: d.Index, fd: l.fileFD(d.Index), readOnly: d.ReadOnly, path: d.Path})
 	}
 	return dirs
+}
+
+// passedFileFDs are the descriptors of the passed [[files]] entries that
+// are not directories the launch lists (Dirs).
+func (l *launch) passedFileFDs() []int {
+	var fds []int
+	for i := range l.NFiles {
+		if slices.Contains(l.Null, i) || slices.ContainsFunc(l.Dirs, func(d launchDir) bool { return d.Index == i }) {
+			continue
+		}
+		fds = append(fds, l.fileFD(i))
+	}
+	return fds
 }
 
 // confineLimits adds the rlimits and seccomp layers to layers, logs what
