@@ -20,8 +20,8 @@ import (
 // chunkRef is where a chunk's ciphertext is and what authenticates it.
 type chunkRef struct {
 	slot  uint32
-	n     uint32 // plaintext bytes sealed
-	nonce [format.NonceSize]byte
+	n     uint32                    // plaintext bytes sealed
+	nonce [format.MaxNonceSize]byte // the format's NonceSize bytes, then zeros
 	tag   [format.TagSize]byte
 	// committed: the last durable manifest references this slot, so it
 	// must not be overwritten until a newer manifest is durable.

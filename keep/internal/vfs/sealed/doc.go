@@ -10,12 +10,12 @@
 // in a Keep) holds:
 //
 //   - "manifest": the namespace (names, directories, symlinks, hard links,
-//     times) and every file's size and chunk table, AES-256-GCM-sealed
-//     with the manifest key; its plaintext header (volume id, version) is
+//     times) and every file's size and chunk table, sealed with the
+//     manifest key; its plaintext header (format, volume id, version) is
 //     the additional data. See package format for the bytes.
 //   - one object per regular file, named "c-" + a random 128-bit file id:
-//     the file's 64 KiB chunks, each AES-256-GCM-sealed with the file's key
-//     and additional data (volume id, file id, chunk index), at
+//     the file's 64 KiB chunks, each sealed with the file's key and
+//     additional data (volume id, file id, chunk index), at
 //     copy-on-write slots (a chunk is never rewritten in place; freed
 //     slots are reused, lowest first, and cut off the object's end after
 //     a commit). The manifest records each chunk's slot, length, nonce
@@ -33,8 +33,25 @@
 //
 // Keys (package seal) derive by HKDF-SHA256 from the 32 bytes of a key
 // source (package keys: a development key file, the SEV-SNP derived key;
-// a remote key-release service can be added behind the same interface)
-// and the volume's configured name.
+// a remote key-release service can be added behind the same interface),
+// the volume's configured name and its format.
+//
+// # Formats
+//
+// A volume is created in format 2: every sealing (the manifest, each
+// chunk) is XChaCha20-Poly1305 with a fresh random 192-bit nonce, so no
+// key wears out however many commits the volume sees (package seal
+// gives the figures). Volumes created before format 2 are format 1
+// (AES-256-GCM, random 96-bit nonces): they are read and written as
+// format 1, and so keep its bound of 2^32 sealings per key (the manifest
+// key seals once per commit); copy the data to a new volume to lift it.
+// The format is fixed at creation like the volume id: no commit changes
+// it. A manifest of an unknown format is refused (format.ErrUnknownFormat,
+// with vfs.ErrIntegrity). The format is authenticated (in the header's
+// additional data) and each format derives its own keys, so a host that
+// relabels a manifest as the other format gets an integrity failure, not
+// a downgrade; and since a volume's id comes with its format, no volume
+// of the other format carries an id that volume_id pins.
 //
 // # Commits
 //
@@ -110,10 +127,11 @@
 //     labelled so in the log.
 //
 // Symlinks and hard links are supported (they live in the manifest). The
-// manifest is rewritten whole at every commit, about 40 bytes per 64 KiB
-// chunk of data plus the namespace, so a commit of a large volume costs a
-// proportional write. An open reads a manifest of at most 1 GiB (the
-// bound of what the host can make it allocate), so a commit that would
-// write a larger one fails with ENOSPC: a volume holds at most about 1.6
-// TiB of data, or some millions of files.
+// manifest is rewritten whole at every commit, about 52 bytes per 64 KiB
+// chunk of data (40 in format 1) plus the namespace, so a commit of a
+// large volume costs a proportional write. An open reads a manifest of at
+// most 1 GiB (the bound of what the host can make it allocate), so a
+// commit that would write a larger one fails with ENOSPC: a volume holds
+// at most about 1.2 TiB of data (1.6 TiB in format 1), or some millions
+// of files.
 package sealed

@@ -19,7 +19,9 @@ func setMaxManifest(t *testing.T, n int64) {
 // one an open accepts (that would make the volume unopenable: every
 // file in it lost). Past the bound the commit fails with ENOSPC, like a
 // full disk, and the volume opens at its last commit.
-func TestManifestLimit(t *testing.T) {
+func TestManifestLimit(t *testing.T) { forFormats(t, testManifestLimit) }
+
+func testManifestLimit(t *testing.T) {
 	setMaxManifest(t, 16<<10)
 	dir := t.TempDir()
 	v, root := mustOpen(t, dir, Options{})

@@ -16,9 +16,11 @@ import (
 // a plain in-memory model: the committed model after a crash, the
 // current one otherwise.
 func TestModel(t *testing.T) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed) })
-	}
+	forFormats(t, func(t *testing.T) {
+		for seed := range uint64(4) {
+			t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed) })
+		}
+	})
 }
 
 func runModel(t *testing.T, seed uint64) {

@@ -44,10 +44,38 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// newFormat is the format of the volumes the tests create (0:
+// format.Current); forFormats sets it.
+var newFormat format.Format
+
+// forFormats runs test once on volumes created in each format (the
+// package's tests are not parallel).
+func forFormats(t *testing.T, test func(t *testing.T)) {
+	for _, f := range []format.Format{format.V1, format.V2} {
+		t.Run(fmt.Sprint("format ", f), func(t *testing.T) {
+			old := newFormat
+			newFormat = f
+			defer func() { newFormat = old }()
+			test(t)
+		})
+	}
+}
+
+// wantFormat is the format forFormats (or the default) creates.
+func wantFormat() format.Format {
+	if newFormat == 0 {
+		return format.Current
+	}
+	return newFormat
+}
+
 func openVolume(t testing.TB, dir string, o Options) (*Volume, error) {
 	t.Helper()
 	if o.Name == "" {
 		o.Name = "data"
+	}
+	if o.format == 0 {
+		o.format = newFormat
 	}
 	if o.Logger == nil {
 		o.Logger = testLogger(t)
@@ -162,11 +190,13 @@ func checkFile(t testing.TB, d vfs.Dir, path string, want []byte) {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
+func TestRoundTrip(t *testing.T) { forFormats(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	v, root := mustOpen(t, dir, Options{})
-	if v.Version() != 1 {
-		t.Fatalf("new volume version %d, want 1", v.Version())
+	if v.Version() != 1 || v.Format() != wantFormat() {
+		t.Fatalf("new volume version %d format %d, want 1 and %d", v.Version(), v.Format(), wantFormat())
 	}
 	big := pattern(1, 8<<20+12345)
 	small := []byte("top secret: the plaintext marker 7f1c")
@@ -253,8 +283,8 @@ func TestRoundTrip(t *testing.T) {
 	if st, err := root2.StatAt("small", false); err != nil || st.Nlink != 2 || st.Size != uint64(len(small)) {
 		t.Fatalf("stat small: %+v, %v", st, err)
 	}
-	if v2.Version() != v.Version() {
-		t.Fatalf("reopened at version %d, closed at %d", v2.Version(), v.Version())
+	if v2.Version() != v.Version() || v2.Format() != wantFormat() {
+		t.Fatalf("reopened at version %d format %d, closed at %d format %d", v2.Version(), v2.Format(), v.Version(), wantFormat())
 	}
 	// Deleting a file removes its object once the deletion is committed.
 	if err := root2.Unlink("sub/small3"); err != nil {
@@ -288,7 +318,9 @@ func objects(t testing.TB, dir string) int {
 
 // TestUncommitted: what was never synced is not in the volume, and the
 // objects it wrote are collected at the next open.
-func TestUncommitted(t *testing.T) {
+func TestUncommitted(t *testing.T) { forFormats(t, testUncommitted) }
+
+func testUncommitted(t *testing.T) {
 	dir := t.TempDir()
 	v, root := mustOpen(t, dir, Options{})
 	writeFile(t, root, "kept", []byte("kept"), true)
@@ -308,7 +340,9 @@ func TestUncommitted(t *testing.T) {
 	}
 }
 
-func TestRefuse(t *testing.T) {
+func TestRefuse(t *testing.T) { forFormats(t, testRefuse) }
+
+func testRefuse(t *testing.T) {
 	t.Run("objects without a manifest", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, format.ObjectName(format.ID{1})), []byte("x"), 0o600)
@@ -331,7 +365,7 @@ func TestRefuse(t *testing.T) {
 	writeFile(t, root, "f", []byte("data"), true)
 	root.Close()
 	t.Run("wrong key", func(t *testing.T) {
-		_, err := Open(context.Background(), backing(t, dir, false), keySource(t, bytes.Repeat([]byte{1}, 32)), Options{Name: "data", Logger: testLogger(t)})
+		_, err := Open(context.Background(), backing(t, dir, false), keySource(t, bytes.Repeat([]byte{1}, 32)), Options{Name: "data", Logger: testLogger(t), format: newFormat})
 		if !errors.Is(err, vfs.ErrIntegrity) {
 			t.Fatalf("open: %v, want an integrity error", err)
 		}
@@ -407,8 +441,24 @@ func snapshotDir(t *testing.T, dir string) map[string][]byte {
 // TestTamper: every change the host can make to a closed volume is
 // detected: reported as an integrity error (EIO to the guest), never
 // returned as data.
-func TestTamper(t *testing.T) {
+func TestTamper(t *testing.T) { forFormats(t, testTamper) }
+
+// Offsets in a manifest header.
+const (
+	formatEnd  = len(format.Magic) + 4         // past the format field
+	versionEnd = formatEnd + format.IDSize + 8 // past the volume version
+)
+
+func testTamper(t *testing.T) {
 	flip := func(b []byte, i int) []byte { b = append([]byte(nil), b...); b[i] ^= 0x01; return b }
+	flipManifest := func(at func(b []byte) int) func(*testing.T, string, map[string]string, map[string][]byte, []byte) string {
+		return func(t *testing.T, dir string, _ map[string]string, _ map[string][]byte, _ []byte) string {
+			p := filepath.Join(dir, format.ManifestName)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, flip(b, at(b)), 0o600)
+			return ""
+		}
+	}
 	cases := []struct {
 		name string
 		// tamper changes dir; it returns the file whose read must fail,
@@ -427,12 +477,11 @@ func TestTamper(t *testing.T) {
 			os.WriteFile(p, flip(b, len(b)/2), 0o600)
 			return ""
 		}},
-		{"flip a byte in the manifest header", func(t *testing.T, dir string, _ map[string]string, _ map[string][]byte, _ []byte) string {
-			p := filepath.Join(dir, format.ManifestName)
-			b, _ := os.ReadFile(p)
-			os.WriteFile(p, flip(b, format.HeaderSize-format.NonceSize-1), 0o600) // the version
-			return ""
-		}},
+		{"flip a byte of the manifest's version", flipManifest(func([]byte) int { return versionEnd - 1 })},
+		{"flip a byte of the manifest's format", flipManifest(func([]byte) int { return formatEnd - 1 })},
+		{"flip the first byte of the manifest's nonce", flipManifest(func([]byte) int { return versionEnd })},
+		{"flip the last byte of the manifest's nonce", flipManifest(func([]byte) int { return wantFormat().HeaderSize() - 1 })},
+		{"flip a byte of the manifest's tag", flipManifest(func(b []byte) int { return len(b) - 1 })},
 		{"swap two objects", func(t *testing.T, dir string, objs map[string]string, _ map[string][]byte, _ []byte) string {
 			a, b := filepath.Join(dir, objs["a"]), filepath.Join(dir, objs["b"])
 			os.Rename(a, a+".tmp")
@@ -497,7 +546,9 @@ func TestTamper(t *testing.T) {
 
 // TestRollback: an older complete manifest is accepted unless
 // min_version pins a newer one; with the pin it is refused.
-func TestRollback(t *testing.T) {
+func TestRollback(t *testing.T) { forFormats(t, testRollback) }
+
+func testRollback(t *testing.T) {
 	dir, _, _, _, oldManifest, oldVersion := tamperVolume(t)
 	v, err := openVolume(t, dir, Options{})
 	if err != nil {
@@ -603,7 +654,9 @@ func TestConcurrent(t *testing.T) {
 
 // TestObjectShrinks: an object does not keep the size of its file's
 // largest past version once the slots beyond the live ones are free.
-func TestObjectShrinks(t *testing.T) {
+func TestObjectShrinks(t *testing.T) { forFormats(t, testObjectShrinks) }
+
+func testObjectShrinks(t *testing.T) {
 	dir := t.TempDir()
 	v, root := mustOpen(t, dir, Options{})
 	defer v.Close()
@@ -638,7 +691,9 @@ func TestObjectShrinks(t *testing.T) {
 // tag is compared (the buffer may be the guest's memory): whole-chunk,
 // parallel-run and cached reads leave the failing chunk's bytes as they
 // were.
-func TestNoUnauthenticatedPlaintext(t *testing.T) {
+func TestNoUnauthenticatedPlaintext(t *testing.T) { forFormats(t, testNoUnauthenticatedPlaintext) }
+
+func testNoUnauthenticatedPlaintext(t *testing.T) {
 	dir := t.TempDir()
 	v, root := mustOpen(t, dir, Options{})
 	writeFile(t, root, "f", pattern(40, 4<<16), true)
@@ -670,7 +725,9 @@ func TestNoUnauthenticatedPlaintext(t *testing.T) {
 // another volume of the same name and key, which min_version alone
 // passes when its version is high enough, and an empty directory (the
 // host deleted the volume); the pinned volume opens.
-func TestVolumeIDPin(t *testing.T) {
+func TestVolumeIDPin(t *testing.T) { forFormats(t, testVolumeIDPin) }
+
+func testVolumeIDPin(t *testing.T) {
 	dir := t.TempDir()
 	v, root := mustOpen(t, dir, Options{})
 	writeFile(t, root, "f", []byte("mine"), true)

@@ -29,7 +29,9 @@ func allocated(fn func()) uint64 {
 // TestSparseFarWrite: a byte written far into a file (up to its 8 TiB
 // bound) costs one chunk table entry, not one per chunk before it, to
 // write, commit and load; the holes read as zeros.
-func TestSparseFarWrite(t *testing.T) {
+func TestSparseFarWrite(t *testing.T) { forFormats(t, testSparseFarWrite) }
+
+func testSparseFarWrite(t *testing.T) {
 	dir := t.TempDir()
 	v, root := mustOpen(t, dir, Options{})
 	f := openFile(t, root, "far", vfs.OpenOptions{Create: true, Write: true, Read: true})

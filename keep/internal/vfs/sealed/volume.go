@@ -49,6 +49,11 @@ type Options struct {
 	Dev uint64
 	// Logger, if nil, slog.Default.
 	Logger *slog.Logger
+
+	// format is a new volume's format (0: format.Current). Only the
+	// tests set it, to make format 1 volumes; an existing volume keeps
+	// its own.
+	format format.Format
 }
 
 // ErrRollback is wrapped (with vfs.ErrIntegrity) when the manifest is
@@ -182,19 +187,17 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 	if err != nil {
 		return nil, fmt.Errorf("sealed volume %q: getting its key from %s: %w", o.Name, src, err)
 	}
-	vk, err := seal.NewVolume(sk, o.Name)
-	clear(sk)
-	if err != nil {
-		return nil, fmt.Errorf("sealed volume %q: %w", o.Name, err)
-	}
-	v := &Volume{name: o.Name, backing: backing, keys: vk, readonly: o.ReadOnly, log: log, files: make(map[format.ID]*content)}
+	// Kept until the volume's format is known (a new volume's, or the
+	// manifest's): the volume keys depend on it.
+	defer clear(sk)
+	v := &Volume{name: o.Name, backing: backing, readonly: o.ReadOnly, log: log, files: make(map[format.ID]*content)}
 	names, err := listBacking(backing)
 	if err != nil {
 		return nil, fmt.Errorf("sealed volume %q: listing its host directory: %w", o.Name, err)
 	}
 	topts := tree.Options{Store: v, ReadOnly: o.ReadOnly, Dev: o.Dev}
 	if !names[format.ManifestName] {
-		if err := v.create(names, o); err != nil {
+		if err := v.create(names, sk, o); err != nil {
 			return nil, err
 		}
 		t, err := tree.New(topts)
@@ -208,10 +211,10 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 		if err := v.Commit(t); err != nil {
 			return nil, fmt.Errorf("sealed volume %q: writing its first manifest: %w", o.Name, err)
 		}
-		log.Info("sealed volume created", "volume", o.Name, "volume_id", v.id.String(), "version", v.durable, "key", src.String())
+		log.Info("sealed volume created", "volume", o.Name, "volume_id", v.id.String(), "version", v.durable, "format", v.Format(), "key", src.String())
 		return v, nil
 	}
-	body, err := v.readManifest(o)
+	body, err := v.readManifest(sk, o)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +241,7 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 	if !v.readonly {
 		v.collect(names)
 	}
-	log.Info("sealed volume opened", "volume", o.Name, "volume_id", v.id.String(), "version", v.durable, "files", len(v.files), "key", src.String())
+	log.Info("sealed volume opened", "volume", o.Name, "volume_id", v.id.String(), "version", v.durable, "format", v.Format(), "files", len(v.files), "key", src.String())
 	return v, nil
 }
 
@@ -256,6 +259,9 @@ func (v *Volume) Version() uint64 {
 
 // ID returns the volume's id.
 func (v *Volume) ID() format.ID { return v.id }
+
+// Format returns the volume's format version, fixed at its creation.
+func (v *Volume) Format() format.Format { return v.keys.Format() }
 
 func (v *Volume) integrity(reason string) error {
 	v.log.Error("sealed volume integrity failure", "volume", v.name, "reason", reason)
@@ -283,8 +289,9 @@ func listBacking(d vfs.Dir) (map[string]bool, error) {
 	}
 }
 
-// create sets up a new volume in an empty backing directory.
-func (v *Volume) create(names map[string]bool, o Options) error {
+// create sets up a new volume in an empty backing directory, with keys
+// from the source key sk.
+func (v *Volume) create(names map[string]bool, sk []byte, o Options) error {
 	delete(names, format.ManifestTemp) // a first commit cut short
 	switch {
 	case len(names) != 0:
@@ -303,12 +310,20 @@ func (v *Volume) create(names map[string]bool, o Options) error {
 	if v.chunk < 0 || !format.ValidChunkSize(uint32(v.chunk)) {
 		return fmt.Errorf("sealed volume %q: chunk size %d is not a power of two in [%d, %d]", o.Name, v.chunk, format.MinChunkSize, format.MaxChunkSize)
 	}
-	rand.Read(v.id[:])
-	m, err := v.keys.Manifest(v.id)
-	if err != nil {
-		return err
+	f := o.format
+	if f == 0 {
+		f = format.Current
 	}
-	v.mkey = m
+	vk, err := seal.NewVolume(sk, o.Name, f)
+	if err != nil {
+		return fmt.Errorf("sealed volume %q: %w", o.Name, err)
+	}
+	rand.Read(v.id[:])
+	m, err := vk.Manifest(v.id)
+	if err != nil {
+		return fmt.Errorf("sealed volume %q: %w", o.Name, err)
+	}
+	v.keys, v.mkey = vk, m
 	return nil
 }
 
@@ -316,23 +331,36 @@ func (v *Volume) create(names map[string]bool, o Options) error {
 // for the tests.
 var maxManifest int64 = 1 << 30
 
-// readManifest reads, authenticates and checks the manifest.
-func (v *Volume) readManifest(o Options) (*format.Body, error) {
+// readManifest reads, authenticates and checks the manifest, with keys
+// from the source key sk for the format its header names. That field is
+// the host's to write, but it is authenticated (additional data) and each
+// format's keys are its own, so a manifest relabelled with the other
+// format fails like any other tampering: a host cannot downgrade a
+// volume.
+func (v *Volume) readManifest(sk []byte, o Options) (*format.Body, error) {
 	obj, err := readObject(v.backing, format.ManifestName, maxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("sealed volume %q: reading its manifest: %w", v.name, err)
 	}
 	h, _, err := format.ParseHeader(obj)
+	if errors.Is(err, format.ErrUnknownFormat) {
+		v.log.Error("sealed volume integrity failure", "volume", v.name, "reason", err.Error())
+		return nil, fmt.Errorf("sealed volume %q: manifest: %w (%w)", v.name, err, vfs.ErrIntegrity)
+	}
 	if err != nil {
 		return nil, v.integrity(fmt.Sprintf("manifest: %v", err))
 	}
-	m, err := v.keys.Manifest(h.VolumeID)
+	vk, err := seal.NewVolume(sk, v.name, h.Format)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sealed volume %q: %w", v.name, err)
+	}
+	m, err := vk.Manifest(h.VolumeID)
+	if err != nil {
+		return nil, fmt.Errorf("sealed volume %q: %w", v.name, err)
 	}
 	_, body, err := m.Open(obj)
 	if err != nil {
-		return nil, v.integrity(fmt.Sprintf("manifest (volume id %s, version %d): %v: tampered, or sealed with another key or for another volume name", h.VolumeID, h.Version, err))
+		return nil, v.integrity(fmt.Sprintf("manifest (format %d, volume id %s, version %d): %v: tampered, or sealed with another key or for another volume name", h.Format, h.VolumeID, h.Version, err))
 	}
 	if o.VolumeID != nil && h.VolumeID != *o.VolumeID {
 		v.log.Error("sealed volume replaced", "volume", v.name, "volume_id", h.VolumeID.String(), "expected_volume_id", o.VolumeID.String(), "version", h.Version)
@@ -342,7 +370,7 @@ func (v *Volume) readManifest(o Options) (*format.Body, error) {
 		v.log.Error("sealed volume rolled back", "volume", v.name, "version", h.Version, "min_version", o.MinVersion)
 		return nil, fmt.Errorf("sealed volume %q: version %d, min_version %d: %w (%w)", v.name, h.Version, o.MinVersion, ErrRollback, vfs.ErrIntegrity)
 	}
-	v.id, v.mkey, v.chunk = h.VolumeID, m, int(body.ChunkSize)
+	v.id, v.keys, v.mkey, v.chunk = h.VolumeID, vk, m, int(body.ChunkSize)
 	v.version, v.durable = h.Version, h.Version
 	return body, nil
 }
@@ -519,7 +547,7 @@ func (v *Volume) Commit(t *tree.Tree) error {
 	// An open refuses a manifest over maxManifest: writing one would
 	// make the whole volume unopenable. Refused like a full disk; the
 	// last committed state stays.
-	if n := int64(format.HeaderSize + body.Size() + format.TagSize); n > maxManifest {
+	if n := int64(v.Format().HeaderSize() + body.Size(v.Format()) + format.TagSize); n > maxManifest {
 		return fmt.Errorf("sealed volume %q: its manifest would be %d bytes, over the %d an open reads (too many files, names or chunks; the previous version stays): %w", v.name, n, maxManifest, syscall.ENOSPC)
 	}
 
@@ -566,7 +594,7 @@ func (v *Volume) Commit(t *tree.Tree) error {
 			v.log.Warn("sealed volume: could not remove a deleted file's object", "volume", v.name, "object", format.ObjectName(c.id), "err", err)
 		}
 	}
-	v.log.Debug("sealed volume committed", "volume", v.name, "version", version, "files", len(listed), "manifest_bytes", len(obj))
+	v.log.Debug("sealed volume committed", "volume", v.name, "version", version, "format", v.Format(), "files", len(listed), "manifest_bytes", len(obj))
 	return nil
 }
 
@@ -629,7 +657,7 @@ func (v *Volume) Close() error {
 	}
 	v.closed = true
 	if !v.readonly {
-		v.log.Info("sealed volume closed", "volume", v.name, "volume_id", v.id.String(), "version", v.durable, "committed", err == nil)
+		v.log.Info("sealed volume closed", "volume", v.name, "volume_id", v.id.String(), "version", v.durable, "format", v.Format(), "committed", err == nil)
 	}
 	for _, c := range append(v.orphans, slices.Collect(maps.Values(v.files))...) {
 		c.mu.Lock()

@@ -1,7 +1,7 @@
 // Package format is the byte layout of a sealed volume's manifest: the
-// plaintext header that names the volume and its version, and the body
-// (sealed by package seal) that holds the directory tree with every
-// file's chunk table. It only encodes and decodes: it knows no keys
+// plaintext header that names the volume, its format and its version, and
+// the body (sealed by package seal) that holds the directory tree with
+// every file's chunk table. It only encodes and decodes: it knows no keys
 // and checks nothing but shape. Package seal authenticates the bytes;
 // package sealed decides what to accept (the volume policy).
 //
@@ -10,15 +10,22 @@
 // every count and length by the input's size, so no input panics, hangs
 // or allocates more than a small multiple of its own length.
 //
-// Manifest object (all integers big-endian):
+// Two format versions exist; a volume keeps the one it was created with
+// (like its id). They differ only in the AEAD (package seal) and so in
+// the nonce's size, which sets the header's and each chunk entry's:
+//
+//	V1: AES-256-GCM,        12-byte nonces (read, and written for V1 volumes)
+//	V2: XChaCha20-Poly1305, 24-byte nonces (written for every new volume)
+//
+// Manifest object (all integers big-endian; N is the format's NonceSize):
 //
 //	header (HeaderSize bytes, the AEAD's additional data):
 //	  magic      [8]  "enxseal\x00"
-//	  format     u32  FormatVersion
+//	  format     u32  1 or 2: fixes N and the AEAD, so it precedes the nonce
 //	  volume id  [16] random, fixed at creation
 //	  version    u64  the volume version, +1 at every commit
-//	  nonce      [12] the body's AES-GCM nonce
-//	sealed body: AES-256-GCM(body) ‖ 16-byte tag
+//	  nonce      [N]  the body's nonce
+//	sealed body: AEAD(body) ‖ 16-byte tag
 //
 // Body:
 //
@@ -38,10 +45,10 @@
 //	               chunk size: the chunk's data zero-padded to a multiple
 //	               of PadSize, so that objects show sizes only to PadSize;
 //	               the rest of the chunk, and whatever lies past the
-//	               file's size, reads as zeros), nonce [12], tag [16]
+//	               file's size, reads as zeros), nonce [N], tag [16]
 //
 // A content object (named ObjectName(file id)) holds slot s at byte
-// offset s × chunk size: the AES-GCM ciphertext of one chunk without its
+// offset s × chunk size: the AEAD ciphertext of one chunk without its
 // tag (the tag lives in the manifest, so the manifest pins every chunk).
 package format
 
@@ -57,17 +64,49 @@ import (
 // Magic starts every manifest.
 const Magic = "enxseal\x00"
 
-// FormatVersion is the layout this package writes and reads.
-const FormatVersion = 1
+// Format is a format version: the header's format field.
+type Format uint32
+
+// The format versions.
+const (
+	// V1: AES-256-GCM with 96-bit nonces. Still read and written, for
+	// volumes created as V1.
+	V1 Format = 1
+	// V2: XChaCha20-Poly1305 with 192-bit nonces.
+	V2 Format = 2
+	// Current is the format of every new volume.
+	Current = V2
+)
+
+// Valid reports whether f is a format this package reads.
+func (f Format) Valid() bool { return f == V1 || f == V2 }
+
+// NonceSize is the length of f's nonces (0 for an invalid format).
+func (f Format) NonceSize() int {
+	switch f {
+	case V1:
+		return 12
+	case V2:
+		return 24
+	}
+	return 0
+}
+
+// HeaderSize is the length of a manifest header of format f.
+func (f Format) HeaderSize() int { return headerFixed + f.NonceSize() }
+
+// chunkEntry is the length of one chunk entry of format f.
+func (f Format) chunkEntry() int { return 4 + 4 + 4 + f.NonceSize() + TagSize }
 
 // Sizes of the fixed parts.
 const (
-	IDSize     = 16
-	NonceSize  = 12
-	TagSize    = 16
-	HeaderSize = len(Magic) + 4 + IDSize + 8 + NonceSize
-	chunkSize  = 4 + 4 + 4 + NonceSize + TagSize // one chunk entry
-	fileFixed  = IDSize + 8 + 4                  // a file node's payload before its chunks
+	IDSize = 16
+	// MaxNonceSize is the longest nonce of any format: Header.Nonce and
+	// Chunk.Nonce hold a nonce in their first NonceSize bytes.
+	MaxNonceSize = 24
+	TagSize      = 16
+	headerFixed  = len(Magic) + 4 + IDSize + 8 // a header without its nonce
+	fileFixed    = IDSize + 8 + 4              // a file node's payload before its chunks
 )
 
 // Chunk size bounds.
@@ -136,18 +175,21 @@ func ParseObjectName(name string) (ID, bool) {
 
 // Header is a manifest's plaintext header.
 type Header struct {
+	Format   Format
 	VolumeID ID
 	Version  uint64
-	Nonce    [NonceSize]byte
+	// Nonce: the first Format.NonceSize() bytes; the rest are zero.
+	Nonce [MaxNonceSize]byte
 }
 
-// Append appends the header's encoding to b.
+// Append appends the header's encoding (h.Format.HeaderSize() bytes) to
+// b. h.Format must be valid.
 func (h *Header) Append(b []byte) []byte {
 	b = append(b, Magic...)
-	b = binary.BigEndian.AppendUint32(b, FormatVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(h.Format))
 	b = append(b, h.VolumeID[:]...)
 	b = binary.BigEndian.AppendUint64(b, h.Version)
-	return append(b, h.Nonce[:]...)
+	return append(b, h.Nonce[:h.Format.NonceSize()]...)
 }
 
 // ErrFormat is wrapped by every decoding error.
@@ -157,26 +199,37 @@ func formatErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrFormat, fmt.Sprintf(format, args...))
 }
 
-// ParseHeader splits a manifest object into its header and sealed body.
+// ErrUnknownFormat is wrapped (with ErrFormat) when a manifest's format
+// version is not one this package reads.
+var ErrUnknownFormat = errors.New("unknown sealed-volume format version")
+
+// ParseHeader splits a manifest object into its header and sealed body
+// (the header is b[:h.Format.HeaderSize()]). The format field decides the
+// nonce's size, so it is checked before the rest is read.
 func ParseHeader(b []byte) (Header, []byte, error) {
 	var h Header
-	if len(b) < HeaderSize+TagSize {
-		return h, nil, formatErr("%d bytes, shorter than a header and a tag", len(b))
+	if len(b) < len(Magic)+4 {
+		return h, nil, formatErr("%d bytes, shorter than a header", len(b))
 	}
 	if string(b[:len(Magic)]) != Magic {
 		return h, nil, formatErr("bad magic")
 	}
 	p := b[len(Magic):]
-	if v := binary.BigEndian.Uint32(p); v != FormatVersion {
-		return h, nil, formatErr("format version %d, this Keep reads %d", v, FormatVersion)
+	f := Format(binary.BigEndian.Uint32(p))
+	if !f.Valid() {
+		return h, nil, fmt.Errorf("%w: %w %d: this Keep reads versions %d and %d (written by a newer enarx? open it with that version)", ErrFormat, ErrUnknownFormat, f, V1, V2)
 	}
+	if len(b) < f.HeaderSize()+TagSize {
+		return h, nil, formatErr("%d bytes, shorter than a format %d header and a tag", len(b), f)
+	}
+	h.Format = f
 	p = p[4:]
 	copy(h.VolumeID[:], p)
 	p = p[IDSize:]
 	h.Version = binary.BigEndian.Uint64(p)
 	p = p[8:]
-	copy(h.Nonce[:], p)
-	return h, b[HeaderSize:], nil
+	copy(h.Nonce[:f.NonceSize()], p)
+	return h, b[f.HeaderSize():], nil
 }
 
 // Chunk is one present chunk of a file.
@@ -184,7 +237,9 @@ type Chunk struct {
 	Index uint32
 	Slot  uint32
 	Len   uint32
-	Nonce [NonceSize]byte
+	// Nonce: the first NonceSize bytes of the volume's format; the rest
+	// are zero.
+	Nonce [MaxNonceSize]byte
 	Tag   [TagSize]byte
 }
 
@@ -235,8 +290,8 @@ const (
 	entryFixed = 2 + 8
 )
 
-// Size is the length of the body's encoding.
-func (m *Body) Size() int {
+// Size is the length of the body's encoding in format f.
+func (m *Body) Size(f Format) int {
 	n := 4 + 8 + 8 + 4
 	for i := range m.Nodes {
 		x := &m.Nodes[i]
@@ -250,15 +305,15 @@ func (m *Body) Size() int {
 		case TypeSymlink:
 			n += 2 + len(x.Target)
 		case TypeFile:
-			n += fileFixed + chunkSize*len(x.Chunks)
+			n += fileFixed + f.chunkEntry()*len(x.Chunks)
 		}
 	}
 	return n
 }
 
-// Append appends the body's encoding to b. Nodes of another type are
-// written without a payload (and refused by ParseBody).
-func (m *Body) Append(b []byte) []byte {
+// Append appends the body's encoding in format f (valid) to b. Nodes of
+// another type are written without a payload (and refused by ParseBody).
+func (m *Body) Append(b []byte, f Format) []byte {
 	b = binary.BigEndian.AppendUint32(b, m.ChunkSize)
 	b = binary.BigEndian.AppendUint64(b, m.Root)
 	b = binary.BigEndian.AppendUint64(b, m.NextIno)
@@ -289,7 +344,7 @@ func (m *Body) Append(b []byte) []byte {
 				b = binary.BigEndian.AppendUint32(b, c.Index)
 				b = binary.BigEndian.AppendUint32(b, c.Slot)
 				b = binary.BigEndian.AppendUint32(b, c.Len)
-				b = append(b, c.Nonce[:]...)
+				b = append(b, c.Nonce[:f.NonceSize()]...)
 				b = append(b, c.Tag[:]...)
 			}
 		}
@@ -338,13 +393,17 @@ func (r *reader) u64(what string) uint64 {
 	return 0
 }
 
-// ParseBody decodes a body and checks its shape: a valid chunk size;
+// ParseBody decodes a body of format f and checks its shape: a valid
+// format; a valid chunk size;
 // known node types; names of 1 to MaxName bytes and symlink targets of 1
 // to MaxTarget bytes; distinct file ids; file sizes at most MaxFileSize;
 // chunk indexes increasing, chunks inside their file's size, slots
 // distinct within a file; no trailing bytes. The namespace's structure
 // (inode numbers, links) is package tree's to check when it loads it.
-func ParseBody(b []byte) (*Body, error) {
+func ParseBody(b []byte, f Format) (*Body, error) {
+	if !f.Valid() {
+		return nil, fmt.Errorf("%w: %w %d", ErrFormat, ErrUnknownFormat, f)
+	}
 	r := &reader{b: b}
 	m := &Body{ChunkSize: r.u32("chunk size")}
 	if r.err == nil && !ValidChunkSize(m.ChunkSize) {
@@ -384,7 +443,7 @@ func ParseBody(b []byte) (*Body, error) {
 				err = formatErr("symlink %d: target of %d bytes", x.Ino, tl)
 			}
 		case TypeFile:
-			err = parseFile(r, x, m.ChunkSize)
+			err = parseFile(r, x, m.ChunkSize, f)
 			if err == nil && r.err == nil {
 				if ids[x.ID] {
 					err = formatErr("file %s listed twice", x.ID)
@@ -438,7 +497,7 @@ func parseDir(r *reader, x *Node) error {
 	return nil
 }
 
-func parseFile(r *reader, x *Node, cs uint32) error {
+func parseFile(r *reader, x *Node, cs uint32, f Format) error {
 	copy(x.ID[:], r.take(IDSize, "file id"))
 	x.Size = r.u64("file size")
 	nc := r.u32("chunk count")
@@ -448,7 +507,7 @@ func parseFile(r *reader, x *Node, cs uint32) error {
 	if x.Size > MaxFileSize {
 		return formatErr("file %s: size %d over %d", x.ID, x.Size, MaxFileSize)
 	}
-	if uint64(nc) > uint64(len(r.b))/chunkSize {
+	if uint64(nc) > uint64(len(r.b))/uint64(f.chunkEntry()) {
 		return formatErr("file %s: %d chunks in %d bytes", x.ID, nc, len(r.b))
 	}
 	nchunks := (x.Size + uint64(cs) - 1) / uint64(cs)
@@ -459,7 +518,7 @@ func parseFile(r *reader, x *Node, cs uint32) error {
 		c.Index = r.u32("chunk index")
 		c.Slot = r.u32("chunk slot")
 		c.Len = r.u32("chunk length")
-		copy(c.Nonce[:], r.take(NonceSize, "chunk nonce"))
+		copy(c.Nonce[:], r.take(uint64(f.NonceSize()), "chunk nonce"))
 		copy(c.Tag[:], r.take(TagSize, "chunk tag"))
 		if r.err != nil {
 			return r.err
