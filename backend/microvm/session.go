@@ -426,7 +426,12 @@ func (s *session) launch() error {
 	for _, n := range names {
 		msg.Collateral = append(msg.Collateral, channel.CacheFile{Name: n, Size: int64(len(s.collateral[n]))})
 	}
-	if err := s.mux.Send(channel.TypeLaunch, channel.Encode(msg)); err != nil {
+	launch := channel.Encode(msg)
+	if len(launch) > channel.MaxPayload {
+		return fmt.Errorf("the launch message (the workload's arguments, environment and volume keys) is %d bytes encoded, "+
+			"more than the %d a microVM Keep takes in one frame: pass fewer or shorter arguments or environment variables", len(launch), channel.MaxPayload)
+	}
+	if err := s.mux.Send(channel.TypeLaunch, launch); err != nil {
 		return fmt.Errorf("sending the launch to the Keep: %w", err)
 	}
 	// The blobs go in the order the Keep reads them, on their own

@@ -53,6 +53,12 @@ func (b inProcess) Run(ctx context.Context, l *backend.Launch) (int, error) {
 	s.stewardAddr = l.StewardAddr()
 	s.cacheDir = b.cacheDir
 	code, err := s.run(ctx, nil)
+	// What the VM's end does to a guest still serving (the host gave up
+	// before the Keep did): its channel ends. Closing the host's file
+	// cannot: a read blocked in another thread keeps it open.
+	if rc, cerr := guestEnd.SyscallConn(); cerr == nil {
+		rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	}
 	<-done
 	return code, err
 }
@@ -362,5 +368,11 @@ func TestChannelOptionsEnv(t *testing.T) {
 		if r := runWithEnv(t, b, wasm, cfg, nil, []string{"A=b\x00c"}); r.code != 1 || !strings.Contains(r.err, "contains a NUL character") {
 			t.Errorf("%s, env with a NUL: code %d err %q", b.Name(), r.code, r.err)
 		}
+	}
+	// Arguments that do not fit the channel's launch frame are refused
+	// with what to change (the frame's own error named no cause).
+	long := strings.Repeat("\x01", 12<<10) // escaped as \u0001 in the frame
+	if r := runWithEnv(t, inProcess{}, wasm, cfg, nil, nil, long); r.code != 1 || !strings.Contains(r.err, "pass fewer or shorter arguments") {
+		t.Errorf("arguments over a frame: code %d err %.300q", r.code, r.err)
 	}
 }
