@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -149,5 +150,36 @@ func TestMinTCBEvaluationDataNumber(t *testing.T) {
 		if _, err := Parse(withKey(v)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", v, err, want)
 		}
+	}
+}
+
+// TestMinQESVN: [sgx] min_qe_svn decodes and reaches the verifier: the
+// real SGX evidence without a QE Identity (Quoting Enclave ISVSVN 9 on the
+// i5, 7 on the Xeon) passes a minimum equal to its QE's and fails one
+// above.
+func TestMinQESVN(t *testing.T) {
+	withKey := func(v string) []byte {
+		return []byte(strings.Replace(string(vectors.StewardTOML), "enclave_product_id = 0\n", "enclave_product_id = 0\nmin_qe_svn = "+v+"\n", 1))
+	}
+	p, err := Parse(withKey("7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.SGX.MinQESVN; n == nil || *n != 7 {
+		t.Fatalf("min_qe_svn = %v", n)
+	}
+	for _, c := range []struct {
+		csr []byte
+		qe  int
+	}{{vectors.SGXi5CSR, 9}, {vectors.SGXXeonCSR, 7}} {
+		if _, err := verifyWith(t, withKey(strconv.Itoa(c.qe)), c.csr); err != nil {
+			t.Fatalf("minimum %d: %v", c.qe, err)
+		}
+		if _, err := verifyWith(t, withKey(strconv.Itoa(c.qe+1)), c.csr); rejectionCode(err) != "sgx.qe.svn" {
+			t.Fatalf("minimum %d: got %v", c.qe+1, err)
+		}
+	}
+	if _, err := Parse(withKey("-1")); err == nil || !strings.Contains(err.Error(), "sgx.min_qe_svn") {
+		t.Errorf("min_qe_svn = -1: %v", err)
 	}
 }

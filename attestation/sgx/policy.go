@@ -23,11 +23,12 @@ import (
 //	enclave_product_id = 0                 # exact ISVPRODID
 //	allowed_advisories = ["INTEL-SA-00615"]
 //	min_tcb_evaluation_data_number = 17    # ours: TCB Info and QE Identity
+//	min_qe_svn = 8                         # ours: the Quoting Enclave's ISVSVN
 //
 // The deliberate differences: when features is absent upstream checks no
 // attributes at all, so debug enclaves pass; here a debug enclave passes
-// only if features lists "Debug". And min_tcb_evaluation_data_number is
-// ours (upstream has no such minimum).
+// only if features lists "Debug". And min_tcb_evaluation_data_number and
+// min_qe_svn are ours (upstream has no such minimums).
 type Policy struct {
 	// Signer lists accepted MRSIGNER values (hex); empty means any.
 	Signer []string `toml:"signer" json:"signer,omitempty"`
@@ -57,6 +58,14 @@ type Policy struct {
 	// has not expired yet and still rates its platform by the levels from
 	// before the recovery. Absent: any number (upstream).
 	MinTCBEvaluationDataNumber *int64 `toml:"min_tcb_evaluation_data_number" json:"min_tcb_evaluation_data_number,omitempty"`
+	// MinQESVN, when set, is the lowest ISVSVN of the Quoting Enclave
+	// accepted (0–65535; below the built-in MinQESVN it changes nothing),
+	// read from the QE's report, which the platform's PCK signs, whether
+	// or not the evidence carries a QE Identity. The QE Identity (which
+	// rates the QE by its ISVSVN) is the sender's to include: without
+	// this minimum, evidence that leaves it out passes with any QE from
+	// MinQESVN on, an older QE on an up-to-date platform included.
+	MinQESVN *int `toml:"min_qe_svn" json:"min_qe_svn,omitempty"`
 }
 
 var featureBits = map[string]uint64{
@@ -91,6 +100,9 @@ type compiled struct {
 	advisoriesSet map[string]bool
 	// minEvalNumber is the minimum tcbEvaluationDataNumber (0: any).
 	minEvalNumber int64
+	// minQESVN is the minimum ISVSVN of the QE's report, at least
+	// MinQESVN.
+	minQESVN uint16
 }
 
 func digests(key string, in []string) ([][32]byte, error) {
@@ -119,9 +131,9 @@ func u16(key string, v *int) (*uint16, error) {
 func (p *Policy) compile() (*compiled, error) {
 	if p == nil {
 		// No [sgx] table: any enclave on an UpToDate platform, no debug.
-		return &compiled{}, nil
+		return &compiled{minQESVN: MinQESVN}, nil
 	}
-	c := &compiled{}
+	c := &compiled{minQESVN: MinQESVN}
 	var err error
 	if c.signers, err = digests("signer", p.Signer); err != nil {
 		return nil, err
@@ -179,7 +191,23 @@ func (p *Policy) compile() (*compiled, error) {
 		}
 		c.minEvalNumber = *n
 	}
+	qe, err := u16("min_qe_svn", p.MinQESVN)
+	if err != nil {
+		return nil, err
+	}
+	if qe != nil {
+		c.minQESVN = max(c.minQESVN, *qe)
+	}
 	return c, nil
+}
+
+// checkQESVN rejects a Quoting Enclave (its PCK-signed report) below the
+// minimum ISVSVN.
+func (c *compiled) checkQESVN(r *quote.ReportBody) error {
+	if r.ISVSVN < c.minQESVN {
+		return reject("sgx.qe.svn", "the Quoting Enclave's ISVSVN %d is below the minimum %d (sgx.min_qe_svn, at least %d); update the platform software", r.ISVSVN, c.minQESVN, MinQESVN)
+	}
+	return nil
 }
 
 // checkEvalNumber rejects collateral (TCB Info or QE Identity, by code

@@ -243,6 +243,9 @@ func (v *Verifier) checkQE(q *quote.Quote, pck *pckChain, qeID *envelope.TcbPack
 	if q.Header.QESVN < MinQESVN {
 		return nil, reject("sgx.qe.svn", "QE SVN %d is below the minimum %d; update the platform software", q.Header.QESVN, MinQESVN)
 	}
+	if err := v.policy.checkQESVN(&q.QEReport); err != nil {
+		return nil, err
+	}
 	if qeID == nil {
 		return nil, checkIntelQE(&q.QEReport)
 	}
