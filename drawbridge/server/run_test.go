@@ -1,19 +1,18 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // TestFileBucketOneProcess: a file:// bucket, whose conditional creates are
@@ -101,37 +100,11 @@ func TestMaxConnections(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("drawbridge did not start")
 	}
-	dial := func() (*tls.Conn, *bufio.Reader) {
+	testutil.CheckIdleMakesRoom(t, func() net.Conn {
 		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(time.Minute)) // hang guard
-		return c, bufio.NewReader(c)
-	}
-	get := func(c *tls.Conn, r *bufio.Reader) error {
-		if _, err := io.WriteString(c, "GET /_version HTTP/1.1\r\nHost: drawbridge.test\r\n\r\n"); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return err
-	}
-	a, ar := dial()
-	if err := get(a, ar); err != nil {
-		t.Fatal(err)
-	}
-	b, br := dial()
-	if err := get(b, br); err != nil {
-		t.Fatalf("a second client while the first idles: %v", err)
-	}
-	a.SetReadDeadline(time.Now().Add(10 * time.Second)) // hang guard: the close comes at once
-	if _, err := ar.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("the idle connection was kept past MaxConns 1 (read: %v)", err)
-	}
+		return c
+	}, "drawbridge.test", "/_version", "MaxConns 1")
 }

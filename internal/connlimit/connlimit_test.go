@@ -11,6 +11,8 @@ import (
 
 	"testing"
 	"time"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // server starts an HTTP server (TLS if tlsOn) behind a Listener of max
@@ -74,17 +76,9 @@ func dialFrom(t *testing.T, s *httptest.Server, tlsOn bool, from string) *client
 
 // get sends a request and reads the response.
 func (c *client) get() error {
-	if _, err := io.WriteString(c.c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
-		return err
-	}
-	resp, err := http.ReadResponse(c.r, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && string(b) != "ok" {
-		err = errors.New("unexpected body " + string(b))
+	resp, err := testutil.KeepAliveGET(c.c, c.r, "t", "/")
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = errors.New("unexpected status " + resp.Status)
 	}
 	return err
 }

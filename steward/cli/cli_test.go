@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -13,7 +12,6 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
-	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -28,6 +26,7 @@ import (
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attest/certext"
 	"github.com/enarx-go/enarx/attestation/conformance/vectors"
+	"github.com/enarx-go/enarx/internal/testutil"
 	"github.com/enarx-go/enarx/internal/version"
 	"github.com/enarx-go/enarx/steward"
 )
@@ -529,37 +528,11 @@ func TestKeyNeverInErrors(t *testing.T) {
 // one (a client could otherwise hold thousands, each costing memory).
 func TestMaxConnections(t *testing.T) {
 	addr, _, _ := server(t, "--host", "steward.test", "--max-connections", "1")
-	get := func(c net.Conn, r *bufio.Reader) error {
-		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: steward.test\r\n\r\n"); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return err
-	}
-	dial := func() (net.Conn, *bufio.Reader) {
+	testutil.CheckIdleMakesRoom(t, func() net.Conn {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(time.Minute)) // hang guard
-		return c, bufio.NewReader(c)
-	}
-	a, ar := dial()
-	if err := get(a, ar); err != nil {
-		t.Fatal(err)
-	}
-	b, br := dial()
-	if err := get(b, br); err != nil {
-		t.Fatalf("a second client while the first idles: %v", err)
-	}
-	a.SetReadDeadline(time.Now().Add(10 * time.Second)) // hang guard: the close comes at once
-	if _, err := ar.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("the idle connection was kept past --max-connections 1 (read: %v)", err)
-	}
+		return c
+	}, "steward.test", "/", "--max-connections 1")
 }
