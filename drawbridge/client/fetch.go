@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
 	"github.com/enarx-go/enarx/drawbridge/types"
@@ -127,7 +128,8 @@ func (c *Client) fetchFile(ctx context.Context, p PackageSpec, at types.TreePath
 // Cache keeps verified node bodies on disk by the SHA-256 of their content
 // (Dir/sha-256/<hex>), so deploying a package again does not download it
 // again. A cached body is re-hashed when read; a corrupt entry is removed and
-// fetched anew.
+// fetched anew, and a name that is not a regular file (a FIFO, say) is not
+// an entry.
 type Cache struct{ Dir string }
 
 // DefaultCacheDir returns os.UserCacheDir()/enarx/drawbridge.
@@ -161,13 +163,16 @@ func (c *Cache) readInto(m types.Meta, pin types.Digests, dst []byte) bool {
 	if !ok {
 		return false
 	}
-	f, err := os.Open(p)
+	// Without waiting for a writer if the name is a FIFO (a cache
+	// directory others can write to, given with --package-cache, held
+	// deploy at the open forever): only a regular file is an entry.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	if err != nil || st.Size() != m.Length || int64(len(dst)) != m.Length {
+	if err != nil || !st.Mode().IsRegular() || st.Size() != m.Length || int64(len(dst)) != m.Length {
 		return false
 	}
 	if _, err := io.ReadFull(f, dst); err != nil {

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -23,6 +25,19 @@ var RegistryScopes = []string{"manage:drawbridge_users", "manage:drawbridge_repo
 // RegistryScopes.
 var DefaultScopes = append([]string{"openid", "profile"}, RegistryScopes...)
 
+// MaxIssuerResponseSize bounds every response body read from the issuer
+// (discovery, device authorization, token, userinfo): golang.org/x/oauth2
+// stops at 1 MiB by itself, but go-oidc reads discovery and userinfo
+// bodies whole, so an issuer that sent an endless body grew enarx's memory
+// until the system killed it.
+const MaxIssuerResponseSize = 1 << 20
+
+// IssuerTimeout bounds one request to the issuer, body included (an issuer
+// that accepted the connection and then sent nothing, or a byte now and
+// then, held the command forever; polling in the device flow makes a new
+// request each time). A variable for tests.
+var IssuerTimeout = time.Minute
+
 // LoginConfig configures an OAuth 2.0 device authorization grant (RFC 8628)
 // against an OIDC issuer.
 type LoginConfig struct {
@@ -30,7 +45,10 @@ type LoginConfig struct {
 	ClientID string   // public client id registered at the issuer
 	Audience string   // "https://<store host>/", the API the token is for
 	Scopes   []string // nil ⇒ DefaultScopes
-	// HTTPClient talks to the issuer (nil ⇒ http.DefaultClient).
+	// HTTPClient talks to the issuer (nil ⇒ http.DefaultClient). Every
+	// request is made through issuerClient: https only (plain http to a
+	// loopback address only), bodies of at most MaxIssuerResponseSize,
+	// IssuerTimeout per request.
 	HTTPClient *http.Client
 	// Prompt tells the user where to go and which code to enter. Required.
 	Prompt func(verificationURI, userCode, verificationURIComplete string)
@@ -43,10 +61,7 @@ func DeviceLogin(ctx context.Context, c LoginConfig) (*oauth2.Token, error) {
 	if c.Prompt == nil {
 		return nil, errors.New("device login: no prompt function")
 	}
-	if c.HTTPClient != nil {
-		ctx = oidc.ClientContext(ctx, c.HTTPClient)
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, c.HTTPClient)
-	}
+	ctx = issuerContext(ctx, c.HTTPClient)
 	p, err := discover(ctx, c.Issuer)
 	if err != nil {
 		return nil, err
@@ -86,10 +101,7 @@ func ClientCredentialsLogin(ctx context.Context, c LoginConfig, secret string) (
 	if secret == "" {
 		return nil, errors.New("the client credentials flow needs a client secret (ENARX_OIDC_CLIENT_SECRET)")
 	}
-	if c.HTTPClient != nil {
-		ctx = oidc.ClientContext(ctx, c.HTTPClient)
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, c.HTTPClient)
-	}
+	ctx = issuerContext(ctx, c.HTTPClient)
 	p, err := discover(ctx, c.Issuer)
 	if err != nil {
 		return nil, err
@@ -115,9 +127,7 @@ func ClientCredentialsLogin(ctx context.Context, c LoginConfig, secret string) (
 // Subject asks the issuer's userinfo endpoint whose token this is and returns
 // the OIDC subject (what a Drawbridge user record stores).
 func Subject(ctx context.Context, issuer, accessToken string, hc *http.Client) (string, error) {
-	if hc != nil {
-		ctx = oidc.ClientContext(ctx, hc)
-	}
+	ctx = issuerContext(ctx, hc)
 	p, err := discover(ctx, issuer)
 	if err != nil {
 		return "", err
@@ -130,6 +140,78 @@ func Subject(ctx context.Context, issuer, accessToken string, hc *http.Client) (
 		return "", errors.New("OIDC userinfo returned an empty subject")
 	}
 	return ui.Subject, nil
+}
+
+// issuerContext returns ctx with issuerClient(hc) as the client of go-oidc
+// and golang.org/x/oauth2.
+func issuerContext(ctx context.Context, hc *http.Client) context.Context {
+	ic := issuerClient(hc)
+	ctx = oidc.ClientContext(ctx, ic)
+	return context.WithValue(ctx, oauth2.HTTPClient, ic)
+}
+
+// issuerClient returns a copy of hc (nil ⇒ http.DefaultClient) whose
+// requests go to https URLs only (plain http only to a loopback address,
+// as drawbridge requires of its issuer), whose response bodies end in an
+// error past MaxIssuerResponseSize and which gives up on a request after
+// IssuerTimeout. The checks sit in the transport, so they apply to the
+// endpoints discovery names and to redirects as well as to the issuer URL:
+// over plain http a network attacker would read the access token (sent to
+// userinfo) and the client secret (sent to the token endpoint).
+func issuerClient(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	c := *hc
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = issuerTransport{base}
+	if c.Timeout <= 0 || c.Timeout > IssuerTimeout {
+		c.Timeout = IssuerTimeout
+	}
+	return &c
+}
+
+type issuerTransport struct{ base http.RoundTripper }
+
+func (t issuerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if u := req.URL; u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return nil, fmt.Errorf("OIDC issuer: refusing %s: only https URLs are used (plain http only on loopback)", u.Redacted())
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{r: io.LimitReader(resp.Body, MaxIssuerResponseSize+1), c: resp.Body, url: req.URL.Redacted()}
+	return resp, nil
+}
+
+// limitedBody fails a body longer than MaxIssuerResponseSize.
+type limitedBody struct {
+	r   io.Reader
+	c   io.Closer
+	n   int64
+	url string
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if b.n > MaxIssuerResponseSize {
+		return 0, fmt.Errorf("OIDC issuer: response from %s is longer than the limit of %d bytes", b.url, MaxIssuerResponseSize)
+	}
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.c.Close() }
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
 // discover runs OIDC discovery, accepting the issuer with or without a

@@ -9,7 +9,10 @@
 // "<oidc-host>-<store-host>", as upstream computes it.
 //
 // Trust: the token is a bearer secret. It is never logged; files with
-// permissions wider than 0600 are refused rather than read.
+// permissions wider than 0600 are refused rather than read. The OIDC issuer
+// is trusted to say who the user is, not with the process: every request to
+// it goes over https (plain http to loopback only), reads at most
+// MaxIssuerResponseSize and ends after IssuerTimeout.
 package credentials
 
 import (
