@@ -188,8 +188,10 @@ func (s connStream) Close() error {
 	return err
 }
 
-// ConnStdio is a stdin, stdout or stderr entry carried by a Conn. As with
-// Stdio, writes always complete.
+// ConnStdio is a stdin, stdout or stderr entry carried by a Conn. Its
+// reads are non-blocking when asked, as a ConnSocket's; a guest's write
+// completes whatever its FlagNonblock (WritesWhole), the WASI layer
+// waiting for the stream's window as long as the run is not cancelled.
 type ConnStdio struct {
 	connStream
 	write bool
@@ -225,10 +227,25 @@ func (s *ConnStdio) Read(p []byte, nonblock bool) (int, error) {
 	return s.read(p, nonblock)
 }
 
-// Write implements Stream.
-func (s *ConnStdio) Write(p []byte, _ bool) (int, error) {
+// WritesWhole implements WholeWriter: a guest's write to stdout or
+// stderr completes, as with wasmtime and with a host Stdio, whatever its
+// FlagNonblock (Go's wasip1 runtime sets it on stdio).
+func (s *ConnStdio) WritesWhole() bool { return s.write }
+
+// Write implements Stream. A non-blocking write takes what the host's
+// window allows now (ErrWouldBlock if nothing), as a ConnSocket's: the
+// WASI layer makes the guest's write whole, waiting for the stream where
+// a cancelled run can end the wait (a blocking Write would wait in the
+// host for as long as the host does not read).
+func (s *ConnStdio) Write(p []byte, nonblock bool) (int, error) {
 	if !s.write {
 		return 0, syscall.EBADF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if nonblock {
+		return s.c.TryWrite(p)
 	}
 	return s.c.Write(p)
 }

@@ -155,6 +155,16 @@ type Flusher interface {
 	FlushFD() (hostfd int, flushed bool)
 }
 
+// WholeWriter is a Stream whose writes complete whatever the guest's
+// FlagNonblock (stdio carried by a Conn: a program expects its stdout and
+// stderr writes to be whole, and wasmtime writes them whole; a host Stdio
+// completes its writes by itself). The WASI layer treats every write to
+// it as a blocking one: the stream takes what it can without waiting, and
+// the rest is waited for where a cancelled run ends the wait.
+type WholeWriter interface {
+	WritesWhole() bool
+}
+
 // Stream is a byte stream: stdio, null, or a connected (TCP or TLS) socket.
 // Streams are used by one goroutine at a time (the workload's).
 type Stream interface {

@@ -451,9 +451,39 @@ func (s *TLSSocket) Shutdown(how int) error {
 	return shutdownHalves(s.raw, how)
 }
 
+// maxLingering bounds the TLS streams closed while their peer did not
+// read that still send their queue and close_notify in the background
+// (each for at most crypto/tls's 5 s, holding its queue): beyond it, a
+// close cuts the stream, as the kernel drops orphaned sockets.
+const maxLingering = 64
+
+// lingering holds a slot per TLS stream that lingers (see Close).
+var lingering = make(chan struct{}, maxLingering)
+
 // Close implements File. It sends close_notify after the queued
-// ciphertext, as Shutdown does, then closes the transport.
-func (s *TLSSocket) Close() error { return s.conn.Close() }
+// ciphertext, as Shutdown does, then closes the transport. If the
+// transport cannot take the alert now (ciphertext is still queued, or the
+// peer does not read), that happens in the background, bounded by
+// crypto/tls's 5 s write deadline, and Close returns at once: as close(2)
+// of a TCP socket, fd_close never waits for the peer (a peer that stopped
+// reading stalled the whole guest for 5 s per connection). With
+// maxLingering streams lingering already, the transport is closed at
+// once instead: the peer sees the stream end without close_notify.
+func (s *TLSSocket) Close() error {
+	if _, writable := s.PollFD(true); writable {
+		return s.conn.Close()
+	}
+	select {
+	case lingering <- struct{}{}:
+		go func() {
+			defer func() { <-lingering }()
+			s.conn.Close()
+		}()
+	default:
+		s.w.Close()
+	}
+	return nil
+}
 
 // TCPListener is a listening TCP socket. With a TLS config, accepted
 // connections complete a TLS 1.3 handshake in the background (see

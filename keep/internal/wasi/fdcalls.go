@@ -85,6 +85,9 @@ func (s *System) readv(ctx context.Context, st fd.Stream, mem []byte, iovs, coun
 // ends, and returning once the stream has handed it on (fd.Flusher); with
 // nonblock, until the stream takes less than it was given.
 func (s *System) writev(ctx context.Context, st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
+	if w, ok := st.(fd.WholeWriter); ok && w.WritesWhole() {
+		nonblock = false
+	}
 	var total uint32
 	for i := uint32(0); i < count; i++ {
 		b := iov(mem, iovs, i)
