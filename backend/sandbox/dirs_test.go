@@ -19,6 +19,7 @@ import (
 
 	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/config"
+	"github.com/enarx-go/enarx/internal/hostio"
 	"github.com/enarx-go/enarx/keep"
 )
 
@@ -651,4 +652,100 @@ func TestDirRights(t *testing.T) {
 	if abi, err := landlockABI(); err == nil {
 		t.Logf("this kernel's Landlock ABI: %d", abi)
 	}
+}
+
+// TestSealedVolumeFreeWhenRunReturns: a run that passed a sealed volume
+// returns only once the Keep's process, and with it its copy of the
+// volume's locked descriptor, is gone, so that the next run finds the
+// volume free. The host returned on
+// the Keep's result and killed it, and the process was torn down after:
+// `enarx run` twice in a row (docs/storage.md's example, on a loaded
+// machine) failed with "in use by another Keep (lock held)". Stdio here
+// are files, which nothing drains: the return alone must be enough.
+func TestSealedVolumeFreeWhenRunReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a Go-built module to compile")
+	}
+	wasm := build(t, "hello")
+	dir := filepath.Join(hostDir(t), "sealed")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(dir, keepHostID(os.Geteuid()), keepHostID(os.Getegid()))
+	key := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(key, bytes.Repeat([]byte{0x42}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	toml := []byte(fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
+		"[[files]]\nkind = \"dir\"\nname = \"data\"\nguest_path = \"/data\"\nsource = \"sealed\"\nhost_path = %q\nkey = \"file:%s\"\n", dir, key))
+	cfg, err := config.Parse("Enarx.toml", toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		ctx := context.Background()
+		keys, err := hostio.VolumeKeys(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := hostio.Open(ctx, cfg)
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[0], files[1], files[2] = null, out, out
+		before := children(t) // a Keep of an earlier test may still be reaped
+		code, err := Backend{}.Run(ctx, &backend.Launch{Workload: keep.Workload{Wasm: wasm, Config: toml, ConfigName: "Enarx.toml"}, Config: cfg, Files: files,
+			Options: keep.Options{VolumeKeys: keys, CacheDir: testCacheDir}})
+		var kids []string
+		for _, k := range children(t) {
+			if !slices.Contains(before, k) {
+				kids = append(kids, k)
+			}
+		}
+		hostio.Close(files)
+		null.Close()
+		out.Close()
+		if code != 0 || err != nil {
+			t.Fatalf("run %d: %d %v", i, code, err)
+		}
+		if len(kids) > 0 {
+			t.Fatalf("run %d: the Keep (pid %v) was still there when the run returned", i, kids)
+		}
+		d, err := os.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		d.Close()
+		if err != nil {
+			t.Fatalf("run %d: the sealed volume is still locked after the run returned: %v", i, err)
+		}
+	}
+}
+
+// children lists the pids of this process's children (reaped ones are
+// not listed; zombies are).
+func children(t *testing.T) []string {
+	t.Helper()
+	tasks, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a thread that ended meanwhile
+		}
+		pids = append(pids, strings.Fields(string(b))...)
+	}
+	return pids
 }

@@ -85,8 +85,11 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 	// a writer that is not a file is waited for: the exec package copies
 	// them through a pipe until the process is gone, and the caller's
 	// writer must have them all, and be left alone, once run returns.
+	// A Keep passed a sealed volume's directory holds its lock
+	// (internal/hostio) until its process is gone: it is waited for too,
+	// so that a run that follows this one finds the volume free.
 	_, direct := h.stderr.(*os.File)
-	early := (h.stderr == nil || direct) && (log == nil || !log.Enabled(ctx, slog.LevelDebug))
+	early := (h.stderr == nil || direct) && (log == nil || !log.Enabled(ctx, slog.LevelDebug)) && !holdsVolumeLock(l)
 	res, werr, exited, err := awaitKeep(ctx, cmd, reply, early)
 	// On every path: what the Keep may have changed on the host is put
 	// back or checked once none of its threads can run (endKeep).
@@ -100,6 +103,20 @@ func run(ctx context.Context, l *backend.Launch, h hostOptions) (int, []Layer, e
 		logUsage(log, cmd)
 	}
 	return outcome(res, sent, werr)
+}
+
+// holdsVolumeLock reports whether the Keep gets a sealed volume's host
+// directory, whose flock(2) lock its copy of the descriptor holds.
+func holdsVolumeLock(l *backend.Launch) bool {
+	if l.Config == nil {
+		return false
+	}
+	for _, f := range l.Config.Files {
+		if f.Kind == config.KindDir && f.Dir != nil && f.Dir.Source == config.SourceSealed {
+			return true
+		}
+	}
+	return false
 }
 
 // keepFDs are the host's ends of a Keep process's channels and the
