@@ -520,15 +520,7 @@ func TestDirWorkload(t *testing.T) {
 			}
 			// A sealed volume keeps its ciphertext through hostfs in the
 			// same directory: the same system calls, nothing more.
-			sealedDir := filepath.Join(hostDir(t), "sealed")
-			if err := os.Mkdir(sealedDir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			os.Chown(sealedDir, keepHostID(os.Geteuid()), keepHostID(os.Getegid()))
-			key := filepath.Join(t.TempDir(), "key")
-			if err := os.WriteFile(key, bytes.Repeat([]byte{0x42}, 32), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			sealedDir, key := sealedHostDir(t)
 			sealedCfg := strings.Replace(cfg(sealedDir, false), `source = "host"`, `source = "sealed"`+"\nkey = \"file:"+key+"\"", 1)
 			r = runOn(t, b, wasm, sealedCfg, nil, "/data", "write:2", "read", "small:20")
 			if r.code != 0 || r.err != "" {
@@ -667,15 +659,7 @@ func TestSealedVolumeFreeWhenRunReturns(t *testing.T) {
 		t.Skip("a Go-built module to compile")
 	}
 	wasm := build(t, "hello")
-	dir := filepath.Join(hostDir(t), "sealed")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(dir, keepHostID(os.Geteuid()), keepHostID(os.Getegid()))
-	key := filepath.Join(t.TempDir(), "key")
-	if err := os.WriteFile(key, bytes.Repeat([]byte{0x42}, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, key := sealedHostDir(t)
 	toml := []byte(fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"+
 		"[[files]]\nkind = \"dir\"\nname = \"data\"\nguest_path = \"/data\"\nsource = \"sealed\"\nhost_path = %q\nkey = \"file:%s\"\n", dir, key))
 	cfg, err := config.Parse("Enarx.toml", toml)
@@ -748,4 +732,20 @@ func children(t *testing.T) []string {
 		pids = append(pids, strings.Fields(string(b))...)
 	}
 	return pids
+}
+
+// sealedHostDir makes an empty host directory for a sealed volume, which
+// the Keep's user may write, and a key file for it.
+func sealedHostDir(t *testing.T) (dir, key string) {
+	t.Helper()
+	dir = filepath.Join(hostDir(t), "sealed")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(dir, keepHostID(os.Geteuid()), keepHostID(os.Getegid()))
+	key = filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(key, bytes.Repeat([]byte{0x42}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, key
 }
