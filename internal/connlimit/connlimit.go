@@ -85,11 +85,11 @@ func New(ln net.Listener, lim Limits, log *slog.Logger) *Listener {
 
 // addrKey is the address a connection counts against for PerIP.
 func addrKey(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Prefix{} // not IP: all such share one key
+	t, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Prefix{} // not TCP: all such share one key
 	}
-	ip := ap.Addr().Unmap()
+	ip := t.AddrPort().Addr().Unmap()
 	bits := 32
 	if ip.Is6() {
 		bits = 64
