@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/bytecodealliance/wasmtime-go/v42"
 )
 
 // havePlainWasmtime: this build can run the plain wasmtime-go baselines.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/bytecodealliance/wasmtime-go/v42"
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/internal/engine/internal/instrument"
@@ -39,12 +39,12 @@ func init() {
 var WasmtimeVersion = func() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
-			if d.Path == "github.com/bytecodealliance/wasmtime-go/v39" {
+			if d.Path == "github.com/bytecodealliance/wasmtime-go/v42" {
 				return d.Version
 			}
 		}
 	}
-	return "v39"
+	return "v42"
 }()
 
 // wasmtimeSettings are the engine settings compiled code depends on;
