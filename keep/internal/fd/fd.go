@@ -172,7 +172,10 @@ type Stream interface {
 	Poller
 	// Read reads up to len(p) bytes. At end of stream it returns 0, io.EOF.
 	// If nonblock is set and no data is available it returns 0,
-	// ErrWouldBlock; otherwise it waits.
+	// ErrWouldBlock; otherwise it waits. A socket's error that ends
+	// reading (a reset) is returned by every later read too: the WASI
+	// layer drops an error that follows data in the same call (a later
+	// iovec's), as readv(2), and relies on the next read to report it.
 	Read(p []byte, nonblock bool) (int, error)
 	// Write writes p. A non-blocking write may be short or return
 	// ErrWouldBlock; a blocking write writes everything or fails.

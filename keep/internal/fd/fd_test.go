@@ -130,12 +130,15 @@ func TestTLSBufferedRecordsAreReady(t *testing.T) {
 	if _, err := s.Read(buf, true); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("drained stream: %v", err)
 	}
-	// The other direction and close_notify.
-	go func() { s.Write([]byte("reply"), true); s.Shutdown(ShutWrite) }()
+	// The other direction and close_notify. (Streams are used by one
+	// goroutine at a time: the reads below wait for this one.)
+	wrote := make(chan struct{})
+	go func() { defer close(wrote); s.Write([]byte("reply"), true); s.Shutdown(ShutWrite) }()
 	b, err := io.ReadAll(cc)
 	if err != nil || string(b) != "reply" {
 		t.Fatalf("client read %q %v", b, err)
 	}
+	within(t, "the write and shutdown(SHUT_WR)", func() { <-wrote })
 	cc.Close()
 	waitReady(t, s)
 	if n, err := s.Read(buf, true); n != 0 || err != io.EOF {

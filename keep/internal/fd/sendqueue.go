@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,13 @@ const maxQueued = maxNonblockWrite + maxRecord
 // read what it was sent (a flood of KeyUpdate requests).
 var errQueueFull = fmt.Errorf("TLS peer does not read what the Keep sends: %w", syscall.ENOBUFS)
 
+// errWriteShut fails a write after the guest shut writing down.
+var errWriteShut = fmt.Errorf("TLS stream's writing was shut down (sock_shutdown): %w", syscall.EPIPE)
+
+// closeNotifyTimeout is how long a closed TLS stream lingers to send its
+// queue and close_notify: crypto/tls's close_notify write deadline.
+const closeNotifyTimeout = 5 * time.Second
+
 // sendQueue is a TLSSocket's transport as crypto/tls sees it. Writes made
 // during a non-blocking call (a non-blocking write's records, what
 // crypto/tls answers during a non-blocking read) never wait for the peer:
@@ -40,12 +48,19 @@ type sendQueue struct {
 	// nonblock is set around the guest's non-blocking calls (by the
 	// guest's goroutine, the only one that reads and writes).
 	nonblock bool
+	// closing is set (as nonblock) around crypto/tls's close_notify
+	// (see closeWrite).
+	closing bool
 
 	mu   sync.Mutex
 	idle sync.Cond // signalled when busy ends
 	busy bool      // a flusher runs
 	out  []byte    // queued behind what the flusher writes
 	err  error     // a queued write failed: every later write fails
+	// shut is set once close_notify was written or queued (see
+	// closeWrite): the flusher closes the transport's write half after
+	// the queue, and later writes fail.
+	shut bool
 	// evfd is a write hint (see clearWriteHint) fired when busy ends;
 	// made with the first flusher, -1 before.
 	evfd      int
@@ -81,6 +96,12 @@ func (q *sendQueue) Read(p []byte) (int, error) {
 // Write implements net.Conn for crypto/tls.
 func (q *sendQueue) Write(p []byte) (int, error) {
 	q.mu.Lock()
+	if q.shut {
+		// Nothing goes after close_notify (crypto/tls answering a
+		// KeyUpdate would try).
+		q.mu.Unlock()
+		return 0, errWriteShut
+	}
 	for q.busy && !q.nonblock {
 		q.idle.Wait()
 	}
@@ -90,7 +111,7 @@ func (q *sendQueue) Write(p []byte) (int, error) {
 	}
 	if q.busy {
 		defer q.mu.Unlock()
-		if len(q.out)+len(p) > maxQueued {
+		if len(q.out)+len(p) > maxQueued && !q.closing {
 			return 0, errQueueFull
 		}
 		q.out = append(q.out, p...)
@@ -115,7 +136,9 @@ func (q *sendQueue) Write(p []byte) (int, error) {
 
 // queue starts a flusher for p (q not busy).
 func (q *sendQueue) queue(p []byte) error {
-	if q.evfd < 0 {
+	// A close_notify queued by closeWrite needs no write hint: nothing
+	// polls for the queue once writes fail.
+	if q.evfd < 0 && !q.closing {
 		evfd, err := newWriteHint()
 		if err != nil {
 			// Nothing to tell a poller when the queue is sent: wait.
@@ -147,11 +170,68 @@ func (q *sendQueue) flush() {
 			q.err = err
 		}
 	}
+	if q.shut && q.err == nil {
+		// close_notify was queued last (see closeWrite): the
+		// transport's write half ends after it, as a kernel's FIN
+		// after the data.
+		q.mu.Unlock()
+		err := q.transport.CloseWrite()
+		q.mu.Lock()
+		if err != nil {
+			q.err = err
+		}
+	}
 	q.out = nil
 	q.busy = false
 	q.idle.Broadcast()
 	q.mu.Unlock()
-	fireWriteHint(q.evfd)
+	if q.evfd >= 0 {
+		fireWriteHint(q.evfd)
+	}
+}
+
+// closeWrite has notify (crypto/tls's CloseWrite) make its close_notify
+// without waiting, as a non-blocking write: the alert goes behind the
+// queued ciphertext, or is queued itself if the transport does not take
+// it whole, whatever maxQueued says (one small record, once per stream).
+// The transport's write half is then closed at once if nothing is
+// queued, or else by the flusher once the queue is sent (without a
+// deadline, as a kernel's FIN waits behind unsent data). Later writes
+// fail with EPIPE. The deadlines crypto/tls sets around the alert are
+// ignored: they would cut the flusher's write short.
+func (q *sendQueue) closeWrite(notify func() error) error {
+	q.closing, q.nonblock = true, true
+	err := notify()
+	q.closing, q.nonblock = false, false
+	q.mu.Lock()
+	q.shut = true
+	busy := q.busy
+	q.mu.Unlock()
+	if err != nil || busy {
+		return err
+	}
+	return q.transport.CloseWrite()
+}
+
+// SetWriteDeadline implements net.Conn, except during closeWrite.
+func (q *sendQueue) SetWriteDeadline(t time.Time) error {
+	if q.closing {
+		return nil
+	}
+	return q.transport.SetWriteDeadline(t)
+}
+
+// drain waits until the flusher has sent the queue (and, after
+// closeWrite, closed the write half), or for closeNotifyTimeout at most,
+// as crypto/tls's close_notify waits: the transport's write deadline
+// ends the flusher's write.
+func (q *sendQueue) drain() {
+	q.transport.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
+	q.mu.Lock()
+	for q.busy {
+		q.idle.Wait()
+	}
+	q.mu.Unlock()
 }
 
 // flushing reports whether a flusher runs.

@@ -24,6 +24,12 @@ type TCPSocket struct {
 	c  *net.TCPConn
 	rc syscall.RawConn
 	fd int
+	// readErr is the error that ended reading (a reset): the kernel
+	// reports it to one read only, then end-of-file, and a read that
+	// follows data in the same fd_read or sock_recv (a later iovec) has
+	// its error dropped, as readv(2)'s. Kept, it is reported to the next
+	// read too, instead of a clean end.
+	readErr error
 }
 
 // NewTCPSocket wraps c. The socket is registered with Go's poller; blocking
@@ -46,19 +52,34 @@ func (s *TCPSocket) Filetype() Filetype { return FiletypeSocketStream }
 // Rights implements File.
 func (s *TCPSocket) Rights() uint64 { return RightsSocket }
 
-// Read implements Stream.
+// Read implements Stream. Once a read failed (a reset), every later
+// read fails the same way.
 func (s *TCPSocket) Read(p []byte, nonblock bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if s.readErr != nil {
+		return 0, s.readErr
+	}
 	if nonblock {
-		return rawRead(s.rc, p)
+		n, err := rawRead(s.rc, p)
+		return n, s.keepReadErr(err)
 	}
 	n, err := s.c.Read(p)
 	if n > 0 {
 		return n, nil
 	}
-	return 0, err
+	return 0, s.keepReadErr(err)
+}
+
+// keepReadErr keeps err in readErr if it ends reading for good: not the
+// end of the stream, "would block" or an interrupted call.
+func (s *TCPSocket) keepReadErr(err error) error {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.EAGAIN) &&
+		!errors.Is(err, syscall.EINTR) && !errors.Is(err, os.ErrDeadlineExceeded) {
+		s.readErr = err
+	}
+	return err
 }
 
 // Write implements Stream.
@@ -72,10 +93,14 @@ func (s *TCPSocket) Write(p []byte, nonblock bool) (int, error) {
 	return s.c.Write(p)
 }
 
-// Peek implements Peeker with recv(MSG_PEEK).
+// Peek implements Peeker with recv(MSG_PEEK). An error it reports (which
+// the kernel reports once, peeking or not) is kept for later reads.
 func (s *TCPSocket) Peek(p []byte, nonblock bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if s.readErr != nil {
+		return 0, s.readErr
 	}
 	var n int
 	var rerr error
@@ -85,10 +110,10 @@ func (s *TCPSocket) Peek(p []byte, nonblock bool) (int, error) {
 		n, _, rerr = unix.Recvfrom(int(fd), p, unix.MSG_PEEK)
 		return nonblock || rerr != unix.EAGAIN
 	}); err != nil {
-		return 0, err
+		return 0, s.keepReadErr(err)
 	}
 	if rerr != nil {
-		return 0, rerr
+		return 0, s.keepReadErr(rerr)
 	}
 	if n == 0 {
 		return 0, io.EOF
@@ -182,6 +207,9 @@ type TLSSocket struct {
 	// readShut is set once the guest shut reading: the transport's end
 	// is then its own doing, not a cut.
 	readShut bool
+	// writeShut is set once the guest shut writing: writes fail with
+	// EPIPE, close_notify is on its way (see Shutdown).
+	writeShut bool
 }
 
 // errTruncated ends a TLS stream whose transport ended without the
@@ -364,6 +392,9 @@ func (s *TLSSocket) Peek(p []byte, nonblock bool) (int, error) {
 // ciphertext is queued, and otherwise writes until the transport stops
 // taking records whole (what it did not take is queued).
 func (s *TLSSocket) Write(p []byte, nonblock bool) (int, error) {
+	if s.writeShut {
+		return 0, errWriteShut
+	}
 	if !nonblock {
 		return s.conn.Write(p)
 	}
@@ -394,16 +425,12 @@ func (s *TLSSocket) Write(p []byte, nonblock bool) (int, error) {
 // in vain.
 func (s *TLSSocket) PollFD(write bool) (int, bool) {
 	if write {
-		// Writable once the queue is sent and the transport can take
-		// more.
-		if fd, ok := s.w.pollQueue(); !ok {
-			return fd, false
-		}
-		fd, ok := s.raw.pollFD(true)
-		if !ok && !s.raw.pollHint() && pollNow(fd, true) {
+		if s.writeShut {
+			// A write fails at once, as after a kernel's
+			// shutdown(SHUT_WR).
 			return -1, true
 		}
-		return fd, ok
+		return s.writable()
 	}
 	for range maxPollTurns {
 		if len(s.stash) > 0 || s.pending != nil {
@@ -424,6 +451,19 @@ func (s *TLSSocket) PollFD(write bool) (int, bool) {
 	return -1, true
 }
 
+// writable is PollFD(true) before the guest shut writing: writable once
+// the queue is sent and the transport can take more.
+func (s *TLSSocket) writable() (int, bool) {
+	if fd, ok := s.w.pollQueue(); !ok {
+		return fd, false
+	}
+	fd, ok := s.raw.pollFD(true)
+	if !ok && !s.raw.pollHint() && pollNow(fd, true) {
+		return -1, true
+	}
+	return fd, ok
+}
+
 // FlushFD implements Flusher: flushed once the send queue is empty.
 func (s *TLSSocket) FlushFD() (int, bool) { return s.w.pollQueue() }
 
@@ -437,18 +477,25 @@ const maxPollTurns = 16
 // readiness says nothing of the queue.
 func (s *TLSSocket) PollHint(bool) bool { return true }
 
-// Shutdown implements Socket; shutting down writing sends close_notify,
-// after the queued ciphertext (crypto/tls gives both 5 s).
+// Shutdown implements Socket. Shutting down writing never waits, as a
+// kernel's shutdown(SHUT_WR) does not: close_notify goes behind the
+// queued ciphertext, and the transport's write half is closed after it,
+// in the background if the transport does not take them now (see
+// sendQueue.closeWrite: no goroutine beyond the send queue's flusher, no
+// deadline, as a FIN waits behind unsent data). Later writes fail with
+// EPIPE; fd_close lets the queue go first (see Close).
 func (s *TLSSocket) Shutdown(how int) error {
-	if how&ShutRead != 0 {
-		s.readShut = true
-	}
-	if how&ShutWrite != 0 {
-		if err := s.conn.CloseWrite(); err != nil {
-			return err
+	if how&ShutWrite != 0 && !s.writeShut {
+		s.writeShut = true
+		if err := s.w.closeWrite(s.conn.CloseWrite); err != nil {
+			return fmt.Errorf("sending TLS close_notify to %s: %w", s.raw.RemoteAddr(), err)
 		}
 	}
-	return shutdownHalves(s.raw, how)
+	if how&ShutRead != 0 {
+		s.readShut = true
+		return s.raw.CloseRead()
+	}
+	return nil
 }
 
 // maxLingering bounds the TLS streams closed while their peer did not
@@ -466,17 +513,28 @@ var lingering = make(chan struct{}, maxLingering)
 // peer does not read), that happens in the background, bounded by
 // crypto/tls's 5 s write deadline, and Close returns at once: as close(2)
 // of a TCP socket, fd_close never waits for the peer (a peer that stopped
-// reading stalled the whole guest for 5 s per connection). With
-// maxLingering streams lingering already, the transport is closed at
-// once instead: the peer sees the stream end without close_notify.
+// reading stalled the whole guest for 5 s per connection). After a
+// shutdown of writing, the close_notify is already queued: the queue is
+// sent the same way, within the same 5 s. With maxLingering streams
+// lingering already, the transport is closed at once instead: the peer
+// sees the stream end without close_notify.
 func (s *TLSSocket) Close() error {
-	if _, writable := s.PollFD(true); writable {
+	shut := s.writeShut
+	if shut {
+		if !s.w.flushing() {
+			return s.conn.Close()
+		}
+	} else if _, writable := s.writable(); writable {
 		return s.conn.Close()
 	}
 	select {
 	case lingering <- struct{}{}:
 		go func() {
 			defer func() { <-lingering }()
+			if shut {
+				// crypto/tls's Close sends nothing more.
+				s.w.drain()
+			}
 			s.conn.Close()
 		}()
 	default:
