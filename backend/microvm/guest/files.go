@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -28,6 +29,7 @@ type files struct {
 	queues  map[int][]pending
 	notify  map[int]func()
 	closed  map[int]bool
+	bad     map[int]error // the host sent an unacceptable stream: the entry fails
 	changed chan struct{}
 	err     error // the channel ended
 }
@@ -38,10 +40,14 @@ type pending struct {
 }
 
 func newFiles() *files {
-	return &files{queues: map[int][]pending{}, notify: map[int]func(){}, closed: map[int]bool{}, changed: make(chan struct{})}
+	return &files{queues: map[int][]pending{}, notify: map[int]func(){}, closed: map[int]bool{}, bad: map[int]error{},
+		changed: make(chan struct{})}
 }
 
-// add queues a stream for entry o.FD (on the reading goroutine).
+// add queues a stream for entry o.FD (on the reading goroutine). A stream
+// with a filetype streamFiletype refuses is reset and fails its entry:
+// the Keep runtime gets the error instead of a stream, and the run ends
+// with it.
 func (f *files) add(s *channel.Stream, o channel.Open) error {
 	if o.FD < 0 || o.FD >= keep.MaxFDs {
 		return fmt.Errorf("no [[files]] entry %d", o.FD)
@@ -51,13 +57,57 @@ func (f *files) add(s *channel.Stream, o channel.Open) error {
 	if f.closed[o.FD] {
 		return fmt.Errorf("[[files]] entry %d is closed", o.FD)
 	}
+	if err := f.bad[o.FD]; err != nil {
+		return err
+	}
+	ftype, err := streamFiletype(o.Filetype)
+	if err != nil {
+		f.bad[o.FD] = err
+		f.signal(o.FD)
+		return err
+	}
 	if len(f.queues[o.FD]) >= backlog {
 		return fmt.Errorf("[[files]] entry %d has %d connections waiting", o.FD, backlog)
 	}
 	s.SetPeer(o.Peer)
-	f.queues[o.FD] = append(f.queues[o.FD], pending{s: s, ftype: keep.Filetype(o.Filetype)})
+	f.queues[o.FD] = append(f.queues[o.FD], pending{s: s, ftype: ftype})
 	f.signal(o.FD)
 	return nil
+}
+
+// WASI preview1 filetypes (the values of keep.Filetype).
+const (
+	filetypeUnknown keep.Filetype = iota
+	filetypeBlockDevice
+	filetypeCharacterDevice
+	filetypeDirectory
+	filetypeRegularFile
+	filetypeSocketDgram
+	filetypeSocketStream
+	filetypeSymbolicLink
+)
+
+// streamFiletype checks the filetype the host sent with the stream of a
+// [[files]] entry: for a stdio entry it is what the workload's
+// fd_fdstat_get and fd_filestat_get report (the Keep runtime uses it for
+// nothing else, and ignores it for other entries, which send none). An
+// honest host sends keep.FiletypeOf of its side of the entry: unknown (a
+// pipe or FIFO), a block or character device, a regular file or a stream
+// socket, the things bytes can flow through; or a directory, which none
+// can. Anything else is refused: a value outside WASI's range, or a
+// directory, a symbolic link or a datagram socket, which would have the
+// workload take a byte stream for a directory to list, a link to follow
+// or a message-preserving socket it is not.
+func streamFiletype(t uint8) (keep.Filetype, error) {
+	switch ft := keep.Filetype(t); ft {
+	case filetypeUnknown, filetypeBlockDevice, filetypeCharacterDevice, filetypeRegularFile, filetypeSocketStream:
+		return ft, nil
+	case filetypeDirectory:
+		return 0, errors.New("the host sent this entry's stream as a directory (WASI filetype 3), which no stream is: if its host file is a directory, give the Keep a file, pipe, terminal or socket instead")
+	case filetypeSocketDgram, filetypeSymbolicLink:
+		return 0, fmt.Errorf("the host sent this entry's stream with WASI filetype %d (a datagram socket or a symbolic link), which no stream the host sends is", t)
+	}
+	return 0, fmt.Errorf("the host sent this entry's stream with filetype %d, which is not a WASI filetype (0 to 7)", t)
 }
 
 // signal wakes waiters; f.mu is held.
@@ -88,6 +138,10 @@ func (f *files) end(err error) {
 func (f *files) take(ctx context.Context, i int, try bool, deadline <-chan time.Time) (pending, error) {
 	for {
 		f.mu.Lock()
+		if err := f.bad[i]; err != nil {
+			f.mu.Unlock()
+			return pending{}, err
+		}
 		if q := f.queues[i]; len(q) > 0 {
 			p := q[0]
 			q[0] = pending{}
@@ -171,7 +225,7 @@ func (a *acceptor) TryAccept() (keep.Conn, error) {
 func (a *acceptor) Pending() bool {
 	a.f.mu.Lock()
 	defer a.f.mu.Unlock()
-	return len(a.f.queues[a.i]) > 0 || a.f.closed[a.i] || a.f.err != nil
+	return len(a.f.queues[a.i]) > 0 || a.f.closed[a.i] || a.f.bad[a.i] != nil || a.f.err != nil
 }
 
 func (a *acceptor) SetNotify(n func()) {

@@ -32,6 +32,7 @@ const portWait = 30 * time.Second
 // ends by powering the VM off (the host then reads the exit status it was
 // sent, or, without one, reports that the Keep failed).
 func Main() {
+	tbErr := limitTraceback()
 	defer poweroff()
 	defer func() {
 		if p := recover(); p != nil {
@@ -39,6 +40,9 @@ func Main() {
 		}
 	}()
 	var early earlyLog
+	if tbErr != nil {
+		early.add(slog.LevelWarn, "limiting crash output", "err", tbErr.Error())
+	}
 	if err := mountAll(); err != nil {
 		early.add(slog.LevelError, "preparing the guest", "err", err.Error())
 	}
@@ -59,6 +63,33 @@ func Main() {
 	early.add(slog.LevelDebug, "keep guest ready", "tee", tee, "modules", strings.Join(loaded, ","),
 		"init_at", start, "modules_loaded_at", modulesDone, "port_open_at", uptime())
 	Serve(context.Background(), port, Env{TEE: tee, Evidence: evidenceFor, TempDir: "/tmp", Early: early.records})
+}
+
+// limitTraceback keeps goroutine stacks off the console, which the host
+// reads: a Go traceback prints the argument words of every frame in hex,
+// which can be words of keys. With GOTRACEBACK=none, an unhandled panic
+// or a fatal error of the program (a concurrent map write, a bad unlock)
+// prints its message and no stack. The runtime takes GOTRACEBACK from the
+// environment when the process starts, and debug.SetTraceback can never
+// set less than that (unset counts as "single", one stack), so /init
+// without it execs itself again, still PID 1, with GOTRACEBACK=none
+// (whatever the kernel command line put in init's environment) and
+// returns only if that fails. There is no switch for more: the log level
+// is the host's word. The runtime's own fatal errors (out of memory, a
+// stack overflow, memory corruption) still print full tracebacks: Go
+// forces them.
+func limitTraceback() error {
+	if os.Getenv("GOTRACEBACK") == "none" {
+		return nil
+	}
+	env := []string{"GOTRACEBACK=none"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOTRACEBACK=") {
+			env = append(env, kv)
+		}
+	}
+	err := unix.Exec(os.Args[0], os.Args, env)
+	return fmt.Errorf("executing %s again with GOTRACEBACK=none (a crash of the Keep will print goroutine stacks on the console): %w", os.Args[0], err)
 }
 
 // uptime is the guest's /proc/uptime, for boot timings in debug logs.
@@ -100,18 +131,30 @@ func poweroff() {
 	}
 }
 
+// mount is one file system mountAll mounts.
+type mount struct {
+	src, dst, fstype string
+	flags            uintptr
+	data             string
+}
+
+// mounts are the guest's file systems. None holds anything to execute (the
+// only executable is /init, in the initramfs root), so every one is
+// noexec and nosuid, and all but /dev nodev. /tmp holds the compilation
+// cache, whose files the engines only read: wazero copies the machine
+// code into anonymous memory it then makes executable, and wasmtime (not
+// in the guest's pure Go build) would map a cache file only from a mount
+// that is not noexec (execMount in keep/internal/engine), else copy it.
+var mounts = []mount{
+	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755"},
+	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=0700"},
+}
+
 func mountAll() error {
 	var errs []error
-	for _, m := range []struct {
-		src, dst, fstype string
-		flags            uintptr
-		data             string
-	}{
-		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755"},
-		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0700"},
-	} {
+	for _, m := range mounts {
 		os.MkdirAll(m.dst, 0o755)
 		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
 			errs = append(errs, fmt.Errorf("mounting %s: %w", m.dst, err))

@@ -1,9 +1,17 @@
 package guest
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeRoot builds a guest file system root with the given files (contents)
@@ -97,5 +105,99 @@ func TestLockKernel(t *testing.T) {
 	lockKernel(fakeRoot(t, map[string]string{"proc/sys/kernel/": ""}), &early)
 	if len(early.records) != 0 {
 		t.Errorf("warnings for a kernel without the switches: %+v", early.records)
+	}
+}
+
+// Nothing in the guest runs from its mounted file systems (the compilation
+// cache in /tmp is read, its code copied into memory the engine makes
+// executable), so every mount is noexec and nosuid, and all but /dev
+// nodev: /tmp, which holds what the host sends, used to be exec.
+func TestMountFlags(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range mounts {
+		seen[m.dst] = true
+		if m.flags&unix.MS_NOEXEC == 0 {
+			t.Errorf("%s is mounted without MS_NOEXEC", m.dst)
+		}
+		if m.flags&unix.MS_NOSUID == 0 {
+			t.Errorf("%s is mounted without MS_NOSUID", m.dst)
+		}
+		if m.flags&unix.MS_NODEV == 0 && m.dst != "/dev" {
+			t.Errorf("%s is mounted without MS_NODEV", m.dst)
+		}
+	}
+	for _, d := range []string{"/proc", "/sys", "/dev", "/tmp"} {
+		if !seen[d] {
+			t.Errorf("%s is not among the mounts", d)
+		}
+	}
+}
+
+// secretWord is an argument value a traceback would print in hex.
+const secretWord = 0x5ec2e75ec2e75ec2
+
+// panicHolding crashes with key as an argument. An array (of more than
+// one element) is passed on the stack, where a traceback finds and prints
+// it, as it would a key's words.
+//
+//go:noinline
+func panicHolding(key [2]uint64, how string) {
+	switch how {
+	case "panic":
+		panic("guest test panic")
+	case "fatal":
+		var mu sync.Mutex
+		mu.Unlock() // fatal error: sync: unlock of unlocked mutex
+	}
+	_ = key
+}
+
+// An unhandled panic (or fatal error) in the Keep's /init prints its
+// message, on the console the host reads, but no goroutine stacks: a
+// traceback prints each frame's argument words, which can be words of
+// key material. Each case runs in a child process of the test binary,
+// started as the kernel starts /init (no GOTRACEBACK), which sets itself
+// up as Main does (it execs itself again) and then crashes in a goroutine
+// while a frame holds a recognisable argument.
+func TestPanicShowsNoStacks(t *testing.T) {
+	if how := os.Getenv("ENARX_GUEST_TEST_CRASH"); how != "" {
+		if err := limitTraceback(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		done := make(chan struct{})
+		go func() { panicHolding([2]uint64{secretWord, secretWord}, how); close(done) }()
+		<-done
+		os.Exit(0)
+	}
+	for _, c := range []struct{ how, msg string }{
+		{"panic", "panic: guest test panic"},
+		{"fatal", "fatal error: sync: unlock of unlocked mutex"},
+	} {
+		t.Run(c.how, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang guard
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPanicShowsNoStacks$", "-test.count=1")
+			// /init has no GOTRACEBACK (it would be the floor of
+			// SetTraceback); neither has the child.
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "GOTRACEBACK=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, "ENARX_GUEST_TEST_CRASH="+c.how)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("the child did not crash:\n%s", out)
+			}
+			if !strings.Contains(string(out), c.msg) {
+				t.Errorf("the crash does not show its message %q:\n%s", c.msg, out)
+			}
+			for _, leak := range []string{fmt.Sprintf("%x", uint64(secretWord)), "goroutine ", "panicHolding"} {
+				if strings.Contains(string(out), leak) {
+					t.Errorf("the crash output shows %q:\n%s", leak, out)
+				}
+			}
+		})
 	}
 }

@@ -9,10 +9,13 @@
 // Trust: everything that comes over the channel is from the untrusted host.
 // The workload and config are hashed into the Keep's identity by
 // keep.Run, the config is parsed here, every stream is checked against the
-// config by keep, and TLS ends here. Whether the Keep runs in a TEE is the
-// Keep's own finding (Detect), never the host's word, and a Keep in a TEE
-// never runs machine code the host supplies (the compilation cache is used
-// only in plain KVM Keeps, whose host is trusted with the guest anyway).
+// config by keep (and a stdio stream's filetype here, streamFiletype), and
+// TLS ends here. The host also reads the guest's console: nothing secret
+// goes there, and a crash prints no goroutine stacks (limitTraceback).
+// Whether the Keep runs in a TEE is the Keep's own finding (Detect), never
+// the host's word, and a Keep in a TEE never runs machine code the host
+// supplies (the compilation cache is used only in plain KVM Keeps, whose
+// host is trusted with the guest anyway).
 // The one thing the host decides is availability: it can stop the VM, or
 // delay and refuse streams, at any time.
 package guest

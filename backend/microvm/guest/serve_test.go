@@ -3,6 +3,7 @@ package guest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -171,6 +172,50 @@ func TestExitStatusWithLongError(t *testing.T) {
 			}
 			if len(e.Error) > maxExitText+64 {
 				t.Errorf("the exit status carries %d bytes of error text (at most %d)", len(e.Error), maxExitText)
+			}
+		})
+	}
+}
+
+// TestStdioFiletype: the filetype the host sends with a stdio stream is
+// what the workload's fd_fdstat_get reports, so the Keep takes only those
+// a byte stream can have (what keep.FiletypeOf gives for a pipe, a
+// device, a regular file or a stream socket). Any other value, outside
+// WASI's range or a directory, symbolic link or datagram socket, fails
+// the run with an error that says so, at once (it used to be passed on to
+// the workload as it came).
+func TestStdioFiletype(t *testing.T) {
+	for _, tc := range []struct {
+		ftype uint8
+		ok    bool
+	}{
+		{0, true}, {1, true}, {2, true}, {4, true}, {6, true}, // unknown (pipe), block, char, regular, stream socket
+		{3, false}, {5, false}, {7, false}, // directory, datagram socket, symbolic link
+		{8, false}, {255, false}, // not WASI filetypes
+	} {
+		t.Run(fmt.Sprint(tc.ftype), func(t *testing.T) {
+			h := serveKeep(t)
+			if err := h.mux.Send(channel.TypeLaunch, channel.Encode(channel.Launch{Version: channel.Version, HasConfig: true})); err != nil {
+				t.Fatal(err)
+			}
+			h.send(t, channel.RoleConfig, []byte("[[files]]\nkind = \"stdin\"\n"))
+			h.send(t, channel.RoleWasm, trapModule("boom"))
+			st, err := h.mux.Open(channel.Open{Role: channel.RoleFile, FD: 0, Filetype: tc.ftype})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.CloseWrite()
+			e := h.waitExit(t)
+			if tc.ok {
+				// The stream was taken: the module ran (and trapped).
+				if e.Code != 1 || !strings.Contains(e.Error, "trapped") {
+					t.Fatalf("exit status %d, error %.300q; want 1 and the trap", e.Code, e.Error)
+				}
+				return
+			}
+			if e.Code == 0 || strings.Contains(e.Error, "trapped") || !strings.Contains(e.Error, "fd 0 (stdin") ||
+				!strings.Contains(e.Error, fmt.Sprintf("filetype %d", tc.ftype)) {
+				t.Fatalf("exit status %d, error %.300q; want the run refused for the stdin stream's filetype %d", e.Code, e.Error, tc.ftype)
 			}
 		})
 	}
