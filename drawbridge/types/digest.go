@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -192,28 +191,13 @@ func (d Digests) appendJSON(b *bytes.Buffer) {
 // UnmarshalJSON decodes {"sha-256":"<b64>",...}; unknown algorithms,
 // duplicate keys and wrong-length digests are errors.
 func (d *Digests) UnmarshalJSON(data []byte) error {
-	kvs, err := decodeObject(data)
-	if err != nil {
-		return fmt.Errorf("digest set: %w", err)
+	p := parser{data: data}
+	out, err := p.digests()
+	if err == nil {
+		err = p.end("object")
 	}
-	out := make(Digests, len(kvs))
-	for _, kv := range kvs {
-		a, err := ParseAlgorithm(kv.key)
-		if err != nil {
-			return fmt.Errorf("digest set: %w", err)
-		}
-		if _, dup := out[a]; dup {
-			return fmt.Errorf("digest set: duplicate algorithm %s", a)
-		}
-		var s string
-		if err := json.Unmarshal(kv.value, &s); err != nil {
-			return fmt.Errorf("digest set: %s: value is not a string", a)
-		}
-		sum, err := decodeDigest(a, s)
-		if err != nil {
-			return fmt.Errorf("digest set: %w", err)
-		}
-		out[a] = sum
+	if err != nil {
+		return err
 	}
 	*d = out
 	return nil

@@ -120,50 +120,12 @@ type Entry struct {
 
 // ParseEntry parses a tree entry (also the body of an unsigned tag).
 func ParseEntry(data []byte) (Entry, error) {
-	kvs, err := decodeObject(data)
+	p := parser{data: data}
+	e, err := p.entry()
+	if err == nil {
+		err = p.end("object")
+	}
 	if err != nil {
-		return Entry{}, fmt.Errorf("tree entry: %w", err)
-	}
-	var e Entry
-	var haveDigest, haveLength, haveType bool
-	for _, kv := range kvs {
-		switch kv.key {
-		case "digest":
-			if err := json.Unmarshal(kv.value, &e.Digest); err != nil {
-				return Entry{}, fmt.Errorf("tree entry: %w", err)
-			}
-			haveDigest = true
-		case "length":
-			var n json.Number
-			if err := json.Unmarshal(kv.value, &n); err != nil {
-				return Entry{}, errors.New("tree entry: length is not a number")
-			}
-			l, err := n.Int64()
-			if err != nil || l < 0 || n.String() != fmt.Sprint(l) {
-				return Entry{}, fmt.Errorf("tree entry: invalid length %s", n)
-			}
-			e.Length = l
-			haveLength = true
-		case "type":
-			if err := json.Unmarshal(kv.value, &e.Type); err != nil {
-				return Entry{}, errors.New("tree entry: type is not a string")
-			}
-			haveType = true
-		default:
-			var b bytes.Buffer
-			if err := appendCanonical(&b, kv.value, 0); err != nil {
-				return Entry{}, fmt.Errorf("tree entry: field %q: %w", kv.key, err)
-			}
-			if e.Extra == nil {
-				e.Extra = map[string]json.RawMessage{}
-			}
-			e.Extra[kv.key] = b.Bytes()
-		}
-	}
-	if !haveDigest || !haveLength || !haveType {
-		return Entry{}, errors.New(`tree entry: "digest", "length" and "type" are required`)
-	}
-	if err := e.Meta.Validate(); err != nil {
 		return Entry{}, fmt.Errorf("tree entry: %w", err)
 	}
 	return e, nil
@@ -208,26 +170,13 @@ type Directory map[TreeName]Entry
 const maxDirectoryEntries = 100000
 
 // ParseDirectory parses directory node content. Names must be valid tree
-// names and unique.
+// names and unique. It reads the content once, in time and allocations
+// linear in its size (see parser).
 func ParseDirectory(data []byte) (Directory, error) {
-	kvs, err := decodeObject(data)
+	p := parser{data: data}
+	d, err := p.directory()
 	if err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
-	}
-	if len(kvs) > maxDirectoryEntries {
-		return nil, fmt.Errorf("directory: more than %d entries", maxDirectoryEntries)
-	}
-	d := make(Directory, len(kvs))
-	for _, kv := range kvs {
-		n, err := ParseTreeName(kv.key)
-		if err != nil {
-			return nil, fmt.Errorf("directory: %w", err)
-		}
-		e, err := ParseEntry(kv.value)
-		if err != nil {
-			return nil, fmt.Errorf("directory: entry %q: %w", n, err)
-		}
-		d[n] = e
 	}
 	return d, nil
 }

@@ -8,8 +8,9 @@ import (
 
 // parseSlots bounds the directory parses running at once in the process,
 // whatever the number of registries: parsing a directory of
-// MaxDirectorySize bytes costs about 2 s of CPU and, at its peak, several
-// hundred MiB of memory, and a repository owner can send many such
+// MaxDirectorySize bytes costs up to about 1 s of CPU (types.ParseDirectory;
+// see docs/drawbridge.md, "Performance") and, at its peak, a few hundred
+// MiB of memory, and a repository owner can send many such
 // uploads (to many tags) in parallel. A parse waits for a slot (or for its
 // context to end); it holds the slot only while it parses, never while it
 // reads a body or waits for anything else, so a slow client cannot keep a
