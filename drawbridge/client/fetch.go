@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,14 +32,11 @@ func (c *Client) FetchTree(ctx context.Context, p PackageSpec, dst string) (*Tag
 	if err != nil {
 		return nil, err
 	}
-	stage, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-")
+	stage, err := mkdirStage(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-")
 	if err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dst, err)
 	}
 	defer os.RemoveAll(stage) // after a successful rename there is nothing left
-	if err := os.Chmod(stage, 0o755); err != nil {
-		return nil, err
-	}
 	budget := &fetchBudget{}
 	if tag.Entry.Type == types.DirectoryType {
 		err = c.fetchDir(ctx, p, types.TreePath{}, tag.Entry.Meta, stage, budget)
@@ -52,6 +50,32 @@ func (c *Client) FetchTree(ctx context.Context, p PackageSpec, dst string) (*Tag
 		return nil, fmt.Errorf("creating %s: %w", dst, err)
 	}
 	return tag, nil
+}
+
+// dirMode is the mode FetchTree creates directories with, less the umask
+// (the kernel applies it, and a default ACL if the parent has one), as
+// mkdir(1) does; files get fileMode, less the umask.
+const (
+	dirMode  = 0o777
+	fileMode = 0o644
+)
+
+// mkdirStage creates a new directory parent/prefix<random> with dirMode.
+// Unlike os.MkdirTemp, which creates it 0o700 (and FetchTree then chmodded
+// it 0o755, whatever the umask), the mode follows the umask as it does for
+// the directories and files inside, without reading the umask: that
+// takes umask(2), which changes it for the whole process while it reads
+// it, a race with every other thread creating files.
+func mkdirStage(parent, prefix string) (string, error) {
+	for range 100 {
+		var b [8]byte
+		rand.Read(b[:])
+		p := filepath.Join(parent, prefix+hex.EncodeToString(b[:]))
+		if err := os.Mkdir(p, dirMode); !errors.Is(err, fs.ErrExist) {
+			return p, err
+		}
+	}
+	return "", fmt.Errorf("no unused name for a directory in %s", parent)
 }
 
 // MaxFetchSize bounds the total size of a tree FetchTree downloads.
@@ -95,7 +119,7 @@ func (c *Client) fetchDir(ctx context.Context, p PackageSpec, at types.TreePath,
 		child := at.Child(name)
 		path := filepath.Join(dir, string(name))
 		if e.Type == types.DirectoryType {
-			if err := os.Mkdir(path, 0o755); err != nil {
+			if err := os.Mkdir(path, dirMode); err != nil {
 				return err
 			}
 			if err := c.fetchDir(ctx, p, child, e.Meta, path, budget); err != nil {
@@ -114,7 +138,7 @@ func (c *Client) fetchDir(ctx context.Context, p PackageSpec, at types.TreePath,
 }
 
 func (c *Client) fetchFile(ctx context.Context, p PackageSpec, at types.TreePath, want types.Meta, path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return err
 	}

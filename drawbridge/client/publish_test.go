@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,5 +178,47 @@ func testLargeBodies(t *testing.T, start func(testing.TB, ...func(*httptest.Serv
 	}
 	if _, err := c.Tags(ctx, repo); err != nil {
 		t.Fatalf("small request after a refused large upload: %v", err)
+	}
+}
+
+// TestPublishRefusesSwappedFile: a file replaced by a symbolic link (or by
+// another file) between BuildTree's hashing and the upload is refused
+// before any of the other file's bytes leave the machine: the upload opens
+// the path without following a link and checks it is the file hashed.
+func TestPublishRefusesSwappedFile(t *testing.T) {
+	c, repo := startRegistry(t)
+	ctx := context.Background()
+	secret := filepath.Join(t.TempDir(), "id_ed25519")
+	os.WriteFile(secret, []byte("PRIVATE KEY"), 0o600)
+	for i, swap := range []func(p string) error{
+		func(p string) error { return os.Symlink(secret, p) },
+		func(p string) error {
+			// A new file, which may get the old one's inode number: its
+			// modification time differs (set, so as not to depend on the
+			// clock's granularity).
+			if err := os.WriteFile(p, []byte("PRIVATE KEY"), 0o600); err != nil {
+				return err
+			}
+			return os.Chtimes(p, time.Time{}, time.Now().Add(time.Hour))
+		},
+	} {
+		dir := t.TempDir()
+		writeFiles(t, dir, map[string]string{"main.wasm": "wasm", "data": "public data"})
+		tree, err := BuildTree(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "data")
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := swap(p); err != nil {
+			t.Fatal(err)
+		}
+		spec := PackageSpec{RepoSpec: repo, Tag: types.TagName(fmt.Sprintf("1.0.%d", i))}
+		err = c.Publish(ctx, spec, tree)
+		if err == nil || !strings.Contains(err.Error(), p) || IsStatus(err, 400) {
+			t.Fatalf("swap %d: publish: %v; want a local error naming %s", i, err, p)
+		}
 	}
 }

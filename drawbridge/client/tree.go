@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
@@ -28,6 +29,12 @@ type Node struct {
 	Body []byte
 	// File is the local path of a file node.
 	File string
+	// hashed is what the opened file was when BuildTree hashed it, and
+	// follow whether File may be a symbolic link (only a single-file
+	// package's path, which the user named): the upload opens File the
+	// same way and refuses a different file (see openHashed).
+	hashed os.FileInfo
+	follow bool
 }
 
 // Tree is a local file or directory with every node's entry computed
@@ -44,8 +51,10 @@ func (t *Tree) Root() types.Entry { return t.Nodes[0].Entry }
 // BuildTree prepares path for publishing. A file must be named main.wasm and
 // becomes a single-node package. A directory must contain main.wasm; it may
 // contain an Enarx.toml, other files and nested directories (unlike
-// upstream, which refuses nesting). Every name must be a valid tree name;
-// symbolic links are followed to regular files only.
+// upstream, which refuses nesting). Every name must be a valid tree name.
+//
+// Symbolic links inside a package directory are refused (see
+// symlinkError); path itself may be one, since the user named it.
 func BuildTree(path string) (*Tree, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -56,17 +65,20 @@ func BuildTree(path string) (*Tree, error) {
 		if filepath.Base(path) != "main.wasm" {
 			return nil, fmt.Errorf("invalid file name: %q (a single-file package must be named main.wasm)", filepath.Base(path))
 		}
-		e, err := hashFile(path, types.WasmType)
+		e, hashed, err := hashFile(path, types.WasmType, true)
 		if err != nil {
 			return nil, err
 		}
-		t.Nodes = []Node{{Path: types.TreePath{}, Entry: e, File: path}}
+		t.Nodes = []Node{{Path: types.TreePath{}, Entry: e, File: path, hashed: hashed, follow: true}}
 		return t, nil
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("invalid package %q: not a regular file or directory", path)
 	}
-	w, err := os.Stat(filepath.Join(path, "main.wasm"))
+	w, err := os.Lstat(filepath.Join(path, "main.wasm"))
+	if err == nil && w.Mode()&fs.ModeSymlink != 0 {
+		return nil, symlinkError(filepath.Join(path, "main.wasm"))
+	}
 	if err != nil || !w.Mode().IsRegular() {
 		return nil, fmt.Errorf("invalid package directory %q: it must contain a main.wasm file", path)
 	}
@@ -105,14 +117,14 @@ func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error)
 			return types.Entry{}, fmt.Errorf("invalid file name: %q in %s: %w", de.Name(), dir, err)
 		}
 		p := filepath.Join(dir, de.Name())
-		st, err := os.Stat(p) // follows symbolic links
+		st, err := os.Lstat(p)
 		if err != nil {
 			return types.Entry{}, fmt.Errorf("reading package: %w", err)
 		}
 		child := at.Child(name)
 		switch {
-		case st.IsDir() && de.Type()&fs.ModeSymlink != 0:
-			return types.Entry{}, fmt.Errorf("%s: symbolic links to directories are not supported", p)
+		case st.Mode()&fs.ModeSymlink != 0:
+			return types.Entry{}, symlinkError(p)
 		case st.IsDir():
 			e, err := buildDir(p, child, nodes)
 			if err != nil {
@@ -120,11 +132,11 @@ func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error)
 			}
 			d[name] = e
 		case st.Mode().IsRegular():
-			e, err := hashFile(p, types.MediaTypeFor(string(name)))
+			e, hashed, err := hashFile(p, types.MediaTypeFor(string(name)), false)
 			if err != nil {
 				return types.Entry{}, err
 			}
-			*nodes = append(*nodes, Node{Path: child, Entry: e, File: p})
+			*nodes = append(*nodes, Node{Path: child, Entry: e, File: p, hashed: hashed})
 			d[name] = e
 		default:
 			return types.Entry{}, fmt.Errorf("%s: only regular files and directories can be published", p)
@@ -144,29 +156,94 @@ func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error)
 	return e, nil
 }
 
+// symlinkError is the error for a symbolic link inside a package
+// directory. Upstream's client (Tree::from_path_sync) follows symbolic
+// links, so a link to a file outside the package (~/.ssh/id_ed25519,
+// /etc/shadow) publishes that file's contents to the registry, where they
+// cannot be deleted: enarx refuses them instead.
+func symlinkError(p string) error {
+	return fmt.Errorf("%s is a symbolic link: enarx does not publish symbolic links, which could publish a file from outside the package; replace the link with a copy of the file it points to", p)
+}
+
+// openHashed opens a file of a package without following a symbolic link
+// at its last component (unless follow), and checks that it is a regular
+// file and, if hashed is not nil, the file hashed was (sameFile): a file
+// replaced between hashing and uploading, by a link or otherwise, is
+// refused before any of its bytes are sent.
+func openHashed(path string, follow bool, hashed os.FileInfo) (*os.File, os.FileInfo, error) {
+	flags := os.O_RDONLY | syscall.O_NONBLOCK // a FIFO must not block the open
+	if !follow {
+		flags |= oNoFollow
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		if !follow && errors.Is(err, syscall.ELOOP) {
+			return nil, nil, symlinkError(path)
+		}
+		return nil, nil, fmt.Errorf("reading package: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("reading package: %w", err)
+	}
+	switch {
+	case hashed != nil && !sameFile(st, hashed):
+		err = fmt.Errorf("%s was replaced or changed after it was hashed; publish again", path)
+	case !st.Mode().IsRegular():
+		err = fmt.Errorf("%s: only regular files and directories can be published", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
+// sameFile reports whether st is the file hashed was, unchanged as far as
+// its size and modification time tell: a new file may reuse the inode of
+// the one it replaced. (A change within the file system's timestamp
+// granularity can go unseen; the registry still refuses content that does
+// not match its digest.)
+func sameFile(st, hashed os.FileInfo) bool {
+	return os.SameFile(st, hashed) && st.Size() == hashed.Size() && st.ModTime().Equal(hashed.ModTime())
+}
+
 // parallelHashSize is the file size from which hashFile splits the four
 // digests over two goroutines.
 const parallelHashSize = 4 << 20
 
 // hashFile computes a file's entry (all four digests, as upstream clients
-// send). Large files are read twice in parallel, each read feeding one
-// SHA-256-family and one SHA-512-family digest (SHA-256 + SHA-512 on one
-// core, SHA-224 + SHA-384 on another). Pairing them that way balances the
-// two halves: without SHA extensions SHA-512 is about as fast as SHA-256,
-// but with them (SHA-NI) SHA-256 is two to three times faster, and
-// grouping the two SHA-512-family digests together would leave one core
-// waiting for the other. The second read comes from the page cache.
-func hashFile(path, mediaType string) (types.Entry, error) {
+// send) and returns what the file was (see openHashed). Large files are
+// read twice in parallel, each read feeding one SHA-256-family and one
+// SHA-512-family digest (SHA-256 + SHA-512 on one core, SHA-224 + SHA-384
+// on another). Pairing them that way balances the two halves: without SHA
+// extensions SHA-512 is about as fast as SHA-256, but with them (SHA-NI)
+// SHA-256 is two to three times faster, and grouping the two
+// SHA-512-family digests together would leave one core waiting for the
+// other. The second read comes from the page cache, of the same file.
+func hashFile(path, mediaType string, follow bool) (types.Entry, os.FileInfo, error) {
 	if err := types.ValidateMediaType(mediaType); err != nil {
-		return types.Entry{}, err
+		return types.Entry{}, nil, err
 	}
-	st, err := os.Stat(path)
+	f, st, err := openHashed(path, follow, nil)
 	if err != nil {
-		return types.Entry{}, fmt.Errorf("reading package: %w", err)
+		return types.Entry{}, nil, err
 	}
+	files := []*os.File{f}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	groups := [][]types.Algorithm{types.Algorithms}
 	if st.Size() >= parallelHashSize && runtime.GOMAXPROCS(0) > 1 {
 		groups = [][]types.Algorithm{{types.SHA256, types.SHA512}, {types.SHA224, types.SHA384}}
+		f2, _, err := openHashed(path, follow, st)
+		if err != nil {
+			return types.Entry{}, nil, err
+		}
+		files = append(files, f2)
 	}
 	type result struct {
 		sum types.Digests
@@ -179,14 +256,8 @@ func hashFile(path, mediaType string) (types.Entry, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, err := os.Open(path)
-			if err != nil {
-				results[i].err = err
-				return
-			}
-			defer f.Close()
 			h := types.NewHasher(algs...)
-			_, err = io.Copy(h, f)
+			_, err := io.Copy(h, files[i])
 			results[i] = result{h.Sum(), h.Len(), err}
 		}()
 	}
@@ -194,14 +265,14 @@ func hashFile(path, mediaType string) (types.Entry, error) {
 	sum := types.Digests{}
 	for _, r := range results {
 		if r.err != nil {
-			return types.Entry{}, fmt.Errorf("reading package: %w", r.err)
+			return types.Entry{}, nil, fmt.Errorf("reading package: %w", r.err)
 		}
 		if r.n != results[0].n {
-			return types.Entry{}, fmt.Errorf("%s changed while it was being hashed", path)
+			return types.Entry{}, nil, fmt.Errorf("%s changed while it was being hashed", path)
 		}
 		maps.Copy(sum, r.sum)
 	}
-	return types.Entry{Meta: types.Meta{Digest: sum, Length: results[0].n, Type: mediaType}}, nil
+	return types.Entry{Meta: types.Meta{Digest: sum, Length: results[0].n, Type: mediaType}}, st, nil
 }
 
 // Publish uploads t as the tag p: the tag entry first, then every node,
@@ -235,7 +306,7 @@ func (c *Client) putNode(ctx context.Context, p PackageSpec, nd Node) error {
 	if nd.Body != nil {
 		return c.put(ctx, u, "", nd.Entry.Meta, bytes.NewReader(nd.Body))
 	}
-	f, err := os.Open(nd.File)
+	f, _, err := openHashed(nd.File, nd.follow, nd.hashed)
 	if err != nil {
 		return err
 	}

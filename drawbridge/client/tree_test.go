@@ -122,18 +122,47 @@ func TestBuildTreeRejects(t *testing.T) {
 			}
 		})
 	}
-	// Symbolic links to regular files are followed.
+}
+
+// TestBuildTreeRefusesSymlinks: a symbolic link in a package directory,
+// to a file outside it (a private key, say) or inside it, is refused with
+// an error that names it and says what to do; upstream follows it and
+// publishes the file it points to. The package path itself may be one.
+func TestBuildTreeRefusesSymlinks(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"real.wasm": "w"})
-	pkg := filepath.Join(dir, "pkg")
-	os.Mkdir(pkg, 0o755)
-	os.Symlink(filepath.Join(dir, "real.wasm"), filepath.Join(pkg, "main.wasm"))
-	tree, err := BuildTree(pkg)
-	if err != nil {
-		t.Fatal(err)
+	writeFiles(t, dir, map[string]string{"id_ed25519": "PRIVATE KEY", "real.wasm": "w"})
+	for name, target := range map[string]string{
+		"id_ed25519": filepath.Join(dir, "id_ed25519"), // a file outside the package
+		"main.wasm":  filepath.Join(dir, "real.wasm"),  // the module itself
+		"relative":   "main.wasm",                      // a file inside it
+	} {
+		t.Run(name, func(t *testing.T) {
+			pkg := t.TempDir()
+			if name != "main.wasm" {
+				writeFiles(t, pkg, map[string]string{"main.wasm": "w"})
+			}
+			link := filepath.Join(pkg, name)
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			tree, err := BuildTree(pkg)
+			if err == nil {
+				t.Fatalf("accepted: %d nodes", len(tree.Nodes))
+			}
+			if msg := err.Error(); !strings.Contains(msg, link) || !strings.Contains(msg, "symbolic link") || !strings.Contains(msg, "copy of the file") {
+				t.Fatalf("error does not name the link and the remedy: %v", err)
+			}
+		})
 	}
-	if !bytes.Contains(tree.Nodes[0].Body, []byte(`"main.wasm":{"digest"`)) {
-		t.Fatalf("%s", tree.Nodes[0].Body)
+	// The path the user gives may be a link (to a main.wasm or a package).
+	pkg := filepath.Join(dir, "pkg")
+	writeFiles(t, pkg, map[string]string{"main.wasm": "w"})
+	for _, l := range []struct{ link, target string }{{"main.wasm", filepath.Join(pkg, "main.wasm")}, {"pkglink", pkg}} {
+		p := filepath.Join(t.TempDir(), l.link)
+		os.Symlink(l.target, p)
+		if _, err := BuildTree(p); err != nil {
+			t.Errorf("%s → %s: %v", l.link, l.target, err)
+		}
 	}
 }
 
@@ -142,7 +171,7 @@ func TestHashFileParallelMatches(t *testing.T) {
 		data := bytes.Repeat([]byte{0x5a, 0x01, 0xff}, size/3+1)[:size]
 		p := filepath.Join(t.TempDir(), "f")
 		os.WriteFile(p, data, 0o644)
-		got, err := hashFile(p, types.WasmType)
+		got, _, err := hashFile(p, types.WasmType, false)
 		if err != nil {
 			t.Fatal(err)
 		}

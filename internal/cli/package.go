@@ -280,7 +280,8 @@ func newPackagePublishCmd() *cobra.Command {
 		Short: "Publish a main.wasm file or a package directory as a new tag",
 		Long: `Publish PATH as the tag. PATH is either a file named main.wasm, or a directory
 containing main.wasm and optionally Enarx.toml, other files and subdirectories.
-Every node is hashed locally (bottom-up) and uploaded with its Content-Digest;
+Symbolic links inside the directory are refused (one could publish a file from
+outside it): replace each with a copy of what it points to. Every node is hashed locally (bottom-up) and uploaded with its Content-Digest;
 the registry rejects anything that does not match. On success the pinned spec
 (…:TAG@sha-256:<digest>) is printed; deploy it to be sure to run exactly this.`,
 		Args: cobra.ExactArgs(2),
@@ -380,7 +381,8 @@ func newPackageFetchCmd() *cobra.Command {
 		Short: "Download a package into a new directory, verifying every file",
 		Long: `Download the package into DIR (which must not exist). Every node is checked
 against the entry that names it, from the tag down; DIR only appears once all
-of it verified. A single-file package is written as DIR/main.wasm.`,
+of it verified. A single-file package is written as DIR/main.wasm. Directories
+are created with mode 0777 and files 0644, less the umask.`,
 		Args: cobra.ExactArgs(2),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParsePackageSpec(args[0])
