@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enarx-go/enarx/internal/testutil"
 )
 
 // parseSeeds are inputs around encoding/json's quirks, which the parser
@@ -78,8 +80,13 @@ func fuzzCorpus(f *testing.F, target string) {
 // accepted, with the same results, as directories, entries, digest sets
 // and canonical values.
 func FuzzParseMatchesReference(f *testing.F) {
+	var seeds [][]byte
 	for _, s := range parseSeeds() {
-		f.Add([]byte(s))
+		seeds = append(seeds, []byte(s))
+	}
+	testutil.CheckSeedCorpus(f, "FuzzParseMatchesReference", seeds)
+	for _, s := range seeds {
+		f.Add(s)
 	}
 	fuzzCorpus(f, "FuzzDirectory")
 	fuzzCorpus(f, "FuzzTag")
