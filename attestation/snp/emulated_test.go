@@ -91,15 +91,11 @@ func (m *emulatedChain) request(mutate func(r []byte), crl []byte) *attest.Verif
 		t.Fatal(err)
 	}
 	ext := pkix.Extension{Id: attest.OIDEvidenceSNP, Value: ev}
-	der, err := vectors.CSRWithKey(key, ext)
+	req, err := vectors.Request(key, ext, m.now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: m.now}
+	return req
 }
 
 func TestEmulatedAccepted(t *testing.T) {

@@ -223,15 +223,11 @@ func (f *fixture) request(t testing.TB, evidence []byte, key *ecdsa.PrivateKey) 
 		key = f.csrKey
 	}
 	ext := pkix.Extension{Id: attest.OIDEvidenceTDX, Value: evidence}
-	der, err := vectors.CSRWithKey(key, ext)
+	req, err := vectors.Request(key, ext, f.now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: f.now}
+	return req
 }
 
 // verifiers trust the fixture's root both ways a Verifier can: in place

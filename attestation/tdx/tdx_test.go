@@ -220,15 +220,11 @@ func emulatedRequest(t *testing.T, e *emulated.TDXRoot, o emulated.TDXOptions, f
 		t.Fatal(err)
 	}
 	ext := pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der}
-	csrDER, err := vectors.CSRWithKey(k, ext)
+	req, err := vectors.Request(k, ext, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: now}
+	return req
 }
 
 func TestEmulatedAccepted(t *testing.T) {

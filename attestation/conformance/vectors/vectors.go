@@ -18,6 +18,8 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"time"
+
+	"github.com/enarx-go/enarx/attest"
 )
 
 var (
@@ -118,4 +120,18 @@ func NewCSR(curve elliptic.Curve, exts ...pkix.Extension) (*x509.CertificateRequ
 // CSRWithKey returns a DER CSR signed by k carrying exts.
 func CSRWithKey(k *ecdsa.PrivateKey, exts ...pkix.Extension) ([]byte, error) {
 	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: exts}, k)
+}
+
+// Request returns the verifier's request for a CSR signed by k carrying the
+// evidence extension ext, verified at now.
+func Request(k *ecdsa.PrivateKey, ext pkix.Extension, now time.Time) (*attest.VerifyRequest, error) {
+	der, err := CSRWithKey(k, ext)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, err
+	}
+	return &attest.VerifyRequest{CSR: csr, Extension: ext, Now: now}, nil
 }

@@ -85,16 +85,26 @@ func deafTLS(t *testing.T, cert tls.Certificate) (*TLSSocket, *deafConn, *tls.Co
 	a, b := memPipe()
 	sc := newDeafConn(a)
 	cc := tls.Client(b, &tls.Config{InsecureSkipVerify: true})
+	s := handshaken(t, cc, func() (*TLSSocket, error) {
+		return NewConnTLSServer(context.Background(), sc, &tls.Config{Certificates: []tls.Certificate{cert}})
+	})
+	return s, sc, cc
+}
+
+// handshaken returns the Keep's side of a TLS stream, made by newServer
+// while the client cc completes its handshake with it.
+func handshaken(t *testing.T, cc *tls.Conn, newServer func() (*TLSSocket, error)) *TLSSocket {
+	t.Helper()
 	handshake := make(chan error, 1)
 	go func() { handshake <- cc.Handshake() }()
-	s, err := NewConnTLSServer(context.Background(), sc, &tls.Config{Certificates: []tls.Certificate{cert}})
+	s, err := newServer()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := <-handshake; err != nil {
 		t.Fatal(err)
 	}
-	return s, sc, cc
+	return s
 }
 
 // TestTLSCloseDoesNotWaitForPeer: fd_close of a TLS socket whose peer

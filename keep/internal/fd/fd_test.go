@@ -429,16 +429,10 @@ func (c *memConn) SetNotify(f func()) {
 func TestTLSOverChannelPartialRecord(t *testing.T) {
 	a, b := memPipe()
 	cc := tls.Client(b, &tls.Config{InsecureSkipVerify: true})
-	handshake := make(chan error, 1)
-	go func() { handshake <- cc.Handshake() }()
-	s, err := NewConnTLSServer(context.Background(), a, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := handshaken(t, cc, func() (*TLSSocket, error) {
+		return NewConnTLSServer(context.Background(), a, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	})
 	defer s.Close()
-	if err := <-handshake; err != nil {
-		t.Fatal(err)
-	}
 	b.mu.Lock()
 	b.hold = true
 	b.mu.Unlock()

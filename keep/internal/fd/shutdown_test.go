@@ -46,15 +46,9 @@ func tcpShutdownKit(t *testing.T, cert tls.Certificate) *shutdownKit {
 	client.SetReadBuffer(16 << 10)
 	ec := &eofConn{Conn: client}
 	cc := tls.Client(ec, &tls.Config{InsecureSkipVerify: true})
-	handshake := make(chan error, 1)
-	go func() { handshake <- cc.Handshake() }()
-	s, err := NewTLSServer(context.Background(), server, &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-handshake; err != nil {
-		t.Fatal(err)
-	}
+	s := handshaken(t, cc, func() (*TLSSocket, error) {
+		return NewTLSServer(context.Background(), server, &tls.Config{Certificates: []tls.Certificate{cert}})
+	})
 	return &shutdownKit{keep: s, peer: cc, transport: ec, raw: client, resume: func() {}}
 }
 
@@ -65,15 +59,9 @@ func chanShutdownKit(t *testing.T, cert tls.Certificate) *shutdownKit {
 	sc := newDeafConn(a)
 	ec := &eofConn{Conn: b}
 	cc := tls.Client(ec, &tls.Config{InsecureSkipVerify: true})
-	handshake := make(chan error, 1)
-	go func() { handshake <- cc.Handshake() }()
-	s, err := NewConnTLSServer(context.Background(), sc, &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-handshake; err != nil {
-		t.Fatal(err)
-	}
+	s := handshaken(t, cc, func() (*TLSSocket, error) {
+		return NewConnTLSServer(context.Background(), sc, &tls.Config{Certificates: []tls.Certificate{cert}})
+	})
 	sc.stall(true)
 	t.Cleanup(func() { sc.stall(false) }) // ends a wait for the peer if the test fails
 	return &shutdownKit{keep: s, peer: cc, transport: ec, resume: func() { sc.stall(false) }}
