@@ -15,7 +15,9 @@
 // round. The host side (Backend.Run) trusts the host and treats the Keep
 // process as hostile: it only reads one bounded result message from it,
 // gives it its own open file descriptions of the host's ttys and pipes and
-// puts back the flags of those it shares (stdio_linux.go), relays a
+// puts back the flags of those it shares (stdio_linux.go), copies the
+// Keep's own diagnostics through a pipe where its stderr would otherwise
+// be the host's log file or socket (keepstderr_linux.go), relays a
 // terminal stdin to it through a pipe (ttyrelay_linux.go), and, once the
 // Keep can no longer run, checks what it left in its module's compilation
 // cache (keepend_linux.go, cachecheck_linux.go). The

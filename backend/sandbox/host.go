@@ -142,6 +142,11 @@ type keepFDs struct {
 	// relays relay a terminal stdin to the Keep (ttyrelay_linux.go):
 	// started once the Keep has started, stopped by close.
 	relays []*ttyRelay
+	// stderr copies the Keep process's stderr pipe to the host's stderr
+	// (keepstderr_linux.go), or is nil; stderrW is the pipe's write end,
+	// the Keep's, closed once the Keep has started.
+	stderr  *stderrCopy
+	stderrW *os.File
 }
 
 // openKeepFDs opens what the Keep process gets besides its launch message
@@ -259,14 +264,26 @@ func (k *keepFDs) start(hdr *launch, h hostOptions) (*keepCmd, error) {
 		stderr = os.Stderr
 	}
 	if f, ok := stderr.(*os.File); ok {
-		// The Keep only writes its diagnostics there.
-		stderr = k.keepFile(f, unix.O_WRONLY)
+		// The Keep only writes its diagnostics there: a description of
+		// its own, or a pipe the host copies (keepstderr_linux.go).
+		kf, err := k.keepStderr(f)
+		if err != nil {
+			k.keepEnd.Close()
+			if k.payload != nil {
+				k.payload.Close()
+			}
+			return nil, err
+		}
+		stderr = kf
 	}
 	exe := fmt.Sprintf("/proc/self/fd/%d", controlFD+len(k.extra)-1) // the last one
 	cmd, flags, err := startKeep(exe, k.extra, stderr, h.env)
 	// Without our copy of its end, the control socket ends when the Keep
-	// does.
+	// does; so does its stderr pipe.
 	k.keepEnd.Close()
+	if k.stderrW != nil {
+		k.stderrW.Close()
+	}
 	if err != nil {
 		if k.payload != nil {
 			k.payload.Close()

@@ -8,10 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Ending a Keep. Once a Keep has answered, or ended, the host puts back
-// the status flags of the open file descriptions it shared with it
+// Ending a Keep. Once a Keep has answered, or ended, the host copies
+// what is left in its stderr pipe (keepstderr_linux.go), puts back the
+// status flags of the open file descriptions it shared with it
 // (stdio_linux.go) and checks its module's compilation cache
-// (cachecheck_linux.go). Both must wait until none of the Keep's threads
+// (cachecheck_linux.go). All must wait until none of the Keep's threads
 // can run any more, not even a system call it was in: a write to the
 // cache after the check would stay. A reaped (or zombie) process is such
 // a state, but the kernel's tear-down of a Keep takes 4 ms (median; 1–12
@@ -51,7 +52,7 @@ const (
 // the Keep.
 func (k *keepFDs) endKeep(cmd *keepCmd, moduleSize int, log *slog.Logger) {
 	dir := <-k.cacheDir
-	if dir == "" && len(k.shared) == 0 {
+	if dir == "" && len(k.shared) == 0 && k.stderr == nil {
 		cmd.kill()
 		return
 	}
@@ -77,9 +78,14 @@ func (k *keepFDs) endKeep(cmd *keepCmd, moduleSize int, log *slog.Logger) {
 // is stopped (frozen: true) or has exited.
 var haltedHook func(pid int, frozen bool)
 
-// afterKeep puts back the shared descriptions' flags and checks the cache
-// directory dir ("" for none) of a Keep that cannot run.
+// afterKeep copies the rest of the Keep's stderr pipe, puts back the
+// shared descriptions' flags and checks the cache directory dir ("" for
+// none) of a Keep that cannot run.
 func (k *keepFDs) afterKeep(dir string, cmd *keepCmd, moduleSize int, log *slog.Logger) {
+	if k.stderr != nil {
+		// Its diagnostics, all of them, before the host's own.
+		k.stderr.flush()
+	}
 	for _, s := range k.shared {
 		s.restore()
 	}

@@ -26,7 +26,9 @@ import (
 //     socket cannot be opened again (ENXIO), a directory the Keep opens
 //     again itself (reopenDir); so does anything whose reopening fails.
 //     Their status flags are read before the Keep starts and put back once
-//     it has ended (afterKeep).
+//     it has ended (afterKeep). The Keep process's own stderr is not
+//     shared so, /dev/null excepted: it gets a pipe the host copies
+//     (keepstderr_linux.go).
 
 // keepFile is the file the Keep gets for the host's f: a new open file
 // description (ownDescription), which k closes, or f itself, whose flags
