@@ -684,7 +684,7 @@ type Tag struct {
 func (c *Client) GetTag(ctx context.Context, p PackageSpec) (*Tag, error) {
 	r, err := c.get(ctx, c.url(tagPath(p)...), "", MaxJSONSize, nil)
 	if err != nil {
-		return nil, explainMissing(p, err)
+		return nil, c.explainMissing(p, err)
 	}
 	if r.Meta.Type == types.JWSType {
 		return nil, fmt.Errorf("tag %s is signed; signed tags are not currently supported", p)
@@ -699,11 +699,29 @@ func (c *Client) GetTag(ctx context.Context, p PackageSpec) (*Tag, error) {
 	return &Tag{Response: *r, Entry: e}, nil
 }
 
+// ErrNoRepository is returned (wrapped, with the registry's StatusError)
+// when the registry answers a read of a tag as it answers for a missing
+// repository (404 "Not found"): the repository does not exist, or it is
+// private and the request's token, or its lack of one, may not read it.
+// The registry does not say which (this one answers both the same on
+// purpose, so that private names cannot be probed).
+var ErrNoRepository = errors.New("no such repository, or it is private")
+
+// notVisibleError is an ErrNoRepository with a message for the user.
+type notVisibleError struct {
+	msg string
+	err error // the StatusError
+}
+
+func (e *notVisibleError) Error() string   { return e.msg }
+func (e *notVisibleError) Unwrap() []error { return []error{ErrNoRepository, e.err} }
+
 // explainMissing says what a 404 on a tag means. Drawbridge (upstream
 // and ours, whose texts match upstream's) answers "Not found" when the
-// repository is missing and "Repository does not exist" when the
-// repository exists but the tag does not; the server's text is kept.
-func explainMissing(p PackageSpec, err error) error {
+// repository is missing (ours also when it is private and the caller may
+// not read it) and "Repository does not exist" when the repository exists
+// and may be read but the tag does not; the server's text is kept.
+func (c *Client) explainMissing(p PackageSpec, err error) error {
 	var se *StatusError
 	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
 		return err
@@ -712,7 +730,11 @@ func explainMissing(p PackageSpec, err error) error {
 	case "Repository does not exist":
 		return fmt.Errorf("no tag %s in repository %s (the registry's wording for a missing tag is %q): %w", p.Tag, p.RepoSpec, se.Body, err)
 	case "Not found":
-		return fmt.Errorf("no repository %s on the registry: %w", p.RepoSpec, err)
+		why := "it is private and the token sent may not read it (only its owner's, with the repositories:read scope, may)"
+		if c.token == "" {
+			why = "it is private and no token was sent (a private package is visible only to its owner: log in to see it)"
+		}
+		return &notVisibleError{msg: fmt.Sprintf("no repository %s on the registry, or %s: %v", p.RepoSpec, why, err), err: err}
 	}
 	return err
 }

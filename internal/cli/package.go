@@ -44,6 +44,8 @@ type registryFlags struct {
 	credHelper   string
 	// storedHost is set when a stored token is used (for error hints).
 	storedHost string
+	// anonHost is set when no token is sent to it (for error hints).
+	anonHost string
 }
 
 func (f *registryFlags) register(fs *pflag.FlagSet) {
@@ -177,9 +179,11 @@ func (e *hintError) Error() string { return e.msg }
 func (e *hintError) Unwrap() error { return e.err }
 
 // explain adds a hint to an error a registry command ends with: which
-// flag supplies the CA of a registry whose certificate is not trusted, and
+// flag supplies the CA of a registry whose certificate is not trusted;
 // that a stored token answered 401 has most likely expired (tokens are not
-// refreshed).
+// refreshed); and, for a package the registry answers as missing (it
+// answers a private package the same to those who may not read it), that
+// logging in may show it.
 func (f *registryFlags) explain(err error) error {
 	var ua x509.UnknownAuthorityError
 	if err != nil && errors.As(err, &ua) {
@@ -193,6 +197,21 @@ func (f *registryFlags) explain(err error) error {
 		(client.IsStatus(err, http.StatusUnauthorized) || client.IsStatus(err, http.StatusForbidden) || client.IsStatus(err, http.StatusNotFound)) {
 		return fmt.Errorf("%w\n(%s was not sent to %s, which %s does not name: if the token is for that registry, "+
 			"export %s=%s)", err, envTokenVar, f.withheldHost, envTokenHostVar, envTokenHostVar, f.withheldHost)
+	}
+	if err != nil && errors.Is(err, client.ErrNoRepository) {
+		issuer := f.oidcDomain
+		if issuer == "" {
+			issuer = "ISSUER-URL"
+		}
+		switch {
+		case f.anonHost != "":
+			return fmt.Errorf("%w\n(you are not logged in to %s: if the package is private, run `enarx user login --oidc-domain %s --store-host %s` "+
+				"and give the same --oidc-domain (or ENARX_OIDC_DOMAIN) to this command, or pass --insecure-auth-token TOKEN)",
+				err, f.anonHost, issuer, f.anonHost)
+		case f.storedHost != "":
+			return fmt.Errorf("%w\n(if the package is yours, your stored token may have expired: run `enarx user login --store-host %s --oidc-domain %s`)",
+				err, f.storedHost, issuer)
+		}
 	}
 	if err != nil && f.storedHost != "" && client.IsStatus(err, http.StatusUnauthorized) {
 		return fmt.Errorf("%w\n(your stored token may have expired: run `enarx user login --store-host %s --oidc-domain %s`)",
@@ -216,6 +235,9 @@ func (f *registryFlags) client(cmd *cobra.Command, host string, tokenRequired bo
 	tok, err := f.authToken(cmd.Context(), host, tokenRequired)
 	if err != nil {
 		return nil, err
+	}
+	if tok == "" {
+		f.anonHost = host
 	}
 	stderr := cmd.ErrOrStderr()
 	return client.New(host, client.Options{

@@ -171,8 +171,15 @@ func TestRegistryClientFlow(t *testing.T) {
 	if out := r.must(t, tok, "repo", "info", priv); out != `{"config":{"public":false},"tags":["1.0.0"]}`+"\n" {
 		t.Fatalf("repo info: %q", out)
 	}
-	r.fails(t, "", "401", "package", "info", priv+":1.0.0")
-	r.fails(t, r.Token(t, "someone|else"), "401", "package", "info", priv+":1.0.0")
+	// Others get what a missing repository gets, and are told it may be
+	// private; without a token, how to log in.
+	for _, spec := range []string{priv + ":1.0.0", u + "/nope:1.0.0"} {
+		r.fails(t, "", "404 Not found", "package", "info", spec)
+		r.fails(t, "", "or it is private and no token was sent", "package", "info", spec)
+		r.fails(t, "", "if the package is private, run `enarx user login --oidc-domain ISSUER-URL --store-host "+r.Host+"`", "package", "info", spec)
+		r.fails(t, "", "or it is private and no token was sent", "package", "fetch", spec, filepath.Join(t.TempDir(), "p"))
+		r.fails(t, r.Token(t, "someone|else"), "or it is private and the token sent may not read it", "package", "info", spec)
+	}
 	r.must(t, tok, "package", "info", priv+":1.0.0")
 	r.must(t, tok, "package", "fetch", priv+":1.0.0", filepath.Join(t.TempDir(), "p"))
 }
@@ -238,6 +245,8 @@ func TestCredentialHelper(t *testing.T) {
 		Scope: oidctest.AllScopes, Expiry: time.Now().Add(-time.Hour), IssuedAt: time.Now().Add(-2 * time.Hour)})
 	os.WriteFile(filepath.Join(dir, "other.example.com-"+r.Host), []byte(expired), 0o600)
 	r.fails(t, "", "may have expired: run `enarx user login", "user", "info", u)
+	// Also when the registry answers as for a missing (or private) package.
+	r.fails(t, "", "if the package is yours, your stored token may have expired: run `enarx user login", "package", "info", u+"/nope:1.0.0")
 }
 
 func readFile(t *testing.T, p string) string {

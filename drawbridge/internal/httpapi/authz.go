@@ -66,30 +66,56 @@ func (h *Handler) owner(r *http.Request, req *request, level, context string) er
 // readable allows reads of a repository's tags (and, with a trusted
 // client certificate, trees): public repos for everyone, private ones for
 // the owner with repositories:read.
+//
+// A caller who may not read a repository gets what a missing repository
+// gets, upstream's 404 "Not found", whatever the reason (no token, a
+// malformed header, an invalid token, another user's token, a missing
+// scope): the answer is decided without looking at whether the repository
+// exists, so nobody can tell a private repository, or a tag or path in it,
+// from a missing one. The owner check runs for a missing repository too,
+// so both do the same work (token verification, which may fetch the
+// issuer's keys, and the user record); only the repository config read
+// differs (a stored one may come from the cache).
 func (h *Handler) readable(r *http.Request, req *request, certOK bool) error {
 	_, body, err := h.cfg.Registry.Repo(r.Context(), req.user, req.repo)
-	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, "Not found")
-	} else if err != nil {
+	missing := errors.Is(err, store.ErrNotFound)
+	if err != nil && !missing {
 		return err
 	}
-	var cfg repoConfig
-	if err := json.Unmarshal(body, &cfg); err != nil || cfg.Public == nil {
-		return fmt.Errorf("stored repository config of %s/%s is corrupt", req.user, req.repo)
-	}
-	if *cfg.Public {
-		return nil
-	}
-	if certOK && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		err := h.certAllowed(r.TLS.VerifiedChains[0][0])
-		if err == nil {
+	if !missing {
+		var cfg repoConfig
+		if err := json.Unmarshal(body, &cfg); err != nil || cfg.Public == nil {
+			return fmt.Errorf("stored repository config of %s/%s is corrupt", req.user, req.repo)
+		}
+		if *cfg.Public {
 			return nil
 		}
-		// Not for private trees under the policy; a token may still do.
-		h.log.Info("client certificate refused by the registry's policy", "subject", r.TLS.VerifiedChains[0][0].Subject.String(), "reason", err)
+		if certOK && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			err := h.certAllowed(r.TLS.VerifiedChains[0][0])
+			if err == nil {
+				return nil
+			}
+			// Not for private trees under the policy; a token may still do.
+			h.log.Info("client certificate refused by the registry's policy", "subject", r.TLS.VerifiedChains[0][0].Subject.String(), "reason", err)
+		}
 	}
-	return h.owner(r, req, levelRead, ctxRepos)
+	if err := h.owner(r, req, levelRead, ctxRepos); err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return errNotVisible()
+		}
+		return err // storage failure: the same whether or not the repository exists
+	}
+	if missing {
+		return errNotVisible()
+	}
+	return nil
 }
+
+// errNotVisible is the answer to a read of a missing repository, and of a
+// private one by a caller who may not read it (upstream's answer for a
+// missing repository).
+func errNotVisible() error { return errorf(http.StatusNotFound, "Not found") }
 
 // certAllowed applies Config.RequireAttestedHardware to a verified client
 // certificate.

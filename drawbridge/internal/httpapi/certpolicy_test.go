@@ -33,8 +33,9 @@ func (e *env) attestedClient(a *certext.AttestedAs) *http.Client {
 // client certificate recording hardware-backed evidence, a TEE not in
 // debug mode and a Steward not in debug mode reads a private tree; the
 // others (no extension, no-hardware evidence, a debug TEE, a debug
-// Steward) are refused like anonymous clients. Without the setting, all of
-// them read it (the registry's default, unchanged).
+// Steward) are refused like anonymous clients (404, as for a missing
+// repository). Without the setting, all of them read it (the registry's
+// default, unchanged).
 func TestCertPolicyRequiresHardware(t *testing.T) {
 	snp := attest.Claims{Kind: attest.KindSNP, HardwareBacked: true, Measurement: make([]byte, 48)}
 	debugTEE := snp
@@ -60,7 +61,7 @@ func TestCertPolicyRequiresHardware(t *testing.T) {
 		for _, tc := range cases {
 			want := 200
 			if policy && !tc.ok {
-				want = 401
+				want = 404 // as a missing repository
 			}
 			r := e.req(e.attestedClient(tc.a), "GET", "/alice/priv/_tag/0.1.0/tree/main.wasm", "", nil, nil)
 			e.expect(r, want, fmt.Sprintf("%s, policy %v", tc.name, policy))

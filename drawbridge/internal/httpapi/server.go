@@ -8,7 +8,9 @@
 // checked there), the TLS stack for client-certificate verification, and
 // the store for what it returns. Everything in a request is hostile: names,
 // headers and bodies are parsed by drawbridge/types and verified by
-// drawbridge/internal/store before anything is stored.
+// drawbridge/internal/store before anything is stored. A private
+// repository's names are not disclosed: a caller who may not read it gets
+// the answer a missing repository gets on every route (see readable).
 package httpapi
 
 import (
