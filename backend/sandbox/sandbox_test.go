@@ -205,6 +205,13 @@ var containmentHooks = map[string]func(arg string) string{
 		_, _, e := unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
 		return errnoString(errnoOrNil(e))
 	},
+	"memfd_create": func(string) string {
+		fd, err := unix.MemfdCreate("probe", unix.MFD_CLOEXEC)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return errnoString(err)
+	},
 	"ptrace": func(string) string {
 		_, _, e := unix.RawSyscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0)
 		return errnoString(errnoOrNil(e))
@@ -338,6 +345,7 @@ func TestContainment(t *testing.T) {
 			{"execve", []string{"EPERM"}},
 			{"clone-process", []string{"EPERM"}},
 			{"clone3", []string{"ENOSYS"}},
+			{"memfd_create", []string{"ENOSYS"}},
 			{"ptrace", []string{"EPERM"}},
 			{"mount", []string{"EPERM"}},
 			{"unshare", []string{"EPERM"}},

@@ -183,10 +183,16 @@ var dirSyscalls = []allowedSyscall{
 	{name: "getdents64", reason: "fd_readdir"},
 }
 
-// enosysSyscalls fail with ENOSYS instead of EPERM: clone3's flags are
-// in memory a filter cannot read, and ENOSYS makes glibc fall back to
-// clone, whose flags the filter checks (CLONE_THREAD above).
-var enosysSyscalls = []string{"clone3"}
+// enosysSyscalls fail with ENOSYS instead of EPERM, for callers that
+// fall back on ENOSYS (a kernel without the call) and fail on EPERM:
+// clone3's flags are in memory a filter cannot read, and ENOSYS makes
+// glibc fall back to clone, whose flags the filter checks (CLONE_THREAD
+// above); memfd_create is how wasmtime builds a copy-on-write memory
+// image for a module it did not map from a cache file (a cache entry
+// another run removed, or one that could not be written), and on ENOSYS
+// it initialises the memory by copying instead, where EPERM failed the
+// instantiation ("cannot create a memfd").
+var enosysSyscalls = []string{"clone3", "memfd_create"}
 
 // policyEntries are the allowed calls for a Keep with or without its
 // compilation cache and passed directories, one entry per name: a call

@@ -11,7 +11,7 @@ import "golang.org/x/sys/unix"
 // cacheSyscalls, dirSyscalls and enosysSyscalls (seccomp_linux.go), each
 // instruction with its disassembly.
 var seccompPrograms = [4]prebuiltFilter{
-	0: { // cache false, dirs false: 145 instructions
+	0: { // cache false, dirs false: 147 instructions
 		pidSlots: []int{139},
 		insns: []unix.SockFilter{
 			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
@@ -158,10 +158,12 @@ var seccompPrograms = [4]prebuiltFilter{
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 141: ret #327681
 			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 142: jneq #435,1 (clone3)
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 143: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 144: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x13f},      // 144: jneq #319,1 (memfd_create)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 145: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 146: ret #327681
 		},
 	},
-	1: { // cache true, dirs false: 146 instructions
+	1: { // cache true, dirs false: 148 instructions
 		pidSlots: []int{140},
 		insns: []unix.SockFilter{
 			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
@@ -309,10 +311,12 @@ var seccompPrograms = [4]prebuiltFilter{
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 142: ret #327681
 			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 143: jneq #435,1 (clone3)
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 144: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 145: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x13f},      // 145: jneq #319,1 (memfd_create)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 146: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 147: ret #327681
 		},
 	},
-	2: { // cache false, dirs true: 163 instructions
+	2: { // cache false, dirs true: 165 instructions
 		pidSlots: []int{143},
 		insns: []unix.SockFilter{
 			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
@@ -477,10 +481,12 @@ var seccompPrograms = [4]prebuiltFilter{
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 159: ret #327681
 			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 160: jneq #435,1 (clone3)
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 161: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 162: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x13f},      // 162: jneq #319,1 (memfd_create)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 163: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 164: ret #327681
 		},
 	},
-	3: { // cache true, dirs true: 166 instructions
+	3: { // cache true, dirs true: 168 instructions
 		pidSlots: []int{146},
 		insns: []unix.SockFilter{
 			{Code: 0x0020, Jt: 0, Jf: 0, K: 0x4},        // 0: ld [4]
@@ -648,7 +654,9 @@ var seccompPrograms = [4]prebuiltFilter{
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 162: ret #327681
 			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x1b3},      // 163: jneq #435,1 (clone3)
 			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 164: ret #327718
-			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 165: ret #327681
+			{Code: 0x0015, Jt: 0, Jf: 1, K: 0x13f},      // 165: jneq #319,1 (memfd_create)
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50026},    // 166: ret #327718
+			{Code: 0x0006, Jt: 0, Jf: 0, K: 0x50001},    // 167: ret #327681
 		},
 	},
 }

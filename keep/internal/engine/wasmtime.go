@@ -81,7 +81,9 @@ func newWasmtimeConfig(cow, epoch bool) *wasmtime.Config {
 	// segments instead of copying them (Go's hello: 2 ms instead of 7–13
 	// ms), but only for a module mapped from a file (the cache); for one
 	// in memory wasmtime would need memfd_create, which the sandbox's
-	// seccomp filter refuses (see newWasmtime).
+	// seccomp filter answers with ENOSYS, so that wasmtime copies instead
+	// (see newWasmtime; a cache entry a concurrent run removed lands
+	// here).
 	cfg.SetMemoryInitCOWSet(cow)
 	return cfg
 }
