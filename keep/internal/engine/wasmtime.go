@@ -82,8 +82,8 @@ func newWasmtimeConfig(cow, epoch bool) *wasmtime.Config {
 	// ms), but only for a module mapped from a file (the cache); for one
 	// in memory wasmtime would need memfd_create, which the sandbox's
 	// seccomp filter answers with ENOSYS, so that wasmtime copies instead
-	// (see newWasmtime; a cache entry a concurrent run removed lands
-	// here).
+	// (see newWasmtime and Compile: a module whose cache entry could not
+	// be saved or reloaded is one).
 	cfg.SetMemoryInitCOWSet(cow)
 	return cfg
 }
