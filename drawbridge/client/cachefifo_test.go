@@ -18,13 +18,8 @@ import (
 func TestFetchBundleCacheFIFO(t *testing.T) {
 	c, repo := startRegistry(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"main.wasm": "the module"})
-	tree, _ := BuildTree(dir)
 	spec := PackageSpec{RepoSpec: repo, Tag: "3.0.0"}
-	if err := c.Publish(ctx, spec, tree); err != nil {
-		t.Fatal(err)
-	}
+	tree := publishFiles(t, c, spec, map[string]string{"main.wasm": "the module"})
 	cache := &Cache{Dir: t.TempDir()}
 	for _, n := range tree.Nodes {
 		p, _ := cache.path(n.Entry.Meta)

@@ -20,16 +20,8 @@ import (
 func TestFetchTreeFollowsUmask(t *testing.T) {
 	c, repo := startRegistry(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"main.wasm": "wasm", "sub/data": "d"})
-	tree, err := BuildTree(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	spec := PackageSpec{RepoSpec: repo, Tag: "1.0.0"}
-	if err := c.Publish(ctx, spec, tree); err != nil {
-		t.Fatal(err)
-	}
+	publishFiles(t, c, spec, map[string]string{"main.wasm": "wasm", "sub/data": "d"})
 	// The umask is the process's: no test of this package runs in
 	// parallel with this one.
 	for _, umask := range []int{0o077, 0o027, 0o022, 0o002} {

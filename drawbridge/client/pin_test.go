@@ -164,16 +164,8 @@ func TestFetchPinOtherAlgorithm(t *testing.T) {
 func TestFetchPinOtherAlgorithmRegistry(t *testing.T) {
 	c, repo := startRegistry(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"main.wasm": "the module", "Enarx.toml": "args = []\n"})
-	tree, err := BuildTree(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	spec := PackageSpec{RepoSpec: repo, Tag: "1.0.0"}
-	if err := c.Publish(ctx, spec, tree); err != nil {
-		t.Fatal(err)
-	}
+	tree := publishFiles(t, c, spec, map[string]string{"main.wasm": "the module", "Enarx.toml": "args = []\n"})
 	spec.Pin = types.Digests{types.SHA512: tree.Root().Digest[types.SHA512]}
 	if _, err := c.FetchTree(ctx, spec, filepath.Join(t.TempDir(), "out")); err != nil {
 		t.Fatalf("FetchTree: %v", err)

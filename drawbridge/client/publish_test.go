@@ -66,13 +66,8 @@ func TestPublishResumes(t *testing.T) {
 func TestFetchBundleCache(t *testing.T) {
 	c, repo := startRegistry(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"main.wasm": "the module", "Enarx.toml": "args = []\n"})
-	tree, _ := BuildTree(dir)
 	spec := PackageSpec{RepoSpec: repo, Tag: "2.0.0"}
-	if err := c.Publish(ctx, spec, tree); err != nil {
-		t.Fatal(err)
-	}
+	tree := publishFiles(t, c, spec, map[string]string{"main.wasm": "the module", "Enarx.toml": "args = []\n"})
 	cache := &Cache{Dir: t.TempDir()}
 	first, err := c.FetchBundle(ctx, spec, cache)
 	if err != nil {
@@ -221,4 +216,20 @@ func TestPublishRefusesSwappedFile(t *testing.T) {
 			t.Fatalf("swap %d: publish: %v; want a local error naming %s", i, err, p)
 		}
 	}
+}
+
+// publishFiles publishes a package directory holding files (name →
+// content) as spec and returns its tree.
+func publishFiles(t *testing.T, c *Client, spec PackageSpec, files map[string]string) *Tree {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, files)
+	tree, err := BuildTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), spec, tree); err != nil {
+		t.Fatal(err)
+	}
+	return tree
 }

@@ -119,29 +119,7 @@ func testShutdownWrite(t *testing.T, k *shutdownKit, thenClose bool) {
 	if !thenClose {
 		defer s.Close()
 	}
-	chunk := make([]byte, 64<<10)
-	written := 0
-	within(t, "a non-blocking TLS write to a peer that does not read", func() {
-		for written < 256<<20 {
-			pattern(chunk, written)
-			n, err := s.Write(chunk, true)
-			written += n
-			if errors.Is(err, ErrWouldBlock) {
-				// Full once it stays so (the socket's buffers
-				// may still take what was queued).
-				fd, ok := s.PollFD(true)
-				if !ok && !pollOut(fd, 200*time.Millisecond) {
-					return
-				}
-				continue
-			}
-			if err != nil {
-				t.Errorf("write: %v", err)
-				return
-			}
-		}
-		t.Errorf("wrote %d bytes to a peer that reads nothing without EAGAIN", written)
-	})
+	written := fillTLS(t, s, true)
 	if t.Failed() {
 		return
 	}

@@ -56,23 +56,7 @@ func TestTLSNonblockingWriteToStalledPeer(t *testing.T) {
 	}
 	defer s.Close()
 
-	chunk := make([]byte, 64<<10)
-	written := 0
-	within(t, "a non-blocking TLS write to a peer that does not read", func() {
-		for written < 256<<20 {
-			pattern(chunk, written)
-			n, err := s.Write(chunk, true)
-			written += n
-			if errors.Is(err, ErrWouldBlock) {
-				return
-			}
-			if err != nil {
-				t.Errorf("write: %v", err)
-				return
-			}
-		}
-		t.Errorf("wrote %d bytes to a peer that reads nothing without EAGAIN", written)
-	})
+	written := fillTLS(t, s, false)
 	if t.Failed() {
 		return
 	}
@@ -112,6 +96,7 @@ func TestTLSNonblockingWriteToStalledPeer(t *testing.T) {
 			}
 		}
 	}()
+	chunk := make([]byte, 64<<10)
 	within(t, "writing the rest", func() {
 		for written < total {
 			pattern(chunk, written)
@@ -198,4 +183,40 @@ func TestChannelWriteHintWaits(t *testing.T) {
 	if _, ok := s.PollFD(true); !ok {
 		t.Fatal("a writable stream is not ready")
 	}
+}
+
+// fillTLS writes pattern bytes to s, a TLS stream whose peer does not
+// read, with non-blocking writes until one returns EAGAIN — with settle,
+// until one still does once the socket has had 200 ms to take what was
+// queued — and returns how many bytes s took. It fails t (and returns)
+// if a write fails or 256 MiB go without EAGAIN.
+func fillTLS(t *testing.T, s *TLSSocket, settle bool) int {
+	t.Helper()
+	chunk := make([]byte, 64<<10)
+	written := 0
+	within(t, "a non-blocking TLS write to a peer that does not read", func() {
+		for written < 256<<20 {
+			pattern(chunk, written)
+			n, err := s.Write(chunk, true)
+			written += n
+			if errors.Is(err, ErrWouldBlock) {
+				if !settle {
+					return
+				}
+				// Full once it stays so (the socket's buffers
+				// may still take what was queued).
+				fd, ok := s.PollFD(true)
+				if !ok && !pollOut(fd, 200*time.Millisecond) {
+					return
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+		}
+		t.Errorf("wrote %d bytes to a peer that reads nothing without EAGAIN", written)
+	})
+	return written
 }
