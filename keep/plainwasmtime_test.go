@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/bytecodealliance/wasmtime-go/v42"
+	"github.com/bytecodealliance/wasmtime-go/v44"
 )
 
 // havePlainWasmtime: this build can run the plain wasmtime-go baselines.

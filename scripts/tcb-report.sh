@@ -64,7 +64,7 @@ for b in "$tmp"/enarx-*; do
 done
 echo
 if [[ $cgo == 1 ]]; then
-	lib=$(go list -tags wasmtime -f '{{.Dir}}' github.com/bytecodealliance/wasmtime-go/v42)/build/linux-x86_64/libwasmtime.a
+	lib=$(go list -tags wasmtime -f '{{.Dir}}' github.com/bytecodealliance/wasmtime-go/v44)/build/linux-x86_64/libwasmtime.a
 	if [[ -f $lib ]]; then
 		echo "wasmtime's prebuilt static library (Rust: Cranelift, the runtime, its WASI, all of it; the"
 		echo "linker keeps only what the bindings reach): $(stat -c %s "$lib") bytes as an archive."

@@ -70,7 +70,7 @@ func TestBundleCacheBudget(t *testing.T) {
 	os.RemoveAll(dir)
 	os.RemoveAll(empty)
 	defer os.RemoveAll(dir)
-	sub := filepath.Join(dir, "wasmtime-v42.0.0-0123abcd")
+	sub := filepath.Join(dir, "wasmtime-v44.0.0-0123abcd")
 	if err := os.MkdirAll(sub, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -417,7 +417,7 @@ func isDigits(s string) bool {
 }
 
 // isVersion: a module version as wazero and wasmtime-go name their
-// directories ("v1.12.0", "v42.0.0", "dev", a pseudo-version).
+// directories ("v1.12.0", "v44.0.0", "dev", a pseudo-version).
 func isVersion(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false

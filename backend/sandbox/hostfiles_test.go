@@ -410,7 +410,7 @@ func TestCacheCheckedAfterKeep(t *testing.T) {
 		testutil.NeedHost(t, "the kernel lacks %s", missing)
 	}
 	const entry = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	wasmtimeDir := "wasmtime-v42.0.0-0123abcd/"
+	wasmtimeDir := "wasmtime-v44.0.0-0123abcd/"
 	cases := []struct {
 		name    string
 		hook    string
@@ -527,7 +527,7 @@ func TestEngineCacheNames(t *testing.T) {
 	ok := map[string][]string{
 		"wazero-v1.12.0-amd64-linux":    {h, h + ".123456.tmp"},
 		"enarx-wazero-15dbcdf4":         {h, "tmp-42"},
-		"wasmtime-v42.0.0-bc084383":     {h + ".cwasm", h + ".sum", "tmp-7"},
+		"wasmtime-v44.0.0-bc084383":     {h + ".cwasm", h + ".sum", "tmp-7"},
 		"wasmtime-v40.0.0-rc1-00ff00ff": {h + ".sum"},
 	}
 	for d, files := range ok {

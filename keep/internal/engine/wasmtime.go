@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bytecodealliance/wasmtime-go/v42"
+	"github.com/bytecodealliance/wasmtime-go/v44"
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx-go/enarx/keep/internal/engine/internal/instrument"
@@ -39,12 +39,12 @@ func init() {
 var WasmtimeVersion = func() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
-			if d.Path == "github.com/bytecodealliance/wasmtime-go/v42" {
+			if d.Path == "github.com/bytecodealliance/wasmtime-go/v44" {
 				return d.Version
 			}
 		}
 	}
-	return "v42"
+	return "v44"
 }()
 
 // wasmtimeSettings are the engine settings compiled code depends on;

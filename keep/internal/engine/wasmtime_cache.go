@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/bytecodealliance/wasmtime-go/v42"
+	"github.com/bytecodealliance/wasmtime-go/v44"
 	"golang.org/x/sys/unix"
 )
 
