@@ -32,21 +32,21 @@ filter=${1:-.}
 out=bench/out
 mkdir -p "$out"
 
-# package | -bench regexp | -benchtime | tags
+# package ; -bench regexp ; -benchtime ; tags  (";" separates: the regexps use "|")
 benches=(
-	"./keep/|^Benchmark(Hello|SHA256|Sieve|Stdio1GiB|TCPEcho)|3x|"
-	"./keep/|^Benchmark(Engine|InterruptCost)|3x|wasmtime"
-	"./keep/internal/engine/|WazeroChecks|15x|"
-	"./bench/start/|^Benchmark[SC]|15x|wasmtime"
-	"./identity/e2e/|TLSEcho|20000x"
-	"./steward/|IssuanceRatio|2000x"
-	"./attestation/snp/|SNPRatio|3x"
-	"./attestation/snp/|SNPColdChain|3x"
-	"./attestation/sgx/|Verify|2s"
-	"./drawbridge/internal/httpapi/|.|10x"
-	"./drawbridge/client/|PublishAndFetch64MB|10x"
-	"./drawbridge/client/|FirstFetch64MB|10x"
-	"./backend/sandbox/|SandboxVsNil|1x"
+	"./keep/;^Benchmark(Hello|SHA256|Sieve|Stdio1GiB|TCPEcho);3x;"
+	"./keep/;^Benchmark(Engine|InterruptCost);3x;wasmtime"
+	"./keep/internal/engine/;WazeroChecks;15x;"
+	"./bench/start/;^Benchmark[SC];15x;wasmtime"
+	"./identity/e2e/;TLSEcho;20000x"
+	"./steward/;IssuanceRatio;2000x"
+	"./attestation/snp/;SNPRatio;3x"
+	"./attestation/snp/;SNPColdChain;3x"
+	"./attestation/sgx/;Verify;2s"
+	"./drawbridge/internal/httpapi/;.;10x"
+	"./drawbridge/client/;PublishAndFetch64MB;10x"
+	"./drawbridge/client/;FirstFetch64MB;10x"
+	"./backend/sandbox/;SandboxVsNil;1x"
 )
 
 cgo=0
@@ -54,7 +54,11 @@ if [[ "${ENGINES:-}" != wazero ]] && command -v "$(go env CC)" >/dev/null 2>&1; 
 	cgo=1
 fi
 for b in "${benches[@]}"; do
-	IFS='|' read -r pkg re bt tags <<<"$b"
+	IFS=';' read -r pkg re bt tags <<<"$b"
+	if [[ "$tags" != "" && "$tags" != wasmtime ]]; then
+		echo "bench/run.sh: malformed row: $b" >&2
+		exit 2
+	fi
 	[[ "$pkg" =~ $filter ]] || continue
 	name=${pkg#./}; name=${name%/}; name=${name//\//_}
 	env=(CGO_ENABLED=0)
