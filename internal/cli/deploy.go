@@ -190,6 +190,12 @@ func resolvePackage(cmd *cobra.Command, f *deployFlags, arg string) (*deploySour
 // workload: a host directory read-write by default.
 func checkHostPaths(cfg *config.Config, pkg string, allowed []string) error {
 	if p := hostio.NotAllowed(cfg, allowed); p != nil {
+		if p.DotDot {
+			return fmt.Errorf("the Enarx.toml of %s gives its workload the host %s %q (files[%d], dir %q, source = %q), a path with a \"..\" element: "+
+				"enarx does not open such a path for a registry package, whatever --allow-host-path says, since a symbolic link before the \"..\" "+
+				"(one the workload made, say) would send it outside the directory it appears to name; the package must name the path without \"..\"",
+				pkg, p.What, p.Path, p.Index, p.Name, p.Source)
+		}
 		return fmt.Errorf("the Enarx.toml of %s gives its workload the host %s %q (files[%d], dir %q, source = %q); "+
 			"a registry package opens host paths only with your consent: if you trust the package with it, add --allow-host-path %s",
 			pkg, p.What, p.Path, p.Index, p.Name, p.Source, filepath.Clean(p.Path))

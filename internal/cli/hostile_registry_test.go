@@ -304,3 +304,47 @@ func TestDeployNetworkNeedsConsent(t *testing.T) {
 		t.Fatalf("listen with consent: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestDeployHostPathDotDot: a registry package's host_path with a ".."
+// element is refused even when it cleans to a path the user allowed.
+// Before, "ALLOWED/x/.." passed the consent check as ALLOWED, but the host
+// opened it as the kernel resolves it: through x, a symbolic link in the
+// allowed directory (one the workload can make there itself, with a
+// relative target), to the parent of wherever x points. The workload got
+// a directory the user never allowed, read-write.
+func TestDeployHostPathDotDot(t *testing.T) {
+	r, tok, repo := registryRepo(t, "dotdot")
+
+	allowed := t.TempDir() // the directory the user allows
+	victim := t.TempDir()  // one they do not
+	if err := os.Mkdir(filepath.Join(victim, "inner"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(allowed, filepath.Join(victim, "inner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rel, filepath.Join(allowed, "x")); err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(testutil.BuildWasm(t, "../../examples/notes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stdio = "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"
+	pkg := filepath.Join(t.TempDir(), "pkg")
+	os.Mkdir(pkg, 0o755)
+	os.WriteFile(filepath.Join(pkg, "main.wasm"), wasm, 0o644)
+	os.WriteFile(filepath.Join(pkg, "Enarx.toml"), []byte("args = [\"written by the package\"]\n"+stdio+
+		"[[files]]\nname = \"data\"\nkind = \"dir\"\nguest_path = \"/data\"\nsource = \"host\"\nhost_path = \""+allowed+"/x/..\"\n"), 0o644)
+	r.must(t, tok, "package", "publish", repo+":1.0.0", pkg)
+
+	code, _, stderr := execute(t, "deploy", "--backend", "nil", "--cache-dir", compileCache, "--no-package-cache", "--ca-bundle", r.caFile,
+		"--allow-host-path", allowed, repo+":1.0.0")
+	if des, _ := os.ReadDir(victim); len(des) != 1 {
+		t.Errorf("the package wrote into a directory the user did not allow: %v", des)
+	}
+	if code != 1 || !strings.Contains(stderr, `a path with a ".." element`) {
+		t.Fatalf("host_path %s/x/.. with --allow-host-path %s: exit %d, want 1 and the \"..\" refusal\n%s", allowed, allowed, code, stderr)
+	}
+}

@@ -19,6 +19,9 @@ type HostPath struct {
 	Index  int
 	Name   string
 	Source config.Source
+	// DotDot is set when Path has a ".." element: NotAllowed refuses
+	// it whatever the allowed list says (see there).
+	DotDot bool
 }
 
 // HostPaths lists the host paths cfg names, in [[files]] order.
@@ -42,15 +45,37 @@ func HostPaths(cfg *config.Config) []HostPath {
 // planted there — stands for another), or nil. Callers whose Enarx.toml
 // is not their user's own (a registry package's, a Kubernetes pod's)
 // refuse to open the paths it names without the user's consent.
+//
+// A path with a ".." element is never allowed (DotDot is set): Clean
+// drops "x/.." as text, but Open and VolumeKeys hand the path to the
+// kernel, which resolves ".." after following x. "/srv/app/x/.." cleans
+// to an allowed "/srv/app", yet names the parent of wherever x points
+// when x is a symbolic link: one the workload, given /srv/app, made
+// there itself (path_symlink takes relative targets such as
+// "../../../home/user").
 func NotAllowed(cfg *config.Config, allowed []string) *HostPath {
 	ok := make(map[string]bool, len(allowed))
 	for _, p := range allowed {
 		ok[filepath.Clean(p)] = true
 	}
 	for _, p := range HostPaths(cfg) {
+		if hasDotDot(p.Path) {
+			p.DotDot = true
+			return &p
+		}
 		if !ok[filepath.Clean(p.Path)] {
 			return &p
 		}
 	}
 	return nil
+}
+
+// hasDotDot reports whether p has a ".." element.
+func hasDotDot(p string) bool {
+	for _, e := range strings.Split(p, "/") {
+		if e == ".." {
+			return true
+		}
+	}
+	return false
 }
