@@ -212,11 +212,11 @@ func dirSize(v any) (uint64, error) {
 	return n, nil
 }
 
-// checkDirs refuses two dir entries with one guest path (the workload
-// could not tell which it opens) and two sealed volumes with one name
-// (the name is mixed into a volume's keys: under one key source, two
-// volumes of one name would each open the other's directory, so the host
-// could swap them unnoticed), and warns of a dir entry that the usual
+// checkDirs refuses two dir entries with one guest path, however each
+// spells it (guestDir: the workload could not tell which it opens), and
+// two sealed volumes with one name (the name is mixed into a volume's
+// keys: under one key source, two volumes of one name would each open
+// the other's directory, so the host could swap them unnoticed), and warns of a dir entry that the usual
 // preopen scans miss: wasi-libc's, Rust's and Go's start at fd 3 and stop
 // at the first fd that is not a preopened directory.
 func (p *parser) checkDirs(files []File) error {
@@ -235,9 +235,13 @@ func (p *parser) checkDirs(files []File) error {
 			p.warnings = append(p.warnings, p.errf("files"+indexSeg(i), "the dir entry is fd %d, where wasi-libc, Rust and Go do not look for "+
 				"preopened directories (they scan from fd 3 up to the first fd that is not one); put dir entries right after stdin, stdout and stderr", i).Error())
 		}
-		gp := f.Dir.GuestPath
+		gp := guestDir(f.Dir.GuestPath)
 		if j, dup := seen[gp]; dup {
-			return p.errf("files"+indexSeg(i)+".guest_path", "%q is already the guest_path of files[%d]; each dir entry needs its own", gp, j)
+			if files[j].Dir.GuestPath == f.Dir.GuestPath {
+				return p.errf("files"+indexSeg(i)+".guest_path", "%q is already the guest_path of files[%d]; each dir entry needs its own", f.Dir.GuestPath, j)
+			}
+			return p.errf("files"+indexSeg(i)+".guest_path", "%q and the guest_path %q of files[%d] are one directory, %q, to the workload (its libc gives paths under it to whichever entry it prefers); each dir entry needs its own",
+				f.Dir.GuestPath, files[j].Dir.GuestPath, j, gp)
 		}
 		seen[gp] = i
 		if f.Dir.Source == SourceSealed {
@@ -257,6 +261,19 @@ func (p *parser) checkDirs(files []File) error {
 	}
 	return nil
 }
+
+// guestDir is the directory a guest_path names to the workload. The
+// preopen lookups of wasi-libc (so C and Rust) and Go's wasip1 runtime
+// do not compare it as written: wasi-libc drops leading "/" and "./"
+// ("/data", "//data", "./data" and "data" are one prefix, and the entry
+// registered last wins), and in both a longer prefix matching the same
+// paths wins, so "/data/" takes every path under "/data" from "/data".
+// To the workload they are one directory, whichever entry its libc
+// picks. guestDir is the lexically clean absolute form, the same for all
+// of them. (It also merges spellings with "." or ".." inside,
+// "/a/../data", which a libc may keep apart; refusing such a pair too
+// costs no real configuration.)
+func guestDir(gp string) string { return path.Clean("/" + gp) }
 
 func containsSource(list []Source, s Source) bool {
 	for _, e := range list {

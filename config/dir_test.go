@@ -164,6 +164,19 @@ func TestParseDirErrors(t *testing.T) {
 		{"duplicate guest_path", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/d\"\nsource = \"memory\"\n" +
 			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/d\"\nsource = \"memory\"\n",
 			`Enarx.toml:15: files[4].guest_path: "/d" is already the guest_path of files[3]`},
+		// Spelt apart, one directory to the workload: wasi-libc and Go
+		// give every path under /d to the longer prefix "/d/" (here the
+		// plaintext host directory, not the sealed one), wasi-libc reads
+		// "d" and "//d" as "/d". Before, only equal strings were refused.
+		{"guest_path with a trailing slash", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/d\"\nsource = \"sealed\"\nhost_path = \"/v\"\nkey = \"snp\"\n" +
+			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/d/\"\nsource = \"host\"\nhost_path = \"/w\"\n",
+			`Enarx.toml:17: files[4].guest_path: "/d/" and the guest_path "/d" of files[3] are one directory, "/d", to the workload`},
+		{"guest_path relative", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/d\"\nsource = \"memory\"\n" +
+			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"./d\"\nsource = \"memory\"\n",
+			`Enarx.toml:15: files[4].guest_path: "./d" and the guest_path "/d" of files[3] are one directory`},
+		{"guest_path double slash", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"//\"\nsource = \"memory\"\n" +
+			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/\"\nsource = \"memory\"\n",
+			`Enarx.toml:15: files[4].guest_path: "/" and the guest_path "//" of files[3] are one directory, "/"`},
 		{"sealed host_path shared", dirStdio + "[[files]]\nkind = \"dir\"\nname = \"a\"\nguest_path = \"/a\"\nsource = \"host\"\nhost_path = \"/v/\"\n" +
 			"[[files]]\nkind = \"dir\"\nname = \"b\"\nguest_path = \"/b\"\nsource = \"sealed\"\nhost_path = \"/v\"\nkey = \"snp\"\n",
 			`Enarx.toml:18: files[4].host_path: "/v" is also the host_path of files[3]; a sealed volume needs a host directory of its own`},
