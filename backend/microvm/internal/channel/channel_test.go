@@ -623,3 +623,51 @@ func TestWriteClosed(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentOpens: streams opened from several goroutines at once (the
+// host opens one per accepted connection on each listen entry, each entry
+// on its own goroutine) reach the peer with their Open frames in the order
+// of their identifiers, which the peer requires (an identifier below one
+// it has seen is a reopened stream, a protocol violation that ends the
+// channel). The identifier used to be taken before the frame writer, so
+// two Opens could leave in the other order: two connections arriving at
+// once on a Keep's two listen entries stopped the Keep.
+func TestConcurrentOpens(t *testing.T) {
+	const goroutines, each = 8, 120 // 960 streams, within MaxStreams
+	for round := range 5 {
+		a, b := socketpair(t)
+		var accepted atomic.Int32
+		host := New(a, Host, Handler{})
+		guest := New(b, Guest, Handler{Open: func(*Stream, Open) error { accepted.Add(1); return nil }})
+		t.Cleanup(func() { host.Close(); guest.Close() })
+		guestEnd := make(chan error, 1)
+		go host.Run()
+		go func() { guestEnd <- guest.Run() }()
+		var wg sync.WaitGroup
+		for range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range each {
+					if _, err := host.Open(Open{Role: RoleFile}); err != nil {
+						t.Errorf("round %d: Open: %v", round, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		deadline := time.After(20 * time.Second) // a safety net
+		for accepted.Load() < goroutines*each {
+			select {
+			case err := <-guestEnd:
+				t.Fatalf("round %d: the peer ended the channel after %d of %d streams: %v", round, accepted.Load(), goroutines*each, err)
+			case <-deadline:
+				t.Fatalf("round %d: %d of %d streams arrived", round, accepted.Load(), goroutines*each)
+			case <-time.After(time.Millisecond):
+			}
+		}
+		host.Close()
+		guest.Close()
+	}
+}

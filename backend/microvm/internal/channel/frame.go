@@ -14,10 +14,12 @@
 // never exceed the window its reader granted, and small data frames are
 // copied together (smallData), so a peer cannot make the other side buffer
 // without limit nor more than about twice the window per stream, however
-// it frames its bytes; stream identifiers are allocated
-// monotonically per side and never reused. A violation of the protocol
-// ends the whole channel (the Keep then stops), because a peer that breaks
-// the protocol cannot be relied on for anything that follows. Availability
+// it frames its bytes; stream identifiers are allocated monotonically per
+// side and never reused, and each side sends its Open frames in identifier
+// order however many goroutines open streams (the peer takes a lower
+// identifier for a reopened stream). A violation of the protocol ends the
+// whole channel (the Keep then stops), because a peer that breaks the
+// protocol cannot be relied on for anything that follows. Availability
 // is not protected: the host can always stop, delay or reorder its own
 // side.
 //

@@ -199,6 +199,11 @@ func (m *Mux) drainQueue() {
 func (m *Mux) writeFrame(typ uint8, stream uint32, payload []byte) error {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
+	return m.writeFrameLocked(typ, stream, payload)
+}
+
+// writeFrameLocked is writeFrame with m.wmu held.
+func (m *Mux) writeFrameLocked(typ uint8, stream uint32, payload []byte) error {
 	if err := m.Err(); err != nil {
 		return err
 	}
@@ -221,6 +226,12 @@ func (m *Mux) Open(o Open) (*Stream, error) {
 	if len(meta) > maxOpenMeta {
 		return nil, fmt.Errorf("channel: stream description of %d bytes is too large", len(meta))
 	}
+	// The identifier is taken and the Open frame written under m.wmu, so
+	// that Open frames leave in identifier order whoever opens streams
+	// concurrently: the peer takes an Open below the highest identifier
+	// it has seen for a reopened stream and ends the channel.
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
 	m.mu.Lock()
 	if m.err != nil {
 		err := m.err
@@ -239,7 +250,7 @@ func (m *Mux) Open(o Open) (*Stream, error) {
 	m.next += 2
 	m.streams[s.id] = s
 	m.mu.Unlock()
-	if err := m.writeFrame(TypeOpen, s.id, meta); err != nil {
+	if err := m.writeFrameLocked(TypeOpen, s.id, meta); err != nil {
 		m.remove(s.id)
 		return nil, err
 	}
