@@ -282,6 +282,11 @@ func crlOf(t *testing.T, l envelope.CrlList, urlPart string) []byte {
 	return nil
 }
 
+// withTDX is the testdata policy (upstream's, which has no [tdx] table,
+// so it refuses TDX evidence) with a [tdx] table admitting the all-zero
+// MRTD of the emulated TDs.
+var withTDX = append(bytes.Clone(vectors.StewardTOML), "\n[tdx]\nmrtd = [\""+strings.Repeat("00", 48)+"\"]\n"...)
+
 // snpOnly keeps the [snp] table of the testdata policy.
 func snpOnly(t testing.TB) []byte {
 	s := string(vectors.StewardTOML)
@@ -371,17 +376,18 @@ func TestRejections(t *testing.T) {
 			return rawValue(t, attest.OIDEvidenceSGX, elliptic.P256(), i5Ext.Value[:len(i5Ext.Value)-1])
 		}, code: "sgx.evidence.malformed"},
 		// TDX: go-tdx-guest's real sample quote and collateral (vectors.TDXSample).
-		{name: "tdx sample quote TCB level", csr: mutateTDX(nil), at: vectors.TDXSampleTime, code: tdx.CodeTCBStatus},
-		{name: "tdx quote body byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[48+200] ^= 1 }), at: vectors.TDXSampleTime, code: tdx.CodeQuoteSignature},
-		{name: "tdx TCB info byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.TCB.Report[40] ^= 1 }), at: vectors.TDXSampleTime, code: tdx.CodeTCBInfo},
-		{name: "tdx PCK CRL byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { c := e.CRLs[1].CRL; c[len(c)-3] ^= 1 }), at: vectors.TDXSampleTime, code: tdx.CodeCRLInvalid},
-		{name: "tdx clock after collateral expiry", csr: mutateTDX(nil), at: vectors.TDXSampleTime.AddDate(0, 2, 0), code: tdx.CodeTCBInfoExpired},
-		{name: "tdx quote v5", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }), at: vectors.TDXSampleTime, code: tdx.CodeQuoteVersion},
+		{name: "tdx sample quote TCB level", csr: mutateTDX(nil), at: vectors.TDXSampleTime, doc: withTDX, code: tdx.CodeTCBStatus},
+		{name: "tdx quote body byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[48+200] ^= 1 }), at: vectors.TDXSampleTime, doc: withTDX, code: tdx.CodeQuoteSignature},
+		{name: "tdx TCB info byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.TCB.Report[40] ^= 1 }), at: vectors.TDXSampleTime, doc: withTDX, code: tdx.CodeTCBInfo},
+		{name: "tdx PCK CRL byte", csr: mutateTDX(func(e *envelope.TdxEvidence) { c := e.CRLs[1].CRL; c[len(c)-3] ^= 1 }), at: vectors.TDXSampleTime, doc: withTDX, code: tdx.CodeCRLInvalid},
+		{name: "tdx clock after collateral expiry", csr: mutateTDX(nil), at: vectors.TDXSampleTime.AddDate(0, 2, 0), doc: withTDX, code: tdx.CodeTCBInfoExpired},
+		{name: "tdx quote v5", csr: mutateTDX(func(e *envelope.TdxEvidence) { e.Quote[0] = 5 }), at: vectors.TDXSampleTime, doc: withTDX, code: tdx.CodeQuoteVersion},
 		// TDX, emulated Intel hierarchy (fresh keys, trusted explicitly).
-		{name: "tdx debug TD", csr: emuTDX.csr(emulated.TDXOptions{Debug: true}, false), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodePolicyDebug},
-		{name: "tdx CSR key swapped", csr: emuTDX.csr(emulated.TDXOptions{}, true), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodeBinding},
+		{name: "tdx debug TD", csr: emuTDX.csr(emulated.TDXOptions{Debug: true}, false), at: emuTDX.now, opts: emuTDX.opts(), doc: withTDX, code: tdx.CodePolicyDebug},
+		{name: "tdx CSR key swapped", csr: emuTDX.csr(emulated.TDXOptions{}, true), at: emuTDX.now, opts: emuTDX.opts(), doc: withTDX, code: tdx.CodeBinding},
 		{name: "tdx policy other MRTD", csr: emuTDX.csr(emulated.TDXOptions{}, false), doc: []byte("[tdx]\nmrtd = [\"" + other48 + "\"]\n"), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodePolicyMRTD},
-		{name: "tdx emulated root without trusting it", csr: emuTDX.csr(emulated.TDXOptions{}, false), at: emuTDX.now, code: tdx.CodePCKChain},
+		{name: "tdx without a [tdx] table (upstream's policy)", csr: emuTDX.csr(emulated.TDXOptions{}, false), at: emuTDX.now, opts: emuTDX.opts(), code: steward.CodeEvidenceUnsupported},
+		{name: "tdx emulated root without trusting it", csr: emuTDX.csr(emulated.TDXOptions{}, false), at: emuTDX.now, doc: withTDX, code: tdx.CodePCKChain},
 		// No hardware.
 		{name: "no-hardware evidence without [none]", csr: func(t *testing.T) []byte {
 			return rawValue(t, attest.OIDEvidenceKVM, elliptic.P256(), nil)
@@ -616,7 +622,7 @@ func (m *emulatedTDX) csr(td emulated.TDXOptions, swap bool) func(t *testing.T) 
 func TestEmulatedTDXIssued(t *testing.T) {
 	p := newPKI(t)
 	m := newEmulatedTDX(t)
-	url := p.server(t, nil, m.now, m.opts())
+	url := p.server(t, withTDX, m.now, m.opts())
 	a := attested(t, p.issued(t, post(t, url, m.csr(emulated.TDXOptions{}, false)(t))))
 	if a.Claims.Kind != attest.KindTDX || a.Claims.HardwareBacked || len(a.Claims.Measurement) != 48 || a.Claims.TCBStatus != "UpToDate" {
 		t.Fatalf("claims %+v", a.Claims)

@@ -5,7 +5,9 @@
 // tables load and mean the same (steward.md §8), with three deliberate
 // differences that are stricter: `policy_flags` is enforced, unknown keys are
 // errors, and SGX debug enclaves need `features = ["Debug", …]`. It adds a
-// `[tdx]` table, a `[none]` table that is the only way to accept
+// `[tdx]` table (TDX evidence is verified only when it is present: upstream
+// has no TDX, so a file written for upstream must not admit every TD), a
+// `[none]` table that is the only way to accept
 // no-hardware evidence outside debug mode, SNP report-version, TCB and guest
 // SVN minimums (`minimum_tcb` covers LAUNCH_TCB as well as REPORTED_TCB
 // unless `minimum_launch_tcb` says otherwise), an SGX minimum
@@ -48,7 +50,8 @@ type Policy struct {
 	// SNP is the compiled `[snp]` table (nil when absent: structural checks
 	// only, like upstream).
 	SNP *snp.Policy
-	// TDX is the compiled `[tdx]` table (nil when absent).
+	// TDX is the compiled `[tdx]` table (nil when absent: TDX evidence is
+	// refused, as upstream, which has no TDX, refuses it).
 	TDX *tdx.Policy
 	// AllowNoHardware is `[none] allow = true`: accept evidence from Keeps
 	// without TEE hardware even when the Steward is not in debug mode.
@@ -489,8 +492,13 @@ type Options struct {
 }
 
 // Verifiers builds one verifier per evidence kind: no-hardware (KVM),
-// SGX, SEV-SNP and TDX. A kind without a table is still verified, with
-// upstream's defaults (see Policy).
+// SGX, SEV-SNP and, when the policy has a `[tdx]` table, TDX. SGX and
+// SEV-SNP without a table are still verified, with upstream's defaults (see
+// Policy). TDX without a table has no verifier, so the Steward refuses TDX
+// evidence (evidence.unsupported) as upstream, which knows no TDX, does:
+// otherwise a policy written for upstream, pinning its SGX and SNP Keeps,
+// would certify every TD on genuine hardware, whatever it runs, and a
+// present table must name the TDs it admits (tdx.mrtd).
 func (p *Policy) Verifiers(opts Options) ([]attest.Verifier, error) {
 	s, err := sgx.New(sgx.Options{Policy: p.SGX, CacheSize: opts.CacheSize})
 	if err != nil {
@@ -510,6 +518,9 @@ func (p *Policy) Verifiers(opts Options) ([]attest.Verifier, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	vs := []attest.Verifier{kvm.New(kvm.Options{AllowWithoutDebug: p.AllowNoHardware}), s, n}
+	if p.TDX == nil {
+		return vs, nil
+	}
 	t, err := p.tdxVerifier(opts)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
