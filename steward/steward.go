@@ -220,7 +220,9 @@ func New(cfg Config) (*Server, error) {
 	if mem <= 0 {
 		mem = DefaultMaxBodyMemory
 	}
-	s.bodies = semaphore.NewWeighted(max(mem, s.maxBody))
+	// readBody reserves one byte beyond a body's length for the read
+	// that finds its end: a body of exactly MaxBodyBytes needs that much.
+	s.bodies = semaphore.NewWeighted(max(mem, s.maxBody+1))
 	s.timeout = cfg.RequestTimeout
 	if s.timeout <= 0 {
 		s.timeout = DefaultRequestTimeout
@@ -342,6 +344,14 @@ func (s *Server) alive(ctx context.Context) error {
 // each). Keeps send an empty subject; real names are far smaller.
 const MaxSubject = 1024
 
+// MaxWorkloadPackage bounds the package digest of a requested workload
+// identity, which the steward copies into the certificate and its audit
+// log: the identity of a Keep is two SHA-256 digests and a Drawbridge
+// Content-Digest value of a few hundred bytes (drawbridge parses no longer
+// one than this), where unbounded it filled a certificate and a log line
+// with as much as the request held (1 MiB).
+const MaxWorkloadPackage = 4096
+
 func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 	if err := s.alive(ctx); err != nil {
 		return nil, err
@@ -374,6 +384,9 @@ func (s *Server) issue(ctx context.Context, csrDER []byte) (*issued, error) {
 			w, err := certext.ParseWorkload(e.Value)
 			if err != nil {
 				return nil, attest.RejectErr(CodeWorkload, err, "malformed workload identity extension (%v)", err)
+			}
+			if n := len(w.Package); n > MaxWorkloadPackage {
+				return nil, attest.Reject(CodeWorkload, "the workload identity's package digest is %d bytes; the limit is %d", n, MaxWorkloadPackage)
 			}
 			copied = append(copied, *e)
 			workload, workloadDER = w, e.Value
