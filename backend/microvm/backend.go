@@ -480,12 +480,16 @@ func consoleLog(log *slog.Logger) *lineLogger {
 
 const (
 	consoleTailLines = 4
-	consoleNotable   = 3
+	consoleNotable   = 5
 	consoleLineBytes = 200
 )
 
-// consoleNotableMarks mark the console lines that say why a Keep died.
-var consoleNotableMarks = []string{"Kernel panic - not syncing", "Out of memory", "panic: ", "fatal error: "}
+// consoleNotableMarks mark the console lines that say why a Keep died:
+// the kernel's panic and, before it, an oops's first lines (what went
+// wrong and where: "BUG: unable to handle page fault …", "Oops: …",
+// "RIP: 0010:function+0x…"), the kernel's OOM killer, the Go runtime's
+// panics and fatal errors.
+var consoleNotableMarks = []string{"Kernel panic - not syncing", "BUG: ", "kernel BUG at", "Oops: ", "general protection fault", "RIP: ", "Out of memory", "panic: ", "fatal error: "}
 
 type lineLogger struct {
 	mu            sync.Mutex

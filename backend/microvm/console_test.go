@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,6 +44,35 @@ func TestConsoleLinesBounded(t *testing.T) {
 	var nilw *lineLogger
 	if n, l := nilw.lines(); n != nil || l != nil {
 		t.Errorf("a nil console has lines")
+	}
+}
+
+// TestConsoleOops: a kernel that oopses in an interrupt prints what went
+// wrong and where long before its panic line, under a register dump and a
+// call trace that fill the tail; the error keeps those first lines and the
+// panic, so a Keep's death says more than "Fatal exception in interrupt".
+func TestConsoleOops(t *testing.T) {
+	w := consoleLog(slog.New(slog.DiscardHandler))
+	oops := []string{
+		"[    0.610001] BUG: unable to handle page fault for address: ff125d34ed401000",
+		"[    0.610002] #PF: supervisor read access in kernel mode",
+		"[    0.610003] Oops: 0000 [#1] PREEMPT SMP NOPTI",
+		"[    0.610004] CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.118+deb12-cloud-amd64 #1",
+		"[    0.610005] RIP: 0010:memcpy_orig+0x31/0x140",
+		"[    0.610006] Code: 48 89 f8 48 83 fa 20 72 7e 40 38 fe 7c 35 48 83 ea 20",
+		"[    0.610007] RSP: 0018:ffffb6e740003e48 EFLAGS: 00010206",
+		"[    0.610008] Call Trace:",
+		"[    0.610009]  <IRQ>",
+		"[    0.610010]  ? __die+0x23/0x70",
+		"[    0.624647] CR2: ff125d34ed401000 CR3: 000000002c422000 CR4: 0000000000751ef0",
+		"[    0.624647] PKRU: 55555554",
+		"[    0.624647] Kernel panic - not syncing: Fatal exception in interrupt",
+	}
+	w.Write([]byte(strings.Join(oops, "\n") + "\n"))
+	notable, _ := w.lines()
+	want := []string{oops[0], oops[2], oops[4], oops[len(oops)-1]}
+	if !slices.Equal(notable, want) {
+		t.Errorf("notable lines\n%q\nwant\n%q", notable, want)
 	}
 }
 
