@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -382,6 +383,10 @@ func ending(runCtx context.Context, s *session, vmExited <-chan error, console *
 // TCG (keep.Options.CompileSlowdown).
 const tcgCompileSlowdown = 20
 
+// initDiedOfGo is the kernel's panic when /init exits with status 2, the
+// Go runtime's for an unhandled panic or a fatal error.
+const initDiedOfGo = "Attempted to kill init! exitcode=0x00000200"
+
 // vmStopped is the error for a VM that stopped without an exit status,
 // with the last lines of its console (the kernel's panic, or what the
 // Keep's init printed as it died) when there are any.
@@ -390,6 +395,13 @@ func vmStopped(err error, console *lineLogger) error {
 		err = errors.New("it powered off or its kernel panicked")
 	}
 	if notable, last := console.lines(); len(last) > 0 {
+		if slices.ContainsFunc(notable, func(l string) bool { return strings.Contains(l, initDiedOfGo) }) {
+			// The message and stacks went to /init's stderr: the
+			// console of a Keep without a TEE, nowhere in a TEE
+			// (guest.quietCrashOutput).
+			err = fmt.Errorf("%w; the Keep's Go runtime ended it: an unhandled panic or a fatal error such as running out of memory or stack; "+
+				"a Keep in a TEE keeps the message inside, one without a TEE prints it on the console before the kernel's panic", err)
+		}
 		if len(notable) > 0 {
 			return fmt.Errorf("the Keep's VM stopped before the Keep reported an exit status (%w); its console said %q and ended with %q (--log-level debug shows all of it)", err, notable, last)
 		}

@@ -76,6 +76,23 @@ func TestConsoleOops(t *testing.T) {
 	}
 }
 
+// TestConsoleInitDiedOfGo: a Keep whose Go runtime ended /init (status 2:
+// kept off the console in a TEE) gets an error that says so, one whose
+// /init exited otherwise does not.
+func TestConsoleInitDiedOfGo(t *testing.T) {
+	for _, tc := range []struct {
+		code string
+		want bool
+	}{{"0x00000200", true}, {"0x00000000", false}, {"0x00000100", false}} {
+		w := consoleLog(slog.New(slog.DiscardHandler))
+		w.Write([]byte("[    1.0] Kernel panic - not syncing: Attempted to kill init! exitcode=" + tc.code + "\n[    1.0] ---[ end Kernel panic ]---\n"))
+		err := vmStopped(nil, w)
+		if got := strings.Contains(err.Error(), "the Keep's Go runtime ended it"); got != tc.want {
+			t.Errorf("exitcode %s: %v", tc.code, err)
+		}
+	}
+}
+
 // TestCompileSlowdownUnderTCG: a Keep under software emulation compiles
 // ten to twenty times slower, so the host lengthens its compile deadline
 // (a 3 MB module was refused at 88 s in CI); under KVM it stays as is.

@@ -52,6 +52,11 @@ func Main() {
 	lockKernel("/", &early)
 	raiseFileLimit()
 	tee := Detect("/")
+	if tee != "none" {
+		if err := quietCrashOutput("/dev/null"); err != nil {
+			early.add(slog.LevelWarn, "keeping crash output off the console", "err", err.Error())
+		}
+	}
 	if tee != "none" && !attestationDevice("/", tee) {
 		early.add(slog.LevelWarn, "this Keep runs in a TEE whose attestation driver did not start: it will produce no evidence", "tee", tee)
 	}
@@ -90,6 +95,32 @@ func limitTraceback() error {
 	}
 	err := unix.Exec(os.Args[0], os.Args, env)
 	return fmt.Errorf("executing %s again with GOTRACEBACK=none (a crash of the Keep will print goroutine stacks on the console): %w", os.Args[0], err)
+}
+
+// quietCrashOutput points /init's standard output and error, the console
+// the kernel gave it, at null (/dev/null). Nothing of the Keep writes
+// there on purpose (its logs go over the channel, console() opens the
+// console itself), only the Go runtime as the process dies: the message of
+// an unhandled panic or fatal error, and, for the runtime's own fatal
+// errors (out of memory, a stack overflow, memory corruption), goroutine
+// stacks whatever GOTRACEBACK says, whose argument words can be words of
+// keys. A Keep in a TEE calls it: its memory is the one thing its host
+// cannot read, so nothing of it may reach the console. The host then sees
+// only the kernel's panic, "Attempted to kill init! exitcode=0x00000200"
+// (the runtime's exit status 2), and says what that means. A Keep without
+// a TEE keeps the messages: its host reads its memory anyway.
+func quietCrashOutput(null string) error {
+	f, err := os.OpenFile(null, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, fd := range []int{1, 2} {
+		if err := unix.Dup3(int(f.Fd()), fd, 0); err != nil {
+			return fmt.Errorf("redirecting fd %d to %s: %w", fd, null, err)
+		}
+	}
+	return nil
 }
 
 // uptime is the guest's /proc/uptime, for boot timings in debug logs.

@@ -2,10 +2,12 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -133,6 +135,12 @@ func TestMountFlags(t *testing.T) {
 	}
 }
 
+// recurse overflows the stack holding key (a runtime fatal error, whose
+// stacks Go prints whatever GOTRACEBACK says).
+//
+//go:noinline
+func recurse(key [2]uint64) uint64 { return recurse([2]uint64{key[1], key[0]}) + key[0] }
+
 // secretWord is an argument value a traceback would print in hex.
 const secretWord = 0x5ec2e75ec2e75ec2
 
@@ -148,6 +156,8 @@ func panicHolding(key [2]uint64, how string) {
 	case "fatal":
 		var mu sync.Mutex
 		mu.Unlock() // fatal error: sync: unlock of unlocked mutex
+	case "overflow":
+		recurse(key) // fatal error: stack overflow
 	}
 	_ = key
 }
@@ -165,16 +175,35 @@ func TestPanicShowsNoStacks(t *testing.T) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
+		if os.Getenv("ENARX_GUEST_TEST_TEE") != "" {
+			if err := quietCrashOutput(os.DevNull); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(3)
+			}
+		}
+		debug.SetMaxStack(1 << 20) // "overflow" reaches it quickly
 		done := make(chan struct{})
 		go func() { panicHolding([2]uint64{secretWord, secretWord}, how); close(done) }()
 		<-done
 		os.Exit(0)
 	}
-	for _, c := range []struct{ how, msg string }{
-		{"panic", "panic: guest test panic"},
-		{"fatal", "fatal error: sync: unlock of unlocked mutex"},
+	for _, c := range []struct {
+		how, msg string
+		tee      bool
+	}{
+		{how: "panic", msg: "panic: guest test panic"},
+		{how: "fatal", msg: "fatal error: sync: unlock of unlocked mutex"},
+		// The runtime's own fatal errors print every stack whatever
+		// GOTRACEBACK says: a Keep in a TEE keeps all of it off the
+		// console (quietCrashOutput), its message too.
+		{how: "overflow", tee: true},
+		{how: "panic", tee: true},
 	} {
-		t.Run(c.how, func(t *testing.T) {
+		name := c.how
+		if c.tee {
+			name += "/tee"
+		}
+		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang guard
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPanicShowsNoStacks$", "-test.count=1")
@@ -186,9 +215,16 @@ func TestPanicShowsNoStacks(t *testing.T) {
 				}
 			}
 			cmd.Env = append(cmd.Env, "ENARX_GUEST_TEST_CRASH="+c.how)
+			if c.tee {
+				cmd.Env = append(cmd.Env, "ENARX_GUEST_TEST_TEE=1")
+			}
 			out, err := cmd.CombinedOutput()
-			if err == nil {
-				t.Fatalf("the child did not crash:\n%s", out)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("the child did not crash with the runtime's status 2 (%v):\n%s", err, out)
+			}
+			if c.tee && len(out) != 0 {
+				t.Errorf("a TEE Keep's crash writes %d bytes to the console:\n%s", len(out), out)
 			}
 			if !strings.Contains(string(out), c.msg) {
 				t.Errorf("the crash does not show its message %q:\n%s", c.msg, out)
