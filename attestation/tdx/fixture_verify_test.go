@@ -185,6 +185,20 @@ func TestFixtureRejected(t *testing.T) {
 		{name: "PCK chain under a forged root", evidence: ev(func(t *testing.T, e *envelope.TdxEvidence) {
 			e.Quote = withPCKChain(t, e.Quote, forgeHierarchy(t, f.root.PCK, f.root.PCKCA, f.root.Root)...)
 		}), code: CodePCKChain},
+		// Intel's PCK and intermediate, and a root of Intel's name and the
+		// forger's key: the intermediate still verifies to the trusted
+		// root, but the carried root would be the key stage 4 checks the
+		// root CRL (is the intermediate revoked?) with.
+		{name: "genuine PCK chain carrying a forged root", evidence: ev(func(t *testing.T, e *envelope.TdxEvidence) {
+			forged := forgeHierarchy(t, f.root.PCK, f.root.PCKCA, f.root.Root)[2]
+			e.Quote = withPCKChain(t, e.Quote, f.root.PCK, f.root.PCKCA, forged)
+		}), code: CodePCKChain},
+		{name: "TCB Info chain carrying a forged root", evidence: ev(func(t *testing.T, e *envelope.TdxEvidence) {
+			e.TCB.Certs[1] = forgeHierarchy(t, f.root.PCK, f.root.PCKCA, f.root.Root)[2].Raw
+		}), code: CodeTCBInfo},
+		{name: "QE Identity chain carrying a forged root", evidence: ev(func(t *testing.T, e *envelope.TdxEvidence) {
+			e.QEIdentity.Certs[1] = forgeHierarchy(t, f.root.PCK, f.root.PCKCA, f.root.Root)[2].Raw
+		}), code: CodeQEIdentity},
 		{name: "PCK chain without its root", evidence: ev(func(t *testing.T, e *envelope.TdxEvidence) {
 			e.Quote = withPCKChain(t, e.Quote, f.root.PCK, f.root.PCKCA)
 		}), code: CodePCKChain},

@@ -182,9 +182,13 @@ func signedDoc(field string, raw, sig []byte) []byte {
 	return append(doc, `"}`...)
 }
 
-// checkChains is stage 2.
+// checkChains is stage 2. Each chain the evidence carries must reach a
+// trusted root, and end in that root itself: stage 4 checks the CRL of
+// each link with the certificate above it as the evidence carries it, so
+// a carried root of Intel's name and another key would sign the root CRL
+// that says whether the intermediate is revoked.
 func (c *collateral) checkChains(roots *x509.CertPool, now time.Time) error {
-	if err := chainsTo(roots, now, c.pck[0], c.pck[1]); err != nil {
+	if err := chainsTo(roots, now, c.pck[2], c.pck[0], c.pck[1]); err != nil {
 		code := CodePCKChain
 		var inv x509.CertificateInvalidError
 		if errors.As(err, &inv) && inv.Reason == x509.Expired {
@@ -192,24 +196,38 @@ func (c *collateral) checkChains(roots *x509.CertPool, now time.Time) error {
 		}
 		return attest.RejectErr(code, err, "the PCK certificate does not chain to a trusted Intel root at %s", now.UTC().Format(time.RFC3339))
 	}
-	if err := chainsTo(roots, now, c.tcbChain[0]); err != nil {
+	if err := chainsTo(roots, now, c.tcbChain[1], c.tcbChain[0]); err != nil {
 		return attest.RejectErr(CodeTCBInfo, err, "the TCB Info signing certificate does not chain to a trusted Intel root")
 	}
-	if err := chainsTo(roots, now, c.qeChain[0]); err != nil {
+	if err := chainsTo(roots, now, c.qeChain[1], c.qeChain[0]); err != nil {
 		return attest.RejectErr(CodeQEIdentity, err, "the QE Identity signing certificate does not chain to a trusted Intel root")
 	}
 	return nil
 }
 
-func chainsTo(roots *x509.CertPool, now time.Time, leaf *x509.Certificate, intermediates ...*x509.Certificate) error {
+// errCarriedRoot: a chain verifies to a trusted root, but the root the
+// evidence carries with it is another certificate.
+var errCarriedRoot = errors.New("the root certificate the evidence carries is not the trusted root its chain verifies to")
+
+// chainsTo verifies leaf through intermediates to roots, and that a
+// verified chain ends in carriedRoot.
+func chainsTo(roots *x509.CertPool, now time.Time, carriedRoot, leaf *x509.Certificate, intermediates ...*x509.Certificate) error {
 	inter := x509.NewCertPool()
 	for _, c := range intermediates {
 		inter.AddCert(c)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	for _, ch := range chains {
+		if ch[len(ch)-1].Equal(carriedRoot) {
+			return nil
+		}
+	}
+	return errCarriedRoot
 }
 
 // checkCRLs is stage 4: the PCK chain and both signing chains against the
