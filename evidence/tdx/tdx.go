@@ -27,6 +27,7 @@ import (
 	"log/slog"
 
 	"github.com/google/go-tdx-guest/client"
+	labi "github.com/google/go-tdx-guest/client/linuxabi"
 	"github.com/google/go-tdx-guest/pcs"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
 
@@ -84,7 +85,7 @@ func (p *Provider) GetQuote(ctx context.Context, reportData [64]byte) (*Quote, e
 		if err != nil {
 			return nil, fmt.Errorf("no TDX guest interface: configfs-tsm has no tdx_guest provider and the tdx-guest device cannot be opened: %w", err)
 		}
-		raw, err := client.GetRawQuote(d, reportData)
+		raw, err := client.GetRawQuote(quoteLimit{d}, reportData)
 		d.Close()
 		if err != nil {
 			return nil, fmt.Errorf("TDX quote via /dev/tdx_guest: %w", err)
@@ -104,6 +105,26 @@ func (p *Provider) GetQuote(ctx context.Context, reportData [64]byte) (*Quote, e
 		return nil, fmt.Errorf("TDX quote from %s does not carry the requested report data", q.Source)
 	}
 	return q, nil
+}
+
+// quoteLimit is a tdx-guest device that refuses a GetQuote answer whose
+// quote length does not fit the buffer it came in. The VMM writes that
+// length into the shared buffer's header and the driver returns it as it
+// is; go-tdx-guest slices the buffer by it unchecked, so a larger one
+// panicked the Keep.
+type quoteLimit struct{ client.Device }
+
+func (q quoteLimit) Ioctl(cmd uintptr, req any) (uintptr, error) {
+	res, err := q.Device.Ioctl(cmd, req)
+	if err != nil || cmd != labi.IocTdxGetQuote {
+		return res, err
+	}
+	if r, ok := req.(*labi.TdxQuoteReq); ok {
+		if h, ok := r.Buffer.(*labi.TdxQuoteHdr); ok && uint64(h.OutLen) > uint64(len(h.Data)) {
+			return 0, fmt.Errorf("the host's quoting service claims a quote length of %d bytes, more than the %d-byte buffer it answered in", h.OutLen, len(h.Data))
+		}
+	}
+	return res, nil
 }
 
 // parseQuote parses a raw quote, naming a quote version this build cannot

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -163,7 +164,12 @@ func TestNoInterface(t *testing.T) {
 }
 
 // fakeDevice is a /dev/tdx_guest whose quoting service returns quote.
-type fakeDevice struct{ quote []byte }
+type fakeDevice struct {
+	quote []byte
+	// outLen, if non-zero, is the quote length the VMM writes into the
+	// shared buffer's header instead of len(quote).
+	outLen uint32
+}
 
 func (*fakeDevice) Open(string) error { return nil }
 func (*fakeDevice) Close() error      { return nil }
@@ -174,6 +180,9 @@ func (d *fakeDevice) Ioctl(cmd uintptr, arg any) (uintptr, error) {
 	case labi.IocTdxGetQuote:
 		hdr := arg.(*labi.TdxQuoteReq).Buffer.(*labi.TdxQuoteHdr)
 		hdr.OutLen = uint32(copy(hdr.Data[:], d.quote))
+		if d.outLen != 0 {
+			hdr.OutLen = d.outLen
+		}
 		return uintptr(labi.TdxAttestSuccess), nil
 	}
 	return 0, errors.New("unexpected ioctl")
@@ -190,6 +199,31 @@ func TestDeviceFallback(t *testing.T) {
 	}
 	if q.Source != "/dev/tdx_guest" || !bytes.Equal(q.Raw, testdata.RawQuote) {
 		t.Fatalf("source %q, %d bytes", q.Source, len(q.Raw))
+	}
+}
+
+// The VMM fills the GetQuote buffer's header, out_len included, and the
+// tdx-guest driver hands it back as it is. go-tdx-guest sliced its 16 KiB
+// data array by that length unchecked: a larger one panicked the Keep. It
+// must be an error.
+func TestDeviceQuoteLengthPastBuffer(t *testing.T) {
+	p := &Provider{
+		TSM: &tsm.Source{Client: &faketsm.Client{Subsystems: map[string]configfsi.Client{}}},
+		OpenDevice: func() (client.Device, error) {
+			return &fakeDevice{quote: testdata.RawQuote, outLen: labi.ReqBufSize + 1}, nil
+		},
+	}
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("GetQuote panicked on the VMM's quote length: %v", r)
+			}
+		}()
+		_, err = p.GetQuote(context.Background(), realReportData(t))
+	}()
+	if err == nil || !strings.Contains(err.Error(), "quote length") {
+		t.Fatalf("got %v", err)
 	}
 }
 
@@ -250,5 +284,33 @@ func TestCollateralCacheRoundTripAndCorruption(t *testing.T) {
 	}
 	if _, err := c.Collateral(); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("corrupt cache: %v", err)
+	}
+}
+
+// The cache can sit on a disk the host writes: a huge collateral file (or
+// a link to /dev/zero) was read whole into the Keep's memory. It must be
+// refused after a bounded read.
+func TestHugeCollateralFileIsNotRead(t *testing.T) {
+	const size = 32 << 20
+	c := &Cache{Dir: t.TempDir()}
+	f, err := os.Create(c.Dir + "/" + CollateralFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil { // sparse: no disk space
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = c.Collateral()
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n >= size {
+		t.Errorf("read %d bytes into memory for a %d-byte cache file", n, size)
+	}
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("got %v, want a size error", err)
 	}
 }
