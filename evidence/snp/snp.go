@@ -6,7 +6,8 @@
 // Report sources, in order: configfs-tsm (provider "sev_guest"), then the
 // /dev/sev-guest device through github.com/google/go-sev-guest/client. The
 // VCEK comes from the extended report's certificate table (auxblob) when the
-// host provisioned a parsable one, otherwise from the local collateral cache
+// host provisioned a parsable one (on /dev/sev-guest, of at most
+// maxCertTable bytes), otherwise from the local collateral cache
 // (Cache.VCEK); the CRLs always come from the cache, which
 // `enarx platform snp fetch` fills.
 //
@@ -25,6 +26,7 @@ import (
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/client"
+	labi "github.com/google/go-sev-guest/client/linuxabi"
 
 	"github.com/enarx-go/enarx/attest"
 	"github.com/enarx-go/enarx/attestation/envelope"
@@ -101,15 +103,58 @@ func (p *Provider) deviceReport(reportData [64]byte) (*Report, error) {
 		return nil, fmt.Errorf("no SEV-SNP guest interface: configfs-tsm has no sev_guest provider and the sev-guest device cannot be opened: %w", err)
 	}
 	defer d.Close()
+	lim := &certLimit{Device: d}
 	// Deprecated in go-sev-guest in favour of QuoteProvider, which would
 	// choose configfs-tsm again; this is the explicit device fallback for
 	// kernels without it, and the device ioctl is what it needs.
 	//lint:ignore SA1019 the explicit /dev/sev-guest fallback (see above)
-	raw, certs, err := client.GetRawExtendedReport(d, reportData)
+	raw, certs, err := client.GetRawExtendedReport(lim, reportData)
+	if err != nil && lim.asked > 0 {
+		// No certificate table, then: the cached VCEK stands in.
+		p.logger().Warn("ignoring the SEV-SNP certificate table: the host asks for a buffer larger than any table", "source", "/dev/sev-guest", "bytes", lim.asked, "limit", maxCertTable)
+		//lint:ignore SA1019 the explicit /dev/sev-guest fallback (see above)
+		raw, err = client.GetRawReport(d, reportData)
+		certs = nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("SEV-SNP extended report via /dev/sev-guest: %w", err)
 	}
 	return &Report{Raw: raw, CertTable: certs, Source: "/dev/sev-guest"}, nil
+}
+
+// maxCertTable bounds the certificate table the /dev/sev-guest path makes
+// room for. The kernel refuses more than 16 KiB (SEV_FW_BLOB_MAX_SIZE); a
+// table with a VCEK or VLEK, the ASK and the ARK is about 5 KiB.
+const maxCertTable = 64 << 10
+
+// errCertTableTooLarge is what certLimit answers a length query with.
+var errCertTableTooLarge = errors.New("the host asks for an SEV-SNP certificate buffer larger than any certificate table")
+
+// certLimit is a sev-guest device that refuses the extended report's
+// certificate length query when the answer exceeds maxCertTable. The answer
+// is the host's page count, which the kernel passes on (up to 4 GiB), and
+// go-sev-guest's GetRawExtendedReport allocates a buffer of that size
+// before the kernel refuses it.
+type certLimit struct {
+	client.Device
+	asked uint32 // the length refused, 0 if none
+}
+
+func (c *certLimit) Ioctl(cmd uintptr, req any) (uintptr, error) {
+	res, err := c.Device.Ioctl(cmd, req)
+	if cmd != labi.IocSnpGetExtendedReport {
+		return res, err
+	}
+	ug, ok := req.(*labi.SnpUserGuestRequest)
+	if !ok {
+		return res, err
+	}
+	if ext, ok := ug.ReqData.(*labi.SnpExtendedReportReq); ok && ext.CertsLength > maxCertTable && uint64(ext.CertsLength) > uint64(len(ext.Certs)) {
+		c.asked = ext.CertsLength
+		ug.FwErr = 0 // else go-sev-guest reports the firmware's "invalid length" instead
+		return 0, errCertTableTooLarge
+	}
+	return res, err
 }
 
 // Evidence implements attest.EvidenceProvider: the DER SnpEvidence.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,10 +83,17 @@ func unavailableTSM() *tsm.Source {
 	return &tsm.Source{Client: &faketsm.Client{Subsystems: map[string]configfsi.Client{}}}
 }
 
-// fakeDevice is a /dev/sev-guest that answers extended report requests.
+// fakeDevice is a /dev/sev-guest that answers extended report requests
+// (and plain ones, which the fallback path asks for).
 type fakeDevice struct {
 	r     *emulated.SNPRoot
 	certs []byte
+	// need, if non-zero, is the certificate buffer length the host claims
+	// to need (the kernel passes on the page count it returns), instead of
+	// len(certs).
+	need uint32
+	// maxBuf is the largest certificate buffer the guest handed in.
+	maxBuf int
 }
 
 func (*fakeDevice) Open(string) error        { return nil }
@@ -92,13 +101,31 @@ func (*fakeDevice) Close() error             { return nil }
 func (*fakeDevice) Product() *spb.SevProduct { return abi.DefaultSevProduct() }
 func (d *fakeDevice) Ioctl(cmd uintptr, arg any) (uintptr, error) {
 	req, ok := arg.(*labi.SnpUserGuestRequest)
-	if !ok || cmd != labi.IocSnpGetExtendedReport {
+	if !ok {
+		return 0, syscall.ENOTTY
+	}
+	if cmd == labi.IocSnpGetReport {
+		raw, err := d.r.SignReport(req.ReqData.(*labi.SnpReportReqABI).ReportData, emulated.SNPOptions{})
+		if err != nil {
+			return 0, err
+		}
+		rsp := req.RespData.(*labi.SnpReportRespABI)
+		copy(rsp.Data[:], raw)
+		rsp.ReportSize = uint32(len(raw))
+		return uintptr(labi.EsOk), nil
+	}
+	if cmd != labi.IocSnpGetExtendedReport {
 		return 0, syscall.ENOTTY
 	}
 	ext := req.ReqData.(*labi.SnpExtendedReportReq)
-	if int(ext.CertsLength) < len(d.certs) {
+	d.maxBuf = max(d.maxBuf, len(ext.Certs))
+	need := uint32(len(d.certs))
+	if d.need != 0 {
+		need = d.need
+	}
+	if ext.CertsLength < need {
 		req.FwErr = uint64(abi.GuestRequestInvalidLength)
-		ext.CertsLength = uint32(len(d.certs))
+		ext.CertsLength = need
 		return 0, syscall.EIO
 	}
 	raw, err := d.r.SignReport(ext.Data.ReportData, emulated.SNPOptions{})
@@ -305,5 +332,105 @@ func TestConfigfsWrappingCertTableEntryUsesCache(t *testing.T) {
 	}
 	if string(decode(t, der).VCEK) != string(r.VCEK.Raw) {
 		t.Fatal("the cached VCEK was not used")
+	}
+}
+
+// The host answers the extended report's length query with a page count
+// of its choosing, which the kernel passes on (up to 4 GiB); go-sev-guest
+// allocated a certificate buffer of that size. The Keep must not: it asks
+// for a report without certificates and takes the cached VCEK.
+func TestDeviceHugeCertTableLengthUsesCache(t *testing.T) {
+	r := signer(t)
+	c := cacheWithCRLs(t)
+	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
+	id, err := IdentifyReport(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDevice{r: r, certs: certTable(t, r.VCEK.Raw), need: 64 << 20}
+	p := &Provider{
+		TSM:        unavailableTSM(),
+		OpenDevice: func() (client.Device, error) { return d, nil },
+		Cache:      c,
+		Logger:     slog.New(slog.DiscardHandler),
+	}
+	der, err := p.Evidence(context.Background(), rdata())
+	if d.maxBuf > maxCertTable {
+		t.Fatalf("the Keep handed the device a %d-byte certificate buffer because the host asked for it", d.maxBuf)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(decode(t, der).VCEK) != string(r.VCEK.Raw) {
+		t.Fatal("the cached VCEK was not used")
+	}
+}
+
+// sparseFile creates p as a sparse file of size bytes (no disk space).
+func sparseFile(t *testing.T, p string, size int64) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allocated returns how many bytes f allocates on the heap.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// The cache can sit on a disk the host writes: a huge cache file (or a
+// link to /dev/zero) was read whole into the Keep's memory. It must be
+// refused after a bounded read.
+func TestHugeCacheFilesAreNotRead(t *testing.T) {
+	const size = 32 << 20
+	r := signer(t)
+	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
+	id, err := IdentifyReport(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cache{Dir: t.TempDir()}
+	sparseFile(t, c.Dir+"/"+CRLFile, size)
+	sparseFile(t, c.Dir+"/"+VCEKFile(id), size)
+	for name, read := range map[string]func() error{
+		"CRLs": func() error { _, err := c.CRLs(); return err },
+		"VCEK": func() error { _, err := c.VCEK(id); return err },
+		"List": func() error {
+			ents, err := c.List()
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, e := range ents {
+				if !e.Expired {
+					return fmt.Errorf("entry %+v is listed as valid", e)
+				}
+				errs = append(errs, errors.New(e.Subject))
+			}
+			return errors.Join(errs...)
+		},
+	} {
+		var err error
+		if n := allocated(func() { err = read() }); n >= size {
+			t.Errorf("%s: read %d bytes into memory for a %d-byte cache file", name, n, size)
+		}
+		if err == nil || !strings.Contains(err.Error(), "more than") {
+			t.Errorf("%s: got %v, want a size error", name, err)
+		}
 	}
 }
