@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -70,10 +71,38 @@ func VCEKFile(id Identity) string {
 	return fmt.Sprintf("vcek-%s-%d-%d-%d-%d", hex.EncodeToString(id.ChipID[:]), p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl)
 }
 
+// Bounds on cache files. The cache may sit on a disk the host can write
+// (or arrive from the host, in a microVM Keep), so a file is read only up
+// to what `enarx platform snp fetch` can have written: a VCEK of at most
+// maxKDSBody bytes, a CrlList of three such CRLs.
+const (
+	maxVCEKFile = maxKDSBody
+	maxCRLFile  = 1 << 20
+)
+
+// readCacheFile reads the cache file p if it has at most limit bytes; a
+// larger one (or an endless one, such as a link to /dev/zero) is an error
+// after limit+1 bytes.
+func readCacheFile(p string, limit int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s has more than %d bytes, more than any collateral `enarx platform snp fetch` writes (delete it and fetch again)", p, limit)
+	}
+	return b, nil
+}
+
 // VCEK returns the cached VCEK DER for id.
 func (c *Cache) VCEK(id Identity) ([]byte, error) {
 	p := filepath.Join(c.Dir, VCEKFile(id))
-	b, err := os.ReadFile(p)
+	b, err := readCacheFile(p, maxVCEKFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no VCEK cached for this chip and TCB (%s); run `enarx platform snp fetch` inside the guest", p)
 	}
@@ -97,7 +126,7 @@ func (c *Cache) PutVCEK(id Identity, der []byte) error {
 // CRLs returns the cached CrlList.
 func (c *Cache) CRLs() (envelope.CrlList, error) {
 	p := filepath.Join(c.Dir, CRLFile)
-	b, err := os.ReadFile(p)
+	b, err := readCacheFile(p, maxCRLFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no AMD CRLs cached at %s; run `enarx platform snp fetch`", p)
 	}
@@ -158,9 +187,10 @@ func (c *Cache) List() ([]Entry, error) {
 				out = append(out, Entry{Name: name, Kind: "crl", Subject: ent.URL, NextUpdate: crl.NextUpdate, Expired: now.After(crl.NextUpdate)})
 			}
 		case len(name) > 5 && name[:5] == "vcek-" && filepath.Ext(name) == "":
-			b, err := os.ReadFile(filepath.Join(c.Dir, name))
+			b, err := readCacheFile(filepath.Join(c.Dir, name), maxVCEKFile)
 			if err != nil {
-				return nil, err
+				out = append(out, Entry{Name: name, Kind: "vcek", Subject: "unreadable: " + err.Error(), Expired: true})
+				continue
 			}
 			cert, err := x509.ParseCertificate(b)
 			if err != nil {

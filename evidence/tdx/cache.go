@@ -4,6 +4,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,10 +36,17 @@ type Cache struct {
 	Dir string
 }
 
+// maxCollateralFile bounds the cache file. The cache may sit on a disk the
+// host can write (or arrive from the host, in a microVM Keep), so it is read
+// only up to what Put writes: four PCS answers of at most maxPCSBody bytes
+// each with their issuer chains fit several times over (real ones are
+// tens of KiB).
+const maxCollateralFile = 8 << 20
+
 // Collateral reads the cached collateral.
 func (c *Cache) Collateral() (*Collateral, error) {
 	p := filepath.Join(c.Dir, CollateralFile)
-	b, err := os.ReadFile(p)
+	b, err := readCacheFile(p, maxCollateralFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no TDX collateral at %s; run `enarx platform tdx fetch`", p)
 	}
@@ -50,6 +58,25 @@ func (c *Cache) Collateral() (*Collateral, error) {
 		return nil, fmt.Errorf("cached TDX collateral %s is corrupt (run `enarx platform tdx fetch`): %w", p, err)
 	}
 	return col, nil
+}
+
+// readCacheFile reads the cache file p if it has at most limit bytes; a
+// larger one (or an endless one, such as a link to /dev/zero) is an error
+// after limit+1 bytes.
+func readCacheFile(p string, limit int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s has more than %d bytes, more than any collateral `enarx platform tdx fetch` writes (delete it and fetch again)", p, limit)
+	}
+	return b, nil
 }
 
 func decodeCollateral(b []byte) (*Collateral, error) {
@@ -91,6 +118,9 @@ func (c *Cache) Put(col *Collateral) error {
 	der, err := asn1.Marshal([]asn1.RawValue{{FullBytes: crls}, {FullBytes: tcb}, {FullBytes: qe}})
 	if err != nil {
 		return err
+	}
+	if len(der) > maxCollateralFile {
+		return fmt.Errorf("refusing to cache %d bytes of TDX collateral, more than the %d a Keep reads", len(der), maxCollateralFile)
 	}
 	return atomicfile.Write(filepath.Join(c.Dir, CollateralFile), der, 0o644)
 }
