@@ -20,9 +20,10 @@ type keepHost struct {
 }
 
 // startKeepHost starts the keep host of one task with stdio as its fds 0,
-// 1 and 2, calls join with its pid (the task's cgroup) before it has its
-// launch message, so before it starts anything else, and sends it m on
-// fd 3 (and m's module as fd 4, which it reads itself: in the cgroup).
+// 1 and 2, calls join with its pid (the task's cgroup and OOM score
+// adjustment) before it has its launch message, so before it starts
+// anything else, and sends it m on fd 3 (and m's module as fd 4, which it
+// reads itself: in the cgroup).
 //
 // It starts from a goroutine locked to its thread: the thread enters the
 // network namespace ns names first (setns is per thread, and a new process

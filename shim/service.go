@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/containerd/runtime"
 	cshim "github.com/containerd/containerd/runtime/v2/shim"
+	"github.com/containerd/containerd/sys"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -56,6 +57,9 @@ type ktask struct {
 	net                   netSetup
 	io                    *taskIO
 	cg                    *taskCgroup // nil when the spec names no cgroup
+	// oomScoreAdj is the spec's Process.OOMScoreAdj (nil: none), which the
+	// keep host gets in place of the shim's (setOOMScoreAdj).
+	oomScoreAdj *int
 
 	// Guarded by service.mu.
 	status status
@@ -178,7 +182,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	s.task = &ktask{
 		id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
-		launch: m, net: w.net, io: tio, cg: cg, done: make(chan struct{}),
+		launch: m, net: w.net, io: tio, cg: cg, oomScoreAdj: oomScoreAdjOf(spec), done: make(chan struct{}),
 	}
 	s.send(&eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -201,6 +205,34 @@ func keepLaunch(w *workload, spec *specs.Spec, opts *Options, level slog.Level) 
 	}
 }
 
+// oomScoreAdjOf is the spec's OOM score adjustment (nil: none). CRI sets the
+// kubelet's, by the pod's QoS class: 1000 for a BestEffort pod, -997 for a
+// Guaranteed one, -998 for a pod's sandbox.
+func oomScoreAdjOf(spec *specs.Spec) *int {
+	if spec.Process == nil || spec.Process.OOMScoreAdj == nil {
+		return nil
+	}
+	adj := *spec.Process.OOMScoreAdj
+	return &adj
+}
+
+// setOOMScoreAdj gives the keep host pid the spec's OOM score adjustment
+// adj (nil: it keeps the shim's), as runc gives a container's process,
+// before the keep host has its launch message, so before the Keep (and
+// its processes, which inherit it) starts. Without it a Keep had the
+// shim's score, containerd's plus one (-998 with containerd's systemd
+// unit): a BestEffort pod's Keep, which the kernel's OOM killer should
+// kill first, was the last it would kill, after every other pod.
+func setOOMScoreAdj(pid int, adj *int) error {
+	if adj == nil {
+		return nil
+	}
+	if err := sys.SetOOMScore(pid, *adj); err != nil {
+		return fmt.Errorf("setting the keep host's oom_score_adj to the OCI spec's %d: %w", *adj, err)
+	}
+	return nil
+}
+
 // Start starts the task's keep host.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
 	if r.ExecID != "" {
@@ -215,14 +247,13 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if t.status != created {
 		return nil, errdefs.ToGRPCf(errdefs.ErrFailedPrecondition, "task %s was already started", t.id)
 	}
-	var join func(int) error
-	if t.cg != nil {
-		join = func(pid int) error {
+	join := func(pid int) error {
+		if t.cg != nil {
 			if err := t.cg.add(pid); err != nil {
 				return fmt.Errorf("moving the keep host into the task's cgroup: %w", err)
 			}
-			return nil
 		}
+		return setOOMScoreAdj(pid, t.oomScoreAdj)
 	}
 	kh, err := startKeepHost(t.launch, t.net, t.io.child, join)
 	if err != nil {
