@@ -62,6 +62,7 @@ type objects struct {
 	configMaps  map[string]*corev1.ConfigMap
 	pvcs        map[string]*corev1.PersistentVolumeClaim
 	pods        []*corev1.Pod
+	accounts    map[string]*corev1.ServiceAccount
 }
 
 // strict decodes one object's YAML into v, refusing fields v's type does
@@ -88,7 +89,7 @@ func render(t *testing.T, dir string) *objects {
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	o := &objects{configMaps: map[string]*corev1.ConfigMap{}, pvcs: map[string]*corev1.PersistentVolumeClaim{}}
+	o := &objects{configMaps: map[string]*corev1.ConfigMap{}, pvcs: map[string]*corev1.PersistentVolumeClaim{}, accounts: map[string]*corev1.ServiceAccount{}}
 	if len(rm.Resources()) == 0 {
 		t.Fatalf("kustomize build %s: no resources", dir)
 	}
@@ -122,6 +123,10 @@ func render(t *testing.T, dir string) *objects {
 			v := &corev1.Pod{}
 			strict(t, y, v)
 			o.pods = append(o.pods, v)
+		case "v1 ServiceAccount":
+			v := &corev1.ServiceAccount{}
+			strict(t, y, v)
+			o.accounts[v.Name] = v
 		default:
 			t.Fatalf("%s: unexpected resource %s %s: add it to this test's decoder", dir, gvk, r.GetName())
 		}
@@ -253,6 +258,88 @@ func TestFileStoreOneReplica(t *testing.T) {
 	}
 	if s := o.deployment(t, "steward"); *s.Spec.Replicas < 2 {
 		t.Error("the file-store overlay changed Steward's replicas")
+	}
+}
+
+// TestOwnServiceAccounts: each Deployment's pods run as a ServiceAccount
+// of their own, rendered with the Deployment and mounting no token. Cloud
+// roles (IRSA, EKS Pod Identity, GKE Workload Identity) are bound to a
+// ServiceAccount: on the namespace's default one, shared by every pod
+// there, the bucket role docs/deploy.md has the operator bind for
+// Drawbridge would reach the Steward's pods, which hold the CA key, and
+// any Keep's pod in the namespace.
+func TestOwnServiceAccounts(t *testing.T) {
+	for _, dir := range []string{"base", "overlays/file-store"} {
+		t.Run(dir, func(t *testing.T) {
+			o := render(t, dir)
+			owner := map[string]string{}
+			for _, d := range o.deployments {
+				sa := d.Spec.Template.Spec.ServiceAccountName
+				switch {
+				case sa == "" || sa == "default":
+					t.Errorf("Deployment %s runs as the namespace's default ServiceAccount: give it serviceAccountName and a ServiceAccount of its own", d.Name)
+					continue
+				case owner[sa] != "":
+					t.Errorf("Deployments %s and %s share the ServiceAccount %s", owner[sa], d.Name, sa)
+				}
+				owner[sa] = d.Name
+				a := o.accounts[sa]
+				if a == nil {
+					t.Errorf("Deployment %s: ServiceAccount %s is not rendered", d.Name, sa)
+					continue
+				}
+				if a.AutomountServiceAccountToken == nil || *a.AutomountServiceAccountToken {
+					t.Errorf("ServiceAccount %s: set automountServiceAccountToken: false (no pod here talks to the API server)", sa)
+				}
+			}
+		})
+	}
+}
+
+// TestCAKeyOnlyInSteward: the Steward's CA key (steward-ca's tls.key)
+// reaches the Steward's pods and no other: a pod that needs the CA
+// certificate (Drawbridge's optional ca setting) projects tls.crt alone.
+func TestCAKeyOnlyInSteward(t *testing.T) {
+	const secret, key = "steward-ca", "tls.key"
+	carriesKey := func(items []corev1.KeyToPath) bool {
+		return len(items) == 0 || slices.ContainsFunc(items, func(i corev1.KeyToPath) bool { return i.Key == key })
+	}
+	check := func(what string, spec *corev1.PodSpec) {
+		for _, v := range spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == secret && carriesKey(v.Secret.Items) {
+				t.Errorf("%s: volume %s mounts %s's %s", what, v.Name, secret, key)
+			}
+			if v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					if src.Secret != nil && src.Secret.Name == secret && carriesKey(src.Secret.Items) {
+						t.Errorf("%s: projected volume %s mounts %s's %s", what, v.Name, secret, key)
+					}
+				}
+			}
+		}
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			for _, e := range c.EnvFrom {
+				if e.SecretRef != nil && e.SecretRef.Name == secret {
+					t.Errorf("%s: container %s takes %s's %s in its environment", what, c.Name, secret, key)
+				}
+			}
+			for _, e := range c.Env {
+				if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil && r.SecretKeyRef.Name == secret && r.SecretKeyRef.Key == key {
+					t.Errorf("%s: container %s takes %s's %s in $%s", what, c.Name, secret, key, e.Name)
+				}
+			}
+		}
+	}
+	for _, dir := range kustomizations {
+		o := render(t, dir)
+		for _, d := range o.deployments {
+			if d.Name != "steward" {
+				check(dir+": Deployment "+d.Name, &d.Spec.Template.Spec)
+			}
+		}
+		for _, p := range o.pods {
+			check(dir+": Pod "+p.Name, &p.Spec)
+		}
 	}
 }
 
