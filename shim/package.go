@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/enarx-go/enarx/drawbridge/client"
+	"github.com/enarx-go/enarx/internal/readlimit"
 )
 
 // PackageEnv is the container environment variable that names a Drawbridge
@@ -171,7 +171,7 @@ func loadPackage(ctx context.Context, pkg string, spec *specs.Spec, o *Options) 
 	}
 	var token string
 	if o.DrawbridgeTokenFile != "" {
-		b, err := readSmall(o.DrawbridgeTokenFile, maxTokenFile)
+		b, err := readlimit.File(o.DrawbridgeTokenFile, maxTokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("runtime options: drawbridge_token_file: %w", err)
 		}
@@ -206,21 +206,4 @@ func loadPackage(ctx context.Context, pkg string, spec *specs.Spec, o *Options) 
 		w.args = spec.Process.Args[1:]
 	}
 	return w, nil
-}
-
-// readSmall reads a file of at most max bytes.
-func readSmall(name string, max int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is more than %d bytes", name, max)
-	}
-	return b, nil
 }

@@ -4,13 +4,12 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/enarx-go/enarx/attestation/envelope"
 	"github.com/enarx-go/enarx/internal/atomicfile"
+	"github.com/enarx-go/enarx/internal/readlimit"
 )
 
 // DefaultCacheDir is the TDX collateral cache directory.
@@ -64,19 +63,11 @@ func (c *Cache) Collateral() (*Collateral, error) {
 // larger one (or an endless one, such as a link to /dev/zero) is an error
 // after limit+1 bytes.
 func readCacheFile(p string, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
+	b, err := readlimit.File(p, limit)
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return nil, fmt.Errorf("%w, more than any collateral `enarx platform tdx fetch` writes (delete it and fetch again)", err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s has more than %d bytes, more than any collateral `enarx platform tdx fetch` writes (delete it and fetch again)", p, limit)
-	}
-	return b, nil
+	return b, err
 }
 
 func decodeCollateral(b []byte) (*Collateral, error) {
