@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -178,5 +179,54 @@ func TestMarkerPathsAreNodes(t *testing.T) {
 	e.expect(r, 200, "GET node named verified")
 	if !bytes.Equal(r.body, fsys["p/verified"].Data) {
 		t.Fatalf("body %q", r.body)
+	}
+}
+
+// TestUpstreamStrayNodeNotServed: upstream Drawbridge stores a node under
+// any stored directory, whether the directory names it or not, and keeps
+// the bytes of a failed upload under the claimed meta. Once such a store's
+// tag is adopted (VerifyExisting), only the nodes of its tree are served:
+// a stray node (here with bytes that do not match its meta) and nodes
+// beneath it answer 404, as a missing node does, to GET and HEAD; the
+// tree's own nodes are served. Before, GET served the stray's bytes with
+// the digest of other bytes, from a visible tag.
+func TestUpstreamStrayNodeNotServed(t *testing.T) {
+	dir := t.TempDir()
+	nodes := testPackage(t, "")
+	writeUpstreamStore(t, dir, "1.0.0", nodes, nil)
+	d, n := types.Compute([]byte("good"))
+	tree := filepath.Join(dir, "users", "alice", "repos", "pub", "tags", "1.0.0", "tree")
+	writeUpstreamObject(t, filepath.Join(tree, "entries", "stray.wasm"),
+		types.Meta{Digest: d, Length: n, Type: types.WasmType}, []byte("evil"))
+	sd, sn := types.Compute([]byte("{}"))
+	writeUpstreamObject(t, filepath.Join(tree, "entries", "straydir"),
+		types.Meta{Digest: sd, Length: sn, Type: types.DirectoryType}, []byte("{}"))
+	writeUpstreamObject(t, filepath.Join(tree, "entries", "straydir", "entries", "x"),
+		types.Meta{Digest: d, Length: n, Type: types.WasmType}, []byte("good"))
+	writeUpstreamObject(t, filepath.Join(tree, "entries", "main.wasm", "entries", "x"),
+		types.Meta{Digest: d, Length: n, Type: types.WasmType}, []byte("good"))
+	fs, err := store.OpenFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, fs)
+	if made, err := e.reg.VerifyExisting(context.Background(), nil); err != nil || made != 1 {
+		t.Fatalf("VerifyExisting: %d tags made visible, %v; want 1", made, err)
+	}
+	const tag = "/alice/pub/_tag/1.0.0"
+	for _, p := range []string{"stray.wasm", "straydir", "straydir/x", "main.wasm/x"} {
+		for _, m := range []string{"GET", "HEAD"} {
+			if r := e.req(e.anon, m, tag+"/tree/"+p, "", nil, nil); r.code != 404 {
+				t.Errorf("%s of node /%s, which the tree does not name: %d %q, want 404", m, p, r.code, r.body)
+			}
+		}
+	}
+	for _, nd := range nodes {
+		r := e.req(e.anon, "GET", tag+"/tree/"+nd.Path.String(), "", nil, nil)
+		e.expect(r, 200, "GET /"+nd.Path.String())
+		if nd.Content != nil && !bytes.Equal(r.body, nd.Content) {
+			t.Errorf("GET /%s: wrong bytes", nd.Path.String())
+		}
+		e.expect(e.req(e.anon, "HEAD", tag+"/tree/"+nd.Path.String(), "", nil, nil), 200, "HEAD /"+nd.Path.String())
 	}
 }

@@ -464,6 +464,9 @@ func (r *Registry) Node(ctx context.Context, t TagRef, p types.TreePath) (Object
 	if err := r.visible(ctx, t); err != nil {
 		return Object{}, err
 	}
+	if _, err := r.inTree(ctx, t, p); err != nil {
+		return Object{}, err
+	}
 	return r.open(ctx, nodeKey(t.key(), p))
 }
 
@@ -472,7 +475,47 @@ func (r *Registry) StatNode(ctx context.Context, t TagRef, p types.TreePath) (ty
 	if err := r.visible(ctx, t); err != nil {
 		return types.Meta{}, err
 	}
-	return r.stat(ctx, nodeKey(t.key(), p))
+	return r.inTree(ctx, t, p)
+}
+
+// inTree returns the stored meta of node p of visible tag t, or
+// ErrNotFound unless p is part of t's tree. A visible tag's tree is
+// verified, but its directory in the store may hold more: upstream
+// Drawbridge stores any node under a stored directory, named by it or not,
+// and keeps the bytes of failed uploads, so an upstream store adopted by
+// VerifyExisting (or republished) can have nodes that no directory names,
+// with bytes that do not match their meta. Those are never served. A node
+// with a verification marker (verify.go; only nodes named by their verified
+// parent get one) is part of the tree; one without (a stray, or a tag made
+// visible by an earlier version of this registry) is looked up by name from
+// the root. The directories on the way are part of the visible tree, hence
+// verified, which sortedDirectory requires.
+func (r *Registry) inTree(ctx context.Context, t TagRef, p types.TreePath) (types.Meta, error) {
+	key := nodeKey(t.key(), p)
+	m, err := r.stat(ctx, key)
+	if err != nil || p.IsRoot() {
+		return m, err
+	}
+	if ok, err := r.hasMarker(ctx, key, types.Entry{Meta: m}); err != nil {
+		return types.Meta{}, err
+	} else if ok {
+		return m, nil
+	}
+	notInTree := notFoundf("Node %q is not part of the tree of tag %s", "/"+p.String(), t.Tag)
+	for i := range p {
+		d, _, err := r.sortedDirectory(ctx, t, p[:i])
+		var inv *InvalidError
+		if errors.As(err, &inv) {
+			return types.Meta{}, notInTree // a file on the way
+		} else if err != nil {
+			return types.Meta{}, err
+		}
+		e, ok := d[p[i]]
+		if !ok || (i == len(p)-1 && !e.Meta.Equal(m)) {
+			return types.Meta{}, notInTree
+		}
+	}
+	return m, nil
 }
 
 // expectedEntry returns the entry that the parent of p (or the tag, for the

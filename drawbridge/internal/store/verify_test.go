@@ -461,3 +461,37 @@ func TestRepublishOverCorruptMeta(t *testing.T) {
 		t.Fatal("main.wasm differs")
 	}
 }
+
+// TestLegacyVisibleTagServed: a tag made visible by an earlier version of
+// this registry has no node markers; its nodes are served (found by name
+// from the root), and a node stored beside them that no directory names is
+// not.
+func TestLegacyVisibleTagServed(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, r *Registry) {
+		ref := setupRepo(t, r)
+		nodes := testTree(t, "")
+		storeForeign(t, r, ref, nodes, nil)
+		stray := append(slices.Clone(nodes[0].Path), "stray")
+		if err := r.b.Create(ctx, nodeKey(ref.key(), stray), nodes[len(nodes)-1].Entry.Meta, bytes.NewReader(nodes[len(nodes)-1].Content)); err != nil {
+			t.Fatal(err)
+		}
+		root := nodes[0].Entry
+		if err := r.b.Create(ctx, verifiedKey(ref.key()), types.Meta{Digest: root.Digest, Type: verifiedMarkerType}, bytes.NewReader(nil)); err != nil {
+			t.Fatal(err)
+		}
+		r = NewRegistry(r.b) // restart
+		for _, n := range nodes {
+			o, err := r.Node(ctx, ref, n.Path)
+			if err != nil {
+				t.Fatalf("/%s: %v", n.Path, err)
+			}
+			o.Content.Close()
+			if m, err := r.StatNode(ctx, ref, n.Path); err != nil || !m.Equal(n.Entry.Meta) {
+				t.Fatalf("stat /%s: %v %v", n.Path, m, err)
+			}
+		}
+		if _, err := r.Node(ctx, ref, stray); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("stray node: %v, want ErrNotFound", err)
+		}
+	})
+}
