@@ -63,6 +63,25 @@ func TestKeepHostOOMScoreAdj(t *testing.T) {
 		t.Errorf("the keep host's oom_score_adj is %d (the shim's is %d), want the spec's %d", got, own, want)
 	}
 
+	// Lowering needs CAP_SYS_RESOURCE. With it the keep host gets the
+	// spec's lower score; without it (CI's root lacks it) the start goes
+	// on and the keep host keeps the shim's higher one: the OOM killer
+	// takes it earlier than the pod asked, never later (before, the pod
+	// sandbox of every Kubernetes pod, -998, failed to start there).
+	lower := max(own-11, -1000)
+	s = &service{ctx: context.Background(), events: make(chan any, 128)}
+	started, err = startPause(t, s, "lower", lower)
+	if err != nil {
+		t.Fatalf("a lower oom_score_adj than the shim's: %v", err)
+	}
+	wantLower := own
+	if hasCapSysResource(t) {
+		wantLower = lower
+	}
+	if got := oomScoreAdj(t, int(started.Pid)); got != wantLower {
+		t.Errorf("asked for %d (CAP_SYS_RESOURCE: %v): the keep host's oom_score_adj is %d, want %d", lower, hasCapSysResource(t), got, wantLower)
+	}
+
 	// A value the kernel refuses fails the start with the reason, rather
 	// than leaving the shim's.
 	s = &service{ctx: context.Background(), events: make(chan any, 128)}
@@ -120,4 +139,25 @@ func oomScoreAdj(t *testing.T, pid int) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// hasCapSysResource reports whether this process may lower an OOM score
+// adjustment (CAP_SYS_RESOURCE, 24, in its effective set).
+func hasCapSysResource(t *testing.T) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return caps&(1<<24) != 0
+		}
+	}
+	t.Fatal("no CapEff in /proc/self/status")
+	return false
 }

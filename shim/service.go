@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -223,11 +224,25 @@ func oomScoreAdjOf(spec *specs.Spec) *int {
 // shim's score, containerd's plus one (-998 with containerd's systemd
 // unit): a BestEffort pod's Keep, which the kernel's OOM killer should
 // kill first, was the last it would kill, after every other pod.
-func setOOMScoreAdj(pid int, adj *int) error {
+//
+// Lowering a score needs CAP_SYS_RESOURCE. A shim without it (a
+// containerd confined without it) cannot give a Guaranteed pod's Keep
+// the kubelet's lower score: the kernel refuses, and the keep host keeps
+// the shim's higher one, which the OOM killer takes earlier, never later,
+// than the pod asked. That is logged, not an error; the shim has no
+// score to give away that it lacks.
+func setOOMScoreAdj(ctx context.Context, pid int, adj *int) error {
 	if adj == nil {
 		return nil
 	}
-	if err := sys.SetOOMScore(pid, *adj); err != nil {
+	err := sys.SetOOMScore(pid, *adj)
+	if errors.Is(err, fs.ErrPermission) {
+		if cur, cerr := sys.GetOOMScoreAdj(pid); cerr == nil && *adj < cur {
+			log.G(ctx).WithError(err).Warnf("the keep host keeps oom_score_adj %d: lowering it to the OCI spec's %d needs CAP_SYS_RESOURCE, which the shim lacks", cur, *adj)
+			return nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("setting the keep host's oom_score_adj to the OCI spec's %d: %w", *adj, err)
 	}
 	return nil
@@ -253,7 +268,7 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 				return fmt.Errorf("moving the keep host into the task's cgroup: %w", err)
 			}
 		}
-		return setOOMScoreAdj(pid, t.oomScoreAdj)
+		return setOOMScoreAdj(ctx, pid, t.oomScoreAdj)
 	}
 	kh, err := startKeepHost(t.launch, t.net, t.io.child, join)
 	if err != nil {
