@@ -291,7 +291,11 @@ func TestCollateralCacheRoundTripAndCorruption(t *testing.T) {
 // a link to /dev/zero) was read whole into the Keep's memory. It must be
 // refused after a bounded read.
 func TestHugeCollateralFileIsNotRead(t *testing.T) {
-	const size = 32 << 20
+	// Sparse, 16 times the bound: reading up to the bound (8 MiB) costs
+	// io.ReadAll's growing buffers, about twice that, plus what tests
+	// running alongside allocate (the race pass); reading the file whole
+	// costs all of it.
+	const size = 128 << 20
 	c := &Cache{Dir: t.TempDir()}
 	f, err := os.Create(c.Dir + "/" + CollateralFile)
 	if err != nil {
@@ -307,7 +311,7 @@ func TestHugeCollateralFileIsNotRead(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, err = c.Collateral()
 	runtime.ReadMemStats(&after)
-	if n := after.TotalAlloc - before.TotalAlloc; n >= size {
+	if n := after.TotalAlloc - before.TotalAlloc; n >= size/2 {
 		t.Errorf("read %d bytes into memory for a %d-byte cache file", n, size)
 	}
 	if err == nil || !strings.Contains(err.Error(), "more than") {
