@@ -152,6 +152,22 @@ func cacheWithCRLs(t *testing.T) *Cache {
 	return c
 }
 
+// cacheWithVCEK is cacheWithCRLs holding r's VCEK too, under the chip
+// and TCB of r's reports.
+func cacheWithVCEK(t *testing.T, r *emulated.SNPRoot) *Cache {
+	t.Helper()
+	c := cacheWithCRLs(t)
+	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
+	id, err := IdentifyReport(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func rdata() [64]byte {
 	var b [64]byte
 	copy(b[:], "key hash")
@@ -285,15 +301,7 @@ func TestCorruptCacheFiles(t *testing.T) {
 // provisions it) does not end up in the evidence: the cached VCEK does.
 func TestConfigfsBrokenAuxBlobVCEKUsesCache(t *testing.T) {
 	r := signer(t)
-	c := cacheWithCRLs(t)
-	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
-	id, err := IdentifyReport(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
-		t.Fatal(err)
-	}
+	c := cacheWithVCEK(t, r)
 	p := &Provider{TSM: fakeTSM(t, tsm.ProviderSNP, certTable(t, []byte("not a certificate")), nil), Cache: c,
 		Logger: slog.New(slog.DiscardHandler)}
 	der, err := p.Evidence(context.Background(), rdata())
@@ -311,15 +319,7 @@ func TestConfigfsBrokenAuxBlobVCEKUsesCache(t *testing.T) {
 // table, so it is refused like any malformed one: the cached VCEK is used.
 func TestConfigfsWrappingCertTableEntryUsesCache(t *testing.T) {
 	r := signer(t)
-	c := cacheWithCRLs(t)
-	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
-	id, err := IdentifyReport(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
-		t.Fatal(err)
-	}
+	c := cacheWithVCEK(t, r)
 	table := make([]byte, 2*abi.CertTableEntrySize) // one entry and the zero terminator
 	g := uuidMust(abi.VcekGUID)
 	copy(table, g[:])
@@ -341,15 +341,7 @@ func TestConfigfsWrappingCertTableEntryUsesCache(t *testing.T) {
 // for a report without certificates and takes the cached VCEK.
 func TestDeviceHugeCertTableLengthUsesCache(t *testing.T) {
 	r := signer(t)
-	c := cacheWithCRLs(t)
-	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
-	id, err := IdentifyReport(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
-		t.Fatal(err)
-	}
+	c := cacheWithVCEK(t, r)
 	d := &fakeDevice{r: r, certs: certTable(t, r.VCEK.Raw), need: 64 << 20}
 	p := &Provider{
 		TSM:        unavailableTSM(),

@@ -121,7 +121,7 @@ func (q quoteLimit) Ioctl(cmd uintptr, req any) (uintptr, error) {
 	}
 	if r, ok := req.(*labi.TdxQuoteReq); ok {
 		if h, ok := r.Buffer.(*labi.TdxQuoteHdr); ok && uint64(h.OutLen) > uint64(len(h.Data)) {
-			return 0, fmt.Errorf("the host's quoting service claims a quote length of %d bytes, more than the %d-byte buffer it answered in", h.OutLen, len(h.Data))
+			return 0, fmt.Errorf("the host's quoting service claims a quote length of %d bytes, more than the %d-byte buffer it answered in (a faulty or hostile host: check its quoting service (QGS), or run the Keep on another host)", h.OutLen, len(h.Data))
 		}
 	}
 	return res, nil
