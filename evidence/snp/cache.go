@@ -80,9 +80,9 @@ const (
 	maxCRLFile  = 1 << 20
 )
 
-// readCacheFile reads the cache file p if it has at most limit bytes; a
-// larger one (or an endless one, such as a link to /dev/zero) is an error
-// after limit+1 bytes.
+// readCacheFile reads the cache file p if it is a regular file of at most
+// limit bytes: a larger one is an error after limit+1 bytes, anything else
+// (a link to /dev/zero, a FIFO the host planted) one at once.
 func readCacheFile(p string, limit int64) ([]byte, error) {
 	b, err := readlimit.File(p, limit)
 	if errors.Is(err, readlimit.ErrTooLarge) {
