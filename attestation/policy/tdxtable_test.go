@@ -2,11 +2,7 @@ package policy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"strings"
 	"testing"
 	"time"
@@ -29,24 +25,7 @@ func TestTDXNeedsTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ev, err := root.Evidence(attest.ReportData(attest.KindTDX, spki), emulated.TDXOptions{}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := ev.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := vectors.Request(k, pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der}, now)
+	req, err := vectors.EmulatedTDXRequest(root, emulated.TDXOptions{}, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -199,28 +199,7 @@ func TestSampleQuoteRejected(t *testing.T) {
 // bound to a fresh P-384 CSR key, verified now.
 func emulatedRequest(t *testing.T, e *emulated.TDXRoot, o emulated.TDXOptions, f func(ev *envelope.TdxEvidence)) *attest.VerifyRequest {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ev, err := e.Evidence(attest.ReportData(attest.KindTDX, spki), o, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f != nil {
-		f(ev)
-	}
-	der, err := ev.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext := pkix.Extension{Id: attest.OIDEvidenceTDX, Value: der}
-	req, err := vectors.Request(k, ext, now)
+	req, err := vectors.EmulatedTDXRequest(e, o, time.Now(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
