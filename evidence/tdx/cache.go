@@ -64,8 +64,11 @@ func (c *Cache) Collateral() (*Collateral, error) {
 // (a link to /dev/zero, a FIFO the host planted) one at once.
 func readCacheFile(p string, limit int64) ([]byte, error) {
 	b, err := readlimit.File(p, limit)
-	if errors.Is(err, readlimit.ErrTooLarge) {
+	switch {
+	case errors.Is(err, readlimit.ErrTooLarge):
 		return nil, fmt.Errorf("%w, more than any collateral `enarx platform tdx fetch` writes (delete it and fetch again)", err)
+	case errors.Is(err, readlimit.ErrNotRegular):
+		return nil, fmt.Errorf("%w, where `enarx platform tdx fetch` writes one (delete it and fetch again)", err)
 	}
 	return b, err
 }
