@@ -37,13 +37,13 @@
 // keep host (nil backend) dies with the process, a sandbox Keep by its
 // parent-death signal.
 //
-// The keep host runs in the cgroup the spec names, with the spec's resource
+// The keep host runs in the cgroup the spec names, with the spec's cgroup
 // limits (not its device rules, which a Keep's backend cannot live with),
-// and its OOM score adjustment (the kubelet's, by QoS class, not the
-// shim's), and Stats reports that cgroup. A Kubernetes pod's sandbox
-// container runs the shim's own pause (a keep host that only waits for a
-// signal) in the pod's network namespace, since the pause image is no
-// wasm.
+// its OOM score adjustment (the kubelet's, by QoS class, not the shim's)
+// and its process.rlimits, and Stats reports that cgroup. A Kubernetes
+// pod's sandbox container runs the shim's own pause (a keep host that only
+// waits for a signal) in the pod's network namespace, since the pause
+// image is no wasm.
 //
 // Trust: the shim runs on the untrusted host, as enarx run does. It treats
 // the image as untrusted input: the module and Enarx.toml are opened inside

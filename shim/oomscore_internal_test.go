@@ -26,28 +26,7 @@ import (
 // The tasks here are a pod sandbox's (the shim's own pause, no backend),
 // their keep host this test binary (TestMain).
 func TestKeepHostOOMScoreAdj(t *testing.T) {
-	// The shim library reaps the shim's children on SIGCHLD
-	// (reaper.Default); here the test does.
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
-	stop := make(chan struct{})
-	reaped := make(chan struct{})
-	go func() {
-		defer close(reaped)
-		for {
-			select {
-			case <-sigchld:
-				_ = reaper.Reap()
-			case <-stop:
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		<-reaped
-		signal.Stop(sigchld)
-	})
+	reapChildren(t)
 
 	own := oomScoreAdj(t, os.Getpid())
 	want := 987 // above our own: raising it needs no privilege
@@ -94,12 +73,23 @@ func TestKeepHostOOMScoreAdj(t *testing.T) {
 // has the OOM score adjustment adj, and removes it when the test ends.
 func startPause(t *testing.T, s *service, id string, adj int) (*taskAPI.StartResponse, error) {
 	t.Helper()
+	if err := createPause(t, s, id, func(p *specs.Process) { p.OOMScoreAdj = &adj }); err != nil {
+		t.Fatal(err)
+	}
+	return startCreated(t, s, id)
+}
+
+// createPause creates, in s, a pod sandbox task id whose spec's process
+// set sets.
+func createPause(t *testing.T, s *service, id string, set func(*specs.Process)) error {
+	t.Helper()
 	bundle := t.TempDir()
 	spec := specs.Spec{
 		Version:     specs.Version,
-		Process:     &specs.Process{Args: []string{"/pause"}, Cwd: "/", OOMScoreAdj: &adj},
+		Process:     &specs.Process{Args: []string{"/pause"}, Cwd: "/"},
 		Annotations: map[string]string{criContainerType: "sandbox"},
 	}
+	set(spec.Process)
 	b, err := json.Marshal(&spec)
 	if err != nil {
 		t.Fatal(err)
@@ -107,9 +97,14 @@ func startPause(t *testing.T, s *service, id string, adj int) (*taskAPI.StartRes
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Create(t.Context(), &taskAPI.CreateTaskRequest{ID: id, Bundle: bundle}); err != nil {
-		t.Fatal(err)
-	}
+	_, err = s.Create(t.Context(), &taskAPI.CreateTaskRequest{ID: id, Bundle: bundle})
+	return err
+}
+
+// startCreated starts task id, created in s, and removes it when the test
+// ends.
+func startCreated(t *testing.T, s *service, id string) (*taskAPI.StartResponse, error) {
+	t.Helper()
 	started, err := s.Start(t.Context(), &taskAPI.StartRequest{ID: id})
 	t.Cleanup(func() {
 		// t.Context() has ended when cleanups run.
@@ -160,4 +155,30 @@ func hasCapSysResource(t *testing.T) bool {
 	}
 	t.Fatal("no CapEff in /proc/self/status")
 	return false
+}
+
+// reapChildren reaps this process's children on SIGCHLD until the test
+// ends, as the shim library does for the shim (reaper.Default).
+func reapChildren(t *testing.T) {
+	t.Helper()
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	stop := make(chan struct{})
+	reaped := make(chan struct{})
+	go func() {
+		defer close(reaped)
+		for {
+			select {
+			case <-sigchld:
+				_ = reaper.Reap()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-reaped
+		signal.Stop(sigchld)
+	})
 }

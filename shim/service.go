@@ -61,6 +61,9 @@ type ktask struct {
 	// oomScoreAdj is the spec's Process.OOMScoreAdj (nil: none), which the
 	// keep host gets in place of the shim's (setOOMScoreAdj).
 	oomScoreAdj *int
+	// rlimits are the spec's Process.Rlimits, which the keep host gets in
+	// place of the shim's (setRlimits).
+	rlimits []rlimit
 
 	// Guarded by service.mu.
 	status status
@@ -149,6 +152,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
+	rlimits, err := rlimitsOf(spec)
+	if err != nil {
+		return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
+	}
 	level, _ := opts.logLevel()
 	var m *launchMsg
 	w := &workload{net: netOf(spec)}
@@ -183,7 +190,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	s.task = &ktask{
 		id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr,
-		launch: m, net: w.net, io: tio, cg: cg, oomScoreAdj: oomScoreAdjOf(spec), done: make(chan struct{}),
+		launch: m, net: w.net, io: tio, cg: cg, oomScoreAdj: oomScoreAdjOf(spec), rlimits: rlimits, done: make(chan struct{}),
 	}
 	s.send(&eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -268,7 +275,10 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 				return fmt.Errorf("moving the keep host into the task's cgroup: %w", err)
 			}
 		}
-		return setOOMScoreAdj(ctx, pid, t.oomScoreAdj)
+		if err := setOOMScoreAdj(ctx, pid, t.oomScoreAdj); err != nil {
+			return err
+		}
+		return setRlimits(ctx, pid, t.rlimits)
 	}
 	kh, err := startKeepHost(t.launch, t.net, t.io.child, join)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -212,15 +211,8 @@ func confineProcess(o confineOptions) (layers []Layer, cacheOK bool) {
 // appends the two layers to those confineProcess applied.
 func confineLimits(o confineOptions, layers []Layer, cacheOK bool) []Layer {
 	g := newLayerLog(o.skip, layers)
-	as := "unlimited"
-	if o.memoryLimit > 0 {
-		as = strconv.FormatUint(o.memoryLimit+addressSpaceSlack, 10)
-	}
-	nproc := ""
-	if o.cloneFlags&syscall.CLONE_NEWUSER != 0 {
-		nproc = fmt.Sprintf(" RLIMIT_NPROC=%d", maxKeepTasks)
-	}
-	g.add(LayerRlimits, setRlimits(o), fmt.Sprintf("RLIMIT_AS=%s RLIMIT_NOFILE=%d%s RLIMIT_CORE=0, not dumpable", as, o.nfiles+4+fdMargin, nproc))
+	detail, err := setRlimits(o)
+	g.add(LayerRlimits, err, detail)
 	secErr := errSkipped
 	if !o.skip[LayerSeccomp] {
 		secErr = installSeccomp(cacheOK, len(o.dirs) > 0)
@@ -526,15 +518,28 @@ func checkNoCapabilities() error {
 	return nil
 }
 
-func setRlimits(o confineOptions) error {
-	set := func(res int, v uint64) error {
-		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: v, Max: v}); err != nil {
-			return fmt.Errorf("setrlimit(%d, %d): %w", res, v, err)
+// setRlimits sets the Keep's resource limits and says which. They only
+// ever lower what the host gave the process: a host limit already below
+// one here (a container spec's, which the containerd shim gives its keep
+// host) stays, where raising it would fail without CAP_SYS_RESOURCE and
+// should not be done with it.
+func setRlimits(o confineOptions) (string, error) {
+	var set []string
+	lower := func(name string, res int, v uint64) error {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(res, &cur); err != nil {
+			return fmt.Errorf("getrlimit(%s): %w", name, err)
 		}
+		v = min(v, cur.Max)
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: v, Max: v}); err != nil {
+			return fmt.Errorf("setrlimit(%s, %d): %w", name, v, err)
+		}
+		set = append(set, fmt.Sprintf("%s=%d", name, v))
 		return nil
 	}
-	if err := set(unix.RLIMIT_CORE, 0); err != nil {
-		return err
+	detail := func() string { return strings.Join(set, " ") }
+	if err := lower("RLIMIT_CORE", unix.RLIMIT_CORE, 0); err != nil {
+		return detail(), err
 	}
 	// No core at all: RLIMIT_CORE does not stop a core_pattern that
 	// pipes the core to a helper (systemd-coredump, apport), which the
@@ -542,24 +547,25 @@ func setRlimits(o confineOptions) error {
 	// process — one whose workload escaped wasm could crash at will.
 	// Nothing dumps a process that is not dumpable.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
+		return detail(), fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}
-	if err := set(unix.RLIMIT_NOFILE, uint64(o.nfiles+4+fdMargin)); err != nil {
-		return err
+	set = append(set, "not dumpable")
+	if err := lower("RLIMIT_NOFILE", unix.RLIMIT_NOFILE, uint64(o.nfiles+4+fdMargin)); err != nil {
+		return detail(), err
 	}
 	// Without its own user namespace the Keep's tasks would be counted
 	// with every process of its host uid (maxKeepTasks).
 	if o.cloneFlags&syscall.CLONE_NEWUSER != 0 {
-		if err := set(unix.RLIMIT_NPROC, maxKeepTasks); err != nil {
-			return err
+		if err := lower("RLIMIT_NPROC", unix.RLIMIT_NPROC, maxKeepTasks); err != nil {
+			return detail(), err
 		}
 	}
 	if o.memoryLimit > 0 {
-		if err := set(unix.RLIMIT_AS, o.memoryLimit+addressSpaceSlack); err != nil {
-			return err
+		if err := lower("RLIMIT_AS", unix.RLIMIT_AS, o.memoryLimit+addressSpaceSlack); err != nil {
+			return detail(), err
 		}
 	}
-	return nil
+	return detail(), nil
 }
 
 // restrictLandlock forbids, for every thread, all file system access and

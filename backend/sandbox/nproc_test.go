@@ -1,10 +1,7 @@
 package sandbox
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/enarx-go/enarx/internal/testutil"
@@ -21,37 +18,9 @@ func TestKeepTaskLimit(t *testing.T) {
 	if missing := hostLacksLayers(); missing != "" {
 		testutil.NeedHost(t, "the kernel lacks %s", missing)
 	}
-	pids := make(chan int, 1)
-	startedHook = func(pid int) { pids <- pid }
-	defer func() { startedHook = nil }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		l := fake("threads", "1")
-		l.Policy.RequireIsolation = true
-		_, err := Backend{}.Run(ctx, l)
-		done <- err
-	}()
-	var pid int
-	select {
-	case pid = <-pids:
-	case err := <-done:
-		t.Fatalf("Keep ended before it started: %v", err)
-	}
+	pid, done := startConfinedKeep(t, "threads", "1")
 	checkKeepThreads(t, pid, 2, done) // waits for seccomp
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	if err != nil {
-		t.Fatal(err)
+	if got, want := procLimit(t, pid, "Max processes"), fmt.Sprint(maxKeepTasks); got != [2]string{want, want} {
+		t.Fatalf("Keep %d: RLIMIT_NPROC %s:%s; want soft and hard limits of %s tasks", pid, got[0], got[1], want)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Max processes"); ok {
-			f := strings.Fields(rest)
-			if want := fmt.Sprint(maxKeepTasks); len(f) < 2 || f[0] != want || f[1] != want {
-				t.Fatalf("Keep %d: %q; want soft and hard limits of %s tasks", pid, line, want)
-			}
-			return
-		}
-	}
-	t.Fatalf("no Max processes in /proc/%d/limits:\n%s", pid, b)
 }

@@ -486,25 +486,8 @@ func TestKeepThreadsConfined(t *testing.T) {
 	if missing := hostLacksLayers(); missing != "" {
 		testutil.NeedHost(t, "the kernel lacks %s", missing)
 	}
-	pids := make(chan int, 1)
-	startedHook = func(pid int) { pids <- pid }
-	defer func() { startedHook = nil }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	const extra = 4
-	done := make(chan error, 1)
-	go func() {
-		l := fake("threads", strconv.Itoa(extra))
-		l.Policy.RequireIsolation = true
-		_, err := Backend{}.Run(ctx, l)
-		done <- err
-	}()
-	var pid int
-	select {
-	case pid = <-pids:
-	case err := <-done:
-		t.Fatalf("Keep ended before it started: %v", err)
-	}
+	pid, done := startConfinedKeep(t, "threads", strconv.Itoa(extra))
 	checkKeepThreads(t, pid, extra+1, done)
 }
 
