@@ -115,7 +115,20 @@
 //     of one id that each advance (forks); only a trusted monotonic
 //     counter would tell them apart;
 //   - availability: the host can delete or corrupt the directory (the
-//     Keep then reports errors, never wrong data), or fill its disk;
+//     Keep then reports errors, never wrong data), or fill its disk. It
+//     can make an open slow and costly, within bounds: the open reads at
+//     most as many entries of the directory's listing as a valid volume
+//     holds (the objects of the most files a 1 GiB manifest can list,
+//     about 17.6 million, the manifest and a new manifest), keeps 16
+//     bytes per object name (some 300 MiB at most) and nothing of other
+//     names, and refuses a longer listing (an endless or cycling one), or
+//     one whose cookie does not advance, as not a valid volume
+//     (vfs.ErrIntegrity); it reads a manifest of at most 1 GiB, which it
+//     allocates as the host states its size. The open stops when its
+//     context ends (the Keep's interrupt or deadline), checked between
+//     pages of the listing and 1 MiB pieces of the manifest; a single
+//     request the host never answers (a hung host file system, a stream
+//     that goes silent) stalls it all the same;
 //   - what the host observes: the number of files, each file's size
 //     rounded up to 4 KiB (a partial chunk is sealed zero-padded to a
 //     multiple of 4 KiB, so an object's length gives no more), the
@@ -133,5 +146,8 @@
 // most 1 GiB (the bound of what the host can make it allocate), so a
 // commit that would write a larger one fails with ENOSPC: a volume holds
 // at most about 1.2 TiB of data (1.6 TiB in format 1), or some millions
-// of files.
+// of files. Creating a file past format.MaxFiles of that bound (about
+// 17.6 million files, counting those deleted since the last commit)
+// fails with ENOSPC, so that no crash leaves more objects than an open
+// lists.
 package sealed

@@ -1,6 +1,7 @@
 package sealed
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -191,12 +192,12 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 	// manifest's): the volume keys depend on it.
 	defer clear(sk)
 	v := &Volume{name: o.Name, backing: backing, readonly: o.ReadOnly, log: log, files: make(map[format.ID]*content)}
-	names, err := listBacking(backing)
+	names, err := v.listBacking(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("sealed volume %q: listing its host directory: %w", o.Name, err)
+		return nil, err
 	}
 	topts := tree.Options{Store: v, ReadOnly: o.ReadOnly, Dev: o.Dev}
-	if !names[format.ManifestName] {
+	if !names.manifest {
 		if err := v.create(names, sk, o); err != nil {
 			return nil, err
 		}
@@ -214,7 +215,7 @@ func Open(ctx context.Context, backing vfs.Dir, src keys.Source, o Options) (*Vo
 		log.Info("sealed volume created", "volume", o.Name, "volume_id", v.id.String(), "version", v.durable, "format", v.Format(), "key", src.String())
 		return v, nil
 	}
-	body, err := v.readManifest(sk, o)
+	body, err := v.readManifest(ctx, sk, o)
 	if err != nil {
 		return nil, err
 	}
@@ -268,34 +269,84 @@ func (v *Volume) integrity(reason string) error {
 	return fmt.Errorf("sealed volume %q: %s: %w", v.name, reason, vfs.ErrIntegrity)
 }
 
-// listBacking returns the names in the backing directory.
-func listBacking(d vfs.Dir) (map[string]bool, error) {
-	names := make(map[string]bool)
+// listing is what an open needs to know of the backing directory's
+// names.
+type listing struct {
+	manifest bool        // ManifestName is there
+	temp     bool        // ManifestTemp is there
+	objects  []format.ID // the content objects' file ids, sorted, distinct
+	other    int         // entries that are none of these ("." and ".." aside)
+}
+
+// listPage is the entries asked of the backing directory at a time.
+const listPage = 256
+
+// maxListed bounds the entries an open reads from the backing
+// directory's listing, which the host makes up as it likes (cookies that
+// never end or cycle, an endless stream of names): the content objects
+// of the most files a manifest an open accepts can list (New refuses more
+// files, so a crash leaves no more), the manifest, its temporary, "."
+// and "..". About 17.6 million with the 1 GiB manifest bound.
+func maxListed() int64 { return format.MaxFiles(maxManifest) + 4 }
+
+// listBacking reads the backing directory's names: at most maxListed
+// entries, each page continuing at a cookie other than the one it
+// started at (and other than 0, the beginning), and no further once ctx
+// ends. Only object ids are kept (16 bytes each), whatever the names'
+// lengths.
+func (v *Volume) listBacking(ctx context.Context) (*listing, error) {
+	l := &listing{}
+	limit := maxListed()
 	var cookie uint64
+	var n int64
 	for {
-		ents, err := d.ReadDir(cookie, 256)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("sealed volume %q: listing its host directory: stopped after %d entries: %w", v.name, n, context.Cause(ctx))
+		}
+		ents, err := v.backing.ReadDir(cookie, listPage)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("sealed volume %q: listing its host directory: %w", v.name, err)
 		}
 		if len(ents) == 0 {
-			return names, nil
+			break
+		}
+		n += int64(len(ents))
+		if n > limit {
+			return nil, v.integrity(fmt.Sprintf("its host directory is not a valid volume: its listing goes on past %d entries, more than a volume holds (at most %d objects, its manifest and a new manifest): an endless or cycling listing, or files that are not the volume's put there; refusing to open it", limit, limit-4))
 		}
 		for _, e := range ents {
-			if e.Name != "." && e.Name != ".." {
-				names[e.Name] = true
+			switch e.Name {
+			case ".", "..":
+			case format.ManifestName:
+				l.manifest = true
+			case format.ManifestTemp:
+				l.temp = true
+			default:
+				if id, ok := format.ParseObjectName(e.Name); ok {
+					l.objects = append(l.objects, id)
+				} else {
+					l.other++
+				}
 			}
-			cookie = e.Next
 		}
+		next := ents[len(ents)-1].Next
+		if next == cookie || next == 0 {
+			return nil, v.integrity(fmt.Sprintf("its host directory is not a valid volume: its listing does not advance (the page at cookie %d continues at cookie %d, where it started or at the beginning); refusing to open it", cookie, next))
+		}
+		cookie = next
 	}
+	slices.SortFunc(l.objects, func(a, b format.ID) int { return bytes.Compare(a[:], b[:]) })
+	l.objects = slices.Compact(l.objects)
+	return l, nil
 }
 
 // create sets up a new volume in an empty backing directory, with keys
 // from the source key sk.
-func (v *Volume) create(names map[string]bool, sk []byte, o Options) error {
-	delete(names, format.ManifestTemp) // a first commit cut short
+func (v *Volume) create(names *listing, sk []byte, o Options) error {
+	// names.temp is ignored: a first commit cut short.
 	switch {
-	case len(names) != 0:
-		return v.integrity(fmt.Sprintf("its host directory holds %d entries but no manifest (deleted?); refusing to create a new volume over them", len(names)))
+	case len(names.objects)+names.other != 0:
+		return v.integrity(fmt.Sprintf("its host directory holds %d entries but no manifest (deleted?); refusing to create a new volume over them", len(names.objects)+names.other))
 	case o.ReadOnly:
 		return fmt.Errorf("sealed volume %q: its host directory is empty and the volume is read-only: nothing to open", o.Name)
 	case o.MinVersion > 1:
@@ -337,8 +388,8 @@ var maxManifest int64 = 1 << 30
 // format's keys are its own, so a manifest relabelled with the other
 // format fails like any other tampering: a host cannot downgrade a
 // volume.
-func (v *Volume) readManifest(sk []byte, o Options) (*format.Body, error) {
-	obj, err := readObject(v.backing, format.ManifestName, maxManifest)
+func (v *Volume) readManifest(ctx context.Context, sk []byte, o Options) (*format.Body, error) {
+	obj, err := readObject(ctx, v.backing, format.ManifestName, maxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("sealed volume %q: reading its manifest: %w", v.name, err)
 	}
@@ -375,8 +426,12 @@ func (v *Volume) readManifest(sk []byte, o Options) (*format.Body, error) {
 	return body, nil
 }
 
-// readObject reads a whole backing object of at most max bytes.
-func readObject(d vfs.Dir, name string, max int64) ([]byte, error) {
+// readPiece is the bytes readObject reads between checks of its context.
+const readPiece = 1 << 20
+
+// readObject reads a whole backing object of at most max bytes, in
+// pieces, stopping when ctx ends (a host may answer a byte at a time).
+func readObject(ctx context.Context, d vfs.Dir, name string, max int64) ([]byte, error) {
 	f, err := d.Open(name, vfs.OpenOptions{Read: true})
 	if err != nil {
 		return nil, err
@@ -394,23 +449,36 @@ func readObject(d vfs.Dir, name string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: type %d, %d bytes (at most %d)", name, st.Type, st.Size, max)
 	}
 	buf := make([]byte, st.Size)
-	n, err := readFull(vf, buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+	for n := 0; n < len(buf); {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%s: stopped after %d of %d bytes: %w", name, n, len(buf), context.Cause(ctx))
+		}
+		m, err := readFull(vf, buf[n:min(n+readPiece, len(buf))], int64(n))
+		n += m
+		if errors.Is(err, io.EOF) {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	return buf[:n], nil
+	return buf, nil
 }
 
 // collect deletes what a crash left behind: objects no manifest lists
 // and a half-written manifest.
-func (v *Volume) collect(names map[string]bool) {
-	for name := range names {
-		id, ok := format.ParseObjectName(name)
-		if name != format.ManifestTemp && (!ok || v.files[id] != nil) {
-			continue
-		}
+func (v *Volume) collect(names *listing) {
+	remove := func(name string) {
 		if err := v.backing.Unlink(name); err != nil {
 			v.log.Warn("sealed volume: could not remove an unused object", "volume", v.name, "object", name, "err", err)
+		}
+	}
+	if names.temp {
+		remove(format.ManifestTemp)
+	}
+	for _, id := range names.objects {
+		if v.files[id] == nil {
+			remove(format.ObjectName(id))
 		}
 	}
 }
@@ -427,6 +495,13 @@ func (v *Volume) New(uint64) (tree.Content, error) {
 		return nil, err
 	}
 	v.mu.Lock()
+	// Every file, and every freed one until the next commit, may have an
+	// object: no more than a manifest can list, so that a crash leaves
+	// no more objects than an open lists (maxListed).
+	if max := format.MaxFiles(maxManifest); int64(len(v.files)+len(v.orphans)) >= max {
+		v.mu.Unlock()
+		return nil, fmt.Errorf("sealed volume %q: %d files, the most its manifest can list: %w", v.name, max, syscall.ENOSPC)
+	}
 	v.files[id] = c
 	v.dirty.Store(true)
 	v.mu.Unlock()

@@ -352,6 +352,16 @@ func (m *Body) Append(b []byte, f Format) []byte {
 	return b
 }
 
+// MaxFiles is the most regular files a manifest body of size bytes can
+// list: each file's node takes at least nodeFixed+fileFixed bytes of it.
+// It bounds the content objects a valid volume's directory holds.
+func MaxFiles(size int64) int64 {
+	if size < 0 {
+		return 0
+	}
+	return size / (nodeFixed + fileFixed)
+}
+
 // MaxFileSize bounds a file's size (8 TiB) so that every chunk index is
 // below 2^31 at the smallest chunk size.
 const MaxFileSize = uint64(MinChunkSize) << 31

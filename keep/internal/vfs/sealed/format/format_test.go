@@ -258,3 +258,27 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestMaxFiles: a body listing n files (the smallest file nodes there
+// are: no chunks, no directory entries) is at least as large as MaxFiles
+// says n files need, and one file fewer fits no more.
+func TestMaxFiles(t *testing.T) {
+	for _, f := range formats {
+		for _, n := range []int{0, 1, 2, 268, 1000} {
+			b := &Body{ChunkSize: DefaultChunkSize, Root: 1, NextIno: 1}
+			for i := range n {
+				b.Nodes = append(b.Nodes, Node{Ino: uint64(i + 2), Type: TypeFile, ID: ID{byte(i), byte(i >> 8)}})
+			}
+			size := int64(b.Size(f))
+			if got := MaxFiles(size); got < int64(n) {
+				t.Errorf("format %d: a body of %d files is %d bytes, and MaxFiles(%d) = %d", f, n, size, size, got)
+			}
+			if n > 0 && MaxFiles(size-int64(nodeFixed+fileFixed)-24) >= int64(n) {
+				t.Errorf("format %d: MaxFiles allows %d files in a body too small for them", f, n)
+			}
+		}
+	}
+	if MaxFiles(-1) != 0 {
+		t.Error("MaxFiles of a negative size")
+	}
+}
