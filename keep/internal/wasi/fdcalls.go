@@ -21,41 +21,45 @@ func (s *System) entry(n uint64) (*fd.Entry, Errno) {
 	return e, ESUCCESS
 }
 
-// iovecs validates an iovec array and returns its total length. Every
+// iovecs validates an iovec array and returns its total length and a copy
+// of it (in s's scratch space), which the I/O then uses: as readv(2),
+// which copies the array first, a read into a buffer that overlaps the
+// array changes neither where later bytes go nor what was checked. Every
 // buffer must lie inside memory: the check happens before any I/O.
-func iovecs(mem []byte, iovs, count uint32) (uint64, Errno) {
+func (s *System) iovecs(mem []byte, iovs, count uint32) ([]byte, uint64, Errno) {
 	if count > MaxIovecs {
-		return 0, EINVAL
+		return nil, 0, EINVAL
 	}
 	arr := view(mem, iovs, count*8)
 	if arr == nil {
-		return 0, EFAULT
+		return nil, 0, EFAULT
 	}
+	s.iovs = append(s.iovs[:0], arr...)
+	arr = s.iovs
 	var total uint64
-	for i := uint32(0); i < count; i++ {
-		p, n := le.Uint32(arr[8*i:]), le.Uint32(arr[8*i+4:])
+	for i := 0; i < len(arr); i += 8 {
+		p, n := le.Uint32(arr[i:]), le.Uint32(arr[i+4:])
 		if view(mem, p, n) == nil {
-			return 0, EFAULT
+			return nil, 0, EFAULT
 		}
 		total += uint64(n)
 	}
-	return total, ESUCCESS
+	return arr, total, ESUCCESS
 }
 
-// iov returns buffer i of a validated iovec array.
-func iov(mem []byte, iovs, i uint32) []byte {
-	arr := view(mem, iovs+8*i, 8)
-	return view(mem, le.Uint32(arr), le.Uint32(arr[4:]))
+// iov returns buffer i of an iovec array checked and copied by iovecs.
+func iov(mem, arr []byte, i int) []byte {
+	return view(mem, le.Uint32(arr[8*i:]), le.Uint32(arr[8*i+4:]))
 }
 
 // readv reads into a validated iovec array. Only the first read may wait
 // (unless nonblock); later ones just pick up what is already available,
 // as readv(2) would. Every read is a non-blocking one: a blocking call
 // waits for the stream in await, which a cancelled run ends.
-func (s *System) readv(ctx context.Context, st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
+func (s *System) readv(ctx context.Context, st fd.Stream, mem, arr []byte, nonblock bool) (uint32, Errno) {
 	var total uint32
-	for i := uint32(0); i < count; i++ {
-		b := iov(mem, iovs, i)
+	for i := range len(arr) / 8 {
+		b := iov(mem, arr, i)
 		if len(b) == 0 {
 			continue
 		}
@@ -84,13 +88,13 @@ func (s *System) readv(ctx context.Context, st fd.Stream, mem []byte, iovs, coun
 // until an error), waiting for the stream in await, which a cancelled run
 // ends, and returning once the stream has handed it on (fd.Flusher); with
 // nonblock, until the stream takes less than it was given.
-func (s *System) writev(ctx context.Context, st fd.Stream, mem []byte, iovs, count uint32, nonblock bool) (uint32, Errno) {
+func (s *System) writev(ctx context.Context, st fd.Stream, mem, arr []byte, nonblock bool) (uint32, Errno) {
 	if w, ok := st.(fd.WholeWriter); ok && w.WritesWhole() {
 		nonblock = false
 	}
 	var total uint32
-	for i := uint32(0); i < count; i++ {
-		b := iov(mem, iovs, i)
+	for i := range len(arr) / 8 {
+		b := iov(mem, arr, i)
 		for len(b) > 0 {
 			n, err := st.Write(b, true)
 			if n == 0 && err == nil {
@@ -146,7 +150,7 @@ func (s *System) fdRead(ctx context.Context, c engine.Caller, stk []uint64) Errn
 	if errno != ESUCCESS {
 		return errno
 	}
-	return rw(ctx, st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), s.readv)
+	return s.rw(ctx, st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), s.readv)
 }
 
 func (s *System) fdWrite(ctx context.Context, c engine.Caller, stk []uint64) Errno {
@@ -158,7 +162,7 @@ func (s *System) fdWrite(ctx context.Context, c engine.Caller, stk []uint64) Err
 	if errno != ESUCCESS {
 		return errno
 	}
-	return rw(ctx, st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), s.writev)
+	return s.rw(ctx, st, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[3]), s.writev)
 }
 
 // streamOf returns the stream behind e for fd_read / fd_write: a file
@@ -180,21 +184,21 @@ func streamOf(e *fd.Entry, r uint64) (fd.Stream, Errno) {
 }
 
 // rw validates the iovecs and the result pointer, then does the I/O.
-func rw(ctx context.Context, st fd.Stream, c engine.Caller, e *fd.Entry, iovs, count, result uint32,
-	op func(context.Context, fd.Stream, []byte, uint32, uint32, bool) (uint32, Errno)) Errno {
+func (s *System) rw(ctx context.Context, st fd.Stream, c engine.Caller, e *fd.Entry, iovs, count, result uint32,
+	op func(context.Context, fd.Stream, []byte, []byte, bool) (uint32, Errno)) Errno {
 	mem := c.Memory()
 	res := view(mem, result, 4)
 	if res == nil {
 		return EFAULT
 	}
-	total, errno := iovecs(mem, iovs, count)
+	arr, total, errno := s.iovecs(mem, iovs, count)
 	if errno != ESUCCESS {
 		return errno
 	}
 	if total > 1<<31 {
 		return EINVAL
 	}
-	n, errno := op(ctx, st, mem, iovs, count, e.Nonblock())
+	n, errno := op(ctx, st, mem, arr, e.Nonblock())
 	if errno != ESUCCESS {
 		return errno
 	}

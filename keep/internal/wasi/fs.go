@@ -607,21 +607,22 @@ func (s *System) fdTell(_ context.Context, c engine.Caller, stk []uint64) Errno 
 	return ESUCCESS
 }
 
-// positioned validates fd_pread / fd_pwrite arguments: the iovecs, the
-// result pointer, and an offset range that fits in an int64.
-func positioned(mem []byte, iovs, count uint32, off uint64, result uint32) ([]byte, Errno) {
-	res := view(mem, result, 4)
+// positioned validates fd_pread / fd_pwrite arguments: the iovecs (their
+// copy is returned, see iovecs), the result pointer, and an offset range
+// that fits in an int64.
+func (s *System) positioned(mem []byte, iovs, count uint32, off uint64, result uint32) (res, arr []byte, _ Errno) {
+	res = view(mem, result, 4)
 	if res == nil {
-		return nil, EFAULT
+		return nil, nil, EFAULT
 	}
-	total, errno := iovecs(mem, iovs, count)
+	arr, total, errno := s.iovecs(mem, iovs, count)
 	if errno != ESUCCESS {
-		return nil, errno
+		return nil, nil, errno
 	}
 	if total > 1<<31 || off > math.MaxInt64 || off+total > math.MaxInt64 {
-		return nil, EINVAL
+		return nil, nil, EINVAL
 	}
-	return res, ESUCCESS
+	return res, arr, ESUCCESS
 }
 
 // fdPread reads at an offset straight into the guest's buffers (one
@@ -651,13 +652,13 @@ func (s *System) positionedIO(c engine.Caller, stk []uint64, write bool) Errno {
 	}
 	mem := c.Memory()
 	iovs, count, off := uint32(stk[1]), uint32(stk[2]), stk[3]
-	res, errno := positioned(mem, iovs, count, off, uint32(stk[4]))
+	res, arr, errno := s.positioned(mem, iovs, count, off, uint32(stk[4]))
 	if errno != ESUCCESS {
 		return errno
 	}
 	var total uint32
-	for i := uint32(0); i < count; i++ {
-		b := iov(mem, iovs, i)
+	for i := range len(arr) / 8 {
+		b := iov(mem, arr, i)
 		if len(b) == 0 {
 			continue
 		}

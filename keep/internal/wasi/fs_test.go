@@ -211,6 +211,44 @@ func testPathOpen(t *testing.T, eng string) {
 	open(ENOSPC, 0, 0, fd.RightFdRead, 0, 0)
 }
 
+func TestIovecsCopied(t *testing.T) { eachEngine(t, testIovecsCopied) }
+
+// testIovecsCopied: fd_read and fd_pread scatter into the iovecs as they
+// were when called, as readv(2), which copies the array first: a buffer
+// that overlaps the array does not redirect later bytes (nor slip a
+// buffer past the checks made before the I/O).
+func testIovecsCopied(t *testing.T, eng string) {
+	e, _ := newFSEnv(t, eng)
+	f := e.open(preFD, "f", oflagCreat, fd.RightsFile, 0)
+	// The file's first 16 bytes are an iovec array that sends the next 4
+	// bytes elsewhere.
+	var content []byte
+	for _, v := range []uint32{iovOff, 16, bufOff + 200, 4} {
+		content = le.AppendUint32(content, v)
+	}
+	content = append(content, "WXYZ"...)
+	e.put(bufOff, content)
+	e.iov(iovOff, bufOff, uint32(len(content)))
+	e.expect(ESUCCESS, "fd_write", f, iovOff, 1, resOff)
+	for _, call := range []string{"fd_read", "fd_pread"} {
+		e.put(bufOff, make([]byte, 1024))
+		// Buffer 0 is the array itself; buffer 1 is at bufOff+100.
+		e.iov(iovOff, iovOff, 16, bufOff+100, 4)
+		if call == "fd_read" {
+			e.expect(ESUCCESS, "fd_seek", f, 0, 0, resOff)
+			e.expect(ESUCCESS, "fd_read", f, iovOff, 2, resOff)
+		} else {
+			e.expect(ESUCCESS, "fd_pread", f, iovOff, 2, 0, resOff)
+		}
+		at100, _ := e.mem.Read(bufOff+100, 4)
+		at200, _ := e.mem.Read(bufOff+200, 4)
+		if n := e.u32(resOff); n != 20 || string(at100) != "WXYZ" || !bytes.Equal(at200, make([]byte, 4)) {
+			t.Errorf("%s: read %d bytes, %q at the second buffer, %q where the data rewrote it to point; want 20, \"WXYZ\", zeros",
+				call, n, at100, at200)
+		}
+	}
+}
+
 func TestFileIO(t *testing.T) { eachEngine(t, testFileIO) }
 
 func testFileIO(t *testing.T, eng string) {

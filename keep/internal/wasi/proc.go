@@ -16,7 +16,8 @@ var le = binary.LittleEndian
 // random_get is filled in pieces of at most this size. WASI preview1 sets
 // no limit on the buffer, and guests (Go's crypto/rand on wasip1, Rust's
 // getrandom) pass their whole buffer in one call and treat any error as
-// fatal.
+// fatal. Between pieces, a cancelled run unwinds the guest as from a wait:
+// filling a buffer of gigabytes takes seconds.
 const MaxRandom = 1 << 20
 
 // view returns the n bytes of guest memory mem at off, or nil if they are
@@ -132,7 +133,7 @@ func (s *System) clockTimeGet(_ context.Context, c engine.Caller, st []uint64) E
 	return ESUCCESS
 }
 
-func (s *System) randomGet(_ context.Context, c engine.Caller, st []uint64) Errno {
+func (s *System) randomGet(ctx context.Context, c engine.Caller, st []uint64) Errno {
 	b := view(c.Memory(), uint32(st[0]), uint32(st[1]))
 	if b == nil {
 		return EFAULT
@@ -143,6 +144,12 @@ func (s *System) randomGet(_ context.Context, c engine.Caller, st []uint64) Errn
 			return EIO
 		}
 		b = b[len(p):]
+		if len(b) > 0 && ctx.Err() != nil {
+			// 4 GiB of memory take about 10 s to fill: a stopped run
+			// (--timeout, keep.Run's context) must not wait for that.
+			s.unwind = context.Cause(ctx)
+			return EINTR
+		}
 	}
 	return ESUCCESS
 }

@@ -106,7 +106,7 @@ func (s *System) sockRecv(ctx context.Context, c engine.Caller, stk []uint64) Er
 	if resLen == nil || resFlags == nil {
 		return EFAULT
 	}
-	total, errno := iovecs(mem, iovs, count)
+	arr, total, errno := s.iovecs(mem, iovs, count)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -119,8 +119,8 @@ func (s *System) sockRecv(ctx context.Context, c engine.Caller, stk []uint64) Er
 	if flags&recvPeek != 0 {
 		// Peek into the first non-empty buffer only: a second peek would
 		// return the same bytes again (a short read is always allowed).
-		for i := uint32(0); i < count; i++ {
-			if b := iov(mem, iovs, i); len(b) > 0 {
+		for i := range len(arr) / 8 {
+			if b := iov(mem, arr, i); len(b) > 0 {
 				m, err := pk.Peek(b, true)
 				for !e.Nonblock() && errors.Is(err, fd.ErrWouldBlock) {
 					if errno := s.await(ctx, sk, false); errno != ESUCCESS {
@@ -136,7 +136,7 @@ func (s *System) sockRecv(ctx context.Context, c engine.Caller, stk []uint64) Er
 			}
 		}
 	} else {
-		n, errno = s.readv(ctx, sk, mem, iovs, count, e.Nonblock())
+		n, errno = s.readv(ctx, sk, mem, arr, e.Nonblock())
 		if errno != ESUCCESS {
 			return errno
 		}
@@ -154,7 +154,7 @@ func (s *System) sockSend(ctx context.Context, c engine.Caller, stk []uint64) Er
 	if uint32(stk[3]) != 0 {
 		return EINVAL
 	}
-	return rw(ctx, sk, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[4]), s.writev)
+	return s.rw(ctx, sk, c, e, uint32(stk[1]), uint32(stk[2]), uint32(stk[4]), s.writev)
 }
 
 func (s *System) sockShutdown(_ context.Context, _ engine.Caller, stk []uint64) Errno {

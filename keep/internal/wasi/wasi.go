@@ -17,8 +17,9 @@
 // where a descriptor's rights were limited (ENOTCAPABLE). Paths are checked
 // here (no NUL, valid UTF-8, at most vfs.MaxPath bytes) and resolved beneath
 // their directory by the vfs source, which is trusted to keep them there.
-// No call panics and none blocks unless the guest asked to; proc_exit and a
-// cancelled wait unwind the guest by returning an error to the engine.
+// No call panics and none blocks unless the guest asked to; proc_exit, a
+// cancelled wait and a long random_get of a cancelled run unwind the guest
+// by returning an error to the engine.
 package wasi
 
 import (
@@ -69,6 +70,9 @@ type System struct {
 	// unwind is set by a call that must end the guest (a cancelled
 	// poll_oneoff); the engine unwinds with it.
 	unwind error
+
+	// iovs is the copy of the current call's iovec array (iovecs).
+	iovs []byte
 
 	// poll_oneoff scratch space (subs0: wasi_unstable's subscriptions,
 	// converted).

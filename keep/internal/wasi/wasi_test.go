@@ -355,6 +355,56 @@ func testRandomGetLarge(t *testing.T, eng string) {
 	}
 }
 
+// cancellingRand is countingRand that cancels a run after its first read.
+type cancellingRand struct {
+	countingRand
+	cancel context.CancelFunc
+}
+
+func (r *cancellingRand) Read(b []byte) (int, error) {
+	r.cancel()
+	return r.countingRand.Read(b)
+}
+
+func TestRandomGetCancelled(t *testing.T) { eachEngine(t, testRandomGetCancelled) }
+
+// testRandomGetCancelled: a random_get of gigabytes takes seconds, so a
+// run cancelled meanwhile unwinds the guest between MaxRandom pieces (as
+// from a wait) instead of filling the whole buffer first.
+func testRandomGetCancelled(t *testing.T, eng string) {
+	const pages = 48 // 3 MiB
+	ctx := context.Background()
+	en, err := engine.New(ctx, engine.Config{Engine: eng, NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { en.Close(ctx) })
+	m, err := en.Compile(ctx, wasmtest.Memory(pages))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &cancellingRand{cancel: cancel}
+	s := &System{Rand: r, Files: fd.NewTable(nil)}
+	inst, err := m.Instantiate(ctx, s.HostFuncs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	errno, unwind, _ := s.Call(run, inst, "random_get", 100, 2*MaxRandom+12345)
+	if errno != EINTR || unwind != context.Canceled {
+		t.Fatalf("random_get in a run cancelled meanwhile = errno %d, unwind %v; want EINTR, %v", errno, unwind, context.Canceled)
+	}
+	if r.reads != 1 {
+		t.Fatalf("random_get read the source %d times after the run was cancelled in the first", r.reads)
+	}
+	// Within one piece, the call completes.
+	r.reads = 0
+	if errno, unwind, _ := s.Call(run, inst, "random_get", 100, MaxRandom); errno != ESUCCESS || unwind != nil {
+		t.Fatalf("random_get of one piece = errno %d, unwind %v; want success", errno, unwind)
+	}
+}
+
 func TestSchedYieldProcRaise(t *testing.T) { eachEngine(t, testSchedYieldProcRaise) }
 
 func testSchedYieldProcRaise(t *testing.T, eng string) {
