@@ -52,6 +52,15 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 			if o.MaxConns < 1 {
 				return fmt.Errorf("--max-connections %d: want at least 1", o.MaxConns)
 			}
+			if o.MaxDirectoryBuffers < server.MaxDirectorySize {
+				return fmt.Errorf("--max-directory-buffers %d: want at least %d (the largest directory node)", o.MaxDirectoryBuffers, server.MaxDirectorySize)
+			}
+			if o.DirectoryBufferWait < 0 {
+				return fmt.Errorf("--directory-buffer-wait %v: want 0 (refuse at once) or more", o.DirectoryBufferWait)
+			}
+			if o.DirectoryBufferWait == 0 {
+				o.DirectoryBufferWait = -1 // the store's "no wait"
+			}
 			switch {
 			case perIP < 0:
 				return fmt.Errorf("--max-connections-per-ip %d: want 0 (no bound) or more", perIP)
@@ -78,6 +87,8 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 	f.Int64Var(&o.MaxUploadSize, "max-upload-size", server.DefaultMaxUploadSize, "largest tree node accepted, in bytes")
 	f.IntVar(&o.MaxConns, "max-connections", server.DefaultMaxConns, "most connections held open; at the bound an idle one is closed for a new one, else the new one waits")
 	f.IntVar(&perIP, "max-connections-per-ip", server.DefaultMaxConnsPerIP, "most connections held open from one IPv4 address or IPv6 /64 (an idle one is closed for a new one, else the new one); 0: no such bound (behind a proxy that hides client addresses)")
+	f.Int64Var(&o.MaxDirectoryBuffers, "max-directory-buffers", server.DefaultMaxDirectoryBuffers, "most bytes of directory node uploads held in memory at once (each holds its declared length while it is read, parsed and stored); at least 16 MiB")
+	f.DurationVar(&o.DirectoryBufferWait, "directory-buffer-wait", server.DefaultDirectoryBufferWait, "how long a directory upload waits for room under --max-directory-buffers before it is refused with 503 and Retry-After; 0: refuse at once")
 	f.BoolVar(&o.VerifyAllDigests, "verify-all-digests", false, "verify uploaded files against every digest of their entry, not only sha-256 (slower)")
 	f.BoolVar(&o.VerifyExisting, "verify-existing", false, "before serving, verify the trees of stored tags that are not yet visible (e.g. an upstream store), hashing every node this server has not verified, and make those that verify visible")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")

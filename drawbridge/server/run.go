@@ -66,7 +66,14 @@ type Options struct {
 	// DefaultMaxConns and DefaultMaxConnsPerIP; MaxConnsPerIP below 0 is
 	// no per-address bound (behind a proxy that hides client addresses).
 	MaxConns, MaxConnsPerIP int
-	Logger                  *slog.Logger
+	// MaxDirectoryBuffers bounds the bytes of directory node uploads held
+	// in memory at once (0: DefaultMaxDirectoryBuffers); an upload that
+	// finds no room within DirectoryBufferWait (0:
+	// DefaultDirectoryBufferWait; below 0: no wait) is refused with 503
+	// and Retry-After.
+	MaxDirectoryBuffers int64
+	DirectoryBufferWait time.Duration
+	Logger              *slog.Logger
 	// Ready is called with the bound address once the server accepts
 	// connections (optional).
 	Ready func(net.Addr)
@@ -103,6 +110,15 @@ func (o Options) connLimits() connlimit.Limits {
 
 // DefaultMaxUploadSize bounds a tree node upload unless configured.
 const DefaultMaxUploadSize = httpapi.DefaultMaxUploadSize
+
+// Defaults of Options.MaxDirectoryBuffers and DirectoryBufferWait, and the
+// largest directory node (the least MaxDirectoryBuffers that lets one
+// through without taking the whole budget).
+const (
+	DefaultMaxDirectoryBuffers = store.DefaultMaxDirectoryBuffers
+	DefaultDirectoryBufferWait = store.DefaultDirectoryBufferWait
+	MaxDirectorySize           = store.MaxDirectorySize
+)
 
 // Run serves until ctx is cancelled.
 func Run(ctx context.Context, o Options) error {
@@ -243,6 +259,8 @@ func setupProduction(ctx context.Context, o Options, log *slog.Logger) (*setup, 
 func prepareRegistry(ctx context.Context, reg *store.Registry, o Options, log *slog.Logger) error {
 	reg.VerifyAllDigests = o.VerifyAllDigests
 	reg.Logger = log
+	reg.MaxDirectoryBuffers = o.MaxDirectoryBuffers
+	reg.DirectoryBufferWait = o.DirectoryBufferWait
 	if !o.VerifyExisting {
 		return nil
 	}

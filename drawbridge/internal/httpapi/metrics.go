@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/enarx-go/enarx/drawbridge/internal/store"
 )
 
 // metrics are the server's counters, exported at /metrics by the Prometheus
@@ -21,7 +23,7 @@ type metrics struct {
 	handler  http.Handler
 }
 
-func newMetrics() *metrics {
+func newMetrics(r *store.Registry) *metrics {
 	m := &metrics{
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "drawbridge_requests_in_flight", Help: "Requests being served.",
@@ -36,8 +38,16 @@ func newMetrics() *metrics {
 			Name: "drawbridge_response_body_bytes_total", Help: "Response body bytes written, by route.",
 		}, []string{"route"}),
 	}
+	dirBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "drawbridge_directory_buffer_bytes",
+		Help: "Bytes of the directory upload budget (--max-directory-buffers) held by uploads being read, parsed or stored.",
+	}, func() float64 { return float64(r.DirectoryBuffersInUse()) })
+	dirWaiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "drawbridge_directory_buffer_waiting",
+		Help: "Directory uploads waiting for room in the directory upload budget.",
+	}, func() float64 { return float64(r.DirectoryBufferWaiters()) })
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.inFlight, m.requests, m.bytesIn, m.bytesOut)
+	reg.MustRegister(m.inFlight, m.requests, m.bytesIn, m.bytesOut, dirBytes, dirWaiting)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return m
 }

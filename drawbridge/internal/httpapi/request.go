@@ -172,9 +172,19 @@ func storeErr(err error) error {
 		return errorf(http.StatusNotFound, "%s", notFoundText(err))
 	case errors.Is(err, errBody):
 		return errorf(http.StatusBadRequest, "Request body incomplete: %v", err)
+	case errors.Is(err, store.ErrBusy):
+		// The server's memory for directory bodies is taken: nothing was
+		// read or stored, and the same request can be sent again.
+		he := errorf(http.StatusServiceUnavailable, "%v", err)
+		he.retryAfter = busyRetryAfter
+		return he
 	}
 	return err
 }
+
+// busyRetryAfter is the Retry-After, in seconds, of a 503 for a busy
+// server.
+const busyRetryAfter = 10
 
 func notFoundText(err error) string {
 	var nf *store.NotFoundError

@@ -91,7 +91,7 @@ func New(cfg Config) (*Handler, error) {
 	if l == nil {
 		l = slog.Default()
 	}
-	return &Handler{cfg: cfg, log: l, metrics: newMetrics(), stallTimeout: StallTimeout, stallMinBytes: max(1, StallMinBytes)}, nil
+	return &Handler{cfg: cfg, log: l, metrics: newMetrics(cfg.Registry), stallTimeout: StallTimeout, stallMinBytes: max(1, StallMinBytes)}, nil
 }
 
 // httpError is an HTTP status with a plain-text body (upstream's texts,
@@ -99,6 +99,8 @@ func New(cfg Config) (*Handler, error) {
 type httpError struct {
 	code int
 	msg  string
+	// retryAfter, if not 0, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -264,6 +266,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if he.code == http.StatusUnauthorized {
 			sw.Header().Set("WWW-Authenticate", `Bearer realm="drawbridge"`)
+		}
+		if he.retryAfter > 0 {
+			sw.Header().Set("Retry-After", strconv.Itoa(he.retryAfter))
 		}
 		sw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		sw.Header().Set("Content-Length", strconv.Itoa(len(he.msg)))

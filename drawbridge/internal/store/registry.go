@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
@@ -56,6 +57,20 @@ type Registry struct {
 	// Logger receives warnings about stored nodes that fail verification
 	// (nil: slog.Default()). Set it before use.
 	Logger *slog.Logger
+	// MaxDirectoryBuffers bounds the bytes of directory node uploads held
+	// in memory at once, in all (dirbudget.go): CreateNode takes a
+	// directory's length from this budget before it reads the body, and
+	// gives it back once the node is stored or refused. A directory larger
+	// than the whole budget takes all of it. Zero or less:
+	// DefaultMaxDirectoryBuffers. Set it before use.
+	MaxDirectoryBuffers int64
+	// DirectoryBufferWait is how long a directory upload waits for room in
+	// that budget before CreateNode gives up with an error that wraps
+	// ErrBusy (nothing read, nothing stored). Zero:
+	// DefaultDirectoryBufferWait; below zero: no wait. A wait also ends
+	// with the request's context. Set it before use.
+	DirectoryBufferWait time.Duration
+	dirBudget           dirBudget
 
 	// Objects are never deleted, and only unverified tree nodes are ever
 	// replaced (verify.go), so what was read once is kept: directories
@@ -634,6 +649,24 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		return false, invalidf("%v", err)
 	}
 	defer vr.Close()
+	dir := want.Type == types.DirectoryType
+	if dir && want.Length > MaxDirectorySize {
+		return false, invalidf("Directory node larger than %d bytes", MaxDirectorySize)
+	}
+	// A directory's body is held in memory until the node is stored: it
+	// takes its length from the server's directory buffer budget before
+	// any of it is read, so that many uploads at once (slow ones hold
+	// their buffer for long) cannot make the server hold connections ×
+	// MaxDirectorySize. It is taken before the node's lock, and given back
+	// before any other lock is waited for (finishNode), so that no wait
+	// for the budget holds a lock that a holder of the budget may wait for.
+	releaseBuf := func() {}
+	if dir {
+		if releaseBuf, err = r.dirBuffers().acquire(ctx, want.Length); err != nil {
+			return false, err
+		}
+		defer releaseBuf()
+	}
 	unlock, err := r.nodeLocks.lock(ctx, key)
 	if err != nil {
 		return false, err
@@ -650,6 +683,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		// body: the client is owed a clean end of its request, and a wrong
 		// body is a wrong request even if the stored node is right.
 		unlock()
+		releaseBuf() // the body streams
 		return true, r.discardAndFinish(ctx, t, p, vr)
 	case nodeUnverified:
 		// Stored, but not verified by this registry. A visible tag is
@@ -658,6 +692,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		// replaces what is stored.
 		if err := r.visible(ctx, t); err == nil {
 			unlock()
+			releaseBuf() // the body streams
 			return true, r.discardAndFinish(ctx, t, p, vr)
 		} else if !errors.Is(err, ErrNotFound) {
 			return false, err
@@ -667,12 +702,15 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	var src io.Reader = vr
 	settle := func(bool) {}
 	cacheDir := func() {}
-	if want.Type == types.DirectoryType {
-		if want.Length > MaxDirectorySize {
-			return false, invalidf("Directory node larger than %d bytes", MaxDirectorySize)
+	if dir {
+		// Exactly the declared length (io.ReadAll would grow its buffer
+		// past it, beyond what the budget counts); the reader ends there
+		// or fails (ErrLengthMismatch), and verifies the digests at EOF.
+		buf := make([]byte, want.Length)
+		if _, err := io.ReadFull(vr, buf); err != nil {
+			return false, mapVerifyErr(err)
 		}
-		buf, err := io.ReadAll(vr)
-		if err != nil {
+		if _, err := io.Copy(io.Discard, vr); err != nil {
 			return false, mapVerifyErr(err)
 		}
 		// Parsing costs far more than the body's size (see parseSlots):
@@ -692,6 +730,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 		s := r.progress.get(t.key())
 		if err := r.reserve(ctx, t, s, p, len(d), replace); errors.Is(err, errNodeStored) {
 			unlock()
+			releaseBuf()
 			return true, r.finishNode(ctx, t, p)
 		} else if err != nil {
 			return false, err
@@ -716,6 +755,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 			if errors.Is(err, ErrExists) {
 				// Another replica stored it; it writes the marker.
 				unlock()
+				releaseBuf()
 				return true, r.finishNode(ctx, t, p)
 			}
 			return false, mapVerifyErr(err)
@@ -726,6 +766,7 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	}
 	cacheDir()
 	unlock()
+	releaseBuf()
 	return false, r.finishNode(ctx, t, p)
 }
 
