@@ -87,8 +87,9 @@ const maxKeepTasks = 10_000 + 1024
 
 // addressSpaceSlack is added to the memory limit for RLIMIT_AS: the Go
 // runtime, wazero's compiled code and stacks live outside the guest's linear
-// memory, which wazero reserves at its maximum.
-const addressSpaceSlack = 2 << 30
+// memory, which wazero reserves at its maximum. A race detector build (a
+// test binary) has the detector's shadow memory besides (raceAddressSpace).
+const addressSpaceSlack = 2<<30 + raceAddressSpace
 
 // layerLog collects layer reports with the time each took.
 type layerLog struct {
