@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 )
 
 // TestKeepAddressSpaceLimit: a confined Keep's RLIMIT_AS is its linear
-// memory limit + addressSpaceSlack, and a launch without a memory limit
+// memory limit + addressSpaceSlack (with the host's GOMAXPROCS and CPUs), and a launch without a memory limit
 // (keep.Options.MemoryLimit 0, which keep.Run takes as the engines' 4 GiB,
 // and which the containerd shim passes unless its runtime options set
 // memory_mib) gets that of 4 GiB: it got none, so a Keep whose workload
@@ -26,11 +27,12 @@ func TestKeepAddressSpaceLimit(t *testing.T) {
 	if missing := hostLacksLayers(); missing != "" {
 		testutil.NeedHost(t, "the kernel lacks %s", missing)
 	}
+	slack := addressSpaceSlack(keepThreads(runtime.GOMAXPROCS(0)))
 	for _, c := range []struct{ limit, want uint64 }{
-		{0, keep.DefaultMemoryLimit + addressSpaceSlack},
-		{1 << 30, 1<<30 + addressSpaceSlack},
-		{keep.DefaultMemoryLimit, keep.DefaultMemoryLimit + addressSpaceSlack},
-		{1 << 63, keep.DefaultMemoryLimit + addressSpaceSlack},
+		{0, keep.DefaultMemoryLimit + slack},
+		{1 << 30, 1<<30 + slack},
+		{keep.DefaultMemoryLimit, keep.DefaultMemoryLimit + slack},
+		{1 << 63, keep.DefaultMemoryLimit + slack},
 	} {
 		got := keepAddressSpace(t, c.limit)
 		if want := fmt.Sprint(c.want); got != [2]string{want, want} {

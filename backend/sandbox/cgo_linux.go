@@ -4,6 +4,7 @@ package sandbox
 
 /*
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/prctl.h>
 
@@ -17,8 +18,16 @@ package sandbox
 // sets stay: the Keep needs them to build its empty root. Nothing else
 // happens here: what needs the launch message, and every check, is Go
 // (confineProcess, checkAllThreads).
+//
+// It also caps glibc's malloc arenas (keepMallocArenas): each reserves
+// 64 MiB of address space, which RLIMIT_AS counts, and glibc makes up to
+// 8 per CPU as threads contend (wasmtime's compilation pool has one
+// thread per CPU): on a large host they alone would pass the Keep's
+// RLIMIT_AS (cgoAddressSpace).
 
 static const char enarx_keep_arg[] = "__sandbox-keep";
+
+#define ENARX_KEEP_MALLOC_ARENAS 8
 
 // 1 once this process set no_new_privs / emptied its bounding set /
 // cleared its ambient set here.
@@ -29,6 +38,7 @@ __attribute__((constructor)) static void enarx_keep_first_steps(int argc, char *
 	if (argc < 2 || strcmp(argv[1], enarx_keep_arg) != 0) {
 		return; // not a sandbox Keep: the host, or any other command
 	}
+	mallopt(M_ARENA_MAX, ENARX_KEEP_MALLOC_ARENAS);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) {
 		enarx_keep_early[0] = 1;
 	}
@@ -51,6 +61,8 @@ __attribute__((constructor)) static void enarx_keep_first_steps(int argc, char *
 static int enarx_keep_early_done(int which) { return enarx_keep_early[which]; }
 
 static const char *enarx_keep_early_arg(void) { return enarx_keep_arg; }
+
+static int enarx_keep_malloc_arenas(void) { return ENARX_KEEP_MALLOC_ARENAS; }
 */
 import "C"
 
@@ -68,3 +80,21 @@ func earlySteps() (nnp, bounding, ambient bool) {
 
 // earlyArg is the argument by which the constructor recognises a Keep.
 func earlyArg() string { return C.GoString(C.enarx_keep_early_arg()) }
+
+// keepMallocArenas is the most malloc arenas glibc makes in a sandbox
+// Keep (the constructor above sets M_ARENA_MAX).
+var keepMallocArenas = int(C.enarx_keep_malloc_arenas())
+
+// cgoAddressSpace is what a cgo build's C code may reserve beyond what a
+// pure-Go Keep does, for RLIMIT_AS (addressSpaceSlack), with threads CPUs
+// (the larger of its GOMAXPROCS and the CPUs it may run on): its malloc
+// arenas, 64 MiB each, one more for the transient double reservation
+// glibc makes to align a new one, and per CPU 16 MiB for a Go thread's C
+// stack (8 MiB: glibc's default from RLIMIT_STACK) and a thread of
+// wasmtime's compilation pool (2 MiB: Rust's default), with their guard
+// pages and room to spare. A wasmtime Keep of Go's hello peaked at 5.8 GiB
+// of address space on a 2-CPU host, against the 6 GiB that the 4 GiB
+// default memory limit + 2 GiB gave it before.
+func cgoAddressSpace(threads int) uint64 {
+	return uint64(keepMallocArenas+1)*64<<20 + uint64(max(threads, 1))*16<<20
+}

@@ -46,6 +46,8 @@ type confineOptions struct {
 	// connections).
 	nfiles      int
 	memoryLimit uint64
+	// threads is the most CPUs the Keep may run on (addressSpaceSlack).
+	threads int
 	// cacheDir is the host path of the module's compilation cache
 	// directory, or "".
 	cacheDir string
@@ -85,11 +87,16 @@ const fdMargin = 1024
 // margin is for threads of C code (wasmtime's compilation pool).
 const maxKeepTasks = 10_000 + 1024
 
-// addressSpaceSlack is added to the memory limit for RLIMIT_AS: the Go
-// runtime, wazero's compiled code and stacks live outside the guest's linear
-// memory, which wazero reserves at its maximum. A race detector build (a
-// test binary) has the detector's shadow memory besides (raceAddressSpace).
-const addressSpaceSlack = 2<<30 + raceAddressSpace
+// addressSpaceSlack is added to the memory limit for RLIMIT_AS, for a Keep
+// that may run on threads CPUs: the Go runtime, compiled code and stacks
+// live outside the guest's linear memory, which the engines reserve at its
+// maximum (wasmtime: 4 GiB and guard pages, whatever the limit). A race
+// detector build (a test binary) has the detector's shadow memory besides
+// (raceAddressSpace), a cgo build what its C code reserves
+// (cgoAddressSpace).
+func addressSpaceSlack(threads int) uint64 {
+	return 2<<30 + raceAddressSpace + cgoAddressSpace(threads)
+}
 
 // layerLog collects layer reports with the time each took.
 type layerLog struct {
@@ -562,7 +569,7 @@ func setRlimits(o confineOptions) (string, error) {
 		}
 	}
 	if o.memoryLimit > 0 {
-		if err := lower("RLIMIT_AS", unix.RLIMIT_AS, o.memoryLimit+addressSpaceSlack); err != nil {
+		if err := lower("RLIMIT_AS", unix.RLIMIT_AS, o.memoryLimit+addressSpaceSlack(o.threads)); err != nil {
 			return detail(), err
 		}
 	}

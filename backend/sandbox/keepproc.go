@@ -60,7 +60,7 @@ func KeepMain(run RunFunc) int {
 	if err := closeInherited(l.exeFD()); err != nil {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
 	}
-	o := confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, nfiles: l.NFiles, memoryLimit: guestMemoryLimit(l.MemoryLimit), dirs: l.passedDirs(), fileFDs: l.passedFileFDs(), skip: testSkip()}
+	o := confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, nfiles: l.NFiles, memoryLimit: guestMemoryLimit(l.MemoryLimit), threads: keepThreads(l.GoMaxProcs), dirs: l.passedDirs(), fileFDs: l.passedFileFDs(), skip: testSkip()}
 	layers, cacheOK := confineProcess(o)
 	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
 		return keepFail(ctl, layers, requireIsolationError(missing))
@@ -98,6 +98,13 @@ func KeepMain(run RunFunc) int {
 		r.Error = err.Error()
 	}
 	return keepReply(ctl, r)
+}
+
+// keepThreads is the most CPUs a Keep runs on: the host's GOMAXPROCS,
+// which it takes once confined, or the CPUs it may be scheduled on, which
+// C code (wasmtime's compilation pool) sizes its threads by.
+func keepThreads(goMaxProcs int) int {
+	return max(min(goMaxProcs, 1024), runtime.NumCPU())
 }
 
 // guestMemoryLimit is the linear memory limit the engines give a guest

@@ -13,3 +13,7 @@ func earlySteps() (nnp, bounding, ambient bool) { return false, false, false }
 
 // earlyArg: no constructor to recognise a Keep.
 func earlyArg() string { return KeepArg }
+
+// cgoAddressSpace: a CGO_ENABLED=0 build has no C code to reserve address
+// space (see the cgo build's).
+func cgoAddressSpace(int) uint64 { return 0 }
