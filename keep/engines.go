@@ -31,6 +31,16 @@ func CheckEngine(name string) error { return engine.Check(name) }
 // Options.MemoryLimit is 0: 4 GiB, all that wasm32 addresses.
 const DefaultMemoryLimit = engine.DefaultMemoryLimit
 
+// ReservedAddressSpace is the virtual address space the engine called name
+// ("" = this binary's default) reserves for a guest's linear memory whose
+// limit is memoryLimit (0 = DefaultMemoryLimit), committed only as the
+// guest touches it: a process limit on address space (RLIMIT_AS) must
+// leave room for it besides the runtime's own. wazero reserves the limit,
+// wasmtime 4 GiB and its guard pages whatever the limit.
+func ReservedAddressSpace(name string, memoryLimit uint64) uint64 {
+	return engine.ReservedAddressSpace(name, memoryLimit)
+}
+
 // DefaultCacheDir is the compilation cache root when Options.CacheDir is
 // "" (the user's cache directory, then enarx/wasm).
 func DefaultCacheDir() (string, error) { return engine.DefaultCacheDir() }

@@ -44,8 +44,11 @@ type confineOptions struct {
 	// nfiles is the number of workload fds; RLIMIT_NOFILE allows a fixed
 	// margin above it for the Go runtime (epoll, eventfd, accepted
 	// connections).
-	nfiles      int
-	memoryLimit uint64
+	nfiles int
+	// linearMemory is the address space the engine reserves for the
+	// guest's linear memory (keep.ReservedAddressSpace), to which
+	// RLIMIT_AS adds addressSpaceSlack; 0: no RLIMIT_AS.
+	linearMemory uint64
 	// threads is the most CPUs the Keep may run on (addressSpaceSlack).
 	threads int
 	// cacheDir is the host path of the module's compilation cache
@@ -87,10 +90,11 @@ const fdMargin = 1024
 // margin is for threads of C code (wasmtime's compilation pool).
 const maxKeepTasks = 10_000 + 1024
 
-// addressSpaceSlack is added to the memory limit for RLIMIT_AS, for a Keep
-// that may run on threads CPUs: the Go runtime, compiled code and stacks
-// live outside the guest's linear memory, which the engines reserve at its
-// maximum (wasmtime: 4 GiB and guard pages, whatever the limit). A race
+// addressSpaceSlack is added to the address space the engine reserves for
+// the guest's linear memory (keep.ReservedAddressSpace: wazero the memory
+// limit, wasmtime 4 GiB and guard pages whatever the limit) for RLIMIT_AS,
+// for a Keep that may run on threads CPUs: the Go runtime, compiled code
+// and stacks live outside it. A race
 // detector build (a test binary) has the detector's shadow memory besides
 // (raceAddressSpace), a cgo build what its C code reserves
 // (cgoAddressSpace).
@@ -568,8 +572,8 @@ func setRlimits(o confineOptions) (string, error) {
 			return detail(), err
 		}
 	}
-	if o.memoryLimit > 0 {
-		if err := lower("RLIMIT_AS", unix.RLIMIT_AS, o.memoryLimit+addressSpaceSlack(o.threads)); err != nil {
+	if o.linearMemory > 0 {
+		if err := lower("RLIMIT_AS", unix.RLIMIT_AS, o.linearMemory+addressSpaceSlack(o.threads)); err != nil {
 			return detail(), err
 		}
 	}

@@ -60,7 +60,7 @@ func KeepMain(run RunFunc) int {
 	if err := closeInherited(l.exeFD()); err != nil {
 		return keepFail(ctl, nil, fmt.Errorf("sandbox Keep: %w", err))
 	}
-	o := confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, nfiles: l.NFiles, memoryLimit: guestMemoryLimit(l.MemoryLimit), threads: keepThreads(l.GoMaxProcs), dirs: l.passedDirs(), fileFDs: l.passedFileFDs(), skip: testSkip()}
+	o := confineOptions{cloneFlags: l.CloneFlags, cacheDir: l.CacheDir, nfiles: l.NFiles, linearMemory: keep.ReservedAddressSpace(l.Engine, l.MemoryLimit), threads: keepThreads(l.GoMaxProcs), dirs: l.passedDirs(), fileFDs: l.passedFileFDs(), skip: testSkip()}
 	layers, cacheOK := confineProcess(o)
 	if missing := missingLayers(layers); missing != "" && l.RequireIsolation {
 		return keepFail(ctl, layers, requireIsolationError(missing))
@@ -105,18 +105,6 @@ func KeepMain(run RunFunc) int {
 // C code (wasmtime's compilation pool) sizes its threads by.
 func keepThreads(goMaxProcs int) int {
 	return max(min(goMaxProcs, 1024), runtime.NumCPU())
-}
-
-// guestMemoryLimit is the linear memory limit the engines give a guest
-// for the launch's limit: 0 is their default, and they cap a larger one
-// at it (keep.Options.MemoryLimit). RLIMIT_AS is set from this, so that a
-// launch without a limit (the containerd shim's unless its runtime
-// options set memory_mib) is not left without one.
-func guestMemoryLimit(limit uint64) uint64 {
-	if limit == 0 || limit > keep.DefaultMemoryLimit {
-		return keep.DefaultMemoryLimit
-	}
-	return limit
 }
 
 // hostFiles wraps the descriptors the host passed for the [[files]]

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx-go/enarx/backend"
 	"github.com/enarx-go/enarx/internal/testutil"
 )
 
@@ -50,8 +51,16 @@ func TestKeepKeepsLowerHostLimit(t *testing.T) {
 
 // startConfinedKeep starts a Keep of the fake runner's command args with
 // --require-isolation and returns its host pid and the channel its end is
-// reported on. The Keep is stopped when the test ends.
+// reported on (startConfined).
 func startConfinedKeep(t *testing.T, args ...string) (int, <-chan error) {
+	t.Helper()
+	return startConfined(t, fake(args...))
+}
+
+// startConfined starts the Keep of launch l with --require-isolation and
+// returns its host pid and the channel its end is reported on. The Keep is
+// stopped when the test ends.
+func startConfined(t *testing.T, l *backend.Launch) (int, <-chan error) {
 	t.Helper()
 	pids := make(chan int, 1)
 	startedHook = func(pid int) { pids <- pid }
@@ -63,10 +72,9 @@ func startConfinedKeep(t *testing.T, args ...string) (int, <-chan error) {
 		cancel()
 		<-finished
 	})
+	l.Policy.RequireIsolation = true
 	go func() {
 		defer close(finished)
-		l := fake(args...)
-		l.Policy.RequireIsolation = true
 		_, err := Backend{}.Run(ctx, l)
 		done <- err
 	}()

@@ -162,6 +162,9 @@ type factory struct {
 	new  func(ctx context.Context, c Config, limit uint64, cacheDir string) (Engine, error)
 	// warm, if set, does the process's first-engine work ahead (Warm).
 	warm func()
+	// reserve is the address space the engine reserves for a linear
+	// memory of at most limit bytes (ReservedAddressSpace).
+	reserve func(limit uint64) uint64
 }
 
 var factories []factory
@@ -201,6 +204,27 @@ func Warm(name string) {
 			f.warm()
 		}
 	}
+}
+
+// ReservedAddressSpace is the virtual address space the engine called
+// name ("" = Default()) reserves for a guest's linear memory whose limit
+// is limit (0 = DefaultMemoryLimit), committed only as the guest touches
+// it: what a process limit on address space (RLIMIT_AS) must leave room
+// for, besides the runtime. wazero reserves the limit, wasmtime 4 GiB and
+// its guard pages whatever the limit. An unknown name gives the limit.
+func ReservedAddressSpace(name string, limit uint64) uint64 {
+	if name == "" {
+		name = Default()
+	}
+	if limit == 0 || limit > DefaultMemoryLimit {
+		limit = DefaultMemoryLimit
+	}
+	for _, f := range factories {
+		if f.name == name && f.reserve != nil {
+			return f.reserve(limit)
+		}
+	}
+	return limit
 }
 
 // Known lists every engine enarx can be built with.

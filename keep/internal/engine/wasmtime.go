@@ -32,7 +32,8 @@ import (
 // loop headers); cancelling the run's context increments the epoch.
 
 func init() {
-	register(factory{name: "wasmtime", rank: 10, new: newWasmtime, warm: warmWasmtime})
+	register(factory{name: "wasmtime", rank: 10, new: newWasmtime, warm: warmWasmtime,
+		reserve: func(uint64) uint64 { return wasmtimeReservation }})
 }
 
 // WasmtimeVersion is the wasmtime-go module version this build links.
@@ -46,6 +47,13 @@ var WasmtimeVersion = func() string {
 	}
 	return "v44"
 }()
+
+// wasmtimeReservation is the address space wasmtime reserves per linear
+// memory with its default settings (kept here): memory_reservation 4 GiB,
+// and memory_guard_size 32 MiB after it and, guard_before_linear_memory,
+// before it. "mmap failed to reserve 0x104000000 bytes" says so when a
+// process limit leaves less.
+const wasmtimeReservation = 4<<30 + 2*32<<20
 
 // wasmtimeSettings are the engine settings compiled code depends on;
 // their digest names the cache directory (with the version), so code

@@ -22,7 +22,8 @@ import (
 // wazero: the optimizing compiler, pure Go, in every build.
 
 func init() {
-	register(factory{name: "wazero", rank: 0, new: newWazero})
+	// wazero reserves a linear memory at its maximum, the limit.
+	register(factory{name: "wazero", rank: 0, new: newWazero, reserve: func(limit uint64) uint64 { return limit }})
 }
 
 // tableElements bounds the elements of a module's tables together, grown as
