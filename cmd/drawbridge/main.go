@@ -61,6 +61,12 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 			if o.DirectoryBufferWait == 0 {
 				o.DirectoryBufferWait = -1 // the store's "no wait"
 			}
+			if o.MaxUploadBuffers < 0 {
+				return fmt.Errorf("--max-upload-buffers %d: want 0 (no upload pipelined) or more", o.MaxUploadBuffers)
+			}
+			if o.MaxUploadBuffers == 0 {
+				o.MaxUploadBuffers = -1 // the store's "none"
+			}
 			switch {
 			case perIP < 0:
 				return fmt.Errorf("--max-connections-per-ip %d: want 0 (no bound) or more", perIP)
@@ -89,6 +95,7 @@ Local use:  drawbridge --dev --store DIR   (self-signed TLS and a local token;
 	f.IntVar(&perIP, "max-connections-per-ip", server.DefaultMaxConnsPerIP, "most connections held open from one IPv4 address or IPv6 /64 (an idle one is closed for a new one, else the new one); 0: no such bound (behind a proxy that hides client addresses)")
 	f.Int64Var(&o.MaxDirectoryBuffers, "max-directory-buffers", server.DefaultMaxDirectoryBuffers, "most bytes of directory node uploads held in memory at once (each holds its declared length while it is read, parsed and stored); at least 16 MiB")
 	f.DurationVar(&o.DirectoryBufferWait, "directory-buffer-wait", server.DefaultDirectoryBufferWait, "how long a directory upload waits for room under --max-directory-buffers before it is refused with 503 and Retry-After; 0: refuse at once")
+	f.Int64Var(&o.MaxUploadBuffers, "max-upload-buffers", server.DefaultMaxUploadBuffers, "most bytes of buffers node uploads of 1 MiB or more take, in all, to hash and write their body pipelined (about 4.5 MiB each; more on S3 from 16 MiB); one that finds no room is copied with a 64 KiB buffer, more slowly; 0: none is pipelined")
 	f.BoolVar(&o.VerifyAllDigests, "verify-all-digests", false, "verify uploaded files against every digest of their entry, not only sha-256 (slower)")
 	f.BoolVar(&o.VerifyExisting, "verify-existing", false, "before serving, verify the trees of stored tags that are not yet visible (e.g. an upstream store), hashing every node this server has not verified, and make those that verify visible")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")

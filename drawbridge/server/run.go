@@ -73,7 +73,12 @@ type Options struct {
 	// and Retry-After.
 	MaxDirectoryBuffers int64
 	DirectoryBufferWait time.Duration
-	Logger              *slog.Logger
+	// MaxUploadBuffers bounds the bytes of buffers node uploads of a MiB
+	// or more take, in all, to be hashed and written pipelined (0:
+	// DefaultMaxUploadBuffers; below 0: none is); one that finds no room
+	// is copied with a small buffer, more slowly.
+	MaxUploadBuffers int64
+	Logger           *slog.Logger
 	// Ready is called with the bound address once the server accepts
 	// connections (optional).
 	Ready func(net.Addr)
@@ -111,12 +116,14 @@ func (o Options) connLimits() connlimit.Limits {
 // DefaultMaxUploadSize bounds a tree node upload unless configured.
 const DefaultMaxUploadSize = httpapi.DefaultMaxUploadSize
 
-// Defaults of Options.MaxDirectoryBuffers and DirectoryBufferWait, and the
-// largest directory node (the least MaxDirectoryBuffers that lets one
-// through without taking the whole budget).
+// Defaults of Options.MaxDirectoryBuffers, DirectoryBufferWait and
+// MaxUploadBuffers, and the largest directory node (the least
+// MaxDirectoryBuffers that lets one through without taking the whole
+// budget).
 const (
 	DefaultMaxDirectoryBuffers = store.DefaultMaxDirectoryBuffers
 	DefaultDirectoryBufferWait = store.DefaultDirectoryBufferWait
+	DefaultMaxUploadBuffers    = store.DefaultMaxUploadBuffers
 	MaxDirectorySize           = store.MaxDirectorySize
 )
 
@@ -261,6 +268,7 @@ func prepareRegistry(ctx context.Context, reg *store.Registry, o Options, log *s
 	reg.Logger = log
 	reg.MaxDirectoryBuffers = o.MaxDirectoryBuffers
 	reg.DirectoryBufferWait = o.DirectoryBufferWait
+	reg.MaxUploadBuffers = o.MaxUploadBuffers
 	if !o.VerifyExisting {
 		return nil
 	}

@@ -240,6 +240,18 @@ type PipelinedVerifyingReader struct {
 // chunkBufs are PipelinedVerifyingReader chunks.
 var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, pipelineChunk); return &b }}
 
+// PipelinedReaderBuffers is how many bytes of chunk buffers a
+// PipelinedVerifyingReader of a stream of length bytes holds from
+// NewPipelinedVerifyingReader until it ends or is closed: none below a
+// MiB (hashed inline), else 1.5 MiB, whatever the length. A server that
+// accepts many uploads at once can budget them.
+func PipelinedReaderBuffers(length int64) int64 {
+	if length < pipelineMin {
+		return 0
+	}
+	return (copyDepth + 2) * pipelineChunk
+}
+
 // NewPipelinedVerifyingReader wraps r like NewVerifyingReader; bodies
 // shorter than a MiB are hashed inline.
 func NewPipelinedVerifyingReader(r io.Reader, want Digests, length int64) (*PipelinedVerifyingReader, error) {

@@ -46,8 +46,16 @@ func newMetrics(r *store.Registry) *metrics {
 		Name: "drawbridge_directory_buffer_waiting",
 		Help: "Directory uploads waiting for room in the directory upload budget.",
 	}, func() float64 { return float64(r.DirectoryBufferWaiters()) })
+	upBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "drawbridge_upload_buffer_bytes",
+		Help: "Bytes of the upload buffer budget (--max-upload-buffers) held by pipelined node uploads.",
+	}, func() float64 { return float64(r.UploadBuffersInUse()) })
+	upFallbacks := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "drawbridge_upload_buffer_fallbacks_total",
+		Help: "Node uploads of 1 MiB or more that found no room in the upload buffer budget and were copied with a small buffer.",
+	}, func() float64 { return float64(r.UploadBufferFallbacks()) })
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.inFlight, m.requests, m.bytesIn, m.bytesOut, dirBytes, dirWaiting)
+	reg.MustRegister(m.inFlight, m.requests, m.bytesIn, m.bytesOut, dirBytes, dirWaiting, upBytes, upFallbacks)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return m
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,6 +90,30 @@ func (k *keyLocks) lock(key string) func() {
 // Close closes the bucket.
 func (s *Blob) Close() error { return s.b.Close() }
 
+// The S3 driver's multipart uploads (bodies of s3Multipart bytes or more):
+// part size and concurrency of a pipelined upload (the driver's defaults)
+// and the part size of one that is not (the least S3 allows), which
+// uploads one part at a time.
+const (
+	s3Multipart    = 16 << 20
+	s3Part         = 8 << 20
+	s3Concurrency  = 5
+	s3PlainPart    = 5 << 20
+	blobCopyBuffer = 1 << 20 // copyBufs
+)
+
+// pipelineBuffers implements pipelineCoster: the copy buffer and, on S3,
+// the parts of a multipart upload.
+func (s *Blob) pipelineBuffers(length int64) int64 {
+	if length < pipelineMin {
+		return 0
+	}
+	if length < s3Multipart {
+		return blobCopyBuffer
+	}
+	return blobCopyBuffer + (s3Concurrency+1)*s3Part
+}
+
 // Create implements Backend.
 func (s *Blob) Create(ctx context.Context, key string, meta types.Meta, body io.Reader) error {
 	return s.write(ctx, key, meta, body, false)
@@ -123,15 +148,39 @@ func (s *Blob) write(ctx context.Context, key string, meta types.Meta, body io.R
 	mj, _ := meta.MarshalJSON()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := s.b.NewWriter(wctx, key+"/"+blobContent, &blob.WriterOptions{
+	pipelined := pipelining(ctx) && meta.Length >= pipelineMin
+	opts := &blob.WriterOptions{
 		ContentType: meta.Type,
 		Metadata:    map[string]string{blobMetaKey: string(mj)},
 		IfNotExist:  !replace,
-	})
+		// S3 (the other drivers ignore these): a body of 16 MiB or more
+		// is a multipart upload holding (MaxConcurrency+1) parts of
+		// BufferSize bytes; pipelined, those of pipelineBuffers, else
+		// two of the least size S3 allows.
+		BufferSize:     s3PlainPart,
+		MaxConcurrency: 1,
+	}
+	if pipelined {
+		opts.BufferSize, opts.MaxConcurrency = s3Part, s3Concurrency
+	}
+	w, err := s.b.NewWriter(wctx, key+"/"+blobContent, opts)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", verb, key, err)
 	}
-	if _, err := io.Copy(w, body); err != nil {
+	if br, ok := body.(*bytes.Reader); ok {
+		_, err = br.WriteTo(w) // from memory: one write
+	} else if pipelined {
+		bp := copyBufs.Get().(*[]byte)
+		err = copyPlain(w, body, *bp)
+		copyBufs.Put(bp)
+	} else {
+		// Not io.Copy: the bucket's ReadFrom takes a MiB, whatever the
+		// body's size.
+		buf, release := plainBuffer(meta.Length)
+		err = copyPlain(w, body, buf)
+		release()
+	}
+	if err != nil {
 		cancel() // abort: nothing becomes visible, the old object stays
 		w.Close()
 		return fmt.Errorf("%s %s: %w", verb, key, err)

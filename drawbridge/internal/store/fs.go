@@ -97,12 +97,26 @@ func (s *FS) syncDir(name string) error {
 	return d.Sync()
 }
 
-func (s *FS) writeFile(name string, body io.Reader) error {
+// writeFile writes file name with body, of length bytes (a body from
+// memory, a *bytes.Reader, in one write). A body of a MiB or more is copied
+// pipelined if ctx allows it (the upload buffer budget counts the buffers,
+// pipelineBuffers); any other with one buffer of at most plainCopyBuf.
+func (s *FS) writeFile(ctx context.Context, name string, body io.Reader, length int64) error {
 	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if err := copyPipelined(newWritebackWriter(f), body); err != nil {
+	w := newWritebackWriter(f)
+	if br, ok := body.(*bytes.Reader); ok {
+		_, err = br.WriteTo(w)
+	} else if body = (ctxReader{ctx, body}); pipelining(ctx) && length >= pipelineMin {
+		err = copyPipelined(w, body)
+	} else {
+		buf, release := plainBuffer(length)
+		err = copyPlain(w, body, buf)
+		release()
+	}
+	if err != nil {
 		f.Close()
 		return err
 	}
@@ -118,6 +132,18 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }
 
 // pipelineBufs is how many copy buffers copyPipelined rotates.
 const pipelineBufs = 3
+
+// pipelineMin is the body size from which FS and Blob writes may be
+// pipelined (that of types.PipelinedVerifyingReader).
+const pipelineMin = 1 << 20
+
+// pipelineBuffers implements pipelineCoster: copyPipelined's buffers.
+func (s *FS) pipelineBuffers(length int64) int64 {
+	if length < pipelineMin {
+		return 0
+	}
+	return pipelineBufs << 20
+}
 
 // copyPipelined copies r to w in buffer-sized writes (a request body
 // yields at most one TLS record, 16 KiB, per Read, and writing each one
@@ -220,11 +246,11 @@ func (s *FS) Create(ctx context.Context, key string, meta types.Meta, body io.Re
 			s.root.RemoveAll(stage)
 		}
 	}()
-	if err := s.writeFile(path.Join(stage, fsContent), ctxReader{ctx, body}); err != nil {
+	if err := s.writeFile(ctx, path.Join(stage, fsContent), body, meta.Length); err != nil {
 		return fmt.Errorf("writing %s: %w", key, err)
 	}
 	mj, _ := meta.MarshalJSON()
-	if err := s.writeFile(path.Join(stage, fsMeta), bytes.NewReader(mj)); err != nil {
+	if err := s.writeFile(ctx, path.Join(stage, fsMeta), bytes.NewReader(mj), int64(len(mj))); err != nil {
 		return fmt.Errorf("writing %s meta: %w", key, err)
 	}
 	if err := s.syncDir(stage); err != nil {
@@ -278,11 +304,11 @@ func (s *FS) Replace(ctx context.Context, key string, meta types.Meta, body io.R
 	}
 	// Once renamed, the files are gone from stage; what is left is removed.
 	defer s.root.RemoveAll(stage)
-	if err := s.writeFile(path.Join(stage, fsContent), ctxReader{ctx, body}); err != nil {
+	if err := s.writeFile(ctx, path.Join(stage, fsContent), body, meta.Length); err != nil {
 		return fmt.Errorf("writing %s: %w", key, err)
 	}
 	mj, _ := meta.MarshalJSON()
-	if err := s.writeFile(path.Join(stage, fsMeta), bytes.NewReader(mj)); err != nil {
+	if err := s.writeFile(ctx, path.Join(stage, fsMeta), bytes.NewReader(mj), int64(len(mj))); err != nil {
 		return fmt.Errorf("writing %s meta: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {

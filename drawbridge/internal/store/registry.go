@@ -71,6 +71,14 @@ type Registry struct {
 	// with the request's context. Set it before use.
 	DirectoryBufferWait time.Duration
 	dirBudget           dirBudget
+	// MaxUploadBuffers bounds the bytes of buffers that node uploads of a
+	// MiB or more take, in all, to hash and write their body pipelined
+	// (uploadbudget.go); one that finds no room is hashed and copied in
+	// one goroutine with a small buffer, more slowly. Zero:
+	// DefaultMaxUploadBuffers; below zero: no upload is pipelined. Set it
+	// before use.
+	MaxUploadBuffers int64
+	uploadBudget     uploadBudget
 
 	// Objects are never deleted, and only unverified tree nodes are ever
 	// replaced (verify.go), so what was read once is kept: directories
@@ -642,14 +650,29 @@ func (r *Registry) CreateNode(ctx context.Context, t TagRef, p types.TreePath, c
 	if want.Type != types.DirectoryType {
 		check = r.fileDigests(want.Digest)
 	}
-	// Hashing runs beside receiving (TLS) and writing: three cores' worth
-	// of work on a large upload.
-	vr, err := types.NewPipelinedVerifyingReader(body, check, want.Length)
-	if err != nil {
-		return false, invalidf("%v", err)
-	}
-	defer vr.Close()
 	dir := want.Type == types.DirectoryType
+	// Hashing runs beside receiving (TLS) and writing: three cores' worth
+	// of work on a large upload, if the upload buffer budget has room for
+	// its buffers (uploadbudget.go); otherwise it is hashed as it is read
+	// and copied with a small buffer. Either way only a body that ends
+	// where and as its digests say is stored.
+	var vr io.Reader
+	if cost := r.pipelineCost(want.Length, dir); cost > 0 {
+		if release, ok := r.uploadBuffers().tryAcquire(cost); ok {
+			defer release() // after vr.Close: the reader's chunks are back
+			pvr, err := types.NewPipelinedVerifyingReader(body, check, want.Length)
+			if err != nil {
+				return false, invalidf("%v", err)
+			}
+			defer pvr.Close()
+			vr, ctx = pvr, withPipelining(ctx)
+		}
+	}
+	if vr == nil {
+		if vr, err = types.NewVerifyingReader(body, check, want.Length); err != nil {
+			return false, invalidf("%v", err)
+		}
+	}
 	if dir && want.Length > MaxDirectorySize {
 		return false, invalidf("Directory node larger than %d bytes", MaxDirectorySize)
 	}
