@@ -35,14 +35,39 @@ const (
 // was read or stored; the client may retry later.
 var ErrBusy = errors.New("registry busy")
 
-// dirBudget is the directory buffer budget of a Registry: a byte semaphore
-// (first come, first served) with its use counted.
+// byteBudget is a byte semaphore with the bytes it has given out counted
+// (for the metrics): the directory and upload buffer budgets.
+type byteBudget struct {
+	size  int64
+	sem   *semaphore.Weighted
+	inUse atomic.Int64
+}
+
+// setSize makes b a budget of size bytes (once, before use).
+func (b *byteBudget) setSize(size int64) {
+	b.size = size
+	b.sem = semaphore.NewWeighted(size)
+}
+
+// held counts n bytes just acquired from b.sem as in use, and returns
+// their release (idempotent).
+func (b *byteBudget) held(n int64) func() {
+	b.inUse.Add(n)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.inUse.Add(-n)
+			b.sem.Release(n)
+		})
+	}
+}
+
+// dirBudget is the directory buffer budget of a Registry: first come,
+// first served.
 type dirBudget struct {
+	byteBudget
 	once    sync.Once
-	size    int64
 	wait    time.Duration
-	sem     *semaphore.Weighted
-	inUse   atomic.Int64
 	waiting atomic.Int64
 }
 
@@ -50,15 +75,15 @@ type dirBudget struct {
 func (r *Registry) dirBuffers() *dirBudget {
 	b := &r.dirBudget
 	b.once.Do(func() {
-		b.size = r.MaxDirectoryBuffers
-		if b.size <= 0 {
-			b.size = DefaultMaxDirectoryBuffers
+		size := r.MaxDirectoryBuffers
+		if size <= 0 {
+			size = DefaultMaxDirectoryBuffers
 		}
 		b.wait = r.DirectoryBufferWait
 		if b.wait == 0 {
 			b.wait = DefaultDirectoryBufferWait
 		}
-		b.sem = semaphore.NewWeighted(b.size)
+		b.setSize(size)
 	})
 	return b
 }
@@ -95,14 +120,7 @@ func (b *dirBudget) acquire(ctx context.Context, n int64) (release func(), err e
 			return nil, b.busy(n)
 		}
 	}
-	b.inUse.Add(n)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			b.inUse.Add(-n)
-			b.sem.Release(n)
-		})
-	}, nil
+	return b.held(n), nil
 }
 
 func (b *dirBudget) busy(n int64) error {

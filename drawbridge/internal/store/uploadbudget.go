@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/enarx-go/enarx/drawbridge/types"
 )
 
@@ -94,24 +92,23 @@ func pipelining(ctx context.Context) bool {
 // uploadBudget is the upload buffer budget of a Registry: a byte
 // semaphore that is never waited for, with its use counted.
 type uploadBudget struct {
-	once      sync.Once
-	size      int64 // 0: no pipelining
-	sem       *semaphore.Weighted
-	inUse     atomic.Int64
-	fallbacks atomic.Int64
+	byteBudget // size 0: no pipelining
+	once       sync.Once
+	fallbacks  atomic.Int64
 }
 
 // uploadBuffers returns r's budget, sized from r's settings at first use.
 func (r *Registry) uploadBuffers() *uploadBudget {
 	b := &r.uploadBudget
 	b.once.Do(func() {
-		switch b.size = r.MaxUploadBuffers; {
-		case b.size == 0:
-			b.size = DefaultMaxUploadBuffers
-		case b.size < 0:
-			b.size = 0
+		switch size := r.MaxUploadBuffers; {
+		case size == 0:
+			b.setSize(DefaultMaxUploadBuffers)
+		case size < 0:
+			b.setSize(0)
+		default:
+			b.setSize(size)
 		}
-		b.sem = semaphore.NewWeighted(b.size)
 	})
 	return b
 }
@@ -145,12 +142,5 @@ func (b *uploadBudget) tryAcquire(n int64) (release func(), ok bool) {
 		b.fallbacks.Add(1)
 		return nil, false
 	}
-	b.inUse.Add(n)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			b.inUse.Add(-n)
-			b.sem.Release(n)
-		})
-	}, true
+	return b.held(n), true
 }
