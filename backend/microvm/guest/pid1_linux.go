@@ -34,11 +34,8 @@ const portWait = 30 * time.Second
 func Main() {
 	tbErr := limitTraceback()
 	defer poweroff()
-	defer func() {
-		if p := recover(); p != nil {
-			console("enarx keep: internal error: %v", p)
-		}
-	}()
+	tee := "" // not known yet
+	defer recoverToConsole(&tee)
 	var early earlyLog
 	if tbErr != nil {
 		early.add(slog.LevelWarn, "limiting crash output", "err", tbErr.Error())
@@ -51,7 +48,7 @@ func Main() {
 	modulesDone := uptime()
 	lockKernel("/", &early)
 	raiseFileLimit()
-	tee := Detect("/")
+	tee = Detect("/")
 	if tee != "none" {
 		if err := quietCrashOutput("/dev/null"); err != nil {
 			early.add(slog.LevelWarn, "keeping crash output off the console", "err", err.Error())
@@ -143,10 +140,31 @@ func (e *earlyLog) add(l slog.Level, msg string, attrs ...string) {
 	e.records = append(e.records, channel.Log{Level: int(l), Msg: msg, Attrs: attrs})
 }
 
+// recoverToConsole, deferred by Main, ends a panic of Main's goroutine
+// (the workload's run included) with one line on the console. The console
+// is the host's to read: a Keep in a TEE (*tee, once Detect found it, is
+// neither "" nor "none") says that it failed but not the panic's value,
+// which can carry the workload's data or words of keys, as it shows
+// nothing of a crash it does not recover (quietCrashOutput).
+func recoverToConsole(tee *string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if *tee != "" && *tee != "none" {
+		console("enarx keep: internal error (its message is not shown: this Keep runs in a TEE, tee=%s)", *tee)
+		return
+	}
+	console("enarx keep: internal error: %v", p)
+}
+
+// consolePath is the kernel console (a test points it elsewhere).
+var consolePath = "/dev/console"
+
 // console writes to the kernel console: debug output the host may read
 // (it emulates the serial port), so never anything secret.
 func console(format string, args ...any) {
-	f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
+	f, err := os.OpenFile(consolePath, os.O_WRONLY, 0)
 	if err != nil {
 		return
 	}

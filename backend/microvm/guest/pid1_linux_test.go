@@ -237,3 +237,43 @@ func TestPanicShowsNoStacks(t *testing.T) {
 		})
 	}
 }
+
+// A panic that Main recovers (one of its own goroutine, where the
+// workload runs) ends with a line on the console, which the host reads.
+// A Keep in a TEE shows nothing of a crash there (quietCrashOutput): the
+// line says it failed and never the panic's value, which can carry the
+// workload's data or words of a key. A Keep outside a TEE (or before it
+// knows) shows the value, to diagnose. The panic's value used to reach
+// the console whatever the TEE.
+func TestRecoveredPanicInTEE(t *testing.T) {
+	secret := fmt.Sprintf("%x", uint64(secretWord))
+	for _, c := range []struct {
+		tee  string
+		show bool
+	}{{"snp", false}, {"tdx", false}, {"none", true}, {"", true}} {
+		t.Run(c.tee, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "console")
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			old := consolePath
+			consolePath = path
+			defer func() { consolePath = old }()
+			func() {
+				tee := c.tee
+				defer recoverToConsole(&tee)
+				panic(fmt.Errorf("workload data %s", secret))
+			}()
+			out, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(out), "enarx keep: internal error") {
+				t.Fatalf("the console shows %q, not that the Keep failed", out)
+			}
+			if got := strings.Contains(string(out), secret); got != c.show {
+				t.Errorf("tee %q: the console shows %q; want the panic's value shown: %v", c.tee, out, c.show)
+			}
+		})
+	}
+}

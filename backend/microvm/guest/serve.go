@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +106,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, env Env) int {
 	s.files.closeAll()
 	exit := channel.Exit{Code: code}
 	if err != nil {
-		exit.Error = clip(err.Error(), maxExitText)
+		exit.Error = clip(exitText(err, tee), maxExitText)
 	}
 	if s.mux.Send(channel.TypeExit, channel.Encode(exit)) == nil {
 		select {
@@ -405,4 +406,26 @@ func (c stewardConn) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("the host could not connect to the Steward: %s", c.PeerResetReason())
 	}
 	return n, err
+}
+
+// goStackMarker is the line before which wazero puts the Go stack trace
+// (debug.Stack) of a Go runtime error it recovered in a host function
+// (wazero's internal wasmdebug.GoRuntimeErrorTracePrefix;
+// TestExitTextInTEE checks it against wazero's own output).
+const goStackMarker = "Go runtime stack trace:"
+
+// exitText is the error text of the exit status the host reads. A Keep in
+// a TEE (tee neither "" nor "none") leaves out the Go stack trace wazero
+// adds to a Go runtime error in a host function: its frames show argument
+// words, which can be the workload's data or words of keys, as a
+// traceback on the console would (quietCrashOutput).
+func exitText(err error, tee string) string {
+	s := err.Error()
+	if tee == "" || tee == "none" {
+		return s
+	}
+	if i := strings.Index(s, goStackMarker); i >= 0 {
+		return s[:i] + "(the Go stack trace is not shown: this Keep runs in a TEE)"
+	}
+	return s
 }
