@@ -23,6 +23,9 @@ import (
 // an interrupted or failed fetch leaves nothing at dst. A single-file
 // package is written as dst/main.wasm.
 func (c *Client) FetchTree(ctx context.Context, p PackageSpec, dst string) (*Tag, error) {
+	// "out/" names out, but to filepath.Dir it is its own parent: the
+	// staging directory would go inside the directory not yet made.
+	dst = filepath.Clean(dst)
 	if _, err := os.Lstat(dst); err == nil {
 		return nil, fmt.Errorf("%s already exists; choose a new directory", dst)
 	} else if !errors.Is(err, fs.ErrNotExist) {

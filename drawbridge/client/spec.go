@@ -188,21 +188,28 @@ func validateHost(h string) error {
 func ParsePackageURL(raw string) (PackageSpec, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
+		// url.Error repeats the URL, password and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return PackageSpec{}, fmt.Errorf("invalid package URL: %w", err)
 	}
+	// Errors show the URL without a password it may hold.
+	shown := u.Redacted()
 	if u.Scheme != "https" {
-		return PackageSpec{}, fmt.Errorf("invalid package URL %q: only https is supported", raw)
+		return PackageSpec{}, fmt.Errorf("invalid package URL %q: only https is supported", shown)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return PackageSpec{}, fmt.Errorf("invalid package URL %q: user info, query and fragment are not allowed", raw)
+		return PackageSpec{}, fmt.Errorf("invalid package URL %q: user info, query and fragment are not allowed", shown)
 	}
 	rest, ok := strings.CutPrefix(u.EscapedPath(), "/"+APIPrefix+"/")
 	if !ok {
-		return PackageSpec{}, fmt.Errorf("invalid package URL %q: want https://host/%s/user/repo/_tag/tag", raw, APIPrefix)
+		return PackageSpec{}, fmt.Errorf("invalid package URL %q: want https://host/%s/user/repo/_tag/tag", shown, APIPrefix)
 	}
 	parts := strings.Split(rest, "/")
 	if len(parts) != 4 || parts[2] != "_tag" {
-		return PackageSpec{}, fmt.Errorf("invalid package URL %q: want https://host/%s/user/repo/_tag/tag", raw, APIPrefix)
+		return PackageSpec{}, fmt.Errorf("invalid package URL %q: want https://host/%s/user/repo/_tag/tag", shown, APIPrefix)
 	}
 	return ParsePackageSpec(u.Host + "/" + parts[0] + "/" + parts[1] + ":" + parts[3])
 }

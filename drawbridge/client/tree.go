@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -54,7 +55,10 @@ func (t *Tree) Root() types.Entry { return t.Nodes[0].Entry }
 // upstream, which refuses nesting). Every name must be a valid tree name.
 //
 // Symbolic links inside a package directory are refused (see
-// symlinkError); path itself may be one, since the user named it.
+// symlinkError); path itself may be one, since the user named it. The
+// directory is read through an os.Root, so a directory inside it that is
+// replaced by a symbolic link while it is read (after it was seen to be a
+// directory) cannot make it hash, and then publish, a file from outside.
 func BuildTree(path string) (*Tree, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -65,7 +69,7 @@ func BuildTree(path string) (*Tree, error) {
 		if filepath.Base(path) != "main.wasm" {
 			return nil, fmt.Errorf("invalid file name: %q (a single-file package must be named main.wasm)", filepath.Base(path))
 		}
-		e, hashed, err := hashFile(path, types.WasmType, true)
+		e, hashed, err := hashFile(nil, path, "", types.WasmType, true)
 		if err != nil {
 			return nil, err
 		}
@@ -82,8 +86,13 @@ func BuildTree(path string) (*Tree, error) {
 	if err != nil || !w.Mode().IsRegular() {
 		return nil, fmt.Errorf("invalid package directory %q: it must contain a main.wasm file", path)
 	}
+	root, err := os.OpenRoot(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading package: %w", err)
+	}
+	defer root.Close()
 	var nodes []Node
-	if _, err := buildDir(path, types.TreePath{}, &nodes); err != nil {
+	if _, err := buildDir(root, path, ".", types.TreePath{}, &nodes); err != nil {
 		return nil, err
 	}
 	// buildDir appends children before their parent (bottom-up); upload
@@ -102,13 +111,19 @@ func comparePaths(a, b types.TreePath) int {
 	return len(a) - len(b)
 }
 
-func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error) {
+// testHookLstat, if set, is called after buildDir's Lstat of each entry
+// (tests: to replace what was seen before it is read).
+var testHookLstat func(path string)
+
+// buildDir reads dir, rel (".": the top) in root: every open goes through
+// root, which refuses a path that leaves it.
+func buildDir(root *os.Root, dir, rel string, at types.TreePath, nodes *[]Node) (types.Entry, error) {
 	if len(at) >= types.MaxPathDepth {
 		return types.Entry{}, fmt.Errorf("package directory %q is nested deeper than %d levels", dir, types.MaxPathDepth)
 	}
-	des, err := os.ReadDir(dir)
+	des, err := readDir(root, dir, rel)
 	if err != nil {
-		return types.Entry{}, fmt.Errorf("reading package: %w", err)
+		return types.Entry{}, err
 	}
 	d := types.Directory{}
 	for _, de := range des {
@@ -117,22 +132,26 @@ func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error)
 			return types.Entry{}, fmt.Errorf("invalid file name: %q in %s: %w", de.Name(), dir, err)
 		}
 		p := filepath.Join(dir, de.Name())
-		st, err := os.Lstat(p)
+		r := filepath.Join(rel, de.Name())
+		st, err := root.Lstat(r)
 		if err != nil {
 			return types.Entry{}, fmt.Errorf("reading package: %w", err)
+		}
+		if testHookLstat != nil {
+			testHookLstat(p)
 		}
 		child := at.Child(name)
 		switch {
 		case st.Mode()&fs.ModeSymlink != 0:
 			return types.Entry{}, symlinkError(p)
 		case st.IsDir():
-			e, err := buildDir(p, child, nodes)
+			e, err := buildDir(root, p, r, child, nodes)
 			if err != nil {
 				return types.Entry{}, err
 			}
 			d[name] = e
 		case st.Mode().IsRegular():
-			e, hashed, err := hashFile(p, types.MediaTypeFor(string(name)), false)
+			e, hashed, err := hashFile(root, p, r, types.MediaTypeFor(string(name)), false)
 			if err != nil {
 				return types.Entry{}, err
 			}
@@ -156,6 +175,31 @@ func buildDir(dir string, at types.TreePath, nodes *[]Node) (types.Entry, error)
 	return e, nil
 }
 
+// readDir lists dir, rel in root, sorted by name.
+func readDir(root *os.Root, dir, rel string) ([]fs.DirEntry, error) {
+	f, err := root.Open(rel)
+	if err != nil {
+		return nil, escapeError(dir, err)
+	}
+	defer f.Close()
+	des, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("reading package: %w", err)
+	}
+	slices.SortFunc(des, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return des, nil
+}
+
+// escapeError is the error for a failed open of path inside the package
+// directory: one through a symbolic link leading out of it (a directory
+// replaced by a link after it was read) is refused by the os.Root.
+func escapeError(path string, err error) error {
+	if st, lerr := os.Lstat(path); lerr == nil && st.Mode()&fs.ModeSymlink != 0 {
+		return symlinkError(path)
+	}
+	return fmt.Errorf("reading package: %w", err)
+}
+
 // symlinkError is the error for a symbolic link inside a package
 // directory. Upstream's client (Tree::from_path_sync) follows symbolic
 // links, so a link to a file outside the package (~/.ssh/id_ed25519,
@@ -166,16 +210,25 @@ func symlinkError(p string) error {
 }
 
 // openHashed opens a file of a package without following a symbolic link
-// at its last component (unless follow), and checks that it is a regular
+// at its last component (unless follow) or, with root set, as rel in root
+// (which refuses a path that leads out of it), and checks that it is a regular
 // file and, if hashed is not nil, the file hashed was (sameFile): a file
 // replaced between hashing and uploading, by a link or otherwise, is
 // refused before any of its bytes are sent.
-func openHashed(path string, follow bool, hashed os.FileInfo) (*os.File, os.FileInfo, error) {
+func openHashed(root *os.Root, path, rel string, follow bool, hashed os.FileInfo) (*os.File, os.FileInfo, error) {
 	flags := os.O_RDONLY | syscall.O_NONBLOCK // a FIFO must not block the open
 	if !follow {
 		flags |= oNoFollow
 	}
-	f, err := os.OpenFile(path, flags, 0)
+	var f *os.File
+	var err error
+	if root != nil {
+		if f, err = root.OpenFile(rel, flags, 0); err != nil {
+			return nil, nil, escapeError(path, err)
+		}
+	} else {
+		f, err = os.OpenFile(path, flags, 0)
+	}
 	if err != nil {
 		if !follow && errors.Is(err, syscall.ELOOP) {
 			return nil, nil, symlinkError(path)
@@ -222,11 +275,11 @@ const parallelHashSize = 4 << 20
 // SHA-256 is two to three times faster, and grouping the two
 // SHA-512-family digests together would leave one core waiting for the
 // other. The second read comes from the page cache, of the same file.
-func hashFile(path, mediaType string, follow bool) (types.Entry, os.FileInfo, error) {
+func hashFile(root *os.Root, path, rel, mediaType string, follow bool) (types.Entry, os.FileInfo, error) {
 	if err := types.ValidateMediaType(mediaType); err != nil {
 		return types.Entry{}, nil, err
 	}
-	f, st, err := openHashed(path, follow, nil)
+	f, st, err := openHashed(root, path, rel, follow, nil)
 	if err != nil {
 		return types.Entry{}, nil, err
 	}
@@ -239,7 +292,7 @@ func hashFile(path, mediaType string, follow bool) (types.Entry, os.FileInfo, er
 	groups := [][]types.Algorithm{types.Algorithms}
 	if st.Size() >= parallelHashSize && runtime.GOMAXPROCS(0) > 1 {
 		groups = [][]types.Algorithm{{types.SHA256, types.SHA512}, {types.SHA224, types.SHA384}}
-		f2, _, err := openHashed(path, follow, st)
+		f2, _, err := openHashed(root, path, rel, follow, st)
 		if err != nil {
 			return types.Entry{}, nil, err
 		}
@@ -306,7 +359,7 @@ func (c *Client) putNode(ctx context.Context, p PackageSpec, nd Node) error {
 	if nd.Body != nil {
 		return c.put(ctx, u, "", nd.Entry.Meta, bytes.NewReader(nd.Body))
 	}
-	f, _, err := openHashed(nd.File, nd.follow, nd.hashed)
+	f, _, err := openHashed(nil, nd.File, "", nd.follow, nd.hashed)
 	if err != nil {
 		return err
 	}

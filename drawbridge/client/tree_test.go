@@ -171,7 +171,7 @@ func TestHashFileParallelMatches(t *testing.T) {
 		data := bytes.Repeat([]byte{0x5a, 0x01, 0xff}, size/3+1)[:size]
 		p := filepath.Join(t.TempDir(), "f")
 		os.WriteFile(p, data, 0o644)
-		got, _, err := hashFile(p, types.WasmType, false)
+		got, _, err := hashFile(nil, p, "", types.WasmType, false)
 		if err != nil {
 			t.Fatal(err)
 		}
