@@ -22,7 +22,7 @@ func TestFetchBundleCacheFIFO(t *testing.T) {
 	tree := publishFiles(t, c, spec, map[string]string{"main.wasm": "the module"})
 	cache := &Cache{Dir: t.TempDir()}
 	for _, n := range tree.Nodes {
-		p, _ := cache.path(n.Entry.Meta)
+		p, _ := cache.of(spec.Host).path(n.Entry.Meta)
 		os.MkdirAll(filepath.Dir(p), 0o700)
 		if err := syscall.Mkfifo(p, 0o666); err != nil {
 			t.Fatal(err)

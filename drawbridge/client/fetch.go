@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/enarx-go/enarx/drawbridge/bundle"
@@ -152,12 +154,32 @@ func (c *Client) fetchFile(ctx context.Context, p PackageSpec, at types.TreePath
 	return err
 }
 
-// Cache keeps verified node bodies on disk by the SHA-256 of their content
-// (Dir/sha-256/<hex>), so deploying a package again does not download it
-// again. A cached body is re-hashed when read; a corrupt entry is removed and
-// fetched anew, and a name that is not a regular file (a FIFO, say) is not
-// an entry.
+// Cache keeps verified node bodies on disk, per registry, by the SHA-256 of
+// their content (Dir/registry-<host>/sha-256/<hex>), so deploying a package
+// again does not download it again. A cached body is re-hashed when read; a
+// corrupt entry is removed and fetched anew, and a name that is not a
+// regular file (a FIFO, say) is not an entry.
+//
+// Entries are kept apart by registry: a body is taken from the cache only
+// for the registry it was fetched from, whose tag (fetched with the
+// caller's credentials every time) named it. With one cache for all
+// registries, a registry that only had to name a digest (which a Keep's
+// certificate shows) made a fetch take a private package's bodies that
+// another caller, with the rights to read it, had fetched into a shared
+// cache (the containerd shim's, shared by every pod of a node).
 type Cache struct{ Dir string }
+
+// of is c for the registry at host: its own directory in c.
+func (c *Cache) of(host string) *Cache {
+	if c == nil || c.Dir == "" {
+		return c
+	}
+	h := strings.TrimSuffix(strings.ToLower(host), ":443")
+	// QueryEscape leaves letters, digits and "-_.~", so that the name is
+	// one path element on every system ("[v6]:port" included), and the
+	// prefix keeps "." and ".." out.
+	return &Cache{Dir: filepath.Join(c.Dir, "registry-"+url.QueryEscape(h))}
+}
 
 // DefaultCacheDir returns os.UserCacheDir()/enarx/drawbridge.
 func DefaultCacheDir() (string, error) {
@@ -321,6 +343,7 @@ type bundleNode struct {
 // counts. Bodies found in cache (by the SHA-256 their parent names) are not
 // downloaded again.
 func (c *Client) FetchBundle(ctx context.Context, p PackageSpec, cache *Cache) (*Fetched, error) {
+	cache = cache.of(p.Host)
 	tag, err := c.GetTag(ctx, p)
 	if err != nil {
 		return nil, err

@@ -151,7 +151,7 @@ func TestFetchBundleTamperedBody(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, _ := cache.path(entry.Meta)
+			p, _ := cache.of(spec.Host).path(entry.Meta)
 			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, good) || len(files) != 1 {
 				t.Fatalf("cache: %v, %d files", err, len(files))
 			}

@@ -82,7 +82,7 @@ func TestFetchBundleCache(t *testing.T) {
 			wasmEntry = n.Entry
 		}
 	}
-	cached, ok := cache.path(wasmEntry.Meta)
+	cached, ok := cache.of(spec.Host).path(wasmEntry.Meta)
 	if b, err := os.ReadFile(cached); !ok || err != nil || string(b) != "the module" {
 		t.Fatalf("cache entry %s: %q %v", cached, b, err)
 	}
