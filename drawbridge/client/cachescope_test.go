@@ -3,9 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -34,20 +32,14 @@ func TestCacheKeptPerRegistry(t *testing.T) {
 	tagBody, _ := tree.Root().MarshalJSON()
 	tagSum, _ := types.Compute(tagBody)
 	served := false
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	other := fakeRegistry(t, func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/tree") || strings.Contains(r.URL.Path, "/tree/") {
 			served = true
 			http.NotFound(w, r)
 			return
 		}
 		send(w, tagSum.String(), len(tagBody), types.EntryType, tagBody)
-	}))
-	defer srv.Close()
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	other, err := New(strings.TrimPrefix(srv.URL, "https://"), Options{CABundle: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, Options{})
 	otherSpec, err := ParsePackageSpec(other.Host() + "/" + string(repo.User) + "/" + string(repo.Repo) + ":1.0.0")
 	if err != nil {
 		t.Fatal(err)

@@ -60,13 +60,7 @@ func TestHostileRegistry(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { c.serve(w) }))
-			defer srv.Close()
-			ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-			cl, err := New(strings.TrimPrefix(srv.URL, "https://"), Options{CABundle: ca, Token: "secret"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			cl := fakeRegistry(t, func(w http.ResponseWriter, r *http.Request) { c.serve(w) }, Options{Token: "secret"})
 			spec, _ := ParsePackageSpec(cl.Host() + "/u/r:1.0.0")
 			tag, err := cl.GetTag(context.Background(), spec)
 			if c.want == "" {
@@ -83,6 +77,21 @@ func TestHostileRegistry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeRegistry serves h over TLS on 127.0.0.1 until the test ends, and
+// returns a client of it with options o (and the server's certificate as
+// its CA bundle).
+func fakeRegistry(t *testing.T, h http.HandlerFunc, o Options) *Client {
+	t.Helper()
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	o.CABundle = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	cl, err := New(strings.TrimPrefix(srv.URL, "https://"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }
 
 func send(w http.ResponseWriter, digest string, n int, typ string, body []byte) {
@@ -116,22 +125,16 @@ func TestFetchBundleTamperedBody(t *testing.T) {
 		want string
 	}{{"honest", good, ""}, {"tampered", evil, "content digest mismatch"}} {
 		t.Run(c.name, func(t *testing.T) {
-			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			cl := fakeRegistry(t, func(w http.ResponseWriter, r *http.Request) {
 				if strings.HasSuffix(r.URL.Path, "/tree") {
 					send(w, sum.String(), len(c.body), types.WasmType, c.body)
 					return
 				}
 				send(w, tagSum.String(), len(tagBody), types.EntryType, tagBody)
-			}))
-			defer srv.Close()
-			ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-			cl, err := New(strings.TrimPrefix(srv.URL, "https://"), Options{CABundle: ca})
-			if err != nil {
-				t.Fatal(err)
-			}
+			}, Options{})
 			spec, _ := ParsePackageSpec(cl.Host() + "/u/r:1.0.0")
 			cache := &Cache{Dir: t.TempDir()}
-			_, err = cl.FetchBundle(context.Background(), spec, cache)
+			_, err := cl.FetchBundle(context.Background(), spec, cache)
 			var files []string
 			filepath.WalkDir(cache.Dir, func(p string, d fs.DirEntry, err error) error {
 				if err == nil && !d.IsDir() {

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,7 +74,7 @@ func (p servedPackage) serve(t *testing.T) *Client {
 		t.Fatal(err)
 	}
 	tagSum, _ := types.Compute(tag)
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return fakeRegistry(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == servedTag {
 			send(w, tagSum.String(), len(tag), types.EntryType, tag)
 			return
@@ -87,14 +85,7 @@ func (p servedPackage) serve(t *testing.T) *Client {
 			return
 		}
 		send(w, n.meta.Digest.String(), len(n.body), n.meta.Type, n.body)
-	}))
-	t.Cleanup(srv.Close)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	cl, err := New(strings.TrimPrefix(srv.URL, "https://"), Options{CABundle: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cl
+	}, Options{})
 }
 
 // TestFetchPinOtherAlgorithm: a pin whose algorithm is not sha-256 is a

@@ -3,11 +3,9 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,14 +20,8 @@ import (
 func stallingRegistry(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, release <-chan struct{})) *Client {
 	t.Helper()
 	release := make(chan struct{})
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handle(w, r, release) }))
-	t.Cleanup(srv.Close)
+	cl := fakeRegistry(t, func(w http.ResponseWriter, r *http.Request) { handle(w, r, release) }, Options{})
 	t.Cleanup(func() { close(release) }) // runs first: handlers return, Close can wait for them
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	cl, err := New(strings.TrimPrefix(srv.URL, "https://"), Options{CABundle: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return cl
 }
 
