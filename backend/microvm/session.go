@@ -52,9 +52,13 @@ const (
 	// (dot) file of the cache directory: a host that died mid-write left
 	// it (a younger one may belong to a Keep still sending).
 	staleCacheTemp = time.Hour
-	// maxKeepLogs bounds the log records the host relays from one Keep
-	// (a Keep controlled by its workload could flood the host's logs).
-	maxKeepLogs = 10000
+	// maxKeepLogs and maxKeepLogBytes bound the log records, and their
+	// encoded bytes, that the host relays from one Keep (a Keep controlled
+	// by its workload could flood the host's logs: 10 000 records of a
+	// frame's 64 KiB each would be 655 MB). A Keep's own records are a few
+	// hundred bytes.
+	maxKeepLogs     = 10000
+	maxKeepLogBytes = 4 << 20
 )
 
 // session is the host's side of one Keep's channel: it sends the launch,
@@ -88,6 +92,8 @@ type session struct {
 	dials    int
 	puts     int
 	logs     int
+	logBytes int            // the encoded size of the logs
+	logsOver bool           // past maxKeepLogs or maxKeepLogBytes
 	outputs  sync.WaitGroup // stdout/stderr pumps and cache files from the Keep
 	others   sync.WaitGroup // every other goroutine
 	done     chan struct{}
@@ -131,11 +137,14 @@ func (s *session) control(typ uint8, payload []byte) error {
 		}
 		s.mu.Lock()
 		s.logs++
-		n := s.logs
+		s.logBytes += len(payload)
+		over := s.logs > maxKeepLogs || s.logBytes > maxKeepLogBytes
+		first := over && !s.logsOver
+		s.logsOver = s.logsOver || over
 		s.mu.Unlock()
-		if n > maxKeepLogs {
-			if n == maxKeepLogs+1 {
-				s.log.Warn("microVM: the Keep sent more log records than the host keeps; the rest are dropped", "max", maxKeepLogs)
+		if over {
+			if first {
+				s.log.Warn("microVM: the Keep sent more log records than the host keeps; the rest are dropped", "max_records", maxKeepLogs, "max_bytes", maxKeepLogBytes)
 			}
 			return nil
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -259,14 +260,24 @@ func launchKeep(cmd *cobra.Command, b backend.Backend, cfg *config.Config, polic
 	if ctx.Err() != nil {
 		return &ExitError{Code: 130}
 	}
+	return runOutcome(code, err, cmd.ErrOrStderr())
+}
+
+// runOutcome is what enarx run returns for a Keep's exit status code and
+// error err (either may come from a hostile Keep: a microVM's guest sends
+// both): err itself for status 0 or 1, or for a code no process can exit
+// with (an error with code 256 exited 0); else err written to stderr and
+// the code; a non-portable code without an error is an error.
+func runOutcome(code int, err error, stderr io.Writer) error {
+	portable := code >= 0 && code <= 255
 	if err != nil {
-		if code == 0 || code == 1 {
+		if code == 0 || code == 1 || !portable {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", terminalSafe(err.Error()))
+		fmt.Fprintf(stderr, "Error: %s\n", terminalSafe(err.Error()))
 		return &ExitError{Code: code}
 	}
-	if code < 0 || code > 255 {
+	if !portable {
 		return fmt.Errorf("keep exited with a non-portable exit code %d", code)
 	}
 	if code != 0 {
