@@ -47,15 +47,19 @@ func ValidateEnv(env []string) error {
 // environ is the workload's environment: FD_COUNT and FD_NAMES, the
 // config's [env] (as upstream; a user FD_COUNT is a second entry, not an
 // override), then the host's extra (Options.Env, validated) without the
-// names [env] sets — Enarx.toml, which the Keep's certificate covers,
-// wins over the host — and with the last of a name extra repeats, as
-// os/exec takes it.
+// names [env] sets and without FD_COUNT and FD_NAMES, which the Keep
+// derives from [[files]] — Enarx.toml, which the Keep's certificate
+// covers, wins over the host (a second FD_NAMES from the host would be
+// what a workload that reads environ last-wins, such as Rust's
+// env::vars() collected into a map, takes as its fd map) — and with the
+// last of a name extra repeats, as os/exec takes it.
 func environ(cfg *config.Config, extra []string) []string {
 	env := []string{
 		"FD_COUNT=" + strconv.Itoa(len(cfg.Files)),
 		"FD_NAMES=" + strings.Join(cfg.FDNames(), ":"),
 	}
-	fromConfig := make(map[string]bool, len(cfg.Env))
+	fromConfig := make(map[string]bool, len(cfg.Env)+2)
+	fromConfig["FD_COUNT"], fromConfig["FD_NAMES"] = true, true
 	for _, e := range cfg.Env {
 		env = append(env, e.Name+"="+e.Value)
 		fromConfig[e.Name] = true

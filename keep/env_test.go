@@ -43,6 +43,20 @@ func TestEnvironOrder(t *testing.T) {
 	}
 }
 
+// TestEnvironHostCannotSetFDNames: the host's env cannot add a second
+// FD_COUNT or FD_NAMES, which describe the Enarx.toml [[files]] the Keep's
+// certificate covers (a workload reading environ last-wins would take the
+// host's fd map).
+func TestEnvironHostCannotSetFDNames(t *testing.T) {
+	cfg := config.Default()
+	cfg.Env = []config.EnvVar{{Name: "FD_COUNT", Value: "7"}}
+	got := environ(cfg, []string{"FD_NAMES=stdout:stdin:stderr", "FD_COUNT=9", "X=1"})
+	want := []string{"FD_COUNT=3", "FD_NAMES=stdin:stdout:stderr", "FD_COUNT=7", "X=1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("environ = %q, want %q", got, want)
+	}
+}
+
 // FuzzValidateEnv: whatever ValidateEnv accepts (entries split from the
 // input at '\n') gives an environment of NAME=value entries without NUL,
 // each name once among the host's, within the bounds.

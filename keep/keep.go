@@ -75,7 +75,9 @@ type Options struct {
 	// container's env, which a host passes here rather than rewriting
 	// Enarx.toml, so that the config digest in the Keep's certificate is
 	// that of the workload owner's file. A name [env] sets keeps
-	// Enarx.toml's value; of a name Env repeats, the last entry counts.
+	// Enarx.toml's value, FD_COUNT and FD_NAMES are the Keep's (from
+	// [[files]]: an Env entry of either is dropped); of a name Env
+	// repeats, the last entry counts.
 	// It is host input: Run refuses entries without '=', with an empty
 	// name or a NUL, and more than MaxEnvEntries or MaxEnvBytes
 	// (ValidateEnv).
