@@ -68,8 +68,9 @@ func leafFirst(rootFirst []*x509.Certificate) []*x509.Certificate {
 // checkIssued checks a leaf-first chain from a Steward: it holds the issued
 // certificate and the Steward CA, the leaf certifies this Keep's key and is
 // not a CA, the last certificate (the root) is a CA, the chain verifies up
-// to it, and a workload identity extension in the leaf, when the Steward
-// copied one, is ours.
+// to it, the leaf may serve for TLS server and client authentication, and a
+// workload identity extension in the leaf, when the Steward copied one, is
+// ours.
 // It reports whether the leaf carries the workload identity.
 func checkIssued(chain []*x509.Certificate, s *keySigner, w *certext.Workload) (workloadCopied bool, err error) {
 	if len(chain) < 2 {
@@ -96,12 +97,33 @@ func checkIssued(chain []*x509.Certificate, s *keySigner, w *certext.Workload) (
 	for _, c := range chain[1 : len(chain)-1] {
 		inter.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
+	opts := x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	}
+	if _, err := leaf.Verify(opts); err != nil {
 		return false, fmt.Errorf("the chain does not verify: %w", err)
+	}
+	// The Keep presents the leaf as a TLS server (listen) and as a TLS
+	// client (connect, client_auth = "steward" between Keeps); peers refuse
+	// a leaf whose chain does not allow that, so refuse it here, at start,
+	// naming the Steward. Upstream and this project's Stewards issue
+	// serverAuth+clientAuth.
+	for _, u := range []struct {
+		eku  x509.ExtKeyUsage
+		name string
+	}{{x509.ExtKeyUsageServerAuth, "server"}, {x509.ExtKeyUsageClientAuth, "client"}} {
+		opts.KeyUsages = []x509.ExtKeyUsage{u.eku}
+		if _, err := leaf.Verify(opts); err != nil {
+			return false, fmt.Errorf("the issued certificate is not valid for TLS %s authentication (extended key usage): %w", u.name, err)
+		}
+	}
+	// TLS 1.3 signs with the ECDSA key; a key usage extension, when present
+	// (this project's Steward sets digitalSignature, upstream sets none),
+	// must allow that, or verifiers that check it (OpenSSL) refuse the leaf.
+	if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return false, errors.New("the issued certificate's key usage does not allow digital signatures, which TLS needs")
 	}
 	got, _, err := certext.FromCertificate(leaf)
 	if err != nil {

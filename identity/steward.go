@@ -199,7 +199,14 @@ func (c *stewardClient) post(ctx context.Context, csr []byte) ([]*x509.Certifica
 }
 
 func (c *stewardClient) statusError(resp *http.Response) error {
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxReasonSize+1))
+	var raw []byte
+	// A 101 Switching Protocols reply hands the connection to the caller:
+	// the attempt's deadline no longer bounds reading it, and a Steward
+	// that sent nothing more would hold the Keep forever. Closing the body
+	// (the caller's defer) closes that connection.
+	if resp.StatusCode/100 != 1 {
+		raw, _ = io.ReadAll(io.LimitReader(resp.Body, maxReasonSize+1))
+	}
 	reason := sanitizeReason(raw)
 	msg := fmt.Sprintf("steward %s refused the certificate request: %s", c.ep.display, resp.Status)
 	if resp.StatusCode/100 == 3 {

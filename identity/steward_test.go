@@ -257,6 +257,27 @@ func TestStewardBadReplies(t *testing.T) {
 		{"other workload", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
 			return pkiPath(t, st.ca.cert, st.ca.issue(t, csr.PublicKey, nil, []pkix.Extension{wrongExt}))
 		}, "different workload"},
+		// The Keep presents its leaf as a TLS server and as a TLS client;
+		// a leaf its peers refuse for either is not an identity.
+		{"leaf not for TLS servers", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			return pkiPath(t, st.ca.cert, st.ca.issueProfile(t, csr.PublicKey, 0, x509.ExtKeyUsageClientAuth))
+		}, "not valid for TLS server authentication"},
+		{"leaf not for TLS clients", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			return pkiPath(t, st.ca.cert, st.ca.issueProfile(t, csr.PublicKey, 0, x509.ExtKeyUsageServerAuth))
+		}, "not valid for TLS client authentication"},
+		{"leaf for code signing", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			return pkiPath(t, st.ca.cert, st.ca.issueProfile(t, csr.PublicKey, 0, x509.ExtKeyUsageCodeSigning))
+		}, "not valid for TLS server authentication"},
+		{"leaf may not sign", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			return pkiPath(t, st.ca.cert, st.ca.issueProfile(t, csr.PublicKey, x509.KeyUsageKeyEncipherment,
+				x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth))
+		}, "key usage does not allow digital signatures"},
+		{"expired leaf", func(st *fakeSteward, csr *x509.CertificateRequest) []byte {
+			leaf := st.ca.issueTemplate(t, csr.PublicKey, &x509.Certificate{
+				NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
+				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+			return pkiPath(t, st.ca.cert, leaf)
+		}, "does not verify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, ts := startFakeSteward(t, false)
@@ -373,5 +394,51 @@ func TestStewardCA(t *testing.T) {
 	}
 	if _, err := Establish(t.Context(), Request{Steward: ts.URL, StewardCA: ca, HTTPClient: ts.Client(), Workload: testWorkload()}); err == nil {
 		t.Fatal("steward CA and HTTP client both accepted")
+	}
+}
+
+// A 101 Switching Protocols reply hands the connection to the caller: the
+// transport no longer applies the attempt's deadline to reading it. A
+// Steward (or, for http, anyone on the path) that answered 101 and then
+// said nothing held the Keep forever, whatever the attempt timeout and the
+// caller's context.
+func TestStewardSwitchingProtocolsDoesNotHang(t *testing.T) {
+	st, ts := startFakeSteward(t, true)
+	release := make(chan struct{})
+	defer close(release)
+	st.tamper = func(w http.ResponseWriter, _ *x509.CertificateRequest, _ int32) bool {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		<-release // keep the connection open, send nothing more
+		return true
+	}
+	ep, err := parseStewardURL(ts.URL, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+	// The Keep's own transport (no HTTPClient), as in production.
+	c := newStewardClient(ep, nil, nil, roots, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.retry = retryPolicy{maxAttempts: 1, attemptTimeout: 100 * time.Millisecond, baseDelay: time.Millisecond, maxDelay: time.Millisecond}
+	csr, _ := testCSR(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.issue(t.Context(), csr)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "101") {
+			t.Fatalf("error %v, want a refusal naming 101", err)
+		}
+	case <-time.After(time.Minute): // a hang, not a slow reply: the attempt timeout is 100 ms
+		t.Fatal("the steward client hangs on a 101 reply")
 	}
 }

@@ -75,6 +75,33 @@ func (ca *testCA) issue(t testing.TB, pub any, dns []string, exts []pkix.Extensi
 	return c
 }
 
+// issueProfile signs a leaf for pub with the key usage and extended key
+// usages given (and nothing else), valid from a minute ago for 28 days.
+func (ca *testCA) issueProfile(t testing.TB, pub any, ku x509.KeyUsage, eku ...x509.ExtKeyUsage) *x509.Certificate {
+	t.Helper()
+	return ca.issueTemplate(t, pub, &x509.Certificate{
+		NotBefore:   time.Now().Add(-time.Minute),
+		NotAfter:    time.Now().Add(28 * 24 * time.Hour),
+		KeyUsage:    ku,
+		ExtKeyUsage: eku,
+	})
+}
+
+// issueTemplate signs tmpl (given a serial here) for pub.
+func (ca *testCA) issueTemplate(t testing.TB, pub any, tmpl *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // pkiPath encodes certs as a DER SEQUENCE OF Certificate.
 func pkiPath(t testing.TB, certs ...*x509.Certificate) []byte {
 	t.Helper()
