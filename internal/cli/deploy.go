@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -61,7 +62,15 @@ to the workload; enarx opens each only if you name it with --allow-host-path.
 Likewise its network entries: a listen entry binds a port of your machine only
 with --allow-listen PORT, and a connect entry dials from your machine only with
 --allow-connect HOST:PORT (as the Enarx.toml writes them).`,
-		Args: cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case cmd.ArgsLenAtDash() >= 0:
+				return errors.New(`accepts one PACKAGE and no "--": a package's workload arguments are the args of its Enarx.toml`)
+			case len(args) != 1:
+				return fmt.Errorf("accepts one PACKAGE, got %d arguments", len(args))
+			}
+			return nil
+		},
 		RunE: f.registry.hinted(func(cmd *cobra.Command, args []string) error {
 			return deploy(cmd, g, f, args[0])
 		}),
@@ -94,11 +103,11 @@ type deploySource struct {
 }
 
 func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
-	limit, err := parseSize(f.memory)
+	limit, err := memoryFlag(f.memory)
 	if err != nil {
-		return fmt.Errorf("--memory: %w", err)
+		return err
 	}
-	if err := checkEngine(f.engine); err != nil {
+	if err := checkEngine(f.engine, valueSource(cmd, "engine", "ENARX_ENGINE")); err != nil {
 		return err
 	}
 	src, err := resolvePackage(cmd, f, arg)
@@ -121,7 +130,7 @@ func deploy(cmd *cobra.Command, g *globals, f *deployFlags, arg string) error {
 			return err
 		}
 	}
-	b, err := selectBackend(g, f.backend)
+	b, err := selectBackend(g, f.backend, valueSource(cmd, "backend", "ENARX_BACKEND"))
 	if err != nil {
 		return err
 	}
@@ -157,6 +166,12 @@ func resolvePackage(cmd *cobra.Command, f *deployFlags, arg string) (*deploySour
 	} else {
 		var err error
 		if spec, err = client.ParsePackageSpec(arg); err != nil {
+			if abs, aerr := filepath.Abs(arg); aerr == nil {
+				if _, serr := os.Stat(arg); serr == nil {
+					// A local path: the user meant a file:// package.
+					return nil, fmt.Errorf("%w; %s is a local path: deploy it as file://%s", err, arg, abs)
+				}
+			}
 			return nil, err
 		}
 	}

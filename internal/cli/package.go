@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -76,6 +78,10 @@ func (f *registryFlags) readCABundle() ([]byte, error) {
 	b, err := os.ReadFile(f.caBundle)
 	if err != nil {
 		return nil, fmt.Errorf("reading --ca-bundle: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--ca-bundle %s holds no PEM certificate: give the registry's CA certificate "+
+			"(a `drawbridge --dev` registry's is STORE/dev-ca.pem)", f.caBundle)
 	}
 	return b, nil
 }
@@ -180,8 +186,9 @@ func (e *hintError) Unwrap() error { return e.err }
 
 // explain adds a hint to an error a registry command ends with: which
 // flag supplies the CA of a registry whose certificate is not trusted;
-// that a stored token answered 401 has most likely expired (tokens are not
-// refreshed); and, for a package the registry answers as missing (it
+// that nothing listens where a request was refused (a registry that is not
+// running, a wrong port); that a stored token answered 401 has most likely
+// expired (tokens are not refreshed); and, for a package the registry answers as missing (it
 // answers a private package the same to those who may not read it), that
 // logging in may show it.
 func (f *registryFlags) explain(err error) error {
@@ -192,6 +199,12 @@ func (f *registryFlags) explain(err error) error {
 				"with --ca-bundle FILE or ENARX_CA_BUNDLE; a `drawbridge --dev` registry's is STORE/dev-ca.pem)", err)
 		}
 		return fmt.Errorf("%w\n(the registry's certificate does not chain to a CA in --ca-bundle %s)", err, f.caBundle)
+	}
+	var ue *url.Error
+	if err != nil && errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			return fmt.Errorf("%w\n(nothing accepts connections at %s: start the registry there, or correct the host and port you gave)", err, u.Host)
+		}
 	}
 	if err != nil && f.withheldHost != "" && f.storedHost == "" &&
 		(client.IsStatus(err, http.StatusUnauthorized) || client.IsStatus(err, http.StatusForbidden) || client.IsStatus(err, http.StatusNotFound)) {

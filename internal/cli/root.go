@@ -66,7 +66,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			l, err := newLogger(cmd.ErrOrStderr(), g.logLevel)
+			l, err := newLogger(cmd.ErrOrStderr(), g.logLevel, valueSource(cmd, "log-level", "ENARX_LOG"))
 			if err != nil {
 				return err
 			}
@@ -121,10 +121,12 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger logs at level to w; source is the flag or variable the level
+// came from (valueSource).
+func newLogger(w io.Writer, level, source string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", level)
+		return nil, &usageError{fmt.Errorf("invalid %s %q: use debug, info, warn or error", source, level)}
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }

@@ -53,7 +53,8 @@ fds 0, 1 and 2. Arguments after "--" are appended to the config's args.
 
 Exit status: the workload's proc_exit code, 0 when its entry point returns,
 1 when the run fails (bad module or config, trap, memory limit) with the
-reason on stderr.`,
+reason on stderr, 2 for a command line enarx does not accept (a flag value
+that does not parse included), 130 when interrupted (Ctrl-C, SIGTERM).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			if len(args) == 0 || dash == 0 {
@@ -84,14 +85,14 @@ reason on stderr.`,
 }
 
 func runModule(cmd *cobra.Command, g *globals, f *runFlags, module string) error {
-	limit, err := parseSize(f.memory)
+	limit, err := memoryFlag(f.memory)
 	if err != nil {
-		return fmt.Errorf("--memory: %w", err)
-	}
-	if err := checkEngine(f.engine); err != nil {
 		return err
 	}
-	b, err := selectBackend(g, f.backend)
+	if err := checkEngine(f.engine, valueSource(cmd, "engine", "ENARX_ENGINE")); err != nil {
+		return err
+	}
+	b, err := selectBackend(g, f.backend, valueSource(cmd, "backend", "ENARX_BACKEND"))
 	if err != nil {
 		return err
 	}
@@ -130,13 +131,25 @@ func engineFlag(fl *pflag.FlagSet, p *string) {
 		" (env ENARX_ENGINE; default: the fastest the Keep has; this binary has "+strings.Join(keep.Engines(), ", ")+")")
 }
 
-// checkEngine refuses an engine name no build of enarx knows. Whether the
-// Keep has it is the Keep's to say (a microVM Keep has its own binary).
-func checkEngine(name string) error {
+// valueSource names where the value of a flag that has a default from
+// the environment came from: "--flag", or the variable env when the flag
+// was not given, so that an error about a value the user did not type
+// names the variable that set it.
+func valueSource(cmd *cobra.Command, flag, env string) string {
+	if f := cmd.Flag(flag); f != nil && !f.Changed && os.Getenv(env) != "" {
+		return env
+	}
+	return "--" + flag
+}
+
+// checkEngine refuses an engine name no build of enarx knows (source: the
+// flag or variable it came from, see valueSource). Whether the Keep has
+// it is the Keep's to say (a microVM Keep has its own binary).
+func checkEngine(name, source string) error {
 	if name == "" || slices.Contains(keep.KnownEngines(), name) {
 		return nil
 	}
-	return fmt.Errorf("--engine: unknown engine %q: use %s", name, strings.Join(keep.KnownEngines(), " or "))
+	return fmt.Errorf("%s: unknown engine %q: use %s", source, name, strings.Join(keep.KnownEngines(), " or "))
 }
 
 // checkWasm refuses a file that is not a binary WebAssembly module before
@@ -155,9 +168,14 @@ func checkWasm(name string, b []byte) error {
 
 // selectBackend picks the backend (backend.Select) and says which on
 // stderr at info level (--log-level info), with how it was chosen.
-func selectBackend(g *globals, name string) (backend.Backend, error) {
+// An error about a name ENARX_BACKEND gave (source, see valueSource)
+// says so.
+func selectBackend(g *globals, name, source string) (backend.Backend, error) {
 	b, err := backend.Select(name)
 	if err != nil {
+		if source != "--backend" {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
 		return nil, err
 	}
 	how := "the most protective backend available and configured here"
@@ -316,6 +334,16 @@ func receive[T any](c <-chan T, d time.Duration) (T, bool) {
 	}
 }
 
+// memoryFlag parses --memory; a value that does not parse is a usage
+// error (status 2), as a --timeout that does not parse is.
+func memoryFlag(s string) (uint64, error) {
+	n, err := parseSize(s)
+	if err != nil {
+		return 0, &usageError{fmt.Errorf("--memory: %w", err)}
+	}
+	return n, nil
+}
+
 // parseSize parses a byte count with an optional binary (KiB, MiB, GiB) or
 // decimal-looking (K, M, G: also binary, as memory sizes usually are)
 // suffix.
@@ -337,6 +365,9 @@ func parseSize(s string) (uint64, error) {
 	}
 	if n > (4<<30)/mult {
 		return 0, fmt.Errorf("size %q is above the wasm32 maximum of 4GiB", s)
+	}
+	if n*mult < 64<<10 {
+		return 0, fmt.Errorf("size %q is below one 64 KiB wasm page; use at least 64KiB", s)
 	}
 	return n * mult, nil
 }

@@ -60,7 +60,7 @@ func TestRunCommand(t *testing.T) {
 		{"missing module", nil, []string{"run", "--backend", "nil", "/nonexistent.wasm"},
 			1, "", "reading the module"},
 		{"bad memory flag", nil, []string{"run", "--memory", "lots", wasm},
-			1, "", "--memory"},
+			2, "", "--memory"},
 		{"args without dash", nil, []string{"run", wasm, "extra"},
 			2, "", `after "--"`},
 		{"bad config", nil, []string{"run", "--backend", "nil", "--wasmcfgfile", wasm, wasm},
