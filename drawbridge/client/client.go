@@ -325,7 +325,14 @@ func (c *Client) do(req *http.Request, w *watch) (*http.Response, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		w.stop()
-		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, w.explain(err))
+		// The HTTP client names the request already (Get "URL": ...);
+		// name it once, and keep a *url.Error for callers that look for
+		// the URL.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, &url.Error{Op: req.Method, URL: req.URL.String(), Err: w.explain(err)}
 	}
 	w.arm() // the response started: its body is watched from here
 	resp.Body = &watchedBody{watchedReader{r: resp.Body, w: w}, resp.Body}
