@@ -319,7 +319,7 @@ Symbolic links inside the directory are refused (one could publish a file from
 outside it): replace each with a copy of what it points to. Every node is hashed locally (bottom-up) and uploaded with its Content-Digest;
 the registry rejects anything that does not match. On success the pinned spec
 (…:TAG@sha-256:<digest>) is printed; deploy it to be sure to run exactly this.`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParsePackageSpec(args[0])
 			if err != nil {
@@ -358,7 +358,7 @@ func newPackageInfoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info HOST/USER/REPO:TAG[@sha-256:DIGEST]",
 		Short: "Print a package's tag entry (the digest, length and type of its root)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParsePackageSpec(args[0])
 			if err != nil {
@@ -418,7 +418,7 @@ func newPackageFetchCmd() *cobra.Command {
 against the entry that names it, from the tag down; DIR only appears once all
 of it verified. A single-file package is written as DIR/main.wasm. Directories
 are created with mode 0777 and files 0644, less the umask.`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParsePackageSpec(args[0])
 			if err != nil {

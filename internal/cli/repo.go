@@ -27,7 +27,7 @@ func newRepoRegisterCmd() *cobra.Command {
 		Long: `Create a repository owned by USER. Anyone can read the packages of a public
 repository; a private repository's packages are readable with the owner's
 token or, for tree reads, a client certificate from the registry's CA.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseRepoSpec(args[0])
 			if err != nil {
@@ -50,7 +50,7 @@ func newRepoInfoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info HOST/USER/REPO",
 		Short: `Print a repository's configuration and tags ({"config":…,"tags":[…]})`,
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseRepoSpec(args[0])
 			if err != nil {

@@ -50,6 +50,27 @@ func markUsageErrors(cmd *cobra.Command) {
 	}
 }
 
+// exactArgs is cobra.ExactArgs(n) with an error that says what the
+// command takes, from its Use line ("enarx package info takes
+// HOST/USER/REPO:TAG[@sha-256:DIGEST], got 2 arguments"), where cobra's
+// says "accepts 1 arg(s), received 2".
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == n {
+			return nil
+		}
+		takes := strings.Join(strings.Fields(cmd.Use)[1:], " ")
+		if takes == "" {
+			takes = "no arguments"
+		}
+		got := fmt.Sprintf("%d arguments", len(args))
+		if len(args) == 1 {
+			got = "1 argument"
+		}
+		return fmt.Errorf("%s takes %s, got %s", cmd.CommandPath(), takes, got)
+	}
+}
+
 // globals are the top-level flags.
 type globals struct {
 	logLevel string

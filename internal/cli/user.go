@@ -109,7 +109,7 @@ func newUserRegisterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "register HOST/USER",
 		Short: "Create a user owned by your OIDC identity",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseUserSpec(args[0])
 			if err != nil {
@@ -163,7 +163,7 @@ func newUserInfoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info HOST/USER",
 		Short: `Print a user's record ({"subject":…}); only its owner may read it`,
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: rf.hinted(func(cmd *cobra.Command, args []string) error {
 			spec, err := client.ParseUserSpec(args[0])
 			if err != nil {

@@ -152,3 +152,25 @@ func TestRunHelpGivesEveryStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestArgCountSaysWhatCommandTakes: a registry command given too many or
+// too few arguments says what it takes (status 2); cobra's text was
+// "accepts 1 arg(s), received 2".
+func TestArgCountSaysWhatCommandTakes(t *testing.T) {
+	isolateUserDirs(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"package", "info", "h/u/r:1", "extra"}, "enarx package info takes HOST/USER/REPO:TAG[@sha-256:DIGEST], got 2 arguments"},
+		{[]string{"package", "publish", "h/u/r:1"}, "enarx package publish takes HOST/USER/REPO:TAG PATH, got 1 argument"},
+		{[]string{"package", "fetch"}, "enarx package fetch takes HOST/USER/REPO:TAG[@sha-256:DIGEST] DIR, got 0 arguments"},
+		{[]string{"repo", "info", "a", "b"}, "enarx repo info takes HOST/USER/REPO, got 2 arguments"},
+		{[]string{"user", "register"}, "enarx user register takes HOST/USER, got 0 arguments"},
+	} {
+		code, _, stderr := runCLI(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("enarx %s: exit %d, stderr %q; want 2 and %q", strings.Join(c.args, " "), code, stderr, c.want)
+		}
+	}
+}
