@@ -70,7 +70,9 @@ func (t TEE) String() string {
 
 // SNP holds the sev-snp-guest object's properties.
 type SNP struct {
-	// Policy is the SNP guest policy; 0 means DefaultSNPPolicy.
+	// Policy is the SNP guest policy; 0 means DefaultSNPPolicy. Validate
+	// refuses the DEBUG (bit 19) and MIGRATE_MA (bit 18) bits: a Steward
+	// refuses Keeps launched with them (docs/policy.md).
 	Policy uint64
 	// CBitPos is the C-bit position (CPUID 0x8000001F EBX[5:0] on the
 	// host); 0 means DefaultCBitPos.
@@ -81,6 +83,9 @@ type SNP struct {
 	ReducedPhysBits int
 	// KernelHashes has the VMM put the SHA-256 of kernel, initrd and
 	// command line into the measured hashes page (measured direct boot).
+	// It is required (Validate): without it the launch measurement covers
+	// the firmware only, and the firmware boots whatever kernel, initrd
+	// and command line the host serves. A nil Spec.SNP gets it on.
 	KernelHashes bool
 	// HostData is the 32-byte HOST_DATA reported in attestation reports;
 	// empty means all zeros.
@@ -97,6 +102,11 @@ const (
 	DefaultCBitPos = 51
 	// DefaultReducedPhysBits is what those CPUs report.
 	DefaultReducedPhysBits = 1
+	// SNPPolicyMigrateMA and SNPPolicyDebug are the guest policy bits
+	// that allow a migration agent and debugging (SEV-SNP ABI, guest
+	// policy structure).
+	SNPPolicyMigrateMA uint64 = 1 << 18
+	SNPPolicyDebug     uint64 = 1 << 19
 )
 
 // SNPFromCPUID fills CBitPos and ReducedPhysBits from the host's CPUID leaf
@@ -119,7 +129,9 @@ func SNPFromCPUID(cpuid func(leaf, sub uint32) (eax, ebx, ecx, edx uint32)) (cbi
 // TDX holds the tdx-guest object's properties (QEMU >= 10.1).
 type TDX struct {
 	// SeptVEDisable sets TD attribute bit 28; Linux guests refuse to boot
-	// without it (unless the TD is in debug mode).
+	// without it (unless the TD is in debug mode). QEMU sets it by
+	// default, but the VMM passes this field explicitly: false clears it.
+	// A nil Spec.TDX gets it on.
 	SeptVEDisable bool
 	// MRConfigID, MROwner and MROwnerConfig are the 48-byte values the TD
 	// reports; empty means all zeros.
@@ -206,8 +218,9 @@ func invalid(format string, args ...any) error {
 }
 
 // WithDefaults returns s with the zero fields that have a default filled
-// in: MemoryMiB, VCPUs, Accel, and for TEESNP the SNP properties. It does
-// not choose a CPU model (that is the VMM's vocabulary) and does not
+// in: MemoryMiB, VCPUs, Accel, and for TEESNP the SNP properties (a nil
+// SNP also gets KernelHashes), for TEETDX a nil TDX gets SeptVEDisable. It
+// does not choose a CPU model (that is the VMM's vocabulary) and does not
 // modify s's SNP value.
 func (s Spec) WithDefaults() Spec {
 	if s.MemoryMiB == 0 {
@@ -220,7 +233,7 @@ func (s Spec) WithDefaults() Spec {
 		s.Accel = AccelKVM
 	}
 	if s.TEE == TEESNP {
-		snp := SNP{}
+		snp := SNP{KernelHashes: true}
 		if s.SNP != nil {
 			snp = *s.SNP
 		}
@@ -236,7 +249,7 @@ func (s Spec) WithDefaults() Spec {
 		s.SNP = &snp
 	}
 	if s.TEE == TEETDX && s.TDX == nil {
-		s.TDX = &TDX{}
+		s.TDX = &TDX{SeptVEDisable: true}
 	}
 	return s
 }
@@ -303,6 +316,15 @@ func (s Spec) validateTEE() error {
 		}
 		if s.SNP.Policy&(1<<17) == 0 {
 			return invalid("SNP policy %#x lacks bit 17, which the SEV-SNP ABI requires to be one", s.SNP.Policy)
+		}
+		if s.SNP.Policy&SNPPolicyDebug != 0 {
+			return invalid("SNP policy %#x sets DEBUG (bit 19): the host could read and change the Keep's memory; clear it", s.SNP.Policy)
+		}
+		if s.SNP.Policy&SNPPolicyMigrateMA != 0 {
+			return invalid("SNP policy %#x sets MIGRATE_MA (bit 18): a host-chosen migration agent could export the Keep; clear it", s.SNP.Policy)
+		}
+		if !s.SNP.KernelHashes {
+			return invalid("SNP without kernel hashes: the launch measurement would not cover the kernel, initrd and command line; set SNP.KernelHashes")
 		}
 	case TEETDX:
 		if s.SNP != nil {

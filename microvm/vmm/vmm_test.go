@@ -40,8 +40,11 @@ func TestWithDefaults(t *testing.T) {
 	if !reflect.DeepEqual(*s.SNP, SNP{Policy: 0x70000, CBitPos: 47, ReducedPhysBits: 5}) {
 		t.Errorf("explicit SNP values replaced: %+v", *s.SNP)
 	}
-	if s := (Spec{Kernel: "k", TEE: TEETDX}).WithDefaults(); s.TDX == nil {
-		t.Error("TDX defaults: nil")
+	if s := (Spec{Kernel: "k", TEE: TEETDX}).WithDefaults(); s.TDX == nil || !s.TDX.SeptVEDisable {
+		t.Errorf("TDX defaults: %+v, want SeptVEDisable (QEMU's own default, which an explicit false clears)", s.TDX)
+	}
+	if s := (Spec{Kernel: "k", TEE: TEESNP}).WithDefaults(); !s.SNP.KernelHashes {
+		t.Errorf("SNP defaults: %+v, want KernelHashes (measured direct boot)", *s.SNP)
 	}
 }
 
@@ -75,7 +78,11 @@ func TestValidate(t *testing.T) {
 		{"SNPNoFirmware", func(s *Spec) { snp(s); s.Firmware = "" }, "needs its firmware"},
 		{"SNPWithTDX", func(s *Spec) { snp(s); s.TDX = &TDX{} }, "TDX properties given for an SEV-SNP VM"},
 		{"SNPHostData", func(s *Spec) { snp(s); s.SNP = &SNP{HostData: make([]byte, 31)} }, "host data is 31 bytes"},
-		{"SNPHostData32", func(s *Spec) { snp(s); s.SNP = &SNP{HostData: make([]byte, 32)} }, ""},
+		{"SNPHostData32", func(s *Spec) { snp(s); s.SNP = &SNP{HostData: make([]byte, 32), KernelHashes: true} }, ""},
+		{"SNPNoKernelHashes", func(s *Spec) { snp(s); s.SNP = &SNP{HostData: make([]byte, 32)} }, "without kernel hashes"},
+		{"SNPDebug", func(s *Spec) { snp(s); s.SNP = &SNP{Policy: 0xb0000, KernelHashes: true} }, "sets DEBUG (bit 19)"},
+		{"SNPMigrateMA", func(s *Spec) { snp(s); s.SNP = &SNP{Policy: 0x70000, KernelHashes: true} }, "sets MIGRATE_MA (bit 18)"},
+		{"SNPSingleSocketNoSMT", func(s *Spec) { snp(s); s.SNP = &SNP{Policy: 0x120000, KernelHashes: true} }, ""},
 		{"SNPCBit", func(s *Spec) { snp(s); s.SNP = &SNP{CBitPos: 64} }, "C-bit position 64"},
 		{"SNPPolicy", func(s *Spec) { snp(s); s.SNP = &SNP{Policy: 0x10000} }, "lacks bit 17"},
 		{"TDX", tdx, ""},

@@ -237,3 +237,44 @@ func TestTDXObject(t *testing.T) {
 		t.Errorf("tdxObject = %s", obj)
 	}
 }
+
+// TestArgsTEEDefaults checks the argv of a confidential VM whose SNP / TDX
+// properties are left to their defaults: SEV-SNP measures kernel, initrd
+// and command line (kernel-hashes=on), TDX keeps SEPT_VE_DISABLE (QEMU's
+// own default, which an explicit "sept-ve-disable":false would clear), and
+// an SNP spec that turns the hashes off or asks for a debuggable guest is
+// refused.
+func TestArgsTEEDefaults(t *testing.T) {
+	has := func(a []string, flag, sub string) bool {
+		for i := 0; i+1 < len(a); i++ {
+			if a[i] == flag && strings.Contains(a[i+1], sub) {
+				return true
+			}
+		}
+		return false
+	}
+	a, err := ArgsWith(vmm.Spec{Kernel: kernel, Initrd: initrd, Firmware: amdsev, TEE: vmm.TEESNP}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(a, "-object", "sev-snp-guest,") || !has(a, "-object", ",kernel-hashes=on") || !has(a, "-object", ",policy=0x30000,") {
+		t.Errorf("default SNP argv %q lacks sev-snp-guest with policy=0x30000 and kernel-hashes=on", a)
+	}
+	a, err = ArgsWith(vmm.Spec{Kernel: kernel, Initrd: initrd, Firmware: tdvf, TEE: vmm.TEETDX}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(a, "-object", `"qom-type":"tdx-guest"`) || !has(a, "-object", `"sept-ve-disable":true`) {
+		t.Errorf("default TDX argv %q lacks tdx-guest with sept-ve-disable on", a)
+	}
+	for name, snp := range map[string]*vmm.SNP{
+		"without kernel hashes": {},
+		"sets DEBUG":            {Policy: 0x30000 | vmm.SNPPolicyDebug, KernelHashes: true},
+		"sets MIGRATE_MA":       {Policy: 0x30000 | vmm.SNPPolicyMigrateMA, KernelHashes: true},
+	} {
+		_, err := ArgsWith(vmm.Spec{Kernel: kernel, Firmware: amdsev, TEE: vmm.TEESNP, SNP: snp}, Options{})
+		if !errors.Is(err, vmm.ErrInvalidSpec) || !strings.Contains(err.Error(), name) {
+			t.Errorf("SNP %+v: err = %v, want ErrInvalidSpec with %q", *snp, err, name)
+		}
+	}
+}
