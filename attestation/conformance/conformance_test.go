@@ -285,7 +285,7 @@ func crlOf(t *testing.T, l envelope.CrlList, urlPart string) []byte {
 // withTDX is the testdata policy (upstream's, which has no [tdx] table,
 // so it refuses TDX evidence) with a [tdx] table admitting the all-zero
 // MRTD of the emulated TDs.
-var withTDX = append(bytes.Clone(vectors.StewardTOML), "\n[tdx]\nmrtd = [\""+strings.Repeat("00", 48)+"\"]\n"...)
+var withTDX = append(bytes.Clone(vectors.StewardTOML), "\n[tdx]\nmrtd = [\""+strings.Repeat("00", 48)+"\"]\nallow_any_kernel = true\n"...)
 
 // snpOnly keeps the [snp] table of the testdata policy.
 func snpOnly(t testing.TB) []byte {
@@ -385,7 +385,7 @@ func TestRejections(t *testing.T) {
 		// TDX, emulated Intel hierarchy (fresh keys, trusted explicitly).
 		{name: "tdx debug TD", csr: emuTDX.csr(emulated.TDXOptions{Debug: true}, false), at: emuTDX.now, opts: emuTDX.opts(), doc: withTDX, code: tdx.CodePolicyDebug},
 		{name: "tdx CSR key swapped", csr: emuTDX.csr(emulated.TDXOptions{}, true), at: emuTDX.now, opts: emuTDX.opts(), doc: withTDX, code: tdx.CodeBinding},
-		{name: "tdx policy other MRTD", csr: emuTDX.csr(emulated.TDXOptions{}, false), doc: []byte("[tdx]\nmrtd = [\"" + other48 + "\"]\n"), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodePolicyMRTD},
+		{name: "tdx policy other MRTD", csr: emuTDX.csr(emulated.TDXOptions{}, false), doc: []byte("[tdx]\nmrtd = [\"" + other48 + "\"]\nallow_any_kernel = true\n"), at: emuTDX.now, opts: emuTDX.opts(), code: tdx.CodePolicyMRTD},
 		{name: "tdx without a [tdx] table (upstream's policy)", csr: emuTDX.csr(emulated.TDXOptions{}, false), at: emuTDX.now, opts: emuTDX.opts(), code: steward.CodeEvidenceUnsupported},
 		{name: "tdx emulated root without trusting it", csr: emuTDX.csr(emulated.TDXOptions{}, false), at: emuTDX.now, doc: withTDX, code: tdx.CodePCKChain},
 		// No hardware.

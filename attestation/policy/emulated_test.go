@@ -35,7 +35,7 @@ func TestEmulatedRootsOnlyWhenNamed(t *testing.T) {
 	}
 	ark, ask, root := selfSigned(t, "ARK-Milan"), selfSigned(t, "SEV-Milan"), selfSigned(t, "Intel SGX Root CA")
 	doc := "[snp]\nhash = [\"" + strings.Repeat("ab", 48) + "\"]\nemulated_root = '''\n" + ark + ask + "'''\n" +
-		"[tdx]\nmrtd = [\"" + strings.Repeat("cd", 48) + "\"]\nemulated_root = '''\n" + root + "'''\n"
+		"[tdx]\nmrtd = [\"" + strings.Repeat("cd", 48) + "\"]\nallow_any_kernel = true\nemulated_root = '''\n" + root + "'''\n"
 	p, err = Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func TestEmulatedRootsOnlyWhenNamed(t *testing.T) {
 	for name, bad := range map[string]string{
 		"snp one cert": "[snp]\nhash = [\"" + strings.Repeat("ab", 48) + "\"]\nemulated_root = '''\n" + ark + "'''\n",
 		"snp not PEM":  "[snp]\nhash = [\"" + strings.Repeat("ab", 48) + "\"]\nemulated_root = \"nope\"\n",
-		"tdx not PEM":  "[tdx]\nmrtd = [\"" + strings.Repeat("cd", 48) + "\"]\nemulated_root = \"nope\"\n",
+		"tdx not PEM":  "[tdx]\nmrtd = [\"" + strings.Repeat("cd", 48) + "\"]\nallow_any_kernel = true\nemulated_root = \"nope\"\n",
 	} {
 		if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), "emulated_root") {
 			t.Errorf("%s: want an error naming emulated_root, got %v", name, err)

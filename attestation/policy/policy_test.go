@@ -83,6 +83,7 @@ platform_info_flags = "SME | TSME"
 policy_flags = ["SMT", "SingleSocket", "Reserved"]
 [tdx]
 mrtd = ["` + strings.Repeat("01", 48) + `"]
+rtmr1 = ["` + strings.Repeat("03", 48) + `"]
 rtmr2 = ["` + strings.Repeat("02", 48) + `"]
 td_attributes = "0000001000000000"
 minimum_tee_tcb_svn = "` + strings.Repeat("00", 16) + `"
@@ -209,7 +210,7 @@ func TestKeysAreCaseSensitive(t *testing.T) {
 		{"[SNP]\nhash = [" + d48 + "]", "SNP"},
 		{"[snp]\nHash = [" + d48 + "]", "snp.Hash"},
 		{"[snp]\nhash = [" + d48 + "]\nminimum_tcb = { Bootloader = 2 }", "snp.minimum_tcb.Bootloader"},
-		{"[tdx]\nmrtd = [" + d48 + "]\nAllow_Debug = true", "tdx.Allow_Debug"},
+		{"[tdx]\nmrtd = [" + d48 + "]\nallow_any_kernel = true\nAllow_Debug = true", "tdx.Allow_Debug"},
 		{"Verify_Time = 2023-02-01T00:00:00Z", "Verify_Time"},
 	}
 	for _, c := range cases {
@@ -242,7 +243,7 @@ func TestTDXTableNeedsMRTD(t *testing.T) {
 			t.Errorf("%q: error %v, want one naming tdx.mrtd", doc, err)
 		}
 	}
-	p, err := Parse([]byte("[tdx]\nmrtd = [" + d48 + "]"))
+	p, err := Parse([]byte("[tdx]\nmrtd = [" + d48 + "]\nallow_any_kernel = true\n"))
 	if err != nil || p.TDX == nil || len(p.TDX.MRTD) != 1 {
 		t.Fatalf("mrtd only: %+v, %v", p, err)
 	}

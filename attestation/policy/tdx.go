@@ -21,6 +21,7 @@ type tdxTable struct {
 	RTMR3            []string `toml:"rtmr3"`
 	TDAttributes     *string  `toml:"td_attributes"`
 	AllowDebug       bool     `toml:"allow_debug"`
+	AllowAnyKernel   bool     `toml:"allow_any_kernel"`
 	MinimumTEETCBSVN *string  `toml:"minimum_tee_tcb_svn"`
 	MinimumQESVN     *int64   `toml:"minimum_qe_svn"`
 	MinimumPCESVN    *int64   `toml:"minimum_pce_svn"`
@@ -90,6 +91,15 @@ func (t *tdxTable) compile() (*tdx.Policy, error) {
 	if len(p.MRTD) == 0 {
 		return nil, errors.New("tdx.mrtd: a [tdx] table must list the MRTDs of the TDs it accepts (`enarx platform tdx measurement` prints a Keep's); " +
 			"rtmr0–3, mrseam, mrconfigid and mrowner alone do not pin the TD")
+	}
+	// MRTD covers the TDVF firmware only: the kernel is measured into
+	// RTMR1, its command line and initrd (which hold enarx, in a tdx-vm
+	// Keep) into RTMR2. Without them, any kernel and init the host boots
+	// on that firmware pass, and may bind any key in REPORTDATA.
+	if (len(p.RTMR[1]) == 0 || len(p.RTMR[2]) == 0) && !t.AllowAnyKernel {
+		return nil, errors.New("tdx.rtmr1, tdx.rtmr2: MRTD covers only the TD's firmware; pin the kernel (rtmr1) and its command line and initrd (rtmr2) " +
+			"from a measured launch (`enarx platform tdx measurement` in the TD prints them; a Steward's refusal names the TD's values), " +
+			"or set tdx.allow_any_kernel = true to accept any kernel and init the host boots on that firmware")
 	}
 	return p, nil
 }

@@ -58,11 +58,41 @@ func TestTDXNeedsTable(t *testing.T) {
 			t.Errorf("%s: a TDX verifier without a [tdx] table; it answered %+v, %v", name, claims, err)
 		}
 	}
-	v := tdxVerifier(t, []byte("[tdx]\nmrtd = [\""+strings.Repeat("00", 48)+"\"]\n"))
+	v := tdxVerifier(t, []byte("[tdx]\nmrtd = [\""+strings.Repeat("00", 48)+"\"]\nallow_any_kernel = true\n"))
 	if v == nil {
 		t.Fatal("no TDX verifier with a [tdx] table")
 	}
 	if claims, err := v.Verify(context.Background(), req); err != nil || claims.Kind != attest.KindTDX {
 		t.Fatalf("[tdx] naming the TD's MRTD: %+v, %v", claims, err)
+	}
+}
+
+// TestTDXTableNeedsKernelPins: MRTD covers only a TD's firmware (TDVF);
+// with QEMU's direct boot the kernel is measured into RTMR1 and its command
+// line and initrd (enarx itself, in a tdx-vm Keep) into RTMR2. A [tdx]
+// table that pinned only MRTD, as docs/policy.md and `enarx platform tdx
+// measurement` suggested, certified any kernel and init a host booted on
+// that firmware, binding whatever key it liked. Such a table is now
+// refused unless it says allow_any_kernel = true.
+func TestTDXTableNeedsKernelPins(t *testing.T) {
+	d := `["` + strings.Repeat("ab", 48) + `"]`
+	for _, c := range []struct {
+		table string
+		ok    bool
+	}{
+		{"mrtd = " + d, false},
+		{"mrtd = " + d + "\nrtmr1 = " + d, false},
+		{"mrtd = " + d + "\nrtmr2 = " + d, false},
+		{"mrtd = " + d + "\nrtmr0 = " + d + "\nrtmr3 = " + d, false},
+		{"mrtd = " + d + "\nrtmr1 = " + d + "\nrtmr2 = " + d, true},
+		{"mrtd = " + d + "\nallow_any_kernel = true", true},
+	} {
+		_, err := Parse([]byte("[tdx]\n" + c.table + "\n"))
+		if c.ok && err != nil {
+			t.Errorf("[tdx] %q: %v", c.table, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "tdx.rtmr1, tdx.rtmr2")) {
+			t.Errorf("[tdx] %q: %v; want it refused for pinning no kernel (rtmr1, rtmr2)", c.table, err)
+		}
 	}
 }

@@ -314,7 +314,11 @@ func (v *Verifier) checkBody(body *pb.TDQuoteBody, spki []byte, stewardDebug boo
 	}
 	for i, allowed := range p.RTMR {
 		if len(allowed) > 0 && (i >= len(body.GetRtmrs()) || !contains(allowed, body.GetRtmrs()[i])) {
-			return attest.Reject(CodePolicyRTMR, "RTMR%d is not in tdx.rtmr%d", i, i)
+			var got []byte
+			if i < len(body.GetRtmrs()) {
+				got = body.GetRtmrs()[i]
+			}
+			return attest.Reject(CodePolicyRTMR, "RTMR%d %x is not in tdx.rtmr%d", i, got, i)
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -137,6 +138,12 @@ func TestCheckBody(t *testing.T) {
 		if !hasCode(err, c.code) {
 			t.Errorf("%s: got %v, want %s", c.name, err, c.code)
 		}
+	}
+	// A refused RTMR names the TD's value, so that an operator can pin it
+	// from a measured launch (the measurements are not computed offline).
+	if err := mustNew(t, &Policy{RTMR: [4][][]byte{1: {other}}}).checkBody(bound(), spki, false); err == nil ||
+		!strings.Contains(err.Error(), fmt.Sprintf("RTMR1 %x is not in tdx.rtmr1", own.GetRtmrs()[1])) {
+		t.Errorf("RTMR1 refused: %v; want it to name the TD's RTMR1 %x", err, own.GetRtmrs()[1])
 	}
 	// Debug TDs pass in the Steward's debug mode or with allow_debug.
 	if err := mustNew(t, nil).checkBody(debugBody(), spki, true); err != nil {

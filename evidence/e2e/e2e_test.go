@@ -184,7 +184,7 @@ func snpPolicy(measurement []byte, root *emulated.SNPRoot) string {
 }
 
 func tdxPolicy(mrtd []byte, root *emulated.TDXRoot) string {
-	p := fmt.Sprintf("[tdx]\nmrtd = [%q]\n", hex.EncodeToString(mrtd))
+	p := fmt.Sprintf("[tdx]\nmrtd = [%q]\nallow_any_kernel = true\n", hex.EncodeToString(mrtd))
 	if root != nil {
 		p += "emulated_root = '''\n" + string(root.RootPEM()) + "'''\n"
 	}

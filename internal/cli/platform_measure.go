@@ -241,7 +241,9 @@ func runTDXOffline(w io.Writer, firmware, variant string, asJSON bool) error {
 	}
 	const notComputed = "RTMR0 (TD HOB, ACPI tables, UEFI variables: depends on the QEMU version, machine, memory and vCPUs), " +
 		"RTMR1 (the kernel's Authenticode hash after QEMU patches its header, EFI boot events) and " +
-		"RTMR2 (command line and initrd as the guest measures them) are not computed offline; pin them from a measured launch"
+		"RTMR2 (command line and initrd as the guest measures them) are not computed offline; pin rtmr1 and rtmr2 from a measured launch " +
+		"(a Steward's refusal names the TD's values): MRTD alone pins only the firmware, and a Steward refuses a [tdx] table without them " +
+		"unless it sets allow_any_kernel = true"
 	if asJSON {
 		e := json.NewEncoder(w)
 		e.SetIndent("", "  ")

@@ -356,8 +356,16 @@ func printTDXMeasurement(w io.Writer, raw []byte, root *emulated.TDXRoot, asJSON
 	fmt.Fprintln(w, "[tdx]")
 	fmt.Fprintf(w, "mrtd = [%q]\n", out["mrtd"])
 	fmt.Fprintf(w, "mrseam = [%q]\n", out["mrseam"])
+	// MRTD is the firmware only: the kernel (RTMR1) and its command line
+	// and initrd (RTMR2) are what pin the Keep (a Steward refuses a table
+	// without them unless allow_any_kernel is set). RTMR0 (ACPI tables,
+	// the TD HOB) and RTMR3 (runtime) vary with the VM's configuration.
 	for i, r := range rtmrs {
-		fmt.Fprintf(w, "# rtmr%d = %q\n", i, r)
+		if i == 1 || i == 2 {
+			fmt.Fprintf(w, "rtmr%d = [%q]\n", i, r)
+		} else {
+			fmt.Fprintf(w, "# rtmr%d = %q\n", i, r)
+		}
 	}
 	if root != nil {
 		fmt.Fprintf(w, "emulated_root = '''\n%s'''\n", strings.TrimSpace(string(root.RootPEM()))+"\n")
