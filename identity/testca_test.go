@@ -56,23 +56,13 @@ func newTestCA(t testing.TB, cn string) *testCA {
 // upstream Steward: SAN, EKU serverAuth+clientAuth).
 func (ca *testCA) issue(t testing.TB, pub any, dns []string, exts []pkix.Extension) *x509.Certificate {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber:    big.NewInt(time.Now().UnixNano()),
+	return ca.issueTemplate(t, pub, &x509.Certificate{
 		NotBefore:       time.Now().Add(-time.Minute),
 		NotAfter:        time.Now().Add(28 * 24 * time.Hour),
 		DNSNames:        dns,
 		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		ExtraExtensions: exts,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	})
 }
 
 // issueProfile signs a leaf for pub with the key usage and extended key

@@ -301,13 +301,10 @@ func (r *countingRand) Read(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func TestRandomGetLarge(t *testing.T) { eachEngine(t, testRandomGetLarge) }
-
-// testRandomGetLarge: WASI sets no limit on random_get, and Go's wasip1
-// crypto/rand passes its whole buffer and dies on any error, so a buffer
-// longer than MaxRandom is filled whole, from reads of at most MaxRandom.
-func testRandomGetLarge(t *testing.T, eng string) {
-	const pages = 48 // 3 MiB
+// randInstance is a System whose random source is r, and an instance
+// on engine eng of a module with a memory of pages pages that imports it.
+func randInstance(t *testing.T, eng string, pages uint32, r io.Reader) (*System, engine.Instance) {
+	t.Helper()
 	ctx := context.Background()
 	en, err := engine.New(ctx, engine.Config{Engine: eng, NoCache: true})
 	if err != nil {
@@ -318,12 +315,23 @@ func testRandomGetLarge(t *testing.T, eng string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &countingRand{}
 	s := &System{Rand: r, Files: fd.NewTable(nil)}
 	inst, err := m.Instantiate(ctx, s.HostFuncs())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, inst
+}
+
+func TestRandomGetLarge(t *testing.T) { eachEngine(t, testRandomGetLarge) }
+
+// testRandomGetLarge: WASI sets no limit on random_get, and Go's wasip1
+// crypto/rand passes its whole buffer and dies on any error, so a buffer
+// longer than MaxRandom is filled whole, from reads of at most MaxRandom.
+func testRandomGetLarge(t *testing.T, eng string) {
+	const pages = 48 // 3 MiB
+	r := &countingRand{}
+	s, inst := randInstance(t, eng, pages, r)
 	e := &env{t: t, s: s, inst: inst, mem: inst.Memory()}
 	const off, n = 100, 2*MaxRandom + 12345
 	e.expect(ESUCCESS, "random_get", off, n)
@@ -372,25 +380,10 @@ func TestRandomGetCancelled(t *testing.T) { eachEngine(t, testRandomGetCancelled
 // run cancelled meanwhile unwinds the guest between MaxRandom pieces (as
 // from a wait) instead of filling the whole buffer first.
 func testRandomGetCancelled(t *testing.T, eng string) {
-	const pages = 48 // 3 MiB
-	ctx := context.Background()
-	en, err := engine.New(ctx, engine.Config{Engine: eng, NoCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { en.Close(ctx) })
-	m, err := en.Compile(ctx, wasmtest.Memory(pages))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, cancel := context.WithCancel(ctx)
+	run, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := &cancellingRand{cancel: cancel}
-	s := &System{Rand: r, Files: fd.NewTable(nil)}
-	inst, err := m.Instantiate(ctx, s.HostFuncs())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, inst := randInstance(t, eng, 48, r)
 	errno, unwind, _ := s.Call(run, inst, "random_get", 100, 2*MaxRandom+12345)
 	if errno != EINTR || unwind != context.Canceled {
 		t.Fatalf("random_get in a run cancelled meanwhile = errno %d, unwind %v; want EINTR, %v", errno, unwind, context.Canceled)
