@@ -223,6 +223,12 @@ func Parse(data []byte) (*Policy, error) {
 		p.AllowNoHardware = f.None.Allow
 	}
 	if f.VerifyTime != nil {
+		// A TOML local date-time (no offset) decodes in the server's time
+		// zone: the same policy would pin another instant on each Steward.
+		if f.VerifyTime.Location() == time.Local {
+			return nil, fmt.Errorf("policy: verify_time: %s has no UTC offset, so its instant would depend on the Steward's time zone; write it with Z (%sZ) or an offset",
+				f.VerifyTime.Format("2006-01-02T15:04:05"), f.VerifyTime.Format("2006-01-02T15:04:05"))
+		}
 		p.VerifyTime = f.VerifyTime.UTC()
 	}
 	return p, nil

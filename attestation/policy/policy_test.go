@@ -142,6 +142,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[none]\nallow = \"yes\"", "line 2"},
 		{"[none]\nallow = \"yes\"", "none.allow"},
 		{"verify_time = \"yesterday\"", "verify_time"},
+		// A local date-time pinned another instant in each time zone.
+		{"verify_time = 2023-02-01T00:00:00", "verify_time: 2023-02-01T00:00:00 has no UTC offset"},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.doc))
