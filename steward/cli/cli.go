@@ -251,6 +251,11 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	if o.maxConns < 1 {
 		return fmt.Errorf("--max-connections %d: want at least 1", o.maxConns)
 	}
+	if o.maxBody < 1 {
+		// The server would take 0 as its default (1 MiB), not as "no
+		// bound", which is what a user giving 0 may mean.
+		return fmt.Errorf("--max-body %d: want at least 1 (bytes; the default is %d)", o.maxBody, steward.DefaultMaxBodyBytes)
+	}
 	if o.maxConnsIP < 0 {
 		return fmt.Errorf("--max-connections-per-ip %d: want 0 (no bound) or more", o.maxConnsIP)
 	}

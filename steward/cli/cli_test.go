@@ -288,6 +288,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad log level", []string{"--host", "h", "--log-level", "loud"}, "--log-level"},
 		{"positional argument", []string{"--host", "h", "extra"}, "unknown command"},
 		{"no connections", []string{"--host", "h", "--max-connections", "0"}, "--max-connections 0: want at least 1"},
+		// 0 became the 1 MiB default, silently.
+		{"no body", []string{"--host", "h", "--max-body", "0"}, "--max-body 0: want at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
