@@ -157,6 +157,13 @@ func cacheWithCRLs(t *testing.T) *Cache {
 func cacheWithVCEK(t *testing.T, r *emulated.SNPRoot) *Cache {
 	t.Helper()
 	c := cacheWithCRLs(t)
+	putVCEK(t, c, r)
+	return c
+}
+
+// putVCEK puts r's VCEK in c, under the chip and TCB of r's reports.
+func putVCEK(t *testing.T, c *Cache, r *emulated.SNPRoot) {
+	t.Helper()
 	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
 	id, err := IdentifyReport(raw)
 	if err != nil {
@@ -165,7 +172,6 @@ func cacheWithVCEK(t *testing.T, r *emulated.SNPRoot) *Cache {
 	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
 
 func rdata() [64]byte {
@@ -207,14 +213,7 @@ func TestConfigfsMissingAuxBlobUsesVCEKCache(t *testing.T) {
 	if _, err := p.Evidence(context.Background(), rdata()); err == nil || !strings.Contains(err.Error(), "enarx platform snp fetch") {
 		t.Fatalf("without a cached VCEK: want a hint to fetch, got %v", err)
 	}
-	raw, _ := r.SignReport([64]byte{}, emulated.SNPOptions{})
-	id, err := IdentifyReport(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutVCEK(id, r.VCEK.Raw); err != nil {
-		t.Fatal(err)
-	}
+	putVCEK(t, c, r)
 	der, err := p.Evidence(context.Background(), rdata())
 	if err != nil {
 		t.Fatal(err)
